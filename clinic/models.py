@@ -1,0 +1,402 @@
+"""What a clinic is: its catalogue, people, patients' histories and appointments.
+
+Catalogue entries (procedures, medications, conditions, areas) are keyed by
+their stable code, so fixtures, rules and the API all speak the same codes.
+Times are stored in UTC; each clinic's IANA zone says how to show them.
+"""
+import uuid
+import zoneinfo
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not an IANA time zone (e.g. Europe/London).")
+
+
+def validate_e164(value: str) -> None:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValidationError("Enter the phone number in international form, e.g. +447700900123.")
+    if not phonenumbers.is_valid_number(number) or phonenumbers.format_number(
+        number, phonenumbers.PhoneNumberFormat.E164
+    ) != value:
+        raise ValidationError("Enter a valid phone number in E.164 form, e.g. +447700900123.")
+
+
+class ReminderChannel(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    SMS = "sms", "SMS"
+
+
+def validate_reminder_channels(value) -> None:
+    allowed = set(ReminderChannel.values)
+    if not isinstance(value, list) or any(item not in allowed for item in value):
+        raise ValidationError(f"Reminder channels must be a list drawn from {sorted(allowed)}.")
+    if len(set(value)) != len(value):
+        raise ValidationError("Each reminder channel may be given once.")
+
+
+# --- Catalogue -----------------------------------------------------------------
+
+
+class ProcedureType(models.Model):
+    code = models.SlugField(primary_key=True, max_length=50)
+    name = models.CharField(max_length=200)
+    duration_minutes = models.PositiveIntegerField(default=60)
+    bookable = models.BooleanField(default=True, help_text="Clinic procedures are bookable.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(duration_minutes__gte=5), name="procedure_duration_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Medication(models.Model):
+    code = models.SlugField(primary_key=True, max_length=50)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Condition(models.Model):
+    code = models.SlugField(primary_key=True, max_length=50)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TreatmentArea(models.Model):
+    code = models.SlugField(primary_key=True, max_length=50)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- Clinic and people ----------------------------------------------------------
+
+
+class Clinic(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.SlugField(unique=True, max_length=50)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class StaffRole(models.TextChoices):
+    RECEPTIONIST = "receptionist", "Receptionist"
+    CLINICIAN = "clinician", "Clinician"
+    CLINIC_ADMIN = "clinic_admin", "Clinic administrator"
+
+
+class StaffMembership(models.Model):
+    """A staff user's role at one clinic; a user sees only their clinics."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=StaffRole.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "clinic"], name="one_role_per_clinic")]
+
+    def __str__(self) -> str:
+        return f"{self.user} – {self.get_role_display()} at {self.clinic}"
+
+
+class Practitioner(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="practitioners")
+    name = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="practitioners"
+    )
+    procedures = models.ManyToManyField(ProcedureType, related_name="practitioners", blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+class WorkingHours(models.Model):
+    """A weekly working period in the clinic's local time."""
+
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.CASCADE, related_name="working_hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    start_time = models.TimeField()
+    end_time = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "start_time"]
+        verbose_name_plural = "working hours"
+        constraints = [
+            models.CheckConstraint(condition=Q(end_time__gt=F("start_time")), name="working_hours_end_after_start"),
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="working_hours_weekday_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start_time:%H:%M}–{self.end_time:%H:%M}"
+
+
+class TimeOff(models.Model):
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.CASCADE, related_name="time_off")
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["start_at"]
+        verbose_name_plural = "time off"
+        constraints = [
+            models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="time_off_end_after_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.practitioner} off {self.start_at:%Y-%m-%d %H:%M} – {self.end_at:%Y-%m-%d %H:%M}"
+
+
+# --- Patients and their history ---------------------------------------------------
+
+
+class Patient(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField(null=True, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447700900123")
+    reminder_channels = models.JSONField(default=list, blank=True, validators=[validate_reminder_channels])
+    sms_consent = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name"]
+        indexes = [models.Index(fields=["clinic", "last_name", "first_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    def clean(self) -> None:
+        channels = self.reminder_channels or []
+        if ReminderChannel.SMS in channels and not self.phone:
+            raise ValidationError({"reminder_channels": "SMS reminders need a phone number."})
+        if ReminderChannel.EMAIL in channels and not self.email:
+            raise ValidationError({"reminder_channels": "E-mail reminders need an e-mail address."})
+
+
+class HistorySource(models.TextChoices):
+    CLINIC = "clinic", "Done at this clinic"
+    REPORTED = "reported", "Reported by the patient"
+
+
+class ProcedureRecord(models.Model):
+    """A procedure the patient has had, here or elsewhere."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="procedure_records")
+    procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
+    performed_at = models.DateTimeField()
+    area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=10, choices=HistorySource.choices, default=HistorySource.REPORTED)
+    appointment = models.OneToOneField(
+        "Appointment", null=True, blank=True, on_delete=models.SET_NULL, related_name="procedure_record"
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-performed_at"]
+        indexes = [models.Index(fields=["patient", "performed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.procedure} on {self.performed_at:%Y-%m-%d}"
+
+
+class MedicationCourse(models.Model):
+    """A course of a drug; `ended_on` is null while it is ongoing."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="medication_courses")
+    drug = models.ForeignKey(Medication, on_delete=models.PROTECT, related_name="+")
+    started_on = models.DateField()
+    ended_on = models.DateField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_on"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_on__isnull=True) | Q(ended_on__gte=F("started_on")),
+                name="medication_course_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        end = self.ended_on.isoformat() if self.ended_on else "ongoing"
+        return f"{self.drug} {self.started_on.isoformat()} – {end}"
+
+
+class ConditionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    HISTORY = "history", "History"
+
+
+class PatientCondition(models.Model):
+    """One line of the medical-history intake."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="conditions")
+    condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=ConditionStatus.choices)
+    area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    noted_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["condition_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "condition", "area"], name="condition_once_per_area",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.condition} ({self.get_status_display()})"
+
+
+# --- Appointments ---------------------------------------------------------------------
+
+
+class AppointmentStatus(models.TextChoices):
+    PENDING_CLEARANCE = "pending_clearance", "Pending clearance"
+    CONFIRMED = "confirmed", "Confirmed"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    NO_SHOW = "no_show", "No-show"
+
+
+# Statuses in which an appointment still holds its slot and counts in the timeline.
+ACTIVE_APPOINTMENT_STATUSES = (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED)
+
+
+class Appointment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="appointments")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    practitioner = models.ForeignKey(Practitioner, on_delete=models.PROTECT, related_name="appointments")
+    procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
+    area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=AppointmentStatus.choices)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    clearance_reason = models.TextField(blank=True)
+    clearance_details = models.JSONField(default=dict, blank=True, help_text="Which rules the clearance covers.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["start_at"]
+        indexes = [
+            models.Index(fields=["practitioner", "start_at"]),
+            models.Index(fields=["patient", "start_at"]),
+            models.Index(fields=["clinic", "start_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="appointment_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"
+            ),
+        ]
+        # On PostgreSQL migration 0002 adds an exclusion constraint so that no
+        # practitioner holds two overlapping active appointments.
+
+    def __str__(self) -> str:
+        return f"{self.procedure} for {self.patient} at {self.start_at:%Y-%m-%d %H:%M} UTC"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_APPOINTMENT_STATUSES
+
+
+class AuditAction(models.TextChoices):
+    BOOKED = "booked", "Booked"
+    RESCHEDULED = "rescheduled", "Rescheduled"
+    CANCELLED = "cancelled", "Cancelled"
+    CLEARED = "cleared", "Cleared"
+    COMPLETED = "completed", "Completed"
+    NO_SHOW = "no_show", "Marked no-show"
+
+
+class AuditEvent(models.Model):
+    """Who did what to an appointment, when and why. Append-only."""
+
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="audit_events")
+    action = models.CharField(max_length=20, choices=AuditAction.choices)
+    at = models.DateTimeField()
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, help_text="Who acted: a staff user or an API client.")
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.actor_label} at {self.at:%Y-%m-%d %H:%M}"

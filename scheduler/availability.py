@@ -1,0 +1,139 @@
+"""Practitioner availability: working hours, time off and booked appointments.
+
+A `Schedule` loads a set of practitioners' calendars for a window in three
+queries, then answers "is this practitioner free then?" and "which slots are
+free?" in memory. Slots are also filtered by the engine's blocked ranges, so
+a slot offered is one the patient may actually have.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
+from scheduler.rules import BlockedSpans, Severity, Violation
+
+
+class AvailabilityCode:
+    OUTSIDE_WORKING_HOURS = "outside_working_hours"
+    TIME_OFF = "practitioner_time_off"
+    SLOT_TAKEN = "slot_taken"
+    NO_PRACTITIONER = "no_practitioner_available"
+
+
+@dataclass(frozen=True)
+class Slot:
+    start_at: datetime
+    end_at: datetime
+    practitioner_id: str
+    practitioner_name: str
+
+
+def availability_violation(code: str, message: str) -> Violation:
+    return Violation(code, "availability", Severity.BLOCK, message, "", "", None, None)
+
+
+class _Busy:
+    """Sorted, non-overlapping-agnostic list of busy [start, end) intervals."""
+
+    def __init__(self, spans: Iterable[tuple[datetime, datetime]]) -> None:
+        self.spans = sorted(spans)
+        self._starts = [s for s, _ in self.spans]
+        self._max_len = max((e - s for s, e in self.spans), default=timedelta(0))
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        # Any span starting before `end` and ending after `start`; spans are
+        # at most `_max_len` long, so only those starting after start - max_len matter.
+        i = bisect.bisect_left(self._starts, start - self._max_len)
+        j = bisect.bisect_left(self._starts, end)
+        return any(e > start for _, e in self.spans[i:j])
+
+
+class Schedule:
+    def __init__(self, practitioners: Iterable[Practitioner], tz: tzinfo, window_start: datetime,
+                 window_end: datetime, *, ignore_appointment_id=None) -> None:
+        self.tz = tz
+        self.practitioners = sorted(practitioners, key=lambda p: (p.name, str(p.id)))
+        ids = [p.id for p in self.practitioners]
+        self._periods: dict[tuple, list[tuple]] = defaultdict(list)
+        for pid, weekday, start, end in WorkingHours.objects.filter(practitioner_id__in=ids).values_list(
+            "practitioner_id", "weekday", "start_time", "end_time"
+        ):
+            self._periods[(pid, weekday)].append((start, end))
+        off: dict = defaultdict(list)
+        for pid, start, end in TimeOff.objects.filter(
+            practitioner_id__in=ids, start_at__lt=window_end, end_at__gt=window_start
+        ).values_list("practitioner_id", "start_at", "end_at"):
+            off[pid].append((start, end))
+        booked: dict = defaultdict(list)
+        appointments = Appointment.objects.filter(
+            practitioner_id__in=ids, status__in=ACTIVE_APPOINTMENT_STATUSES,
+            start_at__lt=window_end, end_at__gt=window_start,
+        )
+        if ignore_appointment_id is not None:
+            appointments = appointments.exclude(pk=ignore_appointment_id)
+        for pid, start, end in appointments.values_list("practitioner_id", "start_at", "end_at"):
+            booked[pid].append((start, end))
+        self._off = {pid: _Busy(spans) for pid, spans in off.items()}
+        self._booked = {pid: _Busy(spans) for pid, spans in booked.items()}
+        self._empty = _Busy(())
+
+    def _within_hours(self, practitioner_id, start: datetime, end: datetime) -> bool:
+        local_start, local_end = start.astimezone(self.tz), end.astimezone(self.tz)
+        if local_start.date() != local_end.date() and local_end.time() != datetime.min.time():
+            return False
+        for period_start, period_end in self._periods.get((practitioner_id, local_start.weekday()), ()):
+            day = local_start.date()
+            if (self._at(day, period_start) <= start and end <= self._at(day, period_end)):
+                return True
+        return False
+
+    def _at(self, day: date, clock) -> datetime:
+        return datetime.combine(day, clock, tzinfo=self.tz).astimezone(UTC)
+
+    def problems(self, practitioner: Practitioner, start: datetime, end: datetime) -> list[Violation]:
+        """Why `practitioner` cannot take [start, end), or nothing when they can."""
+        found: list[Violation] = []
+        if not self._within_hours(practitioner.id, start, end):
+            local = start.astimezone(self.tz)
+            found.append(availability_violation(
+                AvailabilityCode.OUTSIDE_WORKING_HOURS,
+                f"{practitioner.name} does not work at {local:%H:%M} on {local:%A} {local.day} {local:%B %Y}.",
+            ))
+        if self._off.get(practitioner.id, self._empty).overlaps(start, end):
+            found.append(availability_violation(
+                AvailabilityCode.TIME_OFF, f"{practitioner.name} is off at that time."))
+        if self._booked.get(practitioner.id, self._empty).overlaps(start, end):
+            found.append(availability_violation(
+                AvailabilityCode.SLOT_TAKEN, f"{practitioner.name} already has an appointment at that time."))
+        return found
+
+    def is_free(self, practitioner: Practitioner, start: datetime, end: datetime) -> bool:
+        return not self.problems(practitioner, start, end)
+
+    def free_slots(self, *, duration: timedelta, step: timedelta, window_start: datetime, window_end: datetime,
+                   blocked: BlockedSpans | None = None) -> Iterator[Slot]:
+        """Free slots starting in [window_start, window_end], in time order, on each period's step grid."""
+        day = window_start.astimezone(self.tz).date()
+        last_day = window_end.astimezone(self.tz).date()
+        while day <= last_day:
+            found: list[tuple[datetime, str, Slot]] = []
+            for practitioner in self.practitioners:
+                for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
+                    start, stop = self._at(day, period_start), self._at(day, period_end)
+                    while start + duration <= stop:
+                        end = start + duration
+                        if (window_start <= start <= window_end
+                                and (blocked is None or not blocked.blocks(start))
+                                and not self._off.get(practitioner.id, self._empty).overlaps(start, end)
+                                and not self._booked.get(practitioner.id, self._empty).overlaps(start, end)):
+                            found.append((start, practitioner.name,
+                                          Slot(start, end, str(practitioner.id), practitioner.name)))
+                        start += step
+            found.sort(key=lambda row: (row[0], row[1]))
+            for _, _, slot in found:
+                yield slot
+            day += timedelta(days=1)

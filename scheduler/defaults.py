@@ -1,0 +1,161 @@
+"""Loading the shipped defaults (catalogue, sourced rules) and the demo clinics.
+
+Idempotent: catalogue names are refreshed, a default rule is created only
+when its key is missing (an administrator's edits survive), and demo rows are
+found by their natural keys before anything is created.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from clinic.models import (
+    Clinic,
+    Condition,
+    ConditionStatus,
+    HistorySource,
+    Medication,
+    MedicationCourse,
+    Patient,
+    PatientCondition,
+    Practitioner,
+    ProcedureRecord,
+    ProcedureType,
+    StaffMembership,
+    StaffRole,
+    TreatmentArea,
+    WorkingHours,
+)
+from scheduler.models import ContraindicationRule, IntervalRule
+
+FIXTURES = Path(settings.BASE_DIR) / "fixtures"
+
+
+def _read(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@transaction.atomic
+def catalogue_load() -> None:
+    data = _read("catalogue.json")
+    for row in data["procedures"]:
+        ProcedureType.objects.update_or_create(code=row["code"], defaults={k: v for k, v in row.items() if k != "code"})
+    for model, key in ((Medication, "medications"), (Condition, "conditions"), (TreatmentArea, "areas")):
+        for row in data[key]:
+            model.objects.update_or_create(code=row["code"], defaults={"name": row["name"]})
+
+
+@transaction.atomic
+def rules_load() -> int:
+    """Create the default rules that are missing; return how many were created."""
+    data = _read("rules.json")
+    created = 0
+    for row in data["intervals"]:
+        _, made = IntervalRule.objects.get_or_create(default_key=row["key"], defaults={
+            "earlier_procedure_id": row.get("earlier_procedure"),
+            "earlier_medication_id": row.get("earlier_medication"),
+            "later_procedure_id": row["later"],
+            "gap_value": row["gap"][0],
+            "gap_unit": row["gap"][1],
+            "severity": row["severity"],
+            "source": row["source"],
+            "note": row.get("note", ""),
+        })
+        created += made
+    for row in data["contraindications"]:
+        _, made = ContraindicationRule.objects.get_or_create(default_key=row["key"], defaults={
+            "condition_id": row.get("condition"),
+            "medication_id": row.get("medication"),
+            "procedure_id": row["procedure"],
+            "severity": row["severity"],
+            "applies_to": row["applies_to"],
+            "area_specific": row["area_specific"],
+            "source": row["source"],
+        })
+        created += made
+    return created
+
+
+DEMO_CLINICS = [
+    {"code": "demo", "name": "Demo Aesthetics London", "timezone": "Europe/London",
+     "practitioners": ["Dr Amelia Hart", "Priya Shah, RN"]},
+    {"code": "demo-ny", "name": "Demo Aesthetics New York", "timezone": "America/New_York",
+     "practitioners": ["Dr Maya Chen", "Jordan Reyes, RN"]},
+]
+
+
+@transaction.atomic
+def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]:
+    """The two demo clinics of the API contract: practitioners doing every bookable procedure, Mon-Sat 09-18."""
+    clinics = []
+    bookable = list(ProcedureType.objects.filter(bookable=True))
+    for spec in DEMO_CLINICS:
+        clinic, _ = Clinic.objects.update_or_create(
+            code=spec["code"], defaults={"name": spec["name"], "timezone": spec["timezone"]})
+        clinics.append(clinic)
+        for name in spec["practitioners"]:
+            practitioner, made = Practitioner.objects.get_or_create(clinic=clinic, name=name)
+            practitioner.procedures.add(*bookable)
+            if made or not practitioner.working_hours.exists():
+                WorkingHours.objects.bulk_create(
+                    WorkingHours(practitioner=practitioner, weekday=day, start_time=time(9), end_time=time(18))
+                    for day in range(6)
+                )
+        _demo_patients(clinic, today)
+        if staff_password:
+            _demo_staff(clinic, staff_password)
+    return clinics
+
+
+def _demo_patients(clinic: Clinic, today: date) -> None:
+    tz = clinic.tz
+    suffix = "" if clinic.code == "demo" else " (NY)"
+    phone = "+447700900" if clinic.code == "demo" else "+1212555"
+
+    def patient(first: str, last: str, n: int) -> tuple[Patient, bool]:
+        return Patient.objects.get_or_create(clinic=clinic, first_name=first, last_name=last + suffix, defaults={
+            "email": f"{first.lower()}.{last.lower()}@example.com", "phone": f"{phone}{n:03d}" if suffix == ""
+            else f"{phone}{n:04d}", "reminder_channels": ["email", "sms"], "sms_consent": True,
+            "date_of_birth": date(1985, 1 + n % 12, 1 + n % 28)})
+
+    def at(day: date, hour: int) -> datetime:
+        return datetime.combine(day, time(hour), tzinfo=tz)
+
+    olivia, made = patient("Olivia", "Bennett", 101)
+    if made:  # Botox five days ago: microneedling is refused until two weeks after it.
+        ProcedureRecord.objects.create(patient=olivia, procedure_id="botox", performed_at=at(today - timedelta(days=5), 11),
+                                       area_id="face", source=HistorySource.CLINIC)
+    grace, made = patient("Grace", "Turner", 102)
+    if made:  # A history of eczema: microneedling books as pending clearance.
+        PatientCondition.objects.create(patient=grace, condition_id="eczema", status=ConditionStatus.HISTORY)
+    hannah, made = patient("Hannah", "Price", 103)
+    if made:  # An isotretinoin course that ended two months ago.
+        MedicationCourse.objects.create(patient=hannah, drug_id="isotretinoin", started_on=today - timedelta(days=240),
+                                        ended_on=today - timedelta(days=60))
+    patient("Sam", "Clarke", 104)
+
+
+def _demo_staff(clinic: Clinic, password: str) -> None:
+    user_model = get_user_model()
+    suffix = "" if clinic.code == "demo" else "-ny"
+    for username, role in ((f"reception{suffix}", StaffRole.RECEPTIONIST), (f"clinician{suffix}", StaffRole.CLINICIAN),
+                           (f"clinicadmin{suffix}", StaffRole.CLINIC_ADMIN)):
+        user, made = user_model.objects.get_or_create(username=username, defaults={
+            "is_staff": role == StaffRole.CLINIC_ADMIN, "first_name": role.label})
+        if made:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            if role == StaffRole.CLINIC_ADMIN:
+                _grant_admin_permissions(user)
+        StaffMembership.objects.get_or_create(user=user, clinic=clinic, defaults={"role": role})
+
+
+def _grant_admin_permissions(user) -> None:
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler"]))

@@ -1,0 +1,87 @@
+"""Reads for the engine: the rule book and a patient's timeline.
+
+Each loader runs a fixed number of queries whatever the size of the history,
+so booking cost in queries does not grow with a patient's past.
+"""
+from __future__ import annotations
+
+from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    Condition,
+    Medication,
+    MedicationCourse,
+    PatientCondition,
+    ProcedureRecord,
+    ProcedureType,
+    TreatmentArea,
+)
+from scheduler import rules
+from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule
+
+
+def catalogue_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for model in (ProcedureType, Medication, Condition, TreatmentArea):
+        names.update(model.objects.values_list("code", "name"))
+    return names
+
+
+def rulebook_load() -> rules.RuleBook:
+    intervals = [
+        rules.IntervalRule(
+            id=str(r.id),
+            later_procedure=r.later_procedure_id,
+            gap_value=r.gap_value,
+            gap_unit=r.gap_unit,
+            severity=r.severity,
+            earlier_procedure=r.earlier_procedure_id,
+            earlier_medication=r.earlier_medication_id,
+            same_area_only=r.scope == AreaScope.SAME_AREA,
+            source=r.source,
+        )
+        for r in IntervalRule.objects.filter(is_active=True)
+    ]
+    contraindications = [
+        rules.ContraindicationRule(
+            id=str(r.id),
+            procedure=r.procedure_id,
+            severity=r.severity,
+            condition=r.condition_id,
+            medication=r.medication_id,
+            active_only=r.applies_to == AppliesTo.ACTIVE,
+            area_specific=r.area_specific,
+            source=r.source,
+        )
+        for r in ContraindicationRule.objects.filter(is_active=True)
+    ]
+    return rules.RuleBook(intervals, contraindications, catalogue_names())
+
+
+def timeline_for_patient(patient_id) -> rules.Timeline:
+    """History, active appointments, medication courses and the intake, in four queries."""
+    history = [
+        rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, status=source)
+        for pk, code, at, area, source in ProcedureRecord.objects.filter(patient_id=patient_id).values_list(
+            "id", "procedure_id", "performed_at", "area_id", "source"
+        )
+    ]
+    booked = [
+        rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, status=status)
+        for pk, code, at, area, status in Appointment.objects.filter(
+            patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES
+        ).values_list("id", "procedure_id", "start_at", "area_id", "status")
+    ]
+    courses = [
+        rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
+        for pk, drug, start, end in MedicationCourse.objects.filter(patient_id=patient_id).values_list(
+            "id", "drug_id", "started_on", "ended_on"
+        )
+    ]
+    conditions = [
+        rules.ConditionEntry(id=str(pk), condition=code, status=status, area=area)
+        for pk, code, status, area in PatientCondition.objects.filter(patient_id=patient_id).values_list(
+            "id", "condition_id", "status", "area_id"
+        )
+    ]
+    return rules.Timeline(history + booked, courses, conditions)

@@ -1,0 +1,44 @@
+"""Turning what people type into instants, refusing what is ambiguous.
+
+A wall-clock time in a clinic's zone can fail to exist (clocks go forward)
+or exist twice (clocks go back). Both are refused with a clear error unless
+an explicit UTC offset settles it (domain brief, section 2).
+"""
+from datetime import UTC, datetime, tzinfo
+
+from scheduler.errors import InvalidInput
+
+
+def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> datetime:
+    """Interpret `value` (naive wall time, or aware) in the clinic zone `tz`; return UTC."""
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value.astimezone(UTC)
+    first = value.replace(tzinfo=tz, fold=0)
+    second = value.replace(tzinfo=tz, fold=1)
+    if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != value:
+        raise InvalidInput(
+            "nonexistent_local_time",
+            f"{value:%Y-%m-%d %H:%M} does not exist in {tz} (the clocks go forward then); "
+            "choose another time or give an explicit UTC offset.",
+            field=field,
+        )
+    if first.utcoffset() != second.utcoffset():
+        raise InvalidInput(
+            "ambiguous_local_time",
+            f"{value:%Y-%m-%d %H:%M} happens twice in {tz} (the clocks go back then); "
+            "give an explicit UTC offset to say which one.",
+            field=field,
+        )
+    return first.astimezone(UTC)
+
+
+def require_aware(value: datetime, *, field: str = "start") -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput("naive_datetime", "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
+                           field=field)
+    return value.astimezone(UTC)
+
+
+def require_whole_minute(value: datetime, *, field: str = "start") -> None:
+    if value.second or value.microsecond:
+        raise InvalidInput("not_whole_minute", "Appointment times are whole minutes (no seconds).", field=field)

@@ -1,0 +1,59 @@
+"""Shared fixtures: default data, factories' clock, and detection of real services.
+
+A test that needs PostgreSQL or Redis is skipped (with its reason shown) when
+the service is missing, unless REQUIRE_SERVICES=1 is set, as CI sets it: then
+a missing service fails the test instead.
+"""
+import os
+import socket
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from scheduler import defaults
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _missing(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    from urllib.parse import urlparse
+
+    url = urlparse(redis_url())
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _service_markers(request):
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _missing(f"this test needs PostgreSQL (DATABASE_URL), the database is {connection.vendor}")
+    if request.node.get_closest_marker("redis") and not redis_available():
+        _missing(f"this test needs Redis at {redis_url()}")
+
+
+@pytest.fixture
+def catalogue(db):
+    """The shipped catalogue and default rules, as setup_demo loads them."""
+    defaults.catalogue_load()
+    defaults.rules_load()
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A fixed 'now' for services that take time as an argument."""
+    return datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
