@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "clinic",
     "scheduler",
+    "api",
+    "frontdesk",
 ]
 
 MIDDLEWARE = [

@@ -27,7 +27,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from scheduler import rules, selectors
+from scheduler import notifications, rules, selectors
 from scheduler.availability import AvailabilityCode, Schedule, Slot, availability_violation
 from scheduler.errors import InvalidInput, InvalidTransition, NotAllowed, NotFound, UnableToBook
 from scheduler.timeutils import require_aware, require_whole_minute
@@ -287,6 +287,7 @@ def appointment_book(*, patient: Patient, procedure_code: str, start_at: datetim
         ))
         _audit(appointment, AuditAction.BOOKED, actor, now, details={
             "start_at": req.start_at.isoformat(), "status": status, "violations": _violation_summary(check)})
+        notifications.appointment_changed(appointment=appointment, change=AuditAction.BOOKED, now=now)
     return BookingResult(appointment, check)
 
 
@@ -311,6 +312,7 @@ def appointment_reschedule(*, appointment: Appointment, start_at: datetime, acto
         status = AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE
         before = {"start_at": current.start_at.isoformat(), "practitioner": str(current.practitioner_id),
                   "status": current.status}
+        previous = {"start_at": current.start_at, "practitioner": current.practitioner_id, "status": current.status}
         current.start_at, current.end_at = req.start_at, req.end_at
         current.practitioner = check.practitioner
         current.status = status
@@ -319,6 +321,8 @@ def appointment_reschedule(*, appointment: Appointment, start_at: datetime, acto
         _audit(current, AuditAction.RESCHEDULED, actor, now, reason=reason, details={
             "from": before, "to": {"start_at": req.start_at.isoformat(), "practitioner": str(check.practitioner.pk),
                                    "status": status}})
+        notifications.appointment_changed(appointment=current, change=AuditAction.RESCHEDULED, now=now,
+                                          previous=previous)
     return BookingResult(current, check)
 
 
@@ -334,6 +338,7 @@ def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime,
         current.cancel_reason = reason
         current.save(update_fields=["status", "cancelled_at", "cancel_reason", "updated_at"])
         _audit(current, AuditAction.CANCELLED, actor, now, reason=reason)
+        notifications.appointment_changed(appointment=current, change=AuditAction.CANCELLED, now=now)
     return current
 
 
@@ -363,6 +368,7 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         current.save(update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details",
                                     "updated_at"])
         _audit(current, AuditAction.CLEARED, actor, now, reason=reason.strip(), details={"rules": cleared_rules})
+        notifications.appointment_changed(appointment=current, change=AuditAction.CLEARED, now=now)
     return current
 
 
@@ -388,6 +394,7 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
             area_id=current.area_id, source=HistorySource.CLINIC, appointment=current,
         )
         _audit(current, AuditAction.COMPLETED, actor, now)
+        notifications.appointment_changed(appointment=current, change=AuditAction.COMPLETED, now=now)
     return current
 
 
@@ -403,4 +410,5 @@ def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: dat
         current.status = AppointmentStatus.NO_SHOW
         current.save(update_fields=["status", "updated_at"])
         _audit(current, AuditAction.NO_SHOW, actor, now)
+        notifications.appointment_changed(appointment=current, change=AuditAction.NO_SHOW, now=now)
     return current

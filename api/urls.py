@@ -1,0 +1,2 @@
+"""Public API v1 routes (see ../shared/api-contract.md)."""
+urlpatterns: list = []

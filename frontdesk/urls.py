@@ -1,0 +1,2 @@
+"""Front desk pages for receptionists and clinicians."""
+urlpatterns: list = []
