@@ -412,3 +412,44 @@ def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: dat
         _audit(current, AuditAction.NO_SHOW, actor, now)
         notifications.appointment_changed(appointment=current, change=AuditAction.NO_SHOW, now=now)
     return current
+
+
+# --- Availability ------------------------------------------------------------------------------------------
+
+MAX_AVAILABILITY_DAYS = 92
+
+
+def appointment_slots(*, patient: Patient, procedure_code: str, window_start: datetime, window_end: datetime,
+                      now: datetime, area_code: str | None = None, practitioner_id=None,
+                      limit: int | None = None) -> list[Slot]:
+    """Free slots in the window that are also interval-eligible for this patient.
+
+    One pass: the engine's blocked ranges for the whole window, then the
+    practitioners' calendars in memory; no engine call per slot.
+    """
+    procedure = _procedure(procedure_code)
+    area = _area(area_code)
+    start = max(require_aware(window_start, field="from"), rules.ceil_minute(now))
+    end = require_aware(window_end, field="to")
+    if end <= require_aware(window_start, field="from"):
+        raise InvalidInput("window_end_before_start", "`to` must come after `from`.", field="to")
+    if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
+        raise InvalidInput("window_too_long", f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.",
+                           field="to")
+    if end <= start:
+        return []
+    candidates = _candidates(patient, procedure, practitioner_id, lock=False)
+    tz = patient.clinic.tz
+    duration = timedelta(minutes=procedure.duration_minutes)
+    blocked = rules.blocked_ranges(
+        selectors.timeline_for_patient(patient.pk), selectors.rulebook_load(),
+        rules.Proposal(procedure.code, start, area.code if area else None), tz, end)
+    schedule = Schedule(candidates, tz, start, end + duration)
+    slots = schedule.free_slots(duration=duration, step=timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES),
+                                window_start=start, window_end=end, blocked=blocked)
+    found = []
+    for slot in slots:
+        if limit is not None and len(found) >= limit:
+            break
+        found.append(slot)
+    return found

@@ -85,3 +85,14 @@ def timeline_for_patient(patient_id) -> rules.Timeline:
         )
     ]
     return rules.Timeline(history + booked, courses, conditions)
+
+
+def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluation]]:
+    """For each bookable procedure: could the patient have it now, and if not, from when and why."""
+    timeline = timeline_for_patient(patient.pk)
+    rulebook = rulebook_load()
+    start = rules.ceil_minute(now)
+    return [
+        (procedure, rules.evaluate(timeline, rulebook, rules.Proposal(procedure.code, start), patient.clinic.tz))
+        for procedure in ProcedureType.objects.filter(bookable=True)
+    ]

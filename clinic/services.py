@@ -1,0 +1,156 @@
+"""Writes to a patient's record: details, procedure history, medications, intake.
+
+Shared by the API and the front desk. Each validates its input fully and
+raises `InvalidInput` with the offending field, so bad input never reaches
+the database and both interfaces show the same messages.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from clinic.models import (
+    Clinic,
+    Condition,
+    ConditionStatus,
+    HistorySource,
+    Medication,
+    MedicationCourse,
+    Patient,
+    PatientCondition,
+    ProcedureRecord,
+    ProcedureType,
+    TreatmentArea,
+)
+from scheduler.errors import InvalidInput
+from scheduler.timeutils import require_aware
+
+PATIENT_FIELDS = ("first_name", "last_name", "date_of_birth", "email", "phone", "reminder_channels", "sms_consent")
+
+
+def _validated(patient: Patient) -> Patient:
+    try:
+        patient.full_clean(exclude=["clinic"])
+    except ValidationError as error:
+        field, messages = next(iter(error.message_dict.items()))
+        field = None if field == "__all__" else field
+        raise InvalidInput("invalid_patient", " ".join(messages), field=field)
+    return patient
+
+
+def _check_birth_date(value: date | None, today: date) -> None:
+    if value is not None and value > today:
+        raise InvalidInput("birth_date_in_future", "The date of birth cannot be in the future.", field="date_of_birth")
+
+
+def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
+    unknown = set(fields) - set(PATIENT_FIELDS)
+    if unknown:
+        raise InvalidInput("unknown_field", f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
+    _check_birth_date(fields.get("date_of_birth"), today)
+    patient = Patient(clinic=clinic, **fields)
+    _validated(patient)
+    patient.save()
+    return patient
+
+
+def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
+    unknown = set(fields) - set(PATIENT_FIELDS)
+    if unknown:
+        raise InvalidInput("unknown_field", f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
+    _check_birth_date(fields.get("date_of_birth"), today)
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().get(pk=patient.pk)
+        for name, value in fields.items():
+            setattr(patient, name, value)
+        _validated(patient)
+        patient.save()
+    return patient
+
+
+def _catalogue(model, code: str | None, *, field: str, what: str):
+    if code is None:
+        return None
+    found = model.objects.filter(code=code).first()
+    if found is None:
+        raise InvalidInput(f"unknown_{field}", f"There is no {what} with code {code!r}.", field=field)
+    return found
+
+
+def procedure_record_add(*, patient: Patient, procedure_code: str, performed_at: datetime, now: datetime,
+                         area_code: str | None = None, source: str = HistorySource.REPORTED,
+                         notes: str = "") -> ProcedureRecord:
+    """Record a procedure done before (here or elsewhere); it counts for the interval rules at once."""
+    procedure = _catalogue(ProcedureType, procedure_code, field="procedure", what="procedure")
+    area = _catalogue(TreatmentArea, area_code, field="area", what="treatment area")
+    performed = require_aware(performed_at, field="performed_at")
+    if performed > now:
+        raise InvalidInput("performed_in_future", "A procedure in the history cannot be in the future; "
+                           "book an appointment instead.", field="performed_at")
+    if source not in HistorySource.values:
+        raise InvalidInput("unknown_source", f"source must be one of {HistorySource.values}.", field="source")
+    with transaction.atomic():
+        # Locked like a booking, so a concurrent booking re-checks against this record.
+        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        return ProcedureRecord.objects.create(patient=patient, procedure=procedure, performed_at=performed,
+                                              area=area, source=source, notes=notes)
+
+
+def medication_course_add(*, patient: Patient, drug_code: str, started_on: date, ended_on: date | None = None,
+                          notes: str = "") -> MedicationCourse:
+    drug = _catalogue(Medication, drug_code, field="drug", what="medication")
+    if ended_on is not None and ended_on < started_on:
+        raise InvalidInput("ends_before_start", "A course cannot end before it starts.", field="ended_on")
+    with transaction.atomic():
+        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        return MedicationCourse.objects.create(patient=patient, drug=drug, started_on=started_on,
+                                               ended_on=ended_on, notes=notes)
+
+
+def medication_course_end(*, course: MedicationCourse, ended_on: date) -> MedicationCourse:
+    """Record the end of an ongoing course (which turns 'no date yet' into a date)."""
+    if ended_on < course.started_on:
+        raise InvalidInput("ends_before_start", "A course cannot end before it starts.", field="ended_on")
+    with transaction.atomic():
+        Patient.objects.select_for_update().filter(pk=course.patient_id).first()
+        course.ended_on = ended_on
+        course.save(update_fields=["ended_on"])
+    return course
+
+
+@dataclass(frozen=True)
+class IntakeLine:
+    condition: str
+    status: str
+    area: str | None = None
+    noted_on: date | None = None
+
+
+def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine]) -> list[PatientCondition]:
+    """Replace the medical-history intake with `lines` (a PUT of the whole list)."""
+    lines = list(lines)
+    seen: set[tuple[str, str | None]] = set()
+    rows = []
+    for index, line in enumerate(lines):
+        condition = _catalogue(Condition, line.condition, field="condition", what="condition")
+        area = _catalogue(TreatmentArea, line.area, field="area", what="treatment area")
+        if line.status not in ConditionStatus.values:
+            raise InvalidInput("unknown_status", f"Line {index + 1}: status must be 'active' or 'history'.",
+                               field="status")
+        key = (condition.code, area.code if area else None)
+        if key in seen:
+            raise InvalidInput("duplicate_condition",
+                               f"Line {index + 1}: {condition.name} is listed twice for the same area.",
+                               field="condition")
+        seen.add(key)
+        rows.append(PatientCondition(patient=patient, condition=condition, status=line.status, area=area,
+                                     noted_on=line.noted_on))
+    with transaction.atomic():
+        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        PatientCondition.objects.filter(patient=patient).delete()
+        PatientCondition.objects.bulk_create(rows)
+    return list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area"))
