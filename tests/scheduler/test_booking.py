@@ -1,0 +1,405 @@
+"""Booking services: what they write, what they refuse, and what they say about it."""
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from clinic.models import Appointment, AppointmentStatus, AuditEvent, ProcedureRecord, TimeOff
+from scheduler.availability import AvailabilityCode
+from scheduler.booking import (
+    Actor,
+    appointment_book,
+    appointment_cancel,
+    appointment_check,
+    appointment_clear,
+    appointment_complete,
+    appointment_mark_no_show,
+    appointment_reschedule,
+    appointment_slots,
+)
+from scheduler.errors import InvalidInput, InvalidTransition, NotAllowed, UnableToBook
+from scheduler.rules import Outcome, ViolationCode
+from tests.factories import (
+    ClinicFactory,
+    MedicationCourseFactory,
+    PatientConditionFactory,
+    PatientFactory,
+    PractitionerFactory,
+    ProcedureRecordFactory,
+)
+
+LONDON = ZoneInfo("Europe/London")
+RECEPTION = Actor("reception@test")
+CLINICIAN = Actor("clinician@test", clinical=True)
+
+
+def local(y, m, d, hh=10, mm=0):
+    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
+
+
+@pytest.fixture
+def clinic(catalogue):
+    return ClinicFactory(code="london", timezone="Europe/London")
+
+
+@pytest.fixture
+def practitioner(clinic):
+    return PractitionerFactory(clinic=clinic, name="Dr A")
+
+
+@pytest.fixture
+def patient(clinic):
+    return PatientFactory(clinic=clinic)
+
+
+def book(patient, code, when, now, **kwargs):
+    return appointment_book(patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs)
+
+
+# --- Booking ---------------------------------------------------------------------------------------
+
+
+def test_booking_writes_a_confirmed_appointment_and_its_audit(patient, practitioner, now):
+    result = book(patient, "botox", local(2026, 3, 10), now, area_code="face")
+
+    appointment = Appointment.objects.get(pk=result.appointment.pk)
+    assert appointment.status == AppointmentStatus.CONFIRMED
+    assert appointment.practitioner == practitioner
+    assert appointment.end_at - appointment.start_at == timedelta(minutes=30)
+    assert appointment.area_id == "face"
+    [audit] = AuditEvent.objects.filter(appointment=appointment)
+    assert (audit.action, audit.actor_label, audit.at) == ("booked", "reception@test", now)
+
+
+def test_a_refusal_names_rule_event_earliest_start_and_next_slot(patient, practitioner, now):
+    botox = ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(2026, 3, 1, 15))
+
+    with pytest.raises(UnableToBook) as refused:
+        book(patient, "microneedling", local(2026, 3, 10), now)
+
+    check = refused.value.check
+    [violation] = check.blocking
+    assert violation.code == ViolationCode.TOO_SOON_AFTER
+    assert violation.conflicts_with.id == str(botox.pk)
+    assert check.earliest_eligible_start == local(2026, 3, 15, 0, 0)
+    # 15 March 2026 is a Sunday: the practitioner works Monday to Saturday from 09:00.
+    assert check.next_available_slot.start_at == local(2026, 3, 16, 9, 0)
+    assert check.next_available_slot.practitioner_id == str(practitioner.pk)
+    assert not Appointment.objects.exists()
+
+
+def test_relative_contraindication_books_as_pending_clearance(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="eczema", status="history")
+
+    result = book(patient, "microneedling", local(2026, 3, 10), now)
+
+    assert result.appointment.status == AppointmentStatus.PENDING_CLEARANCE
+    assert result.check.outcome == Outcome.PENDING_CLEARANCE
+
+
+def test_absolute_contraindication_refuses_with_no_date(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="cardiac_abnormality")
+
+    with pytest.raises(UnableToBook) as refused:
+        book(patient, "microneedling", local(2026, 3, 10), now)
+
+    assert refused.value.check.earliest_eligible_start is None
+    assert refused.value.check.next_available_slot is None
+
+
+def test_warnings_come_back_with_a_confirmed_booking(patient, practitioner, now):
+    MedicationCourseFactory(patient=patient, drug_id="isotretinoin", started_on=datetime(2025, 1, 1).date(),
+                            ended_on=datetime(2025, 6, 1).date())
+
+    result = book(patient, "filler", local(2026, 3, 10), now)
+
+    assert result.appointment.status == AppointmentStatus.CONFIRMED
+    assert [w.rule_id for w in result.check.warnings]
+
+
+def test_check_is_a_dry_run_with_the_same_answer(patient, practitioner, now):
+    ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(2026, 3, 1, 15))
+
+    check = appointment_check(patient=patient, procedure_code="microneedling", start_at=local(2026, 3, 10), now=now)
+
+    assert check.outcome == Outcome.REFUSED
+    assert check.earliest_eligible_start == local(2026, 3, 15, 0, 0)
+    assert not Appointment.objects.exists()
+
+
+# --- Bad input never reaches the database -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, code, field", [
+    ({"procedure_code": "laser"}, "unknown_procedure", "procedure"),
+    ({"area_code": "elbow"}, "unknown_area", "area"),
+    ({"start_at": datetime(2026, 3, 10, 10, 0)}, "naive_datetime", "start"),
+    ({"start_at": local(2026, 3, 10, 10, 0).replace(second=30)}, "not_whole_minute", "start"),
+    ({"start_at": local(2026, 3, 1, 10, 0)}, "start_in_past", "start"),
+    ({"end_at": local(2026, 3, 10, 9, 0)}, "end_before_start", "end"),
+    ({"end_at": local(2026, 3, 10, 10, 0)}, "end_before_start", "end"),
+    ({"practitioner_id": "not-a-uuid"}, "unknown_practitioner", "practitioner"),
+    ({"practitioner_id": "5b4a2c1e-0000-4000-8000-000000000000"}, "unknown_practitioner", "practitioner"),
+])
+def test_invalid_booking_input_is_a_domain_error(patient, practitioner, now, kwargs, code, field):
+    arguments = {"procedure_code": "botox", "start_at": local(2026, 3, 10)} | kwargs
+
+    with pytest.raises(InvalidInput) as error:
+        appointment_book(patient=patient, actor=RECEPTION, now=now, **arguments)
+
+    assert (error.value.code, error.value.field) == (code, field)
+    assert error.value.message
+    assert not Appointment.objects.exists()
+
+
+def test_a_practitioner_who_does_not_do_the_procedure_is_refused(patient, clinic, now):
+    injector = PractitionerFactory(clinic=clinic, name="Injector", procedures=["botox"])
+
+    with pytest.raises(InvalidInput) as error:
+        book(patient, "microneedling", local(2026, 3, 10), now, practitioner_id=injector.pk)
+
+    assert error.value.code == "practitioner_does_not_do_procedure"
+    assert "Injector does not do Microneedling" in error.value.message
+
+
+def test_another_clinics_practitioner_is_unknown(patient, practitioner, now):
+    elsewhere = PractitionerFactory(clinic=ClinicFactory(code="elsewhere"))
+
+    with pytest.raises(InvalidInput) as error:
+        book(patient, "botox", local(2026, 3, 10), now, practitioner_id=elsewhere.pk)
+
+    assert error.value.code == "unknown_practitioner"
+
+
+def test_a_procedure_nobody_at_the_clinic_does(patient, clinic, now):
+    PractitionerFactory(clinic=clinic, procedures=["botox"])
+
+    with pytest.raises(InvalidInput) as error:
+        book(patient, "plasma_pen", local(2026, 3, 10), now)
+
+    assert error.value.code == "no_practitioner_for_procedure"
+
+
+# --- Availability ----------------------------------------------------------------------------------------------
+
+
+def test_outside_working_hours_is_refused_with_the_next_slot(patient, practitioner, now):
+    with pytest.raises(UnableToBook) as refused:
+        book(patient, "botox", local(2026, 3, 10, 17, 45), now, practitioner_id=practitioner.pk)
+
+    check = refused.value.check
+    assert [v.code for v in check.blocking] == [AvailabilityCode.OUTSIDE_WORKING_HOURS]
+    assert check.earliest_eligible_start == local(2026, 3, 10, 17, 45)
+    assert check.next_available_slot.start_at == local(2026, 3, 11, 9, 0)
+
+
+def test_a_taken_slot_and_time_off_are_refused(patient, practitioner, clinic, now):
+    book(PatientFactory(clinic=clinic), "microneedling", local(2026, 3, 10, 10), now)
+    TimeOff.objects.create(practitioner=practitioner, start_at=local(2026, 3, 11, 9), end_at=local(2026, 3, 11, 13))
+
+    with pytest.raises(UnableToBook) as taken:
+        book(patient, "botox", local(2026, 3, 10, 10, 30), now)
+    with pytest.raises(UnableToBook) as off:
+        book(patient, "botox", local(2026, 3, 11, 12, 30), now)
+
+    assert [v.code for v in taken.value.check.blocking] == [AvailabilityCode.SLOT_TAKEN]
+    assert taken.value.check.next_available_slot.start_at == local(2026, 3, 10, 11, 0)
+    assert [v.code for v in off.value.check.blocking] == [AvailabilityCode.TIME_OFF]
+    assert off.value.check.next_available_slot.start_at == local(2026, 3, 11, 13, 0)
+
+
+def test_any_practitioner_takes_whoever_is_free(patient, practitioner, clinic, now):
+    second = PractitionerFactory(clinic=clinic, name="Dr B")
+    book(PatientFactory(clinic=clinic), "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk)
+
+    result = book(patient, "botox", local(2026, 3, 10, 10), now)
+
+    assert result.appointment.practitioner == second
+
+
+def test_when_nobody_is_free_the_refusal_says_so(patient, practitioner, clinic, now):
+    PractitionerFactory(clinic=clinic, name="Dr B")
+    for _ in range(2):
+        book(PatientFactory(clinic=clinic), "botox", local(2026, 3, 10, 10), now)
+
+    with pytest.raises(UnableToBook) as refused:
+        book(patient, "botox", local(2026, 3, 10, 10), now)
+
+    assert [v.code for v in refused.value.check.blocking] == [AvailabilityCode.NO_PRACTITIONER]
+
+
+def test_slots_are_free_and_interval_eligible(patient, practitioner, now):
+    ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(2026, 3, 1, 15))
+
+    slots = appointment_slots(patient=patient, procedure_code="microneedling", window_start=local(2026, 3, 2, 0),
+                              window_end=local(2026, 3, 20, 0), now=now)
+
+    assert slots[0].start_at == local(2026, 3, 16, 9, 0)
+    assert all(slot.start_at >= local(2026, 3, 15, 0, 0) for slot in slots)
+    assert len({slot.start_at for slot in slots}) == len(slots)
+    # Monday to Thursday, 09:00 to 17:00 starts on a 15-minute grid for a 60-minute procedure.
+    assert len(slots) == 4 * 33
+
+
+def test_slot_window_is_bounded(patient, practitioner, now):
+    with pytest.raises(InvalidInput) as error:
+        appointment_slots(patient=patient, procedure_code="botox", window_start=local(2026, 3, 3),
+                          window_end=local(2026, 7, 3), now=now)
+
+    assert error.value.code == "window_too_long"
+
+
+# --- Reschedule, cancel, clear, complete, no-show ----------------------------------------------------------------
+
+
+def test_reschedule_rechecks_the_rules_without_the_appointment_itself(patient, practitioner, now):
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+    ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(2026, 3, 2, 8))
+
+    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 17, 11), actor=RECEPTION,
+                                   now=now).appointment
+    with pytest.raises(UnableToBook) as refused:
+        appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 12, 11), actor=RECEPTION, now=now)
+
+    assert moved.start_at == local(2026, 3, 17, 11)
+    assert refused.value.check.earliest_eligible_start == local(2026, 3, 16, 0, 0)
+    assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 17, 11)
+    actions = list(AuditEvent.objects.filter(appointment=appointment).values_list("action", flat=True))
+    assert actions == ["booked", "rescheduled"]
+
+
+def test_reschedule_names_the_other_booking_it_would_break(patient, practitioner, now):
+    botox = book(patient, "botox", local(2026, 3, 10), now).appointment
+    microneedling = book(patient, "microneedling", local(2026, 3, 24), now).appointment
+
+    with pytest.raises(UnableToBook) as refused:
+        appointment_reschedule(appointment=botox, start_at=local(2026, 3, 14), actor=RECEPTION, now=now)
+
+    [violation] = refused.value.check.blocking
+    assert violation.conflicts_with.id == str(microneedling.pk)
+    assert violation.code == ViolationCode.TOO_CLOSE_BEFORE
+
+
+def test_cancelling_frees_the_dates_it_took(patient, practitioner, now):
+    botox = book(patient, "botox", local(2026, 3, 10), now).appointment
+    before = appointment_check(patient=patient, procedure_code="microneedling", start_at=local(2026, 3, 12), now=now)
+
+    appointment_cancel(appointment=botox, actor=RECEPTION, now=now, reason="patient request")
+    after = appointment_check(patient=patient, procedure_code="microneedling", start_at=local(2026, 3, 12), now=now)
+
+    assert before.outcome == Outcome.REFUSED
+    assert after.outcome == Outcome.CONFIRMED
+    cancelled = Appointment.objects.get(pk=botox.pk)
+    assert (cancelled.status, cancelled.cancel_reason, cancelled.cancelled_at) == ("cancelled", "patient request", now)
+    with pytest.raises(InvalidTransition):
+        appointment_cancel(appointment=botox, actor=RECEPTION, now=now)
+
+
+def test_a_clinician_clears_a_pending_booking_with_a_reason(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="psoriasis", status="active")
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+
+    with pytest.raises(NotAllowed):
+        appointment_clear(appointment=appointment, actor=RECEPTION, now=now, reason="ok")
+    with pytest.raises(InvalidInput) as no_reason:
+        appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="  ")
+    cleared = appointment_clear(appointment=appointment, actor=CLINICIAN, now=now,
+                                reason="Dermatologist approved a test area")
+
+    assert no_reason.value.field == "reason"
+    assert cleared.status == AppointmentStatus.CONFIRMED
+    assert cleared.clearance_reason == "Dermatologist approved a test area"
+    audit = AuditEvent.objects.get(appointment=appointment, action="cleared")
+    assert audit.reason == "Dermatologist approved a test area" and audit.details["rules"]
+
+
+def test_a_cleared_booking_stays_cleared_when_moved(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="psoriasis", status="active")
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+    appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="approved")
+
+    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 11), actor=RECEPTION,
+                                   now=now).appointment
+
+    assert moved.status == AppointmentStatus.CONFIRMED
+
+
+def test_a_new_condition_after_clearance_needs_clearance_again_when_moved(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="psoriasis", status="active")
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+    appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="approved")
+    PatientConditionFactory(patient=patient, condition_id="diabetes", status="active")
+
+    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 11), actor=RECEPTION,
+                                   now=now).appointment
+
+    assert moved.status == AppointmentStatus.PENDING_CLEARANCE
+
+
+def test_completion_needs_a_clinician_clearance_and_the_start(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="psoriasis", status="active")
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now, area_code="face").appointment
+    later = local(2026, 3, 10, 11)
+
+    with pytest.raises(NotAllowed):
+        appointment_complete(appointment=appointment, actor=RECEPTION, now=later)
+    with pytest.raises(InvalidTransition) as pending:
+        appointment_complete(appointment=appointment, actor=CLINICIAN, now=later)
+    appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="approved")
+    with pytest.raises(InvalidTransition) as early:
+        appointment_complete(appointment=appointment, actor=CLINICIAN, now=now)
+    done = appointment_complete(appointment=appointment, actor=CLINICIAN, now=later)
+
+    assert pending.value.code == "clearance_required"
+    assert early.value.code == "not_started"
+    assert done.status == AppointmentStatus.COMPLETED and done.completed_at == later
+    record = ProcedureRecord.objects.get(appointment=appointment)
+    assert (record.procedure_id, record.performed_at, record.area_id, record.source) == (
+        "microneedling", local(2026, 3, 10), "face", "clinic")
+
+
+def test_a_completed_treatment_counts_once_in_the_history(patient, practitioner, now):
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+    appointment_complete(appointment=appointment, actor=CLINICIAN, now=local(2026, 3, 10, 12))
+
+    check = appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 20),
+                              now=local(2026, 3, 10, 12))
+
+    assert [v.conflicts_with.id for v in check.blocking] == [str(ProcedureRecord.objects.get().pk)]
+
+
+def test_no_show_frees_the_timeline(patient, practitioner, now):
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+    later = local(2026, 3, 10, 11)
+
+    with pytest.raises(InvalidTransition):
+        appointment_mark_no_show(appointment=appointment, actor=RECEPTION, now=now)
+    appointment_mark_no_show(appointment=appointment, actor=RECEPTION, now=later)
+
+    assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.NO_SHOW
+    assert appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 12),
+                             now=later).outcome == Outcome.CONFIRMED
+
+
+# --- Query counts do not grow with the history ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("history_size", [3, 300])
+def test_booking_queries_do_not_grow_with_history(patient, practitioner, now, history_size,
+                                                   django_assert_max_num_queries):
+    ProcedureRecordFactory.create_batch(
+        history_size, patient=patient, procedure_id="plasma_pen",
+        performed_at=datetime(2020, 1, 1, tzinfo=UTC))
+
+    with django_assert_max_num_queries(25):
+        book(patient, "botox", local(2026, 3, 10), now)
+
+
+@pytest.mark.parametrize("history_size", [3, 300])
+def test_a_refusal_with_its_next_slot_does_not_grow_with_history(patient, practitioner, now, history_size,
+                                                                  django_assert_max_num_queries):
+    ProcedureRecordFactory.create_batch(history_size, patient=patient, procedure_id="botox",
+                                        performed_at=local(2026, 3, 1, 15))
+
+    with django_assert_max_num_queries(30), pytest.raises(UnableToBook):
+        book(patient, "microneedling", local(2026, 3, 10), now)

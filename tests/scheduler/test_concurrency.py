@@ -1,0 +1,117 @@
+"""Concurrent bookings: locks and constraints let exactly one of two conflicting requests through.
+
+Real threads, each with its own database connection, start together at a
+barrier. On PostgreSQL the row locks and the exclusion constraint decide; on
+SQLite the IMMEDIATE transactions serialise writers without "database is locked".
+"""
+import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from clinic.models import Appointment, AppointmentStatus
+from scheduler.booking import Actor, appointment_book
+from scheduler.errors import UnableToBook
+from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+
+LONDON = ZoneInfo("Europe/London")
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=LONDON)
+
+
+def local(d, hh=10, mm=0):
+    return datetime(2026, 3, d, hh, mm, tzinfo=LONDON)
+
+
+def race(*calls):
+    """Run the calls at once in threads; return each one's result or exception."""
+    barrier = threading.Barrier(len(calls))
+    outcomes = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            barrier.wait(timeout=10)
+            outcomes[index] = call()
+        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def booking(patient, code, when, **kwargs):
+    return lambda: appointment_book(patient=patient, procedure_code=code, start_at=when, actor=Actor("race"),
+                                    now=NOW, **kwargs)
+
+
+@pytest.fixture
+def setup(transactional_db, catalogue):
+    clinic = ClinicFactory(code="race")
+    return clinic, PractitionerFactory(clinic=clinic, name="Dr A"), PractitionerFactory(clinic=clinic, name="Dr B")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_patients_racing_for_one_slot_one_wins(setup, attempt):
+    clinic, dr_a, _ = setup
+    patients = [PatientFactory(clinic=clinic) for _ in range(4)]
+
+    outcomes = race(*(booking(p, "microneedling", local(10), practitioner_id=dr_a.pk) for p in patients))
+
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    losers = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(winners) == 1
+    assert all(isinstance(o, UnableToBook) for o in losers), losers
+    assert all(o.check.blocking[0].code == "slot_taken" for o in losers)
+    assert Appointment.objects.filter(practitioner=dr_a).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("attempt", range(3))
+def test_one_patients_conflicting_procedures_at_once_one_wins(setup, attempt):
+    clinic, dr_a, dr_b = setup
+    patient = PatientFactory(clinic=clinic)
+
+    outcomes = race(booking(patient, "botox", local(10), practitioner_id=dr_a.pk),
+                    booking(patient, "microneedling", local(12), practitioner_id=dr_b.pk))
+
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+    [loser] = [o for o in outcomes if isinstance(o, Exception)]
+    assert isinstance(loser, UnableToBook)
+    assert loser.check.blocking[0].kind == "interval"
+    assert Appointment.objects.filter(patient=patient).count() == 1
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_overlapping_appointments_for_one_practitioner(setup):
+    clinic, dr_a, _ = setup
+    patient = PatientFactory(clinic=clinic)
+
+    def create(start, end, status=AppointmentStatus.CONFIRMED):
+        return Appointment.objects.create(clinic=clinic, patient=patient, practitioner=dr_a, procedure_id="botox",
+                                          start_at=start, end_at=end, status=status)
+
+    create(local(10, 10), local(10, 11))
+    create(local(10, 11), local(10, 12))  # touching is not overlapping
+    create(local(10, 10, 30), local(10, 11), status=AppointmentStatus.CANCELLED)  # cancelled holds no slot
+    with pytest.raises(IntegrityError), transaction.atomic():
+        create(local(10, 10, 30), local(10, 11, 30))
+
+
+def test_concurrent_writers_all_get_through(setup):
+    """Eight bookings at once on distinct slots: all succeed, on SQLite too (no 'database is locked')."""
+    clinic, dr_a, _ = setup
+    patients = [PatientFactory(clinic=clinic) for _ in range(8)]
+
+    outcomes = race(*(booking(p, "botox", local(10 + i // 4, 9 + i % 4), practitioner_id=dr_a.pk)
+                      for i, p in enumerate(patients)))
+
+    assert [o for o in outcomes if isinstance(o, Exception)] == []
+    assert Appointment.objects.count() == 8

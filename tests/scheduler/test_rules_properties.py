@@ -1,0 +1,192 @@
+"""Invariants of the rule engine, checked with Hypothesis over random timelines and rules.
+
+- The earliest eligible start is itself eligible, and no start between the
+  requested one and it is.
+- The result does not depend on the order of the timeline.
+- Cancelling an event restores exactly what booking it took.
+- A pair of events conflicts the same way whichever of the two was booked first.
+- The bulk blocked ranges agree with single evaluations.
+"""
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scheduler.rules import (
+    ConditionEntry,
+    ContraindicationRule,
+    IntervalRule,
+    MedicationCourse,
+    ProcedureEvent,
+    Proposal,
+    RuleBook,
+    Timeline,
+    blocked_ranges,
+    evaluate,
+)
+from tests.rulebook import default_rulebook
+
+CODES = ["botox", "filler", "microneedling", "plasma_pen"]
+DRUGS = ["isotretinoin", "anticoagulant"]
+AREAS = [None, "face", "hands"]
+# Zones with DST at 01:00/02:00, at midnight (Havana), by 30 minutes (Lord Howe), and none.
+ZONES = [ZoneInfo(z) for z in ("Europe/London", "America/New_York", "America/Havana", "Australia/Lord_Howe", "UTC")]
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+SPAN_MINUTES = 2 * 365 * 24 * 60
+
+minutes = st.integers(min_value=0, max_value=SPAN_MINUTES)
+
+
+def moment(offset: int) -> datetime:
+    return EPOCH + timedelta(minutes=offset)
+
+
+@st.composite
+def interval_rules(draw):
+    count = draw(st.integers(min_value=0, max_value=6))
+    found = []
+    for index in range(count):
+        from_drug = draw(st.booleans()) and draw(st.booleans())
+        found.append(IntervalRule(
+            id=f"r{index}",
+            later_procedure=draw(st.sampled_from(CODES)),
+            gap_value=draw(st.integers(min_value=1, max_value=8)),
+            gap_unit=draw(st.sampled_from(["hours", "days", "weeks", "months"])),
+            severity=draw(st.sampled_from(["block", "block", "warn"])),
+            earlier_procedure=None if from_drug else draw(st.sampled_from(CODES)),
+            earlier_medication=draw(st.sampled_from(DRUGS)) if from_drug else None,
+            same_area_only=False if from_drug else draw(st.booleans()),
+        ))
+    return found
+
+
+@st.composite
+def rulebooks(draw):
+    if draw(st.booleans()):
+        return default_rulebook()
+    contraindications = []
+    if draw(st.booleans()):
+        contraindications.append(ContraindicationRule("c1", draw(st.sampled_from(CODES)), "absolute",
+                                                      medication="anticoagulant"))
+    return RuleBook(draw(interval_rules()), contraindications)
+
+
+@st.composite
+def events(draw, max_size=8):
+    found = []
+    for index in range(draw(st.integers(min_value=0, max_value=max_size))):
+        seconds = draw(st.sampled_from([0, 0, 0, 17]))  # reported times need not be whole minutes
+        found.append(ProcedureEvent(
+            id=f"e{index}",
+            procedure=draw(st.sampled_from(CODES)),
+            start_at=moment(draw(minutes)) + timedelta(seconds=seconds),
+            area=draw(st.sampled_from(AREAS)),
+            status=draw(st.sampled_from(["completed", "confirmed", "pending_clearance", "cancelled", "no_show"])),
+        ))
+    return found
+
+
+@st.composite
+def courses(draw):
+    found = []
+    for index in range(draw(st.integers(min_value=0, max_value=2))):
+        start = date(2026, 1, 1) + timedelta(days=draw(st.integers(min_value=0, max_value=700)))
+        ended = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=200)))
+        found.append(MedicationCourse(f"m{index}", draw(st.sampled_from(DRUGS)), start,
+                                      None if ended is None else start + timedelta(days=ended)))
+    return found
+
+
+conditions = st.lists(st.builds(ConditionEntry, id=st.sampled_from(["k1", "k2"]), condition=st.sampled_from(
+    ["eczema", "tattoo_in_area", "skin_infection"]), status=st.sampled_from(["active", "history"]),
+    area=st.sampled_from(AREAS)), max_size=2, unique_by=lambda c: c.id)
+
+proposals = st.builds(lambda code, offset, area: Proposal(code, moment(offset), area),
+                      st.sampled_from(CODES), minutes, st.sampled_from(AREAS))
+
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY_SETTINGS
+@given(rulebooks(), events(), courses(), conditions, proposals, st.sampled_from(ZONES), st.data())
+def test_earliest_eligible_start_is_eligible_and_nothing_before_it_is(rules, evs, crs, conds, proposal, tz, data):
+    timeline = Timeline(evs, crs, conds)
+    result = evaluate(timeline, rules, proposal, tz)
+    earliest = result.earliest_eligible_start
+
+    if earliest is None:
+        later = proposal.start_at + timedelta(minutes=data.draw(st.integers(min_value=0, max_value=10 * SPAN_MINUTES)))
+        assert not evaluate(timeline, rules, Proposal(proposal.procedure, later, proposal.area), tz).eligible
+        return
+    assert earliest >= proposal.start_at
+    assert earliest.second == 0 and earliest.microsecond == 0
+    assert evaluate(timeline, rules, Proposal(proposal.procedure, earliest, proposal.area), tz).eligible
+    assert result.eligible == (earliest == proposal.start_at)
+    gap_minutes = int((earliest - proposal.start_at).total_seconds() // 60)
+    if gap_minutes:
+        for offset in {0, gap_minutes - 1, data.draw(st.integers(min_value=0, max_value=gap_minutes - 1))}:
+            between = proposal.start_at + timedelta(minutes=offset)
+            assert not evaluate(timeline, rules, Proposal(proposal.procedure, between, proposal.area), tz).eligible
+
+
+@PROPERTY_SETTINGS
+@given(rulebooks(), events(), courses(), conditions, proposals, st.sampled_from(ZONES), st.randoms())
+def test_result_does_not_depend_on_the_order_of_the_timeline(rules, evs, crs, conds, proposal, tz, rnd):
+    shuffled_events, shuffled_courses, shuffled_conditions = list(evs), list(crs), list(conds)
+    rnd.shuffle(shuffled_events)
+    rnd.shuffle(shuffled_courses)
+    rnd.shuffle(shuffled_conditions)
+
+    original = evaluate(Timeline(evs, crs, conds), rules, proposal, tz)
+    reordered = evaluate(Timeline(shuffled_events, shuffled_courses, shuffled_conditions), rules, proposal, tz)
+
+    assert reordered.violations == original.violations
+    assert reordered.earliest_eligible_start == original.earliest_eligible_start
+
+
+@PROPERTY_SETTINGS
+@given(rulebooks(), events(), courses(), proposals, st.sampled_from(CODES), minutes, st.sampled_from(AREAS),
+       st.sampled_from(ZONES))
+def test_cancelling_restores_what_booking_took(rules, evs, crs, proposal, code, offset, area, tz):
+    before = evaluate(Timeline(evs, crs), rules, proposal, tz)
+    booked = ProcedureEvent("new", code, moment(offset), area, status="confirmed")
+    cancelled = ProcedureEvent("new", code, moment(offset), area, status="cancelled")
+
+    with_booking = evaluate(Timeline([*evs, booked], crs), rules, proposal, tz)
+    after_cancel = evaluate(Timeline([*evs, cancelled], crs), rules, proposal, tz)
+
+    assert after_cancel.violations == before.violations
+    assert after_cancel.earliest_eligible_start == before.earliest_eligible_start
+    # Booking can only take dates away, never give them.
+    assert len(with_booking.blocking) >= len(before.blocking)
+
+
+@PROPERTY_SETTINGS
+@given(interval_rules(), st.sampled_from(CODES), minutes, st.sampled_from(AREAS), st.sampled_from(CODES), minutes,
+       st.sampled_from(AREAS), st.sampled_from(ZONES))
+def test_a_pair_conflicts_the_same_way_whichever_was_booked_first(rule_list, code_a, at_a, area_a, code_b, at_b,
+                                                                  area_b, tz):
+    rules = RuleBook([r for r in rule_list if r.earlier_procedure])
+    a = ProcedureEvent("a", code_a, moment(at_a), area_a, status="confirmed")
+    b = ProcedureEvent("b", code_b, moment(at_b), area_b, status="confirmed")
+
+    b_after_a = evaluate(Timeline([a]), rules, Proposal(code_b, b.start_at, area_b), tz)
+    a_after_b = evaluate(Timeline([b]), rules, Proposal(code_a, a.start_at, area_a), tz)
+
+    assert b_after_a.eligible == a_after_b.eligible
+    assert {v.rule_id for v in b_after_a.violations} == {v.rule_id for v in a_after_b.violations}
+
+
+@PROPERTY_SETTINGS
+@given(rulebooks(), events(), courses(), proposals, st.sampled_from(ZONES),
+       st.lists(st.integers(min_value=0, max_value=90 * 24 * 60), min_size=1, max_size=20))
+def test_blocked_ranges_agree_with_single_evaluations(rules, evs, crs, proposal, tz, offsets):
+    timeline = Timeline(evs, crs)
+    until = proposal.start_at + timedelta(days=90)
+    spans = blocked_ranges(timeline, rules, proposal, tz, until)
+
+    for offset in offsets:
+        when = proposal.start_at + timedelta(minutes=offset)
+        single = evaluate(timeline, rules, Proposal(proposal.procedure, when, proposal.area), tz)
+        assert spans.blocks(when) == (not single.eligible), when
