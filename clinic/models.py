@@ -25,11 +25,11 @@ def validate_e164(value: str) -> None:
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
-        raise ValidationError("Enter the phone number in international form, e.g. +447700900123.")
+        raise ValidationError("Enter the phone number in international form, e.g. +447911123456.")
     if not phonenumbers.is_valid_number(number) or phonenumbers.format_number(
         number, phonenumbers.PhoneNumberFormat.E164
     ) != value:
-        raise ValidationError("Enter a valid phone number in E.164 form, e.g. +447700900123.")
+        raise ValidationError("Enter a valid phone number in E.164 form, e.g. +447911123456.")
 
 
 class ReminderChannel(models.TextChoices):
@@ -211,7 +211,7 @@ class Patient(models.Model):
     last_name = models.CharField(max_length=100)
     date_of_birth = models.DateField(null=True, blank=True)
     email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447700900123")
+    phone = models.CharField(max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447911123456")
     reminder_channels = models.JSONField(default=list, blank=True, validators=[validate_reminder_channels])
     sms_consent = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -115,7 +115,7 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
 def _demo_patients(clinic: Clinic, today: date) -> None:
     tz = clinic.tz
     suffix = "" if clinic.code == "demo" else " (NY)"
-    phone = "+447700900" if clinic.code == "demo" else "+1212555"
+    phone = "+447911123" if clinic.code == "demo" else "+1212555"
 
     def patient(first: str, last: str, n: int) -> tuple[Patient, bool]:
         return Patient.objects.get_or_create(clinic=clinic, first_name=first, last_name=last + suffix, defaults={

@@ -47,7 +47,7 @@ class PatientFactory(factory.django.DjangoModelFactory):
     first_name = factory.Sequence(lambda n: f"Pat{n}")
     last_name = "Example"
     email = factory.LazyAttribute(lambda o: f"{o.first_name.lower()}@example.com")
-    phone = "+447700900123"
+    phone = "+447911123456"
     reminder_channels = factory.LazyFunction(lambda: ["email"])
 
 

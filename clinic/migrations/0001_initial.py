@@ -104,7 +104,7 @@ class Migration(migrations.Migration):
                 ('last_name', models.CharField(max_length=100)),
                 ('date_of_birth', models.DateField(blank=True, null=True)),
                 ('email', models.EmailField(blank=True, max_length=254)),
-                ('phone', models.CharField(blank=True, help_text='E.164, e.g. +447700900123', max_length=20, validators=[clinic.models.validate_e164])),
+                ('phone', models.CharField(blank=True, help_text='E.164, e.g. +447911123456', max_length=20, validators=[clinic.models.validate_e164])),
                 ('reminder_channels', models.JSONField(blank=True, default=list, validators=[clinic.models.validate_reminder_channels])),
                 ('sms_consent', models.BooleanField(default=False)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),

@@ -1,0 +1,26 @@
+"""A clinic administrator can open every admin page, rules included."""
+import pytest
+from django.contrib import admin
+from django.core.management import call_command
+from django.urls import reverse
+
+
+@pytest.fixture
+def admin_client_with_data(admin_client, db):
+    call_command("setup_demo")
+    return admin_client
+
+
+@pytest.mark.parametrize("model", [m for m in admin.site._registry if m._meta.app_label in ("clinic", "scheduler")],
+                         ids=lambda m: m._meta.label)
+def test_admin_changelist_and_change_pages_open(admin_client_with_data, model):
+    info = model._meta.app_label, model._meta.model_name
+
+    assert admin_client_with_data.get(reverse("admin:%s_%s_changelist" % info)).status_code == 200
+    first = model.objects.first()
+    if first is not None:
+        assert admin_client_with_data.get(reverse("admin:%s_%s_change" % info, args=[first.pk])).status_code == 200
+
+
+def test_appointments_cannot_be_added_around_the_rules(admin_client_with_data):
+    assert admin_client_with_data.get(reverse("admin:clinic_appointment_add")).status_code == 403

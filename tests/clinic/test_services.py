@@ -1,0 +1,137 @@
+"""Patient-record services: validation with the offending field, and effects on the rules."""
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from clinic.models import PatientCondition
+from clinic.services import (
+    IntakeLine,
+    conditions_replace,
+    medication_course_add,
+    medication_course_end,
+    patient_create,
+    patient_update,
+    procedure_record_add,
+)
+from scheduler.booking import appointment_check
+from scheduler.errors import InvalidInput
+from scheduler.rules import Outcome
+from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+TODAY = date(2026, 3, 2)
+
+
+@pytest.fixture
+def patient(catalogue):
+    clinic = ClinicFactory()
+    PractitionerFactory(clinic=clinic)
+    return PatientFactory(clinic=clinic)
+
+
+def test_patient_create_validates_and_saves(catalogue):
+    clinic = ClinicFactory()
+
+    patient = patient_create(clinic=clinic, today=TODAY, first_name="Ada", last_name="Lovelace",
+                             phone="+447911123456", reminder_channels=["sms"], sms_consent=True)
+
+    assert patient.pk and patient.clinic == clinic
+
+
+@pytest.mark.parametrize("fields, code, field", [
+    ({"phone": "0770"}, "invalid_patient", "phone"),
+    ({"first_name": ""}, "invalid_patient", "first_name"),
+    ({"date_of_birth": date(2030, 1, 1)}, "birth_date_in_future", "date_of_birth"),
+    ({"clinic_id": "x"}, "unknown_field", None),
+])
+def test_patient_create_refuses_bad_input(catalogue, fields, code, field):
+    arguments = {"first_name": "Ada", "last_name": "Lovelace"} | fields
+
+    with pytest.raises(InvalidInput) as error:
+        patient_create(clinic=ClinicFactory(), today=TODAY, **arguments)
+
+    assert (error.value.code, error.value.field) == (code, field)
+
+
+def test_patient_update_cannot_move_a_patient_to_another_clinic(patient):
+    with pytest.raises(InvalidInput):
+        patient_update(patient=patient, today=TODAY, clinic=ClinicFactory(code="other"))
+
+    assert patient_update(patient=patient, today=TODAY, last_name="Byron").last_name == "Byron"
+
+
+def test_a_reported_procedure_counts_for_the_rules_at_once(patient):
+    procedure_record_add(patient=patient, procedure_code="botox", performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC),
+                         now=NOW, area_code="face")
+
+    check = appointment_check(patient=patient, procedure_code="microneedling",
+                              start_at=datetime(2026, 3, 10, 10, tzinfo=UTC), now=NOW)
+
+    assert check.outcome == Outcome.REFUSED
+
+
+@pytest.mark.parametrize("kwargs, code", [
+    ({"procedure_code": "laser"}, "unknown_procedure"),
+    ({"area_code": "elbow"}, "unknown_area"),
+    ({"performed_at": datetime(2026, 3, 1, 10)}, "naive_datetime"),
+    ({"performed_at": datetime(2026, 4, 1, 10, tzinfo=UTC)}, "performed_in_future"),
+    ({"source": "rumour"}, "unknown_source"),
+])
+def test_procedure_record_add_refuses_bad_input(patient, kwargs, code):
+    arguments = {"procedure_code": "botox", "performed_at": datetime(2026, 3, 1, 10, tzinfo=UTC)} | kwargs
+
+    with pytest.raises(InvalidInput) as error:
+        procedure_record_add(patient=patient, now=NOW, **arguments)
+
+    assert error.value.code == code
+
+
+def test_ending_an_ongoing_course_turns_no_date_into_a_date(patient):
+    course = medication_course_add(patient=patient, drug_code="isotretinoin", started_on=date(2025, 6, 1))
+    start = datetime(2026, 3, 10, 10, tzinfo=UTC)
+
+    ongoing = appointment_check(patient=patient, procedure_code="microneedling", start_at=start, now=NOW)
+    medication_course_end(course=course, ended_on=date(2026, 1, 31))
+    ended = appointment_check(patient=patient, procedure_code="microneedling", start_at=start, now=NOW)
+
+    assert ongoing.earliest_eligible_start is None
+    # 31 January + 6 months: 31 July, from midnight in the clinic's zone (BST then).
+    assert ended.earliest_eligible_start == datetime(2026, 7, 31, 0, 0, tzinfo=ZoneInfo("Europe/London"))
+
+
+def test_medication_course_refuses_bad_input(patient):
+    with pytest.raises(InvalidInput) as unknown:
+        medication_course_add(patient=patient, drug_code="aspirin", started_on=date(2026, 1, 1))
+    with pytest.raises(InvalidInput) as backwards:
+        medication_course_add(patient=patient, drug_code="isotretinoin", started_on=date(2026, 2, 1),
+                              ended_on=date(2026, 1, 1))
+
+    assert unknown.value.code == "unknown_drug"
+    assert backwards.value.field == "ended_on"
+
+
+def test_conditions_replace_swaps_the_whole_intake(patient):
+    conditions_replace(patient=patient, lines=[IntakeLine("eczema", "history"), IntakeLine("diabetes", "active")])
+
+    rows = conditions_replace(patient=patient, lines=[IntakeLine("tattoo_in_area", "active", area="face")])
+
+    assert [(r.condition_id, r.status, r.area_id) for r in rows] == [("tattoo_in_area", "active", "face")]
+    assert PatientCondition.objects.filter(patient=patient).count() == 1
+
+
+@pytest.mark.parametrize("lines, code", [
+    ([IntakeLine("lycanthropy", "active")], "unknown_condition"),
+    ([IntakeLine("eczema", "sometimes")], "unknown_status"),
+    ([IntakeLine("eczema", "active", area="elbow")], "unknown_area"),
+    ([IntakeLine("eczema", "active"), IntakeLine("eczema", "history")], "duplicate_condition"),
+])
+def test_conditions_replace_refuses_bad_lines_and_keeps_the_old_intake(patient, lines, code):
+    conditions_replace(patient=patient, lines=[IntakeLine("diabetes", "active")])
+
+    with pytest.raises(InvalidInput) as error:
+        conditions_replace(patient=patient, lines=lines)
+
+    assert error.value.code == code
+    assert list(PatientCondition.objects.filter(patient=patient).values_list("condition_id", flat=True)) == [
+        "diabetes"]

@@ -1,0 +1,77 @@
+"""The shipped defaults and `setup_demo`: complete, sourced, idempotent, and respectful of edits."""
+import re
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from clinic.models import Clinic, Condition, Medication, Patient, Practitioner, TreatmentArea, WorkingHours
+from scheduler.booking import appointment_check
+from scheduler.models import ContraindicationRule, IntervalRule
+from scheduler.rules import Outcome
+
+# The catalogue codes of ../shared/domain.md, "Catalogue codes (stable)".
+CONDITIONS = ("scleroderma collagen_vascular_disease cardiac_abnormality clotting_disorder skin_infection open_wound "
+              "immunosuppression keloid_scarring eczema psoriasis inflammatory_skin_condition active_acne "
+              "actinic_keratosis herpes_simplex diabetes pregnancy breastfeeding radiation_therapy tattoo_in_area "
+              "autoimmune_disease filler_allergy anaphylaxis_history").split()
+MEDICATIONS = ["isotretinoin", "topical_retinoid", "anticoagulant", "immunosuppressant"]
+AREAS = ["face", "neck", "decolletage", "hands", "body", "scalp"]
+
+
+@pytest.fixture
+def demo(db):
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+
+
+def test_catalogue_has_every_code_of_the_domain_brief(demo):
+    assert sorted(Condition.objects.values_list("code", flat=True)) == sorted(CONDITIONS)
+    assert sorted(Medication.objects.values_list("code", flat=True)) == sorted(MEDICATIONS)
+    assert sorted(TreatmentArea.objects.values_list("code", flat=True)) == sorted(AREAS)
+
+
+def test_every_default_rule_names_its_source(demo):
+    sources = list(IntervalRule.objects.values_list("source", flat=True)) + list(
+        ContraindicationRule.objects.values_list("source", flat=True))
+
+    assert IntervalRule.objects.count() == 9
+    assert ContraindicationRule.objects.count() == 36
+    assert all(re.match(r"^00[0-3] \(reference/seeds/00[0-3]_[0-9a-f]+\.txt\)", s) for s in sources), sources
+
+
+def test_setup_demo_is_idempotent_and_keeps_edits(demo):
+    rule = IntervalRule.objects.get(default_key="botox-then-microneedling")
+    rule.gap_value = 3
+    rule.save()
+    counts = [m.objects.count() for m in (Clinic, Practitioner, Patient, WorkingHours, IntervalRule,
+                                          ContraindicationRule)]
+
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+
+    assert [m.objects.count() for m in (Clinic, Practitioner, Patient, WorkingHours, IntervalRule,
+                                        ContraindicationRule)] == counts
+    assert IntervalRule.objects.get(default_key="botox-then-microneedling").gap_value == 3
+
+
+def test_demo_clinics_match_the_api_contract(demo):
+    clinics = {c.code: c for c in Clinic.objects.all()}
+
+    assert clinics["demo"].timezone == "Europe/London"
+    assert clinics["demo-ny"].timezone == "America/New_York"
+    for practitioner in Practitioner.objects.all():
+        assert set(practitioner.procedures.values_list("code", flat=True)) == {
+            "botox", "filler", "microneedling", "plasma_pen"}
+        hours = sorted(practitioner.working_hours.values_list("weekday", "start_time", "end_time"))
+        assert [h[0] for h in hours] == [0, 1, 2, 3, 4, 5]
+        assert {(h[1].hour, h[2].hour) for h in hours} == {(9, 18)}
+
+
+def test_demo_patient_with_recent_botox_is_refused_microneedling(demo):
+    olivia = Patient.objects.get(clinic__code="demo", first_name="Olivia")
+    now = timezone.now()
+
+    check = appointment_check(patient=olivia, procedure_code="microneedling",
+                              start_at=(now + timezone.timedelta(days=2)).replace(second=0, microsecond=0), now=now)
+
+    assert check.outcome == Outcome.REFUSED
+    assert check.earliest_eligible_start is not None
