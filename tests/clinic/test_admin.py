@@ -24,3 +24,19 @@ def test_admin_changelist_and_change_pages_open(admin_client_with_data, model):
 
 def test_appointments_cannot_be_added_around_the_rules(admin_client_with_data):
     assert admin_client_with_data.get(reverse("admin:clinic_appointment_add")).status_code == 403
+
+
+def test_a_clinic_administrator_sees_only_their_clinic(client, db):
+    from clinic.models import Patient
+
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+    client.login(username="clinicadmin-ny", password="pw-for-tests")
+    london_patient = Patient.objects.filter(clinic__code="demo").first()
+
+    listing = client.get(reverse("admin:clinic_patient_changelist"))
+    other = client.get(reverse("admin:clinic_patient_change", args=[london_patient.pk]))
+
+    assert listing.status_code == 200
+    assert "(NY)" in listing.content.decode() and str(london_patient.pk) not in listing.content.decode()
+    assert other.status_code == 302  # the admin's "does not exist" redirect: nothing shown
+    assert client.get(reverse("admin:clinic_appointment_changelist")).status_code == 200
