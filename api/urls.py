@@ -1,2 +1,41 @@
-"""Public API v1 routes (see ../shared/api-contract.md)."""
-urlpatterns: list = []
+"""Public API v1 routes (see ../shared/api-contract.md); anything else under /api/v1/ is a JSON 404."""
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from api import problems, views
+
+app_name = "api"
+
+urlpatterns = [
+    path("clinics/", views.ClinicListApi.as_view(), name="clinic-list"),
+    path("procedures/", views.ProcedureListApi.as_view(), name="procedure-list"),
+    path("practitioners/", views.PractitionerListApi.as_view(), name="practitioner-list"),
+    path("patients/", views.PatientListCreateApi.as_view(), name="patient-list"),
+    path("patients/<str:patient_id>/", views.PatientDetailApi.as_view(), name="patient-detail"),
+    path("patients/<str:patient_id>/procedures/", views.PatientProcedureListApi.as_view(),
+         name="patient-procedures"),
+    path("patients/<str:patient_id>/medications/", views.PatientMedicationListApi.as_view(),
+         name="patient-medications"),
+    path("patients/<str:patient_id>/medications/<str:course_id>/", views.PatientMedicationDetailApi.as_view(),
+         name="patient-medication-detail"),
+    path("patients/<str:patient_id>/conditions/", views.PatientConditionsApi.as_view(), name="patient-conditions"),
+    path("eligibility/", views.EligibilityApi.as_view(), name="eligibility"),
+    path("availability/", views.AvailabilityApi.as_view(), name="availability"),
+    path("appointments/", views.AppointmentListCreateApi.as_view(), name="appointment-list"),
+    path("appointments/<str:appointment_id>/", views.AppointmentDetailApi.as_view(), name="appointment-detail"),
+    path("appointments/<str:appointment_id>/reschedule/", views.AppointmentRescheduleApi.as_view(),
+         name="appointment-reschedule"),
+    path("appointments/<str:appointment_id>/cancel/", views.AppointmentCancelApi.as_view(),
+         name="appointment-cancel"),
+    path("appointments/<str:appointment_id>/complete/", views.AppointmentCompleteApi.as_view(),
+         name="appointment-complete"),
+    path("appointments/<str:appointment_id>/clear/", views.AppointmentClearApi.as_view(),
+         name="appointment-clear"),
+    path("appointments/<str:appointment_id>/no-show/", views.AppointmentNoShowApi.as_view(),
+         name="appointment-no-show"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    # Last: unknown paths answer a problem document, even with DEBUG on.
+    re_path(r"^.*$", problems.unknown_api_path),
+]

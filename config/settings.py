@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / ReDoc assets, served locally
     "django_htmx",
     "clinic",
     "scheduler",
@@ -141,15 +142,77 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Public API (api/; owned by the API) -------------------------------------------
+# Problem details everywhere, JSON only, token or session auth, per-caller throttle.
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiKeyAuthentication",  # first, so a missing key is 401 with WWW-Authenticate
+        "rest_framework.authentication.SessionAuthentication",  # staff users; enforces CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsApiCaller"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.CallerRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "api.problems.exception_handler",
+    # No OPTIONS metadata: it would describe serializers outside the schema; OPTIONS is a 405.
+    "DEFAULT_METADATA_CLASS": None,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Requests per caller (API client, staff user, or anonymous address) per period: N/s, N/min, N/hour, N/day.
+API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "300/min")
+# A JSON body larger than this is refused with 413 before it is parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(256 * 1024)))
+# How long an Idempotency-Key's first response is replayed (the contract says 24 h).
+IDEMPOTENCY_KEY_TTL_HOURS = 24
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Treatment-interval scheduling API",
+    "DESCRIPTION": (
+        "Book aesthetic-clinic appointments that respect minimum treatment intervals and "
+        "contraindications. Errors are RFC 9457 problem details (application/problem+json). "
+        "See docs/api.md."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its viewer are public (they describe, they reveal no data).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Separate request and response components, so read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from the pinned sidecar package: no CDN is reachable here.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.postprocess_strict_requests",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "AppointmentStatusEnum": "clinic.models.AppointmentStatus",
+        "ConditionStatusEnum": "clinic.models.ConditionStatus",
+        "HistorySourceEnum": "clinic.models.HistorySource",
+        "ReminderChannelEnum": "clinic.models.ReminderChannel",
+        "EligibilityStatusEnum": ["confirmed", "pending_clearance", "refused"],
+    },
 }
+
+# The throttle counters live in the cache: per process in memory by default, shared
+# across gunicorn workers and hosts in Redis when REDIS_URL is set.
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "clinic"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# --- end of the public API block ----------------------------------------------------------
 
 # How far ahead the booking services look for the next free slot, and the
 # slot grid they offer (minutes).

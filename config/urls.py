@@ -7,3 +7,9 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("", include("frontdesk.urls")),
 ]
+
+# Under /api/ errors are problem details (JSON); elsewhere Django's own pages (api/problems.py).
+handler400 = "api.problems.bad_request"
+handler403 = "api.problems.permission_denied"
+handler404 = "api.problems.not_found"
+handler500 = "api.problems.server_error"

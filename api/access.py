@@ -1,0 +1,53 @@
+"""The caller of a request: an API client or a staff user, with their clinics and rights.
+
+Every query a view makes starts from `caller.clinics()`, so tenancy is
+enforced in one place: what lies outside is simply not found.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from django.db.models import QuerySet
+
+from api.models import ApiClient
+from clinic.models import Clinic
+from clinic.selectors import clinics_for_user, is_clinical
+from scheduler.booking import Actor
+
+
+@dataclass
+class Caller:
+    client: ApiClient | None
+    user: object | None
+
+    def clinics(self) -> QuerySet[Clinic]:
+        if self.client is not None:
+            return Clinic.objects.filter(api_clients=self.client)
+        return clinics_for_user(self.user)
+
+    @cached_property
+    def has_any_clinic(self) -> bool:
+        return self.clinics().exists()
+
+    @property
+    def owner_key(self) -> str:
+        """Scopes idempotency keys and throttle counters to this caller."""
+        if self.client is not None:
+            return f"client:{self.client.pk}"
+        return f"user:{self.user.pk}"
+
+    def actor(self, clinic_id) -> Actor:
+        """Who acts at that clinic, and whether with the clinician's right there."""
+        if self.client is not None:
+            return Actor(label=f"API client {self.client.name}", user=None, clinical=self.client.clinical)
+        return Actor(label=self.user.get_username(), user=self.user, clinical=is_clinical(self.user, clinic_id))
+
+
+def caller_for(request) -> Caller:
+    cached = getattr(request, "_api_caller", None)
+    if cached is None:
+        client = request.auth if isinstance(request.auth, ApiClient) else None
+        cached = Caller(client=client, user=None if client else request.user)
+        request._api_caller = cached
+    return cached

@@ -1,0 +1,72 @@
+"""API-key authentication: `Authorization: Token <key>` for booking platforms.
+
+Keys are looked up by their public prefix and compared by hash in constant
+time; a revoked or unknown key is a 401. `last_used_at` is written at most
+once a minute per client, so authentication adds no write to most requests.
+"""
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from api.models import ApiClient, hash_key
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None  # not ours: session auth may still apply
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Give the key as `Authorization: Token <key>`.")
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        return self._client_for(key)
+
+    def _client_for(self, key: str):
+        prefix, _, _ = key.partition(".")
+        client = ApiClient.objects.filter(key_prefix=prefix).first() if prefix else None
+        # Compare even when there is no client, so timing says nothing about which prefixes exist.
+        expected = client.key_hash if client else hash_key("")
+        if not hmac.compare_digest(expected, hash_key(key)) or client is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if client.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        now = timezone.now()
+        if client.last_used_at is None or now - client.last_used_at >= LAST_USED_RESOLUTION:
+            ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+            client.last_used_at = now
+        return (ApiClientUser(client), client)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class ApiClientUser:
+    """Stands in for `request.user` when a booking platform calls: authenticated, never staff."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    def __str__(self) -> str:
+        return f"API client {self.client.name}"
+
+    def get_username(self) -> str:
+        return f"api:{self.client.name}"

@@ -1,0 +1,35 @@
+"""Create an API client (a booking platform) and print its key, once, alone on the last line."""
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from api.models import ApiClient
+from clinic.models import Clinic
+
+
+class Command(BaseCommand):
+    help = "Create an API client scoped to the given clinics; prints its key (stored only hashed) on the last line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="The booking platform's name (unique).")
+        parser.add_argument("--clinic", action="append", required=True, metavar="CODE",
+                            help="Clinic code the client may see; repeat for more.")
+        parser.add_argument("--clinical", action="store_true",
+                            help="Grant the clinician's right (complete appointments, clear contraindications).")
+
+    def handle(self, *args, name, clinic, clinical, **options):
+        codes = list(dict.fromkeys(clinic))
+        clinics = list(Clinic.objects.filter(code__in=codes))
+        missing = sorted(set(codes) - {c.code for c in clinics})
+        if missing:
+            raise CommandError(f"No clinic with code(s): {', '.join(missing)}.")
+        if ApiClient.objects.filter(name=name).exists():
+            raise CommandError(f"An API client named {name!r} already exists; rotate its key in the admin.")
+        with transaction.atomic():
+            client = ApiClient(name=name, clinical=clinical)
+            key = client.set_new_key()
+            client.save()
+            client.clinics.set(clinics)
+        self.stdout.write(f"Created API client {name!r} for {', '.join(codes)}"
+                          f"{' with the clinician right' if clinical else ''}. "
+                          "The key is shown once; store it now:")
+        self.stdout.write(key)

@@ -1,0 +1,264 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Domain errors (scheduler.errors), DRF's own exceptions and anything
+unexpected all leave the API as `application/problem+json` with a stable
+machine-readable `code`; validation problems add `errors`, booking refusals
+add `violations`, `earliest_eligible_start` and `next_available_slot`.
+The Django-level handlers at the bottom cover what never reaches a DRF view
+(unknown URLs, errors raised in middleware) for paths under /api/.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from datetime import date, datetime, tzinfo
+from http import HTTPStatus
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, JsonResponse
+from django.views import defaults as django_defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from scheduler.errors import DomainError, InvalidInput, InvalidTransition, NotAllowed, NotFound, UnableToBook
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:clinic-api:problem:"  # a URN: stable identifiers, not pages to fetch
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class Unprocessable(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request cannot be processed."
+    default_code = "unprocessable"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with another one."
+    default_code = "conflict"
+
+
+# --- Building documents -----------------------------------------------------------------------
+
+
+def problem(status_code: int, *, code: str, detail: str, title: str | None = None, instance: str | None = None,
+            kind: str | None = None, **extra) -> dict:
+    """A problem document; `kind` names the problem type (defaults to the code)."""
+    body = {
+        "type": TYPE_PREFIX + (kind or code).replace("_", "-"),
+        "title": title or HTTPStatus(status_code).phrase,
+        "status": status_code,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return body
+
+
+def problem_response(body: dict, *, headers: dict | None = None) -> Response:
+    return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error structure as `{"field.sub.0": [messages]}`."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "non_field_errors" if key in ("non_field_errors", "__all__") and not prefix else str(key)
+            out.update(flatten_errors(value, f"{prefix}.{name}" if prefix else name))
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            out.setdefault(prefix or "non_field_errors", []).extend(str(item) for item in detail)
+        else:
+            for index, item in enumerate(detail):
+                if item:  # a list serializer gives {} for the lines that were fine
+                    out.update(flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        out.setdefault(prefix or "non_field_errors", []).append(str(detail))
+    return out
+
+
+def local_iso(value: datetime | date | None, tz: tzinfo) -> str | None:
+    """A time in the clinic's offset (dates stay dates)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat()
+    return value.isoformat()
+
+
+def violation_data(violation, tz: tzinfo) -> dict:
+    ref = violation.conflicts_with
+    return {
+        "code": str(violation.code),
+        "kind": violation.kind,
+        "severity": str(violation.severity),
+        "message": violation.message,
+        "rule": violation.rule_id or None,
+        "source": violation.source or None,
+        "conflicts_with": None if ref is None else {
+            "id": ref.id,
+            "kind": ref.kind,
+            "code": ref.code,
+            "at": local_iso(ref.at if ref.at is not None else ref.on, tz),
+        },
+        "earliest_allowed": local_iso(violation.earliest_allowed, tz),
+    }
+
+
+def slot_data(slot, tz: tzinfo) -> dict | None:
+    if slot is None:
+        return None
+    return {
+        "start": local_iso(slot.start_at, tz),
+        "end": local_iso(slot.end_at, tz),
+        "practitioner": str(slot.practitioner_id),
+        "practitioner_name": slot.practitioner_name,
+    }
+
+
+def check_data(check, tz: tzinfo) -> dict:
+    """What a booking check says, in the shape eligibility and refusals share."""
+    return {
+        "violations": [violation_data(v, tz) for v in check.violations],
+        "warnings": [violation_data(v, tz) for v in check.warnings],
+        "earliest_eligible_start": local_iso(check.earliest_eligible_start, tz),
+        "next_available_slot": slot_data(check.next_available_slot, tz),
+    }
+
+
+# --- The DRF exception handler ----------------------------------------------------------------
+
+_DOMAIN_STATUS = (
+    (UnableToBook, 409),
+    (InvalidTransition, 409),
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (NotAllowed, 403),
+)
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ParseError: "malformed_request",
+}
+
+
+def _domain_problem(exc: DomainError, instance: str, tz: tzinfo | None) -> Response:
+    status_code = next(code for cls, code in _DOMAIN_STATUS if isinstance(exc, cls))
+    if isinstance(exc, UnableToBook):
+        from zoneinfo import ZoneInfo
+
+        body = problem(409, code=exc.code, title="Booking refused", detail=exc.message, instance=instance,
+                       **check_data(exc.check, tz or ZoneInfo("UTC")))
+        return problem_response(body)
+    extra = {}
+    if isinstance(exc, InvalidInput):
+        extra["errors"] = {exc.field or "non_field_errors": [exc.message]}
+        return problem_response(problem(400, code=exc.code, kind="validation_error", title="Invalid input",
+                                        detail=exc.message, instance=instance, **extra))
+    return problem_response(problem(status_code, code=exc.code, detail=exc.message, instance=instance))
+
+
+def exception_handler(exc, context) -> Response:
+    request = context.get("request")
+    instance = request.path if request is not None else None
+    # Views that map a booking refusal put the clinic's zone here, so times come back in its offset.
+    tz = getattr(request, "clinic_tz", None) if request is not None else None
+
+    if isinstance(exc, DomainError):
+        return _domain_problem(exc, instance, tz)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError("The request is malformed.")
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten_errors(exc.detail)
+        first = next(iter(errors.items()))
+        detail = f"{first[0]}: {first[1][0]}" if first[0] != "non_field_errors" else first[1][0]
+        return problem_response(problem(400, code="invalid_input", kind="validation_error", title="Invalid input",
+                                        detail=detail, instance=instance, errors=errors))
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        extra = {}
+        if isinstance(exc, exceptions.Throttled):
+            wait = max(1, math.ceil(exc.wait or 1))
+            headers["Retry-After"] = str(wait)
+            extra["retry_after"] = wait
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None)
+        if code is None:
+            code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return problem_response(problem(exc.status_code, code=code, detail=str(detail), instance=instance, **extra),
+                                headers=headers)
+
+    logger.exception("Unexpected error in %s", instance)
+    return problem_response(problem(500, code="server_error", instance=instance,
+                                    detail="Something went wrong on our side; it has been logged."))
+
+
+# --- Django-level handlers (config/urls.py) --------------------------------------------------
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _json_problem(request, status_code: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(problem(status_code, code=code, detail=detail, instance=request.path),
+                        status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def not_found(request, exception=None):
+    if _is_api(request):
+        return _json_problem(request, 404, "not_found", "There is nothing at this address.")
+    return django_defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return _json_problem(request, 500, "server_error", "Something went wrong on our side; it has been logged.")
+    return django_defaults.server_error(request)
+
+
+def bad_request(request, exception=None):
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            return _json_problem(request, 413, "payload_too_large", "The request body is too large.")
+        return _json_problem(request, 400, "malformed_request", "The request is malformed.")
+    return django_defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if _is_api(request):
+        return _json_problem(request, 403, "permission_denied", "You do not have permission to do this.")
+    return django_defaults.permission_denied(request, exception)
+
+
+def unknown_api_path(request, *args, **kwargs):
+    """The catch-all under /api/v1/: also in DEBUG, where Django would answer with an HTML page."""
+    return _json_problem(request, 404, "not_found", "There is nothing at this address.")

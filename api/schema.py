@@ -1,0 +1,154 @@
+"""OpenAPI documentation helpers: error bodies per status, examples, the token scheme, strict requests.
+
+Every operation documents its problem documents (as application/problem+json)
+next to its success body, so generated clients and Schemathesis know every
+answer the API may give.
+"""
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+
+from api.problems import PROBLEM_CONTENT_TYPE
+from api.serializers import ProblemOut, RefusalProblemOut, ValidationProblemOut
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description=("Up to 255 printable ASCII characters, unique per request you mean (a UUID is ideal). "
+                 "The same key with the same body within 24 h returns the first response again and "
+                 "creates nothing; the same key with a different body is a 422."),
+)
+
+_EXAMPLE_PATIENT = "5f0c7a4e-2f6b-4a53-9d7e-1c8f2b6a9e10"
+_EXAMPLE_CLINIC = "0b9d2f3c-6a1e-4f8e-8c47-3e2d1a0f9b7c"
+_EXAMPLE_PRACTITIONER = "9a7e3d21-4c5b-4f60-8a19-2b3c4d5e6f70"
+_EXAMPLE_EVENT = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
+
+
+def _problem_example(status: int, code: str, title: str, detail: str, **extra) -> dict:
+    return {"type": "urn:clinic-api:problem:" + code.replace("_", "-"), "title": title, "status": status,
+            "detail": detail, "code": code, "instance": "/api/v1/appointments/", **extra}
+
+
+REFUSAL_EXAMPLE = _problem_example(
+    409, "booking_refused", "Booking refused",
+    "Microneedling must be at least 2 weeks after Botulinum toxin injection (Botox) (done 1 March 2026 10:00); "
+    "earliest allowed 15 March 2026.",
+    kind="booking_refused",
+    violations=[{
+        "code": "interval_too_soon_after", "kind": "interval", "severity": "block",
+        "message": "Microneedling must be at least 2 weeks after Botulinum toxin injection (Botox) "
+                   "(done 1 March 2026 10:00); earliest allowed 15 March 2026.",
+        "rule": "1", "source": "001",
+        "conflicts_with": {"id": _EXAMPLE_EVENT, "kind": "procedure", "code": "botox",
+                           "at": "2026-03-01T10:00:00+00:00"},
+        "earliest_allowed": "2026-03-15T00:00:00+00:00",
+    }],
+    warnings=[],
+    earliest_eligible_start="2026-03-15T00:00:00+00:00",
+    next_available_slot={"start": "2026-03-16T09:00:00+00:00", "end": "2026-03-16T10:00:00+00:00",
+                         "practitioner": _EXAMPLE_PRACTITIONER, "practitioner_name": "Dr Ada Lovelace"},
+)
+REFUSAL_EXAMPLE["type"] = "urn:clinic-api:problem:booking-refused"
+
+VALIDATION_EXAMPLE = _problem_example(
+    400, "naive_datetime", "Invalid input", "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
+    errors={"start": ["Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00."]})
+VALIDATION_EXAMPLE["type"] = "urn:clinic-api:problem:validation-error"
+
+
+def _problem(description: str, examples: list[OpenApiExample] | None = None, serializer=ProblemOut):
+    return OpenApiResponse(serializer, description=description, examples=examples)
+
+
+def responses(status: int, serializer, *, many: bool = False, bad_request: bool = False, refusal: bool = False,
+              conflict: bool = False, idempotent: bool = False, forbidden: bool = False, body: bool = False) -> dict:
+    """The success body and every problem document an operation may answer with."""
+    out = {status: serializer(many=True) if many else serializer}
+    if bad_request:
+        out[(400, PROBLEM_CONTENT_TYPE)] = _problem(
+            "Malformed input: invalid JSON, wrong types, unknown codes or ids, a time with no offset.",
+            [OpenApiExample("A time without an offset", value=VALIDATION_EXAMPLE, status_codes=["400"])],
+            ValidationProblemOut)
+    out[(401, PROBLEM_CONTENT_TYPE)] = _problem("No key, or an unknown or revoked key.")
+    out[(403, PROBLEM_CONTENT_TYPE)] = _problem(
+        "A known caller without the right (e.g. completing without the clinician's right)."
+        if forbidden else "A known caller without the right to use the API.")
+    out[(404, PROBLEM_CONTENT_TYPE)] = _problem("Not found, or outside your clinics (the same thing to you).")
+    if refusal:
+        out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
+            "Refused: a blocking interval rule, an absolute contraindication or a taken slot"
+            + (", or the appointment's status does not allow it." if conflict else "."),
+            [OpenApiExample("Too soon after Botox", value=REFUSAL_EXAMPLE, status_codes=["409"])],
+            RefusalProblemOut)
+    elif conflict or idempotent:
+        out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
+            "The appointment's status does not allow this, or a request with this Idempotency-Key is still "
+            "being processed.")
+    if body:
+        out[(413, PROBLEM_CONTENT_TYPE)] = _problem("The body is larger than the limit.")
+        out[(415, PROBLEM_CONTENT_TYPE)] = _problem("The body is not JSON.")
+    if idempotent:
+        out[(422, PROBLEM_CONTENT_TYPE)] = _problem("The Idempotency-Key was used with a different request.")
+    out[(429, PROBLEM_CONTENT_TYPE)] = _problem("Too many requests: wait the seconds in Retry-After.")
+    return out
+
+
+PATIENT_EXAMPLES = [
+    OpenApiExample("New patient", request_only=True, value={
+        "clinic": _EXAMPLE_CLINIC, "first_name": "Ada", "last_name": "Byron", "date_of_birth": "1990-12-10",
+        "email": "ada@example.com", "phone": "+447700900123", "reminder_channels": ["email", "sms"],
+        "sms_consent": True}),
+]
+PROCEDURE_RECORD_EXAMPLES = [
+    OpenApiExample("Botox reported by the patient", request_only=True, value={
+        "procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "area": "face", "source": "reported"}),
+]
+MEDICATION_EXAMPLES = [
+    OpenApiExample("An ongoing isotretinoin course", request_only=True, value={
+        "drug": "isotretinoin", "started_on": "2025-09-01", "ended_on": None}),
+]
+# drf-spectacular wraps an example of a list body in a list itself: this is one line of the intake.
+CONDITION_EXAMPLES = [
+    OpenApiExample("Intake", request_only=True, value={"condition": "eczema", "status": "history"}),
+]
+BOOKING_EXAMPLES = [
+    OpenApiExample("Microneedling", request_only=True, value={
+        "patient": _EXAMPLE_PATIENT, "procedure": "microneedling", "start": "2026-03-10T10:30:00+00:00",
+        "area": "face"}),
+]
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Judges "is this a list?" by the success body, not by whichever problem document sorts first.
+
+    Our responses are keyed (status, media type); drf-spectacular would pick the
+    smallest key as the main body and so miss that a list is paginated and filtered.
+    """
+
+    def _is_list_view(self, serializer=None) -> bool:
+        if serializer is None:
+            serializer = self.get_response_serializers()
+        if isinstance(serializer, dict) and serializer:
+            success = [s for code, s in serializer.items() if str(code[0] if isinstance(code, tuple) else code) < "300"]
+            serializer = success[0] if success else None
+        return super()._is_list_view(serializer)
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "api.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Token <key>`; create a key with `manage.py create_api_client`."}
+
+
+def postprocess_strict_requests(result, generator, request, public):
+    """Request bodies accept only the fields they document (the API refuses unknown fields)."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    return result

@@ -1,0 +1,286 @@
+"""Request and response shapes. They check types and formats only; every rule lives in the services.
+
+`*In` serializers read a request body, `*Out` serializers write a response.
+Times go out in the clinic's offset; ids are strings.
+"""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from api.fields import (
+    AwareDateTimeField,
+    CodeField,
+    IdField,
+    InputSerializer,
+    LocalDateTimeField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictDateField,
+)
+from clinic.models import AppointmentStatus, ConditionStatus, HistorySource, ReminderChannel
+
+# --- Catalogue, clinics, practitioners ------------------------------------------------------
+
+
+class ClinicOut(serializers.Serializer):
+    id = serializers.CharField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+    timezone = serializers.CharField(help_text="IANA zone; times for this clinic come back in its offset.")
+
+
+class ProcedureOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    duration_minutes = serializers.IntegerField()
+    bookable = serializers.BooleanField()
+
+
+class RelatedCodesField(serializers.ListField):
+    """The codes of a many-to-many catalogue relation (prefetched by the view)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.CharField(), read_only=True, **kwargs)
+
+    def get_attribute(self, instance):
+        return sorted(item.code for item in getattr(instance, self.source).all())
+
+
+class PractitionerOut(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    clinic = serializers.CharField(source="clinic_id")
+    procedures = RelatedCodesField(help_text="Codes of the procedures this practitioner does.")
+
+
+# --- Patients ------------------------------------------------------------------------------------
+
+
+class PatientUpdateIn(InputSerializer):
+    first_name = StrictCharField(max_length=100, required=False)
+    last_name = StrictCharField(max_length=100, required=False)
+    date_of_birth = StrictDateField(required=False, allow_null=True)
+    email = StrictCharField(max_length=254, required=False, allow_blank=True)
+    phone = StrictCharField(max_length=20, required=False, allow_blank=True, help_text="E.164, e.g. +447700900123")
+    reminder_channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=ReminderChannel.choices), required=False, max_length=2,
+        help_text="How the patient wants reminders: a subset of email, sms.")
+    sms_consent = StrictBooleanField(required=False)
+
+
+class PatientCreateIn(PatientUpdateIn):
+    clinic = IdField(required=False, help_text="Clinic id (or code). May be left out by a caller with one clinic.")
+    first_name = StrictCharField(max_length=100)
+    last_name = StrictCharField(max_length=100)
+
+
+class PatientOut(serializers.Serializer):
+    id = serializers.CharField()
+    clinic = serializers.CharField(source="clinic_id")
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    date_of_birth = serializers.DateField(allow_null=True)
+    email = serializers.CharField()
+    phone = serializers.CharField()
+    reminder_channels = serializers.ListField(child=serializers.ChoiceField(choices=ReminderChannel.choices))
+    sms_consent = serializers.BooleanField()
+
+
+# --- A patient's history ------------------------------------------------------------------------
+
+
+class ProcedureRecordIn(InputSerializer):
+    procedure = CodeField(help_text="Procedure code, e.g. botox.")
+    performed_at = AwareDateTimeField(help_text="When it was done, with a UTC offset.")
+    area = CodeField(required=False, allow_null=True, help_text="Treatment area code, e.g. face.")
+    source = serializers.ChoiceField(choices=HistorySource.choices, required=False,
+                                     help_text="clinic (done here) or reported (by the patient); default reported.")
+    notes = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ProcedureRecordOut(serializers.Serializer):
+    id = serializers.CharField()
+    procedure = serializers.CharField(source="procedure_id")
+    performed_at = LocalDateTimeField(tz_source="patient.clinic")
+    area = serializers.CharField(source="area_id", allow_null=True)
+    source = serializers.ChoiceField(choices=HistorySource.choices)
+    notes = serializers.CharField()
+    appointment = serializers.CharField(source="appointment_id", allow_null=True,
+                                        help_text="The appointment this record completed, if any.")
+
+
+class MedicationCourseIn(InputSerializer):
+    drug = CodeField(help_text="Medication code, e.g. isotretinoin.")
+    started_on = StrictDateField()
+    ended_on = StrictDateField(required=False, allow_null=True, help_text="Null or left out while ongoing.")
+    notes = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class MedicationCourseEndIn(InputSerializer):
+    ended_on = StrictDateField(help_text="The day the course ended.")
+
+
+class MedicationCourseOut(serializers.Serializer):
+    id = serializers.CharField()
+    drug = serializers.CharField(source="drug_id")
+    started_on = serializers.DateField()
+    ended_on = serializers.DateField(allow_null=True)
+    notes = serializers.CharField()
+
+
+class ConditionLineIn(InputSerializer):
+    condition = CodeField(help_text="Condition code, e.g. eczema.")
+    status = serializers.ChoiceField(choices=ConditionStatus.choices)
+    area = CodeField(required=False, allow_null=True)
+    noted_on = StrictDateField(required=False, allow_null=True)
+
+
+class ConditionLineOut(serializers.Serializer):
+    condition = serializers.CharField(source="condition_id")
+    status = serializers.ChoiceField(choices=ConditionStatus.choices)
+    area = serializers.CharField(source="area_id", allow_null=True)
+    noted_on = serializers.DateField(allow_null=True)
+
+
+# --- Booking ----------------------------------------------------------------------------------------
+
+
+class BookingIn(InputSerializer):
+    patient = IdField()
+    procedure = CodeField()
+    start = AwareDateTimeField(help_text="With a UTC offset; whole minutes.")
+    area = CodeField(required=False, allow_null=True)
+    practitioner = IdField(required=False, allow_null=True,
+                           help_text="Left out: the first practitioner who does the procedure and is free.")
+
+
+class RescheduleIn(InputSerializer):
+    start = AwareDateTimeField()
+    practitioner = IdField(required=False, allow_null=True, help_text="Left out: the same practitioner.")
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class CancelIn(InputSerializer):
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ClearIn(InputSerializer):
+    reason = StrictCharField(max_length=2000, help_text="Why the relative contraindications are accepted.")
+
+
+class EmptyIn(InputSerializer):
+    """No fields: an action that needs nothing but the appointment."""
+
+
+class ConflictOut(serializers.Serializer):
+    id = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["procedure", "medication_course", "condition"])
+    code = serializers.CharField()
+    at = serializers.CharField(allow_null=True, help_text="Time (or date, for a medication course) of that event.")
+
+
+class ViolationOut(serializers.Serializer):
+    code = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["interval", "contraindication", "availability"])
+    severity = serializers.ChoiceField(choices=["block", "absolute", "relative", "warn"])
+    message = serializers.CharField()
+    rule = serializers.CharField(allow_null=True, help_text="The rule's id; null for availability.")
+    source = serializers.CharField(allow_null=True, help_text="Where the rule comes from.")
+    conflicts_with = ConflictOut(allow_null=True)
+    earliest_allowed = serializers.DateTimeField(allow_null=True,
+                                                 help_text="The earliest start this one rule allows.")
+
+
+class SlotOut(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    practitioner = serializers.CharField()
+    practitioner_name = serializers.CharField()
+
+
+class ReminderOut(serializers.Serializer):
+    kind = serializers.CharField()
+    channel = serializers.ChoiceField(choices=ReminderChannel.choices)
+    due_at = serializers.DateTimeField()
+    status = serializers.CharField()
+
+
+class AppointmentOut(serializers.Serializer):
+    id = serializers.CharField()
+    patient = serializers.CharField(source="patient_id")
+    procedure = serializers.CharField(source="procedure_id")
+    practitioner = serializers.CharField(source="practitioner_id")
+    clinic = serializers.CharField(source="clinic_id")
+    start = LocalDateTimeField(source="start_at", tz_source="clinic")
+    end = LocalDateTimeField(source="end_at", tz_source="clinic")
+    area = serializers.CharField(source="area_id", allow_null=True)
+    status = serializers.ChoiceField(choices=AppointmentStatus.choices)
+
+
+class AppointmentDetailOut(AppointmentOut):
+    reminders = ReminderOut(many=True, help_text="Care reminders planned for this appointment.")
+
+
+class BookingOut(AppointmentOut):
+    warnings = ViolationOut(many=True, help_text="Warn-severity rules: they never refuse a booking.")
+
+
+class EligibilityIn(BookingIn):
+    pass
+
+
+class AvailabilityQuery(serializers.Serializer):
+    """Query parameters of GET /availability/ (others, such as page, are left to the paginator)."""
+
+    patient = IdField(help_text="Patient id.")
+    procedure = CodeField(help_text="Procedure code.")
+    clinic = IdField(required=False, help_text="Clinic id or code; must be the patient's.")
+    practitioner = IdField(required=False, help_text="Only this practitioner.")
+    area = CodeField(required=False, help_text="Treatment area code.")
+
+
+# `from` is a Python keyword, so these two are declared under their parameter names this way.
+AvailabilityQuery._declared_fields["from"] = AwareDateTimeField(
+    required=False, help_text="Window start, with an offset (default: now).")
+AvailabilityQuery._declared_fields["to"] = AwareDateTimeField(
+    required=False, help_text="Window end, with an offset (default: 14 days after the start; at most 92 days).")
+
+
+class EligibilityOut(serializers.Serializer):
+    eligible = serializers.BooleanField(help_text="False exactly when booking would get a 409.")
+    status = serializers.ChoiceField(choices=["confirmed", "pending_clearance", "refused"])
+    violations = ViolationOut(many=True)
+    warnings = ViolationOut(many=True)
+    earliest_eligible_start = serializers.DateTimeField(allow_null=True)
+    next_available_slot = SlotOut(allow_null=True)
+
+
+# --- Problem documents (schema only) ------------------------------------------------------------------
+
+
+class ProblemOut(serializers.Serializer):
+    type = serializers.CharField(help_text="URN naming the kind of problem.")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Stable machine-readable code.")
+    instance = serializers.CharField(required=False, help_text="The path that was asked for.")
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds to wait (429 only).")
+
+
+class ValidationProblemOut(ProblemOut):
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="Messages per field; nested fields as dotted paths.")
+
+
+class RefusalProblemOut(ProblemOut):
+    """A booking refusal (code booking_refused) has all of these; other 409s (a status that does not allow
+    the action, a duplicate request still in progress) have none of them."""
+
+    violations = ViolationOut(many=True, required=False)
+    warnings = ViolationOut(many=True, required=False)
+    earliest_eligible_start = serializers.DateTimeField(
+        allow_null=True, required=False,
+        help_text="Earliest start at or after the one asked for that every interval rule allows.")
+    next_available_slot = SlotOut(allow_null=True, required=False,
+                                  help_text="First bookable slot from then on, within 90 days.")

@@ -1,0 +1,482 @@
+"""The v1 endpoints: each reads its input, calls one service or selector, and shapes the answer.
+
+Every lookup starts from the caller's clinics (api.access), so anything
+outside them is a 404 (in the URL) or "no such ..." (in a body or query).
+Errors are raised, never built here: api.problems maps them once.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.db.models import Q
+from django_filters.rest_framework import DjangoFilterBackend
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+
+from api import schema as docs
+from api import selectors as api_selectors
+from api.access import caller_for
+from api.filters import AppointmentFilter, PatientFilter, PractitionerFilter
+from api.idempotency import idempotent
+from api.problems import check_data, slot_data
+from api.serializers import (
+    AppointmentDetailOut,
+    AppointmentOut,
+    AvailabilityQuery,
+    BookingIn,
+    BookingOut,
+    CancelIn,
+    ClearIn,
+    ClinicOut,
+    ConditionLineIn,
+    ConditionLineOut,
+    EligibilityIn,
+    EligibilityOut,
+    EmptyIn,
+    MedicationCourseEndIn,
+    MedicationCourseIn,
+    MedicationCourseOut,
+    PatientCreateIn,
+    PatientOut,
+    PatientUpdateIn,
+    PractitionerOut,
+    ProcedureOut,
+    ProcedureRecordIn,
+    ProcedureRecordOut,
+    RescheduleIn,
+    SlotOut,
+)
+from clinic import services as clinic_services
+from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practitioner, ProcedureType
+from clinic.selectors import appointments_in, patients_in
+from scheduler import booking
+from scheduler.errors import InvalidInput, NotFound
+
+
+def _uuid(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _input(serializer_class, request, **kwargs) -> dict:
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ApiView(generics.GenericAPIView):
+    """Shared plumbing: the caller, and scoped look-ups that never reveal what lies outside."""
+
+    filter_backends = ()  # only the lists that declare filters have them
+
+    @property
+    def caller(self):
+        return caller_for(self.request)
+
+    def clinics(self):
+        return self.caller.clinics()
+
+    def patient_from_url(self) -> Patient:
+        patient = patients_in(self.clinics()).filter(pk=_uuid(self.kwargs["patient_id"])).first()
+        if patient is None:
+            raise NotFound("unknown_patient", "There is no such patient.")
+        self.request.clinic_tz = patient.clinic.tz
+        return patient
+
+    def patient_from_body(self, value) -> Patient:
+        patient = patients_in(self.clinics()).filter(pk=_uuid(value)).first()
+        if patient is None:
+            raise InvalidInput("unknown_patient", "There is no such patient.", field="patient")
+        self.request.clinic_tz = patient.clinic.tz  # refusals report times in this clinic's offset
+        return patient
+
+    def appointment_from_url(self) -> Appointment:
+        appointment = appointments_in(self.clinics()).filter(pk=_uuid(self.kwargs["appointment_id"])).first()
+        if appointment is None:
+            raise NotFound("unknown_appointment", "There is no such appointment.")
+        self.request.clinic_tz = appointment.clinic.tz
+        return appointment
+
+    def page(self, rows, serializer_class=None, *, data=None):
+        """A paginated response of `rows` (serialized, or already-built dicts via `data`)."""
+        page = self.paginate_queryset(rows)
+        if data is not None:
+            return self.get_paginated_response([data(row) for row in page])
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def _created(data, location: str) -> Response:
+    return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+# --- Clinics, catalogue, practitioners ---------------------------------------------------------
+
+
+class ClinicListApi(ApiView):
+    serializer_class = ClinicOut
+
+    def get_queryset(self):
+        return self.clinics().order_by("name", "code")
+
+    @extend_schema(tags=["catalogue"], operation_id="clinics_list", summary="Clinics in your scope",
+                   responses=docs.responses(200, ClinicOut, many=True, bad_request=True))
+    def get(self, request):
+        return self.page(self.get_queryset(), ClinicOut)
+
+
+class ProcedureListApi(ApiView):
+    serializer_class = ProcedureOut
+    queryset = ProcedureType.objects.order_by("name", "code")
+    filterset_fields = ["bookable"]
+    filter_backends = (DjangoFilterBackend,)
+
+    @extend_schema(tags=["catalogue"], operation_id="procedures_list", summary="The procedure catalogue",
+                   responses=docs.responses(200, ProcedureOut, many=True, bad_request=True))
+    def get(self, request):
+        return self.page(self.filter_queryset(self.get_queryset()), ProcedureOut)
+
+
+class PractitionerListApi(ApiView):
+    serializer_class = PractitionerOut
+    filterset_class = PractitionerFilter
+    filter_backends = (DjangoFilterBackend,)
+
+    def get_queryset(self):
+        return (Practitioner.objects.filter(clinic__in=self.clinics(), is_active=True)
+                .prefetch_related("procedures").order_by("name", "id").distinct())
+
+    @extend_schema(tags=["catalogue"], operation_id="practitioners_list", summary="Practitioners in your clinics",
+                   responses=docs.responses(200, PractitionerOut, many=True, bad_request=True))
+    def get(self, request):
+        return self.page(self.filter_queryset(self.get_queryset()), PractitionerOut)
+
+
+# --- Patients -----------------------------------------------------------------------------------------
+
+
+class PatientListCreateApi(ApiView):
+    serializer_class = PatientOut
+    filterset_class = PatientFilter
+    filter_backends = (DjangoFilterBackend,)
+
+    def get_queryset(self):
+        return patients_in(self.clinics()).order_by("last_name", "first_name", "id")
+
+    @extend_schema(tags=["patients"], operation_id="patients_list", summary="Patients in your clinics",
+                   responses=docs.responses(200, PatientOut, many=True, bad_request=True))
+    def get(self, request):
+        return self.page(self.filter_queryset(self.get_queryset()), PatientOut)
+
+    @extend_schema(tags=["patients"], operation_id="patients_create", summary="Register a patient", request=PatientCreateIn,
+                   parameters=[docs.IDEMPOTENCY_KEY], examples=docs.PATIENT_EXAMPLES,
+                   responses=docs.responses(201, PatientOut, bad_request=True, idempotent=True, body=True))
+    @idempotent
+    def post(self, request):
+        data = dict(_input(PatientCreateIn, request))
+        clinic = self._clinic(data.pop("clinic", None))
+        now = timezone.now()
+        patient = clinic_services.patient_create(clinic=clinic, today=now.astimezone(clinic.tz).date(), **data)
+        return _created(PatientOut(patient).data, reverse("api:patient-detail", args=[patient.pk]))
+
+    def _clinic(self, value) -> Clinic:
+        clinics = self.clinics()
+        if value is None:
+            only = list(clinics[:2])
+            if len(only) != 1:
+                raise InvalidInput("clinic_required", "Say which clinic the patient belongs to.", field="clinic")
+            return only[0]
+        pk = _uuid(value)
+        clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
+        if clinic is None:
+            raise InvalidInput("unknown_clinic", "There is no such clinic.", field="clinic")
+        return clinic
+
+
+class PatientDetailApi(ApiView):
+    serializer_class = PatientOut
+
+    @extend_schema(tags=["patients"], operation_id="patients_retrieve", summary="One patient", responses=docs.responses(200, PatientOut))
+    def get(self, request, patient_id):
+        return Response(PatientOut(self.patient_from_url()).data)
+
+    @extend_schema(tags=["patients"], operation_id="patients_update", summary="Change a patient's details (not their clinic)",
+                   request=PatientUpdateIn, responses=docs.responses(200, PatientOut, bad_request=True, body=True))
+    def patch(self, request, patient_id):
+        patient = self.patient_from_url()
+        data = _input(PatientUpdateIn, request)
+        today = timezone.now().astimezone(patient.clinic.tz).date()
+        patient = clinic_services.patient_update(patient=patient, today=today, **data)
+        return Response(PatientOut(patient).data)
+
+
+class PatientProcedureListApi(ApiView):
+    serializer_class = ProcedureRecordOut
+
+    @extend_schema(tags=["patient history"], operation_id="patients_procedures_list", summary="The patient's procedure history",
+                   responses=docs.responses(200, ProcedureRecordOut, many=True, bad_request=True))
+    def get(self, request, patient_id):
+        patient = self.patient_from_url()
+        rows = patient.procedure_records.select_related("patient__clinic").order_by("-performed_at", "id")
+        return self.page(rows, ProcedureRecordOut)
+
+    @extend_schema(tags=["patient history"], operation_id="patients_procedures_create", summary="Record a past procedure (done here or reported)",
+                   request=ProcedureRecordIn, parameters=[docs.IDEMPOTENCY_KEY],
+                   examples=docs.PROCEDURE_RECORD_EXAMPLES,
+                   responses=docs.responses(201, ProcedureRecordOut, bad_request=True, idempotent=True, body=True))
+    @idempotent
+    def post(self, request, patient_id):
+        patient = self.patient_from_url()
+        data = _input(ProcedureRecordIn, request)
+        record = clinic_services.procedure_record_add(
+            patient=patient, procedure_code=data["procedure"], performed_at=data["performed_at"],
+            now=timezone.now(), area_code=data.get("area"), source=data.get("source", "reported"),
+            notes=data.get("notes", ""))
+        return _created(ProcedureRecordOut(record).data, reverse("api:patient-procedures", args=[patient.pk]))
+
+
+class PatientMedicationListApi(ApiView):
+    serializer_class = MedicationCourseOut
+
+    @extend_schema(tags=["patient history"], operation_id="patients_medications_list", summary="The patient's medication courses",
+                   responses=docs.responses(200, MedicationCourseOut, many=True, bad_request=True))
+    def get(self, request, patient_id):
+        patient = self.patient_from_url()
+        return self.page(patient.medication_courses.order_by("-started_on", "id"), MedicationCourseOut)
+
+    @extend_schema(tags=["patient history"], operation_id="patients_medications_create", summary="Record a medication course",
+                   request=MedicationCourseIn, parameters=[docs.IDEMPOTENCY_KEY],
+                   examples=docs.MEDICATION_EXAMPLES,
+                   responses=docs.responses(201, MedicationCourseOut, bad_request=True, idempotent=True, body=True))
+    @idempotent
+    def post(self, request, patient_id):
+        patient = self.patient_from_url()
+        data = _input(MedicationCourseIn, request)
+        course = clinic_services.medication_course_add(
+            patient=patient, drug_code=data["drug"], started_on=data["started_on"], ended_on=data.get("ended_on"),
+            notes=data.get("notes", ""))
+        return _created(MedicationCourseOut(course).data,
+                        reverse("api:patient-medication-detail", args=[patient.pk, course.pk]))
+
+
+class PatientMedicationDetailApi(ApiView):
+    serializer_class = MedicationCourseOut
+
+    def _course(self) -> MedicationCourse:
+        patient = self.patient_from_url()
+        course = patient.medication_courses.filter(pk=_uuid(self.kwargs["course_id"])).first()
+        if course is None:
+            raise NotFound("unknown_medication_course", "There is no such medication course.")
+        return course
+
+    @extend_schema(tags=["patient history"], operation_id="patients_medications_retrieve", summary="One medication course",
+                   responses=docs.responses(200, MedicationCourseOut))
+    def get(self, request, patient_id, course_id):
+        return Response(MedicationCourseOut(self._course()).data)
+
+    @extend_schema(tags=["patient history"], operation_id="patients_medications_end", summary="Record the end of a course",
+                   request=MedicationCourseEndIn, responses=docs.responses(200, MedicationCourseOut, bad_request=True, body=True))
+    def patch(self, request, patient_id, course_id):
+        course = self._course()
+        data = _input(MedicationCourseEndIn, request)
+        course = clinic_services.medication_course_end(course=course, ended_on=data["ended_on"])
+        return Response(MedicationCourseOut(course).data)
+
+
+class PatientConditionsApi(ApiView):
+    """The medical-history intake: read as a (paginated) list, replaced whole with PUT."""
+
+    serializer_class = ConditionLineOut
+    MAX_LINES = 200
+
+    @extend_schema(tags=["patient history"], operation_id="patients_conditions_list", summary="The medical-history intake",
+                   responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True))
+    def get(self, request, patient_id):
+        patient = self.patient_from_url()
+        rows = patient.conditions.order_by("condition_id", "area_id", "id")
+        return self.page(rows, ConditionLineOut)
+
+    @extend_schema(tags=["patient history"], operation_id="patients_conditions_replace", summary="Replace the medical-history intake",
+                   request=ConditionLineIn(many=True), examples=docs.CONDITION_EXAMPLES,
+                   responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True, body=True))
+    def put(self, request, patient_id):
+        patient = self.patient_from_url()
+        lines = _input(ConditionLineIn, request, many=True, max_length=self.MAX_LINES)
+        rows = clinic_services.conditions_replace(patient=patient, lines=[
+            clinic_services.IntakeLine(condition=line["condition"], status=line["status"], area=line.get("area"),
+                                       noted_on=line.get("noted_on"))
+            for line in lines
+        ])
+        return self.page(rows, ConditionLineOut)
+
+
+# --- Eligibility and availability -----------------------------------------------------------------------
+
+
+class EligibilityApi(ApiView):
+    serializer_class = EligibilityOut
+
+    @extend_schema(tags=["booking"], operation_id="eligibility_check", summary="Would this booking go through? (books nothing)",
+                   request=EligibilityIn, examples=docs.BOOKING_EXAMPLES,
+                   responses=docs.responses(200, EligibilityOut, bad_request=True, body=True))
+    def post(self, request):
+        data = _input(EligibilityIn, request)
+        patient = self.patient_from_body(data["patient"])
+        check = booking.appointment_check(
+            patient=patient, procedure_code=data["procedure"], start_at=data["start"], now=timezone.now(),
+            area_code=data.get("area"), practitioner_id=data.get("practitioner"))
+        return Response({"eligible": check.eligible, "status": str(check.outcome),
+                         **check_data(check, patient.clinic.tz)})
+
+
+class AvailabilityApi(ApiView):
+    serializer_class = SlotOut
+    DEFAULT_DAYS = 14
+
+    @extend_schema(tags=["booking"], operation_id="availability_list", summary="Free slots the patient may also have (interval rules applied)",
+                   parameters=[AvailabilityQuery],
+                   responses=docs.responses(200, SlotOut, many=True, bad_request=True))
+    def get(self, request):
+        query = AvailabilityQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        patient = self.patient_from_body(params["patient"])
+        clinic = params.get("clinic")
+        if clinic is not None and clinic not in (patient.clinic.code, str(patient.clinic_id)):
+            raise InvalidInput("clinic_mismatch", "The patient belongs to another clinic.", field="clinic")
+        now = timezone.now()
+        start = params.get("from") or now
+        end = params.get("to") or start + timedelta(days=self.DEFAULT_DAYS)
+        slots = booking.appointment_slots(
+            patient=patient, procedure_code=params["procedure"], window_start=start, window_end=end, now=now,
+            area_code=params.get("area"), practitioner_id=params.get("practitioner"))
+        tz = patient.clinic.tz
+        return self.page(slots, data=lambda slot: slot_data(slot, tz))
+
+
+# --- Appointments ---------------------------------------------------------------------------------------
+
+
+def _booking_data(result: booking.BookingResult) -> dict:
+    data = dict(AppointmentOut(result.appointment).data)
+    tz = result.appointment.clinic.tz
+    data["warnings"] = check_data(result.check, tz)["warnings"]
+    return data
+
+
+class AppointmentListCreateApi(ApiView):
+    serializer_class = AppointmentOut
+    filterset_class = AppointmentFilter
+    filter_backends = (DjangoFilterBackend,)
+
+    def get_queryset(self):
+        return appointments_in(self.clinics()).order_by("start_at", "id")
+
+    @extend_schema(tags=["booking"], operation_id="appointments_list", summary="Appointments in your clinics",
+                   responses=docs.responses(200, AppointmentOut, many=True, bad_request=True))
+    def get(self, request):
+        return self.page(self.filter_queryset(self.get_queryset()), AppointmentOut)
+
+    @extend_schema(tags=["booking"], operation_id="appointments_create", summary="Book an appointment",
+                   request=BookingIn, parameters=[docs.IDEMPOTENCY_KEY], examples=docs.BOOKING_EXAMPLES,
+                   responses=docs.responses(201, BookingOut, bad_request=True, refusal=True, idempotent=True,
+                                            body=True))
+    @idempotent
+    def post(self, request):
+        data = _input(BookingIn, request)
+        patient = self.patient_from_body(data["patient"])
+        result = booking.appointment_book(
+            patient=patient, procedure_code=data["procedure"], start_at=data["start"],
+            actor=self.caller.actor(patient.clinic_id), now=timezone.now(), area_code=data.get("area"),
+            practitioner_id=data.get("practitioner"))
+        return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
+
+
+class AppointmentDetailApi(ApiView):
+    serializer_class = AppointmentDetailOut
+
+    @extend_schema(tags=["booking"], operation_id="appointments_retrieve", summary="One appointment, with its care reminders",
+                   responses=docs.responses(200, AppointmentDetailOut))
+    def get(self, request, appointment_id):
+        appointment = self.appointment_from_url()
+        data = dict(AppointmentOut(appointment).data)
+        data["reminders"] = api_selectors.appointment_reminders(appointment=appointment)
+        return Response(data)
+
+
+class AppointmentRescheduleApi(ApiView):
+    serializer_class = BookingOut
+
+    @extend_schema(tags=["booking"], operation_id="appointments_reschedule", summary="Move an appointment (same checks as booking)",
+                   request=RescheduleIn, parameters=[docs.IDEMPOTENCY_KEY],
+                   responses=docs.responses(200, BookingOut, bad_request=True, refusal=True, conflict=True,
+                                            idempotent=True, body=True))
+    @idempotent
+    def post(self, request, appointment_id):
+        appointment = self.appointment_from_url()
+        data = _input(RescheduleIn, request)
+        result = booking.appointment_reschedule(
+            appointment=appointment, start_at=data["start"], actor=self.caller.actor(appointment.clinic_id),
+            now=timezone.now(), practitioner_id=data.get("practitioner"), reason=data.get("reason", ""))
+        return Response(_booking_data(result))
+
+
+class _AppointmentAction(ApiView):
+    """A status change: read the body, call the service, answer with the appointment."""
+
+    serializer_class = AppointmentOut
+    input_class = EmptyIn
+
+    def act(self, appointment: Appointment, actor: booking.Actor, data: dict) -> Appointment:
+        raise NotImplementedError
+
+    @idempotent
+    def post(self, request, appointment_id):
+        appointment = self.appointment_from_url()
+        data = _input(self.input_class, request)
+        changed = self.act(appointment, self.caller.actor(appointment.clinic_id), data)
+        return Response(AppointmentOut(changed).data)
+
+
+def _action_schema(summary: str, input_class, *, forbidden: bool = False, refusal: bool = False):
+    return extend_schema(tags=["booking"], summary=summary, request=input_class, parameters=[docs.IDEMPOTENCY_KEY],
+                         responses=docs.responses(200, AppointmentOut, bad_request=True, conflict=True,
+                                                  refusal=refusal, idempotent=True, forbidden=forbidden,
+                                                  body=True))
+
+
+@_action_schema("Cancel an appointment", CancelIn)
+class AppointmentCancelApi(_AppointmentAction):
+    input_class = CancelIn
+
+    def act(self, appointment, actor, data):
+        return booking.appointment_cancel(appointment=appointment, actor=actor, now=timezone.now(),
+                                          reason=data.get("reason", ""))
+
+
+@_action_schema("Record the treatment as done (clinician's right): it enters the history, post-care starts",
+                EmptyIn, forbidden=True)
+class AppointmentCompleteApi(_AppointmentAction):
+    def act(self, appointment, actor, data):
+        return booking.appointment_complete(appointment=appointment, actor=actor, now=timezone.now())
+
+
+@_action_schema("Clear a booking pending clearance (clinician's right), with a reason", ClearIn, forbidden=True,
+                refusal=True)
+class AppointmentClearApi(_AppointmentAction):
+    input_class = ClearIn
+
+    def act(self, appointment, actor, data):
+        return booking.appointment_clear(appointment=appointment, actor=actor, now=timezone.now(),
+                                         reason=data["reason"])
+
+
+@_action_schema("Mark that the patient did not come", EmptyIn)
+class AppointmentNoShowApi(_AppointmentAction):
+    def act(self, appointment, actor, data):
+        return booking.appointment_mark_no_show(appointment=appointment, actor=actor, now=timezone.now())
