@@ -1,0 +1,75 @@
+"""Benchmarks: one command that prints `name: value unit` per figure.
+
+    python bench/run.py            # full run
+    python bench/run.py --quick    # under two minutes (CI smoke check)
+
+Sets up its own PostgreSQL database (BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/clinic_bench, recreated each run), then
+runs each section, prints its figures, and writes them to bench/results.json
+and a table in docs/benchmarks.md. Figures are ratios where possible, since
+machines are noisy. Everything it starts binds 127.0.0.1 and stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clinic_bench"
+
+
+def prepare_database(url: str) -> None:
+    """Drop and recreate the bench database, then migrate and load the defaults."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url}
+    for command in (["migrate", "--noinput", "-v0"], ["setup_demo", "--no-demo"]):
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), *command], check=True, env=env, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short run (CI smoke check)")
+    parser.add_argument("--only", action="append", help="run only these sections (repeatable)")
+    args = parser.parse_args()
+
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    prepare_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from bench import sections
+    from bench.report import Report
+
+    report = Report(quick=args.quick)
+    started = time.monotonic()
+    for name, section in sections.ALL:
+        if args.only and name not in args.only:
+            continue
+        print(f"# {name}", flush=True)
+        section(report, quick=args.quick, database_url=url)
+    report.add("total_bench_time", time.monotonic() - started, "s")
+    report.write(ROOT / "bench" / "results.json", ROOT / "docs" / "benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

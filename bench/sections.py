@@ -1,0 +1,124 @@
+"""Benchmark sections. Each takes the report and records its figures.
+
+Sections run in order; `ALL` lists them. Data is made here, in the bench
+database, with fixed seeds so two runs measure the same work.
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+CODES = ["botox", "filler", "microneedling", "plasma_pen"]
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def _history(n: int, *, seed: int, until: datetime) -> list:
+    from scheduler.rules import ProcedureEvent
+
+    rnd = random.Random(seed)
+    start = until - timedelta(days=20 * 365)
+    span = (until - start).total_seconds()
+    return [ProcedureEvent(f"e{i}", rnd.choice(CODES), start + timedelta(seconds=int(rnd.random() * span) // 60 * 60),
+                           rnd.choice([None, "face", "neck"]), status=rnd.choice(["completed", "completed", "cancelled"]))
+            for i in range(n)]
+
+
+def engine(report, *, quick: bool, database_url: str) -> None:
+    """In-process eligibility checks over timelines of 10 to 10,000 events."""
+    from scheduler.rules import Proposal, Timeline, evaluate
+    from scheduler.selectors import rulebook_load
+
+    tz = ZoneInfo("Europe/London")
+    rules = rulebook_load()
+    now = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    samples_per_size = 300 if quick else 3000
+    medians = {}
+    for size in (10, 100, 1_000, 10_000):
+        timeline = Timeline(_history(size, seed=size, until=now))
+        rnd = random.Random(7)
+        proposals = [Proposal(rnd.choice(CODES), now + timedelta(minutes=15 * rnd.randrange(0, 4 * 24 * 90)))
+                     for _ in range(samples_per_size)]
+        samples = []
+        for proposal in proposals:
+            began = time.perf_counter()
+            evaluate(timeline, rules, proposal, tz)
+            samples.append(time.perf_counter() - began)
+        medians[size] = statistics.median(samples)
+        report.add(f"engine_check_median_{size}_events", medians[size] * 1000, "ms")
+        report.add(f"engine_check_p99_{size}_events", _percentile(samples, 0.99) * 1000, "ms",
+                   target="< 2 ms" if size == 10_000 else "")
+    report.add("engine_growth_10_to_10000_events", medians[10_000] / medians[10], "x", target="< 5x")
+
+
+def availability(report, *, quick: bool, database_url: str) -> None:
+    """A 90-day availability query for a patient with a long history at a busy clinic."""
+    from datetime import time as clock
+
+    from clinic.models import (
+        Appointment,
+        AppointmentStatus,
+        Clinic,
+        Patient,
+        Practitioner,
+        ProcedureRecord,
+        ProcedureType,
+        WorkingHours,
+    )
+    from scheduler.booking import appointment_slots
+
+    tz = ZoneInfo("Europe/London")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clinic, _ = Clinic.objects.get_or_create(code="bench-busy", defaults={"name": "Busy", "timezone": "Europe/London"})
+    practitioners = []
+    for index in range(3):
+        practitioner, _ = Practitioner.objects.get_or_create(clinic=clinic, name=f"Bench practitioner {index}")
+        practitioner.procedures.set(ProcedureType.objects.filter(bookable=True))
+        WorkingHours.objects.filter(practitioner=practitioner).delete()
+        WorkingHours.objects.bulk_create(WorkingHours(practitioner=practitioner, weekday=d, start_time=clock(9),
+                                                      end_time=clock(18)) for d in range(6))
+        practitioners.append(practitioner)
+    others = Patient.objects.bulk_create(Patient(clinic=clinic, first_name=f"Other{i}", last_name="Bench")
+                                         for i in range(50))
+    # Two thirds of every practitioner's hours booked for 90 days.
+    rnd = random.Random(3)
+    bookings = []
+    day = now.astimezone(tz).date() + timedelta(days=1)
+    for _ in range(92):
+        if day.weekday() < 6:
+            for practitioner in practitioners:
+                for hour in range(9, 18):
+                    if rnd.random() < 0.67:
+                        start = datetime.combine(day, clock(hour), tzinfo=tz)
+                        bookings.append(Appointment(clinic=clinic, patient=rnd.choice(others), practitioner=practitioner,
+                                                    procedure_id="botox", start_at=start, end_at=start + timedelta(minutes=60),
+                                                    status=AppointmentStatus.CONFIRMED))
+        day += timedelta(days=1)
+    Appointment.objects.bulk_create(bookings)
+    patient = Patient.objects.create(clinic=clinic, first_name="Long", last_name="History")
+    ProcedureRecord.objects.bulk_create(
+        ProcedureRecord(patient=patient, procedure_id=event.procedure, performed_at=event.start_at,
+                        area_id=event.area, source="clinic")
+        for event in _history(1_000, seed=11, until=now - timedelta(days=1)))
+    report.add("availability_busy_clinic_appointments", len(bookings), "appointments")
+
+    runs = 5 if quick else 20
+    samples, counts = [], []
+    for _ in range(runs):
+        began = time.perf_counter()
+        slots = appointment_slots(patient=patient, procedure_code="microneedling", window_start=now,
+                                  window_end=now + timedelta(days=90), now=now)
+        samples.append(time.perf_counter() - began)
+        counts.append(len(slots))
+    report.add("availability_90_days_median", statistics.median(samples) * 1000, "ms", target="< 150 ms")
+    report.add("availability_90_days_max", max(samples) * 1000, "ms")
+    report.add("availability_90_days_slots", counts[0], "slots")
+
+
+ALL = [("engine", engine), ("availability", availability)]
