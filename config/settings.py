@@ -126,7 +126,16 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-LOGIN_URL = "/admin/login/"
+# Front desk: staff sign in at /login/ and land on their clinic.
+LOGIN_URL = "frontdesk:login"
+LOGIN_REDIRECT_URL = "frontdesk:home"
+LOGOUT_REDIRECT_URL = "frontdesk:login"
+# Failed sign-ins per username and address (and per address alone) within the
+# window before further attempts are refused; counted in the default cache,
+# which must be shared between workers in production (e.g. Redis).
+FRONTDESK_LOGIN_MAX_FAILURES = int(os.environ.get("FRONTDESK_LOGIN_MAX_FAILURES", "5"))
+FRONTDESK_LOGIN_MAX_FAILURES_PER_IP = int(os.environ.get("FRONTDESK_LOGIN_MAX_FAILURES_PER_IP", "30"))
+FRONTDESK_LOGIN_WINDOW_SECONDS = int(os.environ.get("FRONTDESK_LOGIN_WINDOW_SECONDS", "900"))
 
 # Celery. No broker set means the embedded default: nothing is sent to a broker
 # and the reminders subsystem dispatches locally.

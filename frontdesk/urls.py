@@ -1,2 +1,39 @@
-"""Front desk pages for receptionists and clinicians."""
-urlpatterns: list = []
+"""Front desk pages for receptionists and clinicians.
+
+Every page below /clinic/<code>/ is scoped to a clinic the user is on the
+staff of; anything else is a 404.
+"""
+from django.urls import include, path
+
+from frontdesk.views import appointments, auth, booking, patients, schedule
+
+app_name = "frontdesk"
+
+clinic_patterns = [
+    path("", schedule.today, name="today"),
+    path("schedule/", schedule.schedule, name="schedule"),
+    path("patients/", patients.patient_list, name="patients"),
+    path("patients/new/", patients.patient_new, name="patient_new"),
+    path("patients/<uuid:patient_id>/", patients.patient_detail, name="patient"),
+    path("patients/<uuid:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
+    path("patients/<uuid:patient_id>/history/", patients.patient_history, name="patient_history"),
+    path("patients/<uuid:patient_id>/history/medications/", patients.medication_add, name="medication_add"),
+    path("patients/<uuid:patient_id>/history/medications/<uuid:course_id>/end/", patients.medication_end,
+         name="medication_end"),
+    path("patients/<uuid:patient_id>/history/procedures/", patients.procedure_add, name="procedure_add"),
+    path("patients/<uuid:patient_id>/book/", booking.book, name="book"),
+    path("patients/<uuid:patient_id>/book/confirm/", booking.book_submit, name="book_submit"),
+    path("appointments/<uuid:appointment_id>/", appointments.appointment_detail, name="appointment"),
+    path("appointments/<uuid:appointment_id>/reschedule/", booking.reschedule, name="reschedule"),
+    path("appointments/<uuid:appointment_id>/cancel/", appointments.appointment_cancel_view, name="cancel"),
+    path("appointments/<uuid:appointment_id>/clear/", appointments.appointment_clear_view, name="clear"),
+    path("appointments/<uuid:appointment_id>/complete/", appointments.appointment_complete_view, name="complete"),
+    path("appointments/<uuid:appointment_id>/no-show/", appointments.appointment_no_show_view, name="no_show"),
+]
+
+urlpatterns = [
+    path("", auth.home, name="home"),
+    path("login/", auth.LoginView.as_view(), name="login"),
+    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("clinic/<slug:clinic_code>/", include(clinic_patterns)),
+]

@@ -1,0 +1,317 @@
+"""Front-desk forms: they check the shape of what staff type and nothing more.
+
+The services in clinic/ and scheduler/ decide; `add_domain_error` puts what
+they refuse next to the field it is about. Dates and times are typed in the
+clinic's local time and turned into UTC with `local_to_utc`, so a time that
+does not exist or exists twice comes back as an error on the time field.
+"""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from clinic.models import (
+    Condition,
+    ConditionStatus,
+    Medication,
+    Practitioner,
+    ProcedureType,
+    ReminderChannel,
+    TreatmentArea,
+)
+from scheduler.errors import DomainError, InvalidInput
+from scheduler.timeutils import local_to_utc
+
+# Where the services' field names land on these forms.
+DOMAIN_FIELD_MAP = {"start": "time", "end": "time", "performed_at": "performed_on", "drug": "drug"}
+
+
+class FrontdeskForm(forms.Form):
+    """Ties each input to its help text and error message for screen readers."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            auto_id = self[name].auto_id
+            described = [f"{auto_id}-error"]
+            if field.help_text:
+                described.insert(0, f"{auto_id}-help")
+            field.widget.attrs.setdefault("aria-describedby", " ".join(described))
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        self._mark_invalid()
+
+    def add_error(self, field, error) -> None:
+        super().add_error(field, error)
+        self._mark_invalid()
+
+    def _mark_invalid(self) -> None:
+        for name in getattr(self, "_errors", None) or {}:
+            if name in self.fields:
+                self.fields[name].widget.attrs["aria-invalid"] = "true"
+
+    def add_domain_error(self, error: DomainError) -> None:
+        field = DOMAIN_FIELD_MAP.get(error.field or "", error.field)
+        self.add_error(field if field in self.fields else None, error.message)
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%d")
+
+
+class TimeInput(forms.TimeInput):
+    input_type = "time"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%H:%M")
+
+
+def _choices(queryset, blank: str | None):
+    rows = [(obj.pk, str(obj)) for obj in queryset]
+    return ([("", blank)] if blank is not None else []) + rows
+
+
+# --- Patients -------------------------------------------------------------------------
+
+
+class PatientSearchForm(FrontdeskForm):
+    q = forms.CharField(
+        label="Find a patient", required=False, max_length=200,
+        help_text="Name, phone, e-mail or date of birth (YYYY-MM-DD).",
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "autofocus": True}),
+    )
+
+
+class PatientForm(FrontdeskForm):
+    first_name = forms.CharField(label="First name", max_length=100,
+                                 widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    last_name = forms.CharField(label="Last name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
+    phone = forms.CharField(
+        label="Mobile phone", required=False, max_length=30,
+        help_text="International form, e.g. +44 7700 900123. Spaces are fine.",
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off", "inputmode": "tel"}),
+    )
+    email = forms.CharField(label="E-mail", required=False, max_length=254,
+                            widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    reminder_channels = forms.MultipleChoiceField(
+        label="Send reminders by", required=False, choices=ReminderChannel.choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
+
+    def clean_phone(self) -> str:
+        # Only typing conveniences; whether the number is valid is the service's call.
+        value = self.cleaned_data["phone"].strip()
+        for ch in " -().":
+            value = value.replace(ch, "")
+        if value.startswith("00"):
+            value = "+" + value[2:]
+        return value
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip()
+
+    def patient_fields(self) -> dict:
+        return dict(self.cleaned_data)
+
+
+# --- Medical history --------------------------------------------------------------------
+
+
+class ConditionLineForm(FrontdeskForm):
+    condition = forms.ChoiceField(label="Condition", required=False)
+    status = forms.ChoiceField(label="Status", required=False,
+                               choices=[("", "—")] + list(ConditionStatus.choices))
+    area = forms.ChoiceField(label="Area", required=False)
+    noted_on = forms.DateField(label="Noted on", required=False, widget=DateInput())
+    remove = forms.BooleanField(label="Remove", required=False)
+
+    def __init__(self, *args, conditions=(), areas=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["condition"].choices = [("", "— choose —")] + list(conditions)
+        self.fields["area"].choices = [("", "Any / not area-specific")] + list(areas)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("condition") and not data.get("remove") and not data.get("status"):
+            self.add_error("status", "Say whether the condition is active or history.")
+        return data
+
+
+class BaseConditionFormSet(forms.BaseFormSet):
+    def __init__(self, *args, **kwargs) -> None:
+        self._conditions = [(c.code, c.name) for c in Condition.objects.all()]
+        self._areas = [(a.code, a.name) for a in TreatmentArea.objects.all()]
+        super().__init__(*args, **kwargs)
+
+    def get_form_kwargs(self, index):
+        return {**super().get_form_kwargs(index), "conditions": self._conditions, "areas": self._areas}
+
+    def kept_lines(self) -> list[ConditionLineForm]:
+        """The lines to keep, in page order: chosen and not ticked for removal."""
+        return [form for form in self.forms
+                if form.cleaned_data.get("condition") and not form.cleaned_data.get("remove")]
+
+
+ConditionFormSet = forms.formset_factory(ConditionLineForm, formset=BaseConditionFormSet, extra=2, max_num=60,
+                                         validate_max=True)
+
+
+class MedicationCourseForm(FrontdeskForm):
+    drug = forms.ChoiceField(label="Medication")
+    started_on = forms.DateField(label="Started on", widget=DateInput())
+    ended_on = forms.DateField(label="Ended on", required=False, widget=DateInput(),
+                               help_text="Leave empty while the course is ongoing.")
+    notes = forms.CharField(label="Notes", required=False, max_length=500)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["drug"].choices = _choices(Medication.objects.all(), "— choose —")
+
+
+class MedicationEndForm(FrontdeskForm):
+    ended_on = forms.DateField(label="End date", widget=DateInput())
+
+
+class ProcedureRecordForm(FrontdeskForm):
+    procedure = forms.ChoiceField(label="Procedure")
+    performed_on = forms.DateField(label="Date done", widget=DateInput())
+    performed_time = forms.TimeField(
+        label="Time (if known)", required=False, widget=TimeInput(),
+        help_text="If unknown we assume the end of that day, the safer reading for the interval rules.")
+    area = forms.ChoiceField(label="Treatment area", required=False)
+    notes = forms.CharField(label="Where / notes", required=False, max_length=500)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["procedure"].choices = _choices(ProcedureType.objects.filter(bookable=True), "— choose —")
+        self.fields["area"].choices = _choices(TreatmentArea.objects.all(), "Not recorded")
+
+    def performed_at(self, tz, now: datetime) -> datetime | None:
+        """The instant in UTC; with no time given, the end of that local day but never after now."""
+        day, clock = self.cleaned_data["performed_on"], self.cleaned_data.get("performed_time")
+        try:
+            if clock is not None:
+                return local_to_utc(datetime.combine(day, clock), tz, field="performed_at")
+            return min(local_to_utc(datetime.combine(day, time(23, 59)), tz, field="performed_at"),
+                       now.replace(second=0, microsecond=0))
+        except InvalidInput as error:
+            self.add_error("performed_time" if clock else "performed_on", error.message)
+            return None
+
+
+# --- Booking ----------------------------------------------------------------------------------
+
+
+class WhenForm(FrontdeskForm):
+    """A local date and time, or an exact instant (`start_at`, with an offset) from a one-click slot."""
+
+    date = forms.DateField(label="Date", required=False, widget=DateInput())
+    time = forms.TimeField(label="Time", required=False, widget=TimeInput())
+    start_at = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    # Shown under the date and time pair (see the templates' "when-help").
+    when_help = "In clinic time. Leave the time empty to see the first free times from that day."
+
+    def __init__(self, *args, clinic, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clinic = clinic
+        for name in ("date", "time"):
+            attrs = self.fields[name].widget.attrs
+            attrs["aria-describedby"] = f"when-help {attrs['aria-describedby']}"
+
+    def clean_start_at(self) -> datetime | None:
+        raw = self.cleaned_data["start_at"].strip()
+        if not raw:
+            return None
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValidationError("That time could not be read; choose it again.")
+        if value.tzinfo is None:
+            raise ValidationError("That time has no UTC offset; choose it again.")
+        return value.astimezone(UTC)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("time") and not data.get("date") and not data.get("start_at"):
+            self.add_error("date", "Choose a date for this time.")
+        return data
+
+    def start(self) -> datetime | None:
+        """The exact start asked for, in UTC, or None when only a day (or nothing) is chosen."""
+        data = self.cleaned_data
+        if data.get("start_at"):
+            return data["start_at"]
+        if data.get("date") and data.get("time"):
+            try:
+                return local_to_utc(datetime.combine(data["date"], data["time"]), self.clinic.tz, field="start")
+            except InvalidInput as error:
+                self.add_domain_error(error)
+        return None
+
+    def day(self) -> date | None:
+        return self.cleaned_data.get("date")
+
+
+class BookingForm(WhenForm):
+    procedure = forms.ChoiceField(label="Procedure")
+    area = forms.ChoiceField(label="Treatment area", required=False)
+    practitioner = forms.ChoiceField(label="Practitioner", required=False)
+
+    field_order = ["procedure", "area", "practitioner", "date", "time", "start_at"]
+
+    def __init__(self, *args, clinic, **kwargs) -> None:
+        super().__init__(*args, clinic=clinic, **kwargs)
+        self.fields["procedure"].choices = _choices(ProcedureType.objects.filter(bookable=True), "— choose —")
+        self.fields["area"].choices = _choices(TreatmentArea.objects.all(), "Not specified")
+        self.fields["practitioner"].choices = _choices(
+            Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner")
+
+
+class RescheduleForm(WhenForm):
+    practitioner = forms.ChoiceField(label="Practitioner", required=False)
+    reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
+
+    field_order = ["date", "time", "practitioner", "reason", "start_at"]
+
+    def __init__(self, *args, clinic, appointment, **kwargs) -> None:
+        super().__init__(*args, clinic=clinic, **kwargs)
+        self.fields["date"].label, self.fields["time"].label = "New date", "New time"
+        self.fields["practitioner"].choices = [("", f"Same practitioner ({appointment.practitioner.name})")] + [
+            (p.pk, p.name) for p in Practitioner.objects.filter(clinic=clinic, is_active=True)
+            .exclude(pk=appointment.practitioner_id)]
+
+
+# --- Appointment actions ------------------------------------------------------------------------
+
+
+class ClearForm(FrontdeskForm):
+    reason = forms.CharField(
+        label="Clinical reason for clearance", max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded in the audit trail with your name, e.g. “Eczema quiescent for 2 years; test patch done”.")
+
+
+class CancelForm(FrontdeskForm):
+    reason = forms.CharField(label="Reason for cancelling (optional)", required=False, max_length=2000,
+                             widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ScheduleFilterForm(FrontdeskForm):
+    date = forms.DateField(label="Date", required=False, widget=DateInput())
+    practitioner = forms.ChoiceField(label="Practitioner", required=False)
+    view = forms.ChoiceField(label="View", required=False, choices=[("day", "Day"), ("week", "Week")])
+    cancelled = forms.BooleanField(label="Show cancelled", required=False)
+
+    def __init__(self, *args, clinic, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["practitioner"].choices = _choices(
+            Practitioner.objects.filter(clinic=clinic, is_active=True), "All practitioners")

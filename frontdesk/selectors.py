@@ -1,0 +1,164 @@
+"""Reads for the front-desk pages, each starting from the tenancy selectors in clinic/.
+
+A page calls one of these and gets everything it shows; local days are
+turned into UTC ranges here, in the clinic's zone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import QuerySet
+
+from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    Clinic,
+    MedicationCourse,
+    Patient,
+    PatientCondition,
+    Practitioner,
+    ProcedureRecord,
+)
+from clinic.selectors import appointments_in, clinics_for_user, patients_in
+from scheduler import rules
+from scheduler.selectors import patient_outlook
+
+
+def clinic_for_user(user, code: str) -> Clinic | None:
+    return clinics_for_user(user).filter(code=code).first()
+
+
+def patient_for_user(user, clinic: Clinic, patient_id) -> Patient | None:
+    return patients_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(pk=patient_id).first()
+
+
+def appointment_for_user(user, clinic: Clinic, appointment_id) -> Appointment | None:
+    return appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(pk=appointment_id).first()
+
+
+def local_day_range(day: date, tz) -> tuple[datetime, datetime]:
+    return rules.start_of_local_day(day, tz), rules.start_of_local_day(day + timedelta(days=1), tz)
+
+
+@dataclass
+class ScheduleColumn:
+    heading: str
+    day: date | None
+    practitioner: Practitioner | None
+    appointments: list[Appointment] = field(default_factory=list)
+
+
+def schedule_columns(*, user, clinic: Clinic, days: list[date], practitioner_id=None,
+                     include_cancelled: bool = False) -> list[ScheduleColumn]:
+    """One column per practitioner for a single day, or one per day for a week."""
+    start, _ = local_day_range(days[0], clinic.tz)
+    _, end = local_day_range(days[-1], clinic.tz)
+    query = appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(start_at__gte=start, start_at__lt=end)
+    practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True)
+    if practitioner_id:
+        query = query.filter(practitioner_id=practitioner_id)
+        practitioners = practitioners.filter(pk=practitioner_id)
+    if not include_cancelled:
+        query = query.exclude(status=AppointmentStatus.CANCELLED)
+    appointments = list(query.order_by("start_at", "practitioner__name"))
+    if len(days) == 1:
+        columns = {p.pk: ScheduleColumn(p.name, days[0], p) for p in practitioners}
+        for appointment in appointments:
+            columns.setdefault(appointment.practitioner_id, ScheduleColumn(
+                appointment.practitioner.name, days[0], appointment.practitioner)).appointments.append(appointment)
+        return list(columns.values())
+    by_day = {day: ScheduleColumn(f"{day:%A} {day.day} {day:%b}", day, None) for day in days}
+    for appointment in appointments:
+        day = appointment.start_at.astimezone(clinic.tz).date()
+        if day in by_day:
+            by_day[day].appointments.append(appointment)
+    return list(by_day.values())
+
+
+def arrivals(*, user, clinic: Clinic, day: date) -> list[Appointment]:
+    """The day's patients in order of arrival, cancelled ones left out."""
+    start, end = local_day_range(day, clinic.tz)
+    return list(appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+                .filter(start_at__gte=start, start_at__lt=end)
+                .exclude(status=AppointmentStatus.CANCELLED).order_by("start_at"))
+
+
+def pending_clearance(*, user, clinic: Clinic, now: datetime) -> QuerySet[Appointment]:
+    return (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+            .filter(status=AppointmentStatus.PENDING_CLEARANCE, start_at__gte=now - timedelta(days=1))
+            .order_by("start_at"))
+
+
+@dataclass
+class OutlookRow:
+    procedure: object
+    evaluation: rules.Evaluation
+
+    @property
+    def possible_now(self) -> bool:
+        return self.evaluation.eligible
+
+    @property
+    def reasons(self) -> list[rules.Violation]:
+        return list(self.evaluation.violations)
+
+
+@dataclass
+class PatientRecord:
+    patient: Patient
+    outlook: list[OutlookRow]
+    booked: list[Appointment]
+    other_appointments: list[Appointment]
+    procedures: list[ProcedureRecord]
+    courses: list[MedicationCourse]
+    conditions: list[PatientCondition]
+
+
+def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
+    appointments = list(Appointment.objects.filter(patient=patient)
+                        .select_related("procedure", "practitioner", "area").order_by("start_at"))
+    return PatientRecord(
+        patient=patient,
+        outlook=[OutlookRow(p, e) for p, e in patient_outlook(patient=patient, now=now)],
+        booked=[a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES],
+        other_appointments=[a for a in reversed(appointments)
+                            if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)],
+        procedures=list(ProcedureRecord.objects.filter(patient=patient).select_related("procedure", "area")),
+        courses=list(MedicationCourse.objects.filter(patient=patient).select_related("drug")),
+        conditions=list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area")),
+    )
+
+
+def patient_appointments_by_id(patient: Patient) -> dict[str, Appointment]:
+    """For naming the appointment a rule conflicts with."""
+    return {str(a.pk): a for a in Appointment.objects.filter(patient=patient).select_related("procedure")}
+
+
+REMINDER_GROUPS = (
+    ("due", "Due", ("held", "pending", "sending")),
+    ("sent", "Sent", ("sent",)),
+    ("failed", "Failed", ("failed",)),
+    ("not_sent", "Not sent", ("cancelled", "skipped")),
+)
+
+
+@dataclass
+class ReminderGroup:
+    key: str
+    label: str
+    messages: list
+
+
+def appointment_reminders(appointment: Appointment) -> list[ReminderGroup] | None:
+    """The patient's messages for this appointment from the reminders outbox, grouped by what became of them.
+
+    None when the reminders subsystem (scheduler.reminders) is not installed.
+    """
+    outbox = getattr(appointment, "outbox_messages", None)
+    if outbox is None:
+        return None
+    rows = list(outbox.exclude(channel="webhook").select_related("template").order_by("due_at", "id"))
+    return [ReminderGroup(key, label, [m for m in rows if m.status in statuses])
+            for key, label, statuses in REMINDER_GROUPS]

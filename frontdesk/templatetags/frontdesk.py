@@ -1,0 +1,62 @@
+"""Small display helpers for the front-desk templates."""
+from django import template
+
+register = template.Library()
+
+SEVERITY_LABELS = {
+    "block": "Not allowed",
+    "absolute": "Absolute contraindication",
+    "relative": "Needs clinician clearance",
+    "warn": "Caution",
+}
+
+
+@register.filter
+def severity_label(violation) -> str:
+    return SEVERITY_LABELS.get(str(violation.severity), str(violation.severity))
+
+
+@register.filter
+def severity_class(violation) -> str:
+    severity = str(violation.severity)
+    if severity in ("block", "absolute"):
+        return "refused"
+    if severity == "relative":
+        return "pending"
+    return "warn"
+
+
+@register.filter
+def conflict(violation, appointments_by_id):
+    """The patient's appointment a violation conflicts with, if it is one."""
+    ref = getattr(violation, "conflicts_with", None)
+    if ref is None or not appointments_by_id:
+        return None
+    return appointments_by_id.get(str(ref.id))
+
+
+@register.filter
+def field_kind(bound_field) -> str:
+    widget = bound_field.field.widget
+    if getattr(widget, "allow_multiple_selected", False) and getattr(widget, "input_type", "") == "checkbox":
+        return "group"
+    if getattr(widget, "input_type", "") == "radio":
+        return "group"
+    if getattr(widget, "input_type", "") == "checkbox":
+        return "checkbox"
+    if widget.is_hidden:
+        return "hidden"
+    return "input"
+
+
+@register.filter
+def when(value) -> str:
+    """A moment in the current (clinic) zone; a calendar bound (local midnight) shows as the day alone."""
+    from django.utils import timezone
+
+    if value is None:
+        return ""
+    local = timezone.localtime(value)
+    if local.hour == 0 and local.minute == 0:
+        return f"{local:%a} {local.day} {local:%b %Y}"
+    return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M}"

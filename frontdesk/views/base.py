@@ -1,0 +1,75 @@
+"""What every clinic page shares: the clinic from the URL, the user's role there, local time.
+
+`clinic_page` 404s a clinic the user is not on the staff of, exactly as for one
+that does not exist, and shows every time on the page in the clinic's zone.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from clinic.models import StaffRole
+from clinic.selectors import CLINICAL_ROLES, clinics_for_user, staff_role
+from frontdesk import selectors
+from scheduler.booking import Actor
+from scheduler.errors import NotAllowed, NotFound
+
+
+def clinic_page(view):
+    @wraps(view)
+    def wrapper(request, clinic_code: str, *args, **kwargs):
+        clinic = selectors.clinic_for_user(request.user, clinic_code)
+        if clinic is None:
+            raise Http404("No such clinic.")  # another clinic's pages are as absent as a made-up one
+        role = staff_role(request.user, clinic.pk)
+        request.clinic = clinic
+        request.staff_role = role
+        request.clinical = role in CLINICAL_ROLES
+        request.actor = Actor(label=f"{request.user.get_username()} (front desk)", user=request.user,
+                              clinical=request.clinical)
+        with timezone.override(clinic.tz):
+            try:
+                return view(request, *args, **kwargs)
+            except (NotAllowed, PermissionDenied) as error:
+                return page(request, "frontdesk/error.html", {
+                    "heading": "You can't do that", "detail": getattr(error, "message", "") or str(error),
+                }, status=403)
+            except (NotFound, Http404):
+                # The same answer whether it does not exist or belongs to another clinic.
+                return page(request, "frontdesk/error.html", {
+                    "heading": "Not found", "detail": "There is no such page at this clinic.",
+                }, status=404)
+
+    return login_required(wrapper)
+
+
+def page(request, template: str, context: dict | None = None, *, status: int = 200) -> HttpResponse:
+    clinic = request.clinic
+    base = {
+        "clinic": clinic,
+        "clinics": clinics_for_user(request.user),
+        "role": request.staff_role,
+        "role_label": StaffRole(request.staff_role).label if request.staff_role else "",
+        "clinical": request.clinical,
+        "today": timezone.localdate(timezone=clinic.tz),
+    }
+    return render(request, template, {**base, **(context or {})}, status=status)
+
+
+def patient_or_404(request, patient_id):
+    patient = selectors.patient_for_user(request.user, request.clinic, patient_id)
+    if patient is None:
+        raise Http404("No such patient.")
+    return patient
+
+
+def appointment_or_404(request, appointment_id):
+    appointment = selectors.appointment_for_user(request.user, request.clinic, appointment_id)
+    if appointment is None:
+        raise Http404("No such appointment.")
+    return appointment

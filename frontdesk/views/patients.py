@@ -1,0 +1,197 @@
+"""Patient search, new patient and edit, the timeline, and the medical-history intake."""
+from __future__ import annotations
+
+import re
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from clinic import services as clinic_services
+from clinic.models import MedicationCourse
+from clinic.selectors import clinics_for_user, patient_search, patients_in
+from frontdesk import selectors
+from frontdesk.forms import (
+    ConditionFormSet,
+    MedicationCourseForm,
+    MedicationEndForm,
+    PatientForm,
+    PatientSearchForm,
+    ProcedureRecordForm,
+)
+from frontdesk.views.base import clinic_page, page, patient_or_404
+from scheduler.errors import InvalidInput
+
+SEARCH_LIMIT = 50
+
+
+@clinic_page
+def patient_list(request):
+    form = PatientSearchForm(request.GET or None)
+    results, query = [], ""
+    if form.is_valid():
+        query = form.cleaned_data["q"].strip()
+        clinic_patients = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
+        results = list(patient_search(clinic_patients, query)[:SEARCH_LIMIT + 1])
+    return page(request, "frontdesk/patient_list.html", {
+        "search_form": form, "results": results[:SEARCH_LIMIT], "more": len(results) > SEARCH_LIMIT,
+        "query": query, "nav": "patients",
+    })
+
+
+@clinic_page
+def patient_new(request):
+    form = PatientForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = clinic_services.patient_create(clinic=request.clinic, today=timezone.localdate(),
+                                                     **form.patient_fields())
+        except InvalidInput as error:
+            form.add_domain_error(error)
+        else:
+            messages.success(request, f"{patient} added. Next: their medical history.")
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+    return page(request, "frontdesk/patient_form.html", {"form": form, "nav": "new_patient"})
+
+
+@clinic_page
+def patient_edit(request, patient_id):
+    patient = patient_or_404(request, patient_id)
+    initial = {name: getattr(patient, name) for name in PatientForm.base_fields}
+    form = PatientForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = clinic_services.patient_update(patient=patient, today=timezone.localdate(),
+                                                     **form.patient_fields())
+        except InvalidInput as error:
+            form.add_domain_error(error)
+        else:
+            messages.success(request, f"{patient}'s details saved.")
+            return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=patient.pk)
+    return page(request, "frontdesk/patient_form.html", {"form": form, "patient": patient, "nav": "patients"})
+
+
+@clinic_page
+def patient_detail(request, patient_id):
+    patient = patient_or_404(request, patient_id)
+    record = selectors.patient_record(patient=patient, now=timezone.now())
+    return page(request, "frontdesk/patient_detail.html", {
+        "patient": patient, "record": record, "nav": "patients",
+        "appointments_by_id": selectors.patient_appointments_by_id(patient),
+    })
+
+
+# --- Medical-history intake -----------------------------------------------------------------
+
+
+def _conditions_initial(patient) -> list[dict]:
+    return [{"condition": c.condition_id, "status": c.status, "area": c.area_id or "", "noted_on": c.noted_on}
+            for c in patient.conditions.all()]
+
+
+def _history_page(request, patient, **forms):
+    context = {
+        "patient": patient, "nav": "patients",
+        "conditions_formset": forms.get("conditions_formset") or ConditionFormSet(
+            initial=_conditions_initial(patient), prefix="conditions"),
+        "course_form": forms.get("course_form") or MedicationCourseForm(prefix="course"),
+        "record_form": forms.get("record_form") or ProcedureRecordForm(prefix="record"),
+        "courses": MedicationCourse.objects.filter(patient=patient).select_related("drug"),
+        "records": patient.procedure_records.select_related("procedure", "area"),
+        "end_forms": forms.get("end_forms") or {},
+    }
+    for course in context["courses"]:
+        course.end_form = context["end_forms"].get(course.pk) or MedicationEndForm(prefix=f"end-{course.pk}")
+    return page(request, "frontdesk/patient_history.html", context)
+
+
+_LINE = re.compile(r"^Line (\d+): ")
+
+
+@clinic_page
+def patient_history(request, patient_id):
+    patient = patient_or_404(request, patient_id)
+    if request.method != "POST":
+        return _history_page(request, patient)
+    formset = ConditionFormSet(request.POST, initial=_conditions_initial(patient), prefix="conditions")
+    if formset.is_valid():
+        kept = formset.kept_lines()
+        lines = [clinic_services.IntakeLine(condition=f.cleaned_data["condition"], status=f.cleaned_data["status"],
+                                            area=f.cleaned_data["area"] or None,
+                                            noted_on=f.cleaned_data.get("noted_on")) for f in kept]
+        try:
+            clinic_services.conditions_replace(patient=patient, lines=lines)
+        except InvalidInput as error:
+            # The service numbers the lines it was given; put its message on that line when it says which.
+            match = _LINE.match(error.message)
+            index = int(match.group(1)) - 1 if match else -1
+            if 0 <= index < len(kept):
+                kept[index].add_domain_error(InvalidInput(error.code, error.message[match.end():], field=error.field))
+            else:
+                formset._non_form_errors.append(error.message)
+        else:
+            messages.success(request, "Medical history saved.")
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+    return _history_page(request, patient, conditions_formset=formset)
+
+
+@clinic_page
+@require_POST
+def medication_add(request, patient_id):
+    patient = patient_or_404(request, patient_id)
+    form = MedicationCourseForm(request.POST, prefix="course")
+    if form.is_valid():
+        try:
+            course = clinic_services.medication_course_add(
+                patient=patient, drug_code=form.cleaned_data["drug"], started_on=form.cleaned_data["started_on"],
+                ended_on=form.cleaned_data.get("ended_on"), notes=form.cleaned_data["notes"])
+        except InvalidInput as error:
+            form.add_domain_error(error)
+        else:
+            messages.success(request, f"{course.drug} course added.")
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+    return _history_page(request, patient, course_form=form)
+
+
+@clinic_page
+@require_POST
+def medication_end(request, patient_id, course_id):
+    patient = patient_or_404(request, patient_id)
+    course = MedicationCourse.objects.filter(patient=patient, pk=course_id).select_related("drug").first()
+    if course is None:
+        raise Http404("No such medication course.")
+    form = MedicationEndForm(request.POST, prefix=f"end-{course.pk}")
+    if form.is_valid():
+        try:
+            clinic_services.medication_course_end(course=course, ended_on=form.cleaned_data["ended_on"])
+        except InvalidInput as error:
+            form.add_domain_error(error)
+        else:
+            messages.success(request, f"End of the {course.drug} course recorded.")
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+    return _history_page(request, patient, end_forms={course.pk: form})
+
+
+@clinic_page
+@require_POST
+def procedure_add(request, patient_id):
+    patient = patient_or_404(request, patient_id)
+    form = ProcedureRecordForm(request.POST, prefix="record")
+    now = timezone.now()
+    if form.is_valid():
+        performed_at = form.performed_at(request.clinic.tz, now)
+        if performed_at is not None:
+            try:
+                record = clinic_services.procedure_record_add(
+                    patient=patient, procedure_code=form.cleaned_data["procedure"], performed_at=performed_at,
+                    now=now, area_code=form.cleaned_data["area"] or None, notes=form.cleaned_data["notes"])
+            except InvalidInput as error:
+                form.add_domain_error(error)
+            else:
+                messages.success(request, f"{record.procedure} on {form.cleaned_data['performed_on']:%d %b %Y} "
+                                          "added to the history.")
+                return redirect("frontdesk:patient_history", clinic_code=request.clinic.code,
+                                patient_id=patient.pk)
+    return _history_page(request, patient, record_form=form)
