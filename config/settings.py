@@ -234,3 +234,69 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- Reminders, e-mail, SMS and webhooks (scheduler/reminders, docs/reminders.md) -------------------
+# E-mail goes through Django's backends: the console by default (a newcomer sees
+# reminders in the terminal), or set EMAIL_BACKEND to the file backend, SMTP, or an
+# anymail backend (e.g. anymail.backends.postmark.EmailBackend with ANYMAIL_* settings).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or str(BASE_DIR / "var" / "mail")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Clinic reminders <reminders@localhost>")
+# Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"] (e.g. ANYMAIL_POSTMARK_SERVER_TOKEN).
+ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")}
+
+# SMS: console by default; scheduler.reminders.channels.FileSmsBackend writes JSON lines to
+# SMS_FILE_PATH; scheduler.reminders.channels.TwilioSmsBackend talks to Twilio's REST API.
+SMS_BACKEND = os.environ.get("SMS_BACKEND") or "scheduler.reminders.channels.ConsoleSmsBackend"
+SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH") or str(BASE_DIR / "var" / "sms.jsonl")
+SMS_FROM = os.environ.get("SMS_FROM", "")
+# Inbound SMS (STOP replies) without Twilio's signature check must carry ?token=<this>; unset = refused.
+SMS_INBOUND_TOKEN = os.environ.get("SMS_INBOUND_TOKEN", "")
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
+TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com")
+
+# Links in e-mails (unsubscribe) point here.
+REMINDERS_PUBLIC_BASE_URL = os.environ.get("REMINDERS_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# No SMS between these local times (clinic zone); pre-care moves earlier, post-care later.
+REMINDERS_SMS_QUIET_HOURS = (os.environ.get("REMINDERS_SMS_QUIET_START", "21:00"),
+                             os.environ.get("REMINDERS_SMS_QUIET_END", "08:00"))
+# A reschedule is told to the patient only after this many minutes, so a change undone at once sends nothing.
+REMINDERS_CHANGE_GRACE_MINUTES = int(os.environ.get("REMINDERS_CHANGE_GRACE_MINUTES", "5"))
+# Delivery attempts per message before it is marked failed; backoff doubles from the base up to the cap.
+REMINDERS_MAX_ATTEMPTS = int(os.environ.get("REMINDERS_MAX_ATTEMPTS", "6"))
+REMINDERS_RETRY_BASE_SECONDS = int(os.environ.get("REMINDERS_RETRY_BASE_SECONDS", "60"))
+REMINDERS_RETRY_MAX_SECONDS = int(os.environ.get("REMINDERS_RETRY_MAX_SECONDS", "3600"))
+# A claimed row whose sender has not finished within the lease is claimed again (the sender died).
+# It must exceed the longest send: REMINDERS_SEND_TIMEOUT_SECONDS plus queueing time.
+REMINDERS_CLAIM_LEASE_SECONDS = int(os.environ.get("REMINDERS_CLAIM_LEASE_SECONDS", "300"))
+REMINDERS_SEND_TIMEOUT_SECONDS = int(os.environ.get("REMINDERS_SEND_TIMEOUT_SECONDS", "10"))
+REMINDERS_BATCH_SIZE = int(os.environ.get("REMINDERS_BATCH_SIZE", "100"))
+REMINDERS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("REMINDERS_DISPATCH_INTERVAL_SECONDS", "10"))
+
+# Webhooks: https only, and never to private/loopback addresses (SSRF), except in local development.
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", DEBUG)
+WEBHOOKS_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOKS_ALLOW_PRIVATE_HOSTS", DEBUG)
+
+# The one periodic schedule. Each tick claims due rows; ticks expire rather than pile up while
+# workers are down. Several beats are safe: claims use SELECT ... FOR UPDATE SKIP LOCKED.
+CELERY_BEAT_SCHEDULE = {
+    "reminders-dispatch-due": {
+        "task": "reminders.dispatch_due",
+        "schedule": REMINDERS_DISPATCH_INTERVAL_SECONDS,
+        "options": {"expires": max(REMINDERS_DISPATCH_INTERVAL_SECONDS, 1.0)},
+    },
+}
+# Several deployments (or test runs) can share one Redis by naming their own queue.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Redis hands an unacknowledged task to another worker after this long. Only short tasks are
+# queued (never far-future ETAs), so an hour is ample; the outbox lease recovers sooner anyway.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+CELERY_TASK_IGNORE_RESULT = True

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from scheduler import defaults
+from scheduler.reminders.defaults import care_texts_load
 
 
 class Command(BaseCommand):
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         defaults.catalogue_load()
         created = defaults.rules_load()
         self.stdout.write(f"Catalogue loaded; {created} default rule(s) created.")
+        self.stdout.write(f"{care_texts_load()} default reminder template(s) created.")
         if not options["no_demo"]:
             clinics = defaults.demo_load(today=timezone.localdate(), staff_password=options["staff_password"])
             self.stdout.write("Demo clinics: " + ", ".join(f"{c.code} ({c.timezone})" for c in clinics))

@@ -1,0 +1,41 @@
+"""Deliver due reminders and webhooks from this process: the embedded default, with no broker.
+
+bin/run starts it in the background next to runserver. With a broker configured,
+Celery beat and workers do this instead; running both is still safe (claims are exclusive).
+"""
+import os
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from django.utils import timezone
+
+from scheduler.reminders import dispatch
+
+
+class Command(BaseCommand):
+    help = "Send due reminders and webhooks in a loop (or --once), without Celery."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="One pass, then exit.")
+        parser.add_argument("--interval", type=float, default=None,
+                            help="Seconds between passes (default REMINDERS_DISPATCH_INTERVAL_SECONDS).")
+        parser.add_argument("--exit-with-parent", action="store_true",
+                            help="Stop when the process that started this one exits (bin/run uses it).")
+
+    def handle(self, *args, **options):
+        interval = options["interval"] or settings.REMINDERS_DISPATCH_INTERVAL_SECONDS
+        parent = os.getppid()
+        if not options["once"]:
+            self.stdout.write(f"Reminder dispatcher: checking the outbox every {interval:g}s.")
+        while True:
+            counts = dispatch.dispatch_local(now=timezone.now())  # the clock is read here, at the edge
+            if counts:
+                self.stdout.write("Outbox: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))
+            if options["once"]:
+                return
+            close_old_connections()
+            time.sleep(interval)
+            if options["exit_with_parent"] and os.getppid() != parent:
+                return  # re-parented: whoever started us (bin/run's server) is gone

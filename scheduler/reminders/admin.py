@@ -1,0 +1,123 @@
+"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs."""
+from django.contrib import admin, messages
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from scheduler.reminders import services
+from scheduler.reminders.models import (
+    ContactOptOut,
+    OutboxMessage,
+    ReminderTemplate,
+    TemplateOrigin,
+    WebhookEndpoint,
+    new_webhook_secret,
+)
+
+PLACEHOLDERS = (
+    "Placeholders: {{ patient_first_name }}, {{ clinic_name }}, {{ start_local }}, {{ start_date }}, "
+    "{{ start_time }}, {{ end_time }}, {{ previous_start_local }} (change notices). E-mail only: "
+    "{{ procedure_name }}, {{ practitioner_name }}, {{ area_name }}, and in post-care {{ next_possible }} "
+    "(a list of items with .name, .from_date, .ideally_from_date: when other treatments are possible again, "
+    "from the interval rules for this patient). The unsubscribe link is added to every e-mail."
+)
+
+
+@admin.register(ReminderTemplate)
+class ReminderTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "procedure", "anchor", "offset", "provenance", "is_active"]
+    list_filter = ["origin", "kind", "procedure", "is_active"]
+    search_fields = ["name", "email_subject", "email_text", "sms_text"]
+    readonly_fields = ["default_key", "updated_at"]
+    fieldsets = [
+        ("What and when", {"fields": ["name", "kind", "procedure", "anchor", "offset_value", "offset_unit",
+                                      "send_if_late", "is_active"]}),
+        ("E-mail", {"fields": ["email_subject", "email_text", "email_html", "attach_ics"], "description": PLACEHOLDERS}),
+        ("SMS", {"fields": ["sms_text"], "description": "No diagnosis, procedure or drug names: an SMS can be read "
+                                                         "by anyone who sees the phone. This is checked on save."}),
+        ("Provenance", {"fields": ["origin", "source", "default_key", "updated_at"]}),
+    ]
+
+    @admin.display(description="offset")
+    def offset(self, obj: ReminderTemplate) -> str:
+        return f"{obj.offset_value:+d} {obj.offset_unit}"
+
+    @admin.display(description="origin", ordering="origin")
+    def provenance(self, obj: ReminderTemplate) -> str:
+        if obj.origin == TemplateOrigin.CLINIC:
+            return format_html('<strong style="color:#a60">{}</strong>', "Clinic template (review)")
+        return "Sourced"
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """What is due, sent and failed. Rows change only through the dispatcher and the actions below."""
+
+    list_display = ["due_at", "status", "kind", "channel", "event", "attempts", "appointment_link", "recipient",
+                    "short_error"]
+    list_filter = ["status", "channel", "kind", "appointment__clinic"]
+    date_hierarchy = "due_at"
+    search_fields = ["=id", "=appointment__id", "recipient", "provider_id", "last_error"]
+    actions = ["retry_now", "cancel"]
+    list_select_related = ["appointment"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the outbox is the delivery record
+
+    @admin.display(description="appointment")
+    def appointment_link(self, obj: OutboxMessage) -> str:
+        label = str(obj.appointment_id)[:8]
+        try:
+            return format_html('<a href="{}">{}</a>', reverse("admin:clinic_appointment_change",
+                                                              args=[obj.appointment_id]), label)
+        except NoReverseMatch:
+            return label
+
+    @admin.display(description="last error")
+    def short_error(self, obj: OutboxMessage) -> str:
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+
+    @admin.action(description="Retry now (failed or skipped messages)")
+    def retry_now(self, request, queryset):
+        count = services.outbox_retry(message_ids=queryset.values_list("pk", flat=True), now=timezone.now())
+        self.message_user(request, f"{count} message(s) are due again now.", messages.SUCCESS)
+
+    @admin.action(description="Cancel (unsent messages)")
+    def cancel(self, request, queryset):
+        count = services.outbox_cancel(message_ids=queryset.values_list("pk", flat=True), now=timezone.now())
+        self.message_user(request, f"{count} message(s) cancelled.", messages.SUCCESS)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["client", "url", "is_active", "events", "created_at"]
+    list_filter = ["is_active", "client"]
+    readonly_fields = ["secret", "created_at"]
+    fields = ["client", "url", "events", "description", "is_active", "secret", "created_at"]
+    actions = ["rotate_secret"]
+
+    @admin.action(description="Rotate the signing secret")
+    def rotate_secret(self, request, queryset):
+        for endpoint in queryset:
+            endpoint.secret = new_webhook_secret()
+            endpoint.save(update_fields=["secret"])
+        self.message_user(request, "New secrets set; give them to the platform (see each endpoint).",
+                          messages.WARNING)
+
+
+@admin.register(ContactOptOut)
+class ContactOptOutAdmin(admin.ModelAdmin):
+    list_display = ["at", "patient", "channel", "via", "detail"]
+    list_filter = ["channel", "via"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

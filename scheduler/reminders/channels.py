@@ -1,0 +1,310 @@
+"""Delivery channels: e-mail (Django backends), SMS (small backend interface), webhooks.
+
+Each send either returns a provider id or raises TransientSendError (retry
+later with backoff) or PermanentSendError (retrying cannot help: a refused
+address, a 4xx from the provider). The SMS backend is chosen by SMS_BACKEND:
+console (default), file, locmem (tests) or Twilio's REST API over the stdlib.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import smtplib
+import socket
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from email.mime.text import MIMEText
+from pathlib import Path
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils.module_loading import import_string
+
+
+class SendError(Exception):
+    """Delivery did not happen."""
+
+
+class TransientSendError(SendError):
+    """The provider or network failed in a way that may pass: try again later."""
+
+
+class PermanentSendError(SendError):
+    """The provider refused the message for good (bad address, bad request): do not retry."""
+
+
+def _timeout() -> float:
+    return float(settings.REMINDERS_SEND_TIMEOUT_SECONDS)
+
+
+# --- E-mail ------------------------------------------------------------------------------------------------
+
+
+def message_id_domain() -> str:
+    return urllib.parse.urlsplit(settings.REMINDERS_PUBLIC_BASE_URL).hostname or "localhost"
+
+
+def send_email(*, outbox_id: str, to: str, subject: str, text: str, html: str, ics: bytes | None,
+               unsubscribe_url: str) -> str:
+    """Send through the configured Django e-mail backend (console, file, SMTP, anymail)."""
+    headers = {
+        # A stable Message-ID per outbox row: a retry after an unclear failure carries the same id,
+        # which lets providers and mail clients drop the duplicate.
+        "Message-ID": f"<{outbox_id}@{message_id_domain()}>",
+        "X-Outbox-Id": outbox_id,
+    }
+    if unsubscribe_url:
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 one-click
+    email = EmailMultiAlternatives(subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[to],
+                                   headers=headers,
+                                   connection=get_connection(timeout=_timeout()) if _smtp() else None)
+    email.attach_alternative(html, "text/html")
+    if ics:
+        calendar = MIMEText(ics.decode("utf-8"), "calendar", "utf-8")
+        calendar.set_param("method", "PUBLISH")
+        calendar.add_header("Content-Disposition", "attachment", filename="appointment.ics")
+        email.attach(calendar)
+    try:
+        email.send(fail_silently=False)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise PermanentSendError(f"recipient refused: {exc}") from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # anymail's errors, without importing anymail when it is not the backend
+        raise _classify_anymail(exc) from exc
+    status = getattr(email, "anymail_status", None)
+    return (getattr(status, "message_id", None) or headers["Message-ID"]) if status else headers["Message-ID"]
+
+
+def _smtp() -> bool:
+    return settings.EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend"
+
+
+def _classify_anymail(exc: Exception) -> SendError:
+    name = type(exc).__name__
+    if name in ("AnymailRecipientsRefused", "AnymailInvalidAddress"):
+        return PermanentSendError(f"{name}: {exc}")
+    status = getattr(exc, "status_code", None)
+    if name.startswith("Anymail") and status and 400 <= status < 500 and status not in (408, 429):
+        return PermanentSendError(f"{name} (HTTP {status}): {exc}")
+    if name.startswith("Anymail"):
+        return TransientSendError(f"{name}: {exc}")
+    return PermanentSendError(f"{name}: {exc}")
+
+
+# --- SMS ------------------------------------------------------------------------------------------------------
+
+
+class BaseSmsBackend:
+    """Send one text; verify an inbound (reply) request."""
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        raise NotImplementedError
+
+    def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
+        """Default: a shared token in the inbound URL's query (?token=...), set by SMS_INBOUND_TOKEN."""
+        expected = settings.SMS_INBOUND_TOKEN
+        return bool(expected) and hmac.compare_digest(str(query.get("token", "")), expected)
+
+
+class ConsoleSmsBackend(BaseSmsBackend):
+    """Prints texts to stdout: the embedded default, so a newcomer sees them."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        self.stream.write(f"--- SMS to {to} (outbox {outbox_id})\n{body}\n---\n")
+        self.stream.flush()
+        return f"console-{outbox_id}"
+
+
+class FileSmsBackend(BaseSmsBackend):
+    """Appends one JSON line per text to SMS_FILE_PATH."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = Path(path or settings.SMS_FILE_PATH)
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"outbox_id": outbox_id, "to": to, "body": body}) + "\n"
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+        return f"file-{outbox_id}"
+
+
+class LocmemSmsBackend(BaseSmsBackend):
+    """Keeps texts in `LocmemSmsBackend.outbox` (tests), like Django's locmem e-mail backend."""
+
+    outbox: list[dict] = []
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        LocmemSmsBackend.outbox.append({"to": to, "body": body, "outbox_id": outbox_id})
+        return f"locmem-{outbox_id}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A provider or webhook URL that redirects is misconfigured; following it would resend the body elsewhere.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def _post(url: str, data: bytes, headers: dict) -> tuple[int, bytes]:
+    """POST and return (status, body); transport failures are transient, HTTP errors are returned."""
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with _opener.open(request, timeout=_timeout()) as response:
+            return response.status, response.read(65536)
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, exc.read(65536)
+        finally:
+            exc.close()
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TransientSendError(f"could not reach {urllib.parse.urlsplit(url).netloc}: {reason}") from exc
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 409, 425, 429) or status >= 500
+
+
+class TwilioSmsBackend(BaseSmsBackend):
+    """Twilio's Messages API: POST /2010-04-01/Accounts/{sid}/Messages.json, form-encoded, basic auth."""
+
+    def __init__(self) -> None:
+        self.account_sid = settings.TWILIO_ACCOUNT_SID
+        self.auth_token = settings.TWILIO_AUTH_TOKEN
+        self.base = settings.TWILIO_API_BASE.rstrip("/")
+        if not self.account_sid or not self.auth_token:
+            raise PermanentSendError("Twilio is the SMS backend but TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are unset")
+        if not settings.TWILIO_MESSAGING_SERVICE_SID and not settings.SMS_FROM:
+            raise PermanentSendError("Twilio needs SMS_FROM (a number) or TWILIO_MESSAGING_SERVICE_SID")
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        form = {"To": to, "Body": body}
+        if settings.TWILIO_MESSAGING_SERVICE_SID:
+            form["MessagingServiceSid"] = settings.TWILIO_MESSAGING_SERVICE_SID
+        else:
+            form["From"] = settings.SMS_FROM
+        credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        status, raw = _post(
+            f"{self.base}/2010-04-01/Accounts/{urllib.parse.quote(self.account_sid)}/Messages.json",
+            urllib.parse.urlencode(form).encode(),
+            {"Authorization": f"Basic {credentials}", "Content-Type": "application/x-www-form-urlencoded",
+             "Accept": "application/json"},
+        )
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            data = {}
+        if 200 <= status < 300 and data.get("sid"):
+            return str(data["sid"])
+        detail = f"Twilio HTTP {status}: {data.get('code', '')} {data.get('message', raw[:200])}".strip()
+        if 200 <= status < 300 or _retryable(status):
+            raise TransientSendError(detail)
+        raise PermanentSendError(detail)
+
+    def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
+        """X-Twilio-Signature: base64 HMAC-SHA1 of the URL followed by the sorted POST params."""
+        signature = headers.get("X-Twilio-Signature", "")
+        payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
+        expected = base64.b64encode(hmac.new(self.auth_token.encode(), payload.encode(), hashlib.sha1).digest())
+        return bool(signature) and hmac.compare_digest(expected.decode(), signature)
+
+
+def sms_backend() -> BaseSmsBackend:
+    return import_string(settings.SMS_BACKEND)()
+
+
+# --- Webhooks ------------------------------------------------------------------------------------------------------
+#
+# Signed the Standard Webhooks way (https://www.standardwebhooks.com): headers
+#   webhook-id:        the delivery id (the same on every retry: receivers dedupe on it)
+#   webhook-timestamp: Unix seconds when this attempt was signed
+#   webhook-signature: "v1," + base64(HMAC-SHA256(key, f"{id}.{timestamp}.{body}"))
+# where key is the base64 part of the endpoint's secret after "whsec_". A receiver
+# recomputes it, compares in constant time, and rejects timestamps more than five
+# minutes from its clock, so a captured request cannot be replayed later.
+
+
+def _secret_key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def webhook_signature(*, secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()).decode()
+
+
+def webhook_verify(*, secret: str, headers: dict, body: bytes, now: datetime, tolerance_seconds: int = 300) -> bool:
+    """What a receiving platform does: a valid signature on a fresh timestamp."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        timestamp = int(lowered.get("webhook-timestamp", ""))
+    except ValueError:
+        return False
+    if abs(now.timestamp() - timestamp) > tolerance_seconds:
+        return False
+    expected = webhook_signature(secret=secret, delivery_id=lowered.get("webhook-id", ""), timestamp=timestamp,
+                                 body=body)
+    offered = lowered.get("webhook-signature", "").split(" ")  # several may be given during secret rotation
+    return any(hmac.compare_digest(expected, candidate) for candidate in offered)
+
+
+def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
+    """Why the service must not POST to `url`, or ''. Private and loopback hosts are refused in production."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "Give an absolute https:// URL."
+    if parts.scheme == "http" and not settings.WEBHOOKS_ALLOW_HTTP:
+        return "Webhook URLs must use https://."
+    if settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS:
+        return ""
+    try:
+        addresses = {ipaddress.ip_address(parts.hostname)}
+    except ValueError:
+        if not resolve:
+            return "" if parts.hostname not in ("localhost",) else "Webhook URLs may not point at this server."
+        try:
+            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(parts.hostname, None)}
+        except OSError:
+            return ""  # unresolvable now: the delivery attempt will fail and retry
+    if any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast for a in addresses):
+        return "Webhook URLs may not point at private, loopback or link-local addresses."
+    return ""
+
+
+def send_webhook(*, url: str, secret: str, delivery_id: str, event: str, body: bytes, now: datetime) -> str:
+    problem = webhook_url_problem(url, resolve=True)
+    if problem:
+        raise PermanentSendError(problem)
+    timestamp = int(now.timestamp())
+    status, raw = _post(url, body, {
+        "Content-Type": "application/json",
+        "User-Agent": "clinic-scheduling-webhooks/1",
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": webhook_signature(secret=secret, delivery_id=delivery_id, timestamp=timestamp,
+                                               body=body),
+        "webhook-event": event,
+    })
+    if 200 <= status < 300:
+        return f"HTTP {status}"
+    detail = f"endpoint answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
+    if _retryable(status):
+        raise TransientSendError(detail)
+    raise PermanentSendError(detail)

@@ -1,0 +1,102 @@
+"""Patient consent per channel: who may be messaged, signed unsubscribe links, opt-outs.
+
+An unsubscribe link carries a signed token (django.core.signing, salted) naming
+the patient and channel, so it works without a login and cannot be forged or
+pointed at someone else. Opt-outs update the patient and are recorded.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.urls import reverse
+
+from clinic.models import Patient, ReminderChannel
+from scheduler.errors import InvalidInput
+from scheduler.reminders.models import Channel, ContactOptOut
+
+UNSUBSCRIBE_SALT = "scheduler.reminders.unsubscribe"
+
+
+def patient_accepts(patient: Patient, channel: str) -> tuple[bool, str]:
+    """Whether `patient` may get a message on `channel` now, and if not, why."""
+    channels = patient.reminder_channels or []
+    if channel == Channel.EMAIL:
+        if ReminderChannel.EMAIL not in channels:
+            return False, "the patient has not chosen e-mail reminders (or unsubscribed)"
+        if not patient.email:
+            return False, "the patient has no e-mail address"
+        return True, ""
+    if channel == Channel.SMS:
+        if ReminderChannel.SMS not in channels:
+            return False, "the patient has not chosen SMS reminders (or replied STOP)"
+        if not patient.sms_consent:
+            return False, "the patient has not consented to SMS"
+        if not patient.phone:
+            return False, "the patient has no phone number"
+        return True, ""
+    raise ValueError(f"{channel!r} is not a patient channel")
+
+
+def unsubscribe_token(*, patient_id, channel: str = Channel.EMAIL) -> str:
+    return signing.dumps({"p": str(patient_id), "c": channel}, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def unsubscribe_url(*, patient_id, channel: str = Channel.EMAIL) -> str:
+    path = reverse("reminders:unsubscribe", kwargs={"token": unsubscribe_token(patient_id=patient_id,
+                                                                               channel=channel)})
+    return settings.REMINDERS_PUBLIC_BASE_URL.rstrip("/") + path
+
+
+def unsubscribe_token_read(token: str) -> tuple[Patient, str]:
+    """The patient and channel a token names; InvalidInput for a forged, damaged or stale link."""
+    try:
+        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        raise InvalidInput("invalid_unsubscribe_link", "This unsubscribe link is not valid. "
+                           "Please use the link from your most recent e-mail, or contact the clinic.")
+    channel = data.get("c") if isinstance(data, dict) else None
+    patient = Patient.objects.select_related("clinic").filter(pk=data.get("p")).first() if channel else None
+    if patient is None or channel not in (Channel.EMAIL, Channel.SMS):
+        raise InvalidInput("invalid_unsubscribe_link", "This unsubscribe link no longer matches a patient record.")
+    return patient, channel
+
+
+def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, detail: str = "") -> bool:
+    """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn.
+
+    Unsent messages are left in place: the send step re-checks consent and
+    skips them, so an opt-out and a send racing each other cannot both win.
+    """
+    with transaction.atomic():
+        current = Patient.objects.select_for_update().get(pk=patient.pk)
+        channels = [c for c in (current.reminder_channels or []) if c != channel]
+        changed = channels != (current.reminder_channels or [])
+        fields = ["reminder_channels", "updated_at"]
+        current.reminder_channels = channels
+        if channel == Channel.SMS and current.sms_consent:
+            current.sms_consent = False
+            fields.append("sms_consent")
+            changed = True
+        if not changed:
+            return False
+        current.save(update_fields=fields)
+        ContactOptOut.objects.create(patient=current, channel=channel, via=via, at=now, detail=detail[:200])
+    return True
+
+
+# Replies that mean "stop texting me" (the keywords carriers and Twilio treat as opt-out).
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+
+
+def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
+    """Handle an inbound SMS: a STOP word opts every patient with that number out; return how many."""
+    if (body or "").strip().upper().rstrip(".!") not in STOP_WORDS:
+        return 0
+    count = 0
+    for patient in Patient.objects.filter(phone=from_number):
+        count += patient_opt_out(patient=patient, channel=Channel.SMS, via="sms_stop", now=now,
+                                 detail=f"reply from {from_number}")
+    return count

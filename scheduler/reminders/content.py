@@ -1,0 +1,234 @@
+"""What a message says: templates rendered at send time, the .ics file, next possible dates.
+
+Texts are rendered when the message goes out, from the appointment as it is
+then, so a moved appointment's reminder names the new time. SMS texts get a
+context without procedure, area or drug names, and the rendered text is
+checked against the catalogue so that no diagnosis or drug name leaves by SMS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.template import Context, Engine, TemplateSyntaxError
+from django.template.loader import render_to_string
+from django.utils.html import escape, linebreaks
+from icalendar import Calendar, Event
+
+from clinic.models import Appointment, AuditAction, Condition, Medication, ProcedureType
+from scheduler import rules, selectors
+from scheduler.reminders.models import MessageKind, OutboxMessage, ReminderTemplate
+
+SMS_MAX_CHARS = 480  # three concatenated segments; longer texts cost more and arrive split
+
+# Admin-edited texts are rendered by engines with no template loaders, so a
+# template cannot {% include %} files from disk.
+_TEXT = Engine(autoescape=False)
+_HTML = Engine(autoescape=True)
+
+
+class RenderError(Exception):
+    """A template that cannot be rendered or would say something it must not; retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    sms: str = ""
+    ics: bytes | None = None
+
+
+# --- Checks used by the admin form and at send time ----------------------------------------------
+
+
+def template_problem(text: str) -> str:
+    """Why `text` is not a usable template, or ''."""
+    if not text:
+        return ""
+    try:
+        _TEXT.from_string(text)
+    except TemplateSyntaxError as exc:
+        return f"Template error: {exc}"
+    return ""
+
+
+# Drug words the catalogue names only inside longer phrases ("Topical retinoid"), checked on their own.
+EXTRA_FORBIDDEN = ("retinoid", "retinol", "retin-a", "tretinoin", "botulinum", "toxin", "accutane",
+                   "steroid", "antibiotic", "anticoagulant", "blood thinner")
+
+
+def _name_terms(name: str) -> set[str]:
+    """A catalogue name and its readings: "Isotretinoin (Accutane)" gives both words;
+    "Active (inflammatory) acne" gives "active acne" and "inflammatory acne"."""
+    terms = {name}
+    tail = re.match(r"^(.*?)\s*\(([^)]*)\)\s*$", name)
+    if tail:  # a closing bracket holds aliases: "Botulinum toxin injection (Botox)"
+        terms.add(tail.group(1))
+        for alias in re.split(r"[/,]", tail.group(2)):
+            terms.add(re.sub(r"^\s*e\.g\.\s*", "", alias))
+    else:  # a bracket inside qualifies the next word: "Actinic (solar) keratosis"
+        for inside in re.finditer(r"(\S+)\s*\(([^)]*)\)\s*(\S+)", name):
+            terms.add(f"{inside.group(1)} {inside.group(3)}")
+            terms.add(f"{inside.group(2)} {inside.group(3)}")
+    return terms
+
+
+def _forbidden_terms() -> list[str]:
+    """Procedure, drug and condition names and codes, with their aliases (Botox, Retin-A)."""
+    terms: set[str] = set(EXTRA_FORBIDDEN)
+    for model in (ProcedureType, Medication, Condition):
+        for code, name in model.objects.values_list("code", "name"):
+            terms.add(code.replace("_", " "))
+            terms |= _name_terms(name)
+    return sorted({t.strip().lower() for t in terms if len(t.strip()) >= 4})
+
+
+def sms_text_problem(text: str) -> str:
+    """Why `text` may not go by SMS (a clinical name in it, or too long), or ''."""
+    lowered = text.lower()
+    found = [t for t in _forbidden_terms() if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
+    if found:
+        return ("An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
+                f"the phone); remove: {', '.join(found)}.")
+    if len(text) > SMS_MAX_CHARS:
+        return f"An SMS may be at most {SMS_MAX_CHARS} characters; this one has {len(text)}."
+    return ""
+
+
+# --- Context ---------------------------------------------------------------------------------------------
+
+
+def fmt_datetime(value: datetime, tz) -> str:
+    local = value.astimezone(tz)
+    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+
+
+def fmt_date(value: datetime, tz) -> str:
+    local = value.astimezone(tz)
+    return f"{local:%A} {local.day} {local:%B %Y}"
+
+
+@dataclass(frozen=True)
+class NextPossible:
+    code: str
+    name: str
+    from_date: str  # "" when no date can be given
+    ideally_from_date: str = ""  # when a warn-level rule suggests waiting longer
+
+
+def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossible]:
+    """For this patient, when each procedure that has a rule after this one becomes possible again.
+
+    Asked of the engine with the patient's whole timeline (so a booking or a
+    course elsewhere counts), once with the rules as they are and once with
+    warnings treated as blocks, for "ideally from".
+    """
+    rulebook = selectors.rulebook_load()
+    timeline = selectors.timeline_for_patient(appointment.patient_id)
+    tz = appointment.clinic.tz
+    codes = sorted({r.later_procedure for r in rulebook.looking_forward.get(appointment.procedure_id, ())})
+    intervals = {r.id: r for rs in rulebook.looking_back.values() for r in rs}.values()
+    strict = rules.RuleBook(
+        [dataclasses.replace(r, severity=rules.Severity.BLOCK) for r in intervals],
+        [c for cs in rulebook.contraindications.values() for c in cs], rulebook.names)
+    out = []
+    for code in codes:
+        proposal = rules.Proposal(code, now, appointment.area_id)
+        earliest = rules.earliest_eligible_start(timeline, rulebook, proposal, tz)
+        ideal = rules.earliest_eligible_start(timeline, strict, proposal, tz)
+        from_date = fmt_date(earliest, tz) if earliest else ""
+        ideally = fmt_date(ideal, tz) if ideal and earliest and ideal > earliest else ""
+        out.append(NextPossible(code, rulebook.name(code), from_date, ideally))
+    return out
+
+
+def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscribe_url: str) -> dict:
+    appointment = message.appointment
+    tz = appointment.clinic.tz
+    context = {
+        "patient_first_name": appointment.patient.first_name,
+        "clinic_name": appointment.clinic.name,
+        "start_local": fmt_datetime(appointment.start_at, tz),
+        "start_date": fmt_date(appointment.start_at, tz),
+        "start_time": f"{appointment.start_at.astimezone(tz):%H:%M}",
+        "end_time": f"{appointment.end_at.astimezone(tz):%H:%M}",
+        "previous_start_local": "",
+    }
+    previous = (message.payload or {}).get("from_start")
+    if previous:
+        context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz)
+    if for_sms:
+        return context  # no procedure, area or practitioner: nothing clinical goes by SMS
+    context.update({
+        "procedure_name": appointment.procedure.name,
+        "practitioner_name": appointment.practitioner.name,
+        "area_name": appointment.area.name if appointment.area_id else "",
+        "unsubscribe_url": unsubscribe_url,
+    })
+    if message.kind == MessageKind.POST_CARE:
+        context["next_possible"] = next_possible(appointment=appointment, now=now)
+    return context
+
+
+def _render(engine: Engine, text: str, context: dict) -> str:
+    try:
+        return engine.from_string(text).render(Context(context)).strip()
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template error: {exc}") from exc
+
+
+# --- iCalendar ------------------------------------------------------------------------------------------
+
+
+def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool = False) -> bytes:
+    """The appointment as an iCalendar file; one UID per appointment, SEQUENCE rising with each move."""
+    sequence = appointment.audit_events.filter(
+        action__in=[AuditAction.RESCHEDULED, AuditAction.CANCELLED]).count()
+    calendar = Calendar()
+    calendar.add("prodid", "-//Clinic scheduling//Appointment reminders//EN")
+    calendar.add("version", "2.0")
+    calendar.add("method", "PUBLISH")
+    event = Event()
+    event.add("uid", f"appointment-{appointment.pk}@clinic-scheduling")
+    event.add("dtstamp", now.astimezone(UTC))
+    event.add("dtstart", appointment.start_at.astimezone(UTC))
+    event.add("dtend", appointment.end_at.astimezone(UTC))
+    event.add("sequence", sequence)
+    event.add("summary", f"{appointment.procedure.name} at {appointment.clinic.name}")
+    event.add("location", appointment.clinic.name)
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    calendar.add_component(event)
+    return calendar.to_ical()
+
+
+# --- Rendering ----------------------------------------------------------------------------------------------
+
+
+def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: str = "") -> Rendered:
+    """The subject and bodies (e-mail) or text (SMS) for one outbox row."""
+    template: ReminderTemplate | None = message.template
+    if template is None:
+        raise RenderError("its template was deleted")
+    if message.channel == "sms":
+        sms = _render(_TEXT, template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
+        problem = sms_text_problem(sms)
+        if problem:
+            raise RenderError(f"SMS refused: {problem}")
+        return Rendered(sms=sms)
+    context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
+    subject = " ".join(_render(_TEXT, template.email_subject, context).split())
+    text = _render(_TEXT, template.email_text, context)
+    body_html = (_render(_HTML, template.email_html, context) if template.email_html.strip()
+                 else linebreaks(escape(text)))
+    layout = {"body_html": body_html, "subject": subject, **context}
+    html = render_to_string("reminders/email.html", layout)
+    text = text + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n"
+    ics = None
+    if template.attach_ics:
+        ics = appointment_ics(appointment=message.appointment, now=now,
+                              cancelled=message.kind == MessageKind.CANCELLED)
+    return Rendered(subject=subject, text=text, html=html, ics=ics)

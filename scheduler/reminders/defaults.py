@@ -1,0 +1,42 @@
+"""Loading the shipped reminder plans (fixtures/care_texts.json), idempotently.
+
+A template is created only when its key is missing, so an administrator's
+edits survive every re-run of setup_demo. Needs the catalogue loaded first.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from scheduler.reminders.models import ReminderTemplate
+
+CARE_TEXTS = Path(settings.BASE_DIR) / "fixtures" / "care_texts.json"
+
+
+def _text(value) -> str:
+    return "\n".join(value) if isinstance(value, list) else (value or "")
+
+
+@transaction.atomic
+def care_texts_load(path: Path = CARE_TEXTS) -> int:
+    """Create the default reminder templates that are missing; return how many were created."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    created = 0
+    for row in data["templates"]:
+        template = ReminderTemplate(
+            default_key=row["key"], name=row["name"], kind=row["kind"], procedure_id=row["procedure"],
+            anchor=row["anchor"], offset_value=row["offset"][0], offset_unit=row["offset"][1],
+            send_if_late=row["send_if_late"], attach_ics=row["attach_ics"], origin=row["origin"],
+            source=row["source"], email_subject=row.get("email_subject", ""),
+            email_text=_text(row.get("email_text")), email_html=_text(row.get("email_html")),
+            sms_text=row.get("sms_text", ""),
+        )
+        if ReminderTemplate.objects.filter(default_key=row["key"]).exists():
+            continue
+        template.full_clean(exclude=["default_key"])  # a broken fixture fails setup loudly, not at send time
+        template.save()
+        created += 1
+    return created

@@ -1,0 +1,226 @@
+"""Claiming due outbox rows and delivering one row: the part Celery (or the local loop) calls.
+
+Claim: in one short transaction, lock due rows with SELECT ... FOR UPDATE SKIP
+LOCKED, mark them `sending` under a fresh claim token with a lease, commit.
+Send: lock the row, check it still carries that token and is still wanted
+(# Race condition), deliver, record the outcome, commit. The lock is held
+across delivery, so a second sender of the same row skips it; a sender that
+dies rolls back, and the row is claimed again when its lease runs out.
+
+Guarantee (docs/reminders.md): every row is delivered at least once unless it
+fails permanently or runs out of attempts (then it is marked `failed`,
+visibly); it is delivered twice only if a sender dies after the provider
+accepted the message and before the database committed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+
+from clinic.models import AppointmentStatus
+from scheduler.reminders import channels, content
+from scheduler.reminders.consent import patient_accepts, unsubscribe_url
+from scheduler.reminders.models import Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+
+class SendOutcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"  # a transient failure: back to pending, due after a backoff
+    FAILED = "failed"  # permanent failure, or attempts used up
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # consent withdrawn
+    HELD = "held"
+    STALE = "stale"  # not ours any more: sent already, or claimed again by another dispatcher
+    BUSY = "busy"  # another sender holds the row right now
+
+
+@dataclass(frozen=True)
+class Claim:
+    message_id: uuid.UUID
+    token: uuid.UUID
+
+
+def _skip_locked() -> dict:
+    # SQLite has no row locks (and no SKIP LOCKED): its write transactions are serialised
+    # whole (BEGIN IMMEDIATE), which gives the same exclusivity, one writer at a time.
+    if connection.features.has_select_for_update_skip_locked:
+        return {"skip_locked": True, "of": ("self",)}
+    return {}
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential: base, 2*base, 4*base, ... capped."""
+    seconds = settings.REMINDERS_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=min(seconds, settings.REMINDERS_RETRY_MAX_SECONDS))
+
+
+# --- Claim ---------------------------------------------------------------------------------------------------
+
+
+def outbox_claim_due(*, now: datetime, limit: int | None = None, lease: timedelta | None = None) -> list[Claim]:
+    """Claim up to `limit` due rows (and rows whose previous claim's lease ran out)."""
+    limit = limit or settings.REMINDERS_BATCH_SIZE
+    lease = lease or timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
+    token = uuid.uuid4()
+    due = Q(status=OutboxStatus.PENDING, due_at__lte=now) | Q(status=OutboxStatus.SENDING, claimed_until__lt=now)
+    with transaction.atomic():
+        rows = list(OutboxMessage.objects.select_for_update(**_skip_locked()).filter(due)
+                    .order_by("due_at", "id").values_list("id", "status", "attempts")[:limit])
+        exhausted = [pk for pk, status, attempts in rows
+                     if status == OutboxStatus.SENDING and attempts >= settings.REMINDERS_MAX_ATTEMPTS]
+        if exhausted:
+            # A claim that keeps expiring means the sender keeps dying on this row: stop, visibly.
+            OutboxMessage.objects.filter(pk__in=exhausted).update(
+                status=OutboxStatus.FAILED, claim_token=None, claimed_until=None,
+                last_error=f"gave up: the sender stopped {settings.REMINDERS_MAX_ATTEMPTS} times without finishing")
+            log.error("outbox: gave up on %d message(s) whose sender kept dying", len(exhausted))
+        ids = [pk for pk, _, _ in rows if pk not in exhausted]
+        if ids:
+            # Attempts count claims, so a row that crashes its worker every time still runs out.
+            OutboxMessage.objects.filter(pk__in=ids).update(
+                status=OutboxStatus.SENDING, claim_token=token, claimed_until=now + lease,
+                attempts=F("attempts") + 1)
+    return [Claim(pk, token) for pk in ids]
+
+
+def outbox_release(claims: list[Claim]) -> int:
+    """Hand back claims that could not be passed on (the broker was down): due again at once."""
+    released = 0
+    for claim in claims:
+        released += OutboxMessage.objects.filter(
+            pk=claim.message_id, status=OutboxStatus.SENDING, claim_token=claim.token).update(
+            status=OutboxStatus.PENDING, claim_token=None, claimed_until=None, attempts=F("attempts") - 1)
+    return released
+
+
+# --- Send one -------------------------------------------------------------------------------------------------
+
+
+def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
+    """(status, reason) when the row must not be sent after all, else None."""
+    appointment = message.appointment
+    if message.channel == Channel.WEBHOOK:
+        endpoint = message.endpoint
+        if endpoint is None or not endpoint.is_active or endpoint.client.revoked_at is not None:
+            return OutboxStatus.CANCELLED, "the webhook endpoint was removed or disabled"
+        return None
+    template = message.template
+    if template is None or not template.is_active:
+        return OutboxStatus.CANCELLED, "its template was removed or deactivated"
+    if appointment.status == AppointmentStatus.CANCELLED and message.kind != MessageKind.CANCELLED:
+        return OutboxStatus.CANCELLED, "the appointment was cancelled"
+    if appointment.status in (AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW) and message.kind in (
+            MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.RESCHEDULED):
+        return OutboxStatus.CANCELLED, "the appointment is over"
+    if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
+        return OutboxStatus.HELD, ""
+    if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
+        return OutboxStatus.CANCELLED, "superseded: the appointment moved"
+    accepted, why = patient_accepts(appointment.patient, message.channel)
+    if not accepted:
+        return OutboxStatus.SKIPPED, why
+    return None
+
+
+def _deliver(message: OutboxMessage, now: datetime) -> tuple[str, str]:
+    """Send it; return (provider id, recipient)."""
+    patient = message.appointment.patient
+    if message.channel == Channel.WEBHOOK:
+        body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
+        provider_id = channels.send_webhook(url=message.endpoint.url, secret=message.endpoint.secret,
+                                            delivery_id=str(message.pk), event=message.event, body=body, now=now)
+        return provider_id, message.endpoint.url
+    if message.channel == Channel.SMS:
+        rendered = content.render_message(message=message, now=now)
+        return channels.sms_backend().send(to=patient.phone, body=rendered.sms, outbox_id=str(message.pk)), \
+            patient.phone
+    link = unsubscribe_url(patient_id=patient.pk, channel=Channel.EMAIL)
+    rendered = content.render_message(message=message, now=now, unsubscribe_url=link)
+    provider_id = channels.send_email(outbox_id=str(message.pk), to=patient.email, subject=rendered.subject,
+                                      text=rendered.text, html=rendered.html, ics=rendered.ics, unsubscribe_url=link)
+    return provider_id, patient.email
+
+
+def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
+    """Deliver one claimed row. Safe to call twice: the second call finds it sent (or claimed anew) and stops."""
+    with transaction.atomic():
+        message = (OutboxMessage.objects.select_for_update(**_skip_locked())
+                   .select_related("appointment__patient", "appointment__clinic", "appointment__procedure",
+                                   "appointment__practitioner", "appointment__area", "template", "endpoint__client")
+                   .filter(pk=message_id).first())
+        if message is None:
+            exists = OutboxMessage.objects.filter(pk=message_id).exists()
+            return SendOutcome.BUSY if exists else SendOutcome.STALE
+        # Race condition: between claim and now the row may have been sent by an earlier claim's
+        # task, or claimed again after its lease ran out; only the current claim may send it.
+        if message.status != OutboxStatus.SENDING or str(message.claim_token) != str(claim_token):
+            return SendOutcome.STALE
+        fields = ["status", "claim_token", "claimed_until", "last_error", "updated_at"]
+        message.claim_token = None
+        message.claimed_until = None
+        verdict = _still_wanted(message)
+        if verdict is not None:
+            message.status, message.last_error = verdict
+            message.save(update_fields=fields)
+            return SendOutcome(verdict[0])
+        try:
+            provider_id, recipient = _deliver(message, now)
+        except (channels.PermanentSendError, content.RenderError) as exc:
+            message.status, message.last_error = OutboxStatus.FAILED, f"permanent failure: {exc}"
+            log.error("outbox %s (%s by %s) failed for good: %s", message.pk, message.kind, message.channel, exc)
+            outcome = SendOutcome.FAILED
+        except channels.TransientSendError as exc:
+            if message.attempts >= settings.REMINDERS_MAX_ATTEMPTS:
+                message.status = OutboxStatus.FAILED
+                message.last_error = f"gave up after {message.attempts} attempts; last error: {exc}"
+                log.error("outbox %s (%s by %s): %s", message.pk, message.kind, message.channel, message.last_error)
+                outcome = SendOutcome.FAILED
+            else:
+                message.status, message.last_error = OutboxStatus.PENDING, f"attempt {message.attempts}: {exc}"
+                message.due_at = now + backoff(message.attempts)
+                fields.append("due_at")
+                log.warning("outbox %s: %s; retrying at %s", message.pk, exc, message.due_at.isoformat())
+                outcome = SendOutcome.RETRY
+        else:
+            message.status, message.last_error = OutboxStatus.SENT, ""
+            message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
+            fields += ["provider_id", "recipient", "sent_at"]
+            outcome = SendOutcome.SENT
+        message.save(update_fields=fields)
+    return outcome
+
+
+# --- Batches --------------------------------------------------------------------------------------------------------
+
+
+def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:
+    """Claim due rows and hand each to `enqueue` (the Celery send task); return how many were handed on."""
+    claims = outbox_claim_due(now=now)
+    for index, claim in enumerate(claims):
+        try:
+            enqueue(claim)
+        except Exception as exc:  # the broker went away mid-batch: nothing is lost, the rest goes back
+            released = outbox_release(claims[index:])
+            log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
+            return index
+    return len(claims)
+
+
+def dispatch_local(*, now: datetime) -> dict[str, int]:
+    """Claim due rows and send them in this process (the embedded default, no broker)."""
+    counts: dict[str, int] = {}
+    for claim in outbox_claim_due(now=now):
+        outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts

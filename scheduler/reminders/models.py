@@ -1,0 +1,283 @@
+"""Reminder plans (templates as data), the outbox, webhook endpoints and opt-outs.
+
+Templates are what a clinic administrator edits in the admin; the outbox holds
+one row per message to deliver (to a patient or a booking platform), written in
+the same transaction as the booking change that causes it.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from clinic.models import Appointment, Patient, ProcedureType
+
+
+class MessageKind(models.TextChoices):
+    CONFIRMATION = "confirmation", "Booking confirmation"
+    REMINDER = "reminder", "Appointment reminder"
+    PRE_CARE = "pre_care", "Pre-care"
+    POST_CARE = "post_care", "Post-care"
+    RESCHEDULED = "rescheduled", "Change notice: moved"
+    CANCELLED = "cancelled", "Change notice: cancelled"
+    WEBHOOK = "webhook", "Webhook event"
+
+
+class Anchor(models.TextChoices):
+    EVENT = "event", "When the booking change happens"
+    START = "start", "Appointment start"
+    COMPLETION = "completion", "Treatment completion"
+
+
+# Which anchors make sense for which kind; anything else is refused in `clean`.
+KIND_ANCHORS = {
+    MessageKind.CONFIRMATION: {Anchor.EVENT},
+    MessageKind.RESCHEDULED: {Anchor.EVENT},
+    MessageKind.CANCELLED: {Anchor.EVENT},
+    MessageKind.REMINDER: {Anchor.START},
+    MessageKind.PRE_CARE: {Anchor.START},
+    MessageKind.POST_CARE: {Anchor.COMPLETION},
+}
+
+
+class OffsetUnit(models.TextChoices):
+    MINUTES = "minutes", "minutes (elapsed)"
+    HOURS = "hours", "hours (elapsed)"
+    DAYS = "days", "days (calendar, same local time)"
+
+
+class TemplateOrigin(models.TextChoices):
+    SOURCED = "sourced", "Sourced default (from the reference texts)"
+    CLINIC = "clinic", "Clinic template (not from the sources; review and edit)"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    SMS = "sms", "SMS"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class ReminderTemplate(models.Model):
+    """One message of a procedure's plan: what to say, on which channels, and when.
+
+    Texts are Django templates rendered when the message is sent, so a
+    rescheduled appointment's reminder always names the current time.
+    """
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=[c for c in MessageKind.choices if c[0] != "webhook"])
+    procedure = models.ForeignKey(
+        ProcedureType, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Leave empty for a message every booking gets (confirmation, day-before reminder).",
+    )
+    anchor = models.CharField(max_length=20, choices=Anchor.choices)
+    offset_value = models.IntegerField(
+        default=0, help_text="Negative means before the anchor (pre-care), positive after it (post-care)."
+    )
+    offset_unit = models.CharField(max_length=10, choices=OffsetUnit.choices, default=OffsetUnit.HOURS)
+    send_if_late = models.BooleanField(
+        default=False,
+        help_text="When the booking is made after the due time: send at once (care instructions) "
+                  "instead of leaving it out (a day-before reminder is pointless then).",
+    )
+    email_subject = models.CharField(max_length=200, blank=True)
+    email_text = models.TextField(blank=True, help_text="Plain-text body (Django template syntax).")
+    email_html = models.TextField(blank=True, help_text="HTML body; leave empty to derive it from the text.")
+    sms_text = models.TextField(
+        blank=True, help_text="At most 480 characters. Never a diagnosis, procedure or drug name.",
+    )
+    attach_ics = models.BooleanField(default=False, help_text="Attach the appointment as an iCalendar file.")
+    origin = models.CharField(max_length=10, choices=TemplateOrigin.choices, default=TemplateOrigin.CLINIC)
+    source = models.CharField(max_length=200, blank=True, help_text="Reference text(s) a sourced default cites.")
+    is_active = models.BooleanField(default=True)
+    default_key = models.SlugField(
+        max_length=80, unique=True, null=True, blank=True, editable=False,
+        help_text="Which shipped default this started as; setup never overwrites an edited template.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["procedure_id", "anchor", "offset_value", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=[k for k in MessageKind.values if k != "webhook"]),
+                                   name="reminder_template_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_email(self) -> bool:
+        return bool(self.email_subject.strip() and self.email_text.strip())
+
+    @property
+    def has_sms(self) -> bool:
+        return bool(self.sms_text.strip())
+
+    def clean(self) -> None:
+        from scheduler.reminders import content
+
+        errors: dict[str, list[str]] = {}
+        allowed = KIND_ANCHORS.get(self.kind)
+        if allowed and self.anchor not in allowed:
+            errors.setdefault("anchor", []).append(
+                f"A {self.get_kind_display().lower()} is anchored to: "
+                + ", ".join(Anchor(a).label.lower() for a in allowed) + ".")
+        if self.anchor == Anchor.START and self.offset_value > 0:
+            errors.setdefault("offset_value", []).append("A message anchored to the start must come before it.")
+        if self.anchor == Anchor.COMPLETION and self.offset_value < 0:
+            errors.setdefault("offset_value", []).append("A message anchored to completion cannot come before it.")
+        if not self.has_email and not self.has_sms:
+            errors.setdefault("email_text", []).append("Give an e-mail (subject and text) or an SMS text, or both.")
+        if bool(self.email_subject.strip()) != bool(self.email_text.strip()):
+            errors.setdefault("email_subject", []).append("An e-mail needs both a subject and a text body.")
+        for field in ("email_subject", "email_text", "email_html", "sms_text"):
+            problem = content.template_problem(getattr(self, field))
+            if problem:
+                errors.setdefault(field, []).append(problem)
+        if self.sms_text and "sms_text" not in errors:
+            problem = content.sms_text_problem(self.sms_text)
+            if problem:
+                errors.setdefault("sms_text", []).append(problem)
+        if errors:
+            raise ValidationError(errors)
+
+
+class WebhookEndpoint(models.Model):
+    """Where a booking platform (an API client) wants appointment events POSTed."""
+
+    EVENTS = ("appointment.created", "appointment.rescheduled", "appointment.cancelled",
+              "appointment.completed", "appointment.cleared", "appointment.no_show")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey("api.ApiClient", on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    # Stored in clear: the service must sign with it. It is shown once at creation and in the admin.
+    secret = models.CharField(max_length=80, editable=False)
+    events = models.JSONField(default=list, blank=True, help_text="Event types to send; empty means all.")
+    description = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["client__name", "url"]
+
+    def __str__(self) -> str:
+        return f"{self.client} → {self.url}"
+
+    def save(self, *args, **kwargs):
+        if not self.secret:
+            self.secret = new_webhook_secret()
+        super().save(*args, **kwargs)
+
+    def wants(self, event: str) -> bool:
+        return not self.events or event in self.events
+
+    def clean(self) -> None:
+        from scheduler.reminders import channels
+
+        problem = channels.webhook_url_problem(self.url)
+        if problem:
+            raise ValidationError({"url": problem})
+        if not isinstance(self.events, list) or any(e not in self.EVENTS for e in self.events):
+            raise ValidationError({"events": f"Events must be a list drawn from {list(self.EVENTS)}."})
+
+
+def new_webhook_secret() -> str:
+    # The Standard Webhooks form: "whsec_" and a base64 256-bit key (see channels.py).
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class OutboxStatus(models.TextChoices):
+    HELD = "held", "Held (pending clearance)"
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Claimed for sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed (gave up)"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
+
+
+UNSENT_STATUSES = (OutboxStatus.HELD, OutboxStatus.PENDING)
+FINAL_STATUSES = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED, OutboxStatus.SKIPPED)
+
+
+class OutboxMessage(models.Model):
+    """One message to deliver: a patient e-mail or SMS, or one webhook delivery.
+
+    Rows are claimed (status `sending`, a fresh `claim_token`, a lease until
+    `claimed_until`) by a dispatcher and finished by the send task holding the
+    row lock; see scheduler/reminders/dispatch.py.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="outbox_messages")
+    kind = models.CharField(max_length=20, choices=MessageKind.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    template = models.ForeignKey(ReminderTemplate, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="messages")
+    endpoint = models.ForeignKey(WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="deliveries")
+    event = models.CharField(max_length=40, blank=True, help_text="Webhook event type.")
+    anchor_at = models.DateTimeField(null=True, blank=True, help_text="The instant the due time was computed from.")
+    due_at = models.DateTimeField(help_text="When it may go (next attempt, after a failure).")
+    status = models.CharField(max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    provider_id = models.CharField(max_length=200, blank=True)
+    recipient = models.CharField(max_length=500, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = "outbox message"
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="outbox_status_due"),
+            models.Index(fields=["appointment", "kind"], name="outbox_appointment_kind"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=OutboxStatus.values), name="outbox_status_valid"),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="outbox_channel_valid"),
+            # At most one unsent copy of a template per channel: rescheduling moves it, never duplicates it.
+            models.UniqueConstraint(
+                fields=["appointment", "template", "channel"],
+                condition=Q(status__in=["held", "pending"]) & Q(template__isnull=False),
+                name="outbox_one_unsent_per_template_channel",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        what = self.event if self.channel == Channel.WEBHOOK else self.get_kind_display()
+        return f"{what} by {self.channel} due {self.due_at:%Y-%m-%d %H:%M} UTC ({self.status})"
+
+
+class OptOutVia(models.TextChoices):
+    EMAIL_LINK = "email_link", "Unsubscribe link in an e-mail"
+    LIST_UNSUBSCRIBE = "list_unsubscribe", "One-click unsubscribe (mail client)"
+    SMS_STOP = "sms_stop", "SMS reply STOP"
+
+
+class ContactOptOut(models.Model):
+    """A record that a patient withdrew consent for a channel, and how. Append-only."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="opt_outs")
+    channel = models.CharField(max_length=10, choices=[(c.value, c.label) for c in (Channel.EMAIL, Channel.SMS)])
+    via = models.CharField(max_length=20, choices=OptOutVia.choices)
+    at = models.DateTimeField()
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = "contact opt-out"
+
+    def __str__(self) -> str:
+        return f"{self.patient} opted out of {self.channel} ({self.get_via_display()})"

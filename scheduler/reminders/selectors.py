@@ -1,0 +1,40 @@
+"""Reads over the outbox: an appointment's reminders (for the API) and the operator's summary."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db.models import Count, QuerySet
+
+from scheduler.reminders.models import Channel, OutboxMessage, OutboxStatus
+
+
+def reminders_for_appointment(appointment_id) -> list[dict]:
+    """The patient messages of one appointment, as the API's `reminders` field lists them."""
+    return [
+        {"kind": kind, "channel": channel, "due_at": due_at, "status": status}
+        for kind, channel, due_at, status in OutboxMessage.objects.filter(appointment_id=appointment_id)
+        .exclude(channel=Channel.WEBHOOK).order_by("due_at", "id").values_list("kind", "channel", "due_at", "status")
+    ]
+
+
+def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
+    rows = OutboxMessage.objects.select_related("appointment__clinic", "appointment__patient", "endpoint")
+    return rows.filter(appointment__clinic__code=clinic_code) if clinic_code else rows
+
+
+def outbox_summary(*, now: datetime, clinic_code: str | None = None, horizon: timedelta = timedelta(hours=24),
+                   limit: int = 20) -> dict:
+    """Counts by status and channel, what is overdue or due soon, and what failed."""
+    rows = outbox_rows(clinic_code=clinic_code)
+    counts: dict[str, dict[str, int]] = {}
+    for status, channel, n in rows.values_list("status", "channel").annotate(n=Count("id")).order_by():
+        counts.setdefault(status, {})[channel] = n
+    return {
+        "counts": counts,
+        "overdue": list(rows.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING], due_at__lt=now)
+                        .order_by("due_at")[:limit]),
+        "due_soon": list(rows.filter(status=OutboxStatus.PENDING, due_at__gte=now, due_at__lt=now + horizon)
+                         .order_by("due_at")[:limit]),
+        "held": rows.filter(status=OutboxStatus.HELD).count(),
+        "failed": list(rows.filter(status=OutboxStatus.FAILED).order_by("-updated_at")[:limit]),
+    }

@@ -1,0 +1,344 @@
+"""Outbox writes: what each booking change does to an appointment's messages and webhooks.
+
+Called from scheduler.notifications inside the booking transaction (patient and
+appointment rows already locked), so outbox rows commit or roll back with the
+change. The appointment's unsent rows are locked here too, so a dispatcher
+(which claims with SKIP LOCKED) never sends a row that is being moved.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from clinic.models import Appointment, AppointmentStatus, AuditAction
+from scheduler.errors import InvalidInput
+from scheduler.reminders.consent import patient_accepts
+from scheduler.reminders.models import (
+    UNSENT_STATUSES,
+    Anchor,
+    Channel,
+    MessageKind,
+    OutboxMessage,
+    OutboxStatus,
+    ReminderTemplate,
+    WebhookEndpoint,
+)
+from scheduler.reminders.timing import Direction, Plan, QuietHours, plan_due
+
+log = logging.getLogger(__name__)
+
+PATIENT_CHANNELS = (Channel.EMAIL, Channel.SMS)
+
+EVENT_FOR_CHANGE = {
+    AuditAction.BOOKED: "appointment.created",
+    AuditAction.RESCHEDULED: "appointment.rescheduled",
+    AuditAction.CANCELLED: "appointment.cancelled",
+    AuditAction.COMPLETED: "appointment.completed",
+    AuditAction.CLEARED: "appointment.cleared",
+    AuditAction.NO_SHOW: "appointment.no_show",
+}
+
+
+def quiet_hours() -> QuietHours:
+    start, end = settings.REMINDERS_SMS_QUIET_HOURS
+    return QuietHours(time.fromisoformat(start), time.fromisoformat(end))
+
+
+# --- Entry point --------------------------------------------------------------------------------------
+
+
+def outbox_on_change(*, appointment: Appointment, change: str, now: datetime, previous: dict | None = None) -> None:
+    """Bring `appointment`'s outbox in line with `change` (an AuditAction value). Idempotent per state."""
+    appointment = Appointment.objects.select_related("patient", "clinic").get(pk=appointment.pk)
+    if change == AuditAction.BOOKED:
+        _create_event_messages(appointment, MessageKind.CONFIRMATION, now)
+        _reconcile_start_messages(appointment, now)
+    elif change == AuditAction.RESCHEDULED:
+        _reconcile_start_messages(appointment, now)
+        _rescheduled_notice(appointment, now, previous or {})
+        _sync_hold(appointment, now)
+    elif change == AuditAction.CLEARED:
+        _reconcile_start_messages(appointment, now)
+        _sync_hold(appointment, now)
+    elif change == AuditAction.CANCELLED:
+        told = _patient_was_told(appointment)
+        _cancel_unsent(appointment, now, "the appointment was cancelled")
+        if told:  # a patient who never heard of the booking gets no cancellation either
+            _create_event_messages(appointment, MessageKind.CANCELLED, now)
+    elif change == AuditAction.COMPLETED:
+        _cancel_unsent(appointment, now, "the treatment was completed")
+        _create_completion_messages(appointment, now)
+    elif change == AuditAction.NO_SHOW:
+        _cancel_unsent(appointment, now, "the patient did not attend")
+    event = EVENT_FOR_CHANGE.get(change)
+    if event:
+        _create_webhooks(appointment, event, now, previous)
+
+
+# --- Planning -----------------------------------------------------------------------------------------------
+
+
+def _templates(appointment: Appointment, kinds: Iterable[str]) -> list[ReminderTemplate]:
+    return list(ReminderTemplate.objects.filter(is_active=True, kind__in=list(kinds)).filter(
+        Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id)).order_by("id"))
+
+
+def _channels(template: ReminderTemplate, appointment: Appointment) -> list[str]:
+    """The channels this template has text for and the patient has consented to."""
+    wanted = [Channel.EMAIL] if template.has_email else []
+    wanted += [Channel.SMS] if template.has_sms else []
+    return [c for c in wanted if patient_accepts(appointment.patient, c)[0]]
+
+
+def _plan(template: ReminderTemplate, channel: str, appointment: Appointment, now: datetime,
+          anchor_at: datetime) -> Plan:
+    start_anchored = template.anchor == Anchor.START
+    return plan_due(
+        anchor_at=anchor_at, offset_value=template.offset_value, offset_unit=template.offset_unit,
+        tz=appointment.clinic.tz, now=now,
+        direction=Direction.EARLIER if start_anchored else Direction.LATER,
+        is_sms=channel == Channel.SMS, quiet=quiet_hours(),
+        send_if_late=template.send_if_late if start_anchored else True,
+        deadline=appointment.start_at if start_anchored else None,
+    )
+
+
+def _new_status(appointment: Appointment) -> str:
+    # Relative contraindications: nothing reaches the patient before a clinician clears the booking.
+    return OutboxStatus.HELD if appointment.status == AppointmentStatus.PENDING_CLEARANCE else OutboxStatus.PENDING
+
+
+def _locked_unsent(appointment: Appointment, **filters) -> list[OutboxMessage]:
+    return list(OutboxMessage.objects.select_for_update().filter(
+        appointment=appointment, status__in=UNSENT_STATUSES, **filters).exclude(channel=Channel.WEBHOOK))
+
+
+def _finish(rows: Iterable[OutboxMessage], status: str, reason: str) -> None:
+    ids = [r.pk for r in rows]
+    if ids:
+        OutboxMessage.objects.filter(pk__in=ids, status__in=UNSENT_STATUSES).update(
+            status=status, last_error=reason, claim_token=None, claimed_until=None)
+
+
+def _create(appointment: Appointment, template: ReminderTemplate, channel: str, plan: Plan, anchor_at: datetime,
+            now: datetime, payload: dict | None = None) -> OutboxMessage:
+    if plan.due_at is None:
+        status, due, reason = OutboxStatus.SKIPPED, anchor_at, plan.reason
+    else:
+        status, due, reason = _new_status(appointment), plan.due_at, ""
+    return OutboxMessage.objects.create(
+        appointment=appointment, kind=template.kind, channel=channel, template=template, anchor_at=anchor_at,
+        due_at=due, status=status, last_error=reason, payload=payload or {}, created_at=now)
+
+
+# --- Start-anchored messages: reminders and pre-care ------------------------------------------------------------
+
+
+def _reconcile_start_messages(appointment: Appointment, now: datetime) -> None:
+    """Make the start-anchored messages match the appointment's current start and status.
+
+    An unsent message is moved (never duplicated); one already sent for this
+    start is not sent again; one already sent for another start is sent anew
+    for the new one; one whose time has passed is dropped unless it carries
+    care instructions (send_if_late), which then go at once.
+    """
+    if appointment.status not in (AppointmentStatus.CONFIRMED, AppointmentStatus.PENDING_CLEARANCE):
+        return
+    templates = _templates(appointment, [MessageKind.REMINDER, MessageKind.PRE_CARE])
+    unsent = {(r.template_id, r.channel): r for r in _locked_unsent(appointment, template__in=templates)}
+    handled = {
+        (template_id, channel) for template_id, channel in OutboxMessage.objects.filter(
+            appointment=appointment, template__in=templates, anchor_at=appointment.start_at,
+            status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
+        ).values_list("template_id", "channel")
+    }
+    anchor = appointment.start_at
+    for template in templates:
+        for channel in _channels(template, appointment):
+            row = unsent.pop((template.pk, channel), None)
+            if (template.pk, channel) in handled:
+                if row:
+                    _finish([row], OutboxStatus.CANCELLED, "already sent for this appointment time")
+                continue
+            plan = _plan(template, channel, appointment, now, anchor)
+            if row is None:
+                if plan.due_at is not None or "quiet hours" in plan.reason:
+                    _create(appointment, template, channel, plan, anchor, now)
+            elif plan.due_at is None:
+                _finish([row], OutboxStatus.CANCELLED, f"not sent after the move: {plan.reason}")
+            else:
+                OutboxMessage.objects.filter(pk=row.pk).update(
+                    anchor_at=anchor, due_at=plan.due_at, status=_new_status(appointment), last_error="")
+    # Consent withdrawn since the row was planned: the send step would skip it; say so now.
+    _finish(unsent.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
+
+
+# --- Event-anchored messages: confirmation and change notices -------------------------------------------------------
+
+
+def _create_event_messages(appointment: Appointment, kind: str, now: datetime, *, delay: timedelta = timedelta(),
+                           payload: dict | None = None) -> None:
+    for template in _templates(appointment, [kind]):
+        for channel in _channels(template, appointment):
+            plan = _plan(template, channel, appointment, now, now + delay)
+            _create(appointment, template, channel, plan, now, now, payload)
+
+
+def _patient_was_told(appointment: Appointment) -> bool:
+    """Whether a confirmation or change notice has gone (or is going) out for this appointment."""
+    return OutboxMessage.objects.filter(
+        appointment=appointment, kind__in=[MessageKind.CONFIRMATION, MessageKind.RESCHEDULED],
+        status__in=[OutboxStatus.SENT, OutboxStatus.SENDING]).exists()
+
+
+def _rescheduled_notice(appointment: Appointment, now: datetime, previous: dict) -> None:
+    """Tell the patient the new time, after a grace period in which the change may be undone.
+
+    Moves within the grace period collapse into one notice ("from the first
+    time to the last"); moving back to the first time cancels it. A patient
+    whose confirmation has not gone yet needs no notice: the confirmation is
+    rendered when it is sent and names the new time.
+    """
+    pending = _locked_unsent(appointment, kind=MessageKind.RESCHEDULED)
+    if not pending and not _patient_was_told(appointment):
+        return
+    if pending:
+        original = pending[0].payload.get("from_start")
+    else:
+        original = previous["start_at"].isoformat() if previous.get("start_at") else None
+    if original is None:
+        return
+    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
+    if datetime.fromisoformat(original) == appointment.start_at:
+        _finish(pending, OutboxStatus.CANCELLED, "the change was undone within the grace period")
+        return
+    by_key = {(r.template_id, r.channel): r for r in pending}
+    for template in _templates(appointment, [MessageKind.RESCHEDULED]):
+        for channel in _channels(template, appointment):
+            row = by_key.pop((template.pk, channel), None)
+            plan = _plan(template, channel, appointment, now, now + grace)
+            if row is None:
+                _create(appointment, template, channel, plan, now, now, {"from_start": original})
+            elif plan.due_at is not None:  # a further move restarts the grace period
+                OutboxMessage.objects.filter(pk=row.pk).update(due_at=plan.due_at, anchor_at=now)
+    _finish(by_key.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
+
+
+def _sync_hold(appointment: Appointment, now: datetime) -> None:
+    """Hold every unsent patient message while the booking awaits clearance; release them after."""
+    rows = _locked_unsent(appointment)
+    if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
+        OutboxMessage.objects.filter(pk__in=[r.pk for r in rows if r.status == OutboxStatus.PENDING]).update(
+            status=OutboxStatus.HELD)
+        return
+    for row in rows:
+        if row.status != OutboxStatus.HELD or row.template is None:
+            continue
+        if row.template.anchor == Anchor.START:
+            continue  # already re-planned against the start by _reconcile_start_messages
+        # A held confirmation or notice goes once the booking is cleared (its own moment has passed).
+        plan = _plan(row.template, row.channel, appointment, now, now)
+        OutboxMessage.objects.filter(pk=row.pk).update(status=OutboxStatus.PENDING, due_at=plan.due_at or now)
+
+
+def _cancel_unsent(appointment: Appointment, now: datetime, reason: str) -> None:
+    _finish(_locked_unsent(appointment), OutboxStatus.CANCELLED, reason)
+
+
+# --- Completion-anchored messages: post-care ----------------------------------------------------------------------
+
+
+def _create_completion_messages(appointment: Appointment, now: datetime) -> None:
+    anchor = appointment.completed_at or now
+    for template in _templates(appointment, [MessageKind.POST_CARE]):
+        for channel in _channels(template, appointment):
+            if OutboxMessage.objects.filter(appointment=appointment, template=template, channel=channel).exists():
+                continue  # idempotent: completion happens once, but a replayed call must not double up
+            _create(appointment, template, channel, _plan(template, channel, appointment, now, anchor), anchor, now)
+
+
+# --- Webhooks ---------------------------------------------------------------------------------------------------------------
+
+
+def appointment_event_data(appointment: Appointment) -> dict:
+    """The appointment as the public API shows it (times in the clinic's offset)."""
+    tz = appointment.clinic.tz
+    return {
+        "id": str(appointment.pk),
+        "patient": str(appointment.patient_id),
+        "procedure": appointment.procedure_id,
+        "practitioner": str(appointment.practitioner_id),
+        "clinic": str(appointment.clinic_id),
+        "start": appointment.start_at.astimezone(tz).isoformat(),
+        "end": appointment.end_at.astimezone(tz).isoformat(),
+        "area": appointment.area_id,
+        "status": appointment.status,
+    }
+
+
+def _create_webhooks(appointment: Appointment, event: str, now: datetime, previous: dict | None) -> None:
+    endpoints = WebhookEndpoint.objects.filter(
+        is_active=True, client__revoked_at__isnull=True, client__clinics=appointment.clinic_id).distinct()
+    tz = appointment.clinic.tz
+    data = {"appointment": appointment_event_data(appointment)}
+    if previous:
+        data["previous"] = {
+            "start": previous["start_at"].astimezone(tz).isoformat() if previous.get("start_at") else None,
+            "practitioner": str(previous["practitioner"]) if previous.get("practitioner") else None,
+            "status": previous.get("status"),
+        }
+    for endpoint in endpoints:
+        if not endpoint.wants(event):
+            continue
+        delivery_id = uuid.uuid4()
+        # The body is frozen now: a platform gets the appointment as it was when the event happened.
+        OutboxMessage.objects.create(
+            id=delivery_id, appointment=appointment, kind=MessageKind.WEBHOOK, channel=Channel.WEBHOOK,
+            endpoint=endpoint, event=event, anchor_at=now, due_at=now, status=OutboxStatus.PENDING,
+            payload={"id": str(delivery_id), "type": event, "occurred_at": now.astimezone(tz).isoformat(),
+                     "data": data},
+            created_at=now)
+
+
+def webhook_endpoint_create(*, client, url: str, events: list[str] | None = None,
+                            description: str = "") -> WebhookEndpoint:
+    """Register `url` for `client` (an api.ApiClient); the secret to verify signatures is on the result."""
+    endpoint = WebhookEndpoint(client=client, url=url, events=events or [], description=description)
+    try:
+        endpoint.full_clean(exclude=["secret"])
+    except Exception as exc:  # ValidationError: the caller gets one clear domain error
+        messages = getattr(exc, "message_dict", {"url": [str(exc)]})
+        field, problems = next(iter(messages.items()))
+        raise InvalidInput("invalid_webhook_endpoint", " ".join(problems), field=field)
+    endpoint.save()
+    return endpoint
+
+
+# --- Operator actions (admin) ---------------------------------------------------------------------------------------------
+
+
+def outbox_retry(*, message_ids: Iterable, now: datetime) -> int:
+    """Give failed or skipped messages a fresh set of attempts, due now; return how many."""
+    count = 0
+    for pk in list(message_ids):
+        try:
+            with transaction.atomic():
+                count += OutboxMessage.objects.filter(
+                    pk=pk, status__in=[OutboxStatus.FAILED, OutboxStatus.SKIPPED]).update(
+                    status=OutboxStatus.PENDING, attempts=0, due_at=now, claim_token=None, claimed_until=None,
+                    last_error="")
+        except IntegrityError:
+            pass  # a newer copy of the same message is already waiting: leave this one as it is
+    return count
+
+
+def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:
+    with transaction.atomic():
+        return OutboxMessage.objects.filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES).update(
+            status=OutboxStatus.CANCELLED, last_error=f"cancelled by an operator at {now:%Y-%m-%d %H:%M} UTC")

@@ -1,0 +1,104 @@
+"""When a message is due: offsets in the clinic's zone, quiet hours, lateness. Pure, no ORM.
+
+Hour and minute offsets are elapsed time; day offsets keep the local wall-clock
+time across daylight-saving changes ("7 days after 15:00" is 15:00). SMS never
+goes out in quiet hours (21:00-08:00 local by default): a message that warns
+about something ahead (pre-care, reminders) moves earlier, never later; one
+that follows something (post-care, notices) moves later (domain brief, section 4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from enum import StrEnum
+
+
+class Direction(StrEnum):
+    EARLIER = "earlier"  # warns about something ahead: may move earlier, never later
+    LATER = "later"  # follows something: may move later, never earlier
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A nightly window [start, end) of local time in which no SMS goes out."""
+
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+
+    def contains(self, local: time) -> bool:
+        if self.start > self.end:  # spans midnight
+            return local >= self.start or local < self.end
+        return self.start <= local < self.end
+
+
+@dataclass(frozen=True)
+class Plan:
+    due_at: datetime | None  # None: this message should not be sent
+    reason: str = ""  # why it is None, for the outbox row and the operator
+
+
+def _wall(day, clock: time, tz: tzinfo, *, earliest: bool) -> datetime:
+    """A local wall time as an instant; in a DST gap or overlap take the earlier or later reading."""
+    readings = [datetime.combine(day, clock, tzinfo=tz).replace(fold=f).astimezone(UTC) for f in (0, 1)]
+    return min(readings) if earliest else max(readings)
+
+
+def apply_offset(anchor_at: datetime, value: int, unit: str, tz: tzinfo) -> datetime:
+    """`anchor_at` moved by the offset, in UTC."""
+    # Elapsed offsets are added in UTC: Python adds a timedelta to a zoned datetime on the wall clock.
+    if unit == "minutes":
+        return anchor_at.astimezone(UTC) + timedelta(minutes=value)
+    if unit == "hours":
+        return anchor_at.astimezone(UTC) + timedelta(hours=value)
+    if unit == "days":
+        local = anchor_at.astimezone(tz)
+        # A wall time that does not exist (or exists twice) on the target day: stay on the
+        # side of the anchor, so a "before" message never drifts towards it.
+        return _wall(local.date() + timedelta(days=value), local.time().replace(tzinfo=None), tz,
+                     earliest=value < 0)
+    raise ValueError(f"unknown offset unit {unit!r}")
+
+
+def last_allowed_before(moment: datetime, tz: tzinfo, quiet: QuietHours) -> datetime:
+    """The latest instant at or before `moment` outside quiet hours (one minute before they start)."""
+    local = moment.astimezone(tz)
+    if not quiet.contains(local.time()):
+        return moment.astimezone(UTC)
+    day = local.date() if local.time() >= quiet.start else local.date() - timedelta(days=1)
+    return _wall(day, quiet.start, tz, earliest=True) - timedelta(minutes=1)
+
+
+def first_allowed_after(moment: datetime, tz: tzinfo, quiet: QuietHours) -> datetime:
+    """The earliest instant at or after `moment` outside quiet hours (when they end)."""
+    local = moment.astimezone(tz)
+    if not quiet.contains(local.time()):
+        return moment.astimezone(UTC)
+    day = local.date() + timedelta(days=1) if local.time() >= quiet.start else local.date()
+    return _wall(day, quiet.end, tz, earliest=False)
+
+
+def plan_due(*, anchor_at: datetime, offset_value: int, offset_unit: str, tz: tzinfo, now: datetime,
+             direction: Direction, is_sms: bool, quiet: QuietHours, send_if_late: bool,
+             deadline: datetime | None = None) -> Plan:
+    """When to send, or why not.
+
+    `deadline` is the moment the message warns about (the appointment start):
+    a message that cannot go out before it is not sent at all.
+    """
+    due = apply_offset(anchor_at, offset_value, offset_unit, tz)
+    late = due < now
+    if late:
+        if not send_if_late:
+            return Plan(None, "its time had passed when it was planned")
+        due = now
+    if is_sms:
+        if direction == Direction.EARLIER and not late:
+            moved = last_allowed_before(due, tz, quiet)
+            # Moving earlier into the past means "now", which may itself be quiet: then wait.
+            due = moved if moved >= now else first_allowed_after(now, tz, quiet)
+        else:
+            due = first_allowed_after(due, tz, quiet)
+    if deadline is not None and due >= deadline:
+        return Plan(None, "no moment outside SMS quiet hours is left before the appointment"
+                    if is_sms else "the appointment has already started")
+    return Plan(due)

@@ -1,0 +1,51 @@
+"""Public endpoints for patients and the SMS provider: unsubscribe links and inbound SMS (STOP).
+
+Neither needs a login: the unsubscribe link carries a signed token, the SMS
+provider signs its requests (or the inbound URL carries SMS_INBOUND_TOKEN).
+Bad input gets a clear 400/403 page, never a 500.
+"""
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from scheduler.errors import InvalidInput
+from scheduler.reminders import channels, consent
+from scheduler.reminders.models import OptOutVia
+
+
+@csrf_exempt  # the signed token is the credential; mail clients POST here without a session (RFC 8058)
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        patient, channel = consent.unsubscribe_token_read(token)
+    except InvalidInput as exc:
+        return render(request, "reminders/link_invalid.html", {"message": exc.message}, status=400)
+    context = {"clinic_name": patient.clinic.name, "channel": "e-mails" if channel == "email" else "text messages"}
+    if request.method == "GET":
+        # A GET only asks: link scanners and mail previews fetch links, and must not unsubscribe anyone.
+        return render(request, "reminders/unsubscribe.html", context)
+    one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+    consent.patient_opt_out(patient=patient, channel=channel, now=timezone.now(),
+                            via=OptOutVia.LIST_UNSUBSCRIBE if one_click else OptOutVia.EMAIL_LINK)
+    return render(request, "reminders/unsubscribe_done.html", context)
+
+
+@csrf_exempt  # called by the SMS provider, authenticated by its signature
+@require_POST
+def sms_inbound(request: HttpRequest) -> HttpResponse:
+    backend = channels.sms_backend()
+    params = {key: request.POST.get(key) for key in request.POST}
+    if not backend.verify_inbound(url=request.build_absolute_uri(), params=params, headers=request.headers,
+                                  query=request.GET):
+        return HttpResponse("Signature or token missing or wrong.", status=403, content_type="text/plain")
+    sender, body = params.get("From", ""), params.get("Body", "")
+    if not sender:
+        return HttpResponse("From is required.", status=400, content_type="text/plain")
+    consent.sms_reply_opt_out(from_number=sender, body=body, now=timezone.now())
+    # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
+    return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
+                        content_type="application/xml")

@@ -1,0 +1,62 @@
+"""Fixtures for the reminders tests: a London clinic with the shipped rules and care texts.
+
+SMS goes to the in-memory backend and e-mail to Django's locmem outbox, so a
+test reads exactly what a patient would have received.
+"""
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler.booking import Actor, appointment_book
+from scheduler.reminders.channels import LocmemSmsBackend
+from scheduler.reminders.defaults import care_texts_load
+from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+
+LONDON = ZoneInfo("Europe/London")
+NEW_YORK = ZoneInfo("America/New_York")
+RECEPTION = Actor("reception@test")
+CLINICIAN = Actor("clinician@test", clinical=True)
+
+
+def london(y, m, d, hh=10, mm=0) -> datetime:
+    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
+
+
+@pytest.fixture(autouse=True)
+def _reminder_settings(settings):
+    settings.SMS_BACKEND = "scheduler.reminders.channels.LocmemSmsBackend"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True  # the fake servers listen on 127.0.0.1
+    LocmemSmsBackend.outbox = []
+    yield
+    LocmemSmsBackend.outbox = []
+
+
+@pytest.fixture
+def care_texts(catalogue):
+    care_texts_load()
+
+
+@pytest.fixture
+def clinic(care_texts):
+    return ClinicFactory(code="london", name="Bloom Clinic", timezone="Europe/London")
+
+
+@pytest.fixture
+def practitioner(clinic):
+    return PractitionerFactory(clinic=clinic, name="Dr Hart")
+
+
+@pytest.fixture
+def patient(clinic):
+    """Consents to e-mail and SMS."""
+    return PatientFactory(clinic=clinic, first_name="Ada", email="ada@example.com", phone="+447700900123",
+                          reminder_channels=["email", "sms"], sms_consent=True)
+
+
+def book(patient, code, when, now, **kwargs):
+    return appointment_book(patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now,
+                            **kwargs).appointment
