@@ -52,7 +52,7 @@ def schedule(request):
 
     return page(request, "frontdesk/schedule.html", {
         "form": form, "columns": columns, "days": days, "view": view, "day": day,
-        "previous_link": link(day - step), "next_link": link(day + step), "today_link": link(today),
+        "previous_link": link(days[0] - step), "next_link": link(days[0] + step), "today_link": link(today),
         "day_link": link(day).replace("view=week", "view=day"),
         "week_link": link(day).replace("view=day", "view=week"),
         "total": sum(len(c.appointments) for c in columns), "show_practitioner": view == "week",
