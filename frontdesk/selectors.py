@@ -23,6 +23,7 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, patients_in
 from scheduler import rules
+from scheduler.reminders.models import Channel, OutboxMessage, OutboxStatus
 from scheduler.selectors import patient_outlook
 
 
@@ -137,10 +138,10 @@ def patient_appointments_by_id(patient: Patient) -> dict[str, Appointment]:
 
 
 REMINDER_GROUPS = (
-    ("due", "Due", ("held", "pending", "sending")),
-    ("sent", "Sent", ("sent",)),
-    ("failed", "Failed", ("failed",)),
-    ("not_sent", "Not sent", ("cancelled", "skipped")),
+    ("due", "Due", (OutboxStatus.HELD, OutboxStatus.PENDING, OutboxStatus.SENDING)),
+    ("sent", "Sent", (OutboxStatus.SENT,)),
+    ("failed", "Failed", (OutboxStatus.FAILED,)),
+    ("not_sent", "Not sent", (OutboxStatus.CANCELLED, OutboxStatus.SKIPPED)),
 )
 
 
@@ -148,17 +149,12 @@ REMINDER_GROUPS = (
 class ReminderGroup:
     key: str
     label: str
-    messages: list
+    messages: list[OutboxMessage]
 
 
-def appointment_reminders(appointment: Appointment) -> list[ReminderGroup] | None:
-    """The patient's messages for this appointment from the reminders outbox, grouped by what became of them.
-
-    None when the reminders subsystem (scheduler.reminders) is not installed.
-    """
-    outbox = getattr(appointment, "outbox_messages", None)
-    if outbox is None:
-        return None
-    rows = list(outbox.exclude(channel="webhook").select_related("template").order_by("due_at", "id"))
+def appointment_reminders(appointment: Appointment) -> list[ReminderGroup]:
+    """The patient's messages for this appointment from the reminders outbox, grouped by what became of them."""
+    rows = list(OutboxMessage.objects.filter(appointment=appointment).exclude(channel=Channel.WEBHOOK)
+                .select_related("template").order_by("due_at", "id"))
     return [ReminderGroup(key, label, [m for m in rows if m.status in statuses])
             for key, label, statuses in REMINDER_GROUPS]

@@ -37,6 +37,7 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, error=No
         "started": appointment.start_at <= now,
         "active": appointment.is_active,
         "action_error": error,
+        "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient),
         "nav": "patients",
     }, status=status)
 

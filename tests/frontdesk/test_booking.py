@@ -1,0 +1,171 @@
+"""Booking: the live check (htmx), refusals with rule, event and earliest start, one-click slots, posting.
+
+`now` is Monday 2 March 2026 09:00 London (GMT); practitioners work Mon-Sat 09:00-18:00.
+Botox five days ago (25 Feb) means microneedling from Wednesday 11 March.
+"""
+import pytest
+from django.test import Client
+
+from clinic.models import Appointment, AuditEvent
+from tests.factories import PractitionerFactory
+from tests.frontdesk.conftest import url
+from tests.frontdesk.html import field_error, squash, text_by_id
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def check(client, clinic, patient, **params):
+    return client.get(url("book", clinic, patient), params, **HTMX)
+
+
+def test_the_empty_booking_page_asks_for_a_procedure(reception, clinic, patient, frozen):
+    response = reception.get(url("book", clinic, patient))
+    page = squash(response)
+    assert "Choose a procedure to see when it is possible" in page
+    for field in ("procedure", "area", "practitioner", "date", "time"):
+        assert f'<label for="id_{field}">' in page
+    assert 'hx-get="' in page and 'aria-live="polite"' in page
+
+
+def test_a_too_early_microneedling_is_refused_with_rule_event_earliest_start_and_slots(
+        reception, clinic, patient, practitioner, botox_five_days_ago, frozen):
+    response = check(reception, clinic, patient, procedure="microneedling", date="2026-03-05", time="10:00")
+    page = squash(response)
+    assert response.status_code == 200 and "<html" not in page  # only the panel
+    assert "Not possible at Thu 5 Mar 2026, 10:00" in page
+    assert ("Microneedling (collagen induction therapy) must be at least 2 weeks after Botulinum toxin injection "
+            "(Botox) (done 25 February 2026 09:00); earliest allowed 11 March 2026.") in page
+    assert "Rule source: 001" in page
+    assert 'Earliest eligible start: <strong class="earliest__date">Wed 11 Mar 2026</strong>' in page
+    assert "First free times" in page
+    assert 'name="start_at" value="2026-03-11T09:00:00+00:00"' in page
+    assert "csrfmiddlewaretoken" in page  # each slot is a one-click POST form
+
+
+def test_with_only_a_procedure_the_first_possible_times_are_offered(reception, clinic, patient, practitioner,
+                                                                    botox_five_days_ago, frozen):
+    page = squash(check(reception, clinic, patient, procedure="microneedling"))
+    assert "Not possible yet" in page and "Wed 11 Mar 2026" in page
+    assert "does not work" not in page  # no availability noise when no time was asked for
+    assert page.count('class="slot"') == 6
+
+
+def test_an_allowed_time_offers_a_book_button_and_more_times(reception, clinic, patient, practitioner, frozen):
+    page = squash(check(reception, clinic, patient, procedure="botox", date="2026-03-03", time="10:00"))
+    assert "Possible at Tue 3 Mar 2026, 10:00, will be confirmed" in page
+    assert "Book Tue 3 Mar 2026, 10:00 with Dr Amelia Hart" in page
+    assert 'name="start_at" value="2026-03-03T10:00:00+00:00"' in page
+    assert "Other free times" in page
+
+
+def test_a_relative_contraindication_is_shown_as_pending_clearance(reception, clinic, patient, practitioner,
+                                                                    eczema_history, frozen):
+    page = squash(check(reception, clinic, patient, procedure="microneedling", date="2026-03-03", time="10:00"))
+    assert "held pending clearance" in page
+    assert "history of Eczema needs a clinician&#x27;s clearance" in page
+    assert "each held pending clearance" in page
+
+
+def test_a_busy_practitioner_is_an_availability_refusal(reception, clinic, patient, practitioner, frozen):
+    page = squash(check(reception, clinic, patient, procedure="botox", date="2026-03-08", time="10:00"))  # Sunday
+    assert "Not possible at Sun 8 Mar 2026, 10:00" in page
+    assert "Dr Amelia Hart does not work at 10:00 on Sunday" in page
+    assert "Earliest eligible start" not in page  # the rules allow it; the calendar does not
+    assert 'value="2026-03-09T09:00:00+00:00"' in page  # Monday 09:00 offered after it
+
+
+@pytest.mark.parametrize("day, time, message", [
+    ("2026-03-29", "01:30", "does not exist in Europe/London"),
+    ("2026-10-25", "01:30", "happens twice in Europe/London"),
+    ("2026-03-02", "08:00", "That time has already passed"),
+])
+def test_impossible_local_times_are_errors_next_to_the_time(reception, clinic, patient, practitioner, frozen,
+                                                            day, time, message):
+    full = reception.get(url("book", clinic, patient), {"procedure": "botox", "date": day, "time": time})
+    assert message in field_error(full, "id_time")
+    partial = squash(check(reception, clinic, patient, procedure="botox", date=day, time=time))
+    assert 'id="id_time-error" hx-swap-oob="true"' in partial and message in partial
+
+
+def test_a_past_day_is_an_error_next_to_the_date(reception, clinic, patient, practitioner, frozen):
+    response = reception.get(url("book", clinic, patient), {"procedure": "botox", "date": "2026-03-01"})
+    assert field_error(response, "id_date") == "That day has passed; choose today or a later day."
+
+
+def test_a_practitioner_who_does_not_do_it_is_an_error_next_to_the_practitioner(reception, clinic, patient, frozen):
+    injector = PractitionerFactory(clinic=clinic, name="Inge Injector", procedures=["botox"])
+    response = reception.get(url("book", clinic, patient), {"procedure": "microneedling",
+                                                            "practitioner": injector.pk})
+    assert field_error(response, "id_practitioner") == "Inge Injector does not do Microneedling (collagen induction therapy)."
+
+
+def test_booking_a_slot_confirms_it_in_one_post(reception, clinic, patient, practitioner, botox_five_days_ago,
+                                                frozen):
+    response = reception.post(url("book_submit", clinic, patient), {
+        "procedure": "microneedling", "area": "face", "practitioner": practitioner.pk,
+        "start_at": "2026-03-11T09:00:00+00:00"})
+    appointment = Appointment.objects.get(patient=patient)
+    assert response.status_code == 302 and response.url == url("appointment", clinic, appointment)
+    assert appointment.status == "confirmed" and appointment.area_id == "face"
+    assert AuditEvent.objects.get(appointment=appointment).actor_label == "reception (front desk)"
+    page = squash(reception.get(response.url))
+    assert "Booked and confirmed" in page and "Wednesday 11 March 2026, 09:00" in page
+
+
+def test_booking_by_local_date_and_time(reception, clinic, patient, practitioner, frozen):
+    response = reception.post(url("book_submit", clinic, patient), {
+        "procedure": "botox", "date": "2026-07-01", "time": "14:00"})
+    assert response.status_code == 302
+    assert Appointment.objects.get().start_at.isoformat() == "2026-07-01T13:00:00+00:00"  # BST
+
+
+def test_a_relative_contraindication_books_as_pending_clearance(reception, clinic, patient, practitioner,
+                                                                eczema_history, frozen):
+    response = reception.post(url("book_submit", clinic, patient), {
+        "procedure": "microneedling", "start_at": "2026-03-03T10:00:00+00:00"}, follow=True)
+    assert Appointment.objects.get().status == "pending_clearance"
+    assert "PENDING CLEARANCE" in squash(response)
+
+
+def test_a_refused_booking_says_why_and_what_instead(reception, clinic, patient, practitioner,
+                                                    botox_five_days_ago, frozen):
+    response = reception.post(url("book_submit", clinic, patient), {
+        "procedure": "microneedling", "date": "2026-03-05", "time": "10:00"})
+    page = squash(response)
+    assert response.status_code == 409
+    assert "Not booked." in page and "must be at least 2 weeks after" in page
+    assert "Wed 11 Mar 2026" in page and 'value="2026-03-11T09:00:00+00:00"' in page
+    assert not Appointment.objects.exists()
+
+
+def test_a_time_without_offset_is_refused(reception, clinic, patient, practitioner, frozen):
+    response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox",
+                                                                    "start_at": "2026-03-03T10:00"})
+    assert "has no UTC offset" in squash(response)
+    assert not Appointment.objects.exists()
+
+
+def test_missing_fields_are_shown_next_to_them(reception, clinic, patient, practitioner, frozen):
+    response = reception.post(url("book_submit", clinic, patient), {"procedure": "", "date": "2026-03-03"})
+    assert field_error(response, "id_procedure") == "This field is required."
+    response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox", "date": "2026-03-03"})
+    assert field_error(response, "id_time") == "Choose a time, or one of the free times offered."
+    response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox", "time": "10:00"})
+    assert field_error(response, "id_date") == "Choose a date for this time."
+    assert not Appointment.objects.exists()
+
+
+def test_booking_needs_the_csrf_token(receptionist, clinic, patient, practitioner, frozen):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(receptionist)
+    response = client.post(url("book_submit", clinic, patient), {"procedure": "botox",
+                                                                 "start_at": "2026-03-03T10:00:00+00:00"})
+    assert response.status_code == 403
+    assert not Appointment.objects.exists()
+
+
+def test_the_patient_header_shows_whom_we_book_for(reception, clinic, patient, frozen):
+    response = reception.get(url("book", clinic, patient))
+    assert "Book for Olivia Bennett" in squash(response)
+    assert text_by_id(response.content, "when-help").startswith("In clinic time")
