@@ -77,8 +77,10 @@ def idempotent(method):
         if key is None:
             return method(view, request, *args, **kwargs)
         if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-            return _problem(request, 400, "invalid_idempotency_key",
-                            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
+            message = f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters."
+            return problem_response(problem(400, code="invalid_idempotency_key", kind="validation_error",
+                                            title="Invalid input", detail=message, instance=request.path,
+                                            errors={HEADER: [message]}))
         fingerprint = _fingerprint(request)  # parses the body: malformed JSON is a 400 before anything is stored
         owner = caller_for(request).owner_key
         for _ in range(3):

@@ -213,6 +213,8 @@ def exception_handler(exc, context) -> Response:
         if code is None:
             code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400:  # every 400 carries `errors`, so clients read one shape
+            extra["errors"] = {"non_field_errors": [str(detail)]}
         return problem_response(problem(exc.status_code, code=code, detail=str(detail), instance=instance, **extra),
                                 headers=headers)
 

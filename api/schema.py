@@ -99,7 +99,7 @@ def responses(status: int, serializer, *, many: bool = False, bad_request: bool 
 PATIENT_EXAMPLES = [
     OpenApiExample("New patient", request_only=True, value={
         "clinic": _EXAMPLE_CLINIC, "first_name": "Ada", "last_name": "Byron", "date_of_birth": "1990-12-10",
-        "email": "ada@example.com", "phone": "+447700900123", "reminder_channels": ["email", "sms"],
+        "email": "ada@example.com", "phone": "+447911123456", "reminder_channels": ["email", "sms"],
         "sms_consent": True}),
 ]
 PROCEDURE_RECORD_EXAMPLES = [

@@ -61,7 +61,7 @@ class PatientUpdateIn(InputSerializer):
     last_name = StrictCharField(max_length=100, required=False)
     date_of_birth = StrictDateField(required=False, allow_null=True)
     email = StrictCharField(max_length=254, required=False, allow_blank=True)
-    phone = StrictCharField(max_length=20, required=False, allow_blank=True, help_text="E.164, e.g. +447700900123")
+    phone = StrictCharField(max_length=20, required=False, allow_blank=True, help_text="E.164, e.g. +447911123456")
     reminder_channels = serializers.ListField(
         child=serializers.ChoiceField(choices=ReminderChannel.choices), required=False, max_length=2,
         help_text="How the patient wants reminders: a subset of email, sms.")

@@ -74,6 +74,8 @@ class ApiView(generics.GenericAPIView):
     """Shared plumbing: the caller, and scoped look-ups that never reveal what lies outside."""
 
     filter_backends = ()  # only the lists that declare filters have them
+    # No OPTIONS: there is no metadata to give (the OpenAPI schema is the description).
+    http_method_names = ["get", "post", "put", "patch", "delete", "head"]
 
     @property
     def caller(self):

@@ -1,0 +1,101 @@
+"""Races over real HTTP on PostgreSQL: many platforms at once, one winner each time, no 500s.
+
+A live server answers each request in its own thread with its own database
+connection, so these exercise the booking services' locks, the exclusion
+constraint and the Idempotency-Key unique constraint as production would.
+"""
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from clinic.models import Appointment
+from tests.api.conftest import new_api_client
+from tests.factories import PatientFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _post(url: str, key: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Authorization": f"Token {key}", "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def _all_at_once(calls) -> list[tuple[int, dict]]:
+    """Run the calls in threads released together; return their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        barrier.wait(timeout=30)
+        results[index] = call()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(result is not None for result in results), "a request did not finish"
+    return results
+
+
+def test_many_platforms_booking_the_same_slot_one_wins(live_server, clinic, practitioner):
+    url = live_server.url + "/api/v1/appointments/"
+    calls = []
+    for _ in range(8):
+        key = new_api_client(clinic)[1]
+        patient = PatientFactory(clinic=clinic)
+        body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}
+        calls.append(lambda key=key, body=body: _post(url, key, body))
+    results = _all_at_once(calls)
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] + [409] * 7, results
+    for status, body in results:
+        if status == 409:
+            assert body["code"] == "booking_refused"
+            assert {v["code"] for v in body["violations"]} & {"slot_taken", "no_practitioner_available"}
+    assert Appointment.objects.count() == 1
+
+
+def test_same_patients_conflicting_procedures_at_once_one_wins_each_race(live_server, clinic, practitioner):
+    """Botox then microneedling a day later clash (2 weeks, and 3 weeks the other way round)."""
+    from tests.factories import PractitionerFactory
+
+    PractitionerFactory(clinic=clinic, name="Dr Second")  # so the two never compete for a practitioner
+    key = new_api_client(clinic)[1]
+    url = live_server.url + "/api/v1/appointments/"
+    rounds = []
+    calls = []
+    for day in range(3, 7):
+        patient = PatientFactory(clinic=clinic)
+        rounds.append(patient)
+        for procedure, hour in (("botox", 10), ("microneedling", 14)):
+            body = {"patient": str(patient.pk), "procedure": procedure,
+                    "start": f"2026-03-{day:02d}T{hour}:00:00+00:00"}
+            calls.append(lambda body=body: _post(url, key, body))
+    results = _all_at_once(calls)
+    assert all(status in (201, 409) for status, _ in results), results
+    for index, patient in enumerate(rounds):
+        pair = results[2 * index: 2 * index + 2]
+        assert sorted(status for status, _ in pair) == [201, 409], pair
+        refused = next(body for status, body in pair if status == 409)
+        assert refused["violations"][0]["kind"] == "interval"
+        assert Appointment.objects.filter(patient=patient).count() == 1
+
+
+def test_concurrent_duplicates_with_one_idempotency_key_create_one_appointment(live_server, clinic, practitioner,
+                                                                                patient):
+    key = new_api_client(clinic)[1]
+    url = live_server.url + "/api/v1/appointments/"
+    body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}
+    results = _all_at_once([lambda: _post(url, key, body, {"Idempotency-Key": "same-retry"})] * 6)
+    assert [status for status, _ in results] == [201] * 6, results
+    assert len({json.dumps(payload, sort_keys=True) for _, payload in results}) == 1
+    assert Appointment.objects.count() == 1
