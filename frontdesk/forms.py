@@ -20,6 +20,7 @@ from clinic.models import (
     ProcedureType,
     ReminderChannel,
     TreatmentArea,
+    validate_e164,
 )
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.timeutils import local_to_utc
@@ -95,11 +96,11 @@ class PatientForm(FrontdeskForm):
     date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
     phone = forms.CharField(
         label="Mobile phone", required=False, max_length=30,
-        help_text="International form, e.g. +44 7700 900123. Spaces are fine.",
+        help_text="International form, e.g. +44 7911 123456. Spaces are fine.",
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off", "inputmode": "tel"}),
     )
-    email = forms.CharField(label="E-mail", required=False, max_length=254,
-                            widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    email = forms.EmailField(label="E-mail", required=False, max_length=254,
+                             widget=forms.EmailInput(attrs={"autocomplete": "off"}))
     reminder_channels = forms.MultipleChoiceField(
         label="Send reminders by", required=False, choices=ReminderChannel.choices,
         widget=forms.CheckboxSelectMultiple,
@@ -107,12 +108,14 @@ class PatientForm(FrontdeskForm):
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
 
     def clean_phone(self) -> str:
-        # Only typing conveniences; whether the number is valid is the service's call.
+        # Typing conveniences, then the model's own validator, so that every error shows at once.
         value = self.cleaned_data["phone"].strip()
         for ch in " -().":
             value = value.replace(ch, "")
         if value.startswith("00"):
             value = "+" + value[2:]
+        if value:
+            validate_e164(value)
         return value
 
     def clean_email(self) -> str:

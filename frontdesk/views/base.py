@@ -24,8 +24,10 @@ def clinic_page(view):
     @wraps(view)
     def wrapper(request, clinic_code: str, *args, **kwargs):
         clinic = selectors.clinic_for_user(request.user, clinic_code)
-        if clinic is None:
-            raise Http404("No such clinic.")  # another clinic's pages are as absent as a made-up one
+        if clinic is None:  # another clinic's pages are as absent as a made-up one
+            return render(request, "frontdesk/error.html", {
+                "heading": "Not found", "detail": "There is no such page at your clinic.",
+                "clinics": clinics_for_user(request.user)}, status=404)
         role = staff_role(request.user, clinic.pk)
         request.clinic = clinic
         request.staff_role = role
