@@ -28,6 +28,7 @@ class Panel:
     checked_at: datetime
     check: BookingCheck
     slots: list[Slot] = field(default_factory=list)
+    from_day: bool = False  # no exact time, but a day to start from
 
     @property
     def allowed(self) -> bool:
@@ -105,7 +106,7 @@ def booking_panel(*, patient: Patient, procedure_code: str, now: datetime, start
     exact, probe = _probe(start, day_start, now)
     check = appointment_check(patient=patient, procedure_code=procedure_code, start_at=probe, now=now,
                               area_code=area_code, practitioner_id=practitioner_id)
-    panel = Panel(exact=exact, checked_at=probe, check=check)
+    panel = Panel(exact=exact, checked_at=probe, check=check, from_day=day_start is not None and not exact)
     # Offer slots from the earliest start the rules allow; when the exact time is fine, the next ones after it.
     anchor = check.earliest_eligible_start
     if exact and panel.allowed:
@@ -137,7 +138,7 @@ def reschedule_panel(*, appointment: Appointment, now: datetime, start: datetime
                      day_start: datetime | None = None, practitioner_id=None) -> Panel:
     exact, probe = _probe(start, day_start, now)
     check = reschedule_check(appointment=appointment, start_at=probe, now=now, practitioner_id=practitioner_id)
-    panel = Panel(exact=exact, checked_at=probe, check=check)
+    panel = Panel(exact=exact, checked_at=probe, check=check, from_day=day_start is not None and not exact)
     anchor = check.earliest_eligible_start
     if exact and panel.allowed:
         anchor = probe + timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)

@@ -27,6 +27,15 @@ def severity_class(violation) -> str:
 
 
 @register.filter
+def source_refs(source: str) -> str:
+    """"000 (reference/seeds/000_x.txt); 001 (...)" reads as "000, 001" at the desk."""
+    import re
+
+    refs = [re.sub(r"\s*\(.*?\)", "", part).strip() for part in (source or "").split(";")]
+    return ", ".join(ref for ref in refs if ref)
+
+
+@register.filter
 def conflict(violation, appointments_by_id):
     """The patient's appointment a violation conflicts with, if it is one."""
     ref = getattr(violation, "conflicts_with", None)
