@@ -78,6 +78,8 @@ def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
             name = "non_field_errors" if key in ("non_field_errors", "__all__") and not prefix else str(key)
             out.update(flatten_errors(value, f"{prefix}.{name}" if prefix else name))
     elif isinstance(detail, list):
+        if not detail:
+            return out
         if all(not isinstance(item, (dict, list)) for item in detail):
             out.setdefault(prefix or "non_field_errors", []).extend(str(item) for item in detail)
         else:
@@ -195,7 +197,7 @@ def exception_handler(exc, context) -> Response:
         exc = exceptions.ParseError("The request is malformed.")
 
     if isinstance(exc, exceptions.ValidationError):
-        errors = flatten_errors(exc.detail)
+        errors = flatten_errors(exc.detail) or {"non_field_errors": ["Invalid input."]}
         first = next(iter(errors.items()))
         detail = f"{first[0]}: {first[1][0]}" if first[0] != "non_field_errors" else first[1][0]
         return problem_response(problem(400, code="invalid_input", kind="validation_error", title="Invalid input",

@@ -117,3 +117,16 @@ def test_throttle_per_staff_user(clinic, receptionist):
     # and the counters live in the cache, which tests share.
     with time_machine.travel(datetime(2026, 3, 9, 12, 0, tzinfo=UTC), tick=False):
         assert [client.get("/api/v1/clinics/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_problem_mapping_of_odd_validation_errors():
+    """Shapes DRF can raise that no view produces today still map to a 400 with `errors`."""
+    from rest_framework.exceptions import ValidationError
+
+    from api.problems import exception_handler
+
+    for detail in ({}, [], "plain", ["a", "b"], {"lines": [{}, {"x": ["bad"]}]}):
+        response = exception_handler(ValidationError(detail), {"request": None})
+        assert response.status_code == 400 and response.data["errors"], detail
+    nested = exception_handler(ValidationError({"lines": [{}, {"x": ["bad"]}]}), {"request": None})
+    assert nested.data["errors"] == {"lines.1.x": ["bad"]}
