@@ -213,7 +213,8 @@ class TwilioSmsBackend(BaseSmsBackend):
             data = {}
         if 200 <= status < 300 and data.get("sid"):
             return str(data["sid"])
-        detail = f"Twilio HTTP {status}: {data.get('code', '')} {data.get('message', raw[:200])}".strip()
+        said = " ".join(str(part) for part in (data.get("code"), data.get("message")) if part)
+        detail = f"Twilio HTTP {status}: {said or raw[:200].decode('utf-8', 'replace')}"
         if 200 <= status < 300 or _retryable(status):
             raise TransientSendError(detail)
         raise PermanentSendError(detail)

@@ -176,7 +176,8 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
 
 def _render(engine: Engine, text: str, context: dict) -> str:
     try:
-        return engine.from_string(text).render(Context(context)).strip()
+        # The Context, not the Engine, decides escaping when a Template is rendered directly.
+        return engine.from_string(text).render(Context(context, autoescape=engine.autoescape)).strip()
     except TemplateSyntaxError as exc:
         raise RenderError(f"template error: {exc}") from exc
 

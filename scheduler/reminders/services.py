@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 
@@ -16,10 +17,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from clinic.models import Appointment, AppointmentStatus, AuditAction
+from clinic.models import Appointment, AppointmentStatus, AuditAction, Patient
 from scheduler.errors import InvalidInput
 from scheduler.reminders.consent import patient_accepts
 from scheduler.reminders.models import (
+    KIND_ANCHORS,
     UNSENT_STATUSES,
     Anchor,
     Channel,
@@ -53,40 +55,79 @@ def quiet_hours() -> QuietHours:
 # --- Entry point --------------------------------------------------------------------------------------
 
 
+class _Change:
+    """One call's working state: the templates (read once) and the rows to insert (in one query)."""
+
+    def __init__(self, appointment: Appointment, now: datetime) -> None:
+        self.appointment = appointment
+        self.now = now
+        self.by_kind: dict[str, list[ReminderTemplate]] = defaultdict(list)
+        for template in ReminderTemplate.objects.filter(is_active=True).filter(
+                Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id)).order_by("id"):
+            self.by_kind[template.kind].append(template)
+        self.new_rows: list[OutboxMessage] = []
+
+    def templates(self, *kinds: str) -> list[ReminderTemplate]:
+        return [t for kind in kinds for t in self.by_kind.get(kind, ())]
+
+    def add(self, template: ReminderTemplate, channel: str, plan: Plan, anchor_at: datetime,
+            payload: dict | None = None) -> None:
+        if plan.due_at is None:
+            status, due, reason = OutboxStatus.SKIPPED, anchor_at, plan.reason
+        else:
+            status, due, reason = _new_status(self.appointment), plan.due_at, ""
+        self.new_rows.append(OutboxMessage(
+            appointment=self.appointment, kind=template.kind, channel=channel, template=template,
+            anchor_at=anchor_at, due_at=due, status=status, last_error=reason, payload=payload or {},
+            created_at=self.now))
+
+    def save(self) -> None:
+        if self.new_rows:
+            OutboxMessage.objects.bulk_create(self.new_rows)
+
+
+def _with_patient_and_clinic(appointment: Appointment) -> Appointment:
+    """The appointment with its patient and clinic at hand, querying only for what is not loaded yet."""
+    if not Appointment.patient.is_cached(appointment):
+        appointment.patient = Patient.objects.select_related("clinic").get(pk=appointment.patient_id)
+    if not Appointment.clinic.is_cached(appointment):
+        patient = appointment.patient
+        if Patient.clinic.is_cached(patient) and patient.clinic_id == appointment.clinic_id:
+            appointment.clinic = patient.clinic
+    return appointment
+
+
 def outbox_on_change(*, appointment: Appointment, change: str, now: datetime, previous: dict | None = None) -> None:
     """Bring `appointment`'s outbox in line with `change` (an AuditAction value). Idempotent per state."""
-    appointment = Appointment.objects.select_related("patient", "clinic").get(pk=appointment.pk)
+    appointment = _with_patient_and_clinic(appointment)
+    work = _Change(appointment, now)
     if change == AuditAction.BOOKED:
-        _create_event_messages(appointment, MessageKind.CONFIRMATION, now)
-        _reconcile_start_messages(appointment, now)
+        _event_messages(work, MessageKind.CONFIRMATION)
+        _reconcile_start_messages(work, fresh=True)  # a new appointment has no rows to move yet
     elif change == AuditAction.RESCHEDULED:
-        _reconcile_start_messages(appointment, now)
-        _rescheduled_notice(appointment, now, previous or {})
-        _sync_hold(appointment, now)
+        _reconcile_start_messages(work)
+        _rescheduled_notice(work, previous or {})
+        _sync_hold(work)
     elif change == AuditAction.CLEARED:
-        _reconcile_start_messages(appointment, now)
-        _sync_hold(appointment, now)
+        _reconcile_start_messages(work)
+        _sync_hold(work)
     elif change == AuditAction.CANCELLED:
         told = _patient_was_told(appointment)
-        _cancel_unsent(appointment, now, "the appointment was cancelled")
+        _cancel_unsent(appointment, "the appointment was cancelled")
         if told:  # a patient who never heard of the booking gets no cancellation either
-            _create_event_messages(appointment, MessageKind.CANCELLED, now)
+            _event_messages(work, MessageKind.CANCELLED)
     elif change == AuditAction.COMPLETED:
-        _cancel_unsent(appointment, now, "the treatment was completed")
-        _create_completion_messages(appointment, now)
+        _cancel_unsent(appointment, "the treatment was completed")
+        _completion_messages(work)
     elif change == AuditAction.NO_SHOW:
-        _cancel_unsent(appointment, now, "the patient did not attend")
+        _cancel_unsent(appointment, "the patient did not attend")
     event = EVENT_FOR_CHANGE.get(change)
     if event:
-        _create_webhooks(appointment, event, now, previous)
+        _webhooks(work, event, previous)
+    work.save()
 
 
 # --- Planning -----------------------------------------------------------------------------------------------
-
-
-def _templates(appointment: Appointment, kinds: Iterable[str]) -> list[ReminderTemplate]:
-    return list(ReminderTemplate.objects.filter(is_active=True, kind__in=list(kinds)).filter(
-        Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id)).order_by("id"))
 
 
 def _channels(template: ReminderTemplate, appointment: Appointment) -> list[str]:
@@ -126,21 +167,10 @@ def _finish(rows: Iterable[OutboxMessage], status: str, reason: str) -> None:
             status=status, last_error=reason, claim_token=None, claimed_until=None)
 
 
-def _create(appointment: Appointment, template: ReminderTemplate, channel: str, plan: Plan, anchor_at: datetime,
-            now: datetime, payload: dict | None = None) -> OutboxMessage:
-    if plan.due_at is None:
-        status, due, reason = OutboxStatus.SKIPPED, anchor_at, plan.reason
-    else:
-        status, due, reason = _new_status(appointment), plan.due_at, ""
-    return OutboxMessage.objects.create(
-        appointment=appointment, kind=template.kind, channel=channel, template=template, anchor_at=anchor_at,
-        due_at=due, status=status, last_error=reason, payload=payload or {}, created_at=now)
-
-
 # --- Start-anchored messages: reminders and pre-care ------------------------------------------------------------
 
 
-def _reconcile_start_messages(appointment: Appointment, now: datetime) -> None:
+def _reconcile_start_messages(work: _Change, *, fresh: bool = False) -> None:
     """Make the start-anchored messages match the appointment's current start and status.
 
     An unsent message is moved (never duplicated); one already sent for this
@@ -148,16 +178,20 @@ def _reconcile_start_messages(appointment: Appointment, now: datetime) -> None:
     for the new one; one whose time has passed is dropped unless it carries
     care instructions (send_if_late), which then go at once.
     """
+    appointment, now = work.appointment, work.now
     if appointment.status not in (AppointmentStatus.CONFIRMED, AppointmentStatus.PENDING_CLEARANCE):
         return
-    templates = _templates(appointment, [MessageKind.REMINDER, MessageKind.PRE_CARE])
-    unsent = {(r.template_id, r.channel): r for r in _locked_unsent(appointment, template__in=templates)}
-    handled = {
-        (template_id, channel) for template_id, channel in OutboxMessage.objects.filter(
+    templates = work.templates(MessageKind.REMINDER, MessageKind.PRE_CARE)
+    if not templates:
+        return
+    unsent: dict = {}
+    handled: set = set()
+    if not fresh:
+        unsent = {(r.template_id, r.channel): r for r in _locked_unsent(appointment, template__in=templates)}
+        handled = set(OutboxMessage.objects.filter(
             appointment=appointment, template__in=templates, anchor_at=appointment.start_at,
             status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
-        ).values_list("template_id", "channel")
-    }
+        ).values_list("template_id", "channel"))
     anchor = appointment.start_at
     for template in templates:
         for channel in _channels(template, appointment):
@@ -168,8 +202,8 @@ def _reconcile_start_messages(appointment: Appointment, now: datetime) -> None:
                 continue
             plan = _plan(template, channel, appointment, now, anchor)
             if row is None:
-                if plan.due_at is not None or "quiet hours" in plan.reason:
-                    _create(appointment, template, channel, plan, anchor, now)
+                if plan.due_at is not None or "quiet hours" in plan.reason:  # quiet-hours skips stay visible
+                    work.add(template, channel, plan, anchor)
             elif plan.due_at is None:
                 _finish([row], OutboxStatus.CANCELLED, f"not sent after the move: {plan.reason}")
             else:
@@ -182,12 +216,10 @@ def _reconcile_start_messages(appointment: Appointment, now: datetime) -> None:
 # --- Event-anchored messages: confirmation and change notices -------------------------------------------------------
 
 
-def _create_event_messages(appointment: Appointment, kind: str, now: datetime, *, delay: timedelta = timedelta(),
-                           payload: dict | None = None) -> None:
-    for template in _templates(appointment, [kind]):
-        for channel in _channels(template, appointment):
-            plan = _plan(template, channel, appointment, now, now + delay)
-            _create(appointment, template, channel, plan, now, now, payload)
+def _event_messages(work: _Change, kind: str) -> None:
+    for template in work.templates(kind):
+        for channel in _channels(template, work.appointment):
+            work.add(template, channel, _plan(template, channel, work.appointment, work.now, work.now), work.now)
 
 
 def _patient_was_told(appointment: Appointment) -> bool:
@@ -197,7 +229,7 @@ def _patient_was_told(appointment: Appointment) -> bool:
         status__in=[OutboxStatus.SENT, OutboxStatus.SENDING]).exists()
 
 
-def _rescheduled_notice(appointment: Appointment, now: datetime, previous: dict) -> None:
+def _rescheduled_notice(work: _Change, previous: dict) -> None:
     """Tell the patient the new time, after a grace period in which the change may be undone.
 
     Moves within the grace period collapse into one notice ("from the first
@@ -205,6 +237,7 @@ def _rescheduled_notice(appointment: Appointment, now: datetime, previous: dict)
     whose confirmation has not gone yet needs no notice: the confirmation is
     rendered when it is sent and names the new time.
     """
+    appointment, now = work.appointment, work.now
     pending = _locked_unsent(appointment, kind=MessageKind.RESCHEDULED)
     if not pending and not _patient_was_told(appointment):
         return
@@ -214,53 +247,57 @@ def _rescheduled_notice(appointment: Appointment, now: datetime, previous: dict)
         original = previous["start_at"].isoformat() if previous.get("start_at") else None
     if original is None:
         return
-    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
     if datetime.fromisoformat(original) == appointment.start_at:
         _finish(pending, OutboxStatus.CANCELLED, "the change was undone within the grace period")
         return
+    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
     by_key = {(r.template_id, r.channel): r for r in pending}
-    for template in _templates(appointment, [MessageKind.RESCHEDULED]):
+    for template in work.templates(MessageKind.RESCHEDULED):
         for channel in _channels(template, appointment):
             row = by_key.pop((template.pk, channel), None)
             plan = _plan(template, channel, appointment, now, now + grace)
             if row is None:
-                _create(appointment, template, channel, plan, now, now, {"from_start": original})
+                work.add(template, channel, plan, now, {"from_start": original})
             elif plan.due_at is not None:  # a further move restarts the grace period
                 OutboxMessage.objects.filter(pk=row.pk).update(due_at=plan.due_at, anchor_at=now)
     _finish(by_key.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
 
 
-def _sync_hold(appointment: Appointment, now: datetime) -> None:
+def _sync_hold(work: _Change) -> None:
     """Hold every unsent patient message while the booking awaits clearance; release them after."""
+    appointment = work.appointment
     rows = _locked_unsent(appointment)
     if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
         OutboxMessage.objects.filter(pk__in=[r.pk for r in rows if r.status == OutboxStatus.PENDING]).update(
             status=OutboxStatus.HELD)
         return
+    templates = {t.pk: t for t in work.templates(*KIND_ANCHORS)}
     for row in rows:
-        if row.status != OutboxStatus.HELD or row.template is None:
-            continue
-        if row.template.anchor == Anchor.START:
-            continue  # already re-planned against the start by _reconcile_start_messages
+        template = templates.get(row.template_id)
+        if row.status != OutboxStatus.HELD or template is None or template.anchor == Anchor.START:
+            continue  # start-anchored rows were re-planned by _reconcile_start_messages
         # A held confirmation or notice goes once the booking is cleared (its own moment has passed).
-        plan = _plan(row.template, row.channel, appointment, now, now)
-        OutboxMessage.objects.filter(pk=row.pk).update(status=OutboxStatus.PENDING, due_at=plan.due_at or now)
+        plan = _plan(template, row.channel, appointment, work.now, work.now)
+        OutboxMessage.objects.filter(pk=row.pk).update(status=OutboxStatus.PENDING, due_at=plan.due_at or work.now)
 
 
-def _cancel_unsent(appointment: Appointment, now: datetime, reason: str) -> None:
+def _cancel_unsent(appointment: Appointment, reason: str) -> None:
     _finish(_locked_unsent(appointment), OutboxStatus.CANCELLED, reason)
 
 
 # --- Completion-anchored messages: post-care ----------------------------------------------------------------------
 
 
-def _create_completion_messages(appointment: Appointment, now: datetime) -> None:
-    anchor = appointment.completed_at or now
-    for template in _templates(appointment, [MessageKind.POST_CARE]):
+def _completion_messages(work: _Change) -> None:
+    appointment = work.appointment
+    anchor = appointment.completed_at or work.now
+    existing = set(OutboxMessage.objects.filter(appointment=appointment, kind=MessageKind.POST_CARE)
+                   .values_list("template_id", "channel"))
+    for template in work.templates(MessageKind.POST_CARE):
         for channel in _channels(template, appointment):
-            if OutboxMessage.objects.filter(appointment=appointment, template=template, channel=channel).exists():
+            if (template.pk, channel) in existing:
                 continue  # idempotent: completion happens once, but a replayed call must not double up
-            _create(appointment, template, channel, _plan(template, channel, appointment, now, anchor), anchor, now)
+            work.add(template, channel, _plan(template, channel, appointment, work.now, anchor), anchor)
 
 
 # --- Webhooks ---------------------------------------------------------------------------------------------------------------
@@ -282,7 +319,8 @@ def appointment_event_data(appointment: Appointment) -> dict:
     }
 
 
-def _create_webhooks(appointment: Appointment, event: str, now: datetime, previous: dict | None) -> None:
+def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
+    appointment, now = work.appointment, work.now
     endpoints = WebhookEndpoint.objects.filter(
         is_active=True, client__revoked_at__isnull=True, client__clinics=appointment.clinic_id).distinct()
     tz = appointment.clinic.tz
@@ -298,12 +336,12 @@ def _create_webhooks(appointment: Appointment, event: str, now: datetime, previo
             continue
         delivery_id = uuid.uuid4()
         # The body is frozen now: a platform gets the appointment as it was when the event happened.
-        OutboxMessage.objects.create(
+        work.new_rows.append(OutboxMessage(
             id=delivery_id, appointment=appointment, kind=MessageKind.WEBHOOK, channel=Channel.WEBHOOK,
             endpoint=endpoint, event=event, anchor_at=now, due_at=now, status=OutboxStatus.PENDING,
             payload={"id": str(delivery_id), "type": event, "occurred_at": now.astimezone(tz).isoformat(),
                      "data": data},
-            created_at=now)
+            created_at=now))
 
 
 def webhook_endpoint_create(*, client, url: str, events: list[str] | None = None,

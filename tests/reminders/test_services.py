@@ -428,3 +428,17 @@ def test_webhooks_are_not_held_for_clearance_and_revoked_clients_get_none(patien
     platform.save()
     book(patient, "botox", london(2026, 3, 30, 10), now)
     assert OutboxMessage.objects.filter(endpoint=endpoint).count() == 1
+
+
+def test_booking_pays_three_queries_for_its_messages_whatever_the_plan(patient, practitioner, platform, now):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
+    with CaptureQueriesContext(connection) as queries:
+        book(patient, "microneedling", WEDNESDAY_10, now)
+
+    ours = [q["sql"] for q in queries.captured_queries
+            if any(table in q["sql"] for table in ("remindertemplate", "outboxmessage", "webhookendpoint"))]
+    assert len(ours) == 3  # the templates, the endpoints, one insert of all seven rows
+    assert OutboxMessage.objects.count() == 7

@@ -1,0 +1,255 @@
+"""Test doubles for the reminders tests: a local HTTP server, scripted SMS backends, real Celery processes.
+
+Everything listens on 127.0.0.1 only and is stopped by the test that started it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from django.db import connection
+
+from scheduler.reminders.channels import BaseSmsBackend, FileSmsBackend, PermanentSendError, TransientSendError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- A local HTTP server that records requests and answers from a script ----------------------------------
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+
+
+@dataclass
+class FakeHttpServer:
+    """Answers each request with the next scripted (status, body), then with `default` once the script is used."""
+
+    script: list[tuple[int, bytes]] = field(default_factory=list)
+    default: tuple[int, bytes] = (200, b"{}")
+    requests: list[Recorded] = field(default_factory=list)
+
+    def __enter__(self) -> FakeHttpServer:
+        fake = self
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    fake.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body))
+                    status, answer = fake.script.pop(0) if fake.script else fake.default
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- SMS backends with scripted behaviour -------------------------------------------------------------------
+
+
+class ScriptedSmsBackend(BaseSmsBackend):
+    """Fails as `ScriptedSmsBackend.script` says ("transient", "permanent"), then succeeds."""
+
+    script: list[str] = []
+    sent: list[dict] = []
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        step = ScriptedSmsBackend.script.pop(0) if ScriptedSmsBackend.script else "ok"
+        if step == "transient":
+            raise TransientSendError("provider answered 503")
+        if step == "permanent":
+            raise PermanentSendError("provider refused the number")
+        ScriptedSmsBackend.sent.append({"to": to, "body": body, "outbox_id": outbox_id})
+        return f"scripted-{outbox_id}"
+
+
+class SlowFileSmsBackend(FileSmsBackend):
+    """A provider that takes SLOW_SMS_SECONDS to accept each text (so a test can kill a worker mid-batch)."""
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        time.sleep(float(os.environ.get("SLOW_SMS_SECONDS", "0.5")))
+        return super().send(to=to, body=body, outbox_id=outbox_id)
+
+
+def sms_file_ids(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["outbox_id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+# --- Real Celery processes --------------------------------------------------------------------------------------
+
+
+def subprocess_database_url() -> str:
+    """The URL of the test database pytest-django created, for subprocesses."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Proc:
+    """A subprocess in its own process group, so stop() and kill() reach everything it started."""
+
+    def __init__(self, args: list[str], env: dict, log: Path) -> None:
+        self.log = log
+        self._handle = log.open("ab")
+        self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} did not appear; output:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no warm shutdown, no acks."""
+        self._signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        self._handle.close()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class CeleryHarness:
+    """Starts workers and beats against one broker and queue, with file backends in `tmp`."""
+
+    broker_url: str
+    queue: str
+    tmp: Path
+    extra_env: dict = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def sms_file(self) -> Path:
+        return self.tmp / "sms.jsonl"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.tmp / "mail"
+
+    def env(self) -> dict:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "REDIS_URL"))}
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": subprocess_database_url(),
+            "DATABASE_CONN_MAX_AGE": "0",
+            "CELERY_BROKER_URL": self.broker_url,
+            "CELERY_TASK_DEFAULT_QUEUE": self.queue,
+            "SMS_BACKEND": "scheduler.reminders.channels.FileSmsBackend",
+            "SMS_FILE_PATH": str(self.sms_file),
+            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "EMAIL_FILE_PATH": str(self.mail_dir),
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS": "0.3",
+            "WEBHOOKS_ALLOW_HTTP": "1",
+            "WEBHOOKS_ALLOW_PRIVATE_HOSTS": "1",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def worker(self, name: str, **env) -> Proc:
+        proc = Proc([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", self.queue,
+                     "-n", f"{name}@%h", "-l", "info", "--without-heartbeat", "--without-mingle",
+                     "--without-gossip"], {**self.env(), **env}, self.tmp / f"{name}.log")
+        self.procs.append(proc)
+        return proc
+
+    def beat(self, name: str) -> Proc:
+        proc = Proc([sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info",
+                     "-s", str(self.tmp / f"{name}-schedule"), "--pidfile", str(self.tmp / f"{name}.pid")],
+                    self.env(), self.tmp / f"{name}.log")
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+
+class RedisServer:
+    """A private redis-server on its own port, so a test can take "the broker" down and up again."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = Proc(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                          "--appendonly", "no", "--dir", str(self.tmp)], dict(os.environ),
+                         self.tmp / f"redis-{self.port}.log")
+        self.proc.wait_for("Ready to accept connections", timeout=10)
+
+    def kill(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.stop()
+            self.proc = None

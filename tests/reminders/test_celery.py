@@ -1,0 +1,202 @@
+"""Real Celery workers and beats on a real Redis broker, delivering from the outbox end to end.
+
+Workers and beats run as subprocesses (`celery -A config worker|beat`) against
+the test database and a queue of their own, with file backends for e-mail and
+SMS, so the tests count exactly what reached a "provider". Fault tests kill a
+worker mid-batch, run two workers and two beats at once, and take Redis down.
+
+Delivery guarantee under test (docs/reminders.md): each outbox row is delivered
+at least once; more than once only if a worker dies between the provider
+accepting it and the database commit (at most the one row in flight).
+"""
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, time as clock, timedelta
+
+import pytest
+import redis
+from django.utils import timezone
+
+from api.models import ApiClient
+from scheduler.reminders.channels import webhook_verify
+from scheduler.reminders.models import OutboxMessage, WebhookEndpoint
+from tests.conftest import _missing, redis_url
+from tests.factories import PatientFactory
+from tests.reminders.conftest import LONDON, book
+from tests.reminders.support import CeleryHarness, FakeHttpServer, RedisServer, sms_file_ids
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def harness(transactional_db, tmp_path):
+    queue = f"test-reminders-{uuid.uuid4().hex[:10]}"
+    celery = CeleryHarness(broker_url=redis_url(), queue=queue, tmp=tmp_path)
+    yield celery
+    celery.stop_all()
+    _forget_queue(celery.broker_url, queue)
+
+
+def _forget_queue(url: str, queue: str) -> None:
+    """Leave the shared Redis as we found it: our queue, its binding, and unacked copies of our tasks."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.delete(queue, f"_kombu.binding.{queue}")
+        for tag, raw in client.hscan_iter("unacked"):
+            try:
+                routing_key = json.loads(raw)[2]
+            except (ValueError, IndexError, TypeError):
+                continue
+            if routing_key == queue:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    except redis.RedisError:
+        pass  # a private Redis that is already gone
+
+
+def a_working_day(days_ahead: int, hour: int) -> datetime:
+    """A Monday-to-Saturday time in London `days_ahead` days from the real today (workers use the real clock)."""
+    day = timezone.now().astimezone(LONDON).date() + timedelta(days=days_ahead)
+    while day.weekday() == 6:
+        day += timedelta(days=1)
+    return datetime.combine(day, clock(hour), tzinfo=LONDON)
+
+
+def wait_until(predicate, *, timeout: float, what: str, harness: CeleryHarness) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {p.log.name}\n{p.output()[-2500:]}" for p in harness.procs)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+
+def due_now_sent(rows) -> bool:
+    return all(status == "sent" for status in rows.values_list("status", flat=True))
+
+
+def outbox_ids_in_mail(mail_dir) -> Counter:
+    found = Counter()
+    for path in mail_dir.glob("*") if mail_dir.exists() else []:
+        found.update(re.findall(r"^X-Outbox-Id: (\S+)$", path.read_text(errors="replace"), flags=re.M))
+    return found
+
+
+@pytest.fixture
+def platform(clinic):
+    client = ApiClient(name="Platform")
+    client.set_new_key()
+    client.save()
+    client.clinics.add(clinic)
+    return client
+
+
+def test_a_worker_and_a_beat_deliver_due_messages_end_to_end(harness, patient, practitioner, platform):
+    with FakeHttpServer(default=(200, b"ok")) as hooks:
+        endpoint = WebhookEndpoint.objects.create(client=platform, url=hooks.url + "/events")
+        appointment = book(patient, "microneedling", a_working_day(3, 10), timezone.now())
+        due = OutboxMessage.objects.filter(appointment=appointment, due_at__lte=timezone.now())
+        assert due.count() == 3  # confirmation by e-mail and SMS, and the webhook
+
+        harness.worker("w1")
+        harness.beat("b1")
+        wait_until(lambda: due_now_sent(due), timeout=30, what="the confirmation and webhook", harness=harness)
+
+        sms = due.get(channel="sms")
+        assert sms_file_ids(harness.sms_file) == [str(sms.pk)]
+        assert outbox_ids_in_mail(harness.mail_dir) == Counter({str(due.get(channel="email").pk): 1})
+        [request] = hooks.requests
+        assert webhook_verify(secret=endpoint.secret, headers=request.headers, body=request.body,
+                              now=timezone.now())
+    # The reminders for later stay where they are: nothing is scheduled ahead in the broker
+    assert set(OutboxMessage.objects.filter(appointment=appointment, due_at__gt=timezone.now())
+               .values_list("status", flat=True)) == {"pending"}
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_batch_loses_nothing(harness, clinic, practitioner):
+    harness.extra_env = {"SMS_BACKEND": "tests.reminders.support.SlowFileSmsBackend", "SLOW_SMS_SECONDS": "0.5",
+                         "REMINDERS_CLAIM_LEASE_SECONDS": "4"}
+    for hour in range(10, 16):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
+        book(patient, "botox", a_working_day(4, hour), timezone.now())
+    due = OutboxMessage.objects.filter(due_at__lte=timezone.now())
+    wanted = {str(pk) for pk in due.values_list("pk", flat=True)}
+    assert len(wanted) == 6
+
+    first = harness.worker("w1")
+    harness.beat("b1")
+    wait_until(lambda: len(sms_file_ids(harness.sms_file)) >= 2, timeout=30, what="two texts", harness=harness)
+    first.kill()  # SIGKILL in the middle of the batch: no warm shutdown, no acknowledgements
+    assert due.exclude(status="sent").exists(), "the batch was not interrupted"
+
+    harness.worker("w2")
+    wait_until(lambda: due_now_sent(due), timeout=45, what="every text after the crash", harness=harness)
+
+    delivered = Counter(sms_file_ids(harness.sms_file))
+    assert set(delivered) == wanted  # nothing lost
+    assert sum(delivered.values()) - len(delivered) <= 1  # at most the one in flight, twice
+
+
+@pytest.mark.postgres
+def test_two_workers_and_two_beats_send_each_message_once(harness, clinic, practitioner, platform):
+    with FakeHttpServer(default=(204, b"")) as hooks:
+        WebhookEndpoint.objects.create(client=platform, url=hooks.url + "/events")
+        for hour in range(9, 14):
+            for minute in (0, 30):
+                patient = PatientFactory(clinic=clinic, reminder_channels=["email", "sms"], sms_consent=True)
+                book(patient, "botox", a_working_day(5, hour).replace(minute=minute), timezone.now())
+        due = OutboxMessage.objects.filter(due_at__lte=timezone.now())
+        assert due.count() == 30
+
+        for name in ("w1", "w2"):
+            harness.worker(name)
+        for name in ("b1", "b2"):
+            harness.beat(name)
+        wait_until(lambda: due_now_sent(due), timeout=45, what="all 30 messages", harness=harness)
+        time.sleep(1)  # let any stray duplicate surface before counting
+
+        texts = Counter(sms_file_ids(harness.sms_file))
+        mails = outbox_ids_in_mail(harness.mail_dir)
+        posts = Counter({k.lower(): v for k, v in r.headers.items()}["webhook-id"] for r in hooks.requests)
+    assert texts == Counter({str(pk): 1 for pk in due.filter(channel="sms").values_list("pk", flat=True)})
+    assert mails == Counter({str(pk): 1 for pk in due.filter(channel="email").values_list("pk", flat=True)})
+    assert posts == Counter({str(pk): 1 for pk in due.filter(channel="webhook").values_list("pk", flat=True)})
+
+
+def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(harness, tmp_path, patient, clinic,
+                                                                           practitioner):
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        _missing("this test starts its own redis-server, which is not installed")
+    broker = RedisServer(tmp_path)
+    broker.start()
+    try:
+        harness.broker_url = broker.url
+        harness.extra_env = {"REMINDERS_CLAIM_LEASE_SECONDS": "3"}
+        harness.worker("w1")
+        harness.beat("b1")
+        first = book(patient, "botox", a_working_day(3, 10), timezone.now())
+        wait_until(lambda: due_now_sent(first.outbox_messages.filter(kind="confirmation")), timeout=30,
+                   what="delivery while Redis is up", harness=harness)
+
+        broker.kill()
+        other = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
+        second = book(other, "botox", a_working_day(3, 12), timezone.now())  # succeeds: the outbox is in the DB
+        [row] = second.outbox_messages.filter(kind="confirmation")
+        time.sleep(1.5)
+        row.refresh_from_db()
+        assert row.status in ("pending", "sending")  # nothing can deliver it yet, and nothing lost it
+
+        broker.start()  # the same port: workers and beats reconnect by themselves
+        wait_until(lambda: due_now_sent(second.outbox_messages.filter(kind="confirmation")), timeout=60,
+                   what="delivery after Redis came back", harness=harness)
+        assert Counter(sms_file_ids(harness.sms_file))[str(row.pk)] == 1
+    finally:
+        harness.stop_all()
+        broker.kill()

@@ -1,0 +1,82 @@
+"""Operator commands: the embedded dispatcher, the outbox report, webhook registration, setup."""
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.management import CommandError, call_command
+
+from api.models import ApiClient
+from scheduler.reminders.channels import webhook_url_problem
+from scheduler.reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
+from tests.reminders.conftest import book, london
+
+WEDNESDAY_10 = london(2026, 3, 4, 10)
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_run_dispatcher_once_sends_what_is_due_by_the_clock(patient, practitioner, now):
+    book(patient, "microneedling", WEDNESDAY_10, now)
+    with time_machine.travel(now, tick=False):
+        assert run("run_dispatcher", "--once") == "Outbox: 2 sent\n"
+    with time_machine.travel(london(2026, 3, 3, 10), tick=False):
+        assert run("run_dispatcher", "--once") == "Outbox: 4 sent\n"
+    assert len(mail.outbox) == 3
+
+
+def test_run_dispatcher_stops_when_the_process_that_started_it_is_gone(monkeypatch, db):
+    parents = iter([100, 100, 1])  # bin/run's server exits: the dispatcher is re-parented to init
+    monkeypatch.setattr("os.getppid", lambda: next(parents))
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    # The loop drops stale connections between passes; here that would be the test's own transaction.
+    monkeypatch.setattr("scheduler.management.commands.run_dispatcher.close_old_connections", lambda: None)
+    out = run("run_dispatcher", "--exit-with-parent", "--interval", "0.01")
+    assert out == "Reminder dispatcher: checking the outbox every 0.01s.\n"
+
+
+def test_reminders_status_shows_counts_due_and_failed(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    OutboxMessage.objects.filter(appointment=appointment, kind="pre_care", channel="sms").update(
+        status="failed", last_error="gave up after 6 attempts; last error: provider answered 503")
+    with time_machine.travel(now + timedelta(minutes=1), tick=False):
+        out = run("reminders_status", "--clinic", "london")
+
+    assert "  pending    email: 3, sms: 2\n" in out
+    assert "  failed     sms: 1\n" in out
+    assert "Overdue (pending or claimed, past due):\n  2026-03-02 09:00 london     confirmation" in out
+    assert "Due in the next 24 h:\n  (none)" in out
+    assert "pre_care                 sms      failed" in out
+    assert "      gave up after 6 attempts; last error: provider answered 503" in out
+
+
+def test_add_webhook_endpoint_prints_the_secret_last(settings, clinic):
+    settings.WEBHOOKS_ALLOW_HTTP = False
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = False
+    client = ApiClient(name="Platform")
+    client.set_new_key()
+    client.save()
+
+    out = run("add_webhook_endpoint", "Platform", "https://platform.example/hooks", "--event", "appointment.created")
+
+    endpoint = WebhookEndpoint.objects.get()
+    assert out.splitlines()[-1] == endpoint.secret and endpoint.secret.startswith("whsec_")
+    assert endpoint.events == ["appointment.created"]
+    with pytest.raises(CommandError, match="Webhook URLs must use https://."):
+        run("add_webhook_endpoint", "Platform", "http://platform.example/hooks")
+    with pytest.raises(CommandError, match="There is no API client named 'Nobody'."):
+        run("add_webhook_endpoint", "Nobody", "https://platform.example/hooks")
+    assert webhook_url_problem(endpoint.url) == ""
+
+
+def test_setup_demo_loads_the_care_texts_once(db):
+    first = run("setup_demo", "--no-demo")
+    second = run("setup_demo", "--no-demo")
+    assert "14 default reminder template(s) created." in first
+    assert "0 default reminder template(s) created." in second
+    assert ReminderTemplate.objects.filter(origin="sourced", procedure_id="microneedling").count() == 4

@@ -1,0 +1,193 @@
+"""What messages say: the shipped care texts, template checks, e-mail headers, .ics, no clinical words by SMS."""
+import json
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.utils.html import strip_tags
+from icalendar import Calendar
+
+from scheduler.booking import appointment_reschedule
+from scheduler.reminders.channels import LocmemSmsBackend
+from scheduler.reminders.consent import unsubscribe_token_read
+from scheduler.reminders.content import sms_text_problem
+from scheduler.reminders.defaults import CARE_TEXTS, care_texts_load
+from scheduler.reminders.dispatch import dispatch_local
+from scheduler.reminders.models import ReminderTemplate, TemplateOrigin
+from tests.factories import PatientFactory
+from tests.reminders.conftest import RECEPTION, book, london
+
+WEDNESDAY_10 = london(2026, 3, 4, 10)
+
+
+# --- The shipped plans ------------------------------------------------------------------------------------
+
+
+# Every statement of the domain brief's section 4, as the microneedling texts must carry it.
+MICRONEEDLING_PRE_CARE = [
+    "Stop topical retinoids (Retin-A) now.",
+    "Avoid sun exposure on the area to be treated.",
+    "If you are on autoimmune therapy, talk to the clinic about pausing it.",
+]
+MICRONEEDLING_POST_CARE = [
+    "Do not wash your face for at least 5 hours, ideally 12.",
+    "No makeup, eyelids included, for 48 hours.",
+    "Avoid sunlight and heavily scented creams for 24 hours.",
+    "A hyaluronic acid serum may be used for the first 3 days.",
+    "Redness like a mild sunburn, tightness and tingling are expected and fade within hours.",
+    "No direct sun for 2 days; wear a hat.",
+    "No public bathing, sunbathing, tanning salon, sauna, other beauty treatments, sweaty training or dusty chores.",
+    "{% for item in next_possible %}",
+    "Call the clinic if you notice spreading redness, pus, fever, darkening of the skin, or lasting numbness.",
+]
+
+
+@pytest.mark.parametrize("key, anchor, offset, phrases", [
+    ("microneedling-pre-care-24h", "start", (-24, "hours"), MICRONEEDLING_PRE_CARE),
+    ("microneedling-post-care-completion", "completion", (0, "hours"), MICRONEEDLING_POST_CARE),
+    ("microneedling-post-care-48h", "completion", (48, "hours"), ["makeup may be used again"]),
+    ("microneedling-post-care-7d", "completion", (7, "days"), ["the one-week restrictions end today"]),
+])
+def test_the_sourced_microneedling_set_is_seeded_as_the_domain_brief_gives_it(care_texts, key, anchor, offset,
+                                                                               phrases):
+    template = ReminderTemplate.objects.get(default_key=key)
+    assert (template.procedure_id, template.anchor, (template.offset_value, template.offset_unit)) == (
+        "microneedling", anchor, offset)
+    assert template.origin == TemplateOrigin.SOURCED and template.source.startswith("001")
+    for phrase in phrases:
+        assert phrase in template.email_text
+        if template.email_html and not phrase.startswith("{%"):
+            assert phrase in strip_tags(template.email_html)
+
+
+def test_other_procedures_get_clearly_marked_clinic_templates(care_texts):
+    for code in ("botox", "filler", "plasma_pen"):
+        templates = ReminderTemplate.objects.filter(procedure_id=code)
+        assert {t.kind for t in templates} == {"pre_care", "post_care"}
+        for template in templates:
+            assert template.origin == TemplateOrigin.CLINIC
+            assert "CLINIC TEMPLATE, not sourced" in template.name
+            assert template.source.startswith("Clinic template: not from the reference sources")
+
+
+def test_loading_the_care_texts_is_idempotent_and_keeps_edits(care_texts):
+    template = ReminderTemplate.objects.get(default_key="day-before-reminder")
+    template.sms_text = "{{ clinic_name }}: see you tomorrow at {{ start_time }}."
+    template.save()
+
+    assert care_texts_load() == 0
+    assert ReminderTemplate.objects.count() == len(json.loads(CARE_TEXTS.read_text())["templates"]) == 14
+    template.refresh_from_db()
+    assert template.sms_text == "{{ clinic_name }}: see you tomorrow at {{ start_time }}."
+
+
+# --- Template checks (the admin form runs these) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, offending", [
+    ("Your Botox is tomorrow", "botox"),
+    ("Stop your Retin-A tonight", "retin-a"),
+    ("Microneedling at 10:00", "microneedling"),
+    ("Your eczema check", "eczema"),
+    ("About your isotretinoin course", "isotretinoin"),
+    ("Your plasma pen visit", "plasma pen"),
+    ("your cold sores", "cold sores"),
+])
+def test_an_sms_may_not_name_a_procedure_drug_or_diagnosis(catalogue, text, offending):
+    assert offending in sms_text_problem(text)
+
+
+def test_everyday_words_inside_catalogue_names_are_allowed_by_sms(catalogue):
+    assert sms_text_problem("Active reminder: avoid the solar glare and no makeup for 48 hours.") == ""
+
+
+def test_an_sms_is_at_most_three_segments(catalogue):
+    assert sms_text_problem("x" * 481) == "An SMS may be at most 480 characters; this one has 481."
+
+
+def test_a_template_is_checked_before_it_is_saved(care_texts):
+    template = ReminderTemplate(name="Bad", kind="post_care", procedure_id="botox", anchor="start", offset_value=2,
+                                offset_unit="hours", email_subject="Hi {% if %}",
+                                email_text="Text", sms_text="Your Botox aftercare")
+    with pytest.raises(ValidationError) as invalid:
+        template.full_clean()
+    errors = invalid.value.message_dict
+    assert errors["anchor"] == ["A post-care is anchored to: treatment completion."]
+    assert errors["offset_value"] == ["A message anchored to the start must come before it."]
+    assert errors["email_subject"][0].startswith("Template error:")
+    assert errors["sms_text"][0].startswith("An SMS must not name a diagnosis, procedure or drug")
+
+
+def test_the_shipped_sms_texts_pass_the_check(care_texts):
+    for template in ReminderTemplate.objects.exclude(sms_text=""):
+        assert sms_text_problem(template.sms_text) == "", template.name
+
+
+# --- Rendering -----------------------------------------------------------------------------------------------------
+
+
+def test_every_email_carries_a_signed_one_click_unsubscribe_link_and_a_stable_message_id(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    dispatch_local(now=now)
+
+    [email] = mail.outbox
+    row = appointment.outbox_messages.get(kind="confirmation", channel="email")
+    assert email.extra_headers["Message-ID"] == f"<{row.pk}@clinic.example>"
+    assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = email.extra_headers["List-Unsubscribe"].strip("<>")
+    assert link.startswith("https://clinic.example/reminders/unsubscribe/")
+    assert f"Unsubscribe from e-mails: {link}" in email.body
+    assert f'href="{link}"' in email.alternatives[0][0]
+    token = link.rstrip("/").rsplit("/", 1)[1]
+    assert unsubscribe_token_read(token) == (patient, "email")
+
+
+def test_the_confirmation_carries_the_appointment_as_icalendar(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    dispatch_local(now=now)
+
+    [attachment] = mail.outbox[0].attachments
+    calendar = Calendar.from_ical(attachment.get_payload(decode=True))
+    [event] = calendar.walk("VEVENT")
+    assert event.decoded("dtstart") == WEDNESDAY_10
+    assert event.decoded("dtend") == WEDNESDAY_10 + timedelta(hours=1)
+    assert str(event["uid"]) == f"appointment-{appointment.pk}@clinic-scheduling"
+    assert str(event["summary"]) == "Microneedling (collagen induction therapy) at Bloom Clinic"
+    assert int(event["sequence"]) == 0
+
+
+def test_a_moved_appointments_calendar_entry_replaces_the_old_one(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    dispatch_local(now=now)
+    later = now + timedelta(hours=1)
+    appointment_reschedule(appointment=appointment, start_at=london(2026, 3, 5, 11), actor=RECEPTION, now=later)
+    dispatch_local(now=later + timedelta(minutes=5))
+
+    moved = next(m for m in mail.outbox if "moved" in m.subject)
+    [event] = Calendar.from_ical(moved.attachments[0].get_payload(decode=True)).walk("VEVENT")
+    assert str(event["uid"]) == f"appointment-{appointment.pk}@clinic-scheduling"  # same entry...
+    assert int(event["sequence"]) == 1  # ...newer version
+    assert event.decoded("dtstart") == london(2026, 3, 5, 11)
+
+
+def test_patient_supplied_text_is_escaped_in_html(clinic, practitioner, now):
+    patient = PatientFactory(clinic=clinic, first_name="<script>x</script>", reminder_channels=["email"])
+    book(patient, "botox", WEDNESDAY_10, now)
+    dispatch_local(now=now)
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "Hello <script>x</script>," in mail.outbox[0].body  # the plain-text part is not HTML
+
+
+def test_plain_text_and_sms_are_not_html_escaped(clinic, practitioner, now):
+    patient = PatientFactory(clinic=clinic, first_name="Zoë O'Neil & co", reminder_channels=["email", "sms"],
+                             sms_consent=True)
+    clinic.name = "Bloom & Glow"
+    clinic.save()
+    book(patient, "botox", WEDNESDAY_10, now)
+    dispatch_local(now=now)
+    assert "Hello Zoë O'Neil & co," in mail.outbox[0].body
+    assert mail.outbox[0].subject == "Your appointment at Bloom & Glow on Wednesday 4 March 2026"
+    assert LocmemSmsBackend.outbox[0]["body"].startswith("Bloom & Glow: your appointment is booked")
+

@@ -1,0 +1,178 @@
+"""Claiming and sending: exclusive claims, idempotent sends, retries with backoff, visible give-up.
+
+These run the dispatch services directly (no broker); test_celery.py runs the
+same code in real Celery workers.
+"""
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+
+from scheduler.reminders import dispatch
+from scheduler.reminders.dispatch import SendOutcome, outbox_claim_due, outbox_send
+from scheduler.reminders.models import OutboxMessage, OutboxStatus, ReminderTemplate
+from tests.reminders.conftest import book, london
+from tests.reminders.support import ScriptedSmsBackend
+
+WEDNESDAY_10 = london(2026, 3, 4, 10)
+
+
+@pytest.fixture
+def scripted_sms(settings):
+    settings.SMS_BACKEND = "tests.reminders.support.ScriptedSmsBackend"
+    ScriptedSmsBackend.script, ScriptedSmsBackend.sent = [], []
+    yield ScriptedSmsBackend
+    ScriptedSmsBackend.script, ScriptedSmsBackend.sent = [], []
+
+
+@pytest.fixture
+def sms_row(patient, practitioner, now):
+    """The booking confirmation SMS, due now."""
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    return OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms")
+
+
+def claim_one(row, now, **kwargs) -> dispatch.Claim:
+    [claim] = [c for c in outbox_claim_due(now=now, **kwargs) if c.message_id == row.pk]
+    return claim
+
+
+def test_a_claim_marks_due_rows_sending_under_a_lease_and_skips_what_is_not_due(sms_row, now):
+    claims = outbox_claim_due(now=now, lease=timedelta(minutes=5))
+
+    assert len(claims) == 2  # the two confirmations; pre-care and reminder are due tomorrow
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.claimed_until, sms_row.attempts) == ("sending", now + timedelta(minutes=5), 1)
+    assert outbox_claim_due(now=now) == []  # a claimed row is nobody else's until its lease runs out
+
+
+def test_sending_twice_delivers_once(sms_row, scripted_sms, now):
+    claim = claim_one(sms_row, now)
+
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.SENT
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.STALE
+    assert len(scripted_sms.sent) == 1
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.provider_id, sms_row.recipient, sms_row.sent_at) == (
+        "sent", f"scripted-{sms_row.pk}", "+447700900123", now)
+
+
+def test_after_the_lease_runs_out_only_the_new_claim_may_send(sms_row, scripted_sms, now):
+    first = claim_one(sms_row, now, lease=timedelta(minutes=1))
+    second = claim_one(sms_row, now + timedelta(minutes=2))  # the first sender is presumed dead
+
+    assert outbox_send(message_id=first.message_id, claim_token=first.token, now=now) == SendOutcome.STALE
+    assert outbox_send(message_id=second.message_id, claim_token=second.token, now=now) == SendOutcome.SENT
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.attempts, len(scripted_sms.sent)) == ("sent", 2, 1)
+
+
+def test_provider_errors_are_retried_with_exponential_backoff_then_given_up_visibly(
+        sms_row, scripted_sms, settings, now):
+    settings.REMINDERS_MAX_ATTEMPTS = 3
+    settings.REMINDERS_RETRY_BASE_SECONDS = 60
+    scripted_sms.script = ["transient"] * 3
+    moment = now
+    for expected_wait in (timedelta(seconds=60), timedelta(seconds=120)):
+        claim = claim_one(sms_row, moment)
+        assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=moment) == SendOutcome.RETRY
+        sms_row.refresh_from_db()
+        assert (sms_row.status, sms_row.due_at) == ("pending", moment + expected_wait)
+        assert sms_row.last_error == f"attempt {sms_row.attempts}: provider answered 503"
+        assert outbox_claim_due(now=moment + expected_wait - timedelta(seconds=1)) == []  # not before the backoff
+        moment += expected_wait
+
+    claim = claim_one(sms_row, moment)
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=moment) == SendOutcome.FAILED
+    sms_row.refresh_from_db()
+    assert sms_row.status == OutboxStatus.FAILED
+    assert sms_row.last_error == "gave up after 3 attempts; last error: provider answered 503"
+    assert sms_row.pk not in {c.message_id for c in outbox_claim_due(now=moment + timedelta(days=1))}
+
+
+def test_a_permanent_refusal_fails_at_once(sms_row, scripted_sms, now):
+    scripted_sms.script = ["permanent"]
+    claim = claim_one(sms_row, now)
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.FAILED
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.attempts) == ("failed", 1)
+    assert sms_row.last_error == "permanent failure: provider refused the number"
+
+
+def test_a_template_broken_outside_the_admin_fails_that_message_visibly(sms_row, now):
+    # The admin validates templates on save; a direct database edit does not.
+    ReminderTemplate.objects.filter(pk=sms_row.template_id).update(sms_text="{% if %}")
+    claim = claim_one(sms_row, now)
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.FAILED
+    sms_row.refresh_from_db()
+    assert sms_row.last_error.startswith("permanent failure: template error:")
+
+
+def test_a_sender_that_keeps_dying_runs_out_of_attempts(sms_row, settings, now):
+    settings.REMINDERS_MAX_ATTEMPTS = 2
+    lease = timedelta(minutes=1)
+    claim_one(sms_row, now, lease=lease)  # claimed; the sender dies
+    claim_one(sms_row, now + timedelta(minutes=2), lease=lease)  # claimed again; dies again
+    outbox_claim_due(now=now + timedelta(minutes=4), lease=lease)
+
+    sms_row.refresh_from_db()
+    assert sms_row.status == OutboxStatus.FAILED
+    assert sms_row.last_error == "gave up: the sender stopped 2 times without finishing"
+
+
+def test_claims_the_broker_could_not_take_are_handed_back(sms_row, now):
+    handed = []
+
+    def enqueue(claim):
+        if handed:
+            raise ConnectionError("Redis is down")
+        handed.append(claim)
+
+    assert dispatch.dispatch_due(now=now, enqueue=enqueue) == 1
+    statuses = dict(OutboxMessage.objects.filter(kind="confirmation").values_list("pk", "status"))
+    assert statuses[handed[0].message_id] == "sending"
+    [released] = [pk for pk in statuses if pk != handed[0].message_id]
+    row = OutboxMessage.objects.get(pk=released)
+    assert (row.status, row.attempts, row.claim_token) == ("pending", 0, None)
+
+
+def test_held_rows_are_never_claimed(patient, practitioner, now):
+    from tests.factories import PatientConditionFactory
+
+    PatientConditionFactory(patient=patient, condition_id="eczema", status="history")
+    book(patient, "microneedling", WEDNESDAY_10, now)
+    assert outbox_claim_due(now=now + timedelta(days=30)) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_split_the_rows_between_dispatchers(clinic, practitioner, now):
+    """Two dispatchers claiming at once (SKIP LOCKED) get disjoint sets that cover every due row."""
+    from tests.factories import PatientFactory
+
+    for hour in range(10, 16):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["email", "sms"], sms_consent=True)
+        book(patient, "botox", london(2026, 3, 4, hour), now)
+    due = set(OutboxMessage.objects.filter(due_at__lte=now).values_list("pk", flat=True))
+    results: list[list] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def dispatcher(index):
+        try:
+            barrier.wait()
+            while batch := outbox_claim_due(now=now, limit=2):
+                results[index].extend(c.message_id for c in batch)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=dispatcher, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert connection.vendor == "postgresql"
+    assert len(due) == 12
+    assert set(results[0]).isdisjoint(results[1])
+    assert set(results[0]) | set(results[1]) == due

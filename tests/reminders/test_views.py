@@ -1,0 +1,123 @@
+"""Opting out: the signed unsubscribe link (and RFC 8058 one-click) and inbound SMS STOP."""
+import base64
+import hashlib
+import hmac
+
+import pytest
+from django.core import signing
+
+from clinic.models import Patient
+from scheduler.reminders.consent import UNSUBSCRIBE_SALT, unsubscribe_token, unsubscribe_url
+from scheduler.reminders.models import ContactOptOut
+
+
+@pytest.fixture
+def link(patient) -> str:
+    return unsubscribe_url(patient_id=patient.pk).removeprefix("https://clinic.example")
+
+
+def test_opening_the_link_only_asks(client, patient, link):
+    response = client.get(link)
+
+    assert response.status_code == 200
+    assert b"Stop e-mails from Bloom Clinic?" in response.content
+    patient.refresh_from_db()
+    assert "email" in patient.reminder_channels  # a link scanner fetching it unsubscribes nobody
+
+
+def test_confirming_unsubscribes_from_email_and_records_it(client, patient, link):
+    response = client.post(link)
+
+    assert response.status_code == 200
+    assert b"You are unsubscribed" in response.content
+    patient.refresh_from_db()
+    assert patient.reminder_channels == ["sms"]
+    [opt_out] = ContactOptOut.objects.all()
+    assert (opt_out.patient, opt_out.channel, opt_out.via) == (patient, "email", "email_link")
+    client.post(link)  # twice is harmless
+    assert ContactOptOut.objects.count() == 1
+
+
+def test_mail_clients_one_click_post_works_without_a_session_or_csrf_token(patient, link):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(link, {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert ContactOptOut.objects.get().via == "list_unsubscribe"
+
+
+def test_a_forged_or_damaged_link_is_a_clear_400(client, patient, link):
+    forged = signing.dumps({"p": str(patient.pk), "c": "email"}, salt="another-salt")
+    for bad in (link[:-6] + "xxxxx/", f"/reminders/unsubscribe/{forged}/"):
+        response = client.post(bad)
+        assert response.status_code == 400
+        assert b"This unsubscribe link is not valid." in response.content
+    patient.refresh_from_db()
+    assert "email" in patient.reminder_channels
+
+
+def test_a_link_for_a_patient_who_no_longer_exists_is_a_400(client, db):
+    token = unsubscribe_token(patient_id="00000000-0000-0000-0000-000000000000")
+    response = client.get(f"/reminders/unsubscribe/{token}/")
+    assert response.status_code == 400
+    assert b"no longer matches a patient record" in response.content
+    assert signing.loads(token, salt=UNSUBSCRIBE_SALT)["c"] == "email"
+
+
+# --- Inbound SMS ------------------------------------------------------------------------------------------------
+
+
+def test_a_stop_reply_opts_every_patient_with_that_number_out(client, settings, patient, clinic):
+    settings.SMS_INBOUND_TOKEN = "inbound-secret"
+    same_phone = Patient.objects.create(clinic=clinic, first_name="Bea", last_name="Lee", phone=patient.phone,
+                                        reminder_channels=["sms"], sms_consent=True)
+
+    response = client.post("/reminders/sms/inbound/?token=inbound-secret", {"From": patient.phone, "Body": " Stop "})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/xml"
+    for person in (patient, same_phone):
+        person.refresh_from_db()
+        assert ("sms" in person.reminder_channels, person.sms_consent) == (False, False)
+    assert ContactOptOut.objects.filter(channel="sms", via="sms_stop").count() == 2
+
+
+def test_other_replies_change_nothing(client, settings, patient):
+    settings.SMS_INBOUND_TOKEN = "inbound-secret"
+    response = client.post("/reminders/sms/inbound/?token=inbound-secret", {"From": patient.phone, "Body": "Thanks"})
+    assert response.status_code == 200
+    patient.refresh_from_db()
+    assert patient.sms_consent is True
+
+
+def test_inbound_sms_without_the_token_is_refused(client, settings, patient):
+    settings.SMS_INBOUND_TOKEN = "inbound-secret"
+    assert client.post("/reminders/sms/inbound/?token=wrong", {"From": patient.phone, "Body": "STOP"}).status_code == 403
+    settings.SMS_INBOUND_TOKEN = ""  # unset: nothing is accepted
+    assert client.post("/reminders/sms/inbound/", {"From": patient.phone, "Body": "STOP"}).status_code == 403
+    patient.refresh_from_db()
+    assert patient.sms_consent is True
+
+
+def test_inbound_sms_needs_a_sender_and_a_post(client, settings, db):
+    settings.SMS_INBOUND_TOKEN = "t"
+    response = client.post("/reminders/sms/inbound/?token=t", {"Body": "STOP"})
+    assert (response.status_code, response.content) == (400, b"From is required.")
+    assert client.get("/reminders/sms/inbound/?token=t").status_code == 405
+
+
+def test_twilio_inbound_requests_are_checked_by_their_signature(client, settings, patient):
+    settings.SMS_BACKEND = "scheduler.reminders.channels.TwilioSmsBackend"
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.SMS_FROM = "AC1", "auth-token", "+447700900999"
+    params = {"From": patient.phone, "Body": "STOP", "To": "+447700900999"}
+    url = "http://testserver/reminders/sms/inbound/"
+    # Twilio's scheme: HMAC-SHA1 over the URL and the sorted POST parameters, base64
+    signed = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    signature = base64.b64encode(hmac.new(b"auth-token", signed.encode(), hashlib.sha1).digest()).decode()
+
+    assert client.post(url, params, HTTP_X_TWILIO_SIGNATURE="bm90IGl0").status_code == 403
+    patient.refresh_from_db()
+    assert patient.sms_consent is True
+    assert client.post(url, params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
+    patient.refresh_from_db()
+    assert patient.sms_consent is False
