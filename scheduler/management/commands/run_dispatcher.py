@@ -3,15 +3,18 @@
 bin/run starts it in the background next to runserver. With a broker configured,
 Celery beat and workers do this instead; running both is still safe (claims are exclusive).
 """
+import logging
 import os
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from scheduler.reminders import dispatch
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -30,7 +33,13 @@ class Command(BaseCommand):
         if not options["once"]:
             self.stdout.write(f"Reminder dispatcher: checking the outbox every {interval:g}s.")
         while True:
-            counts = dispatch.dispatch_local(now=timezone.now())  # the clock is read here, at the edge
+            try:
+                counts = dispatch.dispatch_local(now=timezone.now())  # the clock is read here, at the edge
+            except DatabaseError as exc:  # the database restarting must not end the loop; rows wait
+                if options["once"]:
+                    raise
+                log.warning("dispatcher pass failed, retrying in %ss: %s", interval, exc)
+                counts = {}
             if counts:
                 self.stdout.write("Outbox: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))
             if options["once"]:
