@@ -32,6 +32,12 @@ class Command(BaseCommand):
         parent = os.getppid()
         if not options["once"]:
             self.stdout.write(f"Reminder dispatcher: checking the outbox every {interval:g}s.")
+        try:
+            self._loop(interval, parent, options)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C in a terminal: stop quietly
+
+    def _loop(self, interval: float, parent: int, options: dict) -> None:
         while True:
             try:
                 counts = dispatch.dispatch_local(now=timezone.now())  # the clock is read here, at the edge
@@ -45,6 +51,17 @@ class Command(BaseCommand):
             if options["once"]:
                 return
             close_old_connections()
-            time.sleep(interval)
-            if options["exit_with_parent"] and os.getppid() != parent:
-                return  # re-parented: whoever started us (bin/run's server) is gone
+            if not self._wait(interval, parent if options["exit_with_parent"] else None):
+                return
+
+    @staticmethod
+    def _wait(seconds: float, parent: int | None) -> bool:
+        """Sleep; False as soon as the parent is gone (we were re-parented), checking every second."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if parent is not None and os.getppid() != parent:
+                return False  # whoever started us (bin/run's server) has exited
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 1.0))
