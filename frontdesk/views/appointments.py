@@ -26,13 +26,15 @@ from scheduler.errors import InvalidInput, InvalidTransition, UnableToBook
 def _detail(request, appointment, *, clear_form=None, cancel_form=None, error=None, status=200):
     now = timezone.now()
     pending = appointment.status == AppointmentStatus.PENDING_CLEARANCE
+    reminders = selectors.appointment_reminders(appointment)
     return page(request, "frontdesk/appointment_detail.html", {
         "appointment": appointment,
         "patient": appointment.patient,
         "clear_form": clear_form or ClearForm(),
         "cancel_form": cancel_form or CancelForm(),
         "clearance_reasons": checks.clearance_reasons(appointment) if pending else [],
-        "reminders": selectors.appointment_reminders(appointment),
+        "reminders": reminders,
+        "reminders_total": sum(len(group.messages) for group in reminders),
         "audit": appointment.audit_events.select_related("actor_user"),
         "started": appointment.start_at <= now,
         "active": appointment.is_active,

@@ -213,3 +213,10 @@ def test_a_booking_through_the_front_desk_lists_its_reminders(reception, clinic,
     rows = OutboxMessage.objects.exclude(channel=Channel.WEBHOOK).filter(appointment__patient=patient)
     assert rows.exists()
     assert f'Due <span class="count">{rows.filter(status__in=["held", "pending"]).count()}</span>' in page
+
+
+def test_no_reminders_says_so_once(reception, clinic, pending):
+    OutboxMessage.objects.filter(appointment=pending).delete()
+    page = squash(reception.get(url("appointment", clinic, pending)))
+    assert "No reminders for this appointment yet: they are held until it is cleared." in page
+    assert 'Due <span class="count">' not in page

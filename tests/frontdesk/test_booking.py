@@ -169,3 +169,9 @@ def test_the_patient_header_shows_whom_we_book_for(reception, clinic, patient, f
     response = reception.get(url("book", clinic, patient))
     assert "Book for Olivia Bennett" in squash(response)
     assert text_by_id(response.content, "when-help").startswith("In clinic time")
+
+
+def test_a_day_without_a_time_offers_the_first_times_from_that_day(reception, clinic, patient, practitioner, frozen):
+    page = squash(check(reception, clinic, patient, procedure="botox", date="2026-03-04"))
+    assert "Possible from Wed 4 Mar 2026, will be confirmed" in page
+    assert 'value="2026-03-04T09:00:00+00:00"' in page
