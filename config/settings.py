@@ -258,6 +258,8 @@ SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH") or str(BASE_DIR / "var" / "sms.j
 SMS_FROM = os.environ.get("SMS_FROM", "")
 # Inbound SMS (STOP replies) without Twilio's signature check must carry ?token=<this>; unset = refused.
 SMS_INBOUND_TOKEN = os.environ.get("SMS_INBOUND_TOKEN", "")
+# The public URL the provider posts replies to, if it differs from what Django sees (a proxy in front).
+SMS_INBOUND_URL = os.environ.get("SMS_INBOUND_URL", "")
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")

@@ -121,3 +121,16 @@ def test_twilio_inbound_requests_are_checked_by_their_signature(client, settings
     assert client.post(url, params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
     patient.refresh_from_db()
     assert patient.sms_consent is False
+
+
+def test_behind_a_proxy_the_signature_is_checked_against_the_public_url(client, settings, patient):
+    settings.SMS_BACKEND = "scheduler.reminders.channels.TwilioSmsBackend"
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.SMS_FROM = "AC1", "auth-token", "+447700900999"
+    settings.SMS_INBOUND_URL = "https://clinic.example/reminders/sms/inbound/"
+    params = {"From": patient.phone, "Body": "STOP"}
+    signed = settings.SMS_INBOUND_URL + "".join(f"{k}{params[k]}" for k in sorted(params))
+    signature = base64.b64encode(hmac.new(b"auth-token", signed.encode(), hashlib.sha1).digest()).decode()
+
+    assert client.post("/reminders/sms/inbound/", params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
+    patient.refresh_from_db()
+    assert patient.sms_consent is False
