@@ -7,13 +7,13 @@ change. The appointment's unsent rows are locked here too, so a dispatcher
 """
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
@@ -32,10 +32,6 @@ from scheduler.reminders.models import (
     WebhookEndpoint,
 )
 from scheduler.reminders.timing import Direction, Plan, QuietHours, plan_due
-
-log = logging.getLogger(__name__)
-
-PATIENT_CHANNELS = (Channel.EMAIL, Channel.SMS)
 
 EVENT_FOR_CHANGE = {
     AuditAction.BOOKED: "appointment.created",
@@ -350,9 +346,8 @@ def webhook_endpoint_create(*, client, url: str, events: list[str] | None = None
     endpoint = WebhookEndpoint(client=client, url=url, events=events or [], description=description)
     try:
         endpoint.full_clean(exclude=["secret"])
-    except Exception as exc:  # ValidationError: the caller gets one clear domain error
-        messages = getattr(exc, "message_dict", {"url": [str(exc)]})
-        field, problems = next(iter(messages.items()))
+    except ValidationError as exc:  # the caller gets one clear domain error, naming the field
+        field, problems = next(iter(exc.message_dict.items()))
         raise InvalidInput("invalid_webhook_endpoint", " ".join(problems), field=field)
     endpoint.save()
     return endpoint

@@ -132,10 +132,14 @@ def subprocess_database_url() -> str:
 class Proc:
     """A subprocess in its own process group, so stop() and kill() reach everything it started."""
 
+    # However a test run ends (even killed itself), nothing it started outlives this many seconds.
+    LIFETIME_SECONDS = 180
+
     def __init__(self, args: list[str], env: dict, log: Path) -> None:
         self.log = log
         self._handle = log.open("ab")
-        self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT,
+        bounded = ["timeout", "--kill-after=5", str(self.LIFETIME_SECONDS), *args]
+        self.popen = subprocess.Popen(bounded, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 
     def output(self) -> str:
