@@ -70,7 +70,7 @@ def schedule_columns(*, user, clinic: Clinic, days: list[date], practitioner_id=
             columns.setdefault(appointment.practitioner_id, ScheduleColumn(
                 appointment.practitioner.name, days[0], appointment.practitioner)).appointments.append(appointment)
         return list(columns.values())
-    by_day = {day: ScheduleColumn(f"{day:%A} {day.day} {day:%b}", day, None) for day in days}
+    by_day = {day: ScheduleColumn(f"{day:%a} {day.day} {day:%b}", day, None) for day in days}
     for appointment in appointments:
         day = appointment.start_at.astimezone(clinic.tz).date()
         if day in by_day:

@@ -1,5 +1,5 @@
 """Patient search, new patient and edit (errors next to their fields), and the timeline."""
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 
