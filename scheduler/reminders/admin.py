@@ -1,9 +1,15 @@
-"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs."""
+"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs.
+
+Outbox rows and opt-outs hold patients' contact details, so a clinic
+administrator sees only their own clinics' rows; webhook endpoints (and their
+secrets) serve platforms across clinics and are for superusers only.
+"""
 from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from clinic.admin import ClinicScopedAdmin
 from scheduler.reminders import services
 from scheduler.reminders.models import (
     ContactOptOut,
@@ -50,9 +56,10 @@ class ReminderTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(ClinicScopedAdmin):
     """What is due, sent and failed. Rows change only through the dispatcher and the actions below."""
 
+    clinic_path = "appointment__clinic"
     list_display = ["due_at", "status", "kind", "channel", "event", "attempts", "appointment_link", "recipient",
                     "short_error"]
     list_filter = ["status", "channel", "kind", "appointment__clinic"]
@@ -94,8 +101,18 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         self.message_user(request, f"{count} message(s) cancelled.", messages.SUCCESS)
 
 
+class SuperuserOnly:
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    has_change_permission = has_add_permission = has_delete_permission = has_view_permission
+
+
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
     list_display = ["client", "url", "is_active", "events", "created_at"]
     list_filter = ["is_active", "client"]
     readonly_fields = ["secret", "created_at"]
@@ -112,7 +129,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(ContactOptOut)
-class ContactOptOutAdmin(admin.ModelAdmin):
+class ContactOptOutAdmin(ClinicScopedAdmin):
+    clinic_path = "patient__clinic"
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
 

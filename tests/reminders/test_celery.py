@@ -44,7 +44,7 @@ def _forget_queue(url: str, queue: str) -> None:
     """Leave the shared Redis as we found it: our queue, its binding, and unacked copies of our tasks."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        client.delete(queue, f"_kombu.binding.{queue}")
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         for tag, raw in client.hscan_iter("unacked"):
             try:
                 routing_key = json.loads(raw)[2]
