@@ -12,10 +12,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from clinic.models import Appointment, Patient
-from scheduler import booking, rules
+from scheduler import rules
 from scheduler.availability import Slot
-from scheduler.booking import MAX_AVAILABILITY_DAYS, BookingCheck, appointment_check, appointment_slots
-from scheduler.timeutils import require_aware
+from scheduler.booking import (
+    MAX_AVAILABILITY_DAYS,
+    BookingCheck,
+    appointment_check,
+    appointment_recheck,
+    appointment_reschedule_check,
+    appointment_slots,
+)
 
 SLOT_COUNT = 6
 
@@ -78,13 +84,14 @@ class Panel:
 
 
 def _slots_from(anchor: datetime | None, *, patient: Patient, procedure_code: str, area_code, practitioner_id,
-                now: datetime) -> list[Slot]:
+                now: datetime, ignore_appointment: Appointment | None = None) -> list[Slot]:
     if anchor is None:
         return []
     days = min(settings.BOOKING_SEARCH_DAYS, MAX_AVAILABILITY_DAYS)
     found = appointment_slots(patient=patient, procedure_code=procedure_code, window_start=anchor,
                               window_end=anchor + timedelta(days=days), now=now, area_code=area_code,
-                              practitioner_id=practitioner_id, limit=SLOT_COUNT * 4)
+                              practitioner_id=practitioner_id, limit=SLOT_COUNT * 4,
+                              ignore_appointment=ignore_appointment)
     # With any practitioner, offer different times (the first practitioner free at each), not the same time twice.
     distinct: dict[datetime, Slot] = {}
     for slot in found:
@@ -116,46 +123,23 @@ def booking_panel(*, patient: Patient, procedure_code: str, now: datetime, start
     return panel
 
 
-def reschedule_check(*, appointment: Appointment, start_at: datetime, now: datetime,
-                     practitioner_id=None) -> BookingCheck:
-    """A dry run of `appointment_reschedule`: the same request and check, leaving the appointment itself out.
-
-    scheduler.booking has no public dry run for a reschedule (appointment_check
-    cannot leave the appointment out, so it would clash with itself). This
-    follows appointment_reschedule step by step, without taking locks; it
-    belongs in scheduler.booking as `appointment_reschedule_check`.
-    """
-    start = require_aware(start_at, field="start")
-    duration = appointment.end_at - appointment.start_at
-    req = booking._request(  # noqa: SLF001 - see the docstring
-        patient=appointment.patient, procedure_code=appointment.procedure_id, start_at=start,
-        area_code=appointment.area_id, practitioner_id=practitioner_id or appointment.practitioner_id,
-        end_at=start + duration, now=now, lock=False)
-    return booking._check(req, ignore_appointment=appointment)  # noqa: SLF001
-
-
 def reschedule_panel(*, appointment: Appointment, now: datetime, start: datetime | None = None,
                      day_start: datetime | None = None, practitioner_id=None) -> Panel:
     exact, probe = _probe(start, day_start, now)
-    check = reschedule_check(appointment=appointment, start_at=probe, now=now, practitioner_id=practitioner_id)
+    check = appointment_reschedule_check(appointment=appointment, start_at=probe, now=now,
+                                         practitioner_id=practitioner_id)
     panel = Panel(exact=exact, checked_at=probe, check=check, from_day=day_start is not None and not exact)
     anchor = check.earliest_eligible_start
     if exact and panel.allowed:
         anchor = probe + timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-    # appointment_slots cannot leave the appointment out either: its own current time shows as busy.
     panel.slots = [s for s in _slots_from(
         anchor, patient=appointment.patient, procedure_code=appointment.procedure_id, area_code=appointment.area_id,
-        practitioner_id=practitioner_id or appointment.practitioner_id, now=now) if s.start_at != appointment.start_at]
+        practitioner_id=practitioner_id or appointment.practitioner_id, now=now, ignore_appointment=appointment)
+        if s.start_at != appointment.start_at]
     return panel
 
 
 def clearance_reasons(appointment: Appointment) -> list[rules.Violation]:
-    """What a clinician is asked to clear: the relative contraindications standing now.
-
-    Built as appointment_clear builds its re-check (scheduler.booking offers no
-    public read for it).
-    """
-    req = booking._Request(appointment.patient, appointment.procedure, appointment.area,  # noqa: SLF001
-                           appointment.start_at, appointment.end_at, [appointment.practitioner])
-    check = booking._check(req, ignore_appointment=appointment)  # noqa: SLF001
+    """What a clinician is asked to clear: the relative contraindications (and any new block) standing now."""
+    check = appointment_recheck(appointment=appointment)
     return list(check.evaluation.needs_clearance) + list(check.evaluation.blocking)

@@ -291,19 +291,31 @@ def appointment_book(*, patient: Patient, procedure_code: str, start_at: datetim
     return BookingResult(appointment, check)
 
 
+def _reschedule_request(appointment: Appointment, patient: Patient, start_at: datetime, practitioner_id,
+                        now: datetime, *, lock: bool) -> _Request:
+    if appointment.status not in (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED):
+        raise InvalidTransition("not_reschedulable",
+                                f"A {appointment.get_status_display().lower()} appointment cannot be moved.")
+    start = require_aware(start_at, field="start")
+    return _request(patient=patient, procedure_code=appointment.procedure_id, start_at=start,
+                    area_code=appointment.area_id, practitioner_id=practitioner_id or appointment.practitioner_id,
+                    end_at=start + (appointment.end_at - appointment.start_at), now=now, lock=lock)
+
+
+def appointment_reschedule_check(*, appointment: Appointment, start_at: datetime, now: datetime,
+                                 practitioner_id=None) -> BookingCheck:
+    """A dry run of a reschedule: the same checks, leaving the appointment itself out."""
+    req = _reschedule_request(appointment, appointment.patient, start_at, practitioner_id, now, lock=False)
+    return _check(req, ignore_appointment=appointment)
+
+
 def appointment_reschedule(*, appointment: Appointment, start_at: datetime, actor: Actor, now: datetime,
                            practitioner_id=None, reason: str = "") -> BookingResult:
     with transaction.atomic():
         patient = _lock_patient(appointment.patient)
         current = _lock_appointment(appointment.pk)
-        if current.status not in (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED):
-            raise InvalidTransition("not_reschedulable",
-                                    f"A {current.get_status_display().lower()} appointment cannot be moved.")
-        duration = current.end_at - current.start_at
-        start = require_aware(start_at, field="start")
-        req = _request(patient=patient, procedure_code=current.procedure_id, start_at=start,
-                       area_code=current.area_id, practitioner_id=practitioner_id or current.practitioner_id,
-                       end_at=start + duration, now=now, lock=True)
+        req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
+        # Race condition: re-checked under the patient and practitioner locks.
         check = _check(req, ignore_appointment=current)
         if not check.eligible:
             raise UnableToBook(check)
@@ -342,6 +354,17 @@ def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime,
     return current
 
 
+def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
+    req = _Request(patient, appointment.procedure, appointment.area, appointment.start_at, appointment.end_at,
+                   [appointment.practitioner])
+    return _check(req, ignore_appointment=appointment)
+
+
+def appointment_recheck(*, appointment: Appointment) -> BookingCheck:
+    """The rules as they stand now for a booked appointment: why it is pending, or what it would break now."""
+    return _recheck(appointment, appointment.patient)
+
+
 def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, reason: str) -> Appointment:
     """A clinician accepts the relative contraindications of a pending booking, with a reason."""
     if not actor.clinical:
@@ -354,9 +377,7 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         if current.status != AppointmentStatus.PENDING_CLEARANCE:
             raise InvalidTransition("not_pending_clearance", "Only a booking pending clearance can be cleared.")
         # Race condition: the patient's history may have changed since booking; re-check under the lock.
-        req = _Request(patient, current.procedure, current.area, current.start_at, current.end_at,
-                       [current.practitioner])
-        check = _check(req, ignore_appointment=current)
+        check = _recheck(current, patient)
         if check.evaluation.blocking:
             raise UnableToBook(replace(check, availability=()))
         cleared_rules = sorted({v.rule_id for v in check.evaluation.needs_clearance})
@@ -399,6 +420,8 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
 
 
 def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
+    if not actor.clinical:
+        raise NotAllowed("clinician_required", "Only a clinician can mark a no-show.")
     with transaction.atomic():
         _lock_patient(appointment.patient)
         current = _lock_appointment(appointment.pk)
@@ -421,7 +444,7 @@ MAX_AVAILABILITY_DAYS = 92
 
 def appointment_slots(*, patient: Patient, procedure_code: str, window_start: datetime, window_end: datetime,
                       now: datetime, area_code: str | None = None, practitioner_id=None,
-                      limit: int | None = None) -> list[Slot]:
+                      limit: int | None = None, ignore_appointment: Appointment | None = None) -> list[Slot]:
     """Free slots in the window that are also interval-eligible for this patient.
 
     One pass: the engine's blocked ranges for the whole window, then the
@@ -441,10 +464,12 @@ def appointment_slots(*, patient: Patient, procedure_code: str, window_start: da
     candidates = _candidates(patient, procedure, practitioner_id, lock=False)
     tz = patient.clinic.tz
     duration = timedelta(minutes=procedure.duration_minutes)
+    ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
     blocked = rules.blocked_ranges(
         selectors.timeline_for_patient(patient.pk), selectors.rulebook_load(),
-        rules.Proposal(procedure.code, start, area.code if area else None), tz, end)
-    schedule = Schedule(candidates, tz, start, end + duration)
+        rules.Proposal(procedure.code, start, area.code if area else None, ignore), tz, end)
+    schedule = Schedule(candidates, tz, start, end + duration,
+                        ignore_appointment_id=ignore_appointment.pk if ignore_appointment else None)
     slots = schedule.free_slots(duration=duration, step=timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES),
                                 window_start=start, window_end=end, blocked=blocked)
     found = []

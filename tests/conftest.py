@@ -46,6 +46,14 @@ def _service_markers(request):
         _missing(f"this test needs Redis at {redis_url()}")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings, request):
+    """Each test gets an empty local cache: throttle and sign-in counters never leak between
+    tests or runs, and time travel moves their expiry (a Redis TTL would not move)."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": request.node.nodeid}}
+
+
 @pytest.fixture
 def catalogue(db):
     """The shipped catalogue and default rules, as setup_demo loads them."""

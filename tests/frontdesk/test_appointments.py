@@ -95,16 +95,21 @@ def test_a_pending_booking_must_be_cleared_before_completion(clinical, clinic, p
     assert response.status_code == 409 and "must clear this booking" in squash(response)
 
 
-def test_no_show_after_the_start(reception, clinic, started, upcoming):
-    assert reception.post(url("no_show", clinic, started)).status_code == 302
+def test_no_show_is_a_clinician_action_after_the_start(reception, clinical, clinic, started, upcoming):
+    assert reception.post(url("no_show", clinic, started)).status_code == 403
+    started.refresh_from_db()
+    assert started.status == AppointmentStatus.CONFIRMED
+    assert clinical.post(url("no_show", clinic, started)).status_code == 302
     started.refresh_from_db()
     assert started.status == AppointmentStatus.NO_SHOW
-    assert reception.post(url("no_show", clinic, upcoming)).status_code == 409
+    assert clinical.post(url("no_show", clinic, upcoming)).status_code == 409
 
 
 def test_clinician_buttons_show_only_when_they_apply(reception, clinical, clinic, started, upcoming):
     assert "Mark completed" in squash(clinical.get(url("appointment", clinic, started)))
     assert "Mark completed" not in squash(reception.get(url("appointment", clinic, started)))
+    assert "Mark no-show" in squash(clinical.get(url("appointment", clinic, started)))
+    assert "Mark no-show" not in squash(reception.get(url("appointment", clinic, started)))
     page = squash(clinical.get(url("appointment", clinic, upcoming)))
     assert "Mark completed" not in page and "once the appointment has started" in page
 

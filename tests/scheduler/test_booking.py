@@ -14,7 +14,9 @@ from scheduler.booking import (
     appointment_clear,
     appointment_complete,
     appointment_mark_no_show,
+    appointment_recheck,
     appointment_reschedule,
+    appointment_reschedule_check,
     appointment_slots,
 )
 from scheduler.errors import InvalidInput, InvalidTransition, NotAllowed, UnableToBook
@@ -373,8 +375,8 @@ def test_no_show_frees_the_timeline(patient, practitioner, now):
     later = local(2026, 3, 10, 11)
 
     with pytest.raises(InvalidTransition):
-        appointment_mark_no_show(appointment=appointment, actor=RECEPTION, now=now)
-    appointment_mark_no_show(appointment=appointment, actor=RECEPTION, now=later)
+        appointment_mark_no_show(appointment=appointment, actor=CLINICIAN, now=now)
+    appointment_mark_no_show(appointment=appointment, actor=CLINICIAN, now=later)
 
     assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.NO_SHOW
     assert appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 12),
@@ -391,7 +393,7 @@ def test_booking_queries_do_not_grow_with_history(patient, practitioner, now, hi
         history_size, patient=patient, procedure_id="plasma_pen",
         performed_at=datetime(2020, 1, 1, tzinfo=UTC))
 
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(30):
         book(patient, "botox", local(2026, 3, 10), now)
 
 
@@ -401,5 +403,44 @@ def test_a_refusal_with_its_next_slot_does_not_grow_with_history(patient, practi
     ProcedureRecordFactory.create_batch(history_size, patient=patient, procedure_id="botox",
                                         performed_at=local(2026, 3, 1, 15))
 
-    with django_assert_max_num_queries(30), pytest.raises(UnableToBook):
+    with django_assert_max_num_queries(32), pytest.raises(UnableToBook):
         book(patient, "microneedling", local(2026, 3, 10), now)
+
+
+def test_no_show_needs_a_clinician(patient, practitioner, now):
+    appointment = book(patient, "botox", local(2026, 3, 10), now).appointment
+
+    with pytest.raises(NotAllowed):
+        appointment_mark_no_show(appointment=appointment, actor=RECEPTION, now=local(2026, 3, 10, 11))
+
+
+def test_reschedule_check_is_a_dry_run_that_leaves_the_appointment_out(patient, practitioner, now):
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+
+    later_same_day = appointment_reschedule_check(appointment=appointment, start_at=local(2026, 3, 10, 10, 30),
+                                                  now=now)
+
+    assert later_same_day.outcome == Outcome.CONFIRMED  # neither its own slot nor its own interval stands in the way
+    assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)
+
+
+def test_slots_for_a_move_leave_the_appointment_out(patient, practitioner, now):
+    appointment = book(patient, "microneedling", local(2026, 3, 10, 9), now).appointment
+
+    kept = appointment_slots(patient=patient, procedure_code="microneedling", window_start=local(2026, 3, 10, 0),
+                             window_end=local(2026, 3, 10, 12), now=now)
+    moving = appointment_slots(patient=patient, procedure_code="microneedling", window_start=local(2026, 3, 10, 0),
+                               window_end=local(2026, 3, 10, 12), now=now, ignore_appointment=appointment)
+
+    assert local(2026, 3, 10, 9) not in {slot.start_at for slot in kept}  # its own booking holds 09:00
+    assert moving[0].start_at == local(2026, 3, 10, 9)
+
+
+def test_recheck_says_why_a_booking_is_pending(patient, practitioner, now):
+    PatientConditionFactory(patient=patient, condition_id="diabetes", status="active")
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+
+    check = appointment_recheck(appointment=appointment)
+
+    assert [v.conflicts_with.code for v in check.evaluation.needs_clearance] == ["diabetes"]
+    assert check.eligible
