@@ -349,9 +349,11 @@ def test_clear_pending_booking(api, clinical_api, patient, practitioner):
     assert response.status_code == 200 and response.json()["status"] == "confirmed"
 
 
-def test_no_show(api, patient, practitioner):
+def test_no_show_needs_the_clinicians_right(api, clinical_api, patient, practitioner):
     appointment = _past_appointment(patient, practitioner)
-    response = api.post(f"/api/v1/appointments/{appointment.pk}/no-show/", {}, format="json")
+    refused = api.post(f"/api/v1/appointments/{appointment.pk}/no-show/", {}, format="json")
+    response = clinical_api.post(f"/api/v1/appointments/{appointment.pk}/no-show/", {}, format="json")
+    assert refused.status_code == 403
     assert response.status_code == 200 and response.json()["status"] == "no_show"
 
 
