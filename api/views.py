@@ -478,7 +478,7 @@ class AppointmentClearApi(_AppointmentAction):
                                          reason=data["reason"])
 
 
-@_action_schema("Mark that the patient did not come", EmptyIn)
+@_action_schema("Mark that the patient did not come (clinician's right)", EmptyIn, forbidden=True)
 class AppointmentNoShowApi(_AppointmentAction):
     def act(self, appointment, actor, data):
         return booking.appointment_mark_no_show(appointment=appointment, actor=actor, now=timezone.now())
