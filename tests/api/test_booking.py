@@ -375,3 +375,15 @@ def test_two_practitioners_the_first_free_one_is_chosen(api, clinic, patient, pr
     first = book(api, patient, procedure="botox").json()
     second = book(api, PatientFactory(clinic=clinic), procedure="botox").json()
     assert first["practitioner"] != second["practitioner"]
+
+
+def test_appointment_detail_lists_its_planned_reminders(api, patient, practitioner):
+    from scheduler.reminders.defaults import care_texts_load
+
+    care_texts_load()
+    created = book(api, patient).json()
+    reminders = api.get(f"/api/v1/appointments/{created['id']}/").json()["reminders"]
+    assert reminders, "booking microneedling plans at least a confirmation and pre-care"
+    assert {r["channel"] for r in reminders} <= {"email", "sms"}  # webhook deliveries are not reminders
+    assert all(r["due_at"].endswith("+00:00") for r in reminders)  # London's offset in March
+    assert {"kind", "channel", "due_at", "status"} == set(reminders[0])
