@@ -262,7 +262,7 @@ def test_a_booking_cancelled_before_anyone_was_told_sends_nothing(patient, pract
 def test_a_no_show_cancels_what_was_still_to_come(patient, practitioner, now):
     appointment = book(patient, "botox", london(2026, 3, 2, 10), now)
     deliver(now)
-    appointment_mark_no_show(appointment=appointment, actor=RECEPTION, now=london(2026, 3, 2, 11))
+    appointment_mark_no_show(appointment=appointment, actor=CLINICIAN, now=london(2026, 3, 2, 11))
     assert not OutboxMessage.objects.filter(appointment=appointment, status__in=["pending", "held"]).exists()
 
 
