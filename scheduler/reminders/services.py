@@ -94,7 +94,7 @@ def _with_patient_and_clinic(appointment: Appointment) -> Appointment:
 
 
 def outbox_on_change(*, appointment: Appointment, change: str, now: datetime, previous: dict | None = None) -> None:
-    """Bring `appointment`'s outbox in line with `change` (an AuditAction value). Idempotent per state."""
+    """Bring `appointment`'s outbox in line with `change` (an AuditAction value); called once per change."""
     appointment = _with_patient_and_clinic(appointment)
     work = _Change(appointment, now)
     if change == AuditAction.BOOKED:
