@@ -173,7 +173,7 @@ def _domain_problem(exc: DomainError, instance: str, tz: tzinfo | None) -> Respo
         return problem_response(body)
     extra = {}
     if isinstance(exc, InvalidInput):
-        extra["errors"] = {exc.field or "non_field_errors": [exc.message]}
+        extra["errors"] = exc.errors
         return problem_response(problem(400, code=exc.code, kind="validation_error", title="Invalid input",
                                         detail=exc.message, instance=instance, **extra))
     return problem_response(problem(status_code, code=exc.code, detail=exc.message, instance=instance))

@@ -36,9 +36,11 @@ def _validated(patient: Patient) -> Patient:
     try:
         patient.full_clean(exclude=["clinic"])
     except ValidationError as error:
-        field, messages = next(iter(error.message_dict.items()))
-        field = None if field == "__all__" else field
-        raise InvalidInput("invalid_patient", " ".join(messages), field=field)
+        errors = {("non_field_errors" if name == "__all__" else name): list(messages)
+                  for name, messages in error.message_dict.items()}
+        field, messages = next(iter(errors.items()))
+        raise InvalidInput("invalid_patient", " ".join(messages),
+                           field=None if field == "non_field_errors" else field, errors=errors)
     return patient
 
 

@@ -55,8 +55,10 @@ class FrontdeskForm(forms.Form):
                 self.fields[name].widget.attrs["aria-invalid"] = "true"
 
     def add_domain_error(self, error: DomainError) -> None:
-        field = DOMAIN_FIELD_MAP.get(error.field or "", error.field)
-        self.add_error(field if field in self.fields else None, error.message)
+        for name, messages in getattr(error, "errors", {error.field or "": [error.message]}).items():
+            field = DOMAIN_FIELD_MAP.get(name, name)
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
 
 
 class DateInput(forms.DateInput):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -51,6 +51,7 @@ class BookingCheck:
     practitioner: Practitioner | None
     start_at: datetime
     end_at: datetime
+    tz: tzinfo
     next_available_slot: Slot | None = None
 
     @property
@@ -214,7 +215,7 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
             availability = (availability_violation(
                 AvailabilityCode.NO_PRACTITIONER,
                 f"No practitioner who does {req.procedure.name} is free at that time."),)
-    check = BookingCheck(evaluation, availability, chosen, req.start_at, req.end_at)
+    check = BookingCheck(evaluation, availability, chosen, req.start_at, req.end_at, tz)
     if not check.eligible:
         check = replace(check, next_available_slot=_next_slot(
             req, timeline, rulebook, evaluation.earliest_eligible_start, ignore, ignore_id))

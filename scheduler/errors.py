@@ -22,7 +22,16 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    """The request is malformed or names something that does not exist (HTTP 400)."""
+    """The request is malformed or names something that does not exist (HTTP 400).
+
+    `errors` maps each offending field to its messages, so a form or an API
+    client sees every problem at once; by default it holds the one `field`.
+    """
+
+    def __init__(self, code: str, message: str, *, field: str | None = None,
+                 errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(code, message, field=field)
+        self.errors = errors or {field or "non_field_errors": [message]}
 
 
 class NotFound(DomainError):

@@ -130,3 +130,21 @@ def test_problem_mapping_of_odd_validation_errors():
         assert response.status_code == 400 and response.data["errors"], detail
     nested = exception_handler(ValidationError({"lines": [{}, {"x": ["bad"]}]}), {"request": None})
     assert nested.data["errors"] == {"lines.1.x": ["bad"]}
+
+
+@pytest.mark.redis
+@override_settings(API_THROTTLE_RATE="2/min")
+def test_throttle_counts_in_the_real_redis_cache(clinic, settings):
+    """Production counts in Redis (shared by every gunicorn worker); the limit holds there too."""
+    import uuid
+
+    from tests.api.conftest import http
+    from tests.conftest import redis_url
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": redis_url(), "KEY_PREFIX": f"test-{uuid.uuid4()}"}}
+    api = http(new_api_client(clinic)[1])
+
+    statuses = [api.get("/api/v1/clinics/").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]

@@ -230,3 +230,11 @@ def test_conditions_put_bad_lines_are_400_and_change_nothing(api, patient):
 def test_practitioners_from_other_clinics_never_listed_even_by_procedure(api, practitioner, other_clinic):
     PractitionerFactory(clinic=other_clinic, procedures=["botox"])
     assert api.get("/api/v1/practitioners/?procedure=botox").json()["count"] == 1
+
+
+def test_patient_with_several_bad_fields_gets_every_error_at_once(api, clinic):
+    response = api.post("/api/v1/patients/", {"clinic": str(clinic.pk), "first_name": "Ada", "last_name": "L",
+                                               "phone": "0770", "reminder_channels": ["email"]}, format="json")
+
+    errors = problem_of(response, 400)["errors"]
+    assert set(errors) == {"phone", "reminder_channels"}

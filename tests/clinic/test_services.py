@@ -135,3 +135,11 @@ def test_conditions_replace_refuses_bad_lines_and_keeps_the_old_intake(patient, 
     assert error.value.code == code
     assert list(PatientCondition.objects.filter(patient=patient).values_list("condition_id", flat=True)) == [
         "diabetes"]
+
+
+def test_patient_create_reports_every_bad_field_at_once(catalogue):
+    with pytest.raises(InvalidInput) as error:
+        patient_create(clinic=ClinicFactory(), today=TODAY, first_name="", last_name="X", phone="0770",
+                       email="not-an-address")
+
+    assert set(error.value.errors) == {"first_name", "phone", "email"}
