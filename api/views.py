@@ -18,7 +18,6 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 
 from api import schema as docs
-from api import selectors as api_selectors
 from api.access import caller_for
 from api.filters import AppointmentFilter, PatientFilter, PractitionerFilter
 from api.idempotency import idempotent
@@ -55,6 +54,7 @@ from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practi
 from clinic.selectors import appointments_in, patients_in
 from scheduler import booking
 from scheduler.errors import InvalidInput, NotFound
+from scheduler.reminders.selectors import reminders_for_appointment
 
 
 def _uuid(value) -> uuid.UUID | None:
@@ -407,7 +407,9 @@ class AppointmentDetailApi(ApiView):
     def get(self, request, appointment_id):
         appointment = self.appointment_from_url()
         data = dict(AppointmentOut(appointment).data)
-        data["reminders"] = api_selectors.appointment_reminders(appointment=appointment)
+        tz = appointment.clinic.tz
+        data["reminders"] = [{**row, "due_at": row["due_at"].astimezone(tz).isoformat()}
+                             for row in reminders_for_appointment(appointment.pk)]
         return Response(data)
 
 
