@@ -301,11 +301,13 @@ class PatientCondition(models.Model):
 
     class Meta:
         ordering = ["condition_id"]
+        # Two partial constraints rather than one with nulls_distinct=False, which
+        # SQLite would silently not enforce: once per area, and once with no area.
         constraints = [
-            models.UniqueConstraint(
-                fields=["patient", "condition", "area"], name="condition_once_per_area",
-                nulls_distinct=False,
-            ),
+            models.UniqueConstraint(fields=["patient", "condition", "area"], condition=Q(area__isnull=False),
+                                    name="condition_once_per_area"),
+            models.UniqueConstraint(fields=["patient", "condition"], condition=Q(area__isnull=True),
+                                    name="condition_once_without_area"),
         ]
 
     def __str__(self) -> str:

@@ -65,3 +65,15 @@ def test_database_refuses_working_hours_ending_before_they_start(catalogue):
 def test_patients_belong_to_one_clinic(db):
     patient = PatientFactory()
     assert Patient.objects.get(pk=patient.pk).clinic == patient.clinic
+
+
+@pytest.mark.parametrize("area", [None, "face"])
+def test_database_refuses_the_same_condition_twice_for_one_area(catalogue, area):
+    from clinic.models import PatientCondition
+
+    patient = PatientFactory()
+    PatientCondition.objects.create(patient=patient, condition_id="eczema", status="active", area_id=area)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PatientCondition.objects.create(patient=patient, condition_id="eczema", status="history", area_id=area)
+    PatientCondition.objects.create(patient=patient, condition_id="eczema", status="active", area_id="hands")
