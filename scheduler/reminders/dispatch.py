@@ -30,6 +30,7 @@ from clinic.models import AppointmentStatus
 from scheduler.reminders import channels, content
 from scheduler.reminders.consent import patient_accepts, unsubscribe_url
 from scheduler.reminders.models import Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
+from scheduler.reminders.timing import first_allowed_after
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class SendOutcome(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # consent withdrawn
     HELD = "held"
+    DEFERRED = "deferred"  # an SMS claimed in quiet hours (e.g. after an outage): due again when they end
     STALE = "stale"  # not ours any more: sent already, or claimed again by another dispatcher
     BUSY = "busy"  # another sender holds the row right now
 
@@ -133,6 +135,22 @@ def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
     return None
 
 
+def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
+    """Quiet hours hold at send time too: planning kept SMS out of them, but a backlog (workers down
+    overnight) must not go out at 3 a.m. Returns (status, new due_at, reason), or None to send now."""
+    from scheduler.reminders.services import quiet_hours  # services imports this module's callers
+
+    tz = message.appointment.clinic.tz
+    quiet = quiet_hours()
+    if not quiet.contains(now.astimezone(tz).time()):
+        return None
+    allowed = first_allowed_after(now, tz, quiet)
+    warns_ahead = message.template is not None and message.template.anchor == Anchor.START
+    if warns_ahead and allowed >= message.appointment.start_at:
+        return OutboxStatus.SKIPPED, None, "quiet hours last until the appointment starts"
+    return OutboxStatus.PENDING, allowed, "quiet hours: held until they end"
+
+
 def _deliver(message: OutboxMessage, now: datetime) -> tuple[str, str]:
     """Send it; return (provider id, recipient)."""
     patient = message.appointment.patient
@@ -174,6 +192,14 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             message.status, message.last_error = verdict
             message.save(update_fields=fields)
             return SendOutcome(verdict[0])
+        quiet = _quiet_hours_verdict(message, now) if message.channel == Channel.SMS else None
+        if quiet is not None:
+            message.status, due_at, message.last_error = quiet
+            if due_at is not None:  # waiting is not a failed attempt
+                message.due_at, message.attempts = due_at, message.attempts - 1
+                fields += ["due_at", "attempts"]
+            message.save(update_fields=fields)
+            return SendOutcome.DEFERRED if due_at is not None else SendOutcome.SKIPPED
         try:
             provider_id, recipient = _deliver(message, now)
         except (channels.PermanentSendError, content.RenderError) as exc:

@@ -176,3 +176,36 @@ def test_concurrent_claims_split_the_rows_between_dispatchers(clinic, practition
     assert len(due) == 12
     assert set(results[0]).isdisjoint(results[1])
     assert set(results[0]) | set(results[1]) == due
+
+
+def test_a_backlog_claimed_in_quiet_hours_is_not_texted_at_night(sms_row, scripted_sms, now):
+    """Workers were down overnight: the SMS due yesterday waits for 08:00; e-mail is not held."""
+    three_am = london(2026, 3, 3, 3, 0)
+    claims = outbox_claim_due(now=three_am)
+
+    outcomes = {c.message_id: outbox_send(message_id=c.message_id, claim_token=c.token, now=three_am)
+                for c in claims}
+
+    assert outcomes[sms_row.pk] == SendOutcome.DEFERRED
+    assert scripted_sms.sent == []
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.due_at, sms_row.attempts) == ("pending", london(2026, 3, 3, 8, 0), 0)
+    assert SendOutcome.SENT in outcomes.values()  # the e-mail confirmation went
+    dispatch.dispatch_local(now=london(2026, 3, 3, 8, 0))
+    assert str(sms_row.pk) in [sent["outbox_id"] for sent in scripted_sms.sent]
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.sent_at) == ("sent", london(2026, 3, 3, 8, 0))
+
+
+def test_a_pre_care_text_that_quiet_hours_would_push_past_the_appointment_is_skipped(
+        patient, practitioner, scripted_sms, now, settings):
+    settings.REMINDERS_SMS_QUIET_HOURS = ("21:00", "10:30")  # quiet until after a 10:00 appointment
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    row = OutboxMessage.objects.filter(appointment=appointment, channel="sms", template__anchor="start").first()
+    OutboxMessage.objects.filter(pk=row.pk).update(due_at=london(2026, 3, 4, 6, 0), status=OutboxStatus.PENDING)
+
+    dispatch.dispatch_local(now=london(2026, 3, 4, 6, 0))
+
+    row.refresh_from_db()
+    assert (row.status, row.last_error) == ("skipped", "quiet hours last until the appointment starts")
+    assert scripted_sms.sent == []
