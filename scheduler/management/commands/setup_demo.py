@@ -15,7 +15,7 @@ class Command(BaseCommand):
             help="Also create demo staff users (reception, clinician, clinicadmin, and -ny variants) "
                  "with this password. For local demos only.",
         )
-        parser.add_argument("--no-demo", action="store_true", help="Load only the catalogue and rules.")
+        parser.add_argument("--no-demo", action="store_true", help="Load only the catalogue, rules and care texts (production).")
 
     def handle(self, *args, **options):
         defaults.catalogue_load()
