@@ -228,6 +228,9 @@ else:
 BOOKING_SEARCH_DAYS = 90
 BOOKING_SLOT_STEP_MINUTES = int(os.environ.get("BOOKING_SLOT_STEP_MINUTES", "15"))
 
+# Benchmarks only (bench/, docs/benchmarks.md): mounts the bare-insert baseline under /bench/. Never in production.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

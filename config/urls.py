@@ -1,4 +1,5 @@
 """URL configuration: the admin, the public API and the front desk."""
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -8,6 +9,9 @@ urlpatterns = [
     path("reminders/", include("scheduler.reminders.urls")),  # unsubscribe links, inbound SMS
     path("", include("frontdesk.urls")),
 ]
+
+if settings.BENCH_ENDPOINTS:  # the benchmarks' bare-insert baseline (bench/baseline.py); off unless BENCH_ENDPOINTS=1
+    urlpatterns.insert(0, path("bench/", include("bench.urls")))
 
 # Under /api/ errors are problem details (JSON); elsewhere Django's own pages (api/problems.py).
 handler400 = "api.problems.bad_request"
