@@ -12,11 +12,13 @@ machines are noisy. Everything it starts binds 127.0.0.1 and stops by itself.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run (CI smoke check)")
     parser.add_argument("--only", action="append", help="run only these sections (repeatable)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the service with py-spy while booking and sending reminders; print where CPU went")
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
@@ -61,13 +65,29 @@ def main() -> int:
 
     report = Report(quick=args.quick)
     started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="clinic-bench-"))
+    failed = []
     for name, section in sections.ALL:
         if args.only and name not in args.only:
             continue
         print(f"# {name}", flush=True)
-        section(report, quick=args.quick, database_url=url)
+        began = time.monotonic()
+        try:
+            section(report, quick=args.quick, database_url=url, workdir=workdir, profile=args.profile)
+        except Exception:  # the other sections still run; the run then says it failed
+            traceback.print_exc()
+            failed.append(name)
+        print(f"  ({name}: {time.monotonic() - began:.1f} s)", flush=True)
     report.add("total_bench_time", time.monotonic() - started, "s")
-    report.write(ROOT / "bench" / "results.json", ROOT / "docs" / "benchmarks.md")
+    if args.profile:  # py-spy took CPU from the service: these figures describe the profile, not the service
+        print(f"profiled run: results not written; raw stacks in {workdir}", flush=True)
+    else:
+        report.write(ROOT / "bench" / "results.json", ROOT / "docs" / "benchmarks.md")
+    if failed:
+        print(f"sections that failed: {', '.join(failed)}; logs kept in {workdir}", flush=True)
+        return 1
+    if not args.profile:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

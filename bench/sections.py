@@ -30,7 +30,7 @@ def _history(n: int, *, seed: int, until: datetime) -> list:
             for i in range(n)]
 
 
-def engine(report, *, quick: bool, database_url: str) -> None:
+def engine(report, *, quick: bool, database_url: str, **_) -> None:
     """In-process eligibility checks over timelines of 10 to 10,000 events."""
     from scheduler.rules import Proposal, Timeline, evaluate
     from scheduler.selectors import rulebook_load
@@ -57,7 +57,7 @@ def engine(report, *, quick: bool, database_url: str) -> None:
     report.add("engine_growth_10_to_10000_events", medians[10_000] / medians[10], "x", target="< 5x")
 
 
-def availability(report, *, quick: bool, database_url: str) -> None:
+def availability(report, *, quick: bool, database_url: str, **_) -> None:
     """A 90-day availability query for a patient with a long history at a busy clinic."""
     from datetime import time as clock
 
@@ -121,4 +121,23 @@ def availability(report, *, quick: bool, database_url: str) -> None:
     report.add("availability_90_days_slots", counts[0], "slots")
 
 
-ALL = [("engine", engine), ("availability", availability)]
+def _load(report, **kwargs) -> None:
+    from bench.load import booking_load
+
+    booking_load(report, **kwargs)
+
+
+def _reminders(report, **kwargs) -> None:
+    from bench.pipeline import reminder_pipeline
+
+    reminder_pipeline(report, **kwargs)
+
+
+def _faults(report, **kwargs) -> None:
+    from bench.faults import faults
+
+    faults(report, **kwargs)
+
+
+ALL = [("engine", engine), ("availability", availability), ("booking", _load), ("reminders", _reminders),
+       ("faults", _faults)]
