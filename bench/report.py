@@ -22,10 +22,11 @@ class Report:
                 "python": platform.python_version(), "machine": platform.machine()}
         json_path.write_text(json.dumps({"meta": meta, "figures": self.figures}, indent=1) + "\n")
         begin, end = "<!-- figures:begin -->", "<!-- figures:end -->"
-        rows = ["| figure | value | unit | target |", "|---|---|---|---|"]
+        rows = ["| figure | value | unit | target | note |", "|---|---|---|---|---|"]
         for f in self.figures:
             value = f"{f['value']:.4g}" if isinstance(f["value"], float) else f["value"]
-            rows.append(f"| {f['name']} | {value} | {f['unit']} | {f['target']} |")
+            note = f["note"].replace("|", "/")
+            rows.append(f"| {f['name']} | {value} | {f['unit']} | {f['target']} | {note} |")
         table = "\n".join([begin, f"Run {meta['when']} ({'quick' if self.quick else 'full'}), Python "
                           f"{meta['python']}.", "", *rows, end])
         text = markdown_path.read_text() if markdown_path.exists() else "# Benchmarks\n\n" + begin + "\n" + end + "\n"
