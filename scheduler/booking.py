@@ -453,9 +453,10 @@ def appointment_slots(*, patient: Patient, procedure_code: str, window_start: da
     """
     procedure = _procedure(procedure_code)
     area = _area(area_code)
-    start = max(require_aware(window_start, field="from"), rules.ceil_minute(now))
+    asked_from = require_aware(window_start, field="from")
+    start = max(asked_from, rules.ceil_minute(now))  # slots in the past are not offered
     end = require_aware(window_end, field="to")
-    if end <= require_aware(window_start, field="from"):
+    if end <= asked_from:
         raise InvalidInput("window_end_before_start", "`to` must come after `from`.", field="to")
     if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
         raise InvalidInput("window_too_long", f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.",

@@ -1,0 +1,36 @@
+"""Settings from the environment: production guards and clear errors for bad values."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_settings(**env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")} | env
+    environment["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    return subprocess.run([sys.executable, "-c", "import django; django.setup(); print('ok')"], cwd=ROOT,
+                          env=environment, capture_output=True, text=True, timeout=60)
+
+
+def test_defaults_load_with_nothing_set():
+    assert load_settings().stdout.strip() == "ok"
+
+
+def test_a_missing_secret_key_is_an_error_when_required():
+    result = load_settings(DJANGO_REQUIRE_SECRET_KEY="1")
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set in production" in result.stderr
+    assert load_settings(DJANGO_REQUIRE_SECRET_KEY="1", DJANGO_SECRET_KEY="s3cret").stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_a_boolean_setting_refuses_what_it_cannot_read(value):
+    result = load_settings(DJANGO_DEBUG=value)
+
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be a boolean" in result.stderr
