@@ -86,10 +86,11 @@ def arrivals(*, user, clinic: Clinic, day: date) -> list[Appointment]:
                 .exclude(status=AppointmentStatus.CANCELLED).order_by("start_at"))
 
 
-def pending_clearance(*, user, clinic: Clinic, now: datetime) -> QuerySet[Appointment]:
+def pending_clearance(*, user, clinic: Clinic) -> QuerySet[Appointment]:
+    """Every booking still waiting for a clinician, however old: it stays in the queue until it
+    is cleared, moved, cancelled or marked a no-show, so none is forgotten."""
     return (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-            .filter(status=AppointmentStatus.PENDING_CLEARANCE, start_at__gte=now - timedelta(days=1))
-            .order_by("start_at"))
+            .filter(status=AppointmentStatus.PENDING_CLEARANCE).order_by("start_at"))
 
 
 @dataclass

@@ -33,6 +33,10 @@ from scheduler.errors import InvalidInput, InvalidTransition, NotAllowed, NotFou
 from scheduler.timeutils import require_aware, require_whole_minute
 
 
+# Reasons go into the audit trail; long enough for a clinical note, bounded all the same.
+MAX_REASON_LENGTH = 2000
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is acting: a staff user or an API client, and whether they hold the clinician's right."""
@@ -372,6 +376,9 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         raise NotAllowed("clinician_required", "Only a clinician can clear a contraindication.")
     if not reason or not reason.strip():
         raise InvalidInput("reason_required", "Say why the booking is cleared.", field="reason")
+    if len(reason.strip()) > MAX_REASON_LENGTH:
+        raise InvalidInput("reason_too_long", f"Keep the reason under {MAX_REASON_LENGTH} characters.",
+                           field="reason")
     with transaction.atomic():
         patient = _lock_patient(appointment.patient)
         current = _lock_appointment(appointment.pk)

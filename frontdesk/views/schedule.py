@@ -18,7 +18,7 @@ def today(request):
     return page(request, "frontdesk/today.html", {
         "search_form": PatientSearchForm(),
         "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
-        "pending": selectors.pending_clearance(user=request.user, clinic=clinic, now=now),
+        "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
         "now": now,
         "nav": "today",
     })

@@ -38,6 +38,15 @@ def test_today_lists_what_waits_for_clearance(reception, clinic, day_of_appointm
     assert text_by_id(response.content, "pending-heading") == "Waiting for clearance 1"
 
 
+def test_a_pending_booking_stays_in_the_queue_until_resolved(reception, clinic, patient, practitioner, frozen):
+    book(patient, practitioner, "microneedling", at_london(2026, 2, 20, 10),
+         status=AppointmentStatus.PENDING_CLEARANCE)  # ten days ago, never cleared
+
+    response = reception.get(url("today", clinic))
+
+    assert text_by_id(response.content, "pending-heading") == "Waiting for clearance 1"
+
+
 def test_day_schedule_has_a_column_per_practitioner(reception, clinic, day_of_appointments):
     page = squash(reception.get(url("schedule", clinic), {"date": "2026-03-02"}))
     assert "Dr Amelia Hart" in page and "Priya Shah" in page

@@ -308,7 +308,9 @@ def test_a_clinician_clears_a_pending_booking_with_a_reason(patient, practitione
     cleared = appointment_clear(appointment=appointment, actor=CLINICIAN, now=now,
                                 reason="Dermatologist approved a test area")
 
-    assert no_reason.value.field == "reason"
+    with pytest.raises(InvalidInput) as too_long:
+        appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="x" * 2001)
+    assert no_reason.value.field == "reason" and too_long.value.code == "reason_too_long"
     assert cleared.status == AppointmentStatus.CONFIRMED
     assert cleared.clearance_reason == "Dermatologist approved a test area"
     audit = AuditEvent.objects.get(appointment=appointment, action="cleared")
