@@ -163,13 +163,12 @@ _DRF_CODES = {
 }
 
 
-def _domain_problem(exc: DomainError, instance: str, tz: tzinfo | None) -> Response:
+def _domain_problem(exc: DomainError, instance: str) -> Response:
     status_code = next(code for cls, code in _DOMAIN_STATUS if isinstance(exc, cls))
     if isinstance(exc, UnableToBook):
-        from zoneinfo import ZoneInfo
-
+        # The check carries its clinic's zone, so refusal times come back in that clinic's offset.
         body = problem(409, code=exc.code, title="Booking refused", detail=exc.message, instance=instance,
-                       **check_data(exc.check, tz or ZoneInfo("UTC")))
+                       **check_data(exc.check, exc.check.tz))
         return problem_response(body)
     extra = {}
     if isinstance(exc, InvalidInput):
@@ -182,11 +181,8 @@ def _domain_problem(exc: DomainError, instance: str, tz: tzinfo | None) -> Respo
 def exception_handler(exc, context) -> Response:
     request = context.get("request")
     instance = request.path if request is not None else None
-    # Views that map a booking refusal put the clinic's zone here, so times come back in its offset.
-    tz = getattr(request, "clinic_tz", None) if request is not None else None
-
     if isinstance(exc, DomainError):
-        return _domain_problem(exc, instance, tz)
+        return _domain_problem(exc, instance)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -54,7 +54,7 @@ REFUSAL_EXAMPLE = _problem_example(
 REFUSAL_EXAMPLE["type"] = "urn:clinic-api:problem:booking-refused"
 
 VALIDATION_EXAMPLE = _problem_example(
-    400, "naive_datetime", "Invalid input", "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
+    400, "invalid_input", "Invalid input", "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
     errors={"start": ["Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00."]})
 VALIDATION_EXAMPLE["type"] = "urn:clinic-api:problem:validation-error"
 

@@ -88,21 +88,18 @@ class ApiView(generics.GenericAPIView):
         patient = patients_in(self.clinics()).filter(pk=_uuid(self.kwargs["patient_id"])).first()
         if patient is None:
             raise NotFound("unknown_patient", "There is no such patient.")
-        self.request.clinic_tz = patient.clinic.tz
         return patient
 
     def patient_from_body(self, value) -> Patient:
         patient = patients_in(self.clinics()).filter(pk=_uuid(value)).first()
         if patient is None:
             raise InvalidInput("unknown_patient", "There is no such patient.", field="patient")
-        self.request.clinic_tz = patient.clinic.tz  # refusals report times in this clinic's offset
         return patient
 
     def appointment_from_url(self) -> Appointment:
         appointment = appointments_in(self.clinics()).filter(pk=_uuid(self.kwargs["appointment_id"])).first()
         if appointment is None:
             raise NotFound("unknown_appointment", "There is no such appointment.")
-        self.request.clinic_tz = appointment.clinic.tz
         return appointment
 
     def page(self, rows, serializer_class=None, *, data=None):

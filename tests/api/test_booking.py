@@ -387,3 +387,23 @@ def test_appointment_detail_lists_its_planned_reminders(api, patient, practition
     assert {r["channel"] for r in reminders} <= {"email", "sms"}  # webhook deliveries are not reminders
     assert all(r["due_at"].endswith("+00:00") for r in reminders)  # London's offset in March
     assert {"kind", "channel", "due_at", "status"} == set(reminders[0])
+
+
+def test_a_refusal_gives_every_time_in_the_clinics_own_offset(other_clinic, other_patient, other_practitioner):
+    """New York in early March is UTC-5: the refusal must say so, not fall back to UTC."""
+    from zoneinfo import ZoneInfo
+
+    ny = ZoneInfo("America/New_York")
+    ProcedureRecord.objects.create(patient=other_patient, procedure_id="botox",
+                                   performed_at=datetime(2026, 3, 1, 15, 0, tzinfo=ny))
+    platform = http(new_api_client(other_clinic)[1])
+
+    response = platform.post("/api/v1/appointments/", {
+        "patient": str(other_patient.pk), "procedure": "microneedling", "start": "2026-03-05T10:00:00-05:00"},
+        format="json")
+
+    body = problem_of(response, 409)
+    assert body["earliest_eligible_start"] == "2026-03-15T00:00:00-04:00"  # after the clocks went forward
+    assert body["violations"][0]["earliest_allowed"] == "2026-03-15T00:00:00-04:00"
+    assert body["violations"][0]["conflicts_with"]["at"] == "2026-03-01T15:00:00-05:00"
+    assert body["next_available_slot"]["start"] == "2026-03-16T09:00:00-04:00"
