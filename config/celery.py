@@ -17,9 +17,12 @@ app.autodiscover_tasks()
 
 @task_prerun.connect
 @task_postrun.connect
-def close_old_connections(**kwargs) -> None:
+def close_old_connections(sender=None, **kwargs) -> None:
     """Connections are reused across tasks (CELERY_DB_REUSE_MAX); drop broken or expired ones,
-    as Django does around each request."""
+    as Django does around each request. Not for an eager task: it runs inside its caller's
+    transaction, whose connection must stay open (Celery's own fix-up skips those too)."""
     from django.db import close_old_connections as close
 
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
     close()

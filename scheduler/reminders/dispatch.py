@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from clinic.models import AppointmentStatus
@@ -202,7 +202,8 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             if due_at is not None:  # waiting is not a failed attempt
                 message.due_at, message.attempts = due_at, message.attempts - 1
                 fields += ["due_at", "attempts"]
-            message.save(update_fields=fields)
+            if not _save_outcome(message, fields):
+                return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED if due_at is not None else SendOutcome.SKIPPED
         try:
             provider_id, recipient = _deliver(message, now)
@@ -227,8 +228,28 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
             fields += ["provider_id", "recipient", "sent_at"]
             outcome = SendOutcome.SENT
-        message.save(update_fields=fields)
+        if not _save_outcome(message, fields):
+            return SendOutcome.CANCELLED
     return outcome
+
+
+def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
+    """Save the row's outcome; False when putting it back to `pending` clashed with a newer copy.
+
+    While this row was `sending`, a booking change may have planned a fresh copy of the same
+    template and channel (only one unsent copy may exist). The newer copy wins: this one is
+    cancelled as superseded instead of failing its sender and staying claimed.
+    """
+    try:
+        with transaction.atomic():
+            message.save(update_fields=fields)
+        return True
+    except IntegrityError:
+        if message.status not in (OutboxStatus.PENDING, OutboxStatus.HELD):
+            raise
+        message.status, message.last_error = OutboxStatus.CANCELLED, "superseded by a newer copy"
+        message.save(update_fields=["status", "last_error", "claim_token", "claimed_until", "updated_at"])
+        return False
 
 
 # --- Batches --------------------------------------------------------------------------------------------------------

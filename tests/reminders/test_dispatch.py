@@ -4,6 +4,7 @@ These run the dispatch services directly (no broker); test_celery.py runs the
 same code in real Celery workers.
 """
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -209,3 +210,22 @@ def test_a_pre_care_text_that_quiet_hours_would_push_past_the_appointment_is_ski
     row.refresh_from_db()
     assert (row.status, row.last_error) == ("skipped", "quiet hours last until the appointment starts")
     assert scripted_sms.sent == []
+
+
+def test_a_retry_that_meets_a_newer_copy_is_superseded_not_stuck(sms_row, scripted_sms, now):
+    """While a row is being sent, a booking change plans a fresh copy; a transient failure then
+    may not put the old row back to pending (one unsent copy only): it is cancelled, visibly."""
+    claim = claim_one(sms_row, now)
+    newer = OutboxMessage.objects.get(pk=sms_row.pk)
+    newer.pk, newer.status, newer.claim_token, newer.claimed_until, newer.attempts = (
+        uuid.uuid4(), OutboxStatus.PENDING, None, None, 0)
+    newer.save(force_insert=True)
+    scripted_sms.script = ["transient"]
+
+    outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now)
+
+    sms_row.refresh_from_db()
+    assert outcome == SendOutcome.CANCELLED
+    assert (sms_row.status, sms_row.last_error, sms_row.claim_token) == (
+        "cancelled", "superseded by a newer copy", None)
+    assert OutboxMessage.objects.get(pk=newer.pk).status == OutboxStatus.PENDING
