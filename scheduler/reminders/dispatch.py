@@ -268,10 +268,15 @@ def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:
     return len(claims)
 
 
-def dispatch_local(*, now: datetime) -> dict[str, int]:
-    """Claim due rows and send them in this process (the embedded default, no broker)."""
+def dispatch_local(*, now: datetime, clock: Callable[[], datetime] | None = None) -> dict[str, int]:
+    """Claim due rows and send them in this process (the embedded default, no broker).
+
+    `clock` gives the moment of each send: a batch of slow sends can run past 21:00,
+    and each text must be judged against quiet hours when it actually goes.
+    """
     counts: dict[str, int] = {}
     for claim in outbox_claim_due(now=now):
-        outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now)
+        outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token,
+                              now=clock() if clock else now)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

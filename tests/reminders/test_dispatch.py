@@ -229,3 +229,25 @@ def test_a_retry_that_meets_a_newer_copy_is_superseded_not_stuck(sms_row, script
     assert (sms_row.status, sms_row.last_error, sms_row.claim_token) == (
         "cancelled", "superseded by a newer copy", None)
     assert OutboxMessage.objects.get(pk=newer.pk).status == OutboxStatus.PENDING
+
+
+def test_a_local_batch_that_runs_past_21_00_judges_each_text_when_it_goes(patient, practitioner, clinic,
+                                                                          scripted_sms, now):
+    """Two texts are due at 20:59; the first send takes two minutes: the second is held till 08:00."""
+    from tests.factories import PatientFactory
+
+    other = PatientFactory(clinic=clinic, phone="+447911123457", reminder_channels=["sms"], sms_consent=True)
+    rows = []
+    for who, hour in ((patient, 10), (other, 11)):
+        appointment = book(who, "botox", london(2026, 3, 5, hour), now)
+        rows.append(OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms"))
+    OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).update(due_at=london(2026, 3, 2, 20, 59))
+    OutboxMessage.objects.exclude(pk__in=[r.pk for r in rows]).update(status=OutboxStatus.CANCELLED)
+    moments = iter([london(2026, 3, 2, 20, 59), london(2026, 3, 2, 21, 1)])
+
+    counts = dispatch.dispatch_local(now=london(2026, 3, 2, 20, 59), clock=lambda: next(moments))
+
+    assert counts == {SendOutcome.SENT: 1, SendOutcome.DEFERRED: 1}
+    assert len(scripted_sms.sent) == 1
+    held = OutboxMessage.objects.get(pk__in=[r.pk for r in rows], status=OutboxStatus.PENDING)
+    assert held.due_at == london(2026, 3, 3, 8, 0)

@@ -40,7 +40,7 @@ class Command(BaseCommand):
     def _loop(self, interval: float, parent: int, options: dict) -> None:
         while True:
             try:
-                counts = dispatch.dispatch_local(now=timezone.now())  # the clock is read here, at the edge
+                counts = dispatch.dispatch_local(now=timezone.now(), clock=timezone.now)  # the clock is read here, at the edge
             except DatabaseError as exc:  # the database restarting must not end the loop; rows wait
                 if options["once"]:
                     raise
