@@ -78,13 +78,22 @@ def _name_terms(name: str) -> set[str]:
     return terms
 
 
+FORBIDDEN_TERMS_KEY = "reminders:sms-forbidden-terms"
+
+
 def _forbidden_terms() -> list[str]:
     """Procedure, drug and condition names and codes, with their aliases (Botox, Retin-A).
 
-    Checked for every SMS sent, so kept in the cache for a minute (three catalogue
-    reads per text were 7% of a worker's time); a catalogue edit counts within it.
+    Checked for every SMS sent, so kept in the cache (three catalogue reads per text
+    were 7% of a worker's time); a catalogue change clears it (`forget_forbidden_terms`),
+    and it expires after a minute in case a change bypassed the ORM.
     """
-    return cache.get_or_set("reminders:sms-forbidden-terms", _read_forbidden_terms, timeout=60)
+    return cache.get_or_set(FORBIDDEN_TERMS_KEY, _read_forbidden_terms, timeout=60)
+
+
+def forget_forbidden_terms(**kwargs) -> None:
+    """Signal receiver: a procedure, medication or condition was saved or deleted."""
+    cache.delete(FORBIDDEN_TERMS_KEY)
 
 
 def _read_forbidden_terms() -> list[str]:

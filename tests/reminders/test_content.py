@@ -191,3 +191,16 @@ def test_plain_text_and_sms_are_not_html_escaped(clinic, practitioner, now):
     assert mail.outbox[0].subject == "Your appointment at Bloom & Glow on Wednesday 4 March 2026"
     assert LocmemSmsBackend.outbox[0]["body"].startswith("Bloom & Glow: your appointment is booked")
 
+
+
+def test_a_new_catalogue_name_is_refused_in_sms_at_once_and_the_list_is_cached(catalogue,
+                                                                               django_assert_num_queries):
+    from clinic.models import Medication
+
+    assert sms_text_problem("Bring your Zentravex leaflet.") == ""
+    with django_assert_num_queries(0):
+        sms_text_problem("Second read comes from the cache.")
+
+    Medication.objects.create(code="zentravex", name="Zentravex")
+
+    assert "must not name" in sms_text_problem("Bring your Zentravex leaflet.")
