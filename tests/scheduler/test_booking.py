@@ -446,3 +446,27 @@ def test_recheck_says_why_a_booking_is_pending(patient, practitioner, now):
 
     assert [v.conflicts_with.code for v in check.evaluation.needs_clearance] == ["diabetes"]
     assert check.eligible
+
+
+def test_an_availability_window_that_ends_before_it_starts_is_refused(patient, practitioner, now):
+    with pytest.raises(InvalidInput) as error:
+        appointment_slots(patient=patient, procedure_code="botox", window_start=local(2026, 3, 10),
+                          window_end=local(2026, 3, 9), now=now)
+
+    assert (error.value.code, error.value.field) == ("window_end_before_start", "to")
+
+
+@pytest.mark.parametrize("finish", ["cancel", "complete"])
+def test_a_cancelled_or_completed_appointment_cannot_be_moved(patient, practitioner, now, finish):
+    appointment = book(patient, "botox", local(2026, 3, 10), now).appointment
+    if finish == "cancel":
+        appointment_cancel(appointment=appointment, actor=RECEPTION, now=now)
+    else:
+        appointment_complete(appointment=appointment, actor=CLINICIAN, now=local(2026, 3, 10, 11))
+
+    with pytest.raises(InvalidTransition) as error:
+        appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 20), actor=RECEPTION,
+                               now=local(2026, 3, 10, 11))
+
+    assert error.value.code == "not_reschedulable"
+    assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)
