@@ -2,7 +2,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from api.models import ApiClient
+from clinic.models import ApiClient
 
 
 @admin.register(ApiClient)

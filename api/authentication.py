@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from api.models import ApiClient, hash_key
+from clinic.models import ApiClient, hash_key
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 

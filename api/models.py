@@ -1,44 +1,9 @@
-"""API clients: booking platforms, each with a hashed key scoped to its clinics."""
-import hashlib
-import secrets
-import uuid
+"""What the API keeps of its own: the Idempotency-Key replay store.
 
+API clients (the callers themselves) live in clinic.models beside staff memberships:
+they are who may act on a clinic's data, which the layers below need to know too.
+"""
 from django.db import models
-
-from clinic.models import Clinic
-
-
-def hash_key(key: str) -> str:
-    # Keys are 256-bit random secrets, so a fast hash is enough: there is nothing to brute-force.
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class ApiClient(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=200, unique=True)
-    clinics = models.ManyToManyField(Clinic, related_name="api_clients")
-    key_prefix = models.CharField(max_length=16, unique=True, editable=False)
-    key_hash = models.CharField(max_length=64, editable=False)
-    clinical = models.BooleanField(
-        default=False, help_text="May complete appointments and clear contraindications (the clinician's right)."
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def set_new_key(self) -> str:
-        """Give the client a fresh key; return it (it is shown once and stored only hashed)."""
-        prefix = secrets.token_hex(4)
-        key = f"{prefix}.{secrets.token_urlsafe(32)}"
-        self.key_prefix = prefix
-        self.key_hash = hash_key(key)
-        return key
 
 
 class IdempotencyKey(models.Model):

@@ -1,6 +1,6 @@
 """RFC 9457 problem details: the one place where errors become HTTP responses.
 
-Domain errors (scheduler.errors), DRF's own exceptions and anything
+Domain errors (core.errors), DRF's own exceptions and anything
 unexpected all leave the API as `application/problem+json` with a stable
 machine-readable `code`; validation problems add `errors`, booking refusals
 add `violations`, `earliest_eligible_start` and `next_available_slot`.
@@ -21,7 +21,8 @@ from django.views import defaults as django_defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from scheduler.errors import DomainError, InvalidInput, InvalidTransition, NotAllowed, NotFound, UnableToBook
+from core.errors import DomainError, InvalidInput, InvalidTransition, NotAllowed, NotFound
+from scheduler.booking import UnableToBook
 
 logger = logging.getLogger(__name__)
 

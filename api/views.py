@@ -53,8 +53,8 @@ from clinic import services as clinic_services
 from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practitioner, ProcedureType
 from clinic.selectors import appointments_in, patients_in
 from scheduler import booking
-from scheduler.errors import InvalidInput, NotFound
-from scheduler.reminders.selectors import reminders_for_appointment
+from core.errors import InvalidInput, NotFound
+from reminders.selectors import reminders_for_appointment
 
 
 def _uuid(value) -> uuid.UUID | None:

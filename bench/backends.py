@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.core.mail.backends.base import BaseEmailBackend
 
-from scheduler.reminders.channels import BaseSmsBackend
+from reminders.channels import BaseSmsBackend
 
 
 def _record(channel: str, outbox_id: str) -> None:

@@ -8,7 +8,7 @@ Deliveries go to bench/backends.py, which appends each outbox id to a file.
 Measured in the same run with the same workers: a no-op task (bench/tasks.py)
 published N times, then N due confirmations (half e-mail with their .ics,
 half SMS) claimed by the beat and sent through the real path
-(scheduler.reminders.dispatch). The ratio of the two rates is the figure.
+(reminders.dispatch). The ratio of the two rates is the figure.
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ class RedisKeys:
 def make_due_messages(prefix: str, n: int, *, now: datetime) -> list[str]:
     """n due booking confirmations (half e-mail, half SMS) for n/2 confirmed appointments; their ids."""
     from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner, WorkingHours
-    from scheduler.reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
+    from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 
     tz = ZoneInfo("Europe/London")
     clinic = Clinic.objects.create(code=prefix, name=f"Bench {prefix}", timezone="Europe/London")
@@ -161,7 +161,7 @@ def make_due_messages(prefix: str, n: int, *, now: datetime) -> list[str]:
 
 def park_other_messages() -> int:
     """Unsent rows left by earlier sections (bookings made under load) are not this run's to count."""
-    from scheduler.reminders.models import OutboxMessage
+    from reminders.models import OutboxMessage
 
     return OutboxMessage.objects.filter(status__in=["pending", "sending", "held"]).update(
         status="cancelled", last_error="bench: set aside before the reminder pipeline run")
@@ -177,7 +177,7 @@ class Outcome:
 
 
 def outcome(ids: list[str], log: Path) -> Outcome:
-    from scheduler.reminders.models import OutboxMessage
+    from reminders.models import OutboxMessage
 
     counts = deliveries(log)
     wanted = set(ids)

@@ -4,6 +4,8 @@ Catalogue entries (procedures, medications, conditions, areas) are keyed by
 their stable code, so fixtures, rules and the API all speak the same codes.
 Times are stored in UTC; each clinic's IANA zone says how to show them.
 """
+import hashlib
+import secrets
 import uuid
 import zoneinfo
 
@@ -402,3 +404,39 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor_label} at {self.at:%Y-%m-%d %H:%M}"
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256-bit random secrets, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiClient(models.Model):
+    """A booking platform: a hashed key scoped to the clinics it was granted (the API's caller)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    clinics = models.ManyToManyField(Clinic, related_name="api_clients")
+    key_prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    clinical = models.BooleanField(
+        default=False, help_text="May complete appointments and clear contraindications (the clinician's right)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        db_table = "api_apiclient"  # created by the api app; moved here without renaming the table
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_new_key(self) -> str:
+        """Give the client a fresh key; return it (it is shown once and stored only hashed)."""
+        prefix = secrets.token_hex(4)
+        key = f"{prefix}.{secrets.token_urlsafe(32)}"
+        self.key_prefix = prefix
+        self.key_hash = hash_key(key)
+        return key

@@ -26,8 +26,8 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from scheduler.errors import InvalidInput
-from scheduler.timeutils import require_aware
+from core.errors import ErrorCode, InvalidInput
+from core.timeutils import require_aware
 
 PATIENT_FIELDS = ("first_name", "last_name", "date_of_birth", "email", "phone", "reminder_channels", "sms_consent")
 
@@ -39,20 +39,20 @@ def _validated(patient: Patient) -> Patient:
         errors = {("non_field_errors" if name == "__all__" else name): list(messages)
                   for name, messages in error.message_dict.items()}
         field, messages = next(iter(errors.items()))
-        raise InvalidInput("invalid_patient", " ".join(messages),
+        raise InvalidInput(ErrorCode.INVALID_PATIENT, " ".join(messages),
                            field=None if field == "non_field_errors" else field, errors=errors)
     return patient
 
 
 def _check_birth_date(value: date | None, today: date) -> None:
     if value is not None and value > today:
-        raise InvalidInput("birth_date_in_future", "The date of birth cannot be in the future.", field="date_of_birth")
+        raise InvalidInput(ErrorCode.BIRTH_DATE_IN_FUTURE, "The date of birth cannot be in the future.", field="date_of_birth")
 
 
 def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
-        raise InvalidInput("unknown_field", f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
+        raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
     patient = Patient(clinic=clinic, **fields)
     _validated(patient)
@@ -63,7 +63,7 @@ def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
 def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
-        raise InvalidInput("unknown_field", f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
+        raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -91,10 +91,10 @@ def procedure_record_add(*, patient: Patient, procedure_code: str, performed_at:
     area = _catalogue(TreatmentArea, area_code, field="area", what="treatment area")
     performed = require_aware(performed_at, field="performed_at")
     if performed > now:
-        raise InvalidInput("performed_in_future", "A procedure in the history cannot be in the future; "
+        raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, "A procedure in the history cannot be in the future; "
                            "book an appointment instead.", field="performed_at")
     if source not in HistorySource.values:
-        raise InvalidInput("unknown_source", f"source must be one of {HistorySource.values}.", field="source")
+        raise InvalidInput(ErrorCode.UNKNOWN_SOURCE, f"source must be one of {HistorySource.values}.", field="source")
     with transaction.atomic():
         # Locked like a booking, so a concurrent booking re-checks against this record.
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
@@ -106,7 +106,7 @@ def medication_course_add(*, patient: Patient, drug_code: str, started_on: date,
                           notes: str = "") -> MedicationCourse:
     drug = _catalogue(Medication, drug_code, field="drug", what="medication")
     if ended_on is not None and ended_on < started_on:
-        raise InvalidInput("ends_before_start", "A course cannot end before it starts.", field="ended_on")
+        raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
         return MedicationCourse.objects.create(patient=patient, drug=drug, started_on=started_on,
@@ -116,7 +116,7 @@ def medication_course_add(*, patient: Patient, drug_code: str, started_on: date,
 def medication_course_end(*, course: MedicationCourse, ended_on: date) -> MedicationCourse:
     """Record the end of an ongoing course (which turns 'no date yet' into a date)."""
     if ended_on < course.started_on:
-        raise InvalidInput("ends_before_start", "A course cannot end before it starts.", field="ended_on")
+        raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         Patient.objects.select_for_update().filter(pk=course.patient_id).first()
         course.ended_on = ended_on
@@ -132,25 +132,33 @@ class IntakeLine:
     noted_on: date | None = None
 
 
+def _intake_row(patient: Patient, line: IntakeLine, index: int, seen: set[tuple[str, str | None]]) -> PatientCondition:
+    """One intake line, checked; every error names its line (`data["line"]`, 0-based) for the interface."""
+    try:
+        condition = _catalogue(Condition, line.condition, field="condition", what="condition")
+        area = _catalogue(TreatmentArea, line.area, field="area", what="treatment area")
+    except InvalidInput as error:
+        raise InvalidInput(error.code, error.message, field=error.field, data={"line": index}) from None
+    if line.status not in ConditionStatus.values:
+        raise InvalidInput(ErrorCode.UNKNOWN_STATUS, f"Line {index + 1}: status must be 'active' or 'history'.",
+                           field="status", data={"line": index})
+    key = (condition.code, area.code if area else None)
+    if key in seen:
+        raise InvalidInput(ErrorCode.DUPLICATE_CONDITION,
+                           f"Line {index + 1}: {condition.name} is listed twice for the same area.",
+                           field="condition", data={"line": index})
+    seen.add(key)
+    return PatientCondition(patient=patient, condition=condition, status=line.status, area=area,
+                            noted_on=line.noted_on)
+
+
 def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine]) -> list[PatientCondition]:
     """Replace the medical-history intake with `lines` (a PUT of the whole list)."""
     lines = list(lines)
     seen: set[tuple[str, str | None]] = set()
     rows = []
     for index, line in enumerate(lines):
-        condition = _catalogue(Condition, line.condition, field="condition", what="condition")
-        area = _catalogue(TreatmentArea, line.area, field="area", what="treatment area")
-        if line.status not in ConditionStatus.values:
-            raise InvalidInput("unknown_status", f"Line {index + 1}: status must be 'active' or 'history'.",
-                               field="status")
-        key = (condition.code, area.code if area else None)
-        if key in seen:
-            raise InvalidInput("duplicate_condition",
-                               f"Line {index + 1}: {condition.name} is listed twice for the same area.",
-                               field="condition")
-        seen.add(key)
-        rows.append(PatientCondition(patient=patient, condition=condition, status=line.status, area=area,
-                                     noted_on=line.noted_on))
+        rows.append(_intake_row(patient, line, index, seen))
     with transaction.atomic():
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
         PatientCondition.objects.filter(patient=patient).delete()

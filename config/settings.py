@@ -51,10 +51,13 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / ReDoc assets, served locally
     "django_htmx",
+    # Ordered bottom to top, as the layers run (docs/architecture.md).
     "clinic",
     "scheduler",
+    "reminders",
     "api",
     "frontdesk",
+    "fixtures",
 ]
 
 MIDDLEWARE = [
@@ -242,7 +245,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
-# --- Reminders, e-mail, SMS and webhooks (scheduler/reminders, docs/reminders.md) -------------------
+# --- Reminders, e-mail, SMS and webhooks (reminders, docs/reminders.md) -------------------
 # E-mail goes through Django's backends: the console by default (a newcomer sees
 # reminders in the terminal), or set EMAIL_BACKEND to the file backend, SMTP, or an
 # anymail backend (e.g. anymail.backends.postmark.EmailBackend with ANYMAIL_* settings).
@@ -258,9 +261,9 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Clinic reminders <rem
 # Every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"] (e.g. ANYMAIL_POSTMARK_SERVER_TOKEN).
 ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")}
 
-# SMS: console by default; scheduler.reminders.channels.FileSmsBackend writes JSON lines to
-# SMS_FILE_PATH; scheduler.reminders.channels.TwilioSmsBackend talks to Twilio's REST API.
-SMS_BACKEND = os.environ.get("SMS_BACKEND") or "scheduler.reminders.channels.ConsoleSmsBackend"
+# SMS: console by default; reminders.channels.FileSmsBackend writes JSON lines to
+# SMS_FILE_PATH; reminders.channels.TwilioSmsBackend talks to Twilio's REST API.
+SMS_BACKEND = os.environ.get("SMS_BACKEND") or "reminders.channels.ConsoleSmsBackend"
 SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH") or str(BASE_DIR / "var" / "sms.jsonl")
 SMS_FROM = os.environ.get("SMS_FROM", "")
 # Inbound SMS (STOP replies) without Twilio's signature check must carry ?token=<this>; unset = refused.

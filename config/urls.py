@@ -6,7 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
-    path("reminders/", include("scheduler.reminders.urls")),  # unsubscribe links, inbound SMS
+    path("reminders/", include("reminders.urls")),  # unsubscribe links, inbound SMS
     path("", include("frontdesk.urls")),
 ]
 

@@ -22,8 +22,8 @@ from clinic.models import (
     TreatmentArea,
     validate_e164,
 )
-from scheduler.errors import DomainError, InvalidInput
-from scheduler.timeutils import local_to_utc
+from core.errors import DomainError, InvalidInput
+from core.timeutils import local_to_utc
 
 # Where the services' field names land on these forms.
 DOMAIN_FIELD_MAP = {"start": "time", "end": "time", "performed_at": "performed_on", "drug": "drug"}

@@ -23,7 +23,7 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, patients_in
 from scheduler import rules
-from scheduler.reminders.models import Channel, OutboxMessage, OutboxStatus
+from reminders.models import Channel, OutboxMessage, OutboxStatus
 from scheduler.selectors import patient_outlook
 
 

@@ -16,5 +16,3 @@ class ContraindicationRuleAdmin(admin.ModelAdmin):
     list_display = ["__str__", "procedure", "severity", "applies_to", "area_specific", "is_active"]
     list_filter = ["procedure", "severity", "is_active"]
     search_fields = ["condition__name", "medication__name", "source"]
-
-from scheduler.reminders import admin as reminders_admin  # noqa: E402,F401  (registers the reminders admin)

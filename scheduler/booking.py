@@ -8,7 +8,6 @@ an exclusion constraint backs up the slot check. Time comes in as `now`.
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -19,7 +18,6 @@ from clinic.models import (
     Appointment,
     AppointmentStatus,
     AuditAction,
-    AuditEvent,
     HistorySource,
     Patient,
     Practitioner,
@@ -27,23 +25,16 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from scheduler import notifications, rules, selectors
+from core.ids import parse_uuid
+from scheduler import rules, selectors
+from scheduler.lifecycle import Actor, Change, lock_patient, record, require_allowed, transition
 from scheduler.availability import AvailabilityCode, Schedule, Slot, availability_violation
-from scheduler.errors import InvalidInput, InvalidTransition, NotAllowed, NotFound, UnableToBook
-from scheduler.timeutils import require_aware, require_whole_minute
+from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
+from core.timeutils import require_aware, require_whole_minute
 
 
 # Reasons go into the audit trail; long enough for a clinical note, bounded all the same.
 MAX_REASON_LENGTH = 2000
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: a staff user or an API client, and whether they hold the clinician's right."""
-
-    label: str
-    user: object | None = None
-    clinical: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +76,15 @@ class BookingCheck:
         return self.evaluation.earliest_eligible_start
 
 
+class UnableToBook(Refused):
+    """A blocking rule, an absolute contraindication or a taken slot forbids it (HTTP 409)."""
+
+    def __init__(self, check: BookingCheck) -> None:
+        first = check.blocking[0].message if check.blocking else "The booking is not possible."
+        super().__init__(ErrorCode.BOOKING_REFUSED, first)
+        self.check = check
+
+
 @dataclass(frozen=True)
 class BookingResult:
     appointment: Appointment
@@ -107,9 +107,9 @@ class _Request:
 def _procedure(code: str) -> ProcedureType:
     procedure = ProcedureType.objects.filter(code=code).first()
     if procedure is None:
-        raise InvalidInput("unknown_procedure", f"There is no procedure with code {code!r}.", field="procedure")
+        raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, f"There is no procedure with code {code!r}.", field="procedure")
     if not procedure.bookable:
-        raise InvalidInput("procedure_not_bookable", f"{procedure.name} is not a bookable procedure.",
+        raise InvalidInput(ErrorCode.PROCEDURE_NOT_BOOKABLE, f"{procedure.name} is not a bookable procedure.",
                            field="procedure")
     return procedure
 
@@ -119,32 +119,24 @@ def _area(code: str | None) -> TreatmentArea | None:
         return None
     area = TreatmentArea.objects.filter(code=code).first()
     if area is None:
-        raise InvalidInput("unknown_area", f"There is no treatment area with code {code!r}.", field="area")
+        raise InvalidInput(ErrorCode.UNKNOWN_AREA, f"There is no treatment area with code {code!r}.", field="area")
     return area
-
-
-def _as_uuid(value, *, code: str, message: str, field: str) -> uuid.UUID:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise InvalidInput(code, message, field=field)
 
 
 def _candidates(patient: Patient, procedure: ProcedureType, practitioner_id, *, lock: bool) -> list[Practitioner]:
     """The practitioners who may take the booking, locked in primary-key order when writing."""
     query = Practitioner.objects.filter(clinic_id=patient.clinic_id, is_active=True)
     if practitioner_id is not None:
-        pk = _as_uuid(practitioner_id, code="unknown_practitioner", field="practitioner",
-                      message="There is no such practitioner at this clinic.")
+        pk = parse_uuid(practitioner_id)
         query = query.filter(pk=pk)
         if lock:
             query = query.select_for_update(of=("self",))
-        found = list(query)
+        found = list(query) if pk else []
         if not found:
-            raise InvalidInput("unknown_practitioner", "There is no such practitioner at this clinic.",
+            raise InvalidInput(ErrorCode.UNKNOWN_PRACTITIONER, "There is no such practitioner at this clinic.",
                                field="practitioner")
         if not found[0].procedures.filter(code=procedure.code).exists():
-            raise InvalidInput("practitioner_does_not_do_procedure",
+            raise InvalidInput(ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
                                f"{found[0].name} does not do {procedure.name}.", field="practitioner")
         return found
     query = query.filter(procedures=procedure).order_by("pk")
@@ -152,7 +144,7 @@ def _candidates(patient: Patient, procedure: ProcedureType, practitioner_id, *, 
         query = query.select_for_update(of=("self",))
     found = list(query)
     if not found:
-        raise InvalidInput("no_practitioner_for_procedure",
+        raise InvalidInput(ErrorCode.NO_PRACTITIONER_FOR_PROCEDURE,
                            f"No practitioner at this clinic does {procedure.name}.", field="procedure")
     return found
 
@@ -164,7 +156,7 @@ def _request(*, patient: Patient, procedure_code: str, start_at: datetime, area_
     start = require_aware(start_at, field="start")
     require_whole_minute(start, field="start")
     if start < now:
-        raise InvalidInput("start_in_past", "That time has already passed; choose a time in the future.",
+        raise InvalidInput(ErrorCode.START_IN_PAST, "That time has already passed; choose a time in the future.",
                            field="start")
     if end_at is None:
         end = start + timedelta(minutes=procedure.duration_minutes)
@@ -172,7 +164,7 @@ def _request(*, patient: Patient, procedure_code: str, start_at: datetime, area_
         end = require_aware(end_at, field="end")
         require_whole_minute(end, field="end")
         if end <= start:
-            raise InvalidInput("end_before_start", "The end must come after the start.", field="end")
+            raise InvalidInput(ErrorCode.END_BEFORE_START, "The end must come after the start.", field="end")
     candidates = _candidates(patient, procedure, practitioner_id, lock=lock)
     return _Request(patient, procedure, area, start, end, candidates)
 
@@ -236,34 +228,14 @@ def appointment_check(*, patient: Patient, procedure_code: str, start_at: dateti
 
 
 # --- Writes ------------------------------------------------------------------------------------------
+# Booking creates an appointment; every other write is a scheduler.lifecycle transition.
 
 
-def _audit(appointment: Appointment, action: str, actor: Actor, now: datetime, *, reason: str = "",
-           details: dict | None = None) -> None:
-    AuditEvent.objects.create(
-        appointment=appointment, action=action, at=now, actor_user=actor.user if actor.user else None,
-        actor_label=actor.label, reason=reason, details=details or {},
-    )
-
-
-def _lock_patient(patient: Patient) -> Patient:
-    return Patient.objects.select_for_update().select_related("clinic").get(pk=patient.pk)
-
-
-def _lock_appointment(appointment_id) -> Appointment:
-    pk = _as_uuid(appointment_id, code="unknown_appointment", field="appointment",
-                  message="There is no such appointment.")
-    appointment = Appointment.objects.select_for_update().filter(pk=pk).first()
-    if appointment is None:
-        raise NotFound("unknown_appointment", "There is no such appointment.")
-    return appointment
-
-
-def _insert(check: BookingCheck, build) -> Appointment:
-    """Run `build()` in a savepoint; a lost race on the practitioner's slot is a refusal, not a 500."""
+def _insert(check: BookingCheck, write) -> None:
+    """Run `write()` in a savepoint; a lost race on the practitioner's slot is a refusal, not a 500."""
     try:
         with transaction.atomic():
-            return build()
+            write()
     except IntegrityError:
         taken = availability_violation(AvailabilityCode.SLOT_TAKEN, "That slot was just taken.")
         raise UnableToBook(replace(check, availability=check.availability + (taken,)))
@@ -277,7 +249,7 @@ def appointment_book(*, patient: Patient, procedure_code: str, start_at: datetim
                      area_code: str | None = None, practitioner_id=None,
                      end_at: datetime | None = None) -> BookingResult:
     with transaction.atomic():
-        patient = _lock_patient(patient)
+        patient = lock_patient(patient.pk)
         req = _request(patient=patient, procedure_code=procedure_code, start_at=start_at, area_code=area_code,
                        practitioner_id=practitioner_id, end_at=end_at, now=now, lock=True)
         # Race condition: the re-check runs only now that patient and practitioners are locked.
@@ -286,21 +258,19 @@ def appointment_book(*, patient: Patient, procedure_code: str, start_at: datetim
             raise UnableToBook(check)
         status = (AppointmentStatus.PENDING_CLEARANCE if check.outcome == rules.Outcome.PENDING_CLEARANCE
                   else AppointmentStatus.CONFIRMED)
-        appointment = _insert(check, lambda: Appointment.objects.create(
+        appointment = Appointment(
             clinic_id=patient.clinic_id, patient=patient, practitioner=check.practitioner,
             procedure=req.procedure, area=req.area, start_at=req.start_at, end_at=req.end_at, status=status,
-        ))
-        _audit(appointment, AuditAction.BOOKED, actor, now, details={
+        )
+        _insert(check, lambda: appointment.save(force_insert=True))
+        record(appointment, AuditAction.BOOKED, actor, now, details={
             "start_at": req.start_at.isoformat(), "status": status, "violations": _violation_summary(check)})
-        notifications.appointment_changed(appointment=appointment, change=AuditAction.BOOKED, now=now)
     return BookingResult(appointment, check)
 
 
 def _reschedule_request(appointment: Appointment, patient: Patient, start_at: datetime, practitioner_id,
                         now: datetime, *, lock: bool) -> _Request:
-    if appointment.status not in (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED):
-        raise InvalidTransition("not_reschedulable",
-                                f"A {appointment.get_status_display().lower()} appointment cannot be moved.")
+    require_allowed(appointment, AuditAction.RESCHEDULED)
     start = require_aware(start_at, field="start")
     return _request(patient=patient, procedure_code=appointment.procedure_id, start_at=start,
                     area_code=appointment.area_id, practitioner_id=practitioner_id or appointment.practitioner_id,
@@ -316,14 +286,15 @@ def appointment_reschedule_check(*, appointment: Appointment, start_at: datetime
 
 def appointment_reschedule(*, appointment: Appointment, start_at: datetime, actor: Actor, now: datetime,
                            practitioner_id=None, reason: str = "") -> BookingResult:
-    with transaction.atomic():
-        patient = _lock_patient(appointment.patient)
-        current = _lock_appointment(appointment.pk)
+    checked: list[BookingCheck] = []
+
+    def apply(current: Appointment, patient: Patient) -> Change:
         req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
         # Race condition: re-checked under the patient and practitioner locks.
         check = _check(req, ignore_appointment=current)
         if not check.eligible:
             raise UnableToBook(check)
+        checked.append(check)
         cleared = set((current.clearance_details or {}).get("rules", [])) if current.cleared_at else set()
         needs = {v.rule_id for v in check.evaluation.needs_clearance}
         status = AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE
@@ -333,30 +304,25 @@ def appointment_reschedule(*, appointment: Appointment, start_at: datetime, acto
         current.start_at, current.end_at = req.start_at, req.end_at
         current.practitioner = check.practitioner
         current.status = status
-        _insert(check, lambda: current.save(update_fields=["start_at", "end_at", "practitioner", "status",
-                                                            "updated_at"]))
-        _audit(current, AuditAction.RESCHEDULED, actor, now, reason=reason, details={
-            "from": before, "to": {"start_at": req.start_at.isoformat(), "practitioner": str(check.practitioner.pk),
-                                   "status": status}})
-        notifications.appointment_changed(appointment=current, change=AuditAction.RESCHEDULED, now=now,
-                                          previous=previous)
-    return BookingResult(current, check)
+        return Change(
+            update_fields=["start_at", "end_at", "practitioner", "status"], reason=reason, previous=previous,
+            details={"from": before, "to": {"start_at": req.start_at.isoformat(),
+                                            "practitioner": str(check.practitioner.pk), "status": status}},
+            save=lambda write: _insert(check, write),
+        )
+
+    current = transition(appointment=appointment, action=AuditAction.RESCHEDULED, actor=actor, now=now, apply=apply)
+    return BookingResult(current, checked[-1])
 
 
 def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime, reason: str = "") -> Appointment:
-    with transaction.atomic():
-        _lock_patient(appointment.patient)
-        current = _lock_appointment(appointment.pk)
-        if current.status not in (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED):
-            raise InvalidTransition("not_cancellable",
-                                    f"A {current.get_status_display().lower()} appointment cannot be cancelled.")
+    def apply(current: Appointment, patient: Patient) -> Change:
         current.status = AppointmentStatus.CANCELLED
         current.cancelled_at = now
         current.cancel_reason = reason
-        current.save(update_fields=["status", "cancelled_at", "cancel_reason", "updated_at"])
-        _audit(current, AuditAction.CANCELLED, actor, now, reason=reason)
-        notifications.appointment_changed(appointment=current, change=AuditAction.CANCELLED, now=now)
-    return current
+        return Change(update_fields=["status", "cancelled_at", "cancel_reason"], reason=reason)
+
+    return transition(appointment=appointment, action=AuditAction.CANCELLED, actor=actor, now=now, apply=apply)
 
 
 def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
@@ -370,20 +336,26 @@ def appointment_recheck(*, appointment: Appointment) -> BookingCheck:
     return _recheck(appointment, appointment.patient)
 
 
+def _require_clinician(actor: Actor, what: str) -> None:
+    if not actor.clinical:
+        raise NotAllowed(ErrorCode.CLINICIAN_REQUIRED, f"Only a clinician can {what}.")
+
+
+def _require_started(current: Appointment, now: datetime, message: str) -> None:
+    if current.start_at > now:
+        raise InvalidTransition(ErrorCode.NOT_STARTED, message)
+
+
 def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, reason: str) -> Appointment:
     """A clinician accepts the relative contraindications of a pending booking, with a reason."""
-    if not actor.clinical:
-        raise NotAllowed("clinician_required", "Only a clinician can clear a contraindication.")
+    _require_clinician(actor, "clear a contraindication")
     if not reason or not reason.strip():
-        raise InvalidInput("reason_required", "Say why the booking is cleared.", field="reason")
+        raise InvalidInput(ErrorCode.REASON_REQUIRED, "Say why the booking is cleared.", field="reason")
     if len(reason.strip()) > MAX_REASON_LENGTH:
-        raise InvalidInput("reason_too_long", f"Keep the reason under {MAX_REASON_LENGTH} characters.",
+        raise InvalidInput(ErrorCode.REASON_TOO_LONG, f"Keep the reason under {MAX_REASON_LENGTH} characters.",
                            field="reason")
-    with transaction.atomic():
-        patient = _lock_patient(appointment.patient)
-        current = _lock_appointment(appointment.pk)
-        if current.status != AppointmentStatus.PENDING_CLEARANCE:
-            raise InvalidTransition("not_pending_clearance", "Only a booking pending clearance can be cleared.")
+
+    def apply(current: Appointment, patient: Patient) -> Change:
         # Race condition: the patient's history may have changed since booking; re-check under the lock.
         check = _recheck(current, patient)
         if check.evaluation.blocking:
@@ -394,55 +366,38 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         current.cleared_by = actor.user
         current.clearance_reason = reason.strip()
         current.clearance_details = {"rules": cleared_rules}
-        current.save(update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details",
-                                    "updated_at"])
-        _audit(current, AuditAction.CLEARED, actor, now, reason=reason.strip(), details={"rules": cleared_rules})
-        notifications.appointment_changed(appointment=current, change=AuditAction.CLEARED, now=now)
-    return current
+        return Change(update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details"],
+                      reason=reason.strip(), details={"rules": cleared_rules})
+
+    return transition(appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply)
 
 
 def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
     """Record the treatment as done: it enters the history, which starts post-care."""
-    if not actor.clinical:
-        raise NotAllowed("clinician_required", "Only a clinician can mark a treatment completed.")
-    with transaction.atomic():
-        _lock_patient(appointment.patient)
-        current = _lock_appointment(appointment.pk)
-        if current.status == AppointmentStatus.PENDING_CLEARANCE:
-            raise InvalidTransition("clearance_required", "A clinician must clear this booking before treatment.")
-        if current.status != AppointmentStatus.CONFIRMED:
-            raise InvalidTransition("not_completable",
-                                    f"A {current.get_status_display().lower()} appointment cannot be completed.")
-        if current.start_at > now:
-            raise InvalidTransition("not_started", "An appointment cannot be completed before it starts.")
+    _require_clinician(actor, "mark a treatment completed")
+
+    def apply(current: Appointment, patient: Patient) -> Change:
+        _require_started(current, now, "An appointment cannot be completed before it starts.")
         current.status = AppointmentStatus.COMPLETED
         current.completed_at = now
-        current.save(update_fields=["status", "completed_at", "updated_at"])
         ProcedureRecord.objects.create(
             patient_id=current.patient_id, procedure_id=current.procedure_id, performed_at=current.start_at,
             area_id=current.area_id, source=HistorySource.CLINIC, appointment=current,
         )
-        _audit(current, AuditAction.COMPLETED, actor, now)
-        notifications.appointment_changed(appointment=current, change=AuditAction.COMPLETED, now=now)
-    return current
+        return Change(update_fields=["status", "completed_at"])
+
+    return transition(appointment=appointment, action=AuditAction.COMPLETED, actor=actor, now=now, apply=apply)
 
 
 def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
-    if not actor.clinical:
-        raise NotAllowed("clinician_required", "Only a clinician can mark a no-show.")
-    with transaction.atomic():
-        _lock_patient(appointment.patient)
-        current = _lock_appointment(appointment.pk)
-        if current.status not in (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED):
-            raise InvalidTransition("not_no_show",
-                                    f"A {current.get_status_display().lower()} appointment cannot be a no-show.")
-        if current.start_at > now:
-            raise InvalidTransition("not_started", "A patient cannot miss an appointment that has not started.")
+    _require_clinician(actor, "mark a no-show")
+
+    def apply(current: Appointment, patient: Patient) -> Change:
+        _require_started(current, now, "A patient cannot miss an appointment that has not started.")
         current.status = AppointmentStatus.NO_SHOW
-        current.save(update_fields=["status", "updated_at"])
-        _audit(current, AuditAction.NO_SHOW, actor, now)
-        notifications.appointment_changed(appointment=current, change=AuditAction.NO_SHOW, now=now)
-    return current
+        return Change(update_fields=["status"])
+
+    return transition(appointment=appointment, action=AuditAction.NO_SHOW, actor=actor, now=now, apply=apply)
 
 
 # --- Availability ------------------------------------------------------------------------------------------
@@ -464,9 +419,9 @@ def appointment_slots(*, patient: Patient, procedure_code: str, window_start: da
     start = max(asked_from, rules.ceil_minute(now))  # slots in the past are not offered
     end = require_aware(window_end, field="to")
     if end <= asked_from:
-        raise InvalidInput("window_end_before_start", "`to` must come after `from`.", field="to")
+        raise InvalidInput(ErrorCode.WINDOW_END_BEFORE_START, "`to` must come after `from`.", field="to")
     if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
-        raise InvalidInput("window_too_long", f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.",
+        raise InvalidInput(ErrorCode.WINDOW_TOO_LONG, f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.",
                            field="to")
     if end <= start:
         return []

@@ -158,4 +158,6 @@ def _demo_staff(clinic: Clinic, password: str) -> None:
 def _grant_admin_permissions(user) -> None:
     from django.contrib.auth.models import Permission
 
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler"]))
+    # The clinic's own data, rules and reminders; API clients (booking platforms) stay with superusers.
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label__in=["clinic", "scheduler", "reminders"]).exclude(content_type__model="apiclient"))

@@ -129,6 +129,3 @@ class ContraindicationRule(models.Model):
     def clean(self) -> None:
         if bool(self.condition_id) == bool(self.medication_id):
             raise ValidationError("Give exactly one cause: a condition or a medication.")
-
-# Reminders, outbox and webhooks live in scheduler/reminders/ (models registered in this app).
-from scheduler.reminders.models import ContactOptOut, OutboxMessage, ReminderTemplate, WebhookEndpoint  # noqa: E402,F401

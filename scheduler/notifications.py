@@ -1,15 +1,25 @@
-"""The one seam through which booking changes reach reminders and webhooks.
+"""The one seam through which appointment changes reach the rooms above (reminders, webhooks).
 
-The booking services call `appointment_changed` inside their transaction,
-after the change is written, so whatever it writes (outbox rows) commits or
-rolls back together with the change that caused it.
+The lifecycle (scheduler/lifecycle.py) calls `appointment_changed` inside its
+transaction, after the change is written, so whatever a subscriber writes
+(outbox rows) commits or rolls back together with the change that caused it.
+Subscribers register from their app's `ready()`: the scheduler never imports them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from clinic.models import Appointment
-from scheduler.reminders.services import outbox_on_change
+
+Subscriber = Callable[..., None]
+_subscribers: list[Subscriber] = []
+
+
+def subscribe(subscriber: Subscriber) -> None:
+    """Call `subscriber(appointment=, change=, now=, previous=)` on every change (once, however often registered)."""
+    if subscriber not in _subscribers:
+        _subscribers.append(subscriber)
 
 
 def appointment_changed(*, appointment: Appointment, change: str, now: datetime,
@@ -17,7 +27,8 @@ def appointment_changed(*, appointment: Appointment, change: str, now: datetime,
     """React to `change` (an AuditAction value) on `appointment`.
 
     `previous` holds what a reschedule moved from: start_at, practitioner, status.
-    Nothing here talks to a broker or a provider: it only writes outbox rows,
-    so a booking succeeds whether or not Redis, SMTP or an SMS provider is up.
+    Subscribers must not talk to a broker or a provider: they only write rows
+    (the outbox), so a booking succeeds whether or not Redis, SMTP or an SMS provider is up.
     """
-    outbox_on_change(appointment=appointment, change=change, now=now, previous=previous)
+    for subscriber in _subscribers:
+        subscriber(appointment=appointment, change=change, now=now, previous=previous)

@@ -15,12 +15,13 @@ from frontdesk import checks, selectors
 from frontdesk.forms import CancelForm, ClearForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from scheduler.booking import (
+    UnableToBook,
     appointment_cancel,
     appointment_clear,
     appointment_complete,
     appointment_mark_no_show,
 )
-from scheduler.errors import InvalidInput, InvalidTransition, UnableToBook
+from core.errors import InvalidInput, InvalidTransition
 
 
 def _detail(request, appointment, *, clear_form=None, cancel_form=None, error=None, status=200):

@@ -17,7 +17,7 @@ from clinic.models import StaffRole
 from clinic.selectors import CLINICAL_ROLES, clinics_for_user, staff_role
 from frontdesk import selectors
 from scheduler.booking import Actor
-from scheduler.errors import NotAllowed, NotFound
+from core.errors import NotAllowed, NotFound
 
 
 def clinic_page(view):

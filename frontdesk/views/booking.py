@@ -15,8 +15,8 @@ from django.views.decorators.http import require_POST
 from frontdesk import checks, selectors
 from frontdesk.forms import BookingForm, RescheduleForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
-from scheduler.booking import appointment_book, appointment_reschedule
-from scheduler.errors import InvalidInput, InvalidTransition, UnableToBook
+from scheduler.booking import UnableToBook, appointment_book, appointment_reschedule
+from core.errors import InvalidInput, InvalidTransition
 
 
 def _day_start(form, clinic):

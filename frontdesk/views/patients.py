@@ -22,7 +22,7 @@ from frontdesk.forms import (
     ProcedureRecordForm,
 )
 from frontdesk.views.base import clinic_page, page, patient_or_404
-from scheduler.errors import InvalidInput
+from core.errors import InvalidInput
 
 SEARCH_LIMIT = 50
 

@@ -10,7 +10,7 @@ import time_machine
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from api.models import ApiClient
+from clinic.models import ApiClient
 from clinic.models import StaffMembership, StaffRole
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 

@@ -10,7 +10,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from api.admin import ApiClientAdmin
-from api.models import ApiClient, hash_key
+from clinic.models import ApiClient, hash_key
 from tests.api.conftest import http, new_api_client, problem_of, session
 from tests.factories import ClinicFactory
 
@@ -110,7 +110,7 @@ def test_create_api_client_refuses_unknown_clinic(clinic):
 
 
 def _admin_request(admin_user):
-    request = RequestFactory().post("/admin/api/apiclient/")
+    request = RequestFactory().post("/admin/clinic/apiclient/")
     request.user = admin_user
     request.session = {}
     request._messages = FallbackStorage(request)
@@ -134,7 +134,7 @@ def test_admin_rotate_action_replaces_the_key(clinic, admin_user):
 
 
 def test_admin_add_shows_the_new_key_once(clinic, admin_client):
-    response = admin_client.post("/admin/api/apiclient/add/", {"name": "Via admin", "clinics": [str(clinic.pk)],
+    response = admin_client.post("/admin/clinic/apiclient/add/", {"name": "Via admin", "clinics": [str(clinic.pk)],
                                                                "revoked_at_0": "", "revoked_at_1": ""}, follow=True)
     assert response.status_code == 200
     client = ApiClient.objects.get(name="Via admin")

@@ -378,7 +378,7 @@ def test_two_practitioners_the_first_free_one_is_chosen(api, clinic, patient, pr
 
 
 def test_appointment_detail_lists_its_planned_reminders(api, patient, practitioner):
-    from scheduler.reminders.defaults import care_texts_load
+    from reminders.defaults import care_texts_load
 
     care_texts_load()
     created = book(api, patient).json()

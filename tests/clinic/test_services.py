@@ -15,7 +15,7 @@ from clinic.services import (
     procedure_record_add,
 )
 from scheduler.booking import appointment_check
-from scheduler.errors import InvalidInput
+from core.errors import InvalidInput
 from scheduler.rules import Outcome
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 

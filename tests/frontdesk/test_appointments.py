@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from clinic.models import AppointmentStatus, AuditEvent, ProcedureRecord
-from scheduler.reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
+from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
 from tests.frontdesk.conftest import at_london, book, url
 from tests.frontdesk.html import field_error, squash
 
@@ -208,7 +208,7 @@ def test_reminders_show_what_is_due_sent_and_failed(reception, clinic, upcoming,
 
 
 def test_a_booking_through_the_front_desk_lists_its_reminders(reception, clinic, patient, practitioner, frozen):
-    from scheduler.reminders.defaults import care_texts_load
+    from reminders.defaults import care_texts_load
 
     care_texts_load()
     response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox",

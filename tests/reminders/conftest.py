@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.booking import Actor, appointment_book
-from scheduler.reminders.channels import LocmemSmsBackend
-from scheduler.reminders.defaults import care_texts_load
+from reminders.channels import LocmemSmsBackend
+from reminders.defaults import care_texts_load
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
 LONDON = ZoneInfo("Europe/London")
@@ -25,7 +25,7 @@ def london(y, m, d, hh=10, mm=0) -> datetime:
 
 @pytest.fixture(autouse=True)
 def _reminder_settings(settings):
-    settings.SMS_BACKEND = "scheduler.reminders.channels.LocmemSmsBackend"
+    settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
     settings.WEBHOOKS_ALLOW_HTTP = True

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from scheduler.reminders.channels import BaseSmsBackend, FileSmsBackend, PermanentSendError, TransientSendError
+from reminders.channels import BaseSmsBackend, FileSmsBackend, PermanentSendError, TransientSendError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -203,7 +203,7 @@ class CeleryHarness:
             "DATABASE_CONN_MAX_AGE": "0",
             "CELERY_BROKER_URL": self.broker_url,
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
-            "SMS_BACKEND": "scheduler.reminders.channels.FileSmsBackend",
+            "SMS_BACKEND": "reminders.channels.FileSmsBackend",
             "SMS_FILE_PATH": str(self.sms_file),
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
             "EMAIL_FILE_PATH": str(self.mail_dir),

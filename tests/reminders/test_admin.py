@@ -2,9 +2,9 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from api.models import ApiClient
+from clinic.models import ApiClient
 from clinic.models import StaffMembership, StaffRole
-from scheduler.reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
+from reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.reminders.conftest import book, london
 
@@ -20,18 +20,18 @@ def superuser_client(client, db):
 def test_every_reminders_page_opens(superuser_client, patient, practitioner, now):
     book(patient, "microneedling", WEDNESDAY_10, now)
     for page in ("remindertemplate", "outboxmessage", "webhookendpoint", "contactoptout"):
-        assert superuser_client.get(f"/admin/scheduler/{page}/").status_code == 200, page
+        assert superuser_client.get(f"/admin/reminders/{page}/").status_code == 200, page
     template = ReminderTemplate.objects.get(default_key="microneedling-pre-care-24h")
-    response = superuser_client.get(f"/admin/scheduler/remindertemplate/{template.pk}/change/")
+    response = superuser_client.get(f"/admin/reminders/remindertemplate/{template.pk}/change/")
     assert b"Sourced default (from the reference texts)" in response.content
-    listing = superuser_client.get("/admin/scheduler/remindertemplate/?origin=clinic").content.decode()
+    listing = superuser_client.get("/admin/reminders/remindertemplate/?origin=clinic").content.decode()
     assert "Botox pre-care, 24 h before (CLINIC TEMPLATE, not sourced)" in listing
     assert "Clinic template (review)" in listing
 
 
 def test_the_template_form_refuses_a_clinical_word_in_an_sms(superuser_client, care_texts):
     template = ReminderTemplate.objects.get(default_key="day-before-reminder")
-    response = superuser_client.post(f"/admin/scheduler/remindertemplate/{template.pk}/change/", {
+    response = superuser_client.post(f"/admin/reminders/remindertemplate/{template.pk}/change/", {
         "name": template.name, "kind": "reminder", "procedure": "", "anchor": "start", "offset_value": "-1",
         "offset_unit": "days", "is_active": "on", "email_subject": template.email_subject,
         "email_text": template.email_text, "email_html": "", "sms_text": "See you for your Botox tomorrow",
@@ -48,7 +48,7 @@ def test_failed_messages_can_be_retried_from_the_outbox_list(superuser_client, p
     row = OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms")
     OutboxMessage.objects.filter(pk=row.pk).update(status="failed", attempts=6, last_error="gave up")
 
-    response = superuser_client.post("/admin/scheduler/outboxmessage/", {
+    response = superuser_client.post("/admin/reminders/outboxmessage/", {
         "action": "retry_now", "_selected_action": [str(row.pk)]}, follow=True)
 
     assert "1 message(s) are due again now." in response.content.decode()
@@ -67,12 +67,12 @@ def test_a_clinic_administrator_sees_only_their_clinics_messages_and_no_webhook_
     platform.save()
     WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
     admin = User.objects.create_user("clinicadmin", password="pw", is_staff=True)
-    admin.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler"]))
+    admin.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler", "reminders"]))
     StaffMembership.objects.create(user=admin, clinic=patient.clinic, role=StaffRole.CLINIC_ADMIN)
     client.force_login(admin)
 
-    listing = client.get("/admin/scheduler/outboxmessage/")
+    listing = client.get("/admin/reminders/outboxmessage/")
     assert listing.status_code == 200
     shown = set(listing.context["cl"].queryset.values_list("appointment__clinic__code", flat=True))
     assert shown == {"london"}
-    assert client.get("/admin/scheduler/webhookendpoint/").status_code == 403
+    assert client.get("/admin/reminders/webhookendpoint/").status_code == 403

@@ -20,9 +20,9 @@ import pytest
 import redis
 from django.utils import timezone
 
-from api.models import ApiClient
-from scheduler.reminders.channels import webhook_verify
-from scheduler.reminders.models import OutboxMessage, WebhookEndpoint
+from clinic.models import ApiClient
+from reminders.channels import webhook_verify
+from reminders.models import OutboxMessage, WebhookEndpoint
 from tests.conftest import _missing, redis_url
 from tests.factories import PatientFactory
 from tests.reminders.conftest import LONDON, book

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from api.models import ApiClient
-from scheduler.reminders import channels
-from scheduler.reminders.channels import (
+from clinic.models import ApiClient
+from reminders import channels
+from reminders.channels import (
     PermanentSendError,
     TransientSendError,
     TwilioSmsBackend,
@@ -16,8 +16,8 @@ from scheduler.reminders.channels import (
     webhook_url_problem,
     webhook_verify,
 )
-from scheduler.reminders.dispatch import SendOutcome, dispatch_local
-from scheduler.reminders.models import OutboxMessage, WebhookEndpoint
+from reminders.dispatch import SendOutcome, dispatch_local
+from reminders.models import OutboxMessage, WebhookEndpoint
 from tests.reminders.conftest import book, london
 from tests.reminders.support import FakeHttpServer, free_port
 
@@ -29,7 +29,7 @@ WEDNESDAY_10 = london(2026, 3, 4, 10)
 
 @pytest.fixture
 def twilio(settings):
-    settings.SMS_BACKEND = "scheduler.reminders.channels.TwilioSmsBackend"
+    settings.SMS_BACKEND = "reminders.channels.TwilioSmsBackend"
     settings.TWILIO_ACCOUNT_SID = "AC0123456789"
     settings.TWILIO_AUTH_TOKEN = "secret-token"
     settings.SMS_FROM = "+447700900999"

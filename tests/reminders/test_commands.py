@@ -7,9 +7,9 @@ import time_machine
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from api.models import ApiClient
-from scheduler.reminders.channels import webhook_url_problem
-from scheduler.reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
+from clinic.models import ApiClient
+from reminders.channels import webhook_url_problem
+from reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
 from tests.reminders.conftest import book, london
 
 WEDNESDAY_10 = london(2026, 3, 4, 10)
@@ -35,7 +35,7 @@ def test_run_dispatcher_stops_when_the_process_that_started_it_is_gone(monkeypat
     monkeypatch.setattr("os.getppid", lambda: next(parents))
     monkeypatch.setattr("time.sleep", lambda seconds: None)
     # The loop drops stale connections between passes; here that would be the test's own transaction.
-    monkeypatch.setattr("scheduler.management.commands.run_dispatcher.close_old_connections", lambda: None)
+    monkeypatch.setattr("reminders.management.commands.run_dispatcher.close_old_connections", lambda: None)
     out = run("run_dispatcher", "--exit-with-parent", "--interval", "0.01")
     assert out == "Reminder dispatcher: checking the outbox every 0.01s.\n"
 

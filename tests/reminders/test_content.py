@@ -9,12 +9,12 @@ from django.utils.html import strip_tags
 from icalendar import Calendar
 
 from scheduler.booking import appointment_reschedule
-from scheduler.reminders.channels import LocmemSmsBackend
-from scheduler.reminders.consent import unsubscribe_token_read
-from scheduler.reminders.content import sms_text_problem
-from scheduler.reminders.defaults import CARE_TEXTS, care_texts_load
-from scheduler.reminders.dispatch import dispatch_local
-from scheduler.reminders.models import ReminderTemplate, TemplateOrigin
+from reminders.channels import LocmemSmsBackend
+from reminders.consent import unsubscribe_token_read
+from reminders.texts import sms_text_problem
+from reminders.defaults import CARE_TEXTS, care_texts_load
+from reminders.dispatch import dispatch_local
+from reminders.models import ReminderTemplate, TemplateOrigin
 from tests.factories import PatientFactory
 from tests.reminders.conftest import RECEPTION, book, london
 

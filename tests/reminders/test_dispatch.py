@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection, connections
 
-from scheduler.reminders import dispatch
-from scheduler.reminders.dispatch import SendOutcome, outbox_claim_due, outbox_send
-from scheduler.reminders.models import OutboxMessage, OutboxStatus, ReminderTemplate
+from reminders import dispatch
+from reminders.dispatch import SendOutcome, outbox_claim_due, outbox_send
+from reminders.models import OutboxMessage, OutboxStatus, ReminderTemplate
 from tests.reminders.conftest import book, london
 from tests.reminders.support import ScriptedSmsBackend
 

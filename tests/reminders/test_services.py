@@ -12,7 +12,7 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
-from api.models import ApiClient
+from clinic.models import ApiClient
 from clinic.models import AppointmentStatus
 from scheduler.booking import (
     appointment_cancel,
@@ -21,10 +21,10 @@ from scheduler.booking import (
     appointment_mark_no_show,
     appointment_reschedule,
 )
-from scheduler.reminders.channels import LocmemSmsBackend
-from scheduler.reminders.consent import patient_opt_out
-from scheduler.reminders.dispatch import dispatch_local
-from scheduler.reminders.models import OutboxMessage, OutboxStatus, WebhookEndpoint
+from reminders.channels import LocmemSmsBackend
+from reminders.consent import patient_opt_out
+from reminders.dispatch import dispatch_local
+from reminders.models import OutboxMessage, OutboxStatus, WebhookEndpoint
 from tests.factories import ClinicFactory, MedicationCourseFactory, PatientConditionFactory, PatientFactory
 from tests.reminders.conftest import CLINICIAN, LONDON, RECEPTION, book, london
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from scheduler.reminders.timing import (
+from reminders.timing import (
     Direction,
     QuietHours,
     apply_offset,

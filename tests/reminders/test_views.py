@@ -7,8 +7,8 @@ import pytest
 from django.core import signing
 
 from clinic.models import Patient
-from scheduler.reminders.consent import UNSUBSCRIBE_SALT, unsubscribe_token, unsubscribe_url
-from scheduler.reminders.models import ContactOptOut
+from reminders.consent import UNSUBSCRIBE_SALT, unsubscribe_token, unsubscribe_url
+from reminders.models import ContactOptOut
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_inbound_sms_needs_a_sender_and_a_post(client, settings, db):
 
 
 def test_twilio_inbound_requests_are_checked_by_their_signature(client, settings, patient):
-    settings.SMS_BACKEND = "scheduler.reminders.channels.TwilioSmsBackend"
+    settings.SMS_BACKEND = "reminders.channels.TwilioSmsBackend"
     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.SMS_FROM = "AC1", "auth-token", "+447700900999"
     params = {"From": patient.phone, "Body": "STOP", "To": "+447700900999"}
     url = "http://testserver/reminders/sms/inbound/"
@@ -124,7 +124,7 @@ def test_twilio_inbound_requests_are_checked_by_their_signature(client, settings
 
 
 def test_behind_a_proxy_the_signature_is_checked_against_the_public_url(client, settings, patient):
-    settings.SMS_BACKEND = "scheduler.reminders.channels.TwilioSmsBackend"
+    settings.SMS_BACKEND = "reminders.channels.TwilioSmsBackend"
     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.SMS_FROM = "AC1", "auth-token", "+447700900999"
     settings.SMS_INBOUND_URL = "https://clinic.example/reminders/sms/inbound/"
     params = {"From": patient.phone, "Body": "STOP"}

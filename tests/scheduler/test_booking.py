@@ -7,6 +7,7 @@ import pytest
 from clinic.models import Appointment, AppointmentStatus, AuditEvent, ProcedureRecord, TimeOff
 from scheduler.availability import AvailabilityCode
 from scheduler.booking import (
+    UnableToBook,
     Actor,
     appointment_book,
     appointment_cancel,
@@ -19,7 +20,7 @@ from scheduler.booking import (
     appointment_reschedule_check,
     appointment_slots,
 )
-from scheduler.errors import InvalidInput, InvalidTransition, NotAllowed, UnableToBook
+from core.errors import InvalidInput, InvalidTransition, NotAllowed
 from scheduler.rules import Outcome, ViolationCode
 from tests.factories import (
     ClinicFactory,

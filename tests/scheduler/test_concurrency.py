@@ -12,8 +12,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from clinic.models import Appointment, AppointmentStatus
-from scheduler.booking import Actor, appointment_book
-from scheduler.errors import UnableToBook
+from scheduler.booking import Actor, UnableToBook, appointment_book
+
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
 LONDON = ZoneInfo("Europe/London")

@@ -4,8 +4,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.errors import InvalidInput
-from scheduler.timeutils import local_to_utc, require_aware, require_whole_minute
+from core.errors import InvalidInput
+from core.timeutils import local_to_utc, require_aware, require_whole_minute
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from api.models import ApiClient
+from clinic.models import ApiClient
 from clinic.models import Clinic
 
 

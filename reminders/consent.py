@@ -14,10 +14,10 @@ from django.db import transaction
 from django.urls import reverse
 
 from clinic.models import Patient, ReminderChannel
-from scheduler.errors import InvalidInput
-from scheduler.reminders.models import Channel, ContactOptOut
+from core.errors import ErrorCode, InvalidInput
+from reminders.models import Channel, ContactOptOut
 
-UNSUBSCRIBE_SALT = "scheduler.reminders.unsubscribe"
+UNSUBSCRIBE_SALT = "reminders.unsubscribe"
 
 
 def patient_accepts(patient: Patient, channel: str) -> tuple[bool, str]:
@@ -55,12 +55,12 @@ def unsubscribe_token_read(token: str) -> tuple[Patient, str]:
     try:
         data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
     except signing.BadSignature:
-        raise InvalidInput("invalid_unsubscribe_link", "This unsubscribe link is not valid. "
+        raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link is not valid. "
                            "Please use the link from your most recent e-mail, or contact the clinic.")
     channel = data.get("c") if isinstance(data, dict) else None
     patient = Patient.objects.select_related("clinic").filter(pk=data.get("p")).first() if channel else None
     if patient is None or channel not in (Channel.EMAIL, Channel.SMS):
-        raise InvalidInput("invalid_unsubscribe_link", "This unsubscribe link no longer matches a patient record.")
+        raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link no longer matches a patient record.")
     return patient, channel
 
 

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from scheduler.reminders import selectors
+from reminders import selectors
 
 
 def _row(message) -> str:

@@ -27,10 +27,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from clinic.models import AppointmentStatus
-from scheduler.reminders import channels, content
-from scheduler.reminders.consent import patient_accepts, unsubscribe_url
-from scheduler.reminders.models import Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
-from scheduler.reminders.timing import first_allowed_after
+from reminders import channels, content
+from reminders.consent import patient_accepts, unsubscribe_url
+from reminders.models import Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
+from reminders.timing import first_allowed_after, quiet_hours
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,6 @@ def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
 def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
     """Quiet hours hold at send time too: planning kept SMS out of them, but a backlog (workers down
     overnight) must not go out at 3 a.m. Returns (status, new due_at, reason), or None to send now."""
-    from scheduler.reminders.services import quiet_hours  # services imports this module's callers
-
     tz = message.appointment.clinic.tz
     quiet = quiet_hours()
     if not quiet.contains(now.astimezone(tz).time()):

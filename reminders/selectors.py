@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, QuerySet
 
-from scheduler.reminders.models import Channel, OutboxMessage, OutboxStatus
+from reminders.models import Channel, OutboxMessage, OutboxStatus
 
 
 def reminders_for_appointment(appointment_id) -> list[dict]:

@@ -10,8 +10,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from clinic.admin import ClinicScopedAdmin
-from scheduler.reminders import services
-from scheduler.reminders.models import (
+from reminders import services
+from reminders.models import (
     ContactOptOut,
     OutboxMessage,
     ReminderTemplate,

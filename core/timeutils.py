@@ -6,7 +6,7 @@ an explicit UTC offset settles it (domain brief, section 2).
 """
 from datetime import UTC, datetime, tzinfo
 
-from scheduler.errors import InvalidInput
+from core.errors import ErrorCode, InvalidInput
 
 
 def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> datetime:
@@ -17,14 +17,14 @@ def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> dateti
     second = value.replace(tzinfo=tz, fold=1)
     if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != value:
         raise InvalidInput(
-            "nonexistent_local_time",
+            ErrorCode.NONEXISTENT_LOCAL_TIME,
             f"{value:%Y-%m-%d %H:%M} does not exist in {tz} (the clocks go forward then); "
             "choose another time or give an explicit UTC offset.",
             field=field,
         )
     if first.utcoffset() != second.utcoffset():
         raise InvalidInput(
-            "ambiguous_local_time",
+            ErrorCode.AMBIGUOUS_LOCAL_TIME,
             f"{value:%Y-%m-%d %H:%M} happens twice in {tz} (the clocks go back then); "
             "give an explicit UTC offset to say which one.",
             field=field,
@@ -34,11 +34,11 @@ def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> dateti
 
 def require_aware(value: datetime, *, field: str = "start") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput("naive_datetime", "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
+        raise InvalidInput(ErrorCode.NAIVE_DATETIME, "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
                            field=field)
     return value.astimezone(UTC)
 
 
 def require_whole_minute(value: datetime, *, field: str = "start") -> None:
     if value.second or value.microsecond:
-        raise InvalidInput("not_whole_minute", "Appointment times are whole minutes (no seconds).", field=field)
+        raise InvalidInput(ErrorCode.NOT_WHOLE_MINUTE, "Appointment times are whole minutes (no seconds).", field=field)

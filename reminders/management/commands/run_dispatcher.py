@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from scheduler.reminders import dispatch
+from reminders import dispatch
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Routes for patients' unsubscribe links and the SMS provider's inbound webhook."""
 from django.urls import path
 
-from scheduler.reminders import views
+from reminders import views
 
 app_name = "reminders"
 

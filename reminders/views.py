@@ -13,9 +13,9 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from scheduler.errors import InvalidInput
-from scheduler.reminders import channels, consent
-from scheduler.reminders.models import OptOutVia
+from core.errors import InvalidInput
+from reminders import channels, consent
+from reminders.models import OptOutVia
 
 
 @csrf_exempt  # the signed token is the credential; mail clients POST here without a session (RFC 8058)

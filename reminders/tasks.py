@@ -1,4 +1,4 @@
-"""Celery tasks: thin interfaces over scheduler.reminders.dispatch.
+"""Celery tasks: thin interfaces over reminders.dispatch.
 
 The beat runs `reminders.dispatch_due` every few seconds; it claims due rows
 and enqueues one `reminders.send_message` per row. Tasks take ids (and an
@@ -14,7 +14,7 @@ from datetime import datetime
 from celery import shared_task
 from django.utils import timezone
 
-from scheduler.reminders import dispatch
+from reminders import dispatch
 
 
 def _moment(now: str | None) -> datetime:

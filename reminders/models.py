@@ -15,6 +15,8 @@ from django.db import models
 from django.db.models import Q
 
 from clinic.models import Appointment, Patient, ProcedureType
+from reminders import channels, texts
+from scheduler.lifecycle import EVENTS
 
 
 class MessageKind(models.TextChoices):
@@ -101,6 +103,7 @@ class ReminderTemplate(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "scheduler_remindertemplate"  # created by the scheduler app; moved without renaming
         ordering = ["procedure_id", "anchor", "offset_value", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=[k for k in MessageKind.values if k != "webhook"]),
@@ -119,8 +122,6 @@ class ReminderTemplate(models.Model):
         return bool(self.sms_text.strip())
 
     def clean(self) -> None:
-        from scheduler.reminders import content
-
         errors: dict[str, list[str]] = {}
         allowed = KIND_ANCHORS.get(self.kind)
         if allowed and self.anchor not in allowed:
@@ -136,11 +137,11 @@ class ReminderTemplate(models.Model):
         if bool(self.email_subject.strip()) != bool(self.email_text.strip()):
             errors.setdefault("email_subject", []).append("An e-mail needs both a subject and a text body.")
         for field in ("email_subject", "email_text", "email_html", "sms_text"):
-            problem = content.template_problem(getattr(self, field))
+            problem = texts.template_problem(getattr(self, field))
             if problem:
                 errors.setdefault(field, []).append(problem)
         if self.sms_text and "sms_text" not in errors:
-            problem = content.sms_text_problem(self.sms_text)
+            problem = texts.sms_text_problem(self.sms_text)
             if problem:
                 errors.setdefault("sms_text", []).append(problem)
         if errors:
@@ -150,11 +151,10 @@ class ReminderTemplate(models.Model):
 class WebhookEndpoint(models.Model):
     """Where a booking platform (an API client) wants appointment events POSTed."""
 
-    EVENTS = ("appointment.created", "appointment.rescheduled", "appointment.cancelled",
-              "appointment.completed", "appointment.cleared", "appointment.no_show")
+    EVENTS = EVENTS  # the lifecycle's one list (scheduler.lifecycle)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    client = models.ForeignKey("api.ApiClient", on_delete=models.CASCADE, related_name="webhook_endpoints")
+    client = models.ForeignKey("clinic.ApiClient", on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
     # Stored in clear: the service must sign with it. It is shown once at creation and in the admin.
     secret = models.CharField(max_length=80, editable=False)
@@ -164,6 +164,7 @@ class WebhookEndpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "scheduler_webhookendpoint"  # created by the scheduler app; moved without renaming
         ordering = ["client__name", "url"]
 
     def __str__(self) -> str:
@@ -178,8 +179,6 @@ class WebhookEndpoint(models.Model):
         return not self.events or event in self.events
 
     def clean(self) -> None:
-        from scheduler.reminders import channels
-
         problem = channels.webhook_url_problem(self.url)
         if problem:
             raise ValidationError({"url": problem})
@@ -211,7 +210,7 @@ class OutboxMessage(models.Model):
 
     Rows are claimed (status `sending`, a fresh `claim_token`, a lease until
     `claimed_until`) by a dispatcher and finished by the send task holding the
-    row lock; see scheduler/reminders/dispatch.py.
+    row lock; see reminders/dispatch.py.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -238,6 +237,7 @@ class OutboxMessage(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "scheduler_outboxmessage"  # created by the scheduler app; moved without renaming
         ordering = ["due_at", "id"]
         verbose_name = "outbox message"
         indexes = [
@@ -276,6 +276,7 @@ class ContactOptOut(models.Model):
     detail = models.CharField(max_length=200, blank=True)
 
     class Meta:
+        db_table = "scheduler_contactoptout"  # created by the scheduler app; moved without renaming
         ordering = ["-at"]
         verbose_name = "contact opt-out"
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 
+from django.conf import settings
+
 
 class Direction(StrEnum):
     EARLIER = "earlier"  # warns about something ahead: may move earlier, never later
@@ -29,6 +31,12 @@ class QuietHours:
         if self.start > self.end:  # spans midnight
             return local >= self.start or local < self.end
         return self.start <= local < self.end
+
+
+def quiet_hours() -> QuietHours:
+    """The SMS quiet hours the settings give (REMINDERS_SMS_QUIET_HOURS, clinic-local)."""
+    start, end = settings.REMINDERS_SMS_QUIET_HOURS
+    return QuietHours(time.fromisoformat(start), time.fromisoformat(end))
 
 
 @dataclass(frozen=True)

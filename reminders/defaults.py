@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from scheduler.reminders.models import ReminderTemplate
+from reminders.models import ReminderTemplate
 
 CARE_TEXTS = Path(settings.BASE_DIR) / "fixtures" / "care_texts.json"
 

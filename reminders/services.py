@@ -18,9 +18,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, Patient
-from scheduler.errors import InvalidInput
-from scheduler.reminders.consent import patient_accepts
-from scheduler.reminders.models import (
+from core.errors import ErrorCode, InvalidInput
+from reminders.consent import patient_accepts
+from reminders.models import (
     KIND_ANCHORS,
     UNSENT_STATUSES,
     Anchor,
@@ -31,21 +31,9 @@ from scheduler.reminders.models import (
     ReminderTemplate,
     WebhookEndpoint,
 )
-from scheduler.reminders.timing import Direction, Plan, QuietHours, plan_due
+from reminders.timing import Direction, Plan, plan_due, quiet_hours
+from scheduler.lifecycle import EVENT_FOR_ACTION
 
-EVENT_FOR_CHANGE = {
-    AuditAction.BOOKED: "appointment.created",
-    AuditAction.RESCHEDULED: "appointment.rescheduled",
-    AuditAction.CANCELLED: "appointment.cancelled",
-    AuditAction.COMPLETED: "appointment.completed",
-    AuditAction.CLEARED: "appointment.cleared",
-    AuditAction.NO_SHOW: "appointment.no_show",
-}
-
-
-def quiet_hours() -> QuietHours:
-    start, end = settings.REMINDERS_SMS_QUIET_HOURS
-    return QuietHours(time.fromisoformat(start), time.fromisoformat(end))
 
 
 # --- Entry point --------------------------------------------------------------------------------------
@@ -117,7 +105,7 @@ def outbox_on_change(*, appointment: Appointment, change: str, now: datetime, pr
         _completion_messages(work)
     elif change == AuditAction.NO_SHOW:
         _cancel_unsent(appointment, "the patient did not attend")
-    event = EVENT_FOR_CHANGE.get(change)
+    event = EVENT_FOR_ACTION.get(change)
     if event:
         _webhooks(work, event, previous)
     work.save()
@@ -348,7 +336,7 @@ def webhook_endpoint_create(*, client, url: str, events: list[str] | None = None
         endpoint.full_clean(exclude=["secret"])
     except ValidationError as exc:  # the caller gets one clear domain error, naming the field
         field, problems = next(iter(exc.message_dict.items()))
-        raise InvalidInput("invalid_webhook_endpoint", " ".join(problems), field=field)
+        raise InvalidInput(ErrorCode.INVALID_WEBHOOK_ENDPOINT, " ".join(problems), field=field)
     endpoint.save()
     return endpoint
 

@@ -1,10 +1,10 @@
 """Register a webhook endpoint for an API client and print its signing secret (shown once here)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from api.models import ApiClient
-from scheduler.errors import InvalidInput
-from scheduler.reminders import services
-from scheduler.reminders.models import WebhookEndpoint
+from clinic.models import ApiClient
+from core.errors import InvalidInput
+from reminders import services
+from reminders.models import WebhookEndpoint
 
 
 class Command(BaseCommand):

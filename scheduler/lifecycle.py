@@ -1,0 +1,153 @@
+"""The appointment lifecycle: which action each status allows, and the one way a change is made.
+
+`TRANSITIONS` is the table (status × action → the status it leads to, or the
+error code that refuses it). `transition()` is the one helper every action goes
+through: lock the patient, lock the appointment, consult the table, apply the
+change, save, audit and notify the rooms above (reminders, webhooks) through
+scheduler.notifications, all in one transaction. `EVENT_FOR_ACTION` is the one
+list of events that webhooks, reminders and the audit trail read.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+
+from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient
+from core.errors import ErrorCode, InvalidTransition, NotFound
+from core.ids import parse_uuid
+from scheduler import notifications
+
+Status = AppointmentStatus
+Action = AuditAction
+
+# Every action an existing appointment can take, per status. `None`: refused with the action's code.
+# Booking is not here: it creates the appointment (pending clearance or confirmed) rather than moving one.
+TRANSITIONS: dict[tuple[str, str], str | ErrorCode] = {}
+_REFUSAL = {
+    Action.RESCHEDULED: ErrorCode.NOT_RESCHEDULABLE,
+    Action.CANCELLED: ErrorCode.NOT_CANCELLABLE,
+    Action.CLEARED: ErrorCode.NOT_PENDING_CLEARANCE,
+    Action.COMPLETED: ErrorCode.NOT_COMPLETABLE,
+    Action.NO_SHOW: ErrorCode.NOT_NO_SHOW,
+}
+_ALLOWED = {
+    # A reschedule re-checks the rules, so it may land in either active status.
+    (Status.PENDING_CLEARANCE, Action.RESCHEDULED): Status.PENDING_CLEARANCE,
+    (Status.CONFIRMED, Action.RESCHEDULED): Status.CONFIRMED,
+    (Status.PENDING_CLEARANCE, Action.CANCELLED): Status.CANCELLED,
+    (Status.CONFIRMED, Action.CANCELLED): Status.CANCELLED,
+    (Status.PENDING_CLEARANCE, Action.CLEARED): Status.CONFIRMED,
+    (Status.CONFIRMED, Action.COMPLETED): Status.COMPLETED,
+    (Status.PENDING_CLEARANCE, Action.COMPLETED): ErrorCode.CLEARANCE_REQUIRED,
+    (Status.PENDING_CLEARANCE, Action.NO_SHOW): Status.NO_SHOW,
+    (Status.CONFIRMED, Action.NO_SHOW): Status.NO_SHOW,
+}
+for _status in Status:
+    for _action in _REFUSAL:
+        TRANSITIONS[(_status, _action)] = _ALLOWED.get((_status, _action), _REFUSAL[_action])
+
+_VERB = {
+    Action.RESCHEDULED: "moved",
+    Action.CANCELLED: "cancelled",
+    Action.COMPLETED: "completed",
+    Action.NO_SHOW: "a no-show",
+}
+_FIXED_MESSAGES = {
+    ErrorCode.NOT_PENDING_CLEARANCE: "Only a booking pending clearance can be cleared.",
+    ErrorCode.CLEARANCE_REQUIRED: "A clinician must clear this booking before treatment.",
+}
+
+# The events the outside world hears of (webhooks), one per action.
+EVENT_FOR_ACTION: dict[str, str] = {
+    Action.BOOKED: "appointment.created",
+    Action.RESCHEDULED: "appointment.rescheduled",
+    Action.CANCELLED: "appointment.cancelled",
+    Action.COMPLETED: "appointment.completed",
+    Action.CLEARED: "appointment.cleared",
+    Action.NO_SHOW: "appointment.no_show",
+}
+EVENTS: tuple[str, ...] = tuple(EVENT_FOR_ACTION.values())
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a staff user or an API client, and whether they hold the clinician's right."""
+
+    label: str
+    user: object | None = None
+    clinical: bool = False
+
+
+def refusal(status: str, action: str) -> ErrorCode | None:
+    """The code that refuses `action` in `status`, or None when the table allows it."""
+    outcome = TRANSITIONS[(status, action)]
+    return outcome if isinstance(outcome, ErrorCode) else None
+
+
+def require_allowed(appointment: Appointment, action: str) -> None:
+    code = refusal(appointment.status, action)
+    if code is not None:
+        message = _FIXED_MESSAGES.get(code) or (
+            f"A {appointment.get_status_display().lower()} appointment cannot be {_VERB[action]}.")
+        raise InvalidTransition(code, message)
+
+
+@dataclass
+class Change:
+    """What an action did, for the audit trail and the subscribers: set by the action's `apply`."""
+
+    update_fields: list[str]
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+    previous: dict | None = None
+    # How to write the row when a plain save will not do (a reschedule turns a lost slot race into a refusal).
+    save: Callable[[Callable[[], None]], None] | None = None
+
+
+def lock_patient(patient_id) -> Patient:
+    return Patient.objects.select_for_update().select_related("clinic").get(pk=patient_id)
+
+
+def lock_appointment(appointment_id) -> Appointment:
+    pk = parse_uuid(appointment_id)
+    appointment = Appointment.objects.select_for_update().filter(pk=pk).first() if pk else None
+    if appointment is None:
+        raise NotFound(ErrorCode.UNKNOWN_APPOINTMENT, "There is no such appointment.")
+    return appointment
+
+
+def record(appointment: Appointment, action: str, actor: Actor, now: datetime, *, reason: str = "",
+           details: dict | None = None, previous: dict | None = None) -> None:
+    """Audit the change and tell the subscribers, inside the caller's transaction."""
+    AuditEvent.objects.create(
+        appointment=appointment, action=action, at=now, actor_user=actor.user if actor.user else None,
+        actor_label=actor.label, reason=reason, details=details or {},
+    )
+    notifications.appointment_changed(appointment=appointment, change=action, now=now, previous=previous)
+
+
+def transition(*, appointment: Appointment, action: str, actor: Actor, now: datetime,
+               apply: Callable[[Appointment, Patient], Change]) -> Appointment:
+    """Lock, check the table, apply, save, audit, notify: the one path for an existing appointment.
+
+    `apply(current, patient)` runs with both rows locked and the table's consent; it sets the
+    fields (and may refuse with a domain error, which rolls everything back).
+    """
+    with transaction.atomic():
+        patient = lock_patient(appointment.patient_id)
+        current = lock_appointment(appointment.pk)
+        # Race condition: the status is checked only now that the row is locked.
+        require_allowed(current, action)
+        change = apply(current, patient)
+        def write() -> None:
+            current.save(update_fields=[*change.update_fields, "updated_at"])
+
+        if change.save is not None:
+            change.save(write)
+        else:
+            write()
+        record(current, action, actor, now, reason=change.reason, details=change.details, previous=change.previous)
+    return current

@@ -1,0 +1,87 @@
+"""Moving models between apps loses nothing: a database filled at the previous migration state
+is migrated to the current one, and every row is found again through today's models.
+
+The reminders models moved from `scheduler` to their own app and `ApiClient` from `api` to
+`clinic` (docs/architecture.md); both moves are state-only, so the tables and rows stay put.
+"""
+from datetime import UTC, date, datetime
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from clinic.models import ApiClient, Appointment, Clinic, Patient
+from reminders.models import ContactOptOut, OutboxMessage, ReminderTemplate, WebhookEndpoint
+
+BEFORE = [("clinic", "0003_intake_unique_on_every_database"), ("api", "0002_idempotency_key"),
+          ("scheduler", "0002_reminders_outbox")]
+AT = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def _leaves():
+    executor = MigrationExecutor(connection)
+    return executor.loader.graph.leaf_nodes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_row_survives_the_move_of_reminders_and_api_clients():
+    old = _migrate(BEFORE)
+    clinic = old.get_model("clinic", "Clinic").objects.create(code="moved", name="Moved", timezone="Europe/London")
+    procedure = old.get_model("clinic", "ProcedureType").objects.create(code="botox", name="Botox",
+                                                                         duration_minutes=30)
+    practitioner = old.get_model("clinic", "Practitioner").objects.create(clinic=clinic, name="Dr Old")
+    patient = old.get_model("clinic", "Patient").objects.create(clinic=clinic, first_name="Ada", last_name="Old",
+                                                                date_of_birth=date(1980, 1, 2))
+    appointment = old.get_model("clinic", "Appointment").objects.create(
+        clinic=clinic, patient=patient, practitioner=practitioner, procedure=procedure, status="confirmed",
+        start_at=AT, end_at=AT.replace(hour=11))
+    client = old.get_model("api", "ApiClient").objects.create(name="Old platform", key_prefix="abcd1234",
+                                                                key_hash="f" * 64)
+    client.clinics.add(clinic)
+    endpoint = old.get_model("scheduler", "WebhookEndpoint").objects.create(
+        client=client, url="https://platform.example/hooks", secret="whsec_x", events=["appointment.created"])
+    template = old.get_model("scheduler", "ReminderTemplate").objects.create(
+        name="Old reminder", kind="reminder", anchor="start", offset_value=-24, offset_unit="hours",
+        sms_text="See you tomorrow.")
+    message = old.get_model("scheduler", "OutboxMessage").objects.create(
+        appointment=appointment, kind="reminder", channel="sms", template=template, due_at=AT, created_at=AT,
+        recipient="+447911123456", payload={"k": 1})
+    hook = old.get_model("scheduler", "OutboxMessage").objects.create(
+        appointment=appointment, kind="webhook", channel="webhook", endpoint=endpoint, event="appointment.created",
+        due_at=AT, created_at=AT)
+    old.get_model("scheduler", "ContactOptOut").objects.create(patient=patient, channel="sms", via="sms_stop", at=AT)
+    # As a database of the previous release has them (the test database was created at today's state).
+    ContentType.objects.filter(app_label="reminders").update(app_label="scheduler")
+    ContentType.objects.filter(app_label="clinic", model="apiclient").update(app_label="api")
+    granted = ContentType.objects.get(app_label="scheduler", model="outboxmessage").permission_set.count()
+
+    _migrate(_leaves())
+
+    assert Clinic.objects.get(code="moved").name == "Moved"
+    assert Patient.objects.get(pk=patient.pk).date_of_birth == date(1980, 1, 2)
+    assert Appointment.objects.get(pk=appointment.pk).status == "confirmed"
+    moved_client = ApiClient.objects.get(pk=client.pk)
+    assert (moved_client.name, moved_client.key_prefix) == ("Old platform", "abcd1234")
+    assert list(moved_client.clinics.values_list("code", flat=True)) == ["moved"]
+    moved_endpoint = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (moved_endpoint.client_id, moved_endpoint.events) == (client.pk, ["appointment.created"])
+    assert ReminderTemplate.objects.get(pk=template.pk).sms_text == "See you tomorrow."
+    row = OutboxMessage.objects.get(pk=message.pk)
+    assert (row.template_id, row.recipient, row.payload, row.appointment_id) == (
+        template.pk, "+447911123456", {"k": 1}, appointment.pk)
+    assert OutboxMessage.objects.get(pk=hook.pk).endpoint_id == endpoint.pk
+    assert ContactOptOut.objects.get(patient_id=patient.pk).via == "sms_stop"
+    # Content types, and so the permissions granted on them, followed the models.
+    moved = ContentType.objects.get(app_label="reminders", model="outboxmessage")
+    assert moved.permission_set.count() == granted > 0
+    assert not ContentType.objects.filter(app_label="scheduler", model="outboxmessage").exists()
+    assert ContentType.objects.filter(app_label="clinic", model="apiclient").exists()
+    assert not ContentType.objects.filter(app_label="api", model="apiclient").exists()
