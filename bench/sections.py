@@ -20,13 +20,13 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 def _history(n: int, *, seed: int, until: datetime) -> list:
-    from scheduler.rules import ProcedureEvent
+    from scheduler.rules import EventState, ProcedureEvent
 
     rnd = random.Random(seed)
     start = until - timedelta(days=20 * 365)
     span = (until - start).total_seconds()
     return [ProcedureEvent(f"e{i}", rnd.choice(CODES), start + timedelta(seconds=int(rnd.random() * span) // 60 * 60),
-                           rnd.choice([None, "face", "neck"]), status=rnd.choice(["completed", "completed", "cancelled"]))
+                           rnd.choice([None, "face", "neck"]), state=rnd.choice([EventState.DONE, EventState.DONE, EventState.VOID]))
             for i in range(n)]
 
 

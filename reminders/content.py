@@ -70,7 +70,7 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     codes = sorted({r.later_procedure for r in rulebook.looking_forward.get(appointment.procedure_id, ())})
     intervals = {r.id: r for rs in rulebook.looking_back.values() for r in rs}.values()
     strict = rules.RuleBook(
-        [dataclasses.replace(r, severity=rules.Severity.BLOCK) for r in intervals],
+        [dataclasses.replace(r, severity=rules.IntervalSeverity.BLOCK) for r in intervals],
         [c for cs in rulebook.contraindications.values() for c in cs], rulebook.names)
     out = []
     for code in codes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
-from scheduler.rules import BlockedSpans, Severity, Violation
+from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
 
 
 class AvailabilityCode:
@@ -22,6 +22,7 @@ class AvailabilityCode:
     TIME_OFF = "practitioner_time_off"
     SLOT_TAKEN = "slot_taken"
     NO_PRACTITIONER = "no_practitioner_available"
+    PATIENT_BUSY = "patient_busy"
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class Slot:
     practitioner_name: str
 
 
-def availability_violation(code: str, message: str) -> Violation:
-    return Violation(code, "availability", Severity.BLOCK, message, "", "", None, None)
+def availability_violation(code: str, message: str, conflicts_with: EventRef | None = None) -> Violation:
+    return Violation(code, "availability", IntervalSeverity.BLOCK, message, "", "", conflicts_with, None)
 
 
 class _Busy:
@@ -53,8 +54,11 @@ class _Busy:
 
 
 class Schedule:
+    """Practitioners' calendars for a window, and (given `patient_id`) the patient's own bookings:
+    a patient is in one place at a time, whichever practitioner or clinic they are booked with."""
+
     def __init__(self, practitioners: Iterable[Practitioner], tz: tzinfo, window_start: datetime,
-                 window_end: datetime, *, ignore_appointment_id=None) -> None:
+                 window_end: datetime, *, ignore_appointment_id=None, patient_id=None) -> None:
         self.tz = tz
         self.practitioners = sorted(practitioners, key=lambda p: (p.name, str(p.id)))
         ids = [p.id for p in self.practitioners]
@@ -77,6 +81,14 @@ class Schedule:
             appointments = appointments.exclude(pk=ignore_appointment_id)
         for pid, start, end in appointments.values_list("practitioner_id", "start_at", "end_at"):
             booked[pid].append((start, end))
+        self._patient: list[tuple[datetime, datetime, str, str]] = []
+        if patient_id is not None:
+            own = Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES,
+                                             start_at__lt=window_end, end_at__gt=window_start)
+            if ignore_appointment_id is not None:
+                own = own.exclude(pk=ignore_appointment_id)
+            self._patient = sorted(own.values_list("start_at", "end_at", "id", "procedure_id"))
+        self._patient_busy = _Busy((start, end) for start, end, _, _ in self._patient)
         self._off = {pid: _Busy(spans) for pid, spans in off.items()}
         self._booked = {pid: _Busy(spans) for pid, spans in booked.items()}
         self._empty = _Busy(())
@@ -111,6 +123,17 @@ class Schedule:
                 AvailabilityCode.SLOT_TAKEN, f"{practitioner.name} already has an appointment at that time."))
         return found
 
+    def patient_problem(self, start: datetime, end: datetime) -> Violation | None:
+        """The patient's own booking that [start, end) would overlap, or None."""
+        if not self._patient_busy.overlaps(start, end):
+            return None
+        other_start, _, pk, procedure = next(row for row in self._patient if row[0] < end and row[1] > start)
+        local = other_start.astimezone(self.tz)
+        return availability_violation(
+            AvailabilityCode.PATIENT_BUSY,
+            f"The patient already has an appointment then ({local:%H:%M} on {local:%A} {local.day} {local:%B %Y}).",
+            EventRef(str(pk), "appointment", procedure, at=other_start))
+
     def is_free(self, practitioner: Practitioner, start: datetime, end: datetime) -> bool:
         return not self.problems(practitioner, start, end)
 
@@ -128,6 +151,7 @@ class Schedule:
                         end = start + duration
                         if (window_start <= start <= window_end
                                 and (blocked is None or not blocked.blocks(start))
+                                and not self._patient_busy.overlaps(start, end)
                                 and not self._off.get(practitioner.id, self._empty).overlaps(start, end)
                                 and not self._booked.get(practitioner.id, self._empty).overlaps(start, end)):
                             found.append((start, practitioner.name,

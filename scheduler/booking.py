@@ -179,7 +179,8 @@ def _next_slot(req: _Request, timeline: rules.Timeline, rulebook: rules.RuleBook
     tz = req.patient.clinic.tz
     until = from_at + timedelta(days=settings.BOOKING_SEARCH_DAYS)
     duration = req.end_at - req.start_at
-    schedule = Schedule(req.candidates, tz, from_at, until + duration, ignore_appointment_id=ignore_appointment_id)
+    schedule = Schedule(req.candidates, tz, from_at, until + duration, ignore_appointment_id=ignore_appointment_id,
+                        patient_id=req.patient.pk)
     blocked = rules.blocked_ranges(
         timeline, rulebook, rules.Proposal(req.procedure.code, from_at, req.area.code if req.area else None, ignore),
         tz, until,
@@ -199,7 +200,8 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
         timeline, rulebook,
         rules.Proposal(req.procedure.code, req.start_at, req.area.code if req.area else None, ignore), tz,
     )
-    schedule = Schedule(req.candidates, tz, req.start_at, req.end_at, ignore_appointment_id=ignore_id)
+    schedule = Schedule(req.candidates, tz, req.start_at, req.end_at, ignore_appointment_id=ignore_id,
+                        patient_id=req.patient.pk)
     # Locks are taken in primary-key order; the choice follows the order slots are offered in (by name).
     ordered = sorted(req.candidates, key=lambda p: (p.name, str(p.pk)))
     chosen = next((p for p in ordered if schedule.is_free(p, req.start_at, req.end_at)), None)
@@ -211,6 +213,9 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
             availability = (availability_violation(
                 AvailabilityCode.NO_PRACTITIONER,
                 f"No practitioner who does {req.procedure.name} is free at that time."),)
+    busy = schedule.patient_problem(req.start_at, req.end_at)
+    if busy is not None:
+        availability += (busy,)
     check = BookingCheck(evaluation, availability, chosen, req.start_at, req.end_at, tz)
     if not check.eligible:
         check = replace(check, next_available_slot=_next_slot(
@@ -236,9 +241,13 @@ def _insert(check: BookingCheck, write) -> None:
     try:
         with transaction.atomic():
             write()
-    except IntegrityError:
-        taken = availability_violation(AvailabilityCode.SLOT_TAKEN, "That slot was just taken.")
-        raise UnableToBook(replace(check, availability=check.availability + (taken,)))
+    except IntegrityError as error:
+        if "appointment_patient_no_overlap" in str(error):
+            lost = availability_violation(AvailabilityCode.PATIENT_BUSY,
+                                          "The patient was just booked elsewhere at that time.")
+        else:
+            lost = availability_violation(AvailabilityCode.SLOT_TAKEN, "That slot was just taken.")
+        raise UnableToBook(replace(check, availability=check.availability + (lost,)))
 
 
 def _violation_summary(check: BookingCheck) -> list[dict]:
@@ -433,7 +442,8 @@ def appointment_slots(*, patient: Patient, procedure_code: str, window_start: da
         selectors.timeline_for_patient(patient.pk), selectors.rulebook_load(),
         rules.Proposal(procedure.code, start, area.code if area else None, ignore), tz, end)
     schedule = Schedule(candidates, tz, start, end + duration,
-                        ignore_appointment_id=ignore_appointment.pk if ignore_appointment else None)
+                        ignore_appointment_id=ignore_appointment.pk if ignore_appointment else None,
+                        patient_id=patient.pk)
     slots = schedule.free_slots(duration=duration, step=timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES),
                                 window_start=start, window_end=end, blocked=blocked)
     found = []

@@ -38,11 +38,22 @@ from dateutil.relativedelta import relativedelta
 RESOLUTION = timedelta(minutes=1)
 
 
-class Severity(StrEnum):
+class IntervalSeverity(StrEnum):
+    """How an interval rule acts: it refuses the booking, or only warns."""
+
     BLOCK = "block"
     WARN = "warn"
+
+
+class ContraindicationSeverity(StrEnum):
+    """How a contraindication acts: it rules the procedure out, or needs a clinician's clearance."""
+
     ABSOLUTE = "absolute"
     RELATIVE = "relative"
+
+
+# A violation carries the severity of the scale its rule uses (availability problems block).
+Severity = IntervalSeverity | ContraindicationSeverity
 
 
 class ViolationCode(StrEnum):
@@ -60,8 +71,16 @@ class Outcome(StrEnum):
     REFUSED = "refused"
 
 
-BLOCKING = frozenset({Severity.BLOCK, Severity.ABSOLUTE})
-NOT_COUNTED_STATUSES = frozenset({"cancelled", "no_show"})
+BLOCKING = frozenset({IntervalSeverity.BLOCK, ContraindicationSeverity.ABSOLUTE})
+
+
+class EventState(StrEnum):
+    """Where a procedure event stands: done (in the history), booked (an active appointment),
+    or void (a cancelled or missed appointment, which counts for nothing)."""
+
+    DONE = "done"
+    BOOKED = "booked"
+    VOID = "void"
 
 
 # --- Timeline --------------------------------------------------------------------
@@ -75,11 +94,11 @@ class ProcedureEvent:
     procedure: str
     start_at: datetime
     area: str | None = None
-    status: str = "completed"
+    state: EventState = EventState.DONE
 
     @property
     def counts(self) -> bool:
-        return self.status not in NOT_COUNTED_STATUSES
+        return self.state is not EventState.VOID
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,7 @@ class MedicationCourse:
 class ConditionEntry:
     id: str
     condition: str
-    status: str  # "active" or "history"
+    status: str  # "active" or "history" (clinic.models.ConditionStatus)
     area: str | None = None
 
 
@@ -146,7 +165,7 @@ class IntervalRule:
     later_procedure: str
     gap_value: int
     gap_unit: str  # hours, days, weeks, months
-    severity: str = Severity.BLOCK
+    severity: IntervalSeverity = IntervalSeverity.BLOCK
     earlier_procedure: str | None = None
     earlier_medication: str | None = None
     same_area_only: bool = False
@@ -159,8 +178,9 @@ class IntervalRule:
             raise ValueError(f"unknown gap unit {self.gap_unit!r}")
         if self.gap_value < 1:
             raise ValueError("a gap must be at least 1")
-        if self.severity not in (Severity.BLOCK, Severity.WARN):
+        if self.severity not in tuple(IntervalSeverity):
             raise ValueError(f"interval severity must be block or warn, not {self.severity!r}")
+        object.__setattr__(self, "severity", IntervalSeverity(self.severity))
 
     @property
     def is_calendar(self) -> bool:
@@ -194,7 +214,7 @@ class IntervalRule:
 class ContraindicationRule:
     id: str
     procedure: str
-    severity: str  # absolute or relative
+    severity: ContraindicationSeverity
     condition: str | None = None
     medication: str | None = None
     active_only: bool = False
@@ -204,8 +224,9 @@ class ContraindicationRule:
     def __post_init__(self) -> None:
         if (self.condition is None) == (self.medication is None):
             raise ValueError("a contraindication needs exactly one condition or medication")
-        if self.severity not in (Severity.ABSOLUTE, Severity.RELATIVE):
+        if self.severity not in tuple(ContraindicationSeverity):
             raise ValueError(f"contraindication severity must be absolute or relative, not {self.severity!r}")
+        object.__setattr__(self, "severity", ContraindicationSeverity(self.severity))
 
 
 class RuleBook:
@@ -283,11 +304,11 @@ class Evaluation:
 
     @property
     def warnings(self) -> tuple[Violation, ...]:
-        return tuple(v for v in self.violations if v.severity == Severity.WARN)
+        return tuple(v for v in self.violations if v.severity == IntervalSeverity.WARN)
 
     @property
     def needs_clearance(self) -> tuple[Violation, ...]:
-        return tuple(v for v in self.violations if v.severity == Severity.RELATIVE)
+        return tuple(v for v in self.violations if v.severity == ContraindicationSeverity.RELATIVE)
 
     @property
     def eligible(self) -> bool:
@@ -421,7 +442,7 @@ class _Ranges:
         else:
             hi = ceil_minute(event.start_at.astimezone(UTC) + timedelta(hours=rule.gap_value))
         lo = ceil_minute(event.start_at.astimezone(UTC))
-        return _Range(lo, max(hi, lo + RESOLUTION), Severity(rule.severity),
+        return _Range(lo, max(hi, lo + RESOLUTION), rule.severity,
                       (self._interval_violation, (ViolationCode.TOO_SOON_AFTER, rule, event)))
 
     def _before_event(self, rule: IntervalRule, event: ProcedureEvent) -> _Range:
@@ -430,20 +451,20 @@ class _Ranges:
         else:
             lo = after_minute(event.start_at.astimezone(UTC) - timedelta(hours=rule.gap_value))
         hi = after_minute(event.start_at.astimezone(UTC))
-        return _Range(min(lo, hi - RESOLUTION), hi, Severity(rule.severity),
+        return _Range(min(lo, hi - RESOLUTION), hi, rule.severity,
                       (self._interval_violation, (ViolationCode.TOO_CLOSE_BEFORE, rule, event)))
 
     def _after_course(self, rule: IntervalRule, course: MedicationCourse) -> _Range:
         lo = start_of_local_day(course.started_on, self.tz)
         if course.ended_on is None:
-            return _Range(lo, None, Severity(rule.severity),
+            return _Range(lo, None, rule.severity,
                           (self._course_violation, (ViolationCode.COURSE_ONGOING, rule, course)))
         if rule.is_calendar:
             hi = start_of_local_day(rule.add_to_date(course.ended_on), self.tz)
         else:
             end = start_of_local_day(course.ended_on + timedelta(days=1), self.tz)
             hi = end + timedelta(hours=rule.gap_value)
-        return _Range(lo, hi, Severity(rule.severity),
+        return _Range(lo, hi, rule.severity,
                       (self._course_violation, (ViolationCode.TOO_SOON_AFTER_COURSE, rule, course)))
 
     def _contraindications(self, lo: datetime, hi: datetime) -> Iterable[_Range]:
@@ -454,7 +475,7 @@ class _Ranges:
                         continue
                     if not self._area_applies(rule.area_specific, entry.area):
                         continue
-                    yield _Range(None, None, Severity(rule.severity),
+                    yield _Range(None, None, rule.severity,
                                  (self._condition_violation, (rule, entry)))
             else:
                 for course in self.timeline.courses(rule.medication):
@@ -464,7 +485,7 @@ class _Ranges:
                     end = (start_of_local_day(course.ended_on + timedelta(days=1), self.tz)
                            if course.ended_on else None)
                     if start <= hi and (end is None or end > lo):
-                        yield _Range(start, end, Severity(rule.severity),
+                        yield _Range(start, end, rule.severity,
                                      (self._medication_violation, (rule, course)))
 
     # Violations are built only for the ranges that contain the proposal.
@@ -472,7 +493,7 @@ class _Ranges:
     def _interval_violation(self, code: ViolationCode, rule: IntervalRule, event: ProcedureEvent,
                             earliest: datetime | None) -> Violation:
         name = self.rules.name
-        when = "done" if event.status in ("completed", "reported", "clinic") else "booked"
+        when = "done" if event.state is EventState.DONE else "booked"
         if code is ViolationCode.TOO_SOON_AFTER:
             message = (f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after "
                        f"{name(event.procedure)} ({when} {_fmt(event.start_at, self.tz)}); "
@@ -480,7 +501,7 @@ class _Ranges:
         else:
             message = (f"{name(rule.later_procedure)} is booked {_fmt(event.start_at, self.tz)}; "
                        f"{name(rule.earlier_procedure)} must be at least {rule.describe_gap()} before it.")
-        return Violation(code, "interval", Severity(rule.severity), message, rule.id, rule.source,
+        return Violation(code, "interval", rule.severity, message, rule.id, rule.source,
                          EventRef(event.id, "procedure", event.procedure, at=event.start_at), earliest)
 
     def _course_violation(self, code: ViolationCode, rule: IntervalRule, course: MedicationCourse,
@@ -494,7 +515,7 @@ class _Ranges:
             message = (f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the "
                        f"{name(course.drug)} course ended ({_fmt(course.ended_on, self.tz)}); "
                        f"earliest allowed {_fmt(earliest, self.tz)}.")
-        return Violation(code, "interval", Severity(rule.severity), message, rule.id, rule.source,
+        return Violation(code, "interval", rule.severity, message, rule.id, rule.source,
                          EventRef(course.id, "medication_course", course.drug, on=course.ended_on or course.started_on),
                          earliest)
 
@@ -503,20 +524,20 @@ class _Ranges:
         name = self.rules.name
         status = "active" if entry.status == "active" else "history of"
         area = f" ({name(entry.area)})" if entry.area else ""
-        effect = "rules it out" if rule.severity == Severity.ABSOLUTE else "needs a clinician's clearance"
+        effect = "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
         message = (f"{name(rule.procedure)}: {status} {name(entry.condition)}{area} {effect} "
                    f"({rule.severity} contraindication).")
-        return Violation(ViolationCode.CONDITION, "contraindication", Severity(rule.severity), message,
+        return Violation(ViolationCode.CONDITION, "contraindication", rule.severity, message,
                          rule.id, rule.source, EventRef(entry.id, "condition", entry.condition), earliest)
 
     def _medication_violation(self, rule: ContraindicationRule, course: MedicationCourse,
                               earliest: datetime | None) -> Violation:
         name = self.rules.name
         span = f"until {_fmt(course.ended_on, self.tz)}" if course.ended_on else "ongoing"
-        effect = "rules it out" if rule.severity == Severity.ABSOLUTE else "needs a clinician's clearance"
+        effect = "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
         message = (f"{name(rule.procedure)}: {name(course.drug)} course ({span}) {effect} "
                    f"({rule.severity} contraindication).")
-        return Violation(ViolationCode.MEDICATION, "contraindication", Severity(rule.severity), message,
+        return Violation(ViolationCode.MEDICATION, "contraindication", rule.severity, message,
                          rule.id, rule.source, EventRef(course.id, "medication_course", course.drug,
                                                         on=course.started_on), earliest)
 

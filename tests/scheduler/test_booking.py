@@ -471,3 +471,77 @@ def test_a_cancelled_or_completed_appointment_cannot_be_moved(patient, practitio
 
     assert error.value.code == "not_reschedulable"
     assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)
+
+
+# --- A patient is in one place at a time ---------------------------------------------------------
+
+
+def test_a_patient_cannot_be_booked_twice_at_once_with_two_practitioners(patient, practitioner, clinic, now):
+    other = PractitionerFactory(clinic=clinic, name="Dr B")
+    first = book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk).appointment
+
+    with pytest.raises(UnableToBook) as refused:
+        book(patient, "filler", local(2026, 3, 10, 10, 15), now, practitioner_id=other.pk)
+
+    [busy] = refused.value.check.blocking
+    assert (busy.code, busy.kind) == (AvailabilityCode.PATIENT_BUSY, "availability")
+    assert busy.conflicts_with.id == str(first.pk)
+    # The next slot is after the patient's own appointment ends (10:30), not merely when Dr B is free.
+    assert refused.value.check.next_available_slot.start_at == local(2026, 3, 10, 10, 30)
+    assert Appointment.objects.filter(patient=patient).count() == 1
+
+
+def test_back_to_back_appointments_for_one_patient_are_fine(patient, practitioner, clinic, now):
+    other = PractitionerFactory(clinic=clinic, name="Dr B")
+    book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk)
+
+    result = book(patient, "filler", local(2026, 3, 10, 10, 30), now, practitioner_id=other.pk)
+
+    assert result.appointment.status == AppointmentStatus.CONFIRMED
+
+
+def test_a_cancelled_appointment_does_not_keep_the_patient_busy(patient, practitioner, clinic, now):
+    other = PractitionerFactory(clinic=clinic, name="Dr B")
+    first = book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk).appointment
+    appointment_cancel(appointment=first, actor=RECEPTION, now=now)
+
+    result = book(patient, "filler", local(2026, 3, 10, 10), now, practitioner_id=other.pk)
+
+    assert result.appointment.practitioner == other
+
+
+def test_moving_an_appointment_over_the_patients_other_one_is_refused(patient, practitioner, clinic, now):
+    other = PractitionerFactory(clinic=clinic, name="Dr B")
+    book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk)
+    filler = book(patient, "filler", local(2026, 3, 10, 11), now, practitioner_id=other.pk).appointment
+
+    with pytest.raises(UnableToBook) as refused:
+        appointment_reschedule(appointment=filler, start_at=local(2026, 3, 10, 10, 15), actor=RECEPTION, now=now)
+    assert [v.code for v in refused.value.check.blocking] == [AvailabilityCode.PATIENT_BUSY]
+    # Moving it within its own time is not a clash with itself.
+    moved = appointment_reschedule(appointment=filler, start_at=local(2026, 3, 10, 11, 15), actor=RECEPTION, now=now)
+    assert moved.appointment.start_at == local(2026, 3, 10, 11, 15)
+
+
+def test_slots_leave_out_the_times_the_patient_is_already_booked(patient, practitioner, clinic, now):
+    other = PractitionerFactory(clinic=clinic, name="Dr B")
+    book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk)
+
+    slots = appointment_slots(patient=patient, procedure_code="filler", window_start=local(2026, 3, 10, 9),
+                              window_end=local(2026, 3, 10, 12), now=now, practitioner_id=other.pk)
+
+    busy_from, busy_until = local(2026, 3, 10, 10), local(2026, 3, 10, 10, 30)
+    assert [s for s in slots if s.end_at <= busy_from] and [s for s in slots if s.start_at >= busy_until]
+    assert not [s for s in slots if s.start_at < busy_until and s.end_at > busy_from]
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_overlapping_active_appointments_of_one_patient(patient, practitioner, clinic, now):
+    from django.db import IntegrityError, transaction
+
+    other = PractitionerFactory(clinic=clinic, name="Dr B")
+    first = book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk).appointment
+
+    with pytest.raises(IntegrityError, match="appointment_patient_no_overlap"), transaction.atomic():
+        Appointment.objects.create(clinic=clinic, patient=patient, practitioner=other, procedure_id="filler",
+                                   start_at=first.start_at, end_at=first.end_at, status=AppointmentStatus.CONFIRMED)

@@ -17,7 +17,9 @@ from scheduler.rules import (
     ProcedureEvent,
     Proposal,
     RuleBook,
-    Severity,
+    ContraindicationSeverity,
+    EventState,
+    IntervalSeverity,
     Timeline,
     ViolationCode,
     blocked_ranges,
@@ -33,9 +35,9 @@ def at(y, m, d, hh=10, mm=0, tz=LONDON):
     return datetime(y, m, d, hh, mm, tzinfo=tz)
 
 
-def done(code, when, id=None, area=None, status="completed"):
+def done(code, when, id=None, area=None, state=EventState.DONE):
     return ProcedureEvent(id=id or f"{code}-{when.isoformat()}", procedure=code, start_at=when, area=area,
-                          status=status)
+                          state=state)
 
 
 def check(events=(), proposal_code="microneedling", when=None, *, area=None, courses=(), conditions=(),
@@ -91,7 +93,7 @@ def test_two_weeks_after_1_march_is_15_march_at_any_hour():
 
 def test_interval_is_checked_forwards_when_booking_the_earlier_procedure():
     """Booking Botox looks forward at a booked microneedling that it would make too close."""
-    booked = [done("microneedling", at(2026, 3, 20, 15), id="mn", status="confirmed")]
+    booked = [done("microneedling", at(2026, 3, 20, 15), id="mn", state=EventState.BOOKED)]
 
     result = check(booked, "botox", at(2026, 3, 10))
 
@@ -105,7 +107,7 @@ def test_interval_is_checked_forwards_when_booking_the_earlier_procedure():
 
 
 def test_forward_check_allows_the_earlier_procedure_far_enough_ahead():
-    booked = [done("microneedling", at(2026, 3, 20, 15), status="confirmed")]
+    booked = [done("microneedling", at(2026, 3, 20, 15), state=EventState.BOOKED)]
 
     assert check(booked, "botox", at(2026, 3, 6, 23, 59)).eligible  # 6 March + 14 days = 20 March
     assert not check(booked, "botox", at(2026, 3, 7, 0, 0)).eligible
@@ -116,7 +118,7 @@ def test_events_at_the_same_instant_are_checked_both_ways():
     same_time = at(2026, 3, 10, 11)
 
     mn_after_botox = check([done("botox", same_time)], "microneedling", same_time, rules=only_botox_then_mn)
-    botox_before_mn = check([done("microneedling", same_time, status="confirmed")], "botox", same_time,
+    botox_before_mn = check([done("microneedling", same_time, state=EventState.BOOKED)], "botox", same_time,
                             rules=only_botox_then_mn)
 
     assert not mn_after_botox.eligible
@@ -125,15 +127,15 @@ def test_events_at_the_same_instant_are_checked_both_ways():
 
 def test_cancelled_and_no_show_events_are_ignored():
     history = [
-        done("botox", at(2026, 3, 1), status="cancelled"),
-        done("filler", at(2026, 3, 1), status="no_show"),
+        done("botox", at(2026, 3, 1), state=EventState.VOID),
+        done("filler", at(2026, 3, 1), state=EventState.VOID),
     ]
 
     assert check(history, "microneedling", at(2026, 3, 2)).violations == ()
 
 
 def test_rescheduled_event_is_not_checked_against_itself():
-    own = done("microneedling", at(2026, 3, 10), id="own", status="confirmed")
+    own = done("microneedling", at(2026, 3, 10), id="own", state=EventState.BOOKED)
     rules = RuleBook([IntervalRule("repeat", "microneedling", 4, "weeks", earlier_procedure="microneedling")])
 
     assert not check([own], "microneedling", at(2026, 3, 12), rules=rules).eligible
@@ -167,7 +169,7 @@ def test_warnings_never_refuse_and_do_not_move_the_earliest_eligible_start():
 
     assert result.eligible
     assert result.earliest_eligible_start == at(2026, 3, 9, 9).astimezone(UTC)
-    assert [v.severity for v in result.violations] == [Severity.WARN]
+    assert [v.severity for v in result.violations] == [IntervalSeverity.WARN]
 
 
 # --- Months, month ends and leap years ------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def test_isotretinoin_warns_for_filler_for_twelve_months():
     within = check([], "filler", at(2026, 6, 29, 12), courses=[course])
     after = check([], "filler", at(2026, 6, 30, 0, 0), courses=[course])
 
-    assert within.eligible and [v.severity for v in within.warnings] == [Severity.WARN]
+    assert within.eligible and [v.severity for v in within.warnings] == [IntervalSeverity.WARN]
     assert after.violations == ()
 
 
@@ -273,7 +275,7 @@ def test_hour_gaps_are_elapsed_time_across_a_dst_change():
 
 def test_hour_gaps_count_forwards_too():
     rules = RuleBook([IntervalRule("24h", "botox", 24, "hours", earlier_procedure="filler")])
-    booked = [done("botox", at(2026, 5, 2, 10), status="confirmed")]
+    booked = [done("botox", at(2026, 5, 2, 10), state=EventState.BOOKED)]
 
     assert check(booked, "filler", at(2026, 5, 1, 10, 0), rules=rules).eligible
     assert not check(booked, "filler", at(2026, 5, 1, 10, 1), rules=rules).eligible
@@ -304,7 +306,7 @@ def test_a_same_area_rule_ignores_other_areas_but_not_unknown_ones():
 
 def test_same_procedure_repeats_are_bounded_in_both_directions():
     rules = RuleBook([IntervalRule("repeat", "botox", 12, "weeks", earlier_procedure="botox")])
-    events = [done("botox", at(2026, 1, 5), id="past"), done("botox", at(2026, 9, 1), id="future", status="confirmed")]
+    events = [done("botox", at(2026, 1, 5), id="past"), done("botox", at(2026, 9, 1), id="future", state=EventState.BOOKED)]
 
     too_soon = check(events, "botox", at(2026, 3, 1), rules=rules)
     too_close_before = check(events, "botox", at(2026, 8, 1), rules=rules)
@@ -330,7 +332,7 @@ def test_absolute_contraindications_refuse_microneedling_with_no_date(code):
     assert result.outcome == Outcome.REFUSED
     assert result.earliest_eligible_start is None
     [violation] = result.blocking
-    assert (violation.kind, violation.severity, violation.code) == ("contraindication", Severity.ABSOLUTE,
+    assert (violation.kind, violation.severity, violation.code) == ("contraindication", ContraindicationSeverity.ABSOLUTE,
                                                                      ViolationCode.CONDITION)
     assert "rules it out" in violation.message
 
@@ -343,7 +345,7 @@ def test_relative_contraindications_hold_microneedling_for_clearance(code):
 
     assert result.outcome == Outcome.PENDING_CLEARANCE
     assert result.eligible
-    assert [v.severity for v in result.needs_clearance] == [Severity.RELATIVE]
+    assert [v.severity for v in result.needs_clearance] == [ContraindicationSeverity.RELATIVE]
 
 
 @pytest.mark.parametrize("code, outcome", [
@@ -424,7 +426,7 @@ def test_the_earliest_eligible_start_satisfies_every_blocking_rule_at_once():
 
 def test_hopping_over_a_booked_later_procedure():
     """Microneedling before a booked Botox would be too close; after it, 3 weeks must pass."""
-    booked = [done("botox", at(2026, 3, 20, 15), status="confirmed")]
+    booked = [done("botox", at(2026, 3, 20, 15), state=EventState.BOOKED)]
 
     result = check(booked, "microneedling", at(2026, 3, 15))
 
@@ -458,7 +460,7 @@ def test_rules_validate_their_shape():
 
 
 def test_blocked_ranges_agree_with_evaluate_over_a_window():
-    events = [done("botox", at(2026, 3, 1)), done("microneedling", at(2026, 4, 20, 15), status="confirmed")]
+    events = [done("botox", at(2026, 3, 1)), done("microneedling", at(2026, 4, 20, 15), state=EventState.BOOKED)]
     timeline = Timeline(events)
     start = at(2026, 3, 1, 0, 0)
     spans = blocked_ranges(timeline, default_rulebook(), Proposal("microneedling", start), LONDON,

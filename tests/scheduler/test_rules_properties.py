@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scheduler.rules import (
     ConditionEntry,
     ContraindicationRule,
+    EventState,
     IntervalRule,
     MedicationCourse,
     ProcedureEvent,
@@ -82,7 +83,7 @@ def events(draw, max_size=8):
             procedure=draw(st.sampled_from(CODES)),
             start_at=moment(draw(minutes)) + timedelta(seconds=seconds),
             area=draw(st.sampled_from(AREAS)),
-            status=draw(st.sampled_from(["completed", "confirmed", "pending_clearance", "cancelled", "no_show"])),
+            state=draw(st.sampled_from(list(EventState))),
         ))
     return found
 
@@ -150,8 +151,8 @@ def test_result_does_not_depend_on_the_order_of_the_timeline(rules, evs, crs, co
        st.sampled_from(ZONES))
 def test_cancelling_restores_what_booking_took(rules, evs, crs, proposal, code, offset, area, tz):
     before = evaluate(Timeline(evs, crs), rules, proposal, tz)
-    booked = ProcedureEvent("new", code, moment(offset), area, status="confirmed")
-    cancelled = ProcedureEvent("new", code, moment(offset), area, status="cancelled")
+    booked = ProcedureEvent("new", code, moment(offset), area, state=EventState.BOOKED)
+    cancelled = ProcedureEvent("new", code, moment(offset), area, state=EventState.VOID)
 
     with_booking = evaluate(Timeline([*evs, booked], crs), rules, proposal, tz)
     after_cancel = evaluate(Timeline([*evs, cancelled], crs), rules, proposal, tz)
@@ -168,8 +169,8 @@ def test_cancelling_restores_what_booking_took(rules, evs, crs, proposal, code, 
 def test_a_pair_conflicts_the_same_way_whichever_was_booked_first(rule_list, code_a, at_a, area_a, code_b, at_b,
                                                                   area_b, tz):
     rules = RuleBook([r for r in rule_list if r.earlier_procedure])
-    a = ProcedureEvent("a", code_a, moment(at_a), area_a, status="confirmed")
-    b = ProcedureEvent("b", code_b, moment(at_b), area_b, status="confirmed")
+    a = ProcedureEvent("a", code_a, moment(at_a), area_a, state=EventState.BOOKED)
+    b = ProcedureEvent("b", code_b, moment(at_b), area_b, state=EventState.BOOKED)
 
     b_after_a = evaluate(Timeline([a]), rules, Proposal(code_b, b.start_at, area_b), tz)
     a_after_b = evaluate(Timeline([b]), rules, Proposal(code_a, a.start_at, area_a), tz)
