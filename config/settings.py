@@ -283,6 +283,9 @@ REMINDERS_SMS_QUIET_HOURS = (os.environ.get("REMINDERS_SMS_QUIET_START", "21:00"
 # A reschedule is told to the patient only after this many minutes, so a change undone at once sends nothing.
 REMINDERS_CHANGE_GRACE_MINUTES = int(os.environ.get("REMINDERS_CHANGE_GRACE_MINUTES", "5"))
 # Delivery attempts per message before it is marked failed; backoff doubles from the base up to the cap.
+# Messages to one patient on one channel due within this many minutes of each other go as one
+# (e.g. the day-before reminder and the pre-care instructions); 0 sends each on its own.
+REMINDERS_MERGE_MINUTES = int(os.environ.get("REMINDERS_MERGE_MINUTES", "10"))
 REMINDERS_MAX_ATTEMPTS = int(os.environ.get("REMINDERS_MAX_ATTEMPTS", "6"))
 REMINDERS_RETRY_BASE_SECONDS = int(os.environ.get("REMINDERS_RETRY_BASE_SECONDS", "60"))
 REMINDERS_RETRY_MAX_SECONDS = int(os.environ.get("REMINDERS_RETRY_MAX_SECONDS", "3600"))

@@ -146,6 +146,59 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
 # --- Rendering ----------------------------------------------------------------------------------------------
 
 
+# The order a patient should read messages about one visit in, when several go as one.
+READING_ORDER = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED, MessageKind.REMINDER, MessageKind.PRE_CARE,
+                 MessageKind.POST_CARE, MessageKind.CANCELLED)
+
+
+def reading_order(message: OutboxMessage) -> tuple:
+    kind = READING_ORDER.index(message.kind) if message.kind in READING_ORDER else len(READING_ORDER)
+    return (message.appointment.start_at, kind, message.due_at, str(message.pk))
+
+
+def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe_url: str = "") -> Rendered:
+    """Several rows to one patient on one channel as one message, every text kept, in reading order.
+
+    The first row's subject leads; an e-mail shows each part under its own subject; an SMS joins
+    the texts with a blank line (the caller keeps the result within the SMS limit).
+    """
+    ordered = sorted(messages, key=reading_order)
+    parts = [render_message(message=m, now=now, unsubscribe_url=unsubscribe_url) for m in ordered]
+    if len(parts) == 1:
+        return parts[0]
+    if ordered[0].channel == "sms":
+        sms = "\n\n".join(part.sms for part in parts)
+        problem = sms_text_problem(sms)
+        if problem:
+            raise RenderError(f"SMS refused: {problem}")
+        return Rendered(sms=sms)
+    context = _context(ordered[0], now, for_sms=False, unsubscribe_url=unsubscribe_url)
+    subject = parts[0].subject
+    sections = [_render_body(m, now, unsubscribe_url) for m in ordered]
+    body_html = "".join(
+        (f'<h2 style="font-size:1.1em;margin:1.5rem 0 .5rem">{escape(part.subject)}</h2>' if i else "") + html
+        for i, (part, (html, _)) in enumerate(zip(parts, sections, strict=True)))
+    text = "\n\n".join((f"{part.subject}\n\n" if i else "") + body
+                         for i, (part, (_, body)) in enumerate(zip(parts, sections, strict=True)))
+    layout = {"body_html": body_html, "subject": subject, **context}
+    return Rendered(
+        subject=subject,
+        text=text + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n",
+        html=render_to_string("reminders/email.html", layout),
+        ics=next((part.ics for part in parts if part.ics is not None), None),
+    )
+
+
+def _render_body(message: OutboxMessage, now: datetime, unsubscribe_url: str) -> tuple[str, str]:
+    """One e-mail row's (HTML, text) body without the page around it."""
+    template = message.template
+    context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
+    text = _render(TEXT_ENGINE, template.email_text, context)
+    body_html = (_render(HTML_ENGINE, template.email_html, context) if template.email_html.strip()
+                 else linebreaks(escape(text)))
+    return body_html, text
+
+
 def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: str = "") -> Rendered:
     """The subject and bodies (e-mail) or text (SMS) for one outbox row."""
     template: ReminderTemplate | None = message.template
@@ -159,9 +212,7 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
         return Rendered(sms=sms)
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
     subject = " ".join(_render(TEXT_ENGINE, template.email_subject, context).split())
-    text = _render(TEXT_ENGINE, template.email_text, context)
-    body_html = (_render(HTML_ENGINE, template.email_html, context) if template.email_html.strip()
-                 else linebreaks(escape(text)))
+    body_html, text = _render_body(message, now, unsubscribe_url)
     layout = {"body_html": body_html, "subject": subject, **context}
     html = render_to_string("reminders/email.html", layout)
     text = text + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n"

@@ -45,6 +45,7 @@ class SendOutcome(StrEnum):
     DEFERRED = "deferred"  # an SMS claimed in quiet hours (e.g. after an outage): due again when they end
     STALE = "stale"  # not ours any more: sent already, or claimed again by another dispatcher
     BUSY = "busy"  # another sender holds the row right now
+    MERGED = "merged"  # it went out inside another message to the same patient (see _companions)
 
 
 @dataclass(frozen=True)
@@ -149,20 +150,59 @@ def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, da
     return OutboxStatus.PENDING, allowed, "quiet hours: held until they end"
 
 
-def _deliver(message: OutboxMessage, now: datetime) -> tuple[str, str]:
-    """Send it; return (provider id, recipient)."""
+_WITH_RELATIONS = ("appointment__patient", "appointment__clinic", "appointment__procedure",
+                   "appointment__practitioner", "appointment__area", "template", "endpoint__client")
+MAX_MERGED = 5
+
+
+def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
+    """Other messages to the same patient on the same channel due within the merge window: they go
+    as one message with this one, every text kept (two texts in the same minute read as noise).
+
+    Rows claimed by another dispatcher but not being sent right now are taken over: their own
+    send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips
+    rows another sender holds). Rows that are no longer wanted are left to their own send.
+    """
+    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
+    if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
+        return []
+    ids = list(OutboxMessage.objects.select_for_update(**_skip_locked())
+               .filter(appointment__patient_id=message.appointment.patient_id, channel=message.channel,
+                       status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING), due_at__lte=now + window)
+               .exclude(pk=message.pk).order_by("due_at", "id").values_list("pk", flat=True)[:MAX_MERGED])
+    if not ids:
+        return []
+    rows = OutboxMessage.objects.select_related(*_WITH_RELATIONS).filter(pk__in=ids).order_by("due_at", "id")
+    return [row for row in rows if _still_wanted(row) is None]
+
+
+def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
+    """The companions that can join: each renders, and an SMS stays within its limit."""
+    group: list[OutboxMessage] = []
+    for companion in companions:
+        try:
+            content.render_messages(messages=[message, *group, companion], now=now)
+        except content.RenderError:
+            continue
+        group.append(companion)
+    return group
+
+
+def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessage] = ()) -> tuple[str, str]:
+    """Send it (with its companions, as one message); return (provider id, recipient)."""
     patient = message.appointment.patient
     if message.channel == Channel.WEBHOOK:
         body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
         provider_id = channels.send_webhook(url=message.endpoint.url, secret=message.endpoint.secret,
                                             delivery_id=str(message.pk), event=message.event, body=body, now=now)
         return provider_id, message.endpoint.url
+    group = [message, *companions]
     if message.channel == Channel.SMS:
-        rendered = content.render_message(message=message, now=now)
+        rendered = content.render_messages(messages=group, now=now)
         return channels.sms_backend().send(to=patient.phone, body=rendered.sms, outbox_id=str(message.pk)), \
             patient.phone
     link = unsubscribe_url(patient_id=patient.pk, channel=Channel.EMAIL)
-    rendered = content.render_message(message=message, now=now, unsubscribe_url=link)
+    rendered = content.render_messages(messages=group, now=now, unsubscribe_url=link)
     provider_id = channels.send_email(outbox_id=str(message.pk), to=patient.email, subject=rendered.subject,
                                       text=rendered.text, html=rendered.html, ics=rendered.ics, unsubscribe_url=link)
     return provider_id, patient.email
@@ -175,17 +215,15 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
         # ten-table join cost ten times its execution in planning alone (docs/benchmarks.md).
         locked = list(OutboxMessage.objects.select_for_update(**_skip_locked()).filter(pk=message_id)
                       .order_by().values_list("pk", flat=True))
-        message = (OutboxMessage.objects
-                   .select_related("appointment__patient", "appointment__clinic", "appointment__procedure",
-                                   "appointment__practitioner", "appointment__area", "template", "endpoint__client")
-                   .get(pk=locked[0])) if locked else None
+        message = OutboxMessage.objects.select_related(*_WITH_RELATIONS).get(pk=locked[0]) if locked else None
         if message is None:
             exists = OutboxMessage.objects.filter(pk=message_id).exists()
             return SendOutcome.BUSY if exists else SendOutcome.STALE
         # Race condition: between claim and now the row may have been sent by an earlier claim's
         # task, or claimed again after its lease ran out; only the current claim may send it.
         if message.status != OutboxStatus.SENDING or str(message.claim_token) != str(claim_token):
-            return SendOutcome.STALE
+            merged = message.status == OutboxStatus.SENT and "sent_in" in (message.payload or {})
+            return SendOutcome.MERGED if merged else SendOutcome.STALE
         fields = ["status", "claim_token", "claimed_until", "last_error", "updated_at"]
         message.claim_token = None
         message.claimed_until = None
@@ -203,8 +241,9 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED if due_at is not None else SendOutcome.SKIPPED
+        companions = _mergeable(message, _companions(message, now), now)
         try:
-            provider_id, recipient = _deliver(message, now)
+            provider_id, recipient = _deliver(message, now, companions)
         except (channels.PermanentSendError, content.RenderError) as exc:
             message.status, message.last_error = OutboxStatus.FAILED, f"permanent failure: {exc}"
             log.error("outbox %s (%s by %s) failed for good: %s", message.pk, message.kind, message.channel, exc)
@@ -225,10 +264,25 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             message.status, message.last_error = OutboxStatus.SENT, ""
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
             fields += ["provider_id", "recipient", "sent_at"]
+            if companions:
+                message.payload = {**(message.payload or {}), "sent_with": [str(c.pk) for c in companions]}
+                fields.append("payload")
+            _mark_sent_with(companions, message, now)
             outcome = SendOutcome.SENT
         if not _save_outcome(message, fields):
             return SendOutcome.CANCELLED
     return outcome
+
+
+def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now: datetime) -> None:
+    """The companions went inside `message`: sent, with its provider id, in the same transaction."""
+    for companion in companions:
+        companion.status, companion.last_error = OutboxStatus.SENT, ""
+        companion.claim_token = companion.claimed_until = None
+        companion.provider_id, companion.recipient, companion.sent_at = message.provider_id, message.recipient, now
+        companion.payload = {**(companion.payload or {}), "sent_in": str(message.pk)}
+        companion.save(update_fields=["status", "last_error", "claim_token", "claimed_until", "provider_id",
+                                      "recipient", "sent_at", "payload", "updated_at"])
 
 
 def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:

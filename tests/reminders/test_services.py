@@ -53,6 +53,10 @@ def texts() -> list[str]:
     return [m["body"] for m in LocmemSmsBackend.outbox]
 
 
+def bodies() -> str:
+    return "\n".join(m.body for m in mail.outbox)
+
+
 # --- Booking ----------------------------------------------------------------------------------------
 
 
@@ -80,16 +84,17 @@ def test_each_message_goes_at_its_time_and_only_then(patient, practitioner, now)
                        "Reply STOP to stop texts."]
 
     assert deliver(london(2026, 3, 3, 9, 59)) == {}
-    assert deliver(london(2026, 3, 3, 10, 0)) == {"sent": 4}
-    assert sorted(subjects()[1:]) == ["Preparing for your microneedling on Wednesday 4 March 2026",
-                                      "Reminder: your appointment tomorrow at 10:00"]
-    pre_care = next(m for m in mail.outbox if m.subject.startswith("Preparing"))
+    # The reminder and the pre-care fall due together: one e-mail and one SMS, every text kept.
+    assert deliver(london(2026, 3, 3, 10, 0)) == {"sent": 2, "merged": 2}
+    assert subjects()[1:] == ["Reminder: your appointment tomorrow at 10:00"]
+    pre_care = mail.outbox[1]
+    assert "Preparing for your microneedling on Wednesday 4 March 2026" in pre_care.body
     assert "- Stop topical retinoids (Retin-A) now." in pre_care.body
     assert "- Avoid sun exposure on the area to be treated." in pre_care.body
     assert "- If you are on autoimmune therapy, talk to the clinic about pausing it." in pre_care.body
     # Nothing is sent twice, whenever the dispatcher runs again
     assert deliver(london(2026, 3, 3, 10, 5)) == {}
-    assert len(mail.outbox) == 3 and len(LocmemSmsBackend.outbox) == 3
+    assert len(mail.outbox) == 2 and len(LocmemSmsBackend.outbox) == 2
 
 
 def test_a_booking_inside_the_pre_care_window_gets_the_pre_care_at_once(patient, practitioner):
@@ -104,7 +109,10 @@ def test_a_booking_inside_the_pre_care_window_gets_the_pre_care_at_once(patient,
         ("pre_care", "email", "pending", booked_at),
         ("pre_care", "sms", "pending", booked_at),
     ]
-    assert deliver(booked_at) == {"sent": 4}
+    # Due together, they go as one message per channel, the confirmation first.
+    assert deliver(booked_at) == {"sent": 2, "merged": 2}
+    assert subjects() == ["Your appointment at Bloom Clinic on Wednesday 4 March 2026"]
+    assert bodies().index("booked") < bodies().index("Preparing for your microneedling")
 
 
 def test_a_late_evening_booking_texts_pre_care_after_quiet_hours(patient, practitioner):
@@ -116,10 +124,10 @@ def test_a_late_evening_booking_texts_pre_care_after_quiet_hours(patient, practi
     assert due[("pre_care", "email")] == booked_at
     assert due[("pre_care", "sms")] == london(2026, 3, 4, 8, 0)
     assert due[("confirmation", "sms")] == london(2026, 3, 4, 8, 0)
-    assert deliver(booked_at) == {"sent": 2}  # the two e-mails
+    assert deliver(booked_at) == {"sent": 1, "merged": 1}  # the two e-mails, as one
     assert texts() == []
-    assert deliver(london(2026, 3, 4, 8, 0)) == {"sent": 2}
-    assert len(texts()) == 2
+    assert deliver(london(2026, 3, 4, 8, 0)) == {"sent": 1, "merged": 1}
+    assert len(texts()) == 1
 
 
 def test_only_the_channels_the_patient_consented_to_are_planned(clinic, practitioner, now):
@@ -161,8 +169,8 @@ def test_rescheduling_moves_unsent_messages_without_duplicating_them(patient, pr
     # Nothing goes at the old time; everything goes at the new one
     assert deliver(london(2026, 3, 3, 10)) == {"sent": 2}  # only the confirmation, still due
     assert not any("Preparing" in s for s in subjects())
-    assert deliver(london(2026, 3, 5, 14)) == {"sent": 4}
-    assert "Preparing for your microneedling on Friday 6 March 2026" in subjects()
+    assert deliver(london(2026, 3, 5, 14)) == {"sent": 2, "merged": 2}
+    assert "Preparing for your microneedling on Friday 6 March 2026" in bodies()
 
 
 def test_a_move_after_the_pre_care_went_out_sends_it_again_for_the_new_time(patient, practitioner, now):
@@ -286,9 +294,9 @@ def test_pending_clearance_holds_every_message_until_a_clinician_clears_it(patie
     assert ("confirmation", "email", "pending", cleared_at) in rows
     assert ("pre_care", "email", "pending", cleared_at) in rows  # late care instructions go at once
     assert ("reminder", "email", "cancelled", london(2026, 3, 3, 10)) in rows  # too late to be a reminder
-    assert deliver(cleared_at) == {"sent": 4}
-    assert sorted(subjects()) == ["Preparing for your microneedling on Wednesday 4 March 2026",
-                                  "Your appointment at Bloom Clinic on Wednesday 4 March 2026"]
+    assert deliver(cleared_at) == {"sent": 2, "merged": 2}
+    assert subjects() == ["Your appointment at Bloom Clinic on Wednesday 4 March 2026"]
+    assert "Preparing for your microneedling on Wednesday 4 March 2026" in bodies()
 
 
 # --- Completion and post-care ------------------------------------------------------------------------------------
@@ -358,7 +366,8 @@ def test_post_care_keeps_local_times_across_the_clock_change(patient, practition
                    datetime(2026, 3, 29, 15, tzinfo=UTC),  # +48 h elapsed: 16:00 BST
                    datetime(2026, 4, 3, 14, tzinfo=UTC)]  # +7 days: 15:00 BST, the same wall time
     assert deliver(datetime(2026, 3, 27, 15, tzinfo=UTC)) == {"sent": 2}  # at completion (e-mail and SMS)
-    assert deliver(datetime(2026, 4, 3, 13, 59, tzinfo=UTC)) == {"sent": 2}  # the +48 h pair only
+    # the +48 h pair only (10 minutes before the +7 days pair, so it does not merge with it)
+    assert deliver(datetime(2026, 4, 3, 13, 49, tzinfo=UTC)) == {"sent": 2}
     assert deliver(datetime(2026, 4, 3, 14, 0, tzinfo=UTC)) == {"sent": 2}
 
 

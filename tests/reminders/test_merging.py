@@ -1,0 +1,112 @@
+"""Messages to one patient due within a few minutes go as one per channel, every text kept.
+
+The day before a microneedling appointment the reminder and the pre-care fall due in the
+same minute; the patient gets one e-mail and one SMS, not two of each (issue: hardening 18).
+"""
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from reminders import content
+from reminders.channels import LocmemSmsBackend
+from reminders.dispatch import SendOutcome, dispatch_local, outbox_claim_due, outbox_send
+from reminders.models import OutboxMessage, OutboxStatus, ReminderTemplate
+from tests.factories import PatientFactory, PractitionerFactory
+from tests.reminders.conftest import book, london
+from tests.reminders.support import ScriptedSmsBackend
+
+WEDNESDAY_10 = london(2026, 3, 4, 10)
+DAY_BEFORE = london(2026, 3, 3, 10)
+
+
+def deliver(moment):
+    with time_machine.travel(moment, tick=False):
+        return dispatch_local(now=timezone.now())
+
+
+def day_before_rows(appointment, channel):
+    return OutboxMessage.objects.filter(appointment=appointment, channel=channel, kind__in=["reminder", "pre_care"])
+
+
+def test_the_reminder_and_the_pre_care_go_as_one_sms_keeping_both_texts(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    deliver(now)
+    LocmemSmsBackend.outbox = []
+
+    deliver(DAY_BEFORE)
+
+    [sms] = LocmemSmsBackend.outbox
+    rows = list(day_before_rows(appointment, "sms"))
+    assert len(rows) == 2 and {r.status for r in rows} == {OutboxStatus.SENT}
+    assert len({r.provider_id for r in rows}) == 1  # one message at the provider, recorded on both rows
+    # Both texts, whole, the reminder (about the visit) first and the pre-care after it.
+    with time_machine.travel(DAY_BEFORE, tick=False):
+        own = {r.kind: content.render_message(message=r, now=timezone.now()).sms for r in rows}
+    assert sms["body"] == own["reminder"] + "\n\n" + own["pre_care"]
+
+
+def test_messages_to_different_patients_are_never_merged(clinic, patient, practitioner, now):
+    other = PatientFactory(clinic=clinic, first_name="Zed", email="zed@example.com", phone="+447911123459",
+                           reminder_channels=["email", "sms"], sms_consent=True)
+    PractitionerFactory(clinic=clinic, name="Dr B")
+    book(patient, "botox", WEDNESDAY_10, now)
+    book(other, "botox", WEDNESDAY_10, now)
+
+    assert deliver(now) == {"sent": 4}
+    assert sorted(m.to[0] for m in mail.outbox) == sorted([patient.email, other.email])
+
+
+def test_a_merge_window_of_zero_sends_each_message_on_its_own(settings, patient, practitioner, now):
+    settings.REMINDERS_MERGE_MINUTES = 0
+    book(patient, "microneedling", WEDNESDAY_10, now)
+    deliver(now)
+
+    assert deliver(DAY_BEFORE) == {"sent": 4}
+    assert len(mail.outbox) == 3
+
+
+def test_a_failed_merged_send_loses_nothing(settings, patient, practitioner, now):
+    settings.SMS_BACKEND = "tests.reminders.support.ScriptedSmsBackend"
+    ScriptedSmsBackend.sent, ScriptedSmsBackend.script = [], []
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    deliver(now)
+    ScriptedSmsBackend.sent, ScriptedSmsBackend.script = [], ["transient", "transient"]
+
+    outcomes = deliver(DAY_BEFORE)  # each row tries (with the other as its companion) and fails
+
+    assert outcomes.get("retry") == 2  # (the e-mails went: they are another channel)
+    rows = day_before_rows(appointment, "sms")
+    assert not rows.filter(status=OutboxStatus.SENT).exists()  # a companion is never marked sent by a failure
+    retry_at = max(r.due_at for r in rows)
+    assert deliver(retry_at)["sent"] >= 1
+    assert set(rows.values_list("status", flat=True)) == {OutboxStatus.SENT}
+    assert len(ScriptedSmsBackend.sent) == 1  # one SMS, both texts, once
+
+
+def test_a_row_claimed_by_another_dispatcher_is_taken_over_and_its_own_send_stops(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    deliver(now)
+    LocmemSmsBackend.outbox = []
+
+    claims = outbox_claim_due(now=DAY_BEFORE)  # one dispatcher claims all four rows
+    by_id = {c.message_id: c for c in claims}
+    sms_rows = list(day_before_rows(appointment, "sms").order_by("kind"))
+    first, second = sms_rows
+    assert outbox_send(message_id=first.pk, claim_token=by_id[first.pk].token, now=DAY_BEFORE) == SendOutcome.SENT
+    assert outbox_send(message_id=second.pk, claim_token=by_id[second.pk].token,
+                       now=DAY_BEFORE) == SendOutcome.MERGED
+    assert len(LocmemSmsBackend.outbox) == 1
+
+
+def test_an_sms_pair_too_long_for_one_message_goes_as_two(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    deliver(now)
+    LocmemSmsBackend.outbox = []
+    long_text = "Please read your e-mail before your visit tomorrow. " * 6  # about 310 characters each
+    for row in day_before_rows(appointment, "sms"):
+        ReminderTemplate.objects.filter(pk=row.template_id).update(sms_text=long_text.strip())
+
+    deliver(DAY_BEFORE)
+
+    assert len(LocmemSmsBackend.outbox) == 2
+    assert set(day_before_rows(appointment, "sms").values_list("status", flat=True)) == {OutboxStatus.SENT}
