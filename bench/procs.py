@@ -1,4 +1,4 @@
-"""Processes the benchmarks start (gunicorn, Celery workers and beat, a private redis-server).
+"""Processes the benchmarks and the tests start (gunicorn, Celery workers and beat, a private redis-server).
 
 Each runs in its own process group under `timeout`, so stopping it reaches
 everything it forked and nothing outlives a crashed or interrupted bench run.
@@ -58,6 +58,10 @@ class Proc:
             return self.log.read_text(errors="replace")[-tail:]
         except FileNotFoundError:
             return ""
+
+    def wait_for_output(self, text: str, timeout: float = 20) -> float:
+        """Wait until `text` appears in the output (raise with the output if it does not, or the child exits)."""
+        return wait_for(lambda: text in self.output(tail=1_000_000), timeout=timeout, what=repr(text), procs=[self])
 
     def kill(self) -> None:
         """SIGKILL to the whole group, as a crash or the OOM killer would: no warm shutdown."""

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,9 +15,13 @@ from pathlib import Path
 
 from django.db import connection
 
+from bench.procs import Proc, RedisServer, free_port
 from reminders.channels import BaseSmsBackend, FileSmsBackend, PermanentSendError, TransientSendError
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["Proc", "RedisServer", "free_port"]  # the one process helper, shared with the benchmarks
+
+# However a test run ends (even killed itself), nothing it started outlives this many seconds.
+TEST_LIFETIME_SECONDS = 180
 
 
 # --- A local HTTP server that records requests and answers from a script ----------------------------------
@@ -78,12 +79,6 @@ class FakeHttpServer:
         self._thread.join(timeout=5)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- SMS backends with scripted behaviour -------------------------------------------------------------------
 
 
@@ -129,54 +124,6 @@ def subprocess_database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class Proc:
-    """A subprocess in its own process group, so stop() and kill() reach everything it started."""
-
-    # However a test run ends (even killed itself), nothing it started outlives this many seconds.
-    LIFETIME_SECONDS = 180
-
-    def __init__(self, args: list[str], env: dict, log: Path) -> None:
-        self.log = log
-        self._handle = log.open("ab")
-        bounded = ["timeout", "--kill-after=5", str(self.LIFETIME_SECONDS), *args]
-        self.popen = subprocess.Popen(bounded, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} did not appear; output:\n{self.output()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or the OOM killer would: no warm shutdown, no acks."""
-        self._signal(signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.popen.wait(timeout=10)
-        self._handle.close()
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
-
 @dataclass
 class CeleryHarness:
     """Starts workers and beats against one broker and queue, with file backends in `tmp`."""
@@ -218,42 +165,18 @@ class CeleryHarness:
     def worker(self, name: str, **env) -> Proc:
         proc = Proc([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", self.queue,
                      "-n", f"{name}@%h", "-l", "info", "--without-heartbeat", "--without-mingle",
-                     "--without-gossip"], {**self.env(), **env}, self.tmp / f"{name}.log")
+                     "--without-gossip"], env={**self.env(), **env}, log=self.tmp / f"{name}.log",
+                    lifetime=TEST_LIFETIME_SECONDS)
         self.procs.append(proc)
         return proc
 
     def beat(self, name: str) -> Proc:
         proc = Proc([sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info",
                      "-s", str(self.tmp / f"{name}-schedule"), "--pidfile", str(self.tmp / f"{name}.pid")],
-                    self.env(), self.tmp / f"{name}.log")
+                    env=self.env(), log=self.tmp / f"{name}.log", lifetime=TEST_LIFETIME_SECONDS)
         self.procs.append(proc)
         return proc
 
     def stop_all(self) -> None:
         for proc in self.procs:
             proc.stop()
-
-
-class RedisServer:
-    """A private redis-server on its own port, so a test can take "the broker" down and up again."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.proc: Proc | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = Proc(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                          "--appendonly", "no", "--dir", str(self.tmp)], dict(os.environ),
-                         self.tmp / f"redis-{self.port}.log")
-        self.proc.wait_for("Ready to accept connections", timeout=10)
-
-    def kill(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc.stop()
-            self.proc = None

@@ -177,7 +177,7 @@ def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(harn
     broker = RedisServer(tmp_path)
     broker.start()
     try:
-        harness.broker_url = broker.url
+        harness.broker_url = broker.url()
         harness.extra_env = {"REMINDERS_CLAIM_LEASE_SECONDS": "3"}
         harness.worker("w1")
         harness.beat("b1")
