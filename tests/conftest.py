@@ -61,7 +61,11 @@ def catalogue(db):
     defaults.rules_load()
 
 
+# The one test clock: Monday 2 March 2026, 09:00 in London (GMT, so also UTC). Every suite reads it.
+CLOCK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
 @pytest.fixture
 def now() -> datetime:
     """A fixed 'now' for services that take time as an argument."""
-    return datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    return CLOCK

@@ -3,18 +3,17 @@
 The clock is 2026-03-02 09:00 UTC (a Monday; London is on GMT, New York on EST)
 and keeps ticking, so services that read `now` at the edge see a fixed date.
 """
-from datetime import UTC, datetime
 
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from clinic.models import ApiClient
-from clinic.models import StaffMembership, StaffRole
+from clinic.models import ApiClient, StaffMembership, StaffRole
+from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+NOW = CLOCK  # the suite's one clock (tests/conftest.py)
 
 
 @pytest.fixture(autouse=True)
