@@ -41,7 +41,7 @@ REFUSAL_EXAMPLE = _problem_example(
         "code": "interval_too_soon_after", "kind": "interval", "severity": "block",
         "message": "Microneedling must be at least 2 weeks after Botulinum toxin injection (Botox) "
                    "(done 1 March 2026 10:00); earliest allowed 15 March 2026.",
-        "rule": "1", "source": "001",
+        "rule": "1", "source": "[001] Yazbek Artistry, microneedling care (docs/sources.md)",
         "conflicts_with": {"id": _EXAMPLE_EVENT, "kind": "procedure", "code": "botox",
                            "at": "2026-03-01T10:00:00+00:00"},
         "earliest_allowed": "2026-03-15T00:00:00+00:00",

@@ -1,4 +1,4 @@
-"""Public API v1 routes (see ../shared/api-contract.md); anything else under /api/v1/ is a JSON 404."""
+"""Public API v1 routes (see docs/api.md); anything else under /api/v1/ is a JSON 404."""
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 

@@ -9,7 +9,7 @@ forbids a half-open range of *start times* [lo, hi). A start is refused by a
 rule exactly when it lies in that range, `hi` is the earliest start that rule
 allows, and the earliest eligible start is found by hopping over the ranges
 that contain it. The same ranges answer availability for a whole window at
-once. The semantics are those of ../shared/domain.md section 2:
+once. The semantics (docs/rules.md, "How a gap is measured"):
 
 * calendar gaps (days, weeks, months) compare local dates in the clinic's
   zone: later.date >= earlier.date + gap (months by `relativedelta`);

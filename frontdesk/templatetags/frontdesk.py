@@ -28,11 +28,17 @@ def severity_class(violation) -> str:
 
 @register.filter
 def source_refs(source: str) -> str:
-    """"000 (reference/seeds/000_x.txt); 001 (...)" reads as "000, 001" at the desk."""
+    """A rule's citation as the desk reads it, without the pointer into the repository.
+
+    "[000] Dr.Oracle, contraindications; [001] Yazbek Artistry, microneedling care (docs/sources.md)"
+    reads "[000] Dr.Oracle, contraindications; [001] Yazbek Artistry, microneedling care"; the full
+    text stays in the tooltip. Only parenthesised paths are dropped (docs/sources.md, or a file
+    path in a citation not yet brought up to date); "(2017)" in an administrator's text stays.
+    """
     import re
 
-    refs = [re.sub(r"\s*\(.*?\)", "", part).strip() for part in (source or "").split(";")]
-    return ", ".join(ref for ref in refs if ref)
+    refs = [re.sub(r"\s*\([^()\s]*/[^()\s]*\)", "", part).strip() for part in (source or "").split(";")]
+    return "; ".join(ref for ref in refs if ref)
 
 
 @register.filter

@@ -36,7 +36,7 @@ def test_a_too_early_microneedling_is_refused_with_rule_event_earliest_start_and
     assert "Not possible at Thu 5 Mar 2026, 10:00" in page
     assert ("Microneedling (collagen induction therapy) must be at least 2 weeks after Botulinum toxin injection "
             "(Botox) (done 25 February 2026 09:00); earliest allowed 11 March 2026.") in page
-    assert "Rule source: 001" in page
+    assert "Rule source: [001] Yazbek Artistry, microneedling care</span>" in page  # readable, no repo path
     assert 'Earliest eligible start: <strong class="earliest__date">Wed 11 Mar 2026</strong>' in page
     assert "First free times" in page
     assert 'name="start_at" value="2026-03-11T09:00:00+00:00"' in page

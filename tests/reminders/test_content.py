@@ -54,7 +54,7 @@ def test_the_sourced_microneedling_set_is_seeded_as_the_domain_brief_gives_it(ca
     template = ReminderTemplate.objects.get(default_key=key)
     assert (template.procedure_id, template.anchor, (template.offset_value, template.offset_unit)) == (
         "microneedling", anchor, offset)
-    assert template.origin == TemplateOrigin.SOURCED and template.source.startswith("001")
+    assert template.origin == TemplateOrigin.SOURCED and template.source.startswith("[001] ")
     for phrase in phrases:
         assert phrase in template.email_text
         if template.email_html and not phrase.startswith("{%"):
@@ -68,7 +68,7 @@ def test_other_procedures_get_clearly_marked_clinic_templates(care_texts):
         for template in templates:
             assert template.origin == TemplateOrigin.CLINIC
             assert "CLINIC TEMPLATE, not sourced" in template.name
-            assert template.source.startswith("Clinic template: not from the reference sources")
+            assert template.source.startswith("Clinic template: not from the published sources")
 
 
 def test_loading_the_care_texts_is_idempotent_and_keeps_edits(care_texts):

@@ -10,7 +10,7 @@ from scheduler.booking import appointment_check
 from scheduler.models import ContraindicationRule, IntervalRule
 from scheduler.rules import Outcome
 
-# The catalogue codes of ../shared/domain.md, "Catalogue codes (stable)".
+# The stable catalogue codes (docs/rules.md, "Catalogue codes"): the API and fixtures use them.
 CONDITIONS = ("scleroderma collagen_vascular_disease cardiac_abnormality clotting_disorder skin_infection open_wound "
               "immunosuppression keloid_scarring eczema psoriasis inflammatory_skin_condition active_acne "
               "actinic_keratosis herpes_simplex diabetes pregnancy breastfeeding radiation_therapy tattoo_in_area "
@@ -36,7 +36,9 @@ def test_every_default_rule_names_its_source(demo):
 
     assert IntervalRule.objects.count() == 9
     assert ContraindicationRule.objects.count() == 36
-    assert all(re.match(r"^00[0-3] \(reference/seeds/00[0-3]_[0-9a-f]+\.txt\)", s) for s in sources), sources
+    # "[001] Yazbek Artistry, microneedling care (docs/sources.md)"; docs/sources.md lists each id.
+    citation = r"\[00[0-3]\] [^;()\[\]]+"
+    assert all(re.fullmatch(rf"{citation}(; {citation})* \(docs/sources\.md\)", s) for s in sources), sources
 
 
 def test_setup_demo_is_idempotent_and_keeps_edits(demo):

@@ -1,4 +1,4 @@
-"""The rule engine against the domain brief (../shared/domain.md section 2 and 3).
+"""The rule engine against the documented rules (docs/rules.md) and the shipped defaults.
 
 Every default rule is read from fixtures/rules.json, so these tests pin what
 ships. Times are given in the clinic's zone unless the test is about UTC.
@@ -439,7 +439,7 @@ def test_violations_carry_rule_and_source():
 
     violation = result.blocking[0]
     assert violation.rule_id == "botox-then-microneedling"
-    assert violation.source.startswith("001")
+    assert violation.source.startswith("[001] Yazbek Artistry")
 
 
 def test_naive_times_are_refused():
