@@ -1,7 +1,10 @@
 """Loading the shipped reminder plans (fixtures/care_texts.json), idempotently.
 
 A template is created only when its key is missing, so an administrator's
-edits survive every re-run of setup_demo. Needs the catalogue loaded first.
+edits survive every re-run of setup_demo. Sourced templates cite the
+published sources of docs/sources.md by id; a citation still in the
+file-path form of earlier releases is brought up to date, and nothing else of
+an existing template is touched. Needs the catalogue loaded first.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from reminders.models import ReminderTemplate
+from scheduler.defaults import citation_superseded
 
 CARE_TEXTS = Path(settings.BASE_DIR) / "fixtures" / "care_texts.json"
 
@@ -34,7 +38,11 @@ def care_texts_load(path: Path = CARE_TEXTS) -> int:
             email_text=_text(row.get("email_text")), email_html=_text(row.get("email_html")),
             sms_text=row.get("sms_text", ""),
         )
-        if ReminderTemplate.objects.filter(default_key=row["key"]).exists():
+        existing = ReminderTemplate.objects.filter(default_key=row["key"]).only("pk", "source").first()
+        if existing is not None:
+            if citation_superseded(existing.source, row["source"]):
+                existing.source = row["source"]
+                existing.save(update_fields=["source"])
             continue
         template.full_clean(exclude=["default_key"])  # a broken fixture fails setup loudly, not at send time
         template.save()

@@ -2,7 +2,11 @@
 
 Idempotent: catalogue names are refreshed, a default rule is created only
 when its key is missing (an administrator's edits survive), and demo rows are
-found by their natural keys before anything is created.
+found by their natural keys before anything is created. Each default rule
+cites the published sources of docs/sources.md by id ("[001] Yazbek
+Artistry, microneedling care (docs/sources.md)"); a citation still in the
+file-path form of earlier releases is brought up to date (see
+`citation_superseded`), and nothing else of an existing rule is touched.
 """
 from __future__ import annotations
 
@@ -40,6 +44,25 @@ def _read(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
+# Earlier releases cited the sources by the path of a local copy outside the
+# repository, e.g. "001 (reference/seeds/001_<hash>.txt)". Only shipped
+# defaults ever carried that form, so a stored source that still does is the
+# shipped citation, unedited: re-running setup_demo replaces it with the
+# current one. The path fragment is kept here only to recognise such rows.
+_SUPERSEDED_CITATION = "(reference/seeds/"
+
+
+def citation_superseded(stored: str, shipped: str) -> bool:
+    """Whether a default's stored citation is an old shipped one that `shipped` replaces."""
+    return _SUPERSEDED_CITATION in (stored or "") and stored != shipped
+
+
+def _refresh_citation(obj, shipped: str) -> None:
+    if citation_superseded(obj.source, shipped):
+        obj.source = shipped
+        obj.save(update_fields=["source"])
+
+
 @transaction.atomic
 def catalogue_load() -> None:
     data = _read("catalogue.json")
@@ -52,11 +75,15 @@ def catalogue_load() -> None:
 
 @transaction.atomic
 def rules_load() -> int:
-    """Create the default rules that are missing; return how many were created."""
+    """Create the default rules that are missing; return how many were created.
+
+    An existing default keeps every field an administrator may have edited;
+    only a citation in the superseded file-path form is rewritten.
+    """
     data = _read("rules.json")
     created = 0
     for row in data["intervals"]:
-        _, made = IntervalRule.objects.get_or_create(default_key=row["key"], defaults={
+        rule, made = IntervalRule.objects.get_or_create(default_key=row["key"], defaults={
             "earlier_procedure_id": row.get("earlier_procedure"),
             "earlier_medication_id": row.get("earlier_medication"),
             "later_procedure_id": row["later"],
@@ -66,9 +93,11 @@ def rules_load() -> int:
             "source": row["source"],
             "note": row.get("note", ""),
         })
+        if not made:
+            _refresh_citation(rule, row["source"])
         created += made
     for row in data["contraindications"]:
-        _, made = ContraindicationRule.objects.get_or_create(default_key=row["key"], defaults={
+        rule, made = ContraindicationRule.objects.get_or_create(default_key=row["key"], defaults={
             "condition_id": row.get("condition"),
             "medication_id": row.get("medication"),
             "procedure_id": row["procedure"],
@@ -77,6 +106,8 @@ def rules_load() -> int:
             "area_specific": row["area_specific"],
             "source": row["source"],
         })
+        if not made:
+            _refresh_citation(rule, row["source"])
         created += made
     return created
 

@@ -82,6 +82,19 @@ def test_loading_the_care_texts_is_idempotent_and_keeps_edits(care_texts):
     assert template.sms_text == "{{ clinic_name }}: see you tomorrow at {{ start_time }}."
 
 
+def test_loading_the_care_texts_updates_an_old_file_path_citation_only(care_texts):
+    ReminderTemplate.objects.filter(default_key="microneedling-post-care-completion").update(
+        source="001, 000, 002 (reference/seeds/)", email_subject="Your aftercare")
+    ReminderTemplate.objects.filter(default_key="microneedling-post-care-48h").update(source="Clinic protocol v2")
+
+    assert care_texts_load() == 0
+
+    edited = ReminderTemplate.objects.get(default_key="microneedling-post-care-completion")
+    assert edited.source.startswith("[001] ") and edited.source.endswith("(docs/sources.md)")
+    assert edited.email_subject == "Your aftercare"
+    assert ReminderTemplate.objects.get(default_key="microneedling-post-care-48h").source == "Clinic protocol v2"
+
+
 # --- Template checks (the admin form runs these) ------------------------------------------------------------
 
 

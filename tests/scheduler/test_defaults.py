@@ -55,6 +55,23 @@ def test_setup_demo_is_idempotent_and_keeps_edits(demo):
     assert IntervalRule.objects.get(default_key="botox-then-microneedling").gap_value == 3
 
 
+def test_setup_demo_updates_an_old_file_path_citation_and_nothing_else(demo):
+    """An install from before docs/sources.md cited files outside the repository: setup_demo rewrites those."""
+    shipped = IntervalRule.objects.get(default_key="botox-then-microneedling").source
+    IntervalRule.objects.filter(default_key="botox-then-microneedling").update(
+        source="001 (reference/seeds/001_d9301594d8dd3cc7.txt)", gap_value=3)  # an edited gap, an old citation
+    ContraindicationRule.objects.filter(default_key="microneedling-eczema").update(
+        source="000 (reference/seeds/000_e8641ba457ba57fa.txt); 001 (reference/seeds/001_d9301594d8dd3cc7.txt)")
+    ContraindicationRule.objects.filter(default_key="microneedling-diabetes").update(source="Our own protocol, 2026")
+
+    call_command("setup_demo", "--no-demo")
+
+    botox = IntervalRule.objects.get(default_key="botox-then-microneedling")
+    assert (botox.source, botox.gap_value) == (shipped, 3)
+    assert ContraindicationRule.objects.get(default_key="microneedling-eczema").source.endswith("(docs/sources.md)")
+    assert ContraindicationRule.objects.get(default_key="microneedling-diabetes").source == "Our own protocol, 2026"
+
+
 def test_demo_clinics_match_the_api_contract(demo):
     clinics = {c.code: c for c in Clinic.objects.all()}
 
