@@ -1,7 +1,8 @@
 """Clinical rules as data: minimum intervals and contraindications.
 
-Defaults ship as fixtures with their sources (see fixtures/ and the domain
-brief); a clinic administrator edits them in the admin. The engine in
+Defaults ship as fixtures citing their published sources (fixtures/rules.json,
+listed in docs/rules.md; the sources in docs/sources.md); a clinic
+administrator edits them in the admin. The engine in
 `scheduler/rules.py` reads them through `scheduler/selectors.py`.
 """
 from django.core.exceptions import ValidationError

@@ -1,4 +1,5 @@
-"""The repository cites its published sources (docs/sources.md), never files outside it."""
+"""The repository cites its published sources (docs/sources.md), never files outside it, and docs/rules.md
+lists every shipped rule as fixtures/rules.json has it."""
 import json
 import os
 import re
@@ -8,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES_MD = (ROOT / "docs" / "sources.md").read_text(encoding="utf-8")
+RULES_MD = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
 RULES = json.loads((ROOT / "fixtures" / "rules.json").read_text(encoding="utf-8"))
 CARE_TEXTS = json.loads((ROOT / "fixtures" / "care_texts.json").read_text(encoding="utf-8"))
 
@@ -44,6 +46,48 @@ def test_every_shipped_citation_is_made_of_the_short_citations_of_docs_sources(r
 
     assert parts and all(part in citations.values() for part in parts), row["source"]
     assert len(row["source"]) <= 200  # the model's max_length
+
+
+def source_ids(text: str) -> list[str]:
+    return re.findall(r"\[(\d{3})\]", text)
+
+
+def rules_md_rows() -> dict[str, list[str]]:
+    """key -> the cells of its row in a docs/rules.md table (rows start with the rule's key in backticks)."""
+    rows = {}
+    for line in RULES_MD.splitlines():
+        if match := re.match(r"^\| `([a-z0-9_-]+)` \|(.*)\|$", line):
+            assert match.group(1) not in rows, f"{match.group(1)} is listed twice"
+            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
+    return rows
+
+
+def test_the_rules_doc_lists_every_shipped_interval_rule_as_shipped():
+    rows = rules_md_rows()
+    for rule in RULES["intervals"]:
+        assert rule["key"] in rows, f"docs/rules.md does not list {rule['key']}"
+        _earlier, _later, gap, severity, sources = rows[rule["key"]]
+        assert (gap, severity) == (f"{rule['gap'][0]} {rule['gap'][1]}", rule["severity"]), rule["key"]
+        assert source_ids(sources) == source_ids(rule["source"]), rule["key"]
+
+
+def test_the_rules_doc_lists_every_shipped_contraindication_as_shipped():
+    rows = rules_md_rows()
+    for rule in RULES["contraindications"]:
+        assert rule["key"] in rows, f"docs/rules.md does not list {rule['key']}"
+        _what, counts, severity, sources = rows[rule["key"]]
+        if rule.get("medication"):
+            expected = "a course covers the date"
+        else:
+            expected = "active" if rule["applies_to"] == "active" else "active or history"
+            expected += ", in the treated area" if rule["area_specific"] else ""
+        assert (counts, severity) == (expected, rule["severity"]), rule["key"]
+        assert source_ids(sources) == source_ids(rule["source"]), rule["key"]
+
+
+def test_the_rules_doc_lists_no_rule_that_does_not_ship():
+    shipped = {rule["key"] for rule in RULES["intervals"] + RULES["contraindications"]}
+    assert set(rules_md_rows()) == shipped
 
 
 def test_clinic_texts_say_they_are_not_from_the_sources():
