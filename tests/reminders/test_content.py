@@ -24,7 +24,7 @@ WEDNESDAY_10 = london(2026, 3, 4, 10)
 # --- The shipped plans ------------------------------------------------------------------------------------
 
 
-# Every statement of the domain brief's section 4, as the microneedling texts must carry it.
+# Every statement the sourced microneedling texts must carry (docs/sources.md: [001], [000], [002]).
 MICRONEEDLING_PRE_CARE = [
     "Stop topical retinoids (Retin-A) now.",
     "Avoid sun exposure on the area to be treated.",
@@ -49,8 +49,8 @@ MICRONEEDLING_POST_CARE = [
     ("microneedling-post-care-48h", "completion", (48, "hours"), ["makeup may be used again"]),
     ("microneedling-post-care-7d", "completion", (7, "days"), ["the one-week restrictions end today"]),
 ])
-def test_the_sourced_microneedling_set_is_seeded_as_the_domain_brief_gives_it(care_texts, key, anchor, offset,
-                                                                               phrases):
+def test_the_sourced_microneedling_set_is_seeded_as_the_sources_give_it(care_texts, key, anchor, offset,
+                                                                        phrases):
     template = ReminderTemplate.objects.get(default_key=key)
     assert (template.procedure_id, template.anchor, (template.offset_value, template.offset_unit)) == (
         "microneedling", anchor, offset)

@@ -1,4 +1,4 @@
-"""Due times: offsets in the clinic's zone across DST, SMS quiet hours, late bookings (domain brief section 4)."""
+"""Due times: offsets in the clinic's zone across DST, SMS quiet hours, late bookings (docs/reminders.md)."""
 from datetime import UTC, datetime, time
 
 import pytest

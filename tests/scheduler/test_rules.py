@@ -81,7 +81,7 @@ def test_default_interval_is_a_calendar_gap_in_local_dates(earlier, later, first
 
 
 def test_two_weeks_after_1_march_is_15_march_at_any_hour():
-    """The domain brief's own example: a receptionist thinks '2 weeks after 1 March is 15 March'."""
+    """The example of docs/rules.md: a receptionist thinks '2 weeks after 1 March is 15 March'."""
     history = [done("botox", at(2026, 3, 1, 23, 30))]
 
     assert check(history, "microneedling", at(2026, 3, 15, 0, 0)).eligible
@@ -362,7 +362,7 @@ def test_filler_contraindications(code, outcome):
 
 def test_history_of_an_active_only_condition_does_not_count():
     assert check([], "microneedling", at(2026, 3, 10), conditions=[cond("skin_infection", "history")]).eligible
-    # ... but a history of eczema does (the brief lists 'eczema (history)').
+    # ... but a history of eczema does (the sources speak of a 'history of eczema').
     assert check([], "microneedling", at(2026, 3, 10),
                  conditions=[cond("eczema", "history")]).outcome == Outcome.PENDING_CLEARANCE
 
