@@ -2,7 +2,7 @@
 
 A wall-clock time in a clinic's zone can fail to exist (clocks go forward)
 or exist twice (clocks go back). Both are refused with a clear error unless
-an explicit UTC offset settles it (domain brief, section 2).
+an explicit UTC offset settles it (docs/rules.md).
 """
 from datetime import UTC, datetime, tzinfo
 

@@ -4,7 +4,7 @@ Hour and minute offsets are elapsed time; day offsets keep the local wall-clock
 time across daylight-saving changes ("7 days after 15:00" is 15:00). SMS never
 goes out in quiet hours (21:00-08:00 local by default): a message that warns
 about something ahead (pre-care, reminders) moves earlier, never later; one
-that follows something (post-care, notices) moves later (domain brief, section 4).
+that follows something (post-care, notices) moves later (docs/reminders.md, "Time").
 """
 from __future__ import annotations
 
