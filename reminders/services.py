@@ -81,30 +81,56 @@ def _with_patient_and_clinic(appointment: Appointment) -> Appointment:
     return appointment
 
 
+def _on_booked(work: _Change, previous: dict) -> None:
+    _event_messages(work, MessageKind.CONFIRMATION)
+    _reconcile_start_messages(work, fresh=True)  # a new appointment has no rows to move yet
+
+
+def _on_rescheduled(work: _Change, previous: dict) -> None:
+    _reconcile_start_messages(work)
+    _rescheduled_notice(work, previous)
+    _sync_hold(work)
+
+
+def _on_cleared(work: _Change, previous: dict) -> None:
+    _reconcile_start_messages(work)
+    _sync_hold(work)
+
+
+def _on_cancelled(work: _Change, previous: dict) -> None:
+    told = _patient_was_told(work.appointment)
+    _cancel_unsent(work.appointment, "the appointment was cancelled")
+    if told:  # a patient who never heard of the booking gets no cancellation either
+        _event_messages(work, MessageKind.CANCELLED)
+
+
+def _on_completed(work: _Change, previous: dict) -> None:
+    _cancel_unsent(work.appointment, "the treatment was completed")
+    _completion_messages(work)
+
+
+def _on_no_show(work: _Change, previous: dict) -> None:
+    _cancel_unsent(work.appointment, "the patient did not attend")
+
+
+# What each lifecycle action does to the patient's messages (the events to platforms come from
+# scheduler.lifecycle.EVENT_FOR_ACTION); an action missing here changes no patient message.
+REACTIONS = {
+    AuditAction.BOOKED: _on_booked,
+    AuditAction.RESCHEDULED: _on_rescheduled,
+    AuditAction.CLEARED: _on_cleared,
+    AuditAction.CANCELLED: _on_cancelled,
+    AuditAction.COMPLETED: _on_completed,
+    AuditAction.NO_SHOW: _on_no_show,
+}
+
+
 def outbox_on_change(*, appointment: Appointment, change: str, now: datetime, previous: dict | None = None) -> None:
     """Bring `appointment`'s outbox in line with `change` (an AuditAction value); called once per change."""
-    appointment = _with_patient_and_clinic(appointment)
-    work = _Change(appointment, now)
-    if change == AuditAction.BOOKED:
-        _event_messages(work, MessageKind.CONFIRMATION)
-        _reconcile_start_messages(work, fresh=True)  # a new appointment has no rows to move yet
-    elif change == AuditAction.RESCHEDULED:
-        _reconcile_start_messages(work)
-        _rescheduled_notice(work, previous or {})
-        _sync_hold(work)
-    elif change == AuditAction.CLEARED:
-        _reconcile_start_messages(work)
-        _sync_hold(work)
-    elif change == AuditAction.CANCELLED:
-        told = _patient_was_told(appointment)
-        _cancel_unsent(appointment, "the appointment was cancelled")
-        if told:  # a patient who never heard of the booking gets no cancellation either
-            _event_messages(work, MessageKind.CANCELLED)
-    elif change == AuditAction.COMPLETED:
-        _cancel_unsent(appointment, "the treatment was completed")
-        _completion_messages(work)
-    elif change == AuditAction.NO_SHOW:
-        _cancel_unsent(appointment, "the patient did not attend")
+    work = _Change(_with_patient_and_clinic(appointment), now)
+    react = REACTIONS.get(change)
+    if react is not None:
+        react(work, previous or {})
     event = EVENT_FOR_ACTION.get(change)
     if event:
         _webhooks(work, event, previous)
