@@ -21,7 +21,7 @@ from django.views import defaults as django_defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from core.errors import DomainError, InvalidInput, InvalidTransition, NotAllowed, NotFound
+from core.errors import DomainError, InvalidInput
 from scheduler.booking import UnableToBook
 
 logger = logging.getLogger(__name__)
@@ -34,18 +34,6 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "payload_too_large"
-
-
-class Unprocessable(exceptions.APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_detail = "The request cannot be processed."
-    default_code = "unprocessable"
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with another one."
-    default_code = "conflict"
 
 
 # --- Building documents -----------------------------------------------------------------------
@@ -143,14 +131,6 @@ def check_data(check, tz: tzinfo) -> dict:
 
 # --- The DRF exception handler ----------------------------------------------------------------
 
-_DOMAIN_STATUS = (
-    (UnableToBook, 409),
-    (InvalidTransition, 409),
-    (InvalidInput, 400),
-    (NotFound, 404),
-    (NotAllowed, 403),
-)
-
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
     exceptions.AuthenticationFailed: "authentication_failed",
@@ -165,7 +145,7 @@ _DRF_CODES = {
 
 
 def _domain_problem(exc: DomainError, instance: str) -> Response:
-    status_code = next(code for cls, code in _DOMAIN_STATUS if isinstance(exc, cls))
+    """The one mapping of the error catalogue (core.errors) to problem details: the status is the error's own."""
     if isinstance(exc, UnableToBook):
         # The check carries its clinic's zone, so refusal times come back in that clinic's offset.
         body = problem(409, code=exc.code, title="Booking refused", detail=exc.message, instance=instance,
@@ -176,7 +156,7 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
         extra["errors"] = exc.errors
         return problem_response(problem(400, code=exc.code, kind="validation_error", title="Invalid input",
                                         detail=exc.message, instance=instance, **extra))
-    return problem_response(problem(status_code, code=exc.code, detail=exc.message, instance=instance))
+    return problem_response(problem(exc.http_status, code=exc.code, detail=exc.message, instance=instance))
 
 
 def exception_handler(exc, context) -> Response:

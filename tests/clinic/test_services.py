@@ -120,19 +120,20 @@ def test_conditions_replace_swaps_the_whole_intake(patient):
     assert PatientCondition.objects.filter(patient=patient).count() == 1
 
 
-@pytest.mark.parametrize("lines, code", [
-    ([IntakeLine("lycanthropy", "active")], "unknown_condition"),
-    ([IntakeLine("eczema", "sometimes")], "unknown_status"),
-    ([IntakeLine("eczema", "active", area="elbow")], "unknown_area"),
-    ([IntakeLine("eczema", "active"), IntakeLine("eczema", "history")], "duplicate_condition"),
+@pytest.mark.parametrize("lines, code, line", [
+    ([IntakeLine("lycanthropy", "active")], "unknown_condition", 0),
+    ([IntakeLine("diabetes", "active"), IntakeLine("eczema", "sometimes")], "unknown_status", 1),
+    ([IntakeLine("eczema", "active", area="elbow")], "unknown_area", 0),
+    ([IntakeLine("eczema", "active"), IntakeLine("eczema", "history")], "duplicate_condition", 1),
 ])
-def test_conditions_replace_refuses_bad_lines_and_keeps_the_old_intake(patient, lines, code):
+def test_conditions_replace_refuses_bad_lines_and_keeps_the_old_intake(patient, lines, code, line):
     conditions_replace(patient=patient, lines=[IntakeLine("diabetes", "active")])
 
     with pytest.raises(InvalidInput) as error:
         conditions_replace(patient=patient, lines=lines)
 
     assert error.value.code == code
+    assert error.value.data == {"line": line}  # which intake line, for the interface to point at
     assert list(PatientCondition.objects.filter(patient=patient).values_list("condition_id", flat=True)) == [
         "diabetes"]
 
