@@ -9,8 +9,8 @@ class RemindersConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from clinic.models import Condition, Medication, ProcedureType
-        from reminders.texts import forget_forbidden_terms
         from reminders.services import outbox_on_change
+        from reminders.texts import forget_forbidden_terms
         from scheduler import notifications
 
         # Booking changes reach the outbox through the scheduler's one seam, inside their transaction.

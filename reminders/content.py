@@ -8,20 +8,19 @@ checked against the catalogue so that no diagnosis or drug name leaves by SMS.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.core.cache import cache
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event
 
-from clinic.models import Appointment, AuditAction, Condition, Medication, ProcedureType
-from scheduler import rules, selectors
+from clinic.models import Appointment, AuditAction
 from reminders.models import MessageKind, OutboxMessage, ReminderTemplate
 from reminders.texts import HTML_ENGINE, TEXT_ENGINE, sms_text_problem
+from scheduler import rules, selectors
+
 
 class RenderError(Exception):
     """A template that cannot be rendered or would say something it must not; retrying will not help."""

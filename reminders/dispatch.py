@@ -29,7 +29,7 @@ from django.db.models import F, Q
 from clinic.models import AppointmentStatus
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
-from reminders.models import Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
+from reminders.models import TIME_NAMING_KINDS, Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
 from reminders.timing import first_allowed_after, quiet_hours
 
 log = logging.getLogger(__name__)
@@ -264,14 +264,22 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             message.status, message.last_error = OutboxStatus.SENT, ""
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
             fields += ["provider_id", "recipient", "sent_at"]
+            message.payload = {**(message.payload or {}), **_told(message)}
             if companions:
-                message.payload = {**(message.payload or {}), "sent_with": [str(c.pk) for c in companions]}
-                fields.append("payload")
+                message.payload["sent_with"] = [str(c.pk) for c in companions]
+            fields.append("payload")
             _mark_sent_with(companions, message, now)
             outcome = SendOutcome.SENT
         if not _save_outcome(message, fields):
             return SendOutcome.CANCELLED
     return outcome
+
+
+def _told(message: OutboxMessage) -> dict:
+    """What the patient now believes: the start a message named when it went (reminders.services reads it)."""
+    if message.channel == Channel.WEBHOOK or message.kind not in TIME_NAMING_KINDS:
+        return {}
+    return {"told_start": message.appointment.start_at.isoformat()}
 
 
 def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now: datetime) -> None:
@@ -280,7 +288,7 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
         companion.status, companion.last_error = OutboxStatus.SENT, ""
         companion.claim_token = companion.claimed_until = None
         companion.provider_id, companion.recipient, companion.sent_at = message.provider_id, message.recipient, now
-        companion.payload = {**(companion.payload or {}), "sent_in": str(message.pk)}
+        companion.payload = {**(companion.payload or {}), **_told(companion), "sent_in": str(message.pk)}
         companion.save(update_fields=["status", "last_error", "claim_token", "claimed_until", "provider_id",
                                       "recipient", "sent_at", "payload", "updated_at"])
 

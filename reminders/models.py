@@ -29,6 +29,10 @@ class MessageKind(models.TextChoices):
     WEBHOOK = "webhook", "Webhook event"
 
 
+# The kinds whose text names the appointment's time: what the patient believes follows them.
+TIME_NAMING_KINDS = (MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.RESCHEDULED)
+
+
 class Anchor(models.TextChoices):
     EVENT = "event", "When the booking change happens"
     START = "start", "Appointment start"

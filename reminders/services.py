@@ -7,10 +7,11 @@ change. The appointment's unsent rows are locked here too, so a dispatcher
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,6 +23,7 @@ from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
 from reminders.models import (
     KIND_ANCHORS,
+    TIME_NAMING_KINDS,
     UNSENT_STATUSES,
     Anchor,
     Channel,
@@ -33,8 +35,6 @@ from reminders.models import (
 )
 from reminders.timing import Direction, Plan, plan_due, quiet_hours
 from scheduler.lifecycle import EVENT_FOR_ACTION
-
-
 
 # --- Entry point --------------------------------------------------------------------------------------
 
@@ -87,7 +87,7 @@ def _on_booked(work: _Change, previous: dict) -> None:
 
 
 def _on_rescheduled(work: _Change, previous: dict) -> None:
-    _reconcile_start_messages(work)
+    _reconcile_start_messages(work, moved=True)
     _rescheduled_notice(work, previous)
     _sync_hold(work)
 
@@ -160,6 +160,29 @@ def _plan(template: ReminderTemplate, channel: str, appointment: Appointment, no
     )
 
 
+def _after_grace(plan: Plan, now: datetime, start_at: datetime) -> Plan:
+    """After a move, what would go at once waits out the grace period, like the move notice: a
+    receptionist trying times (10:00, no, 10:15, no, back to 11:00) sends the patient nothing
+    until the time settles. Never past the start, which is what the message is about."""
+    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
+    if plan.due_at is None or plan.due_at > now or now + grace >= start_at:
+        return plan
+    return dataclasses.replace(plan, due_at=now + grace)
+
+
+def last_told_start(appointment: Appointment) -> datetime | None:
+    """The appointment time the patient last heard (the newest sent message that named one), or None."""
+    for payload, kind, anchor_at in OutboxMessage.objects.filter(
+            appointment=appointment, status=OutboxStatus.SENT, kind__in=TIME_NAMING_KINDS,
+    ).exclude(channel=Channel.WEBHOOK).order_by("-sent_at", "-created_at").values_list("payload", "kind", "anchor_at"):
+        told = (payload or {}).get("told_start")
+        if told:
+            return datetime.fromisoformat(told)
+        if kind in (MessageKind.REMINDER, MessageKind.PRE_CARE) and anchor_at:
+            return anchor_at  # a row sent before told_start was recorded: its anchor is the time it named
+    return None
+
+
 def _new_status(appointment: Appointment) -> str:
     # Relative contraindications: nothing reaches the patient before a clinician clears the booking.
     return OutboxStatus.HELD if appointment.status == AppointmentStatus.PENDING_CLEARANCE else OutboxStatus.PENDING
@@ -180,7 +203,7 @@ def _finish(rows: Iterable[OutboxMessage], status: str, reason: str) -> None:
 # --- Start-anchored messages: reminders and pre-care ------------------------------------------------------------
 
 
-def _reconcile_start_messages(work: _Change, *, fresh: bool = False) -> None:
+def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool = False) -> None:
     """Make the start-anchored messages match the appointment's current start and status.
 
     An unsent message is moved (never duplicated); one already sent for this
@@ -198,10 +221,15 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False) -> None:
     handled: set = set()
     if not fresh:
         unsent = {(r.template_id, r.channel): r for r in _locked_unsent(appointment, template__in=templates)}
-        handled = set(OutboxMessage.objects.filter(
-            appointment=appointment, template__in=templates, anchor_at=appointment.start_at,
-            status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
-        ).values_list("template_id", "channel"))
+        # Race condition: the latest outcome per template and channel decides. A pre-care sent for
+        # 11:00, then for 10:00, must go again when the visit moves back to 11:00.
+        latest: dict = {}
+        for template_id, channel, anchor_at in OutboxMessage.objects.filter(
+                appointment=appointment, template__in=templates,
+                status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
+        ).order_by("created_at", "sent_at", "id").values_list("template_id", "channel", "anchor_at"):
+            latest[(template_id, channel)] = anchor_at
+        handled = {key for key, anchor_at in latest.items() if anchor_at == appointment.start_at}
     anchor = appointment.start_at
     for template in templates:
         for channel in _channels(template, appointment):
@@ -211,6 +239,8 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False) -> None:
                     _finish([row], OutboxStatus.CANCELLED, "already sent for this appointment time")
                 continue
             plan = _plan(template, channel, appointment, now, anchor)
+            if moved:
+                plan = _after_grace(plan, now, appointment.start_at)
             if row is None:
                 if plan.due_at is not None or "quiet hours" in plan.reason:  # quiet-hours skips stay visible
                     work.add(template, channel, plan, anchor)
@@ -242,24 +272,23 @@ def _patient_was_told(appointment: Appointment) -> bool:
 def _rescheduled_notice(work: _Change, previous: dict) -> None:
     """Tell the patient the new time, after a grace period in which the change may be undone.
 
-    Moves within the grace period collapse into one notice ("from the first
-    time to the last"); moving back to the first time cancels it. A patient
-    whose confirmation has not gone yet needs no notice: the confirmation is
-    rendered when it is sent and names the new time.
+    The notice goes from the time the patient last heard (whatever message said it) to the
+    time now: moves within the grace period collapse into one notice, and moving back to the
+    time they last heard cancels it. A patient who has heard no time yet needs no notice:
+    the next message is rendered when it is sent and names the time as it stands.
     """
     appointment, now = work.appointment, work.now
     pending = _locked_unsent(appointment, kind=MessageKind.RESCHEDULED)
-    if not pending and not _patient_was_told(appointment):
+    told = last_told_start(appointment)
+    if told is None and previous.get("start_at") and _patient_was_told(appointment):
+        told = previous["start_at"]  # told before told_start was recorded: the time it moved from
+    if told is None:  # nothing that named a time has reached the patient: the next message will say it
+        _finish(pending, OutboxStatus.CANCELLED, "the patient has not been told a time yet")
         return
-    if pending:
-        original = pending[0].payload.get("from_start")
-    else:
-        original = previous["start_at"].isoformat() if previous.get("start_at") else None
-    if original is None:
+    if told == appointment.start_at:
+        _finish(pending, OutboxStatus.CANCELLED, "the patient was last told this very time")
         return
-    if datetime.fromisoformat(original) == appointment.start_at:
-        _finish(pending, OutboxStatus.CANCELLED, "the change was undone within the grace period")
-        return
+    original = told.isoformat()
     grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
     by_key = {(r.template_id, r.channel): r for r in pending}
     for template in work.templates(MessageKind.RESCHEDULED):
@@ -269,7 +298,8 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
             if row is None:
                 work.add(template, channel, plan, now, {"from_start": original})
             elif plan.due_at is not None:  # a further move restarts the grace period
-                OutboxMessage.objects.filter(pk=row.pk).update(due_at=plan.due_at, anchor_at=now)
+                OutboxMessage.objects.filter(pk=row.pk).update(due_at=plan.due_at, anchor_at=now,
+                                                               payload={**row.payload, "from_start": original})
     _finish(by_key.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
 
 
