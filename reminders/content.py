@@ -17,6 +17,7 @@ from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event
 
 from clinic.models import Appointment, AuditAction
+from reminders.consent import patient_accepts
 from reminders.models import MessageKind, OutboxMessage, ReminderTemplate
 from reminders.texts import HTML_ENGINE, TEXT_ENGINE, sms_text_problem
 from scheduler import rules, selectors
@@ -94,6 +95,8 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         "end_time": f"{appointment.end_at.astimezone(tz):%H:%M}",
         "previous_start_local": "",
     }
+    # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
+    context["email_on"] = patient_accepts(appointment.patient, "email")[0]
     previous = (message.payload or {}).get("from_start")
     if previous:
         context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz)

@@ -30,6 +30,7 @@ from clinic.models import AppointmentStatus
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
 from reminders.models import TIME_NAMING_KINDS, Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
+from reminders.texts import sms_segments
 from reminders.timing import first_allowed_after, quiet_hours
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, da
 _WITH_RELATIONS = ("appointment__patient", "appointment__clinic", "appointment__procedure",
                    "appointment__practitioner", "appointment__area", "template", "endpoint__client")
 MAX_MERGED = 5
+MERGED_SMS_MAX_SEGMENTS = 2
 
 
 def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
@@ -177,13 +179,15 @@ def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
 
 
 def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
-    """The companions that can join: each renders, and an SMS stays within its limit."""
+    """The companions that can join: each renders, and a joined SMS stays within two segments."""
     group: list[OutboxMessage] = []
     for companion in companions:
         try:
-            content.render_messages(messages=[message, *group, companion], now=now)
+            rendered = content.render_messages(messages=[message, *group, companion], now=now)
         except content.RenderError:
             continue
+        if message.channel == Channel.SMS and sms_segments(rendered.sms)[0] > MERGED_SMS_MAX_SEGMENTS:
+            continue  # care instructions read best in one or two segments: this part goes on its own
         group.append(companion)
     return group
 

@@ -94,7 +94,7 @@ class ReminderTemplate(models.Model):
     email_text = models.TextField(blank=True, help_text="Plain-text body (Django template syntax).")
     email_html = models.TextField(blank=True, help_text="HTML body; leave empty to derive it from the text.")
     sms_text = models.TextField(
-        blank=True, help_text="At most 480 characters. Never a diagnosis, procedure or drug name.",
+        blank=True, help_text="At most 3 SMS segments (459 plain characters). Never a diagnosis, procedure or drug name.",
     )
     attach_ics = models.BooleanField(default=False, help_text="Attach the appointment as an iCalendar file.")
     origin = models.CharField(max_length=10, choices=TemplateOrigin.choices, default=TemplateOrigin.CLINIC)

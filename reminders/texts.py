@@ -12,7 +12,29 @@ from django.template import Engine, TemplateSyntaxError
 
 from clinic.models import Condition, Medication, ProcedureType
 
-SMS_MAX_CHARS = 480  # three concatenated segments; longer texts cost more and arrive split
+SMS_MAX_SEGMENTS = 3  # longer texts cost more and arrive split; carriers cap concatenation anyway
+
+# GSM 03.38: the default alphabet (one septet each) and its extension table (an escape plus one: two).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> tuple[int, str]:
+    """How many segments a carrier bills `text` as, and in which encoding ("GSM-7" or "UCS-2").
+
+    GSM-7: 160 septets alone, 153 per part once concatenated (the header takes 7); an extension
+    character costs two. Any other character switches the whole text to UCS-2: 70 UTF-16 units
+    alone, 67 per part (an emoji is two units).
+    """
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+        units, single, part, encoding = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text), 160, 153, "GSM-7"
+    else:
+        units, single, part, encoding = len(text.encode("utf-16-le")) // 2, 70, 67, "UCS-2"
+    if units <= single:
+        return (1 if units else 0), encoding
+    return -(-units // part), encoding
 
 # Admin-edited texts are rendered by engines with no template loaders, so a
 # template cannot {% include %} files from disk.
@@ -89,6 +111,8 @@ def sms_text_problem(text: str) -> str:
     if found:
         return ("An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
                 f"the phone); remove: {', '.join(found)}.")
-    if len(text) > SMS_MAX_CHARS:
-        return f"An SMS may be at most {SMS_MAX_CHARS} characters; this one has {len(text)}."
+    segments, encoding = sms_segments(text)
+    if segments > SMS_MAX_SEGMENTS:
+        return (f"An SMS may take at most {SMS_MAX_SEGMENTS} segments (459 plain characters, fewer with accents "
+                f"outside the GSM alphabet or emoji); this one takes {segments} ({encoding}, {len(text)} characters).")
     return ""

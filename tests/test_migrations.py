@@ -85,3 +85,28 @@ def test_every_row_survives_the_move_of_reminders_and_api_clients():
     assert not ContentType.objects.filter(app_label="scheduler", model="outboxmessage").exists()
     assert ContentType.objects.filter(app_label="clinic", model="apiclient").exists()
     assert not ContentType.objects.filter(app_label="api", model="apiclient").exists()
+
+
+@pytest.mark.django_db
+def test_the_shipped_pre_care_sms_is_replaced_only_where_it_was_never_edited(catalogue):
+    import importlib
+
+    from django.apps import apps
+
+    from reminders.defaults import care_texts_load
+
+    step = importlib.import_module("reminders.migrations.0002_sms_segments_and_sms_only_pre_care")
+    care_texts_load()
+    template = ReminderTemplate.objects.get(default_key="microneedling-pre-care-24h")
+    template.sms_text = step.OLD
+    template.save(update_fields=["sms_text"])
+
+    step.sms_only_pre_care(apps, None)
+    template.refresh_from_db()
+    assert template.sms_text == step.NEW and "{% if email_on %}" in step.NEW
+
+    template.sms_text = "Our own wording."
+    template.save(update_fields=["sms_text"])
+    step.sms_only_pre_care(apps, None)
+    template.refresh_from_db()
+    assert template.sms_text == "Our own wording."

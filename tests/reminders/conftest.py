@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.booking import Actor, appointment_book
 from reminders.channels import LocmemSmsBackend
 from reminders.defaults import care_texts_load
+from scheduler.booking import Actor, appointment_book
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
 LONDON = ZoneInfo("Europe/London")

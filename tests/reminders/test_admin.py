@@ -2,8 +2,7 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from clinic.models import ApiClient
-from clinic.models import StaffMembership, StaffRole
+from clinic.models import ApiClient, StaffMembership, StaffRole
 from reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.reminders.conftest import book, london

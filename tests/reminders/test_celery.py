@@ -14,7 +14,8 @@ import re
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, time as clock, timedelta
+from datetime import datetime, timedelta
+from datetime import time as clock
 
 import pytest
 import redis

@@ -8,13 +8,13 @@ from django.core.exceptions import ValidationError
 from django.utils.html import strip_tags
 from icalendar import Calendar
 
-from scheduler.booking import appointment_reschedule
 from reminders.channels import LocmemSmsBackend
 from reminders.consent import unsubscribe_token_read
-from reminders.texts import sms_text_problem
 from reminders.defaults import CARE_TEXTS, care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.models import ReminderTemplate, TemplateOrigin
+from reminders.texts import sms_segments, sms_text_problem
+from scheduler.booking import appointment_reschedule
 from tests.factories import PatientFactory
 from tests.reminders.conftest import RECEPTION, book, london
 
@@ -115,8 +115,33 @@ def test_everyday_words_inside_catalogue_names_are_allowed_by_sms(catalogue):
     assert sms_text_problem("Active reminder: avoid the solar glare and no makeup for 48 hours.") == ""
 
 
-def test_an_sms_is_at_most_three_segments(catalogue):
-    assert sms_text_problem("x" * 481) == "An SMS may be at most 480 characters; this one has 481."
+def test_an_sms_is_at_most_three_segments_counted_as_carriers_count_them(catalogue):
+    # Three concatenated GSM-7 segments hold 3 x 153 = 459 characters, not 480.
+    assert sms_text_problem("x" * 459) == ""
+    assert sms_text_problem("x" * 460) == (
+        "An SMS may take at most 3 segments (459 plain characters, fewer with accents outside the GSM alphabet "
+        "or emoji); this one takes 4 (GSM-7, 460 characters).")
+    # One character outside GSM-7 turns the whole text into UCS-2: 3 x 67 = 201.
+    assert sms_text_problem("x" * 200 + "ł") == ""
+    assert "takes 4 (UCS-2" in sms_text_problem("x" * 201 + "ł")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", (0, "GSM-7")),
+    ("x" * 160, (1, "GSM-7")),
+    ("x" * 161, (2, "GSM-7")),
+    ("x" * 306, (2, "GSM-7")),
+    ("x" * 307, (3, "GSM-7")),
+    ("€" * 80, (1, "GSM-7")),  # the euro sign is an extension character: two septets each
+    ("€" * 81, (2, "GSM-7")),
+    ("é" * 160, (1, "GSM-7")),  # é is in the default alphabet
+    ("ó" * 70, (1, "UCS-2")),  # ó is not
+    ("ó" * 71, (2, "UCS-2")),
+    ("🙂" * 35, (1, "UCS-2")),  # an emoji is two UTF-16 units
+    ("🙂" * 36, (2, "UCS-2")),
+])
+def test_segments_are_counted_per_encoding(text, expected):
+    assert sms_segments(text) == expected
 
 
 def test_a_template_is_checked_before_it_is_saved(care_texts):

@@ -12,8 +12,11 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
-from clinic.models import ApiClient
-from clinic.models import AppointmentStatus
+from clinic.models import ApiClient, AppointmentStatus
+from reminders.channels import LocmemSmsBackend
+from reminders.consent import patient_opt_out
+from reminders.dispatch import dispatch_local
+from reminders.models import OutboxMessage, OutboxStatus, WebhookEndpoint
 from scheduler.booking import (
     appointment_cancel,
     appointment_clear,
@@ -21,10 +24,6 @@ from scheduler.booking import (
     appointment_mark_no_show,
     appointment_reschedule,
 )
-from reminders.channels import LocmemSmsBackend
-from reminders.consent import patient_opt_out
-from reminders.dispatch import dispatch_local
-from reminders.models import OutboxMessage, OutboxStatus, WebhookEndpoint
 from tests.factories import ClinicFactory, MedicationCourseFactory, PatientConditionFactory, PatientFactory
 from tests.reminders.conftest import CLINICIAN, LONDON, RECEPTION, book, london
 

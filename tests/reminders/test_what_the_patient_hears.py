@@ -14,7 +14,9 @@ from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import dispatch_local
 from reminders.models import OutboxMessage, OutboxStatus
 from reminders.services import last_told_start
+from reminders.texts import sms_segments, sms_text_problem
 from scheduler.booking import appointment_reschedule
+from tests.factories import PatientFactory
 from tests.reminders.conftest import RECEPTION, book, london
 
 WEDNESDAY = (2026, 3, 4)
@@ -71,13 +73,13 @@ def test_moves_the_patient_heard_about_end_with_a_message_naming_the_final_time(
     appointment = move(appointment, 10, 15, london(2026, 3, 3, 12, 10))
     deliver(london(2026, 3, 3, 12, 16))
     appointment = move(appointment, 11, 0, london(2026, 3, 3, 12, 20))
+    heard_before = len(LocmemSmsBackend.outbox)
     deliver(london(2026, 3, 3, 12, 26))
 
-    last_sms = LocmemSmsBackend.outbox[-1]["body"]
-    last_mail = mail.outbox[-1].body
-    assert "11:00" in times_named(last_sms) and "10:15" in times_named(last_sms)  # "moved to 11:00 (it was 10:15)"
-    assert last_sms.index("11:00") < last_sms.index("10:15")
-    assert "11:00" in last_mail
+    after_last_move = [m["body"] for m in LocmemSmsBackend.outbox[heard_before:]]
+    assert any(times_named(body) == ["11:00", "10:15"] for body in after_last_move)  # "moved to 11:00 (it was 10:15)"
+    assert times_named(after_last_move[-1])[0] == "11:00"  # the very last text is true
+    assert "11:00" in mail.outbox[-1].body
     assert last_told_start(appointment) == london(*WEDNESDAY, 11)
     # Each send names the time as it stood when it went: nothing still pending names another.
     assert not OutboxMessage.objects.filter(appointment=appointment, status__in=["pending", "held"],
@@ -93,3 +95,26 @@ def test_a_move_inside_the_pre_care_window_waits_out_the_grace_period(settings, 
     grace = settings.REMINDERS_CHANGE_GRACE_MINUTES
     assert pre_care.due_at == london(2026, 3, 3, 12, grace)
     assert deliver(london(2026, 3, 3, 12, grace - 1)) == {}
+
+
+def test_an_sms_only_patient_gets_the_care_instructions_by_sms(clinic, practitioner, now):
+    sms_only = PatientFactory(clinic=clinic, email="", reminder_channels=["sms"], sms_consent=True,
+                              phone="+447911123457")
+    book(sms_only, "microneedling", london(*WEDNESDAY, 11), now)
+
+    deliver(london(2026, 3, 3, 11))
+
+    [pre_care] = [m["body"] for m in LocmemSmsBackend.outbox if "prepare" in m["body"]]
+    assert "vitamin A creams" in pre_care and "no sun" in pre_care and "immune system" in pre_care
+    assert "e-mail" not in pre_care
+    assert sms_text_problem(pre_care) == ""  # still nothing a lock screen should show
+    assert sms_segments(pre_care)[0] <= 2
+
+
+def test_a_patient_with_e_mail_gets_the_short_sms_pointing_at_it(patient, practitioner, now):
+    book(patient, "microneedling", london(*WEDNESDAY, 11), now)
+
+    deliver(london(2026, 3, 3, 11))
+
+    assert any("Our e-mail says which skin products to stop now" in m["body"] for m in LocmemSmsBackend.outbox)
+    assert not any("vitamin A" in m["body"] for m in LocmemSmsBackend.outbox)
