@@ -192,6 +192,21 @@ def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: dat
     return group
 
 
+ORDER_WAIT = timedelta(seconds=5)
+
+
+def _earlier_unsent(message: OutboxMessage, now: datetime, *, going_with: list[OutboxMessage]) -> bool:
+    """Whether a message that reads before this one (same appointment and channel) is due and not yet
+    out, other than those going with it (they are put in reading order inside the one message)."""
+    if message.channel == Channel.WEBHOOK or message.kind not in content.READING_ORDER:
+        return False
+    earlier = content.READING_ORDER[:content.READING_ORDER.index(message.kind)]
+    return OutboxMessage.objects.filter(
+        appointment_id=message.appointment_id, channel=message.channel, kind__in=earlier, due_at__lte=now,
+        status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING)).exclude(
+        pk__in=[message.pk, *(c.pk for c in going_with)]).exists()
+
+
 def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessage] = ()) -> tuple[str, str]:
     """Send it (with its companions, as one message); return (provider id, recipient)."""
     patient = message.appointment.patient
@@ -246,6 +261,13 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED if due_at is not None else SendOutcome.SKIPPED
         companions = _mergeable(message, _companions(message, now), now)
+        if _earlier_unsent(message, now, going_with=companions):
+            # The patient reads about a visit in order: the confirmation before its pre-care.
+            message.status, message.last_error = OutboxStatus.PENDING, "waiting for an earlier message to go first"
+            message.due_at, message.attempts = now + ORDER_WAIT, message.attempts - 1
+            if not _save_outcome(message, [*fields, "due_at", "attempts"]):
+                return SendOutcome.CANCELLED
+            return SendOutcome.DEFERRED
         try:
             provider_id, recipient = _deliver(message, now, companions)
         except (channels.PermanentSendError, content.RenderError) as exc:

@@ -3,6 +3,8 @@
 The day before a microneedling appointment the reminder and the pre-care fall due in the
 same minute; the patient gets one e-mail and one SMS, not two of each (issue: hardening 18).
 """
+from datetime import timedelta
+
 import time_machine
 from django.core import mail
 from django.utils import timezone
@@ -61,8 +63,12 @@ def test_a_merge_window_of_zero_sends_each_message_on_its_own(settings, patient,
     book(patient, "microneedling", WEDNESDAY_10, now)
     deliver(now)
 
-    assert deliver(DAY_BEFORE) == {"sent": 4}
+    # The reminder and pre-care go separately, the pre-care a moment after the reminder it follows.
+    first = deliver(DAY_BEFORE)  # (a pre-care claimed before its reminder waits for it)
+    second = deliver(DAY_BEFORE + timedelta(seconds=10))
+    assert first.get("sent", 0) + second.get("sent", 0) == 4 and first.get("deferred", 0) == second.get("sent", 0)
     assert len(mail.outbox) == 3
+    assert mail.outbox[1].subject.startswith("Reminder") and mail.outbox[2].subject.startswith("Preparing")
 
 
 def test_a_failed_merged_send_loses_nothing(settings, patient, practitioner, now):
@@ -107,6 +113,28 @@ def test_an_sms_pair_too_long_for_one_message_goes_as_two(patient, practitioner,
         ReminderTemplate.objects.filter(pk=row.template_id).update(sms_text=long_text.strip())
 
     deliver(DAY_BEFORE)
+    deliver(DAY_BEFORE + timedelta(seconds=10))  # the second part follows the first
 
     assert len(LocmemSmsBackend.outbox) == 2
     assert set(day_before_rows(appointment, "sms").values_list("status", flat=True)) == {OutboxStatus.SENT}
+
+
+def test_without_merging_the_confirmation_still_goes_before_the_pre_care(settings, patient, practitioner):
+    settings.REMINDERS_MERGE_MINUTES = 0
+    booked_at = london(2026, 3, 3, 15)  # inside the pre-care window: both are due at once
+    with time_machine.travel(booked_at, tick=False):
+        appointment = book(patient, "microneedling", WEDNESDAY_10, timezone.now())
+    claims = {c.message_id: c for c in outbox_claim_due(now=booked_at)}
+    rows = {r.kind: r for r in OutboxMessage.objects.filter(appointment=appointment, channel="sms")}
+
+    # A worker picks the pre-care first: it waits for the confirmation instead of overtaking it.
+    pre_care = rows["pre_care"]
+    assert outbox_send(message_id=pre_care.pk, claim_token=claims[pre_care.pk].token,
+                       now=booked_at) == SendOutcome.DEFERRED
+    confirmation = rows["confirmation"]
+    assert outbox_send(message_id=confirmation.pk, claim_token=claims[confirmation.pk].token,
+                       now=booked_at) == SendOutcome.SENT
+    deliver(booked_at + timedelta(seconds=10))
+
+    bodies = [m["body"] for m in LocmemSmsBackend.outbox]
+    assert len(bodies) == 2 and "booked" in bodies[0] and "avoid sun" in bodies[1]

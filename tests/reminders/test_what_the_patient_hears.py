@@ -74,7 +74,8 @@ def test_moves_the_patient_heard_about_end_with_a_message_naming_the_final_time(
     deliver(london(2026, 3, 3, 12, 16))
     appointment = move(appointment, 11, 0, london(2026, 3, 3, 12, 20))
     heard_before = len(LocmemSmsBackend.outbox)
-    deliver(london(2026, 3, 3, 12, 26))
+    deliver(london(2026, 3, 3, 12, 26))  # the move notice goes; the pre-care waits a moment to follow it
+    deliver(london(2026, 3, 3, 12, 27))
 
     after_last_move = [m["body"] for m in LocmemSmsBackend.outbox[heard_before:]]
     assert any(times_named(body) == ["11:00", "10:15"] for body in after_last_move)  # "moved to 11:00 (it was 10:15)"
