@@ -5,6 +5,7 @@ their stable code, so fixtures, rules and the API all speak the same codes.
 Times are stored in UTC; each clinic's IANA zone says how to show them.
 """
 import hashlib
+import re
 import secrets
 import uuid
 import zoneinfo
@@ -50,9 +51,23 @@ def validate_reminder_channels(value) -> None:
 # --- Catalogue -----------------------------------------------------------------
 
 
+class MessageTopic(models.TextChoices):
+    """What a patient can switch off by kind (per channel is `reminder_channels`)."""
+
+    CARE = "care", "Care instructions"
+    REMINDERS = "reminders", "Appointment reminders"
+
+
+def validate_message_topics(value) -> None:
+    if not isinstance(value, list) or any(item not in MessageTopic.values for item in value):
+        raise ValidationError(f"Topics are a list drawn from {MessageTopic.values}.")
+
+
 class ProcedureType(models.Model):
     code = models.SlugField(primary_key=True, max_length=50)
     name = models.CharField(max_length=200)
+    short_name = models.CharField(max_length=40, blank=True,
+                                  help_text="For sentences and tight spaces (\"Botox\"); the name when empty.")
     duration_minutes = models.PositiveIntegerField(default=60)
     bookable = models.BooleanField(default=True, help_text="Clinic procedures are bookable.")
 
@@ -64,6 +79,10 @@ class ProcedureType(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def display_short(self) -> str:
+        return self.short_name or self.name
 
 
 class Medication(models.Model):
@@ -102,11 +121,32 @@ class TreatmentArea(models.Model):
 # --- Clinic and people ----------------------------------------------------------
 
 
+def validate_colour(value: str) -> None:
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        raise ValidationError(f"{value!r} is not a colour like #1f6f5c.")
+
+
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     code = models.SlugField(unique=True, max_length=50)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    # What patients see of the clinic: every message says how to reach it and where it is.
+    phone = models.CharField(max_length=20, blank=True, validators=[validate_e164],
+                             help_text="E.164, e.g. +442079460000; messages show it in national format.")
+    address = models.TextField(blank=True, help_text="Postal address, one line per line.")
+    map_url = models.URLField(max_length=500, blank=True, help_text="A link to the clinic on a map.")
+    reply_to_email = models.EmailField(blank=True, help_text="Where patients' replies to e-mails go.")
+    sender_name = models.CharField(max_length=100, blank=True, help_text="E-mails come from this name; "
+                                                                         "the clinic's name when empty.")
+    logo_url = models.URLField(max_length=500, blank=True)
+    brand_colour = models.CharField(max_length=7, blank=True, validators=[validate_colour])
+    name_treatment_in_previews = models.BooleanField(
+        default=False, help_text="Name the treatment in e-mail subjects, SMS and calendar titles (seen on a "
+                                 "lock screen). Off: they name only the clinic; the e-mail body names it.")
+    cancellation_window_hours = models.PositiveIntegerField(
+        default=24, help_text="Patients may cancel or move an appointment themselves until this many hours "
+                              "before it starts.")
 
     class Meta:
         ordering = ["name"]
@@ -117,6 +157,10 @@ class Clinic(models.Model):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def display_sender(self) -> str:
+        return self.sender_name or self.name
 
 
 class StaffRole(models.TextChoices):
@@ -216,6 +260,10 @@ class Patient(models.Model):
     phone = models.CharField(max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447911123456")
     reminder_channels = models.JSONField(default=list, blank=True, validators=[validate_reminder_channels])
     sms_consent = models.BooleanField(default=False)
+    muted_topics = models.JSONField(
+        default=list, blank=True, validators=[validate_message_topics],
+        help_text="Kinds of message the patient switched off: care (pre- and post-care instructions) and/or "
+                  "reminders. Confirmations and change notices always go on the channels they accept.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -60,6 +60,9 @@ class ErrorCode(StrEnum):
     REASON_TOO_LONG = "reason_too_long", 400
     INVALID_WEBHOOK_ENDPOINT = "invalid_webhook_endpoint", 400
     INVALID_UNSUBSCRIBE_LINK = "invalid_unsubscribe_link", 400
+    INVALID_MANAGE_LINK = "invalid_manage_link", 400
+    MANAGE_LINK_EXPIRED = "manage_link_expired", 400
+    OUTSIDE_CANCELLATION_WINDOW = "outside_cancellation_window", 409
 
     # 403: the caller lacks the right.
     CLINICIAN_REQUIRED = "clinician_required", 403

@@ -13,15 +13,25 @@ from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 
-from clinic.models import Patient, ReminderChannel
+from clinic.models import MessageTopic, Patient, ReminderChannel
 from core.errors import ErrorCode, InvalidInput
-from reminders.models import Channel, ContactOptOut
+from reminders.models import Channel, ContactOptOut, MessageKind
 
 UNSUBSCRIBE_SALT = "reminders.unsubscribe"
 
+# What a patient can switch off by kind; confirmations and change notices are not optional.
+TOPIC_OF_KIND = {
+    MessageKind.PRE_CARE: MessageTopic.CARE,
+    MessageKind.POST_CARE: MessageTopic.CARE,
+    MessageKind.REMINDER: MessageTopic.REMINDERS,
+}
 
-def patient_accepts(patient: Patient, channel: str) -> tuple[bool, str]:
-    """Whether `patient` may get a message on `channel` now, and if not, why."""
+
+def patient_accepts(patient: Patient, channel: str, kind: str | None = None) -> tuple[bool, str]:
+    """Whether `patient` may get a message (of `kind`, when given) on `channel` now, and if not, why."""
+    topic = TOPIC_OF_KIND.get(kind)
+    if topic is not None and topic in (patient.muted_topics or []):
+        return False, f"the patient switched off {MessageTopic(topic).label.lower()}"
     channels = patient.reminder_channels or []
     if channel == Channel.EMAIL:
         if ReminderChannel.EMAIL not in channels:

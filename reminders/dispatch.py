@@ -131,7 +131,7 @@ def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
         return OutboxStatus.HELD, ""
     if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
         return OutboxStatus.CANCELLED, "superseded: the appointment moved"
-    accepted, why = patient_accepts(appointment.patient, message.channel)
+    accepted, why = patient_accepts(appointment.patient, message.channel, message.kind)
     if not accepted:
         return OutboxStatus.SKIPPED, why
     return None

@@ -144,7 +144,7 @@ def _channels(template: ReminderTemplate, appointment: Appointment) -> list[str]
     """The channels this template has text for and the patient has consented to."""
     wanted = [Channel.EMAIL] if template.has_email else []
     wanted += [Channel.SMS] if template.has_sms else []
-    return [c for c in wanted if patient_accepts(appointment.patient, c)[0]]
+    return [c for c in wanted if patient_accepts(appointment.patient, c, template.kind)[0]]
 
 
 def _plan(template: ReminderTemplate, channel: str, appointment: Appointment, now: datetime,

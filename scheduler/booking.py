@@ -25,13 +25,12 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from core.ids import parse_uuid
-from scheduler import rules, selectors
-from scheduler.lifecycle import Actor, Change, lock_patient, record, require_allowed, transition
-from scheduler.availability import AvailabilityCode, Schedule, Slot, availability_violation
 from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
+from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
-
+from scheduler import rules, selectors
+from scheduler.availability import AvailabilityCode, Schedule, Slot, availability_violation
+from scheduler.lifecycle import Actor, Change, lock_patient, record, require_allowed, transition
 
 # Reasons go into the audit trail; long enough for a clinical note, bounded all the same.
 MAX_REASON_LENGTH = 2000

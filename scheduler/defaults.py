@@ -114,8 +114,14 @@ def rules_load() -> int:
 
 DEMO_CLINICS = [
     {"code": "demo", "name": "Demo Aesthetics London", "timezone": "Europe/London",
+     "details": {"phone": "+442079460958", "address": "12 Example Street\nLondon W1A 1AA",
+                 "map_url": "https://www.openstreetmap.org/search?query=W1A%201AA",
+                 "reply_to_email": "hello@demo-london.example"},
      "practitioners": ["Dr Amelia Hart", "Priya Shah, RN"]},
     {"code": "demo-ny", "name": "Demo Aesthetics New York", "timezone": "America/New_York",
+     "details": {"phone": "+12125550147", "address": "200 Example Avenue\nNew York, NY 10001",
+                 "map_url": "https://www.openstreetmap.org/search?query=10001",
+                 "reply_to_email": "hello@demo-ny.example"},
      "practitioners": ["Dr Maya Chen", "Jordan Reyes, RN"]},
 ]
 
@@ -126,8 +132,11 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
     clinics = []
     bookable = list(ProcedureType.objects.filter(bookable=True))
     for spec in DEMO_CLINICS:
-        clinic, _ = Clinic.objects.update_or_create(
+        clinic, made = Clinic.objects.update_or_create(
             code=spec["code"], defaults={"name": spec["name"], "timezone": spec["timezone"]})
+        if made or not clinic.phone:  # contact details an administrator entered stay as they are
+            Clinic.objects.filter(pk=clinic.pk).update(**spec["details"])
+            clinic.refresh_from_db()
         clinics.append(clinic)
         for name in spec["practitioners"]:
             practitioner, made = Practitioner.objects.get_or_create(clinic=clinic, name=name)
