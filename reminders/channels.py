@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime
 from email.mime.text import MIMEText
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 from django.conf import settings
@@ -52,8 +53,12 @@ def message_id_domain() -> str:
 
 
 def send_email(*, outbox_id: str, to: str, subject: str, text: str, html: str, ics: bytes | None,
-               unsubscribe_url: str) -> str:
-    """Send through the configured Django e-mail backend (console, file, SMTP, anymail)."""
+               unsubscribe_url: str, sender_name: str = "", reply_to: str = "", ics_method: str = "REQUEST") -> str:
+    """Send through the configured Django e-mail backend (console, file, SMTP, anymail).
+
+    From the clinic's name at the service's address (a clinic's own domain would fail SPF/DKIM),
+    with replies going to the clinic.
+    """
     headers = {
         # A stable Message-ID per outbox row: a retry after an unclear failure carries the same id,
         # which lets providers and mail clients drop the duplicate.
@@ -63,13 +68,15 @@ def send_email(*, outbox_id: str, to: str, subject: str, text: str, html: str, i
     if unsubscribe_url:
         headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 one-click
-    email = EmailMultiAlternatives(subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[to],
-                                   headers=headers,
+    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    from_email = formataddr((sender_name, address)) if sender_name else settings.DEFAULT_FROM_EMAIL
+    email = EmailMultiAlternatives(subject=subject, body=text, from_email=from_email, to=[to],
+                                   reply_to=[reply_to] if reply_to else None, headers=headers,
                                    connection=get_connection(timeout=_timeout()) if _smtp() else None)
     email.attach_alternative(html, "text/html")
     if ics:
         calendar = MIMEText(ics.decode("utf-8"), "calendar", "utf-8")
-        calendar.set_param("method", "PUBLISH")
+        calendar.set_param("method", ics_method)
         calendar.add_header("Content-Disposition", "attachment", filename="appointment.ics")
         email.attach(calendar)
     try:

@@ -10,16 +10,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parseaddr
 
+import phonenumbers
+from django.conf import settings
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
-from icalendar import Calendar, Event
+from icalendar import Calendar, Event, vCalAddress
 
 from clinic.models import Appointment, AuditAction
 from reminders.consent import patient_accepts
+from reminders.links import manage_url
 from reminders.models import MessageKind, OutboxMessage, ReminderTemplate
-from reminders.texts import HTML_ENGINE, TEXT_ENGINE, sms_text_problem
+from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_text_problem
 from scheduler import rules, selectors
 
 
@@ -39,12 +43,35 @@ class Rendered:
 # --- Context ---------------------------------------------------------------------------------------------
 
 
-def fmt_datetime(value: datetime, tz) -> str:
+def _year(local: datetime, now: datetime | None) -> str:
+    # The year only when it is not this year's: "Wed 2 Dec" reads faster than "Wednesday 2 December 2026".
+    return "" if now is not None and now.astimezone(local.tzinfo).year == local.year else f" {local.year}"
+
+
+def fmt_datetime(value: datetime, tz, *, now: datetime | None = None) -> str:
+    """An appointment time as a patient reads it: "Wed 2 Dec, 11:00 (GMT)", in the clinic's zone."""
     local = value.astimezone(tz)
-    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}"
+    return f"{local:%a} {local.day} {local:%b}{_year(local, now)}, {local:%H:%M} ({local.tzname()})"
 
 
-def fmt_date(value: datetime, tz) -> str:
+def fmt_day(value: datetime, tz, *, now: datetime | None = None) -> str:
+    local = value.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b}{_year(local, now)}"
+
+
+def fmt_phone(value: str) -> str:
+    """A clinic's E.164 number as its own country writes it (020 7946 0958)."""
+    if not value:
+        return ""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return value
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def fmt_long_date(value: datetime, tz) -> str:
+    """A date in prose ("possible from Monday 23 March 2026")."""
     local = value.astimezone(tz)
     return f"{local:%A} {local.day} {local:%B %Y}"
 
@@ -77,40 +104,57 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
         proposal = rules.Proposal(code, now, appointment.area_id)
         earliest = rules.earliest_eligible_start(timeline, rulebook, proposal, tz)
         ideal = rules.earliest_eligible_start(timeline, strict, proposal, tz)
-        from_date = fmt_date(earliest, tz) if earliest else ""
-        ideally = fmt_date(ideal, tz) if ideal and earliest and ideal > earliest else ""
+        from_date = fmt_long_date(earliest, tz) if earliest else ""
+        ideally = fmt_long_date(ideal, tz) if ideal and earliest and ideal > earliest else ""
         out.append(NextPossible(code, rulebook.name(code), from_date, ideally))
     return out
 
 
 def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscribe_url: str) -> dict:
     appointment = message.appointment
-    tz = appointment.clinic.tz
+    clinic = appointment.clinic
+    tz = clinic.tz
     context = {
         "patient_first_name": appointment.patient.first_name,
-        "clinic_name": appointment.clinic.name,
-        "start_local": fmt_datetime(appointment.start_at, tz),
-        "start_date": fmt_date(appointment.start_at, tz),
+        "clinic_name": clinic.name,
+        "clinic_phone": fmt_phone(clinic.phone),
+        "start_local": fmt_datetime(appointment.start_at, tz, now=now),
+        "start_date": fmt_day(appointment.start_at, tz, now=now),
         "start_time": f"{appointment.start_at.astimezone(tz):%H:%M}",
         "end_time": f"{appointment.end_at.astimezone(tz):%H:%M}",
         "previous_start_local": "",
+        # The patient's page for this appointment: see it, cancel or move it, set preferences.
+        "manage_url": manage_url(appointment) if appointment.is_active else "",
+        # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
+        "email_on": patient_accepts(appointment.patient, "email")[0],
     }
-    # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
-    context["email_on"] = patient_accepts(appointment.patient, "email")[0]
     previous = (message.payload or {}).get("from_start")
     if previous:
-        context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz)
+        context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz, now=now)
     if for_sms:
         return context  # no procedure, area or practitioner: nothing clinical goes by SMS
     context.update({
         "procedure_name": appointment.procedure.name,
+        "procedure_short": appointment.procedure.display_short,
         "practitioner_name": appointment.practitioner.name,
         "area_name": appointment.area.name if appointment.area_id else "",
+        "clinic_address": clinic.address,
+        "clinic_map_url": clinic.map_url,
+        "clinic_logo_url": clinic.logo_url,
+        "clinic_colour": clinic.brand_colour or "#1f6f5c",
         "unsubscribe_url": unsubscribe_url,
     })
     if message.kind == MessageKind.POST_CARE:
         context["next_possible"] = next_possible(appointment=appointment, now=now)
     return context
+
+
+def private_subject(subject: str, *, appointment: Appointment, now: datetime) -> str:
+    """A subject shows on a lock screen: unless the clinic allows it, it names no treatment or drug."""
+    if appointment.clinic.name_treatment_in_previews or not clinical_terms_in(subject):
+        return subject
+    return (f"{appointment.clinic.name}: about your appointment on "
+            f"{fmt_day(appointment.start_at, appointment.clinic.tz, now=now)}")
 
 
 def _render(engine: Engine, text: str, context: dict) -> str:
@@ -124,24 +168,51 @@ def _render(engine: Engine, text: str, context: dict) -> str:
 # --- iCalendar ------------------------------------------------------------------------------------------
 
 
+def ics_uid(appointment: Appointment) -> str:
+    """One UID per appointment, for ever: every file about it (e-mailed or in a feed) updates one entry."""
+    return f"appointment-{appointment.pk}@clinic-scheduling"
+
+
+def ics_sequence(appointment: Appointment) -> int:
+    """Rises with every change a calendar must apply (a move, a cancellation)."""
+    return appointment.audit_events.filter(action__in=[AuditAction.RESCHEDULED, AuditAction.CANCELLED]).count()
+
+
 def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool = False) -> bytes:
-    """The appointment as an iCalendar file; one UID per appointment, SEQUENCE rising with each move."""
-    sequence = appointment.audit_events.filter(
-        action__in=[AuditAction.RESCHEDULED, AuditAction.CANCELLED]).count()
+    """The appointment as an iCalendar invitation (METHOD:REQUEST) or its cancellation (METHOD:CANCEL).
+
+    Times are in the clinic's zone with its VTIMEZONE; the title names the clinic, not the
+    treatment, unless the clinic allows it (a calendar shows titles on lock screens and widgets).
+    """
+    clinic = appointment.clinic
+    tz = clinic.tz
+    organizer = clinic.reply_to_email or parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     calendar = Calendar()
     calendar.add("prodid", "-//Clinic scheduling//Appointment reminders//EN")
     calendar.add("version", "2.0")
-    calendar.add("method", "PUBLISH")
+    calendar.add("method", "CANCEL" if cancelled else "REQUEST")
     event = Event()
-    event.add("uid", f"appointment-{appointment.pk}@clinic-scheduling")
+    event.add("uid", ics_uid(appointment))
     event.add("dtstamp", now.astimezone(UTC))
-    event.add("dtstart", appointment.start_at.astimezone(UTC))
-    event.add("dtend", appointment.end_at.astimezone(UTC))
-    event.add("sequence", sequence)
-    event.add("summary", f"{appointment.procedure.name} at {appointment.clinic.name}")
-    event.add("location", appointment.clinic.name)
+    event.add("dtstart", appointment.start_at.astimezone(tz))
+    event.add("dtend", appointment.end_at.astimezone(tz))
+    event.add("sequence", ics_sequence(appointment))
+    title = (f"{appointment.procedure.display_short} at {clinic.name}" if clinic.name_treatment_in_previews
+             else f"Appointment at {clinic.name}")
+    event.add("summary", title)
+    event.add("location", ", ".join([clinic.name, *clinic.address.splitlines()]))
+    details = [f"{appointment.procedure.display_short} with {appointment.practitioner.name}."]
+    if clinic.phone:
+        details.append(f"Call {clinic.name} on {fmt_phone(clinic.phone)}.")
+    if clinic.map_url:
+        details.append(f"Map: {clinic.map_url}")
+    if not cancelled and appointment.is_active:
+        details.append(f"Change or cancel: {manage_url(appointment)}")
+    event.add("description", "\n".join(details))
+    event.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"cn": clinic.display_sender})
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     calendar.add_component(event)
+    calendar.add_missing_timezones()
     return calendar.to_ical()
 
 
@@ -213,7 +284,8 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
             raise RenderError(f"SMS refused: {problem}")
         return Rendered(sms=sms)
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
-    subject = " ".join(_render(TEXT_ENGINE, template.email_subject, context).split())
+    subject = private_subject(" ".join(_render(TEXT_ENGINE, template.email_subject, context).split()),
+                              appointment=message.appointment, now=now)
     body_html, text = _render_body(message, now, unsubscribe_url)
     layout = {"body_html": body_html, "subject": subject, **context}
     html = render_to_string("reminders/email.html", layout)

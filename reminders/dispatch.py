@@ -30,7 +30,6 @@ from clinic.models import AppointmentStatus
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
 from reminders.models import TIME_NAMING_KINDS, Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
-from reminders.texts import sms_segments
 from reminders.timing import first_allowed_after, quiet_hours
 
 log = logging.getLogger(__name__)
@@ -154,7 +153,6 @@ def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, da
 _WITH_RELATIONS = ("appointment__patient", "appointment__clinic", "appointment__procedure",
                    "appointment__practitioner", "appointment__area", "template", "endpoint__client")
 MAX_MERGED = 5
-MERGED_SMS_MAX_SEGMENTS = 2
 
 
 def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
@@ -179,15 +177,13 @@ def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
 
 
 def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
-    """The companions that can join: each renders, and a joined SMS stays within two segments."""
+    """The companions that can join: each renders, and a joined SMS stays within the SMS limit."""
     group: list[OutboxMessage] = []
     for companion in companions:
         try:
-            rendered = content.render_messages(messages=[message, *group, companion], now=now)
+            content.render_messages(messages=[message, *group, companion], now=now)
         except content.RenderError:
             continue
-        if message.channel == Channel.SMS and sms_segments(rendered.sms)[0] > MERGED_SMS_MAX_SEGMENTS:
-            continue  # care instructions read best in one or two segments: this part goes on its own
         group.append(companion)
     return group
 
@@ -222,8 +218,12 @@ def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessa
             patient.phone
     link = unsubscribe_url(patient_id=patient.pk, channel=Channel.EMAIL)
     rendered = content.render_messages(messages=group, now=now, unsubscribe_url=link)
+    clinic = message.appointment.clinic
+    cancelled = any(m.kind == MessageKind.CANCELLED for m in group)
     provider_id = channels.send_email(outbox_id=str(message.pk), to=patient.email, subject=rendered.subject,
-                                      text=rendered.text, html=rendered.html, ics=rendered.ics, unsubscribe_url=link)
+                                      text=rendered.text, html=rendered.html, ics=rendered.ics, unsubscribe_url=link,
+                                      sender_name=clinic.display_sender, reply_to=clinic.reply_to_email,
+                                      ics_method="CANCEL" if cancelled else "REQUEST")
     return provider_id, patient.email
 
 

@@ -104,10 +104,15 @@ def _read_forbidden_terms() -> list[str]:
     return sorted({t.strip().lower() for t in terms if len(t.strip()) >= 4})
 
 
+def clinical_terms_in(text: str) -> list[str]:
+    """The diagnosis, procedure and drug names (and aliases) `text` contains."""
+    lowered = text.lower()
+    return [t for t in _forbidden_terms() if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
+
+
 def sms_text_problem(text: str) -> str:
     """Why `text` may not go by SMS (a clinical name in it, or too long), or ''."""
-    lowered = text.lower()
-    found = [t for t in _forbidden_terms() if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
+    found = clinical_terms_in(text)
     if found:
         return ("An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
                 f"the phone); remove: {', '.join(found)}.")

@@ -4,6 +4,7 @@ Each test books through the real booking services and travels in time
 (time_machine), running the embedded dispatcher at chosen moments, then reads
 what the patient received (Django's mail outbox and the in-memory SMS outbox).
 """
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -78,16 +79,17 @@ def test_each_message_goes_at_its_time_and_only_then(patient, practitioner, now)
     book(patient, "microneedling", WEDNESDAY_10, now)
 
     assert deliver(now) == {"sent": 2}
-    assert subjects() == ["Your appointment at Bloom Clinic on Wednesday 4 March 2026"]
-    assert texts() == ["Bloom Clinic: your appointment is booked for Wednesday 4 March 2026 at 10:00. "
-                       "Reply STOP to stop texts."]
+    assert subjects() == ["Your appointment at Bloom Clinic on Wed 4 Mar"]
+    [text] = texts()
+    assert re.fullmatch(r"Bloom Clinic: your appointment is booked for Wed 4 Mar, 10:00 \(GMT\)\. "
+                        r"Move or cancel: https://clinic\.example/my/[\w.-]+/ Reply STOP to stop texts\.", text)
 
     assert deliver(london(2026, 3, 3, 9, 59)) == {}
     # The reminder and the pre-care fall due together: one e-mail and one SMS, every text kept.
     assert deliver(london(2026, 3, 3, 10, 0)) == {"sent": 2, "merged": 2}
     assert subjects()[1:] == ["Reminder: your appointment tomorrow at 10:00"]
     pre_care = mail.outbox[1]
-    assert "Preparing for your microneedling on Wednesday 4 March 2026" in pre_care.body
+    assert "Preparing for your visit on Wed 4 Mar" in pre_care.body
     assert "- Stop topical retinoids (Retin-A) now." in pre_care.body
     assert "- Avoid sun exposure on the area to be treated." in pre_care.body
     assert "- If you are on autoimmune therapy, talk to the clinic about pausing it." in pre_care.body
@@ -110,8 +112,8 @@ def test_a_booking_inside_the_pre_care_window_gets_the_pre_care_at_once(patient,
     ]
     # Due together, they go as one message per channel, the confirmation first.
     assert deliver(booked_at) == {"sent": 2, "merged": 2}
-    assert subjects() == ["Your appointment at Bloom Clinic on Wednesday 4 March 2026"]
-    assert bodies().index("booked") < bodies().index("Preparing for your microneedling")
+    assert subjects() == ["Your appointment at Bloom Clinic on Wed 4 Mar"]
+    assert bodies().index("booked") < bodies().index("Preparing for your visit")
 
 
 def test_a_late_evening_booking_texts_pre_care_after_quiet_hours(patient, practitioner):
@@ -169,7 +171,7 @@ def test_rescheduling_moves_unsent_messages_without_duplicating_them(patient, pr
     assert deliver(london(2026, 3, 3, 10)) == {"sent": 2}  # only the confirmation, still due
     assert not any("Preparing" in s for s in subjects())
     assert deliver(london(2026, 3, 5, 14)) == {"sent": 2, "merged": 2}
-    assert "Preparing for your microneedling on Friday 6 March 2026" in bodies()
+    assert "Preparing for your visit on Fri 6 Mar" in bodies()
 
 
 def test_a_move_after_the_pre_care_went_out_sends_it_again_for_the_new_time(patient, practitioner, now):
@@ -185,10 +187,10 @@ def test_a_move_after_the_pre_care_went_out_sends_it_again_for_the_new_time(pati
     assert ("rescheduled", "email", "pending", moved_at + timedelta(minutes=5)) in rows
     assert deliver(moved_at + timedelta(minutes=5)) == {"sent": 2}
     moved = next(m for m in mail.outbox if m.subject.startswith("Your appointment has moved"))
-    assert "New time: Tuesday 10 March 2026 at 10:00" in moved.body
-    assert "It was: Wednesday 4 March 2026 at 10:00" in moved.body
-    assert "Bloom Clinic: your appointment has moved to Tuesday 10 March 2026 at 10:00 (it was Wednesday 4 March " \
-           "2026 at 10:00)." in texts()
+    assert "New time: Tue 10 Mar, 10:00 (GMT)" in moved.body
+    assert "It was: Wed 4 Mar, 10:00 (GMT)" in moved.body
+    assert "Bloom Clinic: your appointment has moved to Tue 10 Mar, 10:00 (GMT) (it was Wed 4 Mar, " \
+           "10:00 (GMT))." in texts()
 
 
 def test_a_change_undone_within_the_grace_period_sends_no_notice(patient, practitioner, now):
@@ -222,8 +224,8 @@ def test_moves_within_the_grace_period_collapse_into_one_notice(patient, practit
     assert deliver(first + timedelta(minutes=6)) == {}  # the first change's grace period was restarted
     assert deliver(second + timedelta(minutes=5)) == {"sent": 2}
     [moved] = [m for m in mail.outbox if "moved" in m.subject]
-    assert "New time: Friday 6 March 2026 at 11:00" in moved.body
-    assert "It was: Wednesday 4 March 2026 at 10:00" in moved.body
+    assert "New time: Fri 6 Mar, 11:00 (GMT)" in moved.body
+    assert "It was: Wed 4 Mar, 10:00 (GMT)" in moved.body
 
 
 def test_a_move_before_the_confirmation_went_out_needs_no_notice(patient, practitioner, now):
@@ -233,7 +235,7 @@ def test_a_move_before_the_confirmation_went_out_needs_no_notice(patient, practi
 
     assert not OutboxMessage.objects.filter(kind="rescheduled").exists()
     deliver(now + timedelta(minutes=1))
-    assert subjects() == ["Your appointment at Bloom Clinic on Thursday 5 March 2026"]  # rendered at send time
+    assert subjects() == ["Your appointment at Bloom Clinic on Thu 5 Mar"]  # rendered at send time
 
 
 # --- Cancelling ------------------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def test_cancelling_cancels_unsent_messages_and_tells_the_patient(patient, pract
     assert ("cancelled", "email", "pending", cancelled_at.astimezone(LONDON)) in rows
     assert deliver(cancelled_at) == {"sent": 2}
     notice = mail.outbox[-1]
-    assert notice.subject == "Your appointment on Wednesday 4 March 2026 is cancelled"
+    assert notice.subject == "Your appointment on Wed 4 Mar is cancelled"
     [attachment] = notice.attachments
     assert (attachment.get_filename(), attachment.get_content_type()) == ("appointment.ics", "text/calendar")
     assert "STATUS:CANCELLED" in attachment.get_payload(decode=True).decode()
@@ -294,8 +296,8 @@ def test_pending_clearance_holds_every_message_until_a_clinician_clears_it(patie
     assert ("pre_care", "email", "pending", cleared_at) in rows  # late care instructions go at once
     assert ("reminder", "email", "cancelled", london(2026, 3, 3, 10)) in rows  # too late to be a reminder
     assert deliver(cleared_at) == {"sent": 2, "merged": 2}
-    assert subjects() == ["Your appointment at Bloom Clinic on Wednesday 4 March 2026"]
-    assert "Preparing for your microneedling on Wednesday 4 March 2026" in bodies()
+    assert subjects() == ["Your appointment at Bloom Clinic on Wed 4 Mar"]
+    assert "Preparing for your visit on Wed 4 Mar" in bodies()
 
 
 # --- Completion and post-care ------------------------------------------------------------------------------------
@@ -317,7 +319,7 @@ def test_completion_starts_post_care_with_the_next_possible_dates_for_this_patie
         ("post_care", "sms", "pending", london(2026, 3, 9, 11, 15)),
     ]
     deliver(completed_at)
-    aftercare = next(m for m in mail.outbox if m.subject == "Aftercare for your microneedling treatment")
+    aftercare = next(m for m in mail.outbox if m.subject == "Aftercare for your treatment at Bloom Clinic")
     body = aftercare.body
     assert "- Do not wash your face for at least 5 hours, ideally 12." in body
     assert "- No makeup, eyelids included, for 48 hours." in body
