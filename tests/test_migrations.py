@@ -110,3 +110,17 @@ def test_the_shipped_pre_care_sms_is_replaced_only_where_it_was_never_edited(cat
     step.sms_only_pre_care(apps, None)
     template.refresh_from_db()
     assert template.sms_text == "Our own wording."
+
+
+def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_shipped_texts():
+    import importlib
+    import json
+
+    from reminders.defaults import CARE_TEXTS
+
+    step = importlib.import_module("reminders.migrations.0003_shipped_texts_act_and_privacy")
+    shipped = {t["key"]: t for t in json.loads(CARE_TEXTS.read_text())["templates"]}
+    for key, field, old, new in step.CHANGES:
+        value = shipped[key].get(field)
+        assert new == ("\n".join(value) if isinstance(value, list) else value or ""), (key, field)
+        assert old != new
