@@ -373,10 +373,15 @@ class AppointmentStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
     NO_SHOW = "no_show", "No-show"
+    # Fine when booked; a later change to the record (or the rules) makes it break a block rule or an
+    # absolute contraindication. Holds its slot; reminders held; leaves by a move, a cancellation or a
+    # correction of the record.
+    NEEDS_REVIEW = "needs_review", "Needs review"
 
 
 # Statuses in which an appointment still holds its slot and counts in the timeline.
-ACTIVE_APPOINTMENT_STATUSES = (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED)
+ACTIVE_APPOINTMENT_STATUSES = (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED,
+                               AppointmentStatus.NEEDS_REVIEW)
 
 
 class Appointment(models.Model):
@@ -398,6 +403,9 @@ class Appointment(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.TextField(blank=True)
+    review_reasons = models.JSONField(
+        default=list, blank=True, help_text="While it needs review: the violations a later change brought "
+                                            "(the same shape as a refusal's).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -432,6 +440,10 @@ class AuditAction(models.TextChoices):
     CLEARED = "cleared", "Cleared"
     COMPLETED = "completed", "Completed"
     NO_SHOW = "no_show", "Marked no-show"
+    # Re-checks after a change to the patient's record: what the change did to a booked appointment.
+    NEEDS_REVIEW = "needs_review", "Flagged for review"
+    CLEARANCE_REQUESTED = "clearance_requested", "Sent back for clearance"
+    RELEASED = "released", "Released after review"
 
 
 class AuditEvent(models.Model):

@@ -2,7 +2,10 @@
 
 Shared by the API and the front desk. Each validates its input fully and
 raises `InvalidInput` with the offending field, so bad input never reaches
-the database and both interfaces show the same messages.
+the database and both interfaces show the same messages. Every change to the
+clinical record is announced (clinic.record_changes) inside its transaction,
+so the patient's booked appointments are re-checked with it. `now` defaults
+to the clock for callers that do not pass it yet.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from clinic.models import (
     Clinic,
@@ -26,6 +30,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
+from clinic.record_changes import patient_record_changed
 from core.errors import ErrorCode, InvalidInput
 from core.timeutils import require_aware
 
@@ -98,22 +103,27 @@ def procedure_record_add(*, patient: Patient, procedure_code: str, performed_at:
     with transaction.atomic():
         # Locked like a booking, so a concurrent booking re-checks against this record.
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
-        return ProcedureRecord.objects.create(patient=patient, procedure=procedure, performed_at=performed,
-                                              area=area, source=source, notes=notes)
+        record = ProcedureRecord.objects.create(patient=patient, procedure=procedure, performed_at=performed,
+                                                area=area, source=source, notes=notes)
+        patient_record_changed(patient_id=patient.pk, now=now, cause=f"history: {procedure.name} added")
+    return record
 
 
 def medication_course_add(*, patient: Patient, drug_code: str, started_on: date, ended_on: date | None = None,
-                          notes: str = "") -> MedicationCourse:
+                          notes: str = "", now: datetime | None = None) -> MedicationCourse:
     drug = _catalogue(Medication, drug_code, field="drug", what="medication")
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
-        return MedicationCourse.objects.create(patient=patient, drug=drug, started_on=started_on,
-                                               ended_on=ended_on, notes=notes)
+        course = MedicationCourse.objects.create(patient=patient, drug=drug, started_on=started_on,
+                                                 ended_on=ended_on, notes=notes)
+        patient_record_changed(patient_id=patient.pk, now=now or timezone.now(),
+                               cause=f"medication: {drug.name} course recorded")
+    return course
 
 
-def medication_course_end(*, course: MedicationCourse, ended_on: date) -> MedicationCourse:
+def medication_course_end(*, course: MedicationCourse, ended_on: date, now: datetime | None = None) -> MedicationCourse:
     """Record the end of an ongoing course (which turns 'no date yet' into a date)."""
     if ended_on < course.started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
@@ -121,6 +131,8 @@ def medication_course_end(*, course: MedicationCourse, ended_on: date) -> Medica
         Patient.objects.select_for_update().filter(pk=course.patient_id).first()
         course.ended_on = ended_on
         course.save(update_fields=["ended_on"])
+        patient_record_changed(patient_id=course.patient_id, now=now or timezone.now(),
+                               cause=f"medication: {course.drug_id} course ended")
     return course
 
 
@@ -152,7 +164,8 @@ def _intake_row(patient: Patient, line: IntakeLine, index: int, seen: set[tuple[
                             noted_on=line.noted_on)
 
 
-def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine]) -> list[PatientCondition]:
+def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine],
+                       now: datetime | None = None) -> list[PatientCondition]:
     """Replace the medical-history intake with `lines` (a PUT of the whole list)."""
     lines = list(lines)
     seen: set[tuple[str, str | None]] = set()
@@ -163,4 +176,5 @@ def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine]) -> list
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
         PatientCondition.objects.filter(patient=patient).delete()
         PatientCondition.objects.bulk_create(rows)
+        patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")
     return list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area"))

@@ -77,6 +77,7 @@ class ErrorCode(StrEnum):
     NOT_CANCELLABLE = "not_cancellable", 409
     NOT_PENDING_CLEARANCE = "not_pending_clearance", 409
     CLEARANCE_REQUIRED = "clearance_required", 409
+    REVIEW_REQUIRED = "review_required", 409
     NOT_COMPLETABLE = "not_completable", 409
     NOT_NO_SHOW = "not_no_show", 409
     NOT_STARTED = "not_started", 409

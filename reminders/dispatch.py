@@ -29,7 +29,15 @@ from django.db.models import F, Q
 from clinic.models import AppointmentStatus
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
-from reminders.models import TIME_NAMING_KINDS, Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus
+from reminders.models import (
+    HOLDING_STATUSES,
+    TIME_NAMING_KINDS,
+    Anchor,
+    Channel,
+    MessageKind,
+    OutboxMessage,
+    OutboxStatus,
+)
 from reminders.timing import first_allowed_after, quiet_hours
 
 log = logging.getLogger(__name__)
@@ -126,7 +134,7 @@ def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
     if appointment.status in (AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW) and message.kind in (
             MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.RESCHEDULED):
         return OutboxStatus.CANCELLED, "the appointment is over"
-    if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
+    if appointment.status in HOLDING_STATUSES:
         return OutboxStatus.HELD, ""
     if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
         return OutboxStatus.CANCELLED, "superseded: the appointment moved"

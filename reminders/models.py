@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from clinic.models import Appointment, Patient, ProcedureType
+from clinic.models import Appointment, AppointmentStatus, Patient, ProcedureType
 from reminders import channels, texts
 from scheduler.lifecycle import EVENTS
 
@@ -28,6 +28,9 @@ class MessageKind(models.TextChoices):
     CANCELLED = "cancelled", "Change notice: cancelled"
     WEBHOOK = "webhook", "Webhook event"
 
+
+# Nothing but notices reaches the patient while a clinician must clear the booking or it needs review.
+HOLDING_STATUSES = (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.NEEDS_REVIEW)
 
 # The kinds whose text names the appointment's time: what the patient believes follows them.
 TIME_NAMING_KINDS = (MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.RESCHEDULED)

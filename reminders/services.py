@@ -18,10 +18,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from clinic.models import Appointment, AppointmentStatus, AuditAction, Patient
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction, Patient
 from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
 from reminders.models import (
+    HOLDING_STATUSES,
     KIND_ANCHORS,
     TIME_NAMING_KINDS,
     UNSENT_STATUSES,
@@ -93,6 +94,8 @@ def _on_rescheduled(work: _Change, previous: dict) -> None:
 
 
 def _on_cleared(work: _Change, previous: dict) -> None:
+    """The status changed without a move (cleared, flagged, sent back for clearance, released):
+    start-anchored messages follow it, and everything unsent is held or released with it."""
     _reconcile_start_messages(work)
     _sync_hold(work)
 
@@ -122,6 +125,10 @@ REACTIONS = {
     AuditAction.CANCELLED: _on_cancelled,
     AuditAction.COMPLETED: _on_completed,
     AuditAction.NO_SHOW: _on_no_show,
+    # A re-check after a record change: held while it needs review or clearance, re-planned when released.
+    AuditAction.NEEDS_REVIEW: _on_cleared,
+    AuditAction.CLEARANCE_REQUESTED: _on_cleared,
+    AuditAction.RELEASED: _on_cleared,
 }
 
 
@@ -185,7 +192,7 @@ def last_told_start(appointment: Appointment) -> datetime | None:
 
 def _new_status(appointment: Appointment) -> str:
     # Relative contraindications: nothing reaches the patient before a clinician clears the booking.
-    return OutboxStatus.HELD if appointment.status == AppointmentStatus.PENDING_CLEARANCE else OutboxStatus.PENDING
+    return OutboxStatus.HELD if appointment.status in HOLDING_STATUSES else OutboxStatus.PENDING
 
 
 def _locked_unsent(appointment: Appointment, **filters) -> list[OutboxMessage]:
@@ -212,7 +219,7 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
     care instructions (send_if_late), which then go at once.
     """
     appointment, now = work.appointment, work.now
-    if appointment.status not in (AppointmentStatus.CONFIRMED, AppointmentStatus.PENDING_CLEARANCE):
+    if appointment.status not in ACTIVE_APPOINTMENT_STATUSES:
         return
     templates = work.templates(MessageKind.REMINDER, MessageKind.PRE_CARE)
     if not templates:
@@ -307,7 +314,7 @@ def _sync_hold(work: _Change) -> None:
     """Hold every unsent patient message while the booking awaits clearance; release them after."""
     appointment = work.appointment
     rows = _locked_unsent(appointment)
-    if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
+    if appointment.status in HOLDING_STATUSES:
         OutboxMessage.objects.filter(pk__in=[r.pk for r in rows if r.status == OutboxStatus.PENDING]).update(
             status=OutboxStatus.HELD)
         return

@@ -312,8 +312,10 @@ def appointment_reschedule(*, appointment: Appointment, start_at: datetime, acto
         current.start_at, current.end_at = req.start_at, req.end_at
         current.practitioner = check.practitioner
         current.status = status
+        current.review_reasons = []  # a move re-checks everything: nothing stands any more
         return Change(
-            update_fields=["start_at", "end_at", "practitioner", "status"], reason=reason, previous=previous,
+            update_fields=["start_at", "end_at", "practitioner", "status", "review_reasons"], reason=reason,
+            previous=previous,
             details={"from": before, "to": {"start_at": req.start_at.isoformat(),
                                             "practitioner": str(check.practitioner.pk), "status": status}},
             save=lambda write: _insert(check, write),

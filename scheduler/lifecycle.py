@@ -44,6 +44,11 @@ _ALLOWED = {
     (Status.PENDING_CLEARANCE, Action.COMPLETED): ErrorCode.CLEARANCE_REQUIRED,
     (Status.PENDING_CLEARANCE, Action.NO_SHOW): Status.NO_SHOW,
     (Status.CONFIRMED, Action.NO_SHOW): Status.NO_SHOW,
+    # Flagged after booking: moved (re-checked), cancelled or missed; never treated as it stands.
+    (Status.NEEDS_REVIEW, Action.RESCHEDULED): Status.CONFIRMED,
+    (Status.NEEDS_REVIEW, Action.CANCELLED): Status.CANCELLED,
+    (Status.NEEDS_REVIEW, Action.NO_SHOW): Status.NO_SHOW,
+    (Status.NEEDS_REVIEW, Action.COMPLETED): ErrorCode.REVIEW_REQUIRED,
 }
 for _status in Status:
     for _action in _REFUSAL:
@@ -58,6 +63,8 @@ _VERB = {
 _FIXED_MESSAGES = {
     ErrorCode.NOT_PENDING_CLEARANCE: "Only a booking pending clearance can be cleared.",
     ErrorCode.CLEARANCE_REQUIRED: "A clinician must clear this booking before treatment.",
+    ErrorCode.REVIEW_REQUIRED: "A change to the patient's record means this booking now breaks a rule: "
+                               "move or cancel it first (see its review reasons).",
 }
 
 # The events the outside world hears of (webhooks), one per action.
@@ -68,6 +75,9 @@ EVENT_FOR_ACTION: dict[str, str] = {
     Action.COMPLETED: "appointment.completed",
     Action.CLEARED: "appointment.cleared",
     Action.NO_SHOW: "appointment.no_show",
+    Action.NEEDS_REVIEW: "appointment.needs_review",
+    Action.CLEARANCE_REQUESTED: "appointment.clearance_requested",
+    Action.RELEASED: "appointment.released",
 }
 EVENTS: tuple[str, ...] = tuple(EVENT_FOR_ACTION.values())
 

@@ -1,0 +1,96 @@
+"""The rules keep holding after booking: re-check a patient's booked appointments when their record changes.
+
+Subscribed to clinic.record_changes, so it runs inside the record change's transaction with the
+patient row locked (as every booking locks it first): a booking and a record change of the same
+patient never interleave, and no booking stays confirmed and unsafe. For each future appointment
+that still holds its slot, the rules as they stand now decide:
+
+- a block rule or an absolute contraindication now stands → `needs_review` (reasons kept,
+  reminders held, webhook `appointment.needs_review`);
+- a relative contraindication not already cleared → back to `pending_clearance`;
+- nothing stands any more (the record was corrected) → `released`, back to confirmed (or pending
+  clearance when only cleared-for rules changed).
+
+Nothing changes silently: every move is audited with its cause and sent to the subscribers.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinic.models import Appointment, AppointmentStatus, AuditAction
+from scheduler import booking, rules
+from scheduler.lifecycle import Actor, record
+
+SYSTEM = Actor("system: record re-check")
+
+
+def violation_record(violation: rules.Violation) -> dict:
+    """A violation as stored on the appointment (times in UTC), the shape of a refusal's."""
+    ref = violation.conflicts_with
+    at = None if ref is None else (ref.at or ref.on)
+    return {
+        "code": str(violation.code), "kind": violation.kind, "severity": str(violation.severity),
+        "message": violation.message, "rule": violation.rule_id or None, "source": violation.source or None,
+        "conflicts_with": None if ref is None else {
+            "id": ref.id, "kind": ref.kind, "code": ref.code, "at": at.isoformat() if at else None},
+        "earliest_allowed": violation.earliest_allowed.isoformat() if violation.earliest_allowed else None,
+    }
+
+
+def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str, list[dict]]:
+    """(status the rules give now, the reasons when it needs review)."""
+    evaluation = check.evaluation
+    if evaluation.blocking:
+        return AppointmentStatus.NEEDS_REVIEW, [violation_record(v) for v in evaluation.blocking]
+    cleared = set((appointment.clearance_details or {}).get("rules", [])) if appointment.cleared_at else set()
+    needs = {v.rule_id for v in evaluation.needs_clearance}
+    return (AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE), []
+
+
+def _action(before: str, after: str) -> str | None:
+    if after == before:
+        return None
+    if after == AppointmentStatus.NEEDS_REVIEW:
+        return AuditAction.NEEDS_REVIEW
+    if before == AppointmentStatus.NEEDS_REVIEW:
+        return AuditAction.RELEASED
+    if after == AppointmentStatus.PENDING_CLEARANCE:
+        return AuditAction.CLEARANCE_REQUESTED
+    return None  # pending clearance that a correction made unnecessary stays for a clinician to clear
+
+
+def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> list[Appointment]:
+    """Re-check the patient's future booked appointments; return those whose status changed.
+
+    The caller holds the patient row lock (a record service or a merge); appointments are
+    locked here before they change.
+    """
+    changed = []
+    future = (Appointment.objects.select_for_update(of=("self",))
+              .select_related("patient__clinic", "procedure", "area", "practitioner")
+              .filter(patient_id=patient_id, start_at__gt=now,
+                      status__in=[AppointmentStatus.CONFIRMED, AppointmentStatus.PENDING_CLEARANCE,
+                                  AppointmentStatus.NEEDS_REVIEW])
+              .order_by("start_at"))
+    for appointment in future:
+        check = booking.appointment_recheck(appointment=appointment)
+        status, reasons = _verdict(appointment, check)
+        action = _action(appointment.status, status)
+        if action is None and reasons == appointment.review_reasons:
+            continue
+        before = appointment.status
+        if action is not None:
+            appointment.status = status
+        appointment.review_reasons = reasons
+        appointment.save(update_fields=["status", "review_reasons", "updated_at"])
+        if action is not None:
+            record(appointment, action, SYSTEM, now, reason=cause, details={
+                "from": before, "to": status, "cause": cause,
+                "violations": [{"code": r["code"], "rule": r["rule"]} for r in reasons]})
+            changed.append(appointment)
+    return changed
+
+
+def on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
+    """clinic.record_changes subscriber."""
+    patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause)
