@@ -31,6 +31,36 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def cache_settings(redis_url: str | None) -> dict:
+    """The default cache: Redis when configured (shared by every worker), else this process's memory.
+
+    The Redis cache fails open (config/cache.py): unreachable, it logs and counts in each process's memory,
+    so the throttle and the sign-in limiter never turn a Redis outage into error pages.
+    """
+    if not redis_url:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    timeout = env_number("CACHE_REDIS_TIMEOUT_SECONDS", 0.5)
+    return {
+        "default": {
+            "BACKEND": "config.cache.FailOpenRedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "clinic"),
+            # Short socket timeouts: a Redis that stopped answering costs a request this long, once per retry.
+            "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": timeout},
+        }
+    }
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # The embedded default key is only for local runs; production must set its own.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "insecure-local-development-key-change-me"
@@ -217,17 +247,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # The throttle counters live in the cache: per process in memory by default, shared
-# across gunicorn workers and hosts in Redis when REDIS_URL is set.
-if os.environ.get("REDIS_URL"):
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ["REDIS_URL"],
-            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "clinic"),
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# across gunicorn workers and hosts in Redis when REDIS_URL is set (failing open: cache_settings).
+CACHES = cache_settings(os.environ.get("REDIS_URL"))
 # --- end of the public API block ----------------------------------------------------------
 
 # How far ahead the booking services look for the next free slot, and the
