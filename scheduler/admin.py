@@ -1,18 +1,33 @@
-"""Admin for the clinical rules: clinicians and administrators edit them here."""
+"""Admin for the clinical rules, which every clinic shares: superusers edit them, clinic staff may look."""
 from django.contrib import admin
 
 from scheduler.models import ContraindicationRule, IntervalRule
 
 
+class SharedRuleAdmin(admin.ModelAdmin):
+    """The rules belong to no clinic yet, so a change by one clinic's administrator would decide what every
+    other clinic may book. Until rules belong to an organisation only superusers add, change or delete them;
+    anyone with the view (or change) permission still sees them, read-only (Django's has_view_permission)."""
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
 @admin.register(IntervalRule)
-class IntervalRuleAdmin(admin.ModelAdmin):
+class IntervalRuleAdmin(SharedRuleAdmin):
     list_display = ["__str__", "severity", "scope", "source", "is_active"]
     list_filter = ["later_procedure", "severity", "is_active"]
     search_fields = ["source", "note"]
 
 
 @admin.register(ContraindicationRule)
-class ContraindicationRuleAdmin(admin.ModelAdmin):
+class ContraindicationRuleAdmin(SharedRuleAdmin):
     list_display = ["__str__", "procedure", "severity", "applies_to", "area_specific", "is_active"]
     list_filter = ["procedure", "severity", "is_active"]
     search_fields = ["condition__name", "medication__name", "source"]
