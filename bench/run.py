@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# A run on this machine over plain http (docs/production.md): the embedded secret key, no HTTPS redirect.
+# Set in the environment, so the gunicorn and Celery processes the bench starts inherit it.
+os.environ.setdefault("DJANGO_LOCAL", "1")
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clinic_bench"
 

@@ -62,10 +62,21 @@ def cache_settings(redis_url: str | None) -> dict:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The embedded default key is only for local runs; production must set its own.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "insecure-local-development-key-change-me"
-if not DEBUG and not os.environ.get("DJANGO_SECRET_KEY") and env_bool("DJANGO_REQUIRE_SECRET_KEY", False):
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
+# A developer's or demo machine (bin/run, bin/test, the test suite): allows the embedded secret key and turns
+# off by default what only makes sense in production (HTTPS-only cookies and redirects, required staff 2FA).
+LOCAL = env_bool("DJANGO_LOCAL", False)
+
+# The secret key signs sessions, password resets and unsubscribe links: a key printed in this file would let
+# anyone forge them, so it is used only on a local or debug run, and never when DJANGO_REQUIRE_SECRET_KEY=1.
+INSECURE_LOCAL_KEY = "insecure-local-development-key-change-me"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and (DEBUG or LOCAL) and not env_bool("DJANGO_REQUIRE_SECRET_KEY", False):
+    SECRET_KEY = INSECURE_LOCAL_KEY
+elif not SECRET_KEY or (SECRET_KEY == INSECURE_LOCAL_KEY and not (DEBUG or LOCAL)):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set in production (and must not be the key printed in config/settings.py). "
+        "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'. "
+        "For a run on your own machine set DJANGO_LOCAL=1 (bin/run and bin/test do) or DJANGO_DEBUG=1.")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 

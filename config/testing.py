@@ -1,0 +1,13 @@
+"""Settings for the test suite: the real settings (config/settings.py), run in local mode.
+
+Local mode allows the embedded secret key and leaves HTTPS-only cookies and required
+staff 2FA off by default; tests that check production behaviour turn each on
+themselves or load config.settings in a subprocess with a production environment.
+The flag is set in the environment, so servers and workers the tests start inherit it.
+"""
+import os
+
+os.environ.setdefault("DJANGO_LOCAL", "1")
+
+from config.settings import *  # noqa: E402,F401,F403
+
