@@ -11,3 +11,7 @@ os.environ.setdefault("DJANGO_LOCAL", "1")
 
 from config.settings import *  # noqa: E402,F401,F403
 
+# Tests never run collectstatic: WhiteNoise finds static files in the apps (as Django's test server does)
+# instead of warning about an empty STATIC_ROOT.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
