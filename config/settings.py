@@ -81,7 +81,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "tes
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.ClinicAdminConfig",  # django.contrib.admin, signed in through the front desk (config/admin.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / ReDoc assets, served locally
     "django_htmx",
+    "django_otp",
+    "django_otp.plugins.otp_totp",  # staff two-factor sign-in with an authenticator app (TOTP)
     # Ordered bottom to top, as the layers run (docs/architecture.md).
     "clinic",
     "scheduler",
@@ -110,6 +112,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "config.middleware.TwoFactorRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -178,6 +182,17 @@ STORAGES = {
     # tests never need collectstatic to render and a missing file can never turn a page into a 500.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# --- Staff two-factor sign-in (django-otp, TOTP; docs/frontdesk.md) --------------------------------------
+# Clinic administrators, anyone who may edit the shared rules or use the admin site must sign in with an
+# authenticator code. Off by default on a local or debug run, so the demo users sign in with a password.
+STAFF_TWO_FACTOR_REQUIRED = env_bool("STAFF_TWO_FACTOR_REQUIRED", not (DEBUG or LOCAL))
+# The name an authenticator app shows next to the code.
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Clinic front desk")
+# After a wrong code the device waits 1, 2, 4, ... seconds (on top of the sign-in limiter below).
+OTP_TOTP_THROTTLE_FACTOR = 1
+# The admin lists and deletes staff devices (a lost phone) but never shows their secrets or QR codes.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Front desk: staff sign in at /login/ and land on their clinic.
 LOGIN_URL = "frontdesk:login"

@@ -34,6 +34,8 @@ clinic_patterns = [
 urlpatterns = [
     path("", auth.home, name="home"),
     path("login/", auth.LoginView.as_view(), name="login"),
+    path("login/code/", auth.login_code, name="login_code"),
+    path("account/two-step/", auth.two_factor, name="two_factor"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("clinic/<slug:clinic_code>/", include(clinic_patterns)),
 ]

@@ -1,0 +1,58 @@
+"""Project-wide middleware: required two-step sign-in is enforced.
+
+It sits in config/ because it spans the front desk, the API and the admin.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from api.problems import PROBLEM_CONTENT_TYPE, problem
+from frontdesk import twofactor
+
+
+class TwoFactorRequiredMiddleware:
+    """A signed-in user whose role needs two-step sign-in (frontdesk.twofactor) but whose session was not
+    verified with a code reaches only the sign-in, sign-out and enrolment pages until it is."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (settings.STAFF_TWO_FACTOR_REQUIRED and user is not None and user.is_authenticated
+                and not user.is_verified() and not self._exempt(request) and twofactor.two_factor_required(user)):
+            return self._refuse(request, user)
+        return self.get_response(request)
+
+    @staticmethod
+    def _exempt(request) -> bool:
+        if request.path.startswith("/api/") and "HTTP_AUTHORIZATION" in request.META:
+            return True  # an API key authenticates the call, not the browser's session
+        return request.path in {reverse("frontdesk:two_factor"), reverse("frontdesk:logout"),
+                                reverse("frontdesk:login"), reverse("frontdesk:login_code")}
+
+    @staticmethod
+    def _refuse(request, user) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            body = problem(403, code="two_factor_required", instance=request.path,
+                           detail="Your role needs two-step sign-in: set it up at "
+                                  f"{reverse('frontdesk:two_factor')} and sign in with a code, or use an API key.")
+            return JsonResponse(body, status=403, content_type=PROBLEM_CONTENT_TYPE)
+        if twofactor.has_device(user):
+            # Signed in some other way than with the code (e.g. before the device was set up): do it properly.
+            logout(request)
+            messages.info(request, "Sign in again with your password and a code from your authenticator app.")
+            target = f"{reverse('frontdesk:login')}?{urlencode({'next': request.get_full_path()})}"
+        else:
+            target = f"{reverse('frontdesk:two_factor')}?{urlencode({'next': request.get_full_path()})}"
+        if request.headers.get("HX-Request") == "true":  # htmx follows the header, not a 302 into a panel
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = target
+            return response
+        return redirect(target)
