@@ -1,6 +1,6 @@
-"""Project-wide middleware: required two-step sign-in is enforced.
+"""Project-wide middleware: responses are never cached, and required two-step sign-in is enforced.
 
-It sits in config/ because it spans the front desk, the API and the admin.
+Both sit in config/ because they span the front desk, the API and the admin.
 """
 from __future__ import annotations
 
@@ -10,10 +10,31 @@ from django.contrib.auth import logout
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import urlencode
 
 from api.problems import PROBLEM_CONTENT_TYPE, problem
 from frontdesk import twofactor
+
+
+class NoStoreMiddleware:
+    """Pages and API answers carry patient data: no browser, shared terminal or proxy may keep a copy.
+
+    Every response of the application (static files are answered earlier, by WhiteNoise) gets
+    `Cache-Control: no-store` and friends, unless it is anonymous and set its own Cache-Control.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        signed_in = getattr(getattr(request, "user", None), "is_authenticated", False)
+        if signed_in or getattr(request, "auth", None) is not None or not response.has_header("Cache-Control"):
+            if response.has_header("Cache-Control"):
+                del response.headers["Cache-Control"]
+            add_never_cache_headers(response)
+        return response
 
 
 class TwoFactorRequiredMiddleware:

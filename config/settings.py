@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -39,6 +40,17 @@ def env_number(name: str, default: float) -> float:
         return float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto: https` (what the proxy in front sets on https requests) as Django wants it."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    header, sep, expected = value.partition(":")
+    if not sep or not header.strip() or not expected.strip():
+        raise ImproperlyConfigured(f"{name} must look like 'X-Forwarded-Proto: https', not {value!r}")
+    return "HTTP_" + header.strip().upper().replace("-", "_"), expected.strip()
 
 
 def cache_settings(redis_url: str | None) -> dict:
@@ -94,6 +106,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_otp",
     "django_otp.plugins.otp_totp",  # staff two-factor sign-in with an authenticator app (TOTP)
+    "csp",
     # Ordered bottom to top, as the layers run (docs/architecture.md).
     "clinic",
     "scheduler",
@@ -115,7 +128,9 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "config.middleware.TwoFactorRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.NoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -181,6 +196,39 @@ STORAGES = {
     # Compressed copies (gzip, brotli if installed) made at collectstatic; no manifest, so templates and
     # tests never need collectstatic to render and a missing file can never turn a page into a 500.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- HTTPS, cookies, sessions, content security (docs/production.md) --------------------------------------
+# Production is HTTPS only: HSTS, http redirected to https, cookies sent only over https. On by default
+# unless DEBUG or LOCAL; behind a TLS-terminating proxy also set DJANGO_SECURE_PROXY_SSL_HEADER.
+SECURE = env_bool("DJANGO_SECURE", not (DEBUG or LOCAL))
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+if SECURE:
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = int(env_number("DJANGO_HSTS_SECONDS", 365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# Front-desk terminals are shared: a staff session ends when the browser closes, and in any case a working
+# day after sign-in (the session is not refreshed by activity: SESSION_SAVE_EVERY_REQUEST stays off).
+SESSION_COOKIE_AGE = int(env_number("DJANGO_SESSION_HOURS", 10) * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+# Only this site's own scripts and styles run: no inline script, no eval, no third-party origin. The front
+# desk keeps its JavaScript in static files; the API's docs pages relax what they need (api/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
 }
 
 # --- Staff two-factor sign-in (django-otp, TOTP; docs/frontdesk.md) --------------------------------------

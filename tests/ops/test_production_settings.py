@@ -79,3 +79,46 @@ def test_bin_run_and_bin_test_run_in_local_mode():
     assert 'export DJANGO_LOCAL="${DJANGO_LOCAL:-1}"' in (ROOT / "bin" / "run").read_text()
     assert "DJANGO_SETTINGS_MODULE = config.testing" in (ROOT / "pytest.ini").read_text()
     assert 'os.environ.setdefault("DJANGO_LOCAL", "1")' in (ROOT / "config" / "testing.py").read_text()
+
+
+# --- Item 4: production hardening ---------------------------------------------------------------------------
+
+
+def test_the_documented_production_environment_passes_check_deploy():
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION_ENV)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    documented = (ROOT / "docs" / "production.md").read_text()
+    for name in PRODUCTION_ENV:
+        assert name in documented, name
+
+
+def test_production_is_https_only_with_short_staff_sessions_and_2fa():
+    expression = ("[settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS, settings.SESSION_COOKIE_SECURE, "
+                  "settings.CSRF_COOKIE_SECURE, settings.SECURE_PROXY_SSL_HEADER, settings.SESSION_COOKIE_AGE, "
+                  "settings.SESSION_EXPIRE_AT_BROWSER_CLOSE, settings.STAFF_TWO_FACTOR_REQUIRED]")
+    result = settings_value(expression, **PRODUCTION_ENV)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("[True, 31536000, True, True, ('HTTP_X_FORWARDED_PROTO', 'https'), 36000, "
+                                     "True, True]")
+
+
+def test_session_length_and_https_are_configurable():
+    result = settings_value("[settings.SESSION_COOKIE_AGE, getattr(settings, 'SECURE_SSL_REDIRECT', False)]",
+                            **PRODUCTION_ENV, DJANGO_SESSION_HOURS="8.5", DJANGO_SECURE="0")
+
+    assert result.stdout.strip() == "[30600, False]", result.stderr
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("DJANGO_SECURE_PROXY_SSL_HEADER", "https", "must look like 'X-Forwarded-Proto: https'"),
+    ("DJANGO_SESSION_HOURS", "a day", "DJANGO_SESSION_HOURS must be a number"),
+    ("DJANGO_SECURE", "perhaps", "DJANGO_SECURE must be a boolean"),
+])
+def test_a_bad_value_is_a_clear_start_up_error(name, value, message):
+    result = settings_value("1", **{**PRODUCTION_ENV, name: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
