@@ -50,7 +50,7 @@ def served(tmp_path):
         "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
         "DEMO_STAFF_PASSWORD": "pw-for-tests",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-        "SMS_BACKEND": "scheduler.reminders.channels.FileSmsBackend",
+        "SMS_BACKEND": "reminders.channels.FileSmsBackend",
         "SMS_FILE_PATH": str(tmp_path / "sms.jsonl"),
         "PYTHONUNBUFFERED": "1",
     })
