@@ -1,4 +1,5 @@
 """What every response says about itself: a Content-Security-Policy, no caching, and short staff sessions."""
+import re
 from datetime import timedelta
 
 import pytest
@@ -93,3 +94,17 @@ def test_a_staff_session_ends_with_the_browser_and_after_a_working_day(clinic, s
     with time_machine.travel(start + timedelta(hours=10, minutes=1), tick=False):
         after = client.get("/clinic/london/")
     assert after.status_code == 302 and after.url.startswith("/login/")
+
+
+def test_the_patients_unsubscribe_page_keeps_its_style_under_the_policy(client, clinic):
+    from reminders.consent import unsubscribe_url
+
+    patient = PatientFactory(clinic=clinic)
+    path = "/" + unsubscribe_url(patient_id=patient.pk).split("/", 3)[3]
+
+    response = client.get(path)
+
+    assert response.status_code == 200 and no_store(response)
+    nonce = re.search(r'<style nonce="([^"]+)">', response.content.decode()).group(1)
+    assert f"'nonce-{nonce}'" in directives(response)["style-src"]
+    assert "'unsafe-inline'" not in directives(response)["style-src"]
