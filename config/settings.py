@@ -414,6 +414,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": REMINDERS_DISPATCH_INTERVAL_SECONDS,
         "options": {"expires": max(REMINDERS_DISPATCH_INTERVAL_SECONDS, 1.0)},
     },
+    # Re-checks after a rule change that stopped moving (a worker died; the broker was down) go on.
+    "resume-rechecks": {"task": "scheduler.resume_rechecks", "schedule": 60.0},
 }
 # Several deployments (or test runs) can share one Redis by naming their own queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")

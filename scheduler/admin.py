@@ -1,7 +1,7 @@
 """Admin for the clinical rules, which every clinic shares: superusers edit them, clinic staff may look."""
 from django.contrib import admin
 
-from scheduler.models import ContraindicationRule, IntervalRule
+from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun
 
 
 class SharedRuleAdmin(admin.ModelAdmin):
@@ -31,3 +31,17 @@ class ContraindicationRuleAdmin(SharedRuleAdmin):
     list_display = ["__str__", "procedure", "severity", "applies_to", "area_specific", "is_active"]
     list_filter = ["procedure", "severity", "is_active"]
     search_fields = ["condition__name", "medication__name", "source"]
+
+
+@admin.register(RecheckRun)
+class RecheckRunAdmin(admin.ModelAdmin):
+    """Progress of the re-checks a rule change started: read-only, for the administrator to watch."""
+
+    list_display = ["cause", "created_at", "patients_done", "appointments_changed", "progressed_at", "finished_at"]
+    readonly_fields = [f.name for f in RecheckRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -5,6 +5,8 @@ listed in docs/rules.md; the sources in docs/sources.md); a clinic
 administrator edits them in the admin. The engine in
 `scheduler/rules.py` reads them through `scheduler/selectors.py`.
 """
+import uuid
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -130,3 +132,29 @@ class ContraindicationRule(models.Model):
     def clean(self) -> None:
         if bool(self.condition_id) == bool(self.medication_id):
             raise ValidationError("Give exactly one cause: a condition or a medication.")
+
+
+class RecheckRun(models.Model):
+    """A re-check of every patient a rule change may affect, done in chunks by Celery (or in-process).
+
+    `cursor` is the last patient done, so a run a dead worker left half-way resumes where it was;
+    the admin shows its progress.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    cause = models.CharField(max_length=300)
+    procedures = models.JSONField(default=list, help_text="The procedures whose bookings the change may affect.")
+    created_at = models.DateTimeField()
+    cursor = models.UUIDField(null=True, blank=True, editable=False)
+    patients_done = models.PositiveIntegerField(default=0)
+    appointments_changed = models.PositiveIntegerField(default=0)
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "re-check after a rule change"
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else "running"
+        return f"{self.cause} ({state}, {self.patients_done} patients, {self.appointments_changed} changed)"

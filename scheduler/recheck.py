@@ -15,11 +15,15 @@ Nothing changes silently: every move is audited with its cause and sent to the s
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from clinic.models import Appointment, AppointmentStatus, AuditAction
+from django.db import connection, transaction
+from django.db.models import Q
+
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction
 from scheduler import booking, rules
-from scheduler.lifecycle import Actor, record
+from scheduler.lifecycle import Actor, lock_patient, record
+from scheduler.models import IntervalRule, RecheckRun
 
 SYSTEM = Actor("system: record re-check")
 
@@ -94,3 +98,64 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
 def on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
     """clinic.record_changes subscriber."""
     patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause)
+
+
+# --- After a rule change: every affected patient, in chunks ---------------------------------------------------
+
+CHUNK = 100
+
+
+def _affected(procedures: list[str], now: datetime):
+    return (Appointment.objects.filter(procedure_id__in=procedures, start_at__gt=now,
+                                       status__in=ACTIVE_APPOINTMENT_STATUSES)
+            .values_list("patient_id", flat=True).distinct())
+
+
+def procedures_of_rule(rule) -> list[str]:
+    """The procedures whose bookings a rule (interval or contraindication) can change."""
+    if isinstance(rule, IntervalRule):
+        return sorted({code for code in (rule.later_procedure_id, rule.earlier_procedure_id) if code})
+    return [rule.procedure_id]
+
+
+def recheck_run_start(*, cause: str, procedures: list[str], now: datetime) -> RecheckRun | None:
+    """A run for a rule change, or None when no booked appointment can be affected."""
+    if not _affected(procedures, now).exists():
+        return None
+    return RecheckRun.objects.create(cause=cause[:300], procedures=procedures, created_at=now)
+
+
+def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
+    """Re-check the next chunk of patients; return True when the run is finished (or not ours to do)."""
+    with transaction.atomic():
+        # Race condition: one step at a time per run; another worker holding it skips.
+        run = RecheckRun.objects.select_for_update(skip_locked=True).filter(pk=run_id).first() if \
+            connection.features.has_select_for_update_skip_locked else RecheckRun.objects.filter(pk=run_id).first()
+        if run is None or run.finished_at is not None:
+            return True
+        patients = _affected(run.procedures, now).order_by("patient_id")
+        if run.cursor is not None:
+            patients = patients.filter(patient_id__gt=run.cursor)
+        batch = list(patients[:chunk])
+        for patient_id in batch:
+            lock_patient(patient_id)
+            changed = patient_appointments_recheck(patient_id=patient_id, now=now, cause=run.cause)
+            run.appointments_changed += len(changed)
+        run.patients_done += len(batch)
+        run.cursor = batch[-1] if batch else run.cursor
+        run.progressed_at = now
+        if len(batch) < chunk:
+            run.finished_at = now
+        run.save()
+        return run.finished_at is not None
+
+
+STALLED_AFTER = timedelta(minutes=2)
+
+
+def recheck_runs_stalled(*, now: datetime) -> list:
+    """Unfinished runs that have not moved for a while (or never started)."""
+    return list(RecheckRun.objects.filter(finished_at__isnull=True)
+                .filter(Q(progressed_at__lt=now - STALLED_AFTER) | Q(progressed_at__isnull=True,
+                                                                      created_at__lt=now - STALLED_AFTER))
+                .values_list("id", flat=True))

@@ -1,0 +1,40 @@
+"""Celery tasks of the scheduler: thin interfaces over scheduler.recheck (ids in, the clock read here)."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from scheduler import recheck
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="scheduler.recheck_step", ignore_result=True)
+def recheck_step(run_id: str) -> None:
+    """One chunk of a re-check run; the next chunk is a new task, so a dead worker loses at most one chunk."""
+    if not recheck.recheck_run_step(run_id=run_id, now=timezone.now()):
+        start_run(run_id)
+
+
+@shared_task(name="scheduler.resume_rechecks", ignore_result=True)
+def resume_rechecks() -> int:
+    """Beat: pick up runs that stopped moving (a worker died, the broker was down when they began)."""
+    stalled = recheck.recheck_runs_stalled(now=timezone.now())
+    for run_id in stalled:
+        start_run(str(run_id))
+    return len(stalled)
+
+
+def start_run(run_id: str) -> None:
+    """Hand a run to Celery; with no broker (the embedded default) or the broker down, do it here."""
+    if settings.CELERY_BROKER_URL:
+        try:
+            recheck_step.apply_async(args=(run_id,), retry=False)
+            return
+        except Exception as exc:  # the broker is down: the beat's resume picks it up, or we do it now
+            log.warning("re-check run %s: could not enqueue (%s); running it in this process", run_id, exc)
+    while not recheck.recheck_run_step(run_id=run_id, now=timezone.now()):
+        pass
