@@ -6,6 +6,7 @@ pointed at someone else. Opt-outs update the patient and are recorded.
 """
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.conf import settings
@@ -61,17 +62,36 @@ def unsubscribe_url(*, patient_id, channel: str = Channel.EMAIL) -> str:
 
 
 def unsubscribe_token_read(token: str) -> tuple[Patient, str]:
-    """The patient and channel a token names; InvalidInput for a forged, damaged or stale link."""
+    """The patient and channel a token names; InvalidInput for a forged, damaged or stale link.
+
+    The payload is checked for shape before it is used: only this server can sign one, but an
+    old format or a bug must read as an invalid link, never as a server error.
+    """
     try:
         data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
     except signing.BadSignature:
         raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link is not valid. "
                            "Please use the link from your most recent e-mail, or contact the clinic.")
-    channel = data.get("c") if isinstance(data, dict) else None
-    patient = Patient.objects.select_related("clinic").filter(pk=data.get("p")).first() if channel else None
-    if patient is None or channel not in (Channel.EMAIL, Channel.SMS):
-        raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link no longer matches a patient record.")
+    patient_id, channel = _token_payload(data)
+    patient = (Patient.objects.select_related("clinic").filter(pk=patient_id).first()
+               if patient_id is not None else None)
+    if patient is None:
+        raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK,
+                           "This unsubscribe link no longer matches a patient record.")
     return patient, channel
+
+
+def _token_payload(data) -> tuple[uuid.UUID | None, str | None]:
+    """`(patient id, channel)` from a token's payload, or `(None, None)` when it has another shape."""
+    if not isinstance(data, dict):
+        return None, None
+    channel, raw_id = data.get("c"), data.get("p")
+    if not isinstance(channel, str) or channel not in (Channel.EMAIL, Channel.SMS) or not isinstance(raw_id, str):
+        return None, None
+    try:
+        return uuid.UUID(raw_id), channel
+    except ValueError:
+        return None, None
 
 
 def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, detail: str = "") -> bool:

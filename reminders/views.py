@@ -17,6 +17,9 @@ from core.errors import InvalidInput
 from reminders import channels, consent
 from reminders.models import OptOutVia
 
+# Longer than any phone number or alphanumeric sender id a provider sends.
+MAX_SENDER_LENGTH = 64
+
 
 @csrf_exempt  # the signed token is the credential; mail clients POST here without a session (RFC 8058)
 @require_http_methods(["GET", "POST"])
@@ -47,7 +50,15 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     sender, body = params.get("From", ""), params.get("Body", "")
     if not sender:
         return HttpResponse("From is required.", status=400, content_type="text/plain")
+    if not _plausible_sender(sender):
+        # A NUL byte would reach PostgreSQL (which refuses it in text) in the look-up by phone.
+        return HttpResponse("From must be a phone number.", status=400, content_type="text/plain")
     consent.sms_reply_opt_out(from_number=sender, body=body, now=timezone.now())
     # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
                         content_type="application/xml")
+
+
+def _plausible_sender(sender: str) -> bool:
+    """Printable (no NUL or other control characters) and of a sender's length."""
+    return len(sender) <= MAX_SENDER_LENGTH and sender.isprintable()

@@ -64,6 +64,32 @@ def test_a_link_for_a_patient_who_no_longer_exists_is_a_400(client, db):
     assert signing.loads(token, salt=UNSUBSCRIBE_SALT)["c"] == "email"
 
 
+@pytest.mark.parametrize("payload", [
+    ["a list"], 42, "a string", None, {}, {"p": "00000000-0000-0000-0000-000000000000"}, {"c": "email"},
+    {"p": "not-a-uuid", "c": "email"}, {"p": 7, "c": "email"}, {"p": ["x"], "c": "email"},
+    {"p": {"x": 1}, "c": "email"}, {"p": "a\x00b", "c": "email"}, {"p": None, "c": "email"},
+    {"c": "fax", "p": "00000000-0000-0000-0000-000000000000"}, {"c": ["email"], "p": "x"}, {"c": 1, "p": "x"},
+], ids=repr)
+def test_a_correctly_signed_link_with_an_odd_payload_is_a_clear_400_not_a_500(client, patient, payload):
+    # Only the server can sign, but a payload of the wrong shape (an old format, a bug) must not crash the page.
+    token = signing.dumps(payload, salt=UNSUBSCRIBE_SALT, compress=True)
+    for method in (client.get, client.post):
+        response = method(f"/reminders/unsubscribe/{token}/")
+        assert response.status_code == 400
+        assert b"This unsubscribe link" in response.content
+    patient.refresh_from_db()
+    assert patient.reminder_channels == ["email", "sms"]
+
+
+def test_a_signed_link_for_a_real_patient_with_an_unknown_channel_changes_nothing(client, patient):
+    token = signing.dumps({"p": str(patient.pk), "c": "fax"}, salt=UNSUBSCRIBE_SALT, compress=True)
+    response = client.post(f"/reminders/unsubscribe/{token}/")
+    assert response.status_code == 400
+    patient.refresh_from_db()
+    assert patient.reminder_channels == ["email", "sms"]
+    assert not ContactOptOut.objects.exists()
+
+
 # --- Inbound SMS ------------------------------------------------------------------------------------------------
 
 
@@ -104,6 +130,27 @@ def test_inbound_sms_needs_a_sender_and_a_post(client, settings, db):
     response = client.post("/reminders/sms/inbound/?token=t", {"Body": "STOP"})
     assert (response.status_code, response.content) == (400, b"From is required.")
     assert client.get("/reminders/sms/inbound/?token=t").status_code == 405
+
+
+@pytest.mark.parametrize("sender", ["%00", "%2B44%007700900123", "+44 7700 900123\x01"], ids=repr)
+def test_an_inbound_sms_from_a_sender_with_control_characters_is_a_400_not_a_500(client, settings, patient, sender):
+    # NUL bytes cannot reach PostgreSQL (it refuses them in text), so they are refused here first.
+    settings.SMS_INBOUND_TOKEN = "t"
+    response = client.post("/reminders/sms/inbound/?token=t", f"From={sender}&Body=STOP",
+                           content_type="application/x-www-form-urlencoded")
+    assert (response.status_code, response["Content-Type"]) == (400, "text/plain")
+    assert response.content == b"From must be a phone number."
+    patient.refresh_from_db()
+    assert patient.sms_consent is True
+
+
+def test_an_inbound_sms_with_a_nul_in_its_body_is_read_as_text_not_a_500(client, settings, patient):
+    settings.SMS_INBOUND_TOKEN = "t"
+    response = client.post("/reminders/sms/inbound/?token=t", "From=%2B447700900123&Body=ST%00OP",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200  # not a STOP word: nothing changes
+    patient.refresh_from_db()
+    assert patient.sms_consent is True
 
 
 def test_twilio_inbound_requests_are_checked_by_their_signature(client, settings, patient):
