@@ -30,6 +30,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.")
+        if not key.isprintable():  # a NUL byte would reach the database in the prefix look-up
+            raise exceptions.AuthenticationFailed("Invalid API key.")
         return self._client_for(key)
 
     def _client_for(self, key: str):

@@ -5,19 +5,65 @@ time read as UTC); a booking API must not guess, so these refuse instead.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from operator import attrgetter
 
-from django.utils.dateparse import parse_date
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
+
+# Calendar arithmetic near year 1 or 9999 overflows; no clinic needs dates outside this.
+MIN_YEAR, MAX_YEAR = 1900, 2999
+OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
+# Real offsets run from -12:00 to +14:00; ISO 8601 syntax would allow up to 23:59, which no place uses.
+MAX_OFFSET = timedelta(hours=14)
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# The offset as RFC 3339 writes it (Z, or ±HH:MM); ISO 8601's other spellings (+0100, +01) are refused.
+_OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
+
+# The same rules for the published schema, in the regex syntax JSON Schema (ECMA 262) and Python share.
+# No text may hold a NUL (api.parsers refuses it: PostgreSQL cannot store it), so every pattern excludes it.
+DATE_PATTERN = r"^(19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$"
+DATE_TIME_PATTERN = r"^(19|2[0-9])[0-9]{2}-[^\u0000]*([Zz]|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
+TEXT_PATTERN = r"^[^\u0000]+$"  # a blank-allowed field's schema adds the empty alternative itself
+NOT_BLANK_PATTERN = r"^[^\u0000]*[^\u0000 \t\n\r][^\u0000]*$"
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"  # drf-spectacular adds the blank alternative of an allow_blank field
+
+
+# RFC 8259's whitespace, the only characters trimmed from text. (DRF's default, str.strip(), also drops
+# control characters such as U+001C, which a schema pattern cannot describe the same way.)
+JSON_WHITESPACE = " \t\n\r"
+# These validators publish the rules as each field's schema pattern; what they check is already
+# checked before them (NUL by the parser, blankness in run_validation), so they never speak first.
+NOT_BLANK = RegexValidator(NOT_BLANK_PATTERN, message="This field may not be blank.")
+TEXT = RegexValidator(TEXT_PATTERN, message="Text must not contain the NUL character (U+0000).")
 
 
 class StrictCharField(serializers.CharField):
+    """A JSON string (not a number), trimmed of surrounding JSON whitespace; a required one may not be blank."""
+
+    trim = JSON_WHITESPACE  # "" for a field taken exactly as sent
+
+    def __init__(self, **kwargs):
+        kwargs["trim_whitespace"] = False  # trimmed below, of `trim` only
+        super().__init__(**kwargs)
+        self.validators.append(TEXT if self.allow_blank else NOT_BLANK)
+
+    def run_validation(self, data=empty):
+        if isinstance(data, str) and not data.strip(self.trim):
+            if not self.allow_blank:
+                self.fail("blank")
+            return ""
+        return super().run_validation(data)
+
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        return super().to_internal_value(data).strip(self.trim)
 
 
 class CodeField(StrictCharField):
@@ -36,6 +82,19 @@ class IdField(StrictCharField):
         super().__init__(**kwargs)
 
 
+@extend_schema_field({"type": "string", "pattern": E164_PATTERN})
+class PhoneField(StrictCharField):
+    """E.164 (`+` and up to 15 digits), or blank. Whether such a number exists is the model's call
+    (clinic.models.validate_e164), which reports it together with the record's other problems."""
+
+    trim = ""  # exactly as sent, as the pattern says: " +44..." is not E.164
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 20)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+
 class StrictBooleanField(serializers.BooleanField):
     default_error_messages = {"invalid": "Must be true or false."}
 
@@ -45,26 +104,20 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+@extend_schema_field({"type": "string", "format": "date", "pattern": DATE_PATTERN})
 class StrictDateField(serializers.DateField):
     default_error_messages = {"invalid": "Give a date as YYYY-MM-DD."}
 
     def to_internal_value(self, value):
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _DATE.fullmatch(value):
             self.fail("invalid")
         try:
-            parsed = parse_date(value)
+            parsed = date.fromisoformat(value)
         except ValueError:
-            parsed = None
-        if parsed is None:
             self.fail("invalid")
         if not MIN_YEAR <= parsed.year <= MAX_YEAR:
             raise serializers.ValidationError(OUT_OF_RANGE, code="invalid")
         return parsed
-
-
-# Calendar arithmetic near year 1 or 9999 overflows; no clinic needs dates outside this.
-MIN_YEAR, MAX_YEAR = 1900, 2999
-OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
 
 
 def parse_aware(value) -> datetime:
@@ -72,16 +125,21 @@ def parse_aware(value) -> datetime:
     if not isinstance(value, str):
         raise ValueError("Give the time as an ISO 8601 string, e.g. 2026-03-15T10:30:00+00:00.")
     try:
-        parsed = datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case z, which Python's parser does not read.
+        parsed = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
     except ValueError:
         raise ValueError("Not an ISO 8601 time; use e.g. 2026-03-15T10:30:00+00:00.")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.")
+    if not _OFFSET.search(value) or abs(parsed.utcoffset()) > MAX_OFFSET:
+        raise ValueError("Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, "
+                         "e.g. 2026-03-15T10:30:00+01:00.")
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise ValueError(OUT_OF_RANGE)
     return parsed
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN})
 class AwareDateTimeField(serializers.DateTimeField):
     """An instant: ISO 8601 with an offset. A time without one is refused, never read as UTC."""
 

@@ -22,7 +22,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from api.access import caller_for
 from api.models import IdempotencyKey
-from api.problems import PROBLEM_CONTENT_TYPE, problem, problem_response
+from api.problems import PROBLEM_CONTENT_TYPE, instance_of, problem, problem_response
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -51,7 +51,7 @@ def _replay(row: IdempotencyKey) -> Response:
 
 
 def _problem(request, status_code: int, code: str, detail: str, **headers) -> Response:
-    return problem_response(problem(status_code, code=code, detail=detail, instance=request.path),
+    return problem_response(problem(status_code, code=code, detail=detail, instance=instance_of(request)),
                             headers=headers or None)
 
 
@@ -92,7 +92,7 @@ def idempotent(method):
                         with transaction.atomic():
                             row = IdempotencyKey.objects.create(
                                 owner=owner, key=key, fingerprint=fingerprint, method=request.method,
-                                path=request.path[:500], response_status=0, response_content_type="",
+                                path=instance_of(request)[:500], response_status=0, response_content_type="",
                                 created_at=now)
                     except IntegrityError:
                         existing = IdempotencyKey.objects.filter(owner=owner, key=key).first()

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
+from django.utils.encoding import escape_uri_path
 from django.views import defaults as django_defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -53,6 +54,12 @@ def problem(status_code: int, *, code: str, detail: str, title: str | None = Non
         body["instance"] = instance
     body.update(extra)
     return body
+
+
+def instance_of(request) -> str:
+    """The request's path as a URI reference (RFC 9457 `instance`): percent-encoded, so it holds no raw
+    control characters (a NUL would not survive being stored in PostgreSQL)."""
+    return escape_uri_path(request.path)
 
 
 def problem_response(body: dict, *, headers: dict | None = None) -> Response:
@@ -161,7 +168,7 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
 
 def exception_handler(exc, context) -> Response:
     request = context.get("request")
-    instance = request.path if request is not None else None
+    instance = instance_of(request) if request is not None else None
     if isinstance(exc, DomainError):
         return _domain_problem(exc, instance)
     if isinstance(exc, Http404):
@@ -210,7 +217,7 @@ def _is_api(request) -> bool:
 
 
 def _json_problem(request, status_code: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse(problem(status_code, code=code, detail=detail, instance=request.path),
+    return JsonResponse(problem(status_code, code=code, detail=detail, instance=instance_of(request)),
                         status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
