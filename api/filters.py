@@ -1,20 +1,61 @@
-"""Query filters for the lists (django-filter), scoped to the caller's clinics.
+"""Query filters for the lists (django-filter), scoped to the caller's clinics, and as strict as the bodies.
 
 A filter value naming something outside the caller's scope is refused
-exactly like one naming nothing at all: no existence leaks.
+exactly like one naming nothing at all: no existence leaks. What
+django-filter would quietly ignore is refused with a 400 instead: an empty
+value (`?status=`), a single-valued parameter given twice, a boolean that is
+neither true nor false (`?bookable=0.82`). Each filter documents in the
+schema exactly what it accepts.
 """
 from __future__ import annotations
 
+import re
 import uuid
 
 import django_filters
 from django import forms
 from django.db.models import Q
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.access import caller_for
-from api.fields import parse_aware
-from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
+from api.fields import DATE_TIME_PATTERN, TEXT_PATTERN, parse_aware
+from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner, ProcedureType
+from clinic.selectors import patient_search
+from core.errors import ErrorCode, InvalidInput
+
+EMPTY = "Give a value, or leave the parameter out."
+ONCE = "Give this parameter once."
+
+# Ids are UUIDs in their canonical form (what the schema's `format: uuid` means).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def refuse_repeated_and_empty(query_params, names, *, repeatable=()) -> None:
+    """A 400 for any of `names` given empty, or given more than once unless it is `repeatable`."""
+    errors = {}
+    for name in names:
+        values = query_params.getlist(name)
+        if "" in values:
+            errors[name] = [EMPTY]
+        elif len(values) > 1 and name not in repeatable:
+            errors[name] = [ONCE]
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
+def _documented(filter_, schema: dict):
+    """The filter's parameter schema in the OpenAPI document (drf-spectacular reads this override)."""
+    help_text = filter_.extra.get("help_text")
+    return extend_schema_field({**schema, **({"description": str(help_text)} if help_text else {})})(filter_)
+
+
+class TextFilter(django_filters.CharFilter):
+    """A non-empty string of at most `max_length` characters, taken as sent (not stripped: " " is a value)."""
+
+    def __init__(self, *args, max_length: int, **kwargs):
+        super().__init__(*args, max_length=max_length, strip=False, **kwargs)
+        _documented(self, {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": TEXT_PATTERN})
 
 
 class AwareDateTimeFormField(forms.Field):
@@ -30,12 +71,68 @@ class AwareDateTimeFormField(forms.Field):
 class AwareDateTimeFilter(django_filters.Filter):
     field_class = AwareDateTimeFormField
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _documented(self, {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN})
 
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
+
+class StrictBooleanFormField(forms.Field):
+    """`true` or `false`, as the schema's boolean is written in a query; anything else is refused, not ignored."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if value not in ("true", "false"):
+            raise forms.ValidationError("Give true or false.", code="invalid")
+        return value == "true"
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanFormField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _documented(self, {"type": "boolean"})
+
+
+class ScopedIdFilter(django_filters.CharFilter):
+    """By opaque id, within the caller's clinics; anything else is "There is no such <noun>." (unknown_<noun>)."""
+
+    def __init__(self, *args, noun: str, scope, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.noun, self.scope, self.code = noun, scope, ErrorCode(f"unknown_{noun}")
+        _documented(self, {"type": "string", "format": "uuid"})
+
+    def filter(self, qs, value):
+        if value in ([], (), {}, "", None):
+            return qs
+        record = self.scope(self.parent.request).filter(pk=value).first() if _UUID.fullmatch(value) else None
+        if record is None:
+            raise InvalidInput(self.code, f"There is no such {self.noun}.", field=self.field_name)
+        return qs.filter(**{self.field_name: record})
+
+
+def _patients(request):
+    return Patient.objects.filter(clinic__in=caller_for(request).clinics())
+
+
+def _practitioners(request):
+    return Practitioner.objects.filter(clinic__in=caller_for(request).clinics())
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    """Refuses an empty value and a repeated single-valued parameter (django-filter would ignore them)."""
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        repeatable = {name for name, f in self.filters.items() if isinstance(f, django_filters.MultipleChoiceFilter)}
+        try:
+            refuse_repeated_and_empty(self.data, self.filters, repeatable=repeatable)
+        except serializers.ValidationError as error:
+            for name, messages in error.detail.items():
+                self.form.add_error(name, [str(message) for message in messages])
+            return False
+        return valid
 
 
 class ClinicFilterMixin:
@@ -46,62 +143,59 @@ class ClinicFilterMixin:
         pk = _as_uuid(value)
         clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
         if clinic is None:
-            # DRF's ValidationError: raised while filtering, after django-filter's own validation.
-            raise serializers.ValidationError({"clinic": ["There is no such clinic."]})
+            raise InvalidInput(ErrorCode.UNKNOWN_CLINIC, "There is no such clinic.", field="clinic")
         return queryset.filter(**{name: clinic})
 
 
-def _patients(request):
-    if request is None:
-        return Patient.objects.none()
-    return Patient.objects.filter(clinic__in=caller_for(request).clinics())
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
-def _practitioners(request):
-    if request is None:
-        return Practitioner.objects.none()
-    return Practitioner.objects.filter(clinic__in=caller_for(request).clinics())
+def _clinic_filter():
+    return TextFilter(method="filter_clinic", max_length=64, help_text="Clinic id or code.")
 
 
-class ScopedModelChoiceFilter(django_filters.ModelChoiceFilter):
-    """By opaque id; anything not a valid id of ours is 'not one of the available choices'."""
+class ProcedureFilter(StrictFilterSet):
+    bookable = StrictBooleanFilter(help_text="true: only procedures that can be booked; false: only the others.")
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("error_messages", {"invalid_choice": "There is no such record."})
-        super().__init__(*args, **kwargs)
+    class Meta:
+        model = ProcedureType
+        fields = ["bookable"]
 
 
-class PractitionerFilter(ClinicFilterMixin, django_filters.FilterSet):
-    clinic = django_filters.CharFilter(method="filter_clinic", help_text="Clinic id or code.")
-    procedure = django_filters.CharFilter(field_name="procedures__code", help_text="Procedure code.")
+class PractitionerFilter(ClinicFilterMixin, StrictFilterSet):
+    clinic = _clinic_filter()
+    procedure = TextFilter(field_name="procedures__code", max_length=50, help_text="Procedure code.")
 
     class Meta:
         model = Practitioner
         fields = ["clinic", "procedure"]
 
 
-class PatientFilter(ClinicFilterMixin, django_filters.FilterSet):
-    clinic = django_filters.CharFilter(method="filter_clinic", help_text="Clinic id or code.")
-    search = django_filters.CharFilter(method="filter_search",
-                                       help_text="Name, e-mail, phone digits or date of birth (YYYY-MM-DD).")
+class PatientFilter(ClinicFilterMixin, StrictFilterSet):
+    clinic = _clinic_filter()
+    search = TextFilter(method="filter_search", max_length=100,
+                        help_text="Name, e-mail, phone digits or date of birth (YYYY-MM-DD).")
 
     class Meta:
         model = Patient
         fields = ["clinic", "search"]
 
     def filter_search(self, queryset, name, value):
-        from clinic.selectors import patient_search
-
         return patient_search(queryset, value)
 
 
-class AppointmentFilter(ClinicFilterMixin, django_filters.FilterSet):
-    clinic = django_filters.CharFilter(method="filter_clinic", help_text="Clinic id or code.")
-    patient = ScopedModelChoiceFilter(queryset=_patients, help_text="Patient id.")
-    practitioner = ScopedModelChoiceFilter(queryset=_practitioners, help_text="Practitioner id.")
+class AppointmentFilter(ClinicFilterMixin, StrictFilterSet):
+    clinic = _clinic_filter()
+    patient = ScopedIdFilter(field_name="patient", noun="patient", scope=_patients, help_text="Patient id.")
+    practitioner = ScopedIdFilter(field_name="practitioner", noun="practitioner", scope=_practitioners,
+                                  help_text="Practitioner id.")
     status = django_filters.MultipleChoiceFilter(choices=AppointmentStatus.choices,
                                                  help_text="Repeat for several statuses.")
-    procedure = django_filters.CharFilter(field_name="procedure_id", help_text="Procedure code.")
+    procedure = TextFilter(field_name="procedure_id", max_length=50, help_text="Procedure code.")
     start_after = AwareDateTimeFilter(field_name="start_at", lookup_expr="gte",
                                       help_text="Starts at or after this time (with an offset).")
     start_before = AwareDateTimeFilter(field_name="start_at", lookup_expr="lt",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,6 +27,9 @@ from api.problems import PROBLEM_CONTENT_TYPE, instance_of, problem, problem_res
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# Printable ASCII, not starting or ending with a space (HTTP would drop those), as the schema publishes it.
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 # How long a duplicate waits for the first request before it is told to retry.
 WAIT_SECONDS = 20
 
@@ -76,10 +80,11 @@ def idempotent(method):
         key = request.headers.get(HEADER)
         if key is None:
             return method(view, request, *args, **kwargs)
-        if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-            message = f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters."
+        if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
+            message = (f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, "
+                       "not starting or ending with a space.")
             return problem_response(problem(400, code="invalid_idempotency_key", kind="validation_error",
-                                            title="Invalid input", detail=message, instance=request.path,
+                                            title="Invalid input", detail=message, instance=instance_of(request),
                                             errors={HEADER: [message]}))
         fingerprint = _fingerprint(request)  # parses the body: malformed JSON is a 400 before anything is stored
         owner = caller_for(request).owner_key

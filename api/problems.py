@@ -37,6 +37,27 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+class UriTooLong(exceptions.APIException):
+    status_code = status.HTTP_414_REQUEST_URI_TOO_LONG
+    default_detail = "The address (path and query) is too long."
+    default_code = "uri_too_long"
+
+
+class HeaderTooLarge(exceptions.APIException):
+    status_code = status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE
+    default_detail = "A request header is too large."
+    default_code = "request_header_fields_too_large"
+
+
+class FieldProblem(exceptions.ValidationError):
+    """A 400 about one request field with a code of the API's own, not the domain catalogue's (core.errors):
+    e.g. `page_out_of_range`, a well-formed page number past the last page."""
+
+    def __init__(self, code: str, field: str, message: str) -> None:
+        super().__init__({field: [message]})
+        self.problem_code = code
+
+
 # --- Building documents -----------------------------------------------------------------------
 
 
@@ -184,7 +205,8 @@ def exception_handler(exc, context) -> Response:
         errors = flatten_errors(exc.detail) or {"non_field_errors": ["Invalid input."]}
         first = next(iter(errors.items()))
         detail = f"{first[0]}: {first[1][0]}" if first[0] != "non_field_errors" else first[1][0]
-        return problem_response(problem(400, code="invalid_input", kind="validation_error", title="Invalid input",
+        code = getattr(exc, "problem_code", "invalid_input")
+        return problem_response(problem(400, code=code, kind="validation_error", title="Invalid input",
                                         detail=detail, instance=instance, errors=errors))
     if isinstance(exc, exceptions.APIException):
         headers = {}

@@ -13,15 +13,22 @@ from django.db.models import Q
 from django_filters.rest_framework import DjangoFilterBackend
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import escape_uri_path
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
 from api import schema as docs
 from api.access import caller_for
-from api.filters import AppointmentFilter, PatientFilter, PractitionerFilter
+from api.filters import (
+    AppointmentFilter,
+    PatientFilter,
+    PractitionerFilter,
+    ProcedureFilter,
+    refuse_repeated_and_empty,
+)
 from api.idempotency import idempotent
-from api.problems import check_data, slot_data
+from api.problems import HeaderTooLarge, UriTooLong, check_data, slot_data
 from api.serializers import (
     AppointmentDetailOut,
     AppointmentOut,
@@ -70,12 +77,23 @@ def _input(serializer_class, request, **kwargs) -> dict:
     return serializer.validated_data
 
 
+# Below gunicorn's own limits (limit_request_line 4094 for the whole request line, limit_request_field_size
+# 8190 per header line, docs/api.md), so that whatever gunicorn lets through and is still too long is
+# answered here, as a problem document, rather than by gunicorn's bare HTML page.
+MAX_URI_LENGTH = 4000
+MAX_HEADER_LENGTH = 8000
+
+
 class ApiView(generics.GenericAPIView):
     """Shared plumbing: the caller, and scoped look-ups that never reveal what lies outside."""
 
     filter_backends = ()  # only the lists that declare filters have them
     # No OPTIONS: there is no metadata to give (the OpenAPI schema is the description).
     http_method_names = ["get", "post", "put", "patch", "delete", "head"]
+
+    def initial(self, request, *args, **kwargs):
+        _refuse_oversized(request)  # before authentication: a huge header is not read as a key
+        super().initial(request, *args, **kwargs)
 
     @property
     def caller(self):
@@ -110,6 +128,17 @@ class ApiView(generics.GenericAPIView):
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
 
+def _refuse_oversized(request) -> None:
+    meta = request.META
+    uri_length = len(escape_uri_path(request.path)) + len(meta.get("QUERY_STRING", "")) + 1
+    if uri_length > MAX_URI_LENGTH:
+        raise UriTooLong()
+    for name, value in meta.items():
+        if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str):
+            if len(value) > MAX_HEADER_LENGTH:
+                raise HeaderTooLarge()
+
+
 def _created(data, location: str) -> Response:
     return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
@@ -132,7 +161,7 @@ class ClinicListApi(ApiView):
 class ProcedureListApi(ApiView):
     serializer_class = ProcedureOut
     queryset = ProcedureType.objects.order_by("name", "code")
-    filterset_fields = ["bookable"]
+    filterset_class = ProcedureFilter
     filter_backends = (DjangoFilterBackend,)
 
     @extend_schema(tags=["catalogue"], operation_id="procedures_list", summary="The procedure catalogue",
@@ -341,6 +370,7 @@ class AvailabilityApi(ApiView):
                    parameters=[AvailabilityQuery],
                    responses=docs.responses(200, SlotOut, many=True, bad_request=True))
     def get(self, request):
+        refuse_repeated_and_empty(request.query_params, AvailabilityQuery().fields)
         query = AvailabilityQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data

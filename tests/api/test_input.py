@@ -156,6 +156,19 @@ def test_a_lone_surrogate_is_a_400_not_a_500(api, patient):
     assert patient.first_name == "Pat"
 
 
+def test_a_nul_in_any_query_parameter_is_a_400(client, api, urls):
+    checked = 0
+    for path, operations in _schema(client)["paths"].items():
+        operation = operations.get("get")
+        for parameter in (operation or {}).get("parameters", []):
+            if parameter["in"] != "query":
+                continue
+            response = api.get(path.format(**urls), {parameter["name"]: NUL})
+            assert response.status_code == 400, (path, parameter["name"], response.content)
+            checked += 1
+    assert checked > 20
+
+
 def test_a_nul_in_the_path_with_an_idempotency_key_is_a_404_not_a_500(api):
     # The key is stored with the answer, whose `instance` is the path: it is stored percent-encoded.
     response = api.post("/api/v1/appointments/a%00b/cancel/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
