@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
+from api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from api.problems import PROBLEM_CONTENT_TYPE
 from api.serializers import ProblemOut, RefusalProblemOut, ValidationProblemOut
 
 IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description=("Up to 255 printable ASCII characters, unique per request you mean (a UUID is ideal). "
-                 "The same key with the same body within 24 h returns the first response again and "
-                 "creates nothing; the same key with a different body is a 422."),
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER, required=False,
+    description=("1 to 255 printable ASCII characters, not starting or ending with a space; unique per request "
+                 "you mean (a UUID is ideal). The same key with the same body within 24 h returns the first "
+                 "response again and creates nothing; the same key with a different body is a 422. "
+                 "Any other key is a 400."),
 )
 
 _EXAMPLE_PATIENT = "5f0c7a4e-2f6b-4a53-9d7e-1c8f2b6a9e10"
@@ -92,7 +94,11 @@ def responses(status: int, serializer, *, many: bool = False, bad_request: bool 
         out[(415, PROBLEM_CONTENT_TYPE)] = _problem("The body is not JSON.")
     if idempotent:
         out[(422, PROBLEM_CONTENT_TYPE)] = _problem("The Idempotency-Key was used with a different request.")
+    out[(414, PROBLEM_CONTENT_TYPE)] = _problem(
+        "The path and query are longer than 4000 characters (a longer request line is refused by the server "
+        "itself, see docs/api.md).")
     out[(429, PROBLEM_CONTENT_TYPE)] = _problem("Too many requests: wait the seconds in Retry-After.")
+    out[(431, PROBLEM_CONTENT_TYPE)] = _problem("A request header is longer than 8000 characters.")
     return out
 
 
@@ -136,6 +142,17 @@ class AutoSchema(SpectacularAutoSchema):
             serializer = success[0] if success else None
         return super()._is_list_view(serializer)
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        # drf-spectacular documents every PATCH body as partial (nothing required); a serializer that the
+        # view reads whole (MedicationCourseEndIn: `ended_on` is the point) says so with `whole_on_patch`.
+        if self.method == "PATCH" and getattr(serializer, "whole_on_patch", False):
+            self.method = "POST"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
+
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "api.authentication.ApiKeyAuthentication"
@@ -144,6 +161,75 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
                 "description": "`Token <key>`; create a key with `manage.py create_api_client`."}
+
+
+_INTEGER_SECONDS = {"type": "integer", "minimum": 1}
+# Headers the API sets, by status: `(name, schema, required, description)`.
+RESPONSE_HEADERS = {
+    "201": [("Location", {"type": "string"}, True, "Where the new record (or the list it joined) is.")],
+    "401": [("WWW-Authenticate", {"type": "string", "enum": ["Token"]}, True, "Give `Authorization: Token <key>`.")],
+    "409": [("Retry-After", _INTEGER_SECONDS, False,
+             "Seconds to wait, when a request with the same Idempotency-Key is still being processed.")],
+    "429": [("Retry-After", _INTEGER_SECONDS, True, "Seconds to wait before the next request.")],
+}
+REPLAYED = ("Idempotent-Replayed", {"type": "string", "enum": ["true"]}, False,
+            "Present when this is the stored answer to an earlier request with the same Idempotency-Key.")
+
+
+def postprocess_response_headers(result, generator, request, public):
+    """Documents the headers each answer carries (Location, WWW-Authenticate, Retry-After, Idempotent-Replayed)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            idempotent = any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
+            for status, response in operation.get("responses", {}).items():
+                headers = list(RESPONSE_HEADERS.get(status, []))
+                if idempotent and status not in ("401", "414", "429", "431"):
+                    headers.append(REPLAYED)
+                for name, schema, required, description in headers:
+                    response.setdefault("headers", {})[name] = {
+                        "schema": schema, "required": required, "description": description}
+    return result
+
+
+# OpenAPI links: which answers give the id that other operations take (for clients, and for the stateful
+# Schemathesis run). Each entry: (operation, status), where the id is in the answer, the parameter it fills,
+# and the operations that take it.
+_PATIENT_OPERATIONS = ("patients_retrieve", "patients_update", "patients_procedures_list",
+                       "patients_procedures_create", "patients_medications_list", "patients_medications_create",
+                       "patients_conditions_list", "patients_conditions_replace")
+_APPOINTMENT_OPERATIONS = ("appointments_retrieve", "appointments_reschedule", "appointments_cancel_create",
+                           "appointments_complete_create", "appointments_clear_create", "appointments_no_show_create")
+_COURSE_OPERATIONS = ("patients_medications_retrieve", "patients_medications_end")
+_ID, _FIRST_ID = "$response.body#/id", "$response.body#/results/0/id"
+LINKS = [
+    (("patients_create", "201"), _ID, "patient_id", _PATIENT_OPERATIONS),
+    (("patients_retrieve", "200"), _ID, "patient_id", _PATIENT_OPERATIONS),
+    (("patients_update", "200"), _ID, "patient_id", _PATIENT_OPERATIONS),
+    (("patients_list", "200"), _FIRST_ID, "patient_id", _PATIENT_OPERATIONS),
+    (("appointments_create", "201"), _ID, "appointment_id", _APPOINTMENT_OPERATIONS),
+    (("appointments_list", "200"), _FIRST_ID, "appointment_id", _APPOINTMENT_OPERATIONS),
+    *[((name, "200"), _ID, "appointment_id", _APPOINTMENT_OPERATIONS) for name in _APPOINTMENT_OPERATIONS],
+    (("patients_medications_create", "201"), _ID, "course_id", _COURSE_OPERATIONS),
+    (("patients_medications_list", "200"), _FIRST_ID, "course_id", _COURSE_OPERATIONS),
+]
+
+
+def postprocess_links(result, generator, request, public):
+    """Adds the OpenAPI links above; a course's links carry the patient id of the request they answer."""
+    operations = {operation["operationId"]: operation
+                  for path_item in result.get("paths", {}).values() for operation in path_item.values()}
+    for (source, status), expression, parameter, targets in LINKS:
+        response = operations.get(source, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for target in targets:
+            if target not in operations:
+                continue
+            parameters = {parameter: expression}
+            if parameter == "course_id":
+                parameters["patient_id"] = "$request.path.patient_id"
+            response.setdefault("links", {})[target] = {"operationId": target, "parameters": parameters}
+    return result
 
 
 def postprocess_strict_requests(result, generator, request, public):

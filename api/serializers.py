@@ -13,6 +13,7 @@ from api.fields import (
     IdField,
     InputSerializer,
     LocalDateTimeField,
+    PhoneField,
     StrictBooleanField,
     StrictCharField,
     StrictDateField,
@@ -61,7 +62,7 @@ class PatientUpdateIn(InputSerializer):
     last_name = StrictCharField(max_length=100, required=False)
     date_of_birth = StrictDateField(required=False, allow_null=True)
     email = StrictCharField(max_length=254, required=False, allow_blank=True)
-    phone = StrictCharField(max_length=20, required=False, allow_blank=True, help_text="E.164, e.g. +447911123456")
+    phone = PhoneField(required=False, help_text="E.164, e.g. +447911123456")
     reminder_channels = serializers.ListField(
         child=serializers.ChoiceField(choices=ReminderChannel.choices), required=False, max_length=2,
         help_text="How the patient wants reminders: a subset of email, sms.")
@@ -117,6 +118,8 @@ class MedicationCourseIn(InputSerializer):
 
 
 class MedicationCourseEndIn(InputSerializer):
+    whole_on_patch = True  # read whole by its PATCH: `ended_on` is required (api.schema.AutoSchema)
+
     ended_on = StrictDateField(help_text="The day the course ended.")
 
 

@@ -319,6 +319,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api.schema.postprocess_strict_requests",
+        "api.schema.postprocess_response_headers",
+        "api.schema.postprocess_links",
     ],
     "ENUM_NAME_OVERRIDES": {
         "AppointmentStatusEnum": "clinic.models.AppointmentStatus",

@@ -1,18 +1,24 @@
 """The published OpenAPI schema: served, rendered, and true to the API (Schemathesis, in process).
 
-Schemathesis generates requests from the schema for every operation and
-checks each answer: no 5xx, a documented status, the documented content
-type and a body that matches the documented schema. Path parameters are
-pointed at real records so the fuzzing reaches the services, not just 404s.
+Schemathesis generates requests from the schema for every operation (its
+examples, coverage and fuzzing phases, valid and invalid data) and checks each
+answer with every check it has (`--checks all`); a stateful run then follows
+the schema's links from one operation to the next. Path parameters are pointed
+at real records so the fuzzing reaches the services, not just 404s. The whole
+module takes about a minute on two cores (docs/api.md).
 """
 import contextlib
 import json
+import re
 
 import pytest
 import schemathesis
 from django.test import override_settings
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.openapi.checks import RejectedPositiveData
 
+from api.fields import DATE_TIME_PATTERN, parse_aware
 from clinic.models import Appointment
 from tests.api.conftest import http, new_api_client
 from tests.factories import PatientConditionFactory, ProcedureRecordFactory
@@ -47,6 +53,61 @@ def test_schema_documents_problem_bodies_and_examples(client):
     assert book["requestBody"]["content"]["application/json"]["examples"]
     assert schema["components"]["securitySchemes"]["apiKey"]["name"] == "Authorization"
     assert schema["components"]["schemas"]["BookingInRequest"]["additionalProperties"] is False
+
+
+def _operations(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            yield path, method, operation
+
+
+def test_schema_states_the_limits_the_code_enforces(client):
+    schema = json.loads(client.get("/api/v1/schema/?format=json").content)
+    for path, method, operation in _operations(schema):
+        parameters = {p["name"]: p["schema"] for p in operation.get("parameters", [])}
+        if "page" in parameters:
+            assert parameters["page"] == {"type": "integer", "minimum": 1}, path
+            assert parameters["page_size"] == {"type": "integer", "minimum": 1, "maximum": 200}, path
+        if "Idempotency-Key" in parameters:
+            assert parameters["Idempotency-Key"] == {"type": "string", "minLength": 1, "maxLength": 255,
+                                                     "pattern": "^[!-~]([ -~]*[!-~])?$"}, path
+        for status in ("401", "403", "404", "414", "429", "431"):
+            assert "application/problem+json" in operation["responses"][status]["content"], (path, method, status)
+        assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
+        assert operation["responses"]["429"]["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+        if "201" in operation["responses"]:
+            assert operation["responses"]["201"]["headers"]["Location"]["required"] is True
+    appointments = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/appointments/"]["get"]["parameters"]}
+    assert appointments["clinic"]["minLength"] == 1 and appointments["patient"]["format"] == "uuid"
+    assert appointments["start_after"]["pattern"] == DATE_TIME_PATTERN
+    procedures = schema["paths"]["/api/v1/procedures/"]["get"]["parameters"]
+    assert {"name": "bookable", "schema": {"type": "boolean"}} in [
+        {"name": p["name"], "schema": p["schema"]} for p in procedures]
+    # A PATCH that records a course's end needs its one field.
+    assert schema["components"]["schemas"]["MedicationCourseEndInRequest"]["required"] == ["ended_on"]
+
+
+def test_schema_links_each_created_record_to_what_can_be_done_with_it(client):
+    schema = json.loads(client.get("/api/v1/schema/?format=json").content)
+    created = schema["paths"]["/api/v1/appointments/"]["post"]["responses"]["201"]["links"]
+    assert created["appointments_cancel_create"] == {"operationId": "appointments_cancel_create",
+                                                     "parameters": {"appointment_id": "$response.body#/id"}}
+    patient = schema["paths"]["/api/v1/patients/"]["post"]["responses"]["201"]["links"]
+    assert set(patient) >= {"patients_retrieve", "patients_procedures_create", "patients_conditions_replace"}
+
+
+@given(year=st.integers(1, 9999), hours=st.integers(-23, 23), minutes=st.integers(0, 59),
+       zulu=st.sampled_from(["", "Z", "z"]))
+@settings(max_examples=300, deadline=None)
+def test_the_published_time_pattern_says_exactly_which_times_the_api_takes(year, hours, minutes, zulu):
+    offset = zulu or f"{'-' if hours < 0 else '+'}{abs(hours):02d}:{minutes:02d}"
+    value = f"{year:04d}-03-15T10:30:00{offset}"
+    try:
+        parse_aware(value)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == bool(re.search(DATE_TIME_PATTERN, value)), value
 
 
 def test_docs_page_renders_from_local_assets(client):
@@ -99,12 +160,54 @@ def _test_transaction_kept_open():
         request_finished.connect(close_old_connections)
 
 
-CHECKS = [
-    schemathesis.checks.not_a_server_error,
-    schemathesis.checks.status_code_conformance,
-    schemathesis.checks.content_type_conformance,
-    schemathesis.checks.response_schema_conformance,
-]
+# Schemathesis 4.32's checks: all are on by default in its Python API, and every call below runs all of them
+# (positive_data_acceptance narrowed as explained under REFUSALS_OF_WELL_FORMED_REQUESTS).
+EVERY_CHECK = {
+    "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
+    "response_schema_conformance", "negative_data_rejection", "positive_data_acceptance",
+    "missing_required_header", "unsupported_method", "allow_header_conformance", "use_after_free",
+    "ensure_resource_availability", "ignored_auth", "object_level_authorization",
+}
+
+
+def test_every_schemathesis_check_is_on():
+    config = schema.config.checks_config_for()
+    assert EVERY_CHECK <= set(schemathesis.checks.CHECKS.get_all_names())
+    assert all(config.get_by_name(name=name).enabled for name in schemathesis.checks.CHECKS.get_all_names())
+
+
+# Codes of refusals a well-formed request can still meet: it names something that does not exist or is not the
+# caller's, a page past the end, a time in the past or out of order, an Idempotency-Key already used for another
+# request. A schema says what is well formed, not what exists, so these are not schema mismatches; a 400
+# `invalid_input` (shape) for a schema-valid request is one, and still fails.
+REFUSALS_OF_WELL_FORMED_REQUESTS = {
+    "unknown_patient", "unknown_practitioner", "unknown_clinic", "unknown_procedure", "unknown_area",
+    "unknown_drug", "unknown_condition", "clinic_mismatch", "clinic_required", "page_out_of_range",
+    "idempotency_key_reused", "start_in_past", "performed_in_future", "birth_date_in_future", "ends_before_start",
+    "end_before_start", "window_end_before_start", "window_too_long", "not_whole_minute", "invalid_patient",
+    "duplicate_condition", "procedure_not_bookable", "practitioner_does_not_do_procedure",
+    "no_practitioner_for_procedure", "reason_required",
+}
+
+
+def positive_data_acceptance_beyond_what_exists(ctx, response, case):
+    try:
+        return schemathesis.checks.positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        if _problem_code(response) in REFUSALS_OF_WELL_FORMED_REQUESTS:
+            return None
+        raise
+
+
+def _problem_code(response) -> str | None:
+    try:
+        return response.json().get("code")
+    except (ValueError, AttributeError):
+        return None
+
+
+VALIDATE = {"excluded_checks": [schemathesis.checks.positive_data_acceptance],
+            "additional_checks": [positive_data_acceptance_beyond_what_exists]}
 
 
 @schema.parametrize()
@@ -119,8 +222,35 @@ def test_api_conforms_to_its_schema(case, fuzz_world):
         case.body["patient"] = fuzz_world["patient_id"]
     if case.query and "patient" in case.query:
         case.query["patient"] = fuzz_world["patient_id"]
+    assert case.meta is None or case.meta  # read after the edits: Schemathesis re-judges what is valid
     with _test_transaction_kept_open():
-        case.call_and_validate(headers={"Authorization": f"Token {fuzz_world['key']}"}, checks=CHECKS)
+        case.call_and_validate(headers={"Authorization": f"Token {fuzz_world['key']}"}, **VALIDATE)
+
+
+class ApiWorkflows(schema.as_state_machine()):
+    """Sequences of calls that follow the links between operations (a created patient is then read, changed,
+    given a history and booked; a booking is then moved, cancelled, completed), each answer checked as above."""
+
+    key = None  # the fuzzing caller's key, set by the test
+
+    def get_call_kwargs(self, case):
+        return {"headers": {"Authorization": f"Token {self.key}"}}
+
+    def validate_response(self, response, case, additional_checks=None, **kwargs):
+        case.validate_response(response, headers=kwargs.get("headers"), transport_kwargs=kwargs or None,
+                               recorder=self.recorder, **VALIDATE)
+
+
+# Bounded so the whole module stays well under two minutes in CI (2 cores): scenarios of up to 6 calls.
+STATEFUL_SETTINGS = settings(max_examples=60, stateful_step_count=6, deadline=None, derandomize=True,
+                             phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+
+
+@override_settings(API_THROTTLE_RATE="100000/min")
+def test_api_workflows_conform_to_the_schema(fuzz_world):
+    ApiWorkflows.key = fuzz_world["key"]
+    with _test_transaction_kept_open():  # around the whole run: checks send probes of their own
+        ApiWorkflows.run(settings=STATEFUL_SETTINGS)
 
 
 def test_fuzzing_left_the_appointment_table_sane(fuzz_world):
