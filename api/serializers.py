@@ -5,6 +5,9 @@ Times go out in the clinic's offset; ids are strings.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.fields import (
@@ -177,7 +180,7 @@ class EmptyIn(InputSerializer):
 
 class ConflictOut(serializers.Serializer):
     id = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["procedure", "medication_course", "condition"])
+    kind = serializers.ChoiceField(choices=["procedure", "medication_course", "condition", "appointment"])
     code = serializers.CharField()
     at = serializers.CharField(allow_null=True, help_text="Time (or date, for a medication course) of that event.")
 
@@ -218,6 +221,23 @@ class AppointmentOut(serializers.Serializer):
     end = LocalDateTimeField(source="end_at", tz_source="clinic")
     area = serializers.CharField(source="area_id", allow_null=True)
     status = serializers.ChoiceField(choices=AppointmentStatus.choices)
+    review_reasons = serializers.SerializerMethodField(
+        help_text="While the status is needs_review: what a later change made it break (a refusal's violations).")
+
+    @extend_schema_field(ViolationOut(many=True))
+    def get_review_reasons(self, appointment) -> list[dict]:
+        tz = appointment.clinic.tz
+        return [_in_zone(reason, tz) for reason in appointment.review_reasons or []]
+
+
+def _in_zone(reason: dict, tz) -> dict:
+    """A stored reason (UTC) with its times in the clinic's offset, as every API time is."""
+    def local(value):
+        return datetime.fromisoformat(value).astimezone(tz).isoformat() if value and "T" in value else value
+
+    conflict = reason.get("conflicts_with")
+    return {**reason, "earliest_allowed": local(reason.get("earliest_allowed")),
+            "conflicts_with": None if conflict is None else {**conflict, "at": local(conflict.get("at"))}}
 
 
 class AppointmentDetailOut(AppointmentOut):

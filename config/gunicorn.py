@@ -21,3 +21,9 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 # Only a proxy on these addresses may say the request came over https (X-Forwarded-Proto).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# gunicorn's own request limits, stated: past them it answers with its own HTML page. The app
+# answers a problem document (414/431) below them (docs/api.md, "Limits").
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190

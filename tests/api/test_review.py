@@ -1,0 +1,34 @@
+"""A booking a later record change made unsafe shows as needs_review, with its reasons, over the API."""
+import pytest
+
+from tests.api.test_booking import book
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_procedure_reported_after_booking_shows_needs_review_with_its_reasons(api, patient, practitioner):
+    booked = book(api, patient)
+    assert booked.status_code == 201 and booked.json()["review_reasons"] == []
+
+    reported = api.post(f"/api/v1/patients/{patient.pk}/procedures/", {
+        "procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"}, format="json")
+    assert reported.status_code == 201
+
+    detail = api.get(f"/api/v1/appointments/{booked.json()['id']}/").json()
+    assert detail["status"] == "needs_review"
+    [reason] = detail["review_reasons"]
+    assert (reason["code"], reason["kind"], reason["severity"]) == ("interval_too_soon_after", "interval", "block")
+    assert reason["conflicts_with"]["code"] == "botox"
+    assert reason["earliest_allowed"].endswith("+00:00")  # the clinic's offset (London in March: GMT)
+
+
+def test_completing_a_booking_that_needs_review_is_a_409(clinical_api, api, patient, practitioner):
+    booked = book(api, patient).json()
+    api.post(f"/api/v1/patients/{patient.pk}/procedures/", {
+        "procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"}, format="json")
+
+    import time_machine
+
+    with time_machine.travel("2026-03-10T12:00:00+00:00", tick=False):
+        response = clinical_api.post(f"/api/v1/appointments/{booked['id']}/complete/", {}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "review_required"
