@@ -10,7 +10,6 @@ schema exactly what it accepts.
 from __future__ import annotations
 
 import re
-import uuid
 
 import django_filters
 from django import forms
@@ -23,6 +22,7 @@ from api.fields import DATE_TIME_PATTERN, TEXT_PATTERN, parse_aware
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner, ProcedureType
 from clinic.selectors import patient_search
 from core.errors import ErrorCode, InvalidInput
+from core.ids import parse_uuid
 
 EMPTY = "Give a value, or leave the parameter out."
 ONCE = "Give this parameter once."
@@ -140,18 +140,11 @@ class ClinicFilterMixin:
 
     def filter_clinic(self, queryset, name, value):
         clinics = caller_for(self.request).clinics()
-        pk = _as_uuid(value)
+        pk = parse_uuid(value)
         clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
         if clinic is None:
             raise InvalidInput(ErrorCode.UNKNOWN_CLINIC, "There is no such clinic.", field="clinic")
         return queryset.filter(**{name: clinic})
-
-
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
 
 
 def _clinic_filter():

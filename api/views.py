@@ -6,14 +6,13 @@ Errors are raised, never built here: api.problems maps them once.
 """
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from django.db.models import Q
-from django_filters.rest_framework import DjangoFilterBackend
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import escape_uri_path
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
@@ -59,16 +58,10 @@ from api.serializers import (
 from clinic import services as clinic_services
 from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practitioner, ProcedureType
 from clinic.selectors import appointments_in, patients_in
-from scheduler import booking
 from core.errors import InvalidInput, NotFound
+from core.ids import parse_uuid
 from reminders.selectors import reminders_for_appointment
-
-
-def _uuid(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
+from scheduler import booking
 
 
 def _input(serializer_class, request, **kwargs) -> dict:
@@ -103,19 +96,19 @@ class ApiView(generics.GenericAPIView):
         return self.caller.clinics()
 
     def patient_from_url(self) -> Patient:
-        patient = patients_in(self.clinics()).filter(pk=_uuid(self.kwargs["patient_id"])).first()
+        patient = patients_in(self.clinics()).filter(pk=parse_uuid(self.kwargs["patient_id"])).first()
         if patient is None:
             raise NotFound("unknown_patient", "There is no such patient.")
         return patient
 
     def patient_from_body(self, value) -> Patient:
-        patient = patients_in(self.clinics()).filter(pk=_uuid(value)).first()
+        patient = patients_in(self.clinics()).filter(pk=parse_uuid(value)).first()
         if patient is None:
             raise InvalidInput("unknown_patient", "There is no such patient.", field="patient")
         return patient
 
     def appointment_from_url(self) -> Appointment:
-        appointment = appointments_in(self.clinics()).filter(pk=_uuid(self.kwargs["appointment_id"])).first()
+        appointment = appointments_in(self.clinics()).filter(pk=parse_uuid(self.kwargs["appointment_id"])).first()
         if appointment is None:
             raise NotFound("unknown_appointment", "There is no such appointment.")
         return appointment
@@ -219,7 +212,7 @@ class PatientListCreateApi(ApiView):
             if len(only) != 1:
                 raise InvalidInput("clinic_required", "Say which clinic the patient belongs to.", field="clinic")
             return only[0]
-        pk = _uuid(value)
+        pk = parse_uuid(value)
         clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
         if clinic is None:
             raise InvalidInput("unknown_clinic", "There is no such clinic.", field="clinic")
@@ -297,7 +290,7 @@ class PatientMedicationDetailApi(ApiView):
 
     def _course(self) -> MedicationCourse:
         patient = self.patient_from_url()
-        course = patient.medication_courses.filter(pk=_uuid(self.kwargs["course_id"])).first()
+        course = patient.medication_courses.filter(pk=parse_uuid(self.kwargs["course_id"])).first()
         if course is None:
             raise NotFound("unknown_medication_course", "There is no such medication course.")
         return course

@@ -43,7 +43,7 @@ def test_book_201_confirmed(api, patient, practitioner):
     assert body == {"id": str(appointment.pk), "patient": str(patient.pk), "procedure": "microneedling",
                     "practitioner": str(practitioner.pk), "clinic": str(patient.clinic_id),
                     "start": "2026-03-03T10:00:00+00:00", "end": "2026-03-03T11:00:00+00:00", "area": "face",
-                    "status": "confirmed", "warnings": []}
+                    "status": "confirmed", "review_reasons": [], "warnings": []}
     assert response["Location"] == f"/api/v1/appointments/{appointment.pk}/"
     assert AuditEvent.objects.get().actor_label.startswith("API client")
 
