@@ -162,6 +162,17 @@ class Clinic(models.Model):
     def display_sender(self) -> str:
         return self.sender_name or self.name
 
+    @property
+    def phone_national(self) -> str:
+        """The number as the clinic's patients dial it ("020 7946 0958"); empty when there is none."""
+        if not self.phone:
+            return ""
+        try:
+            number = phonenumbers.parse(self.phone, None)
+        except phonenumbers.NumberParseException:
+            return self.phone
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
 
 class StaffRole(models.TextChoices):
     RECEPTIONIST = "receptionist", "Receptionist"

@@ -1,0 +1,165 @@
+"""Patients cancelling or moving their own appointment, from the signed link in their messages (portal/).
+
+The same booking services the front desk uses, with the patient as the actor, so every rule, lock,
+reminder and webhook applies; plus one rule of the clinic's: nothing changes online once its
+cancellation window (`Clinic.cancellation_window_hours` before the start) has begun.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from clinic.models import Appointment, AppointmentStatus, AuditAction, Clinic
+from core.errors import ErrorCode, InvalidTransition
+from core.timeutils import require_aware
+from scheduler.availability import Slot
+from scheduler.booking import (
+    BookingCheck,
+    BookingResult,
+    UnableToBook,
+    appointment_cancel,
+    appointment_reschedule,
+    appointment_reschedule_check,
+    appointment_slots,
+)
+from scheduler.lifecycle import Actor, lock_appointment, lock_patient, refusal
+
+# What a patient is told when their appointment's status rules a change out (the lifecycle's own
+# messages are written for staff: "A completed appointment cannot be cancelled.").
+_STATUS_REFUSAL = {
+    AppointmentStatus.CANCELLED: "This appointment is already cancelled.",
+    AppointmentStatus.COMPLETED: "This appointment has already taken place.",
+    AppointmentStatus.NO_SHOW: "This appointment has already passed.",
+}
+DEFAULT_MOVE_DAYS = 28
+DEFAULT_MOVE_LIMIT = 500  # a safety cap: 28 days of one practitioner's 15-minute grid is under 1000
+
+
+def patient_actor(appointment: Appointment) -> Actor:
+    """The patient, as the audit trail names them when they act through their own link."""
+    return Actor(label=f"patient {appointment.patient_id}")
+
+
+def change_deadline(appointment: Appointment) -> datetime:
+    """Until when the patient may cancel or move the appointment online."""
+    return appointment.start_at - timedelta(hours=appointment.clinic.cancellation_window_hours)
+
+
+def _call_us(clinic: Clinic) -> str:
+    if clinic.phone:
+        return f"Please call {clinic.name} on {clinic.phone_national}."
+    return f"Please contact {clinic.name}."
+
+
+def _hours(clinic: Clinic) -> str:
+    hours = clinic.cancellation_window_hours
+    return f"{hours} hour" if hours == 1 else f"{hours} hours"
+
+
+def _require_changeable(appointment: Appointment, now: datetime, *actions: str) -> None:
+    """Refuse an action the status rules out (the lifecycle's table), then any inside the cancellation window."""
+    for action in actions:
+        code = refusal(appointment.status, action)
+        if code is not None:
+            raise InvalidTransition(code, _STATUS_REFUSAL.get(appointment.status) or
+                                    f"This appointment cannot be changed online. {_call_us(appointment.clinic)}")
+    if appointment.start_at - now < timedelta(hours=appointment.clinic.cancellation_window_hours):
+        raise InvalidTransition(
+            ErrorCode.OUTSIDE_CANCELLATION_WINDOW,
+            f"Your appointment starts in less than {_hours(appointment.clinic)}, so it can no longer be "
+            f"cancelled or moved online. {_call_us(appointment.clinic)}")
+
+
+def _require_far_enough(appointment: Appointment, start_at: datetime, now: datetime) -> None:
+    """A new time inside the window is refused too: the clinic plans the coming hours itself."""
+    if start_at - now < timedelta(hours=appointment.clinic.cancellation_window_hours):
+        raise InvalidTransition(
+            ErrorCode.OUTSIDE_CANCELLATION_WINDOW,
+            f"That time is less than {_hours(appointment.clinic)} away, so it cannot be booked online. "
+            f"Please choose a later time. {_call_us(appointment.clinic)}")
+
+
+def _locked(appointment: Appointment) -> Appointment:
+    """The appointment re-read under the locks transition() takes, in the same order (patient first)."""
+    lock_patient(appointment.patient_id)
+    return lock_appointment(appointment.pk)
+
+
+@dataclass(frozen=True)
+class SelfService:
+    """What the patient may do with their appointment now, and why not."""
+
+    can_change: bool
+    change_until: datetime
+    refusal: InvalidTransition | None = None
+
+
+def appointment_self_service(*, appointment: Appointment, now: datetime) -> SelfService:
+    """Whether the patient may cancel or move `appointment` online now (for the page; the writes re-check)."""
+    try:
+        _require_changeable(appointment, now, AuditAction.CANCELLED, AuditAction.RESCHEDULED)
+    except InvalidTransition as error:
+        return SelfService(False, change_deadline(appointment), error)
+    return SelfService(True, change_deadline(appointment))
+
+
+def appointment_cancel_by_patient(*, appointment: Appointment, now: datetime, reason: str = "") -> Appointment:
+    """Cancel on the patient's own request; refused inside the cancellation window."""
+    with transaction.atomic():
+        current = _locked(appointment)
+        # Race condition: status and start time are checked only now that the rows are locked.
+        _require_changeable(current, now, AuditAction.CANCELLED)
+        return appointment_cancel(appointment=current, actor=patient_actor(current), now=now,
+                                  reason=reason.strip())
+
+
+def patient_move_options(*, appointment: Appointment, now: datetime, days: int = DEFAULT_MOVE_DAYS,
+                         limit: int | None = DEFAULT_MOVE_LIMIT) -> list[Slot]:
+    """The times the patient may move to: every rule passes for them, none inside the window.
+
+    One option per start time, with the appointment's own practitioner when they are free then;
+    the current time is not offered. The search covers `days` days from the earliest allowed start.
+    """
+    _require_changeable(appointment, now, AuditAction.RESCHEDULED)
+    earliest = now + timedelta(hours=appointment.clinic.cancellation_window_hours)
+    slots = appointment_slots(
+        patient=appointment.patient, procedure_code=appointment.procedure_id, area_code=appointment.area_id,
+        window_start=earliest, window_end=earliest + timedelta(days=days), now=now,
+        ignore_appointment=appointment)
+    own = str(appointment.practitioner_id)
+    by_start: dict[datetime, Slot] = {}
+    for slot in slots:
+        if slot.start_at == appointment.start_at:
+            continue
+        kept = by_start.get(slot.start_at)
+        if kept is None or (slot.practitioner_id == own and kept.practitioner_id != own):
+            by_start[slot.start_at] = slot
+    options = sorted(by_start.values(), key=lambda slot: slot.start_at)
+    return options if limit is None else options[:limit]
+
+
+def patient_move_check(*, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime) -> BookingCheck:
+    """A dry run of the patient's move (for the confirm step): UnableToBook if it would be refused now."""
+    start = require_aware(start_at, field="start")
+    _require_changeable(appointment, now, AuditAction.RESCHEDULED)
+    _require_far_enough(appointment, start, now)
+    check = appointment_reschedule_check(appointment=appointment, start_at=start, now=now,
+                                         practitioner_id=practitioner_id)
+    if not check.eligible:
+        raise UnableToBook(check)
+    return check
+
+
+def appointment_reschedule_by_patient(*, appointment: Appointment, start_at: datetime, practitioner_id,
+                                      now: datetime) -> BookingResult:
+    """Move on the patient's own request, through the same reschedule as staff use, as the patient."""
+    start = require_aware(start_at, field="start")
+    with transaction.atomic():
+        current = _locked(appointment)
+        # Race condition: the window is checked against the start time as it is under the lock.
+        _require_changeable(current, now, AuditAction.RESCHEDULED)
+        _require_far_enough(current, start, now)
+        return appointment_reschedule(appointment=current, start_at=start, practitioner_id=practitioner_id,
+                                      actor=patient_actor(current), now=now)
