@@ -1,4 +1,4 @@
-"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs.
+"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs and -ins.
 
 Outbox rows and opt-outs hold patients' contact details, so a clinic
 administrator sees only their own clinics' rows; webhook endpoints (and their
@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from clinic.admin import ClinicScopedAdmin
 from reminders import services
 from reminders.models import (
+    ContactOptIn,
     ContactOptOut,
     OutboxMessage,
     ReminderTemplate,
@@ -132,6 +133,19 @@ class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
 class ContactOptOutAdmin(ClinicScopedAdmin):
     clinic_path = "patient__clinic"
     list_display = ["at", "patient", "channel", "via", "detail"]
+    list_filter = ["channel", "via"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ContactOptIn)
+class ContactOptInAdmin(ClinicScopedAdmin):
+    clinic_path = "patient__clinic"
+    list_display = ["at", "patient", "channel", "via"]
     list_filter = ["channel", "via"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -1,12 +1,14 @@
-"""Patient consent per channel: who may be messaged, signed unsubscribe links, opt-outs.
+"""Patient consent per channel: who may be messaged, signed unsubscribe links, opt-outs, preferences.
 
 An unsubscribe link carries a signed token (django.core.signing, salted) naming
 the patient and channel, so it works without a login and cannot be forged or
-pointed at someone else. Opt-outs update the patient and are recorded.
+pointed at someone else. Opt-outs (and a patient's own opt-ins) update the patient and are recorded.
 """
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -16,7 +18,7 @@ from django.urls import reverse
 
 from clinic.models import MessageTopic, Patient, ReminderChannel
 from core.errors import ErrorCode, InvalidInput
-from reminders.models import Channel, ContactOptOut, MessageKind
+from reminders.models import Channel, ContactOptIn, ContactOptOut, MessageKind, OptInVia, OptOutVia
 
 UNSUBSCRIBE_SALT = "reminders.unsubscribe"
 
@@ -130,3 +132,89 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
         count += patient_opt_out(patient=patient, channel=Channel.SMS, via="sms_stop", now=now,
                                  detail=f"reply from {from_number}")
     return count
+
+
+# --- A patient's own choices (the appointment page, portal/) ------------------------------------------
+
+
+def sms_consent_wording(patient: Patient) -> str:
+    """What a patient ticks to switch text messages on: shown on their page and recorded as shown."""
+    return (f"I agree to get text messages from {patient.clinic.name} about my appointments and their care "
+            f"at the mobile number they have for me. I can reply STOP at any time.")
+
+
+def channels_on(patient: Patient) -> dict[str, bool]:
+    """Which channels actually reach the patient now: chosen, consented (SMS) and with an address."""
+    chosen = patient.reminder_channels or []
+    return {
+        Channel.EMAIL: Channel.EMAIL in chosen and bool(patient.email),
+        Channel.SMS: Channel.SMS in chosen and patient.sms_consent and bool(patient.phone),
+    }
+
+
+@dataclass(frozen=True)
+class PreferencesChange:
+    switched_on: tuple[str, ...] = ()
+    switched_off: tuple[str, ...] = ()
+    muted_topics: tuple[str, ...] = ()
+    topics_changed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.switched_on or self.switched_off or self.topics_changed)
+
+
+def _invalid(message: str, field: str) -> InvalidInput:
+    return InvalidInput(ErrorCode.INVALID_PATIENT, message, field=field)
+
+
+def patient_preferences_update(*, patient: Patient, now: datetime, email: bool | None = None,
+                               sms: bool | None = None, sms_consent: bool = False,
+                               muted_topics: Iterable[str] | None = None) -> PreferencesChange:
+    """The patient's own choice of channels and kinds of message; None leaves a setting as it is.
+
+    Switching a channel off is an opt-out (ContactOptOut, as an unsubscribe link records one);
+    switching SMS back on needs `sms_consent` (the box they ticked), recorded with its wording
+    (ContactOptIn). Confirmations and change notices are not optional: only care instructions
+    and reminders can be muted (Patient.muted_topics).
+    """
+    topics = None if muted_topics is None else sorted(set(muted_topics))
+    if topics is not None and any(topic not in MessageTopic.values for topic in topics):
+        raise _invalid(f"Kinds of message are drawn from {MessageTopic.values}.", "muted_topics")
+    with transaction.atomic():
+        current = Patient.objects.select_for_update().select_related("clinic").get(pk=patient.pk)
+        state = channels_on(current)
+        chosen = set(current.reminder_channels or [])
+        fields = {"updated_at"}
+        on: list[str] = []
+        off: list[str] = []
+        if email is not None and email != state[Channel.EMAIL]:
+            if email and not current.email:
+                raise _invalid("We have no e-mail address for you. Please ask the clinic to add it.", "email")
+            (on if email else off).append(Channel.EMAIL)
+        if sms is not None and sms != state[Channel.SMS]:
+            if sms and not current.phone:
+                raise _invalid("We have no mobile number for you. Please ask the clinic to add it.", "sms")
+            if sms and not sms_consent:
+                raise _invalid("To get text messages, tick the box to say you agree to them.", "sms_consent")
+            (on if sms else off).append(Channel.SMS)
+            current.sms_consent = sms
+            fields.add("sms_consent")
+        chosen |= set(on)
+        chosen -= set(off)
+        current.reminder_channels = [c for c in ReminderChannel.values if c in chosen]
+        if on or off:
+            fields.add("reminder_channels")
+        topics_changed = topics is not None and topics != sorted(current.muted_topics or [])
+        if topics_changed:
+            current.muted_topics = topics
+            fields.add("muted_topics")
+        if len(fields) == 1:
+            return PreferencesChange(muted_topics=tuple(current.muted_topics or []))
+        current.save(update_fields=sorted(fields))
+        for channel in off:
+            ContactOptOut.objects.create(patient=current, channel=channel, via=OptOutVia.PATIENT_PAGE, at=now)
+        for channel in on:
+            ContactOptIn.objects.create(patient=current, channel=channel, via=OptInVia.PATIENT_PAGE, at=now,
+                                        wording=sms_consent_wording(current) if channel == Channel.SMS else "")
+    return PreferencesChange(tuple(on), tuple(off), tuple(current.muted_topics or []), topics_changed)

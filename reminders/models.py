@@ -1,4 +1,4 @@
-"""Reminder plans (templates as data), the outbox, webhook endpoints and opt-outs.
+"""Reminder plans (templates as data), the outbox, webhook endpoints, opt-outs and opt-ins.
 
 Templates are what a clinic administrator edits in the admin; the outbox holds
 one row per message to deliver (to a patient or a booking platform), written in
@@ -271,6 +271,7 @@ class OptOutVia(models.TextChoices):
     EMAIL_LINK = "email_link", "Unsubscribe link in an e-mail"
     LIST_UNSUBSCRIBE = "list_unsubscribe", "One-click unsubscribe (mail client)"
     SMS_STOP = "sms_stop", "SMS reply STOP"
+    PATIENT_PAGE = "patient_page", "The patient's own appointment page"
 
 
 class ContactOptOut(models.Model):
@@ -289,3 +290,27 @@ class ContactOptOut(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient} opted out of {self.channel} ({self.get_via_display()})"
+
+
+class OptInVia(models.TextChoices):
+    PATIENT_PAGE = "patient_page", "The patient's own appointment page"
+
+
+class ContactOptIn(models.Model):
+    """A record that a patient switched a channel (back) on, how, and the words they agreed to. Append-only.
+
+    The other half of ContactOptOut: consent to SMS is given by ticking `wording`, kept as shown.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="opt_ins")
+    channel = models.CharField(max_length=10, choices=[(c.value, c.label) for c in (Channel.EMAIL, Channel.SMS)])
+    via = models.CharField(max_length=20, choices=OptInVia.choices)
+    at = models.DateTimeField()
+    wording = models.TextField(blank=True, help_text="The consent text the patient ticked, as shown to them.")
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = "contact opt-in"
+
+    def __str__(self) -> str:
+        return f"{self.patient} opted in to {self.channel} ({self.get_via_display()})"

@@ -18,7 +18,7 @@ def superuser_client(client, db):
 
 def test_every_reminders_page_opens(superuser_client, patient, practitioner, now):
     book(patient, "microneedling", WEDNESDAY_10, now)
-    for page in ("remindertemplate", "outboxmessage", "webhookendpoint", "contactoptout"):
+    for page in ("remindertemplate", "outboxmessage", "webhookendpoint", "contactoptout", "contactoptin"):
         assert superuser_client.get(f"/admin/reminders/{page}/").status_code == 200, page
     template = ReminderTemplate.objects.get(default_key="microneedling-pre-care-24h")
     response = superuser_client.get(f"/admin/reminders/remindertemplate/{template.pk}/change/")
