@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "reminders",
     "api",
     "frontdesk",
+    "portal",
     "fixtures",
 ]
 

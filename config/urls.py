@@ -1,4 +1,4 @@
-"""URL configuration: the admin, the public API and the front desk."""
+"""URL configuration: the admin, the public API, the front desk and the patients' own pages."""
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("reminders/", include("reminders.urls")),  # unsubscribe links, inbound SMS
+    path("my/", include("portal.urls")),  # the patient's own appointment page (reminders.links.MANAGE_PATH)
     path("", include("frontdesk.urls")),
 ]
 

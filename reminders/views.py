@@ -28,7 +28,8 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         patient, channel = consent.unsubscribe_token_read(token)
     except InvalidInput as exc:
         return render(request, "reminders/link_invalid.html", {"message": exc.message}, status=400)
-    context = {"clinic_name": patient.clinic.name, "channel": "e-mails" if channel == "email" else "text messages"}
+    context = {"clinic": patient.clinic, "clinic_name": patient.clinic.name,  # the clinic's look and contact details
+               "channel": "e-mails" if channel == "email" else "text messages"}
     if request.method == "GET":
         # A GET only asks: link scanners and mail previews fetch links, and must not unsubscribe anyone.
         return render(request, "reminders/unsubscribe.html", context)

@@ -1,0 +1,65 @@
+"""The shapes the patient pages accept; the services decide what is allowed."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django import forms
+
+from clinic.models import MessageTopic
+
+SLOT_STAMP = "%Y%m%dT%H%MZ"
+
+
+def slot_key(start_at: datetime, practitioner_id: str) -> str:
+    """One offered time as a form value: its UTC start and the practitioner."""
+    return f"{start_at.astimezone(UTC):{SLOT_STAMP}}_{practitioner_id}"
+
+
+def slot_from_key(value: str) -> tuple[datetime, str] | None:
+    stamp, _, practitioner_id = (value or "").partition("_")
+    try:
+        start = datetime.strptime(stamp, SLOT_STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return (start, practitioner_id) if practitioner_id else None
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(label="Anything you would like us to know? (optional)", required=False,
+                             max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class SlotForm(forms.Form):
+    slot = forms.CharField(max_length=100, error_messages={"required": "Choose a time from the list."})
+
+    def clean_slot(self) -> tuple[datetime, str]:
+        parsed = slot_from_key(self.cleaned_data["slot"])
+        if parsed is None:
+            raise forms.ValidationError("That time could not be read. Please choose one from the list.")
+        return parsed
+
+
+class PreferencesForm(forms.Form):
+    """Ticked = wanted. Channels the patient has no address for are left out (and left as they are)."""
+
+    email = forms.BooleanField(required=False, label="E-mail")
+    sms = forms.BooleanField(required=False, label="Text messages (SMS)")
+    sms_consent = forms.BooleanField(required=False)
+    care = forms.BooleanField(required=False, label="Care instructions before and after a treatment")
+    reminders = forms.BooleanField(required=False, label="Appointment reminders")
+
+    TOPIC_FIELDS = {"care": MessageTopic.CARE, "reminders": MessageTopic.REMINDERS}
+
+    def __init__(self, *args, has_email: bool, has_phone: bool, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not has_email:
+            del self.fields["email"]
+        if not has_phone:
+            del self.fields["sms"]
+            del self.fields["sms_consent"]
+
+    def muted_topics(self) -> list[str]:
+        return [topic for name, topic in self.TOPIC_FIELDS.items() if not self.cleaned_data[name]]
+
+    def add_domain_error(self, error) -> None:
+        self.add_error(error.field if error.field in self.fields else None, error.message)

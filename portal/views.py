@@ -1,0 +1,264 @@
+"""The patient's own appointment page: see it, cancel it, move it, choose which messages to get.
+
+No login: the signed link (reminders/links.py) is the key, and it names one appointment, so
+nothing here takes an appointment or patient id from the request. Each view reads the link,
+calls one service and maps its answer; a bad or expired link is a friendly 400/410 page that
+shows nothing of anyone, and no domain error becomes a 500. Pages are never cached.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from itertools import groupby
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from clinic.models import Appointment, AppointmentStatus, Clinic, MessageTopic
+from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition
+from portal.forms import CancelForm, PreferencesForm, SlotForm, slot_key
+from reminders.consent import channels_on, patient_preferences_update, sms_consent_wording
+from reminders.links import appointment_from_manage_token, manage_token
+from scheduler.availability import AvailabilityCode, Slot
+from scheduler.booking import UnableToBook
+from scheduler.selfservice import (
+    appointment_cancel_by_patient,
+    appointment_reschedule_by_patient,
+    appointment_self_service,
+    patient_move_check,
+    patient_move_options,
+)
+
+STATUS_TEXT = {
+    AppointmentStatus.CONFIRMED: "Confirmed",
+    AppointmentStatus.PENDING_CLEARANCE: "Booked: a clinician will check it before it is confirmed",
+    AppointmentStatus.CANCELLED: "Cancelled",
+    AppointmentStatus.COMPLETED: "Completed",
+    AppointmentStatus.NO_SHOW: "Missed",
+}
+
+
+class SeeOther(HttpResponseRedirect):
+    """After a POST, the browser fetches the result with a GET (and a reload does not repeat the action)."""
+
+    status_code = 303
+
+
+def _place_time(clinic: Clinic) -> str:
+    """'London time': the clinic's zone in words a patient reads."""
+    return clinic.timezone.rsplit("/", 1)[-1].replace("_", " ") + " time"
+
+
+def _zone(clinic: Clinic, at: datetime) -> str:
+    """'London time (GMT)': the zone a time is in, with its abbreviation at that moment (GMT or BST)."""
+    return f"{_place_time(clinic)} ({at.astimezone(clinic.tz).tzname()})"
+
+
+def _masked_email(email: str) -> str:
+    name, _, domain = email.partition("@")
+    return f"{name[:1]}•••@{domain}" if domain else "•••"
+
+
+def _masked_phone(phone: str) -> str:
+    return f"ending {phone[-3:]}" if len(phone) > 3 else "•••"
+
+
+def _page(request: HttpRequest, template: str, appointment: Appointment, context: dict, *,
+          status: int = 200) -> HttpResponse:
+    """Render with every time shown in the clinic's zone."""
+    clinic = appointment.clinic
+    base = {"clinic": clinic, "appointment": appointment, "zone": _zone(clinic, appointment.start_at),
+            "place_time": _place_time(clinic),
+            "status_text": STATUS_TEXT.get(appointment.status, appointment.get_status_display())}
+    with timezone.override(clinic.tz):
+        return render(request, template, {**base, **context}, status=status)
+
+
+def _link_problem(request: HttpRequest, error: InvalidInput) -> HttpResponse:
+    expired = error.code == ErrorCode.MANAGE_LINK_EXPIRED
+    return render(request, "portal/link_invalid.html", {"message": error.message, "expired": expired},
+                  status=410 if expired else 400)
+
+
+def patient_page(view: Callable) -> Callable:
+    """Read the link's appointment (or answer 400/410), hand the view `appointment`, `token` and `now`.
+
+    A domain error a view does not map itself still gets the appointment page with the message.
+    """
+    @never_cache
+    @wraps(view)
+    def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+        now = timezone.now()
+        try:
+            appointment = appointment_from_manage_token(token, now=now)
+        except InvalidInput as error:
+            return _link_problem(request, error)
+        try:
+            return view(request, appointment=appointment, token=token, now=now)
+        except DomainError as error:
+            return _manage(request, appointment, token, now, error=error.message, status=error.http_status)
+
+    return wrapper
+
+
+def _preferences_form(appointment: Appointment, data=None) -> PreferencesForm:
+    patient = appointment.patient
+    state = channels_on(patient)
+    muted = set(patient.muted_topics or [])
+    initial = {"email": state["email"], "sms": state["sms"],
+               "care": MessageTopic.CARE not in muted, "reminders": MessageTopic.REMINDERS not in muted}
+    return PreferencesForm(data, initial=initial, has_email=bool(patient.email), has_phone=bool(patient.phone))
+
+
+def _manage(request: HttpRequest, appointment: Appointment, token: str, now: datetime, *, error: str = "",
+            preferences: PreferencesForm | None = None, status: int = 200) -> HttpResponse:
+    patient = appointment.patient
+    return _page(request, "portal/manage.html", appointment, {
+        "token": token,
+        "self_service": appointment_self_service(appointment=appointment, now=now),
+        "active": appointment.is_active,
+        "error": error,
+        "preferences": preferences or _preferences_form(appointment),
+        "sms_on": channels_on(patient)["sms"],
+        "sms_consent_wording": sms_consent_wording(patient),
+        "email_to": _masked_email(patient.email) if patient.email else "",
+        "sms_to": _masked_phone(patient.phone) if patient.phone else "",
+    }, status=status)
+
+
+def _to_manage(token: str, anchor: str = "") -> SeeOther:
+    return SeeOther(reverse("portal:manage", args=[token]) + anchor)
+
+
+@patient_page
+@require_GET
+def manage(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
+    return _manage(request, appointment, token, now)
+
+
+@patient_page
+@require_http_methods(["GET", "POST"])
+def cancel(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
+    verdict = appointment_self_service(appointment=appointment, now=now)
+    if request.method == "GET":
+        if not verdict.can_change:
+            return _manage(request, appointment, token, now, error=verdict.refusal.message, status=409)
+        return _page(request, "portal/cancel.html", appointment, {
+            "token": token, "form": CancelForm()})
+    form = CancelForm(request.POST)
+    if not form.is_valid():
+        return _page(request, "portal/cancel.html", appointment, {
+            "token": token, "form": form}, status=400)
+    try:
+        appointment_cancel_by_patient(appointment=appointment, now=now, reason=form.cleaned_data["reason"])
+    except InvalidTransition as error:
+        appointment.refresh_from_db()
+        return _manage(request, appointment, token, now, error=error.message, status=409)
+    messages.success(request, "Your appointment is cancelled. You do not need to do anything else.")
+    return _to_manage(token)
+
+
+def _days(appointment: Appointment, options: list[Slot]) -> list[dict]:
+    """The offered times grouped by the clinic's local day, each as the value the confirm step reads."""
+    tz = appointment.clinic.tz
+    own = str(appointment.practitioner_id)
+    days = []
+    for day, slots in groupby(options, key=lambda slot: slot.start_at.astimezone(tz).date()):
+        days.append({"day": day, "slots": [
+            {"key": slot_key(slot.start_at, slot.practitioner_id), "start_at": slot.start_at,
+             "practitioner": slot.practitioner_name, "own": slot.practitioner_id == own} for slot in slots]})
+    return days
+
+
+def _move_page(request: HttpRequest, appointment: Appointment, token: str, now: datetime, *, error: str = "",
+               status: int = 200) -> HttpResponse:
+    try:
+        options = patient_move_options(appointment=appointment, now=now)
+    except InvalidTransition as refused:
+        return _manage(request, appointment, token, now, error=refused.message, status=409)
+    return _page(request, "portal/move.html", appointment, {
+        "token": token, "days": _days(appointment, options), "error": error}, status=status)
+
+
+# Someone else took the time (or the patient's own other booking did) since the list was shown.
+_TAKEN = {AvailabilityCode.SLOT_TAKEN, AvailabilityCode.NO_PRACTITIONER, AvailabilityCode.PATIENT_BUSY}
+
+
+def _refusal(error: UnableToBook) -> str:
+    """The refusal in a patient's words: a rule's own message names only their own treatments."""
+    blocking = error.check.blocking
+    if blocking and all(violation.code in _TAKEN for violation in blocking):
+        return "Sorry, that time is no longer free. Please choose another time."
+    if all(violation.kind == "availability" for violation in blocking):
+        return "Sorry, that time is not available. Please choose a time from the list."
+    return f"Sorry, that time is not possible: {error.message} Please choose another time."
+
+
+@patient_page
+@require_GET
+def move(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
+    return _move_page(request, appointment, token, now)
+
+
+@patient_page
+@require_http_methods(["GET", "POST"])
+def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
+    form = SlotForm(request.POST if request.method == "POST" else request.GET)
+    if not form.is_valid():
+        return _move_page(request, appointment, token, now, error=form.errors["slot"][0], status=400)
+    start_at, practitioner_id = form.cleaned_data["slot"]
+    try:
+        if request.method == "GET":
+            check = patient_move_check(appointment=appointment, start_at=start_at, practitioner_id=practitioner_id,
+                                       now=now)
+            return _page(request, "portal/move_confirm.html", appointment, {
+                "token": token, "slot": form.data["slot"], "new_start": check.start_at, "new_end": check.end_at,
+                "practitioner": check.practitioner, "new_zone": _zone(appointment.clinic, check.start_at)})
+        result = appointment_reschedule_by_patient(appointment=appointment, start_at=start_at,
+                                                   practitioner_id=practitioner_id, now=now)
+    except UnableToBook as error:
+        return _move_page(request, appointment, token, now, error=_refusal(error), status=409)
+    except InvalidInput as error:
+        return _move_page(request, appointment, token, now, error=error.message, status=400)
+    except InvalidTransition as error:
+        appointment.refresh_from_db()
+        if appointment_self_service(appointment=appointment, now=now).can_change:  # only that time is too soon
+            return _move_page(request, appointment, token, now, error=error.message, status=409)
+        return _manage(request, appointment, token, now, error=error.message, status=409)
+    moved = result.appointment
+    when = moved.start_at.astimezone(appointment.clinic.tz)
+    text = (f"Done: your appointment is now on {when:%A} {when.day} {when:%B %Y} at {when:%H:%M} "
+            f"{_zone(appointment.clinic, moved.start_at)}.")
+    if moved.status == AppointmentStatus.PENDING_CLEARANCE:
+        text += " A clinician will check it before it is confirmed; we will be in touch."
+    messages.success(request, text)
+    # The link names its expiry from the appointment's end: after a move, carry on with a fresh one.
+    return _to_manage(manage_token(moved))
+
+
+@patient_page
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
+    if request.method == "GET":
+        return _to_manage(token, "#preferences")
+    form = _preferences_form(appointment, request.POST)
+    if not form.is_valid():  # booleans: only a tampered form fails here
+        return _manage(request, appointment, token, now, preferences=form, status=400)
+    data = form.cleaned_data
+    try:
+        change = patient_preferences_update(
+            patient=appointment.patient, now=now, email=data.get("email") if "email" in form.fields else None,
+            sms=data.get("sms") if "sms" in form.fields else None, sms_consent=bool(data.get("sms_consent")),
+            muted_topics=form.muted_topics())
+    except InvalidInput as error:
+        form.add_domain_error(error)
+        return _manage(request, appointment, token, now, preferences=form, status=400)
+    messages.success(request, "Your message choices are saved." if change.changed else
+                     "Nothing to change: your message choices are as they were.")
+    return _to_manage(token, "#preferences")
