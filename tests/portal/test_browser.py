@@ -112,7 +112,7 @@ def test_a_patient_moves_their_appointment_on_a_phone_and_no_page_scrolls_sidewa
     fits(phone, "04-move-confirm")
     phone.get_by_role("button", name="Yes, move it").click()
 
-    expect(phone.locator(".notice--done")).to_contain_text(f"Done: your appointment is now on")
+    expect(phone.locator(".notice--done")).to_contain_text("Done: your appointment is now on")
     expect(phone.locator(".when__time")).to_contain_text(chosen_time)
     fits(phone, "05-moved")
     moved = Appointment.objects.get(pk=appointment.pk)

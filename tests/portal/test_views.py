@@ -10,7 +10,15 @@ import time_machine
 from django.core import signing
 from django.test import Client
 
-from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient, ProcedureType
+from clinic.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditAction,
+    AuditEvent,
+    Patient,
+    PatientCondition,
+    ProcedureType,
+)
 from reminders.consent import sms_consent_wording, unsubscribe_url
 from reminders.links import MANAGE_SALT, manage_token
 from reminders.models import ContactOptIn, ContactOptOut
@@ -181,6 +189,18 @@ def test_choose_confirm_done_moves_the_appointment(client, appointment, patient,
     assert "Done: your appointment is now on Tuesday 3 March 2026 at 09:30 London time (GMT)." in done
     event = AuditEvent.objects.filter(appointment=appointment).last()
     assert (event.action, event.actor_label) == (AuditAction.RESCHEDULED, f"patient {patient.pk}")
+
+
+def test_a_move_that_needs_clearance_says_a_clinician_will_check_it(client, patient, practitioner, now):
+    PatientCondition.objects.create(patient=patient, condition_id="diabetes", status="active")
+    pending = book(patient, london(2026, 3, 10), now)
+    assert pending.status == AppointmentStatus.PENDING_CLEARANCE
+    _, key = offered(pending, now)
+
+    response = client.post(page_url(pending, "move_confirm"), {"slot": key}, follow=True)
+
+    assert "A clinician will check it before it is confirmed; we will be in touch." in text(response)
+    assert fresh(pending).status == AppointmentStatus.PENDING_CLEARANCE
 
 
 def test_a_slot_taken_meanwhile_is_refused_and_nothing_changes(client, appointment, practitioner, clinic, now):
