@@ -65,6 +65,11 @@ def _require_changeable(appointment: Appointment, now: datetime, *actions: str) 
         if code is not None:
             raise InvalidTransition(code, _STATUS_REFUSAL.get(appointment.status) or
                                     f"This appointment cannot be changed online. {_call_us(appointment.clinic)}")
+    if appointment.start_at <= now:  # not yet marked completed, but its time has come
+        raise InvalidTransition(
+            ErrorCode.OUTSIDE_CANCELLATION_WINDOW,
+            f"The time of this appointment has come, so it can no longer be changed online. "
+            f"{_call_us(appointment.clinic)}")
     if appointment.start_at - now < timedelta(hours=appointment.clinic.cancellation_window_hours):
         raise InvalidTransition(
             ErrorCode.OUTSIDE_CANCELLATION_WINDOW,

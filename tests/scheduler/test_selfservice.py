@@ -141,6 +141,9 @@ def test_an_appointment_that_has_started_cannot_be_cancelled_online_even_with_no
         appointment_cancel_by_patient(appointment=appointment, now=appointment.start_at + timedelta(minutes=1))
 
     assert refused.value.code == ErrorCode.OUTSIDE_CANCELLATION_WINDOW
+    assert refused.value.message == ("The time of this appointment has come, so it can no longer be changed online. "
+                                     "Please call Bloom Clinic on 020 7946 0958.")
+    assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.CONFIRMED
 
 
 @pytest.mark.parametrize(("finish", "message"), [
