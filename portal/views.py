@@ -25,6 +25,7 @@ from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition
 from portal.forms import CancelForm, PreferencesForm, SlotForm, slot_key
 from reminders.consent import channels_on, patient_preferences_update, sms_consent_wording
 from reminders.links import appointment_from_manage_token, manage_token
+from reminders.pages import with_clinic_look
 from scheduler.availability import AvailabilityCode, Slot
 from scheduler.booking import UnableToBook
 from scheduler.selfservice import (
@@ -41,6 +42,7 @@ STATUS_TEXT = {
     AppointmentStatus.CANCELLED: "Cancelled",
     AppointmentStatus.COMPLETED: "Completed",
     AppointmentStatus.NO_SHOW: "Missed",
+    AppointmentStatus.NEEDS_REVIEW: "On hold: the clinic needs to check this booking with you",
 }
 
 
@@ -77,7 +79,7 @@ def _page(request: HttpRequest, template: str, appointment: Appointment, context
             "place_time": _place_time(clinic),
             "status_text": STATUS_TEXT.get(appointment.status, appointment.get_status_display())}
     with timezone.override(clinic.tz):
-        return render(request, template, {**base, **context}, status=status)
+        return with_clinic_look(render(request, template, {**base, **context}, status=status), clinic)
 
 
 def _link_problem(request: HttpRequest, error: InvalidInput) -> HttpResponse:

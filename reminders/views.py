@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
-from reminders import channels, consent
+from reminders import channels, consent, pages
 from reminders.models import OptOutVia
 
 # Longer than any phone number or alphanumeric sender id a provider sends.
@@ -32,11 +32,11 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
                "channel": "e-mails" if channel == "email" else "text messages"}
     if request.method == "GET":
         # A GET only asks: link scanners and mail previews fetch links, and must not unsubscribe anyone.
-        return render(request, "reminders/unsubscribe.html", context)
+        return pages.with_clinic_look(render(request, "reminders/unsubscribe.html", context), patient.clinic)
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
     consent.patient_opt_out(patient=patient, channel=channel, now=timezone.now(),
                             via=OptOutVia.LIST_UNSUBSCRIBE if one_click else OptOutVia.EMAIL_LINK)
-    return render(request, "reminders/unsubscribe_done.html", context)
+    return pages.with_clinic_look(render(request, "reminders/unsubscribe_done.html", context), patient.clinic)
 
 
 @csrf_exempt  # called by the SMS provider, authenticated by its signature

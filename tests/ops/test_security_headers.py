@@ -99,12 +99,15 @@ def test_a_staff_session_ends_with_the_browser_and_after_a_working_day(clinic, s
 def test_the_patients_unsubscribe_page_keeps_its_style_under_the_policy(client, clinic):
     from reminders.consent import unsubscribe_url
 
+    clinic.brand_colour = "#7a1f5c"  # the patient pages' one inline style is the clinic's colour (docs/portal.md)
+    clinic.save()
     patient = PatientFactory(clinic=clinic)
     path = "/" + unsubscribe_url(patient_id=patient.pk).split("/", 3)[3]
 
     response = client.get(path)
 
     assert response.status_code == 200 and no_store(response)
+    assert '<link rel="stylesheet" href="/static/reminders/patient.css">' in response.content.decode()
     nonce = re.search(r'<style nonce="([^"]+)">', response.content.decode()).group(1)
     assert f"'nonce-{nonce}'" in directives(response)["style-src"]
     assert "'unsafe-inline'" not in directives(response)["style-src"]

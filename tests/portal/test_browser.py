@@ -1,7 +1,8 @@
 """The patient's page on a phone, in real headless Chromium (Debian's, driven by Playwright) against a live server.
 
 At 390 px wide (an ordinary phone) a patient opens the link from their reminder, moves the
-appointment to an offered time, and no page scrolls sideways. The harness is the front desk's
+appointment to an offered time, and no page scrolls sideways or breaks the Content-Security-Policy
+(the clinic's colour is an inline style with the page's nonce). The harness is the front desk's
 (tests/frontdesk/test_browser.py). Screenshots go to test-output/screenshots/portal-*.png.
 """
 import os
@@ -54,16 +55,21 @@ def phone(browser):
                                   locale="en-GB")
     context.set_default_timeout(15_000)
     tab = context.new_page()
+    tab.csp_violations = []  # what the Content-Security-Policy refused, as the console reports it
+    tab.on("console", lambda message: "Content Security Policy" in message.text
+           and tab.csp_violations.append(f"{tab.url}: {message.text}"))
     yield tab
     context.close()
 
 
 def fits(tab, name: str) -> None:
-    """The page is no wider than the screen (no sideways scroll), and a picture of it is kept."""
+    """The page is no wider than the screen (no sideways scroll), the policy refused nothing on it,
+    and a picture of it is kept."""
     tab.screenshot(path=str(SHOTS / f"portal-{name}.png"), full_page=True)
     widths = tab.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
     assert widths[2] == PHONE["width"], name
     assert max(widths[:2]) <= widths[2], f"{name} scrolls sideways: {widths}"
+    assert tab.csp_violations == [], name
 
 
 def test_a_patient_moves_their_appointment_on_a_phone_and_no_page_scrolls_sideways(phone, live_server, catalogue,

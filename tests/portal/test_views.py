@@ -69,6 +69,30 @@ def test_the_page_shows_the_appointment_in_the_clinics_zone_with_the_clinics_loo
     assert "Olivia" not in words  # the page names the appointment, not who it belongs to
 
 
+def csp(response) -> dict[str, str]:
+    policy = response["Content-Security-Policy"]
+    return {part.split()[0]: part.strip() for part in policy.split(";") if part.strip()}
+
+
+def test_the_policy_admits_the_clinics_colour_and_logo_and_nothing_more(client, appointment, patient):
+    unsubscribe = unsubscribe_url(patient_id=patient.pk).removeprefix("https://clinic.example")
+    for response in (client.get(page_url(appointment)), client.get(page_url(appointment, "move")),
+                     client.get(unsubscribe)):
+        policy = csp(response)
+        nonce = re.search(r'<style nonce="([^"]+)">:root \{ --brand: #7a1f5c; \}</style>',
+                          response.content.decode()).group(1)
+        assert f"'nonce-{nonce}'" in policy["style-src"] and "'unsafe-inline'" not in policy["style-src"]
+        assert policy["img-src"].split()[1:] == ["'self'", "data:", "https://cdn.example"]
+        assert policy["script-src"] == "script-src 'self'"
+
+
+def test_a_logo_not_served_over_https_widens_nothing(client, appointment, clinic):
+    clinic.logo_url = "http://cdn.example/bloom.png"
+    clinic.save()
+
+    assert csp(client.get(page_url(appointment)))["img-src"] == "img-src 'self' data:"
+
+
 def test_times_are_the_clinics_local_time_and_zone_after_a_clock_change(client, catalogue, now):
     new_york = ClinicFactory(code="nyc", name="Hudson Skin", timezone="America/New_York", phone="+12125550147")
     PractitionerFactory(clinic=new_york, name="Dr Maya Chen")
@@ -86,6 +110,18 @@ def test_a_pending_clearance_booking_says_a_clinician_will_check_it(client, appo
     Appointment.objects.filter(pk=appointment.pk).update(status=AppointmentStatus.PENDING_CLEARANCE)
 
     assert "a clinician will check it before it is confirmed" in text(client.get(page_url(appointment)))
+
+
+def test_a_booking_on_hold_for_review_says_so_and_moving_it_rechecks_it(client, appointment, now):
+    """A change to the record flagged it (scheduler/recheck.py); a move re-checks everything."""
+    Appointment.objects.filter(pk=appointment.pk).update(status=AppointmentStatus.NEEDS_REVIEW)
+    assert "On hold: the clinic needs to check this booking with you" in text(client.get(page_url(appointment)))
+    _, key = offered(fresh(appointment), now)
+
+    moved = client.post(page_url(appointment, "move_confirm"), {"slot": key}, follow=True)
+
+    assert "Done: your appointment is now on" in text(moved)
+    assert fresh(appointment).status == AppointmentStatus.CONFIRMED
 
 
 def test_inside_the_window_there_are_no_buttons_only_call_us(client, appointment):
