@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
 
-import phonenumbers
 from django.conf import settings
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.loader import render_to_string
@@ -57,17 +56,6 @@ def fmt_datetime(value: datetime, tz, *, now: datetime | None = None) -> str:
 def fmt_day(value: datetime, tz, *, now: datetime | None = None) -> str:
     local = value.astimezone(tz)
     return f"{local:%a} {local.day} {local:%b}{_year(local, now)}"
-
-
-def fmt_phone(value: str) -> str:
-    """A clinic's E.164 number as its own country writes it (020 7946 0958)."""
-    if not value:
-        return ""
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        return value
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
 def fmt_long_date(value: datetime, tz) -> str:
@@ -117,7 +105,7 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
     context = {
         "patient_first_name": appointment.patient.first_name,
         "clinic_name": clinic.name,
-        "clinic_phone": fmt_phone(clinic.phone),
+        "clinic_phone": clinic.phone_national,
         "start_local": fmt_datetime(appointment.start_at, tz, now=now),
         "start_date": fmt_day(appointment.start_at, tz, now=now),
         "start_time": f"{appointment.start_at.astimezone(tz):%H:%M}",
@@ -203,7 +191,7 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
     event.add("location", ", ".join([clinic.name, *clinic.address.splitlines()]))
     details = [f"{appointment.procedure.display_short} with {appointment.practitioner.name}."]
     if clinic.phone:
-        details.append(f"Call {clinic.name} on {fmt_phone(clinic.phone)}.")
+        details.append(f"Call {clinic.name} on {clinic.phone_national}.")
     if clinic.map_url:
         details.append(f"Map: {clinic.map_url}")
     if not cancelled and appointment.is_active:
