@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from clinic.models import MessageTopic, Patient, ReminderChannel
 from core.errors import ErrorCode, InvalidInput
-from reminders.models import Channel, ContactOptIn, ContactOptOut, MessageKind, OptInVia, OptOutVia
+from reminders.models import PATIENT_CHANNELS, Channel, ContactOptIn, ContactOptOut, MessageKind, OptInVia, OptOutVia
 
 UNSUBSCRIBE_SALT = "reminders.unsubscribe"
 
@@ -37,13 +37,13 @@ def patient_accepts(patient: Patient, channel: str, kind: str | None = None) -> 
         return False, f"the patient switched off {MessageTopic(topic).label.lower()}"
     channels = patient.reminder_channels or []
     if channel == Channel.EMAIL:
-        if ReminderChannel.EMAIL not in channels:
+        if PATIENT_CHANNELS[Channel.EMAIL] not in channels:
             return False, "the patient has not chosen e-mail reminders (or unsubscribed)"
         if not patient.email:
             return False, "the patient has no e-mail address"
         return True, ""
     if channel == Channel.SMS:
-        if ReminderChannel.SMS not in channels:
+        if PATIENT_CHANNELS[Channel.SMS] not in channels:
             return False, "the patient has not chosen SMS reminders (or replied STOP)"
         if not patient.sms_consent:
             return False, "the patient has not consented to SMS"
@@ -147,8 +147,8 @@ def channels_on(patient: Patient) -> dict[str, bool]:
     """Which channels actually reach the patient now: chosen, consented (SMS) and with an address."""
     chosen = patient.reminder_channels or []
     return {
-        Channel.EMAIL: Channel.EMAIL in chosen and bool(patient.email),
-        Channel.SMS: Channel.SMS in chosen and patient.sms_consent and bool(patient.phone),
+        Channel.EMAIL: PATIENT_CHANNELS[Channel.EMAIL] in chosen and bool(patient.email),
+        Channel.SMS: PATIENT_CHANNELS[Channel.SMS] in chosen and patient.sms_consent and bool(patient.phone),
     }
 
 
@@ -200,8 +200,8 @@ def patient_preferences_update(*, patient: Patient, now: datetime, email: bool |
             (on if sms else off).append(Channel.SMS)
             current.sms_consent = sms
             fields.add("sms_consent")
-        chosen |= set(on)
-        chosen -= set(off)
+        chosen |= {PATIENT_CHANNELS[c] for c in on}
+        chosen -= {PATIENT_CHANNELS[c] for c in off}
         current.reminder_channels = [c for c in ReminderChannel.values if c in chosen]
         if on or off:
             fields.add("reminder_channels")

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from clinic.models import Appointment, AppointmentStatus, Patient, ProcedureType
+from clinic.models import Appointment, AppointmentStatus, Patient, ProcedureType, ReminderChannel
 from reminders import channels, texts
 from scheduler.lifecycle import EVENTS
 
@@ -65,9 +65,16 @@ class TemplateOrigin(models.TextChoices):
 
 
 class Channel(models.TextChoices):
-    EMAIL = "email", "E-mail"
-    SMS = "sms", "SMS"
+    """Where a message goes: a patient's channel (the values of clinic.models.ReminderChannel, the
+    patient's choice) or a platform's webhook. Compare across the two only through PATIENT_CHANNELS."""
+
+    EMAIL = ReminderChannel.EMAIL.value, "E-mail"
+    SMS = ReminderChannel.SMS.value, "SMS"
     WEBHOOK = "webhook", "Webhook"
+
+
+# A delivery channel to the patient's own choice of it.
+PATIENT_CHANNELS = {Channel.EMAIL: ReminderChannel.EMAIL, Channel.SMS: ReminderChannel.SMS}
 
 
 class ReminderTemplate(models.Model):

@@ -242,3 +242,12 @@ def test_a_new_catalogue_name_is_refused_in_sms_at_once_and_the_list_is_cached(c
     Medication.objects.create(code="zentravex", name="Zentravex")
 
     assert "must not name" in sms_text_problem("Bring your Zentravex leaflet.")
+
+
+def test_delivery_channels_and_the_patients_choice_of_channel_agree():
+    from clinic.models import ReminderChannel
+    from reminders.models import PATIENT_CHANNELS, Channel
+
+    assert {str(c) for c in PATIENT_CHANNELS} == {str(c) for c in ReminderChannel}
+    assert all(channel.value == choice.value for channel, choice in PATIENT_CHANNELS.items())
+    assert Channel.WEBHOOK not in PATIENT_CHANNELS
