@@ -42,7 +42,7 @@ class CpuMeter:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.app, self.db, self.own, self.wall = (end - start for end, start in zip(self._read(), self._start))
+        self.app, self.db, self.own, self.wall = (end - start for end, start in zip(self._read(), self._start, strict=True))
 
 
 def _processes() -> list[tuple[float, float, int, str]]:

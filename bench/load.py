@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -25,13 +24,14 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time as clock, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.cpu import CpuMeter
-from bench.profiling import Profile
 from bench.procs import ROOT, VENV_BIN, Proc, base_env, free_port, port_open, wait_for
+from bench.profiling import Profile
 
 CONCURRENCY = 32
 GUNICORN_WORKERS = 4
@@ -206,7 +206,7 @@ async def _send(session, url: str, body: bytes, headers: dict) -> tuple[int, str
         async with session.post(url, data=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}) as resp:
             raw = await resp.read()
             return resp.status, _refusal_kind(raw) if resp.status == 409 else ""
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         return 0, type(exc).__name__
 
 

@@ -17,7 +17,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time as clock, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -251,7 +252,7 @@ def reminder_pipeline(report, *, quick: bool, database_url: str, workdir: Path, 
         with CpuMeter(pgids=pgids, database=database) as send_cpu:
             send_seconds = wait_delivered(pipeline.delivery_log, ids, began=began, timeout=90 if quick else 300,
                                           procs=list(pipeline.procs.values()))
-        for name, profiler in zip(names, profilers):
+        for name, profiler in zip(names, profilers, strict=True):
             print(f"  profile of worker {name} while sending:\n{profiler.summary()}", flush=True)
         if send_seconds is None:
             print(f"  not every reminder was delivered in time\n{pipeline.logs()}", flush=True)

@@ -16,10 +16,10 @@ def admin_client_with_data(admin_client, db):
 def test_admin_changelist_and_change_pages_open(admin_client_with_data, model):
     info = model._meta.app_label, model._meta.model_name
 
-    assert admin_client_with_data.get(reverse("admin:%s_%s_changelist" % info)).status_code == 200
+    assert admin_client_with_data.get(reverse("admin:{}_{}_changelist".format(*info))).status_code == 200
     first = model.objects.first()
     if first is not None:
-        assert admin_client_with_data.get(reverse("admin:%s_%s_change" % info, args=[first.pk])).status_code == 200
+        assert admin_client_with_data.get(reverse("admin:{}_{}_change".format(*info), args=[first.pk])).status_code == 200
 
 
 def test_appointments_cannot_be_added_around_the_rules(admin_client_with_data):

@@ -14,8 +14,8 @@ from clinic.services import (
     patient_update,
     procedure_record_add,
 )
-from scheduler.booking import appointment_check
 from core.errors import InvalidInput
+from scheduler.booking import appointment_check
 from scheduler.rules import Outcome
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 

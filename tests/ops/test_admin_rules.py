@@ -54,14 +54,14 @@ def test_a_clinic_administrator_sees_the_rules_read_only(clinic_admin, model):
     rule = model.objects.filter(is_active=True).first()
     info = model._meta.app_label, model._meta.model_name
 
-    listing = clinic_admin.get(reverse("admin:%s_%s_changelist" % info))
-    page = clinic_admin.get(reverse("admin:%s_%s_change" % info, args=[rule.pk]))
+    listing = clinic_admin.get(reverse("admin:{}_{}_changelist".format(*info)))
+    page = clinic_admin.get(reverse("admin:{}_{}_change".format(*info), args=[rule.pk]))
 
     assert listing.status_code == 200 and page.status_code == 200
     html = page.content.decode()
     assert 'name="_save"' not in html and "readonly" in html
-    assert clinic_admin.get(reverse("admin:%s_%s_add" % info)).status_code == 403
-    assert clinic_admin.get(reverse("admin:%s_%s_delete" % info, args=[rule.pk])).status_code == 403
+    assert clinic_admin.get(reverse("admin:{}_{}_add".format(*info))).status_code == 403
+    assert clinic_admin.get(reverse("admin:{}_{}_delete".format(*info), args=[rule.pk])).status_code == 403
 
 
 @pytest.mark.parametrize("model", [IntervalRule, ContraindicationRule], ids=lambda m: m.__name__)
@@ -69,9 +69,9 @@ def test_a_clinic_administrator_cannot_switch_a_rule_off_or_delete_it(clinic_adm
     rule = model.objects.filter(is_active=True).first()
     info = model._meta.app_label, model._meta.model_name
 
-    changed = clinic_admin.post(reverse("admin:%s_%s_change" % info, args=[rule.pk]), edit_form(rule))
-    deleted = clinic_admin.post(reverse("admin:%s_%s_delete" % info, args=[rule.pk]), {"post": "yes"})
-    bulk = clinic_admin.post(reverse("admin:%s_%s_changelist" % info),
+    changed = clinic_admin.post(reverse("admin:{}_{}_change".format(*info), args=[rule.pk]), edit_form(rule))
+    deleted = clinic_admin.post(reverse("admin:{}_{}_delete".format(*info), args=[rule.pk]), {"post": "yes"})
+    bulk = clinic_admin.post(reverse("admin:{}_{}_changelist".format(*info)),
                              {"action": "delete_selected", "_selected_action": [rule.pk], "post": "yes"})
 
     assert changed.status_code == 403 and deleted.status_code == 403

@@ -5,10 +5,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from clinic.models import Appointment, AppointmentStatus, AuditEvent, ProcedureRecord, TimeOff
+from core.errors import InvalidInput, InvalidTransition, NotAllowed
 from scheduler.availability import AvailabilityCode
 from scheduler.booking import (
-    UnableToBook,
     Actor,
+    UnableToBook,
     appointment_book,
     appointment_cancel,
     appointment_check,
@@ -20,7 +21,6 @@ from scheduler.booking import (
     appointment_reschedule_check,
     appointment_slots,
 )
-from core.errors import InvalidInput, InvalidTransition, NotAllowed
 from scheduler.rules import Outcome, ViolationCode
 from tests.factories import (
     ClinicFactory,

@@ -13,7 +13,6 @@ from django.db import IntegrityError, connection, transaction
 
 from clinic.models import Appointment, AppointmentStatus
 from scheduler.booking import Actor, UnableToBook, appointment_book
-
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
 LONDON = ZoneInfo("Europe/London")

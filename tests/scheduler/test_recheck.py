@@ -166,42 +166,45 @@ def committed_clinic(transactional_db, catalogue):
 
 @pytest.mark.postgres
 def test_a_history_change_racing_a_booking_never_leaves_it_confirmed_and_unsafe(committed_clinic):
-    clinic = committed_clinic
     """Real concurrent transactions on PostgreSQL: whichever commits first, the end state is safe."""
+    clinic = committed_clinic
+    for index in range(3):
+        _race_once(clinic, index)
+
+
+def _race_once(clinic, index: int) -> None:
     import threading
 
     from django.db import close_old_connections
 
-    for _round in range(3):
-        patient = PatientFactory(clinic=clinic, email=f"race{_round}@example.com")
-        now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-        start = threading.Barrier(2)
-        outcome = {}
+    patient = PatientFactory(clinic=clinic, email=f"race{index}@example.com")
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    start = threading.Barrier(2)
+    outcome = {}
 
-        def do_book():
-            start.wait()
-            try:
-                outcome["booking"] = book(patient, "microneedling", local(2026, 3, 10), now)
-            except Exception as exc:  # noqa: BLE001 - a refusal is an acceptable end
-                outcome["booking"] = exc
-            finally:
-                close_old_connections()
+    def do_book():
+        start.wait()
+        try:
+            outcome["booking"] = book(patient, "microneedling", local(2026, 3, 10), now)
+        except Exception as exc:  # noqa: BLE001 - a refusal is an acceptable end
+            outcome["booking"] = exc
+        finally:
+            close_old_connections()
 
-        def do_report():
-            start.wait()
-            try:
-                procedure_record_add(patient=patient, procedure_code="botox", performed_at=local(2026, 3, 1),
-                                     now=now)
-            finally:
-                close_old_connections()
+    def do_report():
+        start.wait()
+        try:
+            procedure_record_add(patient=patient, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
+        finally:
+            close_old_connections()
 
-        threads = [threading.Thread(target=do_book), threading.Thread(target=do_report)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        booked = outcome["booking"]
-        if isinstance(booked, Exception):
-            assert type(booked).__name__ == "UnableToBook"
-        else:
-            assert fresh(booked).status == AppointmentStatus.NEEDS_REVIEW
+    threads = [threading.Thread(target=do_book), threading.Thread(target=do_report)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    booked = outcome["booking"]
+    if isinstance(booked, Exception):
+        assert type(booked).__name__ == "UnableToBook"
+    else:
+        assert fresh(booked).status == AppointmentStatus.NEEDS_REVIEW
