@@ -22,6 +22,7 @@ from clinic.models import (
     TreatmentArea,
     validate_e164,
 )
+from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE
 from core.errors import DomainError, InvalidInput
 from core.timeutils import local_to_utc
 
@@ -66,6 +67,21 @@ class DateInput(forms.DateInput):
 
     def __init__(self, attrs=None):
         super().__init__(attrs, format="%Y-%m-%d")
+
+
+class BoundedDateField(forms.DateField):
+    """A date in the years the services accept (1900 to 2999); further out, date arithmetic overflows."""
+
+    widget = DateInput
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.widget.attrs.update({"min": f"{MIN_YEAR}-01-01", "max": f"{MAX_YEAR}-12-31"})
+
+    def validate(self, value) -> None:
+        super().validate(value)
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise ValidationError(YEARS_OUT_OF_RANGE, code="out_of_range")
 
 
 class TimeInput(forms.TimeInput):
@@ -135,7 +151,7 @@ class ConditionLineForm(FrontdeskForm):
     status = forms.ChoiceField(label="Status", required=False,
                                choices=[("", "—")] + list(ConditionStatus.choices))
     area = forms.ChoiceField(label="Area", required=False)
-    noted_on = forms.DateField(label="Noted on", required=False, widget=DateInput())
+    noted_on = BoundedDateField(label="Noted on", required=False)
     remove = forms.BooleanField(label="Remove", required=False)
 
     def __init__(self, *args, conditions=(), areas=(), **kwargs) -> None:
@@ -171,8 +187,8 @@ ConditionFormSet = forms.formset_factory(ConditionLineForm, formset=BaseConditio
 
 class MedicationCourseForm(FrontdeskForm):
     drug = forms.ChoiceField(label="Medication")
-    started_on = forms.DateField(label="Started on", widget=DateInput())
-    ended_on = forms.DateField(label="Ended on", required=False, widget=DateInput(),
+    started_on = BoundedDateField(label="Started on")
+    ended_on = BoundedDateField(label="Ended on", required=False,
                                help_text="Leave empty while the course is ongoing.")
     notes = forms.CharField(label="Notes", required=False, max_length=500)
 
@@ -182,12 +198,12 @@ class MedicationCourseForm(FrontdeskForm):
 
 
 class MedicationEndForm(FrontdeskForm):
-    ended_on = forms.DateField(label="End date", widget=DateInput())
+    ended_on = BoundedDateField(label="End date")
 
 
 class ProcedureRecordForm(FrontdeskForm):
     procedure = forms.ChoiceField(label="Procedure")
-    performed_on = forms.DateField(label="Date done", widget=DateInput())
+    performed_on = BoundedDateField(label="Date done")
     performed_time = forms.TimeField(
         label="Time (if known)", required=False, widget=TimeInput(),
         help_text="If unknown we assume the end of that day, the safer reading for the interval rules.")
@@ -218,7 +234,7 @@ class ProcedureRecordForm(FrontdeskForm):
 class WhenForm(FrontdeskForm):
     """A local date and time, or an exact instant (`start_at`, with an offset) from a one-click slot."""
 
-    date = forms.DateField(label="Date", required=False, widget=DateInput())
+    date = BoundedDateField(label="Date", required=False)
     time = forms.TimeField(label="Time", required=False, widget=TimeInput())
     start_at = forms.CharField(required=False, widget=forms.HiddenInput)
 
@@ -242,11 +258,13 @@ class WhenForm(FrontdeskForm):
             raise ValidationError("That time could not be read; choose it again.")
         if value.tzinfo is None:
             raise ValidationError("That time has no UTC offset; choose it again.")
+        if not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise ValidationError(YEARS_OUT_OF_RANGE)
         return value.astimezone(UTC)
 
     def clean(self):
         data = super().clean()
-        if data.get("time") and not data.get("date") and not data.get("start_at"):
+        if data.get("time") and not data.get("date") and not data.get("start_at") and "date" not in self.errors:
             self.add_error("date", "Choose a date for this time.")
         return data
 
@@ -311,7 +329,7 @@ class CancelForm(FrontdeskForm):
 
 
 class ScheduleFilterForm(FrontdeskForm):
-    date = forms.DateField(label="Date", required=False, widget=DateInput())
+    date = BoundedDateField(label="Date", required=False)
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
     view = forms.ChoiceField(label="View", required=False, choices=[("day", "Day"), ("week", "Week")])
     cancelled = forms.BooleanField(label="Show cancelled", required=False)

@@ -175,3 +175,31 @@ def test_a_day_without_a_time_offers_the_first_times_from_that_day(reception, cl
     page = squash(check(reception, clinic, patient, procedure="botox", date="2026-03-04"))
     assert "Possible from Wed 4 Mar 2026, will be confirmed" in page
     assert 'value="2026-03-04T09:00:00+00:00"' in page
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+@pytest.mark.parametrize("time", ["", "23:30"])
+def test_a_date_outside_1900_to_2999_is_a_form_error_on_the_booking_page(reception, clinic, patient, practitioner,
+                                                                         frozen, day, time):
+    params = {"procedure": "botox", "date": day, "time": time}
+    full = reception.get(url("book", clinic, patient), params)
+    partial = check(reception, clinic, patient, **params)
+
+    assert full.status_code == partial.status_code == 200
+    assert field_error(full, "id_date") == "Out of range: years 1900 to 2999."
+    assert 'id="id_date-error" hx-swap-oob="true"' in squash(partial) and "Out of range" in squash(partial)
+
+
+@pytest.mark.parametrize("fields", [
+    {"date": "9999-12-31", "time": "23:30"},
+    {"date": "0001-01-01", "time": "10:00"},
+    {"start_at": "9999-12-31T23:30:00+00:00"},
+    {"start_at": "0001-01-01T00:00:00+00:00"},
+])
+def test_a_date_outside_1900_to_2999_is_refused_when_confirming(reception, clinic, patient, practitioner, frozen,
+                                                               fields):
+    response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox", **fields})
+
+    assert response.status_code == 200
+    assert "Out of range: years 1900 to 2999." in squash(response)
+    assert not Appointment.objects.exists()

@@ -125,3 +125,15 @@ def test_a_time_that_does_not_exist_is_refused_next_to_the_time(reception, clini
             "record-procedure": "botox", "record-performed_on": "2026-03-29", "record-performed_time": "01:30"})
     assert "does not exist" in field_error(response, "id_record-performed_time")
     assert "Medical history" in squash(response)
+
+
+def test_history_dates_outside_1900_to_2999_are_form_errors(reception, clinic, patient, frozen):
+    course = reception.post(url("medication_add", clinic, patient), {
+        "course-drug": "isotretinoin", "course-started_on": "0001-01-01", "course-ended_on": "9999-12-31"})
+    record = reception.post(url("procedure_add", clinic, patient), {
+        "record-procedure": "botox", "record-performed_on": "0001-01-01"})
+
+    assert field_error(course, "id_course-started_on") == "Out of range: years 1900 to 2999."
+    assert field_error(course, "id_course-ended_on") == "Out of range: years 1900 to 2999."
+    assert field_error(record, "id_record-performed_on") == "Out of range: years 1900 to 2999."
+    assert not MedicationCourse.objects.exists() and not ProcedureRecord.objects.exists()

@@ -5,7 +5,7 @@ import pytest
 from clinic.models import AppointmentStatus
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import at_london, book, url
-from tests.frontdesk.html import squash, text_by_id
+from tests.frontdesk.html import field_error, squash, text_by_id
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +84,13 @@ def test_bad_filter_values_fall_back_to_today(reception, clinic, frozen):
     response = reception.get(url("schedule", clinic), {"date": "not-a-date", "view": "year"})
     assert response.status_code == 200
     assert "Monday 2 March 2026" in squash(response)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1899-12-31", "3000-01-01"])
+@pytest.mark.parametrize("view", ["day", "week"])
+def test_a_date_outside_1900_to_2999_is_a_form_error_not_a_crash(reception, clinic, frozen, day, view):
+    response = reception.get(url("schedule", clinic), {"date": day, "view": view})
+
+    assert response.status_code == 200
+    assert field_error(response, "id_date") == "Out of range: years 1900 to 2999."
+    assert "Monday 2 March 2026" in squash(response) or "Week of 2 March 2026" in squash(response)
