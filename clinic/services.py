@@ -55,8 +55,14 @@ def _validated(patient: Patient) -> Patient:
 
 
 def _check_birth_date(value: date | None, today: date) -> None:
-    if value is not None and value > today:
-        raise InvalidInput(ErrorCode.BIRTH_DATE_IN_FUTURE, "The date of birth cannot be in the future.", field="date_of_birth")
+    if value is None:
+        return
+    if value > today:
+        raise InvalidInput(ErrorCode.BIRTH_DATE_IN_FUTURE, "The date of birth cannot be in the future.",
+                           field="date_of_birth")
+    if value.year < MIN_YEAR:
+        raise InvalidInput(ErrorCode.BIRTH_DATE_TOO_EARLY,
+                           f"A date of birth before {MIN_YEAR} cannot be right; check the year.", field="date_of_birth")
 
 
 def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:

@@ -43,6 +43,7 @@ def test_patient_create_validates_and_saves(catalogue):
     ({"phone": "0770"}, "invalid_patient", "phone"),
     ({"first_name": ""}, "invalid_patient", "first_name"),
     ({"date_of_birth": date(2030, 1, 1)}, "birth_date_in_future", "date_of_birth"),
+    ({"date_of_birth": date(1899, 12, 31)}, "birth_date_too_early", "date_of_birth"),
     ({"clinic_id": "x"}, "unknown_field", None),
 ])
 def test_patient_create_refuses_bad_input(catalogue, fields, code, field):
@@ -52,6 +53,13 @@ def test_patient_create_refuses_bad_input(catalogue, fields, code, field):
         patient_create(clinic=ClinicFactory(), today=TODAY, **arguments)
 
     assert (error.value.code, error.value.field) == (code, field)
+
+
+def test_patient_update_refuses_a_birth_date_before_1900(patient):
+    with pytest.raises(InvalidInput) as error:
+        patient_update(patient=patient, today=TODAY, date_of_birth=date(1, 1, 1))
+
+    assert (error.value.code, error.value.field) == ("birth_date_too_early", "date_of_birth")
 
 
 def test_patient_update_cannot_move_a_patient_to_another_clinic(patient):

@@ -99,3 +99,24 @@ def test_timeline_gives_the_earliest_date_when_one_exists(reception, clinic, pat
     # Botox on 25 Feb (local): microneedling from 11 March.
     assert "Not before <strong>Wed 11 Mar 2026</strong>" in page
     assert f'{url("book", clinic, patient)}?procedure=microneedling' in page
+
+
+@pytest.mark.parametrize("born", ["1899-12-31", "0001-01-01"])
+def test_a_birth_date_before_1900_is_refused_next_to_it(reception, clinic, patient, frozen, born):
+    created = reception.post(url("patient_new", clinic), {"first_name": "A", "last_name": "B", "date_of_birth": born})
+    edited = reception.post(url("patient_edit", clinic, patient), {
+        "first_name": "Olivia", "last_name": "Bennett", "date_of_birth": born})
+
+    for response in (created, edited):
+        assert response.status_code == 200
+        assert field_error(response, "id_date_of_birth") == "A date of birth before 1900 cannot be right; check the year."
+    assert not Patient.objects.filter(first_name="A").exists()
+    patient.refresh_from_db()
+    assert patient.date_of_birth == date(1985, 6, 18)
+
+
+def test_a_birth_date_in_1900_is_accepted(reception, clinic, frozen):
+    response = reception.post(url("patient_new", clinic), {"first_name": "A", "last_name": "B",
+                                                           "date_of_birth": "1900-01-01"})
+    assert response.status_code == 302
+    assert Patient.objects.get(first_name="A").date_of_birth == date(1900, 1, 1)
