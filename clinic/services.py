@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, tzinfo
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -32,7 +32,7 @@ from clinic.models import (
 )
 from clinic.record_changes import patient_record_changed
 from core.errors import ErrorCode, InvalidInput
-from core.timeutils import require_aware
+from core.timeutils import local_to_utc, require_aware
 
 # The years a date may fall in, as the API accepts (api/fields.py): calendar arithmetic near year 1 or
 # 9999 overflows, and no clinic needs dates outside this.
@@ -99,16 +99,46 @@ def _catalogue(model, code: str | None, *, field: str, what: str):
     return found
 
 
-def procedure_record_add(*, patient: Patient, procedure_code: str, performed_at: datetime, now: datetime,
-                         area_code: str | None = None, source: str = HistorySource.REPORTED,
-                         notes: str = "") -> ProcedureRecord:
-    """Record a procedure done before (here or elsewhere); it counts for the interval rules at once."""
+# With no time given, a reported procedure is taken as done at the end of that local day: the
+# safer reading for the interval rules (a later procedure is measured from the latest moment).
+UNKNOWN_TIME_OF_DAY = time(23, 59)
+IN_THE_FUTURE = "A procedure in the history cannot be in the future; book an appointment instead."
+
+
+def _reported_at(*, day: date, clock: time | None, tz: tzinfo, now: datetime) -> datetime:
+    """The instant of a procedure reported as a local day (and time, if known), never after now."""
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise InvalidInput(ErrorCode.DATE_OUT_OF_RANGE, YEARS_OUT_OF_RANGE, field="performed_on")
+    if day > now.astimezone(tz).date():
+        raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_on")
+    if clock is None:
+        return min(local_to_utc(datetime.combine(day, UNKNOWN_TIME_OF_DAY), tz, field="performed_time"),
+                   now.replace(second=0, microsecond=0))
+    performed = local_to_utc(datetime.combine(day, clock), tz, field="performed_time")
+    if performed > now:
+        raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_time")
+    return performed
+
+
+def procedure_record_add(*, patient: Patient, procedure_code: str, now: datetime,
+                         performed_at: datetime | None = None, performed_on: date | None = None,
+                         performed_time: time | None = None, area_code: str | None = None,
+                         source: str = HistorySource.REPORTED, notes: str = "") -> ProcedureRecord:
+    """Record a procedure done before (here or elsewhere); it counts for the interval rules at once.
+
+    When it was done is either an instant (`performed_at`, with an offset) or what a patient
+    says: a day in the clinic's zone (`performed_on`) and, if known, a time (`performed_time`).
+    """
     procedure = _catalogue(ProcedureType, procedure_code, field="procedure", what="procedure")
     area = _catalogue(TreatmentArea, area_code, field="area", what="treatment area")
-    performed = require_aware(performed_at, field="performed_at")
-    if performed > now:
-        raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, "A procedure in the history cannot be in the future; "
-                           "book an appointment instead.", field="performed_at")
+    if (performed_at is None) == (performed_on is None):
+        raise TypeError("procedure_record_add takes performed_at, or performed_on (and performed_time)")
+    if performed_on is not None:
+        performed = _reported_at(day=performed_on, clock=performed_time, tz=patient.clinic.tz, now=now)
+    else:
+        performed = require_aware(performed_at, field="performed_at")
+        if performed > now:
+            raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_at")
     if source not in HistorySource.values:
         raise InvalidInput(ErrorCode.UNKNOWN_SOURCE, f"source must be one of {HistorySource.values}.", field="source")
     with transaction.atomic():

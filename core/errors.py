@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     BIRTH_DATE_IN_FUTURE = "birth_date_in_future", 400
     BIRTH_DATE_TOO_EARLY = "birth_date_too_early", 400
     PERFORMED_IN_FUTURE = "performed_in_future", 400
+    DATE_OUT_OF_RANGE = "date_out_of_range", 400
     ENDS_BEFORE_START = "ends_before_start", 400
     DUPLICATE_CONDITION = "duplicate_condition", 400
     NAIVE_DATETIME = "naive_datetime", 400

@@ -7,7 +7,7 @@ does not exist or exists twice comes back as an error on the time field.
 """
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -206,7 +206,8 @@ class ProcedureRecordForm(FrontdeskForm):
     performed_on = BoundedDateField(label="Date done")
     performed_time = forms.TimeField(
         label="Time (if known)", required=False, widget=TimeInput(),
-        help_text="If unknown we assume the end of that day, the safer reading for the interval rules.")
+        help_text="If unknown we assume the end of that day (or now, for today), the safer reading for the "
+                  "interval rules.")
     area = forms.ChoiceField(label="Treatment area", required=False)
     notes = forms.CharField(label="Where / notes", required=False, max_length=500)
 
@@ -214,18 +215,6 @@ class ProcedureRecordForm(FrontdeskForm):
         super().__init__(*args, **kwargs)
         self.fields["procedure"].choices = _choices(ProcedureType.objects.filter(bookable=True), "— choose —")
         self.fields["area"].choices = _choices(TreatmentArea.objects.all(), "Not recorded")
-
-    def performed_at(self, tz, now: datetime) -> datetime | None:
-        """The instant in UTC; with no time given, the end of that local day but never after now."""
-        day, clock = self.cleaned_data["performed_on"], self.cleaned_data.get("performed_time")
-        try:
-            if clock is not None:
-                return local_to_utc(datetime.combine(day, clock), tz, field="performed_at")
-            return min(local_to_utc(datetime.combine(day, time(23, 59)), tz, field="performed_at"),
-                       now.replace(second=0, microsecond=0))
-        except InvalidInput as error:
-            self.add_error("performed_time" if clock else "performed_on", error.message)
-            return None
 
 
 # --- Booking ----------------------------------------------------------------------------------

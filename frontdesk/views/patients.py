@@ -179,19 +179,16 @@ def medication_end(request, patient_id, course_id):
 def procedure_add(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = ProcedureRecordForm(request.POST, prefix="record")
-    now = timezone.now()
     if form.is_valid():
-        performed_at = form.performed_at(request.clinic.tz, now)
-        if performed_at is not None:
-            try:
-                record = clinic_services.procedure_record_add(
-                    patient=patient, procedure_code=form.cleaned_data["procedure"], performed_at=performed_at,
-                    now=now, area_code=form.cleaned_data["area"] or None, notes=form.cleaned_data["notes"])
-            except InvalidInput as error:
-                form.add_domain_error(error)
-            else:
-                messages.success(request, f"{record.procedure} on {form.cleaned_data['performed_on']:%d %b %Y} "
-                                          "added to the history.")
-                return redirect("frontdesk:patient_history", clinic_code=request.clinic.code,
-                                patient_id=patient.pk)
+        data = form.cleaned_data
+        try:
+            record = clinic_services.procedure_record_add(
+                patient=patient, procedure_code=data["procedure"], performed_on=data["performed_on"],
+                performed_time=data.get("performed_time"), now=timezone.now(), area_code=data["area"] or None,
+                notes=data["notes"])
+        except InvalidInput as error:
+            form.add_domain_error(error)
+        else:
+            messages.success(request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.")
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, record_form=form)

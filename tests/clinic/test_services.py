@@ -1,5 +1,5 @@
 """Patient-record services: validation with the offending field, and effects on the rules."""
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -152,3 +152,40 @@ def test_patient_create_reports_every_bad_field_at_once(catalogue):
                        email="not-an-address")
 
     assert set(error.value.errors) == {"first_name", "phone", "email"}
+
+
+def test_a_reported_day_without_a_time_is_the_end_of_that_local_day(patient):
+    record = procedure_record_add(patient=patient, procedure_code="botox", performed_on=date(2026, 2, 20), now=NOW)
+
+    assert record.performed_at == datetime(2026, 2, 20, 23, 59, tzinfo=UTC)  # London, GMT
+
+
+def test_a_reported_day_without_a_time_is_never_after_now(patient):
+    record = procedure_record_add(patient=patient, procedure_code="botox", performed_on=date(2026, 3, 2), now=NOW)
+
+    assert record.performed_at == NOW
+
+
+def test_a_reported_local_time_is_read_in_the_clinics_zone(patient):
+    record = procedure_record_add(patient=patient, procedure_code="botox", performed_on=date(2025, 7, 1),
+                                  performed_time=time(14, 30), now=NOW)
+
+    assert record.performed_at == datetime(2025, 7, 1, 13, 30, tzinfo=UTC)  # BST
+
+
+@pytest.mark.parametrize("performed_on, performed_time, code, field", [
+    (date(2026, 3, 3), None, "performed_in_future", "performed_on"),
+    (date(2026, 3, 3), time(8, 0), "performed_in_future", "performed_on"),
+    (date(2026, 3, 2), time(9, 1), "performed_in_future", "performed_time"),
+    (date(2026, 3, 29), time(1, 30), "nonexistent_local_time", "performed_time"),
+    (date(1, 1, 1), None, "date_out_of_range", "performed_on"),
+])
+def test_a_reported_local_day_in_the_future_or_unreadable_is_refused(patient, performed_on, performed_time, code,
+                                                                      field):
+    with pytest.raises(InvalidInput) as error:
+        procedure_record_add(patient=patient, procedure_code="botox", performed_on=performed_on,
+                             performed_time=performed_time, now=datetime(2026, 4, 1, tzinfo=UTC)
+                             if code == "nonexistent_local_time" else NOW)
+
+    assert (error.value.code, error.value.field) == (code, field)
+    assert not patient.procedure_records.exists()

@@ -137,3 +137,21 @@ def test_history_dates_outside_1900_to_2999_are_form_errors(reception, clinic, p
     assert field_error(course, "id_course-ended_on") == "Out of range: years 1900 to 2999."
     assert field_error(record, "id_record-performed_on") == "Out of range: years 1900 to 2999."
     assert not MedicationCourse.objects.exists() and not ProcedureRecord.objects.exists()
+
+
+@pytest.mark.parametrize("time", ["", "10:00"])
+def test_a_procedure_on_a_future_day_is_refused_with_or_without_a_time(reception, clinic, patient, frozen, time):
+    response = reception.post(url("procedure_add", clinic, patient), {
+        "record-procedure": "botox", "record-performed_on": "2026-03-05", "record-performed_time": time})
+
+    assert response.status_code == 200
+    assert "cannot be in the future" in field_error(response, "id_record-performed_on")
+    assert not ProcedureRecord.objects.exists()
+
+
+def test_a_procedure_later_today_is_refused_next_to_its_time(reception, clinic, patient, frozen):
+    response = reception.post(url("procedure_add", clinic, patient), {
+        "record-procedure": "botox", "record-performed_on": "2026-03-02", "record-performed_time": "15:00"})
+
+    assert "cannot be in the future" in field_error(response, "id_record-performed_time")
+    assert not ProcedureRecord.objects.exists()
