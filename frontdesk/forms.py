@@ -297,9 +297,14 @@ class RescheduleForm(WhenForm):
     def __init__(self, *args, clinic, appointment, **kwargs) -> None:
         super().__init__(*args, clinic=clinic, **kwargs)
         self.fields["date"].label, self.fields["time"].label = "New date", "New time"
-        self.fields["practitioner"].choices = [("", f"Same practitioner ({appointment.practitioner.name})")] + [
-            (p.pk, p.name) for p in Practitioner.objects.filter(clinic=clinic, is_active=True)
-            .exclude(pk=appointment.practitioner_id)]
+        # The current practitioner is a choice like any other: the slot buttons post their id. Left
+        # empty (an older link), the services keep the current practitioner too.
+        current = appointment.practitioner
+        field = self.fields["practitioner"]
+        field.choices = [(str(current.pk), f"{current.name} (as now)")] + [
+            (str(p.pk), p.name) for p in Practitioner.objects.filter(clinic=clinic, is_active=True)
+            .exclude(pk=current.pk)]
+        field.initial = str(current.pk)
 
 
 # --- Appointment actions ------------------------------------------------------------------------

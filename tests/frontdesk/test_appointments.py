@@ -164,6 +164,41 @@ def test_a_move_is_posted_and_audited(reception, clinic, botox_then_microneedlin
     assert AuditEvent.objects.get(appointment=botox, action="rescheduled").reason == "Patient asked"
 
 
+def test_a_move_to_a_slot_with_the_same_practitioner_is_posted_as_the_page_does(
+        reception, clinic, practitioner, botox_then_microneedling):
+    botox, _ = botox_then_microneedling
+    panel = squash(reception.get(url("reschedule", clinic, botox), {"date": "2026-03-04", "time": "11:00"}, **HTMX))
+    assert f'name="practitioner" value="{practitioner.pk}"' in panel  # what the slot buttons send
+
+    response = reception.post(url("reschedule", clinic, botox), {
+        "practitioner": str(practitioner.pk), "start_at": "2026-03-04T11:00:00+00:00", "reason": ""})
+
+    assert response.status_code == 302
+    botox.refresh_from_db()
+    assert botox.start_at == datetime(2026, 3, 4, 11, tzinfo=UTC) and botox.practitioner == practitioner
+
+
+def test_the_practitioner_list_on_the_move_page_offers_the_current_one(reception, clinic, practitioner,
+                                                                      second_practitioner, botox_then_microneedling):
+    botox, _ = botox_then_microneedling
+    page = squash(reception.get(url("reschedule", clinic, botox), {"date": "2026-03-04", "time": "11:00",
+                                                                    "practitioner": practitioner.pk}))
+    assert "Select a valid choice" not in page
+    assert f'<option value="{practitioner.pk}" selected>Dr Amelia Hart (as now)</option>' in page
+    assert f'<option value="{second_practitioner.pk}">Priya Shah</option>' in page
+    assert "Possible at Wed 4 Mar 2026, 11:00" in page
+
+
+def test_a_move_to_another_practitioner(reception, clinic, second_practitioner, botox_then_microneedling):
+    botox, _ = botox_then_microneedling
+    response = reception.post(url("reschedule", clinic, botox), {
+        "practitioner": str(second_practitioner.pk), "start_at": "2026-03-04T11:00:00+00:00"})
+
+    assert response.status_code == 302
+    botox.refresh_from_db()
+    assert botox.practitioner == second_practitioner
+
+
 def test_a_refused_move_is_409_and_changes_nothing(reception, clinic, botox_then_microneedling):
     botox, _ = botox_then_microneedling
     response = reception.post(url("reschedule", clinic, botox), {"date": "2026-03-12", "time": "10:00"})
