@@ -120,3 +120,15 @@ def test_a_birth_date_in_1900_is_accepted(reception, clinic, frozen):
                                                            "date_of_birth": "1900-01-01"})
     assert response.status_code == 302
     assert Patient.objects.get(first_name="A").date_of_birth == date(1900, 1, 1)
+
+
+def test_booked_and_cancelled_appointments_show_their_date_and_time(reception, clinic, patient, practitioner, frozen):
+    book(patient, practitioner, "filler", at_london(2026, 3, 20, 10))
+    book(patient, practitioner, "botox", at_london(2026, 7, 1, 14), status="cancelled")
+
+    response = reception.get(url("patient", clinic, patient))
+
+    booked = text_by_id(response.content, "booked-list")
+    other = text_by_id(response.content, "other-appointments-list")
+    assert "Fri 20 Mar 2026, 10:00–10:45" in booked
+    assert "Wed 1 Jul 2026, 14:00–14:30" in other  # clinic time (BST)
