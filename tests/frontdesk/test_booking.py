@@ -203,3 +203,34 @@ def test_a_date_outside_1900_to_2999_is_refused_when_confirming(reception, clini
     assert response.status_code == 200
     assert "Out of range: years 1900 to 2999." in squash(response)
     assert not Appointment.objects.exists()
+
+
+@pytest.fixture
+def infection_and_eczema(patient):
+    from clinic.models import ConditionStatus, PatientCondition
+
+    PatientCondition.objects.create(patient=patient, condition_id="skin_infection", status=ConditionStatus.ACTIVE)
+    PatientCondition.objects.create(patient=patient, condition_id="eczema", status=ConditionStatus.HISTORY)
+
+
+@pytest.mark.parametrize("when", [{}, {"date": "2026-03-03"}, {"date": "2026-03-03", "time": "10:00"}])
+def test_a_refusal_gives_one_verdict_even_with_a_clearance_pending_too(reception, clinic, patient, practitioner,
+                                                                       infection_and_eczema, frozen, when):
+    response = check(reception, clinic, patient, procedure="microneedling", **when)
+    page = squash(response)
+
+    assert page.count('class="verdict-box__title"') == 1 and "Not possible" in page
+    assert "No date is possible" in page
+    assert "It can be booked" not in page and "held pending clearance" not in page
+    assert "Possible" not in page.replace("Not possible", "")
+    assert "history of Eczema needs a clinician&#x27;s clearance" in page  # still listed, as a further hurdle
+    assert "Would also need a clinician's clearance" in page
+
+
+def test_a_taken_time_gives_one_verdict_even_with_a_clearance_pending_too(reception, clinic, patient, practitioner,
+                                                                          eczema_history, frozen):
+    page = squash(check(reception, clinic, patient, procedure="microneedling", date="2026-03-08", time="10:00"))
+
+    assert "Not possible at Sun 8 Mar 2026, 10:00" in page and "does not work" in page
+    assert "It can be booked" not in page
+    assert "Would also need a clinician's clearance" in page
