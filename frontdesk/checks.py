@@ -1,12 +1,14 @@
 """The live booking panel: is this allowed, why not, from when, and which slots.
 
-Everything is asked of scheduler.booking; this module only decides which
-question to ask for what the receptionist has chosen so far (a procedure;
-maybe a day; maybe an exact time) and gathers the answers for the template.
+Booking and moving are one request type, `SlotRequest` (for a move it names
+the appointment), asked of scheduler.booking through one path: `panel` for
+the check, `SlotRequest.submit` for the write. The verdict is always
+scheduler.booking's `BookingCheck`, wrapped for the templates and never
+re-derived here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,9 +18,13 @@ from scheduler import rules
 from scheduler.availability import Slot
 from scheduler.booking import (
     MAX_AVAILABILITY_DAYS,
+    Actor,
     BookingCheck,
+    BookingResult,
+    appointment_book,
     appointment_check,
     appointment_recheck,
+    appointment_reschedule,
     appointment_reschedule_check,
     appointment_slots,
 )
@@ -26,117 +32,142 @@ from scheduler.booking import (
 SLOT_COUNT = 6
 
 
-@dataclass
-class Panel:
-    """What the check panel shows."""
+@dataclass(frozen=True)
+class SlotRequest:
+    """What the desk asks for: `procedure` for `patient`, or, with `appointment`, moving that appointment."""
 
-    exact: bool  # an exact time was checked (else: the first possible times from a day or now)
-    checked_at: datetime
+    patient: Patient
+    procedure_code: str
+    area_code: str | None = None
+    practitioner_id: str | None = None
+    appointment: Appointment | None = None
+
+    @classmethod
+    def booking(cls, *, patient: Patient, procedure_code: str, area_code: str | None = None,
+                practitioner_id: str | None = None) -> SlotRequest:
+        return cls(patient, procedure_code, area_code or None, practitioner_id or None)
+
+    @classmethod
+    def move(cls, *, appointment: Appointment, practitioner_id: str | None = None) -> SlotRequest:
+        # No practitioner named keeps the current one, as the service does.
+        return cls(appointment.patient, appointment.procedure_id, appointment.area_id,
+                   practitioner_id or str(appointment.practitioner_id), appointment)
+
+    @property
+    def is_move(self) -> bool:
+        return self.appointment is not None
+
+    def check(self, *, start_at: datetime, now: datetime) -> BookingCheck:
+        if self.appointment is not None:
+            return appointment_reschedule_check(appointment=self.appointment, start_at=start_at, now=now,
+                                                practitioner_id=self.practitioner_id)
+        return appointment_check(patient=self.patient, procedure_code=self.procedure_code, start_at=start_at,
+                                 now=now, area_code=self.area_code, practitioner_id=self.practitioner_id)
+
+    def submit(self, *, start_at: datetime, actor: Actor, now: datetime, reason: str = "") -> BookingResult:
+        if self.appointment is not None:
+            return appointment_reschedule(appointment=self.appointment, start_at=start_at, actor=actor, now=now,
+                                          practitioner_id=self.practitioner_id, reason=reason)
+        return appointment_book(patient=self.patient, procedure_code=self.procedure_code, start_at=start_at,
+                                actor=actor, now=now, area_code=self.area_code,
+                                practitioner_id=self.practitioner_id)
+
+    def slots(self, *, anchor: datetime | None, now: datetime) -> list[Slot]:
+        """The first free, eligible times from `anchor` on: one per time (the first practitioner free at it)."""
+        if anchor is None:
+            return []
+        days = min(settings.BOOKING_SEARCH_DAYS, MAX_AVAILABILITY_DAYS)
+        found = appointment_slots(patient=self.patient, procedure_code=self.procedure_code, window_start=anchor,
+                                  window_end=anchor + timedelta(days=days), now=now, area_code=self.area_code,
+                                  practitioner_id=self.practitioner_id, limit=SLOT_COUNT * 4,
+                                  ignore_appointment=self.appointment)
+        distinct: dict[datetime, Slot] = {}
+        for slot in found:
+            # A move is not offered the time it already has.
+            if self.appointment is None or slot.start_at != self.appointment.start_at:
+                distinct.setdefault(slot.start_at, slot)
+        return list(distinct.values())[:SLOT_COUNT]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What the check panel shows: scheduler.booking's verdict on one start, and the times to offer.
+
+    Without an exact time the start checked is the first minute from the day (or
+    now) on, and the calendar is left out of the verdict: "nobody works at 21:07"
+    is noise when no time was asked for, and the slots offered are free by
+    construction.
+    """
+
     check: BookingCheck
-    slots: list[Slot] = field(default_factory=list)
+    exact: bool  # an exact time was asked for
     from_day: bool = False  # no exact time, but a day to start from
+    slots: list[Slot] = field(default_factory=list)
+
+    @property
+    def checked_at(self) -> datetime:
+        return self.check.start_at
+
+    @property
+    def outcome(self) -> rules.Outcome:
+        return self.check.outcome
 
     @property
     def allowed(self) -> bool:
-        # Without an exact time only the rules matter: the slots below are free by construction.
-        return self.check.eligible if self.exact else self.check.evaluation.eligible
+        return self.check.eligible
 
     @property
-    def outcome(self) -> str:
-        if not self.allowed:
-            return rules.Outcome.REFUSED
-        return self.check.evaluation.outcome
+    def blocking(self) -> tuple[rules.Violation, ...]:
+        return self.check.blocking
+
+    @property
+    def needs_clearance(self) -> tuple[rules.Violation, ...]:
+        return self.check.evaluation.needs_clearance
+
+    @property
+    def warnings(self) -> tuple[rules.Violation, ...]:
+        return self.check.warnings
 
     @property
     def earliest(self) -> datetime | None:
         return self.check.earliest_eligible_start
 
     @property
-    def blocking(self) -> list[rules.Violation]:
-        return [v for v in self.shown_violations if v.blocks]
-
-    @property
-    def needs_clearance(self) -> list[rules.Violation]:
-        return list(self.check.evaluation.needs_clearance)
-
-    @property
-    def warnings(self) -> list[rules.Violation]:
-        return list(self.check.evaluation.warnings)
-
-    @property
-    def shown_violations(self) -> list[rules.Violation]:
-        # "Nobody works at 21:07" is noise when no time was asked for.
-        return list(self.check.violations if self.exact else self.check.evaluation.violations)
-
-    @property
     def rules_allow(self) -> bool:
+        """The interval rules and contraindications allow this start (the calendar may still not)."""
         return self.check.evaluation.eligible
+
+    @property
+    def no_date_possible(self) -> bool:
+        return not self.rules_allow and self.earliest is None
 
     @property
     def slots_need_clearance(self) -> bool:
         # A condition stands at any date, so every slot offered would be held too.
         return any(v.conflicts_with is not None and v.conflicts_with.kind == "condition"
-                   for v in self.check.evaluation.needs_clearance)
-
-    @property
-    def no_date_possible(self) -> bool:
-        return not self.check.evaluation.eligible and self.earliest is None
+                   for v in self.needs_clearance)
 
 
-def _slots_from(anchor: datetime | None, *, patient: Patient, procedure_code: str, area_code, practitioner_id,
-                now: datetime, ignore_appointment: Appointment | None = None) -> list[Slot]:
-    if anchor is None:
-        return []
-    days = min(settings.BOOKING_SEARCH_DAYS, MAX_AVAILABILITY_DAYS)
-    found = appointment_slots(patient=patient, procedure_code=procedure_code, window_start=anchor,
-                              window_end=anchor + timedelta(days=days), now=now, area_code=area_code,
-                              practitioner_id=practitioner_id, limit=SLOT_COUNT * 4,
-                              ignore_appointment=ignore_appointment)
-    # With any practitioner, offer different times (the first practitioner free at each), not the same time twice.
-    distinct: dict[datetime, Slot] = {}
-    for slot in found:
-        distinct.setdefault(slot.start_at, slot)
-    return list(distinct.values())[:SLOT_COUNT]
-
-
-def _probe(start: datetime | None, day_start: datetime | None, now: datetime) -> tuple[bool, datetime]:
-    if start is not None:
-        return True, start
-    first = rules.ceil_minute(now)
-    return False, max(first, day_start) if day_start else first
-
-
-def booking_panel(*, patient: Patient, procedure_code: str, now: datetime, start: datetime | None = None,
-                  day_start: datetime | None = None, area_code: str | None = None,
-                  practitioner_id=None) -> Panel:
+def panel(want: SlotRequest, *, now: datetime, start: datetime | None = None,
+          day_start: datetime | None = None) -> Panel:
     """Check the exact start if there is one, else the first moment from the day (or now) on."""
-    exact, probe = _probe(start, day_start, now)
-    check = appointment_check(patient=patient, procedure_code=procedure_code, start_at=probe, now=now,
-                              area_code=area_code, practitioner_id=practitioner_id)
-    panel = Panel(exact=exact, checked_at=probe, check=check, from_day=day_start is not None and not exact)
+    exact = start is not None
+    probe = start if exact else max(rules.ceil_minute(now), day_start or now)
+    check = want.check(start_at=probe, now=now)
+    if not exact:
+        check = replace(check, availability=())
     # Offer slots from the earliest start the rules allow; when the exact time is fine, the next ones after it.
     anchor = check.earliest_eligible_start
-    if exact and panel.allowed:
+    if exact and check.eligible:
         anchor = probe + timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-    panel.slots = _slots_from(anchor, patient=patient, procedure_code=procedure_code, area_code=area_code,
-                              practitioner_id=practitioner_id, now=now)
-    return panel
+    return Panel(check=check, exact=exact, from_day=day_start is not None and not exact,
+                 slots=want.slots(anchor=anchor, now=now))
 
 
-def reschedule_panel(*, appointment: Appointment, now: datetime, start: datetime | None = None,
-                     day_start: datetime | None = None, practitioner_id=None) -> Panel:
-    exact, probe = _probe(start, day_start, now)
-    check = appointment_reschedule_check(appointment=appointment, start_at=probe, now=now,
-                                         practitioner_id=practitioner_id)
-    panel = Panel(exact=exact, checked_at=probe, check=check, from_day=day_start is not None and not exact)
-    anchor = check.earliest_eligible_start
-    if exact and panel.allowed:
-        anchor = probe + timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-    panel.slots = [s for s in _slots_from(
-        anchor, patient=appointment.patient, procedure_code=appointment.procedure_id, area_code=appointment.area_id,
-        practitioner_id=practitioner_id or appointment.practitioner_id, now=now, ignore_appointment=appointment)
-        if s.start_at != appointment.start_at]
-    return panel
+def rules_only(*, evaluation: rules.Evaluation, duration: timedelta, tz) -> BookingCheck:
+    """A verdict on the rules alone (no practitioner, no calendar), as the patient's outlook shows it."""
+    start = evaluation.proposal.start_at
+    return BookingCheck(evaluation, (), None, start, start + duration, tz)
 
 
 def clearance_reasons(appointment: Appointment) -> list[rules.Violation]:

@@ -1,13 +1,15 @@
 """Front-desk forms: they check the shape of what staff type and nothing more.
 
-The services in clinic/ and scheduler/ decide; `add_domain_error` puts what
-they refuse next to the field it is about. Dates and times are typed in the
-clinic's local time and turned into UTC with `local_to_utc`, so a time that
-does not exist or exists twice comes back as an error on the time field.
+The services in clinic/ and scheduler/ decide; `DomainErrors` maps what they
+refuse, once for every view: bad input next to the field it is about, a
+refusal above the form. Dates and times are typed in the clinic's local time
+and turned into UTC with `local_to_utc`, so a time that does not exist or
+exists twice comes back as an error on the time field.
 """
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from types import TracebackType
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -23,8 +25,10 @@ from clinic.models import (
     validate_e164,
 )
 from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE
-from core.errors import DomainError, InvalidInput
+from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import local_to_utc
+from frontdesk.checks import SlotRequest
+from scheduler.rules import start_of_local_day
 
 # Where the services' field names land on these forms.
 DOMAIN_FIELD_MAP = {"start": "time", "end": "time", "performed_at": "performed_on", "drug": "drug"}
@@ -58,8 +62,43 @@ class FrontdeskForm(forms.Form):
     def add_domain_error(self, error: DomainError) -> None:
         for name, messages in getattr(error, "errors", {error.field or "": [error.message]}).items():
             field = DOMAIN_FIELD_MAP.get(name, name)
+            field = field if field in self.fields else None
+            if field is not None and field in self.errors:
+                continue  # the form already says what is wrong there (e.g. "This field is required.")
             for message in messages:
-                self.add_error(field if field in self.fields else None, message)
+                self.add_error(field, message)
+
+
+class DomainErrors:
+    """What a service refused, mapped once for every view: `with DomainErrors(form) as outcome: ...`.
+
+    `InvalidInput` goes next to the fields it names (or above the form) and sets
+    `status` to `invalid_status`; a refusal (`Refused`, e.g. `UnableToBook`: a rule
+    or a taken slot; `InvalidTransition`: the status does not allow it) becomes `refused`
+    (its message) with status 409. Anything else, `NotAllowed` and `NotFound`
+    included, propagates: `clinic_page` answers those with 403 and 404.
+    """
+
+    def __init__(self, form=None, *, invalid_status: int = 200) -> None:
+        self.form = form
+        self.invalid_status = invalid_status
+        self.error: DomainError | None = None
+        self.refused: str | None = None
+        self.status = 200
+
+    def __enter__(self) -> DomainErrors:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
+        if isinstance(error, InvalidInput) and self.form is not None:
+            self.form.add_domain_error(error)
+            self.error, self.status = error, self.invalid_status
+            return True
+        if isinstance(error, (Refused, InvalidTransition)):
+            self.error, self.refused, self.status = error, error.message, 409
+            return True
+        return False
 
 
 class DateInput(forms.DateInput):
@@ -221,7 +260,11 @@ class ProcedureRecordForm(FrontdeskForm):
 
 
 class WhenForm(FrontdeskForm):
-    """A local date and time, or an exact instant (`start_at`, with an offset) from a one-click slot."""
+    """A local date and time, or an exact instant (`start_at`, with an offset) from a one-click slot.
+
+    Validation resolves them: `requested_start` is the exact start asked for (UTC), or
+    None when only a day (or nothing) is chosen; `day_start` is the start of that day.
+    """
 
     date = BoundedDateField(label="Date", required=False)
     time = forms.TimeField(label="Time", required=False, widget=TimeInput())
@@ -229,10 +272,13 @@ class WhenForm(FrontdeskForm):
 
     # Shown under the date and time pair (see the templates' "when-help").
     when_help = "In clinic time. Leave the time empty to see the first free times from that day."
+    # Said when a booking or a move is submitted without a time.
+    time_needed = "Choose a time, or one of the free times offered."
 
-    def __init__(self, *args, clinic, **kwargs) -> None:
+    def __init__(self, *args, clinic, today: date, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.clinic = clinic
+        self.today = today
         for name in ("date", "time"):
             attrs = self.fields[name].widget.attrs
             attrs["aria-describedby"] = f"when-help {attrs['aria-describedby']}"
@@ -253,24 +299,31 @@ class WhenForm(FrontdeskForm):
 
     def clean(self):
         data = super().clean()
-        if data.get("time") and not data.get("date") and not data.get("start_at") and "date" not in self.errors:
-            self.add_error("date", "Choose a date for this time.")
+        day, clock = data.get("date"), data.get("time")
+        data["start"] = data.get("start_at")
+        if data["start"] is not None:
+            return data
+        if clock and not day:
+            if "date" not in self.errors:
+                self.add_error("date", "Choose a date for this time.")
+        elif day and clock:
+            with DomainErrors(self):
+                data["start"] = local_to_utc(datetime.combine(day, clock), self.clinic.tz, field="start")
+        elif day and day < self.today:
+            self.add_error("date", "That day has passed; choose today or a later day.")
         return data
 
-    def start(self) -> datetime | None:
-        """The exact start asked for, in UTC, or None when only a day (or nothing) is chosen."""
-        data = self.cleaned_data
-        if data.get("start_at"):
-            return data["start_at"]
-        if data.get("date") and data.get("time"):
-            try:
-                return local_to_utc(datetime.combine(data["date"], data["time"]), self.clinic.tz, field="start")
-            except InvalidInput as error:
-                self.add_domain_error(error)
-        return None
+    @property
+    def requested_start(self) -> datetime | None:
+        return self.cleaned_data.get("start")
 
-    def day(self) -> date | None:
-        return self.cleaned_data.get("date")
+    @property
+    def day_start(self) -> datetime | None:
+        day = self.cleaned_data.get("date")
+        return start_of_local_day(day, self.clinic.tz) if day else None
+
+    def slot_request(self) -> SlotRequest:
+        raise NotImplementedError
 
 
 class BookingForm(WhenForm):
@@ -280,12 +333,18 @@ class BookingForm(WhenForm):
 
     field_order = ["procedure", "area", "practitioner", "date", "time", "start_at"]
 
-    def __init__(self, *args, clinic, **kwargs) -> None:
+    def __init__(self, *args, clinic, patient, **kwargs) -> None:
         super().__init__(*args, clinic=clinic, **kwargs)
+        self.patient = patient
         self.fields["procedure"].choices = _choices(ProcedureType.objects.filter(bookable=True), "— choose —")
         self.fields["area"].choices = _choices(TreatmentArea.objects.all(), "Not specified")
         self.fields["practitioner"].choices = _choices(
             Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner")
+
+    def slot_request(self) -> SlotRequest:
+        data = self.cleaned_data
+        return SlotRequest.booking(patient=self.patient, procedure_code=data["procedure"], area_code=data["area"],
+                                   practitioner_id=data["practitioner"])
 
 
 class RescheduleForm(WhenForm):
@@ -293,9 +352,11 @@ class RescheduleForm(WhenForm):
     reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
 
     field_order = ["date", "time", "practitioner", "reason", "start_at"]
+    time_needed = "Choose a new time, or one of the free times offered."
 
     def __init__(self, *args, clinic, appointment, **kwargs) -> None:
         super().__init__(*args, clinic=clinic, **kwargs)
+        self.appointment = appointment
         self.fields["date"].label, self.fields["time"].label = "New date", "New time"
         # The current practitioner is a choice like any other: the slot buttons post their id. Left
         # empty (an older link), the services keep the current practitioner too.
@@ -305,6 +366,9 @@ class RescheduleForm(WhenForm):
             (str(p.pk), p.name) for p in Practitioner.objects.filter(clinic=clinic, is_active=True)
             .exclude(pk=current.pk)]
         field.initial = str(current.pk)
+
+    def slot_request(self) -> SlotRequest:
+        return SlotRequest.move(appointment=self.appointment, practitioner_id=self.cleaned_data["practitioner"])
 
 
 # --- Appointment actions ------------------------------------------------------------------------

@@ -20,10 +20,13 @@ from clinic.models import (
     PatientCondition,
     Practitioner,
     ProcedureRecord,
+    ProcedureType,
 )
 from clinic.selectors import appointments_in, clinics_for_user, patients_in
-from scheduler import rules
+from frontdesk.checks import rules_only
 from reminders.models import Channel, OutboxMessage, OutboxStatus
+from scheduler import rules
+from scheduler.booking import BookingCheck
 from scheduler.selectors import patient_outlook
 
 
@@ -93,18 +96,12 @@ def pending_clearance(*, user, clinic: Clinic) -> QuerySet[Appointment]:
             .filter(status=AppointmentStatus.PENDING_CLEARANCE).order_by("start_at"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutlookRow:
-    procedure: object
-    evaluation: rules.Evaluation
+    """One bookable procedure and scheduler.booking's verdict on it from now, on the rules alone."""
 
-    @property
-    def possible_now(self) -> bool:
-        return self.evaluation.eligible
-
-    @property
-    def reasons(self) -> list[rules.Violation]:
-        return list(self.evaluation.violations)
+    procedure: ProcedureType
+    check: BookingCheck
 
 
 @dataclass
@@ -123,7 +120,9 @@ def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
                         .select_related("procedure", "practitioner", "area").order_by("start_at"))
     return PatientRecord(
         patient=patient,
-        outlook=[OutlookRow(p, e) for p, e in patient_outlook(patient=patient, now=now)],
+        outlook=[OutlookRow(p, rules_only(evaluation=e, duration=timedelta(minutes=p.duration_minutes),
+                                          tz=patient.clinic.tz))
+                 for p, e in patient_outlook(patient=patient, now=now)],
         booked=[a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES],
         other_appointments=[a for a in reversed(appointments)
                             if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)],

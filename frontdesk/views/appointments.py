@@ -12,16 +12,14 @@ from django.views.decorators.http import require_POST
 
 from clinic.models import AppointmentStatus
 from frontdesk import checks, selectors
-from frontdesk.forms import CancelForm, ClearForm
+from frontdesk.forms import CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from scheduler.booking import (
-    UnableToBook,
     appointment_cancel,
     appointment_clear,
     appointment_complete,
     appointment_mark_no_show,
 )
-from core.errors import InvalidInput, InvalidTransition
 
 
 def _detail(request, appointment, *, clear_form=None, cancel_form=None, error=None, status=200):
@@ -50,62 +48,52 @@ def appointment_detail(request, appointment_id):
     return _detail(request, appointment_or_404(request, appointment_id))
 
 
-def _done(request, appointment, message: str):
-    messages.success(request, message)
-    return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)
+def _act(request, appointment_id, action, *, done: str, form=None, form_name: str = ""):
+    """Run one action on the appointment: done, a redirect with `done`; refused, the page with why.
+
+    The service runs first, whatever the form says, so that a receptionist gets a 403 for a
+    clinician's action even with an empty reason (`clinic_page` maps `NotAllowed`).
+    """
+    appointment = appointment_or_404(request, appointment_id)
+    with DomainErrors(form, invalid_status=400) as outcome:
+        result = action(appointment, timezone.now())
+        messages.success(request, done)
+        return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.pk)
+    forms = {form_name: form} if form is not None else {}
+    return _detail(request, appointment, error=outcome.refused, status=outcome.status, **forms)
 
 
 @clinic_page
 @require_POST
 def appointment_clear_view(request, appointment_id):
-    appointment = appointment_or_404(request, appointment_id)
     form = ClearForm(request.POST)
-    # The service, not the form, decides who may clear: check the right first so a
-    # receptionist gets a 403 even with an empty reason.
-    reason = request.POST.get("reason", "")
-    try:
-        cleared = appointment_clear(appointment=appointment, actor=request.actor, now=timezone.now(), reason=reason)
-    except InvalidInput as error:
-        if form.is_valid():  # else the form already says what is missing
-            form.add_domain_error(error)
-        return _detail(request, appointment, clear_form=form, status=400)
-    except (InvalidTransition, UnableToBook) as error:
-        return _detail(request, appointment, clear_form=form, error=error.message, status=409)
-    return _done(request, cleared, "Cleared: the booking is confirmed and its reminders are released.")
+    return _act(request, appointment_id, lambda appointment, now: appointment_clear(
+        appointment=appointment, actor=request.actor, now=now, reason=request.POST.get("reason", "")),
+        done="Cleared: the booking is confirmed and its reminders are released.", form=form,
+        form_name="clear_form")
 
 
 @clinic_page
 @require_POST
 def appointment_complete_view(request, appointment_id):
-    appointment = appointment_or_404(request, appointment_id)
-    try:
-        done = appointment_complete(appointment=appointment, actor=request.actor, now=timezone.now())
-    except InvalidTransition as error:
-        return _detail(request, appointment, error=error.message, status=409)
-    return _done(request, done, "Marked completed: added to the patient's history; post-care starts now.")
+    return _act(request, appointment_id, lambda appointment, now: appointment_complete(
+        appointment=appointment, actor=request.actor, now=now),
+        done="Marked completed: added to the patient's history; post-care starts now.")
 
 
 @clinic_page
 @require_POST
 def appointment_no_show_view(request, appointment_id):
-    appointment = appointment_or_404(request, appointment_id)
-    try:
-        missed = appointment_mark_no_show(appointment=appointment, actor=request.actor, now=timezone.now())
-    except InvalidTransition as error:
-        return _detail(request, appointment, error=error.message, status=409)
-    return _done(request, missed, "Marked as a no-show.")
+    return _act(request, appointment_id, lambda appointment, now: appointment_mark_no_show(
+        appointment=appointment, actor=request.actor, now=now), done="Marked as a no-show.")
 
 
 @clinic_page
 @require_POST
 def appointment_cancel_view(request, appointment_id):
-    appointment = appointment_or_404(request, appointment_id)
     form = CancelForm(request.POST)
     if not form.is_valid():
-        return _detail(request, appointment, cancel_form=form, status=400)
-    try:
-        cancelled = appointment_cancel(appointment=appointment, actor=request.actor, now=timezone.now(),
-                                       reason=form.cleaned_data["reason"])
-    except InvalidTransition as error:
-        return _detail(request, appointment, cancel_form=form, error=error.message, status=409)
-    return _done(request, cancelled, "Cancelled: the slot is free again and the patient will be told.")
+        return _detail(request, appointment_or_404(request, appointment_id), cancel_form=form, status=400)
+    return _act(request, appointment_id, lambda appointment, now: appointment_cancel(
+        appointment=appointment, actor=request.actor, now=now, reason=form.cleaned_data["reason"]),
+        done="Cancelled: the slot is free again and the patient will be told.", form=form, form_name="cancel_form")

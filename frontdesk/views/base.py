@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from clinic.models import StaffRole
 from clinic.selectors import CLINICAL_ROLES, clinics_for_user, staff_role
+from core.errors import NotAllowed, NotFound
 from frontdesk import selectors
 from scheduler.booking import Actor
-from core.errors import NotAllowed, NotFound
 
 
 def clinic_page(view):

@@ -1,10 +1,14 @@
 """Booking and rescheduling, with the live check panel (htmx) and one-click slots.
 
-A GET with the form's values checks (the whole page, or only the panel when
-htmx asks); a POST books or moves. Both ask scheduler.booking, so what the
-panel says is what booking does.
+Both are the same flow over a `checks.SlotRequest` (a move names its
+appointment): a GET with the form's values checks (the whole page, or only
+the panel when htmx asks) through `_check_page`; a POST books or moves through
+`_submit`. Both ask scheduler.booking, so what the panel says is what booking
+does.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.shortcuts import redirect
@@ -13,159 +17,111 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from frontdesk import checks, selectors
-from frontdesk.forms import BookingForm, RescheduleForm
+from frontdesk.forms import BookingForm, DomainErrors, RescheduleForm, WhenForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
-from scheduler.booking import UnableToBook, appointment_book, appointment_reschedule
-from core.errors import InvalidInput, InvalidTransition
+from scheduler.booking import BookingResult
 
 
-def _day_start(form, clinic):
-    day = form.day()
-    return selectors.local_day_range(day, clinic.tz)[0] if day else None
-
-
-def _render(request, template: str, context: dict, *, status: int = 200):
-    if request.htmx and request.method == "GET":
-        return page(request, "frontdesk/_check_panel.html", {**context, "oob_errors": True}, status=status)
-    return page(request, template, context, status=status)
-
-
-def _panel_for_booking(request, patient, form, now):
-    """The panel for the form's current values, or None (with the reason on the form)."""
+def _panel(form: WhenForm, now) -> checks.Panel | None:
+    """The panel for the form's values, or None (with the reason on the form)."""
     if not form.is_valid():
         return None
-    start = form.start()
-    if form.errors:
-        return None
-    data = form.cleaned_data
-    if form.day() and start is None and form.day() < timezone.localdate(now, timezone=request.clinic.tz):
-        form.add_error("date", "That day has passed; choose today or a later day.")
-        return None
-    try:
-        return checks.booking_panel(patient=patient, procedure_code=data["procedure"], now=now, start=start,
-                                    day_start=_day_start(form, request.clinic), area_code=data["area"] or None,
-                                    practitioner_id=data["practitioner"] or None)
-    except InvalidInput as error:
-        form.add_domain_error(error)
-        return None
+    with DomainErrors(form):
+        return checks.panel(form.slot_request(), now=now, start=form.requested_start, day_start=form.day_start)
+    return None
+
+
+def _check_page(request, form: WhenForm, template: str, context: dict):
+    panel = _panel(form, timezone.now()) if form.is_bound else None
+    context = {**context, "form": form, "panel": panel}
+    if request.htmx:
+        return page(request, "frontdesk/_check_panel.html", {**context, "oob_errors": True})
+    return page(request, template, context)
+
+
+def _submit(request, form: WhenForm, template: str, context: dict, *, done: Callable[[BookingResult], str]):
+    """Book or move at the start the form names; on a refusal, show why with today's panel (409)."""
+    now = timezone.now()
+    outcome = DomainErrors(form)
+    if form.is_valid():
+        start = form.requested_start
+        if start is None:
+            form.add_error("time", form.time_needed)
+        else:
+            with outcome:
+                result = form.slot_request().submit(start_at=start, actor=request.actor, now=now,
+                                                    reason=form.cleaned_data.get("reason", ""))
+                messages.success(request, done(result))
+                return redirect("frontdesk:appointment", clinic_code=request.clinic.code,
+                                appointment_id=result.appointment.pk)
+    # Show the refusal with today's answer (a slot may have just gone), and what to offer instead.
+    panel = _panel(form, now) if outcome.refused else None
+    return page(request, template, {**context, "form": form, "panel": panel, "refused": outcome.refused},
+                status=outcome.status)
+
+
+def _when(appointment) -> str:
+    return timezone.localtime(appointment.start_at).strftime("%a %d %b %Y, %H:%M")
+
+
+# --- Book ---------------------------------------------------------------------------------------
+
+
+def _booking_context(patient) -> dict:
+    return {"patient": patient, "mode": "book", "nav": "patients",
+            "submit_url": reverse("frontdesk:book_submit", args=[patient.clinic.code, patient.pk]),
+            "appointments_by_id": selectors.patient_appointments_by_id(patient)}
+
+
+def _booked(result: BookingResult) -> str:
+    appointment = result.appointment
+    if appointment.status == "pending_clearance":
+        return (f"Booked {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}: "
+                "PENDING CLEARANCE. A clinician must clear it before treatment; no reminders go out until then.")
+    return f"Booked and confirmed: {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}."
+
+
+def _booking_form(request, patient, data) -> BookingForm:
+    return BookingForm(data, clinic=request.clinic, patient=patient,
+                       today=timezone.localdate(timezone=request.clinic.tz))
 
 
 @clinic_page
 def book(request, patient_id):
     patient = patient_or_404(request, patient_id)
-    now = timezone.now()
-    form = BookingForm(request.GET or None, clinic=request.clinic)
-    panel = _panel_for_booking(request, patient, form, now) if form.is_bound else None
-    return _render(request, "frontdesk/book.html", _booking_context(patient, form, panel))
-
-
-def _booking_context(patient, form, panel, **extra) -> dict:
-    return {"patient": patient, "form": form, "panel": panel, "mode": "book", "nav": "patients",
-            "submit_url": reverse("frontdesk:book_submit", args=[patient.clinic.code, patient.pk]),
-            "appointments_by_id": selectors.patient_appointments_by_id(patient), **extra}
+    return _check_page(request, _booking_form(request, patient, request.GET or None), "frontdesk/book.html",
+                       _booking_context(patient))
 
 
 @clinic_page
 @require_POST
 def book_submit(request, patient_id):
     patient = patient_or_404(request, patient_id)
-    now = timezone.now()
-    form = BookingForm(request.POST, clinic=request.clinic)
-    status, refused = 200, None
-    if form.is_valid():
-        start = form.start()
-        if start is None and not form.errors:
-            form.add_error("time", "Choose a time, or one of the free times offered.")
-        if start is not None:
-            data = form.cleaned_data
-            try:
-                result = appointment_book(patient=patient, procedure_code=data["procedure"], start_at=start,
-                                          actor=request.actor, now=now, area_code=data["area"] or None,
-                                          practitioner_id=data["practitioner"] or None)
-            except UnableToBook as error:
-                refused, status = error.message, 409
-            except InvalidInput as error:
-                form.add_domain_error(error)
-            else:
-                appointment = result.appointment
-                messages.success(request, _booked_message(appointment))
-                return redirect("frontdesk:appointment", clinic_code=request.clinic.code,
-                                appointment_id=appointment.pk)
-    # Show the refusal with today's answer (a slot may have just gone), and what to offer instead.
-    panel = _panel_for_booking(request, patient, form, now) if refused else None
-    return page(request, "frontdesk/book.html", _booking_context(patient, form, panel, refused=refused),
-                status=status)
-
-
-def _booked_message(appointment) -> str:
-    when = timezone.localtime(appointment.start_at).strftime("%a %d %b %Y, %H:%M")
-    if appointment.status == "pending_clearance":
-        return (f"Booked {appointment.procedure} on {when} with {appointment.practitioner}: PENDING CLEARANCE. "
-                "A clinician must clear it before treatment; no reminders go out until then.")
-    return f"Booked and confirmed: {appointment.procedure} on {when} with {appointment.practitioner}."
+    return _submit(request, _booking_form(request, patient, request.POST), "frontdesk/book.html",
+                   _booking_context(patient), done=_booked)
 
 
 # --- Reschedule --------------------------------------------------------------------------------
 
 
-def _panel_for_reschedule(request, appointment, form, now):
-    if not form.is_valid():
-        return None
-    start = form.start()
-    if form.errors:
-        return None
-    if form.day() and start is None and form.day() < timezone.localdate(now, timezone=request.clinic.tz):
-        form.add_error("date", "That day has passed; choose today or a later day.")
-        return None
-    try:
-        return checks.reschedule_panel(appointment=appointment, now=now, start=start,
-                                       day_start=_day_start(form, request.clinic),
-                                       practitioner_id=form.cleaned_data["practitioner"] or None)
-    except InvalidInput as error:
-        form.add_domain_error(error)
-        return None
-
-
-def _reschedule_context(appointment, form, panel, **extra) -> dict:
-    return {"appointment": appointment, "patient": appointment.patient, "form": form, "panel": panel,
-            "mode": "reschedule", "nav": "patients",
+def _reschedule_context(appointment) -> dict:
+    return {"appointment": appointment, "patient": appointment.patient, "mode": "reschedule", "nav": "patients",
             "submit_url": reverse("frontdesk:reschedule", args=[appointment.clinic.code, appointment.pk]),
-            "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient), **extra}
+            "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient)}
+
+
+def _moved(result: BookingResult) -> str:
+    moved = result.appointment
+    note = " It is PENDING CLEARANCE again." if moved.status == "pending_clearance" else ""
+    return f"Moved to {_when(moved)} with {moved.practitioner}.{note}"
 
 
 @clinic_page
 def reschedule(request, appointment_id):
     appointment = appointment_or_404(request, appointment_id)
-    now = timezone.now()
+    data = request.POST if request.method == "POST" else (request.GET or None)
+    form = RescheduleForm(data, clinic=request.clinic, appointment=appointment,
+                          today=timezone.localdate(timezone=request.clinic.tz))
     if request.method == "POST":
-        form = RescheduleForm(request.POST, clinic=request.clinic, appointment=appointment)
-        status, refused = 200, None
-        if form.is_valid():
-            start = form.start()
-            if start is None and not form.errors:
-                form.add_error("time", "Choose a new time, or one of the free times offered.")
-            if start is not None:
-                try:
-                    result = appointment_reschedule(
-                        appointment=appointment, start_at=start, actor=request.actor, now=now,
-                        practitioner_id=form.cleaned_data["practitioner"] or None,
-                        reason=form.cleaned_data["reason"])
-                except UnableToBook as error:
-                    refused, status = error.message, 409
-                except InvalidTransition as error:
-                    refused, status = error.message, 409
-                except InvalidInput as error:
-                    form.add_domain_error(error)
-                else:
-                    moved = result.appointment
-                    when = timezone.localtime(moved.start_at).strftime("%a %d %b %Y, %H:%M")
-                    note = " It is PENDING CLEARANCE again." if moved.status == "pending_clearance" else ""
-                    messages.success(request, f"Moved to {when} with {moved.practitioner}.{note}")
-                    return redirect("frontdesk:appointment", clinic_code=request.clinic.code,
-                                    appointment_id=moved.pk)
-        panel = _panel_for_reschedule(request, appointment, form, now) if refused and start else None
-        return page(request, "frontdesk/reschedule.html",
-                    _reschedule_context(appointment, form, panel, refused=refused), status=status)
-    form = RescheduleForm(request.GET or None, clinic=request.clinic, appointment=appointment)
-    panel = _panel_for_reschedule(request, appointment, form, now) if form.is_bound else None
-    return _render(request, "frontdesk/reschedule.html", _reschedule_context(appointment, form, panel))
+        return _submit(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment), done=_moved)
+    return _check_page(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment))

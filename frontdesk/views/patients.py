@@ -12,9 +12,11 @@ from django.views.decorators.http import require_POST
 from clinic import services as clinic_services
 from clinic.models import MedicationCourse
 from clinic.selectors import clinics_for_user, patient_search, patients_in
+from core.errors import InvalidInput
 from frontdesk import selectors
 from frontdesk.forms import (
     ConditionFormSet,
+    DomainErrors,
     MedicationCourseForm,
     MedicationEndForm,
     PatientForm,
@@ -22,7 +24,6 @@ from frontdesk.forms import (
     ProcedureRecordForm,
 )
 from frontdesk.views.base import clinic_page, page, patient_or_404
-from core.errors import InvalidInput
 
 SEARCH_LIMIT = 50
 
@@ -45,12 +46,9 @@ def patient_list(request):
 def patient_new(request):
     form = PatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with DomainErrors(form):
             patient = clinic_services.patient_create(clinic=request.clinic, today=timezone.localdate(),
                                                      **form.patient_fields())
-        except InvalidInput as error:
-            form.add_domain_error(error)
-        else:
             messages.success(request, f"{patient} added. Next: their medical history.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return page(request, "frontdesk/patient_form.html", {"form": form, "nav": "new_patient"})
@@ -62,12 +60,9 @@ def patient_edit(request, patient_id):
     initial = {name: getattr(patient, name) for name in PatientForm.base_fields}
     form = PatientForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with DomainErrors(form):
             patient = clinic_services.patient_update(patient=patient, today=timezone.localdate(),
                                                      **form.patient_fields())
-        except InvalidInput as error:
-            form.add_domain_error(error)
-        else:
             messages.success(request, f"{patient}'s details saved.")
             return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=patient.pk)
     return page(request, "frontdesk/patient_form.html", {"form": form, "patient": patient, "nav": "patients"})
@@ -110,6 +105,22 @@ def _history_page(request, patient, **forms):
 _LINE = re.compile(r"^Line (\d+): ")
 
 
+class _IntakeLines:
+    """Puts a service error on the intake line it names ("Line 2: ..."), else above the lines."""
+
+    def __init__(self, formset, kept) -> None:
+        self.formset, self.kept = formset, kept
+
+    def add_domain_error(self, error: InvalidInput) -> None:
+        match = _LINE.match(error.message)
+        index = int(match.group(1)) - 1 if match else -1
+        if 0 <= index < len(self.kept):
+            self.kept[index].add_domain_error(InvalidInput(error.code, error.message[match.end():],
+                                                           field=error.field))
+        else:
+            self.formset._non_form_errors.append(error.message)
+
+
 @clinic_page
 def patient_history(request, patient_id):
     patient = patient_or_404(request, patient_id)
@@ -121,17 +132,8 @@ def patient_history(request, patient_id):
         lines = [clinic_services.IntakeLine(condition=f.cleaned_data["condition"], status=f.cleaned_data["status"],
                                             area=f.cleaned_data["area"] or None,
                                             noted_on=f.cleaned_data.get("noted_on")) for f in kept]
-        try:
+        with DomainErrors(_IntakeLines(formset, kept)):
             clinic_services.conditions_replace(patient=patient, lines=lines)
-        except InvalidInput as error:
-            # The service numbers the lines it was given; put its message on that line when it says which.
-            match = _LINE.match(error.message)
-            index = int(match.group(1)) - 1 if match else -1
-            if 0 <= index < len(kept):
-                kept[index].add_domain_error(InvalidInput(error.code, error.message[match.end():], field=error.field))
-            else:
-                formset._non_form_errors.append(error.message)
-        else:
             messages.success(request, "Medical history saved.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, conditions_formset=formset)
@@ -143,13 +145,10 @@ def medication_add(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = MedicationCourseForm(request.POST, prefix="course")
     if form.is_valid():
-        try:
+        with DomainErrors(form):
             course = clinic_services.medication_course_add(
                 patient=patient, drug_code=form.cleaned_data["drug"], started_on=form.cleaned_data["started_on"],
                 ended_on=form.cleaned_data.get("ended_on"), notes=form.cleaned_data["notes"])
-        except InvalidInput as error:
-            form.add_domain_error(error)
-        else:
             messages.success(request, f"{course.drug} course added.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, course_form=form)
@@ -164,11 +163,8 @@ def medication_end(request, patient_id, course_id):
         raise Http404("No such medication course.")
     form = MedicationEndForm(request.POST, prefix=f"end-{course.pk}")
     if form.is_valid():
-        try:
+        with DomainErrors(form):
             clinic_services.medication_course_end(course=course, ended_on=form.cleaned_data["ended_on"])
-        except InvalidInput as error:
-            form.add_domain_error(error)
-        else:
             messages.success(request, f"End of the {course.drug} course recorded.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, end_forms={course.pk: form})
@@ -181,14 +177,11 @@ def procedure_add(request, patient_id):
     form = ProcedureRecordForm(request.POST, prefix="record")
     if form.is_valid():
         data = form.cleaned_data
-        try:
+        with DomainErrors(form):
             record = clinic_services.procedure_record_add(
                 patient=patient, procedure_code=data["procedure"], performed_on=data["performed_on"],
                 performed_time=data.get("performed_time"), now=timezone.now(), area_code=data["area"] or None,
                 notes=data["notes"])
-        except InvalidInput as error:
-            form.add_domain_error(error)
-        else:
             messages.success(request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, record_form=form)

@@ -260,3 +260,17 @@ def test_no_reminders_says_so_once(reception, clinic, pending):
     page = squash(reception.get(url("appointment", clinic, pending)))
     assert "No reminders for this appointment yet: they are held until it is cleared." in page
     assert 'Due <span class="count">' not in page
+
+
+def test_a_cancelled_appointment_cannot_be_moved_whatever_is_asked(reception, clinic, upcoming):
+    upcoming.status = AppointmentStatus.CANCELLED
+    upcoming.save()
+
+    checked = reception.get(url("reschedule", clinic, upcoming), {"date": "2026-03-04", "time": "11:00"})
+    panel = reception.get(url("reschedule", clinic, upcoming), {"date": "2026-03-04", "time": "11:00"}, **HTMX)
+    posted = reception.post(url("reschedule", clinic, upcoming), {"start_at": "2026-03-04T11:00:00+00:00"})
+
+    assert checked.status_code == panel.status_code == 200 and "cannot be moved" in squash(checked)
+    assert posted.status_code == 409 and "cannot be moved" in squash(posted)
+    upcoming.refresh_from_db()
+    assert upcoming.start_at == at_london(2026, 3, 5, 10)
