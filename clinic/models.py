@@ -4,11 +4,13 @@ Catalogue entries (procedures, medications, conditions, areas) are keyed by
 their stable code, so fixtures, rules and the API all speak the same codes.
 Times are stored in UTC; each clinic's IANA zone says how to show them.
 """
+import functools
 import hashlib
 import re
 import secrets
 import uuid
 import zoneinfo
+from importlib import resources
 
 import phonenumbers
 from django.conf import settings
@@ -22,6 +24,24 @@ def validate_timezone(value: str) -> None:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValidationError(f"{value!r} is not an IANA time zone (e.g. Europe/London).")
+
+
+@functools.cache
+def _zone_countries() -> dict[str, str]:
+    """IANA zone -> ISO 3166 alpha-2 country, from the tz database's own zone.tab (the tzdata package)."""
+    text = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    rows = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
+    return {row[2]: row[0] for row in rows if len(row) >= 3}
+
+
+def country_for_timezone(value: str) -> str:
+    """The country a zone belongs to (Europe/London -> GB), or "" for a zone of no one country (UTC)."""
+    return _zone_countries().get(value, "")
+
+
+def validate_country(value: str) -> None:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(f"{value!r} is not a country code we know (ISO 3166 alpha-2, e.g. GB).")
 
 
 def validate_e164(value: str) -> None:
@@ -131,6 +151,10 @@ class Clinic(models.Model):
     code = models.SlugField(unique=True, max_length=50)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    country = models.CharField(
+        max_length=2, blank=True, validators=[validate_country],
+        help_text="ISO 3166 alpha-2 code, e.g. GB: phone numbers typed without a country code are read as "
+                  "this country's. Left empty, it is taken from the time zone.")
     # What patients see of the clinic: every message says how to reach it and where it is.
     phone = models.CharField(max_length=20, blank=True, validators=[validate_e164],
                              help_text="E.164, e.g. +442079460000; messages show it in national format.")
@@ -153,6 +177,13 @@ class Clinic(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.country:
+            self.country = country_for_timezone(self.timezone)
+            if "update_fields" in kwargs and kwargs["update_fields"] is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
+        super().save(*args, **kwargs)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

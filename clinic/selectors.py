@@ -5,6 +5,10 @@ one of these, so tenancy is enforced in one place.
 """
 from __future__ import annotations
 
+import re
+from datetime import date
+
+import phonenumbers
 from django.db.models import Q, QuerySet
 
 from clinic.models import Appointment, Clinic, Patient, StaffMembership, StaffRole
@@ -38,21 +42,63 @@ def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:
         "clinic", "patient", "practitioner", "procedure", "area")
 
 
-def patient_search(patients: QuerySet[Patient], query: str) -> QuerySet[Patient]:
-    """Match name, e-mail, phone (digits) or date of birth (YYYY-MM-DD)."""
-    from datetime import date
+# Where dates are written month first; elsewhere 18/06/1985 is the 18th of June.
+MONTH_FIRST_COUNTRIES = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM", "PH", "FM", "MH", "PW"})
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_TYPED_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
 
+
+def typed_date(query: str, *, country: str = "") -> date | None:
+    """A date as staff type it: ISO (1985-06-18), or day first (18/06/1985, 18.06.1985) except where
+    the country writes month first (06/18/1985 in the US); None when it is not one."""
+    query = query.strip()
+    if match := _ISO_DATE.match(query):
+        year, month, day = (int(part) for part in match.groups())
+    elif match := _TYPED_DATE.match(query):
+        first, second, year = (int(part) for part in match.groups())
+        month, day = (first, second) if country in MONTH_FIRST_COUNTRIES else (second, first)
+    else:
+        return None
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _phone_condition(query: str, country: str) -> Q:
+    """Patients whose stored (E.164) number is the one typed, in whatever format, or begins with it."""
+    typed = query.strip()
+    digits = "".join(ch for ch in typed if ch.isdigit())
+    if len(digits) < 4:
+        return Q(pk__in=[])
+    condition = Q(phone__contains=digits)
+    if typed.startswith(("+", "00")):
+        condition |= Q(phone__startswith="+" + (digits[2:] if typed.startswith("00") else digits))
+    elif country:
+        # As dialled in the clinic's country: "0791 1" begins +44 7911, "07911 123101" is +44 7911123101.
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(country)
+        prefix = (metadata.national_prefix or "") if metadata else ""
+        if prefix and digits.startswith(prefix):
+            condition |= Q(phone__startswith=f"+{metadata.country_code}{digits[len(prefix):]}")
+    try:
+        number = phonenumbers.parse("+" + typed[2:] if typed.startswith("00") else typed, country or None)
+    except phonenumbers.NumberParseException:
+        return condition
+    return condition | Q(phone=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def patient_search(patients: QuerySet[Patient], query: str, *, country: str = "") -> QuerySet[Patient]:
+    """Match name, e-mail, phone (in any format; national numbers as `country`'s) or date of birth
+    (ISO, or as typed in `country`, e.g. 18/06/1985)."""
     query = (query or "").strip()
     if not query:
         return patients.none()
     condition = Q()
     for word in query.split():
         condition &= Q(first_name__icontains=word) | Q(last_name__icontains=word) | Q(email__icontains=word)
-    digits = "".join(ch for ch in query if ch.isdigit())
-    if len(digits) >= 4:
-        condition |= Q(phone__contains=digits)
-    try:
-        condition |= Q(date_of_birth=date.fromisoformat(query))
-    except ValueError:
-        pass
+    born = typed_date(query, country=country)
+    if born is not None:
+        condition |= Q(date_of_birth=born)
+    else:
+        condition |= _phone_condition(query, country)
     return patients.filter(condition)

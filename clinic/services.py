@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 
+import phonenumbers
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from clinic.models import (
     Clinic,
@@ -42,12 +44,61 @@ YEARS_OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
 PATIENT_FIELDS = ("first_name", "last_name", "date_of_birth", "email", "phone", "reminder_channels", "sms_consent")
 
 
-def _validated(patient: Patient) -> Patient:
+def phone_examples(country: str) -> tuple[str, str] | None:
+    """A mobile number of `country` as dialled there and in international form (for help texts), if known."""
+    example = phonenumbers.example_number_for_type(country, PhoneNumberType.MOBILE) if country else None
+    if example is None:
+        return None
+    return (phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL),
+            phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL))
+
+
+def phone_to_e164(value: str, *, country: str) -> str | None:
+    """A phone number as typed at a desk in `country`, in E.164; None when it is not a valid number.
+
+    National numbers are read as `country`'s ("07911 123456" at a GB clinic); spaces, dashes,
+    brackets and a 00 international prefix are fine.
+    """
+    typed = value.strip()
+    for text in (typed, "+" + typed[2:]) if typed.startswith("00") else (typed,):
+        try:
+            number = phonenumbers.parse(text, country or None)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return None
+
+
+def _phone_problem(country: str) -> str:
+    examples = phone_examples(country)
+    if examples is None:
+        return "Enter the phone number in international form, e.g. +447911123456."
+    national, international = examples
+    return (f"Enter a valid phone number, as dialled locally (e.g. {national}) or in international form "
+            f"(e.g. {international}).")
+
+
+def _with_e164_phone(fields: dict, *, country: str) -> tuple[dict, dict[str, list[str]]]:
+    """`fields` with the phone in E.164 (read with the clinic's country), and the phone's error if any."""
+    phone = fields.get("phone")
+    if not isinstance(phone, str) or not phone.strip():
+        return fields, {}
+    e164 = phone_to_e164(phone, country=country)
+    if e164 is None:
+        return fields, {"phone": [_phone_problem(country)]}
+    return {**fields, "phone": e164}, {}
+
+
+def _validated(patient: Patient, errors: dict[str, list[str]] | None = None) -> Patient:
+    """Every problem at once: the model's validation and the service's own (`errors`)."""
+    errors = dict(errors or {})
     try:
-        patient.full_clean(exclude=["clinic"])
+        patient.full_clean(exclude=["clinic", *errors])
     except ValidationError as error:
-        errors = {("non_field_errors" if name == "__all__" else name): list(messages)
-                  for name, messages in error.message_dict.items()}
+        for name, messages in error.message_dict.items():
+            errors.setdefault("non_field_errors" if name == "__all__" else name, []).extend(messages)
+    if errors:
         field, messages = next(iter(errors.items()))
         raise InvalidInput(ErrorCode.INVALID_PATIENT, " ".join(messages),
                            field=None if field == "non_field_errors" else field, errors=errors)
@@ -70,8 +121,9 @@ def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
+    fields, problems = _with_e164_phone(fields, country=clinic.country)
     patient = Patient(clinic=clinic, **fields)
-    _validated(patient)
+    _validated(patient, problems)
     patient.save()
     return patient
 
@@ -82,10 +134,11 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
     with transaction.atomic():
-        patient = Patient.objects.select_for_update().get(pk=patient.pk)
+        patient = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
+        fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         for name, value in fields.items():
             setattr(patient, name, value)
-        _validated(patient)
+        _validated(patient, problems)
         patient.save()
     return patient
 

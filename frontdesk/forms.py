@@ -22,12 +22,13 @@ from clinic.models import (
     ProcedureType,
     ReminderChannel,
     TreatmentArea,
-    validate_e164,
 )
-from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE
+from clinic.selectors import MONTH_FIRST_COUNTRIES
+from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, phone_examples
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import local_to_utc
 from frontdesk.checks import SlotRequest
+from frontdesk.templatetags.frontdesk import display_phone
 from scheduler.rules import start_of_local_day
 
 # Where the services' field names land on these forms.
@@ -40,7 +41,9 @@ class FrontdeskForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for name, field in self.fields.items():
-            auto_id = self[name].auto_id
+            # Not self[name].auto_id: a bound field made now would keep this label and help text, and
+            # subclasses adjust those after this __init__.
+            auto_id = self.auto_id % self.add_prefix(name) if "%s" in str(self.auto_id) else self.add_prefix(name)
             described = [f"{auto_id}-error"]
             if field.help_text:
                 described.insert(0, f"{auto_id}-help")
@@ -141,9 +144,14 @@ def _choices(queryset, blank: str | None):
 class PatientSearchForm(FrontdeskForm):
     q = forms.CharField(
         label="Find a patient", required=False, max_length=200,
-        help_text="Name, phone, e-mail or date of birth (YYYY-MM-DD).",
+        help_text="Name, phone (any format), e-mail or date of birth (e.g. 18/06/1985).",
         widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "autofocus": True}),
     )
+
+    def __init__(self, *args, clinic=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if clinic is not None and clinic.country in MONTH_FIRST_COUNTRIES:
+            self.fields["q"].help_text = "Name, phone (any format), e-mail or date of birth (e.g. 06/18/1985)."
 
 
 class PatientForm(FrontdeskForm):
@@ -164,16 +172,20 @@ class PatientForm(FrontdeskForm):
     )
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
 
+    def __init__(self, *args, clinic, patient=None, **kwargs) -> None:
+        if patient is not None:
+            # The number as the desk dials it; the service reads it back in the clinic's country.
+            kwargs["initial"] = {**{name: getattr(patient, name) for name in self.base_fields},
+                                 "phone": display_phone(patient.phone, clinic.country)}
+        super().__init__(*args, **kwargs)
+        examples = phone_examples(clinic.country)
+        if examples:
+            self.fields["phone"].help_text = f"As dialled here, e.g. {examples[0]}, or international, " \
+                                             f"e.g. {examples[1]}. Spaces are fine."
+
     def clean_phone(self) -> str:
-        # Typing conveniences, then the model's own validator, so that every error shows at once.
-        value = self.cleaned_data["phone"].strip()
-        for ch in " -().":
-            value = value.replace(ch, "")
-        if value.startswith("00"):
-            value = "+" + value[2:]
-        if value:
-            validate_e164(value)
-        return value
+        # Read (national or international) and checked by the service, with the clinic's country.
+        return self.cleaned_data["phone"].strip()
 
     def clean_email(self) -> str:
         return self.cleaned_data["email"].strip()

@@ -1,5 +1,7 @@
 """Small display helpers for the front-desk templates."""
+import phonenumbers
 from django import template
+from phonenumbers import PhoneNumberFormat
 
 register = template.Library()
 
@@ -75,3 +77,22 @@ def when(value) -> str:
     if local.hour == 0 and local.minute == 0:
         return f"{local:%a} {local.day} {local:%b %Y}"
     return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M}"
+
+
+def display_phone(value: str, country: str) -> str:
+    """An E.164 number as the desk dials it: national format for the clinic's country, else international."""
+    if not value:
+        return ""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return value  # not a phone number (e.g. an e-mail recipient): as it is
+    # By country calling code, not region: +44 7911 is GB as dialled even where the plan assigns it to Jersey.
+    local = bool(country) and number.country_code == phonenumbers.country_code_for_region(country)
+    return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL if local else PhoneNumberFormat.INTERNATIONAL)
+
+
+@register.filter
+def phone(value: str, clinic) -> str:
+    """`{{ patient.phone|phone:clinic }}`: the number in the clinic's national format where it is local."""
+    return display_phone(value, getattr(clinic, "country", ""))

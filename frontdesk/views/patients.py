@@ -30,12 +30,12 @@ SEARCH_LIMIT = 50
 
 @clinic_page
 def patient_list(request):
-    form = PatientSearchForm(request.GET or None)
+    form = PatientSearchForm(request.GET or None, clinic=request.clinic)
     results, query = [], ""
     if form.is_valid():
         query = form.cleaned_data["q"].strip()
         clinic_patients = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
-        results = list(patient_search(clinic_patients, query)[:SEARCH_LIMIT + 1])
+        results = list(patient_search(clinic_patients, query, country=request.clinic.country)[:SEARCH_LIMIT + 1])
     return page(request, "frontdesk/patient_list.html", {
         "search_form": form, "results": results[:SEARCH_LIMIT], "more": len(results) > SEARCH_LIMIT,
         "query": query, "nav": "patients",
@@ -44,7 +44,7 @@ def patient_list(request):
 
 @clinic_page
 def patient_new(request):
-    form = PatientForm(request.POST or None)
+    form = PatientForm(request.POST or None, clinic=request.clinic)
     if request.method == "POST" and form.is_valid():
         with DomainErrors(form):
             patient = clinic_services.patient_create(clinic=request.clinic, today=timezone.localdate(),
@@ -57,8 +57,7 @@ def patient_new(request):
 @clinic_page
 def patient_edit(request, patient_id):
     patient = patient_or_404(request, patient_id)
-    initial = {name: getattr(patient, name) for name in PatientForm.base_fields}
-    form = PatientForm(request.POST or None, initial=initial)
+    form = PatientForm(request.POST or None, clinic=request.clinic, patient=patient)
     if request.method == "POST" and form.is_valid():
         with DomainErrors(form):
             patient = clinic_services.patient_update(patient=patient, today=timezone.localdate(),

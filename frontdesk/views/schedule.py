@@ -16,7 +16,7 @@ def today(request):
     now = timezone.now()
     day = timezone.localdate(now, timezone=clinic.tz)
     return page(request, "frontdesk/today.html", {
-        "search_form": PatientSearchForm(),
+        "search_form": PatientSearchForm(clinic=clinic),
         "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
         "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
         "now": now,

@@ -77,3 +77,15 @@ def test_database_refuses_the_same_condition_twice_for_one_area(catalogue, area)
     with pytest.raises(IntegrityError), transaction.atomic():
         PatientCondition.objects.create(patient=patient, condition_id="eczema", status="history", area_id=area)
     PatientCondition.objects.create(patient=patient, condition_id="eczema", status="active", area_id="hands")
+
+
+@pytest.mark.parametrize("zone, country", [("Europe/London", "GB"), ("America/New_York", "US"),
+                                           ("Europe/Paris", "FR"), ("UTC", "")])
+def test_a_clinics_country_defaults_to_its_time_zones(db, zone, country):
+    assert ClinicFactory(timezone=zone).country == country
+
+
+def test_a_clinics_country_can_be_set_and_is_validated(db):
+    assert ClinicFactory(timezone="Europe/London", country="IE").country == "IE"
+    with pytest.raises(ValidationError, match="not a country code"):
+        ClinicFactory.build(code="x", timezone="Europe/London", country="UK").full_clean()

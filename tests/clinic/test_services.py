@@ -189,3 +189,32 @@ def test_a_reported_local_day_in_the_future_or_unreadable_is_refused(patient, pe
 
     assert (error.value.code, error.value.field) == (code, field)
     assert not patient.procedure_records.exists()
+
+
+@pytest.mark.parametrize("typed, country, stored", [
+    ("07911 123458", "GB", "+447911123458"),
+    ("+44 7911 123458", "GB", "+447911123458"),
+    ("0044 7911-123458", "GB", "+447911123458"),
+    ("(212) 555-0142", "US", "+12125550142"),
+    ("0044 7911 123458", "US", "+447911123458"),  # 00 as the international prefix, even where it is 011
+    ("+447911123458", "", "+447911123458"),
+])
+def test_a_phone_is_read_with_the_clinics_country_and_stored_in_e164(catalogue, typed, country, stored):
+    timezone = {"GB": "Europe/London", "US": "America/New_York", "": "UTC"}[country]
+    clinic = ClinicFactory(timezone=timezone)
+
+    patient = patient_create(clinic=clinic, today=TODAY, first_name="Ada", last_name="L", phone=typed)
+
+    assert clinic.country == country and patient.phone == stored
+
+
+def test_a_national_number_needs_a_country_to_be_read(catalogue):
+    with pytest.raises(InvalidInput) as error:
+        patient_create(clinic=ClinicFactory(timezone="UTC"), today=TODAY, first_name="Ada", last_name="L",
+                       phone="07911 123458")
+
+    assert error.value.errors == {"phone": ["Enter the phone number in international form, e.g. +447911123456."]}
+
+
+def test_patient_update_reads_the_phone_with_the_clinics_country(patient):
+    assert patient_update(patient=patient, today=TODAY, phone="07911 123459").phone == "+447911123459"

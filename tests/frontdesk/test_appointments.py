@@ -189,6 +189,14 @@ def test_the_practitioner_list_on_the_move_page_offers_the_current_one(reception
     assert "Possible at Wed 4 Mar 2026, 11:00" in page
 
 
+def test_the_move_page_asks_for_a_new_date_and_time(reception, clinic, botox_then_microneedling):
+    botox, _ = botox_then_microneedling
+    page = squash(reception.get(url("reschedule", clinic, botox)))
+
+    assert '<label for="id_date">New date</label>' in page and '<label for="id_time">New time</label>' in page
+    assert 'aria-describedby="when-help id_date-error"' in page
+
+
 def test_a_move_to_another_practitioner(reception, clinic, second_practitioner, botox_then_microneedling):
     botox, _ = botox_then_microneedling
     response = reception.post(url("reschedule", clinic, botox), {

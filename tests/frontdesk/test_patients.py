@@ -132,3 +132,74 @@ def test_booked_and_cancelled_appointments_show_their_date_and_time(reception, c
     other = text_by_id(response.content, "other-appointments-list")
     assert "Fri 20 Mar 2026, 10:00–10:45" in booked
     assert "Wed 1 Jul 2026, 14:00–14:30" in other  # clinic time (BST)
+
+
+# --- Phone numbers in the clinic's own format (issue #10, item 16) -----------------------------
+
+
+def test_a_uk_receptionist_types_a_national_number_and_it_is_stored_in_e164(reception, clinic):
+    response = reception.post(url("patient_new", clinic), {"first_name": "Ada", "last_name": "Lovelace",
+                                                           "phone": "07911 123458"})
+
+    assert response.status_code == 302
+    assert Patient.objects.get(last_name="Lovelace").phone == "+447911123458"
+
+
+def test_a_new_york_desk_reads_national_numbers_as_american(other_clinic, other_practitioner):
+    from django.test import Client
+
+    from clinic.models import StaffRole
+    from tests.frontdesk.conftest import make_staff
+
+    client = Client()
+    client.force_login(make_staff(other_clinic, StaffRole.RECEPTIONIST, "reception-ny"))
+    response = client.post(url("patient_new", other_clinic), {"first_name": "Nia", "last_name": "Cole",
+                                                              "phone": "(212) 555-0142"})
+
+    assert response.status_code == 302
+    assert Patient.objects.get(last_name="Cole").phone == "+12125550142"
+
+
+def test_the_phone_help_and_error_speak_the_clinics_format(reception, clinic):
+    response = reception.post(url("patient_new", clinic), {"first_name": "Ada", "last_name": "L",
+                                                           "phone": "07911 12"})
+
+    assert "e.g. 07400 123456" in text_by_id(response.content, "id_phone-help")
+    assert field_error(response, "id_phone") == (
+        "Enter a valid phone number, as dialled locally (e.g. 07400 123456) or in international "
+        "form (e.g. +44 7400 123456).")
+    assert not Patient.objects.exists()
+
+
+def test_numbers_show_in_national_format_at_the_desk(reception, clinic, patient):
+    PatientFactory(clinic=clinic, first_name="Nora", last_name="Abroad", phone="+12125550199")
+
+    detail = squash(reception.get(url("patient", clinic, patient)))
+    found = squash(reception.get(url("patients", clinic), {"q": "0791"}))
+    abroad = squash(reception.get(url("patients", clinic), {"q": "Abroad"}))
+    edit = squash(reception.get(url("patient_edit", clinic, patient)))
+
+    assert "07911 123101" in detail and "+447911123101" not in detail
+    assert "07911 123101" in found
+    assert "+1 212-555-0199" in abroad  # a foreign number keeps its country code
+    assert 'value="07911 123101"' in edit
+
+
+def test_saving_the_edit_form_unchanged_keeps_the_number(reception, clinic, patient):
+    response = reception.post(url("patient_edit", clinic, patient), {
+        "first_name": "Olivia", "last_name": "Bennett", "phone": "07911 123101", "email": "olivia@example.com"})
+
+    assert response.status_code == 302
+    patient.refresh_from_db()
+    assert patient.phone == "+447911123101"
+
+
+@pytest.mark.parametrize("query", ["07911 123101", "07911123101", "0044 7911 123101", "+44 (0)7911 123101",
+                                   "7911 123 101", "18/06/1985", "18.06.1985", "1985-06-18"])
+def test_search_by_phone_in_any_format_or_birth_date_as_typed(reception, clinic, patient, query):
+    PatientFactory(clinic=clinic, first_name="Sam", last_name="Clarke", phone="+447911123555",
+                   date_of_birth=date(1990, 1, 1))
+
+    page = squash(reception.get(url("patients", clinic), {"q": query}))
+
+    assert "1 result for" in page and "Bennett</strong>, Olivia" in page
