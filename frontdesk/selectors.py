@@ -145,16 +145,55 @@ REMINDER_GROUPS = (
 )
 
 
+# A message cancelled because a newer copy took its place (dispatch writes "superseded: ..." or
+# "superseded by a newer copy") is routine, not a failure.
+SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class ReminderRow:
+    """One message as the desk reads it: its name once, what became of it, and why in plain words."""
+
+    message: OutboxMessage
+
+    @property
+    def name(self) -> str:
+        # The template's name says what it is ("Booking confirmation (every procedure)"); the kind only
+        # stands in when there is no template.
+        template = self.message.template
+        return template.name if template else self.message.get_kind_display()
+
+    @property
+    def replaced(self) -> bool:
+        return (self.message.status == OutboxStatus.CANCELLED
+                and self.message.last_error.lower().startswith(SUPERSEDED))
+
+    @property
+    def status_label(self) -> str:
+        return "Replaced" if self.replaced else self.message.get_status_display()
+
+    @property
+    def note(self) -> str:
+        if self.replaced:
+            return "Replaced by a newer copy (the appointment changed), which is listed on its own."
+        return self.message.last_error
+
+    @property
+    def note_is_error(self) -> bool:
+        """A delivery that failed or is being retried; a cancelled or skipped message only says why."""
+        return self.message.status in (OutboxStatus.FAILED, OutboxStatus.PENDING, OutboxStatus.SENDING)
+
+
 @dataclass
 class ReminderGroup:
     key: str
     label: str
-    messages: list[OutboxMessage]
+    messages: list[ReminderRow]
 
 
 def appointment_reminders(appointment: Appointment) -> list[ReminderGroup]:
     """The patient's messages for this appointment from the reminders outbox, grouped by what became of them."""
     rows = list(OutboxMessage.objects.filter(appointment=appointment).exclude(channel=Channel.WEBHOOK)
                 .select_related("template").order_by("due_at", "id"))
-    return [ReminderGroup(key, label, [m for m in rows if m.status in statuses])
+    return [ReminderGroup(key, label, [ReminderRow(m) for m in rows if m.status in statuses])
             for key, label, statuses in REMINDER_GROUPS]

@@ -1,4 +1,6 @@
 """Small display helpers for the front-desk templates."""
+import re
+
 import phonenumbers
 from django import template
 from phonenumbers import PhoneNumberFormat
@@ -28,6 +30,12 @@ def severity_class(violation) -> str:
     return "warn"
 
 
+# A parenthesised path into the repository (docs/sources.md, or a seed file in a citation not yet
+# brought up to date), and a short reference id left on its own once that is dropped.
+_REPOSITORY_PATH = re.compile(r"\s*\([^()\s]*/[^()\s]*\)")
+_BARE_REFERENCE = re.compile(r"^\[?(\d{3})\]?$")
+
+
 @register.filter
 def source_refs(source: str) -> str:
     """A rule's citation as the desk reads it, without the pointer into the repository.
@@ -35,11 +43,14 @@ def source_refs(source: str) -> str:
     "[000] Dr.Oracle, contraindications; [001] Yazbek Artistry, microneedling care (docs/sources.md)"
     reads "[000] Dr.Oracle, contraindications; [001] Yazbek Artistry, microneedling care"; the full
     text stays in the tooltip. Only parenthesised paths are dropped (docs/sources.md, or a file
-    path in a citation not yet brought up to date); "(2017)" in an administrator's text stays.
+    path in a citation not yet brought up to date); "(2017)" in an administrator's text stays. A
+    citation that was only a file path reads "reference text 001", never a bare "001".
     """
-    import re
-
-    refs = [re.sub(r"\s*\([^()\s]*/[^()\s]*\)", "", part).strip() for part in (source or "").split(";")]
+    refs = []
+    for part in (source or "").split(";"):
+        ref = _REPOSITORY_PATH.sub("", part).strip()
+        bare = _BARE_REFERENCE.match(ref)
+        refs.append(f"reference text {bare[1]}" if bare else ref)
     return "; ".join(ref for ref in refs if ref)
 
 

@@ -282,3 +282,47 @@ def test_a_cancelled_appointment_cannot_be_moved_whatever_is_asked(reception, cl
     assert posted.status_code == 409 and "cannot be moved" in squash(posted)
     upcoming.refresh_from_db()
     assert upcoming.start_at == at_london(2026, 3, 5, 10)
+
+
+def test_a_reminder_is_named_once(reception, clinic, upcoming, frozen):
+    from reminders.models import ReminderTemplate
+
+    template = ReminderTemplate.objects.create(name="Booking confirmation (every procedure)", kind="confirmation",
+                                               anchor="event", email_subject="Booked", email_text="Booked.")
+    OutboxMessage.objects.filter(appointment=upcoming).delete()
+    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.CONFIRMATION,
+                                 channel=Channel.EMAIL, template=template, due_at=frozen, status=OutboxStatus.SENT,
+                                 sent_at=frozen)
+    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.REMINDER,
+                                 channel=Channel.SMS, due_at=frozen, status=OutboxStatus.PENDING)
+
+    page = squash(reception.get(url("appointment", clinic, upcoming)))
+
+    assert '<span class="reminder__what">Booking confirmation (every procedure)</span>' in page
+    assert "Booking confirmation: Booking confirmation" not in page
+    assert '<span class="reminder__what">Appointment reminder</span>' in page  # no template: its kind
+
+
+@pytest.mark.parametrize("reason", ["superseded: the appointment moved", "superseded by a newer copy"])
+def test_a_reminder_replaced_by_a_newer_one_is_shown_neutrally(reception, clinic, upcoming, frozen, reason):
+    OutboxMessage.objects.filter(appointment=upcoming).delete()
+    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.REMINDER,
+                                 channel=Channel.SMS, due_at=frozen, status=OutboxStatus.CANCELLED, last_error=reason)
+
+    page = squash(reception.get(url("appointment", clinic, upcoming)))
+    reminders = page[page.index('id="reminders-heading"'):page.index('id="audit-heading"')]
+
+    assert '<span class="tag tag--not_sent">Replaced</span>' in reminders
+    assert "Replaced by a newer copy" in reminders
+    assert "Last error" not in reminders and "reminder__error" not in reminders and "Cancelled" not in reminders
+
+
+def test_a_cancelled_reminder_says_why_without_calling_it_an_error(reception, clinic, upcoming, frozen):
+    OutboxMessage.objects.filter(appointment=upcoming).delete()
+    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.REMINDER,
+                                 channel=Channel.SMS, due_at=frozen, status=OutboxStatus.CANCELLED,
+                                 last_error="the appointment was cancelled")
+
+    reminders = squash(reception.get(url("appointment", clinic, upcoming)))
+
+    assert "Why: the appointment was cancelled" in reminders and "Last error" not in reminders

@@ -234,3 +234,25 @@ def test_a_taken_time_gives_one_verdict_even_with_a_clearance_pending_too(recept
     assert "Not possible at Sun 8 Mar 2026, 10:00" in page and "does not work" in page
     assert "It can be booked" not in page
     assert "Would also need a clinician's clearance" in page
+
+
+@pytest.mark.parametrize("source, shown", [
+    ("[001] Yazbek Artistry, microneedling care (docs/sources.md)",
+     "Rule source: [001] Yazbek Artistry, microneedling care"),
+    ("001 (Alster TS, Graber EM. Microneedling: a review. Dermatol Surg 2018)",
+     "Rule source: 001 (Alster TS, Graber EM. Microneedling: a review. Dermatol Surg 2018)"),
+    # A citation not yet brought up to date (a file path alone) never reads as a bare number.
+    ("001 (seeds/001_d9301594.txt)", "Rule source: reference text 001"),
+    ("000 (seeds/000_e8641ba4.txt); 001 (seeds/001_d9301594.txt)",
+     "Rule source: reference text 000; reference text 001"),
+    ("Clinic policy, reviewed 2026", "Rule source: Clinic policy, reviewed 2026"),
+])
+def test_a_refusal_names_its_source_in_words(reception, clinic, patient, practitioner, botox_five_days_ago, frozen,
+                                             source, shown):
+    from scheduler.models import IntervalRule
+
+    IntervalRule.objects.filter(earlier_procedure="botox", later_procedure="microneedling").update(source=source)
+
+    page = squash(check(reception, clinic, patient, procedure="microneedling", date="2026-03-05", time="10:00"))
+
+    assert f"{shown}</span>" in page.replace("&#x27;", "'")
