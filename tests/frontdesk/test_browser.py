@@ -213,3 +213,94 @@ def test_new_patient_errors_sit_next_to_their_fields(page, live_server, london):
     expect(page.locator("#id_phone-error")).to_contain_text("international form")
     assert page.get_by_label("Mobile phone").get_attribute("aria-invalid") == "true"
     shot(page, "11-new-patient-errors")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_no_page_is_wider_than_a_phone(browser, live_server, london):
+    """At 390 px every front-desk page fits: nothing makes the page scroll sideways, and the week view
+    stacks its days instead of scrolling them."""
+    from clinic.models import ConditionStatus, MedicationCourse, PatientCondition, Practitioner
+    from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
+
+    now = timezone.now()
+    hart = Practitioner.objects.get(name="Dr Amelia Hart")
+    olivia = PatientFactory(clinic=london, first_name="Olivia", last_name="Bennett-Featherstonehaugh",
+                            phone="+447911123101", email="olivia.bennett-featherstonehaugh@example-clinic.co.uk")
+    ProcedureRecord.objects.create(patient=olivia, procedure_id="botox", performed_at=now - timedelta(days=5),
+                                   area_id="face", source=HistorySource.CLINIC, notes="Done at another clinic")
+    PatientCondition.objects.create(patient=olivia, condition_id="eczema", status=ConditionStatus.HISTORY)
+    MedicationCourse.objects.create(patient=olivia, drug_id="isotretinoin", started_on=now.date() - timedelta(days=30))
+    today_at = timezone.localtime(now, london.tz).replace(hour=11, minute=0, second=0, microsecond=0)
+    booked = book(olivia, hart, "filler", today_at, area_id="decolletage")
+    pending = book(olivia, hart, "microneedling", today_at + timedelta(days=1),
+                   status=AppointmentStatus.PENDING_CLEARANCE)
+    book(olivia, hart, "botox", today_at + timedelta(days=2), status=AppointmentStatus.CANCELLED)
+    OutboxMessage.objects.create(appointment=booked, created_at=now, kind=MessageKind.CONFIRMATION,
+                                 channel=Channel.EMAIL, due_at=now, status=OutboxStatus.FAILED, attempts=5,
+                                 recipient=olivia.email, last_error="SMTPRecipientsRefused: " + "x" * 120)
+    other = ClinicFactory(code="london-west", name="Demo Aesthetics London West", timezone="Europe/London")
+    make_staff(london, StaffRole.CLINICIAN, "clinician")
+    from clinic.models import StaffMembership
+    from django.contrib.auth import get_user_model
+    StaffMembership.objects.create(user=get_user_model().objects.get(username="clinician"), clinic=other,
+                                   role=StaffRole.CLINICIAN)
+
+    day = today_at.date()
+    base = f"{live_server.url}/clinic/london"
+    pages = {
+        "choose clinic": "/",
+        "today": "/clinic/london/",
+        "schedule, day": f"/clinic/london/schedule/?date={day}",
+        "schedule, week": f"/clinic/london/schedule/?date={day}&view=week",
+        "patients": "/clinic/london/patients/?q=Bennett",
+        "new patient, with errors": None,  # posted below
+        "patient": f"/clinic/london/patients/{olivia.pk}/",
+        "edit patient": f"/clinic/london/patients/{olivia.pk}/edit/",
+        "medical history": f"/clinic/london/patients/{olivia.pk}/history/",
+        "book, refused": f"/clinic/london/patients/{olivia.pk}/book/?procedure=microneedling&area=face"
+                         f"&date={day + timedelta(days=2)}&time=10:00",
+        "book, possible": f"/clinic/london/patients/{olivia.pk}/book/?procedure=botox&date={day + timedelta(days=1)}"
+                          "&time=15:00",
+        "move": f"/clinic/london/appointments/{booked.pk}/reschedule/?date={day + timedelta(days=3)}&time=12:00",
+        "appointment": f"/clinic/london/appointments/{booked.pk}/",
+        "appointment, pending": f"/clinic/london/appointments/{pending.pk}/",
+        "not found": "/clinic/london/patients/00000000-0000-0000-0000-000000000000/",
+    }
+    assert base
+
+    context = browser.new_context(viewport=PHONE, locale="en-GB", device_scale_factor=1)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    too_wide = {}
+
+    def measure(name: str) -> None:
+        tab.wait_for_load_state()
+        width = tab.evaluate("document.documentElement.scrollWidth")
+        inner = tab.evaluate("window.innerWidth")
+        if width > inner:
+            too_wide[name] = width
+        tab.screenshot(path=str(SHOTS / f"phone-{name.replace(', ', '-').replace(' ', '-')}.png"), full_page=True)
+
+    try:
+        tab.goto(f"{live_server.url}/login/")
+        measure("sign in")
+        sign_in(tab, live_server, "clinician")
+        for name, path in pages.items():
+            if path is None:
+                tab.goto(f"{base}/patients/new/")
+                tab.get_by_label("First name").fill("Ada")
+                tab.get_by_label("Mobile phone").fill("12345")
+                tab.get_by_role("button", name="Add patient").click()
+            else:
+                tab.goto(f"{live_server.url}{path}")
+            measure(name)
+        tab.goto(f"{base}/schedule/?date={day}&view=week")
+        week_scrolls = tab.evaluate("(() => { const s = document.querySelector('.schedule');"
+                                    " return s.scrollWidth > s.clientWidth; })()")
+    finally:
+        context.close()
+
+    assert too_wide == {}, f"pages wider than {PHONE['width']} px: {too_wide}"
+    assert not week_scrolls, "the week view scrolls sideways at phone width"
