@@ -70,7 +70,8 @@ def phone_to_e164(value: str, *, country: str) -> str | None:
     return None
 
 
-def _phone_problem(country: str) -> str:
+def phone_problem(country: str) -> str:
+    """What to say about a number that is not one, with examples from `country`."""
     examples = phone_examples(country)
     if examples is None:
         return "Enter the phone number in international form, e.g. +447911123456."
@@ -86,7 +87,7 @@ def _with_e164_phone(fields: dict, *, country: str) -> tuple[dict, dict[str, lis
         return fields, {}
     e164 = phone_to_e164(phone, country=country)
     if e164 is None:
-        return fields, {"phone": [_phone_problem(country)]}
+        return fields, {"phone": [phone_problem(country)]}
     return {**fields, "phone": e164}, {}
 
 

@@ -24,7 +24,7 @@ from clinic.models import (
     TreatmentArea,
 )
 from clinic.selectors import MONTH_FIRST_COUNTRIES
-from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, phone_examples
+from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, phone_examples, phone_problem, phone_to_e164
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import local_to_utc
 from frontdesk.checks import SlotRequest
@@ -75,11 +75,12 @@ class FrontdeskForm(forms.Form):
 class DomainErrors:
     """What a service refused, mapped once for every view: `with DomainErrors(form) as outcome: ...`.
 
-    `InvalidInput` goes next to the fields it names (or above the form) and sets
-    `status` to `invalid_status`; a refusal (`Refused`, e.g. `UnableToBook`: a rule
-    or a taken slot; `InvalidTransition`: the status does not allow it) becomes `refused`
-    (its message) with status 409. Anything else, `NotAllowed` and `NotFound`
-    included, propagates: `clinic_page` answers those with 403 and 404.
+    `InvalidInput` goes next to the fields it names (above the form, or as `refused`
+    when there is no form) and sets `status` to `invalid_status`; a refusal (`Refused`,
+    e.g. `UnableToBook`: a rule or a taken slot; `InvalidTransition`: the status does not
+    allow it) becomes `refused` (its message) with status 409. Anything else,
+    `NotAllowed` and `NotFound` included, propagates: `clinic_page` answers those
+    with 403 and 404.
     """
 
     def __init__(self, form=None, *, invalid_status: int = 200) -> None:
@@ -94,8 +95,11 @@ class DomainErrors:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> bool:
-        if isinstance(error, InvalidInput) and self.form is not None:
-            self.form.add_domain_error(error)
+        if isinstance(error, InvalidInput):
+            if self.form is not None:
+                self.form.add_domain_error(error)
+            else:  # no field to put it next to: say it above the page
+                self.refused = error.message
             self.error, self.status = error, self.invalid_status
             return True
         if isinstance(error, (Refused, InvalidTransition)):
@@ -173,6 +177,7 @@ class PatientForm(FrontdeskForm):
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
 
     def __init__(self, *args, clinic, patient=None, **kwargs) -> None:
+        self.clinic = clinic
         if patient is not None:
             # The number as the desk dials it; the service reads it back in the clinic's country.
             kwargs["initial"] = {**{name: getattr(patient, name) for name in self.base_fields},
@@ -184,8 +189,12 @@ class PatientForm(FrontdeskForm):
                                              f"e.g. {examples[1]}. Spaces are fine."
 
     def clean_phone(self) -> str:
-        # Read (national or international) and checked by the service, with the clinic's country.
-        return self.cleaned_data["phone"].strip()
+        # The service reads and checks the number (with the clinic's country); asking the same rule
+        # here too puts its error beside the others when something else is missing.
+        typed = self.cleaned_data["phone"].strip()
+        if typed and phone_to_e164(typed, country=self.clinic.country) is None:
+            raise ValidationError(phone_problem(self.clinic.country))
+        return typed
 
     def clean_email(self) -> str:
         return self.cleaned_data["email"].strip()

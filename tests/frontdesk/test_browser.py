@@ -14,7 +14,19 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from clinic.models import Appointment, AppointmentStatus, HistorySource, ProcedureRecord, StaffRole
+from clinic.models import (
+    Appointment,
+    AppointmentStatus,
+    ConditionStatus,
+    HistorySource,
+    MedicationCourse,
+    PatientCondition,
+    Practitioner,
+    ProcedureRecord,
+    StaffMembership,
+    StaffRole,
+)
+from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import PASSWORD, book, make_staff
@@ -156,7 +168,6 @@ def test_clinician_clears_a_pending_booking_and_completes_it(page, live_server, 
     from playwright.sync_api import expect
 
     grace = PatientFactory(clinic=london, first_name="Grace", last_name="Turner")
-    from clinic.models import ConditionStatus, PatientCondition, Practitioner
 
     PatientCondition.objects.create(patient=grace, condition_id="eczema", status=ConditionStatus.HISTORY)
     hart = Practitioner.objects.get(name="Dr Amelia Hart")
@@ -221,9 +232,6 @@ PHONE = {"width": 390, "height": 844}
 def test_no_page_is_wider_than_a_phone(browser, live_server, london):
     """At 390 px every front-desk page fits: nothing makes the page scroll sideways, and the week view
     stacks its days instead of scrolling them."""
-    from clinic.models import ConditionStatus, MedicationCourse, PatientCondition, Practitioner
-    from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
-
     now = timezone.now()
     hart = Practitioner.objects.get(name="Dr Amelia Hart")
     olivia = PatientFactory(clinic=london, first_name="Olivia", last_name="Bennett-Featherstonehaugh",
@@ -240,12 +248,10 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
     OutboxMessage.objects.create(appointment=booked, created_at=now, kind=MessageKind.CONFIRMATION,
                                  channel=Channel.EMAIL, due_at=now, status=OutboxStatus.FAILED, attempts=5,
                                  recipient=olivia.email, last_error="SMTPRecipientsRefused: " + "x" * 120)
+    # A second clinic, so that the sign-in lands on the clinic chooser and the header has a switcher.
     other = ClinicFactory(code="london-west", name="Demo Aesthetics London West", timezone="Europe/London")
-    make_staff(london, StaffRole.CLINICIAN, "clinician")
-    from clinic.models import StaffMembership
-    from django.contrib.auth import get_user_model
-    StaffMembership.objects.create(user=get_user_model().objects.get(username="clinician"), clinic=other,
-                                   role=StaffRole.CLINICIAN)
+    clinician = make_staff(london, StaffRole.CLINICIAN, "clinician")
+    StaffMembership.objects.create(user=clinician, clinic=other, role=StaffRole.CLINICIAN)
 
     day = today_at.date()
     base = f"{live_server.url}/clinic/london"
@@ -268,7 +274,6 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
         "appointment, pending": f"/clinic/london/appointments/{pending.pk}/",
         "not found": "/clinic/london/patients/00000000-0000-0000-0000-000000000000/",
     }
-    assert base
 
     context = browser.new_context(viewport=PHONE, locale="en-GB", device_scale_factor=1)
     context.set_default_timeout(15_000)

@@ -203,3 +203,10 @@ def test_search_by_phone_in_any_format_or_birth_date_as_typed(reception, clinic,
     page = squash(reception.get(url("patients", clinic), {"q": query}))
 
     assert "1 result for" in page and "Bennett</strong>, Olivia" in page
+
+
+def test_a_bad_phone_is_shown_with_the_other_missing_fields(reception, clinic):
+    response = reception.post(url("patient_new", clinic), {"first_name": "Ada", "last_name": "", "phone": "12345"})
+
+    assert field_error(response, "id_last_name") == "This field is required."
+    assert "international form" in field_error(response, "id_phone")
