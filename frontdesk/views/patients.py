@@ -101,21 +101,22 @@ def _history_page(request, patient, **forms):
     return page(request, "frontdesk/patient_history.html", context)
 
 
-_LINE = re.compile(r"^Line (\d+): ")
+# The service numbers its messages for readers who see the whole list ("Line 2: ..."); beside the
+# line itself that prefix is noise.
+_LINE_PREFIX = re.compile(r"^Line \d+: ")
 
 
 class _IntakeLines:
-    """Puts a service error on the intake line it names ("Line 2: ..."), else above the lines."""
+    """Puts a service error on the intake line it names (`error.data["line"]`), else above the lines."""
 
     def __init__(self, formset, kept) -> None:
         self.formset, self.kept = formset, kept
 
     def add_domain_error(self, error: InvalidInput) -> None:
-        match = _LINE.match(error.message)
-        index = int(match.group(1)) - 1 if match else -1
-        if 0 <= index < len(self.kept):
-            self.kept[index].add_domain_error(InvalidInput(error.code, error.message[match.end():],
-                                                           field=error.field))
+        index = error.data.get("line")
+        if isinstance(index, int) and 0 <= index < len(self.kept):
+            message = _LINE_PREFIX.sub("", error.message)
+            self.kept[index].add_domain_error(InvalidInput(error.code, message, field=error.field))
         else:
             self.formset._non_form_errors.append(error.message)
 
