@@ -109,7 +109,8 @@ def test_a_birth_date_before_1900_is_refused_next_to_it(reception, clinic, patie
 
     for response in (created, edited):
         assert response.status_code == 200
-        assert field_error(response, "id_date_of_birth") == "A date of birth before 1900 cannot be right; check the year."
+        assert field_error(response, "id_date_of_birth") == (
+            "A date of birth before 1900 cannot be right; check the year.")
     assert not Patient.objects.filter(first_name="A").exists()
     patient.refresh_from_db()
     assert patient.date_of_birth == date(1985, 6, 18)
