@@ -133,7 +133,7 @@ def patient_history(request, patient_id):
                                             area=f.cleaned_data["area"] or None,
                                             noted_on=f.cleaned_data.get("noted_on")) for f in kept]
         with DomainErrors(_IntakeLines(formset, kept)):
-            clinic_services.conditions_replace(patient=patient, lines=lines)
+            clinic_services.conditions_replace(patient=patient, lines=lines, now=timezone.now())
             messages.success(request, "Medical history saved.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, conditions_formset=formset)
@@ -148,7 +148,7 @@ def medication_add(request, patient_id):
         with DomainErrors(form):
             course = clinic_services.medication_course_add(
                 patient=patient, drug_code=form.cleaned_data["drug"], started_on=form.cleaned_data["started_on"],
-                ended_on=form.cleaned_data.get("ended_on"), notes=form.cleaned_data["notes"])
+                ended_on=form.cleaned_data.get("ended_on"), notes=form.cleaned_data["notes"], now=timezone.now())
             messages.success(request, f"{course.drug} course added.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, course_form=form)
@@ -164,7 +164,8 @@ def medication_end(request, patient_id, course_id):
     form = MedicationEndForm(request.POST, prefix=f"end-{course.pk}")
     if form.is_valid():
         with DomainErrors(form):
-            clinic_services.medication_course_end(course=course, ended_on=form.cleaned_data["ended_on"])
+            clinic_services.medication_course_end(course=course, ended_on=form.cleaned_data["ended_on"],
+                                                  now=timezone.now())
             messages.success(request, f"End of the {course.drug} course recorded.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, end_forms={course.pk: form})
