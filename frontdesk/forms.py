@@ -161,7 +161,8 @@ class PatientSearchForm(FrontdeskForm):
 class PatientForm(FrontdeskForm):
     first_name = forms.CharField(label="First name", max_length=100,
                                  widget=forms.TextInput(attrs={"autocomplete": "off"}))
-    last_name = forms.CharField(label="Last name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    last_name = forms.CharField(label="Last name", max_length=100,
+                                widget=forms.TextInput(attrs={"autocomplete": "off"}))
     date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
     phone = forms.CharField(
         label="Mobile phone", required=False, max_length=30,

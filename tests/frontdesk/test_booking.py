@@ -97,7 +97,8 @@ def test_a_practitioner_who_does_not_do_it_is_an_error_next_to_the_practitioner(
     injector = PractitionerFactory(clinic=clinic, name="Inge Injector", procedures=["botox"])
     response = reception.get(url("book", clinic, patient), {"procedure": "microneedling",
                                                             "practitioner": injector.pk})
-    assert field_error(response, "id_practitioner") == "Inge Injector does not do Microneedling (collagen induction therapy)."
+    assert field_error(response, "id_practitioner") == (
+        "Inge Injector does not do Microneedling (collagen induction therapy).")
 
 
 def test_booking_a_slot_confirms_it_in_one_post(reception, clinic, patient, practitioner, botox_five_days_ago,

@@ -33,7 +33,8 @@ def test_conditions_are_saved_with_status_and_area(reception, clinic, patient):
         {"condition": "", "status": ""},
     ))
     assert response.status_code == 302
-    saved = {(c.condition_id, c.status, c.area_id, c.noted_on) for c in PatientCondition.objects.filter(patient=patient)}
+    saved = {(c.condition_id, c.status, c.area_id, c.noted_on)
+             for c in PatientCondition.objects.filter(patient=patient)}
     assert saved == {("eczema", "history", None, None), ("tattoo_in_area", "active", "face", date(2020, 5, 1))}
 
 
@@ -66,7 +67,8 @@ def test_a_medication_course_is_added(reception, clinic, patient):
         "course-drug": "isotretinoin", "course-started_on": "2025-01-10", "course-ended_on": "2025-07-10"})
     assert response.status_code == 302
     course = MedicationCourse.objects.get(patient=patient)
-    assert (course.drug_id, course.started_on, course.ended_on) == ("isotretinoin", date(2025, 1, 10), date(2025, 7, 10))
+    assert (course.drug_id, course.started_on, course.ended_on) == (
+        "isotretinoin", date(2025, 1, 10), date(2025, 7, 10))
 
 
 def test_a_course_ending_before_it_starts_is_refused_next_to_the_end_date(reception, clinic, patient):
@@ -84,7 +86,8 @@ def test_missing_medication_fields_are_shown_next_to_them(reception, clinic, pat
 
 def test_the_end_of_an_ongoing_course_is_recorded(reception, clinic, patient):
     course = MedicationCourse.objects.create(patient=patient, drug_id="isotretinoin", started_on=date(2025, 1, 1))
-    response = reception.post(url("medication_end", clinic, patient, course), {f"end-{course.pk}-ended_on": "2025-09-01"})
+    response = reception.post(url("medication_end", clinic, patient, course),
+                              {f"end-{course.pk}-ended_on": "2025-09-01"})
     assert response.status_code == 302
     course.refresh_from_db()
     assert course.ended_on == date(2025, 9, 1)

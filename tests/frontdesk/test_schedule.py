@@ -51,7 +51,8 @@ def test_day_schedule_has_a_column_per_practitioner(reception, clinic, day_of_ap
     page = squash(reception.get(url("schedule", clinic), {"date": "2026-03-02"}))
     assert "Dr Amelia Hart" in page and "Priya Shah" in page
     assert "11:00–11:30" in page  # local time, not UTC
-    assert '<span class="badge badge--pending_clearance"><span class="badge__icon" aria-hidden="true">!</span>Pending clearance</span>' in page
+    assert ('<span class="badge badge--pending_clearance"><span class="badge__icon" aria-hidden="true">!</span>'
+            'Pending clearance</span>') in page
     assert "Cass Gone" not in page
 
 
