@@ -96,6 +96,13 @@ def pending_clearance(*, user, clinic: Clinic) -> QuerySet[Appointment]:
             .filter(status=AppointmentStatus.PENDING_CLEARANCE).order_by("start_at"))
 
 
+def needs_attention(*, user, clinic: Clinic) -> QuerySet[Appointment]:
+    """Bookings a later change to the patient's record (or the rules) made unsafe: they stay here until
+    they are moved, cancelled or the record is corrected (scheduler/recheck.py)."""
+    return (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+            .filter(status=AppointmentStatus.NEEDS_REVIEW).order_by("start_at"))
+
+
 @dataclass(frozen=True)
 class OutlookRow:
     """One bookable procedure and scheduler.booking's verdict on it from now, on the rules alone."""

@@ -19,6 +19,7 @@ def today(request):
         "search_form": PatientSearchForm(clinic=clinic),
         "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
         "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
+        "attention": selectors.needs_attention(user=request.user, clinic=clinic),
         "now": now,
         "nav": "today",
     })

@@ -95,3 +95,25 @@ def test_a_date_outside_1900_to_2999_is_a_form_error_not_a_crash(reception, clin
     assert response.status_code == 200
     assert field_error(response, "id_date") == "Out of range: years 1900 to 2999."
     assert "Monday 2 March 2026" in squash(response) or "Week of 2 March 2026" in squash(response)
+
+
+def test_today_lists_bookings_a_record_change_made_unsafe_with_why(reception, clinic, patient, practitioner, frozen):
+    from clinic.services import procedure_record_add
+
+    booked = book(patient, practitioner, "microneedling", at_london(2026, 3, 4, 10))
+    procedure_record_add(patient=patient, procedure_code="botox", performed_at=at_london(2026, 3, 1, 10),
+                         now=at_london(2026, 3, 2, 9))
+    booked.refresh_from_db()
+    assert booked.status == AppointmentStatus.NEEDS_REVIEW
+
+    response = reception.get(url("today", clinic))
+
+    assert text_by_id(response.content, "attention-heading") == "Needs attention 1"
+    page = squash(response)
+    assert "must be at least 2 weeks after" in page and "Olivia Bennett" in page
+
+
+def test_today_says_when_nothing_needs_attention(reception, clinic, day_of_appointments):
+    response = reception.get(url("today", clinic))
+    assert text_by_id(response.content, "attention-heading") == "Needs attention 0"
+    assert "No booking needs attention." in squash(response)
