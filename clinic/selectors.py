@@ -12,8 +12,20 @@ import phonenumbers
 from django.db.models import Q, QuerySet
 
 from clinic.models import Appointment, Clinic, Patient, StaffMembership, StaffRole
+from core.errors import ErrorCode, InvalidInput
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
+
+
+def catalogue_entry(model, code: str | None, *, field: str, what: str):
+    """The catalogue row (procedure, medication, condition, area) with `code`, or None for no code;
+    an unknown code is an InvalidInput naming `field` (code `unknown_<field>`)."""
+    if not code:
+        return None
+    found = model.objects.filter(code=code).first()
+    if found is None:
+        raise InvalidInput(ErrorCode(f"unknown_{field}"), f"There is no {what} with code {code!r}.", field=field)
+    return found
 
 
 def clinics_for_user(user) -> QuerySet[Clinic]:

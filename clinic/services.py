@@ -33,6 +33,7 @@ from clinic.models import (
     TreatmentArea,
 )
 from clinic.record_changes import patient_record_changed
+from clinic.selectors import catalogue_entry
 from core.errors import ErrorCode, InvalidInput
 from core.timeutils import local_to_utc, require_aware
 
@@ -144,15 +145,6 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
     return patient
 
 
-def _catalogue(model, code: str | None, *, field: str, what: str):
-    if code is None:
-        return None
-    found = model.objects.filter(code=code).first()
-    if found is None:
-        raise InvalidInput(f"unknown_{field}", f"There is no {what} with code {code!r}.", field=field)
-    return found
-
-
 # With no time given, a reported procedure is taken as done at the end of that local day: the
 # safer reading for the interval rules (a later procedure is measured from the latest moment).
 UNKNOWN_TIME_OF_DAY = time(23, 59)
@@ -183,8 +175,8 @@ def procedure_record_add(*, patient: Patient, procedure_code: str, now: datetime
     When it was done is either an instant (`performed_at`, with an offset) or what a patient
     says: a day in the clinic's zone (`performed_on`) and, if known, a time (`performed_time`).
     """
-    procedure = _catalogue(ProcedureType, procedure_code, field="procedure", what="procedure")
-    area = _catalogue(TreatmentArea, area_code, field="area", what="treatment area")
+    procedure = catalogue_entry(ProcedureType, procedure_code, field="procedure", what="procedure")
+    area = catalogue_entry(TreatmentArea, area_code, field="area", what="treatment area")
     if (performed_at is None) == (performed_on is None):
         raise TypeError("procedure_record_add takes performed_at, or performed_on (and performed_time)")
     if performed_on is not None:
@@ -206,7 +198,7 @@ def procedure_record_add(*, patient: Patient, procedure_code: str, now: datetime
 
 def medication_course_add(*, patient: Patient, drug_code: str, started_on: date, ended_on: date | None = None,
                           notes: str = "", now: datetime | None = None) -> MedicationCourse:
-    drug = _catalogue(Medication, drug_code, field="drug", what="medication")
+    drug = catalogue_entry(Medication, drug_code, field="drug", what="medication")
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
@@ -242,8 +234,8 @@ class IntakeLine:
 def _intake_row(patient: Patient, line: IntakeLine, index: int, seen: set[tuple[str, str | None]]) -> PatientCondition:
     """One intake line, checked; every error names its line (`data["line"]`, 0-based) for the interface."""
     try:
-        condition = _catalogue(Condition, line.condition, field="condition", what="condition")
-        area = _catalogue(TreatmentArea, line.area, field="area", what="treatment area")
+        condition = catalogue_entry(Condition, line.condition, field="condition", what="condition")
+        area = catalogue_entry(TreatmentArea, line.area, field="area", what="treatment area")
     except InvalidInput as error:
         raise InvalidInput(error.code, error.message, field=error.field, data={"line": index}) from None
     if line.status not in ConditionStatus.values:

@@ -25,6 +25,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
+from clinic.selectors import catalogue_entry
 from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
 from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
@@ -104,9 +105,9 @@ class _Request:
 
 
 def _procedure(code: str) -> ProcedureType:
-    procedure = ProcedureType.objects.filter(code=code).first()
+    procedure = catalogue_entry(ProcedureType, code, field="procedure", what="procedure")
     if procedure is None:
-        raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, f"There is no procedure with code {code!r}.", field="procedure")
+        raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, "Say which procedure.", field="procedure")
     if not procedure.bookable:
         raise InvalidInput(ErrorCode.PROCEDURE_NOT_BOOKABLE, f"{procedure.name} is not a bookable procedure.",
                            field="procedure")
@@ -114,12 +115,7 @@ def _procedure(code: str) -> ProcedureType:
 
 
 def _area(code: str | None) -> TreatmentArea | None:
-    if not code:
-        return None
-    area = TreatmentArea.objects.filter(code=code).first()
-    if area is None:
-        raise InvalidInput(ErrorCode.UNKNOWN_AREA, f"There is no treatment area with code {code!r}.", field="area")
-    return area
+    return catalogue_entry(TreatmentArea, code, field="area", what="treatment area")
 
 
 def _candidates(patient: Patient, procedure: ProcedureType, practitioner_id, *, lock: bool) -> list[Practitioner]:
