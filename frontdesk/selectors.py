@@ -24,7 +24,8 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, patients_in
 from frontdesk.checks import rules_only
-from reminders.models import Channel, OutboxMessage, OutboxStatus
+from reminders.models import OutboxMessage, OutboxStatus
+from reminders.selectors import patient_messages
 from scheduler import rules
 from scheduler.booking import BookingCheck
 from scheduler.selectors import patient_outlook
@@ -200,7 +201,6 @@ class ReminderGroup:
 
 def appointment_reminders(appointment: Appointment) -> list[ReminderGroup]:
     """The patient's messages for this appointment from the reminders outbox, grouped by what became of them."""
-    rows = list(OutboxMessage.objects.filter(appointment=appointment).exclude(channel=Channel.WEBHOOK)
-                .select_related("template").order_by("due_at", "id"))
+    rows = list(patient_messages(appointment.pk))
     return [ReminderGroup(key, label, [ReminderRow(m) for m in rows if m.status in statuses])
             for key, label, statuses in REMINDER_GROUPS]

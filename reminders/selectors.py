@@ -8,13 +8,17 @@ from django.db.models import Count, QuerySet
 from reminders.models import Channel, OutboxMessage, OutboxStatus
 
 
+def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
+    """The messages to the patient about one appointment (no webhooks), in the order they are due:
+    the one read behind the API's `reminders` and the front desk's reminder list."""
+    return (OutboxMessage.objects.filter(appointment_id=appointment_id).exclude(channel=Channel.WEBHOOK)
+            .select_related("template").order_by("due_at", "id"))
+
+
 def reminders_for_appointment(appointment_id) -> list[dict]:
     """The patient messages of one appointment, as the API's `reminders` field lists them."""
-    return [
-        {"kind": kind, "channel": channel, "due_at": due_at, "status": status}
-        for kind, channel, due_at, status in OutboxMessage.objects.filter(appointment_id=appointment_id)
-        .exclude(channel=Channel.WEBHOOK).order_by("due_at", "id").values_list("kind", "channel", "due_at", "status")
-    ]
+    return [{"kind": m.kind, "channel": m.channel, "due_at": m.due_at, "status": m.status}
+            for m in patient_messages(appointment_id)]
 
 
 def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
