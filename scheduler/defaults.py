@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from clinic.models import (
@@ -196,8 +197,6 @@ def _demo_staff(clinic: Clinic, password: str) -> None:
 
 
 def _grant_admin_permissions(user) -> None:
-    from django.contrib.auth.models import Permission
-
     # The clinic's own data, rules and reminders; API clients (booking platforms) stay with superusers.
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label__in=["clinic", "scheduler", "reminders"]).exclude(content_type__model="apiclient"))
