@@ -21,7 +21,7 @@ from icalendar import Calendar, Event, vCalAddress
 from clinic.models import Appointment, AuditAction
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
-from reminders.models import MessageKind, OutboxMessage, ReminderTemplate
+from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
 from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_text_problem
 from scheduler import rules, selectors
 
@@ -227,7 +227,7 @@ def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe
     parts = [render_message(message=m, now=now, unsubscribe_url=unsubscribe_url) for m in ordered]
     if len(parts) == 1:
         return parts[0]
-    if ordered[0].channel == "sms":
+    if ordered[0].channel == Channel.SMS:
         sms = "\n\n".join(part.sms for part in parts)
         problem = sms_text_problem(sms)
         if problem:
@@ -265,7 +265,7 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
     template: ReminderTemplate | None = message.template
     if template is None:
         raise RenderError("its template was deleted")
-    if message.channel == "sms":
+    if message.channel == Channel.SMS:
         sms = _render(TEXT_ENGINE, template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
         problem = sms_text_problem(sms)
         if problem:

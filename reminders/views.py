@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
 from reminders import channels, consent, pages
-from reminders.models import OptOutVia
+from reminders.models import Channel, OptOutVia
 
 # Longer than any phone number or alphanumeric sender id a provider sends.
 MAX_SENDER_LENGTH = 64
@@ -29,7 +29,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     except InvalidInput as exc:
         return render(request, "reminders/link_invalid.html", {"message": exc.message}, status=400)
     context = {"clinic": patient.clinic, "clinic_name": patient.clinic.name,  # the clinic's look and contact details
-               "channel": "e-mails" if channel == "email" else "text messages"}
+               "channel": "e-mails" if channel == Channel.EMAIL else "text messages"}
     if request.method == "GET":
         # A GET only asks: link scanners and mail previews fetch links, and must not unsubscribe anyone.
         return pages.with_clinic_look(render(request, "reminders/unsubscribe.html", context), patient.clinic)

@@ -109,6 +109,13 @@ class MedicationCourse:
     ended_on: date | None = None
 
 
+class ConditionState(StrEnum):
+    """An intake entry: the condition is active now, or in the patient's history (clinic's ConditionStatus)."""
+
+    ACTIVE = "active"
+    HISTORY = "history"
+
+
 @dataclass(frozen=True)
 class ConditionEntry:
     id: str
@@ -471,7 +478,7 @@ class _Ranges:
         for rule in self.rules.contraindications.get(self.procedure, ()):
             if rule.condition:
                 for entry in self.timeline.conditions:
-                    if entry.condition != rule.condition or (rule.active_only and entry.status != "active"):
+                    if entry.condition != rule.condition or (rule.active_only and entry.status != ConditionState.ACTIVE):
                         continue
                     if not self._area_applies(rule.area_specific, entry.area):
                         continue
@@ -522,7 +529,7 @@ class _Ranges:
     def _condition_violation(self, rule: ContraindicationRule, entry: ConditionEntry,
                              earliest: datetime | None) -> Violation:
         name = self.rules.name
-        status = "active" if entry.status == "active" else "history of"
+        status = "active" if entry.status == ConditionState.ACTIVE else "history of"
         area = f" ({name(entry.area)})" if entry.area else ""
         effect = "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
         message = (f"{name(rule.procedure)}: {status} {name(entry.condition)}{area} {effect} "

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from clinic.models import AppointmentStatus
 from frontdesk import checks, selectors
 from frontdesk.forms import BookingForm, DomainErrors, RescheduleForm, WhenForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
@@ -75,7 +76,7 @@ def _booking_context(patient) -> dict:
 
 def _booked(result: BookingResult) -> str:
     appointment = result.appointment
-    if appointment.status == "pending_clearance":
+    if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
         return (f"Booked {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}: "
                 "PENDING CLEARANCE. A clinician must clear it before treatment; no reminders go out until then.")
     return f"Booked and confirmed: {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}."
@@ -112,7 +113,7 @@ def _reschedule_context(appointment) -> dict:
 
 def _moved(result: BookingResult) -> str:
     moved = result.appointment
-    note = " It is PENDING CLEARANCE again." if moved.status == "pending_clearance" else ""
+    note = " It is PENDING CLEARANCE again." if moved.status == AppointmentStatus.PENDING_CLEARANCE else ""
     return f"Moved to {_when(moved)} with {moved.practitioner}.{note}"
 
 

@@ -471,3 +471,10 @@ def test_blocked_ranges_agree_with_evaluate_over_a_window():
         expected = not evaluate(timeline, default_rulebook(), Proposal("microneedling", moment), LONDON).eligible
         assert spans.blocks(moment.astimezone(UTC)) == expected, moment
         moment += timedelta(hours=7)
+
+
+def test_the_engines_condition_states_are_the_intakes():
+    from clinic.models import ConditionStatus
+    from scheduler.rules import ConditionState
+
+    assert {s.value for s in ConditionState} == set(ConditionStatus.values)
