@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction, Patient
 from core.errors import ErrorCode, InvalidInput
@@ -35,9 +34,16 @@ from reminders.models import (
     WebhookEndpoint,
 )
 from reminders.timing import Direction, Plan, plan_due, quiet_hours
+from scheduler import versioned
 from scheduler.lifecycle import EVENT_FOR_ACTION
 
 # --- Entry point --------------------------------------------------------------------------------------
+
+
+def _active_templates() -> list[ReminderTemplate]:
+    """Every active template, kept per process under the configuration version (scheduler/versioned.py)."""
+    return versioned.cached("reminder-templates",
+                            lambda: list(ReminderTemplate.objects.filter(is_active=True).order_by("id")))
 
 
 class _Change:
@@ -47,9 +53,9 @@ class _Change:
         self.appointment = appointment
         self.now = now
         self.by_kind: dict[str, list[ReminderTemplate]] = defaultdict(list)
-        for template in ReminderTemplate.objects.filter(is_active=True).filter(
-                Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id)).order_by("id"):
-            self.by_kind[template.kind].append(template)
+        for template in _active_templates():
+            if template.procedure_id in (None, appointment.procedure_id):
+                self.by_kind[template.kind].append(template)
         self.new_rows: list[OutboxMessage] = []
 
     def templates(self, *kinds: str) -> list[ReminderTemplate]:

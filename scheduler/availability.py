@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
+from django.db.models import Q
+
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
 from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
 
@@ -72,22 +74,23 @@ class Schedule:
             practitioner_id__in=ids, start_at__lt=window_end, end_at__gt=window_start
         ).values_list("practitioner_id", "start_at", "end_at"):
             off[pid].append((start, end))
+        # One read for both: the practitioners' bookings and the patient's own, wherever they are.
         booked: dict = defaultdict(list)
-        appointments = Appointment.objects.filter(
-            practitioner_id__in=ids, status__in=ACTIVE_APPOINTMENT_STATUSES,
-            start_at__lt=window_end, end_at__gt=window_start,
-        )
+        self._patient: list[tuple[datetime, datetime, str, str]] = []
+        whose = Q(practitioner_id__in=ids) | Q(patient_id=patient_id) if patient_id is not None else \
+            Q(practitioner_id__in=ids)
+        appointments = Appointment.objects.filter(whose, status__in=ACTIVE_APPOINTMENT_STATUSES,
+                                                  start_at__lt=window_end, end_at__gt=window_start)
         if ignore_appointment_id is not None:
             appointments = appointments.exclude(pk=ignore_appointment_id)
-        for pid, start, end in appointments.values_list("practitioner_id", "start_at", "end_at"):
-            booked[pid].append((start, end))
-        self._patient: list[tuple[datetime, datetime, str, str]] = []
-        if patient_id is not None:
-            own = Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES,
-                                             start_at__lt=window_end, end_at__gt=window_start)
-            if ignore_appointment_id is not None:
-                own = own.exclude(pk=ignore_appointment_id)
-            self._patient = sorted(own.values_list("start_at", "end_at", "id", "procedure_id"))
+        practitioners = set(ids)
+        for pk, pid, owner, procedure, start, end in appointments.values_list(
+                "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at"):
+            if pid in practitioners:
+                booked[pid].append((start, end))
+            if patient_id is not None and owner == patient_id:
+                self._patient.append((start, end, pk, procedure))
+        self._patient.sort()
         self._patient_busy = _Busy((start, end) for start, end, _, _ in self._patient)
         self._off = {pid: _Busy(spans) for pid, spans in off.items()}
         self._booked = {pid: _Busy(spans) for pid, spans in booked.items()}

@@ -25,11 +25,10 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from clinic.selectors import catalogue_entry
 from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
 from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
-from scheduler import rules, selectors
+from scheduler import rules, selectors, versioned
 from scheduler.availability import AvailabilityCode, Schedule, Slot, availability_violation
 from scheduler.lifecycle import Actor, Change, lock_patient, record, require_allowed, transition
 
@@ -104,10 +103,16 @@ class _Request:
 # --- Validation --------------------------------------------------------------------------
 
 
+def _catalogue() -> tuple[dict[str, ProcedureType], dict[str, TreatmentArea]]:
+    """Procedures and areas by code, kept per process under the configuration version."""
+    return versioned.cached("booking-catalogue", lambda: (
+        {p.code: p for p in ProcedureType.objects.all()}, {a.code: a for a in TreatmentArea.objects.all()}))
+
+
 def _procedure(code: str) -> ProcedureType:
-    procedure = catalogue_entry(ProcedureType, code, field="procedure", what="procedure")
+    procedure = _catalogue()[0].get(code) if code else None
     if procedure is None:
-        raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, "Say which procedure.", field="procedure")
+        raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, f"There is no procedure with code {code!r}.", field="procedure")
     if not procedure.bookable:
         raise InvalidInput(ErrorCode.PROCEDURE_NOT_BOOKABLE, f"{procedure.name} is not a bookable procedure.",
                            field="procedure")
@@ -115,7 +120,12 @@ def _procedure(code: str) -> ProcedureType:
 
 
 def _area(code: str | None) -> TreatmentArea | None:
-    return catalogue_entry(TreatmentArea, code, field="area", what="treatment area")
+    if not code:
+        return None
+    area = _catalogue()[1].get(code)
+    if area is None:
+        raise InvalidInput(ErrorCode.UNKNOWN_AREA, f"There is no treatment area with code {code!r}.", field="area")
+    return area
 
 
 def _candidates(patient: Patient, procedure: ProcedureType, practitioner_id, *, lock: bool) -> list[Practitioner]:
@@ -218,6 +228,7 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
     return check
 
 
+@versioned.within_snapshot
 def appointment_check(*, patient: Patient, procedure_code: str, start_at: datetime, now: datetime,
                       area_code: str | None = None, practitioner_id=None,
                       end_at: datetime | None = None) -> BookingCheck:
@@ -232,10 +243,12 @@ def appointment_check(*, patient: Patient, procedure_code: str, start_at: dateti
 
 
 def _insert(check: BookingCheck, write) -> None:
-    """Run `write()` in a savepoint; a lost race on the practitioner's slot is a refusal, not a 500."""
+    """Run `write()`; a lost race on a slot (the exclusion constraints) is a refusal, not a 500.
+
+    No savepoint: the refusal rolls the whole booking back, so nothing after the failed write runs.
+    """
     try:
-        with transaction.atomic():
-            write()
+        write()
     except IntegrityError as error:
         if "appointment_patient_no_overlap" in str(error):
             lost = availability_violation(AvailabilityCode.PATIENT_BUSY,
@@ -249,6 +262,7 @@ def _violation_summary(check: BookingCheck) -> list[dict]:
     return [{"code": str(v.code), "severity": str(v.severity), "rule": v.rule_id} for v in check.violations]
 
 
+@versioned.within_snapshot
 def appointment_book(*, patient: Patient, procedure_code: str, start_at: datetime, actor: Actor, now: datetime,
                      area_code: str | None = None, practitioner_id=None,
                      end_at: datetime | None = None) -> BookingResult:
@@ -281,6 +295,7 @@ def _reschedule_request(appointment: Appointment, patient: Patient, start_at: da
                     end_at=start + (appointment.end_at - appointment.start_at), now=now, lock=lock)
 
 
+@versioned.within_snapshot
 def appointment_reschedule_check(*, appointment: Appointment, start_at: datetime, now: datetime,
                                  practitioner_id=None) -> BookingCheck:
     """A dry run of a reschedule: the same checks, leaving the appointment itself out."""
@@ -288,6 +303,7 @@ def appointment_reschedule_check(*, appointment: Appointment, start_at: datetime
     return _check(req, ignore_appointment=appointment)
 
 
+@versioned.within_snapshot
 def appointment_reschedule(*, appointment: Appointment, start_at: datetime, actor: Actor, now: datetime,
                            practitioner_id=None, reason: str = "") -> BookingResult:
     checked: list[BookingCheck] = []
@@ -321,6 +337,7 @@ def appointment_reschedule(*, appointment: Appointment, start_at: datetime, acto
     return BookingResult(current, checked[-1])
 
 
+@versioned.within_snapshot
 def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime, reason: str = "") -> Appointment:
     def apply(current: Appointment, patient: Patient) -> Change:
         current.status = AppointmentStatus.CANCELLED
@@ -337,6 +354,7 @@ def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
     return _check(req, ignore_appointment=appointment)
 
 
+@versioned.within_snapshot
 def appointment_recheck(*, appointment: Appointment) -> BookingCheck:
     """The rules as they stand now for a booked appointment: why it is pending, or what it would break now."""
     return _recheck(appointment, appointment.patient)
@@ -352,6 +370,7 @@ def _require_started(current: Appointment, now: datetime, message: str) -> None:
         raise InvalidTransition(ErrorCode.NOT_STARTED, message)
 
 
+@versioned.within_snapshot
 def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, reason: str) -> Appointment:
     """A clinician accepts the relative contraindications of a pending booking, with a reason."""
     _require_clinician(actor, "clear a contraindication")
@@ -378,6 +397,7 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
     return transition(appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply)
 
 
+@versioned.within_snapshot
 def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
     """Record the treatment as done: it enters the history, which starts post-care."""
     _require_clinician(actor, "mark a treatment completed")
@@ -395,6 +415,7 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
     return transition(appointment=appointment, action=AuditAction.COMPLETED, actor=actor, now=now, apply=apply)
 
 
+@versioned.within_snapshot
 def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
     _require_clinician(actor, "mark a no-show")
 
@@ -411,6 +432,7 @@ def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: dat
 MAX_AVAILABILITY_DAYS = 92
 
 
+@versioned.within_snapshot
 def appointment_slots(*, patient: Patient, procedure_code: str, window_start: datetime, window_end: datetime,
                       now: datetime, area_code: str | None = None, practitioner_id=None,
                       limit: int | None = None, ignore_appointment: Appointment | None = None) -> list[Slot]:

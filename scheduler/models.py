@@ -158,3 +158,19 @@ class RecheckRun(models.Model):
     def __str__(self) -> str:
         state = "finished" if self.finished_at else "running"
         return f"{self.cause} ({state}, {self.patients_done} patients, {self.appointments_changed} changed)"
+
+
+class ConfigVersion(models.Model):
+    """One row whose `value` database triggers raise on any write to the rules, the catalogue, the
+    reminder templates or the webhook endpoints (migration reminders 0005): a process may keep
+    those in memory keyed by it, and no edit, by any path, can leave a stale copy in use
+    (scheduler/versioned.py)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    value = models.BigIntegerField(default=1)
+
+    class Meta:
+        verbose_name = "configuration version"
+
+    def __str__(self) -> str:
+        return f"configuration version {self.value}"

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction
-from scheduler import booking, rules
+from scheduler import booking, rules, versioned
 from scheduler.lifecycle import Actor, lock_patient, record
 from scheduler.models import IntervalRule, RecheckRun
 
@@ -63,6 +63,7 @@ def _action(before: str, after: str) -> str | None:
     return None  # pending clearance that a correction made unnecessary stays for a clinician to clear
 
 
+@versioned.within_snapshot
 def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> list[Appointment]:
     """Re-check the patient's future booked appointments; return those whose status changed.
 

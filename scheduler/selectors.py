@@ -16,7 +16,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from scheduler import rules
+from scheduler import rules, versioned
 from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule
 
 
@@ -28,6 +28,11 @@ def catalogue_names() -> dict[str, str]:
 
 
 def rulebook_load() -> rules.RuleBook:
+    """The active rules and the catalogue's names, kept per process under the configuration version."""
+    return versioned.cached("rulebook", _rulebook_from_database)
+
+
+def _rulebook_from_database() -> rules.RuleBook:
     intervals = [
         rules.IntervalRule(
             id=str(r.id),

@@ -1,0 +1,78 @@
+"""Per-process copies of what every booking reads and almost never changes, keyed by a version.
+
+The rule book, the catalogue and the reminder templates change rarely but are read on every
+booking. `cached(name, load)` keeps one copy per process under the current
+`ConfigVersion.value`, which database triggers raise on every write to those tables (ORM,
+admin, bulk update, raw SQL alike; migration reminders 0005). Learning the version is one
+indexed read, done once per service call (`snapshot`) and shared by everything that call
+reads; a stale copy can never be used after an edit commits. When the row is missing (a test
+database flushed between tests) nothing is cached.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TypeVar
+
+from django.db import connection
+
+T = TypeVar("T")
+
+_UNSET = object()
+_lock = threading.Lock()
+_copies: dict[str, tuple[int, object]] = {}
+_snapshot: ContextVar[object] = ContextVar("config_version", default=_UNSET)
+_SQL = "SELECT value FROM scheduler_configversion WHERE id = 1"
+
+
+def current_version() -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+@contextmanager
+def snapshot() -> Iterator[None]:
+    """Read the version once for everything inside (nested snapshots share the outer one)."""
+    if _snapshot.get() is not _UNSET:
+        yield
+        return
+    token = _snapshot.set(current_version())
+    try:
+        yield
+    finally:
+        _snapshot.reset(token)
+
+
+def within_snapshot(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with snapshot():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def cached(name: str, load: Callable[[], T]) -> T:
+    version = _snapshot.get()
+    if version is _UNSET:
+        version = current_version()
+    if version is None:
+        return load()
+    with _lock:
+        held = _copies.get(name)
+    if held is not None and held[0] == version:
+        return held[1]  # type: ignore[return-value]
+    value = load()
+    with _lock:
+        _copies[name] = (version, value)
+    return value
+
+
+def forget() -> None:
+    """Drop every copy (tests that swap databases)."""
+    with _lock:
+        _copies.clear()

@@ -1,0 +1,88 @@
+"""The rule book, catalogue and templates are kept per process under a version database triggers raise:
+fewer statements per booking, and no edit by any path can leave a stale copy in use."""
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection, transaction
+
+from scheduler import selectors, versioned
+from scheduler.booking import Actor, UnableToBook, appointment_book
+from scheduler.models import IntervalRule
+from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def local(d, hh=10):
+    return datetime(2026, 3, d, hh, tzinfo=LONDON)
+
+
+@pytest.fixture
+def patient(catalogue):
+    clinic = ClinicFactory(code="london", timezone="Europe/London")
+    PractitionerFactory(clinic=clinic, name="Dr A")
+    return PatientFactory(clinic=clinic)
+
+
+def book(patient, code, when, now):
+    return appointment_book(patient=patient, procedure_code=code, start_at=when, actor=Actor("t"), now=now)
+
+
+def botox_to_microneedling():
+    return IntervalRule.objects.filter(earlier_procedure_id="botox", later_procedure_id="microneedling")
+
+
+def test_an_accepted_booking_takes_at_most_15_statements(patient, now, django_assert_max_num_queries):
+    book(patient, "botox", local(9), now)  # the first booking of a process loads the copies
+    with django_assert_max_num_queries(15):
+        book(patient, "filler", local(10), now)
+
+
+def test_an_edit_that_bypasses_the_orm_signals_is_seen_by_the_next_booking(patient, now):
+    ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(1))
+    with pytest.raises(UnableToBook):
+        book(patient, "microneedling", local(10), now)  # within the 2 weeks: the copy is loaded
+
+    botox_to_microneedling().update(gap_value=1, gap_unit="days")  # a bulk update: no signal fires
+
+    assert book(patient, "microneedling", local(10), now).appointment.status == "confirmed"
+
+
+def test_a_rolled_back_edit_leaves_no_copy_behind(patient, now):
+    before = selectors.rulebook_load()
+    version = versioned.current_version()
+    assert version is not None
+    with pytest.raises(RuntimeError), transaction.atomic():
+        botox_to_microneedling().update(gap_value=1, gap_unit="days")
+        edited = selectors.rulebook_load()  # cached under the edit's (uncommitted) version
+        assert edited is not before
+        raise RuntimeError("rolled back")
+
+    assert versioned.current_version() == version
+
+    def gap():
+        rule = next(r for r in selectors.rulebook_load().looking_back["microneedling"]
+                    if r.earlier_procedure == "botox")
+        return rule.gap_value, rule.gap_unit
+
+    assert gap() == (2, "weeks")  # the committed rules, not the rolled-back copy
+    later_edit = botox_to_microneedling().update(gap_value=3)
+    assert later_edit == 1 and versioned.current_version() not in (version, None)
+    assert gap() == (3, "weeks")
+
+
+@pytest.mark.django_db
+def test_every_watched_table_has_its_trigger():
+    from importlib import import_module
+
+    step = import_module("reminders.migrations.0005_config_version_triggers")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT DISTINCT event_object_table FROM information_schema.triggers "
+                           "WHERE trigger_name LIKE '%%_config_bump'")
+        else:
+            cursor.execute("SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' "
+                           "AND name LIKE '%_config_bump_%'")
+        watched = {row[0] for row in cursor.fetchall()}
+    assert watched == set(step.TABLES)
