@@ -15,9 +15,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE
+
 # Calendar arithmetic near year 1 or 9999 overflows; no clinic needs dates outside this.
-MIN_YEAR, MAX_YEAR = 1900, 2999
-OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
 # Real offsets run from -12:00 to +14:00; ISO 8601 syntax would allow up to 23:59, which no place uses.
 MAX_OFFSET = timedelta(hours=14)
 
@@ -116,7 +116,7 @@ class StrictDateField(serializers.DateField):
         except ValueError:
             self.fail("invalid")
         if not MIN_YEAR <= parsed.year <= MAX_YEAR:
-            raise serializers.ValidationError(OUT_OF_RANGE, code="invalid")
+            raise serializers.ValidationError(YEARS_OUT_OF_RANGE, code="invalid")
         return parsed
 
 
@@ -135,7 +135,7 @@ def parse_aware(value) -> datetime:
         raise ValueError("Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, "
                          "e.g. 2026-03-15T10:30:00+01:00.")
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
-        raise ValueError(OUT_OF_RANGE)
+        raise ValueError(YEARS_OUT_OF_RANGE)
     return parsed
 
 

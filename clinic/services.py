@@ -35,12 +35,10 @@ from clinic.models import (
 from clinic.record_changes import patient_record_changed
 from clinic.selectors import catalogue_entry
 from core.errors import ErrorCode, InvalidInput
-from core.timeutils import local_to_utc, require_aware
+from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
 
 # The years a date may fall in, as the API accepts (api/fields.py): calendar arithmetic near year 1 or
 # 9999 overflows, and no clinic needs dates outside this.
-MIN_YEAR, MAX_YEAR = 1900, 2999
-YEARS_OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
 
 PATIENT_FIELDS = ("first_name", "last_name", "date_of_birth", "email", "phone", "reminder_channels", "sms_consent")
 

@@ -8,6 +8,10 @@ from datetime import UTC, datetime, tzinfo
 
 from core.errors import ErrorCode, InvalidInput
 
+# The years a date may have anywhere in the product (a typo like 0205 or 9999 is refused, not stored).
+MIN_YEAR, MAX_YEAR = 1900, 2999
+YEARS_OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
+
 
 def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> datetime:
     """Interpret `value` (naive wall time, or aware) in the clinic zone `tz`; return UTC."""

@@ -24,9 +24,9 @@ from clinic.models import (
     TreatmentArea,
 )
 from clinic.selectors import MONTH_FIRST_COUNTRIES
-from clinic.services import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, phone_examples, phone_problem, phone_to_e164
+from clinic.services import phone_examples, phone_problem, phone_to_e164
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
-from core.timeutils import local_to_utc
+from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
 from scheduler.rules import start_of_local_day
