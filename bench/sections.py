@@ -92,11 +92,13 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
     day = now.astimezone(tz).date() + timedelta(days=1)
     for _ in range(92):
         if day.weekday() < 6:
-            for practitioner in practitioners:
+            for p_index, practitioner in enumerate(practitioners):
                 for hour in range(9, 18):
                     if rnd.random() < 0.67:
                         start = datetime.combine(day, clock(hour), tzinfo=tz)
-                        bookings.append(Appointment(clinic=clinic, patient=rnd.choice(others), practitioner=practitioner,
+                        # A patient is in one place at a time (the exclusion constraint): different per practitioner.
+                        other = others[(p_index + 3 * hour + day.toordinal()) % len(others)]
+                        bookings.append(Appointment(clinic=clinic, patient=other, practitioner=practitioner,
                                                     procedure_id="botox", start_at=start, end_at=start + timedelta(minutes=60),
                                                     status=AppointmentStatus.CONFIRMED))
         day += timedelta(days=1)
