@@ -6,9 +6,11 @@ turned into UTC ranges here, in the clinic's zone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -21,6 +23,8 @@ from clinic.models import (
     Practitioner,
     ProcedureRecord,
     ProcedureType,
+    TimeOff,
+    WorkingHours,
 )
 from clinic.selectors import appointments_in, clinics_for_user, patients_in
 from frontdesk.checks import rules_only
@@ -41,6 +45,15 @@ def patient_for_user(user, clinic: Clinic, patient_id) -> Patient | None:
 
 def appointment_for_user(user, clinic: Clinic, appointment_id) -> Appointment | None:
     return appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(pk=appointment_id).first()
+
+
+def practitioner_for_user(user, clinic: Clinic, practitioner_id) -> Practitioner | None:
+    if not practitioner_id or not clinics_for_user(user).filter(pk=clinic.pk).exists():
+        return None
+    try:
+        return Practitioner.objects.filter(clinic=clinic, is_active=True, pk=practitioner_id).first()
+    except (ValueError, ValidationError):  # not a UUID
+        return None
 
 
 def local_day_range(day: date, tz) -> tuple[datetime, datetime]:
@@ -204,3 +217,151 @@ def appointment_reminders(appointment: Appointment) -> list[ReminderGroup]:
     rows = list(patient_messages(appointment.pk))
     return [ReminderGroup(key, label, [ReminderRow(m) for m in rows if m.status in statuses])
             for key, label, statuses in REMINDER_GROUPS]
+
+
+# --- The calendar grid -----------------------------------------------------------------------
+
+SLOT_MINUTES = 15
+DEFAULT_DAY = (time(8), time(19))
+PRACTITIONER_COLOURS = 8  # shown when nobody works that day and nothing is booked
+
+
+@dataclass
+class GridCell:
+    """One practitioner's quarter hour: an appointment starting there (spanning `rows`), covered by
+    one above it, or empty (inside working hours or not, or time off)."""
+
+    kind: str  # "appt", "covered", "free"
+    starts_at: datetime
+    practitioner: Practitioner
+    colour: int  # the practitioner's colour, cal-p0 to cal-p7 in frontdesk.css
+    appointment: Appointment | None = None
+    extra: list[Appointment] = field(default_factory=list)  # overlapping ones (no exclusion constraint on SQLite)
+    rows: int = 1
+    working: bool = False
+    time_off: str | None = None
+
+
+@dataclass
+class GridRow:
+    starts_at: datetime
+    label: str
+    on_the_hour: bool
+    now: bool
+    cells: list[GridCell]
+
+
+@dataclass
+class DayGrid:
+    day: date
+    practitioners: list[Practitioner]
+    rows: list[GridRow]
+    total: int
+
+
+def _minutes(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=None,
+             include_cancelled: bool = False) -> DayGrid:
+    """The day as a table: a column per practitioner, a row per quarter hour of clinic time, each
+    cell knowing whether it is in working hours, in time off, or taken (and for how many rows)."""
+    tz = clinic.tz
+    start, end = local_day_range(day, tz)
+    practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
+    query = (appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(start_at__gte=start, start_at__lt=end)
+             .select_related("patient", "procedure", "area", "practitioner"))
+    if practitioner_id:
+        practitioners = practitioners.filter(pk=practitioner_id)
+        query = query.filter(practitioner_id=practitioner_id)
+    if not include_cancelled:
+        query = query.exclude(status=AppointmentStatus.CANCELLED)
+    practitioners = list(practitioners)
+    appointments = list(query.order_by("start_at"))
+    for appointment in appointments:  # a booking with a practitioner no longer active still shows
+        if appointment.practitioner_id not in {p.pk for p in practitioners}:
+            practitioners.append(appointment.practitioner)
+    ids = [p.pk for p in practitioners]
+    hours: dict = {}
+    for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday=day.weekday()):
+        hours.setdefault(wh.practitioner_id, []).append((_minutes(wh.start_time), _minutes(wh.end_time)))
+    offs: dict = {}
+    for off in TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=end, end_at__gt=start):
+        offs.setdefault(off.practitioner_id, []).append(off)
+
+    local = [(timezone.localtime(a.start_at, tz), timezone.localtime(a.end_at, tz)) for a in appointments]
+    first = min([s for spans in hours.values() for s, _ in spans] + [_minutes(s.time()) for s, _ in local]
+                + [_minutes(DEFAULT_DAY[0])])
+    last = max([e for spans in hours.values() for _, e in spans]
+               + [_minutes(e.time()) if e.date() == day else 24 * 60 for _, e in local] + [_minutes(DEFAULT_DAY[1])])
+    first, last = first // 60 * 60, min(24 * 60, -(-last // 60) * 60)
+    slots = list(range(first, last, SLOT_MINUTES))
+
+    def at(minute: int) -> datetime:
+        return datetime.combine(day, time(minute // 60, minute % 60), tzinfo=tz).astimezone(UTC)
+
+    columns: list[list[GridCell]] = []
+    for n, practitioner in enumerate(practitioners):
+        cells = []
+        for minute in slots:
+            starts_at = at(minute)
+            off = next((o for o in offs.get(practitioner.pk, ()) if o.start_at <= starts_at < o.end_at), None)
+            cells.append(GridCell("free", starts_at, practitioner, n % PRACTITIONER_COLOURS,
+                                  working=any(s <= minute < e for s, e in hours.get(practitioner.pk, ())),
+                                  time_off=(off.reason or "Time off") if off else None))
+        columns.append(cells)
+    index = {p.pk: n for n, p in enumerate(practitioners)}
+    for appointment, (local_start, local_end) in zip(appointments, local, strict=True):
+        cells = columns[index[appointment.practitioner_id]]
+        row = max(0, (_minutes(local_start.time()) - first) // SLOT_MINUTES)
+        end_minute = _minutes(local_end.time()) if local_end.date() == day else 24 * 60
+        rows = max(1, -(-(end_minute - first) // SLOT_MINUTES) - row)
+        cell = cells[row]
+        if cell.kind == "covered":  # overlaps one above: list it with that one
+            owner = next(c for c in reversed(cells[:row]) if c.kind == "appt")
+            owner.extra.append(appointment)
+            continue
+        if cell.kind == "appt":
+            cell.extra.append(appointment)
+            continue
+        cell.kind, cell.appointment, cell.rows = "appt", appointment, min(rows, len(cells) - row)
+        for below in cells[row + 1:row + cell.rows]:
+            if below.kind == "appt":  # an earlier-placed overlap: fold it in
+                cell.extra.append(below.appointment)
+                cell.extra.extend(below.extra)
+            below.kind = "covered"
+    rows = [GridRow(starts_at=at(minute), label=f"{minute // 60:02d}:{minute % 60:02d}", on_the_hour=minute % 60 == 0,
+                    now=at(minute) <= now < at(minute) + timedelta(minutes=SLOT_MINUTES),
+                    cells=[column[n] for column in columns])
+            for n, minute in enumerate(slots)]
+    return DayGrid(day=day, practitioners=practitioners, rows=rows, total=len(appointments))
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    appointment: Appointment
+
+    def as_json(self, tz) -> dict:
+        a = self.appointment
+        return {
+            "id": str(a.pk), "resourceId": str(a.practitioner_id),
+            "start": timezone.localtime(a.start_at, tz).isoformat(),
+            "end": timezone.localtime(a.end_at, tz).isoformat(),
+            "title": f"{a.patient} · {a.procedure.display_short}", "status": a.status,
+            "statusLabel": a.get_status_display(), "patient": str(a.patient),
+            "procedure": a.procedure.display_short, "practitioner": a.practitioner.name,
+        }
+
+
+def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> dict:
+    """Appointments overlapping [start, end) and the practitioners, for a calendar component."""
+    appointments = (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+                    .filter(start_at__lt=end, end_at__gt=start).exclude(status=AppointmentStatus.CANCELLED)
+                    .select_related("patient", "procedure", "practitioner").order_by("start_at"))
+    practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
+    return {
+        "timeZone": clinic.timezone,
+        "resources": [{"id": str(p.pk), "title": p.name} for p in practitioners],
+        "events": [CalendarEvent(a).as_json(clinic.tz) for a in appointments],
+    }

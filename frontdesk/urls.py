@@ -5,13 +5,16 @@ staff of; anything else is a 404.
 """
 from django.urls import include, path
 
-from frontdesk.views import appointments, auth, booking, patients, schedule
+from frontdesk.views import appointments, auth, booking, calendar, patients, schedule
 
 app_name = "frontdesk"
 
 clinic_patterns = [
     path("", schedule.today, name="today"),
     path("schedule/", schedule.schedule, name="schedule"),
+    path("calendar/", calendar.calendar, name="calendar"),
+    path("calendar/events.json", calendar.calendar_events, name="calendar_events"),
+    path("calendar/book/", calendar.calendar_book, name="calendar_book"),
     path("patients/", patients.patient_list, name="patients"),
     path("patients/new/", patients.patient_new, name="patient_new"),
     path("patients/<uuid:patient_id>/", patients.patient_detail, name="patient"),

@@ -1,0 +1,102 @@
+"""The calendar: the day as a grid of practitioners by quarter hours, its JSON feed, and booking from a cell.
+
+The grid is server-rendered (a table; see docs/frontdesk.md for why not a JavaScript calendar);
+frontdesk/static/frontdesk/calendar.js only adds dragging, which asks the reschedule page's
+dry run before anything changes. Every gesture is also a link or a form.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from django.http import JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from clinic.selectors import clinics_for_user, patient_search, patients_in
+from frontdesk import selectors
+from frontdesk.forms import PatientSearchForm, ScheduleFilterForm
+from frontdesk.views.base import clinic_page, page
+
+# A calendar asks for a day, a week or a month at most; more is a mistake, not a query to run.
+MAX_FEED_DAYS = 42
+SEARCH_LIMIT = 20
+
+
+@clinic_page
+def calendar(request):
+    clinic = request.clinic
+    form = ScheduleFilterForm(request.GET or None, clinic=clinic)
+    data = form.cleaned_data if form.is_valid() else {}
+    now = timezone.now()
+    today = timezone.localdate(now, timezone=clinic.tz)
+    day = data.get("date") or today
+    grid = selectors.day_grid(user=request.user, clinic=clinic, day=day, now=now,
+                              practitioner_id=data.get("practitioner") or None,
+                              include_cancelled=bool(data.get("cancelled")))
+
+    def link(target: date) -> str:
+        query = request.GET.copy()
+        query["date"] = target.isoformat()
+        return "?" + query.urlencode()
+
+    return page(request, "frontdesk/calendar.html", {
+        "form": form, "grid": grid, "day": day, "now": now,
+        "previous_link": link(day - timedelta(days=1)), "next_link": link(day + timedelta(days=1)),
+        "today_link": link(today), "nav": "calendar",
+    })
+
+
+def _bound(value: str | None, tz) -> datetime | None:
+    """A calendar's range bound: an ISO date (the clinic's local midnight) or an ISO instant with an offset."""
+    if not value:
+        return None
+    try:
+        if "T" not in value and " " not in value:
+            day = parse_date(value)
+            return selectors.local_day_range(day, tz)[0] if day else None
+        instant = parse_datetime(value)
+    except (ValueError, OverflowError):
+        return None
+    # A time without an offset is ambiguous across the clocks changing: refuse it rather than guess.
+    return instant if instant is not None and timezone.is_aware(instant) else None
+
+
+@clinic_page
+def calendar_events(request):
+    clinic = request.clinic
+    start, end = _bound(request.GET.get("start"), clinic.tz), _bound(request.GET.get("end"), clinic.tz)
+    problem = None
+    if start is None or end is None:
+        problem = "start and end must be ISO dates (2026-03-02) or instants with an offset (2026-03-02T09:00:00+00:00)."
+    elif end <= start:
+        problem = "end must be after start."
+    elif end - start > timedelta(days=MAX_FEED_DAYS):
+        problem = f"The range may be at most {MAX_FEED_DAYS} days."
+    if problem:
+        return JsonResponse({"title": "Bad date range", "status": 400, "detail": problem}, status=400)
+    return JsonResponse(selectors.calendar_feed(user=request.user, clinic=clinic, start=start, end=end))
+
+
+@clinic_page
+def calendar_book(request):
+    """From an empty cell: find the patient, then their booking page with the practitioner and time filled in."""
+    clinic = request.clinic
+    practitioner = selectors.practitioner_for_user(request.user, clinic, request.GET.get("practitioner"))
+    start = _bound(request.GET.get("start_at"), clinic.tz)
+    form = PatientSearchForm(request.GET if "q" in request.GET else None, clinic=clinic)
+    results, more = [], False
+    if form.is_valid():
+        clinic_patients = patients_in(clinics_for_user(request.user).filter(pk=clinic.pk))
+        found = list(patient_search(clinic_patients, form.cleaned_data["q"].strip(),
+                                    country=clinic.country)[:SEARCH_LIMIT + 1])
+        results, more = found[:SEARCH_LIMIT], len(found) > SEARCH_LIMIT
+    local = timezone.localtime(start, clinic.tz) if start else None
+    query = {}
+    if practitioner:
+        query["practitioner"] = str(practitioner.pk)
+    if local:
+        query.update(date=local.date().isoformat(), time=local.strftime("%H:%M"))
+    return page(request, "frontdesk/calendar_book.html", {
+        "search_form": form, "results": results, "more": more, "practitioner": practitioner, "start": local,
+        "book_query": query, "nav": "calendar",
+    })
