@@ -365,3 +365,22 @@ def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> di
         "resources": [{"id": str(p.pk), "title": p.name} for p in practitioners],
         "events": [CalendarEvent(a).as_json(clinic.tz) for a in appointments],
     }
+
+
+@dataclass
+class DaySheet:
+    practitioner: Practitioner
+    appointments: list[Appointment]
+
+
+def day_sheets(*, user, clinic: Clinic, day: date, practitioner_id=None) -> list[DaySheet]:
+    """A printable list per practitioner for one day, cancelled ones left out."""
+    start, end = local_day_range(day, clinic.tz)
+    practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
+    if practitioner_id:
+        practitioners = practitioners.filter(pk=practitioner_id)
+    appointments = list(appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+                        .filter(start_at__gte=start, start_at__lt=end, practitioner__in=practitioners)
+                        .exclude(status=AppointmentStatus.CANCELLED)
+                        .select_related("patient", "procedure", "area").order_by("start_at"))
+    return [DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk]) for p in practitioners]

@@ -15,6 +15,7 @@ clinic_patterns = [
     path("calendar/", calendar.calendar, name="calendar"),
     path("calendar/events.json", calendar.calendar_events, name="calendar_events"),
     path("calendar/book/", calendar.calendar_book, name="calendar_book"),
+    path("calendar/sheet/", calendar.day_sheet, name="day_sheet"),
     path("patients/", patients.patient_list, name="patients"),
     path("patients/new/", patients.patient_new, name="patient_new"),
     path("patients/<uuid:patient_id>/", patients.patient_detail, name="patient"),

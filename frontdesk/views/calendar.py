@@ -100,3 +100,17 @@ def calendar_book(request):
         "search_form": form, "results": results, "more": more, "practitioner": practitioner, "start": local,
         "book_query": query, "nav": "calendar",
     })
+
+
+@clinic_page
+def day_sheet(request):
+    """The day per practitioner, to print (frontdesk.css has the print styles)."""
+    clinic = request.clinic
+    form = ScheduleFilterForm(request.GET or None, clinic=clinic)
+    data = form.cleaned_data if form.is_valid() else {}
+    day = data.get("date") or timezone.localdate(timezone=clinic.tz)
+    return page(request, "frontdesk/day_sheet.html", {
+        "day": day, "nav": "calendar",
+        "sheets": selectors.day_sheets(user=request.user, clinic=clinic, day=day,
+                                       practitioner_id=data.get("practitioner") or None),
+    })

@@ -1,5 +1,6 @@
 """The calendar end to end in headless Chromium: book from a cell, drag to a refused and an allowed time,
 keyboard-only booking, and no browser-console errors (no 404s: the favicon is there)."""
+import re
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.utils import timezone
 from clinic.models import Appointment, HistorySource, Practitioner, ProcedureRecord, StaffRole
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import book, make_staff
-from tests.frontdesk.test_browser import browser, london, page, shot, sign_in  # noqa: F401 (fixtures)
+from tests.frontdesk.test_browser import SHOTS, browser, london, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -152,3 +153,21 @@ def test_keyboard_only_booking_from_the_calendar(page, live_server, london):  # 
     expect(page.locator(".messages")).to_contain_text("Booked")
     booked = Appointment.objects.get()
     assert (booked.practitioner, timezone.localtime(booked.start_at, london.tz).strftime("%H:%M")) == (shah, "15:00")
+
+
+def test_the_day_sheet_prints_a_page_per_practitioner_without_the_menus(page, live_server, london):  # noqa: F811
+    hart = Practitioner.objects.get(name="Dr Amelia Hart")
+    olivia = PatientFactory(clinic=london, first_name="Olivia", last_name="Bennett", phone="+447911123101")
+    day, at = _day(london, 1)
+    book(olivia, hart, "botox", at)
+    make_staff(london, StaffRole.RECEPTIONIST, "reception")
+    sign_in(page, live_server, "reception")
+    page.goto(f"{live_server.url}/clinic/london/calendar/sheet/?date={day}")
+    page.emulate_media(media="print")
+
+    assert page.locator(".topbar").is_hidden()
+    assert page.get_by_role("cell", name="07911 123101").is_visible()
+    pdf = page.pdf(format="A4", print_background=True)
+    (SHOTS / "day-sheet.pdf").write_bytes(pdf)
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 2  # two practitioners, a page each

@@ -132,3 +132,24 @@ def test_ten_practitioners_get_eight_colours_in_turn(reception, clinic, patient,
     assert page.count('<th scope="col" class="cal-head">') == 10
     assert "appt--confirmed cal-p1" in page  # the tenth practitioner wraps round to the second colour
 
+
+
+def test_the_day_sheet_lists_each_practitioners_day_with_national_phone_numbers(reception, clinic, day, patient):
+    patient.phone = "+447911123456"
+    patient.save()
+    page = squash(reception.get(url("day_sheet", clinic), {"date": "2026-03-02"}))
+
+    assert page.index("Dr Amelia Hart · Monday 2 March 2026") < page.index("Priya Shah · Monday 2 March 2026")
+    assert "07911 123456" in page
+    assert "Botox" in page or "Botulinum" in page
+
+
+def test_the_day_sheet_of_one_practitioner(reception, clinic, day, practitioner):
+    page = squash(reception.get(url("day_sheet", clinic), {"date": "2026-03-02", "practitioner": practitioner.pk}))
+    assert "Dr Amelia Hart · Monday 2 March 2026" in page and "Priya Shah · Monday" not in page
+
+
+def test_another_clinics_day_sheet_is_404(clinic, other_clinic, day, client):
+    make_staff(other_clinic, "receptionist", "nyc-desk")
+    client.login(username="nyc-desk", password="correct-horse-battery-42")
+    assert client.get(url("day_sheet", clinic), {"date": "2026-03-02"}).status_code == 404
