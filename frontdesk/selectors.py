@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from clinic.models import (
@@ -28,7 +28,8 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, patients_in
 from frontdesk.checks import rules_only
-from reminders.models import OutboxMessage, OutboxStatus
+from reminders.content import NextPossible, RenderError, next_possible, render_message
+from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.selectors import patient_messages
 from scheduler import rules
 from scheduler.booking import BookingCheck
@@ -384,3 +385,40 @@ def day_sheets(*, user, clinic: Clinic, day: date, practitioner_id=None) -> list
                         .exclude(status=AppointmentStatus.CANCELLED)
                         .select_related("patient", "procedure", "area").order_by("start_at"))
     return [DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk]) for p in practitioners]
+
+
+@dataclass(frozen=True)
+class AftercareText:
+    name: str
+    subject: str
+    text: str
+
+
+@dataclass
+class Aftercare:
+    texts: list[AftercareText]
+    next_possible: list[NextPossible]
+
+
+def aftercare(*, appointment: Appointment, now: datetime) -> Aftercare:
+    """What a patient takes home after a treatment: the post-care texts the reminders would send for it
+    (rendered the same way, by reminders.content) and when each later procedure is possible again."""
+    templates = (ReminderTemplate.objects.filter(kind=MessageKind.POST_CARE, is_active=True)
+                 .filter(Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id)).order_by("id"))
+    texts = []
+    for template in templates:
+        # An unsaved row: rendered, never queued.
+        message = OutboxMessage(appointment=appointment, template=template, kind=MessageKind.POST_CARE,
+                                channel=Channel.EMAIL, due_at=now, anchor_at=now, created_at=now)
+        try:
+            rendered = render_message(message=message, now=now)
+        except RenderError:
+            continue  # a broken template is the outbox's problem to report, not the sheet's
+        texts.append(AftercareText(template.name, rendered.subject, _body(rendered.text)))
+    return Aftercare(texts=texts, next_possible=next_possible(appointment=appointment, now=now))
+
+
+def _body(text: str) -> str:
+    """The template's own text: the e-mail footer (contacts, unsubscribe) follows the "--" signature line."""
+    body, separator, _ = text.rpartition("\n--\n")
+    return (body if separator else text).strip()

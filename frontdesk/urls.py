@@ -28,6 +28,7 @@ clinic_patterns = [
     path("patients/<uuid:patient_id>/book/", booking.book, name="book"),
     path("patients/<uuid:patient_id>/book/confirm/", booking.book_submit, name="book_submit"),
     path("appointments/<uuid:appointment_id>/", appointments.appointment_detail, name="appointment"),
+    path("appointments/<uuid:appointment_id>/aftercare/", calendar.aftercare_sheet, name="aftercare"),
     path("appointments/<uuid:appointment_id>/reschedule/", booking.reschedule, name="reschedule"),
     path("appointments/<uuid:appointment_id>/cancel/", appointments.appointment_cancel_view, name="cancel"),
     path("appointments/<uuid:appointment_id>/clear/", appointments.appointment_clear_view, name="clear"),

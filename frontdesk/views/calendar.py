@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from clinic.models import AppointmentStatus
 from clinic.selectors import clinics_for_user, patient_search, patients_in
 from frontdesk import selectors
 from frontdesk.forms import PatientSearchForm, ScheduleFilterForm
-from frontdesk.views.base import clinic_page, page
+from frontdesk.views.base import appointment_or_404, clinic_page, page
 
 # A calendar asks for a day, a week or a month at most; more is a mistake, not a query to run.
 MAX_FEED_DAYS = 42
@@ -113,4 +114,16 @@ def day_sheet(request):
         "day": day, "nav": "calendar",
         "sheets": selectors.day_sheets(user=request.user, clinic=clinic, day=day,
                                        practitioner_id=data.get("practitioner") or None),
+    })
+
+
+@clinic_page
+def aftercare_sheet(request, appointment_id):
+    """A completed treatment's post-care texts and the patient's next possible dates, to print."""
+    appointment = appointment_or_404(request, appointment_id)
+    if appointment.status != AppointmentStatus.COMPLETED:
+        raise Http404("Only a completed treatment has an aftercare sheet.")
+    return page(request, "frontdesk/aftercare.html", {
+        "appointment": appointment, "nav": "patients",
+        "sheet": selectors.aftercare(appointment=appointment, now=timezone.now()),
     })

@@ -3,6 +3,7 @@
 import pytest
 
 from clinic.models import AppointmentStatus, TimeOff
+from reminders.defaults import care_texts_load
 from tests.factories import PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import at_london, book, make_staff, url
 from tests.frontdesk.html import squash
@@ -153,3 +154,38 @@ def test_another_clinics_day_sheet_is_404(clinic, other_clinic, day, client):
     make_staff(other_clinic, "receptionist", "nyc-desk")
     client.login(username="nyc-desk", password="correct-horse-battery-42")
     assert client.get(url("day_sheet", clinic), {"date": "2026-03-02"}).status_code == 404
+
+
+@pytest.fixture
+def completed_microneedling(patient, practitioner, frozen):
+    care_texts_load()  # the sourced post-care texts, as seeded in every clinic
+    return book(patient, practitioner, "microneedling", at_london(2026, 2, 27, 10),
+                status=AppointmentStatus.COMPLETED, completed_at=at_london(2026, 2, 27, 11), area_id="face")
+
+
+def test_the_aftercare_sheet_has_the_post_care_texts_and_the_next_possible_dates(reception, clinic,
+                                                                              completed_microneedling):
+    response = reception.get(url("aftercare", clinic, completed_microneedling))
+    page = squash(response)
+
+    assert response.status_code == 200
+    assert "Do not wash your face for at least 5 hours, ideally 12." in page
+    assert "Unsubscribe" not in page  # the e-mail footer is not printed
+    assert "When you can have your next treatments" in page
+    assert "Botulinum toxin injection (Botox)" in page  # a procedure with a rule after microneedling
+
+
+def test_the_appointment_page_links_a_completed_treatment_to_its_aftercare_sheet(reception, clinic,
+                                                                                 completed_microneedling):
+    page = squash(reception.get(url("appointment", clinic, completed_microneedling)))
+    assert f"/clinic/london/appointments/{completed_microneedling.pk}/aftercare/" in page
+
+
+def test_a_treatment_not_yet_done_has_no_aftercare_sheet(reception, clinic, day):
+    assert reception.get(url("aftercare", clinic, day[0])).status_code == 404
+
+
+def test_another_clinics_aftercare_sheet_is_404(clinic, other_clinic, completed_microneedling, client):
+    make_staff(other_clinic, "receptionist", "nyc-desk")
+    client.login(username="nyc-desk", password="correct-horse-battery-42")
+    assert client.get(url("aftercare", clinic, completed_microneedling)).status_code == 404
