@@ -123,6 +123,71 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
     report.add("availability_90_days_slots", counts[0], "slots")
 
 
+def calendar_day(report, *, quick: bool, database_url: str, **_) -> None:
+    """The front desk's calendar day view (frontdesk/views/calendar.py) of a clinic with 10 practitioners
+    and 120 appointments, through the whole Django stack in-process: server time, no network."""
+    from datetime import time as clock
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from clinic.models import (
+        Appointment,
+        AppointmentStatus,
+        Clinic,
+        Patient,
+        Practitioner,
+        StaffMembership,
+        StaffRole,
+        TimeOff,
+        WorkingHours,
+    )
+
+    tz = ZoneInfo("Europe/London")
+    clinic, _ = Clinic.objects.get_or_create(code="bench-calendar",
+                                             defaults={"name": "Bench calendar", "timezone": "Europe/London"})
+    day = datetime(2026, 3, 2, tzinfo=tz).date()  # a Monday
+    practitioners = [Practitioner.objects.create(clinic=clinic, name=f"Calendar practitioner {i:02d}")
+                     for i in range(10)]
+    WorkingHours.objects.bulk_create(WorkingHours(practitioner=p, weekday=d, start_time=clock(9), end_time=clock(18))
+                                     for p in practitioners for d in range(6))
+    TimeOff.objects.create(practitioner=practitioners[0], start_at=datetime.combine(day, clock(13), tzinfo=tz),
+                           end_at=datetime.combine(day, clock(14), tzinfo=tz), reason="Lunch meeting")
+    patients = Patient.objects.bulk_create(Patient(clinic=clinic, first_name=f"Cal{i}", last_name="Bench")
+                                           for i in range(120))
+    rnd = random.Random(5)
+    statuses = [AppointmentStatus.CONFIRMED] * 6 + [AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.COMPLETED]
+    bookings = []
+    for n, practitioner in enumerate(practitioners):  # 12 each: 09:00 to 17:15, 45 minutes apart
+        for k in range(12):
+            start = datetime.combine(day, clock(9), tzinfo=tz) + timedelta(minutes=45 * k)
+            bookings.append(Appointment(clinic=clinic, patient=patients[n * 12 + k], practitioner=practitioner,
+                                        procedure_id=rnd.choice(CODES), start_at=start,
+                                        end_at=start + timedelta(minutes=30), status=rnd.choice(statuses)))
+    Appointment.objects.bulk_create(bookings)
+    user = get_user_model().objects.create_user(username="bench-calendar-desk", password=None)
+    StaffMembership.objects.create(user=user, clinic=clinic, role=StaffRole.RECEPTIONIST)
+    client = Client()
+    client.force_login(user)
+    path = f"/clinic/{clinic.code}/calendar/?date={day.isoformat()}"
+    client.get(path)  # templates compiled, connections open
+    runs = 10 if quick else 50
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        response = client.get(path)
+        samples.append(time.perf_counter() - began)
+        assert response.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        client.get(path)
+    report.add("calendar_day_appointments", len(bookings), "appointments")
+    report.add("calendar_day_view_median", statistics.median(samples) * 1000, "ms", target="< 300 ms")
+    report.add("calendar_day_view_max", max(samples) * 1000, "ms")
+    report.add("calendar_day_view_queries", len(queries), "queries")
+
+
 def _load(report, **kwargs) -> None:
     from bench.load import booking_load
 
@@ -141,5 +206,5 @@ def _faults(report, **kwargs) -> None:
     faults(report, **kwargs)
 
 
-ALL = [("engine", engine), ("availability", availability), ("booking", _load), ("reminders", _reminders),
-       ("faults", _faults)]
+ALL = [("engine", engine), ("availability", availability), ("calendar", calendar_day), ("booking", _load),
+       ("reminders", _reminders), ("faults", _faults)]
