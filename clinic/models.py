@@ -443,6 +443,8 @@ class Appointment(models.Model):
     clearance_reason = models.TextField(blank=True)
     clearance_details = models.JSONField(default=dict, blank=True, help_text="Which rules the clearance covers.")
     completed_at = models.DateTimeField(null=True, blank=True)
+    checked_in_at = models.DateTimeField(null=True, blank=True, help_text="When the patient arrived at the desk.")
+    notes = models.TextField(blank=True, help_text="The desk's notes about this visit; never sent to the patient.")
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.TextField(blank=True)
     review_reasons = models.JSONField(
@@ -486,6 +488,8 @@ class AuditAction(models.TextChoices):
     NEEDS_REVIEW = "needs_review", "Flagged for review"
     CLEARANCE_REQUESTED = "clearance_requested", "Sent back for clearance"
     RELEASED = "released", "Released after review"
+    # The patient is at the desk: a fact about the visit, recorded once; the status does not change.
+    CHECKED_IN = "checked_in", "Checked in"
 
 
 class AuditEvent(models.Model):

@@ -20,6 +20,7 @@ from django.utils import timezone
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from clinic.models import (
+    Appointment,
     Clinic,
     Condition,
     ConditionStatus,
@@ -263,3 +264,12 @@ def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine],
         PatientCondition.objects.bulk_create(rows)
         patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")
     return list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area"))
+
+
+
+def appointment_notes_set(*, appointment: Appointment, notes: str) -> Appointment:
+    """The desk's notes on one visit (parking, an interpreter, running late); they change no rule or
+    reminder, so they are not a lifecycle action. Their length is the form's to check."""
+    appointment.notes = notes.strip()
+    appointment.save(update_fields=["notes", "updated_at"])
+    return appointment

@@ -82,6 +82,7 @@ class ErrorCode(StrEnum):
     REVIEW_REQUIRED = "review_required", 409
     NOT_COMPLETABLE = "not_completable", 409
     NOT_NO_SHOW = "not_no_show", 409
+    NOT_CHECKABLE_IN = "not_checkable_in", 409
     NOT_STARTED = "not_started", 409
     BOOKING_REFUSED = "booking_refused", 409
 

@@ -118,6 +118,10 @@ def _on_completed(work: _Change, previous: dict) -> None:
     _completion_messages(work)
 
 
+def _unchanged(work: _Change, previous: dict) -> None:
+    pass
+
+
 def _on_no_show(work: _Change, previous: dict) -> None:
     _cancel_unsent(work.appointment, "the patient did not attend")
 
@@ -135,6 +139,8 @@ REACTIONS = {
     AuditAction.NEEDS_REVIEW: _on_cleared,
     AuditAction.CLEARANCE_REQUESTED: _on_cleared,
     AuditAction.RELEASED: _on_cleared,
+    # The patient is here: nothing to send or cancel (a no-show is a separate, explicit action).
+    AuditAction.CHECKED_IN: _unchanged,
 }
 
 

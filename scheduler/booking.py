@@ -416,6 +416,23 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
 
 
 @versioned.within_snapshot
+def appointment_check_in(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
+    """The patient has arrived: recorded once (and audited), on the appointment's own local day."""
+
+    def apply(current: Appointment, patient: Patient) -> Change:
+        if current.checked_in_at is not None:
+            raise InvalidTransition(ErrorCode.NOT_CHECKABLE_IN, "The patient is already checked in.")
+        tz = patient.clinic.tz
+        if current.start_at.astimezone(tz).date() != now.astimezone(tz).date():
+            raise InvalidTransition(ErrorCode.NOT_CHECKABLE_IN,
+                                    "A patient can be checked in only on the day of the appointment.")
+        current.checked_in_at = now
+        return Change(update_fields=["checked_in_at"])
+
+    return transition(appointment=appointment, action=AuditAction.CHECKED_IN, actor=actor, now=now, apply=apply)
+
+
+@versioned.within_snapshot
 def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
     _require_clinician(actor, "mark a no-show")
 

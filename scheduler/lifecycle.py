@@ -32,6 +32,7 @@ _REFUSAL = {
     Action.CLEARED: ErrorCode.NOT_PENDING_CLEARANCE,
     Action.COMPLETED: ErrorCode.NOT_COMPLETABLE,
     Action.NO_SHOW: ErrorCode.NOT_NO_SHOW,
+    Action.CHECKED_IN: ErrorCode.NOT_CHECKABLE_IN,
 }
 _ALLOWED = {
     # A reschedule re-checks the rules, so it may land in either active status.
@@ -49,6 +50,10 @@ _ALLOWED = {
     (Status.NEEDS_REVIEW, Action.CANCELLED): Status.CANCELLED,
     (Status.NEEDS_REVIEW, Action.NO_SHOW): Status.NO_SHOW,
     (Status.NEEDS_REVIEW, Action.COMPLETED): ErrorCode.REVIEW_REQUIRED,
+    # Arriving changes no status: a booking still pending clearance or review is checked in and waits.
+    (Status.CONFIRMED, Action.CHECKED_IN): Status.CONFIRMED,
+    (Status.PENDING_CLEARANCE, Action.CHECKED_IN): Status.PENDING_CLEARANCE,
+    (Status.NEEDS_REVIEW, Action.CHECKED_IN): Status.NEEDS_REVIEW,
 }
 for _status in Status:
     for _action in _REFUSAL:
@@ -59,6 +64,7 @@ _VERB = {
     Action.CANCELLED: "cancelled",
     Action.COMPLETED: "completed",
     Action.NO_SHOW: "a no-show",
+    Action.CHECKED_IN: "checked in",
 }
 _FIXED_MESSAGES = {
     ErrorCode.NOT_PENDING_CLEARANCE: "Only a booking pending clearance can be cleared.",
@@ -78,6 +84,7 @@ EVENT_FOR_ACTION: dict[str, str] = {
     Action.NEEDS_REVIEW: "appointment.needs_review",
     Action.CLEARANCE_REQUESTED: "appointment.clearance_requested",
     Action.RELEASED: "appointment.released",
+    Action.CHECKED_IN: "appointment.checked_in",
 }
 EVENTS: tuple[str, ...] = tuple(EVENT_FOR_ACTION.values())
 

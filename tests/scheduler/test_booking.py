@@ -4,8 +4,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinic.models import Appointment, AppointmentStatus, AuditEvent, ProcedureRecord, TimeOff
-from core.errors import InvalidInput, InvalidTransition, NotAllowed
+from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, ProcedureRecord, TimeOff
+from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotAllowed
 from scheduler.availability import AvailabilityCode
 from scheduler.booking import (
     Actor,
@@ -13,6 +13,7 @@ from scheduler.booking import (
     appointment_book,
     appointment_cancel,
     appointment_check,
+    appointment_check_in,
     appointment_clear,
     appointment_complete,
     appointment_mark_no_show,
@@ -384,6 +385,31 @@ def test_no_show_frees_the_timeline(patient, practitioner, now):
     assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.NO_SHOW
     assert appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 12),
                              now=later).outcome == Outcome.CONFIRMED
+
+
+def test_checking_in_records_the_arrival_once_and_audits_it(patient, practitioner, now):
+    appointment = book(patient, "botox", local(2026, 3, 10), now).appointment
+    arrived = local(2026, 3, 10, 9, 50)
+
+    appointment_check_in(appointment=appointment, actor=RECEPTION, now=arrived)
+
+    appointment.refresh_from_db()
+    assert (appointment.checked_in_at, appointment.status) == (arrived, AppointmentStatus.CONFIRMED)
+    assert appointment.audit_events.filter(action=AuditAction.CHECKED_IN, at=arrived).count() == 1
+    with pytest.raises(InvalidTransition) as twice:
+        appointment_check_in(appointment=appointment, actor=RECEPTION, now=arrived)
+    assert (twice.value.code, twice.value.message) == (ErrorCode.NOT_CHECKABLE_IN, "The patient is already checked in.")
+
+
+def test_a_patient_is_checked_in_only_on_the_day_and_never_after_a_cancellation(patient, practitioner, now):
+    appointment = book(patient, "botox", local(2026, 3, 10), now).appointment
+    with pytest.raises(InvalidTransition) as early:
+        appointment_check_in(appointment=appointment, actor=RECEPTION, now=local(2026, 3, 9, 10))
+    assert early.value.message == "A patient can be checked in only on the day of the appointment."
+    appointment_cancel(appointment=appointment, actor=RECEPTION, now=now)
+    with pytest.raises(InvalidTransition) as cancelled:
+        appointment_check_in(appointment=appointment, actor=RECEPTION, now=local(2026, 3, 10, 9, 50))
+    assert cancelled.value.message == "A cancelled appointment cannot be checked in."
 
 
 # --- Query counts do not grow with the history ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ FINISHED = (AppointmentStatus.COMPLETED, AppointmentStatus.CANCELLED, Appointmen
 
 def test_the_table_answers_for_every_status_and_action():
     actions = {AuditAction.RESCHEDULED, AuditAction.CANCELLED, AuditAction.CLEARED, AuditAction.COMPLETED,
-               AuditAction.NO_SHOW}
+               AuditAction.NO_SHOW, AuditAction.CHECKED_IN}
     assert set(TRANSITIONS) == {(status, action) for status in AppointmentStatus for action in actions}
 
 
