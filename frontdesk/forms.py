@@ -403,6 +403,12 @@ class ClearForm(FrontdeskForm):
         help_text="Recorded in the audit trail with your name, e.g. “Eczema quiescent for 2 years; test patch done”.")
 
 
+class AppointmentNotesForm(FrontdeskForm):
+    notes = forms.CharField(label="Notes for this visit", required=False, max_length=2000,
+                            widget=forms.Textarea(attrs={"rows": 3}),
+                            help_text="For the staff: on the day sheet, never sent to the patient.")
+
+
 class CancelForm(FrontdeskForm):
     reason = forms.CharField(label="Reason for cancelling (optional)", required=False, max_length=2000,
                              widget=forms.Textarea(attrs={"rows": 2}))

@@ -33,6 +33,8 @@ clinic_patterns = [
     path("appointments/<uuid:appointment_id>/cancel/", appointments.appointment_cancel_view, name="cancel"),
     path("appointments/<uuid:appointment_id>/clear/", appointments.appointment_clear_view, name="clear"),
     path("appointments/<uuid:appointment_id>/complete/", appointments.appointment_complete_view, name="complete"),
+    path("appointments/<uuid:appointment_id>/check-in/", appointments.appointment_check_in_view, name="check_in"),
+    path("appointments/<uuid:appointment_id>/notes/", appointments.appointment_notes_view, name="notes"),
     path("appointments/<uuid:appointment_id>/no-show/", appointments.appointment_no_show_view, name="no_show"),
 ]
 

@@ -11,18 +11,20 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clinic.models import AppointmentStatus
+from clinic.services import appointment_notes_set
 from frontdesk import checks, selectors
-from frontdesk.forms import CancelForm, ClearForm, DomainErrors
+from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from scheduler.booking import (
     appointment_cancel,
+    appointment_check_in,
     appointment_clear,
     appointment_complete,
     appointment_mark_no_show,
 )
 
 
-def _detail(request, appointment, *, clear_form=None, cancel_form=None, error=None, status=200):
+def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_form=None, error=None, status=200):
     now = timezone.now()
     pending = appointment.status == AppointmentStatus.PENDING_CLEARANCE
     reminders = selectors.appointment_reminders(appointment)
@@ -31,6 +33,10 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, error=No
         "patient": appointment.patient,
         "clear_form": clear_form or ClearForm(),
         "cancel_form": cancel_form or CancelForm(),
+        "notes_form": notes_form or AppointmentNotesForm(initial={"notes": appointment.notes}),
+        # Arrival is recorded on the appointment's own day (the service says so too).
+        "can_check_in": (appointment.is_active and appointment.checked_in_at is None
+                         and timezone.localdate(appointment.start_at) == timezone.localdate(now)),
         "clearance_reasons": checks.clearance_reasons(appointment) if pending else [],
         "reminders": reminders,
         "reminders_total": sum(len(group.messages) for group in reminders),
@@ -97,3 +103,23 @@ def appointment_cancel_view(request, appointment_id):
     return _act(request, appointment_id, lambda appointment, now: appointment_cancel(
         appointment=appointment, actor=request.actor, now=now, reason=form.cleaned_data["reason"]),
         done="Cancelled: the slot is free again and the patient will be told.", form=form, form_name="cancel_form")
+
+
+@clinic_page
+@require_POST
+def appointment_check_in_view(request, appointment_id):
+    return _act(request, appointment_id, lambda appointment, now: appointment_check_in(
+        appointment=appointment, actor=request.actor, now=now),
+        done="Checked in: the patient has arrived.")
+
+
+@clinic_page
+@require_POST
+def appointment_notes_view(request, appointment_id):
+    appointment = appointment_or_404(request, appointment_id)
+    form = AppointmentNotesForm(request.POST)
+    if not form.is_valid():
+        return _detail(request, appointment, notes_form=form, status=400)
+    appointment_notes_set(appointment=appointment, notes=form.cleaned_data["notes"])
+    messages.success(request, "Notes saved.")
+    return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)
