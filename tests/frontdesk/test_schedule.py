@@ -117,3 +117,10 @@ def test_today_says_when_nothing_needs_attention(reception, clinic, day_of_appoi
     response = reception.get(url("today", clinic))
     assert text_by_id(response.content, "attention-heading") == "Needs attention 0"
     assert "No booking needs attention." in squash(response)
+
+
+def test_tight_places_show_the_procedures_short_name_with_the_full_one_in_the_tooltip(reception, clinic,
+                                                                                     day_of_appointments):
+    for page in (squash(reception.get(url("today", clinic))),
+                 squash(reception.get(url("schedule", clinic), {"date": "2026-03-02", "view": "week"}))):
+        assert 'title="Microneedling (collagen induction therapy)">Microneedling</span>' in page
