@@ -252,10 +252,19 @@ class GridRow:
     cells: list[GridCell]
 
 
+@dataclass(frozen=True)
+class GridColumn:
+    heading: str
+    practitioner: Practitioner
+    day: date
+
+
 @dataclass
 class DayGrid:
+    """A day (a column per practitioner) or one practitioner's week (a column per day)."""
+
     day: date
-    practitioners: list[Practitioner]
+    columns: list[GridColumn]
     rows: list[GridRow]
     total: int
 
@@ -265,11 +274,13 @@ def _minutes(t: time) -> int:
 
 
 def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=None,
-             include_cancelled: bool = False) -> DayGrid:
-    """The day as a table: a column per practitioner, a row per quarter hour of clinic time, each
-    cell knowing whether it is in working hours, in time off, or taken (and for how many rows)."""
+             include_cancelled: bool = False, week: bool = False) -> DayGrid:
+    """The calendar as a table, a row per quarter hour of clinic time: the day with a column per
+    practitioner, or (`week`, with a practitioner) that practitioner's Monday-to-Sunday week. Each
+    cell knows whether it is in working hours, in time off, or taken (and for how many rows)."""
     tz = clinic.tz
-    start, end = local_day_range(day, tz)
+    days = [day - timedelta(days=day.weekday()) + timedelta(days=n) for n in range(7)] if week else [day]
+    start, end = local_day_range(days[0], tz)[0], local_day_range(days[-1], tz)[1]
     practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
     query = (appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(start_at__gte=start, start_at__lt=end)
              .select_related("patient", "procedure", "area", "practitioner"))
@@ -283,10 +294,14 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
     for appointment in appointments:  # a booking with a practitioner no longer active still shows
         if appointment.practitioner_id not in {p.pk for p in practitioners}:
             practitioners.append(appointment.practitioner)
+    if week:
+        columns = [GridColumn(f"{d:%a} {d.day} {d:%b}", p, d) for p in practitioners[:1] for d in days]
+    else:
+        columns = [GridColumn(p.name, p, day) for p in practitioners]
     ids = [p.pk for p in practitioners]
     hours: dict = {}
-    for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday=day.weekday()):
-        hours.setdefault(wh.practitioner_id, []).append((_minutes(wh.start_time), _minutes(wh.end_time)))
+    for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday__in={d.weekday() for d in days}):
+        hours.setdefault((wh.practitioner_id, wh.weekday), []).append((_minutes(wh.start_time), _minutes(wh.end_time)))
     offs: dict = {}
     for off in TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=end, end_at__gt=start):
         offs.setdefault(off.practitioner_id, []).append(off)
@@ -295,28 +310,36 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
     first = min([s for spans in hours.values() for s, _ in spans] + [_minutes(s.time()) for s, _ in local]
                 + [_minutes(DEFAULT_DAY[0])])
     last = max([e for spans in hours.values() for _, e in spans]
-               + [_minutes(e.time()) if e.date() == day else 24 * 60 for _, e in local] + [_minutes(DEFAULT_DAY[1])])
+               + [_minutes(e.time()) if e.date() == s.date() else 24 * 60 for s, e in local]
+               + [_minutes(DEFAULT_DAY[1])])
     first, last = first // 60 * 60, min(24 * 60, -(-last // 60) * 60)
     slots = list(range(first, last, SLOT_MINUTES))
 
-    def at(minute: int) -> datetime:
-        return datetime.combine(day, time(minute // 60, minute % 60), tzinfo=tz).astimezone(UTC)
+    def at(on: date, minute: int) -> datetime:
+        return datetime.combine(on, time(minute // 60, minute % 60), tzinfo=tz).astimezone(UTC)
 
-    columns: list[list[GridCell]] = []
-    for n, practitioner in enumerate(practitioners):
+    colour = {p.pk: n % PRACTITIONER_COLOURS for n, p in enumerate(practitioners)}
+    cells_by_column: list[list[GridCell]] = []
+    for column in columns:
+        p, on = column.practitioner, column.day
         cells = []
         for minute in slots:
-            starts_at = at(minute)
-            off = next((o for o in offs.get(practitioner.pk, ()) if o.start_at <= starts_at < o.end_at), None)
-            cells.append(GridCell("free", starts_at, practitioner, n % PRACTITIONER_COLOURS,
-                                  working=any(s <= minute < e for s, e in hours.get(practitioner.pk, ())),
+            starts_at = at(on, minute)
+            off = next((o for o in offs.get(p.pk, ()) if o.start_at <= starts_at < o.end_at), None)
+            cells.append(GridCell("free", starts_at, p, colour[p.pk],
+                                  working=any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
                                   time_off=(off.reason or "Time off") if off else None))
-        columns.append(cells)
-    index = {p.pk: n for n, p in enumerate(practitioners)}
+        cells_by_column.append(cells)
+    index = {(c.practitioner.pk, c.day): n for n, c in enumerate(columns)}
+    placed = 0
     for appointment, (local_start, local_end) in zip(appointments, local, strict=True):
-        cells = columns[index[appointment.practitioner_id]]
+        n = index.get((appointment.practitioner_id, local_start.date()))
+        if n is None:
+            continue
+        placed += 1
+        cells = cells_by_column[n]
         row = max(0, (_minutes(local_start.time()) - first) // SLOT_MINUTES)
-        end_minute = _minutes(local_end.time()) if local_end.date() == day else 24 * 60
+        end_minute = _minutes(local_end.time()) if local_end.date() == local_start.date() else 24 * 60
         rows = max(1, -(-(end_minute - first) // SLOT_MINUTES) - row)
         cell = cells[row]
         if cell.kind == "covered":  # overlaps one above: list it with that one
@@ -332,11 +355,14 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
                 cell.extra.append(below.appointment)
                 cell.extra.extend(below.extra)
             below.kind = "covered"
-    rows = [GridRow(starts_at=at(minute), label=f"{minute // 60:02d}:{minute % 60:02d}", on_the_hour=minute % 60 == 0,
-                    now=at(minute) <= now < at(minute) + timedelta(minutes=SLOT_MINUTES),
-                    cells=[column[n] for column in columns])
+    today = timezone.localdate(now, timezone=tz)
+    quarter = timedelta(minutes=SLOT_MINUTES)
+    rows = [GridRow(starts_at=at(days[0], minute), label=f"{minute // 60:02d}:{minute % 60:02d}",
+                    on_the_hour=minute % 60 == 0,
+                    now=today in days and at(today, minute) <= now < at(today, minute) + quarter,
+                    cells=[column[n] for column in cells_by_column])
             for n, minute in enumerate(slots)]
-    return DayGrid(day=day, practitioners=practitioners, rows=rows, total=len(appointments))
+    return DayGrid(day=day, columns=columns, rows=rows, total=placed)
 
 
 @dataclass(frozen=True)

@@ -31,19 +31,26 @@ def calendar(request):
     now = timezone.now()
     today = timezone.localdate(now, timezone=clinic.tz)
     day = data.get("date") or today
+    # A week is one practitioner's (the one chosen, or the first): seven columns of one person's days.
+    week = data.get("view") == "week"
     grid = selectors.day_grid(user=request.user, clinic=clinic, day=day, now=now,
                               practitioner_id=data.get("practitioner") or None,
-                              include_cancelled=bool(data.get("cancelled")))
+                              include_cancelled=bool(data.get("cancelled")), week=week)
+    step = timedelta(days=7 if week else 1)
 
-    def link(target: date) -> str:
+    def link(target: date, view: str = "week" if week else "day") -> str:
         query = request.GET.copy()
         query["date"] = target.isoformat()
+        query["view"] = view
+        if view == "week" and not query.get("practitioner") and grid.columns:
+            query["practitioner"] = str(grid.columns[0].practitioner.pk)
         return "?" + query.urlencode()
 
     return page(request, "frontdesk/calendar.html", {
-        "form": form, "grid": grid, "day": day, "now": now,
-        "previous_link": link(day - timedelta(days=1)), "next_link": link(day + timedelta(days=1)),
-        "today_link": link(today), "nav": "calendar",
+        "form": form, "grid": grid, "day": day, "now": now, "week": week,
+        "practitioner": grid.columns[0].practitioner if week and grid.columns else None,
+        "previous_link": link(day - step), "next_link": link(day + step), "today_link": link(today),
+        "day_link": link(day, "day"), "week_link": link(day, "week"), "nav": "calendar",
     })
 
 

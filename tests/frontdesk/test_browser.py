@@ -274,6 +274,7 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
         "appointment, pending": f"/clinic/london/appointments/{pending.pk}/",
         "not found": "/clinic/london/patients/00000000-0000-0000-0000-000000000000/",
         "calendar": f"/clinic/london/calendar/?date={day}",
+        "calendar, week": f"/clinic/london/calendar/?date={day}&view=week&practitioner={hart.pk}",
         "calendar, book from a cell": f"/clinic/london/calendar/book/?practitioner={hart.pk}"
                                       f"&start_at={today_at.isoformat().replace('+', '%2B')}&q=Bennett",
     }

@@ -189,3 +189,22 @@ def test_another_clinics_aftercare_sheet_is_404(clinic, other_clinic, completed_
     make_staff(other_clinic, "receptionist", "nyc-desk")
     client.login(username="nyc-desk", password="correct-horse-battery-42")
     assert client.get(url("aftercare", clinic, completed_microneedling)).status_code == 404
+
+
+def test_the_week_of_one_practitioner_has_a_column_per_day(reception, clinic, day, practitioner, patient):
+    book(patient, practitioner, "filler", at_london(2026, 3, 4, 9, 30))  # Wednesday
+    response = reception.get(url("calendar", clinic), {"date": "2026-03-04", "view": "week",
+                                                        "practitioner": practitioner.pk})
+    page = squash(response)
+
+    assert "Dr Amelia Hart, week of 2 March 2026" in page
+    headings = ["Mon 2 Mar", "Tue 3 Mar", "Wed 4 Mar", "Thu 5 Mar", "Fri 6 Mar", "Sat 7 Mar", "Sun 8 Mar"]
+    assert [h in page for h in headings] == [True] * 7
+    assert "09:30–10:15" in page and "11:00–11:30" in page  # Wednesday's filler and Monday's botox
+    assert "Grace Turner" not in page  # Priya Shah's patient
+    assert "Book Sun 8 Mar 09:00 with Dr Amelia Hart" in page  # Sunday is not a working day, still bookable
+
+
+def test_the_week_without_a_practitioner_is_the_first_ones(reception, clinic, day):
+    page = squash(reception.get(url("calendar", clinic), {"date": "2026-03-02", "view": "week"}))
+    assert "Dr Amelia Hart, week of 2 March 2026" in page
