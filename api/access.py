@@ -10,8 +10,7 @@ from functools import cached_property
 
 from django.db.models import QuerySet
 
-from clinic.models import ApiClient
-from clinic.models import Clinic
+from clinic.models import ApiClient, Clinic
 from clinic.selectors import clinics_for_user, is_clinical
 from scheduler.booking import Actor
 

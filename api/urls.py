@@ -1,7 +1,7 @@
 """Public API v1 routes (see docs/api.md); anything else under /api/v1/ is a JSON 404."""
-from django.urls import path, re_path
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from api import problems, views

@@ -2,8 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from clinic.models import ApiClient
-from clinic.models import Clinic
+from clinic.models import ApiClient, Clinic
 
 
 class Command(BaseCommand):
