@@ -158,12 +158,20 @@ class BookingIn(InputSerializer):
     area = CodeField(required=False, allow_null=True)
     practitioner = IdField(required=False, allow_null=True,
                            help_text="Left out: the first practitioner who does the procedure and is free.")
+    clinic = IdField(required=False, allow_null=True,
+                     help_text="Where the appointment takes place (id or code): one of your clinics, the "
+                               "practitioner's and the patient's. Left out: the patient's clinic.")
 
 
 class RescheduleIn(InputSerializer):
     start = AwareDateTimeField()
     practitioner = IdField(required=False, allow_null=True, help_text="Left out: the same practitioner.")
     reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class RescheduleCheckIn(InputSerializer):
+    start = AwareDateTimeField()
+    practitioner = IdField(required=False, allow_null=True, help_text="Left out: the same practitioner.")
 
 
 class CancelIn(InputSerializer):

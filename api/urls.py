@@ -27,6 +27,8 @@ urlpatterns = [
     path("appointments/<str:appointment_id>/", views.AppointmentDetailApi.as_view(), name="appointment-detail"),
     path("appointments/<str:appointment_id>/reschedule/", views.AppointmentRescheduleApi.as_view(),
          name="appointment-reschedule"),
+    path("appointments/<str:appointment_id>/reschedule-check/", views.AppointmentRescheduleCheckApi.as_view(),
+         name="appointment-reschedule-check"),
     path("appointments/<str:appointment_id>/cancel/", views.AppointmentCancelApi.as_view(),
          name="appointment-cancel"),
     path("appointments/<str:appointment_id>/complete/", views.AppointmentCompleteApi.as_view(),

@@ -52,6 +52,7 @@ from api.serializers import (
     ProcedureOut,
     ProcedureRecordIn,
     ProcedureRecordOut,
+    RescheduleCheckIn,
     RescheduleIn,
     SlotOut,
 )
@@ -112,6 +113,23 @@ class ApiView(generics.GenericAPIView):
         if appointment is None:
             raise NotFound("unknown_appointment", "There is no such appointment.")
         return appointment
+
+    def check_booking_clinic(self, data: dict, patient: Patient) -> None:
+        """A booking's `clinic`, when given: one of the caller's, and the patient's and the practitioner's."""
+        value = data.get("clinic")
+        if value is None:
+            return
+        pk = parse_uuid(value)
+        clinic = self.clinics().filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
+        if clinic is None:
+            raise InvalidInput("unknown_clinic", "There is no such clinic.", field="clinic")
+        if clinic.pk != patient.clinic_id:
+            raise InvalidInput("clinic_mismatch", "The patient belongs to another clinic.", field="clinic")
+        practitioner_pk = parse_uuid(data.get("practitioner"))
+        practitioner = (Practitioner.objects.filter(pk=practitioner_pk, clinic__in=self.clinics()).first()
+                        if practitioner_pk else None)
+        if practitioner is not None and practitioner.clinic_id != clinic.pk:
+            raise InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
 
     def page(self, rows, serializer_class=None, *, data=None):
         """A paginated response of `rows` (serialized, or already-built dicts via `data`)."""
@@ -348,6 +366,7 @@ class EligibilityApi(ApiView):
     def post(self, request):
         data = _input(EligibilityIn, request)
         patient = self.patient_from_body(data["patient"])
+        self.check_booking_clinic(data, patient)
         check = booking.appointment_check(
             patient=patient, procedure_code=data["procedure"], start_at=data["start"], now=timezone.now(),
             area_code=data.get("area"), practitioner_id=data.get("practitioner"))
@@ -412,6 +431,7 @@ class AppointmentListCreateApi(ApiView):
     def post(self, request):
         data = _input(BookingIn, request)
         patient = self.patient_from_body(data["patient"])
+        self.check_booking_clinic(data, patient)
         result = booking.appointment_book(
             patient=patient, procedure_code=data["procedure"], start_at=data["start"],
             actor=self.caller.actor(patient.clinic_id), now=timezone.now(), area_code=data.get("area"),
@@ -448,6 +468,24 @@ class AppointmentRescheduleApi(ApiView):
             appointment=appointment, start_at=data["start"], actor=self.caller.actor(appointment.clinic_id),
             now=timezone.now(), practitioner_id=data.get("practitioner"), reason=data.get("reason", ""))
         return Response(_booking_data(result))
+
+
+class AppointmentRescheduleCheckApi(ApiView):
+    """The reschedule's dry run: the same checks, answered as eligibility answers; moves nothing."""
+
+    serializer_class = EligibilityOut
+
+    @extend_schema(tags=["booking"], operation_id="appointments_reschedule_check",
+                   summary="Would this move go through? (moves nothing)", request=RescheduleCheckIn,
+                   responses=docs.responses(200, EligibilityOut, bad_request=True, conflict=True, body=True))
+    def post(self, request, appointment_id):
+        appointment = self.appointment_from_url()
+        data = _input(RescheduleCheckIn, request)
+        check = booking.appointment_reschedule_check(
+            appointment=appointment, start_at=data["start"], now=timezone.now(),
+            practitioner_id=data.get("practitioner"))
+        return Response({"eligible": check.eligible, "status": str(check.outcome),
+                         **check_data(check, appointment.clinic.tz)})
 
 
 class _AppointmentAction(ApiView):
