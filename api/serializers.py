@@ -22,6 +22,7 @@ from api.fields import (
     StrictDateField,
 )
 from clinic.models import AppointmentStatus, ConditionStatus, HistorySource, ReminderChannel
+from scheduler.lifecycle import EVENTS
 
 # --- Catalogue, clinics, practitioners ------------------------------------------------------
 
@@ -284,6 +285,76 @@ class EligibilityOut(serializers.Serializer):
     warnings = ViolationOut(many=True)
     earliest_eligible_start = serializers.DateTimeField(allow_null=True)
     next_available_slot = SlotOut(allow_null=True)
+
+
+# --- Webhook subscriptions ------------------------------------------------------------------------------
+
+WEBHOOK_EVENTS = list(EVENTS)
+
+
+class WebhookEndpointUpdateIn(InputSerializer):
+    url = StrictCharField(required=False, max_length=500,
+                          help_text="https:// URL; it may not resolve to a private, loopback or link-local address.")
+    events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False,
+                                   max_length=len(WEBHOOK_EVENTS), help_text="Event types to send; empty: all.")
+    description = StrictCharField(required=False, allow_blank=True, max_length=200)
+    active = StrictBooleanField(required=False, help_text="false pauses deliveries; true resumes them.")
+
+
+class WebhookEndpointIn(WebhookEndpointUpdateIn):
+    url = StrictCharField(max_length=500,
+                          help_text="https:// URL; it may not resolve to a private, loopback or link-local address.")
+
+
+class WebhookEndpointOut(serializers.Serializer):
+    id = serializers.CharField()
+    url = serializers.CharField()
+    events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS))
+    description = serializers.CharField()
+    active = serializers.BooleanField(source="is_active")
+    created_at = serializers.DateTimeField()
+    previous_secret_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="While a rotated-out secret still signs (beside the new one): until when.")
+
+
+class WebhookEndpointCreatedOut(WebhookEndpointOut):
+    secret = serializers.CharField(help_text="The signing secret (whsec_...). Shown only now: keep it.")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "Must be a whole number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SecretRotationIn(InputSerializer):
+    overlap_minutes = StrictIntegerField(
+        required=False, min_value=0, max_value=7 * 24 * 60,
+        help_text="How long the old secret keeps signing beside the new one (default 1440, a day; 0: stop now).")
+
+
+class SecretRotationOut(serializers.Serializer):
+    id = serializers.CharField()
+    secret = serializers.CharField(help_text="The new signing secret. Shown only now: keep it.")
+    previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class WebhookDeliveryOut(serializers.Serializer):
+    id = serializers.CharField(help_text="The delivery id (the webhook-id header).")
+    event = serializers.CharField()
+    event_id = serializers.CharField(allow_null=True, help_text="The same for every delivery of one event.")
+    sequence = serializers.IntegerField(allow_null=True, help_text="The appointment's change count at the event.")
+    appointment = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    response_code = serializers.IntegerField(allow_null=True, help_text="The HTTP status the endpoint last answered.")
+    last_error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
 
 
 # --- Problem documents (schema only) ------------------------------------------------------------------

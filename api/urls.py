@@ -4,7 +4,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from api import problems, views
+from api import problems, views, webhooks
 
 app_name = "api"
 
@@ -37,6 +37,14 @@ urlpatterns = [
          name="appointment-clear"),
     path("appointments/<str:appointment_id>/no-show/", views.AppointmentNoShowApi.as_view(),
          name="appointment-no-show"),
+    path("webhooks/", webhooks.WebhookListCreateApi.as_view(), name="webhook-list"),
+    path("webhooks/<str:webhook_id>/", webhooks.WebhookDetailApi.as_view(), name="webhook-detail"),
+    path("webhooks/<str:webhook_id>/rotate-secret/", webhooks.WebhookSecretRotationApi.as_view(),
+         name="webhook-rotate-secret"),
+    path("webhooks/<str:webhook_id>/deliveries/", webhooks.WebhookDeliveryListApi.as_view(),
+         name="webhook-deliveries"),
+    path("webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/redeliver/", webhooks.WebhookRedeliveryApi.as_view(),
+         name="webhook-redeliver"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The Content-Security-Policy (config/settings.py) allows no inline script or style. Swagger UI's split
     # view serves its set-up as a script file, but the page and the UI style themselves inline; ReDoc also

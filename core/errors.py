@@ -73,6 +73,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_PATIENT = "unknown_patient", 404, 400
     UNKNOWN_APPOINTMENT = "unknown_appointment", 404
     UNKNOWN_MEDICATION_COURSE = "unknown_medication_course", 404
+    UNKNOWN_WEBHOOK_ENDPOINT = "unknown_webhook_endpoint", 404
+    UNKNOWN_WEBHOOK_DELIVERY = "unknown_webhook_delivery", 404
 
     # 409: the appointment's status does not allow the action, or the rules refuse it.
     NOT_RESCHEDULABLE = "not_reschedulable", 409
@@ -85,6 +87,7 @@ class ErrorCode(StrEnum):
     NOT_CHECKABLE_IN = "not_checkable_in", 409
     NOT_STARTED = "not_started", 409
     BOOKING_REFUSED = "booking_refused", 409
+    WEBHOOK_ENDPOINT_PAUSED = "webhook_endpoint_paused", 409
 
 
 class DomainError(Exception):

@@ -296,18 +296,23 @@ def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
     return ""
 
 
-def send_webhook(*, url: str, secret: str, delivery_id: str, event: str, body: bytes, now: datetime) -> str:
+def send_webhook(*, url: str, secret: str, delivery_id: str, event: str, body: bytes, now: datetime,
+                 extra_secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """POST one delivery, signed with `secret` and any `extra_secrets` (a rotated-out secret in its overlap
+    window): the header then carries one `v1,` signature per secret, space-separated, and a receiver that
+    knows either secret verifies it."""
     problem = webhook_url_problem(url, resolve=True)
     if problem:
         raise PermanentSendError(problem)
     timestamp = int(now.timestamp())
+    signatures = " ".join(webhook_signature(secret=key, delivery_id=delivery_id, timestamp=timestamp, body=body)
+                          for key in (secret, *extra_secrets))
     status, raw = _post(url, body, {
         "Content-Type": "application/json",
         "User-Agent": "clinic-scheduling-webhooks/1",
         "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(secret=secret, delivery_id=delivery_id, timestamp=timestamp,
-                                               body=body),
+        "webhook-signature": signatures,
         "webhook-event": event,
     })
     if 200 <= status < 300:

@@ -216,7 +216,8 @@ def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessa
     patient = message.appointment.patient
     if message.channel == Channel.WEBHOOK:
         body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
-        provider_id = channels.send_webhook(url=message.endpoint.url, secret=message.endpoint.secret,
+        secret, *extra = message.endpoint.signing_secrets(now)
+        provider_id = channels.send_webhook(url=message.endpoint.url, secret=secret, extra_secrets=extra,
                                             delivery_id=str(message.pk), event=message.event, body=body, now=now)
         return provider_id, message.endpoint.url
     group = [message, *companions]

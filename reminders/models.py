@@ -172,6 +172,10 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(max_length=500)
     # Stored in clear: the service must sign with it. It is shown once at creation and in the admin.
     secret = models.CharField(max_length=80, editable=False)
+    # A rotated-out secret keeps signing (beside the new one) until this moment, so a platform can switch
+    # its verifier over without dropping a delivery (Standard Webhooks allows several signatures).
+    previous_secret = models.CharField(max_length=80, blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     events = models.JSONField(default=list, blank=True, help_text="Event types to send; empty means all.")
     description = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
@@ -191,6 +195,12 @@ class WebhookEndpoint(models.Model):
 
     def wants(self, event: str) -> bool:
         return not self.events or event in self.events
+
+    def signing_secrets(self, now) -> list[str]:
+        """The secrets that sign a delivery now: the current one, and a rotated-out one in its overlap window."""
+        if self.previous_secret and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     def clean(self) -> None:
         problem = channels.webhook_url_problem(self.url)

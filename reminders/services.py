@@ -390,16 +390,22 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
             "practitioner": str(previous["practitioner"]) if previous.get("practitioner") else None,
             "status": previous.get("status"),
         }
-    for endpoint in endpoints:
-        if not endpoint.wants(event):
-            continue
+    # One id per event, the same for every endpoint and every redelivery (a delivery's own id is `id`); and
+    # the appointment's change count (the lifecycle audits each change before notifying), so a platform can
+    # tell which of two events about one appointment is the later, whatever order they arrive in.
+    wanted = [endpoint for endpoint in endpoints if endpoint.wants(event)]
+    if not wanted:
+        return  # nobody listens: a booking pays no query for the change count
+    event_id = str(uuid.uuid4())
+    sequence = appointment.audit_events.count()
+    for endpoint in wanted:
         delivery_id = uuid.uuid4()
         # The body is frozen now: a platform gets the appointment as it was when the event happened.
         work.new_rows.append(OutboxMessage(
             id=delivery_id, appointment=appointment, kind=MessageKind.WEBHOOK, channel=Channel.WEBHOOK,
             endpoint=endpoint, event=event, anchor_at=now, due_at=now, status=OutboxStatus.PENDING,
-            payload={"id": str(delivery_id), "type": event, "occurred_at": now.astimezone(tz).isoformat(),
-                     "data": data},
+            payload={"id": str(delivery_id), "event_id": event_id, "sequence": sequence, "type": event,
+                     "occurred_at": now.astimezone(tz).isoformat(), "data": data},
             created_at=now))
 
 

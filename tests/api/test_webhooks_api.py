@@ -1,0 +1,284 @@
+"""Webhook subscriptions over the API: own endpoints only, SSRF refused, rotation with an overlap,
+deliveries with their response codes, redelivery, and every write path reaching a subscribed endpoint.
+
+The clock is Monday 2 March 2026, 09:00 UTC (tests/api/conftest.py).
+"""
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from clinic import services as clinic_services
+from clinic.models import Appointment
+from reminders.channels import webhook_verify
+from reminders.dispatch import dispatch_local
+from reminders.models import OutboxMessage, WebhookEndpoint
+from tests.api.conftest import http, new_api_client, problem_of, session
+from tests.api.test_booking import book
+from tests.reminders.support import FakeHttpServer
+
+pytestmark = pytest.mark.django_db
+
+HOOK = "https://hooks.platform.example/clinic"
+
+
+@pytest.fixture
+def public_dns(monkeypatch):
+    """Hosts resolve to a public address, without asking a resolver."""
+    from reminders import channels
+
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", ("93.184.215.14", 0))])
+
+
+@pytest.fixture
+def production_urls(settings, public_dns):
+    settings.WEBHOOKS_ALLOW_HTTP = False
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = False
+
+
+@pytest.fixture
+def platform(clinic):
+    return new_api_client(clinic, name="platform")
+
+
+def register(api, url=HOOK, **extra):
+    return api.post("/api/v1/webhooks/", {"url": url, **extra}, format="json")
+
+
+def test_a_client_registers_lists_changes_pauses_and_deletes_its_endpoint(platform, production_urls):
+    api = http(platform[1])
+    created = register(api, events=["appointment.created", "appointment.cancelled"], description="main")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["secret"].startswith("whsec_") and body["active"] is True
+    assert created["Location"] == f"/api/v1/webhooks/{body['id']}/"
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.client == platform[0] and endpoint.secret == body["secret"]
+
+    listed = api.get("/api/v1/webhooks/").json()
+    assert listed["count"] == 1 and "secret" not in listed["results"][0]
+    assert listed["results"][0]["events"] == ["appointment.created", "appointment.cancelled"]
+
+    changed = api.patch(f"/api/v1/webhooks/{body['id']}/", {"url": HOOK + "/v2", "events": []}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["url"] == HOOK + "/v2" and changed.json()["events"] == []
+    paused = api.patch(f"/api/v1/webhooks/{body['id']}/", {"active": False}, format="json")
+    assert paused.json()["active"] is False and not WebhookEndpoint.objects.get().is_active
+
+    assert api.delete(f"/api/v1/webhooks/{body['id']}/").status_code == 204
+    assert not WebhookEndpoint.objects.exists()
+    assert problem_of(api.get(f"/api/v1/webhooks/{body['id']}/"), 404)["code"] == "unknown_webhook_endpoint"
+
+
+def test_another_clients_endpoints_are_not_found(platform, clinic, production_urls):
+    endpoint_id = register(http(platform[1])).json()["id"]
+    other = http(new_api_client(clinic, name="other")[1])
+    assert other.get("/api/v1/webhooks/").json()["count"] == 0
+    for call in (other.get, other.delete):
+        assert problem_of(call(f"/api/v1/webhooks/{endpoint_id}/"), 404)["code"] == "unknown_webhook_endpoint"
+    assert problem_of(other.patch(f"/api/v1/webhooks/{endpoint_id}/", {"active": False}, format="json"), 404)
+    assert problem_of(other.post(f"/api/v1/webhooks/{endpoint_id}/rotate-secret/", {}, format="json"), 404)
+    assert problem_of(other.get(f"/api/v1/webhooks/{endpoint_id}/deliveries/"), 404)
+    assert WebhookEndpoint.objects.get().is_active
+
+
+def test_staff_users_have_no_endpoints(clinician):
+    assert problem_of(session(clinician).get("/api/v1/webhooks/"), 403)["code"] == "permission_denied"
+    assert problem_of(http().get("/api/v1/webhooks/"), 401)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("ftp://hooks.platform.example/x", "Give an absolute https:// URL."),
+    ("not a url", "Give an absolute https:// URL."),
+    ("http://hooks.platform.example/x", "Webhook URLs must use https://."),
+    ("https://127.0.0.1/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+    ("https://10.1.2.3/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+    ("https://169.254.169.254/latest/meta-data", "Webhook URLs may not point at private, loopback or link-local "
+                                                 "addresses."),
+    ("https://[::1]/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+    ("https://localhost/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+])
+def test_urls_that_are_not_https_or_reach_inside_are_refused(platform, production_urls, monkeypatch, url, message):
+    from reminders import channels
+
+    # A name resolves: localhost to loopback (the test's resolver), anything else to the public address.
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [
+        (2, 1, 6, "", ("127.0.0.1" if host == "localhost" else "93.184.215.14", 0))])
+    body = problem_of(register(http(platform[1]), url), 400)
+    assert body["code"] == "invalid_webhook_endpoint" and body["errors"] == {"url": [message]}
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_public_name_that_resolves_to_a_private_address_is_refused(platform, production_urls, monkeypatch):
+    from reminders import channels
+
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", ("192.168.0.7", 0))])
+    assert problem_of(register(http(platform[1])), 400)["errors"]["url"]
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", ("93.184.215.14", 0))])
+    endpoint_id = register(http(platform[1])).json()["id"]
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", ("192.168.0.7", 0))])
+    response = http(platform[1]).patch(f"/api/v1/webhooks/{endpoint_id}/", {"url": HOOK + "/x"}, format="json")
+    assert problem_of(response, 400)["code"] == "invalid_webhook_endpoint"
+
+
+def test_the_local_setting_allows_loopback(platform, settings):
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
+    assert register(http(platform[1]), "http://127.0.0.1:9/hook").status_code == 201
+
+
+def test_shape_problems(platform, production_urls):
+    api = http(platform[1])
+    assert problem_of(register(api, events=["appointment.exploded"]), 400)["errors"]["events.0"]
+    assert problem_of(api.post("/api/v1/webhooks/", {}, format="json"), 400)["errors"]["url"]
+    assert problem_of(register(api, secret="whsec_mine"), 400)["errors"] == {"secret": ["Unknown field."]}
+    endpoint_id = register(api).json()["id"]
+    for overlap in (-1, 7 * 24 * 60 + 1, "60", True):
+        response = api.post(f"/api/v1/webhooks/{endpoint_id}/rotate-secret/", {"overlap_minutes": overlap},
+                            format="json")
+        assert problem_of(response, 400)["errors"]["overlap_minutes"]
+
+
+# --- Deliveries: signed with both secrets during a rotation, listed, redelivered -----------------------------
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True  # the fake server listens on 127.0.0.1
+    with FakeHttpServer() as server:
+        yield server
+
+
+def _now():
+    return datetime.now(UTC)
+
+
+def _header(request, name: str) -> str:
+    return {k.lower(): v for k, v in request.headers.items()}[name]
+
+
+def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_the_overlap(platform, patient, practitioner,
+                                                                           receiver):
+    api = http(platform[1])
+    created = register(api, receiver.url + "/hook").json()
+    old_secret = created["secret"]
+    rotated = api.post(f"/api/v1/webhooks/{created['id']}/rotate-secret/", {"overlap_minutes": 60}, format="json")
+    assert rotated.status_code == 200, rotated.content
+    new_secret = rotated.json()["secret"]
+    assert new_secret != old_secret and rotated.json()["previous_secret_expires_at"]
+
+    assert book(api, patient).status_code == 201
+    now = _now()
+    dispatch_local(now=now)
+    [request] = receiver.requests
+    assert len(_header(request, "webhook-signature").split(" ")) == 2
+    for secret in (old_secret, new_secret):
+        assert webhook_verify(secret=secret, headers=request.headers, body=request.body, now=now)
+
+    # After the overlap, only the new secret signs.
+    later = now + timedelta(minutes=61)
+    appointment = Appointment.objects.get()
+    assert api.post(f"/api/v1/appointments/{appointment.pk}/cancel/", {}, format="json").status_code == 200
+    OutboxMessage.objects.filter(event="appointment.cancelled").update(due_at=later)
+    dispatch_local(now=later)
+    last = receiver.requests[-1]
+    assert len(_header(last, "webhook-signature").split(" ")) == 1
+    assert webhook_verify(secret=new_secret, headers=last.headers, body=last.body, now=later)
+    assert not webhook_verify(secret=old_secret, headers=last.headers, body=last.body, now=later)
+
+
+def test_a_rotation_without_overlap_stops_the_old_secret_at_once(platform, receiver):
+    api = http(platform[1])
+    created = register(api, receiver.url + "/hook").json()
+    rotated = api.post(f"/api/v1/webhooks/{created['id']}/rotate-secret/", {"overlap_minutes": 0}, format="json")
+    assert rotated.json()["previous_secret_expires_at"] is None
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.signing_secrets(_now()) == [rotated.json()["secret"]]
+
+
+def test_deliveries_carry_event_id_and_sequence_and_are_listed_with_their_response_code(
+        platform, patient, practitioner, receiver):
+    api = http(platform[1])
+    endpoint_id = register(api, receiver.url + "/hook").json()["id"]
+    booked = book(api, patient).json()
+    receiver.script = [(200, b"ok")]
+    dispatch_local(now=_now())
+    moved = api.post(f"/api/v1/appointments/{booked['id']}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"},
+                     format="json")
+    assert moved.status_code == 200, moved.content
+    receiver.script = [(410, b"gone")]
+    dispatch_local(now=_now())
+
+    bodies = [json.loads(r.body) for r in receiver.requests]
+    assert [(b["type"], b["sequence"]) for b in bodies] == [("appointment.created", 1),
+                                                            ("appointment.rescheduled", 2)]
+    assert all(b["event_id"] and b["event_id"] != b["id"] for b in bodies)
+
+    deliveries = api.get(f"/api/v1/webhooks/{endpoint_id}/deliveries/").json()
+    assert deliveries["count"] == 2
+    newest, oldest = deliveries["results"]
+    assert (oldest["event"], oldest["status"], oldest["response_code"]) == ("appointment.created", "sent", 200)
+    assert (newest["event"], newest["status"], newest["response_code"]) == ("appointment.rescheduled", "failed", 410)
+    assert newest["last_error"].endswith("HTTP 410: gone") and newest["sequence"] == 2
+    assert newest["appointment"] == booked["id"]
+
+
+def test_a_redelivery_is_a_new_delivery_of_the_same_event(platform, patient, practitioner, receiver):
+    api = http(platform[1])
+    endpoint_id = register(api, receiver.url + "/hook").json()["id"]
+    book(api, patient)
+    dispatch_local(now=_now())
+    original = OutboxMessage.objects.get(channel="webhook")
+
+    response = api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/{original.pk}/redeliver/")
+    assert response.status_code == 201, response.content
+    again = response.json()
+    assert again["id"] != str(original.pk) and again["status"] == "pending"
+    assert (again["event_id"], again["sequence"]) == (original.payload["event_id"], 1)
+    dispatch_local(now=_now())
+    first, second = (json.loads(r.body) for r in receiver.requests)
+    assert {k: v for k, v in first.items() if k != "id"} == {k: v for k, v in second.items() if k != "id"}
+    assert second["id"] == again["id"] == _header(receiver.requests[1], "webhook-id")
+
+    assert problem_of(api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/nope/redeliver/"), 404)["code"] == \
+        "unknown_webhook_delivery"
+    api.patch(f"/api/v1/webhooks/{endpoint_id}/", {"active": False}, format="json")
+    response = api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/{original.pk}/redeliver/")
+    assert problem_of(response, 409)["code"] == "webhook_endpoint_paused"
+
+
+def test_a_paused_endpoint_gets_no_new_deliveries(platform, patient, practitioner, production_urls):
+    api = http(platform[1])
+    endpoint_id = register(api).json()["id"]
+    api.patch(f"/api/v1/webhooks/{endpoint_id}/", {"active": False}, format="json")
+    book(api, patient)
+    assert not OutboxMessage.objects.filter(channel="webhook").exists()
+
+
+# --- Every write path reaches a subscribed endpoint ---------------------------------------------------------
+
+
+def test_a_front_desk_booking_and_a_record_recheck_reach_the_endpoints_outbox(
+        platform, clinic, patient, practitioner, receptionist, production_urls):
+    endpoint_id = register(http(platform[1])).json()["id"]
+    desk = Client()
+    desk.force_login(receptionist)
+    response = desk.post(reverse("frontdesk:book_submit", args=[clinic.code, patient.pk]), {
+        "procedure": "microneedling", "practitioner": practitioner.pk, "start_at": "2026-03-11T09:00:00+00:00"})
+    assert response.status_code == 302, response.content
+    appointment = Appointment.objects.get()
+
+    # A Botox the patient reports from last week makes the booking unsafe: the re-check flags it.
+    clinic_services.procedure_record_add(
+        patient=patient, procedure_code="botox", performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC), now=_now(),
+        area_code=None, source="reported", notes="")
+    appointment.refresh_from_db()
+    assert appointment.status == "needs_review"
+
+    rows = OutboxMessage.objects.filter(endpoint_id=endpoint_id, channel="webhook").order_by("created_at")
+    assert [(r.event, r.payload["sequence"]) for r in rows] == [("appointment.created", 1),
+                                                                 ("appointment.needs_review", 2)]
+    assert all(r.payload["data"]["appointment"]["id"] == str(appointment.pk) for r in rows)
