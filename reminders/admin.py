@@ -1,17 +1,21 @@
-"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs and -ins.
+"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs and -ins,
+calendar feeds (made and revoked here).
 
 Outbox rows and opt-outs hold patients' contact details, so a clinic
 administrator sees only their own clinics' rows; webhook endpoints (and their
 secrets) serve platforms across clinics and are for superusers only.
 """
+from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from clinic.admin import ClinicScopedAdmin
-from reminders import services
+from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, admin_clinic_ids
+from reminders import feeds, services
 from reminders.models import (
+    CalendarFeed,
     ContactOptIn,
     ContactOptOut,
     OutboxMessage,
@@ -127,6 +131,53 @@ class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
             endpoint.save(update_fields=["secret"])
         self.message_user(request, "New secrets set; give them to the platform (see each endpoint).",
                           messages.WARNING)
+
+
+class CalendarFeedForm(forms.ModelForm):
+    class Meta:
+        model = CalendarFeed
+        fields = ["practitioner", "patient"]
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("practitioner")) == bool(data.get("patient")):
+            raise forms.ValidationError("Choose a practitioner or a patient (one of them).")
+        return data
+
+
+@admin.register(CalendarFeed)
+class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
+    """Staff make a feed (the link is shown once) and revoke it; the link itself is never stored."""
+
+    form = CalendarFeedForm
+    list_display = ["__str__", "created_at", "created_by", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    actions = ["revoke"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("practitioner", "patient")
+        ids = admin_clinic_ids(request)
+        if ids is None:
+            return queryset
+        return queryset.filter(Q(practitioner__clinic__in=ids) | Q(patient__clinic__in=ids))
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a feed is made or revoked, never edited
+
+    def save_model(self, request, obj, form, change):
+        feed, token = feeds.calendar_feed_create(
+            now=timezone.now(), practitioner=form.cleaned_data.get("practitioner"),
+            patient=form.cleaned_data.get("patient"), created_by=request.user.get_username())
+        obj.pk, obj.token_hash, obj.created_at = feed.pk, feed.token_hash, feed.created_at
+        obj._state.adding = False
+        self.message_user(request, format_html(
+            "The feed's private link (shown only now; subscribe to it in a calendar app): <code>{}</code>",
+            feeds.feed_url(token)), messages.WARNING)
+
+    @admin.action(description="Revoke (the link stops working at once)")
+    def revoke(self, request, queryset):
+        count = feeds.calendar_feed_revoke(feeds=queryset, now=timezone.now())
+        self.message_user(request, f"{count} feed(s) revoked.", messages.SUCCESS)
 
 
 @admin.register(ContactOptOut)

@@ -166,19 +166,18 @@ def ics_sequence(appointment: Appointment) -> int:
     return appointment.audit_events.filter(action__in=[AuditAction.RESCHEDULED, AuditAction.CANCELLED]).count()
 
 
-def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool = False) -> bytes:
-    """The appointment as an iCalendar invitation (METHOD:REQUEST) or its cancellation (METHOD:CANCEL).
+def appointment_event(*, appointment: Appointment, now: datetime, cancelled: bool = False, status: str | None = None,
+                      manage_link: bool = True) -> Event:
+    """The appointment as one VEVENT: its UID for ever, SEQUENCE rising with each change, times in the clinic's
+    zone (the calendar holding it adds the VTIMEZONE). `status` overrides CONFIRMED/CANCELLED (a feed marks a
+    booking awaiting clearance TENTATIVE); `manage_link` leaves out the patient's own link (a staff feed).
 
-    Times are in the clinic's zone with its VTIMEZONE; the title names the clinic, not the
-    treatment, unless the clinic allows it (a calendar shows titles on lock screens and widgets).
+    The title names the clinic, not the treatment, unless the clinic allows it (a calendar shows titles on
+    lock screens and widgets).
     """
     clinic = appointment.clinic
     tz = clinic.tz
     organizer = clinic.reply_to_email or parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
-    calendar = Calendar()
-    calendar.add("prodid", "-//Clinic scheduling//Appointment reminders//EN")
-    calendar.add("version", "2.0")
-    calendar.add("method", "CANCEL" if cancelled else "REQUEST")
     event = Event()
     event.add("uid", ics_uid(appointment))
     event.add("dtstamp", now.astimezone(UTC))
@@ -194,12 +193,22 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
         details.append(f"Call {clinic.name} on {clinic.phone_national}.")
     if clinic.map_url:
         details.append(f"Map: {clinic.map_url}")
-    if not cancelled and appointment.is_active:
+    if manage_link and not cancelled and appointment.is_active:
         details.append(f"Change or cancel: {manage_url(appointment)}")
     event.add("description", "\n".join(details))
     event.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"cn": clinic.display_sender})
-    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
-    calendar.add_component(event)
+    event.add("status", status or ("CANCELLED" if cancelled else "CONFIRMED"))
+    return event
+
+
+def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool = False) -> bytes:
+    """The appointment as an iCalendar invitation (METHOD:REQUEST) or its cancellation (METHOD:CANCEL),
+    with its clinic's VTIMEZONE."""
+    calendar = Calendar()
+    calendar.add("prodid", "-//Clinic scheduling//Appointment reminders//EN")
+    calendar.add("version", "2.0")
+    calendar.add("method", "CANCEL" if cancelled else "REQUEST")
+    calendar.add_component(appointment_event(appointment=appointment, now=now, cancelled=cancelled))
     calendar.add_missing_timezones()
     return calendar.to_ical()
 

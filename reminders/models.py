@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from clinic.models import Appointment, AppointmentStatus, Patient, ProcedureType, ReminderChannel
+from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner, ProcedureType, ReminderChannel
 from reminders import channels, texts
 from scheduler.lifecycle import EVENTS
 
@@ -331,3 +331,39 @@ class ContactOptIn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient} opted in to {self.channel} ({self.get_via_display()})"
+
+
+class CalendarFeed(models.Model):
+    """A private iCalendar feed of one practitioner's or one patient's appointments.
+
+    Its URL carries a random token; only the token's SHA-256 is stored, so the link is shown once when
+    made. Revoking it (or losing it: make a new one) turns the URL into a 404.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    practitioner = models.ForeignKey(Practitioner, null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="calendar_feeds")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="calendar_feeds")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=200, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "calendar feed"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(practitioner__isnull=False) & Q(patient__isnull=True))
+                | (Q(practitioner__isnull=True) & Q(patient__isnull=False)),
+                name="calendar_feed_one_owner"),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.practitioner or self.patient
+        return f"Calendar feed of {owner}" + (" (revoked)" if self.revoked_at else "")
+
+    @property
+    def clinic_id(self):
+        return (self.practitioner or self.patient).clinic_id

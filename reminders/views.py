@@ -7,14 +7,14 @@ Bad input gets a clear 400/403 page, never a 500.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
-from reminders import channels, consent, pages
+from reminders import channels, consent, feeds, pages
 from reminders.models import Channel, OptOutVia
 
 # Longer than any phone number or alphanumeric sender id a provider sends.
@@ -63,3 +63,18 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
 def _plausible_sender(sender: str) -> bool:
     """Printable (no NUL or other control characters) and of a sender's length."""
     return len(sender) <= MAX_SENDER_LENGTH and sender.isprintable()
+
+
+@require_http_methods(["GET", "HEAD"])
+def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
+    """A private iCalendar feed; the token in the URL is the credential. Unknown or revoked: 404."""
+    feed = feeds.calendar_feed_for_token(token)
+    if feed is None:
+        raise Http404("No such calendar feed.")
+    response = HttpResponse(feeds.calendar_feed_ics(feed=feed, now=timezone.now()),
+                            content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="appointments.ics"'
+    response["Cache-Control"] = "private, no-store"  # patient data; calendar apps poll it anyway
+    response["Referrer-Policy"] = "no-referrer"  # the URL is the secret
+    response["X-Robots-Tag"] = "noindex"
+    return response
