@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "scheduler",
     "reminders",
     "api",
+    "fhir",
     "frontdesk",
     "portal",
     "fixtures",

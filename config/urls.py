@@ -1,4 +1,5 @@
-"""URL configuration: the admin, the public API, the front desk and the patients' own pages."""
+"""URL configuration: the admin, the public API (v1 and its FHIR R4 read view), the front desk and the
+patients' own pages."""
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -6,6 +7,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
+    path("fhir/r4/", include("fhir.urls")),  # read-only FHIR R4 view (docs/fhir.md)
     path("reminders/", include("reminders.urls")),  # unsubscribe links, inbound SMS
     path("my/", include("portal.urls")),  # the patient's own appointment page (reminders.links.MANAGE_PATH)
     path("", include("frontdesk.urls")),

@@ -1,0 +1,84 @@
+"""Slots for FHIR: free and busy time of practitioners' schedules in a window, from the scheduler's calendars.
+
+Free time comes from `scheduler.availability.Schedule` (working hours, time off, bookings), the same
+calendars booking uses:
+* with a `service-type` (a procedure), a free Slot is a start where that procedure fits, on the booking
+  grid (BOOKING_SLOT_STEP_MINUTES), lasting the procedure's duration: what booking would accept, without
+  any patient's interval rules (Slots are not per patient: the eligibility endpoint is);
+* without one, free Slots are the free stretches of working time (grid cells merged), for every procedure
+  the practitioner does.
+Busy Slots are the appointments holding time (busy, or busy-tentative while awaiting clearance) and time
+off (busy-unavailable).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, ProcedureType, TimeOff
+from fhir.mapping import SLOT_STATUS_FOR_APPOINTMENT, SlotRow
+from scheduler.availability import Schedule
+
+
+def _free(practitioner: Practitioner, window_start: datetime, window_end: datetime,
+          procedure: ProcedureType | None) -> list[SlotRow]:
+    tz = practitioner.clinic.tz
+    step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
+    if procedure is not None:
+        duration = timedelta(minutes=procedure.duration_minutes)
+        schedule = Schedule([practitioner], tz, window_start, window_end + duration)
+        return [SlotRow(str(practitioner.pk), slot.start_at, slot.end_at, "free",
+                        ((procedure.code, procedure.name),), tz)
+                for slot in schedule.free_slots(duration=duration, step=step, window_start=window_start,
+                                                window_end=window_end - step)
+                if slot.start_at < window_end]
+    schedule = Schedule([practitioner], tz, window_start, window_end + step)
+    procedures = tuple((p.code, p.name) for p in sorted(practitioner.procedures.all(), key=lambda p: p.code))
+    rows: list[SlotRow] = []
+    start = end = None
+    for cell in schedule.free_slots(duration=step, step=step, window_start=window_start,
+                                    window_end=window_end - step):
+        if end is not None and cell.start_at == end:
+            end = cell.end_at
+            continue
+        if start is not None:
+            rows.append(SlotRow(str(practitioner.pk), start, end, "free", procedures, tz))
+        start, end = cell.start_at, cell.end_at
+    if start is not None:
+        rows.append(SlotRow(str(practitioner.pk), start, end, "free", procedures, tz))
+    return rows
+
+
+def _busy(practitioners: list[Practitioner], window_start: datetime, window_end: datetime,
+          procedure: ProcedureType | None) -> list[SlotRow]:
+    by_id = {p.pk: p for p in practitioners}
+    appointments = Appointment.objects.filter(
+        practitioner__in=practitioners, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__lt=window_end,
+        end_at__gt=window_start).select_related("procedure")
+    rows = [SlotRow(str(a.practitioner_id), a.start_at, a.end_at, SLOT_STATUS_FOR_APPOINTMENT[a.status],
+                    ((a.procedure_id, a.procedure.name),), by_id[a.practitioner_id].clinic.tz)
+            for a in appointments if procedure is None or a.procedure_id == procedure.code]
+    if procedure is None:
+        rows += [SlotRow(str(off.practitioner_id), off.start_at, off.end_at, "busy-unavailable", (),
+                         by_id[off.practitioner_id].clinic.tz)
+                 for off in TimeOff.objects.filter(practitioner__in=practitioners, start_at__lt=window_end,
+                                                   end_at__gt=window_start)]
+    return rows
+
+
+def slots_search(*, practitioners: Iterable[Practitioner], window_start: datetime, window_end: datetime,
+                 statuses: set[str], procedure: ProcedureType | None, now: datetime) -> list[SlotRow]:
+    """Slots starting (free) or overlapping (busy) in [window_start, window_end), in time order.
+    Free time that has passed is not free any more: free Slots start at `now` (on the grid) at the earliest."""
+    practitioners = [p for p in practitioners if procedure is None or procedure in p.procedures.all()]
+    rows: list[SlotRow] = []
+    free_from = max(window_start, now)
+    if "free" in statuses and free_from < window_end:
+        for practitioner in practitioners:
+            rows += _free(practitioner, free_from, window_end, procedure)
+    if statuses - {"free"}:
+        rows += [row for row in _busy(practitioners, window_start, window_end, procedure) if row.status in statuses]
+    rows.sort(key=lambda row: (row.start_at, row.practitioner_id, row.status))
+    return rows
