@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -292,9 +293,15 @@ class EligibilityOut(serializers.Serializer):
 WEBHOOK_EVENTS = list(EVENTS)
 
 
+# The shape of a webhook URL (published as its pattern); whether it may be used (https only in production, a
+# public host) is the service's to say: a 400 `invalid_webhook_endpoint`.
+WEBHOOK_URL = RegexValidator(r"^https?://[^\u0000 /?#]+([/?#][^\u0000 ]*)?$",
+                             message="Give an absolute https:// URL.")
+WEBHOOK_URL_HELP = "https:// URL; it may not resolve to a private, loopback or link-local address."
+
+
 class WebhookEndpointUpdateIn(InputSerializer):
-    url = StrictCharField(required=False, max_length=500,
-                          help_text="https:// URL; it may not resolve to a private, loopback or link-local address.")
+    url = StrictCharField(required=False, max_length=500, validators=[WEBHOOK_URL], help_text=WEBHOOK_URL_HELP)
     events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False,
                                    max_length=len(WEBHOOK_EVENTS), help_text="Event types to send; empty: all.")
     description = StrictCharField(required=False, allow_blank=True, max_length=200)
@@ -302,8 +309,7 @@ class WebhookEndpointUpdateIn(InputSerializer):
 
 
 class WebhookEndpointIn(WebhookEndpointUpdateIn):
-    url = StrictCharField(max_length=500,
-                          help_text="https:// URL; it may not resolve to a private, loopback or link-local address.")
+    url = StrictCharField(max_length=500, validators=[WEBHOOK_URL], help_text=WEBHOOK_URL_HELP)
 
 
 class WebhookEndpointOut(serializers.Serializer):

@@ -92,6 +92,7 @@ def exception_handler(exc, context) -> Response:
 
 
 class FhirView(APIView):
+    schema = None  # not part of the v1 OpenAPI document: the CapabilityStatement describes this interface
     renderer_classes = [FhirJsonRenderer]
     content_negotiation_class = AlwaysFhirJson
     parser_classes = []

@@ -275,8 +275,12 @@ def webhook_verify(*, secret: str, headers: dict, body: bytes, now: datetime, to
 
 def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
     """Why the service must not POST to `url`, or ''. Private and loopback hosts are refused in production."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # a broken [IPv6] host
+        return "Give an absolute https:// URL."
+    if parts.scheme not in ("https", "http") or not hostname:
         return "Give an absolute https:// URL."
     if parts.scheme == "http" and not settings.WEBHOOKS_ALLOW_HTTP:
         return "Webhook URLs must use https://."
@@ -289,6 +293,8 @@ def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
             return "" if parts.hostname not in ("localhost",) else "Webhook URLs may not point at this server."
         try:
             addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(parts.hostname, None)}
+        except UnicodeError:  # not a host name at all (an empty or over-long label, a character IDNA refuses)
+            return "Give an absolute https:// URL."
         except OSError:
             return ""  # unresolvable now: the delivery attempt will fail and retry
     if any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast for a in addresses):

@@ -187,6 +187,8 @@ REFUSALS_OF_WELL_FORMED_REQUESTS = {
     "end_before_start", "window_end_before_start", "window_too_long", "not_whole_minute", "invalid_patient",
     "duplicate_condition", "procedure_not_bookable", "practitioner_does_not_do_procedure",
     "no_practitioner_for_procedure", "reason_required",
+    # A webhook URL of the right shape whose host is private, loopback or not https in production (SSRF).
+    "invalid_webhook_endpoint",
 }
 
 

@@ -107,8 +107,19 @@ def test_urls_that_are_not_https_or_reach_inside_are_refused(platform, productio
     monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [
         (2, 1, 6, "", ("127.0.0.1" if host == "localhost" else "93.184.215.14", 0))])
     body = problem_of(register(http(platform[1]), url), 400)
-    assert body["code"] == "invalid_webhook_endpoint" and body["errors"] == {"url": [message]}
+    # Not a URL at all is a shape problem (the schema's pattern); a URL that may not be used is the service's.
+    shape = not url.startswith(("http://", "https://"))
+    assert body["code"] == ("invalid_input" if shape else "invalid_webhook_endpoint")
+    assert body["errors"] == {"url": [message]}
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["https://[/x", "https://a..b/x", "https://" + "a" * 70 + ".example/x"])
+def test_hosts_that_are_not_host_names_are_refused_not_crashed_on(platform, settings, url):
+    settings.WEBHOOKS_ALLOW_HTTP = False
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = False
+    body = problem_of(register(http(platform[1]), url), 400)
+    assert body["code"] == "invalid_webhook_endpoint" and body["errors"] == {"url": ["Give an absolute https:// URL."]}
 
 
 def test_a_public_name_that_resolves_to_a_private_address_is_refused(platform, production_urls, monkeypatch):
