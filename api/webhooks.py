@@ -16,6 +16,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from api import schema as docs
+from api.idempotency import idempotent
 from api.serializers import (
     SecretRotationIn,
     SecretRotationOut,
@@ -77,8 +78,10 @@ class WebhookListCreateApi(_WebhookApi):
         return self.page(self.endpoints(), WebhookEndpointOut)
 
     @extend_schema(tags=TAGS, operation_id="webhooks_create", summary="Register a webhook endpoint",
-                   request=WebhookEndpointIn,
-                   responses=docs.responses(201, WebhookEndpointCreatedOut, bad_request=True, body=True))
+                   request=WebhookEndpointIn, parameters=[docs.IDEMPOTENCY_KEY],
+                   responses=docs.responses(201, WebhookEndpointCreatedOut, bad_request=True, idempotent=True,
+                                            body=True))
+    @idempotent
     def post(self, request):
         data = _endpoint_changes(_input(WebhookEndpointIn, request))
         endpoint = webhooks.webhook_subscription_create(client=self.caller.client, **data)
@@ -117,8 +120,9 @@ class WebhookSecretRotationApi(_WebhookApi):
 
     @extend_schema(tags=TAGS, operation_id="webhooks_rotate_secret",
                    summary="Rotate the signing secret; the old one keeps signing for the overlap",
-                   request=SecretRotationIn,
-                   responses=docs.responses(200, SecretRotationOut, bad_request=True, body=True))
+                   request=SecretRotationIn, parameters=[docs.IDEMPOTENCY_KEY],
+                   responses=docs.responses(200, SecretRotationOut, bad_request=True, idempotent=True, body=True))
+    @idempotent
     def post(self, request, webhook_id):
         endpoint = self.endpoint_from_url()
         data = _input(SecretRotationIn, request)
@@ -145,8 +149,9 @@ class WebhookRedeliveryApi(_WebhookApi):
 
     @extend_schema(tags=TAGS, operation_id="webhooks_deliveries_redeliver",
                    summary="Send a delivery's event again (a new delivery: same body, event_id and sequence)",
-                   request=None,
-                   responses=docs.responses(201, WebhookDeliveryOut, conflict=True))
+                   request=None, parameters=[docs.IDEMPOTENCY_KEY],
+                   responses=docs.responses(201, WebhookDeliveryOut, conflict=True, idempotent=True))
+    @idempotent
     def post(self, request, webhook_id, delivery_id):
         endpoint = self.endpoint_from_url()
         message = webhooks.webhook_redeliver(endpoint=endpoint, delivery_id=parse_uuid(delivery_id), now=timezone.now())

@@ -293,3 +293,23 @@ def test_a_front_desk_booking_and_a_record_recheck_reach_the_endpoints_outbox(
     assert [(r.event, r.payload["sequence"]) for r in rows] == [("appointment.created", 1),
                                                                  ("appointment.needs_review", 2)]
     assert all(r.payload["data"]["appointment"]["id"] == str(appointment.pk) for r in rows)
+
+
+def test_registering_twice_with_one_idempotency_key_makes_one_endpoint(platform, production_urls):
+    api = http(platform[1])
+    first = api.post("/api/v1/webhooks/", {"url": HOOK}, format="json", HTTP_IDEMPOTENCY_KEY="hook-1")
+    again = api.post("/api/v1/webhooks/", {"url": HOOK}, format="json", HTTP_IDEMPOTENCY_KEY="hook-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert WebhookEndpoint.objects.count() == 1
+
+
+def test_the_schema_documents_the_new_operations(client):
+    paths = json.loads(client.get("/api/v1/schema/?format=json").content)["paths"]
+    assert {"/api/v1/webhooks/", "/api/v1/webhooks/{webhook_id}/", "/api/v1/webhooks/{webhook_id}/rotate-secret/",
+            "/api/v1/webhooks/{webhook_id}/deliveries/",
+            "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/",
+            "/api/v1/appointments/{appointment_id}/reschedule-check/"} <= set(paths)
+    assert not any(path.startswith("/fhir/") for path in paths)  # FHIR has its CapabilityStatement
+    assert "clinic" in json.loads(client.get("/api/v1/schema/?format=json").content)[
+        "components"]["schemas"]["BookingInRequest"]["properties"]
