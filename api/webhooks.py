@@ -102,9 +102,9 @@ class WebhookDetailApi(_WebhookApi):
                    request=WebhookEndpointUpdateIn,
                    responses=docs.responses(200, WebhookEndpointOut, bad_request=True, body=True))
     def patch(self, request, webhook_id):
-        endpoint = self.endpoint_from_url()
+        # The body's shape is checked first: a malformed body is a 400 whoever's endpoint it names.
         data = _endpoint_changes(_input(WebhookEndpointUpdateIn, request))
-        endpoint = webhooks.webhook_subscription_update(endpoint=endpoint, **data)
+        endpoint = webhooks.webhook_subscription_update(endpoint=self.endpoint_from_url(), **data)
         return Response(WebhookEndpointOut(endpoint).data)
 
     @extend_schema(tags=TAGS, operation_id="webhooks_destroy",
@@ -124,8 +124,8 @@ class WebhookSecretRotationApi(_WebhookApi):
                    responses=docs.responses(200, SecretRotationOut, bad_request=True, idempotent=True, body=True))
     @idempotent
     def post(self, request, webhook_id):
-        endpoint = self.endpoint_from_url()
         data = _input(SecretRotationIn, request)
+        endpoint = self.endpoint_from_url()
         overlap = (timedelta(minutes=data["overlap_minutes"]) if "overlap_minutes" in data else DEFAULT_OVERLAP)
         endpoint = webhooks.webhook_secret_rotate(endpoint=endpoint, now=timezone.now(), overlap=overlap)
         return Response({"id": str(endpoint.pk), "secret": endpoint.secret,
@@ -150,7 +150,8 @@ class WebhookRedeliveryApi(_WebhookApi):
     @extend_schema(tags=TAGS, operation_id="webhooks_deliveries_redeliver",
                    summary="Send a delivery's event again (a new delivery: same body, event_id and sequence)",
                    request=None, parameters=[docs.IDEMPOTENCY_KEY],
-                   responses=docs.responses(201, WebhookDeliveryOut, conflict=True, idempotent=True))
+                   responses=docs.responses(201, WebhookDeliveryOut, bad_request=True, conflict=True,
+                                            idempotent=True))
     @idempotent
     def post(self, request, webhook_id, delivery_id):
         endpoint = self.endpoint_from_url()

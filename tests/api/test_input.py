@@ -4,6 +4,7 @@ and text that cannot be stored (NUL characters, lone surrogates) wherever it is 
 These run on PostgreSQL in CI, where a NUL byte that reached the database was a 500.
 """
 import json
+import uuid
 
 import pytest
 
@@ -115,10 +116,13 @@ def _body_operations(schema):
 
 
 @pytest.fixture
-def urls(patient, booked, api):
+def urls(patient, booked, api, settings):
     course = api.post(f"/api/v1/patients/{patient.pk}/medications/",
                       {"drug": "isotretinoin", "started_on": "2025-01-01"}, format="json").json()["id"]
-    return {"patient_id": str(patient.pk), "appointment_id": booked, "course_id": course}
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True  # no name is resolved for this test
+    webhook = api.post("/api/v1/webhooks/", {"url": "https://hooks.platform.example/x"}, format="json").json()["id"]
+    return {"patient_id": str(patient.pk), "appointment_id": booked, "course_id": course, "webhook_id": webhook,
+            "delivery_id": str(uuid.uuid4())}
 
 
 def test_a_nul_in_any_string_field_of_any_body_is_a_400_naming_it(client, clinical_api, urls):
