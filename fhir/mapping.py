@@ -3,6 +3,7 @@
 Plain dicts, so the service does not depend on a FHIR model library at run time; the tests validate
 every shape emitted here with `fhir.resources` (R4B models, which R4 JSON satisfies for these resources).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -110,26 +111,41 @@ def appointment_resource(appointment: Appointment) -> dict:
         "minutesDuration": int((appointment.end_at - appointment.start_at).total_seconds() // 60),
         "created": _instant(appointment.created_at, tz),
         "participant": [
-            {"actor": {"reference": f"Patient/{appointment.patient_id}"}, "required": "required",
-             "status": "accepted"},
-            {"actor": {"reference": f"Practitioner/{appointment.practitioner_id}",
-                       "display": appointment.practitioner.name}, "required": "required", "status": "accepted"},
-            {"actor": {"reference": f"Location/{appointment.clinic_id}", "display": appointment.clinic.name},
-             "required": "required", "status": "accepted"},
+            {"actor": {"reference": f"Patient/{appointment.patient_id}"}, "required": "required", "status": "accepted"},
+            {
+                "actor": {
+                    "reference": f"Practitioner/{appointment.practitioner_id}",
+                    "display": appointment.practitioner.name,
+                },
+                "required": "required",
+                "status": "accepted",
+            },
+            {
+                "actor": {"reference": f"Location/{appointment.clinic_id}", "display": appointment.clinic.name},
+                "required": "required",
+                "status": "accepted",
+            },
         ],
     }
     if appointment.status == AppointmentStatus.CANCELLED and appointment.cancel_reason:
         resource["cancelationReason"] = {"text": appointment.cancel_reason}
     if appointment.status == AppointmentStatus.NEEDS_REVIEW:
-        resource["extension"] += [{"url": REVIEW_EXTENSION, "valueString": reason.get("message", "")}
-                                  for reason in appointment.review_reasons or []]
+        resource["extension"] += [
+            {"url": REVIEW_EXTENSION, "valueString": reason.get("message", "")}
+            for reason in appointment.review_reasons or []
+        ]
     return resource
 
 
-def operation_outcome(*, code: str, diagnostics: str, problem: str, expression: list[str] | None = None,
-                      severity: str = "error") -> dict:
-    issue = {"severity": severity, "code": code, "diagnostics": diagnostics,
-             "details": {"coding": [{"system": PROBLEM_SYSTEM, "code": problem}], "text": diagnostics}}
+def operation_outcome(
+    *, code: str, diagnostics: str, problem: str, expression: list[str] | None = None, severity: str = "error"
+) -> dict:
+    issue = {
+        "severity": severity,
+        "code": code,
+        "diagnostics": diagnostics,
+        "details": {"coding": [{"system": PROBLEM_SYSTEM, "code": problem}], "text": diagnostics},
+    }
     if expression:
         issue["expression"] = expression
     return {"resourceType": "OperationOutcome", "issue": [issue]}

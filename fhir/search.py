@@ -3,6 +3,7 @@
 Dates follow FHIR's prefixes (`ge`, `gt`, `le`, `lt`, `eq`); a time must carry its offset, as everywhere
 in this service; a bare date (YYYY-MM-DD) is the whole UTC day.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,11 @@ class Window:
 def refuse_unknown(params, allowed: set[str]) -> None:
     for name in params:
         if name not in allowed | COMMON:
-            raise SearchError(name, f"This server does not support the search parameter {name!r} here "
-                                    f"(supported: {', '.join(sorted(allowed | COMMON))}).")
+            raise SearchError(
+                name,
+                f"This server does not support the search parameter {name!r} here "
+                f"(supported: {', '.join(sorted(allowed | COMMON))}).",
+            )
         for value in params.getlist(name):
             if not value or "\x00" in value:
                 raise SearchError(name, f"Give {name} a value.")

@@ -10,6 +10,7 @@ calendars booking uses:
 Busy Slots are the appointments holding time (busy, or busy-tentative while awaiting clearance) and time
 off (busy-unavailable).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -22,24 +23,26 @@ from fhir.mapping import SLOT_STATUS_FOR_APPOINTMENT, SlotRow
 from scheduler.availability import Schedule
 
 
-def _free(practitioner: Practitioner, window_start: datetime, window_end: datetime,
-          procedure: ProcedureType | None) -> list[SlotRow]:
+def _free(
+    practitioner: Practitioner, window_start: datetime, window_end: datetime, procedure: ProcedureType | None
+) -> list[SlotRow]:
     tz = practitioner.clinic.tz
     step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
     if procedure is not None:
         duration = timedelta(minutes=procedure.duration_minutes)
         schedule = Schedule([practitioner], tz, window_start, window_end + duration)
-        return [SlotRow(str(practitioner.pk), slot.start_at, slot.end_at, "free",
-                        ((procedure.code, procedure.name),), tz)
-                for slot in schedule.free_slots(duration=duration, step=step, window_start=window_start,
-                                                window_end=window_end - step)
-                if slot.start_at < window_end]
+        return [
+            SlotRow(str(practitioner.pk), slot.start_at, slot.end_at, "free", ((procedure.code, procedure.name),), tz)
+            for slot in schedule.free_slots(
+                duration=duration, step=step, window_start=window_start, window_end=window_end - step
+            )
+            if slot.start_at < window_end
+        ]
     schedule = Schedule([practitioner], tz, window_start, window_end + step)
     procedures = tuple((p.code, p.name) for p in sorted(practitioner.procedures.all(), key=lambda p: p.code))
     rows: list[SlotRow] = []
     start = end = None
-    for cell in schedule.free_slots(duration=step, step=step, window_start=window_start,
-                                    window_end=window_end - step):
+    for cell in schedule.free_slots(duration=step, step=step, window_start=window_start, window_end=window_end - step):
         if end is not None and cell.start_at == end:
             end = cell.end_at
             continue
@@ -51,25 +54,54 @@ def _free(practitioner: Practitioner, window_start: datetime, window_end: dateti
     return rows
 
 
-def _busy(practitioners: list[Practitioner], window_start: datetime, window_end: datetime,
-          procedure: ProcedureType | None) -> list[SlotRow]:
+def _busy(
+    practitioners: list[Practitioner], window_start: datetime, window_end: datetime, procedure: ProcedureType | None
+) -> list[SlotRow]:
     by_id = {p.pk: p for p in practitioners}
     appointments = Appointment.objects.filter(
-        practitioner__in=practitioners, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__lt=window_end,
-        end_at__gt=window_start).select_related("procedure")
-    rows = [SlotRow(str(a.practitioner_id), a.start_at, a.end_at, SLOT_STATUS_FOR_APPOINTMENT[a.status],
-                    ((a.procedure_id, a.procedure.name),), by_id[a.practitioner_id].clinic.tz)
-            for a in appointments if procedure is None or a.procedure_id == procedure.code]
+        practitioner__in=practitioners,
+        status__in=ACTIVE_APPOINTMENT_STATUSES,
+        start_at__lt=window_end,
+        end_at__gt=window_start,
+    ).select_related("procedure")
+    rows = [
+        SlotRow(
+            str(a.practitioner_id),
+            a.start_at,
+            a.end_at,
+            SLOT_STATUS_FOR_APPOINTMENT[a.status],
+            ((a.procedure_id, a.procedure.name),),
+            by_id[a.practitioner_id].clinic.tz,
+        )
+        for a in appointments
+        if procedure is None or a.procedure_id == procedure.code
+    ]
     if procedure is None:
-        rows += [SlotRow(str(off.practitioner_id), off.start_at, off.end_at, "busy-unavailable", (),
-                         by_id[off.practitioner_id].clinic.tz)
-                 for off in TimeOff.objects.filter(practitioner__in=practitioners, start_at__lt=window_end,
-                                                   end_at__gt=window_start)]
+        rows += [
+            SlotRow(
+                str(off.practitioner_id),
+                off.start_at,
+                off.end_at,
+                "busy-unavailable",
+                (),
+                by_id[off.practitioner_id].clinic.tz,
+            )
+            for off in TimeOff.objects.filter(
+                practitioner__in=practitioners, start_at__lt=window_end, end_at__gt=window_start
+            )
+        ]
     return rows
 
 
-def slots_search(*, practitioners: Iterable[Practitioner], window_start: datetime, window_end: datetime,
-                 statuses: set[str], procedure: ProcedureType | None, now: datetime) -> list[SlotRow]:
+def slots_search(
+    *,
+    practitioners: Iterable[Practitioner],
+    window_start: datetime,
+    window_end: datetime,
+    statuses: set[str],
+    procedure: ProcedureType | None,
+    now: datetime,
+) -> list[SlotRow]:
     """Slots starting (free) or overlapping (busy) in [window_start, window_end), in time order.
     Free time that has passed is not free any more: free Slots start at `now` (on the grid) at the earliest."""
     practitioners = [p for p in practitioners if procedure is None or procedure in p.procedures.all()]

@@ -1,4 +1,5 @@
 """FHIR R4 routes under /fhir/r4/ (docs/fhir.md); anything else there is an OperationOutcome 404."""
+
 from django.urls import path, re_path
 
 from fhir import views

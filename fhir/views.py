@@ -4,6 +4,7 @@ The same callers and scope as /api/v1/ (API keys or staff sessions, api.access):
 from the caller's clinics, so what lies outside is not found. Answers are application/fhir+json;
 every error is an OperationOutcome with the HTTP status the v1 API would give. Writes stay on v1.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,20 @@ DEFAULT_SLOT_DAYS = 7
 MAX_SLOT_DAYS = 31
 
 # HTTP status → OperationOutcome issue type (R4 IssueType codes).
-_ISSUE_TYPE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               406: "not-supported", 409: "conflict", 413: "too-long", 414: "too-long", 415: "not-supported",
-               429: "throttled", 431: "too-long"}
+_ISSUE_TYPE = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    413: "too-long",
+    414: "too-long",
+    415: "not-supported",
+    429: "throttled",
+    431: "too-long",
+}
 
 
 class FhirJsonRenderer(renderers.JSONRenderer):
@@ -59,10 +71,15 @@ class AlwaysFhirJson(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-def outcome_response(status: int, *, problem: str, diagnostics: str, expression: list[str] | None = None,
-                     headers: dict | None = None) -> Response:
-    body = mapping.operation_outcome(code=_ISSUE_TYPE.get(status, "exception" if status >= 500 else "processing"),
-                                     diagnostics=diagnostics, problem=problem, expression=expression)
+def outcome_response(
+    status: int, *, problem: str, diagnostics: str, expression: list[str] | None = None, headers: dict | None = None
+) -> Response:
+    body = mapping.operation_outcome(
+        code=_ISSUE_TYPE.get(status, "exception" if status >= 500 else "processing"),
+        diagnostics=diagnostics,
+        problem=problem,
+        expression=expression,
+    )
     return Response(body, status=status, headers=headers, content_type=FHIR_JSON)
 
 
@@ -71,8 +88,12 @@ def exception_handler(exc, context) -> Response:
     if isinstance(exc, SearchError):
         return outcome_response(400, problem="invalid_search", diagnostics=exc.message, expression=[exc.parameter])
     if isinstance(exc, DomainError):
-        return outcome_response(exc.http_status, problem=str(exc.code), diagnostics=exc.message,
-                                expression=[exc.field] if exc.field else None)
+        return outcome_response(
+            exc.http_status,
+            problem=str(exc.code),
+            diagnostics=exc.message,
+            expression=[exc.field] if exc.field else None,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -87,8 +108,9 @@ def exception_handler(exc, context) -> Response:
         return outcome_response(exc.status_code, problem=exc.default_code, diagnostics=str(detail), headers=headers)
     request = context.get("request")
     logger.exception("Unexpected error in %s", getattr(request, "path", "a FHIR view"))
-    return outcome_response(500, problem="server_error",
-                            diagnostics="Something went wrong on our side; it has been logged.")
+    return outcome_response(
+        500, problem="server_error", diagnostics="Something went wrong on our side; it has been logged."
+    )
 
 
 class FhirView(APIView):
@@ -111,7 +133,8 @@ class FhirView(APIView):
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed(
-            request.method, detail="This FHIR interface is read-only: book, move and cancel through /api/v1/.")
+            request.method, detail="This FHIR interface is read-only: book, move and cancel through /api/v1/."
+        )
 
     post = put = patch = delete = http_method_not_allowed
 
@@ -123,32 +146,57 @@ class FhirView(APIView):
         return self.caller.clinics()
 
     def practitioners(self):
-        return (Practitioner.objects.filter(clinic__in=self.clinics()).select_related("clinic")
-                .prefetch_related("procedures").order_by("name", "id"))
+        return (
+            Practitioner.objects.filter(clinic__in=self.clinics())
+            .select_related("clinic")
+            .prefetch_related("procedures")
+            .order_by("name", "id")
+        )
 
     def bundle(self, resource_type: str, resources: list[dict], *, total: int, page: int, count: int) -> Response:
         base = self.request.build_absolute_uri(self.request.path).rsplit("/", 1)[0] + "/"
-        params = [(k, v) for k in self.request.query_params for v in self.request.query_params.getlist(k)
-                  if k != "page"]
+        params = [
+            (k, v) for k in self.request.query_params for v in self.request.query_params.getlist(k) if k != "page"
+        ]
         link = [{"relation": "self", "url": self.request.build_absolute_uri()}]
         if page * count < total:
-            link.append({"relation": "next", "url": self.request.build_absolute_uri(
-                f"{self.request.path}?{urlencode([*params, ('page', page + 1)])}")})
+            link.append(
+                {
+                    "relation": "next",
+                    "url": self.request.build_absolute_uri(
+                        f"{self.request.path}?{urlencode([*params, ('page', page + 1)])}"
+                    ),
+                }
+            )
         if page > 1:
-            link.append({"relation": "previous", "url": self.request.build_absolute_uri(
-                f"{self.request.path}?{urlencode([*params, ('page', page - 1)])}")})
-        return Response({
-            "resourceType": "Bundle", "type": "searchset", "total": total, "link": link,
-            "entry": [{"fullUrl": f"{base}{resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                      for r in resources],
-        }, content_type=FHIR_JSON)
+            link.append(
+                {
+                    "relation": "previous",
+                    "url": self.request.build_absolute_uri(
+                        f"{self.request.path}?{urlencode([*params, ('page', page - 1)])}"
+                    ),
+                }
+            )
+        return Response(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": total,
+                "link": link,
+                "entry": [
+                    {"fullUrl": f"{base}{resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                    for r in resources
+                ],
+            },
+            content_type=FHIR_JSON,
+        )
 
     def paged(self, resource_type: str, rows, build) -> Response:
         count, page = search.count(self.request.query_params), search.page(self.request.query_params)
         total = rows.count() if hasattr(rows, "count") and not isinstance(rows, list) else len(rows)
         if page > 1 and (page - 1) * count >= total:
             raise SearchError("page", "page is past the last page of this search.")
-        chunk = rows[(page - 1) * count:page * count]
+        chunk = rows[(page - 1) * count : page * count]
         return self.bundle(resource_type, [build(row) for row in chunk], total=total, page=page, count=count)
 
 
@@ -161,41 +209,59 @@ class MetadataView(FhirView):
     def get(self, request):
         search_params = {
             "Schedule": [("_id", "token"), ("actor", "reference"), ("service-type", "token"), ("active", "token")],
-            "Slot": [("schedule", "reference"), ("start", "date"), ("status", "token"),
-                     ("service-type", "token")],
-            "Appointment": [("_id", "token"), ("patient", "reference"), ("actor", "reference"),
-                            ("practitioner", "reference"), ("location", "reference"), ("date", "date"),
-                            ("status", "token"), ("service-type", "token")],
+            "Slot": [("schedule", "reference"), ("start", "date"), ("status", "token"), ("service-type", "token")],
+            "Appointment": [
+                ("_id", "token"),
+                ("patient", "reference"),
+                ("actor", "reference"),
+                ("practitioner", "reference"),
+                ("location", "reference"),
+                ("date", "date"),
+                ("status", "token"),
+                ("service-type", "token"),
+            ],
         }
         resources = []
         for kind, params in search_params.items():
             interactions = [{"code": "search-type"}] + ([{"code": "read"}] if kind != "Slot" else [])
-            resources.append({
-                "type": kind, "interaction": interactions,
-                "searchParam": [{"name": name, "type": kind_} for name, kind_ in params]
-                + [{"name": "_count", "type": "number"}],
-            })
-        return Response({
-            "resourceType": "CapabilityStatement",
-            "status": "active",
-            "date": "2026-12-01",
-            "publisher": "Clinic scheduling",
-            "kind": "instance",
-            "software": {"name": "clinic-scheduling"},
-            "implementation": {"description": "Read-only FHIR R4 view of schedules, slots and appointments; "
-                                              "writes go through /api/v1/.",
-                               "url": request.build_absolute_uri(request.path).removesuffix("metadata")},
-            "fhirVersion": FHIR_VERSION,
-            "format": [FHIR_JSON],
-            "rest": [{
-                "mode": "server",
-                "documentation": "Per-patient eligibility does not fit a Slot: ask POST /api/v1/eligibility/ "
-                                 "(or GET /api/v1/availability/ for a patient's free, eligible times).",
-                "security": {"description": "Authorization: Token <key> (the v1 API's keys and scope), or a "
-                                            "staff session."},
-                "resource": resources,
-            }],
-        }, content_type=FHIR_JSON)
+            resources.append(
+                {
+                    "type": kind,
+                    "interaction": interactions,
+                    "searchParam": [{"name": name, "type": kind_} for name, kind_ in params]
+                    + [{"name": "_count", "type": "number"}],
+                }
+            )
+        return Response(
+            {
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "date": "2026-12-01",
+                "publisher": "Clinic scheduling",
+                "kind": "instance",
+                "software": {"name": "clinic-scheduling"},
+                "implementation": {
+                    "description": "Read-only FHIR R4 view of schedules, slots and appointments; "
+                    "writes go through /api/v1/.",
+                    "url": request.build_absolute_uri(request.path).removesuffix("metadata"),
+                },
+                "fhirVersion": FHIR_VERSION,
+                "format": [FHIR_JSON],
+                "rest": [
+                    {
+                        "mode": "server",
+                        "documentation": "Per-patient eligibility does not fit a Slot: ask POST /api/v1/eligibility/ "
+                        "(or GET /api/v1/availability/ for a patient's free, eligible times).",
+                        "security": {
+                            "description": "Authorization: Token <key> (the v1 API's keys and scope), or a "
+                            "staff session."
+                        },
+                        "resource": resources,
+                    }
+                ],
+            },
+            content_type=FHIR_JSON,
+        )
 
 
 class ScheduleSearchView(FhirView):
@@ -205,8 +271,9 @@ class ScheduleSearchView(FhirView):
         practitioners = self.practitioners()
         ids = params.getlist("_id")
         if ids:
-            practitioners = practitioners.filter(pk__in=[search.reference_id(v, "_id", ("Schedule",))[1]
-                                                         for v in ",".join(ids).split(",")])
+            practitioners = practitioners.filter(
+                pk__in=[search.reference_id(v, "_id", ("Schedule",))[1] for v in ",".join(ids).split(",")]
+            )
         for value in params.getlist("actor"):
             kind, pk = search.reference_id(value, "actor", ("Practitioner", "Location"))
             practitioners = practitioners.filter(**{"pk" if kind == "Practitioner" else "clinic_id": pk})
@@ -258,13 +325,23 @@ class SlotSearchView(FhirView):
             raise SearchError("start", "start: the range is empty (give start=lt... after start=ge...).")
         if end - start > timedelta(days=MAX_SLOT_DAYS):
             raise SearchError("start", f"Ask for at most {MAX_SLOT_DAYS} days of slots at a time.")
-        rows = slots_search(practitioners=list(practitioners), window_start=start, window_end=end,
-                            statuses=statuses, procedure=procedure, now=now)
+        rows = slots_search(
+            practitioners=list(practitioners),
+            window_start=start,
+            window_end=end,
+            statuses=statuses,
+            procedure=procedure,
+            now=now,
+        )
         return self.paged("Slot", rows, mapping.slot_resource)
 
 
-_APPOINTMENT_REFERENCES = {"patient": ("Patient",), "practitioner": ("Practitioner",), "location": ("Location",),
-                           "actor": ("Patient", "Practitioner", "Location")}
+_APPOINTMENT_REFERENCES = {
+    "patient": ("Patient",),
+    "practitioner": ("Practitioner",),
+    "location": ("Location",),
+    "actor": ("Patient", "Practitioner", "Location"),
+}
 _FIELD_FOR = {"Patient": "patient_id", "Practitioner": "practitioner_id", "Location": "clinic_id"}
 
 
@@ -275,8 +352,9 @@ class AppointmentSearchView(FhirView):
         rows = appointments_in(self.clinics())
         ids = params.getlist("_id")
         if ids:
-            rows = rows.filter(pk__in=[search.reference_id(v, "_id", ("Appointment",))[1]
-                                       for v in ",".join(ids).split(",")])
+            rows = rows.filter(
+                pk__in=[search.reference_id(v, "_id", ("Appointment",))[1] for v in ",".join(ids).split(",")]
+            )
         for name, types in _APPOINTMENT_REFERENCES.items():
             for value in params.getlist(name):
                 alternatives = [search.reference_id(v, name, types) for v in value.split(",")]
@@ -290,8 +368,9 @@ class AppointmentSearchView(FhirView):
             known = set(mapping.FHIR_APPOINTMENT_STATUSES) | set(mapping.OTHER_FHIR_APPOINTMENT_STATUSES)
             if not set(statuses) <= known:
                 raise SearchError("status", f"status is an R4 Appointment status: {', '.join(sorted(known))}.")
-            rows = rows.filter(status__in=[ours for code in statuses
-                                           for ours in mapping.FHIR_APPOINTMENT_STATUSES.get(code, ())])
+            rows = rows.filter(
+                status__in=[ours for code in statuses for ours in mapping.FHIR_APPOINTMENT_STATUSES.get(code, ())]
+            )
         for code in search.codes(params, "service-type"):
             rows = rows.filter(procedure_id=code)
         window = search.window(params, "date")
@@ -321,4 +400,3 @@ class UnknownView(FhirView):
         raise exceptions.NotFound("This server has nothing at this address; GET metadata lists what it serves.")
 
     post = put = patch = delete = get
-

@@ -3,6 +3,7 @@
 Calendar apps poll the feed's URL; each appointment is one VEVENT with the same UID and rising SEQUENCE
 as the .ics files e-mailed about it (reminders.content), so an entry moves or turns CANCELLED in place.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,14 +34,16 @@ def feed_url(token: str) -> str:
     return settings.REMINDERS_PUBLIC_BASE_URL.rstrip("/") + reverse("reminders:calendar_feed", args=[token])
 
 
-def calendar_feed_create(*, now: datetime, practitioner: Practitioner | None = None, patient: Patient | None = None,
-                         created_by: str = "") -> tuple[CalendarFeed, str]:
+def calendar_feed_create(
+    *, now: datetime, practitioner: Practitioner | None = None, patient: Patient | None = None, created_by: str = ""
+) -> tuple[CalendarFeed, str]:
     """A new feed and its token (shown once: only its hash is kept)."""
     if (practitioner is None) == (patient is None):
         raise ValueError("A feed belongs to one practitioner or one patient.")
     token = secrets.token_urlsafe(32)
-    feed = CalendarFeed.objects.create(practitioner=practitioner, patient=patient, token_hash=_hash(token),
-                                       created_at=now, created_by=created_by)
+    feed = CalendarFeed.objects.create(
+        practitioner=practitioner, patient=patient, token_hash=_hash(token), created_at=now, created_by=created_by
+    )
     return feed, token
 
 
@@ -52,14 +55,20 @@ def calendar_feed_for_token(token: str) -> CalendarFeed | None:
     """The live feed behind `token`, or None (unknown or revoked: the same to the caller)."""
     if not token or len(token) > 100:
         return None
-    return (CalendarFeed.objects.filter(token_hash=_hash(token), revoked_at__isnull=True)
-            .select_related("practitioner", "patient").first())
+    return (
+        CalendarFeed.objects.filter(token_hash=_hash(token), revoked_at__isnull=True)
+        .select_related("practitioner", "patient")
+        .first()
+    )
 
 
 def _appointments(feed: CalendarFeed, now: datetime) -> QuerySet[Appointment]:
     owner = {"practitioner_id": feed.practitioner_id} if feed.practitioner_id else {"patient_id": feed.patient_id}
-    return (Appointment.objects.filter(**owner, start_at__gte=now - FEED_HISTORY)
-            .select_related("clinic", "procedure", "practitioner").order_by("start_at", "id")[:FEED_MAX_EVENTS])
+    return (
+        Appointment.objects.filter(**owner, start_at__gte=now - FEED_HISTORY)
+        .select_related("clinic", "procedure", "practitioner")
+        .order_by("start_at", "id")[:FEED_MAX_EVENTS]
+    )
 
 
 def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
@@ -72,10 +81,15 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
     calendar.add("refresh-interval", timedelta(hours=1), parameters={"value": "DURATION"})
     for appointment in _appointments(feed, now):
         cancelled = appointment.status == AppointmentStatus.CANCELLED
-        calendar.add_component(appointment_event(
-            appointment=appointment, now=now, cancelled=cancelled,
-            status="TENTATIVE" if appointment.status in _TENTATIVE else None,
-            # The patient's own page link belongs in the patient's calendar, not in a practitioner's.
-            manage_link=feed.patient_id is not None))
+        calendar.add_component(
+            appointment_event(
+                appointment=appointment,
+                now=now,
+                cancelled=cancelled,
+                status="TENTATIVE" if appointment.status in _TENTATIVE else None,
+                # The patient's own page link belongs in the patient's calendar, not in a practitioner's.
+                manage_link=feed.patient_id is not None,
+            )
+        )
     calendar.add_missing_timezones()
     return calendar.to_ical()

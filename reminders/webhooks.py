@@ -3,6 +3,7 @@
 Services take the endpoint already scoped to its API client (the interface looks it up among the
 caller's own); every write validates the same way as registration (`webhook_endpoint_create`).
 """
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,9 @@ def _refuse_unsafe_url(url: str) -> None:
         raise InvalidInput(ErrorCode.INVALID_WEBHOOK_ENDPOINT, problem, field="url")
 
 
-def webhook_subscription_create(*, client, url: str, events: list[str] | None = None,
-                                description: str = "", is_active: bool = True) -> WebhookEndpoint:
+def webhook_subscription_create(
+    *, client, url: str, events: list[str] | None = None, description: str = "", is_active: bool = True
+) -> WebhookEndpoint:
     _refuse_unsafe_url(url)
     endpoint = webhook_endpoint_create(client=client, url=url, events=events, description=description)
     if not is_active:
@@ -65,8 +67,9 @@ def webhook_subscription_delete(*, endpoint: WebhookEndpoint) -> None:
 def webhook_secret_rotate(*, endpoint: WebhookEndpoint, now: datetime, overlap: timedelta) -> WebhookEndpoint:
     """A new secret signs from now on; the current one also signs until `now + overlap` (none: it stops now)."""
     if not timedelta(0) <= overlap <= MAX_OVERLAP:
-        raise InvalidInput(ErrorCode.INVALID_WEBHOOK_ENDPOINT, "The overlap runs from 0 to 7 days.",
-                           field="overlap_minutes")
+        raise InvalidInput(
+            ErrorCode.INVALID_WEBHOOK_ENDPOINT, "The overlap runs from 0 to 7 days.", field="overlap_minutes"
+        )
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         endpoint.previous_secret = endpoint.secret if overlap else ""
@@ -78,8 +81,11 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint, now: datetime, overlap: 
 
 def webhook_deliveries(*, endpoint: WebhookEndpoint) -> QuerySet[OutboxMessage]:
     """The endpoint's deliveries, newest first."""
-    return (OutboxMessage.objects.filter(endpoint=endpoint, channel=Channel.WEBHOOK)
-            .select_related("appointment__clinic").order_by("-created_at", "-id"))
+    return (
+        OutboxMessage.objects.filter(endpoint=endpoint, channel=Channel.WEBHOOK)
+        .select_related("appointment__clinic")
+        .order_by("-created_at", "-id")
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,15 @@ def webhook_redeliver(*, endpoint: WebhookEndpoint, delivery_id, now: datetime) 
     payload = {**original.payload, "id": str(new_id)}
     payload.setdefault("event_id", original.payload.get("id"))  # rows written before event ids existed
     return OutboxMessage.objects.create(
-        id=new_id, appointment_id=original.appointment_id, kind=original.kind, channel=Channel.WEBHOOK,
-        endpoint=endpoint, event=original.event, anchor_at=now, due_at=now, status=OutboxStatus.PENDING,
-        payload=payload, created_at=now)
+        id=new_id,
+        appointment_id=original.appointment_id,
+        kind=original.kind,
+        channel=Channel.WEBHOOK,
+        endpoint=endpoint,
+        event=original.event,
+        anchor_at=now,
+        due_at=now,
+        status=OutboxStatus.PENDING,
+        payload=payload,
+        created_at=now,
+    )

@@ -2,6 +2,7 @@
 
 The clock is Monday 2 March 2026, 09:00 UTC; London is on GMT (+00:00).
 """
+
 from datetime import UTC, datetime
 
 import pytest
@@ -16,8 +17,11 @@ TUESDAY_10 = "2026-03-03T10:00:00+00:00"
 
 
 def book(api, patient, procedure="botox", start=TUESDAY_10, **extra):
-    return api.post("/api/v1/appointments/", {"patient": str(patient.pk), "procedure": procedure, "start": start,
-                                              **extra}, format="json")
+    return api.post(
+        "/api/v1/appointments/",
+        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
+        format="json",
+    )
 
 
 @pytest.fixture
@@ -44,8 +48,9 @@ def test_reschedule_check_answers_like_eligibility_and_moves_nothing(api, booked
 
 def test_reschedule_check_refusal_is_a_200_with_the_violations(api, patient, booked):
     # Botox soon after microneedling is refused: a microneedling the patient reports from yesterday.
-    ProcedureRecordFactory(patient=patient, procedure_id="microneedling",
-                           performed_at=datetime(2026, 3, 1, 10, 0, tzinfo=UTC))
+    ProcedureRecordFactory(
+        patient=patient, procedure_id="microneedling", performed_at=datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    )
     response = check(api, booked["id"], start="2026-03-04T11:00:00+00:00")
     assert response.status_code == 200, response.content
     body = response.json()
@@ -102,6 +107,9 @@ def test_booking_with_a_clinic_outside_your_scope_is_no_such_clinic(api, patient
 
 
 def test_eligibility_checks_the_clinic_too(api, patient, practitioner, other_clinic):
-    response = api.post("/api/v1/eligibility/", {"patient": str(patient.pk), "procedure": "botox",
-                                                  "start": TUESDAY_10, "clinic": other_clinic.code}, format="json")
+    response = api.post(
+        "/api/v1/eligibility/",
+        {"patient": str(patient.pk), "procedure": "botox", "start": TUESDAY_10, "clinic": other_clinic.code},
+        format="json",
+    )
     assert problem_of(response, 400)["code"] == "unknown_clinic"

@@ -3,6 +3,7 @@ deliveries with their response codes, redelivery, and every write path reaching 
 
 The clock is Monday 2 March 2026, 09:00 UTC (tests/api/conftest.py).
 """
+
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -89,23 +90,31 @@ def test_staff_users_have_no_endpoints(clinician):
     assert problem_of(http().get("/api/v1/webhooks/"), 401)
 
 
-@pytest.mark.parametrize("url, message", [
-    ("ftp://hooks.platform.example/x", "Give an absolute https:// URL."),
-    ("not a url", "Give an absolute https:// URL."),
-    ("http://hooks.platform.example/x", "Webhook URLs must use https://."),
-    ("https://127.0.0.1/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
-    ("https://10.1.2.3/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
-    ("https://169.254.169.254/latest/meta-data", "Webhook URLs may not point at private, loopback or link-local "
-                                                 "addresses."),
-    ("https://[::1]/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
-    ("https://localhost/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("ftp://hooks.platform.example/x", "Give an absolute https:// URL."),
+        ("not a url", "Give an absolute https:// URL."),
+        ("http://hooks.platform.example/x", "Webhook URLs must use https://."),
+        ("https://127.0.0.1/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+        ("https://10.1.2.3/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "Webhook URLs may not point at private, loopback or link-local addresses.",
+        ),
+        ("https://[::1]/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+        ("https://localhost/x", "Webhook URLs may not point at private, loopback or link-local addresses."),
+    ],
+)
 def test_urls_that_are_not_https_or_reach_inside_are_refused(platform, production_urls, monkeypatch, url, message):
     from reminders import channels
 
     # A name resolves: localhost to loopback (the test's resolver), anything else to the public address.
-    monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [
-        (2, 1, 6, "", ("127.0.0.1" if host == "localhost" else "93.184.215.14", 0))])
+    monkeypatch.setattr(
+        channels.socket,
+        "getaddrinfo",
+        lambda host, port: [(2, 1, 6, "", ("127.0.0.1" if host == "localhost" else "93.184.215.14", 0))],
+    )
     body = problem_of(register(http(platform[1]), url), 400)
     # Not a URL at all is a shape problem (the schema's pattern); a URL that may not be used is the service's.
     shape = not url.startswith(("http://", "https://"))
@@ -147,8 +156,9 @@ def test_shape_problems(platform, production_urls):
     assert problem_of(register(api, secret="whsec_mine"), 400)["errors"] == {"secret": ["Unknown field."]}
     endpoint_id = register(api).json()["id"]
     for overlap in (-1, 7 * 24 * 60 + 1, "60", True):
-        response = api.post(f"/api/v1/webhooks/{endpoint_id}/rotate-secret/", {"overlap_minutes": overlap},
-                            format="json")
+        response = api.post(
+            f"/api/v1/webhooks/{endpoint_id}/rotate-secret/", {"overlap_minutes": overlap}, format="json"
+        )
         assert problem_of(response, 400)["errors"]["overlap_minutes"]
 
 
@@ -171,8 +181,7 @@ def _header(request, name: str) -> str:
     return {k.lower(): v for k, v in request.headers.items()}[name]
 
 
-def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_the_overlap(platform, patient, practitioner,
-                                                                           receiver):
+def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_the_overlap(platform, patient, practitioner, receiver):
     api = http(platform[1])
     created = register(api, receiver.url + "/hook").json()
     old_secret = created["secret"]
@@ -211,21 +220,22 @@ def test_a_rotation_without_overlap_stops_the_old_secret_at_once(platform, recei
 
 
 def test_deliveries_carry_event_id_and_sequence_and_are_listed_with_their_response_code(
-        platform, patient, practitioner, receiver):
+    platform, patient, practitioner, receiver
+):
     api = http(platform[1])
     endpoint_id = register(api, receiver.url + "/hook").json()["id"]
     booked = book(api, patient).json()
     receiver.script = [(200, b"ok")]
     dispatch_local(now=_now())
-    moved = api.post(f"/api/v1/appointments/{booked['id']}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"},
-                     format="json")
+    moved = api.post(
+        f"/api/v1/appointments/{booked['id']}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json"
+    )
     assert moved.status_code == 200, moved.content
     receiver.script = [(410, b"gone")]
     dispatch_local(now=_now())
 
     bodies = [json.loads(r.body) for r in receiver.requests]
-    assert [(b["type"], b["sequence"]) for b in bodies] == [("appointment.created", 1),
-                                                            ("appointment.rescheduled", 2)]
+    assert [(b["type"], b["sequence"]) for b in bodies] == [("appointment.created", 1), ("appointment.rescheduled", 2)]
     assert all(b["event_id"] and b["event_id"] != b["id"] for b in bodies)
 
     deliveries = api.get(f"/api/v1/webhooks/{endpoint_id}/deliveries/").json()
@@ -254,8 +264,10 @@ def test_a_redelivery_is_a_new_delivery_of_the_same_event(platform, patient, pra
     assert {k: v for k, v in first.items() if k != "id"} == {k: v for k, v in second.items() if k != "id"}
     assert second["id"] == again["id"] == _header(receiver.requests[1], "webhook-id")
 
-    assert problem_of(api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/nope/redeliver/"), 404)["code"] == \
-        "unknown_webhook_delivery"
+    assert (
+        problem_of(api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/nope/redeliver/"), 404)["code"]
+        == "unknown_webhook_delivery"
+    )
     api.patch(f"/api/v1/webhooks/{endpoint_id}/", {"active": False}, format="json")
     response = api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/{original.pk}/redeliver/")
     assert problem_of(response, 409)["code"] == "webhook_endpoint_paused"
@@ -273,25 +285,36 @@ def test_a_paused_endpoint_gets_no_new_deliveries(platform, patient, practitione
 
 
 def test_a_front_desk_booking_and_a_record_recheck_reach_the_endpoints_outbox(
-        platform, clinic, patient, practitioner, receptionist, production_urls):
+    platform, clinic, patient, practitioner, receptionist, production_urls
+):
     endpoint_id = register(http(platform[1])).json()["id"]
     desk = Client()
     desk.force_login(receptionist)
-    response = desk.post(reverse("frontdesk:book_submit", args=[clinic.code, patient.pk]), {
-        "procedure": "microneedling", "practitioner": practitioner.pk, "start_at": "2026-03-11T09:00:00+00:00"})
+    response = desk.post(
+        reverse("frontdesk:book_submit", args=[clinic.code, patient.pk]),
+        {"procedure": "microneedling", "practitioner": practitioner.pk, "start_at": "2026-03-11T09:00:00+00:00"},
+    )
     assert response.status_code == 302, response.content
     appointment = Appointment.objects.get()
 
     # A Botox the patient reports from last week makes the booking unsafe: the re-check flags it.
     clinic_services.procedure_record_add(
-        patient=patient, procedure_code="botox", performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC), now=_now(),
-        area_code=None, source="reported", notes="")
+        patient=patient,
+        procedure_code="botox",
+        performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC),
+        now=_now(),
+        area_code=None,
+        source="reported",
+        notes="",
+    )
     appointment.refresh_from_db()
     assert appointment.status == "needs_review"
 
     rows = OutboxMessage.objects.filter(endpoint_id=endpoint_id, channel="webhook").order_by("created_at")
-    assert [(r.event, r.payload["sequence"]) for r in rows] == [("appointment.created", 1),
-                                                                 ("appointment.needs_review", 2)]
+    assert [(r.event, r.payload["sequence"]) for r in rows] == [
+        ("appointment.created", 1),
+        ("appointment.needs_review", 2),
+    ]
     assert all(r.payload["data"]["appointment"]["id"] == str(appointment.pk) for r in rows)
 
 
@@ -306,10 +329,18 @@ def test_registering_twice_with_one_idempotency_key_makes_one_endpoint(platform,
 
 def test_the_schema_documents_the_new_operations(client):
     paths = json.loads(client.get("/api/v1/schema/?format=json").content)["paths"]
-    assert {"/api/v1/webhooks/", "/api/v1/webhooks/{webhook_id}/", "/api/v1/webhooks/{webhook_id}/rotate-secret/",
-            "/api/v1/webhooks/{webhook_id}/deliveries/",
-            "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/",
-            "/api/v1/appointments/{appointment_id}/reschedule-check/"} <= set(paths)
+    assert {
+        "/api/v1/webhooks/",
+        "/api/v1/webhooks/{webhook_id}/",
+        "/api/v1/webhooks/{webhook_id}/rotate-secret/",
+        "/api/v1/webhooks/{webhook_id}/deliveries/",
+        "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/",
+        "/api/v1/appointments/{appointment_id}/reschedule-check/",
+    } <= set(paths)
     assert not any(path.startswith("/fhir/") for path in paths)  # FHIR has its CapabilityStatement
-    assert "clinic" in json.loads(client.get("/api/v1/schema/?format=json").content)[
-        "components"]["schemas"]["BookingInRequest"]["properties"]
+    assert (
+        "clinic"
+        in json.loads(client.get("/api/v1/schema/?format=json").content)["components"]["schemas"]["BookingInRequest"][
+            "properties"
+        ]
+    )

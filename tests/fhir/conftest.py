@@ -1,4 +1,5 @@
 """FHIR tests use the API's world: two clinics, callers of every kind, the clock at Monday 2 March 2026 09:00 UTC."""
+
 from tests.api.conftest import (  # noqa: F401 (fixtures)
     _clock,
     api,

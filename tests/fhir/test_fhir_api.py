@@ -3,6 +3,7 @@
 The clock is Monday 2 March 2026, 09:00 UTC; London is on GMT. Practitioners work Monday to
 Saturday, 09:00 to 18:00 local (tests/factories.py).
 """
+
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -24,13 +25,51 @@ pytestmark = pytest.mark.django_db
 FHIR_JSON = "application/fhir+json"
 # R4 value sets (fhir.resources checks structure and types, not code bindings).
 R4_SLOT_STATUS = {"busy", "free", "busy-unavailable", "busy-tentative", "entered-in-error"}
-R4_APPOINTMENT_STATUS = {"proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",
-                         "entered-in-error", "checked-in", "waitlist"}
-R4_ISSUE_TYPE = {"invalid", "structure", "required", "value", "invariant", "security", "login", "unknown", "expired",
-                 "forbidden", "suppressed", "processing", "not-supported", "duplicate", "multiple-matches",
-                 "not-found", "deleted", "too-long", "code-invalid", "extension", "too-costly", "business-rule",
-                 "conflict", "transient", "lock-error", "no-store", "exception", "timeout", "incomplete",
-                 "throttled", "informational"}
+R4_APPOINTMENT_STATUS = {
+    "proposed",
+    "pending",
+    "booked",
+    "arrived",
+    "fulfilled",
+    "cancelled",
+    "noshow",
+    "entered-in-error",
+    "checked-in",
+    "waitlist",
+}
+R4_ISSUE_TYPE = {
+    "invalid",
+    "structure",
+    "required",
+    "value",
+    "invariant",
+    "security",
+    "login",
+    "unknown",
+    "expired",
+    "forbidden",
+    "suppressed",
+    "processing",
+    "not-supported",
+    "duplicate",
+    "multiple-matches",
+    "not-found",
+    "deleted",
+    "too-long",
+    "code-invalid",
+    "extension",
+    "too-costly",
+    "business-rule",
+    "conflict",
+    "transient",
+    "lock-error",
+    "no-store",
+    "exception",
+    "timeout",
+    "incomplete",
+    "throttled",
+    "informational",
+}
 MODELS = {"Slot": Slot, "Schedule": Schedule, "Appointment": FhirAppointment}
 
 
@@ -50,7 +89,8 @@ def search(client, path) -> tuple[dict, list[dict]]:
         MODELS[resource["resourceType"]].model_validate(resource)
         status = resource.get("status")
         assert status in {"Slot": R4_SLOT_STATUS, "Appointment": R4_APPOINTMENT_STATUS}.get(
-            resource["resourceType"], {status}), status
+            resource["resourceType"], {status}
+        ), status
     return body, resources
 
 
@@ -65,8 +105,11 @@ def outcome(response, status: int) -> dict:
 
 
 def book(api, patient, start, procedure="botox", **extra):
-    response = api.post("/api/v1/appointments/", {"patient": str(patient.pk), "procedure": procedure,
-                                                   "start": start, **extra}, format="json")
+    response = api.post(
+        "/api/v1/appointments/",
+        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     return Appointment.objects.get(pk=response.json()["id"])
 
@@ -114,15 +157,25 @@ def test_slots_free_and_busy_in_a_window(api, patient, practitioner):
     PatientConditionFactory(patient=held_patient, condition_id="eczema", status="history")
     book(api, patient, "2026-03-03T10:00:00+00:00")  # botox, 30 minutes
     book(api, held_patient, "2026-03-03T14:00:00+00:00", procedure="microneedling")  # awaiting clearance
-    TimeOff.objects.create(practitioner=practitioner, start_at=datetime(2026, 3, 3, 16, tzinfo=UTC),
-                           end_at=datetime(2026, 3, 3, 18, tzinfo=UTC))
+    TimeOff.objects.create(
+        practitioner=practitioner,
+        start_at=datetime(2026, 3, 3, 16, tzinfo=UTC),
+        end_at=datetime(2026, 3, 3, 18, tzinfo=UTC),
+    )
 
-    body, slots = search(api, f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk}"
-                              "&start=ge2026-03-03T00:00:00Z&start=lt2026-03-04T00:00:00Z")
+    body, slots = search(
+        api,
+        f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk}&start=ge2026-03-03T00:00:00Z&start=lt2026-03-04T00:00:00Z",
+    )
     shape = [(s["status"], s["start"][11:16], s["end"][11:16]) for s in slots]
-    assert shape == [("free", "09:00", "10:00"), ("busy", "10:00", "10:30"), ("free", "10:30", "14:00"),
-                     ("busy-tentative", "14:00", "15:00"), ("free", "15:00", "16:00"),
-                     ("busy-unavailable", "16:00", "18:00")]
+    assert shape == [
+        ("free", "09:00", "10:00"),
+        ("busy", "10:00", "10:30"),
+        ("free", "10:30", "14:00"),
+        ("busy-tentative", "14:00", "15:00"),
+        ("free", "15:00", "16:00"),
+        ("busy-unavailable", "16:00", "18:00"),
+    ]
     assert all(s["schedule"] == {"reference": f"Schedule/{practitioner.pk}"} for s in slots)
     assert body["total"] == 6
 
@@ -134,11 +187,17 @@ def test_slots_free_and_busy_in_a_window(api, patient, practitioner):
 
 def test_slots_for_a_service_type_are_the_starts_where_it_fits(api, patient, practitioner):
     book(api, patient, "2026-03-03T10:00:00+00:00")
-    _, slots = search(api, "/fhir/r4/Slot?service-type=microneedling&status=free"
-                           "&start=ge2026-03-03T09:00:00Z&start=lt2026-03-03T11:00:00Z")
+    _, slots = search(
+        api,
+        "/fhir/r4/Slot?service-type=microneedling&status=free"
+        "&start=ge2026-03-03T09:00:00Z&start=lt2026-03-03T11:00:00Z",
+    )
     # 60 minutes on a 15-minute grid, not across the 10:00-10:30 booking.
-    assert [(s["start"][11:16], s["end"][11:16]) for s in slots] == [("09:00", "10:00"), ("10:30", "11:30"),
-                                                                      ("10:45", "11:45")]
+    assert [(s["start"][11:16], s["end"][11:16]) for s in slots] == [
+        ("09:00", "10:00"),
+        ("10:30", "11:30"),
+        ("10:45", "11:45"),
+    ]
     assert all(s["serviceType"][0]["coding"][0]["code"] == "microneedling" for s in slots)
 
 
@@ -199,10 +258,14 @@ def test_appointments_map_every_status_faithfully(api, clinical_api, patient, pr
     held = book(api, held_patient, "2026-03-05T10:00:00+00:00", procedure="microneedling")
     review_patient = PatientFactory(clinic=practitioner.clinic)
     flagged = book(api, review_patient, "2026-03-06T10:00:00+00:00", procedure="microneedling")
-    ProcedureRecordFactory(patient=review_patient, procedure_id="botox",
-                           performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC))
-    api.post(f"/api/v1/patients/{review_patient.pk}/procedures/", {
-        "procedure": "botox", "performed_at": "2026-03-01T11:00:00+00:00"}, format="json")
+    ProcedureRecordFactory(
+        patient=review_patient, procedure_id="botox", performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC)
+    )
+    api.post(
+        f"/api/v1/patients/{review_patient.pk}/procedures/",
+        {"procedure": "botox", "performed_at": "2026-03-01T11:00:00+00:00"},
+        format="json",
+    )
 
     _, resources = search(api, "/fhir/r4/Appointment")
     by_id = {r["id"]: r for r in resources}
@@ -217,14 +280,16 @@ def test_appointments_map_every_status_faithfully(api, clinical_api, patient, pr
     confirmed_resource = by_id[str(confirmed.pk)]
     assert confirmed_resource["start"] == "2026-03-03T10:00:00+00:00" and confirmed_resource["minutesDuration"] == 30
     assert [p["actor"]["reference"] for p in confirmed_resource["participant"]] == [
-        f"Patient/{patient.pk}", f"Practitioner/{practitioner.pk}", f"Location/{practitioner.clinic_id}"]
+        f"Patient/{patient.pk}",
+        f"Practitioner/{practitioner.pk}",
+        f"Location/{practitioner.clinic_id}",
+    ]
 
     # Completed and no-show, with the clinician's right, the day after.
     import time_machine
 
     with time_machine.travel(datetime(2026, 3, 3, 11, tzinfo=UTC)):
-        assert clinical_api.post(f"/api/v1/appointments/{confirmed.pk}/complete/", {}, format="json").status_code \
-            == 200
+        assert clinical_api.post(f"/api/v1/appointments/{confirmed.pk}/complete/", {}, format="json").status_code == 200
     assert fhir_get(api, f"/fhir/r4/Appointment/{confirmed.pk}")["status"] == "fulfilled"
     with time_machine.travel(datetime(2026, 3, 5, 11, tzinfo=UTC)):
         assert clinical_api.post(f"/api/v1/appointments/{held.pk}/no-show/", {}, format="json").status_code == 200
@@ -264,10 +329,12 @@ def test_appointments_outside_your_clinics_are_not_found(api, other_clinic, othe
 
 
 def test_appointment_search_problems(api):
-    for path, parameter in [("/fhir/r4/Appointment?status=done", "status"),
-                            ("/fhir/r4/Appointment?date=yesterday", "date"),
-                            ("/fhir/r4/Appointment?actor=Organization/1", "actor"),
-                            ("/fhir/r4/Appointment?patient=x&patient:missing=true", "patient:missing")]:
+    for path, parameter in [
+        ("/fhir/r4/Appointment?status=done", "status"),
+        ("/fhir/r4/Appointment?date=yesterday", "date"),
+        ("/fhir/r4/Appointment?actor=Organization/1", "actor"),
+        ("/fhir/r4/Appointment?patient=x&patient:missing=true", "patient:missing"),
+    ]:
         assert outcome(api.get(path), 400)["expression"] == [parameter], path
 
 

@@ -4,6 +4,7 @@ Given a London clinic (GMT until 29 March, BST after), bookings are made, moved 
 the feed keeps one UID per appointment, raises SEQUENCE with each change, marks cancellations,
 carries the VTIMEZONE, and a revoked or unknown link is a 404.
 """
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -45,8 +46,9 @@ def events(response) -> dict:
 def test_a_practitioners_feed_follows_every_change_in_place(practitioner, patient):
     first = book(patient, "botox", london(2026, 3, 10), NOW)
     second = book(PatientFactory(clinic=practitioner.clinic), "botox", london(2026, 4, 7, 11), NOW)
-    elsewhere = book(patient, "botox", london(2026, 3, 20), NOW,
-                     practitioner_id=PractitionerFactory(clinic=practitioner.clinic).pk)
+    elsewhere = book(
+        patient, "botox", london(2026, 3, 20), NOW, practitioner_id=PractitionerFactory(clinic=practitioner.clinic).pk
+    )
     _, token = calendar_feed_create(now=NOW, practitioner=practitioner, created_by="admin")
 
     calendar, found = events(fetch(token))
@@ -123,8 +125,9 @@ def test_staff_make_and_revoke_a_practitioners_feed_in_the_admin(practitioner, p
     admin_user.user_permissions.add(*Permission.objects.filter(codename__endswith="calendarfeed"))
     client = Client()
     client.force_login(admin_user)
-    response = client.post("/admin/reminders/calendarfeed/add/", {"practitioner": practitioner.pk, "patient": ""},
-                           follow=True)
+    response = client.post(
+        "/admin/reminders/calendarfeed/add/", {"practitioner": practitioner.pk, "patient": ""}, follow=True
+    )
     assert response.status_code == 200
     feed = CalendarFeed.objects.get()
     assert feed.practitioner == practitioner and feed.created_by == "clinicadmin"
@@ -134,8 +137,9 @@ def test_staff_make_and_revoke_a_practitioners_feed_in_the_admin(practitioner, p
     assert link.startswith("https://clinic.example/reminders/calendar/")
     assert fetch(token).status_code == 200
 
-    response = client.post("/admin/reminders/calendarfeed/", {"action": "revoke", "_selected_action": [feed.pk]},
-                           follow=True)
+    response = client.post(
+        "/admin/reminders/calendarfeed/", {"action": "revoke", "_selected_action": [feed.pk]}, follow=True
+    )
     assert response.status_code == 200
     assert fetch(token).status_code == 404
 
