@@ -3,6 +3,7 @@
 Every query a view makes starts from `caller.clinics()`, so tenancy is
 enforced in one place: what lies outside is simply not found.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Admin for API clients: create, revoke and rotate keys. A new key is shown once, never stored in clear."""
+
 from django.contrib import admin, messages
 from django.utils import timezone
 

@@ -1,4 +1,5 @@
 """The public REST API for booking platforms."""
+
 from django.apps import AppConfig
 
 

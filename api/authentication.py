@@ -4,6 +4,7 @@ Keys are looked up by their public prefix and compared by hash in constant
 time; a revoked or unknown key is a 401. `last_used_at` is written at most
 once a minute per client, so authentication adds no write to most requests.
 """
+
 from __future__ import annotations
 
 import hmac

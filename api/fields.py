@@ -3,6 +3,7 @@
 DRF is lenient by default (a number for a string, "yes" for true, a naive
 time read as UTC); a booking API must not guess, so these refuse instead.
 """
+
 from __future__ import annotations
 
 import re
@@ -132,8 +133,9 @@ def parse_aware(value) -> datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.")
     if not _OFFSET.search(value) or abs(parsed.utcoffset()) > MAX_OFFSET:
-        raise ValueError("Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, "
-                         "e.g. 2026-03-15T10:30:00+01:00.")
+        raise ValueError(
+            "Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, e.g. 2026-03-15T10:30:00+01:00."
+        )
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise ValueError(YEARS_OUT_OF_RANGE)
     return parsed
@@ -175,4 +177,3 @@ class InputSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
-

@@ -7,6 +7,7 @@ value (`?status=`), a single-valued parameter given twice, a boolean that is
 neither true nor false (`?bookable=0.82`). Each filter documents in the
 schema exactly what it accepts.
 """
+
 from __future__ import annotations
 
 import re
@@ -170,8 +171,9 @@ class PractitionerFilter(ClinicFilterMixin, StrictFilterSet):
 
 class PatientFilter(ClinicFilterMixin, StrictFilterSet):
     clinic = _clinic_filter()
-    search = TextFilter(method="filter_search", max_length=100,
-                        help_text="Name, e-mail, phone digits or date of birth (YYYY-MM-DD).")
+    search = TextFilter(
+        method="filter_search", max_length=100, help_text="Name, e-mail, phone digits or date of birth (YYYY-MM-DD)."
+    )
 
     class Meta:
         model = Patient
@@ -184,15 +186,19 @@ class PatientFilter(ClinicFilterMixin, StrictFilterSet):
 class AppointmentFilter(ClinicFilterMixin, StrictFilterSet):
     clinic = _clinic_filter()
     patient = ScopedIdFilter(field_name="patient", noun="patient", scope=_patients, help_text="Patient id.")
-    practitioner = ScopedIdFilter(field_name="practitioner", noun="practitioner", scope=_practitioners,
-                                  help_text="Practitioner id.")
-    status = django_filters.MultipleChoiceFilter(choices=AppointmentStatus.choices,
-                                                 help_text="Repeat for several statuses.")
+    practitioner = ScopedIdFilter(
+        field_name="practitioner", noun="practitioner", scope=_practitioners, help_text="Practitioner id."
+    )
+    status = django_filters.MultipleChoiceFilter(
+        choices=AppointmentStatus.choices, help_text="Repeat for several statuses."
+    )
     procedure = TextFilter(field_name="procedure_id", max_length=50, help_text="Procedure code.")
-    start_after = AwareDateTimeFilter(field_name="start_at", lookup_expr="gte",
-                                      help_text="Starts at or after this time (with an offset).")
-    start_before = AwareDateTimeFilter(field_name="start_at", lookup_expr="lt",
-                                       help_text="Starts before this time (with an offset).")
+    start_after = AwareDateTimeFilter(
+        field_name="start_at", lookup_expr="gte", help_text="Starts at or after this time (with an offset)."
+    )
+    start_before = AwareDateTimeFilter(
+        field_name="start_at", lookup_expr="lt", help_text="Starts before this time (with an offset)."
+    )
 
     class Meta:
         model = Appointment

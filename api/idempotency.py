@@ -7,6 +7,7 @@ request commits, then finds the stored response and replays it. If the
 first request fails unexpectedly, everything rolls back together, so a
 retry runs afresh; there is never an "in progress" row left behind.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,13 +51,15 @@ def _replay(row: IdempotencyKey) -> Response:
     headers = {"Idempotent-Replayed": "true"}
     if row.response_location:
         headers["Location"] = row.response_location
-    return Response(row.response_body, status=row.response_status, headers=headers,
-                    content_type=row.response_content_type or None)
+    return Response(
+        row.response_body, status=row.response_status, headers=headers, content_type=row.response_content_type or None
+    )
 
 
 def _problem(request, status_code: int, code: str, detail: str, **headers) -> Response:
-    return problem_response(problem(status_code, code=code, detail=detail, instance=instance_of(request)),
-                            headers=headers or None)
+    return problem_response(
+        problem(status_code, code=code, detail=detail, instance=instance_of(request)), headers=headers or None
+    )
 
 
 def _wait_for_lock_at_most(seconds: int) -> None:
@@ -81,11 +84,21 @@ def idempotent(method):
         if key is None:
             return method(view, request, *args, **kwargs)
         if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
-            message = (f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, "
-                       "not starting or ending with a space.")
-            return problem_response(problem(400, code="invalid_idempotency_key", kind="validation_error",
-                                            title="Invalid input", detail=message, instance=instance_of(request),
-                                            errors={HEADER: [message]}))
+            message = (
+                f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, "
+                "not starting or ending with a space."
+            )
+            return problem_response(
+                problem(
+                    400,
+                    code="invalid_idempotency_key",
+                    kind="validation_error",
+                    title="Invalid input",
+                    detail=message,
+                    instance=instance_of(request),
+                    errors={HEADER: [message]},
+                )
+            )
         fingerprint = _fingerprint(request)  # parses the body: malformed JSON is a 400 before anything is stored
         owner = caller_for(request).owner_key
         for _ in range(3):
@@ -96,9 +109,15 @@ def idempotent(method):
                     try:
                         with transaction.atomic():
                             row = IdempotencyKey.objects.create(
-                                owner=owner, key=key, fingerprint=fingerprint, method=request.method,
-                                path=instance_of(request)[:500], response_status=0, response_content_type="",
-                                created_at=now)
+                                owner=owner,
+                                key=key,
+                                fingerprint=fingerprint,
+                                method=request.method,
+                                path=instance_of(request)[:500],
+                                response_status=0,
+                                response_content_type="",
+                                created_at=now,
+                            )
                     except IntegrityError:
                         existing = IdempotencyKey.objects.filter(owner=owner, key=key).first()
                         if existing is None:
@@ -107,9 +126,13 @@ def idempotent(method):
                             existing.delete()  # expired: the key may be used afresh
                             continue
                         if existing.fingerprint != fingerprint:
-                            return _problem(request, 422, "idempotency_key_reused",
-                                            f"This {HEADER} was used for a different request in the last "
-                                            f"{settings.IDEMPOTENCY_KEY_TTL_HOURS} hours; use a new key.")
+                            return _problem(
+                                request,
+                                422,
+                                "idempotency_key_reused",
+                                f"This {HEADER} was used for a different request in the last "
+                                f"{settings.IDEMPOTENCY_KEY_TTL_HOURS} hours; use a new key.",
+                            )
                         return _replay(existing)
                     _reset_lock_wait()
                     try:
@@ -121,8 +144,9 @@ def idempotent(method):
                     body = json.loads(json.dumps(response.data, cls=JSONEncoder))
                     row.response_status = response.status_code
                     row.response_body = body
-                    row.response_content_type = (PROBLEM_CONTENT_TYPE if response.status_code >= 400
-                                                 else "application/json")
+                    row.response_content_type = (
+                        PROBLEM_CONTENT_TYPE if response.status_code >= 400 else "application/json"
+                    )
                     row.response_location = response.headers.get("Location", "")[:500]
                     row.save()
                     return response
@@ -132,11 +156,19 @@ def idempotent(method):
                 if transaction.get_connection().in_atomic_block:
                     raise
                 # Lock wait exceeded (PostgreSQL lock_timeout, SQLite busy timeout): the first is still running.
-                return _problem(request, 409, "request_in_progress",
-                                f"A request with this {HEADER} is still being processed; retry shortly.",
-                                **{"Retry-After": "2"})
-        return _problem(request, 409, "request_in_progress",
-                        f"A request with this {HEADER} is still being processed; retry shortly.",
-                        **{"Retry-After": "2"})
+                return _problem(
+                    request,
+                    409,
+                    "request_in_progress",
+                    f"A request with this {HEADER} is still being processed; retry shortly.",
+                    **{"Retry-After": "2"},
+                )
+        return _problem(
+            request,
+            409,
+            "request_in_progress",
+            f"A request with this {HEADER} is still being processed; retry shortly.",
+            **{"Retry-After": "2"},
+        )
 
     return wrapper

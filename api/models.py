@@ -3,6 +3,7 @@
 API clients (the callers themselves) live in clinic.models beside staff memberships:
 they are who may act on a clinic's data, which the layers below need to know too.
 """
+
 from django.db import models
 
 

@@ -6,6 +6,7 @@ cut to 200, and the schema says so. A page past the last one is refused with
 its own code (`page_out_of_range`): the request is well formed, the page
 just does not exist (yet).
 """
+
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 
@@ -49,9 +50,18 @@ class Pagination(pagination.PageNumberPagination):
 
     def get_schema_operation_parameters(self, view):
         return [
-            {"name": self.page_query_param, "required": False, "in": "query",
-             "description": "Page number, from 1.", "schema": {"type": "integer", "minimum": 1}},
-            {"name": self.page_size_query_param, "required": False, "in": "query",
-             "description": f"Results per page, 1 to {self.max_page_size} (default {self.page_size}).",
-             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+            {
+                "name": self.page_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Page number, from 1.",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Results per page, 1 to {self.max_page_size} (default {self.page_size}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
+            },
         ]

@@ -5,6 +5,7 @@ character (which PostgreSQL refuses in text) or a lone surrogate (which is
 not Unicode text and cannot be stored or sent back) is a 400 naming the
 field, before any serializer or service sees it.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Finer rights (completing, clearing) are the booking services' to enforce;
 they raise NotAllowed, which becomes a 403.
 """
+
 from rest_framework import permissions
 
 from api.access import caller_for

@@ -7,6 +7,7 @@ add `violations`, `earliest_eligible_start` and `next_available_slot`.
 The Django-level handlers at the bottom cover what never reaches a DRF view
 (unknown URLs, errors raised in middleware) for paths under /api/.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,16 @@ class FieldProblem(exceptions.ValidationError):
 # --- Building documents -----------------------------------------------------------------------
 
 
-def problem(status_code: int, *, code: str, detail: str, title: str | None = None, instance: str | None = None,
-            kind: str | None = None, **extra) -> dict:
+def problem(
+    status_code: int,
+    *,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    instance: str | None = None,
+    kind: str | None = None,
+    **extra,
+) -> dict:
     """A problem document; `kind` names the problem type (defaults to the code)."""
     body = {
         "type": TYPE_PREFIX + (kind or code).replace("_", "-"),
@@ -126,7 +135,9 @@ def violation_data(violation, tz: tzinfo) -> dict:
         "message": violation.message,
         "rule": violation.rule_id or None,
         "source": violation.source or None,
-        "conflicts_with": None if ref is None else {
+        "conflicts_with": None
+        if ref is None
+        else {
             "id": ref.id,
             "kind": ref.kind,
             "code": ref.code,
@@ -176,14 +187,29 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
     """The one mapping of the error catalogue (core.errors) to problem details: the status is the error's own."""
     if isinstance(exc, UnableToBook):
         # The check carries its clinic's zone, so refusal times come back in that clinic's offset.
-        body = problem(409, code=exc.code, title="Booking refused", detail=exc.message, instance=instance,
-                       **check_data(exc.check, exc.check.tz))
+        body = problem(
+            409,
+            code=exc.code,
+            title="Booking refused",
+            detail=exc.message,
+            instance=instance,
+            **check_data(exc.check, exc.check.tz),
+        )
         return problem_response(body)
     extra = {}
     if isinstance(exc, InvalidInput):
         extra["errors"] = exc.errors
-        return problem_response(problem(400, code=exc.code, kind="validation_error", title="Invalid input",
-                                        detail=exc.message, instance=instance, **extra))
+        return problem_response(
+            problem(
+                400,
+                code=exc.code,
+                kind="validation_error",
+                title="Invalid input",
+                detail=exc.message,
+                instance=instance,
+                **extra,
+            )
+        )
     return problem_response(problem(exc.http_status, code=exc.code, detail=exc.message, instance=instance))
 
 
@@ -206,8 +232,17 @@ def exception_handler(exc, context) -> Response:
         first = next(iter(errors.items()))
         detail = f"{first[0]}: {first[1][0]}" if first[0] != "non_field_errors" else first[1][0]
         code = getattr(exc, "problem_code", "invalid_input")
-        return problem_response(problem(400, code=code, kind="validation_error", title="Invalid input",
-                                        detail=detail, instance=instance, errors=errors))
+        return problem_response(
+            problem(
+                400,
+                code=code,
+                kind="validation_error",
+                title="Invalid input",
+                detail=detail,
+                instance=instance,
+                errors=errors,
+            )
+        )
     if isinstance(exc, exceptions.APIException):
         headers = {}
         if getattr(exc, "auth_header", None):
@@ -223,12 +258,16 @@ def exception_handler(exc, context) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 400:  # every 400 carries `errors`, so clients read one shape
             extra["errors"] = {"non_field_errors": [str(detail)]}
-        return problem_response(problem(exc.status_code, code=code, detail=str(detail), instance=instance, **extra),
-                                headers=headers)
+        return problem_response(
+            problem(exc.status_code, code=code, detail=str(detail), instance=instance, **extra), headers=headers
+        )
 
     logger.exception("Unexpected error in %s", instance)
-    return problem_response(problem(500, code="server_error", instance=instance,
-                                    detail="Something went wrong on our side; it has been logged."))
+    return problem_response(
+        problem(
+            500, code="server_error", instance=instance, detail="Something went wrong on our side; it has been logged."
+        )
+    )
 
 
 # --- Django-level handlers (config/urls.py) --------------------------------------------------
@@ -239,8 +278,11 @@ def _is_api(request) -> bool:
 
 
 def _json_problem(request, status_code: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse(problem(status_code, code=code, detail=detail, instance=instance_of(request)),
-                        status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    return JsonResponse(
+        problem(status_code, code=code, detail=detail, instance=instance_of(request)),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
 
 
 def not_found(request, exception=None):

@@ -4,6 +4,7 @@ Every operation documents its problem documents (as application/problem+json)
 next to its success body, so generated clients and Schemathesis know every
 answer the API may give.
 """
+
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -15,12 +16,16 @@ from api.problems import PROBLEM_CONTENT_TYPE
 from api.serializers import ProblemOut, RefusalProblemOut, ValidationProblemOut
 
 IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
-    OpenApiParameter.HEADER, required=False,
-    description=("1 to 255 printable ASCII characters, not starting or ending with a space; unique per request "
-                 "you mean (a UUID is ideal). The same key with the same body within 24 h returns the first "
-                 "response again and creates nothing; the same key with a different body is a 422. "
-                 "Any other key is a 400."),
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "1 to 255 printable ASCII characters, not starting or ending with a space; unique per request "
+        "you mean (a UUID is ideal). The same key with the same body within 24 h returns the first "
+        "response again and creates nothing; the same key with a different body is a 422. "
+        "Any other key is a 400."
+    ),
 )
 
 _EXAMPLE_PATIENT = "5f0c7a4e-2f6b-4a53-9d7e-1c8f2b6a9e10"
@@ -30,34 +35,60 @@ _EXAMPLE_EVENT = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
 
 
 def _problem_example(status: int, code: str, title: str, detail: str, **extra) -> dict:
-    return {"type": "urn:clinic-api:problem:" + code.replace("_", "-"), "title": title, "status": status,
-            "detail": detail, "code": code, "instance": "/api/v1/appointments/", **extra}
+    return {
+        "type": "urn:clinic-api:problem:" + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": "/api/v1/appointments/",
+        **extra,
+    }
 
 
 REFUSAL_EXAMPLE = _problem_example(
-    409, "booking_refused", "Booking refused",
+    409,
+    "booking_refused",
+    "Booking refused",
     "Microneedling must be at least 2 weeks after Botulinum toxin injection (Botox) (done 1 March 2026 10:00); "
     "earliest allowed 15 March 2026.",
     kind="booking_refused",
-    violations=[{
-        "code": "interval_too_soon_after", "kind": "interval", "severity": "block",
-        "message": "Microneedling must be at least 2 weeks after Botulinum toxin injection (Botox) "
-                   "(done 1 March 2026 10:00); earliest allowed 15 March 2026.",
-        "rule": "1", "source": "[001] Yazbek Artistry, microneedling care (docs/sources.md)",
-        "conflicts_with": {"id": _EXAMPLE_EVENT, "kind": "procedure", "code": "botox",
-                           "at": "2026-03-01T10:00:00+00:00"},
-        "earliest_allowed": "2026-03-15T00:00:00+00:00",
-    }],
+    violations=[
+        {
+            "code": "interval_too_soon_after",
+            "kind": "interval",
+            "severity": "block",
+            "message": "Microneedling must be at least 2 weeks after Botulinum toxin injection (Botox) "
+            "(done 1 March 2026 10:00); earliest allowed 15 March 2026.",
+            "rule": "1",
+            "source": "[001] Yazbek Artistry, microneedling care (docs/sources.md)",
+            "conflicts_with": {
+                "id": _EXAMPLE_EVENT,
+                "kind": "procedure",
+                "code": "botox",
+                "at": "2026-03-01T10:00:00+00:00",
+            },
+            "earliest_allowed": "2026-03-15T00:00:00+00:00",
+        }
+    ],
     warnings=[],
     earliest_eligible_start="2026-03-15T00:00:00+00:00",
-    next_available_slot={"start": "2026-03-16T09:00:00+00:00", "end": "2026-03-16T10:00:00+00:00",
-                         "practitioner": _EXAMPLE_PRACTITIONER, "practitioner_name": "Dr Ada Lovelace"},
+    next_available_slot={
+        "start": "2026-03-16T09:00:00+00:00",
+        "end": "2026-03-16T10:00:00+00:00",
+        "practitioner": _EXAMPLE_PRACTITIONER,
+        "practitioner_name": "Dr Ada Lovelace",
+    },
 )
 REFUSAL_EXAMPLE["type"] = "urn:clinic-api:problem:booking-refused"
 
 VALIDATION_EXAMPLE = _problem_example(
-    400, "invalid_input", "Invalid input", "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
-    errors={"start": ["Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00."]})
+    400,
+    "invalid_input",
+    "Invalid input",
+    "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
+    errors={"start": ["Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00."]},
+)
 VALIDATION_EXAMPLE["type"] = "urn:clinic-api:problem:validation-error"
 
 
@@ -65,30 +96,45 @@ def _problem(description: str, examples: list[OpenApiExample] | None = None, ser
     return OpenApiResponse(serializer, description=description, examples=examples)
 
 
-def responses(status: int, serializer, *, many: bool = False, bad_request: bool = False, refusal: bool = False,
-              conflict: bool = False, idempotent: bool = False, forbidden: bool = False, body: bool = False) -> dict:
+def responses(
+    status: int,
+    serializer,
+    *,
+    many: bool = False,
+    bad_request: bool = False,
+    refusal: bool = False,
+    conflict: bool = False,
+    idempotent: bool = False,
+    forbidden: bool = False,
+    body: bool = False,
+) -> dict:
     """The success body and every problem document an operation may answer with."""
     out = {status: serializer(many=True) if many else serializer}
     if bad_request:
         out[(400, PROBLEM_CONTENT_TYPE)] = _problem(
             "Malformed input: invalid JSON, wrong types, unknown codes or ids, a time with no offset.",
             [OpenApiExample("A time without an offset", value=VALIDATION_EXAMPLE, status_codes=["400"])],
-            ValidationProblemOut)
+            ValidationProblemOut,
+        )
     out[(401, PROBLEM_CONTENT_TYPE)] = _problem("No key, or an unknown or revoked key.")
     out[(403, PROBLEM_CONTENT_TYPE)] = _problem(
         "A known caller without the right (e.g. completing without the clinician's right)."
-        if forbidden else "A known caller without the right to use the API.")
+        if forbidden
+        else "A known caller without the right to use the API."
+    )
     out[(404, PROBLEM_CONTENT_TYPE)] = _problem("Not found, or outside your clinics (the same thing to you).")
     if refusal:
         out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
             "Refused: a blocking interval rule, an absolute contraindication or a taken slot"
             + (", or the appointment's status does not allow it." if conflict else "."),
             [OpenApiExample("Too soon after Botox", value=REFUSAL_EXAMPLE, status_codes=["409"])],
-            RefusalProblemOut)
+            RefusalProblemOut,
+        )
     elif conflict or idempotent:
         out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
             "The appointment's status does not allow this, or a request with this Idempotency-Key is still "
-            "being processed.")
+            "being processed."
+        )
     if body:
         out[(413, PROBLEM_CONTENT_TYPE)] = _problem("The body is larger than the limit.")
         out[(415, PROBLEM_CONTENT_TYPE)] = _problem("The body is not JSON.")
@@ -96,34 +142,58 @@ def responses(status: int, serializer, *, many: bool = False, bad_request: bool 
         out[(422, PROBLEM_CONTENT_TYPE)] = _problem("The Idempotency-Key was used with a different request.")
     out[(414, PROBLEM_CONTENT_TYPE)] = _problem(
         "The path and query are longer than 4000 characters (a longer request line is refused by the server "
-        "itself, see docs/api.md).")
+        "itself, see docs/api.md)."
+    )
     out[(429, PROBLEM_CONTENT_TYPE)] = _problem("Too many requests: wait the seconds in Retry-After.")
     out[(431, PROBLEM_CONTENT_TYPE)] = _problem("A request header is longer than 8000 characters.")
     return out
 
 
 PATIENT_EXAMPLES = [
-    OpenApiExample("New patient", request_only=True, value={
-        "clinic": _EXAMPLE_CLINIC, "first_name": "Ada", "last_name": "Byron", "date_of_birth": "1990-12-10",
-        "email": "ada@example.com", "phone": "+447911123456", "reminder_channels": ["email", "sms"],
-        "sms_consent": True}),
+    OpenApiExample(
+        "New patient",
+        request_only=True,
+        value={
+            "clinic": _EXAMPLE_CLINIC,
+            "first_name": "Ada",
+            "last_name": "Byron",
+            "date_of_birth": "1990-12-10",
+            "email": "ada@example.com",
+            "phone": "+447911123456",
+            "reminder_channels": ["email", "sms"],
+            "sms_consent": True,
+        },
+    ),
 ]
 PROCEDURE_RECORD_EXAMPLES = [
-    OpenApiExample("Botox reported by the patient", request_only=True, value={
-        "procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "area": "face", "source": "reported"}),
+    OpenApiExample(
+        "Botox reported by the patient",
+        request_only=True,
+        value={"procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "area": "face", "source": "reported"},
+    ),
 ]
 MEDICATION_EXAMPLES = [
-    OpenApiExample("An ongoing isotretinoin course", request_only=True, value={
-        "drug": "isotretinoin", "started_on": "2025-09-01", "ended_on": None}),
+    OpenApiExample(
+        "An ongoing isotretinoin course",
+        request_only=True,
+        value={"drug": "isotretinoin", "started_on": "2025-09-01", "ended_on": None},
+    ),
 ]
 # drf-spectacular wraps an example of a list body in a list itself: this is one line of the intake.
 CONDITION_EXAMPLES = [
     OpenApiExample("Intake", request_only=True, value={"condition": "eczema", "status": "history"}),
 ]
 BOOKING_EXAMPLES = [
-    OpenApiExample("Microneedling", request_only=True, value={
-        "patient": _EXAMPLE_PATIENT, "procedure": "microneedling", "start": "2026-03-10T10:30:00+00:00",
-        "area": "face"}),
+    OpenApiExample(
+        "Microneedling",
+        request_only=True,
+        value={
+            "patient": _EXAMPLE_PATIENT,
+            "procedure": "microneedling",
+            "start": "2026-03-10T10:30:00+00:00",
+            "area": "face",
+        },
+    ),
 ]
 
 
@@ -159,8 +229,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "apiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Token <key>`; create a key with `manage.py create_api_client`."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`; create a key with `manage.py create_api_client`.",
+        }
 
 
 _INTEGER_SECONDS = {"type": "integer", "minimum": 1}
@@ -168,12 +242,22 @@ _INTEGER_SECONDS = {"type": "integer", "minimum": 1}
 RESPONSE_HEADERS = {
     "201": [("Location", {"type": "string"}, True, "Where the new record (or the list it joined) is.")],
     "401": [("WWW-Authenticate", {"type": "string", "enum": ["Token"]}, True, "Give `Authorization: Token <key>`.")],
-    "409": [("Retry-After", _INTEGER_SECONDS, False,
-             "Seconds to wait, when a request with the same Idempotency-Key is still being processed.")],
+    "409": [
+        (
+            "Retry-After",
+            _INTEGER_SECONDS,
+            False,
+            "Seconds to wait, when a request with the same Idempotency-Key is still being processed.",
+        )
+    ],
     "429": [("Retry-After", _INTEGER_SECONDS, True, "Seconds to wait before the next request.")],
 }
-REPLAYED = ("Idempotent-Replayed", {"type": "string", "enum": ["true"]}, False,
-            "Present when this is the stored answer to an earlier request with the same Idempotency-Key.")
+REPLAYED = (
+    "Idempotent-Replayed",
+    {"type": "string", "enum": ["true"]},
+    False,
+    "Present when this is the stored answer to an earlier request with the same Idempotency-Key.",
+)
 
 
 def postprocess_response_headers(result, generator, request, public):
@@ -187,18 +271,34 @@ def postprocess_response_headers(result, generator, request, public):
                     headers.append(REPLAYED)
                 for name, schema, required, description in headers:
                     response.setdefault("headers", {})[name] = {
-                        "schema": schema, "required": required, "description": description}
+                        "schema": schema,
+                        "required": required,
+                        "description": description,
+                    }
     return result
 
 
 # OpenAPI links: which answers give the id that other operations take (for clients, and for the stateful
 # Schemathesis run). Each entry: (operation, status), where the id is in the answer, the parameter it fills,
 # and the operations that take it.
-_PATIENT_OPERATIONS = ("patients_retrieve", "patients_update", "patients_procedures_list",
-                       "patients_procedures_create", "patients_medications_list", "patients_medications_create",
-                       "patients_conditions_list", "patients_conditions_replace")
-_APPOINTMENT_OPERATIONS = ("appointments_retrieve", "appointments_reschedule", "appointments_cancel_create",
-                           "appointments_complete_create", "appointments_clear_create", "appointments_no_show_create")
+_PATIENT_OPERATIONS = (
+    "patients_retrieve",
+    "patients_update",
+    "patients_procedures_list",
+    "patients_procedures_create",
+    "patients_medications_list",
+    "patients_medications_create",
+    "patients_conditions_list",
+    "patients_conditions_replace",
+)
+_APPOINTMENT_OPERATIONS = (
+    "appointments_retrieve",
+    "appointments_reschedule",
+    "appointments_cancel_create",
+    "appointments_complete_create",
+    "appointments_clear_create",
+    "appointments_no_show_create",
+)
 _COURSE_OPERATIONS = ("patients_medications_retrieve", "patients_medications_end")
 _ID, _FIRST_ID = "$response.body#/id", "$response.body#/results/0/id"
 LINKS = [
@@ -216,8 +316,11 @@ LINKS = [
 
 def postprocess_links(result, generator, request, public):
     """Adds the OpenAPI links above; a course's links carry the patient id of the request they answer."""
-    operations = {operation["operationId"]: operation
-                  for path_item in result.get("paths", {}).values() for operation in path_item.values()}
+    operations = {
+        operation["operationId"]: operation
+        for path_item in result.get("paths", {}).values()
+        for operation in path_item.values()
+    }
     for (source, status), expression, parameter, targets in LINKS:
         response = operations.get(source, {}).get("responses", {}).get(status)
         if response is None:

@@ -3,6 +3,7 @@
 `*In` serializers read a request body, `*Out` serializers write a response.
 Times go out in the clinic's offset; ids are strings.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -69,8 +70,11 @@ class PatientUpdateIn(InputSerializer):
     email = StrictCharField(max_length=254, required=False, allow_blank=True)
     phone = PhoneField(required=False, help_text="E.164, e.g. +447911123456")
     reminder_channels = serializers.ListField(
-        child=serializers.ChoiceField(choices=ReminderChannel.choices), required=False, max_length=2,
-        help_text="How the patient wants reminders: a subset of email, sms.")
+        child=serializers.ChoiceField(choices=ReminderChannel.choices),
+        required=False,
+        max_length=2,
+        help_text="How the patient wants reminders: a subset of email, sms.",
+    )
     sms_consent = StrictBooleanField(required=False)
 
 
@@ -99,8 +103,11 @@ class ProcedureRecordIn(InputSerializer):
     procedure = CodeField(help_text="Procedure code, e.g. botox.")
     performed_at = AwareDateTimeField(help_text="When it was done, with a UTC offset.")
     area = CodeField(required=False, allow_null=True, help_text="Treatment area code, e.g. face.")
-    source = serializers.ChoiceField(choices=HistorySource.choices, required=False,
-                                     help_text="clinic (done here) or reported (by the patient); default reported.")
+    source = serializers.ChoiceField(
+        choices=HistorySource.choices,
+        required=False,
+        help_text="clinic (done here) or reported (by the patient); default reported.",
+    )
     notes = StrictCharField(required=False, allow_blank=True, max_length=2000)
 
 
@@ -111,8 +118,9 @@ class ProcedureRecordOut(serializers.Serializer):
     area = serializers.CharField(source="area_id", allow_null=True)
     source = serializers.ChoiceField(choices=HistorySource.choices)
     notes = serializers.CharField()
-    appointment = serializers.CharField(source="appointment_id", allow_null=True,
-                                        help_text="The appointment this record completed, if any.")
+    appointment = serializers.CharField(
+        source="appointment_id", allow_null=True, help_text="The appointment this record completed, if any."
+    )
 
 
 class MedicationCourseIn(InputSerializer):
@@ -158,11 +166,17 @@ class BookingIn(InputSerializer):
     procedure = CodeField()
     start = AwareDateTimeField(help_text="With a UTC offset; whole minutes.")
     area = CodeField(required=False, allow_null=True)
-    practitioner = IdField(required=False, allow_null=True,
-                           help_text="Left out: the first practitioner who does the procedure and is free.")
-    clinic = IdField(required=False, allow_null=True,
-                     help_text="Where the appointment takes place (id or code): one of your clinics, the "
-                               "practitioner's and the patient's. Left out: the patient's clinic.")
+    practitioner = IdField(
+        required=False,
+        allow_null=True,
+        help_text="Left out: the first practitioner who does the procedure and is free.",
+    )
+    clinic = IdField(
+        required=False,
+        allow_null=True,
+        help_text="Where the appointment takes place (id or code): one of your clinics, the "
+        "practitioner's and the patient's. Left out: the patient's clinic.",
+    )
 
 
 class RescheduleIn(InputSerializer):
@@ -203,8 +217,7 @@ class ViolationOut(serializers.Serializer):
     rule = serializers.CharField(allow_null=True, help_text="The rule's id; null for availability.")
     source = serializers.CharField(allow_null=True, help_text="Where the rule comes from.")
     conflicts_with = ConflictOut(allow_null=True)
-    earliest_allowed = serializers.DateTimeField(allow_null=True,
-                                                 help_text="The earliest start this one rule allows.")
+    earliest_allowed = serializers.DateTimeField(allow_null=True, help_text="The earliest start this one rule allows.")
 
 
 class SlotOut(serializers.Serializer):
@@ -232,7 +245,8 @@ class AppointmentOut(serializers.Serializer):
     area = serializers.CharField(source="area_id", allow_null=True)
     status = serializers.ChoiceField(choices=AppointmentStatus.choices)
     review_reasons = serializers.SerializerMethodField(
-        help_text="While the status is needs_review: what a later change made it break (a refusal's violations).")
+        help_text="While the status is needs_review: what a later change made it break (a refusal's violations)."
+    )
 
     @extend_schema_field(ViolationOut(many=True))
     def get_review_reasons(self, appointment) -> list[dict]:
@@ -242,12 +256,16 @@ class AppointmentOut(serializers.Serializer):
 
 def _in_zone(reason: dict, tz) -> dict:
     """A stored reason (UTC) with its times in the clinic's offset, as every API time is."""
+
     def local(value):
         return datetime.fromisoformat(value).astimezone(tz).isoformat() if value and "T" in value else value
 
     conflict = reason.get("conflicts_with")
-    return {**reason, "earliest_allowed": local(reason.get("earliest_allowed")),
-            "conflicts_with": None if conflict is None else {**conflict, "at": local(conflict.get("at"))}}
+    return {
+        **reason,
+        "earliest_allowed": local(reason.get("earliest_allowed")),
+        "conflicts_with": None if conflict is None else {**conflict, "at": local(conflict.get("at"))},
+    }
 
 
 class AppointmentDetailOut(AppointmentOut):
@@ -274,9 +292,11 @@ class AvailabilityQuery(serializers.Serializer):
 
 # `from` is a Python keyword, so these two are declared under their parameter names this way.
 AvailabilityQuery._declared_fields["from"] = AwareDateTimeField(
-    required=False, help_text="Window start, with an offset (default: now).")
+    required=False, help_text="Window start, with an offset (default: now)."
+)
 AvailabilityQuery._declared_fields["to"] = AwareDateTimeField(
-    required=False, help_text="Window end, with an offset (default: 14 days after the start; at most 92 days).")
+    required=False, help_text="Window end, with an offset (default: 14 days after the start; at most 92 days)."
+)
 
 
 class EligibilityOut(serializers.Serializer):
@@ -295,15 +315,18 @@ WEBHOOK_EVENTS = list(EVENTS)
 
 # The shape of a webhook URL (published as its pattern); whether it may be used (https only in production, a
 # public host) is the service's to say: a 400 `invalid_webhook_endpoint`.
-WEBHOOK_URL = RegexValidator(r"^https?://[^\u0000 /?#]+([/?#][^\u0000 ]*)?$",
-                             message="Give an absolute https:// URL.")
+WEBHOOK_URL = RegexValidator(r"^https?://[^\u0000 /?#]+([/?#][^\u0000 ]*)?$", message="Give an absolute https:// URL.")
 WEBHOOK_URL_HELP = "https:// URL; it may not resolve to a private, loopback or link-local address."
 
 
 class WebhookEndpointUpdateIn(InputSerializer):
     url = StrictCharField(required=False, max_length=500, validators=[WEBHOOK_URL], help_text=WEBHOOK_URL_HELP)
-    events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False,
-                                   max_length=len(WEBHOOK_EVENTS), help_text="Event types to send; empty: all.")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WEBHOOK_EVENTS),
+        required=False,
+        max_length=len(WEBHOOK_EVENTS),
+        help_text="Event types to send; empty: all.",
+    )
     description = StrictCharField(required=False, allow_blank=True, max_length=200)
     active = StrictBooleanField(required=False, help_text="false pauses deliveries; true resumes them.")
 
@@ -320,7 +343,8 @@ class WebhookEndpointOut(serializers.Serializer):
     active = serializers.BooleanField(source="is_active")
     created_at = serializers.DateTimeField()
     previous_secret_expires_at = serializers.DateTimeField(
-        allow_null=True, help_text="While a rotated-out secret still signs (beside the new one): until when.")
+        allow_null=True, help_text="While a rotated-out secret still signs (beside the new one): until when."
+    )
 
 
 class WebhookEndpointCreatedOut(WebhookEndpointOut):
@@ -338,8 +362,11 @@ class StrictIntegerField(serializers.IntegerField):
 
 class SecretRotationIn(InputSerializer):
     overlap_minutes = StrictIntegerField(
-        required=False, min_value=0, max_value=7 * 24 * 60,
-        help_text="How long the old secret keeps signing beside the new one (default 1440, a day; 0: stop now).")
+        required=False,
+        min_value=0,
+        max_value=7 * 24 * 60,
+        help_text="How long the old secret keeps signing beside the new one (default 1440, a day; 0: stop now).",
+    )
 
 
 class SecretRotationOut(serializers.Serializer):
@@ -377,8 +404,10 @@ class ProblemOut(serializers.Serializer):
 
 
 class ValidationProblemOut(ProblemOut):
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
-                                   help_text="Messages per field; nested fields as dotted paths.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per field; nested fields as dotted paths.",
+    )
 
 
 class RefusalProblemOut(ProblemOut):
@@ -388,7 +417,10 @@ class RefusalProblemOut(ProblemOut):
     violations = ViolationOut(many=True, required=False)
     warnings = ViolationOut(many=True, required=False)
     earliest_eligible_start = serializers.DateTimeField(
-        allow_null=True, required=False,
-        help_text="Earliest start at or after the one asked for that every interval rule allows.")
-    next_available_slot = SlotOut(allow_null=True, required=False,
-                                  help_text="First bookable slot from then on, within 90 days.")
+        allow_null=True,
+        required=False,
+        help_text="Earliest start at or after the one asked for that every interval rule allows.",
+    )
+    next_available_slot = SlotOut(
+        allow_null=True, required=False, help_text="First bookable slot from then on, within 90 days."
+    )

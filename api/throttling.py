@@ -5,6 +5,7 @@ cache, so concurrent requests cannot slip past the limit the way a
 read-modify-write history would. The rate comes from settings (env
 API_THROTTLE_RATE) and is read per request, so tests can override it.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,18 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.throttling import BaseThrottle
 
-PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-           "d": 86400, "day": 86400}
+PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:

@@ -4,6 +4,7 @@ Every lookup starts from the caller's clinics (api.access), so anything
 outside them is a 404 (in the URL) or "no such ..." (in a body or query).
 Errors are raised, never built here: api.problems maps them once.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -126,8 +127,11 @@ class ApiView(generics.GenericAPIView):
         if clinic.pk != patient.clinic_id:
             raise InvalidInput("clinic_mismatch", "The patient belongs to another clinic.", field="clinic")
         practitioner_pk = parse_uuid(data.get("practitioner"))
-        practitioner = (Practitioner.objects.filter(pk=practitioner_pk, clinic__in=self.clinics()).first()
-                        if practitioner_pk else None)
+        practitioner = (
+            Practitioner.objects.filter(pk=practitioner_pk, clinic__in=self.clinics()).first()
+            if practitioner_pk
+            else None
+        )
         if practitioner is not None and practitioner.clinic_id != clinic.pk:
             raise InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
 
@@ -163,8 +167,12 @@ class ClinicListApi(ApiView):
     def get_queryset(self):
         return self.clinics().order_by("name", "code")
 
-    @extend_schema(tags=["catalogue"], operation_id="clinics_list", summary="Clinics in your scope",
-                   responses=docs.responses(200, ClinicOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["catalogue"],
+        operation_id="clinics_list",
+        summary="Clinics in your scope",
+        responses=docs.responses(200, ClinicOut, many=True, bad_request=True),
+    )
     def get(self, request):
         return self.page(self.get_queryset(), ClinicOut)
 
@@ -175,8 +183,12 @@ class ProcedureListApi(ApiView):
     filterset_class = ProcedureFilter
     filter_backends = (DjangoFilterBackend,)
 
-    @extend_schema(tags=["catalogue"], operation_id="procedures_list", summary="The procedure catalogue",
-                   responses=docs.responses(200, ProcedureOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["catalogue"],
+        operation_id="procedures_list",
+        summary="The procedure catalogue",
+        responses=docs.responses(200, ProcedureOut, many=True, bad_request=True),
+    )
     def get(self, request):
         return self.page(self.filter_queryset(self.get_queryset()), ProcedureOut)
 
@@ -187,11 +199,19 @@ class PractitionerListApi(ApiView):
     filter_backends = (DjangoFilterBackend,)
 
     def get_queryset(self):
-        return (Practitioner.objects.filter(clinic__in=self.clinics(), is_active=True)
-                .prefetch_related("procedures").order_by("name", "id").distinct())
+        return (
+            Practitioner.objects.filter(clinic__in=self.clinics(), is_active=True)
+            .prefetch_related("procedures")
+            .order_by("name", "id")
+            .distinct()
+        )
 
-    @extend_schema(tags=["catalogue"], operation_id="practitioners_list", summary="Practitioners in your clinics",
-                   responses=docs.responses(200, PractitionerOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["catalogue"],
+        operation_id="practitioners_list",
+        summary="Practitioners in your clinics",
+        responses=docs.responses(200, PractitionerOut, many=True, bad_request=True),
+    )
     def get(self, request):
         return self.page(self.filter_queryset(self.get_queryset()), PractitionerOut)
 
@@ -207,14 +227,24 @@ class PatientListCreateApi(ApiView):
     def get_queryset(self):
         return patients_in(self.clinics()).order_by("last_name", "first_name", "id")
 
-    @extend_schema(tags=["patients"], operation_id="patients_list", summary="Patients in your clinics",
-                   responses=docs.responses(200, PatientOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["patients"],
+        operation_id="patients_list",
+        summary="Patients in your clinics",
+        responses=docs.responses(200, PatientOut, many=True, bad_request=True),
+    )
     def get(self, request):
         return self.page(self.filter_queryset(self.get_queryset()), PatientOut)
 
-    @extend_schema(tags=["patients"], operation_id="patients_create", summary="Register a patient", request=PatientCreateIn,
-                   parameters=[docs.IDEMPOTENCY_KEY], examples=docs.PATIENT_EXAMPLES,
-                   responses=docs.responses(201, PatientOut, bad_request=True, idempotent=True, body=True))
+    @extend_schema(
+        tags=["patients"],
+        operation_id="patients_create",
+        summary="Register a patient",
+        request=PatientCreateIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        examples=docs.PATIENT_EXAMPLES,
+        responses=docs.responses(201, PatientOut, bad_request=True, idempotent=True, body=True),
+    )
     @idempotent
     def post(self, request):
         data = dict(_input(PatientCreateIn, request))
@@ -240,12 +270,22 @@ class PatientListCreateApi(ApiView):
 class PatientDetailApi(ApiView):
     serializer_class = PatientOut
 
-    @extend_schema(tags=["patients"], operation_id="patients_retrieve", summary="One patient", responses=docs.responses(200, PatientOut))
+    @extend_schema(
+        tags=["patients"],
+        operation_id="patients_retrieve",
+        summary="One patient",
+        responses=docs.responses(200, PatientOut),
+    )
     def get(self, request, patient_id):
         return Response(PatientOut(self.patient_from_url()).data)
 
-    @extend_schema(tags=["patients"], operation_id="patients_update", summary="Change a patient's details (not their clinic)",
-                   request=PatientUpdateIn, responses=docs.responses(200, PatientOut, bad_request=True, body=True))
+    @extend_schema(
+        tags=["patients"],
+        operation_id="patients_update",
+        summary="Change a patient's details (not their clinic)",
+        request=PatientUpdateIn,
+        responses=docs.responses(200, PatientOut, bad_request=True, body=True),
+    )
     def patch(self, request, patient_id):
         patient = self.patient_from_url()
         data = _input(PatientUpdateIn, request)
@@ -257,50 +297,78 @@ class PatientDetailApi(ApiView):
 class PatientProcedureListApi(ApiView):
     serializer_class = ProcedureRecordOut
 
-    @extend_schema(tags=["patient history"], operation_id="patients_procedures_list", summary="The patient's procedure history",
-                   responses=docs.responses(200, ProcedureRecordOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_procedures_list",
+        summary="The patient's procedure history",
+        responses=docs.responses(200, ProcedureRecordOut, many=True, bad_request=True),
+    )
     def get(self, request, patient_id):
         patient = self.patient_from_url()
         rows = patient.procedure_records.select_related("patient__clinic").order_by("-performed_at", "id")
         return self.page(rows, ProcedureRecordOut)
 
-    @extend_schema(tags=["patient history"], operation_id="patients_procedures_create", summary="Record a past procedure (done here or reported)",
-                   request=ProcedureRecordIn, parameters=[docs.IDEMPOTENCY_KEY],
-                   examples=docs.PROCEDURE_RECORD_EXAMPLES,
-                   responses=docs.responses(201, ProcedureRecordOut, bad_request=True, idempotent=True, body=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_procedures_create",
+        summary="Record a past procedure (done here or reported)",
+        request=ProcedureRecordIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        examples=docs.PROCEDURE_RECORD_EXAMPLES,
+        responses=docs.responses(201, ProcedureRecordOut, bad_request=True, idempotent=True, body=True),
+    )
     @idempotent
     def post(self, request, patient_id):
         patient = self.patient_from_url()
         data = _input(ProcedureRecordIn, request)
         record = clinic_services.procedure_record_add(
-            patient=patient, procedure_code=data["procedure"], performed_at=data["performed_at"],
-            now=timezone.now(), area_code=data.get("area"), source=data.get("source", "reported"),
-            notes=data.get("notes", ""))
+            patient=patient,
+            procedure_code=data["procedure"],
+            performed_at=data["performed_at"],
+            now=timezone.now(),
+            area_code=data.get("area"),
+            source=data.get("source", "reported"),
+            notes=data.get("notes", ""),
+        )
         return _created(ProcedureRecordOut(record).data, reverse("api:patient-procedures", args=[patient.pk]))
 
 
 class PatientMedicationListApi(ApiView):
     serializer_class = MedicationCourseOut
 
-    @extend_schema(tags=["patient history"], operation_id="patients_medications_list", summary="The patient's medication courses",
-                   responses=docs.responses(200, MedicationCourseOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_medications_list",
+        summary="The patient's medication courses",
+        responses=docs.responses(200, MedicationCourseOut, many=True, bad_request=True),
+    )
     def get(self, request, patient_id):
         patient = self.patient_from_url()
         return self.page(patient.medication_courses.order_by("-started_on", "id"), MedicationCourseOut)
 
-    @extend_schema(tags=["patient history"], operation_id="patients_medications_create", summary="Record a medication course",
-                   request=MedicationCourseIn, parameters=[docs.IDEMPOTENCY_KEY],
-                   examples=docs.MEDICATION_EXAMPLES,
-                   responses=docs.responses(201, MedicationCourseOut, bad_request=True, idempotent=True, body=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_medications_create",
+        summary="Record a medication course",
+        request=MedicationCourseIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        examples=docs.MEDICATION_EXAMPLES,
+        responses=docs.responses(201, MedicationCourseOut, bad_request=True, idempotent=True, body=True),
+    )
     @idempotent
     def post(self, request, patient_id):
         patient = self.patient_from_url()
         data = _input(MedicationCourseIn, request)
         course = clinic_services.medication_course_add(
-            patient=patient, drug_code=data["drug"], started_on=data["started_on"], ended_on=data.get("ended_on"),
-            notes=data.get("notes", ""))
-        return _created(MedicationCourseOut(course).data,
-                        reverse("api:patient-medication-detail", args=[patient.pk, course.pk]))
+            patient=patient,
+            drug_code=data["drug"],
+            started_on=data["started_on"],
+            ended_on=data.get("ended_on"),
+            notes=data.get("notes", ""),
+        )
+        return _created(
+            MedicationCourseOut(course).data, reverse("api:patient-medication-detail", args=[patient.pk, course.pk])
+        )
 
 
 class PatientMedicationDetailApi(ApiView):
@@ -313,13 +381,22 @@ class PatientMedicationDetailApi(ApiView):
             raise NotFound("unknown_medication_course", "There is no such medication course.")
         return course
 
-    @extend_schema(tags=["patient history"], operation_id="patients_medications_retrieve", summary="One medication course",
-                   responses=docs.responses(200, MedicationCourseOut))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_medications_retrieve",
+        summary="One medication course",
+        responses=docs.responses(200, MedicationCourseOut),
+    )
     def get(self, request, patient_id, course_id):
         return Response(MedicationCourseOut(self._course()).data)
 
-    @extend_schema(tags=["patient history"], operation_id="patients_medications_end", summary="Record the end of a course",
-                   request=MedicationCourseEndIn, responses=docs.responses(200, MedicationCourseOut, bad_request=True, body=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_medications_end",
+        summary="Record the end of a course",
+        request=MedicationCourseEndIn,
+        responses=docs.responses(200, MedicationCourseOut, bad_request=True, body=True),
+    )
     def patch(self, request, patient_id, course_id):
         course = self._course()
         data = _input(MedicationCourseEndIn, request)
@@ -333,24 +410,40 @@ class PatientConditionsApi(ApiView):
     serializer_class = ConditionLineOut
     MAX_LINES = 200
 
-    @extend_schema(tags=["patient history"], operation_id="patients_conditions_list", summary="The medical-history intake",
-                   responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_conditions_list",
+        summary="The medical-history intake",
+        responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True),
+    )
     def get(self, request, patient_id):
         patient = self.patient_from_url()
         rows = patient.conditions.order_by("condition_id", "area_id", "id")
         return self.page(rows, ConditionLineOut)
 
-    @extend_schema(tags=["patient history"], operation_id="patients_conditions_replace", summary="Replace the medical-history intake",
-                   request=ConditionLineIn(many=True), examples=docs.CONDITION_EXAMPLES,
-                   responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True, body=True))
+    @extend_schema(
+        tags=["patient history"],
+        operation_id="patients_conditions_replace",
+        summary="Replace the medical-history intake",
+        request=ConditionLineIn(many=True),
+        examples=docs.CONDITION_EXAMPLES,
+        responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True, body=True),
+    )
     def put(self, request, patient_id):
         patient = self.patient_from_url()
         lines = _input(ConditionLineIn, request, many=True, max_length=self.MAX_LINES)
-        rows = clinic_services.conditions_replace(patient=patient, lines=[
-            clinic_services.IntakeLine(condition=line["condition"], status=line["status"], area=line.get("area"),
-                                       noted_on=line.get("noted_on"))
-            for line in lines
-        ])
+        rows = clinic_services.conditions_replace(
+            patient=patient,
+            lines=[
+                clinic_services.IntakeLine(
+                    condition=line["condition"],
+                    status=line["status"],
+                    area=line.get("area"),
+                    noted_on=line.get("noted_on"),
+                )
+                for line in lines
+            ],
+        )
         return self.page(rows, ConditionLineOut)
 
 
@@ -360,27 +453,42 @@ class PatientConditionsApi(ApiView):
 class EligibilityApi(ApiView):
     serializer_class = EligibilityOut
 
-    @extend_schema(tags=["booking"], operation_id="eligibility_check", summary="Would this booking go through? (books nothing)",
-                   request=EligibilityIn, examples=docs.BOOKING_EXAMPLES,
-                   responses=docs.responses(200, EligibilityOut, bad_request=True, body=True))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="eligibility_check",
+        summary="Would this booking go through? (books nothing)",
+        request=EligibilityIn,
+        examples=docs.BOOKING_EXAMPLES,
+        responses=docs.responses(200, EligibilityOut, bad_request=True, body=True),
+    )
     def post(self, request):
         data = _input(EligibilityIn, request)
         patient = self.patient_from_body(data["patient"])
         self.check_booking_clinic(data, patient)
         check = booking.appointment_check(
-            patient=patient, procedure_code=data["procedure"], start_at=data["start"], now=timezone.now(),
-            area_code=data.get("area"), practitioner_id=data.get("practitioner"))
-        return Response({"eligible": check.eligible, "status": str(check.outcome),
-                         **check_data(check, patient.clinic.tz)})
+            patient=patient,
+            procedure_code=data["procedure"],
+            start_at=data["start"],
+            now=timezone.now(),
+            area_code=data.get("area"),
+            practitioner_id=data.get("practitioner"),
+        )
+        return Response(
+            {"eligible": check.eligible, "status": str(check.outcome), **check_data(check, patient.clinic.tz)}
+        )
 
 
 class AvailabilityApi(ApiView):
     serializer_class = SlotOut
     DEFAULT_DAYS = 14
 
-    @extend_schema(tags=["booking"], operation_id="availability_list", summary="Free slots the patient may also have (interval rules applied)",
-                   parameters=[AvailabilityQuery],
-                   responses=docs.responses(200, SlotOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="availability_list",
+        summary="Free slots the patient may also have (interval rules applied)",
+        parameters=[AvailabilityQuery],
+        responses=docs.responses(200, SlotOut, many=True, bad_request=True),
+    )
     def get(self, request):
         refuse_repeated_and_empty(request.query_params, AvailabilityQuery().fields)
         query = AvailabilityQuery(data=request.query_params)
@@ -394,8 +502,14 @@ class AvailabilityApi(ApiView):
         start = params.get("from") or now
         end = params.get("to") or start + timedelta(days=self.DEFAULT_DAYS)
         slots = booking.appointment_slots(
-            patient=patient, procedure_code=params["procedure"], window_start=start, window_end=end, now=now,
-            area_code=params.get("area"), practitioner_id=params.get("practitioner"))
+            patient=patient,
+            procedure_code=params["procedure"],
+            window_start=start,
+            window_end=end,
+            now=now,
+            area_code=params.get("area"),
+            practitioner_id=params.get("practitioner"),
+        )
         tz = patient.clinic.tz
         return self.page(slots, data=lambda slot: slot_data(slot, tz))
 
@@ -418,55 +532,86 @@ class AppointmentListCreateApi(ApiView):
     def get_queryset(self):
         return appointments_in(self.clinics()).order_by("start_at", "id")
 
-    @extend_schema(tags=["booking"], operation_id="appointments_list", summary="Appointments in your clinics",
-                   responses=docs.responses(200, AppointmentOut, many=True, bad_request=True))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="appointments_list",
+        summary="Appointments in your clinics",
+        responses=docs.responses(200, AppointmentOut, many=True, bad_request=True),
+    )
     def get(self, request):
         return self.page(self.filter_queryset(self.get_queryset()), AppointmentOut)
 
-    @extend_schema(tags=["booking"], operation_id="appointments_create", summary="Book an appointment",
-                   request=BookingIn, parameters=[docs.IDEMPOTENCY_KEY], examples=docs.BOOKING_EXAMPLES,
-                   responses=docs.responses(201, BookingOut, bad_request=True, refusal=True, idempotent=True,
-                                            body=True))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="appointments_create",
+        summary="Book an appointment",
+        request=BookingIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        examples=docs.BOOKING_EXAMPLES,
+        responses=docs.responses(201, BookingOut, bad_request=True, refusal=True, idempotent=True, body=True),
+    )
     @idempotent
     def post(self, request):
         data = _input(BookingIn, request)
         patient = self.patient_from_body(data["patient"])
         self.check_booking_clinic(data, patient)
         result = booking.appointment_book(
-            patient=patient, procedure_code=data["procedure"], start_at=data["start"],
-            actor=self.caller.actor(patient.clinic_id), now=timezone.now(), area_code=data.get("area"),
-            practitioner_id=data.get("practitioner"))
+            patient=patient,
+            procedure_code=data["procedure"],
+            start_at=data["start"],
+            actor=self.caller.actor(patient.clinic_id),
+            now=timezone.now(),
+            area_code=data.get("area"),
+            practitioner_id=data.get("practitioner"),
+        )
         return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
 
 
 class AppointmentDetailApi(ApiView):
     serializer_class = AppointmentDetailOut
 
-    @extend_schema(tags=["booking"], operation_id="appointments_retrieve", summary="One appointment, with its care reminders",
-                   responses=docs.responses(200, AppointmentDetailOut))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="appointments_retrieve",
+        summary="One appointment, with its care reminders",
+        responses=docs.responses(200, AppointmentDetailOut),
+    )
     def get(self, request, appointment_id):
         appointment = self.appointment_from_url()
         data = dict(AppointmentOut(appointment).data)
         tz = appointment.clinic.tz
-        data["reminders"] = [{**row, "due_at": row["due_at"].astimezone(tz).isoformat()}
-                             for row in reminders_for_appointment(appointment.pk)]
+        data["reminders"] = [
+            {**row, "due_at": row["due_at"].astimezone(tz).isoformat()}
+            for row in reminders_for_appointment(appointment.pk)
+        ]
         return Response(data)
 
 
 class AppointmentRescheduleApi(ApiView):
     serializer_class = BookingOut
 
-    @extend_schema(tags=["booking"], operation_id="appointments_reschedule", summary="Move an appointment (same checks as booking)",
-                   request=RescheduleIn, parameters=[docs.IDEMPOTENCY_KEY],
-                   responses=docs.responses(200, BookingOut, bad_request=True, refusal=True, conflict=True,
-                                            idempotent=True, body=True))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="appointments_reschedule",
+        summary="Move an appointment (same checks as booking)",
+        request=RescheduleIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        responses=docs.responses(
+            200, BookingOut, bad_request=True, refusal=True, conflict=True, idempotent=True, body=True
+        ),
+    )
     @idempotent
     def post(self, request, appointment_id):
         appointment = self.appointment_from_url()
         data = _input(RescheduleIn, request)
         result = booking.appointment_reschedule(
-            appointment=appointment, start_at=data["start"], actor=self.caller.actor(appointment.clinic_id),
-            now=timezone.now(), practitioner_id=data.get("practitioner"), reason=data.get("reason", ""))
+            appointment=appointment,
+            start_at=data["start"],
+            actor=self.caller.actor(appointment.clinic_id),
+            now=timezone.now(),
+            practitioner_id=data.get("practitioner"),
+            reason=data.get("reason", ""),
+        )
         return Response(_booking_data(result))
 
 
@@ -475,17 +620,25 @@ class AppointmentRescheduleCheckApi(ApiView):
 
     serializer_class = EligibilityOut
 
-    @extend_schema(tags=["booking"], operation_id="appointments_reschedule_check",
-                   summary="Would this move go through? (moves nothing)", request=RescheduleCheckIn,
-                   responses=docs.responses(200, EligibilityOut, bad_request=True, conflict=True, body=True))
+    @extend_schema(
+        tags=["booking"],
+        operation_id="appointments_reschedule_check",
+        summary="Would this move go through? (moves nothing)",
+        request=RescheduleCheckIn,
+        responses=docs.responses(200, EligibilityOut, bad_request=True, conflict=True, body=True),
+    )
     def post(self, request, appointment_id):
         appointment = self.appointment_from_url()
         data = _input(RescheduleCheckIn, request)
         check = booking.appointment_reschedule_check(
-            appointment=appointment, start_at=data["start"], now=timezone.now(),
-            practitioner_id=data.get("practitioner"))
-        return Response({"eligible": check.eligible, "status": str(check.outcome),
-                         **check_data(check, appointment.clinic.tz)})
+            appointment=appointment,
+            start_at=data["start"],
+            now=timezone.now(),
+            practitioner_id=data.get("practitioner"),
+        )
+        return Response(
+            {"eligible": check.eligible, "status": str(check.outcome), **check_data(check, appointment.clinic.tz)}
+        )
 
 
 class _AppointmentAction(ApiView):
@@ -506,10 +659,22 @@ class _AppointmentAction(ApiView):
 
 
 def _action_schema(summary: str, input_class, *, forbidden: bool = False, refusal: bool = False):
-    return extend_schema(tags=["booking"], summary=summary, request=input_class, parameters=[docs.IDEMPOTENCY_KEY],
-                         responses=docs.responses(200, AppointmentOut, bad_request=True, conflict=True,
-                                                  refusal=refusal, idempotent=True, forbidden=forbidden,
-                                                  body=True))
+    return extend_schema(
+        tags=["booking"],
+        summary=summary,
+        request=input_class,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        responses=docs.responses(
+            200,
+            AppointmentOut,
+            bad_request=True,
+            conflict=True,
+            refusal=refusal,
+            idempotent=True,
+            forbidden=forbidden,
+            body=True,
+        ),
+    )
 
 
 @_action_schema("Cancel an appointment", CancelIn)
@@ -517,25 +682,29 @@ class AppointmentCancelApi(_AppointmentAction):
     input_class = CancelIn
 
     def act(self, appointment, actor, data):
-        return booking.appointment_cancel(appointment=appointment, actor=actor, now=timezone.now(),
-                                          reason=data.get("reason", ""))
+        return booking.appointment_cancel(
+            appointment=appointment, actor=actor, now=timezone.now(), reason=data.get("reason", "")
+        )
 
 
-@_action_schema("Record the treatment as done (clinician's right): it enters the history, post-care starts",
-                EmptyIn, forbidden=True)
+@_action_schema(
+    "Record the treatment as done (clinician's right): it enters the history, post-care starts", EmptyIn, forbidden=True
+)
 class AppointmentCompleteApi(_AppointmentAction):
     def act(self, appointment, actor, data):
         return booking.appointment_complete(appointment=appointment, actor=actor, now=timezone.now())
 
 
-@_action_schema("Clear a booking pending clearance (clinician's right), with a reason", ClearIn, forbidden=True,
-                refusal=True)
+@_action_schema(
+    "Clear a booking pending clearance (clinician's right), with a reason", ClearIn, forbidden=True, refusal=True
+)
 class AppointmentClearApi(_AppointmentAction):
     input_class = ClearIn
 
     def act(self, appointment, actor, data):
-        return booking.appointment_clear(appointment=appointment, actor=actor, now=timezone.now(),
-                                         reason=data["reason"])
+        return booking.appointment_clear(
+            appointment=appointment, actor=actor, now=timezone.now(), reason=data["reason"]
+        )
 
 
 @_action_schema("Mark that the patient did not come (clinician's right)", EmptyIn, forbidden=True)

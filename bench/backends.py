@@ -6,6 +6,7 @@ with SIGKILL or a Redis restart. Counting the ids shows losses and duplicates.
 Chosen with EMAIL_BACKEND=bench.backends.CountingEmailBackend and
 SMS_BACKEND=bench.backends.CountingSmsBackend, BENCH_DELIVERY_LOG=<file>.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ same appointment row, but no rules, no locks, no audit, no outbox. The load
 section compares booking throughput with this. Mounted only when
 settings.BENCH_ENDPOINTS is true (env BENCH_ENDPOINTS=1); never in the public API.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -41,13 +42,20 @@ class BaselineBookingApi(APIView):
         patient = patients_in(caller_for(request).clinics()).filter(pk=data["patient"]).first()
         duration = _duration(data["procedure"])
         if patient is None or duration is None or not data.get("practitioner"):
-            return Response({"detail": "unknown patient or procedure, or no practitioner"},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"detail": "unknown patient or procedure, or no practitioner"}, status=status.HTTP_400_BAD_REQUEST
+            )
         try:
             appointment = Appointment.objects.create(
-                clinic_id=patient.clinic_id, patient=patient, practitioner_id=data["practitioner"],
-                procedure_id=data["procedure"], area_id=data.get("area"), start_at=data["start"],
-                end_at=data["start"] + duration, status=AppointmentStatus.CONFIRMED)
+                clinic_id=patient.clinic_id,
+                patient=patient,
+                practitioner_id=data["practitioner"],
+                procedure_id=data["procedure"],
+                area_id=data.get("area"),
+                start_at=data["start"],
+                end_at=data["start"] + duration,
+                status=AppointmentStatus.CONFIRMED,
+            )
         except IntegrityError:  # the exclusion constraint: the practitioner is taken then
             return Response({"detail": "slot taken"}, status=status.HTTP_409_CONFLICT)
         return Response({"id": str(appointment.pk)}, status=status.HTTP_201_CREATED)

@@ -16,6 +16,7 @@ queries see it. Only clinics the load used are looked at.
 * Practitioner overlaps: two active appointments of one practitioner whose
   [start, end) ranges intersect.
 """
+
 from __future__ import annotations
 
 ACTIVE = ("pending_clearance", "confirmed")

@@ -5,6 +5,7 @@ per request, counted for the processes that did the work, move far less.
 Processes that exit during a phase take their CPU time with them (pool
 restarts, a killed worker), so use this over phases where the workers live.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,9 @@ class CpuMeter:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.app, self.db, self.own, self.wall = (end - start for end, start in zip(self._read(), self._start, strict=True))
+        self.app, self.db, self.own, self.wall = (
+            end - start for end, start in zip(self._read(), self._start, strict=True)
+        )
 
 
 def _processes() -> list[tuple[float, float, int, str]]:
@@ -60,8 +63,14 @@ def _processes() -> list[tuple[float, float, int, str]]:
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         # After the ")": state ppid pgrp ...; utime, stime, cutime, cstime are the 12th to 15th.
-        found.append(((int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick,
-                      int(fields[2]), cmdline))
+        found.append(
+            (
+                (int(fields[11]) + int(fields[12])) / tick,
+                (int(fields[13]) + int(fields[14])) / tick,
+                int(fields[2]),
+                cmdline,
+            )
+        )
     return found
 
 

@@ -10,6 +10,7 @@ themselves are in PostgreSQL: claimed rows come back when their lease runs
 out (REMINDERS_CLAIM_LEASE_SECONDS, shortened here), so the drain time is
 bounded below by the lease. Lost and duplicated deliveries are counted.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,9 @@ def faults(report, *, quick: bool, database_url: str, workdir: Path, **_) -> Non
     workdir.mkdir(parents=True, exist_ok=True)
     broker = RedisServer(workdir)
     broker.start()
-    pipeline = Pipeline(broker_url=broker.url(), database_url=database_url, workdir=workdir,
-                        lease_seconds=LEASE_SECONDS)
+    pipeline = Pipeline(
+        broker_url=broker.url(), database_url=database_url, workdir=workdir, lease_seconds=LEASE_SECONDS
+    )
     names = [f"bench-f{i}" for i in range(1, WORKERS + 1)]
     events: dict[str, float] = {}
     park_other_messages()
@@ -54,8 +56,12 @@ def faults(report, *, quick: bool, database_url: str, workdir: Path, **_) -> Non
         events["worker_killed"] = time.perf_counter() - began
         killed_at = time.perf_counter()
 
-        wait_for(lambda: delivery_count(log) >= n // 2 or time.perf_counter() - killed_at > 15, timeout=30,
-                 what="half delivered", procs=procs())
+        wait_for(
+            lambda: delivery_count(log) >= n // 2 or time.perf_counter() - killed_at > 15,
+            timeout=30,
+            what="half delivered",
+            procs=procs(),
+        )
         if time.perf_counter() - killed_at < 2:
             time.sleep(2 - (time.perf_counter() - killed_at))
         pipeline.worker(names[0])  # the supervisor brings the crashed worker back
@@ -77,11 +83,14 @@ def faults(report, *, quick: bool, database_url: str, workdir: Path, **_) -> Non
         broker.stop()
 
     drained = (done if done is not None else finished) - events["redis_started"]
-    report.add("faults_messages", n, "messages",
-               note=", ".join(f"{k} at {v:.1f} s" for k, v in events.items()))
+    report.add("faults_messages", n, "messages", note=", ".join(f"{k} at {v:.1f} s" for k, v in events.items()))
     report.add("faults_lost", result.lost, "messages", target="0")
     report.add("faults_sent_twice", result.duplicates, "messages", target="0")
     report.add("faults_not_marked_sent", result.not_sent_in_db, "messages")
-    report.add("faults_drain_after_redis_restart", drained, "s",
-               note=f"claim lease {LEASE_SECONDS} s; {'drained' if done is not None else 'NOT drained by the deadline'}")
+    report.add(
+        "faults_drain_after_redis_restart",
+        drained,
+        "s",
+        note=f"claim lease {LEASE_SECONDS} s; {'drained' if done is not None else 'NOT drained by the deadline'}",
+    )
     report.add("faults_total_time", done if done is not None else finished, "s")

@@ -13,6 +13,7 @@ history, every request on its own practitioner-hour, and about one in ten
 aimed at a small set of busy patients (so some are refused by the rules)
 or at a practitioner-hour just handed to someone else (refused as taken).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,35 +94,57 @@ def make_sites(prefix: str, shape: Shape, *, seed: int, with_history: bool) -> l
         zone = ZONES[index % len(ZONES)]
         clinic = Clinic.objects.create(code=f"{prefix}-{index}", name=f"Bench {prefix} {index}", timezone=zone)
         practitioners = Practitioner.objects.bulk_create(
-            Practitioner(clinic=clinic, name=f"Practitioner {index}-{n:02d}") for n in range(shape.practitioners))
+            Practitioner(clinic=clinic, name=f"Practitioner {index}-{n:02d}") for n in range(shape.practitioners)
+        )
         Practitioner.procedures.through.objects.bulk_create(
             Practitioner.procedures.through(practitioner_id=p.pk, proceduretype_id=proc.pk)
-            for p in practitioners for proc in procedures)
+            for p in practitioners
+            for proc in procedures
+        )
         WorkingHours.objects.bulk_create(
             WorkingHours(practitioner=p, weekday=d, start_time=clock(9), end_time=clock(18))
-            for p in practitioners for d in range(6))
+            for p in practitioners
+            for d in range(6)
+        )
         patients = Patient.objects.bulk_create(
-            Patient(clinic=clinic, first_name=f"P{n}", last_name=f"Bench{index}", email=f"p{index}-{n}@example.com",
-                    phone="+447700900123" if zone == "Europe/London" else "+12125550123",
-                    reminder_channels=["email", "sms"], sms_consent=True)
-            for n in range(shape.patients))
+            Patient(
+                clinic=clinic,
+                first_name=f"P{n}",
+                last_name=f"Bench{index}",
+                email=f"p{index}-{n}@example.com",
+                phone="+447700900123" if zone == "Europe/London" else "+12125550123",
+                reminder_channels=["email", "sms"],
+                sms_consent=True,
+            )
+            for n in range(shape.patients)
+        )
         if with_history:
             records = []
             for patient in patients:
                 for _ in range(rnd.randrange(0, 13)):
                     back = timedelta(days=rnd.uniform(2, 3 * 365))
-                    records.append(ProcedureRecord(
-                        patient=patient, procedure_id=rnd.choice(PROCEDURES), area_id=rnd.choice(AREAS),
-                        performed_at=(now - back).replace(second=0, microsecond=0), source="reported"))
+                    records.append(
+                        ProcedureRecord(
+                            patient=patient,
+                            procedure_id=rnd.choice(PROCEDURES),
+                            area_id=rnd.choice(AREAS),
+                            performed_at=(now - back).replace(second=0, microsecond=0),
+                            source="reported",
+                        )
+                    )
             ProcedureRecord.objects.bulk_create(records, batch_size=2000)
             # A few finished isotretinoin courses: microneedling stays blocked for 6 months after each.
             MedicationCourse.objects.bulk_create(
-                MedicationCourse(patient=patient, drug_id="isotretinoin",
-                                 started_on=(now - timedelta(days=300)).date(),
-                                 ended_on=(now - timedelta(days=rnd.randrange(60, 200))).date())
-                for patient in rnd.sample(patients, max(1, len(patients) // 50)))
+                MedicationCourse(
+                    patient=patient,
+                    drug_id="isotretinoin",
+                    started_on=(now - timedelta(days=300)).date(),
+                    ended_on=(now - timedelta(days=rnd.randrange(60, 200))).date(),
+                )
+                for patient in rnd.sample(patients, max(1, len(patients) // 50))
+            )
         ids = [p.pk for p in patients]
-        site = Site(clinic.pk, ZoneInfo(zone), [p.pk for p in practitioners], ids, ids[:shape.hot_patients])
+        site = Site(clinic.pk, ZoneInfo(zone), [p.pk for p in practitioners], ids, ids[: shape.hot_patients])
         tz = site.tz
         for day in _working_days(now.astimezone(tz).date(), 84):
             for hour in range(9, 18):
@@ -167,8 +190,12 @@ class Requests:
         else:
             patient = rnd.choice(site.patients)
             self.kinds["ordinary"] += 1
-        body = {"patient": str(patient), "procedure": rnd.choice(PROCEDURES), "start": start.isoformat(),
-                "practitioner": str(practitioner)}
+        body = {
+            "patient": str(patient),
+            "procedure": rnd.choice(PROCEDURES),
+            "start": start.isoformat(),
+            "practitioner": str(practitioner),
+        }
         area = rnd.choice(AREAS)
         if area:
             body["area"] = area
@@ -293,18 +320,35 @@ def _api_key(database_url: str, codes: list[str]) -> str:
     args = [sys.executable, str(ROOT / "manage.py"), "create_api_client", f"Bench platform {uuid.uuid4().hex[:6]}"]
     for code in codes:
         args += ["--clinic", code]
-    out = subprocess.run(args, env=base_env(DATABASE_URL=database_url), cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        args, env=base_env(DATABASE_URL=database_url), cwd=ROOT, check=True, capture_output=True, text=True, timeout=60
+    ).stdout
     return out.strip().splitlines()[-1]
 
 
 def start_gunicorn(database_url: str, workdir: Path) -> tuple[Proc, int]:
     port = free_port()
-    env = base_env(DATABASE_URL=database_url, BENCH_ENDPOINTS="1", API_THROTTLE_RATE="1000000/s",
-                   DJANGO_ALLOWED_HOSTS="127.0.0.1")
-    proc = Proc([str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                 "--workers", str(GUNICORN_WORKERS), "--worker-class", "sync", "--timeout", "30",
-                 "--log-level", "warning"], env=env, log=workdir / "gunicorn.log")
+    env = base_env(
+        DATABASE_URL=database_url, BENCH_ENDPOINTS="1", API_THROTTLE_RATE="1000000/s", DJANGO_ALLOWED_HOSTS="127.0.0.1"
+    )
+    proc = Proc(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(GUNICORN_WORKERS),
+            "--worker-class",
+            "sync",
+            "--timeout",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        log=workdir / "gunicorn.log",
+    )
     wait_for(lambda: port_open(port), timeout=30, what="gunicorn", procs=[proc])
     return proc, port
 
@@ -323,8 +367,10 @@ def booking_load(report, *, quick: bool, database_url: str, workdir: Path, profi
     made = time.perf_counter()
     booked_sites = make_sites("bench-load", shape, seed=1, with_history=True)
     baseline_sites = make_sites("bench-base", shape, seed=2, with_history=False)
-    key = _api_key(database_url, [f"bench-load-{i}" for i in range(shape.clinics)]
-                   + [f"bench-base-{i}" for i in range(shape.clinics)])
+    key = _api_key(
+        database_url,
+        [f"bench-load-{i}" for i in range(shape.clinics)] + [f"bench-base-{i}" for i in range(shape.clinics)],
+    )
     print(f"  data made in {time.perf_counter() - made:.1f} s", flush=True)
     connection.close()  # the bench holds no connection (or snapshot) while the service works
 
@@ -341,16 +387,24 @@ def booking_load(report, *, quick: bool, database_url: str, workdir: Path, profi
         for url, bodies in ((baseline_url, baseline), (booking_url, booked)):  # warm both paths
             run(_closed_loop(url, bodies, headers, seconds=shape.warmup, concurrency=CONCURRENCY))
         with CpuMeter(pgids=[gunicorn.popen.pid], database=database) as base_cpu:
-            base = Phase(run(_closed_loop(baseline_url, baseline, headers, seconds=shape.seconds,
-                                          concurrency=CONCURRENCY)), shape.seconds, base_cpu)
+            base = Phase(
+                run(_closed_loop(baseline_url, baseline, headers, seconds=shape.seconds, concurrency=CONCURRENCY)),
+                shape.seconds,
+                base_cpu,
+            )
         profiler = Profile(gunicorn.popen.pid, shape.seconds - 1, workdir / "booking.pyspy") if profile else None
         with CpuMeter(pgids=[gunicorn.popen.pid], database=database) as book_cpu:
-            book = Phase(run(_closed_loop(booking_url, booked, headers, seconds=shape.seconds,
-                                          concurrency=CONCURRENCY)), shape.seconds, book_cpu)
+            book = Phase(
+                run(_closed_loop(booking_url, booked, headers, seconds=shape.seconds, concurrency=CONCURRENCY)),
+                shape.seconds,
+                book_cpu,
+            )
         rate = max(1.0, round(book.requests_per_second / 2))
         paced_seconds = shape.seconds / 2
-        paced = Phase(run(_paced(booking_url, booked, headers, rate=rate, seconds=paced_seconds,
-                                 limit=CONCURRENCY * 2)), paced_seconds)
+        paced = Phase(
+            run(_paced(booking_url, booked, headers, rate=rate, seconds=paced_seconds, limit=CONCURRENCY * 2)),
+            paced_seconds,
+        )
         if profiler:
             print(f"  profile of the gunicorn workers while booking:\n{profiler.summary()}", flush=True)
     finally:
@@ -361,19 +415,34 @@ def booking_load(report, *, quick: bool, database_url: str, workdir: Path, profi
     report.add("booking_throughput", book.created_per_second, "bookings/s")
     report.add("booking_requests_per_second", book.requests_per_second, "req/s")
     report.add("baseline_throughput", base.created_per_second, "inserts/s")
-    report.add("booking_to_baseline_ratio", book.requests_per_second / base.requests_per_second, "x",
-               target=">= 0.6")
-    report.add("booking_app_cpu_per_request", book.cpu_ms_per_request("app"), "ms",
-               note="gunicorn workers' CPU time per answered request")
-    report.add("booking_db_cpu_per_request", book.cpu_ms_per_request("db"), "ms",
-               note="PostgreSQL backends' CPU time per answered request")
+    report.add("booking_to_baseline_ratio", book.requests_per_second / base.requests_per_second, "x", target=">= 0.6")
+    report.add(
+        "booking_app_cpu_per_request",
+        book.cpu_ms_per_request("app"),
+        "ms",
+        note="gunicorn workers' CPU time per answered request",
+    )
+    report.add(
+        "booking_db_cpu_per_request",
+        book.cpu_ms_per_request("db"),
+        "ms",
+        note="PostgreSQL backends' CPU time per answered request",
+    )
     report.add("baseline_app_cpu_per_request", base.cpu_ms_per_request("app"), "ms")
     report.add("baseline_db_cpu_per_request", base.cpu_ms_per_request("db"), "ms")
-    report.add("booking_to_baseline_cpu_ratio", (base.cpu.app + base.cpu.db) / len(base.samples)
-               / ((book.cpu.app + book.cpu.db) / len(book.samples)), "x",
-               note="baseline CPU per request / booking CPU per request: the throughput ratio on a quiet machine")
-    report.add("load_generator_cpu_share", (book.cpu.own + base.cpu.own)
-               / (book.cpu.own + base.cpu.own + book.cpu.app + book.cpu.db + base.cpu.app + base.cpu.db) * 100, "%")
+    report.add(
+        "booking_to_baseline_cpu_ratio",
+        (base.cpu.app + base.cpu.db) / len(base.samples) / ((book.cpu.app + book.cpu.db) / len(book.samples)),
+        "x",
+        note="baseline CPU per request / booking CPU per request: the throughput ratio on a quiet machine",
+    )
+    report.add(
+        "load_generator_cpu_share",
+        (book.cpu.own + base.cpu.own)
+        / (book.cpu.own + base.cpu.own + book.cpu.app + book.cpu.db + base.cpu.app + base.cpu.db)
+        * 100,
+        "%",
+    )
     report.add("booking_latency_median", book.latency(0.5), "ms")
     report.add("booking_latency_p99", book.latency(0.99), "ms", target="< 100 ms")
     report.add("baseline_latency_median", base.latency(0.5), "ms")

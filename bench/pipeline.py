@@ -10,6 +10,7 @@ published N times, then N due confirmations (half e-mail with their .ics,
 half SMS) claimed by the beat and sent through the real path
 (reminders.dispatch). The ratio of the two rates is the figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,25 +58,65 @@ class Pipeline:
 
     def env(self) -> dict:
         return base_env(
-            DATABASE_URL=self.database_url, CELERY_BROKER_URL=self.broker_url,
+            DATABASE_URL=self.database_url,
+            CELERY_BROKER_URL=self.broker_url,
             CELERY_TASK_DEFAULT_QUEUE=self.queue,
-            EMAIL_BACKEND="bench.backends.CountingEmailBackend", SMS_BACKEND="bench.backends.CountingSmsBackend",
-            BENCH_DELIVERY_LOG=str(self.delivery_log), BENCH_COUNTER_URL=counter_url(),
+            EMAIL_BACKEND="bench.backends.CountingEmailBackend",
+            SMS_BACKEND="bench.backends.CountingSmsBackend",
+            BENCH_DELIVERY_LOG=str(self.delivery_log),
+            BENCH_COUNTER_URL=counter_url(),
             REMINDERS_DISPATCH_INTERVAL_SECONDS=DISPATCH_INTERVAL,
-            REMINDERS_CLAIM_LEASE_SECONDS=str(self.lease_seconds))
+            REMINDERS_CLAIM_LEASE_SECONDS=str(self.lease_seconds),
+        )
 
     def worker(self, name: str) -> Proc:
-        proc = Proc([sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", str(CONCURRENCY),
-                     "-Q", self.queue, "-n", f"{name}@%h", "-l", "warning", "--without-heartbeat",
-                     "--without-mingle", "--without-gossip", "-I", "bench.tasks"],
-                    env=self.env(), log=self.workdir / f"{name}.log")
+        proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--concurrency",
+                str(CONCURRENCY),
+                "-Q",
+                self.queue,
+                "-n",
+                f"{name}@%h",
+                "-l",
+                "warning",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "-I",
+                "bench.tasks",
+            ],
+            env=self.env(),
+            log=self.workdir / f"{name}.log",
+        )
         self.procs[name] = proc
         return proc
 
     def beat(self) -> Proc:
-        proc = Proc([sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "warning",
-                     "-s", str(self.workdir / "beat-schedule"), "--pidfile", str(self.workdir / "beat.pid")],
-                    env=self.env(), log=self.workdir / "beat.log")
+        proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "-l",
+                "warning",
+                "-s",
+                str(self.workdir / "beat-schedule"),
+                "--pidfile",
+                str(self.workdir / "beat.pid"),
+            ],
+            env=self.env(),
+            log=self.workdir / "beat.log",
+        )
         self.procs["beat"] = proc
         return proc
 
@@ -84,8 +125,12 @@ class Pipeline:
         from celery import Celery
 
         app = Celery("bench", broker=self.broker_url, set_as_current=False)
-        app.conf.update(task_default_queue=self.queue, task_serializer="json", broker_connection_retry=False,
-                        broker_connection_retry_on_startup=False)
+        app.conf.update(
+            task_default_queue=self.queue,
+            task_serializer="json",
+            broker_connection_retry=False,
+            broker_connection_retry_on_startup=False,
+        )
         return app
 
     def wait_ready(self, names: list[str], timeout: float = 60) -> None:
@@ -96,8 +141,7 @@ class Pipeline:
             seen = {name.split("@")[0] for reply in replies for name in reply}
             return set(names) <= seen
 
-        wait_for(answered, timeout=timeout, what=f"workers {names}", procs=list(self.procs.values()),
-                 interval=0.2)
+        wait_for(answered, timeout=timeout, what=f"workers {names}", procs=list(self.procs.values()), interval=0.2)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -136,12 +180,25 @@ def make_due_messages(prefix: str, n: int, *, now: datetime) -> list[str]:
     tz = ZoneInfo("Europe/London")
     clinic = Clinic.objects.create(code=prefix, name=f"Bench {prefix}", timezone="Europe/London")
     practitioners = Practitioner.objects.bulk_create(
-        Practitioner(clinic=clinic, name=f"Practitioner {i:02d}") for i in range(20))
-    WorkingHours.objects.bulk_create(WorkingHours(practitioner=p, weekday=d, start_time=clock(9), end_time=clock(18))
-                                     for p in practitioners for d in range(6))
+        Practitioner(clinic=clinic, name=f"Practitioner {i:02d}") for i in range(20)
+    )
+    WorkingHours.objects.bulk_create(
+        WorkingHours(practitioner=p, weekday=d, start_time=clock(9), end_time=clock(18))
+        for p in practitioners
+        for d in range(6)
+    )
     patients = Patient.objects.bulk_create(
-        Patient(clinic=clinic, first_name=f"R{i}", last_name="Bench", email=f"r{i}@example.com",
-                phone="+447700900123", reminder_channels=["email", "sms"], sms_consent=True) for i in range(500))
+        Patient(
+            clinic=clinic,
+            first_name=f"R{i}",
+            last_name="Bench",
+            email=f"r{i}@example.com",
+            phone="+447700900123",
+            reminder_channels=["email", "sms"],
+            sms_consent=True,
+        )
+        for i in range(500)
+    )
     starts = []
     day = now.astimezone(tz).date() + timedelta(days=2)
     while len(starts) < n // 2:
@@ -149,14 +206,35 @@ def make_due_messages(prefix: str, n: int, *, now: datetime) -> list[str]:
             starts += [(p, datetime.combine(day, clock(h), tzinfo=tz)) for h in range(9, 18) for p in practitioners]
         day += timedelta(days=1)
     appointments = Appointment.objects.bulk_create(
-        Appointment(clinic=clinic, patient=patients[i % len(patients)], practitioner=p, procedure_id="botox",
-                    start_at=start, end_at=start + timedelta(minutes=30), status=AppointmentStatus.CONFIRMED)
-        for i, (p, start) in enumerate(starts[: n // 2]))
+        Appointment(
+            clinic=clinic,
+            patient=patients[i % len(patients)],
+            practitioner=p,
+            procedure_id="botox",
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            status=AppointmentStatus.CONFIRMED,
+        )
+        for i, (p, start) in enumerate(starts[: n // 2])
+    )
     template = ReminderTemplate.objects.get(default_key="booking-confirmation")
     rows = OutboxMessage.objects.bulk_create(
-        (OutboxMessage(appointment=a, kind=MessageKind.CONFIRMATION, channel=channel, template=template,
-                       anchor_at=now, due_at=now, status=OutboxStatus.PENDING, created_at=now)
-         for a in appointments for channel in (Channel.EMAIL, Channel.SMS)), batch_size=2000)
+        (
+            OutboxMessage(
+                appointment=a,
+                kind=MessageKind.CONFIRMATION,
+                channel=channel,
+                template=template,
+                anchor_at=now,
+                due_at=now,
+                status=OutboxStatus.PENDING,
+                created_at=now,
+            )
+            for a in appointments
+            for channel in (Channel.EMAIL, Channel.SMS)
+        ),
+        batch_size=2000,
+    )
     return [str(row.pk) for row in rows]
 
 
@@ -165,7 +243,8 @@ def park_other_messages() -> int:
     from reminders.models import OutboxMessage
 
     return OutboxMessage.objects.filter(status__in=["pending", "sending", "held"]).update(
-        status="cancelled", last_error="bench: set aside before the reminder pipeline run")
+        status="cancelled", last_error="bench: set aside before the reminder pipeline run"
+    )
 
 
 @dataclass
@@ -183,9 +262,13 @@ def outcome(ids: list[str], log: Path) -> Outcome:
     counts = deliveries(log)
     wanted = set(ids)
     delivered = {i for i in counts if i in wanted}
-    return Outcome(len(wanted), len(delivered), sum(n - 1 for i, n in counts.items() if i in wanted and n > 1),
-                   len(wanted - delivered),
-                   OutboxMessage.objects.filter(pk__in=ids).exclude(status="sent").count())
+    return Outcome(
+        len(wanted),
+        len(delivered),
+        sum(n - 1 for i, n in counts.items() if i in wanted and n > 1),
+        len(wanted - delivered),
+        OutboxMessage.objects.filter(pk__in=ids).exclude(status="sent").count(),
+    )
 
 
 def wait_delivered(log: Path, ids: list[str], *, began: float, timeout: float, procs: list[Proc]) -> float | None:
@@ -231,8 +314,13 @@ def reminder_pipeline(report, *, quick: bool, database_url: str, workdir: Path, 
                 for _ in range(count):
                     app.send_task("bench.noop", args=[key], queue=pipeline.queue, producer=producer)
             published = time.perf_counter() - began
-            wait_for(lambda: int(counter.get(key) or 0) >= count, timeout=120, what=f"{count} no-op tasks",
-                     procs=list(pipeline.procs.values()), interval=0.01)
+            wait_for(
+                lambda: int(counter.get(key) or 0) >= count,
+                timeout=120,
+                what=f"{count} no-op tasks",
+                procs=list(pipeline.procs.values()),
+                interval=0.01,
+            )
             report_publish.append(published)
             return time.perf_counter() - began
 
@@ -246,12 +334,20 @@ def reminder_pipeline(report, *, quick: bool, database_url: str, workdir: Path, 
         now = datetime.now(UTC)
         ids = make_due_messages("bench-outbox", n, now=now)
         connection.close()
-        profilers = [Profile(pipeline.procs[name].popen.pid, 8 if quick else 20, workdir / f"{name}.pyspy")
-                     for name in names] if profile else []
+        profilers = (
+            [Profile(pipeline.procs[name].popen.pid, 8 if quick else 20, workdir / f"{name}.pyspy") for name in names]
+            if profile
+            else []
+        )
         began = time.perf_counter()  # the rows are committed and due: the beat's next tick claims them
         with CpuMeter(pgids=pgids, database=database) as send_cpu:
-            send_seconds = wait_delivered(pipeline.delivery_log, ids, began=began, timeout=90 if quick else 300,
-                                          procs=list(pipeline.procs.values()))
+            send_seconds = wait_delivered(
+                pipeline.delivery_log,
+                ids,
+                began=began,
+                timeout=90 if quick else 300,
+                procs=list(pipeline.procs.values()),
+            )
         for name, profiler in zip(names, profilers, strict=False):  # profilers only for the runs that had one
             print(f"  profile of worker {name} while sending:\n{profiler.summary()}", flush=True)
         if send_seconds is None:
@@ -264,17 +360,29 @@ def reminder_pipeline(report, *, quick: bool, database_url: str, workdir: Path, 
         pipeline.stop_all()
         keys.cleanup()
 
-    report.add("noop_task_throughput", n / noop_seconds, "tasks/s",
-               note=f"{n} no-op tasks, published in {report_publish[-1]:.2f} s")
-    report.add("reminder_throughput", result.delivered / send_seconds, "messages/s",
-               note=f"{n} due messages, beat every {DISPATCH_INTERVAL} s, batch 100, {WORKERS} workers x {CONCURRENCY}")
-    report.add("reminder_to_noop_ratio", (result.delivered / send_seconds) / (n / noop_seconds), "x",
-               target=">= 0.5")
-    report.add("noop_worker_cpu_per_task", noop_cpu.app / n * 1000, "ms",
-               note="Celery workers and beat, CPU time per task")
+    report.add(
+        "noop_task_throughput",
+        n / noop_seconds,
+        "tasks/s",
+        note=f"{n} no-op tasks, published in {report_publish[-1]:.2f} s",
+    )
+    report.add(
+        "reminder_throughput",
+        result.delivered / send_seconds,
+        "messages/s",
+        note=f"{n} due messages, beat every {DISPATCH_INTERVAL} s, batch 100, {WORKERS} workers x {CONCURRENCY}",
+    )
+    report.add("reminder_to_noop_ratio", (result.delivered / send_seconds) / (n / noop_seconds), "x", target=">= 0.5")
+    report.add(
+        "noop_worker_cpu_per_task", noop_cpu.app / n * 1000, "ms", note="Celery workers and beat, CPU time per task"
+    )
     report.add("reminder_worker_cpu_per_message", send_cpu.app / n * 1000, "ms")
-    report.add("reminder_db_cpu_per_message", send_cpu.db / n * 1000, "ms",
-               note="PostgreSQL backends of the workers, CPU time per message")
+    report.add(
+        "reminder_db_cpu_per_message",
+        send_cpu.db / n * 1000,
+        "ms",
+        note="PostgreSQL backends of the workers, CPU time per message",
+    )
     report.add("reminder_lost", result.lost, "messages", target="0")
     report.add("reminder_sent_twice", result.duplicates, "messages", target="0")
     report.add("reminder_not_marked_sent", result.not_sent_in_db, "messages")

@@ -4,6 +4,7 @@ Each runs in its own process group under `timeout`, so stopping it reaches
 everything it forked and nothing outlives a crashed or interrupted bench run.
 Everything binds or connects to 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,21 @@ def free_port() -> int:
 
 def base_env(**extra: str) -> dict[str, str]:
     """The bench's environment for children: no broker, cache or database inherited from the caller."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("CELERY_", "REDIS_URL", "DATABASE_URL", "BENCH_ENDPOINTS", "EMAIL_", "SMS_",
-                                  "REMINDERS_"))}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "0", "LOG_LEVEL": "WARNING",
-                "PYTHONUNBUFFERED": "1"})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(
+            ("CELERY_", "REDIS_URL", "DATABASE_URL", "BENCH_ENDPOINTS", "EMAIL_", "SMS_", "REMINDERS_")
+        )
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_DEBUG": "0",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -46,8 +57,15 @@ class Proc:
         self.log = log
         self._handle = log.open("ab")
         bounded = ["timeout", "--kill-after=5", str(lifetime), *args]
-        self.popen = subprocess.Popen(bounded, cwd=ROOT, env=env, stdout=self._handle, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(
+            bounded,
+            cwd=ROOT,
+            env=env,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     @property
     def alive(self) -> bool:
@@ -125,9 +143,25 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        self.proc = Proc(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],
-                         env=dict(os.environ), log=self.tmp / f"redis-{self.port}.log")
+        self.proc = Proc(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            env=dict(os.environ),
+            log=self.tmp / f"redis-{self.port}.log",
+        )
         wait_for(lambda: port_open(self.port), timeout=10, what="redis-server", procs=[self.proc])
 
     def kill(self) -> None:

@@ -8,6 +8,7 @@ run's work directory; the summary lists the project's functions by inclusive
 time and any function by self time. py-spy needs CPU too, so the figures of
 a profiled run are not comparable and are not written to the results.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -32,9 +33,27 @@ class Profile:
         self.out = out
         pid = python_child(pid)
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--gil",
-             "--duration", str(max(1, int(seconds))), "--rate", "200", "--format", "raw", "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(VENV_BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--gil",
+                "--duration",
+                str(max(1, int(seconds))),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def summary(self, *, top: int = 14) -> str:
         try:

@@ -9,6 +9,7 @@ runs each section, prints its figures, and writes them to bench/results.json
 and a table in docs/benchmarks.md. Figures are ratios where possible, since
 machines are noisy. Everything it starts binds 127.0.0.1 and stops by itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,16 +45,24 @@ def prepare_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
     env = {**os.environ, "DATABASE_URL": url}
     for command in (["migrate", "--noinput", "-v0"], ["setup_demo", "--no-demo"]):
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), *command], check=True, env=env, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *command],
+            check=True,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run (CI smoke check)")
     parser.add_argument("--only", action="append", help="run only these sections (repeatable)")
-    parser.add_argument("--profile", action="store_true",
-                        help="sample the service with py-spy while booking and sending reminders; print where CPU went")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the service with py-spy while booking and sending reminders; print where CPU went",
+    )
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)

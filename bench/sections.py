@@ -3,6 +3,7 @@
 Sections run in order; `ALL` lists them. Data is made here, in the bench
 database, with fixed seeds so two runs measure the same work.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,9 +26,16 @@ def _history(n: int, *, seed: int, until: datetime) -> list:
     rnd = random.Random(seed)
     start = until - timedelta(days=20 * 365)
     span = (until - start).total_seconds()
-    return [ProcedureEvent(f"e{i}", rnd.choice(CODES), start + timedelta(seconds=int(rnd.random() * span) // 60 * 60),
-                           rnd.choice([None, "face", "neck"]), state=rnd.choice([EventState.DONE, EventState.DONE, EventState.VOID]))
-            for i in range(n)]
+    return [
+        ProcedureEvent(
+            f"e{i}",
+            rnd.choice(CODES),
+            start + timedelta(seconds=int(rnd.random() * span) // 60 * 60),
+            rnd.choice([None, "face", "neck"]),
+            state=rnd.choice([EventState.DONE, EventState.DONE, EventState.VOID]),
+        )
+        for i in range(n)
+    ]
 
 
 def engine(report, *, quick: bool, database_url: str, **_) -> None:
@@ -43,8 +51,10 @@ def engine(report, *, quick: bool, database_url: str, **_) -> None:
     for size in (10, 100, 1_000, 10_000):
         timeline = Timeline(_history(size, seed=size, until=now))
         rnd = random.Random(7)
-        proposals = [Proposal(rnd.choice(CODES), now + timedelta(minutes=15 * rnd.randrange(0, 4 * 24 * 90)))
-                     for _ in range(samples_per_size)]
+        proposals = [
+            Proposal(rnd.choice(CODES), now + timedelta(minutes=15 * rnd.randrange(0, 4 * 24 * 90)))
+            for _ in range(samples_per_size)
+        ]
         samples = []
         for proposal in proposals:
             began = time.perf_counter()
@@ -52,8 +62,12 @@ def engine(report, *, quick: bool, database_url: str, **_) -> None:
             samples.append(time.perf_counter() - began)
         medians[size] = statistics.median(samples)
         report.add(f"engine_check_median_{size}_events", medians[size] * 1000, "ms")
-        report.add(f"engine_check_p99_{size}_events", _percentile(samples, 0.99) * 1000, "ms",
-                   target="< 2 ms" if size == 10_000 else "")
+        report.add(
+            f"engine_check_p99_{size}_events",
+            _percentile(samples, 0.99) * 1000,
+            "ms",
+            target="< 2 ms" if size == 10_000 else "",
+        )
     report.add("engine_growth_10_to_10000_events", medians[10_000] / medians[10], "x", target="< 5x")
 
 
@@ -81,11 +95,14 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
         practitioner, _ = Practitioner.objects.get_or_create(clinic=clinic, name=f"Bench practitioner {index}")
         practitioner.procedures.set(ProcedureType.objects.filter(bookable=True))
         WorkingHours.objects.filter(practitioner=practitioner).delete()
-        WorkingHours.objects.bulk_create(WorkingHours(practitioner=practitioner, weekday=d, start_time=clock(9),
-                                                      end_time=clock(18)) for d in range(6))
+        WorkingHours.objects.bulk_create(
+            WorkingHours(practitioner=practitioner, weekday=d, start_time=clock(9), end_time=clock(18))
+            for d in range(6)
+        )
         practitioners.append(practitioner)
-    others = Patient.objects.bulk_create(Patient(clinic=clinic, first_name=f"Other{i}", last_name="Bench")
-                                         for i in range(50))
+    others = Patient.objects.bulk_create(
+        Patient(clinic=clinic, first_name=f"Other{i}", last_name="Bench") for i in range(50)
+    )
     # Two thirds of every practitioner's hours booked for 90 days.
     rnd = random.Random(3)
     bookings = []
@@ -98,24 +115,43 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
                         start = datetime.combine(day, clock(hour), tzinfo=tz)
                         # A patient is in one place at a time (the exclusion constraint): different per practitioner.
                         other = others[(p_index + 3 * hour + day.toordinal()) % len(others)]
-                        bookings.append(Appointment(clinic=clinic, patient=other, practitioner=practitioner,
-                                                    procedure_id="botox", start_at=start, end_at=start + timedelta(minutes=60),
-                                                    status=AppointmentStatus.CONFIRMED))
+                        bookings.append(
+                            Appointment(
+                                clinic=clinic,
+                                patient=other,
+                                practitioner=practitioner,
+                                procedure_id="botox",
+                                start_at=start,
+                                end_at=start + timedelta(minutes=60),
+                                status=AppointmentStatus.CONFIRMED,
+                            )
+                        )
         day += timedelta(days=1)
     Appointment.objects.bulk_create(bookings)
     patient = Patient.objects.create(clinic=clinic, first_name="Long", last_name="History")
     ProcedureRecord.objects.bulk_create(
-        ProcedureRecord(patient=patient, procedure_id=event.procedure, performed_at=event.start_at,
-                        area_id=event.area, source="clinic")
-        for event in _history(1_000, seed=11, until=now - timedelta(days=1)))
+        ProcedureRecord(
+            patient=patient,
+            procedure_id=event.procedure,
+            performed_at=event.start_at,
+            area_id=event.area,
+            source="clinic",
+        )
+        for event in _history(1_000, seed=11, until=now - timedelta(days=1))
+    )
     report.add("availability_busy_clinic_appointments", len(bookings), "appointments")
 
     runs = 5 if quick else 20
     samples, counts = [], []
     for _ in range(runs):
         began = time.perf_counter()
-        slots = appointment_slots(patient=patient, procedure_code="microneedling", window_start=now,
-                                  window_end=now + timedelta(days=90), now=now)
+        slots = appointment_slots(
+            patient=patient,
+            procedure_code="microneedling",
+            window_start=now,
+            window_end=now + timedelta(days=90),
+            now=now,
+        )
         samples.append(time.perf_counter() - began)
         counts.append(len(slots))
     report.add("availability_90_days_median", statistics.median(samples) * 1000, "ms", target="< 150 ms")
@@ -146,26 +182,44 @@ def calendar_day(report, *, quick: bool, database_url: str, **_) -> None:
     )
 
     tz = ZoneInfo("Europe/London")
-    clinic, _ = Clinic.objects.get_or_create(code="bench-calendar",
-                                             defaults={"name": "Bench calendar", "timezone": "Europe/London"})
+    clinic, _ = Clinic.objects.get_or_create(
+        code="bench-calendar", defaults={"name": "Bench calendar", "timezone": "Europe/London"}
+    )
     day = datetime(2026, 3, 2, tzinfo=tz).date()  # a Monday
-    practitioners = [Practitioner.objects.create(clinic=clinic, name=f"Calendar practitioner {i:02d}")
-                     for i in range(10)]
-    WorkingHours.objects.bulk_create(WorkingHours(practitioner=p, weekday=d, start_time=clock(9), end_time=clock(18))
-                                     for p in practitioners for d in range(6))
-    TimeOff.objects.create(practitioner=practitioners[0], start_at=datetime.combine(day, clock(13), tzinfo=tz),
-                           end_at=datetime.combine(day, clock(14), tzinfo=tz), reason="Lunch meeting")
-    patients = Patient.objects.bulk_create(Patient(clinic=clinic, first_name=f"Cal{i}", last_name="Bench")
-                                           for i in range(120))
+    practitioners = [
+        Practitioner.objects.create(clinic=clinic, name=f"Calendar practitioner {i:02d}") for i in range(10)
+    ]
+    WorkingHours.objects.bulk_create(
+        WorkingHours(practitioner=p, weekday=d, start_time=clock(9), end_time=clock(18))
+        for p in practitioners
+        for d in range(6)
+    )
+    TimeOff.objects.create(
+        practitioner=practitioners[0],
+        start_at=datetime.combine(day, clock(13), tzinfo=tz),
+        end_at=datetime.combine(day, clock(14), tzinfo=tz),
+        reason="Lunch meeting",
+    )
+    patients = Patient.objects.bulk_create(
+        Patient(clinic=clinic, first_name=f"Cal{i}", last_name="Bench") for i in range(120)
+    )
     rnd = random.Random(5)
     statuses = [AppointmentStatus.CONFIRMED] * 6 + [AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.COMPLETED]
     bookings = []
     for n, practitioner in enumerate(practitioners):  # 12 each: 09:00 to 17:15, 45 minutes apart
         for k in range(12):
             start = datetime.combine(day, clock(9), tzinfo=tz) + timedelta(minutes=45 * k)
-            bookings.append(Appointment(clinic=clinic, patient=patients[n * 12 + k], practitioner=practitioner,
-                                        procedure_id=rnd.choice(CODES), start_at=start,
-                                        end_at=start + timedelta(minutes=30), status=rnd.choice(statuses)))
+            bookings.append(
+                Appointment(
+                    clinic=clinic,
+                    patient=patients[n * 12 + k],
+                    practitioner=practitioner,
+                    procedure_id=rnd.choice(CODES),
+                    start_at=start,
+                    end_at=start + timedelta(minutes=30),
+                    status=rnd.choice(statuses),
+                )
+            )
     Appointment.objects.bulk_create(bookings)
     user = get_user_model().objects.create_user(username="bench-calendar-desk", password=None)
     StaffMembership.objects.create(user=user, clinic=clinic, role=StaffRole.RECEPTIONIST)
@@ -206,5 +260,11 @@ def _faults(report, **kwargs) -> None:
     faults(report, **kwargs)
 
 
-ALL = [("engine", engine), ("availability", availability), ("calendar", calendar_day), ("booking", _load),
-       ("reminders", _reminders), ("faults", _faults)]
+ALL = [
+    ("engine", engine),
+    ("availability", availability),
+    ("calendar", calendar_day),
+    ("booking", _load),
+    ("reminders", _reminders),
+    ("faults", _faults),
+]

@@ -3,6 +3,7 @@
 Workers import it with `-I bench.tasks`. It only increments a counter in Redis
 (BENCH_COUNTER_URL), so the bench can tell when every copy has run.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Bench-only routes, included by config/urls.py only when settings.BENCH_ENDPOINTS is true."""
+
 from django.urls import path
 
 from bench.baseline import BaselineBookingApi

@@ -3,6 +3,7 @@
 Appointments are changed through the booking services (front desk and API),
 so their status and times are read-only here; the audit trail is append-only.
 """
+
 from django.contrib import admin
 
 from clinic import models
@@ -12,8 +13,11 @@ def admin_clinic_ids(request) -> list | None:
     """The clinics a non-superuser administers; None means every clinic (superuser)."""
     if request.user.is_superuser:
         return None
-    return list(models.StaffMembership.objects.filter(
-        user=request.user, role=models.StaffRole.CLINIC_ADMIN).values_list("clinic_id", flat=True))
+    return list(
+        models.StaffMembership.objects.filter(user=request.user, role=models.StaffRole.CLINIC_ADMIN).values_list(
+            "clinic_id", flat=True
+        )
+    )
 
 
 class ClinicScopedChoices:
@@ -26,7 +30,8 @@ class ClinicScopedChoices:
         ids = admin_clinic_ids(request)
         if ids is not None and db_field.name in self.scoped_choices:
             kwargs["queryset"] = db_field.related_model.objects.filter(
-                **{f"{self.scoped_choices[db_field.name]}__in": ids})
+                **{f"{self.scoped_choices[db_field.name]}__in": ids}
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

@@ -4,6 +4,7 @@ Catalogue entries (procedures, medications, conditions, areas) are keyed by
 their stable code, so fixtures, rules and the API all speak the same codes.
 Times are stored in UTC; each clinic's IANA zone says how to show them.
 """
+
 import functools
 import hashlib
 import re
@@ -49,9 +50,10 @@ def validate_e164(value: str) -> None:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
         raise ValidationError("Enter the phone number in international form, e.g. +447911123456.")
-    if not phonenumbers.is_valid_number(number) or phonenumbers.format_number(
-        number, phonenumbers.PhoneNumberFormat.E164
-    ) != value:
+    if (
+        not phonenumbers.is_valid_number(number)
+        or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != value
+    ):
         raise ValidationError("Enter a valid phone number in E.164 form, e.g. +447911123456.")
 
 
@@ -86,8 +88,9 @@ def validate_message_topics(value) -> None:
 class ProcedureType(models.Model):
     code = models.SlugField(primary_key=True, max_length=50)
     name = models.CharField(max_length=200)
-    short_name = models.CharField(max_length=40, blank=True,
-                                  help_text="For sentences and tight spaces (\"Botox\"); the name when empty.")
+    short_name = models.CharField(
+        max_length=40, blank=True, help_text='For sentences and tight spaces ("Botox"); the name when empty.'
+    )
     duration_minutes = models.PositiveIntegerField(default=60)
     bookable = models.BooleanField(default=True, help_text="Clinic procedures are bookable.")
 
@@ -152,25 +155,36 @@ class Clinic(models.Model):
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, validators=[validate_timezone])
     country = models.CharField(
-        max_length=2, blank=True, validators=[validate_country],
+        max_length=2,
+        blank=True,
+        validators=[validate_country],
         help_text="ISO 3166 alpha-2 code, e.g. GB: phone numbers typed without a country code are read as "
-                  "this country's. Left empty, it is taken from the time zone.")
+        "this country's. Left empty, it is taken from the time zone.",
+    )
     # What patients see of the clinic: every message says how to reach it and where it is.
-    phone = models.CharField(max_length=20, blank=True, validators=[validate_e164],
-                             help_text="E.164, e.g. +442079460000; messages show it in national format.")
+    phone = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[validate_e164],
+        help_text="E.164, e.g. +442079460000; messages show it in national format.",
+    )
     address = models.TextField(blank=True, help_text="Postal address, one line per line.")
     map_url = models.URLField(max_length=500, blank=True, help_text="A link to the clinic on a map.")
     reply_to_email = models.EmailField(blank=True, help_text="Where patients' replies to e-mails go.")
-    sender_name = models.CharField(max_length=100, blank=True, help_text="E-mails come from this name; "
-                                                                         "the clinic's name when empty.")
+    sender_name = models.CharField(
+        max_length=100, blank=True, help_text="E-mails come from this name; the clinic's name when empty."
+    )
     logo_url = models.URLField(max_length=500, blank=True)
     brand_colour = models.CharField(max_length=7, blank=True, validators=[validate_colour])
     name_treatment_in_previews = models.BooleanField(
-        default=False, help_text="Name the treatment in e-mail subjects, SMS and calendar titles (seen on a "
-                                 "lock screen). Off: they name only the clinic; the e-mail body names it.")
+        default=False,
+        help_text="Name the treatment in e-mail subjects, SMS and calendar titles (seen on a "
+        "lock screen). Off: they name only the clinic; the e-mail body names it.",
+    )
     cancellation_window_hours = models.PositiveIntegerField(
-        default=24, help_text="Patients may cancel or move an appointment themselves until this many hours "
-                              "before it starts.")
+        default=24,
+        help_text="Patients may cancel or move an appointment themselves until this many hours before it starts.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -299,13 +313,18 @@ class Patient(models.Model):
     last_name = models.CharField(max_length=100)
     date_of_birth = models.DateField(null=True, blank=True)
     email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447911123456")
+    phone = models.CharField(
+        max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447911123456"
+    )
     reminder_channels = models.JSONField(default=list, blank=True, validators=[validate_reminder_channels])
     sms_consent = models.BooleanField(default=False)
     muted_topics = models.JSONField(
-        default=list, blank=True, validators=[validate_message_topics],
+        default=list,
+        blank=True,
+        validators=[validate_message_topics],
         help_text="Kinds of message the patient switched off: care (pre- and post-care instructions) and/or "
-                  "reminders. Confirmations and change notices always go on the channels they accept.")
+        "reminders. Confirmations and change notices always go on the channels they accept.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -396,10 +415,12 @@ class PatientCondition(models.Model):
         # Two partial constraints rather than one with nulls_distinct=False, which
         # SQLite would silently not enforce: once per area, and once with no area.
         constraints = [
-            models.UniqueConstraint(fields=["patient", "condition", "area"], condition=Q(area__isnull=False),
-                                    name="condition_once_per_area"),
-            models.UniqueConstraint(fields=["patient", "condition"], condition=Q(area__isnull=True),
-                                    name="condition_once_without_area"),
+            models.UniqueConstraint(
+                fields=["patient", "condition", "area"], condition=Q(area__isnull=False), name="condition_once_per_area"
+            ),
+            models.UniqueConstraint(
+                fields=["patient", "condition"], condition=Q(area__isnull=True), name="condition_once_without_area"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -422,8 +443,11 @@ class AppointmentStatus(models.TextChoices):
 
 
 # Statuses in which an appointment still holds its slot and counts in the timeline.
-ACTIVE_APPOINTMENT_STATUSES = (AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.CONFIRMED,
-                               AppointmentStatus.NEEDS_REVIEW)
+ACTIVE_APPOINTMENT_STATUSES = (
+    AppointmentStatus.PENDING_CLEARANCE,
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.NEEDS_REVIEW,
+)
 
 
 class Appointment(models.Model):
@@ -448,8 +472,10 @@ class Appointment(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.TextField(blank=True)
     review_reasons = models.JSONField(
-        default=list, blank=True, help_text="While it needs review: the violations a later change brought "
-                                            "(the same shape as a refusal's).")
+        default=list,
+        blank=True,
+        help_text="While it needs review: the violations a later change brought (the same shape as a refusal's).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -462,9 +488,7 @@ class Appointment(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="appointment_end_after_start"),
-            models.CheckConstraint(
-                condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"),
         ]
         # On PostgreSQL migration 0002 adds an exclusion constraint so that no
         # practitioner holds two overlapping active appointments.

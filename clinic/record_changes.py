@@ -5,6 +5,7 @@ with the patient row locked, after the change is written. The scheduler subscrib
 AppConfig.ready) and re-checks the patient's booked appointments in that same transaction, so a
 booking never stays confirmed and unsafe: clinic never imports the scheduler.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

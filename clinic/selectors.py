@@ -3,6 +3,7 @@
 Every query the interfaces make about patients or appointments starts from
 one of these, so tenancy is enforced in one place.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,7 +52,8 @@ def patients_in(clinics: QuerySet[Clinic]) -> QuerySet[Patient]:
 
 def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:
     return Appointment.objects.filter(clinic__in=clinics).select_related(
-        "clinic", "patient", "practitioner", "procedure", "area")
+        "clinic", "patient", "practitioner", "procedure", "area"
+    )
 
 
 # Where dates are written month first; elsewhere 18/06/1985 is the 18th of June.
@@ -91,7 +93,7 @@ def _phone_condition(query: str, country: str) -> Q:
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(country)
         prefix = (metadata.national_prefix or "") if metadata else ""
         if prefix and digits.startswith(prefix):
-            condition |= Q(phone__startswith=f"+{metadata.country_code}{digits[len(prefix):]}")
+            condition |= Q(phone__startswith=f"+{metadata.country_code}{digits[len(prefix) :]}")
     try:
         number = phonenumbers.parse("+" + typed[2:] if typed.startswith("00") else typed, country or None)
     except phonenumbers.NumberParseException:

@@ -7,6 +7,7 @@ clinical record is announced (clinic.record_changes) inside its transaction,
 so the patient's booked appointments are re-checked with it. `now` defaults
 to the clock for callers that do not pass it yet.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -49,8 +50,10 @@ def phone_examples(country: str) -> tuple[str, str] | None:
     example = phonenumbers.example_number_for_type(country, PhoneNumberType.MOBILE) if country else None
     if example is None:
         return None
-    return (phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL),
-            phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL))
+    return (
+        phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL),
+        phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL),
+    )
 
 
 def phone_to_e164(value: str, *, country: str) -> str | None:
@@ -76,8 +79,10 @@ def phone_problem(country: str) -> str:
     if examples is None:
         return "Enter the phone number in international form, e.g. +447911123456."
     national, international = examples
-    return (f"Enter a valid phone number, as dialled locally (e.g. {national}) or in international form "
-            f"(e.g. {international}).")
+    return (
+        f"Enter a valid phone number, as dialled locally (e.g. {national}) or in international form "
+        f"(e.g. {international})."
+    )
 
 
 def _with_e164_phone(fields: dict, *, country: str) -> tuple[dict, dict[str, list[str]]]:
@@ -101,8 +106,12 @@ def _validated(patient: Patient, errors: dict[str, list[str]] | None = None) -> 
             errors.setdefault("non_field_errors" if name == "__all__" else name, []).extend(messages)
     if errors:
         field, messages = next(iter(errors.items()))
-        raise InvalidInput(ErrorCode.INVALID_PATIENT, " ".join(messages),
-                           field=None if field == "non_field_errors" else field, errors=errors)
+        raise InvalidInput(
+            ErrorCode.INVALID_PATIENT,
+            " ".join(messages),
+            field=None if field == "non_field_errors" else field,
+            errors=errors,
+        )
     return patient
 
 
@@ -110,11 +119,15 @@ def _check_birth_date(value: date | None, today: date) -> None:
     if value is None:
         return
     if value > today:
-        raise InvalidInput(ErrorCode.BIRTH_DATE_IN_FUTURE, "The date of birth cannot be in the future.",
-                           field="date_of_birth")
+        raise InvalidInput(
+            ErrorCode.BIRTH_DATE_IN_FUTURE, "The date of birth cannot be in the future.", field="date_of_birth"
+        )
     if value.year < MIN_YEAR:
-        raise InvalidInput(ErrorCode.BIRTH_DATE_TOO_EARLY,
-                           f"A date of birth before {MIN_YEAR} cannot be right; check the year.", field="date_of_birth")
+        raise InvalidInput(
+            ErrorCode.BIRTH_DATE_TOO_EARLY,
+            f"A date of birth before {MIN_YEAR} cannot be right; check the year.",
+            field="date_of_birth",
+        )
 
 
 def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
@@ -157,18 +170,28 @@ def _reported_at(*, day: date, clock: time | None, tz: tzinfo, now: datetime) ->
     if day > now.astimezone(tz).date():
         raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_on")
     if clock is None:
-        return min(local_to_utc(datetime.combine(day, UNKNOWN_TIME_OF_DAY), tz, field="performed_time"),
-                   now.replace(second=0, microsecond=0))
+        return min(
+            local_to_utc(datetime.combine(day, UNKNOWN_TIME_OF_DAY), tz, field="performed_time"),
+            now.replace(second=0, microsecond=0),
+        )
     performed = local_to_utc(datetime.combine(day, clock), tz, field="performed_time")
     if performed > now:
         raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_time")
     return performed
 
 
-def procedure_record_add(*, patient: Patient, procedure_code: str, now: datetime,
-                         performed_at: datetime | None = None, performed_on: date | None = None,
-                         performed_time: time | None = None, area_code: str | None = None,
-                         source: str = HistorySource.REPORTED, notes: str = "") -> ProcedureRecord:
+def procedure_record_add(
+    *,
+    patient: Patient,
+    procedure_code: str,
+    now: datetime,
+    performed_at: datetime | None = None,
+    performed_on: date | None = None,
+    performed_time: time | None = None,
+    area_code: str | None = None,
+    source: str = HistorySource.REPORTED,
+    notes: str = "",
+) -> ProcedureRecord:
     """Record a procedure done before (here or elsewhere); it counts for the interval rules at once.
 
     When it was done is either an instant (`performed_at`, with an offset) or what a patient
@@ -189,23 +212,33 @@ def procedure_record_add(*, patient: Patient, procedure_code: str, now: datetime
     with transaction.atomic():
         # Locked like a booking, so a concurrent booking re-checks against this record.
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
-        record = ProcedureRecord.objects.create(patient=patient, procedure=procedure, performed_at=performed,
-                                                area=area, source=source, notes=notes)
+        record = ProcedureRecord.objects.create(
+            patient=patient, procedure=procedure, performed_at=performed, area=area, source=source, notes=notes
+        )
         patient_record_changed(patient_id=patient.pk, now=now, cause=f"history: {procedure.name} added")
     return record
 
 
-def medication_course_add(*, patient: Patient, drug_code: str, started_on: date, ended_on: date | None = None,
-                          notes: str = "", now: datetime | None = None) -> MedicationCourse:
+def medication_course_add(
+    *,
+    patient: Patient,
+    drug_code: str,
+    started_on: date,
+    ended_on: date | None = None,
+    notes: str = "",
+    now: datetime | None = None,
+) -> MedicationCourse:
     drug = catalogue_entry(Medication, drug_code, field="drug", what="medication")
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
-        course = MedicationCourse.objects.create(patient=patient, drug=drug, started_on=started_on,
-                                                 ended_on=ended_on, notes=notes)
-        patient_record_changed(patient_id=patient.pk, now=now or timezone.now(),
-                               cause=f"medication: {drug.name} course recorded")
+        course = MedicationCourse.objects.create(
+            patient=patient, drug=drug, started_on=started_on, ended_on=ended_on, notes=notes
+        )
+        patient_record_changed(
+            patient_id=patient.pk, now=now or timezone.now(), cause=f"medication: {drug.name} course recorded"
+        )
     return course
 
 
@@ -217,8 +250,9 @@ def medication_course_end(*, course: MedicationCourse, ended_on: date, now: date
         Patient.objects.select_for_update().filter(pk=course.patient_id).first()
         course.ended_on = ended_on
         course.save(update_fields=["ended_on"])
-        patient_record_changed(patient_id=course.patient_id, now=now or timezone.now(),
-                               cause=f"medication: {course.drug_id} course ended")
+        patient_record_changed(
+            patient_id=course.patient_id, now=now or timezone.now(), cause=f"medication: {course.drug_id} course ended"
+        )
     return course
 
 
@@ -238,20 +272,27 @@ def _intake_row(patient: Patient, line: IntakeLine, index: int, seen: set[tuple[
     except InvalidInput as error:
         raise InvalidInput(error.code, error.message, field=error.field, data={"line": index}) from None
     if line.status not in ConditionStatus.values:
-        raise InvalidInput(ErrorCode.UNKNOWN_STATUS, f"Line {index + 1}: status must be 'active' or 'history'.",
-                           field="status", data={"line": index})
+        raise InvalidInput(
+            ErrorCode.UNKNOWN_STATUS,
+            f"Line {index + 1}: status must be 'active' or 'history'.",
+            field="status",
+            data={"line": index},
+        )
     key = (condition.code, area.code if area else None)
     if key in seen:
-        raise InvalidInput(ErrorCode.DUPLICATE_CONDITION,
-                           f"Line {index + 1}: {condition.name} is listed twice for the same area.",
-                           field="condition", data={"line": index})
+        raise InvalidInput(
+            ErrorCode.DUPLICATE_CONDITION,
+            f"Line {index + 1}: {condition.name} is listed twice for the same area.",
+            field="condition",
+            data={"line": index},
+        )
     seen.add(key)
-    return PatientCondition(patient=patient, condition=condition, status=line.status, area=area,
-                            noted_on=line.noted_on)
+    return PatientCondition(patient=patient, condition=condition, status=line.status, area=area, noted_on=line.noted_on)
 
 
-def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine],
-                       now: datetime | None = None) -> list[PatientCondition]:
+def conditions_replace(
+    *, patient: Patient, lines: Iterable[IntakeLine], now: datetime | None = None
+) -> list[PatientCondition]:
     """Replace the medical-history intake with `lines` (a PUT of the whole list)."""
     lines = list(lines)
     seen: set[tuple[str, str | None]] = set()
@@ -264,7 +305,6 @@ def conditions_replace(*, patient: Patient, lines: Iterable[IntakeLine],
         PatientCondition.objects.bulk_create(rows)
         patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")
     return list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area"))
-
 
 
 def appointment_notes_set(*, appointment: Appointment, notes: str) -> Appointment:

@@ -5,6 +5,7 @@ authenticator code. So it sends people to the front desk's sign-in, and with
 STAFF_TWO_FACTOR_REQUIRED on the admin opens only to sessions verified with a
 code (what django-otp's OTPAdminSite checks).
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -23,8 +24,13 @@ class ClinicAdminSite(admin.AdminSite):
     def login(self, request, extra_context=None):
         if request.user.is_authenticated:
             # Signed in, but not allowed in: sending them to sign in again would loop.
-            return render(request, "frontdesk/error.html", {
-                "heading": "You can't use the admin",
-                "detail": "Your account has no access to the admin site. Ask a clinic administrator if you need it.",
-            }, status=403)
+            return render(
+                request,
+                "frontdesk/error.html",
+                {
+                    "heading": "You can't use the admin",
+                    "detail": "Your account has no access to the admin site. Ask a clinic administrator if you need it.",
+                },
+                status=403,
+            )
         return redirect_to_login(request.GET.get("next") or reverse("admin:index"), reverse("frontdesk:login"))

@@ -5,6 +5,7 @@ copies in the default cache; none of them is worth an error page. A call that
 cannot reach Redis is logged (once per outage and thread), answered from this
 process's memory instead, and Redis is tried again after RETRY_SECONDS.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,13 @@ def _fail_open(name: str):
             result = getattr(RedisCache, name)(self, *args, **kwargs)
         except REDIS_DOWN as error:
             if not self._down_until:
-                logger.warning("Redis cache at %s is unreachable (%s); counting in this process's memory "
-                               "and trying again every %.0f s", self._redacted_location, error, RETRY_SECONDS)
+                logger.warning(
+                    "Redis cache at %s is unreachable (%s); counting in this process's memory "
+                    "and trying again every %.0f s",
+                    self._redacted_location,
+                    error,
+                    RETRY_SECONDS,
+                )
             self._down_until = time.monotonic() + RETRY_SECONDS
             return getattr(self._fallback, name)(*args, **kwargs)
         if self._down_until:
@@ -50,8 +56,9 @@ class FailOpenRedisCache(RedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
         # LocMemCache instances of one name share their store, so every thread of the process counts together.
-        self._fallback = LocMemCache(f"fail-open-redis:{server}", {
-            "TIMEOUT": params.get("TIMEOUT", 300), "OPTIONS": {"MAX_ENTRIES": 10_000}})
+        self._fallback = LocMemCache(
+            f"fail-open-redis:{server}", {"TIMEOUT": params.get("TIMEOUT", 300), "OPTIONS": {"MAX_ENTRIES": 10_000}}
+        )
         self._down_until = 0.0
 
     @property

@@ -3,6 +3,7 @@
 With no broker configured (the embedded default) tasks are not sent anywhere;
 the reminders subsystem then runs its own local dispatcher instead.
 """
+
 import os
 
 from celery import Celery

@@ -5,6 +5,7 @@ listen backlog instead of being reset (the development server's queue of 10
 dropped a third of a 40-client burst). Everything is overridable from the
 environment; gunicorn's own GUNICORN_CMD_ARGS still applies on top.
 """
+
 import os
 
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]

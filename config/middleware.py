@@ -2,6 +2,7 @@
 
 Both sit in config/ because they span the front desk, the API and the admin.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -46,8 +47,14 @@ class TwoFactorRequiredMiddleware:
 
     def __call__(self, request):
         user = getattr(request, "user", None)
-        if (settings.STAFF_TWO_FACTOR_REQUIRED and user is not None and user.is_authenticated
-                and not user.is_verified() and not self._exempt(request) and twofactor.two_factor_required(user)):
+        if (
+            settings.STAFF_TWO_FACTOR_REQUIRED
+            and user is not None
+            and user.is_authenticated
+            and not user.is_verified()
+            and not self._exempt(request)
+            and twofactor.two_factor_required(user)
+        ):
             return self._refuse(request, user)
         return self.get_response(request)
 
@@ -55,15 +62,23 @@ class TwoFactorRequiredMiddleware:
     def _exempt(request) -> bool:
         if request.path.startswith("/api/") and "HTTP_AUTHORIZATION" in request.META:
             return True  # an API key authenticates the call, not the browser's session
-        return request.path in {reverse("frontdesk:two_factor"), reverse("frontdesk:logout"),
-                                reverse("frontdesk:login"), reverse("frontdesk:login_code")}
+        return request.path in {
+            reverse("frontdesk:two_factor"),
+            reverse("frontdesk:logout"),
+            reverse("frontdesk:login"),
+            reverse("frontdesk:login_code"),
+        }
 
     @staticmethod
     def _refuse(request, user) -> HttpResponse:
         if request.path.startswith("/api/"):
-            body = problem(403, code="two_factor_required", instance=request.path,
-                           detail="Your role needs two-step sign-in: set it up at "
-                                  f"{reverse('frontdesk:two_factor')} and sign in with a code, or use an API key.")
+            body = problem(
+                403,
+                code="two_factor_required",
+                instance=request.path,
+                detail="Your role needs two-step sign-in: set it up at "
+                f"{reverse('frontdesk:two_factor')} and sign in with a code, or use an API key.",
+            )
             return JsonResponse(body, status=403, content_type=PROBLEM_CONTENT_TYPE)
         if twofactor.has_device(user):
             # Signed in some other way than with the code (e.g. before the device was set up): do it properly.

@@ -4,6 +4,7 @@ With nothing set the service runs on SQLite with no message broker, which is
 what the README's run command uses. Production sets DATABASE_URL (PostgreSQL)
 and REDIS_URL or CELERY_BROKER_URL.
 """
+
 import os
 from pathlib import Path
 
@@ -88,7 +89,8 @@ elif not SECRET_KEY or (SECRET_KEY == INSECURE_LOCAL_KEY and not (DEBUG or LOCAL
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY must be set in production (and must not be the key printed in config/settings.py). "
         "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'. "
-        "For a run on your own machine set DJANGO_LOCAL=1 (bin/run and bin/test do) or DJANGO_DEBUG=1.")
+        "For a run on your own machine set DJANGO_LOCAL=1 (bin/run and bin/test do) or DJANGO_DEBUG=1."
+    )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -174,7 +176,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that threaded tests share one database; name it per
     # run with SQLITE_TEST_NAME when several suites run side by side.
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get(
-        "SQLITE_TEST_NAME", str(BASE_DIR / "var" / "test.sqlite3"))
+        "SQLITE_TEST_NAME", str(BASE_DIR / "var" / "test.sqlite3")
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -386,8 +389,10 @@ TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com")
 # Links in e-mails (unsubscribe) point here.
 REMINDERS_PUBLIC_BASE_URL = os.environ.get("REMINDERS_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # No SMS between these local times (clinic zone); pre-care moves earlier, post-care later.
-REMINDERS_SMS_QUIET_HOURS = (os.environ.get("REMINDERS_SMS_QUIET_START", "21:00"),
-                             os.environ.get("REMINDERS_SMS_QUIET_END", "08:00"))
+REMINDERS_SMS_QUIET_HOURS = (
+    os.environ.get("REMINDERS_SMS_QUIET_START", "21:00"),
+    os.environ.get("REMINDERS_SMS_QUIET_END", "08:00"),
+)
 # A reschedule is told to the patient only after this many minutes, so a change undone at once sends nothing.
 REMINDERS_CHANGE_GRACE_MINUTES = int(os.environ.get("REMINDERS_CHANGE_GRACE_MINUTES", "5"))
 # Delivery attempts per message before it is marked failed; backoff doubles from the base up to the cap.

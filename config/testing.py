@@ -5,6 +5,7 @@ staff 2FA off by default; tests that check production behaviour turn each on
 themselves or load config.settings in a subprocess with a production environment.
 The flag is set in the environment, so servers and workers the tests start inherit it.
 """
+
 import os
 
 os.environ.setdefault("DJANGO_LOCAL", "1")

@@ -1,5 +1,6 @@
 """URL configuration: the admin, the public API (v1 and its FHIR R4 read view), the front desk and the
 patients' own pages."""
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path

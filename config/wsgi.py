@@ -1,4 +1,5 @@
 """WSGI entry point, used by gunicorn in production (`gunicorn config.wsgi`)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

@@ -4,6 +4,7 @@ Raised where they happen; mapped once to RFC 9457 problem details by the API
 (api/problems.py) and once to form errors by the front desk. `docs/api.md`
 lists the catalogue; a test keeps the two in step.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -119,8 +120,15 @@ class InvalidInput(DomainError):
 
     http_status = 400
 
-    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None,
-                 errors: dict[str, list[str]] | None = None, data: dict | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: dict[str, list[str]] | None = None,
+        data: dict | None = None,
+    ) -> None:
         super().__init__(code, message, field=field, data=data)
         self.errors = errors or {field or "non_field_errors": [message]}
 

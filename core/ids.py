@@ -1,4 +1,5 @@
 """Opaque ids as they arrive from outside: one parser, so a malformed id reads as 'no such thing'."""
+
 from __future__ import annotations
 
 import uuid

@@ -4,6 +4,7 @@ A wall-clock time in a clinic's zone can fail to exist (clocks go forward)
 or exist twice (clocks go back). Both are refused with a clear error unless
 an explicit UTC offset settles it (docs/rules.md).
 """
+
 from datetime import UTC, datetime, tzinfo
 
 from core.errors import ErrorCode, InvalidInput
@@ -38,8 +39,9 @@ def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> dateti
 
 def require_aware(value: datetime, *, field: str = "start") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput(ErrorCode.NAIVE_DATETIME, "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.",
-                           field=field)
+        raise InvalidInput(
+            ErrorCode.NAIVE_DATETIME, "Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.", field=field
+        )
     return value.astimezone(UTC)
 
 

@@ -6,6 +6,7 @@ the check, `SlotRequest.submit` for the write. The verdict is always
 scheduler.booking's `BookingCheck`, wrapped for the templates and never
 re-derived here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -43,15 +44,21 @@ class SlotRequest:
     appointment: Appointment | None = None
 
     @classmethod
-    def booking(cls, *, patient: Patient, procedure_code: str, area_code: str | None = None,
-                practitioner_id: str | None = None) -> SlotRequest:
+    def booking(
+        cls, *, patient: Patient, procedure_code: str, area_code: str | None = None, practitioner_id: str | None = None
+    ) -> SlotRequest:
         return cls(patient, procedure_code, area_code or None, practitioner_id or None)
 
     @classmethod
     def move(cls, *, appointment: Appointment, practitioner_id: str | None = None) -> SlotRequest:
         # No practitioner named keeps the current one, as the service does.
-        return cls(appointment.patient, appointment.procedure_id, appointment.area_id,
-                   practitioner_id or str(appointment.practitioner_id), appointment)
+        return cls(
+            appointment.patient,
+            appointment.procedure_id,
+            appointment.area_id,
+            practitioner_id or str(appointment.practitioner_id),
+            appointment,
+        )
 
     @property
     def is_move(self) -> bool:
@@ -59,28 +66,54 @@ class SlotRequest:
 
     def check(self, *, start_at: datetime, now: datetime) -> BookingCheck:
         if self.appointment is not None:
-            return appointment_reschedule_check(appointment=self.appointment, start_at=start_at, now=now,
-                                                practitioner_id=self.practitioner_id)
-        return appointment_check(patient=self.patient, procedure_code=self.procedure_code, start_at=start_at,
-                                 now=now, area_code=self.area_code, practitioner_id=self.practitioner_id)
+            return appointment_reschedule_check(
+                appointment=self.appointment, start_at=start_at, now=now, practitioner_id=self.practitioner_id
+            )
+        return appointment_check(
+            patient=self.patient,
+            procedure_code=self.procedure_code,
+            start_at=start_at,
+            now=now,
+            area_code=self.area_code,
+            practitioner_id=self.practitioner_id,
+        )
 
     def submit(self, *, start_at: datetime, actor: Actor, now: datetime, reason: str = "") -> BookingResult:
         if self.appointment is not None:
-            return appointment_reschedule(appointment=self.appointment, start_at=start_at, actor=actor, now=now,
-                                          practitioner_id=self.practitioner_id, reason=reason)
-        return appointment_book(patient=self.patient, procedure_code=self.procedure_code, start_at=start_at,
-                                actor=actor, now=now, area_code=self.area_code,
-                                practitioner_id=self.practitioner_id)
+            return appointment_reschedule(
+                appointment=self.appointment,
+                start_at=start_at,
+                actor=actor,
+                now=now,
+                practitioner_id=self.practitioner_id,
+                reason=reason,
+            )
+        return appointment_book(
+            patient=self.patient,
+            procedure_code=self.procedure_code,
+            start_at=start_at,
+            actor=actor,
+            now=now,
+            area_code=self.area_code,
+            practitioner_id=self.practitioner_id,
+        )
 
     def slots(self, *, anchor: datetime | None, now: datetime) -> list[Slot]:
         """The first free, eligible times from `anchor` on: one per time (the first practitioner free at it)."""
         if anchor is None:
             return []
         days = min(settings.BOOKING_SEARCH_DAYS, MAX_AVAILABILITY_DAYS)
-        found = appointment_slots(patient=self.patient, procedure_code=self.procedure_code, window_start=anchor,
-                                  window_end=anchor + timedelta(days=days), now=now, area_code=self.area_code,
-                                  practitioner_id=self.practitioner_id, limit=SLOT_COUNT * 4,
-                                  ignore_appointment=self.appointment)
+        found = appointment_slots(
+            patient=self.patient,
+            procedure_code=self.procedure_code,
+            window_start=anchor,
+            window_end=anchor + timedelta(days=days),
+            now=now,
+            area_code=self.area_code,
+            practitioner_id=self.practitioner_id,
+            limit=SLOT_COUNT * 4,
+            ignore_appointment=self.appointment,
+        )
         distinct: dict[datetime, Slot] = {}
         for slot in found:
             # A move is not offered the time it already has.
@@ -144,12 +177,12 @@ class Panel:
     @property
     def slots_need_clearance(self) -> bool:
         # A condition stands at any date, so every slot offered would be held too.
-        return any(v.conflicts_with is not None and v.conflicts_with.kind == "condition"
-                   for v in self.needs_clearance)
+        return any(v.conflicts_with is not None and v.conflicts_with.kind == "condition" for v in self.needs_clearance)
 
 
-def panel(want: SlotRequest, *, now: datetime, start: datetime | None = None,
-          day_start: datetime | None = None) -> Panel:
+def panel(
+    want: SlotRequest, *, now: datetime, start: datetime | None = None, day_start: datetime | None = None
+) -> Panel:
     """Check the exact start if there is one, else the first moment from the day (or now) on."""
     exact = start is not None
     probe = start if exact else max(rules.ceil_minute(now), day_start or now)
@@ -160,8 +193,9 @@ def panel(want: SlotRequest, *, now: datetime, start: datetime | None = None,
     anchor = check.earliest_eligible_start
     if exact and check.eligible:
         anchor = probe + timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-    return Panel(check=check, exact=exact, from_day=day_start is not None and not exact,
-                 slots=want.slots(anchor=anchor, now=now))
+    return Panel(
+        check=check, exact=exact, from_day=day_start is not None and not exact, slots=want.slots(anchor=anchor, now=now)
+    )
 
 
 def rules_only(*, evaluation: rules.Evaluation, duration: timedelta, tz) -> BookingCheck:

@@ -6,6 +6,7 @@ refusal above the form. Dates and times are typed in the clinic's local time
 and turned into UTC with `local_to_utc`, so a time that does not exist or
 exists twice comes back as an error on the time field.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
@@ -93,8 +94,9 @@ class DomainErrors:
     def __enter__(self) -> DomainErrors:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> bool:
         if isinstance(error, InvalidInput):
             if self.form is not None:
                 self.form.add_domain_error(error)
@@ -147,7 +149,9 @@ def _choices(queryset, blank: str | None):
 
 class PatientSearchForm(FrontdeskForm):
     q = forms.CharField(
-        label="Find a patient", required=False, max_length=200,
+        label="Find a patient",
+        required=False,
+        max_length=200,
         help_text="Name, phone (any format), e-mail or date of birth (e.g. 18/06/1985).",
         widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "autofocus": True}),
     )
@@ -159,20 +163,27 @@ class PatientSearchForm(FrontdeskForm):
 
 
 class PatientForm(FrontdeskForm):
-    first_name = forms.CharField(label="First name", max_length=100,
-                                 widget=forms.TextInput(attrs={"autocomplete": "off"}))
-    last_name = forms.CharField(label="Last name", max_length=100,
-                                widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    first_name = forms.CharField(
+        label="First name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+    last_name = forms.CharField(
+        label="Last name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
     date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
     phone = forms.CharField(
-        label="Mobile phone", required=False, max_length=30,
+        label="Mobile phone",
+        required=False,
+        max_length=30,
         help_text="International form, e.g. +44 7911 123456. Spaces are fine.",
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "off", "inputmode": "tel"}),
     )
-    email = forms.EmailField(label="E-mail", required=False, max_length=254,
-                             widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    email = forms.EmailField(
+        label="E-mail", required=False, max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+    )
     reminder_channels = forms.MultipleChoiceField(
-        label="Send reminders by", required=False, choices=ReminderChannel.choices,
+        label="Send reminders by",
+        required=False,
+        choices=ReminderChannel.choices,
         widget=forms.CheckboxSelectMultiple,
     )
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
@@ -181,13 +192,16 @@ class PatientForm(FrontdeskForm):
         self.clinic = clinic
         if patient is not None:
             # The number as the desk dials it; the service reads it back in the clinic's country.
-            kwargs["initial"] = {**{name: getattr(patient, name) for name in self.base_fields},
-                                 "phone": display_phone(patient.phone, clinic.country)}
+            kwargs["initial"] = {
+                **{name: getattr(patient, name) for name in self.base_fields},
+                "phone": display_phone(patient.phone, clinic.country),
+            }
         super().__init__(*args, **kwargs)
         examples = phone_examples(clinic.country)
         if examples:
-            self.fields["phone"].help_text = f"As dialled here, e.g. {examples[0]}, or international, " \
-                                             f"e.g. {examples[1]}. Spaces are fine."
+            self.fields["phone"].help_text = (
+                f"As dialled here, e.g. {examples[0]}, or international, e.g. {examples[1]}. Spaces are fine."
+            )
 
     def clean_phone(self) -> str:
         # The service reads and checks the number (with the clinic's country); asking the same rule
@@ -209,8 +223,7 @@ class PatientForm(FrontdeskForm):
 
 class ConditionLineForm(FrontdeskForm):
     condition = forms.ChoiceField(label="Condition", required=False)
-    status = forms.ChoiceField(label="Status", required=False,
-                               choices=[("", "—")] + list(ConditionStatus.choices))
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "—")] + list(ConditionStatus.choices))
     area = forms.ChoiceField(label="Area", required=False)
     noted_on = BoundedDateField(label="Noted on", required=False)
     remove = forms.BooleanField(label="Remove", required=False)
@@ -238,19 +251,20 @@ class BaseConditionFormSet(forms.BaseFormSet):
 
     def kept_lines(self) -> list[ConditionLineForm]:
         """The lines to keep, in page order: chosen and not ticked for removal."""
-        return [form for form in self.forms
-                if form.cleaned_data.get("condition") and not form.cleaned_data.get("remove")]
+        return [
+            form for form in self.forms if form.cleaned_data.get("condition") and not form.cleaned_data.get("remove")
+        ]
 
 
-ConditionFormSet = forms.formset_factory(ConditionLineForm, formset=BaseConditionFormSet, extra=2, max_num=60,
-                                         validate_max=True)
+ConditionFormSet = forms.formset_factory(
+    ConditionLineForm, formset=BaseConditionFormSet, extra=2, max_num=60, validate_max=True
+)
 
 
 class MedicationCourseForm(FrontdeskForm):
     drug = forms.ChoiceField(label="Medication")
     started_on = BoundedDateField(label="Started on")
-    ended_on = BoundedDateField(label="Ended on", required=False,
-                               help_text="Leave empty while the course is ongoing.")
+    ended_on = BoundedDateField(label="Ended on", required=False, help_text="Leave empty while the course is ongoing.")
     notes = forms.CharField(label="Notes", required=False, max_length=500)
 
     def __init__(self, *args, **kwargs) -> None:
@@ -266,9 +280,12 @@ class ProcedureRecordForm(FrontdeskForm):
     procedure = forms.ChoiceField(label="Procedure")
     performed_on = BoundedDateField(label="Date done")
     performed_time = forms.TimeField(
-        label="Time (if known)", required=False, widget=TimeInput(),
+        label="Time (if known)",
+        required=False,
+        widget=TimeInput(),
         help_text="If unknown we assume the end of that day (or now, for today), the safer reading for the "
-                  "interval rules.")
+        "interval rules.",
+    )
     area = forms.ChoiceField(label="Treatment area", required=False)
     notes = forms.CharField(label="Where / notes", required=False, max_length=500)
 
@@ -361,12 +378,17 @@ class BookingForm(WhenForm):
         self.fields["procedure"].choices = _choices(ProcedureType.objects.filter(bookable=True), "— choose —")
         self.fields["area"].choices = _choices(TreatmentArea.objects.all(), "Not specified")
         self.fields["practitioner"].choices = _choices(
-            Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner")
+            Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner"
+        )
 
     def slot_request(self) -> SlotRequest:
         data = self.cleaned_data
-        return SlotRequest.booking(patient=self.patient, procedure_code=data["procedure"], area_code=data["area"],
-                                   practitioner_id=data["practitioner"])
+        return SlotRequest.booking(
+            patient=self.patient,
+            procedure_code=data["procedure"],
+            area_code=data["area"],
+            practitioner_id=data["practitioner"],
+        )
 
 
 class RescheduleForm(WhenForm):
@@ -385,8 +407,9 @@ class RescheduleForm(WhenForm):
         current = appointment.practitioner
         field = self.fields["practitioner"]
         field.choices = [(str(current.pk), f"{current.name} (as now)")] + [
-            (str(p.pk), p.name) for p in Practitioner.objects.filter(clinic=clinic, is_active=True)
-            .exclude(pk=current.pk)]
+            (str(p.pk), p.name)
+            for p in Practitioner.objects.filter(clinic=clinic, is_active=True).exclude(pk=current.pk)
+        ]
         field.initial = str(current.pk)
 
     def slot_request(self) -> SlotRequest:
@@ -398,20 +421,30 @@ class RescheduleForm(WhenForm):
 
 class ClearForm(FrontdeskForm):
     reason = forms.CharField(
-        label="Clinical reason for clearance", max_length=2000,
+        label="Clinical reason for clearance",
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Recorded in the audit trail with your name, e.g. “Eczema quiescent for 2 years; test patch done”.")
+        help_text="Recorded in the audit trail with your name, e.g. “Eczema quiescent for 2 years; test patch done”.",
+    )
 
 
 class AppointmentNotesForm(FrontdeskForm):
-    notes = forms.CharField(label="Notes for this visit", required=False, max_length=2000,
-                            widget=forms.Textarea(attrs={"rows": 3}),
-                            help_text="For the staff: on the day sheet, never sent to the patient.")
+    notes = forms.CharField(
+        label="Notes for this visit",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="For the staff: on the day sheet, never sent to the patient.",
+    )
 
 
 class CancelForm(FrontdeskForm):
-    reason = forms.CharField(label="Reason for cancelling (optional)", required=False, max_length=2000,
-                             widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(
+        label="Reason for cancelling (optional)",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
 
 
 class ScheduleFilterForm(FrontdeskForm):
@@ -423,4 +456,5 @@ class ScheduleFilterForm(FrontdeskForm):
     def __init__(self, *args, clinic, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["practitioner"].choices = _choices(
-            Practitioner.objects.filter(clinic=clinic, is_active=True), "All practitioners")
+            Practitioner.objects.filter(clinic=clinic, is_active=True), "All practitioners"
+        )

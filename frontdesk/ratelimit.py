@@ -4,6 +4,7 @@ Two fixed-window counters in the default cache: one per (username, address),
 which locks a targeted account from that address, and one per address alone,
 which stops one machine from trying many usernames. A success clears the first.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,10 @@ def _keys(username: str, address: str) -> tuple[str, str]:
 def login_locked(*, username: str, address: str) -> bool:
     """True when this username from this address, or this address at all, has failed too often."""
     per_user, per_address = _keys(username, address)
-    return (cache.get(per_user, 0) >= settings.FRONTDESK_LOGIN_MAX_FAILURES
-            or cache.get(per_address, 0) >= settings.FRONTDESK_LOGIN_MAX_FAILURES_PER_IP)
+    return (
+        cache.get(per_user, 0) >= settings.FRONTDESK_LOGIN_MAX_FAILURES
+        or cache.get(per_address, 0) >= settings.FRONTDESK_LOGIN_MAX_FAILURES_PER_IP
+    )
 
 
 def login_failed(*, username: str, address: str) -> None:

@@ -3,6 +3,7 @@
 A page calls one of these and gets everything it shows; local days are
 turned into UTC ranges here, in the clinic's zone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,8 +70,9 @@ class ScheduleColumn:
     appointments: list[Appointment] = field(default_factory=list)
 
 
-def schedule_columns(*, user, clinic: Clinic, days: list[date], practitioner_id=None,
-                     include_cancelled: bool = False) -> list[ScheduleColumn]:
+def schedule_columns(
+    *, user, clinic: Clinic, days: list[date], practitioner_id=None, include_cancelled: bool = False
+) -> list[ScheduleColumn]:
     """One column per practitioner for a single day, or one per day for a week."""
     start, _ = local_day_range(days[0], clinic.tz)
     _, end = local_day_range(days[-1], clinic.tz)
@@ -85,8 +87,10 @@ def schedule_columns(*, user, clinic: Clinic, days: list[date], practitioner_id=
     if len(days) == 1:
         columns = {p.pk: ScheduleColumn(p.name, days[0], p) for p in practitioners}
         for appointment in appointments:
-            columns.setdefault(appointment.practitioner_id, ScheduleColumn(
-                appointment.practitioner.name, days[0], appointment.practitioner)).appointments.append(appointment)
+            columns.setdefault(
+                appointment.practitioner_id,
+                ScheduleColumn(appointment.practitioner.name, days[0], appointment.practitioner),
+            ).appointments.append(appointment)
         return list(columns.values())
     by_day = {day: ScheduleColumn(f"{day:%a} {day.day} {day:%b}", day, None) for day in days}
     for appointment in appointments:
@@ -99,23 +103,32 @@ def schedule_columns(*, user, clinic: Clinic, days: list[date], practitioner_id=
 def arrivals(*, user, clinic: Clinic, day: date) -> list[Appointment]:
     """The day's patients in order of arrival, cancelled ones left out."""
     start, end = local_day_range(day, clinic.tz)
-    return list(appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-                .filter(start_at__gte=start, start_at__lt=end)
-                .exclude(status=AppointmentStatus.CANCELLED).order_by("start_at"))
+    return list(
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(start_at__gte=start, start_at__lt=end)
+        .exclude(status=AppointmentStatus.CANCELLED)
+        .order_by("start_at")
+    )
 
 
 def pending_clearance(*, user, clinic: Clinic) -> QuerySet[Appointment]:
     """Every booking still waiting for a clinician, however old: it stays in the queue until it
     is cleared, moved, cancelled or marked a no-show, so none is forgotten."""
-    return (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-            .filter(status=AppointmentStatus.PENDING_CLEARANCE).order_by("start_at"))
+    return (
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(status=AppointmentStatus.PENDING_CLEARANCE)
+        .order_by("start_at")
+    )
 
 
 def needs_attention(*, user, clinic: Clinic) -> QuerySet[Appointment]:
     """Bookings a later change to the patient's record (or the rules) made unsafe: they stay here until
     they are moved, cancelled or the record is corrected (scheduler/recheck.py)."""
-    return (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-            .filter(status=AppointmentStatus.NEEDS_REVIEW).order_by("start_at"))
+    return (
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(status=AppointmentStatus.NEEDS_REVIEW)
+        .order_by("start_at")
+    )
 
 
 @dataclass(frozen=True)
@@ -138,16 +151,23 @@ class PatientRecord:
 
 
 def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
-    appointments = list(Appointment.objects.filter(patient=patient)
-                        .select_related("procedure", "practitioner", "area").order_by("start_at"))
+    appointments = list(
+        Appointment.objects.filter(patient=patient)
+        .select_related("procedure", "practitioner", "area")
+        .order_by("start_at")
+    )
     return PatientRecord(
         patient=patient,
-        outlook=[OutlookRow(p, rules_only(evaluation=e, duration=timedelta(minutes=p.duration_minutes),
-                                          tz=patient.clinic.tz))
-                 for p, e in patient_outlook(patient=patient, now=now)],
+        outlook=[
+            OutlookRow(
+                p, rules_only(evaluation=e, duration=timedelta(minutes=p.duration_minutes), tz=patient.clinic.tz)
+            )
+            for p, e in patient_outlook(patient=patient, now=now)
+        ],
         booked=[a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES],
-        other_appointments=[a for a in reversed(appointments)
-                            if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)],
+        other_appointments=[
+            a for a in reversed(appointments) if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)
+        ],
         procedures=list(ProcedureRecord.objects.filter(patient=patient).select_related("procedure", "area")),
         courses=list(MedicationCourse.objects.filter(patient=patient).select_related("drug")),
         conditions=list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area")),
@@ -187,8 +207,7 @@ class ReminderRow:
 
     @property
     def replaced(self) -> bool:
-        return (self.message.status == OutboxStatus.CANCELLED
-                and self.message.last_error.lower().startswith(SUPERSEDED))
+        return self.message.status == OutboxStatus.CANCELLED and self.message.last_error.lower().startswith(SUPERSEDED)
 
     @property
     def status_label(self) -> str:
@@ -216,8 +235,10 @@ class ReminderGroup:
 def appointment_reminders(appointment: Appointment) -> list[ReminderGroup]:
     """The patient's messages for this appointment from the reminders outbox, grouped by what became of them."""
     rows = list(patient_messages(appointment.pk))
-    return [ReminderGroup(key, label, [ReminderRow(m) for m in rows if m.status in statuses])
-            for key, label, statuses in REMINDER_GROUPS]
+    return [
+        ReminderGroup(key, label, [ReminderRow(m) for m in rows if m.status in statuses])
+        for key, label, statuses in REMINDER_GROUPS
+    ]
 
 
 # --- The calendar grid -----------------------------------------------------------------------
@@ -273,8 +294,16 @@ def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
 
 
-def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=None,
-             include_cancelled: bool = False, week: bool = False) -> DayGrid:
+def day_grid(
+    *,
+    user,
+    clinic: Clinic,
+    day: date,
+    now: datetime,
+    practitioner_id=None,
+    include_cancelled: bool = False,
+    week: bool = False,
+) -> DayGrid:
     """The calendar as a table, a row per quarter hour of clinic time: the day with a column per
     practitioner, or (`week`, with a practitioner) that practitioner's Monday-to-Sunday week. Each
     cell knows whether it is in working hours, in time off, or taken (and for how many rows)."""
@@ -282,8 +311,11 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
     days = [day - timedelta(days=day.weekday()) + timedelta(days=n) for n in range(7)] if week else [day]
     start, end = local_day_range(days[0], tz)[0], local_day_range(days[-1], tz)[1]
     practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
-    query = (appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(start_at__gte=start, start_at__lt=end)
-             .select_related("patient", "procedure", "area", "practitioner"))
+    query = (
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(start_at__gte=start, start_at__lt=end)
+        .select_related("patient", "procedure", "area", "practitioner")
+    )
     if practitioner_id:
         practitioners = practitioners.filter(pk=practitioner_id)
         query = query.filter(practitioner_id=practitioner_id)
@@ -307,11 +339,16 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
         offs.setdefault(off.practitioner_id, []).append(off)
 
     local = [(timezone.localtime(a.start_at, tz), timezone.localtime(a.end_at, tz)) for a in appointments]
-    first = min([s for spans in hours.values() for s, _ in spans] + [_minutes(s.time()) for s, _ in local]
-                + [_minutes(DEFAULT_DAY[0])])
-    last = max([e for spans in hours.values() for _, e in spans]
-               + [_minutes(e.time()) if e.date() == s.date() else 24 * 60 for s, e in local]
-               + [_minutes(DEFAULT_DAY[1])])
+    first = min(
+        [s for spans in hours.values() for s, _ in spans]
+        + [_minutes(s.time()) for s, _ in local]
+        + [_minutes(DEFAULT_DAY[0])]
+    )
+    last = max(
+        [e for spans in hours.values() for _, e in spans]
+        + [_minutes(e.time()) if e.date() == s.date() else 24 * 60 for s, e in local]
+        + [_minutes(DEFAULT_DAY[1])]
+    )
     first, last = first // 60 * 60, min(24 * 60, -(-last // 60) * 60)
     slots = list(range(first, last, SLOT_MINUTES))
 
@@ -326,9 +363,16 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
         for minute in slots:
             starts_at = at(on, minute)
             off = next((o for o in offs.get(p.pk, ()) if o.start_at <= starts_at < o.end_at), None)
-            cells.append(GridCell("free", starts_at, p, colour[p.pk],
-                                  working=any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
-                                  time_off=(off.reason or "Time off") if off else None))
+            cells.append(
+                GridCell(
+                    "free",
+                    starts_at,
+                    p,
+                    colour[p.pk],
+                    working=any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
+                    time_off=(off.reason or "Time off") if off else None,
+                )
+            )
         cells_by_column.append(cells)
     index = {(c.practitioner.pk, c.day): n for n, c in enumerate(columns)}
     placed = 0
@@ -350,18 +394,23 @@ def day_grid(*, user, clinic: Clinic, day: date, now: datetime, practitioner_id=
             cell.extra.append(appointment)
             continue
         cell.kind, cell.appointment, cell.rows = "appt", appointment, min(rows, len(cells) - row)
-        for below in cells[row + 1:row + cell.rows]:
+        for below in cells[row + 1 : row + cell.rows]:
             if below.kind == "appt":  # an earlier-placed overlap: fold it in
                 cell.extra.append(below.appointment)
                 cell.extra.extend(below.extra)
             below.kind = "covered"
     today = timezone.localdate(now, timezone=tz)
     quarter = timedelta(minutes=SLOT_MINUTES)
-    rows = [GridRow(starts_at=at(days[0], minute), label=f"{minute // 60:02d}:{minute % 60:02d}",
-                    on_the_hour=minute % 60 == 0,
-                    now=today in days and at(today, minute) <= now < at(today, minute) + quarter,
-                    cells=[column[n] for column in cells_by_column])
-            for n, minute in enumerate(slots)]
+    rows = [
+        GridRow(
+            starts_at=at(days[0], minute),
+            label=f"{minute // 60:02d}:{minute % 60:02d}",
+            on_the_hour=minute % 60 == 0,
+            now=today in days and at(today, minute) <= now < at(today, minute) + quarter,
+            cells=[column[n] for column in cells_by_column],
+        )
+        for n, minute in enumerate(slots)
+    ]
     return DayGrid(day=day, columns=columns, rows=rows, total=placed)
 
 
@@ -372,20 +421,28 @@ class CalendarEvent:
     def as_json(self, tz) -> dict:
         a = self.appointment
         return {
-            "id": str(a.pk), "resourceId": str(a.practitioner_id),
+            "id": str(a.pk),
+            "resourceId": str(a.practitioner_id),
             "start": timezone.localtime(a.start_at, tz).isoformat(),
             "end": timezone.localtime(a.end_at, tz).isoformat(),
-            "title": f"{a.patient} · {a.procedure.display_short}", "status": a.status,
-            "statusLabel": a.get_status_display(), "patient": str(a.patient),
-            "procedure": a.procedure.display_short, "practitioner": a.practitioner.name,
+            "title": f"{a.patient} · {a.procedure.display_short}",
+            "status": a.status,
+            "statusLabel": a.get_status_display(),
+            "patient": str(a.patient),
+            "procedure": a.procedure.display_short,
+            "practitioner": a.practitioner.name,
         }
 
 
 def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> dict:
     """Appointments overlapping [start, end) and the practitioners, for a calendar component."""
-    appointments = (appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-                    .filter(start_at__lt=end, end_at__gt=start).exclude(status=AppointmentStatus.CANCELLED)
-                    .select_related("patient", "procedure", "practitioner").order_by("start_at"))
+    appointments = (
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(start_at__lt=end, end_at__gt=start)
+        .exclude(status=AppointmentStatus.CANCELLED)
+        .select_related("patient", "procedure", "practitioner")
+        .order_by("start_at")
+    )
     practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
     return {
         "timeZone": clinic.timezone,
@@ -406,10 +463,13 @@ def day_sheets(*, user, clinic: Clinic, day: date, practitioner_id=None) -> list
     practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
     if practitioner_id:
         practitioners = practitioners.filter(pk=practitioner_id)
-    appointments = list(appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-                        .filter(start_at__gte=start, start_at__lt=end, practitioner__in=practitioners)
-                        .exclude(status=AppointmentStatus.CANCELLED)
-                        .select_related("patient", "procedure", "area").order_by("start_at"))
+    appointments = list(
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(start_at__gte=start, start_at__lt=end, practitioner__in=practitioners)
+        .exclude(status=AppointmentStatus.CANCELLED)
+        .select_related("patient", "procedure", "area")
+        .order_by("start_at")
+    )
     return [DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk]) for p in practitioners]
 
 
@@ -429,13 +489,23 @@ class Aftercare:
 def aftercare(*, appointment: Appointment, now: datetime) -> Aftercare:
     """What a patient takes home after a treatment: the post-care texts the reminders would send for it
     (rendered the same way, by reminders.content) and when each later procedure is possible again."""
-    templates = (ReminderTemplate.objects.filter(kind=MessageKind.POST_CARE, is_active=True)
-                 .filter(Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id)).order_by("id"))
+    templates = (
+        ReminderTemplate.objects.filter(kind=MessageKind.POST_CARE, is_active=True)
+        .filter(Q(procedure__isnull=True) | Q(procedure_id=appointment.procedure_id))
+        .order_by("id")
+    )
     texts = []
     for template in templates:
         # An unsaved row: rendered, never queued.
-        message = OutboxMessage(appointment=appointment, template=template, kind=MessageKind.POST_CARE,
-                                channel=Channel.EMAIL, due_at=now, anchor_at=now, created_at=now)
+        message = OutboxMessage(
+            appointment=appointment,
+            template=template,
+            kind=MessageKind.POST_CARE,
+            channel=Channel.EMAIL,
+            due_at=now,
+            anchor_at=now,
+            created_at=now,
+        )
         try:
             rendered = render_message(message=message, now=now)
         except RenderError:

@@ -5,6 +5,7 @@ code. Clinic administrators, anyone who may edit the shared rules and anyone
 who may use the admin site must have one when STAFF_TWO_FACTOR_REQUIRED is on
 (production); until they enrol, their session reaches only the enrolment page.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,11 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from clinic.models import StaffMembership, StaffRole
 
 # Anyone who may add, change or delete a shared rule changes what every clinic may book.
-RULE_PERMISSIONS = tuple(f"scheduler.{action}_{model}" for model in ("intervalrule", "contraindicationrule")
-                         for action in ("add", "change", "delete"))
+RULE_PERMISSIONS = tuple(
+    f"scheduler.{action}_{model}"
+    for model in ("intervalrule", "contraindicationrule")
+    for action in ("add", "change", "delete")
+)
 # Between the right password and the code, at most this long.
 PENDING_SECONDS = 300
 PENDING_KEY = "frontdesk:two-factor-pending"
@@ -66,7 +70,7 @@ def enrolment_confirm(*, device: TOTPDevice, code: str) -> bool:
 def secret_text(device: TOTPDevice) -> str:
     """The secret as an authenticator app asks for it when typed in: base32, in groups of four."""
     secret = base64.b32encode(device.bin_key).decode().rstrip("=")
-    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
 def qr_data_uri(device: TOTPDevice) -> str:

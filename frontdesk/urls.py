@@ -3,6 +3,7 @@
 Every page below /clinic/<code>/ is scoped to a clinic the user is on the
 staff of; anything else is a 404.
 """
+
 from django.urls import include, path
 
 from frontdesk.views import appointments, auth, booking, calendar, patients, schedule
@@ -22,8 +23,11 @@ clinic_patterns = [
     path("patients/<uuid:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
     path("patients/<uuid:patient_id>/history/", patients.patient_history, name="patient_history"),
     path("patients/<uuid:patient_id>/history/medications/", patients.medication_add, name="medication_add"),
-    path("patients/<uuid:patient_id>/history/medications/<uuid:course_id>/end/", patients.medication_end,
-         name="medication_end"),
+    path(
+        "patients/<uuid:patient_id>/history/medications/<uuid:course_id>/end/",
+        patients.medication_end,
+        name="medication_end",
+    ),
     path("patients/<uuid:patient_id>/history/procedures/", patients.procedure_add, name="procedure_add"),
     path("patients/<uuid:patient_id>/book/", booking.book, name="book"),
     path("patients/<uuid:patient_id>/book/confirm/", booking.book_submit, name="book_submit"),

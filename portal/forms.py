@@ -1,4 +1,5 @@
 """The shapes the patient pages accept; the services decide what is allowed."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -25,8 +26,12 @@ def slot_from_key(value: str) -> tuple[datetime, str] | None:
 
 
 class CancelForm(forms.Form):
-    reason = forms.CharField(label="Anything you would like us to know? (optional)", required=False,
-                             max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(
+        label="Anything you would like us to know? (optional)",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
 
 
 class SlotForm(forms.Form):

@@ -1,4 +1,5 @@
 """The patient's own pages, reached by the signed link in their messages (reminders/links.py)."""
+
 from django.urls import path
 
 from portal import views

@@ -5,6 +5,7 @@ nothing here takes an appointment or patient id from the request. Each view read
 calls one service and maps its answer; a bad or expired link is a friendly 400/410 page that
 shows nothing of anyone, and no domain error becomes a 500. Pages are never cached.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -71,21 +72,30 @@ def _masked_phone(phone: str) -> str:
     return f"ending {phone[-3:]}" if len(phone) > 3 else "•••"
 
 
-def _page(request: HttpRequest, template: str, appointment: Appointment, context: dict, *,
-          status: int = 200) -> HttpResponse:
+def _page(
+    request: HttpRequest, template: str, appointment: Appointment, context: dict, *, status: int = 200
+) -> HttpResponse:
     """Render with every time shown in the clinic's zone."""
     clinic = appointment.clinic
-    base = {"clinic": clinic, "appointment": appointment, "zone": _zone(clinic, appointment.start_at),
-            "place_time": _place_time(clinic),
-            "status_text": STATUS_TEXT.get(appointment.status, appointment.get_status_display())}
+    base = {
+        "clinic": clinic,
+        "appointment": appointment,
+        "zone": _zone(clinic, appointment.start_at),
+        "place_time": _place_time(clinic),
+        "status_text": STATUS_TEXT.get(appointment.status, appointment.get_status_display()),
+    }
     with timezone.override(clinic.tz):
         return with_clinic_look(render(request, template, {**base, **context}, status=status), clinic)
 
 
 def _link_problem(request: HttpRequest, error: InvalidInput) -> HttpResponse:
     expired = error.code == ErrorCode.MANAGE_LINK_EXPIRED
-    return render(request, "portal/link_invalid.html", {"message": error.message, "expired": expired},
-                  status=410 if expired else 400)
+    return render(
+        request,
+        "portal/link_invalid.html",
+        {"message": error.message, "expired": expired},
+        status=410 if expired else 400,
+    )
 
 
 def patient_page(view: Callable) -> Callable:
@@ -93,6 +103,7 @@ def patient_page(view: Callable) -> Callable:
 
     A domain error a view does not map itself still gets the appointment page with the message.
     """
+
     @never_cache
     @wraps(view)
     def wrapper(request: HttpRequest, token: str) -> HttpResponse:
@@ -113,25 +124,43 @@ def _preferences_form(appointment: Appointment, data=None) -> PreferencesForm:
     patient = appointment.patient
     state = channels_on(patient)
     muted = set(patient.muted_topics or [])
-    initial = {"email": state["email"], "sms": state["sms"],
-               "care": MessageTopic.CARE not in muted, "reminders": MessageTopic.REMINDERS not in muted}
+    initial = {
+        "email": state["email"],
+        "sms": state["sms"],
+        "care": MessageTopic.CARE not in muted,
+        "reminders": MessageTopic.REMINDERS not in muted,
+    }
     return PreferencesForm(data, initial=initial, has_email=bool(patient.email), has_phone=bool(patient.phone))
 
 
-def _manage(request: HttpRequest, appointment: Appointment, token: str, now: datetime, *, error: str = "",
-            preferences: PreferencesForm | None = None, status: int = 200) -> HttpResponse:
+def _manage(
+    request: HttpRequest,
+    appointment: Appointment,
+    token: str,
+    now: datetime,
+    *,
+    error: str = "",
+    preferences: PreferencesForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     patient = appointment.patient
-    return _page(request, "portal/manage.html", appointment, {
-        "token": token,
-        "self_service": appointment_self_service(appointment=appointment, now=now),
-        "active": appointment.is_active,
-        "error": error,
-        "preferences": preferences or _preferences_form(appointment),
-        "sms_on": channels_on(patient)["sms"],
-        "sms_consent_wording": sms_consent_wording(patient),
-        "email_to": _masked_email(patient.email) if patient.email else "",
-        "sms_to": _masked_phone(patient.phone) if patient.phone else "",
-    }, status=status)
+    return _page(
+        request,
+        "portal/manage.html",
+        appointment,
+        {
+            "token": token,
+            "self_service": appointment_self_service(appointment=appointment, now=now),
+            "active": appointment.is_active,
+            "error": error,
+            "preferences": preferences or _preferences_form(appointment),
+            "sms_on": channels_on(patient)["sms"],
+            "sms_consent_wording": sms_consent_wording(patient),
+            "email_to": _masked_email(patient.email) if patient.email else "",
+            "sms_to": _masked_phone(patient.phone) if patient.phone else "",
+        },
+        status=status,
+    )
 
 
 def _to_manage(token: str, anchor: str = "") -> SeeOther:
@@ -151,12 +180,10 @@ def cancel(request: HttpRequest, *, appointment: Appointment, token: str, now: d
     if request.method == "GET":
         if not verdict.can_change:
             return _manage(request, appointment, token, now, error=verdict.refusal.message, status=409)
-        return _page(request, "portal/cancel.html", appointment, {
-            "token": token, "form": CancelForm()})
+        return _page(request, "portal/cancel.html", appointment, {"token": token, "form": CancelForm()})
     form = CancelForm(request.POST)
     if not form.is_valid():
-        return _page(request, "portal/cancel.html", appointment, {
-            "token": token, "form": form}, status=400)
+        return _page(request, "portal/cancel.html", appointment, {"token": token, "form": form}, status=400)
     try:
         appointment_cancel_by_patient(appointment=appointment, now=now, reason=form.cleaned_data["reason"])
     except InvalidTransition as error:
@@ -172,20 +199,37 @@ def _days(appointment: Appointment, options: list[Slot]) -> list[dict]:
     own = str(appointment.practitioner_id)
     days = []
     for day, slots in groupby(options, key=lambda slot: slot.start_at.astimezone(tz).date()):
-        days.append({"day": day, "slots": [
-            {"key": slot_key(slot.start_at, slot.practitioner_id), "start_at": slot.start_at,
-             "practitioner": slot.practitioner_name, "own": slot.practitioner_id == own} for slot in slots]})
+        days.append(
+            {
+                "day": day,
+                "slots": [
+                    {
+                        "key": slot_key(slot.start_at, slot.practitioner_id),
+                        "start_at": slot.start_at,
+                        "practitioner": slot.practitioner_name,
+                        "own": slot.practitioner_id == own,
+                    }
+                    for slot in slots
+                ],
+            }
+        )
     return days
 
 
-def _move_page(request: HttpRequest, appointment: Appointment, token: str, now: datetime, *, error: str = "",
-               status: int = 200) -> HttpResponse:
+def _move_page(
+    request: HttpRequest, appointment: Appointment, token: str, now: datetime, *, error: str = "", status: int = 200
+) -> HttpResponse:
     try:
         options = patient_move_options(appointment=appointment, now=now)
     except InvalidTransition as refused:
         return _manage(request, appointment, token, now, error=refused.message, status=409)
-    return _page(request, "portal/move.html", appointment, {
-        "token": token, "days": _days(appointment, options), "error": error}, status=status)
+    return _page(
+        request,
+        "portal/move.html",
+        appointment,
+        {"token": token, "days": _days(appointment, options), "error": error},
+        status=status,
+    )
 
 
 # Someone else took the time (or the patient's own other booking did) since the list was shown.
@@ -217,13 +261,25 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
     start_at, practitioner_id = form.cleaned_data["slot"]
     try:
         if request.method == "GET":
-            check = patient_move_check(appointment=appointment, start_at=start_at, practitioner_id=practitioner_id,
-                                       now=now)
-            return _page(request, "portal/move_confirm.html", appointment, {
-                "token": token, "slot": form.data["slot"], "new_start": check.start_at, "new_end": check.end_at,
-                "practitioner": check.practitioner, "new_zone": _zone(appointment.clinic, check.start_at)})
-        result = appointment_reschedule_by_patient(appointment=appointment, start_at=start_at,
-                                                   practitioner_id=practitioner_id, now=now)
+            check = patient_move_check(
+                appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now
+            )
+            return _page(
+                request,
+                "portal/move_confirm.html",
+                appointment,
+                {
+                    "token": token,
+                    "slot": form.data["slot"],
+                    "new_start": check.start_at,
+                    "new_end": check.end_at,
+                    "practitioner": check.practitioner,
+                    "new_zone": _zone(appointment.clinic, check.start_at),
+                },
+            )
+        result = appointment_reschedule_by_patient(
+            appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now
+        )
     except UnableToBook as error:
         return _move_page(request, appointment, token, now, error=_refusal(error), status=409)
     except InvalidInput as error:
@@ -235,8 +291,10 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
         return _manage(request, appointment, token, now, error=error.message, status=409)
     moved = result.appointment
     when = moved.start_at.astimezone(appointment.clinic.tz)
-    text = (f"Done: your appointment is now on {when:%A} {when.day} {when:%B %Y} at {when:%H:%M} "
-            f"{_zone(appointment.clinic, moved.start_at)}.")
+    text = (
+        f"Done: your appointment is now on {when:%A} {when.day} {when:%B %Y} at {when:%H:%M} "
+        f"{_zone(appointment.clinic, moved.start_at)}."
+    )
     if moved.status == AppointmentStatus.PENDING_CLEARANCE:
         text += " A clinician will check it before it is confirmed; we will be in touch."
     messages.success(request, text)
@@ -255,12 +313,20 @@ def preferences(request: HttpRequest, *, appointment: Appointment, token: str, n
     data = form.cleaned_data
     try:
         change = patient_preferences_update(
-            patient=appointment.patient, now=now, email=data.get("email") if "email" in form.fields else None,
-            sms=data.get("sms") if "sms" in form.fields else None, sms_consent=bool(data.get("sms_consent")),
-            muted_topics=form.muted_topics())
+            patient=appointment.patient,
+            now=now,
+            email=data.get("email") if "email" in form.fields else None,
+            sms=data.get("sms") if "sms" in form.fields else None,
+            sms_consent=bool(data.get("sms_consent")),
+            muted_topics=form.muted_topics(),
+        )
     except InvalidInput as error:
         form.add_domain_error(error)
         return _manage(request, appointment, token, now, preferences=form, status=400)
-    messages.success(request, "Your message choices are saved." if change.changed else
-                     "Nothing to change: your message choices are as they were.")
+    messages.success(
+        request,
+        "Your message choices are saved."
+        if change.changed
+        else "Nothing to change: your message choices are as they were.",
+    )
     return _to_manage(token, "#preferences")

@@ -5,6 +5,7 @@ Outbox rows and opt-outs hold patients' contact details, so a clinic
 administrator sees only their own clinics' rows; webhook endpoints (and their
 secrets) serve platforms across clinics and are for superusers only.
 """
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
@@ -41,11 +42,33 @@ class ReminderTemplateAdmin(admin.ModelAdmin):
     search_fields = ["name", "email_subject", "email_text", "sms_text"]
     readonly_fields = ["default_key", "updated_at"]
     fieldsets = [
-        ("What and when", {"fields": ["name", "kind", "procedure", "anchor", "offset_value", "offset_unit",
-                                      "send_if_late", "is_active"]}),
-        ("E-mail", {"fields": ["email_subject", "email_text", "email_html", "attach_ics"], "description": PLACEHOLDERS}),
-        ("SMS", {"fields": ["sms_text"], "description": "No diagnosis, procedure or drug names: an SMS can be read "
-                                                         "by anyone who sees the phone. This is checked on save."}),
+        (
+            "What and when",
+            {
+                "fields": [
+                    "name",
+                    "kind",
+                    "procedure",
+                    "anchor",
+                    "offset_value",
+                    "offset_unit",
+                    "send_if_late",
+                    "is_active",
+                ]
+            },
+        ),
+        (
+            "E-mail",
+            {"fields": ["email_subject", "email_text", "email_html", "attach_ics"], "description": PLACEHOLDERS},
+        ),
+        (
+            "SMS",
+            {
+                "fields": ["sms_text"],
+                "description": "No diagnosis, procedure or drug names: an SMS can be read "
+                "by anyone who sees the phone. This is checked on save.",
+            },
+        ),
         ("Provenance", {"fields": ["origin", "source", "default_key", "updated_at"]}),
     ]
 
@@ -65,8 +88,17 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
     """What is due, sent and failed. Rows change only through the dispatcher and the actions below."""
 
     clinic_path = "appointment__clinic"
-    list_display = ["due_at", "status", "kind", "channel", "event", "attempts", "appointment_link", "recipient",
-                    "short_error"]
+    list_display = [
+        "due_at",
+        "status",
+        "kind",
+        "channel",
+        "event",
+        "attempts",
+        "appointment_link",
+        "recipient",
+        "short_error",
+    ]
     list_filter = ["status", "channel", "kind", "appointment__clinic"]
     date_hierarchy = "due_at"
     search_fields = ["=id", "=appointment__id", "recipient", "provider_id", "last_error"]
@@ -86,8 +118,9 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
     def appointment_link(self, obj: OutboxMessage) -> str:
         label = str(obj.appointment_id)[:8]
         try:
-            return format_html('<a href="{}">{}</a>', reverse("admin:clinic_appointment_change",
-                                                              args=[obj.appointment_id]), label)
+            return format_html(
+                '<a href="{}">{}</a>', reverse("admin:clinic_appointment_change", args=[obj.appointment_id]), label
+            )
         except NoReverseMatch:
             return label
 
@@ -129,8 +162,7 @@ class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
         for endpoint in queryset:
             endpoint.secret = new_webhook_secret()
             endpoint.save(update_fields=["secret"])
-        self.message_user(request, "New secrets set; give them to the platform (see each endpoint).",
-                          messages.WARNING)
+        self.message_user(request, "New secrets set; give them to the platform (see each endpoint).", messages.WARNING)
 
 
 class CalendarFeedForm(forms.ModelForm):
@@ -166,13 +198,21 @@ class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         feed, token = feeds.calendar_feed_create(
-            now=timezone.now(), practitioner=form.cleaned_data.get("practitioner"),
-            patient=form.cleaned_data.get("patient"), created_by=request.user.get_username())
+            now=timezone.now(),
+            practitioner=form.cleaned_data.get("practitioner"),
+            patient=form.cleaned_data.get("patient"),
+            created_by=request.user.get_username(),
+        )
         obj.pk, obj.token_hash, obj.created_at = feed.pk, feed.token_hash, feed.created_at
         obj._state.adding = False
-        self.message_user(request, format_html(
-            "The feed's private link (shown only now; subscribe to it in a calendar app): <code>{}</code>",
-            feeds.feed_url(token)), messages.WARNING)
+        self.message_user(
+            request,
+            format_html(
+                "The feed's private link (shown only now; subscribe to it in a calendar app): <code>{}</code>",
+                feeds.feed_url(token),
+            ),
+            messages.WARNING,
+        )
 
     @admin.action(description="Revoke (the link stops working at once)")
     def revoke(self, request, queryset):

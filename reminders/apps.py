@@ -18,5 +18,4 @@ class RemindersConfig(AppConfig):
         # No SMS may name a diagnosis, procedure or drug: a new catalogue name counts at once.
         for model in (ProcedureType, Medication, Condition):
             post_save.connect(forget_forbidden_terms, sender=model, dispatch_uid=f"sms-terms-save-{model.__name__}")
-            post_delete.connect(forget_forbidden_terms, sender=model,
-                                dispatch_uid=f"sms-terms-delete-{model.__name__}")
+            post_delete.connect(forget_forbidden_terms, sender=model, dispatch_uid=f"sms-terms-delete-{model.__name__}")

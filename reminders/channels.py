@@ -5,6 +5,7 @@ later with backoff) or PermanentSendError (retrying cannot help: a refused
 address, a 4xx from the provider). The SMS backend is chosen by SMS_BACKEND:
 console (default), file, locmem (tests) or Twilio's REST API over the stdlib.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,8 +53,19 @@ def message_id_domain() -> str:
     return urllib.parse.urlsplit(settings.REMINDERS_PUBLIC_BASE_URL).hostname or "localhost"
 
 
-def send_email(*, outbox_id: str, to: str, subject: str, text: str, html: str, ics: bytes | None,
-               unsubscribe_url: str, sender_name: str = "", reply_to: str = "", ics_method: str = "REQUEST") -> str:
+def send_email(
+    *,
+    outbox_id: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    ics: bytes | None,
+    unsubscribe_url: str,
+    sender_name: str = "",
+    reply_to: str = "",
+    ics_method: str = "REQUEST",
+) -> str:
     """Send through the configured Django e-mail backend (console, file, SMTP, anymail).
 
     From the clinic's name at the service's address (a clinic's own domain would fail SPF/DKIM),
@@ -70,9 +82,15 @@ def send_email(*, outbox_id: str, to: str, subject: str, text: str, html: str, i
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 one-click
     address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     from_email = formataddr((sender_name, address)) if sender_name else settings.DEFAULT_FROM_EMAIL
-    email = EmailMultiAlternatives(subject=subject, body=text, from_email=from_email, to=[to],
-                                   reply_to=[reply_to] if reply_to else None, headers=headers,
-                                   connection=get_connection(timeout=_timeout()) if _smtp() else None)
+    email = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=from_email,
+        to=[to],
+        reply_to=[reply_to] if reply_to else None,
+        headers=headers,
+        connection=get_connection(timeout=_timeout()) if _smtp() else None,
+    )
     email.attach_alternative(html, "text/html")
     if ics:
         calendar = MIMEText(ics.decode("utf-8"), "calendar", "utf-8")
@@ -211,8 +229,11 @@ class TwilioSmsBackend(BaseSmsBackend):
         status, raw = _post(
             f"{self.base}/2010-04-01/Accounts/{urllib.parse.quote(self.account_sid)}/Messages.json",
             urllib.parse.urlencode(form).encode(),
-            {"Authorization": f"Basic {credentials}", "Content-Type": "application/x-www-form-urlencoded",
-             "Accept": "application/json"},
+            {
+                "Authorization": f"Basic {credentials}",
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
         )
         try:
             data = json.loads(raw or b"{}")
@@ -267,8 +288,9 @@ def webhook_verify(*, secret: str, headers: dict, body: bytes, now: datetime, to
         return False
     if abs(now.timestamp() - timestamp) > tolerance_seconds:
         return False
-    expected = webhook_signature(secret=secret, delivery_id=lowered.get("webhook-id", ""), timestamp=timestamp,
-                                 body=body)
+    expected = webhook_signature(
+        secret=secret, delivery_id=lowered.get("webhook-id", ""), timestamp=timestamp, body=body
+    )
     offered = lowered.get("webhook-signature", "").split(" ")  # several may be given during secret rotation
     return any(hmac.compare_digest(expected, candidate) for candidate in offered)
 
@@ -302,8 +324,16 @@ def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
     return ""
 
 
-def send_webhook(*, url: str, secret: str, delivery_id: str, event: str, body: bytes, now: datetime,
-                 extra_secrets: tuple[str, ...] | list[str] = ()) -> str:
+def send_webhook(
+    *,
+    url: str,
+    secret: str,
+    delivery_id: str,
+    event: str,
+    body: bytes,
+    now: datetime,
+    extra_secrets: tuple[str, ...] | list[str] = (),
+) -> str:
     """POST one delivery, signed with `secret` and any `extra_secrets` (a rotated-out secret in its overlap
     window): the header then carries one `v1,` signature per secret, space-separated, and a receiver that
     knows either secret verifies it."""
@@ -311,16 +341,22 @@ def send_webhook(*, url: str, secret: str, delivery_id: str, event: str, body: b
     if problem:
         raise PermanentSendError(problem)
     timestamp = int(now.timestamp())
-    signatures = " ".join(webhook_signature(secret=key, delivery_id=delivery_id, timestamp=timestamp, body=body)
-                          for key in (secret, *extra_secrets))
-    status, raw = _post(url, body, {
-        "Content-Type": "application/json",
-        "User-Agent": "clinic-scheduling-webhooks/1",
-        "webhook-id": delivery_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signatures,
-        "webhook-event": event,
-    })
+    signatures = " ".join(
+        webhook_signature(secret=key, delivery_id=delivery_id, timestamp=timestamp, body=body)
+        for key in (secret, *extra_secrets)
+    )
+    status, raw = _post(
+        url,
+        body,
+        {
+            "Content-Type": "application/json",
+            "User-Agent": "clinic-scheduling-webhooks/1",
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signatures,
+            "webhook-event": event,
+        },
+    )
     if 200 <= status < 300:
         return f"HTTP {status}"
     detail = f"endpoint answered HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"

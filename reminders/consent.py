@@ -4,6 +4,7 @@ An unsubscribe link carries a signed token (django.core.signing, salted) naming
 the patient and channel, so it works without a login and cannot be forged or
 pointed at someone else. Opt-outs (and a patient's own opt-ins) update the patient and are recorded.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -58,8 +59,7 @@ def unsubscribe_token(*, patient_id, channel: str = Channel.EMAIL) -> str:
 
 
 def unsubscribe_url(*, patient_id, channel: str = Channel.EMAIL) -> str:
-    path = reverse("reminders:unsubscribe", kwargs={"token": unsubscribe_token(patient_id=patient_id,
-                                                                               channel=channel)})
+    path = reverse("reminders:unsubscribe", kwargs={"token": unsubscribe_token(patient_id=patient_id, channel=channel)})
     return settings.REMINDERS_PUBLIC_BASE_URL.rstrip("/") + path
 
 
@@ -72,14 +72,17 @@ def unsubscribe_token_read(token: str) -> tuple[Patient, str]:
     try:
         data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
     except signing.BadSignature:
-        raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link is not valid. "
-                           "Please use the link from your most recent e-mail, or contact the clinic.")
+        raise InvalidInput(
+            ErrorCode.INVALID_UNSUBSCRIBE_LINK,
+            "This unsubscribe link is not valid. "
+            "Please use the link from your most recent e-mail, or contact the clinic.",
+        )
     patient_id, channel = _token_payload(data)
-    patient = (Patient.objects.select_related("clinic").filter(pk=patient_id).first()
-               if patient_id is not None else None)
+    patient = Patient.objects.select_related("clinic").filter(pk=patient_id).first() if patient_id is not None else None
     if patient is None:
-        raise InvalidInput(ErrorCode.INVALID_UNSUBSCRIBE_LINK,
-                           "This unsubscribe link no longer matches a patient record.")
+        raise InvalidInput(
+            ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link no longer matches a patient record."
+        )
     return patient, channel
 
 
@@ -129,8 +132,9 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
         return 0
     count = 0
     for patient in Patient.objects.filter(phone=from_number):
-        count += patient_opt_out(patient=patient, channel=Channel.SMS, via="sms_stop", now=now,
-                                 detail=f"reply from {from_number}")
+        count += patient_opt_out(
+            patient=patient, channel=Channel.SMS, via="sms_stop", now=now, detail=f"reply from {from_number}"
+        )
     return count
 
 
@@ -139,8 +143,10 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
 
 def sms_consent_wording(patient: Patient) -> str:
     """What a patient ticks to switch text messages on: shown on their page and recorded as shown."""
-    return (f"I agree to get text messages from {patient.clinic.name} about my appointments and their care "
-            f"at the mobile number they have for me. I can reply STOP at any time.")
+    return (
+        f"I agree to get text messages from {patient.clinic.name} about my appointments and their care "
+        f"at the mobile number they have for me. I can reply STOP at any time."
+    )
 
 
 def channels_on(patient: Patient) -> dict[str, bool]:
@@ -168,9 +174,15 @@ def _invalid(message: str, field: str) -> InvalidInput:
     return InvalidInput(ErrorCode.INVALID_PATIENT, message, field=field)
 
 
-def patient_preferences_update(*, patient: Patient, now: datetime, email: bool | None = None,
-                               sms: bool | None = None, sms_consent: bool = False,
-                               muted_topics: Iterable[str] | None = None) -> PreferencesChange:
+def patient_preferences_update(
+    *,
+    patient: Patient,
+    now: datetime,
+    email: bool | None = None,
+    sms: bool | None = None,
+    sms_consent: bool = False,
+    muted_topics: Iterable[str] | None = None,
+) -> PreferencesChange:
     """The patient's own choice of channels and kinds of message; None leaves a setting as it is.
 
     Switching a channel off is an opt-out (ContactOptOut, as an unsubscribe link records one);
@@ -215,6 +227,11 @@ def patient_preferences_update(*, patient: Patient, now: datetime, email: bool |
         for channel in off:
             ContactOptOut.objects.create(patient=current, channel=channel, via=OptOutVia.PATIENT_PAGE, at=now)
         for channel in on:
-            ContactOptIn.objects.create(patient=current, channel=channel, via=OptInVia.PATIENT_PAGE, at=now,
-                                        wording=sms_consent_wording(current) if channel == Channel.SMS else "")
+            ContactOptIn.objects.create(
+                patient=current,
+                channel=channel,
+                via=OptInVia.PATIENT_PAGE,
+                at=now,
+                wording=sms_consent_wording(current) if channel == Channel.SMS else "",
+            )
     return PreferencesChange(tuple(on), tuple(off), tuple(current.muted_topics or []), topics_changed)

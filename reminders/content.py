@@ -5,6 +5,7 @@ then, so a moved appointment's reminder names the new time. SMS texts get a
 context without procedure, area or drug names, and the rendered text is
 checked against the catalogue so that no diagnosis or drug name leaves by SMS.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,7 +87,9 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     intervals = {r.id: r for rs in rulebook.looking_back.values() for r in rs}.values()
     strict = rules.RuleBook(
         [dataclasses.replace(r, severity=rules.IntervalSeverity.BLOCK) for r in intervals],
-        [c for cs in rulebook.contraindications.values() for c in cs], rulebook.names)
+        [c for cs in rulebook.contraindications.values() for c in cs],
+        rulebook.names,
+    )
     out = []
     for code in codes:
         proposal = rules.Proposal(code, now, appointment.area_id)
@@ -121,17 +124,19 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz, now=now)
     if for_sms:
         return context  # no procedure, area or practitioner: nothing clinical goes by SMS
-    context.update({
-        "procedure_name": appointment.procedure.name,
-        "procedure_short": appointment.procedure.display_short,
-        "practitioner_name": appointment.practitioner.name,
-        "area_name": appointment.area.name if appointment.area_id else "",
-        "clinic_address": clinic.address,
-        "clinic_map_url": clinic.map_url,
-        "clinic_logo_url": clinic.logo_url,
-        "clinic_colour": clinic.brand_colour or "#1f6f5c",
-        "unsubscribe_url": unsubscribe_url,
-    })
+    context.update(
+        {
+            "procedure_name": appointment.procedure.name,
+            "procedure_short": appointment.procedure.display_short,
+            "practitioner_name": appointment.practitioner.name,
+            "area_name": appointment.area.name if appointment.area_id else "",
+            "clinic_address": clinic.address,
+            "clinic_map_url": clinic.map_url,
+            "clinic_logo_url": clinic.logo_url,
+            "clinic_colour": clinic.brand_colour or "#1f6f5c",
+            "unsubscribe_url": unsubscribe_url,
+        }
+    )
     if message.kind == MessageKind.POST_CARE:
         context["next_possible"] = next_possible(appointment=appointment, now=now)
     return context
@@ -141,8 +146,10 @@ def private_subject(subject: str, *, appointment: Appointment, now: datetime) ->
     """A subject shows on a lock screen: unless the clinic allows it, it names no treatment or drug."""
     if appointment.clinic.name_treatment_in_previews or not clinical_terms_in(subject):
         return subject
-    return (f"{appointment.clinic.name}: about your appointment on "
-            f"{fmt_day(appointment.start_at, appointment.clinic.tz, now=now)}")
+    return (
+        f"{appointment.clinic.name}: about your appointment on "
+        f"{fmt_day(appointment.start_at, appointment.clinic.tz, now=now)}"
+    )
 
 
 def _render(engine: Engine, text: str, context: dict) -> str:
@@ -166,8 +173,14 @@ def ics_sequence(appointment: Appointment) -> int:
     return appointment.audit_events.filter(action__in=[AuditAction.RESCHEDULED, AuditAction.CANCELLED]).count()
 
 
-def appointment_event(*, appointment: Appointment, now: datetime, cancelled: bool = False, status: str | None = None,
-                      manage_link: bool = True) -> Event:
+def appointment_event(
+    *,
+    appointment: Appointment,
+    now: datetime,
+    cancelled: bool = False,
+    status: str | None = None,
+    manage_link: bool = True,
+) -> Event:
     """The appointment as one VEVENT: its UID for ever, SEQUENCE rising with each change, times in the clinic's
     zone (the calendar holding it adds the VTIMEZONE). `status` overrides CONFIRMED/CANCELLED (a feed marks a
     booking awaiting clearance TENTATIVE); `manage_link` leaves out the patient's own link (a staff feed).
@@ -184,8 +197,11 @@ def appointment_event(*, appointment: Appointment, now: datetime, cancelled: boo
     event.add("dtstart", appointment.start_at.astimezone(tz))
     event.add("dtend", appointment.end_at.astimezone(tz))
     event.add("sequence", ics_sequence(appointment))
-    title = (f"{appointment.procedure.display_short} at {clinic.name}" if clinic.name_treatment_in_previews
-             else f"Appointment at {clinic.name}")
+    title = (
+        f"{appointment.procedure.display_short} at {clinic.name}"
+        if clinic.name_treatment_in_previews
+        else f"Appointment at {clinic.name}"
+    )
     event.add("summary", title)
     event.add("location", ", ".join([clinic.name, *clinic.address.splitlines()]))
     details = [f"{appointment.procedure.display_short} with {appointment.practitioner.name}."]
@@ -217,8 +233,14 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
 
 
 # The order a patient should read messages about one visit in, when several go as one.
-READING_ORDER = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED, MessageKind.REMINDER, MessageKind.PRE_CARE,
-                 MessageKind.POST_CARE, MessageKind.CANCELLED)
+READING_ORDER = (
+    MessageKind.CONFIRMATION,
+    MessageKind.RESCHEDULED,
+    MessageKind.REMINDER,
+    MessageKind.PRE_CARE,
+    MessageKind.POST_CARE,
+    MessageKind.CANCELLED,
+)
 
 
 def reading_order(message: OutboxMessage) -> tuple:
@@ -247,9 +269,12 @@ def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe
     sections = [_render_body(m, now, unsubscribe_url) for m in ordered]
     body_html = "".join(
         (f'<h2 style="font-size:1.1em;margin:1.5rem 0 .5rem">{escape(part.subject)}</h2>' if i else "") + html
-        for i, (part, (html, _)) in enumerate(zip(parts, sections, strict=True)))
-    text = "\n\n".join((f"{part.subject}\n\n" if i else "") + body
-                         for i, (part, (_, body)) in enumerate(zip(parts, sections, strict=True)))
+        for i, (part, (html, _)) in enumerate(zip(parts, sections, strict=True))
+    )
+    text = "\n\n".join(
+        (f"{part.subject}\n\n" if i else "") + body
+        for i, (part, (_, body)) in enumerate(zip(parts, sections, strict=True))
+    )
     layout = {"body_html": body_html, "subject": subject, **context}
     return Rendered(
         subject=subject,
@@ -264,8 +289,9 @@ def _render_body(message: OutboxMessage, now: datetime, unsubscribe_url: str) ->
     template = message.template
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
     text = _render(TEXT_ENGINE, template.email_text, context)
-    body_html = (_render(HTML_ENGINE, template.email_html, context) if template.email_html.strip()
-                 else linebreaks(escape(text)))
+    body_html = (
+        _render(HTML_ENGINE, template.email_html, context) if template.email_html.strip() else linebreaks(escape(text))
+    )
     return body_html, text
 
 
@@ -281,14 +307,16 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
             raise RenderError(f"SMS refused: {problem}")
         return Rendered(sms=sms)
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
-    subject = private_subject(" ".join(_render(TEXT_ENGINE, template.email_subject, context).split()),
-                              appointment=message.appointment, now=now)
+    subject = private_subject(
+        " ".join(_render(TEXT_ENGINE, template.email_subject, context).split()),
+        appointment=message.appointment,
+        now=now,
+    )
     body_html, text = _render_body(message, now, unsubscribe_url)
     layout = {"body_html": body_html, "subject": subject, **context}
     html = render_to_string("reminders/email.html", layout)
     text = text + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n"
     ics = None
     if template.attach_ics:
-        ics = appointment_ics(appointment=message.appointment, now=now,
-                              cancelled=message.kind == MessageKind.CANCELLED)
+        ics = appointment_ics(appointment=message.appointment, now=now, cancelled=message.kind == MessageKind.CANCELLED)
     return Rendered(subject=subject, text=text, html=html, ics=ics)

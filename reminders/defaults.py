@@ -6,6 +6,7 @@ published sources of docs/sources.md by id; a citation still in the
 file-path form of earlier releases is brought up to date, and nothing else of
 an existing template is touched. Needs the catalogue loaded first.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,11 +32,20 @@ def care_texts_load(path: Path = CARE_TEXTS) -> int:
     created = 0
     for row in data["templates"]:
         template = ReminderTemplate(
-            default_key=row["key"], name=row["name"], kind=row["kind"], procedure_id=row["procedure"],
-            anchor=row["anchor"], offset_value=row["offset"][0], offset_unit=row["offset"][1],
-            send_if_late=row["send_if_late"], attach_ics=row["attach_ics"], origin=row["origin"],
-            source=row["source"], email_subject=row.get("email_subject", ""),
-            email_text=_text(row.get("email_text")), email_html=_text(row.get("email_html")),
+            default_key=row["key"],
+            name=row["name"],
+            kind=row["kind"],
+            procedure_id=row["procedure"],
+            anchor=row["anchor"],
+            offset_value=row["offset"][0],
+            offset_unit=row["offset"][1],
+            send_if_late=row["send_if_late"],
+            attach_ics=row["attach_ics"],
+            origin=row["origin"],
+            source=row["source"],
+            email_subject=row.get("email_subject", ""),
+            email_text=_text(row.get("email_text")),
+            email_html=_text(row.get("email_html")),
             sms_text=row.get("sms_text", ""),
         )
         existing = ReminderTemplate.objects.filter(default_key=row["key"]).only("pk", "source").first()

@@ -12,6 +12,7 @@ fails permanently or runs out of attempts (then it is marked `failed`,
 visibly); it is delivered twice only if a sender dies after the provider
 accepted the message and before the database committed.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,22 +87,32 @@ def outbox_claim_due(*, now: datetime, limit: int | None = None, lease: timedelt
     token = uuid.uuid4()
     due = Q(status=OutboxStatus.PENDING, due_at__lte=now) | Q(status=OutboxStatus.SENDING, claimed_until__lt=now)
     with transaction.atomic():
-        rows = list(OutboxMessage.objects.select_for_update(**_skip_locked()).filter(due)
-                    .order_by("due_at", "id").values_list("id", "status", "attempts")[:limit])
-        exhausted = [pk for pk, status, attempts in rows
-                     if status == OutboxStatus.SENDING and attempts >= settings.REMINDERS_MAX_ATTEMPTS]
+        rows = list(
+            OutboxMessage.objects.select_for_update(**_skip_locked())
+            .filter(due)
+            .order_by("due_at", "id")
+            .values_list("id", "status", "attempts")[:limit]
+        )
+        exhausted = [
+            pk
+            for pk, status, attempts in rows
+            if status == OutboxStatus.SENDING and attempts >= settings.REMINDERS_MAX_ATTEMPTS
+        ]
         if exhausted:
             # A claim that keeps expiring means the sender keeps dying on this row: stop, visibly.
             OutboxMessage.objects.filter(pk__in=exhausted).update(
-                status=OutboxStatus.FAILED, claim_token=None, claimed_until=None,
-                last_error=f"gave up: the sender stopped {settings.REMINDERS_MAX_ATTEMPTS} times without finishing")
+                status=OutboxStatus.FAILED,
+                claim_token=None,
+                claimed_until=None,
+                last_error=f"gave up: the sender stopped {settings.REMINDERS_MAX_ATTEMPTS} times without finishing",
+            )
             log.error("outbox: gave up on %d message(s) whose sender kept dying", len(exhausted))
         ids = [pk for pk, _, _ in rows if pk not in exhausted]
         if ids:
             # Attempts count claims, so a row that crashes its worker every time still runs out.
             OutboxMessage.objects.filter(pk__in=ids).update(
-                status=OutboxStatus.SENDING, claim_token=token, claimed_until=now + lease,
-                attempts=F("attempts") + 1)
+                status=OutboxStatus.SENDING, claim_token=token, claimed_until=now + lease, attempts=F("attempts") + 1
+            )
     return [Claim(pk, token) for pk in ids]
 
 
@@ -110,8 +121,8 @@ def outbox_release(claims: list[Claim]) -> int:
     released = 0
     for claim in claims:
         released += OutboxMessage.objects.filter(
-            pk=claim.message_id, status=OutboxStatus.SENDING, claim_token=claim.token).update(
-            status=OutboxStatus.PENDING, claim_token=None, claimed_until=None, attempts=F("attempts") - 1)
+            pk=claim.message_id, status=OutboxStatus.SENDING, claim_token=claim.token
+        ).update(status=OutboxStatus.PENDING, claim_token=None, claimed_until=None, attempts=F("attempts") - 1)
     return released
 
 
@@ -132,7 +143,11 @@ def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
     if appointment.status == AppointmentStatus.CANCELLED and message.kind != MessageKind.CANCELLED:
         return OutboxStatus.CANCELLED, "the appointment was cancelled"
     if appointment.status in (AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW) and message.kind in (
-            MessageKind.CONFIRMATION, MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.RESCHEDULED):
+        MessageKind.CONFIRMATION,
+        MessageKind.REMINDER,
+        MessageKind.PRE_CARE,
+        MessageKind.RESCHEDULED,
+    ):
         return OutboxStatus.CANCELLED, "the appointment is over"
     if appointment.status in HOLDING_STATUSES:
         return OutboxStatus.HELD, ""
@@ -158,8 +173,15 @@ def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, da
     return OutboxStatus.PENDING, allowed, "quiet hours: held until they end"
 
 
-_WITH_RELATIONS = ("appointment__patient", "appointment__clinic", "appointment__procedure",
-                   "appointment__practitioner", "appointment__area", "template", "endpoint__client")
+_WITH_RELATIONS = (
+    "appointment__patient",
+    "appointment__clinic",
+    "appointment__procedure",
+    "appointment__practitioner",
+    "appointment__area",
+    "template",
+    "endpoint__client",
+)
 MAX_MERGED = 5
 
 
@@ -174,10 +196,18 @@ def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
         return []
-    ids = list(OutboxMessage.objects.select_for_update(**_skip_locked())
-               .filter(appointment__patient_id=message.appointment.patient_id, channel=message.channel,
-                       status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING), due_at__lte=now + window)
-               .exclude(pk=message.pk).order_by("due_at", "id").values_list("pk", flat=True)[:MAX_MERGED])
+    ids = list(
+        OutboxMessage.objects.select_for_update(**_skip_locked())
+        .filter(
+            appointment__patient_id=message.appointment.patient_id,
+            channel=message.channel,
+            status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
+            due_at__lte=now + window,
+        )
+        .exclude(pk=message.pk)
+        .order_by("due_at", "id")
+        .values_list("pk", flat=True)[:MAX_MERGED]
+    )
     if not ids:
         return []
     rows = OutboxMessage.objects.select_related(*_WITH_RELATIONS).filter(pk__in=ids).order_by("due_at", "id")
@@ -204,11 +234,18 @@ def _earlier_unsent(message: OutboxMessage, now: datetime, *, going_with: list[O
     out, other than those going with it (they are put in reading order inside the one message)."""
     if message.channel == Channel.WEBHOOK or message.kind not in content.READING_ORDER:
         return False
-    earlier = content.READING_ORDER[:content.READING_ORDER.index(message.kind)]
-    return OutboxMessage.objects.filter(
-        appointment_id=message.appointment_id, channel=message.channel, kind__in=earlier, due_at__lte=now,
-        status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING)).exclude(
-        pk__in=[message.pk, *(c.pk for c in going_with)]).exists()
+    earlier = content.READING_ORDER[: content.READING_ORDER.index(message.kind)]
+    return (
+        OutboxMessage.objects.filter(
+            appointment_id=message.appointment_id,
+            channel=message.channel,
+            kind__in=earlier,
+            due_at__lte=now,
+            status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
+        )
+        .exclude(pk__in=[message.pk, *(c.pk for c in going_with)])
+        .exists()
+    )
 
 
 def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessage] = ()) -> tuple[str, str]:
@@ -217,22 +254,38 @@ def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessa
     if message.channel == Channel.WEBHOOK:
         body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
         secret, *extra = message.endpoint.signing_secrets(now)
-        provider_id = channels.send_webhook(url=message.endpoint.url, secret=secret, extra_secrets=extra,
-                                            delivery_id=str(message.pk), event=message.event, body=body, now=now)
+        provider_id = channels.send_webhook(
+            url=message.endpoint.url,
+            secret=secret,
+            extra_secrets=extra,
+            delivery_id=str(message.pk),
+            event=message.event,
+            body=body,
+            now=now,
+        )
         return provider_id, message.endpoint.url
     group = [message, *companions]
     if message.channel == Channel.SMS:
         rendered = content.render_messages(messages=group, now=now)
-        return channels.sms_backend().send(to=patient.phone, body=rendered.sms, outbox_id=str(message.pk)), \
-            patient.phone
+        return channels.sms_backend().send(
+            to=patient.phone, body=rendered.sms, outbox_id=str(message.pk)
+        ), patient.phone
     link = unsubscribe_url(patient_id=patient.pk, channel=Channel.EMAIL)
     rendered = content.render_messages(messages=group, now=now, unsubscribe_url=link)
     clinic = message.appointment.clinic
     cancelled = any(m.kind == MessageKind.CANCELLED for m in group)
-    provider_id = channels.send_email(outbox_id=str(message.pk), to=patient.email, subject=rendered.subject,
-                                      text=rendered.text, html=rendered.html, ics=rendered.ics, unsubscribe_url=link,
-                                      sender_name=clinic.display_sender, reply_to=clinic.reply_to_email,
-                                      ics_method="CANCEL" if cancelled else "REQUEST")
+    provider_id = channels.send_email(
+        outbox_id=str(message.pk),
+        to=patient.email,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        ics=rendered.ics,
+        unsubscribe_url=link,
+        sender_name=clinic.display_sender,
+        reply_to=clinic.reply_to_email,
+        ics_method="CANCEL" if cancelled else "REQUEST",
+    )
     return provider_id, patient.email
 
 
@@ -241,8 +294,12 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
     with transaction.atomic():
         # Lock the one row on its own, then read it with its relations: a FOR UPDATE over a
         # ten-table join cost ten times its execution in planning alone (docs/benchmarks.md).
-        locked = list(OutboxMessage.objects.select_for_update(**_skip_locked()).filter(pk=message_id)
-                      .order_by().values_list("pk", flat=True))
+        locked = list(
+            OutboxMessage.objects.select_for_update(**_skip_locked())
+            .filter(pk=message_id)
+            .order_by()
+            .values_list("pk", flat=True)
+        )
         message = OutboxMessage.objects.select_related(*_WITH_RELATIONS).get(pk=locked[0]) if locked else None
         if message is None:
             exists = OutboxMessage.objects.filter(pk=message_id).exists()
@@ -324,8 +381,19 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
         companion.claim_token = companion.claimed_until = None
         companion.provider_id, companion.recipient, companion.sent_at = message.provider_id, message.recipient, now
         companion.payload = {**(companion.payload or {}), **_told(companion), "sent_in": str(message.pk)}
-        companion.save(update_fields=["status", "last_error", "claim_token", "claimed_until", "provider_id",
-                                      "recipient", "sent_at", "payload", "updated_at"])
+        companion.save(
+            update_fields=[
+                "status",
+                "last_error",
+                "claim_token",
+                "claimed_until",
+                "provider_id",
+                "recipient",
+                "sent_at",
+                "payload",
+                "updated_at",
+            ]
+        )
 
 
 def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
@@ -371,7 +439,6 @@ def dispatch_local(*, now: datetime, clock: Callable[[], datetime] | None = None
     """
     counts: dict[str, int] = {}
     for claim in outbox_claim_due(now=now):
-        outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token,
-                              now=clock() if clock else now)
+        outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token, now=clock() if clock else now)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

@@ -5,6 +5,7 @@ The token names the appointment and an expiry (a week after the appointment ends
 working by itself. It is kept short (about 56 characters) because it goes by SMS too. The patient
 pages (portal/) read it back with `appointment_from_manage_token`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,8 +44,10 @@ def appointment_from_manage_token(token: str, *, now: datetime) -> Appointment:
     """The appointment a link names; InvalidInput for a forged, damaged, expired or stale link."""
     parts = token.split(".") if isinstance(token, str) else []
     if len(parts) != 3 or not constant_time_compare(_mac(f"{parts[0]}.{parts[1]}"), parts[2]):
-        raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This link is not valid. Please use the link in your "
-                                                          "latest message, or call the clinic.")
+        raise InvalidInput(
+            ErrorCode.INVALID_MANAGE_LINK,
+            "This link is not valid. Please use the link in your latest message, or call the clinic.",
+        )
     pk = parse_uuid(parts[0])
     try:
         expires = base36_to_int(parts[1])
@@ -54,8 +57,9 @@ def appointment_from_manage_token(token: str, *, now: datetime) -> Appointment:
         raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This link is not valid. Please call the clinic.")
     if now >= datetime.fromtimestamp(expires, tz=UTC):
         raise InvalidInput(ErrorCode.MANAGE_LINK_EXPIRED, "This link has expired. Please call the clinic.")
-    appointment = (Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner")
-                   .filter(pk=pk).first())
+    appointment = (
+        Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner").filter(pk=pk).first()
+    )
     if appointment is None:
         raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This appointment no longer exists. Please call the clinic.")
     return appointment

@@ -4,6 +4,7 @@ Templates are what a clinic administrator edits in the admin; the outbox holds
 one row per message to deliver (to a patient or a booking platform), written in
 the same transaction as the booking change that causes it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -87,7 +88,11 @@ class ReminderTemplate(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=[c for c in MessageKind.choices if c[0] != "webhook"])
     procedure = models.ForeignKey(
-        ProcedureType, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        ProcedureType,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Leave empty for a message every booking gets (confirmation, day-before reminder).",
     )
     anchor = models.CharField(max_length=20, choices=Anchor.choices)
@@ -98,20 +103,25 @@ class ReminderTemplate(models.Model):
     send_if_late = models.BooleanField(
         default=False,
         help_text="When the booking is made after the due time: send at once (care instructions) "
-                  "instead of leaving it out (a day-before reminder is pointless then).",
+        "instead of leaving it out (a day-before reminder is pointless then).",
     )
     email_subject = models.CharField(max_length=200, blank=True)
     email_text = models.TextField(blank=True, help_text="Plain-text body (Django template syntax).")
     email_html = models.TextField(blank=True, help_text="HTML body; leave empty to derive it from the text.")
     sms_text = models.TextField(
-        blank=True, help_text="At most 3 SMS segments (459 plain characters). Never a diagnosis, procedure or drug name.",
+        blank=True,
+        help_text="At most 3 SMS segments (459 plain characters). Never a diagnosis, procedure or drug name.",
     )
     attach_ics = models.BooleanField(default=False, help_text="Attach the appointment as an iCalendar file.")
     origin = models.CharField(max_length=10, choices=TemplateOrigin.choices, default=TemplateOrigin.CLINIC)
     source = models.CharField(max_length=200, blank=True, help_text="Reference text(s) a sourced default cites.")
     is_active = models.BooleanField(default=True)
     default_key = models.SlugField(
-        max_length=80, unique=True, null=True, blank=True, editable=False,
+        max_length=80,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
         help_text="Which shipped default this started as; setup never overwrites an edited template.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -120,8 +130,10 @@ class ReminderTemplate(models.Model):
         db_table = "scheduler_remindertemplate"  # created by the scheduler app; moved without renaming
         ordering = ["procedure_id", "anchor", "offset_value", "id"]
         constraints = [
-            models.CheckConstraint(condition=Q(kind__in=[k for k in MessageKind.values if k != "webhook"]),
-                                   name="reminder_template_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=[k for k in MessageKind.values if k != "webhook"]),
+                name="reminder_template_kind_valid",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -141,7 +153,9 @@ class ReminderTemplate(models.Model):
         if allowed and self.anchor not in allowed:
             errors.setdefault("anchor", []).append(
                 f"A {self.get_kind_display().lower()} is anchored to: "
-                + ", ".join(Anchor(a).label.lower() for a in allowed) + ".")
+                + ", ".join(Anchor(a).label.lower() for a in allowed)
+                + "."
+            )
         if self.anchor == Anchor.START and self.offset_value > 0:
             errors.setdefault("offset_value", []).append("A message anchored to the start must come before it.")
         if self.anchor == Anchor.COMPLETION and self.offset_value < 0:
@@ -241,10 +255,12 @@ class OutboxMessage(models.Model):
     appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="outbox_messages")
     kind = models.CharField(max_length=20, choices=MessageKind.choices)
     channel = models.CharField(max_length=10, choices=Channel.choices)
-    template = models.ForeignKey(ReminderTemplate, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="messages")
-    endpoint = models.ForeignKey(WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="deliveries")
+    template = models.ForeignKey(
+        ReminderTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
     event = models.CharField(max_length=40, blank=True, help_text="Webhook event type.")
     anchor_at = models.DateTimeField(null=True, blank=True, help_text="The instant the due time was computed from.")
     due_at = models.DateTimeField(help_text="When it may go (next attempt, after a failure).")
@@ -341,10 +357,10 @@ class CalendarFeed(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    practitioner = models.ForeignKey(Practitioner, null=True, blank=True, on_delete=models.CASCADE,
-                                     related_name="calendar_feeds")
-    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.CASCADE,
-                                related_name="calendar_feeds")
+    practitioner = models.ForeignKey(
+        Practitioner, null=True, blank=True, on_delete=models.CASCADE, related_name="calendar_feeds"
+    )
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="calendar_feeds")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField()
     created_by = models.CharField(max_length=200, blank=True)
@@ -357,7 +373,8 @@ class CalendarFeed(models.Model):
             models.CheckConstraint(
                 condition=(Q(practitioner__isnull=False) & Q(patient__isnull=True))
                 | (Q(practitioner__isnull=True) & Q(patient__isnull=False)),
-                name="calendar_feed_one_owner"),
+                name="calendar_feed_one_owner",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ They wear the clinic's look (reminders/_page.html). Its logo lives on the clinic
 Content-Security-Policy (config/settings.py) admits images from this site only: each such response
 widens `img-src` by that one https origin, and nothing else.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit

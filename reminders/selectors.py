@@ -1,4 +1,5 @@
 """Reads over the outbox: an appointment's reminders (for the API) and the operator's summary."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -11,14 +12,20 @@ from reminders.models import Channel, OutboxMessage, OutboxStatus
 def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
     """The messages to the patient about one appointment (no webhooks), in the order they are due:
     the one read behind the API's `reminders` and the front desk's reminder list."""
-    return (OutboxMessage.objects.filter(appointment_id=appointment_id).exclude(channel=Channel.WEBHOOK)
-            .select_related("template").order_by("due_at", "id"))
+    return (
+        OutboxMessage.objects.filter(appointment_id=appointment_id)
+        .exclude(channel=Channel.WEBHOOK)
+        .select_related("template")
+        .order_by("due_at", "id")
+    )
 
 
 def reminders_for_appointment(appointment_id) -> list[dict]:
     """The patient messages of one appointment, as the API's `reminders` field lists them."""
-    return [{"kind": m.kind, "channel": m.channel, "due_at": m.due_at, "status": m.status}
-            for m in patient_messages(appointment_id)]
+    return [
+        {"kind": m.kind, "channel": m.channel, "due_at": m.due_at, "status": m.status}
+        for m in patient_messages(appointment_id)
+    ]
 
 
 def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
@@ -26,8 +33,9 @@ def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
     return rows.filter(appointment__clinic__code=clinic_code) if clinic_code else rows
 
 
-def outbox_summary(*, now: datetime, clinic_code: str | None = None, horizon: timedelta = timedelta(hours=24),
-                   limit: int = 20) -> dict:
+def outbox_summary(
+    *, now: datetime, clinic_code: str | None = None, horizon: timedelta = timedelta(hours=24), limit: int = 20
+) -> dict:
     """Counts by status and channel, what is overdue or due soon, and what failed."""
     rows = outbox_rows(clinic_code=clinic_code)
     counts: dict[str, dict[str, int]] = {}
@@ -35,10 +43,16 @@ def outbox_summary(*, now: datetime, clinic_code: str | None = None, horizon: ti
         counts.setdefault(status, {})[channel] = n
     return {
         "counts": counts,
-        "overdue": list(rows.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING], due_at__lt=now)
-                        .order_by("due_at")[:limit]),
-        "due_soon": list(rows.filter(status=OutboxStatus.PENDING, due_at__gte=now, due_at__lt=now + horizon)
-                         .order_by("due_at")[:limit]),
+        "overdue": list(
+            rows.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING], due_at__lt=now).order_by("due_at")[
+                :limit
+            ]
+        ),
+        "due_soon": list(
+            rows.filter(status=OutboxStatus.PENDING, due_at__gte=now, due_at__lt=now + horizon).order_by("due_at")[
+                :limit
+            ]
+        ),
         "held": rows.filter(status=OutboxStatus.HELD).count(),
         "failed": list(rows.filter(status=OutboxStatus.FAILED).order_by("-updated_at")[:limit]),
     }

@@ -5,6 +5,7 @@ appointment rows already locked), so outbox rows commit or roll back with the
 change. The appointment's unsent rows are locked here too, so a dispatcher
 (which claims with SKIP LOCKED) never sends a row that is being moved.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,9 @@ from scheduler.lifecycle import EVENT_FOR_ACTION
 
 def _active_templates() -> list[ReminderTemplate]:
     """Every active template, kept per process under the configuration version (scheduler/versioned.py)."""
-    return versioned.cached("reminder-templates",
-                            lambda: list(ReminderTemplate.objects.filter(is_active=True).order_by("id")))
+    return versioned.cached(
+        "reminder-templates", lambda: list(ReminderTemplate.objects.filter(is_active=True).order_by("id"))
+    )
 
 
 class _Change:
@@ -61,16 +63,27 @@ class _Change:
     def templates(self, *kinds: str) -> list[ReminderTemplate]:
         return [t for kind in kinds for t in self.by_kind.get(kind, ())]
 
-    def add(self, template: ReminderTemplate, channel: str, plan: Plan, anchor_at: datetime,
-            payload: dict | None = None) -> None:
+    def add(
+        self, template: ReminderTemplate, channel: str, plan: Plan, anchor_at: datetime, payload: dict | None = None
+    ) -> None:
         if plan.due_at is None:
             status, due, reason = OutboxStatus.SKIPPED, anchor_at, plan.reason
         else:
             status, due, reason = _new_status(self.appointment), plan.due_at, ""
-        self.new_rows.append(OutboxMessage(
-            appointment=self.appointment, kind=template.kind, channel=channel, template=template,
-            anchor_at=anchor_at, due_at=due, status=status, last_error=reason, payload=payload or {},
-            created_at=self.now))
+        self.new_rows.append(
+            OutboxMessage(
+                appointment=self.appointment,
+                kind=template.kind,
+                channel=channel,
+                template=template,
+                anchor_at=anchor_at,
+                due_at=due,
+                status=status,
+                last_error=reason,
+                payload=payload or {},
+                created_at=self.now,
+            )
+        )
 
     def save(self) -> None:
         if self.new_rows:
@@ -166,14 +179,19 @@ def _channels(template: ReminderTemplate, appointment: Appointment) -> list[str]
     return [c for c in wanted if patient_accepts(appointment.patient, c, template.kind)[0]]
 
 
-def _plan(template: ReminderTemplate, channel: str, appointment: Appointment, now: datetime,
-          anchor_at: datetime) -> Plan:
+def _plan(
+    template: ReminderTemplate, channel: str, appointment: Appointment, now: datetime, anchor_at: datetime
+) -> Plan:
     start_anchored = template.anchor == Anchor.START
     return plan_due(
-        anchor_at=anchor_at, offset_value=template.offset_value, offset_unit=template.offset_unit,
-        tz=appointment.clinic.tz, now=now,
+        anchor_at=anchor_at,
+        offset_value=template.offset_value,
+        offset_unit=template.offset_unit,
+        tz=appointment.clinic.tz,
+        now=now,
         direction=Direction.EARLIER if start_anchored else Direction.LATER,
-        is_sms=channel == Channel.SMS, quiet=quiet_hours(),
+        is_sms=channel == Channel.SMS,
+        quiet=quiet_hours(),
         send_if_late=template.send_if_late if start_anchored else True,
         deadline=appointment.start_at if start_anchored else None,
     )
@@ -191,9 +209,16 @@ def _after_grace(plan: Plan, now: datetime, start_at: datetime) -> Plan:
 
 def last_told_start(appointment: Appointment) -> datetime | None:
     """The appointment time the patient last heard (the newest sent message that named one), or None."""
-    for payload, kind, anchor_at in OutboxMessage.objects.filter(
-            appointment=appointment, status=OutboxStatus.SENT, kind__in=TIME_NAMING_KINDS,
-    ).exclude(channel=Channel.WEBHOOK).order_by("-sent_at", "-created_at").values_list("payload", "kind", "anchor_at"):
+    for payload, kind, anchor_at in (
+        OutboxMessage.objects.filter(
+            appointment=appointment,
+            status=OutboxStatus.SENT,
+            kind__in=TIME_NAMING_KINDS,
+        )
+        .exclude(channel=Channel.WEBHOOK)
+        .order_by("-sent_at", "-created_at")
+        .values_list("payload", "kind", "anchor_at")
+    ):
         told = (payload or {}).get("told_start")
         if told:
             return datetime.fromisoformat(told)
@@ -208,15 +233,19 @@ def _new_status(appointment: Appointment) -> str:
 
 
 def _locked_unsent(appointment: Appointment, **filters) -> list[OutboxMessage]:
-    return list(OutboxMessage.objects.select_for_update().filter(
-        appointment=appointment, status__in=UNSENT_STATUSES, **filters).exclude(channel=Channel.WEBHOOK))
+    return list(
+        OutboxMessage.objects.select_for_update()
+        .filter(appointment=appointment, status__in=UNSENT_STATUSES, **filters)
+        .exclude(channel=Channel.WEBHOOK)
+    )
 
 
 def _finish(rows: Iterable[OutboxMessage], status: str, reason: str) -> None:
     ids = [r.pk for r in rows]
     if ids:
         OutboxMessage.objects.filter(pk__in=ids, status__in=UNSENT_STATUSES).update(
-            status=status, last_error=reason, claim_token=None, claimed_until=None)
+            status=status, last_error=reason, claim_token=None, claimed_until=None
+        )
 
 
 # --- Start-anchored messages: reminders and pre-care ------------------------------------------------------------
@@ -243,10 +272,15 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
         # Race condition: the latest outcome per template and channel decides. A pre-care sent for
         # 11:00, then for 10:00, must go again when the visit moves back to 11:00.
         latest: dict = {}
-        for template_id, channel, anchor_at in OutboxMessage.objects.filter(
-                appointment=appointment, template__in=templates,
+        for template_id, channel, anchor_at in (
+            OutboxMessage.objects.filter(
+                appointment=appointment,
+                template__in=templates,
                 status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
-        ).order_by("created_at", "sent_at", "id").values_list("template_id", "channel", "anchor_at"):
+            )
+            .order_by("created_at", "sent_at", "id")
+            .values_list("template_id", "channel", "anchor_at")
+        ):
             latest[(template_id, channel)] = anchor_at
         handled = {key for key, anchor_at in latest.items() if anchor_at == appointment.start_at}
     anchor = appointment.start_at
@@ -267,7 +301,8 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
                 _finish([row], OutboxStatus.CANCELLED, f"not sent after the move: {plan.reason}")
             else:
                 OutboxMessage.objects.filter(pk=row.pk).update(
-                    anchor_at=anchor, due_at=plan.due_at, status=_new_status(appointment), last_error="")
+                    anchor_at=anchor, due_at=plan.due_at, status=_new_status(appointment), last_error=""
+                )
     # Consent withdrawn since the row was planned: the send step would skip it; say so now.
     _finish(unsent.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
 
@@ -284,8 +319,10 @@ def _event_messages(work: _Change, kind: str) -> None:
 def _patient_was_told(appointment: Appointment) -> bool:
     """Whether a confirmation or change notice has gone (or is going) out for this appointment."""
     return OutboxMessage.objects.filter(
-        appointment=appointment, kind__in=[MessageKind.CONFIRMATION, MessageKind.RESCHEDULED],
-        status__in=[OutboxStatus.SENT, OutboxStatus.SENDING]).exists()
+        appointment=appointment,
+        kind__in=[MessageKind.CONFIRMATION, MessageKind.RESCHEDULED],
+        status__in=[OutboxStatus.SENT, OutboxStatus.SENDING],
+    ).exists()
 
 
 def _rescheduled_notice(work: _Change, previous: dict) -> None:
@@ -317,8 +354,9 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
             if row is None:
                 work.add(template, channel, plan, now, {"from_start": original})
             elif plan.due_at is not None:  # a further move restarts the grace period
-                OutboxMessage.objects.filter(pk=row.pk).update(due_at=plan.due_at, anchor_at=now,
-                                                               payload={**row.payload, "from_start": original})
+                OutboxMessage.objects.filter(pk=row.pk).update(
+                    due_at=plan.due_at, anchor_at=now, payload={**row.payload, "from_start": original}
+                )
     _finish(by_key.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
 
 
@@ -328,7 +366,8 @@ def _sync_hold(work: _Change) -> None:
     rows = _locked_unsent(appointment)
     if appointment.status in HOLDING_STATUSES:
         OutboxMessage.objects.filter(pk__in=[r.pk for r in rows if r.status == OutboxStatus.PENDING]).update(
-            status=OutboxStatus.HELD)
+            status=OutboxStatus.HELD
+        )
         return
     templates = {t.pk: t for t in work.templates(*KIND_ANCHORS)}
     for row in rows:
@@ -350,8 +389,11 @@ def _cancel_unsent(appointment: Appointment, reason: str) -> None:
 def _completion_messages(work: _Change) -> None:
     appointment = work.appointment
     anchor = appointment.completed_at or work.now
-    existing = set(OutboxMessage.objects.filter(appointment=appointment, kind=MessageKind.POST_CARE)
-                   .values_list("template_id", "channel"))
+    existing = set(
+        OutboxMessage.objects.filter(appointment=appointment, kind=MessageKind.POST_CARE).values_list(
+            "template_id", "channel"
+        )
+    )
     for template in work.templates(MessageKind.POST_CARE):
         for channel in _channels(template, appointment):
             if (template.pk, channel) in existing:
@@ -381,7 +423,8 @@ def appointment_event_data(appointment: Appointment) -> dict:
 def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     appointment, now = work.appointment, work.now
     endpoints = WebhookEndpoint.objects.filter(
-        is_active=True, client__revoked_at__isnull=True, client__clinics=appointment.clinic_id).distinct()
+        is_active=True, client__revoked_at__isnull=True, client__clinics=appointment.clinic_id
+    ).distinct()
     tz = appointment.clinic.tz
     data = {"appointment": appointment_event_data(appointment)}
     if previous:
@@ -401,16 +444,33 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     for endpoint in wanted:
         delivery_id = uuid.uuid4()
         # The body is frozen now: a platform gets the appointment as it was when the event happened.
-        work.new_rows.append(OutboxMessage(
-            id=delivery_id, appointment=appointment, kind=MessageKind.WEBHOOK, channel=Channel.WEBHOOK,
-            endpoint=endpoint, event=event, anchor_at=now, due_at=now, status=OutboxStatus.PENDING,
-            payload={"id": str(delivery_id), "event_id": event_id, "sequence": sequence, "type": event,
-                     "occurred_at": now.astimezone(tz).isoformat(), "data": data},
-            created_at=now))
+        work.new_rows.append(
+            OutboxMessage(
+                id=delivery_id,
+                appointment=appointment,
+                kind=MessageKind.WEBHOOK,
+                channel=Channel.WEBHOOK,
+                endpoint=endpoint,
+                event=event,
+                anchor_at=now,
+                due_at=now,
+                status=OutboxStatus.PENDING,
+                payload={
+                    "id": str(delivery_id),
+                    "event_id": event_id,
+                    "sequence": sequence,
+                    "type": event,
+                    "occurred_at": now.astimezone(tz).isoformat(),
+                    "data": data,
+                },
+                created_at=now,
+            )
+        )
 
 
-def webhook_endpoint_create(*, client, url: str, events: list[str] | None = None,
-                            description: str = "") -> WebhookEndpoint:
+def webhook_endpoint_create(
+    *, client, url: str, events: list[str] | None = None, description: str = ""
+) -> WebhookEndpoint:
     """Register `url` for `client` (an api.ApiClient); the secret to verify signatures is on the result."""
     endpoint = WebhookEndpoint(client=client, url=url, events=events or [], description=description)
     try:
@@ -432,9 +492,15 @@ def outbox_retry(*, message_ids: Iterable, now: datetime) -> int:
         try:
             with transaction.atomic():
                 count += OutboxMessage.objects.filter(
-                    pk=pk, status__in=[OutboxStatus.FAILED, OutboxStatus.SKIPPED]).update(
-                    status=OutboxStatus.PENDING, attempts=0, due_at=now, claim_token=None, claimed_until=None,
-                    last_error="")
+                    pk=pk, status__in=[OutboxStatus.FAILED, OutboxStatus.SKIPPED]
+                ).update(
+                    status=OutboxStatus.PENDING,
+                    attempts=0,
+                    due_at=now,
+                    claim_token=None,
+                    claimed_until=None,
+                    last_error="",
+                )
         except IntegrityError:
             pass  # a newer copy of the same message is already waiting: leave this one as it is
     return count
@@ -443,4 +509,5 @@ def outbox_retry(*, message_ids: Iterable, now: datetime) -> int:
 def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:
     with transaction.atomic():
         return OutboxMessage.objects.filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES).update(
-            status=OutboxStatus.CANCELLED, last_error=f"cancelled by an operator at {now:%Y-%m-%d %H:%M} UTC")
+            status=OutboxStatus.CANCELLED, last_error=f"cancelled by an operator at {now:%Y-%m-%d %H:%M} UTC"
+        )

@@ -7,6 +7,7 @@ to run twice. No task is ever scheduled far ahead with an ETA: due times live
 in the database, so a Redis restart or visibility timeout cannot lose or
 replay them.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

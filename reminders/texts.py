@@ -3,6 +3,7 @@
 Used by the template model's validation and again at send time; it reads the
 catalogue (for the forbidden names) but nothing of the reminders' own models.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,8 @@ SMS_MAX_SEGMENTS = 3  # longer texts cost more and arrive split; carriers cap co
 # GSM 03.38: the default alphabet (one septet each) and its extension table (an escape plus one: two).
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
-    "abcdefghijklmnopqrstuvwxyzäöñüà")
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
@@ -35,6 +37,7 @@ def sms_segments(text: str) -> tuple[int, str]:
     if units <= single:
         return (1 if units else 0), encoding
     return -(-units // part), encoding
+
 
 # Admin-edited texts are rendered by engines with no template loaders, so a
 # template cannot {% include %} files from disk.
@@ -57,8 +60,19 @@ def template_problem(text: str) -> str:
 
 
 # Drug words the catalogue names only inside longer phrases ("Topical retinoid"), checked on their own.
-EXTRA_FORBIDDEN = ("retinoid", "retinol", "retin-a", "tretinoin", "botulinum", "toxin", "accutane",
-                   "steroid", "antibiotic", "anticoagulant", "blood thinner")
+EXTRA_FORBIDDEN = (
+    "retinoid",
+    "retinol",
+    "retin-a",
+    "tretinoin",
+    "botulinum",
+    "toxin",
+    "accutane",
+    "steroid",
+    "antibiotic",
+    "anticoagulant",
+    "blood thinner",
+)
 
 
 def _name_terms(name: str) -> set[str]:
@@ -114,10 +128,14 @@ def sms_text_problem(text: str) -> str:
     """Why `text` may not go by SMS (a clinical name in it, or too long), or ''."""
     found = clinical_terms_in(text)
     if found:
-        return ("An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
-                f"the phone); remove: {', '.join(found)}.")
+        return (
+            "An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
+            f"the phone); remove: {', '.join(found)}."
+        )
     segments, encoding = sms_segments(text)
     if segments > SMS_MAX_SEGMENTS:
-        return (f"An SMS may take at most {SMS_MAX_SEGMENTS} segments (459 plain characters, fewer with accents "
-                f"outside the GSM alphabet or emoji); this one takes {segments} ({encoding}, {len(text)} characters).")
+        return (
+            f"An SMS may take at most {SMS_MAX_SEGMENTS} segments (459 plain characters, fewer with accents "
+            f"outside the GSM alphabet or emoji); this one takes {segments} ({encoding}, {len(text)} characters)."
+        )
     return ""

@@ -6,6 +6,7 @@ goes out in quiet hours (21:00-08:00 local by default): a message that warns
 about something ahead (pre-care, reminders) moves earlier, never later; one
 that follows something (post-care, notices) moves later (docs/reminders.md, "Time").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,8 +63,7 @@ def apply_offset(anchor_at: datetime, value: int, unit: str, tz: tzinfo) -> date
         local = anchor_at.astimezone(tz)
         # A wall time that does not exist (or exists twice) on the target day: stay on the
         # side of the anchor, so a "before" message never drifts towards it.
-        return _wall(local.date() + timedelta(days=value), local.time().replace(tzinfo=None), tz,
-                     earliest=value < 0)
+        return _wall(local.date() + timedelta(days=value), local.time().replace(tzinfo=None), tz, earliest=value < 0)
     raise ValueError(f"unknown offset unit {unit!r}")
 
 
@@ -85,9 +85,19 @@ def first_allowed_after(moment: datetime, tz: tzinfo, quiet: QuietHours) -> date
     return _wall(day, quiet.end, tz, earliest=False)
 
 
-def plan_due(*, anchor_at: datetime, offset_value: int, offset_unit: str, tz: tzinfo, now: datetime,
-             direction: Direction, is_sms: bool, quiet: QuietHours, send_if_late: bool,
-             deadline: datetime | None = None) -> Plan:
+def plan_due(
+    *,
+    anchor_at: datetime,
+    offset_value: int,
+    offset_unit: str,
+    tz: tzinfo,
+    now: datetime,
+    direction: Direction,
+    is_sms: bool,
+    quiet: QuietHours,
+    send_if_late: bool,
+    deadline: datetime | None = None,
+) -> Plan:
     """When to send, or why not.
 
     `deadline` is the moment the message warns about (the appointment start):
@@ -107,6 +117,10 @@ def plan_due(*, anchor_at: datetime, offset_value: int, offset_unit: str, tz: tz
         else:
             due = first_allowed_after(due, tz, quiet)
     if deadline is not None and due >= deadline:
-        return Plan(None, "no moment outside SMS quiet hours is left before the appointment"
-                    if is_sms else "the appointment has already started")
+        return Plan(
+            None,
+            "no moment outside SMS quiet hours is left before the appointment"
+            if is_sms
+            else "the appointment has already started",
+        )
     return Plan(due)

@@ -1,4 +1,5 @@
 """Routes for patients' unsubscribe links, the SMS provider's inbound webhook and private calendar feeds."""
+
 from django.urls import path
 
 from reminders import views

@@ -4,6 +4,7 @@ Neither needs a login: the unsubscribe link carries a signed token, the SMS
 provider signs its requests (or the inbound URL carries SMS_INBOUND_TOKEN).
 Bad input gets a clear 400/403 page, never a 500.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -28,14 +29,21 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         patient, channel = consent.unsubscribe_token_read(token)
     except InvalidInput as exc:
         return render(request, "reminders/link_invalid.html", {"message": exc.message}, status=400)
-    context = {"clinic": patient.clinic, "clinic_name": patient.clinic.name,  # the clinic's look and contact details
-               "channel": "e-mails" if channel == Channel.EMAIL else "text messages"}
+    context = {
+        "clinic": patient.clinic,
+        "clinic_name": patient.clinic.name,  # the clinic's look and contact details
+        "channel": "e-mails" if channel == Channel.EMAIL else "text messages",
+    }
     if request.method == "GET":
         # A GET only asks: link scanners and mail previews fetch links, and must not unsubscribe anyone.
         return pages.with_clinic_look(render(request, "reminders/unsubscribe.html", context), patient.clinic)
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
-    consent.patient_opt_out(patient=patient, channel=channel, now=timezone.now(),
-                            via=OptOutVia.LIST_UNSUBSCRIBE if one_click else OptOutVia.EMAIL_LINK)
+    consent.patient_opt_out(
+        patient=patient,
+        channel=channel,
+        now=timezone.now(),
+        via=OptOutVia.LIST_UNSUBSCRIBE if one_click else OptOutVia.EMAIL_LINK,
+    )
     return pages.with_clinic_look(render(request, "reminders/unsubscribe_done.html", context), patient.clinic)
 
 
@@ -56,8 +64,7 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
         return HttpResponse("From must be a phone number.", status=400, content_type="text/plain")
     consent.sms_reply_opt_out(from_number=sender, body=body, now=timezone.now())
     # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
-    return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
-                        content_type="application/xml")
+    return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
 
 
 def _plausible_sender(sender: str) -> bool:
@@ -71,8 +78,9 @@ def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
     feed = feeds.calendar_feed_for_token(token)
     if feed is None:
         raise Http404("No such calendar feed.")
-    response = HttpResponse(feeds.calendar_feed_ics(feed=feed, now=timezone.now()),
-                            content_type="text/calendar; charset=utf-8")
+    response = HttpResponse(
+        feeds.calendar_feed_ics(feed=feed, now=timezone.now()), content_type="text/calendar; charset=utf-8"
+    )
     response["Content-Disposition"] = 'inline; filename="appointments.ics"'
     response["Cache-Control"] = "private, no-store"  # patient data; calendar apps poll it anyway
     response["Referrer-Policy"] = "no-referrer"  # the URL is the secret

@@ -1,4 +1,5 @@
 """Admin for the clinical rules, which every clinic shares: superusers edit them, clinic staff may look."""
+
 from django.contrib import admin
 
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun

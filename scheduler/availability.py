@@ -5,6 +5,7 @@ queries, then answers "is this practitioner free then?" and "which slots are
 free?" in memory. Slots are also filtered by the engine's blocked ranges, so
 a slot offered is one the patient may actually have.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -59,8 +60,16 @@ class Schedule:
     """Practitioners' calendars for a window, and (given `patient_id`) the patient's own bookings:
     a patient is in one place at a time, whichever practitioner or clinic they are booked with."""
 
-    def __init__(self, practitioners: Iterable[Practitioner], tz: tzinfo, window_start: datetime,
-                 window_end: datetime, *, ignore_appointment_id=None, patient_id=None) -> None:
+    def __init__(
+        self,
+        practitioners: Iterable[Practitioner],
+        tz: tzinfo,
+        window_start: datetime,
+        window_end: datetime,
+        *,
+        ignore_appointment_id=None,
+        patient_id=None,
+    ) -> None:
         self.tz = tz
         self.practitioners = sorted(practitioners, key=lambda p: (p.name, str(p.id)))
         ids = [p.id for p in self.practitioners]
@@ -77,15 +86,20 @@ class Schedule:
         # One read for both: the practitioners' bookings and the patient's own, wherever they are.
         booked: dict = defaultdict(list)
         self._patient: list[tuple[datetime, datetime, str, str]] = []
-        whose = Q(practitioner_id__in=ids) | Q(patient_id=patient_id) if patient_id is not None else \
-            Q(practitioner_id__in=ids)
-        appointments = Appointment.objects.filter(whose, status__in=ACTIVE_APPOINTMENT_STATUSES,
-                                                  start_at__lt=window_end, end_at__gt=window_start)
+        whose = (
+            Q(practitioner_id__in=ids) | Q(patient_id=patient_id)
+            if patient_id is not None
+            else Q(practitioner_id__in=ids)
+        )
+        appointments = Appointment.objects.filter(
+            whose, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__lt=window_end, end_at__gt=window_start
+        )
         if ignore_appointment_id is not None:
             appointments = appointments.exclude(pk=ignore_appointment_id)
         practitioners = set(ids)
         for pk, pid, owner, procedure, start, end in appointments.values_list(
-                "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at"):
+            "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at"
+        ):
             if pid in practitioners:
                 booked[pid].append((start, end))
             if patient_id is not None and owner == patient_id:
@@ -102,7 +116,7 @@ class Schedule:
             return False
         for period_start, period_end in self._periods.get((practitioner_id, local_start.weekday()), ()):
             day = local_start.date()
-            if (self._at(day, period_start) <= start and end <= self._at(day, period_end)):
+            if self._at(day, period_start) <= start and end <= self._at(day, period_end):
                 return True
         return False
 
@@ -114,16 +128,20 @@ class Schedule:
         found: list[Violation] = []
         if not self._within_hours(practitioner.id, start, end):
             local = start.astimezone(self.tz)
-            found.append(availability_violation(
-                AvailabilityCode.OUTSIDE_WORKING_HOURS,
-                f"{practitioner.name} does not work at {local:%H:%M} on {local:%A} {local.day} {local:%B %Y}.",
-            ))
+            found.append(
+                availability_violation(
+                    AvailabilityCode.OUTSIDE_WORKING_HOURS,
+                    f"{practitioner.name} does not work at {local:%H:%M} on {local:%A} {local.day} {local:%B %Y}.",
+                )
+            )
         if self._off.get(practitioner.id, self._empty).overlaps(start, end):
-            found.append(availability_violation(
-                AvailabilityCode.TIME_OFF, f"{practitioner.name} is off at that time."))
+            found.append(availability_violation(AvailabilityCode.TIME_OFF, f"{practitioner.name} is off at that time."))
         if self._booked.get(practitioner.id, self._empty).overlaps(start, end):
-            found.append(availability_violation(
-                AvailabilityCode.SLOT_TAKEN, f"{practitioner.name} already has an appointment at that time."))
+            found.append(
+                availability_violation(
+                    AvailabilityCode.SLOT_TAKEN, f"{practitioner.name} already has an appointment at that time."
+                )
+            )
         return found
 
     def patient_problem(self, start: datetime, end: datetime) -> Violation | None:
@@ -135,13 +153,21 @@ class Schedule:
         return availability_violation(
             AvailabilityCode.PATIENT_BUSY,
             f"The patient already has an appointment then ({local:%H:%M} on {local:%A} {local.day} {local:%B %Y}).",
-            EventRef(str(pk), "appointment", procedure, at=other_start))
+            EventRef(str(pk), "appointment", procedure, at=other_start),
+        )
 
     def is_free(self, practitioner: Practitioner, start: datetime, end: datetime) -> bool:
         return not self.problems(practitioner, start, end)
 
-    def free_slots(self, *, duration: timedelta, step: timedelta, window_start: datetime, window_end: datetime,
-                   blocked: BlockedSpans | None = None) -> Iterator[Slot]:
+    def free_slots(
+        self,
+        *,
+        duration: timedelta,
+        step: timedelta,
+        window_start: datetime,
+        window_end: datetime,
+        blocked: BlockedSpans | None = None,
+    ) -> Iterator[Slot]:
         """Free slots starting in [window_start, window_end], in time order, on each period's step grid."""
         day = window_start.astimezone(self.tz).date()
         last_day = window_end.astimezone(self.tz).date()
@@ -152,13 +178,16 @@ class Schedule:
                     start, stop = self._at(day, period_start), self._at(day, period_end)
                     while start + duration <= stop:
                         end = start + duration
-                        if (window_start <= start <= window_end
-                                and (blocked is None or not blocked.blocks(start))
-                                and not self._patient_busy.overlaps(start, end)
-                                and not self._off.get(practitioner.id, self._empty).overlaps(start, end)
-                                and not self._booked.get(practitioner.id, self._empty).overlaps(start, end)):
-                            found.append((start, practitioner.name,
-                                          Slot(start, end, str(practitioner.id), practitioner.name)))
+                        if (
+                            window_start <= start <= window_end
+                            and (blocked is None or not blocked.blocks(start))
+                            and not self._patient_busy.overlaps(start, end)
+                            and not self._off.get(practitioner.id, self._empty).overlaps(start, end)
+                            and not self._booked.get(practitioner.id, self._empty).overlaps(start, end)
+                        ):
+                            found.append(
+                                (start, practitioner.name, Slot(start, end, str(practitioner.id), practitioner.name))
+                            )
                         start += step
             found.sort(key=lambda row: (row[0], row[1]))
             for _, _, slot in found:

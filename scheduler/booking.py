@@ -6,6 +6,7 @@ and only then re-reads the timeline and re-checks the rules. Two concurrent
 requests therefore cannot both get through a rule or a slot; on PostgreSQL
 an exclusion constraint backs up the slot check. Time comes in as `now`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -105,8 +106,10 @@ class _Request:
 
 def _catalogue() -> tuple[dict[str, ProcedureType], dict[str, TreatmentArea]]:
     """Procedures and areas by code, kept per process under the configuration version."""
-    return versioned.cached("booking-catalogue", lambda: (
-        {p.code: p for p in ProcedureType.objects.all()}, {a.code: a for a in TreatmentArea.objects.all()}))
+    return versioned.cached(
+        "booking-catalogue",
+        lambda: ({p.code: p for p in ProcedureType.objects.all()}, {a.code: a for a in TreatmentArea.objects.all()}),
+    )
 
 
 def _procedure(code: str) -> ProcedureType:
@@ -114,8 +117,9 @@ def _procedure(code: str) -> ProcedureType:
     if procedure is None:
         raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, f"There is no procedure with code {code!r}.", field="procedure")
     if not procedure.bookable:
-        raise InvalidInput(ErrorCode.PROCEDURE_NOT_BOOKABLE, f"{procedure.name} is not a bookable procedure.",
-                           field="procedure")
+        raise InvalidInput(
+            ErrorCode.PROCEDURE_NOT_BOOKABLE, f"{procedure.name} is not a bookable procedure.", field="procedure"
+        )
     return procedure
 
 
@@ -138,31 +142,48 @@ def _candidates(patient: Patient, procedure: ProcedureType, practitioner_id, *, 
             query = query.select_for_update(of=("self",))
         found = list(query) if pk else []
         if not found:
-            raise InvalidInput(ErrorCode.UNKNOWN_PRACTITIONER, "There is no such practitioner at this clinic.",
-                               field="practitioner")
+            raise InvalidInput(
+                ErrorCode.UNKNOWN_PRACTITIONER, "There is no such practitioner at this clinic.", field="practitioner"
+            )
         if not found[0].procedures.filter(code=procedure.code).exists():
-            raise InvalidInput(ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
-                               f"{found[0].name} does not do {procedure.name}.", field="practitioner")
+            raise InvalidInput(
+                ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
+                f"{found[0].name} does not do {procedure.name}.",
+                field="practitioner",
+            )
         return found
     query = query.filter(procedures=procedure).order_by("pk")
     if lock:
         query = query.select_for_update(of=("self",))
     found = list(query)
     if not found:
-        raise InvalidInput(ErrorCode.NO_PRACTITIONER_FOR_PROCEDURE,
-                           f"No practitioner at this clinic does {procedure.name}.", field="procedure")
+        raise InvalidInput(
+            ErrorCode.NO_PRACTITIONER_FOR_PROCEDURE,
+            f"No practitioner at this clinic does {procedure.name}.",
+            field="procedure",
+        )
     return found
 
 
-def _request(*, patient: Patient, procedure_code: str, start_at: datetime, area_code: str | None,
-             practitioner_id, end_at: datetime | None, now: datetime, lock: bool) -> _Request:
+def _request(
+    *,
+    patient: Patient,
+    procedure_code: str,
+    start_at: datetime,
+    area_code: str | None,
+    practitioner_id,
+    end_at: datetime | None,
+    now: datetime,
+    lock: bool,
+) -> _Request:
     procedure = _procedure(procedure_code)
     area = _area(area_code)
     start = require_aware(start_at, field="start")
     require_whole_minute(start, field="start")
     if start < now:
-        raise InvalidInput(ErrorCode.START_IN_PAST, "That time has already passed; choose a time in the future.",
-                           field="start")
+        raise InvalidInput(
+            ErrorCode.START_IN_PAST, "That time has already passed; choose a time in the future.", field="start"
+        )
     if end_at is None:
         end = start + timedelta(minutes=procedure.duration_minutes)
     else:
@@ -177,22 +198,38 @@ def _request(*, patient: Patient, procedure_code: str, start_at: datetime, area_
 # --- The check ---------------------------------------------------------------------------------
 
 
-def _next_slot(req: _Request, timeline: rules.Timeline, rulebook: rules.RuleBook, from_at: datetime | None,
-               ignore: frozenset[str], ignore_appointment_id) -> Slot | None:
+def _next_slot(
+    req: _Request,
+    timeline: rules.Timeline,
+    rulebook: rules.RuleBook,
+    from_at: datetime | None,
+    ignore: frozenset[str],
+    ignore_appointment_id,
+) -> Slot | None:
     if from_at is None:
         return None
     tz = req.patient.clinic.tz
     until = from_at + timedelta(days=settings.BOOKING_SEARCH_DAYS)
     duration = req.end_at - req.start_at
-    schedule = Schedule(req.candidates, tz, from_at, until + duration, ignore_appointment_id=ignore_appointment_id,
-                        patient_id=req.patient.pk)
+    schedule = Schedule(
+        req.candidates,
+        tz,
+        from_at,
+        until + duration,
+        ignore_appointment_id=ignore_appointment_id,
+        patient_id=req.patient.pk,
+    )
     blocked = rules.blocked_ranges(
-        timeline, rulebook, rules.Proposal(req.procedure.code, from_at, req.area.code if req.area else None, ignore),
-        tz, until,
+        timeline,
+        rulebook,
+        rules.Proposal(req.procedure.code, from_at, req.area.code if req.area else None, ignore),
+        tz,
+        until,
     )
     step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-    return next(schedule.free_slots(duration=duration, step=step, window_start=from_at, window_end=until,
-                                    blocked=blocked), None)
+    return next(
+        schedule.free_slots(duration=duration, step=step, window_start=from_at, window_end=until, blocked=blocked), None
+    )
 
 
 def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
@@ -202,11 +239,14 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
     ignore_id = ignore_appointment.pk if ignore_appointment else None
     evaluation = rules.evaluate(
-        timeline, rulebook,
-        rules.Proposal(req.procedure.code, req.start_at, req.area.code if req.area else None, ignore), tz,
+        timeline,
+        rulebook,
+        rules.Proposal(req.procedure.code, req.start_at, req.area.code if req.area else None, ignore),
+        tz,
     )
-    schedule = Schedule(req.candidates, tz, req.start_at, req.end_at, ignore_appointment_id=ignore_id,
-                        patient_id=req.patient.pk)
+    schedule = Schedule(
+        req.candidates, tz, req.start_at, req.end_at, ignore_appointment_id=ignore_id, patient_id=req.patient.pk
+    )
     # Locks are taken in primary-key order; the choice follows the order slots are offered in (by name).
     ordered = sorted(req.candidates, key=lambda p: (p.name, str(p.pk)))
     chosen = next((p for p in ordered if schedule.is_free(p, req.start_at, req.end_at)), None)
@@ -215,26 +255,48 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
         if len(req.candidates) == 1:
             availability = tuple(schedule.problems(req.candidates[0], req.start_at, req.end_at))
         else:
-            availability = (availability_violation(
-                AvailabilityCode.NO_PRACTITIONER,
-                f"No practitioner who does {req.procedure.name} is free at that time."),)
+            availability = (
+                availability_violation(
+                    AvailabilityCode.NO_PRACTITIONER,
+                    f"No practitioner who does {req.procedure.name} is free at that time.",
+                ),
+            )
     busy = schedule.patient_problem(req.start_at, req.end_at)
     if busy is not None:
         availability += (busy,)
     check = BookingCheck(evaluation, availability, chosen, req.start_at, req.end_at, tz)
     if not check.eligible:
-        check = replace(check, next_available_slot=_next_slot(
-            req, timeline, rulebook, evaluation.earliest_eligible_start, ignore, ignore_id))
+        check = replace(
+            check,
+            next_available_slot=_next_slot(
+                req, timeline, rulebook, evaluation.earliest_eligible_start, ignore, ignore_id
+            ),
+        )
     return check
 
 
 @versioned.within_snapshot
-def appointment_check(*, patient: Patient, procedure_code: str, start_at: datetime, now: datetime,
-                      area_code: str | None = None, practitioner_id=None,
-                      end_at: datetime | None = None) -> BookingCheck:
+def appointment_check(
+    *,
+    patient: Patient,
+    procedure_code: str,
+    start_at: datetime,
+    now: datetime,
+    area_code: str | None = None,
+    practitioner_id=None,
+    end_at: datetime | None = None,
+) -> BookingCheck:
     """A dry run: exactly what booking would give, writing nothing."""
-    req = _request(patient=patient, procedure_code=procedure_code, start_at=start_at, area_code=area_code,
-                   practitioner_id=practitioner_id, end_at=end_at, now=now, lock=False)
+    req = _request(
+        patient=patient,
+        procedure_code=procedure_code,
+        start_at=start_at,
+        area_code=area_code,
+        practitioner_id=practitioner_id,
+        end_at=end_at,
+        now=now,
+        lock=False,
+    )
     return _check(req)
 
 
@@ -251,8 +313,9 @@ def _insert(check: BookingCheck, write) -> None:
         write()
     except IntegrityError as error:
         if "appointment_patient_no_overlap" in str(error):
-            lost = availability_violation(AvailabilityCode.PATIENT_BUSY,
-                                          "The patient was just booked elsewhere at that time.")
+            lost = availability_violation(
+                AvailabilityCode.PATIENT_BUSY, "The patient was just booked elsewhere at that time."
+            )
         else:
             lost = availability_violation(AvailabilityCode.SLOT_TAKEN, "That slot was just taken.")
         raise UnableToBook(replace(check, availability=check.availability + (lost,)))
@@ -263,49 +326,89 @@ def _violation_summary(check: BookingCheck) -> list[dict]:
 
 
 @versioned.within_snapshot
-def appointment_book(*, patient: Patient, procedure_code: str, start_at: datetime, actor: Actor, now: datetime,
-                     area_code: str | None = None, practitioner_id=None,
-                     end_at: datetime | None = None) -> BookingResult:
+def appointment_book(
+    *,
+    patient: Patient,
+    procedure_code: str,
+    start_at: datetime,
+    actor: Actor,
+    now: datetime,
+    area_code: str | None = None,
+    practitioner_id=None,
+    end_at: datetime | None = None,
+) -> BookingResult:
     with transaction.atomic():
         patient = lock_patient(patient.pk)
-        req = _request(patient=patient, procedure_code=procedure_code, start_at=start_at, area_code=area_code,
-                       practitioner_id=practitioner_id, end_at=end_at, now=now, lock=True)
+        req = _request(
+            patient=patient,
+            procedure_code=procedure_code,
+            start_at=start_at,
+            area_code=area_code,
+            practitioner_id=practitioner_id,
+            end_at=end_at,
+            now=now,
+            lock=True,
+        )
         # Race condition: the re-check runs only now that patient and practitioners are locked.
         check = _check(req)
         if not check.eligible:
             raise UnableToBook(check)
-        status = (AppointmentStatus.PENDING_CLEARANCE if check.outcome == rules.Outcome.PENDING_CLEARANCE
-                  else AppointmentStatus.CONFIRMED)
+        status = (
+            AppointmentStatus.PENDING_CLEARANCE
+            if check.outcome == rules.Outcome.PENDING_CLEARANCE
+            else AppointmentStatus.CONFIRMED
+        )
         appointment = Appointment(
-            clinic_id=patient.clinic_id, patient=patient, practitioner=check.practitioner,
-            procedure=req.procedure, area=req.area, start_at=req.start_at, end_at=req.end_at, status=status,
+            clinic_id=patient.clinic_id,
+            patient=patient,
+            practitioner=check.practitioner,
+            procedure=req.procedure,
+            area=req.area,
+            start_at=req.start_at,
+            end_at=req.end_at,
+            status=status,
         )
         _insert(check, lambda: appointment.save(force_insert=True))
-        record(appointment, AuditAction.BOOKED, actor, now, details={
-            "start_at": req.start_at.isoformat(), "status": status, "violations": _violation_summary(check)})
+        record(
+            appointment,
+            AuditAction.BOOKED,
+            actor,
+            now,
+            details={"start_at": req.start_at.isoformat(), "status": status, "violations": _violation_summary(check)},
+        )
     return BookingResult(appointment, check)
 
 
-def _reschedule_request(appointment: Appointment, patient: Patient, start_at: datetime, practitioner_id,
-                        now: datetime, *, lock: bool) -> _Request:
+def _reschedule_request(
+    appointment: Appointment, patient: Patient, start_at: datetime, practitioner_id, now: datetime, *, lock: bool
+) -> _Request:
     require_allowed(appointment, AuditAction.RESCHEDULED)
     start = require_aware(start_at, field="start")
-    return _request(patient=patient, procedure_code=appointment.procedure_id, start_at=start,
-                    area_code=appointment.area_id, practitioner_id=practitioner_id or appointment.practitioner_id,
-                    end_at=start + (appointment.end_at - appointment.start_at), now=now, lock=lock)
+    return _request(
+        patient=patient,
+        procedure_code=appointment.procedure_id,
+        start_at=start,
+        area_code=appointment.area_id,
+        practitioner_id=practitioner_id or appointment.practitioner_id,
+        end_at=start + (appointment.end_at - appointment.start_at),
+        now=now,
+        lock=lock,
+    )
 
 
 @versioned.within_snapshot
-def appointment_reschedule_check(*, appointment: Appointment, start_at: datetime, now: datetime,
-                                 practitioner_id=None) -> BookingCheck:
+def appointment_reschedule_check(
+    *, appointment: Appointment, start_at: datetime, now: datetime, practitioner_id=None
+) -> BookingCheck:
     """A dry run of a reschedule: the same checks, leaving the appointment itself out."""
     req = _reschedule_request(appointment, appointment.patient, start_at, practitioner_id, now, lock=False)
     return _check(req, ignore_appointment=appointment)
 
 
 @versioned.within_snapshot
-def appointment_reschedule(*, appointment: Appointment, start_at: datetime, actor: Actor, now: datetime,
-                           practitioner_id=None, reason: str = "") -> BookingResult:
+def appointment_reschedule(
+    *, appointment: Appointment, start_at: datetime, actor: Actor, now: datetime, practitioner_id=None, reason: str = ""
+) -> BookingResult:
     checked: list[BookingCheck] = []
 
     def apply(current: Appointment, patient: Patient) -> Change:
@@ -318,18 +421,28 @@ def appointment_reschedule(*, appointment: Appointment, start_at: datetime, acto
         cleared = set((current.clearance_details or {}).get("rules", [])) if current.cleared_at else set()
         needs = {v.rule_id for v in check.evaluation.needs_clearance}
         status = AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE
-        before = {"start_at": current.start_at.isoformat(), "practitioner": str(current.practitioner_id),
-                  "status": current.status}
+        before = {
+            "start_at": current.start_at.isoformat(),
+            "practitioner": str(current.practitioner_id),
+            "status": current.status,
+        }
         previous = {"start_at": current.start_at, "practitioner": current.practitioner_id, "status": current.status}
         current.start_at, current.end_at = req.start_at, req.end_at
         current.practitioner = check.practitioner
         current.status = status
         current.review_reasons = []  # a move re-checks everything: nothing stands any more
         return Change(
-            update_fields=["start_at", "end_at", "practitioner", "status", "review_reasons"], reason=reason,
+            update_fields=["start_at", "end_at", "practitioner", "status", "review_reasons"],
+            reason=reason,
             previous=previous,
-            details={"from": before, "to": {"start_at": req.start_at.isoformat(),
-                                            "practitioner": str(check.practitioner.pk), "status": status}},
+            details={
+                "from": before,
+                "to": {
+                    "start_at": req.start_at.isoformat(),
+                    "practitioner": str(check.practitioner.pk),
+                    "status": status,
+                },
+            },
             save=lambda write: _insert(check, write),
         )
 
@@ -349,8 +462,14 @@ def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime,
 
 
 def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
-    req = _Request(patient, appointment.procedure, appointment.area, appointment.start_at, appointment.end_at,
-                   [appointment.practitioner])
+    req = _Request(
+        patient,
+        appointment.procedure,
+        appointment.area,
+        appointment.start_at,
+        appointment.end_at,
+        [appointment.practitioner],
+    )
     return _check(req, ignore_appointment=appointment)
 
 
@@ -377,8 +496,9 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
     if not reason or not reason.strip():
         raise InvalidInput(ErrorCode.REASON_REQUIRED, "Say why the booking is cleared.", field="reason")
     if len(reason.strip()) > MAX_REASON_LENGTH:
-        raise InvalidInput(ErrorCode.REASON_TOO_LONG, f"Keep the reason under {MAX_REASON_LENGTH} characters.",
-                           field="reason")
+        raise InvalidInput(
+            ErrorCode.REASON_TOO_LONG, f"Keep the reason under {MAX_REASON_LENGTH} characters.", field="reason"
+        )
 
     def apply(current: Appointment, patient: Patient) -> Change:
         # Race condition: the patient's history may have changed since booking; re-check under the lock.
@@ -391,8 +511,11 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         current.cleared_by = actor.user
         current.clearance_reason = reason.strip()
         current.clearance_details = {"rules": cleared_rules}
-        return Change(update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details"],
-                      reason=reason.strip(), details={"rules": cleared_rules})
+        return Change(
+            update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details"],
+            reason=reason.strip(),
+            details={"rules": cleared_rules},
+        )
 
     return transition(appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply)
 
@@ -407,8 +530,12 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
         current.status = AppointmentStatus.COMPLETED
         current.completed_at = now
         ProcedureRecord.objects.create(
-            patient_id=current.patient_id, procedure_id=current.procedure_id, performed_at=current.start_at,
-            area_id=current.area_id, source=HistorySource.CLINIC, appointment=current,
+            patient_id=current.patient_id,
+            procedure_id=current.procedure_id,
+            performed_at=current.start_at,
+            area_id=current.area_id,
+            source=HistorySource.CLINIC,
+            appointment=current,
         )
         return Change(update_fields=["status", "completed_at"])
 
@@ -424,8 +551,9 @@ def appointment_check_in(*, appointment: Appointment, actor: Actor, now: datetim
             raise InvalidTransition(ErrorCode.NOT_CHECKABLE_IN, "The patient is already checked in.")
         tz = patient.clinic.tz
         if current.start_at.astimezone(tz).date() != now.astimezone(tz).date():
-            raise InvalidTransition(ErrorCode.NOT_CHECKABLE_IN,
-                                    "A patient can be checked in only on the day of the appointment.")
+            raise InvalidTransition(
+                ErrorCode.NOT_CHECKABLE_IN, "A patient can be checked in only on the day of the appointment."
+            )
         current.checked_in_at = now
         return Change(update_fields=["checked_in_at"])
 
@@ -450,9 +578,18 @@ MAX_AVAILABILITY_DAYS = 92
 
 
 @versioned.within_snapshot
-def appointment_slots(*, patient: Patient, procedure_code: str, window_start: datetime, window_end: datetime,
-                      now: datetime, area_code: str | None = None, practitioner_id=None,
-                      limit: int | None = None, ignore_appointment: Appointment | None = None) -> list[Slot]:
+def appointment_slots(
+    *,
+    patient: Patient,
+    procedure_code: str,
+    window_start: datetime,
+    window_end: datetime,
+    now: datetime,
+    area_code: str | None = None,
+    practitioner_id=None,
+    limit: int | None = None,
+    ignore_appointment: Appointment | None = None,
+) -> list[Slot]:
     """Free slots in the window that are also interval-eligible for this patient.
 
     One pass: the engine's blocked ranges for the whole window, then the
@@ -466,8 +603,9 @@ def appointment_slots(*, patient: Patient, procedure_code: str, window_start: da
     if end <= asked_from:
         raise InvalidInput(ErrorCode.WINDOW_END_BEFORE_START, "`to` must come after `from`.", field="to")
     if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
-        raise InvalidInput(ErrorCode.WINDOW_TOO_LONG, f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.",
-                           field="to")
+        raise InvalidInput(
+            ErrorCode.WINDOW_TOO_LONG, f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.", field="to"
+        )
     if end <= start:
         return []
     candidates = _candidates(patient, procedure, practitioner_id, lock=False)
@@ -475,13 +613,27 @@ def appointment_slots(*, patient: Patient, procedure_code: str, window_start: da
     duration = timedelta(minutes=procedure.duration_minutes)
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
     blocked = rules.blocked_ranges(
-        selectors.timeline_for_patient(patient.pk), selectors.rulebook_load(),
-        rules.Proposal(procedure.code, start, area.code if area else None, ignore), tz, end)
-    schedule = Schedule(candidates, tz, start, end + duration,
-                        ignore_appointment_id=ignore_appointment.pk if ignore_appointment else None,
-                        patient_id=patient.pk)
-    slots = schedule.free_slots(duration=duration, step=timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES),
-                                window_start=start, window_end=end, blocked=blocked)
+        selectors.timeline_for_patient(patient.pk),
+        selectors.rulebook_load(),
+        rules.Proposal(procedure.code, start, area.code if area else None, ignore),
+        tz,
+        end,
+    )
+    schedule = Schedule(
+        candidates,
+        tz,
+        start,
+        end + duration,
+        ignore_appointment_id=ignore_appointment.pk if ignore_appointment else None,
+        patient_id=patient.pk,
+    )
+    slots = schedule.free_slots(
+        duration=duration,
+        step=timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES),
+        window_start=start,
+        window_end=end,
+        blocked=blocked,
+    )
     found = []
     for slot in slots:
         if limit is not None and len(found) >= limit:

@@ -8,6 +8,7 @@ Artistry, microneedling care (docs/sources.md)"); a citation still in the
 file-path form of earlier releases is brought up to date (see
 `citation_superseded`), and nothing else of an existing rule is touched.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,29 +85,35 @@ def rules_load() -> int:
     data = _read("rules.json")
     created = 0
     for row in data["intervals"]:
-        rule, made = IntervalRule.objects.get_or_create(default_key=row["key"], defaults={
-            "earlier_procedure_id": row.get("earlier_procedure"),
-            "earlier_medication_id": row.get("earlier_medication"),
-            "later_procedure_id": row["later"],
-            "gap_value": row["gap"][0],
-            "gap_unit": row["gap"][1],
-            "severity": row["severity"],
-            "source": row["source"],
-            "note": row.get("note", ""),
-        })
+        rule, made = IntervalRule.objects.get_or_create(
+            default_key=row["key"],
+            defaults={
+                "earlier_procedure_id": row.get("earlier_procedure"),
+                "earlier_medication_id": row.get("earlier_medication"),
+                "later_procedure_id": row["later"],
+                "gap_value": row["gap"][0],
+                "gap_unit": row["gap"][1],
+                "severity": row["severity"],
+                "source": row["source"],
+                "note": row.get("note", ""),
+            },
+        )
         if not made:
             _refresh_citation(rule, row["source"])
         created += made
     for row in data["contraindications"]:
-        rule, made = ContraindicationRule.objects.get_or_create(default_key=row["key"], defaults={
-            "condition_id": row.get("condition"),
-            "medication_id": row.get("medication"),
-            "procedure_id": row["procedure"],
-            "severity": row["severity"],
-            "applies_to": row["applies_to"],
-            "area_specific": row["area_specific"],
-            "source": row["source"],
-        })
+        rule, made = ContraindicationRule.objects.get_or_create(
+            default_key=row["key"],
+            defaults={
+                "condition_id": row.get("condition"),
+                "medication_id": row.get("medication"),
+                "procedure_id": row["procedure"],
+                "severity": row["severity"],
+                "applies_to": row["applies_to"],
+                "area_specific": row["area_specific"],
+                "source": row["source"],
+            },
+        )
         if not made:
             _refresh_citation(rule, row["source"])
         created += made
@@ -114,16 +121,30 @@ def rules_load() -> int:
 
 
 DEMO_CLINICS = [
-    {"code": "demo", "name": "Demo Aesthetics London", "timezone": "Europe/London",
-     "details": {"phone": "+442079460958", "address": "12 Example Street\nLondon W1A 1AA",
-                 "map_url": "https://www.openstreetmap.org/search?query=W1A%201AA",
-                 "reply_to_email": "hello@demo-london.example"},
-     "practitioners": ["Dr Amelia Hart", "Priya Shah, RN"]},
-    {"code": "demo-ny", "name": "Demo Aesthetics New York", "timezone": "America/New_York",
-     "details": {"phone": "+12125550147", "address": "200 Example Avenue\nNew York, NY 10001",
-                 "map_url": "https://www.openstreetmap.org/search?query=10001",
-                 "reply_to_email": "hello@demo-ny.example"},
-     "practitioners": ["Dr Maya Chen", "Jordan Reyes, RN"]},
+    {
+        "code": "demo",
+        "name": "Demo Aesthetics London",
+        "timezone": "Europe/London",
+        "details": {
+            "phone": "+442079460958",
+            "address": "12 Example Street\nLondon W1A 1AA",
+            "map_url": "https://www.openstreetmap.org/search?query=W1A%201AA",
+            "reply_to_email": "hello@demo-london.example",
+        },
+        "practitioners": ["Dr Amelia Hart", "Priya Shah, RN"],
+    },
+    {
+        "code": "demo-ny",
+        "name": "Demo Aesthetics New York",
+        "timezone": "America/New_York",
+        "details": {
+            "phone": "+12125550147",
+            "address": "200 Example Avenue\nNew York, NY 10001",
+            "map_url": "https://www.openstreetmap.org/search?query=10001",
+            "reply_to_email": "hello@demo-ny.example",
+        },
+        "practitioners": ["Dr Maya Chen", "Jordan Reyes, RN"],
+    },
 ]
 
 
@@ -134,7 +155,8 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
     bookable = list(ProcedureType.objects.filter(bookable=True))
     for spec in DEMO_CLINICS:
         clinic, made = Clinic.objects.update_or_create(
-            code=spec["code"], defaults={"name": spec["name"], "timezone": spec["timezone"]})
+            code=spec["code"], defaults={"name": spec["name"], "timezone": spec["timezone"]}
+        )
         if made or not clinic.phone:  # contact details an administrator entered stay as they are
             Clinic.objects.filter(pk=clinic.pk).update(**spec["details"])
             clinic.refresh_from_db()
@@ -159,35 +181,56 @@ def _demo_patients(clinic: Clinic, today: date) -> None:
     phone = "+447911123" if clinic.code == "demo" else "+1212555"
 
     def patient(first: str, last: str, n: int) -> tuple[Patient, bool]:
-        return Patient.objects.get_or_create(clinic=clinic, first_name=first, last_name=last + suffix, defaults={
-            "email": f"{first.lower()}.{last.lower()}@example.com", "phone": f"{phone}{n:03d}" if suffix == ""
-            else f"{phone}{n:04d}", "reminder_channels": ["email", "sms"], "sms_consent": True,
-            "date_of_birth": date(1985, 1 + n % 12, 1 + n % 28)})
+        return Patient.objects.get_or_create(
+            clinic=clinic,
+            first_name=first,
+            last_name=last + suffix,
+            defaults={
+                "email": f"{first.lower()}.{last.lower()}@example.com",
+                "phone": f"{phone}{n:03d}" if suffix == "" else f"{phone}{n:04d}",
+                "reminder_channels": ["email", "sms"],
+                "sms_consent": True,
+                "date_of_birth": date(1985, 1 + n % 12, 1 + n % 28),
+            },
+        )
 
     def at(day: date, hour: int) -> datetime:
         return datetime.combine(day, time(hour), tzinfo=tz)
 
     olivia, made = patient("Olivia", "Bennett", 101)
     if made:  # Botox five days ago: microneedling is refused until two weeks after it.
-        ProcedureRecord.objects.create(patient=olivia, procedure_id="botox", performed_at=at(today - timedelta(days=5), 11),
-                                       area_id="face", source=HistorySource.CLINIC)
+        ProcedureRecord.objects.create(
+            patient=olivia,
+            procedure_id="botox",
+            performed_at=at(today - timedelta(days=5), 11),
+            area_id="face",
+            source=HistorySource.CLINIC,
+        )
     grace, made = patient("Grace", "Turner", 102)
     if made:  # A history of eczema: microneedling books as pending clearance.
         PatientCondition.objects.create(patient=grace, condition_id="eczema", status=ConditionStatus.HISTORY)
     hannah, made = patient("Hannah", "Price", 103)
     if made:  # An isotretinoin course that ended two months ago.
-        MedicationCourse.objects.create(patient=hannah, drug_id="isotretinoin", started_on=today - timedelta(days=240),
-                                        ended_on=today - timedelta(days=60))
+        MedicationCourse.objects.create(
+            patient=hannah,
+            drug_id="isotretinoin",
+            started_on=today - timedelta(days=240),
+            ended_on=today - timedelta(days=60),
+        )
     patient("Sam", "Clarke", 104)
 
 
 def _demo_staff(clinic: Clinic, password: str) -> None:
     user_model = get_user_model()
     suffix = "" if clinic.code == "demo" else "-ny"
-    for username, role in ((f"reception{suffix}", StaffRole.RECEPTIONIST), (f"clinician{suffix}", StaffRole.CLINICIAN),
-                           (f"clinicadmin{suffix}", StaffRole.CLINIC_ADMIN)):
-        user, made = user_model.objects.get_or_create(username=username, defaults={
-            "is_staff": role == StaffRole.CLINIC_ADMIN, "first_name": role.label})
+    for username, role in (
+        (f"reception{suffix}", StaffRole.RECEPTIONIST),
+        (f"clinician{suffix}", StaffRole.CLINICIAN),
+        (f"clinicadmin{suffix}", StaffRole.CLINIC_ADMIN),
+    ):
+        user, made = user_model.objects.get_or_create(
+            username=username, defaults={"is_staff": role == StaffRole.CLINIC_ADMIN, "first_name": role.label}
+        )
         if made:
             user.set_password(password)
             user.save(update_fields=["password"])
@@ -198,5 +241,8 @@ def _demo_staff(clinic: Clinic, password: str) -> None:
 
 def _grant_admin_permissions(user) -> None:
     # The clinic's own data, rules and reminders; API clients (booking platforms) stay with superusers.
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label__in=["clinic", "scheduler", "reminders"]).exclude(content_type__model="apiclient"))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler", "reminders"]).exclude(
+            content_type__model="apiclient"
+        )
+    )

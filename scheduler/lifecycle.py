@@ -7,6 +7,7 @@ change, save, audit and notify the rooms above (reminders, webhooks) through
 scheduler.notifications, all in one transaction. `EVENT_FOR_ACTION` is the one
 list of events that webhooks, reminders and the audit trail read.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -70,7 +71,7 @@ _FIXED_MESSAGES = {
     ErrorCode.NOT_PENDING_CLEARANCE: "Only a booking pending clearance can be cleared.",
     ErrorCode.CLEARANCE_REQUIRED: "A clinician must clear this booking before treatment.",
     ErrorCode.REVIEW_REQUIRED: "A change to the patient's record means this booking now breaks a rule: "
-                               "move or cancel it first (see its review reasons).",
+    "move or cancel it first (see its review reasons).",
 }
 
 # The events the outside world hears of (webhooks), one per action.
@@ -108,7 +109,8 @@ def require_allowed(appointment: Appointment, action: str) -> None:
     code = refusal(appointment.status, action)
     if code is not None:
         message = _FIXED_MESSAGES.get(code) or (
-            f"A {appointment.get_status_display().lower()} appointment cannot be {_VERB[action]}.")
+            f"A {appointment.get_status_display().lower()} appointment cannot be {_VERB[action]}."
+        )
         raise InvalidTransition(code, message)
 
 
@@ -136,18 +138,37 @@ def lock_appointment(appointment_id) -> Appointment:
     return appointment
 
 
-def record(appointment: Appointment, action: str, actor: Actor, now: datetime, *, reason: str = "",
-           details: dict | None = None, previous: dict | None = None) -> None:
+def record(
+    appointment: Appointment,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    *,
+    reason: str = "",
+    details: dict | None = None,
+    previous: dict | None = None,
+) -> None:
     """Audit the change and tell the subscribers, inside the caller's transaction."""
     AuditEvent.objects.create(
-        appointment=appointment, action=action, at=now, actor_user=actor.user if actor.user else None,
-        actor_label=actor.label, reason=reason, details=details or {},
+        appointment=appointment,
+        action=action,
+        at=now,
+        actor_user=actor.user if actor.user else None,
+        actor_label=actor.label,
+        reason=reason,
+        details=details or {},
     )
     notifications.appointment_changed(appointment=appointment, change=action, now=now, previous=previous)
 
 
-def transition(*, appointment: Appointment, action: str, actor: Actor, now: datetime,
-               apply: Callable[[Appointment, Patient], Change]) -> Appointment:
+def transition(
+    *,
+    appointment: Appointment,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    apply: Callable[[Appointment, Patient], Change],
+) -> Appointment:
     """Lock, check the table, apply, save, audit, notify: the one path for an existing appointment.
 
     `apply(current, patient)` runs with both rows locked and the table's consent; it sets the
@@ -159,6 +180,7 @@ def transition(*, appointment: Appointment, action: str, actor: Actor, now: date
         # Race condition: the status is checked only now that the row is locked.
         require_allowed(current, action)
         change = apply(current, patient)
+
         def write() -> None:
             current.save(update_fields=[*change.update_fields, "updated_at"])
 

@@ -5,6 +5,7 @@ listed in docs/rules.md; the sources in docs/sources.md); a clinic
 administrator edits them in the admin. The engine in
 `scheduler/rules.py` reads them through `scheduler/selectors.py`.
 """
+
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -41,7 +42,11 @@ class IntervalRule(models.Model):
         ProcedureType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     earlier_medication = models.ForeignKey(
-        Medication, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        Medication,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Measured from the end of the course.",
     )
     later_procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
@@ -53,7 +58,11 @@ class IntervalRule(models.Model):
     note = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
     default_key = models.SlugField(
-        max_length=80, unique=True, null=True, blank=True, editable=False,
+        max_length=80,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
         help_text="Which shipped default this rule started as; setup never overwrites an edited rule.",
     )
 
@@ -99,13 +108,19 @@ class ContraindicationRule(models.Model):
 
     condition = models.ForeignKey(Condition, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     medication = models.ForeignKey(
-        Medication, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        Medication,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Applies while a course of this drug is ongoing on the appointment's date.",
     )
     procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
     severity = models.CharField(max_length=10, choices=ContraindicationSeverity.choices)
     applies_to = models.CharField(
-        max_length=10, choices=AppliesTo.choices, default=AppliesTo.ACTIVE_OR_HISTORY,
+        max_length=10,
+        choices=AppliesTo.choices,
+        default=AppliesTo.ACTIVE_OR_HISTORY,
         help_text="Which intake entries count (conditions only).",
     )
     area_specific = models.BooleanField(

@@ -5,6 +5,7 @@ transaction, after the change is written, so whatever a subscriber writes
 (outbox rows) commits or rolls back together with the change that caused it.
 Subscribers register from their app's `ready()`: the scheduler never imports them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,8 +23,7 @@ def subscribe(subscriber: Subscriber) -> None:
         _subscribers.append(subscriber)
 
 
-def appointment_changed(*, appointment: Appointment, change: str, now: datetime,
-                        previous: dict | None = None) -> None:
+def appointment_changed(*, appointment: Appointment, change: str, now: datetime, previous: dict | None = None) -> None:
     """React to `change` (an AuditAction value) on `appointment`.
 
     `previous` holds what a reschedule moved from: start_at, practitioner, status.

@@ -13,6 +13,7 @@ that still holds its slot, the rules as they stand now decide:
 
 Nothing changes silently: every move is audited with its cause and sent to the subscribers.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -33,10 +34,15 @@ def violation_record(violation: rules.Violation) -> dict:
     ref = violation.conflicts_with
     at = None if ref is None else (ref.at or ref.on)
     return {
-        "code": str(violation.code), "kind": violation.kind, "severity": str(violation.severity),
-        "message": violation.message, "rule": violation.rule_id or None, "source": violation.source or None,
-        "conflicts_with": None if ref is None else {
-            "id": ref.id, "kind": ref.kind, "code": ref.code, "at": at.isoformat() if at else None},
+        "code": str(violation.code),
+        "kind": violation.kind,
+        "severity": str(violation.severity),
+        "message": violation.message,
+        "rule": violation.rule_id or None,
+        "source": violation.source or None,
+        "conflicts_with": None
+        if ref is None
+        else {"id": ref.id, "kind": ref.kind, "code": ref.code, "at": at.isoformat() if at else None},
         "earliest_allowed": violation.earliest_allowed.isoformat() if violation.earliest_allowed else None,
     }
 
@@ -71,12 +77,20 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
     locked here before they change.
     """
     changed = []
-    future = (Appointment.objects.select_for_update(of=("self",))
-              .select_related("patient__clinic", "procedure", "area", "practitioner")
-              .filter(patient_id=patient_id, start_at__gt=now,
-                      status__in=[AppointmentStatus.CONFIRMED, AppointmentStatus.PENDING_CLEARANCE,
-                                  AppointmentStatus.NEEDS_REVIEW])
-              .order_by("start_at"))
+    future = (
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("patient__clinic", "procedure", "area", "practitioner")
+        .filter(
+            patient_id=patient_id,
+            start_at__gt=now,
+            status__in=[
+                AppointmentStatus.CONFIRMED,
+                AppointmentStatus.PENDING_CLEARANCE,
+                AppointmentStatus.NEEDS_REVIEW,
+            ],
+        )
+        .order_by("start_at")
+    )
     for appointment in future:
         check = booking.appointment_recheck(appointment=appointment)
         status, reasons = _verdict(appointment, check)
@@ -89,9 +103,19 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
         appointment.review_reasons = reasons
         appointment.save(update_fields=["status", "review_reasons", "updated_at"])
         if action is not None:
-            record(appointment, action, SYSTEM, now, reason=cause, details={
-                "from": before, "to": status, "cause": cause,
-                "violations": [{"code": r["code"], "rule": r["rule"]} for r in reasons]})
+            record(
+                appointment,
+                action,
+                SYSTEM,
+                now,
+                reason=cause,
+                details={
+                    "from": before,
+                    "to": status,
+                    "cause": cause,
+                    "violations": [{"code": r["code"], "rule": r["rule"]} for r in reasons],
+                },
+            )
             changed.append(appointment)
     return changed
 
@@ -107,9 +131,13 @@ CHUNK = 100
 
 
 def _affected(procedures: list[str], now: datetime):
-    return (Appointment.objects.filter(procedure_id__in=procedures, start_at__gt=now,
-                                       status__in=ACTIVE_APPOINTMENT_STATUSES)
-            .values_list("patient_id", flat=True).distinct())
+    return (
+        Appointment.objects.filter(
+            procedure_id__in=procedures, start_at__gt=now, status__in=ACTIVE_APPOINTMENT_STATUSES
+        )
+        .values_list("patient_id", flat=True)
+        .distinct()
+    )
 
 
 def procedures_of_rule(rule) -> list[str]:
@@ -130,8 +158,11 @@ def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
     """Re-check the next chunk of patients; return True when the run is finished (or not ours to do)."""
     with transaction.atomic():
         # Race condition: one step at a time per run; another worker holding it skips.
-        run = RecheckRun.objects.select_for_update(skip_locked=True).filter(pk=run_id).first() if \
-            connection.features.has_select_for_update_skip_locked else RecheckRun.objects.filter(pk=run_id).first()
+        run = (
+            RecheckRun.objects.select_for_update(skip_locked=True).filter(pk=run_id).first()
+            if connection.features.has_select_for_update_skip_locked
+            else RecheckRun.objects.filter(pk=run_id).first()
+        )
         if run is None or run.finished_at is not None:
             return True
         patients = _affected(run.procedures, now).order_by("patient_id")
@@ -156,7 +187,10 @@ STALLED_AFTER = timedelta(minutes=2)
 
 def recheck_runs_stalled(*, now: datetime) -> list:
     """Unfinished runs that have not moved for a while (or never started)."""
-    return list(RecheckRun.objects.filter(finished_at__isnull=True)
-                .filter(Q(progressed_at__lt=now - STALLED_AFTER) | Q(progressed_at__isnull=True,
-                                                                      created_at__lt=now - STALLED_AFTER))
-                .values_list("id", flat=True))
+    return list(
+        RecheckRun.objects.filter(finished_at__isnull=True)
+        .filter(
+            Q(progressed_at__lt=now - STALLED_AFTER) | Q(progressed_at__isnull=True, created_at__lt=now - STALLED_AFTER)
+        )
+        .values_list("id", flat=True)
+    )

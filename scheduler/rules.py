@@ -24,6 +24,7 @@ once. The semantics (docs/rules.md, "How a gap is measured"):
 Start times have a resolution of one minute: every bound this module
 returns is a whole minute, and callers book on whole minutes.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -400,8 +401,9 @@ class _Range:
 class _Ranges:
     """Builds the forbidden ranges for one proposed procedure and area."""
 
-    def __init__(self, timeline: Timeline, rules: RuleBook, procedure: str, area: str | None,
-                 ignore: frozenset[str], tz: tzinfo) -> None:
+    def __init__(
+        self, timeline: Timeline, rules: RuleBook, procedure: str, area: str | None, ignore: frozenset[str], tz: tzinfo
+    ) -> None:
         self.timeline = timeline
         self.rules = rules
         self.procedure = procedure
@@ -449,8 +451,12 @@ class _Ranges:
         else:
             hi = ceil_minute(event.start_at.astimezone(UTC) + timedelta(hours=rule.gap_value))
         lo = ceil_minute(event.start_at.astimezone(UTC))
-        return _Range(lo, max(hi, lo + RESOLUTION), rule.severity,
-                      (self._interval_violation, (ViolationCode.TOO_SOON_AFTER, rule, event)))
+        return _Range(
+            lo,
+            max(hi, lo + RESOLUTION),
+            rule.severity,
+            (self._interval_violation, (ViolationCode.TOO_SOON_AFTER, rule, event)),
+        )
 
     def _before_event(self, rule: IntervalRule, event: ProcedureEvent) -> _Range:
         if rule.is_calendar:
@@ -458,95 +464,149 @@ class _Ranges:
         else:
             lo = after_minute(event.start_at.astimezone(UTC) - timedelta(hours=rule.gap_value))
         hi = after_minute(event.start_at.astimezone(UTC))
-        return _Range(min(lo, hi - RESOLUTION), hi, rule.severity,
-                      (self._interval_violation, (ViolationCode.TOO_CLOSE_BEFORE, rule, event)))
+        return _Range(
+            min(lo, hi - RESOLUTION),
+            hi,
+            rule.severity,
+            (self._interval_violation, (ViolationCode.TOO_CLOSE_BEFORE, rule, event)),
+        )
 
     def _after_course(self, rule: IntervalRule, course: MedicationCourse) -> _Range:
         lo = start_of_local_day(course.started_on, self.tz)
         if course.ended_on is None:
-            return _Range(lo, None, rule.severity,
-                          (self._course_violation, (ViolationCode.COURSE_ONGOING, rule, course)))
+            return _Range(
+                lo, None, rule.severity, (self._course_violation, (ViolationCode.COURSE_ONGOING, rule, course))
+            )
         if rule.is_calendar:
             hi = start_of_local_day(rule.add_to_date(course.ended_on), self.tz)
         else:
             end = start_of_local_day(course.ended_on + timedelta(days=1), self.tz)
             hi = end + timedelta(hours=rule.gap_value)
-        return _Range(lo, hi, rule.severity,
-                      (self._course_violation, (ViolationCode.TOO_SOON_AFTER_COURSE, rule, course)))
+        return _Range(
+            lo, hi, rule.severity, (self._course_violation, (ViolationCode.TOO_SOON_AFTER_COURSE, rule, course))
+        )
 
     def _contraindications(self, lo: datetime, hi: datetime) -> Iterable[_Range]:
         for rule in self.rules.contraindications.get(self.procedure, ()):
             if rule.condition:
                 for entry in self.timeline.conditions:
-                    if entry.condition != rule.condition or (rule.active_only and entry.status != ConditionState.ACTIVE):
+                    if entry.condition != rule.condition or (
+                        rule.active_only and entry.status != ConditionState.ACTIVE
+                    ):
                         continue
                     if not self._area_applies(rule.area_specific, entry.area):
                         continue
-                    yield _Range(None, None, rule.severity,
-                                 (self._condition_violation, (rule, entry)))
+                    yield _Range(None, None, rule.severity, (self._condition_violation, (rule, entry)))
             else:
                 for course in self.timeline.courses(rule.medication):
                     if course.id in self.ignore:
                         continue
                     start = start_of_local_day(course.started_on, self.tz)
-                    end = (start_of_local_day(course.ended_on + timedelta(days=1), self.tz)
-                           if course.ended_on else None)
+                    end = start_of_local_day(course.ended_on + timedelta(days=1), self.tz) if course.ended_on else None
                     if start <= hi and (end is None or end > lo):
-                        yield _Range(start, end, rule.severity,
-                                     (self._medication_violation, (rule, course)))
+                        yield _Range(start, end, rule.severity, (self._medication_violation, (rule, course)))
 
     # Violations are built only for the ranges that contain the proposal.
 
-    def _interval_violation(self, code: ViolationCode, rule: IntervalRule, event: ProcedureEvent,
-                            earliest: datetime | None) -> Violation:
+    def _interval_violation(
+        self, code: ViolationCode, rule: IntervalRule, event: ProcedureEvent, earliest: datetime | None
+    ) -> Violation:
         name = self.rules.name
         when = "done" if event.state is EventState.DONE else "booked"
         if code is ViolationCode.TOO_SOON_AFTER:
-            message = (f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after "
-                       f"{name(event.procedure)} ({when} {_fmt(event.start_at, self.tz)}); "
-                       f"earliest allowed {_fmt(earliest, self.tz)}.")
+            message = (
+                f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after "
+                f"{name(event.procedure)} ({when} {_fmt(event.start_at, self.tz)}); "
+                f"earliest allowed {_fmt(earliest, self.tz)}."
+            )
         else:
-            message = (f"{name(rule.later_procedure)} is booked {_fmt(event.start_at, self.tz)}; "
-                       f"{name(rule.earlier_procedure)} must be at least {rule.describe_gap()} before it.")
-        return Violation(code, "interval", rule.severity, message, rule.id, rule.source,
-                         EventRef(event.id, "procedure", event.procedure, at=event.start_at), earliest)
+            message = (
+                f"{name(rule.later_procedure)} is booked {_fmt(event.start_at, self.tz)}; "
+                f"{name(rule.earlier_procedure)} must be at least {rule.describe_gap()} before it."
+            )
+        return Violation(
+            code,
+            "interval",
+            rule.severity,
+            message,
+            rule.id,
+            rule.source,
+            EventRef(event.id, "procedure", event.procedure, at=event.start_at),
+            earliest,
+        )
 
-    def _course_violation(self, code: ViolationCode, rule: IntervalRule, course: MedicationCourse,
-                          earliest: datetime | None) -> Violation:
+    def _course_violation(
+        self, code: ViolationCode, rule: IntervalRule, course: MedicationCourse, earliest: datetime | None
+    ) -> Violation:
         name = self.rules.name
         if code is ViolationCode.COURSE_ONGOING:
-            message = (f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the end of "
-                       f"the {name(course.drug)} course, which is still ongoing (started "
-                       f"{_fmt(course.started_on, self.tz)}); record its end date to get a date.")
+            message = (
+                f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the end of "
+                f"the {name(course.drug)} course, which is still ongoing (started "
+                f"{_fmt(course.started_on, self.tz)}); record its end date to get a date."
+            )
         else:
-            message = (f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the "
-                       f"{name(course.drug)} course ended ({_fmt(course.ended_on, self.tz)}); "
-                       f"earliest allowed {_fmt(earliest, self.tz)}.")
-        return Violation(code, "interval", rule.severity, message, rule.id, rule.source,
-                         EventRef(course.id, "medication_course", course.drug, on=course.ended_on or course.started_on),
-                         earliest)
+            message = (
+                f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the "
+                f"{name(course.drug)} course ended ({_fmt(course.ended_on, self.tz)}); "
+                f"earliest allowed {_fmt(earliest, self.tz)}."
+            )
+        return Violation(
+            code,
+            "interval",
+            rule.severity,
+            message,
+            rule.id,
+            rule.source,
+            EventRef(course.id, "medication_course", course.drug, on=course.ended_on or course.started_on),
+            earliest,
+        )
 
-    def _condition_violation(self, rule: ContraindicationRule, entry: ConditionEntry,
-                             earliest: datetime | None) -> Violation:
+    def _condition_violation(
+        self, rule: ContraindicationRule, entry: ConditionEntry, earliest: datetime | None
+    ) -> Violation:
         name = self.rules.name
         status = "active" if entry.status == ConditionState.ACTIVE else "history of"
         area = f" ({name(entry.area)})" if entry.area else ""
-        effect = "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
-        message = (f"{name(rule.procedure)}: {status} {name(entry.condition)}{area} {effect} "
-                   f"({rule.severity} contraindication).")
-        return Violation(ViolationCode.CONDITION, "contraindication", rule.severity, message,
-                         rule.id, rule.source, EventRef(entry.id, "condition", entry.condition), earliest)
+        effect = (
+            "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
+        )
+        message = (
+            f"{name(rule.procedure)}: {status} {name(entry.condition)}{area} {effect} "
+            f"({rule.severity} contraindication)."
+        )
+        return Violation(
+            ViolationCode.CONDITION,
+            "contraindication",
+            rule.severity,
+            message,
+            rule.id,
+            rule.source,
+            EventRef(entry.id, "condition", entry.condition),
+            earliest,
+        )
 
-    def _medication_violation(self, rule: ContraindicationRule, course: MedicationCourse,
-                              earliest: datetime | None) -> Violation:
+    def _medication_violation(
+        self, rule: ContraindicationRule, course: MedicationCourse, earliest: datetime | None
+    ) -> Violation:
         name = self.rules.name
         span = f"until {_fmt(course.ended_on, self.tz)}" if course.ended_on else "ongoing"
-        effect = "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
-        message = (f"{name(rule.procedure)}: {name(course.drug)} course ({span}) {effect} "
-                   f"({rule.severity} contraindication).")
-        return Violation(ViolationCode.MEDICATION, "contraindication", rule.severity, message,
-                         rule.id, rule.source, EventRef(course.id, "medication_course", course.drug,
-                                                        on=course.started_on), earliest)
+        effect = (
+            "rules it out" if rule.severity == ContraindicationSeverity.ABSOLUTE else "needs a clinician's clearance"
+        )
+        message = (
+            f"{name(rule.procedure)}: {name(course.drug)} course ({span}) {effect} ({rule.severity} contraindication)."
+        )
+        return Violation(
+            ViolationCode.MEDICATION,
+            "contraindication",
+            rule.severity,
+            message,
+            rule.id,
+            rule.source,
+            EventRef(course.id, "medication_course", course.drug, on=course.started_on),
+            earliest,
+        )
 
 
 # --- Public API ------------------------------------------------------------------------------
@@ -604,8 +664,9 @@ class BlockedSpans:
         return hi is None or moment < hi
 
 
-def blocked_ranges(timeline: Timeline, rules: RuleBook, proposal: Proposal, tz: tzinfo,
-                   until: datetime) -> BlockedSpans:
+def blocked_ranges(
+    timeline: Timeline, rules: RuleBook, proposal: Proposal, tz: tzinfo, until: datetime
+) -> BlockedSpans:
     """The starts in [proposal.start_at, until] that a blocking rule forbids.
 
     For availability: one pass over the timeline for a whole window, instead
@@ -615,8 +676,11 @@ def blocked_ranges(timeline: Timeline, rules: RuleBook, proposal: Proposal, tz: 
     _require_aware(until, "window end")
     ranges = _ranges(timeline, rules, proposal, tz)
     spans = sorted(
-        ((r.lo, r.hi) for r in ranges.overlapping(proposal.start_at.astimezone(UTC), until.astimezone(UTC))
-         if r.severity in BLOCKING),
+        (
+            (r.lo, r.hi)
+            for r in ranges.overlapping(proposal.start_at.astimezone(UTC), until.astimezone(UTC))
+            if r.severity in BLOCKING
+        ),
         key=lambda span: span[0] or _MIN,
     )
     merged: list[tuple[datetime | None, datetime | None]] = []

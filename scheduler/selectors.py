@@ -3,6 +3,7 @@
 Each loader runs a fixed number of queries whatever the size of the history,
 so booking cost in queries does not grow with a patient's past.
 """
+
 from __future__ import annotations
 
 from clinic.models import (

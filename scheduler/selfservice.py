@@ -4,6 +4,7 @@ The same booking services the front desk uses, with the patient as the actor, so
 reminder and webhook applies; plus one rule of the clinic's: nothing changes online once its
 cancellation window (`Clinic.cancellation_window_hours` before the start) has begun.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,18 +64,23 @@ def _require_changeable(appointment: Appointment, now: datetime, *actions: str) 
     for action in actions:
         code = refusal(appointment.status, action)
         if code is not None:
-            raise InvalidTransition(code, _STATUS_REFUSAL.get(appointment.status) or
-                                    f"This appointment cannot be changed online. {_call_us(appointment.clinic)}")
+            raise InvalidTransition(
+                code,
+                _STATUS_REFUSAL.get(appointment.status)
+                or f"This appointment cannot be changed online. {_call_us(appointment.clinic)}",
+            )
     if appointment.start_at <= now:  # not yet marked completed, but its time has come
         raise InvalidTransition(
             ErrorCode.OUTSIDE_CANCELLATION_WINDOW,
             f"The time of this appointment has come, so it can no longer be changed online. "
-            f"{_call_us(appointment.clinic)}")
+            f"{_call_us(appointment.clinic)}",
+        )
     if appointment.start_at - now < timedelta(hours=appointment.clinic.cancellation_window_hours):
         raise InvalidTransition(
             ErrorCode.OUTSIDE_CANCELLATION_WINDOW,
             f"Your appointment starts in less than {_hours(appointment.clinic)}, so it can no longer be "
-            f"cancelled or moved online. {_call_us(appointment.clinic)}")
+            f"cancelled or moved online. {_call_us(appointment.clinic)}",
+        )
 
 
 def _require_far_enough(appointment: Appointment, start_at: datetime, now: datetime) -> None:
@@ -83,7 +89,8 @@ def _require_far_enough(appointment: Appointment, start_at: datetime, now: datet
         raise InvalidTransition(
             ErrorCode.OUTSIDE_CANCELLATION_WINDOW,
             f"That time is less than {_hours(appointment.clinic)} away, so it cannot be booked online. "
-            f"Please choose a later time. {_call_us(appointment.clinic)}")
+            f"Please choose a later time. {_call_us(appointment.clinic)}",
+        )
 
 
 def _locked(appointment: Appointment) -> Appointment:
@@ -116,12 +123,12 @@ def appointment_cancel_by_patient(*, appointment: Appointment, now: datetime, re
         current = _locked(appointment)
         # Race condition: status and start time are checked only now that the rows are locked.
         _require_changeable(current, now, AuditAction.CANCELLED)
-        return appointment_cancel(appointment=current, actor=patient_actor(current), now=now,
-                                  reason=reason.strip())
+        return appointment_cancel(appointment=current, actor=patient_actor(current), now=now, reason=reason.strip())
 
 
-def patient_move_options(*, appointment: Appointment, now: datetime, days: int = DEFAULT_MOVE_DAYS,
-                         limit: int | None = DEFAULT_MOVE_LIMIT) -> list[Slot]:
+def patient_move_options(
+    *, appointment: Appointment, now: datetime, days: int = DEFAULT_MOVE_DAYS, limit: int | None = DEFAULT_MOVE_LIMIT
+) -> list[Slot]:
     """The times the patient may move to: every rule passes for them, none inside the window.
 
     One option per start time, with the appointment's own practitioner when they are free then;
@@ -130,9 +137,14 @@ def patient_move_options(*, appointment: Appointment, now: datetime, days: int =
     _require_changeable(appointment, now, AuditAction.RESCHEDULED)
     earliest = now + timedelta(hours=appointment.clinic.cancellation_window_hours)
     slots = appointment_slots(
-        patient=appointment.patient, procedure_code=appointment.procedure_id, area_code=appointment.area_id,
-        window_start=earliest, window_end=earliest + timedelta(days=days), now=now,
-        ignore_appointment=appointment)
+        patient=appointment.patient,
+        procedure_code=appointment.procedure_id,
+        area_code=appointment.area_id,
+        window_start=earliest,
+        window_end=earliest + timedelta(days=days),
+        now=now,
+        ignore_appointment=appointment,
+    )
     own = str(appointment.practitioner_id)
     by_start: dict[datetime, Slot] = {}
     for slot in slots:
@@ -150,15 +162,17 @@ def patient_move_check(*, appointment: Appointment, start_at: datetime, practiti
     start = require_aware(start_at, field="start")
     _require_changeable(appointment, now, AuditAction.RESCHEDULED)
     _require_far_enough(appointment, start, now)
-    check = appointment_reschedule_check(appointment=appointment, start_at=start, now=now,
-                                         practitioner_id=practitioner_id)
+    check = appointment_reschedule_check(
+        appointment=appointment, start_at=start, now=now, practitioner_id=practitioner_id
+    )
     if not check.eligible:
         raise UnableToBook(check)
     return check
 
 
-def appointment_reschedule_by_patient(*, appointment: Appointment, start_at: datetime, practitioner_id,
-                                      now: datetime) -> BookingResult:
+def appointment_reschedule_by_patient(
+    *, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime
+) -> BookingResult:
     """Move on the patient's own request, through the same reschedule as staff use, as the patient."""
     start = require_aware(start_at, field="start")
     with transaction.atomic():
@@ -166,5 +180,6 @@ def appointment_reschedule_by_patient(*, appointment: Appointment, start_at: dat
         # Race condition: the window is checked against the start time as it is under the lock.
         _require_changeable(current, now, AuditAction.RESCHEDULED)
         _require_far_enough(current, start, now)
-        return appointment_reschedule(appointment=current, start_at=start, practitioner_id=practitioner_id,
-                                      actor=patient_actor(current), now=now)
+        return appointment_reschedule(
+            appointment=current, start_at=start, practitioner_id=practitioner_id, actor=patient_actor(current), now=now
+        )

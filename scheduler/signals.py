@@ -1,4 +1,5 @@
 """A rule edit starts a re-check of every patient it may affect, once the edit has committed."""
+
 from __future__ import annotations
 
 from django.db import transaction

@@ -1,4 +1,5 @@
 """Celery tasks of the scheduler: thin interfaces over scheduler.recheck (ids in, the clock read here)."""
+
 from __future__ import annotations
 
 import logging

@@ -8,6 +8,7 @@ indexed read, done once per service call (`snapshot`) and shared by everything t
 reads; a stale copy can never be used after an edit commits. When the row is missing (a test
 database flushed between tests) nothing is cached.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,6 +54,7 @@ def within_snapshot(fn: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         with snapshot():
             return fn(*args, **kwargs)
+
     return wrapper
 
 

@@ -4,6 +4,7 @@ A test that needs PostgreSQL or Redis is skipped (with its reason shown) when
 the service is missing, unless REQUIRE_SERVICES=1 is set, as CI sets it: then
 a missing service fails the test instead.
 """
+
 import os
 import socket
 from datetime import UTC, datetime
@@ -50,8 +51,9 @@ def _service_markers(request):
 def _fresh_cache(settings, request):
     """Each test gets an empty local cache: throttle and sign-in counters never leak between
     tests or runs, and time travel moves their expiry (a Redis TTL would not move)."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                   "LOCATION": request.node.nodeid}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": request.node.nodeid}
+    }
 
 
 @pytest.fixture

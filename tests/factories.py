@@ -1,4 +1,5 @@
 """factory_boy factories for the clinic domain."""
+
 from datetime import time
 
 import factory

@@ -1,4 +1,5 @@
 """The Celery app's connection handling around tasks."""
+
 from types import SimpleNamespace
 
 from django.db import connection, transaction

@@ -4,6 +4,7 @@ is migrated to the current one, and every row is found again through today's mod
 The reminders models moved from `scheduler` to their own app and `ApiClient` from `api` to
 `clinic` (docs/architecture.md); both moves are state-only, so the tables and rows stay put.
 """
+
 from datetime import UTC, date, datetime
 
 import pytest
@@ -14,8 +15,11 @@ from django.db.migrations.executor import MigrationExecutor
 from clinic.models import ApiClient, Appointment, Clinic, Patient
 from reminders.models import ContactOptOut, OutboxMessage, ReminderTemplate, WebhookEndpoint
 
-BEFORE = [("clinic", "0003_intake_unique_on_every_database"), ("api", "0002_idempotency_key"),
-          ("scheduler", "0002_reminders_outbox")]
+BEFORE = [
+    ("clinic", "0003_intake_unique_on_every_database"),
+    ("api", "0002_idempotency_key"),
+    ("scheduler", "0002_reminders_outbox"),
+]
 AT = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
 
@@ -35,28 +39,54 @@ def _leaves():
 def test_every_row_survives_the_move_of_reminders_and_api_clients():
     old = _migrate(BEFORE)
     clinic = old.get_model("clinic", "Clinic").objects.create(code="moved", name="Moved", timezone="Europe/London")
-    procedure = old.get_model("clinic", "ProcedureType").objects.create(code="botox", name="Botox",
-                                                                         duration_minutes=30)
+    procedure = old.get_model("clinic", "ProcedureType").objects.create(code="botox", name="Botox", duration_minutes=30)
     practitioner = old.get_model("clinic", "Practitioner").objects.create(clinic=clinic, name="Dr Old")
-    patient = old.get_model("clinic", "Patient").objects.create(clinic=clinic, first_name="Ada", last_name="Old",
-                                                                date_of_birth=date(1980, 1, 2))
+    patient = old.get_model("clinic", "Patient").objects.create(
+        clinic=clinic, first_name="Ada", last_name="Old", date_of_birth=date(1980, 1, 2)
+    )
     appointment = old.get_model("clinic", "Appointment").objects.create(
-        clinic=clinic, patient=patient, practitioner=practitioner, procedure=procedure, status="confirmed",
-        start_at=AT, end_at=AT.replace(hour=11))
-    client = old.get_model("api", "ApiClient").objects.create(name="Old platform", key_prefix="abcd1234",
-                                                                key_hash="f" * 64)
+        clinic=clinic,
+        patient=patient,
+        practitioner=practitioner,
+        procedure=procedure,
+        status="confirmed",
+        start_at=AT,
+        end_at=AT.replace(hour=11),
+    )
+    client = old.get_model("api", "ApiClient").objects.create(
+        name="Old platform", key_prefix="abcd1234", key_hash="f" * 64
+    )
     client.clinics.add(clinic)
     endpoint = old.get_model("scheduler", "WebhookEndpoint").objects.create(
-        client=client, url="https://platform.example/hooks", secret="whsec_x", events=["appointment.created"])
+        client=client, url="https://platform.example/hooks", secret="whsec_x", events=["appointment.created"]
+    )
     template = old.get_model("scheduler", "ReminderTemplate").objects.create(
-        name="Old reminder", kind="reminder", anchor="start", offset_value=-24, offset_unit="hours",
-        sms_text="See you tomorrow.")
+        name="Old reminder",
+        kind="reminder",
+        anchor="start",
+        offset_value=-24,
+        offset_unit="hours",
+        sms_text="See you tomorrow.",
+    )
     message = old.get_model("scheduler", "OutboxMessage").objects.create(
-        appointment=appointment, kind="reminder", channel="sms", template=template, due_at=AT, created_at=AT,
-        recipient="+447911123456", payload={"k": 1})
+        appointment=appointment,
+        kind="reminder",
+        channel="sms",
+        template=template,
+        due_at=AT,
+        created_at=AT,
+        recipient="+447911123456",
+        payload={"k": 1},
+    )
     hook = old.get_model("scheduler", "OutboxMessage").objects.create(
-        appointment=appointment, kind="webhook", channel="webhook", endpoint=endpoint, event="appointment.created",
-        due_at=AT, created_at=AT)
+        appointment=appointment,
+        kind="webhook",
+        channel="webhook",
+        endpoint=endpoint,
+        event="appointment.created",
+        due_at=AT,
+        created_at=AT,
+    )
     old.get_model("scheduler", "ContactOptOut").objects.create(patient=patient, channel="sms", via="sms_stop", at=AT)
     # As a database of the previous release has them (the test database was created at today's state).
     ContentType.objects.filter(app_label="reminders").update(app_label="scheduler")
@@ -76,7 +106,11 @@ def test_every_row_survives_the_move_of_reminders_and_api_clients():
     assert ReminderTemplate.objects.get(pk=template.pk).sms_text == "See you tomorrow."
     row = OutboxMessage.objects.get(pk=message.pk)
     assert (row.template_id, row.recipient, row.payload, row.appointment_id) == (
-        template.pk, "+447911123456", {"k": 1}, appointment.pk)
+        template.pk,
+        "+447911123456",
+        {"k": 1},
+        appointment.pk,
+    )
     assert OutboxMessage.objects.get(pk=hook.pk).endpoint_id == endpoint.pk
     assert ContactOptOut.objects.get(patient_id=patient.pk).via == "sms_stop"
     # Content types, and so the permissions granted on them, followed the models.

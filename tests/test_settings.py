@@ -1,4 +1,5 @@
 """Settings from the environment: production guards and clear errors for bad values."""
+
 import os
 import subprocess
 import sys
@@ -12,8 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_settings(**env) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")} | env
     environment["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    return subprocess.run([sys.executable, "-c", "import django; django.setup(); print('ok')"], cwd=ROOT,
-                          env=environment, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('ok')"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_defaults_load_on_a_local_run():

@@ -1,4 +1,5 @@
 """Small display helpers for the front-desk templates."""
+
 import re
 
 import phonenumbers

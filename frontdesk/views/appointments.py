@@ -3,6 +3,7 @@
 Who may do what is the services' decision (Actor.clinical comes from the
 user's role at this clinic); a refusal is a 403 whatever the page showed.
 """
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -28,25 +29,33 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_fo
     now = timezone.now()
     pending = appointment.status == AppointmentStatus.PENDING_CLEARANCE
     reminders = selectors.appointment_reminders(appointment)
-    return page(request, "frontdesk/appointment_detail.html", {
-        "appointment": appointment,
-        "patient": appointment.patient,
-        "clear_form": clear_form or ClearForm(),
-        "cancel_form": cancel_form or CancelForm(),
-        "notes_form": notes_form or AppointmentNotesForm(initial={"notes": appointment.notes}),
-        # Arrival is recorded on the appointment's own day (the service says so too).
-        "can_check_in": (appointment.is_active and appointment.checked_in_at is None
-                         and timezone.localdate(appointment.start_at) == timezone.localdate(now)),
-        "clearance_reasons": checks.clearance_reasons(appointment) if pending else [],
-        "reminders": reminders,
-        "reminders_total": sum(len(group.messages) for group in reminders),
-        "audit": appointment.audit_events.select_related("actor_user"),
-        "started": appointment.start_at <= now,
-        "active": appointment.is_active,
-        "action_error": error,
-        "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient),
-        "nav": "patients",
-    }, status=status)
+    return page(
+        request,
+        "frontdesk/appointment_detail.html",
+        {
+            "appointment": appointment,
+            "patient": appointment.patient,
+            "clear_form": clear_form or ClearForm(),
+            "cancel_form": cancel_form or CancelForm(),
+            "notes_form": notes_form or AppointmentNotesForm(initial={"notes": appointment.notes}),
+            # Arrival is recorded on the appointment's own day (the service says so too).
+            "can_check_in": (
+                appointment.is_active
+                and appointment.checked_in_at is None
+                and timezone.localdate(appointment.start_at) == timezone.localdate(now)
+            ),
+            "clearance_reasons": checks.clearance_reasons(appointment) if pending else [],
+            "reminders": reminders,
+            "reminders_total": sum(len(group.messages) for group in reminders),
+            "audit": appointment.audit_events.select_related("actor_user"),
+            "started": appointment.start_at <= now,
+            "active": appointment.is_active,
+            "action_error": error,
+            "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient),
+            "nav": "patients",
+        },
+        status=status,
+    )
 
 
 @clinic_page
@@ -73,25 +82,38 @@ def _act(request, appointment_id, action, *, done: str, form=None, form_name: st
 @require_POST
 def appointment_clear_view(request, appointment_id):
     form = ClearForm(request.POST)
-    return _act(request, appointment_id, lambda appointment, now: appointment_clear(
-        appointment=appointment, actor=request.actor, now=now, reason=request.POST.get("reason", "")),
-        done="Cleared: the booking is confirmed and its reminders are released.", form=form,
-        form_name="clear_form")
+    return _act(
+        request,
+        appointment_id,
+        lambda appointment, now: appointment_clear(
+            appointment=appointment, actor=request.actor, now=now, reason=request.POST.get("reason", "")
+        ),
+        done="Cleared: the booking is confirmed and its reminders are released.",
+        form=form,
+        form_name="clear_form",
+    )
 
 
 @clinic_page
 @require_POST
 def appointment_complete_view(request, appointment_id):
-    return _act(request, appointment_id, lambda appointment, now: appointment_complete(
-        appointment=appointment, actor=request.actor, now=now),
-        done="Marked completed: added to the patient's history; post-care starts now.")
+    return _act(
+        request,
+        appointment_id,
+        lambda appointment, now: appointment_complete(appointment=appointment, actor=request.actor, now=now),
+        done="Marked completed: added to the patient's history; post-care starts now.",
+    )
 
 
 @clinic_page
 @require_POST
 def appointment_no_show_view(request, appointment_id):
-    return _act(request, appointment_id, lambda appointment, now: appointment_mark_no_show(
-        appointment=appointment, actor=request.actor, now=now), done="Marked as a no-show.")
+    return _act(
+        request,
+        appointment_id,
+        lambda appointment, now: appointment_mark_no_show(appointment=appointment, actor=request.actor, now=now),
+        done="Marked as a no-show.",
+    )
 
 
 @clinic_page
@@ -100,17 +122,27 @@ def appointment_cancel_view(request, appointment_id):
     form = CancelForm(request.POST)
     if not form.is_valid():
         return _detail(request, appointment_or_404(request, appointment_id), cancel_form=form, status=400)
-    return _act(request, appointment_id, lambda appointment, now: appointment_cancel(
-        appointment=appointment, actor=request.actor, now=now, reason=form.cleaned_data["reason"]),
-        done="Cancelled: the slot is free again and the patient will be told.", form=form, form_name="cancel_form")
+    return _act(
+        request,
+        appointment_id,
+        lambda appointment, now: appointment_cancel(
+            appointment=appointment, actor=request.actor, now=now, reason=form.cleaned_data["reason"]
+        ),
+        done="Cancelled: the slot is free again and the patient will be told.",
+        form=form,
+        form_name="cancel_form",
+    )
 
 
 @clinic_page
 @require_POST
 def appointment_check_in_view(request, appointment_id):
-    return _act(request, appointment_id, lambda appointment, now: appointment_check_in(
-        appointment=appointment, actor=request.actor, now=now),
-        done="Checked in: the patient has arrived.")
+    return _act(
+        request,
+        appointment_id,
+        lambda appointment, now: appointment_check_in(appointment=appointment, actor=request.actor, now=now),
+        done="Checked in: the patient has arrived.",
+    )
 
 
 @clinic_page

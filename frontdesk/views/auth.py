@@ -1,5 +1,6 @@
 """Signing in (password, then an authenticator code for staff who have one) and out, setting up two-step
 sign-in, and the landing page that sends staff to their clinic."""
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,10 @@ from django_otp import login as otp_login
 from clinic.selectors import clinics_for_user
 from frontdesk import ratelimit, twofactor
 
-LOCKED_MESSAGE = ("Too many failed sign-ins. For your security, sign-in is paused for %(minutes)s minutes; "
-                  "try again later or ask your clinic administrator to reset your password.")
+LOCKED_MESSAGE = (
+    "Too many failed sign-ins. For your security, sign-in is paused for %(minutes)s minutes; "
+    "try again later or ask your clinic administrator to reset your password."
+)
 
 
 class RateLimitedAuthenticationForm(AuthenticationForm):
@@ -40,8 +43,9 @@ class RateLimitedAuthenticationForm(AuthenticationForm):
         address = ratelimit.client_address(self.request)
         if ratelimit.login_locked(username=username, address=address):
             self.locked = True
-            raise forms.ValidationError(self.error_messages["locked"], code="locked",
-                                        params={"minutes": ratelimit.lockout_minutes()})
+            raise forms.ValidationError(
+                self.error_messages["locked"], code="locked", params={"minutes": ratelimit.lockout_minutes()}
+            )
         try:
             return super().clean()
         except forms.ValidationError:
@@ -51,10 +55,19 @@ class RateLimitedAuthenticationForm(AuthenticationForm):
 
 class CodeForm(forms.Form):
     code = forms.CharField(
-        label="6-digit code from your authenticator app", min_length=6, max_length=8,
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
-                                      "autocapitalize": "none", "spellcheck": "false",
-                                      "aria-describedby": "login-errors"}))
+        label="6-digit code from your authenticator app",
+        min_length=6,
+        max_length=8,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "inputmode": "numeric",
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "aria-describedby": "login-errors",
+            }
+        ),
+    )
 
     def clean_code(self) -> str:
         code = "".join(self.cleaned_data["code"].split())
@@ -64,8 +77,9 @@ class CodeForm(forms.Form):
 
 
 def _safe_next(request, candidate: str) -> str:
-    if candidate and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
-                                                     require_https=request.is_secure()):
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return candidate
     return reverse("frontdesk:home")
 
@@ -98,8 +112,11 @@ def login_code(request):
     pending = twofactor.pending_get(request, now=time.time())
     if pending is None:
         twofactor.pending_clear(request)
-        messages.info(request, "Sign in with your username and password first (a started sign-in lasts "
-                               f"{twofactor.PENDING_SECONDS // 60} minutes).")
+        messages.info(
+            request,
+            "Sign in with your username and password first (a started sign-in lasts "
+            f"{twofactor.PENDING_SECONDS // 60} minutes).",
+        )
         return redirect("frontdesk:login")
     username = pending.user.get_username()
     address = ratelimit.client_address(request)
@@ -122,8 +139,11 @@ def login_code(request):
                 ratelimit.login_succeeded(username=username, address=address)
                 return redirect(_safe_next(request, pending.next_url))
             ratelimit.login_failed(username=username, address=address)
-            form.add_error(None, "That code is not right. Enter the code your app shows now "
-                                 "(each code works once and changes every 30 seconds).")
+            form.add_error(
+                None,
+                "That code is not right. Enter the code your app shows now "
+                "(each code works once and changes every 30 seconds).",
+            )
     return render(request, "frontdesk/login_code.html", {"form": form, "username": username}, status=status)
 
 
@@ -132,22 +152,35 @@ def two_factor(request):
     """Set up two-step sign-in: scan the code (or type the secret) into an app, then confirm with a code."""
     user = request.user
     if twofactor.has_device(user):
-        return render(request, "frontdesk/two_factor.html", {
-            "enabled": True, "required": twofactor.two_factor_required(user)})
+        return render(
+            request, "frontdesk/two_factor.html", {"enabled": True, "required": twofactor.two_factor_required(user)}
+        )
     device = twofactor.enrolment_device(user)
     form = CodeForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         if twofactor.enrolment_confirm(device=device, code=form.cleaned_data["code"]):
             otp_login(request, device)
-            messages.success(request, "Two-step sign-in is on: from now on you sign in with your password "
-                                      "and a code from your authenticator app.")
+            messages.success(
+                request,
+                "Two-step sign-in is on: from now on you sign in with your password "
+                "and a code from your authenticator app.",
+            )
             return redirect(_safe_next(request, request.GET.get("next", "")))
-        form.add_error(None, "That code is not right. Check that the app shows this account, then enter "
-                             "the code it shows now.")
-    return render(request, "frontdesk/two_factor.html", {
-        "enabled": False, "required": twofactor.two_factor_required(user), "form": form,
-        "secret": twofactor.secret_text(device), "qr": twofactor.qr_data_uri(device),
-    }, status=400 if form.errors else 200)
+        form.add_error(
+            None, "That code is not right. Check that the app shows this account, then enter the code it shows now."
+        )
+    return render(
+        request,
+        "frontdesk/two_factor.html",
+        {
+            "enabled": False,
+            "required": twofactor.two_factor_required(user),
+            "form": form,
+            "secret": twofactor.secret_text(device),
+            "qr": twofactor.qr_data_uri(device),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 class LogoutView(auth_views.LogoutView):

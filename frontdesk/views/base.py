@@ -3,6 +3,7 @@
 `clinic_page` 404s a clinic the user is not on the staff of, exactly as for one
 that does not exist, and shows every time on the page in the clinic's zone.
 """
+
 from __future__ import annotations
 
 from functools import wraps
@@ -25,27 +26,47 @@ def clinic_page(view):
     def wrapper(request, clinic_code: str, *args, **kwargs):
         clinic = selectors.clinic_for_user(request.user, clinic_code)
         if clinic is None:  # another clinic's pages are as absent as a made-up one
-            return render(request, "frontdesk/error.html", {
-                "heading": "Not found", "detail": "There is no such page at your clinic.",
-                "clinics": clinics_for_user(request.user)}, status=404)
+            return render(
+                request,
+                "frontdesk/error.html",
+                {
+                    "heading": "Not found",
+                    "detail": "There is no such page at your clinic.",
+                    "clinics": clinics_for_user(request.user),
+                },
+                status=404,
+            )
         role = staff_role(request.user, clinic.pk)
         request.clinic = clinic
         request.staff_role = role
         request.clinical = role in CLINICAL_ROLES
-        request.actor = Actor(label=f"{request.user.get_username()} (front desk)", user=request.user,
-                              clinical=request.clinical)
+        request.actor = Actor(
+            label=f"{request.user.get_username()} (front desk)", user=request.user, clinical=request.clinical
+        )
         with timezone.override(clinic.tz):
             try:
                 return view(request, *args, **kwargs)
             except (NotAllowed, PermissionDenied) as error:
-                return page(request, "frontdesk/error.html", {
-                    "heading": "You can't do that", "detail": getattr(error, "message", "") or str(error),
-                }, status=403)
+                return page(
+                    request,
+                    "frontdesk/error.html",
+                    {
+                        "heading": "You can't do that",
+                        "detail": getattr(error, "message", "") or str(error),
+                    },
+                    status=403,
+                )
             except (NotFound, Http404):
                 # The same answer whether it does not exist or belongs to another clinic.
-                return page(request, "frontdesk/error.html", {
-                    "heading": "Not found", "detail": "There is no such page at this clinic.",
-                }, status=404)
+                return page(
+                    request,
+                    "frontdesk/error.html",
+                    {
+                        "heading": "Not found",
+                        "detail": "There is no such page at this clinic.",
+                    },
+                    status=404,
+                )
 
     return login_required(wrapper)
 

@@ -6,6 +6,7 @@ the panel when htmx asks) through `_check_page`; a POST books or moves through
 `_submit`. Both ask scheduler.booking, so what the panel says is what booking
 does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,15 +51,18 @@ def _submit(request, form: WhenForm, template: str, context: dict, *, done: Call
             form.add_error("time", form.time_needed)
         else:
             with outcome:
-                result = form.slot_request().submit(start_at=start, actor=request.actor, now=now,
-                                                    reason=form.cleaned_data.get("reason", ""))
+                result = form.slot_request().submit(
+                    start_at=start, actor=request.actor, now=now, reason=form.cleaned_data.get("reason", "")
+                )
                 messages.success(request, done(result))
-                return redirect("frontdesk:appointment", clinic_code=request.clinic.code,
-                                appointment_id=result.appointment.pk)
+                return redirect(
+                    "frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.appointment.pk
+                )
     # Show the refusal with today's answer (a slot may have just gone), and what to offer instead.
     panel = _panel(form, now) if outcome.refused else None
-    return page(request, template, {**context, "form": form, "panel": panel, "refused": outcome.refused},
-                status=outcome.status)
+    return page(
+        request, template, {**context, "form": form, "panel": panel, "refused": outcome.refused}, status=outcome.status
+    )
 
 
 def _when(appointment) -> str:
@@ -69,46 +73,64 @@ def _when(appointment) -> str:
 
 
 def _booking_context(patient) -> dict:
-    return {"patient": patient, "mode": "book", "nav": "patients",
-            "submit_url": reverse("frontdesk:book_submit", args=[patient.clinic.code, patient.pk]),
-            "appointments_by_id": selectors.patient_appointments_by_id(patient)}
+    return {
+        "patient": patient,
+        "mode": "book",
+        "nav": "patients",
+        "submit_url": reverse("frontdesk:book_submit", args=[patient.clinic.code, patient.pk]),
+        "appointments_by_id": selectors.patient_appointments_by_id(patient),
+    }
 
 
 def _booked(result: BookingResult) -> str:
     appointment = result.appointment
     if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
-        return (f"Booked {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}: "
-                "PENDING CLEARANCE. A clinician must clear it before treatment; no reminders go out until then.")
+        return (
+            f"Booked {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}: "
+            "PENDING CLEARANCE. A clinician must clear it before treatment; no reminders go out until then."
+        )
     return f"Booked and confirmed: {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}."
 
 
 def _booking_form(request, patient, data) -> BookingForm:
-    return BookingForm(data, clinic=request.clinic, patient=patient,
-                       today=timezone.localdate(timezone=request.clinic.tz))
+    return BookingForm(
+        data, clinic=request.clinic, patient=patient, today=timezone.localdate(timezone=request.clinic.tz)
+    )
 
 
 @clinic_page
 def book(request, patient_id):
     patient = patient_or_404(request, patient_id)
-    return _check_page(request, _booking_form(request, patient, request.GET or None), "frontdesk/book.html",
-                       _booking_context(patient))
+    return _check_page(
+        request, _booking_form(request, patient, request.GET or None), "frontdesk/book.html", _booking_context(patient)
+    )
 
 
 @clinic_page
 @require_POST
 def book_submit(request, patient_id):
     patient = patient_or_404(request, patient_id)
-    return _submit(request, _booking_form(request, patient, request.POST), "frontdesk/book.html",
-                   _booking_context(patient), done=_booked)
+    return _submit(
+        request,
+        _booking_form(request, patient, request.POST),
+        "frontdesk/book.html",
+        _booking_context(patient),
+        done=_booked,
+    )
 
 
 # --- Reschedule --------------------------------------------------------------------------------
 
 
 def _reschedule_context(appointment) -> dict:
-    return {"appointment": appointment, "patient": appointment.patient, "mode": "reschedule", "nav": "patients",
-            "submit_url": reverse("frontdesk:reschedule", args=[appointment.clinic.code, appointment.pk]),
-            "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient)}
+    return {
+        "appointment": appointment,
+        "patient": appointment.patient,
+        "mode": "reschedule",
+        "nav": "patients",
+        "submit_url": reverse("frontdesk:reschedule", args=[appointment.clinic.code, appointment.pk]),
+        "appointments_by_id": selectors.patient_appointments_by_id(appointment.patient),
+    }
 
 
 def _moved(result: BookingResult) -> str:
@@ -121,8 +143,9 @@ def _moved(result: BookingResult) -> str:
 def reschedule(request, appointment_id):
     appointment = appointment_or_404(request, appointment_id)
     data = request.POST if request.method == "POST" else (request.GET or None)
-    form = RescheduleForm(data, clinic=request.clinic, appointment=appointment,
-                          today=timezone.localdate(timezone=request.clinic.tz))
+    form = RescheduleForm(
+        data, clinic=request.clinic, appointment=appointment, today=timezone.localdate(timezone=request.clinic.tz)
+    )
     if request.method == "POST":
         return _submit(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment), done=_moved)
     return _check_page(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment))

@@ -4,6 +4,7 @@ The grid is server-rendered (a table; see docs/frontdesk.md for why not a JavaSc
 frontdesk/static/frontdesk/calendar.js only adds dragging, which asks the reschedule page's
 dry run before anything changes. Every gesture is also a link or a form.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -33,9 +34,15 @@ def calendar(request):
     day = data.get("date") or today
     # A week is one practitioner's (the one chosen, or the first): seven columns of one person's days.
     week = data.get("view") == "week"
-    grid = selectors.day_grid(user=request.user, clinic=clinic, day=day, now=now,
-                              practitioner_id=data.get("practitioner") or None,
-                              include_cancelled=bool(data.get("cancelled")), week=week)
+    grid = selectors.day_grid(
+        user=request.user,
+        clinic=clinic,
+        day=day,
+        now=now,
+        practitioner_id=data.get("practitioner") or None,
+        include_cancelled=bool(data.get("cancelled")),
+        week=week,
+    )
     step = timedelta(days=7 if week else 1)
 
     def link(target: date, view: str = "week" if week else "day") -> str:
@@ -46,12 +53,24 @@ def calendar(request):
             query["practitioner"] = str(grid.columns[0].practitioner.pk)
         return "?" + query.urlencode()
 
-    return page(request, "frontdesk/calendar.html", {
-        "form": form, "grid": grid, "day": day, "now": now, "week": week,
-        "practitioner": grid.columns[0].practitioner if week and grid.columns else None,
-        "previous_link": link(day - step), "next_link": link(day + step), "today_link": link(today),
-        "day_link": link(day, "day"), "week_link": link(day, "week"), "nav": "calendar",
-    })
+    return page(
+        request,
+        "frontdesk/calendar.html",
+        {
+            "form": form,
+            "grid": grid,
+            "day": day,
+            "now": now,
+            "week": week,
+            "practitioner": grid.columns[0].practitioner if week and grid.columns else None,
+            "previous_link": link(day - step),
+            "next_link": link(day + step),
+            "today_link": link(today),
+            "day_link": link(day, "day"),
+            "week_link": link(day, "week"),
+            "nav": "calendar",
+        },
+    )
 
 
 def _bound(value: str | None, tz) -> datetime | None:
@@ -95,8 +114,9 @@ def calendar_book(request):
     results, more = [], False
     if form.is_valid():
         clinic_patients = patients_in(clinics_for_user(request.user).filter(pk=clinic.pk))
-        found = list(patient_search(clinic_patients, form.cleaned_data["q"].strip(),
-                                    country=clinic.country)[:SEARCH_LIMIT + 1])
+        found = list(
+            patient_search(clinic_patients, form.cleaned_data["q"].strip(), country=clinic.country)[: SEARCH_LIMIT + 1]
+        )
         results, more = found[:SEARCH_LIMIT], len(found) > SEARCH_LIMIT
     local = timezone.localtime(start, clinic.tz) if start else None
     query = {}
@@ -104,10 +124,19 @@ def calendar_book(request):
         query["practitioner"] = str(practitioner.pk)
     if local:
         query.update(date=local.date().isoformat(), time=local.strftime("%H:%M"))
-    return page(request, "frontdesk/calendar_book.html", {
-        "search_form": form, "results": results, "more": more, "practitioner": practitioner, "start": local,
-        "book_query": query, "nav": "calendar",
-    })
+    return page(
+        request,
+        "frontdesk/calendar_book.html",
+        {
+            "search_form": form,
+            "results": results,
+            "more": more,
+            "practitioner": practitioner,
+            "start": local,
+            "book_query": query,
+            "nav": "calendar",
+        },
+    )
 
 
 @clinic_page
@@ -117,11 +146,17 @@ def day_sheet(request):
     form = ScheduleFilterForm(request.GET or None, clinic=clinic)
     data = form.cleaned_data if form.is_valid() else {}
     day = data.get("date") or timezone.localdate(timezone=clinic.tz)
-    return page(request, "frontdesk/day_sheet.html", {
-        "day": day, "nav": "calendar",
-        "sheets": selectors.day_sheets(user=request.user, clinic=clinic, day=day,
-                                       practitioner_id=data.get("practitioner") or None),
-    })
+    return page(
+        request,
+        "frontdesk/day_sheet.html",
+        {
+            "day": day,
+            "nav": "calendar",
+            "sheets": selectors.day_sheets(
+                user=request.user, clinic=clinic, day=day, practitioner_id=data.get("practitioner") or None
+            ),
+        },
+    )
 
 
 @clinic_page
@@ -130,7 +165,12 @@ def aftercare_sheet(request, appointment_id):
     appointment = appointment_or_404(request, appointment_id)
     if appointment.status != AppointmentStatus.COMPLETED:
         raise Http404("Only a completed treatment has an aftercare sheet.")
-    return page(request, "frontdesk/aftercare.html", {
-        "appointment": appointment, "nav": "patients",
-        "sheet": selectors.aftercare(appointment=appointment, now=timezone.now()),
-    })
+    return page(
+        request,
+        "frontdesk/aftercare.html",
+        {
+            "appointment": appointment,
+            "nav": "patients",
+            "sheet": selectors.aftercare(appointment=appointment, now=timezone.now()),
+        },
+    )

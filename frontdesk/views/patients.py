@@ -1,4 +1,5 @@
 """Patient search, new patient and edit, the timeline, and the medical-history intake."""
+
 from __future__ import annotations
 
 import re
@@ -35,11 +36,18 @@ def patient_list(request):
     if form.is_valid():
         query = form.cleaned_data["q"].strip()
         clinic_patients = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
-        results = list(patient_search(clinic_patients, query, country=request.clinic.country)[:SEARCH_LIMIT + 1])
-    return page(request, "frontdesk/patient_list.html", {
-        "search_form": form, "results": results[:SEARCH_LIMIT], "more": len(results) > SEARCH_LIMIT,
-        "query": query, "nav": "patients",
-    })
+        results = list(patient_search(clinic_patients, query, country=request.clinic.country)[: SEARCH_LIMIT + 1])
+    return page(
+        request,
+        "frontdesk/patient_list.html",
+        {
+            "search_form": form,
+            "results": results[:SEARCH_LIMIT],
+            "more": len(results) > SEARCH_LIMIT,
+            "query": query,
+            "nav": "patients",
+        },
+    )
 
 
 @clinic_page
@@ -47,8 +55,9 @@ def patient_new(request):
     form = PatientForm(request.POST or None, clinic=request.clinic)
     if request.method == "POST" and form.is_valid():
         with DomainErrors(form):
-            patient = clinic_services.patient_create(clinic=request.clinic, today=timezone.localdate(),
-                                                     **form.patient_fields())
+            patient = clinic_services.patient_create(
+                clinic=request.clinic, today=timezone.localdate(), **form.patient_fields()
+            )
             messages.success(request, f"{patient} added. Next: their medical history.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return page(request, "frontdesk/patient_form.html", {"form": form, "nav": "new_patient"})
@@ -60,8 +69,9 @@ def patient_edit(request, patient_id):
     form = PatientForm(request.POST or None, clinic=request.clinic, patient=patient)
     if request.method == "POST" and form.is_valid():
         with DomainErrors(form):
-            patient = clinic_services.patient_update(patient=patient, today=timezone.localdate(),
-                                                     **form.patient_fields())
+            patient = clinic_services.patient_update(
+                patient=patient, today=timezone.localdate(), **form.patient_fields()
+            )
             messages.success(request, f"{patient}'s details saved.")
             return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=patient.pk)
     return page(request, "frontdesk/patient_form.html", {"form": form, "patient": patient, "nav": "patients"})
@@ -71,25 +81,34 @@ def patient_edit(request, patient_id):
 def patient_detail(request, patient_id):
     patient = patient_or_404(request, patient_id)
     record = selectors.patient_record(patient=patient, now=timezone.now())
-    return page(request, "frontdesk/patient_detail.html", {
-        "patient": patient, "record": record, "nav": "patients",
-        "appointments_by_id": selectors.patient_appointments_by_id(patient),
-    })
+    return page(
+        request,
+        "frontdesk/patient_detail.html",
+        {
+            "patient": patient,
+            "record": record,
+            "nav": "patients",
+            "appointments_by_id": selectors.patient_appointments_by_id(patient),
+        },
+    )
 
 
 # --- Medical-history intake -----------------------------------------------------------------
 
 
 def _conditions_initial(patient) -> list[dict]:
-    return [{"condition": c.condition_id, "status": c.status, "area": c.area_id or "", "noted_on": c.noted_on}
-            for c in patient.conditions.all()]
+    return [
+        {"condition": c.condition_id, "status": c.status, "area": c.area_id or "", "noted_on": c.noted_on}
+        for c in patient.conditions.all()
+    ]
 
 
 def _history_page(request, patient, **forms):
     context = {
-        "patient": patient, "nav": "patients",
-        "conditions_formset": forms.get("conditions_formset") or ConditionFormSet(
-            initial=_conditions_initial(patient), prefix="conditions"),
+        "patient": patient,
+        "nav": "patients",
+        "conditions_formset": forms.get("conditions_formset")
+        or ConditionFormSet(initial=_conditions_initial(patient), prefix="conditions"),
         "course_form": forms.get("course_form") or MedicationCourseForm(prefix="course"),
         "record_form": forms.get("record_form") or ProcedureRecordForm(prefix="record"),
         "courses": MedicationCourse.objects.filter(patient=patient).select_related("drug"),
@@ -129,9 +148,15 @@ def patient_history(request, patient_id):
     formset = ConditionFormSet(request.POST, initial=_conditions_initial(patient), prefix="conditions")
     if formset.is_valid():
         kept = formset.kept_lines()
-        lines = [clinic_services.IntakeLine(condition=f.cleaned_data["condition"], status=f.cleaned_data["status"],
-                                            area=f.cleaned_data["area"] or None,
-                                            noted_on=f.cleaned_data.get("noted_on")) for f in kept]
+        lines = [
+            clinic_services.IntakeLine(
+                condition=f.cleaned_data["condition"],
+                status=f.cleaned_data["status"],
+                area=f.cleaned_data["area"] or None,
+                noted_on=f.cleaned_data.get("noted_on"),
+            )
+            for f in kept
+        ]
         with DomainErrors(_IntakeLines(formset, kept)):
             clinic_services.conditions_replace(patient=patient, lines=lines, now=timezone.now())
             messages.success(request, "Medical history saved.")
@@ -147,8 +172,13 @@ def medication_add(request, patient_id):
     if form.is_valid():
         with DomainErrors(form):
             course = clinic_services.medication_course_add(
-                patient=patient, drug_code=form.cleaned_data["drug"], started_on=form.cleaned_data["started_on"],
-                ended_on=form.cleaned_data.get("ended_on"), notes=form.cleaned_data["notes"], now=timezone.now())
+                patient=patient,
+                drug_code=form.cleaned_data["drug"],
+                started_on=form.cleaned_data["started_on"],
+                ended_on=form.cleaned_data.get("ended_on"),
+                notes=form.cleaned_data["notes"],
+                now=timezone.now(),
+            )
             messages.success(request, f"{course.drug} course added.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, course_form=form)
@@ -164,8 +194,9 @@ def medication_end(request, patient_id, course_id):
     form = MedicationEndForm(request.POST, prefix=f"end-{course.pk}")
     if form.is_valid():
         with DomainErrors(form):
-            clinic_services.medication_course_end(course=course, ended_on=form.cleaned_data["ended_on"],
-                                                  now=timezone.now())
+            clinic_services.medication_course_end(
+                course=course, ended_on=form.cleaned_data["ended_on"], now=timezone.now()
+            )
             messages.success(request, f"End of the {course.drug} course recorded.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, end_forms={course.pk: form})
@@ -180,9 +211,14 @@ def procedure_add(request, patient_id):
         data = form.cleaned_data
         with DomainErrors(form):
             record = clinic_services.procedure_record_add(
-                patient=patient, procedure_code=data["procedure"], performed_on=data["performed_on"],
-                performed_time=data.get("performed_time"), now=timezone.now(), area_code=data["area"] or None,
-                notes=data["notes"])
+                patient=patient,
+                procedure_code=data["procedure"],
+                performed_on=data["performed_on"],
+                performed_time=data.get("performed_time"),
+                now=timezone.now(),
+                area_code=data["area"] or None,
+                notes=data["notes"],
+            )
             messages.success(request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, record_form=form)

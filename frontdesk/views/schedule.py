@@ -1,4 +1,5 @@
 """Today's arrivals and the day and week schedules."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,14 +16,18 @@ def today(request):
     clinic = request.clinic
     now = timezone.now()
     day = timezone.localdate(now, timezone=clinic.tz)
-    return page(request, "frontdesk/today.html", {
-        "search_form": PatientSearchForm(clinic=clinic),
-        "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
-        "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
-        "attention": selectors.needs_attention(user=request.user, clinic=clinic),
-        "now": now,
-        "nav": "today",
-    })
+    return page(
+        request,
+        "frontdesk/today.html",
+        {
+            "search_form": PatientSearchForm(clinic=clinic),
+            "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
+            "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
+            "attention": selectors.needs_attention(user=request.user, clinic=clinic),
+            "now": now,
+            "nav": "today",
+        },
+    )
 
 
 @clinic_page
@@ -41,9 +46,13 @@ def schedule(request):
     else:
         days = [day]
         step = timedelta(days=1)
-    columns = selectors.schedule_columns(user=request.user, clinic=clinic, days=days,
-                                         practitioner_id=practitioner_id,
-                                         include_cancelled=bool(data.get("cancelled")))
+    columns = selectors.schedule_columns(
+        user=request.user,
+        clinic=clinic,
+        days=days,
+        practitioner_id=practitioner_id,
+        include_cancelled=bool(data.get("cancelled")),
+    )
 
     def link(target):
         query = request.GET.copy()
@@ -51,11 +60,22 @@ def schedule(request):
         query["view"] = view
         return "?" + query.urlencode()
 
-    return page(request, "frontdesk/schedule.html", {
-        "form": form, "columns": columns, "days": days, "view": view, "day": day,
-        "previous_link": link(days[0] - step), "next_link": link(days[0] + step), "today_link": link(today),
-        "day_link": link(day).replace("view=week", "view=day"),
-        "week_link": link(day).replace("view=day", "view=week"),
-        "total": sum(len(c.appointments) for c in columns), "show_practitioner": view == "week",
-        "nav": "schedule",
-    })
+    return page(
+        request,
+        "frontdesk/schedule.html",
+        {
+            "form": form,
+            "columns": columns,
+            "days": days,
+            "view": view,
+            "day": day,
+            "previous_link": link(days[0] - step),
+            "next_link": link(days[0] + step),
+            "today_link": link(today),
+            "day_link": link(day).replace("view=week", "view=day"),
+            "week_link": link(day).replace("view=day", "view=week"),
+            "total": sum(len(c.appointments) for c in columns),
+            "show_practitioner": view == "week",
+            "nav": "schedule",
+        },
+    )

@@ -1,4 +1,5 @@
 """Who may call: API keys (hashed, revocable, rotatable), staff sessions with CSRF, and the 401/403 split."""
+
 from datetime import timedelta
 from io import StringIO
 
@@ -79,7 +80,8 @@ def test_staff_session_sees_their_clinics(clinic, receptionist):
 
 def test_staff_session_write_needs_csrf(clinic, receptionist):
     response = session(receptionist, csrf=True).post(
-        "/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json")
+        "/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json"
+    )
     body = problem_of(response, 403)
     assert "CSRF" in body["detail"]
 
@@ -92,8 +94,7 @@ def test_user_without_a_clinic_role_is_403(clinic, django_user_model):
 
 def test_create_api_client_prints_the_key_alone_on_the_last_line(clinic, other_clinic):
     out = StringIO()
-    call_command("create_api_client", "Booksy", "--clinic", "london", "--clinic", "newyork", "--clinical",
-                 stdout=out)
+    call_command("create_api_client", "Booksy", "--clinic", "london", "--clinic", "newyork", "--clinical", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
     client = ApiClient.objects.get(name="Booksy")
     assert client.clinical
@@ -134,8 +135,11 @@ def test_admin_rotate_action_replaces_the_key(clinic, admin_user):
 
 
 def test_admin_add_shows_the_new_key_once(clinic, admin_client):
-    response = admin_client.post("/admin/clinic/apiclient/add/", {"name": "Via admin", "clinics": [str(clinic.pk)],
-                                                               "revoked_at_0": "", "revoked_at_1": ""}, follow=True)
+    response = admin_client.post(
+        "/admin/clinic/apiclient/add/",
+        {"name": "Via admin", "clinics": [str(clinic.pk)], "revoked_at_0": "", "revoked_at_1": ""},
+        follow=True,
+    )
     assert response.status_code == 200
     client = ApiClient.objects.get(name="Via admin")
     shown = [str(m) for m in response.context["messages"]]

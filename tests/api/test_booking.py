@@ -2,6 +2,7 @@
 
 The clock is Monday 2 March 2026, 09:00 UTC; London is on GMT (+00:00) until 29 March.
 """
+
 from datetime import UTC, datetime
 
 import pytest
@@ -22,14 +23,18 @@ TUESDAY_10 = "2026-03-03T10:00:00+00:00"
 
 
 def book(api, patient, procedure="microneedling", start=TUESDAY_10, **extra):
-    return api.post("/api/v1/appointments/", {"patient": str(patient.pk), "procedure": procedure, "start": start,
-                                              **extra}, format="json")
+    return api.post(
+        "/api/v1/appointments/",
+        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
+        format="json",
+    )
 
 
 @pytest.fixture
 def botox_last_week(patient):
-    return ProcedureRecordFactory(patient=patient, procedure_id="botox",
-                                  performed_at=datetime(2026, 2, 25, 10, 0, tzinfo=UTC))
+    return ProcedureRecordFactory(
+        patient=patient, procedure_id="botox", performed_at=datetime(2026, 2, 25, 10, 0, tzinfo=UTC)
+    )
 
 
 # --- Booking: 201 ------------------------------------------------------------------------------
@@ -40,10 +45,19 @@ def test_book_201_confirmed(api, patient, practitioner):
     assert response.status_code == 201, response.content
     body = response.json()
     appointment = Appointment.objects.get()
-    assert body == {"id": str(appointment.pk), "patient": str(patient.pk), "procedure": "microneedling",
-                    "practitioner": str(practitioner.pk), "clinic": str(patient.clinic_id),
-                    "start": "2026-03-03T10:00:00+00:00", "end": "2026-03-03T11:00:00+00:00", "area": "face",
-                    "status": "confirmed", "review_reasons": [], "warnings": []}
+    assert body == {
+        "id": str(appointment.pk),
+        "patient": str(patient.pk),
+        "procedure": "microneedling",
+        "practitioner": str(practitioner.pk),
+        "clinic": str(patient.clinic_id),
+        "start": "2026-03-03T10:00:00+00:00",
+        "end": "2026-03-03T11:00:00+00:00",
+        "area": "face",
+        "status": "confirmed",
+        "review_reasons": [],
+        "warnings": [],
+    }
     assert response["Location"] == f"/api/v1/appointments/{appointment.pk}/"
     assert AuditEvent.objects.get().actor_label.startswith("API client")
 
@@ -79,16 +93,28 @@ def test_book_409_too_soon_with_earliest_eligible_start_and_next_slot(api, patie
     assert body["code"] == "booking_refused"
     [violation] = body["violations"]
     assert violation == {
-        "code": "interval_too_soon_after", "kind": "interval", "severity": "block",
-        "message": violation["message"], "rule": violation["rule"], "source": violation["source"],
-        "conflicts_with": {"id": str(botox_last_week.pk), "kind": "procedure", "code": "botox",
-                           "at": "2026-02-25T10:00:00+00:00"},
+        "code": "interval_too_soon_after",
+        "kind": "interval",
+        "severity": "block",
+        "message": violation["message"],
+        "rule": violation["rule"],
+        "source": violation["source"],
+        "conflicts_with": {
+            "id": str(botox_last_week.pk),
+            "kind": "procedure",
+            "code": "botox",
+            "at": "2026-02-25T10:00:00+00:00",
+        },
         "earliest_allowed": "2026-03-11T00:00:00+00:00",
     }
     assert violation["rule"] and "2 weeks" in violation["message"]
     assert body["earliest_eligible_start"] == "2026-03-11T00:00:00+00:00"
-    assert body["next_available_slot"] == {"start": "2026-03-11T09:00:00+00:00", "end": "2026-03-11T10:00:00+00:00",
-                                           "practitioner": str(practitioner.pk), "practitioner_name": "Dr Ada"}
+    assert body["next_available_slot"] == {
+        "start": "2026-03-11T09:00:00+00:00",
+        "end": "2026-03-11T10:00:00+00:00",
+        "practitioner": str(practitioner.pk),
+        "practitioner_name": "Dr Ada",
+    }
     assert not Appointment.objects.exists()
 
 
@@ -119,19 +145,22 @@ def test_book_409_outside_working_hours(api, patient, practitioner):
 # --- Booking: 400 and tenancy ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("override, field", [
-    ({"start": "2026-03-03T10:00:00"}, "start"),
-    ({"start": "2026-03-03"}, "start"),
-    ({"start": "next tuesday"}, "start"),
-    ({"start": 1772532000}, "start"),
-    ({"start": "2026-03-03T10:00:30+00:00"}, "start"),
-    ({"start": "2026-03-01T10:00:00+00:00"}, "start"),
-    ({"procedure": "laser"}, "procedure"),
-    ({"procedure": ["botox"]}, "procedure"),
-    ({"area": "elbow"}, "area"),
-    ({"practitioner": "not-an-id"}, "practitioner"),
-    ({"patient": None}, "patient"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"start": "2026-03-03T10:00:00"}, "start"),
+        ({"start": "2026-03-03"}, "start"),
+        ({"start": "next tuesday"}, "start"),
+        ({"start": 1772532000}, "start"),
+        ({"start": "2026-03-03T10:00:30+00:00"}, "start"),
+        ({"start": "2026-03-01T10:00:00+00:00"}, "start"),
+        ({"procedure": "laser"}, "procedure"),
+        ({"procedure": ["botox"]}, "procedure"),
+        ({"area": "elbow"}, "area"),
+        ({"practitioner": "not-an-id"}, "practitioner"),
+        ({"patient": None}, "patient"),
+    ],
+)
 def test_book_malformed_is_400_with_errors(api, patient, practitioner, override, field):
     payload = {"patient": str(patient.pk), "procedure": "microneedling", "start": TUESDAY_10, **override}
     body = problem_of(api.post("/api/v1/appointments/", payload, format="json"), 400)
@@ -188,10 +217,22 @@ def test_eligibility_pending_and_confirmed(api, patient, practitioner):
 
 
 def test_eligibility_400_and_scope(api, patient, other_patient):
-    problem_of(api.post("/api/v1/eligibility/", {"patient": str(patient.pk), "procedure": "microneedling",
-                                                 "start": "2026-03-03T10:00"}, format="json"), 400)
-    body = problem_of(api.post("/api/v1/eligibility/", {"patient": str(other_patient.pk), "procedure": "botox",
-                                                        "start": TUESDAY_10}, format="json"), 400)
+    problem_of(
+        api.post(
+            "/api/v1/eligibility/",
+            {"patient": str(patient.pk), "procedure": "microneedling", "start": "2026-03-03T10:00"},
+            format="json",
+        ),
+        400,
+    )
+    body = problem_of(
+        api.post(
+            "/api/v1/eligibility/",
+            {"patient": str(other_patient.pk), "procedure": "botox", "start": TUESDAY_10},
+            format="json",
+        ),
+        400,
+    )
     assert body["errors"] == {"patient": ["There is no such patient."]}
 
 
@@ -199,9 +240,16 @@ def test_eligibility_400_and_scope(api, patient, other_patient):
 
 
 def test_availability_skips_slots_the_rules_forbid(api, patient, practitioner, botox_last_week):
-    response = api.get("/api/v1/availability/", {
-        "patient": str(patient.pk), "procedure": "microneedling", "from": "2026-03-09T00:00:00+00:00",
-        "to": "2026-03-12T00:00:00+00:00", "page_size": 200})
+    response = api.get(
+        "/api/v1/availability/",
+        {
+            "patient": str(patient.pk),
+            "procedure": "microneedling",
+            "from": "2026-03-09T00:00:00+00:00",
+            "to": "2026-03-12T00:00:00+00:00",
+            "page_size": 200,
+        },
+    )
     assert response.status_code == 200, response.content
     starts = [slot["start"] for slot in response.json()["results"]]
     assert starts[0] == "2026-03-11T09:00:00+00:00"  # the 9th and 10th are too soon after Botox
@@ -209,17 +257,19 @@ def test_availability_skips_slots_the_rules_forbid(api, patient, practitioner, b
 
 
 def test_availability_default_window_and_pagination(api, patient, practitioner):
-    body = api.get("/api/v1/availability/", {"patient": str(patient.pk), "procedure": "botox",
-                                             "page_size": 5}).json()
+    body = api.get("/api/v1/availability/", {"patient": str(patient.pk), "procedure": "botox", "page_size": 5}).json()
     assert len(body["results"]) == 5 and body["count"] > 5 and body["next"]
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"from": "2026-03-09T00:00:00"}, "from"),
-    ({"from": "2026-03-09T00:00:00+00:00", "to": "2026-09-09T00:00:00+00:00"}, "to"),
-    ({"procedure": "laser"}, "procedure"),
-    ({"clinic": "newyork"}, "clinic"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"from": "2026-03-09T00:00:00"}, "from"),
+        ({"from": "2026-03-09T00:00:00+00:00", "to": "2026-09-09T00:00:00+00:00"}, "to"),
+        ({"procedure": "laser"}, "procedure"),
+        ({"clinic": "newyork"}, "clinic"),
+    ],
+)
 def test_availability_bad_query_is_400(api, patient, practitioner, other_clinic, params, field):
     query = {"patient": str(patient.pk), "procedure": "botox", **params}
     body = problem_of(api.get("/api/v1/availability/", query), 400)
@@ -240,18 +290,22 @@ def test_appointments_list_filters(api, clinic, patient, practitioner):
     book(api, other, procedure="botox", start="2026-03-04T10:00:00+00:00")
     assert api.get("/api/v1/appointments/").json()["count"] == 2
     assert [a["id"] for a in api.get("/api/v1/appointments/", {"patient": str(patient.pk)}).json()["results"]] == [
-        first["id"]]
+        first["id"]
+    ]
     assert api.get("/api/v1/appointments/", {"practitioner": str(practitioner.pk)}).json()["count"] == 2
     assert api.get("/api/v1/appointments/", {"status": "cancelled"}).json()["count"] == 0
     assert api.get("/api/v1/appointments/", {"start_after": "2026-03-04T00:00:00+00:00"}).json()["count"] == 1
     assert api.get("/api/v1/appointments/", {"start_before": "2026-03-04T00:00:00+00:00"}).json()["count"] == 1
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"start_after": "2026-03-04T00:00:00"}, "start_after"),
-    ({"status": "tentative"}, "status"),
-    ({"patient": "not-an-id"}, "patient"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"start_after": "2026-03-04T00:00:00"}, "start_after"),
+        ({"status": "tentative"}, "status"),
+        ({"patient": "not-an-id"}, "patient"),
+    ],
+)
 def test_appointments_list_bad_filters_are_400(api, params, field):
     body = problem_of(api.get("/api/v1/appointments/", params), 400)
     assert field in body["errors"]
@@ -262,8 +316,9 @@ def test_appointments_filter_by_another_clinics_patient_is_400(api, other_patien
     assert "patient" in body["errors"]
 
 
-def test_appointment_detail_has_reminders_and_other_clinics_are_404(api, patient, practitioner, other_clinic,
-                                                                     other_patient, other_practitioner):
+def test_appointment_detail_has_reminders_and_other_clinics_are_404(
+    api, patient, practitioner, other_clinic, other_patient, other_practitioner
+):
     created = book(api, patient).json()
     body = api.get(f"/api/v1/appointments/{created['id']}/").json()
     assert body["id"] == created["id"] and isinstance(body["reminders"], list)
@@ -283,15 +338,20 @@ def test_reschedule_200_and_409(api, patient, practitioner, botox_last_week):
     assert moved.json()["start"] == "2026-03-05T14:00:00+00:00" and moved.json()["warnings"] == []
     # Booking microneedling two weeks after the filler clashes the other way round when the filler moves.
     needling = book(api, patient, start="2026-04-20T10:00:00+01:00").json()
-    body = problem_of(api.post(f"/api/v1/appointments/{needling['id']}/reschedule/",
-                               {"start": "2026-03-20T10:00:00+00:00"}, format="json"), 409)
+    body = problem_of(
+        api.post(
+            f"/api/v1/appointments/{needling['id']}/reschedule/", {"start": "2026-03-20T10:00:00+00:00"}, format="json"
+        ),
+        409,
+    )
     assert {v["code"] for v in body["violations"]} == {"interval_too_soon_after"}
 
 
 def test_reschedule_bad_input_400(api, patient, practitioner):
     created = book(api, patient).json()
-    body = problem_of(api.post(f"/api/v1/appointments/{created['id']}/reschedule/", {"start": "2026-03-05T14:00"},
-                               format="json"), 400)
+    body = problem_of(
+        api.post(f"/api/v1/appointments/{created['id']}/reschedule/", {"start": "2026-03-05T14:00"}, format="json"), 400
+    )
     assert body["errors"] == {"start": ["Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00."]}
 
 
@@ -307,16 +367,27 @@ def test_cancel_then_cancel_again_is_409(api, patient, practitioner):
 def test_actions_on_another_clinics_appointment_are_404(api, other_clinic, other_patient, other_practitioner):
     theirs = book(http(new_api_client(other_clinic)[1]), other_patient, start="2026-03-03T15:00:00Z").json()
     for action in ("cancel", "complete", "reschedule", "clear", "no-show"):
-        problem_of(api.post(f"/api/v1/appointments/{theirs['id']}/{action}/",
-                            {"start": TUESDAY_10} if action == "reschedule" else {}, format="json"), 404)
+        problem_of(
+            api.post(
+                f"/api/v1/appointments/{theirs['id']}/{action}/",
+                {"start": TUESDAY_10} if action == "reschedule" else {},
+                format="json",
+            ),
+            404,
+        )
     assert Appointment.objects.get(pk=theirs["id"]).status == "confirmed"
 
 
 def _past_appointment(patient, practitioner) -> Appointment:
     return Appointment.objects.create(
-        clinic=patient.clinic, patient=patient, practitioner=practitioner, procedure_id="microneedling",
-        start_at=datetime(2026, 3, 2, 8, 0, tzinfo=UTC), end_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
-        status=AppointmentStatus.CONFIRMED)
+        clinic=patient.clinic,
+        patient=patient,
+        practitioner=practitioner,
+        procedure_id="microneedling",
+        start_at=datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
+        end_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        status=AppointmentStatus.CONFIRMED,
+    )
 
 
 def test_complete_needs_the_clinicians_right(api, clinical_api, patient, practitioner):
@@ -363,8 +434,10 @@ def test_no_show_needs_the_clinicians_right(api, clinical_api, patient, practiti
 
 def test_action_with_unexpected_field_is_400(clinical_api, patient, practitioner):
     appointment = _past_appointment(patient, practitioner)
-    body = problem_of(clinical_api.post(f"/api/v1/appointments/{appointment.pk}/complete/",
-                                        {"status": "completed"}, format="json"), 400)
+    body = problem_of(
+        clinical_api.post(f"/api/v1/appointments/{appointment.pk}/complete/", {"status": "completed"}, format="json"),
+        400,
+    )
     assert body["errors"] == {"status": ["Unknown field."]}
 
 
@@ -398,13 +471,16 @@ def test_a_refusal_gives_every_time_in_the_clinics_own_offset(other_clinic, othe
     from zoneinfo import ZoneInfo
 
     ny = ZoneInfo("America/New_York")
-    ProcedureRecord.objects.create(patient=other_patient, procedure_id="botox",
-                                   performed_at=datetime(2026, 3, 1, 15, 0, tzinfo=ny))
+    ProcedureRecord.objects.create(
+        patient=other_patient, procedure_id="botox", performed_at=datetime(2026, 3, 1, 15, 0, tzinfo=ny)
+    )
     platform = http(new_api_client(other_clinic)[1])
 
-    response = platform.post("/api/v1/appointments/", {
-        "patient": str(other_patient.pk), "procedure": "microneedling", "start": "2026-03-05T10:00:00-05:00"},
-        format="json")
+    response = platform.post(
+        "/api/v1/appointments/",
+        {"patient": str(other_patient.pk), "procedure": "microneedling", "start": "2026-03-05T10:00:00-05:00"},
+        format="json",
+    )
 
     body = problem_of(response, 409)
     assert body["earliest_eligible_start"] == "2026-03-15T00:00:00-04:00"  # after the clocks went forward

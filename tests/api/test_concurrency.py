@@ -4,6 +4,7 @@ A live server answers each request in its own thread with its own database
 connection, so these exercise the booking services' locks, the exclusion
 constraint and the Idempotency-Key unique constraint as production would.
 """
+
 import json
 import threading
 import urllib.error
@@ -19,8 +20,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _post(url: str, key: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Authorization": f"Token {key}", "Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Token {key}", "Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -77,21 +82,25 @@ def test_same_patients_conflicting_procedures_at_once_one_wins_each_race(live_se
         patient = PatientFactory(clinic=clinic)
         rounds.append(patient)
         for procedure, hour in (("botox", 10), ("microneedling", 14)):
-            body = {"patient": str(patient.pk), "procedure": procedure,
-                    "start": f"2026-03-{day:02d}T{hour}:00:00+00:00"}
+            body = {
+                "patient": str(patient.pk),
+                "procedure": procedure,
+                "start": f"2026-03-{day:02d}T{hour}:00:00+00:00",
+            }
             calls.append(lambda body=body: _post(url, key, body))
     results = _all_at_once(calls)
     assert all(status in (201, 409) for status, _ in results), results
     for index, patient in enumerate(rounds):
-        pair = results[2 * index: 2 * index + 2]
+        pair = results[2 * index : 2 * index + 2]
         assert sorted(status for status, _ in pair) == [201, 409], pair
         refused = next(body for status, body in pair if status == 409)
         assert refused["violations"][0]["kind"] == "interval"
         assert Appointment.objects.filter(patient=patient).count() == 1
 
 
-def test_concurrent_duplicates_with_one_idempotency_key_create_one_appointment(live_server, clinic, practitioner,
-                                                                                patient):
+def test_concurrent_duplicates_with_one_idempotency_key_create_one_appointment(
+    live_server, clinic, practitioner, patient
+):
     key = new_api_client(clinic)[1]
     url = live_server.url + "/api/v1/appointments/"
     body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}

@@ -1,4 +1,5 @@
 """Every failure is an RFC 9457 problem document: malformed bodies, sizes, methods, URLs, crashes, throttling."""
+
 import json
 from datetime import UTC, datetime
 
@@ -141,8 +142,13 @@ def test_throttle_counts_in_the_real_redis_cache(clinic, settings):
     from tests.api.conftest import http
     from tests.conftest import redis_url
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": redis_url(), "KEY_PREFIX": f"test-{uuid.uuid4()}"}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url(),
+            "KEY_PREFIX": f"test-{uuid.uuid4()}",
+        }
+    }
     api = http(new_api_client(clinic)[1])
 
     statuses = [api.get("/api/v1/clinics/").status_code for _ in range(3)]

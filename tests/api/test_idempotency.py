@@ -1,4 +1,5 @@
 """Idempotency-Key: a retried POST replays its first answer and creates nothing twice."""
+
 from datetime import timedelta
 
 import pytest
@@ -43,23 +44,33 @@ def test_a_refusal_is_replayed_too(api, patient, practitioner, clinic):
 
 def test_same_key_different_body_is_422(api, patient, practitioner):
     api.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-3")
-    body = problem_of(api.post("/api/v1/appointments/", booking(patient, "2026-03-04T10:00:00+00:00"),
-                               format="json", HTTP_IDEMPOTENCY_KEY="k-3"), 422)
+    body = problem_of(
+        api.post(
+            "/api/v1/appointments/",
+            booking(patient, "2026-03-04T10:00:00+00:00"),
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="k-3",
+        ),
+        422,
+    )
     assert body["code"] == "idempotency_key_reused"
     assert Appointment.objects.count() == 1
 
 
 def test_same_key_on_another_endpoint_is_422(api, patient, practitioner):
     api.post("/api/v1/patients/", PATIENT, format="json", HTTP_IDEMPOTENCY_KEY="k-4")
-    problem_of(api.post(f"/api/v1/patients/{patient.pk}/medications/", PATIENT, format="json",
-                        HTTP_IDEMPOTENCY_KEY="k-4"), 422)
+    problem_of(
+        api.post(f"/api/v1/patients/{patient.pk}/medications/", PATIENT, format="json", HTTP_IDEMPOTENCY_KEY="k-4"), 422
+    )
 
 
 def test_body_key_order_does_not_matter(api):
-    first = api.post("/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json",
-                     HTTP_IDEMPOTENCY_KEY="k-5")
-    again = api.post("/api/v1/patients/", {"last_name": "B", "first_name": "A"}, format="json",
-                     HTTP_IDEMPOTENCY_KEY="k-5")
+    first = api.post(
+        "/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5"
+    )
+    again = api.post(
+        "/api/v1/patients/", {"last_name": "B", "first_name": "A"}, format="json", HTTP_IDEMPOTENCY_KEY="k-5"
+    )
     assert first.json() == again.json() and Patient.objects.count() == 1
 
 
@@ -116,10 +127,13 @@ def test_action_posts_are_idempotent(api, patient, practitioner):
 
 
 def test_procedure_and_medication_posts_are_idempotent(api, patient):
-    for path, payload in ((f"/api/v1/patients/{patient.pk}/procedures/",
-                           {"procedure": "botox", "performed_at": "2026-02-01T10:00:00+00:00"}),
-                          (f"/api/v1/patients/{patient.pk}/medications/",
-                           {"drug": "isotretinoin", "started_on": "2025-01-01"})):
+    for path, payload in (
+        (
+            f"/api/v1/patients/{patient.pk}/procedures/",
+            {"procedure": "botox", "performed_at": "2026-02-01T10:00:00+00:00"},
+        ),
+        (f"/api/v1/patients/{patient.pk}/medications/", {"drug": "isotretinoin", "started_on": "2025-01-01"}),
+    ):
         for _ in range(2):
             assert api.post(path, payload, format="json", HTTP_IDEMPOTENCY_KEY=path).status_code == 201
         assert api.get(path).json()["count"] == 1

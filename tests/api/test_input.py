@@ -3,6 +3,7 @@ and text that cannot be stored (NUL characters, lone surrogates) wherever it is 
 
 These run on PostgreSQL in CI, where a NUL byte that reached the database was a 500.
 """
+
 import json
 import uuid
 
@@ -21,14 +22,18 @@ def raw(api, method, path, body: bytes | str, content_type="application/json", *
 
 
 def eligibility(api, patient, start):
-    return api.post("/api/v1/eligibility/", {"patient": str(patient.pk), "procedure": "botox", "start": start},
-                    format="json")
+    return api.post(
+        "/api/v1/eligibility/", {"patient": str(patient.pk), "procedure": "botox", "start": start}, format="json"
+    )
 
 
 @pytest.fixture
 def booked(api, patient, practitioner):
-    response = api.post("/api/v1/appointments/", {"patient": str(patient.pk), "procedure": "botox",
-                                                  "start": "2026-03-03T10:00:00+00:00"}, format="json")
+    response = api.post(
+        "/api/v1/appointments/",
+        {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     return response.json()["id"]
 
@@ -36,17 +41,29 @@ def booked(api, patient, practitioner):
 # --- Offsets ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start", ["2026-03-10T10:00:00+23:59", "2026-03-10T10:00:00-14:01",
-                                   "2026-03-10T10:00:00+14:30", "2026-03-10T10:00:00+01:00:30",
-                                   "2026-03-10T10:00:00+0100"])
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2026-03-10T10:00:00+23:59",
+        "2026-03-10T10:00:00-14:01",
+        "2026-03-10T10:00:00+14:30",
+        "2026-03-10T10:00:00+01:00:30",
+        "2026-03-10T10:00:00+0100",
+    ],
+)
 def test_an_offset_beyond_14_hours_or_not_in_hours_and_minutes_is_refused_naming_the_field(api, patient, start):
     body = problem_of(eligibility(api, patient, start), 400)
-    assert body["errors"] == {"start": ["Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, "
-                                        "e.g. 2026-03-15T10:30:00+01:00."]}
+    assert body["errors"] == {
+        "start": [
+            "Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, e.g. 2026-03-15T10:30:00+01:00."
+        ]
+    }
 
 
-@pytest.mark.parametrize("start", ["2026-03-10T10:00:00+14:00", "2026-03-10T10:00:00-12:00",
-                                   "2026-03-10T10:00:00z", "2026-03-10T10:00:00+05:45"])
+@pytest.mark.parametrize(
+    "start",
+    ["2026-03-10T10:00:00+14:00", "2026-03-10T10:00:00-12:00", "2026-03-10T10:00:00z", "2026-03-10T10:00:00+05:45"],
+)
 def test_every_real_offset_is_accepted(api, patient, practitioner, start):
     assert eligibility(api, patient, start).status_code == 200
 
@@ -54,8 +71,9 @@ def test_every_real_offset_is_accepted(api, patient, practitioner, start):
 def test_offsets_are_checked_in_queries_too(api, patient):
     errors = problem_of(api.get("/api/v1/appointments/?start_after=2026-03-10T10:00:00%2B23:59"), 400)["errors"]
     assert list(errors) == ["start_after"]
-    errors = problem_of(api.get(f"/api/v1/availability/?patient={patient.pk}&procedure=botox"
-                                "&from=2026-03-10T10:00:00-15:00"), 400)["errors"]
+    errors = problem_of(
+        api.get(f"/api/v1/availability/?patient={patient.pk}&procedure=botox&from=2026-03-10T10:00:00-15:00"), 400
+    )["errors"]
     assert list(errors) == ["from"]
 
 
@@ -117,12 +135,20 @@ def _body_operations(schema):
 
 @pytest.fixture
 def urls(patient, booked, api, settings):
-    course = api.post(f"/api/v1/patients/{patient.pk}/medications/",
-                      {"drug": "isotretinoin", "started_on": "2025-01-01"}, format="json").json()["id"]
+    course = api.post(
+        f"/api/v1/patients/{patient.pk}/medications/",
+        {"drug": "isotretinoin", "started_on": "2025-01-01"},
+        format="json",
+    ).json()["id"]
     settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True  # no name is resolved for this test
     webhook = api.post("/api/v1/webhooks/", {"url": "https://hooks.platform.example/x"}, format="json").json()["id"]
-    return {"patient_id": str(patient.pk), "appointment_id": booked, "course_id": course, "webhook_id": webhook,
-            "delivery_id": str(uuid.uuid4())}
+    return {
+        "patient_id": str(patient.pk),
+        "appointment_id": booked,
+        "course_id": course,
+        "webhook_id": webhook,
+        "delivery_id": str(uuid.uuid4()),
+    }
 
 
 def test_a_nul_in_any_string_field_of_any_body_is_a_400_naming_it(client, clinical_api, urls):
@@ -136,19 +162,22 @@ def test_a_nul_in_any_string_field_of_any_body_is_a_400_naming_it(client, clinic
             body = {name: NUL}
             response = raw(clinical_api, method.upper(), url, json.dumps([body] if is_list else body))
             problem = problem_of(response, 400)
-            assert problem["errors"] == {f"0.{name}" if is_list else name: [
-                "Text must not contain the NUL character (U+0000)."]}, (method, path, name)
+            assert problem["errors"] == {
+                f"0.{name}" if is_list else name: ["Text must not contain the NUL character (U+0000)."]
+            }, (method, path, name)
             checked += 1
     assert checked > 40  # every string (and every other) field of every body
 
 
 def test_a_nul_deep_inside_a_body_or_in_a_field_name_is_a_400(api, patient):
-    body = problem_of(raw(api, "PATCH", f"/api/v1/patients/{patient.pk}/",
-                          json.dumps({"reminder_channels": ["email", NUL]})), 400)
+    body = problem_of(
+        raw(api, "PATCH", f"/api/v1/patients/{patient.pk}/", json.dumps({"reminder_channels": ["email", NUL]})), 400
+    )
     assert body["errors"] == {"reminder_channels.1": ["Text must not contain the NUL character (U+0000)."]}
     body = problem_of(raw(api, "PATCH", f"/api/v1/patients/{patient.pk}/", json.dumps({NUL: "x"})), 400)
-    assert body["errors"] == {"non_field_errors": [
-        "A field name is refused: Text must not contain the NUL character (U+0000)."]}
+    assert body["errors"] == {
+        "non_field_errors": ["A field name is refused: Text must not contain the NUL character (U+0000)."]
+    }
 
 
 def test_a_lone_surrogate_is_a_400_not_a_500(api, patient):

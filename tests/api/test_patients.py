@@ -1,4 +1,5 @@
 """Clinics, catalogue, practitioners and patients' records: scoped to the caller, strict about input."""
+
 import pytest
 
 from clinic.models import MedicationCourse, Patient, PatientCondition, ProcedureRecord
@@ -13,8 +14,12 @@ pytestmark = pytest.mark.django_db
 
 def test_clinics_lists_only_the_callers(api, clinic, other_clinic):
     body = api.get("/api/v1/clinics/").json()
-    assert body == {"count": 1, "next": None, "previous": None, "results": [
-        {"id": str(clinic.pk), "code": "london", "name": "London Clinic", "timezone": "Europe/London"}]}
+    assert body == {
+        "count": 1,
+        "next": None,
+        "previous": None,
+        "results": [{"id": str(clinic.pk), "code": "london", "name": "London Clinic", "timezone": "Europe/London"}],
+    }
 
 
 def test_procedures_is_the_catalogue(api):
@@ -48,9 +53,15 @@ def test_bad_page_is_400(api):
 # --- Patients ------------------------------------------------------------------------------------------
 
 
-NEW_PATIENT = {"first_name": "Ada", "last_name": "Byron", "date_of_birth": "1990-12-10",
-               "email": "ada@example.com", "phone": "+447911123456", "reminder_channels": ["email", "sms"],
-               "sms_consent": True}
+NEW_PATIENT = {
+    "first_name": "Ada",
+    "last_name": "Byron",
+    "date_of_birth": "1990-12-10",
+    "email": "ada@example.com",
+    "phone": "+447911123456",
+    "reminder_channels": ["email", "sms"],
+    "sms_consent": True,
+}
 
 
 def test_create_patient_201(api, clinic):
@@ -73,16 +84,24 @@ def test_create_patient_needs_a_clinic_when_caller_has_several(clinic, other_cli
 
 def test_create_patient_in_another_clinic_is_refused(api, other_clinic):
     """Mass assignment: a `clinic` the caller does not have reads as no such clinic; nothing is created."""
-    body = problem_of(api.post("/api/v1/patients/", {**NEW_PATIENT, "clinic": str(other_clinic.pk)},
-                               format="json"), 400)
+    body = problem_of(
+        api.post("/api/v1/patients/", {**NEW_PATIENT, "clinic": str(other_clinic.pk)}, format="json"), 400
+    )
     assert body["errors"] == {"clinic": ["There is no such clinic."]}
     assert not Patient.objects.exists()
 
 
-@pytest.mark.parametrize("field, value", [
-    ("first_name", 123), ("sms_consent", "yes"), ("date_of_birth", "10/12/1990"), ("reminder_channels", "email"),
-    ("reminder_channels", ["fax"]), ("date_of_birth", "0001-01-01"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("first_name", 123),
+        ("sms_consent", "yes"),
+        ("date_of_birth", "10/12/1990"),
+        ("reminder_channels", "email"),
+        ("reminder_channels", ["fax"]),
+        ("date_of_birth", "0001-01-01"),
+    ],
+)
 def test_create_patient_wrong_types_are_400(api, field, value):
     body = problem_of(api.post("/api/v1/patients/", {**NEW_PATIENT, field: value}, format="json"), 400)
     assert [name.split(".")[0] for name in body["errors"]] == [field]  # list items as reminder_channels.0
@@ -114,16 +133,16 @@ def test_patient_detail_and_404_outside_scope(api, patient, other_patient):
 
 
 def test_patch_patient(api, patient):
-    response = api.patch(f"/api/v1/patients/{patient.pk}/", {"last_name": "Smith", "sms_consent": True},
-                         format="json")
+    response = api.patch(f"/api/v1/patients/{patient.pk}/", {"last_name": "Smith", "sms_consent": True}, format="json")
     assert response.status_code == 200
     patient.refresh_from_db()
     assert (patient.last_name, patient.sms_consent) == ("Smith", True)
 
 
 def test_patch_patient_cannot_move_clinic(api, patient, other_clinic):
-    body = problem_of(api.patch(f"/api/v1/patients/{patient.pk}/", {"clinic": str(other_clinic.pk)},
-                                format="json"), 400)
+    body = problem_of(
+        api.patch(f"/api/v1/patients/{patient.pk}/", {"clinic": str(other_clinic.pk)}, format="json"), 400
+    )
     assert body["errors"] == {"clinic": ["Unknown field."]}
     patient.refresh_from_db()
     assert patient.clinic.code == "london"
@@ -136,8 +155,7 @@ def test_patch_patient_of_another_clinic_is_404(api, other_patient):
 
 
 def test_patch_birth_date_in_future_is_400(api, patient):
-    body = problem_of(api.patch(f"/api/v1/patients/{patient.pk}/", {"date_of_birth": "2030-01-01"},
-                                format="json"), 400)
+    body = problem_of(api.patch(f"/api/v1/patients/{patient.pk}/", {"date_of_birth": "2030-01-01"}, format="json"), 400)
     assert body["code"] == "birth_date_in_future"
 
 
@@ -147,8 +165,9 @@ def test_patch_birth_date_in_future_is_400(api, patient):
 def test_procedure_history_add_and_list_in_clinic_offset(other_clinic, other_patient):
     api = http(new_api_client(other_clinic)[1])
     url = f"/api/v1/patients/{other_patient.pk}/procedures/"
-    response = api.post(url, {"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00", "area": "face"},
-                        format="json")
+    response = api.post(
+        url, {"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00", "area": "face"}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert response.json()["performed_at"] == "2026-02-20T10:00:00-05:00"  # New York's offset
     assert response.json()["source"] == "reported"
@@ -156,13 +175,16 @@ def test_procedure_history_add_and_list_in_clinic_offset(other_clinic, other_pat
     assert api.get(url).json()["results"][0]["procedure"] == "botox"
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"procedure": "botox", "performed_at": "2026-02-20T15:00:00"}, "performed_at"),
-    ({"procedure": "nope", "performed_at": "2026-02-20T15:00:00+00:00"}, "procedure"),
-    ({"procedure": "botox", "performed_at": "2026-04-20T15:00:00+00:00"}, "performed_at"),
-    ({"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00", "area": "elbow"}, "area"),
-    ({"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00", "source": "rumour"}, "source"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"procedure": "botox", "performed_at": "2026-02-20T15:00:00"}, "performed_at"),
+        ({"procedure": "nope", "performed_at": "2026-02-20T15:00:00+00:00"}, "procedure"),
+        ({"procedure": "botox", "performed_at": "2026-04-20T15:00:00+00:00"}, "performed_at"),
+        ({"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00", "area": "elbow"}, "area"),
+        ({"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00", "source": "rumour"}, "source"),
+    ],
+)
 def test_procedure_history_bad_input_is_400(api, patient, payload, field):
     body = problem_of(api.post(f"/api/v1/patients/{patient.pk}/procedures/", payload, format="json"), 400)
     assert field in body["errors"]
@@ -170,8 +192,14 @@ def test_procedure_history_bad_input_is_400(api, patient, payload, field):
 
 
 def test_procedure_history_of_another_clinics_patient_is_404(api, other_patient):
-    problem_of(api.post(f"/api/v1/patients/{other_patient.pk}/procedures/",
-                        {"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00"}, format="json"), 404)
+    problem_of(
+        api.post(
+            f"/api/v1/patients/{other_patient.pk}/procedures/",
+            {"procedure": "botox", "performed_at": "2026-02-20T15:00:00+00:00"},
+            format="json",
+        ),
+        404,
+    )
     problem_of(api.get(f"/api/v1/patients/{other_patient.pk}/procedures/"), 404)
 
 
@@ -189,9 +217,14 @@ def test_medications_add_list_and_end(api, patient):
 
 
 def test_medication_ending_before_start_is_400(api, patient):
-    body = problem_of(api.post(f"/api/v1/patients/{patient.pk}/medications/",
-                               {"drug": "isotretinoin", "started_on": "2025-09-01", "ended_on": "2025-01-01"},
-                               format="json"), 400)
+    body = problem_of(
+        api.post(
+            f"/api/v1/patients/{patient.pk}/medications/",
+            {"drug": "isotretinoin", "started_on": "2025-09-01", "ended_on": "2025-01-01"},
+            format="json",
+        ),
+        400,
+    )
     assert body["errors"] == {"ended_on": ["A course cannot end before it starts."]}
 
 
@@ -203,13 +236,17 @@ def test_medication_course_of_another_patient_is_404(api, patient, clinic):
 
 def test_conditions_put_replaces_and_get_reads(api, patient):
     url = f"/api/v1/patients/{patient.pk}/conditions/"
-    lines = [{"condition": "eczema", "status": "history"},
-             {"condition": "tattoo_in_area", "status": "active", "area": "face"}]
+    lines = [
+        {"condition": "eczema", "status": "history"},
+        {"condition": "tattoo_in_area", "status": "active", "area": "face"},
+    ]
     response = api.put(url, lines, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["count"] == 2
     assert {(r["condition"], r["area"]) for r in api.get(url).json()["results"]} == {
-        ("eczema", None), ("tattoo_in_area", "face")}
+        ("eczema", None),
+        ("tattoo_in_area", "face"),
+    }
     assert api.put(url, [], format="json").json()["count"] == 0
     assert not PatientCondition.objects.exists()
 
@@ -217,8 +254,14 @@ def test_conditions_put_replaces_and_get_reads(api, patient):
 def test_conditions_put_bad_lines_are_400_and_change_nothing(api, patient):
     url = f"/api/v1/patients/{patient.pk}/conditions/"
     api.put(url, [{"condition": "eczema", "status": "history"}], format="json")
-    body = problem_of(api.put(url, [{"condition": "eczema", "status": "history"},
-                                    {"condition": "made_up", "status": "active"}], format="json"), 400)
+    body = problem_of(
+        api.put(
+            url,
+            [{"condition": "eczema", "status": "history"}, {"condition": "made_up", "status": "active"}],
+            format="json",
+        ),
+        400,
+    )
     assert body["errors"] == {"condition": ["There is no condition with code 'made_up'."]}
     body = problem_of(api.put(url, [{"condition": "eczema", "status": "sometimes"}], format="json"), 400)
     assert list(body["errors"]) == ["0.status"]
@@ -233,8 +276,17 @@ def test_practitioners_from_other_clinics_never_listed_even_by_procedure(api, pr
 
 
 def test_patient_with_several_bad_fields_gets_every_error_at_once(api, clinic):
-    response = api.post("/api/v1/patients/", {"clinic": str(clinic.pk), "first_name": "Ada", "last_name": "L",
-                                               "phone": "0770", "reminder_channels": ["email"]}, format="json")
+    response = api.post(
+        "/api/v1/patients/",
+        {
+            "clinic": str(clinic.pk),
+            "first_name": "Ada",
+            "last_name": "L",
+            "phone": "0770",
+            "reminder_channels": ["email"],
+        },
+        format="json",
+    )
 
     errors = problem_of(response, 400)["errors"]
     assert set(errors) == {"phone", "reminder_channels"}

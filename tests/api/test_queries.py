@@ -1,5 +1,6 @@
 """Query strings and headers are as strict as bodies, and answer what the schema says: pages within their limits,
 no empty or repeated filters, booleans that are true or false, over-long addresses and headers as problems."""
+
 import pytest
 
 from tests.api.conftest import problem_of
@@ -10,11 +11,20 @@ pytestmark = pytest.mark.django_db
 # --- Pages --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query, field", [
-    ("page_size=201", "page_size"), ("page_size=0", "page_size"), ("page_size=-1", "page_size"),
-    ("page_size=1.5", "page_size"), ("page=0", "page"), ("page=last", "page"), ("page=", "page"),
-    ("page=1&page=2", "page"), ("page_size=5&page_size=6", "page_size"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("page_size=201", "page_size"),
+        ("page_size=0", "page_size"),
+        ("page_size=-1", "page_size"),
+        ("page_size=1.5", "page_size"),
+        ("page=0", "page"),
+        ("page=last", "page"),
+        ("page=", "page"),
+        ("page=1&page=2", "page"),
+        ("page_size=5&page_size=6", "page_size"),
+    ],
+)
 def test_page_and_page_size_outside_their_documented_limits_are_400(api, query, field):
     body = problem_of(api.get(f"/api/v1/procedures/?{query}"), 400)
     assert list(body["errors"]) == [field]
@@ -36,16 +46,19 @@ def test_a_page_past_the_last_has_its_own_code(api):
 # --- Filters ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query", ["status=", "start_before=", "start_after=", "clinic=", "procedure=", "patient=",
-                                   "practitioner="])
+@pytest.mark.parametrize(
+    "query", ["status=", "start_before=", "start_after=", "clinic=", "procedure=", "patient=", "practitioner="]
+)
 def test_an_empty_appointment_filter_is_refused_not_ignored(api, query):
     body = problem_of(api.get(f"/api/v1/appointments/?{query}"), 400)
     name = query.rstrip("=")
     assert "Give a value, or leave the parameter out." in body["errors"][name]
 
 
-@pytest.mark.parametrize("path, query", [("patients", "search="), ("patients", "clinic="),
-                                         ("practitioners", "procedure="), ("procedures", "bookable=")])
+@pytest.mark.parametrize(
+    "path, query",
+    [("patients", "search="), ("patients", "clinic="), ("practitioners", "procedure="), ("procedures", "bookable=")],
+)
 def test_an_empty_filter_is_refused_on_every_list(api, path, query):
     body = problem_of(api.get(f"/api/v1/{path}/?{query}"), 400)
     assert body["errors"] == {query.rstrip("="): ["Give a value, or leave the parameter out."]}
@@ -60,18 +73,25 @@ def test_bookable_is_true_or_false_and_nothing_else(api, value):
 def test_bookable_filters(api):
     from clinic.models import ProcedureType
 
-    assert api.get("/api/v1/procedures/?bookable=true").json()["count"] == ProcedureType.objects.filter(
-        bookable=True).count()
-    assert api.get("/api/v1/procedures/?bookable=false").json()["count"] == ProcedureType.objects.filter(
-        bookable=False).count()
+    assert (
+        api.get("/api/v1/procedures/?bookable=true").json()["count"]
+        == ProcedureType.objects.filter(bookable=True).count()
+    )
+    assert (
+        api.get("/api/v1/procedures/?bookable=false").json()["count"]
+        == ProcedureType.objects.filter(bookable=False).count()
+    )
 
 
-@pytest.mark.parametrize("path, query, name", [
-    ("procedures", "bookable=true&bookable=false", "bookable"),
-    ("appointments", "clinic=london&clinic=newyork", "clinic"),
-    ("appointments", "start_after=2026-03-01T00:00:00Z&start_after=2026-03-02T00:00:00Z", "start_after"),
-    ("patients", "search=a&search=b", "search"),
-])
+@pytest.mark.parametrize(
+    "path, query, name",
+    [
+        ("procedures", "bookable=true&bookable=false", "bookable"),
+        ("appointments", "clinic=london&clinic=newyork", "clinic"),
+        ("appointments", "start_after=2026-03-01T00:00:00Z&start_after=2026-03-02T00:00:00Z", "start_after"),
+        ("patients", "search=a&search=b", "search"),
+    ],
+)
 def test_a_single_valued_parameter_given_twice_is_refused(api, path, query, name):
     body = problem_of(api.get(f"/api/v1/{path}/?{query}"), 400)
     assert body["errors"][name] == ["Give this parameter once."]
@@ -82,8 +102,7 @@ def test_status_may_be_repeated(api):
 
 
 def test_availability_refuses_repeated_and_empty_parameters(api, patient):
-    body = problem_of(api.get(f"/api/v1/availability/?patient={patient.pk}&patient={patient.pk}&procedure=botox"),
-                      400)
+    body = problem_of(api.get(f"/api/v1/availability/?patient={patient.pk}&patient={patient.pk}&procedure=botox"), 400)
     assert body["errors"] == {"patient": ["Give this parameter once."]}
     body = problem_of(api.get(f"/api/v1/availability/?patient={patient.pk}&procedure=botox&area="), 400)
     assert body["errors"] == {"area": ["Give a value, or leave the parameter out."]}
@@ -108,14 +127,19 @@ def test_an_id_filter_finds_the_callers_own(api, patient, practitioner):
 
 @pytest.mark.parametrize("key", [" leading", "trailing ", "tab\tinside", "x" * 256, "caf\u00e9"])
 def test_an_idempotency_key_outside_its_documented_pattern_is_400(api, key):
-    response = api.post("/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json",
-                        HTTP_IDEMPOTENCY_KEY=key)
+    response = api.post(
+        "/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
     assert problem_of(response, 400)["code"] == "invalid_idempotency_key"
 
 
 def test_an_idempotency_key_with_inner_spaces_is_fine(api):
-    response = api.post("/api/v1/patients/", {"first_name": "A", "last_name": "B"}, format="json",
-                        HTTP_IDEMPOTENCY_KEY="order 42 / try 1")
+    response = api.post(
+        "/api/v1/patients/",
+        {"first_name": "A", "last_name": "B"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="order 42 / try 1",
+    )
     assert response.status_code == 201, response.content
 
 

@@ -1,4 +1,5 @@
 """A booking a later record change made unsafe shows as needs_review, with its reasons, over the API."""
+
 import pytest
 
 from tests.api.test_booking import book
@@ -10,8 +11,11 @@ def test_a_procedure_reported_after_booking_shows_needs_review_with_its_reasons(
     booked = book(api, patient)
     assert booked.status_code == 201 and booked.json()["review_reasons"] == []
 
-    reported = api.post(f"/api/v1/patients/{patient.pk}/procedures/", {
-        "procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"}, format="json")
+    reported = api.post(
+        f"/api/v1/patients/{patient.pk}/procedures/",
+        {"procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"},
+        format="json",
+    )
     assert reported.status_code == 201
 
     detail = api.get(f"/api/v1/appointments/{booked.json()['id']}/").json()
@@ -24,8 +28,11 @@ def test_a_procedure_reported_after_booking_shows_needs_review_with_its_reasons(
 
 def test_completing_a_booking_that_needs_review_is_a_409(clinical_api, api, patient, practitioner):
     booked = book(api, patient).json()
-    api.post(f"/api/v1/patients/{patient.pk}/procedures/", {
-        "procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"}, format="json")
+    api.post(
+        f"/api/v1/patients/{patient.pk}/procedures/",
+        {"procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"},
+        format="json",
+    )
 
     import time_machine
 

@@ -7,6 +7,7 @@ the schema's links from one operation to the next. Path parameters are pointed
 at real records so the fuzzing reaches the services, not just 404s. The whole
 module takes about a minute on two cores (docs/api.md).
 """
+
 import contextlib
 import json
 import re
@@ -32,12 +33,23 @@ def test_schema_is_served_as_openapi_3_and_public(client):
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     paths = set(schema["paths"])
-    for path in ("/api/v1/clinics/", "/api/v1/procedures/", "/api/v1/practitioners/", "/api/v1/patients/",
-                 "/api/v1/patients/{patient_id}/", "/api/v1/patients/{patient_id}/procedures/",
-                 "/api/v1/patients/{patient_id}/medications/", "/api/v1/patients/{patient_id}/conditions/",
-                 "/api/v1/eligibility/", "/api/v1/availability/", "/api/v1/appointments/",
-                 "/api/v1/appointments/{appointment_id}/", "/api/v1/appointments/{appointment_id}/reschedule/",
-                 "/api/v1/appointments/{appointment_id}/cancel/", "/api/v1/appointments/{appointment_id}/complete/"):
+    for path in (
+        "/api/v1/clinics/",
+        "/api/v1/procedures/",
+        "/api/v1/practitioners/",
+        "/api/v1/patients/",
+        "/api/v1/patients/{patient_id}/",
+        "/api/v1/patients/{patient_id}/procedures/",
+        "/api/v1/patients/{patient_id}/medications/",
+        "/api/v1/patients/{patient_id}/conditions/",
+        "/api/v1/eligibility/",
+        "/api/v1/availability/",
+        "/api/v1/appointments/",
+        "/api/v1/appointments/{appointment_id}/",
+        "/api/v1/appointments/{appointment_id}/reschedule/",
+        "/api/v1/appointments/{appointment_id}/cancel/",
+        "/api/v1/appointments/{appointment_id}/complete/",
+    ):
         assert path in paths, path
 
 
@@ -69,8 +81,12 @@ def test_schema_states_the_limits_the_code_enforces(client):
             assert parameters["page"] == {"type": "integer", "minimum": 1}, path
             assert parameters["page_size"] == {"type": "integer", "minimum": 1, "maximum": 200}, path
         if "Idempotency-Key" in parameters:
-            assert parameters["Idempotency-Key"] == {"type": "string", "minLength": 1, "maxLength": 255,
-                                                     "pattern": "^[!-~]([ -~]*[!-~])?$"}, path
+            assert parameters["Idempotency-Key"] == {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[!-~]([ -~]*[!-~])?$",
+            }, path
         for status in ("401", "403", "404", "414", "429", "431"):
             assert "application/problem+json" in operation["responses"][status]["content"], (path, method, status)
         assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
@@ -82,7 +98,8 @@ def test_schema_states_the_limits_the_code_enforces(client):
     assert appointments["start_after"]["pattern"] == DATE_TIME_PATTERN
     procedures = schema["paths"]["/api/v1/procedures/"]["get"]["parameters"]
     assert {"name": "bookable", "schema": {"type": "boolean"}} in [
-        {"name": p["name"], "schema": p["schema"]} for p in procedures]
+        {"name": p["name"], "schema": p["schema"]} for p in procedures
+    ]
     # A PATCH that records a course's end needs its one field.
     assert schema["components"]["schemas"]["MedicationCourseEndInRequest"]["required"] == ["ended_on"]
 
@@ -90,14 +107,20 @@ def test_schema_states_the_limits_the_code_enforces(client):
 def test_schema_links_each_created_record_to_what_can_be_done_with_it(client):
     schema = json.loads(client.get("/api/v1/schema/?format=json").content)
     created = schema["paths"]["/api/v1/appointments/"]["post"]["responses"]["201"]["links"]
-    assert created["appointments_cancel_create"] == {"operationId": "appointments_cancel_create",
-                                                     "parameters": {"appointment_id": "$response.body#/id"}}
+    assert created["appointments_cancel_create"] == {
+        "operationId": "appointments_cancel_create",
+        "parameters": {"appointment_id": "$response.body#/id"},
+    }
     patient = schema["paths"]["/api/v1/patients/"]["post"]["responses"]["201"]["links"]
     assert set(patient) >= {"patients_retrieve", "patients_procedures_create", "patients_conditions_replace"}
 
 
-@given(year=st.integers(1, 9999), hours=st.integers(-23, 23), minutes=st.integers(0, 59),
-       zulu=st.sampled_from(["", "Z", "z"]))
+@given(
+    year=st.integers(1, 9999),
+    hours=st.integers(-23, 23),
+    minutes=st.integers(0, 59),
+    zulu=st.sampled_from(["", "Z", "z"]),
+)
 @settings(max_examples=300, deadline=None)
 def test_the_published_time_pattern_says_exactly_which_times_the_api_takes(year, hours, minutes, zulu):
     offset = zulu or f"{'-' if hours < 0 else '+'}{abs(hours):02d}:{minutes:02d}"
@@ -123,13 +146,22 @@ def fuzz_world(clinic, patient, practitioner):
     ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at="2026-02-25T10:00:00+00:00")
     PatientConditionFactory(patient=patient, condition_id="eczema", status="history")
     client, key = new_api_client(clinic, name="fuzzer", clinical=True)
-    booked = http(key).post("/api/v1/appointments/", {"patient": str(patient.pk), "procedure": "botox",
-                                                      "start": "2026-03-03T10:00:00+00:00"}, format="json")
+    booked = http(key).post(
+        "/api/v1/appointments/",
+        {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"},
+        format="json",
+    )
     assert booked.status_code == 201, booked.content
-    course = http(key).post(f"/api/v1/patients/{patient.pk}/medications/",
-                            {"drug": "isotretinoin", "started_on": "2025-01-01"}, format="json").json()
-    return {"key": key, "patient_id": str(patient.pk), "appointment_id": booked.json()["id"],
-            "course_id": course["id"]}
+    course = (
+        http(key)
+        .post(
+            f"/api/v1/patients/{patient.pk}/medications/",
+            {"drug": "isotretinoin", "started_on": "2025-01-01"},
+            format="json",
+        )
+        .json()
+    )
+    return {"key": key, "patient_id": str(patient.pk), "appointment_id": booked.json()["id"], "course_id": course["id"]}
 
 
 def _load_schema():
@@ -163,10 +195,20 @@ def _test_transaction_kept_open():
 # Schemathesis 4.32's checks: all are on by default in its Python API, and every call below runs all of them
 # (positive_data_acceptance narrowed as explained under REFUSALS_OF_WELL_FORMED_REQUESTS).
 EVERY_CHECK = {
-    "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
-    "response_schema_conformance", "negative_data_rejection", "positive_data_acceptance",
-    "missing_required_header", "unsupported_method", "allow_header_conformance", "use_after_free",
-    "ensure_resource_availability", "ignored_auth", "object_level_authorization",
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "use_after_free",
+    "ensure_resource_availability",
+    "ignored_auth",
+    "object_level_authorization",
 }
 
 
@@ -181,12 +223,31 @@ def test_every_schemathesis_check_is_on():
 # request. A schema says what is well formed, not what exists, so these are not schema mismatches; a 400
 # `invalid_input` (shape) for a schema-valid request is one, and still fails.
 REFUSALS_OF_WELL_FORMED_REQUESTS = {
-    "unknown_patient", "unknown_practitioner", "unknown_clinic", "unknown_procedure", "unknown_area",
-    "unknown_drug", "unknown_condition", "clinic_mismatch", "clinic_required", "page_out_of_range",
-    "idempotency_key_reused", "start_in_past", "performed_in_future", "birth_date_in_future", "ends_before_start",
-    "end_before_start", "window_end_before_start", "window_too_long", "not_whole_minute", "invalid_patient",
-    "duplicate_condition", "procedure_not_bookable", "practitioner_does_not_do_procedure",
-    "no_practitioner_for_procedure", "reason_required",
+    "unknown_patient",
+    "unknown_practitioner",
+    "unknown_clinic",
+    "unknown_procedure",
+    "unknown_area",
+    "unknown_drug",
+    "unknown_condition",
+    "clinic_mismatch",
+    "clinic_required",
+    "page_out_of_range",
+    "idempotency_key_reused",
+    "start_in_past",
+    "performed_in_future",
+    "birth_date_in_future",
+    "ends_before_start",
+    "end_before_start",
+    "window_end_before_start",
+    "window_too_long",
+    "not_whole_minute",
+    "invalid_patient",
+    "duplicate_condition",
+    "procedure_not_bookable",
+    "practitioner_does_not_do_procedure",
+    "no_practitioner_for_procedure",
+    "reason_required",
     # A webhook URL of the right shape whose host is private, loopback or not https in production (SSRF).
     "invalid_webhook_endpoint",
 }
@@ -208,13 +269,20 @@ def _problem_code(response) -> str | None:
         return None
 
 
-VALIDATE = {"excluded_checks": [schemathesis.checks.positive_data_acceptance],
-            "additional_checks": [positive_data_acceptance_beyond_what_exists]}
+VALIDATE = {
+    "excluded_checks": [schemathesis.checks.positive_data_acceptance],
+    "additional_checks": [positive_data_acceptance_beyond_what_exists],
+}
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 @override_settings(API_THROTTLE_RATE="100000/min")
 def test_api_conforms_to_its_schema(case, fuzz_world):
     for name in ("patient_id", "appointment_id", "course_id"):
@@ -239,13 +307,20 @@ class ApiWorkflows(schema.as_state_machine()):
         return {"headers": {"Authorization": f"Token {self.key}"}}
 
     def validate_response(self, response, case, additional_checks=None, **kwargs):
-        case.validate_response(response, headers=kwargs.get("headers"), transport_kwargs=kwargs or None,
-                               recorder=self.recorder, **VALIDATE)
+        case.validate_response(
+            response, headers=kwargs.get("headers"), transport_kwargs=kwargs or None, recorder=self.recorder, **VALIDATE
+        )
 
 
 # Bounded so the whole module stays well under two minutes in CI (2 cores): scenarios of up to 6 calls.
-STATEFUL_SETTINGS = settings(max_examples=60, stateful_step_count=6, deadline=None, derandomize=True,
-                             phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+STATEFUL_SETTINGS = settings(
+    max_examples=60,
+    stateful_step_count=6,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @override_settings(API_THROTTLE_RATE="100000/min")

@@ -1,4 +1,5 @@
 """The benchmarks' bare-insert baseline (bench/baseline.py) is not part of the service unless asked for."""
+
 import importlib
 
 import pytest
@@ -12,6 +13,7 @@ BASELINE = "/bench/baseline/appointments/"
 @pytest.fixture
 def reload_urls():
     """Re-import config.urls under the settings in force; restore the default routes afterwards."""
+
     def reload():
         clear_url_caches()
         importlib.reload(config.urls)

@@ -1,4 +1,5 @@
 """A clinic administrator can open every admin page, rules included."""
+
 import pytest
 from django.contrib import admin
 from django.core.management import call_command
@@ -11,15 +12,20 @@ def admin_client_with_data(admin_client, db):
     return admin_client
 
 
-@pytest.mark.parametrize("model", [m for m in admin.site._registry if m._meta.app_label in ("clinic", "scheduler")],
-                         ids=lambda m: m._meta.label)
+@pytest.mark.parametrize(
+    "model",
+    [m for m in admin.site._registry if m._meta.app_label in ("clinic", "scheduler")],
+    ids=lambda m: m._meta.label,
+)
 def test_admin_changelist_and_change_pages_open(admin_client_with_data, model):
     info = model._meta.app_label, model._meta.model_name
 
     assert admin_client_with_data.get(reverse("admin:{}_{}_changelist".format(*info))).status_code == 200
     first = model.objects.first()
     if first is not None:
-        assert admin_client_with_data.get(reverse("admin:{}_{}_change".format(*info), args=[first.pk])).status_code == 200
+        assert (
+            admin_client_with_data.get(reverse("admin:{}_{}_change".format(*info), args=[first.pk])).status_code == 200
+        )
 
 
 def test_appointments_cannot_be_added_around_the_rules(admin_client_with_data):

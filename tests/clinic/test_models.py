@@ -1,4 +1,5 @@
 """Model-level validation and database constraints of the clinic domain."""
+
 from datetime import date, time
 
 import pytest
@@ -51,8 +52,9 @@ def test_database_refuses_a_course_ending_before_it_starts(catalogue):
     patient = PatientFactory()
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        MedicationCourse.objects.create(patient=patient, drug_id="isotretinoin", started_on=date(2026, 3, 1),
-                                        ended_on=date(2026, 2, 1))
+        MedicationCourse.objects.create(
+            patient=patient, drug_id="isotretinoin", started_on=date(2026, 3, 1), ended_on=date(2026, 2, 1)
+        )
 
 
 def test_database_refuses_working_hours_ending_before_they_start(catalogue):
@@ -79,8 +81,9 @@ def test_database_refuses_the_same_condition_twice_for_one_area(catalogue, area)
     PatientCondition.objects.create(patient=patient, condition_id="eczema", status="active", area_id="hands")
 
 
-@pytest.mark.parametrize("zone, country", [("Europe/London", "GB"), ("America/New_York", "US"),
-                                           ("Europe/Paris", "FR"), ("UTC", "")])
+@pytest.mark.parametrize(
+    "zone, country", [("Europe/London", "GB"), ("America/New_York", "US"), ("Europe/Paris", "FR"), ("UTC", "")]
+)
 def test_a_clinics_country_defaults_to_its_time_zones(db, zone, country):
     assert ClinicFactory(timezone=zone).country == country
 

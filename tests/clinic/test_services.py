@@ -1,4 +1,5 @@
 """Patient-record services: validation with the offending field, and effects on the rules."""
+
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -33,19 +34,29 @@ def patient(catalogue):
 def test_patient_create_validates_and_saves(catalogue):
     clinic = ClinicFactory()
 
-    patient = patient_create(clinic=clinic, today=TODAY, first_name="Ada", last_name="Lovelace",
-                             phone="+447911123456", reminder_channels=["sms"], sms_consent=True)
+    patient = patient_create(
+        clinic=clinic,
+        today=TODAY,
+        first_name="Ada",
+        last_name="Lovelace",
+        phone="+447911123456",
+        reminder_channels=["sms"],
+        sms_consent=True,
+    )
 
     assert patient.pk and patient.clinic == clinic
 
 
-@pytest.mark.parametrize("fields, code, field", [
-    ({"phone": "0770"}, "invalid_patient", "phone"),
-    ({"first_name": ""}, "invalid_patient", "first_name"),
-    ({"date_of_birth": date(2030, 1, 1)}, "birth_date_in_future", "date_of_birth"),
-    ({"date_of_birth": date(1899, 12, 31)}, "birth_date_too_early", "date_of_birth"),
-    ({"clinic_id": "x"}, "unknown_field", None),
-])
+@pytest.mark.parametrize(
+    "fields, code, field",
+    [
+        ({"phone": "0770"}, "invalid_patient", "phone"),
+        ({"first_name": ""}, "invalid_patient", "first_name"),
+        ({"date_of_birth": date(2030, 1, 1)}, "birth_date_in_future", "date_of_birth"),
+        ({"date_of_birth": date(1899, 12, 31)}, "birth_date_too_early", "date_of_birth"),
+        ({"clinic_id": "x"}, "unknown_field", None),
+    ],
+)
 def test_patient_create_refuses_bad_input(catalogue, fields, code, field):
     arguments = {"first_name": "Ada", "last_name": "Lovelace"} | fields
 
@@ -70,22 +81,31 @@ def test_patient_update_cannot_move_a_patient_to_another_clinic(patient):
 
 
 def test_a_reported_procedure_counts_for_the_rules_at_once(patient):
-    procedure_record_add(patient=patient, procedure_code="botox", performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC),
-                         now=NOW, area_code="face")
+    procedure_record_add(
+        patient=patient,
+        procedure_code="botox",
+        performed_at=datetime(2026, 3, 1, 10, tzinfo=UTC),
+        now=NOW,
+        area_code="face",
+    )
 
-    check = appointment_check(patient=patient, procedure_code="microneedling",
-                              start_at=datetime(2026, 3, 10, 10, tzinfo=UTC), now=NOW)
+    check = appointment_check(
+        patient=patient, procedure_code="microneedling", start_at=datetime(2026, 3, 10, 10, tzinfo=UTC), now=NOW
+    )
 
     assert check.outcome == Outcome.REFUSED
 
 
-@pytest.mark.parametrize("kwargs, code", [
-    ({"procedure_code": "laser"}, "unknown_procedure"),
-    ({"area_code": "elbow"}, "unknown_area"),
-    ({"performed_at": datetime(2026, 3, 1, 10)}, "naive_datetime"),
-    ({"performed_at": datetime(2026, 4, 1, 10, tzinfo=UTC)}, "performed_in_future"),
-    ({"source": "rumour"}, "unknown_source"),
-])
+@pytest.mark.parametrize(
+    "kwargs, code",
+    [
+        ({"procedure_code": "laser"}, "unknown_procedure"),
+        ({"area_code": "elbow"}, "unknown_area"),
+        ({"performed_at": datetime(2026, 3, 1, 10)}, "naive_datetime"),
+        ({"performed_at": datetime(2026, 4, 1, 10, tzinfo=UTC)}, "performed_in_future"),
+        ({"source": "rumour"}, "unknown_source"),
+    ],
+)
 def test_procedure_record_add_refuses_bad_input(patient, kwargs, code):
     arguments = {"procedure_code": "botox", "performed_at": datetime(2026, 3, 1, 10, tzinfo=UTC)} | kwargs
 
@@ -112,8 +132,9 @@ def test_medication_course_refuses_bad_input(patient):
     with pytest.raises(InvalidInput) as unknown:
         medication_course_add(patient=patient, drug_code="aspirin", started_on=date(2026, 1, 1))
     with pytest.raises(InvalidInput) as backwards:
-        medication_course_add(patient=patient, drug_code="isotretinoin", started_on=date(2026, 2, 1),
-                              ended_on=date(2026, 1, 1))
+        medication_course_add(
+            patient=patient, drug_code="isotretinoin", started_on=date(2026, 2, 1), ended_on=date(2026, 1, 1)
+        )
 
     assert unknown.value.code == "unknown_drug"
     assert backwards.value.field == "ended_on"
@@ -128,12 +149,15 @@ def test_conditions_replace_swaps_the_whole_intake(patient):
     assert PatientCondition.objects.filter(patient=patient).count() == 1
 
 
-@pytest.mark.parametrize("lines, code, line", [
-    ([IntakeLine("lycanthropy", "active")], "unknown_condition", 0),
-    ([IntakeLine("diabetes", "active"), IntakeLine("eczema", "sometimes")], "unknown_status", 1),
-    ([IntakeLine("eczema", "active", area="elbow")], "unknown_area", 0),
-    ([IntakeLine("eczema", "active"), IntakeLine("eczema", "history")], "duplicate_condition", 1),
-])
+@pytest.mark.parametrize(
+    "lines, code, line",
+    [
+        ([IntakeLine("lycanthropy", "active")], "unknown_condition", 0),
+        ([IntakeLine("diabetes", "active"), IntakeLine("eczema", "sometimes")], "unknown_status", 1),
+        ([IntakeLine("eczema", "active", area="elbow")], "unknown_area", 0),
+        ([IntakeLine("eczema", "active"), IntakeLine("eczema", "history")], "duplicate_condition", 1),
+    ],
+)
 def test_conditions_replace_refuses_bad_lines_and_keeps_the_old_intake(patient, lines, code, line):
     conditions_replace(patient=patient, lines=[IntakeLine("diabetes", "active")])
 
@@ -142,14 +166,14 @@ def test_conditions_replace_refuses_bad_lines_and_keeps_the_old_intake(patient, 
 
     assert error.value.code == code
     assert error.value.data == {"line": line}  # which intake line, for the interface to point at
-    assert list(PatientCondition.objects.filter(patient=patient).values_list("condition_id", flat=True)) == [
-        "diabetes"]
+    assert list(PatientCondition.objects.filter(patient=patient).values_list("condition_id", flat=True)) == ["diabetes"]
 
 
 def test_patient_create_reports_every_bad_field_at_once(catalogue):
     with pytest.raises(InvalidInput) as error:
-        patient_create(clinic=ClinicFactory(), today=TODAY, first_name="", last_name="X", phone="0770",
-                       email="not-an-address")
+        patient_create(
+            clinic=ClinicFactory(), today=TODAY, first_name="", last_name="X", phone="0770", email="not-an-address"
+        )
 
     assert set(error.value.errors) == {"first_name", "phone", "email"}
 
@@ -167,38 +191,50 @@ def test_a_reported_day_without_a_time_is_never_after_now(patient):
 
 
 def test_a_reported_local_time_is_read_in_the_clinics_zone(patient):
-    record = procedure_record_add(patient=patient, procedure_code="botox", performed_on=date(2025, 7, 1),
-                                  performed_time=time(14, 30), now=NOW)
+    record = procedure_record_add(
+        patient=patient, procedure_code="botox", performed_on=date(2025, 7, 1), performed_time=time(14, 30), now=NOW
+    )
 
     assert record.performed_at == datetime(2025, 7, 1, 13, 30, tzinfo=UTC)  # BST
 
 
-@pytest.mark.parametrize("performed_on, performed_time, code, field", [
-    (date(2026, 3, 3), None, "performed_in_future", "performed_on"),
-    (date(2026, 3, 3), time(8, 0), "performed_in_future", "performed_on"),
-    (date(2026, 3, 2), time(9, 1), "performed_in_future", "performed_time"),
-    (date(2026, 3, 29), time(1, 30), "nonexistent_local_time", "performed_time"),
-    (date(1, 1, 1), None, "date_out_of_range", "performed_on"),
-])
-def test_a_reported_local_day_in_the_future_or_unreadable_is_refused(patient, performed_on, performed_time, code,
-                                                                      field):
+@pytest.mark.parametrize(
+    "performed_on, performed_time, code, field",
+    [
+        (date(2026, 3, 3), None, "performed_in_future", "performed_on"),
+        (date(2026, 3, 3), time(8, 0), "performed_in_future", "performed_on"),
+        (date(2026, 3, 2), time(9, 1), "performed_in_future", "performed_time"),
+        (date(2026, 3, 29), time(1, 30), "nonexistent_local_time", "performed_time"),
+        (date(1, 1, 1), None, "date_out_of_range", "performed_on"),
+    ],
+)
+def test_a_reported_local_day_in_the_future_or_unreadable_is_refused(
+    patient, performed_on, performed_time, code, field
+):
     with pytest.raises(InvalidInput) as error:
-        procedure_record_add(patient=patient, procedure_code="botox", performed_on=performed_on,
-                             performed_time=performed_time, now=datetime(2026, 4, 1, tzinfo=UTC)
-                             if code == "nonexistent_local_time" else NOW)
+        procedure_record_add(
+            patient=patient,
+            procedure_code="botox",
+            performed_on=performed_on,
+            performed_time=performed_time,
+            now=datetime(2026, 4, 1, tzinfo=UTC) if code == "nonexistent_local_time" else NOW,
+        )
 
     assert (error.value.code, error.value.field) == (code, field)
     assert not patient.procedure_records.exists()
 
 
-@pytest.mark.parametrize("typed, country, stored", [
-    ("07911 123458", "GB", "+447911123458"),
-    ("+44 7911 123458", "GB", "+447911123458"),
-    ("0044 7911-123458", "GB", "+447911123458"),
-    ("(212) 555-0142", "US", "+12125550142"),
-    ("0044 7911 123458", "US", "+447911123458"),  # 00 as the international prefix, even where it is 011
-    ("+447911123458", "", "+447911123458"),
-])
+@pytest.mark.parametrize(
+    "typed, country, stored",
+    [
+        ("07911 123458", "GB", "+447911123458"),
+        ("+44 7911 123458", "GB", "+447911123458"),
+        ("0044 7911-123458", "GB", "+447911123458"),
+        ("(212) 555-0142", "US", "+12125550142"),
+        ("0044 7911 123458", "US", "+447911123458"),  # 00 as the international prefix, even where it is 011
+        ("+447911123458", "", "+447911123458"),
+    ],
+)
 def test_a_phone_is_read_with_the_clinics_country_and_stored_in_e164(catalogue, typed, country, stored):
     timezone = {"GB": "Europe/London", "US": "America/New_York", "": "UTC"}[country]
     clinic = ClinicFactory(timezone=timezone)
@@ -210,8 +246,9 @@ def test_a_phone_is_read_with_the_clinics_country_and_stored_in_e164(catalogue, 
 
 def test_a_national_number_needs_a_country_to_be_read(catalogue):
     with pytest.raises(InvalidInput) as error:
-        patient_create(clinic=ClinicFactory(timezone="UTC"), today=TODAY, first_name="Ada", last_name="L",
-                       phone="07911 123458")
+        patient_create(
+            clinic=ClinicFactory(timezone="UTC"), today=TODAY, first_name="Ada", last_name="L", phone="07911 123458"
+        )
 
     assert error.value.errors == {"phone": ["Enter the phone number in international form, e.g. +447911123456."]}
 

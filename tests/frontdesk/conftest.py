@@ -3,6 +3,7 @@
 Views read the clock at the edge (timezone.now()), so tests freeze it with
 time_machine at the shared `now` (Monday 2 March 2026, 09:00 UTC = 09:00 London).
 """
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,9 +34,16 @@ def book(patient, practitioner, procedure: str, start_at: datetime, status=Appoi
     from clinic.models import ProcedureType
 
     duration = ProcedureType.objects.get(code=procedure).duration_minutes
-    return Appointment.objects.create(clinic=patient.clinic, patient=patient, practitioner=practitioner,
-                                      procedure_id=procedure, start_at=start_at,
-                                      end_at=start_at + timedelta(minutes=duration), status=status, **extra)
+    return Appointment.objects.create(
+        clinic=patient.clinic,
+        patient=patient,
+        practitioner=practitioner,
+        procedure_id=procedure,
+        start_at=start_at,
+        end_at=start_at + timedelta(minutes=duration),
+        status=status,
+        **extra,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -102,22 +110,34 @@ def clinical(clinician) -> Client:
 
 @pytest.fixture
 def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Olivia", last_name="Bennett", phone="+447911123101",
-                          email="olivia@example.com", date_of_birth=datetime(1985, 6, 18).date())
+    return PatientFactory(
+        clinic=clinic,
+        first_name="Olivia",
+        last_name="Bennett",
+        phone="+447911123101",
+        email="olivia@example.com",
+        date_of_birth=datetime(1985, 6, 18).date(),
+    )
 
 
 @pytest.fixture
 def other_patient(other_clinic):
-    return PatientFactory(clinic=other_clinic, first_name="Nora", last_name="Jones", phone="+12125550199",
-                          email="nora@example.com")
+    return PatientFactory(
+        clinic=other_clinic, first_name="Nora", last_name="Jones", phone="+12125550199", email="nora@example.com"
+    )
 
 
 @pytest.fixture
 def botox_five_days_ago(patient, now):
     from clinic.models import HistorySource, ProcedureRecord
 
-    return ProcedureRecord.objects.create(patient=patient, procedure_id="botox", performed_at=now - timedelta(days=5),
-                                          area_id="face", source=HistorySource.CLINIC)
+    return ProcedureRecord.objects.create(
+        patient=patient,
+        procedure_id="botox",
+        performed_at=now - timedelta(days=5),
+        area_id="face",
+        source=HistorySource.CLINIC,
+    )
 
 
 @pytest.fixture

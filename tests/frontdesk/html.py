@@ -1,4 +1,5 @@
 """Reading rendered pages in tests: the text inside the element with a given id (stdlib only)."""
+
 from html.parser import HTMLParser
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}

@@ -1,4 +1,5 @@
 """One appointment: clinician actions with permissions checked by the services, cancel, reschedule, reminders."""
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,8 +15,13 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def pending(patient, practitioner, eczema_history, frozen):
-    return book(patient, practitioner, "microneedling", frozen - timedelta(minutes=30),
-                status=AppointmentStatus.PENDING_CLEARANCE)
+    return book(
+        patient,
+        practitioner,
+        "microneedling",
+        frozen - timedelta(minutes=30),
+        status=AppointmentStatus.PENDING_CLEARANCE,
+    )
 
 
 @pytest.fixture
@@ -158,8 +164,9 @@ def test_a_move_can_overlap_the_old_time_of_the_same_appointment(reception, clin
 
 def test_a_move_is_posted_and_audited(reception, clinic, botox_then_microneedling):
     botox, _ = botox_then_microneedling
-    response = reception.post(url("reschedule", clinic, botox), {"start_at": "2026-03-04T11:00:00+00:00",
-                                                                 "reason": "Patient asked"})
+    response = reception.post(
+        url("reschedule", clinic, botox), {"start_at": "2026-03-04T11:00:00+00:00", "reason": "Patient asked"}
+    )
     assert response.status_code == 302
     botox.refresh_from_db()
     assert botox.start_at == datetime(2026, 3, 4, 11, tzinfo=UTC)
@@ -167,24 +174,31 @@ def test_a_move_is_posted_and_audited(reception, clinic, botox_then_microneedlin
 
 
 def test_a_move_to_a_slot_with_the_same_practitioner_is_posted_as_the_page_does(
-        reception, clinic, practitioner, botox_then_microneedling):
+    reception, clinic, practitioner, botox_then_microneedling
+):
     botox, _ = botox_then_microneedling
     panel = squash(reception.get(url("reschedule", clinic, botox), {"date": "2026-03-04", "time": "11:00"}, **HTMX))
     assert f'name="practitioner" value="{practitioner.pk}"' in panel  # what the slot buttons send
 
-    response = reception.post(url("reschedule", clinic, botox), {
-        "practitioner": str(practitioner.pk), "start_at": "2026-03-04T11:00:00+00:00", "reason": ""})
+    response = reception.post(
+        url("reschedule", clinic, botox),
+        {"practitioner": str(practitioner.pk), "start_at": "2026-03-04T11:00:00+00:00", "reason": ""},
+    )
 
     assert response.status_code == 302
     botox.refresh_from_db()
     assert botox.start_at == datetime(2026, 3, 4, 11, tzinfo=UTC) and botox.practitioner == practitioner
 
 
-def test_the_practitioner_list_on_the_move_page_offers_the_current_one(reception, clinic, practitioner,
-                                                                      second_practitioner, botox_then_microneedling):
+def test_the_practitioner_list_on_the_move_page_offers_the_current_one(
+    reception, clinic, practitioner, second_practitioner, botox_then_microneedling
+):
     botox, _ = botox_then_microneedling
-    page = squash(reception.get(url("reschedule", clinic, botox), {"date": "2026-03-04", "time": "11:00",
-                                                                    "practitioner": practitioner.pk}))
+    page = squash(
+        reception.get(
+            url("reschedule", clinic, botox), {"date": "2026-03-04", "time": "11:00", "practitioner": practitioner.pk}
+        )
+    )
     assert "Select a valid choice" not in page
     assert f'<option value="{practitioner.pk}" selected>Dr Amelia Hart (as now)</option>' in page
     assert f'<option value="{second_practitioner.pk}">Priya Shah</option>' in page
@@ -201,8 +215,10 @@ def test_the_move_page_asks_for_a_new_date_and_time(reception, clinic, botox_the
 
 def test_a_move_to_another_practitioner(reception, clinic, second_practitioner, botox_then_microneedling):
     botox, _ = botox_then_microneedling
-    response = reception.post(url("reschedule", clinic, botox), {
-        "practitioner": str(second_practitioner.pk), "start_at": "2026-03-04T11:00:00+00:00"})
+    response = reception.post(
+        url("reschedule", clinic, botox),
+        {"practitioner": str(second_practitioner.pk), "start_at": "2026-03-04T11:00:00+00:00"},
+    )
 
     assert response.status_code == 302
     botox.refresh_from_db()
@@ -235,16 +251,41 @@ def test_a_cancelled_appointment_cannot_be_moved(reception, clinic, upcoming):
 def test_reminders_show_what_is_due_sent_and_failed(reception, clinic, upcoming, frozen):
     OutboxMessage.objects.filter(appointment=upcoming).delete()
     common = {"appointment": upcoming, "created_at": frozen}
-    OutboxMessage.objects.create(kind=MessageKind.REMINDER, channel=Channel.SMS, due_at=at_london(2026, 3, 4, 10),
-                                 status=OutboxStatus.PENDING, **common)
-    OutboxMessage.objects.create(kind=MessageKind.CONFIRMATION, channel=Channel.EMAIL, due_at=frozen,
-                                 status=OutboxStatus.SENT, sent_at=frozen, recipient="olivia@example.com", **common)
-    OutboxMessage.objects.create(kind=MessageKind.PRE_CARE, channel=Channel.SMS, due_at=frozen,
-                                 status=OutboxStatus.FAILED, attempts=5, last_error="Number unreachable", **common)
-    OutboxMessage.objects.create(kind=MessageKind.WEBHOOK, channel=Channel.WEBHOOK, due_at=frozen,
-                                 status=OutboxStatus.FAILED, event="appointment.booked", **common)
+    OutboxMessage.objects.create(
+        kind=MessageKind.REMINDER,
+        channel=Channel.SMS,
+        due_at=at_london(2026, 3, 4, 10),
+        status=OutboxStatus.PENDING,
+        **common,
+    )
+    OutboxMessage.objects.create(
+        kind=MessageKind.CONFIRMATION,
+        channel=Channel.EMAIL,
+        due_at=frozen,
+        status=OutboxStatus.SENT,
+        sent_at=frozen,
+        recipient="olivia@example.com",
+        **common,
+    )
+    OutboxMessage.objects.create(
+        kind=MessageKind.PRE_CARE,
+        channel=Channel.SMS,
+        due_at=frozen,
+        status=OutboxStatus.FAILED,
+        attempts=5,
+        last_error="Number unreachable",
+        **common,
+    )
+    OutboxMessage.objects.create(
+        kind=MessageKind.WEBHOOK,
+        channel=Channel.WEBHOOK,
+        due_at=frozen,
+        status=OutboxStatus.FAILED,
+        event="appointment.booked",
+        **common,
+    )
     page = squash(reception.get(url("appointment", clinic, upcoming)))
-    reminders = page[page.index('id="reminders-heading"'):page.index('id="audit-heading"')]
+    reminders = page[page.index('id="reminders-heading"') : page.index('id="audit-heading"')]
     assert 'Due <span class="count">1</span>' in reminders and "Due Wed 4 Mar 2026, 10:00" in reminders
     assert 'Sent <span class="count">1</span>' in reminders and "Sent Mon 2 Mar 2026, 09:00" in reminders
     assert 'Failed <span class="count">1</span>' in reminders
@@ -256,9 +297,11 @@ def test_a_booking_through_the_front_desk_lists_its_reminders(reception, clinic,
     from reminders.defaults import care_texts_load
 
     care_texts_load()
-    response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox",
-                                                                    "start_at": "2026-03-05T10:00:00+00:00"},
-                              follow=True)
+    response = reception.post(
+        url("book_submit", clinic, patient),
+        {"procedure": "botox", "start_at": "2026-03-05T10:00:00+00:00"},
+        follow=True,
+    )
     page = squash(response)
     rows = OutboxMessage.objects.exclude(channel=Channel.WEBHOOK).filter(appointment__patient=patient)
     assert rows.exists()
@@ -289,14 +332,32 @@ def test_a_cancelled_appointment_cannot_be_moved_whatever_is_asked(reception, cl
 def test_a_reminder_is_named_once(reception, clinic, upcoming, frozen):
     from reminders.models import ReminderTemplate
 
-    template = ReminderTemplate.objects.create(name="Booking confirmation (every procedure)", kind="confirmation",
-                                               anchor="event", email_subject="Booked", email_text="Booked.")
+    template = ReminderTemplate.objects.create(
+        name="Booking confirmation (every procedure)",
+        kind="confirmation",
+        anchor="event",
+        email_subject="Booked",
+        email_text="Booked.",
+    )
     OutboxMessage.objects.filter(appointment=upcoming).delete()
-    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.CONFIRMATION,
-                                 channel=Channel.EMAIL, template=template, due_at=frozen, status=OutboxStatus.SENT,
-                                 sent_at=frozen)
-    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.REMINDER,
-                                 channel=Channel.SMS, due_at=frozen, status=OutboxStatus.PENDING)
+    OutboxMessage.objects.create(
+        appointment=upcoming,
+        created_at=frozen,
+        kind=MessageKind.CONFIRMATION,
+        channel=Channel.EMAIL,
+        template=template,
+        due_at=frozen,
+        status=OutboxStatus.SENT,
+        sent_at=frozen,
+    )
+    OutboxMessage.objects.create(
+        appointment=upcoming,
+        created_at=frozen,
+        kind=MessageKind.REMINDER,
+        channel=Channel.SMS,
+        due_at=frozen,
+        status=OutboxStatus.PENDING,
+    )
 
     page = squash(reception.get(url("appointment", clinic, upcoming)))
 
@@ -308,11 +369,18 @@ def test_a_reminder_is_named_once(reception, clinic, upcoming, frozen):
 @pytest.mark.parametrize("reason", ["superseded: the appointment moved", "superseded by a newer copy"])
 def test_a_reminder_replaced_by_a_newer_one_is_shown_neutrally(reception, clinic, upcoming, frozen, reason):
     OutboxMessage.objects.filter(appointment=upcoming).delete()
-    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.REMINDER,
-                                 channel=Channel.SMS, due_at=frozen, status=OutboxStatus.CANCELLED, last_error=reason)
+    OutboxMessage.objects.create(
+        appointment=upcoming,
+        created_at=frozen,
+        kind=MessageKind.REMINDER,
+        channel=Channel.SMS,
+        due_at=frozen,
+        status=OutboxStatus.CANCELLED,
+        last_error=reason,
+    )
 
     page = squash(reception.get(url("appointment", clinic, upcoming)))
-    reminders = page[page.index('id="reminders-heading"'):page.index('id="audit-heading"')]
+    reminders = page[page.index('id="reminders-heading"') : page.index('id="audit-heading"')]
 
     assert '<span class="tag tag--not_sent">Replaced</span>' in reminders
     assert "Replaced by a newer copy" in reminders
@@ -321,9 +389,15 @@ def test_a_reminder_replaced_by_a_newer_one_is_shown_neutrally(reception, clinic
 
 def test_a_cancelled_reminder_says_why_without_calling_it_an_error(reception, clinic, upcoming, frozen):
     OutboxMessage.objects.filter(appointment=upcoming).delete()
-    OutboxMessage.objects.create(appointment=upcoming, created_at=frozen, kind=MessageKind.REMINDER,
-                                 channel=Channel.SMS, due_at=frozen, status=OutboxStatus.CANCELLED,
-                                 last_error="the appointment was cancelled")
+    OutboxMessage.objects.create(
+        appointment=upcoming,
+        created_at=frozen,
+        kind=MessageKind.REMINDER,
+        channel=Channel.SMS,
+        due_at=frozen,
+        status=OutboxStatus.CANCELLED,
+        last_error="the appointment was cancelled",
+    )
 
     reminders = squash(reception.get(url("appointment", clinic, upcoming)))
 

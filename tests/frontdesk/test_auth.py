@@ -1,4 +1,5 @@
 """Sign-in, sign-out, landing on one's clinic, and rate-limited failed sign-ins."""
+
 import pytest
 from django.test import Client, override_settings
 
@@ -33,6 +34,7 @@ def test_staff_of_two_clinics_choose_and_see_only_theirs(client, clinic, other_c
     ClinicFactory(code="paris", name="Paris Clinic")
     user = make_staff(clinic, StaffRole.CLINICIAN, "both")
     from clinic.models import StaffMembership
+
     StaffMembership.objects.create(user=user, clinic=other_clinic, role=StaffRole.RECEPTIONIST)
     client.force_login(user)
     page = squash(client.get("/"))

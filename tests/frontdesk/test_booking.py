@@ -3,6 +3,7 @@
 `now` is Monday 2 March 2026 09:00 London (GMT); practitioners work Mon-Sat 09:00-18:00.
 Botox five days ago (25 Feb) means microneedling from Wednesday 11 March.
 """
+
 import pytest
 from django.test import Client
 
@@ -29,13 +30,16 @@ def test_the_empty_booking_page_asks_for_a_procedure(reception, clinic, patient,
 
 
 def test_a_too_early_microneedling_is_refused_with_rule_event_earliest_start_and_slots(
-        reception, clinic, patient, practitioner, botox_five_days_ago, frozen):
+    reception, clinic, patient, practitioner, botox_five_days_ago, frozen
+):
     response = check(reception, clinic, patient, procedure="microneedling", date="2026-03-05", time="10:00")
     page = squash(response)
     assert response.status_code == 200 and "<html" not in page  # only the panel
     assert "Not possible at Thu 5 Mar 2026, 10:00" in page
-    assert ("Microneedling (collagen induction therapy) must be at least 2 weeks after Botulinum toxin injection "
-            "(Botox) (done 25 February 2026 09:00); earliest allowed 11 March 2026.") in page
+    assert (
+        "Microneedling (collagen induction therapy) must be at least 2 weeks after Botulinum toxin injection "
+        "(Botox) (done 25 February 2026 09:00); earliest allowed 11 March 2026."
+    ) in page
     assert "Rule source: [001] Yazbek Artistry, microneedling care</span>" in page  # readable, no repo path
     assert 'Earliest eligible start: <strong class="earliest__date">Wed 11 Mar 2026</strong>' in page
     assert "First free times" in page
@@ -43,8 +47,9 @@ def test_a_too_early_microneedling_is_refused_with_rule_event_earliest_start_and
     assert "csrfmiddlewaretoken" in page  # each slot is a one-click POST form
 
 
-def test_with_only_a_procedure_the_first_possible_times_are_offered(reception, clinic, patient, practitioner,
-                                                                    botox_five_days_ago, frozen):
+def test_with_only_a_procedure_the_first_possible_times_are_offered(
+    reception, clinic, patient, practitioner, botox_five_days_ago, frozen
+):
     page = squash(check(reception, clinic, patient, procedure="microneedling"))
     assert "Not possible yet" in page and "Wed 11 Mar 2026" in page
     assert "does not work" not in page  # no availability noise when no time was asked for
@@ -59,8 +64,9 @@ def test_an_allowed_time_offers_a_book_button_and_more_times(reception, clinic, 
     assert "Other free times" in page
 
 
-def test_a_relative_contraindication_is_shown_as_pending_clearance(reception, clinic, patient, practitioner,
-                                                                    eczema_history, frozen):
+def test_a_relative_contraindication_is_shown_as_pending_clearance(
+    reception, clinic, patient, practitioner, eczema_history, frozen
+):
     page = squash(check(reception, clinic, patient, procedure="microneedling", date="2026-03-03", time="10:00"))
     assert "held pending clearance" in page
     assert "history of Eczema needs a clinician&#x27;s clearance" in page
@@ -75,13 +81,17 @@ def test_a_busy_practitioner_is_an_availability_refusal(reception, clinic, patie
     assert 'value="2026-03-09T09:00:00+00:00"' in page  # Monday 09:00 offered after it
 
 
-@pytest.mark.parametrize("day, time, message", [
-    ("2026-03-29", "01:30", "does not exist in Europe/London"),
-    ("2026-10-25", "01:30", "happens twice in Europe/London"),
-    ("2026-03-02", "08:00", "That time has already passed"),
-])
-def test_impossible_local_times_are_errors_next_to_the_time(reception, clinic, patient, practitioner, frozen,
-                                                            day, time, message):
+@pytest.mark.parametrize(
+    "day, time, message",
+    [
+        ("2026-03-29", "01:30", "does not exist in Europe/London"),
+        ("2026-10-25", "01:30", "happens twice in Europe/London"),
+        ("2026-03-02", "08:00", "That time has already passed"),
+    ],
+)
+def test_impossible_local_times_are_errors_next_to_the_time(
+    reception, clinic, patient, practitioner, frozen, day, time, message
+):
     full = reception.get(url("book", clinic, patient), {"procedure": "botox", "date": day, "time": time})
     assert message in field_error(full, "id_time")
     partial = squash(check(reception, clinic, patient, procedure="botox", date=day, time=time))
@@ -95,17 +105,22 @@ def test_a_past_day_is_an_error_next_to_the_date(reception, clinic, patient, pra
 
 def test_a_practitioner_who_does_not_do_it_is_an_error_next_to_the_practitioner(reception, clinic, patient, frozen):
     injector = PractitionerFactory(clinic=clinic, name="Inge Injector", procedures=["botox"])
-    response = reception.get(url("book", clinic, patient), {"procedure": "microneedling",
-                                                            "practitioner": injector.pk})
+    response = reception.get(url("book", clinic, patient), {"procedure": "microneedling", "practitioner": injector.pk})
     assert field_error(response, "id_practitioner") == (
-        "Inge Injector does not do Microneedling (collagen induction therapy).")
+        "Inge Injector does not do Microneedling (collagen induction therapy)."
+    )
 
 
-def test_booking_a_slot_confirms_it_in_one_post(reception, clinic, patient, practitioner, botox_five_days_ago,
-                                                frozen):
-    response = reception.post(url("book_submit", clinic, patient), {
-        "procedure": "microneedling", "area": "face", "practitioner": practitioner.pk,
-        "start_at": "2026-03-11T09:00:00+00:00"})
+def test_booking_a_slot_confirms_it_in_one_post(reception, clinic, patient, practitioner, botox_five_days_ago, frozen):
+    response = reception.post(
+        url("book_submit", clinic, patient),
+        {
+            "procedure": "microneedling",
+            "area": "face",
+            "practitioner": practitioner.pk,
+            "start_at": "2026-03-11T09:00:00+00:00",
+        },
+    )
     appointment = Appointment.objects.get(patient=patient)
     assert response.status_code == 302 and response.url == url("appointment", clinic, appointment)
     assert appointment.status == "confirmed" and appointment.area_id == "face"
@@ -115,24 +130,31 @@ def test_booking_a_slot_confirms_it_in_one_post(reception, clinic, patient, prac
 
 
 def test_booking_by_local_date_and_time(reception, clinic, patient, practitioner, frozen):
-    response = reception.post(url("book_submit", clinic, patient), {
-        "procedure": "botox", "date": "2026-07-01", "time": "14:00"})
+    response = reception.post(
+        url("book_submit", clinic, patient), {"procedure": "botox", "date": "2026-07-01", "time": "14:00"}
+    )
     assert response.status_code == 302
     assert Appointment.objects.get().start_at.isoformat() == "2026-07-01T13:00:00+00:00"  # BST
 
 
-def test_a_relative_contraindication_books_as_pending_clearance(reception, clinic, patient, practitioner,
-                                                                eczema_history, frozen):
-    response = reception.post(url("book_submit", clinic, patient), {
-        "procedure": "microneedling", "start_at": "2026-03-03T10:00:00+00:00"}, follow=True)
+def test_a_relative_contraindication_books_as_pending_clearance(
+    reception, clinic, patient, practitioner, eczema_history, frozen
+):
+    response = reception.post(
+        url("book_submit", clinic, patient),
+        {"procedure": "microneedling", "start_at": "2026-03-03T10:00:00+00:00"},
+        follow=True,
+    )
     assert Appointment.objects.get().status == "pending_clearance"
     assert "PENDING CLEARANCE" in squash(response)
 
 
-def test_a_refused_booking_says_why_and_what_instead(reception, clinic, patient, practitioner,
-                                                    botox_five_days_ago, frozen):
-    response = reception.post(url("book_submit", clinic, patient), {
-        "procedure": "microneedling", "date": "2026-03-05", "time": "10:00"})
+def test_a_refused_booking_says_why_and_what_instead(
+    reception, clinic, patient, practitioner, botox_five_days_ago, frozen
+):
+    response = reception.post(
+        url("book_submit", clinic, patient), {"procedure": "microneedling", "date": "2026-03-05", "time": "10:00"}
+    )
     page = squash(response)
     assert response.status_code == 409
     assert "Not booked." in page and "must be at least 2 weeks after" in page
@@ -141,8 +163,9 @@ def test_a_refused_booking_says_why_and_what_instead(reception, clinic, patient,
 
 
 def test_a_time_without_offset_is_refused(reception, clinic, patient, practitioner, frozen):
-    response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox",
-                                                                    "start_at": "2026-03-03T10:00"})
+    response = reception.post(
+        url("book_submit", clinic, patient), {"procedure": "botox", "start_at": "2026-03-03T10:00"}
+    )
     assert "has no UTC offset" in squash(response)
     assert not Appointment.objects.exists()
 
@@ -160,8 +183,9 @@ def test_missing_fields_are_shown_next_to_them(reception, clinic, patient, pract
 def test_booking_needs_the_csrf_token(receptionist, clinic, patient, practitioner, frozen):
     client = Client(enforce_csrf_checks=True)
     client.force_login(receptionist)
-    response = client.post(url("book_submit", clinic, patient), {"procedure": "botox",
-                                                                 "start_at": "2026-03-03T10:00:00+00:00"})
+    response = client.post(
+        url("book_submit", clinic, patient), {"procedure": "botox", "start_at": "2026-03-03T10:00:00+00:00"}
+    )
     assert response.status_code == 403
     assert not Appointment.objects.exists()
 
@@ -180,8 +204,9 @@ def test_a_day_without_a_time_offers_the_first_times_from_that_day(reception, cl
 
 @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
 @pytest.mark.parametrize("time", ["", "23:30"])
-def test_a_date_outside_1900_to_2999_is_a_form_error_on_the_booking_page(reception, clinic, patient, practitioner,
-                                                                         frozen, day, time):
+def test_a_date_outside_1900_to_2999_is_a_form_error_on_the_booking_page(
+    reception, clinic, patient, practitioner, frozen, day, time
+):
     params = {"procedure": "botox", "date": day, "time": time}
     full = reception.get(url("book", clinic, patient), params)
     partial = check(reception, clinic, patient, **params)
@@ -191,14 +216,18 @@ def test_a_date_outside_1900_to_2999_is_a_form_error_on_the_booking_page(recepti
     assert 'id="id_date-error" hx-swap-oob="true"' in squash(partial) and "Out of range" in squash(partial)
 
 
-@pytest.mark.parametrize("fields", [
-    {"date": "9999-12-31", "time": "23:30"},
-    {"date": "0001-01-01", "time": "10:00"},
-    {"start_at": "9999-12-31T23:30:00+00:00"},
-    {"start_at": "0001-01-01T00:00:00+00:00"},
-])
-def test_a_date_outside_1900_to_2999_is_refused_when_confirming(reception, clinic, patient, practitioner, frozen,
-                                                               fields):
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"date": "9999-12-31", "time": "23:30"},
+        {"date": "0001-01-01", "time": "10:00"},
+        {"start_at": "9999-12-31T23:30:00+00:00"},
+        {"start_at": "0001-01-01T00:00:00+00:00"},
+    ],
+)
+def test_a_date_outside_1900_to_2999_is_refused_when_confirming(
+    reception, clinic, patient, practitioner, frozen, fields
+):
     response = reception.post(url("book_submit", clinic, patient), {"procedure": "botox", **fields})
 
     assert response.status_code == 200
@@ -215,8 +244,9 @@ def infection_and_eczema(patient):
 
 
 @pytest.mark.parametrize("when", [{}, {"date": "2026-03-03"}, {"date": "2026-03-03", "time": "10:00"}])
-def test_a_refusal_gives_one_verdict_even_with_a_clearance_pending_too(reception, clinic, patient, practitioner,
-                                                                       infection_and_eczema, frozen, when):
+def test_a_refusal_gives_one_verdict_even_with_a_clearance_pending_too(
+    reception, clinic, patient, practitioner, infection_and_eczema, frozen, when
+):
     response = check(reception, clinic, patient, procedure="microneedling", **when)
     page = squash(response)
 
@@ -228,8 +258,9 @@ def test_a_refusal_gives_one_verdict_even_with_a_clearance_pending_too(reception
     assert "Would also need a clinician's clearance" in page
 
 
-def test_a_taken_time_gives_one_verdict_even_with_a_clearance_pending_too(reception, clinic, patient, practitioner,
-                                                                          eczema_history, frozen):
+def test_a_taken_time_gives_one_verdict_even_with_a_clearance_pending_too(
+    reception, clinic, patient, practitioner, eczema_history, frozen
+):
     page = squash(check(reception, clinic, patient, procedure="microneedling", date="2026-03-08", time="10:00"))
 
     assert "Not possible at Sun 8 Mar 2026, 10:00" in page and "does not work" in page
@@ -237,19 +268,29 @@ def test_a_taken_time_gives_one_verdict_even_with_a_clearance_pending_too(recept
     assert "Would also need a clinician's clearance" in page
 
 
-@pytest.mark.parametrize("source, shown", [
-    ("[001] Yazbek Artistry, microneedling care (docs/sources.md)",
-     "Rule source: [001] Yazbek Artistry, microneedling care"),
-    ("001 (Alster TS, Graber EM. Microneedling: a review. Dermatol Surg 2018)",
-     "Rule source: 001 (Alster TS, Graber EM. Microneedling: a review. Dermatol Surg 2018)"),
-    # A citation not yet brought up to date (a file path alone) never reads as a bare number.
-    ("001 (seeds/001_d9301594.txt)", "Rule source: reference text 001"),
-    ("000 (seeds/000_e8641ba4.txt); 001 (seeds/001_d9301594.txt)",
-     "Rule source: reference text 000; reference text 001"),
-    ("Clinic policy, reviewed 2026", "Rule source: Clinic policy, reviewed 2026"),
-])
-def test_a_refusal_names_its_source_in_words(reception, clinic, patient, practitioner, botox_five_days_ago, frozen,
-                                             source, shown):
+@pytest.mark.parametrize(
+    "source, shown",
+    [
+        (
+            "[001] Yazbek Artistry, microneedling care (docs/sources.md)",
+            "Rule source: [001] Yazbek Artistry, microneedling care",
+        ),
+        (
+            "001 (Alster TS, Graber EM. Microneedling: a review. Dermatol Surg 2018)",
+            "Rule source: 001 (Alster TS, Graber EM. Microneedling: a review. Dermatol Surg 2018)",
+        ),
+        # A citation not yet brought up to date (a file path alone) never reads as a bare number.
+        ("001 (seeds/001_d9301594.txt)", "Rule source: reference text 001"),
+        (
+            "000 (seeds/000_e8641ba4.txt); 001 (seeds/001_d9301594.txt)",
+            "Rule source: reference text 000; reference text 001",
+        ),
+        ("Clinic policy, reviewed 2026", "Rule source: Clinic policy, reviewed 2026"),
+    ],
+)
+def test_a_refusal_names_its_source_in_words(
+    reception, clinic, patient, practitioner, botox_five_days_ago, frozen, source, shown
+):
     from scheduler.models import IntervalRule
 
     IntervalRule.objects.filter(earlier_procedure="botox", later_procedure="microneedling").update(source=source)

@@ -6,6 +6,7 @@ clinician clears a pending booking and completes it; a receptionist of one
 clinic cannot open another clinic's patient. Screenshots of the key pages go to
 test-output/screenshots/.
 """
+
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -35,8 +36,17 @@ from tests.frontdesk.conftest import PASSWORD, book, make_staff
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--lang=en-GB"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--lang=en-GB",
+]
 SHOTS = Path(settings.BASE_DIR) / "test-output" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -92,10 +102,20 @@ def test_receptionist_is_refused_a_too_early_microneedling_and_books_the_suggest
     from playwright.sync_api import expect
 
     now = timezone.now()
-    olivia = PatientFactory(clinic=london, first_name="Olivia", last_name="Bennett", phone="+447911123101",
-                            email="olivia.bennett@example.com")
-    botox = ProcedureRecord.objects.create(patient=olivia, procedure_id="botox", performed_at=now - timedelta(days=5),
-                                           area_id="face", source=HistorySource.CLINIC)
+    olivia = PatientFactory(
+        clinic=london,
+        first_name="Olivia",
+        last_name="Bennett",
+        phone="+447911123101",
+        email="olivia.bennett@example.com",
+    )
+    botox = ProcedureRecord.objects.create(
+        patient=olivia,
+        procedure_id="botox",
+        performed_at=now - timedelta(days=5),
+        area_id="face",
+        source=HistorySource.CLINIC,
+    )
     PatientFactory(clinic=london, first_name="Oliver", last_name="Stone")
     make_staff(london, StaffRole.RECEPTIONIST, "reception")
     tz = london.tz
@@ -110,7 +130,7 @@ def test_receptionist_is_refused_a_too_early_microneedling_and_books_the_suggest
     # Find the patient.
     page.get_by_role("searchbox", name="Find a patient").fill("Bennett")
     page.get_by_role("searchbox", name="Find a patient").press("Enter")
-    expect(page.get_by_role("heading", name='1 result for “Bennett”')).to_be_visible()
+    expect(page.get_by_role("heading", name="1 result for “Bennett”")).to_be_visible()
     shot(page, "03-search")
     page.get_by_role("link", name="Bennett, Olivia").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Olivia Bennett")
@@ -128,7 +148,8 @@ def test_receptionist_is_refused_a_too_early_microneedling_and_books_the_suggest
     expect(panel).to_contain_text(f"Not possible at {too_early:%a} {too_early.day} {too_early:%b %Y}, 10:00")
     expect(panel).to_contain_text("must be at least 2 weeks after Botulinum toxin injection (Botox)")
     expect(panel.locator(".earliest")).to_contain_text(
-        f"Earliest eligible start: {earliest:%a} {earliest.day} {earliest:%b %Y}")
+        f"Earliest eligible start: {earliest:%a} {earliest.day} {earliest:%b %Y}"
+    )
     shot(page, "05-booking-refused")
 
     # One click on the first suggested slot books it.
@@ -171,8 +192,9 @@ def test_clinician_clears_a_pending_booking_and_completes_it(page, live_server, 
 
     PatientCondition.objects.create(patient=grace, condition_id="eczema", status=ConditionStatus.HISTORY)
     hart = Practitioner.objects.get(name="Dr Amelia Hart")
-    pending = book(grace, hart, "microneedling", timezone.now() - timedelta(minutes=20),
-                   status=AppointmentStatus.PENDING_CLEARANCE)
+    pending = book(
+        grace, hart, "microneedling", timezone.now() - timedelta(minutes=20), status=AppointmentStatus.PENDING_CLEARANCE
+    )
     make_staff(london, StaffRole.CLINICIAN, "clinician")
 
     sign_in(page, live_server, "clinician")
@@ -234,20 +256,40 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
     stacks its days instead of scrolling them."""
     now = timezone.now()
     hart = Practitioner.objects.get(name="Dr Amelia Hart")
-    olivia = PatientFactory(clinic=london, first_name="Olivia", last_name="Bennett-Featherstonehaugh",
-                            phone="+447911123101", email="olivia.bennett-featherstonehaugh@example-clinic.co.uk")
-    ProcedureRecord.objects.create(patient=olivia, procedure_id="botox", performed_at=now - timedelta(days=5),
-                                   area_id="face", source=HistorySource.CLINIC, notes="Done at another clinic")
+    olivia = PatientFactory(
+        clinic=london,
+        first_name="Olivia",
+        last_name="Bennett-Featherstonehaugh",
+        phone="+447911123101",
+        email="olivia.bennett-featherstonehaugh@example-clinic.co.uk",
+    )
+    ProcedureRecord.objects.create(
+        patient=olivia,
+        procedure_id="botox",
+        performed_at=now - timedelta(days=5),
+        area_id="face",
+        source=HistorySource.CLINIC,
+        notes="Done at another clinic",
+    )
     PatientCondition.objects.create(patient=olivia, condition_id="eczema", status=ConditionStatus.HISTORY)
     MedicationCourse.objects.create(patient=olivia, drug_id="isotretinoin", started_on=now.date() - timedelta(days=30))
     today_at = timezone.localtime(now, london.tz).replace(hour=11, minute=0, second=0, microsecond=0)
     booked = book(olivia, hart, "filler", today_at, area_id="decolletage")
-    pending = book(olivia, hart, "microneedling", today_at + timedelta(days=1),
-                   status=AppointmentStatus.PENDING_CLEARANCE)
+    pending = book(
+        olivia, hart, "microneedling", today_at + timedelta(days=1), status=AppointmentStatus.PENDING_CLEARANCE
+    )
     book(olivia, hart, "botox", today_at + timedelta(days=2), status=AppointmentStatus.CANCELLED)
-    OutboxMessage.objects.create(appointment=booked, created_at=now, kind=MessageKind.CONFIRMATION,
-                                 channel=Channel.EMAIL, due_at=now, status=OutboxStatus.FAILED, attempts=5,
-                                 recipient=olivia.email, last_error="SMTPRecipientsRefused: " + "x" * 120)
+    OutboxMessage.objects.create(
+        appointment=booked,
+        created_at=now,
+        kind=MessageKind.CONFIRMATION,
+        channel=Channel.EMAIL,
+        due_at=now,
+        status=OutboxStatus.FAILED,
+        attempts=5,
+        recipient=olivia.email,
+        last_error="SMTPRecipientsRefused: " + "x" * 120,
+    )
     # A second clinic, so that the sign-in lands on the clinic chooser and the header has a switcher.
     other = ClinicFactory(code="london-west", name="Demo Aesthetics London West", timezone="Europe/London")
     clinician = make_staff(london, StaffRole.CLINICIAN, "clinician")
@@ -266,9 +308,9 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
         "edit patient": f"/clinic/london/patients/{olivia.pk}/edit/",
         "medical history": f"/clinic/london/patients/{olivia.pk}/history/",
         "book, refused": f"/clinic/london/patients/{olivia.pk}/book/?procedure=microneedling&area=face"
-                         f"&date={day + timedelta(days=2)}&time=10:00",
+        f"&date={day + timedelta(days=2)}&time=10:00",
         "book, possible": f"/clinic/london/patients/{olivia.pk}/book/?procedure=botox&date={day + timedelta(days=1)}"
-                          "&time=15:00",
+        "&time=15:00",
         "move": f"/clinic/london/appointments/{booked.pk}/reschedule/?date={day + timedelta(days=3)}&time=12:00",
         "appointment": f"/clinic/london/appointments/{booked.pk}/",
         "appointment, pending": f"/clinic/london/appointments/{pending.pk}/",
@@ -276,7 +318,7 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
         "calendar": f"/clinic/london/calendar/?date={day}",
         "calendar, week": f"/clinic/london/calendar/?date={day}&view=week&practitioner={hart.pk}",
         "calendar, book from a cell": f"/clinic/london/calendar/book/?practitioner={hart.pk}"
-                                      f"&start_at={today_at.isoformat().replace('+', '%2B')}&q=Bennett",
+        f"&start_at={today_at.isoformat().replace('+', '%2B')}&q=Bennett",
     }
 
     context = browser.new_context(viewport=PHONE, locale="en-GB", device_scale_factor=1)
@@ -306,8 +348,9 @@ def test_no_page_is_wider_than_a_phone(browser, live_server, london):
                 tab.goto(f"{live_server.url}{path}")
             measure(name)
         tab.goto(f"{base}/schedule/?date={day}&view=week")
-        week_scrolls = tab.evaluate("(() => { const s = document.querySelector('.schedule');"
-                                    " return s.scrollWidth > s.clientWidth; })()")
+        week_scrolls = tab.evaluate(
+            "(() => { const s = document.querySelector('.schedule'); return s.scrollWidth > s.clientWidth; })()"
+        )
     finally:
         context.close()
 

@@ -1,5 +1,6 @@
 """The calendar end to end in headless Chromium: book from a cell, drag to a refused and an allowed time,
 keyboard-only booking, and no browser-console errors (no 404s: the favicon is there)."""
+
 import re
 from datetime import timedelta
 
@@ -39,8 +40,10 @@ def _drag(tab, source, target) -> None:
 def _console_errors(tab) -> list[str]:
     errors: list[str] = []
     tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    tab.on("response", lambda response: errors.append(f"{response.status} {response.url}")
-           if response.status >= 400 else None)
+    tab.on(
+        "response",
+        lambda response: errors.append(f"{response.status} {response.url}") if response.status >= 400 else None,
+    )
     return errors
 
 
@@ -77,9 +80,13 @@ def test_a_refused_drag_snaps_back_with_the_reason_and_the_earliest_date(page, l
 
     hart = Practitioner.objects.get(name="Dr Amelia Hart")
     olivia = PatientFactory(clinic=london, first_name="Olivia", last_name="Bennett")
-    botox = ProcedureRecord.objects.create(patient=olivia, procedure_id="botox", area_id="face",
-                                           performed_at=timezone.now() - timedelta(days=5),
-                                           source=HistorySource.CLINIC)
+    botox = ProcedureRecord.objects.create(
+        patient=olivia,
+        procedure_id="botox",
+        area_id="face",
+        performed_at=timezone.now() - timedelta(days=5),
+        source=HistorySource.CLINIC,
+    )
     day, at = _day(london, 3)  # written straight in; any time this day is too soon after the botox
     moved = book(olivia, hart, "microneedling", at, area_id="face")
     make_staff(london, StaffRole.RECEPTIONIST, "reception")

@@ -14,12 +14,21 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def day(patient, practitioner, second_practitioner, frozen):
     other = PatientFactory(clinic=patient.clinic, first_name="Grace", last_name="Turner")
-    TimeOff.objects.create(practitioner=second_practitioner, start_at=at_london(2026, 3, 2, 14),
-                           end_at=at_london(2026, 3, 2, 16), reason="Training")
+    TimeOff.objects.create(
+        practitioner=second_practitioner,
+        start_at=at_london(2026, 3, 2, 14),
+        end_at=at_london(2026, 3, 2, 16),
+        reason="Training",
+    )
     return [
         book(patient, practitioner, "botox", at_london(2026, 3, 2, 11)),
-        book(other, second_practitioner, "microneedling", at_london(2026, 3, 2, 10),
-             status=AppointmentStatus.PENDING_CLEARANCE),
+        book(
+            other,
+            second_practitioner,
+            "microneedling",
+            at_london(2026, 3, 2, 10),
+            status=AppointmentStatus.PENDING_CLEARANCE,
+        ),
     ]
 
 
@@ -47,24 +56,31 @@ def test_the_grid_is_in_clinic_time_in_summer(reception, clinic, patient, practi
 
 def test_an_empty_cell_links_to_booking_that_time_with_that_practitioner(reception, clinic, practitioner, frozen):
     page = squash(reception.get(url("calendar", clinic), {"date": "2026-03-03"}))
-    assert (f'/clinic/london/calendar/book/?practitioner={practitioner.pk}&amp;start_at=2026-03-03T10%3A00%3A00%2B00'
-            f'%3A00') in page
+    assert (
+        f"/clinic/london/calendar/book/?practitioner={practitioner.pk}&amp;start_at=2026-03-03T10%3A00%3A00%2B00%3A00"
+    ) in page
 
 
-def test_booking_from_a_cell_finds_the_patient_and_prefills_the_booking_page(reception, clinic, practitioner,
-                                                                             patient, frozen):
-    response = reception.get(url("calendar_book", clinic), {
-        "practitioner": practitioner.pk, "start_at": "2026-03-03T10:00:00+00:00", "q": patient.last_name})
+def test_booking_from_a_cell_finds_the_patient_and_prefills_the_booking_page(
+    reception, clinic, practitioner, patient, frozen
+):
+    response = reception.get(
+        url("calendar_book", clinic),
+        {"practitioner": practitioner.pk, "start_at": "2026-03-03T10:00:00+00:00", "q": patient.last_name},
+    )
     page = squash(response)
 
     assert "Book Tue 3 Mar 2026 at 10:00 with Dr Amelia Hart" in page
-    assert (f'/clinic/london/patients/{patient.pk}/book/?practitioner={practitioner.pk}&amp;date=2026-03-03'
-            f'&amp;time=10%3A00&amp;') in page
+    assert (
+        f"/clinic/london/patients/{patient.pk}/book/?practitioner={practitioner.pk}&amp;date=2026-03-03"
+        f"&amp;time=10%3A00&amp;"
+    ) in page
 
 
 def test_booking_from_a_cell_ignores_another_clinics_practitioner(reception, clinic, other_practitioner, frozen):
-    response = reception.get(url("calendar_book", clinic), {"practitioner": other_practitioner.pk,
-                                                             "start_at": "2026-03-03T10:00:00+00:00"})
+    response = reception.get(
+        url("calendar_book", clinic), {"practitioner": other_practitioner.pk, "start_at": "2026-03-03T10:00:00+00:00"}
+    )
     assert response.status_code == 200
     assert "Dr Maya Chen" not in squash(response)
 
@@ -77,7 +93,9 @@ def test_the_feed_lists_appointments_and_practitioners_in_clinic_time(reception,
     assert body["timeZone"] == "Europe/London"
     assert [r["title"] for r in body["resources"]] == ["Dr Amelia Hart", "Priya Shah"]
     assert [(e["start"], e["status"]) for e in body["events"]] == [
-        ("2026-03-02T10:00:00+00:00", "pending_clearance"), ("2026-03-02T11:00:00+00:00", "confirmed")]
+        ("2026-03-02T10:00:00+00:00", "pending_clearance"),
+        ("2026-03-02T11:00:00+00:00", "confirmed"),
+    ]
 
 
 def test_the_feed_of_another_clinic_is_404(clinic, other_clinic, day, client):
@@ -95,17 +113,20 @@ def test_the_feed_needs_sign_in(client, clinic, frozen):
     assert response.status_code == 302
 
 
-@pytest.mark.parametrize(("start", "end", "detail"), [
-    ("", "2026-03-03", "start and end must be ISO dates"),
-    ("yesterday", "2026-03-03", "start and end must be ISO dates"),
-    ("2026-02-30", "2026-03-03", "start and end must be ISO dates"),
-    ("2026-03-02T09:00:00", "2026-03-03", "start and end must be ISO dates"),  # no offset: ambiguous
-    ("2026-03-03", "2026-03-02", "end must be after start"),
-    ("2026-03-02", "2026-03-02", "end must be after start"),
-    ("2026-01-01", "2026-12-31", "at most 42 days"),
-    ("99999-01-01", "2026-03-03", "start and end must be ISO dates"),
-    ("2026-03-03", "9999-12-31", "start and end must be ISO dates"),  # its next midnight overflows
-])
+@pytest.mark.parametrize(
+    ("start", "end", "detail"),
+    [
+        ("", "2026-03-03", "start and end must be ISO dates"),
+        ("yesterday", "2026-03-03", "start and end must be ISO dates"),
+        ("2026-02-30", "2026-03-03", "start and end must be ISO dates"),
+        ("2026-03-02T09:00:00", "2026-03-03", "start and end must be ISO dates"),  # no offset: ambiguous
+        ("2026-03-03", "2026-03-02", "end must be after start"),
+        ("2026-03-02", "2026-03-02", "end must be after start"),
+        ("2026-01-01", "2026-12-31", "at most 42 days"),
+        ("99999-01-01", "2026-03-03", "start and end must be ISO dates"),
+        ("2026-03-03", "9999-12-31", "start and end must be ISO dates"),  # its next midnight overflows
+    ],
+)
 def test_a_malformed_range_is_a_clear_400(reception, clinic, frozen, start, end, detail):
     response = reception.get(url("calendar_events", clinic), {"start": start, "end": end})
 
@@ -115,8 +136,9 @@ def test_a_malformed_range_is_a_clear_400(reception, clinic, frozen, start, end,
 
 
 def test_the_feed_takes_instants_with_an_offset(reception, clinic, day):
-    response = reception.get(url("calendar_events", clinic), {
-        "start": "2026-03-02T10:30:00+00:00", "end": "2026-03-02T12:00:00Z"})
+    response = reception.get(
+        url("calendar_events", clinic), {"start": "2026-03-02T10:30:00+00:00", "end": "2026-03-02T12:00:00Z"}
+    )
     assert [e["status"] for e in response.json()["events"]] == ["pending_clearance", "confirmed"]
 
 
@@ -132,7 +154,6 @@ def test_ten_practitioners_get_eight_colours_in_turn(reception, clinic, patient,
     page = squash(reception.get(url("calendar", clinic), {"date": "2026-03-02"}))
     assert page.count('<th scope="col" class="cal-head">') == 10
     assert "appt--confirmed cal-p1" in page  # the tenth practitioner wraps round to the second colour
-
 
 
 def test_the_day_sheet_lists_each_practitioners_day_with_national_phone_numbers(reception, clinic, day, patient):
@@ -159,12 +180,20 @@ def test_another_clinics_day_sheet_is_404(clinic, other_clinic, day, client):
 @pytest.fixture
 def completed_microneedling(patient, practitioner, frozen):
     care_texts_load()  # the sourced post-care texts, as seeded in every clinic
-    return book(patient, practitioner, "microneedling", at_london(2026, 2, 27, 10),
-                status=AppointmentStatus.COMPLETED, completed_at=at_london(2026, 2, 27, 11), area_id="face")
+    return book(
+        patient,
+        practitioner,
+        "microneedling",
+        at_london(2026, 2, 27, 10),
+        status=AppointmentStatus.COMPLETED,
+        completed_at=at_london(2026, 2, 27, 11),
+        area_id="face",
+    )
 
 
-def test_the_aftercare_sheet_has_the_post_care_texts_and_the_next_possible_dates(reception, clinic,
-                                                                              completed_microneedling):
+def test_the_aftercare_sheet_has_the_post_care_texts_and_the_next_possible_dates(
+    reception, clinic, completed_microneedling
+):
     response = reception.get(url("aftercare", clinic, completed_microneedling))
     page = squash(response)
 
@@ -175,8 +204,9 @@ def test_the_aftercare_sheet_has_the_post_care_texts_and_the_next_possible_dates
     assert "Botulinum toxin injection (Botox)" in page  # a procedure with a rule after microneedling
 
 
-def test_the_appointment_page_links_a_completed_treatment_to_its_aftercare_sheet(reception, clinic,
-                                                                                 completed_microneedling):
+def test_the_appointment_page_links_a_completed_treatment_to_its_aftercare_sheet(
+    reception, clinic, completed_microneedling
+):
     page = squash(reception.get(url("appointment", clinic, completed_microneedling)))
     assert f"/clinic/london/appointments/{completed_microneedling.pk}/aftercare/" in page
 
@@ -193,8 +223,9 @@ def test_another_clinics_aftercare_sheet_is_404(clinic, other_clinic, completed_
 
 def test_the_week_of_one_practitioner_has_a_column_per_day(reception, clinic, day, practitioner, patient):
     book(patient, practitioner, "filler", at_london(2026, 3, 4, 9, 30))  # Wednesday
-    response = reception.get(url("calendar", clinic), {"date": "2026-03-04", "view": "week",
-                                                        "practitioner": practitioner.pk})
+    response = reception.get(
+        url("calendar", clinic), {"date": "2026-03-04", "view": "week", "practitioner": practitioner.pk}
+    )
     page = squash(response)
 
     assert "Dr Amelia Hart, week of 2 March 2026" in page

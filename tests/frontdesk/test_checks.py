@@ -2,6 +2,7 @@
 
 `now` is Monday 2 March 2026 09:00 London (GMT); practitioners work Mon-Sat 09:00-18:00.
 """
+
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,8 +22,7 @@ def test_an_exact_time_shows_the_booking_check_itself(patient, practitioner, bot
 
     panel = checks.panel(want, now=frozen, start=start)
 
-    assert panel.check == appointment_check(patient=patient, procedure_code="microneedling", start_at=start,
-                                            now=frozen)
+    assert panel.check == appointment_check(patient=patient, procedure_code="microneedling", start_at=start, now=frozen)
     assert panel.exact and panel.outcome == Outcome.REFUSED and panel.earliest == at_london(2026, 3, 11, 0)
 
 
@@ -52,8 +52,7 @@ def test_a_move_is_checked_as_a_reschedule_leaving_the_appointment_out(patient, 
     assert appointment.start_at not in [slot.start_at for slot in panel.slots]  # not offered its own time
 
 
-def test_the_outlook_wraps_the_same_verdict_type(patient, practitioner, botox_five_days_ago, eczema_history,
-                                                 frozen):
+def test_the_outlook_wraps_the_same_verdict_type(patient, practitioner, botox_five_days_ago, eczema_history, frozen):
     rows = {row.procedure.code: row.check for row in selectors.patient_record(patient=patient, now=frozen).outlook}
 
     assert rows["botox"].outcome == Outcome.CONFIRMED
@@ -67,10 +66,17 @@ def test_booking_and_moving_submit_through_the_same_request_type(patient, practi
     from scheduler.booking import Actor
 
     actor = Actor(label="test")
-    booked = checks.SlotRequest.booking(patient=patient, procedure_code="botox").submit(
-        start_at=datetime(2026, 3, 3, 10, tzinfo=UTC), actor=actor, now=frozen).appointment
-    moved = checks.SlotRequest.move(appointment=booked).submit(
-        start_at=datetime(2026, 3, 3, 10, tzinfo=UTC) + timedelta(days=1), actor=actor, now=frozen,
-        reason="asked").appointment
+    booked = (
+        checks.SlotRequest.booking(patient=patient, procedure_code="botox")
+        .submit(start_at=datetime(2026, 3, 3, 10, tzinfo=UTC), actor=actor, now=frozen)
+        .appointment
+    )
+    moved = (
+        checks.SlotRequest.move(appointment=booked)
+        .submit(
+            start_at=datetime(2026, 3, 3, 10, tzinfo=UTC) + timedelta(days=1), actor=actor, now=frozen, reason="asked"
+        )
+        .appointment
+    )
 
     assert moved.pk == booked.pk and moved.start_at == datetime(2026, 3, 4, 10, tzinfo=UTC)

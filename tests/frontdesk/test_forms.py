@@ -1,4 +1,5 @@
 """Front-desk forms: shape only; what the services refuse is mapped once, by DomainErrors."""
+
 from datetime import UTC, date, datetime
 
 import pytest

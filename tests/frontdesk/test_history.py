@@ -1,4 +1,5 @@
 """The medical-history intake: conditions, medication courses, procedures done elsewhere."""
+
 from datetime import UTC, date, datetime
 
 import pytest
@@ -11,8 +12,12 @@ pytestmark = pytest.mark.django_db
 
 
 def lines(*rows, initial=0):
-    data = {"conditions-TOTAL_FORMS": str(len(rows)), "conditions-INITIAL_FORMS": str(initial),
-            "conditions-MIN_NUM_FORMS": "0", "conditions-MAX_NUM_FORMS": "1000"}
+    data = {
+        "conditions-TOTAL_FORMS": str(len(rows)),
+        "conditions-INITIAL_FORMS": str(initial),
+        "conditions-MIN_NUM_FORMS": "0",
+        "conditions-MAX_NUM_FORMS": "1000",
+    }
     for i, row in enumerate(rows):
         for key, value in row.items():
             data[f"conditions-{i}-{key}"] = value
@@ -27,53 +32,73 @@ def test_the_intake_page_labels_every_field(reception, clinic, patient):
 
 
 def test_conditions_are_saved_with_status_and_area(reception, clinic, patient):
-    response = reception.post(url("patient_history", clinic, patient), lines(
-        {"condition": "eczema", "status": "history"},
-        {"condition": "tattoo_in_area", "status": "active", "area": "face", "noted_on": "2020-05-01"},
-        {"condition": "", "status": ""},
-    ))
+    response = reception.post(
+        url("patient_history", clinic, patient),
+        lines(
+            {"condition": "eczema", "status": "history"},
+            {"condition": "tattoo_in_area", "status": "active", "area": "face", "noted_on": "2020-05-01"},
+            {"condition": "", "status": ""},
+        ),
+    )
     assert response.status_code == 302
-    saved = {(c.condition_id, c.status, c.area_id, c.noted_on)
-             for c in PatientCondition.objects.filter(patient=patient)}
+    saved = {
+        (c.condition_id, c.status, c.area_id, c.noted_on) for c in PatientCondition.objects.filter(patient=patient)
+    }
     assert saved == {("eczema", "history", None, None), ("tattoo_in_area", "active", "face", date(2020, 5, 1))}
 
 
 def test_a_ticked_line_is_removed(reception, clinic, patient, eczema_history):
-    response = reception.post(url("patient_history", clinic, patient), lines(
-        {"condition": "eczema", "status": "history", "remove": "on"}, initial=1))
+    response = reception.post(
+        url("patient_history", clinic, patient),
+        lines({"condition": "eczema", "status": "history", "remove": "on"}, initial=1),
+    )
     assert response.status_code == 302
     assert not PatientCondition.objects.filter(patient=patient).exists()
 
 
 def test_a_condition_without_status_is_refused_on_its_line(reception, clinic, patient):
-    response = reception.post(url("patient_history", clinic, patient), lines(
-        {"condition": "eczema", "status": "history"}, {"condition": "diabetes", "status": ""}))
+    response = reception.post(
+        url("patient_history", clinic, patient),
+        lines({"condition": "eczema", "status": "history"}, {"condition": "diabetes", "status": ""}),
+    )
     assert response.status_code == 200
     assert field_error(response, "id_conditions-1-status") == "Say whether the condition is active or history."
     assert not PatientCondition.objects.exists()
 
 
 def test_a_duplicate_line_is_refused_on_that_line(reception, clinic, patient):
-    response = reception.post(url("patient_history", clinic, patient), lines(
-        {"condition": "eczema", "status": "history"}, {"condition": "", "status": ""},
-        {"condition": "eczema", "status": "active"}))
+    response = reception.post(
+        url("patient_history", clinic, patient),
+        lines(
+            {"condition": "eczema", "status": "history"},
+            {"condition": "", "status": ""},
+            {"condition": "eczema", "status": "active"},
+        ),
+    )
     assert response.status_code == 200
     assert "listed twice" in field_error(response, "id_conditions-2-condition")
     assert not PatientCondition.objects.exists()
 
 
 def test_a_medication_course_is_added(reception, clinic, patient):
-    response = reception.post(url("medication_add", clinic, patient), {
-        "course-drug": "isotretinoin", "course-started_on": "2025-01-10", "course-ended_on": "2025-07-10"})
+    response = reception.post(
+        url("medication_add", clinic, patient),
+        {"course-drug": "isotretinoin", "course-started_on": "2025-01-10", "course-ended_on": "2025-07-10"},
+    )
     assert response.status_code == 302
     course = MedicationCourse.objects.get(patient=patient)
     assert (course.drug_id, course.started_on, course.ended_on) == (
-        "isotretinoin", date(2025, 1, 10), date(2025, 7, 10))
+        "isotretinoin",
+        date(2025, 1, 10),
+        date(2025, 7, 10),
+    )
 
 
 def test_a_course_ending_before_it_starts_is_refused_next_to_the_end_date(reception, clinic, patient):
-    response = reception.post(url("medication_add", clinic, patient), {
-        "course-drug": "isotretinoin", "course-started_on": "2025-07-10", "course-ended_on": "2025-01-10"})
+    response = reception.post(
+        url("medication_add", clinic, patient),
+        {"course-drug": "isotretinoin", "course-started_on": "2025-07-10", "course-ended_on": "2025-01-10"},
+    )
     assert field_error(response, "id_course-ended_on") == "A course cannot end before it starts."
     assert field_error(response, "id_course-started_on") == ""
 
@@ -86,17 +111,25 @@ def test_missing_medication_fields_are_shown_next_to_them(reception, clinic, pat
 
 def test_the_end_of_an_ongoing_course_is_recorded(reception, clinic, patient):
     course = MedicationCourse.objects.create(patient=patient, drug_id="isotretinoin", started_on=date(2025, 1, 1))
-    response = reception.post(url("medication_end", clinic, patient, course),
-                              {f"end-{course.pk}-ended_on": "2025-09-01"})
+    response = reception.post(
+        url("medication_end", clinic, patient, course), {f"end-{course.pk}-ended_on": "2025-09-01"}
+    )
     assert response.status_code == 302
     course.refresh_from_db()
     assert course.ended_on == date(2025, 9, 1)
 
 
 def test_a_procedure_done_elsewhere_is_added_in_clinic_time(reception, clinic, patient, frozen):
-    response = reception.post(url("procedure_add", clinic, patient), {
-        "record-procedure": "botox", "record-performed_on": "2026-02-20", "record-performed_time": "14:30",
-        "record-area": "face", "record-notes": "Another clinic"})
+    response = reception.post(
+        url("procedure_add", clinic, patient),
+        {
+            "record-procedure": "botox",
+            "record-performed_on": "2026-02-20",
+            "record-performed_time": "14:30",
+            "record-area": "face",
+            "record-notes": "Another clinic",
+        },
+    )
     assert response.status_code == 302
     record = ProcedureRecord.objects.get(patient=patient)
     assert record.performed_at == datetime(2026, 2, 20, 14, 30, tzinfo=UTC)
@@ -104,18 +137,22 @@ def test_a_procedure_done_elsewhere_is_added_in_clinic_time(reception, clinic, p
 
 
 def test_without_a_time_the_end_of_that_day_is_assumed_but_never_after_now(reception, clinic, patient, frozen):
-    reception.post(url("procedure_add", clinic, patient), {"record-procedure": "botox",
-                                                           "record-performed_on": "2026-02-20"})
-    reception.post(url("procedure_add", clinic, patient), {"record-procedure": "filler",
-                                                           "record-performed_on": "2026-03-02"})
+    reception.post(
+        url("procedure_add", clinic, patient), {"record-procedure": "botox", "record-performed_on": "2026-02-20"}
+    )
+    reception.post(
+        url("procedure_add", clinic, patient), {"record-procedure": "filler", "record-performed_on": "2026-03-02"}
+    )
     times = dict(ProcedureRecord.objects.values_list("procedure_id", "performed_at"))
     assert times["botox"] == datetime(2026, 2, 20, 23, 59, tzinfo=UTC)
     assert times["filler"] == frozen  # today: now, not tonight
 
 
 def test_a_procedure_in_the_future_is_refused_next_to_its_date(reception, clinic, patient, frozen):
-    response = reception.post(url("procedure_add", clinic, patient), {
-        "record-procedure": "botox", "record-performed_on": "2026-03-05", "record-performed_time": "10:00"})
+    response = reception.post(
+        url("procedure_add", clinic, patient),
+        {"record-procedure": "botox", "record-performed_on": "2026-03-05", "record-performed_time": "10:00"},
+    )
     assert "cannot be in the future" in field_error(response, "id_record-performed_on")
     assert not ProcedureRecord.objects.exists()
 
@@ -124,17 +161,22 @@ def test_a_time_that_does_not_exist_is_refused_next_to_the_time(reception, clini
     import time_machine
 
     with time_machine.travel(datetime(2026, 4, 1, 9, tzinfo=UTC), tick=False):
-        response = reception.post(url("procedure_add", clinic, patient), {
-            "record-procedure": "botox", "record-performed_on": "2026-03-29", "record-performed_time": "01:30"})
+        response = reception.post(
+            url("procedure_add", clinic, patient),
+            {"record-procedure": "botox", "record-performed_on": "2026-03-29", "record-performed_time": "01:30"},
+        )
     assert "does not exist" in field_error(response, "id_record-performed_time")
     assert "Medical history" in squash(response)
 
 
 def test_history_dates_outside_1900_to_2999_are_form_errors(reception, clinic, patient, frozen):
-    course = reception.post(url("medication_add", clinic, patient), {
-        "course-drug": "isotretinoin", "course-started_on": "0001-01-01", "course-ended_on": "9999-12-31"})
-    record = reception.post(url("procedure_add", clinic, patient), {
-        "record-procedure": "botox", "record-performed_on": "0001-01-01"})
+    course = reception.post(
+        url("medication_add", clinic, patient),
+        {"course-drug": "isotretinoin", "course-started_on": "0001-01-01", "course-ended_on": "9999-12-31"},
+    )
+    record = reception.post(
+        url("procedure_add", clinic, patient), {"record-procedure": "botox", "record-performed_on": "0001-01-01"}
+    )
 
     assert field_error(course, "id_course-started_on") == "Out of range: years 1900 to 2999."
     assert field_error(course, "id_course-ended_on") == "Out of range: years 1900 to 2999."
@@ -144,8 +186,10 @@ def test_history_dates_outside_1900_to_2999_are_form_errors(reception, clinic, p
 
 @pytest.mark.parametrize("time", ["", "10:00"])
 def test_a_procedure_on_a_future_day_is_refused_with_or_without_a_time(reception, clinic, patient, frozen, time):
-    response = reception.post(url("procedure_add", clinic, patient), {
-        "record-procedure": "botox", "record-performed_on": "2026-03-05", "record-performed_time": time})
+    response = reception.post(
+        url("procedure_add", clinic, patient),
+        {"record-procedure": "botox", "record-performed_on": "2026-03-05", "record-performed_time": time},
+    )
 
     assert response.status_code == 200
     assert "cannot be in the future" in field_error(response, "id_record-performed_on")
@@ -153,8 +197,10 @@ def test_a_procedure_on_a_future_day_is_refused_with_or_without_a_time(reception
 
 
 def test_a_procedure_later_today_is_refused_next_to_its_time(reception, clinic, patient, frozen):
-    response = reception.post(url("procedure_add", clinic, patient), {
-        "record-procedure": "botox", "record-performed_on": "2026-03-02", "record-performed_time": "15:00"})
+    response = reception.post(
+        url("procedure_add", clinic, patient),
+        {"record-procedure": "botox", "record-performed_on": "2026-03-02", "record-performed_time": "15:00"},
+    )
 
     assert "cannot be in the future" in field_error(response, "id_record-performed_time")
     assert not ProcedureRecord.objects.exists()

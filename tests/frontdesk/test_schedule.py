@@ -16,8 +16,13 @@ def day_of_appointments(patient, practitioner, second_practitioner, frozen):
     cancelled = PatientFactory(clinic=patient.clinic, first_name="Cass", last_name="Gone")
     return [
         book(patient, practitioner, "botox", at_london(2026, 3, 2, 11)),
-        book(other, second_practitioner, "microneedling", at_london(2026, 3, 2, 10),
-             status=AppointmentStatus.PENDING_CLEARANCE),
+        book(
+            other,
+            second_practitioner,
+            "microneedling",
+            at_london(2026, 3, 2, 10),
+            status=AppointmentStatus.PENDING_CLEARANCE,
+        ),
         book(cancelled, practitioner, "filler", at_london(2026, 3, 2, 15), status=AppointmentStatus.CANCELLED),
         book(patient, practitioner, "filler", at_london(2026, 3, 4, 9, 30)),
     ]
@@ -39,8 +44,9 @@ def test_today_lists_what_waits_for_clearance(reception, clinic, day_of_appointm
 
 
 def test_a_pending_booking_stays_in_the_queue_until_resolved(reception, clinic, patient, practitioner, frozen):
-    book(patient, practitioner, "microneedling", at_london(2026, 2, 20, 10),
-         status=AppointmentStatus.PENDING_CLEARANCE)  # ten days ago, never cleared
+    book(
+        patient, practitioner, "microneedling", at_london(2026, 2, 20, 10), status=AppointmentStatus.PENDING_CLEARANCE
+    )  # ten days ago, never cleared
 
     response = reception.get(url("today", clinic))
 
@@ -51,8 +57,10 @@ def test_day_schedule_has_a_column_per_practitioner(reception, clinic, day_of_ap
     page = squash(reception.get(url("schedule", clinic), {"date": "2026-03-02"}))
     assert "Dr Amelia Hart" in page and "Priya Shah" in page
     assert "11:00–11:30" in page  # local time, not UTC
-    assert ('<span class="badge badge--pending_clearance"><span class="badge__icon" aria-hidden="true">!</span>'
-            'Pending clearance</span>') in page
+    assert (
+        '<span class="badge badge--pending_clearance"><span class="badge__icon" aria-hidden="true">!</span>'
+        "Pending clearance</span>"
+    ) in page
     assert "Cass Gone" not in page
 
 
@@ -101,8 +109,9 @@ def test_today_lists_bookings_a_record_change_made_unsafe_with_why(reception, cl
     from clinic.services import procedure_record_add
 
     booked = book(patient, practitioner, "microneedling", at_london(2026, 3, 4, 10))
-    procedure_record_add(patient=patient, procedure_code="botox", performed_at=at_london(2026, 3, 1, 10),
-                         now=at_london(2026, 3, 2, 9))
+    procedure_record_add(
+        patient=patient, procedure_code="botox", performed_at=at_london(2026, 3, 1, 10), now=at_london(2026, 3, 2, 9)
+    )
     booked.refresh_from_db()
     assert booked.status == AppointmentStatus.NEEDS_REVIEW
 
@@ -119,8 +128,11 @@ def test_today_says_when_nothing_needs_attention(reception, clinic, day_of_appoi
     assert "No booking needs attention." in squash(response)
 
 
-def test_tight_places_show_the_procedures_short_name_with_the_full_one_in_the_tooltip(reception, clinic,
-                                                                                     day_of_appointments):
-    for page in (squash(reception.get(url("today", clinic))),
-                 squash(reception.get(url("schedule", clinic), {"date": "2026-03-02", "view": "week"}))):
+def test_tight_places_show_the_procedures_short_name_with_the_full_one_in_the_tooltip(
+    reception, clinic, day_of_appointments
+):
+    for page in (
+        squash(reception.get(url("today", clinic))),
+        squash(reception.get(url("schedule", clinic), {"date": "2026-03-02", "view": "week"})),
+    ):
         assert 'title="Microneedling (collagen induction therapy)">Microneedling</span>' in page

@@ -1,4 +1,5 @@
 """Each user sees only their clinic(s): anything of another clinic is a 404, as if it did not exist."""
+
 import uuid
 from datetime import timedelta
 
@@ -23,8 +24,9 @@ def test_another_clinics_patient_is_not_found_under_ones_own_clinic(reception, c
         assert reception.post(url(name, clinic, other_patient), {}).status_code == 404, name
 
 
-def test_another_clinics_appointment_is_not_found(reception, clinical, clinic, other_patient, other_practitioner,
-                                                   frozen):
+def test_another_clinics_appointment_is_not_found(
+    reception, clinical, clinic, other_patient, other_practitioner, frozen
+):
     appointment = book(other_patient, other_practitioner, "botox", frozen - timedelta(hours=1))
     assert reception.get(url("appointment", clinic, appointment)).status_code == 404
     assert reception.get(url("reschedule", clinic, appointment)).status_code == 404
@@ -45,12 +47,14 @@ def test_search_finds_only_this_clinics_patients(reception, clinic, patient, oth
 
 
 def test_writes_to_another_clinics_records_are_not_found_and_change_nothing(
-        reception, clinic, patient, other_patient, other_practitioner, frozen):
+    reception, clinic, patient, other_patient, other_practitioner, frozen
+):
     from clinic.models import MedicationCourse
 
     appointment = book(other_patient, other_practitioner, "botox", frozen + timedelta(days=2))
-    theirs = MedicationCourse.objects.create(patient=other_patient, drug_id="isotretinoin",
-                                             started_on=frozen.date() - timedelta(days=90))
+    theirs = MedicationCourse.objects.create(
+        patient=other_patient, drug_id="isotretinoin", started_on=frozen.date() - timedelta(days=90)
+    )
 
     moved = reception.post(url("reschedule", clinic, appointment), {"date": "2026-03-10", "time": "10:00"})
     edited = reception.post(url("patient_edit", clinic, other_patient), {"first_name": "Changed"})

@@ -1,4 +1,5 @@
 """The working day at the desk: checking a patient in (frontdesk/views/appointments.py) and notes on a visit."""
+
 import pytest
 
 from clinic.models import AuditAction
@@ -36,8 +37,9 @@ def test_checking_in_twice_is_refused_with_the_reason(reception, clinic, todays)
     assert "The patient is already checked in." in squash(response)
 
 
-def test_another_day_has_no_check_in_button_and_the_service_refuses_it(reception, clinic, patient, practitioner,
-                                                                        frozen):
+def test_another_day_has_no_check_in_button_and_the_service_refuses_it(
+    reception, clinic, patient, practitioner, frozen
+):
     tomorrow = book(patient, practitioner, "botox", at_london(2026, 3, 3, 11))
     assert "Arrived: check in" not in squash(reception.get(url("appointment", clinic, tomorrow)))
     response = reception.post(url("check_in", clinic, tomorrow))

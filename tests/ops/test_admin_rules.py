@@ -4,6 +4,7 @@ The issue: `demo`'s administrator switched off an interval rule and a `demo-ny`
 booking went through. Rules belong to no clinic yet, so one clinic must not
 change what every other clinic may book.
 """
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -71,8 +72,10 @@ def test_a_clinic_administrator_cannot_switch_a_rule_off_or_delete_it(clinic_adm
 
     changed = clinic_admin.post(reverse("admin:{}_{}_change".format(*info), args=[rule.pk]), edit_form(rule))
     deleted = clinic_admin.post(reverse("admin:{}_{}_delete".format(*info), args=[rule.pk]), {"post": "yes"})
-    bulk = clinic_admin.post(reverse("admin:{}_{}_changelist".format(*info)),
-                             {"action": "delete_selected", "_selected_action": [rule.pk], "post": "yes"})
+    bulk = clinic_admin.post(
+        reverse("admin:{}_{}_changelist".format(*info)),
+        {"action": "delete_selected", "_selected_action": [rule.pk], "post": "yes"},
+    )
 
     assert changed.status_code == 403 and deleted.status_code == 403
     assert bulk.status_code in (200, 302)  # the action is not offered: nothing happens

@@ -4,6 +4,7 @@ A page the policy breaks shows it in the browser's console ("Refused to ...
 because it violates the following Content Security Policy directive"); each
 test walks a page's interactive parts and asserts there was no such message.
 """
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -21,8 +22,12 @@ def page(browser):  # noqa: F811
     context.set_default_timeout(20_000)
     tab = context.new_page()
     tab.csp_violations = []
-    tab.on("console", lambda message: "Content Security Policy" in message.text
-           and tab.csp_violations.append(f"{tab.url}: {message.text}"))
+    tab.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and tab.csp_violations.append(f"{tab.url}: {message.text}")
+        ),
+    )
     yield tab
     context.close()
 

@@ -3,6 +3,7 @@
 Each case loads config.settings in a subprocess with a clean environment (no
 DJANGO_* variable inherited from the test run, which is in local mode).
 """
+
 import os
 import subprocess
 import sys
@@ -22,16 +23,19 @@ PRODUCTION_ENV = {
 
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("DJANGO_", "STAFF_TWO_FACTOR", "REDIS_URL", "CELERY_BROKER_URL"))}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "STAFF_TWO_FACTOR", "REDIS_URL", "CELERY_BROKER_URL"))
+    }
     environment.update(env, DJANGO_SETTINGS_MODULE="config.settings")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=environment, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
 
 
 def settings_value(expression: str, **env: str) -> subprocess.CompletedProcess:
-    return run(["-c", f"import django; django.setup(); from django.conf import settings; print({expression})"],
-               **env)
+    return run(["-c", f"import django; django.setup(); from django.conf import settings; print({expression})"], **env)
 
 
 # --- Item 5: no public fallback secret ------------------------------------------------------------------------
@@ -95,28 +99,38 @@ def test_the_documented_production_environment_passes_check_deploy():
 
 
 def test_production_is_https_only_with_short_staff_sessions_and_2fa():
-    expression = ("[settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS, settings.SESSION_COOKIE_SECURE, "
-                  "settings.CSRF_COOKIE_SECURE, settings.SECURE_PROXY_SSL_HEADER, settings.SESSION_COOKIE_AGE, "
-                  "settings.SESSION_EXPIRE_AT_BROWSER_CLOSE, settings.STAFF_TWO_FACTOR_REQUIRED]")
+    expression = (
+        "[settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS, settings.SESSION_COOKIE_SECURE, "
+        "settings.CSRF_COOKIE_SECURE, settings.SECURE_PROXY_SSL_HEADER, settings.SESSION_COOKIE_AGE, "
+        "settings.SESSION_EXPIRE_AT_BROWSER_CLOSE, settings.STAFF_TWO_FACTOR_REQUIRED]"
+    )
     result = settings_value(expression, **PRODUCTION_ENV)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ("[True, 31536000, True, True, ('HTTP_X_FORWARDED_PROTO', 'https'), 36000, "
-                                     "True, True]")
+    assert result.stdout.strip() == (
+        "[True, 31536000, True, True, ('HTTP_X_FORWARDED_PROTO', 'https'), 36000, True, True]"
+    )
 
 
 def test_session_length_and_https_are_configurable():
-    result = settings_value("[settings.SESSION_COOKIE_AGE, getattr(settings, 'SECURE_SSL_REDIRECT', False)]",
-                            **PRODUCTION_ENV, DJANGO_SESSION_HOURS="8.5", DJANGO_SECURE="0")
+    result = settings_value(
+        "[settings.SESSION_COOKIE_AGE, getattr(settings, 'SECURE_SSL_REDIRECT', False)]",
+        **PRODUCTION_ENV,
+        DJANGO_SESSION_HOURS="8.5",
+        DJANGO_SECURE="0",
+    )
 
     assert result.stdout.strip() == "[30600, False]", result.stderr
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("DJANGO_SECURE_PROXY_SSL_HEADER", "https", "must look like 'X-Forwarded-Proto: https'"),
-    ("DJANGO_SESSION_HOURS", "a day", "DJANGO_SESSION_HOURS must be a number"),
-    ("DJANGO_SECURE", "perhaps", "DJANGO_SECURE must be a boolean"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("DJANGO_SECURE_PROXY_SSL_HEADER", "https", "must look like 'X-Forwarded-Proto: https'"),
+        ("DJANGO_SESSION_HOURS", "a day", "DJANGO_SESSION_HOURS must be a number"),
+        ("DJANGO_SECURE", "perhaps", "DJANGO_SECURE must be a boolean"),
+    ],
+)
 def test_a_bad_value_is_a_clear_start_up_error(name, value, message):
     result = settings_value("1", **{**PRODUCTION_ENV, name: value})
 

@@ -3,6 +3,7 @@
 Each test points the default cache, configured exactly as settings configure it
 for REDIS_URL, at a closed port on 127.0.0.1: a real refused connection.
 """
+
 import socket
 
 import pytest
@@ -49,8 +50,9 @@ def test_api_requests_are_served_and_still_throttled_in_memory(redis_down, clini
 
     assert answers == [200, 200, 200, 429]
     # Logged once per outage (here already while the fixtures loaded the catalogue), not once per request.
-    logged = [r.getMessage() for when in ("setup", "call") for r in caplog.get_records(when)
-              if r.name == "config.cache"]
+    logged = [
+        r.getMessage() for when in ("setup", "call") for r in caplog.get_records(when) if r.name == "config.cache"
+    ]
     assert len(logged) == 1
     assert logged[0].startswith(f"Redis cache at redis://127.0.0.1:{redis_down}/0 is unreachable")
 

@@ -1,4 +1,5 @@
 """What every response says about itself: a Content-Security-Policy, no caching, and short staff sessions."""
+
 import re
 from datetime import timedelta
 

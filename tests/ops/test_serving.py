@@ -5,6 +5,7 @@ static files in a temporary directory, fires 80 requests from 40 threads
 (the development server reset 11 of them), opens the API's Swagger UI and its
 assets, then stops the server and the local dispatcher it started.
 """
+
 import os
 import re
 import signal
@@ -41,24 +42,35 @@ def get(url: str, headers: dict | None = None, timeout: float = 60) -> tuple[int
 def served(tmp_path):
     """bin/run in its own process group, with everything it writes in tmp_path; stopped at the end."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CELERY_", "SQLITE_TEST_NAME"))}
-    env.update({
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
-        "DEMO_STAFF_PASSWORD": "pw-for-tests",
-        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-        "SMS_BACKEND": "reminders.channels.FileSmsBackend",
-        "SMS_FILE_PATH": str(tmp_path / "sms.jsonl"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CELERY_", "SQLITE_TEST_NAME"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
+            "DEMO_STAFF_PASSWORD": "pw-for-tests",
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "SMS_BACKEND": "reminders.channels.FileSmsBackend",
+            "SMS_FILE_PATH": str(tmp_path / "sms.jsonl"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     log = (tmp_path / "run.log").open("wb")
     # `timeout` bounds the whole run even if this test process dies before it can stop it.
-    process = subprocess.Popen(["timeout", "--kill-after=5", "600", str(ROOT / "bin" / "run")], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["timeout", "--kill-after=5", "600", str(ROOT / "bin" / "run")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -70,8 +82,9 @@ def served(tmp_path):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"bin/run did not serve within {START_TIMEOUT}s:\n"
-                                f"{(tmp_path / 'run.log').read_text()[-3000:]}")
+                    pytest.fail(
+                        f"bin/run did not serve within {START_TIMEOUT}s:\n{(tmp_path / 'run.log').read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
         yield base, env, tmp_path
     finally:
@@ -95,10 +108,19 @@ def served(tmp_path):
 
 def test_bin_run_holds_forty_parallel_clients_and_serves_the_swagger_ui(served):
     base, env, tmp_path = served
-    key = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "manage.py", "create_api_client", "Burst",
-                          "--clinic", "demo"], cwd=ROOT, env={**env, "DJANGO_LOCAL": "1"}, capture_output=True,
-                         text=True, timeout=120,
-                         check=True).stdout.strip().splitlines()[-1]
+    key = (
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "create_api_client", "Burst", "--clinic", "demo"],
+            cwd=ROOT,
+            env={**env, "DJANGO_LOCAL": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
     def one(i: int) -> int | str:
         try:

@@ -3,6 +3,7 @@
 Time is frozen and moved by hand: a TOTP code changes every 30 seconds, each
 code works once, and after a wrong code the device makes the user wait.
 """
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -42,7 +43,7 @@ def code_for(device: TOTPDevice) -> str:
 
 
 def wrong_code(device: TOTPDevice) -> str:
-    return f"{(int(code_for(device)) + 1) % 10 ** device.digits:0{device.digits}d}"
+    return f"{(int(code_for(device)) + 1) % 10**device.digits:0{device.digits}d}"
 
 
 def enrolled(user) -> TOTPDevice:
@@ -76,7 +77,8 @@ def test_a_receptionist_enrols_by_scanning_and_confirming_a_code(clinic, clock):
     assert 'src="data:image/svg+xml;base64,' in html  # the QR code, as an image
     assert device.config_url.split("secret=")[1][:8] in html.replace(" ", "")  # the key, typed by hand
     assert text_by_id(client.get("/account/two-step/").content, "totp-secret") == text_by_id(
-        page.content, "totp-secret")  # the same secret until confirmed
+        page.content, "totp-secret"
+    )  # the same secret until confirmed
 
     refused = client.post("/account/two-step/", {"code": wrong_code(device)})
     assert refused.status_code == 400 and "That code is not right" in squash(refused)
@@ -172,8 +174,10 @@ def test_the_code_step_without_a_password_step_goes_back_to_sign_in(client):
 def test_the_next_page_survives_both_steps_but_never_leaves_the_site(clinic, clock):
     device = enrolled(make_staff(clinic, StaffRole.RECEPTIONIST, "reception"))
     client = Client()
-    client.post("/login/?next=/clinic/london/patients/", {"username": "reception", "password": PASSWORD,
-                                                          "next": "/clinic/london/patients/"})
+    client.post(
+        "/login/?next=/clinic/london/patients/",
+        {"username": "reception", "password": PASSWORD, "next": "/clinic/london/patients/"},
+    )
     assert code_step(client, code_for(device)).url == "/clinic/london/patients/"
 
     clock.shift(timedelta(seconds=31))
@@ -239,8 +243,10 @@ def test_a_clinic_administrator_without_a_device_reaches_only_the_enrolment_page
     assert htmx["HX-Redirect"].startswith("/account/two-step/")
 
     device = TOTPDevice.objects.get(user__username="clinicadmin")
-    assert client.post("/account/two-step/?next=/clinic/london/patients/",
-                       {"code": code_for(device)}).url == "/clinic/london/patients/"
+    assert (
+        client.post("/account/two-step/?next=/clinic/london/patients/", {"code": code_for(device)}).url
+        == "/clinic/london/patients/"
+    )
     assert client.get("/clinic/london/patients/").status_code == 200
 
 

@@ -1,5 +1,6 @@
 """Portal fixtures: a branded London clinic, a patient on e-mail and SMS, a microneedling booked for
 Tuesday 10 March 2026 at 10:00, and the clock frozen at the shared `now` (Monday 2 March, 09:00 UTC)."""
+
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -38,10 +39,16 @@ def frozen(now):
 
 @pytest.fixture
 def clinic(catalogue):
-    return ClinicFactory(code="london", name="Bloom Clinic", timezone="Europe/London", phone="+442079460958",
-                         address="12 Example Street\nLondon W1A 1AA",
-                         map_url="https://www.openstreetmap.org/search?query=W1A%201AA",
-                         logo_url="https://cdn.example/bloom.png", brand_colour="#7a1f5c")
+    return ClinicFactory(
+        code="london",
+        name="Bloom Clinic",
+        timezone="Europe/London",
+        phone="+442079460958",
+        address="12 Example Street\nLondon W1A 1AA",
+        map_url="https://www.openstreetmap.org/search?query=W1A%201AA",
+        logo_url="https://cdn.example/bloom.png",
+        brand_colour="#7a1f5c",
+    )
 
 
 @pytest.fixture
@@ -51,13 +58,21 @@ def practitioner(clinic):
 
 @pytest.fixture
 def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Olivia", last_name="Bennett", email="olivia@example.com",
-                          phone="+447700900123", reminder_channels=["email", "sms"], sms_consent=True)
+    return PatientFactory(
+        clinic=clinic,
+        first_name="Olivia",
+        last_name="Bennett",
+        email="olivia@example.com",
+        phone="+447700900123",
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
 
 
 def book(patient, start_at, now, code="microneedling", **kwargs):
-    return appointment_book(patient=patient, procedure_code=code, start_at=start_at, actor=RECEPTION, now=now,
-                            **kwargs).appointment
+    return appointment_book(
+        patient=patient, procedure_code=code, start_at=start_at, actor=RECEPTION, now=now, **kwargs
+    ).appointment
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ appointment to an offered time, and no page scrolls sideways or breaks the Conte
 (the clinic's colour is an inline style with the page's nonce). The harness is the front desk's
 (tests/frontdesk/test_browser.py). Screenshots go to test-output/screenshots/portal-*.png.
 """
+
 import os
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -23,12 +24,23 @@ from tests.portal.conftest import book
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--lang=en-GB"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--lang=en-GB",
+]
 SHOTS = Path(settings.BASE_DIR) / "test-output" / "screenshots"
 PHONE = {"width": 390, "height": 844}
-LOGO = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='40' height='40'%3E"
-        "%3Ccircle cx='20' cy='20' r='18' fill='%237a1f5c'/%3E%3C/svg%3E")
+LOGO = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='40' height='40'%3E"
+    "%3Ccircle cx='20' cy='20' r='18' fill='%237a1f5c'/%3E%3C/svg%3E"
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -51,13 +63,16 @@ def browser():
 
 @pytest.fixture
 def phone(browser):
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-                                  locale="en-GB")
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="en-GB")
     context.set_default_timeout(15_000)
     tab = context.new_page()
     tab.csp_violations = []  # what the Content-Security-Policy refused, as the console reports it
-    tab.on("console", lambda message: "Content Security Policy" in message.text
-           and tab.csp_violations.append(f"{tab.url}: {message.text}"))
+    tab.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and tab.csp_violations.append(f"{tab.url}: {message.text}")
+        ),
+    )
     yield tab
     context.close()
 
@@ -72,18 +87,31 @@ def fits(tab, name: str) -> None:
     assert tab.csp_violations == [], name
 
 
-def test_a_patient_moves_their_appointment_on_a_phone_and_no_page_scrolls_sideways(phone, live_server, catalogue,
-                                                                                  settings):
+def test_a_patient_moves_their_appointment_on_a_phone_and_no_page_scrolls_sideways(
+    phone, live_server, catalogue, settings
+):
     from playwright.sync_api import expect
 
     settings.REMINDERS_PUBLIC_BASE_URL = live_server.url
-    clinic = ClinicFactory(code="london", name="Bloom Skin & Aesthetics Clinic Kensington", timezone="Europe/London",
-                           phone="+442079460958", address="Flat 3, 112 Extraordinarily-Long-Street-Name Road\n"
-                           "Kensington, London W8 4PT", map_url="https://www.openstreetmap.org/search?query=W8%204PT",
-                           logo_url=LOGO, brand_colour="#7a1f5c")
+    clinic = ClinicFactory(
+        code="london",
+        name="Bloom Skin & Aesthetics Clinic Kensington",
+        timezone="Europe/London",
+        phone="+442079460958",
+        address="Flat 3, 112 Extraordinarily-Long-Street-Name Road\nKensington, London W8 4PT",
+        map_url="https://www.openstreetmap.org/search?query=W8%204PT",
+        logo_url=LOGO,
+        brand_colour="#7a1f5c",
+    )
     PractitionerFactory(clinic=clinic, name="Dr Amelia Hart", hours=range(7))  # every day: any day the suite runs
-    patient = PatientFactory(clinic=clinic, first_name="Olivia", email="olivia.bennett-longname@example.co.uk",
-                             phone="+447700900123", reminder_channels=["email", "sms"], sms_consent=True)
+    patient = PatientFactory(
+        clinic=clinic,
+        first_name="Olivia",
+        email="olivia.bennett-longname@example.co.uk",
+        phone="+447700900123",
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
     tz = clinic.tz
     now = timezone.now()
     start = datetime.combine(now.astimezone(tz).date() + timedelta(days=5), time(10), tzinfo=tz)
@@ -145,8 +173,9 @@ def test_a_patient_moves_their_appointment_on_a_phone_and_no_page_scrolls_sidewa
     fits(phone, "09-unsubscribed")
 
     # Inside the window the page says to call, with nothing to press but the number.
-    Appointment.objects.filter(pk=appointment.pk).update(start_at=now + timedelta(hours=3),
-                                                         end_at=now + timedelta(hours=4))
+    Appointment.objects.filter(pk=appointment.pk).update(
+        start_at=now + timedelta(hours=3), end_at=now + timedelta(hours=4)
+    )
     phone.goto(manage_url(appointment))
     expect(phone.get_by_role("link", name="Call us on 020 7946 0958")).to_be_visible()
     expect(phone.get_by_role("link", name="Move appointment")).to_have_count(0)

@@ -2,6 +2,7 @@
 
 The clock is frozen at Monday 2 March 2026, 09:00 London; the appointment is Tuesday 10 March, 10:00.
 """
+
 import base64
 import re
 from datetime import timedelta
@@ -76,11 +77,15 @@ def csp(response) -> dict[str, str]:
 
 def test_the_policy_admits_the_clinics_colour_and_logo_and_nothing_more(client, appointment, patient):
     unsubscribe = unsubscribe_url(patient_id=patient.pk).removeprefix("https://clinic.example")
-    for response in (client.get(page_url(appointment)), client.get(page_url(appointment, "move")),
-                     client.get(unsubscribe)):
+    for response in (
+        client.get(page_url(appointment)),
+        client.get(page_url(appointment, "move")),
+        client.get(unsubscribe),
+    ):
         policy = csp(response)
-        nonce = re.search(r'<style nonce="([^"]+)">:root \{ --brand: #7a1f5c; \}</style>',
-                          response.content.decode()).group(1)
+        nonce = re.search(
+            r'<style nonce="([^"]+)">:root \{ --brand: #7a1f5c; \}</style>', response.content.decode()
+        ).group(1)
         assert f"'nonce-{nonce}'" in policy["style-src"] and "'unsafe-inline'" not in policy["style-src"]
         assert policy["img-src"].split()[1:] == ["'self'", "data:", "https://cdn.example"]
         assert policy["script-src"] == "script-src 'self'"
@@ -134,8 +139,10 @@ def test_inside_the_window_there_are_no_buttons_only_call_us(client, appointment
     html = response.content.decode()
     assert response.status_code == 200
     assert "Move appointment" not in html and "Cancel appointment" not in html
-    assert ("Your appointment starts in less than 24 hours, so it can no longer be cancelled or moved online. "
-            "Please call Bloom Clinic on 020 7946 0958.") in text(response)
+    assert (
+        "Your appointment starts in less than 24 hours, so it can no longer be cancelled or moved online. "
+        "Please call Bloom Clinic on 020 7946 0958."
+    ) in text(response)
     assert '<a class="button" href="tel:+442079460958">Call us on 020 7946 0958</a>' in html
     for refused in (cancel_page, cancel_post, move_page):
         assert refused.status_code == 409
@@ -258,20 +265,25 @@ def test_a_slot_taken_meanwhile_is_refused_and_nothing_changes(client, appointme
     assert not AuditEvent.objects.filter(appointment=appointment, action=AuditAction.RESCHEDULED).exists()
 
 
-@pytest.mark.parametrize(("slot", "status", "message"), [
-    ("", 400, "Choose a time from the list."),
-    ("tomorrow-ish", 400, "That time could not be read. Please choose one from the list."),
-    ("20261399T0900Z_x", 400, "That time could not be read."),
-    ("20260311T1000Z_00000000-0000-0000-0000-000000000000", 400, "There is no such practitioner at this clinic."),
-    ("20260311T1000Z_not-a-uuid", 400, "There is no such practitioner at this clinic."),
-    ("20260311T0300Z_{own}", 409, "Sorry, that time is not available."),  # 03:00: nobody works then
-    ("20260302T1200Z_{own}", 409, "That time is less than 24 hours away, so it cannot be booked online."),
-    ("20250101T1000Z_{own}", 409, "That time is less than 24 hours away"),
-])
+@pytest.mark.parametrize(
+    ("slot", "status", "message"),
+    [
+        ("", 400, "Choose a time from the list."),
+        ("tomorrow-ish", 400, "That time could not be read. Please choose one from the list."),
+        ("20261399T0900Z_x", 400, "That time could not be read."),
+        ("20260311T1000Z_00000000-0000-0000-0000-000000000000", 400, "There is no such practitioner at this clinic."),
+        ("20260311T1000Z_not-a-uuid", 400, "There is no such practitioner at this clinic."),
+        ("20260311T0300Z_{own}", 409, "Sorry, that time is not available."),  # 03:00: nobody works then
+        ("20260302T1200Z_{own}", 409, "That time is less than 24 hours away, so it cannot be booked online."),
+        ("20250101T1000Z_{own}", 409, "That time is less than 24 hours away"),
+    ],
+)
 def test_bad_or_forged_slots_are_clear_refusals(client, appointment, slot, status, message):
     slot = slot.format(own=appointment.practitioner_id)
-    for response in (client.get(page_url(appointment, "move_confirm"), {"slot": slot}),
-                     client.post(page_url(appointment, "move_confirm"), {"slot": slot})):
+    for response in (
+        client.get(page_url(appointment, "move_confirm"), {"slot": slot}),
+        client.post(page_url(appointment, "move_confirm"), {"slot": slot}),
+    ):
         assert response.status_code == status, text(response)
         assert message in text(response)
         assert "Choose a new time" in text(response)  # back on the list, to choose again
@@ -327,8 +339,10 @@ def test_the_forgeries_differ_from_a_good_link_only_where_they_say(client, appoi
     assert client.get(f"/my/{payload}.{mac(payload)}/").status_code == 200  # right salt and key: accepted
 
 
-@pytest.mark.parametrize("name", ["damaged", "garbage", "another salt", "another key", "unsubscribe link",
-                                  "wrong shape", "no such appointment"])
+@pytest.mark.parametrize(
+    "name",
+    ["damaged", "garbage", "another salt", "another key", "unsubscribe link", "wrong shape", "no such appointment"],
+)
 @pytest.mark.parametrize("path", ["", "cancel/", "move/", "move/confirm/", "preferences/"])
 def test_a_bad_or_forged_link_is_a_friendly_400_that_shows_nothing(client, appointment, patient, name, path):
     token = bad_links(appointment, patient)[name]
@@ -426,15 +440,18 @@ def test_switching_sms_back_on_needs_the_consent_tick(client, appointment, patie
     page = client.get(page_url(appointment))
     assert not checked(page, "sms") and sms_consent_wording(patient) in text(page)
 
-    refused = client.post(page_url(appointment, "preferences"),
-                          {"email": "on", "sms": "on", "care": "on", "reminders": "on"})
+    refused = client.post(
+        page_url(appointment, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"}
+    )
     assert refused.status_code == 400
     assert "To get text messages, tick the box to say you agree to them." in text(refused)
     assert checked(refused, "sms")  # what they chose is kept on the page
     assert not Patient.objects.get(pk=patient.pk).sms_consent
 
-    agreed = client.post(page_url(appointment, "preferences"),
-                         {"email": "on", "sms": "on", "sms_consent": "on", "care": "on", "reminders": "on"})
+    agreed = client.post(
+        page_url(appointment, "preferences"),
+        {"email": "on", "sms": "on", "sms_consent": "on", "care": "on", "reminders": "on"},
+    )
     assert agreed.status_code == 303
     current = Patient.objects.get(pk=patient.pk)
     assert (current.reminder_channels, current.sms_consent) == (["email", "sms"], True)

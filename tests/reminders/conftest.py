@@ -3,6 +3,7 @@
 SMS goes to the in-memory backend and e-mail to Django's locmem outbox, so a
 test reads exactly what a patient would have received.
 """
+
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -53,10 +54,17 @@ def practitioner(clinic):
 @pytest.fixture
 def patient(clinic):
     """Consents to e-mail and SMS."""
-    return PatientFactory(clinic=clinic, first_name="Ada", email="ada@example.com", phone="+447700900123",
-                          reminder_channels=["email", "sms"], sms_consent=True)
+    return PatientFactory(
+        clinic=clinic,
+        first_name="Ada",
+        email="ada@example.com",
+        phone="+447700900123",
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
 
 
 def book(patient, code, when, now, **kwargs):
-    return appointment_book(patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now,
-                            **kwargs).appointment
+    return appointment_book(
+        patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs
+    ).appointment

@@ -2,6 +2,7 @@
 
 Everything listens on 127.0.0.1 only and is stopped by the test that started it.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,7 @@ class FakeHttpServer:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -144,36 +144,73 @@ class CeleryHarness:
 
     def env(self) -> dict:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "REDIS_URL"))}
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": subprocess_database_url(),
-            "DATABASE_CONN_MAX_AGE": "0",
-            "CELERY_BROKER_URL": self.broker_url,
-            "CELERY_TASK_DEFAULT_QUEUE": self.queue,
-            "SMS_BACKEND": "reminders.channels.FileSmsBackend",
-            "SMS_FILE_PATH": str(self.sms_file),
-            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-            "EMAIL_FILE_PATH": str(self.mail_dir),
-            "REMINDERS_DISPATCH_INTERVAL_SECONDS": "0.3",
-            "WEBHOOKS_ALLOW_HTTP": "1",
-            "WEBHOOKS_ALLOW_PRIVATE_HOSTS": "1",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DATABASE_URL": subprocess_database_url(),
+                "DATABASE_CONN_MAX_AGE": "0",
+                "CELERY_BROKER_URL": self.broker_url,
+                "CELERY_TASK_DEFAULT_QUEUE": self.queue,
+                "SMS_BACKEND": "reminders.channels.FileSmsBackend",
+                "SMS_FILE_PATH": str(self.sms_file),
+                "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                "EMAIL_FILE_PATH": str(self.mail_dir),
+                "REMINDERS_DISPATCH_INTERVAL_SECONDS": "0.3",
+                "WEBHOOKS_ALLOW_HTTP": "1",
+                "WEBHOOKS_ALLOW_PRIVATE_HOSTS": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def worker(self, name: str, **env) -> Proc:
-        proc = Proc([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", self.queue,
-                     "-n", f"{name}@%h", "-l", "info", "--without-heartbeat", "--without-mingle",
-                     "--without-gossip"], env={**self.env(), **env}, log=self.tmp / f"{name}.log",
-                    lifetime=TEST_LIFETIME_SECONDS)
+        proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool=solo",
+                "-Q",
+                self.queue,
+                "-n",
+                f"{name}@%h",
+                "-l",
+                "info",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env={**self.env(), **env},
+            log=self.tmp / f"{name}.log",
+            lifetime=TEST_LIFETIME_SECONDS,
+        )
         self.procs.append(proc)
         return proc
 
     def beat(self, name: str) -> Proc:
-        proc = Proc([sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info",
-                     "-s", str(self.tmp / f"{name}-schedule"), "--pidfile", str(self.tmp / f"{name}.pid")],
-                    env=self.env(), log=self.tmp / f"{name}.log", lifetime=TEST_LIFETIME_SECONDS)
+        proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "-l",
+                "info",
+                "-s",
+                str(self.tmp / f"{name}-schedule"),
+                "--pidfile",
+                str(self.tmp / f"{name}.pid"),
+            ],
+            env=self.env(),
+            log=self.tmp / f"{name}.log",
+            lifetime=TEST_LIFETIME_SECONDS,
+        )
         self.procs.append(proc)
         return proc
 

@@ -1,4 +1,5 @@
 """The admin: editing reminder plans, watching the outbox, and who may see what."""
+
 import pytest
 from django.contrib.auth.models import Permission, User
 
@@ -30,12 +31,24 @@ def test_every_reminders_page_opens(superuser_client, patient, practitioner, now
 
 def test_the_template_form_refuses_a_clinical_word_in_an_sms(superuser_client, care_texts):
     template = ReminderTemplate.objects.get(default_key="day-before-reminder")
-    response = superuser_client.post(f"/admin/reminders/remindertemplate/{template.pk}/change/", {
-        "name": template.name, "kind": "reminder", "procedure": "", "anchor": "start", "offset_value": "-1",
-        "offset_unit": "days", "is_active": "on", "email_subject": template.email_subject,
-        "email_text": template.email_text, "email_html": "", "sms_text": "See you for your Botox tomorrow",
-        "origin": "clinic", "source": "",
-    })
+    response = superuser_client.post(
+        f"/admin/reminders/remindertemplate/{template.pk}/change/",
+        {
+            "name": template.name,
+            "kind": "reminder",
+            "procedure": "",
+            "anchor": "start",
+            "offset_value": "-1",
+            "offset_unit": "days",
+            "is_active": "on",
+            "email_subject": template.email_subject,
+            "email_text": template.email_text,
+            "email_html": "",
+            "sms_text": "See you for your Botox tomorrow",
+            "origin": "clinic",
+            "source": "",
+        },
+    )
     assert response.status_code == 200
     assert "An SMS must not name a diagnosis, procedure or drug" in response.content.decode()
     template.refresh_from_db()
@@ -47,8 +60,9 @@ def test_failed_messages_can_be_retried_from_the_outbox_list(superuser_client, p
     row = OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms")
     OutboxMessage.objects.filter(pk=row.pk).update(status="failed", attempts=6, last_error="gave up")
 
-    response = superuser_client.post("/admin/reminders/outboxmessage/", {
-        "action": "retry_now", "_selected_action": [str(row.pk)]}, follow=True)
+    response = superuser_client.post(
+        "/admin/reminders/outboxmessage/", {"action": "retry_now", "_selected_action": [str(row.pk)]}, follow=True
+    )
 
     assert "1 message(s) are due again now." in response.content.decode()
     row.refresh_from_db()
@@ -56,7 +70,8 @@ def test_failed_messages_can_be_retried_from_the_outbox_list(superuser_client, p
 
 
 def test_a_clinic_administrator_sees_only_their_clinics_messages_and_no_webhook_secrets(
-        client, patient, practitioner, now):
+    client, patient, practitioner, now
+):
     other_clinic = ClinicFactory(code="elsewhere", name="Elsewhere")
     PractitionerFactory(clinic=other_clinic)
     book(patient, "microneedling", WEDNESDAY_10, now)
@@ -66,7 +81,9 @@ def test_a_clinic_administrator_sees_only_their_clinics_messages_and_no_webhook_
     platform.save()
     WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
     admin = User.objects.create_user("clinicadmin", password="pw", is_staff=True)
-    admin.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler", "reminders"]))
+    admin.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label__in=["clinic", "scheduler", "reminders"])
+    )
     StaffMembership.objects.create(user=admin, clinic=patient.clinic, role=StaffRole.CLINIC_ADMIN)
     client.force_login(admin)
 

@@ -9,6 +9,7 @@ Delivery guarantee under test (docs/reminders.md): each outbox row is delivered
 at least once; more than once only if a worker dies between the provider
 accepting it and the database commit (at most the one row in flight).
 """
+
 import json
 import re
 import time
@@ -111,17 +112,22 @@ def test_a_worker_and_a_beat_deliver_due_messages_end_to_end(harness, patient, p
         assert sms_file_ids(harness.sms_file) == [str(sms.pk)]
         assert outbox_ids_in_mail(harness.mail_dir) == Counter({str(due.get(channel="email").pk): 1})
         [request] = hooks.requests
-        assert webhook_verify(secret=endpoint.secret, headers=request.headers, body=request.body,
-                              now=timezone.now())
+        assert webhook_verify(secret=endpoint.secret, headers=request.headers, body=request.body, now=timezone.now())
     # The reminders for later stay where they are: nothing is scheduled ahead in the broker
-    assert set(OutboxMessage.objects.filter(appointment=appointment, due_at__gt=timezone.now())
-               .values_list("status", flat=True)) == {"pending"}
+    assert set(
+        OutboxMessage.objects.filter(appointment=appointment, due_at__gt=timezone.now()).values_list(
+            "status", flat=True
+        )
+    ) == {"pending"}
 
 
 @pytest.mark.postgres
 def test_a_worker_killed_mid_batch_loses_nothing(harness, clinic, practitioner):
-    harness.extra_env = {"SMS_BACKEND": "tests.reminders.support.SlowFileSmsBackend", "SLOW_SMS_SECONDS": "0.5",
-                         "REMINDERS_CLAIM_LEASE_SECONDS": "4"}
+    harness.extra_env = {
+        "SMS_BACKEND": "tests.reminders.support.SlowFileSmsBackend",
+        "SLOW_SMS_SECONDS": "0.5",
+        "REMINDERS_CLAIM_LEASE_SECONDS": "4",
+    }
     for hour in range(10, 16):
         patient = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
         book(patient, "botox", a_working_day(4, hour), timezone.now())
@@ -169,8 +175,9 @@ def test_two_workers_and_two_beats_send_each_message_once(harness, clinic, pract
     assert posts == Counter({str(pk): 1 for pk in due.filter(channel="webhook").values_list("pk", flat=True)})
 
 
-def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(harness, tmp_path, patient, clinic,
-                                                                           practitioner):
+def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(
+    harness, tmp_path, patient, clinic, practitioner
+):
     import shutil
 
     if shutil.which("redis-server") is None:
@@ -183,8 +190,12 @@ def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(harn
         harness.worker("w1")
         harness.beat("b1")
         first = book(patient, "botox", a_working_day(3, 10), timezone.now())
-        wait_until(lambda: due_now_sent(first.outbox_messages.filter(kind="confirmation")), timeout=30,
-                   what="delivery while Redis is up", harness=harness)
+        wait_until(
+            lambda: due_now_sent(first.outbox_messages.filter(kind="confirmation")),
+            timeout=30,
+            what="delivery while Redis is up",
+            harness=harness,
+        )
 
         broker.kill()
         other = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
@@ -195,8 +206,12 @@ def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(harn
         assert row.status in ("pending", "sending")  # nothing can deliver it yet, and nothing lost it
 
         broker.start()  # the same port: workers and beats reconnect by themselves
-        wait_until(lambda: due_now_sent(second.outbox_messages.filter(kind="confirmation")), timeout=60,
-                   what="delivery after Redis came back", harness=harness)
+        wait_until(
+            lambda: due_now_sent(second.outbox_messages.filter(kind="confirmation")),
+            timeout=60,
+            what="delivery after Redis came back",
+            harness=harness,
+        )
         assert Counter(sms_file_ids(harness.sms_file))[str(row.pk)] == 1
     finally:
         harness.stop_all()

@@ -1,4 +1,5 @@
 """Providers over HTTP, against a local fake server: Twilio's Messages API and signed webhooks."""
+
 import base64
 import json
 import urllib.parse
@@ -39,20 +40,25 @@ def twilio(settings):
 
 
 def test_twilio_gets_a_form_post_with_basic_auth_and_returns_the_message_sid(twilio):
-    sid = TwilioSmsBackend().send(to="+447700900123", body="Bloom Clinic: see you at 10:00 & bring ID",
-                                  outbox_id="abc")
+    sid = TwilioSmsBackend().send(to="+447700900123", body="Bloom Clinic: see you at 10:00 & bring ID", outbox_id="abc")
 
     assert sid == "SM42"
     [request] = twilio.requests
     assert request.path == "/2010-04-01/Accounts/AC0123456789/Messages.json"
     assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"AC0123456789:secret-token").decode()
     assert urllib.parse.parse_qs(request.body.decode()) == {
-        "To": ["+447700900123"], "From": ["+447700900999"], "Body": ["Bloom Clinic: see you at 10:00 & bring ID"]}
+        "To": ["+447700900123"],
+        "From": ["+447700900999"],
+        "Body": ["Bloom Clinic: see you at 10:00 & bring ID"],
+    }
 
 
 def test_twilio_client_errors_are_permanent_and_server_errors_transient(twilio):
-    twilio.script = [(400, b'{"code": 21211, "message": "The To number is not valid."}'),
-                     (503, b'{"message": "busy"}'), (429, b"{}")]
+    twilio.script = [
+        (400, b'{"code": 21211, "message": "The To number is not valid."}'),
+        (503, b'{"message": "busy"}'),
+        (429, b"{}"),
+    ]
     with pytest.raises(PermanentSendError, match="Twilio HTTP 400: 21211 The To number is not valid."):
         TwilioSmsBackend().send(to="+1", body="x", outbox_id="a")
     with pytest.raises(TransientSendError, match="Twilio HTTP 503"):
@@ -117,11 +123,13 @@ def test_a_webhook_is_posted_signed_and_verifiable_by_the_platform(endpoint_serv
     # What a platform does on receipt: verify against the endpoint's secret, within five minutes
     assert webhook_verify(secret=endpoint.secret, headers=request.headers, body=request.body, now=now)
     assert not webhook_verify(secret=endpoint.secret, headers=request.headers, body=request.body + b" ", now=now)
-    assert not webhook_verify(secret="whsec_" + base64.b64encode(b"x" * 32).decode(), headers=request.headers,
-                              body=request.body, now=now)
+    assert not webhook_verify(
+        secret="whsec_" + base64.b64encode(b"x" * 32).decode(), headers=request.headers, body=request.body, now=now
+    )
     # A captured request replayed ten minutes later is refused
-    assert not webhook_verify(secret=endpoint.secret, headers=request.headers, body=request.body,
-                              now=now + timedelta(minutes=10))
+    assert not webhook_verify(
+        secret=endpoint.secret, headers=request.headers, body=request.body, now=now + timedelta(minutes=10)
+    )
 
 
 def test_the_signature_follows_the_documented_scheme():
@@ -184,5 +192,11 @@ def test_delivery_refuses_a_host_that_resolves_to_a_private_address(settings, mo
     monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", ("10.0.0.5", 0))])
     assert webhook_url_problem("https://hooks.platform.example/x") == ""  # registration does not resolve
     with pytest.raises(PermanentSendError, match="private, loopback or link-local"):
-        channels.send_webhook(url="https://hooks.platform.example/x", secret="whsec_" + "A" * 44,
-                              delivery_id="d", event="appointment.created", body=b"{}", now=now)
+        channels.send_webhook(
+            url="https://hooks.platform.example/x",
+            secret="whsec_" + "A" * 44,
+            delivery_id="d",
+            event="appointment.created",
+            body=b"{}",
+            now=now,
+        )

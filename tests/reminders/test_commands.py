@@ -1,4 +1,5 @@
 """Operator commands: the embedded dispatcher, the outbox report, webhook registration, setup."""
+
 from datetime import timedelta
 from io import StringIO
 
@@ -44,7 +45,8 @@ def test_run_dispatcher_stops_when_the_process_that_started_it_is_gone(monkeypat
 def test_reminders_status_shows_counts_due_and_failed(patient, practitioner, now):
     appointment = book(patient, "microneedling", WEDNESDAY_10, now)
     OutboxMessage.objects.filter(appointment=appointment, kind="pre_care", channel="sms").update(
-        status="failed", last_error="gave up after 6 attempts; last error: provider answered 503")
+        status="failed", last_error="gave up after 6 attempts; last error: provider answered 503"
+    )
     with time_machine.travel(now + timedelta(minutes=1), tick=False):
         out = run("reminders_status", "--clinic", "london")
 

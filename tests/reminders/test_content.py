@@ -1,4 +1,5 @@
 """What messages say: the shipped care texts, template checks, e-mail headers, .ics, no clinical words by SMS."""
+
 import json
 from datetime import timedelta
 
@@ -43,17 +44,22 @@ MICRONEEDLING_POST_CARE = [
 ]
 
 
-@pytest.mark.parametrize("key, anchor, offset, phrases", [
-    ("microneedling-pre-care-24h", "start", (-24, "hours"), MICRONEEDLING_PRE_CARE),
-    ("microneedling-post-care-completion", "completion", (0, "hours"), MICRONEEDLING_POST_CARE),
-    ("microneedling-post-care-48h", "completion", (48, "hours"), ["makeup may be used again"]),
-    ("microneedling-post-care-7d", "completion", (7, "days"), ["the one-week restrictions end today"]),
-])
-def test_the_sourced_microneedling_set_is_seeded_as_the_sources_give_it(care_texts, key, anchor, offset,
-                                                                        phrases):
+@pytest.mark.parametrize(
+    "key, anchor, offset, phrases",
+    [
+        ("microneedling-pre-care-24h", "start", (-24, "hours"), MICRONEEDLING_PRE_CARE),
+        ("microneedling-post-care-completion", "completion", (0, "hours"), MICRONEEDLING_POST_CARE),
+        ("microneedling-post-care-48h", "completion", (48, "hours"), ["makeup may be used again"]),
+        ("microneedling-post-care-7d", "completion", (7, "days"), ["the one-week restrictions end today"]),
+    ],
+)
+def test_the_sourced_microneedling_set_is_seeded_as_the_sources_give_it(care_texts, key, anchor, offset, phrases):
     template = ReminderTemplate.objects.get(default_key=key)
     assert (template.procedure_id, template.anchor, (template.offset_value, template.offset_unit)) == (
-        "microneedling", anchor, offset)
+        "microneedling",
+        anchor,
+        offset,
+    )
     assert template.origin == TemplateOrigin.SOURCED and template.source.startswith("[001] ")
     for phrase in phrases:
         assert phrase in template.email_text
@@ -84,7 +90,8 @@ def test_loading_the_care_texts_is_idempotent_and_keeps_edits(care_texts):
 
 def test_loading_the_care_texts_updates_an_old_file_path_citation_only(care_texts):
     ReminderTemplate.objects.filter(default_key="microneedling-post-care-completion").update(
-        source="001, 000, 002 (reference/seeds/)", email_subject="Your aftercare")
+        source="001, 000, 002 (reference/seeds/)", email_subject="Your aftercare"
+    )
     ReminderTemplate.objects.filter(default_key="microneedling-post-care-48h").update(source="Clinic protocol v2")
 
     assert care_texts_load() == 0
@@ -98,15 +105,18 @@ def test_loading_the_care_texts_updates_an_old_file_path_citation_only(care_text
 # --- Template checks (the admin form runs these) ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, offending", [
-    ("Your Botox is tomorrow", "botox"),
-    ("Stop your Retin-A tonight", "retin-a"),
-    ("Microneedling at 10:00", "microneedling"),
-    ("Your eczema check", "eczema"),
-    ("About your isotretinoin course", "isotretinoin"),
-    ("Your plasma pen visit", "plasma pen"),
-    ("your cold sores", "cold sores"),
-])
+@pytest.mark.parametrize(
+    "text, offending",
+    [
+        ("Your Botox is tomorrow", "botox"),
+        ("Stop your Retin-A tonight", "retin-a"),
+        ("Microneedling at 10:00", "microneedling"),
+        ("Your eczema check", "eczema"),
+        ("About your isotretinoin course", "isotretinoin"),
+        ("Your plasma pen visit", "plasma pen"),
+        ("your cold sores", "cold sores"),
+    ],
+)
 def test_an_sms_may_not_name_a_procedure_drug_or_diagnosis(catalogue, text, offending):
     assert offending in sms_text_problem(text)
 
@@ -120,34 +130,46 @@ def test_an_sms_is_at_most_three_segments_counted_as_carriers_count_them(catalog
     assert sms_text_problem("x" * 459) == ""
     assert sms_text_problem("x" * 460) == (
         "An SMS may take at most 3 segments (459 plain characters, fewer with accents outside the GSM alphabet "
-        "or emoji); this one takes 4 (GSM-7, 460 characters).")
+        "or emoji); this one takes 4 (GSM-7, 460 characters)."
+    )
     # One character outside GSM-7 turns the whole text into UCS-2: 3 x 67 = 201.
     assert sms_text_problem("x" * 200 + "ł") == ""
     assert "takes 4 (UCS-2" in sms_text_problem("x" * 201 + "ł")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", (0, "GSM-7")),
-    ("x" * 160, (1, "GSM-7")),
-    ("x" * 161, (2, "GSM-7")),
-    ("x" * 306, (2, "GSM-7")),
-    ("x" * 307, (3, "GSM-7")),
-    ("€" * 80, (1, "GSM-7")),  # the euro sign is an extension character: two septets each
-    ("€" * 81, (2, "GSM-7")),
-    ("é" * 160, (1, "GSM-7")),  # é is in the default alphabet
-    ("ó" * 70, (1, "UCS-2")),  # ó is not
-    ("ó" * 71, (2, "UCS-2")),
-    ("🙂" * 35, (1, "UCS-2")),  # an emoji is two UTF-16 units
-    ("🙂" * 36, (2, "UCS-2")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", (0, "GSM-7")),
+        ("x" * 160, (1, "GSM-7")),
+        ("x" * 161, (2, "GSM-7")),
+        ("x" * 306, (2, "GSM-7")),
+        ("x" * 307, (3, "GSM-7")),
+        ("€" * 80, (1, "GSM-7")),  # the euro sign is an extension character: two septets each
+        ("€" * 81, (2, "GSM-7")),
+        ("é" * 160, (1, "GSM-7")),  # é is in the default alphabet
+        ("ó" * 70, (1, "UCS-2")),  # ó is not
+        ("ó" * 71, (2, "UCS-2")),
+        ("🙂" * 35, (1, "UCS-2")),  # an emoji is two UTF-16 units
+        ("🙂" * 36, (2, "UCS-2")),
+    ],
+)
 def test_segments_are_counted_per_encoding(text, expected):
     assert sms_segments(text) == expected
 
 
 def test_a_template_is_checked_before_it_is_saved(care_texts):
-    template = ReminderTemplate(name="Bad", kind="post_care", procedure_id="botox", anchor="start", offset_value=2,
-                                offset_unit="hours", email_subject="Hi {% if %}",
-                                email_text="Text", sms_text="Your Botox aftercare")
+    template = ReminderTemplate(
+        name="Bad",
+        kind="post_care",
+        procedure_id="botox",
+        anchor="start",
+        offset_value=2,
+        offset_unit="hours",
+        email_subject="Hi {% if %}",
+        email_text="Text",
+        sms_text="Your Botox aftercare",
+    )
     with pytest.raises(ValidationError) as invalid:
         template.full_clean()
     errors = invalid.value.message_dict
@@ -219,8 +241,9 @@ def test_patient_supplied_text_is_escaped_in_html(clinic, practitioner, now):
 
 
 def test_plain_text_and_sms_are_not_html_escaped(clinic, practitioner, now):
-    patient = PatientFactory(clinic=clinic, first_name="Zoë O'Neil & co", reminder_channels=["email", "sms"],
-                             sms_consent=True)
+    patient = PatientFactory(
+        clinic=clinic, first_name="Zoë O'Neil & co", reminder_channels=["email", "sms"], sms_consent=True
+    )
     clinic.name = "Bloom & Glow"
     clinic.save()
     book(patient, "botox", WEDNESDAY_10, now)
@@ -230,9 +253,7 @@ def test_plain_text_and_sms_are_not_html_escaped(clinic, practitioner, now):
     assert LocmemSmsBackend.outbox[0]["body"].startswith("Bloom & Glow: your appointment is booked")
 
 
-
-def test_a_new_catalogue_name_is_refused_in_sms_at_once_and_the_list_is_cached(catalogue,
-                                                                               django_assert_num_queries):
+def test_a_new_catalogue_name_is_refused_in_sms_at_once_and_the_list_is_cached(catalogue, django_assert_num_queries):
     from clinic.models import Medication
 
     assert sms_text_problem("Bring your Zentravex leaflet.") == ""

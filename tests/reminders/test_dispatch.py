@@ -3,6 +3,7 @@
 These run the dispatch services directly (no broker); test_celery.py runs the
 same code in real Celery workers.
 """
+
 import threading
 import uuid
 from datetime import timedelta
@@ -56,7 +57,11 @@ def test_sending_twice_delivers_once(sms_row, scripted_sms, now):
     assert len(scripted_sms.sent) == 1
     sms_row.refresh_from_db()
     assert (sms_row.status, sms_row.provider_id, sms_row.recipient, sms_row.sent_at) == (
-        "sent", f"scripted-{sms_row.pk}", "+447700900123", now)
+        "sent",
+        f"scripted-{sms_row.pk}",
+        "+447700900123",
+        now,
+    )
 
 
 def test_after_the_lease_runs_out_only_the_new_claim_may_send(sms_row, scripted_sms, now):
@@ -70,7 +75,8 @@ def test_after_the_lease_runs_out_only_the_new_claim_may_send(sms_row, scripted_
 
 
 def test_provider_errors_are_retried_with_exponential_backoff_then_given_up_visibly(
-        sms_row, scripted_sms, settings, now):
+    sms_row, scripted_sms, settings, now
+):
     settings.REMINDERS_MAX_ATTEMPTS = 3
     settings.REMINDERS_RETRY_BASE_SECONDS = 60
     scripted_sms.script = ["transient"] * 3
@@ -184,8 +190,7 @@ def test_a_backlog_claimed_in_quiet_hours_is_not_texted_at_night(sms_row, script
     three_am = london(2026, 3, 3, 3, 0)
     claims = outbox_claim_due(now=three_am)
 
-    outcomes = {c.message_id: outbox_send(message_id=c.message_id, claim_token=c.token, now=three_am)
-                for c in claims}
+    outcomes = {c.message_id: outbox_send(message_id=c.message_id, claim_token=c.token, now=three_am) for c in claims}
 
     assert outcomes[sms_row.pk] == SendOutcome.DEFERRED
     assert scripted_sms.sent == []
@@ -199,7 +204,8 @@ def test_a_backlog_claimed_in_quiet_hours_is_not_texted_at_night(sms_row, script
 
 
 def test_a_pre_care_text_that_quiet_hours_would_push_past_the_appointment_is_skipped(
-        patient, practitioner, scripted_sms, now, settings):
+    patient, practitioner, scripted_sms, now, settings
+):
     settings.REMINDERS_SMS_QUIET_HOURS = ("21:00", "10:30")  # quiet until after a 10:00 appointment
     appointment = book(patient, "microneedling", WEDNESDAY_10, now)
     row = OutboxMessage.objects.filter(appointment=appointment, channel="sms", template__anchor="start").first()
@@ -218,7 +224,12 @@ def test_a_retry_that_meets_a_newer_copy_is_superseded_not_stuck(sms_row, script
     claim = claim_one(sms_row, now)
     newer = OutboxMessage.objects.get(pk=sms_row.pk)
     newer.pk, newer.status, newer.claim_token, newer.claimed_until, newer.attempts = (
-        uuid.uuid4(), OutboxStatus.PENDING, None, None, 0)
+        uuid.uuid4(),
+        OutboxStatus.PENDING,
+        None,
+        None,
+        0,
+    )
     newer.save(force_insert=True)
     scripted_sms.script = ["transient"]
 
@@ -227,12 +238,16 @@ def test_a_retry_that_meets_a_newer_copy_is_superseded_not_stuck(sms_row, script
     sms_row.refresh_from_db()
     assert outcome == SendOutcome.CANCELLED
     assert (sms_row.status, sms_row.last_error, sms_row.claim_token) == (
-        "cancelled", "superseded by a newer copy", None)
+        "cancelled",
+        "superseded by a newer copy",
+        None,
+    )
     assert OutboxMessage.objects.get(pk=newer.pk).status == OutboxStatus.PENDING
 
 
-def test_a_local_batch_that_runs_past_21_00_judges_each_text_when_it_goes(patient, practitioner, clinic,
-                                                                          scripted_sms, now):
+def test_a_local_batch_that_runs_past_21_00_judges_each_text_when_it_goes(
+    patient, practitioner, clinic, scripted_sms, now
+):
     """Two texts are due at 20:59; the first send takes two minutes: the second is held till 08:00."""
     from tests.factories import PatientFactory
 

@@ -3,6 +3,7 @@
 The day before a microneedling appointment the reminder and the pre-care fall due in the
 same minute; the patient gets one e-mail and one SMS, not two of each (issue: hardening 18).
 """
+
 from datetime import timedelta
 
 import time_machine
@@ -48,8 +49,14 @@ def test_the_reminder_and_the_pre_care_go_as_one_sms_keeping_both_texts(patient,
 
 
 def test_messages_to_different_patients_are_never_merged(clinic, patient, practitioner, now):
-    other = PatientFactory(clinic=clinic, first_name="Zed", email="zed@example.com", phone="+447911123459",
-                           reminder_channels=["email", "sms"], sms_consent=True)
+    other = PatientFactory(
+        clinic=clinic,
+        first_name="Zed",
+        email="zed@example.com",
+        phone="+447911123459",
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
     PractitionerFactory(clinic=clinic, name="Dr B")
     book(patient, "botox", WEDNESDAY_10, now)
     book(other, "botox", WEDNESDAY_10, now)
@@ -99,8 +106,7 @@ def test_a_row_claimed_by_another_dispatcher_is_taken_over_and_its_own_send_stop
     sms_rows = list(day_before_rows(appointment, "sms").order_by("kind"))
     first, second = sms_rows
     assert outbox_send(message_id=first.pk, claim_token=by_id[first.pk].token, now=DAY_BEFORE) == SendOutcome.SENT
-    assert outbox_send(message_id=second.pk, claim_token=by_id[second.pk].token,
-                       now=DAY_BEFORE) == SendOutcome.MERGED
+    assert outbox_send(message_id=second.pk, claim_token=by_id[second.pk].token, now=DAY_BEFORE) == SendOutcome.MERGED
     assert len(LocmemSmsBackend.outbox) == 1
 
 
@@ -129,11 +135,15 @@ def test_without_merging_the_confirmation_still_goes_before_the_pre_care(setting
 
     # A worker picks the pre-care first: it waits for the confirmation instead of overtaking it.
     pre_care = rows["pre_care"]
-    assert outbox_send(message_id=pre_care.pk, claim_token=claims[pre_care.pk].token,
-                       now=booked_at) == SendOutcome.DEFERRED
+    assert (
+        outbox_send(message_id=pre_care.pk, claim_token=claims[pre_care.pk].token, now=booked_at)
+        == SendOutcome.DEFERRED
+    )
     confirmation = rows["confirmation"]
-    assert outbox_send(message_id=confirmation.pk, claim_token=claims[confirmation.pk].token,
-                       now=booked_at) == SendOutcome.SENT
+    assert (
+        outbox_send(message_id=confirmation.pk, claim_token=claims[confirmation.pk].token, now=booked_at)
+        == SendOutcome.SENT
+    )
     deliver(booked_at + timedelta(seconds=10))
 
     bodies = [m["body"] for m in LocmemSmsBackend.outbox]

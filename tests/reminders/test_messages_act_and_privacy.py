@@ -1,5 +1,6 @@
 """Messages say who the clinic is and how to reach it, let the patient act, and keep the treatment
 off lock screens unless the clinic allows it (issue 16, items 5, 6, 7, 8)."""
+
 import re
 from datetime import timedelta
 
@@ -73,7 +74,8 @@ def test_the_link_in_a_message_opens_this_appointment_and_no_other_and_expires(p
 
 def test_subjects_and_calendar_titles_name_the_clinic_not_the_treatment(clinic, patient, practitioner, now):
     ReminderTemplate.objects.filter(default_key="booking-confirmation").update(
-        email_subject="Your microneedling at {{ clinic_name }}")  # an administrator's wording
+        email_subject="Your microneedling at {{ clinic_name }}"
+    )  # an administrator's wording
     book(patient, "microneedling", WEDNESDAY_10, now)
     dispatch_local(now=now)
 
@@ -90,7 +92,8 @@ def test_a_clinic_may_allow_the_treatment_in_previews(clinic, patient, practitio
     clinic.name_treatment_in_previews = True
     clinic.save()
     ReminderTemplate.objects.filter(default_key="booking-confirmation").update(
-        email_subject="Your microneedling at {{ clinic_name }}")
+        email_subject="Your microneedling at {{ clinic_name }}"
+    )
     book(patient, "microneedling", WEDNESDAY_10, now)
     dispatch_local(now=now)
 

@@ -1,4 +1,5 @@
 """A patient's own message preferences (reminders.consent.patient_preferences_update): channels, kinds, records."""
+
 from datetime import UTC, datetime
 
 import pytest

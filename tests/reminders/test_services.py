@@ -4,6 +4,7 @@ Each test books through the real booking services and travels in time
 (time_machine), running the embedded dispatcher at chosen moments, then reads
 what the patient received (Django's mail outbox and the in-memory SMS outbox).
 """
+
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -42,7 +43,8 @@ def plan(appointment) -> list[tuple[str, str, str, datetime]]:
     """(kind, channel, status, local due time) of an appointment's patient messages."""
     return sorted(
         (m.kind, m.channel, m.status, m.due_at.astimezone(LONDON))
-        for m in OutboxMessage.objects.filter(appointment=appointment).exclude(channel="webhook"))
+        for m in OutboxMessage.objects.filter(appointment=appointment).exclude(channel="webhook")
+    )
 
 
 def subjects() -> list[str]:
@@ -81,8 +83,11 @@ def test_each_message_goes_at_its_time_and_only_then(patient, practitioner, now)
     assert deliver(now) == {"sent": 2}
     assert subjects() == ["Your appointment at Bloom Clinic on Wed 4 Mar"]
     [text] = texts()
-    assert re.fullmatch(r"Bloom Clinic: your appointment is booked for Wed 4 Mar, 10:00 \(GMT\)\. "
-                        r"Move or cancel: https://clinic\.example/my/[\w.-]+/ Reply STOP to stop texts\.", text)
+    assert re.fullmatch(
+        r"Bloom Clinic: your appointment is booked for Wed 4 Mar, 10:00 \(GMT\)\. "
+        r"Move or cancel: https://clinic\.example/my/[\w.-]+/ Reply STOP to stop texts\.",
+        text,
+    )
 
     assert deliver(london(2026, 3, 3, 9, 59)) == {}
     # The reminder and the pre-care fall due together: one e-mail and one SMS, every text kept.
@@ -160,8 +165,9 @@ def test_rescheduling_moves_unsent_messages_without_duplicating_them(patient, pr
     appointment = book(patient, "microneedling", WEDNESDAY_10, now)
     before = set(OutboxMessage.objects.filter(appointment=appointment, kind="pre_care").values_list("pk", flat=True))
 
-    appointment_reschedule(appointment=appointment, start_at=london(2026, 3, 6, 14), actor=RECEPTION,
-                           now=now + timedelta(minutes=1))
+    appointment_reschedule(
+        appointment=appointment, start_at=london(2026, 3, 6, 14), actor=RECEPTION, now=now + timedelta(minutes=1)
+    )
 
     pre_care = OutboxMessage.objects.filter(appointment=appointment, kind="pre_care")
     assert set(pre_care.values_list("pk", flat=True)) == before  # the same rows, moved
@@ -189,8 +195,10 @@ def test_a_move_after_the_pre_care_went_out_sends_it_again_for_the_new_time(pati
     moved = next(m for m in mail.outbox if m.subject.startswith("Your appointment has moved"))
     assert "New time: Tue 10 Mar, 10:00 (GMT)" in moved.body
     assert "It was: Wed 4 Mar, 10:00 (GMT)" in moved.body
-    assert "Bloom Clinic: your appointment has moved to Tue 10 Mar, 10:00 (GMT) (it was Wed 4 Mar, " \
-           "10:00 (GMT))." in texts()
+    assert (
+        "Bloom Clinic: your appointment has moved to Tue 10 Mar, 10:00 (GMT) (it was Wed 4 Mar, "
+        "10:00 (GMT))." in texts()
+    )
 
 
 def test_a_change_undone_within_the_grace_period_sends_no_notice(patient, practitioner, now):
@@ -200,8 +208,9 @@ def test_a_change_undone_within_the_grace_period_sends_no_notice(patient, practi
     first = now + timedelta(hours=1)
     appointment_reschedule(appointment=appointment, start_at=london(2026, 3, 5, 10), actor=RECEPTION, now=first)
     assert OutboxMessage.objects.filter(kind="rescheduled", status="pending").count() == 2
-    appointment_reschedule(appointment=appointment, start_at=WEDNESDAY_10, actor=RECEPTION,
-                           now=first + timedelta(minutes=2))
+    appointment_reschedule(
+        appointment=appointment, start_at=WEDNESDAY_10, actor=RECEPTION, now=first + timedelta(minutes=2)
+    )
 
     assert OutboxMessage.objects.filter(kind="rescheduled", status="pending").count() == 0
     assert deliver(first + timedelta(minutes=30)) == {}
@@ -230,8 +239,9 @@ def test_moves_within_the_grace_period_collapse_into_one_notice(patient, practit
 
 def test_a_move_before_the_confirmation_went_out_needs_no_notice(patient, practitioner, now):
     appointment = book(patient, "microneedling", WEDNESDAY_10, now)
-    appointment_reschedule(appointment=appointment, start_at=london(2026, 3, 5, 10), actor=RECEPTION,
-                           now=now + timedelta(minutes=1))
+    appointment_reschedule(
+        appointment=appointment, start_at=london(2026, 3, 5, 10), actor=RECEPTION, now=now + timedelta(minutes=1)
+    )
 
     assert not OutboxMessage.objects.filter(kind="rescheduled").exists()
     deliver(now + timedelta(minutes=1))
@@ -327,8 +337,9 @@ def test_completion_starts_post_care_with_the_next_possible_dates_for_this_patie
     # From the engine: 3 weeks for Botox and filler, plasma pen at 7 days (ideally 10)
     assert "- Botulinum toxin injection (Botox): possible from Monday 23 March 2026" in body
     assert "- Dermal filler (e.g. hyaluronic acid, Juvederm): possible from Monday 23 March 2026" in body
-    assert ("- Plasma pen (fibroblast) treatment: possible from Monday 9 March 2026, ideally from Thursday "
-            "12 March 2026") in body
+    assert (
+        "- Plasma pen (fibroblast) treatment: possible from Monday 9 March 2026, ideally from Thursday 12 March 2026"
+    ) in body
     assert "spreading redness, pus, fever, darkening of the skin, or lasting numbness" in body
     assert "Monday 23 March 2026" in aftercare.alternatives[0][0]  # the HTML part says it too
     # The SMS says nothing clinical
@@ -341,16 +352,19 @@ def test_completion_starts_post_care_with_the_next_possible_dates_for_this_patie
 
 def test_the_next_possible_dates_are_this_patients_own(patient, practitioner, now):
     # Given an isotretinoin course that ended on 1 August 2025: filler carries a 12-month warning (source 000)
-    MedicationCourseFactory(patient=patient, drug_id="isotretinoin", started_on=date(2025, 2, 1),
-                            ended_on=date(2025, 8, 1))
+    MedicationCourseFactory(
+        patient=patient, drug_id="isotretinoin", started_on=date(2025, 2, 1), ended_on=date(2025, 8, 1)
+    )
     appointment = book(patient, "microneedling", london(2026, 3, 2, 10), now)
     with time_machine.travel(london(2026, 3, 2, 11), tick=False):
         appointment_complete(appointment=appointment, actor=CLINICIAN, now=timezone.now())
     deliver(london(2026, 3, 2, 11))
 
     body = next(m.body for m in mail.outbox if m.subject.startswith("Aftercare"))
-    assert ("- Dermal filler (e.g. hyaluronic acid, Juvederm): possible from Monday 23 March 2026, ideally from "
-            "Saturday 1 August 2026") in body
+    assert (
+        "- Dermal filler (e.g. hyaluronic acid, Juvederm): possible from Monday 23 March 2026, ideally from "
+        "Saturday 1 August 2026"
+    ) in body
     assert "- Botulinum toxin injection (Botox): possible from Monday 23 March 2026\n" in body
 
 
@@ -361,11 +375,14 @@ def test_post_care_keeps_local_times_across_the_clock_change(patient, practition
     with time_machine.travel(london(2026, 3, 27, 15), tick=False):
         appointment_complete(appointment=appointment, actor=CLINICIAN, now=timezone.now())
 
-    due = sorted(m.due_at for m in OutboxMessage.objects.filter(appointment=appointment, kind="post_care",
-                                                                  channel="email"))
-    assert due == [datetime(2026, 3, 27, 15, tzinfo=UTC),
-                   datetime(2026, 3, 29, 15, tzinfo=UTC),  # +48 h elapsed: 16:00 BST
-                   datetime(2026, 4, 3, 14, tzinfo=UTC)]  # +7 days: 15:00 BST, the same wall time
+    due = sorted(
+        m.due_at for m in OutboxMessage.objects.filter(appointment=appointment, kind="post_care", channel="email")
+    )
+    assert due == [
+        datetime(2026, 3, 27, 15, tzinfo=UTC),
+        datetime(2026, 3, 29, 15, tzinfo=UTC),  # +48 h elapsed: 16:00 BST
+        datetime(2026, 4, 3, 14, tzinfo=UTC),
+    ]  # +7 days: 15:00 BST, the same wall time
     assert deliver(datetime(2026, 3, 27, 15, tzinfo=UTC)) == {"sent": 2}  # at completion (e-mail and SMS)
     # the +48 h pair only (10 minutes before the +7 days pair, so it does not merge with it)
     assert deliver(datetime(2026, 4, 3, 13, 49, tzinfo=UTC)) == {"sent": 2}
@@ -400,8 +417,9 @@ def platform(clinic):
 
 def test_appointment_events_become_webhook_rows_for_the_platforms_in_scope(patient, practitioner, platform, now):
     everything = WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
-    WebhookEndpoint.objects.create(client=platform, url="https://platform.example/cancels",
-                                   events=["appointment.cancelled"])
+    WebhookEndpoint.objects.create(
+        client=platform, url="https://platform.example/cancels", events=["appointment.cancelled"]
+    )
     elsewhere = ApiClient(name="Other platform")
     elsewhere.set_new_key()
     elsewhere.save()
@@ -409,18 +427,26 @@ def test_appointment_events_become_webhook_rows_for_the_platforms_in_scope(patie
     WebhookEndpoint.objects.create(client=elsewhere, url="https://other.example/hooks")
 
     appointment = book(patient, "microneedling", WEDNESDAY_10, now)
-    appointment_reschedule(appointment=appointment, start_at=london(2026, 3, 5, 10), actor=RECEPTION,
-                           now=now + timedelta(minutes=1))
+    appointment_reschedule(
+        appointment=appointment, start_at=london(2026, 3, 5, 10), actor=RECEPTION, now=now + timedelta(minutes=1)
+    )
 
     hooks = list(OutboxMessage.objects.filter(channel="webhook").order_by("created_at"))
-    assert [(h.endpoint_id, h.event) for h in hooks] == [(everything.pk, "appointment.created"),
-                                                         (everything.pk, "appointment.rescheduled")]
+    assert [(h.endpoint_id, h.event) for h in hooks] == [
+        (everything.pk, "appointment.created"),
+        (everything.pk, "appointment.rescheduled"),
+    ]
     created, moved = (h.payload for h in hooks)
     assert created["type"] == "appointment.created" and created["id"] == str(hooks[0].pk)
     assert created["data"]["appointment"] == {
-        "id": str(appointment.pk), "patient": str(patient.pk), "procedure": "microneedling",
-        "practitioner": str(practitioner.pk), "clinic": str(appointment.clinic_id),
-        "start": "2026-03-04T10:00:00+00:00", "end": "2026-03-04T11:00:00+00:00", "area": None,
+        "id": str(appointment.pk),
+        "patient": str(patient.pk),
+        "procedure": "microneedling",
+        "practitioner": str(practitioner.pk),
+        "clinic": str(appointment.clinic_id),
+        "start": "2026-03-04T10:00:00+00:00",
+        "end": "2026-03-04T11:00:00+00:00",
+        "area": None,
         "status": "confirmed",
     }
     assert moved["data"]["appointment"]["start"] == "2026-03-05T10:00:00+00:00"
@@ -448,7 +474,10 @@ def test_booking_pays_three_queries_for_its_messages_whatever_the_plan(patient, 
     with CaptureQueriesContext(connection) as queries:
         book(patient, "microneedling", WEDNESDAY_10, now)
 
-    ours = [q["sql"] for q in queries.captured_queries
-            if any(table in q["sql"] for table in ("remindertemplate", "outboxmessage", "webhookendpoint"))]
+    ours = [
+        q["sql"]
+        for q in queries.captured_queries
+        if any(table in q["sql"] for table in ("remindertemplate", "outboxmessage", "webhookendpoint"))
+    ]
     assert len(ours) == 3  # the templates, the endpoints, one insert of all seven rows
     assert OutboxMessage.objects.count() == 7

@@ -1,4 +1,5 @@
 """Due times: offsets in the clinic's zone across DST, SMS quiet hours, late bookings (docs/reminders.md)."""
+
 from datetime import UTC, datetime, time
 
 import pytest
@@ -21,8 +22,18 @@ def utc(y, m, d, hh, mm=0):
 
 
 def plan(anchor, value, unit, *, now, direction=Direction.EARLIER, sms=False, late=True, deadline=None, tz=LONDON):
-    return plan_due(anchor_at=anchor, offset_value=value, offset_unit=unit, tz=tz, now=now, direction=direction,
-                    is_sms=sms, quiet=QUIET, send_if_late=late, deadline=deadline)
+    return plan_due(
+        anchor_at=anchor,
+        offset_value=value,
+        offset_unit=unit,
+        tz=tz,
+        now=now,
+        direction=direction,
+        is_sms=sms,
+        quiet=QUIET,
+        send_if_late=late,
+        deadline=deadline,
+    )
 
 
 # --- Offsets -----------------------------------------------------------------------------------------
@@ -63,8 +74,9 @@ def test_new_york_day_offsets_follow_new_york_time():
     # US clocks go forward on 8 March 2026
     start = datetime(2026, 3, 9, 9, 0, tzinfo=NEW_YORK)
     assert apply_offset(start, -2, "days", NEW_YORK).astimezone(NEW_YORK) == datetime(2026, 3, 7, 9, 0, tzinfo=NEW_YORK)
-    assert apply_offset(start, -48, "hours", NEW_YORK).astimezone(NEW_YORK) == datetime(2026, 3, 7, 8, 0,
-                                                                                           tzinfo=NEW_YORK)
+    assert apply_offset(start, -48, "hours", NEW_YORK).astimezone(NEW_YORK) == datetime(
+        2026, 3, 7, 8, 0, tzinfo=NEW_YORK
+    )
 
 
 def test_an_unknown_unit_is_refused():
@@ -87,8 +99,9 @@ def test_the_nearest_allowed_moments_around_a_night():
     assert last_allowed_before(night, LONDON, QUIET).astimezone(LONDON) == datetime(2026, 7, 1, 20, 59, tzinfo=LONDON)
     assert first_allowed_after(night, LONDON, QUIET).astimezone(LONDON) == datetime(2026, 7, 2, 8, 0, tzinfo=LONDON)
     small_hours = datetime(2026, 7, 2, 2, 0, tzinfo=LONDON)
-    assert last_allowed_before(small_hours, LONDON, QUIET).astimezone(LONDON) == datetime(2026, 7, 1, 20, 59,
-                                                                                          tzinfo=LONDON)
+    assert last_allowed_before(small_hours, LONDON, QUIET).astimezone(LONDON) == datetime(
+        2026, 7, 1, 20, 59, tzinfo=LONDON
+    )
 
 
 def test_pre_care_sms_in_quiet_hours_moves_earlier_never_later():
@@ -115,7 +128,8 @@ def test_a_booking_inside_the_pre_care_window_gets_it_at_once_quiet_hours_permit
     assert plan(start, -24, "hours", now=now, deadline=start).due_at == now  # e-mail: at once
     # SMS: not at 22:30; at 08:00, still before the appointment
     assert plan(start, -24, "hours", now=now, sms=True, deadline=start).due_at.astimezone(LONDON) == datetime(
-        2026, 7, 2, 8, 0, tzinfo=LONDON)
+        2026, 7, 2, 8, 0, tzinfo=LONDON
+    )
 
 
 def test_an_sms_that_cannot_go_before_the_appointment_is_not_planned():

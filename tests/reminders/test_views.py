@@ -1,4 +1,5 @@
 """Opting out: the signed unsubscribe link (and RFC 8058 one-click) and inbound SMS STOP."""
+
 import base64
 import hashlib
 import hmac
@@ -64,12 +65,28 @@ def test_a_link_for_a_patient_who_no_longer_exists_is_a_400(client, db):
     assert signing.loads(token, salt=UNSUBSCRIBE_SALT)["c"] == "email"
 
 
-@pytest.mark.parametrize("payload", [
-    ["a list"], 42, "a string", None, {}, {"p": "00000000-0000-0000-0000-000000000000"}, {"c": "email"},
-    {"p": "not-a-uuid", "c": "email"}, {"p": 7, "c": "email"}, {"p": ["x"], "c": "email"},
-    {"p": {"x": 1}, "c": "email"}, {"p": "a\x00b", "c": "email"}, {"p": None, "c": "email"},
-    {"c": "fax", "p": "00000000-0000-0000-0000-000000000000"}, {"c": ["email"], "p": "x"}, {"c": 1, "p": "x"},
-], ids=repr)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["a list"],
+        42,
+        "a string",
+        None,
+        {},
+        {"p": "00000000-0000-0000-0000-000000000000"},
+        {"c": "email"},
+        {"p": "not-a-uuid", "c": "email"},
+        {"p": 7, "c": "email"},
+        {"p": ["x"], "c": "email"},
+        {"p": {"x": 1}, "c": "email"},
+        {"p": "a\x00b", "c": "email"},
+        {"p": None, "c": "email"},
+        {"c": "fax", "p": "00000000-0000-0000-0000-000000000000"},
+        {"c": ["email"], "p": "x"},
+        {"c": 1, "p": "x"},
+    ],
+    ids=repr,
+)
 def test_a_correctly_signed_link_with_an_odd_payload_is_a_clear_400_not_a_500(client, patient, payload):
     # Only the server can sign, but a payload of the wrong shape (an old format, a bug) must not crash the page.
     token = signing.dumps(payload, salt=UNSUBSCRIBE_SALT, compress=True)
@@ -95,8 +112,14 @@ def test_a_signed_link_for_a_real_patient_with_an_unknown_channel_changes_nothin
 
 def test_a_stop_reply_opts_every_patient_with_that_number_out(client, settings, patient, clinic):
     settings.SMS_INBOUND_TOKEN = "inbound-secret"
-    same_phone = Patient.objects.create(clinic=clinic, first_name="Bea", last_name="Lee", phone=patient.phone,
-                                        reminder_channels=["sms"], sms_consent=True)
+    same_phone = Patient.objects.create(
+        clinic=clinic,
+        first_name="Bea",
+        last_name="Lee",
+        phone=patient.phone,
+        reminder_channels=["sms"],
+        sms_consent=True,
+    )
 
     response = client.post("/reminders/sms/inbound/?token=inbound-secret", {"From": patient.phone, "Body": " Stop "})
 
@@ -118,7 +141,9 @@ def test_other_replies_change_nothing(client, settings, patient):
 
 def test_inbound_sms_without_the_token_is_refused(client, settings, patient):
     settings.SMS_INBOUND_TOKEN = "inbound-secret"
-    assert client.post("/reminders/sms/inbound/?token=wrong", {"From": patient.phone, "Body": "STOP"}).status_code == 403
+    assert (
+        client.post("/reminders/sms/inbound/?token=wrong", {"From": patient.phone, "Body": "STOP"}).status_code == 403
+    )
     settings.SMS_INBOUND_TOKEN = ""  # unset: nothing is accepted
     assert client.post("/reminders/sms/inbound/", {"From": patient.phone, "Body": "STOP"}).status_code == 403
     patient.refresh_from_db()
@@ -136,8 +161,9 @@ def test_inbound_sms_needs_a_sender_and_a_post(client, settings, db):
 def test_an_inbound_sms_from_a_sender_with_control_characters_is_a_400_not_a_500(client, settings, patient, sender):
     # NUL bytes cannot reach PostgreSQL (it refuses them in text), so they are refused here first.
     settings.SMS_INBOUND_TOKEN = "t"
-    response = client.post("/reminders/sms/inbound/?token=t", f"From={sender}&Body=STOP",
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/reminders/sms/inbound/?token=t", f"From={sender}&Body=STOP", content_type="application/x-www-form-urlencoded"
+    )
     assert (response.status_code, response["Content-Type"]) == (400, "text/plain")
     assert response.content == b"From must be a phone number."
     patient.refresh_from_db()
@@ -146,8 +172,11 @@ def test_an_inbound_sms_from_a_sender_with_control_characters_is_a_400_not_a_500
 
 def test_an_inbound_sms_with_a_nul_in_its_body_is_read_as_text_not_a_500(client, settings, patient):
     settings.SMS_INBOUND_TOKEN = "t"
-    response = client.post("/reminders/sms/inbound/?token=t", "From=%2B447700900123&Body=ST%00OP",
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/reminders/sms/inbound/?token=t",
+        "From=%2B447700900123&Body=ST%00OP",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 200  # not a STOP word: nothing changes
     patient.refresh_from_db()
     assert patient.sms_consent is True

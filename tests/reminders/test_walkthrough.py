@@ -6,6 +6,7 @@ the day before; receptionist tries times inside the window and settles back (not
 for real to 14:00 (told at once after the grace period); completed; a second booking cancelled.
 The e-mails are then opened in headless Chromium at 390 px: none is wider than the phone.
 """
+
 import email
 import json
 import re
@@ -64,7 +65,7 @@ def act(at, fn, **kwargs):
 
 
 def new(seen: list, now: list) -> list:
-    added = now[len(seen):]
+    added = now[len(seen) :]
     seen[:] = now
     return added
 
@@ -84,13 +85,20 @@ def test_one_patients_story_as_they_receive_it(outboxes, patient, practitioner, 
     assert "/my/" in sms[0] and "/my/" in mails[0][1]
 
     # Monday 10:00: moved to Thursday 11:00, well before any pre-care; told after the grace period.
-    appointment = act(london(2026, 3, 2, 10), appointment_reschedule, appointment=appointment,
-                      start_at=london(2026, 3, 5, 11), actor=RECEPTION).appointment
+    appointment = act(
+        london(2026, 3, 2, 10),
+        appointment_reschedule,
+        appointment=appointment,
+        start_at=london(2026, 3, 5, 11),
+        actor=RECEPTION,
+    ).appointment
     run(london(2026, 3, 2, 10, 1))
     assert fresh() == ([], [])  # not yet: the receptionist may still change it
     run(london(2026, 3, 2, 10, 6))
     sms, mails = fresh()
-    assert sms == ["Bloom Clinic: your appointment has moved to Thu 5 Mar, 11:00 (GMT) (it was Wed 4 Mar, 11:00 (GMT))."]
+    assert sms == [
+        "Bloom Clinic: your appointment has moved to Thu 5 Mar, 11:00 (GMT) (it was Wed 4 Mar, 11:00 (GMT))."
+    ]
     assert [m[0] for m in mails] == ["Your appointment has moved to Thu 5 Mar"]
 
     # Nothing happens at Wednesday's old pre-care time.
@@ -107,19 +115,30 @@ def test_one_patients_story_as_they_receive_it(outboxes, patient, practitioner, 
 
     # Wednesday 12:00-12:02: trying times inside the pre-care window, settling back; dispatcher running.
     for minute, hour in enumerate([10, 9, 11]):
-        appointment = act(london(2026, 3, 4, 12, minute), appointment_reschedule, appointment=appointment,
-                          start_at=london(2026, 3, 5, hour), actor=RECEPTION).appointment
+        appointment = act(
+            london(2026, 3, 4, 12, minute),
+            appointment_reschedule,
+            appointment=appointment,
+            start_at=london(2026, 3, 5, hour),
+            actor=RECEPTION,
+        ).appointment
         run(london(2026, 3, 4, 12, minute) + timedelta(seconds=30))
     run(london(2026, 3, 4, 12, 30))
     assert fresh() == ([], [])
 
     # Wednesday 13:00: moved for real to 14:00; told after the grace period; briefed again at 14:00 (24 h before).
-    appointment = act(london(2026, 3, 4, 13), appointment_reschedule, appointment=appointment,
-                      start_at=london(2026, 3, 5, 14), actor=RECEPTION).appointment
+    appointment = act(
+        london(2026, 3, 4, 13),
+        appointment_reschedule,
+        appointment=appointment,
+        start_at=london(2026, 3, 5, 14),
+        actor=RECEPTION,
+    ).appointment
     run(london(2026, 3, 4, 13, 6))
     sms, mails = fresh()
-    assert sms == ["Bloom Clinic: your appointment has moved to Thu 5 Mar, 14:00 (GMT) (it was Thu 5 Mar, "
-                   "11:00 (GMT))."]
+    assert sms == [
+        "Bloom Clinic: your appointment has moved to Thu 5 Mar, 14:00 (GMT) (it was Thu 5 Mar, 11:00 (GMT))."
+    ]
     assert [m[0] for m in mails] == ["Your appointment has moved to Thu 5 Mar"] and "14:00" in mails[0][1]
     run(london(2026, 3, 4, 14))
     sms, mails = fresh()
@@ -146,8 +165,10 @@ def test_one_patients_story_as_they_receive_it(outboxes, patient, practitioner, 
     act(london(2026, 3, 12, 16), appointment_cancel, appointment=second, actor=RECEPTION)
     run(london(2026, 3, 12, 16))
     sms, mails = fresh()
-    assert [m[0] for m in mails] == ["Your appointment at Bloom Clinic on Wed 8 Apr",
-                                     "Your appointment on Wed 8 Apr is cancelled"]
+    assert [m[0] for m in mails] == [
+        "Your appointment at Bloom Clinic on Wed 8 Apr",
+        "Your appointment on Wed 8 Apr is cancelled",
+    ]
     assert sms[-1].startswith("Bloom Clinic: your appointment on Wed 8 Apr, 10:00 (BST) is cancelled")
     cancel = emails(outboxes)[-1]
     [ics] = [part for part in cancel.iter_attachments() if part.get_content_type() == "text/calendar"]

@@ -3,6 +3,7 @@
 A receptionist trying times (11:00 → 10:00 → 10:15 → back to 11:00) inside the pre-care window
 used to leave the patient's last texts naming 10:00 and 10:15 (issue 16, bug 1).
 """
+
 import re
 from datetime import timedelta
 
@@ -30,8 +31,9 @@ def deliver(moment):
 
 def move(appointment, hh, mm, at):
     with time_machine.travel(at, tick=False):
-        return appointment_reschedule(appointment=appointment, start_at=london(*WEDNESDAY, hh, mm), actor=RECEPTION,
-                                      now=timezone.now()).appointment
+        return appointment_reschedule(
+            appointment=appointment, start_at=london(*WEDNESDAY, hh, mm), actor=RECEPTION, now=timezone.now()
+        ).appointment
 
 
 def times_named(text: str) -> list[str]:
@@ -60,8 +62,11 @@ def test_trying_times_and_settling_back_sends_the_patient_nothing(patient, pract
 
     assert mail.outbox == [] and LocmemSmsBackend.outbox == []
     assert last_told_start(appointment) == london(*WEDNESDAY, 11)
-    reasons = set(OutboxMessage.objects.filter(appointment=appointment, status=OutboxStatus.CANCELLED)
-                  .values_list("last_error", flat=True))
+    reasons = set(
+        OutboxMessage.objects.filter(appointment=appointment, status=OutboxStatus.CANCELLED).values_list(
+            "last_error", flat=True
+        )
+    )
     assert "the patient was last told this very time" in reasons
 
 
@@ -85,8 +90,9 @@ def test_moves_the_patient_heard_about_end_with_a_message_naming_the_final_time(
     assert "11:00" in mail.outbox[-1].body
     assert last_told_start(appointment) == london(*WEDNESDAY, 11)
     # Each send names the time as it stood when it went: nothing still pending names another.
-    assert not OutboxMessage.objects.filter(appointment=appointment, status__in=["pending", "held"],
-                                            kind__in=["pre_care", "reminder", "rescheduled"]).exists()
+    assert not OutboxMessage.objects.filter(
+        appointment=appointment, status__in=["pending", "held"], kind__in=["pre_care", "reminder", "rescheduled"]
+    ).exists()
 
 
 def test_a_move_inside_the_pre_care_window_waits_out_the_grace_period(settings, patient, practitioner, now):
@@ -101,8 +107,9 @@ def test_a_move_inside_the_pre_care_window_waits_out_the_grace_period(settings, 
 
 
 def test_an_sms_only_patient_gets_the_care_instructions_by_sms(clinic, practitioner, now):
-    sms_only = PatientFactory(clinic=clinic, email="", reminder_channels=["sms"], sms_consent=True,
-                              phone="+447911123457")
+    sms_only = PatientFactory(
+        clinic=clinic, email="", reminder_channels=["sms"], sms_consent=True, phone="+447911123457"
+    )
     book(sms_only, "microneedling", london(*WEDNESDAY, 11), now)
 
     deliver(london(2026, 3, 3, 11))

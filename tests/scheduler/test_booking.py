@@ -1,4 +1,5 @@
 """Booking services: what they write, what they refuse, and what they say about it."""
+
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -112,8 +113,12 @@ def test_absolute_contraindication_refuses_with_no_date(patient, practitioner, n
 
 
 def test_warnings_come_back_with_a_confirmed_booking(patient, practitioner, now):
-    MedicationCourseFactory(patient=patient, drug_id="isotretinoin", started_on=datetime(2025, 1, 1).date(),
-                            ended_on=datetime(2025, 6, 1).date())
+    MedicationCourseFactory(
+        patient=patient,
+        drug_id="isotretinoin",
+        started_on=datetime(2025, 1, 1).date(),
+        ended_on=datetime(2025, 6, 1).date(),
+    )
 
     result = book(patient, "filler", local(2026, 3, 10), now)
 
@@ -134,17 +139,20 @@ def test_check_is_a_dry_run_with_the_same_answer(patient, practitioner, now):
 # --- Bad input never reaches the database -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, code, field", [
-    ({"procedure_code": "laser"}, "unknown_procedure", "procedure"),
-    ({"area_code": "elbow"}, "unknown_area", "area"),
-    ({"start_at": datetime(2026, 3, 10, 10, 0)}, "naive_datetime", "start"),
-    ({"start_at": local(2026, 3, 10, 10, 0).replace(second=30)}, "not_whole_minute", "start"),
-    ({"start_at": local(2026, 3, 1, 10, 0)}, "start_in_past", "start"),
-    ({"end_at": local(2026, 3, 10, 9, 0)}, "end_before_start", "end"),
-    ({"end_at": local(2026, 3, 10, 10, 0)}, "end_before_start", "end"),
-    ({"practitioner_id": "not-a-uuid"}, "unknown_practitioner", "practitioner"),
-    ({"practitioner_id": "5b4a2c1e-0000-4000-8000-000000000000"}, "unknown_practitioner", "practitioner"),
-])
+@pytest.mark.parametrize(
+    "kwargs, code, field",
+    [
+        ({"procedure_code": "laser"}, "unknown_procedure", "procedure"),
+        ({"area_code": "elbow"}, "unknown_area", "area"),
+        ({"start_at": datetime(2026, 3, 10, 10, 0)}, "naive_datetime", "start"),
+        ({"start_at": local(2026, 3, 10, 10, 0).replace(second=30)}, "not_whole_minute", "start"),
+        ({"start_at": local(2026, 3, 1, 10, 0)}, "start_in_past", "start"),
+        ({"end_at": local(2026, 3, 10, 9, 0)}, "end_before_start", "end"),
+        ({"end_at": local(2026, 3, 10, 10, 0)}, "end_before_start", "end"),
+        ({"practitioner_id": "not-a-uuid"}, "unknown_practitioner", "practitioner"),
+        ({"practitioner_id": "5b4a2c1e-0000-4000-8000-000000000000"}, "unknown_practitioner", "practitioner"),
+    ],
+)
 def test_invalid_booking_input_is_a_domain_error(patient, practitioner, now, kwargs, code, field):
     arguments = {"procedure_code": "botox", "start_at": local(2026, 3, 10)} | kwargs
 
@@ -235,8 +243,13 @@ def test_when_nobody_is_free_the_refusal_says_so(patient, practitioner, clinic, 
 def test_slots_are_free_and_interval_eligible(patient, practitioner, now):
     ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(2026, 3, 1, 15))
 
-    slots = appointment_slots(patient=patient, procedure_code="microneedling", window_start=local(2026, 3, 2, 0),
-                              window_end=local(2026, 3, 20, 0), now=now)
+    slots = appointment_slots(
+        patient=patient,
+        procedure_code="microneedling",
+        window_start=local(2026, 3, 2, 0),
+        window_end=local(2026, 3, 20, 0),
+        now=now,
+    )
 
     assert slots[0].start_at == local(2026, 3, 16, 9, 0)
     assert all(slot.start_at >= local(2026, 3, 15, 0, 0) for slot in slots)
@@ -247,8 +260,13 @@ def test_slots_are_free_and_interval_eligible(patient, practitioner, now):
 
 def test_slot_window_is_bounded(patient, practitioner, now):
     with pytest.raises(InvalidInput) as error:
-        appointment_slots(patient=patient, procedure_code="botox", window_start=local(2026, 3, 3),
-                          window_end=local(2026, 7, 3), now=now)
+        appointment_slots(
+            patient=patient,
+            procedure_code="botox",
+            window_start=local(2026, 3, 3),
+            window_end=local(2026, 7, 3),
+            now=now,
+        )
 
     assert error.value.code == "window_too_long"
 
@@ -260,8 +278,9 @@ def test_reschedule_rechecks_the_rules_without_the_appointment_itself(patient, p
     appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
     ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=local(2026, 3, 2, 8))
 
-    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 17, 11), actor=RECEPTION,
-                                   now=now).appointment
+    moved = appointment_reschedule(
+        appointment=appointment, start_at=local(2026, 3, 17, 11), actor=RECEPTION, now=now
+    ).appointment
     with pytest.raises(UnableToBook) as refused:
         appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 12, 11), actor=RECEPTION, now=now)
 
@@ -307,8 +326,9 @@ def test_a_clinician_clears_a_pending_booking_with_a_reason(patient, practitione
         appointment_clear(appointment=appointment, actor=RECEPTION, now=now, reason="ok")
     with pytest.raises(InvalidInput) as no_reason:
         appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="  ")
-    cleared = appointment_clear(appointment=appointment, actor=CLINICIAN, now=now,
-                                reason="Dermatologist approved a test area")
+    cleared = appointment_clear(
+        appointment=appointment, actor=CLINICIAN, now=now, reason="Dermatologist approved a test area"
+    )
 
     with pytest.raises(InvalidInput) as too_long:
         appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="x" * 2001)
@@ -324,8 +344,9 @@ def test_a_cleared_booking_stays_cleared_when_moved(patient, practitioner, now):
     appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
     appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="approved")
 
-    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 11), actor=RECEPTION,
-                                   now=now).appointment
+    moved = appointment_reschedule(
+        appointment=appointment, start_at=local(2026, 3, 11), actor=RECEPTION, now=now
+    ).appointment
 
     assert moved.status == AppointmentStatus.CONFIRMED
 
@@ -336,8 +357,9 @@ def test_a_new_condition_after_clearance_needs_clearance_again_when_moved(patien
     appointment_clear(appointment=appointment, actor=CLINICIAN, now=now, reason="approved")
     PatientConditionFactory(patient=patient, condition_id="diabetes", status="active")
 
-    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 11), actor=RECEPTION,
-                                   now=now).appointment
+    moved = appointment_reschedule(
+        appointment=appointment, start_at=local(2026, 3, 11), actor=RECEPTION, now=now
+    ).appointment
 
     assert moved.status == AppointmentStatus.PENDING_CLEARANCE
 
@@ -361,15 +383,20 @@ def test_completion_needs_a_clinician_clearance_and_the_start(patient, practitio
     assert done.status == AppointmentStatus.COMPLETED and done.completed_at == later
     record = ProcedureRecord.objects.get(appointment=appointment)
     assert (record.procedure_id, record.performed_at, record.area_id, record.source) == (
-        "microneedling", local(2026, 3, 10), "face", "clinic")
+        "microneedling",
+        local(2026, 3, 10),
+        "face",
+        "clinic",
+    )
 
 
 def test_a_completed_treatment_counts_once_in_the_history(patient, practitioner, now):
     appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
     appointment_complete(appointment=appointment, actor=CLINICIAN, now=local(2026, 3, 10, 12))
 
-    check = appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 20),
-                              now=local(2026, 3, 10, 12))
+    check = appointment_check(
+        patient=patient, procedure_code="botox", start_at=local(2026, 3, 20), now=local(2026, 3, 10, 12)
+    )
 
     assert [v.conflicts_with.id for v in check.blocking] == [str(ProcedureRecord.objects.get().pk)]
 
@@ -383,8 +410,10 @@ def test_no_show_frees_the_timeline(patient, practitioner, now):
     appointment_mark_no_show(appointment=appointment, actor=CLINICIAN, now=later)
 
     assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.NO_SHOW
-    assert appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 12),
-                             now=later).outcome == Outcome.CONFIRMED
+    assert (
+        appointment_check(patient=patient, procedure_code="botox", start_at=local(2026, 3, 12), now=later).outcome
+        == Outcome.CONFIRMED
+    )
 
 
 def test_checking_in_records_the_arrival_once_and_audits_it(patient, practitioner, now):
@@ -416,21 +445,24 @@ def test_a_patient_is_checked_in_only_on_the_day_and_never_after_a_cancellation(
 
 
 @pytest.mark.parametrize("history_size", [3, 300])
-def test_booking_queries_do_not_grow_with_history(patient, practitioner, now, history_size,
-                                                   django_assert_max_num_queries):
+def test_booking_queries_do_not_grow_with_history(
+    patient, practitioner, now, history_size, django_assert_max_num_queries
+):
     ProcedureRecordFactory.create_batch(
-        history_size, patient=patient, procedure_id="plasma_pen",
-        performed_at=datetime(2020, 1, 1, tzinfo=UTC))
+        history_size, patient=patient, procedure_id="plasma_pen", performed_at=datetime(2020, 1, 1, tzinfo=UTC)
+    )
 
     with django_assert_max_num_queries(30):
         book(patient, "botox", local(2026, 3, 10), now)
 
 
 @pytest.mark.parametrize("history_size", [3, 300])
-def test_a_refusal_with_its_next_slot_does_not_grow_with_history(patient, practitioner, now, history_size,
-                                                                  django_assert_max_num_queries):
-    ProcedureRecordFactory.create_batch(history_size, patient=patient, procedure_id="botox",
-                                        performed_at=local(2026, 3, 1, 15))
+def test_a_refusal_with_its_next_slot_does_not_grow_with_history(
+    patient, practitioner, now, history_size, django_assert_max_num_queries
+):
+    ProcedureRecordFactory.create_batch(
+        history_size, patient=patient, procedure_id="botox", performed_at=local(2026, 3, 1, 15)
+    )
 
     with django_assert_max_num_queries(32), pytest.raises(UnableToBook):
         book(patient, "microneedling", local(2026, 3, 10), now)
@@ -446,8 +478,7 @@ def test_no_show_needs_a_clinician(patient, practitioner, now):
 def test_reschedule_check_is_a_dry_run_that_leaves_the_appointment_out(patient, practitioner, now):
     appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
 
-    later_same_day = appointment_reschedule_check(appointment=appointment, start_at=local(2026, 3, 10, 10, 30),
-                                                  now=now)
+    later_same_day = appointment_reschedule_check(appointment=appointment, start_at=local(2026, 3, 10, 10, 30), now=now)
 
     assert later_same_day.outcome == Outcome.CONFIRMED  # neither its own slot nor its own interval stands in the way
     assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)
@@ -456,10 +487,21 @@ def test_reschedule_check_is_a_dry_run_that_leaves_the_appointment_out(patient, 
 def test_slots_for_a_move_leave_the_appointment_out(patient, practitioner, now):
     appointment = book(patient, "microneedling", local(2026, 3, 10, 9), now).appointment
 
-    kept = appointment_slots(patient=patient, procedure_code="microneedling", window_start=local(2026, 3, 10, 0),
-                             window_end=local(2026, 3, 10, 12), now=now)
-    moving = appointment_slots(patient=patient, procedure_code="microneedling", window_start=local(2026, 3, 10, 0),
-                               window_end=local(2026, 3, 10, 12), now=now, ignore_appointment=appointment)
+    kept = appointment_slots(
+        patient=patient,
+        procedure_code="microneedling",
+        window_start=local(2026, 3, 10, 0),
+        window_end=local(2026, 3, 10, 12),
+        now=now,
+    )
+    moving = appointment_slots(
+        patient=patient,
+        procedure_code="microneedling",
+        window_start=local(2026, 3, 10, 0),
+        window_end=local(2026, 3, 10, 12),
+        now=now,
+        ignore_appointment=appointment,
+    )
 
     assert local(2026, 3, 10, 9) not in {slot.start_at for slot in kept}  # its own booking holds 09:00
     assert moving[0].start_at == local(2026, 3, 10, 9)
@@ -477,8 +519,13 @@ def test_recheck_says_why_a_booking_is_pending(patient, practitioner, now):
 
 def test_an_availability_window_that_ends_before_it_starts_is_refused(patient, practitioner, now):
     with pytest.raises(InvalidInput) as error:
-        appointment_slots(patient=patient, procedure_code="botox", window_start=local(2026, 3, 10),
-                          window_end=local(2026, 3, 9), now=now)
+        appointment_slots(
+            patient=patient,
+            procedure_code="botox",
+            window_start=local(2026, 3, 10),
+            window_end=local(2026, 3, 9),
+            now=now,
+        )
 
     assert (error.value.code, error.value.field) == ("window_end_before_start", "to")
 
@@ -492,8 +539,9 @@ def test_a_cancelled_or_completed_appointment_cannot_be_moved(patient, practitio
         appointment_complete(appointment=appointment, actor=CLINICIAN, now=local(2026, 3, 10, 11))
 
     with pytest.raises(InvalidTransition) as error:
-        appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 20), actor=RECEPTION,
-                               now=local(2026, 3, 10, 11))
+        appointment_reschedule(
+            appointment=appointment, start_at=local(2026, 3, 20), actor=RECEPTION, now=local(2026, 3, 10, 11)
+        )
 
     assert error.value.code == "not_reschedulable"
     assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)
@@ -553,8 +601,14 @@ def test_slots_leave_out_the_times_the_patient_is_already_booked(patient, practi
     other = PractitionerFactory(clinic=clinic, name="Dr B")
     book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk)
 
-    slots = appointment_slots(patient=patient, procedure_code="filler", window_start=local(2026, 3, 10, 9),
-                              window_end=local(2026, 3, 10, 12), now=now, practitioner_id=other.pk)
+    slots = appointment_slots(
+        patient=patient,
+        procedure_code="filler",
+        window_start=local(2026, 3, 10, 9),
+        window_end=local(2026, 3, 10, 12),
+        now=now,
+        practitioner_id=other.pk,
+    )
 
     busy_from, busy_until = local(2026, 3, 10, 10), local(2026, 3, 10, 10, 30)
     assert [s for s in slots if s.end_at <= busy_from] and [s for s in slots if s.start_at >= busy_until]
@@ -569,5 +623,12 @@ def test_the_database_refuses_overlapping_active_appointments_of_one_patient(pat
     first = book(patient, "botox", local(2026, 3, 10, 10), now, practitioner_id=practitioner.pk).appointment
 
     with pytest.raises(IntegrityError, match="appointment_patient_no_overlap"), transaction.atomic():
-        Appointment.objects.create(clinic=clinic, patient=patient, practitioner=other, procedure_id="filler",
-                                   start_at=first.start_at, end_at=first.end_at, status=AppointmentStatus.CONFIRMED)
+        Appointment.objects.create(
+            clinic=clinic,
+            patient=patient,
+            practitioner=other,
+            procedure_id="filler",
+            start_at=first.start_at,
+            end_at=first.end_at,
+            status=AppointmentStatus.CONFIRMED,
+        )

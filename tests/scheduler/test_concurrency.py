@@ -4,6 +4,7 @@ Real threads, each with its own database connection, start together at a
 barrier. On PostgreSQL the row locks and the exclusion constraint decide; on
 SQLite the IMMEDIATE transactions serialise writers without "database is locked".
 """
+
 import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -46,8 +47,9 @@ def race(*calls):
 
 
 def booking(patient, code, when, **kwargs):
-    return lambda: appointment_book(patient=patient, procedure_code=code, start_at=when, actor=Actor("race"),
-                                    now=NOW, **kwargs)
+    return lambda: appointment_book(
+        patient=patient, procedure_code=code, start_at=when, actor=Actor("race"), now=NOW, **kwargs
+    )
 
 
 @pytest.fixture
@@ -78,8 +80,10 @@ def test_one_patients_conflicting_procedures_at_once_one_wins(setup, attempt):
     clinic, dr_a, dr_b = setup
     patient = PatientFactory(clinic=clinic)
 
-    outcomes = race(booking(patient, "botox", local(10), practitioner_id=dr_a.pk),
-                    booking(patient, "microneedling", local(12), practitioner_id=dr_b.pk))
+    outcomes = race(
+        booking(patient, "botox", local(10), practitioner_id=dr_a.pk),
+        booking(patient, "microneedling", local(12), practitioner_id=dr_b.pk),
+    )
 
     assert sum(not isinstance(o, Exception) for o in outcomes) == 1
     [loser] = [o for o in outcomes if isinstance(o, Exception)]
@@ -94,8 +98,15 @@ def test_the_database_refuses_overlapping_appointments_for_one_practitioner(setu
     patient = PatientFactory(clinic=clinic)
 
     def create(start, end, status=AppointmentStatus.CONFIRMED):
-        return Appointment.objects.create(clinic=clinic, patient=patient, practitioner=dr_a, procedure_id="botox",
-                                          start_at=start, end_at=end, status=status)
+        return Appointment.objects.create(
+            clinic=clinic,
+            patient=patient,
+            practitioner=dr_a,
+            procedure_id="botox",
+            start_at=start,
+            end_at=end,
+            status=status,
+        )
 
     create(local(10, 10), local(10, 11))
     create(local(10, 11), local(10, 12))  # touching is not overlapping
@@ -109,8 +120,9 @@ def test_concurrent_writers_all_get_through(setup):
     clinic, dr_a, _ = setup
     patients = [PatientFactory(clinic=clinic) for _ in range(8)]
 
-    outcomes = race(*(booking(p, "botox", local(10 + i // 4, 9 + i % 4), practitioner_id=dr_a.pk)
-                      for i, p in enumerate(patients)))
+    outcomes = race(
+        *(booking(p, "botox", local(10 + i // 4, 9 + i % 4), practitioner_id=dr_a.pk) for i, p in enumerate(patients))
+    )
 
     assert [o for o in outcomes if isinstance(o, Exception)] == []
     assert Appointment.objects.count() == 8

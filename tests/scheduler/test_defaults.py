@@ -1,4 +1,5 @@
 """The shipped defaults and `setup_demo`: complete, sourced, idempotent, and respectful of edits."""
+
 import re
 
 import pytest
@@ -11,10 +12,12 @@ from scheduler.models import ContraindicationRule, IntervalRule
 from scheduler.rules import Outcome
 
 # The stable catalogue codes (docs/rules.md, "Catalogue codes"): the API and fixtures use them.
-CONDITIONS = ("scleroderma collagen_vascular_disease cardiac_abnormality clotting_disorder skin_infection open_wound "
-              "immunosuppression keloid_scarring eczema psoriasis inflammatory_skin_condition active_acne "
-              "actinic_keratosis herpes_simplex diabetes pregnancy breastfeeding radiation_therapy tattoo_in_area "
-              "autoimmune_disease filler_allergy anaphylaxis_history").split()
+CONDITIONS = (
+    "scleroderma collagen_vascular_disease cardiac_abnormality clotting_disorder skin_infection open_wound "
+    "immunosuppression keloid_scarring eczema psoriasis inflammatory_skin_condition active_acne "
+    "actinic_keratosis herpes_simplex diabetes pregnancy breastfeeding radiation_therapy tattoo_in_area "
+    "autoimmune_disease filler_allergy anaphylaxis_history"
+).split()
 MEDICATIONS = ["isotretinoin", "topical_retinoid", "anticoagulant", "immunosuppressant"]
 AREAS = ["face", "neck", "decolletage", "hands", "body", "scalp"]
 
@@ -32,7 +35,8 @@ def test_catalogue_has_every_code_of_the_domain_brief(demo):
 
 def test_every_default_rule_names_its_source(demo):
     sources = list(IntervalRule.objects.values_list("source", flat=True)) + list(
-        ContraindicationRule.objects.values_list("source", flat=True))
+        ContraindicationRule.objects.values_list("source", flat=True)
+    )
 
     assert IntervalRule.objects.count() == 9
     assert ContraindicationRule.objects.count() == 36
@@ -45,13 +49,15 @@ def test_setup_demo_is_idempotent_and_keeps_edits(demo):
     rule = IntervalRule.objects.get(default_key="botox-then-microneedling")
     rule.gap_value = 3
     rule.save()
-    counts = [m.objects.count() for m in (Clinic, Practitioner, Patient, WorkingHours, IntervalRule,
-                                          ContraindicationRule)]
+    counts = [
+        m.objects.count() for m in (Clinic, Practitioner, Patient, WorkingHours, IntervalRule, ContraindicationRule)
+    ]
 
     call_command("setup_demo", "--staff-password", "pw-for-tests")
 
-    assert [m.objects.count() for m in (Clinic, Practitioner, Patient, WorkingHours, IntervalRule,
-                                        ContraindicationRule)] == counts
+    assert [
+        m.objects.count() for m in (Clinic, Practitioner, Patient, WorkingHours, IntervalRule, ContraindicationRule)
+    ] == counts
     assert IntervalRule.objects.get(default_key="botox-then-microneedling").gap_value == 3
 
 
@@ -59,9 +65,11 @@ def test_setup_demo_updates_an_old_file_path_citation_and_nothing_else(demo):
     """An install from before docs/sources.md cited files outside the repository: setup_demo rewrites those."""
     shipped = IntervalRule.objects.get(default_key="botox-then-microneedling").source
     IntervalRule.objects.filter(default_key="botox-then-microneedling").update(
-        source="001 (reference/seeds/001_d9301594d8dd3cc7.txt)", gap_value=3)  # an edited gap, an old citation
+        source="001 (reference/seeds/001_d9301594d8dd3cc7.txt)", gap_value=3
+    )  # an edited gap, an old citation
     ContraindicationRule.objects.filter(default_key="microneedling-eczema").update(
-        source="000 (reference/seeds/000_e8641ba457ba57fa.txt); 001 (reference/seeds/001_d9301594d8dd3cc7.txt)")
+        source="000 (reference/seeds/000_e8641ba457ba57fa.txt); 001 (reference/seeds/001_d9301594d8dd3cc7.txt)"
+    )
     ContraindicationRule.objects.filter(default_key="microneedling-diabetes").update(source="Our own protocol, 2026")
 
     call_command("setup_demo", "--no-demo")
@@ -79,7 +87,11 @@ def test_demo_clinics_match_the_api_contract(demo):
     assert clinics["demo-ny"].timezone == "America/New_York"
     for practitioner in Practitioner.objects.all():
         assert set(practitioner.procedures.values_list("code", flat=True)) == {
-            "botox", "filler", "microneedling", "plasma_pen"}
+            "botox",
+            "filler",
+            "microneedling",
+            "plasma_pen",
+        }
         hours = sorted(practitioner.working_hours.values_list("weekday", "start_time", "end_time"))
         assert [h[0] for h in hours] == [0, 1, 2, 3, 4, 5]
         assert {(h[1].hour, h[2].hour) for h in hours} == {(9, 18)}
@@ -89,8 +101,12 @@ def test_demo_patient_with_recent_botox_is_refused_microneedling(demo):
     olivia = Patient.objects.get(clinic__code="demo", first_name="Olivia")
     now = timezone.now()
 
-    check = appointment_check(patient=olivia, procedure_code="microneedling",
-                              start_at=(now + timezone.timedelta(days=2)).replace(second=0, microsecond=0), now=now)
+    check = appointment_check(
+        patient=olivia,
+        procedure_code="microneedling",
+        start_at=(now + timezone.timedelta(days=2)).replace(second=0, microsecond=0),
+        now=now,
+    )
 
     assert check.outcome == Outcome.REFUSED
     assert check.earliest_eligible_start is not None

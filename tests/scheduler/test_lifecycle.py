@@ -1,4 +1,5 @@
 """The appointment lifecycle: one table decides every action, and one list of events feeds everything."""
+
 import pytest
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction
@@ -12,8 +13,14 @@ FINISHED = (AppointmentStatus.COMPLETED, AppointmentStatus.CANCELLED, Appointmen
 
 
 def test_the_table_answers_for_every_status_and_action():
-    actions = {AuditAction.RESCHEDULED, AuditAction.CANCELLED, AuditAction.CLEARED, AuditAction.COMPLETED,
-               AuditAction.NO_SHOW, AuditAction.CHECKED_IN}
+    actions = {
+        AuditAction.RESCHEDULED,
+        AuditAction.CANCELLED,
+        AuditAction.CLEARED,
+        AuditAction.COMPLETED,
+        AuditAction.NO_SHOW,
+        AuditAction.CHECKED_IN,
+    }
     assert set(TRANSITIONS) == {(status, action) for status in AppointmentStatus for action in actions}
 
 
@@ -24,13 +31,16 @@ def test_an_active_appointment_may_be_moved_cancelled_or_missed(status, action):
 
 
 @pytest.mark.parametrize("status", FINISHED)
-@pytest.mark.parametrize("action, code", [
-    (AuditAction.RESCHEDULED, ErrorCode.NOT_RESCHEDULABLE),
-    (AuditAction.CANCELLED, ErrorCode.NOT_CANCELLABLE),
-    (AuditAction.CLEARED, ErrorCode.NOT_PENDING_CLEARANCE),
-    (AuditAction.COMPLETED, ErrorCode.NOT_COMPLETABLE),
-    (AuditAction.NO_SHOW, ErrorCode.NOT_NO_SHOW),
-])
+@pytest.mark.parametrize(
+    "action, code",
+    [
+        (AuditAction.RESCHEDULED, ErrorCode.NOT_RESCHEDULABLE),
+        (AuditAction.CANCELLED, ErrorCode.NOT_CANCELLABLE),
+        (AuditAction.CLEARED, ErrorCode.NOT_PENDING_CLEARANCE),
+        (AuditAction.COMPLETED, ErrorCode.NOT_COMPLETABLE),
+        (AuditAction.NO_SHOW, ErrorCode.NOT_NO_SHOW),
+    ],
+)
 def test_a_finished_appointment_allows_nothing(status, action, code):
     assert refusal(status, action) == code
 

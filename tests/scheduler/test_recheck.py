@@ -3,6 +3,7 @@
 Given a confirmed booking, when the record changes (a procedure reported, a medication course, the
 intake), then the booking follows what the rules now say, audited with the cause, never silently.
 """
+
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,8 +42,9 @@ def patient(clinic):
 
 
 def book(patient, code, when, now, **kwargs):
-    return appointment_book(patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now,
-                            **kwargs).appointment
+    return appointment_book(
+        patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs
+    ).appointment
 
 
 def fresh(appointment):
@@ -87,8 +89,9 @@ def test_a_flagged_booking_holds_its_reminders_and_tells_the_platforms(patient, 
 
     pre_care = OutboxMessage.objects.get(appointment=microneedling, kind="pre_care")
     assert pre_care.status == OutboxStatus.HELD
-    assert OutboxMessage.objects.filter(appointment=microneedling, channel="webhook",
-                                        event="appointment.needs_review").exists()
+    assert OutboxMessage.objects.filter(
+        appointment=microneedling, channel="webhook", event="appointment.needs_review"
+    ).exists()
 
 
 def test_a_correction_releases_it_back_to_confirmed(patient, practitioner, now):
@@ -140,8 +143,9 @@ def test_a_booking_that_needs_review_cannot_be_treated_but_can_be_moved_clear(pa
         appointment_complete(appointment=fresh(microneedling), actor=CLINICIAN, now=local(2026, 3, 10, 11))
     assert refused.value.code == ErrorCode.REVIEW_REQUIRED
 
-    moved = appointment_reschedule(appointment=fresh(microneedling), start_at=local(2026, 3, 16), actor=RECEPTION,
-                                   now=now).appointment
+    moved = appointment_reschedule(
+        appointment=fresh(microneedling), start_at=local(2026, 3, 16), actor=RECEPTION, now=now
+    ).appointment
     assert (moved.status, moved.review_reasons) == (AppointmentStatus.CONFIRMED, [])
 
 
@@ -153,8 +157,13 @@ def test_a_booking_that_needs_review_still_holds_its_slot(patient, practitioner,
     from scheduler.booking import UnableToBook
 
     with pytest.raises(UnableToBook):
-        book(PatientFactory(clinic=clinic, email="y@example.com"), "botox", local(2026, 3, 10), now,
-             practitioner_id=practitioner.pk)
+        book(
+            PatientFactory(clinic=clinic, email="y@example.com"),
+            "botox",
+            local(2026, 3, 10),
+            now,
+            practitioner_id=practitioner.pk,
+        )
 
 
 @pytest.fixture

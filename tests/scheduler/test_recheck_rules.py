@@ -1,4 +1,5 @@
 """A rule edit re-checks every patient it may affect: in chunks, resumable, progress visible, on a real worker."""
+
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -35,22 +36,26 @@ def booked_after_filler(clinic, now, *, count=1):
     for index in range(count):
         patient = PatientFactory(clinic=clinic, email=f"p{index}@example.com")
         ProcedureRecordFactory(patient=patient, procedure_id="filler", performed_at=local(2026, 2, 1))
-        appointments.append(appointment_book(patient=patient, procedure_code="microneedling",
-                                             start_at=local(2026, 3, 10 + index), actor=RECEPTION,
-                                             now=now).appointment)
+        appointments.append(
+            appointment_book(
+                patient=patient,
+                procedure_code="microneedling",
+                start_at=local(2026, 3, 10 + index),
+                actor=RECEPTION,
+                now=now,
+            ).appointment
+        )
     return appointments
 
 
 def tighten_filler_rule(weeks=8):
-    rule = IntervalRule.objects.get(earlier_procedure_id="filler", later_procedure_id="microneedling",
-                                    severity="block")
+    rule = IntervalRule.objects.get(earlier_procedure_id="filler", later_procedure_id="microneedling", severity="block")
     rule.gap_value = weeks
     rule.save()
     return rule
 
 
-def test_tightening_a_rule_flags_the_bookings_it_now_forbids(settings, clinic, now,
-                                                             django_capture_on_commit_callbacks):
+def test_tightening_a_rule_flags_the_bookings_it_now_forbids(settings, clinic, now, django_capture_on_commit_callbacks):
     settings.CELERY_BROKER_URL = ""  # the embedded default: the run goes in this process
     [appointment] = booked_after_filler(clinic, now)
 
@@ -65,8 +70,9 @@ def test_tightening_a_rule_flags_the_bookings_it_now_forbids(settings, clinic, n
     assert audit.reason.startswith("rule changed: filler")
 
 
-def test_a_rule_change_nothing_booked_depends_on_starts_no_run(settings, clinic, now,
-                                                               django_capture_on_commit_callbacks):
+def test_a_rule_change_nothing_booked_depends_on_starts_no_run(
+    settings, clinic, now, django_capture_on_commit_callbacks
+):
     settings.CELERY_BROKER_URL = ""
     with time_machine.travel(now, tick=False), django_capture_on_commit_callbacks(execute=True):
         tighten_filler_rule()
@@ -75,8 +81,9 @@ def test_a_rule_change_nothing_booked_depends_on_starts_no_run(settings, clinic,
 
 def test_a_run_goes_in_chunks_and_resumes_where_a_dead_worker_left_it(clinic, now):
     appointments = booked_after_filler(clinic, now, count=3)
-    IntervalRule.objects.filter(earlier_procedure_id="filler", later_procedure_id="microneedling",
-                                severity="block").update(gap_value=8)  # no signal: the run is driven by hand
+    IntervalRule.objects.filter(
+        earlier_procedure_id="filler", later_procedure_id="microneedling", severity="block"
+    ).update(gap_value=8)  # no signal: the run is driven by hand
     run = recheck_run_start(cause="rule changed: by hand", procedures=["microneedling"], now=now)
 
     assert recheck_run_step(run_id=run.pk, now=now, chunk=1) is False  # one patient, then the worker dies
@@ -99,8 +106,9 @@ def test_a_run_goes_in_chunks_and_resumes_where_a_dead_worker_left_it(clinic, no
 def test_the_beat_resumes_a_stalled_run(settings, clinic, now):
     settings.CELERY_BROKER_URL = ""
     [appointment] = booked_after_filler(clinic, now)
-    IntervalRule.objects.filter(earlier_procedure_id="filler", later_procedure_id="microneedling",
-                                severity="block").update(gap_value=8)
+    IntervalRule.objects.filter(
+        earlier_procedure_id="filler", later_procedure_id="microneedling", severity="block"
+    ).update(gap_value=8)
     run = recheck_run_start(cause="rule changed: never enqueued", procedures=["microneedling"], now=now)
 
     with time_machine.travel(now + timedelta(minutes=5), tick=False):
@@ -126,10 +134,12 @@ def test_a_real_worker_on_redis_runs_the_recheck(transactional_db, catalogue, tm
     while start.weekday() == 6:
         start += timedelta(days=1)
     ProcedureRecordFactory(patient=patient, procedure_id="filler", performed_at=start - timedelta(weeks=5))
-    appointment = appointment_book(patient=patient, procedure_code="microneedling", start_at=start,
-                                   actor=RECEPTION, now=soon).appointment
-    IntervalRule.objects.filter(earlier_procedure_id="filler", later_procedure_id="microneedling",
-                                severity="block").update(gap_value=8)
+    appointment = appointment_book(
+        patient=patient, procedure_code="microneedling", start_at=start, actor=RECEPTION, now=soon
+    ).appointment
+    IntervalRule.objects.filter(
+        earlier_procedure_id="filler", later_procedure_id="microneedling", severity="block"
+    ).update(gap_value=8)
     run = recheck_run_start(cause="rule changed: on a worker", procedures=["microneedling"], now=soon)
 
     queue = f"test-recheck-{uuid.uuid4().hex[:10]}"
@@ -139,8 +149,12 @@ def test_a_real_worker_on_redis_runs_the_recheck(transactional_db, catalogue, tm
         # Sent to the harness's broker whatever this process was configured with.
         with recheck_step.app.connection_for_write(redis_url()) as connection:
             recheck_step.apply_async(args=(str(run.pk),), queue=queue, connection=connection)
-        wait_until(lambda: RecheckRun.objects.get(pk=run.pk).finished_at is not None, timeout=60,
-                   what="the worker to finish the re-check", harness=harness)
+        wait_until(
+            lambda: RecheckRun.objects.get(pk=run.pk).finished_at is not None,
+            timeout=60,
+            what="the worker to finish the re-check",
+            harness=harness,
+        )
     finally:
         harness.stop_all()
         _forget_queue(harness.broker_url, queue)

@@ -3,6 +3,7 @@
 Every default rule is read from fixtures/rules.json, so these tests pin what
 ships. Times are given in the clinic's zone unless the test is about UTC.
 """
+
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -36,12 +37,21 @@ def at(y, m, d, hh=10, mm=0, tz=LONDON):
 
 
 def done(code, when, id=None, area=None, state=EventState.DONE):
-    return ProcedureEvent(id=id or f"{code}-{when.isoformat()}", procedure=code, start_at=when, area=area,
-                          state=state)
+    return ProcedureEvent(id=id or f"{code}-{when.isoformat()}", procedure=code, start_at=when, area=area, state=state)
 
 
-def check(events=(), proposal_code="microneedling", when=None, *, area=None, courses=(), conditions=(),
-          rules=None, tz=LONDON, ignore=frozenset()):
+def check(
+    events=(),
+    proposal_code="microneedling",
+    when=None,
+    *,
+    area=None,
+    courses=(),
+    conditions=(),
+    rules=None,
+    tz=LONDON,
+    ignore=frozenset(),
+):
     timeline = Timeline(events, courses, conditions)
     return evaluate(timeline, rules or default_rulebook(), Proposal(proposal_code, when, area, ignore), tz)
 
@@ -118,8 +128,9 @@ def test_events_at_the_same_instant_are_checked_both_ways():
     same_time = at(2026, 3, 10, 11)
 
     mn_after_botox = check([done("botox", same_time)], "microneedling", same_time, rules=only_botox_then_mn)
-    botox_before_mn = check([done("microneedling", same_time, state=EventState.BOOKED)], "botox", same_time,
-                            rules=only_botox_then_mn)
+    botox_before_mn = check(
+        [done("microneedling", same_time, state=EventState.BOOKED)], "botox", same_time, rules=only_botox_then_mn
+    )
 
     assert not mn_after_botox.eligible
     assert not botox_before_mn.eligible
@@ -147,8 +158,12 @@ def test_rescheduled_event_is_not_checked_against_itself():
 
 @pytest.mark.parametrize(
     "day, outcome, warned",
-    [(7, Outcome.REFUSED, True), (8, Outcome.CONFIRMED, True), (10, Outcome.CONFIRMED, True),
-     (11, Outcome.CONFIRMED, False)],
+    [
+        (7, Outcome.REFUSED, True),
+        (8, Outcome.CONFIRMED, True),
+        (10, Outcome.CONFIRMED, True),
+        (11, Outcome.CONFIRMED, False),
+    ],
 )
 def test_plasma_pen_after_microneedling(day, outcome, warned):
     """Microneedling on 1 March: plasma pen blocked before 8 March, warned before 11 March (7 to 10 days)."""
@@ -291,12 +306,18 @@ def test_default_rules_apply_to_any_area():
 
 
 def test_a_same_area_rule_ignores_other_areas_but_not_unknown_ones():
-    rules = RuleBook([IntervalRule("r", "microneedling", 4, "weeks", earlier_procedure="microneedling",
-                                   same_area_only=True)])
+    rules = RuleBook(
+        [IntervalRule("r", "microneedling", 4, "weeks", earlier_procedure="microneedling", same_area_only=True)]
+    )
 
     def result(previous_area, new_area):
-        return check([done("microneedling", at(2026, 3, 1), area=previous_area)], "microneedling",
-                     at(2026, 3, 10), area=new_area, rules=rules)
+        return check(
+            [done("microneedling", at(2026, 3, 1), area=previous_area)],
+            "microneedling",
+            at(2026, 3, 10),
+            area=new_area,
+            rules=rules,
+        )
 
     assert result("face", "hands").eligible
     assert not result("face", "face").eligible
@@ -306,7 +327,10 @@ def test_a_same_area_rule_ignores_other_areas_but_not_unknown_ones():
 
 def test_same_procedure_repeats_are_bounded_in_both_directions():
     rules = RuleBook([IntervalRule("repeat", "botox", 12, "weeks", earlier_procedure="botox")])
-    events = [done("botox", at(2026, 1, 5), id="past"), done("botox", at(2026, 9, 1), id="future", state=EventState.BOOKED)]
+    events = [
+        done("botox", at(2026, 1, 5), id="past"),
+        done("botox", at(2026, 9, 1), id="future", state=EventState.BOOKED),
+    ]
 
     too_soon = check(events, "botox", at(2026, 3, 1), rules=rules)
     too_close_before = check(events, "botox", at(2026, 8, 1), rules=rules)
@@ -324,22 +348,50 @@ def cond(code, status="active", area=None):
     return ConditionEntry(id=f"c-{code}", condition=code, status=status, area=area)
 
 
-@pytest.mark.parametrize("code", ["scleroderma", "collagen_vascular_disease", "cardiac_abnormality",
-                                  "clotting_disorder", "skin_infection", "open_wound", "immunosuppression"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "scleroderma",
+        "collagen_vascular_disease",
+        "cardiac_abnormality",
+        "clotting_disorder",
+        "skin_infection",
+        "open_wound",
+        "immunosuppression",
+    ],
+)
 def test_absolute_contraindications_refuse_microneedling_with_no_date(code):
     result = check([], "microneedling", at(2026, 3, 10), conditions=[cond(code)])
 
     assert result.outcome == Outcome.REFUSED
     assert result.earliest_eligible_start is None
     [violation] = result.blocking
-    assert (violation.kind, violation.severity, violation.code) == ("contraindication", ContraindicationSeverity.ABSOLUTE,
-                                                                     ViolationCode.CONDITION)
+    assert (violation.kind, violation.severity, violation.code) == (
+        "contraindication",
+        ContraindicationSeverity.ABSOLUTE,
+        ViolationCode.CONDITION,
+    )
     assert "rules it out" in violation.message
 
 
-@pytest.mark.parametrize("code", ["keloid_scarring", "eczema", "psoriasis", "inflammatory_skin_condition",
-                                  "active_acne", "actinic_keratosis", "herpes_simplex", "diabetes", "pregnancy",
-                                  "breastfeeding", "radiation_therapy", "tattoo_in_area", "autoimmune_disease"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "keloid_scarring",
+        "eczema",
+        "psoriasis",
+        "inflammatory_skin_condition",
+        "active_acne",
+        "actinic_keratosis",
+        "herpes_simplex",
+        "diabetes",
+        "pregnancy",
+        "breastfeeding",
+        "radiation_therapy",
+        "tattoo_in_area",
+        "autoimmune_disease",
+    ],
+)
 def test_relative_contraindications_hold_microneedling_for_clearance(code):
     result = check([], "microneedling", at(2026, 3, 10), conditions=[cond(code)])
 
@@ -348,14 +400,23 @@ def test_relative_contraindications_hold_microneedling_for_clearance(code):
     assert [v.severity for v in result.needs_clearance] == [ContraindicationSeverity.RELATIVE]
 
 
-@pytest.mark.parametrize("code, outcome", [
-    ("skin_infection", Outcome.REFUSED), ("open_wound", Outcome.REFUSED), ("filler_allergy", Outcome.REFUSED),
-    ("active_acne", Outcome.PENDING_CLEARANCE), ("psoriasis", Outcome.PENDING_CLEARANCE),
-    ("eczema", Outcome.PENDING_CLEARANCE), ("anaphylaxis_history", Outcome.PENDING_CLEARANCE),
-    ("autoimmune_disease", Outcome.PENDING_CLEARANCE), ("pregnancy", Outcome.PENDING_CLEARANCE),
-    ("breastfeeding", Outcome.PENDING_CLEARANCE), ("clotting_disorder", Outcome.PENDING_CLEARANCE),
-    ("keloid_scarring", Outcome.PENDING_CLEARANCE),
-])
+@pytest.mark.parametrize(
+    "code, outcome",
+    [
+        ("skin_infection", Outcome.REFUSED),
+        ("open_wound", Outcome.REFUSED),
+        ("filler_allergy", Outcome.REFUSED),
+        ("active_acne", Outcome.PENDING_CLEARANCE),
+        ("psoriasis", Outcome.PENDING_CLEARANCE),
+        ("eczema", Outcome.PENDING_CLEARANCE),
+        ("anaphylaxis_history", Outcome.PENDING_CLEARANCE),
+        ("autoimmune_disease", Outcome.PENDING_CLEARANCE),
+        ("pregnancy", Outcome.PENDING_CLEARANCE),
+        ("breastfeeding", Outcome.PENDING_CLEARANCE),
+        ("clotting_disorder", Outcome.PENDING_CLEARANCE),
+        ("keloid_scarring", Outcome.PENDING_CLEARANCE),
+    ],
+)
 def test_filler_contraindications(code, outcome):
     assert check([], "filler", at(2026, 3, 10), conditions=[cond(code)]).outcome == outcome
 
@@ -363,14 +424,21 @@ def test_filler_contraindications(code, outcome):
 def test_history_of_an_active_only_condition_does_not_count():
     assert check([], "microneedling", at(2026, 3, 10), conditions=[cond("skin_infection", "history")]).eligible
     # ... but a history of eczema does (the sources speak of a 'history of eczema').
-    assert check([], "microneedling", at(2026, 3, 10),
-                 conditions=[cond("eczema", "history")]).outcome == Outcome.PENDING_CLEARANCE
+    assert (
+        check([], "microneedling", at(2026, 3, 10), conditions=[cond("eczema", "history")]).outcome
+        == Outcome.PENDING_CLEARANCE
+    )
 
 
 def test_tattoo_counts_only_in_the_treated_area_or_when_unknown():
     def outcome(tattoo_area, treated_area):
-        return check([], "microneedling", at(2026, 3, 10), area=treated_area,
-                     conditions=[cond("tattoo_in_area", area=tattoo_area)]).outcome
+        return check(
+            [],
+            "microneedling",
+            at(2026, 3, 10),
+            area=treated_area,
+            conditions=[cond("tattoo_in_area", area=tattoo_area)],
+        ).outcome
 
     assert outcome("hands", "face") == Outcome.CONFIRMED
     assert outcome("face", "face") == Outcome.PENDING_CLEARANCE
@@ -463,8 +531,9 @@ def test_blocked_ranges_agree_with_evaluate_over_a_window():
     events = [done("botox", at(2026, 3, 1)), done("microneedling", at(2026, 4, 20, 15), state=EventState.BOOKED)]
     timeline = Timeline(events)
     start = at(2026, 3, 1, 0, 0)
-    spans = blocked_ranges(timeline, default_rulebook(), Proposal("microneedling", start), LONDON,
-                           start + timedelta(days=90))
+    spans = blocked_ranges(
+        timeline, default_rulebook(), Proposal("microneedling", start), LONDON, start + timedelta(days=90)
+    )
 
     moment = start
     while moment < start + timedelta(days=90):

@@ -7,6 +7,7 @@
 - A pair of events conflicts the same way whichever of the two was booked first.
 - The bulk blocked ranges agree with single evaluations.
 """
+
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -49,16 +50,18 @@ def interval_rules(draw):
     found = []
     for index in range(count):
         from_drug = draw(st.booleans()) and draw(st.booleans())
-        found.append(IntervalRule(
-            id=f"r{index}",
-            later_procedure=draw(st.sampled_from(CODES)),
-            gap_value=draw(st.integers(min_value=1, max_value=8)),
-            gap_unit=draw(st.sampled_from(["hours", "days", "weeks", "months"])),
-            severity=draw(st.sampled_from(["block", "block", "warn"])),
-            earlier_procedure=None if from_drug else draw(st.sampled_from(CODES)),
-            earlier_medication=draw(st.sampled_from(DRUGS)) if from_drug else None,
-            same_area_only=False if from_drug else draw(st.booleans()),
-        ))
+        found.append(
+            IntervalRule(
+                id=f"r{index}",
+                later_procedure=draw(st.sampled_from(CODES)),
+                gap_value=draw(st.integers(min_value=1, max_value=8)),
+                gap_unit=draw(st.sampled_from(["hours", "days", "weeks", "months"])),
+                severity=draw(st.sampled_from(["block", "block", "warn"])),
+                earlier_procedure=None if from_drug else draw(st.sampled_from(CODES)),
+                earlier_medication=draw(st.sampled_from(DRUGS)) if from_drug else None,
+                same_area_only=False if from_drug else draw(st.booleans()),
+            )
+        )
     return found
 
 
@@ -68,8 +71,9 @@ def rulebooks(draw):
         return default_rulebook()
     contraindications = []
     if draw(st.booleans()):
-        contraindications.append(ContraindicationRule("c1", draw(st.sampled_from(CODES)), "absolute",
-                                                      medication="anticoagulant"))
+        contraindications.append(
+            ContraindicationRule("c1", draw(st.sampled_from(CODES)), "absolute", medication="anticoagulant")
+        )
     return RuleBook(draw(interval_rules()), contraindications)
 
 
@@ -78,13 +82,15 @@ def events(draw, max_size=8):
     found = []
     for index in range(draw(st.integers(min_value=0, max_value=max_size))):
         seconds = draw(st.sampled_from([0, 0, 0, 17]))  # reported times need not be whole minutes
-        found.append(ProcedureEvent(
-            id=f"e{index}",
-            procedure=draw(st.sampled_from(CODES)),
-            start_at=moment(draw(minutes)) + timedelta(seconds=seconds),
-            area=draw(st.sampled_from(AREAS)),
-            state=draw(st.sampled_from(list(EventState))),
-        ))
+        found.append(
+            ProcedureEvent(
+                id=f"e{index}",
+                procedure=draw(st.sampled_from(CODES)),
+                start_at=moment(draw(minutes)) + timedelta(seconds=seconds),
+                area=draw(st.sampled_from(AREAS)),
+                state=draw(st.sampled_from(list(EventState))),
+            )
+        )
     return found
 
 
@@ -94,17 +100,35 @@ def courses(draw):
     for index in range(draw(st.integers(min_value=0, max_value=2))):
         start = date(2026, 1, 1) + timedelta(days=draw(st.integers(min_value=0, max_value=700)))
         ended = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=200)))
-        found.append(MedicationCourse(f"m{index}", draw(st.sampled_from(DRUGS)), start,
-                                      None if ended is None else start + timedelta(days=ended)))
+        found.append(
+            MedicationCourse(
+                f"m{index}",
+                draw(st.sampled_from(DRUGS)),
+                start,
+                None if ended is None else start + timedelta(days=ended),
+            )
+        )
     return found
 
 
-conditions = st.lists(st.builds(ConditionEntry, id=st.sampled_from(["k1", "k2"]), condition=st.sampled_from(
-    ["eczema", "tattoo_in_area", "skin_infection"]), status=st.sampled_from(["active", "history"]),
-    area=st.sampled_from(AREAS)), max_size=2, unique_by=lambda c: c.id)
+conditions = st.lists(
+    st.builds(
+        ConditionEntry,
+        id=st.sampled_from(["k1", "k2"]),
+        condition=st.sampled_from(["eczema", "tattoo_in_area", "skin_infection"]),
+        status=st.sampled_from(["active", "history"]),
+        area=st.sampled_from(AREAS),
+    ),
+    max_size=2,
+    unique_by=lambda c: c.id,
+)
 
-proposals = st.builds(lambda code, offset, area: Proposal(code, moment(offset), area),
-                      st.sampled_from(CODES), minutes, st.sampled_from(AREAS))
+proposals = st.builds(
+    lambda code, offset, area: Proposal(code, moment(offset), area),
+    st.sampled_from(CODES),
+    minutes,
+    st.sampled_from(AREAS),
+)
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -147,8 +171,16 @@ def test_result_does_not_depend_on_the_order_of_the_timeline(rules, evs, crs, co
 
 
 @PROPERTY_SETTINGS
-@given(rulebooks(), events(), courses(), proposals, st.sampled_from(CODES), minutes, st.sampled_from(AREAS),
-       st.sampled_from(ZONES))
+@given(
+    rulebooks(),
+    events(),
+    courses(),
+    proposals,
+    st.sampled_from(CODES),
+    minutes,
+    st.sampled_from(AREAS),
+    st.sampled_from(ZONES),
+)
 def test_cancelling_restores_what_booking_took(rules, evs, crs, proposal, code, offset, area, tz):
     before = evaluate(Timeline(evs, crs), rules, proposal, tz)
     booked = ProcedureEvent("new", code, moment(offset), area, state=EventState.BOOKED)
@@ -164,10 +196,19 @@ def test_cancelling_restores_what_booking_took(rules, evs, crs, proposal, code, 
 
 
 @PROPERTY_SETTINGS
-@given(interval_rules(), st.sampled_from(CODES), minutes, st.sampled_from(AREAS), st.sampled_from(CODES), minutes,
-       st.sampled_from(AREAS), st.sampled_from(ZONES))
-def test_a_pair_conflicts_the_same_way_whichever_was_booked_first(rule_list, code_a, at_a, area_a, code_b, at_b,
-                                                                  area_b, tz):
+@given(
+    interval_rules(),
+    st.sampled_from(CODES),
+    minutes,
+    st.sampled_from(AREAS),
+    st.sampled_from(CODES),
+    minutes,
+    st.sampled_from(AREAS),
+    st.sampled_from(ZONES),
+)
+def test_a_pair_conflicts_the_same_way_whichever_was_booked_first(
+    rule_list, code_a, at_a, area_a, code_b, at_b, area_b, tz
+):
     rules = RuleBook([r for r in rule_list if r.earlier_procedure])
     a = ProcedureEvent("a", code_a, moment(at_a), area_a, state=EventState.BOOKED)
     b = ProcedureEvent("b", code_b, moment(at_b), area_b, state=EventState.BOOKED)
@@ -180,8 +221,14 @@ def test_a_pair_conflicts_the_same_way_whichever_was_booked_first(rule_list, cod
 
 
 @PROPERTY_SETTINGS
-@given(rulebooks(), events(), courses(), proposals, st.sampled_from(ZONES),
-       st.lists(st.integers(min_value=0, max_value=90 * 24 * 60), min_size=1, max_size=20))
+@given(
+    rulebooks(),
+    events(),
+    courses(),
+    proposals,
+    st.sampled_from(ZONES),
+    st.lists(st.integers(min_value=0, max_value=90 * 24 * 60), min_size=1, max_size=20),
+)
 def test_blocked_ranges_agree_with_single_evaluations(rules, evs, crs, proposal, tz, offsets):
     timeline = Timeline(evs, crs)
     until = proposal.start_at + timedelta(days=90)

@@ -1,4 +1,5 @@
 """Patients cancelling and moving their own appointment (scheduler/selfservice.py): the window, the rules, the audit."""
+
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,8 +53,9 @@ def patient(clinic):
 @pytest.fixture
 def appointment(patient, practitioner, now):
     """Microneedling on Tuesday 10 March 2026, 10:00 London (GMT): well outside the 24-hour window."""
-    return appointment_book(patient=patient, procedure_code="microneedling", start_at=local(2026, 3, 10),
-                            actor=RECEPTION, now=now).appointment
+    return appointment_book(
+        patient=patient, procedure_code="microneedling", start_at=local(2026, 3, 10), actor=RECEPTION, now=now
+    ).appointment
 
 
 def audit(appointment) -> list[tuple[str, str]]:
@@ -100,7 +102,8 @@ def test_a_minute_inside_the_window_is_refused_with_the_clinics_number(appointme
     assert refused.value.http_status == 409
     assert refused.value.message == (
         "Your appointment starts in less than 24 hours, so it can no longer be cancelled or moved online. "
-        "Please call Bloom Clinic on 020 7946 0958.")
+        "Please call Bloom Clinic on 020 7946 0958."
+    )
     assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.CONFIRMED
     assert [action for action, _ in audit(appointment)] == [AuditAction.BOOKED]
 
@@ -141,15 +144,20 @@ def test_an_appointment_that_has_started_cannot_be_cancelled_online_even_with_no
         appointment_cancel_by_patient(appointment=appointment, now=appointment.start_at + timedelta(minutes=1))
 
     assert refused.value.code == ErrorCode.OUTSIDE_CANCELLATION_WINDOW
-    assert refused.value.message == ("The time of this appointment has come, so it can no longer be changed online. "
-                                     "Please call Bloom Clinic on 020 7946 0958.")
+    assert refused.value.message == (
+        "The time of this appointment has come, so it can no longer be changed online. "
+        "Please call Bloom Clinic on 020 7946 0958."
+    )
     assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.CONFIRMED
 
 
-@pytest.mark.parametrize(("finish", "message"), [
-    ("cancel", "This appointment is already cancelled."),
-    ("complete", "This appointment has already taken place."),
-])
+@pytest.mark.parametrize(
+    ("finish", "message"),
+    [
+        ("cancel", "This appointment is already cancelled."),
+        ("complete", "This appointment has already taken place."),
+    ],
+)
 def test_a_cancelled_or_completed_appointment_is_refused_clearly(appointment, now, finish, message):
     if finish == "cancel":
         appointment_cancel(appointment=appointment, actor=RECEPTION, now=now)
@@ -161,8 +169,9 @@ def test_a_cancelled_or_completed_appointment_is_refused_clearly(appointment, no
     with pytest.raises(InvalidTransition) as cancel:
         appointment_cancel_by_patient(appointment=appointment, now=now)
     with pytest.raises(InvalidTransition) as move:
-        appointment_reschedule_by_patient(appointment=appointment, start_at=local(2026, 3, 12),
-                                          practitioner_id=appointment.practitioner_id, now=now)
+        appointment_reschedule_by_patient(
+            appointment=appointment, start_at=local(2026, 3, 12), practitioner_id=appointment.practitioner_id, now=now
+        )
     with pytest.raises(InvalidTransition) as options:
         patient_move_options(appointment=appointment, now=now)
 
@@ -202,18 +211,30 @@ def test_options_are_never_inside_the_window_nor_the_current_time(appointment, n
 
 def test_options_pass_every_rule_for_this_patient(patient, practitioner, clinic, now):
     """Botox five days ago: microneedling only from 14 days after it (docs/rules.md)."""
-    botox = ProcedureRecord.objects.create(patient=patient, procedure_id="botox", performed_at=now - timedelta(days=5),
-                                           area_id="face", source=HistorySource.CLINIC)
+    botox = ProcedureRecord.objects.create(
+        patient=patient,
+        procedure_id="botox",
+        performed_at=now - timedelta(days=5),
+        area_id="face",
+        source=HistorySource.CLINIC,
+    )
     earliest_day = botox.performed_at.astimezone(LONDON).date() + timedelta(days=14)
-    appointment = appointment_book(patient=patient, procedure_code="microneedling", area_code="face",
-                                   start_at=local(2026, 3, 24), actor=RECEPTION, now=now).appointment
+    appointment = appointment_book(
+        patient=patient,
+        procedure_code="microneedling",
+        area_code="face",
+        start_at=local(2026, 3, 24),
+        actor=RECEPTION,
+        now=now,
+    ).appointment
 
     options = patient_move_options(appointment=appointment, now=now)
 
     assert options[0].start_at.astimezone(LONDON).date() == earliest_day
     for slot in options[:: max(1, len(options) // 20)]:
-        check = appointment_reschedule_check(appointment=appointment, start_at=slot.start_at, now=now,
-                                             practitioner_id=slot.practitioner_id)
+        check = appointment_reschedule_check(
+            appointment=appointment, start_at=slot.start_at, now=now, practitioner_id=slot.practitioner_id
+        )
         assert check.eligible, (slot, check.blocking)
 
 
@@ -246,15 +267,19 @@ def test_no_options_inside_the_window(appointment):
 def test_a_patient_moves_to_an_offered_time_and_the_audit_trail_names_them(appointment, patient, now):
     slot = patient_move_options(appointment=appointment, now=now)[3]
 
-    result = appointment_reschedule_by_patient(appointment=appointment, start_at=slot.start_at,
-                                               practitioner_id=slot.practitioner_id, now=now)
+    result = appointment_reschedule_by_patient(
+        appointment=appointment, start_at=slot.start_at, practitioner_id=slot.practitioner_id, now=now
+    )
 
     moved = Appointment.objects.get(pk=appointment.pk)
     assert (moved.start_at, moved.end_at) == (slot.start_at, slot.start_at + timedelta(minutes=60))
     assert result.appointment.status == AppointmentStatus.CONFIRMED
     event = AuditEvent.objects.filter(appointment=appointment).last()
-    assert (event.action, event.actor_label, event.actor_user) == (AuditAction.RESCHEDULED, f"patient {patient.pk}",
-                                                                     None)
+    assert (event.action, event.actor_label, event.actor_user) == (
+        AuditAction.RESCHEDULED,
+        f"patient {patient.pk}",
+        None,
+    )
     assert event.details["from"]["start_at"] == local(2026, 3, 10).astimezone(slot.start_at.tzinfo).isoformat()
 
 
@@ -266,8 +291,9 @@ def test_moving_at_the_window_edges(appointment, clinic, now):
     appointment.refresh_from_db()
 
     with pytest.raises(InvalidTransition) as too_soon:
-        appointment_reschedule_by_patient(appointment=appointment, start_at=tuesday_nine,
-                                          practitioner_id=appointment.practitioner_id, now=now)
+        appointment_reschedule_by_patient(
+            appointment=appointment, start_at=tuesday_nine, practitioner_id=appointment.practitioner_id, now=now
+        )
     assert too_soon.value.code == ErrorCode.OUTSIDE_CANCELLATION_WINDOW
     assert too_soon.value.message.startswith("That time is less than 25 hours away")
     assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)
@@ -275,30 +301,42 @@ def test_moving_at_the_window_edges(appointment, clinic, now):
     clinic.cancellation_window_hours = 24
     clinic.save()
     appointment.refresh_from_db()
-    moved = appointment_reschedule_by_patient(appointment=appointment, start_at=tuesday_nine,
-                                              practitioner_id=appointment.practitioner_id, now=now)
+    moved = appointment_reschedule_by_patient(
+        appointment=appointment, start_at=tuesday_nine, practitioner_id=appointment.practitioner_id, now=now
+    )
     assert moved.appointment.start_at == tuesday_nine
 
     with pytest.raises(InvalidTransition) as inside:  # now itself inside the (new) window
-        appointment_reschedule_by_patient(appointment=moved.appointment, start_at=local(2026, 3, 12),
-                                          practitioner_id=appointment.practitioner_id,
-                                          now=now + timedelta(minutes=1))
+        appointment_reschedule_by_patient(
+            appointment=moved.appointment,
+            start_at=local(2026, 3, 12),
+            practitioner_id=appointment.practitioner_id,
+            now=now + timedelta(minutes=1),
+        )
     assert inside.value.code == ErrorCode.OUTSIDE_CANCELLATION_WINDOW
 
 
 def test_a_slot_taken_meanwhile_is_refused_and_nothing_changes(appointment, practitioner, clinic, now):
     slot = patient_move_options(appointment=appointment, now=now)[0]
     someone_else = PatientFactory(clinic=clinic)
-    appointment_book(patient=someone_else, procedure_code="botox", start_at=slot.start_at, actor=RECEPTION, now=now,
-                     practitioner_id=practitioner.pk)
+    appointment_book(
+        patient=someone_else,
+        procedure_code="botox",
+        start_at=slot.start_at,
+        actor=RECEPTION,
+        now=now,
+        practitioner_id=practitioner.pk,
+    )
     events = audit(appointment)
 
     with pytest.raises(UnableToBook) as check:
-        patient_move_check(appointment=appointment, start_at=slot.start_at, practitioner_id=slot.practitioner_id,
-                           now=now)
+        patient_move_check(
+            appointment=appointment, start_at=slot.start_at, practitioner_id=slot.practitioner_id, now=now
+        )
     with pytest.raises(UnableToBook) as refused:
-        appointment_reschedule_by_patient(appointment=appointment, start_at=slot.start_at,
-                                          practitioner_id=slot.practitioner_id, now=now)
+        appointment_reschedule_by_patient(
+            appointment=appointment, start_at=slot.start_at, practitioner_id=slot.practitioner_id, now=now
+        )
 
     assert [v.code for v in refused.value.check.blocking] == [AvailabilityCode.SLOT_TAKEN]
     assert check.value.code == refused.value.code == ErrorCode.BOOKING_REFUSED
@@ -309,14 +347,26 @@ def test_a_slot_taken_meanwhile_is_refused_and_nothing_changes(appointment, prac
 
 
 def test_a_time_that_breaks_a_rule_is_refused_even_if_asked_for_directly(patient, practitioner, now):
-    ProcedureRecord.objects.create(patient=patient, procedure_id="botox", performed_at=now - timedelta(days=5),
-                                   area_id="face", source=HistorySource.CLINIC)
-    appointment = appointment_book(patient=patient, procedure_code="microneedling", area_code="face",
-                                   start_at=local(2026, 3, 24), actor=RECEPTION, now=now).appointment
+    ProcedureRecord.objects.create(
+        patient=patient,
+        procedure_id="botox",
+        performed_at=now - timedelta(days=5),
+        area_id="face",
+        source=HistorySource.CLINIC,
+    )
+    appointment = appointment_book(
+        patient=patient,
+        procedure_code="microneedling",
+        area_code="face",
+        start_at=local(2026, 3, 24),
+        actor=RECEPTION,
+        now=now,
+    ).appointment
 
     with pytest.raises(UnableToBook) as refused:
-        appointment_reschedule_by_patient(appointment=appointment, start_at=local(2026, 3, 4),
-                                          practitioner_id=practitioner.pk, now=now)
+        appointment_reschedule_by_patient(
+            appointment=appointment, start_at=local(2026, 3, 4), practitioner_id=practitioner.pk, now=now
+        )
 
     assert refused.value.check.evaluation.blocking
     assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 24)
@@ -325,8 +375,9 @@ def test_a_time_that_breaks_a_rule_is_refused_even_if_asked_for_directly(patient
 def test_the_move_check_writes_nothing_and_agrees_with_the_move(appointment, now):
     slot = patient_move_options(appointment=appointment, now=now)[1]
 
-    check = patient_move_check(appointment=appointment, start_at=slot.start_at, practitioner_id=slot.practitioner_id,
-                               now=now)
+    check = patient_move_check(
+        appointment=appointment, start_at=slot.start_at, practitioner_id=slot.practitioner_id, now=now
+    )
 
     assert check.eligible and check.practitioner.pk == appointment.practitioner_id
     assert Appointment.objects.get(pk=appointment.pk).start_at == local(2026, 3, 10)

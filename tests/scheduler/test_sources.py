@@ -1,5 +1,6 @@
 """The repository cites its published sources (docs/sources.md), never files outside it, and docs/rules.md
 lists every shipped rule as fixtures/rules.json has it."""
+
 import json
 import os
 import re
@@ -21,8 +22,11 @@ def short_citations() -> dict[str, str]:
 
 
 def sourced_rows() -> list[dict]:
-    return (RULES["intervals"] + RULES["contraindications"]
-            + [t for t in CARE_TEXTS["templates"] if t["origin"] == "sourced"])
+    return (
+        RULES["intervals"]
+        + RULES["contraindications"]
+        + [t for t in CARE_TEXTS["templates"] if t["origin"] == "sourced"]
+    )
 
 
 def test_each_source_has_title_publisher_date_link_and_short_citation():
@@ -104,8 +108,17 @@ OLD_PATH_ALLOWED = {
     "tests/scheduler/test_defaults.py",  # ... and the tests of that
     "tests/reminders/test_content.py",
 }
-SKIP_DIRS = {".git", ".venv", "node_modules", "var", "__pycache__", "staticfiles", ".pytest_cache",
-             ".hypothesis", "htmlcov"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "node_modules",
+    "var",
+    "__pycache__",
+    "staticfiles",
+    ".pytest_cache",
+    ".hypothesis",
+    "htmlcov",
+}
 TEXT_SUFFIXES = {".py", ".md", ".json", ".html", ".txt", ".toml", ".ini", ".cfg", ".yml", ".yaml", ".sh", ""}
 
 

@@ -1,4 +1,5 @@
 """Wall-clock times typed at the front desk: DST gaps and overlaps are refused, not guessed."""
+
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -20,8 +21,10 @@ def test_a_time_in_the_spring_forward_gap_does_not_exist():
         local_to_utc(datetime(2026, 3, 29, 1, 30), LONDON)
 
     assert error.value.code == "nonexistent_local_time"
-    assert error.value.message == ("2026-03-29 01:30 does not exist in Europe/London (the clocks go forward then); "
-                                   "choose another time or give an explicit UTC offset.")
+    assert error.value.message == (
+        "2026-03-29 01:30 does not exist in Europe/London (the clocks go forward then); "
+        "choose another time or give an explicit UTC offset."
+    )
     assert error.value.field == "start"
 
 

@@ -1,5 +1,6 @@
 """The rule book, catalogue and templates are kept per process under a version database triggers raise:
 fewer statements per booking, and no edit by any path can leave a stale copy in use."""
+
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -62,8 +63,9 @@ def test_a_rolled_back_edit_leaves_no_copy_behind(patient, now):
     assert versioned.current_version() == version
 
     def gap():
-        rule = next(r for r in selectors.rulebook_load().looking_back["microneedling"]
-                    if r.earlier_procedure == "botox")
+        rule = next(
+            r for r in selectors.rulebook_load().looking_back["microneedling"] if r.earlier_procedure == "botox"
+        )
         return rule.gap_value, rule.gap_unit
 
     assert gap() == (2, "weeks")  # the committed rules, not the rolled-back copy
@@ -79,10 +81,13 @@ def test_every_watched_table_has_its_trigger():
     step = import_module("reminders.migrations.0005_config_version_triggers")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT DISTINCT event_object_table FROM information_schema.triggers "
-                           "WHERE trigger_name LIKE '%%_config_bump'")
+            cursor.execute(
+                "SELECT DISTINCT event_object_table FROM information_schema.triggers "
+                "WHERE trigger_name LIKE '%%_config_bump'"
+            )
         else:
-            cursor.execute("SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' "
-                           "AND name LIKE '%_config_bump_%'")
+            cursor.execute(
+                "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%_config_bump_%'"
+            )
         watched = {row[0] for row in cursor.fetchall()}
     assert watched == set(step.TABLES)

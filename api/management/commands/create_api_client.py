@@ -1,4 +1,5 @@
 """Create an API client (a booking platform) and print its key, once, alone on the last line."""
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -10,10 +11,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="The booking platform's name (unique).")
-        parser.add_argument("--clinic", action="append", required=True, metavar="CODE",
-                            help="Clinic code the client may see; repeat for more.")
-        parser.add_argument("--clinical", action="store_true",
-                            help="Grant the clinician's right (complete appointments, clear contraindications).")
+        parser.add_argument(
+            "--clinic",
+            action="append",
+            required=True,
+            metavar="CODE",
+            help="Clinic code the client may see; repeat for more.",
+        )
+        parser.add_argument(
+            "--clinical",
+            action="store_true",
+            help="Grant the clinician's right (complete appointments, clear contraindications).",
+        )
 
     def handle(self, *args, name, clinic, clinical, **options):
         codes = list(dict.fromkeys(clinic))
@@ -28,7 +37,9 @@ class Command(BaseCommand):
             key = client.set_new_key()
             client.save()
             client.clinics.set(clinics)
-        self.stdout.write(f"Created API client {name!r} for {', '.join(codes)}"
-                          f"{' with the clinician right' if clinical else ''}. "
-                          "The key is shown once; store it now:")
+        self.stdout.write(
+            f"Created API client {name!r} for {', '.join(codes)}"
+            f"{' with the clinician right' if clinical else ''}. "
+            "The key is shown once; store it now:"
+        )
         self.stdout.write(key)

@@ -1,4 +1,5 @@
 """Delete Idempotency-Key records older than their 24-hour replay window (run daily)."""
+
 from datetime import timedelta
 
 from django.conf import settings

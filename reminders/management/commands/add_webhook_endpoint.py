@@ -1,4 +1,5 @@
 """Register a webhook endpoint for an API client and print its signing secret (shown once here)."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from clinic.models import ApiClient
@@ -13,8 +14,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("client", help="The API client's name.")
         parser.add_argument("url")
-        parser.add_argument("--event", action="append", choices=WebhookEndpoint.EVENTS,
-                            help="Only these events (repeat); default all.")
+        parser.add_argument(
+            "--event", action="append", choices=WebhookEndpoint.EVENTS, help="Only these events (repeat); default all."
+        )
 
     def handle(self, *args, **options):
         client = ApiClient.objects.filter(name=options["client"]).first()

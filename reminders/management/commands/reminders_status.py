@@ -1,4 +1,5 @@
 """Show the outbox: counts by status and channel, what is overdue or due soon, what failed."""
+
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -9,8 +10,10 @@ def _row(message) -> str:
     clinic = message.appointment.clinic
     local = message.due_at.astimezone(clinic.tz)
     what = message.event if message.channel == "webhook" else message.kind
-    line = (f"  {local:%Y-%m-%d %H:%M} {clinic.code:<10} {what:<24} {message.channel:<8} {message.status:<9} "
-            f"attempts={message.attempts} id={message.pk}")
+    line = (
+        f"  {local:%Y-%m-%d %H:%M} {clinic.code:<10} {what:<24} {message.channel:<8} {message.status:<9} "
+        f"attempts={message.attempts} id={message.pk}"
+    )
     return line + (f"\n      {message.last_error}" if message.last_error else "")
 
 
@@ -25,16 +28,23 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from datetime import timedelta
 
-        summary = selectors.outbox_summary(now=timezone.now(), clinic_code=options["clinic"],
-                                           horizon=timedelta(hours=options["hours"]), limit=options["limit"])
+        summary = selectors.outbox_summary(
+            now=timezone.now(),
+            clinic_code=options["clinic"],
+            horizon=timedelta(hours=options["hours"]),
+            limit=options["limit"],
+        )
         self.stdout.write("Outbox by status and channel:")
         if not summary["counts"]:
             self.stdout.write("  (empty)")
         for status, by_channel in sorted(summary["counts"].items()):
             self.stdout.write(f"  {status:<10} " + ", ".join(f"{c}: {n}" for c, n in sorted(by_channel.items())))
         self.stdout.write(f"Held until clearance: {summary['held']}")
-        for title, key in (("Overdue (pending or claimed, past due):", "overdue"),
-                           (f"Due in the next {options['hours']} h:", "due_soon"), ("Failed:", "failed")):
+        for title, key in (
+            ("Overdue (pending or claimed, past due):", "overdue"),
+            (f"Due in the next {options['hours']} h:", "due_soon"),
+            ("Failed:", "failed"),
+        ):
             self.stdout.write(title)
             rows = summary[key]
             self.stdout.write("\n".join(_row(m) for m in rows) if rows else "  (none)")

@@ -3,6 +3,7 @@
 bin/run starts it in the background next to runserver. With a broker configured,
 Celery beat and workers do this instead; running both is still safe (claims are exclusive).
 """
+
 import logging
 import os
 import time
@@ -22,10 +23,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
-        parser.add_argument("--interval", type=float, default=None,
-                            help="Seconds between passes (default REMINDERS_DISPATCH_INTERVAL_SECONDS).")
-        parser.add_argument("--exit-with-parent", action="store_true",
-                            help="Stop when the process that started this one exits (bin/run uses it).")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=None,
+            help="Seconds between passes (default REMINDERS_DISPATCH_INTERVAL_SECONDS).",
+        )
+        parser.add_argument(
+            "--exit-with-parent",
+            action="store_true",
+            help="Stop when the process that started this one exits (bin/run uses it).",
+        )
 
     def handle(self, *args, **options):
         interval = options["interval"] or settings.REMINDERS_DISPATCH_INTERVAL_SECONDS
@@ -40,7 +48,9 @@ class Command(BaseCommand):
     def _loop(self, interval: float, parent: int, options: dict) -> None:
         while True:
             try:
-                counts = dispatch.dispatch_local(now=timezone.now(), clock=timezone.now)  # the clock is read here, at the edge
+                counts = dispatch.dispatch_local(
+                    now=timezone.now(), clock=timezone.now
+                )  # the clock is read here, at the edge
             except DatabaseError as exc:  # the database restarting must not end the loop; rows wait
                 if options["once"]:
                     raise
