@@ -12,4 +12,5 @@ urlpatterns = [
     path("<str:token>/move/", views.move, name="move"),
     path("<str:token>/move/confirm/", views.move_confirm, name="move_confirm"),
     path("<str:token>/preferences/", views.preferences, name="preferences"),
+    path("<str:token>/calendar/", views.calendar, name="calendar"),
 ]

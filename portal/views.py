@@ -25,6 +25,7 @@ from clinic.models import Appointment, AppointmentStatus, Clinic, MessageTopic
 from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition
 from portal.forms import CancelForm, PreferencesForm, SlotForm, slot_key
 from reminders.consent import channels_on, patient_preferences_update, sms_consent_wording
+from reminders.feeds import patient_calendar_feed_renew
 from reminders.links import appointment_from_manage_token, manage_token
 from reminders.pages import with_clinic_look
 from scheduler.availability import AvailabilityCode, Slot
@@ -330,3 +331,16 @@ def preferences(request: HttpRequest, *, appointment: Appointment, token: str, n
         else "Nothing to change: your message choices are as they were.",
     )
     return _to_manage(token, "#preferences")
+
+
+@patient_page
+@require_http_methods(["GET", "POST"])
+def calendar(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
+    """A private calendar link for all this patient's appointments (a new one switches the old off)."""
+    if request.method == "GET":
+        return _to_manage(token, "#calendar")
+    url = patient_calendar_feed_renew(patient=appointment.patient, now=now)
+    messages.success(
+        request, f"Your calendar link (add it to your phone's calendar as a subscription; keep it to yourself): {url}"
+    )
+    return _to_manage(token, "#calendar")

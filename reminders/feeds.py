@@ -47,6 +47,14 @@ def calendar_feed_create(
     return feed, token
 
 
+def patient_calendar_feed_renew(*, patient: Patient, now: datetime) -> str:
+    """The patient's own calendar link, asked for from their page: a new one switches the previous off
+    (a link shared by mistake is ended by asking again). Returns the new feed's URL (shown once)."""
+    calendar_feed_revoke(feeds=CalendarFeed.objects.filter(patient=patient), now=now)
+    _, token = calendar_feed_create(now=now, patient=patient, created_by="the patient, from their page")
+    return feed_url(token)
+
+
 def calendar_feed_revoke(*, feeds: QuerySet[CalendarFeed], now: datetime) -> int:
     return feeds.filter(revoked_at__isnull=True).update(revoked_at=now)
 

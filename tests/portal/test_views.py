@@ -343,7 +343,7 @@ def test_the_forgeries_differ_from_a_good_link_only_where_they_say(client, appoi
     "name",
     ["damaged", "garbage", "another salt", "another key", "unsubscribe link", "wrong shape", "no such appointment"],
 )
-@pytest.mark.parametrize("path", ["", "cancel/", "move/", "move/confirm/", "preferences/"])
+@pytest.mark.parametrize("path", ["", "cancel/", "move/", "move/confirm/", "preferences/", "calendar/"])
 def test_a_bad_or_forged_link_is_a_friendly_400_that_shows_nothing(client, appointment, patient, name, path):
     token = bad_links(appointment, patient)[name]
 
@@ -484,3 +484,25 @@ def test_the_unsubscribe_pages_wear_the_clinics_look(client, patient):
         assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
         assert "--brand: #7a1f5c" in html and 'href="tel:+442079460958"' in html
     assert "Stop e-mails from Bloom Clinic?" in text(asked) and "You are unsubscribed" in text(done)
+
+
+def test_a_patient_gets_a_private_calendar_link_and_a_new_one_ends_the_old(client, appointment, patient):
+    from icalendar import Calendar
+
+    from reminders.content import ics_uid
+
+    def ask() -> str:
+        response = client.post(page_url(appointment, "calendar"), follow=True)
+        assert response.status_code == 200
+        return re.search(r"https?://\S+/calendar/\S+\.ics", text(response)).group(0)
+
+    first = ask()
+    feed = client.get(first[first.index("/reminders/") :])
+    assert feed.status_code == 200 and feed["Content-Type"].startswith("text/calendar")
+    [event] = Calendar.from_ical(feed.content).walk("VEVENT")
+    assert str(event["uid"]) == ics_uid(appointment)
+
+    second = ask()
+    assert second != first
+    assert client.get(first[first.index("/reminders/") :]).status_code == 404  # the old link is switched off
+    assert client.get(second[second.index("/reminders/") :]).status_code == 200
