@@ -35,6 +35,14 @@ FHIR_APPOINTMENT_STATUSES = {
 # Every other R4 code is valid in a search and simply matches nothing here.
 OTHER_FHIR_APPOINTMENT_STATUSES = ("proposed", "arrived", "entered-in-error", "checked-in", "waitlist")
 
+
+def fhir_appointment_status(appointment: Appointment) -> str:
+    """Our status in R4's words; a confirmed appointment whose patient has checked in has `arrived`."""
+    if appointment.status == AppointmentStatus.CONFIRMED and appointment.checked_in_at is not None:
+        return "arrived"
+    return APPOINTMENT_STATUS[appointment.status]
+
+
 # An appointment holding its slot → FHIR Slot.status.
 SLOT_STATUS_FOR_APPOINTMENT = {
     AppointmentStatus.PENDING_CLEARANCE: "busy-tentative",
@@ -104,7 +112,7 @@ def appointment_resource(appointment: Appointment) -> dict:
         "resourceType": "Appointment",
         "id": str(appointment.pk),
         "extension": [{"url": STATUS_EXTENSION, "valueCode": appointment.status}],
-        "status": APPOINTMENT_STATUS[appointment.status],
+        "status": fhir_appointment_status(appointment),
         "serviceType": [_procedure_concept(appointment.procedure_id, appointment.procedure.name)],
         "start": _instant(appointment.start_at, tz),
         "end": _instant(appointment.end_at, tz),

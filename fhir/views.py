@@ -13,6 +13,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 from rest_framework import exceptions, renderers
@@ -24,7 +25,7 @@ from rest_framework.views import APIView
 from api.access import caller_for
 from api.problems import HeaderTooLarge, UriTooLong
 from api.views import MAX_HEADER_LENGTH, MAX_URI_LENGTH
-from clinic.models import Practitioner, ProcedureType
+from clinic.models import AppointmentStatus, Practitioner, ProcedureType
 from clinic.selectors import appointments_in
 from core.errors import DomainError
 from fhir import mapping, search
@@ -368,9 +369,14 @@ class AppointmentSearchView(FhirView):
             known = set(mapping.FHIR_APPOINTMENT_STATUSES) | set(mapping.OTHER_FHIR_APPOINTMENT_STATUSES)
             if not set(statuses) <= known:
                 raise SearchError("status", f"status is an R4 Appointment status: {', '.join(sorted(known))}.")
-            rows = rows.filter(
-                status__in=[ours for code in statuses for ours in mapping.FHIR_APPOINTMENT_STATUSES.get(code, ())]
-            )
+            ours = [o for code in statuses for o in mapping.FHIR_APPOINTMENT_STATUSES.get(code, ())]
+            # Confirmed is `booked` until the patient checks in, then `arrived`.
+            wanted = Q(status__in=[o for o in ours if o != AppointmentStatus.CONFIRMED])
+            if "booked" in statuses:
+                wanted |= Q(status=AppointmentStatus.CONFIRMED, checked_in_at__isnull=True)
+            if "arrived" in statuses:
+                wanted |= Q(status=AppointmentStatus.CONFIRMED, checked_in_at__isnull=False)
+            rows = rows.filter(wanted)
         for code in search.codes(params, "service-type"):
             rows = rows.filter(procedure_id=code)
         window = search.window(params, "date")

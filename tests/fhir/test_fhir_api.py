@@ -378,3 +378,19 @@ def test_any_accept_header_gets_fhir_json(api, practitioner):
     for accept in ("application/xml", "text/html", "application/json", "*/*", "application/fhir+json"):
         response = api.get("/fhir/r4/Schedule", HTTP_ACCEPT=accept)
         assert response.status_code == 200 and response["Content-Type"].startswith(FHIR_JSON), accept
+
+
+def test_a_checked_in_appointment_has_arrived_and_searches_as_such(api, patient, practitioner):
+    from clinic.models import Appointment
+
+    waiting = book(api, patient, "2026-03-03T10:00:00+00:00")
+    here = book(api, PatientFactory(clinic=practitioner.clinic), "2026-03-03T11:00:00+00:00")
+    Appointment.objects.filter(pk=here.pk).update(checked_in_at=datetime(2026, 3, 3, 10, 55, tzinfo=UTC))
+
+    _, resources = search(api, "/fhir/r4/Appointment")
+    status = {r["id"]: r["status"] for r in resources}
+    assert (status[str(waiting.pk)], status[str(here.pk)]) == ("booked", "arrived")
+    _, arrived = search(api, "/fhir/r4/Appointment?status=arrived")
+    _, booked = search(api, "/fhir/r4/Appointment?status=booked")
+    assert [r["id"] for r in arrived] == [str(here.pk)]
+    assert [r["id"] for r in booked] == [str(waiting.pk)]
