@@ -199,9 +199,9 @@ class PatientForm(FrontdeskForm):
         super().__init__(*args, **kwargs)
         examples = phone_examples(clinic.country)
         if examples:
-            self.fields["phone"].help_text = (
-                f"As dialled here, e.g. {examples[0]}, or international, e.g. {examples[1]}. Spaces are fine."
-            )
+            self.fields[
+                "phone"
+            ].help_text = f"As dialled here, e.g. {examples[0]}, or international, e.g. {examples[1]}. Spaces are fine."
 
     def clean_phone(self) -> str:
         # The service reads and checks the number (with the clinic's country); asking the same rule
