@@ -71,3 +71,24 @@ CLOCK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def now() -> datetime:
     """A fixed 'now' for services that take time as an argument."""
     return CLOCK
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium for the browser tests (tests/browser.py)."""
+    from pathlib import Path
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

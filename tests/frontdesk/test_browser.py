@@ -7,12 +7,9 @@ clinic cannot open another clinic's patient. Screenshots of the key pages go to
 test-output/screenshots/.
 """
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from clinic.models import (
@@ -28,44 +25,14 @@ from clinic.models import (
     StaffRole,
 )
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
-from tests.conftest import REQUIRE_SERVICES
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS  # noqa: F401  (the shared setup)
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import PASSWORD, book, make_staff
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--lang=en-GB",
-]
-SHOTS = Path(settings.BASE_DIR) / "test-output" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

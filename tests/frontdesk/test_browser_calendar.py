@@ -10,7 +10,7 @@ from django.utils import timezone
 from clinic.models import Appointment, HistorySource, Practitioner, ProcedureRecord, StaffRole
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import book, make_staff
-from tests.frontdesk.test_browser import SHOTS, browser, london, page, shot, sign_in  # noqa: F401 (fixtures)
+from tests.frontdesk.test_browser import SHOTS, london, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

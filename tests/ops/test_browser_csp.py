@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from clinic.models import StaffRole
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import PASSWORD, make_staff
-from tests.frontdesk.test_browser import browser  # noqa: F401  (the Chromium fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -6,36 +6,18 @@ appointment to an offered time, and no page scrolls sideways or breaks the Conte
 (tests/frontdesk/test_browser.py). Screenshots go to test-output/screenshots/portal-*.png.
 """
 
-import os
 from datetime import datetime, time, timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from clinic.models import Appointment, AuditEvent
 from reminders.consent import unsubscribe_url
 from reminders.links import manage_url
-from tests.conftest import REQUIRE_SERVICES
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS  # noqa: F401  (the shared setup)
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.portal.conftest import book
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--lang=en-GB",
-]
-SHOTS = Path(settings.BASE_DIR) / "test-output" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 LOGO = (
     "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='40' height='40'%3E"
@@ -43,22 +25,6 @@ LOGO = (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
