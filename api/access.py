@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from clinic.models import ApiClient, Clinic
-from clinic.selectors import clinics_for_user, is_clinical
+from clinic.models import ApiClient, Clinic, Organisation
+from clinic.selectors import clinics_for_user, is_clinical, organisations_of
 from scheduler.booking import Actor
 
 
@@ -22,9 +22,21 @@ class Caller:
     user: object | None
 
     def clinics(self) -> QuerySet[Clinic]:
+        """The clinics granted: one by one, or every clinic of a granted organisation (now and later)."""
         if self.client is not None:
-            return Clinic.objects.filter(api_clients=self.client)
+            return Clinic.objects.filter(
+                Q(pk__in=self.client.clinics.through.objects.filter(apiclient=self.client).values("clinic_id"))
+                | Q(
+                    organisation_id__in=self.client.organisations.through.objects.filter(apiclient=self.client).values(
+                        "organisation_id"
+                    )
+                )
+            )
         return clinics_for_user(self.user)
+
+    def organisations(self) -> QuerySet[Organisation]:
+        """Every organisation one of the caller's clinics belongs to: their patients are in scope."""
+        return organisations_of(self.clinics())
 
     @cached_property
     def has_any_clinic(self) -> bool:

@@ -142,6 +142,7 @@ def violation_data(violation, tz: tzinfo) -> dict:
             "kind": ref.kind,
             "code": ref.code,
             "at": local_iso(ref.at if ref.at is not None else ref.on, tz),
+            "clinic": ref.clinic,
         },
         "earliest_allowed": local_iso(violation.earliest_allowed, tz),
     }

@@ -67,6 +67,7 @@ REFUSAL_EXAMPLE = _problem_example(
                 "kind": "procedure",
                 "code": "botox",
                 "at": "2026-03-01T10:00:00+00:00",
+                "clinic": None,
             },
             "earliest_allowed": "2026-03-15T00:00:00+00:00",
         }

@@ -29,11 +29,18 @@ from scheduler.lifecycle import EVENTS
 # --- Catalogue, clinics, practitioners ------------------------------------------------------
 
 
+class OrganisationOut(serializers.Serializer):
+    id = serializers.CharField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
 class ClinicOut(serializers.Serializer):
     id = serializers.CharField()
     code = serializers.CharField()
     name = serializers.CharField()
     timezone = serializers.CharField(help_text="IANA zone; times for this clinic come back in its offset.")
+    organisation = serializers.CharField(source="organisation_id", help_text="The organisation (id) it belongs to.")
 
 
 class ProcedureOut(serializers.Serializer):
@@ -86,7 +93,11 @@ class PatientCreateIn(PatientUpdateIn):
 
 class PatientOut(serializers.Serializer):
     id = serializers.CharField()
-    clinic = serializers.CharField(source="clinic_id")
+    clinic = serializers.CharField(source="clinic_id", help_text="The patient's home clinic.")
+    organisation = serializers.CharField(
+        source="organisation_id",
+        help_text="The organisation (id) whose clinics share this patient's record.",
+    )
     first_name = serializers.CharField()
     last_name = serializers.CharField()
     date_of_birth = serializers.DateField(allow_null=True)
@@ -174,8 +185,9 @@ class BookingIn(InputSerializer):
     clinic = IdField(
         required=False,
         allow_null=True,
-        help_text="Where the appointment takes place (id or code): one of your clinics, the "
-        "practitioner's and the patient's. Left out: the patient's clinic.",
+        help_text="Where the appointment takes place (id or code): one of your clinics, of the patient's "
+        "organisation, and the practitioner's. Left out: the practitioner's clinic, else the patient's "
+        "home clinic when it is yours, else your one clinic of the patient's organisation.",
     )
 
 
@@ -207,6 +219,11 @@ class ConflictOut(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["procedure", "medication_course", "condition", "appointment"])
     code = serializers.CharField()
     at = serializers.CharField(allow_null=True, help_text="Time (or date, for a medication course) of that event.")
+    clinic = serializers.CharField(
+        allow_null=True,
+        help_text="The clinic (id) where that procedure was done or is booked, which may be another clinic of "
+        "the organisation; null for reported history, medications and the intake.",
+    )
 
 
 class ViolationOut(serializers.Serializer):
@@ -285,7 +302,11 @@ class AvailabilityQuery(serializers.Serializer):
 
     patient = IdField(help_text="Patient id.")
     procedure = CodeField(help_text="Procedure code.")
-    clinic = IdField(required=False, help_text="Clinic id or code; must be the patient's.")
+    clinic = IdField(
+        required=False,
+        help_text="Clinic id or code: one of yours, of the patient's organisation. Left out: the "
+        "practitioner's, else the patient's home clinic.",
+    )
     practitioner = IdField(required=False, help_text="Only this practitioner.")
     area = CodeField(required=False, help_text="Treatment area code.")
 

@@ -10,6 +10,7 @@ from api import problems, views, webhooks
 app_name = "api"
 
 urlpatterns = [
+    path("organisations/", views.OrganisationListApi.as_view(), name="organisation-list"),
     path("clinics/", views.ClinicListApi.as_view(), name="clinic-list"),
     path("procedures/", views.ProcedureListApi.as_view(), name="procedure-list"),
     path("practitioners/", views.PractitionerListApi.as_view(), name="practitioner-list"),

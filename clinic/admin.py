@@ -5,6 +5,7 @@ so their status and times are read-only here; the audit trail is append-only.
 """
 
 from django.contrib import admin
+from django.db.models import Q
 
 from clinic import models
 
@@ -13,10 +14,12 @@ def admin_clinic_ids(request) -> list | None:
     """The clinics a non-superuser administers; None means every clinic (superuser)."""
     if request.user.is_superuser:
         return None
+    grants = models.StaffMembership.objects.filter(user=request.user, role=models.StaffRole.CLINIC_ADMIN)
     return list(
-        models.StaffMembership.objects.filter(user=request.user, role=models.StaffRole.CLINIC_ADMIN).values_list(
-            "clinic_id", flat=True
-        )
+        models.Clinic.objects.filter(
+            Q(pk__in=grants.values("clinic_id"))
+            | Q(organisation_id__in=grants.filter(clinic=None).values("organisation_id"))
+        ).values_list("pk", flat=True)
     )
 
 
@@ -24,26 +27,40 @@ class ClinicScopedChoices:
     """Limit foreign-key choices (in admins and inlines) to the administrator's clinics."""
 
     # Foreign key name -> lookup from the related model to its clinic.
-    scoped_choices = {"clinic": "pk", "patient": "clinic", "practitioner": "clinic", "appointment": "clinic"}
+    # Patients belong to the organisation: every clinic of it sees them.
+    scoped_choices = {
+        "clinic": "pk",
+        "patient": "organisation__clinics",
+        "practitioner": "clinic",
+        "appointment": "clinic",
+        "organisation": "clinics",
+    }
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         ids = admin_clinic_ids(request)
         if ids is not None and db_field.name in self.scoped_choices:
             kwargs["queryset"] = db_field.related_model.objects.filter(
                 **{f"{self.scoped_choices[db_field.name]}__in": ids}
-            )
+            ).distinct()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class ClinicScopedAdmin(ClinicScopedChoices, admin.ModelAdmin):
-    """A clinic administrator sees only their own clinics' rows; `clinic_path` leads to the clinic."""
+    """A clinic administrator sees only their own clinics' rows; `clinic_path` leads to the clinic
+    (or `organisation_path` to the organisation, for what the organisation's clinics share)."""
 
     clinic_path = "clinic"
+    organisation_path = ""
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         ids = admin_clinic_ids(request)
-        return queryset if ids is None else queryset.filter(**{f"{self.clinic_path}__in": ids})
+        if ids is None:
+            return queryset
+        if self.organisation_path:
+            organisations = models.Clinic.objects.filter(pk__in=ids).values("organisation_id")
+            return queryset.filter(**{f"{self.organisation_path}__in": organisations})
+        return queryset.filter(**{f"{self.clinic_path}__in": ids})
 
 
 @admin.register(models.ProcedureType)
@@ -58,18 +75,47 @@ class CatalogueAdmin(admin.ModelAdmin):
     search_fields = ["code", "name"]
 
 
+@admin.register(models.Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    list_display = ["code", "name"]
+    search_fields = ["code", "name"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        ids = admin_clinic_ids(request)
+        return queryset if ids is None else queryset.filter(clinics__in=ids).distinct()
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser  # organisations are made by the platform's operators
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
 @admin.register(models.Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     clinic_path = "pk"
-    list_display = ["code", "name", "timezone"]
+    list_display = ["code", "name", "organisation", "timezone"]
+    list_filter = ["organisation"]
     search_fields = ["code", "name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a site to another organisation would carry no patients with it: operators only.
+        return () if request.user.is_superuser else ("organisation",)
 
 
 @admin.register(models.StaffMembership)
 class StaffMembershipAdmin(ClinicScopedAdmin):
-    list_display = ["user", "clinic", "role"]
-    list_filter = ["clinic", "role"]
+    list_display = ["user", "clinic", "organisation", "role"]
+    list_filter = ["clinic", "organisation", "role"]
     autocomplete_fields = ["user"]
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        ids = admin_clinic_ids(request)
+        if ids is None:
+            return queryset
+        return queryset.filter(Q(clinic__in=ids) | Q(clinic=None, organisation__clinics__in=ids)).distinct()
 
 
 class WorkingHoursInline(ClinicScopedChoices, admin.TabularInline):
@@ -111,8 +157,10 @@ class PatientConditionInline(ClinicScopedChoices, admin.TabularInline):
 
 @admin.register(models.Patient)
 class PatientAdmin(ClinicScopedAdmin):
-    list_display = ["last_name", "first_name", "clinic", "date_of_birth", "email", "phone"]
-    list_filter = ["clinic"]
+    organisation_path = "organisation"
+    list_display = ["last_name", "first_name", "organisation", "clinic", "date_of_birth", "email", "phone"]
+    list_filter = ["organisation", "clinic"]
+    readonly_fields = ["organisation"]
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
 

@@ -149,9 +149,34 @@ def validate_colour(value: str) -> None:
         raise ValidationError(f"{value!r} is not a colour like #1f6f5c.")
 
 
+class Organisation(models.Model):
+    """Who owns clinics (sites) and the patients they share: one record per patient across its sites.
+
+    A patient's history, medications, intake and consent belong to the organisation; an appointment
+    takes place at one of its clinics. A clinic made without one is an organisation of one.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.SlugField(unique=True, max_length=50)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     code = models.SlugField(unique=True, max_length=50)
+    organisation = models.ForeignKey(
+        Organisation,
+        on_delete=models.PROTECT,
+        related_name="clinics",
+        blank=True,  # left empty, the clinic becomes an organisation of one (same code and name)
+    )
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, validators=[validate_timezone])
     country = models.CharField(
@@ -193,6 +218,8 @@ class Clinic(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        if self.organisation_id is None:  # a clinic on its own is an organisation of one
+            self.organisation = Organisation.objects.get_or_create(code=self.code, defaults={"name": self.name})[0]
         if not self.country:
             self.country = country_for_timezone(self.timezone)
             if "update_fields" in kwargs and kwargs["update_fields"] is not None:
@@ -226,17 +253,41 @@ class StaffRole(models.TextChoices):
 
 
 class StaffMembership(models.Model):
-    """A staff user's role at one clinic; a user sees only their clinics."""
+    """A staff user's role at one clinic, or at every clinic of an organisation (now and later).
+
+    A user sees only the clinics they were granted, and the patients of those clinics' organisations.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.CASCADE, related_name="memberships")
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        help_text="Grants every clinic of the organisation; leave the clinic empty.",
+    )
     role = models.CharField(max_length=20, choices=StaffRole.choices)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "clinic"], name="one_role_per_clinic")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="one_role_per_clinic"),
+            models.UniqueConstraint(
+                fields=["user", "organisation"], condition=Q(clinic=None), name="one_role_per_organisation"
+            ),
+            models.CheckConstraint(
+                condition=Q(clinic__isnull=True) ^ Q(organisation__isnull=True),
+                name="membership_clinic_or_organisation",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.user} – {self.get_role_display()} at {self.clinic}"
+        return f"{self.user} – {self.get_role_display()} at {self.clinic or self.organisation}"
+
+    def clean(self) -> None:
+        if (self.clinic_id is None) == (self.organisation_id is None):
+            raise ValidationError("Grant either one clinic or a whole organisation.")
 
 
 class Practitioner(models.Model):
@@ -308,6 +359,14 @@ class TimeOff(models.Model):
 
 class Patient(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The record belongs to the organisation (every one of its clinics sees and counts it); `clinic` is
+    # the patient's home clinic, whose organisation they join.
+    organisation = models.ForeignKey(
+        Organisation,
+        on_delete=models.PROTECT,
+        related_name="patients",
+        blank=True,  # taken from the home clinic
+    )
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
@@ -330,10 +389,18 @@ class Patient(models.Model):
 
     class Meta:
         ordering = ["last_name", "first_name"]
-        indexes = [models.Index(fields=["clinic", "last_name", "first_name"])]
+        indexes = [
+            models.Index(fields=["clinic", "last_name", "first_name"]),
+            models.Index(fields=["organisation", "last_name", "first_name"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.organisation_id is None and self.clinic_id is not None:
+            self.organisation_id = Clinic.objects.values_list("organisation_id", flat=True).get(pk=self.clinic_id)
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         channels = self.reminder_channels or []
@@ -546,7 +613,13 @@ class ApiClient(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200, unique=True)
-    clinics = models.ManyToManyField(Clinic, related_name="api_clients")
+    clinics = models.ManyToManyField(Clinic, related_name="api_clients", blank=True)
+    organisations = models.ManyToManyField(
+        Organisation,
+        related_name="api_clients",
+        blank=True,
+        help_text="Grants every clinic of these organisations, now and later.",
+    )
     key_prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
     clinical = models.BooleanField(

@@ -12,7 +12,7 @@ from datetime import date
 import phonenumbers
 from django.db.models import Q, QuerySet
 
-from clinic.models import Appointment, Clinic, Patient, StaffMembership, StaffRole
+from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole
 from core.errors import ErrorCode, InvalidInput
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
@@ -30,24 +30,42 @@ def catalogue_entry(model, code: str | None, *, field: str, what: str):
 
 
 def clinics_for_user(user) -> QuerySet[Clinic]:
+    """The clinics the user was granted: one by one, or every clinic of an organisation (now and later)."""
     if not getattr(user, "is_authenticated", False):
         return Clinic.objects.none()
-    return Clinic.objects.filter(memberships__user=user).distinct()
+    granted = StaffMembership.objects.filter(user=user)
+    return Clinic.objects.filter(
+        Q(pk__in=granted.filter(clinic__isnull=False).values("clinic_id"))
+        | Q(organisation_id__in=granted.filter(clinic__isnull=True).values("organisation_id"))
+    )
 
 
 def staff_role(user, clinic_id) -> str | None:
-    """The user's role at the clinic, or None when they have none there."""
+    """The user's role at the clinic (a grant of the clinic itself wins over one of its whole
+    organisation), or None when they have none there."""
     if not getattr(user, "is_authenticated", False):
         return None
-    return StaffMembership.objects.filter(user=user, clinic_id=clinic_id).values_list("role", flat=True).first()
+    rows = StaffMembership.objects.filter(
+        Q(clinic_id=clinic_id)
+        | Q(clinic__isnull=True, organisation_id__in=Clinic.objects.filter(pk=clinic_id).values("organisation_id")),
+        user=user,
+    ).values_list("clinic_id", "role")
+    roles = dict(rows)
+    return next((role for granted, role in roles.items() if granted is not None), roles.get(None))
 
 
 def is_clinical(user, clinic_id) -> bool:
     return staff_role(user, clinic_id) in CLINICAL_ROLES
 
 
+def organisations_of(clinics: QuerySet[Clinic]) -> QuerySet[Organisation]:
+    return Organisation.objects.filter(pk__in=clinics.values("organisation_id"))
+
+
 def patients_in(clinics: QuerySet[Clinic]) -> QuerySet[Patient]:
-    return Patient.objects.filter(clinic__in=clinics).select_related("clinic")
+    """The patients of every organisation these clinics belong to: the record is one per patient,
+    shared by the organisation's clinics (appointments stay per clinic: `appointments_in`)."""
+    return Patient.objects.filter(organisation_id__in=clinics.values("organisation_id")).select_related("clinic")
 
 
 def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:

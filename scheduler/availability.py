@@ -85,7 +85,7 @@ class Schedule:
             off[pid].append((start, end))
         # One read for both: the practitioners' bookings and the patient's own, wherever they are.
         booked: dict = defaultdict(list)
-        self._patient: list[tuple[datetime, datetime, str, str]] = []
+        self._patient: list[tuple[datetime, datetime, str, str, str]] = []
         whose = (
             Q(practitioner_id__in=ids) | Q(patient_id=patient_id)
             if patient_id is not None
@@ -97,15 +97,15 @@ class Schedule:
         if ignore_appointment_id is not None:
             appointments = appointments.exclude(pk=ignore_appointment_id)
         practitioners = set(ids)
-        for pk, pid, owner, procedure, start, end in appointments.values_list(
-            "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at"
+        for pk, pid, owner, procedure, start, end, clinic in appointments.values_list(
+            "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at", "clinic_id"
         ):
             if pid in practitioners:
                 booked[pid].append((start, end))
             if patient_id is not None and owner == patient_id:
-                self._patient.append((start, end, pk, procedure))
+                self._patient.append((start, end, pk, procedure, clinic))
         self._patient.sort()
-        self._patient_busy = _Busy((start, end) for start, end, _, _ in self._patient)
+        self._patient_busy = _Busy((start, end) for start, end, *_ in self._patient)
         self._off = {pid: _Busy(spans) for pid, spans in off.items()}
         self._booked = {pid: _Busy(spans) for pid, spans in booked.items()}
         self._empty = _Busy(())
@@ -148,12 +148,12 @@ class Schedule:
         """The patient's own booking that [start, end) would overlap, or None."""
         if not self._patient_busy.overlaps(start, end):
             return None
-        other_start, _, pk, procedure = next(row for row in self._patient if row[0] < end and row[1] > start)
+        other_start, _, pk, procedure, clinic = next(row for row in self._patient if row[0] < end and row[1] > start)
         local = other_start.astimezone(self.tz)
         return availability_violation(
             AvailabilityCode.PATIENT_BUSY,
             f"The patient already has an appointment then ({local:%H:%M} on {local:%A} {local.day} {local:%B %Y}).",
-            EventRef(str(pk), "appointment", procedure, at=other_start),
+            EventRef(str(pk), "appointment", procedure, at=other_start, clinic=str(clinic)),
         )
 
     def is_free(self, practitioner: Practitioner, start: datetime, end: datetime) -> bool:

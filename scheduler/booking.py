@@ -19,6 +19,7 @@ from clinic.models import (
     Appointment,
     AppointmentStatus,
     AuditAction,
+    Clinic,
     HistorySource,
     Patient,
     Practitioner,
@@ -99,6 +100,11 @@ class _Request:
     start_at: datetime
     end_at: datetime
     candidates: list[Practitioner]
+    clinic: Clinic  # where it takes place: the candidates' clinic, one of the patient's organisation's
+
+    @property
+    def tz(self):
+        return self.clinic.tz
 
 
 # --- Validation --------------------------------------------------------------------------
@@ -132,9 +138,20 @@ def _area(code: str | None) -> TreatmentArea | None:
     return area
 
 
-def _candidates(patient: Patient, procedure: ProcedureType, practitioner_id, *, lock: bool) -> list[Practitioner]:
-    """The practitioners who may take the booking, locked in primary-key order when writing."""
-    query = Practitioner.objects.filter(clinic_id=patient.clinic_id, is_active=True)
+def _candidates(
+    patient: Patient, procedure: ProcedureType, practitioner_id, *, lock: bool, clinic_id=None
+) -> list[Practitioner]:
+    """The practitioners who may take the booking, locked in primary-key order when writing.
+
+    They work at `clinic_id`; else at the named practitioner's clinic; else at the patient's home
+    clinic; always at a clinic of the patient's organisation (anyone else is unknown here).
+    """
+    query = Practitioner.objects.filter(is_active=True, clinic__organisation_id=patient.organisation_id)
+    query = query.select_related("clinic")
+    if clinic_id is not None:
+        query = query.filter(clinic_id=clinic_id)
+    elif practitioner_id is None:
+        query = query.filter(clinic_id=patient.clinic_id)
     if practitioner_id is not None:
         pk = parse_uuid(practitioner_id)
         query = query.filter(pk=pk)
@@ -175,6 +192,7 @@ def _request(
     end_at: datetime | None,
     now: datetime,
     lock: bool,
+    clinic_id=None,
 ) -> _Request:
     procedure = _procedure(procedure_code)
     area = _area(area_code)
@@ -191,8 +209,8 @@ def _request(
         require_whole_minute(end, field="end")
         if end <= start:
             raise InvalidInput(ErrorCode.END_BEFORE_START, "The end must come after the start.", field="end")
-    candidates = _candidates(patient, procedure, practitioner_id, lock=lock)
-    return _Request(patient, procedure, area, start, end, candidates)
+    candidates = _candidates(patient, procedure, practitioner_id, lock=lock, clinic_id=clinic_id)
+    return _Request(patient, procedure, area, start, end, candidates, candidates[0].clinic)
 
 
 # --- The check ---------------------------------------------------------------------------------
@@ -208,7 +226,7 @@ def _next_slot(
 ) -> Slot | None:
     if from_at is None:
         return None
-    tz = req.patient.clinic.tz
+    tz = req.tz
     until = from_at + timedelta(days=settings.BOOKING_SEARCH_DAYS)
     duration = req.end_at - req.start_at
     schedule = Schedule(
@@ -233,7 +251,7 @@ def _next_slot(
 
 
 def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
-    tz = req.patient.clinic.tz
+    tz = req.tz
     timeline = selectors.timeline_for_patient(req.patient.pk)
     rulebook = selectors.rulebook_load()
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
@@ -285,6 +303,7 @@ def appointment_check(
     area_code: str | None = None,
     practitioner_id=None,
     end_at: datetime | None = None,
+    clinic_id=None,
 ) -> BookingCheck:
     """A dry run: exactly what booking would give, writing nothing."""
     req = _request(
@@ -296,6 +315,7 @@ def appointment_check(
         end_at=end_at,
         now=now,
         lock=False,
+        clinic_id=clinic_id,
     )
     return _check(req)
 
@@ -336,6 +356,7 @@ def appointment_book(
     area_code: str | None = None,
     practitioner_id=None,
     end_at: datetime | None = None,
+    clinic_id=None,
 ) -> BookingResult:
     with transaction.atomic():
         patient = lock_patient(patient.pk)
@@ -348,6 +369,7 @@ def appointment_book(
             end_at=end_at,
             now=now,
             lock=True,
+            clinic_id=clinic_id,
         )
         # Race condition: the re-check runs only now that patient and practitioners are locked.
         check = _check(req)
@@ -359,7 +381,7 @@ def appointment_book(
             else AppointmentStatus.CONFIRMED
         )
         appointment = Appointment(
-            clinic_id=patient.clinic_id,
+            clinic=req.clinic,
             patient=patient,
             practitioner=check.practitioner,
             procedure=req.procedure,
@@ -393,6 +415,7 @@ def _reschedule_request(
         end_at=start + (appointment.end_at - appointment.start_at),
         now=now,
         lock=lock,
+        clinic_id=appointment.clinic_id,  # a move stays at its clinic
     )
 
 
@@ -469,6 +492,7 @@ def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
         appointment.start_at,
         appointment.end_at,
         [appointment.practitioner],
+        appointment.clinic,
     )
     return _check(req, ignore_appointment=appointment)
 
@@ -549,7 +573,7 @@ def appointment_check_in(*, appointment: Appointment, actor: Actor, now: datetim
     def apply(current: Appointment, patient: Patient) -> Change:
         if current.checked_in_at is not None:
             raise InvalidTransition(ErrorCode.NOT_CHECKABLE_IN, "The patient is already checked in.")
-        tz = patient.clinic.tz
+        tz = current.clinic.tz
         if current.start_at.astimezone(tz).date() != now.astimezone(tz).date():
             raise InvalidTransition(
                 ErrorCode.NOT_CHECKABLE_IN, "A patient can be checked in only on the day of the appointment."
@@ -589,6 +613,7 @@ def appointment_slots(
     practitioner_id=None,
     limit: int | None = None,
     ignore_appointment: Appointment | None = None,
+    clinic_id=None,
 ) -> list[Slot]:
     """Free slots in the window that are also interval-eligible for this patient.
 
@@ -608,8 +633,8 @@ def appointment_slots(
         )
     if end <= start:
         return []
-    candidates = _candidates(patient, procedure, practitioner_id, lock=False)
-    tz = patient.clinic.tz
+    candidates = _candidates(patient, procedure, practitioner_id, lock=False, clinic_id=clinic_id)
+    tz = candidates[0].clinic.tz
     duration = timedelta(minutes=procedure.duration_minutes)
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
     blocked = rules.blocked_ranges(

@@ -27,6 +27,7 @@ from clinic.models import (
     HistorySource,
     Medication,
     MedicationCourse,
+    Organisation,
     Patient,
     PatientCondition,
     Practitioner,
@@ -120,9 +121,12 @@ def rules_load() -> int:
     return created
 
 
+DEMO_ORGANISATIONS = {"demo": "Demo Aesthetics", "demo-ny": "Demo Aesthetics New York"}
+
 DEMO_CLINICS = [
     {
         "code": "demo",
+        "organisation": "demo",
         "name": "Demo Aesthetics London",
         "timezone": "Europe/London",
         "details": {
@@ -134,7 +138,22 @@ DEMO_CLINICS = [
         "practitioners": ["Dr Amelia Hart", "Priya Shah, RN"],
     },
     {
+        # A second site of the same organisation: its own practitioners, the same patients' records.
+        "code": "demo-west",
+        "organisation": "demo",
+        "name": "Demo Aesthetics West London",
+        "timezone": "Europe/London",
+        "details": {
+            "phone": "+442079460959",
+            "address": "40 Example Road\nLondon W11 2AA",
+            "map_url": "https://www.openstreetmap.org/search?query=W11%202AA",
+            "reply_to_email": "hello@demo-west.example",
+        },
+        "practitioners": ["Dr Oliver West", "Chloe Adams, RN"],
+    },
+    {
         "code": "demo-ny",
+        "organisation": "demo-ny",
         "name": "Demo Aesthetics New York",
         "timezone": "America/New_York",
         "details": {
@@ -150,12 +169,22 @@ DEMO_CLINICS = [
 
 @transaction.atomic
 def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]:
-    """The two demo clinics of the API contract: practitioners doing every bookable procedure, Mon-Sat 09-18."""
+    """The demo clinics of the API contract: `demo` and `demo-west` in organisation `demo`, `demo-ny` alone;
+    practitioners doing every bookable procedure, Mon-Sat 09-18."""
     clinics = []
     bookable = list(ProcedureType.objects.filter(bookable=True))
+    organisations = {
+        code: Organisation.objects.get_or_create(code=code, defaults={"name": name})[0]
+        for code, name in DEMO_ORGANISATIONS.items()
+    }
     for spec in DEMO_CLINICS:
         clinic, made = Clinic.objects.update_or_create(
-            code=spec["code"], defaults={"name": spec["name"], "timezone": spec["timezone"]}
+            code=spec["code"],
+            defaults={
+                "name": spec["name"],
+                "timezone": spec["timezone"],
+                "organisation": organisations[spec["organisation"]],
+            },
         )
         if made or not clinic.phone:  # contact details an administrator entered stay as they are
             Clinic.objects.filter(pk=clinic.pk).update(**spec["details"])
@@ -169,9 +198,12 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
                     WorkingHours(practitioner=practitioner, weekday=day, start_time=time(9), end_time=time(18))
                     for day in range(6)
                 )
-        _demo_patients(clinic, today)
+        if spec["code"] != "demo-west":  # demo-west shares demo's patients: one record per patient
+            _demo_patients(clinic, today)
         if staff_password:
             _demo_staff(clinic, staff_password)
+    if staff_password:
+        _demo_organisation_admin(organisations["demo"], staff_password)
     return clinics
 
 
@@ -220,23 +252,35 @@ def _demo_patients(clinic: Clinic, today: date) -> None:
     patient("Sam", "Clarke", 104)
 
 
+def _demo_user(username: str, role: StaffRole, password: str):
+    user, made = get_user_model().objects.get_or_create(
+        username=username, defaults={"is_staff": role == StaffRole.CLINIC_ADMIN, "first_name": role.label}
+    )
+    if made:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        if role == StaffRole.CLINIC_ADMIN:
+            _grant_admin_permissions(user)
+    return user
+
+
+def _demo_organisation_admin(organisation: Organisation, password: str) -> None:
+    """`orgadmin` administers every clinic of the organisation (and switches between them)."""
+    user = _demo_user("orgadmin", StaffRole.CLINIC_ADMIN, password)
+    StaffMembership.objects.get_or_create(
+        user=user, organisation=organisation, clinic=None, defaults={"role": StaffRole.CLINIC_ADMIN}
+    )
+
+
 def _demo_staff(clinic: Clinic, password: str) -> None:
-    user_model = get_user_model()
-    suffix = "" if clinic.code == "demo" else "-ny"
+    suffix = {"demo": "", "demo-ny": "-ny"}.get(clinic.code, clinic.code.removeprefix("demo"))
     for username, role in (
         (f"reception{suffix}", StaffRole.RECEPTIONIST),
         (f"clinician{suffix}", StaffRole.CLINICIAN),
         (f"clinicadmin{suffix}", StaffRole.CLINIC_ADMIN),
     ):
-        user, made = user_model.objects.get_or_create(
-            username=username, defaults={"is_staff": role == StaffRole.CLINIC_ADMIN, "first_name": role.label}
-        )
-        if made:
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            if role == StaffRole.CLINIC_ADMIN:
-                _grant_admin_permissions(user)
-        StaffMembership.objects.get_or_create(user=user, clinic=clinic, defaults={"role": role})
+        user = _demo_user(username, role, password)
+        StaffMembership.objects.get_or_create(user=user, clinic=clinic, defaults={"role": role, "organisation": None})
 
 
 def _grant_admin_permissions(user) -> None:

@@ -132,7 +132,11 @@ def lock_patient(patient_id) -> Patient:
 
 def lock_appointment(appointment_id) -> Appointment:
     pk = parse_uuid(appointment_id)
-    appointment = Appointment.objects.select_for_update().filter(pk=pk).first() if pk else None
+    appointment = (
+        Appointment.objects.select_for_update(of=("self",)).select_related("clinic").filter(pk=pk).first()
+        if pk
+        else None
+    )
     if appointment is None:
         raise NotFound(ErrorCode.UNKNOWN_APPOINTMENT, "There is no such appointment.")
     return appointment

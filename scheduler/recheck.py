@@ -42,7 +42,13 @@ def violation_record(violation: rules.Violation) -> dict:
         "source": violation.source or None,
         "conflicts_with": None
         if ref is None
-        else {"id": ref.id, "kind": ref.kind, "code": ref.code, "at": at.isoformat() if at else None},
+        else {
+            "id": ref.id,
+            "kind": ref.kind,
+            "code": ref.code,
+            "at": at.isoformat() if at else None,
+            "clinic": ref.clinic,
+        },
         "earliest_allowed": violation.earliest_allowed.isoformat() if violation.earliest_allowed else None,
     }
 
@@ -79,7 +85,7 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
     changed = []
     future = (
         Appointment.objects.select_for_update(of=("self",))
-        .select_related("patient__clinic", "procedure", "area", "practitioner")
+        .select_related("patient__clinic", "clinic", "procedure", "area", "practitioner")
         .filter(
             patient_id=patient_id,
             start_at__gt=now,

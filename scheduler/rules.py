@@ -96,6 +96,7 @@ class ProcedureEvent:
     start_at: datetime
     area: str | None = None
     state: EventState = EventState.DONE
+    clinic: str | None = None  # where it was done or is booked (id), when at one of the organisation's clinics
 
     @property
     def counts(self) -> bool:
@@ -273,6 +274,7 @@ class EventRef:
     code: str
     at: datetime | None = None
     on: date | None = None
+    clinic: str | None = None  # the clinic (id) of a procedure done or booked at one of the organisation's
 
 
 @dataclass(frozen=True)
@@ -531,7 +533,7 @@ class _Ranges:
             message,
             rule.id,
             rule.source,
-            EventRef(event.id, "procedure", event.procedure, at=event.start_at),
+            EventRef(event.id, "procedure", event.procedure, at=event.start_at, clinic=event.clinic),
             earliest,
         )
 

@@ -67,16 +67,25 @@ def _rulebook_from_database() -> rules.RuleBook:
 def timeline_for_patient(patient_id) -> rules.Timeline:
     """History, active appointments, medication courses and the intake, in four queries."""
     history = [
-        rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.DONE)
-        for pk, code, at, area in ProcedureRecord.objects.filter(patient_id=patient_id).values_list(
-            "id", "procedure_id", "performed_at", "area_id"
+        rules.ProcedureEvent(
+            id=str(pk),
+            procedure=code,
+            start_at=at,
+            area=area,
+            state=rules.EventState.DONE,
+            clinic=str(clinic) if clinic else None,
+        )
+        for pk, code, at, area, clinic in ProcedureRecord.objects.filter(patient_id=patient_id).values_list(
+            "id", "procedure_id", "performed_at", "area_id", "appointment__clinic_id"
         )
     ]
     booked = [
-        rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.BOOKED)
-        for pk, code, at, area in Appointment.objects.filter(
+        rules.ProcedureEvent(
+            id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.BOOKED, clinic=str(clinic)
+        )
+        for pk, code, at, area, clinic in Appointment.objects.filter(
             patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES
-        ).values_list("id", "procedure_id", "start_at", "area_id")
+        ).values_list("id", "procedure_id", "start_at", "area_id", "clinic_id")
     ]
     courses = [
         rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)

@@ -104,6 +104,7 @@ def test_book_409_too_soon_with_earliest_eligible_start_and_next_slot(api, patie
             "kind": "procedure",
             "code": "botox",
             "at": "2026-02-25T10:00:00+00:00",
+            "clinic": None,  # history with no appointment of ours behind it
         },
         "earliest_allowed": "2026-03-11T00:00:00+00:00",
     }

@@ -18,7 +18,15 @@ def test_clinics_lists_only_the_callers(api, clinic, other_clinic):
         "count": 1,
         "next": None,
         "previous": None,
-        "results": [{"id": str(clinic.pk), "code": "london", "name": "London Clinic", "timezone": "Europe/London"}],
+        "results": [
+            {
+                "id": str(clinic.pk),
+                "code": "london",
+                "name": "London Clinic",
+                "timezone": "Europe/London",
+                "organisation": str(clinic.organisation_id),
+            }
+        ],
     }
 
 
@@ -70,7 +78,13 @@ def test_create_patient_201(api, clinic):
     body = response.json()
     patient = Patient.objects.get(pk=body["id"])
     assert patient.clinic == clinic
-    assert body == {"id": str(patient.pk), "clinic": str(clinic.pk), **NEW_PATIENT}
+    assert body == {
+        "id": str(patient.pk),
+        "clinic": str(clinic.pk),
+        "organisation": str(clinic.organisation_id),  # the patient joins the clinic's organisation
+        **NEW_PATIENT,
+    }
+    assert patient.organisation_id == clinic.organisation_id
     assert response["Location"] == f"/api/v1/patients/{patient.pk}/"
 
 

@@ -3,20 +3,30 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from clinic.models import ApiClient, Clinic
+from clinic.models import ApiClient, Clinic, Organisation
 
 
 class Command(BaseCommand):
-    help = "Create an API client scoped to the given clinics; prints its key (stored only hashed) on the last line."
+    help = (
+        "Create an API client scoped to whole organisations (--organisation, every clinic now and later) "
+        "and/or single clinics (--clinic); prints its key (stored only hashed) on the last line."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="The booking platform's name (unique).")
         parser.add_argument(
             "--clinic",
             action="append",
-            required=True,
+            default=[],
             metavar="CODE",
-            help="Clinic code the client may see; repeat for more.",
+            help="Clinic code the client may act at; repeat for more.",
+        )
+        parser.add_argument(
+            "--organisation",
+            action="append",
+            default=[],
+            metavar="CODE",
+            help="Organisation code: the client may act at every clinic of it, now and later; repeat for more.",
         )
         parser.add_argument(
             "--clinical",
@@ -24,12 +34,19 @@ class Command(BaseCommand):
             help="Grant the clinician's right (complete appointments, clear contraindications).",
         )
 
-    def handle(self, *args, name, clinic, clinical, **options):
+    def handle(self, *args, name, clinic, organisation, clinical, **options):
+        if not clinic and not organisation:
+            raise CommandError("Grant at least one --clinic or --organisation.")
         codes = list(dict.fromkeys(clinic))
         clinics = list(Clinic.objects.filter(code__in=codes))
         missing = sorted(set(codes) - {c.code for c in clinics})
         if missing:
             raise CommandError(f"No clinic with code(s): {', '.join(missing)}.")
+        org_codes = list(dict.fromkeys(organisation))
+        organisations = list(Organisation.objects.filter(code__in=org_codes))
+        missing = sorted(set(org_codes) - {o.code for o in organisations})
+        if missing:
+            raise CommandError(f"No organisation with code(s): {', '.join(missing)}.")
         if ApiClient.objects.filter(name=name).exists():
             raise CommandError(f"An API client named {name!r} already exists; rotate its key in the admin.")
         with transaction.atomic():
@@ -37,8 +54,10 @@ class Command(BaseCommand):
             key = client.set_new_key()
             client.save()
             client.clinics.set(clinics)
+            client.organisations.set(organisations)
+        granted = [f"organisation {code}" for code in org_codes] + codes
         self.stdout.write(
-            f"Created API client {name!r} for {', '.join(codes)}"
+            f"Created API client {name!r} for {', '.join(granted)}"
             f"{' with the clinician right' if clinical else ''}. "
             "The key is shown once; store it now:"
         )
