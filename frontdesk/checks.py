@@ -42,12 +42,19 @@ class SlotRequest:
     area_code: str | None = None
     practitioner_id: str | None = None
     appointment: Appointment | None = None
+    clinic_id: object = None  # where a new booking takes place: the desk's clinic (None: the patient's home)
 
     @classmethod
     def booking(
-        cls, *, patient: Patient, procedure_code: str, area_code: str | None = None, practitioner_id: str | None = None
+        cls,
+        *,
+        patient: Patient,
+        procedure_code: str,
+        area_code: str | None = None,
+        practitioner_id: str | None = None,
+        clinic_id=None,
     ) -> SlotRequest:
-        return cls(patient, procedure_code, area_code or None, practitioner_id or None)
+        return cls(patient, procedure_code, area_code or None, practitioner_id or None, clinic_id=clinic_id)
 
     @classmethod
     def move(cls, *, appointment: Appointment, practitioner_id: str | None = None) -> SlotRequest:
@@ -76,6 +83,7 @@ class SlotRequest:
             now=now,
             area_code=self.area_code,
             practitioner_id=self.practitioner_id,
+            clinic_id=self.clinic_id,
         )
 
     def submit(self, *, start_at: datetime, actor: Actor, now: datetime, reason: str = "") -> BookingResult:
@@ -96,6 +104,7 @@ class SlotRequest:
             now=now,
             area_code=self.area_code,
             practitioner_id=self.practitioner_id,
+            clinic_id=self.clinic_id,
         )
 
     def slots(self, *, anchor: datetime | None, now: datetime) -> list[Slot]:
@@ -113,6 +122,7 @@ class SlotRequest:
             practitioner_id=self.practitioner_id,
             limit=SLOT_COUNT * 4,
             ignore_appointment=self.appointment,
+            clinic_id=self.clinic_id if self.appointment is None else self.appointment.clinic_id,
         )
         distinct: dict[datetime, Slot] = {}
         for slot in found:

@@ -388,6 +388,7 @@ class BookingForm(WhenForm):
             procedure_code=data["procedure"],
             area_code=data["area"],
             practitioner_id=data["practitioner"],
+            clinic_id=self.clinic.pk,  # booked where the desk is, at any clinic of the patient's organisation
         )
 
 

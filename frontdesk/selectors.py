@@ -176,7 +176,7 @@ def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
 
 def patient_appointments_by_id(patient: Patient) -> dict[str, Appointment]:
     """For naming the appointment a rule conflicts with."""
-    return {str(a.pk): a for a in Appointment.objects.filter(patient=patient).select_related("procedure")}
+    return {str(a.pk): a for a in Appointment.objects.filter(patient=patient).select_related("procedure", "clinic")}
 
 
 REMINDER_GROUPS = (

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction, Patient
 from core.errors import ErrorCode, InvalidInput
@@ -422,8 +423,11 @@ def appointment_event_data(appointment: Appointment) -> dict:
 
 def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     appointment, now = work.appointment, work.now
+    # Platforms granted the clinic, or its whole organisation.
     endpoints = WebhookEndpoint.objects.filter(
-        is_active=True, client__revoked_at__isnull=True, client__clinics=appointment.clinic_id
+        Q(client__clinics=appointment.clinic_id) | Q(client__organisations=appointment.clinic.organisation_id),
+        is_active=True,
+        client__revoked_at__isnull=True,
     ).distinct()
     tz = appointment.clinic.tz
     data = {"appointment": appointment_event_data(appointment)}

@@ -72,12 +72,13 @@ def _when(appointment) -> str:
 # --- Book ---------------------------------------------------------------------------------------
 
 
-def _booking_context(patient) -> dict:
+def _booking_context(request, patient) -> dict:
     return {
         "patient": patient,
         "mode": "book",
         "nav": "patients",
-        "submit_url": reverse("frontdesk:book_submit", args=[patient.clinic.code, patient.pk]),
+        # Booked at the desk's clinic (any clinic of the patient's organisation), not the patient's home one.
+        "submit_url": reverse("frontdesk:book_submit", args=[request.clinic.code, patient.pk]),
         "appointments_by_id": selectors.patient_appointments_by_id(patient),
     }
 
@@ -102,7 +103,10 @@ def _booking_form(request, patient, data) -> BookingForm:
 def book(request, patient_id):
     patient = patient_or_404(request, patient_id)
     return _check_page(
-        request, _booking_form(request, patient, request.GET or None), "frontdesk/book.html", _booking_context(patient)
+        request,
+        _booking_form(request, patient, request.GET or None),
+        "frontdesk/book.html",
+        _booking_context(request, patient),
     )
 
 
@@ -114,7 +118,7 @@ def book_submit(request, patient_id):
         request,
         _booking_form(request, patient, request.POST),
         "frontdesk/book.html",
-        _booking_context(patient),
+        _booking_context(request, patient),
         done=_booked,
     )
 
