@@ -7,7 +7,18 @@ import factory
 from clinic import models
 
 
+class OrganisationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Organisation
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"org-{n}")
+    name = factory.LazyAttribute(lambda o: f"Organisation {o.code}")
+
+
 class ClinicFactory(factory.django.DjangoModelFactory):
+    """A clinic; with no `organisation` given it becomes an organisation of one (same code)."""
+
     class Meta:
         model = models.Clinic
         django_get_or_create = ("code",)

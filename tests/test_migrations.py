@@ -158,3 +158,50 @@ def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_ship
         value = shipped[key].get(field)
         assert new == ("\n".join(value) if isinstance(value, list) else value or ""), (key, field)
         assert old != new
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_clinic_becomes_an_organisation_of_one_and_every_row_is_kept():
+    """Issue #11: organisations arrive; each clinic of the previous release becomes an organisation of
+    one (same code and name), its patients join it, and every row is found again unchanged."""
+    from django.contrib.auth import get_user_model
+
+    from clinic.models import Organisation, StaffMembership
+
+    old = _migrate([("clinic", "0009_appointment_checked_in_and_notes")])
+    OldClinic, OldPatient = old.get_model("clinic", "Clinic"), old.get_model("clinic", "Patient")
+    north = OldClinic.objects.create(code="north", name="North Clinic", timezone="Europe/London")
+    south = OldClinic.objects.create(code="south", name="South Clinic", timezone="America/New_York")
+    patients = {
+        OldPatient.objects.create(clinic=north, first_name="Ann", last_name="North").pk: "north",
+        OldPatient.objects.create(clinic=north, first_name="Ben", last_name="North").pk: "north",
+        OldPatient.objects.create(
+            clinic=south, first_name="Cat", last_name="South", email="cat@example.com"
+        ).pk: "south",
+    }
+    user = old.get_model("auth", "User").objects.create(username="desk")
+    old.get_model("clinic", "StaffMembership").objects.create(user=user, clinic=south, role="receptionist")
+    client = old.get_model("clinic", "ApiClient").objects.create(name="P", key_prefix="ab12cd34", key_hash="e" * 64)
+    client.clinics.add(north)
+    before = {
+        row["id"]: row for row in OldPatient.objects.values("id", "first_name", "last_name", "email", "clinic_id")
+    }
+
+    _migrate(_leaves())
+
+    assert sorted(Organisation.objects.values_list("code", "name")) == [
+        ("north", "North Clinic"),
+        ("south", "South Clinic"),
+    ]
+    for clinic in Clinic.objects.all():
+        assert clinic.organisation.code == clinic.code
+    after = {row["id"]: row for row in Patient.objects.values("id", "first_name", "last_name", "email", "clinic_id")}
+    assert after == before  # every patient, every field, home clinic unchanged
+    for pk, code in patients.items():
+        assert Patient.objects.get(pk=pk).organisation.code == code
+    membership = StaffMembership.objects.get(user__username="desk")
+    assert (membership.clinic.code, membership.organisation_id, membership.role) == ("south", None, "receptionist")
+    assert [c.code for c in ApiClient.objects.get(pk=client.pk).clinics.all()] == ["north"]
+    assert not ApiClient.objects.get(pk=client.pk).organisations.exists()
+    user_model = get_user_model()
+    assert user_model.objects.filter(username="desk").exists()

@@ -85,6 +85,17 @@ def test_demo_clinics_match_the_api_contract(demo):
 
     assert clinics["demo"].timezone == "Europe/London"
     assert clinics["demo-ny"].timezone == "America/New_York"
+    assert clinics["demo-west"].timezone == "Europe/London"
+    # demo and demo-west are sites of organisation `demo`; demo-ny is alone in `demo-ny`.
+    assert clinics["demo"].organisation.code == clinics["demo-west"].organisation.code == "demo"
+    assert clinics["demo-ny"].organisation.code == "demo-ny"
+    assert set(clinics["demo-west"].practitioners.values_list("name", flat=True)).isdisjoint(
+        clinics["demo"].practitioners.values_list("name", flat=True)
+    )
+    assert clinics["demo-west"].practitioners.count() == 2
+    # One record per patient: demo-west's desk sees demo's patients, none registered twice.
+    assert not Patient.objects.filter(clinic__code="demo-west").exists()
+    assert Patient.objects.filter(organisation__code="demo").count() == 4
     for practitioner in Practitioner.objects.all():
         assert set(practitioner.procedures.values_list("code", flat=True)) == {
             "botox",
