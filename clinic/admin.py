@@ -96,7 +96,7 @@ class OrganisationAdmin(admin.ModelAdmin):
 class ClinicAdmin(ClinicScopedAdmin):
     clinic_path = "pk"
     list_display = ["code", "name", "organisation", "timezone"]
-    list_filter = ["organisation"]
+    list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["code", "name"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -107,7 +107,11 @@ class ClinicAdmin(ClinicScopedAdmin):
 @admin.register(models.StaffMembership)
 class StaffMembershipAdmin(ClinicScopedAdmin):
     list_display = ["user", "clinic", "organisation", "role"]
-    list_filter = ["clinic", "organisation", "role"]
+    list_filter = [
+        ("clinic", admin.RelatedOnlyFieldListFilter),
+        ("organisation", admin.RelatedOnlyFieldListFilter),
+        "role",
+    ]
     autocomplete_fields = ["user"]
 
     def get_queryset(self, request):
@@ -159,7 +163,10 @@ class PatientConditionInline(ClinicScopedChoices, admin.TabularInline):
 class PatientAdmin(ClinicScopedAdmin):
     organisation_path = "organisation"
     list_display = ["last_name", "first_name", "organisation", "clinic", "date_of_birth", "email", "phone"]
-    list_filter = ["organisation", "clinic"]
+    list_filter = [
+        ("organisation", admin.RelatedOnlyFieldListFilter),
+        ("clinic", admin.RelatedOnlyFieldListFilter),
+    ]
     readonly_fields = ["organisation"]
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, admin_clinic_ids
+from clinic.models import Clinic
 from reminders import feeds, services
 from reminders.models import (
     CalendarFeed,
@@ -191,7 +192,8 @@ class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
         ids = admin_clinic_ids(request)
         if ids is None:
             return queryset
-        return queryset.filter(Q(practitioner__clinic__in=ids) | Q(patient__clinic__in=ids))
+        organisations = Clinic.objects.filter(pk__in=ids).values("organisation_id")
+        return queryset.filter(Q(practitioner__clinic__in=ids) | Q(patient__organisation__in=organisations))
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a feed is made or revoked, never edited
@@ -222,7 +224,7 @@ class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
 
 @admin.register(ContactOptOut)
 class ContactOptOutAdmin(ClinicScopedAdmin):
-    clinic_path = "patient__clinic"
+    organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
 
@@ -235,7 +237,7 @@ class ContactOptOutAdmin(ClinicScopedAdmin):
 
 @admin.register(ContactOptIn)
 class ContactOptInAdmin(ClinicScopedAdmin):
-    clinic_path = "patient__clinic"
+    organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via"]
     list_filter = ["channel", "via"]
 

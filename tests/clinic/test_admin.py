@@ -46,3 +46,24 @@ def test_a_clinic_administrator_sees_only_their_clinic(client, db):
     assert "(NY)" in listing.content.decode() and str(london_patient.pk) not in listing.content.decode()
     assert other.status_code == 302  # the admin's "does not exist" redirect: nothing shown
     assert client.get(reverse("admin:clinic_appointment_changelist")).status_code == 200
+
+
+def test_an_administrator_of_one_site_sees_the_organisations_patients_but_only_their_sites_rows(client, db):
+    from clinic.models import Clinic, Organisation, Patient, StaffMembership
+
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+    olivia = Patient.objects.get(clinic__code="demo", first_name="Olivia")
+    client.login(username="clinicadmin-west", password="pw-for-tests")
+    assert client.get(reverse("admin:clinic_patient_change", args=[olivia.pk])).status_code == 200
+    clinics = client.get(reverse("admin:clinic_clinic_changelist")).content.decode()
+    assert "Demo Aesthetics West London" in clinics and "Demo Aesthetics New York" not in clinics
+    # Organisations are the operators' to make; a clinic cannot be moved to another by its administrator.
+    assert client.get(reverse("admin:clinic_organisation_add")).status_code == 403
+    west = Clinic.objects.get(code="demo-west")
+    form = client.get(reverse("admin:clinic_clinic_change", args=[west.pk])).content.decode()
+    assert 'name="organisation"' not in form
+    # The organisation's administrator sees every site's memberships.
+    client.login(username="orgadmin", password="pw-for-tests")
+    memberships = client.get(reverse("admin:clinic_staffmembership_changelist")).content.decode()
+    assert "reception-west" in memberships and "reception-ny" not in memberships
+    assert StaffMembership.objects.get(user__username="orgadmin").organisation == Organisation.objects.get(code="demo")
