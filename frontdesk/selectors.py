@@ -153,7 +153,7 @@ class PatientRecord:
 def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
     appointments = list(
         Appointment.objects.filter(patient=patient)
-        .select_related("procedure", "practitioner", "area")
+        .select_related("procedure", "practitioner", "area", "clinic")
         .order_by("start_at")
     )
     return PatientRecord(

@@ -65,7 +65,10 @@ def test_a_patient_of_another_site_is_found_and_booked_here(west_desk, west, pat
 def test_an_appointment_at_the_other_site_refuses_and_is_named(
     west_desk, clinic, west, patient, practitioner, west_practitioner, frozen
 ):
-    book(patient, practitioner, "botox", frozen + timedelta(days=1))  # at London
+    london = book(patient, practitioner, "botox", frozen + timedelta(days=1))  # at London
+    # The patient's page at West shows the London booking, where it is, without a link West cannot open.
+    record = west_desk.get(url("patient", west, patient))
+    assert "at London Clinic" in squash(record) and str(london.pk) not in record.content.decode()
     page = squash(
         west_desk.get(url("book", west, patient), {"procedure": "microneedling", "date": "2026-03-06", "time": "10:00"})
     )
