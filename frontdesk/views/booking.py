@@ -5,6 +5,11 @@ appointment): a GET with the form's values checks (the whole page, or only
 the panel when htmx asks) through `_check_page`; a POST books or moves through
 `_submit`. Both ask scheduler.booking, so what the panel says is what booking
 does.
+
+The calendar uses the same views in place (frontdesk/static/frontdesk/calendar.js): a POST
+sent with `HX-Request` answers with a fragment instead of a redirect (`_done.html` on
+success, the form and panel again with the 409 on a refusal), so the grid updates without
+leaving the day.
 """
 
 from __future__ import annotations
@@ -41,8 +46,20 @@ def _check_page(request, form: WhenForm, template: str, context: dict):
     return page(request, template, context)
 
 
-def _submit(request, form: WhenForm, template: str, context: dict, *, done: Callable[[BookingResult], str]):
-    """Book or move at the start the form names; on a refusal, show why with today's panel (409)."""
+def _submit(
+    request,
+    form: WhenForm,
+    template: str,
+    context: dict,
+    *,
+    done: Callable[[BookingResult], str],
+    fragment: str,
+):
+    """Book or move at the start the form names; on a refusal, show why with today's panel (409).
+
+    Asked in place (`HX-Request`, from the calendar), the answer is a fragment: `_done.html` naming
+    the appointment, or `fragment` (the form and panel) with the refusal.
+    """
     now = timezone.now()
     outcome = DomainErrors(form)
     if form.is_valid():
@@ -54,6 +71,10 @@ def _submit(request, form: WhenForm, template: str, context: dict, *, done: Call
                 result = form.slot_request().submit(
                     start_at=start, actor=request.actor, now=now, reason=form.cleaned_data.get("reason", "")
                 )
+                if request.htmx:
+                    return page(
+                        request, "frontdesk/_done.html", {"appointment": result.appointment, "done": done(result)}
+                    )
                 messages.success(request, done(result))
                 return redirect(
                     "frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.appointment.pk
@@ -61,7 +82,10 @@ def _submit(request, form: WhenForm, template: str, context: dict, *, done: Call
     # Show the refusal with today's answer (a slot may have just gone), and what to offer instead.
     panel = _panel(form, now) if outcome.refused else None
     return page(
-        request, template, {**context, "form": form, "panel": panel, "refused": outcome.refused}, status=outcome.status
+        request,
+        fragment if request.htmx else template,
+        {**context, "form": form, "panel": panel, "refused": outcome.refused, "in_place": request.htmx},
+        status=outcome.status,
     )
 
 
@@ -72,7 +96,7 @@ def _when(appointment) -> str:
 # --- Book ---------------------------------------------------------------------------------------
 
 
-def _booking_context(request, patient) -> dict:
+def booking_context(request, patient) -> dict:
     return {
         "patient": patient,
         "mode": "book",
@@ -93,9 +117,9 @@ def _booked(result: BookingResult) -> str:
     return f"Booked and confirmed: {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}."
 
 
-def _booking_form(request, patient, data) -> BookingForm:
+def booking_form(request, patient, data, **kwargs) -> BookingForm:
     return BookingForm(
-        data, clinic=request.clinic, patient=patient, today=timezone.localdate(timezone=request.clinic.tz)
+        data, clinic=request.clinic, patient=patient, today=timezone.localdate(timezone=request.clinic.tz), **kwargs
     )
 
 
@@ -104,9 +128,9 @@ def book(request, patient_id):
     patient = patient_or_404(request, patient_id)
     return _check_page(
         request,
-        _booking_form(request, patient, request.GET or None),
+        booking_form(request, patient, request.GET or None),
         "frontdesk/book.html",
-        _booking_context(request, patient),
+        booking_context(request, patient),
     )
 
 
@@ -116,10 +140,11 @@ def book_submit(request, patient_id):
     patient = patient_or_404(request, patient_id)
     return _submit(
         request,
-        _booking_form(request, patient, request.POST),
+        booking_form(request, patient, request.POST),
         "frontdesk/book.html",
-        _booking_context(request, patient),
+        booking_context(request, patient),
         done=_booked,
+        fragment="frontdesk/_booking.html",
     )
 
 
@@ -151,5 +176,12 @@ def reschedule(request, appointment_id):
         data, clinic=request.clinic, appointment=appointment, today=timezone.localdate(timezone=request.clinic.tz)
     )
     if request.method == "POST":
-        return _submit(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment), done=_moved)
+        return _submit(
+            request,
+            form,
+            "frontdesk/reschedule.html",
+            _reschedule_context(appointment),
+            done=_moved,
+            fragment="frontdesk/_check_panel.html",
+        )
     return _check_page(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment))

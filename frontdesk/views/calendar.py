@@ -1,23 +1,30 @@
 """The calendar: the day as a grid of practitioners by quarter hours, its JSON feed, and booking from a cell.
 
 The grid is server-rendered (a table; see docs/frontdesk.md for why not a JavaScript calendar);
-frontdesk/static/frontdesk/calendar.js only adds dragging, which asks the reschedule page's
-dry run before anything changes. Every gesture is also a link or a form.
+frontdesk/static/frontdesk/calendar.js adds booking from a cell in a dialog (the steps below
+answer with fragments when it asks) and dragging, which asks the reschedule page's dry run
+before anything changes. Every gesture is also a link or a form.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.http import Http404, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from clinic.models import AppointmentStatus
+from clinic.models import AppointmentStatus, Practitioner
 from clinic.selectors import clinics_for_user, patient_search, patients_in
 from frontdesk import selectors
-from frontdesk.forms import PatientSearchForm, ScheduleFilterForm
-from frontdesk.views.base import appointment_or_404, clinic_page, page
+from frontdesk.forms import PatientForm, PatientSearchForm, ScheduleFilterForm
+from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
+from frontdesk.views.booking import booking_context, booking_form
+from frontdesk.views.patients import patient_created
 
 # A calendar asks for a day, a week or a month at most; more is a mistake, not a query to run.
 MAX_FEED_DAYS = 42
@@ -27,7 +34,8 @@ SEARCH_LIMIT = 20
 @clinic_page
 def calendar(request):
     clinic = request.clinic
-    form = ScheduleFilterForm(request.GET or None, clinic=clinic)
+    # Its own ids: the booking form in the dialog has a date and a practitioner too.
+    form = ScheduleFilterForm(request.GET or None, clinic=clinic, auto_id="cal_%s")
     data = form.cleaned_data if form.is_valid() else {}
     now = timezone.now()
     today = timezone.localdate(now, timezone=clinic.tz)
@@ -104,12 +112,54 @@ def calendar_events(request):
     return JsonResponse(selectors.calendar_feed(user=request.user, clinic=clinic, start=start, end=end))
 
 
-@clinic_page
-def calendar_book(request):
-    """From an empty cell: find the patient, then their booking page with the practitioner and time filled in."""
+def _cell(request) -> tuple[Practitioner | None, datetime | None]:
+    """The practitioner and local start an empty cell names (None for either that is missing or not this clinic's)."""
     clinic = request.clinic
     practitioner = selectors.practitioner_for_user(request.user, clinic, request.GET.get("practitioner"))
     start = _bound(request.GET.get("start_at"), clinic.tz)
+    return practitioner, timezone.localtime(start, clinic.tz) if start else None
+
+
+def _cell_query(practitioner, start) -> str:
+    """The cell again, for the next step of booking from it."""
+    query = {"practitioner": str(practitioner.pk)} if practitioner else {}
+    if start:
+        query["start_at"] = start.isoformat()
+    return urlencode(query)
+
+
+def _booking_initial(practitioner, start) -> dict:
+    """The booking form's practitioner, date and time for the cell."""
+    initial = {"practitioner": str(practitioner.pk)} if practitioner else {}
+    if start:
+        initial.update(date=start.date().isoformat(), time=start.strftime("%H:%M"))
+    return initial
+
+
+def _step(request, template: str, context: dict, *, status: int = 200):
+    """One step of booking from a cell: the fragment in the calendar's dialog (`HX-Request`), else a page."""
+    practitioner, start = _cell(request)
+    context = {
+        **context,
+        "practitioner": practitioner,
+        "start": start,
+        "cell_query": _cell_query(practitioner, start),
+        "in_place": request.htmx,
+        "step": template,
+        "nav": "calendar",
+    }
+    return page(request, template if request.htmx else "frontdesk/calendar_book.html", context, status=status)
+
+
+@clinic_page
+def calendar_book(request):
+    """From an empty cell: find the patient (or register one), then book them there.
+
+    On the calendar page this runs in a dialog (calendar.js asks with `HX-Request` and gets the
+    fragment); without JavaScript it is a page, and a patient found leads to their booking page
+    with the practitioner and time filled in.
+    """
+    clinic = request.clinic
     form = PatientSearchForm(request.GET if "q" in request.GET else None, clinic=clinic)
     results, more = [], False
     if form.is_valid():
@@ -118,25 +168,62 @@ def calendar_book(request):
             patient_search(clinic_patients, form.cleaned_data["q"].strip(), country=clinic.country)[: SEARCH_LIMIT + 1]
         )
         results, more = found[:SEARCH_LIMIT], len(found) > SEARCH_LIMIT
-    local = timezone.localtime(start, clinic.tz) if start else None
-    query = {}
-    if practitioner:
-        query["practitioner"] = str(practitioner.pk)
-    if local:
-        query.update(date=local.date().isoformat(), time=local.strftime("%H:%M"))
-    return page(
+    practitioner, start = _cell(request)
+    return _step(
         request,
-        "frontdesk/calendar_book.html",
+        "frontdesk/_calendar_find.html",
         {
             "search_form": form,
             "results": results,
             "more": more,
-            "practitioner": practitioner,
-            "start": local,
-            "book_query": query,
-            "nav": "calendar",
+            "book_query": urlencode(_booking_initial(practitioner, start)),
         },
     )
+
+
+def _booking_in_place(request, patient, *, added: bool = False):
+    """The booking form and live check for `patient` at the cell, in the calendar's dialog."""
+    practitioner, start = _cell(request)
+    query = _cell_query(practitioner, start)
+    return page(
+        request,
+        "frontdesk/_booking.html",
+        {
+            **booking_context(request, patient),
+            "form": booking_form(request, patient, None, initial=_booking_initial(practitioner, start)),
+            "panel": None,
+            "in_place": True,
+            "added": added,
+            "back_url": reverse("frontdesk:calendar_book", args=[request.clinic.code]) + (f"?{query}" if query else ""),
+        },
+    )
+
+
+@clinic_page
+def calendar_book_patient(request, patient_id):
+    """The patient chosen for a cell: in the dialog, the booking form and live check; else the booking page."""
+    patient = patient_or_404(request, patient_id)
+    if request.htmx:
+        return _booking_in_place(request, patient)
+    practitioner, start = _cell(request)
+    query = urlencode(_booking_initial(practitioner, start))
+    return redirect(reverse("frontdesk:book", args=[request.clinic.code, patient.pk]) + (f"?{query}" if query else ""))
+
+
+@clinic_page
+def calendar_register(request):
+    """A new patient for a cell (the new-patient form and service), then booking them there."""
+    form = PatientForm(request.POST or None, clinic=request.clinic)
+    if request.method == "POST" and (patient := patient_created(request, form)):
+        if request.htmx:
+            return _booking_in_place(request, patient, added=True)
+        messages.success(request, f"{patient} added.")
+        practitioner, start = _cell(request)
+        query = urlencode(_booking_initial(practitioner, start))
+        return redirect(
+            reverse("frontdesk:book", args=[request.clinic.code, patient.pk]) + (f"?{query}" if query else "")
+        )
+    return _step(request, "frontdesk/_calendar_register.html", {"form": form})
 
 
 @clinic_page

@@ -53,14 +53,23 @@ def patient_list(request):
 @clinic_page
 def patient_new(request):
     form = PatientForm(request.POST or None, clinic=request.clinic)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and (patient := patient_created(request, form)):
+        messages.success(request, f"{patient} added. Next: their medical history.")
+        return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+    return page(request, "frontdesk/patient_form.html", {"form": form, "nav": "new_patient"})
+
+
+def patient_created(request, form: PatientForm):
+    """The patient a valid form describes, created at this clinic; None with the reasons on the form.
+
+    Used by the new-patient page and by registering from the calendar.
+    """
+    if form.is_valid():
         with DomainErrors(form):
-            patient = clinic_services.patient_create(
+            return clinic_services.patient_create(
                 clinic=request.clinic, today=timezone.localdate(), **form.patient_fields()
             )
-            messages.success(request, f"{patient} added. Next: their medical history.")
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
-    return page(request, "frontdesk/patient_form.html", {"form": form, "nav": "new_patient"})
+    return None
 
 
 @clinic_page

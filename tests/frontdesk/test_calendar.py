@@ -73,7 +73,7 @@ def test_booking_from_a_cell_finds_the_patient_and_prefills_the_booking_page(
     assert "Book Tue 3 Mar 2026 at 10:00 with Dr Amelia Hart" in page
     assert (
         f"/clinic/london/patients/{patient.pk}/book/?practitioner={practitioner.pk}&amp;date=2026-03-03"
-        f"&amp;time=10%3A00&amp;"
+        f'&amp;time=10%3A00"'
     ) in page
 
 
