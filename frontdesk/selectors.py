@@ -262,6 +262,8 @@ class GridCell:
     rows: int = 1
     working: bool = False
     time_off: str | None = None
+    local_day: date | None = None  # the clinic's day and time of `starts_at`, ready for the page
+    local_time: str = ""
 
 
 @dataclass
@@ -371,6 +373,8 @@ def day_grid(
                     colour[p.pk],
                     working=any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
                     time_off=(off.reason or "Time off") if off else None,
+                    local_day=on,
+                    local_time=f"{minute // 60:02d}:{minute % 60:02d}",
                 )
             )
         cells_by_column.append(cells)
