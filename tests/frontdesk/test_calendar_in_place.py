@@ -11,6 +11,7 @@ from clinic.models import Appointment, Patient
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import at_london, book, make_staff, url
 from tests.frontdesk.html import squash
+from tests.frontdesk.test_organisations import west, west_desk, west_practitioner  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -224,3 +225,49 @@ def test_another_clinics_staff_cannot_move_in_place(outsider, clinic, practition
     assert (check.status_code, move.status_code) == (404, 404)
     appointment.refresh_from_db()
     assert appointment.start_at == at_london(2026, 3, 4, 10)
+
+
+# --- Organisations: the grid is per site; the patients are the organisation's ---------------------------------
+
+
+def test_staff_of_a_sibling_site_get_404_for_this_sites_grid_and_booking_steps(
+    west_desk,  # noqa: F811
+    clinic,
+    practitioner,
+    patient,
+    frozen,
+):
+    steps = [
+        west_desk.get(url("calendar", clinic), {"date": "2026-03-03"}),
+        west_desk.get(url("calendar_events", clinic), {"start": "2026-03-02", "end": "2026-03-09"}),
+        west_desk.get(url("calendar_book", clinic), {**cell(practitioner), "q": "Bennett"}, **HTMX),
+        west_desk.get(url("calendar_book_patient", clinic, patient), cell(practitioner), **HTMX),
+        west_desk.post(url("calendar_register", clinic), {"first_name": "Eve", "last_name": "Spy"}, **HTMX),
+    ]
+
+    assert [s.status_code for s in steps] == [404] * len(steps)
+    assert not Patient.objects.filter(last_name="Spy").exists()
+
+
+def test_a_patient_of_the_organisation_is_booked_in_place_at_this_site(
+    west_desk,  # noqa: F811
+    west,  # noqa: F811
+    west_practitioner,  # noqa: F811
+    practitioner,
+    patient,
+    frozen,
+):
+    found = squash(west_desk.get(url("calendar_book", west), {**cell(west_practitioner), "q": "Bennett"}, **HTMX))
+    # A practitioner of the other site named in the cell is not offered here.
+    step = squash(west_desk.get(url("calendar_book_patient", west, patient), cell(practitioner), **HTMX))
+    booked = west_desk.post(
+        url("book_submit", west, patient),
+        {"procedure": "botox", "practitioner": west_practitioner.pk, "start_at": CELL},
+        **HTMX,
+    )
+
+    assert f"/clinic/west/calendar/book/{patient.pk}/" in found
+    assert "Dr Amelia Hart" not in step and 'name="time" value="10:00"' in step
+    assert booked.status_code == 200 and "data-done" in squash(booked)
+    appointment = Appointment.objects.get()
+    assert (appointment.clinic, appointment.practitioner) == (west, west_practitioner)
