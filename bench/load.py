@@ -109,6 +109,7 @@ def make_sites(prefix: str, shape: Shape, *, seed: int, with_history: bool) -> l
         patients = Patient.objects.bulk_create(
             Patient(
                 clinic=clinic,
+                organisation_id=clinic.organisation_id,  # bulk_create skips save(), which sets it
                 first_name=f"P{n}",
                 last_name=f"Bench{index}",
                 email=f"p{index}-{n}@example.com",

@@ -190,6 +190,7 @@ def make_due_messages(prefix: str, n: int, *, now: datetime) -> list[str]:
     patients = Patient.objects.bulk_create(
         Patient(
             clinic=clinic,
+            organisation_id=clinic.organisation_id,  # bulk_create skips save(), which sets it
             first_name=f"R{i}",
             last_name="Bench",
             email=f"r{i}@example.com",

@@ -101,7 +101,8 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
         )
         practitioners.append(practitioner)
     others = Patient.objects.bulk_create(
-        Patient(clinic=clinic, first_name=f"Other{i}", last_name="Bench") for i in range(50)
+        Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name=f"Other{i}", last_name="Bench")
+        for i in range(50)
     )
     # Two thirds of every practitioner's hours booked for 90 days.
     rnd = random.Random(3)
