@@ -407,6 +407,8 @@ REMINDERS_RETRY_MAX_SECONDS = int(os.environ.get("REMINDERS_RETRY_MAX_SECONDS", 
 REMINDERS_CLAIM_LEASE_SECONDS = int(os.environ.get("REMINDERS_CLAIM_LEASE_SECONDS", "300"))
 REMINDERS_SEND_TIMEOUT_SECONDS = int(os.environ.get("REMINDERS_SEND_TIMEOUT_SECONDS", "10"))
 REMINDERS_BATCH_SIZE = int(os.environ.get("REMINDERS_BATCH_SIZE", "100"))
+# Rows per Celery send task (reminders.send_batch): what they read is read once per task.
+REMINDERS_SEND_BATCH_SIZE = int(os.environ.get("REMINDERS_SEND_BATCH_SIZE", "20"))
 # How often beat claims due rows: also the ceiling on latency and on throughput
 # (REMINDERS_BATCH_SIZE per run); a claim of nothing due is one indexed query.
 REMINDERS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("REMINDERS_DISPATCH_INTERVAL_SECONDS", "1"))

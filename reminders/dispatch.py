@@ -20,7 +20,8 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import field as dataclass_field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -185,35 +186,6 @@ _WITH_RELATIONS = (
 MAX_MERGED = 5
 
 
-def _companions(message: OutboxMessage, now: datetime) -> list[OutboxMessage]:
-    """Other messages to the same patient on the same channel due within the merge window: they go
-    as one message with this one, every text kept (two texts in the same minute read as noise).
-
-    Rows claimed by another dispatcher but not being sent right now are taken over: their own
-    send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips
-    rows another sender holds). Rows that are no longer wanted are left to their own send.
-    """
-    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
-    if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
-        return []
-    ids = list(
-        OutboxMessage.objects.select_for_update(**_skip_locked())
-        .filter(
-            appointment__patient_id=message.appointment.patient_id,
-            channel=message.channel,
-            status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
-            due_at__lte=now + window,
-        )
-        .exclude(pk=message.pk)
-        .order_by("due_at", "id")
-        .values_list("pk", flat=True)[:MAX_MERGED]
-    )
-    if not ids:
-        return []
-    rows = OutboxMessage.objects.select_related(*_WITH_RELATIONS).filter(pk__in=ids).order_by("due_at", "id")
-    return [row for row in rows if _still_wanted(row) is None]
-
-
 def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
     """The companions that can join: each renders, and a joined SMS stays within the SMS limit."""
     group: list[OutboxMessage] = []
@@ -229,22 +201,146 @@ def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: dat
 ORDER_WAIT = timedelta(seconds=5)
 
 
-def _earlier_unsent(message: OutboxMessage, now: datetime, *, going_with: list[OutboxMessage]) -> bool:
-    """Whether a message that reads before this one (same appointment and channel) is due and not yet
-    out, other than those going with it (they are put in reading order inside the one message)."""
+@dataclass
+class _Batch:
+    """What one task knows about its claimed rows before it sends any: read once for the whole batch.
+
+    The rows and everything a send reads (appointment, patient, clinic, procedure, template, endpoint),
+    the merge candidates of the same patients, and the due rows of the same appointments (for reading
+    order), in three queries. Each row is then locked and re-read (status, claim, the appointment's
+    status and start, the patient's consent) in its own short transaction before it goes.
+    """
+
+    rows: dict[uuid.UUID, OutboxMessage]
+    candidates: dict[tuple, list[OutboxMessage]]  # (patient id, channel) -> rows that may merge, by due_at, id
+    due_by_visit: dict[tuple, list[tuple[uuid.UUID, str]]]  # (appointment id, channel) -> [(pk, kind)] due
+    sent: set = dataclass_field(default_factory=set)  # rows this batch has sent (their own or as companions)
+
+
+def _batch_read(message_ids: list, now: datetime) -> _Batch:
+    rows = {
+        m.pk: m for m in OutboxMessage.objects.select_related(*_WITH_RELATIONS).filter(pk__in=message_ids).order_by()
+    }
+    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
+    candidates: dict[tuple, list[OutboxMessage]] = {}
+    merging = [m for m in rows.values() if m.channel in (Channel.EMAIL, Channel.SMS)]
+    if merging and window > timedelta(0):
+        found = (
+            OutboxMessage.objects.select_related(*_WITH_RELATIONS)
+            .filter(
+                appointment__patient_id__in={m.appointment.patient_id for m in merging},
+                channel__in={m.channel for m in merging},
+                status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
+                due_at__lte=now + window,
+            )
+            .order_by("due_at", "id")
+        )
+        for row in found:
+            candidates.setdefault((row.appointment.patient_id, row.channel), []).append(rows.get(row.pk, row))
+    due_by_visit: dict[tuple, list] = {}
+    ordered = [m for m in rows.values() if m.channel != Channel.WEBHOOK and m.kind in content.READING_ORDER[1:]]
+    if ordered:
+        for pk, appointment_id, channel, kind in OutboxMessage.objects.filter(
+            appointment_id__in={m.appointment_id for m in ordered},
+            channel__in={m.channel for m in ordered},
+            kind__in=content.READING_ORDER[:-1],
+            due_at__lte=now,
+            status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
+        ).values_list("pk", "appointment_id", "channel", "kind"):
+            due_by_visit.setdefault((appointment_id, channel), []).append((pk, kind))
+    return _Batch(rows, candidates, due_by_visit)
+
+
+# Read again under the row lock, so a send never acts on what the batch read seconds before.
+_FRESH = (
+    "pk",
+    "status",
+    "claim_token",
+    "claimed_until",
+    "attempts",
+    "due_at",
+    "payload",
+    "appointment__status",
+    "appointment__start_at",
+    "appointment__end_at",
+    "appointment__patient__reminder_channels",
+    "appointment__patient__sms_consent",
+    "appointment__patient__muted_topics",
+    "appointment__patient__email",
+    "appointment__patient__phone",
+)
+
+
+def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
+    """Lock these rows (skipping those another sender holds) and bring what may have changed up to date."""
+    locked = {}
+    values = (
+        OutboxMessage.objects.select_for_update(**_skip_locked())
+        .filter(pk__in=[r.pk for r in rows])
+        .order_by()
+        .values_list(*_FRESH)
+    )
+    by_pk = {r.pk: r for r in rows}
+    for pk, status, token, until, attempts, due_at, payload, *visit in values:
+        row = by_pk[pk]
+        row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
+            status,
+            token,
+            until,
+            attempts,
+            due_at,
+        )
+        row.payload = payload
+        appointment, patient = row.appointment, row.appointment.patient
+        appointment.status, appointment.start_at, appointment.end_at = visit[:3]
+        patient.reminder_channels, patient.sms_consent, patient.muted_topics, patient.email, patient.phone = visit[3:]
+        locked[pk] = row
+    return locked
+
+
+def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[OutboxMessage]:
+    """Other messages to the same patient on the same channel due within the merge window: they go
+    as one message with this one, every text kept (two texts in the same minute read as noise).
+
+    Rows claimed by another dispatcher but not being sent right now are taken over: their own
+    send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips
+    rows another sender holds). Rows that are no longer wanted are left to their own send.
+    """
+    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
+    if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
+        return []
+    pool = sorted(
+        (
+            row
+            for row in batch.candidates.get((message.appointment.patient_id, message.channel), ())
+            if row.pk != message.pk and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
+        ),
+        key=lambda row: (row.due_at, row.pk),
+    )[:MAX_MERGED]  # lock no more than can join: a row locked here is skipped by its own sender
+    if not pool:
+        return []
+    locked = _lock_fresh(pool)
+    live = [
+        row
+        for row in pool
+        if row.pk in locked
+        and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
+        and row.due_at <= now + window
+    ]
+    return [row for row in live if _still_wanted(row) is None]
+
+
+def _earlier_unsent(message: OutboxMessage, batch: _Batch, *, going_with: list[OutboxMessage]) -> bool:
+    """Whether a message that reads before this one (same appointment and channel) was due and not out when
+    the batch began, and has not gone since in this batch, other than those going with it (they are put in
+    reading order inside the one message)."""
     if message.channel == Channel.WEBHOOK or message.kind not in content.READING_ORDER:
         return False
     earlier = content.READING_ORDER[: content.READING_ORDER.index(message.kind)]
-    return (
-        OutboxMessage.objects.filter(
-            appointment_id=message.appointment_id,
-            channel=message.channel,
-            kind__in=earlier,
-            due_at__lte=now,
-            status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
-        )
-        .exclude(pk__in=[message.pk, *(c.pk for c in going_with)])
-        .exists()
+    skip = {message.pk, *(c.pk for c in going_with)} | batch.sent
+    return any(
+        kind in earlier and pk not in skip
+        for pk, kind in batch.due_by_visit.get((message.appointment_id, message.channel), ())
     )
 
 
@@ -291,18 +387,46 @@ def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessa
 
 def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
     """Deliver one claimed row. Safe to call twice: the second call finds it sent (or claimed anew) and stops."""
-    with transaction.atomic():
-        # Lock the one row on its own, then read it with its relations: a FOR UPDATE over a
-        # ten-table join cost ten times its execution in planning alone (docs/benchmarks.md).
-        locked = list(
-            OutboxMessage.objects.select_for_update(**_skip_locked())
-            .filter(pk=message_id)
-            .order_by()
-            .values_list("pk", flat=True)
-        )
-        message = OutboxMessage.objects.select_related(*_WITH_RELATIONS).get(pk=locked[0]) if locked else None
+    return outbox_send_batch(message_ids=[message_id], claim_token=claim_token, now=now)[_as_uuid(message_id)]
+
+
+def outbox_send_batch(
+    *, message_ids: list, claim_token, now: datetime, clock: Callable[[], datetime] | None = None
+) -> dict[uuid.UUID, SendOutcome]:
+    """Deliver the rows of one claim (a Celery task's batch); each row's outcome by id.
+
+    What the sends read is read once for the batch (`_batch_read`); then each row goes in a
+    transaction of its own: lock it and re-read what may have changed, check its claim token,
+    deliver, record the outcome, commit. A row is committed as soon as it is delivered, so a
+    sender killed mid-batch leaves at most the row in flight to be sent again, never the batch.
+    `clock` gives each send's moment (quiet hours are judged when a text actually goes).
+    """
+    ids = [_as_uuid(pk) for pk in message_ids]
+    batch = _batch_read(ids, now)
+    outcomes: dict[uuid.UUID, SendOutcome] = {}
+    for pk in sorted(ids, key=lambda pk: _order_key(batch.rows.get(pk), pk)):
+        if pk in outcomes:
+            continue
+        message = batch.rows.get(pk)
         if message is None:
-            exists = OutboxMessage.objects.filter(pk=message_id).exists()
+            outcomes[pk] = SendOutcome.STALE
+            continue
+        outcomes[pk] = _send_one(message, claim_token, batch, clock() if clock else now)
+    return outcomes
+
+
+def _as_uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _order_key(message: OutboxMessage | None, pk: uuid.UUID) -> tuple:
+    return (message.due_at, pk) if message is not None else (datetime.max.replace(tzinfo=UTC), pk)
+
+
+def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
+    with transaction.atomic():
+        if not _lock_fresh([message]):
+            exists = OutboxMessage.objects.filter(pk=message.pk).exists()
             return SendOutcome.BUSY if exists else SendOutcome.STALE
         # Race condition: between claim and now the row may have been sent by an earlier claim's
         # task, or claimed again after its lease ran out; only the current claim may send it.
@@ -315,7 +439,7 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
         verdict = _still_wanted(message)
         if verdict is not None:
             message.status, message.last_error = verdict
-            message.save(update_fields=fields)
+            _save_outcome(message, fields)
             return SendOutcome(verdict[0])
         quiet = _quiet_hours_verdict(message, now) if message.channel == Channel.SMS else None
         if quiet is not None:
@@ -326,8 +450,8 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED if due_at is not None else SendOutcome.SKIPPED
-        companions = _mergeable(message, _companions(message, now), now)
-        if _earlier_unsent(message, now, going_with=companions):
+        companions = _mergeable(message, _companions(message, batch, now), now)
+        if _earlier_unsent(message, batch, going_with=companions):
             # The patient reads about a visit in order: the confirmation before its pre-care.
             message.status, message.last_error = OutboxStatus.PENDING, "waiting for an earlier message to go first"
             message.due_at, message.attempts = now + ORDER_WAIT, message.attempts - 1
@@ -361,6 +485,7 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
                 message.payload["sent_with"] = [str(c.pk) for c in companions]
             fields.append("payload")
             _mark_sent_with(companions, message, now)
+            batch.sent.update([message.pk, *(c.pk for c in companions)])
             outcome = SendOutcome.SENT
         if not _save_outcome(message, fields):
             return SendOutcome.CANCELLED
@@ -403,6 +528,9 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
     template and channel (only one unsent copy may exist). The newer copy wins: this one is
     cancelled as superseded instead of failing its sender and staying claimed.
     """
+    if message.status not in (OutboxStatus.PENDING, OutboxStatus.HELD):
+        message.save(update_fields=fields)  # the unique constraint covers unsent rows only: no clash possible
+        return True
     try:
         with transaction.atomic():
             message.save(update_fields=fields)
@@ -418,17 +546,24 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
 # --- Batches --------------------------------------------------------------------------------------------------------
 
 
-def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:
-    """Claim due rows and hand each to `enqueue` (the Celery send task); return how many were handed on."""
+def dispatch_due_batches(*, now: datetime, enqueue: Callable[[list[Claim]], None], per_task: int | None = None) -> int:
+    """Claim due rows and hand them to `enqueue` (the Celery send task) `per_task` at a time; return how many
+    were handed on. If the broker goes away mid-way, nothing is lost: the rest is handed back."""
+    per_task = per_task or settings.REMINDERS_SEND_BATCH_SIZE
     claims = outbox_claim_due(now=now)
-    for index, claim in enumerate(claims):
+    for start in range(0, len(claims), per_task):
         try:
-            enqueue(claim)
-        except Exception as exc:  # the broker went away mid-batch: nothing is lost, the rest goes back
-            released = outbox_release(claims[index:])
+            enqueue(claims[start : start + per_task])
+        except Exception as exc:
+            released = outbox_release(claims[start:])
             log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
-            return index
+            return start
     return len(claims)
+
+
+def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:
+    """Claim due rows and hand each to `enqueue` on its own; return how many were handed on."""
+    return dispatch_due_batches(now=now, enqueue=lambda batch: enqueue(batch[0]), per_task=1)
 
 
 def dispatch_local(*, now: datetime, clock: Callable[[], datetime] | None = None) -> dict[str, int]:
@@ -437,8 +572,13 @@ def dispatch_local(*, now: datetime, clock: Callable[[], datetime] | None = None
     `clock` gives the moment of each send: a batch of slow sends can run past 21:00,
     and each text must be judged against quiet hours when it actually goes.
     """
+    claims = outbox_claim_due(now=now)
     counts: dict[str, int] = {}
-    for claim in outbox_claim_due(now=now):
-        outcome = outbox_send(message_id=claim.message_id, claim_token=claim.token, now=clock() if clock else now)
+    if not claims:
+        return counts
+    outcomes = outbox_send_batch(
+        message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now, clock=clock
+    )
+    for outcome in outcomes.values():
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

@@ -1,0 +1,125 @@
+"""Sending a claim's rows as one batch (one Celery task): read once, each row committed as it goes.
+
+A batch reads its rows, their merge candidates and the due rows of their visits in a few
+queries, then sends each row in a short transaction of its own (lock, re-check, deliver, mark).
+A sender that dies mid-batch therefore leaves the rows already delivered marked `sent`: only the
+row in flight can be delivered twice, never the batch. test_celery.py kills a real worker.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from reminders import dispatch
+from reminders.dispatch import SendOutcome, outbox_claim_due, outbox_send_batch
+from reminders.models import OutboxMessage, OutboxStatus
+from tests.factories import PatientFactory
+from tests.reminders.conftest import book, london
+from tests.reminders.support import ScriptedSmsBackend
+
+
+class SenderDied(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing in the send path catches it."""
+
+
+class DyingSmsBackend(ScriptedSmsBackend):
+    """Accepts `DyingSmsBackend.accept` texts, then the sender dies after the provider took the next one."""
+
+    accept = 0
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        provider_id = super().send(to=to, body=body, outbox_id=outbox_id)
+        if len(ScriptedSmsBackend.sent) > DyingSmsBackend.accept:
+            raise SenderDied  # the provider has it; the database will never hear of it
+        return provider_id
+
+
+@pytest.fixture
+def scripted_sms(settings):
+    settings.SMS_BACKEND = "tests.reminders.test_batches.DyingSmsBackend"
+    ScriptedSmsBackend.script, ScriptedSmsBackend.sent = [], []
+    DyingSmsBackend.accept = 10_000
+    yield ScriptedSmsBackend
+    ScriptedSmsBackend.script, ScriptedSmsBackend.sent = [], []
+
+
+@pytest.fixture
+def texts(clinic, practitioner, now):
+    """Six booking confirmations by SMS to six patients, due now."""
+    for hour in range(10, 16):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
+        book(patient, "botox", london(2026, 3, 4, hour), now)
+    rows = OutboxMessage.objects.filter(due_at__lte=now, channel="sms")
+    assert rows.count() == 6
+    return rows
+
+
+def test_a_batch_sends_every_row_once_and_marks_each(texts, scripted_sms, now):
+    claims = outbox_claim_due(now=now)
+
+    outcomes = outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+
+    assert set(outcomes.values()) == {SendOutcome.SENT} and len(outcomes) == 6
+    assert sorted(s["outbox_id"] for s in scripted_sms.sent) == sorted(
+        str(pk) for pk in texts.values_list("pk", flat=True)
+    )
+    assert set(texts.values_list("status", flat=True)) == {OutboxStatus.SENT}
+    # The same task delivered again (the broker redelivers it): nothing goes twice.
+    again = outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+    assert set(again.values()) == {SendOutcome.STALE}
+    assert len(scripted_sms.sent) == 6
+
+
+def test_a_batch_reads_once_and_then_costs_a_few_statements_a_row(texts, scripted_sms, now):
+    claims = outbox_claim_due(now=now)
+
+    with CaptureQueriesContext(connection) as queries:
+        outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+
+    assert len(scripted_sms.sent) == 6
+    # Three reads for the batch (rows with relations, merge candidates, reading order), then per row:
+    # begin, lock and re-read, update, commit (SQLite has no explicit BEGIN in the log).
+    assert len(queries.captured_queries) <= 3 + 4 * 6
+
+
+def test_a_sender_killed_mid_batch_leaves_what_went_marked_and_resends_at_most_the_row_in_flight(
+    texts, scripted_sms, now
+):
+    DyingSmsBackend.accept = 2
+    claims = outbox_claim_due(now=now, lease=timedelta(minutes=5))
+
+    with pytest.raises(SenderDied):
+        outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+
+    delivered_first = [s["outbox_id"] for s in scripted_sms.sent]
+    assert len(delivered_first) == 3
+    marked = {str(pk) for pk in texts.filter(status=OutboxStatus.SENT).values_list("pk", flat=True)}
+    assert marked == set(delivered_first[:2])  # committed as they went; the third died before its commit
+    assert texts.filter(status=OutboxStatus.SENDING).count() == 4  # the row in flight and the three after it
+
+    DyingSmsBackend.accept = 10_000
+    later = now + timedelta(minutes=6)  # the lease ran out: the rows are claimed again
+    assert dispatch.dispatch_local(now=later) == {"sent": 4}
+
+    delivered = [s["outbox_id"] for s in scripted_sms.sent]
+    assert sorted(set(delivered)) == sorted(str(pk) for pk in texts.values_list("pk", flat=True))  # none lost
+    twice = {pk for pk in delivered if delivered.count(pk) > 1}
+    assert twice == {delivered_first[2]}  # only the one in flight when the sender died
+    assert set(texts.values_list("status", flat=True)) == {OutboxStatus.SENT}
+
+
+def test_a_row_sent_meanwhile_is_left_alone_and_the_rest_of_the_batch_goes(texts, scripted_sms, now):
+    """Another copy of the task (redelivered by the broker) sent one row first: this copy skips it."""
+    claims = outbox_claim_due(now=now)
+    ids = [c.message_id for c in claims]
+    first = texts.get(pk=ids[0])
+    first.status = OutboxStatus.SENT  # as if the other copy had already sent it and committed
+    first.save(update_fields=["status"])
+
+    outcomes = outbox_send_batch(message_ids=ids, claim_token=claims[0].token, now=now)
+
+    assert outcomes[ids[0]] == SendOutcome.STALE
+    assert [o for pk, o in outcomes.items() if pk != ids[0]] == [SendOutcome.SENT] * 5
+    assert str(ids[0]) not in {s["outbox_id"] for s in scripted_sms.sent}
