@@ -162,6 +162,11 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Behind PgBouncer in transaction mode (docs/scaling.md) a connection may change server between
+# transactions: no server-side cursors (they outlive a transaction). The code keeps no other session
+# state (SET LOCAL only, no advisory locks, no LISTEN, psycopg's client-side binding: no prepared statements).
+if os.environ.get("DATABASE_PGBOUNCER") == "1":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
