@@ -41,19 +41,25 @@ def availability_violation(code: str, message: str, conflicts_with: EventRef | N
 
 
 class _Busy:
-    """Sorted, non-overlapping-agnostic list of busy [start, end) intervals."""
+    """Busy [start, end) intervals, in any number and overlapping or not; `overlaps` is one bisection.
+
+    Sorted by start with the running maximum of their ends: some span starting before `end` ends after
+    `start` exactly when the latest end among the spans starting before `end` is after `start`.
+    """
 
     def __init__(self, spans: Iterable[tuple[datetime, datetime]]) -> None:
         self.spans = sorted(spans)
         self._starts = [s for s, _ in self.spans]
-        self._max_len = max((e - s for s, e in self.spans), default=timedelta(0))
+        self._latest_end: list[datetime] = []
+        for _, e in self.spans:
+            self._latest_end.append(max(e, self._latest_end[-1]) if self._latest_end else e)
+
+    def __bool__(self) -> bool:
+        return bool(self.spans)
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
-        # Any span starting before `end` and ending after `start`; spans are
-        # at most `_max_len` long, so only those starting after start - max_len matter.
-        i = bisect.bisect_left(self._starts, start - self._max_len)
         j = bisect.bisect_left(self._starts, end)
-        return any(e > start for _, e in self.spans[i:j])
+        return j > 0 and self._latest_end[j - 1] > start
 
 
 class Schedule:
@@ -171,9 +177,21 @@ class Schedule:
         """Free slots starting in [window_start, window_end], in time order, on each period's step grid."""
         day = window_start.astimezone(self.tz).date()
         last_day = window_end.astimezone(self.tz).date()
+        # One look-up per candidate: the patient's bookings, the practitioner's time off and bookings together.
+        busy = {
+            p.id: _Busy(
+                [
+                    *self._patient_busy.spans,
+                    *self._off.get(p.id, self._empty).spans,
+                    *self._booked.get(p.id, self._empty).spans,
+                ]
+            )
+            for p in self.practitioners
+        }
         while day <= last_day:
             found: list[tuple[datetime, str, Slot]] = []
             for practitioner in self.practitioners:
+                taken = busy[practitioner.id]
                 for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
                     start, stop = self._at(day, period_start), self._at(day, period_end)
                     while start + duration <= stop:
@@ -181,9 +199,7 @@ class Schedule:
                         if (
                             window_start <= start <= window_end
                             and (blocked is None or not blocked.blocks(start))
-                            and not self._patient_busy.overlaps(start, end)
-                            and not self._off.get(practitioner.id, self._empty).overlaps(start, end)
-                            and not self._booked.get(practitioner.id, self._empty).overlaps(start, end)
+                            and not taken.overlaps(start, end)
                         ):
                             found.append(
                                 (start, practitioner.name, Slot(start, end, str(practitioner.id), practitioner.name))

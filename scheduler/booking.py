@@ -637,9 +637,10 @@ def appointment_slots(
     tz = candidates[0].clinic.tz
     duration = timedelta(minutes=procedure.duration_minutes)
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
+    rulebook = selectors.rulebook_load()
     blocked = rules.blocked_ranges(
-        selectors.timeline_for_patient(patient.pk),
-        selectors.rulebook_load(),
+        selectors.timeline_for_window(patient.pk, rulebook=rulebook, procedure=procedure.code, lo=start, hi=end),
+        rulebook,
         rules.Proposal(procedure.code, start, area.code if area else None, ignore),
         tz,
         end,

@@ -102,6 +102,47 @@ def timeline_for_patient(patient_id) -> rules.Timeline:
     return rules.Timeline(history + booked, courses, conditions)
 
 
+def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str, lo, hi) -> rules.Timeline:
+    """What `rules.blocked_ranges` reads for `procedure` over [lo, hi]: the events of the procedures an
+    interval rule relates to it (before it or after it) that fall within the rules' reach of the window,
+    and the medication courses and conditions whole. A patient's long history elsewhere is not read."""
+    back = [r for r in rulebook.looking_back.get(procedure, ()) if r.earlier_procedure]
+    forward = list(rulebook.looking_forward.get(procedure, ()))
+    codes = {r.earlier_procedure for r in back} | {r.later_procedure for r in forward}
+    events: list[rules.ProcedureEvent] = []
+    if codes:
+        reach = max(r.reach for r in (*back, *forward))
+        since, until = lo - reach, hi + reach
+        events = [
+            rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.DONE)
+            for pk, code, at, area in ProcedureRecord.objects.filter(
+                patient_id=patient_id, procedure_id__in=codes, performed_at__gte=since, performed_at__lte=until
+            ).values_list("id", "procedure_id", "performed_at", "area_id")
+        ] + [
+            rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.BOOKED)
+            for pk, code, at, area in Appointment.objects.filter(
+                patient_id=patient_id,
+                status__in=ACTIVE_APPOINTMENT_STATUSES,
+                procedure_id__in=codes,
+                start_at__gte=since,
+                start_at__lte=until,
+            ).values_list("id", "procedure_id", "start_at", "area_id")
+        ]
+    courses = [
+        rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
+        for pk, drug, start, end in MedicationCourse.objects.filter(patient_id=patient_id).values_list(
+            "id", "drug_id", "started_on", "ended_on"
+        )
+    ]
+    conditions = [
+        rules.ConditionEntry(id=str(pk), condition=code, status=status, area=area)
+        for pk, code, status, area in PatientCondition.objects.filter(patient_id=patient_id).values_list(
+            "id", "condition_id", "status", "area_id"
+        )
+    ]
+    return rules.Timeline(events, courses, conditions)
+
+
 def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluation]]:
     """For each bookable procedure: could the patient have it now, and if not, from when and why."""
     timeline = timeline_for_patient(patient.pk)
