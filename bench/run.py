@@ -2,6 +2,7 @@
 
     python bench/run.py            # full run
     python bench/run.py --quick    # under two minutes (CI smoke check)
+    python bench/run.py --scaleout # 1, 2, 4 gunicorn and Celery workers (bench/scaleout.py; docs/scaling.md)
 
 Sets up its own PostgreSQL database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/clinic_bench, recreated each run), then
@@ -63,6 +64,11 @@ def main() -> int:
         action="store_true",
         help="sample the service with py-spy while booking and sending reminders; print where CPU went",
     )
+    parser.add_argument(
+        "--scaleout",
+        action="store_true",
+        help="only the scale-out steps (1, 2, 4 workers): bench/scaleout.json and the table in docs/scaling.md",
+    )
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
@@ -79,7 +85,12 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="clinic-bench-"))
     failed = []
-    for name, section in sections.ALL:
+    chosen = sections.ALL
+    if args.scaleout:
+        from bench.scaleout import scaleout
+
+        chosen = [("scaleout", scaleout)]
+    for name, section in chosen:
         if args.only and name not in args.only:
             continue
         print(f"# {name}", flush=True)
@@ -93,6 +104,8 @@ def main() -> int:
     report.add("total_bench_time", time.monotonic() - started, "s")
     if args.profile:  # py-spy took CPU from the service: these figures describe the profile, not the service
         print(f"profiled run: results not written; raw stacks in {workdir}", flush=True)
+    elif args.scaleout:
+        report.write(ROOT / "bench" / "scaleout.json", ROOT / "docs" / "scaling.md")
     else:
         report.write(ROOT / "bench" / "results.json", ROOT / "docs" / "benchmarks.md")
     if failed:
