@@ -13,8 +13,8 @@ import pytest
 
 from clinic.models import Appointment, AppointmentStatus, ProcedureType
 from scheduler import rules, selectors
-from scheduler.models import IntervalRule
 from scheduler.availability import _Busy
+from scheduler.models import IntervalRule
 from tests.factories import MedicationCourseFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
 
 LONDON = ZoneInfo("Europe/London")
