@@ -1,11 +1,14 @@
-"""Claiming due outbox rows and delivering one row: the part Celery (or the local loop) calls.
+"""Claiming due outbox rows and delivering them in batches: the part Celery (or the local loop) calls.
 
 Claim: in one short transaction, lock due rows with SELECT ... FOR UPDATE SKIP
 LOCKED, mark them `sending` under a fresh claim token with a lease, commit.
-Send: lock the row, check it still carries that token and is still wanted
-(# Race condition), deliver, record the outcome, commit. The lock is held
-across delivery, so a second sender of the same row skips it; a sender that
-dies rolls back, and the row is claimed again when its lease runs out.
+Send a batch (one Celery task): read what the sends need once for all its rows;
+then for each row, lock it and re-read what may have changed, check it still
+carries the claim's token and is still wanted (# Race condition), deliver,
+record the outcome, commit. The lock is held across delivery, so a second
+sender of the same row skips it; a sender that dies rolls back only the row in
+flight (the rows before it are committed), and that row is claimed again when
+its lease runs out.
 
 Guarantee (docs/reminders.md): every row is delivered at least once unless it
 fails permanently or runs out of attempts (then it is marked `failed`,
