@@ -3,7 +3,7 @@
 Domain errors (core.errors), DRF's own exceptions and anything
 unexpected all leave the API as `application/problem+json` with a stable
 machine-readable `code`; validation problems add `errors`, booking refusals
-add `violations`, `earliest_eligible_start` and `next_available_slot`.
+add `violations`, `earliest_eligible_start`, `next_available_slot` and `rulebook_version`.
 The Django-level handlers at the bottom cover what never reaches a DRF view
 (unknown URLs, errors raised in middleware) for paths under /api/.
 """
@@ -166,6 +166,7 @@ def check_data(check, tz: tzinfo) -> dict:
         "warnings": [violation_data(v, tz) for v in check.warnings],
         "earliest_eligible_start": local_iso(check.earliest_eligible_start, tz),
         "next_available_slot": slot_data(check.next_available_slot, tz),
+        "rulebook_version": check.rulebook_version,
     }
 
 

@@ -289,8 +289,15 @@ class AppointmentDetailOut(AppointmentOut):
     reminders = ReminderOut(many=True, help_text="Care reminders planned for this appointment.")
 
 
+RULEBOOK_VERSION_HELP = (
+    "The version of the patient's organisation's rule book the answer was checked against: "
+    "`d<defaults>.o<organisation>` (docs/rules.md)."
+)
+
+
 class BookingOut(AppointmentOut):
     warnings = ViolationOut(many=True, help_text="Warn-severity rules: they never refuse a booking.")
+    rulebook_version = serializers.CharField(help_text=RULEBOOK_VERSION_HELP)
 
 
 class EligibilityIn(BookingIn):
@@ -327,6 +334,7 @@ class EligibilityOut(serializers.Serializer):
     warnings = ViolationOut(many=True)
     earliest_eligible_start = serializers.DateTimeField(allow_null=True)
     next_available_slot = SlotOut(allow_null=True)
+    rulebook_version = serializers.CharField(help_text=RULEBOOK_VERSION_HELP)
 
 
 # --- Webhook subscriptions ------------------------------------------------------------------------------
@@ -445,3 +453,4 @@ class RefusalProblemOut(ProblemOut):
     next_available_slot = SlotOut(
         allow_null=True, required=False, help_text="First bookable slot from then on, within 90 days."
     )
+    rulebook_version = serializers.CharField(required=False, help_text=RULEBOOK_VERSION_HELP)

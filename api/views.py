@@ -552,6 +552,7 @@ def _booking_data(result: booking.BookingResult) -> dict:
     data = dict(AppointmentOut(result.appointment).data)
     tz = result.appointment.clinic.tz
     data["warnings"] = check_data(result.check, tz)["warnings"]
+    data["rulebook_version"] = result.check.rulebook_version
     return data
 
 

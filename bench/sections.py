@@ -44,7 +44,7 @@ def engine(report, *, quick: bool, database_url: str, **_) -> None:
     from scheduler.selectors import rulebook_load
 
     tz = ZoneInfo("Europe/London")
-    rules = rulebook_load()
+    rules = rulebook_load(None)  # the defaults: no organisation
     now = datetime(2026, 3, 2, 9, tzinfo=UTC)
     samples_per_size = 300 if quick else 3000
     medians = {}

@@ -80,7 +80,7 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     course elsewhere counts), once with the rules as they are and once with
     warnings treated as blocks, for "ideally from".
     """
-    rulebook = selectors.rulebook_load()
+    rulebook = selectors.rulebook_load(appointment.patient.organisation_id)
     timeline = selectors.timeline_for_patient(appointment.patient_id)
     tz = appointment.clinic.tz
     codes = sorted({r.later_procedure for r in rulebook.looking_forward.get(appointment.procedure_id, ())})

@@ -49,6 +49,7 @@ class BookingCheck:
     end_at: datetime
     tz: tzinfo
     next_available_slot: Slot | None = None
+    rulebook_version: str = ""  # the version of the organisation's rule book it was checked against
 
     @property
     def violations(self) -> tuple[rules.Violation, ...]:
@@ -253,7 +254,7 @@ def _next_slot(
 def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
     tz = req.tz
     timeline = selectors.timeline_for_patient(req.patient.pk)
-    rulebook = selectors.rulebook_load()
+    rulebook = selectors.rulebook_load(req.patient.organisation_id)
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
     ignore_id = ignore_appointment.pk if ignore_appointment else None
     evaluation = rules.evaluate(
@@ -282,7 +283,9 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
     busy = schedule.patient_problem(req.start_at, req.end_at)
     if busy is not None:
         availability += (busy,)
-    check = BookingCheck(evaluation, availability, chosen, req.start_at, req.end_at, tz)
+    check = BookingCheck(
+        evaluation, availability, chosen, req.start_at, req.end_at, tz, rulebook_version=rulebook.version
+    )
     if not check.eligible:
         check = replace(
             check,
@@ -396,7 +399,12 @@ def appointment_book(
             AuditAction.BOOKED,
             actor,
             now,
-            details={"start_at": req.start_at.isoformat(), "status": status, "violations": _violation_summary(check)},
+            details={
+                "start_at": req.start_at.isoformat(),
+                "status": status,
+                "violations": _violation_summary(check),
+                "rulebook_version": check.rulebook_version,
+            },
         )
     return BookingResult(appointment, check)
 
@@ -465,6 +473,7 @@ def appointment_reschedule(
                     "practitioner": str(check.practitioner.pk),
                     "status": status,
                 },
+                "rulebook_version": check.rulebook_version,
             },
             save=lambda write: _insert(check, write),
         )
@@ -538,7 +547,7 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         return Change(
             update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details"],
             reason=reason.strip(),
-            details={"rules": cleared_rules},
+            details={"rules": cleared_rules, "rulebook_version": check.rulebook_version},
         )
 
     return transition(appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply)
@@ -637,7 +646,7 @@ def appointment_slots(
     tz = candidates[0].clinic.tz
     duration = timedelta(minutes=procedure.duration_minutes)
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
-    rulebook = selectors.rulebook_load()
+    rulebook = selectors.rulebook_load(patient.organisation_id)
     blocked = rules.blocked_ranges(
         selectors.timeline_for_window(patient.pk, rulebook=rulebook, procedure=procedure.code, lo=start, hi=end),
         rulebook,

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
+from django.utils import timezone
 
 from clinic.models import (
     Clinic,
@@ -38,7 +39,8 @@ from clinic.models import (
     TreatmentArea,
     WorkingHours,
 )
-from scheduler.models import ContraindicationRule, IntervalRule
+from scheduler import rulebooks
+from scheduler.models import ContraindicationRule, IntervalRule, RuleBasis
 
 FIXTURES = Path(settings.BASE_DIR) / "fixtures"
 
@@ -81,10 +83,14 @@ def rules_load() -> int:
     """Create the default rules that are missing; return how many were created.
 
     An existing default keeps every field an administrator may have edited;
-    only a citation in the superseded file-path form is rewritten.
+    only a citation in the superseded file-path form is rewritten. Defaults a release adds to a
+    database that already had some make the next version of the defaults (every organisation's
+    rule book version moves); the first load is version 1, as shipped.
     """
     data = _read("rules.json")
+    had_defaults = IntervalRule.objects.filter(default_key__isnull=False).exists()
     created = 0
+    added = []
     for row in data["intervals"]:
         rule, made = IntervalRule.objects.get_or_create(
             default_key=row["key"],
@@ -96,11 +102,14 @@ def rules_load() -> int:
                 "gap_unit": row["gap"][1],
                 "severity": row["severity"],
                 "source": row["source"],
+                "basis": row.get("basis", RuleBasis.SOURCED),
                 "note": row.get("note", ""),
             },
         )
         if not made:
             _refresh_citation(rule, row["source"])
+        else:
+            added.append(rule)
         created += made
     for row in data["contraindications"]:
         rule, made = ContraindicationRule.objects.get_or_create(
@@ -117,7 +126,17 @@ def rules_load() -> int:
         )
         if not made:
             _refresh_citation(rule, row["source"])
+        else:
+            added.append(rule)
         created += made
+    if had_defaults and added:
+        rulebooks.version_record(
+            organisation_id=None,
+            user=None,
+            reason=f"release: {len(added)} shipped default(s) added",
+            diff=[rulebooks.diff_entry(rule, None, rulebooks.rule_state(rule)) for rule in added],
+            now=timezone.now(),
+        )
     return created
 
 

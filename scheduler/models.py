@@ -1,18 +1,21 @@
-"""Clinical rules as data: minimum intervals and contraindications.
+"""Clinical rules as data: minimum intervals and contraindications, and the versions of each rule book.
 
-Defaults ship as fixtures citing their published sources (fixtures/rules.json,
-listed in docs/rules.md; the sources in docs/sources.md); a clinic
-administrator edits them in the admin. The engine in
-`scheduler/rules.py` reads them through `scheduler/selectors.py`.
+Defaults ship as fixtures citing their published sources, plus a few marked clinic-practice defaults
+(fixtures/rules.json, listed in docs/rules.md; the sources in docs/sources.md): rows with no
+organisation, which only superusers (or a release) change. An organisation's rule book is the defaults
+with its own rows applied: a row of the organisation that `replaces` a default shadows it (tightened,
+relaxed or disabled), one that replaces nothing adds a rule. Every change makes a `RuleBookVersion`.
+The engine in `scheduler/rules.py` reads them through `scheduler/selectors.py`.
 """
 
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from clinic.models import Condition, Medication, ProcedureType
+from clinic.models import Condition, Medication, Organisation, ProcedureType
 
 
 class GapUnit(models.TextChoices):
@@ -32,7 +35,48 @@ class AreaScope(models.TextChoices):
     SAME_AREA = "same_area", "Same treatment area only"
 
 
-class IntervalRule(models.Model):
+class RuleBasis(models.TextChoices):
+    SOURCED = "sourced", "Sourced (cites a published source)"
+    PRACTICE = "practice", "Clinic practice (not from the sources)"
+
+
+class OrganisationRule(models.Model):
+    """What both kinds of rule share: whose rule it is, which default it shadows, why it was made."""
+
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Empty: a default every organisation starts from (superusers only).",
+    )
+    replaces = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="overrides",
+        limit_choices_to={"organisation__isnull": True},
+        help_text="The default this organisation's rule stands in for (tightened, relaxed or disabled); "
+        "empty: a rule the organisation adds.",
+    )
+    reason = models.TextField(blank=True, help_text="Why the organisation changed or added the rule.")
+
+    class Meta:
+        abstract = True
+
+    def clean(self) -> None:
+        errors = {}
+        if self.replaces_id and self.organisation_id is None:
+            errors["replaces"] = "Only an organisation's rule stands in for a default."
+        if self.replaces_id and self.replaces.organisation_id is not None:
+            errors["replaces"] = "A rule can stand in only for a default (a rule with no organisation)."
+        if errors:
+            raise ValidationError(errors)
+
+
+class IntervalRule(OrganisationRule):
     """A `later` procedure may start no sooner than `gap` after an `earlier` event.
 
     The earlier event is a procedure or the end of a medication course.
@@ -49,12 +93,18 @@ class IntervalRule(models.Model):
         related_name="+",
         help_text="Measured from the end of the course.",
     )
-    later_procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
+    later_procedure = models.ForeignKey(
+        ProcedureType,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The same procedure as the earlier one: a rule for repeats.",
+    )
     gap_value = models.PositiveIntegerField()
     gap_unit = models.CharField(max_length=10, choices=GapUnit.choices)
     severity = models.CharField(max_length=10, choices=IntervalSeverity.choices, default=IntervalSeverity.BLOCK)
     scope = models.CharField(max_length=10, choices=AreaScope.choices, default=AreaScope.ANY_AREA)
     source = models.CharField(max_length=200, help_text="Where the rule comes from (reference file, guideline).")
+    basis = models.CharField(max_length=10, choices=RuleBasis.choices, default=RuleBasis.SOURCED)
     note = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
     default_key = models.SlugField(
@@ -69,6 +119,11 @@ class IntervalRule(models.Model):
     class Meta:
         ordering = ["later_procedure_id", "id"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "replaces"],
+                condition=Q(replaces__isnull=False),
+                name="interval_rule_one_override_per_default",
+            ),
             models.CheckConstraint(
                 condition=(Q(earlier_procedure__isnull=False) & Q(earlier_medication__isnull=True))
                 | (Q(earlier_procedure__isnull=True) & Q(earlier_medication__isnull=False)),
@@ -86,7 +141,16 @@ class IntervalRule(models.Model):
             return self.earlier_procedure_id
         return f"{self.earlier_medication_id} course end"
 
+    @property
+    def is_repeat(self) -> bool:
+        return self.earlier_procedure_id is not None and self.earlier_procedure_id == self.later_procedure_id
+
     def clean(self) -> None:
+        super().clean()
+        if self.gap_unit and self.gap_unit not in GapUnit.values:
+            raise ValidationError({"gap_unit": f"Unknown unit {self.gap_unit!r}: use hours, days, weeks or months."})
+        if self.gap_value is not None and self.gap_value < 1:
+            raise ValidationError({"gap_value": "A gap must be at least 1 (never zero or negative)."})
         if bool(self.earlier_procedure_id) == bool(self.earlier_medication_id):
             raise ValidationError("Give exactly one earlier event: a procedure or a medication course.")
         if self.earlier_medication_id and self.scope == AreaScope.SAME_AREA:
@@ -103,7 +167,7 @@ class AppliesTo(models.TextChoices):
     ACTIVE_OR_HISTORY = "any", "Active or history"
 
 
-class ContraindicationRule(models.Model):
+class ContraindicationRule(OrganisationRule):
     """A condition or an ongoing medication course that stands against a procedure."""
 
     condition = models.ForeignKey(Condition, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
@@ -134,6 +198,11 @@ class ContraindicationRule(models.Model):
     class Meta:
         ordering = ["procedure_id", "id"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "replaces"],
+                condition=Q(replaces__isnull=False),
+                name="contraindication_one_override_per_default",
+            ),
             models.CheckConstraint(
                 condition=(Q(condition__isnull=False) & Q(medication__isnull=True))
                 | (Q(condition__isnull=True) & Q(medication__isnull=False)),
@@ -145,6 +214,7 @@ class ContraindicationRule(models.Model):
         return f"{self.condition_id or self.medication_id} ✕ {self.procedure_id} ({self.severity})"
 
     def clean(self) -> None:
+        super().clean()
         if bool(self.condition_id) == bool(self.medication_id):
             raise ValidationError("Give exactly one cause: a condition or a medication.")
 
@@ -158,6 +228,14 @@ class RecheckRun(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     cause = models.CharField(max_length=300)
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Whose patients are re-checked; empty: every organisation's (a default changed).",
+    )
     procedures = models.JSONField(default=list, help_text="The procedures whose bookings the change may affect.")
     created_at = models.DateTimeField()
     cursor = models.UUIDField(null=True, blank=True, editable=False)
@@ -189,3 +267,39 @@ class ConfigVersion(models.Model):
 
     def __str__(self) -> str:
         return f"configuration version {self.value}"
+
+
+class RuleBookVersion(models.Model):
+    """One change of a rule book: the defaults' (no organisation) or one organisation's.
+
+    Version 1 of each is the rule book as shipped (no row); every change adds the next number with
+    who, when, why and a readable diff. An organisation's rule book version is `d<defaults>.o<own>`
+    (scheduler.selectors.rulebook_load), so a change of the defaults moves every organisation's.
+    """
+
+    organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    number = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField()
+    diff = models.JSONField(default=list, help_text="What changed: one entry per rule, field by field.")
+
+    class Meta:
+        ordering = ["-created_at", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "number"],
+                condition=Q(organisation__isnull=False),
+                name="rulebook_version_unique_number",
+            ),
+            models.UniqueConstraint(
+                fields=["number"], condition=Q(organisation__isnull=True), name="rulebook_defaults_version_unique"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=2), name="rulebook_version_after_shipped"),
+        ]
+
+    def __str__(self) -> str:
+        whose = self.organisation or "defaults"
+        return f"{whose} rule book version {self.number}"

@@ -136,14 +136,14 @@ def on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
 CHUNK = 100
 
 
-def _affected(procedures: list[str], now: datetime):
-    return (
-        Appointment.objects.filter(
-            procedure_id__in=procedures, start_at__gt=now, status__in=ACTIVE_APPOINTMENT_STATUSES
-        )
-        .values_list("patient_id", flat=True)
-        .distinct()
+def _affected(procedures: list[str], now: datetime, organisation_id=None):
+    """Patients with a future active booking of the procedures (only the organisation's, when given)."""
+    booked = Appointment.objects.filter(
+        procedure_id__in=procedures, start_at__gt=now, status__in=ACTIVE_APPOINTMENT_STATUSES
     )
+    if organisation_id is not None:
+        booked = booked.filter(patient__organisation_id=organisation_id)
+    return booked.values_list("patient_id", flat=True).distinct()
 
 
 def procedures_of_rule(rule) -> list[str]:
@@ -153,11 +153,14 @@ def procedures_of_rule(rule) -> list[str]:
     return [rule.procedure_id]
 
 
-def recheck_run_start(*, cause: str, procedures: list[str], now: datetime) -> RecheckRun | None:
-    """A run for a rule change, or None when no booked appointment can be affected."""
-    if not _affected(procedures, now).exists():
+def recheck_run_start(*, cause: str, procedures: list[str], now: datetime, organisation_id=None) -> RecheckRun | None:
+    """A run for a rule change (of one organisation's rule book, or of the defaults when None), or None when
+    no booked appointment can be affected."""
+    if not _affected(procedures, now, organisation_id).exists():
         return None
-    return RecheckRun.objects.create(cause=cause[:300], procedures=procedures, created_at=now)
+    return RecheckRun.objects.create(
+        cause=cause[:300], procedures=procedures, created_at=now, organisation_id=organisation_id
+    )
 
 
 def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
@@ -171,7 +174,7 @@ def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
         )
         if run is None or run.finished_at is not None:
             return True
-        patients = _affected(run.procedures, now).order_by("patient_id")
+        patients = _affected(run.procedures, now, run.organisation_id).order_by("patient_id")
         if run.cursor is not None:
             patients = patients.filter(patient_id__gt=run.cursor)
         batch = list(patients[:chunk])

@@ -246,7 +246,9 @@ class RuleBook:
         intervals: Iterable[IntervalRule] = (),
         contraindications: Iterable[ContraindicationRule] = (),
         names: Mapping[str, str] | None = None,
+        version: str = "",
     ) -> None:
+        self.version = version  # the rule book's version (scheduler.selectors.rulebook_version), for the record
         self.looking_back: dict[str, list[IntervalRule]] = defaultdict(list)
         self.looking_forward: dict[str, list[IntervalRule]] = defaultdict(list)
         for rule in sorted(intervals, key=lambda r: r.id):

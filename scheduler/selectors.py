@@ -6,6 +6,8 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
+from django.db.models import Max, Q
+
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
     Appointment,
@@ -18,7 +20,7 @@ from clinic.models import (
     TreatmentArea,
 )
 from scheduler import rules, versioned
-from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule
+from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule, RuleBookVersion
 
 
 def catalogue_names() -> dict[str, str]:
@@ -28,12 +30,35 @@ def catalogue_names() -> dict[str, str]:
     return names
 
 
-def rulebook_load() -> rules.RuleBook:
-    """The active rules and the catalogue's names, kept per process under the configuration version."""
-    return versioned.cached("rulebook", _rulebook_from_database)
+def rulebook_load(organisation_id) -> rules.RuleBook:
+    """The organisation's effective rule book (the defaults with its own rules applied) and its version,
+    kept per process under the configuration version, which every rule or version write raises."""
+    return versioned.cached(f"rulebook:{organisation_id}", lambda: _rulebook_from_database(organisation_id))
 
 
-def _rulebook_from_database() -> rules.RuleBook:
+def rulebook_version(organisation_id) -> str:
+    """`d<defaults version>.o<the organisation's own version>`; 1 is each as shipped (docs/rules.md)."""
+    numbers = dict(
+        RuleBookVersion.objects.filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id))
+        .values_list("organisation_id")
+        .annotate(Max("number"))
+    )
+    return f"d{numbers.get(None, 1)}.o{numbers.get(organisation_id, 1) if organisation_id else 1}"
+
+
+def effective_rules(model, organisation_id) -> list:
+    """The rows of `model` in force for the organisation: its own active rows, and the active defaults
+    none of its rows stands in for. Ordered as the model orders them."""
+    rows = list(
+        model.objects.filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id)).select_related(
+            "replaces"
+        )
+    )
+    shadowed = {r.replaces_id for r in rows if r.organisation_id is not None and r.replaces_id}
+    return [r for r in rows if r.is_active and r.pk not in shadowed]
+
+
+def _rulebook_from_database(organisation_id) -> rules.RuleBook:
     intervals = [
         rules.IntervalRule(
             id=str(r.id),
@@ -46,7 +71,7 @@ def _rulebook_from_database() -> rules.RuleBook:
             same_area_only=r.scope == AreaScope.SAME_AREA,
             source=r.source,
         )
-        for r in IntervalRule.objects.filter(is_active=True)
+        for r in effective_rules(IntervalRule, organisation_id)
     ]
     contraindications = [
         rules.ContraindicationRule(
@@ -59,9 +84,9 @@ def _rulebook_from_database() -> rules.RuleBook:
             area_specific=r.area_specific,
             source=r.source,
         )
-        for r in ContraindicationRule.objects.filter(is_active=True)
+        for r in effective_rules(ContraindicationRule, organisation_id)
     ]
-    return rules.RuleBook(intervals, contraindications, catalogue_names())
+    return rules.RuleBook(intervals, contraindications, catalogue_names(), version=rulebook_version(organisation_id))
 
 
 def timeline_for_patient(patient_id) -> rules.Timeline:
@@ -146,7 +171,7 @@ def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str,
 def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluation]]:
     """For each bookable procedure: could the patient have it now, and if not, from when and why."""
     timeline = timeline_for_patient(patient.pk)
-    rulebook = rulebook_load()
+    rulebook = rulebook_load(patient.organisation_id)
     start = rules.ceil_minute(now)
     return [
         (procedure, rules.evaluate(timeline, rulebook, rules.Proposal(procedure.code, start), patient.clinic.tz))

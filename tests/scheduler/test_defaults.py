@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.core.management import call_command
+from django.db.models import F
 from django.utils import timezone
 
 from clinic.models import Clinic, Condition, Medication, Patient, Practitioner, TreatmentArea, WorkingHours
@@ -33,16 +34,29 @@ def test_catalogue_has_every_code_of_the_domain_brief(demo):
     assert sorted(TreatmentArea.objects.values_list("code", flat=True)) == sorted(AREAS)
 
 
-def test_every_default_rule_names_its_source(demo):
-    sources = list(IntervalRule.objects.values_list("source", flat=True)) + list(
+def test_every_sourced_default_rule_names_its_source(demo):
+    sources = list(IntervalRule.objects.filter(basis="sourced").values_list("source", flat=True)) + list(
         ContraindicationRule.objects.values_list("source", flat=True)
     )
 
-    assert IntervalRule.objects.count() == 9
+    assert IntervalRule.objects.filter(basis="sourced").count() == 9
     assert ContraindicationRule.objects.count() == 36
     # "[001] Yazbek Artistry, microneedling care (docs/sources.md)"; docs/sources.md lists each id.
     citation = r"\[00[0-3]\] [^;()\[\]]+"
     assert all(re.fullmatch(rf"{citation}(; {citation})* \(docs/sources\.md\)", s) for s in sources), sources
+
+
+def test_the_repeat_defaults_are_marked_clinic_practice_warnings_never_sourced(demo):
+    repeats = IntervalRule.objects.filter(earlier_procedure_id=F("later_procedure_id"))
+
+    assert sorted(repeats.values_list("later_procedure_id", "gap_value", "gap_unit", "severity", "basis")) == [
+        ("botox", 12, "weeks", "warn", "practice"),
+        ("filler", 2, "weeks", "warn", "practice"),
+        ("microneedling", 4, "weeks", "warn", "practice"),
+        ("plasma_pen", 6, "weeks", "warn", "practice"),
+    ]
+    assert not any("[00" in source for source in repeats.values_list("source", flat=True))
+    assert set(IntervalRule.objects.filter(basis="practice")) == set(repeats)
 
 
 def test_setup_demo_is_idempotent_and_keeps_edits(demo):
