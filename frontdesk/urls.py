@@ -6,7 +6,7 @@ staff of; anything else is a 404.
 
 from django.urls import include, path
 
-from frontdesk.views import appointments, auth, booking, calendar, patients, schedule
+from frontdesk.views import appointments, auth, booking, calendar, patients, rules, schedule
 
 app_name = "frontdesk"
 
@@ -42,6 +42,7 @@ clinic_patterns = [
     path("appointments/<uuid:appointment_id>/check-in/", appointments.appointment_check_in_view, name="check_in"),
     path("appointments/<uuid:appointment_id>/notes/", appointments.appointment_notes_view, name="notes"),
     path("appointments/<uuid:appointment_id>/no-show/", appointments.appointment_no_show_view, name="no_show"),
+    path("rules/", rules.rules, name="rules"),
 ]
 
 urlpatterns = [

@@ -177,3 +177,29 @@ def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluati
         (procedure, rules.evaluate(timeline, rulebook, rules.Proposal(procedure.code, start), patient.clinic.tz))
         for procedure in ProcedureType.objects.filter(bookable=True)
     ]
+
+
+def rulebook_overview(organisation_id) -> dict:
+    """What the front desk shows of an organisation's rule book: each rule in force (its kind, whose it is,
+    its basis and source, the default it stands in for), the defaults it switched off, and the versions."""
+
+    def describe(rows, model):
+        disabled = list(
+            model.objects.filter(organisation_id=organisation_id, is_active=False).select_related("replaces")
+        )
+        return [{"rule": r, "own": r.organisation_id is not None, "changes": r.replaces} for r in rows], disabled
+
+    intervals, intervals_off = describe(effective_rules(IntervalRule, organisation_id), IntervalRule)
+    contraindications, contraindications_off = describe(
+        effective_rules(ContraindicationRule, organisation_id), ContraindicationRule
+    )
+    versions = RuleBookVersion.objects.filter(
+        Q(organisation__isnull=True) | Q(organisation_id=organisation_id)
+    ).select_related("created_by", "organisation")
+    return {
+        "version": rulebook_version(organisation_id),
+        "intervals": intervals,
+        "contraindications": contraindications,
+        "disabled": intervals_off + contraindications_off,
+        "versions": list(versions[:50]),
+    }

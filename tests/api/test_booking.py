@@ -57,6 +57,7 @@ def test_book_201_confirmed(api, patient, practitioner):
         "status": "confirmed",
         "review_reasons": [],
         "warnings": [],
+        "rulebook_version": "d1.o1",
     }
     assert response["Location"] == f"/api/v1/appointments/{appointment.pk}/"
     assert AuditEvent.objects.get().actor_label.startswith("API client")

@@ -23,7 +23,7 @@ def short_citations() -> dict[str, str]:
 
 def sourced_rows() -> list[dict]:
     return (
-        RULES["intervals"]
+        [r for r in RULES["intervals"] if r.get("basis", "sourced") == "sourced"]  # not the clinic-practice repeats
         + RULES["contraindications"]
         + [t for t in CARE_TEXTS["templates"] if t["origin"] == "sourced"]
     )

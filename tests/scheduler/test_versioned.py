@@ -35,9 +35,22 @@ def botox_to_microneedling():
 
 
 def test_an_accepted_booking_takes_at_most_15_statements(patient, now, django_assert_max_num_queries):
+    # Measured: 15 before the rule books became per organisation (issue #11) and 15 after: the
+    # organisation's rule book and its version are one copy, read under the same one-row version check.
     book(patient, "botox", local(9), now)  # the first booking of a process loads the copies
     with django_assert_max_num_queries(15):
         book(patient, "filler", local(10), now)
+
+
+def test_another_organisations_copy_is_loaded_once_then_costs_nothing(patient, now, django_assert_max_num_queries):
+    book(patient, "botox", local(9), now)
+    elsewhere = PatientFactory(clinic=ClinicFactory(code="elsewhere", timezone="Europe/London"))
+    PractitionerFactory(clinic=elsewhere.clinic, name="Dr B")
+    book(elsewhere, "botox", local(9), now)  # loads organisation B's rule book
+    with django_assert_max_num_queries(15):
+        book(elsewhere, "filler", local(10), now)
+    with django_assert_max_num_queries(15):
+        book(patient, "plasma_pen", local(11), now)  # A's copy is still good
 
 
 def test_an_edit_that_bypasses_the_orm_signals_is_seen_by_the_next_booking(patient, now):

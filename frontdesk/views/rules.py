@@ -1,0 +1,18 @@
+"""The organisation's rule book, read-only: every rule in force with its source and basis, what the
+organisation changed, and the versions (who, when, why, what). Editing is in the admin (docs/rules.md)."""
+
+from __future__ import annotations
+
+from frontdesk.views.base import clinic_page, page
+from scheduler import rulebooks, selectors
+
+
+@clinic_page
+def rules(request):
+    overview = selectors.rulebook_overview(request.clinic.organisation_id)
+    versions = [(version, rulebooks.diff_text(version.diff or [])) for version in overview["versions"]]
+    return page(
+        request,
+        "frontdesk/rules.html",
+        {**overview, "versions": versions, "organisation": request.clinic.organisation, "nav": "rules"},
+    )
