@@ -120,6 +120,7 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
                     "to": status,
                     "cause": cause,
                     "violations": [{"code": r["code"], "rule": r["rule"]} for r in reasons],
+                    "rulebook_version": check.rulebook_version,
                 },
             )
             changed.append(appointment)
