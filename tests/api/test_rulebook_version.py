@@ -36,9 +36,7 @@ def relax_botox_then_microneedling(organisation):
     rulebooks.rule_save(rule=override, user=user, reason="our protocol", now=NOW)
 
 
-def test_eligibility_booking_and_refusal_carry_the_version_and_it_moves_after_an_edit(
-    api, patient, practitioner
-):
+def test_eligibility_booking_and_refusal_carry_the_version_and_it_moves_after_an_edit(api, patient, practitioner):
     ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=datetime(2026, 2, 25, 10, tzinfo=UTC))
 
     eligibility = post(api, "/api/v1/eligibility/", patient).json()
