@@ -165,8 +165,9 @@ def test_a_change_without_a_reason_is_refused(two_organisations, admin_user):
 
 
 def test_a_rule_change_rechecks_only_its_organisations_patients(
-    two_organisations, admin_user, now, django_capture_on_commit_callbacks
+    two_organisations, admin_user, now, django_capture_on_commit_callbacks, settings
 ):
+    settings.CELERY_BROKER_URL = ""  # the embedded default: the run goes in this process
     a, b = two_organisations
     for patient in (a, b):
         book(patient, "microneedling", local(20), now)
