@@ -19,15 +19,16 @@ from tests.factories import MedicationCourseFactory, PatientFactory, Practitione
 
 LONDON = ZoneInfo("Europe/London")
 pytestmark = pytest.mark.usefixtures("catalogue")
+# The patients here have no organisation rules of their own: the defaults (`rulebook_load(None)`) are theirs.
 
 
 def spans(timeline, code, lo, hi):
-    blocked = rules.blocked_ranges(timeline, selectors.rulebook_load(), rules.Proposal(code, lo), LONDON, hi)
+    blocked = rules.blocked_ranges(timeline, selectors.rulebook_load(None), rules.Proposal(code, lo), LONDON, hi)
     return blocked.spans
 
 
 def rules_with_an_earlier_procedure():
-    book = selectors.rulebook_load()
+    book = selectors.rulebook_load(None)
     return [r for rs in book.looking_back.values() for r in rs if r.earlier_procedure]
 
 
@@ -65,7 +66,7 @@ def test_the_window_timeline_blocks_exactly_what_the_whole_timeline_blocks(now):
         for offset, days in ((0, 14), (0, 90), (30, 7), (-1, 1)):
             lo, hi = now + timedelta(days=offset), now + timedelta(days=offset + days)
             window = selectors.timeline_for_window(
-                patient.pk, rulebook=selectors.rulebook_load(), procedure=code, lo=lo, hi=hi
+                patient.pk, rulebook=selectors.rulebook_load(None), procedure=code, lo=lo, hi=hi
             )
             assert spans(window, code, lo, hi) == spans(whole, code, lo, hi), (code, offset, days)
             compared += bool(spans(whole, code, lo, hi))
