@@ -23,7 +23,7 @@ from django.views import defaults as django_defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from core.errors import DomainError, InvalidInput
+from core.errors import DomainError, ErrorCode, InvalidInput, Refused
 from scheduler.booking import UnableToBook
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,25 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
                 **extra,
             )
         )
+    if isinstance(exc, Refused) and exc.data:
+        # A refusal's structured detail (a duplicate's `candidates`, a merge's `conflicts`) as extension members.
+        return problem_response(
+            problem(
+                exc.http_status,
+                code=exc.code,
+                title=_TITLES.get(exc.code),
+                detail=exc.message,
+                instance=instance,
+                **exc.data,
+            )
+        )
     return problem_response(problem(exc.http_status, code=exc.code, detail=exc.message, instance=instance))
+
+
+_TITLES = {
+    ErrorCode.POSSIBLE_DUPLICATE: "Possible duplicate",
+    ErrorCode.MERGE_CONFLICT: "The merge needs a decision",
+}
 
 
 def exception_handler(exc, context) -> Response:

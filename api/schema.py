@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 
 from api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from api.problems import PROBLEM_CONTENT_TYPE
-from api.serializers import ProblemOut, RefusalProblemOut, ValidationProblemOut
+from api.serializers import DuplicateProblemOut, MergeProblemOut, ProblemOut, RefusalProblemOut, ValidationProblemOut
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -93,6 +93,24 @@ VALIDATION_EXAMPLE = _problem_example(
 VALIDATION_EXAMPLE["type"] = "urn:clinic-api:problem:validation-error"
 
 
+DUPLICATE_EXAMPLE = _problem_example(
+    409,
+    "possible_duplicate",
+    "Possible duplicate",
+    "1 existing record may be this patient: open one, or confirm that this is a new patient.",
+    candidates=[
+        {
+            "id": _EXAMPLE_PATIENT,
+            "first_name": "Ada",
+            "last_name": "Byron",
+            "date_of_birth": "1990-12-10",
+            "reasons": ["date_of_birth_and_name", "phone"],
+        }
+    ],
+)
+DUPLICATE_EXAMPLE["instance"] = "/api/v1/patients/"
+
+
 def _problem(description: str, examples: list[OpenApiExample] | None = None, serializer=ProblemOut):
     return OpenApiResponse(serializer, description=description, examples=examples)
 
@@ -108,6 +126,8 @@ def responses(
     idempotent: bool = False,
     forbidden: bool = False,
     body: bool = False,
+    duplicate: bool = False,
+    merge: bool = False,
 ) -> dict:
     """The success body and every problem document an operation may answer with."""
     out = {status: serializer(many=True) if many else serializer}
@@ -124,7 +144,22 @@ def responses(
         else "A known caller without the right to use the API."
     )
     out[(404, PROBLEM_CONTENT_TYPE)] = _problem("Not found, or outside your clinics (the same thing to you).")
-    if refusal:
+    if duplicate:
+        out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
+            "possible-duplicate: the organisation has likely matches (`candidates`, with why); send "
+            '`"confirm_new": true` to register anyway. Or a request with this Idempotency-Key is still being '
+            "processed.",
+            [OpenApiExample("A likely duplicate", value=DUPLICATE_EXAMPLE, status_codes=["409"])],
+            DuplicateProblemOut,
+        )
+    elif merge:
+        out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
+            "merge-conflict: the two intakes disagree on the lines in `conflicts`; send `intake` with the status "
+            "to keep for each. Or a request with this Idempotency-Key is still being processed.",
+            None,
+            MergeProblemOut,
+        )
+    elif refusal:
         out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
             "Refused: a blocking interval rule, an absolute contraindication or a taken slot"
             + (", or the appointment's status does not allow it." if conflict else "."),

@@ -89,6 +89,11 @@ class PatientCreateIn(PatientUpdateIn):
     clinic = IdField(required=False, help_text="Clinic id (or code). May be left out by a caller with one clinic.")
     first_name = StrictCharField(max_length=100)
     last_name = StrictCharField(max_length=100)
+    confirm_new = StrictBooleanField(
+        required=False,
+        help_text="true: register even though the organisation has a likely duplicate (the 409 "
+        "possible-duplicate's candidates were checked and are other people).",
+    )
 
 
 class PatientOut(serializers.Serializer):
@@ -437,6 +442,39 @@ class ValidationProblemOut(ProblemOut):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Messages per field; nested fields as dotted paths.",
     )
+
+
+class DuplicateCandidateOut(serializers.Serializer):
+    id = serializers.CharField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    date_of_birth = serializers.DateField(allow_null=True)
+    reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=["date_of_birth_and_name", "phone", "email"]),
+        help_text="Why it matches: the same birth date and a similar name, the same phone, the same e-mail.",
+    )
+
+
+class DuplicateProblemOut(ProblemOut):
+    """A 409 possible-duplicate has `candidates`; a 409 request-in-progress (a duplicate Idempotency-Key) has not."""
+
+    candidates = DuplicateCandidateOut(many=True, required=False)
+
+
+class MergeConflictOut(serializers.Serializer):
+    condition = serializers.CharField()
+    area = serializers.CharField(allow_null=True)
+    statuses = serializers.DictField(
+        child=serializers.ChoiceField(choices=ConditionStatus.choices),
+        help_text="The status each record (by id) gives this line.",
+    )
+
+
+class MergeProblemOut(ProblemOut):
+    """A 409 merge-conflict has `conflicts` (intake lines the two records disagree on); a 409
+    request-in-progress has not."""
+
+    conflicts = MergeConflictOut(many=True, required=False)
 
 
 class RefusalProblemOut(ProblemOut):

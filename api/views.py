@@ -276,7 +276,7 @@ class PatientListCreateApi(ApiView):
         request=PatientCreateIn,
         parameters=[docs.IDEMPOTENCY_KEY],
         examples=docs.PATIENT_EXAMPLES,
-        responses=docs.responses(201, PatientOut, bad_request=True, idempotent=True, body=True),
+        responses=docs.responses(201, PatientOut, bad_request=True, idempotent=True, body=True, duplicate=True),
     )
     @idempotent
     def post(self, request):

@@ -384,6 +384,11 @@ class Patient(models.Model):
         help_text="Kinds of message the patient switched off: care (pre- and post-care instructions) and/or "
         "reminders. Confirmations and change notices always go on the channels they accept.",
     )
+    # A tombstone: this record was merged into another (clinic/merging.py) and only redirects there.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from", editable=False
+    )
+    merged_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -392,6 +397,17 @@ class Patient(models.Model):
         indexes = [
             models.Index(fields=["clinic", "last_name", "first_name"]),
             models.Index(fields=["organisation", "last_name", "first_name"]),
+            # Duplicate candidates at registration (clinic/duplicates.py): same birth date, phone or e-mail.
+            models.Index(fields=["organisation", "date_of_birth"], name="patient_org_birth"),
+            models.Index(fields=["organisation", "phone"], name="patient_org_phone"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(merged_into__isnull=True, merged_at__isnull=True)
+                | Q(merged_into__isnull=False, merged_at__isnull=False),
+                name="patient_merged_into_and_at",
+            ),
+            models.CheckConstraint(condition=~Q(merged_into=F("pk")), name="patient_not_merged_into_itself"),
         ]
 
     def __str__(self) -> str:
@@ -401,6 +417,10 @@ class Patient(models.Model):
         if self.organisation_id is None and self.clinic_id is not None:
             self.organisation_id = Clinic.objects.values_list("organisation_id", flat=True).get(pk=self.clinic_id)
         super().save(*args, **kwargs)
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.merged_into_id is not None
 
     def clean(self) -> None:
         channels = self.reminder_channels or []
@@ -601,6 +621,32 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor_label} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class PatientMerge(models.Model):
+    """Who merged which record into which, when, and what moved. Append-only (clinic/merging.py).
+
+    Both patients stay: the merged one as a tombstone (`Patient.merged_into`), so this row keeps its ids.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merged = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="merges_away")
+    into = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="merges_in")
+    at = models.DateTimeField()
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, help_text="Who merged: a staff user or an API client.")
+    details = models.JSONField(
+        default=dict, blank=True, help_text="What moved (counts), the intake decisions, consent before and after."
+    )
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [models.UniqueConstraint(fields=["merged"], name="patient_merged_once")]
+
+    def __str__(self) -> str:
+        return f"{self.merged_id} merged into {self.into_id} by {self.actor_label} at {self.at:%Y-%m-%d %H:%M}"
 
 
 def hash_key(key: str) -> str:

@@ -7,11 +7,13 @@ one of these, so tenancy is enforced in one place.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 
 import phonenumbers
 from django.db.models import Q, QuerySet
 
+from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole
 from core.errors import ErrorCode, InvalidInput
 
@@ -64,8 +66,82 @@ def organisations_of(clinics: QuerySet[Clinic]) -> QuerySet[Organisation]:
 
 def patients_in(clinics: QuerySet[Clinic]) -> QuerySet[Patient]:
     """The patients of every organisation these clinics belong to: the record is one per patient,
-    shared by the organisation's clinics (appointments stay per clinic: `appointments_in`)."""
-    return Patient.objects.filter(organisation_id__in=clinics.values("organisation_id")).select_related("clinic")
+    shared by the organisation's clinics (appointments stay per clinic: `appointments_in`).
+    Tombstones (records merged into another) are not patients any more: see `merged_patient_survivor`."""
+    return Patient.objects.filter(
+        organisation_id__in=clinics.values("organisation_id"), merged_into__isnull=True
+    ).select_related("clinic")
+
+
+MAX_MERGE_CHAIN = 10
+
+
+def merged_patient_survivor(clinics: QuerySet[Clinic], patient_id) -> Patient | None:
+    """The record a tombstone in these clinics' organisations was merged into (following a chain), or None
+    when `patient_id` is no tombstone of theirs. For redirects: a merged record's address still works."""
+    tombstone = (
+        Patient.objects.filter(
+            organisation_id__in=clinics.values("organisation_id"), pk=patient_id, merged_into__isnull=False
+        )
+        .select_related("merged_into")
+        .first()
+    )
+    if tombstone is None:
+        return None
+    survivor = tombstone.merged_into
+    for _ in range(MAX_MERGE_CHAIN):  # merges re-point older tombstones, so a chain is at most one hop
+        if survivor.merged_into_id is None:
+            return survivor
+        survivor = survivor.merged_into
+    return None
+
+
+@dataclass(frozen=True)
+class DuplicateCandidate:
+    patient: Patient
+    reasons: list[MatchReason]
+
+
+# Rows read at most for one registration: the same birth date, phone or e-mail, in one organisation.
+DUPLICATE_ROWS_READ = 200
+DUPLICATE_CANDIDATES_SHOWN = 10
+
+
+def duplicate_candidates(*, organisation_id, identity: Identity) -> list[DuplicateCandidate]:
+    """Live records of the organisation that may be the person `identity` describes, with why; one query.
+
+    The database narrows to the same birth date, phone or e-mail; the matcher (clinic.duplicates)
+    decides on the names. Tombstones are never candidates.
+    """
+    condition = Q()
+    if identity.date_of_birth is not None:
+        condition |= Q(date_of_birth=identity.date_of_birth)
+    if identity.phone:
+        condition |= Q(phone=identity.phone)
+    if normalise_email(identity.email):
+        condition |= Q(email__iexact=identity.email.strip())
+    if not condition:
+        return []
+    rows = (
+        Patient.objects.filter(condition, organisation_id=organisation_id, merged_into__isnull=True)
+        .only("id", "first_name", "last_name", "date_of_birth", "phone", "email", "clinic_id", "organisation_id")
+        .order_by("last_name", "first_name", "id")[:DUPLICATE_ROWS_READ]
+    )
+    found = []
+    for row in rows:
+        reasons = match_reasons(
+            identity,
+            Identity(
+                first_name=row.first_name,
+                last_name=row.last_name,
+                date_of_birth=row.date_of_birth,
+                phone=row.phone,
+                email=row.email,
+            ),
+        )
+        if reasons:
+            found.append(DuplicateCandidate(patient=row, reasons=reasons))
+    return found[:DUPLICATE_CANDIDATES_SHOWN]
 
 
 def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:

@@ -34,9 +34,10 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
+from clinic.duplicates import Identity
 from clinic.record_changes import patient_record_changed
-from clinic.selectors import catalogue_entry
-from core.errors import ErrorCode, InvalidInput
+from clinic.selectors import catalogue_entry, duplicate_candidates
+from core.errors import ErrorCode, InvalidInput, Refused
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
 
 # The years a date may fall in, as the API accepts (api/fields.py): calendar arithmetic near year 1 or
@@ -130,7 +131,27 @@ def _check_birth_date(value: date | None, today: date) -> None:
         )
 
 
-def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
+class PossibleDuplicate(Refused):
+    """The organisation already has a record that looks like this patient; `candidates` says which and why."""
+
+    def __init__(self, candidates: list[dict]) -> None:
+        count = len(candidates)
+        super().__init__(
+            ErrorCode.POSSIBLE_DUPLICATE,
+            f"{count} existing record{'s' if count != 1 else ''} may be this patient: open one, or confirm that this "
+            "is a new patient.",
+            data={"candidates": candidates},
+        )
+        self.candidates = candidates
+
+
+def patient_create(*, clinic: Clinic, today: date, confirm_new: bool = False, **fields) -> Patient:
+    """Register a patient at `clinic` (their home clinic; the record is its organisation's).
+
+    Unless `confirm_new`, a likely duplicate in the organisation (clinic.duplicates) refuses it with
+    `PossibleDuplicate`. Two desks registering the same person at the same moment can both pass: the
+    check is a question to staff, not a constraint; a merge joins the two records.
+    """
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
@@ -138,6 +159,32 @@ def patient_create(*, clinic: Clinic, today: date, **fields) -> Patient:
     fields, problems = _with_e164_phone(fields, country=clinic.country)
     patient = Patient(clinic=clinic, **fields)
     _validated(patient, problems)
+    if not confirm_new:
+        candidates = duplicate_candidates(
+            organisation_id=clinic.organisation_id,
+            identity=Identity(
+                first_name=patient.first_name,
+                last_name=patient.last_name,
+                date_of_birth=patient.date_of_birth,
+                phone=patient.phone,
+                email=patient.email,
+            ),
+        )
+        if candidates:
+            raise PossibleDuplicate(
+                [
+                    {
+                        "id": str(found.patient.pk),
+                        "first_name": found.patient.first_name,
+                        "last_name": found.patient.last_name,
+                        "date_of_birth": found.patient.date_of_birth.isoformat()
+                        if found.patient.date_of_birth
+                        else None,
+                        "reasons": [str(reason) for reason in found.reasons],
+                    }
+                    for found in candidates
+                ]
+            )
     patient.save()
     return patient
 

@@ -66,6 +66,8 @@ class ErrorCode(StrEnum):
     INVALID_MANAGE_LINK = "invalid_manage_link", 400
     MANAGE_LINK_EXPIRED = "manage_link_expired", 400
     OUTSIDE_CANCELLATION_WINDOW = "outside_cancellation_window", 409
+    MERGE_INTO_SELF = "merge_into_self", 400
+    PATIENT_MERGED = "patient_merged", 400
 
     # 403: the caller lacks the right.
     CLINICIAN_REQUIRED = "clinician_required", 403
@@ -89,6 +91,9 @@ class ErrorCode(StrEnum):
     NOT_STARTED = "not_started", 409
     BOOKING_REFUSED = "booking_refused", 409
     WEBHOOK_ENDPOINT_PAUSED = "webhook_endpoint_paused", 409
+    # 409: a likely duplicate of a record the organisation has (unless confirmed), or a merge needing a decision.
+    POSSIBLE_DUPLICATE = "possible_duplicate", 409
+    MERGE_CONFLICT = "merge_conflict", 409
 
 
 class DomainError(Exception):
