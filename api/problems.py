@@ -50,6 +50,19 @@ class HeaderTooLarge(exceptions.APIException):
     default_code = "request_header_fields_too_large"
 
 
+class MergedRecord(exceptions.APIException):
+    """A patient's address names a record merged into another: 308 to the same place on the survivor
+    (method and body kept, so a client that follows redirects carries on)."""
+
+    status_code = status.HTTP_308_PERMANENT_REDIRECT
+    default_code = "patient_merged"
+
+    def __init__(self, location: str, survivor_id) -> None:
+        super().__init__(f"This record was merged into {survivor_id}; it lives at {location}.")
+        self.location = location
+        self.survivor_id = str(survivor_id)
+
+
 class FieldProblem(exceptions.ValidationError):
     """A 400 about one request field with a code of the API's own, not the domain catalogue's (core.errors):
     e.g. `page_out_of_range`, a well-formed page number past the last page."""
@@ -238,6 +251,9 @@ def exception_handler(exc, context) -> Response:
     instance = instance_of(request) if request is not None else None
     if isinstance(exc, DomainError):
         return _domain_problem(exc, instance)
+    if isinstance(exc, MergedRecord):
+        body = problem(308, code=exc.default_code, title="Merged", detail=str(exc.detail), instance=instance)
+        return problem_response({**body, "merged_into": exc.survivor_id}, headers={"Location": exc.location})
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -377,3 +377,33 @@ def postprocess_strict_requests(result, generator, request, public):
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     return result
+
+
+def postprocess_merged_redirects(result, generator, request, public):
+    """Every operation on one patient answers 308 (same method and body) to the survivor when the patient's
+    record was merged into another (api/merged.py); the body is a problem document with `merged_into`."""
+    problem_ref = {"$ref": "#/components/schemas/ProblemOut"}
+    for path, operations in result.get("paths", {}).items():
+        if "{patient_id}" not in path:
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            operation["responses"]["308"] = {
+                "description": "This record was merged into another: the same operation on the survivor is at "
+                "Location (the body names it in `merged_into`).",
+                "headers": {
+                    "Location": {"schema": {"type": "string"}, "required": True, "description": "The survivor's."}
+                },
+                "content": {
+                    PROBLEM_CONTENT_TYPE: {
+                        "schema": {
+                            "allOf": [
+                                problem_ref,
+                                {"type": "object", "properties": {"merged_into": {"type": "string"}}},
+                            ]
+                        }
+                    }
+                },
+            }
+    return result

@@ -112,6 +112,23 @@ class PatientOut(serializers.Serializer):
     sms_consent = serializers.BooleanField()
 
 
+class MergeIntakeDecisionIn(InputSerializer):
+    condition = CodeField(help_text="Condition code of a line in the 409's `conflicts`.")
+    area = CodeField(required=False, allow_null=True)
+    status = serializers.ChoiceField(choices=ConditionStatus.choices, help_text="The status the survivor keeps.")
+
+
+class MergeIn(InputSerializer):
+    into = IdField(help_text="The surviving record (id), of the same organisation; this record becomes its tombstone.")
+    intake = MergeIntakeDecisionIn(
+        many=True,
+        required=False,
+        max_length=200,
+        help_text="For each intake line the two records disagree on (a 409 merge-conflict lists them): the status "
+        "to keep. Lines only one record has, or both agree on, are kept without asking.",
+    )
+
+
 # --- A patient's history ------------------------------------------------------------------------
 
 

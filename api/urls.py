@@ -5,7 +5,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from api import problems, views, webhooks
+from api import merge, problems, views, webhooks
 
 app_name = "api"
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("practitioners/", views.PractitionerListApi.as_view(), name="practitioner-list"),
     path("patients/", views.PatientListCreateApi.as_view(), name="patient-list"),
     path("patients/<str:patient_id>/", views.PatientDetailApi.as_view(), name="patient-detail"),
+    path("patients/<str:patient_id>/merge/", merge.PatientMergeApi.as_view(), name="patient-merge"),
     path("patients/<str:patient_id>/procedures/", views.PatientProcedureListApi.as_view(), name="patient-procedures"),
     path(
         "patients/<str:patient_id>/medications/", views.PatientMedicationListApi.as_view(), name="patient-medications"

@@ -28,6 +28,7 @@ from api.filters import (
     refuse_repeated_and_empty,
 )
 from api.idempotency import idempotent
+from api.merged import redirect_if_merged
 from api.problems import HeaderTooLarge, UriTooLong, check_data, slot_data
 from api.serializers import (
     AppointmentDetailOut,
@@ -101,6 +102,7 @@ class ApiView(generics.GenericAPIView):
     def patient_from_url(self) -> Patient:
         patient = patients_in(self.clinics()).filter(pk=parse_uuid(self.kwargs["patient_id"])).first()
         if patient is None:
+            redirect_if_merged(self.request, self.clinics(), self.kwargs)  # a tombstone's address: 308
             raise NotFound("unknown_patient", "There is no such patient.")
         return patient
 

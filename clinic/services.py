@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from clinic.duplicates import Identity
 from clinic.models import (
     Appointment,
     Clinic,
@@ -34,7 +35,6 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from clinic.duplicates import Identity
 from clinic.record_changes import patient_record_changed
 from clinic.selectors import catalogue_entry, duplicate_candidates
 from core.errors import ErrorCode, InvalidInput, Refused

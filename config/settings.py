@@ -331,6 +331,7 @@ SPECTACULAR_SETTINGS = {
         "api.schema.postprocess_strict_requests",
         "api.schema.postprocess_response_headers",
         "api.schema.postprocess_links",
+        "api.schema.postprocess_merged_redirects",
     ],
     "ENUM_NAME_OVERRIDES": {
         "AppointmentStatusEnum": "clinic.models.AppointmentStatus",

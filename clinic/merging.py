@@ -1,0 +1,199 @@
+"""Merge two records of one patient: everything moves to the survivor, the other becomes a tombstone.
+
+History, medication courses, appointments (with their audit trail and outbox rows), intake,
+opt-outs and every other row that names the patient move to the survivor; consent takes the
+stricter of the two; the merged record keeps its id as a tombstone (`merged_into`, `merged_at`)
+that interfaces redirect. The survivor's booked appointments are re-checked in the same
+transaction (clinic.record_changes), and a `PatientMerge` row says who merged what, when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from django.db import models, transaction
+
+from clinic.models import ConditionStatus, Patient, PatientCondition, PatientMerge
+from clinic.record_changes import patient_record_changed
+from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound, Refused
+
+# Reverse relations to Patient that are not simply re-pointed: the intake (merged line by line), the
+# tombstones of earlier merges (re-pointed through `merged_into` below) and the merge records themselves.
+_HANDLED_APART = {"conditions", "merged_from", "merges_away", "merges_in"}
+# Overlapping active appointments of one patient break PostgreSQL's exclusion constraint (migration 0005).
+_OVERLAP_STATUSES = ("pending_clearance", "confirmed")
+
+IntakeKey = tuple[str, str | None]  # (condition code, area code or None)
+
+
+class MergeConflict(Refused):
+    """The two records disagree in a way only a person can settle; `conflicts` lists each point."""
+
+    def __init__(self, conflicts: list[dict]) -> None:
+        super().__init__(
+            ErrorCode.MERGE_CONFLICT,
+            "The two records disagree: decide each intake line in `conflicts` (send `intake`), and cancel or "
+            "move one of each pair of overlapping appointments, then merge again.",
+            data={"conflicts": conflicts},
+        )
+        self.conflicts = conflicts
+
+
+def _lock_both(first_id, second_id) -> dict:
+    """Both rows locked, always in primary-key order, so two merges of the same pair cannot deadlock."""
+    return {pk: Patient.objects.select_for_update().get(pk=pk) for pk in sorted([first_id, second_id], key=str)}
+
+
+def intake_conflicts(merged: Patient, into: Patient) -> list[dict]:
+    """Intake lines (same condition and area) to which the two records give different statuses."""
+    rows = {(row.condition_id, row.area_id): row.status for row in PatientCondition.objects.filter(patient=into)}
+    conflicts = []
+    for row in PatientCondition.objects.filter(patient=merged).order_by("condition_id", "area_id"):
+        key = (row.condition_id, row.area_id)
+        if key in rows and rows[key] != row.status:
+            conflicts.append(
+                {
+                    "kind": "intake",
+                    "condition": row.condition_id,
+                    "area": row.area_id,
+                    "statuses": {str(into.pk): rows[key], str(merged.pk): row.status},
+                }
+            )
+    return conflicts
+
+
+def _appointment_overlaps(merged: Patient, into: Patient) -> list[dict]:
+    mine = merged.appointments.filter(status__in=_OVERLAP_STATUSES).order_by("start_at")
+    theirs = list(into.appointments.filter(status__in=_OVERLAP_STATUSES).order_by("start_at"))
+    return [
+        {"kind": "appointment_overlap", "appointments": [str(other.pk), str(own.pk)]}
+        for own in mine
+        for other in theirs
+        if own.start_at < other.end_at and other.start_at < own.end_at
+    ]
+
+
+def _merge_intake(merged: Patient, into: Patient, decisions: Mapping[IntakeKey, str]) -> dict:
+    kept = {(row.condition_id, row.area_id): row for row in PatientCondition.objects.filter(patient=into)}
+    moved = decided = 0
+    for row in PatientCondition.objects.filter(patient=merged):
+        key = (row.condition_id, row.area_id)
+        survivor_row = kept.get(key)
+        if survivor_row is None:
+            row.patient = into
+            row.save(update_fields=["patient"])
+            moved += 1
+            continue
+        if survivor_row.status != row.status:
+            survivor_row.status = decisions[key]
+            decided += 1
+        survivor_row.noted_on = survivor_row.noted_on or row.noted_on
+        survivor_row.save(update_fields=["status", "noted_on"])
+        row.delete()
+    return {"moved": moved, "decided": decided}
+
+
+def _stricter_consent(merged: Patient, into: Patient) -> dict:
+    """A channel stays on only if both records had it on (an opt-out on either wins); SMS consent only if
+    both gave it; a topic switched off on either stays off. Contact details the survivor lacks are taken."""
+    before = {
+        "into": {"reminder_channels": into.reminder_channels, "sms_consent": into.sms_consent},
+        "merged": {"reminder_channels": merged.reminder_channels, "sms_consent": merged.sms_consent},
+    }
+    other_channels = set(merged.reminder_channels or [])
+    into.reminder_channels = [channel for channel in into.reminder_channels or [] if channel in other_channels]
+    into.sms_consent = into.sms_consent and merged.sms_consent
+    into.muted_topics = sorted({*(into.muted_topics or []), *(merged.muted_topics or [])})
+    for name in ("email", "phone", "date_of_birth"):
+        if not getattr(into, name) and getattr(merged, name):
+            setattr(into, name, getattr(merged, name))
+    into.save()
+    return {**before, "after": {"reminder_channels": into.reminder_channels, "sms_consent": into.sms_consent}}
+
+
+def _move_related_rows(merged: Patient, into: Patient) -> dict[str, int]:
+    """Every row that names the merged record (in any app) now names the survivor; counts by relation."""
+    moved = {}
+    for relation in Patient._meta.related_objects:
+        if relation.get_accessor_name() in _HANDLED_APART or not isinstance(relation.field, models.ForeignKey):
+            continue
+        count = relation.related_model._base_manager.filter(**{relation.field.name: merged}).update(
+            **{relation.field.name: into}
+        )
+        if count:
+            moved[relation.related_model._meta.label_lower] = count
+    return moved
+
+
+def patient_merge(
+    *,
+    merged: Patient,
+    into: Patient,
+    now: datetime,
+    actor_label: str,
+    actor_user=None,
+    clinical: bool,
+    intake: Mapping[IntakeKey, str] | None = None,
+) -> PatientMerge:
+    """Merge `merged` into `into` (the survivor); return the merge record.
+
+    Only a clinician or clinic administrator (`clinical`) may merge, two live records of one
+    organisation. Intake lines the two disagree on need a decision in `intake` ((condition, area) ->
+    status), and overlapping active appointments must be settled first; otherwise `MergeConflict`.
+    """
+    if not clinical:
+        raise NotAllowed(ErrorCode.CLINICIAN_REQUIRED, "Only a clinician or clinic administrator may merge records.")
+    if merged.pk == into.pk:
+        raise InvalidInput(ErrorCode.MERGE_INTO_SELF, "A record cannot be merged into itself.", field="into")
+    if merged.organisation_id != into.organisation_id:
+        raise NotFound(ErrorCode.UNKNOWN_PATIENT, "There is no such patient in this organisation.")
+    decisions = dict(intake or {})
+    for key, status in decisions.items():
+        if status not in ConditionStatus.values:
+            raise InvalidInput(
+                ErrorCode.UNKNOWN_STATUS, f"{key[0]}: status must be 'active' or 'history'.", field="intake"
+            )
+    with transaction.atomic():
+        locked = _lock_both(merged.pk, into.pk)
+        merged, into = locked[merged.pk], locked[into.pk]
+        # Race condition: either may have been merged away while we waited for the locks.
+        if merged.merged_into_id is not None:
+            raise InvalidInput(
+                ErrorCode.PATIENT_MERGED, f"This record was already merged into {merged.merged_into_id}."
+            )
+        if into.merged_into_id is not None:
+            raise InvalidInput(
+                ErrorCode.PATIENT_MERGED,
+                f"That record was merged into {into.merged_into_id}; merge into that one.",
+                field="into",
+            )
+        conflicts = [c for c in intake_conflicts(merged, into) if (c["condition"], c["area"]) not in decisions]
+        conflicts += _appointment_overlaps(merged, into)
+        if conflicts:
+            raise MergeConflict(conflicts)
+        intake_result = _merge_intake(merged, into, decisions)
+        moved = _move_related_rows(merged, into)
+        Patient.objects.filter(merged_into=merged).update(merged_into=into)  # older tombstones: one hop
+        consent = _stricter_consent(merged, into)
+        merged.merged_into, merged.merged_at = into, now
+        merged.save(update_fields=["merged_into", "merged_at", "updated_at"])
+        record = PatientMerge.objects.create(
+            merged=merged,
+            into=into,
+            at=now,
+            actor_user=actor_user,
+            actor_label=actor_label[:200],
+            details={
+                "moved": moved,
+                "intake": {
+                    **intake_result,
+                    "decisions": [
+                        {"condition": key[0], "area": key[1], "status": status} for key, status in decisions.items()
+                    ],
+                },
+                "consent": consent,
+            },
+        )
+        patient_record_changed(patient_id=into.pk, now=now, cause=f"merge: record {merged.pk} merged in")
+    return record
