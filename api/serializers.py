@@ -479,11 +479,20 @@ class DuplicateProblemOut(ProblemOut):
 
 
 class MergeConflictOut(serializers.Serializer):
-    condition = serializers.CharField()
-    area = serializers.CharField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=["intake", "appointment_overlap"],
+        help_text="intake: a line both records have with different statuses (decide it in `intake`); "
+        "appointment_overlap: two active appointments at the same time (cancel or move one first).",
+    )
+    condition = serializers.CharField(required=False)
+    area = serializers.CharField(allow_null=True, required=False)
     statuses = serializers.DictField(
         child=serializers.ChoiceField(choices=ConditionStatus.choices),
+        required=False,
         help_text="The status each record (by id) gives this line.",
+    )
+    appointments = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="The two overlapping appointments (ids)."
     )
 
 

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import Q
 
 from clinic import models
+from clinic.selectors import clinics_for_user, organisations_of
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -162,14 +163,48 @@ class PatientConditionInline(ClinicScopedChoices, admin.TabularInline):
 @admin.register(models.Patient)
 class PatientAdmin(ClinicScopedAdmin):
     organisation_path = "organisation"
-    list_display = ["last_name", "first_name", "organisation", "clinic", "date_of_birth", "email", "phone"]
+    list_display = [
+        "last_name",
+        "first_name",
+        "organisation",
+        "clinic",
+        "date_of_birth",
+        "email",
+        "phone",
+        "merged_into",
+    ]
     list_filter = [
         ("organisation", admin.RelatedOnlyFieldListFilter),
         ("clinic", admin.RelatedOnlyFieldListFilter),
+        ("merged_into", admin.EmptyFieldListFilter),
     ]
-    readonly_fields = ["organisation"]
+    # A merge is made on the front desk or through the API (clinic.merging), never by editing these.
+    readonly_fields = ["organisation", "merged_into", "merged_at"]
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
+
+
+@admin.register(models.PatientMerge)
+class PatientMergeAdmin(admin.ModelAdmin):
+    """The merge trail: read-only."""
+
+    list_display = ["at", "merged", "into", "actor_label"]
+    readonly_fields = ["merged", "into", "at", "actor_user", "actor_label", "details"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related("merged", "into")
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(into__organisation__in=organisations_of(clinics_for_user(request.user)))
 
 
 class AuditEventInline(ClinicScopedChoices, admin.TabularInline):

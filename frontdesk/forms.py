@@ -187,6 +187,10 @@ class PatientForm(FrontdeskForm):
         widget=forms.CheckboxSelectMultiple,
     )
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
+    # Set by "Register anyway" once the desk has seen the likely duplicates (clinic.duplicates).
+    confirm_new = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # The likely duplicates a registration met (frontdesk.views.patients.patient_created), to show.
+    duplicates: list[dict] = []
 
     def __init__(self, *args, clinic, patient=None, **kwargs) -> None:
         self.clinic = clinic
@@ -215,7 +219,7 @@ class PatientForm(FrontdeskForm):
         return self.cleaned_data["email"].strip()
 
     def patient_fields(self) -> dict:
-        return dict(self.cleaned_data)
+        return {name: value for name, value in self.cleaned_data.items() if name != "confirm_new"}
 
 
 # --- Medical history --------------------------------------------------------------------

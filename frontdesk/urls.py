@@ -6,7 +6,7 @@ staff of; anything else is a 404.
 
 from django.urls import include, path
 
-from frontdesk.views import appointments, auth, booking, calendar, patients, rules, schedule
+from frontdesk.views import appointments, auth, booking, calendar, merge, patients, rules, schedule
 
 app_name = "frontdesk"
 
@@ -23,6 +23,7 @@ clinic_patterns = [
     path("patients/new/", patients.patient_new, name="patient_new"),
     path("patients/<uuid:patient_id>/", patients.patient_detail, name="patient"),
     path("patients/<uuid:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
+    path("patients/<uuid:patient_id>/merge/", merge.patient_merge_view, name="patient_merge"),
     path("patients/<uuid:patient_id>/history/", patients.patient_history, name="patient_history"),
     path("patients/<uuid:patient_id>/history/medications/", patients.medication_add, name="medication_add"),
     path(

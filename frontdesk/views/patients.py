@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from clinic import services as clinic_services
 from clinic.models import MedicationCourse
-from clinic.selectors import clinics_for_user, patient_search, patients_in
+from clinic.selectors import clinics_for_user, merged_patient_survivor, patient_search, patients_in
 from core.errors import InvalidInput
 from frontdesk import selectors
 from frontdesk.forms import (
@@ -56,19 +56,31 @@ def patient_new(request):
     if request.method == "POST" and (patient := patient_created(request, form)):
         messages.success(request, f"{patient} added. Next: their medical history.")
         return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
-    return page(request, "frontdesk/patient_form.html", {"form": form, "nav": "new_patient"})
+    return page(
+        request,
+        "frontdesk/patient_form.html",
+        {"form": form, "nav": "new_patient"},
+        status=409 if form.duplicates else 200,
+    )
 
 
 def patient_created(request, form: PatientForm):
     """The patient a valid form describes, created at this clinic; None with the reasons on the form.
 
+    A likely duplicate in the organisation (unless the desk confirmed a new patient) leaves the
+    candidates on `form.duplicates`, shown with the fields ("open one", "register anyway").
     Used by the new-patient page and by registering from the calendar.
     """
     if form.is_valid():
-        with DomainErrors(form):
+        with DomainErrors(form) as outcome:
             return clinic_services.patient_create(
-                clinic=request.clinic, today=timezone.localdate(), **form.patient_fields()
+                clinic=request.clinic,
+                today=timezone.localdate(),
+                confirm_new=form.cleaned_data["confirm_new"],
+                **form.patient_fields(),
             )
+        if isinstance(outcome.error, clinic_services.PossibleDuplicate):
+            form.duplicates = outcome.error.candidates
     return None
 
 
@@ -88,6 +100,10 @@ def patient_edit(request, patient_id):
 
 @clinic_page
 def patient_detail(request, patient_id):
+    survivor = merged_patient_survivor(clinics_for_user(request.user).filter(pk=request.clinic.pk), patient_id)
+    if survivor is not None:  # a merged record's page (an old link, a bookmark) opens the survivor's
+        messages.info(request, "That record was merged into this one.")
+        return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=survivor.pk)
     patient = patient_or_404(request, patient_id)
     record = selectors.patient_record(patient=patient, now=timezone.now())
     return page(

@@ -250,6 +250,12 @@ REFUSALS_OF_WELL_FORMED_REQUESTS = {
     "reason_required",
     # A webhook URL of the right shape whose host is private, loopback or not https in production (SSRF).
     "invalid_webhook_endpoint",
+    # Registration: the organisation has a likely duplicate (a well-formed body that does not say confirm_new).
+    "possible_duplicate",
+    # Merging: into itself, into or from a merged record, or two intakes that disagree.
+    "merge_into_self",
+    "patient_merged",
+    "merge_conflict",
 }
 
 

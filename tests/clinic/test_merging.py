@@ -8,9 +8,9 @@ import pytest
 
 from clinic.merging import MergeConflict, patient_merge
 from clinic.models import (
-    Clinic,
     AppointmentStatus,
     AuditEvent,
+    Clinic,
     MedicationCourse,
     Patient,
     PatientCondition,

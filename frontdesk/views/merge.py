@@ -1,0 +1,81 @@
+"""Merge a duplicate record into another (clinicians and clinic administrators): pick the survivor, decide
+conflicting intake lines, confirm. The service is clinic.merging.patient_merge."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect
+from django.utils import timezone
+
+from clinic.duplicates import Identity
+from clinic.merging import MergeConflict, intake_conflicts, patient_merge
+from clinic.models import ConditionStatus
+from clinic.selectors import clinics_for_user, duplicate_candidates, patient_search, patients_in
+from core.errors import InvalidInput
+from frontdesk.views.base import clinic_page, page, patient_or_404
+
+
+def _choices(request, patient) -> list:
+    """Records this one may be merged into: its likely duplicates, and whatever the desk searched for."""
+    found = [
+        c.patient
+        for c in duplicate_candidates(
+            organisation_id=patient.organisation_id,
+            identity=Identity(
+                first_name=patient.first_name,
+                last_name=patient.last_name,
+                date_of_birth=patient.date_of_birth,
+                phone=patient.phone,
+                email=patient.email,
+            ),
+        )
+    ]
+    query = request.GET.get("q", "").strip()
+    if query:
+        scope = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
+        found += list(patient_search(scope, query, country=request.clinic.country)[:20])
+    seen, out = {patient.pk}, []
+    for other in found:
+        if other.pk not in seen:
+            seen.add(other.pk)
+            out.append(other)
+    return out
+
+
+@clinic_page
+def patient_merge_view(request, patient_id):
+    patient = patient_or_404(request, patient_id)
+    context = {"patient": patient, "nav": "patients", "query": request.GET.get("q", "")}
+    status = 200
+    if request.method == "POST":
+        scope = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
+        into = scope.filter(pk=request.POST.get("into") or None, organisation_id=patient.organisation_id).first()
+        if into is None:
+            context["refused"] = "Choose the record to keep."
+            status = 400
+        else:
+            decisions = {
+                (c["condition"], c["area"]): request.POST.get(f"intake-{c['condition']}-{c['area'] or ''}")
+                for c in intake_conflicts(patient, into)
+            }
+            decisions = {key: value for key, value in decisions.items() if value in ConditionStatus.values}
+            try:
+                patient_merge(
+                    merged=patient,
+                    into=into,
+                    now=timezone.now(),
+                    actor_label=request.actor.label,
+                    actor_user=request.user,
+                    clinical=request.clinical,
+                    intake=decisions,
+                )
+            except MergeConflict as conflict:
+                context.update(into=into, conflicts=conflict.conflicts, refused=conflict.message)
+                status = 409
+            except InvalidInput as error:
+                context["refused"], status = error.message, 400
+            else:
+                messages.success(request, f"{patient} merged into this record; the old record now redirects here.")
+                return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=into.pk)
+    context["choices"] = _choices(request, patient)
+    return page(request, "frontdesk/patient_merge.html", context, status=status)
