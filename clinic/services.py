@@ -204,6 +204,20 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
     return patient
 
 
+def lock_live_patient(patient_id) -> Patient:
+    """The patient's row, locked (as every booking and record change locks it first); a record merged
+    into another meanwhile is refused: nothing may be added to a tombstone (clinic.merging)."""
+    patient = Patient.objects.select_for_update().select_related("clinic").get(pk=patient_id)
+    # Race condition: the record may have been merged away while we waited for the lock.
+    if patient.merged_into_id is not None:
+        raise InvalidInput(
+            ErrorCode.PATIENT_MERGED,
+            f"This patient's record was merged into {patient.merged_into_id}; use that record.",
+            field="patient",
+        )
+    return patient
+
+
 # With no time given, a reported procedure is taken as done at the end of that local day: the
 # safer reading for the interval rules (a later procedure is measured from the latest moment).
 UNKNOWN_TIME_OF_DAY = time(23, 59)
@@ -258,7 +272,7 @@ def procedure_record_add(
         raise InvalidInput(ErrorCode.UNKNOWN_SOURCE, f"source must be one of {HistorySource.values}.", field="source")
     with transaction.atomic():
         # Locked like a booking, so a concurrent booking re-checks against this record.
-        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        lock_live_patient(patient.pk)
         record = ProcedureRecord.objects.create(
             patient=patient, procedure=procedure, performed_at=performed, area=area, source=source, notes=notes
         )
@@ -279,7 +293,7 @@ def medication_course_add(
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
-        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        lock_live_patient(patient.pk)
         course = MedicationCourse.objects.create(
             patient=patient, drug=drug, started_on=started_on, ended_on=ended_on, notes=notes
         )
@@ -294,7 +308,7 @@ def medication_course_end(*, course: MedicationCourse, ended_on: date, now: date
     if ended_on < course.started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
-        Patient.objects.select_for_update().filter(pk=course.patient_id).first()
+        lock_live_patient(course.patient_id)
         course.ended_on = ended_on
         course.save(update_fields=["ended_on"])
         patient_record_changed(
@@ -347,7 +361,7 @@ def conditions_replace(
     for index, line in enumerate(lines):
         rows.append(_intake_row(patient, line, index, seen))
     with transaction.atomic():
-        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        lock_live_patient(patient.pk)
         PatientCondition.objects.filter(patient=patient).delete()
         PatientCondition.objects.bulk_create(rows)
         patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")

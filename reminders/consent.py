@@ -79,6 +79,9 @@ def unsubscribe_token_read(token: str) -> tuple[Patient, str]:
         )
     patient_id, channel = _token_payload(data)
     patient = Patient.objects.select_related("clinic").filter(pk=patient_id).first() if patient_id is not None else None
+    if patient is not None and patient.merged_into_id is not None:
+        # A link from before a merge opts out the record the patient now is (merges leave one hop).
+        patient = Patient.objects.select_related("clinic").get(pk=patient.merged_into_id)
     if patient is None:
         raise InvalidInput(
             ErrorCode.INVALID_UNSUBSCRIBE_LINK, "This unsubscribe link no longer matches a patient record."
@@ -131,7 +134,7 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
     if (body or "").strip().upper().rstrip(".!") not in STOP_WORDS:
         return 0
     count = 0
-    for patient in Patient.objects.filter(phone=from_number):
+    for patient in Patient.objects.filter(phone=from_number, merged_into__isnull=True):
         count += patient_opt_out(
             patient=patient, channel=Channel.SMS, via="sms_stop", now=now, detail=f"reply from {from_number}"
         )

@@ -17,6 +17,7 @@ from datetime import datetime
 from django.db import transaction
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient
+from clinic.services import lock_live_patient
 from core.errors import ErrorCode, InvalidTransition, NotFound
 from core.ids import parse_uuid
 from scheduler import notifications
@@ -127,7 +128,8 @@ class Change:
 
 
 def lock_patient(patient_id) -> Patient:
-    return Patient.objects.select_for_update().select_related("clinic").get(pk=patient_id)
+    """Locked; a record merged away meanwhile is refused (a 400 `patient_merged`), so nothing is booked on it."""
+    return lock_live_patient(patient_id)
 
 
 def lock_appointment(appointment_id) -> Appointment:

@@ -228,3 +228,25 @@ def test_outbox_rows_follow_their_appointment(practitioner, survivor, duplicate,
     assert queued
     merge(duplicate, survivor, now)
     assert set(OutboxMessage.objects.filter(appointment__patient=survivor).values_list("pk", flat=True)) == queued
+
+
+def test_nothing_is_booked_or_recorded_on_a_tombstone(practitioner, survivor, duplicate, now):
+    stale = Patient.objects.get(pk=duplicate.pk)  # read before the merge, as a racing request would have
+    merge(duplicate, survivor, now)
+    with pytest.raises(InvalidInput) as booking:
+        appointment_book(patient=stale, procedure_code="botox", start_at=local(2026, 3, 20), actor=RECEPTION, now=now)
+    assert booking.value.code == ErrorCode.PATIENT_MERGED and str(survivor.pk) in booking.value.message
+    from clinic.services import procedure_record_add
+
+    with pytest.raises(InvalidInput):
+        procedure_record_add(patient=stale, procedure_code="botox", performed_at=local(2026, 2, 1), now=now)
+    assert not survivor.appointments.exists() and not ProcedureRecord.objects.exists()
+
+
+def test_an_unsubscribe_link_of_a_merged_record_opts_out_the_survivor(survivor, duplicate, now):
+    from reminders.consent import unsubscribe_token, unsubscribe_token_read
+
+    token = unsubscribe_token(patient_id=duplicate.pk)
+    merge(duplicate, survivor, now)
+    patient, channel = unsubscribe_token_read(token)
+    assert (patient, channel) == (survivor, "email")
