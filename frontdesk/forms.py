@@ -197,10 +197,12 @@ class PatientForm(FrontdeskForm):
         if patient is not None:
             # The number as the desk dials it; the service reads it back in the clinic's country.
             kwargs["initial"] = {
-                **{name: getattr(patient, name) for name in self.base_fields},
+                **{name: getattr(patient, name) for name in self.base_fields if name != "confirm_new"},
                 "phone": display_phone(patient.phone, clinic.country),
             }
         super().__init__(*args, **kwargs)
+        if patient is not None:  # only a registration asks about duplicates
+            del self.fields["confirm_new"]
         examples = phone_examples(clinic.country)
         if examples:
             self.fields[
