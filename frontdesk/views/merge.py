@@ -12,6 +12,7 @@ from clinic.merging import MergeConflict, intake_conflicts, patient_merge
 from clinic.models import ConditionStatus
 from clinic.selectors import clinics_for_user, duplicate_candidates, patient_search, patients_in
 from core.errors import InvalidInput
+from core.ids import parse_uuid
 from frontdesk.views.base import clinic_page, page, patient_or_404
 
 
@@ -49,7 +50,7 @@ def patient_merge_view(request, patient_id):
     status = 200
     if request.method == "POST":
         scope = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
-        into = scope.filter(pk=request.POST.get("into") or None, organisation_id=patient.organisation_id).first()
+        into = scope.filter(pk=parse_uuid(request.POST.get("into")), organisation_id=patient.organisation_id).first()
         if into is None:
             context["refused"] = "Choose the record to keep."
             status = 400

@@ -54,3 +54,11 @@ def test_a_receptionist_may_not_merge(reception, clinic, patient):
     response = reception.post(url("patient_merge", clinic, duplicate), {"into": str(patient.pk)})
     assert response.status_code == 403
     assert Patient.objects.get(pk=duplicate.pk).merged_into is None
+
+
+@pytest.mark.parametrize("into", ["", "not-an-id", "00000000-0000-0000-0000-000000000000"])
+def test_a_merge_without_a_record_to_keep_is_refused_on_the_page(clinical, clinic, patient, into):
+    response = clinical.post(url("patient_merge", clinic, patient), {"into": into})
+    assert response.status_code == 400
+    assert "Choose the record to keep." in squash(response)
+    assert Patient.objects.get(pk=patient.pk).merged_into is None
