@@ -67,3 +67,23 @@ def test_an_administrator_of_one_site_sees_the_organisations_patients_but_only_t
     memberships = client.get(reverse("admin:clinic_staffmembership_changelist")).content.decode()
     assert "reception-west" in memberships and "reception-ny" not in memberships
     assert StaffMembership.objects.get(user__username="orgadmin").organisation == Organisation.objects.get(code="demo")
+
+
+def test_a_merged_record_shows_where_it_went_read_only_and_the_merge_trail_cannot_be_edited(admin_client, catalogue):
+    from clinic.merging import patient_merge
+    from clinic.models import PatientMerge
+    from tests.conftest import CLOCK
+    from tests.factories import PatientFactory
+
+    survivor = PatientFactory(first_name="Olivia")
+    duplicate = PatientFactory(clinic=survivor.clinic, first_name="Olivja")
+    patient_merge(merged=duplicate, into=survivor, now=CLOCK, actor_label="dr@test", clinical=True)
+
+    page = admin_client.get(reverse("admin:clinic_patient_change", args=[duplicate.pk])).content.decode()
+    assert "Merged into" in page and str(survivor) in page
+    assert 'name="merged_into"' not in page and 'name="merged_at"' not in page
+    merge = PatientMerge.objects.get()
+    assert admin_client.get(reverse("admin:clinic_patientmerge_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:clinic_patientmerge_add")).status_code == 403
+    shown = admin_client.get(reverse("admin:clinic_patientmerge_change", args=[merge.pk]))
+    assert shown.status_code == 200 and 'name="actor_label"' not in shown.content.decode()
