@@ -62,3 +62,15 @@ def test_a_merge_without_a_record_to_keep_is_refused_on_the_page(clinical, clini
     assert response.status_code == 400
     assert "Choose the record to keep." in squash(response)
     assert Patient.objects.get(pk=patient.pk).merged_into is None
+
+
+def test_registering_from_the_calendar_shows_the_likely_duplicates_too(reception, clinic, patient, frozen):
+    response = reception.post(url("calendar_register", clinic), NEW_OLIVIA, HTTP_HX_REQUEST="true")
+    page = squash(response)
+    assert "This may be someone we already have" in page and url("patient", clinic, patient) in page
+    assert 'name="confirm_new" value="on"' in page
+    assert Patient.objects.count() == 1
+    anyway = reception.post(
+        url("calendar_register", clinic), {**NEW_OLIVIA, "confirm_new": "on"}, HTTP_HX_REQUEST="true"
+    )
+    assert "added." in squash(anyway) and Patient.objects.count() == 2
