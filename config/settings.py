@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "clinic",
     "scheduler",
     "reminders",
+    "plans",
     "api",
     "fhir",
     "frontdesk",

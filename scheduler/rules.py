@@ -152,6 +152,26 @@ class Timeline:
         self._courses = dict(courses)
         self.conditions: tuple[ConditionEntry, ...] = tuple(sorted(conditions, key=lambda c: (c.condition, c.id)))
 
+    def with_events(self, extra: Iterable[ProcedureEvent]) -> Timeline:
+        """This timeline and `extra` events (a plan's proposed sessions), sharing every index `extra` leaves alone."""
+        copy = Timeline.__new__(Timeline)
+        copy._starts, copy._events = dict(self._starts), dict(self._events)
+        copy._courses, copy.conditions = self._courses, self.conditions
+        for event in extra:
+            if not event.counts:
+                continue
+            _require_aware(event.start_at, "procedure event")
+            at = event.start_at.astimezone(UTC)
+            starts = list(copy._starts.get(event.procedure, ()))
+            events = list(copy._events.get(event.procedure, ()))
+            i = bisect.bisect_left(starts, at)
+            while i < len(starts) and starts[i] == at and events[i].id < event.id:  # ties by id, as built
+                i += 1
+            starts.insert(i, at)
+            events.insert(i, event)
+            copy._starts[event.procedure], copy._events[event.procedure] = starts, events
+        return copy
+
     def procedures_between(self, code: str, lo: datetime, hi: datetime) -> list[ProcedureEvent]:
         """Counted events of `code` starting in [lo, hi]."""
         starts = self._starts.get(code)

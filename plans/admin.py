@@ -1,0 +1,39 @@
+"""Admin: plan templates (editable like the rules: superusers change them, clinic staff may look) and plans (read-only)."""
+
+from django.contrib import admin
+
+from plans.models import PlanSession, PlanTemplate, TreatmentPlan
+from scheduler.admin import SharedRuleAdmin
+
+
+@admin.register(PlanTemplate)
+class PlanTemplateAdmin(SharedRuleAdmin):
+    list_display = ["name", "code", "procedure", "kind", "sessions", "gaps", "source", "is_active"]
+    list_filter = ["procedure", "kind", "is_active"]
+    search_fields = ["name", "code", "note"]
+
+    @admin.display(description="gap (min / ideal / max)")
+    def gaps(self, obj: PlanTemplate) -> str:
+        return f"{obj.min_gap.describe()} / {obj.ideal_gap.describe()} / {obj.max_gap.describe()}"
+
+
+class PlanSessionInline(admin.TabularInline):
+    model = PlanSession
+    extra = 0
+    fields = ["index", "earliest_on", "ideal_on", "latest_on", "appointment"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(TreatmentPlan)
+class TreatmentPlanAdmin(admin.ModelAdmin):
+    list_display = ["template", "patient", "clinic", "created_at"]
+    list_filter = ["template"]
+    readonly_fields = ["patient", "template", "clinic", "area", "created_at"]
+    inlines = [PlanSessionInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

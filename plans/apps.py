@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PlansConfig(AppConfig):
+    name = "plans"
+    verbose_name = "Treatment plans and recalls"

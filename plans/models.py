@@ -1,0 +1,151 @@
+"""Treatment plans: course templates (clinic practice, as data), a patient's plan and its sessions.
+
+A template says how a course runs (procedure, number of sessions, the minimum, ideal and maximum gap
+between them); a plan is one patient's course, each session an ordinary appointment once booked, so
+every rule, reminder and webhook applies to it. Placing the sessions is `plans/planner.py`'s job.
+"""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+from clinic.models import Appointment, Clinic, Patient, ProcedureType, TreatmentArea
+from plans import planner
+
+
+class PlanGapUnit(models.TextChoices):
+    DAYS = "days", "days"
+    WEEKS = "weeks", "weeks"
+    MONTHS = "months", "months"
+
+
+class PlanKind(models.TextChoices):
+    COURSE = "course", "Course (a fixed number of sessions)"
+    MAINTENANCE = "maintenance", "Maintenance (repeats; every completed treatment plans a recall)"
+
+
+class PlanTemplate(models.Model):
+    """How a course runs. Shipped defaults are clinic practice, not from the sources (docs/plans.md)."""
+
+    code = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=12, choices=PlanKind.choices, default=PlanKind.COURSE)
+    sessions = models.PositiveSmallIntegerField(help_text=f"1 to {planner.MAX_SESSIONS}.")
+    min_gap_value = models.PositiveIntegerField()
+    min_gap_unit = models.CharField(max_length=10, choices=PlanGapUnit.choices)
+    ideal_gap_value = models.PositiveIntegerField()
+    ideal_gap_unit = models.CharField(max_length=10, choices=PlanGapUnit.choices)
+    max_gap_value = models.PositiveIntegerField()
+    max_gap_unit = models.CharField(max_length=10, choices=PlanGapUnit.choices)
+    area = models.ForeignKey(
+        TreatmentArea,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The treatment area of every session, when the course has one.",
+    )
+    source = models.CharField(
+        max_length=200,
+        default="Clinic practice (not from the published sources)",
+        help_text="Where the template comes from.",
+    )
+    note = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    default_key = models.SlugField(
+        max_length=80,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Which shipped default this template started as; setup never overwrites an edited one.",
+    )
+
+    class Meta:
+        ordering = ["name", "code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sessions__gte=1) & Q(sessions__lte=planner.MAX_SESSIONS), name="plan_template_sessions"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_gap_unit__in=PlanGapUnit.values)
+                & Q(ideal_gap_unit__in=PlanGapUnit.values)
+                & Q(max_gap_unit__in=PlanGapUnit.values),
+                name="plan_template_gap_units",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def min_gap(self) -> planner.Gap:
+        return planner.Gap(self.min_gap_value, self.min_gap_unit)
+
+    @property
+    def ideal_gap(self) -> planner.Gap:
+        return planner.Gap(self.ideal_gap_value, self.ideal_gap_unit)
+
+    @property
+    def max_gap(self) -> planner.Gap:
+        return planner.Gap(self.max_gap_value, self.max_gap_unit)
+
+    def clean(self) -> None:
+        try:
+            gaps = {"min_gap": self.min_gap, "ideal_gap": self.ideal_gap, "max_gap": self.max_gap}
+            planner.check_course_shape(sessions=self.sessions, **gaps)
+        except planner.PlanInputError as error:
+            field = {"min_gap": "min_gap_value", "ideal_gap": "ideal_gap_value"}.get(error.field, error.field)
+            raise ValidationError({field: error.message}) from error
+
+
+class TreatmentPlan(models.Model):
+    """One patient's course, planned from a template at a clinic."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="plans")
+    template = models.ForeignKey(PlanTemplate, on_delete=models.PROTECT, related_name="plans")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="plans")
+    area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["patient", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.template} for {self.patient}"
+
+
+class PlanSession(models.Model):
+    """A session of a plan: its window (local dates) and, once booked, its appointment."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey(TreatmentPlan, on_delete=models.CASCADE, related_name="sessions")
+    index = models.PositiveSmallIntegerField(help_text="1 for the first session.")
+    appointment = models.OneToOneField(
+        Appointment, null=True, blank=True, on_delete=models.SET_NULL, related_name="plan_session"
+    )
+    earliest_on = models.DateField()
+    ideal_on = models.DateField()
+    latest_on = models.DateField()
+
+    class Meta:
+        ordering = ["plan", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "index"], name="plan_session_unique_index"),
+            models.CheckConstraint(
+                condition=Q(earliest_on__lte=F("ideal_on")) & Q(ideal_on__lte=F("latest_on")),
+                name="plan_session_window_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Session {self.index} of {self.plan}"
+
+    @property
+    def window(self) -> planner.Window:
+        return planner.Window(self.earliest_on, self.ideal_on, self.latest_on)

@@ -1,0 +1,66 @@
+"""Plan templates as data: the shipped defaults, their validation, and editing them in the admin."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import IntegrityError
+
+from plans.defaults import CLINIC_PRACTICE, plan_templates_load
+from plans.models import PlanTemplate
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_three_courses_of_the_domain_ship_as_clinic_practice(templates):
+    shipped = {
+        t.code: (t.procedure_id, t.kind, t.sessions, t.min_gap.describe(), t.ideal_gap.describe(), t.max_gap.describe())
+        for t in PlanTemplate.objects.all()
+    }
+    assert shipped == {
+        "microneedling-course": ("microneedling", "course", 3, "4 weeks", "4 weeks", "6 weeks"),
+        "plasma-pen-course": ("plasma_pen", "course", 2, "6 weeks", "8 weeks", "8 weeks"),
+        "botox-maintenance": ("botox", "maintenance", 4, "3 months", "14 weeks", "4 months"),
+    }
+    assert set(PlanTemplate.objects.values_list("source", flat=True)) == {CLINIC_PRACTICE}
+
+
+def test_loading_again_keeps_an_administrators_edit(templates):
+    PlanTemplate.objects.filter(code="microneedling-course").update(sessions=5)
+    assert plan_templates_load() == 0
+    assert PlanTemplate.objects.get(code="microneedling-course").sessions == 5
+
+
+def test_setup_demo_loads_the_templates(catalogue):
+    call_command("setup_demo", "--no-demo", stdout=open("/dev/null", "w"))
+    assert PlanTemplate.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"sessions": 0}, "sessions"),
+        ({"min_gap_value": 7}, "min_gap_value"),
+        ({"ideal_gap_value": 9}, "ideal_gap_value"),
+        ({"ideal_gap_value": 2}, "ideal_gap_value"),
+        ({"min_gap_unit": "fortnights"}, "min_gap_unit"),
+    ],
+)
+def test_a_template_that_cannot_make_a_window_is_refused_naming_the_field(templates, changes, field):
+    template = PlanTemplate.objects.get(code="microneedling-course")
+    for name, value in changes.items():
+        setattr(template, name, value)
+    with pytest.raises(ValidationError) as refused:
+        template.full_clean()
+    assert field in refused.value.message_dict
+
+
+def test_the_database_refuses_zero_sessions(templates):
+    with pytest.raises(IntegrityError):
+        PlanTemplate.objects.filter(code="microneedling-course").update(sessions=0)
+
+
+def test_a_superuser_edits_a_template_in_the_admin(templates, admin_client):
+    template = PlanTemplate.objects.get(code="plasma-pen-course")
+    page = admin_client.get(f"/admin/plans/plantemplate/{template.pk}/change/")
+    assert page.status_code == 200
+    assert b"Plasma pen course" in page.content
