@@ -5,7 +5,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from api import merge, problems, views, webhooks
+from api import merge, plans, problems, views, webhooks
 
 app_name = "api"
 
@@ -51,6 +51,10 @@ urlpatterns = [
     path(
         "appointments/<str:appointment_id>/no-show/", views.AppointmentNoShowApi.as_view(), name="appointment-no-show"
     ),
+    path("plan-templates/", plans.PlanTemplateListApi.as_view(), name="plan-template-list"),
+    path("patients/<str:patient_id>/plans/", plans.PatientPlanCreateApi.as_view(), name="patient-plans"),
+    path("plans/<str:plan_id>/", plans.PlanDetailApi.as_view(), name="plan-detail"),
+    path("plans/<str:plan_id>/replan/", plans.PlanReplanApi.as_view(), name="plan-replan"),
     path("webhooks/", webhooks.WebhookListCreateApi.as_view(), name="webhook-list"),
     path("webhooks/<str:webhook_id>/", webhooks.WebhookDetailApi.as_view(), name="webhook-detail"),
     path(

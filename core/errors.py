@@ -68,6 +68,10 @@ class ErrorCode(StrEnum):
     OUTSIDE_CANCELLATION_WINDOW = "outside_cancellation_window", 409
     MERGE_INTO_SELF = "merge_into_self", 400
     PATIENT_MERGED = "patient_merged", 400
+    UNKNOWN_PLAN_TEMPLATE = "unknown_plan_template", 400
+    INVALID_PLAN = "invalid_plan", 400
+    PLAN_SESSION_OUTSIDE_WINDOW = "plan_session_outside_window", 400
+    UNKNOWN_PLAN_SESSION = "unknown_plan_session", 400
 
     # 403: the caller lacks the right.
     CLINICIAN_REQUIRED = "clinician_required", 403
@@ -78,6 +82,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_MEDICATION_COURSE = "unknown_medication_course", 404
     UNKNOWN_WEBHOOK_ENDPOINT = "unknown_webhook_endpoint", 404
     UNKNOWN_WEBHOOK_DELIVERY = "unknown_webhook_delivery", 404
+    UNKNOWN_PLAN = "unknown_plan", 404
 
     # 409: the appointment's status does not allow the action, or the rules refuse it.
     NOT_RESCHEDULABLE = "not_reschedulable", 409
@@ -94,6 +99,9 @@ class ErrorCode(StrEnum):
     # 409: a likely duplicate of a record the organisation has (unless confirmed), or a merge needing a decision.
     POSSIBLE_DUPLICATE = "possible_duplicate", 409
     MERGE_CONFLICT = "merge_conflict", 409
+    PLAN_INFEASIBLE = "plan_infeasible", 409
+    PLAN_REFUSED = "plan_refused", 409
+    PLAN_SESSION_NOT_REPLANNABLE = "plan_session_not_replannable", 409
 
 
 class DomainError(Exception):

@@ -6,7 +6,7 @@ staff of; anything else is a 404.
 
 from django.urls import include, path
 
-from frontdesk.views import appointments, auth, booking, calendar, merge, patients, rules, schedule
+from frontdesk.views import appointments, auth, booking, calendar, merge, patients, plans, rules, schedule
 
 app_name = "frontdesk"
 
@@ -34,6 +34,10 @@ clinic_patterns = [
     path("patients/<uuid:patient_id>/history/procedures/", patients.procedure_add, name="procedure_add"),
     path("patients/<uuid:patient_id>/book/", booking.book, name="book"),
     path("patients/<uuid:patient_id>/book/confirm/", booking.book_submit, name="book_submit"),
+    path("patients/<uuid:patient_id>/plan/", plans.plan_new, name="plan_new"),
+    path("patients/<uuid:patient_id>/plan/book/", plans.plan_book, name="plan_book"),
+    path("plans/<uuid:plan_id>/", plans.plan_detail, name="plan"),
+    path("plans/<uuid:plan_id>/replan/", plans.plan_replan, name="plan_replan"),
     path("appointments/<uuid:appointment_id>/", appointments.appointment_detail, name="appointment"),
     path("appointments/<uuid:appointment_id>/aftercare/", calendar.aftercare_sheet, name="aftercare"),
     path("appointments/<uuid:appointment_id>/reschedule/", booking.reschedule, name="reschedule"),

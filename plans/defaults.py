@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from plans.models import PlanTemplate
+from reminders.models import Anchor, MessageKind, ReminderTemplate, TemplateOrigin
 
 SHIPPED = Path(settings.BASE_DIR) / "fixtures" / "plan_templates.json"
 CLINIC_PRACTICE = "Clinic practice (not from the published sources)"
@@ -20,9 +21,10 @@ CLINIC_PRACTICE = "Clinic practice (not from the published sources)"
 
 @transaction.atomic
 def plan_templates_load() -> int:
-    """Create the default templates that are missing; return how many were created."""
-    created = 0
-    for row in json.loads(SHIPPED.read_text(encoding="utf-8"))["templates"]:
+    """Create the default templates (and the recall message) that are missing; return how many were created."""
+    shipped = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    created = _recall_message_load(shipped["recall_message"])
+    for row in shipped["templates"]:
         template = PlanTemplate(
             code=row["code"],
             name=row["name"],
@@ -45,3 +47,26 @@ def plan_templates_load() -> int:
         template.save(force_insert=True)
         created += 1
     return created
+
+
+def _recall_message_load(row: dict) -> int:
+    """The recall's texts: a reminder template of kind recall (plans.recalls plans it), edited in the admin."""
+    if ReminderTemplate.objects.filter(default_key=row["key"]).exists():
+        return 0
+    message = ReminderTemplate(
+        default_key=row["key"],
+        name=row["name"],
+        kind=MessageKind.RECALL,
+        anchor=Anchor.COMPLETION,
+        offset_value=0,
+        offset_unit="days",
+        send_if_late=True,
+        origin=TemplateOrigin.CLINIC,
+        source=row["source"],
+        email_subject=row["email_subject"],
+        email_text="\n".join(row["email_text"]),
+        sms_text=row["sms_text"],
+    )
+    message.full_clean(exclude=["default_key"])
+    message.save()
+    return 1

@@ -149,3 +149,32 @@ class PlanSession(models.Model):
     @property
     def window(self) -> planner.Window:
         return planner.Window(self.earliest_on, self.ideal_on, self.latest_on)
+
+
+class Recall(models.Model):
+    """A patient due for the next treatment of a course or a maintenance template (plans.recalls).
+
+    The desk sees every recall (Today); the patient is told through the outbox on the channels they
+    consented to. Booking the procedure closes it (`closed_at`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="recalls")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="recalls")
+    after = models.OneToOneField(
+        Appointment, on_delete=models.CASCADE, related_name="recall", help_text="The completed treatment."
+    )
+    procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
+    template = models.ForeignKey(PlanTemplate, on_delete=models.PROTECT, related_name="recalls")
+    session = models.ForeignKey(PlanSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    due_on = models.DateField(help_text="The ideal date (clinic-local).")
+    earliest_on = models.DateField(null=True, blank=True, help_text="The earliest date the rules allowed then.")
+    created_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When the patient booked it.")
+
+    class Meta:
+        ordering = ["due_on", "id"]
+        indexes = [models.Index(fields=["clinic", "closed_at", "due_on"])]
+
+    def __str__(self) -> str:
+        return f"{self.patient} due for {self.procedure_id} on {self.due_on}"

@@ -20,7 +20,7 @@ arrangement within the budget fits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Protocol
@@ -238,24 +238,38 @@ class _Search:
         lo = max(rules.start_of_local_day(window.earliest, self.tz), self.not_before)
         return lo, rules.start_of_local_day(window.latest + timedelta(days=1), self.tz)
 
-    def candidates(self, timeline: rules.Timeline, window: Window, placed: list[PlacedSession]) -> list[FreeSlot]:
-        """The first acceptable slot of each day in the window, nearest the ideal day first."""
+    def candidates(self, timeline: rules.Timeline, window: Window, placed: list[PlacedSession]) -> Iterator[FreeSlot]:
+        """The first acceptable slot of each day in the window, nearest the ideal day first.
+
+        When the ideal is the window's first day (a plan's first session, whose window is a year) the days
+        come in date order, so they are read lazily: the calendar is read only as far as the plan needs.
+        """
         lo, hi = self.bounds(window)
         if lo >= hi:
-            return []
+            return
         blocked = rules.blocked_ranges(timeline, self.rulebook, self.proposal(lo), self.tz, hi)
-        by_day: dict[date, FreeSlot] = {}
-        for slot in self.free_slots(lo, hi):
-            start = slot.start_at.astimezone(UTC)
-            if start < lo or start >= hi:
-                continue
-            day = start.astimezone(self.tz).date()
-            if day in by_day or blocked.blocks(start) or not self.preferences.accept(slot, self.tz):
-                continue
-            if any(p.start_at < slot.end_at and slot.start_at < p.end_at for p in placed):
-                continue  # the patient is already in this plan's earlier session then
-            by_day[day] = slot
-        return [by_day[day] for day in sorted(by_day, key=lambda d: (abs((d - window.ideal).days), d))]
+
+        def firsts() -> Iterator[tuple[date, FreeSlot]]:
+            last_day = None
+            for slot in self.free_slots(lo, hi):
+                start = slot.start_at.astimezone(UTC)
+                if start < lo or start >= hi:
+                    continue
+                day = start.astimezone(self.tz).date()
+                if day == last_day or blocked.blocks(start) or not self.preferences.accept(slot, self.tz):
+                    continue
+                if any(p.start_at < slot.end_at and slot.start_at < p.end_at for p in placed):
+                    continue  # the patient is already in this plan's earlier session then
+                last_day = day
+                yield day, slot
+
+        if window.ideal == window.earliest:
+            for _, slot in firsts():
+                yield slot
+            return
+        by_day = dict(firsts())
+        for day in sorted(by_day, key=lambda d: (abs((d - window.ideal).days), d)):
+            yield by_day[day]
 
     def obstacle(self, index: int, timeline: rules.Timeline, window: Window) -> Obstacle:
         lo, hi = self.bounds(window)
@@ -310,10 +324,8 @@ class _Search:
         if index >= self.first_index + self.course.sessions:
             return []
         window = self.window(index, previous)
-        options = self.candidates(timeline, window, placed)
-        if not options and self.first_obstacle is None:
-            self.first_obstacle = self.obstacle(index, timeline, window)
-        for attempt, slot in enumerate(options):
+        attempt = -1
+        for attempt, slot in enumerate(self.candidates(timeline, window, placed)):
             if self.budget <= 0:
                 break
             self.budget -= 1
@@ -339,6 +351,8 @@ class _Search:
                     self.moved.add(index)
                 why = self.why(index, slot, window, timeline, previous is None)
                 return [PlacedSession(**{**session.__dict__, "why": why}), *rest]
+        if attempt < 0 and self.first_obstacle is None:
+            self.first_obstacle = self.obstacle(index, timeline, window)
         return None
 
 

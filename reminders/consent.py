@@ -28,6 +28,7 @@ TOPIC_OF_KIND = {
     MessageKind.PRE_CARE: MessageTopic.CARE,
     MessageKind.POST_CARE: MessageTopic.CARE,
     MessageKind.REMINDER: MessageTopic.REMINDERS,
+    MessageKind.RECALL: MessageTopic.REMINDERS,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from email.utils import parseaddr
 
 from django.conf import settings
@@ -101,6 +101,11 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     return out
 
 
+def _midday(day: str | None, tz) -> datetime:
+    """A stored ISO date as an instant on that local day (for the date formatters)."""
+    return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
+
+
 def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscribe_url: str) -> dict:
     appointment = message.appointment
     clinic = appointment.clinic
@@ -119,6 +124,11 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
         "email_on": patient_accepts(appointment.patient, "email")[0],
     }
+    if message.kind == MessageKind.RECALL:  # planned by plans.recalls: the dates are in the row
+        recall = message.payload or {}
+        context["recall_due_date"] = fmt_long_date(_midday(recall.get("due_on"), tz), tz)
+        earliest = recall.get("earliest_on")
+        context["recall_earliest_date"] = fmt_long_date(_midday(earliest, tz), tz) if earliest else ""
     previous = (message.payload or {}).get("from_start")
     if previous:
         context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz, now=now)
@@ -137,6 +147,9 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
             "unsubscribe_url": unsubscribe_url,
         }
     )
+    if message.kind == MessageKind.RECALL:
+        code = (message.payload or {}).get("procedure")
+        context["recall_procedure_name"] = selectors.rulebook_load().name(code) if code else ""
     if message.kind == MessageKind.POST_CARE:
         context["next_possible"] = next_possible(appointment=appointment, now=now)
     return context

@@ -27,6 +27,7 @@ class MessageKind(models.TextChoices):
     POST_CARE = "post_care", "Post-care"
     RESCHEDULED = "rescheduled", "Change notice: moved"
     CANCELLED = "cancelled", "Change notice: cancelled"
+    RECALL = "recall", "Recall: due for the next treatment"
     WEBHOOK = "webhook", "Webhook event"
 
 
@@ -51,6 +52,8 @@ KIND_ANCHORS = {
     MessageKind.REMINDER: {Anchor.START},
     MessageKind.PRE_CARE: {Anchor.START},
     MessageKind.POST_CARE: {Anchor.COMPLETION},
+    # Planned by plans.recalls at the next treatment's ideal date, counted from the completion.
+    MessageKind.RECALL: {Anchor.COMPLETION},
 }
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -515,3 +515,44 @@ def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:
         return OutboxMessage.objects.filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES).update(
             status=OutboxStatus.CANCELLED, last_error=f"cancelled by an operator at {now:%Y-%m-%d %H:%M} UTC"
         )
+
+
+# --- Recalls (planned by plans.recalls) -------------------------------------------------------------------------
+
+RECALL_HOUR = time(10, 0)  # clinic-local: a recall arrives mid-morning on its day
+
+
+def recall_add(*, appointment: Appointment, due_on: date, payload: dict, now: datetime) -> list[OutboxMessage]:
+    """Plan "you are due for your next ..." on `due_on` (clinic-local, quiet hours kept), anchored to the
+    completed `appointment`, on the channels the patient consented to; one per template and channel."""
+    work = _Change(_with_patient_and_clinic(appointment), now)
+    tz = appointment.clinic.tz
+    anchor = datetime.combine(due_on, RECALL_HOUR, tzinfo=tz).astimezone(UTC)
+    for template in work.templates(MessageKind.RECALL):
+        for channel in _channels(template, appointment):
+            plan = plan_due(
+                anchor_at=anchor,
+                offset_value=0,
+                offset_unit="minutes",
+                tz=tz,
+                now=now,
+                direction=Direction.LATER,
+                is_sms=channel == Channel.SMS,
+                quiet=quiet_hours(),
+                send_if_late=True,
+            )
+            work.add(template, channel, plan, anchor, payload)
+    work.save()
+    return work.new_rows
+
+
+def recall_cancel(*, patient_id, procedure: str, reason: str) -> int:
+    """Cancel the patient's unsent recalls for `procedure` (they booked it); return how many."""
+    rows = list(
+        OutboxMessage.objects.select_for_update()
+        .filter(appointment__patient_id=patient_id, kind=MessageKind.RECALL, status__in=UNSENT_STATUSES)
+        .order_by("pk")
+    )
+    rows = [row for row in rows if (row.payload or {}).get("procedure") == procedure]
+    _finish(rows, OutboxStatus.CANCELLED, reason)
+    return len(rows)

@@ -75,6 +75,7 @@ class Schedule:
         *,
         ignore_appointment_id=None,
         patient_id=None,
+        ignore_appointment_ids: Iterable = (),
     ) -> None:
         self.tz = tz
         self.practitioners = sorted(practitioners, key=lambda p: (p.name, str(p.id)))
@@ -102,6 +103,8 @@ class Schedule:
         )
         if ignore_appointment_id is not None:
             appointments = appointments.exclude(pk=ignore_appointment_id)
+        if ignore_appointment_ids:  # a plan's sessions being re-planned
+            appointments = appointments.exclude(pk__in=list(ignore_appointment_ids))
         practitioners = set(ids)
         for pk, pid, owner, procedure, start, end, clinic in appointments.values_list(
             "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at", "clinic_id"

@@ -183,6 +183,17 @@ def _candidates(
     return found
 
 
+def practitioners_for(*, patient: Patient, procedure_code: str, practitioner_id=None, lock: bool = False):
+    """Who at the patient's clinic may take `procedure_code` (one, when named), locked in key order when writing:
+    what a booking would choose from, for services that book several at once (a treatment plan)."""
+    return _candidates(patient, _procedure(procedure_code), practitioner_id, lock=lock)
+
+
+def area_for(code: str | None) -> TreatmentArea | None:
+    """The treatment area of `code` (None for none), or the booking's 400 naming `area`."""
+    return _area(code)
+
+
 def _request(
     *,
     patient: Patient,

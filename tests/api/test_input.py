@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from clinic.models import Appointment
+from plans.defaults import plan_templates_load
 from tests.api.conftest import http, new_api_client, problem_of
 
 pytestmark = pytest.mark.django_db
@@ -142,12 +143,19 @@ def urls(patient, booked, api, settings):
     ).json()["id"]
     settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True  # no name is resolved for this test
     webhook = api.post("/api/v1/webhooks/", {"url": "https://hooks.platform.example/x"}, format="json").json()["id"]
+    plan_templates_load()
+    plan = api.post(
+        f"/api/v1/patients/{patient.pk}/plans/",
+        {"template": "plasma-pen-course", "start_from": "2026-03-09"},
+        format="json",
+    ).json()["id"]
     return {
         "patient_id": str(patient.pk),
         "appointment_id": booked,
         "course_id": course,
         "webhook_id": webhook,
         "delivery_id": str(uuid.uuid4()),
+        "plan_id": plan,
     }
 
 

@@ -21,6 +21,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 from api.fields import DATE_TIME_PATTERN, parse_aware
 from clinic.models import Appointment
+from plans.defaults import plan_templates_load
 from tests.api.conftest import http, new_api_client
 from tests.factories import PatientConditionFactory, ProcedureRecordFactory
 
@@ -161,7 +162,20 @@ def fuzz_world(clinic, patient, practitioner):
         )
         .json()
     )
-    return {"key": key, "patient_id": str(patient.pk), "appointment_id": booked.json()["id"], "course_id": course["id"]}
+    plan_templates_load()
+    plan = http(key).post(
+        f"/api/v1/patients/{patient.pk}/plans/",
+        {"template": "plasma-pen-course", "start_from": "2026-03-09"},
+        format="json",
+    )
+    assert plan.status_code == 201, plan.content
+    return {
+        "key": key,
+        "patient_id": str(patient.pk),
+        "appointment_id": booked.json()["id"],
+        "course_id": course["id"],
+        "plan_id": plan.json()["id"],
+    }
 
 
 def _load_schema():
@@ -256,6 +270,12 @@ REFUSALS_OF_WELL_FORMED_REQUESTS = {
     "merge_into_self",
     "patient_merged",
     "merge_conflict",
+    # Treatment plans: a template code that is not ours, a proposal that does not fit the course's windows,
+    # a session the plan does not have, a course the options make impossible (docs/plans.md).
+    "unknown_plan_template",
+    "plan_session_outside_window",
+    "unknown_plan_session",
+    "invalid_plan",
 }
 
 
@@ -291,7 +311,7 @@ VALIDATE = {
 )
 @override_settings(API_THROTTLE_RATE="100000/min")
 def test_api_conforms_to_its_schema(case, fuzz_world):
-    for name in ("patient_id", "appointment_id", "course_id"):
+    for name in ("patient_id", "appointment_id", "course_id", "plan_id"):
         if case.path_parameters and name in case.path_parameters:
             case.path_parameters[name] = fuzz_world[name]
     if isinstance(case.body, dict) and "patient" in case.body:

@@ -1,0 +1,397 @@
+"""The treatment plan endpoints (docs/plans.md): templates, propose or book a course, follow it, re-plan.
+
+Thin like the other views: shape in, one call into plans.services or plans.selectors, shape out. Scope is
+the caller's (api.access): another clinic's patient or plan is a 404. A refusal names the session.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from api import schema as docs
+from api.fields import (
+    AwareDateTimeField,
+    CodeField,
+    IdField,
+    InputSerializer,
+    StrictBooleanField,
+    StrictDateField,
+)
+from api.idempotency import idempotent
+from api.problems import (
+    PROBLEM_CONTENT_TYPE,
+    check_data,
+    instance_of,
+    local_iso,
+    problem,
+    problem_response,
+    violation_data,
+)
+from api.serializers import RefusalProblemOut, StrictIntegerField, ViolationOut
+from api.views import ApiView, _created, _input
+from core.errors import InvalidInput
+from core.ids import parse_uuid
+from plans import planner, selectors, services
+from plans.models import PlanGapUnit, PlanKind, PlanTemplate, TreatmentPlan
+
+# --- Shapes ----------------------------------------------------------------------------------------
+
+
+class GapOut(serializers.Serializer):
+    value = serializers.IntegerField()
+    unit = serializers.ChoiceField(choices=PlanGapUnit.choices)
+
+
+def _gap(gap: planner.Gap) -> dict:
+    return {"value": gap.value, "unit": gap.unit}
+
+
+class PlanTemplateOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    procedure = serializers.CharField(source="procedure_id")
+    kind = serializers.ChoiceField(choices=PlanKind.choices)
+    sessions = serializers.IntegerField()
+    min_gap = serializers.SerializerMethodField()
+    ideal_gap = serializers.SerializerMethodField()
+    max_gap = serializers.SerializerMethodField()
+    area = serializers.CharField(source="area_id", allow_null=True)
+    source = serializers.CharField(help_text="Clinic practice: not from the published sources.")
+
+    def get_min_gap(self, template) -> GapOut:
+        return _gap(template.min_gap)
+
+    def get_ideal_gap(self, template) -> GapOut:
+        return _gap(template.ideal_gap)
+
+    def get_max_gap(self, template) -> GapOut:
+        return _gap(template.max_gap)
+
+
+class ChosenSessionIn(InputSerializer):
+    start = AwareDateTimeField(help_text="As the dry run proposed it.")
+    practitioner = IdField(required=False, allow_null=True)
+
+
+class PlanCreateIn(InputSerializer):
+    template = CodeField(max_length=80, help_text="A plan template's code (GET plan-templates).")
+    start_from = StrictDateField(help_text="The first day the first session may fall on (clinic-local).")
+    clinic = IdField(required=False, allow_null=True, help_text="The patient's clinic (id or code), if given.")
+    practitioner = IdField(required=False, allow_null=True, help_text="Every session with this practitioner.")
+    area = CodeField(required=False, allow_null=True, help_text="Left out: the template's area, if any.")
+    sessions = StrictIntegerField(
+        required=False, min_value=1, max_value=planner.MAX_SESSIONS, help_text="Left out: the template's."
+    )
+    weekdays = serializers.ListField(
+        child=StrictIntegerField(min_value=0, max_value=6),
+        required=False,
+        max_length=7,
+        help_text="Preferred weekdays, 0 = Monday. Left out: any.",
+    )
+    times_of_day = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(planner.TIMES_OF_DAY)),
+        required=False,
+        max_length=3,
+        help_text="morning (before 12:00), afternoon (12:00-17:00), evening (from 17:00). Left out: any.",
+    )
+    dry_run = StrictBooleanField(required=False, default=False, help_text="true: propose, book nothing.")
+    proposal = ChosenSessionIn(
+        many=True,
+        required=False,
+        max_length=planner.MAX_SESSIONS,
+        help_text="Book exactly these sessions (a dry run's): each is re-checked, and if one is no longer "
+        "possible nothing is booked. Left out: the course is planned and booked in one step.",
+    )
+
+
+class ReplanIn(InputSerializer):
+    from_session = StrictIntegerField(min_value=1, max_value=planner.MAX_SESSIONS)
+    start = AwareDateTimeField(help_text="The moved session goes to the first possible slot from then on.")
+    dry_run = StrictBooleanField(required=False, default=False)
+
+
+class WindowOut(serializers.Serializer):
+    earliest = serializers.DateField()
+    ideal = serializers.DateField()
+    latest = serializers.DateField()
+
+
+class ProposedSessionOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    practitioner = serializers.CharField()
+    practitioner_name = serializers.CharField()
+    window = WindowOut()
+    why = serializers.CharField(help_text="Why the session lands where it does.")
+    warnings = ViolationOut(many=True)
+    needs_clearance = ViolationOut(many=True, help_text="Relative contraindications: booked pending clearance.")
+
+
+class ObstacleOut(serializers.Serializer):
+    session = serializers.IntegerField()
+    window = WindowOut()
+    violations = ViolationOut(many=True)
+
+
+class ProposalOut(serializers.Serializer):
+    feasible = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True, help_text="When not feasible: which session, and what stops it.")
+    obstacle = ObstacleOut(allow_null=True)
+    sessions = ProposedSessionOut(many=True)
+
+
+class PlanSessionOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["booked", "completed", "cancelled", "due", "overdue", "missed"])
+    appointment = serializers.CharField(allow_null=True)
+    start = serializers.DateTimeField(allow_null=True)
+    practitioner = serializers.CharField(allow_null=True)
+    window = WindowOut()
+
+
+class PlanOut(serializers.Serializer):
+    id = serializers.CharField()
+    template = serializers.CharField()
+    patient = serializers.CharField()
+    clinic = serializers.CharField()
+    area = serializers.CharField(allow_null=True)
+    created = serializers.DateTimeField()
+    sessions = PlanSessionOut(many=True)
+
+
+class PlanRefusalProblemOut(RefusalProblemOut):
+    """plan_refused (a session cannot be booked: the booking refusal's fields) or plan_infeasible."""
+
+    session = serializers.IntegerField(help_text="The first session that cannot be booked or placed.")
+    window = WindowOut(required=False)
+
+
+def _window(window: planner.Window) -> dict:
+    return {
+        "earliest": window.earliest.isoformat(),
+        "ideal": window.ideal.isoformat(),
+        "latest": window.latest.isoformat(),
+    }
+
+
+def _violations(violations, tz) -> list[dict]:
+    return [violation_data(v, tz) for v in violations]
+
+
+def proposal_data(proposal: services.Proposal) -> dict:
+    tz, plan = proposal.request.tz, proposal.plan
+    obstacle = plan.obstacle
+    return {
+        "feasible": plan.feasible,
+        "reason": obstacle.message if obstacle else None,
+        "obstacle": None
+        if obstacle is None
+        else {
+            "session": obstacle.index,
+            "window": _window(obstacle.window),
+            "violations": _violations(obstacle.violations, tz),
+        },
+        "sessions": [
+            {
+                "index": s.index,
+                "start": local_iso(s.start_at, tz),
+                "end": local_iso(s.end_at, tz),
+                "practitioner": s.practitioner_id,
+                "practitioner_name": s.practitioner_name,
+                "window": _window(s.window),
+                "why": s.why,
+                "warnings": _violations(s.warnings, tz),
+                "needs_clearance": _violations(s.needs_clearance, tz),
+            }
+            for s in plan.sessions
+        ],
+    }
+
+
+def plan_data(plan: TreatmentPlan, today) -> dict:
+    tz = plan.patient.clinic.tz
+    sessions = []
+    for view in selectors.plan_sessions(plan, today):
+        appointment = view.session.appointment
+        sessions.append(
+            {
+                "index": view.session.index,
+                "status": view.status,
+                "appointment": str(appointment.pk) if appointment else None,
+                "start": local_iso(appointment.start_at, tz) if appointment else None,
+                "practitioner": str(appointment.practitioner_id) if appointment else None,
+                "window": _window(view.session.window),
+            }
+        )
+    return {
+        "id": str(plan.pk),
+        "template": plan.template.code,
+        "patient": str(plan.patient_id),
+        "clinic": str(plan.clinic_id),
+        "area": plan.area_id,
+        "created": local_iso(plan.created_at, tz),
+        "sessions": sessions,
+    }
+
+
+def _refusal(request, error) -> Response:
+    """A plan refused: the session that cannot be booked (with the booking's own refusal) or placed."""
+    if isinstance(error, services.UnableToBookSession):
+        extra = {"session": error.index, **check_data(error.check, error.check.tz)}
+    else:
+        tz = error.tz
+        extra = {
+            "session": error.obstacle.index,
+            "window": _window(error.obstacle.window),
+            "violations": _violations(error.obstacle.violations, tz),
+            "warnings": [],
+            "earliest_eligible_start": None,
+            "next_available_slot": None,
+        }
+    body = problem(
+        409, code=error.code, title="Plan refused", detail=error.message, instance=instance_of(request), **extra
+    )
+    return problem_response(body)
+
+
+def _responses(status: int, serializer, *, refusal: bool, idempotent: bool = True) -> dict:
+    out = docs.responses(status, serializer, bad_request=True, idempotent=idempotent, body=True)
+    if refusal:
+        out[(409, PROBLEM_CONTENT_TYPE)] = OpenApiResponse(
+            PlanRefusalProblemOut,
+            description="plan_refused: a session cannot be booked (nothing is booked); plan_infeasible: no "
+            "arrangement fits; plan_session_not_replannable; or a request with this Idempotency-Key is still "
+            "being processed.",
+        )
+    return out
+
+
+# --- Views -----------------------------------------------------------------------------------------
+
+
+class PlanTemplateListApi(ApiView):
+    serializer_class = PlanTemplateOut
+
+    def get_queryset(self):
+        return PlanTemplate.objects.filter(is_active=True).order_by("name", "code")
+
+    @extend_schema(
+        tags=["treatment plans"],
+        operation_id="plan_templates_list",
+        summary="Course templates (clinic practice)",
+        responses=docs.responses(200, PlanTemplateOut, many=True, bad_request=True),
+    )
+    def get(self, request):
+        return self.page(self.get_queryset(), PlanTemplateOut)
+
+
+class PatientPlanCreateApi(ApiView):
+    serializer_class = PlanOut
+
+    @extend_schema(
+        tags=["treatment plans"],
+        operation_id="patients_plans_create",
+        summary="Propose (dry_run) or book a whole course, all sessions or none",
+        request=PlanCreateIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        responses={**_responses(201, PlanOut, refusal=True), 200: ProposalOut},
+    )
+    @idempotent
+    def post(self, request, patient_id):
+        patient = self.patient_from_url()
+        data = _input(PlanCreateIn, request)
+        self.check_booking_clinic(data, patient)
+        now = timezone.now()
+        template = services.plan_template_get(data["template"])
+        start_at = services.start_of(data["start_from"], patient.clinic.tz, now)
+        options = {
+            "practitioner_id": data.get("practitioner"),
+            "area_code": data.get("area"),
+            "sessions": data.get("sessions"),
+            "weekdays": frozenset(data.get("weekdays") or ()),
+            "times_of_day": frozenset(data.get("times_of_day") or ()),
+        }
+        if data["dry_run"]:
+            if "proposal" in data:
+                raise InvalidInput("invalid_plan", "A dry run proposes; leave `proposal` out.", field="proposal")
+            return Response(
+                proposal_data(services.plan_propose(patient=patient, template=template, start_at=start_at, **options))
+            )
+        chosen = [(row["start"], row.get("practitioner")) for row in data["proposal"]] if "proposal" in data else None
+        try:
+            plan = services.plan_book(
+                patient=patient,
+                template=template,
+                start_at=start_at,
+                actor=self.caller.actor(patient.clinic_id),
+                now=now,
+                chosen=chosen,
+                **options,
+            )
+        except (services.UnableToBookSession, services.UnableToPlan) as refused:
+            return _refusal(request, refused)
+        today = now.astimezone(patient.clinic.tz).date()
+        return _created(plan_data(plan, today), reverse("api:plan-detail", args=[plan.pk]))
+
+
+class _PlanApi(ApiView):
+    def plan_from_url(self) -> TreatmentPlan:
+        return services.plan_get(plans=selectors.plans_in(self.clinics()), plan_id=parse_uuid(self.kwargs["plan_id"]))
+
+
+class PlanDetailApi(_PlanApi):
+    serializer_class = PlanOut
+
+    @extend_schema(
+        tags=["treatment plans"],
+        operation_id="plans_retrieve",
+        summary="A plan, with each session's status",
+        responses=docs.responses(200, PlanOut),
+    )
+    def get(self, request, plan_id):
+        plan = self.plan_from_url()
+        return Response(plan_data(plan, timezone.now().astimezone(plan.patient.clinic.tz).date()))
+
+
+class PlanReplanApi(_PlanApi):
+    serializer_class = PlanOut
+
+    @extend_schema(
+        tags=["treatment plans"],
+        operation_id="plans_replan",
+        summary="Re-plan from a session: dry_run proposes (200, a proposal); otherwise applied (200, the plan)",
+        request=ReplanIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        responses=_responses(
+            200,
+            PolymorphicProxySerializer(
+                component_name="ReplanOut", serializers=[PlanOut, ProposalOut], resource_type_field_name=None
+            ),
+            refusal=True,
+        ),
+    )
+    @idempotent
+    def post(self, request, plan_id):
+        plan = self.plan_from_url()
+        data = _input(ReplanIn, request)
+        now = timezone.now()
+        start = services.start_of(data["start"], plan.patient.clinic.tz, now, field="start")
+        if data["dry_run"]:
+            proposal = services.plan_replan_propose(plan=plan, from_index=data["from_session"], start_at=start)
+            return Response(proposal_data(proposal))
+        try:
+            plan = services.plan_replan(
+                plan=plan,
+                from_index=data["from_session"],
+                start_at=start,
+                actor=self.caller.actor(plan.clinic_id),
+                now=now,
+            )
+        except (services.UnableToBookSession, services.UnableToPlan) as refused:
+            return _refusal(request, refused)
+        return Response(plan_data(plan, now.astimezone(plan.patient.clinic.tz).date()))

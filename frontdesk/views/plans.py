@@ -1,0 +1,152 @@
+"""Treatment plans at the desk: plan a course from a patient's page (proposal, then book), a plan's page
+(sessions and their status, re-plan from a session), and the recalls due on Today (a template tag)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from clinic.selectors import clinics_for_user
+from frontdesk.forms import DomainErrors
+from frontdesk.plan_forms import PlanCourseForm, ReplanForm
+from frontdesk.plan_timeline import timeline_of
+from frontdesk.views.base import clinic_page, page, patient_or_404
+from plans import selectors as plan_selectors
+from plans import services
+from plans.models import TreatmentPlan
+
+
+def _proposal(request, patient, form: PlanCourseForm, now) -> services.Proposal | None:
+    if not form.is_valid():
+        return None
+    with DomainErrors(form):
+        template = services.plan_template_get(form.cleaned_data["template"])
+        start = services.start_of(form.cleaned_data["start_from"], request.clinic.tz, now)
+        return services.plan_propose(patient=patient, template=template, start_at=start, **form.options())
+    return None
+
+
+def _plan_page(request, patient, form, *, refused: str | None = None, status: int = 200):
+    now = timezone.now()
+    proposal = _proposal(request, patient, form, now) if form.is_bound else None
+    return page(
+        request,
+        "frontdesk/plan_new.html",
+        {
+            "patient": patient,
+            "form": form,
+            "proposal": proposal,
+            "timeline": timeline_of(proposal) if proposal and proposal.plan.feasible else None,
+            "refused": refused,
+            "nav": "patients",
+        },
+        status=status,
+    )
+
+
+@clinic_page
+def plan_new(request, patient_id):
+    """Choose a course and a start; see where each session would go, and why."""
+    patient = patient_or_404(request, patient_id)
+    bound = "template" in request.GET
+    initial = {"start_from": timezone.localdate(timezone=request.clinic.tz)}
+    form = PlanCourseForm(request.GET if bound else None, clinic=request.clinic, initial=initial)
+    return _plan_page(request, patient, form)
+
+
+@clinic_page
+@require_POST
+def plan_book(request, patient_id):
+    """Book the sessions shown, exactly: if one has gone since, nothing is booked and the page says which."""
+    patient = patient_or_404(request, patient_id)
+    form = PlanCourseForm(request.POST, clinic=request.clinic)
+    outcome = DomainErrors(form)
+    if form.is_valid():
+        chosen = []
+        for value in request.POST.getlist("session"):
+            start, _, practitioner = value.partition("|")
+            try:
+                chosen.append((datetime.fromisoformat(start), practitioner or None))
+            except ValueError:
+                form.add_error(None, "The proposal was damaged; plan the course again.")
+                break
+        if form.is_valid():
+            now = timezone.now()
+            with outcome:
+                plan = services.plan_book(
+                    patient=patient,
+                    template=services.plan_template_get(form.cleaned_data["template"]),
+                    start_at=services.start_of(form.cleaned_data["start_from"], request.clinic.tz, now),
+                    actor=request.actor,
+                    now=now,
+                    chosen=chosen,
+                    **form.options(),
+                )
+                messages.success(request, f"{plan.template.name} booked: {len(chosen)} sessions.")
+                return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
+    # Refused: show why, with the proposal as it stands now.
+    return _plan_page(request, patient, form, refused=outcome.refused, status=outcome.status)
+
+
+def _plan_or_404(request, plan_id) -> TreatmentPlan:
+    scope = clinics_for_user(request.user).filter(pk=request.clinic.pk)
+    plan = plan_selectors.plans_in(scope).filter(pk=plan_id).select_related("patient__clinic", "template").first()
+    if plan is None:
+        raise Http404("No such plan.")
+    return plan
+
+
+@clinic_page
+def plan_detail(request, plan_id):
+    plan = _plan_or_404(request, plan_id)
+    today = timezone.localdate(timezone=request.clinic.tz)
+    replan_form, proposal = None, None
+    if "from_session" in request.GET:
+        replan_form = ReplanForm(request.GET)
+        if replan_form.is_valid():
+            with DomainErrors(replan_form):
+                start = services.start_of(replan_form.cleaned_data["start_from"], request.clinic.tz, timezone.now())
+                proposal = services.plan_replan_propose(
+                    plan=plan, from_index=replan_form.cleaned_data["from_session"], start_at=start
+                )
+    return page(
+        request,
+        "frontdesk/plan_detail.html",
+        {
+            "plan": plan,
+            "patient": plan.patient,
+            "sessions": plan_selectors.plan_sessions(plan, today),
+            "replan_form": replan_form,
+            "proposal": proposal,
+            "timeline": timeline_of(proposal) if proposal and proposal.plan.feasible else None,
+            "nav": "patients",
+        },
+    )
+
+
+@clinic_page
+@require_POST
+def plan_replan(request, plan_id):
+    """Apply the re-plan shown (planned again under the locks: the same answer unless the calendar moved)."""
+    plan = _plan_or_404(request, plan_id)
+    form = ReplanForm(request.POST)
+    outcome = DomainErrors(form)
+    if form.is_valid():
+        now = timezone.now()
+        with outcome:
+            services.plan_replan(
+                plan=plan,
+                from_index=form.cleaned_data["from_session"],
+                start_at=services.start_of(form.cleaned_data["start_from"], request.clinic.tz, now),
+                actor=request.actor,
+                now=now,
+            )
+            messages.success(request, f"Re-planned from session {form.cleaned_data['from_session']}.")
+            return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
+    messages.error(request, outcome.refused or "The re-plan could not be applied; check the date.")
+    return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)

@@ -1,0 +1,112 @@
+"""Recalls: after a treatment that has a next step, one "you are due for your next ..." message.
+
+A plan's session completed with the next one not yet booked, or a treatment with a maintenance template
+(Botox every 3-4 months) completed: the patient gets one recall at the ideal date (clinic-local, through
+the reminders' outbox: consent, opt-out, quiet hours and STOP as for care messages), with the earliest
+date the rules allow for this patient in its text. Booking that procedure cancels it. Subscribed to
+scheduler.notifications from PlansConfig.ready(), so it runs inside the change's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction
+from plans.models import PlanKind, PlanSession, PlanTemplate, Recall
+from reminders.services import recall_add, recall_cancel
+from scheduler import rules, selectors
+
+
+@dataclass(frozen=True)
+class DueRecall:
+    procedure: str
+    due_on: date
+    earliest_on: date | None
+    template: PlanTemplate
+    session: PlanSession | None  # the plan's next session, when it is a plan's
+
+
+def recall_for(*, appointment: Appointment) -> DueRecall | None:
+    """The recall a completed appointment calls for, or None (no next step, or it is already booked)."""
+    tz = appointment.clinic.tz
+    done_on = appointment.start_at.astimezone(tz).date()
+    template, session = None, None
+    current = PlanSession.objects.filter(appointment=appointment).select_related("plan__template").first()
+    if current is not None:
+        session = current.plan.sessions.filter(index=current.index + 1).select_related("appointment").first()
+        if session is not None:
+            template = current.plan.template
+    if template is None:
+        template = (
+            PlanTemplate.objects.filter(
+                procedure_id=appointment.procedure_id, kind=PlanKind.MAINTENANCE, is_active=True
+            )
+            .order_by("code")
+            .first()
+        )
+    if template is None:
+        return None
+    if Appointment.objects.filter(
+        patient_id=appointment.patient_id,
+        procedure_id=template.procedure_id,
+        status__in=ACTIVE_APPOINTMENT_STATUSES,
+        start_at__gt=appointment.start_at,
+    ).exists():
+        return None  # the next one is booked already
+    opens = rules.start_of_local_day(template.min_gap.add_to(done_on), tz)
+    earliest = rules.earliest_eligible_start(
+        selectors.timeline_for_patient(appointment.patient_id),
+        selectors.rulebook_load(),
+        rules.Proposal(template.procedure_id, opens, appointment.area_id),
+        tz,
+    )
+    return DueRecall(
+        template.procedure_id,
+        template.ideal_gap.add_to(done_on),
+        earliest.astimezone(tz).date() if earliest else None,
+        template,
+        session,
+    )
+
+
+def recall_on_change(*, appointment: Appointment, change: str, now: datetime, previous: dict | None = None) -> None:
+    if change == AuditAction.BOOKED:
+        # One statement per booking; the outbox is touched only when a recall was open (none usually is).
+        closed = Recall.objects.filter(
+            patient_id=appointment.patient_id, procedure_id=appointment.procedure_id, closed_at__isnull=True
+        ).update(closed_at=now)
+        if closed:
+            recall_cancel(
+                patient_id=appointment.patient_id, procedure=appointment.procedure_id, reason="the patient booked it"
+            )
+    elif change == AuditAction.COMPLETED:
+        if Recall.objects.filter(after=appointment).exists():
+            return  # completion happens once; a replayed call must not plan a second recall
+        recall = recall_for(appointment=appointment)
+        if recall is None:
+            return
+        Recall.objects.create(
+            patient_id=appointment.patient_id,
+            clinic_id=appointment.clinic_id,
+            after=appointment,
+            procedure_id=recall.procedure,
+            template=recall.template,
+            session=recall.session,
+            due_on=recall.due_on,
+            earliest_on=recall.earliest_on,
+            created_at=now,
+        )
+        recall_add(
+            appointment=appointment,
+            due_on=recall.due_on,
+            payload={
+                "procedure": recall.procedure,
+                "due_on": recall.due_on.isoformat(),
+                "earliest_on": recall.earliest_on.isoformat() if recall.earliest_on else None,
+                "plan_template": recall.template.code,
+                "plan": str(recall.session.plan_id) if recall.session else None,
+                "session": recall.session.index if recall.session else None,
+            },
+            now=now,
+        )

@@ -1,0 +1,76 @@
+"""Reads for plans: where each session of a plan stands today."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.db.models import QuerySet
+
+from clinic.models import AppointmentStatus, Clinic
+from plans.models import PlanSession, Recall, TreatmentPlan
+
+
+class SessionStatus:
+    BOOKED = "booked"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    DUE = "due"
+    OVERDUE = "overdue"
+    MISSED = "missed"
+
+
+def session_status(session: PlanSession, today: date) -> str:
+    """booked or completed by its appointment; otherwise due, overdue (past the ideal day) or missed (past the
+    window, or not attended); a cancelled session says so until its window has passed."""
+    appointment = session.appointment
+    if appointment is not None:
+        if appointment.status == AppointmentStatus.COMPLETED:
+            return SessionStatus.COMPLETED
+        if appointment.is_active:
+            return SessionStatus.BOOKED
+        if appointment.status == AppointmentStatus.NO_SHOW:
+            return SessionStatus.MISSED
+    if today > session.latest_on:
+        return SessionStatus.MISSED
+    if appointment is not None:  # cancelled, window still open
+        return SessionStatus.CANCELLED
+    return SessionStatus.OVERDUE if today > session.ideal_on else SessionStatus.DUE
+
+
+@dataclass(frozen=True)
+class SessionView:
+    session: PlanSession
+    status: str
+
+
+def plan_sessions(plan: TreatmentPlan, today: date) -> list[SessionView]:
+    rows = plan.sessions.select_related("appointment__practitioner").order_by("index")
+    return [SessionView(row, session_status(row, today)) for row in rows]
+
+
+def plans_in(clinics: QuerySet[Clinic]) -> QuerySet[TreatmentPlan]:
+    """Plans of the patients of these clinics (the tenancy filter every reader starts from)."""
+    return TreatmentPlan.objects.filter(patient__clinic__in=clinics)
+
+
+@dataclass(frozen=True)
+class DueRecallView:
+    recall: Recall
+    overdue: bool
+
+
+# Recalls show on Today from this many days before their date.
+RECALL_LEAD_DAYS = 7
+
+
+def recalls_due(*, clinic: Clinic, today: date) -> list[DueRecallView]:
+    """Open recalls of the clinic's patients due within a week, or overdue (past their date, still not booked)."""
+    rows = (
+        Recall.objects.filter(
+            clinic=clinic, closed_at__isnull=True, due_on__lte=today + timedelta(days=RECALL_LEAD_DAYS)
+        )
+        .select_related("patient", "procedure", "template")
+        .order_by("due_on", "patient__last_name", "id")[:100]
+    )
+    return [DueRecallView(row, row.due_on < today) for row in rows]

@@ -1,0 +1,401 @@
+"""Treatment plan services: propose a course, book it whole, re-plan from a session.
+
+Proposing runs the pure planner (plans/planner.py) over the patient's timeline, the rule book and the
+practitioners' free slots. Booking takes the same locks as a single booking (the patient, then the
+practitioners in key order), plans or checks the proposal under them, and books every session through
+scheduler.booking's own path in one transaction: all or none. Time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+from django.conf import settings
+from django.db import transaction
+
+from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
+from core.errors import ErrorCode, InvalidInput, NotFound, Refused
+from plans import planner
+from plans.models import PlanSession, PlanTemplate, TreatmentPlan
+from scheduler import booking, rules, selectors, versioned
+from scheduler.availability import Schedule
+from scheduler.lifecycle import Actor, lock_patient
+
+# Slots are read in chunks of this many days, each chunk once per proposal: the planner reads the calendar
+# only as far as the course reaches.
+_CHUNK = timedelta(days=35)
+
+
+class UnableToPlan(Refused):
+    """No arrangement of the course fits (HTTP 409): `obstacle` names the session and the rule or window."""
+
+    def __init__(self, obstacle: planner.Obstacle, tz: tzinfo) -> None:
+        super().__init__(ErrorCode.PLAN_INFEASIBLE, obstacle.message)
+        self.obstacle = obstacle
+        self.tz = tz
+
+
+class UnableToBookSession(Refused):
+    """Session `index` cannot be booked (HTTP 409): `check` is the refusal a single booking would give."""
+
+    def __init__(self, index: int, check: booking.BookingCheck) -> None:
+        first = check.blocking[0].message if check.blocking else "The booking is not possible."
+        super().__init__(ErrorCode.PLAN_REFUSED, f"Session {index} cannot be booked: {first}")
+        self.index = index
+        self.check = check
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    patient: Patient
+    template: PlanTemplate
+    course: planner.Course
+    candidates: list[Practitioner]
+    preferences: planner.Preferences
+    start_at: datetime
+
+    @property
+    def tz(self) -> tzinfo:
+        return self.patient.clinic.tz
+
+
+@dataclass(frozen=True)
+class Proposal:
+    request: PlanRequest
+    plan: planner.Plan
+
+
+class _FreeSlots:
+    """The planner's slot source over scheduler.availability: practitioners' free slots, read in fixed chunks."""
+
+    def __init__(self, request: PlanRequest, ignore_appointment_ids=()) -> None:
+        self.request = request
+        self.ignore = list(ignore_appointment_ids)
+        self.origin = request.start_at
+        self.step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
+        self._schedules: dict[int, Schedule] = {}
+
+    def _schedule(self, chunk: int) -> Schedule:
+        if chunk not in self._schedules:
+            lo = self.origin + chunk * _CHUNK
+            self._schedules[chunk] = Schedule(
+                self.request.candidates,
+                self.request.tz,
+                lo,
+                lo + _CHUNK + self.request.course.duration,
+                patient_id=self.request.patient.pk,
+                ignore_appointment_ids=self.ignore,
+            )
+        return self._schedules[chunk]
+
+    def __call__(self, lo: datetime, hi: datetime):
+        chunk = max(0, (lo - self.origin) // _CHUNK)
+        while True:
+            chunk_lo = self.origin + chunk * _CHUNK
+            if chunk_lo >= hi:
+                return
+            start, end = max(lo, chunk_lo), min(hi, chunk_lo + _CHUNK)
+            if start < end:
+                yield from self._schedule(chunk).free_slots(
+                    duration=self.request.course.duration,
+                    step=self.step,
+                    window_start=start,
+                    window_end=end - rules.RESOLUTION,
+                )
+            chunk += 1
+
+
+# --- Input ----------------------------------------------------------------------------------------
+
+
+def plan_template_get(code: str) -> PlanTemplate:
+    template = (
+        PlanTemplate.objects.filter(code=code, is_active=True).select_related("procedure").first()
+        if isinstance(code, str) and code
+        else None
+    )
+    if template is None:
+        raise InvalidInput(ErrorCode.UNKNOWN_PLAN_TEMPLATE, f"There is no plan template {code!r}.", field="template")
+    return template
+
+
+def _planning_error(error: planner.PlanInputError, field_prefix: str = "") -> InvalidInput:
+    field = {"value": "sessions", "unit": "sessions"}.get(error.field, error.field)
+    return InvalidInput(ErrorCode.INVALID_PLAN, error.message, field=f"{field_prefix}{field}")
+
+
+def start_of(start_from: date | datetime, tz: tzinfo, now: datetime, *, field: str = "start_from") -> datetime:
+    """A plan's start: a local date (its first minute, or now when that is today) or an aware time, not past."""
+    if isinstance(start_from, datetime):
+        start = start_from.astimezone(UTC)
+        if start < rules.ceil_minute(now) - rules.RESOLUTION:
+            raise InvalidInput(ErrorCode.START_IN_PAST, "That time has already passed.", field=field)
+        return max(rules.ceil_minute(start), rules.ceil_minute(now))
+    if start_from < now.astimezone(tz).date():
+        raise InvalidInput(ErrorCode.START_IN_PAST, "That day has already passed.", field=field)
+    return max(rules.start_of_local_day(start_from, tz), rules.ceil_minute(now))
+
+
+def _request(
+    *,
+    patient: Patient,
+    template: PlanTemplate,
+    start_at: datetime,
+    practitioner_id=None,
+    area_code: str | None = None,
+    sessions: int | None = None,
+    weekdays: frozenset[int] = frozenset(),
+    times_of_day: frozenset[str] = frozenset(),
+    lock: bool = False,
+) -> PlanRequest:
+    area = booking.area_for(area_code) if area_code else template.area
+    procedure_code = template.procedure_id
+    try:
+        course = planner.Course(
+            procedure_code,
+            template.sessions if sessions is None else sessions,
+            template.min_gap,
+            template.ideal_gap,
+            template.max_gap,
+            timedelta(minutes=template.procedure.duration_minutes),
+            area.code if area else None,
+        )
+        preferences = planner.Preferences(
+            str(practitioner_id) if practitioner_id else None, frozenset(weekdays), frozenset(times_of_day)
+        )
+    except planner.PlanInputError as error:
+        raise _planning_error(error) from error
+    candidates = booking.practitioners_for(
+        patient=patient, procedure_code=procedure_code, practitioner_id=practitioner_id, lock=lock
+    )
+    if practitioner_id:
+        preferences = planner.Preferences(str(candidates[0].pk), preferences.weekdays, preferences.times_of_day)
+    return PlanRequest(patient, template, course, candidates, preferences, start_at)
+
+
+def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> planner.Plan:
+    return planner.plan_course(
+        timeline=selectors.timeline_for_patient(request.patient.pk),
+        rulebook=selectors.rulebook_load(),
+        course=request.course,
+        start_at=request.start_at,
+        tz=request.tz,
+        free_slots=_FreeSlots(request, ignore),
+        preferences=request.preferences,
+        first_index=first_index,
+        ignore_event_ids=frozenset(str(pk) for pk in ignore),
+    )
+
+
+# --- Proposing and booking ---------------------------------------------------------------------------
+
+
+@versioned.within_snapshot
+def plan_propose(*, patient: Patient, template: PlanTemplate, start_at: datetime, **options) -> Proposal:
+    """A dry run: where every session would go, and why; writes nothing."""
+    request = _request(patient=patient, template=template, start_at=start_at, **options)
+    return Proposal(request, _plan(request))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A session to book: where, with whom, and in which window."""
+
+    index: int
+    start_at: datetime
+    practitioner_id: str | None
+    window: planner.Window
+
+
+def _placements_checked(request: PlanRequest, chosen: list[tuple[datetime, str | None]]) -> list[Placement]:
+    """A proposal the caller chose (a dry run's sessions): the right number, each inside its window."""
+    course, tz = request.course, request.tz
+    if len(chosen) != course.sessions:
+        raise InvalidInput(
+            ErrorCode.INVALID_PLAN,
+            f"The course has {course.sessions} sessions; the proposal gives {len(chosen)}.",
+            field="proposal",
+        )
+    placements, previous = [], None
+    first_day = request.start_at.astimezone(tz).date()
+    for index, (start, practitioner_id) in enumerate(chosen, start=1):
+        window = (
+            planner.Window(first_day, first_day, first_day + timedelta(days=planner.HORIZON_DAYS))
+            if previous is None
+            else planner.Window(
+                course.min_gap.add_to(previous), course.ideal_gap.add_to(previous), course.max_gap.add_to(previous)
+            )
+        )
+        day = start.astimezone(tz).date()
+        if not window.holds(day) or start < request.start_at:
+            raise InvalidInput(
+                ErrorCode.PLAN_SESSION_OUTSIDE_WINDOW,
+                f"Session {index} must fall between {window.earliest} and {window.latest}.",
+                field=f"proposal.{index - 1}.start",
+            )
+        placements.append(Placement(index, start, practitioner_id, window))
+        previous = day
+    return placements
+
+
+def _book_session(request: PlanRequest, index: int, start_at: datetime, practitioner_id, actor: Actor, now: datetime):
+    """One session through the single-booking path (its locks and re-checks); a refusal names the session."""
+    try:
+        return booking.appointment_book(
+            patient=request.patient,
+            procedure_code=request.course.procedure,
+            start_at=start_at,
+            actor=actor,
+            now=now,
+            area_code=request.course.area,
+            practitioner_id=practitioner_id,
+        ).appointment
+    except booking.UnableToBook as refused:
+        raise UnableToBookSession(index, refused.check) from refused
+
+
+def _book_sessions(
+    request: PlanRequest, placements: list[Placement], actor: Actor, now: datetime
+) -> list[tuple[Placement, Appointment]]:
+    """Book each session in turn; the first refusal ends all (the caller's transaction rolls back the rest)."""
+    return [(p, _book_session(request, p.index, p.start_at, p.practitioner_id, actor, now)) for p in placements]
+
+
+@versioned.within_snapshot
+def plan_book(
+    *,
+    patient: Patient,
+    template: PlanTemplate,
+    start_at: datetime,
+    actor: Actor,
+    now: datetime,
+    chosen: list[tuple[datetime, str | None]] | None = None,
+    **options,
+) -> TreatmentPlan:
+    """Book the whole course in one transaction, or nothing.
+
+    Without `chosen` the course is planned under the locks; with it (the sessions a dry run proposed),
+    each is re-checked as it is booked, so a slot taken since the dry run refuses the plan whole.
+    """
+    with transaction.atomic():
+        patient = lock_patient(patient.pk)
+        request = _request(patient=patient, template=template, start_at=start_at, lock=True, **options)
+        if chosen is None:
+            # Race condition: planned only now that the patient and the practitioners are locked.
+            plan = _plan(request)
+            if not plan.feasible:
+                raise UnableToPlan(plan.obstacle, request.tz)
+            placements = [Placement(s.index, s.start_at, s.practitioner_id, s.window) for s in plan.sessions]
+        else:
+            placements = _placements_checked(request, chosen)
+        treatment_plan = TreatmentPlan.objects.create(
+            patient=patient,
+            template=template,
+            clinic_id=patient.clinic_id,
+            area_id=request.course.area,
+            created_at=now,
+        )
+        for placement, appointment in _book_sessions(request, placements, actor, now):
+            PlanSession.objects.create(
+                plan=treatment_plan,
+                index=placement.index,
+                appointment=appointment,
+                earliest_on=placement.window.earliest,
+                ideal_on=placement.window.ideal,
+                latest_on=placement.window.latest,
+            )
+    return treatment_plan
+
+
+# --- Re-planning --------------------------------------------------------------------------------------
+
+
+def _replan_request(
+    plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool
+) -> tuple[PlanRequest, list[PlanSession]]:
+    sessions = list(plan.sessions.select_related("appointment").order_by("index"))
+    if not any(s.index == from_index for s in sessions):
+        raise InvalidInput(
+            ErrorCode.UNKNOWN_PLAN_SESSION, f"The plan has no session {from_index}.", field="from_session"
+        )
+    moving = [s for s in sessions if s.index >= from_index]
+    done = [s for s in moving if s.appointment is not None and s.appointment.status == AppointmentStatus.COMPLETED]
+    if done:
+        raise Refused(
+            ErrorCode.PLAN_SESSION_NOT_REPLANNABLE,
+            f"Session {done[0].index} is already done; re-plan from a later session.",
+        )
+    request = _request(
+        patient=plan.patient,
+        template=plan.template,
+        start_at=start_at,
+        area_code=plan.area_id,
+        sessions=len(moving),
+        lock=lock,
+    )
+    return request, moving
+
+
+@versioned.within_snapshot
+def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datetime) -> Proposal:
+    """The moved session and every later one, re-proposed around the plan's own bookings; writes nothing."""
+    request, moving = _replan_request(plan, from_index, start_at, lock=False)
+    ignore = tuple(s.appointment_id for s in moving if s.appointment is not None and s.appointment.is_active)
+    return Proposal(request, _plan(request, first_index=from_index, ignore=ignore))
+
+
+@versioned.within_snapshot
+def plan_replan(
+    *, plan: TreatmentPlan, from_index: int, start_at: datetime, actor: Actor, now: datetime
+) -> TreatmentPlan:
+    """Apply a re-plan in one transaction: each moved session's booking is moved (or booked afresh)."""
+    with transaction.atomic():
+        lock_patient(plan.patient_id)
+        request, moving = _replan_request(plan, from_index, start_at, lock=True)
+        active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
+        ignore = tuple(a.pk for a in active.values())
+        # Race condition: planned only now that the patient and the practitioners are locked.
+        proposed = _plan(request, first_index=from_index, ignore=ignore)
+        if not proposed.feasible:
+            raise UnableToPlan(proposed.obstacle, request.tz)
+        by_index = {s.index: s for s in moving}
+        # Sessions moving later go last-first and those moving earlier first-first, so that no session is
+        # moved onto a time its neighbour still holds.
+        later = [s for s in proposed.sessions if s.index in active and s.start_at > active[s.index].start_at]
+        order = sorted(later, key=lambda s: -s.index) + [s for s in proposed.sessions if s not in later]
+        for session in order:
+            row = by_index[session.index]
+            if session.index in active:
+                try:
+                    appointment = booking.appointment_reschedule(
+                        appointment=active[session.index],
+                        start_at=session.start_at,
+                        actor=actor,
+                        now=now,
+                        practitioner_id=session.practitioner_id,
+                        reason=f"Treatment plan re-planned from session {from_index}.",
+                    ).appointment
+                except booking.UnableToBook as refused:
+                    raise UnableToBookSession(session.index, refused.check) from refused
+            else:
+                appointment = _book_session(
+                    request, session.index, session.start_at, session.practitioner_id, actor, now
+                )
+            row.appointment = appointment
+            row.earliest_on, row.ideal_on, row.latest_on = (
+                session.window.earliest,
+                session.window.ideal,
+                session.window.latest,
+            )
+            row.save(update_fields=["appointment", "earliest_on", "ideal_on", "latest_on"])
+    return plan
+
+
+def plan_get(*, plans, plan_id) -> TreatmentPlan:
+    plan = (
+        plans.filter(pk=plan_id).select_related("patient__clinic", "template__procedure").first() if plan_id else None
+    )
+    if plan is None:
+        raise NotFound(ErrorCode.UNKNOWN_PLAN, "There is no such plan.")
+    return plan
