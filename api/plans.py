@@ -6,6 +6,7 @@ the caller's (api.access): another clinic's patient or plan is a 404. A refusal 
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
@@ -33,6 +34,7 @@ from api.problems import (
 )
 from api.serializers import RefusalProblemOut, StrictIntegerField, ViolationOut
 from api.views import ApiView, _created, _input
+from clinic.models import Clinic
 from core.errors import InvalidInput
 from core.ids import parse_uuid
 from plans import planner, selectors, services
@@ -52,6 +54,9 @@ def _gap(gap: planner.Gap) -> dict:
 
 class PlanTemplateOut(serializers.Serializer):
     code = serializers.CharField()
+    organisation = serializers.CharField(
+        source="organisation_id", allow_null=True, help_text="Null: a default every organisation starts from."
+    )
     name = serializers.CharField()
     procedure = serializers.CharField(source="procedure_id")
     kind = serializers.ChoiceField(choices=PlanKind.choices)
@@ -80,7 +85,12 @@ class ChosenSessionIn(InputSerializer):
 class PlanCreateIn(InputSerializer):
     template = CodeField(max_length=80, help_text="A plan template's code (GET plan-templates).")
     start_from = StrictDateField(help_text="The first day the first session may fall on (clinic-local).")
-    clinic = IdField(required=False, allow_null=True, help_text="The patient's clinic (id or code), if given.")
+    clinic = IdField(
+        required=False,
+        allow_null=True,
+        help_text="Where the sessions take place (id or code), as for a booking. Left out: the practitioner's, "
+        "else the patient's home clinic.",
+    )
     practitioner = IdField(required=False, allow_null=True, help_text="Every session with this practitioner.")
     area = CodeField(required=False, allow_null=True, help_text="Left out: the template's area, if any.")
     sessions = StrictIntegerField(
@@ -214,7 +224,7 @@ def proposal_data(proposal: services.Proposal) -> dict:
 
 
 def plan_data(plan: TreatmentPlan, today) -> dict:
-    tz = plan.patient.clinic.tz
+    tz = plan.clinic.tz
     sessions = []
     for view in selectors.plan_sessions(plan, today):
         appointment = view.session.appointment
@@ -278,7 +288,14 @@ class PlanTemplateListApi(ApiView):
     serializer_class = PlanTemplateOut
 
     def get_queryset(self):
-        return PlanTemplate.objects.filter(is_active=True).order_by("name", "code")
+        # The defaults, and the templates of the organisations in scope (each replacing a default of its code
+        # for its own patients).
+        organisations = self.caller.organisations()
+        return (
+            PlanTemplate.objects.filter(is_active=True)
+            .filter(Q(organisation__isnull=True) | Q(organisation__in=organisations))
+            .order_by("name", "code", "organisation_id")
+        )
 
     @extend_schema(
         tags=["treatment plans"],
@@ -305,10 +322,10 @@ class PatientPlanCreateApi(ApiView):
     def post(self, request, patient_id):
         patient = self.patient_from_url()
         data = _input(PlanCreateIn, request)
-        self.check_booking_clinic(data, patient)
+        clinic = Clinic.objects.get(pk=self.booking_clinic(data, patient))
         now = timezone.now()
-        template = services.plan_template_get(data["template"])
-        start_at = services.start_of(data["start_from"], patient.clinic.tz, now)
+        template = services.plan_template_get(data["template"], organisation_id=patient.organisation_id)
+        start_at = services.start_of(data["start_from"], clinic.tz, now)
         options = {
             "practitioner_id": data.get("practitioner"),
             "area_code": data.get("area"),
@@ -320,22 +337,27 @@ class PatientPlanCreateApi(ApiView):
             if "proposal" in data:
                 raise InvalidInput("invalid_plan", "A dry run proposes; leave `proposal` out.", field="proposal")
             return Response(
-                proposal_data(services.plan_propose(patient=patient, template=template, start_at=start_at, **options))
+                proposal_data(
+                    services.plan_propose(
+                        patient=patient, clinic=clinic, template=template, start_at=start_at, **options
+                    )
+                )
             )
         chosen = [(row["start"], row.get("practitioner")) for row in data["proposal"]] if "proposal" in data else None
         try:
             plan = services.plan_book(
                 patient=patient,
+                clinic=clinic,
                 template=template,
                 start_at=start_at,
-                actor=self.caller.actor(patient.clinic_id),
+                actor=self.caller.actor(clinic.pk),
                 now=now,
                 chosen=chosen,
                 **options,
             )
         except (services.UnableToBookSession, services.UnableToPlan) as refused:
             return _refusal(request, refused)
-        today = now.astimezone(patient.clinic.tz).date()
+        today = now.astimezone(clinic.tz).date()
         return _created(plan_data(plan, today), reverse("api:plan-detail", args=[plan.pk]))
 
 
@@ -355,7 +377,7 @@ class PlanDetailApi(_PlanApi):
     )
     def get(self, request, plan_id):
         plan = self.plan_from_url()
-        return Response(plan_data(plan, timezone.now().astimezone(plan.patient.clinic.tz).date()))
+        return Response(plan_data(plan, timezone.now().astimezone(plan.clinic.tz).date()))
 
 
 class PlanReplanApi(_PlanApi):
@@ -380,7 +402,7 @@ class PlanReplanApi(_PlanApi):
         plan = self.plan_from_url()
         data = _input(ReplanIn, request)
         now = timezone.now()
-        start = services.start_of(data["start"], plan.patient.clinic.tz, now, field="start")
+        start = services.start_of(data["start"], plan.clinic.tz, now, field="start")
         if data["dry_run"]:
             proposal = services.plan_replan_propose(plan=plan, from_index=data["from_session"], start_at=start)
             return Response(proposal_data(proposal))
@@ -394,4 +416,4 @@ class PlanReplanApi(_PlanApi):
             )
         except (services.UnableToBookSession, services.UnableToPlan) as refused:
             return _refusal(request, refused)
-        return Response(plan_data(plan, now.astimezone(plan.patient.clinic.tz).date()))
+        return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date()))

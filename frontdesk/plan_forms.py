@@ -29,7 +29,7 @@ class PlanCourseForm(FrontdeskForm):
     def __init__(self, *args, clinic, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["template"].choices = [
-            (t.code, t.name) for t in PlanTemplate.objects.filter(is_active=True).order_by("name")
+            (t.code, t.name) for t in PlanTemplate.objects.for_organisation(clinic.organisation_id).order_by("name")
         ]
         self.fields["practitioner"].choices = _choices(
             Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner"

@@ -5,13 +5,15 @@ between them); a plan is one patient's course, each session an ordinary appointm
 every rule, reminder and webhook applies to it. Placing the sessions is `plans/planner.py`'s job.
 """
 
+from __future__ import annotations
+
 import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from clinic.models import Appointment, Clinic, Patient, ProcedureType, TreatmentArea
+from clinic.models import Appointment, Clinic, Organisation, Patient, ProcedureType, TreatmentArea
 from plans import planner
 
 
@@ -26,10 +28,28 @@ class PlanKind(models.TextChoices):
     MAINTENANCE = "maintenance", "Maintenance (repeats; every completed treatment plans a recall)"
 
 
+class PlanTemplateQuerySet(models.QuerySet):
+    def for_organisation(self, organisation_id) -> PlanTemplateQuerySet:
+        """The active templates an organisation's patients get: its own, and the defaults it has not replaced."""
+        own = self.filter(organisation_id=organisation_id, is_active=True)
+        return self.filter(is_active=True).filter(
+            Q(organisation_id=organisation_id) | (Q(organisation__isnull=True) & ~Q(code__in=own.values("code")))
+        )
+
+
 class PlanTemplate(models.Model):
     """How a course runs. Shipped defaults are clinic practice, not from the sources (docs/plans.md)."""
 
-    code = models.SlugField(max_length=80, unique=True)
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="plan_templates",
+        help_text="Empty: a default every organisation starts from. An organisation's template of the same code "
+        "replaces the default for its patients.",
+    )
+    code = models.SlugField(max_length=80)
     name = models.CharField(max_length=200)
     procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=12, choices=PlanKind.choices, default=PlanKind.COURSE)
@@ -64,9 +84,15 @@ class PlanTemplate(models.Model):
         help_text="Which shipped default this template started as; setup never overwrites an edited one.",
     )
 
+    objects = PlanTemplateQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "code"]
         constraints = [
+            models.UniqueConstraint(fields=["organisation", "code"], name="plan_template_code_per_organisation"),
+            models.UniqueConstraint(
+                fields=["code"], condition=Q(organisation__isnull=True), name="plan_template_code_of_defaults"
+            ),
             models.CheckConstraint(
                 condition=Q(sessions__gte=1) & Q(sessions__lte=planner.MAX_SESSIONS), name="plan_template_sessions"
             ),

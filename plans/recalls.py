@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.db.models import F
+
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction
 from plans.models import PlanKind, PlanSession, PlanTemplate, Recall
 from reminders.services import recall_add, recall_cancel
@@ -39,10 +41,9 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
             template = current.plan.template
     if template is None:
         template = (
-            PlanTemplate.objects.filter(
-                procedure_id=appointment.procedure_id, kind=PlanKind.MAINTENANCE, is_active=True
-            )
-            .order_by("code")
+            PlanTemplate.objects.for_organisation(appointment.patient.organisation_id)
+            .filter(procedure_id=appointment.procedure_id, kind=PlanKind.MAINTENANCE)
+            .order_by(F("organisation_id").asc(nulls_last=True), "code")  # the organisation's own first
             .first()
         )
     if template is None:

@@ -50,8 +50,8 @@ def plan_sessions(plan: TreatmentPlan, today: date) -> list[SessionView]:
 
 
 def plans_in(clinics: QuerySet[Clinic]) -> QuerySet[TreatmentPlan]:
-    """Plans of the patients of these clinics (the tenancy filter every reader starts from)."""
-    return TreatmentPlan.objects.filter(patient__clinic__in=clinics)
+    """Plans whose sessions take place at these clinics (the tenancy filter every reader starts from)."""
+    return TreatmentPlan.objects.filter(clinic__in=clinics)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.conf import settings
 from django.db import transaction
 
-from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
+from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner
 from core.errors import ErrorCode, InvalidInput, NotFound, Refused
 from plans import planner
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
@@ -49,6 +49,7 @@ class UnableToBookSession(Refused):
 @dataclass(frozen=True)
 class PlanRequest:
     patient: Patient
+    clinic: Clinic  # where the sessions take place
     template: PlanTemplate
     course: planner.Course
     candidates: list[Practitioner]
@@ -57,7 +58,7 @@ class PlanRequest:
 
     @property
     def tz(self) -> tzinfo:
-        return self.patient.clinic.tz
+        return self.clinic.tz
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,10 @@ class _FreeSlots:
 # --- Input ----------------------------------------------------------------------------------------
 
 
-def plan_template_get(code: str) -> PlanTemplate:
+def plan_template_get(code: str, *, organisation_id) -> PlanTemplate:
+    """The template of `code` for an organisation's patient: the organisation's own, else the default."""
     template = (
-        PlanTemplate.objects.filter(code=code, is_active=True).select_related("procedure").first()
+        PlanTemplate.objects.for_organisation(organisation_id).filter(code=code).select_related("procedure").first()
         if isinstance(code, str) and code
         else None
     )
@@ -140,6 +142,7 @@ def start_of(start_from: date | datetime, tz: tzinfo, now: datetime, *, field: s
 def _request(
     *,
     patient: Patient,
+    clinic: Clinic,
     template: PlanTemplate,
     start_at: datetime,
     practitioner_id=None,
@@ -167,11 +170,11 @@ def _request(
     except planner.PlanInputError as error:
         raise _planning_error(error) from error
     candidates = booking.practitioners_for(
-        patient=patient, procedure_code=procedure_code, practitioner_id=practitioner_id, lock=lock
+        patient=patient, procedure_code=procedure_code, practitioner_id=practitioner_id, lock=lock, clinic_id=clinic.pk
     )
     if practitioner_id:
         preferences = planner.Preferences(str(candidates[0].pk), preferences.weekdays, preferences.times_of_day)
-    return PlanRequest(patient, template, course, candidates, preferences, start_at)
+    return PlanRequest(patient, clinic, template, course, candidates, preferences, start_at)
 
 
 def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> planner.Plan:
@@ -192,9 +195,11 @@ def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> 
 
 
 @versioned.within_snapshot
-def plan_propose(*, patient: Patient, template: PlanTemplate, start_at: datetime, **options) -> Proposal:
-    """A dry run: where every session would go, and why; writes nothing."""
-    request = _request(patient=patient, template=template, start_at=start_at, **options)
+def plan_propose(
+    *, patient: Patient, clinic: Clinic, template: PlanTemplate, start_at: datetime, **options
+) -> Proposal:
+    """A dry run: where every session would go (at `clinic`), and why; writes nothing."""
+    request = _request(patient=patient, clinic=clinic, template=template, start_at=start_at, **options)
     return Proposal(request, _plan(request))
 
 
@@ -250,6 +255,7 @@ def _book_session(request: PlanRequest, index: int, start_at: datetime, practiti
             now=now,
             area_code=request.course.area,
             practitioner_id=practitioner_id,
+            clinic_id=request.clinic.pk,
         ).appointment
     except booking.UnableToBook as refused:
         raise UnableToBookSession(index, refused.check) from refused
@@ -266,6 +272,7 @@ def _book_sessions(
 def plan_book(
     *,
     patient: Patient,
+    clinic: Clinic,
     template: PlanTemplate,
     start_at: datetime,
     actor: Actor,
@@ -280,7 +287,7 @@ def plan_book(
     """
     with transaction.atomic():
         patient = lock_patient(patient.pk)
-        request = _request(patient=patient, template=template, start_at=start_at, lock=True, **options)
+        request = _request(patient=patient, clinic=clinic, template=template, start_at=start_at, lock=True, **options)
         if chosen is None:
             # Race condition: planned only now that the patient and the practitioners are locked.
             plan = _plan(request)
@@ -292,7 +299,7 @@ def plan_book(
         treatment_plan = TreatmentPlan.objects.create(
             patient=patient,
             template=template,
-            clinic_id=patient.clinic_id,
+            clinic=clinic,
             area_id=request.course.area,
             created_at=now,
         )
@@ -328,6 +335,7 @@ def _replan_request(
         )
     request = _request(
         patient=plan.patient,
+        clinic=plan.clinic,
         template=plan.template,
         start_at=start_at,
         area_code=plan.area_id,
@@ -394,7 +402,7 @@ def plan_replan(
 
 def plan_get(*, plans, plan_id) -> TreatmentPlan:
     plan = (
-        plans.filter(pk=plan_id).select_related("patient__clinic", "template__procedure").first() if plan_id else None
+        plans.filter(pk=plan_id).select_related("patient", "clinic", "template__procedure").first() if plan_id else None
     )
     if plan is None:
         raise NotFound(ErrorCode.UNKNOWN_PLAN, "There is no such plan.")

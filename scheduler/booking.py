@@ -183,10 +183,12 @@ def _candidates(
     return found
 
 
-def practitioners_for(*, patient: Patient, procedure_code: str, practitioner_id=None, lock: bool = False):
-    """Who at the patient's clinic may take `procedure_code` (one, when named), locked in key order when writing:
-    what a booking would choose from, for services that book several at once (a treatment plan)."""
-    return _candidates(patient, _procedure(procedure_code), practitioner_id, lock=lock)
+def practitioners_for(
+    *, patient: Patient, procedure_code: str, practitioner_id=None, lock: bool = False, clinic_id=None
+):
+    """Who may take `procedure_code` for the patient (one, when named; at `clinic_id`, when given), locked in key
+    order when writing: what a booking would choose from, for services that book several at once (a plan)."""
+    return _candidates(patient, _procedure(procedure_code), practitioner_id, lock=lock, clinic_id=clinic_id)
 
 
 def area_for(code: str | None) -> TreatmentArea | None:

@@ -25,9 +25,11 @@ def _proposal(request, patient, form: PlanCourseForm, now) -> services.Proposal 
     if not form.is_valid():
         return None
     with DomainErrors(form):
-        template = services.plan_template_get(form.cleaned_data["template"])
+        template = services.plan_template_get(form.cleaned_data["template"], organisation_id=patient.organisation_id)
         start = services.start_of(form.cleaned_data["start_from"], request.clinic.tz, now)
-        return services.plan_propose(patient=patient, template=template, start_at=start, **form.options())
+        return services.plan_propose(
+            patient=patient, clinic=request.clinic, template=template, start_at=start, **form.options()
+        )
     return None
 
 
@@ -80,7 +82,10 @@ def plan_book(request, patient_id):
             with outcome:
                 plan = services.plan_book(
                     patient=patient,
-                    template=services.plan_template_get(form.cleaned_data["template"]),
+                    clinic=request.clinic,
+                    template=services.plan_template_get(
+                        form.cleaned_data["template"], organisation_id=patient.organisation_id
+                    ),
                     start_at=services.start_of(form.cleaned_data["start_from"], request.clinic.tz, now),
                     actor=request.actor,
                     now=now,
@@ -95,7 +100,7 @@ def plan_book(request, patient_id):
 
 def _plan_or_404(request, plan_id) -> TreatmentPlan:
     scope = clinics_for_user(request.user).filter(pk=request.clinic.pk)
-    plan = plan_selectors.plans_in(scope).filter(pk=plan_id).select_related("patient__clinic", "template").first()
+    plan = plan_selectors.plans_in(scope).filter(pk=plan_id).select_related("patient", "clinic", "template").first()
     if plan is None:
         raise Http404("No such plan.")
     return plan

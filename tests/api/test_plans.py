@@ -223,6 +223,7 @@ def test_another_clinics_patient_and_plan_are_not_found(api, other_patient, othe
     )
     theirs = plan_book(
         patient=other_patient,
+        clinic=other_patient.clinic,
         template=PlanTemplate.objects.get(code="plasma-pen-course"),
         start_at=datetime(2026, 3, 9, 14, tzinfo=UTC),
         actor=ACTOR,

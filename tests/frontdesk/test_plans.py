@@ -123,6 +123,7 @@ def test_today_lists_recalls_due_and_overdue(reception, clinic, patient, practit
 def _book_course(patient, now):
     return plan_book(
         patient=patient,
+        clinic=patient.clinic,
         template=PlanTemplate.objects.get(code="microneedling-course"),
         start_at=datetime(2026, 3, 9, 0, tzinfo=UTC),
         actor=Actor("test"),

@@ -7,6 +7,8 @@ from django.db import IntegrityError
 
 from plans.defaults import CLINIC_PRACTICE, plan_templates_load
 from plans.models import PlanTemplate
+from plans.services import plan_template_get
+from tests.factories import OrganisationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +66,41 @@ def test_a_superuser_edits_a_template_in_the_admin(templates, admin_client):
     page = admin_client.get(f"/admin/plans/plantemplate/{template.pk}/change/")
     assert page.status_code == 200
     assert b"Plasma pen course" in page.content
+
+
+def test_an_organisations_own_template_replaces_the_default_for_its_patients_only(templates):
+    mine, theirs = OrganisationFactory(code="mine"), OrganisationFactory(code="theirs")
+    default = PlanTemplate.objects.get(code="microneedling-course")
+    own = PlanTemplate.objects.create(
+        organisation=mine,
+        code="microneedling-course",
+        name="Our microneedling course (4 sessions)",
+        procedure_id="microneedling",
+        sessions=4,
+        min_gap_value=4,
+        min_gap_unit="weeks",
+        ideal_gap_value=5,
+        ideal_gap_unit="weeks",
+        max_gap_value=6,
+        max_gap_unit="weeks",
+    )
+    assert plan_template_get("microneedling-course", organisation_id=mine.pk) == own
+    assert plan_template_get("microneedling-course", organisation_id=theirs.pk) == default
+    assert set(PlanTemplate.objects.for_organisation(mine.pk).values_list("name", flat=True)) >= {own.name}
+    assert default not in PlanTemplate.objects.for_organisation(mine.pk)
+
+
+def test_two_defaults_cannot_share_a_code(templates):
+    with pytest.raises(IntegrityError):
+        PlanTemplate.objects.create(
+            code="microneedling-course",
+            name="Again",
+            procedure_id="microneedling",
+            sessions=1,
+            min_gap_value=1,
+            min_gap_unit="days",
+            ideal_gap_value=1,
+            ideal_gap_unit="days",
+            max_gap_value=1,
+            max_gap_unit="days",
+        )

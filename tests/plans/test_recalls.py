@@ -74,7 +74,12 @@ def test_the_recall_names_the_dates_and_the_treatment_only_by_email(patient, pra
 def test_a_plan_session_recalls_the_next_one_unless_it_is_booked(patient, practitioner):
     course = PlanTemplate.objects.get(code="microneedling-course")
     plan = plan_book(
-        patient=patient, template=course, start_at=datetime(2026, 3, 9, 0, tzinfo=UTC), actor=RECEPTION, now=NOW
+        patient=patient,
+        clinic=patient.clinic,
+        template=course,
+        start_at=datetime(2026, 3, 9, 0, tzinfo=UTC),
+        actor=RECEPTION,
+        now=NOW,
     )
     first, second, _ = plan.sessions.order_by("index")
     _complete(first.appointment)
@@ -87,7 +92,12 @@ def test_a_plan_session_recalls_the_next_one_unless_it_is_booked(patient, practi
 def test_a_plan_session_with_the_next_one_unbooked_is_recalled_at_the_ideal_gap(patient, practitioner):
     course = PlanTemplate.objects.get(code="plasma-pen-course")
     plan = plan_book(
-        patient=patient, template=course, start_at=datetime(2026, 3, 9, 0, tzinfo=UTC), actor=RECEPTION, now=NOW
+        patient=patient,
+        clinic=patient.clinic,
+        template=course,
+        start_at=datetime(2026, 3, 9, 0, tzinfo=UTC),
+        actor=RECEPTION,
+        now=NOW,
     )
     first, second = plan.sessions.order_by("index")
     appointment_cancel(appointment=second.appointment, actor=RECEPTION, now=NOW)
