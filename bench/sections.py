@@ -277,6 +277,114 @@ def calendar_day(report, *, quick: bool, database_url: str, **_) -> None:
     report.add("calendar_day_view_queries", len(queries), "queries")
 
 
+def plans(report, *, quick: bool, database_url: str, **_) -> None:
+    """Planning a 6-session course across 12 months (plans.services.plan_propose: the timeline, the rule book,
+    the practitioners' calendars read in chunks, the pure planner) for a patient with 1,000 history events at
+    a clinic two-thirds booked for 13 months."""
+    from datetime import time as clock
+
+    from clinic.models import (
+        Appointment,
+        AppointmentStatus,
+        Clinic,
+        Patient,
+        Practitioner,
+        ProcedureRecord,
+        ProcedureType,
+        WorkingHours,
+    )
+    from plans.models import PlanTemplate
+    from plans.services import plan_propose
+
+    tz = ZoneInfo("Europe/London")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clinic, _ = Clinic.objects.get_or_create(
+        code="bench-plans", defaults={"name": "Bench plans", "timezone": "Europe/London"}
+    )
+    practitioners = []
+    for index in range(3):
+        practitioner, _ = Practitioner.objects.get_or_create(clinic=clinic, name=f"Plans practitioner {index}")
+        practitioner.procedures.set(ProcedureType.objects.filter(bookable=True))
+        WorkingHours.objects.filter(practitioner=practitioner).delete()
+        WorkingHours.objects.bulk_create(
+            WorkingHours(practitioner=practitioner, weekday=d, start_time=clock(9), end_time=clock(18))
+            for d in range(6)
+        )
+        practitioners.append(practitioner)
+    others = Patient.objects.bulk_create(
+        Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name=f"Other{i}", last_name="Plans")
+        for i in range(60)
+    )
+    rnd = random.Random(17)
+    bookings = []
+    day = now.astimezone(tz).date() + timedelta(days=1)
+    for _ in range(400):  # two thirds of every hour booked, 13 months ahead
+        if day.weekday() < 6:
+            for p_index, practitioner in enumerate(practitioners):
+                for hour in range(9, 18):
+                    if rnd.random() < 0.67:
+                        start = datetime.combine(day, clock(hour), tzinfo=tz)
+                        other = others[(p_index + 3 * hour + day.toordinal()) % len(others)]
+                        bookings.append(
+                            Appointment(
+                                clinic=clinic,
+                                patient=other,
+                                practitioner=practitioner,
+                                procedure_id="botox",
+                                start_at=start,
+                                end_at=start + timedelta(minutes=60),
+                                status=AppointmentStatus.CONFIRMED,
+                            )
+                        )
+        day += timedelta(days=1)
+    Appointment.objects.bulk_create(bookings, batch_size=2000)
+    patient = Patient.objects.create(
+        clinic=clinic, organisation_id=clinic.organisation_id, first_name="Course", last_name="Patient"
+    )
+    ProcedureRecord.objects.bulk_create(
+        ProcedureRecord(
+            patient=patient,
+            procedure_id=event.procedure,
+            performed_at=event.start_at,
+            area_id=event.area,
+            source="clinic",
+        )
+        for event in _history(1_000, seed=23, until=now - timedelta(days=30))
+    )
+    course, _ = PlanTemplate.objects.get_or_create(
+        code="bench-six-sessions",
+        organisation=None,
+        defaults={
+            "name": "Six sessions over a year (bench)",
+            "procedure_id": "microneedling",
+            "sessions": 6,
+            "min_gap_value": 7,
+            "min_gap_unit": "weeks",
+            "ideal_gap_value": 9,
+            "ideal_gap_unit": "weeks",
+            "max_gap_value": 11,
+            "max_gap_unit": "weeks",
+        },
+    )
+    report.add("plans_busy_clinic_appointments", len(bookings), "appointments")
+
+    def propose():
+        return plan_propose(patient=patient, clinic=clinic, template=course, start_at=now + timedelta(days=1))
+
+    plan = propose().plan  # connections open, rule book cached
+    assert plan.feasible and len(plan.sessions) == 6, plan.obstacle
+    span = plan.sessions[-1].start_at - plan.sessions[0].start_at
+    runs = 10 if quick else 50
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        propose()
+        samples.append(time.perf_counter() - began)
+    report.add("plans_course_span", span.days, "days")
+    report.add("plans_six_session_course_median", statistics.median(samples) * 1000, "ms", target="< 50 ms")
+    report.add("plans_six_session_course_max", max(samples) * 1000, "ms")
+
+
 def _load(report, **kwargs) -> None:
     from bench.load import booking_load
 
@@ -299,6 +407,7 @@ ALL = [
     ("engine", engine),
     ("availability", availability),
     ("calendar", calendar_day),
+    ("plans", plans),
     ("booking", _load),
     ("reminders", _reminders),
     ("faults", _faults),

@@ -33,6 +33,8 @@ GAP_UNITS = ("days", "weeks", "months")
 TIMES_OF_DAY = {"morning": (0, 12), "afternoon": (12, 17), "evening": (17, 24)}  # local hours [from, to)
 HORIZON_DAYS = 365  # "within a year": how far the first session may be pushed
 MAX_SESSIONS = 24
+# How far from the ideal day (in days) each successive read of the calendar reaches.
+_RINGS = (0, 3, 10, 24, 60, 10_000)
 # Candidate placements tried in all (the backtracking search), so a hopeless plan is answered quickly.
 SEARCH_BUDGET = 200
 
@@ -249,7 +251,7 @@ class _Search:
             return
         blocked = rules.blocked_ranges(timeline, self.rulebook, self.proposal(lo), self.tz, hi)
 
-        def firsts() -> Iterator[tuple[date, FreeSlot]]:
+        def firsts(lo: datetime, hi: datetime) -> Iterator[tuple[date, FreeSlot]]:
             last_day = None
             for slot in self.free_slots(lo, hi):
                 start = slot.start_at.astimezone(UTC)
@@ -264,12 +266,29 @@ class _Search:
                 yield day, slot
 
         if window.ideal == window.earliest:
-            for _, slot in firsts():
+            for _, slot in firsts(lo, hi):
                 yield slot
             return
-        by_day = dict(firsts())
-        for day in sorted(by_day, key=lambda d: (abs((d - window.ideal).days), d)):
-            yield by_day[day]
+        # Outwards from the ideal day in rings, so the calendar is read only as far as the nearest fit: after
+        # each ring every day up to its distance has been read, and those not yet offered go out nearest first.
+        ideal = window.ideal
+        reach = max((ideal - window.earliest).days, (window.latest - ideal).days)
+        by_day: dict[date, FreeSlot] = {}
+        offered = -1  # days up to this distance from the ideal have been offered
+        for ring in _RINGS:
+            ring = min(ring, reach)
+            spans = [(-ring, ring)] if offered < 0 else [(-ring, -offered - 1), (offered + 1, ring)]
+            for near, far in spans:
+                span_lo = max(lo, rules.start_of_local_day(ideal + timedelta(days=near), self.tz))
+                span_hi = min(hi, rules.start_of_local_day(ideal + timedelta(days=far + 1), self.tz))
+                if span_lo < span_hi:
+                    by_day.update(firsts(span_lo, span_hi))
+            fresh = [d for d in by_day if offered < abs((d - ideal).days) <= ring]
+            for day in sorted(fresh, key=lambda d: (abs((d - ideal).days), d)):
+                yield by_day[day]
+            offered = ring
+            if ring >= reach:
+                return
 
     def obstacle(self, index: int, timeline: rules.Timeline, window: Window) -> Obstacle:
         lo, hi = self.bounds(window)

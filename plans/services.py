@@ -19,12 +19,11 @@ from core.errors import ErrorCode, InvalidInput, NotFound, Refused
 from plans import planner
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
 from scheduler import booking, rules, selectors, versioned
-from scheduler.availability import Schedule
+from scheduler.availability import Schedule, calendars_of
 from scheduler.lifecycle import Actor, lock_patient
 
-# Slots are read in chunks of this many days, each chunk once per proposal: the planner reads the calendar
-# only as far as the course reaches.
-_CHUNK = timedelta(days=35)
+# A long span of the calendar is read this many days at a time, as far as the planner goes.
+_CHUNK = timedelta(days=7)
 
 
 class UnableToPlan(Refused):
@@ -68,43 +67,43 @@ class Proposal:
 
 
 class _FreeSlots:
-    """The planner's slot source over scheduler.availability: practitioners' free slots, read in fixed chunks."""
+    """The planner's slot source over scheduler.availability: practitioners' free slots.
+
+    Working hours and time off are read once for the whole horizon; each call then reads only the bookings of
+    the span asked for (one query), a long span (a first session's year) a week at a time, lazily.
+    """
 
     def __init__(self, request: PlanRequest, ignore_appointment_ids=()) -> None:
         self.request = request
         self.ignore = list(ignore_appointment_ids)
-        self.origin = request.start_at
         self.step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-        self._schedules: dict[int, Schedule] = {}
+        course = request.course
+        horizon = request.start_at + timedelta(days=planner.HORIZON_DAYS)
+        day = horizon.date()
+        for _ in range(course.sessions):
+            day = course.max_gap.add_to(day)
+        until = datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+        self.calendars = calendars_of([p.pk for p in request.candidates], request.start_at, until)
 
-    def _schedule(self, chunk: int) -> Schedule:
-        if chunk not in self._schedules:
-            lo = self.origin + chunk * _CHUNK
-            self._schedules[chunk] = Schedule(
-                self.request.candidates,
-                self.request.tz,
-                lo,
-                lo + _CHUNK + self.request.course.duration,
-                patient_id=self.request.patient.pk,
-                ignore_appointment_ids=self.ignore,
-            )
-        return self._schedules[chunk]
+    def _slots(self, lo: datetime, hi: datetime):
+        schedule = Schedule(
+            self.request.candidates,
+            self.request.tz,
+            lo,
+            hi + self.request.course.duration,
+            patient_id=self.request.patient.pk,
+            ignore_appointment_ids=self.ignore,
+            calendars=self.calendars,
+        )
+        return schedule.free_slots(
+            duration=self.request.course.duration, step=self.step, window_start=lo, window_end=hi - rules.RESOLUTION
+        )
 
     def __call__(self, lo: datetime, hi: datetime):
-        chunk = max(0, (lo - self.origin) // _CHUNK)
-        while True:
-            chunk_lo = self.origin + chunk * _CHUNK
-            if chunk_lo >= hi:
-                return
-            start, end = max(lo, chunk_lo), min(hi, chunk_lo + _CHUNK)
-            if start < end:
-                yield from self._schedule(chunk).free_slots(
-                    duration=self.request.course.duration,
-                    step=self.step,
-                    window_start=start,
-                    window_end=end - rules.RESOLUTION,
-                )
-            chunk += 1
+        while lo < hi:
+            end = min(hi, lo + _CHUNK)
+            yield from self._slots(lo, end)
+            lo = end
 
 
 # --- Input ----------------------------------------------------------------------------------------
@@ -178,9 +177,12 @@ def _request(
 
 
 def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> planner.Plan:
+    rulebook = selectors.rulebook_load()
+    # Only events within the longest rule's reach of the start can stand against a session (all start later).
+    reach = max((r.reach for rs in rulebook.looking_back.values() for r in rs), default=timedelta(0))
     return planner.plan_course(
-        timeline=selectors.timeline_for_patient(request.patient.pk),
-        rulebook=selectors.rulebook_load(),
+        timeline=selectors.timeline_for_patient(request.patient.pk, since=request.start_at - reach - timedelta(days=1)),
+        rulebook=rulebook,
         course=request.course,
         start_at=request.start_at,
         tz=request.tz,

@@ -62,6 +62,21 @@ class _Busy:
         return j > 0 and self._latest_end[j - 1] > start
 
 
+def calendars_of(practitioner_ids, window_start: datetime, window_end: datetime) -> tuple[list, list]:
+    """The practitioners' working hours, and their time off overlapping the window: two queries."""
+    hours = list(
+        WorkingHours.objects.filter(practitioner_id__in=practitioner_ids).values_list(
+            "practitioner_id", "weekday", "start_time", "end_time"
+        )
+    )
+    time_off = list(
+        TimeOff.objects.filter(
+            practitioner_id__in=practitioner_ids, start_at__lt=window_end, end_at__gt=window_start
+        ).values_list("practitioner_id", "start_at", "end_at")
+    )
+    return hours, time_off
+
+
 class Schedule:
     """Practitioners' calendars for a window, and (given `patient_id`) the patient's own bookings:
     a patient is in one place at a time, whichever practitioner or clinic they are booked with."""
@@ -76,19 +91,20 @@ class Schedule:
         ignore_appointment_id=None,
         patient_id=None,
         ignore_appointment_ids: Iterable = (),
+        calendars: tuple[list, list] | None = None,
     ) -> None:
+        """`calendars`: the practitioners' (working hours, time off) as `calendars_of` reads them, for a caller
+        that builds many schedules of one set of practitioners (a treatment plan): then only the bookings are
+        read here."""
         self.tz = tz
         self.practitioners = sorted(practitioners, key=lambda p: (p.name, str(p.id)))
         ids = [p.id for p in self.practitioners]
+        hours, time_off = calendars or calendars_of(ids, window_start, window_end)
         self._periods: dict[tuple, list[tuple]] = defaultdict(list)
-        for pid, weekday, start, end in WorkingHours.objects.filter(practitioner_id__in=ids).values_list(
-            "practitioner_id", "weekday", "start_time", "end_time"
-        ):
+        for pid, weekday, start, end in hours:
             self._periods[(pid, weekday)].append((start, end))
         off: dict = defaultdict(list)
-        for pid, start, end in TimeOff.objects.filter(
-            practitioner_id__in=ids, start_at__lt=window_end, end_at__gt=window_start
-        ).values_list("practitioner_id", "start_at", "end_at"):
+        for pid, start, end in time_off:
             off[pid].append((start, end))
         # One read for both: the practitioners' bookings and the patient's own, wherever they are.
         booked: dict = defaultdict(list)

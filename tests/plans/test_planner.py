@@ -342,3 +342,34 @@ def test_month_gaps_from_a_month_end_follow_the_calendar(day, tz, code):
     # 31 January + 1 month = 28 February; the local hour stays 09:00 across DST changes.
     assert days == [day, day + relativedelta(months=1), day + relativedelta(months=1) + relativedelta(months=1)]
     assert {s.start_at.astimezone(tz).hour for s in plan.sessions} == {9}
+
+
+@PROPERTY_SETTINGS
+@given(rulebooks(), events(), courses(), templates, starts, st.sampled_from([LONDON, NEW_YORK]), taken_slots)
+def test_each_later_session_takes_the_day_nearest_its_ideal_that_fits(
+    rulebook, history, meds, course, start, tz, taken
+):
+    plan = _plan(rulebook, history, meds, course, start, tz, taken)
+    if not plan.feasible:
+        return
+    timeline = Timeline(history, meds)
+    free = Calendar(tz, taken)
+    for session in plan.sessions:
+        window, placed_day = session.window, session.start_at.astimezone(tz).date()
+        if session.index > 1 and "moved so that the later sessions fit" not in session.why:
+            distance = abs((placed_day - window.ideal).days)
+            for offset in range(-distance, distance + 1):
+                day = window.ideal + timedelta(days=offset)
+                if not window.holds(day) or (abs(offset) == distance and day >= placed_day):
+                    continue  # not nearer (a tie goes to the earlier day)
+                lo = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+                for slot in free(lo, lo + timedelta(days=1)):
+                    verdict = evaluate(timeline, rulebook, Proposal(course.procedure, slot.start_at, course.area), tz)
+                    assert not verdict.eligible, f"session {session.index}: {slot.start_at} is nearer its ideal"
+        timeline = timeline.with_events(
+            [
+                ProcedureEvent(
+                    session_event_id(session.index), course.procedure, session.start_at, course.area, EventState.BOOKED
+                )
+            ]
+        )
