@@ -2,14 +2,15 @@
 
 from django.contrib import admin
 
+from clinic.admin import ClinicScopedAdmin
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
 from scheduler.admin import SharedRuleAdmin
 
 
 @admin.register(PlanTemplate)
 class PlanTemplateAdmin(SharedRuleAdmin):
-    list_display = ["name", "code", "procedure", "kind", "sessions", "gaps", "source", "is_active"]
-    list_filter = ["procedure", "kind", "is_active"]
+    list_display = ["name", "code", "organisation", "procedure", "kind", "sessions", "gaps", "source", "is_active"]
+    list_filter = ["procedure", "kind", "organisation", "is_active"]
     search_fields = ["name", "code", "note"]
 
     @admin.display(description="gap (min / ideal / max)")
@@ -26,7 +27,9 @@ class PlanSessionInline(admin.TabularInline):
 
 
 @admin.register(TreatmentPlan)
-class TreatmentPlanAdmin(admin.ModelAdmin):
+class TreatmentPlanAdmin(ClinicScopedAdmin):
+    """Read-only; a clinic administrator sees only the plans that take place at their clinics."""
+
     list_display = ["template", "patient", "clinic", "created_at"]
     list_filter = ["template"]
     readonly_fields = ["patient", "template", "clinic", "area", "created_at"]

@@ -1,14 +1,17 @@
 """Plan templates as data: the shipped defaults, their validation, and editing them in the admin."""
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError
 
+from clinic.models import StaffMembership, StaffRole
 from plans.defaults import CLINIC_PRACTICE, plan_templates_load
-from plans.models import PlanTemplate
+from plans.models import PlanTemplate, TreatmentPlan
 from plans.services import plan_template_get
-from tests.factories import OrganisationFactory
+from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +107,21 @@ def test_two_defaults_cannot_share_a_code(templates):
             max_gap_value=1,
             max_gap_unit="days",
         )
+
+
+def test_a_clinic_administrator_sees_only_the_plans_at_their_clinics(templates, client):
+    ours, theirs = ClinicFactory(code="ours"), ClinicFactory(code="theirs")
+    course = PlanTemplate.objects.get(code="plasma-pen-course")
+    for clinic in (ours, theirs):
+        TreatmentPlan.objects.create(
+            patient=PatientFactory(clinic=clinic, first_name=f"At-{clinic.code}"),
+            template=course,
+            clinic=clinic,
+            created_at="2026-03-01T10:00:00+00:00",
+        )
+    admin = get_user_model().objects.create_user(username="siteadmin", password="pw-for-tests-only", is_staff=True)
+    admin.user_permissions.add(Permission.objects.get(codename="view_treatmentplan"))
+    StaffMembership.objects.create(user=admin, clinic=ours, role=StaffRole.CLINIC_ADMIN)
+    client.force_login(admin)
+    page = client.get("/admin/plans/treatmentplan/").content.decode()
+    assert "At-ours" in page and "At-theirs" not in page
