@@ -66,6 +66,14 @@ class Proposal:
     plan: planner.Plan
 
 
+def _span_end(request: PlanRequest) -> datetime:
+    """The latest a plan's last session can fall: the first session's year, then every maximum gap."""
+    day = (request.start_at + timedelta(days=planner.HORIZON_DAYS)).date()
+    for _ in range(request.course.sessions):
+        day = request.course.max_gap.add_to(day)
+    return datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+
+
 class _FreeSlots:
     """The planner's slot source over scheduler.availability: practitioners' free slots.
 
@@ -77,13 +85,7 @@ class _FreeSlots:
         self.request = request
         self.ignore = list(ignore_appointment_ids)
         self.step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-        course = request.course
-        horizon = request.start_at + timedelta(days=planner.HORIZON_DAYS)
-        day = horizon.date()
-        for _ in range(course.sessions):
-            day = course.max_gap.add_to(day)
-        until = datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
-        self.calendars = calendars_of([p.pk for p in request.candidates], request.start_at, until)
+        self.calendars = calendars_of([p.pk for p in request.candidates], request.start_at, _span_end(request))
 
     def _slots(self, lo: datetime, hi: datetime):
         schedule = Schedule(
@@ -178,10 +180,15 @@ def _request(
 
 def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> planner.Plan:
     rulebook = selectors.rulebook_load()
-    # Only events within the longest rule's reach of the start can stand against a session (all start later).
-    reach = max((r.reach for rs in rulebook.looking_back.values() for r in rs), default=timedelta(0))
+    # Only the events within the rules' reach of the plan's span can stand against a session.
     return planner.plan_course(
-        timeline=selectors.timeline_for_patient(request.patient.pk, since=request.start_at - reach - timedelta(days=1)),
+        timeline=selectors.timeline_for_window(
+            request.patient.pk,
+            rulebook=rulebook,
+            procedure=request.course.procedure,
+            lo=request.start_at,
+            hi=_span_end(request),
+        ),
         rulebook=rulebook,
         course=request.course,
         start_at=request.start_at,

@@ -89,16 +89,8 @@ def _rulebook_from_database(organisation_id) -> rules.RuleBook:
     return rules.RuleBook(intervals, contraindications, catalogue_names(), version=rulebook_version(organisation_id))
 
 
-def timeline_for_patient(patient_id, *, since=None) -> rules.Timeline:
-    """History, active appointments, medication courses and the intake, in four queries.
-
-    `since`: leave out procedure events before it, for a caller that asks only about starts later than
-    `since` plus every rule's reach (a treatment plan); courses and the intake are always whole.
-    """
-    records = ProcedureRecord.objects.filter(patient_id=patient_id)
-    appointments = Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES)
-    if since is not None:
-        records, appointments = records.filter(performed_at__gte=since), appointments.filter(start_at__gte=since)
+def timeline_for_patient(patient_id) -> rules.Timeline:
+    """History, active appointments, medication courses and the intake, in four queries."""
     history = [
         rules.ProcedureEvent(
             id=str(pk),
@@ -108,7 +100,7 @@ def timeline_for_patient(patient_id, *, since=None) -> rules.Timeline:
             state=rules.EventState.DONE,
             clinic=str(clinic) if clinic else None,
         )
-        for pk, code, at, area, clinic in records.values_list(
+        for pk, code, at, area, clinic in ProcedureRecord.objects.filter(patient_id=patient_id).values_list(
             "id", "procedure_id", "performed_at", "area_id", "appointment__clinic_id"
         )
     ]
@@ -116,9 +108,9 @@ def timeline_for_patient(patient_id, *, since=None) -> rules.Timeline:
         rules.ProcedureEvent(
             id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.BOOKED, clinic=str(clinic)
         )
-        for pk, code, at, area, clinic in appointments.values_list(
-            "id", "procedure_id", "start_at", "area_id", "clinic_id"
-        )
+        for pk, code, at, area, clinic in Appointment.objects.filter(
+            patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES
+        ).values_list("id", "procedure_id", "start_at", "area_id", "clinic_id")
     ]
     courses = [
         rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
