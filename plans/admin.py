@@ -4,11 +4,22 @@ from django.contrib import admin
 
 from clinic.admin import ClinicScopedAdmin
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
-from scheduler.admin import SharedRuleAdmin
 
 
 @admin.register(PlanTemplate)
-class PlanTemplateAdmin(SharedRuleAdmin):
+class PlanTemplateAdmin(admin.ModelAdmin):
+    """Superusers add, change and delete templates (the defaults and every organisation's); staff with the
+    view permission see them, read-only."""
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
     list_display = ["name", "code", "organisation", "procedure", "kind", "sessions", "gaps", "source", "is_active"]
     list_filter = ["procedure", "kind", "organisation", "is_active"]
     search_fields = ["name", "code", "note"]

@@ -58,7 +58,7 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
     opens = rules.start_of_local_day(template.min_gap.add_to(done_on), tz)
     earliest = rules.earliest_eligible_start(
         selectors.timeline_for_patient(appointment.patient_id),
-        selectors.rulebook_load(),
+        selectors.rulebook_load(appointment.patient.organisation_id),
         rules.Proposal(template.procedure_id, opens, appointment.area_id),
         tz,
     )

@@ -179,7 +179,7 @@ def _request(
 
 
 def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> planner.Plan:
-    rulebook = selectors.rulebook_load()
+    rulebook = selectors.rulebook_load(request.patient.organisation_id)
     # Only the events within the rules' reach of the plan's span can stand against a session.
     return planner.plan_course(
         timeline=selectors.timeline_for_window(

@@ -149,7 +149,9 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
     )
     if message.kind == MessageKind.RECALL:
         code = (message.payload or {}).get("procedure")
-        context["recall_procedure_name"] = selectors.rulebook_load().name(code) if code else ""
+        context["recall_procedure_name"] = (
+            selectors.rulebook_load(appointment.patient.organisation_id).name(code) if code else ""
+        )
     if message.kind == MessageKind.POST_CARE:
         context["next_possible"] = next_possible(appointment=appointment, now=now)
     return context
