@@ -366,7 +366,11 @@ WEBHOOK_EVENTS = list(EVENTS)
 
 # The shape of a webhook URL (published as its pattern); whether it may be used (https only in production, a
 # public host) is the service's to say: a 400 `invalid_webhook_endpoint`.
-WEBHOOK_URL = RegexValidator(r"^https?://[^\u0000 /?#]+([/?#][^\u0000 ]*)?$", message="Give an absolute https:// URL.")
+# No whitespace anywhere: input is stripped, so a pattern allowing "http://\n" would publish as valid
+# what the stripped value ("http://") then fails.
+WEBHOOK_URL = RegexValidator(
+    r"^https?://[^\s\u0000/?#]+([/?#][^\s\u0000]*)?$", message="Give an absolute https:// URL."
+)
 WEBHOOK_URL_HELP = "https:// URL; it may not resolve to a private, loopback or link-local address."
 
 
