@@ -9,6 +9,8 @@ checked against the catalogue so that no diagnosis or drug name leaves by SMS.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from email.utils import parseaddr
@@ -17,7 +19,7 @@ from django.conf import settings
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
-from icalendar import Calendar, Event, vCalAddress
+from icalendar import Calendar, Event, Timezone, vCalAddress
 
 from clinic.models import Appointment, AuditAction
 from reminders.consent import patient_accepts
@@ -240,8 +242,33 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
     calendar.add("version", "2.0")
     calendar.add("method", "CANCEL" if cancelled else "REQUEST")
     calendar.add_component(appointment_event(appointment=appointment, now=now, cancelled=cancelled))
-    calendar.add_missing_timezones()
+    add_timezones(calendar, [appointment.start_at, appointment.end_at])
     return calendar.to_ical()
+
+
+@functools.lru_cache(maxsize=256)
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone:
+    return Timezone.from_tzid(tzid, first_date=date(first_year, 1, 1), last_date=date(last_year + 1, 1, 1))
+
+
+def add_timezones(calendar: Calendar, moments: Iterable[datetime]) -> None:
+    """Give `calendar` the VTIMEZONE of every zone its events name, covering the year before the first of
+    `moments` to the year after the last (RFC 5545 asks for the observances in effect at the calendar's times).
+
+    icalendar's own `add_missing_timezones` covers 1970 to 2038 (about 140 transitions per zone, built
+    afresh each time): the most costly part of a confirmation e-mail. These are built once per process for
+    each zone and span of years, and shared (a component is only read when a calendar is serialised).
+    """
+    years = [moment.year for moment in moments]
+    if not years:
+        return
+    first, last = min(years) - 1, max(years) + 1
+    for tzid in sorted(calendar.get_missing_tzids(), reverse=True):
+        try:
+            timezone = _vtimezone(tzid, first, last)
+        except ValueError:  # not a zone icalendar knows: left out, as add_missing_timezones does
+            continue
+        calendar.subcomponents.insert(0, timezone)  # before the events that name it
 
 
 # --- Rendering ----------------------------------------------------------------------------------------------

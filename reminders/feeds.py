@@ -16,7 +16,7 @@ from django.urls import reverse
 from icalendar import Calendar
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
-from reminders.content import appointment_event
+from reminders.content import add_timezones, appointment_event
 from reminders.models import CalendarFeed
 
 # What a feed shows: a quarter back (for the record), everything ahead.
@@ -87,7 +87,8 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
     calendar.add("method", "PUBLISH")
     calendar.add("x-wr-calname", f"Appointments: {owner.name}" if feed.practitioner_id else "My appointments")
     calendar.add("refresh-interval", timedelta(hours=1), parameters={"value": "DURATION"})
-    for appointment in _appointments(feed, now):
+    appointments = list(_appointments(feed, now))
+    for appointment in appointments:
         cancelled = appointment.status == AppointmentStatus.CANCELLED
         calendar.add_component(
             appointment_event(
@@ -99,5 +100,5 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
                 manage_link=feed.patient_id is not None,
             )
         )
-    calendar.add_missing_timezones()
+    add_timezones(calendar, [moment for a in appointments for moment in (a.start_at, a.end_at)])
     return calendar.to_ical()
