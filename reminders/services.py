@@ -17,9 +17,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction, Patient
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, ApiClient, Appointment, AuditAction, Patient
 from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
 from reminders.models import (
@@ -421,14 +420,50 @@ def appointment_event_data(appointment: Appointment) -> dict:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Subscription:
+    endpoint: WebhookEndpoint
+    clinic_ids: frozenset
+    organisation_ids: frozenset
+
+
+def _subscriptions() -> list[_Subscription]:
+    """Every active endpoint of an unrevoked client, with the clinics and organisations its client was granted.
+
+    Kept per process under the configuration version (scheduler/versioned.py): the triggers of reminders 0009
+    raise it on any write to the endpoints, the grants or a client's revocation, so a booking never notifies
+    a paused endpoint nor misses a new one. Three reads when it changes, none per booking otherwise.
+    """
+
+    def load() -> list[_Subscription]:
+        endpoints = list(
+            WebhookEndpoint.objects.filter(is_active=True, client__revoked_at__isnull=True).order_by("created_at", "id")
+        )
+        clients = {e.client_id for e in endpoints}
+        clinics, organisations = defaultdict(set), defaultdict(set)
+        for client_id, clinic_id in ApiClient.clinics.through.objects.filter(apiclient_id__in=clients).values_list(
+            "apiclient_id", "clinic_id"
+        ):
+            clinics[client_id].add(clinic_id)
+        for client_id, organisation_id in ApiClient.organisations.through.objects.filter(
+            apiclient_id__in=clients
+        ).values_list("apiclient_id", "organisation_id"):
+            organisations[client_id].add(organisation_id)
+        return [
+            _Subscription(e, frozenset(clinics[e.client_id]), frozenset(organisations[e.client_id])) for e in endpoints
+        ]
+
+    return versioned.cached("webhook-subscriptions", load)
+
+
+def _endpoints_reaching(clinic_id, organisation_id) -> list[WebhookEndpoint]:
+    """The endpoints of platforms granted the clinic, or its whole organisation."""
+    return [s.endpoint for s in _subscriptions() if clinic_id in s.clinic_ids or organisation_id in s.organisation_ids]
+
+
 def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     appointment, now = work.appointment, work.now
-    # Platforms granted the clinic, or its whole organisation.
-    endpoints = WebhookEndpoint.objects.filter(
-        Q(client__clinics=appointment.clinic_id) | Q(client__organisations=appointment.clinic.organisation_id),
-        is_active=True,
-        client__revoked_at__isnull=True,
-    ).distinct()
+    endpoints = _endpoints_reaching(appointment.clinic_id, appointment.clinic.organisation_id)
     tz = appointment.clinic.tz
     data = {"appointment": appointment_event_data(appointment)}
     if previous:

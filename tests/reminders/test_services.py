@@ -466,18 +466,64 @@ def test_webhooks_are_not_held_for_clearance_and_revoked_clients_get_none(patien
     assert OutboxMessage.objects.filter(endpoint=endpoint).count() == 1
 
 
-def test_booking_pays_three_queries_for_its_messages_whatever_the_plan(patient, practitioner, platform, now):
+def test_booking_pays_one_query_for_its_messages_whatever_the_plan(patient, practitioner, platform, now):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
-    with CaptureQueriesContext(connection) as queries:
-        book(patient, "microneedling", WEDNESDAY_10, now)
 
-    ours = [
-        q["sql"]
-        for q in queries.captured_queries
-        if any(table in q["sql"] for table in ("remindertemplate", "outboxmessage", "webhookendpoint"))
-    ]
-    assert len(ours) == 3  # the templates, the endpoints, one insert of all seven rows
-    assert OutboxMessage.objects.count() == 7
+    def ours(queries) -> list[str]:
+        return [
+            q["sql"]
+            for q in queries.captured_queries
+            if any(table in q["sql"] for table in ("remindertemplate", "outboxmessage", "webhookendpoint", "apiclient"))
+        ]
+
+    with CaptureQueriesContext(connection) as first:
+        book(patient, "microneedling", WEDNESDAY_10, now)
+    # The templates and the subscriptions (endpoints, and their clients' clinic and organisation grants) are
+    # read once per process and configuration version; then one insert of all seven rows.
+    assert len(ours(first)) == 5
+    with CaptureQueriesContext(connection) as second:
+        book(patient, "botox", london(2026, 3, 30, 10), now)
+    assert len(ours(second)) == 1  # the insert alone: nothing was edited in between
+    assert OutboxMessage.objects.count() == 7 + 7
+
+
+def test_every_change_to_who_listens_reaches_the_next_booking_of_a_warm_process(patient, practitioner, platform, now):
+    """The subscriptions are cached per process (reminders.services._subscriptions): whatever path edits them,
+    ORM, bulk update or a grant, the next booking sees it."""
+    days = iter([9, 10, 11, 12, 13, 16, 17, 18, 19, 20, 23, 24])  # weekdays the practitioner works
+
+    def notified() -> set:
+        when = london(2026, 3, next(days), 10)
+        appointment = book(patient, "botox", when, now)
+        return set(
+            OutboxMessage.objects.filter(appointment=appointment, channel="webhook").values_list(
+                "endpoint_id", flat=True
+            )
+        )
+
+    assert notified() == set()  # warm: the copy holds no endpoint
+    endpoint = WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
+    assert notified() == {endpoint.pk}
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=False)  # paused by a bulk update
+    assert notified() == set()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=True)
+    assert notified() == {endpoint.pk}
+    platform.clinics.remove(patient.clinic)  # the grant withdrawn
+    assert notified() == set()
+    platform.organisations.add(patient.organisation)  # the whole organisation granted instead
+    assert notified() == {endpoint.pk}
+    ApiClient.objects.filter(pk=platform.pk).update(revoked_at=now)  # revoked
+    assert notified() == set()
+
+
+def test_a_clients_last_use_leaves_the_cached_configuration_alone(platform, now):
+    from scheduler import versioned
+
+    before = versioned.current_version()
+    ApiClient.objects.filter(pk=platform.pk).update(last_used_at=now)  # written as requests come in
+    assert versioned.current_version() == before
+    ApiClient.objects.filter(pk=platform.pk).update(revoked_at=now)
+    assert versioned.current_version() != before
