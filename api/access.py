@@ -49,8 +49,9 @@ class Caller:
             return f"client:{self.client.pk}"
         return f"user:{self.user.pk}"
 
-    def actor(self, clinic_id) -> Actor:
-        """Who acts at that clinic, and whether with the clinician's right there."""
+    def actor(self, clinic_id=None) -> Actor:
+        """Who acts at that clinic, and whether with the clinician's right there (a staff user without a clinic
+        named: never; an API client holds its right everywhere it is granted)."""
         if self.client is not None:
             return Actor(label=f"API client {self.client.name}", user=None, clinical=self.client.clinical)
         return Actor(label=self.user.get_username(), user=self.user, clinical=is_clinical(self.user, clinic_id))

@@ -17,7 +17,7 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
@@ -75,6 +75,46 @@ def _reset_lock_wait() -> None:
             cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
 
 
+RESPONSE_FIELDS = ["response_status", "response_body", "response_content_type", "response_location"]
+_CLAIMED = [
+    "owner",
+    "key",
+    "fingerprint",
+    "method",
+    "path",
+    "response_status",
+    "response_content_type",
+    "response_location",
+    "created_at",
+]
+
+
+def _claim(owner: str, key: str, fingerprint: str, method: str, path: str, now) -> IdempotencyKey | None:
+    """Insert the key's row, or None when the key is taken: one `INSERT ... ON CONFLICT DO NOTHING RETURNING`
+    (PostgreSQL, SQLite 3.35+), no savepoint. A concurrent insert of the same key that has not committed yet
+    is waited for (up to the transaction's lock_timeout): if it commits, the key is taken; if it rolls back,
+    this insert goes ahead."""
+    meta = IdempotencyKey._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in _CLAIMED)
+    values = [owner, key, fingerprint, method, path, 0, "", "", now]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(values))}) "
+            f"ON CONFLICT ({quote('owner')}, {quote('key')}) DO NOTHING RETURNING {quote(meta.pk.column)}",
+            [
+                meta.get_field(name).get_db_prep_save(value, connection)
+                for name, value in zip(_CLAIMED, values, strict=True)
+            ],
+        )
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return None
+    row = IdempotencyKey(pk=inserted[0], **dict(zip(_CLAIMED, values, strict=True)))
+    row._state.adding, row._state.db = False, connection.alias
+    return row
+
+
 def idempotent(method):
     """Decorate a view's `post` so that an Idempotency-Key makes it safe to retry."""
 
@@ -106,19 +146,8 @@ def idempotent(method):
             try:
                 with transaction.atomic():
                     _wait_for_lock_at_most(WAIT_SECONDS)
-                    try:
-                        with transaction.atomic():
-                            row = IdempotencyKey.objects.create(
-                                owner=owner,
-                                key=key,
-                                fingerprint=fingerprint,
-                                method=request.method,
-                                path=instance_of(request)[:500],
-                                response_status=0,
-                                response_content_type="",
-                                created_at=now,
-                            )
-                    except IntegrityError:
+                    row = _claim(owner, key, fingerprint, request.method, instance_of(request)[:500], now)
+                    if row is None:  # the key is taken (by a committed request: a running one is waited for)
                         existing = IdempotencyKey.objects.filter(owner=owner, key=key).first()
                         if existing is None:
                             continue  # purged in between: try again
@@ -148,7 +177,7 @@ def idempotent(method):
                         PROBLEM_CONTENT_TYPE if response.status_code >= 400 else "application/json"
                     )
                     row.response_location = response.headers.get("Location", "")[:500]
-                    row.save()
+                    row.save(update_fields=RESPONSE_FIELDS)
                     return response
             except _Failed as failed:
                 return failed.response

@@ -34,7 +34,6 @@ from api.problems import (
 )
 from api.serializers import RefusalProblemOut, StrictIntegerField, ViolationOut
 from api.views import ApiView, _created, _input
-from clinic.models import Clinic
 from core.errors import InvalidInput
 from core.ids import parse_uuid
 from plans import planner, selectors, services
@@ -322,7 +321,7 @@ class PatientPlanCreateApi(ApiView):
     def post(self, request, patient_id):
         patient = self.patient_from_url()
         data = _input(PlanCreateIn, request)
-        clinic = Clinic.objects.get(pk=self.booking_clinic(data, patient))
+        clinic = self.booking_clinic(data, patient)
         now = timezone.now()
         template = services.plan_template_get(data["template"], organisation_id=patient.organisation_id)
         start_at = services.start_of(data["start_from"], clinic.tz, now)

@@ -62,7 +62,7 @@ from api.serializers import (
 from clinic import services as clinic_services
 from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practitioner, ProcedureType
 from clinic.selectors import appointments_in, patients_in
-from core.errors import ErrorCode, InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 from core.ids import parse_uuid
 from reminders.selectors import reminders_for_appointment
 from scheduler import booking
@@ -118,41 +118,15 @@ class ApiView(generics.GenericAPIView):
             raise NotFound("unknown_appointment", "There is no such appointment.")
         return appointment
 
-    def booking_clinic(self, data: dict, patient: Patient):
-        """Where a booking (or its check, or a slot search) takes place: the `clinic` named, else the named
-        practitioner's, else the patient's home clinic, else the caller's one clinic of the patient's
-        organisation. Always one of the caller's clinics and of the patient's organisation (else 400)."""
-        clinics = self.clinics()
-        value = data.get("clinic")
-        practitioner_pk = parse_uuid(data.get("practitioner")) if data.get("practitioner") else None
-        practitioner = (
-            Practitioner.objects.filter(pk=practitioner_pk, clinic__in=clinics).first() if practitioner_pk else None
+    def booking_clinic(self, data: dict, patient: Patient) -> Clinic:
+        """Where a booking (or its check, or a slot search) named by `data` takes place, among the caller's
+        clinics (the rule is the scheduler's: booking.booking_clinic)."""
+        return booking.booking_clinic(
+            patient=patient,
+            clinic_id=data.get("clinic"),
+            practitioner_id=data.get("practitioner"),
+            within=self.clinics(),
         )
-        if data.get("practitioner") and practitioner is None:
-            raise InvalidInput(
-                ErrorCode.UNKNOWN_PRACTITIONER, "There is no such practitioner at this clinic.", field="practitioner"
-            )
-        if value is not None:
-            pk = parse_uuid(value)
-            clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
-            if clinic is None:
-                raise InvalidInput("unknown_clinic", "There is no such clinic.", field="clinic")
-            if clinic.organisation_id != patient.organisation_id:
-                raise InvalidInput(
-                    "clinic_mismatch", "The patient belongs to another organisation's clinics.", field="clinic"
-                )
-            if practitioner is not None and practitioner.clinic_id != clinic.pk:
-                raise InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
-            return clinic.pk
-        if practitioner is not None:
-            return practitioner.clinic_id
-        reachable = clinics.filter(organisation_id=patient.organisation_id)
-        if reachable.filter(pk=patient.clinic_id).exists():
-            return patient.clinic_id
-        only = list(reachable.values_list("pk", flat=True)[:2])
-        if len(only) != 1:
-            raise InvalidInput("clinic_required", "Say at which clinic the appointment takes place.", field="clinic")
-        return only[0]
 
     def page(self, rows, serializer_class=None, *, data=None):
         """A paginated response of `rows` (serialized, or already-built dicts via `data`)."""
@@ -499,7 +473,6 @@ class EligibilityApi(ApiView):
     def post(self, request):
         data = _input(EligibilityIn, request)
         patient = self.patient_from_body(data["patient"])
-        clinic_id = self.booking_clinic(data, patient)
         check = booking.appointment_check(
             patient=patient,
             procedure_code=data["procedure"],
@@ -507,7 +480,8 @@ class EligibilityApi(ApiView):
             now=timezone.now(),
             area_code=data.get("area"),
             practitioner_id=data.get("practitioner"),
-            clinic_id=clinic_id,
+            clinic_id=data.get("clinic"),
+            within=self.clinics(),
         )
         return Response({"eligible": check.eligible, "status": str(check.outcome), **check_data(check, check.tz)})
 
@@ -529,7 +503,7 @@ class AvailabilityApi(ApiView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         patient = self.patient_from_body(params["patient"])
-        clinic_id = self.booking_clinic(params, patient)
+        clinic = self.booking_clinic(params, patient)
         now = timezone.now()
         start = params.get("from") or now
         end = params.get("to") or start + timedelta(days=self.DEFAULT_DAYS)
@@ -541,10 +515,9 @@ class AvailabilityApi(ApiView):
             now=now,
             area_code=params.get("area"),
             practitioner_id=params.get("practitioner"),
-            clinic_id=clinic_id,
+            clinic_id=clinic.pk,
         )
-        tz = Clinic.objects.get(pk=clinic_id).tz
-        return self.page(slots, data=lambda slot: slot_data(slot, tz))
+        return self.page(slots, data=lambda slot: slot_data(slot, clinic.tz))
 
 
 # --- Appointments ---------------------------------------------------------------------------------------
@@ -588,16 +561,16 @@ class AppointmentListCreateApi(ApiView):
     def post(self, request):
         data = _input(BookingIn, request)
         patient = self.patient_from_body(data["patient"])
-        clinic_id = self.booking_clinic(data, patient)
         result = booking.appointment_book(
             patient=patient,
             procedure_code=data["procedure"],
             start_at=data["start"],
-            actor=self.caller.actor(clinic_id),
+            actor=self.caller.actor(),  # booking needs no clinician's right, so no clinic to judge it at
             now=timezone.now(),
             area_code=data.get("area"),
             practitioner_id=data.get("practitioner"),
-            clinic_id=clinic_id,
+            clinic_id=data.get("clinic"),  # where: the scheduler decides among the caller's clinics
+            within=self.clinics(),
         )
         return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
 

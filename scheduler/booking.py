@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, Q, QuerySet, When
 
 from clinic.models import (
     Appointment,
@@ -139,38 +140,105 @@ def _area(code: str | None) -> TreatmentArea | None:
     return area
 
 
-def _candidates(
-    patient: Patient, procedure: ProcedureType, practitioner_id, *, lock: bool, clinic_id=None
-) -> list[Practitioner]:
-    """The practitioners who may take the booking, locked in primary-key order when writing.
+def _named_clinic(value, patient: Patient, within: QuerySet[Clinic] | None) -> Clinic:
+    """The clinic a caller named, by id or code: one of theirs (`within`, None for any) and of the patient's
+    organisation."""
+    pk = parse_uuid(value)
+    clinics = Clinic.objects.all() if within is None else within
+    clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
+    if clinic is None:
+        raise InvalidInput("unknown_clinic", "There is no such clinic.", field="clinic")
+    if clinic.organisation_id != patient.organisation_id:
+        raise InvalidInput("clinic_mismatch", "The patient belongs to another organisation's clinics.", field="clinic")
+    return clinic
 
-    They work at `clinic_id`; else at the named practitioner's clinic; else at the patient's home
-    clinic; always at a clinic of the patient's organisation (anyone else is unknown here).
+
+def _default_clinic_id(patient: Patient, within: QuerySet[Clinic] | None):
+    """Neither clinic nor practitioner named: the patient's home clinic when the caller may book there, else the
+    caller's one clinic of the patient's organisation (one query)."""
+    if within is None:
+        return patient.clinic_id
+    first_two = list(
+        within.filter(organisation_id=patient.organisation_id)
+        .order_by(Case(When(pk=patient.clinic_id, then=0), default=1), "pk")
+        .values_list("pk", flat=True)[:2]
+    )
+    if first_two and (first_two[0] == patient.clinic_id or len(first_two) == 1):
+        return first_two[0]
+    raise InvalidInput("clinic_required", "Say at which clinic the appointment takes place.", field="clinic")
+
+
+def _unknown_practitioner() -> InvalidInput:
+    return InvalidInput(
+        ErrorCode.UNKNOWN_PRACTITIONER, "There is no such practitioner at this clinic.", field="practitioner"
+    )
+
+
+def _why_not(pk, procedure: ProcedureType, patient: Patient, clinic_id, within) -> InvalidInput:
+    """Why the named practitioner could not be taken (after the one query that takes them found nobody)."""
+    named = Practitioner.objects.filter(pk=pk) if pk else Practitioner.objects.none()
+    named = named.filter(clinic__in=within) if within is not None else named
+    practitioner = named.select_related("clinic").first()
+    if practitioner is None:
+        return _unknown_practitioner()
+    if clinic_id is not None:
+        clinic = _named_clinic(clinic_id, patient, within)  # raises when the clinic itself is wrong
+        if within is None and practitioner.clinic.organisation_id != patient.organisation_id:
+            return _unknown_practitioner()  # a caller without a scope (a patient's own page) learns nothing more
+        if practitioner.clinic_id != clinic.pk:
+            return InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
+    if not practitioner.is_active or practitioner.clinic.organisation_id != patient.organisation_id:
+        return _unknown_practitioner()
+    return InvalidInput(
+        ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
+        f"{practitioner.name} does not do {procedure.name}.",
+        field="practitioner",
+    )
+
+
+def _candidates(
+    patient: Patient,
+    procedure: ProcedureType,
+    practitioner_id,
+    *,
+    lock: bool,
+    clinic_id=None,
+    within: QuerySet[Clinic] | None = None,
+) -> list[Practitioner]:
+    """The practitioners who may take the booking, locked in primary-key order when writing; where it takes place
+    is their clinic.
+
+    That is `clinic_id` (an id or a code) when named; else the named practitioner's clinic; else the patient's
+    home clinic, or the caller's one clinic of the patient's organisation. `within` (the caller's clinics; None
+    for a caller who already chose an allowed clinic) bounds every choice, and the clinic is always one of the
+    patient's organisation. A named practitioner is taken (and locked) in one query; the queries that say why
+    not run only when it finds nobody.
     """
     query = Practitioner.objects.filter(is_active=True, clinic__organisation_id=patient.organisation_id)
     query = query.select_related("clinic")
-    if clinic_id is not None:
-        query = query.filter(clinic_id=clinic_id)
-    elif practitioner_id is None:
-        query = query.filter(clinic_id=patient.clinic_id)
+    if within is not None:
+        query = query.filter(clinic__in=within)
     if practitioner_id is not None:
         pk = parse_uuid(practitioner_id)
-        query = query.filter(pk=pk)
+        query = query.filter(pk=pk, procedures=procedure)
+        if clinic_id is not None:
+            named_pk = parse_uuid(clinic_id)
+            query = query.filter(
+                Q(clinic__code=clinic_id) | Q(clinic_id=named_pk) if named_pk else Q(clinic__code=clinic_id)
+            )
         if lock:
             query = query.select_for_update(of=("self",))
         found = list(query) if pk else []
         if not found:
-            raise InvalidInput(
-                ErrorCode.UNKNOWN_PRACTITIONER, "There is no such practitioner at this clinic.", field="practitioner"
-            )
-        if not found[0].procedures.filter(code=procedure.code).exists():
-            raise InvalidInput(
-                ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
-                f"{found[0].name} does not do {procedure.name}.",
-                field="practitioner",
-            )
+            raise _why_not(pk, procedure, patient, clinic_id, within)
         return found
-    query = query.filter(procedures=procedure).order_by("pk")
+    if clinic_id is not None and within is None and parse_uuid(clinic_id):
+        place = parse_uuid(clinic_id)  # chosen by a caller bound to it (the front desk, a plan): no look-up
+    elif clinic_id is not None:
+        place = _named_clinic(clinic_id, patient, within).pk
+    else:
+        place = _default_clinic_id(patient, within)
+    query = query.filter(clinic_id=place, procedures=procedure).order_by("pk")
     if lock:
         query = query.select_for_update(of=("self",))
     found = list(query)
@@ -184,11 +252,36 @@ def _candidates(
 
 
 def practitioners_for(
-    *, patient: Patient, procedure_code: str, practitioner_id=None, lock: bool = False, clinic_id=None
+    *, patient: Patient, procedure_code: str, practitioner_id=None, lock: bool = False, clinic_id=None, within=None
 ):
     """Who may take `procedure_code` for the patient (one, when named; at `clinic_id`, when given), locked in key
     order when writing: what a booking would choose from, for services that book several at once (a plan)."""
-    return _candidates(patient, _procedure(procedure_code), practitioner_id, lock=lock, clinic_id=clinic_id)
+    return _candidates(
+        patient, _procedure(procedure_code), practitioner_id, lock=lock, clinic_id=clinic_id, within=within
+    )
+
+
+def booking_clinic(*, patient: Patient, clinic_id=None, practitioner_id=None, within=None) -> Clinic:
+    """Where a booking for the patient would take place (see `_candidates`), for a caller who needs it before
+    booking or searching (a plan's dry run, the zone of an availability answer); the same checks and errors."""
+    if practitioner_id is not None:
+        pk = parse_uuid(practitioner_id)
+        named = Practitioner.objects.filter(pk=pk) if pk else Practitioner.objects.none()
+        named = named.filter(clinic__in=within) if within is not None else named
+        practitioner = named.select_related("clinic").first()
+        if practitioner is None:
+            raise _unknown_practitioner()
+        if clinic_id is None:
+            if practitioner.clinic.organisation_id != patient.organisation_id:
+                raise _unknown_practitioner()
+            return practitioner.clinic
+        clinic = _named_clinic(clinic_id, patient, within)
+        if practitioner.clinic_id != clinic.pk:
+            raise InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
+        return clinic
+    if clinic_id is not None:
+        return _named_clinic(clinic_id, patient, within)
+    return Clinic.objects.get(pk=_default_clinic_id(patient, within))
 
 
 def area_for(code: str | None) -> TreatmentArea | None:
@@ -207,6 +300,7 @@ def _request(
     now: datetime,
     lock: bool,
     clinic_id=None,
+    within=None,
 ) -> _Request:
     procedure = _procedure(procedure_code)
     area = _area(area_code)
@@ -223,7 +317,7 @@ def _request(
         require_whole_minute(end, field="end")
         if end <= start:
             raise InvalidInput(ErrorCode.END_BEFORE_START, "The end must come after the start.", field="end")
-    candidates = _candidates(patient, procedure, practitioner_id, lock=lock, clinic_id=clinic_id)
+    candidates = _candidates(patient, procedure, practitioner_id, lock=lock, clinic_id=clinic_id, within=within)
     return _Request(patient, procedure, area, start, end, candidates, candidates[0].clinic)
 
 
@@ -320,6 +414,7 @@ def appointment_check(
     practitioner_id=None,
     end_at: datetime | None = None,
     clinic_id=None,
+    within: QuerySet[Clinic] | None = None,
 ) -> BookingCheck:
     """A dry run: exactly what booking would give, writing nothing."""
     req = _request(
@@ -332,6 +427,7 @@ def appointment_check(
         now=now,
         lock=False,
         clinic_id=clinic_id,
+        within=within,
     )
     return _check(req)
 
@@ -373,6 +469,7 @@ def appointment_book(
     practitioner_id=None,
     end_at: datetime | None = None,
     clinic_id=None,
+    within: QuerySet[Clinic] | None = None,
 ) -> BookingResult:
     with transaction.atomic():
         patient = lock_patient(patient.pk)
@@ -386,6 +483,7 @@ def appointment_book(
             now=now,
             lock=True,
             clinic_id=clinic_id,
+            within=within,
         )
         # Race condition: the re-check runs only now that patient and practitioners are locked.
         check = _check(req)
@@ -636,6 +734,7 @@ def appointment_slots(
     limit: int | None = None,
     ignore_appointment: Appointment | None = None,
     clinic_id=None,
+    within: QuerySet[Clinic] | None = None,
 ) -> list[Slot]:
     """Free slots in the window that are also interval-eligible for this patient.
 
@@ -655,7 +754,7 @@ def appointment_slots(
         )
     if end <= start:
         return []
-    candidates = _candidates(patient, procedure, practitioner_id, lock=False, clinic_id=clinic_id)
+    candidates = _candidates(patient, procedure, practitioner_id, lock=False, clinic_id=clinic_id, within=within)
     tz = candidates[0].clinic.tz
     duration = timedelta(minutes=procedure.duration_minutes)
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()

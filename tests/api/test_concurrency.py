@@ -108,3 +108,64 @@ def test_concurrent_duplicates_with_one_idempotency_key_create_one_appointment(
     assert [status for status, _ in results] == [201] * 6, results
     assert len({json.dumps(payload, sort_keys=True) for _, payload in results}) == 1
     assert Appointment.objects.count() == 1
+
+
+# --- A duplicate of a request still running (api/idempotency.py) ------------------------------------------------
+
+HELD_KEY_SQL = (
+    "INSERT INTO api_idempotencykey (owner, key, fingerprint, method, path, response_status, "
+    "response_content_type, response_location, created_at) VALUES (%s, %s, 'first', 'POST', '/', 0, '', '', now())"
+)
+
+
+def _first_request_holding(client, key: str):
+    """A connection of its own that inserted the key's row and has not committed: a first request still running."""
+    import psycopg
+    from django.db import connection
+
+    holder = psycopg.connect(**connection.get_connection_params())
+    holder.execute(HELD_KEY_SQL, [f"client:{client.pk}", key])
+    return holder
+
+
+def test_a_duplicate_waits_for_the_running_first_then_is_told_to_retry(
+    live_server, clinic, practitioner, patient, monkeypatch
+):
+    from api import idempotency
+
+    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 1)
+    client, token = new_api_client(clinic)
+    url = live_server.url + "/api/v1/appointments/"
+    body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}
+    holder = _first_request_holding(client, "still-running")
+    try:
+        status, problem = _post(url, token, body, {"Idempotency-Key": "still-running"})
+        assert (status, problem["code"]) == (409, "request_in_progress")
+        assert not Appointment.objects.exists()  # the duplicate did no work
+    finally:
+        holder.rollback()
+        holder.close()
+    # The first rolled back: the key is free, and the retry does the work once.
+    assert _post(url, token, body, {"Idempotency-Key": "still-running"})[0] == 201
+    assert Appointment.objects.count() == 1
+
+
+def test_a_duplicate_goes_ahead_when_the_running_first_rolls_back(live_server, clinic, practitioner, patient):
+    client, token = new_api_client(clinic)
+    url = live_server.url + "/api/v1/appointments/"
+    body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}
+    holder = _first_request_holding(client, "rolled-back")
+    result: list = []
+    waiting = threading.Thread(
+        target=lambda: result.append(_post(url, token, body, {"Idempotency-Key": "rolled-back"}))
+    )
+    try:
+        waiting.start()
+        waiting.join(timeout=1.5)
+        assert waiting.is_alive() and not result  # waiting on the first request's uncommitted key
+    finally:
+        holder.rollback()
+        holder.close()
+    waiting.join(timeout=30)
+    [(status, payload)] = result
+    assert status == 201 and Appointment.objects.filter(pk=payload["id"]).exists()
