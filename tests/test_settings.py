@@ -43,3 +43,27 @@ def test_a_boolean_setting_refuses_what_it_cannot_read(value):
 
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be a boolean" in result.stderr
+
+
+def database_options(**env) -> str:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))} | env
+    environment |= {"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_LOCAL": "1"}
+    code = "from django.conf import settings; d = settings.DATABASES['default']; print(sorted(d.get('OPTIONS', {}).items()))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+POSTGRES = "postgres://postgres@127.0.0.1:5432/anything"
+
+
+def test_postgresql_prepares_its_statements_unless_behind_pgbouncer_or_told_not_to():
+    prepared = "('prepare_threshold', 2), ('server_side_binding', True)"
+    assert prepared in database_options(DATABASE_URL=POSTGRES)
+    assert "prepare" not in database_options(DATABASE_URL=POSTGRES, DATABASE_PGBOUNCER="1")
+    assert "prepare" not in database_options(DATABASE_URL=POSTGRES, DATABASE_PREPARED="0")
+    # PgBouncer 1.21+ with max_prepared_statements: asked for explicitly.
+    assert prepared in database_options(DATABASE_URL=POSTGRES, DATABASE_PGBOUNCER="1", DATABASE_PREPARED="1")
+    assert "prepare" not in database_options()  # SQLite has no such thing
