@@ -44,6 +44,7 @@ from reminders.models import (
     OutboxStatus,
 )
 from reminders.timing import first_allowed_after, quiet_hours
+from scheduler import versioned
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +394,7 @@ def outbox_send(*, message_id, claim_token, now: datetime) -> SendOutcome:
     return outbox_send_batch(message_ids=[message_id], claim_token=claim_token, now=now)[_as_uuid(message_id)]
 
 
+@versioned.within_snapshot  # the configuration version (SMS terms, ...) is read once for the batch
 def outbox_send_batch(
     *, message_ids: list, claim_token, now: datetime, clock: Callable[[], datetime] | None = None
 ) -> dict[uuid.UUID, SendOutcome]:
@@ -426,8 +428,21 @@ def _order_key(message: OutboxMessage | None, pk: uuid.UUID) -> tuple:
     return (message.due_at, pk) if message is not None else (datetime.max.replace(tzinfo=UTC), pk)
 
 
+def _commit_without_waiting_for_the_disk() -> None:
+    """# Race condition: a sender killed after the provider accepted a message and before the row's `sent` mark
+    commits leaves the row claimed; it is claimed again when the lease runs out and sent again (at least once).
+    The mark's UPDATE and COMMIT are that window, and a COMMIT that waits for the WAL to reach the disk was most
+    of it. Not waiting (PostgreSQL's `synchronous_commit = off`, this transaction only) makes it a round trip. A
+    PostgreSQL crash in the next fraction of a second could then forget the mark: the message would be sent again,
+    never lost (everything this transaction writes is about whether the row was sent)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
 def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
     with transaction.atomic():
+        _commit_without_waiting_for_the_disk()
         if not _lock_fresh([message]):
             exists = OutboxMessage.objects.filter(pk=message.pk).exists()
             return SendOutcome.BUSY if exists else SendOutcome.STALE

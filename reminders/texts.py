@@ -7,11 +7,12 @@ catalogue (for the forbidden names) but nothing of the reminders' own models.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.template import Engine, TemplateSyntaxError
 
 from clinic.models import Condition, Medication, ProcedureType
+from scheduler import versioned
 
 SMS_MAX_SEGMENTS = 3  # longer texts cost more and arrive split; carriers cap concatenation anyway
 
@@ -91,37 +92,38 @@ def _name_terms(name: str) -> set[str]:
     return terms
 
 
-FORBIDDEN_TERMS_KEY = "reminders:sms-forbidden-terms"
+@dataclass(frozen=True)
+class _ForbiddenTerms:
+    terms: tuple[str, ...]
+    any_of: re.Pattern  # one pass over a text: does it hold any of them at all?
 
 
-def _forbidden_terms() -> list[str]:
+def _forbidden_terms() -> _ForbiddenTerms:
     """Procedure, drug and condition names and codes, with their aliases (Botox, Retin-A).
 
-    Checked for every SMS sent, so kept in the cache (three catalogue reads per text
-    were 7% of a worker's time); a catalogue change clears it (`forget_forbidden_terms`),
-    and it expires after a minute in case a change bypassed the ORM.
+    Checked for every SMS sent, so kept per process under the configuration version (scheduler/versioned.py),
+    which triggers on the three catalogue tables raise on any write: a new name counts at the next check.
     """
-    return cache.get_or_set(FORBIDDEN_TERMS_KEY, _read_forbidden_terms, timeout=60)
+    return versioned.cached("sms-forbidden-terms", _read_forbidden_terms)
 
 
-def forget_forbidden_terms(**kwargs) -> None:
-    """Signal receiver: a procedure, medication or condition was saved or deleted."""
-    cache.delete(FORBIDDEN_TERMS_KEY)
-
-
-def _read_forbidden_terms() -> list[str]:
+def _read_forbidden_terms() -> _ForbiddenTerms:
     terms: set[str] = set(EXTRA_FORBIDDEN)
     for model in (ProcedureType, Medication, Condition):
         for code, name in model.objects.values_list("code", "name"):
             terms.add(code.replace("_", " "))
             terms |= _name_terms(name)
-    return sorted({t.strip().lower() for t in terms if len(t.strip()) >= 4})
+    kept = tuple(sorted({t.strip().lower() for t in terms if len(t.strip()) >= 4}))
+    return _ForbiddenTerms(kept, re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, kept)) + r")(?!\w)"))
 
 
 def clinical_terms_in(text: str) -> list[str]:
     """The diagnosis, procedure and drug names (and aliases) `text` contains."""
     lowered = text.lower()
-    return [t for t in _forbidden_terms() if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
+    forbidden = _forbidden_terms()
+    if forbidden.any_of.search(lowered) is None:
+        return []  # the usual case: one search, not one per term
+    return [t for t in forbidden.terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
 
 
 def sms_text_problem(text: str) -> str:
