@@ -16,12 +16,14 @@ from datetime import UTC, date, datetime, time
 from email.utils import parseaddr
 
 from django.conf import settings
-from django.template import Context, Engine, TemplateSyntaxError
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
-from clinic.models import Appointment, AuditAction
+from clinic.models import Appointment, AuditAction, AuditEvent
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
@@ -169,10 +171,16 @@ def private_subject(subject: str, *, appointment: Appointment, now: datetime) ->
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(engine: Engine, text: str) -> Template:
+    """A template's text compiled once per process (a compiled Template is only read when rendered)."""
+    return engine.from_string(text)
+
+
 def _render(engine: Engine, text: str, context: dict) -> str:
     try:
         # The Context, not the Engine, decides escaping when a Template is rendered directly.
-        return engine.from_string(text).render(Context(context, autoescape=engine.autoescape)).strip()
+        return _compiled(engine, text).render(Context(context, autoescape=engine.autoescape)).strip()
     except TemplateSyntaxError as exc:
         raise RenderError(f"template error: {exc}") from exc
 
@@ -185,9 +193,29 @@ def ics_uid(appointment: Appointment) -> str:
     return f"appointment-{appointment.pk}@clinic-scheduling"
 
 
+CALENDAR_CHANGES = (AuditAction.RESCHEDULED, AuditAction.CANCELLED)
+
+
+def calendar_changes(appointment_ref: str = "pk") -> Coalesce:
+    """The SEQUENCE of `ics_sequence` as a subquery, for a read of appointments (or of rows naming one, by
+    `appointment_ref`) that then needs no query per calendar file: set it as `calendar_changes`."""
+    changes = (
+        AuditEvent.objects.filter(appointment=OuterRef(appointment_ref), action__in=CALENDAR_CHANGES)
+        .order_by()
+        .values("appointment")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(changes), 0)
+
+
 def ics_sequence(appointment: Appointment) -> int:
-    """Rises with every change a calendar must apply (a move, a cancellation)."""
-    return appointment.audit_events.filter(action__in=[AuditAction.RESCHEDULED, AuditAction.CANCELLED]).count()
+    """Rises with every change a calendar must apply (a move, a cancellation); read with the appointment when
+    it was (`calendar_changes`), else counted."""
+    known = getattr(appointment, "calendar_changes", None)
+    if known is not None:
+        return known
+    return appointment.audit_events.filter(action__in=CALENDAR_CHANGES).count()
 
 
 def appointment_event(

@@ -282,10 +282,11 @@ def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
         OutboxMessage.objects.select_for_update(**_skip_locked())
         .filter(pk__in=[r.pk for r in rows])
         .order_by()
-        .values_list(*_FRESH)
+        .annotate(calendar_changes=content.calendar_changes("appointment_id"))
+        .values_list(*_FRESH, "calendar_changes")
     )
     by_pk = {r.pk: r for r in rows}
-    for pk, status, token, until, attempts, due_at, payload, *visit in values:
+    for pk, status, token, until, attempts, due_at, payload, *visit, changes in values:
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
             status,
@@ -297,6 +298,7 @@ def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
         row.payload = payload
         appointment, patient = row.appointment, row.appointment.patient
         appointment.status, appointment.start_at, appointment.end_at = visit[:3]
+        appointment.calendar_changes = changes  # the .ics SEQUENCE, as of this lock (content.ics_sequence)
         patient.reminder_channels, patient.sms_consent, patient.muted_topics, patient.email, patient.phone = visit[3:]
         locked[pk] = row
     return locked

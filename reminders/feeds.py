@@ -16,7 +16,7 @@ from django.urls import reverse
 from icalendar import Calendar
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
-from reminders.content import add_timezones, appointment_event
+from reminders.content import add_timezones, appointment_event, calendar_changes
 from reminders.models import CalendarFeed
 
 # What a feed shows: a quarter back (for the record), everything ahead.
@@ -75,6 +75,7 @@ def _appointments(feed: CalendarFeed, now: datetime) -> QuerySet[Appointment]:
     return (
         Appointment.objects.filter(**owner, start_at__gte=now - FEED_HISTORY)
         .select_related("clinic", "procedure", "practitioner")
+        .annotate(calendar_changes=calendar_changes())  # each event's SEQUENCE, in the same query
         .order_by("start_at", "id")[:FEED_MAX_EVENTS]
     )
 

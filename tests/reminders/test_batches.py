@@ -131,3 +131,28 @@ def test_a_row_sent_meanwhile_is_left_alone_and_the_rest_of_the_batch_goes(texts
     assert outcomes[ids[0]] == SendOutcome.STALE
     assert [o for pk, o in outcomes.items() if pk != ids[0]] == [SendOutcome.SENT] * 5
     assert str(ids[0]) not in {s["outbox_id"] for s in scripted_sms.sent}
+
+
+def test_an_email_batch_costs_no_more_a_row_than_texts_calendar_file_included(clinic, practitioner, now):
+    from django.core import mail
+    from icalendar import Calendar
+
+    from reminders.texts import sms_text_problem
+
+    for hour in range(10, 16):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["email"], email=f"p{hour}@example.com")
+        book(patient, "botox", london(2026, 3, 4, hour), now)
+    sms_text_problem("")  # the process's copies are loaded, as in a worker that has sent before
+    claims = outbox_claim_due(now=now)
+    assert len(claims) == 6
+
+    with CaptureQueriesContext(connection) as queries:
+        outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+
+    assert len(mail.outbox) == 6
+    # The .ics SEQUENCE is read with each row's lock (content.calendar_changes), not counted per e-mail.
+    assert len(queries.captured_queries) <= 4 + (5 if connection.vendor == "postgresql" else 4) * 6
+    for email in mail.outbox:
+        [attachment] = email.attachments
+        [event] = Calendar.from_ical(attachment.get_payload(decode=True)).walk("VEVENT")
+        assert int(event["sequence"]) == 0

@@ -149,3 +149,22 @@ def test_a_feed_leaves_out_what_is_long_past(practitioner, patient):
     _, token = calendar_feed_create(now=NOW, practitioner=practitioner)
     with time_machine.travel(NOW + timedelta(days=120), tick=False):
         assert ics_uid(old) not in events(fetch(token))[1]
+
+
+def test_a_feed_costs_the_same_queries_however_many_appointments_it_holds(
+    practitioner, patient, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, token = calendar_feed_create(now=NOW, practitioner=practitioner, created_by="admin")
+    moved = book(patient, "botox", london(2026, 3, 10), NOW)
+    appointment_reschedule(appointment=moved, start_at=london(2026, 3, 11), actor=RECEPTION, now=NOW)
+    with CaptureQueriesContext(connection) as one:
+        assert events(fetch(token))[1][ics_uid(moved)]["sequence"] == 1
+    for day in (12, 13, 16, 17, 18, 19, 20):
+        book(PatientFactory(clinic=practitioner.clinic), "botox", london(2026, 3, day), NOW)
+
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        _, found = events(fetch(token))
+    assert len(found) == 8 and found[ics_uid(moved)]["sequence"] == 1  # each SEQUENCE read with its event
