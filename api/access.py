@@ -15,14 +15,18 @@ from clinic.models import ApiClient, Clinic, Organisation
 from clinic.selectors import clinics_for_user, is_clinical, organisations_of
 from scheduler.booking import Actor
 
+# Up to this many clinics, a request's scope is read once and its queries name the clinics by id; a caller
+# granted more (whole organisations of many clinics) keeps the subquery, so no statement carries thousands
+# of parameters.
+SCOPE_INLINE_MAX = 200
+
 
 @dataclass
 class Caller:
     client: ApiClient | None
     user: object | None
 
-    def clinics(self) -> QuerySet[Clinic]:
-        """The clinics granted: one by one, or every clinic of a granted organisation (now and later)."""
+    def _granted(self) -> QuerySet[Clinic]:
         if self.client is not None:
             return Clinic.objects.filter(
                 Q(pk__in=self.client.clinics.through.objects.filter(apiclient=self.client).values("clinic_id"))
@@ -34,13 +38,25 @@ class Caller:
             )
         return clinics_for_user(self.user)
 
+    @cached_property
+    def _clinic_ids(self) -> list | None:
+        """The granted clinics' ids, read once per request (sorted, so equal scopes give equal statements), or
+        None past SCOPE_INLINE_MAX."""
+        ids = sorted(self._granted().values_list("pk", flat=True)[: SCOPE_INLINE_MAX + 1])
+        return ids if len(ids) <= SCOPE_INLINE_MAX else None
+
+    def clinics(self) -> QuerySet[Clinic]:
+        """The clinics granted: one by one, or every clinic of a granted organisation (now and later)."""
+        ids = self._clinic_ids
+        return self._granted() if ids is None else Clinic.objects.filter(pk__in=ids)
+
     def organisations(self) -> QuerySet[Organisation]:
         """Every organisation one of the caller's clinics belongs to: their patients are in scope."""
         return organisations_of(self.clinics())
 
     @cached_property
     def has_any_clinic(self) -> bool:
-        return self.clinics().exists()
+        return self._clinic_ids is None or bool(self._clinic_ids)
 
     @property
     def owner_key(self) -> str:

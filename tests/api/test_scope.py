@@ -1,0 +1,48 @@
+"""A request's scope (api.access.Caller) is read once and named by id, or kept as a subquery for a caller granted
+more clinics than SCOPE_INLINE_MAX: the same answers either way, and nothing outside it is found."""
+
+import pytest
+
+from api import access
+from clinic.models import Appointment
+from tests.api.conftest import http, new_api_client, problem_of, session
+from tests.api.test_booking import book
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=[access.SCOPE_INLINE_MAX, 0], ids=["ids", "subquery"])
+def inline_max(request, monkeypatch):
+    monkeypatch.setattr(access, "SCOPE_INLINE_MAX", request.param)
+    return request.param
+
+
+def test_a_platform_sees_and_books_only_within_its_scope(inline_max, api, patient, practitioner, other_patient):
+    assert api.get(f"/api/v1/patients/{patient.pk}/").status_code == 200
+    assert api.get(f"/api/v1/patients/{other_patient.pk}/").status_code == 404
+    created = book(api, patient)
+    assert created.status_code == 201, created.content
+    assert [a["id"] for a in api.get("/api/v1/appointments/").json()["results"]] == [created.json()["id"]]
+    assert problem_of(book(api, other_patient), 400)["errors"] == {"patient": ["There is no such patient."]}
+    assert Appointment.objects.count() == 1
+
+
+def test_no_clinic_granted_is_refused_either_way(inline_max, clinic):
+    client, key = new_api_client()
+    assert http(key).get("/api/v1/patients/").status_code == 403
+
+
+def test_a_staff_members_scope_too(inline_max, receptionist, patient, practitioner, other_patient):
+    api = session(receptionist)
+    assert api.get(f"/api/v1/patients/{patient.pk}/").status_code == 200
+    assert api.get(f"/api/v1/patients/{other_patient.pk}/").status_code == 404
+
+
+def test_the_scope_is_read_once_per_request(api, patient, practitioner, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert book(api, patient).status_code == 201
+    scope_reads = [q["sql"] for q in queries.captured_queries if "api_apiclient_clinics" in q["sql"]]
+    assert len(scope_reads) == 1
