@@ -70,7 +70,8 @@ class Caller:
         named: never; an API client holds its right everywhere it is granted)."""
         if self.client is not None:
             return Actor(label=f"API client {self.client.name}", user=None, clinical=self.client.clinical)
-        return Actor(label=self.user.get_username(), user=self.user, clinical=is_clinical(self.user, clinic_id))
+        clinical = clinic_id is not None and is_clinical(self.user, clinic_id)
+        return Actor(label=self.user.get_username(), user=self.user, clinical=clinical)
 
 
 def caller_for(request) -> Caller:

@@ -12,4 +12,5 @@ class RemindersConfig(AppConfig):
         # Booking changes reach the outbox through the scheduler's one seam, inside their transaction.
         notifications.subscribe(outbox_on_change)
         # No SMS may name a diagnosis, procedure or drug: the list is kept under the configuration version
-        # (reminders.texts._forbidden_terms), which the catalogue's triggers raise, so a new name counts at once.
+        # (reminders.texts._forbidden_terms), which the catalogue's triggers raise, so a new name counts from the
+        # next check (the next batch of sends).

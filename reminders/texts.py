@@ -102,7 +102,8 @@ def _forbidden_terms() -> _ForbiddenTerms:
     """Procedure, drug and condition names and codes, with their aliases (Botox, Retin-A).
 
     Checked for every SMS sent, so kept per process under the configuration version (scheduler/versioned.py),
-    which triggers on the three catalogue tables raise on any write: a new name counts at the next check.
+    which triggers on the three catalogue tables raise on any write: a new name counts from the next check
+    (a batch of sends reads the version once, so from the next batch).
     """
     return versioned.cached("sms-forbidden-terms", _read_forbidden_terms)
 

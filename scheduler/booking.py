@@ -144,7 +144,8 @@ def _named_clinic(value, patient: Patient, within: QuerySet[Clinic] | None) -> C
     """The clinic a caller named, by id or code: one of theirs (`within`, None for any) and of the patient's
     organisation."""
     pk = parse_uuid(value)
-    clinics = Clinic.objects.all() if within is None else within
+    # A caller without a scope learns of no clinic outside the patient's organisation.
+    clinics = Clinic.objects.filter(organisation_id=patient.organisation_id) if within is None else within
     clinic = clinics.filter(Q(code=value) | Q(pk=pk) if pk else Q(code=value)).first()
     if clinic is None:
         raise InvalidInput("unknown_clinic", "There is no such clinic.", field="clinic")
@@ -183,9 +184,9 @@ def _why_not(pk, procedure: ProcedureType, patient: Patient, clinic_id, within) 
         return _unknown_practitioner()
     if clinic_id is not None:
         clinic = _named_clinic(clinic_id, patient, within)  # raises when the clinic itself is wrong
-        if within is None and practitioner.clinic.organisation_id != patient.organisation_id:
-            return _unknown_practitioner()  # a caller without a scope (a patient's own page) learns nothing more
         if practitioner.clinic_id != clinic.pk:
+            if within is None:  # the clinic was the caller's own choice (a desk, a patient's page): not here
+                return _unknown_practitioner()
             return InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
     if not practitioner.is_active or practitioner.clinic.organisation_id != patient.organisation_id:
         return _unknown_practitioner()
@@ -303,6 +304,8 @@ def _request(
     within=None,
 ) -> _Request:
     procedure = _procedure(procedure_code)
+    # Where and with whom, before when: a wrong clinic or practitioner is named first, as it always was.
+    candidates = _candidates(patient, procedure, practitioner_id, lock=lock, clinic_id=clinic_id, within=within)
     area = _area(area_code)
     start = require_aware(start_at, field="start")
     require_whole_minute(start, field="start")
@@ -317,7 +320,6 @@ def _request(
         require_whole_minute(end, field="end")
         if end <= start:
             raise InvalidInput(ErrorCode.END_BEFORE_START, "The end must come after the start.", field="end")
-    candidates = _candidates(patient, procedure, practitioner_id, lock=lock, clinic_id=clinic_id, within=within)
     return _Request(patient, procedure, area, start, end, candidates, candidates[0].clinic)
 
 

@@ -1,12 +1,13 @@
 """Per-process copies of what every booking reads and almost never changes, keyed by a version.
 
-The rule book, the catalogue and the reminder templates change rarely but are read on every
-booking. `cached(name, load)` keeps one copy per process under the current
-`ConfigVersion.value`, which database triggers raise on every write to those tables (ORM,
-admin, bulk update, raw SQL alike; migration reminders 0005). Learning the version is one
-indexed read, done once per service call (`snapshot`) and shared by everything that call
-reads; a stale copy can never be used after an edit commits. When the row is missing (a test
-database flushed between tests) nothing is cached.
+The rule book, the catalogue, the reminder templates, the webhook subscriptions and the SMS term
+list change rarely but are read on every booking or send. `cached(name, load)` keeps one copy per
+process under the current `ConfigVersion.value`, which database triggers raise on every write to
+those tables (ORM, admin, bulk update, raw SQL alike; migrations reminders 0005 and 0009).
+Learning the version is one indexed read, done once per service call (`snapshot`: a booking, a
+batch of sends) and shared by everything that call reads; every call that starts after an edit
+commits uses the edited copy. When the row is missing (a test database flushed between tests)
+nothing is cached.
 """
 
 from __future__ import annotations
