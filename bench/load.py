@@ -513,7 +513,8 @@ def booking_load(report, *, quick: bool, database_url: str, workdir: Path, profi
         "availability_non_200", sum(n for code, n in search.statuses.items() if code != 200), "responses", target="0"
     )
     report.add("booking_latency_median", book.latency(0.5), "ms")
-    report.add("booking_latency_p99", book.latency(0.99), "ms", target="< 100 ms")
+    # 32 clients at saturation: the queue in front sets this (docs/benchmarks.md); the target is the paced p99.
+    report.add("booking_latency_p99", book.latency(0.99), "ms", note="closed loop, 32 in flight")
     report.add("baseline_latency_median", base.latency(0.5), "ms")
     report.add("baseline_latency_p99", base.latency(0.99), "ms")
     report.add("booking_paced_rate", rate, "req/s", note="half the closed-loop rate, open loop")
