@@ -6,7 +6,7 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
-from django.db.models import Max, Q
+from django.db.models import IntegerField, Max, Q, Value
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -90,27 +90,31 @@ def _rulebook_from_database(organisation_id) -> rules.RuleBook:
 
 
 def timeline_for_patient(patient_id) -> rules.Timeline:
-    """History, active appointments, medication courses and the intake, in four queries."""
-    history = [
+    """History, active appointments, medication courses and the intake, in three queries (the history and
+    the appointments in one `UNION ALL`)."""
+    done, booked = 1, 2
+    history = (
+        ProcedureRecord.objects.filter(patient_id=patient_id)
+        .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it)
+        .annotate(event_state=Value(done, output_field=IntegerField()))
+        .values_list("id", "procedure_id", "performed_at", "area_id", "appointment__clinic_id", "event_state")
+    )
+    appointments = (
+        Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES)
+        .order_by()
+        .annotate(event_state=Value(booked, output_field=IntegerField()))
+        .values_list("id", "procedure_id", "start_at", "area_id", "clinic_id", "event_state")
+    )
+    events = [
         rules.ProcedureEvent(
             id=str(pk),
             procedure=code,
             start_at=at,
             area=area,
-            state=rules.EventState.DONE,
+            state=rules.EventState.DONE if state == done else rules.EventState.BOOKED,
             clinic=str(clinic) if clinic else None,
         )
-        for pk, code, at, area, clinic in ProcedureRecord.objects.filter(patient_id=patient_id).values_list(
-            "id", "procedure_id", "performed_at", "area_id", "appointment__clinic_id"
-        )
-    ]
-    booked = [
-        rules.ProcedureEvent(
-            id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.BOOKED, clinic=str(clinic)
-        )
-        for pk, code, at, area, clinic in Appointment.objects.filter(
-            patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES
-        ).values_list("id", "procedure_id", "start_at", "area_id", "clinic_id")
+        for pk, code, at, area, clinic, state in history.union(appointments, all=True)
     ]
     courses = [
         rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
@@ -124,7 +128,7 @@ def timeline_for_patient(patient_id) -> rules.Timeline:
             "id", "condition_id", "status", "area_id"
         )
     ]
-    return rules.Timeline(history + booked, courses, conditions)
+    return rules.Timeline(events, courses, conditions)
 
 
 def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str, lo, hi) -> rules.Timeline:
