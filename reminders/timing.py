@@ -28,8 +28,12 @@ class QuietHours:
     start: time = time(21, 0)
     end: time = time(8, 0)
 
+    @property
+    def spans_midnight(self) -> bool:
+        return self.start > self.end
+
     def contains(self, local: time) -> bool:
-        if self.start > self.end:  # spans midnight
+        if self.spans_midnight:
             return local >= self.start or local < self.end
         return self.start <= local < self.end
 
@@ -81,7 +85,10 @@ def first_allowed_after(moment: datetime, tz: tzinfo, quiet: QuietHours) -> date
     local = moment.astimezone(tz)
     if not quiet.contains(local.time()):
         return moment.astimezone(UTC)
-    day = local.date() + timedelta(days=1) if local.time() >= quiet.start else local.date()
+    # They end tomorrow only when they span midnight and this is the evening part (a window within one
+    # day, 13:00-14:00 say, ends today).
+    tomorrow = quiet.spans_midnight and local.time() >= quiet.start
+    day = local.date() + timedelta(days=1) if tomorrow else local.date()
     return _wall(day, quiet.end, tz, earliest=False)
 
 

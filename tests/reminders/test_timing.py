@@ -1,8 +1,10 @@
 """Due times: offsets in the clinic's zone across DST, SMS quiet hours, late bookings (docs/reminders.md)."""
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from reminders.timing import (
     Direction,
@@ -152,3 +154,44 @@ def test_quiet_hours_are_local_to_the_clinic():
     completed = datetime(2026, 7, 1, 21, 30, tzinfo=NEW_YORK)
     due = plan(completed, 0, "hours", now=completed, direction=Direction.LATER, sms=True, tz=NEW_YORK).due_at
     assert due.astimezone(NEW_YORK) == datetime(2026, 7, 2, 8, 0, tzinfo=NEW_YORK)
+
+
+# --- Quiet hours of any shape (Hypothesis) -------------------------------------------------------------------
+
+whole_minutes = st.builds(time, st.integers(0, 23), st.integers(0, 59))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=whole_minutes,
+    end=whole_minutes,
+    moment=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)).map(
+        lambda d: d.replace(second=0, microsecond=0, tzinfo=UTC)
+    ),
+    tz=st.sampled_from([LONDON, NEW_YORK]),
+)
+def test_the_nearest_allowed_moments_for_any_quiet_window(start, end, moment, tz):
+    """Whatever the window (across midnight or within one day), the moment found is allowed, on the right side
+    of `moment`, and the nearest one: the minute next to it, towards `moment`, is quiet."""
+    quiet = QuietHours(start, end)
+    assume(start != end)
+
+    def allowed(instant: datetime) -> bool:
+        return not quiet.contains(instant.astimezone(tz).time())
+
+    after = first_allowed_after(moment, tz, quiet)
+    before = last_allowed_before(moment, tz, quiet)
+    assert allowed(after) and allowed(before)
+    assert before <= moment <= after
+    if after != moment:
+        assert not allowed(after - timedelta(minutes=1))
+        assert after - moment <= timedelta(hours=25)  # the same night or day, a clock change included
+    if before != moment:
+        assert not allowed(before + timedelta(minutes=1))
+        assert moment - before <= timedelta(hours=25)
+
+
+def test_a_window_within_one_day_ends_the_same_day():
+    lunch = QuietHours(time(13), time(14))
+    assert first_allowed_after(utc(2026, 7, 1, 12, 30), LONDON, lunch) == utc(2026, 7, 1, 13)  # 14:00 BST
+    assert last_allowed_before(utc(2026, 7, 1, 12, 30), LONDON, lunch) == utc(2026, 7, 1, 11, 59)  # 12:59 BST
