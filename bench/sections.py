@@ -71,56 +71,44 @@ def engine(report, *, quick: bool, database_url: str, **_) -> None:
     report.add("engine_growth_10_to_10000_events", medians[10_000] / medians[10], "x", target="< 5x")
 
 
-def availability(report, *, quick: bool, database_url: str, **_) -> None:
-    """A 90-day availability query for a patient with a long history at a busy clinic."""
+def busy_clinic(*, code: str, name: str, practitioner: str, others: int, days: int, seed: int, now, tz) -> tuple:
+    """A London clinic whose three practitioners (Mon-Sat 09-18, every bookable procedure) are two-thirds booked
+    by `others` patients for `days` days from tomorrow (shuffled by `seed`, so every run books the same); the
+    clinic, its practitioners and how many appointments were made."""
     from datetime import time as clock
 
-    from clinic.models import (
-        Appointment,
-        AppointmentStatus,
-        Clinic,
-        Patient,
-        Practitioner,
-        ProcedureRecord,
-        ProcedureType,
-        WorkingHours,
-    )
-    from scheduler.booking import appointment_slots
+    from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner, ProcedureType, WorkingHours
 
-    tz = ZoneInfo("Europe/London")
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    clinic, _ = Clinic.objects.get_or_create(code="bench-busy", defaults={"name": "Busy", "timezone": "Europe/London"})
+    clinic, _ = Clinic.objects.get_or_create(code=code, defaults={"name": name, "timezone": "Europe/London"})
     practitioners = []
     for index in range(3):
-        practitioner, _ = Practitioner.objects.get_or_create(clinic=clinic, name=f"Bench practitioner {index}")
-        practitioner.procedures.set(ProcedureType.objects.filter(bookable=True))
-        WorkingHours.objects.filter(practitioner=practitioner).delete()
+        member, _ = Practitioner.objects.get_or_create(clinic=clinic, name=f"{practitioner} {index}")
+        member.procedures.set(ProcedureType.objects.filter(bookable=True))
+        WorkingHours.objects.filter(practitioner=member).delete()
         WorkingHours.objects.bulk_create(
-            WorkingHours(practitioner=practitioner, weekday=d, start_time=clock(9), end_time=clock(18))
-            for d in range(6)
+            WorkingHours(practitioner=member, weekday=d, start_time=clock(9), end_time=clock(18)) for d in range(6)
         )
-        practitioners.append(practitioner)
-    others = Patient.objects.bulk_create(
-        Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name=f"Other{i}", last_name="Bench")
-        for i in range(50)
+        practitioners.append(member)
+    patients = Patient.objects.bulk_create(
+        Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name=f"Other{i}", last_name=name)
+        for i in range(others)
     )
-    # Two thirds of every practitioner's hours booked for 90 days.
-    rnd = random.Random(3)
+    rnd = random.Random(seed)
     bookings = []
     day = now.astimezone(tz).date() + timedelta(days=1)
-    for _ in range(92):
+    for _ in range(days):
         if day.weekday() < 6:
-            for p_index, practitioner in enumerate(practitioners):
+            for p_index, member in enumerate(practitioners):
                 for hour in range(9, 18):
                     if rnd.random() < 0.67:
                         start = datetime.combine(day, clock(hour), tzinfo=tz)
                         # A patient is in one place at a time (the exclusion constraint): different per practitioner.
-                        other = others[(p_index + 3 * hour + day.toordinal()) % len(others)]
+                        other = patients[(p_index + 3 * hour + day.toordinal()) % len(patients)]
                         bookings.append(
                             Appointment(
                                 clinic=clinic,
                                 patient=other,
-                                practitioner=practitioner,
+                                practitioner=member,
                                 procedure_id="botox",
                                 start_at=start,
                                 end_at=start + timedelta(minutes=60),
@@ -128,7 +116,21 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
                             )
                         )
         day += timedelta(days=1)
-    Appointment.objects.bulk_create(bookings)
+    Appointment.objects.bulk_create(bookings, batch_size=2000)
+    return clinic, practitioners, len(bookings)
+
+
+def availability(report, *, quick: bool, database_url: str, **_) -> None:
+    """A 90-day availability query for a patient with a long history at a busy clinic."""
+    from clinic.models import Patient, ProcedureRecord
+    from scheduler.booking import appointment_slots
+
+    tz = ZoneInfo("Europe/London")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Two thirds of every practitioner's hours booked for 90 days.
+    clinic, practitioners, booked = busy_clinic(
+        code="bench-busy", name="Busy", practitioner="Bench practitioner", others=50, days=92, seed=3, now=now, tz=tz
+    )
     patient = Patient.objects.create(clinic=clinic, first_name="Long", last_name="History")
     ProcedureRecord.objects.bulk_create(
         ProcedureRecord(
@@ -140,7 +142,7 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
         )
         for event in _history(1_000, seed=11, until=now - timedelta(days=1))
     )
-    report.add("availability_busy_clinic_appointments", len(bookings), "appointments")
+    report.add("availability_busy_clinic_appointments", booked, "appointments")
 
     runs = 5 if quick else 20
 
@@ -281,63 +283,23 @@ def plans(report, *, quick: bool, database_url: str, **_) -> None:
     """Planning a 6-session course across 12 months (plans.services.plan_propose: the timeline, the rule book,
     the practitioners' calendars read in chunks, the pure planner) for a patient with 1,000 history events at
     a clinic two-thirds booked for 13 months."""
-    from datetime import time as clock
-
-    from clinic.models import (
-        Appointment,
-        AppointmentStatus,
-        Clinic,
-        Patient,
-        Practitioner,
-        ProcedureRecord,
-        ProcedureType,
-        WorkingHours,
-    )
+    from clinic.models import Patient, ProcedureRecord
     from plans.models import PlanTemplate
     from plans.services import plan_propose
 
     tz = ZoneInfo("Europe/London")
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    clinic, _ = Clinic.objects.get_or_create(
-        code="bench-plans", defaults={"name": "Bench plans", "timezone": "Europe/London"}
+    # Two thirds of every hour booked, 13 months ahead.
+    clinic, practitioners, booked = busy_clinic(
+        code="bench-plans",
+        name="Bench plans",
+        practitioner="Plans practitioner",
+        others=60,
+        days=400,
+        seed=17,
+        now=now,
+        tz=tz,
     )
-    practitioners = []
-    for index in range(3):
-        practitioner, _ = Practitioner.objects.get_or_create(clinic=clinic, name=f"Plans practitioner {index}")
-        practitioner.procedures.set(ProcedureType.objects.filter(bookable=True))
-        WorkingHours.objects.filter(practitioner=practitioner).delete()
-        WorkingHours.objects.bulk_create(
-            WorkingHours(practitioner=practitioner, weekday=d, start_time=clock(9), end_time=clock(18))
-            for d in range(6)
-        )
-        practitioners.append(practitioner)
-    others = Patient.objects.bulk_create(
-        Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name=f"Other{i}", last_name="Plans")
-        for i in range(60)
-    )
-    rnd = random.Random(17)
-    bookings = []
-    day = now.astimezone(tz).date() + timedelta(days=1)
-    for _ in range(400):  # two thirds of every hour booked, 13 months ahead
-        if day.weekday() < 6:
-            for p_index, practitioner in enumerate(practitioners):
-                for hour in range(9, 18):
-                    if rnd.random() < 0.67:
-                        start = datetime.combine(day, clock(hour), tzinfo=tz)
-                        other = others[(p_index + 3 * hour + day.toordinal()) % len(others)]
-                        bookings.append(
-                            Appointment(
-                                clinic=clinic,
-                                patient=other,
-                                practitioner=practitioner,
-                                procedure_id="botox",
-                                start_at=start,
-                                end_at=start + timedelta(minutes=60),
-                                status=AppointmentStatus.CONFIRMED,
-                            )
-                        )
-        day += timedelta(days=1)
-    Appointment.objects.bulk_create(bookings, batch_size=2000)
     patient = Patient.objects.create(
         clinic=clinic, organisation_id=clinic.organisation_id, first_name="Course", last_name="Patient"
     )
@@ -366,7 +328,7 @@ def plans(report, *, quick: bool, database_url: str, **_) -> None:
             "max_gap_unit": "weeks",
         },
     )
-    report.add("plans_busy_clinic_appointments", len(bookings), "appointments")
+    report.add("plans_busy_clinic_appointments", booked, "appointments")
 
     def propose():
         return plan_propose(patient=patient, clinic=clinic, template=course, start_at=now + timedelta(days=1))

@@ -24,6 +24,19 @@ def admin_clinic_ids(request) -> list | None:
     )
 
 
+class ReadOnly:
+    """A trail the admin shows and nobody edits there: no adding, changing or deleting."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ClinicScopedChoices:
     """Limit foreign-key choices (in admins and inlines) to the administrator's clinics."""
 
@@ -185,20 +198,11 @@ class PatientAdmin(ClinicScopedAdmin):
 
 
 @admin.register(models.PatientMerge)
-class PatientMergeAdmin(admin.ModelAdmin):
+class PatientMergeAdmin(ReadOnly, admin.ModelAdmin):
     """The merge trail: read-only."""
 
     list_display = ["at", "merged", "into", "actor_label"]
     readonly_fields = ["merged", "into", "at", "actor_user", "actor_label", "details"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("merged", "into")
@@ -231,17 +235,8 @@ class AppointmentAdmin(ClinicScopedAdmin):
 
 
 @admin.register(models.AuditEvent)
-class AuditEventAdmin(ClinicScopedAdmin):
+class AuditEventAdmin(ReadOnly, ClinicScopedAdmin):
     clinic_path = "appointment__clinic"
     list_display = ["at", "action", "appointment", "actor_label"]
     list_filter = ["action"]
     readonly_fields = ["appointment", "action", "at", "actor_user", "actor_label", "reason", "details"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -107,6 +107,17 @@ DUPLICATE_ROWS_READ = 200
 DUPLICATE_CANDIDATES_SHOWN = 10
 
 
+def identity_of(patient: Patient) -> Identity:
+    """Who a record (saved or not) says the patient is, as the duplicate matcher reads it."""
+    return Identity(
+        first_name=patient.first_name,
+        last_name=patient.last_name,
+        date_of_birth=patient.date_of_birth,
+        phone=patient.phone,
+        email=patient.email,
+    )
+
+
 def duplicate_candidates(*, organisation_id, identity: Identity) -> list[DuplicateCandidate]:
     """Live records of the organisation that may be the person `identity` describes, with why; one query.
 
@@ -131,13 +142,7 @@ def duplicate_candidates(*, organisation_id, identity: Identity) -> list[Duplica
     for row in rows:
         reasons = match_reasons(
             identity,
-            Identity(
-                first_name=row.first_name,
-                last_name=row.last_name,
-                date_of_birth=row.date_of_birth,
-                phone=row.phone,
-                email=row.email,
-            ),
+            identity_of(row),
         )
         if reasons:
             found.append(DuplicateCandidate(patient=row, reasons=reasons))

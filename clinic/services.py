@@ -20,7 +20,6 @@ from django.db import transaction
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from clinic.duplicates import Identity
 from clinic.models import (
     Appointment,
     Clinic,
@@ -36,7 +35,7 @@ from clinic.models import (
     TreatmentArea,
 )
 from clinic.record_changes import patient_record_changed
-from clinic.selectors import catalogue_entry, duplicate_candidates
+from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
 from core.errors import ErrorCode, InvalidInput, Refused
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
 
@@ -162,13 +161,7 @@ def patient_create(*, clinic: Clinic, today: date, confirm_new: bool = False, **
     if not confirm_new:
         candidates = duplicate_candidates(
             organisation_id=clinic.organisation_id,
-            identity=Identity(
-                first_name=patient.first_name,
-                last_name=patient.last_name,
-                date_of_birth=patient.date_of_birth,
-                phone=patient.phone,
-                email=patient.email,
-            ),
+            identity=identity_of(patient),
         )
         if candidates:
             raise PossibleDuplicate(

@@ -175,11 +175,17 @@ def _unknown_practitioner() -> InvalidInput:
     )
 
 
+def _named_practitioner(pk, within: QuerySet[Clinic] | None) -> Practitioner | None:
+    """The practitioner a caller named, among the caller's clinics (`within`, None for any), active or not."""
+    if not pk:
+        return None
+    named = Practitioner.objects.filter(pk=pk).select_related("clinic")
+    return (named.filter(clinic__in=within) if within is not None else named).first()
+
+
 def _why_not(pk, procedure: ProcedureType, patient: Patient, clinic_id, within) -> InvalidInput:
     """Why the named practitioner could not be taken (after the one query that takes them found nobody)."""
-    named = Practitioner.objects.filter(pk=pk) if pk else Practitioner.objects.none()
-    named = named.filter(clinic__in=within) if within is not None else named
-    practitioner = named.select_related("clinic").first()
+    practitioner = _named_practitioner(pk, within)
     if practitioner is None:
         return _unknown_practitioner()
     if clinic_id is not None:
@@ -266,10 +272,7 @@ def booking_clinic(*, patient: Patient, clinic_id=None, practitioner_id=None, wi
     """Where a booking for the patient would take place (see `_candidates`), for a caller who needs it before
     booking or searching (a plan's dry run, the zone of an availability answer); the same checks and errors."""
     if practitioner_id is not None:
-        pk = parse_uuid(practitioner_id)
-        named = Practitioner.objects.filter(pk=pk) if pk else Practitioner.objects.none()
-        named = named.filter(clinic__in=within) if within is not None else named
-        practitioner = named.select_related("clinic").first()
+        practitioner = _named_practitioner(parse_uuid(practitioner_id), within)
         if practitioner is None:
             raise _unknown_practitioner()
         if clinic_id is None:

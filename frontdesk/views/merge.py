@@ -7,10 +7,9 @@ from django.contrib import messages
 from django.shortcuts import redirect
 from django.utils import timezone
 
-from clinic.duplicates import Identity
 from clinic.merging import MergeConflict, intake_conflicts, patient_merge
 from clinic.models import ConditionStatus
-from clinic.selectors import clinics_for_user, duplicate_candidates, patient_search, patients_in
+from clinic.selectors import clinics_for_user, duplicate_candidates, identity_of, patient_search, patients_in
 from core.errors import InvalidInput
 from core.ids import parse_uuid
 from frontdesk.views.base import clinic_page, page, patient_or_404
@@ -22,13 +21,7 @@ def _choices(request, patient) -> list:
         c.patient
         for c in duplicate_candidates(
             organisation_id=patient.organisation_id,
-            identity=Identity(
-                first_name=patient.first_name,
-                last_name=patient.last_name,
-                date_of_birth=patient.date_of_birth,
-                phone=patient.phone,
-                email=patient.email,
-            ),
+            identity=identity_of(patient),
         )
     ]
     query = request.GET.get("q", "").strip()

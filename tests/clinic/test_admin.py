@@ -87,3 +87,33 @@ def test_a_merged_record_shows_where_it_went_read_only_and_the_merge_trail_canno
     assert admin_client.get(reverse("admin:clinic_patientmerge_add")).status_code == 403
     shown = admin_client.get(reverse("admin:clinic_patientmerge_change", args=[merge.pk]))
     assert shown.status_code == 200 and 'name="actor_label"' not in shown.content.decode()
+
+
+def test_the_audit_trail_cannot_be_added_to_changed_or_deleted_in_the_admin(admin_client_with_data):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clinic.models import Appointment, AuditEvent, Patient, Practitioner
+
+    practitioner = Practitioner.objects.filter(clinic__code="demo").first()
+    start = timezone.now().replace(microsecond=0) + timedelta(days=30)
+    appointment = Appointment.objects.create(
+        clinic=practitioner.clinic,
+        patient=Patient.objects.filter(clinic=practitioner.clinic).first(),
+        practitioner=practitioner,
+        procedure_id="botox",
+        start_at=start,
+        end_at=start + timedelta(hours=1),
+        status="confirmed",
+    )
+    event = AuditEvent.objects.create(
+        appointment=appointment, action="booked", at=timezone.now(), actor_label="t", reason="r"
+    )
+    assert admin_client_with_data.get(reverse("admin:clinic_auditevent_add")).status_code == 403
+    assert admin_client_with_data.get(reverse("admin:clinic_auditevent_delete", args=[event.pk])).status_code == 403
+    before = event.reason
+    response = admin_client_with_data.post(reverse("admin:clinic_auditevent_change", args=[event.pk]), {"reason": "x"})
+    assert response.status_code == 403
+    event.refresh_from_db()
+    assert event.reason == before

@@ -1,36 +1,13 @@
 """Two merges of the same pair at once, in opposite directions: one wins, the other is refused, no deadlock."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from clinic.merging import patient_merge
 from clinic.models import Patient, PatientMerge
 from core.errors import ErrorCode, InvalidInput
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, PatientFactory
-
-
-def race(*calls):
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = call()
-        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
-            outcomes[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
+from tests.races import race
 
 
 def merging(merged, into):

@@ -5,16 +5,16 @@ barrier. On PostgreSQL the row locks and the exclusion constraint decide; on
 SQLite the IMMEDIATE transactions serialise writers without "database is locked".
 """
 
-import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from clinic.models import Appointment, AppointmentStatus
 from scheduler.booking import Actor, UnableToBook, appointment_book
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.races import race
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=LONDON)
@@ -22,28 +22,6 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=LONDON)
 
 def local(d, hh=10, mm=0):
     return datetime(2026, 3, d, hh, mm, tzinfo=LONDON)
-
-
-def race(*calls):
-    """Run the calls at once in threads; return each one's result or exception."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = call()
-        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
-            outcomes[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
 
 
 def booking(patient, code, when, **kwargs):
