@@ -32,6 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from clinic.models import AppointmentStatus
+from core.compiled import CompiledQuery, save_fields
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
 from reminders.models import (
@@ -275,18 +276,23 @@ _FRESH = (
 )
 
 
-def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
-    """Lock these rows (skipping those another sender holds) and bring what may have changed up to date."""
-    locked = {}
-    values = (
+# Run once or more per message: compiled once per connection (core.compiled), not per send.
+_LOCK_FRESH = CompiledQuery(
+    lambda ids: (
         OutboxMessage.objects.select_for_update(**_skip_locked())
-        .filter(pk__in=[r.pk for r in rows])
+        .filter(pk__in=ids)
         .order_by()
         .annotate(calendar_changes=content.calendar_changes("appointment_id"))
         .values_list(*_FRESH, "calendar_changes")
     )
+)
+
+
+def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
+    """Lock these rows (skipping those another sender holds) and bring what may have changed up to date."""
+    locked = {}
     by_pk = {r.pk: r for r in rows}
-    for pk, status, token, until, attempts, due_at, payload, *visit, changes in values:
+    for pk, status, token, until, attempts, due_at, payload, *visit, changes in _LOCK_FRESH.rows(list(by_pk)):
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
             status,
@@ -526,8 +532,9 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
         companion.claim_token = companion.claimed_until = None
         companion.provider_id, companion.recipient, companion.sent_at = message.provider_id, message.recipient, now
         companion.payload = {**(companion.payload or {}), **_told(companion), "sent_in": str(message.pk)}
-        companion.save(
-            update_fields=[
+        save_fields(
+            companion,
+            [
                 "status",
                 "last_error",
                 "claim_token",
@@ -537,7 +544,7 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
                 "sent_at",
                 "payload",
                 "updated_at",
-            ]
+            ],
         )
 
 
@@ -549,11 +556,11 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
     cancelled as superseded instead of failing its sender and staying claimed.
     """
     if message.status not in (OutboxStatus.PENDING, OutboxStatus.HELD):
-        message.save(update_fields=fields)  # the unique constraint covers unsent rows only: no clash possible
+        save_fields(message, fields)  # the unique constraint covers unsent rows only: no clash possible
         return True
     try:
         with transaction.atomic():
-            message.save(update_fields=fields)
+            save_fields(message, fields)
         return True
     except IntegrityError:
         if message.status not in (OutboxStatus.PENDING, OutboxStatus.HELD):

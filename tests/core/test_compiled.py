@@ -1,0 +1,160 @@
+"""core.compiled: a hot query compiled once gives what the queryset gives, and a kept UPDATE saves what
+Model.save(update_fields=...) saves. On SQLite and PostgreSQL (the suite runs on both)."""
+
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Count, F
+from django.db.models.signals import pre_save
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+
+from clinic.models import Patient
+from core.compiled import CompiledQuery, save_fields
+from reminders.defaults import care_texts_load
+from reminders.models import ReminderTemplate
+from tests.factories import PatientFactory, ProcedureRecordFactory
+
+pytestmark = pytest.mark.django_db
+
+COLUMNS = ("pk", "first_name", "date_of_birth", "reminder_channels", "sms_consent", "updated_at", "clinic__timezone")
+
+
+def patients(ids):
+    return (
+        Patient.objects.filter(pk__in=ids)
+        .order_by("last_name", "first_name")
+        .annotate(records=Count("procedure_records"), shout=F("last_name"))
+        .values_list(*COLUMNS, "records", "shout")
+    )
+
+
+@pytest.fixture
+def three(catalogue):
+    people = [
+        PatientFactory(first_name=name, date_of_birth=date(1990, 2, day), reminder_channels=["email", "sms"][:day])
+        for day, name in ((1, "Ann"), (2, "Bea"), (3, "Cai"))
+    ]
+    ProcedureRecordFactory.create_batch(2, patient=people[1], performed_at=datetime(2026, 1, 5, 10, tzinfo=UTC))
+    return people
+
+
+def test_rows_are_what_the_queryset_gives_with_python_values(three):
+    ids = [p.pk for p in three]
+    compiled = CompiledQuery(patients)
+
+    rows = compiled.rows(ids)
+
+    assert rows == list(patients(ids))
+    pk, name, born, channels, consent, updated, zone, records, shout = rows[1]
+    assert (pk, name, born, channels, consent, records, shout) == (
+        three[1].pk,
+        "Bea",
+        date(1990, 2, 2),
+        ["email", "sms"],
+        False,
+        2,
+        "Example",
+    )
+    assert isinstance(updated, datetime) and updated.tzinfo is not None
+    assert zone == three[1].clinic.timezone
+
+
+def test_compiled_once_per_number_of_ids_then_run_with_other_ids(three):
+    built = []
+    compiled = CompiledQuery(lambda ids: built.append(len(ids)) or patients(ids))
+
+    first = compiled.rows([three[0].pk])
+    second = compiled.rows([three[2].pk])
+    both = compiled.rows([three[2].pk, three[0].pk])
+    again = compiled.rows([three[1].pk, three[0].pk])
+
+    assert built == [1, 2]
+    assert [r[1] for r in first] == ["Ann"] and [r[1] for r in second] == ["Cai"]
+    assert [r[1] for r in both] == ["Ann", "Cai"] and [r[1] for r in again] == ["Ann", "Bea"]
+    assert compiled.rows([uuid.uuid4()]) == []
+
+
+def test_one_statement_per_run_counted_like_any_other(three):
+    compiled = CompiledQuery(patients)
+    compiled.rows([three[0].pk])
+    with CaptureQueriesContext(connection) as queries:
+        compiled.rows([three[1].pk])
+    assert len(queries) == 1
+    assert "procedure" in queries[0]["sql"].lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_query_needs_a_transaction(three):
+    compiled = CompiledQuery(lambda ids: Patient.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
+    with transaction.atomic():
+        assert compiled.rows([three[0].pk]) == [(three[0].pk,)]
+    with pytest.raises(TransactionManagementError):
+        compiled.rows([three[0].pk])
+
+
+def test_what_it_cannot_keep_is_refused(three):
+    with pytest.raises(TypeError, match="values_list"):
+        CompiledQuery(lambda ids: Patient.objects.filter(pk__in=ids)).rows([three[0].pk])
+    with pytest.raises(TypeError, match="once"):
+        CompiledQuery(lambda ids: Patient.objects.filter(last_name="Example").values_list("pk")).rows([three[0].pk])
+
+
+@pytest.fixture
+def templates(catalogue):
+    care_texts_load()
+    return list(ReminderTemplate.objects.order_by("pk")[:2])
+
+
+def test_save_fields_saves_those_fields_and_no_other(templates):
+    first, second = templates
+    before = ReminderTemplate.objects.get(pk=first.pk)
+    first.name, first.sms_text, first.email_subject = "Renamed", "New text", "Changed in memory only"
+
+    with CaptureQueriesContext(connection) as queries:
+        save_fields(first, ["name", "sms_text", "updated_at"])
+
+    saved = ReminderTemplate.objects.get(pk=first.pk)
+    assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")
+    assert (saved.name, saved.sms_text, saved.email_subject) == ("Renamed", "New text", before.email_subject)
+    assert saved.updated_at > before.updated_at  # auto_now, as save() would
+    assert ReminderTemplate.objects.get(pk=second.pk).name == second.name
+
+
+def test_save_fields_of_a_row_that_is_gone_fails_as_save_does(templates):
+    ghost = templates[0]
+    ReminderTemplate.objects.filter(pk=ghost.pk).delete()
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        save_fields(ghost, ["name"])
+
+
+def test_a_refused_write_surfaces_as_djangos_integrity_error(templates):
+    first, second = templates
+    first.default_key = second.default_key  # unique
+    with pytest.raises(IntegrityError), transaction.atomic():
+        save_fields(first, ["default_key"])
+    assert ReminderTemplate.objects.get(pk=first.pk).default_key != second.default_key
+
+
+def test_a_model_with_its_own_save_or_save_signals_is_saved_by_django(three, templates):
+    heard = []
+
+    def listener(sender, instance, update_fields, **kwargs):
+        heard.append((sender, set(update_fields)))
+
+    pre_save.connect(listener, sender=ReminderTemplate)
+    try:
+        templates[0].name = "Heard"
+        save_fields(templates[0], ["name"])
+    finally:
+        pre_save.disconnect(listener, sender=ReminderTemplate)
+    assert heard == [(ReminderTemplate, {"name"})]
+    assert ReminderTemplate.objects.get(pk=templates[0].pk).name == "Heard"
+
+    clinic = three[0].clinic  # Clinic.save fills in the country and saves it with the fields named
+    clinic.name, clinic.country = "Renamed clinic", ""
+    save_fields(clinic, ["name"])
+    clinic.refresh_from_db()
+    assert clinic.name == "Renamed clinic" and clinic.country == "GB"
