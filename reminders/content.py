@@ -270,33 +270,39 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
     calendar.add("version", "2.0")
     calendar.add("method", "CANCEL" if cancelled else "REQUEST")
     calendar.add_component(appointment_event(appointment=appointment, now=now, cancelled=cancelled))
-    add_timezones(calendar, [appointment.start_at, appointment.end_at])
-    return calendar.to_ical()
+    return calendar_ical(calendar, [appointment.start_at, appointment.end_at])
 
 
 @functools.lru_cache(maxsize=256)
-def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone:
-    return Timezone.from_tzid(tzid, first_date=date(first_year, 1, 1), last_date=date(last_year + 1, 1, 1))
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> bytes:
+    """The zone's VTIMEZONE for those years, serialised: b"" for a zone icalendar does not know."""
+    try:
+        timezone = Timezone.from_tzid(tzid, first_date=date(first_year, 1, 1), last_date=date(last_year + 1, 1, 1))
+    except ValueError:  # left out, as icalendar's add_missing_timezones does
+        return b""
+    return timezone.to_ical()
 
 
-def add_timezones(calendar: Calendar, moments: Iterable[datetime]) -> None:
-    """Give `calendar` the VTIMEZONE of every zone its events name, covering the year before the first of
-    `moments` to the year after the last (RFC 5545 asks for the observances in effect at the calendar's times).
+def calendar_ical(calendar: Calendar, moments: Iterable[datetime]) -> bytes:
+    """`calendar` serialised with the VTIMEZONE of every zone its events name, before its events, covering the
+    year before the first of `moments` to the year after the last (RFC 5545 asks for the observances in effect
+    at the calendar's times).
 
-    icalendar's own `add_missing_timezones` covers 1970 to 2038 (about 140 transitions per zone, built
-    afresh each time): the most costly part of a confirmation e-mail. These are built once per process for
-    each zone and span of years, and shared (a component is only read when a calendar is serialised).
+    icalendar's own `add_missing_timezones` covers 1970 to 2038 (about 140 transitions per zone, built afresh
+    each time): the most costly part of a confirmation e-mail. Each zone and span of years is built and
+    serialised once per process here, and its lines go in as they are (content lines are independent, so the
+    bytes are what icalendar would write with the component in place).
     """
+    body = calendar.to_ical()
     years = [moment.year for moment in moments]
     if not years:
-        return
+        return body
     first, last = min(years) - 1, max(years) + 1
-    for tzid in sorted(calendar.get_missing_tzids(), reverse=True):
-        try:
-            timezone = _vtimezone(tzid, first, last)
-        except ValueError:  # not a zone icalendar knows: left out, as add_missing_timezones does
-            continue
-        calendar.subcomponents.insert(0, timezone)  # before the events that name it
+    zones = b"".join(_vtimezone(tzid, first, last) for tzid in sorted(calendar.get_missing_tzids()))
+    if not zones:
+        return body
+    at = body.find(b"\r\nBEGIN:") + 2  # the first component inside the calendar
+    return body[:at] + zones + body[at:] if at > 1 else body
 
 
 # --- Rendering ----------------------------------------------------------------------------------------------

@@ -230,18 +230,24 @@ def _batch_read(message_ids: list, now: datetime) -> _Batch:
     candidates: dict[tuple, list[OutboxMessage]] = {}
     merging = [m for m in rows.values() if m.channel in (Channel.EMAIL, Channel.SMS)]
     if merging and window > timedelta(0):
-        found = (
-            OutboxMessage.objects.select_related(*_WITH_RELATIONS)
-            .filter(
+        # Most patients have nothing else due: find who does with a light read, then read those rows whole.
+        found: dict[tuple, list] = {}
+        for pk, patient_id, channel in (
+            OutboxMessage.objects.filter(
                 appointment__patient_id__in={m.appointment.patient_id for m in merging},
                 channel__in={m.channel for m in merging},
                 status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
                 due_at__lte=now + window,
             )
             .order_by("due_at", "id")
-        )
-        for row in found:
-            candidates.setdefault((row.appointment.patient_id, row.channel), []).append(rows.get(row.pk, row))
+            .values_list("pk", "appointment__patient_id", "channel")
+        ):
+            found.setdefault((patient_id, channel), []).append(pk)
+        shared = {key: pks for key, pks in found.items() if len(pks) > 1}
+        others = {pk for pks in shared.values() for pk in pks if pk not in rows}
+        whole = OutboxMessage.objects.select_related(*_WITH_RELATIONS).in_bulk(others) if others else {}
+        for key, pks in shared.items():
+            candidates[key] = [rows.get(pk) or whole[pk] for pk in pks if pk in rows or pk in whole]
     due_by_visit: dict[tuple, list] = {}
     ordered = [m for m in rows.values() if m.channel != Channel.WEBHOOK and m.kind in content.READING_ORDER[1:]]
     if ordered:

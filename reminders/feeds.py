@@ -16,7 +16,7 @@ from django.urls import reverse
 from icalendar import Calendar
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
-from reminders.content import add_timezones, appointment_event, calendar_changes
+from reminders.content import appointment_event, calendar_changes, calendar_ical
 from reminders.models import CalendarFeed
 
 # What a feed shows: a quarter back (for the record), everything ahead.
@@ -101,5 +101,4 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
                 manage_link=feed.patient_id is not None,
             )
         )
-    add_timezones(calendar, [moment for a in appointments for moment in (a.start_at, a.end_at)])
-    return calendar.to_ical()
+    return calendar_ical(calendar, [moment for a in appointments for moment in (a.start_at, a.end_at)])
