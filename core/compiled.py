@@ -11,55 +11,90 @@ still what defines the query, and a model with save signals or its own `save` is
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from weakref import WeakKeyDictionary
 
+from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models
 from django.db.models import signals
 from django.db.transaction import TransactionManagementError
 
 _UUID = models.UUIDField()
+_DATETIME = models.DateTimeField()
+
+
+def _sentinel(value):
+    """A stand-in of the same kind as `value`, found again among the compiled query's parameters."""
+    if isinstance(value, uuid.UUID):
+        return uuid.uuid4()
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return datetime(2200, 1, 1, tzinfo=UTC) + timedelta(microseconds=secrets.randbelow(10**12))
+    raise TypeError(f"CompiledQuery takes UUIDs, lists of UUIDs and aware datetimes, not {type(value).__name__}")
+
+
+def _prepared(value, connection):
+    """`value` as the database adapter receives it in a lookup's parameters."""
+    if isinstance(value, datetime):
+        return _DATETIME.get_db_prep_value(value, connection)
+    return _UUID.get_db_prep_value(value, connection)
+
+
+def _shape(args: Sequence) -> tuple:
+    return tuple(len(arg) if isinstance(arg, list | tuple) else type(arg).__name__ for arg in args)
+
+
+def _flat(args: Sequence) -> list:
+    return [value for arg in args for value in (arg if isinstance(arg, list | tuple) else [arg])]
 
 
 @dataclass(frozen=True)
 class _Plan:
     sql: str
     params: tuple
-    slots: tuple[tuple[int, int], ...]  # (position in params, index of the id that goes there)
+    slots: tuple[tuple[int, int], ...]  # (position in params, index of the value that goes there)
     compiler: object  # the SQLCompiler it came from: its converters turn database values into Python ones
     converters: dict
     locks: bool
 
     @classmethod
-    def compile(cls, build: Callable[[list[uuid.UUID]], models.QuerySet], size: int, using: str) -> _Plan:
+    def compile(cls, build: Callable[..., models.QuerySet], args: Sequence, using: str) -> _Plan:
         connection = connections[using]
-        sentinels = [uuid.uuid4() for _ in range(size)]  # stand-ins for the ids: found again in the parameters
-        queryset = build(sentinels)
+        # Stand-ins for the values, found again in the parameters (a list stays a list of its length).
+        stand_ins = [[_sentinel(v) for v in arg] if isinstance(arg, list | tuple) else _sentinel(arg) for arg in args]
+        queryset = build(*stand_ins)
         query = queryset.query
         if not queryset._fields or list(queryset._fields) != [*query.values_select, *query.annotation_select]:
             raise TypeError("CompiledQuery takes a values_list() with its annotations named last, in order")
         compiler = query.get_compiler(using=using)
-        sql, params = compiler.as_sql()
-        where = {_UUID.get_db_prep_value(s, connection): i for i, s in enumerate(sentinels)}
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:  # `pk__in=[]`, say: Django answers nothing without asking the database
+            return cls("", (), (), compiler, {}, False)
+        where = {_prepared(s, connection): i for i, s in enumerate(_flat(stand_ins))}
         slots = tuple(
             (position, where[value])
             for position, value in enumerate(params)
             if isinstance(value, Hashable) and value in where
         )
-        if sorted(i for _, i in slots) != list(range(size)):
-            raise TypeError("each id given to a CompiledQuery must reach the SQL once, as a parameter")
+        if {i for _, i in slots} != set(range(len(where))):
+            raise TypeError("each value given to a CompiledQuery must reach the SQL as a parameter")
         converters = compiler.get_converters([column[0] for column in compiler.select[: compiler.col_count]])
         return cls(sql, tuple(params), slots, compiler, converters, bool(query.select_for_update))
 
-    def run(self, ids: Sequence[uuid.UUID], using: str) -> list[tuple]:
+    def run(self, args: Sequence, using: str) -> list[tuple]:
+        if not self.sql:
+            return []
         connection = connections[using]
         if self.locks and not connection.in_atomic_block:
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+        values = [_prepared(value, connection) for value in _flat(args)]
         params = list(self.params)
         for position, index in self.slots:
-            params[position] = _UUID.get_db_prep_value(ids[index], connection)
+            params[position] = values[index]
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
@@ -69,20 +104,23 @@ class _Plan:
 
 
 class CompiledQuery:
-    """`build(ids)` returns a `values_list` queryset that names each of `ids` once (`pk__in=ids`, say);
-    `rows(ids)` runs it, compiled once per connection and number of ids, and returns its tuples."""
+    """`build(*args)` returns a `values_list` queryset in which each of `args` (a UUID, a list of UUIDs, an
+    aware datetime) reaches the SQL as parameters (`pk__in=ids`, `start_at__lt=end`, ...); `rows(*args)`
+    runs it, compiled once per connection and shape of the arguments (a list's length), and returns its
+    tuples. A value Django would rewrite before it reaches the SQL is refused when first compiled."""
 
-    def __init__(self, build: Callable[[list[uuid.UUID]], models.QuerySet]) -> None:
+    def __init__(self, build: Callable[..., models.QuerySet]) -> None:
         self._build = build
         # per connection object (one per thread and alias), so a compiled plan never meets another backend
         self._plans: WeakKeyDictionary = WeakKeyDictionary()
 
-    def rows(self, ids: Sequence[uuid.UUID], *, using: str = DEFAULT_DB_ALIAS) -> list[tuple]:
+    def rows(self, *args, using: str = DEFAULT_DB_ALIAS) -> list[tuple]:
         plans = self._plans.setdefault(connections[using], {})
-        plan = plans.get(len(ids))
+        shape = _shape(args)
+        plan = plans.get(shape)
         if plan is None:
-            plan = plans[len(ids)] = _Plan.compile(self._build, len(ids), using)
-        return plan.run(ids, using)
+            plan = plans[shape] = _Plan.compile(self._build, args, using)
+        return plan.run(args, using)
 
 
 _UPDATES: WeakKeyDictionary = WeakKeyDictionary()

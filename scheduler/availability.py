@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
+from core.compiled import CompiledQuery
 from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
 
 
@@ -64,17 +65,21 @@ class _Busy:
 
 def calendars_of(practitioner_ids, window_start: datetime, window_end: datetime) -> tuple[list, list]:
     """The practitioners' working hours, and their time off overlapping the window: two queries."""
-    hours = list(
-        WorkingHours.objects.filter(practitioner_id__in=practitioner_ids).values_list(
-            "practitioner_id", "weekday", "start_time", "end_time"
-        )
+    ids = sorted(set(practitioner_ids))
+    return _HOURS.rows(ids), _TIME_OFF.rows(ids, window_start, window_end)
+
+
+# Read for every booking and search: compiled once per connection and number of practitioners (core.compiled).
+_HOURS = CompiledQuery(
+    lambda ids: WorkingHours.objects.filter(practitioner_id__in=ids).values_list(
+        "practitioner_id", "weekday", "start_time", "end_time"
     )
-    time_off = list(
-        TimeOff.objects.filter(
-            practitioner_id__in=practitioner_ids, start_at__lt=window_end, end_at__gt=window_start
-        ).values_list("practitioner_id", "start_at", "end_at")
-    )
-    return hours, time_off
+)
+_TIME_OFF = CompiledQuery(
+    lambda ids, window_start, window_end: TimeOff.objects.filter(
+        practitioner_id__in=ids, start_at__lt=window_end, end_at__gt=window_start
+    ).values_list("practitioner_id", "start_at", "end_at")
+)
 
 
 class Schedule:

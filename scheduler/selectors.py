@@ -6,6 +6,8 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import IntegerField, Max, Q, Value
 
 from clinic.models import (
@@ -19,6 +21,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
+from core.compiled import CompiledQuery
 from scheduler import rules, versioned
 from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule, RuleBookVersion
 
@@ -89,44 +92,61 @@ def _rulebook_from_database(organisation_id) -> rules.RuleBook:
     return rules.RuleBook(intervals, contraindications, catalogue_names(), version=rulebook_version(organisation_id))
 
 
-def timeline_for_patient(patient_id) -> rules.Timeline:
-    """History, active appointments, medication courses and the intake, in three queries (the history and
-    the appointments in one `UNION ALL`)."""
-    done, booked = 1, 2
+_DONE, _BOOKED = 1, 2
+
+
+def _events_of(patient_id):
     history = (
         ProcedureRecord.objects.filter(patient_id=patient_id)
         .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it)
-        .annotate(event_state=Value(done, output_field=IntegerField()))
+        .annotate(event_state=Value(_DONE, output_field=IntegerField()))
         .values_list("id", "procedure_id", "performed_at", "area_id", "appointment__clinic_id", "event_state")
     )
     appointments = (
         Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES)
         .order_by()
-        .annotate(event_state=Value(booked, output_field=IntegerField()))
+        .annotate(event_state=Value(_BOOKED, output_field=IntegerField()))
         .values_list("id", "procedure_id", "start_at", "area_id", "clinic_id", "event_state")
     )
+    return history.union(appointments, all=True)
+
+
+# Read for every booking, check and reminder text: compiled once per connection (core.compiled).
+_EVENTS = CompiledQuery(_events_of)
+_COURSES = CompiledQuery(
+    lambda patient_id: MedicationCourse.objects.filter(patient_id=patient_id).values_list(
+        "id", "drug_id", "started_on", "ended_on"
+    )
+)
+_CONDITIONS = CompiledQuery(
+    lambda patient_id: PatientCondition.objects.filter(patient_id=patient_id).values_list(
+        "id", "condition_id", "status", "area_id"
+    )
+)
+
+
+def timeline_for_patient(patient_id) -> rules.Timeline:
+    """History, active appointments, medication courses and the intake, in three queries (the history and
+    the appointments in one `UNION ALL`)."""
+    patient_id = patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id))
     events = [
         rules.ProcedureEvent(
             id=str(pk),
             procedure=code,
             start_at=at,
             area=area,
-            state=rules.EventState.DONE if state == done else rules.EventState.BOOKED,
+            state=rules.EventState.DONE if state == _DONE else rules.EventState.BOOKED,
             clinic=str(clinic) if clinic else None,
         )
-        for pk, code, at, area, clinic, state in history.union(appointments, all=True)
+        for pk, code, at, area, clinic, state in _EVENTS.rows(patient_id)
     ]
     courses = [
         rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
-        for pk, drug, start, end in MedicationCourse.objects.filter(patient_id=patient_id).values_list(
-            "id", "drug_id", "started_on", "ended_on"
-        )
+        for pk, drug, start, end in _COURSES.rows(patient_id)
     ]
     conditions = [
         rules.ConditionEntry(id=str(pk), condition=code, status=status, area=area)
-        for pk, code, status, area in PatientCondition.objects.filter(patient_id=patient_id).values_list(
-            "id", "condition_id", "status", "area_id"
-        )
+        for pk, code, status, area in _CONDITIONS.rows(patient_id)
     ]
     return rules.Timeline(events, courses, conditions)
 

@@ -2,7 +2,7 @@
 Model.save(update_fields=...) saves. On SQLite and PostgreSQL (the suite runs on both)."""
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -75,6 +75,9 @@ def test_compiled_once_per_number_of_ids_then_run_with_other_ids(three):
     assert [r[1] for r in first] == ["Ann"] and [r[1] for r in second] == ["Cai"]
     assert [r[1] for r in both] == ["Ann", "Cai"] and [r[1] for r in again] == ["Ann", "Bea"]
     assert compiled.rows([uuid.uuid4()]) == []
+    with CaptureQueriesContext(connection) as queries:
+        assert compiled.rows([]) == list(patients([])) == []
+    assert len(queries) == 0  # as the ORM: an empty IN list asks the database nothing
 
 
 def test_one_statement_per_run_counted_like_any_other(three):
@@ -98,8 +101,44 @@ def test_a_locking_query_needs_a_transaction(three):
 def test_what_it_cannot_keep_is_refused(three):
     with pytest.raises(TypeError, match="values_list"):
         CompiledQuery(lambda ids: Patient.objects.filter(pk__in=ids)).rows([three[0].pk])
-    with pytest.raises(TypeError, match="once"):
+    with pytest.raises(TypeError, match="reach the SQL"):
         CompiledQuery(lambda ids: Patient.objects.filter(last_name="Example").values_list("pk")).rows([three[0].pk])
+
+
+def test_several_arguments_datetimes_and_an_id_named_twice(three):
+    def both_halves(patient_id, ids, since):
+        ann = Patient.objects.filter(pk=patient_id).order_by().values_list("first_name", "updated_at")
+        others = (
+            Patient.objects.filter(pk__in=ids, updated_at__gte=since)
+            .exclude(pk=patient_id)
+            .order_by()
+            .values_list("first_name", "updated_at")
+        )
+        return ann.union(others, all=True)
+
+    compiled = CompiledQuery(both_halves)
+    ids = [p.pk for p in three]
+    since = min(p.updated_at for p in three)
+
+    def names(*args):
+        rows = compiled.rows(*args)
+        assert rows == list(both_halves(*args))  # what the ORM gives, every time
+        return sorted(name for name, _ in rows)
+
+    assert names(three[0].pk, ids, since) == ["Ann", "Bea", "Cai"]
+    assert names(three[1].pk, ids, since) == ["Ann", "Bea", "Cai"]
+    assert names(three[1].pk, ids, since + timedelta(days=1)) == ["Bea"]
+    assert names(three[2].pk, ids[:2], since) == ["Ann", "Bea", "Cai"]
+
+
+def test_a_value_django_rewrites_or_cannot_stand_in_for_is_refused(three):
+    later = CompiledQuery(lambda at: Patient.objects.filter(updated_at__lt=at + timedelta(days=1)).values_list("pk"))
+    with pytest.raises(TypeError, match="reach the SQL"):
+        later.rows(three[0].updated_at)
+    with pytest.raises(TypeError, match="not int"):
+        CompiledQuery(lambda n: Patient.objects.filter(pk=n).values_list("pk")).rows(3)
+    with pytest.raises(TypeError, match="not datetime"):  # naive
+        CompiledQuery(lambda at: Patient.objects.filter(updated_at=at).values_list("pk")).rows(datetime(2026, 1, 1))
 
 
 @pytest.fixture
