@@ -70,6 +70,10 @@ class Pipeline:
             REMINDERS_DISPATCH_INTERVAL_SECONDS=DISPATCH_INTERVAL,
             REMINDERS_SEND_BATCH_SIZE=str(SEND_BATCH),
             REMINDERS_CLAIM_LEASE_SECONDS=str(self.lease_seconds),
+            # No SMS quiet hours (an empty window): the figures must not depend on the hour the bench runs at
+            # (a run after 21:00 in London would hold every text until morning); the tests cover quiet hours.
+            REMINDERS_SMS_QUIET_START="00:00",
+            REMINDERS_SMS_QUIET_END="00:00",
         )
 
     def worker(self, name: str) -> Proc:

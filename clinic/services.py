@@ -36,7 +36,9 @@ from clinic.models import (
 )
 from clinic.record_changes import patient_record_changed
 from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
+from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput, Refused
+from core.ids import parse_uuid
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
 
 # The years a date may fall in, as the API accepts (api/fields.py): calendar arithmetic near year 1 or
@@ -197,10 +199,25 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
     return patient
 
 
+# Every booking and record change takes this lock: compiled once per connection (core.compiled). It locks the
+# patient's row only (`of`): locking the joined clinic row too would queue every booking at that clinic.
+_LOCK_PATIENT = CompiledQuery(
+    lambda pk: (
+        Patient.objects.select_for_update(of=("self",))
+        .filter(pk=pk)
+        .values_list(*columns(Patient), *columns(Clinic, "clinic"))
+    )
+)
+
+
 def lock_live_patient(patient_id) -> Patient:
     """The patient's row, locked (as every booking and record change locks it first); a record merged
     into another meanwhile is refused: nothing may be added to a tombstone (clinic.merging)."""
-    patient = Patient.objects.select_for_update().select_related("clinic").get(pk=patient_id)
+    pk = parse_uuid(patient_id)
+    found = instances(_LOCK_PATIENT.rows(pk), Patient, "clinic") if pk else []
+    if not found:
+        raise Patient.DoesNotExist("Patient matching query does not exist.")
+    patient = found[0]
     # Race condition: the record may have been merged away while we waited for the lock.
     if patient.merged_into_id is not None:
         raise InvalidInput(

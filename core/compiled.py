@@ -123,6 +123,35 @@ class CompiledQuery:
         return plan.run(args, using)
 
 
+def columns(model: type[models.Model], through: str = "") -> list[str]:
+    """What a `values_list` of a CompiledQuery names to rebuild whole `model` rows (`instances`), reached
+    through the relation `through` ("clinic", say) or not."""
+    return [f"{through}__{f.attname}" if through else f.attname for f in model._meta.concrete_fields]
+
+
+def instances(
+    rows: Sequence[tuple], model: type[models.Model], *related: str, using: str = DEFAULT_DB_ALIAS
+) -> list[models.Model]:
+    """Rows read as `columns(model)` then `columns(<related model>, name)` for each of `related` (forward
+    relations of `model`), as model instances loaded from the database, each related one cached on its
+    parent as `select_related` would."""
+    fields = [model._meta.get_field(name) for name in related]
+    shapes = [(model, [f.attname for f in model._meta.concrete_fields])] + [
+        (field.related_model, [f.attname for f in field.related_model._meta.concrete_fields]) for field in fields
+    ]
+    built = []
+    for row in rows:
+        at, objects = 0, []
+        for kind, names in shapes:
+            objects.append(kind.from_db(using, names, row[at : at + len(names)]))
+            at += len(names)
+        parent = objects[0]
+        for field, value in zip(fields, objects[1:], strict=True):
+            field.set_cached_value(parent, value if value.pk is not None else None)
+        built.append(parent)
+    return built
+
+
 _UPDATES: WeakKeyDictionary = WeakKeyDictionary()
 
 

@@ -198,7 +198,7 @@ def patient_preferences_update(
     if topics is not None and any(topic not in MessageTopic.values for topic in topics):
         raise _invalid(f"Kinds of message are drawn from {MessageTopic.values}.", "muted_topics")
     with transaction.atomic():
-        current = Patient.objects.select_for_update().select_related("clinic").get(pk=patient.pk)
+        current = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
         state = channels_on(current)
         chosen = set(current.reminder_channels or [])
         fields = {"updated_at"}

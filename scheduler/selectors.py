@@ -6,8 +6,6 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import IntegerField, Max, Q, Value
 
 from clinic.models import (
@@ -22,6 +20,7 @@ from clinic.models import (
     TreatmentArea,
 )
 from core.compiled import CompiledQuery
+from core.ids import parse_uuid
 from scheduler import rules, versioned
 from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule, RuleBookVersion
 
@@ -128,7 +127,9 @@ _CONDITIONS = CompiledQuery(
 def timeline_for_patient(patient_id) -> rules.Timeline:
     """History, active appointments, medication courses and the intake, in three queries (the history and
     the appointments in one `UNION ALL`)."""
-    patient_id = patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id))
+    patient_id = parse_uuid(patient_id)
+    if patient_id is None:  # not an id: nobody's
+        return rules.Timeline([], [], [])
     events = [
         rules.ProcedureEvent(
             id=str(pk),

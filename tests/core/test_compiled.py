@@ -11,8 +11,8 @@ from django.db.models.signals import pre_save
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from clinic.models import Patient
-from core.compiled import CompiledQuery, save_fields
+from clinic.models import Clinic, Patient
+from core.compiled import CompiledQuery, columns, instances, save_fields
 from reminders.defaults import care_texts_load
 from reminders.models import ReminderTemplate
 from tests.factories import PatientFactory, ProcedureRecordFactory
@@ -197,3 +197,30 @@ def test_a_model_with_its_own_save_or_save_signals_is_saved_by_django(three, tem
     save_fields(clinic, ["name"])
     clinic.refresh_from_db()
     assert clinic.name == "Renamed clinic" and clinic.country == "GB"
+
+
+def test_instances_are_the_rows_the_orm_loads_with_their_relation_cached(three):
+    compiled = CompiledQuery(
+        lambda ids: (
+            Patient.objects.filter(pk__in=ids)
+            .order_by("first_name")
+            .values_list(*columns(Patient), *columns(Clinic, "clinic"))
+        )
+    )
+    ids = [p.pk for p in three]
+
+    loaded = instances(compiled.rows(ids), Patient, "clinic")
+
+    expected = list(Patient.objects.filter(pk__in=ids).select_related("clinic").order_by("first_name"))
+    assert [_values(p) for p in loaded] == [_values(p) for p in expected]
+    with CaptureQueriesContext(connection) as queries:
+        assert [_values(p.clinic) for p in loaded] == [_values(p.clinic) for p in expected]
+    assert len(queries) == 0
+    assert all(not p._state.adding and p._state.db == "default" for p in loaded)
+    loaded[0].first_name = "Saved as any loaded row"
+    loaded[0].save(update_fields=["first_name"])
+    assert Patient.objects.get(pk=loaded[0].pk).first_name == "Saved as any loaded row"
+
+
+def _values(instance):
+    return [getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields]

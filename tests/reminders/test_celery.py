@@ -33,10 +33,22 @@ from tests.reminders.support import CeleryHarness, FakeHttpServer, RedisServer, 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
+# The workers run on the real clock: SMS quiet hours (21:00-08:00 in London) would hold the texts of a run in the
+# evening until morning. An empty window turns them off here and in the workers; tests/reminders/test_dispatch.py
+# and test_timing.py cover them.
+NO_QUIET_HOURS = ("00:00", "00:00")
+
+
 @pytest.fixture
-def harness(transactional_db, tmp_path):
+def harness(transactional_db, tmp_path, settings):
     queue = f"test-reminders-{uuid.uuid4().hex[:10]}"
-    celery = CeleryHarness(broker_url=redis_url(), queue=queue, tmp=tmp_path)
+    settings.REMINDERS_SMS_QUIET_HOURS = NO_QUIET_HOURS
+    celery = CeleryHarness(
+        broker_url=redis_url(),
+        queue=queue,
+        tmp=tmp_path,
+        extra_env={"REMINDERS_SMS_QUIET_START": NO_QUIET_HOURS[0], "REMINDERS_SMS_QUIET_END": NO_QUIET_HOURS[1]},
+    )
     yield celery
     celery.stop_all()
     _forget_queue(celery.broker_url, queue)
@@ -124,7 +136,7 @@ def test_a_worker_and_a_beat_deliver_due_messages_end_to_end(harness, patient, p
 def test_a_worker_killed_mid_batch_loses_nothing_and_resends_at_most_the_row_in_flight(harness, clinic, practitioner):
     """One task carries the whole claim (REMINDERS_SEND_BATCH_SIZE 8): each row is committed as it goes,
     so the texts that went before SIGKILL stay marked sent and are not sent again. PostgreSQL and SQLite."""
-    harness.extra_env = {
+    harness.extra_env |= {
         "SMS_BACKEND": "tests.reminders.support.SlowFileSmsBackend",
         "SLOW_SMS_SECONDS": "0.5",
         "REMINDERS_CLAIM_LEASE_SECONDS": "4",
@@ -194,7 +206,7 @@ def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(
     broker.start()
     try:
         harness.broker_url = broker.url()
-        harness.extra_env = {"REMINDERS_CLAIM_LEASE_SECONDS": "3"}
+        harness.extra_env |= {"REMINDERS_CLAIM_LEASE_SECONDS": "3"}
         harness.worker("w1")
         harness.beat("b1")
         first = book(patient, "botox", a_working_day(3, 10), timezone.now())

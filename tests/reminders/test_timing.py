@@ -96,6 +96,25 @@ def test_quiet_hours_span_midnight_and_end_at_eight():
     assert not QuietHours(time(13), time(14)).contains(time(14, 0))
 
 
+def test_a_window_that_ends_where_it_starts_holds_no_text():
+    none = QuietHours(time(0, 0), time(0, 0))
+    assert not any(none.contains(time(hour, minute)) for hour in range(24) for minute in (0, 59))
+    night = datetime(2026, 7, 1, 23, 30, tzinfo=LONDON)
+    assert first_allowed_after(night, LONDON, none) == night
+    late_evening = plan_due(
+        anchor_at=datetime(2026, 7, 1, 21, 30, tzinfo=LONDON),
+        offset_value=2,
+        offset_unit="hours",
+        tz=LONDON,
+        now=utc(2026, 7, 1, 9),
+        direction=Direction.LATER,
+        is_sms=True,
+        quiet=none,
+        send_if_late=True,
+    )
+    assert late_evening.due_at == night  # 23:30 stays 23:30 (the default window would move it to 08:00)
+
+
 def test_the_nearest_allowed_moments_around_a_night():
     night = datetime(2026, 7, 1, 23, 30, tzinfo=LONDON)
     assert last_allowed_before(night, LONDON, QUIET).astimezone(LONDON) == datetime(2026, 7, 1, 20, 59, tzinfo=LONDON)

@@ -1,0 +1,49 @@
+"""The patient lock every booking and record change takes holds the patient's row and nothing else: the home
+clinic's row stays free, so bookings of other patients of that clinic never queue behind it (PostgreSQL)."""
+
+import threading
+
+import pytest
+from django.db import OperationalError, connection, transaction
+
+from clinic.services import lock_live_patient
+from tests.factories import ClinicFactory, PatientFactory
+
+
+def _locked_within_200ms(sql: str, params: list) -> bool:
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            cursor.execute(sql, params)
+        return True
+    except OperationalError:  # lock_timeout: somebody holds it
+        return False
+
+
+@pytest.mark.postgres
+def test_a_patients_lock_leaves_the_clinic_and_its_other_patients_free(transactional_db, catalogue):
+    clinic = ClinicFactory(code="locks")
+    held, other = PatientFactory(clinic=clinic), PatientFactory(clinic=clinic)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                patient = lock_live_patient(held.pk)
+                assert patient.clinic.code == "locks"  # read with its clinic, as callers expect
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        lock = "SELECT id FROM {} WHERE id = %s FOR UPDATE"
+        assert _locked_within_200ms(lock.format("clinic_clinic"), [clinic.pk])
+        assert _locked_within_200ms(lock.format("clinic_patient"), [other.pk])
+        assert not _locked_within_200ms(lock.format("clinic_patient"), [held.pk])
+    finally:
+        release.set()
+        thread.join(20)
