@@ -202,11 +202,7 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
 # Every booking and record change takes this lock: compiled once per connection (core.compiled). It locks the
 # patient's row only (`of`): locking the joined clinic row too would queue every booking at that clinic.
 _LOCK_PATIENT = CompiledQuery(
-    lambda pk: (
-        Patient.objects.select_for_update(of=("self",))
-        .filter(pk=pk)
-        .values_list(*columns(Patient), *columns(Clinic, "clinic"))
-    )
+    lambda pk: Patient.objects.select_for_update(of=("self",)).filter(pk=pk).values_list(*columns(Patient, "clinic"))
 )
 
 

@@ -123,32 +123,56 @@ class CompiledQuery:
         return plan.run(args, using)
 
 
-def columns(model: type[models.Model], through: str = "") -> list[str]:
-    """What a `values_list` of a CompiledQuery names to rebuild whole `model` rows (`instances`), reached
-    through the relation `through` ("clinic", say) or not."""
-    return [f"{through}__{f.attname}" if through else f.attname for f in model._meta.concrete_fields]
+def related_model(model: type[models.Model], path: str) -> type[models.Model]:
+    """The model at the end of a path of forward relations ("appointment__patient")."""
+    for name in path.split("__"):
+        model = model._meta.get_field(name).related_model
+    return model
+
+
+def _with_steps(related: Sequence[str]) -> list[str]:
+    """The paths and every path they go through ("appointment" for "appointment__patient"), parents first."""
+    paths: dict[str, None] = {}
+    for path in related:
+        parts = path.split("__")
+        paths.update((("__".join(parts[: i + 1])), None) for i in range(len(parts)))
+    return list(paths)
+
+
+def columns(model: type[models.Model], *related: str) -> list[str]:
+    """What a `values_list` of a CompiledQuery names to rebuild whole `model` rows with `instances`, and the
+    rows of each of `related` (paths of forward relations, as `select_related` takes them)."""
+    names = [f.attname for f in model._meta.concrete_fields]
+    for path in _with_steps(related):
+        names += [f"{path}__{f.attname}" for f in related_model(model, path)._meta.concrete_fields]
+    return names
 
 
 def instances(
     rows: Sequence[tuple], model: type[models.Model], *related: str, using: str = DEFAULT_DB_ALIAS
 ) -> list[models.Model]:
-    """Rows read as `columns(model)` then `columns(<related model>, name)` for each of `related` (forward
-    relations of `model`), as model instances loaded from the database, each related one cached on its
-    parent as `select_related` would."""
-    fields = [model._meta.get_field(name) for name in related]
-    shapes = [(model, [f.attname for f in model._meta.concrete_fields])] + [
-        (field.related_model, [f.attname for f in field.related_model._meta.concrete_fields]) for field in fields
-    ]
+    """Rows read as `columns(model, *related)`, as model instances loaded from the database, each related one
+    cached on its parent as `select_related` would (None where a nullable relation is empty)."""
+    steps = []  # (path, its parent's path, the relation, the related model, its column names, where its key is)
+    for path in _with_steps(related):
+        parent, _, name = path.rpartition("__")
+        field = related_model(model, parent)._meta.get_field(name) if parent else model._meta.get_field(name)
+        kind = field.related_model
+        fields = kind._meta.concrete_fields
+        steps.append((path, parent, field, kind, [f.attname for f in fields], fields.index(kind._meta.pk)))
+    own = [f.attname for f in model._meta.concrete_fields]
     built = []
     for row in rows:
-        at, objects = 0, []
-        for kind, names in shapes:
-            objects.append(kind.from_db(using, names, row[at : at + len(names)]))
+        at = len(own)
+        loaded = {"": model.from_db(using, own, row[:at])}
+        for path, parent, field, kind, names, key in steps:
+            values = row[at : at + len(names)]
             at += len(names)
-        parent = objects[0]
-        for field, value in zip(fields, objects[1:], strict=True):
-            field.set_cached_value(parent, value if value.pk is not None else None)
-        built.append(parent)
+            owner = loaded.get(parent)
+            loaded[path] = kind.from_db(using, names, values) if owner is not None and values[key] is not None else None
+            if owner is not None:
+                field.set_cached_value(owner, loaded[path])
+        built.append(loaded[""])
     return built
 
 

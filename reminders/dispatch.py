@@ -32,7 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from clinic.models import AppointmentStatus
-from core.compiled import CompiledQuery, save_fields
+from core.compiled import CompiledQuery, columns, instances, save_fields
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
 from reminders.models import (
@@ -189,6 +189,12 @@ _WITH_RELATIONS = (
     "endpoint__client",
 )
 MAX_MERGED = 5
+# A batch's rows with what their sends read (select_related, compiled once per connection and batch size).
+_BATCH_ROWS = CompiledQuery(
+    lambda ids: (
+        OutboxMessage.objects.filter(pk__in=ids).order_by().values_list(*columns(OutboxMessage, *_WITH_RELATIONS))
+    )
+)
 
 
 def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
@@ -223,9 +229,7 @@ class _Batch:
 
 
 def _batch_read(message_ids: list, now: datetime) -> _Batch:
-    rows = {
-        m.pk: m for m in OutboxMessage.objects.select_related(*_WITH_RELATIONS).filter(pk__in=message_ids).order_by()
-    }
+    rows = {m.pk: m for m in instances(_BATCH_ROWS.rows(list(message_ids)), OutboxMessage, *_WITH_RELATIONS)}
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     candidates: dict[tuple, list[OutboxMessage]] = {}
     merging = [m for m in rows.values() if m.channel in (Channel.EMAIL, Channel.SMS)]

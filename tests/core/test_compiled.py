@@ -11,7 +11,7 @@ from django.db.models.signals import pre_save
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from clinic.models import Clinic, Patient
+from clinic.models import Patient, ProcedureRecord
 from core.compiled import CompiledQuery, columns, instances, save_fields
 from reminders.defaults import care_texts_load
 from reminders.models import ReminderTemplate
@@ -201,11 +201,7 @@ def test_a_model_with_its_own_save_or_save_signals_is_saved_by_django(three, tem
 
 def test_instances_are_the_rows_the_orm_loads_with_their_relation_cached(three):
     compiled = CompiledQuery(
-        lambda ids: (
-            Patient.objects.filter(pk__in=ids)
-            .order_by("first_name")
-            .values_list(*columns(Patient), *columns(Clinic, "clinic"))
-        )
+        lambda ids: Patient.objects.filter(pk__in=ids).order_by("first_name").values_list(*columns(Patient, "clinic"))
     )
     ids = [p.pk for p in three]
 
@@ -224,3 +220,29 @@ def test_instances_are_the_rows_the_orm_loads_with_their_relation_cached(three):
 
 def _values(instance):
     return [getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields]
+
+
+def test_nested_and_empty_relations_come_back_as_select_related_gives_them(three):
+    records = CompiledQuery(
+        lambda ids: (
+            ProcedureRecord.objects.filter(patient_id__in=ids)
+            .order_by("pk")
+            .values_list(*columns(ProcedureRecord, "patient__clinic", "area", "appointment__practitioner"))
+        )
+    )
+    ids = [p.pk for p in three]
+
+    loaded = instances(records.rows(ids), ProcedureRecord, "patient__clinic", "area", "appointment__practitioner")
+
+    expected = list(
+        ProcedureRecord.objects.filter(patient_id__in=ids)
+        .select_related("patient__clinic", "area", "appointment__practitioner")
+        .order_by("pk")
+    )
+    assert len(loaded) == 2
+    with CaptureQueriesContext(connection) as queries:
+        assert [_values(r) for r in loaded] == [_values(r) for r in expected]
+        assert [_values(r.patient) for r in loaded] == [_values(r.patient) for r in expected]
+        assert [_values(r.patient.clinic) for r in loaded] == [_values(r.patient.clinic) for r in expected]
+        assert all(r.area is None and r.appointment is None for r in loaded)  # empty: cached as None
+    assert len(queries) == 0
