@@ -18,6 +18,7 @@ from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
 from core.compiled import CompiledQuery
+from core.ids import parse_uuid
 from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
 
 
@@ -69,7 +70,27 @@ def calendars_of(practitioner_ids, window_start: datetime, window_end: datetime)
     return _HOURS.rows(ids), _TIME_OFF.rows(ids, window_start, window_end)
 
 
+def _bookings(ids, window_start, window_end, ignored, whose=None):
+    """The active appointments of the practitioners `ids` (or `whose`) overlapping the window, but `ignored`."""
+    return (
+        Appointment.objects.filter(
+            whose if whose is not None else Q(practitioner_id__in=ids),
+            status__in=ACTIVE_APPOINTMENT_STATUSES,
+            start_at__lt=window_end,
+            end_at__gt=window_start,
+        )
+        .exclude(pk__in=ignored)
+        .values_list("id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at", "clinic_id")
+    )
+
+
 # Read for every booking and search: compiled once per connection and number of practitioners (core.compiled).
+_BOOKED = CompiledQuery(_bookings)
+_BOOKED_AND_PATIENTS = CompiledQuery(  # one read for both: the practitioners' bookings and the patient's own
+    lambda ids, patient_id, window_start, window_end, ignored: _bookings(
+        ids, window_start, window_end, ignored, Q(practitioner_id__in=ids) | Q(patient_id=patient_id)
+    )
+)
 _HOURS = CompiledQuery(
     lambda ids: WorkingHours.objects.filter(practitioner_id__in=ids).values_list(
         "practitioner_id", "weekday", "start_time", "end_time"
@@ -114,22 +135,15 @@ class Schedule:
         # One read for both: the practitioners' bookings and the patient's own, wherever they are.
         booked: dict = defaultdict(list)
         self._patient: list[tuple[datetime, datetime, str, str, str]] = []
-        whose = (
-            Q(practitioner_id__in=ids) | Q(patient_id=patient_id)
-            if patient_id is not None
-            else Q(practitioner_id__in=ids)
-        )
-        appointments = Appointment.objects.filter(
-            whose, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__lt=window_end, end_at__gt=window_start
-        )
-        if ignore_appointment_id is not None:
-            appointments = appointments.exclude(pk=ignore_appointment_id)
-        if ignore_appointment_ids:  # a plan's sessions being re-planned
-            appointments = appointments.exclude(pk__in=list(ignore_appointment_ids))
+        ignored = [*([ignore_appointment_id] if ignore_appointment_id is not None else []), *ignore_appointment_ids]
+        ignored = [parse_uuid(pk) for pk in ignored if parse_uuid(pk) is not None]
+        owner_id = parse_uuid(patient_id) if patient_id is not None else None
+        if owner_id is not None:
+            found = _BOOKED_AND_PATIENTS.rows(ids, owner_id, window_start, window_end, ignored)
+        else:
+            found = _BOOKED.rows(ids, window_start, window_end, ignored)
         practitioners = set(ids)
-        for pk, pid, owner, procedure, start, end, clinic in appointments.values_list(
-            "id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at", "clinic_id"
-        ):
+        for pk, pid, owner, procedure, start, end, clinic in found:
             if pid in practitioners:
                 booked[pid].append((start, end))
             if patient_id is not None and owner == patient_id:
