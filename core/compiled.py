@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from weakref import WeakKeyDictionary
 
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models
@@ -111,15 +110,13 @@ class CompiledQuery:
 
     def __init__(self, build: Callable[..., models.QuerySet]) -> None:
         self._build = build
-        # per connection object (one per thread and alias), so a compiled plan never meets another backend
-        self._plans: WeakKeyDictionary = WeakKeyDictionary()
 
     def rows(self, *args, using: str = DEFAULT_DB_ALIAS) -> list[tuple]:
-        plans = self._plans.setdefault(connections[using], {})
-        shape = _shape(args)
-        plan = plans.get(shape)
+        kept = _kept(connections[using])
+        shape = (self, _shape(args))
+        plan = kept.get(shape)
         if plan is None:
-            plan = plans[shape] = _Plan.compile(self._build, args, using)
+            plan = kept[shape] = _Plan.compile(self._build, args, using)
         return plan.run(args, using)
 
 
@@ -176,7 +173,10 @@ def instances(
     return built
 
 
-_UPDATES: WeakKeyDictionary = WeakKeyDictionary()
+def _kept(connection) -> dict:
+    """What is compiled for this connection object (one per thread and alias), kept on it: a plan never meets
+    another backend, and goes when the connection object does (a thread's, say), not before."""
+    return connection.__dict__.setdefault("_compiled_queries", {})
 
 
 def save_fields(instance: models.Model, fields: Sequence[str], *, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -195,7 +195,7 @@ def save_fields(instance: models.Model, fields: Sequence[str], *, using: str = D
     meta = model._meta
     names = tuple(dict.fromkeys(fields))
     columns = [meta.get_field(name) for name in names]
-    statements = _UPDATES.setdefault(connection, {})
+    statements = _kept(connection)
     sql = statements.get((model, names))
     if sql is None:
         quote = connection.ops.quote_name

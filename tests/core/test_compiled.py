@@ -1,11 +1,14 @@
 """core.compiled: a hot query compiled once gives what the queryset gives, and a kept UPDATE saves what
 Model.save(update_fields=...) saves. On SQLite and PostgreSQL (the suite runs on both)."""
 
+import gc
+import threading
 import uuid
+import weakref
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 from django.db.models import Count, F
 from django.db.models.signals import pre_save
 from django.db.transaction import TransactionManagementError
@@ -246,3 +249,22 @@ def test_nested_and_empty_relations_come_back_as_select_related_gives_them(three
         assert [_values(r.patient.clinic) for r in loaded] == [_values(r.patient.clinic) for r in expected]
         assert all(r.area is None and r.appointment is None for r in loaded)  # empty: cached as None
     assert len(queries) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_threads_connection_and_what_was_compiled_for_it_go_when_the_thread_does():
+    compiled = CompiledQuery(patients)
+    seen = []
+
+    def in_a_thread():
+        try:
+            assert compiled.rows([uuid.uuid4()]) == []
+            seen.append(weakref.ref(connections["default"]))  # this thread's connection object
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(10)
+    gc.collect()
+    assert len(seen) == 1 and seen[0]() is None  # nothing of this module holds on to the thread's connection
