@@ -1,12 +1,13 @@
-"""Hot queries compiled to SQL once per connection and shape, then run again with other ids.
+"""Hot queries compiled to SQL once per connection and shape, then run again with other values.
 
 Django builds and compiles a queryset afresh every time it runs. For a short query run once per
-message (the reminder sender locks and re-reads each row it sends), building and compiling cost
-the worker more Python than PostgreSQL spends running it (docs/benchmarks.md). `CompiledQuery`
-keeps the SQL a `values_list` queryset compiles to, with its parameters and its result
-converters, and runs it again with other ids; `save_fields` is `Model.save(update_fields=...)`
-with the UPDATE's SQL kept per model and field list. Both stay the ORM's SQL: a queryset is
-still what defines the query, and a model with save signals or its own `save` is saved by Django.
+message or booking (the reminder sender locks and re-reads each row it sends), building and
+compiling cost more Python than PostgreSQL spends running it (docs/benchmarks.md). `CompiledQuery`
+keeps the SQL a `values_list` queryset compiles to, with its parameters and its result converters,
+and runs it again with other ids and times; `columns` and `instances` rebuild model rows and their
+relations from it as `select_related` would; `save_fields` is `Model.save(update_fields=...)` with
+the UPDATE's SQL kept per model and field list. Both stay the ORM's SQL: a queryset is still what
+defines the query, and a model with save signals or its own `save` is saved by Django.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from django.db.transaction import TransactionManagementError
 
 _UUID = models.UUIDField()
 _DATETIME = models.DateTimeField()
+
+
+def _kept(connection) -> dict:
+    """What is compiled for this connection object (one per thread and alias), kept on it: a plan never meets
+    another backend, and goes when the connection object does (a thread's, say), not before."""
+    return connection.__dict__.setdefault("_compiled_queries", {})
 
 
 def _sentinel(value):
@@ -120,9 +127,9 @@ class CompiledQuery:
         return plan.run(args, using)
 
 
-def related_model(model: type[models.Model], path: str) -> type[models.Model]:
-    """The model at the end of a path of forward relations ("appointment__patient")."""
-    for name in path.split("__"):
+def _related_model(model: type[models.Model], path: str) -> type[models.Model]:
+    """The model at the end of a path of forward relations ("appointment__patient"; "" is `model`)."""
+    for name in filter(None, path.split("__")):
         model = model._meta.get_field(name).related_model
     return model
 
@@ -141,7 +148,7 @@ def columns(model: type[models.Model], *related: str) -> list[str]:
     rows of each of `related` (paths of forward relations, as `select_related` takes them)."""
     names = [f.attname for f in model._meta.concrete_fields]
     for path in _with_steps(related):
-        names += [f"{path}__{f.attname}" for f in related_model(model, path)._meta.concrete_fields]
+        names += [f"{path}__{f.attname}" for f in _related_model(model, path)._meta.concrete_fields]
     return names
 
 
@@ -153,7 +160,7 @@ def instances(
     steps = []  # (path, its parent's path, the relation, the related model, its column names, where its key is)
     for path in _with_steps(related):
         parent, _, name = path.rpartition("__")
-        field = related_model(model, parent)._meta.get_field(name) if parent else model._meta.get_field(name)
+        field = _related_model(model, parent)._meta.get_field(name)
         kind = field.related_model
         fields = kind._meta.concrete_fields
         steps.append((path, parent, field, kind, [f.attname for f in fields], fields.index(kind._meta.pk)))
@@ -173,12 +180,6 @@ def instances(
     return built
 
 
-def _kept(connection) -> dict:
-    """What is compiled for this connection object (one per thread and alias), kept on it: a plan never meets
-    another backend, and goes when the connection object does (a thread's, say), not before."""
-    return connection.__dict__.setdefault("_compiled_queries", {})
-
-
 def save_fields(instance: models.Model, fields: Sequence[str], *, using: str = DEFAULT_DB_ALIAS) -> None:
     """`instance.save(update_fields=fields)` for a row that exists: each field's `pre_save` (auto_now), the
     database's preparation of each value, one UPDATE by primary key, and DatabaseError when no row was
@@ -194,17 +195,17 @@ def save_fields(instance: models.Model, fields: Sequence[str], *, using: str = D
     connection = connections[using]
     meta = model._meta
     names = tuple(dict.fromkeys(fields))
-    columns = [meta.get_field(name) for name in names]
+    targets = [meta.get_field(name) for name in names]
     statements = _kept(connection)
     sql = statements.get((model, names))
     if sql is None:
         quote = connection.ops.quote_name
         sql = statements[(model, names)] = "UPDATE {} SET {} WHERE {} = %s".format(
             quote(meta.db_table),
-            ", ".join(f"{quote(field.column)} = %s" for field in columns),
+            ", ".join(f"{quote(field.column)} = %s" for field in targets),
             quote(meta.pk.column),
         )
-    params = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in columns]
+    params = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in targets]
     params.append(meta.pk.get_db_prep_value(instance.pk, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

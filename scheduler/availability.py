@@ -85,8 +85,8 @@ def _bookings(ids, window_start, window_end, ignored, whose=None):
 
 
 # Read for every booking and search: compiled once per connection and number of practitioners (core.compiled).
-_BOOKED = CompiledQuery(_bookings)
-_BOOKED_AND_PATIENTS = CompiledQuery(  # one read for both: the practitioners' bookings and the patient's own
+_BOOKINGS = CompiledQuery(_bookings)
+_BOOKINGS_AND_PATIENTS = CompiledQuery(  # one read for both: the practitioners' bookings and the patient's own
     lambda ids, patient_id, window_start, window_end, ignored: _bookings(
         ids, window_start, window_end, ignored, Q(practitioner_id__in=ids) | Q(patient_id=patient_id)
     )
@@ -135,18 +135,17 @@ class Schedule:
         # One read for both: the practitioners' bookings and the patient's own, wherever they are.
         booked: dict = defaultdict(list)
         self._patient: list[tuple[datetime, datetime, str, str, str]] = []
-        ignored = [*([ignore_appointment_id] if ignore_appointment_id is not None else []), *ignore_appointment_ids]
-        ignored = [parse_uuid(pk) for pk in ignored if parse_uuid(pk) is not None]
-        owner_id = parse_uuid(patient_id) if patient_id is not None else None
+        ignored = [pk for pk in map(parse_uuid, [ignore_appointment_id, *ignore_appointment_ids]) if pk is not None]
+        owner_id = parse_uuid(patient_id)
         if owner_id is not None:
-            found = _BOOKED_AND_PATIENTS.rows(ids, owner_id, window_start, window_end, ignored)
+            found = _BOOKINGS_AND_PATIENTS.rows(ids, owner_id, window_start, window_end, ignored)
         else:
-            found = _BOOKED.rows(ids, window_start, window_end, ignored)
+            found = _BOOKINGS.rows(ids, window_start, window_end, ignored)
         practitioners = set(ids)
         for pk, pid, owner, procedure, start, end, clinic in found:
             if pid in practitioners:
                 booked[pid].append((start, end))
-            if patient_id is not None and owner == patient_id:
+            if owner_id is not None and owner == owner_id:
                 self._patient.append((start, end, pk, procedure, clinic))
         self._patient.sort()
         self._patient_busy = _Busy((start, end) for start, end, *_ in self._patient)

@@ -1,11 +1,13 @@
 """The patient lock every booking and record change takes holds the patient's row and nothing else: the home
-clinic's row stays free, so bookings of other patients of that clinic never queue behind it (PostgreSQL)."""
+clinic's row stays free, so bookings of other patients of that clinic never queue behind it (PostgreSQL); an id that names nobody is a missing patient."""
 
 import threading
+from uuid import uuid4
 
 import pytest
 from django.db import OperationalError, connection, transaction
 
+from clinic.models import Patient
 from clinic.services import lock_live_patient
 from tests.factories import ClinicFactory, PatientFactory
 
@@ -47,3 +49,10 @@ def test_a_patients_lock_leaves_the_clinic_and_its_other_patients_free(transacti
     finally:
         release.set()
         thread.join(20)
+
+
+@pytest.mark.django_db
+def test_the_lock_of_an_unknown_or_malformed_patient_id_is_a_missing_patient(catalogue):
+    for nobody in (uuid4(), "not-an-id", None):
+        with pytest.raises(Patient.DoesNotExist), transaction.atomic():
+            lock_live_patient(nobody)

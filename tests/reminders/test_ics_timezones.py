@@ -118,3 +118,9 @@ def test_the_vtimezone_is_a_few_observances_not_seventy_years_of_them():
     calendar = calendar_with(datetime(2026, 3, 4, 10, tzinfo=ZoneInfo("Europe/London")))
     [timezone] = calendar.walk("VTIMEZONE")
     assert len(timezone.subcomponents) <= 8  # three years of two changes each (1970–2038 gave about 140)
+
+
+def test_a_zone_icalendar_does_not_know_is_left_out_not_an_error():
+    assert content._vtimezone("Nowhere/Atlantis", 2025, 2027) == b""
+    known = content._vtimezone("Europe/London", 2025, 2027)
+    assert known.startswith(b"BEGIN:VTIMEZONE") and b"TZID:Europe/London" in known
