@@ -6,7 +6,9 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
-from django.db.models import IntegerField, Max, Q, Value
+from django.db import models
+from django.db.models import F, IntegerField, Max, Q, Value
+from django.db.models.functions import Cast
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -91,106 +93,151 @@ def _rulebook_from_database(organisation_id) -> rules.RuleBook:
     return rules.RuleBook(intervals, contraindications, catalogue_names(), version=rulebook_version(organisation_id))
 
 
-_DONE, _BOOKED = 1, 2
+# The kinds of row in a patient's timeline read.
+_DONE, _BOOKED, _COURSE, _CONDITION = 1, 2, 3, 4
+# One layout for every kind; what a kind does not have is a typed NULL (typed, so PostgreSQL can match the
+# branches' column types whatever order it resolves them in).
+_TIMELINE_TYPES = {
+    "t_id": models.UUIDField(),  # a history entry's, an appointment's or a medication course's id
+    "t_number": models.BigIntegerField(),  # an intake line's id
+    "t_code": models.CharField(),  # the procedure, drug or condition
+    "t_at": models.DateTimeField(),
+    "t_area": models.CharField(),
+    "t_clinic": models.UUIDField(),
+    "t_from": models.DateField(),
+    "t_to": models.DateField(),
+    "t_status": models.CharField(),
+}
 
 
-def _events_of(patient_id):
-    history = (
-        ProcedureRecord.objects.filter(patient_id=patient_id)
-        .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it)
-        .annotate(event_state=Value(_DONE, output_field=IntegerField()))
-        .values_list("id", "procedure_id", "performed_at", "area_id", "appointment__clinic_id", "event_state")
-    )
-    appointments = (
-        Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES)
-        .order_by()
-        .annotate(event_state=Value(_BOOKED, output_field=IntegerField()))
-        .values_list("id", "procedure_id", "start_at", "area_id", "clinic_id", "event_state")
-    )
-    return history.union(appointments, all=True)
+def _timeline_branch(queryset, kind: int, **columns):
+    select = {"t_kind": Value(kind, output_field=IntegerField())}
+    for name, field in _TIMELINE_TYPES.items():
+        select[name] = F(columns.pop(name)) if name in columns else Cast(Value(None), output_field=field)
+    if columns:
+        raise TypeError(f"not timeline columns: {sorted(columns)}")
+    # No ORDER BY inside a compound statement (SQLite refuses it).
+    return queryset.order_by().annotate(**select).values_list(*select)
 
 
-# Read for every booking, check and reminder text: compiled once per connection (core.compiled).
-_EVENTS = CompiledQuery(_events_of)
-_COURSES = CompiledQuery(
-    lambda patient_id: MedicationCourse.objects.filter(patient_id=patient_id).values_list(
-        "id", "drug_id", "started_on", "ended_on"
+def _branches(patient_id, *, history=None, appointments=None, clinics: bool = True) -> list:
+    """The timeline's four kinds of row for the patient, the history and appointments narrowed by `history`
+    and `appointments` (filter arguments; None: left out), with the clinic of each event when `clinics`."""
+    branches = []
+    if history is not None:
+        where = {"t_clinic": "appointment__clinic_id"} if clinics else {}
+        branches.append(
+            _timeline_branch(
+                ProcedureRecord.objects.filter(patient_id=patient_id, **history),
+                _DONE,
+                t_id="id",
+                t_code="procedure_id",
+                t_at="performed_at",
+                t_area="area_id",
+                **where,
+            )
+        )
+    if appointments is not None:
+        where = {"t_clinic": "clinic_id"} if clinics else {}
+        branches.append(
+            _timeline_branch(
+                Appointment.objects.filter(
+                    patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES, **appointments
+                ),
+                _BOOKED,
+                t_id="id",
+                t_code="procedure_id",
+                t_at="start_at",
+                t_area="area_id",
+                **where,
+            )
+        )
+    branches.append(
+        _timeline_branch(
+            MedicationCourse.objects.filter(patient_id=patient_id),
+            _COURSE,
+            t_id="id",
+            t_code="drug_id",
+            t_from="started_on",
+            t_to="ended_on",
+        )
     )
-)
-_CONDITIONS = CompiledQuery(
-    lambda patient_id: PatientCondition.objects.filter(patient_id=patient_id).values_list(
-        "id", "condition_id", "status", "area_id"
+    branches.append(
+        _timeline_branch(
+            PatientCondition.objects.filter(patient_id=patient_id),
+            _CONDITION,
+            t_number="id",
+            t_code="condition_id",
+            t_area="area_id",
+            t_status="status",
+        )
     )
-)
+    return branches
+
+
+def _union(branches):
+    return branches[0].union(*branches[1:], all=True)
+
+
+def _timeline_of(patient_id):
+    return _union(_branches(patient_id, history={}, appointments={}))
+
+
+# Read for every booking, check and reminder text: one statement, compiled once per connection (core.compiled).
+_TIMELINE = CompiledQuery(_timeline_of)
+
+
+def _timeline(rows) -> rules.Timeline:
+    events, courses, conditions = [], [], []
+    for kind, pk, number, code, at, area, clinic, start, end, status in rows:
+        if kind == _DONE or kind == _BOOKED:
+            events.append(
+                rules.ProcedureEvent(
+                    id=str(pk),
+                    procedure=code,
+                    start_at=at,
+                    area=area,
+                    state=rules.EventState.DONE if kind == _DONE else rules.EventState.BOOKED,
+                    clinic=str(clinic) if clinic else None,
+                )
+            )
+        elif kind == _COURSE:
+            courses.append(rules.MedicationCourse(id=str(pk), drug=code, started_on=start, ended_on=end))
+        else:
+            conditions.append(rules.ConditionEntry(id=str(number), condition=code, status=status, area=area))
+    return rules.Timeline(events, courses, conditions)  # which orders each kind itself
 
 
 def timeline_for_patient(patient_id) -> rules.Timeline:
-    """History, active appointments, medication courses and the intake, in three queries (the history and
-    the appointments in one `UNION ALL`)."""
+    """History, active appointments, medication courses and the intake, in one query (a `UNION ALL`)."""
     patient_id = parse_uuid(patient_id)
     if patient_id is None:  # not an id: nobody's
         return rules.Timeline([], [], [])
-    events = [
-        rules.ProcedureEvent(
-            id=str(pk),
-            procedure=code,
-            start_at=at,
-            area=area,
-            state=rules.EventState.DONE if state == _DONE else rules.EventState.BOOKED,
-            clinic=str(clinic) if clinic else None,
-        )
-        for pk, code, at, area, clinic, state in _EVENTS.rows(patient_id)
-    ]
-    courses = [
-        rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
-        for pk, drug, start, end in _COURSES.rows(patient_id)
-    ]
-    conditions = [
-        rules.ConditionEntry(id=str(pk), condition=code, status=status, area=area)
-        for pk, code, status, area in _CONDITIONS.rows(patient_id)
-    ]
-    return rules.Timeline(events, courses, conditions)
+    return _timeline(_TIMELINE.rows(patient_id))
 
 
 def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str, lo, hi) -> rules.Timeline:
     """What `rules.blocked_ranges` reads for `procedure` over [lo, hi]: the events of the procedures an
     interval rule relates to it (before it or after it) that fall within the rules' reach of the window,
-    and the medication courses and conditions whole. A patient's long history elsewhere is not read."""
+    and the medication courses and conditions whole, in one query. A patient's long history elsewhere is
+    not read."""
     back = [r for r in rulebook.looking_back.get(procedure, ()) if r.earlier_procedure]
     forward = list(rulebook.looking_forward.get(procedure, ()))
     codes = {r.earlier_procedure for r in back} | {r.later_procedure for r in forward}
-    events: list[rules.ProcedureEvent] = []
-    if codes:
-        reach = max(r.reach for r in (*back, *forward))
-        since, until = lo - reach, hi + reach
-        events = [
-            rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.DONE)
-            for pk, code, at, area in ProcedureRecord.objects.filter(
-                patient_id=patient_id, procedure_id__in=codes, performed_at__gte=since, performed_at__lte=until
-            ).values_list("id", "procedure_id", "performed_at", "area_id")
-        ] + [
-            rules.ProcedureEvent(id=str(pk), procedure=code, start_at=at, area=area, state=rules.EventState.BOOKED)
-            for pk, code, at, area in Appointment.objects.filter(
-                patient_id=patient_id,
-                status__in=ACTIVE_APPOINTMENT_STATUSES,
-                procedure_id__in=codes,
-                start_at__gte=since,
-                start_at__lte=until,
-            ).values_list("id", "procedure_id", "start_at", "area_id")
-        ]
-    courses = [
-        rules.MedicationCourse(id=str(pk), drug=drug, started_on=start, ended_on=end)
-        for pk, drug, start, end in MedicationCourse.objects.filter(patient_id=patient_id).values_list(
-            "id", "drug_id", "started_on", "ended_on"
+    if not codes:
+        return _timeline(_union(_branches(patient_id)))
+    reach = max(r.reach for r in (*back, *forward))
+    since, until = lo - reach, hi + reach
+    return _timeline(
+        _union(
+            _branches(
+                patient_id,
+                history={"procedure_id__in": codes, "performed_at__gte": since, "performed_at__lte": until},
+                appointments={"procedure_id__in": codes, "start_at__gte": since, "start_at__lte": until},
+                clinics=False,
+            )
         )
-    ]
-    conditions = [
-        rules.ConditionEntry(id=str(pk), condition=code, status=status, area=area)
-        for pk, code, status, area in PatientCondition.objects.filter(patient_id=patient_id).values_list(
-            "id", "condition_id", "status", "area_id"
-        )
-    ]
-    return rules.Timeline(events, courses, conditions)
+    )
 
 
 def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluation]]:
