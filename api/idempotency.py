@@ -6,6 +6,12 @@ unique constraint (PostgreSQL) or on the write lock (SQLite) until the first
 request commits, then finds the stored response and replays it. If the
 first request fails unexpectedly, everything rolls back together, so a
 retry runs afresh; there is never an "in progress" row left behind.
+
+Every lock wait of the transaction, the key's and the work's (patient,
+practitioners), is bounded by WAIT_SECONDS (PostgreSQL's lock_timeout, set by
+the key's insert itself): past it the answer is a 409 `request_in_progress`
+with Retry-After, and nothing is stored, so the retry with the same key runs
+afresh.
 """
 
 from __future__ import annotations
@@ -62,17 +68,11 @@ def _problem(request, status_code: int, code: str, detail: str, **headers) -> Re
     )
 
 
-def _wait_for_lock_at_most(seconds: int) -> None:
-    if connection.vendor == "postgresql":
-        # Bounds how long a duplicate waits on the first request's uncommitted key (per transaction).
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{int(seconds)}s'")
-
-
-def _reset_lock_wait() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+def lock_wait_exceeded(error: BaseException) -> bool:
+    """A lock waited for longer than allowed: PostgreSQL's lock_timeout (SQLSTATE 55P03), SQLite's busy timeout."""
+    if not isinstance(error, DatabaseError):
+        return False
+    return getattr(error.__cause__, "sqlstate", None) == "55P03" or "database is locked" in str(error)
 
 
 RESPONSE_FIELDS = ["response_status", "response_body", "response_content_type", "response_location"]
@@ -92,20 +92,29 @@ _CLAIMED = [
 def _claim(owner: str, key: str, fingerprint: str, method: str, path: str, now) -> IdempotencyKey | None:
     """Insert the key's row, or None when the key is taken: one `INSERT ... ON CONFLICT DO NOTHING RETURNING`
     (PostgreSQL, SQLite 3.35+), no savepoint. A concurrent insert of the same key that has not committed yet
-    is waited for (up to the transaction's lock_timeout): if it commits, the key is taken; if it rolls back,
-    this insert goes ahead."""
+    is waited for (up to WAIT_SECONDS): if it commits, the key is taken; if it rolls back, this insert goes
+    ahead."""
     meta = IdempotencyKey._meta
     quote = connection.ops.quote_name
     columns = ", ".join(quote(meta.get_field(name).column) for name in _CLAIMED)
     values = [owner, key, fingerprint, method, path, 0, "", "", now]
+    params = [
+        meta.get_field(name).get_db_prep_save(value, connection) for name, value in zip(_CLAIMED, values, strict=True)
+    ]
+    placeholders = ", ".join(["%s"] * len(values))
+    if connection.vendor == "postgresql":
+        # The wait on a running duplicate's key (and every lock wait after it in this transaction) is bounded
+        # by a lock_timeout set in the same statement: set_config(..., true) is SET LOCAL, run before the row
+        # is inserted, so no statement of its own.
+        source = f"SELECT {placeholders} FROM (SELECT set_config('lock_timeout', %s, true)) AS wait"
+        params.append(f"{int(WAIT_SECONDS)}s")
+    else:
+        source = f"VALUES ({placeholders})"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(values))}) "
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) {source} "
             f"ON CONFLICT ({quote('owner')}, {quote('key')}) DO NOTHING RETURNING {quote(meta.pk.column)}",
-            [
-                meta.get_field(name).get_db_prep_save(value, connection)
-                for name, value in zip(_CLAIMED, values, strict=True)
-            ],
+            params,
         )
         inserted = cursor.fetchone()
     if inserted is None:
@@ -144,8 +153,8 @@ def idempotent(method):
         for _ in range(3):
             now = timezone.now()
             try:
+                claimed = False
                 with transaction.atomic():
-                    _wait_for_lock_at_most(WAIT_SECONDS)
                     row = _claim(owner, key, fingerprint, request.method, instance_of(request)[:500], now)
                     if row is None:  # the key is taken (by a committed request: a running one is waited for)
                         existing = IdempotencyKey.objects.filter(owner=owner, key=key).first()
@@ -163,10 +172,12 @@ def idempotent(method):
                                 f"{settings.IDEMPOTENCY_KEY_TTL_HOURS} hours; use a new key.",
                             )
                         return _replay(existing)
-                    _reset_lock_wait()
+                    claimed = True
                     try:
                         response = method(view, request, *args, **kwargs)
                     except Exception as exc:  # mapped to a problem document like any other error
+                        if lock_wait_exceeded(exc):
+                            raise  # rolled back with the key, answered below
                         response = view.handle_exception(exc)
                     if response.status_code >= 500:
                         raise _Failed(response)
@@ -181,17 +192,17 @@ def idempotent(method):
                     return response
             except _Failed as failed:
                 return failed.response
-            except DatabaseError:
-                if transaction.get_connection().in_atomic_block:
+            except DatabaseError as error:
+                if transaction.get_connection().in_atomic_block or not lock_wait_exceeded(error):
                     raise
-                # Lock wait exceeded (PostgreSQL lock_timeout, SQLite busy timeout): the first is still running.
-                return _problem(
-                    request,
-                    409,
-                    "request_in_progress",
-                    f"A request with this {HEADER} is still being processed; retry shortly.",
-                    **{"Retry-After": "2"},
+                # Nothing was done: the key rolled back with the work, so a retry with it runs afresh.
+                detail = (
+                    f"This request waited over {WAIT_SECONDS} s for a record another request is changing; "
+                    "nothing was done. Retry shortly with the same key."
+                    if claimed
+                    else f"A request with this {HEADER} is still being processed; retry shortly."
                 )
+                return _problem(request, 409, "request_in_progress", detail, **{"Retry-After": "2"})
         return _problem(
             request,
             409,

@@ -150,6 +150,40 @@ def test_a_duplicate_waits_for_the_running_first_then_is_told_to_retry(
     assert Appointment.objects.count() == 1
 
 
+def test_a_lock_held_too_long_during_the_work_is_a_409_to_retry_and_stores_nothing(
+    live_server, clinic, practitioner, patient, monkeypatch
+):
+    """The key's insert bounds every lock wait of its transaction: a patient record another transaction holds
+    past WAIT_SECONDS is a 409 to retry (not a 500, not a request left hanging), and the key is not kept."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from api import idempotency
+    from api.models import IdempotencyKey
+
+    monkeypatch.setattr(idempotency, "WAIT_SECONDS", 1)
+    client, token = new_api_client(clinic)
+    url = live_server.url + "/api/v1/appointments/"
+    body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}
+    holder = psycopg.connect(**connection.get_connection_params())
+    holder.execute("SELECT id FROM clinic_patient WHERE id = %s FOR UPDATE", [patient.pk])
+    try:
+        began = time.monotonic()
+        status, problem = _post(url, token, body, {"Idempotency-Key": "held-record"})
+        assert (status, problem["code"]) == (409, "request_in_progress")
+        assert "waited over 1 s" in problem["detail"]
+        assert time.monotonic() - began < 10  # bounded by the 1 s timeout, not by the holder
+        assert not Appointment.objects.exists()
+        assert not IdempotencyKey.objects.filter(key="held-record").exists()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _post(url, token, body, {"Idempotency-Key": "held-record"})[0] == 201
+    assert Appointment.objects.count() == 1
+
+
 def test_a_duplicate_goes_ahead_when_the_running_first_rolls_back(live_server, clinic, practitioner, patient):
     client, token = new_api_client(clinic)
     url = live_server.url + "/api/v1/appointments/"
