@@ -1,7 +1,7 @@
 """Practitioner availability: working hours, time off and booked appointments.
 
-A `Schedule` loads a set of practitioners' calendars for a window in three
-queries, then answers "is this practitioner free then?" and "which slots are
+A `Schedule` loads a set of practitioners' calendars for a window (and the
+patient's own bookings) in one query, then answers "is this practitioner free then?" and "which slots are
 free?" in memory. Slots are also filtered by the engine's blocked ranges, so
 a slot offered is one the patient may actually have.
 """
@@ -14,9 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
+from django.db import models
 from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
+from core import unions
 from core.compiled import CompiledQuery
 from core.ids import parse_uuid
 from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
@@ -64,43 +66,96 @@ class _Busy:
         return j > 0 and self._latest_end[j - 1] > start
 
 
-def calendars_of(practitioner_ids, window_start: datetime, window_end: datetime) -> tuple[list, list]:
-    """The practitioners' working hours, and their time off overlapping the window: two queries."""
-    ids = sorted(set(practitioner_ids))
-    return _HOURS.rows(ids), _TIME_OFF.rows(ids, window_start, window_end)
+# The kinds of row in a calendar read, in one layout (core.unions).
+_HOURS_ROW, _TIME_OFF_ROW, _BOOKING_ROW = 1, 2, 3
+_CALENDAR_LAYOUT = {
+    "c_practitioner": models.UUIDField(),
+    "c_weekday": models.PositiveSmallIntegerField(),
+    "c_from": models.TimeField(),
+    "c_to": models.TimeField(),
+    "c_start": models.DateTimeField(),
+    "c_end": models.DateTimeField(),
+    "c_id": models.UUIDField(),  # a booking's
+    "c_patient": models.UUIDField(),
+    "c_procedure": models.CharField(),
+    "c_clinic": models.UUIDField(),
+}
+
+
+def _hours_and_time_off(ids, window_start, window_end) -> list:
+    """The practitioners' working hours, and their time off overlapping the window."""
+    return [
+        unions.branch(
+            WorkingHours.objects.filter(practitioner_id__in=ids),
+            _HOURS_ROW,
+            _CALENDAR_LAYOUT,
+            c_practitioner="practitioner_id",
+            c_weekday="weekday",
+            c_from="start_time",
+            c_to="end_time",
+        ),
+        unions.branch(
+            TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=window_end, end_at__gt=window_start),
+            _TIME_OFF_ROW,
+            _CALENDAR_LAYOUT,
+            c_practitioner="practitioner_id",
+            c_start="start_at",
+            c_end="end_at",
+        ),
+    ]
 
 
 def _bookings(ids, window_start, window_end, ignored, whose=None):
     """The active appointments of the practitioners `ids` (or `whose`) overlapping the window, but `ignored`."""
-    return (
+    return unions.branch(
         Appointment.objects.filter(
             whose if whose is not None else Q(practitioner_id__in=ids),
             status__in=ACTIVE_APPOINTMENT_STATUSES,
             start_at__lt=window_end,
             end_at__gt=window_start,
-        )
-        .exclude(pk__in=ignored)
-        .values_list("id", "practitioner_id", "patient_id", "procedure_id", "start_at", "end_at", "clinic_id")
+        ).exclude(pk__in=ignored),
+        _BOOKING_ROW,
+        _CALENDAR_LAYOUT,
+        c_practitioner="practitioner_id",
+        c_start="start_at",
+        c_end="end_at",
+        c_id="id",
+        c_patient="patient_id",
+        c_procedure="procedure_id",
+        c_clinic="clinic_id",
     )
+
+
+def _bookings_and_patients(ids, patient_id, window_start, window_end, ignored):
+    """The practitioners' bookings in the window and the patient's own, wherever they are."""
+    return _bookings(ids, window_start, window_end, ignored, Q(practitioner_id__in=ids) | Q(patient_id=patient_id))
 
 
 # Read for every booking and search: compiled once per connection and number of practitioners (core.compiled).
+_CALENDARS = CompiledQuery(
+    lambda ids, window_start, window_end: unions.union(_hours_and_time_off(ids, window_start, window_end))
+)
 _BOOKINGS = CompiledQuery(_bookings)
-_BOOKINGS_AND_PATIENTS = CompiledQuery(  # one read for both: the practitioners' bookings and the patient's own
-    lambda ids, patient_id, window_start, window_end, ignored: _bookings(
-        ids, window_start, window_end, ignored, Q(practitioner_id__in=ids) | Q(patient_id=patient_id)
+_BOOKINGS_AND_PATIENTS = CompiledQuery(_bookings_and_patients)
+_WHOLE = CompiledQuery(  # hours, time off and bookings in one read
+    lambda ids, window_start, window_end, ignored: unions.union(
+        [*_hours_and_time_off(ids, window_start, window_end), _bookings(ids, window_start, window_end, ignored)]
     )
 )
-_HOURS = CompiledQuery(
-    lambda ids: WorkingHours.objects.filter(practitioner_id__in=ids).values_list(
-        "practitioner_id", "weekday", "start_time", "end_time"
+_WHOLE_AND_PATIENTS = CompiledQuery(  # and the patient's own bookings with the practitioners'
+    lambda ids, patient_id, window_start, window_end, ignored: unions.union(
+        [
+            *_hours_and_time_off(ids, window_start, window_end),
+            _bookings_and_patients(ids, patient_id, window_start, window_end, ignored),
+        ]
     )
 )
-_TIME_OFF = CompiledQuery(
-    lambda ids, window_start, window_end: TimeOff.objects.filter(
-        practitioner_id__in=ids, start_at__lt=window_end, end_at__gt=window_start
-    ).values_list("practitioner_id", "start_at", "end_at")
-)
+
+
+def calendars_of(practitioner_ids, window_start: datetime, window_end: datetime) -> list[tuple]:
+    """The practitioners' working hours and their time off overlapping the window, in one query, for
+    `Schedule(calendars=...)`."""
+    return _CALENDARS.rows(sorted(set(practitioner_ids)), window_start, window_end)
 
 
 class Schedule:
@@ -117,36 +172,45 @@ class Schedule:
         ignore_appointment_id=None,
         patient_id=None,
         ignore_appointment_ids: Iterable = (),
-        calendars: tuple[list, list] | None = None,
+        calendars: list[tuple] | None = None,
     ) -> None:
-        """`calendars`: the practitioners' (working hours, time off) as `calendars_of` reads them, for a caller
+        """`calendars`: the practitioners' working hours and time off as `calendars_of` reads them, for a caller
         that builds many schedules of one set of practitioners (a treatment plan): then only the bookings are
-        read here."""
+        read here. Otherwise one query reads them all, with the practitioners' bookings in the window and (given
+        `patient_id`) the patient's own, wherever they are."""
         self.tz = tz
         self.practitioners = sorted(practitioners, key=lambda p: (p.name, str(p.id)))
-        ids = [p.id for p in self.practitioners]
-        hours, time_off = calendars or calendars_of(ids, window_start, window_end)
-        self._periods: dict[tuple, list[tuple]] = defaultdict(list)
-        for pid, weekday, start, end in hours:
-            self._periods[(pid, weekday)].append((start, end))
-        off: dict = defaultdict(list)
-        for pid, start, end in time_off:
-            off[pid].append((start, end))
-        # One read for both: the practitioners' bookings and the patient's own, wherever they are.
-        booked: dict = defaultdict(list)
-        self._patient: list[tuple[datetime, datetime, str, str, str]] = []
+        ids = sorted(p.id for p in self.practitioners)
         ignored = [pk for pk in map(parse_uuid, [ignore_appointment_id, *ignore_appointment_ids]) if pk is not None]
         owner_id = parse_uuid(patient_id)
-        if owner_id is not None:
-            found = _BOOKINGS_AND_PATIENTS.rows(ids, owner_id, window_start, window_end, ignored)
+        if calendars is not None:
+            rows = [
+                *calendars,
+                *(
+                    _BOOKINGS_AND_PATIENTS.rows(ids, owner_id, window_start, window_end, ignored)
+                    if owner_id is not None
+                    else _BOOKINGS.rows(ids, window_start, window_end, ignored)
+                ),
+            ]
+        elif owner_id is not None:
+            rows = _WHOLE_AND_PATIENTS.rows(ids, owner_id, window_start, window_end, ignored)
         else:
-            found = _BOOKINGS.rows(ids, window_start, window_end, ignored)
+            rows = _WHOLE.rows(ids, window_start, window_end, ignored)
+        self._periods: dict[tuple, list[tuple]] = defaultdict(list)
+        off: dict = defaultdict(list)
+        booked: dict = defaultdict(list)
+        self._patient: list[tuple[datetime, datetime, str, str, str]] = []
         practitioners = set(ids)
-        for pk, pid, owner, procedure, start, end, clinic in found:
-            if pid in practitioners:
-                booked[pid].append((start, end))
-            if owner_id is not None and owner == owner_id:
-                self._patient.append((start, end, pk, procedure, clinic))
+        for kind, pid, weekday, clock_from, clock_to, start, end, pk, owner, procedure, clinic in rows:
+            if kind == _HOURS_ROW:
+                self._periods[(pid, weekday)].append((clock_from, clock_to))
+            elif kind == _TIME_OFF_ROW:
+                off[pid].append((start, end))
+            else:
+                if pid in practitioners:
+                    booked[pid].append((start, end))
+                if owner_id is not None and owner == owner_id:
+                    self._patient.append((start, end, pk, procedure, clinic))
         self._patient.sort()
         self._patient_busy = _Busy((start, end) for start, end, *_ in self._patient)
         self._off = {pid: _Busy(spans) for pid, spans in off.items()}

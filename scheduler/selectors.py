@@ -7,8 +7,7 @@ so booking cost in queries does not grow with a patient's past.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import F, IntegerField, Max, Q, Value
-from django.db.models.functions import Cast
+from django.db.models import Max, Q
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -21,6 +20,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
+from core import unions
 from core.compiled import CompiledQuery
 from core.ids import parse_uuid
 from scheduler import rules, versioned
@@ -95,9 +95,8 @@ def _rulebook_from_database(organisation_id) -> rules.RuleBook:
 
 # The kinds of row in a patient's timeline read.
 _DONE, _BOOKED, _COURSE, _CONDITION = 1, 2, 3, 4
-# One layout for every kind; what a kind does not have is a typed NULL (typed, so PostgreSQL can match the
-# branches' column types whatever order it resolves them in).
-_TIMELINE_TYPES = {
+# One layout for every kind (core.unions).
+_TIMELINE_LAYOUT = {
     "t_id": models.UUIDField(),  # a history entry's, an appointment's or a medication course's id
     "t_number": models.BigIntegerField(),  # an intake line's id
     "t_code": models.CharField(),  # the procedure, drug or condition
@@ -111,13 +110,7 @@ _TIMELINE_TYPES = {
 
 
 def _timeline_branch(queryset, kind: int, **columns):
-    select = {"t_kind": Value(kind, output_field=IntegerField())}
-    for name, field in _TIMELINE_TYPES.items():
-        select[name] = F(columns.pop(name)) if name in columns else Cast(Value(None), output_field=field)
-    if columns:
-        raise TypeError(f"not timeline columns: {sorted(columns)}")
-    # No ORDER BY inside a compound statement (SQLite refuses it).
-    return queryset.order_by().annotate(**select).values_list(*select)
+    return unions.branch(queryset, kind, _TIMELINE_LAYOUT, **columns)
 
 
 def _branches(patient_id, *, history=None, appointments=None, clinics: bool = True) -> list:
@@ -175,12 +168,8 @@ def _branches(patient_id, *, history=None, appointments=None, clinics: bool = Tr
     return branches
 
 
-def _union(branches):
-    return branches[0].union(*branches[1:], all=True)
-
-
 def _timeline_of(patient_id):
-    return _union(_branches(patient_id, history={}, appointments={}))
+    return unions.union(_branches(patient_id, history={}, appointments={}))
 
 
 # Read for every booking, check and reminder text: one statement, compiled once per connection (core.compiled).
@@ -225,11 +214,11 @@ def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str,
     forward = list(rulebook.looking_forward.get(procedure, ()))
     codes = {r.earlier_procedure for r in back} | {r.later_procedure for r in forward}
     if not codes:
-        return _timeline(_union(_branches(patient_id)))
+        return _timeline(unions.union(_branches(patient_id)))
     reach = max(r.reach for r in (*back, *forward))
     since, until = lo - reach, hi + reach
     return _timeline(
-        _union(
+        unions.union(
             _branches(
                 patient_id,
                 history={"procedure_id__in": codes, "performed_at__gte": since, "performed_at__lte": until},

@@ -1,0 +1,34 @@
+"""Rows of several tables in one statement: `UNION ALL` branches in one layout of columns.
+
+Each branch selects a kind number first, then every column of `layout` in its order: a column of the
+branch's own model where it has one, a typed NULL where it has not. Typed, so that PostgreSQL matches the
+branches' column types whichever pair of branches it resolves first (an untyped NULL meeting another
+becomes text). The first branch's columns give every row its Python types (Django's converters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.db import models
+from django.db.models import F, IntegerField, Value
+from django.db.models.functions import Cast
+
+KIND = "u_kind"
+
+
+def branch(queryset: models.QuerySet, kind: int, layout: Mapping[str, models.Field], **columns: str):
+    """`queryset` as a `values_list` of (KIND, *layout): `columns` maps layout names to the model's field
+    paths; the rest are NULLs of the layout's types."""
+    unknown = set(columns) - set(layout)
+    if unknown:
+        raise TypeError(f"not in the layout: {sorted(unknown)}")
+    select = {KIND: Value(kind, output_field=IntegerField())}
+    for name, field in layout.items():
+        select[name] = F(columns[name]) if name in columns else Cast(Value(None), output_field=field)
+    # No ORDER BY inside a compound statement (SQLite refuses it).
+    return queryset.order_by().annotate(**select).values_list(*select)
+
+
+def union(branches: list[models.QuerySet]) -> models.QuerySet:
+    return branches[0].union(*branches[1:], all=True)
