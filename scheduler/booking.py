@@ -9,14 +9,18 @@ an exclusion constraint backs up the slot check. Time comes in as `now`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, QuerySet, When
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 
 from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
     Appointment,
     AppointmentStatus,
     AuditAction,
@@ -441,6 +445,16 @@ def appointment_check(
 # Booking creates an appointment; every other write is a scheduler.lifecycle transition.
 
 
+def _lost_race(check: BookingCheck, patient_busy: bool) -> UnableToBook:
+    if patient_busy:
+        lost = availability_violation(
+            AvailabilityCode.PATIENT_BUSY, "The patient was just booked elsewhere at that time."
+        )
+    else:
+        lost = availability_violation(AvailabilityCode.SLOT_TAKEN, "That slot was just taken.")
+    return UnableToBook(replace(check, availability=check.availability + (lost,)))
+
+
 def _insert(check: BookingCheck, write) -> None:
     """Run `write()`; a lost race on a slot (the exclusion constraints) is a refusal, not a 500.
 
@@ -449,13 +463,57 @@ def _insert(check: BookingCheck, write) -> None:
     try:
         write()
     except IntegrityError as error:
-        if "appointment_patient_no_overlap" in str(error):
-            lost = availability_violation(
-                AvailabilityCode.PATIENT_BUSY, "The patient was just booked elsewhere at that time."
+        raise _lost_race(check, "appointment_patient_no_overlap" in str(error)) from error
+
+
+def _insert_new(check: BookingCheck, appointment: Appointment) -> None:
+    """Insert a new appointment; a lost race on the slot is a refusal that leaves the transaction usable.
+
+    On PostgreSQL the insert is `ON CONFLICT DO NOTHING`, which covers the exclusion constraints (the
+    practitioner's, the patient's): an overlapping booking committed meanwhile (by a writer that did not take
+    the locks this one holds) makes it insert nothing and fail nothing, so a caller's transaction goes on and
+    can store the refusal. Elsewhere (SQLite has no exclusion constraints: overlaps are refused under its
+    write lock) it is a plain insert."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        appointment.save(force_insert=True)
+        return
+    query = InsertQuery(Appointment, on_conflict=OnConflict.IGNORE)
+    query.insert_values(Appointment._meta.concrete_fields, [appointment])
+    with connection.cursor() as cursor:
+        for sql, params in query.get_compiler(connection=connection).as_sql():
+            cursor.execute(sql, params)
+            inserted = cursor.rowcount
+    if inserted != 1:
+        patient_busy = (
+            Appointment.objects.filter(
+                patient_id=appointment.patient_id,
+                status__in=ACTIVE_APPOINTMENT_STATUSES,
+                start_at__lt=appointment.end_at,
+                end_at__gt=appointment.start_at,
             )
-        else:
-            lost = availability_violation(AvailabilityCode.SLOT_TAKEN, "That slot was just taken.")
-        raise UnableToBook(replace(check, availability=check.availability + (lost,)))
+            .exclude(practitioner_id=appointment.practitioner_id)
+            .exists()
+        )
+        raise _lost_race(check, patient_busy)
+    appointment._state.adding, appointment._state.db = False, connection.alias
+
+
+def _in_a_transaction():
+    """The caller's transaction when there is one (a keyed API request's, a treatment plan's), else one of its
+    own. No savepoint: a booking refuses before it writes, and its insert never fails on a lost race
+    (`_insert_new`), so a refusal leaves the caller's transaction as it was; anything failing after the
+    first write marks the whole transaction for rollback (`_all_or_nothing`)."""
+    return nullcontext() if transaction.get_connection().in_atomic_block else transaction.atomic()
+
+
+@contextmanager
+def _all_or_nothing():
+    try:
+        yield
+    except BaseException:
+        transaction.set_rollback(True)  # a booking half written must not commit with the caller's transaction
+        raise
 
 
 def _violation_summary(check: BookingCheck) -> list[dict]:
@@ -476,7 +534,7 @@ def appointment_book(
     clinic_id=None,
     within: QuerySet[Clinic] | None = None,
 ) -> BookingResult:
-    with transaction.atomic():
+    with _in_a_transaction():
         patient = lock_patient(patient.pk)
         req = _request(
             patient=patient,
@@ -509,19 +567,20 @@ def appointment_book(
             end_at=req.end_at,
             status=status,
         )
-        _insert(check, lambda: appointment.save(force_insert=True))
-        record(
-            appointment,
-            AuditAction.BOOKED,
-            actor,
-            now,
-            details={
-                "start_at": req.start_at.isoformat(),
-                "status": status,
-                "violations": _violation_summary(check),
-                "rulebook_version": check.rulebook_version,
-            },
-        )
+        _insert_new(check, appointment)
+        with _all_or_nothing():
+            record(
+                appointment,
+                AuditAction.BOOKED,
+                actor,
+                now,
+                details={
+                    "start_at": req.start_at.isoformat(),
+                    "status": status,
+                    "violations": _violation_summary(check),
+                    "rulebook_version": check.rulebook_version,
+                },
+            )
     return BookingResult(appointment, check)
 
 

@@ -104,3 +104,85 @@ def test_concurrent_writers_all_get_through(setup):
 
     assert [o for o in outcomes if isinstance(o, Exception)] == []
     assert Appointment.objects.count() == 8
+
+
+# --- A race lost at the exclusion constraints (a writer that took none of the booking's locks) ------------------
+
+
+def _uncommitted_elsewhere(appointment: Appointment):
+    """Another connection inserts `appointment` and holds it uncommitted; commit it with `.commit()`.
+
+    A writer that bypassed every check and lock, foreign keys included: with them, its commit would wait for the
+    key-share locks on the patient and practitioner rows the booking holds, and PostgreSQL would end the pair as a
+    deadlock (one of them aborted) before the constraint could decide; that is what a writer keeping to none of
+    the locking gets. Without them the constraint is what stops the second of two overlapping rows."""
+    import psycopg
+    from django.db import connection
+    from django.db.models.sql import InsertQuery
+
+    query = InsertQuery(Appointment)
+    query.insert_values(Appointment._meta.concrete_fields, [appointment])
+    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
+    holder = psycopg.connect(**connection.get_connection_params())
+    holder.execute("SET session_replication_role = replica")  # no foreign-key triggers (superuser, tests only)
+    holder.execute(sql, params)
+    return holder
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("whose", ["practitioner", "patient"])
+def test_a_race_lost_at_the_constraint_is_a_refusal_and_the_callers_transaction_goes_on(setup, whose):
+    import threading
+
+    from scheduler.availability import AvailabilityCode
+
+    clinic, dr_a, dr_b = setup
+    patient, other = PatientFactory(clinic=clinic), PatientFactory(clinic=clinic)
+    # Dr A's slot taken by another patient, or this patient booked with Dr B, at the same time; not yet committed,
+    # so the booking's checks do not see it and its insert meets it.
+    rival = Appointment(
+        clinic=clinic,
+        patient=other if whose == "practitioner" else patient,
+        practitioner=dr_a if whose == "practitioner" else dr_b,
+        procedure_id="filler",
+        start_at=local(10, 10),
+        end_at=local(10, 10, 45),
+        status=AppointmentStatus.CONFIRMED,
+    )
+    holder = _uncommitted_elsewhere(rival)
+    committer = threading.Timer(1.0, holder.commit)
+    committer.start()
+    try:
+        with transaction.atomic():  # the caller's transaction: a keyed API request's, say
+            with pytest.raises(UnableToBook) as refused:
+                booking(patient, "botox", local(10, 10), practitioner_id=dr_a.pk)()
+            # Still usable: the refusal can be stored with the rest of the caller's work.
+            assert Appointment.objects.filter(patient=patient, procedure_id="botox").count() == 0
+    finally:
+        committer.join()
+        holder.close()
+    expected = AvailabilityCode.SLOT_TAKEN if whose == "practitioner" else AvailabilityCode.PATIENT_BUSY
+    assert [v.code for v in refused.value.check.blocking] == [expected]
+    assert list(Appointment.objects.values_list("pk", flat=True)) == [rival.pk]
+
+
+@pytest.mark.postgres
+def test_a_failure_after_the_insert_rolls_back_the_callers_whole_transaction(setup, monkeypatch):
+    from scheduler import booking as service
+
+    clinic, dr_a, _ = setup
+    patient = PatientFactory(clinic=clinic)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the audit failed")
+
+    monkeypatch.setattr(service, "record", broken)
+    kept = PatientFactory.build(clinic=clinic)
+    with transaction.atomic():
+        kept.save()  # the caller's own work in the same transaction
+        try:
+            booking(patient, "botox", local(10, 10), practitioner_id=dr_a.pk)()
+        except RuntimeError:
+            pass  # a caller swallowing the error cannot commit half a booking: the block rolls back
+    assert not Appointment.objects.exists()
+    assert not type(kept).objects.filter(pk=kept.pk).exists()
