@@ -31,7 +31,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.cpu import CpuMeter
-from bench.procs import ROOT, VENV_BIN, Proc, base_env, free_port, port_open, wait_for
+from bench.procs import ROOT, VENV_BIN, Proc, analyze, base_env, free_port, port_open, wait_for
 from bench.profiling import Profile
 
 CONCURRENCY = 32
@@ -388,6 +388,7 @@ def booking_load(report, *, quick: bool, database_url: str, workdir: Path, profi
     made = time.perf_counter()
     booked_sites = make_sites("bench-load", shape, seed=1, with_history=True)
     baseline_sites = make_sites("bench-base", shape, seed=2, with_history=False)
+    analyze()
     key = _api_key(
         database_url,
         [f"bench-load-{i}" for i in range(shape.clinics)] + [f"bench-base-{i}" for i in range(shape.clinics)],

@@ -27,7 +27,7 @@ import redis
 
 from bench.backends import deliveries, delivery_count
 from bench.cpu import CpuMeter
-from bench.procs import Proc, base_env, wait_for
+from bench.procs import Proc, analyze, base_env, wait_for
 from bench.profiling import Profile
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
@@ -246,6 +246,7 @@ def make_due_messages(prefix: str, n: int, *, now: datetime) -> list[str]:
         ),
         batch_size=2000,
     )
+    analyze()
     return [str(row.pk) for row in rows]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.cpu import CpuMeter
 from bench.load import CONCURRENCY, FULL, QUICK, Phase, Requests, _api_key, _closed_loop, make_sites, start_gunicorn
 from bench.pipeline import Pipeline, RedisKeys, counter_url, make_due_messages, park_other_messages, wait_delivered
+from bench.procs import analyze
 
 STEPS = (1, 2, 4)
 CORES = os.cpu_count() or 1
@@ -39,6 +40,7 @@ def booking_steps(report, *, quick: bool, database_url: str, workdir: Path) -> N
     seconds = 6 if quick else 20
     database = connection.settings_dict["NAME"]
     sites = make_sites("bench-scale", shape, seed=7, with_history=True)
+    analyze()
     key = _api_key(database_url, [f"bench-scale-{i}" for i in range(shape.clinics)])
     connection.close()
     headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}

@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bench.procs import analyze
+
 CODES = ["botox", "filler", "microneedling", "plasma_pen"]
 
 
@@ -117,6 +119,7 @@ def busy_clinic(*, code: str, name: str, practitioner: str, others: int, days: i
                         )
         day += timedelta(days=1)
     Appointment.objects.bulk_create(bookings, batch_size=2000)
+    analyze()
     return clinic, practitioners, len(bookings)
 
 

@@ -14,13 +14,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from django.db import models
-from django.db.models import Q
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.models import F
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
 from core import unions
 from core.compiled import CompiledQuery
 from core.ids import parse_uuid
+from core.lookups import InLiterals, SpansOverlap
 from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
 
 
@@ -67,7 +68,7 @@ class _Busy:
 
 
 # The kinds of row in a calendar read, in one layout (core.unions).
-_HOURS_ROW, _TIME_OFF_ROW, _BOOKING_ROW = 1, 2, 3
+_HOURS_ROW, _TIME_OFF_ROW, _BOOKING_ROW, _PATIENT_ROW = 1, 2, 3, 4
 _CALENDAR_LAYOUT = {
     "c_practitioner": models.UUIDField(),
     "c_weekday": models.PositiveSmallIntegerField(),
@@ -76,7 +77,6 @@ _CALENDAR_LAYOUT = {
     "c_start": models.DateTimeField(),
     "c_end": models.DateTimeField(),
     "c_id": models.UUIDField(),  # a booking's
-    "c_patient": models.UUIDField(),
     "c_procedure": models.CharField(),
     "c_clinic": models.UUIDField(),
 }
@@ -105,48 +105,61 @@ def _hours_and_time_off(ids, window_start, window_end) -> list:
     ]
 
 
-def _bookings(ids, window_start, window_end, ignored, whose=None):
-    """The active appointments of the practitioners `ids` (or `whose`) overlapping the window, but `ignored`."""
+def _bookings(window_start, window_end, ignored, kind: int, **whose):
+    """The active appointments of `whose` (practitioners or the patient) overlapping the window, but `ignored`."""
+    found = Appointment.objects.filter(
+        InLiterals(F("status"), ACTIVE_APPOINTMENT_STATUSES),
+        start_at__lt=window_end,
+        end_at__gt=window_start,
+        **whose,
+    ).exclude(pk__in=ignored)
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":  # answered by the exclusion constraints' indexes
+        found = found.filter(SpansOverlap(F("start_at"), F("end_at"), window_start, window_end))
     return unions.branch(
-        Appointment.objects.filter(
-            whose if whose is not None else Q(practitioner_id__in=ids),
-            status__in=ACTIVE_APPOINTMENT_STATUSES,
-            start_at__lt=window_end,
-            end_at__gt=window_start,
-        ).exclude(pk__in=ignored),
-        _BOOKING_ROW,
+        found,
+        kind,
         _CALENDAR_LAYOUT,
         c_practitioner="practitioner_id",
         c_start="start_at",
         c_end="end_at",
         c_id="id",
-        c_patient="patient_id",
         c_procedure="procedure_id",
         c_clinic="clinic_id",
     )
 
 
-def _bookings_and_patients(ids, patient_id, window_start, window_end, ignored):
-    """The practitioners' bookings in the window and the patient's own, wherever they are."""
-    return _bookings(ids, window_start, window_end, ignored, Q(practitioner_id__in=ids) | Q(patient_id=patient_id))
+def _practitioners_bookings(ids, window_start, window_end, ignored) -> list:
+    return [_bookings(window_start, window_end, ignored, _BOOKING_ROW, practitioner_id__in=ids)]
+
+
+def _and_the_patients(ids, patient_id, window_start, window_end, ignored) -> list:
+    """The practitioners' bookings in the window and, apart (each read by its own index), the patient's own,
+    wherever they are."""
+    return [
+        *_practitioners_bookings(ids, window_start, window_end, ignored),
+        _bookings(window_start, window_end, ignored, _PATIENT_ROW, patient_id=patient_id),
+    ]
 
 
 # Read for every booking and search: compiled once per connection and number of practitioners (core.compiled).
 _CALENDARS = CompiledQuery(
     lambda ids, window_start, window_end: unions.union(_hours_and_time_off(ids, window_start, window_end))
 )
-_BOOKINGS = CompiledQuery(_bookings)
-_BOOKINGS_AND_PATIENTS = CompiledQuery(_bookings_and_patients)
+_BOOKINGS = CompiledQuery(lambda *args: unions.union(_practitioners_bookings(*args)))
+_BOOKINGS_AND_PATIENTS = CompiledQuery(lambda *args: unions.union(_and_the_patients(*args)))
 _WHOLE = CompiledQuery(  # hours, time off and bookings in one read
     lambda ids, window_start, window_end, ignored: unions.union(
-        [*_hours_and_time_off(ids, window_start, window_end), _bookings(ids, window_start, window_end, ignored)]
+        [
+            *_hours_and_time_off(ids, window_start, window_end),
+            *_practitioners_bookings(ids, window_start, window_end, ignored),
+        ]
     )
 )
 _WHOLE_AND_PATIENTS = CompiledQuery(  # and the patient's own bookings with the practitioners'
     lambda ids, patient_id, window_start, window_end, ignored: unions.union(
         [
             *_hours_and_time_off(ids, window_start, window_end),
-            _bookings_and_patients(ids, patient_id, window_start, window_end, ignored),
+            *_and_the_patients(ids, patient_id, window_start, window_end, ignored),
         ]
     )
 )
@@ -200,17 +213,15 @@ class Schedule:
         off: dict = defaultdict(list)
         booked: dict = defaultdict(list)
         self._patient: list[tuple[datetime, datetime, str, str, str]] = []
-        practitioners = set(ids)
-        for kind, pid, weekday, clock_from, clock_to, start, end, pk, owner, procedure, clinic in rows:
+        for kind, pid, weekday, clock_from, clock_to, start, end, pk, procedure, clinic in rows:
             if kind == _HOURS_ROW:
                 self._periods[(pid, weekday)].append((clock_from, clock_to))
             elif kind == _TIME_OFF_ROW:
                 off[pid].append((start, end))
-            else:
-                if pid in practitioners:
-                    booked[pid].append((start, end))
-                if owner_id is not None and owner == owner_id:
-                    self._patient.append((start, end, pk, procedure, clinic))
+            elif kind == _BOOKING_ROW:
+                booked[pid].append((start, end))
+            else:  # the patient's own (a booking with one of these practitioners comes twice, once as each)
+                self._patient.append((start, end, pk, procedure, clinic))
         self._patient.sort()
         self._patient_busy = _Busy((start, end) for start, end, *_ in self._patient)
         self._off = {pid: _Busy(spans) for pid, spans in off.items()}

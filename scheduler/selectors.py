@@ -7,7 +7,7 @@ so booking cost in queries does not grow with a patient's past.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -23,6 +23,7 @@ from clinic.models import (
 from core import unions
 from core.compiled import CompiledQuery
 from core.ids import parse_uuid
+from core.lookups import InLiterals
 from scheduler import rules, versioned
 from scheduler.models import AppliesTo, AreaScope, ContraindicationRule, IntervalRule, RuleBookVersion
 
@@ -135,7 +136,7 @@ def _branches(patient_id, *, history=None, appointments=None, clinics: bool = Tr
         branches.append(
             _timeline_branch(
                 Appointment.objects.filter(
-                    patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES, **appointments
+                    InLiterals(F("status"), ACTIVE_APPOINTMENT_STATUSES), patient_id=patient_id, **appointments
                 ),
                 _BOOKED,
                 t_id="id",
