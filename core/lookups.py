@@ -15,7 +15,7 @@ import re
 
 from django.db.models import BooleanField, DateTimeField, Func, Lookup, Value
 
-_CODE = re.compile(r"^[A-Za-z0-9_]+$")
+_CODE = re.compile(r"[A-Za-z0-9_]+")
 
 
 class InLiterals(Lookup):
@@ -27,7 +27,7 @@ class InLiterals(Lookup):
 
     def __init__(self, lhs, values) -> None:
         values = tuple(str(value) for value in values)
-        if not values or not all(_CODE.match(value) for value in values):
+        if not values or not all(_CODE.fullmatch(value) for value in values):
             raise ValueError(f"InLiterals takes a non-empty list of plain codes, not {values!r}")
         super().__init__(lhs, values)
 
@@ -41,9 +41,11 @@ class InLiterals(Lookup):
 
 
 class SpansOverlap(Func):
-    """PostgreSQL: `tstzrange(start, end, '[)') && tstzrange(lo, hi, '[)')`, the overlap test of the exclusion
-    constraints' indexes. Use beside `start < hi AND end > lo` (which it equals for non-empty spans), so that an
-    empty window still means what those comparisons say."""
+    """PostgreSQL: `tstzrange(start, end, '[)') && tstzrange(least(lo, hi), greatest(lo, hi), '[]')`, the
+    overlap test the exclusion constraints' indexes answer. Meant beside `start < hi AND end > lo`: it is
+    implied by them for any window (closed bounds; an empty or reversed window too), so together they select
+    exactly what the comparisons select, through the index. Alone, for a non-empty window, nearly the same
+    (a span starting exactly at `hi` meets the closed window)."""
 
     output_field = BooleanField()
     conditional = True
@@ -54,10 +56,9 @@ class SpansOverlap(Func):
     def as_sql(self, compiler, connection, **extra):
         if connection.vendor != "postgresql":
             raise NotImplementedError("SpansOverlap is PostgreSQL's range overlap")
-        parts, params = [], []
-        for expression in self.get_source_expressions():
-            sql, more = compiler.compile(expression)
-            parts.append(sql)
-            params.extend(more)
-        start, end, lo, hi = parts
-        return f"tstzrange({start}, {end}, '[)') && tstzrange({lo}, {hi}, '[)')", params
+        (start, start_params), (end, end_params), (lo, lo_params), (hi, hi_params) = (
+            compiler.compile(expression) for expression in self.get_source_expressions()
+        )
+        window = f"tstzrange(least({lo}, {hi}), greatest({lo}, {hi}), '[]')"
+        params = (*start_params, *end_params, *lo_params, *hi_params, *lo_params, *hi_params)
+        return f"tstzrange({start}, {end}, '[)') && {window}", params

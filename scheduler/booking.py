@@ -9,7 +9,7 @@ an exclusion constraint backs up the slot check. Time comes in as `now`.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -32,7 +32,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
+from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
 from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
 from scheduler import rules, selectors, versioned
@@ -485,35 +485,41 @@ def _insert_new(check: BookingCheck, appointment: Appointment) -> None:
             cursor.execute(sql, params)
             inserted = cursor.rowcount
     if inserted != 1:
-        patient_busy = (
-            Appointment.objects.filter(
-                patient_id=appointment.patient_id,
-                status__in=ACTIVE_APPOINTMENT_STATUSES,
-                start_at__lt=appointment.end_at,
-                end_at__gt=appointment.start_at,
-            )
-            .exclude(practitioner_id=appointment.practitioner_id)
-            .exists()
+        overlapping = Appointment.objects.filter(
+            status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__lt=appointment.end_at, end_at__gt=appointment.start_at
         )
-        raise _lost_race(check, patient_busy)
+        if overlapping.filter(practitioner_id=appointment.practitioner_id).exists():
+            raise _lost_race(check, patient_busy=False)
+        if overlapping.filter(patient_id=appointment.patient_id).exists():
+            raise _lost_race(check, patient_busy=True)
+        # Not an overlap: some other constraint (none today) ignored the row. Not a refusal to hide.
+        raise IntegrityError(f"The appointment {appointment.pk} was not inserted and no overlap explains it.")
     appointment._state.adding, appointment._state.db = False, connection.alias
 
 
 def _in_a_transaction():
     """The caller's transaction when there is one (a keyed API request's, a treatment plan's), else one of its
     own. No savepoint: a booking refuses before it writes, and its insert never fails on a lost race
-    (`_insert_new`), so a refusal leaves the caller's transaction as it was; anything failing after the
-    first write marks the whole transaction for rollback (`_all_or_nothing`)."""
+    (`_insert_new`), so a refusal leaves the caller's transaction as it was (`_Guard` marks it for rollback
+    on anything else)."""
     return nullcontext() if transaction.get_connection().in_atomic_block else transaction.atomic()
 
 
-@contextmanager
-def _all_or_nothing():
-    try:
-        yield
-    except BaseException:
-        transaction.set_rollback(True)  # a booking half written must not commit with the caller's transaction
-        raise
+class _Guard:
+    """What fails inside a booking that joined its caller's transaction, bar a refusal before any write, marks
+    the innermost atomic block (the caller's transaction or savepoint) for rollback: a database error leaves a
+    PostgreSQL transaction aborted (Django would not know and a later COMMIT would silently roll back), and a
+    booking half written must not commit with the caller's work."""
+
+    def __init__(self) -> None:
+        self.written = False
+
+    def __enter__(self) -> _Guard:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if error is not None and (self.written or not isinstance(error, DomainError)):
+            transaction.set_rollback(True)
 
 
 def _violation_summary(check: BookingCheck) -> list[dict]:
@@ -534,7 +540,7 @@ def appointment_book(
     clinic_id=None,
     within: QuerySet[Clinic] | None = None,
 ) -> BookingResult:
-    with _in_a_transaction():
+    with _in_a_transaction(), _Guard() as guard:
         patient = lock_patient(patient.pk)
         req = _request(
             patient=patient,
@@ -568,19 +574,19 @@ def appointment_book(
             status=status,
         )
         _insert_new(check, appointment)
-        with _all_or_nothing():
-            record(
-                appointment,
-                AuditAction.BOOKED,
-                actor,
-                now,
-                details={
-                    "start_at": req.start_at.isoformat(),
-                    "status": status,
-                    "violations": _violation_summary(check),
-                    "rulebook_version": check.rulebook_version,
-                },
-            )
+        guard.written = True
+        record(
+            appointment,
+            AuditAction.BOOKED,
+            actor,
+            now,
+            details={
+                "start_at": req.start_at.isoformat(),
+                "status": status,
+                "violations": _violation_summary(check),
+                "rulebook_version": check.rulebook_version,
+            },
+        )
     return BookingResult(appointment, check)
 
 

@@ -186,3 +186,37 @@ def test_a_failure_after_the_insert_rolls_back_the_callers_whole_transaction(set
             pass  # a caller swallowing the error cannot commit half a booking: the block rolls back
     assert not Appointment.objects.exists()
     assert not type(kept).objects.filter(pk=kept.pk).exists()
+
+
+@pytest.mark.postgres
+def test_a_database_error_before_the_insert_marks_the_callers_transaction_for_rollback(setup):
+    """Without a savepoint, PostgreSQL aborts the caller's transaction on any error in the booking's statements:
+    Django is told, so a caller that swallows the error cannot COMMIT what PostgreSQL will silently roll back."""
+    import psycopg
+    from django.db import OperationalError, connection
+
+    clinic, dr_a, _ = setup
+    patient = PatientFactory(clinic=clinic)
+    holder = psycopg.connect(**connection.get_connection_params())
+    holder.execute("SELECT id FROM clinic_patient WHERE id = %s FOR UPDATE", [patient.pk])
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(OperationalError):
+                booking(patient, "botox", local(10, 10), practitioner_id=dr_a.pk)()
+            assert transaction.get_rollback()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_a_refusal_before_any_write_leaves_the_callers_transaction_as_it_was(setup):
+    clinic, dr_a, _ = setup
+    patient = PatientFactory(clinic=clinic)
+    with transaction.atomic():
+        with pytest.raises(UnableToBook):
+            booking(patient, "botox", local(10, 7), practitioner_id=dr_a.pk)()  # 07:00: outside working hours
+        assert not transaction.get_rollback()
+        kept = PatientFactory(clinic=clinic)  # the caller's own work goes on and commits
+    assert type(kept).objects.filter(pk=kept.pk).exists()
