@@ -68,7 +68,7 @@ def _problem(request, status_code: int, code: str, detail: str, **headers) -> Re
     )
 
 
-def lock_wait_exceeded(error: BaseException) -> bool:
+def _lock_wait_exceeded(error: BaseException) -> bool:
     """A lock waited for longer than allowed: PostgreSQL's lock_timeout (SQLSTATE 55P03), SQLite's busy timeout."""
     if not isinstance(error, DatabaseError):
         return False
@@ -176,7 +176,7 @@ def idempotent(method):
                     try:
                         response = method(view, request, *args, **kwargs)
                     except Exception as exc:  # mapped to a problem document like any other error
-                        if lock_wait_exceeded(exc):
+                        if _lock_wait_exceeded(exc):
                             raise  # rolled back with the key, answered below
                         response = view.handle_exception(exc)
                     if response.status_code >= 500:
@@ -193,7 +193,7 @@ def idempotent(method):
             except _Failed as failed:
                 return failed.response
             except DatabaseError as error:
-                if transaction.get_connection().in_atomic_block or not lock_wait_exceeded(error):
+                if transaction.get_connection().in_atomic_block or not _lock_wait_exceeded(error):
                     raise
                 # Nothing was done: the key rolled back with the work, so a retry with it runs afresh.
                 detail = (

@@ -14,16 +14,16 @@ from django.db import models
 from django.db.models import F, IntegerField, Value
 from django.db.models.functions import Cast
 
-KIND = "u_kind"
+_KIND = "u_kind"
 
 
 def branch(queryset: models.QuerySet, kind: int, layout: Mapping[str, models.Field], **columns: str):
-    """`queryset` as a `values_list` of (KIND, *layout): `columns` maps layout names to the model's field
+    """`queryset` as a `values_list` of (kind, *layout): `columns` maps layout names to the model's field
     paths; the rest are NULLs of the layout's types."""
     unknown = set(columns) - set(layout)
     if unknown:
         raise TypeError(f"not in the layout: {sorted(unknown)}")
-    select = {KIND: Value(kind, output_field=IntegerField())}
+    select = {_KIND: Value(kind, output_field=IntegerField())}
     for name, field in layout.items():
         select[name] = F(columns[name]) if name in columns else Cast(Value(None), output_field=field)
     # No ORDER BY inside a compound statement (SQLite refuses it).
@@ -31,4 +31,5 @@ def branch(queryset: models.QuerySet, kind: int, layout: Mapping[str, models.Fie
 
 
 def union(branches: list[models.QuerySet]) -> models.QuerySet:
+    """The branches as one `UNION ALL` statement, in order (no duplicate is removed)."""
     return branches[0].union(*branches[1:], all=True)

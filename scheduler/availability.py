@@ -1,8 +1,8 @@
 """Practitioner availability: working hours, time off and booked appointments.
 
 A `Schedule` loads a set of practitioners' calendars for a window (and the
-patient's own bookings) in one query, then answers "is this practitioner free then?" and "which slots are
-free?" in memory. Slots are also filtered by the engine's blocked ranges, so
+patient's own bookings) in one query, then answers "is this practitioner free
+then?" and "which slots are free?" in memory. Slots are also filtered by the engine's blocked ranges, so
 a slot offered is one the patient may actually have.
 """
 
@@ -128,15 +128,15 @@ def _bookings(window_start, window_end, ignored, kind: int, **whose):
     )
 
 
-def _practitioners_bookings(ids, window_start, window_end, ignored) -> list:
-    return [_bookings(window_start, window_end, ignored, _BOOKING_ROW, practitioner_id__in=ids)]
+def _practitioners_bookings(ids, window_start, window_end, ignored):
+    return _bookings(window_start, window_end, ignored, _BOOKING_ROW, practitioner_id__in=ids)
 
 
 def _and_the_patients(ids, patient_id, window_start, window_end, ignored) -> list:
     """The practitioners' bookings in the window and, apart (each read by its own index), the patient's own,
     wherever they are."""
     return [
-        *_practitioners_bookings(ids, window_start, window_end, ignored),
+        _practitioners_bookings(ids, window_start, window_end, ignored),
         _bookings(window_start, window_end, ignored, _PATIENT_ROW, patient_id=patient_id),
     ]
 
@@ -145,13 +145,13 @@ def _and_the_patients(ids, patient_id, window_start, window_end, ignored) -> lis
 _CALENDARS = CompiledQuery(
     lambda ids, window_start, window_end: unions.union(_hours_and_time_off(ids, window_start, window_end))
 )
-_BOOKINGS = CompiledQuery(lambda *args: unions.union(_practitioners_bookings(*args)))
+_BOOKINGS = CompiledQuery(_practitioners_bookings)
 _BOOKINGS_AND_PATIENTS = CompiledQuery(lambda *args: unions.union(_and_the_patients(*args)))
 _WHOLE = CompiledQuery(  # hours, time off and bookings in one read
     lambda ids, window_start, window_end, ignored: unions.union(
         [
             *_hours_and_time_off(ids, window_start, window_end),
-            *_practitioners_bookings(ids, window_start, window_end, ignored),
+            _practitioners_bookings(ids, window_start, window_end, ignored),
         ]
     )
 )

@@ -9,7 +9,7 @@ an exclusion constraint backs up the slot check. Time comes in as `now`.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -497,29 +497,29 @@ def _insert_new(check: BookingCheck, appointment: Appointment) -> None:
     appointment._state.adding, appointment._state.db = False, connection.alias
 
 
-def _in_a_transaction():
+@dataclass
+class _Written:
+    """Whether the booking has written its first row yet (`_booking_transaction`)."""
+
+    done: bool = False
+
+
+@contextmanager
+def _booking_transaction():
     """The caller's transaction when there is one (a keyed API request's, a treatment plan's), else one of its
-    own. No savepoint: a booking refuses before it writes, and its insert never fails on a lost race
-    (`_insert_new`), so a refusal leaves the caller's transaction as it was (`_Guard` marks it for rollback
-    on anything else)."""
-    return nullcontext() if transaction.get_connection().in_atomic_block else transaction.atomic()
-
-
-class _Guard:
-    """What fails inside a booking that joined its caller's transaction, bar a refusal before any write, marks
-    the innermost atomic block (the caller's transaction or savepoint) for rollback: a database error leaves a
-    PostgreSQL transaction aborted (Django would not know and a later COMMIT would silently roll back), and a
-    booking half written must not commit with the caller's work."""
-
-    def __init__(self) -> None:
-        self.written = False
-
-    def __enter__(self) -> _Guard:
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if error is not None and (self.written or not isinstance(error, DomainError)):
-            transaction.set_rollback(True)
+    own; no savepoint. A refusal before any write leaves the caller's transaction as it was (a booking refuses
+    before it writes, and `_insert_new` never fails on a lost race). Anything else marks the innermost atomic
+    block (the caller's transaction or savepoint) for rollback: a database error leaves a PostgreSQL
+    transaction aborted (Django would not know, and a later COMMIT would silently roll back), and a booking
+    half written must not commit with the caller's work."""
+    written = _Written()
+    with nullcontext() if transaction.get_connection().in_atomic_block else transaction.atomic():
+        try:
+            yield written
+        except BaseException as error:
+            if written.done or not isinstance(error, DomainError):
+                transaction.set_rollback(True)
+            raise
 
 
 def _violation_summary(check: BookingCheck) -> list[dict]:
@@ -540,7 +540,7 @@ def appointment_book(
     clinic_id=None,
     within: QuerySet[Clinic] | None = None,
 ) -> BookingResult:
-    with _in_a_transaction(), _Guard() as guard:
+    with _booking_transaction() as written:
         patient = lock_patient(patient.pk)
         req = _request(
             patient=patient,
@@ -574,7 +574,7 @@ def appointment_book(
             status=status,
         )
         _insert_new(check, appointment)
-        guard.written = True
+        written.done = True
         record(
             appointment,
             AuditAction.BOOKED,

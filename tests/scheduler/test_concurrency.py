@@ -220,3 +220,33 @@ def test_a_refusal_before_any_write_leaves_the_callers_transaction_as_it_was(set
         assert not transaction.get_rollback()
         kept = PatientFactory(clinic=clinic)  # the caller's own work goes on and commits
     assert type(kept).objects.filter(pk=kept.pk).exists()
+
+
+@pytest.mark.postgres
+def test_an_insert_ignored_by_a_conflict_no_overlap_explains_is_an_error_not_a_refusal(setup):
+    """`ON CONFLICT DO NOTHING` would quietly skip the row on any conflict; only an overlap is a lost race."""
+    from scheduler.booking import _insert_new
+
+    clinic, dr_a, dr_b = setup
+    first = Appointment.objects.create(
+        clinic=clinic,
+        patient=PatientFactory(clinic=clinic),
+        practitioner=dr_a,
+        procedure_id="botox",
+        start_at=local(10, 10),
+        end_at=local(10, 10, 30),
+        status=AppointmentStatus.CONFIRMED,
+    )
+    same_id = Appointment(
+        pk=first.pk,  # the only conflict: its primary key
+        clinic=clinic,
+        patient=PatientFactory(clinic=clinic),
+        practitioner=dr_b,
+        procedure_id="botox",
+        start_at=local(11, 10),
+        end_at=local(11, 10, 30),
+        status=AppointmentStatus.CONFIRMED,
+    )
+    with pytest.raises(IntegrityError, match="no overlap explains it"), transaction.atomic():
+        _insert_new(check=None, appointment=same_id)
+    assert list(Appointment.objects.values_list("pk", "start_at")) == [(first.pk, first.start_at)]
