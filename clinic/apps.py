@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class ClinicConfig(AppConfig):
     name = "clinic"
     verbose_name = "Clinic"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from core.db import install_fast_timestamptz_loader
+
+        connection_created.connect(install_fast_timestamptz_loader, dispatch_uid="core.db.timestamptz")

@@ -1,0 +1,96 @@
+"""PostgreSQL connections load timestamptz values with psycopg's C loader (core/db.py), with the values
+and time zone Django's own loader gives."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.db import _utc_loader
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+TIMESTAMPTZ = "timestamptz"
+
+
+def _loaded(sql: str, *params):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def _djangos(text: str) -> datetime:
+    """What Django's own loader makes of PostgreSQL's text for a value."""
+
+    class DjangoUtc(BaseTzLoader):
+        timezone = UTC
+
+    return DjangoUtc(0, connection.connection).load(text.encode())
+
+
+def test_the_connection_uses_the_c_loader():
+    connection.ensure_connection()
+    registered = connection.connection.adapters.get_loader(_oid(), _text())
+    assert registered is _utc_loader() is not None
+    assert registered.timezone is UTC  # what Django's create_cursor compares with its time zone
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31), timezones=st.just(UTC)),
+)
+def test_any_instant_comes_back_as_itself_in_utc_as_django_would_load_it(moment):
+    loaded = _loaded("SELECT %s::timestamptz", moment)
+    assert loaded == moment
+    assert loaded.tzinfo is UTC
+    text = _loaded("SELECT %s::timestamptz::text", moment)
+    assert _djangos(text) == loaded
+
+
+def test_a_session_set_to_another_zone_still_gives_the_same_instant_in_utc():
+    summer = datetime(2026, 7, 1, 11, 30, 15, 123456, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Europe/London'")
+        try:
+            cursor.execute("SELECT %s::timestamptz, %s::timestamptz::text", [summer, summer])
+            loaded, text = cursor.fetchone()
+        finally:
+            cursor.execute("SET TIME ZONE 'UTC'")
+    assert text.endswith("+01")  # PostgreSQL did answer in London's summer time
+    assert loaded == summer and loaded.tzinfo is UTC
+
+
+def test_an_appointment_read_through_the_orm_keeps_its_times(catalogue, now):
+    from clinic.models import Appointment, AppointmentStatus
+    from tests.factories import PatientFactory, PractitionerFactory
+
+    patient = PatientFactory()
+    practitioner = PractitionerFactory(clinic=patient.clinic)
+    start = now + timedelta(days=3, microseconds=7)
+    made = Appointment.objects.create(
+        clinic=patient.clinic,
+        patient=patient,
+        practitioner=practitioner,
+        procedure_id="botox",
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+        status=AppointmentStatus.CONFIRMED,
+    )
+    read = Appointment.objects.values_list("start_at", "end_at", "created_at").get(pk=made.pk)
+    assert read[:2] == (start, start + timedelta(minutes=30))
+    assert all(value.tzinfo is UTC for value in read)
+
+
+def _oid():
+    import psycopg
+
+    return psycopg.postgres.types[TIMESTAMPTZ].oid
+
+
+def _text():
+    from psycopg.pq import Format
+
+    return Format.TEXT
