@@ -5,7 +5,7 @@ so their status and times are read-only here; the audit trail is append-only.
 """
 
 from django.contrib import admin
-from django.db.models import Q
+from django.db.models import Q, URLField
 
 from clinic import models
 from clinic.selectors import clinics_for_user, organisations_of
@@ -109,6 +109,7 @@ class OrganisationAdmin(admin.ModelAdmin):
 @admin.register(models.Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     clinic_path = "pk"
+    formfield_overrides = {URLField: {"assume_scheme": "https"}}  # an address typed without one is https
     list_display = ["code", "name", "organisation", "timezone"]
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["code", "name"]

@@ -8,7 +8,7 @@ secrets) serve platforms across clinics and are for superusers only.
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.db.models import Q, URLField
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -152,6 +152,7 @@ class SuperuserOnly:
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
+    formfield_overrides = {URLField: {"assume_scheme": "https"}}  # an address typed without one is https
     list_display = ["client", "url", "is_active", "events", "created_at"]
     list_filter = ["is_active", "client"]
     readonly_fields = ["secret", "created_at"]
