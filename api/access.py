@@ -11,14 +11,33 @@ from functools import cached_property
 
 from django.db.models import Q, QuerySet
 
-from clinic.models import ApiClient, Clinic, Organisation
-from clinic.selectors import clinics_for_user, is_clinical, organisations_of
+from clinic.models import ApiClient, Clinic, Organisation, Patient
+from clinic.selectors import clinics_for_user, is_clinical, organisations_of, patient_in, patients_in
+from core.compiled import CompiledQuery
 from scheduler.booking import Actor
 
 # Up to this many clinics, a request's scope is read once and its queries name the clinics by id; a caller
 # granted more (whole organisations of many clinics) keeps the subquery, so no statement carries thousands
 # of parameters.
 SCOPE_INLINE_MAX = 200
+
+
+def _granted_to_client(client_id) -> QuerySet[Clinic]:
+    """The clinics granted to an API client: one by one, or every clinic of a granted organisation."""
+    return Clinic.objects.filter(
+        Q(pk__in=ApiClient.clinics.through.objects.filter(apiclient_id=client_id).values("clinic_id"))
+        | Q(
+            organisation_id__in=ApiClient.organisations.through.objects.filter(apiclient_id=client_id).values(
+                "organisation_id"
+            )
+        )
+    )
+
+
+# Read for every request an API client makes: compiled once per connection (core.compiled).
+_CLIENT_CLINIC_IDS = CompiledQuery(
+    lambda client_id: _granted_to_client(client_id).order_by().values_list("pk")[: SCOPE_INLINE_MAX + 1]
+)
 
 
 @dataclass
@@ -28,22 +47,25 @@ class Caller:
 
     def _granted(self) -> QuerySet[Clinic]:
         if self.client is not None:
-            return Clinic.objects.filter(
-                Q(pk__in=self.client.clinics.through.objects.filter(apiclient=self.client).values("clinic_id"))
-                | Q(
-                    organisation_id__in=self.client.organisations.through.objects.filter(apiclient=self.client).values(
-                        "organisation_id"
-                    )
-                )
-            )
+            return _granted_to_client(self.client.pk)
         return clinics_for_user(self.user)
 
     @cached_property
     def _clinic_ids(self) -> list | None:
         """The granted clinics' ids, read once per request (sorted, so equal scopes give equal statements), or
         None past SCOPE_INLINE_MAX."""
-        ids = sorted(self._granted().values_list("pk", flat=True)[: SCOPE_INLINE_MAX + 1])
+        if self.client is not None:
+            ids = sorted(pk for (pk,) in _CLIENT_CLINIC_IDS.rows(self.client.pk))
+        else:
+            ids = sorted(self._granted().values_list("pk", flat=True)[: SCOPE_INLINE_MAX + 1])
         return ids if len(ids) <= SCOPE_INLINE_MAX else None
+
+    def patient(self, pk) -> Patient | None:
+        """The patient `pk` if the caller may see them (a tombstone is none), its clinic loaded, else None."""
+        ids = self._clinic_ids
+        if ids is None:
+            return patients_in(self._granted()).filter(pk=pk).first() if pk is not None else None
+        return patient_in(ids, pk)
 
     def clinics(self) -> QuerySet[Clinic]:
         """The clinics granted: one by one, or every clinic of a granted organisation (now and later)."""

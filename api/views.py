@@ -100,14 +100,14 @@ class ApiView(generics.GenericAPIView):
         return self.caller.clinics()
 
     def patient_from_url(self) -> Patient:
-        patient = patients_in(self.clinics()).filter(pk=parse_uuid(self.kwargs["patient_id"])).first()
+        patient = self.caller.patient(parse_uuid(self.kwargs["patient_id"]))
         if patient is None:
             redirect_if_merged(self.request, self.clinics(), self.kwargs)  # a tombstone's address: 308
             raise NotFound("unknown_patient", "There is no such patient.")
         return patient
 
     def patient_from_body(self, value) -> Patient:
-        patient = patients_in(self.clinics()).filter(pk=parse_uuid(value)).first()
+        patient = self.caller.patient(parse_uuid(value))
         if patient is None:
             raise InvalidInput("unknown_patient", "There is no such patient.", field="patient")
         return patient

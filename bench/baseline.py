@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from api.access import caller_for
 from api.serializers import BookingIn
 from clinic.models import Appointment, AppointmentStatus, ProcedureType
-from clinic.selectors import patients_in
+from core.ids import parse_uuid
 
 # Procedure durations do not change during a run; reading them once keeps the baseline bare.
 _durations: dict[str, int] = {}
@@ -39,7 +39,7 @@ class BaselineBookingApi(APIView):
         serializer = BookingIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        patient = patients_in(caller_for(request).clinics()).filter(pk=data["patient"]).first()
+        patient = caller_for(request).patient(parse_uuid(data["patient"]))  # the booking's tenancy look-up
         duration = _duration(data["procedure"])
         if patient is None or duration is None or not data.get("practitioner"):
             return Response(

@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole
+from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
@@ -71,6 +72,24 @@ def patients_in(clinics: QuerySet[Clinic]) -> QuerySet[Patient]:
     return Patient.objects.filter(
         organisation_id__in=clinics.values("organisation_id"), merged_into__isnull=True
     ).select_related("clinic")
+
+
+# Read by every API request that names a patient: compiled once per connection and number of clinics
+# (core.compiled), so the request does not build and compile the scope's subquery and join each time.
+_PATIENT_IN = CompiledQuery(
+    lambda clinic_ids, pk: (
+        patients_in(Clinic.objects.filter(pk__in=clinic_ids)).filter(pk=pk).values_list(*columns(Patient, "clinic"))
+    )
+)
+
+
+def patient_in(clinic_ids: list, pk) -> Patient | None:
+    """`patients_in(<these clinics>).filter(pk=pk).first()`, compiled: the patient `pk` of these clinics'
+    organisations (a tombstone is none), its clinic loaded, or None (None too for no `pk`)."""
+    if pk is None:
+        return None
+    found = instances(_PATIENT_IN.rows(sorted(clinic_ids), pk), Patient, "clinic")
+    return found[0] if found else None
 
 
 MAX_MERGE_CHAIN = 10
