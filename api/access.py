@@ -72,6 +72,12 @@ class Caller:
         ids = self._clinic_ids
         return self._granted() if ids is None else Clinic.objects.filter(pk__in=ids)
 
+    def scope(self) -> list | QuerySet[Clinic]:
+        """The clinics granted as their ids (read once per request) or, past SCOPE_INLINE_MAX, as a queryset:
+        what the scheduler's services take as `within`."""
+        ids = self._clinic_ids
+        return self._granted() if ids is None else ids
+
     def organisations(self) -> QuerySet[Organisation]:
         """Every organisation one of the caller's clinics belongs to: their patients are in scope."""
         return organisations_of(self.clinics())

@@ -125,7 +125,7 @@ class ApiView(generics.GenericAPIView):
             patient=patient,
             clinic_id=data.get("clinic"),
             practitioner_id=data.get("practitioner"),
-            within=self.clinics(),
+            within=self.caller.scope(),
         )
 
     def page(self, rows, serializer_class=None, *, data=None):
@@ -481,7 +481,7 @@ class EligibilityApi(ApiView):
             area_code=data.get("area"),
             practitioner_id=data.get("practitioner"),
             clinic_id=data.get("clinic"),
-            within=self.clinics(),
+            within=self.caller.scope(),
         )
         return Response({"eligible": check.eligible, "status": str(check.outcome), **check_data(check, check.tz)})
 
@@ -570,7 +570,7 @@ class AppointmentListCreateApi(ApiView):
             area_code=data.get("area"),
             practitioner_id=data.get("practitioner"),
             clinic_id=data.get("clinic"),  # where: the scheduler decides among the caller's clinics
-            within=self.clinics(),
+            within=self.caller.scope(),
         )
         return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
 

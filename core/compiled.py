@@ -39,11 +39,17 @@ def _sentinel(value):
         return uuid.uuid4()
     if isinstance(value, datetime) and value.tzinfo is not None:
         return datetime(2200, 1, 1, tzinfo=UTC) + timedelta(microseconds=secrets.randbelow(10**12))
-    raise TypeError(f"CompiledQuery takes UUIDs, lists of UUIDs and aware datetimes, not {type(value).__name__}")
+    if isinstance(value, str):  # a code (a procedure's, say): no lookup of ours rewrites it
+        return f"core.compiled.{secrets.token_hex(16)}"
+    raise TypeError(
+        f"CompiledQuery takes UUIDs, strings, lists of them and aware datetimes, not {type(value).__name__}"
+    )
 
 
 def _prepared(value, connection):
     """`value` as the database adapter receives it in a lookup's parameters."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, datetime):
         return _DATETIME.get_db_prep_value(value, connection)
     return _UUID.get_db_prep_value(value, connection)
@@ -110,8 +116,8 @@ class _Plan:
 
 
 class CompiledQuery:
-    """`build(*args)` returns a `values_list` queryset in which each of `args` (a UUID, a list of UUIDs, an
-    aware datetime) reaches the SQL as parameters (`pk__in=ids`, `start_at__lt=end`, ...); `rows(*args)`
+    """`build(*args)` returns a `values_list` queryset in which each of `args` (a UUID, a string, a list of
+    either, an aware datetime) reaches the SQL as parameters (`pk__in=ids`, `start_at__lt=end`, ...); `rows(*args)`
     runs it, compiled once per connection and shape of the arguments (a list's length), and returns its
     tuples. A value Django would rewrite before it reaches the SQL is refused when first compiled."""
 

@@ -144,6 +144,25 @@ def test_a_value_django_rewrites_or_cannot_stand_in_for_is_refused(three):
         CompiledQuery(lambda at: Patient.objects.filter(updated_at=at).values_list("pk")).rows(datetime(2026, 1, 1))
 
 
+def test_strings_and_lists_of_strings_stand_in_like_ids(three):
+    def named(first_name, codes):
+        return (
+            Patient.objects.filter(first_name=first_name, procedure_records__procedure_id__in=codes)
+            .order_by()
+            .values_list("first_name", "procedure_records__procedure_id")
+        )
+
+    compiled = CompiledQuery(named)
+    for args in (("Bea", ["botox"]), ("Bea", ["filler"]), ("Ann", ["botox"]), ("Bea", ["filler", "botox"])):
+        assert compiled.rows(*args) == list(named(*args))
+    assert compiled.rows("Bea", ["botox"]) == [("Bea", "botox"), ("Bea", "botox")]
+    assert compiled.rows("Bea'); DROP TABLE clinic_patient; --", ["botox"]) == []  # a parameter, never SQL
+    assert Patient.objects.count() == 3
+    starts = CompiledQuery(lambda prefix: Patient.objects.filter(first_name__startswith=prefix).values_list("pk"))
+    with pytest.raises(TypeError, match="reach the SQL"):  # Django escapes it and adds a wildcard
+        starts.rows("B")
+
+
 @pytest.fixture
 def templates(catalogue):
     care_texts_load()
