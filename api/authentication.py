@@ -14,8 +14,19 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from clinic.models import ApiClient, hash_key
+from core.compiled import CompiledQuery, columns, instances
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+# Every request a platform makes starts here: compiled once per connection (core.compiled).
+_BY_PREFIX = CompiledQuery(
+    lambda prefix: ApiClient.objects.filter(key_prefix=prefix).order_by().values_list(*columns(ApiClient))
+)
+
+
+def _client_by_prefix(prefix: str) -> ApiClient | None:
+    found = instances(_BY_PREFIX.rows(prefix), ApiClient)  # the prefix is unique
+    return found[0] if found else None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -37,7 +48,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def _client_for(self, key: str):
         prefix, _, _ = key.partition(".")
-        client = ApiClient.objects.filter(key_prefix=prefix).first() if prefix else None
+        client = _client_by_prefix(prefix) if prefix else None
         # Compare even when there is no client, so timing says nothing about which prefixes exist.
         expected = client.key_hash if client else hash_key("")
         if not hmac.compare_digest(expected, hash_key(key)) or client is None:

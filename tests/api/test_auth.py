@@ -35,6 +35,21 @@ def test_right_prefix_wrong_secret_is_401(clinic):
     problem_of(http(client.key_prefix + ".wrong").get("/api/v1/clinics/"), 401)
 
 
+@pytest.mark.parametrize(
+    "key", ["x" * 300 + ".secret", "'--;.secret", "ünï.secret", "%_.secret", ".secret-without-prefix", "abc."]
+)
+def test_an_odd_or_over_long_prefix_is_401_and_no_other_client(clinic, key):
+    new_api_client(clinic)
+    problem_of(http(key).get("/api/v1/clinics/"), 401)
+
+
+def test_a_key_finds_its_own_client_among_others(clinic, other_clinic):
+    mine, my_key = new_api_client(clinic)
+    theirs, their_key = new_api_client(other_clinic)
+    assert [c["id"] for c in http(my_key).get("/api/v1/clinics/").json()["results"]] == [str(clinic.pk)]
+    assert [c["id"] for c in http(their_key).get("/api/v1/clinics/").json()["results"]] == [str(other_clinic.pk)]
+
+
 def test_malformed_authorization_header_is_401(clinic):
     response = http().get("/api/v1/clinics/", HTTP_AUTHORIZATION="Token two parts")
     problem_of(response, 401)
