@@ -71,25 +71,77 @@ def apply_offset(anchor_at: datetime, value: int, unit: str, tz: tzinfo) -> date
     raise ValueError(f"unknown offset unit {unit!r}")
 
 
+def _clock_reaches(day, clock: time, tz: tzinfo) -> list[datetime]:
+    """The instants (UTC) at which the local clock on `day` reaches `clock`, in order: one; two in a DST overlap
+    (the clock reads it twice); in a DST gap, the instant the clock jumps past it."""
+    wall = datetime.combine(day, clock)
+    readings = sorted({wall.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1)})
+    if len(readings) == 1 or all(r.astimezone(tz).replace(tzinfo=None) == wall for r in readings):
+        return readings
+    return [_offset_change(readings[0], readings[1], tz)]  # a gap: the jump lies between the two readings
+
+
+def _offset_change(before: datetime, after: datetime, tz: tzinfo) -> datetime:
+    """The first second at which `tz`'s offset is what it is at `after` (it differs at `before`)."""
+    offset = after.astimezone(tz).utcoffset()
+    low, high = int(before.timestamp()), int(after.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, tz).utcoffset() == offset:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
+
+
+def _clock_changes(start: datetime, end: datetime, tz: tzinfo) -> list[datetime]:
+    """The instants in (start, end] at which the local clock jumps (DST), for a span of a few days: no zone
+    changes its offset twice within weeks, so equal offsets at both ends mean no change between them."""
+    if start.astimezone(tz).utcoffset() == end.astimezone(tz).utcoffset():
+        return []
+    return [_offset_change(start, end, tz)]
+
+
+# Quiet hours end where the clock reaches their end or jumps out of them, and start where it reaches their start
+# or jumps into them (a clock put back can re-enter a window it had left): the answers are among these instants,
+# looked for two days either side (a clock change can swallow a day's whole allowed time).
+_SEARCH_DAYS = 2
+
+
+def _allowed(instant: datetime, tz: tzinfo, quiet: QuietHours) -> bool:
+    return not quiet.contains(instant.astimezone(tz).time())
+
+
+def _where_it_changes(moment: datetime, tz: tzinfo, clock: time) -> list[datetime]:
+    day = moment.astimezone(tz).date()
+    reached = [
+        at
+        for shift in range(-_SEARCH_DAYS, _SEARCH_DAYS + 1)
+        for at in _clock_reaches(day + timedelta(days=shift), clock, tz)
+    ]
+    span = timedelta(days=_SEARCH_DAYS + 1)
+    return reached + _clock_changes(moment - span, moment + span, tz)
+
+
 def last_allowed_before(moment: datetime, tz: tzinfo, quiet: QuietHours) -> datetime:
-    """The latest instant at or before `moment` outside quiet hours (one minute before they start)."""
-    local = moment.astimezone(tz)
-    if not quiet.contains(local.time()):
-        return moment.astimezone(UTC)
-    day = local.date() if local.time() >= quiet.start else local.date() - timedelta(days=1)
-    return _wall(day, quiet.start, tz, earliest=True) - timedelta(minutes=1)
+    """The latest instant at or before `moment` outside quiet hours (one minute before they last began)."""
+    moment = moment.astimezone(UTC)
+    if _allowed(moment, tz, quiet):
+        return moment
+    minute = timedelta(minutes=1)
+    return max(
+        at - minute
+        for at in _where_it_changes(moment, tz, quiet.start)
+        if at <= moment and _allowed(at - minute, tz, quiet) and not _allowed(at, tz, quiet)
+    )
 
 
 def first_allowed_after(moment: datetime, tz: tzinfo, quiet: QuietHours) -> datetime:
-    """The earliest instant at or after `moment` outside quiet hours (when they end)."""
-    local = moment.astimezone(tz)
-    if not quiet.contains(local.time()):
-        return moment.astimezone(UTC)
-    # They end tomorrow only when they span midnight and this is the evening part (a window within one
-    # day, 13:00-14:00 say, ends today).
-    tomorrow = quiet.spans_midnight and local.time() >= quiet.start
-    day = local.date() + timedelta(days=1) if tomorrow else local.date()
-    return _wall(day, quiet.end, tz, earliest=False)
+    """The earliest instant at or after `moment` outside quiet hours (when they next end)."""
+    moment = moment.astimezone(UTC)
+    if _allowed(moment, tz, quiet):
+        return moment
+    return min(at for at in _where_it_changes(moment, tz, quiet.end) if at >= moment and _allowed(at, tz, quiet))
 
 
 def plan_due(

@@ -184,14 +184,20 @@ whole_minutes = st.builds(time, st.integers(0, 23), st.integers(0, 59))
 @given(
     start=whole_minutes,
     end=whole_minutes,
-    moment=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)).map(
-        lambda d: d.replace(second=0, microsecond=0, tzinfo=UTC)
-    ),
+    moment=st.one_of(
+        st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
+        # Two days either side of each clock change of 2026 in both zones: where the answers bend.
+        st.sampled_from(
+            [datetime(2026, 3, 8, 7), datetime(2026, 3, 29, 1), datetime(2026, 10, 25, 1), datetime(2026, 11, 1, 6)]
+        ).flatmap(
+            lambda change: st.datetimes(min_value=change - timedelta(days=2), max_value=change + timedelta(days=2))
+        ),
+    ).map(lambda d: d.replace(second=0, microsecond=0, tzinfo=UTC)),
     tz=st.sampled_from([LONDON, NEW_YORK]),
 )
 def test_the_nearest_allowed_moments_for_any_quiet_window(start, end, moment, tz):
-    """Whatever the window (across midnight or within one day), the moment found is allowed, on the right side
-    of `moment`, and the nearest one: the minute next to it, towards `moment`, is quiet."""
+    """Whatever the window (across midnight or within one day) and whatever the clock does (DST gaps and
+    overlaps), the moment found is allowed, on the right side of `moment`, and the nearest one."""
     quiet = QuietHours(start, end)
     assume(start != end)
 
@@ -202,15 +208,45 @@ def test_the_nearest_allowed_moments_for_any_quiet_window(start, end, moment, tz
     before = last_allowed_before(moment, tz, quiet)
     assert allowed(after) and allowed(before)
     assert before <= moment <= after
-    if after != moment:
-        assert not allowed(after - timedelta(minutes=1))
-        assert after - moment <= timedelta(hours=25)  # the same night or day, a clock change included
-    if before != moment:
-        assert not allowed(before + timedelta(minutes=1))
-        assert moment - before <= timedelta(hours=25)
+    # The nearest: every minute between `moment` and each answer is quiet (found by walking minute by minute,
+    # at most two days: a clock change can swallow a day's whole allowed time when it is short).
+    minute, walked = timedelta(minutes=1), moment
+    while not allowed(walked):
+        walked += minute
+        assert walked - moment <= timedelta(hours=49)
+    assert after == walked
+    walked = moment
+    while not allowed(walked):
+        walked -= minute
+        assert moment - walked <= timedelta(hours=49)
+    assert before == walked
 
 
 def test_a_window_within_one_day_ends_the_same_day():
     lunch = QuietHours(time(13), time(14))
     assert first_allowed_after(utc(2026, 7, 1, 12, 30), LONDON, lunch) == utc(2026, 7, 1, 13)  # 14:00 BST
     assert last_allowed_before(utc(2026, 7, 1, 12, 30), LONDON, lunch) == utc(2026, 7, 1, 11, 59)  # 12:59 BST
+
+
+# Found by the property above (2 December 2026): each answer was an hour or more off around a clock change.
+
+
+def test_quiet_hours_starting_in_the_spring_gap_start_when_the_clock_jumps():
+    # 01:00 does not exist in London on 29 March 2026 (00:59 GMT is followed by 02:00 BST, at 01:00 UTC).
+    night = QuietHours(time(1), time(0))
+    assert last_allowed_before(utc(2026, 3, 29, 1, 30), LONDON, night) == utc(2026, 3, 29, 0, 59)  # 00:59 GMT
+
+
+def test_quiet_hours_ending_in_the_spring_gap_end_when_the_clock_jumps():
+    night = QuietHours(time(21), time(1, 30))
+    assert first_allowed_after(utc(2026, 3, 29, 0, 30), LONDON, night) == utc(2026, 3, 29, 1)  # 02:00 BST
+
+
+def test_a_clock_put_back_into_quiet_hours_ends_the_allowed_time_there():
+    # 25 October 2026 in London: 01:00-01:59 twice; quiet 00:30-01:30, so 01:30-01:59 BST is allowed, then the
+    # clock goes back to 01:00 GMT, quiet again until 01:30 GMT.
+    night = QuietHours(time(0, 30), time(1, 30))
+    at = utc(2026, 10, 25, 1, 19)  # 01:19 GMT, the second time round
+    assert last_allowed_before(at, LONDON, night) == utc(2026, 10, 25, 0, 59)  # 01:59 BST
+    assert first_allowed_after(at, LONDON, night) == utc(2026, 10, 25, 1, 30)  # 01:30 GMT
+    assert first_allowed_after(utc(2026, 10, 24, 23, 45), LONDON, night) == utc(2026, 10, 25, 0, 30)  # 01:30 BST
