@@ -217,3 +217,38 @@ def save_fields(instance: models.Model, fields: Sequence[str], *, using: str = D
         cursor.execute(sql, params)
         if cursor.rowcount != 1:
             raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+# Past this many parameters an insert goes through bulk_create, which splits it for the database's limit.
+_INSERT_MAX_PARAMS = 900
+
+
+def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """`Model.objects.bulk_create(objs)` for new rows of one model whose primary key is already set (a default
+    such as `uuid4`): each field's `pre_save` (auto_now) and the database's preparation of each value, one
+    INSERT whose SQL is kept per connection, model and number of rows, and the instances marked saved. Rows
+    without a key, of several models, or too many for one statement go through bulk_create."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    if any(type(obj) is not model or obj.pk is None for obj in objs) or len(objs) * len(fields) > _INSERT_MAX_PARAMS:
+        model._default_manager.using(using).bulk_create(objs)
+        return
+    connection = connections[using]
+    statements = _kept(connection)
+    sql = statements.get(("insert", model, len(objs)))
+    if sql is None:
+        quote = connection.ops.quote_name
+        row = "({})".format(", ".join(["%s"] * len(fields)))
+        sql = statements[("insert", model, len(objs))] = "INSERT INTO {} ({}) VALUES {}".format(
+            quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join([row] * len(objs))
+        )
+    for obj in objs:
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")
+    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = using

@@ -15,7 +15,7 @@ from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from clinic.models import Patient, ProcedureRecord
-from core.compiled import CompiledQuery, columns, instances, save_fields
+from core.compiled import CompiledQuery, columns, insert_rows, instances, save_fields
 from reminders.defaults import care_texts_load
 from reminders.models import ReminderTemplate
 from tests.factories import PatientFactory, ProcedureRecordFactory
@@ -287,3 +287,92 @@ def test_a_threads_connection_and_what_was_compiled_for_it_go_when_the_thread_do
     thread.join(10)
     gc.collect()
     assert len(seen) == 1 and seen[0]() is None  # nothing of this module holds on to the thread's connection
+
+
+def _messages(appointment, templates, count, **extra):
+    from reminders.models import OutboxMessage
+
+    at = datetime(2026, 3, 3, 10, tzinfo=UTC)
+    return [
+        OutboxMessage(
+            appointment=appointment,
+            kind=templates[i % 2].kind,
+            channel="email" if i % 2 else "sms",
+            template=templates[i % 2],
+            due_at=at + timedelta(hours=i),
+            payload={"n": i, "text": "a 'quoted' ünïcode value"},
+            created_at=at,
+            **extra,
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def appointment(templates):
+    from tests.factories import PractitionerFactory
+
+    patient = PatientFactory()
+    practitioner = PractitionerFactory(clinic=patient.clinic)
+    start = datetime(2026, 3, 4, 10, tzinfo=UTC)
+    from clinic.models import Appointment
+
+    return Appointment.objects.create(
+        clinic=patient.clinic,
+        patient=patient,
+        practitioner=practitioner,
+        procedure_id="botox",
+        start_at=start,
+        end_at=start + timedelta(minutes=30),
+        status="confirmed",
+    )
+
+
+def test_insert_rows_stores_what_bulk_create_stores_in_one_statement(appointment, templates):
+    from reminders.models import OutboxMessage
+
+    ours, djangos = (
+        _messages(appointment, templates, 3, status="skipped"),
+        _messages(appointment, templates, 3, status="cancelled"),
+    )
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(ours)
+    assert len(queries) == 1 and queries[0]["sql"].startswith("INSERT")
+    OutboxMessage.objects.bulk_create(djangos)
+    compared = [
+        f.attname for f in OutboxMessage._meta.concrete_fields if f.attname not in ("id", "status", "updated_at")
+    ]
+    stored = {m.pk: m for m in OutboxMessage.objects.all()}
+    for mine, theirs in zip(ours, djangos, strict=True):
+        assert not mine._state.adding and mine._state.db == "default"
+        assert [getattr(stored[mine.pk], a) for a in compared] == [getattr(stored[theirs.pk], a) for a in compared]
+        assert stored[mine.pk].updated_at is not None  # auto_now, as bulk_create sets it
+    insert_rows(_messages(appointment, templates, 1, status="sent"))  # another number of rows: its own statement
+    assert OutboxMessage.objects.count() == 7
+
+
+def test_insert_rows_of_many_or_keyless_rows_goes_through_bulk_create(appointment, templates):
+    from reminders.models import OutboxMessage
+
+    many = _messages(appointment, templates, 60, status="skipped")
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(many)
+    assert OutboxMessage.objects.count() == 60 and len(queries) >= 1
+    insert_rows([])
+    assert OutboxMessage.objects.count() == 60
+    from clinic.models import AuditEvent
+
+    keyless = AuditEvent(appointment=appointment, action="booked", at=appointment.start_at, actor_label="test")
+    insert_rows([keyless])  # its key is the database's: bulk_create, which reads it back
+    assert keyless.pk is not None and AuditEvent.objects.get(pk=keyless.pk).actor_label == "test"
+
+
+def test_insert_rows_refused_by_a_constraint_is_djangos_integrity_error(appointment, templates):
+    from reminders.models import OutboxMessage
+
+    first = _messages(appointment, templates, 1)
+    insert_rows(first)
+    again = _messages(appointment, templates, 1)  # the same template and channel, unsent: one only
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows(again)
+    assert OutboxMessage.objects.count() == 1
