@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
 from django.db.models import signals
 from django.db.transaction import TransactionManagementError
 
@@ -46,11 +46,14 @@ def _sentinel(value):
     )
 
 
-def _prepared(value, connection):
-    """`value` as the database adapter receives it in a lookup's parameters."""
-    if isinstance(value, str):
+def _prepared(value, connection, kind: type | None = None):
+    """`value` as the database adapter receives it in a lookup's parameters, prepared as a value of `kind` (the
+    stand-in's type when the plan was compiled; the value's own type when not given): an id given as a string
+    where a UUID stood in is prepared as a UUID."""
+    kind = kind or type(value)
+    if issubclass(kind, str):
         return value
-    if isinstance(value, datetime):
+    if issubclass(kind, datetime):
         return _DATETIME.get_db_prep_value(value, connection)
     return _UUID.get_db_prep_value(value, connection)
 
@@ -71,6 +74,7 @@ class _Plan:
     compiler: object  # the SQLCompiler it came from: its converters turn database values into Python ones
     converters: dict
     locks: bool
+    kinds: tuple[type, ...] = ()  # each value's stand-in's type: how a value given later is prepared
 
     @classmethod
     def compile(cls, build: Callable[..., models.QuerySet], args: Sequence, using: str) -> _Plan:
@@ -95,7 +99,8 @@ class _Plan:
         if {i for _, i in slots} != set(range(len(where))):
             raise TypeError("each value given to a CompiledQuery must reach the SQL as a parameter")
         converters = compiler.get_converters([column[0] for column in compiler.select[: compiler.col_count]])
-        return cls(sql, tuple(params), slots, compiler, converters, bool(query.select_for_update))
+        kinds = tuple(type(s) for s in _flat(stand_ins))
+        return cls(sql, tuple(params), slots, compiler, converters, bool(query.select_for_update), kinds)
 
     def run(self, args: Sequence, using: str) -> list[tuple]:
         if not self.sql:
@@ -103,7 +108,7 @@ class _Plan:
         connection = connections[using]
         if self.locks and not connection.in_atomic_block:
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
-        values = [_prepared(value, connection) for value in _flat(args)]
+        values = [_prepared(value, connection, kind) for value, kind in zip(_flat(args), self.kinds, strict=True)]
         params = list(self.params)
         for position, index in self.slots:
             params[position] = values[index]
@@ -227,12 +232,18 @@ def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS) 
     """`Model.objects.bulk_create(objs)` for new rows of one model whose primary key is already set (a default
     such as `uuid4`): each field's `pre_save` (auto_now) and the database's preparation of each value, one
     INSERT whose SQL is kept per connection, model and number of rows, and the instances marked saved. Rows
-    without a key, of several models, or too many for one statement go through bulk_create."""
+    without a key, of several models or of an inherited one, with an expression for a value, or too many for
+    one statement go through bulk_create."""
     if not objs:
         return
     model = type(objs[0])
     fields = [f for f in model._meta.concrete_fields if not f.generated]
-    if any(type(obj) is not model or obj.pk is None for obj in objs) or len(objs) * len(fields) > _INSERT_MAX_PARAMS:
+    if (
+        model._meta.parents  # rows in several tables
+        or any(type(obj) is not model or obj.pk is None for obj in objs)
+        or len(objs) * len(fields) > _INSERT_MAX_PARAMS
+        or any(hasattr(getattr(obj, f.attname), "resolve_expression") for obj in objs for f in fields)
+    ):
         model._default_manager.using(using).bulk_create(objs)
         return
     connection = connections[using]
@@ -247,7 +258,8 @@ def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS) 
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
     params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
-    with connection.cursor() as cursor:
+    # As bulk_create: a failure marks an enclosing transaction for rollback, so it cannot be committed by mistake.
+    with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         cursor.execute(sql, params)
     for obj in objs:
         obj._state.adding = False

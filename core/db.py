@@ -52,6 +52,10 @@ def _utc_loader() -> type | None:
 def install_fast_timestamptz_loader(sender, connection: BaseDatabaseWrapper, **kwargs) -> None:
     if connection.vendor != "postgresql" or getattr(connection, "timezone", None) is not UTC:
         return
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:  # psycopg2 has no such loaders
+        return
     loader = _utc_loader()
     if loader is not None:
         connection.connection.adapters.register_loader("timestamptz", loader)

@@ -8,7 +8,8 @@ the way back can make them again.
 
 On PostgreSQL the drop is `CONCURRENTLY` (a migration using it sets `atomic = False`): it waits for
 the transactions reading the table instead of blocking its writers while it waits. `IF EXISTS` on both
-ways, so a database that never had one of them (SQLite has no `…_like`) migrates either way.
+ways, so a database that never had one of them (SQLite has no `…_like`) migrates either way; on the way back
+an invalid index an interrupted `CREATE INDEX CONCURRENTLY` left is dropped and made again.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def dropping(*indexes: Index) -> RunPython:
         quote = schema_editor.quote_name
         for index in indexes:
             if index.applies_to(connection.vendor):
+                if connection.vendor == "postgresql":  # an interrupted CREATE … CONCURRENTLY leaves it invalid
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [index.name]
+                        )
+                        invalid = cursor.fetchone()
+                    if invalid and invalid[0]:
+                        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(index.name)}")
                 column = f"{quote(index.column)} {index.opclass}".strip()
                 schema_editor.execute(
                     f"CREATE INDEX {concurrently}IF NOT EXISTS {quote(index.name)} ON {quote(index.table)} ({column})"

@@ -77,7 +77,7 @@ def test_the_patient_in_scope_is_the_querysets_with_its_clinic_loaded(django_ass
     ]
 
 
-def test_no_patient_outside_the_scope_a_tombstone_or_no_id():
+def test_no_patient_outside_the_scope_a_tombstone_or_no_id(django_assert_num_queries):
     mine, theirs = ClinicFactory(), ClinicFactory()
     outsider = PatientFactory(clinic=theirs)
     survivor = PatientFactory(clinic=mine)
@@ -88,4 +88,5 @@ def test_no_patient_outside_the_scope_a_tombstone_or_no_id():
     assert caller.patient(survivor.pk) == survivor
     assert caller.patient(None) is None
     assert caller.patient(uuid.uuid4()) is None
-    assert patient_in([], survivor.pk) is None  # no clinics: nobody, and no statement
+    with django_assert_num_queries(0):
+        assert patient_in([], survivor.pk) is None  # no clinics: nobody, and no statement

@@ -56,3 +56,40 @@ def test_the_lock_of_an_unknown_or_malformed_patient_id_is_a_missing_patient(cat
     for nobody in (uuid4(), "not-an-id", None):
         with pytest.raises(Patient.DoesNotExist), transaction.atomic():
             lock_live_patient(nobody)
+
+
+@pytest.mark.postgres
+def test_a_named_practitioners_booking_lock_leaves_their_clinic_free(transactional_db, catalogue):
+    """The compiled statement that takes a named practitioner for a booking (scheduler.booking._candidates, the
+    caller's clinics given by id) locks the practitioner's row only."""
+    from clinic.models import ProcedureType
+    from scheduler.booking import _candidates
+    from tests.factories import PractitionerFactory
+
+    clinic = ClinicFactory(code="locks-practitioner")
+    patient = PatientFactory(clinic=clinic)
+    held, other = PractitionerFactory(clinic=clinic), PractitionerFactory(clinic=clinic)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                botox = ProcedureType.objects.get(code="botox")
+                found = _candidates(patient, botox, str(held.pk), lock=True, within=[clinic.pk])
+                assert [p.pk for p in found] == [held.pk]
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        lock = "SELECT id FROM {} WHERE id = %s FOR UPDATE"
+        assert _locked_within_200ms(lock.format("clinic_clinic"), [clinic.pk])
+        assert _locked_within_200ms(lock.format("clinic_practitioner"), [other.pk])
+        assert not _locked_within_200ms(lock.format("clinic_practitioner"), [held.pk])
+    finally:
+        release.set()
+        thread.join(20)

@@ -144,6 +144,15 @@ def test_a_value_django_rewrites_or_cannot_stand_in_for_is_refused(three):
         CompiledQuery(lambda at: Patient.objects.filter(updated_at=at).values_list("pk")).rows(datetime(2026, 1, 1))
 
 
+def test_ids_given_as_strings_are_prepared_as_the_ids_they_stand_for(three):
+    compiled = CompiledQuery(
+        lambda ids: Patient.objects.filter(pk__in=ids).order_by("first_name").values_list("first_name")
+    )
+    ids = [three[0].pk, three[2].pk]
+    assert compiled.rows(ids) == [("Ann",), ("Cai",)]
+    assert compiled.rows([str(pk) for pk in ids]) == [("Ann",), ("Cai",)]  # the plan compiled for UUIDs
+
+
 def test_strings_and_lists_of_strings_stand_in_like_ids(three):
     def named(first_name, codes):
         return (
@@ -352,14 +361,28 @@ def test_insert_rows_stores_what_bulk_create_stores_in_one_statement(appointment
 
 
 def test_insert_rows_of_many_or_keyless_rows_goes_through_bulk_create(appointment, templates):
+    from django.db.models.query import QuerySet
+
     from reminders.models import OutboxMessage
 
+    through_bulk_create = []
+    original = QuerySet.bulk_create
+
+    def spy(self, objs, *args, **kwargs):
+        through_bulk_create.append(len(objs))
+        return original(self, objs, *args, **kwargs)
+
     many = _messages(appointment, templates, 60, status="skipped")
-    with CaptureQueriesContext(connection) as queries:
+    QuerySet.bulk_create = spy
+    try:
         insert_rows(many)
-    assert OutboxMessage.objects.count() == 60 and len(queries) >= 1
+        insert_rows(_messages(appointment, templates, 2, status="sent"))  # two rows: its own statement
+    finally:
+        QuerySet.bulk_create = original
+    assert through_bulk_create == [60]
+    assert OutboxMessage.objects.count() == 62
     insert_rows([])
-    assert OutboxMessage.objects.count() == 60
+    assert OutboxMessage.objects.count() == 62
     from clinic.models import AuditEvent
 
     keyless = AuditEvent(appointment=appointment, action="booked", at=appointment.start_at, actor_label="test")

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from clinic.models import Clinic, ProcedureType
 from core.errors import InvalidInput
-from scheduler.booking import _candidates, appointment_check
+from scheduler.booking import _candidates, _named_who_may_book, appointment_check
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,9 +49,17 @@ def _outcome(world, name, within, *, lock):
 @pytest.mark.parametrize("scope", ["north", "both", "any"])
 def test_ids_and_a_queryset_give_the_same_answer(world, name, scope, lock):
     ids = {"north": [world["north"].pk], "both": [world["north"].pk, world["south"].pk], "any": None}[scope]
-    as_queryset = None if ids is None else Clinic.objects.filter(pk__in=ids)
     compiled = _outcome(world, name, ids, lock=lock)
-    assert compiled == _outcome(world, name, as_queryset, lock=lock)
+    if ids is not None:
+        assert compiled == _outcome(world, name, Clinic.objects.filter(pk__in=ids), lock=lock)
+    # And the ORM's own answer to the same question, asked directly.
+    practitioner = world.get(name)
+    orm = list(
+        _named_who_may_book(
+            world["patient"].organisation_id, practitioner.pk if practitioner else uuid.uuid4(), "botox", ids
+        ).select_related("clinic")
+    )
+    assert (compiled if compiled[0] != "refused" else []) == [(p.pk, p.clinic.pk, p.clinic.timezone) for p in orm]
     expected_found = name == "at_north" or (name == "at_south" and scope != "north")
     if expected_found:
         assert compiled == [(world[name].pk, world[name].clinic.pk, world[name].clinic.timezone)]
@@ -79,4 +87,4 @@ def test_a_check_with_the_callers_clinic_ids_names_the_reason(world, now):
             practitioner_id=str(world["at_south"].pk),
             within=[world["north"].pk],
         )
-    assert refused.value.field == "practitioner"
+    assert (refused.value.field, str(refused.value.code)) == ("practitioner", "unknown_practitioner")
