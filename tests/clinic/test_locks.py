@@ -2,6 +2,7 @@
 clinic's row stays free, so bookings of other patients of that clinic never queue behind it (PostgreSQL); an id that names nobody is a missing patient."""
 
 import threading
+from contextlib import contextmanager
 from uuid import uuid4
 
 import pytest
@@ -22,17 +23,15 @@ def _locked_within_200ms(sql: str, params: list) -> bool:
         return False
 
 
-@pytest.mark.postgres
-def test_a_patients_lock_leaves_the_clinic_and_its_other_patients_free(transactional_db, catalogue):
-    clinic = ClinicFactory(code="locks")
-    held, other = PatientFactory(clinic=clinic), PatientFactory(clinic=clinic)
+@contextmanager
+def _held_in_another_connection(take):
+    """Run `take()` in a transaction on another thread's connection and keep it open inside the block."""
     holding, release = threading.Event(), threading.Event()
 
     def hold():
         try:
             with transaction.atomic():
-                patient = lock_live_patient(held.pk)
-                assert patient.clinic.code == "locks"  # read with its clinic, as callers expect
+                take()
                 holding.set()
                 release.wait(10)
         finally:
@@ -42,13 +41,28 @@ def test_a_patients_lock_leaves_the_clinic_and_its_other_patients_free(transacti
     thread.start()
     try:
         assert holding.wait(10)
-        lock = "SELECT id FROM {} WHERE id = %s FOR UPDATE"
-        assert _locked_within_200ms(lock.format("clinic_clinic"), [clinic.pk])
-        assert _locked_within_200ms(lock.format("clinic_patient"), [other.pk])
-        assert not _locked_within_200ms(lock.format("clinic_patient"), [held.pk])
+        yield
     finally:
         release.set()
         thread.join(20)
+
+
+LOCK = "SELECT id FROM {} WHERE id = %s FOR UPDATE"
+
+
+@pytest.mark.postgres
+def test_a_patients_lock_leaves_the_clinic_and_its_other_patients_free(transactional_db, catalogue):
+    clinic = ClinicFactory(code="locks")
+    held, other = PatientFactory(clinic=clinic), PatientFactory(clinic=clinic)
+
+    def take():
+        patient = lock_live_patient(held.pk)
+        assert patient.clinic.code == "locks"  # read with its clinic, as callers expect
+
+    with _held_in_another_connection(take):
+        assert _locked_within_200ms(LOCK.format("clinic_clinic"), [clinic.pk])
+        assert _locked_within_200ms(LOCK.format("clinic_patient"), [other.pk])
+        assert not _locked_within_200ms(LOCK.format("clinic_patient"), [held.pk])
 
 
 @pytest.mark.django_db
@@ -69,27 +83,13 @@ def test_a_named_practitioners_booking_lock_leaves_their_clinic_free(transaction
     clinic = ClinicFactory(code="locks-practitioner")
     patient = PatientFactory(clinic=clinic)
     held, other = PractitionerFactory(clinic=clinic), PractitionerFactory(clinic=clinic)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold():
-        try:
-            with transaction.atomic():
-                botox = ProcedureType.objects.get(code="botox")
-                found = _candidates(patient, botox, str(held.pk), lock=True, within=[clinic.pk])
-                assert [p.pk for p in found] == [held.pk]
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
+    def take():
+        botox = ProcedureType.objects.get(code="botox")
+        found = _candidates(patient, botox, str(held.pk), lock=True, within=[clinic.pk])
+        assert [p.pk for p in found] == [held.pk]
 
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert holding.wait(10)
-        lock = "SELECT id FROM {} WHERE id = %s FOR UPDATE"
-        assert _locked_within_200ms(lock.format("clinic_clinic"), [clinic.pk])
-        assert _locked_within_200ms(lock.format("clinic_practitioner"), [other.pk])
-        assert not _locked_within_200ms(lock.format("clinic_practitioner"), [held.pk])
-    finally:
-        release.set()
-        thread.join(20)
+    with _held_in_another_connection(take):
+        assert _locked_within_200ms(LOCK.format("clinic_clinic"), [clinic.pk])
+        assert _locked_within_200ms(LOCK.format("clinic_practitioner"), [other.pk])
+        assert not _locked_within_200ms(LOCK.format("clinic_practitioner"), [held.pk])

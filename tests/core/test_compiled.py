@@ -10,15 +10,16 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 from django.db.models import Count, F
+from django.db.models.query import QuerySet
 from django.db.models.signals import pre_save
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from clinic.models import Patient, ProcedureRecord
+from clinic.models import Appointment, AuditEvent, Patient, ProcedureRecord
 from core.compiled import CompiledQuery, columns, insert_rows, instances, save_fields
 from reminders.defaults import care_texts_load
-from reminders.models import ReminderTemplate
-from tests.factories import PatientFactory, ProcedureRecordFactory
+from reminders.models import OutboxMessage, ReminderTemplate
+from tests.factories import PatientFactory, PractitionerFactory, ProcedureRecordFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -299,8 +300,6 @@ def test_a_threads_connection_and_what_was_compiled_for_it_go_when_the_thread_do
 
 
 def _messages(appointment, templates, count, **extra):
-    from reminders.models import OutboxMessage
-
     at = datetime(2026, 3, 3, 10, tzinfo=UTC)
     return [
         OutboxMessage(
@@ -319,13 +318,9 @@ def _messages(appointment, templates, count, **extra):
 
 @pytest.fixture
 def appointment(templates):
-    from tests.factories import PractitionerFactory
-
     patient = PatientFactory()
     practitioner = PractitionerFactory(clinic=patient.clinic)
     start = datetime(2026, 3, 4, 10, tzinfo=UTC)
-    from clinic.models import Appointment
-
     return Appointment.objects.create(
         clinic=patient.clinic,
         patient=patient,
@@ -338,8 +333,6 @@ def appointment(templates):
 
 
 def test_insert_rows_stores_what_bulk_create_stores_in_one_statement(appointment, templates):
-    from reminders.models import OutboxMessage
-
     ours, djangos = (
         _messages(appointment, templates, 3, status="skipped"),
         _messages(appointment, templates, 3, status="cancelled"),
@@ -361,10 +354,6 @@ def test_insert_rows_stores_what_bulk_create_stores_in_one_statement(appointment
 
 
 def test_insert_rows_of_many_or_keyless_rows_goes_through_bulk_create(appointment, templates):
-    from django.db.models.query import QuerySet
-
-    from reminders.models import OutboxMessage
-
     through_bulk_create = []
     original = QuerySet.bulk_create
 
@@ -383,16 +372,12 @@ def test_insert_rows_of_many_or_keyless_rows_goes_through_bulk_create(appointmen
     assert OutboxMessage.objects.count() == 62
     insert_rows([])
     assert OutboxMessage.objects.count() == 62
-    from clinic.models import AuditEvent
-
     keyless = AuditEvent(appointment=appointment, action="booked", at=appointment.start_at, actor_label="test")
     insert_rows([keyless])  # its key is the database's: bulk_create, which reads it back
     assert keyless.pk is not None and AuditEvent.objects.get(pk=keyless.pk).actor_label == "test"
 
 
 def test_insert_rows_refused_by_a_constraint_is_djangos_integrity_error(appointment, templates):
-    from reminders.models import OutboxMessage
-
     first = _messages(appointment, templates, 1)
     insert_rows(first)
     again = _messages(appointment, templates, 1)  # the same template and channel, unsent: one only
