@@ -26,6 +26,18 @@ def _record(channel: str, outbox_id: str) -> None:
         os.close(fd)
 
 
+def _recorded(channel: str, outbox_id: str) -> str | None:
+    """The provider's answer to "did you accept it?" (reminders.channels.accepted): asked only for rows whose
+    sender stopped without recording the outcome."""
+    needle = f"{channel} {outbox_id}\n".encode()
+    try:
+        with open(os.environ["BENCH_DELIVERY_LOG"], "rb") as handle:
+            found = any(line == needle for line in handle)
+    except FileNotFoundError:
+        return None
+    return f"bench-{outbox_id}" if found else None
+
+
 class CountingEmailBackend(BaseEmailBackend):
     """Builds each message's bytes, as a real provider client would, then records its X-Outbox-Id."""
 
@@ -35,11 +47,17 @@ class CountingEmailBackend(BaseEmailBackend):
             _record("email", message.extra_headers["X-Outbox-Id"])
         return len(email_messages)
 
+    def accepted(self, *, outbox_id: str) -> str | None:
+        return _recorded("email", outbox_id)
+
 
 class CountingSmsBackend(BaseSmsBackend):
     def send(self, *, to: str, body: str, outbox_id: str) -> str:
         _record("sms", outbox_id)
         return f"bench-{outbox_id}"
+
+    def accepted(self, *, outbox_id: str) -> str | None:
+        return _recorded("sms", outbox_id)
 
 
 def deliveries(path: Path) -> Counter:

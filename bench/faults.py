@@ -88,6 +88,12 @@ def faults(report, *, quick: bool, database_url: str, workdir: Path, **_) -> Non
     report.add("faults_sent_twice", result.duplicates, "messages", target="0")
     report.add("faults_not_marked_sent", result.not_sent_in_db, "messages")
     report.add(
+        "faults_found_sent",
+        result.found_sent,
+        "messages",
+        note="in doubt after the kill or the restart; the provider had them, so they were not sent again",
+    )
+    report.add(
         "faults_drain_after_redis_restart",
         drained,
         "s",

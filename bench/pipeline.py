@@ -266,6 +266,7 @@ class Outcome:
     duplicates: int  # deliveries beyond the first
     lost: int
     not_sent_in_db: int
+    found_sent: int  # rows in doubt the provider was asked about and had (marked sent, not sent again)
 
 
 def outcome(ids: list[str], log: Path) -> Outcome:
@@ -280,6 +281,7 @@ def outcome(ids: list[str], log: Path) -> Outcome:
         sum(n - 1 for i, n in counts.items() if i in wanted and n > 1),
         len(wanted - delivered),
         OutboxMessage.objects.filter(pk__in=ids).exclude(status="sent").count(),
+        OutboxMessage.objects.filter(pk__in=ids, payload__found_sent=True).count(),
     )
 
 

@@ -100,7 +100,7 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
         "recipient",
         "short_error",
     ]
-    list_filter = ["status", "channel", "kind", "appointment__clinic"]
+    list_filter = ["status", "channel", "kind", "in_doubt", "appointment__clinic"]
     date_hierarchy = "due_at"
     search_fields = ["=id", "=appointment__id", "recipient", "provider_id", "last_error"]
     actions = ["retry_now", "cancel"]

@@ -109,6 +109,51 @@ def send_email(
     return (getattr(status, "message_id", None) or headers["Message-ID"]) if status else headers["Message-ID"]
 
 
+class CannotTell:
+    """What a provider that cannot be asked whether it accepted a message answers (see `accepted`)."""
+
+    def __repr__(self) -> str:
+        return "CANNOT_TELL"
+
+
+CANNOT_TELL = CannotTell()
+
+
+def accepted(*, channel: str, outbox_id: str) -> str | None | CannotTell:
+    """Whether the provider already accepted the message of this outbox row: its provider id, None, or CANNOT_TELL.
+
+    Asked before sending a row whose previous sender stopped without recording the outcome
+    (dispatch._settle_doubt), so a sender killed after the provider accepted a message does not cause a second
+    one. SMS backends answer through `accepted()`; of the e-mail backends, Django's in-memory and file backends
+    (and any backend with an `accepted(outbox_id)` method) can be asked; SMTP and the console cannot, nor can
+    webhook receivers (they drop repeats by the `webhook-id` header). Raises TransientSendError if asking failed.
+    """
+    if channel == "sms":
+        return sms_backend().accepted(outbox_id=outbox_id)
+    if channel != "email":
+        return CANNOT_TELL
+    connection = get_connection()
+    if hasattr(connection, "accepted"):
+        return connection.accepted(outbox_id=outbox_id)
+    message_id = f"<{outbox_id}@{message_id_domain()}>"
+    if settings.EMAIL_BACKEND == "django.core.mail.backends.locmem.EmailBackend":
+        from django.core import mail
+
+        sent = getattr(mail, "outbox", [])
+        return message_id if any(m.extra_headers.get("X-Outbox-Id") == outbox_id for m in sent) else None
+    if settings.EMAIL_BACKEND == "django.core.mail.backends.filebased.EmailBackend":
+        needle = f"X-Outbox-Id: {outbox_id}\n".encode()
+        folder = Path(connection.file_path)
+        try:
+            found = any(needle in path.read_bytes() for path in folder.iterdir() if path.is_file())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TransientSendError(f"could not read {folder}: {exc}") from exc
+        return message_id if found else None
+    return CANNOT_TELL
+
+
 def _smtp() -> bool:
     return settings.EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend"
 
@@ -129,10 +174,15 @@ def _classify_anymail(exc: Exception) -> SendError:
 
 
 class BaseSmsBackend:
-    """Send one text; verify an inbound (reply) request."""
+    """Send one text; verify an inbound (reply) request; say, if it can, whether a text was accepted."""
 
     def send(self, *, to: str, body: str, outbox_id: str) -> str:
         raise NotImplementedError
+
+    def accepted(self, *, outbox_id: str) -> str | None | CannotTell:
+        """The provider id of the text sent for this outbox row, None if the provider never accepted one, or
+        CANNOT_TELL (the default) if this provider cannot be asked. Raises TransientSendError if asking failed."""
+        return CANNOT_TELL
 
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
         """Default: a shared token in the inbound URL's query (?token=...), set by SMS_INBOUND_TOKEN."""
@@ -167,6 +217,21 @@ class FileSmsBackend(BaseSmsBackend):
             handle.write(line)
         return f"file-{outbox_id}"
 
+    def accepted(self, *, outbox_id: str) -> str | None:
+        try:
+            with self.path.open(encoding="utf-8") as handle:
+                found = any(_outbox_id_of(line) == outbox_id for line in handle)
+        except FileNotFoundError:
+            return None
+        return f"file-{outbox_id}" if found else None
+
+
+def _outbox_id_of(line: str) -> str | None:
+    try:  # a line cut short by a killed writer is a text that was never accepted
+        return json.loads(line).get("outbox_id")
+    except ValueError:
+        return None
+
 
 class LocmemSmsBackend(BaseSmsBackend):
     """Keeps texts in `LocmemSmsBackend.outbox` (tests), like Django's locmem e-mail backend."""
@@ -176,6 +241,9 @@ class LocmemSmsBackend(BaseSmsBackend):
     def send(self, *, to: str, body: str, outbox_id: str) -> str:
         LocmemSmsBackend.outbox.append({"to": to, "body": body, "outbox_id": outbox_id})
         return f"locmem-{outbox_id}"
+
+    def accepted(self, *, outbox_id: str) -> str | None:
+        return f"locmem-{outbox_id}" if any(t["outbox_id"] == outbox_id for t in LocmemSmsBackend.outbox) else None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -12,8 +12,10 @@ its lease runs out.
 
 Guarantee (docs/reminders.md): every row is delivered at least once unless it
 fails permanently or runs out of attempts (then it is marked `failed`,
-visibly); it is delivered twice only if a sender dies after the provider
-accepted the message and before the database committed.
+visibly). A sender that dies after the provider accepted the message and before
+the database committed leaves the row `sending`; the claim that takes it over
+when the lease runs out marks it in doubt, and its next sender asks the provider
+first (`_settle_doubt`): sent twice only with a provider that cannot be asked.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class SendOutcome(StrEnum):
     SKIPPED = "skipped"  # consent withdrawn
     HELD = "held"
     DEFERRED = "deferred"  # an SMS claimed in quiet hours (e.g. after an outage): due again when they end
+    FOUND_SENT = "found_sent"  # in doubt (its sender stopped), and the provider had it: marked sent, not sent again
     STALE = "stale"  # not ours any more: sent already, or claimed again by another dispatcher
     BUSY = "busy"  # another sender holds the row right now
     MERGED = "merged"  # it went out inside another message to the same patient (see _companions)
@@ -114,6 +117,11 @@ def outbox_claim_due(*, now: datetime, limit: int | None = None, lease: timedelt
             )
             log.error("outbox: gave up on %d message(s) whose sender kept dying", len(exhausted))
         ids = [pk for pk, _, _ in rows if pk not in exhausted]
+        stopped = [pk for pk, status, _ in rows if status == OutboxStatus.SENDING and pk not in exhausted]
+        if stopped:
+            # Their sender stopped (killed, or its task lost with the broker) without recording an outcome,
+            # perhaps after the provider accepted the message: the next sender asks before sending again.
+            OutboxMessage.objects.filter(pk__in=stopped).update(in_doubt=True)
         if ids:
             # Attempts count claims, so a row that crashes its worker every time still runs out.
             OutboxMessage.objects.filter(pk__in=ids).update(
@@ -275,6 +283,7 @@ _FRESH = (
     "attempts",
     "due_at",
     "payload",
+    "in_doubt",
     "appointment__status",
     "appointment__start_at",
     "appointment__end_at",
@@ -302,7 +311,7 @@ def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
     """Lock these rows (skipping those another sender holds) and bring what may have changed up to date."""
     locked = {}
     by_pk = {r.pk: r for r in rows}
-    for pk, status, token, until, attempts, due_at, payload, *visit, changes in _LOCK_FRESH.rows(list(by_pk)):
+    for pk, status, token, until, attempts, due_at, payload, doubt, *visit, changes in _LOCK_FRESH.rows(list(by_pk)):
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
             status,
@@ -311,7 +320,7 @@ def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
             attempts,
             due_at,
         )
-        row.payload = payload
+        row.payload, row.in_doubt = payload, doubt
         appointment, patient = row.appointment, row.appointment.patient
         appointment.status, appointment.start_at, appointment.end_at = visit[:3]
         appointment.calendar_changes = changes  # the .ics SEQUENCE, as of this lock (content.ics_sequence)
@@ -472,6 +481,10 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
         fields = ["status", "claim_token", "claimed_until", "last_error", "updated_at"]
         message.claim_token = None
         message.claimed_until = None
+        if message.in_doubt:
+            settled = _settle_doubt(message, fields, now)
+            if settled is not None:
+                return settled
         verdict = _still_wanted(message)
         if verdict is not None:
             message.status, message.last_error = verdict
@@ -526,6 +539,41 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
         if not _save_outcome(message, fields):
             return SendOutcome.CANCELLED
     return outcome
+
+
+def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> SendOutcome | None:
+    """# Race condition: a row in doubt was claimed by a sender that stopped without recording the outcome,
+    maybe after the provider accepted the message. Ask the provider (channels.accepted): if it has the
+    message, record it sent and do not send it again; if it has not, or cannot tell (SMTP, webhooks: then at
+    least once, as before), send. If asking fails, try again later, still in doubt; once its attempts are used
+    up, send (a patient told twice is better than one never told). Returns the outcome when the row is
+    settled without sending, None to go on and send."""
+    try:
+        found = channels.accepted(channel=message.channel, outbox_id=str(message.pk))
+    except channels.TransientSendError as exc:
+        if message.attempts < settings.REMINDERS_MAX_ATTEMPTS:
+            return _ask_again_later(message, fields, now, exc)
+        log.warning("outbox %s: in doubt and the provider cannot be asked (%s); sending", message.pk, exc)
+        found = channels.CANNOT_TELL
+    message.in_doubt = False
+    fields.append("in_doubt")
+    if not isinstance(found, str):
+        return None
+    message.status, message.last_error = OutboxStatus.SENT, ""
+    patient = message.appointment.patient
+    recipient = patient.phone if message.channel == Channel.SMS else patient.email
+    message.provider_id, message.recipient, message.sent_at = found[:200], recipient[:500], now
+    message.payload = {**(message.payload or {}), **_told(message), "found_sent": True}
+    save_fields(message, [*fields, "provider_id", "recipient", "sent_at", "payload"])
+    log.info("outbox %s: its sender stopped after the provider accepted it (%s); marked sent", message.pk, found)
+    return SendOutcome.FOUND_SENT
+
+
+def _ask_again_later(message: OutboxMessage, fields: list[str], now: datetime, exc: Exception) -> SendOutcome:
+    message.status, message.last_error = OutboxStatus.PENDING, f"could not ask the provider: {exc}"
+    message.due_at = now + backoff(message.attempts)
+    log.warning("outbox %s: in doubt, %s; asking again at %s", message.pk, exc, message.due_at.isoformat())
+    return SendOutcome.RETRY if _save_outcome(message, [*fields, "due_at"]) else SendOutcome.CANCELLED
 
 
 def _told(message: OutboxMessage) -> dict:

@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from reminders import dispatch
+from reminders.channels import TransientSendError
 from reminders.dispatch import SendOutcome, outbox_claim_due, outbox_send_batch
 from reminders.models import OutboxMessage, OutboxStatus
 from tests.factories import PatientFactory
@@ -116,6 +117,80 @@ def test_a_sender_killed_mid_batch_leaves_what_went_marked_and_resends_at_most_t
     twice = {pk for pk in delivered if delivered.count(pk) > 1}
     assert twice == {delivered_first[2]}  # only the one in flight when the sender died
     assert set(texts.values_list("status", flat=True)) == {OutboxStatus.SENT}
+
+
+class AnsweringDyingSmsBackend(DyingSmsBackend):
+    """The same provider, one that can be asked whether it accepted a text (most SMS APIs can look one up)."""
+
+    def accepted(self, *, outbox_id: str) -> str | None:
+        return f"scripted-{outbox_id}" if any(s["outbox_id"] == outbox_id for s in ScriptedSmsBackend.sent) else None
+
+
+def test_a_provider_that_can_be_asked_makes_the_row_in_flight_go_once(texts, scripted_sms, settings, now):
+    """The sender dies after the provider accepted the third text: the next sender asks before sending it."""
+    settings.SMS_BACKEND = "tests.reminders.test_batches.AnsweringDyingSmsBackend"
+    DyingSmsBackend.accept = 2
+    claims = outbox_claim_due(now=now, lease=timedelta(minutes=5))
+    with pytest.raises(SenderDied):
+        outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+    in_flight = scripted_sms.sent[2]["outbox_id"]
+    assert texts.get(pk=in_flight).status == OutboxStatus.SENDING
+
+    DyingSmsBackend.accept = 10_000
+    later = now + timedelta(minutes=6)
+    assert dispatch.dispatch_local(now=later) == {"found_sent": 1, "sent": 3}
+
+    delivered = [s["outbox_id"] for s in scripted_sms.sent]
+    assert sorted(delivered) == sorted(str(pk) for pk in texts.values_list("pk", flat=True))  # each once
+    row = texts.get(pk=in_flight)
+    assert (row.status, row.provider_id, row.sent_at, row.in_doubt) == ("sent", f"scripted-{in_flight}", later, False)
+    assert row.payload["found_sent"] is True and row.recipient == row.appointment.patient.phone
+    assert not texts.filter(in_doubt=True).exists()  # the three the provider never had went, and are settled
+
+
+def test_a_row_whose_task_was_lost_is_asked_about_and_sent_once(texts, scripted_sms, settings, now):
+    """The broker lost the task (Redis restarted): nothing went, the provider says so, the row goes."""
+    settings.SMS_BACKEND = "tests.reminders.test_batches.AnsweringDyingSmsBackend"
+    lease = timedelta(minutes=5)
+    first = outbox_claim_due(now=now, lease=lease)  # claimed; its task never runs
+    assert not texts.filter(in_doubt=True).exists()  # a fresh claim is not in doubt
+
+    again = outbox_claim_due(now=now + timedelta(minutes=6), lease=lease)
+    assert {c.message_id for c in again} == {c.message_id for c in first}
+    assert texts.filter(in_doubt=True).count() == 6  # their sender stopped: the provider may have them
+
+    outcomes = outbox_send_batch(
+        message_ids=[c.message_id for c in again], claim_token=again[0].token, now=now + timedelta(minutes=6)
+    )
+    assert set(outcomes.values()) == {SendOutcome.SENT}
+    assert len(scripted_sms.sent) == 6 and not texts.filter(in_doubt=True).exists()
+
+
+class UnreachableSmsBackend(ScriptedSmsBackend):
+    def accepted(self, *, outbox_id: str) -> str | None:
+        raise TransientSendError("the provider's API did not answer")
+
+
+def test_a_row_in_doubt_waits_while_the_provider_cannot_be_asked_and_is_not_sent_blind(
+    texts, scripted_sms, settings, now
+):
+    settings.SMS_BACKEND = "tests.reminders.test_batches.UnreachableSmsBackend"
+    rows = OutboxMessage.objects.filter(pk__in=list(texts.values_list("pk", flat=True)))
+    lease = timedelta(minutes=5)
+    outbox_claim_due(now=now, lease=lease)
+    later = now + timedelta(minutes=6)
+
+    assert dispatch.dispatch_local(now=later) == {"retry": 6}
+
+    assert scripted_sms.sent == []  # not sent while its fate at the provider is unknown
+    for row in rows:
+        assert (row.status, row.in_doubt, row.due_at) == ("pending", True, later + dispatch.backoff(row.attempts))
+        assert "could not ask the provider" in row.last_error
+
+    # Once its attempts are used up it goes anyway: a patient told twice rather than never.
+    settings.REMINDERS_MAX_ATTEMPTS = rows.first().attempts + 1
+    assert dispatch.dispatch_local(now=later + timedelta(days=1)) == {"sent": 6}
+    assert len(scripted_sms.sent) == 6 and not rows.filter(in_doubt=True).exists()
 
 
 def test_a_row_sent_meanwhile_is_left_alone_and_the_rest_of_the_batch_goes(texts, scripted_sms, now):
