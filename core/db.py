@@ -1,4 +1,4 @@
-"""PostgreSQL connections load `timestamptz` values with psycopg's C loader.
+"""PostgreSQL through psycopg: `timestamptz` loaded by psycopg's C loader; long statements' parsing kept.
 
 Django (5.2, psycopg 3) registers a loader of its own for `timestamptz` on every connection: a subclass of
 psycopg's pure-Python loader, a regular-expression parse and a `replace` for each value, about 5 µs. With
@@ -13,6 +13,15 @@ connects, so they come back exactly as Django's loader gives them (`tzinfo` is `
 whose session was set to another zone since is converted to UTC, never merely relabelled. Without the C
 speed-ups, or on another database, nothing changes. The class keeps the `timezone` attribute Django
 reads when it compares the connection's loader with its own time zone.
+
+`keep_long_statements_parsed` (once, from `clinic.apps`): psycopg turns a statement's `%s` placeholders into
+PostgreSQL's `$1, $2, …` with a regular-expression pass over the whole text and keeps the result in an LRU
+cache, except for a statement of more than 50 parameters or 4 KiB, which it parses again on every run. A
+booking's messages go in one `INSERT` of five to ten rows (`core.compiled.insert_rows`, 21 columns each), so
+that pass ran on every booking: a twentieth of the web workers' samples while booking (docs/benchmarks.md).
+The limits are module constants of psycopg's (`psycopg._queries`, read on every call); they are raised here.
+Only statement texts are kept, never values. If a psycopg release drops them, nothing changes and
+`tests/core/test_db.py` says so.
 """
 
 from __future__ import annotations
@@ -59,3 +68,21 @@ def install_fast_timestamptz_loader(sender, connection: BaseDatabaseWrapper, **k
     loader = _utc_loader()
     if loader is not None:
         connection.connection.adapters.register_loader("timestamptz", loader)
+
+
+# Statements up to this long, with up to this many parameters, keep their parsed form (psycopg's defaults: 4 KiB, 50).
+LONGEST_KEPT = 64 * 1024
+MOST_PARAMETERS_KEPT = 2000
+
+
+def keep_long_statements_parsed() -> bool:
+    """Raise psycopg's limits on the statements whose parsing it keeps; False if this psycopg has no such limits."""
+    try:
+        from psycopg import _queries
+    except ImportError:  # psycopg2, or no PostgreSQL driver at all
+        return False
+    if not all(hasattr(_queries, name) for name in ("MAX_CACHED_STATEMENT_LENGTH", "MAX_CACHED_STATEMENT_PARAMS")):
+        return False
+    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, LONGEST_KEPT)
+    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, MOST_PARAMETERS_KEPT)
+    return True
