@@ -122,6 +122,16 @@ def test_booking_another_treatment_leaves_the_recall(patient, practitioner):
     assert set(_recalls(patient).values_list("status", flat=True)) == {OutboxStatus.PENDING}
 
 
+def test_booking_closes_only_this_patients_open_recall(patient, clinic, practitioner):
+    other = PatientFactory(clinic=clinic, reminder_channels=["email"])
+    _complete(book(patient, "botox", datetime(2026, 3, 3, 11, tzinfo=LONDON), NOW))
+    _complete(book(other, "botox", datetime(2026, 3, 3, 14, tzinfo=LONDON), NOW))
+    book(patient, "botox", datetime(2026, 6, 10, 11, tzinfo=LONDON), NOW)
+    assert Recall.objects.get(patient=patient).closed_at == NOW
+    assert Recall.objects.get(patient=other).closed_at is None
+    assert set(_recalls(other).values_list("status", flat=True)) == {OutboxStatus.PENDING}
+
+
 def test_consent_and_opt_outs_cover_recalls(clinic, practitioner):
     email_only = PatientFactory(clinic=clinic, reminder_channels=["email"], sms_consent=False)
     muted = PatientFactory(clinic=clinic, reminder_channels=["email", "sms"], sms_consent=True)
