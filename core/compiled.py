@@ -229,38 +229,49 @@ _INSERT_MAX_PARAMS = 900
 
 
 def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS) -> None:
-    """`Model.objects.bulk_create(objs)` for new rows of one model whose primary key is already set (a default
-    such as `uuid4`): each field's `pre_save` (auto_now) and the database's preparation of each value, one
-    INSERT whose SQL is kept per connection, model and number of rows, and the instances marked saved. Rows
-    without a key, of several models or of an inherited one, with an expression for a value, or too many for
-    one statement go through bulk_create."""
+    """`Model.objects.bulk_create(objs)` for new rows of one model: each field's `pre_save` (auto_now) and the
+    database's preparation of each value, one INSERT whose SQL is kept per connection, model and number of
+    rows, and the instances marked saved. Rows whose key the database assigns (an auto field) get it back by
+    `RETURNING`, where the database can (PostgreSQL, SQLite 3.35+). Rows of several models or of an inherited
+    one, some with a key and some without, with an expression for a value, or too many for one statement go
+    through bulk_create."""
     if not objs:
         return
     model = type(objs[0])
-    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    connection = connections[using]
+    meta = model._meta
+    keyless = [obj.pk is None for obj in objs]
+    returning = all(keyless) and meta.auto_field is meta.pk and connection.features.can_return_rows_from_bulk_insert
+    fields = [f for f in meta.concrete_fields if not f.generated and not (returning and f is meta.pk)]
     if (
-        model._meta.parents  # rows in several tables
-        or any(type(obj) is not model or obj.pk is None for obj in objs)
+        meta.parents  # rows in several tables
+        or any(type(obj) is not model for obj in objs)
+        or (any(keyless) and not returning)
         or len(objs) * len(fields) > _INSERT_MAX_PARAMS
         or any(hasattr(getattr(obj, f.attname), "resolve_expression") for obj in objs for f in fields)
     ):
         model._default_manager.using(using).bulk_create(objs)
         return
-    connection = connections[using]
     statements = _kept(connection)
-    sql = statements.get(("insert", model, len(objs)))
+    sql = statements.get(("insert", model, len(objs), returning))
     if sql is None:
         quote = connection.ops.quote_name
         row = "({})".format(", ".join(["%s"] * len(fields)))
-        sql = statements[("insert", model, len(objs))] = "INSERT INTO {} ({}) VALUES {}".format(
-            quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join([row] * len(objs))
+        sql = "INSERT INTO {} ({}) VALUES {}".format(
+            quote(meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join([row] * len(objs))
         )
+        if returning:
+            sql += f" RETURNING {quote(meta.pk.column)}"
+        statements[("insert", model, len(objs), returning)] = sql
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
     params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
     # As bulk_create: a failure marks an enclosing transaction for rollback, so it cannot be committed by mistake.
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         cursor.execute(sql, params)
+        if returning:  # in the order of VALUES, as bulk_create reads them
+            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+                obj.pk = pk
     for obj in objs:
         obj._state.adding = False
         obj._state.db = using

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient
 from clinic.services import lock_live_patient
+from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidTransition, NotFound
 from core.ids import parse_uuid
 from scheduler import notifications
@@ -155,7 +156,7 @@ def record(
     previous: dict | None = None,
 ) -> None:
     """Audit the change and tell the subscribers, inside the caller's transaction."""
-    AuditEvent.objects.create(
+    event = AuditEvent(
         appointment=appointment,
         action=action,
         at=now,
@@ -164,6 +165,7 @@ def record(
         reason=reason,
         details=details or {},
     )
+    insert_rows([event])  # its INSERT's SQL kept (core.compiled): every booking and change writes one
     notifications.appointment_changed(appointment=appointment, change=action, now=now, previous=previous)
 
 

@@ -353,7 +353,9 @@ def test_insert_rows_stores_what_bulk_create_stores_in_one_statement(appointment
     assert OutboxMessage.objects.count() == 7
 
 
-def test_insert_rows_of_many_or_keyless_rows_goes_through_bulk_create(appointment, templates):
+def test_insert_rows_of_many_or_mixed_rows_goes_through_bulk_create_and_keyless_rows_get_their_keys(
+    appointment, templates
+):
     through_bulk_create = []
     original = QuerySet.bulk_create
 
@@ -372,9 +374,23 @@ def test_insert_rows_of_many_or_keyless_rows_goes_through_bulk_create(appointmen
     assert OutboxMessage.objects.count() == 62
     insert_rows([])
     assert OutboxMessage.objects.count() == 62
-    keyless = AuditEvent(appointment=appointment, action="booked", at=appointment.start_at, actor_label="test")
-    insert_rows([keyless])  # its key is the database's: bulk_create, which reads it back
-    assert keyless.pk is not None and AuditEvent.objects.get(pk=keyless.pk).actor_label == "test"
+    keyless = [
+        AuditEvent(appointment=appointment, action=action, at=appointment.start_at, actor_label=action)
+        for action in ("booked", "cancelled")
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(keyless)  # their keys are the database's: read back by RETURNING, in order
+    assert len(queries) == 1 and "RETURNING" in queries[0]["sql"]
+    assert [AuditEvent.objects.get(pk=event.pk).action for event in keyless] == ["booked", "cancelled"]
+    assert all(not event._state.adding for event in keyless)
+    mixed = [AuditEvent(appointment=appointment, action="booked", at=appointment.start_at), keyless[0]]
+    QuerySet.bulk_create = spy
+    try:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            insert_rows(mixed)  # one with a key, one without: bulk_create's way (here, a key that exists)
+    finally:
+        QuerySet.bulk_create = original
+    assert through_bulk_create == [60, 2]
 
 
 def test_insert_rows_refused_by_a_constraint_is_djangos_integrity_error(appointment, templates):
