@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
 from django.db.models import signals
+from django.db.models.constants import OnConflict
 from django.db.transaction import TransactionManagementError
 
 _UUID = models.UUIDField()
@@ -228,15 +229,16 @@ def save_fields(instance: models.Model, fields: Sequence[str], *, using: str = D
 _INSERT_MAX_PARAMS = 900
 
 
-def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS) -> None:
+def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS, skip_conflicts: bool = False) -> int:
     """`Model.objects.bulk_create(objs)` for new rows of one model: each field's `pre_save` (auto_now) and the
     database's preparation of each value, one INSERT whose SQL is kept per connection, model and number of
     rows, and the instances marked saved. Rows whose key the database assigns (an auto field) get it back by
     `RETURNING`, where the database can (PostgreSQL, SQLite 3.35+). Rows of several models or of an inherited
     one, some with a key and some without, with an expression for a value, or too many for one statement go
-    through bulk_create."""
+    through bulk_create. `skip_conflicts` adds `ON CONFLICT DO NOTHING` (PostgreSQL: unique and exclusion
+    constraints alike) for rows whose key is set. Returns how many rows were inserted."""
     if not objs:
-        return
+        return 0
     model = type(objs[0])
     connection = connections[using]
     meta = model._meta
@@ -246,32 +248,45 @@ def insert_rows(objs: Sequence[models.Model], *, using: str = DEFAULT_DB_ALIAS) 
     if (
         meta.parents  # rows in several tables
         or any(type(obj) is not model for obj in objs)
-        or (any(keyless) and not returning)
+        or (any(keyless) and (skip_conflicts or not returning))
         or len(objs) * len(fields) > _INSERT_MAX_PARAMS
         or any(hasattr(getattr(obj, f.attname), "resolve_expression") for obj in objs for f in fields)
     ):
+        if skip_conflicts:  # bulk_create would not say which rows it skipped
+            raise ValueError("skip_conflicts takes rows of one model with their keys set, within one statement")
         model._default_manager.using(using).bulk_create(objs)
-        return
+        return len(objs)
     statements = _kept(connection)
-    sql = statements.get(("insert", model, len(objs), returning))
+    shape = ("insert", model, len(objs), returning, skip_conflicts)
+    sql = statements.get(shape)
     if sql is None:
-        quote = connection.ops.quote_name
+        quote, ops = connection.ops.quote_name, connection.ops
+        on_conflict = OnConflict.IGNORE if skip_conflicts else None
         row = "({})".format(", ".join(["%s"] * len(fields)))
-        sql = "INSERT INTO {} ({}) VALUES {}".format(
-            quote(meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join([row] * len(objs))
-        )
+        sql = "{} {} ({}) VALUES {} {}".format(
+            ops.insert_statement(on_conflict=on_conflict),  # SQLite: INSERT OR IGNORE INTO
+            quote(meta.db_table),
+            ", ".join(quote(f.column) for f in fields),
+            ", ".join([row] * len(objs)),
+            ops.on_conflict_suffix_sql(fields, on_conflict, None, None),  # PostgreSQL: ON CONFLICT DO NOTHING
+        ).rstrip()
         if returning:
             sql += f" RETURNING {quote(meta.pk.column)}"
-        statements[("insert", model, len(objs), returning)] = sql
+        statements[shape] = sql
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
     params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
     # As bulk_create: a failure marks an enclosing transaction for rollback, so it cannot be committed by mistake.
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         cursor.execute(sql, params)
+        inserted = cursor.rowcount
         if returning:  # in the order of VALUES, as bulk_create reads them
-            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+            keys = cursor.fetchall()
+            for obj, (pk,) in zip(objs, keys, strict=True):
                 obj.pk = pk
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = using
+            inserted = len(keys)
+    if inserted == len(objs):  # some skipped (skip_conflicts): which ones, the count cannot say
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = using
+    return inserted

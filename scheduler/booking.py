@@ -16,8 +16,6 @@ from datetime import datetime, timedelta, tzinfo
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, QuerySet, When
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -32,7 +30,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from core.compiled import CompiledQuery, columns, instances
+from core.compiled import CompiledQuery, columns, insert_rows, instances
 from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
 from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
@@ -526,13 +524,7 @@ def _insert_new(check: BookingCheck, appointment: Appointment) -> None:
     if connection.vendor != "postgresql":
         appointment.save(force_insert=True)
         return
-    query = InsertQuery(Appointment, on_conflict=OnConflict.IGNORE)
-    query.insert_values(Appointment._meta.concrete_fields, [appointment])
-    with connection.cursor() as cursor:
-        for sql, params in query.get_compiler(connection=connection).as_sql():
-            cursor.execute(sql, params)
-            inserted = cursor.rowcount
-    if inserted != 1:
+    if insert_rows([appointment], skip_conflicts=True) != 1:  # its SQL kept (core.compiled)
         overlapping = Appointment.objects.filter(
             status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__lt=appointment.end_at, end_at__gt=appointment.start_at
         )
@@ -542,7 +534,6 @@ def _insert_new(check: BookingCheck, appointment: Appointment) -> None:
             raise _lost_race(check, patient_busy=True)
         # Not an overlap: some other constraint (none today) ignored the row. Not a refusal to hide.
         raise IntegrityError(f"The appointment {appointment.pk} was not inserted and no overlap explains it.")
-    appointment._state.adding, appointment._state.db = False, connection.alias
 
 
 @dataclass

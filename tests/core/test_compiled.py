@@ -400,3 +400,16 @@ def test_insert_rows_refused_by_a_constraint_is_djangos_integrity_error(appointm
     with pytest.raises(IntegrityError), transaction.atomic():
         insert_rows(again)
     assert OutboxMessage.objects.count() == 1
+
+
+def test_insert_rows_can_skip_rows_a_constraint_refuses_and_says_how_many_went_in(appointment, templates):
+    [first] = _messages(appointment, templates, 1)
+    assert insert_rows([first], skip_conflicts=True) == 1 and not first._state.adding
+    [again] = _messages(appointment, templates, 1)  # the same template and channel, unsent: one only
+    with transaction.atomic():
+        assert insert_rows([again], skip_conflicts=True) == 0  # skipped, no error: the transaction goes on
+        assert again._state.adding  # not marked saved
+        assert OutboxMessage.objects.count() == 1
+    keyless = AuditEvent(appointment=appointment, action="booked", at=appointment.start_at)
+    with pytest.raises(ValueError, match="keys set"):
+        insert_rows([keyless], skip_conflicts=True)  # bulk_create could not say which it skipped
