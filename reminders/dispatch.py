@@ -15,7 +15,9 @@ fails permanently or runs out of attempts (then it is marked `failed`,
 visibly). A sender that dies after the provider accepted the message and before
 the database committed leaves the row `sending`; the claim that takes it over
 when the lease runs out marks it in doubt, and its next sender asks the provider
-first (`_settle_doubt`): sent twice only with a provider that cannot be asked.
+first (`_settle_doubt`). It is sent twice only if the provider cannot tell (SMTP, webhooks, Twilio), cannot be
+asked before the row's attempts run out, or answers "no" wrongly (a look-up that lags), or if it went merged
+into another message (the provider knows only the carrying message's id).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def outbox_claim_due(*, now: datetime, limit: int | None = None, lease: timedelt
                 status=OutboxStatus.FAILED,
                 claim_token=None,
                 claimed_until=None,
+                in_doubt=True,  # its last sender may have delivered it: a retry from the admin asks first
                 last_error=f"gave up: the sender stopped {settings.REMINDERS_MAX_ATTEMPTS} times without finishing",
             )
             log.error("outbox: gave up on %d message(s) whose sender kept dying", len(exhausted))
@@ -357,6 +360,7 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
         if row.pk in locked
         and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
         and row.due_at <= now + window
+        and not row.in_doubt  # it goes on its own, once its provider has been asked (_settle_doubt)
     ]
     return [row for row in live if _still_wanted(row) is None]
 
@@ -430,7 +434,7 @@ def outbox_send_batch(
     What the sends read is read once for the batch (`_batch_read`); then each row goes in a
     transaction of its own: lock it and re-read what may have changed, check its claim token,
     deliver, record the outcome, commit. A row is committed as soon as it is delivered, so a
-    sender killed mid-batch leaves at most the row in flight to be sent again, never the batch.
+    sender killed mid-batch leaves at most the row in flight in doubt (`_settle_doubt`), never the batch.
     `clock` gives each send's moment (quiet hours are judged when a text actually goes).
     """
     ids = [_as_uuid(pk) for pk in message_ids]
@@ -457,10 +461,10 @@ def _order_key(message: OutboxMessage | None, pk: uuid.UUID) -> tuple:
 
 def _commit_without_waiting_for_the_disk() -> None:
     """# Race condition: a sender killed after the provider accepted a message and before the row's `sent` mark
-    commits leaves the row claimed; it is claimed again when the lease runs out and sent again (at least once).
+    commits leaves the row claimed; it is claimed again when the lease runs out, in doubt (`_settle_doubt`).
     The mark's UPDATE and COMMIT are that window, and a COMMIT that waits for the WAL to reach the disk was most
     of it. Not waiting (PostgreSQL's `synchronous_commit = off`, this transaction only) makes it a round trip. A
-    PostgreSQL crash in the next fraction of a second could then forget the mark: the message would be sent again,
+    PostgreSQL crash in the next fraction of a second could then forget the mark: the row would be in doubt again,
     never lost (everything this transaction writes is about whether the row was sent)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -484,6 +488,8 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
         if message.in_doubt:
             settled = _settle_doubt(message, fields, now)
             if settled is not None:
+                if settled == SendOutcome.FOUND_SENT:
+                    batch.sent.add(message.pk)
                 return settled
         verdict = _still_wanted(message)
         if verdict is not None:
@@ -528,7 +534,8 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
         else:
             message.status, message.last_error = OutboxStatus.SENT, ""
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
-            fields += ["provider_id", "recipient", "sent_at"]
+            message.in_doubt = False  # settled: it went
+            fields += ["provider_id", "recipient", "sent_at", "in_doubt"]
             message.payload = {**(message.payload or {}), **_told(message)}
             if companions:
                 message.payload["sent_with"] = [str(c.pk) for c in companions]
@@ -544,29 +551,43 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
 def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> SendOutcome | None:
     """# Race condition: a row in doubt was claimed by a sender that stopped without recording the outcome,
     maybe after the provider accepted the message. Ask the provider (channels.accepted): if it has the
-    message, record it sent and do not send it again; if it has not, or cannot tell (SMTP, webhooks: then at
-    least once, as before), send. If asking fails, try again later, still in doubt; once its attempts are used
-    up, send (a patient told twice is better than one never told). Returns the outcome when the row is
-    settled without sending, None to go on and send."""
+    message, record it sent and do not send it again; if it has not, send. If it cannot tell (SMTP, webhooks),
+    send: at least once, and the row stays in doubt until it is sent. If asking fails, try again later, still in
+    doubt; once its attempts are used up, send (a patient told twice is better than one never told). Returns
+    the outcome when the row is settled without sending, None to go on and send."""
     try:
         found = channels.accepted(channel=message.channel, outbox_id=str(message.pk))
-    except channels.TransientSendError as exc:
+    except Exception as exc:  # any failure to ask: the provider's API down, a backend's own error
         if message.attempts < settings.REMINDERS_MAX_ATTEMPTS:
             return _ask_again_later(message, fields, now, exc)
         log.warning("outbox %s: in doubt and the provider cannot be asked (%s); sending", message.pk, exc)
-        found = channels.CANNOT_TELL
-    message.in_doubt = False
+        return None
+    if found is channels.CANNOT_TELL:
+        return None
+    message.in_doubt = False  # the provider answered
     fields.append("in_doubt")
-    if not isinstance(found, str):
+    if not found:
         return None
     message.status, message.last_error = OutboxStatus.SENT, ""
     patient = message.appointment.patient
     recipient = patient.phone if message.channel == Channel.SMS else patient.email
-    message.provider_id, message.recipient, message.sent_at = found[:200], recipient[:500], now
-    message.payload = {**(message.payload or {}), **_told(message), "found_sent": True}
+    message.provider_id, message.recipient, message.sent_at = str(found)[:200], recipient[:500], now
+    message.payload = {**(message.payload or {}), **_told_when_found(message), "found_sent": True}
     save_fields(message, [*fields, "provider_id", "recipient", "sent_at", "payload"])
     log.info("outbox %s: its sender stopped after the provider accepted it (%s); marked sent", message.pk, found)
     return SendOutcome.FOUND_SENT
+
+
+def _told_when_found(message: OutboxMessage) -> dict:
+    """What a message the provider had named, as far as the row can say: a message anchored on the start went
+    only while the start was its anchor (`_still_wanted`), so it named `anchor_at`. What a confirmation or a
+    change notice named is the start when it went, which may have moved since: not recorded, and a later
+    change notice reckons from the start before that change (reminders.services)."""
+    if message.channel == Channel.WEBHOOK or message.kind not in TIME_NAMING_KINDS:
+        return {}
+    if message.template is not None and message.template.anchor == Anchor.START and message.anchor_at:
+        return {"told_start": message.anchor_at.isoformat()}
+    return {}
 
 
 def _ask_again_later(message: OutboxMessage, fields: list[str], now: datetime, exc: Exception) -> SendOutcome:
@@ -586,7 +607,7 @@ def _told(message: OutboxMessage) -> dict:
 def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now: datetime) -> None:
     """The companions went inside `message`: sent, with its provider id, in the same transaction."""
     for companion in companions:
-        companion.status, companion.last_error = OutboxStatus.SENT, ""
+        companion.status, companion.last_error, companion.in_doubt = OutboxStatus.SENT, "", False
         companion.claim_token = companion.claimed_until = None
         companion.provider_id, companion.recipient, companion.sent_at = message.provider_id, message.recipient, now
         companion.payload = {**(companion.payload or {}), **_told(companion), "sent_in": str(message.pk)}
@@ -601,6 +622,7 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
                 "recipient",
                 "sent_at",
                 "payload",
+                "in_doubt",
                 "updated_at",
             ],
         )

@@ -145,6 +145,7 @@ def test_a_provider_that_can_be_asked_makes_the_row_in_flight_go_once(texts, scr
     row = texts.get(pk=in_flight)
     assert (row.status, row.provider_id, row.sent_at, row.in_doubt) == ("sent", f"scripted-{in_flight}", later, False)
     assert row.payload["found_sent"] is True and row.recipient == row.appointment.patient.phone
+    assert "told_start" not in row.payload  # a confirmation: what start it named is not known now
     assert not texts.filter(in_doubt=True).exists()  # the three the provider never had went, and are settled
 
 
@@ -167,14 +168,20 @@ def test_a_row_whose_task_was_lost_is_asked_about_and_sent_once(texts, scripted_
 
 
 class UnreachableSmsBackend(ScriptedSmsBackend):
+    error: Exception = TransientSendError("the provider's API did not answer")
+
     def accepted(self, *, outbox_id: str) -> str | None:
-        raise TransientSendError("the provider's API did not answer")
+        raise UnreachableSmsBackend.error
 
 
+@pytest.mark.parametrize(
+    "error", [TransientSendError("the provider's API did not answer"), ValueError("a backend's own bug")]
+)
 def test_a_row_in_doubt_waits_while_the_provider_cannot_be_asked_and_is_not_sent_blind(
-    texts, scripted_sms, settings, now
+    texts, scripted_sms, settings, now, error
 ):
     settings.SMS_BACKEND = "tests.reminders.test_batches.UnreachableSmsBackend"
+    UnreachableSmsBackend.error = error
     rows = OutboxMessage.objects.filter(pk__in=list(texts.values_list("pk", flat=True)))
     lease = timedelta(minutes=5)
     outbox_claim_due(now=now, lease=lease)
@@ -191,6 +198,40 @@ def test_a_row_in_doubt_waits_while_the_provider_cannot_be_asked_and_is_not_sent
     settings.REMINDERS_MAX_ATTEMPTS = rows.first().attempts + 1
     assert dispatch.dispatch_local(now=later + timedelta(days=1)) == {"sent": 6}
     assert len(scripted_sms.sent) == 6 and not rows.filter(in_doubt=True).exists()
+
+
+def test_a_row_in_doubt_stays_in_doubt_until_it_is_sent_when_the_provider_cannot_tell(texts, scripted_sms, now):
+    """The scripted provider cannot be asked: the row goes (at least once); a failed try leaves it in doubt."""
+    lease = timedelta(minutes=5)
+    outbox_claim_due(now=now, lease=lease)
+    later = now + timedelta(minutes=6)
+    rows = OutboxMessage.objects.filter(pk__in=list(texts.values_list("pk", flat=True)))
+    scripted_sms.script = ["transient"] * 6
+
+    assert dispatch.dispatch_local(now=later) == {"retry": 6}
+    assert set(rows.values_list("status", "in_doubt")) == {(OutboxStatus.PENDING, True)}
+
+    assert dispatch.dispatch_local(now=later + timedelta(days=1)) == {"sent": 6}
+    assert set(rows.values_list("status", "in_doubt")) == {(OutboxStatus.SENT, False)}
+
+
+def test_a_row_given_up_after_its_senders_kept_dying_is_in_doubt(texts, settings, now):
+    settings.REMINDERS_MAX_ATTEMPTS = 2
+    lease = timedelta(minutes=1)
+    for minutes in (0, 2, 4):  # claimed, the sender dies; again; then the claim gives up
+        outbox_claim_due(now=now + timedelta(minutes=minutes), lease=lease)
+    rows = OutboxMessage.objects.filter(pk__in=list(texts.values_list("pk", flat=True)))
+    assert set(rows.values_list("status", "in_doubt")) == {(OutboxStatus.FAILED, True)}
+
+
+def test_what_a_message_found_sent_told_the_patient(texts, now):
+    confirmation = texts.first()
+    assert confirmation.kind == "confirmation"
+    assert dispatch._told_when_found(confirmation) == {}  # the start when it went: unknown now
+    reminder = OutboxMessage.objects.filter(appointment=confirmation.appointment, kind="reminder").first()
+    assert reminder.template.anchor == "start"
+    # A start-anchored message goes only while the start is its anchor: that is the time it named.
+    assert dispatch._told_when_found(reminder) == {"told_start": reminder.anchor_at.isoformat()}
 
 
 def test_a_row_sent_meanwhile_is_left_alone_and_the_rest_of_the_batch_goes(texts, scripted_sms, now):

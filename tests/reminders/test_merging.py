@@ -148,3 +148,22 @@ def test_without_merging_the_confirmation_still_goes_before_the_pre_care(setting
 
     bodies = [m["body"] for m in LocmemSmsBackend.outbox]
     assert len(bodies) == 2 and "booked" in bodies[0] and "avoid sun" in bodies[1]
+
+
+def test_a_message_in_doubt_is_not_merged_and_goes_on_its_own_after_the_provider_is_asked(patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    deliver(now)
+    LocmemSmsBackend.outbox = []
+    pre_care = day_before_rows(appointment, "sms").get(kind="pre_care")
+    pre_care.in_doubt = True  # an earlier sender stopped while it held it (reminders.dispatch._settle_doubt)
+    pre_care.due_at += timedelta(minutes=1)  # the reminder goes first, and finds it within the merge window
+    pre_care.save(update_fields=["in_doubt", "due_at"])
+
+    deliver(DAY_BEFORE)
+    deliver(DAY_BEFORE + timedelta(minutes=1))
+
+    # Not taken as the reminder's companion: it went on its own, after the provider said it did not have it.
+    assert [sms["outbox_id"] for sms in LocmemSmsBackend.outbox][1:] == [str(pre_care.pk)]
+    pre_care.refresh_from_db()
+    assert (pre_care.status, pre_care.in_doubt) == (OutboxStatus.SENT, False)
+    assert "sent_in" not in pre_care.payload and "found_sent" not in pre_care.payload
