@@ -32,6 +32,7 @@ from api.access import caller_for
 from api.models import IdempotencyKey
 from api.problems import PROBLEM_CONTENT_TYPE, instance_of, problem, problem_response
 from core.compiled import save_fields
+from core.db import lock_wait_exceeded
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -67,13 +68,6 @@ def _problem(request, status_code: int, code: str, detail: str, **headers) -> Re
     return problem_response(
         problem(status_code, code=code, detail=detail, instance=instance_of(request)), headers=headers or None
     )
-
-
-def _lock_wait_exceeded(error: BaseException) -> bool:
-    """A lock waited for longer than allowed: PostgreSQL's lock_timeout (SQLSTATE 55P03), SQLite's busy timeout."""
-    if not isinstance(error, DatabaseError):
-        return False
-    return getattr(error.__cause__, "sqlstate", None) == "55P03" or "database is locked" in str(error)
 
 
 RESPONSE_FIELDS = ["response_status", "response_body", "response_content_type", "response_location"]
@@ -177,7 +171,7 @@ def idempotent(method):
                     try:
                         response = method(view, request, *args, **kwargs)
                     except Exception as exc:  # mapped to a problem document like any other error
-                        if _lock_wait_exceeded(exc):
+                        if lock_wait_exceeded(exc):
                             raise  # rolled back with the key, answered below
                         response = view.handle_exception(exc)
                     if response.status_code >= 500:
@@ -194,7 +188,7 @@ def idempotent(method):
             except _Failed as failed:
                 return failed.response
             except DatabaseError as error:
-                if transaction.get_connection().in_atomic_block or not _lock_wait_exceeded(error):
+                if transaction.get_connection().in_atomic_block or not lock_wait_exceeded(error):
                     raise
                 # Nothing was done: the key rolled back with the work, so a retry with it runs afresh.
                 detail = (

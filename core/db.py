@@ -29,6 +29,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cache
 
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 
@@ -86,3 +87,10 @@ def keep_long_statements_parsed() -> bool:
     _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, LONGEST_KEPT)
     _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, MOST_PARAMETERS_KEPT)
     return True
+
+
+def lock_wait_exceeded(error: BaseException) -> bool:
+    """A lock waited for longer than allowed: PostgreSQL's lock_timeout (SQLSTATE 55P03), SQLite's busy timeout."""
+    if not isinstance(error, DatabaseError):
+        return False
+    return getattr(error.__cause__, "sqlstate", None) == "55P03" or "database is locked" in str(error)

@@ -32,11 +32,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from clinic.models import AppointmentStatus
 from core.compiled import CompiledQuery, columns, instances, save_fields
+from core.db import lock_wait_exceeded
 from reminders import channels, content
 from reminders.consent import patient_accepts, unsubscribe_url
 from reminders.models import (
@@ -298,23 +299,33 @@ _FRESH = (
 )
 
 
-# Run once or more per message: compiled once per connection (core.compiled), not per send.
-_LOCK_FRESH = CompiledQuery(
-    lambda ids: (
-        OutboxMessage.objects.select_for_update(**_skip_locked())
-        .filter(pk__in=ids)
-        .order_by()
-        .annotate(calendar_changes=content.calendar_changes("appointment_id"))
-        .values_list(*_FRESH, "calendar_changes")
+def _locking(skip: bool) -> CompiledQuery:
+    return CompiledQuery(
+        lambda ids: (
+            OutboxMessage.objects.select_for_update(**(_skip_locked() if skip else {}))
+            .filter(pk__in=ids)
+            .order_by()
+            .annotate(calendar_changes=content.calendar_changes("appointment_id"))
+            .values_list(*_FRESH, "calendar_changes")
+        )
     )
-)
 
 
-def _lock_fresh(rows: list[OutboxMessage]) -> dict[uuid.UUID, OutboxMessage]:
-    """Lock these rows (skipping those another sender holds) and bring what may have changed up to date."""
+# Run once or more per message: compiled once per connection (core.compiled), not per send. A send waits for
+# its own row's lock (_send_one); companions another sender holds are skipped.
+_LOCK_FRESH = {True: _locking(skip=True), False: _locking(skip=False)}
+
+# How long a send waits for its own row's lock (PostgreSQL's lock_timeout, this transaction only).
+ROW_LOCK_WAIT = "10s"
+
+
+def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[uuid.UUID, OutboxMessage]:
+    """Lock these rows (skipping those another transaction holds, or waiting for them) and bring what may have
+    changed up to date."""
     locked = {}
     by_pk = {r.pk: r for r in rows}
-    for pk, status, token, until, attempts, due_at, payload, doubt, *visit, changes in _LOCK_FRESH.rows(list(by_pk)):
+    found = _LOCK_FRESH[skip_locked].rows(list(by_pk))
+    for pk, status, token, until, attempts, due_at, payload, doubt, *visit, changes in found:
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
             status,
@@ -459,24 +470,48 @@ def _order_key(message: OutboxMessage | None, pk: uuid.UUID) -> tuple:
     return (message.due_at, pk) if message is not None else (datetime.max.replace(tzinfo=UTC), pk)
 
 
-def _commit_without_waiting_for_the_disk() -> None:
-    """# Race condition: a sender killed after the provider accepted a message and before the row's `sent` mark
-    commits leaves the row claimed; it is claimed again when the lease runs out, in doubt (`_settle_doubt`).
-    The mark's UPDATE and COMMIT are that window, and a COMMIT that waits for the WAL to reach the disk was most
-    of it. Not waiting (PostgreSQL's `synchronous_commit = off`, this transaction only) makes it a round trip. A
-    PostgreSQL crash in the next fraction of a second could then forget the mark: the row would be in doubt again,
-    never lost (everything this transaction writes is about whether the row was sent)."""
+def _send_transaction_settings() -> None:
+    """The send's transaction, on PostgreSQL (one statement):
+
+    - # Race condition: a sender killed after the provider accepted a message and before the row's `sent` mark
+      commits leaves the row claimed; it is claimed again when the lease runs out, in doubt (`_settle_doubt`).
+      The mark's UPDATE and COMMIT are that window, and a COMMIT that waits for the WAL to reach the disk was
+      most of it. Not waiting (`synchronous_commit = off`, this transaction only) makes it a round trip. A
+      PostgreSQL crash in the next fraction of a second could then forget the mark: the row would be in doubt
+      again, never lost (everything this transaction writes is about whether the row was sent).
+    - A lock is waited for at most ROW_LOCK_WAIT (`lock_timeout`): the send waits for its own row (`_send_one`).
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(
+                "SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', %s, true)",
+                [ROW_LOCK_WAIT],
+            )
 
 
 def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
+    """# Race condition: the send waits (up to ROW_LOCK_WAIT) for its own row's lock rather than skipping it. The
+    lock may be held by another sender (a task delivered twice, or one that took the row as a companion: once it
+    commits, this send finds the row sent and stops), or by a claim that is scanning for due rows: PostgreSQL's
+    `SELECT ... FOR UPDATE SKIP LOCKED` keeps the lock of a row it found changed and did not return until it
+    commits. A send that skipped its row then left it `sending` until its lease ran out (five minutes late;
+    seen in the bench). A wait that runs out is BUSY: the row goes when its lease runs out, in doubt."""
+    try:
+        return _send_locked(message, claim_token, batch, now)
+    except DatabaseError as error:
+        if not lock_wait_exceeded(error):
+            raise
+        log.warning(
+            "outbox %s: its row stayed locked for %s; it goes when its claim runs out", message.pk, ROW_LOCK_WAIT
+        )
+        return SendOutcome.BUSY
+
+
+def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
     with transaction.atomic():
-        _commit_without_waiting_for_the_disk()
-        if not _lock_fresh([message]):
-            exists = OutboxMessage.objects.filter(pk=message.pk).exists()
-            return SendOutcome.BUSY if exists else SendOutcome.STALE
+        _send_transaction_settings()
+        if not _lock_fresh([message], skip_locked=False):
+            return SendOutcome.STALE  # the row is gone (its appointment deleted)
         # Race condition: between claim and now the row may have been sent by an earlier claim's
         # task, or claimed again after its lease ran out; only the current claim may send it.
         if message.status != OutboxStatus.SENDING or str(message.claim_token) != str(claim_token):

@@ -1,8 +1,9 @@
 """Running calls at the same instant in threads, each with its own database connection (PostgreSQL races)."""
 
 import threading
+from contextlib import contextmanager
 
-from django.db import connection
+from django.db import connection, transaction
 
 
 def race(*calls):
@@ -25,3 +26,28 @@ def race(*calls):
     for thread in threads:
         thread.join(timeout=60)
     return outcomes
+
+
+@contextmanager
+def held_in_another_connection(take, *, release_after: float | None = None):
+    """Run `take()` in a transaction on another thread's connection and keep it open inside the block (or for
+    `release_after` seconds, if given, whichever ends first)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                take()
+                holding.set()
+                release.wait(release_after if release_after is not None else 10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        thread.join(20)

@@ -1,8 +1,6 @@
 """The patient lock every booking and record change takes holds the patient's row and nothing else: the home
 clinic's row stays free, so bookings of other patients of that clinic never queue behind it (PostgreSQL); an id that names nobody is a missing patient."""
 
-import threading
-from contextlib import contextmanager
 from uuid import uuid4
 
 import pytest
@@ -11,6 +9,7 @@ from django.db import OperationalError, connection, transaction
 from clinic.models import Patient
 from clinic.services import lock_live_patient
 from tests.factories import ClinicFactory, PatientFactory
+from tests.races import held_in_another_connection
 
 
 def _locked_within_200ms(sql: str, params: list) -> bool:
@@ -21,30 +20,6 @@ def _locked_within_200ms(sql: str, params: list) -> bool:
         return True
     except OperationalError:  # lock_timeout: somebody holds it
         return False
-
-
-@contextmanager
-def _held_in_another_connection(take):
-    """Run `take()` in a transaction on another thread's connection and keep it open inside the block."""
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        try:
-            with transaction.atomic():
-                take()
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert holding.wait(10)
-        yield
-    finally:
-        release.set()
-        thread.join(20)
 
 
 LOCK = "SELECT id FROM {} WHERE id = %s FOR UPDATE"
@@ -59,7 +34,7 @@ def test_a_patients_lock_leaves_the_clinic_and_its_other_patients_free(transacti
         patient = lock_live_patient(held.pk)
         assert patient.clinic.code == "locks"  # read with its clinic, as callers expect
 
-    with _held_in_another_connection(take):
+    with held_in_another_connection(take):
         assert _locked_within_200ms(LOCK.format("clinic_clinic"), [clinic.pk])
         assert _locked_within_200ms(LOCK.format("clinic_patient"), [other.pk])
         assert not _locked_within_200ms(LOCK.format("clinic_patient"), [held.pk])
@@ -89,7 +64,7 @@ def test_a_named_practitioners_booking_lock_leaves_their_clinic_free(transaction
         found = _candidates(patient, botox, str(held.pk), lock=True, within=[clinic.pk])
         assert [p.pk for p in found] == [held.pk]
 
-    with _held_in_another_connection(take):
+    with held_in_another_connection(take):
         assert _locked_within_200ms(LOCK.format("clinic_clinic"), [clinic.pk])
         assert _locked_within_200ms(LOCK.format("clinic_practitioner"), [other.pk])
         assert not _locked_within_200ms(LOCK.format("clinic_practitioner"), [held.pk])

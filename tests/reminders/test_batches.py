@@ -17,6 +17,7 @@ from reminders.channels import TransientSendError
 from reminders.dispatch import SendOutcome, outbox_claim_due, outbox_send_batch
 from reminders.models import OutboxMessage, OutboxStatus
 from tests.factories import PatientFactory
+from tests.races import held_in_another_connection
 from tests.reminders.conftest import book, london
 from tests.reminders.support import ScriptedSmsBackend
 
@@ -86,11 +87,13 @@ def test_a_batch_reads_once_and_then_costs_a_few_statements_a_row(texts, scripte
     # Four reads for the batch (the configuration version, rows with relations, merge candidates, reading
     # order), then per row:
     # begin, lock and re-read, update, commit (SQLite has no explicit BEGIN in the log); on PostgreSQL also
-    # the commit that does not wait for the disk (dispatch._commit_without_waiting_for_the_disk), every row's.
+    # the transaction's settings: commit without waiting for the disk, a bounded lock wait
+    # (dispatch._send_transaction_settings), every row's.
     on_postgresql = connection.vendor == "postgresql"
     assert len(queries.captured_queries) <= 4 + (5 if on_postgresql else 4) * 6
-    waiving = [q["sql"] for q in queries.captured_queries if "synchronous_commit" in q["sql"]]
-    assert waiving == (["SET LOCAL synchronous_commit = off"] * 6 if on_postgresql else [])
+    settings_sql = [q["sql"] for q in queries.captured_queries if "synchronous_commit" in q["sql"]]
+    assert len(settings_sql) == (6 if on_postgresql else 0)
+    assert all("'off'" in sql and "lock_timeout" in sql for sql in settings_sql)
 
 
 def test_a_sender_killed_mid_batch_leaves_what_went_marked_and_resends_at_most_the_row_in_flight(
@@ -272,3 +275,41 @@ def test_an_email_batch_costs_no_more_a_row_than_texts_calendar_file_included(cl
         [attachment] = email.attachments
         [event] = Calendar.from_ical(attachment.get_payload(decode=True)).walk("VEVENT")
         assert int(event["sequence"]) == 0
+
+
+LOCK_ROW = "SELECT id FROM scheduler_outboxmessage WHERE id = %s FOR UPDATE"
+
+
+def _lock_row(pk):
+    with connection.cursor() as cursor:
+        cursor.execute(LOCK_ROW, [pk])
+
+
+@pytest.mark.postgres
+def test_a_send_waits_for_its_row_when_another_transaction_holds_it_for_a_moment(
+    transactional_db, texts, scripted_sms, now
+):
+    """A claim scanning for due rows keeps the lock of a row it found changed and did not return until it
+    commits; a send that skipped its own row then left it `sending` until the lease ran out (seen in the bench)."""
+    claims = outbox_claim_due(now=now, lease=timedelta(minutes=5))
+    first = claims[0].message_id
+    with held_in_another_connection(lambda: _lock_row(first), release_after=0.5):
+        outcomes = outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+    assert set(outcomes.values()) == {SendOutcome.SENT}
+    assert OutboxMessage.objects.get(pk=first).status == OutboxStatus.SENT
+
+
+@pytest.mark.postgres
+def test_a_send_gives_up_on_a_row_held_past_the_wait_and_leaves_it_to_its_lease(
+    transactional_db, texts, scripted_sms, now, monkeypatch
+):
+    monkeypatch.setattr(dispatch, "ROW_LOCK_WAIT", "200ms")
+    claims = outbox_claim_due(now=now, lease=timedelta(minutes=5))
+    first = claims[0].message_id
+    with held_in_another_connection(lambda: _lock_row(first)):
+        outcomes = outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+    assert outcomes.pop(first) == SendOutcome.BUSY
+    assert set(outcomes.values()) == {SendOutcome.SENT}  # the rest of the batch went on
+    row = OutboxMessage.objects.get(pk=first)
+    assert (row.status, row.claim_token) == (OutboxStatus.SENDING, claims[0].token)  # claimed again at lease end
+    assert str(first) not in {s["outbox_id"] for s in scripted_sms.sent}
