@@ -73,9 +73,9 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
 
 
 def _close_open(*, patient_id, procedure_id, now: datetime) -> int:
-    """`Recall.objects.filter(patient, procedure, open).update(closed_at=now)`, its SQL written once: every
-    booking runs it and it almost never finds a row, and building that queryset each time was about a twelfth
-    of a booking's Python in the web workers (docs/benchmarks.md). Returns how many it closed."""
+    """`Recall.objects.filter(patient, procedure, open).update(closed_at=now)` as plain SQL: every booking runs
+    it and it almost never finds a row, and building that queryset each time was about a twelfth of a booking's
+    Python in the web workers (docs/benchmarks.md). Returns how many it closed."""
     fields = [Recall._meta.get_field(name) for name in ("closed_at", "patient", "procedure")]
     quote = connection.ops.quote_name
     closed, patient, procedure = (quote(field.column) for field in fields)

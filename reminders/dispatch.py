@@ -299,10 +299,21 @@ _FRESH = (
 )
 
 
+def _lock_options(*, skip: bool) -> dict:
+    """The outbox row only (`OF`: its appointment and patient, read in the same statement, stay free for the
+    bookings and changes that lock them, which a send held through its provider call would otherwise block or
+    deadlock with); skipping rows another transaction holds, or waiting for them."""
+    features = connection.features
+    options: dict = {"of": ("self",)} if features.has_select_for_update_of else {}
+    if skip and features.has_select_for_update_skip_locked:
+        options["skip_locked"] = True
+    return options
+
+
 def _locking(skip: bool) -> CompiledQuery:
     return CompiledQuery(
         lambda ids: (
-            OutboxMessage.objects.select_for_update(**(_skip_locked() if skip else {}))
+            OutboxMessage.objects.select_for_update(**_lock_options(skip=skip))
             .filter(pk__in=ids)
             .order_by()
             .annotate(calendar_changes=content.calendar_changes("appointment_id"))
@@ -480,6 +491,9 @@ def _send_transaction_settings() -> None:
       PostgreSQL crash in the next fraction of a second could then forget the mark: the row would be in doubt
       again, never lost (everything this transaction writes is about whether the row was sent).
     - A lock is waited for at most ROW_LOCK_WAIT (`lock_timeout`): the send waits for its own row (`_send_one`).
+      It holds for the rest of the send too (companions are taken with SKIP LOCKED and never wait): a wait past
+      it after the provider call (a row put back to `pending` meeting a rival copy's insert, a schema change's
+      lock) rolls the send back as BUSY, and the row comes back in doubt when its lease runs out.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

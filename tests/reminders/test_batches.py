@@ -6,10 +6,11 @@ A sender that dies mid-batch therefore leaves the rows already delivered marked 
 row in flight can be delivered twice, never the batch. test_celery.py kills a real worker.
 """
 
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from reminders import dispatch
@@ -313,3 +314,45 @@ def test_a_send_gives_up_on_a_row_held_past_the_wait_and_leaves_it_to_its_lease(
     row = OutboxMessage.objects.get(pk=first)
     assert (row.status, row.claim_token) == (OutboxStatus.SENDING, claims[0].token)  # claimed again at lease end
     assert str(first) not in {s["outbox_id"] for s in scripted_sms.sent}
+
+
+class PatientLockingSmsBackend(ScriptedSmsBackend):
+    """While the provider takes a text, another connection locks the text's patient and appointment at once."""
+
+    seen: list = []
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        def lock_elsewhere():
+            row = OutboxMessage.objects.select_related("appointment").get(pk=outbox_id)
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    for table, pk in (
+                        ("clinic_patient", row.appointment.patient_id),
+                        ("clinic_appointment", row.appointment_id),
+                    ):
+                        cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [pk])
+                PatientLockingSmsBackend.seen.append("free")
+            except OperationalError:
+                PatientLockingSmsBackend.seen.append("locked")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=lock_elsewhere)
+        thread.start()
+        thread.join(10)
+        return super().send(to=to, body=body, outbox_id=outbox_id)
+
+
+@pytest.mark.postgres
+def test_a_send_locks_its_outbox_row_only_not_the_patient_or_the_appointment(
+    transactional_db, texts, scripted_sms, settings, now
+):
+    """Bookings and changes lock the patient, then the appointment: a send held through its provider call
+    must not hold them (it would block them, or deadlock with them)."""
+    settings.SMS_BACKEND = "tests.reminders.test_batches.PatientLockingSmsBackend"
+    PatientLockingSmsBackend.seen = []
+    claims = outbox_claim_due(now=now)
+
+    outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+
+    assert PatientLockingSmsBackend.seen == ["free"] * 6
