@@ -71,9 +71,11 @@ def install_fast_timestamptz_loader(sender, connection: BaseDatabaseWrapper, **k
         connection.connection.adapters.register_loader("timestamptz", loader)
 
 
-# Statements up to this long, with up to this many parameters, keep their parsed form (psycopg's defaults: 4 KiB, 50).
-LONGEST_KEPT = 64 * 1024
-MOST_PARAMETERS_KEPT = 2000
+# Statements up to this long, with up to this many parameters, keep their parsed form (psycopg's defaults: 4 KiB,
+# 50). Enough for core.compiled.insert_rows (at most 900 parameters in one statement), and no more: the cache
+# holds 128 statements, and long `IN (...)` lists of varying length would push the hot ones out.
+LONGEST_KEPT = 32 * 1024
+MOST_PARAMETERS_KEPT = 1000
 
 
 def keep_long_statements_parsed() -> bool:

@@ -1,6 +1,6 @@
 """factory_boy factories for the clinic domain."""
 
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 
 import factory
 
@@ -70,6 +70,22 @@ class ProcedureRecordFactory(factory.django.DjangoModelFactory):
     patient = factory.SubFactory(PatientFactory)
     procedure_id = "botox"
     source = models.HistorySource.REPORTED
+
+
+class AppointmentFactory(factory.django.DjangoModelFactory):
+    """An appointment row as the database holds it, written directly: no rules, locks, audit or messages (book
+    through scheduler.booking for those). Botox for 30 minutes, confirmed, with its patient's clinic."""
+
+    class Meta:
+        model = models.Appointment
+
+    patient = factory.SubFactory(PatientFactory)
+    clinic = factory.SelfAttribute("patient.clinic")
+    practitioner = factory.SubFactory(PractitionerFactory, clinic=factory.SelfAttribute("..clinic"))
+    procedure_id = "botox"
+    start_at = datetime(2026, 3, 4, 10, tzinfo=UTC)
+    end_at = factory.LazyAttribute(lambda o: o.start_at + timedelta(minutes=30))
+    status = models.AppointmentStatus.CONFIRMED
 
 
 class MedicationCourseFactory(factory.django.DjangoModelFactory):

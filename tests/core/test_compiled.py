@@ -15,11 +15,11 @@ from django.db.models.signals import pre_save
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from clinic.models import Appointment, AuditEvent, Patient, ProcedureRecord
+from clinic.models import AuditEvent, Patient, ProcedureRecord
 from core.compiled import CompiledQuery, columns, insert_rows, instances, save_fields
 from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, ReminderTemplate
-from tests.factories import PatientFactory, PractitionerFactory, ProcedureRecordFactory
+from tests.factories import AppointmentFactory, PatientFactory, ProcedureRecordFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -318,18 +318,7 @@ def _messages(appointment, templates, count, **extra):
 
 @pytest.fixture
 def appointment(templates):
-    patient = PatientFactory()
-    practitioner = PractitionerFactory(clinic=patient.clinic)
-    start = datetime(2026, 3, 4, 10, tzinfo=UTC)
-    return Appointment.objects.create(
-        clinic=patient.clinic,
-        patient=patient,
-        practitioner=practitioner,
-        procedure_id="botox",
-        start_at=start,
-        end_at=start + timedelta(minutes=30),
-        status="confirmed",
-    )
+    return AppointmentFactory()
 
 
 def test_insert_rows_stores_what_bulk_create_stores_in_one_statement(appointment, templates):

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import _queries
 
+from clinic.models import Appointment
 from core.db import _utc_loader, keep_long_statements_parsed
+from tests.factories import AppointmentFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -66,21 +68,8 @@ def test_a_session_set_to_another_zone_still_gives_the_same_instant_in_utc():
 
 
 def test_an_appointment_read_through_the_orm_keeps_its_times(catalogue, now):
-    from clinic.models import Appointment, AppointmentStatus
-    from tests.factories import PatientFactory, PractitionerFactory
-
-    patient = PatientFactory()
-    practitioner = PractitionerFactory(clinic=patient.clinic)
     start = now + timedelta(days=3, microseconds=7)
-    made = Appointment.objects.create(
-        clinic=patient.clinic,
-        patient=patient,
-        practitioner=practitioner,
-        procedure_id="botox",
-        start_at=start,
-        end_at=start + timedelta(minutes=30),
-        status=AppointmentStatus.CONFIRMED,
-    )
+    made = AppointmentFactory(start_at=start)
     read = Appointment.objects.values_list("start_at", "end_at", "created_at").get(pk=made.pk)
     assert read[:2] == (start, start + timedelta(minutes=30))
     assert all(value.tzinfo is UTC for value in read)

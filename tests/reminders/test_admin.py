@@ -69,6 +69,25 @@ def test_failed_messages_can_be_retried_from_the_outbox_list(superuser_client, p
     assert (row.status, row.attempts, row.last_error) == ("pending", 0, "")
 
 
+def test_messages_in_doubt_are_listed_apart_and_stay_in_doubt_when_retried(
+    superuser_client, patient, practitioner, now
+):
+    """A message given up after its senders kept dying may have gone: retried, its next sender asks the
+    provider first (reminders.dispatch._settle_doubt)."""
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    row = OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms")
+    OutboxMessage.objects.filter(pk=row.pk).update(status="failed", attempts=6, in_doubt=True)
+
+    listing = superuser_client.get("/admin/reminders/outboxmessage/?in_doubt__exact=1")
+    assert listing.status_code == 200 and list(listing.context["cl"].result_list) == [row]
+    superuser_client.post(
+        "/admin/reminders/outboxmessage/", {"action": "retry_now", "_selected_action": [str(row.pk)]}, follow=True
+    )
+
+    row.refresh_from_db()
+    assert (row.status, row.in_doubt) == ("pending", True)
+
+
 def test_a_clinic_administrator_sees_only_their_clinics_messages_and_no_webhook_secrets(
     client, patient, practitioner, now
 ):
