@@ -31,7 +31,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.cpu import CpuMeter
-from bench.procs import ROOT, VENV_BIN, Proc, analyze, base_env, free_port, port_open, wait_for
+from bench.procs import ROOT, VENV_BIN, Proc, analyze, analyze_between_phases, base_env, free_port, port_open, wait_for
 from bench.profiling import Profile
 
 CONCURRENCY = 32
@@ -408,6 +408,7 @@ def booking_load(report, *, quick: bool, database_url: str, workdir: Path, profi
 
         for url, bodies in ((baseline_url, baseline), (booking_url, booked)):  # warm both paths
             run(_closed_loop(url, bodies, headers, seconds=shape.warmup, concurrency=CONCURRENCY))
+        analyze_between_phases()
         with CpuMeter(pgids=[gunicorn.popen.pid], database=database) as base_cpu:
             base = Phase(
                 run(_closed_loop(baseline_url, baseline, headers, seconds=shape.seconds, concurrency=CONCURRENCY)),

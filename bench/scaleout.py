@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.cpu import CpuMeter
 from bench.load import CONCURRENCY, FULL, QUICK, Phase, Requests, _api_key, _closed_loop, make_sites, start_gunicorn
 from bench.pipeline import Pipeline, RedisKeys, counter_url, make_due_messages, park_other_messages, wait_delivered
-from bench.procs import analyze
+from bench.procs import analyze, analyze_between_phases
 
 STEPS = (1, 2, 4)
 CORES = os.cpu_count() or 1
@@ -53,6 +53,7 @@ def booking_steps(report, *, quick: bool, database_url: str, workdir: Path) -> N
         try:
             url = f"http://127.0.0.1:{port}/api/v1/appointments/"
             asyncio.run(_closed_loop(url, bodies, headers, seconds=2, concurrency=CONCURRENCY))
+            analyze_between_phases()
             with CpuMeter(pgids=[gunicorn.popen.pid], database=database) as cpu:
                 phase = Phase(
                     asyncio.run(_closed_loop(url, bodies, headers, seconds=seconds, concurrency=CONCURRENCY)),
