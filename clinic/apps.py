@@ -8,6 +8,7 @@ class ClinicConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
+        import core.checks  # noqa: F401 (registers the database checks: `check --database default`)
         from core.db import install_fast_timestamptz_loader, keep_long_statements_parsed
 
         connection_created.connect(install_fast_timestamptz_loader, dispatch_uid="core.db.timestamptz")
