@@ -425,9 +425,11 @@ REMINDERS_SEND_TIMEOUT_SECONDS = int(os.environ.get("REMINDERS_SEND_TIMEOUT_SECO
 REMINDERS_BATCH_SIZE = int(os.environ.get("REMINDERS_BATCH_SIZE", "100"))
 # Rows per Celery send task (reminders.send_batch): what they read is read once per task.
 REMINDERS_SEND_BATCH_SIZE = int(os.environ.get("REMINDERS_SEND_BATCH_SIZE", "20"))
-# How often beat claims due rows: also the ceiling on latency and on throughput
-# (REMINDERS_BATCH_SIZE per run); a claim of nothing due is one indexed query.
+# How often beat claims due rows: also the ceiling on latency; a claim of nothing due is one indexed query.
 REMINDERS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("REMINDERS_DISPATCH_INTERVAL_SECONDS", "1"))
+# A run whose claim comes back full claims again at once, up to this many claims within the interval:
+# the ceiling is REMINDERS_BATCH_SIZE x REMINDERS_CLAIMS_PER_RUN a run (1,000 a second by default).
+REMINDERS_CLAIMS_PER_RUN = int(os.environ.get("REMINDERS_CLAIMS_PER_RUN", "10"))
 
 # Webhooks: https only, and never to private/loopback addresses (SSRF), except in local development.
 WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", DEBUG)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -702,19 +703,49 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
 # --- Batches --------------------------------------------------------------------------------------------------------
 
 
-def dispatch_due_batches(*, now: datetime, enqueue: Callable[[list[Claim]], None], per_task: int | None = None) -> int:
+def dispatch_due_batches(
+    *,
+    now: datetime,
+    enqueue: Callable[[list[Claim]], None],
+    per_task: int | None = None,
+    rounds: int | None = None,
+    budget: float | None = None,
+) -> int:
     """Claim due rows and hand them to `enqueue` (the Celery send task) `per_task` at a time; return how many
-    were handed on. If the broker goes away mid-way, nothing is lost: the rest is handed back."""
+    were handed on. If the broker goes away mid-way, nothing is lost: the rest is handed back.
+
+    A claim that comes back full means more is due: claim again at once, up to `rounds` claims
+    (REMINDERS_CLAIMS_PER_RUN) and for at most `budget` seconds (the dispatch interval), so a burst of due
+    rows (every clinic's 9 a.m. texts) goes out at REMINDERS_BATCH_SIZE x rounds a run instead of
+    REMINDERS_BATCH_SIZE. A run that stops with a full claim says so: the outbox is falling behind."""
     per_task = per_task or settings.REMINDERS_SEND_BATCH_SIZE
-    claims = outbox_claim_due(now=now)
-    for start in range(0, len(claims), per_task):
-        try:
-            enqueue(claims[start : start + per_task])
-        except Exception as exc:
-            released = outbox_release(claims[start:])
-            log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
-            return start
-    return len(claims)
+    limit = settings.REMINDERS_BATCH_SIZE
+    rounds = max(1, rounds or settings.REMINDERS_CLAIMS_PER_RUN)
+    budget = settings.REMINDERS_DISPATCH_INTERVAL_SECONDS if budget is None else budget
+    began = time.monotonic()
+    handed = made = 0
+    while made < rounds:
+        made += 1
+        claims = outbox_claim_due(now=now, limit=limit)
+        for start in range(0, len(claims), per_task):
+            try:
+                enqueue(claims[start : start + per_task])
+            except Exception as exc:
+                released = outbox_release(claims[start:])
+                log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
+                return handed + start
+        handed += len(claims)
+        if len(claims) < limit:
+            return handed
+        if time.monotonic() - began >= budget:
+            break
+    log.warning(
+        "outbox: behind: claimed %d due message(s) in %d claim(s) this run and more may be due "
+        "(raise REMINDERS_BATCH_SIZE or REMINDERS_CLAIMS_PER_RUN, or add workers; docs/reminders.md)",
+        handed,
+        made,
+    )
+    return handed
 
 
 def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:

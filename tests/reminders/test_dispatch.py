@@ -144,6 +144,68 @@ def test_claims_the_broker_could_not_take_are_handed_back(sms_row, now):
     assert (row.status, row.attempts, row.claim_token) == ("pending", 0, None)
 
 
+@pytest.fixture
+def twelve_due(clinic, practitioner, now):
+    """Six bookings of six patients: twelve confirmations (e-mail and SMS) due now."""
+    from tests.factories import PatientFactory
+
+    for hour in range(10, 16):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["email", "sms"], sms_consent=True)
+        book(patient, "botox", london(2026, 3, 4, hour), now)
+    due = set(OutboxMessage.objects.filter(due_at__lte=now).values_list("pk", flat=True))
+    assert len(due) == 12
+    return due
+
+
+def _handed(now, **kwargs) -> tuple[int, list]:
+    tasks: list[list] = []
+    return dispatch.dispatch_due_batches(now=now, enqueue=tasks.append, **kwargs), tasks
+
+
+def test_a_full_claim_is_followed_by_another_in_the_same_run(twelve_due, settings, now, caplog):
+    settings.REMINDERS_BATCH_SIZE = 5
+    count, tasks = _handed(now, per_task=5, rounds=10, budget=60)
+
+    assert count == 12
+    assert [len(task) for task in tasks] == [5, 5, 2]  # three claims: full, full, the rest
+    assert {c.message_id for task in tasks for c in task} == twelve_due
+    assert not OutboxMessage.objects.filter(status="pending", due_at__lte=now).exists()
+    assert "behind" not in caplog.text
+
+
+def test_a_run_that_stops_with_more_due_says_the_outbox_is_behind(twelve_due, settings, now, caplog):
+    settings.REMINDERS_BATCH_SIZE = 5
+    count, tasks = _handed(now, per_task=5, rounds=2, budget=60)
+
+    assert count == 10
+    assert OutboxMessage.objects.filter(status="pending", due_at__lte=now).count() == 2  # the next run's
+    assert "outbox: behind: claimed 10 due message(s) in 2 claim(s) this run and more may be due" in caplog.text
+
+
+def test_a_run_claims_again_only_within_its_time_budget(twelve_due, settings, now, caplog):
+    settings.REMINDERS_BATCH_SIZE = 5
+    count, _ = _handed(now, per_task=5, rounds=10, budget=0)
+
+    assert count == 5  # one claim: the budget was spent
+    assert "in 1 claim(s) this run and more may be due" in caplog.text
+
+
+def test_a_broker_lost_in_a_later_claim_hands_back_that_claims_rows_only(twelve_due, settings, now):
+    settings.REMINDERS_BATCH_SIZE = 5
+    tasks: list[list] = []
+
+    def enqueue(batch):
+        if len(tasks) == 1:
+            raise ConnectionError("Redis is down")
+        tasks.append(batch)
+
+    assert dispatch.dispatch_due_batches(now=now, enqueue=enqueue, per_task=5, rounds=10, budget=60) == 5
+    sent_on = {c.message_id for c in tasks[0]}
+    statuses = dict(OutboxMessage.objects.filter(pk__in=twelve_due).values_list("pk", "status"))
+    assert {pk for pk, status in statuses.items() if status == "sending"} == sent_on
+    assert sum(status == "pending" for status in statuses.values()) == 7  # the second claim's 5 and the 2 unclaimed
+
+
 def test_held_rows_are_never_claimed(patient, practitioner, now):
     from tests.factories import PatientConditionFactory
 
