@@ -210,7 +210,11 @@ def lock_live_patient(patient_id) -> Patient:
     """The patient's row, locked (as every booking and record change locks it first); a record merged
     into another meanwhile is refused: nothing may be added to a tombstone (clinic.merging)."""
     pk = parse_uuid(patient_id)
-    found = instances(_LOCK_PATIENT.rows(pk), Patient, "clinic") if pk else []
+    return live_patient(instances(_LOCK_PATIENT.rows(pk), Patient, "clinic") if pk else [])
+
+
+def live_patient(found: list[Patient]) -> Patient:
+    """The one patient a lock found, refused when missing or merged away while the lock was awaited."""
     if not found:
         raise Patient.DoesNotExist("Patient matching query does not exist.")
     patient = found[0]

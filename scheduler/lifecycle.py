@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models.expressions import RawSQL
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient
-from clinic.services import lock_live_patient
-from core.compiled import insert_rows
+from clinic.services import live_patient, lock_live_patient
+from core.compiled import CompiledQuery, columns, insert_rows, instances
 from core.errors import ErrorCode, InvalidTransition, NotFound
 from core.ids import parse_uuid
-from scheduler import notifications
+from scheduler import notifications, versioned
 
 Status = AppointmentStatus
 Action = AuditAction
@@ -128,9 +129,29 @@ class Change:
     save: Callable[[Callable[[], None]], None] | None = None
 
 
+# The patient's lock and the configuration version in one statement (core.compiled), for a service call whose
+# snapshot has not read the version yet (a booking, a reschedule): one round trip fewer. The version is what
+# the read it replaces would have seen (the statement's snapshot is taken before any wait for the row: an edit
+# committed during that wait is the next call's, as it was).
+_LOCK_PATIENT_WITH_VERSION = CompiledQuery(
+    lambda pk: (
+        Patient.objects.select_for_update(of=("self",))
+        .filter(pk=pk)
+        .annotate(config_version=RawSQL(versioned.VERSION_SUBQUERY, ()))
+        .values_list(*columns(Patient, "clinic"), "config_version")
+    )
+)
+
+
 def lock_patient(patient_id) -> Patient:
     """Locked; a record merged away meanwhile is refused (a 400 `patient_merged`), so nothing is booked on it."""
-    return lock_live_patient(patient_id)
+    if not versioned.wants_version():
+        return lock_live_patient(patient_id)
+    pk = parse_uuid(patient_id)
+    rows = _LOCK_PATIENT_WITH_VERSION.rows(pk) if pk else []
+    if rows:
+        versioned.offer(rows[0][-1])
+    return live_patient(instances([row[:-1] for row in rows], Patient, "clinic"))
 
 
 def lock_appointment(appointment_id) -> Appointment:

@@ -5,8 +5,9 @@ list change rarely but are read on every booking or send. `cached(name, load)` k
 process under the current `ConfigVersion.value`, which database triggers raise on every write to
 those tables (ORM, admin, bulk update, raw SQL alike; migrations reminders 0005 and 0009).
 Learning the version is one indexed read, done once per service call (`snapshot`: a booking, a
-batch of sends) and shared by everything that call reads; every call that starts after an edit
-commits uses the edited copy. When the row is missing (a test database flushed between tests)
+batch of sends) and shared by everything that call reads: by the first `cached` read, or inside a
+statement the call runs anyway (a booking's patient lock, `offer`); every call that starts after an
+edit commits uses the edited copy. When the row is missing (a test database flushed between tests)
 nothing is cached.
 """
 
@@ -24,10 +25,13 @@ from django.db import connection
 T = TypeVar("T")
 
 _UNSET = object()
+_PENDING = object()  # inside a snapshot whose version nobody has read yet
 _lock = threading.Lock()
 _copies: dict[str, tuple[int, object]] = {}
 _snapshot: ContextVar[object] = ContextVar("config_version", default=_UNSET)
 _SQL = "SELECT value FROM scheduler_configversion WHERE id = 1"
+# The same read as a subquery, for a statement that learns the version on its way (`offer`).
+VERSION_SUBQUERY = f"({_SQL})"
 
 
 def current_version() -> int | None:
@@ -39,11 +43,12 @@ def current_version() -> int | None:
 
 @contextmanager
 def snapshot() -> Iterator[None]:
-    """Read the version once for everything inside (nested snapshots share the outer one)."""
+    """One version for everything inside (nested snapshots share the outer one), read when first needed: by
+    `cached`, or offered by a statement that read it anyway (a booking's patient lock, `offer`)."""
     if _snapshot.get() is not _UNSET:
         yield
         return
-    token = _snapshot.set(current_version())
+    token = _snapshot.set(_PENDING)
     try:
         yield
     finally:
@@ -59,10 +64,24 @@ def within_snapshot(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def wants_version() -> bool:
+    """Inside a snapshot whose version is not known yet: a statement about to run may read it (`offer`)."""
+    return _snapshot.get() is _PENDING
+
+
+def offer(version: int | None) -> None:
+    """The version, read by a statement of the caller's, for the snapshot that has not read it yet."""
+    if _snapshot.get() is _PENDING:
+        _snapshot.set(version)
+
+
 def cached(name: str, load: Callable[[], T]) -> T:
     version = _snapshot.get()
     if version is _UNSET:
         version = current_version()
+    elif version is _PENDING:
+        version = current_version()
+        _snapshot.set(version)  # until the snapshot ends
     if version is None:
         return load()
     with _lock:

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from scheduler import selectors, versioned
 from scheduler.booking import Actor, UnableToBook, appointment_book
@@ -34,14 +35,39 @@ def botox_to_microneedling():
     return IntervalRule.objects.filter(earlier_procedure_id="botox", later_procedure_id="microneedling")
 
 
-def test_an_accepted_booking_takes_at_most_8_statements(patient, now, django_assert_max_num_queries):
-    # 8: the version, the patient and practitioner locks, the timeline and the practitioners' calendars (one
-    # statement each), the appointment, its audit row and the recall a booking closes (plans.recalls); inside the
-    # caller's transaction (here the test's) with no savepoint. The webhook endpoints are kept with the rule book
-    # under the one version read (reminders.services._subscriptions), so they cost nothing here.
+def test_an_accepted_booking_takes_at_most_7_statements(patient, now, django_assert_max_num_queries):
+    # 7: the patient lock (which reads the version in the same statement), the practitioner lock, the timeline
+    # and the practitioners' calendars (one statement each), the appointment, its audit row and the recall a
+    # booking closes (plans.recalls); inside the caller's transaction (here the test's) with no savepoint. The
+    # webhook endpoints are kept with the rule book under the one version read
+    # (reminders.services._subscriptions), so they cost nothing here.
     book(patient, "botox", local(9), now)  # the first booking of a process loads the copies
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         book(patient, "filler", local(10), now)
+
+
+def test_the_version_is_read_by_the_patient_lock_not_before_it(patient, now):
+    book(patient, "botox", local(9), now)
+    with CaptureQueriesContext(connection) as queries:
+        book(patient, "filler", local(10), now)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not any(sql.startswith("SELECT value FROM scheduler_configversion") for sql in statements)
+    [lock] = [sql for sql in statements if "scheduler_configversion" in sql]
+    assert lock.startswith('SELECT "clinic_patient"."id"') and "clinic_patient" in lock
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE OF" in lock
+
+
+def test_a_snapshot_keeps_the_first_version_offered(patient, now):
+    book(patient, "botox", local(9), now)
+    with versioned.snapshot():
+        assert versioned.wants_version()
+        versioned.offer(12345)
+        assert not versioned.wants_version()
+        versioned.offer(67890)  # a second offer changes nothing: one version for the whole call
+        assert versioned.cached("probe", lambda: "loaded") == "loaded"
+        assert versioned.cached("probe", lambda: "again") == "loaded"  # kept under 12345
+    assert not versioned.wants_version()
 
 
 def test_naming_the_practitioner_costs_no_more(patient, now, django_assert_max_num_queries):
@@ -49,7 +75,7 @@ def test_naming_the_practitioner_costs_no_more(patient, now, django_assert_max_n
     # and locked in one query.
     dr_a = patient.clinic.practitioners.get()
     book(patient, "botox", local(9), now)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         appointment_book(
             patient=patient,
             procedure_code="filler",
@@ -65,9 +91,9 @@ def test_another_organisations_copy_is_loaded_once_then_costs_nothing(patient, n
     elsewhere = PatientFactory(clinic=ClinicFactory(code="elsewhere", timezone="Europe/London"))
     PractitionerFactory(clinic=elsewhere.clinic, name="Dr B")
     book(elsewhere, "botox", local(9), now)  # loads organisation B's rule book
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         book(elsewhere, "filler", local(10), now)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         book(patient, "plasma_pen", local(11), now)  # A's copy is still good
 
 
