@@ -1,10 +1,12 @@
 """Database checks: the planner's statistics that the hot reads depend on.
 
-Run with `manage.py check --database default` (Django runs database checks only when asked). A booking's
-calendar read has two GiST indexes that could answer it, the patients' and the practitioners'; with the
-statistics PostgreSQL made of an empty appointments table it took the patients' and read every booking of
-that day to find one practitioner's, which made a booking cost 2-3 times the database CPU (docs/scaling.md).
-Autovacuum keeps the statistics current; these checks say when nothing does.
+Run by `manage.py check --database default`, and by `migrate` (Django runs database checks only with a
+database named; tests skip them). A booking's calendar read has two GiST indexes that could answer it, the
+patients' and the practitioners'; with the statistics PostgreSQL made of an empty appointments table it took
+the patients' and read every booking of that day to find one practitioner's, which made a booking cost 2-3
+times the database CPU (docs/scaling.md). Autovacuum keeps the statistics current; these checks say when
+nothing does. They read PostgreSQL's activity statistics, which a crash, a failover or `pg_stat_reset` empty:
+after one, a stale table goes unnamed until it changes again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ STALE_SHARE = 0.2
 _STATS_SQL = """
     SELECT s.relname, c.reltuples, s.n_mod_since_analyze, s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
     FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-    WHERE s.schemaname = current_schema()
+    WHERE s.schemaname = ANY (current_schemas(false))
     ORDER BY s.relname
 """
 
@@ -31,7 +33,7 @@ _STATS_SQL = """
 @dataclass(frozen=True)
 class TableStats:
     name: str
-    rows_counted: float  # pg_class.reltuples at the last ANALYZE; -1 when never analysed
+    rows_counted: float  # pg_class.reltuples as the last ANALYZE (or VACUUM) left it; -1 when never counted
     changed_since: int  # rows inserted, updated or deleted since
     never_analysed: bool
 
@@ -47,7 +49,8 @@ def findings(*, autovacuum: bool, tables: list[TableStats], alias: str = "defaul
     if not autovacuum:
         found.append(
             Warning(
-                f"PostgreSQL ({alias}) runs without autovacuum: nothing keeps the planner's statistics current.",
+                f"PostgreSQL ({alias}) runs without autovacuum (or without track_counts, which it needs): "
+                "nothing keeps the planner's statistics current.",
                 hint="Turn autovacuum on, or schedule ANALYZE (docs/scaling.md); without statistics the "
                 "booking's calendar read can take the wrong index.",
                 id="core.W001",
@@ -76,7 +79,7 @@ def planner_statistics(app_configs=None, databases=None, **kwargs) -> list[Warni
         if connection.vendor != "postgresql":
             continue
         with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('autovacuum') = 'on'")
+            cursor.execute("SELECT current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'")
             autovacuum = cursor.fetchone()[0]
             cursor.execute(_STATS_SQL)
             tables = [TableStats(name, float(rows), int(changed), never) for name, rows, changed, never in cursor]

@@ -93,12 +93,22 @@ def backoff(attempts: int) -> timedelta:
 # --- Claim ---------------------------------------------------------------------------------------------------
 
 
+def _due(now: datetime) -> Q:
+    """Rows a claim takes: due and pending, or claimed by a sender whose lease ran out."""
+    return Q(status=OutboxStatus.PENDING, due_at__lte=now) | Q(status=OutboxStatus.SENDING, claimed_until__lt=now)
+
+
 def outbox_claim_due(*, now: datetime, limit: int | None = None, lease: timedelta | None = None) -> list[Claim]:
     """Claim up to `limit` due rows (and rows whose previous claim's lease ran out)."""
+    return _claim_due(now=now, limit=limit, lease=lease)[0]
+
+
+def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = None) -> tuple[list[Claim], int]:
+    """The claims, and how many rows the claim found (rows given up on are found but not claimed)."""
     limit = limit or settings.REMINDERS_BATCH_SIZE
     lease = lease or timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
     token = uuid.uuid4()
-    due = Q(status=OutboxStatus.PENDING, due_at__lte=now) | Q(status=OutboxStatus.SENDING, claimed_until__lt=now)
+    due = _due(now)
     with transaction.atomic():
         rows = list(
             OutboxMessage.objects.select_for_update(**_skip_locked())
@@ -132,7 +142,7 @@ def outbox_claim_due(*, now: datetime, limit: int | None = None, lease: timedelt
             OutboxMessage.objects.filter(pk__in=ids).update(
                 status=OutboxStatus.SENDING, claim_token=token, claimed_until=now + lease, attempts=F("attempts") + 1
             )
-    return [Claim(pk, token) for pk in ids]
+    return [Claim(pk, token) for pk in ids], len(rows)
 
 
 def outbox_release(claims: list[Claim]) -> int:
@@ -714,19 +724,21 @@ def dispatch_due_batches(
     """Claim due rows and hand them to `enqueue` (the Celery send task) `per_task` at a time; return how many
     were handed on. If the broker goes away mid-way, nothing is lost: the rest is handed back.
 
-    A claim that comes back full means more is due: claim again at once, up to `rounds` claims
-    (REMINDERS_CLAIMS_PER_RUN) and for at most `budget` seconds (the dispatch interval), so a burst of due
-    rows (every clinic's 9 a.m. texts) goes out at REMINDERS_BATCH_SIZE x rounds a run instead of
-    REMINDERS_BATCH_SIZE. A run that stops with a full claim says so: the outbox is falling behind."""
+    A claim that comes back full means more may be due: claim again at once, up to `rounds` claims
+    (REMINDERS_CLAIMS_PER_RUN) within `budget` seconds (the dispatch interval), while fewer than
+    REMINDERS_MAX_IN_FLIGHT rows are claimed and not yet sent: a burst (every clinic's 9 a.m. texts) goes as
+    fast as the workers send it, and claimed rows never wait in the broker long enough to outlive their
+    lease. A run that stops with rows still due says so: the outbox is falling behind."""
     per_task = per_task or settings.REMINDERS_SEND_BATCH_SIZE
     limit = settings.REMINDERS_BATCH_SIZE
-    rounds = max(1, rounds or settings.REMINDERS_CLAIMS_PER_RUN)
+    rounds = max(1, settings.REMINDERS_CLAIMS_PER_RUN if rounds is None else rounds)
     budget = settings.REMINDERS_DISPATCH_INTERVAL_SECONDS if budget is None else budget
     began = time.monotonic()
     handed = made = 0
-    while made < rounds:
+    in_flight = None
+    while True:
         made += 1
-        claims = outbox_claim_due(now=now, limit=limit)
+        claims, found = _claim_due(now=now, limit=limit)
         for start in range(0, len(claims), per_task):
             try:
                 enqueue(claims[start : start + per_task])
@@ -735,16 +747,22 @@ def dispatch_due_batches(
                 log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
                 return handed + start
         handed += len(claims)
-        if len(claims) < limit:
-            return handed
-        if time.monotonic() - began >= budget:
+        if found < limit:
+            return handed  # nothing more was due
+        if made >= rounds or time.monotonic() - began >= budget:
             break
-    log.warning(
-        "outbox: behind: claimed %d due message(s) in %d claim(s) this run and more may be due "
-        "(raise REMINDERS_BATCH_SIZE or REMINDERS_CLAIMS_PER_RUN, or add workers; docs/reminders.md)",
-        handed,
-        made,
-    )
+        in_flight = OutboxMessage.objects.filter(status=OutboxStatus.SENDING).count()
+        if in_flight >= settings.REMINDERS_MAX_IN_FLIGHT:
+            break  # the workers have enough to send: claiming more would only queue it in the broker
+    if OutboxMessage.objects.filter(_due(now)).exists():
+        log.warning(
+            "outbox: behind: claimed %d due message(s) in %d claim(s) this run (%s in flight) and more are due; "
+            "raise REMINDERS_BATCH_SIZE or REMINDERS_CLAIMS_PER_RUN, or add workers if the messages in flight "
+            "stay near REMINDERS_MAX_IN_FLIGHT (docs/reminders.md)",
+            handed,
+            made,
+            "?" if in_flight is None else in_flight,
+        )
     return handed
 
 

@@ -173,13 +173,25 @@ def test_a_full_claim_is_followed_by_another_in_the_same_run(twelve_due, setting
     assert "behind" not in caplog.text
 
 
+@pytest.mark.parametrize("batch, rounds", [(6, 10), (6, 2)])
+def test_a_run_that_claims_exactly_what_is_due_is_not_behind(twelve_due, settings, now, caplog, batch, rounds):
+    settings.REMINDERS_BATCH_SIZE = batch
+    count, tasks = _handed(now, per_task=batch, rounds=rounds, budget=60)
+
+    assert count == 12
+    assert [len(task) for task in tasks] == [6, 6]
+    assert "behind" not in caplog.text
+
+
 def test_a_run_that_stops_with_more_due_says_the_outbox_is_behind(twelve_due, settings, now, caplog):
     settings.REMINDERS_BATCH_SIZE = 5
     count, tasks = _handed(now, per_task=5, rounds=2, budget=60)
 
     assert count == 10
     assert OutboxMessage.objects.filter(status="pending", due_at__lte=now).count() == 2  # the next run's
-    assert "outbox: behind: claimed 10 due message(s) in 2 claim(s) this run and more may be due" in caplog.text
+    assert "outbox: behind: claimed 10 due message(s) in 2 claim(s) this run (5 in flight) and more are due" in (
+        caplog.text
+    )
 
 
 def test_a_run_claims_again_only_within_its_time_budget(twelve_due, settings, now, caplog):
@@ -187,7 +199,21 @@ def test_a_run_claims_again_only_within_its_time_budget(twelve_due, settings, no
     count, _ = _handed(now, per_task=5, rounds=10, budget=0)
 
     assert count == 5  # one claim: the budget was spent
-    assert "in 1 claim(s) this run and more may be due" in caplog.text
+    assert "in 1 claim(s) this run (? in flight) and more are due" in caplog.text
+
+
+def test_a_run_stops_claiming_while_the_workers_have_enough_in_flight(twelve_due, settings, now, caplog):
+    """Claimed rows the workers have not sent yet wait in the broker: past REMINDERS_MAX_IN_FLIGHT the run
+    leaves the rest for the next one, so no claim queues long enough to outlive its lease."""
+    settings.REMINDERS_BATCH_SIZE = 5
+    settings.REMINDERS_MAX_IN_FLIGHT = 5
+    count, _ = _handed(now, per_task=5, rounds=10, budget=60)
+
+    assert count == 5
+    assert "(5 in flight) and more are due" in caplog.text
+    settings.REMINDERS_MAX_IN_FLIGHT = 10
+    OutboxMessage.objects.filter(status="sending").update(status="sent")  # the workers sent them
+    assert _handed(now, per_task=5, rounds=10, budget=60)[0] == 7  # the rest: 5, then 2
 
 
 def test_a_broker_lost_in_a_later_claim_hands_back_that_claims_rows_only(twelve_due, settings, now):
@@ -201,9 +227,11 @@ def test_a_broker_lost_in_a_later_claim_hands_back_that_claims_rows_only(twelve_
 
     assert dispatch.dispatch_due_batches(now=now, enqueue=enqueue, per_task=5, rounds=10, budget=60) == 5
     sent_on = {c.message_id for c in tasks[0]}
-    statuses = dict(OutboxMessage.objects.filter(pk__in=twelve_due).values_list("pk", "status"))
-    assert {pk for pk, status in statuses.items() if status == "sending"} == sent_on
-    assert sum(status == "pending" for status in statuses.values()) == 7  # the second claim's 5 and the 2 unclaimed
+    rows = OutboxMessage.objects.filter(pk__in=twelve_due)
+    assert set(rows.filter(status="sending").values_list("pk", flat=True)) == sent_on
+    handed_back = rows.filter(status="pending")
+    assert handed_back.count() == 7  # the second claim's 5 and the 2 unclaimed
+    assert set(handed_back.values_list("attempts", "claim_token")) == {(0, None)}
 
 
 def test_held_rows_are_never_claimed(patient, practitioner, now):
