@@ -428,9 +428,9 @@ REMINDERS_SEND_BATCH_SIZE = int(os.environ.get("REMINDERS_SEND_BATCH_SIZE", "20"
 # How often beat claims due rows: also the ceiling on latency; a claim of nothing due is one indexed query.
 REMINDERS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("REMINDERS_DISPATCH_INTERVAL_SECONDS", "1"))
 # A beat run whose claim comes back full claims again at once, up to this many claims within the interval
-# (REMINDERS_BATCH_SIZE x REMINDERS_CLAIMS_PER_RUN a run: 1,000 a second by default), while fewer than
-# REMINDERS_MAX_IN_FLIGHT rows are claimed and unsent: beyond that the workers are the limit, and more claims
-# would only wait in the broker (a claim must be sent within its lease).
+# (REMINDERS_BATCH_SIZE x REMINDERS_CLAIMS_PER_RUN a run: 1,000 a second by default). No claim takes more
+# than REMINDERS_MAX_IN_FLIGHT less the rows claimed and unsent: beyond that the workers are the limit, and
+# more claims would only wait in the broker. Keep it below what the workers send within the claim lease.
 REMINDERS_CLAIMS_PER_RUN = int(os.environ.get("REMINDERS_CLAIMS_PER_RUN", "10"))
 REMINDERS_MAX_IN_FLIGHT = int(os.environ.get("REMINDERS_MAX_IN_FLIGHT", "1000"))
 

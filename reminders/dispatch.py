@@ -713,6 +713,11 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
 # --- Batches --------------------------------------------------------------------------------------------------------
 
 
+def _in_flight(now: datetime) -> int:
+    """Rows claimed and not yet sent, their lease still running (a lapsed claim is due again, not in flight)."""
+    return OutboxMessage.objects.filter(status=OutboxStatus.SENDING, claimed_until__gte=now).count()
+
+
 def dispatch_due_batches(
     *,
     now: datetime,
@@ -724,21 +729,22 @@ def dispatch_due_batches(
     """Claim due rows and hand them to `enqueue` (the Celery send task) `per_task` at a time; return how many
     were handed on. If the broker goes away mid-way, nothing is lost: the rest is handed back.
 
-    A claim that comes back full means more may be due: claim again at once, up to `rounds` claims
-    (REMINDERS_CLAIMS_PER_RUN) within `budget` seconds (the dispatch interval), while fewer than
-    REMINDERS_MAX_IN_FLIGHT rows are claimed and not yet sent: a burst (every clinic's 9 a.m. texts) goes as
-    fast as the workers send it, and claimed rows never wait in the broker long enough to outlive their
-    lease. A run that stops with rows still due says so: the outbox is falling behind."""
+    No claim takes more than REMINDERS_MAX_IN_FLIGHT less the rows already claimed and unsent: past that the
+    workers are the limit, and more claims would only wait in the broker, where a claim must not outlive its
+    lease. A claim that comes back full means more may be due: claim again at once, up to `rounds` claims
+    (REMINDERS_CLAIMS_PER_RUN) within `budget` seconds (the dispatch interval), so a burst (every clinic's
+    9 a.m. texts) goes as fast as the workers send it. A run that stops with rows still due says so, with how
+    many are in flight: the outbox is falling behind."""
     per_task = per_task or settings.REMINDERS_SEND_BATCH_SIZE
     limit = settings.REMINDERS_BATCH_SIZE
     rounds = max(1, settings.REMINDERS_CLAIMS_PER_RUN if rounds is None else rounds)
     budget = settings.REMINDERS_DISPATCH_INTERVAL_SECONDS if budget is None else budget
     began = time.monotonic()
     handed = made = 0
-    in_flight = None
-    while True:
+    while (room := settings.REMINDERS_MAX_IN_FLIGHT - _in_flight(now)) > 0:
         made += 1
-        claims, found = _claim_due(now=now, limit=limit)
+        wanted = min(limit, room)
+        claims, found = _claim_due(now=now, limit=wanted)
         for start in range(0, len(claims), per_task):
             try:
                 enqueue(claims[start : start + per_task])
@@ -747,21 +753,18 @@ def dispatch_due_batches(
                 log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
                 return handed + start
         handed += len(claims)
-        if found < limit:
+        if found < wanted:
             return handed  # nothing more was due
         if made >= rounds or time.monotonic() - began >= budget:
             break
-        in_flight = OutboxMessage.objects.filter(status=OutboxStatus.SENDING).count()
-        if in_flight >= settings.REMINDERS_MAX_IN_FLIGHT:
-            break  # the workers have enough to send: claiming more would only queue it in the broker
     if OutboxMessage.objects.filter(_due(now)).exists():
         log.warning(
-            "outbox: behind: claimed %d due message(s) in %d claim(s) this run (%s in flight) and more are due; "
-            "raise REMINDERS_BATCH_SIZE or REMINDERS_CLAIMS_PER_RUN, or add workers if the messages in flight "
-            "stay near REMINDERS_MAX_IN_FLIGHT (docs/reminders.md)",
+            "outbox: behind: claimed %d due message(s) in %d claim(s) this run (%d in flight) and more are due; "
+            "raise REMINDERS_BATCH_SIZE or REMINDERS_CLAIMS_PER_RUN when few are in flight, or add workers when "
+            "many are (docs/reminders.md)",
             handed,
             made,
-            "?" if in_flight is None else in_flight,
+            _in_flight(now),
         )
     return handed
 

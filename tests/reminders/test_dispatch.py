@@ -189,7 +189,7 @@ def test_a_run_that_stops_with_more_due_says_the_outbox_is_behind(twelve_due, se
 
     assert count == 10
     assert OutboxMessage.objects.filter(status="pending", due_at__lte=now).count() == 2  # the next run's
-    assert "outbox: behind: claimed 10 due message(s) in 2 claim(s) this run (5 in flight) and more are due" in (
+    assert "outbox: behind: claimed 10 due message(s) in 2 claim(s) this run (10 in flight) and more are due" in (
         caplog.text
     )
 
@@ -199,7 +199,7 @@ def test_a_run_claims_again_only_within_its_time_budget(twelve_due, settings, no
     count, _ = _handed(now, per_task=5, rounds=10, budget=0)
 
     assert count == 5  # one claim: the budget was spent
-    assert "in 1 claim(s) this run (? in flight) and more are due" in caplog.text
+    assert "in 1 claim(s) this run (5 in flight) and more are due" in caplog.text
 
 
 def test_a_run_stops_claiming_while_the_workers_have_enough_in_flight(twelve_due, settings, now, caplog):
@@ -214,6 +214,35 @@ def test_a_run_stops_claiming_while_the_workers_have_enough_in_flight(twelve_due
     settings.REMINDERS_MAX_IN_FLIGHT = 10
     OutboxMessage.objects.filter(status="sending").update(status="sent")  # the workers sent them
     assert _handed(now, per_task=5, rounds=10, budget=60)[0] == 7  # the rest: 5, then 2
+
+
+def test_a_claim_takes_no_more_than_the_room_left_in_flight(twelve_due, settings, now, caplog):
+    settings.REMINDERS_BATCH_SIZE = 5
+    settings.REMINDERS_MAX_IN_FLIGHT = 7
+    assert len(outbox_claim_due(now=now, limit=3)) == 3  # claimed by an earlier run, not sent yet
+
+    count, tasks = _handed(now, per_task=5, rounds=10, budget=60)
+
+    assert count == 4 and [len(task) for task in tasks] == [4]
+    assert "(7 in flight) and more are due" in caplog.text
+
+
+def test_a_run_with_no_room_in_flight_claims_nothing(twelve_due, settings, now):
+    settings.REMINDERS_MAX_IN_FLIGHT = 3
+    outbox_claim_due(now=now, limit=3)
+    assert _handed(now, per_task=5, rounds=10, budget=60) == (0, [])
+
+
+def test_a_claim_whose_lease_ran_out_is_not_in_flight(twelve_due, settings, now):
+    """A worker died holding them: they are due again, and must not keep the room taken."""
+    settings.REMINDERS_BATCH_SIZE = 5
+    settings.REMINDERS_MAX_IN_FLIGHT = 5
+    outbox_claim_due(now=now, limit=5)
+    OutboxMessage.objects.filter(status="sending").update(claimed_until=now - timedelta(seconds=1))
+
+    count, _ = _handed(now, per_task=5, rounds=10, budget=60)
+
+    assert count == 5  # taken again (as in doubt), not blocked by their lapsed claims
 
 
 def test_a_broker_lost_in_a_later_claim_hands_back_that_claims_rows_only(twelve_due, settings, now):
