@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from reminders.models import Channel, OutboxMessage, OutboxStatus
 
@@ -54,5 +54,10 @@ def outbox_summary(
             ]
         ),
         "held": rows.filter(status=OutboxStatus.HELD).count(),
+        # The dispatcher's back-pressure (dispatch.dispatch_due_batches): what the workers hold, and what waits.
+        "in_flight": rows.filter(status=OutboxStatus.SENDING, claimed_until__gte=now).count(),
+        "waiting": rows.filter(status=OutboxStatus.PENDING, due_at__lte=now).aggregate(
+            n=Count("id"), oldest=Min("due_at")
+        ),
         "failed": list(rows.filter(status=OutboxStatus.FAILED).order_by("-updated_at")[:limit]),
     }

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from clinic.models import ApiClient
 from reminders.channels import webhook_url_problem
+from reminders.dispatch import outbox_claim_due
 from reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
 from tests.reminders.conftest import book, london
 
@@ -54,8 +55,23 @@ def test_reminders_status_shows_counts_due_and_failed(patient, practitioner, now
     assert "  failed     sms: 1\n" in out
     assert "Overdue (pending or claimed, past due):\n  2026-03-02 09:00 london     confirmation" in out
     assert "Due in the next 24 h:\n  (none)" in out
+    assert "Claimed, not yet sent: 0 (a claim takes at most REMINDERS_MAX_IN_FLIGHT 1000 less these)\n" in out
+    assert "Due, waiting for a claim: 2, the oldest due 1 min ago\n" in out
     assert "pre_care                 sms      failed" in out
     assert "      gave up after 6 attempts; last error: provider answered 503" in out
+
+
+def test_reminders_status_shows_what_the_workers_hold_and_how_late_the_rest_is(patient, practitioner, now):
+    book(patient, "microneedling", WEDNESDAY_10, now)
+    outbox_claim_due(now=now, limit=1, lease=timedelta(hours=1))  # handed to a worker, not sent yet
+    with time_machine.travel(now + timedelta(minutes=7), tick=False):
+        out = run("reminders_status")
+
+    assert "Claimed, not yet sent: 1 " in out
+    assert "Due, waiting for a claim: 1, the oldest due 7 min ago (the dispatcher is behind, or not running)\n" in out
+    with time_machine.travel(now + timedelta(minutes=7), tick=False):
+        outbox_claim_due(now=now + timedelta(minutes=7))
+        assert "Due, waiting for a claim: 0\n" in run("reminders_status")
 
 
 def test_add_webhook_endpoint_prints_the_secret_last(settings, clinic):

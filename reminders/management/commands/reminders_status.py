@@ -1,5 +1,6 @@
 """Show the outbox: counts by status and channel, what is overdue or due soon, what failed."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -28,8 +29,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from datetime import timedelta
 
+        summary_now = timezone.now()
         summary = selectors.outbox_summary(
-            now=timezone.now(),
+            now=summary_now,
             clinic_code=options["clinic"],
             horizon=timedelta(hours=options["hours"]),
             limit=options["limit"],
@@ -40,6 +42,19 @@ class Command(BaseCommand):
         for status, by_channel in sorted(summary["counts"].items()):
             self.stdout.write(f"  {status:<10} " + ", ".join(f"{c}: {n}" for c, n in sorted(by_channel.items())))
         self.stdout.write(f"Held until clearance: {summary['held']}")
+        self.stdout.write(
+            f"Claimed, not yet sent: {summary['in_flight']} (a claim takes at most REMINDERS_MAX_IN_FLIGHT "
+            f"{settings.REMINDERS_MAX_IN_FLIGHT} less these)"
+        )
+        waiting = summary["waiting"]
+        if waiting["n"]:
+            late = int((summary_now - waiting["oldest"]).total_seconds() // 60)
+            self.stdout.write(
+                f"Due, waiting for a claim: {waiting['n']}, the oldest due {late} min ago"
+                + (" (the dispatcher is behind, or not running)" if late >= 5 else "")
+            )
+        else:
+            self.stdout.write("Due, waiting for a claim: 0")
         for title, key in (
             ("Overdue (pending or claimed, past due):", "overdue"),
             (f"Due in the next {options['hours']} h:", "due_soon"),
