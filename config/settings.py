@@ -43,6 +43,20 @@ def env_number(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
 
 
+def env_count(name: str, default: int) -> int:
+    """A whole number of at least 1: a count or a limit where 0 would silently stop the work it bounds."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if count < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1, not {count}")
+    return count
+
+
 def proxy_ssl_header(name: str) -> tuple[str, str] | None:
     """`X-Forwarded-Proto: https` (what the proxy in front sets on https requests) as Django wants it."""
     value = os.environ.get(name, "").strip()
@@ -431,8 +445,8 @@ REMINDERS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("REMINDERS_DISPATCH_I
 # (REMINDERS_BATCH_SIZE x REMINDERS_CLAIMS_PER_RUN a run: 1,000 a second by default). No claim takes more
 # than REMINDERS_MAX_IN_FLIGHT less the rows claimed and unsent: beyond that the workers are the limit, and
 # more claims would only wait in the broker. Keep it below what the workers send within the claim lease.
-REMINDERS_CLAIMS_PER_RUN = int(os.environ.get("REMINDERS_CLAIMS_PER_RUN", "10"))
-REMINDERS_MAX_IN_FLIGHT = int(os.environ.get("REMINDERS_MAX_IN_FLIGHT", "1000"))
+REMINDERS_CLAIMS_PER_RUN = env_count("REMINDERS_CLAIMS_PER_RUN", 10)
+REMINDERS_MAX_IN_FLIGHT = env_count("REMINDERS_MAX_IN_FLIGHT", 1000)
 
 # Webhooks: https only, and never to private/loopback addresses (SSRF), except in local development.
 WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", DEBUG)

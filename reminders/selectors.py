@@ -8,6 +8,10 @@ from django.db.models import Count, Min, QuerySet
 
 from reminders.models import Channel, OutboxMessage, OutboxStatus
 
+# A due row still unclaimed this long after it fell due means the dispatcher is behind (or not running): it
+# claims every REMINDERS_DISPATCH_INTERVAL_SECONDS.
+BEHIND_AFTER = timedelta(minutes=5)
+
 
 def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
     """The messages to the patient about one appointment (no webhooks), in the order they are due:
@@ -56,8 +60,13 @@ def outbox_summary(
         "held": rows.filter(status=OutboxStatus.HELD).count(),
         # The dispatcher's back-pressure (dispatch.dispatch_due_batches): what the workers hold, and what waits.
         "in_flight": rows.filter(status=OutboxStatus.SENDING, claimed_until__gte=now).count(),
-        "waiting": rows.filter(status=OutboxStatus.PENDING, due_at__lte=now).aggregate(
-            n=Count("id"), oldest=Min("due_at")
-        ),
+        "waiting": _waiting(rows, now),
         "failed": list(rows.filter(status=OutboxStatus.FAILED).order_by("-updated_at")[:limit]),
     }
+
+
+def _waiting(rows: QuerySet[OutboxMessage], now: datetime) -> dict:
+    """Due rows no claim has taken yet: how many, how long the oldest has waited, and whether that is late."""
+    found = rows.filter(status=OutboxStatus.PENDING, due_at__lte=now).aggregate(n=Count("id"), oldest=Min("due_at"))
+    waited = now - found["oldest"] if found["oldest"] else timedelta(0)
+    return {"count": found["n"], "waited": waited, "behind": waited >= BEHIND_AFTER}

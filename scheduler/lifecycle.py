@@ -144,7 +144,8 @@ _LOCK_PATIENT_WITH_VERSION = CompiledQuery(
 
 
 def lock_patient(patient_id) -> Patient:
-    """Locked; a record merged away meanwhile is refused (a 400 `patient_merged`), so nothing is booked on it."""
+    """Locked; a record merged away meanwhile is refused (a 400 `patient_merged`), so nothing is booked on it.
+    Inside a snapshot that has not read the configuration version yet, the same statement reads it."""
     if not versioned.wants_version():
         return lock_live_patient(patient_id)
     pk = parse_uuid(patient_id)

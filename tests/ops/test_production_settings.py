@@ -129,6 +129,10 @@ def test_session_length_and_https_are_configurable():
         ("DJANGO_SECURE_PROXY_SSL_HEADER", "https", "must look like 'X-Forwarded-Proto: https'"),
         ("DJANGO_SESSION_HOURS", "a day", "DJANGO_SESSION_HOURS must be a number"),
         ("DJANGO_SECURE", "perhaps", "DJANGO_SECURE must be a boolean"),
+        ("REMINDERS_CLAIMS_PER_RUN", "ten", "REMINDERS_CLAIMS_PER_RUN must be a whole number, not 'ten'"),
+        ("REMINDERS_CLAIMS_PER_RUN", "0", "REMINDERS_CLAIMS_PER_RUN must be at least 1, not 0"),
+        ("REMINDERS_MAX_IN_FLIGHT", "-5", "REMINDERS_MAX_IN_FLIGHT must be at least 1, not -5"),
+        ("REMINDERS_MAX_IN_FLIGHT", "1.5", "REMINDERS_MAX_IN_FLIGHT must be a whole number"),
     ],
 )
 def test_a_bad_value_is_a_clear_start_up_error(name, value, message):
@@ -136,3 +140,12 @@ def test_a_bad_value_is_a_clear_start_up_error(name, value, message):
 
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_claims_limits_are_read_from_the_environment():
+    result = settings_value(
+        "[settings.REMINDERS_CLAIMS_PER_RUN, settings.REMINDERS_MAX_IN_FLIGHT]",
+        **{**PRODUCTION_ENV, "REMINDERS_CLAIMS_PER_RUN": "3", "REMINDERS_MAX_IN_FLIGHT": "250"},
+    )
+
+    assert result.stdout.strip() == "[3, 250]", result.stderr

@@ -194,6 +194,11 @@ def test_a_run_that_stops_with_more_due_says_the_outbox_is_behind(twelve_due, se
     )
 
 
+def test_a_run_asked_for_no_rounds_still_claims_once(twelve_due, settings, now):
+    settings.REMINDERS_BATCH_SIZE = 5
+    assert _handed(now, per_task=5, rounds=0, budget=60)[0] == 5
+
+
 def test_a_run_claims_again_only_within_its_time_budget(twelve_due, settings, now, caplog):
     settings.REMINDERS_BATCH_SIZE = 5
     count, _ = _handed(now, per_task=5, rounds=10, budget=0)

@@ -29,9 +29,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from datetime import timedelta
 
-        summary_now = timezone.now()
         summary = selectors.outbox_summary(
-            now=summary_now,
+            now=timezone.now(),
             clinic_code=options["clinic"],
             horizon=timedelta(hours=options["hours"]),
             limit=options["limit"],
@@ -47,11 +46,11 @@ class Command(BaseCommand):
             f"{settings.REMINDERS_MAX_IN_FLIGHT} less these)"
         )
         waiting = summary["waiting"]
-        if waiting["n"]:
-            late = int((summary_now - waiting["oldest"]).total_seconds() // 60)
+        if waiting["count"]:
             self.stdout.write(
-                f"Due, waiting for a claim: {waiting['n']}, the oldest due {late} min ago"
-                + (" (the dispatcher is behind, or not running)" if late >= 5 else "")
+                f"Due, waiting for a claim: {waiting['count']}, the oldest due "
+                f"{int(waiting['waited'].total_seconds() // 60)} min ago"
+                + (" (the dispatcher is behind, or not running)" if waiting["behind"] else "")
             )
         else:
             self.stdout.write("Due, waiting for a claim: 0")
