@@ -5,7 +5,9 @@ what the README's run command uses. Production sets DATABASE_URL (PostgreSQL)
 and REDIS_URL or CELERY_BROKER_URL.
 """
 
+import math
 import os
+from datetime import time
 from pathlib import Path
 
 import dj_database_url
@@ -43,8 +45,9 @@ def env_number(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
 
 
-def env_count(name: str, default: int) -> int:
-    """A whole number of at least 1: a count or a limit where 0 would silently stop the work it bounds."""
+def env_count(name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole number of at least `minimum` (1 unless said): a count or a limit where 0 would silently stop
+    the work it bounds, a period, a port. Anything else stops the service at start, naming the variable."""
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -52,9 +55,33 @@ def env_count(name: str, default: int) -> int:
         count = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-    if count < 1:
-        raise ImproperlyConfigured(f"{name} must be at least 1, not {count}")
+    if count < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {count}")
+    if maximum is not None and count > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {count}")
     return count
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A period in seconds, finite and above 0 (a schedule of 0 s would run without a pause, one of
+    infinity never)."""
+    seconds = env_number(name, default)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ImproperlyConfigured(f"{name} must be a number of seconds above 0, not {os.environ.get(name)!r}")
+    return seconds
+
+
+def env_clock(name: str, default: str) -> str:
+    """A local time of day, HH:MM; checked at start, so a typo cannot fail a booking when a reminder is
+    planned."""
+    value = os.environ.get(name) or default
+    try:
+        clock = time.fromisoformat(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a time of day as HH:MM (e.g. 21:00), not {value!r}") from None
+    if clock.tzinfo is not None:
+        raise ImproperlyConfigured(f"{name} is a local time of the clinic's zone: no offset, not {value!r}")
+    return value
 
 
 def proxy_ssl_header(name: str) -> tuple[str, str] | None:
@@ -173,7 +200,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_max_age=env_count("DATABASE_CONN_MAX_AGE", 60, minimum=0),
         conn_health_checks=True,
     )
 }
@@ -283,9 +310,9 @@ LOGOUT_REDIRECT_URL = "frontdesk:login"
 # Failed sign-ins per username and address (and per address alone) within the
 # window before further attempts are refused; counted in the default cache,
 # which must be shared between workers in production (e.g. Redis).
-FRONTDESK_LOGIN_MAX_FAILURES = int(os.environ.get("FRONTDESK_LOGIN_MAX_FAILURES", "5"))
-FRONTDESK_LOGIN_MAX_FAILURES_PER_IP = int(os.environ.get("FRONTDESK_LOGIN_MAX_FAILURES_PER_IP", "30"))
-FRONTDESK_LOGIN_WINDOW_SECONDS = int(os.environ.get("FRONTDESK_LOGIN_WINDOW_SECONDS", "900"))
+FRONTDESK_LOGIN_MAX_FAILURES = env_count("FRONTDESK_LOGIN_MAX_FAILURES", 5)
+FRONTDESK_LOGIN_MAX_FAILURES_PER_IP = env_count("FRONTDESK_LOGIN_MAX_FAILURES_PER_IP", 30)
+FRONTDESK_LOGIN_WINDOW_SECONDS = env_count("FRONTDESK_LOGIN_WINDOW_SECONDS", 900)
 
 # Celery. No broker set means the embedded default: nothing is sent to a broker
 # and the reminders subsystem dispatches locally.
@@ -303,7 +330,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task unless told to
 # reuse it; a fresh PostgreSQL backend per reminder doubled its cost (docs/benchmarks.md).
 # Connections that are broken or older than CONN_MAX_AGE are still closed (config/celery.py).
-CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "100"))
+CELERY_DB_REUSE_MAX = env_count("CELERY_DB_REUSE_MAX", 100)
 
 # --- Public API (api/; owned by the API) -------------------------------------------
 # Problem details everywhere, JSON only, token or session auth, per-caller throttle.
@@ -328,7 +355,7 @@ REST_FRAMEWORK = {
 # Requests per caller (API client, staff user, or anonymous address) per period: N/s, N/min, N/hour, N/day.
 API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "300/min")
 # A JSON body larger than this is refused with 413 before it is parsed.
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(256 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_count("DATA_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
 # How long an Idempotency-Key's first response is replayed (the contract says 24 h).
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 
@@ -374,7 +401,7 @@ CACHES = cache_settings(os.environ.get("REDIS_URL"))
 # How far ahead the booking services look for the next free slot, and the
 # slot grid they offer (minutes).
 BOOKING_SEARCH_DAYS = 90
-BOOKING_SLOT_STEP_MINUTES = int(os.environ.get("BOOKING_SLOT_STEP_MINUTES", "15"))
+BOOKING_SLOT_STEP_MINUTES = env_count("BOOKING_SLOT_STEP_MINUTES", 15, maximum=24 * 60)
 
 # Benchmarks only (bench/, docs/benchmarks.md): mounts the bare-insert baseline under /bench/. Never in production.
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
@@ -393,7 +420,7 @@ LOGGING = {
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or str(BASE_DIR / "var" / "mail")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_PORT = env_count("EMAIL_PORT", 25, maximum=65535)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
@@ -420,27 +447,27 @@ TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com")
 REMINDERS_PUBLIC_BASE_URL = os.environ.get("REMINDERS_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # No SMS between these local times (clinic zone); pre-care moves earlier, post-care later.
 REMINDERS_SMS_QUIET_HOURS = (
-    os.environ.get("REMINDERS_SMS_QUIET_START", "21:00"),
-    os.environ.get("REMINDERS_SMS_QUIET_END", "08:00"),
+    env_clock("REMINDERS_SMS_QUIET_START", "21:00"),
+    env_clock("REMINDERS_SMS_QUIET_END", "08:00"),
 )
 # A reschedule is told to the patient only after this many minutes, so a change undone at once sends nothing.
-REMINDERS_CHANGE_GRACE_MINUTES = int(os.environ.get("REMINDERS_CHANGE_GRACE_MINUTES", "5"))
+REMINDERS_CHANGE_GRACE_MINUTES = env_count("REMINDERS_CHANGE_GRACE_MINUTES", 5, minimum=0)
 # Delivery attempts per message before it is marked failed; backoff doubles from the base up to the cap.
 # Messages to one patient on one channel due within this many minutes of each other go as one
 # (e.g. the day-before reminder and the pre-care instructions); 0 sends each on its own.
-REMINDERS_MERGE_MINUTES = int(os.environ.get("REMINDERS_MERGE_MINUTES", "10"))
-REMINDERS_MAX_ATTEMPTS = int(os.environ.get("REMINDERS_MAX_ATTEMPTS", "6"))
-REMINDERS_RETRY_BASE_SECONDS = int(os.environ.get("REMINDERS_RETRY_BASE_SECONDS", "60"))
-REMINDERS_RETRY_MAX_SECONDS = int(os.environ.get("REMINDERS_RETRY_MAX_SECONDS", "3600"))
+REMINDERS_MERGE_MINUTES = env_count("REMINDERS_MERGE_MINUTES", 10, minimum=0)
+REMINDERS_MAX_ATTEMPTS = env_count("REMINDERS_MAX_ATTEMPTS", 6)
+REMINDERS_RETRY_BASE_SECONDS = env_count("REMINDERS_RETRY_BASE_SECONDS", 60)
+REMINDERS_RETRY_MAX_SECONDS = env_count("REMINDERS_RETRY_MAX_SECONDS", 3600)
 # A claimed row whose sender has not finished within the lease is claimed again (the sender died).
 # It must exceed the longest send: REMINDERS_SEND_TIMEOUT_SECONDS plus queueing time.
-REMINDERS_CLAIM_LEASE_SECONDS = int(os.environ.get("REMINDERS_CLAIM_LEASE_SECONDS", "300"))
-REMINDERS_SEND_TIMEOUT_SECONDS = int(os.environ.get("REMINDERS_SEND_TIMEOUT_SECONDS", "10"))
-REMINDERS_BATCH_SIZE = int(os.environ.get("REMINDERS_BATCH_SIZE", "100"))
+REMINDERS_CLAIM_LEASE_SECONDS = env_count("REMINDERS_CLAIM_LEASE_SECONDS", 300)
+REMINDERS_SEND_TIMEOUT_SECONDS = env_count("REMINDERS_SEND_TIMEOUT_SECONDS", 10)
+REMINDERS_BATCH_SIZE = env_count("REMINDERS_BATCH_SIZE", 100)
 # Rows per Celery send task (reminders.send_batch): what they read is read once per task.
-REMINDERS_SEND_BATCH_SIZE = int(os.environ.get("REMINDERS_SEND_BATCH_SIZE", "20"))
+REMINDERS_SEND_BATCH_SIZE = env_count("REMINDERS_SEND_BATCH_SIZE", 20)
 # How often beat claims due rows: also the ceiling on latency; a claim of nothing due is one indexed query.
-REMINDERS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("REMINDERS_DISPATCH_INTERVAL_SECONDS", "1"))
+REMINDERS_DISPATCH_INTERVAL_SECONDS = env_seconds("REMINDERS_DISPATCH_INTERVAL_SECONDS", 1)
 # A beat run whose claim comes back full claims again at once, up to this many claims within the interval
 # (REMINDERS_BATCH_SIZE x REMINDERS_CLAIMS_PER_RUN a run: 1,000 a second by default). No claim takes more
 # than REMINDERS_MAX_IN_FLIGHT less the rows claimed and unsent: beyond that the workers are the limit, and
@@ -467,5 +494,5 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # Redis hands an unacknowledged task to another worker after this long. Only short tasks are
 # queued (never far-future ETAs), so an hour is ample; the outbox lease recovers sooner anyway.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_count("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_IGNORE_RESULT = True

@@ -1,0 +1,141 @@
+"""Numbers and times from the environment are checked at start.
+
+A value the service cannot use stops it at start with a message naming the variable, instead of a
+ValueError that names nothing, a dispatcher that silently claims nothing (a batch of 0), a beat with no
+pause between runs (an interval of 0), an availability search that never moves on (a slot step of 0) or a
+booking that fails when its reminders are planned (quiet hours of '9pm'). The settings module is run
+afresh in this process (runpy) with the variable set; the settings Django uses are not touched.
+"""
+
+import runpy
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings import env_clock, env_count, env_seconds
+
+SETTINGS = Path(__file__).resolve().parents[2] / "config" / "settings.py"
+
+
+def load(monkeypatch, **env: str) -> dict:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS))
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("DATABASE_CONN_MAX_AGE", "-1", "DATABASE_CONN_MAX_AGE must be at least 0, not -1"),
+        ("DATABASE_CONN_MAX_AGE", "a minute", "DATABASE_CONN_MAX_AGE must be a whole number, not 'a minute'"),
+        ("FRONTDESK_LOGIN_MAX_FAILURES", "0", "FRONTDESK_LOGIN_MAX_FAILURES must be at least 1, not 0"),
+        ("FRONTDESK_LOGIN_MAX_FAILURES_PER_IP", "3.5", "FRONTDESK_LOGIN_MAX_FAILURES_PER_IP must be a whole number"),
+        ("FRONTDESK_LOGIN_WINDOW_SECONDS", "0", "FRONTDESK_LOGIN_WINDOW_SECONDS must be at least 1, not 0"),
+        ("CELERY_DB_REUSE_MAX", "0", "CELERY_DB_REUSE_MAX must be at least 1, not 0"),
+        ("DATA_UPLOAD_MAX_MEMORY_SIZE", "256k", "DATA_UPLOAD_MAX_MEMORY_SIZE must be a whole number, not '256k'"),
+        ("BOOKING_SLOT_STEP_MINUTES", "0", "BOOKING_SLOT_STEP_MINUTES must be at least 1, not 0"),
+        ("BOOKING_SLOT_STEP_MINUTES", "1441", "BOOKING_SLOT_STEP_MINUTES must be at most 1440, not 1441"),
+        ("EMAIL_PORT", "65536", "EMAIL_PORT must be at most 65535, not 65536"),
+        ("EMAIL_PORT", "smtp", "EMAIL_PORT must be a whole number, not 'smtp'"),
+        ("REMINDERS_SMS_QUIET_START", "9pm", "REMINDERS_SMS_QUIET_START must be a time of day as HH:MM"),
+        ("REMINDERS_SMS_QUIET_END", "24:00", "REMINDERS_SMS_QUIET_END must be a time of day as HH:MM"),
+        ("REMINDERS_SMS_QUIET_END", "08:00+01:00", "REMINDERS_SMS_QUIET_END is a local time of the clinic's zone"),
+        ("REMINDERS_CHANGE_GRACE_MINUTES", "-5", "REMINDERS_CHANGE_GRACE_MINUTES must be at least 0, not -5"),
+        ("REMINDERS_MERGE_MINUTES", "ten", "REMINDERS_MERGE_MINUTES must be a whole number, not 'ten'"),
+        ("REMINDERS_MAX_ATTEMPTS", "0", "REMINDERS_MAX_ATTEMPTS must be at least 1, not 0"),
+        ("REMINDERS_RETRY_BASE_SECONDS", "0", "REMINDERS_RETRY_BASE_SECONDS must be at least 1, not 0"),
+        ("REMINDERS_RETRY_MAX_SECONDS", "1h", "REMINDERS_RETRY_MAX_SECONDS must be a whole number, not '1h'"),
+        ("REMINDERS_CLAIM_LEASE_SECONDS", "0", "REMINDERS_CLAIM_LEASE_SECONDS must be at least 1, not 0"),
+        ("REMINDERS_SEND_TIMEOUT_SECONDS", "-10", "REMINDERS_SEND_TIMEOUT_SECONDS must be at least 1, not -10"),
+        ("REMINDERS_BATCH_SIZE", "0", "REMINDERS_BATCH_SIZE must be at least 1, not 0"),
+        ("REMINDERS_SEND_BATCH_SIZE", "0", "REMINDERS_SEND_BATCH_SIZE must be at least 1, not 0"),
+        (
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS",
+            "0",
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS must be a number of seconds above 0",
+        ),
+        (
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS",
+            "inf",
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS must be a number of seconds above 0",
+        ),
+        (
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS",
+            "often",
+            "REMINDERS_DISPATCH_INTERVAL_SECONDS must be a number, not 'often'",
+        ),
+        ("CELERY_VISIBILITY_TIMEOUT", "0", "CELERY_VISIBILITY_TIMEOUT must be at least 1, not 0"),
+    ],
+)
+def test_a_value_the_service_cannot_use_stops_it_at_start_naming_the_variable(monkeypatch, name, value, message):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        load(monkeypatch, **{name: value})
+
+    assert message in str(refused.value)
+
+
+def test_good_values_are_read_zero_where_it_means_off(monkeypatch):
+    loaded = load(
+        monkeypatch,
+        DATABASE_CONN_MAX_AGE="0",
+        REMINDERS_MERGE_MINUTES="0",
+        REMINDERS_CHANGE_GRACE_MINUTES="0",
+        EMAIL_PORT="65535",
+        BOOKING_SLOT_STEP_MINUTES="1440",
+        REMINDERS_DISPATCH_INTERVAL_SECONDS="0.2",
+        REMINDERS_SMS_QUIET_START="20:30",
+        REMINDERS_SMS_QUIET_END="07:45",
+        CELERY_VISIBILITY_TIMEOUT="600",
+    )
+
+    assert loaded["REMINDERS_MERGE_MINUTES"] == 0
+    assert loaded["REMINDERS_CHANGE_GRACE_MINUTES"] == 0
+    assert loaded["EMAIL_PORT"] == 65535
+    assert loaded["BOOKING_SLOT_STEP_MINUTES"] == 1440
+    assert loaded["REMINDERS_DISPATCH_INTERVAL_SECONDS"] == 0.2
+    assert loaded["CELERY_BEAT_SCHEDULE"]["reminders-dispatch-due"]["schedule"] == 0.2
+    assert loaded["REMINDERS_SMS_QUIET_HOURS"] == ("20:30", "07:45")
+    assert loaded["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"visibility_timeout": 600}
+    if loaded["DATABASES"]["default"]["ENGINE"].endswith("postgresql"):  # SQLite's connections never persist
+        assert loaded["DATABASES"]["default"]["CONN_MAX_AGE"] == 0
+
+
+def test_unset_or_empty_is_the_default(monkeypatch):
+    monkeypatch.delenv("REMINDERS_BATCH_SIZE", raising=False)
+    monkeypatch.setenv("REMINDERS_SEND_BATCH_SIZE", "")
+    monkeypatch.delenv("REMINDERS_SMS_QUIET_START", raising=False)
+    monkeypatch.setenv("REMINDERS_SMS_QUIET_END", "")
+
+    assert env_count("REMINDERS_BATCH_SIZE", 100) == 100
+    assert env_count("REMINDERS_SEND_BATCH_SIZE", 20) == 20
+    assert env_clock("REMINDERS_SMS_QUIET_START", "21:00") == "21:00"
+    assert env_clock("REMINDERS_SMS_QUIET_END", "08:00") == "08:00"
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("0.25", 0.25), ("3600", 3600.0)])
+def test_a_period_above_zero_is_read(monkeypatch, value, expected):
+    monkeypatch.setenv("SOME_INTERVAL", value)
+
+    assert env_seconds("SOME_INTERVAL", 1) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "-inf", "inf"])
+def test_a_period_of_zero_or_less_or_not_finite_is_refused(monkeypatch, value):
+    monkeypatch.setenv("SOME_INTERVAL", value)
+
+    with pytest.raises(ImproperlyConfigured, match="SOME_INTERVAL must be a number of seconds above 0"):
+        env_seconds("SOME_INTERVAL", 1)
+
+
+@pytest.mark.parametrize(
+    "value, minimum, maximum, ok", [("0", 0, None, True), ("0", 1, None, False), ("7", 1, 7, True), ("8", 1, 7, False)]
+)
+def test_a_count_keeps_to_its_bounds(monkeypatch, value, minimum, maximum, ok):
+    monkeypatch.setenv("SOME_COUNT", value)
+
+    if ok:
+        assert env_count("SOME_COUNT", 5, minimum=minimum, maximum=maximum) == int(value)
+    else:
+        with pytest.raises(ImproperlyConfigured, match="SOME_COUNT must be at"):
+            env_count("SOME_COUNT", 5, minimum=minimum, maximum=maximum)
