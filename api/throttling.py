@@ -13,29 +13,9 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
 from rest_framework.throttling import BaseThrottle
 
-PERIODS = {
-    "s": 1,
-    "sec": 1,
-    "second": 1,
-    "m": 60,
-    "min": 60,
-    "minute": 60,
-    "h": 3600,
-    "hour": 3600,
-    "d": 86400,
-    "day": 86400,
-}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    try:
-        count, period = rate.split("/")
-        return int(count), PERIODS[period.strip().lower()]
-    except (ValueError, KeyError):
-        raise ImproperlyConfigured(f"API_THROTTLE_RATE must look like 300/min, not {rate!r}")
+from core.rates import parse_rate
 
 
 class CallerRateThrottle(BaseThrottle):

@@ -14,6 +14,8 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from core.rates import parse_rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -353,7 +355,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Requests per caller (API client, staff user, or anonymous address) per period: N/s, N/min, N/hour, N/day.
-API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "300/min")
+API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE") or "300/min"
+parse_rate(API_THROTTLE_RATE)  # checked at start: read per request, a typo would fail every API request
 # A JSON body larger than this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_count("DATA_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
 # How long an Idempotency-Key's first response is replayed (the contract says 24 h).

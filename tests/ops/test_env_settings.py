@@ -14,6 +14,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings import env_clock, env_count, env_seconds
+from core.rates import parse_rate
 
 SETTINGS = Path(__file__).resolve().parents[2] / "config" / "settings.py"
 
@@ -66,6 +67,9 @@ def load(monkeypatch, **env: str) -> dict:
             "REMINDERS_DISPATCH_INTERVAL_SECONDS must be a number, not 'often'",
         ),
         ("CELERY_VISIBILITY_TIMEOUT", "0", "CELERY_VISIBILITY_TIMEOUT must be at least 1, not 0"),
+        ("API_THROTTLE_RATE", "300 per minute", "API_THROTTLE_RATE must look like 300/min"),
+        ("API_THROTTLE_RATE", "300/fortnight", "API_THROTTLE_RATE must look like 300/min"),
+        ("API_THROTTLE_RATE", "0/min", "API_THROTTLE_RATE must allow at least 1 request, not '0/min'"),
     ],
 )
 def test_a_value_the_service_cannot_use_stops_it_at_start_naming_the_variable(monkeypatch, name, value, message):
@@ -87,6 +91,7 @@ def test_good_values_are_read_zero_where_it_means_off(monkeypatch):
         REMINDERS_SMS_QUIET_START="20:30",
         REMINDERS_SMS_QUIET_END="07:45",
         CELERY_VISIBILITY_TIMEOUT="600",
+        API_THROTTLE_RATE="50/hour",
     )
 
     assert loaded["REMINDERS_MERGE_MINUTES"] == 0
@@ -97,6 +102,7 @@ def test_good_values_are_read_zero_where_it_means_off(monkeypatch):
     assert loaded["CELERY_BEAT_SCHEDULE"]["reminders-dispatch-due"]["schedule"] == 0.2
     assert loaded["REMINDERS_SMS_QUIET_HOURS"] == ("20:30", "07:45")
     assert loaded["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"visibility_timeout": 600}
+    assert loaded["API_THROTTLE_RATE"] == "50/hour"
     if loaded["DATABASES"]["default"]["ENGINE"].endswith("postgresql"):  # SQLite's connections never persist
         assert loaded["DATABASES"]["default"]["CONN_MAX_AGE"] == 0
 
@@ -139,3 +145,16 @@ def test_a_count_keeps_to_its_bounds(monkeypatch, value, minimum, maximum, ok):
     else:
         with pytest.raises(ImproperlyConfigured, match="SOME_COUNT must be at"):
             env_count("SOME_COUNT", 5, minimum=minimum, maximum=maximum)
+
+
+@pytest.mark.parametrize(
+    "rate, expected", [("300/min", (300, 60)), ("5/s", (5, 1)), ("1000/Hour", (1000, 3600)), ("2/ day", (2, 86400))]
+)
+def test_a_rate_is_requests_per_period(rate, expected):
+    assert parse_rate(rate) == expected
+
+
+@pytest.mark.parametrize("rate", ["300", "300/min/x", "-1/min", "0/s", "a/min", "", None])
+def test_a_rate_that_allows_nothing_or_does_not_parse_is_refused(rate):
+    with pytest.raises(ImproperlyConfigured, match="API_THROTTLE_RATE must"):
+        parse_rate(rate)
