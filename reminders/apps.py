@@ -6,6 +6,7 @@ class RemindersConfig(AppConfig):
     verbose_name = "Reminders, outbox and webhooks"
 
     def ready(self) -> None:
+        import reminders.checks  # noqa: F401 (registers the channels' checks)
         from reminders.services import outbox_on_change
         from scheduler import notifications
 

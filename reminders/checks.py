@@ -1,0 +1,53 @@
+"""System checks of the reminder channels: a backend that cannot be imported, or Twilio without its
+credentials or sender, would fail every message of that channel at send time (each marked failed, the
+patient told nothing). `manage.py check`, which a deployment runs (`check --deploy`, docs/production.md),
+says so before anything is sent."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, register
+from django.utils.module_loading import import_string
+
+
+def _load(path: str, setting: str, code: str) -> tuple[type | None, list[Error]]:
+    try:
+        return import_string(path), []
+    except ImportError as exc:
+        return None, [
+            Error(
+                f"{setting} {path!r} cannot be imported ({exc}): every message on this channel would fail.",
+                hint=f"Set {setting} to a backend's dotted path (README, Configuration).",
+                id=code,
+            )
+        ]
+
+
+@register()
+def reminder_channels(app_configs=None, **kwargs) -> list[Error]:
+    from reminders.channels import BaseSmsBackend, TwilioSmsBackend
+
+    sms, found = _load(settings.SMS_BACKEND, "SMS_BACKEND", "reminders.E001")
+    found += _load(settings.EMAIL_BACKEND, "EMAIL_BACKEND", "reminders.E002")[1]
+    if sms is None:
+        return found
+    if not (isinstance(sms, type) and issubclass(sms, BaseSmsBackend)):
+        found.append(
+            Error(
+                f"SMS_BACKEND {settings.SMS_BACKEND!r} is not an SMS backend (a reminders.channels.BaseSmsBackend).",
+                id="reminders.E001",
+            )
+        )
+    elif issubclass(sms, TwilioSmsBackend):
+        missing = [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not getattr(settings, name)]
+        if not (settings.SMS_FROM or settings.TWILIO_MESSAGING_SERVICE_SID):
+            missing.append("SMS_FROM or TWILIO_MESSAGING_SERVICE_SID")
+        if missing:
+            found.append(
+                Error(
+                    f"Twilio is the SMS backend but these are unset: {'; '.join(missing)}. Every text would fail.",
+                    hint="Set them from the Twilio console (README, Configuration).",
+                    id="reminders.E003",
+                )
+            )
+    return found

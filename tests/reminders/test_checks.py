@@ -1,0 +1,83 @@
+"""`manage.py check` refuses reminder channels that would fail every message at send time."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from reminders.checks import reminder_channels
+
+TWILIO = "reminders.channels.TwilioSmsBackend"
+
+
+def codes(found) -> list[str]:
+    return [error.id for error in found]
+
+
+def test_the_embedded_and_working_backends_pass(settings):
+    settings.SMS_BACKEND = "reminders.channels.ConsoleSmsBackend"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+    assert reminder_channels() == []
+
+
+def test_an_sms_backend_that_cannot_be_imported_is_an_error_naming_it(settings):
+    settings.SMS_BACKEND = "reminders.channels.TwillioSmsBackend"  # a typo
+
+    found = reminder_channels()
+
+    assert codes(found) == ["reminders.E001"]
+    assert "'reminders.channels.TwillioSmsBackend' cannot be imported" in found[0].msg
+
+
+def test_an_sms_backend_that_is_not_one_is_an_error(settings):
+    settings.SMS_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
+    found = reminder_channels()
+
+    assert codes(found) == ["reminders.E001"]
+    assert "is not an SMS backend" in found[0].msg
+
+
+def test_an_email_backend_that_cannot_be_imported_is_an_error(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.postmarkk.EmailBackend"
+
+    found = reminder_channels()
+
+    assert codes(found) == ["reminders.E002"]
+    assert "EMAIL_BACKEND 'anymail.backends.postmarkk.EmailBackend' cannot be imported" in found[0].msg
+
+
+@pytest.mark.parametrize(
+    "sid, token, sender, service, missing",
+    [
+        ("", "", "+447700900123", "", "TWILIO_ACCOUNT_SID; TWILIO_AUTH_TOKEN"),
+        ("AC123", "", "+447700900123", "", "TWILIO_AUTH_TOKEN"),
+        ("AC123", "secret", "", "", "SMS_FROM or TWILIO_MESSAGING_SERVICE_SID"),
+    ],
+)
+def test_twilio_without_its_credentials_or_a_sender_is_an_error(settings, sid, token, sender, service, missing):
+    settings.SMS_BACKEND = TWILIO
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = sid, token
+    settings.SMS_FROM, settings.TWILIO_MESSAGING_SERVICE_SID = sender, service
+
+    found = reminder_channels()
+
+    assert codes(found) == ["reminders.E003"]
+    assert f"these are unset: {missing}." in found[0].msg
+
+
+@pytest.mark.parametrize("sender, service", [("+447700900123", ""), ("", "MG123")])
+def test_twilio_with_credentials_and_a_number_or_a_messaging_service_passes(settings, sender, service):
+    settings.SMS_BACKEND = TWILIO
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC123", "secret"
+    settings.SMS_FROM, settings.TWILIO_MESSAGING_SERVICE_SID = sender, service
+
+    assert reminder_channels() == []
+
+
+def test_manage_py_check_stops_on_it(settings):
+    settings.SMS_BACKEND = TWILIO
+    settings.TWILIO_ACCOUNT_SID = settings.TWILIO_AUTH_TOKEN = ""
+
+    with pytest.raises(SystemCheckError, match="reminders.E003"):
+        call_command("check")
