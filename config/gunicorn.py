@@ -7,16 +7,23 @@ environment; gunicorn's own GUNICORN_CMD_ARGS still applies on top.
 """
 
 import os
+import sys
+from pathlib import Path
+
+# gunicorn reads this file before it changes to --chdir: the project's own modules must be importable from anywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.env import env_count  # noqa: E402
 
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
 # Two or three per core; the booking writes are short and the database does the waiting.
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
+workers = env_count("WEB_CONCURRENCY", 3)
+backlog = env_count("GUNICORN_BACKLOG", 2048)
 # A request taking longer than this is a bug or a stuck database: the worker is replaced.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = env_count("GUNICORN_TIMEOUT", 30, minimum=0)  # 0: no timeout
 graceful_timeout = 10
 # Recycle workers now and then, so a slow leak never grows without bound.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+max_requests = env_count("GUNICORN_MAX_REQUESTS", 2000, minimum=0)  # 0: never recycled
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"

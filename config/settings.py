@@ -5,85 +5,17 @@ what the README's run command uses. Production sets DATABASE_URL (PostgreSQL)
 and REDIS_URL or CELERY_BROKER_URL.
 """
 
-import math
 import os
-from datetime import time
 from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config.env import env_bool, env_clock, env_count, env_list, env_seconds
 from core.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def env_number(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
-
-
-def env_count(name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
-    """A whole number of at least `minimum` (1 unless said): a count or a limit where 0 would silently stop
-    the work it bounds, a period, a port. Anything else stops the service at start, naming the variable."""
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        count = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-    if count < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {count}")
-    if maximum is not None and count > maximum:
-        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {count}")
-    return count
-
-
-def env_seconds(name: str, default: float) -> float:
-    """A period in seconds, finite and above 0 (a schedule of 0 s would run without a pause, one of
-    infinity never)."""
-    seconds = env_number(name, default)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ImproperlyConfigured(f"{name} must be a number of seconds above 0, not {os.environ.get(name)!r}")
-    return seconds
-
-
-def env_clock(name: str, default: str) -> str:
-    """A local time of day, HH:MM; checked at start, so a typo cannot fail a booking when a reminder is
-    planned."""
-    value = os.environ.get(name) or default
-    try:
-        clock = time.fromisoformat(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a time of day as HH:MM (e.g. 21:00), not {value!r}") from None
-    if clock.tzinfo is not None:
-        raise ImproperlyConfigured(f"{name} is a local time of the clinic's zone: no offset, not {value!r}")
-    return value
 
 
 def proxy_ssl_header(name: str) -> tuple[str, str] | None:
@@ -105,7 +37,7 @@ def cache_settings(redis_url: str | None) -> dict:
     """
     if not redis_url:
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    timeout = env_number("CACHE_REDIS_TIMEOUT_SECONDS", 0.5)
+    timeout = env_seconds("CACHE_REDIS_TIMEOUT_SECONDS", 0.5)
     return {
         "default": {
             "BACKEND": "config.cache.FailOpenRedisCache",
@@ -268,14 +200,14 @@ SECURE = env_bool("DJANGO_SECURE", not (DEBUG or LOCAL))
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
 if SECURE:
     SECURE_SSL_REDIRECT = True
-    SECURE_HSTS_SECONDS = int(env_number("DJANGO_HSTS_SECONDS", 365 * 24 * 3600))
+    SECURE_HSTS_SECONDS = env_count("DJANGO_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 # Front-desk terminals are shared: a staff session ends when the browser closes, and in any case a working
 # day after sign-in (the session is not refreshed by activity: SESSION_SAVE_EVERY_REQUEST stays off).
-SESSION_COOKIE_AGE = int(env_number("DJANGO_SESSION_HOURS", 10) * 3600)
+SESSION_COOKIE_AGE = int(env_seconds("DJANGO_SESSION_HOURS", 10, unit="hours") * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
 # Only this site's own scripts and styles run: no inline script, no eval, no third-party origin. The front
 # desk keeps its JavaScript in static files; the API's docs pages relax what they need (api/urls.py).
@@ -332,7 +264,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fix-up closes the database connection around every task unless told to
 # reuse it; a fresh PostgreSQL backend per reminder doubled its cost (docs/benchmarks.md).
 # Connections that are broken or older than CONN_MAX_AGE are still closed (config/celery.py).
-CELERY_DB_REUSE_MAX = env_count("CELERY_DB_REUSE_MAX", 100)
+CELERY_DB_REUSE_MAX = env_count("CELERY_DB_REUSE_MAX", 100, minimum=0)  # 0: a connection per task, Celery's default
 
 # --- Public API (api/; owned by the API) -------------------------------------------
 # Problem details everywhere, JSON only, token or session auth, per-caller throttle.
@@ -423,7 +355,7 @@ LOGGING = {
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or str(BASE_DIR / "var" / "mail")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_count("EMAIL_PORT", 25, maximum=65535)
+EMAIL_PORT = env_count("EMAIL_PORT", 25, minimum=0, maximum=65535)  # 0: smtplib's default port
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)

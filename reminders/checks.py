@@ -1,7 +1,8 @@
-"""System checks of the reminder channels: a backend that cannot be imported, or Twilio without its
+"""Deployment checks of the reminder channels: a backend that cannot be imported, or Twilio without its
 credentials or sender, would fail every message of that channel at send time (each marked failed, the
-patient told nothing). `manage.py check`, which a deployment runs (`check --deploy`, docs/production.md),
-says so before anything is sent."""
+patient told nothing). `manage.py check --deploy`, which a deployment runs (docs/production.md), says so
+before anything is sent. Deploy-only: the other management commands (reminders_status, run_dispatcher,
+migrate) still run, so e-mail keeps going while SMS is being fixed."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _load(path: str, setting: str, code: str) -> tuple[type | None, list[Error]]
         ]
 
 
-@register()
+@register(deploy=True)
 def reminder_channels(app_configs=None, **kwargs) -> list[Error]:
     from reminders.channels import BaseSmsBackend, TwilioSmsBackend
 
@@ -31,14 +32,15 @@ def reminder_channels(app_configs=None, **kwargs) -> list[Error]:
     found += _load(settings.EMAIL_BACKEND, "EMAIL_BACKEND", "reminders.E002")[1]
     if sms is None:
         return found
-    if not (isinstance(sms, type) and issubclass(sms, BaseSmsBackend)):
+    if not callable(sms) or (isinstance(sms, type) and not issubclass(sms, BaseSmsBackend)):
         found.append(
             Error(
-                f"SMS_BACKEND {settings.SMS_BACKEND!r} is not an SMS backend (a reminders.channels.BaseSmsBackend).",
-                id="reminders.E001",
+                f"SMS_BACKEND {settings.SMS_BACKEND!r} is not an SMS backend (a reminders.channels.BaseSmsBackend, "
+                "or a callable that makes one).",
+                id="reminders.E004",
             )
         )
-    elif issubclass(sms, TwilioSmsBackend):
+    elif isinstance(sms, type) and issubclass(sms, TwilioSmsBackend):
         missing = [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not getattr(settings, name)]
         if not (settings.SMS_FROM or settings.TWILIO_MESSAGING_SERVICE_SID):
             missing.append("SMS_FROM or TWILIO_MESSAGING_SERVICE_SID")

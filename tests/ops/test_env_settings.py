@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings import env_clock, env_count, env_seconds
+from config.env import env_clock, env_count, env_seconds
 from core.rates import parse_rate
 
 SETTINGS = Path(__file__).resolve().parents[2] / "config" / "settings.py"
@@ -25,6 +25,13 @@ def load(monkeypatch, **env: str) -> dict:
     return runpy.run_path(str(SETTINGS))
 
 
+# Variables read only in some configurations: the Redis cache's timeout with Redis, HSTS with HTTPS on.
+READ_ONLY_WITH = {
+    "CACHE_REDIS_TIMEOUT_SECONDS": {"REDIS_URL": "redis://127.0.0.1:6379/0"},
+    "DJANGO_HSTS_SECONDS": {"DJANGO_SECURE": "1"},
+}
+
+
 @pytest.mark.parametrize(
     "name, value, message",
     [
@@ -33,11 +40,17 @@ def load(monkeypatch, **env: str) -> dict:
         ("FRONTDESK_LOGIN_MAX_FAILURES", "0", "FRONTDESK_LOGIN_MAX_FAILURES must be at least 1, not 0"),
         ("FRONTDESK_LOGIN_MAX_FAILURES_PER_IP", "3.5", "FRONTDESK_LOGIN_MAX_FAILURES_PER_IP must be a whole number"),
         ("FRONTDESK_LOGIN_WINDOW_SECONDS", "0", "FRONTDESK_LOGIN_WINDOW_SECONDS must be at least 1, not 0"),
-        ("CELERY_DB_REUSE_MAX", "0", "CELERY_DB_REUSE_MAX must be at least 1, not 0"),
+        ("CELERY_DB_REUSE_MAX", "-1", "CELERY_DB_REUSE_MAX must be at least 0, not -1"),
         ("DATA_UPLOAD_MAX_MEMORY_SIZE", "256k", "DATA_UPLOAD_MAX_MEMORY_SIZE must be a whole number, not '256k'"),
         ("BOOKING_SLOT_STEP_MINUTES", "0", "BOOKING_SLOT_STEP_MINUTES must be at least 1, not 0"),
         ("BOOKING_SLOT_STEP_MINUTES", "1441", "BOOKING_SLOT_STEP_MINUTES must be at most 1440, not 1441"),
         ("EMAIL_PORT", "65536", "EMAIL_PORT must be at most 65535, not 65536"),
+        ("EMAIL_PORT", "-25", "EMAIL_PORT must be at least 0, not -25"),
+        ("CACHE_REDIS_TIMEOUT_SECONDS", "0", "CACHE_REDIS_TIMEOUT_SECONDS must be a number of seconds above 0"),
+        ("CACHE_REDIS_TIMEOUT_SECONDS", "nan", "CACHE_REDIS_TIMEOUT_SECONDS must be a number of seconds above 0"),
+        ("DJANGO_SESSION_HOURS", "inf", "DJANGO_SESSION_HOURS must be a number of hours above 0, not 'inf'"),
+        ("DJANGO_SESSION_HOURS", "0", "DJANGO_SESSION_HOURS must be a number of hours above 0, not '0'"),
+        ("DJANGO_HSTS_SECONDS", "nan", "DJANGO_HSTS_SECONDS must be a whole number, not 'nan'"),
         ("EMAIL_PORT", "smtp", "EMAIL_PORT must be a whole number, not 'smtp'"),
         ("REMINDERS_SMS_QUIET_START", "9pm", "REMINDERS_SMS_QUIET_START must be a time of day as HH:MM"),
         ("REMINDERS_SMS_QUIET_END", "24:00", "REMINDERS_SMS_QUIET_END must be a time of day as HH:MM"),
@@ -74,7 +87,7 @@ def load(monkeypatch, **env: str) -> dict:
 )
 def test_a_value_the_service_cannot_use_stops_it_at_start_naming_the_variable(monkeypatch, name, value, message):
     with pytest.raises(ImproperlyConfigured) as refused:
-        load(monkeypatch, **{name: value})
+        load(monkeypatch, **READ_ONLY_WITH.get(name, {}), **{name: value})
 
     assert message in str(refused.value)
 
@@ -85,24 +98,32 @@ def test_good_values_are_read_zero_where_it_means_off(monkeypatch):
         DATABASE_CONN_MAX_AGE="0",
         REMINDERS_MERGE_MINUTES="0",
         REMINDERS_CHANGE_GRACE_MINUTES="0",
-        EMAIL_PORT="65535",
         BOOKING_SLOT_STEP_MINUTES="1440",
         REMINDERS_DISPATCH_INTERVAL_SECONDS="0.2",
         REMINDERS_SMS_QUIET_START="20:30",
         REMINDERS_SMS_QUIET_END="07:45",
         CELERY_VISIBILITY_TIMEOUT="600",
         API_THROTTLE_RATE="50/hour",
+        CELERY_DB_REUSE_MAX="0",
+        EMAIL_PORT="0",
+        CACHE_REDIS_TIMEOUT_SECONDS="0.25",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        DJANGO_SESSION_HOURS="8.5",
+        DJANGO_HSTS_SECONDS="0",
     )
 
     assert loaded["REMINDERS_MERGE_MINUTES"] == 0
     assert loaded["REMINDERS_CHANGE_GRACE_MINUTES"] == 0
-    assert loaded["EMAIL_PORT"] == 65535
     assert loaded["BOOKING_SLOT_STEP_MINUTES"] == 1440
     assert loaded["REMINDERS_DISPATCH_INTERVAL_SECONDS"] == 0.2
     assert loaded["CELERY_BEAT_SCHEDULE"]["reminders-dispatch-due"]["schedule"] == 0.2
     assert loaded["REMINDERS_SMS_QUIET_HOURS"] == ("20:30", "07:45")
     assert loaded["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"visibility_timeout": 600}
     assert loaded["API_THROTTLE_RATE"] == "50/hour"
+    assert loaded["CELERY_DB_REUSE_MAX"] == 0  # Celery's own default: a connection per task
+    assert loaded["EMAIL_PORT"] == 0  # smtplib's default port
+    assert loaded["CACHES"]["default"]["OPTIONS"]["socket_timeout"] == 0.25
+    assert loaded["SESSION_COOKIE_AGE"] == 30600
     if loaded["DATABASES"]["default"]["ENGINE"].endswith("postgresql"):  # SQLite's connections never persist
         assert loaded["DATABASES"]["default"]["CONN_MAX_AGE"] == 0
 
@@ -158,3 +179,28 @@ def test_a_rate_is_requests_per_period(rate, expected):
 def test_a_rate_that_allows_nothing_or_does_not_parse_is_refused(rate):
     with pytest.raises(ImproperlyConfigured, match="API_THROTTLE_RATE must"):
         parse_rate(rate)
+
+
+def run_gunicorn_settings(monkeypatch, **env: str) -> dict:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS.parent / "gunicorn.py"))
+
+
+def test_gunicorn_reads_its_numbers_zero_where_it_means_off(monkeypatch):
+    loaded = run_gunicorn_settings(monkeypatch, WEB_CONCURRENCY="5", GUNICORN_MAX_REQUESTS="0", GUNICORN_TIMEOUT="0")
+
+    assert (loaded["workers"], loaded["max_requests"], loaded["timeout"]) == (5, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be at least 1, not 0"),
+        ("GUNICORN_BACKLOG", "big", "GUNICORN_BACKLOG must be a whole number, not 'big'"),
+        ("GUNICORN_TIMEOUT", "-1", "GUNICORN_TIMEOUT must be at least 0, not -1"),
+    ],
+)
+def test_gunicorn_refuses_a_number_it_cannot_use(monkeypatch, name, value, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        run_gunicorn_settings(monkeypatch, **{name: value})

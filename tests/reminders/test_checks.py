@@ -1,4 +1,4 @@
-"""`manage.py check` refuses reminder channels that would fail every message at send time."""
+"""`manage.py check --deploy` refuses reminder channels that would fail every message at send time."""
 
 import pytest
 from django.core.management import call_command
@@ -34,8 +34,28 @@ def test_an_sms_backend_that_is_not_one_is_an_error(settings):
 
     found = reminder_channels()
 
-    assert codes(found) == ["reminders.E001"]
+    assert codes(found) == ["reminders.E004"]
     assert "is not an SMS backend" in found[0].msg
+
+
+def make_console_backend():
+    from reminders.channels import ConsoleSmsBackend
+
+    return ConsoleSmsBackend()
+
+
+def test_a_callable_that_makes_a_backend_passes_as_sms_backend_accepts_it(settings):
+    settings.SMS_BACKEND = "tests.reminders.test_checks.make_console_backend"
+
+    assert reminder_channels() == []
+
+
+def test_a_setting_that_names_no_callable_is_not_a_backend(settings):
+    settings.SMS_BACKEND = "reminders.checks.__doc__"  # a string, not something that makes a backend
+
+    found = reminder_channels()
+
+    assert codes(found) == ["reminders.E004"]
 
 
 def test_an_email_backend_that_cannot_be_imported_is_an_error(settings):
@@ -75,9 +95,10 @@ def test_twilio_with_credentials_and_a_number_or_a_messaging_service_passes(sett
     assert reminder_channels() == []
 
 
-def test_manage_py_check_stops_on_it(settings):
+def test_check_deploy_stops_on_it_and_the_other_commands_do_not(settings):
     settings.SMS_BACKEND = TWILIO
     settings.TWILIO_ACCOUNT_SID = settings.TWILIO_AUTH_TOKEN = ""
 
     with pytest.raises(SystemCheckError, match="reminders.E003"):
-        call_command("check")
+        call_command("check", deploy=True)
+    call_command("check")  # what migrate, reminders_status and run_dispatcher run: e-mail keeps going
