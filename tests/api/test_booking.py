@@ -10,6 +10,7 @@ import pytest
 from clinic.models import Appointment, AppointmentStatus, AuditEvent, ProcedureRecord
 from tests.api.conftest import http, new_api_client, problem_of, session
 from tests.factories import (
+    AppointmentFactory,
     MedicationCourseFactory,
     PatientConditionFactory,
     PatientFactory,
@@ -381,7 +382,7 @@ def test_actions_on_another_clinics_appointment_are_404(api, other_clinic, other
 
 
 def _past_appointment(patient, practitioner) -> Appointment:
-    return Appointment.objects.create(
+    return AppointmentFactory(
         clinic=patient.clinic,
         patient=patient,
         practitioner=practitioner,

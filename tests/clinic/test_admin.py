@@ -94,11 +94,12 @@ def test_the_audit_trail_cannot_be_added_to_changed_or_deleted_in_the_admin(admi
 
     from django.utils import timezone
 
-    from clinic.models import Appointment, AuditEvent, Patient, Practitioner
+    from clinic.models import AuditEvent, Patient, Practitioner
+    from tests.factories import AppointmentFactory
 
     practitioner = Practitioner.objects.filter(clinic__code="demo").first()
     start = timezone.now().replace(microsecond=0) + timedelta(days=30)
-    appointment = Appointment.objects.create(
+    appointment = AppointmentFactory(
         clinic=practitioner.clinic,
         patient=Patient.objects.filter(clinic=practitioner.clinic).first(),
         practitioner=practitioner,

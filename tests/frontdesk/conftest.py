@@ -13,8 +13,8 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from clinic.models import Appointment, AppointmentStatus, StaffMembership, StaffRole
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from clinic.models import AppointmentStatus, StaffMembership, StaffRole
+from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
 
 PASSWORD = "correct-horse-battery-42"
 
@@ -34,7 +34,7 @@ def book(patient, practitioner, procedure: str, start_at: datetime, status=Appoi
     from clinic.models import ProcedureType
 
     duration = ProcedureType.objects.get(code=procedure).duration_minutes
-    return Appointment.objects.create(
+    return AppointmentFactory(
         clinic=patient.clinic,
         patient=patient,
         practitioner=practitioner,

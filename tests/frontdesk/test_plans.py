@@ -11,7 +11,7 @@ from plans.models import PlanTemplate, Recall, TreatmentPlan
 from plans.services import plan_book
 from scheduler import booking
 from scheduler.lifecycle import Actor
-from tests.factories import PatientFactory
+from tests.factories import AppointmentFactory, PatientFactory
 from tests.frontdesk.conftest import url
 from tests.frontdesk.html import squash, text_by_id
 
@@ -103,7 +103,7 @@ def test_today_lists_recalls_due_and_overdue(reception, clinic, patient, practit
     botox = PlanTemplate.objects.get(code="botox-maintenance")
     earlier = PatientFactory(clinic=clinic, first_name="Grace", last_name="Turner")
     for who, due in ((patient, date(2026, 3, 5)), (earlier, date(2026, 2, 20))):
-        done = Appointment.objects.create(
+        done = AppointmentFactory(
             clinic=clinic,
             patient=who,
             practitioner=practitioner,

@@ -11,11 +11,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinic.models import Appointment, AppointmentStatus, ProcedureType
+from clinic.models import AppointmentStatus, ProcedureType
 from scheduler import rules, selectors
 from scheduler.availability import _Busy
 from scheduler.models import IntervalRule
-from tests.factories import MedicationCourseFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
+from tests.factories import (
+    AppointmentFactory,
+    MedicationCourseFactory,
+    PatientFactory,
+    PractitionerFactory,
+    ProcedureRecordFactory,
+)
 
 LONDON = ZoneInfo("Europe/London")
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -48,7 +54,7 @@ def test_the_window_timeline_blocks_exactly_what_the_whole_timeline_blocks(now):
     later = sorted({r.later_procedure for r in rules_with_an_earlier_procedure()})
     for index, days in enumerate((3, 20, 45, 60)):  # booked ahead: the rules look forward from a proposal too
         start = now + timedelta(days=days, hours=2)
-        Appointment.objects.create(
+        AppointmentFactory(
             clinic=patient.clinic,
             patient=patient,
             practitioner=practitioner,

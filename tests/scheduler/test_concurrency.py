@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 
 from clinic.models import Appointment, AppointmentStatus
 from scheduler.booking import Actor, UnableToBook, appointment_book
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
 from tests.races import race
 
 LONDON = ZoneInfo("Europe/London")
@@ -228,7 +228,7 @@ def test_an_insert_ignored_by_a_conflict_no_overlap_explains_is_an_error_not_a_r
     from scheduler.booking import _insert_new
 
     clinic, dr_a, dr_b = setup
-    first = Appointment.objects.create(
+    first = AppointmentFactory(
         clinic=clinic,
         patient=PatientFactory(clinic=clinic),
         practitioner=dr_a,

@@ -8,7 +8,7 @@ import pytest
 
 from clinic.models import Appointment, AppointmentStatus, TimeOff, WorkingHours
 from scheduler.availability import AvailabilityCode, Schedule, calendars_of
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
 
 LONDON = ZoneInfo("Europe/London")
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -20,7 +20,7 @@ def at(hour, minute=0, day=0):
 
 
 def book(practitioner, patient, start, minutes=30, status=AppointmentStatus.CONFIRMED, procedure="botox"):
-    return Appointment.objects.create(
+    return AppointmentFactory(
         clinic=practitioner.clinic,
         patient=patient,
         practitioner=practitioner,

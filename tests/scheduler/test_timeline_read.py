@@ -16,6 +16,7 @@ from clinic.models import (
 )
 from scheduler import rules, selectors
 from tests.factories import (
+    AppointmentFactory,
     MedicationCourseFactory,
     PatientConditionFactory,
     PatientFactory,
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("catalogue")
 
 
 def book(patient, practitioner, procedure, start, status=AppointmentStatus.CONFIRMED, area=None):
-    return Appointment.objects.create(
+    return AppointmentFactory(
         clinic=patient.clinic,
         patient=patient,
         practitioner=practitioner,
