@@ -158,7 +158,7 @@ def outbox_release(claims: list[Claim]) -> int:
 # --- Send one -------------------------------------------------------------------------------------------------
 
 
-def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
+def _still_wanted(message: OutboxMessage, now: datetime) -> tuple[str, str] | None:
     """(status, reason) when the row must not be sent after all, else None."""
     appointment = message.appointment
     if message.channel == Channel.WEBHOOK:
@@ -182,6 +182,10 @@ def _still_wanted(message: OutboxMessage) -> tuple[str, str] | None:
         return OutboxStatus.HELD, ""
     if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
         return OutboxStatus.CANCELLED, "superseded: the appointment moved"
+    if template.anchor == Anchor.START and now >= appointment.start_at:
+        # A reminder or pre-care note warns ahead of the visit: past its start (the workers were down, a
+        # retry backed off) it would only confuse. Planning refuses it too (timing.plan_due's deadline).
+        return OutboxStatus.SKIPPED, "too late: the appointment has started"
     accepted, why = patient_accepts(appointment.patient, message.channel, message.kind)
     if not accepted:
         return OutboxStatus.SKIPPED, why
@@ -372,15 +376,26 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
     Rows claimed by another dispatcher but not being sent right now are taken over: their own
     send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips
     rows another sender holds). Rows that are no longer wanted are left to their own send.
+
+    Not brought forward: what is not due yet of an appointment whose move is in its grace period (the
+    notice, and the reminders the move re-planned: a move undone within it must tell the patient
+    nothing), and, by SMS, a row of a clinic where it is quiet hours now (another zone's clinic: each
+    row keeps its own clinic's nights).
     """
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
         return []
+    same = batch.candidates.get((message.appointment.patient_id, message.channel), ())
+    settling = {row.appointment_id for row in same if row.kind == MessageKind.RESCHEDULED and row.due_at > now}
+    quiet = quiet_hours() if message.channel == Channel.SMS else None
     pool = sorted(
         (
             row
-            for row in batch.candidates.get((message.appointment.patient_id, message.channel), ())
-            if row.pk != message.pk and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
+            for row in same
+            if row.pk != message.pk
+            and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
+            and not (row.due_at > now and row.appointment_id in settling)
+            and not (quiet and quiet.contains(now.astimezone(row.appointment.clinic.tz).time()))
         ),
         key=lambda row: (row.due_at, row.pk),
     )[:MAX_MERGED]  # lock no more than can join: a row locked here is skipped by its own sender
@@ -395,7 +410,7 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
         and row.due_at <= now + window
         and not row.in_doubt  # it goes on its own, once its provider has been asked (_settle_doubt)
     ]
-    return [row for row in live if _still_wanted(row) is None]
+    return [row for row in live if _still_wanted(row, now) is None]
 
 
 def _earlier_unsent(message: OutboxMessage, batch: _Batch, *, going_with: list[OutboxMessage]) -> bool:
@@ -551,7 +566,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
                 if settled == SendOutcome.FOUND_SENT:
                     batch.sent.add(message.pk)
                 return settled
-        verdict = _still_wanted(message)
+        verdict = _still_wanted(message, now)
         if verdict is not None:
             message.status, message.last_error = verdict
             _save_outcome(message, fields)

@@ -197,14 +197,19 @@ def _plan(
     )
 
 
-def _after_grace(plan: Plan, now: datetime, start_at: datetime) -> Plan:
+def _after_grace(plan: Plan, now: datetime, appointment: Appointment, channel: str) -> Plan:
     """After a move, what would go at once waits out the grace period, like the move notice: a
     receptionist trying times (10:00, no, 10:15, no, back to 11:00) sends the patient nothing
-    until the time settles. Never past the start, which is what the message is about."""
-    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
-    if plan.due_at is None or plan.due_at > now or now + grace >= start_at:
+    until the time settles. Never past the start, which is what the message is about, and never into
+    SMS quiet hours: a text the grace would carry past 21:00 goes as planned, before they begin (a
+    pre-care note moves earlier, never later; carried to 21:02 it waited until morning, or was skipped
+    when the appointment was at 08:00)."""
+    graced = now + timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
+    if plan.due_at is None or plan.due_at > now or graced >= appointment.start_at:
         return plan
-    return dataclasses.replace(plan, due_at=now + grace)
+    if channel == Channel.SMS and quiet_hours().contains(graced.astimezone(appointment.clinic.tz).time()):
+        return plan
+    return dataclasses.replace(plan, due_at=graced)
 
 
 def last_told_start(appointment: Appointment) -> datetime | None:
@@ -293,7 +298,7 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
                 continue
             plan = _plan(template, channel, appointment, now, anchor)
             if moved:
-                plan = _after_grace(plan, now, appointment.start_at)
+                plan = _after_grace(plan, now, appointment, channel)
             if row is None:
                 if plan.due_at is not None or "quiet hours" in plan.reason:  # quiet-hours skips stay visible
                     work.add(template, channel, plan, anchor)
