@@ -114,7 +114,9 @@ class ScopedIdFilter(django_filters.CharFilter):
 
 
 def _patients(request):
-    return Patient.objects.filter(clinic__in=caller_for(request).clinics())
+    """The patients of the caller's clinics' organisations (the record is shared by the organisation's
+    clinics: a sister site's patient is the caller's too), as `ApiCaller.patient` finds them."""
+    return Patient.objects.filter(organisation_id__in=caller_for(request).clinics().values("organisation_id"))
 
 
 def _practitioners(request):

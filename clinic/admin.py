@@ -77,14 +77,30 @@ class ClinicScopedAdmin(ClinicScopedChoices, admin.ModelAdmin):
         return queryset.filter(**{f"{self.clinic_path}__in": ids})
 
 
+class SharedCatalogue:
+    """What every organisation shares (the procedure catalogue, medications, conditions, areas, the reminder
+    texts): a clinic administrator reads it (Django's change permission stands for the view one), only the
+    platform's operators (superusers) change it. A procedure's duration or a reminder's text changed by one
+    organisation would change every other's."""
+
+    def has_add_permission(self, request, *args) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+
 @admin.register(models.ProcedureType)
-class ProcedureTypeAdmin(admin.ModelAdmin):
+class ProcedureTypeAdmin(SharedCatalogue, admin.ModelAdmin):
     list_display = ["code", "name", "duration_minutes", "bookable"]
     search_fields = ["code", "name"]
 
 
 @admin.register(models.Medication, models.Condition, models.TreatmentArea)
-class CatalogueAdmin(admin.ModelAdmin):
+class CatalogueAdmin(SharedCatalogue, admin.ModelAdmin):
     list_display = ["code", "name"]
     search_fields = ["code", "name"]
 
@@ -150,7 +166,7 @@ class TimeOffInline(ClinicScopedChoices, admin.TabularInline):
 @admin.register(models.Practitioner)
 class PractitionerAdmin(ClinicScopedAdmin):
     list_display = ["name", "clinic", "is_active"]
-    list_filter = ["clinic", "is_active"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "is_active"]
     search_fields = ["name"]
     filter_horizontal = ["procedures"]
     inlines = [WorkingHoursInline, TimeOffInline]
@@ -225,7 +241,7 @@ class AuditEventInline(ClinicScopedChoices, admin.TabularInline):
 @admin.register(models.Appointment)
 class AppointmentAdmin(ClinicScopedAdmin):
     list_display = ["start_at", "procedure", "patient", "practitioner", "clinic", "status"]
-    list_filter = ["clinic", "status", "procedure"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "status", "procedure"]
     search_fields = ["patient__last_name", "patient__first_name"]
     date_hierarchy = "start_at"
     readonly_fields = [f.name for f in models.Appointment._meta.fields]

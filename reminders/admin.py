@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, admin_clinic_ids
+from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, SharedCatalogue, admin_clinic_ids
 from clinic.models import Clinic
 from reminders import feeds, services
 from reminders.models import (
@@ -37,7 +37,7 @@ PLACEHOLDERS = (
 
 
 @admin.register(ReminderTemplate)
-class ReminderTemplateAdmin(admin.ModelAdmin):
+class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
     list_display = ["name", "kind", "procedure", "anchor", "offset", "provenance", "is_active"]
     list_filter = ["origin", "kind", "procedure", "is_active"]
     search_fields = ["name", "email_subject", "email_text", "sms_text"]
@@ -100,7 +100,7 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
         "recipient",
         "short_error",
     ]
-    list_filter = ["status", "channel", "kind", "in_doubt", "appointment__clinic"]
+    list_filter = ["status", "channel", "kind", "in_doubt", ("appointment__clinic", admin.RelatedOnlyFieldListFilter)]
     date_hierarchy = "due_at"
     search_fields = ["=id", "=appointment__id", "recipient", "provider_id", "last_error"]
     actions = ["retry_now", "cancel"]

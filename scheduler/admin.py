@@ -87,23 +87,42 @@ class RuleAdmin(admin.ModelAdmin):
 @admin.register(IntervalRule)
 class IntervalRuleAdmin(RuleAdmin):
     list_display = ["__str__", "organisation", "replaces", "severity", "scope", "basis", "source", "is_active"]
-    list_filter = ["organisation", "later_procedure", "severity", "basis", "is_active"]
+    list_filter = [
+        ("organisation", admin.RelatedOnlyFieldListFilter),
+        "later_procedure",
+        "severity",
+        "basis",
+        "is_active",
+    ]
     search_fields = ["source", "note"]
 
 
 @admin.register(ContraindicationRule)
 class ContraindicationRuleAdmin(RuleAdmin):
     list_display = ["__str__", "organisation", "replaces", "procedure", "severity", "applies_to", "is_active"]
-    list_filter = ["organisation", "procedure", "severity", "is_active"]
+    list_filter = [("organisation", admin.RelatedOnlyFieldListFilter), "procedure", "severity", "is_active"]
     search_fields = ["condition__name", "medication__name", "source"]
 
 
+class OwnOrganisations:
+    """Superusers: every row. An organisation's administrators: the defaults' rows (no organisation) and their
+    own organisations', never another's (who changed its rules, when and why)."""
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        if request.user.is_superuser:
+            return rows
+        return rows.filter(organisation__isnull=True) | rows.filter(
+            organisation_id__in=rulebooks.administered_organisations(request.user)
+        )
+
+
 @admin.register(RuleBookVersion)
-class RuleBookVersionAdmin(admin.ModelAdmin):
-    """Every version of every rule book: who, when, why, what changed. Read-only."""
+class RuleBookVersionAdmin(OwnOrganisations, admin.ModelAdmin):
+    """Every version of every rule book the administrator may see: who, when, why, what changed. Read-only."""
 
     list_display = ["__str__", "created_at", "created_by", "reason"]
-    list_filter = ["organisation"]
+    list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
     readonly_fields = ["organisation", "number", "created_at", "created_by", "reason", "changes"]
     exclude = ["diff"]
 
@@ -122,7 +141,7 @@ class RuleBookVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(RecheckRun)
-class RecheckRunAdmin(admin.ModelAdmin):
+class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
     """Progress of the re-checks a rule change started: read-only, for the administrator to watch."""
 
     list_display = [
