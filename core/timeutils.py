@@ -5,13 +5,19 @@ or exist twice (clocks go back). Both are refused with a clear error unless
 an explicit UTC offset settles it (docs/rules.md).
 """
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 
 from core.errors import ErrorCode, InvalidInput
 
 # The years a date may have anywhere in the product (a typo like 0205 or 9999 is refused, not stored).
 MIN_YEAR, MAX_YEAR = 1900, 2999
 YEARS_OUT_OF_RANGE = f"Out of range: years {MIN_YEAR} to {MAX_YEAR}."
+
+
+def within_years(value: date | datetime) -> bool:
+    """Whether a date or time lies in the years the services accept: outside them a day added, or a zone
+    changed, can overflow (year 9999 + 1 day; year 1 at +14:00)."""
+    return MIN_YEAR <= value.year <= MAX_YEAR
 
 
 def local_to_utc(value: datetime, tz: tzinfo, *, field: str = "start") -> datetime:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from api.fields import parse_aware
+from core.timeutils import YEARS_OUT_OF_RANGE, within_years
 
 MAX_COUNT = 200
 DEFAULT_COUNT = 50
@@ -85,6 +86,8 @@ def _moment(raw: str, name: str) -> tuple[datetime, datetime]:
             day = date.fromisoformat(raw)
         except ValueError:
             raise SearchError(name, f"{name}: {raw!r} is not a date.")
+        if not within_years(day):  # the day after 9999-12-31 does not exist
+            raise SearchError(name, f"{name}: {YEARS_OUT_OF_RANGE}")
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         return start, start + timedelta(days=1)
     try:

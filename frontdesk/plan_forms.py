@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from clinic.models import Practitioner
-from frontdesk.forms import FrontdeskForm, _choices
+from frontdesk.forms import BoundedDateField, FrontdeskForm, _choices
 from plans import planner
 from plans.models import PlanTemplate
 
@@ -14,7 +14,7 @@ WEEKDAYS = [(0, "Mon"), (1, "Tue"), (2, "Wed"), (3, "Thu"), (4, "Fri"), (5, "Sat
 
 class PlanCourseForm(FrontdeskForm):
     template = forms.ChoiceField(label="Course")
-    start_from = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    start_from = BoundedDateField(label="From")
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
     weekdays = forms.TypedMultipleChoiceField(
         label="Days", choices=WEEKDAYS, coerce=int, required=False, widget=forms.CheckboxSelectMultiple
@@ -46,4 +46,4 @@ class PlanCourseForm(FrontdeskForm):
 
 class ReplanForm(FrontdeskForm):
     from_session = forms.IntegerField(min_value=1, max_value=planner.MAX_SESSIONS, widget=forms.HiddenInput)
-    start_from = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    start_from = BoundedDateField(label="From")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from django import forms
 
 from clinic.models import MessageTopic
+from core.timeutils import within_years
 
 SLOT_STAMP = "%Y%m%dT%H%MZ"
 
@@ -21,6 +22,8 @@ def slot_from_key(value: str) -> tuple[datetime, str] | None:
     try:
         start = datetime.strptime(stamp, SLOT_STAMP).replace(tzinfo=UTC)
     except ValueError:
+        return None
+    if not within_years(start):  # the list offers the next weeks; 9999-12-31 23:59 overflows a booking's end
         return None
     return (start, practitioner_id) if practitioner_id else None
 

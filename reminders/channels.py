@@ -187,7 +187,8 @@ class BaseSmsBackend:
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
         """Default: a shared token in the inbound URL's query (?token=...), set by SMS_INBOUND_TOKEN."""
         expected = settings.SMS_INBOUND_TOKEN
-        return bool(expected) and hmac.compare_digest(str(query.get("token", "")), expected)
+        # Compared as bytes: compare_digest refuses non-ASCII str, and a typed token may be anything.
+        return bool(expected) and hmac.compare_digest(str(query.get("token", "")).encode(), expected.encode())
 
 
 class ConsoleSmsBackend(BaseSmsBackend):
@@ -320,7 +321,7 @@ class TwilioSmsBackend(BaseSmsBackend):
         signature = headers.get("X-Twilio-Signature", "")
         payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
         expected = base64.b64encode(hmac.new(self.auth_token.encode(), payload.encode(), hashlib.sha1).digest())
-        return bool(signature) and hmac.compare_digest(expected.decode(), signature)
+        return bool(signature) and hmac.compare_digest(expected, signature.encode())
 
 
 def sms_backend() -> BaseSmsBackend:

@@ -55,7 +55,11 @@ def appointment_from_manage_token(token: str, *, now: datetime) -> Appointment:
         expires = None
     if pk is None or expires is None:
         raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This link is not valid. Please call the clinic.")
-    if now >= datetime.fromtimestamp(expires, tz=UTC):
+    try:
+        expired = now >= datetime.fromtimestamp(expires, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # signed, but no time a link we made could carry
+        raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This link is not valid. Please call the clinic.")
+    if expired:
         raise InvalidInput(ErrorCode.MANAGE_LINK_EXPIRED, "This link has expired. Please call the clinic.")
     appointment = (
         Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner").filter(pk=pk).first()

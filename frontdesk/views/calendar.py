@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from clinic.models import AppointmentStatus, Practitioner
 from clinic.selectors import clinics_for_user, patient_search, patients_in
+from core.timeutils import MAX_YEAR, MIN_YEAR, within_years
 from frontdesk import selectors
 from frontdesk.forms import PatientForm, PatientSearchForm, ScheduleFilterForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
@@ -88,12 +89,15 @@ def _bound(value: str | None, tz) -> datetime | None:
     try:
         if "T" not in value and " " not in value:
             day = parse_date(value)
-            return selectors.local_day_range(day, tz)[0] if day else None
+            return selectors.local_day_range(day, tz)[0] if day and within_years(day) else None
         instant = parse_datetime(value)
     except (ValueError, OverflowError):
         return None
-    # A time without an offset is ambiguous across the clocks changing: refuse it rather than guess.
-    return instant if instant is not None and timezone.is_aware(instant) else None
+    # A time without an offset is ambiguous across the clocks changing: refuse it rather than guess. Years
+    # out of the services' range are refused too: year 1 at +14:00 has no UTC (and no local time here).
+    if instant is None or not timezone.is_aware(instant) or not within_years(instant):
+        return None
+    return instant
 
 
 @clinic_page
@@ -102,7 +106,10 @@ def calendar_events(request):
     start, end = _bound(request.GET.get("start"), clinic.tz), _bound(request.GET.get("end"), clinic.tz)
     problem = None
     if start is None or end is None:
-        problem = "start and end must be ISO dates (2026-03-02) or instants with an offset (2026-03-02T09:00:00+00:00)."
+        problem = (
+            "start and end must be ISO dates (2026-03-02) or instants with an offset (2026-03-02T09:00:00+00:00), "
+            f"in the years {MIN_YEAR} to {MAX_YEAR}."
+        )
     elif end <= start:
         problem = "end must be after start."
     elif end - start > timedelta(days=MAX_FEED_DAYS):

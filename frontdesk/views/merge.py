@@ -12,6 +12,7 @@ from clinic.models import ConditionStatus
 from clinic.selectors import clinics_for_user, duplicate_candidates, identity_of, patient_search, patients_in
 from core.errors import InvalidInput
 from core.ids import parse_uuid
+from frontdesk.forms import PatientSearchForm
 from frontdesk.views.base import clinic_page, page, patient_or_404
 
 
@@ -24,7 +25,8 @@ def _choices(request, patient) -> list:
             identity=identity_of(patient),
         )
     ]
-    query = request.GET.get("q", "").strip()
+    search = PatientSearchForm({"q": request.GET.get("q", "")}, clinic=request.clinic)
+    query = search.cleaned_data["q"].strip() if search.is_valid() else ""  # too long, or a NUL: no search
     if query:
         scope = patients_in(clinics_for_user(request.user).filter(pk=request.clinic.pk))
         found += list(patient_search(scope, query, country=request.clinic.country)[:20])
