@@ -6,9 +6,12 @@ so their status and times are read-only here; the audit trail is append-only.
 
 from django.contrib import admin
 from django.db.models import Q, URLField
+from django.utils import timezone
 
 from clinic import models
+from clinic.record_changes import patient_record_changed
 from clinic.selectors import clinics_for_user, organisations_of
+from clinic.services import lock_live_patient
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -212,6 +215,23 @@ class PatientAdmin(ClinicScopedAdmin):
     readonly_fields = ["organisation", "merged_into", "merged_at"]
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """The history, medication courses and intake edited here are the record the rules read: like the
+        record services (clinic/services.py), lock the patient and tell the subscribers in this transaction,
+        so the patient's bookings are re-checked (an isotretinoin course entered here left a microneedling
+        booking confirmed)."""
+        super().save_related(request, form, formsets, change)
+        edited = [
+            str(f.model._meta.verbose_name_plural)
+            for f in formsets
+            if f.new_objects or f.changed_objects or f.deleted_objects
+        ]
+        if edited:
+            patient = lock_live_patient(form.instance.pk)
+            patient_record_changed(
+                patient_id=patient.pk, now=timezone.now(), cause=f"{', '.join(edited)} edited in the admin"
+            )
 
 
 @admin.register(models.PatientMerge)

@@ -14,15 +14,16 @@ from datetime import datetime
 
 from django.db import models, transaction
 
-from clinic.models import ConditionStatus, Patient, PatientCondition, PatientMerge
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, ConditionStatus, Patient, PatientCondition, PatientMerge
 from clinic.record_changes import patient_record_changed
 from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound, Refused
 
 # Reverse relations to Patient that are not simply re-pointed: the intake (merged line by line), the
 # tombstones of earlier merges (re-pointed through `merged_into` below) and the merge records themselves.
 _HANDLED_APART = {"conditions", "merged_from", "merges_away", "merges_in"}
-# Overlapping active appointments of one patient break PostgreSQL's exclusion constraint (migration 0005).
-_OVERLAP_STATUSES = ("pending_clearance", "confirmed")
+# Overlapping active appointments of one patient break PostgreSQL's exclusion constraint (migration 0005):
+# every status that holds its slot, needs_review included (it was left out, and such a merge failed there).
+_OVERLAP_STATUSES = ACTIVE_APPOINTMENT_STATUSES
 
 IntakeKey = tuple[str, str | None]  # (condition code, area code or None)
 

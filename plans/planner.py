@@ -386,11 +386,14 @@ def plan_course(
     preferences: Preferences = Preferences(),
     first_index: int = 1,
     ignore_event_ids: frozenset[str] = frozenset(),
+    after_day: date | None = None,
 ) -> Plan:
     """Place sessions `first_index` .. of `course`, the first at or after `start_at`.
 
     `timeline` holds the patient's history and bookings (and, for a re-plan, the plan's sessions kept);
-    `ignore_event_ids` leaves out the bookings being re-planned.
+    `ignore_event_ids` leaves out the bookings being re-planned. `after_day`, for a re-plan from a later
+    session, is the local date of the session kept before it: the first placed session then falls within
+    the course's gaps after it, like every other (without it, it was placed as a course's first session).
     """
     if start_at.tzinfo is None or start_at.utcoffset() is None:
         raise PlanInputError("start", "The start must be timezone-aware.")
@@ -405,12 +408,12 @@ def plan_course(
         first_index,
         ignore_event_ids,
     )
-    placed = search.place(first_index, None, timeline, [])
+    placed = search.place(first_index, after_day, timeline, [])
     if placed is not None:
         return Plan(tuple(placed))
     obstacle = search.first_obstacle or Obstacle(
         first_index,
-        search.window(first_index, None),
+        search.window(first_index, after_day),
         f"No arrangement of the {course.sessions} sessions fits within a year of the start.",
     )
     return Plan((), obstacle)

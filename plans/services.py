@@ -178,7 +178,9 @@ def _request(
     return PlanRequest(patient, clinic, template, course, candidates, preferences, start_at)
 
 
-def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> planner.Plan:
+def _plan(
+    request: PlanRequest, *, first_index: int = 1, ignore: tuple = (), after_day: date | None = None
+) -> planner.Plan:
     rulebook = selectors.rulebook_load(request.patient.organisation_id)
     # Only the events within the rules' reach of the plan's span can stand against a session.
     return planner.plan_course(
@@ -197,6 +199,7 @@ def _plan(request: PlanRequest, *, first_index: int = 1, ignore: tuple = ()) -> 
         preferences=request.preferences,
         first_index=first_index,
         ignore_event_ids=frozenset(str(pk) for pk in ignore),
+        after_day=after_day,
     )
 
 
@@ -327,9 +330,19 @@ def plan_book(
 # --- Re-planning --------------------------------------------------------------------------------------
 
 
+def _kept_before(plan: TreatmentPlan, sessions: list[PlanSession], from_index: int) -> date | None:
+    """The local date of the session kept just before a re-plan (booked, or done), which the moved sessions'
+    gaps run from; None when it has no booking that counts (cancelled), or for a re-plan from session 1."""
+    before = next((s for s in sessions if s.index == from_index - 1), None)
+    appointment = before.appointment if before is not None else None
+    if appointment is None or not (appointment.is_active or appointment.status == AppointmentStatus.COMPLETED):
+        return None
+    return appointment.start_at.astimezone(plan.clinic.tz).date()
+
+
 def _replan_request(
     plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool
-) -> tuple[PlanRequest, list[PlanSession]]:
+) -> tuple[PlanRequest, list[PlanSession], date | None]:
     sessions = list(plan.sessions.select_related("appointment").order_by("index"))
     if not any(s.index == from_index for s in sessions):
         raise InvalidInput(
@@ -351,15 +364,15 @@ def _replan_request(
         sessions=len(moving),
         lock=lock,
     )
-    return request, moving
+    return request, moving, _kept_before(plan, sessions, from_index)
 
 
 @versioned.within_snapshot
 def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datetime) -> Proposal:
     """The moved session and every later one, re-proposed around the plan's own bookings; writes nothing."""
-    request, moving = _replan_request(plan, from_index, start_at, lock=False)
+    request, moving, after_day = _replan_request(plan, from_index, start_at, lock=False)
     ignore = tuple(s.appointment_id for s in moving if s.appointment is not None and s.appointment.is_active)
-    return Proposal(request, _plan(request, first_index=from_index, ignore=ignore))
+    return Proposal(request, _plan(request, first_index=from_index, ignore=ignore, after_day=after_day))
 
 
 @versioned.within_snapshot
@@ -369,11 +382,11 @@ def plan_replan(
     """Apply a re-plan in one transaction: each moved session's booking is moved (or booked afresh)."""
     with transaction.atomic():
         lock_patient(plan.patient_id)
-        request, moving = _replan_request(plan, from_index, start_at, lock=True)
+        request, moving, after_day = _replan_request(plan, from_index, start_at, lock=True)
         active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
         ignore = tuple(a.pk for a in active.values())
         # Race condition: planned only now that the patient and the practitioners are locked.
-        proposed = _plan(request, first_index=from_index, ignore=ignore)
+        proposed = _plan(request, first_index=from_index, ignore=ignore, after_day=after_day)
         if not proposed.feasible:
             raise UnableToPlan(proposed.obstacle, request.tz)
         by_index = {s.index: s for s in moving}

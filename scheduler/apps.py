@@ -6,16 +6,17 @@ class SchedulerConfig(AppConfig):
     verbose_name = "Scheduling rules"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_save, pre_save
 
         from clinic import record_changes
         from scheduler.models import ContraindicationRule, IntervalRule
         from scheduler.recheck import on_record_changed
-        from scheduler.signals import on_rule_changed
+        from scheduler.signals import on_rule_changed, remember_procedures
 
         # A change to a patient's record re-checks their booked appointments in the same transaction.
         record_changes.subscribe(on_record_changed)
         # A rule edit re-checks every patient it may affect, in chunks, after it commits.
         for model in (IntervalRule, ContraindicationRule):
+            pre_save.connect(remember_procedures, sender=model, dispatch_uid=f"recheck-before-{model.__name__}")
             post_save.connect(on_rule_changed, sender=model, dispatch_uid=f"recheck-save-{model.__name__}")
             post_delete.connect(on_rule_changed, sender=model, dispatch_uid=f"recheck-delete-{model.__name__}")

@@ -9,11 +9,20 @@ from django.utils import timezone
 from scheduler import recheck, tasks
 
 
+def remember_procedures(sender, instance, raw: bool = False, **kwargs) -> None:
+    """pre_save receiver: the procedures the rule named before this edit. A rule moved from one procedure to
+    another must re-check the bookings it may stop blocking too (they stayed needs_review for good)."""
+    if raw:
+        return
+    stored = sender.objects.filter(pk=instance.pk).first() if instance.pk else None
+    instance._procedures_before = recheck.procedures_of_rule(stored) if stored is not None else []
+
+
 def on_rule_changed(sender, instance, raw: bool = False, **kwargs) -> None:
     """post_save / post_delete receiver for IntervalRule and ContraindicationRule."""
     if raw:  # loaddata: nothing is booked against a fixture being loaded
         return
-    procedures = recheck.procedures_of_rule(instance)
+    procedures = sorted(set(recheck.procedures_of_rule(instance)) | set(getattr(instance, "_procedures_before", ())))
     organisation_id = instance.organisation_id  # None: a default, which every organisation's book may use
     cause = f"rule changed: {instance}"
 
