@@ -60,7 +60,10 @@ def _replay(row: IdempotencyKey) -> Response:
     if row.response_location:
         headers["Location"] = row.response_location
     return Response(
-        row.response_body, status=row.response_status, headers=headers, content_type=row.response_content_type or None
+        json.loads(row.response_body) if row.response_body is not None else None,
+        status=row.response_status,
+        headers=headers,
+        content_type=row.response_content_type or None,
     )
 
 
@@ -176,9 +179,9 @@ def idempotent(method):
                         response = view.handle_exception(exc)
                     if response.status_code >= 500:
                         raise _Failed(response)
-                    body = json.loads(json.dumps(response.data, cls=JSONEncoder))
                     row.response_status = response.status_code
-                    row.response_body = body
+                    # As text, keys in the order sent: a replay renders the same bytes (a dict keeps its order).
+                    row.response_body = json.dumps(response.data, cls=JSONEncoder)
                     row.response_content_type = (
                         PROBLEM_CONTENT_TYPE if response.status_code >= 400 else "application/json"
                     )

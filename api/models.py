@@ -25,7 +25,9 @@ class IdempotencyKey(models.Model):
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
     response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField(null=True, blank=True)
+    # The first response's JSON as text, keys in the order it was sent: a replay sends the same bytes (the
+    # contract's "same body"). PostgreSQL's jsonb, used before, stored the keys in its own order.
+    response_body = models.TextField(null=True, blank=True)
     response_content_type = models.CharField(max_length=100)
     response_location = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField()

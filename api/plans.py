@@ -261,6 +261,7 @@ def _refusal(request, error) -> Response:
             "warnings": [],
             "earliest_eligible_start": None,
             "next_available_slot": None,
+            "rulebook_version": error.rulebook_version,
         }
     body = problem(
         409, code=error.code, title="Plan refused", detail=error.message, instance=instance_of(request), **extra

@@ -605,7 +605,7 @@ class AppointmentRescheduleApi(ApiView):
         request=RescheduleIn,
         parameters=[docs.IDEMPOTENCY_KEY],
         responses=docs.responses(
-            200, BookingOut, bad_request=True, refusal=True, conflict=True, idempotent=True, body=True
+            201, BookingOut, bad_request=True, refusal=True, conflict=True, idempotent=True, body=True
         ),
     )
     @idempotent
@@ -620,7 +620,8 @@ class AppointmentRescheduleApi(ApiView):
             practitioner_id=data.get("practitioner"),
             reason=data.get("reason", ""),
         )
-        return Response(_booking_data(result))
+        # The contract: "POST /api/v1/appointments/ (and reschedule) answers: 201 with the appointment".
+        return Response(_booking_data(result), status=status.HTTP_201_CREATED)
 
 
 class AppointmentRescheduleCheckApi(ApiView):

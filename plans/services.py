@@ -29,10 +29,12 @@ _CHUNK = timedelta(days=7)
 class UnableToPlan(Refused):
     """No arrangement of the course fits (HTTP 409): `obstacle` names the session and the rule or window."""
 
-    def __init__(self, obstacle: planner.Obstacle, tz: tzinfo) -> None:
+    def __init__(self, obstacle: planner.Obstacle, request: PlanRequest) -> None:
         super().__init__(ErrorCode.PLAN_INFEASIBLE, obstacle.message)
         self.obstacle = obstacle
-        self.tz = tz
+        self.tz = request.tz
+        # The contract: booking answers (201 and 409) carry the version of the rule book they were checked against.
+        self.rulebook_version = selectors.rulebook_version(request.patient.organisation_id)
 
 
 class UnableToBookSession(Refused):
@@ -304,7 +306,7 @@ def plan_book(
             # Race condition: planned only now that the patient and the practitioners are locked.
             plan = _plan(request)
             if not plan.feasible:
-                raise UnableToPlan(plan.obstacle, request.tz)
+                raise UnableToPlan(plan.obstacle, request)
             placements = [Placement(s.index, s.start_at, s.practitioner_id, s.window) for s in plan.sessions]
         else:
             placements = _placements_checked(request, chosen)
@@ -388,7 +390,7 @@ def plan_replan(
         # Race condition: planned only now that the patient and the practitioners are locked.
         proposed = _plan(request, first_index=from_index, ignore=ignore, after_day=after_day)
         if not proposed.feasible:
-            raise UnableToPlan(proposed.obstacle, request.tz)
+            raise UnableToPlan(proposed.obstacle, request)
         by_index = {s.index: s for s in moving}
         # Sessions moving later go last-first and those moving earlier first-first, so that no session is
         # moved onto a time its neighbour still holds.

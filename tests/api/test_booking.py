@@ -333,11 +333,11 @@ def test_appointment_detail_has_reminders_and_other_clinics_are_404(
 # --- Actions ---------------------------------------------------------------------------------------------
 
 
-def test_reschedule_200_and_409(api, patient, practitioner, botox_last_week):
+def test_reschedule_201_and_409(api, patient, practitioner, botox_last_week):
     created = book(api, patient, procedure="filler").json()
     url = f"/api/v1/appointments/{created['id']}/reschedule/"
     moved = api.post(url, {"start": "2026-03-05T14:00:00+00:00"}, format="json")
-    assert moved.status_code == 200, moved.content
+    assert moved.status_code == 201, moved.content  # the contract: "(and reschedule) answers: 201"
     assert moved.json()["start"] == "2026-03-05T14:00:00+00:00" and moved.json()["warnings"] == []
     # Booking microneedling two weeks after the filler clashes the other way round when the filler moves.
     needling = book(api, patient, start="2026-04-20T10:00:00+01:00").json()

@@ -230,7 +230,7 @@ def test_deliveries_carry_event_id_and_sequence_and_are_listed_with_their_respon
     moved = api.post(
         f"/api/v1/appointments/{booked['id']}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json"
     )
-    assert moved.status_code == 200, moved.content
+    assert moved.status_code == 201, moved.content
     receiver.script = [(410, b"gone")]
     dispatch_local(now=_now())
 
