@@ -36,53 +36,7 @@ pytestmark = pytest.mark.django_db
 TUESDAY_10 = "2026-03-03T10:00:00+00:00"
 
 
-# --- Fixtures (small copies of tests/api/conftest.py) ---------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
-
-
-@pytest.fixture
-def clinic(catalogue):
-    return ClinicFactory(code="london", name="London Clinic", timezone="Europe/London")
-
-
-@pytest.fixture
-def other_clinic(catalogue):
-    return ClinicFactory(code="newyork", name="New York Clinic", timezone="America/New_York")
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Ada")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee")
-
-
-@pytest.fixture
-def other_patient(other_clinic):
-    return PatientFactory(clinic=other_clinic, first_name="Other", last_name="Person")
-
-
-@pytest.fixture
-def other_practitioner(other_clinic):
-    return PractitionerFactory(clinic=other_clinic, name="Dr Elsewhere")
-
-
-@pytest.fixture
-def api(clinic):
-    return http(new_api_client(clinic)[1])
-
-
-@pytest.fixture
-def clinical_api(clinic):
-    return http(new_api_client(clinic, name="clinical-platform", clinical=True)[1])
+# --- Fixtures (the rest from tests/api/conftest.py) -------------------------------------------------------
 
 
 @pytest.fixture
