@@ -16,6 +16,8 @@ Nothing changes silently: every move is audited with its cause and sent to the s
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -154,9 +156,51 @@ def procedures_of_rule(rule) -> list[str]:
     return [rule.procedure_id]
 
 
+log = logging.getLogger(__name__)
+
+# How long a run's start waits for the transactions in progress when the rule change committed (below).
+OLDER_TRANSACTIONS_WAIT = timedelta(seconds=30)
+
+_IN_PROGRESS = """
+    SELECT coalesce(array_agg(l.virtualxid), '{}') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'virtualxid' AND l.pid <> pg_backend_pid() AND a.datname = current_database()
+"""
+
+
+def wait_for_older_transactions(timeout: timedelta = OLDER_TRANSACTIONS_WAIT) -> bool:
+    """Wait until every transaction of this database in progress now has ended; False if some outlast
+    `timeout` (then logged).
+
+    # Race condition: a booking checked against the rules as they were may still be committing when a rule
+    change commits. The run that re-checks the affected patients reads only what has committed, so it would
+    miss that booking, which would stay confirmed and unsafe. Called after the rule change has committed,
+    this waits for every transaction that could have read the old rules (each holds its virtual transaction
+    id's lock until it ends); once they have ended, their bookings are visible. A booking that starts after
+    the change reads the new rules. PostgreSQL only: SQLite's booking holds the write lock from its BEGIN, so a
+    rule change cannot commit while one is in progress."""
+    if connection.vendor != "postgresql":
+        return True
+    deadline = time.monotonic() + timeout.total_seconds()
+    with connection.cursor() as cursor:
+        cursor.execute(_IN_PROGRESS)
+        older = set(cursor.fetchone()[0])
+        while older:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "re-check: %d transactions still in progress after %s; re-checking anyway", len(older), timeout
+                )
+                return False
+            time.sleep(0.05)
+            cursor.execute(_IN_PROGRESS)
+            older &= set(cursor.fetchone()[0])
+    return True
+
+
 def recheck_run_start(*, cause: str, procedures: list[str], now: datetime, organisation_id=None) -> RecheckRun | None:
     """A run for a rule change (of one organisation's rule book, or of the defaults when None), or None when
-    no booked appointment can be affected."""
+    no booked appointment can be affected. Called after the change has committed: it first waits for the
+    bookings that may have been checked against the rules as they were (`wait_for_older_transactions`)."""
+    wait_for_older_transactions()
     if not _affected(procedures, now, organisation_id).exists():
         return None
     return RecheckRun.objects.create(
