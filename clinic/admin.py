@@ -175,22 +175,39 @@ class PractitionerAdmin(ClinicScopedAdmin):
     inlines = [WorkingHoursInline, TimeOffInline]
 
 
-class ProcedureRecordInline(ClinicScopedChoices, admin.TabularInline):
+class RecordInline(ClinicScopedChoices, admin.TabularInline):
+    """A part of the clinical record: read-only on a record merged into another (a tombstone), where
+    nothing may be added (its history now lives on the survivor's record)."""
+
+    extra = 0
+
+    def _live(self, obj) -> bool:
+        return obj is None or obj.merged_into_id is None
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._live(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._live(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._live(obj) and super().has_delete_permission(request, obj)
+
+
+class ProcedureRecordInline(RecordInline):
     model = models.ProcedureRecord
     fk_name = "patient"
     extra = 0
     fields = ["procedure", "performed_at", "area", "source", "notes"]
 
 
-class MedicationCourseInline(ClinicScopedChoices, admin.TabularInline):
+class MedicationCourseInline(RecordInline):
     model = models.MedicationCourse
-    extra = 0
     fields = ["drug", "started_on", "ended_on", "notes"]
 
 
-class PatientConditionInline(ClinicScopedChoices, admin.TabularInline):
+class PatientConditionInline(RecordInline):
     model = models.PatientCondition
-    extra = 0
 
 
 @admin.register(models.Patient)

@@ -393,10 +393,14 @@ def plan_course(
     `timeline` holds the patient's history and bookings (and, for a re-plan, the plan's sessions kept);
     `ignore_event_ids` leaves out the bookings being re-planned. `after_day`, for a re-plan from a later
     session, is the local date of the session kept before it: the first placed session then falls within
-    the course's gaps after it, like every other (without it, it was placed as a course's first session).
+    the course's gaps after it, like every other, and never before `start_at` (without it, it was placed as
+    a course's first session, days after the one before). When that window has passed by `start_at` (a
+    missed or overdue session) it goes from `start_at`, as a course's first session does.
     """
     if start_at.tzinfo is None or start_at.utcoffset() is None:
         raise PlanInputError("start", "The start must be timezone-aware.")
+    if after_day is not None and course.max_gap.add_to(after_day) < start_at.astimezone(tz).date():
+        after_day = None
     search = _Search(
         timeline,
         rulebook,

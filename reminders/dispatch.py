@@ -386,7 +386,16 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
     if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
         return []
     same = batch.candidates.get((message.appointment.patient_id, message.channel), ())
-    settling = {row.appointment_id for row in same if row.kind == MessageKind.RESCHEDULED and row.due_at > now}
+    # Moved within the grace period: its notice, or the reminders the move re-planned (with or without a
+    # notice: none goes before the confirmation has), wait for the time to settle. Another appointment changed
+    # within it (`updated_at`: every move changes it) is taken as settling too; its rows go on their own.
+    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
+    settling = {
+        row.appointment_id
+        for row in same
+        if (row.kind == MessageKind.RESCHEDULED and row.due_at > now)
+        or (row.appointment_id != message.appointment_id and row.appointment.updated_at > now - grace)
+    }
     quiet = quiet_hours() if message.channel == Channel.SMS else None
     pool = sorted(
         (

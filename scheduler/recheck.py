@@ -158,13 +158,24 @@ def procedures_of_rule(rule) -> list[str]:
 
 log = logging.getLogger(__name__)
 
-# How long a run's start waits for the transactions in progress when the rule change committed (below).
-OLDER_TRANSACTIONS_WAIT = timedelta(seconds=30)
+# How long a run's first step waits for the transactions in progress when it starts (below): under
+# gunicorn's timeout, for the embedded dispatcher that runs the steps in the request.
+OLDER_TRANSACTIONS_WAIT = timedelta(seconds=25)
 
+# The clients' transactions of this database in progress (not this one's; not autovacuum's or replication's).
 _IN_PROGRESS = """
     SELECT coalesce(array_agg(l.virtualxid), '{}') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'virtualxid' AND l.pid <> pg_backend_pid() AND a.datname = current_database()
+      AND a.backend_type = 'client backend'
 """
+
+
+def _transactions_in_progress() -> set[str]:
+    if connection.vendor != "postgresql":
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(_IN_PROGRESS)
+        return set(cursor.fetchone()[0])
 
 
 def wait_for_older_transactions(timeout: timedelta = OLDER_TRANSACTIONS_WAIT) -> bool:
@@ -178,30 +189,24 @@ def wait_for_older_transactions(timeout: timedelta = OLDER_TRANSACTIONS_WAIT) ->
     id's lock until it ends); once they have ended, their bookings are visible. A booking that starts after
     the change reads the new rules. PostgreSQL only: SQLite's booking holds the write lock from its BEGIN, so a
     rule change cannot commit while one is in progress."""
-    if connection.vendor != "postgresql":
-        return True
     deadline = time.monotonic() + timeout.total_seconds()
-    with connection.cursor() as cursor:
-        cursor.execute(_IN_PROGRESS)
-        older = set(cursor.fetchone()[0])
-        while older:
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "re-check: %d transactions still in progress after %s; re-checking anyway", len(older), timeout
-                )
-                return False
-            time.sleep(0.05)
-            cursor.execute(_IN_PROGRESS)
-            older &= set(cursor.fetchone()[0])
+    older = _transactions_in_progress()
+    while older:
+        if time.monotonic() >= deadline:
+            log.warning("re-check: %d transactions still in progress after %s; re-checking anyway", len(older), timeout)
+            return False
+        time.sleep(0.05)
+        older &= _transactions_in_progress()
     return True
 
 
 def recheck_run_start(*, cause: str, procedures: list[str], now: datetime, organisation_id=None) -> RecheckRun | None:
     """A run for a rule change (of one organisation's rule book, or of the defaults when None), or None when
-    no booked appointment can be affected. Called after the change has committed: it first waits for the
-    bookings that may have been checked against the rules as they were (`wait_for_older_transactions`)."""
-    wait_for_older_transactions()
-    if not _affected(procedures, now, organisation_id).exists():
+    no booked appointment can be affected. Called after the change has committed. While other transactions
+    are in progress, one may be a booking checked against the rules as they were, not yet visible: the run is
+    made anyway, and its first step waits for them (`wait_for_older_transactions`), in the worker, not in the
+    request that saved the rule."""
+    if not _transactions_in_progress() and not _affected(procedures, now, organisation_id).exists():
         return None
     return RecheckRun.objects.create(
         cause=cause[:300], procedures=procedures, created_at=now, organisation_id=organisation_id
@@ -210,6 +215,9 @@ def recheck_run_start(*, cause: str, procedures: list[str], now: datetime, organ
 
 def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
     """Re-check the next chunk of patients; return True when the run is finished (or not ours to do)."""
+    if RecheckRun.objects.filter(pk=run_id, progressed_at__isnull=True, finished_at__isnull=True).exists():
+        # The first step, outside any transaction (two runs starting together must not wait for each other).
+        wait_for_older_transactions()
     with transaction.atomic():
         # Race condition: one step at a time per run; another worker holding it skips.
         run = (

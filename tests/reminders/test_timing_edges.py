@@ -19,7 +19,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinic.models import WorkingHours
+from clinic.models import Appointment, WorkingHours
 from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local, outbox_claim_due, outbox_send
 from reminders.models import OutboxMessage, OutboxStatus, ReminderTemplate
@@ -406,3 +406,28 @@ def test_a_merged_text_never_carries_a_message_into_its_own_clinics_quiet_hours(
     confirmation.refresh_from_db()
     if confirmation.status == OutboxStatus.SENT:
         assert not quiet_local(confirmation.sent_at, new_york.tz), confirmation.sent_at.astimezone(new_york.tz)
+
+
+@pytest.mark.parametrize("changed_minutes_ago, merged", [(2, False), (30, True)])
+def test_another_visit_changed_within_the_grace_keeps_its_coming_texts_out_of_a_merge(
+    patient, practitioner, now, changed_minutes_ago, merged
+):
+    """A visit changed within the grace period (a move: with or without a notice, none goes before the
+    confirmation has) may be changed back: a text of another visit going now does not carry its coming texts
+    along. Changed longer ago, they merge as usual (two texts in the same minutes read as one)."""
+    first = book(patient, "botox", london(2026, 3, 10, 10), now)
+    second = book(patient, "filler", london(2026, 3, 12, 10), now)
+    deliver(now)  # the confirmations
+    at = london(2026, 3, 4, 12, 0)
+    pending = OutboxMessage.objects.filter(channel="sms", status=OutboxStatus.PENDING).order_by("due_at")
+    mine, theirs = pending.filter(appointment=first).first(), pending.filter(appointment=second).first()
+    OutboxMessage.objects.filter(pk=mine.pk).update(due_at=at)
+    OutboxMessage.objects.filter(pk=theirs.pk).update(due_at=at + timedelta(minutes=3))
+    Appointment.objects.filter(pk=second.pk).update(updated_at=at - timedelta(minutes=changed_minutes_ago))
+
+    deliver(at)
+
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.status == OutboxStatus.SENT
+    assert (theirs.status == OutboxStatus.SENT) is merged, (theirs.status, theirs.last_error)
