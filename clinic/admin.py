@@ -9,9 +9,8 @@ from django.db.models import Q, URLField
 from django.utils import timezone
 
 from clinic import models
-from clinic.record_changes import patient_record_changed
 from clinic.selectors import clinics_for_user, organisations_of
-from clinic.services import lock_live_patient
+from clinic.services import patient_record_edited
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -234,9 +233,8 @@ class PatientAdmin(ClinicScopedAdmin):
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
 
     def save_related(self, request, form, formsets, change) -> None:
-        """The history, medication courses and intake edited here are the record the rules read: like the
-        record services (clinic/services.py), lock the patient and tell the subscribers in this transaction,
-        so the patient's bookings are re-checked (an isotretinoin course entered here left a microneedling
+        """The history, medication courses and intake edited here are the record the rules read: the patient's
+        bookings are re-checked in this transaction (an isotretinoin course entered here left a microneedling
         booking confirmed)."""
         super().save_related(request, form, formsets, change)
         edited = [
@@ -245,10 +243,7 @@ class PatientAdmin(ClinicScopedAdmin):
             if f.new_objects or f.changed_objects or f.deleted_objects
         ]
         if edited:
-            patient = lock_live_patient(form.instance.pk)
-            patient_record_changed(
-                patient_id=patient.pk, now=timezone.now(), cause=f"{', '.join(edited)} edited in the admin"
-            )
+            patient_record_edited(patient_id=form.instance.pk, parts=edited, now=timezone.now())
 
 
 @admin.register(models.PatientMerge)

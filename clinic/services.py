@@ -327,6 +327,14 @@ def medication_course_end(*, course: MedicationCourse, ended_on: date, now: date
     return course
 
 
+def patient_record_edited(*, patient_id, parts: list[str], now: datetime) -> None:
+    """The record's parts (history, medication courses, intake) were edited in place, in the caller's transaction
+    (the admin's inlines): lock the patient and tell the subscribers, as the services above do, so the patient's
+    bookings are re-checked. A record merged away is refused (`lock_live_patient`)."""
+    patient = lock_live_patient(patient_id)
+    patient_record_changed(patient_id=patient.pk, now=now, cause=f"{', '.join(parts)} edited in the admin")
+
+
 @dataclass(frozen=True)
 class IntakeLine:
     condition: str

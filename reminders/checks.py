@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.checks import Error, register
 from django.utils.module_loading import import_string
 
+from reminders.channels import BaseSmsBackend, TwilioSmsBackend
+
 
 def _load(path: str, setting: str, code: str) -> tuple[type | None, list[Error]]:
     try:
@@ -26,8 +28,6 @@ def _load(path: str, setting: str, code: str) -> tuple[type | None, list[Error]]
 
 @register(deploy=True)
 def reminder_channels(app_configs=None, **kwargs) -> list[Error]:
-    from reminders.channels import BaseSmsBackend, TwilioSmsBackend
-
     sms, found = _load(settings.SMS_BACKEND, "SMS_BACKEND", "reminders.E001")
     found += _load(settings.EMAIL_BACKEND, "EMAIL_BACKEND", "reminders.E002")[1]
     if sms is None:

@@ -377,18 +377,16 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
     send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips
     rows another sender holds). Rows that are no longer wanted are left to their own send.
 
-    Not brought forward: what is not due yet of an appointment whose move is in its grace period (the
-    notice, and the reminders the move re-planned: a move undone within it must tell the patient
-    nothing), and, by SMS, a row of a clinic where it is quiet hours now (another zone's clinic: each
-    row keeps its own clinic's nights).
+    Not brought forward: what is not due yet of an appointment still settling, its move notice waiting
+    out the grace period or (another visit) changed within it (the notice, and the reminders the move
+    re-planned, with or without a notice: a move undone within the grace must tell the patient nothing),
+    and, by SMS, a row of a clinic where it is quiet hours now (each row keeps its own clinic's nights).
     """
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
         return []
     same = batch.candidates.get((message.appointment.patient_id, message.channel), ())
-    # Moved within the grace period: its notice, or the reminders the move re-planned (with or without a
-    # notice: none goes before the confirmation has), wait for the time to settle. Another appointment changed
-    # within it (`updated_at`: every move changes it) is taken as settling too; its rows go on their own.
+    # Every move changes `updated_at`; a new booking's rows, also recent, then simply go on their own.
     grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
     settling = {
         row.appointment_id

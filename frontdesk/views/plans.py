@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clinic.selectors import clinics_for_user
-from core.timeutils import MAX_YEAR, MIN_YEAR
+from core.timeutils import within_years
 from frontdesk.forms import DomainErrors
 from frontdesk.plan_forms import PlanCourseForm, ReplanForm
 from frontdesk.plan_timeline import timeline_of
@@ -78,7 +78,7 @@ def plan_book(request, patient_id):
             except ValueError:
                 when = None
             # The page writes each session as an aware ISO time: anything else was changed on the way.
-            if when is None or when.tzinfo is None or not MIN_YEAR <= when.year <= MAX_YEAR:
+            if when is None or when.tzinfo is None or not within_years(when):
                 form.add_error(None, "The proposal was damaged; plan the course again.")
                 break
             chosen.append((when, practitioner or None))

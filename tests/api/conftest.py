@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from clinic.models import ApiClient, StaffMembership, StaffRole
+from plans.defaults import plan_templates_load
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
@@ -47,6 +48,23 @@ def practitioner(clinic):
 @pytest.fixture
 def patient(clinic):
     return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee")
+
+
+@pytest.fixture
+def west(clinic):
+    """A second site of the London clinic's organisation."""
+    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
+
+
+@pytest.fixture
+def west_practitioner(west):
+    return PractitionerFactory(clinic=west, name="Dr West")
+
+
+@pytest.fixture
+def templates(catalogue):
+    """The shipped plan templates (tests/api/test_plans.py loads them for every test of its own)."""
+    plan_templates_load()
 
 
 @pytest.fixture

@@ -429,13 +429,6 @@ def test_a_record_change_over_the_api_flags_and_then_releases_the_booking(api, p
 # --- Plans -------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def templates(catalogue):
-    from plans.defaults import plan_templates_load
-
-    plan_templates_load()
-
-
 def test_a_refused_plan_has_the_booking_refusal_shape(api, patient, practitioner, templates):
     # Contract: "otherwise → 201 the plan ...; or 409 with the first session that cannot be booked and why (same
     # refusal shape), booking none." v1 additions: "Eligibility answers and booking answers (201 and 409) carry

@@ -23,17 +23,6 @@ TUESDAY_10 = "2026-03-03T10:00:00+00:00"
 FRIDAY_10 = "2026-03-06T10:00:00+00:00"
 
 
-@pytest.fixture
-def west(clinic):
-    """A second site of the London clinic's organisation."""
-    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
-
-
-@pytest.fixture
-def west_practitioner(west):
-    return PractitionerFactory(clinic=west, name="Dr West")
-
-
 def org_client(organisation) -> tuple[ApiClient, str]:
     client, key = new_api_client()
     client.organisations.set([organisation])

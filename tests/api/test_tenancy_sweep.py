@@ -29,16 +29,13 @@ from clinic.models import (
     StaffMembership,
     StaffRole,
 )
-from plans.defaults import plan_templates_load
 from plans.models import TreatmentPlan
 from reminders.models import OutboxMessage, ReminderTemplate
 from scheduler.models import RecheckRun, RuleBookVersion
 from tests.api.conftest import http, new_api_client, problem_of
 from tests.factories import (
-    ClinicFactory,
     MedicationCourseFactory,
     PatientFactory,
-    PractitionerFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -52,24 +49,9 @@ THURSDAY_10 = "2026-03-05T10:00:00+00:00"
 
 
 @pytest.fixture
-def west(clinic):
-    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
-
-
-@pytest.fixture
-def west_practitioner(west):
-    return PractitionerFactory(clinic=west, name="Dr West")
-
-
-@pytest.fixture
 def west_patient(west):
     """A patient of organisation A whose home clinic is West."""
     return PatientFactory(clinic=west, first_name="Wendy", last_name="West", phone="+447911000111")
-
-
-@pytest.fixture
-def templates(catalogue):
-    plan_templates_load()
 
 
 def key_for(*clinics, clinical=True, name=None) -> str:

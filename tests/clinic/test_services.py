@@ -5,13 +5,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinic.models import PatientCondition
+from clinic import record_changes
+from clinic.models import Patient, PatientCondition
 from clinic.services import (
     IntakeLine,
     conditions_replace,
     medication_course_add,
     medication_course_end,
     patient_create,
+    patient_record_edited,
     patient_update,
     procedure_record_add,
 )
@@ -255,3 +257,26 @@ def test_a_national_number_needs_a_country_to_be_read(catalogue):
 
 def test_patient_update_reads_the_phone_with_the_clinics_country(patient):
     assert patient_update(patient=patient, today=TODAY, phone="07911 123459").phone == "+447911123459"
+
+
+def test_a_record_edited_in_place_tells_the_subscribers_with_what_changed(patient, monkeypatch):
+
+    heard = []
+    monkeypatch.setattr(record_changes, "_subscribers", [lambda **kwargs: heard.append(kwargs)])
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    patient_record_edited(patient_id=patient.pk, parts=["medication courses", "intake"], now=now)
+
+    assert heard == [{"patient_id": patient.pk, "now": now, "cause": "medication courses, intake edited in the admin"}]
+
+
+def test_a_record_merged_away_cannot_be_edited_in_place(patient, monkeypatch):
+
+    heard = []
+    monkeypatch.setattr(record_changes, "_subscribers", [lambda **kwargs: heard.append(kwargs)])
+    survivor = PatientFactory(clinic=patient.clinic)
+    Patient.objects.filter(pk=patient.pk).update(merged_into=survivor, merged_at=datetime(2026, 3, 1, tzinfo=UTC))
+
+    with pytest.raises(InvalidInput):
+        patient_record_edited(patient_id=patient.pk, parts=["history"], now=datetime(2026, 3, 2, tzinfo=UTC))
+    assert heard == []
