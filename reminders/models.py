@@ -261,11 +261,13 @@ class OutboxMessage(models.Model):
     )
     kind = models.CharField(max_length=20, choices=MessageKind.choices)
     channel = models.CharField(max_length=10, choices=Channel.choices)
+    # A reminder has a template and no endpoint, a webhook delivery the other way round: each key's index holds
+    # only the rows that have one (`outbox_template`, `outbox_endpoint`), not a NULL for every other row.
     template = models.ForeignKey(
-        ReminderTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        ReminderTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages", db_index=False
     )
     endpoint = models.ForeignKey(
-        WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+        WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries", db_index=False
     )
     event = models.CharField(max_length=40, blank=True, help_text="Webhook event type.")
     anchor_at = models.DateTimeField(null=True, blank=True, help_text="The instant the due time was computed from.")
@@ -290,8 +292,13 @@ class OutboxMessage(models.Model):
         ordering = ["due_at", "id"]
         verbose_name = "outbox message"
         indexes = [
+            # Whole, not partial on the unsent statuses: the claim runs as a prepared statement whose generic plan
+            # has `status = $1`, from which PostgreSQL cannot prove a partial index's condition (it would scan
+            # the table). A key's `IS NOT NULL` condition it can prove from any `= $1` (reminders 0012).
             models.Index(fields=["status", "due_at"], name="outbox_status_due"),
             models.Index(fields=["appointment", "kind"], name="outbox_appointment_kind"),
+            models.Index(fields=["template"], name="outbox_template", condition=Q(template__isnull=False)),
+            models.Index(fields=["endpoint"], name="outbox_endpoint", condition=Q(endpoint__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=OutboxStatus.values), name="outbox_status_valid"),

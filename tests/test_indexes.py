@@ -66,3 +66,47 @@ def test_the_lookups_the_dropped_indexes_served_still_have_one():
     for column in ("clinic_id", "patient_id", "practitioner_id", "procedure_id", "area_id"):
         assert (Appointment._meta.db_table, column) in leading
     assert (OutboxMessage._meta.db_table, "appointment_id") in leading
+
+
+@pytest.mark.django_db
+def test_the_outbox_keys_indexes_hold_only_rows_that_have_one():
+    """A reminder has a template and no endpoint, a webhook delivery the other way round: neither index takes a
+    NULL entry for the other kind's rows (reminders 0012)."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, OutboxMessage._meta.db_table)
+    by_columns = {tuple(about["columns"]): name for name, about in found.items() if about["index"]}
+    assert by_columns[("template_id",)] == "outbox_template"
+    assert by_columns[("endpoint_id",)] == "outbox_endpoint"
+    assert {index.name: index.condition for index in OutboxMessage._meta.indexes}["outbox_endpoint"] is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_lookups_by_key_use_the_partial_indexes_in_a_prepared_statements_generic_plan():
+    """Prepared statements settle on a generic plan (`endpoint_id = $1`): PostgreSQL must still prove the
+    index's `IS NOT NULL` from it, or every lookup of a webhook endpoint's deliveries (and Django's SET_NULL
+    when one is deleted) would scan the table. The status index stays whole for the opposite reason: from
+    `status = $1` no partial condition on the status can be proven."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            plans = {}
+            for name, column, value_type in (
+                ("outbox_endpoint", "endpoint_id", "uuid"),
+                ("outbox_template", "template_id", "bigint"),
+            ):
+                cursor.execute(
+                    f"PREPARE by_key_{column}({value_type}) AS "
+                    f"SELECT id FROM {OutboxMessage._meta.db_table} WHERE {column} = $1"
+                )
+                value = "00000000-0000-0000-0000-000000000001" if value_type == "uuid" else "1"
+                cursor.execute(f"EXPLAIN EXECUTE by_key_{column}('{value}')")
+                plans[name] = "\n".join(row[0] for row in cursor.fetchall())
+                cursor.execute(f"DEALLOCATE by_key_{column}")
+        finally:
+            cursor.execute("RESET plan_cache_mode")
+    for name, plan in plans.items():
+        assert name in plan, plan
+        assert "$1" in plan, plan  # the generic plan indeed, not a custom one with the value
+    indexes = {index.name: index for index in OutboxMessage._meta.indexes}
+    assert indexes["outbox_status_due"].condition is None
