@@ -27,7 +27,7 @@ from clinic.models import Appointment, AuditAction, AuditEvent
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
-from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_text_problem
+from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_fold, sms_text_problem
 from scheduler import rules, selectors
 
 
@@ -377,7 +377,9 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
     if template is None:
         raise RenderError("its template was deleted")
     if message.channel == Channel.SMS:
-        sms = _render(TEXT_ENGINE, template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
+        sms = sms_fold(
+            _render(TEXT_ENGINE, template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
+        )
         problem = sms_text_problem(sms)
         if problem:
             raise RenderError(f"SMS refused: {problem}")

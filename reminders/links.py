@@ -1,8 +1,9 @@
 """The signed link in each confirmation and reminder that lets a patient see and act on their appointment.
 
-The token names the appointment and an expiry (a week after the appointment ends) and carries a
-96-bit HMAC of both under the project's secret, so it cannot be forged or edited, and it stops
-working by itself. It is kept short (about 56 characters) because it goes by SMS too. The patient
+The token names the appointment and the expiry it was made with (a week after the appointment ends) and
+carries a 96-bit HMAC of both under the project's secret, so it cannot be forged or edited. It works until a
+week after the appointment ends *as it stands*: a link sent before the clinic moved the visit later keeps
+working until a week after the new time, and one moved earlier stops a week after the earlier end. It is kept short (about 56 characters) because it goes by SMS too. The patient
 pages (portal/) read it back with `appointment_from_manage_token`.
 """
 
@@ -56,14 +57,15 @@ def appointment_from_manage_token(token: str, *, now: datetime) -> Appointment:
     if pk is None or expires is None:
         raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This link is not valid. Please call the clinic.")
     try:
-        expired = now >= datetime.fromtimestamp(expires, tz=UTC)
+        datetime.fromtimestamp(expires, tz=UTC)
     except (OverflowError, OSError, ValueError):  # signed, but no time a link we made could carry
         raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This link is not valid. Please call the clinic.")
-    if expired:
-        raise InvalidInput(ErrorCode.MANAGE_LINK_EXPIRED, "This link has expired. Please call the clinic.")
     appointment = (
         Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner").filter(pk=pk).first()
     )
     if appointment is None:
         raise InvalidInput(ErrorCode.INVALID_MANAGE_LINK, "This appointment no longer exists. Please call the clinic.")
+    # The appointment's end now, not the one the link was made with: the visit may have moved since.
+    if now >= appointment.end_at + VALID_AFTER_END:
+        raise InvalidInput(ErrorCode.MANAGE_LINK_EXPIRED, "This link has expired. Please call the clinic.")
     return appointment

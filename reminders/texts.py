@@ -7,6 +7,7 @@ catalogue (for the forbidden names) but nothing of the reminders' own models.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from django.template import Engine, TemplateSyntaxError
@@ -24,6 +25,47 @@ GSM7_BASIC = frozenset(
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
+# Look-alikes in the GSM alphabet for characters that would switch a whole text to UCS-2 (70 characters a
+# part instead of 160): typographic quotes, dashes and spaces, as providers' "smart encoding" folds them.
+_GSM7_LOOK_ALIKES = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc\u2039\u203a", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+        **dict.fromkeys("\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f", " "),
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", ""),
+        "\u2026": "...",
+        "\u2022": "-",
+        "\u00b7": "-",
+    }
+)
+
+
+def _gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+
+
+def sms_fold(text: str) -> str:
+    """`text` with each character the GSM alphabet lacks replaced by its look-alike there, where it has one: a
+    typographic quote or dash by the plain one, an accented letter by the letter without its accent (í → i,
+    ç → c; é, ñ, ü and the others the alphabet has stay). One such character (a clinic named "Clínica", a
+    curly apostrophe) would otherwise send the whole text as UCS-2, at 67 characters a part, and a care text
+    that fits in two parts would need four. A text with a character that has no look-alike (an emoji, another
+    script) goes as UCS-2 anyway, so it is kept exactly as written."""
+    if _gsm7(text):
+        return text
+    folded = []
+    for ch in text.translate(_GSM7_LOOK_ALIKES):
+        if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
+            folded.append(ch)
+            continue
+        bare = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        if not (bare and _gsm7(bare)):
+            return text
+        folded.append(bare)
+    return "".join(folded)
+
+
 def sms_segments(text: str) -> tuple[int, str]:
     """How many segments a carrier bills `text` as, and in which encoding ("GSM-7" or "UCS-2").
 
@@ -31,7 +73,7 @@ def sms_segments(text: str) -> tuple[int, str]:
     character costs two. Any other character switches the whole text to UCS-2: 70 UTF-16 units
     alone, 67 per part (an emoji is two units).
     """
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+    if _gsm7(text):
         units, single, part, encoding = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text), 160, 153, "GSM-7"
     else:
         units, single, part, encoding = len(text.encode("utf-16-le")) // 2, 70, 67, "UCS-2"
@@ -135,7 +177,7 @@ def sms_text_problem(text: str) -> str:
             "An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
             f"the phone); remove: {', '.join(found)}."
         )
-    segments, encoding = sms_segments(text)
+    segments, encoding = sms_segments(sms_fold(text))  # as it will go (content.render_message folds it)
     if segments > SMS_MAX_SEGMENTS:
         return (
             f"An SMS may take at most {SMS_MAX_SEGMENTS} segments (459 plain characters, fewer with accents "

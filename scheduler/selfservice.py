@@ -144,6 +144,7 @@ def patient_move_options(
         window_end=earliest + timedelta(days=days),
         now=now,
         ignore_appointment=appointment,
+        clinic_id=appointment.clinic_id,  # a move stays at its clinic, as staff's does
     )
     own = str(appointment.practitioner_id)
     by_start: dict[datetime, Slot] = {}

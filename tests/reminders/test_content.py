@@ -15,7 +15,7 @@ from reminders.consent import unsubscribe_token_read
 from reminders.defaults import CARE_TEXTS, care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.models import ReminderTemplate, TemplateOrigin
-from reminders.texts import sms_segments, sms_text_problem
+from reminders.texts import sms_fold, sms_segments, sms_text_problem
 from scheduler.booking import appointment_reschedule
 from tests.factories import PatientFactory
 from tests.reminders.conftest import RECEPTION, book, london
@@ -157,6 +157,34 @@ def test_an_sms_is_at_most_three_segments_counted_as_carriers_count_them(catalog
 )
 def test_segments_are_counted_per_encoding(text, expected):
     assert sms_segments(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("Clínica Bella", "Clinica Bella"),  # í is not in the GSM alphabet: i
+        ("Dr Smith\u2019s \u2013 \u201ccare\u201d\u2026", 'Dr Smith\'s - "care"...'),
+        ("Café Ñandú, ça", "Café Ñandu, ca"),  # é and Ñ are in it and stay; ú and ç are not
+        ("10\u00a0March\u200b", "10 March"),  # a non-breaking space, a zero-width one
+        ("Clínica 😀", "Clínica 😀"),  # UCS-2 anyway (the emoji): kept exactly as written
+        ("Łódź", "Łódź"),  # Ł has no look-alike: kept
+        ("Plain text, €5 [ok]", "Plain text, €5 [ok]"),
+    ],
+)
+def test_an_sms_is_folded_into_the_gsm_alphabet_where_every_character_has_a_look_alike(text, folded):
+    assert sms_fold(text) == folded
+    assert sms_fold(folded) == folded
+
+
+@pytest.mark.django_db
+def test_one_accent_no_longer_doubles_a_texts_segments():
+    """220 characters in the GSM alphabet are 2 parts; with one "í" they were UCS-2, 4 parts (67 a part), over the
+    limit of 3, and the care text failed at send time."""
+    text = "Clínica Bella: " + "x" * 205
+    assert sms_segments(text) == (4, "UCS-2")
+    assert sms_segments(sms_fold(text)) == (2, "GSM-7")
+    assert sms_text_problem(text) == ""  # measured as it will go
+    assert "4 (UCS-2" in sms_text_problem("Clínica 😀 " + "x" * 200)
 
 
 def test_a_template_is_checked_before_it_is_saved(care_texts):
