@@ -264,6 +264,7 @@ class GridCell:
     time_off: str | None = None
     local_day: date | None = None  # the clinic's day and time of `starts_at`, ready for the page
     local_time: str = ""
+    skipped: bool = False  # a local time the clocks skip (spring forward): no such time to book
 
 
 @dataclass
@@ -364,6 +365,7 @@ def day_grid(
         cells = []
         for minute in slots:
             starts_at = at(on, minute)
+            skipped = timezone.localtime(starts_at, tz).time() != time(minute // 60, minute % 60)
             off = next((o for o in offs.get(p.pk, ()) if o.start_at <= starts_at < o.end_at), None)
             cells.append(
                 GridCell(
@@ -375,6 +377,7 @@ def day_grid(
                     time_off=(off.reason or "Time off") if off else None,
                     local_day=on,
                     local_time=f"{minute // 60:02d}:{minute % 60:02d}",
+                    skipped=skipped,
                 )
             )
         cells_by_column.append(cells)

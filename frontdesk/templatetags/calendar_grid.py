@@ -12,13 +12,18 @@ register = template.Library()
 
 @register.simple_tag
 def free_cell(cell, book_url: str, week: bool):
-    """An empty quarter hour: a link to book it (calendar.js opens it in place), or the time off there.
+    """An empty quarter hour: a link to book it (calendar.js opens it in place), or the time off there, or a
+    local time the clocks skip.
 
     `book_url` is the booking-from-a-cell page, reversed once for the whole grid.
     """
     practitioner = cell.practitioner
-    classes = "cal-cell" + (" cal-cell--working" if cell.working else "") + (" cal-cell--off" if cell.time_off else "")
-    if cell.time_off:
+    closed = cell.time_off or cell.skipped
+    classes = "cal-cell" + (" cal-cell--working" if cell.working and not cell.skipped else "")
+    classes += " cal-cell--off" if closed else ""
+    if cell.skipped:  # the clocks go forward over it: a link would book the hour after
+        inner = format_html('<span class="cal-off">{}</span>', "No such time: the clocks go forward")
+    elif cell.time_off:
         inner = format_html('<span class="cal-off">{}</span>', cell.time_off)
     else:
         day = cell.local_day

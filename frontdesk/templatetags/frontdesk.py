@@ -55,10 +55,13 @@ def source_refs(source: str) -> str:
     return "; ".join(ref for ref in refs if ref)
 
 
-@register.filter
-def conflict(violation, appointments_by_id):
-    """The patient's appointment a violation conflicts with, if it is one."""
+@register.simple_tag(takes_context=True)
+def conflict_of(context, violation):
+    """The patient's appointment a violation conflicts with, if it is one, from the page's `appointments_by_id`
+    (selectors.patient_appointments_by_id). A page without it shows the violation without the link: a filter
+    argument would raise VariableDoesNotExist there, and the page would be a 500."""
     ref = getattr(violation, "conflicts_with", None)
+    appointments_by_id = context.get("appointments_by_id")
     if ref is None or not appointments_by_id:
         return None
     return appointments_by_id.get(str(ref.id))

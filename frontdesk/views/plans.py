@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from clinic.selectors import clinics_for_user
 from core.timeutils import within_years
+from frontdesk import selectors
 from frontdesk.forms import DomainErrors
 from frontdesk.plan_forms import PlanCourseForm, ReplanForm
 from frontdesk.plan_timeline import timeline_of
@@ -45,6 +46,7 @@ def _plan_page(request, patient, form, *, refused: str | None = None, status: in
             "form": form,
             "proposal": proposal,
             "timeline": timeline_of(proposal) if proposal and proposal.plan.feasible else None,
+            "appointments_by_id": selectors.patient_appointments_by_id(patient) if proposal else {},
             "refused": refused,
             "nav": "patients",
         },
@@ -134,6 +136,7 @@ def plan_detail(request, plan_id):
             "replan_form": replan_form,
             "proposal": proposal,
             "timeline": timeline_of(proposal) if proposal and proposal.plan.feasible else None,
+            "appointments_by_id": selectors.patient_appointments_by_id(plan.patient) if proposal else {},
             "nav": "patients",
         },
     )
