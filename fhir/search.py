@@ -56,15 +56,26 @@ def single(params, name: str) -> str | None:
     return values[0] if values else None
 
 
-def codes(params, name: str) -> list[str]:
-    """A token parameter: comma-separated codes (OR), repeatable (AND: each must match; here, intersected)."""
-    found: set[str] | None = None
+def code_sets(params, name: str) -> list[set[str]]:
+    """A token parameter as given: one set of codes per repeat (a comma separates alternatives, OR; each repeat
+    must match, AND), [] when it is not given."""
+    found = []
     for value in params.getlist(name):
         these = set(value.split(","))
         if not all(_CODE.match(code) for code in these):
             raise SearchError(name, f"{name}: codes are letters, digits, '-', '_' or '.'.")
-        found = these if found is None else found & these
-    return sorted(found or ())
+        found.append(these)
+    return found
+
+
+def codes(params, name: str) -> list[str] | None:
+    """A token parameter of a single-valued element (an appointment's one status or procedure): the codes it may
+    have, comma-separated alternatives (OR) intersected across repeats (AND); None when the parameter is not
+    given. An empty list is a search that matches nothing (`status=booked&status=cancelled`), never no filter."""
+    sets = code_sets(params, name)
+    if not sets:
+        return None
+    return sorted(set.intersection(*sets))
 
 
 def reference_id(value: str, name: str, resource_types: tuple[str, ...]) -> tuple[str, uuid.UUID | None]:
@@ -104,8 +115,9 @@ def window(params, name: str) -> Window:
         low, high = _moment(raw, name)
         if prefix in ("ge", None, "eq"):
             start = max(start, low) if start else low
-        if prefix == "gt":
-            start = max(start, high) if start else high
+        if prefix == "gt":  # strictly after: an instant itself is not (as `lt` leaves it out)
+            after = high if high > low else high + timedelta(microseconds=1)
+            start = max(start, after) if start else after
         if prefix in ("lt",):
             end = min(end, low) if end else low
         if prefix in ("le", None, "eq"):

@@ -278,8 +278,9 @@ class ScheduleSearchView(FhirView):
         for value in params.getlist("actor"):
             kind, pk = search.reference_id(value, "actor", ("Practitioner", "Location"))
             practitioners = practitioners.filter(**{"pk" if kind == "Practitioner" else "clinic_id": pk})
-        for code in search.codes(params, "service-type"):
-            practitioners = practitioners.filter(procedures__code=code)
+        # A practitioner does several procedures: each repeat is its own condition (AND), its codes alternatives.
+        for alternatives in search.code_sets(params, "service-type"):
+            practitioners = practitioners.filter(procedures__code__in=alternatives)
         active = search.single(params, "active")
         if active is not None:
             if active not in ("true", "false"):
@@ -306,12 +307,13 @@ class SlotSearchView(FhirView):
         if schedules:
             wanted = [search.reference_id(v, "schedule", ("Schedule",))[1] for v in ",".join(schedules).split(",")]
             practitioners = practitioners.filter(pk__in=[pk for pk in wanted if pk])
-        statuses = set(search.codes(params, "status")) or set(mapping.SLOT_STATUSES)
+        asked = search.codes(params, "status")
+        statuses = set(mapping.SLOT_STATUSES) if asked is None else set(asked)
         unknown = statuses - set(mapping.SLOT_STATUSES)
         if unknown:
             raise SearchError("status", f"status is one of {', '.join(mapping.SLOT_STATUSES)}.")
         service_types = search.codes(params, "service-type")
-        if len(service_types) > 1:
+        if service_types is not None and len(service_types) != 1:
             raise SearchError("service-type", "Give one service-type (a procedure code) per Slot search.")
         procedure = None
         if service_types:
@@ -365,7 +367,7 @@ class AppointmentSearchView(FhirView):
                     query = part if query is None else query | part
                 rows = query
         statuses = search.codes(params, "status")
-        if statuses:
+        if statuses is not None:  # [] (repeats with no status in common) matches nothing
             known = set(mapping.FHIR_APPOINTMENT_STATUSES) | set(mapping.OTHER_FHIR_APPOINTMENT_STATUSES)
             if not set(statuses) <= known:
                 raise SearchError("status", f"status is an R4 Appointment status: {', '.join(sorted(known))}.")
@@ -377,8 +379,9 @@ class AppointmentSearchView(FhirView):
             if "arrived" in statuses:
                 wanted |= Q(status=AppointmentStatus.CONFIRMED, checked_in_at__isnull=False)
             rows = rows.filter(wanted)
-        for code in search.codes(params, "service-type"):
-            rows = rows.filter(procedure_id=code)
+        service_types = search.codes(params, "service-type")
+        if service_types is not None:
+            rows = rows.filter(procedure_id__in=service_types)
         window = search.window(params, "date")
         if window.start:
             rows = rows.filter(start_at__gte=window.start)
