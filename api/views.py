@@ -620,8 +620,9 @@ class AppointmentRescheduleApi(ApiView):
             practitioner_id=data.get("practitioner"),
             reason=data.get("reason", ""),
         )
-        # The contract: "POST /api/v1/appointments/ (and reschedule) answers: 201 with the appointment".
-        return Response(_booking_data(result), status=status.HTTP_201_CREATED)
+        # The contract: "POST /api/v1/appointments/ (and reschedule) answers: 201 with the appointment", and a
+        # 201 names what it is about (the schema requires Location): the appointment, moved.
+        return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
 
 
 class AppointmentRescheduleCheckApi(ApiView):

@@ -66,6 +66,8 @@ def test_reschedule_answers_like_booking_201(api, patient, practitioner):
         f"/api/v1/appointments/{created['id']}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json"
     )
     assert moved.status_code == 201, moved.status_code
+    # A 201 says where its resource is (the schema requires Location; the stateful fuzz found it missing).
+    assert moved["Location"].endswith(f"/api/v1/appointments/{created['id']}/")
 
 
 def test_a_refused_reschedule_has_the_booking_refusal_shape(api, clinic, patient, practitioner):
