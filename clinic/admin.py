@@ -9,8 +9,9 @@ from django.db.models import Q, URLField
 from django.utils import timezone
 
 from clinic import models
+from clinic.record_changes import patient_contact_changed
 from clinic.selectors import clinics_for_user, organisations_of
-from clinic.services import patient_record_edited
+from clinic.services import CONTACT_FIELDS, patient_record_edited
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -244,6 +245,8 @@ class PatientAdmin(ClinicScopedAdmin):
         ]
         if edited:
             patient_record_edited(patient_id=form.instance.pk, parts=edited, now=timezone.now())
+        if change and set(form.changed_data) & set(CONTACT_FIELDS):  # how they are reached: tell the reminders
+            patient_contact_changed(patient_id=form.instance.pk, now=timezone.now())
 
 
 @admin.register(models.PatientMerge)

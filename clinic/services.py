@@ -34,7 +34,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from clinic.record_changes import patient_record_changed
+from clinic.record_changes import patient_contact_changed, patient_record_changed
 from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput, Refused
@@ -192,11 +192,21 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
     with transaction.atomic():
         patient = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
+        reached_before = _how_reached(patient)
         for name, value in fields.items():
             setattr(patient, name, value)
         _validated(patient, problems)
         patient.save()
+        if _how_reached(patient) != reached_before:  # an address added, a channel chosen: tell the reminders
+            patient_contact_changed(patient_id=patient.pk, now=timezone.now())
     return patient
+
+
+CONTACT_FIELDS = ("email", "phone", "reminder_channels", "sms_consent", "muted_topics")
+
+
+def _how_reached(patient: Patient) -> tuple:
+    return tuple(getattr(patient, name) for name in CONTACT_FIELDS)
 
 
 # Every booking and record change takes this lock: compiled once per connection (core.compiled). It locks the

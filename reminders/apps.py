@@ -7,11 +7,14 @@ class RemindersConfig(AppConfig):
 
     def ready(self) -> None:
         import reminders.checks  # noqa: F401 (registers the channels' checks)
-        from reminders.services import outbox_on_change
+        from clinic import record_changes
+        from reminders.services import outbox_contact_changed, outbox_on_change
         from scheduler import notifications
 
         # Booking changes reach the outbox through the scheduler's one seam, inside their transaction.
         notifications.subscribe(outbox_on_change)
+        # So do changes to how a patient is reached (clinic's seam): what they may now get is planned.
+        record_changes.subscribe_contact(outbox_contact_changed)
         # No SMS may name a diagnosis, procedure or drug: the list is kept under the configuration version
         # (reminders.texts._forbidden_terms), which the catalogue's triggers raise, so a new name counts from the
         # next check (the next batch of sends).

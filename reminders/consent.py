@@ -18,6 +18,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from clinic.models import MessageTopic, Patient, ReminderChannel
+from clinic.record_changes import patient_contact_changed
 from core.errors import ErrorCode, InvalidInput
 from reminders.models import PATIENT_CHANNELS, Channel, ContactOptIn, ContactOptOut, MessageKind, OptInVia, OptOutVia
 
@@ -238,4 +239,5 @@ def patient_preferences_update(
                 at=now,
                 wording=sms_consent_wording(current) if channel == Channel.SMS else "",
             )
+        patient_contact_changed(patient_id=current.pk, now=now)  # what they may now get is planned
     return PreferencesChange(tuple(on), tuple(off), tuple(current.muted_topics or []), topics_changed)

@@ -312,6 +312,41 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
     _finish(unsent.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
 
 
+def outbox_contact_changed(*, patient_id, now: datetime) -> None:
+    """How the patient is reached changed (a channel switched on, an address added, care or reminders unmuted):
+    plan the reminders and pre-care of their coming appointments that they may now get and that no row stands
+    for yet. What they no longer accept needs nothing here: the send step checks consent, and skips it.
+
+    Rows already planned are left as they are (re-planning one that is due now would drop it as late), and none
+    is planned again where one for this start was sent, skipped or is waiting; one cancelled (consent withdrawn,
+    say) is planned anew. Called in the transaction that made the change, the patient's row locked."""
+    coming = (
+        Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__gt=now)
+        .select_related("patient__clinic", "clinic")
+        .order_by("start_at")
+    )
+    for appointment in coming:
+        work = _Change(appointment, now)
+        templates = work.templates(MessageKind.REMINDER, MessageKind.PRE_CARE)
+        if not templates:
+            continue
+        planned = set(
+            OutboxMessage.objects.filter(
+                appointment=appointment, template__in=templates, anchor_at=appointment.start_at
+            )
+            .exclude(status=OutboxStatus.CANCELLED)
+            .values_list("template_id", "channel")
+        )
+        for template in templates:
+            for channel in _channels(template, appointment):
+                if (template.pk, channel) in planned:
+                    continue
+                plan = _plan(template, channel, appointment, now, appointment.start_at)
+                if plan.due_at is not None:
+                    work.add(template, channel, plan, appointment.start_at)
+        work.save()
+
+
 # --- Event-anchored messages: confirmation and change notices -------------------------------------------------------
 
 
