@@ -50,6 +50,7 @@ from reminders.models import (
     OutboxMessage,
     OutboxStatus,
 )
+from reminders.services import webhook_endpoint_reaches
 from reminders.timing import first_allowed_after, quiet_hours
 from scheduler import versioned
 
@@ -165,6 +166,8 @@ def _still_wanted(message: OutboxMessage, now: datetime) -> tuple[str, str] | No
         endpoint = message.endpoint
         if endpoint is None or not endpoint.is_active or endpoint.client.revoked_at is not None:
             return OutboxStatus.CANCELLED, "the webhook endpoint was removed or disabled"
+        if not webhook_endpoint_reaches(endpoint.pk, appointment.clinic_id, appointment.clinic.organisation_id):
+            return OutboxStatus.CANCELLED, "the platform is no longer granted this clinic"
         return None
     template = message.template
     if template is None or not template.is_active:

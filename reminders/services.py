@@ -496,6 +496,15 @@ def _subscriptions() -> list[_Subscription]:
     return versioned.cached("webhook-subscriptions", load)
 
 
+def webhook_endpoint_reaches(endpoint_id, clinic_id, organisation_id) -> bool:
+    """Whether the endpoint's client is still granted the clinic (or its organisation), and the endpoint still
+    active: a delivery queued before a grant was taken away must not go (dispatch._still_wanted)."""
+    return any(
+        s.endpoint.pk == endpoint_id and (clinic_id in s.clinic_ids or organisation_id in s.organisation_ids)
+        for s in _subscriptions()
+    )
+
+
 def _endpoints_reaching(clinic_id, organisation_id) -> list[WebhookEndpoint]:
     """The endpoints of platforms granted the clinic, or its whole organisation."""
     return [s.endpoint for s in _subscriptions() if clinic_id in s.clinic_ids or organisation_id in s.organisation_ids]

@@ -905,6 +905,26 @@ def test_webhook_grants_and_event_choices_take_effect_at_once(api, clinic, pract
     assert first not in [a for _, a, _ in outbox_events(hook["id"])]
 
 
+def test_a_delivery_queued_before_a_grant_was_taken_away_does_not_go(api, clinic, west, patient, receiver):
+    """Asked of this probe: a delivery queued while the platform was granted a clinic went out after the grant
+    was taken away. api-contract: anything outside a client's clinics is not theirs to read; the send step now
+    checks the grant as it checks a paused endpoint (dispatch._still_wanted)."""
+    PractitionerFactory(clinic=west, name="Dr West")
+    client, key = new_api_client(clinic, west, name="qa-shrinking")
+    platform = http(key)
+    hook = register(platform, receiver.url)
+    made = book(platform, patient, "2026-03-03T10:00:00+00:00", clinic=west.code)["id"]
+    [queued] = OutboxMessage.objects.filter(endpoint_id=hook["id"])
+    assert queued.payload["data"]["appointment"]["id"] == made
+
+    client.clinics.remove(west)
+    dispatch_local(now=queued.due_at + timedelta(minutes=1))
+
+    queued.refresh_from_db()
+    assert queued.status == "cancelled" and "no longer granted" in queued.last_error
+    assert receiver.requests == []
+
+
 def test_webhook_times_are_in_the_clinics_offset_either_side_of_dst(catalogue, settings):
     """docs/reminders.md: 'Body (frozen when the event happened; times in the clinic's offset)'. New York: a
     booking made in EST for a day in EDT shows -05:00 for `occurred_at` and -04:00 for the start."""
