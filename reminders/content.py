@@ -193,7 +193,17 @@ def ics_uid(appointment: Appointment) -> str:
     return f"appointment-{appointment.pk}@clinic-scheduling"
 
 
-CALENDAR_CHANGES = (AuditAction.RESCHEDULED, AuditAction.CANCELLED)
+# Every change a calendar entry shows: its time, its cancellation, and its STATUS (a booking awaiting clearance
+# or flagged for review is TENTATIVE, a cleared or released one CONFIRMED). A file whose SEQUENCE did not rise
+# may be ignored as a repeat (RFC 5546).
+CALENDAR_CHANGES = (
+    AuditAction.RESCHEDULED,
+    AuditAction.CANCELLED,
+    AuditAction.CLEARED,
+    AuditAction.NEEDS_REVIEW,
+    AuditAction.CLEARANCE_REQUESTED,
+    AuditAction.RELEASED,
+)
 
 
 def calendar_changes(appointment_ref: str = "pk") -> Coalesce:
@@ -210,7 +220,7 @@ def calendar_changes(appointment_ref: str = "pk") -> Coalesce:
 
 
 def ics_sequence(appointment: Appointment) -> int:
-    """Rises with every change a calendar must apply (a move, a cancellation); read with the appointment when
+    """Rises with every change a calendar must apply (a move, a cancellation, a status); read with the appointment when
     it was (`calendar_changes`), else counted."""
     known = getattr(appointment, "calendar_changes", None)
     if known is not None:

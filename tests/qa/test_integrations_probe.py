@@ -495,6 +495,8 @@ def test_feed_marks_a_booking_flagged_for_review_tentative_and_a_cleared_one_con
     )
     assert Appointment.objects.get(pk=made).status == AppointmentStatus.NEEDS_REVIEW
     assert str(feed_of(token)[1][uid]["status"]) == "TENTATIVE"
+    # Issue 15: "SEQUENCE incremented on every change": a calendar may ignore a file whose SEQUENCE did not rise.
+    assert int(feed_of(token)[1][uid]["sequence"]) == 1
 
     held_patient = PatientFactory(clinic=clinic)
     PatientConditionFactory(patient=held_patient, condition_id="eczema", status="history")
@@ -505,6 +507,7 @@ def test_feed_marks_a_booking_flagged_for_review_tentative_and_a_cleared_one_con
     cleared = clinician.post(f"/api/v1/appointments/{held}/clear/", {"reason": "dermatologist ok"}, format="json")
     assert cleared.status_code == 200, cleared.content
     assert str(feed_of(token)[1][held_uid]["status"]) == "CONFIRMED"
+    assert int(feed_of(token)[1][held_uid]["sequence"]) == 1
 
 
 def test_feed_tokens_are_secret_revocable_and_unforgeable(api, patient, practitioner):
