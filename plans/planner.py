@@ -328,9 +328,12 @@ class _Search:
         else:
             reason = f"the nearest day to the ideal {_fmt(window.ideal)} with a free slot the rules allow"
         target = window.earliest if first else window.ideal
+        start_day = self.not_before.astimezone(self.tz).date()
         lo = max(rules.start_of_local_day(target, self.tz), self.not_before)
         evaluation = rules.evaluate(timeline, self.rulebook, self.proposal(lo), self.tz)
-        if evaluation.blocking:
+        if target < start_day:  # a re-plan from a later day: the ideal day is before it
+            cause = f"{_fmt(target)} is before the plan's start, {_fmt(start_day)}"
+        elif evaluation.blocking:
             cause = evaluation.blocking[0].message
         else:
             cause = f"no free slot for {name} on {_fmt(target)}"

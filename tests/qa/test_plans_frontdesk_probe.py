@@ -7,6 +7,7 @@ travels elsewhere (a leap year, a month end).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -369,6 +370,23 @@ def test_replanning_a_cancelled_session_keeps_it_in_its_window_after_the_session
     second.refresh_from_db()
     assert second.status == AppointmentStatus.CANCELLED
     assert Appointment.objects.filter(patient=pat, status=AppointmentStatus.CONFIRMED).count() == 3
+
+
+def test_a_replan_from_a_later_day_says_why_the_session_is_not_on_its_ideal_day(api, pat, dr_london):
+    """Asked of this probe: a re-plan from 13 April put session 2 there with the reason "no free slot ... on 6
+    April" (its ideal day), when the reason is that the re-plan starts after it."""
+    plan = api.post(plans_url(pat), {"template": "microneedling-course", "start_from": "2026-03-09"}, format="json")
+    plan = plan.json()
+    appointment_cancel(
+        appointment=Appointment.objects.get(pk=plan["sessions"][1]["appointment"]), actor=RECEPTION, now=NOW
+    )
+    url = f"/api/v1/plans/{plan['id']}/replan/"
+    dry = api.post(url, {"from_session": 2, "start": "2026-04-13T08:00:00+00:00", "dry_run": True}, format="json")
+    assert dry.status_code == 200, dry.content
+    second = dry.json()["sessions"][0]
+    assert second["start"].startswith("2026-04-13"), second
+    words = json.dumps(second)
+    assert "before the plan's start" in words and "no free slot" not in words, second
 
 
 def test_moving_one_session_never_silently_moves_the_later_ones(reception, london, pat, dr_london, clock):
