@@ -914,11 +914,13 @@ def _signed(payload: str) -> str:
     return f"{payload}.{_mac(payload)}"
 
 
-def test_a_correctly_signed_portal_link_with_a_small_or_negative_expiry_is_expired(client, booked):
+def test_a_correctly_signed_portal_link_with_a_small_or_negative_expiry_follows_the_appointment(client, booked):
+    """The expiry a link was made with no longer decides (reminders/links.py): the appointment's end as it stands
+    does, so an odd one in a signed token is no error, and the page is the appointment's (it is to come)."""
     appointment = Appointment.objects.get(pk=booked)
     for expiry in ["-1", "0", "-zzzzzz"]:
         response = no_5xx(client.get(f"/my/{_signed(f'{appointment.pk.hex}.{expiry}')}/"), expiry)
-        assert response.status_code in (400, 410), (expiry, response.status_code)
+        assert response.status_code == 200, (expiry, response.status_code)
 
 
 def test_a_correctly_signed_portal_link_with_an_out_of_range_expiry_is_a_400(client, booked, expiry="zzzzzzzzzzzzz"):
