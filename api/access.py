@@ -101,6 +101,16 @@ class Caller:
         clinical = clinic_id is not None and is_clinical(self.user, clinic_id)
         return Actor(label=self.user.get_username(), user=self.user, clinical=clinical)
 
+    def actor_for_record(self, patient: Patient) -> Actor:
+        """Who acts on a patient's record, which is the organisation's and shared by its clinics (a merge): a
+        staff user holds the clinician's right there if they hold it at any clinic of that organisation, as the
+        front desk of any of its sites lets them."""
+        if self.client is not None:
+            return self.actor()
+        clinics = clinics_for_user(self.user).filter(organisation_id=patient.organisation_id)
+        clinical = any(is_clinical(self.user, pk) for pk in clinics.values_list("pk", flat=True))
+        return Actor(label=self.user.get_username(), user=self.user, clinical=clinical)
+
 
 def caller_for(request) -> Caller:
     cached = getattr(request, "_api_caller", None)

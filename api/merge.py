@@ -63,7 +63,7 @@ class PatientMergeApi(ApiView):
         patient = self.patient_from_url()
         data = _input(MergeIn, request)
         into = self._survivor(data["into"], patient)
-        actor = self.caller.actor(patient.clinic_id)
+        actor = self.caller.actor_for_record(patient)  # the record is the organisation's, not its home clinic's
         patient_merge(
             merged=patient,
             into=into,

@@ -190,7 +190,7 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
     with transaction.atomic():
-        patient = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
+        patient = lock_live_patient(patient.pk)  # a record merged away meanwhile is refused, not written to
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         reached_before = _how_reached(patient)
         for name, value in fields.items():

@@ -70,6 +70,10 @@ class RuleAdmin(admin.ModelAdmin):
             return rows
         return rows.filter(organisation__isnull=True) | rows.filter(organisation_id__in=self._organisations(request))
 
+    def get_readonly_fields(self, request, obj=None):
+        # A rule stays in its organisation's rule book (rulebooks.rule_save refuses a move).
+        return [*super().get_readonly_fields(request, obj), *(["organisation"] if obj is not None else [])]
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organisation" and not request.user.is_superuser:
             kwargs["queryset"] = Organisation.objects.filter(pk__in=self._organisations(request))

@@ -66,12 +66,26 @@ class OrganisationRule(models.Model):
     class Meta:
         abstract = True
 
+    # What names the pair a rule is about; an override keeps its default's (a longer or shorter gap, another
+    # severity, switched off), or it would quietly drop the default and add another rule in its place.
+    PAIR_FIELDS: tuple[str, ...] = ()
+
     def clean(self) -> None:
         errors = {}
         if self.replaces_id and self.organisation_id is None:
             errors["replaces"] = "Only an organisation's rule stands in for a default."
-        if self.replaces_id and self.replaces.organisation_id is not None:
+        elif self.replaces_id and self.replaces.organisation_id is not None:
             errors["replaces"] = "A rule can stand in only for a default (a rule with no organisation)."
+        elif self.replaces_id:
+            differ = [
+                name for name in self.PAIR_FIELDS if getattr(self, f"{name}_id") != getattr(self.replaces, f"{name}_id")
+            ]
+            if differ:
+                errors["replaces"] = (
+                    f"A rule standing in for “{self.replaces}” is about the same pair: change its gap, severity or "
+                    f"switch it off, but not its {', '.join(name.replace('_', ' ') for name in differ)}. "
+                    "For another pair, add a rule of its own."
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -81,6 +95,8 @@ class IntervalRule(OrganisationRule):
 
     The earlier event is a procedure or the end of a medication course.
     """
+
+    PAIR_FIELDS = ("earlier_procedure", "earlier_medication", "later_procedure")
 
     earlier_procedure = models.ForeignKey(
         ProcedureType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -169,6 +185,8 @@ class AppliesTo(models.TextChoices):
 
 class ContraindicationRule(OrganisationRule):
     """A condition or an ongoing medication course that stands against a procedure."""
+
+    PAIR_FIELDS = ("condition", "medication", "procedure")
 
     condition = models.ForeignKey(Condition, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     medication = models.ForeignKey(

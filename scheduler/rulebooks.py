@@ -162,6 +162,14 @@ def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion:
         rule.reason = reason
     rule.full_clean()
     stored = type(rule).objects.filter(pk=rule.pk).first() if rule.pk else None
+    if stored is not None and stored.organisation_id != rule.organisation_id:
+        # Two rule books would change under one version, and the first one's bookings would not be re-checked.
+        raise ValidationError(
+            {
+                "organisation": "A rule stays in its organisation's rule book. Add it to the other organisation's, "
+                "and delete it here if it should no longer apply."
+            }
+        )
     before = rule_state(stored) if stored is not None else None
     if before is None and rule.replaces_id:
         before = rule_state(rule.replaces)  # an override is read against the default it stands in for
