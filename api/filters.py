@@ -116,7 +116,10 @@ class ScopedIdFilter(django_filters.CharFilter):
 def _patients(request):
     """The patients of the caller's clinics' organisations (the record is shared by the organisation's
     clinics: a sister site's patient is the caller's too), as `ApiCaller.patient` finds them."""
-    return Patient.objects.filter(organisation_id__in=caller_for(request).clinics().values("organisation_id"))
+    return Patient.objects.filter(
+        organisation_id__in=caller_for(request).clinics().values("organisation_id"),
+        merged_into__isnull=True,  # a tombstone is in no list, search or body: 400 unknown_patient, as in a body
+    )
 
 
 def _practitioners(request):

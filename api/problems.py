@@ -213,7 +213,13 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
         return problem_response(body)
     extra = {}
     if isinstance(exc, InvalidInput):
-        extra["errors"] = exc.errors
+        line = (exc.data or {}).get("line")
+        # A list's line (the intake's) is part of the field's name, dotted as the serializers' errors are.
+        extra["errors"] = (
+            {f"{line}.{field}": messages for field, messages in exc.errors.items()}
+            if isinstance(line, int)
+            else exc.errors
+        )
         return problem_response(
             problem(
                 400,
