@@ -169,10 +169,21 @@ def patient_merge(
                 f"That record was merged into {into.merged_into_id}; merge into that one.",
                 field="into",
             )
-        conflicts = [c for c in intake_conflicts(merged, into) if (c["condition"], c["area"]) not in decisions]
+        disputed = intake_conflicts(merged, into)
+        conflicts = [c for c in disputed if (c["condition"], c["area"]) not in decisions]
         conflicts += _appointment_overlaps(merged, into)
         if conflicts:
             raise MergeConflict(conflicts)
+        # A decision for a line the two agree on (or neither has) would be dropped without a word.
+        extra = sorted(set(decisions) - {(c["condition"], c["area"]) for c in disputed}, key=str)
+        if extra:
+            condition, area = extra[0]
+            raise InvalidInput(
+                ErrorCode.UNKNOWN_CONDITION,
+                f"{condition}{f' ({area})' if area else ''} is not a line the two records disagree on: "
+                "decide only the lines in `conflicts`.",
+                field="intake",
+            )
         intake_result = _merge_intake(merged, into, decisions)
         moved = _move_related_rows(merged, into)
         Patient.objects.filter(merged_into=merged).update(merged_into=into)  # older tombstones: one hop

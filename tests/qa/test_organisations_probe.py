@@ -750,6 +750,16 @@ def test_the_intake_decision_must_name_a_real_status_and_a_bad_one_changes_nothi
         url, {"into": str(survivor.pk), "intake": [{"condition": "eczema", "status": "active"}]}, format="json"
     )
     assert wrong_line.status_code == 409 and wrong_line.json()["conflicts"][0]["condition"] == "pregnancy"
+    # The real line decided, plus one the two do not disagree on: a 400 naming it, not a silent drop.
+    extra = api.post(
+        url,
+        {
+            "into": str(survivor.pk),
+            "intake": [{"condition": "pregnancy", "status": "active"}, {"condition": "eczema", "status": "history"}],
+        },
+        format="json",
+    )
+    assert extra.status_code == 400 and "eczema" in extra.json()["errors"]["intake"][0], extra.content
     assert fresh(duplicate).merged_into_id is None
     assert PatientCondition.objects.filter(patient=duplicate).count() == 1
 
