@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 
 import phonenumbers
 from django.core.exceptions import ValidationError
@@ -251,10 +251,10 @@ def _reported_at(*, day: date, clock: time | None, tz: tzinfo, now: datetime) ->
     if day > now.astimezone(tz).date():
         raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_on")
     if clock is None:
-        return min(
-            local_to_utc(datetime.combine(day, UNKNOWN_TIME_OF_DAY), tz, field="performed_time"),
-            now.replace(second=0, microsecond=0),
-        )
+        # No time given, so none can be ambiguous: where the clocks go back at midnight (Chile, Egypt) 23:59 comes
+        # twice, and the later one is the end of the day (fold=1; the same instant where it comes once).
+        end_of_day = datetime.combine(day, UNKNOWN_TIME_OF_DAY).replace(tzinfo=tz, fold=1).astimezone(UTC)
+        return min(end_of_day, now.replace(second=0, microsecond=0))
     performed = local_to_utc(datetime.combine(day, clock), tz, field="performed_time")
     if performed > now:
         raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_time")
