@@ -5,7 +5,8 @@ so their status and times are read-only here; the audit trail is append-only.
 """
 
 from django.contrib import admin
-from django.db.models import Q, URLField
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
 from clinic import models
@@ -138,8 +139,36 @@ class ClinicAdmin(ClinicScopedAdmin):
         return () if request.user.is_superuser else ("organisation",)
 
 
+def admin_organisation_ids(request) -> list | None:
+    """The organisations a non-superuser administers as a whole (an organisation-wide clinic_admin grant); None
+    means every one (superuser). A site's administrator administers none: their clinic is not its organisation."""
+    if request.user.is_superuser:
+        return None
+    return list(
+        models.StaffMembership.objects.filter(
+            user=request.user, role=models.StaffRole.CLINIC_ADMIN, clinic=None
+        ).values_list("organisation_id", flat=True)
+    )
+
+
+def staff_of(clinic_ids) -> QuerySet:
+    """The users who hold a role at one of these clinics, or at the whole organisation of one."""
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(memberships__clinic__in=clinic_ids)
+            | Q(memberships__clinic=None, memberships__organisation__clinics__in=clinic_ids)
+        )
+        .distinct()
+    )
+
+
 @admin.register(models.StaffMembership)
 class StaffMembershipAdmin(ClinicScopedAdmin):
+    """A site's administrator grants roles at their clinics; only an organisation's administrator (or a
+    superuser) grants the whole organisation, or changes such a grant. The users offered are their own staff and
+    accounts with no role anywhere yet (new ones), never another organisation's staff or a superuser."""
+
     list_display = ["user", "clinic", "organisation", "role"]
     list_filter = [
         ("clinic", admin.RelatedOnlyFieldListFilter),
@@ -154,6 +183,28 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
         if ids is None:
             return queryset
         return queryset.filter(Q(clinic__in=ids) | Q(clinic=None, organisation__clinics__in=ids)).distinct()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        ids = admin_clinic_ids(request)
+        if ids is not None and db_field.name == "organisation":
+            field.queryset = models.Organisation.objects.filter(pk__in=admin_organisation_ids(request))
+        if ids is not None and db_field.name == "user":
+            users = get_user_model().objects.filter(is_superuser=False)
+            field.queryset = users.filter(Q(pk__in=staff_of(ids)) | Q(memberships__isnull=True)).distinct()
+        return field
+
+    def _may_change(self, request, obj) -> bool:
+        if obj is None or obj.clinic_id is not None:
+            return True
+        organisations = admin_organisation_ids(request)
+        return organisations is None or obj.organisation_id in organisations
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may_change(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may_change(request, obj) and super().has_delete_permission(request, obj)
 
 
 class WorkingHoursInline(ClinicScopedChoices, admin.TabularInline):
@@ -173,6 +224,13 @@ class PractitionerAdmin(ClinicScopedAdmin):
     search_fields = ["name"]
     filter_horizontal = ["procedures"]
     inlines = [WorkingHoursInline, TimeOffInline]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        ids = admin_clinic_ids(request)
+        if ids is not None and db_field.name == "user":  # their own staff, not every tenant's users
+            field.queryset = staff_of(ids)
+        return field
 
 
 class RecordInline(ClinicScopedChoices, admin.TabularInline):

@@ -60,7 +60,7 @@ class TwoFactorRequiredMiddleware:
 
     @staticmethod
     def _exempt(request) -> bool:
-        if request.path.startswith("/api/") and "HTTP_AUTHORIZATION" in request.META:
+        if request.path.startswith("/api/") and _api_key_given(request):
             return True  # an API key authenticates the call, not the browser's session
         return request.path in {
             reverse("frontdesk:two_factor"),
@@ -92,3 +92,11 @@ class TwoFactorRequiredMiddleware:
             response["HX-Redirect"] = target
             return response
         return redirect(target)
+
+
+def _api_key_given(request) -> bool:
+    """Whether the call carries an API key (`Authorization: Token …`, as api.authentication reads it). Any other
+    Authorization header (Basic, Bearer, empty) authenticates nothing there, so DRF would fall back on the
+    browser's session: it is no reason to skip the two-step check."""
+    words = request.META.get("HTTP_AUTHORIZATION", "").split()
+    return bool(words) and words[0].lower() == "token"

@@ -4,6 +4,7 @@ sign-in, and the landing page that sends staff to their clinic."""
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import messages
@@ -88,6 +89,11 @@ class LoginView(auth_views.LoginView):
     template_name = "frontdesk/login.html"
     form_class = RateLimitedAuthenticationForm
     redirect_authenticated_user = True
+
+    def get_redirect_url(self):
+        """The safe `next`, unless it is this page: a signed-in user sent back here would loop (Django raises)."""
+        url = super().get_redirect_url()
+        return "" if url and urlsplit(url).path == self.request.path else url
 
     def form_valid(self, form):
         user = form.get_user()
