@@ -15,6 +15,8 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import urlencode
 
 from api.problems import PROBLEM_CONTENT_TYPE, problem
+from fhir.mapping import operation_outcome
+from fhir.views import FHIR_JSON
 from frontdesk import twofactor
 
 
@@ -60,7 +62,7 @@ class TwoFactorRequiredMiddleware:
 
     @staticmethod
     def _exempt(request) -> bool:
-        if request.path.startswith("/api/") and _api_key_given(request):
+        if request.path.startswith(_KEYED_PREFIXES) and _api_key_given(request):
             return True  # an API key authenticates the call, not the browser's session
         return request.path in {
             reverse("frontdesk:two_factor"),
@@ -71,6 +73,13 @@ class TwoFactorRequiredMiddleware:
 
     @staticmethod
     def _refuse(request, user) -> HttpResponse:
+        if request.path.startswith("/fhir/"):  # FHIR's clients read an OperationOutcome, as for its other errors
+            detail = (
+                "Your role needs two-step sign-in: set it up at "
+                f"{reverse('frontdesk:two_factor')} and sign in with a code, or use an API key."
+            )
+            body = operation_outcome(code="forbidden", diagnostics=detail, problem="two_factor_required")
+            return JsonResponse(body, status=403, content_type=FHIR_JSON)
         if request.path.startswith("/api/"):
             body = problem(
                 403,
@@ -92,6 +101,10 @@ class TwoFactorRequiredMiddleware:
             response["HX-Redirect"] = target
             return response
         return redirect(target)
+
+
+# Where an API key (not the browser's session) may authenticate a call: the v1 API and FHIR.
+_KEYED_PREFIXES = ("/api/", "/fhir/")
 
 
 def _api_key_given(request) -> bool:

@@ -239,6 +239,8 @@ def test_a_clinic_administrator_without_a_device_reaches_only_the_enrolment_page
     api = client.get("/api/v1/patients/")
     assert api.status_code == 403 and api["Content-Type"] == "application/problem+json"
     assert api.json()["code"] == "two_factor_required"
+    fhir = client.get("/fhir/r4/Appointment")
+    assert fhir.status_code == 403 and fhir.json()["resourceType"] == "OperationOutcome"
     htmx = client.get("/clinic/london/", HTTP_HX_REQUEST="true")
     assert htmx["HX-Redirect"].startswith("/account/two-step/")
 

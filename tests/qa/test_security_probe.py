@@ -438,9 +438,13 @@ def test_an_unverified_administrator_reaches_nothing_but_the_enrolment_page(requ
         clinic_admin("qa-orgadmin", organisation=london.organisation),
     ):
         client = signed_in(user)
-        for path in (desk(london, ""), desk(london, f"patients/{patient.pk}/"), "/admin/", "/fhir/r4/Appointment"):
+        for path in (desk(london, ""), desk(london, f"patients/{patient.pk}/"), "/admin/"):
             response = client.get(path)
             assert response.status_code == 302 and response.url.startswith("/account/two-step/"), (user, path)
+        fhir = client.get("/fhir/r4/Appointment")  # FHIR answers as FHIR does: an OperationOutcome
+        assert fhir.status_code == 403 and fhir["Content-Type"] == "application/fhir+json"
+        assert fhir.json()["issue"][0]["details"]["coding"][0]["code"] == "two_factor_required"
+        assert client.get("/fhir/r4/Appointment", HTTP_AUTHORIZATION="Bearer x").status_code == 403
         cancel = client.post(desk(london, f"appointments/{appointment.pk}/cancel/"), {"reason": "x"})
         assert cancel.status_code == 302 and fresh(appointment).status == AppointmentStatus.CONFIRMED
         listed = client.get("/api/v1/patients/")
