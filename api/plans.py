@@ -152,6 +152,9 @@ class ProposalOut(serializers.Serializer):
     reason = serializers.CharField(allow_null=True, help_text="When not feasible: which session, and what stops it.")
     obstacle = ObstacleOut(allow_null=True)
     sessions = ProposedSessionOut(many=True)
+    rulebook_version = serializers.CharField(
+        help_text="The version of the organisation's rule book the sessions were placed by."
+    )
 
 
 class PlanSessionOut(serializers.Serializer):
@@ -171,6 +174,11 @@ class PlanOut(serializers.Serializer):
     area = serializers.CharField(allow_null=True)
     created = serializers.DateTimeField()
     sessions = PlanSessionOut(many=True)
+    rulebook_version = serializers.CharField(
+        allow_null=True,
+        help_text="The version of the organisation's rule book the sessions were last placed and checked by "
+        "(booked or re-planned); null for a plan from before it was recorded.",
+    )
 
 
 class PlanRefusalProblemOut(RefusalProblemOut):
@@ -219,6 +227,7 @@ def proposal_data(proposal: services.Proposal) -> dict:
             }
             for s in plan.sessions
         ],
+        "rulebook_version": proposal.rulebook_version,
     }
 
 
@@ -245,6 +254,7 @@ def plan_data(plan: TreatmentPlan, today) -> dict:
         "area": plan.area_id,
         "created": local_iso(plan.created_at, tz),
         "sessions": sessions,
+        "rulebook_version": plan.rulebook_version or None,
     }
 
 

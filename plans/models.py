@@ -137,6 +137,13 @@ class TreatmentPlan(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="plans")
     area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField()
+    rulebook_version = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        help_text="The organisation's rule book version the sessions were last placed and checked by "
+        "(booked or re-planned); empty for plans from before it was recorded.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -66,6 +66,7 @@ class PlanRequest:
 class Proposal:
     request: PlanRequest
     plan: planner.Plan
+    rulebook_version: str  # the rule book the sessions were placed by (every decision records its version)
 
 
 def _span_end(request: PlanRequest) -> datetime:
@@ -180,10 +181,16 @@ def _request(
     return PlanRequest(patient, clinic, template, course, candidates, preferences, start_at)
 
 
+def _rulebook(request: PlanRequest) -> rules.RuleBook:
+    # Kept per process under the configuration version: within one service call (a snapshot) every read
+    # is the same copy, so the version a proposal reports is the rule book it was placed by.
+    return selectors.rulebook_load(request.patient.organisation_id)
+
+
 def _plan(
     request: PlanRequest, *, first_index: int = 1, ignore: tuple = (), after_day: date | None = None
 ) -> planner.Plan:
-    rulebook = selectors.rulebook_load(request.patient.organisation_id)
+    rulebook = _rulebook(request)
     # Only the events within the rules' reach of the plan's span can stand against a session.
     return planner.plan_course(
         timeline=selectors.timeline_for_window(
@@ -214,7 +221,7 @@ def plan_propose(
 ) -> Proposal:
     """A dry run: where every session would go (at `clinic`), and why; writes nothing."""
     request = _request(patient=patient, clinic=clinic, template=template, start_at=start_at, **options)
-    return Proposal(request, _plan(request))
+    return Proposal(request, _plan(request), _rulebook(request).version)
 
 
 @dataclass(frozen=True)
@@ -316,6 +323,7 @@ def plan_book(
             clinic=clinic,
             area_id=request.course.area,
             created_at=now,
+            rulebook_version=_rulebook(request).version,
         )
         for placement, appointment in _book_sessions(request, placements, actor, now):
             PlanSession.objects.create(
@@ -374,7 +382,8 @@ def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datet
     """The moved session and every later one, re-proposed around the plan's own bookings; writes nothing."""
     request, moving, after_day = _replan_request(plan, from_index, start_at, lock=False)
     ignore = tuple(s.appointment_id for s in moving if s.appointment is not None and s.appointment.is_active)
-    return Proposal(request, _plan(request, first_index=from_index, ignore=ignore, after_day=after_day))
+    plan = _plan(request, first_index=from_index, ignore=ignore, after_day=after_day)
+    return Proposal(request, plan, _rulebook(request).version)
 
 
 @versioned.within_snapshot
@@ -421,6 +430,8 @@ def plan_replan(
                 session.window.latest,
             )
             row.save(update_fields=["appointment", "earliest_on", "ideal_on", "latest_on"])
+        plan.rulebook_version = _rulebook(request).version
+        plan.save(update_fields=["rulebook_version"])
     return plan
 
 

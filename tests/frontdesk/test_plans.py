@@ -59,9 +59,13 @@ def test_booking_the_proposal_books_the_course_and_opens_the_plan(reception, cli
     )
     plan = TreatmentPlan.objects.get(patient=patient)
     assert response.status_code == 302 and response["Location"] == url("plan", clinic, plan)
-    table = text_by_id(reception.get(response["Location"]).content, "plan-session-table")
+    page = reception.get(response["Location"])
+    table = text_by_id(page.content, "plan-session-table")
     assert table.count("Booked") == 3
     assert Appointment.objects.filter(patient=patient).count() == 3
+    # The plan says which rule book placed it, as each booking's history does.
+    assert plan.rulebook_version == "d1.o1"
+    assert 'data-testid="plan-rulebook-version">d1.o1<' in squash(page)
 
 
 def test_a_session_taken_meanwhile_books_nothing_and_says_which(reception, clinic, patient, practitioner, frozen, now):
