@@ -165,7 +165,12 @@ class Panel:
 
     @property
     def needs_clearance(self) -> tuple[rules.Violation, ...]:
-        return self.check.evaluation.needs_clearance
+        # A move keeps the clearance a clinician gave the appointment: only the rules not cleared yet ask again.
+        return tuple(v for v in self.check.evaluation.needs_clearance if v.rule_id not in self.check.cleared_rules)
+
+    @property
+    def kept_clearance(self) -> tuple[rules.Violation, ...]:
+        return tuple(v for v in self.check.evaluation.needs_clearance if v.rule_id in self.check.cleared_rules)
 
     @property
     def warnings(self) -> tuple[rules.Violation, ...]:

@@ -54,6 +54,8 @@ class BookingCheck:
     tz: tzinfo
     next_available_slot: Slot | None = None
     rulebook_version: str = ""  # the version of the organisation's rule book it was checked against
+    # A move keeps a clinician's clearance: the relative contraindications already cleared for the appointment.
+    cleared_rules: frozenset[str] = frozenset()
 
     @property
     def violations(self) -> tuple[rules.Violation, ...]:
@@ -75,7 +77,13 @@ class BookingCheck:
     def outcome(self) -> rules.Outcome:
         if self.blocking:
             return rules.Outcome.REFUSED
+        if self.evaluation.outcome == rules.Outcome.PENDING_CLEARANCE and self.needs_clearance <= self.cleared_rules:
+            return rules.Outcome.CONFIRMED  # every rule that asks for clearance was cleared already
         return self.evaluation.outcome
+
+    @property
+    def needs_clearance(self) -> frozenset[str]:
+        return frozenset(v.rule_id for v in self.evaluation.needs_clearance)
 
     @property
     def earliest_eligible_start(self) -> datetime | None:
@@ -413,6 +421,12 @@ def _next_slot(
     )
 
 
+def _cleared_rules(appointment: Appointment | None) -> frozenset[str]:
+    if appointment is None or not appointment.cleared_at:
+        return frozenset()
+    return frozenset((appointment.clearance_details or {}).get("rules", []))
+
+
 def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
     tz = req.tz
     timeline = selectors.timeline_for_patient(req.patient.pk)
@@ -446,7 +460,14 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
     if busy is not None:
         availability += (busy,)
     check = BookingCheck(
-        evaluation, availability, chosen, req.start_at, req.end_at, tz, rulebook_version=rulebook.version
+        evaluation,
+        availability,
+        chosen,
+        req.start_at,
+        req.end_at,
+        tz,
+        rulebook_version=rulebook.version,
+        cleared_rules=_cleared_rules(ignore_appointment),
     )
     if not check.eligible:
         check = replace(
@@ -669,9 +690,12 @@ def appointment_reschedule(
         if not check.eligible:
             raise UnableToBook(check)
         checked.append(check)
-        cleared = set((current.clearance_details or {}).get("rules", [])) if current.cleared_at else set()
-        needs = {v.rule_id for v in check.evaluation.needs_clearance}
-        status = AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE
+        # The dry run (appointment_reschedule_check) answers by the same outcome: a clearance is kept.
+        status = (
+            AppointmentStatus.CONFIRMED
+            if check.outcome == rules.Outcome.CONFIRMED
+            else AppointmentStatus.PENDING_CLEARANCE
+        )
         before = {
             "start_at": current.start_at.isoformat(),
             "practitioner": str(current.practitioner_id),

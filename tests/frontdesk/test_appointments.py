@@ -72,6 +72,28 @@ def test_a_clinician_clears_with_a_reason(clinical, clinician, clinic, pending):
     assert "Cleared:" in page and "“Eczema quiet for two years”" in page
 
 
+def test_a_move_panel_keeps_the_clearance_the_move_keeps(
+    reception, clinical, clinic, patient, practitioner, eczema_history, frozen
+):
+    """A cleared booking moved a day stays confirmed (the service keeps the clearance for the same rules); the
+    panel says so, instead of asking for a clinician again (a QA probe found the dry run disagreeing)."""
+    held = book(
+        patient, practitioner, "microneedling", at_london(2026, 3, 10, 10), status=AppointmentStatus.PENDING_CLEARANCE
+    )
+    query = {"date": "2026-03-11", "time": "10:00"}
+    before = squash(reception.get(url("reschedule", clinic, held), query, **HTMX))
+    assert "will be held pending clearance" in before or "Needs a clinician's clearance" in before
+    assert clinical.post(url("clear", clinic, held), {"reason": "Eczema quiet for two years"}).status_code == 302
+    after = squash(reception.get(url("reschedule", clinic, held), query, **HTMX))
+    assert "Possible at Wed 11 Mar 2026, 10:00, will be confirmed" in after
+    assert "Needs a clinician's clearance" not in after
+    assert "Cleared already" in after and "history of Eczema" in after
+    response = reception.post(url("reschedule", clinic, held), {"start_at": "2026-03-11T10:00:00+00:00"})
+    assert response.status_code == 302
+    held.refresh_from_db()
+    assert held.status == AppointmentStatus.CONFIRMED
+
+
 def test_clearing_what_is_not_pending_is_a_conflict(clinical, clinic, started):
     response = clinical.post(url("clear", clinic, started), {"reason": "x"})
     assert response.status_code == 409

@@ -1369,17 +1369,13 @@ def test_a_reschedule_check_answers_what_the_reschedule_does(
         transaction.set_rollback(True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reschedule-check says pending_clearance for a cleared booking whose move stays confirmed",
-)
 def test_the_dry_run_of_moving_a_cleared_booking_says_it_stays_confirmed(api, clinical_api, patient, practitioner):
     """docs/api.md: reschedule-check is 'answered as eligibility answers: 200 {eligible, status, ...} (status
     confirmed, pending_clearance or refused ...)', and the contract's eligibility answer: 'status says what booking
     would give'; a move keeps a clinician's clearance for the same rules ('unless it was already cleared for those
     same rules'). A microneedling held for eczema, cleared by a clinician, moved a day: the move answers
-    `confirmed`, so the dry run must too; it says `pending_clearance`, telling a platform that a clinician will be
-    needed again (and reminders held) when they will not."""
+    `confirmed`, so the dry run must too; it said `pending_clearance` (found by this probe, fixed: both read
+    BookingCheck.outcome, which counts the clearance the appointment keeps)."""
     set_intake(api, patient, [("eczema", "history", None)])
     made = booked(api, body_for(patient, "microneedling", "2026-03-10T10:00:00+00:00"))
     assert made["status"] == "pending_clearance"
