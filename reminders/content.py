@@ -63,6 +63,22 @@ def fmt_day(value: datetime, tz, *, now: datetime | None = None) -> str:
     return f"{local:%a} {local.day} {local:%b}{_year(local, now)}"
 
 
+def fmt_day_relative(value: datetime, tz, *, now: datetime) -> str:
+    """The day as seen from `now` (when the message goes): "today", "tomorrow" or "on Tue 10 Mar".
+
+    A reminder moved out of quiet hours can go two days ahead (a 07:00 visit's day-before text leaves
+    at 20:59 two evenings before), so no text may say "tomorrow" by itself."""
+    local, today = value.astimezone(tz), now.astimezone(tz).date()
+    days = (local.date() - today).days
+    return {0: "today", 1: "tomorrow"}.get(days, f"on {fmt_day(value, tz, now=now)}")
+
+
+def fmt_datetime_relative(value: datetime, tz, *, now: datetime) -> str:
+    day = fmt_day_relative(value, tz, now=now)
+    local = fmt_datetime(value, tz, now=now)
+    return f"on {local}" if day.startswith("on ") else f"{day}, {local}"
+
+
 def fmt_long_date(value: datetime, tz) -> str:
     """A date in prose ("possible from Monday 23 March 2026")."""
     local = value.astimezone(tz)
@@ -120,6 +136,9 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         "clinic_phone": clinic.phone_national,
         "start_local": fmt_datetime(appointment.start_at, tz, now=now),
         "start_date": fmt_day(appointment.start_at, tz, now=now),
+        "start_day_relative": fmt_day_relative(appointment.start_at, tz, now=now),
+        # "tomorrow, Tue 10 Mar, 07:00 (GMT)", or "on Tue 10 Mar, 07:00 (GMT)" further ahead.
+        "start_relative_local": fmt_datetime_relative(appointment.start_at, tz, now=now),
         "start_time": f"{appointment.start_at.astimezone(tz):%H:%M}",
         "end_time": f"{appointment.end_at.astimezone(tz):%H:%M}",
         "previous_start_local": "",
@@ -228,6 +247,19 @@ def ics_sequence(appointment: Appointment) -> int:
     return appointment.audit_events.filter(action__in=CALENDAR_CHANGES).count()
 
 
+def ics_time(moment: datetime, tz) -> datetime:
+    """A time for DTSTART/DTEND: the clinic's wall time (TZID), or UTC for the second reading of a wall time
+    that happens twice.
+
+    RFC 5545 (3.3.5) reads a TZID time that occurs twice (the hour the clocks go back) as its first occurrence,
+    so a visit in the repeated hour's second reading written as a wall time would show up to an hour early, or
+    end before it starts; UTC names the one instant. The first reading is what the wall time means already."""
+    local = moment.astimezone(tz)
+    if local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset():
+        return moment.astimezone(UTC)
+    return local
+
+
 def appointment_event(
     *,
     appointment: Appointment,
@@ -249,8 +281,8 @@ def appointment_event(
     event = Event()
     event.add("uid", ics_uid(appointment))
     event.add("dtstamp", now.astimezone(UTC))
-    event.add("dtstart", appointment.start_at.astimezone(tz))
-    event.add("dtend", appointment.end_at.astimezone(tz))
+    event.add("dtstart", ics_time(appointment.start_at, tz))
+    event.add("dtend", ics_time(appointment.end_at, tz))
     event.add("sequence", ics_sequence(appointment))
     title = (
         f"{appointment.procedure.display_short} at {clinic.name}"

@@ -638,17 +638,13 @@ def test_auckland_recall_is_at_1000_local_on_the_ideal_date_after_the_change(wor
     assert recalls and {r["due_at"] for r in recalls} == {expected}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a day-before reminder moved earlier out of quiet hours goes two days before the visit but its "
-    "text still says 'tomorrow' (07:00 appointment: SMS at 20:59 two evenings before)",
-)
 def test_a_reminder_text_moved_out_of_quiet_hours_does_not_say_tomorrow_two_days_ahead(world):
     """domain.md: 'no SMS between 21:00 and 08:00 local: a message that falls there moves to the nearest allowed
     moment that still comes before the moment it warns about'; docs/reminders.md: 'The last message about an
     appointment is true.' A Kathmandu visit on Tuesday 10 March at 07:00: its day-before text (Monday 07:00, quiet)
     goes on Sunday 8 March at 20:59 local. What it says must be true when it arrives: the visit is not 'tomorrow'
-    then, but the day after."""
+    then, but the day after. Found by this probe (the shipped text said 'tomorrow'); fixed: the text says the day
+    as seen when it goes ('on Tue 10 Mar, 07:00')."""
     _, _, patient, api = clinic_in(KATHMANDU, hours=((6, 0), (22, 0)))
     start = at(KATHMANDU, 2026, 3, 10, 7)
     made = book(api, patient, start, "microneedling", KATHMANDU)
@@ -662,6 +658,7 @@ def test_a_reminder_text_moved_out_of_quiet_hours_does_not_say_tomorrow_two_days
     assert "10 Mar" in reminder
     arrives_on = sent_at.astimezone(KATHMANDU).date()
     assert "tomorrow" not in reminder or arrives_on + timedelta(days=1) == date(2026, 3, 10), reminder
+    assert "appointment on Tue 10 Mar, 07:00" in reminder, reminder
 
 
 # =============================== Treatment plans across a change ================================================
@@ -1071,12 +1068,6 @@ REPEATED = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DTSTART/DTEND in the repeated hour of a fall-back night are written as TZID wall times, which "
-    "RFC 5545 reads as the first occurrence: an entry in the second reading is 30-60 min early, one ending in it ends "
-    "when or before it starts (UTC would be exact)",
-)
 @pytest.mark.parametrize(("zone", "start"), REPEATED, ids=lambda v: str(v))
 def test_calendar_feed_writes_an_appointment_in_the_repeated_hour_so_clients_read_its_real_time(world, zone, start):
     """docs/reminders.md: 'Calendar files clients obey ... the clinic's VTIMEZONE'; domain.md: 'a local time that
@@ -1085,7 +1076,8 @@ def test_calendar_feed_writes_an_appointment_in_the_repeated_hour_so_clients_rea
     5 April 01:30 +10:30, Auckland 5 April 02:15 NZST, London 25 October 01:15 GMT) is one instant. RFC 5545 3.3.5:
     a TZID time that 'occurs more than once ... refers to the first occurrence', so the file must say it in UTC
     (or otherwise unambiguously) for a client to put it at the booked time. A visit starting in the first reading
-    and ending in the second would read as ending when it starts (Lord Howe) or before it starts (New York)."""
+    and ending in the second would read as ending when it starts (Lord Howe) or before it starts (New York).
+    Found by this probe (the file held TZID wall times); fixed: the second reading of a time that happens twice is written in UTC."""
     clinic, practitioner, patient, api = clinic_in(zone, hours=((0, 0), (6, 0)))
     made = book(api, patient, datetime.fromisoformat(start), "botox")
     assert made["start"] == start

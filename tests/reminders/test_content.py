@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core import mail
@@ -316,3 +316,28 @@ def test_delivery_channels_and_the_patients_choice_of_channel_agree():
     assert {str(c) for c in PATIENT_CHANNELS} == {str(c) for c in ReminderChannel}
     assert all(channel.value == choice.value for channel, choice in PATIENT_CHANNELS.items())
     assert Channel.WEBHOOK not in PATIENT_CHANNELS
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected_day", "expected"),
+    [
+        (datetime(2026, 3, 9, 19, 0, tzinfo=UTC), "tomorrow", "tomorrow, Tue 10 Mar, 07:00 (GMT)"),
+        (datetime(2026, 3, 10, 6, 0, tzinfo=UTC), "today", "today, Tue 10 Mar, 07:00 (GMT)"),
+        (datetime(2026, 3, 8, 20, 59, tzinfo=UTC), "on Tue 10 Mar", "on Tue 10 Mar, 07:00 (GMT)"),
+        (datetime(2026, 3, 9, 23, 59, tzinfo=UTC), "tomorrow", "tomorrow, Tue 10 Mar, 07:00 (GMT)"),
+    ],
+)
+def test_the_day_of_a_visit_is_said_as_seen_when_the_message_goes(sent, expected_day, expected):
+    """A reminder moved earlier out of quiet hours can go two days ahead: the text says the day from the moment
+    it is sent, in the clinic's zone, never a fixed 'tomorrow'."""
+    from zoneinfo import ZoneInfo
+
+    from reminders.content import fmt_datetime_relative, fmt_day_relative
+
+    london = ZoneInfo("Europe/London")
+    visit = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+    assert fmt_day_relative(visit, london, now=sent) == expected_day
+    assert fmt_datetime_relative(visit, london, now=sent) == expected
+    # The clinic's day counts, not UTC's: 01:30 UTC on the 10th is still the 9th (21:30) in New York.
+    new_york = ZoneInfo("America/New_York")  # the visit is at 03:00 EDT on the 10th there
+    assert fmt_day_relative(visit, new_york, now=datetime(2026, 3, 10, 1, 30, tzinfo=UTC)) == "tomorrow"
