@@ -50,7 +50,7 @@ from reminders.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from reminders.services import webhook_endpoint_reaches
+from reminders.services import booking_told, last_told_start, webhook_endpoint_reaches
 from reminders.timing import first_allowed_after, quiet_hours
 from scheduler import versioned
 
@@ -192,6 +192,33 @@ def _still_wanted(message: OutboxMessage, now: datetime) -> tuple[str, str] | No
     accepted, why = patient_accepts(appointment.patient, message.channel, message.kind)
     if not accepted:
         return OutboxStatus.SKIPPED, why
+    return None
+
+
+def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
+    """# Race condition: a change notice is planned on what the patient had heard when the change committed, and
+    a confirmation claimed then (`sending`) counts, since it may already be in the provider's hands. But its send
+    may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new time
+    (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by then:
+    a cancellation goes only if a confirmation or change notice went (or may have: in doubt, the provider could
+    not tell), a move notice runs from the time the patient last heard (`payload.from_start` follows it) and is
+    dropped when that is the time now or when no time was told. While a confirmation is still claimed, or waits
+    in doubt to ask its provider, the notice waits (no attempt spent). Returns (status, new due_at, reason) when
+    the notice must not go now, else None."""
+    if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
+        return None
+    appointment = message.appointment
+    told, unsettled = booking_told(appointment, now=now, excluding=message.pk)
+    if unsettled is not None:
+        return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for the confirmation to go or be dropped"
+    if message.kind == MessageKind.CANCELLED:
+        return None if told else (OutboxStatus.CANCELLED, None, "the patient was never told of the booking")
+    start = last_told_start(appointment, before=message.anchor_at)  # anchored on the move (the latest)
+    if start is None:  # a sent message that did not record its time (found sent): the notice goes as planned
+        return None if told else (OutboxStatus.CANCELLED, None, "the patient has not been told a time yet")
+    if start == appointment.start_at:
+        return OutboxStatus.CANCELLED, None, "the patient was last told this very time"
+    message.payload = {**(message.payload or {}), "from_start": start.isoformat()}
     return None
 
 
@@ -420,7 +447,7 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
         and row.due_at <= now + window
         and not row.in_doubt  # it goes on its own, once its provider has been asked (_settle_doubt)
     ]
-    return [row for row in live if _still_wanted(row, now) is None]
+    return [row for row in live if _still_wanted(row, now) is None and _notice_verdict(row, now) is None]
 
 
 def _earlier_unsent(message: OutboxMessage, batch: _Batch, *, going_with: list[OutboxMessage]) -> bool:
@@ -581,15 +608,18 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             message.status, message.last_error = verdict
             _save_outcome(message, fields)
             return SendOutcome(verdict[0])
-        quiet = _quiet_hours_verdict(message, now) if message.channel == Channel.SMS else None
-        if quiet is not None:
-            message.status, due_at, message.last_error = quiet
+        # A change notice asks what the patient has heard by now; a text, whether it is quiet hours now.
+        not_now = _notice_verdict(message, now)
+        if not_now is None and message.channel == Channel.SMS:
+            not_now = _quiet_hours_verdict(message, now)
+        if not_now is not None:
+            message.status, due_at, message.last_error = not_now
             if due_at is not None:  # waiting is not a failed attempt
                 message.due_at, message.attempts = due_at, message.attempts - 1
                 fields += ["due_at", "attempts"]
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
-            return SendOutcome.DEFERRED if due_at is not None else SendOutcome.SKIPPED
+            return SendOutcome.DEFERRED if due_at is not None else SendOutcome(message.status)
         companions = _mergeable(message, _companions(message, batch, now), now)
         if _earlier_unsent(message, batch, going_with=companions):
             # The patient reads about a visit in order: the confirmation before its pre-care.

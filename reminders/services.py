@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, ApiClient, Appointment, AuditAction, Patient
 from core.compiled import insert_rows
@@ -212,15 +213,18 @@ def _after_grace(plan: Plan, now: datetime, appointment: Appointment, channel: s
     return dataclasses.replace(plan, due_at=graced)
 
 
-def last_told_start(appointment: Appointment) -> datetime | None:
-    """The appointment time the patient last heard (the newest sent message that named one), or None."""
+def last_told_start(appointment: Appointment, *, before: datetime | None = None) -> datetime | None:
+    """The appointment time the patient last heard (the newest sent message that named one), or None.
+
+    `before` (a move notice asking when it goes, dispatch._notice_verdict): what they had heard when the move was
+    made, and any confirmation since (one in flight then went: rendered when sent, it named the time as it
+    stood). Not what went after the move as part of telling it (the notice's twin on the other channel, a
+    re-sent pre-care)."""
+    sent = OutboxMessage.objects.filter(appointment=appointment, status=OutboxStatus.SENT, kind__in=TIME_NAMING_KINDS)
+    if before is not None:
+        sent = sent.filter(Q(sent_at__lte=before) | Q(kind=MessageKind.CONFIRMATION))
     for payload, kind, anchor_at in (
-        OutboxMessage.objects.filter(
-            appointment=appointment,
-            status=OutboxStatus.SENT,
-            kind__in=TIME_NAMING_KINDS,
-        )
-        .exclude(channel=Channel.WEBHOOK)
+        sent.exclude(channel=Channel.WEBHOOK)
         .order_by("-sent_at", "-created_at")
         .values_list("payload", "kind", "anchor_at")
     ):
@@ -356,13 +360,44 @@ def _event_messages(work: _Change, kind: str) -> None:
             work.add(template, channel, _plan(template, channel, work.appointment, work.now, work.now), work.now)
 
 
+# The messages that tell a patient of a booking: a cancellation notice goes only to a patient who got one.
+BOOKING_NAMING_KINDS = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED)
+
+
 def _patient_was_told(appointment: Appointment) -> bool:
-    """Whether a confirmation or change notice has gone (or is going) out for this appointment."""
-    return OutboxMessage.objects.filter(
-        appointment=appointment,
-        kind__in=[MessageKind.CONFIRMATION, MessageKind.RESCHEDULED],
-        status__in=[OutboxStatus.SENT, OutboxStatus.SENDING],
-    ).exists()
+    """Whether a confirmation or change notice has gone, is going, or may have gone (in doubt: its sender stopped
+    and the provider could not tell) for this appointment. What planning counts on: one that is going may yet be
+    dropped, so the notice planned on it asks again when it goes (`booking_told`, dispatch._notice_verdict)."""
+    return (
+        OutboxMessage.objects.filter(appointment=appointment, kind__in=BOOKING_NAMING_KINDS)
+        .filter(Q(status__in=[OutboxStatus.SENT, OutboxStatus.SENDING]) | Q(in_doubt=True))
+        .exists()
+    )
+
+
+def booking_told(appointment: Appointment, *, now: datetime, excluding=None) -> tuple[bool, datetime | None]:
+    """What a change notice asks when it goes: (whether the patient has been told of the booking, and until when
+    that is not known yet).
+
+    Told: a confirmation or change notice was sent, or may have been (in doubt: its sender stopped and the
+    provider could not tell, or could not be asked before its attempts ran out: a patient who may think they
+    have a booking hears that it is cancelled). Not known yet while a confirmation is claimed (`sending`: it may be in
+    the provider's hands, or be dropped by its send) or waits, in doubt, to ask the provider: the second value is
+    the moment to look again after (now, or when that confirmation is due), else None. `excluding` is the notice
+    itself (in doubt, it is not evidence of its own premise)."""
+    told, unsettled = False, None
+    rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=BOOKING_NAMING_KINDS)
+    if excluding is not None:
+        rows = rows.exclude(pk=excluding)
+    for kind, status, in_doubt, due_at in rows.values_list("kind", "status", "in_doubt", "due_at"):
+        if kind == MessageKind.CONFIRMATION and (
+            status == OutboxStatus.SENDING or (in_doubt and status in UNSENT_STATUSES)
+        ):
+            until = now if status == OutboxStatus.SENDING else max(due_at, now)
+            unsettled = until if unsettled is None else max(unsettled, until)
+        elif status == OutboxStatus.SENT or in_doubt:
+            told = True
+    return told, unsettled
 
 
 def _rescheduled_notice(work: _Change, previous: dict) -> None:

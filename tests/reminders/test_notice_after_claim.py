@@ -1,0 +1,247 @@
+"""A change notice asks, when it goes, what the patient has heard by then.
+
+A dispatcher claims the booking confirmation (`sending`), staff cancel or move the booking (commit), then the send
+runs. The change counted the claimed confirmation as heard (it may be in the provider's hands) and planned a
+notice; if the send then drops the confirmation (cancelled) or names the new time (moved), the patient never
+heard what the notice is about, and it is dropped when it goes (reminders.dispatch._notice_verdict). A
+confirmation that did go, or may have (its sender stopped and the provider had it, or cannot tell), keeps the
+notice. docs/reminders.md, "What each booking change does to the outbox".
+"""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from reminders import channels, dispatch
+from reminders.channels import LocmemSmsBackend
+from reminders.models import MessageKind, OutboxMessage, OutboxStatus
+from scheduler.booking import appointment_cancel, appointment_reschedule
+from tests.factories import PatientFactory
+from tests.reminders.conftest import RECEPTION, book, london
+
+# The conftest `now` is Monday 2 March 2026, 09:00 in London.
+TUESDAY = london(2026, 3, 10, 10)
+WEDNESDAY = london(2026, 3, 11, 10)
+
+
+def deliver(moment):
+    with time_machine.travel(moment, tick=False):
+        return dispatch.dispatch_local(now=timezone.now())
+
+
+def claimed_confirmations(patient, now, channels_=("email", "sms")):
+    """Booked for Tuesday; a dispatcher has claimed its confirmations and not sent them yet."""
+    appointment = book(patient, "botox", TUESDAY, now)
+    claims = dispatch.outbox_claim_due(now=now)
+    assert sorted(OutboxMessage.objects.get(pk=c.message_id).channel for c in claims) == sorted(channels_)
+    assert {OutboxMessage.objects.get(pk=c.message_id).kind for c in claims} == {MessageKind.CONFIRMATION}
+    return appointment, claims
+
+
+def send(claims, now):
+    return dispatch.outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
+
+
+def change(kind, appointment, now):
+    if kind == "cancel":
+        return appointment_cancel(appointment=appointment, actor=RECEPTION, now=now)
+    return appointment_reschedule(appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=now)
+
+
+NOTICE = {"cancel": MessageKind.CANCELLED, "move": MessageKind.RESCHEDULED}
+
+
+def notices(appointment, kind):
+    return OutboxMessage.objects.filter(appointment=appointment, kind=NOTICE[kind])
+
+
+def sms_bodies():
+    return [m["body"] for m in LocmemSmsBackend.outbox]
+
+
+@pytest.fixture
+def email_only(clinic):
+    return PatientFactory(clinic=clinic, first_name="Ada", email="ada@example.com", reminder_channels=["email"])
+
+
+# --- The confirmation never told the patient what the notice is about -----------------------------------------
+
+
+def test_a_cancel_while_the_confirmation_is_claimed_tells_the_patient_nothing(patient, practitioner, now):
+    appointment, claims = claimed_confirmations(patient, now)
+    change("cancel", appointment, now)
+    assert notices(appointment, "cancel").count() == 2  # planned: the confirmation may be in the provider's hands
+
+    assert set(send(claims, now).values()) == {dispatch.SendOutcome.CANCELLED}  # the send drops the confirmations
+    deliver(now + timedelta(minutes=10))
+
+    assert mail.outbox == [] and sms_bodies() == []
+    assert set(notices(appointment, "cancel").values_list("status", "last_error")) == {
+        (OutboxStatus.CANCELLED, "the patient was never told of the booking")
+    }
+
+
+def test_a_move_while_the_confirmation_is_claimed_sends_the_confirmation_of_the_new_time_only(
+    patient, practitioner, now
+):
+    appointment, claims = claimed_confirmations(patient, now)
+    change("move", appointment, now)
+    assert notices(appointment, "move").count() == 2
+
+    assert set(send(claims, now).values()) == {dispatch.SendOutcome.SENT}  # rendered now: Wednesday
+    deliver(now + timedelta(minutes=10))  # past the grace period
+
+    [email] = mail.outbox
+    assert "Wed 11 Mar" in email.body and "Tue 10 Mar" not in email.body
+    [text] = sms_bodies()
+    assert "Wed 11 Mar" in text and "Tue 10 Mar" not in text
+    assert set(notices(appointment, "move").values_list("status", "last_error")) == {
+        (OutboxStatus.CANCELLED, "the patient was last told this very time")
+    }
+
+
+def test_a_notice_waits_while_a_confirmation_is_still_claimed(patient, practitioner, now):
+    """Its sender has not run yet: whether the patient hears of the booking is not known, so the notice waits,
+    spending no attempt, and is decided once the confirmation went or was dropped."""
+    appointment, claims = claimed_confirmations(patient, now)
+    change("cancel", appointment, now)
+
+    assert deliver(now + timedelta(seconds=1)) == {dispatch.SendOutcome.DEFERRED: 2}
+    waiting = notices(appointment, "cancel")
+    assert set(waiting.values_list("status", "attempts", "last_error")) == {
+        (OutboxStatus.PENDING, 0, "waiting for the confirmation to go or be dropped")
+    }
+    send(claims, now + timedelta(seconds=2))
+    deliver(now + timedelta(minutes=1))
+    assert mail.outbox == [] and sms_bodies() == []
+    assert set(waiting.values_list("status", flat=True)) == {OutboxStatus.CANCELLED}
+
+
+# --- The confirmation went (or may have): the notice goes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["cancel", "move"])
+def test_a_change_after_the_confirmation_went_is_still_told(patient, practitioner, now, kind):
+    appointment, claims = claimed_confirmations(patient, now)
+    assert set(send(claims, now).values()) == {dispatch.SendOutcome.SENT}
+    change(kind, appointment, now + timedelta(minutes=1))
+
+    deliver(now + timedelta(minutes=10))
+
+    assert set(notices(appointment, kind).values_list("status", flat=True)) == {OutboxStatus.SENT}
+    last_email, last_text = mail.outbox[-1], sms_bodies()[-1]
+    if kind == "cancel":
+        assert last_email.subject == "Your appointment on Tue 10 Mar is cancelled"
+        assert "cancelled" in last_text
+    else:
+        assert "It was: Tue 10 Mar, 10:00 (GMT)" in last_email.body
+        assert "moved to Wed 11 Mar" in last_text and "it was Tue 10 Mar" in last_text
+
+
+@pytest.mark.parametrize("kind", ["cancel", "move"])
+def test_a_confirmation_in_the_providers_hands_when_the_change_commits_is_followed_by_the_notice(
+    email_only, practitioner, now, kind, monkeypatch
+):
+    """The send read the booking before the change committed: the confirmation names Tuesday and went."""
+    appointment, claims = claimed_confirmations(email_only, now, channels_=("email",))
+    real_send = channels.send_email
+
+    def change_commits_meanwhile(**kwargs):
+        change(kind, appointment, now)
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(channels, "send_email", change_commits_meanwhile)
+    assert set(send(claims, now).values()) == {dispatch.SendOutcome.SENT}
+    monkeypatch.setattr(channels, "send_email", real_send)
+
+    deliver(now + timedelta(minutes=10))
+
+    confirmation, notice = mail.outbox
+    assert "Tue 10 Mar" in confirmation.body
+    [row] = notices(appointment, kind)
+    assert row.status == OutboxStatus.SENT
+    if kind == "cancel":
+        assert notice.subject == "Your appointment on Tue 10 Mar is cancelled"
+    else:
+        assert "It was: Tue 10 Mar, 10:00 (GMT)" in notice.body and "Wed 11 Mar" in notice.body
+
+
+class Killed(BaseException):
+    """The worker dies mid-send: nothing the send wrote commits."""
+
+
+def killed_sending(email_only, now, monkeypatch, *, after_the_provider_took_it):
+    """The confirmation's sender dies (before or after the provider accepted it), leaving the row `sending`."""
+    appointment, claims = claimed_confirmations(email_only, now, channels_=("email",))
+    real_send = channels.send_email
+
+    def dies(**kwargs):
+        if after_the_provider_took_it:
+            real_send(**kwargs)
+        raise Killed
+
+    monkeypatch.setattr(channels, "send_email", dies)
+    with pytest.raises(Killed):
+        send(claims, now)
+    monkeypatch.setattr(channels, "send_email", real_send)
+    [row] = OutboxMessage.objects.filter(pk=claims[0].message_id)
+    assert row.status == OutboxStatus.SENDING
+    return appointment, row
+
+
+@pytest.mark.parametrize("kind", ["cancel", "move"])
+def test_a_confirmation_whose_sender_died_after_the_provider_took_it_is_found_sent_and_the_notice_goes(
+    email_only, practitioner, now, kind, monkeypatch, settings
+):
+    appointment, confirmation = killed_sending(email_only, now, monkeypatch, after_the_provider_took_it=True)
+    change(kind, appointment, now)
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+
+    deliver(after_lease)  # claimed again, in doubt: the provider is asked and had it
+    deliver(after_lease + timedelta(minutes=10))
+
+    confirmation.refresh_from_db()
+    assert (confirmation.status, confirmation.payload.get("found_sent")) == (OutboxStatus.SENT, True)
+    sent, notice = mail.outbox  # the confirmation once (it was not sent again), then the notice
+    assert "Tue 10 Mar" in sent.body
+    if kind == "cancel":
+        assert notice.subject == "Your appointment on Tue 10 Mar is cancelled"
+    else:
+        assert "It was: Tue 10 Mar, 10:00 (GMT)" in notice.body
+
+
+def test_a_confirmation_whose_sender_died_before_the_provider_took_it_is_dropped_with_the_cancel_notice(
+    email_only, practitioner, now, monkeypatch, settings
+):
+    appointment, confirmation = killed_sending(email_only, now, monkeypatch, after_the_provider_took_it=False)
+    change("cancel", appointment, now)
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+
+    deliver(after_lease)
+    deliver(after_lease + timedelta(minutes=10))
+
+    confirmation.refresh_from_db()
+    assert (confirmation.status, confirmation.in_doubt) == (OutboxStatus.CANCELLED, False)  # the provider said no
+    assert mail.outbox == []
+    assert set(notices(appointment, "cancel").values_list("status", flat=True)) == {OutboxStatus.CANCELLED}
+
+
+def test_a_confirmation_the_provider_cannot_tell_about_keeps_the_cancel_notice(
+    email_only, practitioner, now, monkeypatch, settings
+):
+    """At least once: a confirmation that may have gone (a provider that cannot be asked) counts as told, so the
+    patient who may think they have a booking hears that it is cancelled."""
+    appointment, confirmation = killed_sending(email_only, now, monkeypatch, after_the_provider_took_it=True)
+    change("cancel", appointment, now)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"  # SMTP-like: cannot be asked
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+
+    deliver(after_lease)
+    deliver(after_lease + timedelta(minutes=10))
+
+    confirmation.refresh_from_db()
+    assert (confirmation.status, confirmation.in_doubt) == (OutboxStatus.CANCELLED, True)  # it may have gone
+    assert set(notices(appointment, "cancel").values_list("status", flat=True)) == {OutboxStatus.SENT}
