@@ -233,11 +233,33 @@ class PractitionerAdmin(ClinicScopedAdmin):
         return field
 
 
+def choices_once_per_request(field, db_field, request):
+    """Give an inline's dropdown the choices read once for the request: every row of the inline (and its empty
+    form) copies its field, and a copied ModelChoiceField reads its queryset again, a query per row and field.
+    The field keeps its (scoped) queryset, which still validates what is posted."""
+    if field is None or not hasattr(field, "queryset"):
+        return field
+    cache = request.__dict__.setdefault("_inline_choices", {})
+    key = (db_field.model._meta.label, db_field.name)  # the same choices for the same request
+    if key not in cache:
+        cache[key] = list(field.choices)
+    field.choices = cache[key]
+    return field
+
+
 class RecordInline(ClinicScopedChoices, admin.TabularInline):
     """A part of the clinical record: read-only on a record merged into another (a tombstone), where
     nothing may be added (its history now lives on the survivor's record)."""
 
     extra = 0
+    row_related: tuple[str, ...] = ()  # what a row's name reads, selected with the rows
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(*self.row_related)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return choices_once_per_request(field, db_field, request)
 
     def _live(self, obj) -> bool:
         return obj is None or obj.merged_into_id is None
@@ -257,15 +279,18 @@ class ProcedureRecordInline(RecordInline):
     fk_name = "patient"
     extra = 0
     fields = ["procedure", "performed_at", "area", "source", "notes"]
+    row_related = ("procedure",)
 
 
 class MedicationCourseInline(RecordInline):
     model = models.MedicationCourse
     fields = ["drug", "started_on", "ended_on", "notes"]
+    row_related = ("drug",)
 
 
 class PatientConditionInline(RecordInline):
     model = models.PatientCondition
+    row_related = ("condition",)
 
 
 @admin.register(models.Patient)
@@ -326,6 +351,9 @@ class AuditEventInline(ClinicScopedChoices, admin.TabularInline):
     extra = 0
     can_delete = False
     readonly_fields = ["action", "at", "actor_label", "actor_user", "reason", "details"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor_user")  # shown on every row
 
     def has_add_permission(self, request, obj=None):
         return False

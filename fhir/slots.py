@@ -13,6 +13,7 @@ off (busy-unavailable).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -23,26 +24,11 @@ from fhir.mapping import SLOT_STATUS_FOR_APPOINTMENT, SlotRow
 from scheduler.availability import Schedule
 
 
-def _free(
-    practitioner: Practitioner, window_start: datetime, window_end: datetime, procedure: ProcedureType | None
-) -> list[SlotRow]:
-    tz = practitioner.clinic.tz
-    step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-    if procedure is not None:
-        duration = timedelta(minutes=procedure.duration_minutes)
-        schedule = Schedule([practitioner], tz, window_start, window_end + duration)
-        return [
-            SlotRow(str(practitioner.pk), slot.start_at, slot.end_at, "free", ((procedure.code, procedure.name),), tz)
-            for slot in schedule.free_slots(
-                duration=duration, step=step, window_start=window_start, window_end=window_end - step
-            )
-            if slot.start_at < window_end
-        ]
-    schedule = Schedule([practitioner], tz, window_start, window_end + step)
-    procedures = tuple((p.code, p.name) for p in sorted(practitioner.procedures.all(), key=lambda p: p.code))
+def _free_stretches(practitioner: Practitioner, cells: list, tz, procedures: tuple) -> list[SlotRow]:
+    """The practitioner's free grid cells (in time order) merged into free stretches of working time."""
     rows: list[SlotRow] = []
     start = end = None
-    for cell in schedule.free_slots(duration=step, step=step, window_start=window_start, window_end=window_end - step):
+    for cell in cells:
         if end is not None and cell.start_at == end:
             end = cell.end_at
             continue
@@ -51,6 +37,48 @@ def _free(
         start, end = cell.start_at, cell.end_at
     if start is not None:
         rows.append(SlotRow(str(practitioner.pk), start, end, "free", procedures, tz))
+    return rows
+
+
+def _free(
+    practitioners: list[Practitioner], window_start: datetime, window_end: datetime, procedure: ProcedureType | None
+) -> list[SlotRow]:
+    """The free Slots of every practitioner: one `Schedule` (one read of the calendars) for all the practitioners
+    of a time zone, whatever their number; each practitioner's slots are what a schedule of their own gives."""
+    step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
+    by_zone: dict[str, list[Practitioner]] = defaultdict(list)
+    for practitioner in practitioners:
+        by_zone[practitioner.clinic.timezone].append(practitioner)
+    duration = timedelta(minutes=procedure.duration_minutes) if procedure is not None else step
+    rows: list[SlotRow] = []
+    for group in by_zone.values():
+        tz = group[0].clinic.tz
+        schedule = Schedule(group, tz, window_start, window_end + duration)
+        cells: dict[str, list] = defaultdict(list)  # each practitioner's, in time order
+        for slot in schedule.free_slots(
+            duration=duration, step=step, window_start=window_start, window_end=window_end - step
+        ):
+            cells[slot.practitioner_id].append(slot)
+        for practitioner in group:
+            mine = cells.get(str(practitioner.pk), [])
+            if procedure is not None:
+                rows += [
+                    SlotRow(
+                        str(practitioner.pk),
+                        slot.start_at,
+                        slot.end_at,
+                        "free",
+                        ((procedure.code, procedure.name),),
+                        tz,
+                    )
+                    for slot in mine
+                    if slot.start_at < window_end
+                ]
+            else:
+                procedures = tuple(
+                    (p.code, p.name) for p in sorted(practitioner.procedures.all(), key=lambda p: p.code)
+                )
+                rows += _free_stretches(practitioner, mine, tz, procedures)
     return rows
 
 
@@ -108,8 +136,7 @@ def slots_search(
     rows: list[SlotRow] = []
     free_from = max(window_start, now)
     if "free" in statuses and free_from < window_end:
-        for practitioner in practitioners:
-            rows += _free(practitioner, free_from, window_end, procedure)
+        rows += _free(practitioners, free_from, window_end, procedure)
     if statuses - {"free"}:
         rows += [row for row in _busy(practitioners, window_start, window_end, procedure) if row.status in statuses]
     rows.sort(key=lambda row: (row.start_at, row.practitioner_id, row.status))

@@ -156,6 +156,8 @@ def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
         .select_related("procedure", "practitioner", "area", "clinic")
         .order_by("start_at")
     )
+    for appointment in appointments:  # every card names its patient: this one, already read
+        appointment.patient = patient
     return PatientRecord(
         patient=patient,
         outlook=[

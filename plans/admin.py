@@ -36,6 +36,15 @@ class PlanSessionInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
 
+    def get_queryset(self, request):
+        # A row is named after its plan (the plan's template and patient) and shows its appointment (named after
+        # its procedure and patient): read with the rows, not once per row.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("plan__template", "plan__patient", "appointment__procedure", "appointment__patient")
+        )
+
 
 @admin.register(TreatmentPlan)
 class TreatmentPlanAdmin(ClinicScopedAdmin):

@@ -29,6 +29,9 @@ class RuleAdmin(admin.ModelAdmin):
     read-only, for reference)."""
 
     form = RuleForm
+    # What the change list shows of each row; get_queryset selects them itself (a queryset that already selects
+    # related rows gets none added by the change list), one query for any number of rules.
+    list_select_related = ["organisation", "replaces"]
     actions = None  # a bulk delete would change the rule book without a version
     exclude = ["reason"]
     readonly_fields = ["recorded_reason"]
@@ -65,7 +68,7 @@ class RuleAdmin(admin.ModelAdmin):
         return self._may_edit(request, obj, "delete")
 
     def get_queryset(self, request):
-        rows = super().get_queryset(request).select_related("organisation")
+        rows = super().get_queryset(request).select_related(*self.list_select_related)
         if request.user.is_superuser:
             return rows
         return rows.filter(organisation__isnull=True) | rows.filter(organisation_id__in=self._organisations(request))
@@ -104,6 +107,7 @@ class IntervalRuleAdmin(RuleAdmin):
 @admin.register(ContraindicationRule)
 class ContraindicationRuleAdmin(RuleAdmin):
     list_display = ["__str__", "organisation", "replaces", "procedure", "severity", "applies_to", "is_active"]
+    list_select_related = ["organisation", "replaces", "procedure"]
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter), "procedure", "severity", "is_active"]
     search_fields = ["condition__name", "medication__name", "source"]
 
@@ -126,6 +130,7 @@ class RuleBookVersionAdmin(OwnOrganisations, admin.ModelAdmin):
     """Every version of every rule book the administrator may see: who, when, why, what changed. Read-only."""
 
     list_display = ["__str__", "created_at", "created_by", "reason"]
+    list_select_related = ["organisation", "created_by"]  # its name and who made it, for every row
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
     readonly_fields = ["organisation", "number", "created_at", "created_by", "reason", "changes"]
     exclude = ["diff"]
@@ -157,6 +162,7 @@ class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
         "progressed_at",
         "finished_at",
     ]
+    list_select_related = ["organisation"]
     readonly_fields = [f.name for f in RecheckRun._meta.fields]
 
     def has_add_permission(self, request) -> bool:
