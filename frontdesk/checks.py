@@ -165,12 +165,11 @@ class Panel:
 
     @property
     def needs_clearance(self) -> tuple[rules.Violation, ...]:
-        # A move keeps the clearance a clinician gave the appointment: only the rules not cleared yet ask again.
-        return tuple(v for v in self.check.evaluation.needs_clearance if v.rule_id not in self.check.cleared_rules)
+        return self.check.needs_clearance  # a move keeps the clearance given: those rules do not ask again
 
     @property
     def kept_clearance(self) -> tuple[rules.Violation, ...]:
-        return tuple(v for v in self.check.evaluation.needs_clearance if v.rule_id in self.check.cleared_rules)
+        return self.check.kept_clearance
 
     @property
     def warnings(self) -> tuple[rules.Violation, ...]:

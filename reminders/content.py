@@ -63,20 +63,24 @@ def fmt_day(value: datetime, tz, *, now: datetime | None = None) -> str:
     return f"{local:%a} {local.day} {local:%b}{_year(local, now)}"
 
 
-def fmt_day_relative(value: datetime, tz, *, now: datetime) -> str:
-    """The day as seen from `now` (when the message goes): "today", "tomorrow" or "on Tue 10 Mar".
+def _near_day(value: datetime, tz, now: datetime) -> str | None:
+    """ "today" or "tomorrow" in the clinic's zone as seen from `now` (when the message goes), else None.
 
     A reminder moved out of quiet hours can go two days ahead (a 07:00 visit's day-before text leaves
     at 20:59 two evenings before), so no text may say "tomorrow" by itself."""
-    local, today = value.astimezone(tz), now.astimezone(tz).date()
-    days = (local.date() - today).days
-    return {0: "today", 1: "tomorrow"}.get(days, f"on {fmt_day(value, tz, now=now)}")
+    days = (value.astimezone(tz).date() - now.astimezone(tz).date()).days
+    return {0: "today", 1: "tomorrow"}.get(days)
+
+
+def fmt_day_relative(value: datetime, tz, *, now: datetime) -> str:
+    """ "today", "tomorrow" or "on Tue 10 Mar"."""
+    return _near_day(value, tz, now) or f"on {fmt_day(value, tz, now=now)}"
 
 
 def fmt_datetime_relative(value: datetime, tz, *, now: datetime) -> str:
-    day = fmt_day_relative(value, tz, now=now)
-    local = fmt_datetime(value, tz, now=now)
-    return f"on {local}" if day.startswith("on ") else f"{day}, {local}"
+    """ "tomorrow, Tue 10 Mar, 07:00 (GMT)", or "on Tue 10 Mar, 07:00 (GMT)" further ahead."""
+    near = _near_day(value, tz, now)
+    return f"{near}, {fmt_datetime(value, tz, now=now)}" if near else f"on {fmt_datetime(value, tz, now=now)}"
 
 
 def fmt_long_date(value: datetime, tz) -> str:
@@ -137,7 +141,6 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         "start_local": fmt_datetime(appointment.start_at, tz, now=now),
         "start_date": fmt_day(appointment.start_at, tz, now=now),
         "start_day_relative": fmt_day_relative(appointment.start_at, tz, now=now),
-        # "tomorrow, Tue 10 Mar, 07:00 (GMT)", or "on Tue 10 Mar, 07:00 (GMT)" further ahead.
         "start_relative_local": fmt_datetime_relative(appointment.start_at, tz, now=now),
         "start_time": f"{appointment.start_at.astimezone(tz):%H:%M}",
         "end_time": f"{appointment.end_at.astimezone(tz):%H:%M}",

@@ -196,7 +196,7 @@ def _still_wanted(message: OutboxMessage, now: datetime) -> tuple[str, str] | No
 
 
 def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
-    """# Race condition: a change notice is planned on what the patient had heard when the change committed, and
+    """A change notice is planned on what the patient had heard when the change committed, and
     a confirmation claimed then (`sending`) counts, since it may already be in the provider's hands. But its send
     may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new time
     (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by then:
@@ -208,6 +208,7 @@ def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetim
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
+    # Race condition: planned on what was told when the change committed; asked again now, from what has gone.
     told, unsettled = booking_told(appointment, now=now, excluding=message.pk)
     if unsettled is not None:
         return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for the confirmation to go or be dropped"

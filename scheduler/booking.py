@@ -77,13 +77,19 @@ class BookingCheck:
     def outcome(self) -> rules.Outcome:
         if self.blocking:
             return rules.Outcome.REFUSED
-        if self.evaluation.outcome == rules.Outcome.PENDING_CLEARANCE and self.needs_clearance <= self.cleared_rules:
+        if self.evaluation.outcome == rules.Outcome.PENDING_CLEARANCE and not self.needs_clearance:
             return rules.Outcome.CONFIRMED  # every rule that asks for clearance was cleared already
         return self.evaluation.outcome
 
     @property
-    def needs_clearance(self) -> frozenset[str]:
-        return frozenset(v.rule_id for v in self.evaluation.needs_clearance)
+    def needs_clearance(self) -> tuple[rules.Violation, ...]:
+        """The relative contraindications that hold the booking for a clinician: those not cleared already."""
+        return tuple(v for v in self.evaluation.needs_clearance if v.rule_id not in self.cleared_rules)
+
+    @property
+    def kept_clearance(self) -> tuple[rules.Violation, ...]:
+        """The relative contraindications a clinician cleared for the appointment, which a move keeps."""
+        return tuple(v for v in self.evaluation.needs_clearance if v.rule_id in self.cleared_rules)
 
     @property
     def earliest_eligible_start(self) -> datetime | None:
