@@ -6,8 +6,6 @@ Times go out in the clinic's offset; ids are strings.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -26,6 +24,7 @@ from api.fields import (
 )
 from clinic.models import AppointmentStatus, ConditionStatus, HistorySource, ReminderChannel
 from scheduler.lifecycle import EVENTS
+from scheduler.recheck import review_reasons_in_zone
 
 # --- Catalogue, clinics, practitioners ------------------------------------------------------
 
@@ -290,22 +289,7 @@ class AppointmentOut(serializers.Serializer):
 
     @extend_schema_field(ViolationOut(many=True))
     def get_review_reasons(self, appointment) -> list[dict]:
-        tz = appointment.clinic.tz
-        return [_in_zone(reason, tz) for reason in appointment.review_reasons or []]
-
-
-def _in_zone(reason: dict, tz) -> dict:
-    """A stored reason (UTC) with its times in the clinic's offset, as every API time is."""
-
-    def local(value):
-        return datetime.fromisoformat(value).astimezone(tz).isoformat() if value and "T" in value else value
-
-    conflict = reason.get("conflicts_with")
-    return {
-        **reason,
-        "earliest_allowed": local(reason.get("earliest_allowed")),
-        "conflicts_with": None if conflict is None else {**conflict, "at": local(conflict.get("at"))},
-    }
+        return review_reasons_in_zone(appointment)
 
 
 class AppointmentDetailOut(AppointmentOut):

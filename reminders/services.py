@@ -39,6 +39,7 @@ from reminders.models import (
 from reminders.timing import Direction, Plan, plan_due, quiet_hours
 from scheduler import versioned
 from scheduler.lifecycle import EVENT_FOR_ACTION
+from scheduler.recheck import review_reasons_in_zone
 
 # --- Entry point --------------------------------------------------------------------------------------
 
@@ -492,6 +493,7 @@ def appointment_event_data(appointment: Appointment) -> dict:
         "end": appointment.end_at.astimezone(tz).isoformat(),
         "area": appointment.area_id,
         "status": appointment.status,
+        "review_reasons": review_reasons_in_zone(appointment),
     }
 
 

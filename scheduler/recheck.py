@@ -6,7 +6,9 @@ patient never interleave, and no booking stays confirmed and unsafe. For each fu
 that still holds its slot, the rules as they stand now decide:
 
 - a block rule or an absolute contraindication now stands → `needs_review` (reasons kept,
-  reminders held, webhook `appointment.needs_review`);
+  reminders held, webhook `appointment.needs_review`); one that needs review already and now breaks other
+  rules (one more, or one fewer) is flagged again with the new reasons (audit `needs_review` from and to
+  `needs_review`, the same webhook);
 - a relative contraindication not already cleared → back to `pending_clearance`;
 - nothing stands any more (the record was corrected) → `released`, back to confirmed (or pending
   clearance when only cleared-for rules changed).
@@ -55,6 +57,25 @@ def violation_record(violation: rules.Violation) -> dict:
     }
 
 
+def review_reasons_in_zone(appointment: Appointment) -> list[dict]:
+    """The appointment's stored reasons (UTC) with their times in its clinic's offset, as every API time is (the
+    API's appointments and the webhooks' bodies)."""
+    tz = appointment.clinic.tz
+
+    def local(value):
+        return datetime.fromisoformat(value).astimezone(tz).isoformat() if value and "T" in value else value
+
+    def in_zone(reason: dict) -> dict:
+        conflict = reason.get("conflicts_with")
+        return {
+            **reason,
+            "earliest_allowed": local(reason.get("earliest_allowed")),
+            "conflicts_with": None if conflict is None else {**conflict, "at": local(conflict.get("at"))},
+        }
+
+    return [in_zone(reason) for reason in appointment.review_reasons or []]
+
+
 def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str, list[dict]]:
     """(status the rules give now, the reasons when it needs review)."""
     evaluation = check.evaluation
@@ -65,9 +86,11 @@ def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str
     return (AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE), []
 
 
-def _action(before: str, after: str) -> str | None:
+def _action(before: str, after: str, reasons_changed: bool = False) -> str | None:
     if after == before:
-        return None
+        # Still needing review, for other reasons (a second rule now breaks, or one of two no longer does):
+        # nothing changes silently, so staff and platforms hear the new reasons as a new flag.
+        return AuditAction.NEEDS_REVIEW if after == AppointmentStatus.NEEDS_REVIEW and reasons_changed else None
     if after == AppointmentStatus.NEEDS_REVIEW:
         return AuditAction.NEEDS_REVIEW
     if before == AppointmentStatus.NEEDS_REVIEW:
@@ -102,7 +125,7 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
     for appointment in future:
         check = booking.appointment_recheck(appointment=appointment)
         status, reasons = _verdict(appointment, check)
-        action = _action(appointment.status, status)
+        action = _action(appointment.status, status, reasons_changed=reasons != appointment.review_reasons)
         if action is None and reasons == appointment.review_reasons:
             continue
         before = appointment.status

@@ -448,6 +448,7 @@ def test_appointment_events_become_webhook_rows_for_the_platforms_in_scope(patie
         "end": "2026-03-04T11:00:00+00:00",
         "area": None,
         "status": "confirmed",
+        "review_reasons": [],
     }
     assert moved["data"]["appointment"]["start"] == "2026-03-05T10:00:00+00:00"
     assert moved["data"]["previous"]["start"] == "2026-03-04T10:00:00+00:00"

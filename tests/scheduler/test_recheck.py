@@ -111,6 +111,51 @@ def test_a_correction_releases_it_back_to_confirmed(patient, practitioner, now):
     assert AuditEvent.objects.filter(appointment=released, action="released").exists()
 
 
+def test_new_reasons_for_a_booking_that_needs_review_already_are_a_new_flag_not_a_silent_edit(
+    patient, practitioner, now
+):
+    """Domain section 6: "Nothing is changed silently: each move is audited, shown to staff and sent as a
+    webhook". A booking flagged for one rule that a second change makes break another (or no longer break
+    one of two) is flagged again with the reasons as they now stand."""
+    from clinic.models import ApiClient
+    from reminders.models import WebhookEndpoint
+
+    platform = ApiClient(name="Platform")
+    platform.set_new_key()
+    platform.save()
+    platform.clinics.add(patient.clinic)
+    WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
+    microneedling = book(patient, "microneedling", local(2026, 3, 10), now)
+    procedure_record_add(patient=patient, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
+    assert [r["code"] for r in fresh(microneedling).review_reasons] == ["interval_too_soon_after"]
+
+    course = medication_course_add(patient=patient, drug_code="anticoagulant", started_on=date(2026, 2, 1), now=now)
+
+    flagged = fresh(microneedling)
+    assert flagged.status == AppointmentStatus.NEEDS_REVIEW
+    assert sorted(r["kind"] for r in flagged.review_reasons) == ["contraindication", "interval"]
+    second = AuditEvent.objects.filter(appointment=flagged, action="needs_review").order_by("id").last()
+    assert (second.details["from"], second.details["to"]) == ("needs_review", "needs_review")
+    assert len(second.details["violations"]) == 2 and "medication" in second.reason.lower()
+
+    # One of the two corrected: still flagged, for the one left; audited again. The same record saved
+    # again changes nothing and records nothing.
+    from clinic.services import medication_course_end
+
+    medication_course_end(course=course, ended_on=date(2026, 3, 1), now=now)
+    still = fresh(microneedling)
+    assert [r["code"] for r in still.review_reasons] == ["interval_too_soon_after"]
+    flags = AuditEvent.objects.filter(appointment=still, action="needs_review")
+    assert flags.count() == 3
+    assert [v["rule"] for v in flags.order_by("id").last().details["violations"]] == [still.review_reasons[0]["rule"]]
+    from scheduler.recheck import patient_appointments_recheck
+
+    assert patient_appointments_recheck(patient_id=patient.pk, now=now, cause="again") == []
+    assert flags.count() == 3
+    hooks = OutboxMessage.objects.filter(appointment=still, event="appointment.needs_review").order_by("created_at")
+    assert [len(h.payload["data"]["appointment"]["review_reasons"]) for h in hooks] == [1, 2, 1]
+
+
 def test_a_new_relative_contraindication_sends_it_back_for_clearance_once(patient, practitioner, now):
     microneedling = book(patient, "microneedling", local(2026, 3, 10), now)
 
