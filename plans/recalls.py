@@ -3,8 +3,10 @@
 A plan's session completed with the next one not yet booked, or a treatment with a maintenance template
 (Botox every 3-4 months) completed: the patient gets one recall at the ideal date (clinic-local, through
 the reminders' outbox: consent, opt-out, quiet hours and STOP as for care messages), with the earliest
-date the rules allow for this patient in its text. Booking that procedure cancels it. Subscribed to
-scheduler.notifications from PlansConfig.ready(), so it runs inside the change's transaction.
+date the rules allow for this patient in its text. Booking that procedure cancels it; so does a later
+treatment of it done or recorded, and a patient has one open recall per procedure (the latest treatment's),
+merges included (`recalls_settle`). Subscribed to scheduler.notifications and clinic.record_changes from
+PlansConfig.ready(), so it runs inside the change's transaction.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Max
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AuditAction
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction, ProcedureRecord
 from plans.models import PlanKind, PlanSession, PlanTemplate, Recall
 from reminders.services import recall_add, recall_cancel
 from scheduler import rules, selectors
@@ -49,13 +51,8 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
         )
     if template is None:
         return None
-    if Appointment.objects.filter(
-        patient_id=appointment.patient_id,
-        procedure_id=template.procedure_id,
-        status__in=ACTIVE_APPOINTMENT_STATUSES,
-        start_at__gt=appointment.start_at,
-    ).exists():
-        return None  # the next one is booked already
+    if _later_treatments(appointment.patient_id, [template.procedure_id], since=appointment.start_at):
+        return None  # the next one is booked already, or done (an earlier treatment marked done after it)
     opens = rules.start_of_local_day(template.min_gap.add_to(done_on), tz)
     earliest = rules.earliest_eligible_start(
         selectors.timeline_for_patient(appointment.patient_id),
@@ -70,6 +67,72 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
         template,
         session,
     )
+
+
+def _later_treatments(patient_id, procedures, *, since: datetime) -> dict[str, datetime]:
+    """The latest treatment of each of `procedures` after `since`: booked (still to come or not yet marked done),
+    done here or recorded as done elsewhere. Two statements, whatever the history's size."""
+    booked = (
+        Appointment.objects.filter(
+            patient_id=patient_id,
+            procedure_id__in=procedures,
+            status__in=(*ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus.COMPLETED),
+            start_at__gt=since,
+        )
+        .values("procedure_id")
+        .annotate(latest=Max("start_at"))
+    )
+    done = (
+        ProcedureRecord.objects.filter(patient_id=patient_id, procedure_id__in=procedures, performed_at__gt=since)
+        .values("procedure_id")
+        .annotate(latest=Max("performed_at"))
+    )
+    latest: dict[str, datetime] = {}
+    for row in [*booked, *done]:
+        latest[row["procedure_id"]] = max(row["latest"], latest.get(row["procedure_id"], row["latest"]))
+    return latest
+
+
+def recalls_settle(*, patient_id, now: datetime, cause: str = "") -> int:
+    """Close the patient's open recalls they no longer need; return how many.
+
+    One open recall per procedure, the latest treatment's; and none once a later treatment of it is booked,
+    done, or recorded as done elsewhere. Booking closes a recall as it happens (`recall_on_change`); this
+    settles what arrives otherwise: a merge that brings two records' recalls, or the other record's booking,
+    into one (clinic.record_changes, inside the change's transaction), a treatment reported done elsewhere,
+    an earlier treatment marked done after a later one.
+    """
+    open_recalls = list(
+        Recall.objects.select_for_update(of=("self",))
+        .filter(patient_id=patient_id, closed_at__isnull=True)
+        .select_related("after")
+        .order_by("-after__start_at", "pk")
+    )
+    if not open_recalls:
+        return 0  # the usual case: one statement
+    earliest = min(recall.after.start_at for recall in open_recalls)
+    later = _later_treatments(patient_id, {recall.procedure_id for recall in open_recalls}, since=earliest)
+    kept, stale = set(), []
+    for recall in open_recalls:  # the latest treatment's first
+        acted_on = later.get(recall.procedure_id)
+        if recall.procedure_id in kept or (acted_on is not None and acted_on > recall.after.start_at):
+            stale.append(recall)
+        else:
+            kept.add(recall.procedure_id)
+    if stale:
+        Recall.objects.filter(pk__in=[recall.pk for recall in stale]).update(closed_at=now)
+        recall_cancel(
+            patient_id=patient_id,
+            procedure=None,
+            after=[recall.after_id for recall in stale],
+            reason="a later treatment was booked or done",
+        )
+    return len(stale)
+
+
+def recalls_on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
+    """clinic.record_changes subscriber."""
+    recalls_settle(patient_id=patient_id, now=now, cause=cause)
 
 
 def _close_open(*, patient_id, procedure_id, now: datetime) -> int:
@@ -105,6 +168,11 @@ def recall_on_change(*, appointment: Appointment, change: str, now: datetime, pr
         recall = recall_for(appointment=appointment)
         if recall is None:
             return
+        # A recall still open from an earlier treatment of it is this one's now (one per procedure).
+        if _close_open(patient_id=appointment.patient_id, procedure_id=recall.procedure, now=now):
+            recall_cancel(
+                patient_id=appointment.patient_id, procedure=recall.procedure, reason="a later treatment was done"
+            )
         Recall.objects.create(
             patient_id=appointment.patient_id,
             clinic_id=appointment.clinic_id,

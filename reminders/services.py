@@ -667,13 +667,16 @@ def recall_add(*, appointment: Appointment, due_on: date, payload: dict, now: da
     return work.new_rows
 
 
-def recall_cancel(*, patient_id, procedure: str, reason: str) -> int:
-    """Cancel the patient's unsent recalls for `procedure` (they booked it); return how many."""
-    rows = list(
-        OutboxMessage.objects.select_for_update()
-        .filter(appointment__patient_id=patient_id, kind=MessageKind.RECALL, status__in=UNSENT_STATUSES)
-        .order_by("pk")
+def recall_cancel(*, patient_id, procedure: str | None, reason: str, after: Iterable | None = None) -> int:
+    """Cancel the patient's unsent recalls for `procedure` (they booked it), or those planned after the
+    treatments `after` (appointment ids); return how many."""
+    unsent = OutboxMessage.objects.select_for_update().filter(
+        appointment__patient_id=patient_id, kind=MessageKind.RECALL, status__in=UNSENT_STATUSES
     )
-    rows = [row for row in rows if (row.payload or {}).get("procedure") == procedure]
+    if after is not None:
+        unsent = unsent.filter(appointment_id__in=list(after))
+    rows = list(unsent.order_by("pk"))
+    if procedure is not None:
+        rows = [row for row in rows if (row.payload or {}).get("procedure") == procedure]
     _finish(rows, OutboxStatus.CANCELLED, reason)
     return len(rows)

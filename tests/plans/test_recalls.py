@@ -132,6 +132,49 @@ def test_booking_closes_only_this_patients_open_recall(patient, clinic, practiti
     assert set(_recalls(other).values_list("status", flat=True)) == {OutboxStatus.PENDING}
 
 
+def test_a_treatment_recorded_as_done_elsewhere_since_closes_the_recall(patient, practitioner):
+    """The patient had their Botox at another practice: "you are due for your next Botox" would be wrong."""
+    from clinic.services import procedure_record_add
+
+    _complete(book(patient, "botox", datetime(2026, 3, 3, 11, tzinfo=LONDON), NOW))
+    later = NOW + timedelta(days=40)
+    # Before the treatment, or another procedure: the recall stands.
+    procedure_record_add(
+        patient=patient, procedure_code="botox", performed_at=datetime(2026, 2, 1, tzinfo=UTC), now=NOW
+    )
+    procedure_record_add(
+        patient=patient, procedure_code="filler", performed_at=datetime(2026, 4, 1, tzinfo=UTC), now=later
+    )
+    assert Recall.objects.get(patient=patient).closed_at is None
+    assert set(_recalls(patient).values_list("status", flat=True)) == {OutboxStatus.PENDING}
+
+    procedure_record_add(
+        patient=patient, procedure_code="botox", performed_at=datetime(2026, 4, 1, tzinfo=UTC), now=later
+    )
+
+    assert Recall.objects.get(patient=patient).closed_at == later
+    assert set(_recalls(patient).values_list("status", flat=True)) == {OutboxStatus.CANCELLED}
+
+
+def test_settling_recalls_reads_the_same_statements_whatever_the_history(
+    patient, practitioner, django_assert_num_queries
+):
+    from clinic.models import ProcedureRecord
+    from plans.recalls import recalls_settle
+
+    with django_assert_num_queries(1):  # no open recall: one read
+        assert recalls_settle(patient_id=patient.pk, now=NOW) == 0
+    _complete(book(patient, "botox", datetime(2026, 3, 3, 11, tzinfo=LONDON), NOW))
+    ProcedureRecord.objects.bulk_create(
+        ProcedureRecord(
+            patient=patient, procedure_id="filler", performed_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=i)
+        )
+        for i in range(30)
+    )
+    with django_assert_num_queries(3):  # the open recalls, the later bookings, the later records
+        assert recalls_settle(patient_id=patient.pk, now=NOW) == 0
+
+
 def test_consent_and_opt_outs_cover_recalls(clinic, practitioner):
     email_only = PatientFactory(clinic=clinic, reminder_channels=["email"], sms_consent=False)
     muted = PatientFactory(clinic=clinic, reminder_channels=["email", "sms"], sms_consent=True)
