@@ -4,14 +4,14 @@ Appointments are changed through the booking services (front desk and API),
 so their status and times are read-only here; the audit trail is append-only.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
 from clinic import models
 from clinic.record_changes import patient_contact_changed
-from clinic.selectors import clinics_for_user, organisations_of
+from clinic.selectors import clinics_for_user, in_time_off, organisations_of
 from clinic.services import CONTACT_FIELDS, patient_record_edited
 
 
@@ -231,6 +231,24 @@ class PractitionerAdmin(ClinicScopedAdmin):
         if ids is not None and db_field.name == "user":  # their own staff, not every tenant's users
             field.queryset = staff_of(ids)
         return field
+
+    def save_related(self, request, form, formsets, change):
+        """Time off entered over bookings already made does not move them: say so, with where to find them."""
+        super().save_related(request, form, formsets, change)
+        practitioner = form.instance
+        away = in_time_off(
+            models.Appointment.objects.filter(
+                practitioner=practitioner, status__in=models.ACTIVE_APPOINTMENT_STATUSES, end_at__gt=timezone.now()
+            )
+        ).count()
+        if away:
+            self.message_user(
+                request,
+                f"{practitioner.name} has {away} booked appointment{'s' if away != 1 else ''} still to come in "
+                "their time off. They stay booked until moved or cancelled: the front desk's Today page lists "
+                'them under "Practitioner away".',
+                level=messages.WARNING,
+            )
 
 
 def choices_once_per_request(field, db_field, request):

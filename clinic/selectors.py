@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import date
 
 import phonenumbers
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
-from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole
+from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
 
@@ -172,6 +172,15 @@ def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:
     return Appointment.objects.filter(clinic__in=clinics).select_related(
         "clinic", "patient", "practitioner", "procedure", "area"
     )
+
+
+def in_time_off(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
+    """Those of `appointments` that overlap their practitioner's time off, each with `away`: the reason of the
+    first such time off (blank when none was given). One statement with the rest of the query."""
+    away = TimeOff.objects.filter(
+        practitioner_id=OuterRef("practitioner_id"), start_at__lt=OuterRef("end_at"), end_at__gt=OuterRef("start_at")
+    )
+    return appointments.annotate(away=Subquery(away.order_by("start_at").values("reason")[:1])).filter(Exists(away))
 
 
 # Where dates are written month first; elsewhere 18/06/1985 is the 18th of June.

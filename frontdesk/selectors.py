@@ -27,7 +27,7 @@ from clinic.models import (
     TimeOff,
     WorkingHours,
 )
-from clinic.selectors import appointments_in, clinics_for_user, patients_in
+from clinic.selectors import appointments_in, clinics_for_user, in_time_off, patients_in
 from frontdesk.checks import rules_only
 from reminders.content import NextPossible, RenderError, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
@@ -128,6 +128,19 @@ def needs_attention(*, user, clinic: Clinic) -> QuerySet[Appointment]:
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
         .filter(status=AppointmentStatus.NEEDS_REVIEW)
         .order_by("start_at")
+    )
+
+
+def booked_while_away(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
+    """Bookings still to come whose practitioner has since been given time off over them (a holiday or sick
+    leave entered after the bookings): the patient would come to nobody. They stay here until they are moved
+    or cancelled, or the time off is changed; each carries `away` (the time off's reason). One statement."""
+    return list(
+        in_time_off(
+            appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(
+                status__in=ACTIVE_APPOINTMENT_STATUSES, end_at__gt=now
+            )
+        ).order_by("start_at")
     )
 
 

@@ -24,6 +24,7 @@ def today(request):
             "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
             "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
             "attention": selectors.needs_attention(user=request.user, clinic=clinic),
+            "away": selectors.booked_while_away(user=request.user, clinic=clinic, now=now),
             "now": now,
             "nav": "today",
         },

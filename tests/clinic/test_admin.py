@@ -3,6 +3,7 @@
 import pytest
 from django.contrib import admin
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 
@@ -118,3 +119,73 @@ def test_the_audit_trail_cannot_be_added_to_changed_or_deleted_in_the_admin(admi
     assert response.status_code == 403
     event.refresh_from_db()
     assert event.reason == before
+
+
+def test_time_off_entered_over_bookings_already_made_is_flagged_where_the_desk_will_see_it(admin_client, catalogue):
+    """Time off does not move what is booked in it: the admin says so on saving, and the desk's Today page
+    lists those bookings until they are moved or cancelled (docs/frontdesk.md)."""
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+    from django.contrib.messages import get_messages
+
+    from clinic.models import AppointmentStatus
+    from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
+
+    clinic = ClinicFactory(code="london", timezone="Europe/London")
+    practitioner = PractitionerFactory(clinic=clinic, name="Dr Ada")
+    patient = PatientFactory(clinic=clinic)
+
+    def booking(day, status=AppointmentStatus.CONFIRMED):
+        start = datetime(2026, 3, day, 10, tzinfo=UTC)
+        return AppointmentFactory(
+            clinic=clinic,
+            patient=patient,
+            practitioner=practitioner,
+            procedure_id="botox",
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            status=status,
+        )
+
+    inside, _cancelled, _after = booking(10), booking(11, AppointmentStatus.CANCELLED), booking(20)
+
+    def save(*time_off):
+        data = {
+            "clinic": str(clinic.pk),
+            "name": practitioner.name,
+            "is_active": "on",
+            "working_hours-TOTAL_FORMS": "0",
+            "working_hours-INITIAL_FORMS": "0",
+            "time_off-TOTAL_FORMS": str(len(time_off)),
+            "time_off-INITIAL_FORMS": "0",
+        }
+        for n, (start, end, reason) in enumerate(time_off):
+            data |= {
+                f"time_off-{n}-start_at_0": start.strftime("%Y-%m-%d"),
+                f"time_off-{n}-start_at_1": start.strftime("%H:%M"),
+                f"time_off-{n}-end_at_0": end.strftime("%Y-%m-%d"),
+                f"time_off-{n}-end_at_1": end.strftime("%H:%M"),
+                f"time_off-{n}-reason": reason,
+            }
+        response = admin_client.post(
+            reverse("admin:clinic_practitioner_change", args=[practitioner.pk]), data, follow=True
+        )
+        assert response.status_code == 200
+        return [str(m) for m in get_messages(response.wsgi_request)]
+
+    with time_machine.travel(datetime(2026, 3, 2, 9, tzinfo=UTC), tick=False):
+        assert not [m for m in save() if "time off" in m]  # nothing off: nothing said
+        said = save((datetime(2026, 3, 9, 0), datetime(2026, 3, 14, 0), "Holiday"))
+        assert [m for m in said if "Dr Ada has 1 booked appointment still to come in their time off" in m]
+
+        from tests.frontdesk.conftest import make_staff, url
+
+        reception = Client()
+        reception.force_login(make_staff(clinic, "receptionist", "desk"))
+        page = reception.get(url("today", clinic)).content.decode()
+        assert "Practitioner away" in page and "Dr Ada is off then (Holiday)." in page
+        assert page.count("Dr Ada is off then") == 1  # the cancelled one and the one after are not listed
+        inside.status = AppointmentStatus.CANCELLED
+        inside.save()
+        assert "Practitioner away" not in reception.get(url("today", clinic)).content.decode()
