@@ -238,13 +238,18 @@ _TAKEN = {AvailabilityCode.SLOT_TAKEN, AvailabilityCode.NO_PRACTITIONER, Availab
 
 
 def _refusal(error: UnableToBook) -> str:
-    """The refusal in a patient's words: a rule's own message names only their own treatments."""
+    """The refusal in a patient's words. An interval rule's own message names only their own treatments; a
+    contraindication's names a condition or a medicine, which this page (reached by a link that travels by SMS
+    and may be forwarded) never shows: the patient is asked to call instead."""
     blocking = error.check.blocking
     if blocking and all(violation.code in _TAKEN for violation in blocking):
         return "Sorry, that time is no longer free. Please choose another time."
     if all(violation.kind == "availability" for violation in blocking):
         return "Sorry, that time is not available. Please choose a time from the list."
-    return f"Sorry, that time is not possible: {error.message} Please choose another time."
+    if any(violation.kind == "contraindication" for violation in blocking):
+        return "Sorry, this treatment cannot be moved online at the moment. Please call the clinic."
+    interval = next(violation for violation in blocking if violation.kind != "availability")
+    return f"Sorry, that time is not possible: {interval.message} Please choose another time."
 
 
 @patient_page

@@ -702,6 +702,13 @@ def appointment_reschedule(
             if check.outcome == rules.Outcome.CONFIRMED
             else AppointmentStatus.PENDING_CLEARANCE
         )
+        if (req.start_at, req.end_at, check.practitioner.pk, status) == (
+            current.start_at,
+            current.end_at,
+            current.practitioner_id,
+            current.status,
+        ):
+            return Change(update_fields=[], unchanged=True)  # already there (a move sent twice): not a second move
         before = {
             "start_at": current.start_at.isoformat(),
             "practitioner": str(current.practitioner_id),
@@ -878,7 +885,8 @@ def appointment_slots(
     """Free slots in the window that are also interval-eligible for this patient.
 
     One pass: the engine's blocked ranges for the whole window, then the
-    practitioners' calendars in memory; no engine call per slot.
+    practitioners' calendars in memory; no engine call per slot. `ignore_appointment` is the booking being
+    moved: left out of the calendars and the rules, and the slots are of its own length.
     """
     procedure = _procedure(procedure_code)
     area = _area(area_code)
@@ -895,7 +903,13 @@ def appointment_slots(
         return []
     candidates = _candidates(patient, procedure, practitioner_id, lock=False, clinic_id=clinic_id, within=within)
     tz = candidates[0].clinic.tz
-    duration = timedelta(minutes=procedure.duration_minutes)
+    # A move keeps the booking's own length (`_reschedule_request`), which the desk may have set longer or
+    # shorter than the catalogue's: the times offered for it must fit that length.
+    duration = (
+        ignore_appointment.end_at - ignore_appointment.start_at
+        if ignore_appointment is not None
+        else timedelta(minutes=procedure.duration_minutes)
+    )
     ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
     rulebook = selectors.rulebook_load(patient.organisation_id)
     blocked = rules.blocked_ranges(

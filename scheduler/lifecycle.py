@@ -127,6 +127,9 @@ class Change:
     previous: dict | None = None
     # How to write the row when a plain save will not do (a reschedule turns a lost slot race into a refusal).
     save: Callable[[Callable[[], None]], None] | None = None
+    # Nothing to do: the appointment is already as asked (a move to the time, practitioner and status it has,
+    # e.g. a form sent twice). Nothing is written, audited or announced.
+    unchanged: bool = False
 
 
 # The patient's lock and the configuration version in one statement (core.compiled), for a service call whose
@@ -210,6 +213,8 @@ def transition(
         # Race condition: the status is checked only now that the row is locked.
         require_allowed(current, action)
         change = apply(current, patient)
+        if change.unchanged:
+            return current
 
         def write() -> None:
             current.save(update_fields=[*change.update_fields, "updated_at"])

@@ -291,6 +291,49 @@ def test_reschedule_rechecks_the_rules_without_the_appointment_itself(patient, p
     assert actions == ["booked", "rescheduled"]
 
 
+def test_a_move_to_where_the_booking_already_is_changes_nothing(patient, practitioner, now):
+    """A move sent twice (a form resent, a retried request) is one move: the second finds the booking where it
+    asks it to be and writes, audits and announces nothing. A move of its practitioner only is still a move."""
+    appointment = book(patient, "microneedling", local(2026, 3, 10), now).appointment
+    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 12), actor=RECEPTION, now=now)
+    again = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 12), actor=RECEPTION, now=now)
+
+    assert again.appointment.start_at == moved.appointment.start_at == local(2026, 3, 12)
+    assert again.check.eligible
+    actions = list(AuditEvent.objects.filter(appointment=appointment).values_list("action", flat=True))
+    assert actions == ["booked", "rescheduled"]
+
+    colleague = PractitionerFactory(clinic=practitioner.clinic, name="Dr B")
+    appointment_reschedule(
+        appointment=appointment, start_at=local(2026, 3, 12), practitioner_id=colleague.pk, actor=RECEPTION, now=now
+    )
+    assert Appointment.objects.get(pk=appointment.pk).practitioner_id == colleague.pk
+    assert AuditEvent.objects.filter(appointment=appointment, action="rescheduled").count() == 2
+
+
+def test_the_times_offered_for_a_move_are_of_the_bookings_own_length(patient, practitioner, now):
+    """A move keeps the booking's own length (set longer than the catalogue's at the desk): no time is offered that
+    it would not fit, and every time offered can be taken."""
+    start = local(2026, 3, 10)
+    appointment = book(patient, "microneedling", start, now, end_at=start + timedelta(minutes=90)).appointment
+    other = PatientFactory(clinic=patient.clinic)
+    book(other, "botox", local(2026, 3, 11, 11), now)
+    slots = appointment_slots(
+        patient=patient,
+        procedure_code="microneedling",
+        window_start=local(2026, 3, 11, 8),
+        window_end=local(2026, 3, 11, 20),
+        now=now,
+        ignore_appointment=appointment,
+    )
+    starts = [slot.start_at for slot in slots]
+    assert local(2026, 3, 11, 9, 30) in starts and local(2026, 3, 11, 9, 45) not in starts  # 90 min before 11:00
+    assert all(slot.end_at - slot.start_at == timedelta(minutes=90) for slot in slots)
+    for slot in slots:
+        check = appointment_reschedule_check(appointment=appointment, start_at=slot.start_at, now=now)
+        assert check.eligible, slot.start_at
+
+
 def test_reschedule_names_the_other_booking_it_would_break(patient, practitioner, now):
     botox = book(patient, "botox", local(2026, 3, 10), now).appointment
     microneedling = book(patient, "microneedling", local(2026, 3, 24), now).appointment
