@@ -242,6 +242,8 @@ def _refusal(error: UnableToBook) -> str:
     contraindication's names a condition or a medicine, which this page (reached by a link that travels by SMS
     and may be forwarded) never shows: the patient is asked to call instead."""
     blocking = error.check.blocking
+    if blocking and all(violation.code == AvailabilityCode.PATIENT_BUSY for violation in blocking):
+        return "You have another appointment at that time. Please choose another time."
     if blocking and all(violation.code in _TAKEN for violation in blocking):
         return "Sorry, that time is no longer free. Please choose another time."
     if all(violation.kind == "availability" for violation in blocking):

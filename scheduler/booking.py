@@ -730,6 +730,7 @@ def appointment_reschedule(
                     "practitioner": str(check.practitioner.pk),
                     "status": status,
                 },
+                "violations": _violation_summary(check),  # as a booking's: the warnings it was moved with
                 "rulebook_version": check.rulebook_version,
             },
             save=lambda write: _insert(check, write),

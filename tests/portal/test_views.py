@@ -248,6 +248,19 @@ def test_a_move_that_needs_clearance_says_a_clinician_will_check_it(client, pati
     assert fresh(pending).status == AppointmentStatus.PENDING_CLEARANCE
 
 
+def test_a_time_of_the_patients_own_other_booking_says_so(client, appointment, practitioner, clinic, now):
+    """Not "no longer free", which reads as if someone else took it: the patient is booked then themselves."""
+    slot, key = offered(appointment, now)
+    other = PractitionerFactory(clinic=clinic, name="Dr Other")
+    book(appointment.patient, slot.start_at, now, code="microneedling", practitioner_id=other.pk)
+
+    response = client.post(page_url(appointment, "move_confirm"), {"slot": key})
+
+    assert response.status_code == 409
+    assert "You have another appointment at that time. Please choose another time." in text(response)
+    assert fresh(appointment).start_at == london(2026, 3, 10)
+
+
 def test_a_slot_taken_meanwhile_is_refused_and_nothing_changes(client, appointment, practitioner, clinic, now):
     slot, key = offered(appointment, now)
     assert client.get(page_url(appointment, "move_confirm"), {"slot": key}).status_code == 200

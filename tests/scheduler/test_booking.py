@@ -302,6 +302,7 @@ def test_a_move_to_where_the_booking_already_is_changes_nothing(patient, practit
     assert again.check.eligible
     actions = list(AuditEvent.objects.filter(appointment=appointment).values_list("action", flat=True))
     assert actions == ["booked", "rescheduled"]
+    assert AuditEvent.objects.get(appointment=appointment, action="rescheduled").details["violations"] == []
 
     colleague = PractitionerFactory(clinic=practitioner.clinic, name="Dr B")
     appointment_reschedule(
@@ -309,6 +310,17 @@ def test_a_move_to_where_the_booking_already_is_changes_nothing(patient, practit
     )
     assert Appointment.objects.get(pk=appointment.pk).practitioner_id == colleague.pk
     assert AuditEvent.objects.filter(appointment=appointment, action="rescheduled").count() == 2
+
+
+def test_a_move_records_the_warnings_it_was_made_with_as_a_booking_does(patient, practitioner, now):
+    appointment = book(patient, "microneedling", local(2026, 4, 20), now).appointment
+    ProcedureRecordFactory(patient=patient, procedure_id="microneedling", performed_at=local(2026, 3, 2, 8))
+
+    moved = appointment_reschedule(appointment=appointment, start_at=local(2026, 3, 20), actor=RECEPTION, now=now)
+
+    assert moved.check.warnings  # sessions at least 4 weeks apart: a clinic default that warns
+    recorded = AuditEvent.objects.get(appointment=appointment, action="rescheduled").details["violations"]
+    assert recorded == [{"code": str(v.code), "severity": "warn", "rule": v.rule_id} for v in moved.check.violations]
 
 
 def test_the_times_offered_for_a_move_are_of_the_bookings_own_length(patient, practitioner, now):
