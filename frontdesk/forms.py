@@ -328,6 +328,10 @@ class WhenForm(FrontdeskForm):
             attrs = self.fields[name].widget.attrs
             attrs["aria-describedby"] = f"when-help {attrs['aria-describedby']}"
 
+    def visible_fields_in_error(self) -> list[forms.BoundField]:
+        """The fields the check panel names ("Check “Date”: ..."); hidden ones are said above the panel."""
+        return [field for field in self.visible_fields() if field.errors]
+
     def clean_start_at(self) -> datetime | None:
         raw = self.cleaned_data["start_at"].strip()
         if not raw:

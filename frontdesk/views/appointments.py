@@ -24,6 +24,10 @@ from scheduler.booking import (
     appointment_mark_no_show,
 )
 
+# The clearance and the cancel forms both have a `reason`: on a pending booking's page both show, so the cancel
+# form's ids are its own (cancel_reason, its label and error with it); the posted name stays `reason`.
+CANCEL_IDS = "cancel_%s"
+
 
 def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_form=None, error=None, status=200):
     now = timezone.now()
@@ -36,7 +40,7 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_fo
             "appointment": appointment,
             "patient": appointment.patient,
             "clear_form": clear_form or ClearForm(),
-            "cancel_form": cancel_form or CancelForm(),
+            "cancel_form": cancel_form or CancelForm(auto_id=CANCEL_IDS),
             "notes_form": notes_form or AppointmentNotesForm(initial={"notes": appointment.notes}),
             # Arrival is recorded on the appointment's own day (the service says so too).
             "can_check_in": (
@@ -119,7 +123,7 @@ def appointment_no_show_view(request, appointment_id):
 @clinic_page
 @require_POST
 def appointment_cancel_view(request, appointment_id):
-    form = CancelForm(request.POST)
+    form = CancelForm(request.POST, auto_id=CANCEL_IDS)
     if not form.is_valid():
         return _detail(request, appointment_or_404(request, appointment_id), cancel_form=form, status=400)
     return _act(
