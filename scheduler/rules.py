@@ -537,16 +537,18 @@ class _Ranges:
     ) -> Violation:
         name = self.rules.name
         when = "done" if event.state is EventState.DONE else "booked"
+        # A rule that only warns advises: its words must not read as a refusal the booking then ignores.
+        must, allowed = ("should", "advised from") if rule.severity == IntervalSeverity.WARN else ("must", "allowed")
         if code is ViolationCode.TOO_SOON_AFTER:
             message = (
-                f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after "
+                f"{name(rule.later_procedure)} {must} be at least {rule.describe_gap()} after "
                 f"{name(event.procedure)} ({when} {_fmt(event.start_at, self.tz)}); "
-                f"earliest allowed {_fmt(earliest, self.tz)}."
+                f"earliest {allowed} {_fmt(earliest, self.tz)}."
             )
         else:
             message = (
                 f"{name(rule.later_procedure)} is booked {_fmt(event.start_at, self.tz)}; "
-                f"{name(rule.earlier_procedure)} must be at least {rule.describe_gap()} before it."
+                f"{name(rule.earlier_procedure)} {must} be at least {rule.describe_gap()} before it."
             )
         return Violation(
             code,
@@ -563,17 +565,18 @@ class _Ranges:
         self, code: ViolationCode, rule: IntervalRule, course: MedicationCourse, earliest: datetime | None
     ) -> Violation:
         name = self.rules.name
+        must, allowed = ("should", "advised from") if rule.severity == IntervalSeverity.WARN else ("must", "allowed")
         if code is ViolationCode.COURSE_ONGOING:
             message = (
-                f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the end of "
+                f"{name(rule.later_procedure)} {must} be at least {rule.describe_gap()} after the end of "
                 f"the {name(course.drug)} course, which is still ongoing (started "
                 f"{_fmt(course.started_on, self.tz)}); record its end date to get a date."
             )
         else:
             message = (
-                f"{name(rule.later_procedure)} must be at least {rule.describe_gap()} after the "
+                f"{name(rule.later_procedure)} {must} be at least {rule.describe_gap()} after the "
                 f"{name(course.drug)} course ended ({_fmt(course.ended_on, self.tz)}); "
-                f"earliest allowed {_fmt(earliest, self.tz)}."
+                f"earliest {allowed} {_fmt(earliest, self.tz)}."
             )
         return Violation(
             code,

@@ -686,7 +686,7 @@ def test_a_repeat_too_soon_is_a_caution_on_the_desk_and_books(olivia, london, fr
     panel = squash(desk.get(fd("book", london, olivia), asked, HTTP_HX_REQUEST="true"))
     assert "Possible at Wed 1 Apr 2026, 10:00, will be confirmed" in panel
     assert "Cautions (do not stop the booking)" in panel
-    assert "must be at least 12 weeks after Botulinum toxin injection (Botox)" in panel
+    assert "should be at least 12 weeks after Botulinum toxin injection (Botox)" in panel
     assert "Clinic practice" in panel and "not from the sources" in panel
     posted = desk.post(fd("book_submit", london, olivia), asked)
     assert posted.status_code == 302, squash(posted)[:1500]
