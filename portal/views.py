@@ -145,13 +145,16 @@ def _manage(
     status: int = 200,
 ) -> HttpResponse:
     patient = appointment.patient
+    self_service = appointment_self_service(appointment=appointment, now=now)
     return _page(
         request,
         "portal/manage.html",
         appointment,
         {
             "token": token,
-            "self_service": appointment_self_service(appointment=appointment, now=now),
+            "self_service": self_service,
+            # The deadline's own zone name: in the hour the clocks go back, "01:30" alone happens twice.
+            "change_until_zone": _zone(appointment.clinic, self_service.change_until),
             "active": appointment.is_active,
             "error": error,
             "preferences": preferences or _preferences_form(appointment),

@@ -58,7 +58,7 @@ def test_the_page_shows_the_appointment_in_the_clinics_zone_with_the_clinics_loo
     assert "Tuesday 10 March 2026" in words
     assert "10:00–11:00 London time (GMT)" in words
     assert "Treatment Microneedling" in words and "With Dr Amelia Hart" in words and "Where Bloom Clinic" in words
-    assert "You can move or cancel it here until Monday 9 March at 10:00." in words
+    assert "You can move or cancel it here until Monday 9 March at 10:00 London time (GMT)." in words
     html = response.content.decode()
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
     assert 'src="https://cdn.example/bloom.png"' in html and "--brand: #7a1f5c" in html
