@@ -230,9 +230,19 @@ WINDOW_CASES = {
     # London back to GMT on Sunday 25 October: Monday 26 October 10:00 GMT, 48 h before = Sat 24 October 11:00 BST.
     "london-autumn": ("Europe/London", london(2026, 10, 26, 10), 48, "Saturday 24 October at 11:00 London time (BST)"),
     # New York to EDT on Sunday 8 March: Monday 9 March 10:00 EDT (14:00 UTC), 24 h before = Sun 8 March 10:00 EDT.
-    "new-york-spring": ("America/New_York", new_york(2026, 3, 9, 10), 24, "Sunday 8 March at 10:00 New York time (EDT)"),
+    "new-york-spring": (
+        "America/New_York",
+        new_york(2026, 3, 9, 10),
+        24,
+        "Sunday 8 March at 10:00 New York time (EDT)",
+    ),
     # New York back to EST on Sunday 1 November: Monday 2 November 10:00 EST, 48 h before = Sat 31 October 11:00 EDT.
-    "new-york-autumn": ("America/New_York", new_york(2026, 11, 2, 10), 48, "Saturday 31 October at 11:00 New York time (EDT)"),
+    "new-york-autumn": (
+        "America/New_York",
+        new_york(2026, 11, 2, 10),
+        48,
+        "Saturday 31 October at 11:00 New York time (EDT)",
+    ),
 }
 
 
