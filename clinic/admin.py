@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
 from clinic import models
+from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect
 from clinic.record_changes import patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of
 from clinic.services import CONTACT_FIELDS, patient_record_edited
@@ -55,6 +56,9 @@ class ClinicScopedChoices:
     }
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):
+            # A junk id posted by hand comes back as a form error, not a 500 while re-rendering the choice.
+            kwargs["widget"] = ForgivingAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
         ids = admin_clinic_ids(request)
         if ids is not None and db_field.name in self.scoped_choices:
             kwargs["queryset"] = db_field.related_model.objects.filter(
@@ -308,6 +312,7 @@ class MedicationCourseInline(RecordInline):
 
 class PatientConditionInline(RecordInline):
     model = models.PatientCondition
+    formset = ConditionOncePerAreaFormSet
     row_related = ("condition",)
 
 

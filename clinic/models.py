@@ -218,13 +218,25 @@ class Clinic(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        if self.organisation_id is None:  # a clinic on its own is an organisation of one
-            self.organisation = Organisation.objects.get_or_create(code=self.code, defaults={"name": self.name})[0]
+        if self.organisation_id is None:  # a clinic on its own is an organisation of one: always a new one
+            self.organisation = Organisation.objects.create(code=self._free_organisation_code(), name=self.name)
         if not self.country:
             self.country = country_for_timezone(self.timezone)
             if "update_fields" in kwargs and kwargs["update_fields"] is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
         super().save(*args, **kwargs)
+
+    def _free_organisation_code(self) -> str:
+        """The clinic's code, or `<code>-2`, `-3`... when an organisation has it: a clinic never joins an existing
+        organisation by sharing its code (it would share that organisation's patients)."""
+        limit = Organisation._meta.get_field("code").max_length
+        taken = set(Organisation.objects.filter(code__startswith=self.code[: limit - 8]).values_list("code", flat=True))
+        candidate, n = self.code[:limit], 1
+        while candidate in taken:
+            n += 1
+            suffix = f"-{n}"
+            candidate = self.code[: limit - len(suffix)] + suffix
+        return candidate
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -423,6 +435,13 @@ class Patient(models.Model):
         return self.merged_into_id is not None
 
     def clean(self) -> None:
+        # The home clinic is one of the organisation's: the record belongs to one organisation (moving a patient
+        # between organisations is a merge or a new record, never an edit of the home clinic).
+        if self.organisation_id is not None and self.clinic_id is not None:
+            if self.clinic.organisation_id != self.organisation_id:
+                raise ValidationError(
+                    {"clinic": f"The home clinic must be one of {self.organisation}'s clinics: the record is theirs."}
+                )
         channels = self.reminder_channels or []
         if ReminderChannel.SMS in channels and not self.phone:
             raise ValidationError({"reminder_channels": "SMS reminders need a phone number."})

@@ -111,6 +111,10 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.NoStoreMiddleware",
+    # Last, so their answers get every header above (no-store, CSP): a NUL in the address or query string is a
+    # 400 before any view; an admin date filter outside the calendar is dropped with a message (not a 500).
+    "config.request_guards.NulRefusedMiddleware",
+    "config.request_guards.AdminDateFilterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

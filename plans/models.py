@@ -120,11 +120,22 @@ class PlanTemplate(models.Model):
         return planner.Gap(self.max_gap_value, self.max_gap_unit)
 
     def clean(self) -> None:
+        """A course the planner can place, each problem on the form field it is about (the planner names a gap,
+        or a gap's `value` or `unit`). A value or unit left empty is its field's own "required" error."""
+        names = ("min_gap", "ideal_gap", "max_gap")
+        parts = [getattr(self, f"{name}_{part}") for name in names for part in ("value", "unit")]
+        if self.sessions is None or any(part in (None, "") for part in parts):
+            return
+        gaps = {}
+        for name in names:
+            try:
+                gaps[name] = planner.Gap(getattr(self, f"{name}_value"), getattr(self, f"{name}_unit"))
+            except planner.PlanInputError as error:
+                raise ValidationError({f"{name}_{error.field}": error.message}) from error
         try:
-            gaps = {"min_gap": self.min_gap, "ideal_gap": self.ideal_gap, "max_gap": self.max_gap}
             planner.check_course_shape(sessions=self.sessions, **gaps)
         except planner.PlanInputError as error:
-            field = {"min_gap": "min_gap_value", "ideal_gap": "ideal_gap_value"}.get(error.field, error.field)
+            field = f"{error.field}_value" if error.field in names else error.field
             raise ValidationError({field: error.message}) from error
 
 

@@ -25,6 +25,18 @@ class GapUnit(models.TextChoices):
     MONTHS = "months", "months"
 
 
+# The longest gap a rule may give, in each unit: ten years (docs/rules.md). A longer one is no clinical interval,
+# and the engine's calendar arithmetic would overflow past year 9999 in the re-check and every booking it applies
+# to. Refused on the field (IntervalRule.clean) and, for any other path, by the database.
+MAX_GAP_YEARS = 10
+MAX_GAP_VALUE = {
+    GapUnit.HOURS: 87_648,  # 3652 days
+    GapUnit.DAYS: 3_652,
+    GapUnit.WEEKS: 521,
+    GapUnit.MONTHS: 12 * MAX_GAP_YEARS,
+}
+
+
 class IntervalSeverity(models.TextChoices):
     BLOCK = "block", "Block"
     WARN = "warn", "Warn"
@@ -146,6 +158,14 @@ class IntervalRule(OrganisationRule):
                 name="interval_rule_one_earlier",
             ),
             models.CheckConstraint(condition=Q(gap_value__gte=1), name="interval_rule_positive_gap"),
+            models.CheckConstraint(
+                condition=Q(
+                    *(Q(gap_unit=unit, gap_value__lte=most) for unit, most in MAX_GAP_VALUE.items()),
+                    _connector=Q.OR,
+                ),
+                name="interval_rule_gap_at_most_ten_years",
+                violation_error_message=f"A gap is at most {MAX_GAP_YEARS} years.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -167,6 +187,13 @@ class IntervalRule(OrganisationRule):
             raise ValidationError({"gap_unit": f"Unknown unit {self.gap_unit!r}: use hours, days, weeks or months."})
         if self.gap_value is not None and self.gap_value < 1:
             raise ValidationError({"gap_value": "A gap must be at least 1 (never zero or negative)."})
+        if (
+            self.gap_value is not None
+            and self.gap_unit in MAX_GAP_VALUE
+            and self.gap_value > MAX_GAP_VALUE[self.gap_unit]
+        ):
+            most = MAX_GAP_VALUE[self.gap_unit]
+            raise ValidationError({"gap_value": f"A gap is at most {MAX_GAP_YEARS} years ({most} {self.gap_unit})."})
         if bool(self.earlier_procedure_id) == bool(self.earlier_medication_id):
             raise ValidationError("Give exactly one earlier event: a procedure or a medication course.")
         if self.earlier_medication_id and self.scope == AreaScope.SAME_AREA:
