@@ -7,12 +7,17 @@ that does not exist, and shows every time on the page in the clinic's zone.
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import urlencode, urlsplit
 
-from django.contrib.auth.decorators import login_required
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import render, resolve_url
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from clinic.models import StaffRole
 from clinic.selectors import CLINICAL_ROLES, clinics_for_user, staff_role
@@ -68,7 +73,34 @@ def clinic_page(view):
                     status=404,
                 )
 
-    return login_required(wrapper)
+    return signed_in_required(wrapper)
+
+
+def signed_in_required(view):
+    """`login_required`, except for a request a page makes in place (htmx, or the calendar's dialog, both with
+    `HX-Request`) when the session has ended: a redirect would be followed inside the panel and the whole
+    sign-in page drawn there. It is told to go to the sign-in page as a whole (`HX-Redirect`), with a word on
+    why, and back to the page it was on (htmx's `HX-Current-URL`, on this site only) after signing in."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.headers.get("HX-Request") != "true":
+            return redirect_to_login(request.get_full_path())
+        back = request.get_full_path()
+        current = request.headers.get("HX-Current-URL", "")
+        if current and url_has_allowed_host_and_scheme(
+            current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            parts = urlsplit(current)
+            back = parts.path + (f"?{parts.query}" if parts.query else "")
+        messages.info(request, "Your session ended: sign in again to go on.")
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = f"{resolve_url(settings.LOGIN_URL)}?{urlencode({REDIRECT_FIELD_NAME: back})}"
+        return response
+
+    return wrapper
 
 
 def page(request, template: str, context: dict | None = None, *, status: int = 200) -> HttpResponse:

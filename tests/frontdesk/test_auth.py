@@ -1,5 +1,7 @@
 """Sign-in, sign-out, landing on one's clinic, and rate-limited failed sign-ins."""
 
+from urllib.parse import urlencode
+
 import pytest
 from django.test import Client, override_settings
 
@@ -49,6 +51,25 @@ def test_a_user_on_no_clinic_is_told_so(client, django_user_model):
 def test_clinic_pages_need_a_signed_in_user(client, clinic):
     response = client.get(url("today", clinic))
     assert response.status_code == 302 and response.url.startswith("/login/?next=")
+
+
+def test_a_panel_asking_after_the_session_ended_sends_the_page_to_sign_in_not_the_sign_in_page_into_the_panel(
+    client, clinic, patient
+):
+    """A redirect followed inside an htmx panel (or the calendar's dialog) drew the whole sign-in page there."""
+    panel = url("book", clinic, patient) + "?procedure=botox&date=2026-03-03&time=10:00"
+    page_was = f"/clinic/{clinic.code}/patients/{patient.pk}/book/?procedure=botox"
+
+    response = client.get(panel, HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=f"http://testserver{page_was}")
+
+    assert response.status_code == 204 and response.content == b""
+    assert response["HX-Redirect"] == "/login/?" + urlencode({"next": page_was})
+    assert "Your session ended: sign in again to go on." in squash(client.get(response["HX-Redirect"]))
+    # Another site's address is never where it goes back to: the panel's own address then.
+    other = client.get(panel, HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="https://evil.example/clinic/")
+    assert other["HX-Redirect"] == "/login/?" + urlencode({"next": panel})
+    # Without HX-Request, the usual redirect.
+    assert client.get(panel).status_code == 302
 
 
 def test_sign_out_is_a_post_and_ends_the_session(reception, clinic):

@@ -43,6 +43,9 @@
     init.headers = {"HX-Request": "true"};
     body.setAttribute("aria-busy", "true");
     return fetch(url, init).then(function (response) {
+      // Told to go elsewhere as a whole (the session ended, two-step sign-in is due): go, not draw it here.
+      var away = response.headers.get("HX-Redirect");
+      if (away) { window.location.assign(away); return new Promise(function () {}); }
       return response.text();
     }).then(function (html) {
       body.removeAttribute("aria-busy");
