@@ -12,7 +12,7 @@ from django.utils import timezone
 from clinic import models
 from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect
 from clinic.record_changes import patient_contact_changed
-from clinic.selectors import clinics_for_user, in_time_off, organisations_of
+from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
 from clinic.services import CONTACT_FIELDS, patient_record_edited
 
 
@@ -237,14 +237,26 @@ class PractitionerAdmin(ClinicScopedAdmin):
         return field
 
     def save_related(self, request, form, formsets, change):
-        """Time off entered over bookings already made does not move them: say so, with where to find them."""
+        """Time off or working hours changed over bookings already made do not move them: say so, with where to
+        find them."""
         super().save_related(request, form, formsets, change)
         practitioner = form.instance
-        away = in_time_off(
-            models.Appointment.objects.filter(
-                practitioner=practitioner, status__in=models.ACTIVE_APPOINTMENT_STATUSES, end_at__gt=timezone.now()
+        to_come = models.Appointment.objects.filter(
+            practitioner=practitioner, status__in=models.ACTIVE_APPOINTMENT_STATUSES, end_at__gt=timezone.now()
+        )
+        away = in_time_off(to_come).count()
+        outside = outside_working_hours(
+            list(to_come.order_by("start_at")), list(practitioner.working_hours.all()), practitioner.clinic.tz
+        )
+        if outside:
+            first = timezone.localtime(outside[0].start_at, practitioner.clinic.tz)
+            self.message_user(
+                request,
+                f"{practitioner.name} has {len(outside)} booked appointment{'s' if len(outside) != 1 else ''} "
+                f"still to come outside their working hours (the first on {first:%a %d %b %Y, %H:%M}). They stay "
+                "booked until moved or cancelled: see them in the front desk's calendar.",
+                level=messages.WARNING,
             )
-        ).count()
         if away:
             self.message_user(
                 request,

@@ -14,7 +14,7 @@ import phonenumbers
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
-from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff
+from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff, WorkingHours
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
 
@@ -181,6 +181,22 @@ def in_time_off(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
         practitioner_id=OuterRef("practitioner_id"), start_at__lt=OuterRef("end_at"), end_at__gt=OuterRef("start_at")
     )
     return appointments.annotate(away=Subquery(away.order_by("start_at").values("reason")[:1])).filter(Exists(away))
+
+
+def outside_working_hours(appointments: list[Appointment], hours: list[WorkingHours], tz) -> list[Appointment]:
+    """Those of one practitioner's `appointments` that no period of their weekly `hours` holds (in `tz`, their
+    clinic's zone): what a change of hours left booked when nobody is there. In memory, no query."""
+    by_day: dict[int, list[WorkingHours]] = {}
+    for period in hours:
+        by_day.setdefault(period.weekday, []).append(period)
+
+    def held(appointment: Appointment) -> bool:
+        start, end = appointment.start_at.astimezone(tz), appointment.end_at.astimezone(tz)
+        if end.date() != start.date():
+            return False
+        return any(p.start_time <= start.time() and end.time() <= p.end_time for p in by_day.get(start.weekday(), []))
+
+    return [appointment for appointment in appointments if not held(appointment)]
 
 
 # Where dates are written month first; elsewhere 18/06/1985 is the 18th of June.

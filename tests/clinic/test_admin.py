@@ -121,7 +121,7 @@ def test_the_audit_trail_cannot_be_added_to_changed_or_deleted_in_the_admin(admi
     assert event.reason == before
 
 
-def test_time_off_entered_over_bookings_already_made_is_flagged_where_the_desk_will_see_it(admin_client, catalogue):
+def test_time_off_or_hours_changed_over_bookings_already_made_are_flagged(admin_client, catalogue):
     """Time off does not move what is booked in it: the admin says so on saving, and the desk's Today page
     lists those bookings until they are moved or cancelled (docs/frontdesk.md)."""
     from datetime import UTC, datetime, timedelta
@@ -150,16 +150,22 @@ def test_time_off_entered_over_bookings_already_made_is_flagged_where_the_desk_w
 
     inside, _cancelled, _after = booking(10), booking(11, AppointmentStatus.CANCELLED), booking(20)
 
-    def save(*time_off):
+    def save(*time_off, hours=()):
         data = {
             "clinic": str(clinic.pk),
             "name": practitioner.name,
             "is_active": "on",
-            "working_hours-TOTAL_FORMS": "0",
+            "working_hours-TOTAL_FORMS": str(len(hours)),
             "working_hours-INITIAL_FORMS": "0",
             "time_off-TOTAL_FORMS": str(len(time_off)),
             "time_off-INITIAL_FORMS": "0",
         }
+        for n, (weekday, start, end) in enumerate(hours):
+            data |= {
+                f"working_hours-{n}-weekday": str(weekday),
+                f"working_hours-{n}-start_time": start,
+                f"working_hours-{n}-end_time": end,
+            }
         for n, (start, end, reason) in enumerate(time_off):
             data |= {
                 f"time_off-{n}-start_at_0": start.strftime("%Y-%m-%d"),
@@ -175,7 +181,18 @@ def test_time_off_entered_over_bookings_already_made_is_flagged_where_the_desk_w
         return [str(m) for m in get_messages(response.wsgi_request)]
 
     with time_machine.travel(datetime(2026, 3, 2, 9, tzinfo=UTC), tick=False):
-        assert not [m for m in save() if "time off" in m]  # nothing off: nothing said
+        # No working hours yet: both bookings still to come (10 and 20 March, Tuesday and Friday) are outside them.
+        practitioner.working_hours.all().delete()  # the factory's Monday-to-Saturday hours
+        said = save()
+        assert [m for m in said if "Dr Ada has 2 booked appointments still to come outside their working hours" in m]
+        assert "Tue 10 Mar 2026, 10:00" in " ".join(said)
+        assert not [m for m in said if "time off" in m]  # nothing off: nothing said of it
+        # Tuesdays 09:00-18:00 only: Friday's booking is still outside them.
+        said = save(hours=[(1, "09:00", "18:00")])
+        assert [m for m in said if "has 1 booked appointment still to come outside" in m]
+        practitioner.working_hours.all().delete()
+        said = save(hours=[(1, "09:00", "18:00"), (4, "09:00", "18:00")])
+        assert not [m for m in said if "outside their working hours" in m]
         said = save((datetime(2026, 3, 9, 0), datetime(2026, 3, 14, 0), "Holiday"))
         assert [m for m in said if "Dr Ada has 1 booked appointment still to come in their time off" in m]
 
