@@ -33,10 +33,6 @@ GAP_UNITS = ("days", "weeks", "months")
 TIMES_OF_DAY = {"morning": (0, 12), "afternoon": (12, 17), "evening": (17, 24)}  # local hours [from, to)
 HORIZON_DAYS = 365  # "within a year": how far the first session may be pushed
 MAX_SESSIONS = 24
-# The longest gap a template may give, in each unit: ten years (docs/plans.md). Longer ones are no course, and
-# the calendar arithmetic of a window would overflow past year 9999 (scheduler.models.MAX_GAP_VALUE, the rules').
-MAX_GAP_YEARS = 10
-MAX_GAP_VALUE = {"days": 3652, "weeks": 521, "months": 12 * MAX_GAP_YEARS}
 # How far from the ideal day (in days) each successive read of the calendar reaches.
 _RINGS = (0, 3, 10, 24, 60, 10_000)
 # Candidate placements tried in all (the backtracking search), so a hopeless plan is answered quickly.
@@ -95,9 +91,9 @@ def check_course_shape(*, sessions: int, min_gap: Gap, ideal_gap: Gap, max_gap: 
     if sessions > 1 and min_gap.value < 1:
         raise PlanInputError("min_gap", "Sessions of a course are at least a day apart.")
     for name, gap in (("min_gap", min_gap), ("ideal_gap", ideal_gap), ("max_gap", max_gap)):
-        if gap.value > MAX_GAP_VALUE[gap.unit]:
+        if gap.value > rules.MAX_GAP_VALUE[gap.unit]:
             raise PlanInputError(
-                name, f"A gap is at most {MAX_GAP_YEARS} years ({MAX_GAP_VALUE[gap.unit]} {gap.unit})."
+                name, f"A gap is at most {rules.MAX_GAP_YEARS} years ({rules.MAX_GAP_VALUE[gap.unit]} {gap.unit})."
             )
     for day in _REFERENCE_DAYS:
         if min_gap.add_to(day) > max_gap.add_to(day):

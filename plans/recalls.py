@@ -93,7 +93,7 @@ def _later_treatments(patient_id, procedures, *, since: datetime) -> dict[str, d
     return latest
 
 
-def recalls_settle(*, patient_id, now: datetime, cause: str = "") -> int:
+def recalls_settle(*, patient_id, now: datetime) -> int:
     """Close the patient's open recalls they no longer need; return how many.
 
     One open recall per procedure, the latest treatment's; and none once a later treatment of it is booked,
@@ -132,7 +132,7 @@ def recalls_settle(*, patient_id, now: datetime, cause: str = "") -> int:
 
 def recalls_on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
     """clinic.record_changes subscriber."""
-    recalls_settle(patient_id=patient_id, now=now, cause=cause)
+    recalls_settle(patient_id=patient_id, now=now)
 
 
 def _close_open(*, patient_id, procedure_id, now: datetime) -> int:
@@ -168,11 +168,6 @@ def recall_on_change(*, appointment: Appointment, change: str, now: datetime, pr
         recall = recall_for(appointment=appointment)
         if recall is None:
             return
-        # A recall still open from an earlier treatment of it is this one's now (one per procedure).
-        if _close_open(patient_id=appointment.patient_id, procedure_id=recall.procedure, now=now):
-            recall_cancel(
-                patient_id=appointment.patient_id, procedure=recall.procedure, reason="a later treatment was done"
-            )
         Recall.objects.create(
             patient_id=appointment.patient_id,
             clinic_id=appointment.clinic_id,
@@ -197,3 +192,5 @@ def recall_on_change(*, appointment: Appointment, change: str, now: datetime, pr
             },
             now=now,
         )
+        # A recall still open from an earlier treatment of it is this one's now (one per procedure).
+        recalls_settle(patient_id=appointment.patient_id, now=now)

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 
 from clinic.models import Condition, Medication, Organisation, ProcedureType
+from scheduler.rules import MAX_GAP_VALUE, MAX_GAP_YEARS
 
 
 class GapUnit(models.TextChoices):
@@ -23,18 +24,6 @@ class GapUnit(models.TextChoices):
     DAYS = "days", "days"
     WEEKS = "weeks", "weeks"
     MONTHS = "months", "months"
-
-
-# The longest gap a rule may give, in each unit: ten years (docs/rules.md). A longer one is no clinical interval,
-# and the engine's calendar arithmetic would overflow past year 9999 in the re-check and every booking it applies
-# to. Refused on the field (IntervalRule.clean) and, for any other path, by the database.
-MAX_GAP_YEARS = 10
-MAX_GAP_VALUE = {
-    GapUnit.HOURS: 87_648,  # 3652 days
-    GapUnit.DAYS: 3_652,
-    GapUnit.WEEKS: 521,
-    GapUnit.MONTHS: 12 * MAX_GAP_YEARS,
-}
 
 
 class IntervalSeverity(models.TextChoices):

@@ -155,7 +155,7 @@ def _require_reason(reason: str) -> str:
 def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion:
     """Validate and save a rule (new or changed), as the next version of its rule book.
 
-    A gap of zero or less, longer than ten years (scheduler.models.MAX_GAP_VALUE), or an unknown unit is refused
+    A gap of zero or less, longer than ten years (scheduler.rules.MAX_GAP_VALUE), or an unknown unit is refused
     with the field named (ValidationError): `full_clean` below is the check every path that edits rules (the
     admin, a script) goes through, and the database refuses such a gap too.
     """

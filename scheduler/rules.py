@@ -37,6 +37,12 @@ from enum import StrEnum
 from dateutil.relativedelta import relativedelta
 
 RESOLUTION = timedelta(minutes=1)
+# The longest gap a rule or a course's template may give, in each unit: ten years (docs/rules.md, docs/plans.md).
+# A longer one is no clinical interval, and the calendar arithmetic would overflow past year 9999 in the re-check
+# and every booking it applies to. scheduler.models refuses it on the field and in the database; plans.planner
+# in a template.
+MAX_GAP_YEARS = 10
+MAX_GAP_VALUE = {"hours": 87_648, "days": 3_652, "weeks": 521, "months": 12 * MAX_GAP_YEARS}  # 87,648 h = 3,652 d
 
 
 class IntervalSeverity(StrEnum):

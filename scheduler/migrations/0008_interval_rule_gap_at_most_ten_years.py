@@ -1,4 +1,4 @@
-"""An interval rule's gap is at most ten years in its unit, whatever path writes it (scheduler.models.MAX_GAP_VALUE):
+"""An interval rule's gap is at most ten years in its unit, whatever path writes it (scheduler.rules.MAX_GAP_VALUE):
 a longer one overflowed the engine's calendar arithmetic in the re-check and in every booking it applied to.
 
 On SQLite a new check constraint rebuilds the table, which drops its configuration-version triggers (reminders

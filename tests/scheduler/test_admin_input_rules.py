@@ -11,7 +11,8 @@ from django.db import IntegrityError, transaction
 
 from scheduler import rulebooks
 from scheduler.booking import Actor, UnableToBook, appointment_book
-from scheduler.models import MAX_GAP_VALUE, IntervalRule, RuleBookVersion
+from scheduler.models import IntervalRule, RuleBookVersion
+from scheduler.rules import MAX_GAP_VALUE
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
 
 LONDON = ZoneInfo("Europe/London")
