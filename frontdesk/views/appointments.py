@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from clinic.models import AppointmentStatus
 from clinic.services import appointment_notes_set
@@ -63,6 +63,7 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_fo
 
 
 @clinic_page
+@require_safe
 def appointment_detail(request, appointment_id):
     return _detail(request, appointment_or_404(request, appointment_id))
 

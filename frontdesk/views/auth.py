@@ -15,6 +15,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_safe
 from django_otp import login as otp_login
 
 from clinic.selectors import clinics_for_user
@@ -89,6 +90,7 @@ class LoginView(auth_views.LoginView):
     template_name = "frontdesk/login.html"
     form_class = RateLimitedAuthenticationForm
     redirect_authenticated_user = True
+    http_method_names = ["get", "head", "post", "options"]  # Django's form views take PUT as a POST
 
     def get_redirect_url(self):
         """The safe `next`, unless it is this page: a signed-in user sent back here would loop (Django raises)."""
@@ -113,6 +115,7 @@ class LoginView(auth_views.LoginView):
         return response
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def login_code(request):
     """The second step: the code from the authenticator app of the user whose password was right."""
     pending = twofactor.pending_get(request, now=time.time())
@@ -154,6 +157,7 @@ def login_code(request):
 
 
 @login_required
+@require_http_methods(["GET", "HEAD", "POST"])
 def two_factor(request):
     """Set up two-step sign-in: scan the code (or type the secret) into an app, then confirm with a code."""
     user = request.user
@@ -194,6 +198,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 @login_required
+@require_safe
 def home(request):
     clinics = list(clinics_for_user(request.user))
     if len(clinics) == 1:

@@ -20,7 +20,7 @@ from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from clinic.models import AppointmentStatus
 from frontdesk import checks, selectors
@@ -124,6 +124,7 @@ def booking_form(request, patient, data, **kwargs) -> BookingForm:
 
 
 @clinic_page
+@require_safe
 def book(request, patient_id):
     patient = patient_or_404(request, patient_id)
     return _check_page(
@@ -169,6 +170,7 @@ def _moved(result: BookingResult) -> str:
 
 
 @clinic_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def reschedule(request, appointment_id):
     appointment = appointment_or_404(request, appointment_id)
     data = request.POST if request.method == "POST" else (request.GET or None)

@@ -17,6 +17,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.views.decorators.http import require_http_methods, require_safe
 
 from clinic.models import AppointmentStatus, Practitioner
 from clinic.selectors import clinics_for_user, patient_search, patients_in
@@ -33,6 +34,7 @@ SEARCH_LIMIT = 20
 
 
 @clinic_page
+@require_safe
 def calendar(request):
     clinic = request.clinic
     # Its own ids: the booking form in the dialog has a date and a practitioner too.
@@ -101,6 +103,7 @@ def _bound(value: str | None, tz) -> datetime | None:
 
 
 @clinic_page
+@require_safe
 def calendar_events(request):
     clinic = request.clinic
     start, end = _bound(request.GET.get("start"), clinic.tz), _bound(request.GET.get("end"), clinic.tz)
@@ -159,6 +162,7 @@ def _step(request, template: str, context: dict, *, status: int = 200):
 
 
 @clinic_page
+@require_safe
 def calendar_book(request):
     """From an empty cell: find the patient (or register one), then book them there.
 
@@ -207,6 +211,7 @@ def _booking_in_place(request, patient, *, added: bool = False):
 
 
 @clinic_page
+@require_safe
 def calendar_book_patient(request, patient_id):
     """The patient chosen for a cell: in the dialog, the booking form and live check; else the booking page."""
     patient = patient_or_404(request, patient_id)
@@ -218,6 +223,7 @@ def calendar_book_patient(request, patient_id):
 
 
 @clinic_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def calendar_register(request):
     """A new patient for a cell (the new-patient form and service), then booking them there."""
     form = PatientForm(request.POST or None, clinic=request.clinic)
@@ -234,6 +240,7 @@ def calendar_register(request):
 
 
 @clinic_page
+@require_safe
 def day_sheet(request):
     """The day per practitioner, to print (frontdesk.css has the print styles)."""
     clinic = request.clinic
@@ -254,6 +261,7 @@ def day_sheet(request):
 
 
 @clinic_page
+@require_safe
 def aftercare_sheet(request, appointment_id):
     """A completed treatment's post-care texts and the patient's next possible dates, to print."""
     appointment = appointment_or_404(request, appointment_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.utils import timezone
+from django.views.decorators.http import require_http_methods
 
 from clinic.merging import MergeConflict, intake_conflicts, patient_merge
 from clinic.models import ConditionStatus
@@ -39,6 +40,7 @@ def _choices(request, patient) -> list:
 
 
 @clinic_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_merge_view(request, patient_id):
     patient = patient_or_404(request, patient_id)
     context = {"patient": patient, "nav": "patients", "query": request.GET.get("q", "")}

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from clinic import services as clinic_services
 from clinic.models import MedicationCourse
@@ -30,6 +30,7 @@ SEARCH_LIMIT = 50
 
 
 @clinic_page
+@require_safe
 def patient_list(request):
     form = PatientSearchForm(request.GET or None, clinic=request.clinic)
     results, query = [], ""
@@ -51,6 +52,7 @@ def patient_list(request):
 
 
 @clinic_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_new(request):
     form = PatientForm(request.POST or None, clinic=request.clinic)
     if request.method == "POST" and (patient := patient_created(request, form)):
@@ -85,6 +87,7 @@ def patient_created(request, form: PatientForm):
 
 
 @clinic_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_edit(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = PatientForm(request.POST or None, clinic=request.clinic, patient=patient)
@@ -99,6 +102,7 @@ def patient_edit(request, patient_id):
 
 
 @clinic_page
+@require_safe
 def patient_detail(request, patient_id):
     survivor = merged_patient_survivor(clinics_for_user(request.user).filter(pk=request.clinic.pk), patient_id)
     if survivor is not None:  # a merged record's page (an old link, a bookmark) opens the survivor's
@@ -166,6 +170,7 @@ class _IntakeLines:
 
 
 @clinic_page
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_history(request, patient_id):
     patient = patient_or_404(request, patient_id)
     if request.method != "POST":

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from clinic.selectors import clinics_for_user
 from core.timeutils import within_years
@@ -55,6 +55,7 @@ def _plan_page(request, patient, form, *, refused: str | None = None, status: in
 
 
 @clinic_page
+@require_safe
 def plan_new(request, patient_id):
     """Choose a course and a start; see where each session would go, and why."""
     patient = patient_or_404(request, patient_id)
@@ -114,6 +115,7 @@ def _plan_or_404(request, plan_id) -> TreatmentPlan:
 
 
 @clinic_page
+@require_safe
 def plan_detail(request, plan_id):
     plan = _plan_or_404(request, plan_id)
     today = timezone.localdate(timezone=request.clinic.tz)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from frontdesk import selectors
 from frontdesk.forms import PatientSearchForm, ScheduleFilterForm
@@ -12,6 +13,7 @@ from frontdesk.views.base import clinic_page, page
 
 
 @clinic_page
+@require_safe
 def today(request):
     clinic = request.clinic
     now = timezone.now()
@@ -32,6 +34,7 @@ def today(request):
 
 
 @clinic_page
+@require_safe
 def schedule(request):
     clinic = request.clinic
     form = ScheduleFilterForm(request.GET or None, clinic=clinic)
