@@ -8,14 +8,56 @@ code (what django-otp's OTPAdminSite checks).
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
 from django.urls import reverse
 
 
+class FormFieldAutocompleteJsonView(AutocompleteJsonView):
+    """The admin's autocomplete offers what the form's field offers.
+
+    Django's answers from the related model's admin: its view permission and its rows. For a field a form lists
+    in `autocomplete_fields` the answer is the form's instead: whoever may fill the form (add or change
+    permission on its model) may search, and only among the choices the form's field would take
+    (`formfield_for_foreignkey`, scoped to the administrator's clinics). A clinic administrator granting a staff
+    role finds their own staff and accounts with no role yet, without any right to the user admin (which would
+    list every tenant's accounts). Any other question gets Django's answer."""
+
+    def process_request(self, request):
+        term, model_admin, source_field, to_field_name = super().process_request(request)
+        self.source_admin = None
+        with suppress(NotRegistered):
+            source_admin = self.admin_site.get_model_admin(source_field.model)
+            if source_field.name in source_admin.get_autocomplete_fields(request):
+                self.source_admin = source_admin
+        return term, model_admin, source_field, to_field_name
+
+    def has_perm(self, request, obj=None) -> bool:
+        if self.source_admin is not None:
+            return self.source_admin.has_add_permission(request) or self.source_admin.has_change_permission(request)
+        return super().has_perm(request, obj)
+
+    def get_queryset(self):
+        if self.source_admin is None:
+            return super().get_queryset()
+        field = self.source_admin.formfield_for_foreignkey(self.source_field, self.request)
+        offered = field.queryset.model._default_manager.filter(pk__in=field.queryset.values("pk"))
+        queryset = offered.complex_filter(self.source_field.get_limit_choices_to())
+        queryset, distinct = self.model_admin.get_search_results(self.request, queryset, self.term)
+        queryset = queryset.distinct() if distinct else queryset
+        return queryset.order_by(*(self.model_admin.get_ordering(self.request) or ()), "pk")
+
+
 class ClinicAdminSite(admin.AdminSite):
+    def autocomplete_view(self, request):
+        return FormFieldAutocompleteJsonView.as_view(admin_site=self)(request)
+
     def has_permission(self, request) -> bool:
         if not super().has_permission(request):
             return False

@@ -206,3 +206,54 @@ def test_time_off_or_hours_changed_over_bookings_already_made_are_flagged(admin_
         inside.status = AppointmentStatus.CANCELLED
         inside.save()
         assert "Practitioner away" not in reception.get(url("today", clinic)).content.decode()
+
+
+def _autocomplete_users(client, term: str = "") -> tuple[int, set[str]]:
+    query = {"app_label": "clinic", "model_name": "staffmembership", "field_name": "user", "term": term}
+    response = client.get(reverse("admin:autocomplete"), query)
+    names = {row["text"] for row in response.json()["results"]} if response.status_code == 200 else set()
+    return response.status_code, names
+
+
+def test_a_clinic_administrator_finds_the_users_to_grant_a_role_to(client, db):
+    """The staff role form picks its user by autocomplete. A clinic administrator has no right to the user admin
+    (it lists every tenant's accounts), and the autocomplete answered them 403: no role could be granted. It now
+    offers what the form takes: their own staff and accounts with no role yet; never another organisation's
+    staff or a superuser."""
+    from django.contrib.auth import get_user_model
+
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+    users = get_user_model().objects
+    users.create_user("newcomer-ana", password="x")  # no role anywhere yet
+    users.create_superuser("root-rita", password="x")
+    client.login(username="clinicadmin", password="pw-for-tests")
+
+    status, names = _autocomplete_users(client)
+    assert status == 200
+    assert {"reception", "clinician", "newcomer-ana"} <= names
+    assert not names & {"reception-ny", "clinicadmin-ny", "root-rita"}
+    # The user admin itself stays closed to them.
+    assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
+
+    status, names = _autocomplete_users(client, "ana")
+    assert (status, names) == (200, {"newcomer-ana"})
+    assert _autocomplete_users(client, "reception-ny") == (200, set())
+
+
+def test_staff_without_the_role_form_get_no_user_autocomplete(client, db):
+    """Whoever may not add or change staff roles learns nothing from the endpoint."""
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+    client.login(username="reception", password="pw-for-tests")
+    assert _autocomplete_users(client)[0] in (302, 403)
+
+
+def test_a_superuser_finds_every_user(admin_client, db):
+    from django.contrib.auth import get_user_model
+
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+    status, names = _autocomplete_users(admin_client, "reception")
+    assert status == 200
+    assert {"reception", "reception-ny", "reception-west"} <= names
+    assert names == set(
+        get_user_model().objects.filter(username__icontains="reception").values_list("username", flat=True)
+    )
