@@ -14,7 +14,7 @@ from reminders.defaults import care_texts_load
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import Actor, appointment_book
 from tests.factories import PatientFactory
-from tests.frontdesk.conftest import book, make_staff
+from tests.frontdesk.conftest import PASSWORD, book, make_staff
 from tests.frontdesk.test_browser import SHOTS, london, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -390,3 +390,28 @@ def test_the_day_sheet_prints_a_page_per_practitioner_without_the_menus(page, li
     (SHOTS / "day-sheet.pdf").write_bytes(pdf)
     assert pdf.startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 2  # two practitioners, a page each
+
+
+def test_a_session_that_ended_sends_the_calendar_to_sign_in_and_back(page, live_server, london):  # noqa: F811
+    """The booking dialog asks the server in place; when the session has ended meanwhile (another tab signed
+    out, the session's hours ran out) the answer is a whole-page sign-in (204 + HX-Redirect), not the sign-in
+    form drawn inside the dialog, and after signing in the receptionist is back on the calendar's day."""
+    from playwright.sync_api import expect
+
+    hart = Practitioner.objects.get(name="Dr Amelia Hart")
+    make_staff(london, StaffRole.RECEPTIONIST, "reception")
+    day, _ = _day(london, 2)
+    sign_in(page, live_server, "reception")
+    address = _open_calendar(page, live_server, day)
+
+    page.context.clear_cookies()  # the session ends
+    _cell(page, hart, "11:00").click()
+
+    expect(page).to_have_url(re.compile(r"/login/\?next="))
+    expect(page.locator("body")).to_contain_text("Your session ended")
+    assert page.locator("#book-dialog").count() == 0
+    page.get_by_label("Username").fill("reception")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(address)
+    expect(page.locator(".cal-zone")).to_contain_text("Europe/London")

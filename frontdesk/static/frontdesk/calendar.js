@@ -40,7 +40,8 @@
   function ask(body, url, options) {
     var init = options || {};
     init.credentials = "same-origin";
-    init.headers = {"HX-Request": "true"};
+    // As htmx does: the page it is asked from, so a session that ended comes back here after signing in.
+    init.headers = {"HX-Request": "true", "HX-Current-URL": window.location.href};
     body.setAttribute("aria-busy", "true");
     return fetch(url, init).then(function (response) {
       // Told to go elsewhere as a whole (the session ended, two-step sign-in is due): go, not draw it here.
