@@ -147,9 +147,18 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
 
 
 def sms_consent_wording(patient: Patient) -> str:
-    """What a patient ticks to switch text messages on: shown on their page and recorded as shown."""
+    """What a patient ticks to switch text messages on: shown on their page and recorded as shown.
+
+    Consent is the patient's across their organisation, and a visit's texts come from the clinic of the visit:
+    the wording names every clinic that may send them (the organisation and its clinics), not only the home
+    clinic, so a patient of several sites agrees to what they will get."""
+    clinics = sorted(patient.organisation.clinics.values_list("name", flat=True)) if patient.organisation_id else []
+    if len(clinics) > 1:
+        sender = f"{patient.organisation.name} ({', '.join(clinics)})"
+    else:
+        sender = patient.clinic.name
     return (
-        f"I agree to get text messages from {patient.clinic.name} about my appointments and their care "
+        f"I agree to get text messages from {sender} about my appointments and their care "
         f"at the mobile number they have for me. I can reply STOP at any time."
     )
 

@@ -114,3 +114,23 @@ def test_sms_chosen_without_consent_counts_as_off(patient):
     assert channels_on(reload(patient)) == {"email": True, "sms": False}
     patient_preferences_update(patient=patient, now=NOW, sms=False)  # already off: nothing to record
     assert not ContactOptOut.objects.exists()
+
+
+def test_the_sms_consent_names_every_clinic_of_the_organisation_that_may_text(patient):
+    """A patient's consent covers their organisation, and a visit's texts come from the visit's clinic: with
+    two sites the wording names the organisation and both, not only the home clinic (the page of a visit at
+    the sister site said "from Bloom Clinic" while that visit's texts came from the sister site)."""
+    from tests.factories import ClinicFactory
+
+    alone = sms_consent_wording(reload(patient))
+    assert "from Bloom Clinic about" in alone
+
+    organisation = patient.clinic.organisation
+    organisation.name = "Bloom Group"
+    organisation.save(update_fields=["name"])
+    ClinicFactory(code="bloom-west", name="Bloom West", organisation=organisation)
+    ClinicFactory(code="elsewhere", name="Elsewhere Clinic")  # another organisation's: never named
+
+    wording = sms_consent_wording(reload(patient))
+    assert "from Bloom Group (Bloom Clinic, Bloom West) about my appointments" in wording
+    assert "Elsewhere" not in wording
