@@ -78,6 +78,9 @@ class Pipeline:
             REMINDERS_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT),
             REMINDERS_SEND_BATCH_SIZE=str(SEND_BATCH),
             REMINDERS_CLAIM_LEASE_SECONDS=str(self.lease_seconds),
+            # The settings refuse a lease not above the send timeout (a row claimed again mid-send); the
+            # counting backends send in microseconds, so a short lease keeps a send timeout below it.
+            REMINDERS_SEND_TIMEOUT_SECONDS=str(max(1, min(10, self.lease_seconds - 3))),
             # No SMS quiet hours (an empty window): the figures must not depend on the hour the bench runs at
             # (a run after 21:00 in London would hold every text until morning); the tests cover quiet hours.
             REMINDERS_SMS_QUIET_START="00:00",

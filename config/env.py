@@ -1,10 +1,12 @@
 """Settings read from the environment, each checked when it is read: a value the service cannot use stops
 it at start with an error naming the variable (used by config/settings.py and config/gunicorn.py)."""
 
+import logging
 import math
 import os
 from datetime import time
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -71,4 +73,30 @@ def env_clock(name: str, default: str) -> str:
         raise ImproperlyConfigured(f"{name} must be a time of day as HH:MM (e.g. 21:00), not {value!r}") from None
     if clock.tzinfo is not None:
         raise ImproperlyConfigured(f"{name} is a local time of the clinic's zone: no offset, not {value!r}")
+    return value
+
+
+def env_database(name: str, default: str, **options) -> dict:
+    """A database URL as Django's DATABASES entry (dj_database_url, with `options`). The value is not echoed in
+    the error: it may carry a password."""
+    value = os.environ.get(name) or default
+    try:
+        return dj_database_url.parse(value, **options)
+    except dj_database_url.UnknownSchemeError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a database URL such as postgres://user:password@host:5432/name or sqlite:///path; "
+            f"its scheme {exc.args[0] + '://' if exc.args[0] else '(none)'} is not one Django can use"
+        ) from None
+    except ValueError:  # dj_database_url.ParseError: a port that is not a number, a broken [IPv6] host
+        raise ImproperlyConfigured(
+            f"{name} is not a URL that parses (a port that is not a number? %-quote special characters in the password)"
+        ) from None
+
+
+def env_log_level(name: str, default: str) -> str:
+    """A level name logging knows (DEBUG, INFO, WARNING, ERROR, CRITICAL), in any case."""
+    value = (os.environ.get(name) or default).strip().upper()
+    if value not in logging.getLevelNamesMapping():
+        known = ", ".join(n for n in logging.getLevelNamesMapping() if n not in ("FATAL", "WARN", "NOTSET"))
+        raise ImproperlyConfigured(f"{name} must be one of {known}, not {os.environ.get(name)!r}")
     return value

@@ -8,11 +8,10 @@ and REDIS_URL or CELERY_BROKER_URL.
 import os
 from pathlib import Path
 
-import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_clock, env_count, env_list, env_seconds
+from config.env import env_bool, env_clock, env_count, env_database, env_list, env_log_level, env_seconds
 from core.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -136,8 +135,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}",
+    "default": env_database(
+        "DATABASE_URL",
+        f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}",
         conn_max_age=env_count("DATABASE_CONN_MAX_AGE", 60, minimum=0),
         conn_health_checks=True,
     )
@@ -349,7 +349,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
 }
 
 # --- Reminders, e-mail, SMS and webhooks (reminders, docs/reminders.md) -------------------
@@ -402,6 +402,12 @@ REMINDERS_RETRY_MAX_SECONDS = env_count("REMINDERS_RETRY_MAX_SECONDS", 3600)
 # It must exceed the longest send: REMINDERS_SEND_TIMEOUT_SECONDS plus queueing time.
 REMINDERS_CLAIM_LEASE_SECONDS = env_count("REMINDERS_CLAIM_LEASE_SECONDS", 300)
 REMINDERS_SEND_TIMEOUT_SECONDS = env_count("REMINDERS_SEND_TIMEOUT_SECONDS", 10)
+if REMINDERS_CLAIM_LEASE_SECONDS <= REMINDERS_SEND_TIMEOUT_SECONDS:
+    # A row would be claimed again while its first sender is still inside a send: sent twice.
+    raise ImproperlyConfigured(
+        f"REMINDERS_CLAIM_LEASE_SECONDS ({REMINDERS_CLAIM_LEASE_SECONDS}) must be above "
+        f"REMINDERS_SEND_TIMEOUT_SECONDS ({REMINDERS_SEND_TIMEOUT_SECONDS}), with room for queueing"
+    )
 REMINDERS_BATCH_SIZE = env_count("REMINDERS_BATCH_SIZE", 100)
 # Rows per Celery send task (reminders.send_batch): what they read is read once per task.
 REMINDERS_SEND_BATCH_SIZE = env_count("REMINDERS_SEND_BATCH_SIZE", 20)

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, QuerySet
 
-from reminders.models import Channel, OutboxMessage, OutboxStatus
+from reminders import dispatch
+from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoint
 
 # A due row still unclaimed this long after it fell due means the dispatcher is behind (or not running): it
 # claims every REMINDERS_DISPATCH_INTERVAL_SECONDS.
@@ -30,6 +31,11 @@ def reminders_for_appointment(appointment_id) -> list[dict]:
         {"kind": m.kind, "channel": m.channel, "due_at": m.due_at, "status": m.status}
         for m in patient_messages(appointment_id)
     ]
+
+
+def webhook_endpoint_find(*, client, url: str) -> WebhookEndpoint | None:
+    """The client's endpoint registered for exactly `url`, if any (a second one would get every event twice)."""
+    return WebhookEndpoint.objects.filter(client=client, url=url).order_by("created_at").first()
 
 
 def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
@@ -66,7 +72,10 @@ def outbox_summary(
 
 
 def _waiting(rows: QuerySet[OutboxMessage], now: datetime) -> dict:
-    """Due rows no claim has taken yet: how many, how long the oldest has waited, and whether that is late."""
-    found = rows.filter(status=OutboxStatus.PENDING, due_at__lte=now).aggregate(n=Count("id"), oldest=Min("due_at"))
+    """Rows the next claim would take: how many, how long the oldest has waited, and whether that is late.
+
+    The dispatcher's own condition, so a `sending` row whose lease ran out (its sender died) counts as waiting."""
+    # The condition's one home is dispatch (its claim filters by it); private there, shared with this report only.
+    found = rows.filter(dispatch._due(now)).aggregate(n=Count("id"), oldest=Min("due_at"))
     waited = now - found["oldest"] if found["oldest"] else timedelta(0)
     return {"count": found["n"], "waited": waited, "behind": waited >= BEHIND_AFTER}

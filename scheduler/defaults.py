@@ -11,14 +11,18 @@ file-path form of earlier releases is brought up to date (see
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, check_password, make_password
 from django.contrib.auth.models import Permission
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from clinic.models import (
@@ -219,11 +223,43 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
                 )
         if spec["code"] != "demo-west":  # demo-west shares demo's patients: one record per patient
             _demo_patients(clinic, today)
-        if staff_password:
-            _demo_staff(clinic, staff_password)
     if staff_password:
-        _demo_organisation_admin(organisations["demo"], staff_password)
+        # Hashed once for all of them (one password, one salt), and only if a user is made: a hash costs a
+        # quarter of a second, and demo_staff_password_set then checks them all with one.
+        encoded = functools.cache(lambda: make_password(staff_password))
+        for clinic in clinics:
+            _demo_staff(clinic, encoded)
+        _demo_organisation_admin(organisations["demo"], encoded)
     return clinics
+
+
+def demo_staff_password_set(*, password: str) -> list[str]:
+    """Give the demo staff users `password` where they have another one (bin/run started again with another
+    DEMO_STAFF_PASSWORD); return their usernames. Demo users only: a demo username holding its demo
+    membership, not a superuser, and not one whose sign-in an administrator disabled (an unusable password).
+    One already on `password` keeps its hash (and its sessions)."""
+    users = (
+        get_user_model()
+        .objects.filter(
+            Q(memberships__clinic__code__in=[spec["code"] for spec in DEMO_CLINICS])
+            | Q(memberships__organisation__code__in=DEMO_ORGANISATIONS, memberships__clinic=None),
+            username__in=_demo_usernames(),
+            is_superuser=False,
+        )
+        .exclude(password__startswith=UNUSABLE_PASSWORD_PREFIX)
+        .distinct()
+        .order_by("username")
+    )
+    verdicts: dict[str, bool] = {}  # per stored hash: users made together share one
+    stale = []
+    for user in users:
+        if user.password not in verdicts:
+            verdicts[user.password] = check_password(password, user.password)
+        if not verdicts[user.password]:
+            stale.append(user)
+    if stale:
+        get_user_model().objects.filter(pk__in=[u.pk for u in stale]).update(password=make_password(password))
+    return [u.username for u in stale]
 
 
 def _demo_patients(clinic: Clinic, today: date) -> None:
@@ -271,34 +307,45 @@ def _demo_patients(clinic: Clinic, today: date) -> None:
     patient("Sam", "Clarke", 104)
 
 
-def _demo_user(username: str, role: StaffRole, password: str):
+def _demo_user(username: str, role: StaffRole, encoded_password: Callable[[], str]):
     user, made = get_user_model().objects.get_or_create(
-        username=username, defaults={"is_staff": role == StaffRole.CLINIC_ADMIN, "first_name": role.label}
+        username=username,
+        defaults={
+            "is_staff": role == StaffRole.CLINIC_ADMIN,
+            "first_name": role.label,
+            "password": encoded_password,  # a callable: called only when the user is made
+        },
     )
     if made:
-        user.set_password(password)
-        user.save(update_fields=["password"])
         if role == StaffRole.CLINIC_ADMIN:
             _grant_admin_permissions(user)
     return user
 
 
-def _demo_organisation_admin(organisation: Organisation, password: str) -> None:
+def _demo_organisation_admin(organisation: Organisation, encoded_password: Callable[[], str]) -> None:
     """`orgadmin` administers every clinic of the organisation (and switches between them)."""
-    user = _demo_user("orgadmin", StaffRole.CLINIC_ADMIN, password)
+    user = _demo_user("orgadmin", StaffRole.CLINIC_ADMIN, encoded_password)
     StaffMembership.objects.get_or_create(
         user=user, organisation=organisation, clinic=None, defaults={"role": StaffRole.CLINIC_ADMIN}
     )
 
 
-def _demo_staff(clinic: Clinic, password: str) -> None:
-    suffix = {"demo": "", "demo-ny": "-ny"}.get(clinic.code, clinic.code.removeprefix("demo"))
-    for username, role in (
+def _demo_staff_roles(clinic_code: str) -> list[tuple[str, StaffRole]]:
+    suffix = {"demo": "", "demo-ny": "-ny"}.get(clinic_code, clinic_code.removeprefix("demo"))
+    return [
         (f"reception{suffix}", StaffRole.RECEPTIONIST),
         (f"clinician{suffix}", StaffRole.CLINICIAN),
         (f"clinicadmin{suffix}", StaffRole.CLINIC_ADMIN),
-    ):
-        user = _demo_user(username, role, password)
+    ]
+
+
+def _demo_usernames() -> list[str]:
+    return [name for spec in DEMO_CLINICS for name, _ in _demo_staff_roles(spec["code"])] + ["orgadmin"]
+
+
+def _demo_staff(clinic: Clinic, encoded_password: Callable[[], str]) -> None:
+    for username, role in _demo_staff_roles(clinic.code):
+        user = _demo_user(username, role, encoded_password)
         StaffMembership.objects.get_or_create(user=user, clinic=clinic, defaults={"role": role, "organisation": None})
 
 

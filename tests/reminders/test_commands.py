@@ -99,3 +99,81 @@ def test_setup_demo_loads_the_care_texts_once(db):
     assert "14 default reminder template(s) created." in first
     assert "0 default reminder template(s) created." in second
     assert ReminderTemplate.objects.filter(origin="sourced", procedure_id="microneedling").count() == 4
+
+
+def test_reminders_status_counts_a_row_whose_lease_ran_out_as_waiting_not_claimed(patient, practitioner, now):
+    book(patient, "microneedling", WEDNESDAY_10, now)
+    [claim] = outbox_claim_due(now=now, limit=1, lease=timedelta(minutes=1))  # its worker then dies
+    with time_machine.travel(now + timedelta(minutes=3), tick=False):
+        out = run("reminders_status", "--clinic", "london")
+        retaken = outbox_claim_due(now=now + timedelta(minutes=3))
+
+    # Both due rows wait: the pending one and the one whose sender died; the next claim takes exactly these.
+    assert "Claimed, not yet sent: 0 " in out
+    assert "Due, waiting for a claim: 2, the oldest due 3 min ago\n" in out
+    assert len(retaken) == 2 and claim.message_id in {c.message_id for c in retaken}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hours", "0"], "argument --hours: must be from 1 to 8784, not 0"),
+        (["--hours", "8785"], "argument --hours: must be from 1 to 8784, not 8785"),
+        (["--hours", "1.5"], "argument --hours: invalid whole number: '1.5'"),
+        (["--limit", "0"], "argument --limit: must be from 1 to 1000, not 0"),
+        (["--limit", "1001"], "argument --limit: must be from 1 to 1000, not 1001"),
+    ],
+)
+def test_reminders_status_refuses_numbers_out_of_bounds_naming_the_option(db, args, message):
+    with pytest.raises(CommandError) as refused:
+        run("reminders_status", *args)
+
+    assert message in str(refused.value)
+
+
+def test_reminders_status_takes_its_bounds_and_refuses_an_unknown_clinic(clinic, now):
+    with time_machine.travel(now, tick=False):
+        out = run("reminders_status", "--hours", "8784", "--limit", "1")
+    assert "Due in the next 8784 h:\n" in out
+    with pytest.raises(CommandError) as refused:
+        run("reminders_status", "--clinic", "LONDON")
+    assert str(refused.value) == "No clinic with code 'LONDON'."
+
+
+@pytest.mark.parametrize("interval", ["-0.5", "inf", "nan"])
+def test_run_dispatcher_refuses_an_interval_it_cannot_wait_before_any_pass(monkeypatch, db, interval):
+    passes = []
+
+    def dispatch_local(**kwargs):
+        passes.append(1)
+        raise KeyboardInterrupt  # were the interval taken, stop after one pass (the command's Ctrl-C)
+
+    monkeypatch.setattr("reminders.dispatch.dispatch_local", dispatch_local)
+
+    with pytest.raises(CommandError) as refused:
+        run("run_dispatcher", "--interval", interval)
+
+    assert "argument --interval: must be a number of seconds above 0 (0: the setting)" in str(refused.value)
+    assert passes == []
+
+
+def test_add_webhook_endpoint_refuses_the_same_url_twice_for_one_client_not_for_another(settings, clinic):
+    settings.WEBHOOKS_ALLOW_HTTP = False
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = False
+    for name in ("Platform", "Other"):
+        client = ApiClient(name=name)
+        client.set_new_key()
+        client.save()
+    run("add_webhook_endpoint", "Platform", "https://platform.example/hooks")
+    first = WebhookEndpoint.objects.get()
+
+    with pytest.raises(CommandError) as refused:
+        run("add_webhook_endpoint", "Platform", "https://platform.example/hooks", "--event", "appointment.created")
+    run("add_webhook_endpoint", "Platform", "https://platform.example/hooks/other")
+    run("add_webhook_endpoint", "Other", "https://platform.example/hooks")
+
+    assert str(refused.value) == (
+        f"Platform already has endpoint {first.pk} for https://platform.example/hooks (a second one would get "
+        "every event twice); change or remove it in the admin."
+    )
+    assert WebhookEndpoint.objects.count() == 3

@@ -35,6 +35,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, name, clinic, organisation, clinical, **options):
+        # Checked before anything is saved: the column would refuse a long name on PostgreSQL (a DataError
+        # traceback) and SQLite would store it; a blank one is what the admin refuses. Stripped as the admin does.
+        name = name.strip()
+        longest = ApiClient._meta.get_field("name").max_length
+        if not name:
+            raise CommandError("Give the API client a name (it is blank).")
+        if len(name) > longest:
+            raise CommandError(f"An API client's name has at most {longest} characters; this one has {len(name)}.")
         if not clinic and not organisation:
             raise CommandError("Grant at least one --clinic or --organisation.")
         codes = list(dict.fromkeys(clinic))

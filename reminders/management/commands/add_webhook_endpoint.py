@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clinic.models import ApiClient
 from core.errors import InvalidInput
-from reminders import services
+from reminders import selectors, webhooks
 from reminders.models import WebhookEndpoint
 
 
@@ -22,8 +22,15 @@ class Command(BaseCommand):
         client = ApiClient.objects.filter(name=options["client"]).first()
         if client is None:
             raise CommandError(f"There is no API client named {options['client']!r}.")
+        existing = selectors.webhook_endpoint_find(client=client, url=options["url"])
+        if existing is not None:
+            raise CommandError(
+                f"{client.name} already has endpoint {existing.pk} for {existing.url} (a second one would get "
+                "every event twice); change or remove it in the admin."
+            )
         try:
-            endpoint = services.webhook_endpoint_create(client=client, url=options["url"], events=options["event"])
+            # The API's registration: the host is resolved now, so a name pointing at a private address is refused.
+            endpoint = webhooks.webhook_subscription_create(client=client, url=options["url"], events=options["event"])
         except InvalidInput as exc:
             raise CommandError(exc.message)
         self.stdout.write(f"Endpoint {endpoint.pk} registered for {client.name}. Signing secret:")

@@ -1,10 +1,33 @@
 """Show the outbox: counts by status and channel, what is overdue or due soon, what failed."""
 
+import argparse
+from collections.abc import Callable
+from datetime import timedelta
+
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from clinic.models import Clinic
 from reminders import selectors
+
+MAX_HOURS = 366 * 24  # a year ahead; further is no longer "due soon" (and far past it, timedelta overflows)
+MAX_LIMIT = 1000
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`; anything else is a usage error naming the option."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid whole number: {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {number}")
+        return number
+
+    return parse
 
 
 def _row(message) -> str:
@@ -23,12 +46,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--clinic", help="Only this clinic (its code).")
-        parser.add_argument("--hours", type=int, default=24, help="How far ahead 'due soon' looks (default 24).")
-        parser.add_argument("--limit", type=int, default=20)
+        parser.add_argument(
+            "--hours",
+            type=_whole_number(1, MAX_HOURS),
+            default=24,
+            help=f"How far ahead 'due soon' looks (default 24, at most {MAX_HOURS}).",
+        )
+        parser.add_argument(
+            "--limit",
+            type=_whole_number(1, MAX_LIMIT),
+            default=20,
+            help=f"Rows listed per section (default 20, at most {MAX_LIMIT}).",
+        )
 
     def handle(self, *args, **options):
-        from datetime import timedelta
-
+        # A typo must not read as an empty (all's well) outbox.
+        if options["clinic"] and not Clinic.objects.filter(code=options["clinic"]).exists():
+            raise CommandError(f"No clinic with code {options['clinic']!r}.")
         summary = selectors.outbox_summary(
             now=timezone.now(),
             clinic_code=options["clinic"],

@@ -4,7 +4,9 @@ bin/run starts it in the background next to runserver. With a broker configured,
 Celery beat and workers do this instead; running both is still safe (claims are exclusive).
 """
 
+import argparse
 import logging
+import math
 import os
 import time
 
@@ -18,6 +20,18 @@ from reminders import dispatch
 log = logging.getLogger(__name__)
 
 
+def _interval(value: str) -> float:
+    """An argparse type: seconds, finite and not below 0 (0: the setting). A negative wait would be a busy loop
+    on the database, NaN would end the loop at its first sleep; like REMINDERS_DISPATCH_INTERVAL_SECONDS."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 (0: the setting), not {value!r}")
+    return seconds
+
+
 class Command(BaseCommand):
     help = "Send due reminders and webhooks in a loop (or --once), without Celery."
 
@@ -25,9 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
         parser.add_argument(
             "--interval",
-            type=float,
+            type=_interval,
             default=None,
-            help="Seconds between passes (default REMINDERS_DISPATCH_INTERVAL_SECONDS).",
+            help="Seconds between passes, above 0 (default, or 0: REMINDERS_DISPATCH_INTERVAL_SECONDS).",
         )
         parser.add_argument(
             "--exit-with-parent",
