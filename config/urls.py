@@ -8,7 +8,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
-    path("fhir/r4/", include("fhir.urls")),  # read-only FHIR R4 view (docs/fhir.md)
+    path("fhir/", include("fhir.urls")),  # read-only FHIR R4 view at /fhir/r4/ (docs/fhir.md)
     path("reminders/", include("reminders.urls")),  # unsubscribe links, inbound SMS
     path("my/", include("portal.urls")),  # the patient's own appointment page (reminders.links.MANAGE_PATH)
     path("", include("frontdesk.urls")),
@@ -17,8 +17,9 @@ urlpatterns = [
 if settings.BENCH_ENDPOINTS:  # the benchmarks' bare-insert baseline (bench/baseline.py); off unless BENCH_ENDPOINTS=1
     urlpatterns.insert(0, path("bench/", include("bench.urls")))
 
-# Under /api/ errors are problem details (JSON); elsewhere Django's own pages (api/problems.py).
-handler400 = "api.problems.bad_request"
-handler403 = "api.problems.permission_denied"
-handler404 = "api.problems.not_found"
-handler500 = "api.problems.server_error"
+# Under /fhir/ errors are OperationOutcomes (fhir/handlers.py), under /api/ problem details (api/problems.py);
+# elsewhere Django's own pages. Each handler answers for its own paths and hands the rest down.
+handler400 = "fhir.handlers.bad_request"
+handler403 = "fhir.handlers.permission_denied"
+handler404 = "fhir.handlers.not_found"
+handler500 = "fhir.handlers.server_error"

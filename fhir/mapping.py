@@ -16,6 +16,9 @@ PROCEDURE_SYSTEM = "urn:clinic-scheduling:procedure"
 STATUS_EXTENSION = "urn:clinic-scheduling:fhir:appointment-status"
 REVIEW_EXTENSION = "urn:clinic-scheduling:fhir:review-reason"
 PROBLEM_SYSTEM = "urn:clinic-api:problem"
+# The systems of the status codes (R4 value sets): a token search may name them (`system|code`).
+APPOINTMENT_STATUS_SYSTEM = "http://hl7.org/fhir/appointmentstatus"
+SLOT_STATUS_SYSTEM = "http://hl7.org/fhir/slotstatus"
 
 # Our appointment statuses → FHIR R4 Appointment.status. Every appointment also carries our own status
 # in the STATUS_EXTENSION, since two of ours map to one FHIR code (docs/fhir.md explains each choice).
@@ -52,6 +55,17 @@ SLOT_STATUS_FOR_APPOINTMENT = {
 SLOT_STATUSES = ("free", "busy", "busy-tentative", "busy-unavailable")
 
 
+def compact(value):
+    """`value` without empty arrays, objects or strings and without nulls, at any depth. R4 JSON: 'objects and
+    arrays are never empty, and properties never have null values'; an empty property is omitted."""
+    if isinstance(value, dict):
+        items = ((key, compact(item)) for key, item in value.items())
+        return {key: item for key, item in items if item not in ([], {}, "", None)}
+    if isinstance(value, list):
+        return [item for item in map(compact, value) if item not in ([], {}, "", None)]
+    return value
+
+
 def _instant(value: datetime, tz) -> str:
     return value.astimezone(tz).isoformat()
 
@@ -63,17 +77,19 @@ def _procedure_concept(code: str, name: str) -> dict:
 def schedule_resource(practitioner: Practitioner) -> dict:
     """One Schedule per practitioner at their clinic; its id is the practitioner's."""
     procedures = sorted(practitioner.procedures.all(), key=lambda p: p.code)
-    return {
-        "resourceType": "Schedule",
-        "id": str(practitioner.pk),
-        "active": practitioner.is_active,
-        "serviceType": [_procedure_concept(p.code, p.name) for p in procedures],
-        "actor": [
-            {"reference": f"Practitioner/{practitioner.pk}", "display": practitioner.name},
-            {"reference": f"Location/{practitioner.clinic_id}", "display": practitioner.clinic.name},
-        ],
-        "comment": f"{practitioner.name} at {practitioner.clinic.name} (times in {practitioner.clinic.timezone})",
-    }
+    return compact(
+        {
+            "resourceType": "Schedule",
+            "id": str(practitioner.pk),
+            "active": practitioner.is_active,
+            "serviceType": [_procedure_concept(p.code, p.name) for p in procedures],
+            "actor": [
+                {"reference": f"Practitioner/{practitioner.pk}", "display": practitioner.name},
+                {"reference": f"Location/{practitioner.clinic_id}", "display": practitioner.clinic.name},
+            ],
+            "comment": f"{practitioner.name} at {practitioner.clinic.name} (times in {practitioner.clinic.timezone})",
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,9 @@ class SlotRow:
 
     @property
     def id(self) -> str:
-        # Stable for the same practitioner, start, length and status: [A-Za-z0-9.-], at most 64 characters.
+        # Stable for the same practitioner, start, length and status: [A-Za-z0-9.-], cut to R4's 64 characters,
+        # which shortens `busy-tentative` and `busy-unavailable` (`.60.busy-tentat`): still unique, as the
+        # statuses differ in their first letters after `busy-`. Kept as it is: clients hold these ids.
         minutes = int((self.end_at - self.start_at).total_seconds() // 60)
         return f"{self.practitioner_id}.{self.start_at:%Y%m%d%H%M}.{minutes}.{self.status}"[:64]
 
@@ -103,7 +121,7 @@ def slot_resource(row: SlotRow) -> dict:
     }
     if row.procedures:
         resource["serviceType"] = [_procedure_concept(code, name) for code, name in row.procedures]
-    return resource
+    return compact(resource)
 
 
 def appointment_resource(appointment: Appointment) -> dict:
@@ -139,10 +157,10 @@ def appointment_resource(appointment: Appointment) -> dict:
         resource["cancelationReason"] = {"text": appointment.cancel_reason}
     if appointment.status == AppointmentStatus.NEEDS_REVIEW:
         resource["extension"] += [
-            {"url": REVIEW_EXTENSION, "valueString": reason.get("message", "")}
+            {"url": REVIEW_EXTENSION, "valueString": reason.get("message") or reason.get("code") or "needs review"}
             for reason in appointment.review_reasons or []
         ]
-    return resource
+    return compact(resource)
 
 
 def operation_outcome(

@@ -1,7 +1,8 @@
 """FHIR search parameters, read strictly: an unknown parameter or an unreadable value is a 400, not ignored.
 
 Dates follow FHIR's prefixes (`ge`, `gt`, `le`, `lt`, `eq`); a time must carry its offset, as everywhere
-in this service; a bare date (YYYY-MM-DD) is the whole UTC day.
+in this service; a bare date (YYYY-MM-DD) is the whole UTC day. Tokens may name their system (`system|code`),
+references may be this server's own absolute URLs; what names another system or server matches nothing (R4).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from core.timeutils import YEARS_OUT_OF_RANGE, within_years
 
 MAX_COUNT = 200
 DEFAULT_COUNT = 50
+MAX_PAGE_DIGITS = 12  # a page number past any real search, read without building a huge int
 COMMON = {"_count", "_format", "page"}
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _PREFIX = re.compile(r"(ge|gt|le|lt|eq)?(.+)\Z", re.S)
@@ -56,38 +58,68 @@ def single(params, name: str) -> str | None:
     return values[0] if values else None
 
 
-def code_sets(params, name: str) -> list[set[str]]:
+def _code(value: str, name: str, system: str | None) -> str | None:
+    """One token alternative: `code`, `|code` or `system|code`. R4: a code of another system matches nothing
+    here (None); `system|` (any code of the system) is not supported, a 400."""
+    named, bar, code = value.rpartition("|")
+    if not _CODE.match(code):
+        if bar and not code:
+            raise SearchError(name, f"{name}: give a code after '|' (this server does not search a whole system).")
+        raise SearchError(name, f"{name}: codes are letters, digits, '-', '_' or '.' (optionally 'system|code').")
+    return code if named in ("", system) else None
+
+
+def code_sets(params, name: str, system: str | None = None) -> list[set[str]]:
     """A token parameter as given: one set of codes per repeat (a comma separates alternatives, OR; each repeat
-    must match, AND), [] when it is not given."""
+    must match, AND), [] when it is not given. A code may name `system` (the one this server uses for the
+    element); a code of another system is left out, so a repeat of nothing else matches nothing."""
     found = []
     for value in params.getlist(name):
-        these = set(value.split(","))
-        if not all(_CODE.match(code) for code in these):
-            raise SearchError(name, f"{name}: codes are letters, digits, '-', '_' or '.'.")
-        found.append(these)
+        found.append({code for code in (_code(v, name, system) for v in value.split(",")) if code is not None})
     return found
 
 
-def codes(params, name: str) -> list[str] | None:
+def codes(params, name: str, system: str | None = None) -> list[str] | None:
     """A token parameter of a single-valued element (an appointment's one status or procedure): the codes it may
     have, comma-separated alternatives (OR) intersected across repeats (AND); None when the parameter is not
     given. An empty list is a search that matches nothing (`status=booked&status=cancelled`), never no filter."""
-    sets = code_sets(params, name)
+    sets = code_sets(params, name, system)
     if not sets:
         return None
     return sorted(set.intersection(*sets))
 
 
-def reference_id(value: str, name: str, resource_types: tuple[str, ...]) -> tuple[str, uuid.UUID | None]:
-    """`Type/id` (or a bare id for the first type): the type and the id; an id that is not ours reads as None."""
+def canonical_id(value: str) -> uuid.UUID | None:
+    """Our id in the one form this server hands out (lower-case, hyphenated UUID), else None: R4 ids are
+    case-sensitive strings, so `ABC…`, `{…}` or `urn:uuid:…` name nothing here."""
+    try:
+        pk = uuid.UUID(value)
+    except ValueError:
+        return None
+    return pk if str(pk) == value else None
+
+
+def reference_id(
+    value: str, name: str, resource_types: tuple[str, ...], *, base: str | None = None
+) -> tuple[str, uuid.UUID | None]:
+    """`Type/id`, a bare id (of the first type) or `{base}Type/id` with this server's own `base`: the type and
+    the id. An id that is not ours, or an absolute URL on another server, reads as None (matches nothing)."""
+    elsewhere = "://" in value and not (base and value.startswith(base))
+    if base and value.startswith(base):
+        value = value.removeprefix(base)
     kind, _, pk = value.rpartition("/")
-    kind = kind or resource_types[0]
+    kind = kind.rpartition("/")[2] if elsewhere else kind or resource_types[0]
     if kind not in resource_types:
         raise SearchError(name, f"{name} refers to {' or '.join(resource_types)} resources.")
-    try:
-        return kind, uuid.UUID(pk)
-    except ValueError:
-        return kind, None
+    return kind, None if elsewhere else canonical_id(pk)
+
+
+def id_sets(params, name: str, resource_types: tuple[str, ...], *, base: str | None = None) -> list[list]:
+    """A reference (or `_id`) parameter as given: per repeat the ids it names (comma-separated alternatives, OR;
+    each repeat must match, AND), with (type, id) pairs and None ids as reference_id reads them."""
+    return [
+        [reference_id(v, name, resource_types, base=base) for v in value.split(",")] for value in params.getlist(name)
+    ]
 
 
 def _moment(raw: str, name: str) -> tuple[datetime, datetime]:
@@ -128,19 +160,31 @@ def window(params, name: str) -> Window:
     return Window(start, end)
 
 
+def _whole(raw: str, *, digits: int) -> int | None:
+    """A whole number written in ASCII digits (leading zeros allowed), or None when it is not one; a number of
+    more than `digits` digits reads as 10**digits, so no huge int is ever built from the address."""
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    significant = raw.lstrip("0")
+    return 10**digits if len(significant) > digits else int(significant or "0")
+
+
 def count(params) -> int:
     raw = single(params, "_count")
     if raw is None:
         return DEFAULT_COUNT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw[:6]) <= MAX_COUNT:
+    number = _whole(raw, digits=len(str(MAX_COUNT)))
+    if number is None or not 1 <= number <= MAX_COUNT:
         raise SearchError("_count", f"_count is a whole number from 1 to {MAX_COUNT}.")
-    return int(raw)
+    return number
 
 
 def page(params) -> int:
+    """The page asked for (a page past the last is refused by the view, as the total is known there)."""
     raw = single(params, "page")
     if raw is None:
         return 1
-    if not (raw.isascii() and raw.isdigit()) or int(raw[:12]) < 1:
+    number = _whole(raw, digits=MAX_PAGE_DIGITS)
+    if number is None or number < 1:
         raise SearchError("page", "page is a whole number from 1.")
-    return int(raw[:12])
+    return number

@@ -8,7 +8,9 @@ calendars booking uses:
 * without one, free Slots are the free stretches of working time (grid cells merged), for every procedure
   the practitioner does.
 Busy Slots are the appointments holding time (busy, or busy-tentative while awaiting clearance) and time
-off (busy-unavailable).
+off (busy-unavailable; entries that overlap or touch are one Slot).
+A window lists the Slots that start in it, as R4's Slot `start` search reads: free time is cut on the grid, each
+cell belongs to the window its start falls in, so adjacent windows never list the same time twice.
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ def _free(
         tz = group[0].clinic.tz
         schedule = Schedule(group, tz, window_start, window_end + duration)
         cells: dict[str, list] = defaultdict(list)  # each practitioner's, in time order
-        for slot in schedule.free_slots(
-            duration=duration, step=step, window_start=window_start, window_end=window_end - step
-        ):
-            cells[slot.practitioner_id].append(slot)
+        # free_slots reads its window end as inclusive; a Slot starting at the window end is the next window's.
+        for slot in schedule.free_slots(duration=duration, step=step, window_start=window_start, window_end=window_end):
+            if slot.start_at < window_end:
+                cells[slot.practitioner_id].append(slot)
         for practitioner in group:
             mine = cells.get(str(practitioner.pk), [])
             if procedure is not None:
@@ -72,7 +74,6 @@ def _free(
                         tz,
                     )
                     for slot in mine
-                    if slot.start_at < window_end
                 ]
             else:
                 procedures = tuple(
@@ -82,15 +83,43 @@ def _free(
     return rows
 
 
+def _time_off(
+    practitioners: list[Practitioner], window_start: datetime, window_end: datetime
+) -> list[tuple[object, datetime, datetime]]:
+    """Each practitioner's time off as spans (practitioner id, start, end) starting in [window_start, window_end):
+    entries that overlap or touch are one span, so two entries over the same hours ('sick', 'training') are one
+    Slot, not two with one id. A span is whole: entries before the window that reach into it make it start
+    before (it is the earlier window's), entries after the window that it reaches lengthen it."""
+    entries = TimeOff.objects.filter(practitioner__in=practitioners, end_at__gte=window_start).order_by()
+    fields = ("practitioner_id", "start_at", "end_at")
+    rows = list(entries.filter(start_at__lt=window_end).values_list(*fields))
+    reach = window_end  # entries starting from here on are read only while a span reaches them
+    while rows and (furthest := max(end for _, _, end in rows)) >= reach:
+        more = list(entries.filter(start_at__gte=reach, start_at__lte=furthest).values_list(*fields))
+        if not more:
+            break
+        rows += more
+        reach = furthest + timedelta(microseconds=1)
+    spans: list[tuple[object, datetime, datetime]] = []
+    for practitioner_id, start, end in sorted(rows):
+        last = spans[-1] if spans else None
+        if last and last[0] == practitioner_id and start <= last[2]:
+            spans[-1] = (practitioner_id, last[1], max(last[2], end))
+        else:
+            spans.append((practitioner_id, start, end))
+    return [span for span in spans if window_start <= span[1] < window_end]
+
+
 def _busy(
     practitioners: list[Practitioner], window_start: datetime, window_end: datetime, procedure: ProcedureType | None
 ) -> list[SlotRow]:
+    """Appointments holding time and time off, starting in [window_start, window_end)."""
     by_id = {p.pk: p for p in practitioners}
     appointments = Appointment.objects.filter(
         practitioner__in=practitioners,
         status__in=ACTIVE_APPOINTMENT_STATUSES,
+        start_at__gte=window_start,
         start_at__lt=window_end,
-        end_at__gt=window_start,
     ).select_related("procedure")
     rows = [
         SlotRow(
@@ -106,17 +135,8 @@ def _busy(
     ]
     if procedure is None:
         rows += [
-            SlotRow(
-                str(off.practitioner_id),
-                off.start_at,
-                off.end_at,
-                "busy-unavailable",
-                (),
-                by_id[off.practitioner_id].clinic.tz,
-            )
-            for off in TimeOff.objects.filter(
-                practitioner__in=practitioners, start_at__lt=window_end, end_at__gt=window_start
-            )
+            SlotRow(str(practitioner_id), start, end, "busy-unavailable", (), by_id[practitioner_id].clinic.tz)
+            for practitioner_id, start, end in _time_off(practitioners, window_start, window_end)
         ]
     return rows
 
@@ -130,7 +150,7 @@ def slots_search(
     procedure: ProcedureType | None,
     now: datetime,
 ) -> list[SlotRow]:
-    """Slots starting (free) or overlapping (busy) in [window_start, window_end), in time order.
+    """Slots starting in [window_start, window_end), in time order.
     Free time that has passed is not free any more: free Slots start at `now` (on the grid) at the earliest."""
     practitioners = [p for p in practitioners if procedure is None or procedure in p.procedures.all()]
     rows: list[SlotRow] = []

@@ -13,17 +13,21 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db.models import Q
-from django.http import Http404
+from django.http import Http404, QueryDict
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
 from api.access import caller_for
-from api.problems import HeaderTooLarge, UriTooLong
+from api.problems import HeaderTooLarge, PayloadTooLarge, UriTooLong
 from api.views import MAX_HEADER_LENGTH, MAX_URI_LENGTH
 from clinic.models import AppointmentStatus, Practitioner, ProcedureType
 from clinic.selectors import appointments_in
@@ -63,20 +67,26 @@ class FhirJsonRenderer(renderers.JSONRenderer):
 
 
 class AlwaysFhirJson(BaseContentNegotiation):
-    """FHIR JSON whatever the Accept header says: this server has one format (an unreadable Accept is no error)."""
+    """FHIR JSON whatever the Accept header says: this server has one format (an unreadable Accept is no error).
+    A body is read only by a parser for its Content-Type (a search by POST: a form), else a 415."""
 
     def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
+        return next((p for p in parsers if media_type_matches(p.media_type, request.content_type)), None)
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+def issue_type(status: int) -> str:
+    """The OperationOutcome issue type for an HTTP status."""
+    return _ISSUE_TYPE.get(status, "exception" if status >= 500 else "processing")
 
 
 def outcome_response(
     status: int, *, problem: str, diagnostics: str, expression: list[str] | None = None, headers: dict | None = None
 ) -> Response:
     body = mapping.operation_outcome(
-        code=_ISSUE_TYPE.get(status, "exception" if status >= 500 else "processing"),
+        code=issue_type(status),
         diagnostics=diagnostics,
         problem=problem,
         expression=expression,
@@ -99,6 +109,12 @@ def exception_handler(exc, context) -> Response:
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, TooManyFieldsSent):  # a SuspiciousOperation: read as the bad input it is, as v1 does
+        exc = exceptions.ParseError("Too many parameters: this server reads at most a thousand.")
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError("The request is malformed.")
     if isinstance(exc, exceptions.APIException):
         headers = {}
         if getattr(exc, "auth_header", None):
@@ -119,7 +135,9 @@ class FhirView(APIView):
     renderer_classes = [FhirJsonRenderer]
     content_negotiation_class = AlwaysFhirJson
     parser_classes = []
-    http_method_names = ["get", "head", "post", "put", "patch", "delete"]  # writes: a 405 that says where to go
+    # Read-only: any other method is a 405 that says where writes go, its Allow header naming these (DRF lists
+    # the names here that have a handler). A search's POST [type]/_search is its own route (fhir/urls.py).
+    http_method_names = ["get", "head"]
 
     def get_exception_handler(self):
         return exception_handler
@@ -134,10 +152,14 @@ class FhirView(APIView):
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed(
-            request.method, detail="This FHIR interface is read-only: book, move and cancel through /api/v1/."
+            request.method,
+            detail=f"{request.method} is not served here ({', '.join(self.allowed_methods)} is): this FHIR "
+            "interface is read-only; book, move and cancel through /api/v1/.",
         )
 
-    post = put = patch = delete = http_method_not_allowed
+    def base(self) -> str:
+        """This server's FHIR base URL as it hands it out (in fullUrl and links), ending in '/'."""
+        return self.request.build_absolute_uri(reverse("fhir:metadata")).removesuffix("metadata")
 
     @property
     def caller(self):
@@ -154,51 +176,56 @@ class FhirView(APIView):
             .order_by("name", "id")
         )
 
-    def bundle(self, resource_type: str, resources: list[dict], *, total: int, page: int, count: int) -> Response:
-        base = self.request.build_absolute_uri(self.request.path).rsplit("/", 1)[0] + "/"
-        params = [
-            (k, v) for k in self.request.query_params for v in self.request.query_params.getlist(k) if k != "page"
-        ]
-        link = [{"relation": "self", "url": self.request.build_absolute_uri()}]
-        if page * count < total:
-            link.append(
-                {
-                    "relation": "next",
-                    "url": self.request.build_absolute_uri(
-                        f"{self.request.path}?{urlencode([*params, ('page', page + 1)])}"
-                    ),
-                }
-            )
-        if page > 1:
-            link.append(
-                {
-                    "relation": "previous",
-                    "url": self.request.build_absolute_uri(
-                        f"{self.request.path}?{urlencode([*params, ('page', page - 1)])}"
-                    ),
-                }
-            )
-        return Response(
-            {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "total": total,
-                "link": link,
-                "entry": [
-                    {"fullUrl": f"{base}{resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                    for r in resources
-                ],
-            },
-            content_type=FHIR_JSON,
-        )
 
-    def paged(self, resource_type: str, rows, build) -> Response:
-        count, page = search.count(self.request.query_params), search.page(self.request.query_params)
+class FhirSearchView(FhirView):
+    """A search of one resource type: GET [type]?..., or POST [type]/_search with the parameters as a form body
+    (R4 http.html: the same search; it keeps patient ids out of addresses and logs). Each answers a Bundle."""
+
+    resource_type = ""
+    parser_classes = [FormParser]
+
+    def get(self, request):
+        return self.results(request.query_params)
+
+    def post(self, request):
+        """Routed only at [type]/_search: the parameters of the address and of the body, together."""
+        params = request.query_params.copy()
+        body = request.data if isinstance(request.data, QueryDict) else QueryDict()
+        for name, values in body.lists():
+            params.setlist(name, params.getlist(name) + values)
+        return self.results(params)
+
+    def results(self, params: QueryDict) -> Response:
+        raise NotImplementedError
+
+    def paged(self, params: QueryDict, rows, build) -> Response:
+        count, page = search.count(params), search.page(params)
         total = rows.count() if hasattr(rows, "count") and not isinstance(rows, list) else len(rows)
         if page > 1 and (page - 1) * count >= total:
             raise SearchError("page", "page is past the last page of this search.")
         chunk = rows[(page - 1) * count : page * count]
-        return self.bundle(resource_type, [build(row) for row in chunk], total=total, page=page, count=count)
+        return self.bundle(params, [build(row) for row in chunk], total=total, page=page, count=count)
+
+    def bundle(self, params: QueryDict, resources: list[dict], *, total: int, page: int, count: int) -> Response:
+        base = self.base()
+        kept = [(k, v) for k in params for v in params.getlist(k) if k != "page"]
+
+        def page_url(number: int) -> str:  # a GET address, also for a search made by POST (R4)
+            return f"{base}{self.resource_type}?{urlencode([*kept, ('page', number)])}"
+
+        this = self.request.build_absolute_uri() if self.request.method != "POST" else page_url(page)
+        link = [{"relation": "self", "url": this}]
+        if page * count < total:
+            link.append({"relation": "next", "url": page_url(page + 1)})
+        if page > 1:
+            link.append({"relation": "previous", "url": page_url(page - 1)})
+        body = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": link}
+        if resources:  # R4 JSON: an array is never empty; an empty search has no `entry`
+            body["entry"] = [
+                {"fullUrl": f"{base}{self.resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                for r in resources
+            ]
+        return Response(body, content_type=FHIR_JSON)
 
 
 class MetadataView(FhirView):
@@ -244,7 +271,7 @@ class MetadataView(FhirView):
                 "implementation": {
                     "description": "Read-only FHIR R4 view of schedules, slots and appointments; "
                     "writes go through /api/v1/.",
-                    "url": request.build_absolute_uri(request.path).removesuffix("metadata"),
+                    "url": self.base(),
                 },
                 "fhirVersion": FHIR_VERSION,
                 "format": [FHIR_JSON],
@@ -265,61 +292,71 @@ class MetadataView(FhirView):
         )
 
 
-class ScheduleSearchView(FhirView):
-    def get(self, request):
-        params = request.query_params
+def _ids(params, name: str, resource_type: str) -> list[list]:
+    """`_id` as given: per repeat its ids (comma-separated alternatives, OR); each repeat must match (AND)."""
+    return [[pk for _, pk in repeat if pk] for repeat in search.id_sets(params, name, (resource_type,))]
+
+
+class ScheduleSearchView(FhirSearchView):
+    resource_type = "Schedule"
+
+    def results(self, params):
         search.refuse_unknown(params, {"_id", "actor", "service-type", "active"})
         practitioners = self.practitioners()
-        ids = params.getlist("_id")
-        if ids:
-            practitioners = practitioners.filter(
-                pk__in=[search.reference_id(v, "_id", ("Schedule",))[1] for v in ",".join(ids).split(",")]
-            )
-        for value in params.getlist("actor"):
-            kind, pk = search.reference_id(value, "actor", ("Practitioner", "Location"))
-            practitioners = practitioners.filter(**{"pk" if kind == "Practitioner" else "clinic_id": pk})
+        for wanted in _ids(params, "_id", "Schedule"):
+            practitioners = practitioners.filter(pk__in=wanted)
+        for repeat in search.id_sets(params, "actor", ("Practitioner", "Location"), base=self.base()):
+            either = Q(pk__in=[])
+            for kind, pk in repeat:
+                if pk:
+                    either |= Q(**{"pk" if kind == "Practitioner" else "clinic_id": pk})
+            practitioners = practitioners.filter(either)
         # A practitioner does several procedures: each repeat is its own condition (AND), its codes alternatives.
-        for alternatives in search.code_sets(params, "service-type"):
+        for alternatives in search.code_sets(params, "service-type", mapping.PROCEDURE_SYSTEM):
             practitioners = practitioners.filter(procedures__code__in=alternatives)
         active = search.single(params, "active")
         if active is not None:
             if active not in ("true", "false"):
                 raise SearchError("active", "active is true or false.")
             practitioners = practitioners.filter(is_active=active == "true")
-        return self.paged("Schedule", practitioners.distinct(), mapping.schedule_resource)
+        return self.paged(params, practitioners.distinct(), mapping.schedule_resource)
 
 
 class ScheduleReadView(FhirView):
     def get(self, request, resource_id):
-        _, pk = search.reference_id(resource_id, "id", ("Schedule",))
+        pk = search.canonical_id(resource_id)
         practitioner = self.practitioners().filter(pk=pk).first() if pk else None
         if practitioner is None:
             raise exceptions.NotFound(f"There is no Schedule/{resource_id} here.")
         return Response(mapping.schedule_resource(practitioner), content_type=FHIR_JSON)
 
 
-class SlotSearchView(FhirView):
-    def get(self, request):
-        params = request.query_params
+class SlotSearchView(FhirSearchView):
+    resource_type = "Slot"
+
+    def results(self, params):
         search.refuse_unknown(params, {"schedule", "start", "status", "service-type"})
         practitioners = self.practitioners().filter(is_active=True)
-        schedules = params.getlist("schedule")
-        if schedules:
-            wanted = [search.reference_id(v, "schedule", ("Schedule",))[1] for v in ",".join(schedules).split(",")]
-            practitioners = practitioners.filter(pk__in=[pk for pk in wanted if pk])
-        asked = search.codes(params, "status")
+        # No Slot is in two schedules: each repeat must match (AND), its comma-separated schedules alternatives.
+        for repeat in search.id_sets(params, "schedule", ("Schedule",), base=self.base()):
+            practitioners = practitioners.filter(pk__in=[pk for _, pk in repeat if pk])
+        asked = search.codes(params, "status", mapping.SLOT_STATUS_SYSTEM)
         statuses = set(mapping.SLOT_STATUSES) if asked is None else set(asked)
         unknown = statuses - set(mapping.SLOT_STATUSES)
         if unknown:
             raise SearchError("status", f"status is one of {', '.join(mapping.SLOT_STATUSES)}.")
-        service_types = search.codes(params, "service-type")
-        if service_types is not None and len(service_types) != 1:
+        service_types = search.code_sets(params, "service-type", mapping.PROCEDURE_SYSTEM)
+        named = set().union(*service_types)
+        if len(named) > 1:
             raise SearchError("service-type", "Give one service-type (a procedure code) per Slot search.")
         procedure = None
-        if service_types:
-            procedure = ProcedureType.objects.filter(code=service_types[0]).first()
+        if named:
+            [code] = named
+            procedure = ProcedureType.objects.filter(code=code).first()
             if procedure is None:
-                raise SearchError("service-type", f"There is no procedure with code {service_types[0]!r}.")
+                raise SearchError("service-type", f"There is no procedure with code {code!r}.")
+        if any(not codes for codes in service_types):  # only another system's code: a Slot for no procedure here
+            practitioners = practitioners.none()
         now = timezone.now()
         window = search.window(params, "start")
         start = window.start or now
@@ -336,7 +373,7 @@ class SlotSearchView(FhirView):
             procedure=procedure,
             now=now,
         )
-        return self.paged("Slot", rows, mapping.slot_resource)
+        return self.paged(params, rows, mapping.slot_resource)
 
 
 _APPOINTMENT_REFERENCES = {
@@ -348,25 +385,23 @@ _APPOINTMENT_REFERENCES = {
 _FIELD_FOR = {"Patient": "patient_id", "Practitioner": "practitioner_id", "Location": "clinic_id"}
 
 
-class AppointmentSearchView(FhirView):
-    def get(self, request):
-        params = request.query_params
+class AppointmentSearchView(FhirSearchView):
+    resource_type = "Appointment"
+
+    def results(self, params):
         search.refuse_unknown(params, {"_id", "date", "status", "service-type", *_APPOINTMENT_REFERENCES})
         rows = appointments_in(self.clinics())
-        ids = params.getlist("_id")
-        if ids:
-            rows = rows.filter(
-                pk__in=[search.reference_id(v, "_id", ("Appointment",))[1] for v in ",".join(ids).split(",")]
-            )
+        for wanted in _ids(params, "_id", "Appointment"):
+            rows = rows.filter(pk__in=wanted)
+        base = self.base()
         for name, types in _APPOINTMENT_REFERENCES.items():
-            for value in params.getlist(name):
-                alternatives = [search.reference_id(v, name, types) for v in value.split(",")]
+            for repeat in search.id_sets(params, name, types, base=base):
                 query = None
-                for kind, pk in alternatives:  # `rows` is already the caller's: anyone else's matches nothing
+                for kind, pk in repeat:  # `rows` is already the caller's: anyone else's matches nothing
                     part = rows.filter(**{_FIELD_FOR[kind]: pk}) if pk else rows.none()
                     query = part if query is None else query | part
                 rows = query
-        statuses = search.codes(params, "status")
+        statuses = search.codes(params, "status", mapping.APPOINTMENT_STATUS_SYSTEM)
         if statuses is not None:  # [] (repeats with no status in common) matches nothing
             known = set(mapping.FHIR_APPOINTMENT_STATUSES) | set(mapping.OTHER_FHIR_APPOINTMENT_STATUSES)
             if not set(statuses) <= known:
@@ -379,7 +414,7 @@ class AppointmentSearchView(FhirView):
             if "arrived" in statuses:
                 wanted |= Q(status=AppointmentStatus.CONFIRMED, checked_in_at__isnull=False)
             rows = rows.filter(wanted)
-        service_types = search.codes(params, "service-type")
+        service_types = search.codes(params, "service-type", mapping.PROCEDURE_SYSTEM)
         if service_types is not None:
             rows = rows.filter(procedure_id__in=service_types)
         window = search.window(params, "date")
@@ -387,12 +422,12 @@ class AppointmentSearchView(FhirView):
             rows = rows.filter(start_at__gte=window.start)
         if window.end:
             rows = rows.filter(start_at__lt=window.end)
-        return self.paged("Appointment", rows.order_by("start_at", "id"), mapping.appointment_resource)
+        return self.paged(params, rows.order_by("start_at", "id"), mapping.appointment_resource)
 
 
 class AppointmentReadView(FhirView):
     def get(self, request, resource_id):
-        _, pk = search.reference_id(resource_id, "id", ("Appointment",))
+        pk = search.canonical_id(resource_id)
         appointment = appointments_in(self.clinics()).filter(pk=pk).first() if pk else None
         if appointment is None:
             raise exceptions.NotFound(f"There is no Appointment/{resource_id} here.")
@@ -400,12 +435,16 @@ class AppointmentReadView(FhirView):
 
 
 class UnknownView(FhirView):
-    """Anything else under /fhir/r4/: an OperationOutcome 404 (also for resource types this server lacks)."""
+    """Anything else under /fhir/: an OperationOutcome 404 (resource types this server lacks, and addresses beside
+    the base such as /fhir/metadata or /fhir/R4/, which a client with a slightly wrong base URL asks)."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
 
     def get(self, request, *args, **kwargs):
-        raise exceptions.NotFound("This server has nothing at this address; GET metadata lists what it serves.")
+        raise exceptions.NotFound(
+            f"This server has nothing at this address; its base is {self.base()} and GET {self.base()}metadata "
+            "lists what it serves."
+        )
 
-    post = put = patch = delete = get
+    http_method_not_allowed = get  # whatever the method: nothing is here

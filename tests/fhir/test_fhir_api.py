@@ -394,3 +394,120 @@ def test_a_checked_in_appointment_has_arrived_and_searches_as_such(api, patient,
     _, booked = search(api, "/fhir/r4/Appointment?status=booked")
     assert [r["id"] for r in arrived] == [str(here.pk)]
     assert [r["id"] for r in booked] == [str(waiting.pk)]
+
+
+# --- edges (tests/qa/test_fhir_edges_probe.py found them) --------------------------------------------------
+
+
+def test_time_off_entries_that_overlap_or_touch_are_one_busy_unavailable_slot(api, practitioner):
+    """Given time off entered as 12:00-14:00 twice, 13:00-15:00 and 15:00-16:00 (touching), when Slots are searched,
+    then one busy-unavailable Slot 12:00-16:00 is listed, in the window of its start only."""
+    for start, end in ((12, 14), (12, 14), (13, 15), (15, 16)):
+        TimeOff.objects.create(
+            practitioner=practitioner,
+            start_at=datetime(2026, 3, 3, start, tzinfo=UTC),
+            end_at=datetime(2026, 3, 3, end, tzinfo=UTC),
+        )
+    _, slots = search(api, "/fhir/r4/Slot?status=busy-unavailable&start=2026-03-03")
+    assert [(s["start"][11:16], s["end"][11:16]) for s in slots] == [("12:00", "16:00")]
+    # A window that starts inside the span does not list it again; one that ends before the later entries
+    # start still gives the span whole.
+    assert search(api, "/fhir/r4/Slot?status=busy-unavailable&start=ge2026-03-03T13:00:00Z&start=lt2026-03-04")[1] == []
+    _, early = search(
+        api, "/fhir/r4/Slot?status=busy-unavailable&start=ge2026-03-03T11:00:00Z&start=lt2026-03-03T12:30Z"
+    )
+    assert [(s["start"][11:16], s["end"][11:16]) for s in early] == [("12:00", "16:00")]
+
+
+def test_adjacent_windows_share_no_free_time(api, patient, practitioner):
+    """Given a booking 10:00-10:30, when a day is searched in two windows split off the grid (10:40), then the free
+    stretches of both are those of the whole day, cut at a grid point, and none overlaps another."""
+    book(api, patient, "2026-03-03T10:00:00+00:00")
+    free = "/fhir/r4/Slot?status=free&start=ge2026-03-03T00:00:00Z&start=lt2026-03-03T10:40:00Z"
+    _, morning = search(api, free)
+    _, later = search(api, "/fhir/r4/Slot?status=free&start=ge2026-03-03T10:40:00Z&start=lt2026-03-04")
+    spans = [(s["start"][11:16], s["end"][11:16]) for s in morning + later]
+    assert spans == [("09:00", "10:00"), ("10:30", "10:45"), ("10:45", "18:00")]
+
+
+def test_searching_by_post_is_the_same_search(api, patient, practitioner):
+    """Given two appointments, when searched by POST [type]/_search with a form body (and a parameter in the
+    address), then the Bundle is the GET search's; its next link is a GET address; a JSON body is a 415."""
+    made = [book(api, patient, f"2026-03-0{day}T10:00:00+00:00") for day in (3, 4)]
+    form = "application/x-www-form-urlencoded"
+    body = api.post("/fhir/r4/Appointment/_search?_count=1", f"patient=Patient/{patient.pk}", content_type=form)
+    assert body.status_code == 200 and body["Content-Type"].startswith(FHIR_JSON)
+    body = body.json()
+    Bundle.model_validate(body)
+    assert (body["total"], [e["resource"]["id"] for e in body["entry"]]) == (2, [str(made[0].pk)])
+    following = {link["relation"]: link["url"] for link in body["link"]}["next"]
+    url = urlsplit(following)
+    assert url.path == "/fhir/r4/Appointment"
+    _, second = search(api, f"{url.path}?{url.query}")
+    assert [r["id"] for r in second] == [str(made[1].pk)]
+    _, slots = search(api, "/fhir/r4/Slot?status=busy&start=2026-03-03")
+    by_post = api.post("/fhir/r4/Slot/_search", "status=busy&start=2026-03-03", content_type=form).json()
+    assert [e["resource"]["id"] for e in by_post["entry"]] == [s["id"] for s in slots]
+    outcome(api.post("/fhir/r4/Schedule/_search", "bogus=1", content_type=form), 400)
+    assert outcome(api.post("/fhir/r4/Appointment/_search", {"patient": "x"}, format="json"), 415)["code"] == (
+        "not-supported"
+    )
+
+
+def test_ids_in_searches_are_read_only_in_their_canonical_form(api, patient, practitioner):
+    """Given an appointment, when `_id` or a reference names it in another spelling of its UUID, then nothing
+    matches (R4 ids are case-sensitive); the canonical spelling finds it."""
+    made = str(book(api, patient, "2026-03-03T10:00:00+00:00").pk)
+    assert [r["id"] for r in search(api, f"/fhir/r4/Appointment?_id={made}")[1]] == [made]
+    assert search(api, f"/fhir/r4/Appointment?_id={made.upper()}")[1] == []
+    assert search(api, f"/fhir/r4/Appointment?patient=Patient/{str(patient.pk).upper()}")[1] == []
+    assert search(api, f"/fhir/r4/Schedule?_id={str(practitioner.pk).replace('-', '')}")[1] == []
+
+
+def test_schedule_actor_takes_comma_separated_alternatives(api, practitioner, other_practitioner, clinic):
+    """Given a practitioner here, when `actor` lists another clinic's practitioner or this one, then this one's
+    Schedule is found (alternatives: OR); the other clinic's stays unknown."""
+    actor = f"Practitioner/{other_practitioner.pk},Practitioner/{practitioner.pk}"
+    assert [r["id"] for r in search(api, f"/fhir/r4/Schedule?actor={actor}")[1]] == [str(practitioner.pk)]
+
+
+def test_a_page_number_of_any_length_is_read_without_error(api, practitioner):
+    """Given a search of one page, when `page` is a number of twenty digits, then it is past the last page (400),
+    not a 500 or another page."""
+    issue = outcome(api.get("/fhir/r4/Schedule?page=99999999999999999999"), 400)
+    assert issue["expression"] == ["page"]
+    assert search(api, "/fhir/r4/Schedule?page=0000000000000001")[0]["total"] == 1
+
+
+def test_a_review_reason_without_a_message_is_no_empty_string(api, patient, practitioner):
+    """Given a needs-review appointment whose stored reason has no message, when read, then its review-reason
+    extension names the reason's code (R4 JSON holds no empty string)."""
+    made = book(api, patient, "2026-03-03T10:00:00+00:00")
+    Appointment.objects.filter(pk=made.pk).update(
+        status=AppointmentStatus.NEEDS_REVIEW, review_reasons=[{"code": "interval_violation"}]
+    )
+    resource = fhir_get(api, f"/fhir/r4/Appointment/{made.pk}")
+    reasons = [e["valueString"] for e in resource["extension"] if e["url"].endswith("review-reason")]
+    assert reasons == ["interval_violation"]
+
+
+def test_a_search_by_post_takes_the_limits_and_checks_of_any_post(api, receptionist):
+    """Given a form body of 1,001 fields, when POSTed to [type]/_search, then it is a 400 `invalid` (not a 500);
+    a staff session without its CSRF token is refused (403), as on any POST, and served with it."""
+    form = "application/x-www-form-urlencoded"
+    issue = outcome(api.post("/fhir/r4/Appointment/_search", "&".join(["a=1"] * 1001), content_type=form), 400)
+    assert issue["code"] == "invalid"
+    refused = session(receptionist, csrf=True).post("/fhir/r4/Schedule/_search", "", content_type=form)
+    assert outcome(refused, 403)["code"] == "forbidden"
+    served = session(receptionist).post("/fhir/r4/Schedule/_search", "", content_type=form)  # no CSRF check
+    assert served.status_code == 200 and served.json()["resourceType"] == "Bundle"
+
+
+def test_a_slot_service_type_of_another_system_matches_nothing(api, practitioner):
+    """Given free time, when Slots are searched for a service-type coded in another system, then none is found;
+    in our system (or none) the procedure's starts are; two procedures stay a 400."""
+    window = "status=free&start=2026-03-03&service-type="
+    assert search(api, "/fhir/r4/Slot?" + window + "http%3A%2F%2Fsnomed.info%2Fsct%7Cbotox")[1] == []
+    ours = search(api, "/fhir/r4/Slot?" + window + "urn%3Aclinic-scheduling%3Aprocedure%7Cbotox")[0]
+    assert ours["total"] == search(api, "/fhir/r4/Slot?" + window + "%7Cbotox")[0]["total"] == 35
+    outcome(api.get("/fhir/r4/Slot?" + window + "botox&service-type=filler"), 400)
