@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
+import io
 import ipaddress
 import json
 import smtplib
 import socket
+import ssl
 import sys
 import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from datetime import datetime
 from email.mime.text import MIMEText
 from email.utils import formataddr, parseaddr
@@ -247,29 +249,126 @@ class LocmemSmsBackend(BaseSmsBackend):
         return f"locmem-{outbox_id}" if any(t["outbox_id"] == outbox_id for t in LocmemSmsBackend.outbox) else None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A provider or webhook URL that redirects is misconfigured; following it would resend the body elsewhere.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+class _Deadline:
+    """One moment by which a whole exchange must be over: connecting, sending and every read of the answer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return left
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class _DeadlineSocket:
+    """A connected socket whose every send and read times out at the exchange's deadline, not per call: a
+    receiver that answers a byte at a time cannot hold the sender past REMINDERS_SEND_TIMEOUT_SECONDS."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def sendall(self, data) -> None:
+        self.sock.settimeout(self.deadline.left())
+        self.sock.sendall(data)
+
+    def recv_into(self, buffer, nbytes: int = 0) -> int:
+        self.sock.settimeout(self.deadline.left())
+        return self.sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        # http.client closes its connection once it has the answer's head (Connection: close) and reads the
+        # body after that through makefile(): _post closes the socket itself when it is done (`release`).
+        pass
+
+    def release(self) -> None:
+        self.sock.close()
 
 
-def _post(url: str, data: bytes, headers: dict) -> tuple[int, bytes]:
-    """POST and return (status, body); transport failures are transient, HTTP errors are returned."""
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    try:
-        with _opener.open(request, timeout=_timeout()) as response:
-            return response.status, response.read(65536)
-    except urllib.error.HTTPError as exc:
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self.sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.sock.recv_into(buffer)
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the host by name (Host header; for https the TLS server name and certificate) over a connection
+    made to `addresses`, resolved and checked by the caller beforehand (DNS rebinding: the name is not looked up
+    again), or to the host as resolved now when none are given; all of it within `deadline`."""
+
+    def __init__(self, host: str, port: int, *, addresses: list[str], deadline: _Deadline) -> None:
+        super().__init__(host, port)
+        self.addresses, self.deadline = addresses, deadline
+        self.opened: _DeadlineSocket | None = None  # http.client lets go of `sock` before the body is read
+
+    def connect(self) -> None:
+        self.sock = self.opened = _DeadlineSocket(self._tcp(), self.deadline)
+
+    def _tcp(self) -> socket.socket:
+        error: OSError = OSError(f"no address for {self.host}")
+        for address in self.addresses or [self.host]:
+            try:
+                return socket.create_connection((address, self.port), timeout=self.deadline.left())
+            except OSError as exc:  # try the next checked address, as create_connection does
+                error = exc
+        raise error
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    default_port = http.client.HTTPS_PORT
+
+    def connect(self) -> None:
+        tcp = self._tcp()
         try:
-            return exc.code, exc.read(65536)
-        finally:
-            exc.close()
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TransientSendError(f"could not reach {urllib.parse.urlsplit(url).netloc}: {reason}") from exc
+            tcp.settimeout(self.deadline.left())  # the handshake too
+            context = ssl.create_default_context()  # verifies the certificate against the host name
+            context.set_alpn_protocols(["http/1.1"])
+            self.sock = self.opened = _DeadlineSocket(
+                context.wrap_socket(tcp, server_hostname=self.host), self.deadline
+            )
+        except BaseException:
+            tcp.close()
+            raise
+
+
+def _post(
+    url: str, data: bytes, headers: dict, *, addresses: list[str] | None = None, limit: int = 65536
+) -> tuple[int, bytes]:
+    """POST and return (status, at most `limit` bytes of the answer's body); HTTP errors are returned.
+
+    Connects to `addresses` (the caller's checked look-up) when given, else to the host as resolved now. The
+    whole exchange (connect, send, read the answer) fits in REMINDERS_SEND_TIMEOUT_SECONDS. Transport failures,
+    an answer that is not HTTP and a deadline that passes are transient. Redirects are answers like any other:
+    never followed (a provider or webhook URL that redirects is misconfigured; following it would resend the
+    body elsewhere).
+    """
+    parts = urllib.parse.urlsplit(url)
+    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    # The port is always given: http.client would read the end of a bare IPv6 address as one.
+    port = parts.port or kind.default_port
+    connection = kind(parts.hostname, port, addresses=addresses or [], deadline=_Deadline(_timeout()))
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    try:
+        connection.request("POST", target, body=data, headers={**headers, "Connection": "close"})
+        with connection.getresponse() as response:
+            return response.status, response.read(limit)
+    except OSError as exc:  # refused, reset, unresolvable, TLS, timed out
+        raise TransientSendError(f"could not reach {parts.netloc}: {exc}") from exc
+    except http.client.HTTPException as exc:  # BadStatusLine, LineTooLong, IncompleteRead, ...
+        raise TransientSendError(f"{parts.netloc} did not answer in HTTP: {type(exc).__name__}: {exc}") from exc
+    finally:
+        connection.close()
+        if connection.opened is not None:
+            connection.opened.release()
 
 
 def _retryable(status: int) -> bool:
@@ -373,24 +472,68 @@ def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
         return "Give an absolute https:// URL."
     if parts.scheme not in ("https", "http") or not hostname:
         return "Give an absolute https:// URL."
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535 (a connection would wrap it round to another port)
+        port = 0
+    if port == 0:
+        return "The port must be a number from 1 to 65535."
     if parts.scheme == "http" and not settings.WEBHOOKS_ALLOW_HTTP:
         return "Webhook URLs must use https://."
     if settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS:
         return ""
     try:
-        addresses = {ipaddress.ip_address(parts.hostname)}
+        addresses = [ipaddress.ip_address(hostname)]
     except ValueError:
         if not resolve:
-            return "" if parts.hostname not in ("localhost",) else "Webhook URLs may not point at this server."
+            return "" if hostname not in ("localhost",) else "Webhook URLs may not point at this server."
         try:
-            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(parts.hostname, None)}
+            addresses = _resolve(hostname)
         except UnicodeError:  # not a host name at all (an empty or over-long label, a character IDNA refuses)
             return "Give an absolute https:// URL."
         except OSError:
             return ""  # unresolvable now: the delivery attempt will fail and retry
+    return _address_problem(addresses)
+
+
+def _resolve(hostname: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address `hostname` stands for now (a literal address: itself), in the resolver's order."""
+    try:
+        return [ipaddress.ip_address(hostname)]
+    except ValueError:
+        infos = socket.getaddrinfo(hostname, None)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+def _address_problem(addresses: list) -> str:
     if any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast for a in addresses):
         return "Webhook URLs may not point at private, loopback or link-local addresses."
     return ""
+
+
+def _delivery_addresses(url: str) -> list[str]:
+    """The addresses one delivery connects to: the host resolved once and checked.
+
+    # Race condition (DNS rebinding): a name may answer a public address to a check and a private one to the
+    connection made after it. So the connection goes to exactly the addresses checked (`_post`), never to a
+    second look-up. Raises PermanentSendError for a refused address, TransientSendError if the name does not
+    resolve now.
+    """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        addresses = _resolve(parts.hostname)
+    except UnicodeError as exc:
+        raise PermanentSendError("Give an absolute https:// URL.") from exc
+    except OSError as exc:
+        raise TransientSendError(f"could not reach {parts.netloc}: {exc}") from exc
+    problem = "" if settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS else _address_problem(addresses)
+    if problem:
+        raise PermanentSendError(problem)
+    return [str(address) for address in addresses]
+
+
+# Of an endpoint's answer only the status counts; its body's start goes into the error text of a failure.
+WEBHOOK_ANSWER_LIMIT = 1024
 
 
 def send_webhook(
@@ -406,9 +549,10 @@ def send_webhook(
     """POST one delivery, signed with `secret` and any `extra_secrets` (a rotated-out secret in its overlap
     window): the header then carries one `v1,` signature per secret, space-separated, and a receiver that
     knows either secret verifies it."""
-    problem = webhook_url_problem(url, resolve=True)
+    problem = webhook_url_problem(url)  # its form, scheme and port; the host is resolved once, below
     if problem:
         raise PermanentSendError(problem)
+    addresses = _delivery_addresses(url)
     timestamp = int(now.timestamp())
     signatures = " ".join(
         webhook_signature(secret=key, delivery_id=delivery_id, timestamp=timestamp, body=body)
@@ -425,6 +569,8 @@ def send_webhook(
             "webhook-signature": signatures,
             "webhook-event": event,
         },
+        addresses=addresses,
+        limit=WEBHOOK_ANSWER_LIMIT,
     )
     if 200 <= status < 300:
         return f"HTTP {status}"

@@ -533,8 +533,49 @@ def outbox_send_batch(
         if message is None:
             outcomes[pk] = SendOutcome.STALE
             continue
-        outcomes[pk] = _send_one(message, claim_token, batch, clock() if clock else now)
+        moment = clock() if clock else now
+        try:
+            outcomes[pk] = _send_one(message, claim_token, batch, moment)
+        except Exception as exc:  # a bug, a backend's own error: that row's failed attempt, not the batch's end
+            log.exception("outbox %s (%s by %s): the send raised %s", message.pk, message.kind, message.channel, exc)
+            outcomes[pk] = _send_raised(message, claim_token, moment, exc)
     return outcomes
+
+
+def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Exception) -> SendOutcome:
+    """Record a send that raised something unexpected as a failed attempt of its row: back to `pending` after the
+    backoff (`failed` once its attempts are used up), like a transient error, so the other rows of the batch go
+    on and this one neither blocks them nor waits out its lease. Nothing of the send committed (its transaction
+    rolled back), but the provider may have taken the message before the error: the row is in doubt, and its
+    next sender asks the provider first (`_settle_doubt`). If even this cannot be written (the database went
+    away), the row is left to its lease, as for a sender that died (BUSY)."""
+    error = f"the send raised {type(exc).__name__}: {exc}"
+    try:
+        with transaction.atomic():
+            _send_transaction_settings()
+            if not _lock_fresh([message], skip_locked=False):
+                return SendOutcome.STALE
+            # Race condition: only the claim that was sending the row may record what became of it.
+            if message.status != OutboxStatus.SENDING or str(message.claim_token) != str(claim_token):
+                return SendOutcome.STALE
+            message.claim_token = message.claimed_until = None
+            message.in_doubt = True
+            fields = ["status", "claim_token", "claimed_until", "last_error", "in_doubt", "updated_at"]
+            if message.attempts >= settings.REMINDERS_MAX_ATTEMPTS:
+                message.status = OutboxStatus.FAILED
+                message.last_error = f"gave up after {message.attempts} attempts; last error: {error}"
+                outcome = SendOutcome.FAILED
+            else:
+                message.status, message.last_error = OutboxStatus.PENDING, f"attempt {message.attempts}: {error}"
+                message.due_at = now + backoff(message.attempts)
+                fields.append("due_at")
+                outcome = SendOutcome.RETRY
+            if not _save_outcome(message, fields):
+                return SendOutcome.CANCELLED
+    except DatabaseError:
+        log.exception("outbox %s: could not record the failed attempt; it goes when its claim runs out", message.pk)
+        return SendOutcome.BUSY
+    return outcome
 
 
 def _as_uuid(value) -> uuid.UUID:

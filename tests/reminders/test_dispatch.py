@@ -390,3 +390,118 @@ def test_a_local_batch_that_runs_past_21_00_judges_each_text_when_it_goes(
     assert len(scripted_sms.sent) == 1
     held = OutboxMessage.objects.get(pk__in=[r.pk for r in rows], status=OutboxStatus.PENDING)
     assert held.due_at == london(2026, 3, 3, 8, 0)
+
+
+# --- A send that raises something unexpected ----------------------------------------------------------------------
+
+
+class BuggySmsBackend(ScriptedSmsBackend):
+    """Raises what no send path expects when its script says "bug" (before the provider takes the text) or
+    "bug after" (once it has), then behaves; can be asked whether it accepted a text."""
+
+    def send(self, *, to: str, body: str, outbox_id: str) -> str:
+        if ScriptedSmsBackend.script[:1] in (["bug"], ["bug after"]):
+            if ScriptedSmsBackend.script.pop(0) == "bug after":
+                ScriptedSmsBackend.sent.append({"to": to, "body": body, "outbox_id": outbox_id})
+            raise RuntimeError("the backend's own bug")
+        return super().send(to=to, body=body, outbox_id=outbox_id)
+
+    def accepted(self, *, outbox_id: str) -> str | None:
+        return f"scripted-{outbox_id}" if any(s["outbox_id"] == outbox_id for s in ScriptedSmsBackend.sent) else None
+
+
+@pytest.fixture
+def buggy_sms(scripted_sms, settings):
+    settings.SMS_BACKEND = "tests.reminders.test_dispatch.BuggySmsBackend"
+    settings.REMINDERS_RETRY_BASE_SECONDS = 60
+    return scripted_sms
+
+
+@pytest.fixture
+def three_texts(clinic, practitioner, now):
+    """Three booking confirmations by SMS to three patients, due now."""
+    from tests.factories import PatientFactory
+
+    for hour in (10, 11, 12):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
+        book(patient, "botox", london(2026, 3, 4, hour), now)
+    rows = OutboxMessage.objects.filter(due_at__lte=now)
+    assert rows.count() == 3
+    return rows
+
+
+def test_a_send_that_raises_is_a_failed_attempt_of_its_row_and_the_batch_goes_on(three_texts, buggy_sms, now, caplog):
+    buggy_sms.script = ["bug"]
+    claims = outbox_claim_due(now=now)
+
+    outcomes = dispatch.outbox_send_batch(
+        message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now
+    )
+
+    assert sorted(outcomes.values()) == [SendOutcome.RETRY, SendOutcome.SENT, SendOutcome.SENT]
+    [raised] = [pk for pk, outcome in outcomes.items() if outcome == SendOutcome.RETRY]
+    row = OutboxMessage.objects.get(pk=raised)
+    assert (row.status, row.attempts, row.due_at, row.claim_token, row.in_doubt) == (
+        "pending",
+        1,
+        now + timedelta(seconds=60),
+        None,
+        True,  # it may have gone before the error: the next sender asks first
+    )
+    assert row.last_error == "attempt 1: the send raised RuntimeError: the backend's own bug"
+    [logged] = [r for r in caplog.records if "the send raised" in r.getMessage()]
+    assert logged.levelname == "ERROR" and logged.exc_info is not None  # with the traceback
+
+    assert dispatch.dispatch_local(now=now + timedelta(seconds=60)) == {SendOutcome.SENT: 1}
+    delivered = [s["outbox_id"] for s in buggy_sms.sent]
+    assert sorted(delivered) == sorted(str(pk) for pk in outcomes)  # each once
+
+
+def test_a_send_that_raises_after_the_provider_took_the_text_does_not_send_it_again(sms_row, buggy_sms, now):
+    buggy_sms.script = ["bug after"]
+    claim = claim_one(sms_row, now)
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.RETRY
+
+    assert dispatch.dispatch_local(now=now + timedelta(seconds=60)) == {SendOutcome.FOUND_SENT: 1}
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.in_doubt, len(buggy_sms.sent)) == ("sent", False, 1)
+
+
+def test_a_send_that_raises_on_its_last_attempt_is_given_up_visibly(sms_row, buggy_sms, settings, now):
+    settings.REMINDERS_MAX_ATTEMPTS = 1
+    buggy_sms.script = ["bug"]
+    claim = claim_one(sms_row, now)
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.FAILED
+    sms_row.refresh_from_db()
+    assert sms_row.status == OutboxStatus.FAILED
+    assert (
+        sms_row.last_error
+        == "gave up after 1 attempts; last error: the send raised RuntimeError: the backend's own bug"
+    )
+
+
+def test_a_send_that_raised_records_nothing_on_a_row_claimed_again_since(sms_row, now):
+    claim_one(sms_row, now)
+    message = OutboxMessage.objects.select_related(*dispatch._WITH_RELATIONS).get(pk=sms_row.pk)
+
+    outcome = dispatch._send_raised(message, uuid.uuid4(), now, RuntimeError("late"))  # another claim's token
+
+    assert outcome == SendOutcome.STALE
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.last_error, sms_row.in_doubt) == ("sending", "", False)
+
+
+def test_a_send_that_raised_and_cannot_be_recorded_is_left_to_its_lease(sms_row, now, monkeypatch):
+    from django.db import OperationalError
+
+    claim = claim_one(sms_row, now)
+
+    def down(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(dispatch, "_send_one", down)
+    monkeypatch.setattr(dispatch, "_lock_fresh", down)
+
+    assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.BUSY
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.claim_token) == ("sending", claim.token)  # claimed again when the lease runs out
