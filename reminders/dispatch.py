@@ -94,7 +94,7 @@ def backoff(attempts: int) -> timedelta:
 # --- Claim ---------------------------------------------------------------------------------------------------
 
 
-def _due(now: datetime) -> Q:
+def due_condition(now: datetime) -> Q:
     """Rows a claim takes: due and pending, or claimed by a sender whose lease ran out."""
     return Q(status=OutboxStatus.PENDING, due_at__lte=now) | Q(status=OutboxStatus.SENDING, claimed_until__lt=now)
 
@@ -109,7 +109,7 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
     limit = limit or settings.REMINDERS_BATCH_SIZE
     lease = lease or timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
     token = uuid.uuid4()
-    due = _due(now)
+    due = due_condition(now)
     with transaction.atomic():
         rows = list(
             OutboxMessage.objects.select_for_update(**_skip_locked())
@@ -854,7 +854,7 @@ def dispatch_due_batches(
             return handed  # nothing more was due
         if made >= rounds or time.monotonic() - began >= budget:
             break
-    if OutboxMessage.objects.filter(_due(now)).exists():
+    if OutboxMessage.objects.filter(due_condition(now)).exists():
         log.warning(
             "outbox: behind: claimed %d due message(s) in %d claim(s) this run (%d in flight) and more are due; "
             "raise REMINDERS_BATCH_SIZE or REMINDERS_CLAIMS_PER_RUN when few are in flight, or add workers when "

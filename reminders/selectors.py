@@ -75,7 +75,6 @@ def _waiting(rows: QuerySet[OutboxMessage], now: datetime) -> dict:
     """Rows the next claim would take: how many, how long the oldest has waited, and whether that is late.
 
     The dispatcher's own condition, so a `sending` row whose lease ran out (its sender died) counts as waiting."""
-    # The condition's one home is dispatch (its claim filters by it); private there, shared with this report only.
-    found = rows.filter(dispatch._due(now)).aggregate(n=Count("id"), oldest=Min("due_at"))
+    found = rows.filter(dispatch.due_condition(now)).aggregate(n=Count("id"), oldest=Min("due_at"))
     waited = now - found["oldest"] if found["oldest"] else timedelta(0)
     return {"count": found["n"], "waited": waited, "behind": waited >= BEHIND_AFTER}
