@@ -74,12 +74,18 @@ def _refresh_citation(obj, shipped: str) -> None:
 
 @transaction.atomic
 def catalogue_load() -> None:
+    """Create the catalogue rows that are missing.
+
+    An existing row keeps what the platform's operators changed (a procedure's duration, whether it is
+    bookable, a name): `setup_demo --no-demo` runs on every upgrade and must not put the shipped values back
+    over them, as the default rules and care texts keep an administrator's edits. A release that must change
+    a shipped row changes it in a migration, as the care texts' updates do."""
     data = _read("catalogue.json")
     for row in data["procedures"]:
-        ProcedureType.objects.update_or_create(code=row["code"], defaults={k: v for k, v in row.items() if k != "code"})
+        ProcedureType.objects.get_or_create(code=row["code"], defaults={k: v for k, v in row.items() if k != "code"})
     for model, key in ((Medication, "medications"), (Condition, "conditions"), (TreatmentArea, "areas")):
         for row in data[key]:
-            model.objects.update_or_create(code=row["code"], defaults={"name": row["name"]})
+            model.objects.get_or_create(code=row["code"], defaults={"name": row["name"]})
 
 
 @transaction.atomic

@@ -390,13 +390,9 @@ def test_setup_demo_no_demo_loads_no_clinic_and_leaves_an_existing_demo_alone():
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: setup_demo --no-demo (run on each upgrade) puts back the shipped catalogue over a "
-    "superuser's edit of a procedure (duration, bookable) with update_or_create, while rules and care texts "
-    "keep an administrator's edits (scheduler.defaults.catalogue_load: create missing rows only)",
-)
 def test_setup_demo_keeps_an_operators_edit_of_the_shared_catalogue():
+    """A QUESTION before (update_or_create put the shipped values back over a superuser's edit on every upgrade);
+    scheduler.defaults.catalogue_load now creates missing rows only, as the rules and care texts do."""
     run("setup_demo", "--no-demo")
     ProcedureType.objects.filter(code="botox").update(duration_minutes=45, bookable=False)
 
