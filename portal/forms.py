@@ -28,7 +28,27 @@ def slot_from_key(value: str) -> tuple[datetime, str] | None:
     return (start, practitioner_id) if practitioner_id else None
 
 
-class CancelForm(forms.Form):
+class FocusOnError(forms.Form):
+    """After a refused save the page opens on the first field in error: `autofocus` needs no script, and its
+    error is read out with it (the template gives the error the id `<auto_id>_error` that Django's
+    aria-describedby names). Recomputed on every error, so a domain error added after validation moves it too."""
+
+    def add_error(self, field, error) -> None:
+        super().add_error(field, error)
+        first = self.first_error_field
+        for name, form_field in self.fields.items():
+            if name == first:
+                form_field.widget.attrs["autofocus"] = True
+            else:
+                form_field.widget.attrs.pop("autofocus", None)
+
+    @property
+    def first_error_field(self) -> str | None:
+        """The first field (in the page's order) with an error; None when only the form as a whole has one."""
+        return next((name for name in self.fields if name in self.errors), None)
+
+
+class CancelForm(FocusOnError):
     reason = forms.CharField(
         label="Anything you would like us to know? (optional)",
         required=False,
@@ -47,7 +67,7 @@ class SlotForm(forms.Form):
         return parsed
 
 
-class PreferencesForm(forms.Form):
+class PreferencesForm(FocusOnError):
     """Ticked = wanted. Channels the patient has no address for are left out (and left as they are)."""
 
     email = forms.BooleanField(required=False, label="E-mail")

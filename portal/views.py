@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -29,7 +30,7 @@ from reminders.feeds import patient_calendar_feed_renew
 from reminders.links import appointment_from_manage_token, manage_token
 from reminders.pages import with_clinic_look
 from scheduler.availability import AvailabilityCode, Slot
-from scheduler.booking import UnableToBook
+from scheduler.booking import BookingCheck, UnableToBook
 from scheduler.selfservice import (
     appointment_cancel_by_patient,
     appointment_reschedule_by_patient,
@@ -45,6 +46,13 @@ STATUS_TEXT = {
     AppointmentStatus.COMPLETED: "Completed",
     AppointmentStatus.NO_SHOW: "Missed",
     AppointmentStatus.NEEDS_REVIEW: "On hold: the clinic needs to check this booking with you",
+}
+
+# An appointment that is over: said in a sentence, before "To book again, please call us ..." (manage.html).
+ENDED_TEXT = {
+    AppointmentStatus.CANCELLED: "This appointment is cancelled.",
+    AppointmentStatus.COMPLETED: "This appointment has taken place.",
+    AppointmentStatus.NO_SHOW: "This appointment was missed.",
 }
 
 
@@ -156,6 +164,7 @@ def _manage(
             # The deadline's own zone name: in the hour the clocks go back, "01:30" alone happens twice.
             "change_until_zone": _zone(appointment.clinic, self_service.change_until),
             "active": appointment.is_active,
+            "ended_text": ENDED_TEXT.get(appointment.status, "This appointment is no longer booked."),
             "error": error,
             "preferences": preferences or _preferences_form(appointment),
             "sms_on": channels_on(patient)["sms"],
@@ -257,6 +266,16 @@ def _refusal(error: UnableToBook) -> str:
     return f"Sorry, that time is not possible: {interval.message} Please choose another time."
 
 
+def _already_there(appointment: Appointment, check: BookingCheck) -> bool:
+    """The chosen time is the appointment's own: the move would change nothing (booking.py's `unchanged`)."""
+    practitioner_id = check.practitioner.pk if check.practitioner else None
+    return (check.start_at, check.end_at, practitioner_id) == (
+        appointment.start_at,
+        appointment.end_at,
+        appointment.practitioner_id,
+    )
+
+
 @patient_page
 @require_GET
 def move(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
@@ -286,6 +305,8 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
                     "new_end": check.end_at,
                     "practitioner": check.practitioner,
                     "new_zone": _zone(appointment.clinic, check.start_at),
+                    # Back to this step after the move (or a second tab): nothing left to confirm.
+                    "already_there": _already_there(appointment, check),
                 },
             )
         result = appointment_reschedule_by_patient(
@@ -350,7 +371,20 @@ def calendar(request: HttpRequest, *, appointment: Appointment, token: str, now:
     if request.method == "GET":
         return _to_manage(token, "#calendar")
     url = patient_calendar_feed_renew(patient=appointment.patient, now=now)
-    messages.success(
-        request, f"Your calendar link (add it to your phone's calendar as a subscription; keep it to yourself): {url}"
-    )
+    messages.success(request, _calendar_message(url))
     return _to_manage(token, "#calendar")
+
+
+def _calendar_message(url: str) -> str:
+    """The feed as links a phone opens: webcal:// asks the phone's calendar to subscribe; the https address is
+    shown whole, to copy into a calendar that asks for one (a SafeString: messages keep it safe across the
+    redirect)."""
+    webcal = "webcal://" + url.partition("://")[2]
+    return format_html(
+        "Your calendar link is ready. Keep it to yourself: anyone with it sees your appointments."
+        ' <a class="button calendar-add" href="{}">Add to my calendar</a>'
+        ' Or copy this address into your calendar app as a subscription: <a href="{}">{}</a>',
+        webcal,
+        url,
+        url,
+    )

@@ -519,3 +519,112 @@ def test_a_patient_gets_a_private_calendar_link_and_a_new_one_ends_the_old(clien
     assert second != first
     assert client.get(first[first.index("/reminders/") :]).status_code == 404  # the old link is switched off
     assert client.get(second[second.index("/reminders/") :]).status_code == 200
+
+
+# --- A refused field: described by its error, and the focus on it ---------------------------------
+
+
+def tag(html: str, name: str) -> str:
+    return re.search(rf'<(?:input|textarea)[^>]*name="{name}"[^>]*>', html).group(0)
+
+
+def dangling_references(html: str) -> list[str]:
+    """aria-describedby / aria-labelledby ids that no element on the page has."""
+    ids = set(re.findall(r'\sid="([^"]+)"', html))
+    refs = re.findall(r'aria-(?:describedby|labelledby)="([^"]+)"', html)
+    return [ref for value in refs for ref in value.split() if ref not in ids]
+
+
+def test_a_refused_consent_box_is_described_by_its_error_and_the_page_opens_on_it(client, appointment, patient):
+    client.post(page_url(appointment, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
+
+    refused = client.post(
+        page_url(appointment, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"}
+    )
+
+    html = refused.content.decode()
+    box = tag(html, "sms_consent")
+    assert 'aria-invalid="true"' in box and 'aria-describedby="id_sms_consent_error"' in box
+    error = re.search(r'<p class="field-error" id="id_sms_consent_error" role="alert">([^<]+)</p>', html)
+    assert error.group(1) == "To get text messages, tick the box to say you agree to them."
+    assert dangling_references(html) == []
+    # autofocus (no script): on the box in error and nowhere else; the form posts to no #fragment, which would
+    # make the browser skip autofocus.
+    assert " autofocus" in box and html.count(" autofocus") == 1
+    assert f'action="{page_url(appointment, "preferences")}"' in html
+
+
+def test_a_refused_cancel_note_is_described_by_its_error_and_the_page_opens_on_it(client, appointment):
+    refused = client.post(page_url(appointment, "cancel"), {"reason": "x" * 501})
+
+    html = refused.content.decode()
+    note = tag(html, "reason")
+    assert 'aria-describedby="id_reason_error"' in note and " autofocus" in note
+    assert re.search(r'id="id_reason_error"[^>]*>Ensure this value has at most 500 characters', html)
+    assert dangling_references(html) == []
+    assert " autofocus" not in client.get(page_url(appointment, "cancel")).content.decode()  # only after a refusal
+
+
+# --- Back to the confirm step after the move ---------------------------------------------------------
+
+
+def test_the_confirm_step_for_the_time_it_already_has_offers_no_move(client, appointment, now):
+    slot, key = offered(appointment, now, 2)
+    client.post(page_url(appointment, "move_confirm"), {"slot": key})
+
+    again = client.get(page_url(appointment, "move_confirm"), {"slot": key})  # Back, with the link it came from
+
+    assert again.status_code == 200
+    words = text(again)
+    assert "Your appointment is already at this time, so there is nothing to change." in words
+    assert "Tuesday 3 March 2026" in words and "Yes, move it" not in words
+    assert "<form" not in again.content.decode().split("<main", 1)[1].split("</main>")[0]
+    assert AuditEvent.objects.filter(appointment=appointment, action=AuditAction.RESCHEDULED).count() == 1
+
+
+# --- An appointment that is over ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "sentence"),
+    [
+        (AppointmentStatus.CANCELLED, "This appointment is cancelled."),
+        (AppointmentStatus.COMPLETED, "This appointment has taken place."),
+        (AppointmentStatus.NO_SHOW, "This appointment was missed."),
+    ],
+)
+def test_an_appointment_that_is_over_says_so_and_how_to_book_again(client, appointment, status, sentence):
+    Appointment.objects.filter(pk=appointment.pk).update(status=status)
+
+    response = client.get(page_url(appointment))
+
+    assert f"{sentence} To book again, please call us on 020 7946 0958 and we will find you a time." in text(response)
+    main = response.content.decode().split("<main", 1)[1].split("</main>")[0]
+    assert 'class="button" href="tel:+442079460958"' in main
+    assert "Move appointment" not in main
+
+
+# --- The calendar link, the icon, the map link --------------------------------------------------------
+
+
+def test_the_calendar_link_is_a_webcal_link_and_the_https_address_to_copy(client, appointment):
+    page = client.post(page_url(appointment, "calendar"), follow=True).content.decode()
+
+    address = re.search(r'<a href="(https://clinic\.example/reminders/calendar/[^"]+\.ics)">\1</a>', page).group(1)
+    assert f'<a class="button calendar-add" href="webcal://{address.removeprefix("https://")}">' in page
+    assert "Add to my calendar" in page
+
+
+def test_every_patient_page_names_its_icon_and_the_map_link_is_a_target(client, appointment, patient):
+    from django.contrib.staticfiles import finders
+
+    unsubscribe = unsubscribe_url(patient_id=patient.pk).removeprefix("https://clinic.example")
+    for response in (client.get(page_url(appointment)), client.get(unsubscribe), client.get("/my/not-a-token/")):
+        assert '<link rel="icon" href="/static/reminders/favicon.svg" type="image/svg+xml">' in (
+            response.content.decode()
+        )
+    assert finders.find("reminders/favicon.svg")
+    assert (
+        '<a class="contact__map" href="https://www.openstreetmap.org/'
+        in client.get(page_url(appointment)).content.decode()
+    )
