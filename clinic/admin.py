@@ -198,6 +198,21 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
             field.queryset = users.filter(Q(pk__in=staff_of(ids)) | Q(memberships__isnull=True)).distinct()
         return field
 
+    def autocomplete_narrow(self, request, field_name: str, queryset: QuerySet, term: str) -> QuerySet:
+        """What the role form's user search shows (config.admin.FormFieldAutocompleteJsonView): never an inactive
+        account; to a clinic administrator, their own staff by any search, and an account with no role anywhere
+        (anyone's future staff, of any organisation) only by its exact username or e-mail, never by browsing."""
+        if field_name != "user":
+            return queryset
+        queryset = queryset.filter(is_active=True)
+        ids = admin_clinic_ids(request)
+        if ids is None:
+            return queryset
+        term = term.strip()
+        exact = (Q(username__iexact=term) | Q(email__iexact=term)) if term else Q(pk__in=[])
+        mine = Q(pk__in=staff_of(ids).values("pk"))
+        return queryset.filter(mine | (exact & ~Q(pk__in=models.StaffMembership.objects.values("user_id"))))
+
     def _may_change(self, request, obj) -> bool:
         if obj is None or obj.clinic_id is not None:
             return True

@@ -27,14 +27,18 @@ class FormFieldAutocompleteJsonView(AutocompleteJsonView):
     permission on its model) may search, and only among the choices the form's field would take
     (`formfield_for_foreignkey`, scoped to the administrator's clinics). A clinic administrator granting a staff
     role finds their own staff and accounts with no role yet, without any right to the user admin (which would
-    list every tenant's accounts). Any other question gets Django's answer."""
+    list every tenant's accounts). The form's admin may hold back more (`autocomplete_narrow`: the role form shows
+    an account with no role anywhere only to its exact username or e-mail). Any other question, and any
+    many-to-many field, gets Django's answer."""
 
     def process_request(self, request):
         term, model_admin, source_field, to_field_name = super().process_request(request)
         self.source_admin = None
         with suppress(NotRegistered):
             source_admin = self.admin_site.get_model_admin(source_field.model)
-            if source_field.name in source_admin.get_autocomplete_fields(request):
+            # Foreign keys only: their form fields carry the clinic scoping (ClinicScopedChoices); a many-to-many
+            # field's would not, so it keeps Django's answer (the related admin's own scoped rows).
+            if source_field.many_to_one and source_field.name in source_admin.get_autocomplete_fields(request):
                 self.source_admin = source_admin
         return term, model_admin, source_field, to_field_name
 
@@ -51,6 +55,8 @@ class FormFieldAutocompleteJsonView(AutocompleteJsonView):
         queryset = offered.complex_filter(self.source_field.get_limit_choices_to())
         queryset, distinct = self.model_admin.get_search_results(self.request, queryset, self.term)
         queryset = queryset.distinct() if distinct else queryset
+        if narrow := getattr(self.source_admin, "autocomplete_narrow", None):  # what the form's admin holds back
+            queryset = narrow(self.request, self.source_field.name, queryset, self.term)
         return queryset.order_by(*(self.model_admin.get_ordering(self.request) or ()), "pk")
 
 

@@ -218,33 +218,59 @@ def _autocomplete_users(client, term: str = "") -> tuple[int, set[str]]:
 def test_a_clinic_administrator_finds_the_users_to_grant_a_role_to(client, db):
     """The staff role form picks its user by autocomplete. A clinic administrator has no right to the user admin
     (it lists every tenant's accounts), and the autocomplete answered them 403: no role could be granted. It now
-    offers what the form takes: their own staff and accounts with no role yet; never another organisation's
-    staff or a superuser."""
+    offers what the form takes: their own staff by any search, an account with no role anywhere yet only by its
+    exact username or e-mail (such accounts are any organisation's future staff: not to be browsed); never
+    another organisation's staff, a superuser or an inactive account."""
     from django.contrib.auth import get_user_model
 
     call_command("setup_demo", "--staff-password", "pw-for-tests")
     users = get_user_model().objects
-    users.create_user("newcomer-ana", password="x")  # no role anywhere yet
+    users.create_user("newcomer-ana", email="ana@example.com", password="x")  # no role anywhere yet
+    users.create_user("newcomer-gone", password="x", is_active=False)
     users.create_superuser("root-rita", password="x")
     client.login(username="clinicadmin", password="pw-for-tests")
 
     status, names = _autocomplete_users(client)
     assert status == 200
-    assert {"reception", "clinician", "newcomer-ana"} <= names
-    assert not names & {"reception-ny", "clinicadmin-ny", "root-rita"}
+    assert {"reception", "clinician"} <= names
+    assert not names & {"reception-ny", "clinicadmin-ny", "root-rita", "newcomer-ana", "newcomer-gone"}
     # The user admin itself stays closed to them.
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
 
-    status, names = _autocomplete_users(client, "ana")
-    assert (status, names) == (200, {"newcomer-ana"})
+    assert _autocomplete_users(client, "ana") == (200, set())  # no browsing of role-less accounts
+    assert _autocomplete_users(client, "Newcomer-Ana") == (200, {"newcomer-ana"})
+    assert _autocomplete_users(client, "ANA@example.com") == (200, {"newcomer-ana"})
+    assert _autocomplete_users(client, "newcomer-gone") == (200, set())
     assert _autocomplete_users(client, "reception-ny") == (200, set())
+    assert _autocomplete_users(client, "recep")[1] == {"reception"}
 
 
-def test_staff_without_the_role_form_get_no_user_autocomplete(client, db):
-    """Whoever may not add or change staff roles learns nothing from the endpoint."""
+def test_staff_who_may_not_grant_roles_get_403_from_the_user_search(client, db):
+    """An admin user without the right to add or change staff roles learns nothing from the endpoint."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
     call_command("setup_demo", "--staff-password", "pw-for-tests")
-    client.login(username="reception", password="pw-for-tests")
-    assert _autocomplete_users(client)[0] in (302, 403)
+    viewer = get_user_model().objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_patient", "view_appointment"]))
+    client.force_login(viewer)
+    assert client.get(reverse("admin:index")).status_code == 200  # inside the admin
+    assert _autocomplete_users(client)[0] == 403
+
+
+def test_other_autocomplete_questions_get_djangos_answer(client, db):
+    """A field no form lists in `autocomplete_fields` is answered as Django does: the related admin's view right
+    and its own (scoped) rows."""
+    from clinic.models import Patient
+
+    call_command("setup_demo", "--staff-password", "pw-for-tests")
+    client.login(username="clinicadmin-ny", password="pw-for-tests")
+    query = {"app_label": "clinic", "model_name": "appointment", "field_name": "patient", "term": ""}
+    response = client.get(reverse("admin:autocomplete"), query)
+    assert response.status_code == 200
+    shown = {row["id"] for row in response.json()["results"]}
+    ny = {str(pk) for pk in Patient.objects.filter(clinic__code="demo-ny").values_list("pk", flat=True)}
+    assert shown and shown <= ny
 
 
 def test_a_superuser_finds_every_user(admin_client, db):
