@@ -403,7 +403,8 @@ REMINDERS_RETRY_MAX_SECONDS = env_count("REMINDERS_RETRY_MAX_SECONDS", 3600)
 REMINDERS_CLAIM_LEASE_SECONDS = env_count("REMINDERS_CLAIM_LEASE_SECONDS", 300)
 REMINDERS_SEND_TIMEOUT_SECONDS = env_count("REMINDERS_SEND_TIMEOUT_SECONDS", 10)
 if REMINDERS_CLAIM_LEASE_SECONDS <= REMINDERS_SEND_TIMEOUT_SECONDS:
-    # A row would be claimed again while its first sender is still inside a send: sent twice.
+    # A lease shorter than one send cannot be meant: the claim's rows (a batch, sent one after another) would
+    # outlive it. Not what prevents a double send (a send holds its row's lock, and claims skip locked rows).
     raise ImproperlyConfigured(
         f"REMINDERS_CLAIM_LEASE_SECONDS ({REMINDERS_CLAIM_LEASE_SECONDS}) must be above "
         f"REMINDERS_SEND_TIMEOUT_SECONDS ({REMINDERS_SEND_TIMEOUT_SECONDS}), with room for queueing"

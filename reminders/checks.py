@@ -6,8 +6,10 @@ migrate) still run, so e-mail keeps going while SMS is being fixed."""
 
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
 from reminders.channels import BaseSmsBackend, TwilioSmsBackend
@@ -53,3 +55,21 @@ def reminder_channels(app_configs=None, **kwargs) -> list[Error]:
                 )
             )
     return found
+
+
+@register(deploy=True)
+def outbound_proxy(app_configs=None, **kwargs) -> list[Warning]:
+    """Twilio and webhook requests connect directly, to the address they checked (channels._post: a proxy would
+    look the name up again and undo the private-address check). A proxy set in the environment is not used for
+    them: where the proxy is the only way out, every text and delivery would retry and then fail."""
+    named = [name for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy") if os.environ.get(name)]
+    if not named:
+        return []
+    return [
+        Warning(
+            f"{named[0]} is set, but SMS (Twilio) and webhook requests do not go through a proxy: they connect "
+            "directly to the address they checked.",
+            hint="Allow direct outbound HTTPS from the workers (docs/production.md, Outbound HTTPS).",
+            id="reminders.W001",
+        )
+    ]

@@ -561,15 +561,7 @@ def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Except
             message.claim_token = message.claimed_until = None
             message.in_doubt = True
             fields = ["status", "claim_token", "claimed_until", "last_error", "in_doubt", "updated_at"]
-            if message.attempts >= settings.REMINDERS_MAX_ATTEMPTS:
-                message.status = OutboxStatus.FAILED
-                message.last_error = f"gave up after {message.attempts} attempts; last error: {error}"
-                outcome = SendOutcome.FAILED
-            else:
-                message.status, message.last_error = OutboxStatus.PENDING, f"attempt {message.attempts}: {error}"
-                message.due_at = now + backoff(message.attempts)
-                fields.append("due_at")
-                outcome = SendOutcome.RETRY
+            outcome = _failed_attempt(message, fields, now, error)
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
     except DatabaseError:
@@ -677,17 +669,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             log.error("outbox %s (%s by %s) failed for good: %s", message.pk, message.kind, message.channel, exc)
             outcome = SendOutcome.FAILED
         except channels.TransientSendError as exc:
-            if message.attempts >= settings.REMINDERS_MAX_ATTEMPTS:
-                message.status = OutboxStatus.FAILED
-                message.last_error = f"gave up after {message.attempts} attempts; last error: {exc}"
-                log.error("outbox %s (%s by %s): %s", message.pk, message.kind, message.channel, message.last_error)
-                outcome = SendOutcome.FAILED
-            else:
-                message.status, message.last_error = OutboxStatus.PENDING, f"attempt {message.attempts}: {exc}"
-                message.due_at = now + backoff(message.attempts)
-                fields.append("due_at")
-                log.warning("outbox %s: %s; retrying at %s", message.pk, exc, message.due_at.isoformat())
-                outcome = SendOutcome.RETRY
+            outcome = _failed_attempt(message, fields, now, exc)
         else:
             message.status, message.last_error = OutboxStatus.SENT, ""
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
@@ -703,6 +685,21 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
         if not _save_outcome(message, fields):
             return SendOutcome.CANCELLED
     return outcome
+
+
+def _failed_attempt(message: OutboxMessage, fields: list[str], now: datetime, error) -> SendOutcome:
+    """This attempt failed and another may work: back to `pending` after the backoff, or `failed` (visibly, with
+    the last error) once its attempts are used up. Sets the row's fields; the caller saves them."""
+    if message.attempts >= settings.REMINDERS_MAX_ATTEMPTS:
+        message.status = OutboxStatus.FAILED
+        message.last_error = f"gave up after {message.attempts} attempts; last error: {error}"
+        log.error("outbox %s (%s by %s): %s", message.pk, message.kind, message.channel, message.last_error)
+        return SendOutcome.FAILED
+    message.status, message.last_error = OutboxStatus.PENDING, f"attempt {message.attempts}: {error}"
+    message.due_at = now + backoff(message.attempts)
+    fields.append("due_at")
+    log.warning("outbox %s: %s; retrying at %s", message.pk, error, message.due_at.isoformat())
+    return SendOutcome.RETRY
 
 
 def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> SendOutcome | None:

@@ -102,3 +102,15 @@ def test_check_deploy_stops_on_it_and_the_other_commands_do_not(settings):
     with pytest.raises(SystemCheckError, match="reminders.E003"):
         call_command("check", deploy=True)
     call_command("check")  # what migrate, reminders_status and run_dispatcher run: e-mail keeps going
+
+
+def test_a_proxy_in_the_environment_is_a_warning_that_sms_and_webhooks_do_not_use_it(monkeypatch):
+    from reminders.checks import outbound_proxy
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert outbound_proxy() == []
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    [warning] = outbound_proxy()
+    assert warning.id == "reminders.W001" and "HTTPS_PROXY is set" in warning.msg

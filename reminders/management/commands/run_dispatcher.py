@@ -41,7 +41,7 @@ class Command(BaseCommand):
             "--interval",
             type=_interval,
             default=None,
-            help="Seconds between passes, above 0 (default, or 0: REMINDERS_DISPATCH_INTERVAL_SECONDS).",
+            help="Seconds between passes (a number above 0; 0 or unset: REMINDERS_DISPATCH_INTERVAL_SECONDS).",
         )
         parser.add_argument(
             "--exit-with-parent",
