@@ -1,6 +1,6 @@
 /* Errors on a page the server drew after a form was sent: a summary at the top that takes the focus.
  *
- * After a refused full-page submission the focus would start at the top of a long page, the errors far below.
+ * After a refused full-page submission (a POST) the focus would start at the top of a long page, the errors far below.
  * As the GOV.UK error summary does: "There is a problem", each error a link to its field (the link focuses the
  * field), the form's own messages first, and the focus moved to the summary so a screen reader reads it. A page
  * answering a POST with only a message (a refusal, no field to fix) moves the focus to that message. Built from
@@ -65,7 +65,10 @@
 
   function summarize() {
     var main = document.getElementById("main");
-    if (!main || document.getElementById("error-summary")) { return; }
+    // Only a page answering a sent form: a search or a link with odd values in its address does not take the focus.
+    if (!main || !document.body.hasAttribute("data-answer-to-post") || document.getElementById("error-summary")) {
+      return;
+    }
     var alerts = Array.prototype.slice.call(main.querySelectorAll(".alert--error"));
     var fields = [];
     main.querySelectorAll(".field--invalid .field-error").forEach(function (error) {
@@ -80,7 +83,7 @@
       fields.push(summaryItem((label ? label + ": " : "") + texts.join(" "), target));
     });
     if (!fields.length) {
-      if (document.body.hasAttribute("data-answer-to-post") && alerts.length) {
+      if (alerts.length) {
         alerts[0].setAttribute("tabindex", "-1");
         alerts[0].focus();
       }
