@@ -27,6 +27,8 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DJANGO_", "STAFF_TWO_FACTOR", "REDIS_URL", "CELERY_BROKER_URL"))
+        # A proxy the machine sets for its package downloads is a deploy warning here (reminders.W001).
+        and not k.lower().endswith("_proxy")
     }
     environment.update(env, DJANGO_SETTINGS_MODULE="config.settings")
     return subprocess.run(

@@ -80,6 +80,8 @@ def manage(*args: str, database_url: str | None = None, **env: str) -> subproces
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_URL", "CELERY_", "REMINDERS_", "API_", "LOG_LEVEL"))
+        # A proxy the machine sets for its package downloads is a deploy warning here (reminders.W001).
+        and not k.lower().endswith("_proxy")
     }
     base |= {"DJANGO_LOCAL": "1", "DJANGO_SETTINGS_MODULE": "config.settings"}
     base["DATABASE_URL"] = database_url or f"sqlite:///{ROOT / 'var' / 'qa_ops_unused.sqlite3'}"
