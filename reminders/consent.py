@@ -7,20 +7,35 @@ pointed at someone else. Opt-outs (and a patient's own opt-ins) update the patie
 
 from __future__ import annotations
 
+import string
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import phonenumbers
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.urls import reverse
+from phonenumbers import PhoneNumberFormat
 
-from clinic.models import MessageTopic, Patient, ReminderChannel
+from clinic.models import Clinic, MessageTopic, Patient, ReminderChannel
 from clinic.record_changes import patient_contact_changed
+from clinic.services import phone_to_e164
 from core.errors import ErrorCode, InvalidInput
-from reminders.models import PATIENT_CHANNELS, Channel, ContactOptIn, ContactOptOut, MessageKind, OptInVia, OptOutVia
+from reminders.models import (
+    PATIENT_CHANNELS,
+    Channel,
+    ContactOptIn,
+    ContactOptOut,
+    MessageKind,
+    OptInVia,
+    OptOutVia,
+    OutboxMessage,
+    OutboxStatus,
+)
 
 UNSUBSCRIBE_SALT = "reminders.unsubscribe"
 
@@ -108,10 +123,21 @@ def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, 
     """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn.
 
     Unsent messages are left in place: the send step re-checks consent and
-    skips them, so an opt-out and a send racing each other cannot both win.
+    skips them; a send already past that check is waited for (its row's lock), so an
+    opt-out and a send racing each other cannot both win.
     """
     with transaction.atomic():
         current = Patient.objects.select_for_update().get(pk=patient.pk)
+        # Race condition: a send re-reads consent under its outbox row's lock and holds that lock through the
+        # provider call. Waiting here for the patient's rows being sent on this channel (no SKIP LOCKED) records
+        # the opt-out after a send already past its check, never before it. Lock order patient, then outbox rows,
+        # as bookings take them; a send locks only outbox rows (reminders.dispatch._lock_options), so no cycle.
+        list(
+            OutboxMessage.objects.select_for_update(of=("self",))
+            .filter(appointment__patient_id=current.pk, channel=channel, status=OutboxStatus.SENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         channels = [c for c in (current.reminder_channels or []) if c != channel]
         changed = channels != (current.reminder_channels or [])
         fields = ["reminder_channels", "updated_at"]
@@ -129,18 +155,67 @@ def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, 
 
 # Replies that mean "stop texting me" (the keywords carriers and Twilio treat as opt-out).
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+# Those that also count as the first word of a longer reply ("stop all", "Stop please"). CANCEL, END, QUIT and
+# REVOKE do not: "Cancel my appointment" is about a visit, not about texts.
+LEADING_STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "OPTOUT"})
+
+
+def is_stop_reply(body: str) -> bool:
+    """Whether an inbound text asks to stop: its words (split at spaces, the punctuation around each dropped) are a
+    STOP word, or one run together ("STOP ALL", "opt out"; letters only), or start with an unambiguous one
+    ("Stop please"). "ST\\0OP", "STOPPED" and "Don't stop" are not."""
+    words = [word for word in (token.strip(string.punctuation) for token in (body or "").upper().split()) if word]
+    if not words:
+        return False
+    return words[0] in LEADING_STOP_WORDS or (all(w.isalpha() for w in words) and "".join(words) in STOP_WORDS)
 
 
 def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
     """Handle an inbound SMS: a STOP word opts every patient with that number out; return how many."""
-    if (body or "").strip().upper().rstrip(".!") not in STOP_WORDS:
+    if not is_stop_reply(body):
         return 0
     count = 0
-    for patient in Patient.objects.filter(phone=from_number, merged_into__isnull=True):
+    for patient in sender_patients(from_number):
         count += patient_opt_out(
             patient=patient, channel=Channel.SMS, via="sms_stop", now=now, detail=f"reply from {from_number}"
         )
     return count
+
+
+def sender_patients(from_number: str) -> QuerySet[Patient]:
+    """The patients (not merged away) whose stored E.164 number an inbound sender is, however the provider wrote it.
+
+    International forms (`+`, `00` or bare digits with the country code) are read as such. A national form
+    ("07911 123456", as a provider of that country may write it) is read in each country that has a clinic (a
+    bounded set) and matches every number that results: a STOP not honoured is worse than one read widely.
+    The sender exactly as given matches too.
+    """
+    match = Q(phone=from_number)
+    international = _international_e164(from_number)
+    if international is not None:
+        match |= Q(phone=international)
+    elif from_number.strip().startswith("0"):
+        for country in Clinic.objects.exclude(country="").values_list("country", flat=True).distinct():
+            number = phone_to_e164(from_number, country=country)
+            if number is not None:
+                match |= Q(phone=number)
+    return Patient.objects.filter(match, merged_into__isnull=True).order_by("pk")
+
+
+def _international_e164(sender: str) -> str | None:
+    """`sender` in E.164 when it is written with its country code (+44..., 0044..., 447911...), else None."""
+    text = sender.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    elif text[:1].isdigit() and not text.startswith("0"):
+        text = "+" + text
+    if not text.startswith("+"):
+        return None
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
 # --- A patient's own choices (the appointment page, portal/) ------------------------------------------

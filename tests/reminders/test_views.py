@@ -8,8 +8,9 @@ import pytest
 from django.core import signing
 
 from clinic.models import Patient
-from reminders.consent import UNSUBSCRIBE_SALT, unsubscribe_token, unsubscribe_url
+from reminders.consent import UNSUBSCRIBE_SALT, is_stop_reply, sender_patients, unsubscribe_token, unsubscribe_url
 from reminders.models import ContactOptOut
+from tests.factories import PatientFactory
 
 
 @pytest.fixture
@@ -210,3 +211,55 @@ def test_behind_a_proxy_the_signature_is_checked_against_the_public_url(client, 
     assert client.post("/reminders/sms/inbound/", params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
     patient.refresh_from_db()
     assert patient.sms_consent is False
+
+
+@pytest.mark.parametrize(
+    ("body", "stops"),
+    [
+        ("STOP", True),
+        ("stop all", True),
+        ("Stop please", True),
+        ("STOP .", True),
+        ("(Stop)", True),
+        ("opt out", True),
+        ("Unsubscribe me", True),
+        ("end.", True),
+        ("Cancel", True),
+        ("Cancel my appointment", False),  # about a visit, not about texts
+        ("End of story", False),
+        ("Don't stop", False),
+        ("STOPPED", False),
+        ("ST\x00OP", False),
+        ("START", False),
+        ("", False),
+    ],
+    ids=repr,
+)
+def test_which_replies_read_as_stop(body, stops):
+    assert is_stop_reply(body) is stops
+
+
+MOBILE = "+447911123456"  # a valid GB mobile (the conftest's drama number has no valid national form)
+
+
+@pytest.mark.parametrize(
+    "sender", ["+447911123456", "447911123456", "00447911123456", "+44 (0)7911 123456", "07911 123456"]
+)
+def test_a_stop_reaches_the_patient_however_the_provider_writes_the_number(client, settings, patient, sender):
+    settings.SMS_INBOUND_TOKEN = "t"
+    Patient.objects.filter(pk=patient.pk).update(phone=MOBILE)
+    assert client.post("/reminders/sms/inbound/?token=t", {"From": sender, "Body": "STOP"}).status_code == 200
+    patient.refresh_from_db()
+    assert (patient.sms_consent, patient.reminder_channels) == (False, ["email"])
+    assert ContactOptOut.objects.get().detail == f"reply from {sender}"
+
+
+def test_a_national_sender_is_read_in_the_countries_that_have_clinics_only(patient, clinic):
+    # GB has a clinic: "07911 123456" is the patient's +447911123456. A number stored as given (not E.164) still
+    # matches exactly; a national form read in a country with no clinic matches nothing.
+    Patient.objects.filter(pk=patient.pk).update(phone=MOBILE)
+    oddly_stored = PatientFactory(clinic=clinic, phone="07700 900999", sms_consent=True, reminder_channels=["sms"])
+    assert list(sender_patients("07911 123456")) == [patient]
+    assert list(sender_patients("07700 900999")) == [oddly_stored]
+    assert list(sender_patients("0612345678")) == []  # a Dutch mobile's national form: no clinic in NL
+    assert list(sender_patients("not a number")) == []
