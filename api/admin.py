@@ -11,9 +11,10 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_display = ["name", "key_prefix", "clinical", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["clinical", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "key_prefix"]
-    filter_horizontal = ["clinics"]
+    filter_horizontal = ["clinics", "organisations"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
-    fields = ["name", "clinics", "clinical", "key_prefix", "created_at", "last_used_at", "revoked_at"]
+    # An organisation granted: every clinic of it, now and later (as `create_api_client --organisation`).
+    fields = ["name", "clinics", "organisations", "clinical", "key_prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke", "rotate"]
 
     def save_model(self, request, obj, form, change):

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.admin.sites import AdminSite
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.core.management import CommandError, call_command
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.utils import timezone
 
 from api.admin import ApiClientAdmin
@@ -160,3 +160,25 @@ def test_admin_add_shows_the_new_key_once(clinic, admin_client):
     shown = [str(m) for m in response.context["messages"]]
     key = next(m for m in shown if "shown once" in m).rsplit(" ", 1)[-1]
     assert client.key_hash == hash_key(key)
+
+
+def test_the_admin_grants_a_whole_organisation(clinic, admin_client):
+    """The admin's client form grants organisations as create_api_client --organisation does: every clinic of
+    it, a sister site added later included."""
+    from tests.factories import ClinicFactory
+
+    response = admin_client.post(
+        "/admin/clinic/apiclient/add/",
+        {"name": "Org-wide", "organisations": [str(clinic.organisation_id)], "revoked_at_0": "", "revoked_at_1": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    client = ApiClient.objects.get(name="Org-wide")
+    assert list(client.organisations.all()) == [clinic.organisation] and not client.clinics.exists()
+    key = next(str(m) for m in response.context["messages"] if "shown once" in str(m)).rsplit(" ", 1)[-1]
+    sister = ClinicFactory(code="sister", name="Sister site", organisation=clinic.organisation)
+    ClinicFactory(code="elsewhere", name="Elsewhere")
+
+    listed = Client().get("/api/v1/clinics/", HTTP_AUTHORIZATION=f"Token {key}")
+    assert listed.status_code == 200
+    assert {row["code"] for row in listed.json()["results"]} == {clinic.code, sister.code}
