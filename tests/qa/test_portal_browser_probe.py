@@ -61,8 +61,14 @@ class Watch:
         tab.on("console", self._console)
         tab.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
         tab.on("response", self._response)
-        tab.on("requestfailed", lambda request: self.problems.append(f"failed: {request.url} {request.failure}"))
+        tab.on("requestfailed", self._failed)
         tab.on("request", lambda request: request.method == "POST" and self.posts.append(request.url))
+
+    def _failed(self, request) -> None:
+        # A request the browser itself cancelled because the tab moved on (the icon of a page left at once) is
+        # not a fault of the page; any other failure is (a refused connection, a reset, a blocked resource).
+        if request.failure != "net::ERR_ABORTED":
+            self.problems.append(f"failed: {request.url} {request.failure}")
 
     def expect(self, status: int, path: str) -> None:
         self.allowed.add((status, path))
