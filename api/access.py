@@ -12,6 +12,7 @@ from functools import cached_property
 from django.db.models import Q, QuerySet
 
 from clinic.models import ApiClient, Clinic, Organisation, Patient
+from clinic.record_changes import ChangedBy
 from clinic.selectors import clinics_for_user, is_clinical, organisations_of, patient_in, patients_in
 from core.compiled import CompiledQuery
 from scheduler.booking import Actor
@@ -100,6 +101,10 @@ class Caller:
             return Actor(label=f"API client {self.client.name}", user=None, clinical=self.client.clinical)
         clinical = clinic_id is not None and is_clinical(self.user, clinic_id)
         return Actor(label=self.user.get_username(), user=self.user, clinical=clinical)
+
+    def changed_by(self) -> ChangedBy:
+        """Who changes a patient's details through the API, for the consent record (reminders.consent)."""
+        return ChangedBy(via="api", label=self.actor().label)
 
     def actor_for_record(self, patient: Patient) -> Actor:
         """Who acts on a patient's record, which is the organisation's and shared by its clinics (a merge): a

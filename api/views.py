@@ -259,7 +259,9 @@ class PatientListCreateApi(ApiView):
         data = dict(_input(PatientCreateIn, request))
         clinic = self._clinic(data.pop("clinic", None))
         now = timezone.now()
-        patient = clinic_services.patient_create(clinic=clinic, today=now.astimezone(clinic.tz).date(), **data)
+        patient = clinic_services.patient_create(
+            clinic=clinic, today=now.astimezone(clinic.tz).date(), changed_by=self.caller.changed_by(), **data
+        )
         return _created(PatientOut(patient).data, reverse("api:patient-detail", args=[patient.pk]))
 
     def _clinic(self, value) -> Clinic:
@@ -299,7 +301,9 @@ class PatientDetailApi(ApiView):
         patient = self.patient_from_url()
         data = _input(PatientUpdateIn, request)
         today = timezone.now().astimezone(patient.clinic.tz).date()
-        patient = clinic_services.patient_update(patient=patient, today=today, **data)
+        patient = clinic_services.patient_update(
+            patient=patient, today=today, changed_by=self.caller.changed_by(), **data
+        )
         return Response(PatientOut(patient).data)
 
 

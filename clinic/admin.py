@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from clinic import models
 from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect
-from clinic.record_changes import patient_contact_changed
+from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
 from clinic.services import CONTACT_FIELDS, patient_record_edited
 
@@ -378,8 +378,12 @@ class PatientAdmin(ClinicScopedAdmin):
         ]
         if edited:
             patient_record_edited(patient_id=form.instance.pk, parts=edited, now=timezone.now())
-        if change and set(form.changed_data) & set(CONTACT_FIELDS):  # how they are reached: tell the reminders
-            patient_contact_changed(patient_id=form.instance.pk, now=timezone.now())
+        if set(form.changed_data) & set(CONTACT_FIELDS):  # how they are reached: tell the reminders, and who
+            before = {name: form.initial.get(name) for name in CONTACT_FIELDS} if change else {}
+            by = ChangedBy(via="admin", label=f"{request.user.get_username()} (admin)")
+            patient_contact_changed(
+                patient_id=form.instance.pk, now=timezone.now(), change=ContactChange(by=by, before=before)
+            )
 
 
 @admin.register(models.PatientMerge)

@@ -34,7 +34,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from clinic.record_changes import patient_contact_changed, patient_record_changed
+from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed, patient_record_changed
 from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput, Refused
@@ -146,12 +146,15 @@ class PossibleDuplicate(Refused):
         self.candidates = candidates
 
 
-def patient_create(*, clinic: Clinic, today: date, confirm_new: bool = False, **fields) -> Patient:
+def patient_create(
+    *, clinic: Clinic, today: date, confirm_new: bool = False, changed_by: ChangedBy | None = None, **fields
+) -> Patient:
     """Register a patient at `clinic` (their home clinic; the record is its organisation's).
 
     Unless `confirm_new`, a likely duplicate in the organisation (clinic.duplicates) refuses it with
     `PossibleDuplicate`. Two desks registering the same person at the same moment can both pass: the
-    check is a question to staff, not a constraint; a merge joins the two records.
+    check is a question to staff, not a constraint; a merge joins the two records. `changed_by` (the desk, a
+    platform) is recorded with the channels the patient is registered with (their consent, reminders.consent).
     """
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
@@ -180,11 +183,16 @@ def patient_create(*, clinic: Clinic, today: date, confirm_new: bool = False, **
                     for found in candidates
                 ]
             )
-    patient.save()
+    with transaction.atomic():
+        patient.save()
+        if changed_by is not None and patient.reminder_channels:  # the consent given at registration, recorded
+            patient_contact_changed(patient_id=patient.pk, now=timezone.now(), change=ContactChange(changed_by))
     return patient
 
 
-def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
+def patient_update(*, patient: Patient, today: date, changed_by: ChangedBy | None = None, **fields) -> Patient:
+    """Change a patient's details. A change to how they are reached tells the reminders, with `changed_by` (the
+    desk, a platform), which record a channel switched on or off by them (reminders.consent)."""
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
@@ -198,7 +206,9 @@ def patient_update(*, patient: Patient, today: date, **fields) -> Patient:
         _validated(patient, problems)
         patient.save()
         if _how_reached(patient) != reached_before:  # an address added, a channel chosen: tell the reminders
-            patient_contact_changed(patient_id=patient.pk, now=timezone.now())
+            before = dict(zip(CONTACT_FIELDS, reached_before, strict=True))
+            change = ContactChange(changed_by, before) if changed_by is not None else None
+            patient_contact_changed(patient_id=patient.pk, now=timezone.now(), change=change)
     return patient
 
 

@@ -14,6 +14,8 @@ from types import TracebackType
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from clinic.models import (
     Condition,
@@ -30,6 +32,7 @@ from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
+from reminders.consent import STAFF_VIAS, clinic_sms_consent_wording, latest_sms_opt_out
 from scheduler.rules import start_of_local_day
 
 # Where the services' field names land on these forms.
@@ -208,6 +211,21 @@ class PatientForm(FrontdeskForm):
             self.fields[
                 "phone"
             ].help_text = f"As dialled here, e.g. {examples[0]}, or international, e.g. {examples[1]}. Spaces are fine."
+        self.fields["sms_consent"].help_text = self._sms_consent_help(clinic, patient)
+
+    @staticmethod
+    def _sms_consent_help(clinic, patient) -> str:
+        """The words to read to the patient (recorded with the tick: reminders.consent.staff_consent_record), after
+        the patient's own STOP or opt-out, if that is why texts are off."""
+        help_text = f"Read this to the patient; ticking the box records their consent in these words, with your name: “{clinic_sms_consent_wording(clinic)}”"
+        stopped = latest_sms_opt_out(patient) if patient is not None else None
+        if stopped is None or stopped.via in STAFF_VIAS:
+            return help_text
+        when = date_format(timezone.localtime(stopped.at), "j M Y")
+        return (
+            f"The patient turned texts off themselves on {when} ({stopped.get_via_display()}). Switch them back on "
+            f"only if they ask you to. {help_text}"
+        )
 
     def clean_phone(self) -> str:
         # The service reads and checks the number (with the clinic's country); asking the same rule

@@ -241,7 +241,7 @@ class ContactOptOutAdmin(ClinicScopedAdmin):
 @admin.register(ContactOptIn)
 class ContactOptInAdmin(ClinicScopedAdmin):
     organisation_path = "patient__organisation"  # consent belongs to the organisation's record
-    list_display = ["at", "patient", "channel", "via"]
+    list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -8,6 +8,7 @@ class RemindersConfig(AppConfig):
     def ready(self) -> None:
         import reminders.checks  # noqa: F401 (registers the channels' checks)
         from clinic import record_changes
+        from reminders.consent import staff_consent_record
         from reminders.services import outbox_contact_changed, outbox_on_change
         from scheduler import notifications
 
@@ -15,6 +16,8 @@ class RemindersConfig(AppConfig):
         notifications.subscribe(outbox_on_change)
         # So do changes to how a patient is reached (clinic's seam): what they may now get is planned.
         record_changes.subscribe_contact(outbox_contact_changed)
+        # And who switched a channel on or off, when staff or a platform did (the patient's own are recorded where made).
+        record_changes.subscribe_contact(staff_consent_record)
         # No SMS may name a diagnosis, procedure or drug: the list is kept under the configuration version
         # (reminders.texts._forbidden_terms), which the catalogue's triggers raise, so a new name counts from the
         # next check (the next batch of sends).

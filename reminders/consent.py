@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +22,7 @@ from django.urls import reverse
 from phonenumbers import PhoneNumberFormat
 
 from clinic.models import Clinic, MessageTopic, Patient, ReminderChannel
-from clinic.record_changes import patient_contact_changed
+from clinic.record_changes import ContactChange, patient_contact_changed
 from clinic.services import phone_to_e164
 from core.errors import ErrorCode, InvalidInput
 from reminders.models import (
@@ -170,6 +170,25 @@ def is_stop_reply(body: str) -> bool:
     return words[0] in LEADING_STOP_WORDS or (all(w.isalpha() for w in words) and "".join(words) in STOP_WORDS)
 
 
+# Replies that mean "text me again" after a STOP (the keywords carriers and Twilio treat as opt-in; not YES, which
+# answers many a question). The whole reply must be one of them: "Start my treatment" is not.
+START_WORDS = frozenset({"START", "UNSTOP"})
+
+
+def is_start_reply(body: str) -> bool:
+    """Whether an inbound text asks for texts again: START or UNSTOP alone, case and punctuation around it aside."""
+    words = [word for word in (token.strip(string.punctuation) for token in (body or "").upper().split()) if word]
+    return len(words) == 1 and words[0] in START_WORDS
+
+
+def sms_reply(*, from_number: str, body: str, now: datetime) -> int:
+    """Handle an inbound SMS: STOP opts the patients with that number out, START back in (sms_reply_opt_in);
+    anything else changes nothing. Return how many patients changed."""
+    if is_start_reply(body):
+        return sms_reply_opt_in(from_number=from_number, body=body, now=now)
+    return sms_reply_opt_out(from_number=from_number, body=body, now=now)
+
+
 def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
     """Handle an inbound SMS: a STOP word opts every patient with that number out; return how many."""
     if not is_stop_reply(body):
@@ -182,12 +201,48 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
     return count
 
 
-def sender_patients(from_number: str) -> QuerySet[Patient]:
+def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
+    """A START from a number: texts back on for each patient with that number who had turned them off themselves
+    (a STOP or their page: their latest ContactOptOut for SMS is their own) and whose texts are off now; return how
+    many. It undoes the patient's own opt-out, as the provider lifts its block on START; it is no first consent (a
+    patient who never agreed to texts, or whose texts staff switched off last, is left as they are). Unlike a STOP,
+    the sender must name one number: a national form that reads as numbers of two countries opts nobody in.
+    """
+    count = 0
+    for patient in sender_patients(from_number, wide=False):
+        with transaction.atomic():
+            current = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
+            # Race condition: a STOP or a desk edit may have changed the texts while this waited for the lock.
+            if channels_on(current)[Channel.SMS] or not current.phone:
+                continue
+            # Only the patient's own opt-out is undone: texts switched off by staff (a wrong number, say) stay off.
+            last_off = ContactOptOut.objects.filter(patient=current, channel=Channel.SMS).order_by("-at", "-pk").first()
+            if last_off is None or last_off.via in STAFF_VIAS:
+                continue
+            current.sms_consent = True
+            chosen = set(current.reminder_channels or []) | {PATIENT_CHANNELS[Channel.SMS]}
+            current.reminder_channels = [c for c in ReminderChannel.values if c in chosen]
+            current.save(update_fields=["sms_consent", "reminder_channels", "updated_at"])
+            ContactOptIn.objects.create(
+                patient=current,
+                channel=Channel.SMS,
+                via=OptInVia.SMS_START,
+                at=now,
+                wording=body.strip()[:160],
+                detail=f"reply from {from_number}"[:200],
+            )
+            patient_contact_changed(patient_id=current.pk, now=now)  # what they may now get is planned
+            count += 1
+    return count
+
+
+def sender_patients(from_number: str, *, wide: bool = True) -> QuerySet[Patient]:
     """The patients (not merged away) whose stored E.164 number an inbound sender is, however the provider wrote it.
 
     International forms (`+`, `00` or bare digits with the country code) are read as such. A national form
     ("07911 123456", as a provider of that country may write it) is read in each country that has a clinic (a
-    bounded set) and matches every number that results: a STOP not honoured is worse than one read widely.
+    bounded set) and, when `wide`, matches every number that results: a STOP not honoured is worse than one read
+    widely. Not `wide` (an opt-in), it matches only when every reading gives the same number.
     The sender exactly as given matches too.
     """
     match = Q(phone=from_number)
@@ -195,9 +250,10 @@ def sender_patients(from_number: str) -> QuerySet[Patient]:
     if international is not None:
         match |= Q(phone=international)
     elif from_number.strip().startswith("0"):
-        for country in Clinic.objects.exclude(country="").values_list("country", flat=True).distinct():
-            number = phone_to_e164(from_number, country=country)
-            if number is not None:
+        countries = Clinic.objects.exclude(country="").values_list("country", flat=True).distinct()
+        numbers = {phone_to_e164(from_number, country=country) for country in countries} - {None}
+        if wide or len(numbers) == 1:
+            for number in numbers:
                 match |= Q(phone=number)
     return Patient.objects.filter(match, merged_into__isnull=True).order_by("pk")
 
@@ -227,11 +283,16 @@ def sms_consent_wording(patient: Patient) -> str:
     Consent is the patient's across their organisation, and a visit's texts come from the clinic of the visit:
     the wording names every clinic that may send them (the organisation and its clinics), not only the home
     clinic, so a patient of several sites agrees to what they will get."""
-    clinics = sorted(patient.organisation.clinics.values_list("name", flat=True)) if patient.organisation_id else []
+    return clinic_sms_consent_wording(patient.clinic)
+
+
+def clinic_sms_consent_wording(clinic: Clinic) -> str:
+    """sms_consent_wording for a patient of `clinic` (their home clinic), one registered there included."""
+    clinics = sorted(clinic.organisation.clinics.values_list("name", flat=True)) if clinic.organisation_id else []
     if len(clinics) > 1:
-        sender = f"{patient.organisation.name} ({', '.join(clinics)})"
+        sender = f"{clinic.organisation.name} ({', '.join(clinics)})"
     else:
-        sender = patient.clinic.name
+        sender = clinic.name
     return (
         f"I agree to get text messages from {sender} about my appointments and their care "
         f"at the mobile number they have for me. I can reply STOP at any time."
@@ -245,6 +306,52 @@ def channels_on(patient: Patient) -> dict[str, bool]:
         Channel.EMAIL: PATIENT_CHANNELS[Channel.EMAIL] in chosen and bool(patient.email),
         Channel.SMS: PATIENT_CHANNELS[Channel.SMS] in chosen and patient.sms_consent and bool(patient.phone),
     }
+
+
+# Where staff or a platform, not the patient, switched a channel (ContactOptIn / ContactOptOut `via`).
+STAFF_VIAS = frozenset({OptOutVia.DESK, OptOutVia.API, OptOutVia.ADMIN})
+
+
+def _consented(values: Mapping[str, object]) -> dict[str, bool]:
+    """Which channels contact choices switch on, addresses aside: chosen, and for SMS consented to."""
+    chosen = values.get("reminder_channels") or []
+    return {
+        Channel.EMAIL: PATIENT_CHANNELS[Channel.EMAIL] in chosen,
+        Channel.SMS: PATIENT_CHANNELS[Channel.SMS] in chosen and bool(values.get("sms_consent")),
+    }
+
+
+def staff_consent_record(*, patient_id, now: datetime, change: ContactChange | None = None) -> None:
+    """Record a channel that staff or a platform switched on (ContactOptIn) or off (ContactOptOut), with who did it.
+
+    Subscribed to clinic's contact seam (reminders.apps): called in the transaction of the change, the patient's row
+    locked. A change the patient made themselves (`change` None: their page, a reply) is recorded where it is made.
+    The desk shows the consent box with the wording to read to the patient (frontdesk.forms.PatientForm), so a desk
+    opt-in to texts records that wording; a platform's own form is not known (blank).
+    """
+    if change is None:
+        return
+    patient = Patient.objects.select_related("clinic__organisation").get(pk=patient_id)
+    before = _consented(change.before)
+    after = _consented({"reminder_channels": patient.reminder_channels, "sms_consent": patient.sms_consent})
+    detail = change.by.label[:200]
+    for channel in (Channel.EMAIL, Channel.SMS):
+        if after[channel] == before[channel]:
+            continue
+        if after[channel]:
+            wording = sms_consent_wording(patient) if channel == Channel.SMS and change.by.via == OptInVia.DESK else ""
+            ContactOptIn.objects.create(
+                patient=patient, channel=channel, via=change.by.via, at=now, wording=wording, detail=detail
+            )
+        elif change.before:  # a registration switches nothing off
+            ContactOptOut.objects.create(patient=patient, channel=channel, via=change.by.via, at=now, detail=detail)
+
+
+def latest_sms_opt_out(patient: Patient) -> ContactOptOut | None:
+    """The patient's latest withdrawal of texts, if their texts are off: what the desk shows beside the consent box."""
+    if channels_on(patient)[Channel.SMS]:
+        return None
+    return ContactOptOut.objects.filter(patient=patient, channel=Channel.SMS).order_by("-at", "-pk").first()
 
 
 @dataclass(frozen=True)

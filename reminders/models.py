@@ -321,6 +321,9 @@ class OptOutVia(models.TextChoices):
     LIST_UNSUBSCRIBE = "list_unsubscribe", "One-click unsubscribe (mail client)"
     SMS_STOP = "sms_stop", "SMS reply STOP"
     PATIENT_PAGE = "patient_page", "The patient's own appointment page"
+    DESK = "desk", "Staff at the front desk"
+    API = "api", "A booking platform (API)"
+    ADMIN = "admin", "The admin site"
 
 
 class ContactOptOut(models.Model):
@@ -343,6 +346,10 @@ class ContactOptOut(models.Model):
 
 class OptInVia(models.TextChoices):
     PATIENT_PAGE = "patient_page", "The patient's own appointment page"
+    SMS_START = "sms_start", "SMS reply START"
+    DESK = "desk", "Staff at the front desk"
+    API = "api", "A booking platform (API)"
+    ADMIN = "admin", "The admin site"
 
 
 class ContactOptIn(models.Model):
@@ -355,7 +362,16 @@ class ContactOptIn(models.Model):
     channel = models.CharField(max_length=10, choices=[(c.value, c.label) for c in (Channel.EMAIL, Channel.SMS)])
     via = models.CharField(max_length=20, choices=OptInVia.choices)
     at = models.DateTimeField()
-    wording = models.TextField(blank=True, help_text="The consent text the patient ticked, as shown to them.")
+    wording = models.TextField(
+        blank=True,
+        help_text="The consent text the patient agreed to, as shown to them (or as they texted it); blank where "
+        "it is not known (a platform's own form).",
+    )
+    detail = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Who recorded it: a staff member, a platform, the number a reply came from.",
+    )
 
     class Meta:
         ordering = ["-at"]

@@ -317,7 +317,7 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
     _finish(unsent.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
 
 
-def outbox_contact_changed(*, patient_id, now: datetime) -> None:
+def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
     """How the patient is reached changed (a channel switched on, an address added, care or reminders unmuted):
     plan the reminders and pre-care of their coming appointments that they may now get and that no row stands
     for yet. What they no longer accept needs nothing here: the send step checks consent, and skips it.

@@ -62,7 +62,7 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     if not _plausible_sender(sender):
         # A NUL byte would reach PostgreSQL (which refuses it in text) in the look-up by phone.
         return HttpResponse("From must be a phone number.", status=400, content_type="text/plain")
-    consent.sms_reply_opt_out(from_number=sender, body=body, now=timezone.now())
+    consent.sms_reply(from_number=sender, body=body, now=timezone.now())
     # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from clinic.models import StaffRole
+from clinic.record_changes import ChangedBy
 from clinic.selectors import CLINICAL_ROLES, clinics_for_user, staff_role
 from core.errors import NotAllowed, NotFound
 from frontdesk import selectors
@@ -114,6 +115,11 @@ def page(request, template: str, context: dict | None = None, *, status: int = 2
         "today": timezone.localdate(timezone=clinic.tz),
     }
     return render(request, template, {**base, **(context or {})}, status=status)
+
+
+def desk_changed_by(request) -> ChangedBy:
+    """Who changes a patient's details at the desk, for the consent record (reminders.consent)."""
+    return ChangedBy(via="desk", label=request.actor.label)
 
 
 def patient_or_404(request, patient_id):

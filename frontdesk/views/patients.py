@@ -24,7 +24,7 @@ from frontdesk.forms import (
     PatientSearchForm,
     ProcedureRecordForm,
 )
-from frontdesk.views.base import clinic_page, page, patient_or_404
+from frontdesk.views.base import clinic_page, desk_changed_by, page, patient_or_404
 
 SEARCH_LIMIT = 50
 
@@ -79,6 +79,7 @@ def patient_created(request, form: PatientForm):
                 clinic=request.clinic,
                 today=timezone.localdate(),
                 confirm_new=form.cleaned_data["confirm_new"],
+                changed_by=desk_changed_by(request),
                 **form.patient_fields(),
             )
         if isinstance(outcome.error, clinic_services.PossibleDuplicate):
@@ -94,7 +95,10 @@ def patient_edit(request, patient_id):
     if request.method == "POST" and form.is_valid():
         with DomainErrors(form):
             patient = clinic_services.patient_update(
-                patient=patient, today=timezone.localdate(), **form.patient_fields()
+                patient=patient,
+                today=timezone.localdate(),
+                changed_by=desk_changed_by(request),
+                **form.patient_fields(),
             )
             messages.success(request, f"{patient}'s details saved.")
             return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=patient.pk)

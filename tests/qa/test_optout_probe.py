@@ -42,6 +42,7 @@ from django.test import Client
 from django.urls import reverse
 
 from clinic.models import Patient, StaffMembership, StaffRole
+from clinic.record_changes import ChangedBy
 from clinic.services import patient_update
 from reminders import consent
 from reminders.channels import LocmemSmsBackend
@@ -203,21 +204,26 @@ def test_a_stop_with_a_word_or_spaced_punctuation_is_still_a_stop(client, patien
     "body", ["START", "UNSTOP", "YES", "HELP", "Thanks, see you then", "Don't stop", "", "STOPPED"], ids=repr
 )
 def test_other_replies_change_nothing_and_record_nothing(client, patient, frozen, body):
-    """Only the STOP words opt out; HELP, START and chatter neither opt out nor opt in (docs name no reply that
-    switches texts on: that needs the consent tick on the patient's page, docs/portal.md)."""
+    """Only the STOP words opt out; HELP and chatter neither opt out nor opt in, and START or UNSTOP while texts
+    are on change nothing (docs/reminders.md: START undoes the patient's own opt-out only)."""
     assert reply(client, body).status_code == 200
     assert sms_on(patient)
     assert not ContactOptOut.objects.exists() and not ContactOptIn.objects.exists()
 
 
-def test_start_after_stop_does_not_switch_texts_back_on(client, patient, frozen):
-    """docs/portal.md: "SMS back on | only with the consent box ticked": a START reply (which the carrier honours
-    for its own block) is not consent recorded with its wording, so texts stay off and no opt-in is recorded."""
+def test_start_after_stop_switches_texts_back_on_and_yes_does_not(client, patient, frozen):
+    """docs/reminders.md, "Inbound SMS": START or UNSTOP (the replies the provider lifts its own block on) undo the
+    patient's own STOP, recorded as a ContactOptIn via `sms_start` with the reply and its sender; YES does not (it
+    answers many a question). This probe first read docs/portal.md's "only with the consent box ticked" as
+    forbidding it: a patient who replied START got the provider's "you are re-subscribed" and then no texts."""
     assert reply(client, "STOP").status_code == 200
-    for word in ("START", "UNSTOP", "Yes"):
-        assert reply(client, word).status_code == 200
-    assert not sms_on(patient)
-    assert not ContactOptIn.objects.exists()
+    assert reply(client, "Yes").status_code == 200
+    assert not sms_on(patient) and not ContactOptIn.objects.exists()
+    assert reply(client, "start.").status_code == 200
+    assert sms_on(patient)
+    [opt_in] = ContactOptIn.objects.all()
+    assert (opt_in.channel, opt_in.via, opt_in.wording) == ("sms", "sms_start", "start.")
+    assert MOBILE in opt_in.detail
     assert ContactOptOut.objects.count() == 1
 
 
@@ -683,19 +689,21 @@ def test_switching_texts_off_on_the_page_is_recorded_like_a_stop(client, patient
     assert list(ContactOptOut.objects.values_list("channel", "via", "at")) == [("sms", "patient_page", CLOCK)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: after a STOP, staff (desk edit / API PATCH, clinic.services.patient_update) can switch texts "
-    "back on with sms_consent=true and nothing records it: no ContactOptIn (who, when, what wording), unlike "
-    "the patient's page",
-)
 def test_staff_switching_texts_back_on_after_a_stop_is_recorded(client, patient, frozen):
     """domain.md: patients get messages "per their consent"; docs/portal.md records every switch back on as a
     ContactOptIn with its wording. After the patient's own STOP, a re-opt-in by staff should leave a record too."""
     assert reply(client, "STOP").status_code == 200
-    patient_update(patient=reload(patient), today=CLOCK.date(), reminder_channels=["email", "sms"], sms_consent=True)
+    patient_update(
+        patient=reload(patient),
+        today=CLOCK.date(),
+        changed_by=ChangedBy(via="desk", label="reception@qa-optout"),
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
     assert sms_on(patient)
-    assert ContactOptIn.objects.filter(patient=patient, channel="sms").exists()
+    [opt_in] = ContactOptIn.objects.filter(patient=patient, channel="sms")
+    assert (opt_in.via, opt_in.detail) == ("desk", "reception@qa-optout")
+    assert opt_in.wording == consent.sms_consent_wording(reload(patient))
 
 
 # --- More paths that must obey a STOP or an unsubscribe -------------------------------------------------------------
