@@ -33,8 +33,9 @@ _YEAR_LOOKUPS = {"year", "iso_year"}
 class NulRefusedMiddleware:
     """A NUL character in the path, or in a query-string name or value, is a 400 before any view runs.
 
-    Raised as BadRequest, so the site's handler400 answers (api.problems.bad_request). It sits last in
-    MIDDLEWARE, so the refusal carries the headers of every other answer (no-store, CSP).
+    Raised as BadRequest, so the site's handler400 answers (config.errors.bad_request: problem details under /api/,
+    an OperationOutcome under /fhir/). It sits last in MIDDLEWARE, so the refusal carries the headers of every
+    other answer (no-store, CSP).
     """
 
     def __init__(self, get_response) -> None:

@@ -18,8 +18,8 @@ if settings.BENCH_ENDPOINTS:  # the benchmarks' bare-insert baseline (bench/base
     urlpatterns.insert(0, path("bench/", include("bench.urls")))
 
 # Under /fhir/ errors are OperationOutcomes (fhir/handlers.py), under /api/ problem details (api/problems.py);
-# elsewhere Django's own pages. Each handler answers for its own paths and hands the rest down.
-handler400 = "fhir.handlers.bad_request"
-handler403 = "fhir.handlers.permission_denied"
-handler404 = "fhir.handlers.not_found"
-handler500 = "fhir.handlers.server_error"
+# elsewhere Django's own pages. config/errors.py chooses by the path.
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

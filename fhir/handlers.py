@@ -1,6 +1,6 @@
-"""Django's own error handlers (config/urls.py), for what never reaches a FHIR view (a refused Host, an error in
-middleware): under /fhir/ an OperationOutcome in application/fhir+json, never an HTML page; elsewhere the API's
-handlers decide (api.problems: problem details under /api/, Django's pages beyond)."""
+"""Django's own error handlers for the FHIR paths, for what never reaches a FHIR view (a refused Host, an error in
+middleware): an OperationOutcome in application/fhir+json, never an HTML page. config.errors calls them for
+/fhir/ and the API's (or Django's) for every other path."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import json
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 
-from api import problems
 from fhir import mapping
 from fhir.views import FHIR_JSON, issue_type
-
-
-def _is_fhir(request) -> bool:
-    return request.path == "/fhir" or request.path.startswith("/fhir/")
 
 
 def _outcome(status: int, problem: str, diagnostics: str) -> HttpResponse:
@@ -24,26 +19,18 @@ def _outcome(status: int, problem: str, diagnostics: str) -> HttpResponse:
 
 
 def bad_request(request, exception=None):
-    if not _is_fhir(request):
-        return problems.bad_request(request, exception)
     if isinstance(exception, RequestDataTooBig):
         return _outcome(413, "payload_too_large", "The request body is too large.")
     return _outcome(400, "malformed_request", "The request is malformed.")
 
 
 def permission_denied(request, exception=None):
-    if not _is_fhir(request):
-        return problems.permission_denied(request, exception)
     return _outcome(403, "permission_denied", "You do not have permission to do this.")
 
 
 def not_found(request, exception=None):
-    if not _is_fhir(request):
-        return problems.not_found(request, exception)
     return _outcome(404, "not_found", "This server has nothing at this address; its FHIR base is /fhir/r4/.")
 
 
 def server_error(request):
-    if not _is_fhir(request):
-        return problems.server_error(request)
     return _outcome(500, "server_error", "Something went wrong on our side; it has been logged.")

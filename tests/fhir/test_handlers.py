@@ -1,4 +1,5 @@
-"""fhir.handlers: Django's own error handlers answer an OperationOutcome under /fhir/ and hand the rest on."""
+"""config.errors: Django's own error handlers answer an OperationOutcome under /fhir/ (fhir.handlers), problem details
+under /api/, Django's pages elsewhere."""
 
 import json
 
@@ -7,7 +8,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from django.test import RequestFactory
 
-from fhir import handlers
+from config import errors as handlers
 
 FHIR_JSON = "application/fhir+json"
 
