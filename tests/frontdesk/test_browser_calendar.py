@@ -296,8 +296,12 @@ def test_keyboard_only_booking_from_the_calendar(page, live_server, london):  # 
     sign_in(page, live_server, "reception")
     _open_calendar(page, live_server, day)
 
-    # Tab through the page to the empty 09:00 cell of Priya Shah, and open it with Enter.
-    _tab_to(page, f'td[data-practitioner="{shah.pk}"][data-time="09:00"] a')
+    # Tab through the page into the grid (one Tab stop: calendar.js), the arrows to the empty 09:00 cell of
+    # Priya Shah (the second column; the grid starts at 08:00), and open it with Enter.
+    _tab_to(page, "#calendar [tabindex='0']")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("PageDown")  # an hour
+    expect(page.locator(f'td[data-practitioner="{shah.pk}"][data-time="09:00"] a')).to_be_focused()
     page.keyboard.press("Enter")
     dialog = page.locator("#book-dialog")
     expect(dialog).to_be_visible()
