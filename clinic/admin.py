@@ -269,7 +269,8 @@ class PractitionerAdmin(ClinicScopedAdmin):
                 request,
                 f"{practitioner.name} has {len(outside)} booked appointment{'s' if len(outside) != 1 else ''} "
                 f"still to come outside their working hours (the first on {first:%a %d %b %Y, %H:%M}). They stay "
-                "booked until moved or cancelled: see them in the front desk's calendar.",
+                "booked until moved or cancelled: the front desk's Today page lists them under "
+                '"Outside working hours".',
                 level=messages.WARNING,
             )
         if away:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 
 import phonenumbers
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import ExtractIsoWeekDay, TruncDate, TruncTime
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff, WorkingHours
@@ -181,6 +182,25 @@ def in_time_off(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
         practitioner_id=OuterRef("practitioner_id"), start_at__lt=OuterRef("end_at"), end_at__gt=OuterRef("start_at")
     )
     return appointments.annotate(away=Subquery(away.order_by("start_at").values("reason")[:1])).filter(Exists(away))
+
+
+def off_working_hours(appointments: QuerySet[Appointment], tz) -> QuerySet[Appointment]:
+    """Those of `appointments` that no period of their practitioner's weekly hours holds, read in `tz` (their clinic's
+    zone): outside_working_hours in SQL, one statement with the rest of the query, for any number of practitioners.
+    An appointment that ends on another local day than it starts is outside, as there."""
+    held = WorkingHours.objects.filter(
+        practitioner_id=OuterRef("practitioner_id"),
+        weekday=OuterRef("local_weekday"),
+        start_time__lte=OuterRef("local_start"),
+        end_time__gte=OuterRef("local_end"),
+    )
+    return appointments.annotate(
+        local_weekday=ExtractIsoWeekDay("start_at", tzinfo=tz) - 1,  # Weekday: Monday is 0
+        local_start=TruncTime("start_at", tzinfo=tz),
+        local_end=TruncTime("end_at", tzinfo=tz),
+        local_start_day=TruncDate("start_at", tzinfo=tz),
+        local_end_day=TruncDate("end_at", tzinfo=tz),
+    ).filter(~Exists(held) | ~Q(local_start_day=F("local_end_day")))
 
 
 def outside_working_hours(appointments: list[Appointment], hours: list[WorkingHours], tz) -> list[Appointment]:

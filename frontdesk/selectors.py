@@ -27,7 +27,7 @@ from clinic.models import (
     TimeOff,
     WorkingHours,
 )
-from clinic.selectors import appointments_in, clinics_for_user, in_time_off, patients_in
+from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
 from frontdesk.checks import rules_only
 from reminders.content import NextPossible, RenderError, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
@@ -140,6 +140,20 @@ def booked_while_away(*, user, clinic: Clinic, now: datetime) -> list[Appointmen
             appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(
                 status__in=ACTIVE_APPOINTMENT_STATUSES, end_at__gt=now
             )
+        ).order_by("start_at")
+    )
+
+
+def booked_off_hours(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
+    """Bookings still to come that their practitioner's working hours no longer hold (hours changed after the
+    bookings were made): the patient would come when nobody is in. They stay here until they are moved or
+    cancelled, or the hours are changed back. One statement."""
+    return list(
+        off_working_hours(
+            appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(
+                status__in=ACTIVE_APPOINTMENT_STATUSES, end_at__gt=now
+            ),
+            clinic.tz,
         ).order_by("start_at")
     )
 

@@ -27,6 +27,7 @@ def today(request):
             "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
             "attention": selectors.needs_attention(user=request.user, clinic=clinic),
             "away": selectors.booked_while_away(user=request.user, clinic=clinic, now=now),
+            "off_hours": selectors.booked_off_hours(user=request.user, clinic=clinic, now=now),
             "now": now,
             "nav": "today",
         },
