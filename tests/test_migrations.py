@@ -210,3 +210,31 @@ def test_every_clinic_becomes_an_organisation_of_one_and_every_row_is_kept():
     assert not ApiClient.objects.get(pk=client.pk).organisations.exists()
     user_model = get_user_model()
     assert user_model.objects.filter(username="desk").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gap_stored_longer_than_ten_years_is_shortened_not_a_failed_migration(capsys):
+    """scheduler 0008 adds the ten-year check constraint: a rule saved longer before it (which no booking could be
+    checked against: the engine's arithmetic overflowed) is shortened to ten years and named, the rest kept."""
+    from scheduler.models import IntervalRule
+
+    old = _migrate([("scheduler", "0007_repeat_defaults")])
+    procedure = old.get_model("clinic", "ProcedureType").objects.create(
+        code="gap-test", name="Gap test", duration_minutes=30
+    )
+    OldRule = old.get_model("scheduler", "IntervalRule")
+    common = {"earlier_procedure": procedure, "later_procedure": procedure, "source": "test"}
+    long_ = OldRule.objects.create(gap_value=150, gap_unit="months", **common)
+    days = OldRule.objects.create(gap_value=4000, gap_unit="days", **common)
+    kept = OldRule.objects.create(gap_value=120, gap_unit="months", **common)
+    capsys.readouterr()
+
+    _migrate(_leaves())
+
+    assert IntervalRule.objects.get(pk=long_.pk).gap_value == 120
+    assert IntervalRule.objects.get(pk=days.pk).gap_value == 3652
+    assert IntervalRule.objects.get(pk=kept.pk).gap_value == 120
+    said = capsys.readouterr().out
+    assert f"Interval rule {long_.pk} (150 months) shortened to 120 months" in said
+    assert f"Interval rule {days.pk} (4000 days) shortened to 3652 days" in said
+    assert f"Interval rule {kept.pk} " not in said

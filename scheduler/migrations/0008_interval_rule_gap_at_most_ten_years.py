@@ -1,5 +1,7 @@
 """An interval rule's gap is at most ten years in its unit, whatever path writes it (scheduler.rules.MAX_GAP_VALUE):
 a longer one overflowed the engine's calendar arithmetic in the re-check and in every booking it applied to.
+A gap stored longer than that is first shortened to ten years (such a rule could not be checked at all: every
+booking it applied to failed), and each one shortened is named on the output, so migrating never stops on it.
 
 On SQLite a new check constraint rebuilds the table, which drops its configuration-version triggers (reminders
 0005): they are made again afterwards, as reminders 0008 does for the templates' table."""
@@ -10,6 +12,20 @@ from django.db import migrations, models
 
 TRIGGERS = import_module("reminders.migrations.0005_config_version_triggers")
 TABLE = "scheduler_intervalrule"
+
+
+# Ten years in each unit, as the constraint below (scheduler.rules.MAX_GAP_VALUE when this was written).
+TEN_YEARS = {"hours": 87648, "days": 3652, "weeks": 521, "months": 120}
+
+
+def gaps_shortened(apps, schema_editor):
+    IntervalRule = apps.get_model("scheduler", "IntervalRule")
+    for unit, most in TEN_YEARS.items():
+        for rule in IntervalRule.objects.filter(gap_unit=unit, gap_value__gt=most).order_by("pk"):
+            print(
+                f"\n  Interval rule {rule.pk} ({rule.gap_value} {unit}) shortened to {most} {unit}: ten years at most."
+            )
+            IntervalRule.objects.filter(pk=rule.pk).update(gap_value=most)
 
 
 def triggers_again(apps, schema_editor):
@@ -31,6 +47,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(gaps_shortened, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name="intervalrule",
             constraint=models.CheckConstraint(
