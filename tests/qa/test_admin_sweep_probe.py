@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -66,26 +66,15 @@ from scheduler.booking import Actor, appointment_book
 from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import NEW_YORK, NOW, fresh, ldn
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday 09:00 London (GMT)
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 PASSWORD = "qa-admin-sweep-pw-4417"
 RECEPTION = Actor("reception@qa-admin")
 REGISTRY = sorted(admin.site._registry, key=lambda m: m._meta.label)
 B_MARK = "Zorgon"  # every row of organisation B says it
 WEST_MARK = "Westbrook"  # every row only the West site holds says it
-
-
-def ldn(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def fresh(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 def label(model) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -21,22 +20,10 @@ from clinic.merging import MergeConflict, patient_merge
 from clinic.models import Appointment, AppointmentStatus, AuditEvent, MedicationCourse, Patient
 from clinic.services import IntakeLine, conditions_replace, procedure_record_add
 from scheduler import rulebooks
-from scheduler.booking import Actor, UnableToBook, appointment_book, appointment_cancel, appointment_clear
+from scheduler.booking import UnableToBook, appointment_book, appointment_cancel, appointment_clear
 from scheduler.models import ContraindicationRule, IntervalRule, RuleBookVersion
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
-
-LONDON = ZoneInfo("Europe/London")
-RECEPTION = Actor("reception@qa")
-CLINICIAN = Actor("clinician@qa", clinical=True)
-
-
-def local(y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def fresh(obj):
-    obj.refresh_from_db()
-    return obj
+from tests.qa.helpers import CLINICIAN, LONDON, RECEPTION, fresh, ldn
 
 
 def book(patient, code, when, now, **kwargs):
@@ -91,12 +78,12 @@ def test_a_tightened_default_flags_organisations_using_it_and_spares_one_that_ov
     settings.CELERY_BROKER_URL = ""
     (clinic_a, a), (clinic_b, b) = two_orgs
     for patient in (a, b):
-        procedure_record_add(patient=patient, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
+        procedure_record_add(patient=patient, procedure_code="botox", performed_at=ldn(2026, 3, 1), now=now)
     # A overrides botox-then-microneedling with its own 2 weeks (its protocol), B uses the default.
     with time_machine.travel(now, tick=False), django_capture_on_commit_callbacks(execute=True):
         override("botox-then-microneedling", a.organisation_id, org_user, now)
-    mn_a = book(a, "microneedling", local(2026, 3, 20), now)
-    mn_b = book(b, "microneedling", local(2026, 3, 20), now)
+    mn_a = book(a, "microneedling", ldn(2026, 3, 20), now)
+    mn_b = book(b, "microneedling", ldn(2026, 3, 20), now)
     assert (mn_a.status, mn_b.status) == ("confirmed", "confirmed")
 
     superuser = get_user_model().objects.create_superuser("qa-root", password="pw-for-tests")
@@ -121,8 +108,8 @@ def test_an_organisations_new_absolute_contraindication_flags_only_its_patients(
     (_, a), (_, b) = two_orgs
     for patient in (a, b):
         conditions_replace(patient=patient, lines=[IntakeLine("diabetes", "active")], now=now)
-    mn_a = book(a, "plasma_pen", local(2026, 3, 20), now)
-    mn_b = book(b, "plasma_pen", local(2026, 3, 20), now)
+    mn_a = book(a, "plasma_pen", ldn(2026, 3, 20), now)
+    mn_b = book(b, "plasma_pen", ldn(2026, 3, 20), now)
     before = {fresh(mn_a).status, fresh(mn_b).status}
 
     rule = ContraindicationRule(
@@ -149,8 +136,8 @@ def test_relaxing_the_rule_again_releases_the_flagged_booking_and_versions_count
     and 'every decision records the version it used'."""
     settings.CELERY_BROKER_URL = ""
     (_, a), _ = two_orgs
-    procedure_record_add(patient=a, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
-    mn = book(a, "microneedling", local(2026, 3, 20), now)
+    procedure_record_add(patient=a, procedure_code="botox", performed_at=ldn(2026, 3, 1), now=now)
+    mn = book(a, "microneedling", ldn(2026, 3, 20), now)
     assert AuditEvent.objects.get(appointment=mn, action="booked").details["rulebook_version"] == "d1.o1"
 
     with time_machine.travel(now, tick=False), django_capture_on_commit_callbacks(execute=True):
@@ -181,8 +168,8 @@ def test_moving_a_rule_to_another_procedure_rechecks_the_bookings_it_used_to_cov
     checked again'; contract: needs_review is left when '... re-checked and goes back to confirmed'."""
     settings.CELERY_BROKER_URL = ""
     (_, a), _ = two_orgs
-    procedure_record_add(patient=a, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
-    mn = book(a, "microneedling", local(2026, 3, 21), now)  # 20 days after: fine under the default 2 weeks
+    procedure_record_add(patient=a, procedure_code="botox", performed_at=ldn(2026, 3, 1), now=now)
+    mn = book(a, "microneedling", ldn(2026, 3, 21), now)  # 20 days after: fine under the default 2 weeks
     # An added rule saved with the wrong procedure first (microneedling instead of plasma pen).
     own = IntervalRule(
         organisation_id=a.organisation_id,
@@ -212,7 +199,7 @@ def test_clearance_then_the_rule_turns_absolute_then_back(
     settings.CELERY_BROKER_URL = ""
     (_, a), _ = two_orgs
     conditions_replace(patient=a, lines=[IntakeLine("eczema", "history")], now=now)
-    mn = book(a, "microneedling", local(2026, 3, 20), now)
+    mn = book(a, "microneedling", ldn(2026, 3, 20), now)
     assert mn.status == AppointmentStatus.PENDING_CLEARANCE
     appointment_clear(appointment=mn, actor=CLINICIAN, now=now, reason="Settled for years")
     default = ContraindicationRule.objects.get(
@@ -255,7 +242,7 @@ def test_a_rule_change_racing_a_booking_never_leaves_it_confirmed_and_unsafe(rac
     settings.CELERY_BROKER_URL = ""
     now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     patient = PatientFactory(clinic=race_clinic, email="race@example.com")
-    procedure_record_add(patient=patient, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
+    procedure_record_add(patient=patient, procedure_code="botox", performed_at=ldn(2026, 3, 1), now=now)
     user = get_user_model().objects.create_user("qa-race-admin", password="pw-for-tests")
     checked, go = threading.Event(), threading.Event()
     real_check = booking_module._check
@@ -272,7 +259,7 @@ def test_a_rule_change_racing_a_booking_never_leaves_it_confirmed_and_unsafe(rac
 
     def do_book():
         try:
-            outcome["booking"] = book(patient, "microneedling", local(2026, 3, 20), now)
+            outcome["booking"] = book(patient, "microneedling", ldn(2026, 3, 20), now)
         except Exception as exc:  # noqa: BLE001 - a refusal is an acceptable end
             outcome["booking"] = exc
         finally:
@@ -310,7 +297,7 @@ def test_an_isotretinoin_course_entered_late_in_the_admin_flags_the_booking(two_
     """Brief 6: 'Whenever a patient's record changes (a reported procedure, a medication course, the intake ...)
     every future active appointment ... is checked again.' The admin edits the same record (docs/organisations.md)."""
     (clinic, patient), _ = two_orgs
-    mn = book(patient, "microneedling", local(2026, 3, 20), now)
+    mn = book(patient, "microneedling", ldn(2026, 3, 20), now)
     url = reverse("admin:clinic_patient_change", args=[patient.pk])
     data = {
         "clinic": str(clinic.pk),
@@ -391,10 +378,10 @@ def test_a_needs_review_booking_overlapping_the_survivors_is_a_merge_conflict(me
     """docs/organisations.md: 'Two active appointments at the same time are a conflict too (cancel or move one
     first)'; clinic/models.py: needs_review 'Holds its slot'."""
     _, dr_a, dr_b, survivor, duplicate = merge_pair
-    flagged = book(duplicate, "microneedling", local(2026, 3, 10), now, practitioner_id=dr_a.pk)
-    procedure_record_add(patient=duplicate, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
+    flagged = book(duplicate, "microneedling", ldn(2026, 3, 10), now, practitioner_id=dr_a.pk)
+    procedure_record_add(patient=duplicate, procedure_code="botox", performed_at=ldn(2026, 3, 1), now=now)
     assert fresh(flagged).status == AppointmentStatus.NEEDS_REVIEW
-    other = book(survivor, "filler", local(2026, 3, 10), now, practitioner_id=dr_b.pk)
+    other = book(survivor, "filler", ldn(2026, 3, 10), now, practitioner_id=dr_b.pk)
 
     with pytest.raises(MergeConflict) as refused:
         patient_merge(merged=duplicate, into=survivor, now=now, actor_label="dr@qa", clinical=True)
@@ -413,9 +400,9 @@ def test_a_merge_loses_nothing_duplicates_nothing_and_rechecks_from_the_merged_h
     medication_course_add(
         patient=duplicate, drug_code="isotretinoin", started_on=date(2025, 9, 1), ended_on=date(2026, 2, 1), now=now
     )
-    mn = book(survivor, "microneedling", local(2026, 3, 20), now, practitioner_id=dr_a.pk)
-    botox = book(duplicate, "botox", local(2026, 4, 20), now, practitioner_id=dr_b.pk)
-    cancelled = book(duplicate, "filler", local(2026, 5, 20), now, practitioner_id=dr_b.pk)
+    mn = book(survivor, "microneedling", ldn(2026, 3, 20), now, practitioner_id=dr_a.pk)
+    botox = book(duplicate, "botox", ldn(2026, 4, 20), now, practitioner_id=dr_b.pk)
+    cancelled = book(duplicate, "filler", ldn(2026, 5, 20), now, practitioner_id=dr_b.pk)
     appointment_cancel(appointment=cancelled, actor=RECEPTION, now=now, reason="QA")
     audits_before = AuditEvent.objects.count()
     ids_before = set(Appointment.objects.values_list("pk", flat=True))
@@ -455,12 +442,12 @@ def test_replanning_a_later_session_keeps_the_minimum_gap_after_the_session_befo
     clinic, patient = plan_setup
     template = PlanTemplate.objects.get(code="microneedling-course", organisation__isnull=True)
     plan = plan_book(
-        patient=patient, clinic=clinic, template=template, start_at=local(2026, 3, 9, 0), actor=RECEPTION, now=now
+        patient=patient, clinic=clinic, template=template, start_at=ldn(2026, 3, 9, 0), actor=RECEPTION, now=now
     )
     sessions = list(plan.sessions.select_related("appointment").order_by("index"))
     first_day = sessions[0].appointment.start_at.astimezone(LONDON).date()
 
-    plan_replan(plan=plan, from_index=2, start_at=local(2026, 3, 11, 9), actor=RECEPTION, now=now)
+    plan_replan(plan=plan, from_index=2, start_at=ldn(2026, 3, 11, 9), actor=RECEPTION, now=now)
     moved = [fresh(s.appointment) for s in plan.sessions.select_related("appointment").order_by("index")]
     second_day = moved[1].start_at.astimezone(LONDON).date()
     assert first_day + timedelta(weeks=4) <= second_day <= first_day + timedelta(weeks=6), (first_day, second_day)
@@ -475,9 +462,9 @@ def test_replanning_a_session_whose_window_has_passed_goes_from_the_start(plan_s
     clinic, patient = plan_setup
     template = PlanTemplate.objects.get(code="microneedling-course", organisation__isnull=True)
     plan = plan_book(
-        patient=patient, clinic=clinic, template=template, start_at=local(2026, 3, 9, 0), actor=RECEPTION, now=now
+        patient=patient, clinic=clinic, template=template, start_at=ldn(2026, 3, 9, 0), actor=RECEPTION, now=now
     )
-    proposal = plan_replan_propose(plan=plan, from_index=2, start_at=local(2026, 6, 1, 0))
+    proposal = plan_replan_propose(plan=plan, from_index=2, start_at=ldn(2026, 6, 1, 0))
     assert proposal.plan.feasible, proposal.plan.obstacle
     assert proposal.plan.sessions[0].start_at.astimezone(LONDON).date() >= date(2026, 6, 1)
 
@@ -486,8 +473,8 @@ def test_a_needs_review_flag_does_not_survive_on_a_cancelled_appointment(merge_p
     """Contract: needs_review 'leaves needs_review only by being rescheduled, cancelled ...'; a later record
     change must not touch a cancelled appointment."""
     _, dr_a, _, survivor, _ = merge_pair
-    mn = book(survivor, "microneedling", local(2026, 3, 10), now, practitioner_id=dr_a.pk)
-    procedure_record_add(patient=survivor, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
+    mn = book(survivor, "microneedling", ldn(2026, 3, 10), now, practitioner_id=dr_a.pk)
+    procedure_record_add(patient=survivor, procedure_code="botox", performed_at=ldn(2026, 3, 1), now=now)
     assert fresh(mn).status == AppointmentStatus.NEEDS_REVIEW
     appointment_cancel(appointment=fresh(mn), actor=RECEPTION, now=now, reason="QA")
     conditions_replace(patient=survivor, lines=[IntakeLine("pregnancy", "active")], now=now)

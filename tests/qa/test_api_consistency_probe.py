@@ -25,23 +25,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.db import transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from tests.api.conftest import NOW, http, new_api_client, problem_of
+from tests.api.conftest import _clock, http, new_api_client, problem_of  # noqa: F401 (_clock: autouse fixture)
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import API, LONDON, NEW_YORK, NOW, post
 
 pytestmark = pytest.mark.django_db
 
-API = "/api/v1"
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 ZONES = {"london": LONDON, "newyork": NEW_YORK}
 CODES = ["botox", "filler", "microneedling", "plasma_pen"]
 DURATION = {"botox": 30, "filler": 45, "microneedling": 60, "plasma_pen": 60}
@@ -96,13 +92,7 @@ PROPERTY = settings(
 )
 
 
-# --- Fixtures (small copies of tests/api/conftest.py) ----------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
+# --- Fixtures (the API world is tests/api/conftest.py's, via tests/qa/conftest.py) ------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -112,34 +102,9 @@ def _no_throttle(settings):
 
 
 @pytest.fixture
-def clinic(catalogue):
-    return ClinicFactory(code="london", name="London Clinic", timezone="Europe/London")
-
-
-@pytest.fixture
-def other_clinic(catalogue):
-    return ClinicFactory(code="newyork", name="New York Clinic", timezone="America/New_York")
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Ada")
-
-
-@pytest.fixture
 def second_practitioner(clinic):
     """Botox and filler only, so a booking with no practitioner named has a choice to make for those."""
     return PractitionerFactory(clinic=clinic, name="Dr Bo", procedures=["botox", "filler"])
-
-
-@pytest.fixture
-def other_practitioner(other_clinic):
-    return PractitionerFactory(clinic=other_clinic, name="Dr Elsewhere")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee")
 
 
 @pytest.fixture
@@ -153,14 +118,6 @@ def ny_api(other_clinic):
 
 
 @pytest.fixture
-def care_texts(catalogue):
-    """The shipped care texts, so bookings plan their reminders."""
-    from reminders.defaults import care_texts_load
-
-    care_texts_load()
-
-
-@pytest.fixture
 def worlds(clinic, other_clinic, practitioner, other_practitioner, api, ny_api):
     """Each zone's clinic, its practitioner and a platform's client granted it."""
     return {
@@ -170,11 +127,6 @@ def worlds(clinic, other_clinic, practitioner, other_practitioner, api, ny_api):
 
 
 # --- Helpers -----------------------------------------------------------------------------------------------------
-
-
-def post(client, path, body, key=None):
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-    return client.post(f"{API}{path}", body, format="json", **headers)
 
 
 def iso(moment: datetime) -> str:
@@ -1274,11 +1226,6 @@ def test_a_mistake_gets_the_same_400_from_eligibility_booking_and_availability(
 
 
 # === 8. A move's dry run says what the move does =================================================================
-
-
-@pytest.fixture
-def clinical_api(clinic):
-    return http(new_api_client(clinic, name="clinical-platform", clinical=True)[1])
 
 
 @PROPERTY

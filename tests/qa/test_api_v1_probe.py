@@ -14,23 +14,15 @@ import uuid
 
 import jsonschema
 import pytest
-import time_machine
 
 from clinic.models import ApiClient, Appointment, AppointmentStatus, MedicationCourse, Patient, ProcedureRecord
 from plans.defaults import plan_templates_load
 from plans.models import PlanTemplate, TreatmentPlan
-from tests.api.conftest import NOW, http, new_api_client, problem_of
+from tests.api.conftest import _clock, http, new_api_client, problem_of  # noqa: F401 (_clock: autouse fixture)
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
+from tests.qa.helpers import API, post
 
 pytestmark = pytest.mark.django_db
-
-API = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
 
 
 @pytest.fixture
@@ -51,11 +43,6 @@ def newyork(catalogue):
 @pytest.fixture
 def ada(london):
     return PractitionerFactory(clinic=london, name="Dr Ada")
-
-
-@pytest.fixture
-def dr_west(west):
-    return PractitionerFactory(clinic=west, name="Dr West")
 
 
 @pytest.fixture
@@ -96,11 +83,6 @@ def west_api(west):
 @pytest.fixture
 def ny_api(newyork):
     return http(new_api_client(newyork, name="platform-ny", clinical=True)[1])
-
-
-def post(client, path, body, key=None):
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-    return client.post(f"{API}{path}", body, format="json", **headers)
 
 
 def check(client, patient, procedure, start, **extra):

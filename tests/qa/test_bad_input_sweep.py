@@ -15,12 +15,11 @@ import json
 import uuid
 
 import pytest
-import time_machine
 from django.test import Client
 
 from clinic.models import Appointment, Patient, StaffRole
 from plans.defaults import plan_templates_load
-from tests.api.conftest import NOW, http, new_api_client
+from tests.api.conftest import _clock, http, new_api_client  # noqa: F401 (_clock: autouse fixture)
 from tests.frontdesk.conftest import at_london, make_staff, url
 
 pytestmark = pytest.mark.django_db
@@ -28,27 +27,7 @@ pytestmark = pytest.mark.django_db
 APPOINTMENT_START = "2026-03-03T10:00:00+00:00"
 
 
-# --- Fixtures (small copies of tests/api/conftest.py and tests/frontdesk/conftest.py) ---------------------
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
-
-
-@pytest.fixture
-def clinic(catalogue):
-    from tests.factories import ClinicFactory
-
-    return ClinicFactory(code="london", name="London Clinic", timezone="Europe/London")
-
-
-@pytest.fixture
-def practitioner(clinic):
-    from tests.factories import PractitionerFactory
-
-    return PractitionerFactory(clinic=clinic, name="Dr Ada")
+# --- Fixtures (the rest of the API world is tests/api/conftest.py's, via tests/qa/conftest.py) -------------
 
 
 @pytest.fixture
@@ -56,16 +35,6 @@ def patient(clinic):
     from tests.factories import PatientFactory
 
     return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee", phone="+447911123101")
-
-
-@pytest.fixture
-def api(clinic):
-    return http(new_api_client(clinic)[1])
-
-
-@pytest.fixture
-def clinical_api(clinic):
-    return http(new_api_client(clinic, name="clinical-platform", clinical=True)[1])
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from itertools import combinations
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -78,13 +77,12 @@ from scheduler.lifecycle import EVENT_FOR_ACTION
 from scheduler.models import IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import LONDON, NOW, fresh
 from tests.races import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-LONDON = ZoneInfo("Europe/London")
 API = "/api/v1"
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday, the suite's clock (London is on GMT)
 ROUNDS = 5
 RECEPTION = Actor("reception@qa-race")
 CLINICIAN = Actor("clinician@qa-race", clinical=True)
@@ -92,11 +90,6 @@ CLINICIAN = Actor("clinician@qa-race", clinical=True)
 
 def local(m, d, hh=10, mm=0):
     return datetime(2026, m, d, hh, mm, tzinfo=LONDON)
-
-
-def fresh(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 def book(patient, code, when, *, now=NOW, **kwargs):

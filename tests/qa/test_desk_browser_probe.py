@@ -248,9 +248,14 @@ def test_keyboard_only_a_refused_booking_from_the_calendar_is_taken_at_the_earli
     page.keyboard.press("Enter")
     assert has_focus(page, "main")
 
-    # Tab to Dr Hart's empty 12:00 cell; the focus is visible at every stop on the way.
+    # Tab into the grid (one Tab stop: calendar.js), then down to Dr Hart's empty 12:00 cell (the grid starts at
+    # 08:00, Page Down is an hour); the focus is visible at every stop on the way.
     cell = f'td[data-practitioner="{hart.pk}"][data-time="12:00"] a.cal-free'
-    assert tab_to(page, cell) == []
+    assert tab_to(page, "#calendar [tabindex='0']") == []
+    for _ in range(4):
+        page.keyboard.press("PageDown")
+        assert unseen_focus(focused(page)) is None
+    assert has_focus(page, cell)
     page.keyboard.press("Enter")
     dialog = page.locator("#book-dialog")
     expect(dialog).to_be_visible()
@@ -434,7 +439,14 @@ def test_receptionist_checks_in_moves_and_cancels_with_the_keyboard(page, live_s
     page.goto(f"{live_server.url}/clinic/london/calendar/?date={day}")
     move = page.locator(f'[data-appointment="{botox.pk}"] a.cal-appt__move')
     expect(move).to_have_attribute("aria-label", "Move Olivia Bennett's 10:00 appointment")
-    assert tab_to(page, f'[data-appointment="{botox.pk}"] a.cal-appt__move') == []
+    # The grid is one Tab stop (calendar.js): Page Down twice to the 10:00 card (the grid starts at 08:00), F2 into it.
+    assert tab_to(page, "#calendar [tabindex='0']") == []
+    page.keyboard.press("PageDown")
+    page.keyboard.press("PageDown")
+    assert has_focus(page, f'[data-appointment="{botox.pk}"] a.cal-appt__link')
+    page.keyboard.press("F2")
+    assert has_focus(page, f'[data-appointment="{botox.pk}"] a.cal-appt__move')
+    assert unseen_focus(focused(page)) is None
     page.keyboard.press("Enter")
     page.wait_for_load_state()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Move Botulinum toxin injection")

@@ -23,22 +23,17 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 import time_machine
-from fhir.resources.R4B.appointment import Appointment as FhirAppointment
 from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.operationoutcome import OperationOutcome
-from fhir.resources.R4B.schedule import Schedule as FhirSchedule
-from fhir.resources.R4B.slot import Slot as FhirSlot
 
 from clinic.models import Appointment, AppointmentStatus, TimeOff, WorkingHours
 from scheduler.booking import appointment_check_in
 from scheduler.lifecycle import Actor
-from tests.api.conftest import NOW, http, new_api_client
+from tests.api.conftest import _clock, http, new_api_client  # noqa: F401 (_clock: autouse fixture)
 from tests.factories import ClinicFactory, PatientConditionFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import FHIR_JSON, api_book, fhir_ids, fhir_json, fhir_outcome, fhir_search
 
 pytestmark = pytest.mark.django_db
 
-FHIR_JSON = "application/fhir+json"
-MODELS = {"Slot": FhirSlot, "Schedule": FhirSchedule, "Appointment": FhirAppointment}
 R4_APPOINTMENT_STATUSES = (
     "proposed",
     "pending",
@@ -54,43 +49,13 @@ R4_APPOINTMENT_STATUSES = (
 
 
 # --- the world: organisation A (London and its sister site West), organisation B (New York) ----------------------
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
-
-
-@pytest.fixture
-def clinic(catalogue):
-    return ClinicFactory(code="london", name="London Clinic", timezone="Europe/London")
-
-
-@pytest.fixture
-def west(clinic):
-    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
+# London (`clinic`), West, Dr Ada, Pat Lee and the London platform (`api`) are tests/api/conftest.py's, through
+# tests/qa/conftest.py.
 
 
 @pytest.fixture
 def newyork(catalogue):
     return ClinicFactory(code="newyork", name="New York Clinic", timezone="America/New_York")
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Ada")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee")
-
-
-@pytest.fixture
-def api(clinic):
-    """A booking platform granted the London clinic only."""
-    return http(new_api_client(clinic)[1])
 
 
 @pytest.fixture
@@ -100,46 +65,6 @@ def clinical_api(clinic, west):
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
-
-
-def book(client, patient, start, procedure="botox", expect=201, **extra) -> dict:
-    response = client.post(
-        "/api/v1/appointments/",
-        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
-        format="json",
-    )
-    assert response.status_code == expect, response.content
-    return response.json()
-
-
-def fhir_json(response, status: int = 200) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:400])
-    assert response["Content-Type"].startswith(FHIR_JSON), response["Content-Type"]
-    return json.loads(response.content)
-
-
-def search(client, path: str, **headers) -> tuple[dict, list[dict]]:
-    """A searchset Bundle, validated with fhir.resources (the Bundle and every resource in it)."""
-    body = fhir_json(client.get(path, **headers))
-    Bundle.model_validate(body)
-    assert body["resourceType"] == "Bundle" and body["type"] == "searchset"
-    resources = [entry["resource"] for entry in body.get("entry", [])]
-    for resource in resources:
-        MODELS[resource["resourceType"]].model_validate(resource)
-    return body, resources
-
-
-def ids(client, path: str) -> list[str]:
-    return [r["id"] for r in search(client, path)[1]]
-
-
-def outcome(response, status: int) -> dict:
-    """An OperationOutcome answer with `status`: FHIR JSON, never HTML; its one issue."""
-    body = fhir_json(response, status)
-    OperationOutcome.model_validate(body)
-    [issue] = body["issue"]
-    assert issue["severity"] == "error" and issue["diagnostics"], issue
-    return issue
 
 
 def empties(value, where="$") -> list[str]:
@@ -200,17 +125,17 @@ def test_a_405_allow_header_names_only_the_methods_that_work(api, practitioner):
     for method in ("post", "put", "patch", "delete"):
         for path in (f"/fhir/r4/Schedule/{practitioner.pk}", "/fhir/r4/Appointment", "/fhir/r4/metadata"):
             response = getattr(api, method)(path, {}, format="json")
-            outcome(response, 405)
+            fhir_outcome(response, 405)
             allowed = [m.strip() for m in response["Allow"].split(",")]
             assert allowed == ["GET", "HEAD"], (method, path, response["Allow"])
     response = api.get("/fhir/r4/Appointment/_search")  # the search-by-POST address serves POST alone
-    assert outcome(response, 405) and response["Allow"] == "POST"
+    assert fhir_outcome(response, 405) and response["Allow"] == "POST"
 
 
 def test_head_answers_as_get_does_without_a_body(api, patient, practitioner, newyork):
     """docs/fhir.md: reads and searches are GET; HEAD is GET without the body (RFC 9110 9.3.2): same status, same
     FHIR content type, including the 401 and a 404 for what is not yours."""
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     elsewhere = PractitionerFactory(clinic=newyork)
     for path, status in [
         (f"/fhir/r4/Appointment/{made}", 200),
@@ -234,7 +159,7 @@ def test_other_methods_and_post_search_are_operation_outcomes(api, practitioner)
         for path in ("/fhir/r4/metadata", "/fhir/r4/Appointment", f"/fhir/r4/Schedule/{practitioner.pk}"):
             response = api.generic(method, path)
             assert 400 <= response.status_code < 500, (method, path, response.status_code)
-            outcome(response, response.status_code)
+            fhir_outcome(response, response.status_code)
 
 
 def test_a_search_by_post_is_served(api, patient, practitioner):
@@ -242,7 +167,7 @@ def test_a_search_by_post_is_served(api, patient, practitioner):
     search as GET (and keeps patient ids out of addresses and logs). Failed before: a 405 'read-only'; fixed by
     the [type]/_search routes (fhir/urls.py) and fhir.views.FhirSearchView.post, which joins the address's and the
     body's parameters. Its links are GET addresses; a POST to [type] itself stays a 405 (no create)."""
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     response = api.post(
         "/fhir/r4/Appointment/_search",
         f"patient=Patient/{patient.pk}",
@@ -253,7 +178,9 @@ def test_a_search_by_post_is_served(api, patient, practitioner):
     assert [e["resource"]["id"] for e in body["entry"]] == [made]
     assert f"patient=Patient%2F{patient.pk}" in links(body)["self"] and "/_search" not in links(body)["self"]
     assert body["entry"][0]["fullUrl"] == f"http://testserver/fhir/r4/Appointment/{made}"
-    assert outcome(api.post("/fhir/r4/Appointment", "patient=x", content_type="application/x-www-form-urlencoded"), 405)
+    assert fhir_outcome(
+        api.post("/fhir/r4/Appointment", "patient=x", content_type="application/x-www-form-urlencoded"), 405
+    )
 
 
 def test_too_many_search_parameters_are_a_400_not_a_500(api, practitioner):
@@ -261,11 +188,11 @@ def test_too_many_search_parameters_are_a_400_not_a_500(api, practitioner):
     give'. A query of 1001 one-letter parameters (2,001 characters, under the 4,000 a URI may have) is bad input,
     as one unknown parameter is. Failed before: a 500; fixed in fhir.views.exception_handler (TooManyFieldsSent
     and any other SuspiciousOperation are a 400 `invalid`)."""
-    assert outcome(api.get("/fhir/r4/Appointment?a"), 400)["expression"] == ["a"]
+    assert fhir_outcome(api.get("/fhir/r4/Appointment?a"), 400)["expression"] == ["a"]
     query = "&".join(["a"] * 1001)
     assert len(query) < 4000
     assert api.get(f"/api/v1/clinics/?{query}").status_code == 400  # v1's answer to the same query
-    issue = outcome(api.get(f"/fhir/r4/Appointment?{query}"), 400)
+    issue = fhir_outcome(api.get(f"/fhir/r4/Appointment?{query}"), 400)
     assert issue["code"] == "invalid"
 
 
@@ -274,23 +201,23 @@ def test_an_overlong_address_or_header_is_too_long(api, practitioner):
     414 and 431, both `too-long`, on a search and on metadata (which needs no key)."""
     long_query = "_id=" + ",".join([str(uuid.uuid4())] * 140)
     for client, path in [(api, f"/fhir/r4/Appointment?{long_query}"), (http(), f"/fhir/r4/metadata?{long_query}")]:
-        assert outcome(client.get(path), 414)["code"] == "too-long"
+        assert fhir_outcome(client.get(path), 414)["code"] == "too-long"
     for client, path in [(api, "/fhir/r4/Appointment"), (http(), "/fhir/r4/metadata")]:
-        assert outcome(client.get(path, HTTP_X_LONG="y" * 9000), 431)["code"] == "too-long"
+        assert fhir_outcome(client.get(path, HTTP_X_LONG="y" * 9000), 431)["code"] == "too-long"
 
 
 def test_a_refused_host_is_an_operation_outcome(api, practitioner):
     """docs/fhir.md: 'Every error is an OperationOutcome with one issue, never HTML'. Failed before: Django's HTML
     400 page; fixed by fhir.handlers (config/urls.py's handler400/403/404/500: an OperationOutcome under /fhir/)."""
     response = api.get("/fhir/r4/metadata", HTTP_HOST="fhir.attacker.example")
-    assert outcome(response, 400)["code"] == "invalid"
+    assert fhir_outcome(response, 400)["code"] == "invalid"
 
 
 def test_addresses_beside_the_base_are_operation_outcomes(api):
     """A FHIR client with a slightly wrong base URL reads FHIR JSON, not HTML. Failed before: Django's HTML 404
     page; fixed by mounting fhir/urls.py at /fhir/ with a catch-all (fhir.views.UnknownView) beside the base."""
     for path in ("/fhir/metadata", "/fhir/R4/metadata", "/fhir/r4x/metadata", "/fhir/"):
-        outcome(api.get(path), 404)
+        fhir_outcome(api.get(path), 404)
 
 
 def test_format_parameter_never_changes_the_format(api, practitioner):
@@ -298,12 +225,12 @@ def test_format_parameter_never_changes_the_format(api, practitioner):
     `_format` is a common parameter. Any `_format` reads as JSON; DRF's own `format` is not a FHIR parameter (400
     naming it); an empty `_format` is an empty value (400)."""
     for value in ("json", "application/fhir+json", "xml", "application/fhir+xml", "text/turtle", "html"):
-        body, _ = search(api, f"/fhir/r4/Schedule?_format={quote(value)}")
+        body, _ = fhir_search(api, f"/fhir/r4/Schedule?_format={quote(value)}")
         assert body["total"] == 1, value
         read = api.get(f"/fhir/r4/Schedule/{practitioner.pk}?_format={quote(value)}", HTTP_ACCEPT="text/html")
         assert fhir_json(read)["resourceType"] == "Schedule", value
-    assert outcome(api.get("/fhir/r4/Schedule?format=json"), 400)["expression"] == ["format"]
-    assert outcome(api.get("/fhir/r4/Schedule?_format="), 400)["expression"] == ["_format"]
+    assert fhir_outcome(api.get("/fhir/r4/Schedule?format=json"), 400)["expression"] == ["format"]
+    assert fhir_outcome(api.get("/fhir/r4/Schedule?_format="), 400)["expression"] == ["_format"]
 
 
 def test_a_throttled_fhir_caller_is_told_when_to_come_back(api, practitioner, settings):
@@ -311,10 +238,10 @@ def test_a_throttled_fhir_caller_is_told_when_to_come_back(api, practitioner, se
     v1 and FHIR requests of one key share the budget."""
     settings.API_THROTTLE_RATE = "3/min"
     assert api.get("/api/v1/clinics/").status_code == 200
-    search(api, "/fhir/r4/Schedule")
+    fhir_search(api, "/fhir/r4/Schedule")
     fhir_json(api.get(f"/fhir/r4/Schedule/{practitioner.pk}"))
     response = api.get("/fhir/r4/Appointment")
-    issue = outcome(response, 429)
+    issue = fhir_outcome(response, 429)
     assert issue["code"] == "throttled"
     assert 1 <= int(response["Retry-After"]) <= 60
 
@@ -326,10 +253,10 @@ def test_a_read_answers_the_id_it_was_asked_for_or_not_found(api, patient, pract
     """docs/fhir.md: 'GET Appointment/{id} (read)'; R4 http.html read. Ids that are not ours (not the canonical
     lower-case UUID the server hands out) name nothing here: 404. Failed before: a 200 under the canonical id;
     fixed in fhir.search.canonical_id (reads and every id in a search)."""
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     for kind, pk in (("Appointment", made), ("Schedule", str(practitioner.pk))):
         for spelling in (pk.upper(), pk.replace("-", ""), "{" + pk + "}", "urn:uuid:" + pk):
-            outcome(api.get(f"/fhir/r4/{kind}/{quote(spelling)}"), 404)
+            fhir_outcome(api.get(f"/fhir/r4/{kind}/{quote(spelling)}"), 404)
         assert fhir_json(api.get(f"/fhir/r4/{kind}/{pk}"))["id"] == pk
 
 
@@ -340,11 +267,11 @@ def test_another_organisations_or_sites_ids_read_as_unknown_ones(api, patient, p
     that never existed, and the shared patient's search shows only the granted site's appointments."""
     clinical = http(new_api_client(west, name="west platform")[1])
     at_west = PractitionerFactory(clinic=west, name="Dr West")
-    here = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
-    there = book(clinical, patient, "2026-03-04T10:00:00+00:00", practitioner=str(at_west.pk))["id"]
+    here = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    there = api_book(clinical, patient, "2026-03-04T10:00:00+00:00", practitioner=str(at_west.pk))["id"]
     ny_doctor = PractitionerFactory(clinic=newyork)
     ny_patient = PatientFactory(clinic=newyork)
-    far = book(http(new_api_client(newyork)[1]), ny_patient, "2026-03-03T15:00:00+00:00")["id"]
+    far = api_book(http(new_api_client(newyork)[1]), ny_patient, "2026-03-03T15:00:00+00:00")["id"]
 
     def not_found(kind, pk):
         response = api.get(f"/fhir/r4/{kind}/{pk}")
@@ -359,10 +286,10 @@ def test_another_organisations_or_sites_ids_read_as_unknown_ones(api, patient, p
         ("Schedule", ny_doctor.pk),
     ):
         assert not_found(kind, pk) == not_found(kind, never), (kind, pk)
-    assert ids(api, f"/fhir/r4/Appointment?patient=Patient/{patient.pk}") == [here]
-    assert ids(api, f"/fhir/r4/Appointment?actor=Location/{west.pk}") == []
-    assert ids(api, f"/fhir/r4/Slot?schedule=Schedule/{at_west.pk}&start=2026-03-03") == []
-    assert ids(api, f"/fhir/r4/Schedule?actor=Location/{west.pk}") == []
+    assert fhir_ids(api, f"/fhir/r4/Appointment?patient=Patient/{patient.pk}") == [here]
+    assert fhir_ids(api, f"/fhir/r4/Appointment?actor=Location/{west.pk}") == []
+    assert fhir_ids(api, f"/fhir/r4/Slot?schedule=Schedule/{at_west.pk}&start=2026-03-03") == []
+    assert fhir_ids(api, f"/fhir/r4/Schedule?actor=Location/{west.pk}") == []
 
 
 # ============================================ Search parameters ==================================================
@@ -405,7 +332,7 @@ def test_search_values_this_server_does_not_read_are_a_400_naming_them(api, prac
     """docs/fhir.md: 'Dates take the prefixes ge, gt, lt, le, eq'; 'a time without an offset or an empty date range
     is a 400'; '_count is 1 to 200'; 'an unknown search parameter (modifiers ... included) ... is a 400';
     'expression names the search parameter at fault'."""
-    issue = outcome(api.get(path), 400)
+    issue = fhir_outcome(api.get(path), 400)
     assert issue["code"] == "invalid" and issue["expression"] == [parameter], issue
     assert issue["details"]["coding"] == [{"system": "urn:clinic-api:problem", "code": "invalid_search"}]
 
@@ -415,7 +342,7 @@ def test_count_bounds_are_inclusive_and_pages_hold_that_many(api, practitioner):
     per page, 200 all of them, no _count 35 (under 50)."""
     path = "/fhir/r4/Slot?service-type=botox&status=free&start=2026-03-03"
     for count, on_page in (("1", 1), ("200", 35), (None, 35), ("007", 7)):
-        body, slots = search(api, path + (f"&_count={count}" if count else ""))
+        body, slots = fhir_search(api, path + (f"&_count={count}" if count else ""))
         assert (body["total"], len(slots)) == (35, on_page), count
 
 
@@ -424,22 +351,22 @@ def test_count_with_leading_zeros_is_read_as_its_number(api, practitioner):
     before: a 400 (the first six digits were bounded); fixed in fhir.search.count (leading zeros dropped, the
     length of what is left bounded, so no huge int is built)."""
     path = "/fhir/r4/Slot?service-type=botox&status=free&start=2026-03-03&_count="
-    assert len(search(api, path + "005")[1]) == 5
-    assert len(search(api, path + "0000000005")[1]) == 5
-    assert outcome(api.get(path + "0000000201"), 400)["expression"] == ["_count"]
+    assert len(fhir_search(api, path + "005")[1]) == 5
+    assert len(fhir_search(api, path + "0000000005")[1]) == 5
+    assert fhir_outcome(api.get(path + "0000000201"), 400)["expression"] == ["_count"]
 
 
 def test_a_repeated_id_must_match_each_time(api, patient, practitioner, clinic):
     """docs/fhir.md: 'In a token parameter ... a repeated parameter must match each time (AND)'; the
     CapabilityStatement types `_id` as token. No resource has two ids. Failed before: the repeats were joined (OR);
     fixed in fhir.views (each repeat of `_id` is its own filter)."""
-    first = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
-    second = book(api, patient, "2026-03-04T10:00:00+00:00", procedure="filler")["id"]
+    first = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    second = api_book(api, patient, "2026-03-04T10:00:00+00:00", procedure="filler")["id"]
     other = PractitionerFactory(clinic=clinic, name="Dr Bea")
-    assert ids(api, f"/fhir/r4/Appointment?_id={first},{second}") == [first, second]  # alternatives: OR
-    assert ids(api, f"/fhir/r4/Appointment?_id={first}&_id={first}") == [first]
-    assert ids(api, f"/fhir/r4/Appointment?_id={first}&_id={second}") == []
-    assert ids(api, f"/fhir/r4/Schedule?_id={practitioner.pk}&_id={other.pk}") == []
+    assert fhir_ids(api, f"/fhir/r4/Appointment?_id={first},{second}") == [first, second]  # alternatives: OR
+    assert fhir_ids(api, f"/fhir/r4/Appointment?_id={first}&_id={first}") == [first]
+    assert fhir_ids(api, f"/fhir/r4/Appointment?_id={first}&_id={second}") == []
+    assert fhir_ids(api, f"/fhir/r4/Schedule?_id={practitioner.pk}&_id={other.pk}") == []
 
 
 def test_a_repeated_schedule_must_match_each_time(api, practitioner, clinic):
@@ -447,28 +374,28 @@ def test_a_repeated_schedule_must_match_each_time(api, practitioner, clinic):
     two schedules. Failed before: the repeats were joined (OR); fixed in fhir.views.SlotSearchView."""
     other = PractitionerFactory(clinic=clinic, name="Dr Bea")
     both = f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk},Schedule/{other.pk}&start=2026-03-03"
-    assert {s["schedule"]["reference"] for s in search(api, both)[1]} == {
+    assert {s["schedule"]["reference"] for s in fhir_search(api, both)[1]} == {
         f"Schedule/{practitioner.pk}",
         f"Schedule/{other.pk}",
     }
-    assert ids(api, f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk}&schedule=Schedule/{other.pk}") == []
-    alone = ids(api, f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk}&schedule=Schedule/{practitioner.pk}")
+    assert fhir_ids(api, f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk}&schedule=Schedule/{other.pk}") == []
+    alone = fhir_ids(api, f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk}&schedule=Schedule/{practitioner.pk}")
     assert alone and all(slot.startswith(str(practitioner.pk)) for slot in alone)
 
 
 def test_a_token_may_name_its_system(api, patient, practitioner):
     """R4 search token: `[system]|[code]`. docs/fhir.md: the system this server uses (or none, `|code`) reads as
     the code; another system's code matches nothing. Failed before: a 400; fixed in fhir.search._code."""
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     for query in (
         "service-type=urn:clinic-scheduling:procedure|botox",
         "service-type=|botox",
         "status=http://hl7.org/fhir/appointmentstatus|booked",
     ):
-        assert ids(api, f"/fhir/r4/Appointment?{quote(query, safe='=')}") == [made], query
-    assert ids(api, f"/fhir/r4/Schedule?{quote('service-type=urn:clinic-scheduling:procedure|botox', safe='=')}")
-    assert ids(api, f"/fhir/r4/Appointment?{quote('service-type=http://snomed.info/sct|botox', safe='=')}") == []
-    assert outcome(
+        assert fhir_ids(api, f"/fhir/r4/Appointment?{quote(query, safe='=')}") == [made], query
+    assert fhir_ids(api, f"/fhir/r4/Schedule?{quote('service-type=urn:clinic-scheduling:procedure|botox', safe='=')}")
+    assert fhir_ids(api, f"/fhir/r4/Appointment?{quote('service-type=http://snomed.info/sct|botox', safe='=')}") == []
+    assert fhir_outcome(
         api.get("/fhir/r4/Appointment?" + quote("status=http://hl7.org/fhir/appointmentstatus|", safe="=")), 400
     )
 
@@ -476,16 +403,16 @@ def test_a_token_may_name_its_system(api, patient, practitioner):
 def test_a_reference_may_be_the_absolute_url_the_server_gave(api, patient, practitioner):
     """R4 search reference: an absolute URL on the server's own base is the same reference as `Type/id`; one on
     another server matches nothing here. Failed before: a 400; fixed in fhir.search.reference_id (base=)."""
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
-    body, _ = search(api, "/fhir/r4/Schedule")
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    body, _ = fhir_search(api, "/fhir/r4/Schedule")
     full_url = body["entry"][0]["fullUrl"]
     assert full_url.endswith(f"/fhir/r4/Schedule/{practitioner.pk}")
-    slots = ids(api, f"/fhir/r4/Slot?schedule={quote(full_url, safe='')}&start=2026-03-03")
+    slots = fhir_ids(api, f"/fhir/r4/Slot?schedule={quote(full_url, safe='')}&start=2026-03-03")
     assert slots
     practitioner_url = full_url.replace("/Schedule/", "/Practitioner/")
-    assert ids(api, f"/fhir/r4/Appointment?practitioner={quote(practitioner_url, safe='')}") == [made]
+    assert fhir_ids(api, f"/fhir/r4/Appointment?practitioner={quote(practitioner_url, safe='')}") == [made]
     elsewhere = practitioner_url.replace("http://testserver/", "http://other.example/")
-    assert ids(api, f"/fhir/r4/Appointment?practitioner={quote(elsewhere, safe='')}") == []
+    assert fhir_ids(api, f"/fhir/r4/Appointment?practitioner={quote(elsewhere, safe='')}") == []
 
 
 def test_slot_start_prefixes_bound_the_slot_start(api, patient, practitioner):
@@ -493,18 +420,20 @@ def test_slot_start_prefixes_bound_the_slot_start(api, patient, practitioner):
     instant or day named out)'. A Slot is found by its `start`: searching gt an instant never gives a Slot that
     starts at it, and tiling a day into two windows lists each Slot once. Failed before: busy Slots were found by
     overlap; fixed in fhir.slots (busy and free Slots are found by their start, in [start, end) of the window)."""
-    book(api, patient, "2026-03-03T10:00:00+00:00")  # 10:00-10:30
-    after = search(api, "/fhir/r4/Slot?status=busy&start=gt2026-03-03T10:00:00Z&start=lt2026-03-04")[1]
+    api_book(api, patient, "2026-03-03T10:00:00+00:00")  # 10:00-10:30
+    after = fhir_search(api, "/fhir/r4/Slot?status=busy&start=gt2026-03-03T10:00:00Z&start=lt2026-03-04")[1]
     assert all(s["start"] > "2026-03-03T10:00:00+00:00" for s in after), [s["start"] for s in after]
-    first = ids(api, "/fhir/r4/Slot?status=busy&start=ge2026-03-03T00:00:00Z&start=lt2026-03-03T10:15:00Z")
-    second = ids(api, "/fhir/r4/Slot?status=busy&start=ge2026-03-03T10:15:00Z&start=lt2026-03-04T00:00:00Z")
+    first = fhir_ids(api, "/fhir/r4/Slot?status=busy&start=ge2026-03-03T00:00:00Z&start=lt2026-03-03T10:15:00Z")
+    second = fhir_ids(api, "/fhir/r4/Slot?status=busy&start=ge2026-03-03T10:15:00Z&start=lt2026-03-04T00:00:00Z")
     assert len(first) == 1 and not set(first) & set(second), (first, second)
     free = "/fhir/r4/Slot?status=free&service-type=botox&start=ge2026-03-03T00:00:00Z&start="
-    morning, day = ids(api, free + "lt2026-03-03T10:40:00Z"), ids(api, free + "lt2026-03-04T00:00:00Z")
-    later = ids(api, "/fhir/r4/Slot?status=free&service-type=botox&start=ge2026-03-03T10:40:00Z&start=lt2026-03-04")
+    morning, day = fhir_ids(api, free + "lt2026-03-03T10:40:00Z"), fhir_ids(api, free + "lt2026-03-04T00:00:00Z")
+    later = fhir_ids(
+        api, "/fhir/r4/Slot?status=free&service-type=botox&start=ge2026-03-03T10:40:00Z&start=lt2026-03-04"
+    )
     assert morning and later and set(morning) | set(later) == set(day) and not set(morning) & set(later)
     between = "start=gt2026-03-03T10:30:00Z&start=lt2026-03-03T10:45:00Z"  # no grid point strictly inside
-    assert ids(api, f"/fhir/r4/Slot?status=free&service-type=botox&{between}") == []
+    assert fhir_ids(api, f"/fhir/r4/Slot?status=free&service-type=botox&{between}") == []
 
 
 def test_slot_ids_are_unique_in_a_bundle_when_time_off_is_entered_twice(api, practitioner):
@@ -518,7 +447,7 @@ def test_slot_ids_are_unique_in_a_bundle_when_time_off_is_entered_twice(api, pra
             end_at=datetime(2026, 3, 3, 14, tzinfo=UTC),
             reason=reason,
         )
-    body, slots = search(api, "/fhir/r4/Slot?status=busy-unavailable&start=2026-03-03")
+    body, slots = fhir_search(api, "/fhir/r4/Slot?status=busy-unavailable&start=2026-03-03")
     assert slots and all(s["start"] == "2026-03-03T12:00:00+00:00" for s in slots)
     full_urls = [e["fullUrl"] for e in body["entry"]]
     assert len(full_urls) == len(set(full_urls)) == 1, full_urls
@@ -530,13 +459,13 @@ def test_slot_ids_follow_the_documented_pattern(api, patient, practitioner):
     (clients hold them) and docs/fhir.md now says how the cut shortens busy-tentative and busy-unavailable."""
     held = PatientFactory(clinic=practitioner.clinic)
     PatientConditionFactory(patient=held, condition_id="eczema", status="history")
-    book(api, held, "2026-03-03T10:00:00+00:00", procedure="microneedling")
+    api_book(api, held, "2026-03-03T10:00:00+00:00", procedure="microneedling")
     TimeOff.objects.create(
         practitioner=practitioner,
         start_at=datetime(2026, 3, 3, 12, tzinfo=UTC),
         end_at=datetime(2026, 3, 3, 14, tzinfo=UTC),
     )
-    _, slots = search(api, "/fhir/r4/Slot?start=2026-03-03")
+    _, slots = fhir_search(api, "/fhir/r4/Slot?start=2026-03-03")
     assert {s["status"] for s in slots} == {"free", "busy-tentative", "busy-unavailable"}
     for slot in slots:
         minutes = (datetime.fromisoformat(slot["end"]) - datetime.fromisoformat(slot["start"])).seconds // 60
@@ -557,17 +486,17 @@ def test_new_york_fall_back_night_searches_by_the_instant(catalogue, newyork):
     doctor = worker(newyork, "Dr Night", {6: (time(0), time(6))})
     client = http(new_api_client(newyork)[1])
     first_patient, second_patient = PatientFactory(clinic=newyork), PatientFactory(clinic=newyork)
-    early = book(client, first_patient, "2026-11-01T01:30:00-04:00")["id"]
-    late = book(client, second_patient, "2026-11-01T01:30:00-05:00")["id"]
-    read = {r["id"]: r for r in search(client, "/fhir/r4/Appointment?date=2026-11-01")[1]}
+    early = api_book(client, first_patient, "2026-11-01T01:30:00-04:00")["id"]
+    late = api_book(client, second_patient, "2026-11-01T01:30:00-05:00")["id"]
+    read = {r["id"]: r for r in fhir_search(client, "/fhir/r4/Appointment?date=2026-11-01")[1]}
     assert (read[early]["start"], read[late]["start"]) == ("2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00")
     assert (read[early]["end"], read[late]["end"]) == ("2026-11-01T01:00:00-05:00", "2026-11-01T02:00:00-05:00")
-    assert ids(client, "/fhir/r4/Appointment?date=" + quote("2026-11-01T01:30:00-04:00")) == [early]
-    assert ids(client, "/fhir/r4/Appointment?date=" + quote("2026-11-01T01:30:00-05:00")) == [late]
-    assert ids(client, "/fhir/r4/Appointment?date=gt" + quote("2026-11-01T01:30:00-04:00")) == [late]
+    assert fhir_ids(client, "/fhir/r4/Appointment?date=" + quote("2026-11-01T01:30:00-04:00")) == [early]
+    assert fhir_ids(client, "/fhir/r4/Appointment?date=" + quote("2026-11-01T01:30:00-05:00")) == [late]
+    assert fhir_ids(client, "/fhir/r4/Appointment?date=gt" + quote("2026-11-01T01:30:00-04:00")) == [late]
     with time_machine.travel(datetime(2026, 10, 30, 12, tzinfo=UTC), tick=True):
         window = "start=ge" + quote("2026-11-01T00:00:00-04:00") + "&start=lt" + quote("2026-11-01T06:00:00-05:00")
-        _, slots = search(client, f"/fhir/r4/Slot?schedule=Schedule/{doctor.pk}&{window}")
+        _, slots = fhir_search(client, f"/fhir/r4/Slot?schedule=Schedule/{doctor.pk}&{window}")
     shape = [(s["status"], s["start"], s["end"]) for s in slots]
     assert shape == [
         ("free", "2026-11-01T00:00:00-04:00", "2026-11-01T01:30:00-04:00"),
@@ -586,12 +515,12 @@ def test_london_spring_forward_night_takes_explicit_offsets(catalogue, clinic, p
     search at the skipped 01:30+01:00 (00:30Z) is a plain instant; the free stretch runs across the change."""
     doctor = worker(clinic, "Dr Spring", {6: (time(0), time(6))})
     client = http(new_api_client(clinic)[1])
-    made = book(client, patient, "2026-03-29T00:30:00+00:00", practitioner=str(doctor.pk))["id"]
-    assert ids(client, "/fhir/r4/Appointment?date=" + quote("2026-03-29T01:30:00+01:00")) == [made]
-    assert ids(client, "/fhir/r4/Appointment?date=lt" + quote("2026-03-29T01:30:00+01:00")) == []
+    made = api_book(client, patient, "2026-03-29T00:30:00+00:00", practitioner=str(doctor.pk))["id"]
+    assert fhir_ids(client, "/fhir/r4/Appointment?date=" + quote("2026-03-29T01:30:00+01:00")) == [made]
+    assert fhir_ids(client, "/fhir/r4/Appointment?date=lt" + quote("2026-03-29T01:30:00+01:00")) == []
     window = "start=ge" + quote("2026-03-29T00:00:00+00:00") + "&start=lt" + quote("2026-03-29T06:00:00+01:00")
     with time_machine.travel(datetime(2026, 3, 27, 12, tzinfo=UTC), tick=True):
-        _, slots = search(client, f"/fhir/r4/Slot?schedule=Schedule/{doctor.pk}&{window}")
+        _, slots = fhir_search(client, f"/fhir/r4/Slot?schedule=Schedule/{doctor.pk}&{window}")
     assert [(s["status"], s["start"], s["end"]) for s in slots] == [
         ("free", "2026-03-29T00:00:00+00:00", "2026-03-29T00:30:00+00:00"),
         ("busy", "2026-03-29T00:30:00+00:00", "2026-03-29T02:00:00+01:00"),
@@ -607,12 +536,12 @@ def test_free_time_across_a_local_midnight_in_sydney(catalogue):
     sydney = ClinicFactory(code="sydney", timezone="Australia/Sydney")
     doctor = PractitionerFactory(clinic=sydney, name="Dr Harbour")
     client = http(new_api_client(sydney)[1])
-    _, slots = search(client, f"/fhir/r4/Slot?schedule={doctor.pk}&status=free&start=2026-03-03")
+    _, slots = fhir_search(client, f"/fhir/r4/Slot?schedule={doctor.pk}&status=free&start=2026-03-03")
     assert [(s["start"], s["end"]) for s in slots] == [
         ("2026-03-03T11:00:00+11:00", "2026-03-03T18:00:00+11:00"),
         ("2026-03-04T09:00:00+11:00", "2026-03-04T11:00:00+11:00"),
     ]
-    _, starts = search(
+    _, starts = fhir_search(
         client, f"/fhir/r4/Slot?schedule={doctor.pk}&status=free&service-type=botox&start=2026-03-03&_count=200"
     )
     assert starts[-1]["start"] == "2026-03-04T10:45:00+11:00" and starts[-1]["end"] == "2026-03-04T11:15:00+11:00"
@@ -632,21 +561,21 @@ def test_every_r4_status_searches_exactly_the_appointments_that_show_it(api, cli
     PatientConditionFactory(patient=people[1], condition_id="eczema", status="history")
     PatientConditionFactory(patient=people[6], condition_id="eczema", status="history")
     at = "2026-03-02T{:02d}:00:00+00:00".format
-    plain = book(api, people[0], at(11))["id"]
-    held = book(api, people[1], at(12), procedure="microneedling")["id"]
-    flagged = book(api, people[2], "2026-03-10T10:00:00+00:00", procedure="microneedling")["id"]
+    plain = api_book(api, people[0], at(11))["id"]
+    held = api_book(api, people[1], at(12), procedure="microneedling")["id"]
+    flagged = api_book(api, people[2], "2026-03-10T10:00:00+00:00", procedure="microneedling")["id"]
     reported = api.post(
         f"/api/v1/patients/{people[2].pk}/procedures/",
         {"procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00"},
         format="json",
     )
     assert reported.status_code == 201, reported.content
-    arrived = book(api, people[3], at(13))["id"]
-    done = book(api, people[4], at(14))["id"]
-    gone = book(api, people[5], at(15))["id"]
+    arrived = api_book(api, people[3], at(13))["id"]
+    done = api_book(api, people[4], at(14))["id"]
+    gone = api_book(api, people[5], at(15))["id"]
     api.post(f"/api/v1/appointments/{gone}/cancel/", {}, format="json")
-    held_here = book(api, people[6], at(16), procedure="microneedling")["id"]
-    missed = book(api, people[7], at(17))["id"]
+    held_here = api_book(api, people[6], at(16), procedure="microneedling")["id"]
+    missed = api_book(api, people[7], at(17))["id"]
     desk = Actor(label="front desk")
     for pk, moment in ((arrived, 12), (done, 13), (held_here, 15)):
         appointment_check_in(
@@ -656,7 +585,7 @@ def test_every_r4_status_searches_exactly_the_appointments_that_show_it(api, cli
         assert clinical_api.post(f"/api/v1/appointments/{done}/complete/", {}, format="json").status_code == 200
         assert clinical_api.post(f"/api/v1/appointments/{missed}/no-show/", {}, format="json").status_code == 200
 
-    _, everything = search(api, "/fhir/r4/Appointment?_count=200")
+    _, everything = fhir_search(api, "/fhir/r4/Appointment?_count=200")
     shown = {r["id"]: r["status"] for r in everything}
     assert shown == {
         plain: "booked",
@@ -670,10 +599,10 @@ def test_every_r4_status_searches_exactly_the_appointments_that_show_it(api, cli
     }
     assert Appointment.objects.get(pk=flagged).status == AppointmentStatus.NEEDS_REVIEW
     for code in R4_APPOINTMENT_STATUSES:
-        found = set(ids(api, f"/fhir/r4/Appointment?status={code}"))
+        found = set(fhir_ids(api, f"/fhir/r4/Appointment?status={code}"))
         assert found == {pk for pk, status in shown.items() if status == code}, code
-    assert set(ids(api, "/fhir/r4/Appointment?status=booked,arrived")) == {plain, arrived}
-    assert set(ids(api, "/fhir/r4/Appointment?status=booked,arrived&status=arrived")) == {arrived}
+    assert set(fhir_ids(api, "/fhir/r4/Appointment?status=booked,arrived")) == {plain, arrived}
+    assert set(fhir_ids(api, "/fhir/r4/Appointment?status=booked,arrived&status=arrived")) == {arrived}
 
 
 # ============================================ Merged patients =====================================================
@@ -687,22 +616,22 @@ def test_a_merged_patients_appointments_answer_under_the_survivor(api, clinical_
     survivor = PatientFactory(clinic=clinic, first_name="Olivia", last_name="Bennett")
     duplicate = PatientFactory(clinic=west, first_name="Olivia", last_name="Benett")
     dr_west = PractitionerFactory(clinic=west, name="Dr West")
-    kept = book(api, survivor, "2026-03-03T10:00:00+00:00")["id"]
-    moved = book(api, duplicate, "2026-03-05T10:00:00+00:00", procedure="filler")["id"]
-    at_west = book(clinical_api, duplicate, "2026-03-06T10:00:00+00:00", practitioner=str(dr_west.pk))["id"]
+    kept = api_book(api, survivor, "2026-03-03T10:00:00+00:00")["id"]
+    moved = api_book(api, duplicate, "2026-03-05T10:00:00+00:00", procedure="filler")["id"]
+    at_west = api_book(clinical_api, duplicate, "2026-03-06T10:00:00+00:00", practitioner=str(dr_west.pk))["id"]
     merged = clinical_api.post(f"/api/v1/patients/{duplicate.pk}/merge/", {"into": str(survivor.pk)}, format="json")
     assert merged.status_code == 200, merged.content
 
-    body, resources = search(api, "/fhir/r4/Appointment?_count=200")
+    body, resources = fhir_search(api, "/fhir/r4/Appointment?_count=200")
     assert str(duplicate.pk) not in json.dumps(body)
     by_id = {r["id"]: r for r in resources}
     assert set(by_id) == {kept, moved}
     assert by_id[moved]["participant"][0]["actor"]["reference"] == f"Patient/{survivor.pk}"
-    assert ids(api, f"/fhir/r4/Appointment?patient=Patient/{duplicate.pk}") == []
-    assert ids(api, f"/fhir/r4/Appointment?actor=Patient/{duplicate.pk}") == []
-    assert ids(api, f"/fhir/r4/Appointment?patient=Patient/{survivor.pk}") == [kept, moved]
-    outcome(api.get(f"/fhir/r4/Appointment/{at_west}"), 404)
-    assert ids(clinical_api, f"/fhir/r4/Appointment?patient={survivor.pk}") == [kept, moved, at_west]
+    assert fhir_ids(api, f"/fhir/r4/Appointment?patient=Patient/{duplicate.pk}") == []
+    assert fhir_ids(api, f"/fhir/r4/Appointment?actor=Patient/{duplicate.pk}") == []
+    assert fhir_ids(api, f"/fhir/r4/Appointment?patient=Patient/{survivor.pk}") == [kept, moved]
+    fhir_outcome(api.get(f"/fhir/r4/Appointment/{at_west}"), 404)
+    assert fhir_ids(clinical_api, f"/fhir/r4/Appointment?patient={survivor.pk}") == [kept, moved, at_west]
 
 
 # ============================================ Paging ==============================================================
@@ -714,7 +643,7 @@ def test_paging_links_round_trip_keep_every_filter_and_stay_on_this_server(api, 
     the same page again, `previous` the page before; the links name this server whatever X-Forwarded-Host says;
     the walk ends, each appointment seen once."""
     people = [PatientFactory(clinic=clinic) for _ in range(5)]
-    made = [book(api, who, f"2026-03-{3 + i:02d}T10:00:00+00:00")["id"] for i, who in enumerate(people)]
+    made = [api_book(api, who, f"2026-03-{3 + i:02d}T10:00:00+00:00")["id"] for i, who in enumerate(people)]
     query = (
         "date=ge"
         + quote("2026-03-03T00:00:00+01:00", safe="")
@@ -723,23 +652,23 @@ def test_paging_links_round_trip_keep_every_filter_and_stay_on_this_server(api, 
         + "&status=booked,pending&status=booked&_format=json&_count=2"
     )
     path = f"/fhir/r4/Appointment?{query}"
-    body, first = search(api, path, HTTP_X_FORWARDED_HOST="evil.example")
+    body, first = fhir_search(api, path, HTTP_X_FORWARDED_HOST="evil.example")
     pages, seen = [body], [r["id"] for r in first]
     while "next" in links(body):
         url = links(body)["next"]
         assert urlsplit(url).netloc == "testserver" and urlsplit(url).path == "/fhir/r4/Appointment", url
         kept = [(k, v) for k, v in parse_qsl(urlsplit(url).query) if k != "page"]
         assert kept == [(k, v) for k, v in parse_qsl(query)], url
-        body, more = search(api, relative(url), HTTP_X_FORWARDED_HOST="evil.example")
+        body, more = fhir_search(api, relative(url), HTTP_X_FORWARDED_HOST="evil.example")
         pages.append(body)
         seen += [r["id"] for r in more]
         assert len(pages) <= 3
     assert seen == made and [p["total"] for p in pages] == [5, 5, 5]
     for page in pages:
-        again, _ = search(api, relative(links(page)["self"]))
+        again, _ = fhir_search(api, relative(links(page)["self"]))
         assert [e["fullUrl"] for e in again["entry"]] == [e["fullUrl"] for e in page["entry"]]
         assert urlsplit(links(page)["self"]).netloc == "testserver"
-    back, _ = search(api, relative(links(pages[2])["previous"]))
+    back, _ = fhir_search(api, relative(links(pages[2])["previous"]))
     assert [e["fullUrl"] for e in back["entry"]] == [e["fullUrl"] for e in pages[1]["entry"]]
     assert "previous" not in links(pages[0]) and "next" not in links(pages[2])
     assert all(e["fullUrl"].startswith("http://testserver/fhir/r4/Appointment/") for p in pages for e in p["entry"])
@@ -752,7 +681,7 @@ def test_slot_paging_of_a_time_window_keeps_it(api, practitioner):
     path = "/fhir/r4/Slot?service-type=filler&status=free&start=ge2026-03-07T16:00:00Z&_count=7"
     seen, body = [], None
     while True:
-        body, slots = search(api, path)
+        body, slots = fhir_search(api, path)
         seen += [s["id"] for s in slots]
         if "next" not in links(body):
             break

@@ -15,16 +15,9 @@ import hmac
 import json
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.test import Client
-from fhir.resources.R4B.appointment import Appointment as FhirAppointment
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.operationoutcome import OperationOutcome
-from fhir.resources.R4B.schedule import Schedule as FhirSchedule
-from fhir.resources.R4B.slot import Slot as FhirSlot
 from icalendar import Calendar
 
 from clinic.models import ApiClient, Appointment, AppointmentStatus
@@ -32,113 +25,26 @@ from reminders.content import ics_uid
 from reminders.dispatch import dispatch_local
 from reminders.feeds import calendar_feed_create, calendar_feed_revoke, patient_calendar_feed_renew
 from reminders.models import CalendarFeed, OutboxMessage, WebhookEndpoint
-from tests.api.conftest import NOW, http, new_api_client, problem_of
+from tests.api.conftest import _clock, http, new_api_client, problem_of  # noqa: F401 (_clock: autouse fixture)
 from tests.factories import ClinicFactory, PatientConditionFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import (
+    LONDON,
+    NEW_YORK,
+    api_book,
+    fhir_ids,
+    fhir_outcome,
+    fhir_search,
+    register_webhook,
+)
 from tests.reminders.support import FakeHttpServer
 
 pytestmark = pytest.mark.django_db
 
-FHIR_JSON = "application/fhir+json"
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
-MODELS = {"Slot": FhirSlot, "Schedule": FhirSchedule, "Appointment": FhirAppointment}
-
-
-# --- the world: a London clinic (with a sister site) and a New York clinic of another organisation --------------
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
-
-
-@pytest.fixture
-def clinic(catalogue):
-    return ClinicFactory(code="london", name="London Clinic", timezone="Europe/London")
-
-
-@pytest.fixture
-def west(clinic):
-    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
-
-
-@pytest.fixture
-def other_clinic(catalogue):
-    return ClinicFactory(code="newyork", name="New York Clinic", timezone="America/New_York")
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Ada")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee")
-
-
-@pytest.fixture
-def other_practitioner(other_clinic):
-    return PractitionerFactory(clinic=other_clinic, name="Dr Elsewhere")
-
-
-@pytest.fixture
-def other_patient(other_clinic):
-    return PatientFactory(clinic=other_clinic, first_name="Other", last_name="Person")
-
-
-@pytest.fixture
-def api_key(clinic):
-    return new_api_client(clinic)[1]
-
-
-@pytest.fixture
-def api(api_key):
-    """A booking platform granted the London clinic."""
-    return http(api_key)
+# The world (a London clinic with a sister site, a New York clinic of another organisation, a platform's key) is
+# tests/api/conftest.py's, through tests/qa/conftest.py.
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
-
-
-def book(api, patient, start, procedure="botox", expect=201, **extra) -> dict:
-    response = api.post(
-        "/api/v1/appointments/",
-        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
-        format="json",
-    )
-    assert response.status_code == expect, response.content
-    return response.json()
-
-
-def fhir_search(client, path: str) -> tuple[dict, list[dict]]:
-    """A searchset Bundle, validated with fhir.resources (the Bundle and every resource in it)."""
-    response = client.get(path)
-    assert response.status_code == 200, (path, response.content)
-    assert response["Content-Type"].startswith(FHIR_JSON)
-    body = response.json()
-    Bundle.model_validate(body)
-    assert body["type"] == "searchset"
-    resources = [entry["resource"] for entry in body.get("entry", [])]
-    for resource in resources:
-        MODELS[resource["resourceType"]].model_validate(resource)
-    return body, resources
-
-
-def ids(client, path: str) -> list[str]:
-    return [r["id"] for r in fhir_search(client, path)[1]]
-
-
-def fhir_problem(response, status: int) -> dict:
-    """An OperationOutcome with `status` (never HTML, never a 500); its one issue."""
-    assert response.status_code == status, (response.status_code, response.content[:300])
-    assert response["Content-Type"].startswith(FHIR_JSON), response["Content-Type"]
-    body = response.json()
-    OperationOutcome.model_validate(body)
-    [issue] = body["issue"]
-    assert issue["severity"] == "error" and issue["diagnostics"]
-    return issue
 
 
 def feed_of(token: str) -> tuple[Calendar, dict]:
@@ -172,12 +78,6 @@ def receiver(settings):
         yield server
 
 
-def register(api, url, **extra) -> dict:
-    response = api.post("/api/v1/webhooks/", {"url": url, **extra}, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
 def outbox_events(endpoint_id) -> list[tuple[str, str, int]]:
     rows = OutboxMessage.objects.filter(endpoint_id=endpoint_id, channel="webhook").order_by("created_at", "id")
     return [(r.event, r.payload["data"]["appointment"]["id"], r.payload["sequence"]) for r in rows]
@@ -189,24 +89,24 @@ def outbox_events(endpoint_id) -> list[tuple[str, str, int]]:
 def test_fhir_date_gt_is_strictly_after_and_lt_strictly_before(api, patient, practitioner):
     """docs/fhir.md: 'Dates take the prefixes ge, gt, lt, le, eq'. `gt` is greater than: an appointment that
     starts exactly at the instant searched is not after it (as `lt` already leaves it out)."""
-    at_ten = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
-    assert ids(api, "/fhir/r4/Appointment?date=ge2026-03-03T10:00:00Z") == [at_ten]
-    assert ids(api, "/fhir/r4/Appointment?date=le2026-03-03T10:00:00Z") == [at_ten]
-    assert ids(api, "/fhir/r4/Appointment?date=eq2026-03-03T10:00:00Z") == [at_ten]
-    assert ids(api, "/fhir/r4/Appointment?date=lt2026-03-03T10:00:00Z") == []
-    assert ids(api, "/fhir/r4/Appointment?date=gt2026-03-03T10:00:00Z") == []
+    at_ten = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    assert fhir_ids(api, "/fhir/r4/Appointment?date=ge2026-03-03T10:00:00Z") == [at_ten]
+    assert fhir_ids(api, "/fhir/r4/Appointment?date=le2026-03-03T10:00:00Z") == [at_ten]
+    assert fhir_ids(api, "/fhir/r4/Appointment?date=eq2026-03-03T10:00:00Z") == [at_ten]
+    assert fhir_ids(api, "/fhir/r4/Appointment?date=lt2026-03-03T10:00:00Z") == []
+    assert fhir_ids(api, "/fhir/r4/Appointment?date=gt2026-03-03T10:00:00Z") == []
 
 
 def test_fhir_a_repeated_token_parameter_narrows_it_never_drops_it(api, patient, practitioner):
     """docs/fhir.md: searches are strict ('rather than silently ignored'); FHIR repeats a parameter to AND it
     (fhir/search.py `codes`: 'repeatable (AND: each must match; here, intersected)'). No appointment is both
     booked and cancelled, so `status=booked&status=cancelled` finds none: it must not find every appointment."""
-    book(api, patient, "2026-03-03T10:00:00+00:00")
-    gone = book(api, patient, "2026-03-04T10:00:00+00:00", procedure="filler")["id"]
+    api_book(api, patient, "2026-03-03T10:00:00+00:00")
+    gone = api_book(api, patient, "2026-03-04T10:00:00+00:00", procedure="filler")["id"]
     api.post(f"/api/v1/appointments/{gone}/cancel/", {}, format="json")
-    assert len(ids(api, "/fhir/r4/Appointment")) == 2
-    assert ids(api, "/fhir/r4/Appointment?status=booked&status=cancelled") == []
-    assert ids(api, "/fhir/r4/Appointment?service-type=botox&service-type=filler") == []
+    assert len(fhir_ids(api, "/fhir/r4/Appointment")) == 2
+    assert fhir_ids(api, "/fhir/r4/Appointment?status=booked&status=cancelled") == []
+    assert fhir_ids(api, "/fhir/r4/Appointment?service-type=botox&service-type=filler") == []
     # Slots: one service-type per search, and a status that is both free and busy is none of them.
     bad = api.get("/fhir/r4/Slot?service-type=botox&service-type=filler&start=2026-03-03")
     assert bad.status_code == 400 and "one service-type" in bad.content.decode()
@@ -219,15 +119,15 @@ def test_fhir_comma_separated_service_types_are_alternatives(api, patient, clini
     searches by `service-type=botox,filler` find the botox ones and the filler ones."""
     botox_only = PractitionerFactory(clinic=clinic, name="Dr Botox", procedures=["botox"])
     filler_only = PractitionerFactory(clinic=clinic, name="Dr Filler", procedures=["filler"])
-    a = book(api, patient, "2026-03-03T10:00:00+00:00", practitioner=str(botox_only.pk))["id"]
-    b = book(api, patient, "2026-03-04T10:00:00+00:00", procedure="filler", practitioner=str(filler_only.pk))["id"]
-    assert ids(api, "/fhir/r4/Appointment?service-type=botox") == [a]
-    assert ids(api, "/fhir/r4/Appointment?service-type=botox,filler") == [a, b]
-    schedules = set(ids(api, "/fhir/r4/Schedule?service-type=botox,filler"))
+    a = api_book(api, patient, "2026-03-03T10:00:00+00:00", practitioner=str(botox_only.pk))["id"]
+    b = api_book(api, patient, "2026-03-04T10:00:00+00:00", procedure="filler", practitioner=str(filler_only.pk))["id"]
+    assert fhir_ids(api, "/fhir/r4/Appointment?service-type=botox") == [a]
+    assert fhir_ids(api, "/fhir/r4/Appointment?service-type=botox,filler") == [a, b]
+    schedules = set(fhir_ids(api, "/fhir/r4/Schedule?service-type=botox,filler"))
     assert {str(botox_only.pk), str(filler_only.pk)} <= schedules
     # Repeated, each must match: a practitioner does several procedures, so this is who does both.
     both = PractitionerFactory(clinic=clinic, name="Dr Both", procedures=["botox", "filler"])
-    doing_both = set(ids(api, "/fhir/r4/Schedule?service-type=botox&service-type=filler"))
+    doing_both = set(fhir_ids(api, "/fhir/r4/Schedule?service-type=botox&service-type=filler"))
     assert str(both.pk) in doing_both and not {str(botox_only.pk), str(filler_only.pk)} & doing_both
 
 
@@ -248,7 +148,7 @@ def test_fhir_appointment_times_are_in_the_clinics_offset_either_side_of_dst(cat
     ]
     made = {}
     for who, when, text in cases:
-        made[book(client, who, when.astimezone(UTC).isoformat())["id"]] = text
+        made[api_book(client, who, when.astimezone(UTC).isoformat())["id"]] = text
     _, resources = fhir_search(client, "/fhir/r4/Appointment")
     assert {r["id"]: r["start"] for r in resources} == made
     for r in resources:
@@ -271,13 +171,13 @@ def test_fhir_status_map_and_extension_for_every_status_searched_by_its_fhir_cod
     `urn:clinic-scheduling:fhir:appointment-status`, review reasons in `.../review-reason`), confirmed is
     `booked`, cancelled `cancelled` with `cancelationReason` when a reason was given; 'A search for
     status=pending finds both'."""
-    confirmed = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    confirmed = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     held_patient = PatientFactory(clinic=clinic)
     PatientConditionFactory(patient=held_patient, condition_id="eczema", status="history")
-    held = book(api, held_patient, "2026-03-05T10:00:00+00:00", procedure="microneedling")
+    held = api_book(api, held_patient, "2026-03-05T10:00:00+00:00", procedure="microneedling")
     assert held["status"] == "pending_clearance"
     flagged_patient = PatientFactory(clinic=clinic)
-    flagged = book(api, flagged_patient, "2026-03-10T10:00:00+00:00", procedure="microneedling")["id"]
+    flagged = api_book(api, flagged_patient, "2026-03-10T10:00:00+00:00", procedure="microneedling")["id"]
     reported = api.post(
         f"/api/v1/patients/{flagged_patient.pk}/procedures/",
         {"procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00"},
@@ -285,7 +185,7 @@ def test_fhir_status_map_and_extension_for_every_status_searched_by_its_fhir_cod
     )
     assert reported.status_code == 201, reported.content
     assert Appointment.objects.get(pk=flagged).status == AppointmentStatus.NEEDS_REVIEW
-    gone = book(api, patient, "2026-03-06T10:00:00+00:00", procedure="filler")["id"]
+    gone = api_book(api, patient, "2026-03-06T10:00:00+00:00", procedure="filler")["id"]
     api.post(f"/api/v1/appointments/{gone}/cancel/", {"reason": "Moved abroad"}, format="json")
 
     _, resources = fhir_search(api, "/fhir/r4/Appointment")
@@ -300,8 +200,8 @@ def test_fhir_status_map_and_extension_for_every_status_searched_by_its_fhir_cod
     reasons = [e["valueString"] for e in by_id[flagged]["extension"] if e["url"].endswith("review-reason")]
     assert reasons and "Botulinum" in reasons[0]
     assert by_id[gone]["cancelationReason"]["text"] == "Moved abroad"
-    assert set(ids(api, "/fhir/r4/Appointment?status=pending")) == {held["id"], flagged}
-    assert ids(api, "/fhir/r4/Appointment?status=booked") == [confirmed]
+    assert set(fhir_ids(api, "/fhir/r4/Appointment?status=pending")) == {held["id"], flagged}
+    assert fhir_ids(api, "/fhir/r4/Appointment?status=booked") == [confirmed]
     # A needs_review appointment keeps its slot: busy, a held one busy-tentative.
     _, slots = fhir_search(api, "/fhir/r4/Slot?status=busy,busy-tentative&start=ge2026-03-05&start=lt2026-03-11")
     assert [(s["start"][:16], s["status"]) for s in slots] == [
@@ -313,9 +213,9 @@ def test_fhir_status_map_and_extension_for_every_status_searched_by_its_fhir_cod
 def test_fhir_paging_follows_next_to_the_end_keeping_the_filter(api, patient, practitioner, clinic):
     """docs/fhir.md 'Paging': a searchset with `total`, `next` while more remain and `previous`; `_count` 1 to
     200; 'follow next rather than building page addresses'; 'A page past the last is a 400'."""
-    mine = [book(api, patient, f"2026-03-{day:02d}T10:00:00+00:00")["id"] for day in (3, 4, 5, 6, 7)]
+    mine = [api_book(api, patient, f"2026-03-{day:02d}T10:00:00+00:00")["id"] for day in (3, 4, 5, 6, 7)]
     stranger = PatientFactory(clinic=clinic)
-    book(api, stranger, "2026-03-03T12:00:00+00:00")
+    api_book(api, stranger, "2026-03-03T12:00:00+00:00")
     path = f"/fhir/r4/Appointment?patient=Patient/{patient.pk}&_count=2"
     body, first = fhir_search(api, path)
     assert body["total"] == 5 and len(first) == 2
@@ -330,7 +230,7 @@ def test_fhir_paging_follows_next_to_the_end_keeping_the_filter(api, patient, pr
         assert "previous" in links and body["total"] == 5
         seen += [r["id"] for r in more]
     assert pages == 3 and seen == mine  # the filter rode along: the stranger's never appears
-    issue = fhir_problem(api.get(path + "&page=4"), 400)
+    issue = fhir_outcome(api.get(path + "&page=4"), 400)
     assert issue["code"] == "invalid" and issue["expression"] == ["page"]
     # An empty search has one page and no `next`.
     empty, none = fhir_search(api, "/fhir/r4/Appointment?date=2027-01-01")
@@ -364,7 +264,7 @@ def test_fhir_paging_follows_next_to_the_end_keeping_the_filter(api, patient, pr
 def test_fhir_bad_search_parameters_are_a_400_operation_outcome_naming_them(api, practitioner, path, parameter):
     """docs/fhir.md: 'an unknown search parameter (modifiers such as status:not included), an empty value, a time
     without an offset or an empty date range is a 400'; 'expression names the search parameter at fault'."""
-    issue = fhir_problem(api.get(path), 400)
+    issue = fhir_outcome(api.get(path), 400)
     assert issue["code"] == "invalid" and issue["expression"] == [parameter], issue
     assert issue["details"]["coding"][0]["code"] == "invalid_search"
 
@@ -376,11 +276,11 @@ def test_fhir_an_organisation_b_id_guessed_anywhere_reads_nothing(api, patient, 
     b_clinic = ClinicFactory(code="qa-org-b", timezone="Europe/London")
     b_practitioner = PractitionerFactory(clinic=b_clinic)
     b_patient = PatientFactory(clinic=b_clinic)
-    b_appointment = book(http(new_api_client(b_clinic)[1]), b_patient, "2026-03-03T11:00:00+00:00")["id"]
-    mine = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    b_appointment = api_book(http(new_api_client(b_clinic)[1]), b_patient, "2026-03-03T11:00:00+00:00")["id"]
+    mine = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
 
-    assert fhir_problem(api.get(f"/fhir/r4/Appointment/{b_appointment}"), 404)["code"] == "not-found"
-    assert fhir_problem(api.get(f"/fhir/r4/Schedule/{b_practitioner.pk}"), 404)["code"] == "not-found"
+    assert fhir_outcome(api.get(f"/fhir/r4/Appointment/{b_appointment}"), 404)["code"] == "not-found"
+    assert fhir_outcome(api.get(f"/fhir/r4/Schedule/{b_practitioner.pk}"), 404)["code"] == "not-found"
     for query in (
         f"_id={b_appointment}",
         f"_id={mine},{b_appointment}",
@@ -390,9 +290,9 @@ def test_fhir_an_organisation_b_id_guessed_anywhere_reads_nothing(api, patient, 
         f"location=Location/{b_clinic.pk}",
         "date=2026-03-03",
     ):
-        assert set(ids(api, f"/fhir/r4/Appointment?{query}")) <= {mine}, query
-    assert ids(api, f"/fhir/r4/Schedule?_id={b_practitioner.pk}") == []
-    assert ids(api, f"/fhir/r4/Schedule?actor=Location/{b_clinic.pk}") == []
+        assert set(fhir_ids(api, f"/fhir/r4/Appointment?{query}")) <= {mine}, query
+    assert fhir_ids(api, f"/fhir/r4/Schedule?_id={b_practitioner.pk}") == []
+    assert fhir_ids(api, f"/fhir/r4/Schedule?actor=Location/{b_clinic.pk}") == []
     _, slots = fhir_search(
         api,
         f"/fhir/r4/Slot?schedule=Schedule/{practitioner.pk},Schedule/{b_practitioner.pk}"
@@ -400,7 +300,7 @@ def test_fhir_an_organisation_b_id_guessed_anywhere_reads_nothing(api, patient, 
     )
     assert slots and {s["schedule"]["reference"] for s in slots} == {f"Schedule/{practitioner.pk}"}
     # ... and nothing of B was changed by being looked at through a FHIR write either.
-    fhir_problem(api.delete(f"/fhir/r4/Appointment/{b_appointment}"), 405)
+    fhir_outcome(api.delete(f"/fhir/r4/Appointment/{b_appointment}"), 405)
     assert Appointment.objects.get(pk=b_appointment).status == AppointmentStatus.CONFIRMED
 
 
@@ -415,7 +315,7 @@ def test_feed_keeps_one_uid_per_appointment_and_raises_sequence_on_every_move_an
     practitioner of the clinic keeps the UID in the patient's feed and takes the entry to the new
     practitioner's feed."""
     other = PractitionerFactory(clinic=clinic, name="Dr Other")
-    made = book(api, patient, "2026-03-03T10:00:00+00:00", practitioner=str(practitioner.pk))
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00", practitioner=str(practitioner.pk))
     appointment = Appointment.objects.get(pk=made["id"])
     _, patient_token = calendar_feed_create(now=_now(), patient=patient)
     _, first_token = calendar_feed_create(now=_now(), practitioner=practitioner)
@@ -453,8 +353,8 @@ def test_feed_in_new_york_carries_a_vtimezone_that_knows_the_march_change(catalo
     doctor = PractitionerFactory(clinic=ny)
     client = http(new_api_client(ny)[1])
     patient = PatientFactory(clinic=ny)
-    before = book(client, patient, "2026-03-06T15:00:00+00:00")["id"]  # 10:00 EST
-    after = book(client, patient, "2026-03-09T14:00:00+00:00")["id"]  # 10:00 EDT
+    before = api_book(client, patient, "2026-03-06T15:00:00+00:00")["id"]  # 10:00 EST
+    after = api_book(client, patient, "2026-03-09T14:00:00+00:00")["id"]  # 10:00 EDT
     _, token = calendar_feed_create(now=_now(), practitioner=doctor)
     calendar, events = feed_of(token)
     [vtz] = calendar.walk("VTIMEZONE")
@@ -484,7 +384,7 @@ def test_feed_marks_a_booking_flagged_for_review_tentative_and_a_cleared_one_con
 ):
     """docs/reminders.md: 'A booking awaiting clearance, or one that needs review, is TENTATIVE'; when cleared it
     is final again (CONFIRMED)."""
-    made = book(api, patient, "2026-03-10T10:00:00+00:00", procedure="microneedling")["id"]
+    made = api_book(api, patient, "2026-03-10T10:00:00+00:00", procedure="microneedling")["id"]
     _, token = calendar_feed_create(now=_now(), practitioner=practitioner)
     uid = f"appointment-{made}@clinic-scheduling"
     assert str(feed_of(token)[1][uid]["status"]) == "CONFIRMED"
@@ -500,7 +400,7 @@ def test_feed_marks_a_booking_flagged_for_review_tentative_and_a_cleared_one_con
 
     held_patient = PatientFactory(clinic=clinic)
     PatientConditionFactory(patient=held_patient, condition_id="eczema", status="history")
-    held = book(api, held_patient, "2026-03-12T10:00:00+00:00", procedure="microneedling")["id"]
+    held = api_book(api, held_patient, "2026-03-12T10:00:00+00:00", procedure="microneedling")["id"]
     held_uid = f"appointment-{held}@clinic-scheduling"
     assert str(feed_of(token)[1][held_uid]["status"]) == "TENTATIVE"
     clinician = http(new_api_client(clinic, clinical=True)[1])
@@ -514,7 +414,7 @@ def test_feed_tokens_are_secret_revocable_and_unforgeable(api, patient, practiti
     """Issue 15: 'an unguessable, revocable URL'; docs/reminders.md: 'only the token's SHA-256 is stored',
     'Revoke turns the URL into a 404 at once', 'Cache-Control: private, no-store and Referrer-Policy:
     no-referrer'; docs/portal.md: 'Asking again switches the previous link off'."""
-    book(api, patient, "2026-03-03T10:00:00+00:00")
+    api_book(api, patient, "2026-03-03T10:00:00+00:00")
     first_url = patient_calendar_feed_renew(patient=patient, now=_now())
     first = first_url.rsplit("/", 1)[1].removesuffix(".ics")
     response = Client().get(f"/reminders/calendar/{first}.ics")
@@ -537,8 +437,8 @@ def test_a_practitioners_feed_holds_only_their_own_clinics_appointments(
 ):
     """Issue 15 and the contract: another organisation's data is never readable. A practitioner's feed has
     their appointments and no one else's; a patient's feed has that patient's only."""
-    mine = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
-    theirs = book(http(new_api_client(other_clinic)[1]), other_patient, "2026-03-03T15:00:00+00:00")["id"]
+    mine = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    theirs = api_book(http(new_api_client(other_clinic)[1]), other_patient, "2026-03-03T15:00:00+00:00")["id"]
     _, token = calendar_feed_create(now=_now(), practitioner=practitioner)
     _, their_token = calendar_feed_create(now=_now(), patient=other_patient)
     assert list(feed_of(token)[1]) == [f"appointment-{mine}@clinic-scheduling"]
@@ -552,8 +452,8 @@ def test_webhook_is_signed_as_documented_and_its_body_matches_the_api(api, patie
     """docs/reminders.md: Standard Webhooks headers (`webhook-id` = body `id`, `webhook-timestamp` Unix seconds,
     `webhook-signature`, `webhook-event`), verifiable by hand from the secret shown at registration; the body is
     the appointment 'as the public API shows it (times in the clinic's offset)'."""
-    created = register(api, receiver.url + "/in")
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")
+    created = register_webhook(api, receiver.url + "/in")
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")
     sent_at = _now()
     dispatch_local(now=sent_at)
     [request] = receiver.requests
@@ -576,14 +476,14 @@ def test_book_move_cancel_each_reach_the_endpoint_exactly_once_in_order(api, pat
     Idempotency-Key 'returns the first response again ... and creates nothing'; the reschedule dry run and
     eligibility book nothing and send nothing; a refusal sends nothing. After booking, moving and cancelling,
     each retried with its key, the endpoint receives exactly created, rescheduled (with `previous`), cancelled."""
-    endpoint = register(api, receiver.url + "/in")
+    endpoint = register_webhook(api, receiver.url + "/in")
     body = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"}
     for _ in range(2):
         first = api.post("/api/v1/appointments/", body, format="json", HTTP_IDEMPOTENCY_KEY="qa-book-1")
         assert first.status_code == 201
     appointment_id = first.json()["id"]
     # Too close for microneedling (2 weeks after Botox): a 409 that sends nothing.
-    book(api, patient, "2026-03-05T10:00:00+00:00", procedure="microneedling", expect=409)
+    api_book(api, patient, "2026-03-05T10:00:00+00:00", procedure="microneedling", expect=409)
     check = {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-12T10:00:00+00:00"}
     assert api.post("/api/v1/eligibility/", check, format="json").status_code == 200
     dry = api.post(
@@ -624,9 +524,9 @@ def test_book_move_cancel_each_reach_the_endpoint_exactly_once_in_order(api, pat
 
 def test_an_endpoint_gets_only_the_events_it_chose(api, patient, practitioner, receiver):
     """docs/api.md: '`events`: a list drawn from the lifecycle's events ... empty means all'."""
-    only_cancel = register(api, receiver.url + "/cancel", events=["appointment.cancelled"])
-    every = register(api, receiver.url + "/all")
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    only_cancel = register_webhook(api, receiver.url + "/cancel", events=["appointment.cancelled"])
+    every = register_webhook(api, receiver.url + "/all")
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     api.post(f"/api/v1/appointments/{made}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json")
     api.post(f"/api/v1/appointments/{made}/cancel/", {}, format="json")
     assert [e for e, _, _ in outbox_events(only_cancel["id"])] == ["appointment.cancelled"]
@@ -647,14 +547,14 @@ def test_no_event_of_another_organisations_patients_reaches_a_platform(
     appointments in its client's clinics'. Organisation B's bookings, moves, cancellations and a re-check of a
     B patient's record send nothing to A's platform, whether A was granted a clinic or a whole organisation."""
     settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
-    a_clinic_hook = register(api, "https://a.example.com/in")
+    a_clinic_hook = register_webhook(api, "https://a.example.com/in")
     org_client, org_key = new_api_client(name="qa-org-grant")
     org_client.organisations.set([clinic.organisation])
-    org_hook = register(http(org_key), "https://a-org.example.com/in")
+    org_hook = register_webhook(http(org_key), "https://a-org.example.com/in")
     b_api = http(new_api_client(other_clinic)[1])
-    b_hook = register(b_api, "https://b.example.com/in")
+    b_hook = register_webhook(b_api, "https://b.example.com/in")
 
-    theirs = book(b_api, other_patient, "2026-03-10T15:00:00+00:00", procedure="microneedling")["id"]
+    theirs = api_book(b_api, other_patient, "2026-03-10T15:00:00+00:00", procedure="microneedling")["id"]
     b_api.post(f"/api/v1/appointments/{theirs}/reschedule/", {"start": "2026-03-11T15:00:00+00:00"}, format="json")
     b_api.post(
         f"/api/v1/patients/{other_patient.pk}/procedures/",
@@ -663,7 +563,7 @@ def test_no_event_of_another_organisations_patients_reaches_a_platform(
     )
     assert Appointment.objects.get(pk=theirs).status == AppointmentStatus.NEEDS_REVIEW
     b_api.post(f"/api/v1/appointments/{theirs}/cancel/", {}, format="json")
-    mine = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    mine = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
 
     assert [e for e, _, _ in outbox_events(b_hook["id"])] == [
         "appointment.created",
@@ -683,9 +583,9 @@ def test_a_paused_deleted_or_revoked_endpoint_gets_nothing_and_resuming_starts_a
     """docs/api.md: 'Pausing writes no new deliveries for the endpoint and cancels the unsent ones when their
     turn comes; deleting does the same for good'. A revoked client's key stops working at once (docs/api.md);
     its endpoints get nothing more either."""
-    paused = register(api, receiver.url + "/paused")
-    deleted = register(api, receiver.url + "/deleted")
-    made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]  # one unsent delivery for each
+    paused = register_webhook(api, receiver.url + "/paused")
+    deleted = register_webhook(api, receiver.url + "/deleted")
+    made = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]  # one unsent delivery for each
     api.patch(f"/api/v1/webhooks/{paused['id']}/", {"active": False}, format="json")
     assert api.delete(f"/api/v1/webhooks/{deleted['id']}/").status_code == 204
     api.post(f"/api/v1/appointments/{made}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json")
@@ -705,7 +605,7 @@ def test_a_paused_deleted_or_revoked_endpoint_gets_nothing_and_resuming_starts_a
     client.revoked_at = _now()
     client.save(update_fields=["revoked_at"])
     other_api = http(new_api_client(practitioner.clinic, name="qa-still-here")[1])
-    book(other_api, patient, "2026-03-05T10:00:00+00:00")
+    api_book(other_api, patient, "2026-03-05T10:00:00+00:00")
     assert api.get("/api/v1/webhooks/").status_code == 401
     dispatch_local(now=_now())
     assert len(receiver.requests) == 1
@@ -764,7 +664,7 @@ def test_webhook_changes_are_validated_like_registration_and_store_nothing(api, 
     settings.WEBHOOKS_ALLOW_HTTP = False
     settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = False
     monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", ("93.184.215.14", 0))])
-    hook = register(api, "https://hooks.example.com/in", events=["appointment.created"])
+    hook = register_webhook(api, "https://hooks.example.com/in", events=["appointment.created"])
     before = WebhookEndpoint.objects.values().get()
     for change, field in [
         ({"url": "https://10.0.0.1/x"}, "url"),
@@ -792,7 +692,7 @@ def test_a_plan_booked_over_the_api_announces_each_session_once(api, patient, pr
     from plans.defaults import plan_templates_load
 
     plan_templates_load()
-    hook = register(api, receiver.url + "/in")
+    hook = register_webhook(api, receiver.url + "/in")
     response = api.post(
         f"/api/v1/patients/{patient.pk}/plans/",
         {"template": "microneedling-course", "start_from": "2026-03-09"},
@@ -813,9 +713,9 @@ def test_webhook_endpoints_and_deliveries_of_another_organisation_are_404(
     delivery ids, guessed by A, are 404 for every operation and change nothing."""
     settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
     b_api = http(new_api_client(other_clinic)[1])
-    b_hook = register(b_api, "https://b.example.com/in")
-    a_hook = register(api, "https://a.example.com/in")
-    book(b_api, other_patient, "2026-03-03T15:00:00+00:00")
+    b_hook = register_webhook(b_api, "https://b.example.com/in")
+    a_hook = register_webhook(api, "https://a.example.com/in")
+    api_book(b_api, other_patient, "2026-03-03T15:00:00+00:00")
     [delivery] = b_api.get(f"/api/v1/webhooks/{b_hook['id']}/deliveries/").json()["results"]
     for method, path, body in (
         ("get", f"/api/v1/webhooks/{b_hook['id']}/", None),
@@ -838,8 +738,8 @@ def test_reschedule_dry_run_of_another_organisations_appointment_is_404(
 ):
     """Issue 15 item 4 and docs/api.md: reschedule-check answers '404 for an appointment outside your clinics';
     a practitioner outside your clinics is a 400 `unknown_practitioner`. Nothing moves."""
-    theirs = book(http(new_api_client(other_clinic)[1]), other_patient, "2026-03-03T15:00:00+00:00")["id"]
-    mine = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    theirs = api_book(http(new_api_client(other_clinic)[1]), other_patient, "2026-03-03T15:00:00+00:00")["id"]
+    mine = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     response = api.post(
         f"/api/v1/appointments/{theirs}/reschedule-check/", {"start": "2026-03-04T15:00:00+00:00"}, format="json"
     )
@@ -861,8 +761,8 @@ def test_a_patient_cancelling_on_their_own_page_reaches_the_platform_and_their_c
     from reminders.links import manage_token
 
     settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
-    hook = register(api, receiver.url + "/in")
-    made = book(api, patient, "2026-03-10T10:00:00+00:00")["id"]
+    hook = register_webhook(api, receiver.url + "/in")
+    made = api_book(api, patient, "2026-03-10T10:00:00+00:00")["id"]
     feed_url = patient_calendar_feed_renew(patient=patient, now=_now())
     token = feed_url.rsplit("/", 1)[1].removesuffix(".ics")
     uid = f"appointment-{made}@clinic-scheduling"
@@ -885,21 +785,21 @@ def test_webhook_grants_and_event_choices_take_effect_at_once(api, clinic, pract
     PractitionerFactory(clinic=west, name="Dr West")
     client, key = new_api_client(clinic, name="qa-growing")
     platform = http(key)
-    hook = register(platform, "https://grow.example.com/in")
+    hook = register_webhook(platform, "https://grow.example.com/in")
     west_api = http(new_api_client(west)[1])
 
-    first = book(west_api, patient, "2026-03-03T10:00:00+00:00", clinic=west.code)["id"]
+    first = api_book(west_api, patient, "2026-03-03T10:00:00+00:00", clinic=west.code)["id"]
     assert outbox_events(hook["id"]) == []
     client.clinics.add(west)
-    second = book(west_api, patient, "2026-03-04T10:00:00+00:00", clinic=west.code)["id"]
+    second = api_book(west_api, patient, "2026-03-04T10:00:00+00:00", clinic=west.code)["id"]
     assert [a for _, a, _ in outbox_events(hook["id"])] == [second]
     client.clinics.remove(west)
-    book(west_api, patient, "2026-03-05T10:00:00+00:00", clinic=west.code)
+    api_book(west_api, patient, "2026-03-05T10:00:00+00:00", clinic=west.code)
     assert [a for _, a, _ in outbox_events(hook["id"])] == [second]
 
     changed = platform.patch(f"/api/v1/webhooks/{hook['id']}/", {"events": ["appointment.cancelled"]}, format="json")
     assert changed.status_code == 200
-    mine = book(platform, patient, "2026-03-06T10:00:00+00:00", clinic=clinic.code)["id"]
+    mine = api_book(platform, patient, "2026-03-06T10:00:00+00:00", clinic=clinic.code)["id"]
     platform.post(f"/api/v1/appointments/{mine}/cancel/", {}, format="json")
     assert [(e, a) for e, a, _ in outbox_events(hook["id"])] == [
         ("appointment.created", second),
@@ -915,8 +815,8 @@ def test_a_delivery_queued_before_a_grant_was_taken_away_does_not_go(api, clinic
     PractitionerFactory(clinic=west, name="Dr West")
     client, key = new_api_client(clinic, west, name="qa-shrinking")
     platform = http(key)
-    hook = register(platform, receiver.url)
-    made = book(platform, patient, "2026-03-03T10:00:00+00:00", clinic=west.code)["id"]
+    hook = register_webhook(platform, receiver.url)
+    made = api_book(platform, patient, "2026-03-03T10:00:00+00:00", clinic=west.code)["id"]
     [queued] = OutboxMessage.objects.filter(endpoint_id=hook["id"])
     assert queued.payload["data"]["appointment"]["id"] == made
 
@@ -935,8 +835,8 @@ def test_webhook_times_are_in_the_clinics_offset_either_side_of_dst(catalogue, s
     ny = ClinicFactory(code="qa-ny-hook", timezone="America/New_York")
     PractitionerFactory(clinic=ny)
     platform = http(new_api_client(ny)[1])
-    hook = register(platform, "https://ny.example.com/in")
-    made = book(platform, PatientFactory(clinic=ny), "2026-03-09T14:00:00+00:00")["id"]
+    hook = register_webhook(platform, "https://ny.example.com/in")
+    made = api_book(platform, PatientFactory(clinic=ny), "2026-03-09T14:00:00+00:00")["id"]
     platform.post(f"/api/v1/appointments/{made}/reschedule/", {"start": "2026-03-06T15:00:00+00:00"}, format="json")
     created, moved = OutboxMessage.objects.filter(endpoint_id=hook["id"]).order_by("created_at", "id")
     assert created.payload["occurred_at"].endswith("-05:00")
@@ -953,11 +853,11 @@ def test_fhir_refuses_revoked_keys_and_throttles_with_operation_outcomes(api, ap
     for _ in range(3):
         assert api.get("/fhir/r4/Schedule").status_code == 200
     throttled = api.get("/fhir/r4/Schedule")
-    assert fhir_problem(throttled, 429)["code"] == "throttled"
+    assert fhir_outcome(throttled, 429)["code"] == "throttled"
     assert int(throttled["Retry-After"]) >= 1
     ApiClient.objects.update(revoked_at=_now())
     revoked = http(api_key).get("/fhir/r4/Appointment")
-    assert fhir_problem(revoked, 401)["code"] == "login" and revoked["WWW-Authenticate"] == "Token"
+    assert fhir_outcome(revoked, 401)["code"] == "login" and revoked["WWW-Authenticate"] == "Token"
 
 
 def test_a_host_that_turns_private_after_registration_is_not_posted_to(
@@ -974,8 +874,8 @@ def test_a_host_that_turns_private_after_registration_is_not_posted_to(
     monkeypatch.setattr(channels.socket, "getaddrinfo", lambda host, port: [(2, 1, 6, "", (address["now"], 0))])
     posted = []
     monkeypatch.setattr(channels, "_post", lambda url, data, headers: posted.append(url) or (200, b"{}"))
-    hook = register(api, "https://rebind.example.com/in")
-    book(api, patient, "2026-03-03T10:00:00+00:00")
+    hook = register_webhook(api, "https://rebind.example.com/in")
+    api_book(api, patient, "2026-03-03T10:00:00+00:00")
     address["now"] = "10.0.0.5"
     dispatch_local(now=_now())
     assert posted == []

@@ -62,9 +62,9 @@ from tests.factories import (
     PatientFactory,
     PractitionerFactory,
 )
+from tests.qa.helpers import NOW
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RECEPTION = Actor("reception@test")
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import pytest
 import time_machine
@@ -53,24 +52,10 @@ from scheduler.booking import (
 from scheduler.models import ContraindicationRule, IntervalRule
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import fresh, ldn, nyc
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 RECEPTION = Actor("reception@qa-org")
 CLINICIAN = Actor("clinician@qa-org", clinical=True)
-
-
-def ldn(y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def nyc(y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=NEW_YORK)
-
-
-def fresh(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 def book(patient, code, when, **kwargs):

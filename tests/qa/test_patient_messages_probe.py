@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -19,89 +18,36 @@ from django.urls import reverse
 from django.utils.http import int_to_base36
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient
-from reminders.channels import LocmemSmsBackend
 from reminders.consent import unsubscribe_url
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.links import manage_token
 from reminders.models import ContactOptOut, MessageKind, OutboxMessage, OutboxStatus
 from reminders.texts import clinical_terms_in, sms_segments
 from scheduler.booking import (
-    Actor,
-    appointment_book,
     appointment_cancel,
     appointment_complete,
     appointment_reschedule,
 )
 from scheduler.selfservice import patient_move_options
+from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import (
+    CLINICIAN,
+    LONDON,
+    RECEPTION,
+    book,
+    fresh_appointment,
+    ldn,
+    nyc,
+    portal_page,
+    rows,
+    send_all_until,
+    texts,
+    words,
+)
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
-RECEPTION = Actor("reception@qa")
-CLINICIAN = Actor("clinician@qa", clinical=True)
-CLOCK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def london(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def new_york(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=NEW_YORK)
-
-
-def book(patient, when, now, code="microneedling", **kwargs) -> Appointment:
-    return appointment_book(
-        patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs
-    ).appointment
-
-
-def fresh(appointment) -> Appointment:
-    return Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner").get(pk=appointment.pk)
-
-
-def page(appointment, name: str = "manage") -> str:
-    return reverse(f"portal:{name}", args=[manage_token(appointment)])
-
-
-def words(response) -> str:
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
-
-
-def rows(appointment, **filters) -> list[OutboxMessage]:
-    return list(
-        OutboxMessage.objects.filter(appointment=appointment, **filters).exclude(channel="webhook").order_by("due_at")
-    )
-
-
-def texts() -> list[str]:
-    return [sms["body"] for sms in LocmemSmsBackend.outbox]
-
-
-def send_all_until(end: datetime, *, start: datetime, step: timedelta = timedelta(minutes=30)) -> None:
-    """Run the dispatcher every `step` from `start` to `end`, as beat would (each send judged at its own time)."""
-    moment = start
-    while moment <= end:
-        with time_machine.travel(moment, tick=False):
-            dispatch_local(now=moment)
-        moment += step
-
-
-@pytest.fixture(autouse=True)
-def _backends(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"
-    settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
-    LocmemSmsBackend.outbox = []
-    yield
-    LocmemSmsBackend.outbox = []
-
-
-@pytest.fixture
-def care_texts(catalogue):
-    care_texts_load()
+# E-mail and texts are caught for every test (tests/qa/conftest.py); `told`, `frozen` and `care_texts` come from there.
+pytestmark = pytest.mark.usefixtures("message_outboxes")
 
 
 @pytest.fixture
@@ -126,12 +72,6 @@ def patient(clinic):
     )
 
 
-@pytest.fixture
-def frozen():
-    with time_machine.travel(CLOCK, tick=False):
-        yield CLOCK
-
-
 # --- Times as the patient reads them: the clinic's zone, across clock changes ------------------------------------
 
 
@@ -139,7 +79,7 @@ def test_messages_name_the_clinics_summer_time_after_the_clocks_go_forward(patie
     """docs/reminders.md: times read as "Wed 2 Dec, 11:00 (GMT)", "Due times are computed in the clinic's
     zone"; `days` offsets "keep the local wall-clock time across DST". Booked in GMT (2 March) for Tuesday
     31 March 10:00, after London moved to BST on 29 March."""
-    appointment = book(patient, london(2026, 3, 31, 10), frozen)
+    appointment = book(patient, ldn(2026, 3, 31, 10), frozen)
     dispatch_local(now=frozen)
 
     [sms] = texts()
@@ -161,7 +101,7 @@ def test_a_new_york_clinic_reminds_at_the_same_wall_clock_time_across_the_us_cha
     clinic = ClinicFactory(code="qa-hudson", name="Hudson Skin", timezone="America/New_York")
     PractitionerFactory(clinic=clinic, name="Dr Maya Chen")
     patient = PatientFactory(clinic=clinic, phone="+12125550100", reminder_channels=["email", "sms"], sms_consent=True)
-    appointment = book(patient, new_york(2026, 3, 9, 10), frozen, code="botox")
+    appointment = book(patient, nyc(2026, 3, 9, 10), frozen, code="botox")
 
     reminders = rows(appointment, kind=MessageKind.REMINDER)
     assert {r.channel for r in reminders} == {"email", "sms"}
@@ -175,9 +115,9 @@ def test_post_care_a_week_later_keeps_the_wall_clock_and_48_hours_is_elapsed(pat
     """docs/reminders.md: "`minutes`/`hours` are elapsed time; `days` keep the local wall-clock time across DST
     ("7 days after 15:00" is 15:00)". Completed Friday 27 March 15:00 GMT; London moves to BST on the 29th:
     +48 h is Sunday 29 March 15:00 UTC (16:00 BST); +7 days is Friday 3 April 15:00 BST (14:00 UTC)."""
-    appointment = book(patient, london(2026, 3, 27, 14), frozen)
-    completed_at = london(2026, 3, 27, 15)
-    appointment_complete(appointment=fresh(appointment), actor=CLINICIAN, now=completed_at)
+    appointment = book(patient, ldn(2026, 3, 27, 14), frozen)
+    completed_at = ldn(2026, 3, 27, 15)
+    appointment_complete(appointment=fresh_appointment(appointment), actor=CLINICIAN, now=completed_at)
 
     post = {r.template.default_key: r for r in rows(appointment, kind=MessageKind.POST_CARE, channel="email")}
     assert post["microneedling-post-care-48h"].due_at == datetime(2026, 3, 29, 15, 0, tzinfo=UTC)
@@ -188,7 +128,7 @@ def test_the_day_before_reminder_keeps_its_wall_clock_when_the_clocks_go_back(pa
     """docs/reminders.md: "`days` keep the local wall-clock time across DST"; pre-care "24 h before" is elapsed
     time. London goes back to GMT on Sunday 25 October 2026: for Monday 26 October 10:00 GMT (10:00 UTC) the
     reminder is Sunday 10:00 GMT (10:00 UTC), the 24-hour pre-care also 10:00 UTC, and texts say GMT."""
-    appointment = book(patient, london(2026, 10, 26, 10), frozen)
+    appointment = book(patient, ldn(2026, 10, 26, 10), frozen)
     dispatch_local(now=frozen)
 
     [reminder] = rows(appointment, kind=MessageKind.REMINDER, channel="email")
@@ -208,9 +148,9 @@ def test_a_text_booked_late_in_the_evening_waits_for_8am_clinic_time_across_the_
     clinic = ClinicFactory(code="qa-hudson2", name="Hudson Skin", timezone="America/New_York")
     PractitionerFactory(clinic=clinic)
     patient = PatientFactory(clinic=clinic, phone="+12125550100", reminder_channels=["email", "sms"], sms_consent=True)
-    booked_at = new_york(2026, 3, 7, 22, 30)
+    booked_at = nyc(2026, 3, 7, 22, 30)
     with time_machine.travel(booked_at, tick=False):
-        appointment = book(patient, new_york(2026, 3, 20, 11), booked_at, code="botox")
+        appointment = book(patient, nyc(2026, 3, 20, 11), booked_at, code="botox")
     by_channel = {r.channel: r for r in rows(appointment, kind=MessageKind.CONFIRMATION)}
     assert by_channel["email"].due_at == booked_at
     assert by_channel["sms"].due_at == datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
@@ -228,7 +168,7 @@ def test_a_backlog_is_judged_by_the_clinics_night_not_the_servers(care_texts, fr
     clinic = ClinicFactory(code="qa-hudson3", name="Hudson Skin", timezone="America/New_York")
     PractitionerFactory(clinic=clinic)
     patient = PatientFactory(clinic=clinic, phone="+12125550100", reminder_channels=["email", "sms"], sms_consent=True)
-    appointment = book(patient, new_york(2026, 3, 20, 11), frozen, code="botox")
+    appointment = book(patient, nyc(2026, 3, 20, 11), frozen, code="botox")
     night = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # 03:00 EST
 
     with time_machine.travel(night, tick=False):
@@ -236,7 +176,7 @@ def test_a_backlog_is_judged_by_the_clinics_night_not_the_servers(care_texts, fr
 
     assert len(mail.outbox) == 1 and texts() == []
     [sms] = rows(appointment, kind=MessageKind.CONFIRMATION, channel="sms")
-    assert sms.status == OutboxStatus.PENDING and sms.due_at == new_york(2026, 3, 3, 8)
+    assert sms.status == OutboxStatus.PENDING and sms.due_at == nyc(2026, 3, 3, 8)
 
 
 def test_pre_care_text_moves_earlier_never_later_and_is_skipped_when_no_moment_is_left(settings, patient, frozen):
@@ -246,18 +186,18 @@ def test_pre_care_text_moves_earlier_never_later_and_is_skipped_when_no_moment_i
     24 h before a 09:00 visit falls in them."""
     settings.REMINDERS_SMS_QUIET_HOURS = ("21:00", "09:30")
     PractitionerFactory(clinic=patient.clinic)
-    planned = book(patient, london(2026, 3, 10, 9), frozen)
+    planned = book(patient, ldn(2026, 3, 10, 9), frozen)
     [pre_sms] = rows(planned, kind=MessageKind.PRE_CARE, channel="sms")
     [pre_email] = rows(planned, kind=MessageKind.PRE_CARE, channel="email")
-    assert pre_sms.due_at == london(2026, 3, 8, 20, 59)  # earlier, before the night began
-    assert pre_email.due_at == london(2026, 3, 9, 9)  # e-mail has no quiet hours
+    assert pre_sms.due_at == ldn(2026, 3, 8, 20, 59)  # earlier, before the night began
+    assert pre_email.due_at == ldn(2026, 3, 9, 9)  # e-mail has no quiet hours
 
     # Booked at 22:00 for 09:00 tomorrow: no moment outside the night is left before the visit.
-    late = london(2026, 3, 11, 22)
+    late = ldn(2026, 3, 11, 22)
     other = PatientFactory(clinic=patient.clinic, phone="+447700900124", reminder_channels=["email", "sms"])
     Patient.objects.filter(pk=other.pk).update(sms_consent=True)
     with time_machine.travel(late, tick=False):
-        tight = book(Patient.objects.get(pk=other.pk), london(2026, 3, 12, 9), late, code="botox")
+        tight = book(Patient.objects.get(pk=other.pk), ldn(2026, 3, 12, 9), late, code="botox")
     [tight_sms] = rows(tight, kind=MessageKind.PRE_CARE, channel="sms")
     assert tight_sms.status == OutboxStatus.SKIPPED and "quiet hours" in tight_sms.last_error
     [tight_email] = rows(tight, kind=MessageKind.PRE_CARE, channel="email")
@@ -270,14 +210,16 @@ def test_pre_care_text_moves_earlier_never_later_and_is_skipped_when_no_moment_i
 def test_no_text_names_the_treatment_practitioner_or_area_through_a_whole_visit(patient, practitioner, frozen):
     """Issue 16 item 7 and docs/reminders.md: "SMS rendering gets no procedure, area or practitioner"; subjects
     "name the clinic, not the treatment". Book, move (the patient heard the first time), pre-care, complete."""
-    appointment = book(patient, london(2026, 3, 10), frozen, area_code="face")
+    appointment = book(patient, ldn(2026, 3, 10), frozen, area_code="face")
     dispatch_local(now=frozen)
     later = CLOCK + timedelta(hours=1)
     with time_machine.travel(later, tick=False):
-        appointment_reschedule(appointment=fresh(appointment), start_at=london(2026, 3, 11), actor=RECEPTION, now=later)
-    send_all_until(london(2026, 3, 11, 9), start=later, step=timedelta(hours=3))
-    appointment_complete(appointment=fresh(appointment), actor=CLINICIAN, now=london(2026, 3, 11, 11))
-    send_all_until(london(2026, 3, 18, 12), start=london(2026, 3, 11, 11), step=timedelta(hours=6))
+        appointment_reschedule(
+            appointment=fresh_appointment(appointment), start_at=ldn(2026, 3, 11), actor=RECEPTION, now=later
+        )
+    send_all_until(ldn(2026, 3, 11, 9), start=later, step=timedelta(hours=3))
+    appointment_complete(appointment=fresh_appointment(appointment), actor=CLINICIAN, now=ldn(2026, 3, 11, 11))
+    send_all_until(ldn(2026, 3, 18, 12), start=ldn(2026, 3, 11, 11), step=timedelta(hours=6))
 
     sent = texts()
     assert len(sent) >= 5  # confirmation, move notice, reminder/pre-care, aftercare (at least)
@@ -300,9 +242,9 @@ def test_an_sms_only_patient_of_a_clinic_with_an_accented_name_gets_the_care_ins
     patient = PatientFactory(
         clinic=clinic, email="", phone="+447700900999", reminder_channels=["sms"], sms_consent=True
     )
-    appointment = book(patient, london(2026, 3, 10), frozen)
+    appointment = book(patient, ldn(2026, 3, 10), frozen)
 
-    send_all_until(london(2026, 3, 9, 11), start=london(2026, 3, 9, 9), step=timedelta(hours=1))
+    send_all_until(ldn(2026, 3, 9, 11), start=ldn(2026, 3, 9, 9), step=timedelta(hours=1))
 
     [pre_care] = rows(appointment, kind=MessageKind.PRE_CARE, channel="sms")
     assert pre_care.status == OutboxStatus.SENT, pre_care.last_error
@@ -317,7 +259,7 @@ def test_a_patient_who_unsubscribed_from_email_gets_the_instructions_by_text(cli
     """Issue 16, bug 2: "A patient without e-mail (or who unsubscribed from it)" must get the care instructions
     on a channel they have; docs/reminders.md: texts are "rendered when sent", and "Opt-outs ... take effect
     for messages already planned". The patient unsubscribes (one click) after booking, before the pre-care."""
-    book(patient, london(2026, 3, 10), frozen)
+    book(patient, ldn(2026, 3, 10), frozen)
     dispatch_local(now=frozen)
     token = unsubscribe_url(patient_id=patient.pk).rstrip("/").rsplit("/", 1)[-1]
 
@@ -326,7 +268,7 @@ def test_a_patient_who_unsubscribed_from_email_gets_the_instructions_by_text(cli
     done = client.post(reverse("reminders:unsubscribe", args=[token]), {"List-Unsubscribe": "One-Click"})
     assert done.status_code == 200
     mail.outbox.clear()
-    send_all_until(london(2026, 3, 9, 11), start=london(2026, 3, 9, 9), step=timedelta(hours=1))
+    send_all_until(ldn(2026, 3, 9, 11), start=ldn(2026, 3, 9, 9), step=timedelta(hours=1))
 
     assert mail.outbox == []  # nothing more by e-mail
     # The reminder and the pre-care may go as one text (docs: "one SMS instead of two"): read each part.
@@ -338,17 +280,6 @@ def test_a_patient_who_unsubscribed_from_email_gets_the_instructions_by_text(cli
 
 
 # --- The patient's page: acting on their appointment ------------------------------------------------------------------
-
-
-@pytest.fixture
-def told(patient, practitioner, frozen):
-    """Booked for Tuesday 10 March 10:00 and the confirmation sent (e-mail and text)."""
-    appointment = book(patient, london(2026, 3, 10), frozen)
-    dispatch_local(now=frozen)
-    assert len(mail.outbox) == 1 and len(texts()) == 1
-    mail.outbox.clear()
-    LocmemSmsBackend.outbox = []
-    return fresh(appointment)
 
 
 def offered_on(appointment, day: int) -> tuple:
@@ -365,10 +296,10 @@ def test_a_move_from_the_page_replans_every_message_once_and_tells_the_new_time(
     before = {(r.kind, r.channel): r.pk for r in rows(told, status=OutboxStatus.PENDING)}
     slot, key = offered_on(told, 5)
 
-    response = client.post(page(told, "move_confirm"), {"slot": key})
+    response = client.post(portal_page(told, "move_confirm"), {"slot": key})
 
     assert response.status_code == 303
-    moved = fresh(told)
+    moved = fresh_appointment(told)
     assert moved.start_at == slot.start_at
     pending = rows(told, status=OutboxStatus.PENDING)
     for kind in (MessageKind.REMINDER, MessageKind.PRE_CARE):
@@ -399,8 +330,8 @@ def test_moving_into_the_pre_care_window_sends_the_care_at_once_for_the_new_time
     3 March 09:00, exactly 24 hours ahead (the earliest the page allows): pre-care and reminder are due at once."""
     slot = patient_move_options(appointment=told, now=CLOCK)[0]
     key = f"{slot.start_at.astimezone(UTC):%Y%m%dT%H%MZ}_{slot.practitioner_id}"
-    assert slot.start_at == london(2026, 3, 3, 9)  # exactly 24 hours ahead: the first time offered
-    assert client.post(page(told, "move_confirm"), {"slot": key}).status_code == 303
+    assert slot.start_at == ldn(2026, 3, 3, 9)  # exactly 24 hours ahead: the first time offered
+    assert client.post(portal_page(told, "move_confirm"), {"slot": key}).status_code == 303
 
     # Both are due now (24 hours / one day before): they wait out the grace period with the move notice.
     for kind in (MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.RESCHEDULED):
@@ -420,10 +351,10 @@ def test_moving_into_the_pre_care_window_sends_the_care_at_once_for_the_new_time
 def test_a_cancel_from_the_page_stops_everything_and_sends_one_notice_per_channel(client, told, frozen):
     """docs/reminders.md, "cancelled": "unsent rows cancelled; a cancellation notice only if the patient had been
     told of the booking"; "a cancellation carries a calendar file with METHOD:CANCEL for the same UID"."""
-    response = client.post(page(told, "cancel"), {"reason": "Away"})
+    response = client.post(portal_page(told, "cancel"), {"reason": "Away"})
     assert response.status_code == 303
 
-    send_all_until(london(2026, 3, 10, 12), start=CLOCK, step=timedelta(hours=4))
+    send_all_until(ldn(2026, 3, 10, 12), start=CLOCK, step=timedelta(hours=4))
 
     assert len(texts()) == 1 and "is cancelled" in texts()[0] and "Tue 10 Mar, 10:00 (GMT)" in texts()[0]
     [email] = mail.outbox
@@ -436,10 +367,10 @@ def test_a_cancel_from_the_page_stops_everything_and_sends_one_notice_per_channe
 def test_a_booking_cancelled_before_the_patient_heard_of_it_sends_them_nothing(patient, practitioner, frozen):
     """docs/reminders.md: "cancelled | unsent rows cancelled; a cancellation notice only if the patient had been
     told of the booking"."""
-    appointment = book(patient, london(2026, 3, 10), frozen)
-    appointment_cancel(appointment=fresh(appointment), actor=RECEPTION, now=frozen)
+    appointment = book(patient, ldn(2026, 3, 10), frozen)
+    appointment_cancel(appointment=fresh_appointment(appointment), actor=RECEPTION, now=frozen)
 
-    send_all_until(london(2026, 3, 10, 12), start=CLOCK, step=timedelta(hours=6))
+    send_all_until(ldn(2026, 3, 10, 12), start=CLOCK, step=timedelta(hours=6))
 
     assert mail.outbox == [] and texts() == []
     assert not rows(appointment, kind=MessageKind.CANCELLED)
@@ -455,25 +386,25 @@ def test_a_visit_at_another_clinic_of_the_organisation_can_be_moved_from_the_pag
     PractitionerFactory(clinic=home, name="Dr Home")
     at_west = PractitionerFactory(clinic=west, name="Dr West")
     patient = PatientFactory(clinic=home, reminder_channels=["email"])
-    appointment = book(patient, london(2026, 3, 10), frozen, practitioner_id=at_west.pk)
+    appointment = book(patient, ldn(2026, 3, 10), frozen, practitioner_id=at_west.pk)
     assert appointment.clinic_id == west.pk
 
-    options = patient_move_options(appointment=fresh(appointment), now=frozen)
+    options = patient_move_options(appointment=fresh_appointment(appointment), now=frozen)
     assert options and {slot.practitioner_id for slot in options} == {str(at_west.pk)}
     key = f"{options[0].start_at.astimezone(UTC):%Y%m%dT%H%MZ}_{options[0].practitioner_id}"
-    response = client.post(page(appointment, "move_confirm"), {"slot": key})
+    response = client.post(portal_page(appointment, "move_confirm"), {"slot": key})
     assert response.status_code == 303, words(response)
-    assert fresh(appointment).start_at == options[0].start_at
+    assert fresh_appointment(appointment).start_at == options[0].start_at
 
 
 def test_the_move_page_offers_clinic_local_hours_across_the_clock_change(client, patient, practitioner):
     """docs/portal.md: "The times offered, grouped by the clinic's local day"; practitioners work 09:00-18:00 local
     time. Around Sunday 29 March (London to BST) the first time offered on Monday 30 March is 09:00 BST
     (08:00 UTC), and no time outside 09:00-18:00 London is offered on either side of the change."""
-    now = london(2026, 3, 20, 9)
+    now = ldn(2026, 3, 20, 9)
     with time_machine.travel(now, tick=False):
-        appointment = book(patient, london(2026, 4, 8), now)
-        response = client.get(page(appointment, "move"))
+        appointment = book(patient, ldn(2026, 4, 8), now)
+        response = client.get(portal_page(appointment, "move"))
     assert response.status_code == 200
     values = re.findall(r'name="slot" value="(\d{8}T\d{4}Z)_', response.content.decode())
     starts = [datetime.strptime(v, "%Y%m%dT%H%MZ").replace(tzinfo=UTC) for v in values]
@@ -490,11 +421,11 @@ def test_the_confirm_step_writes_nothing(client, told):
     _, key = offered_on(told, 5)
     outbox, audit = OutboxMessage.objects.count(), AuditEvent.objects.count()
 
-    response = client.get(page(told, "move_confirm"), {"slot": key})
+    response = client.get(portal_page(told, "move_confirm"), {"slot": key})
 
     assert response.status_code == 200
     assert (OutboxMessage.objects.count(), AuditEvent.objects.count()) == (outbox, audit)
-    assert fresh(told).start_at == london(2026, 3, 10)
+    assert fresh_appointment(told).start_at == ldn(2026, 3, 10)
 
 
 def test_a_longer_cancellation_window_is_kept_to_the_minute(client, told, clinic):
@@ -503,22 +434,22 @@ def test_a_longer_cancellation_window_is_kept_to_the_minute(client, told, clinic
     hours before is still allowed. A new time inside the window is refused the same way"."""
     clinic.cancellation_window_hours = 48
     clinic.save()
-    told = fresh(told)
+    told = fresh_appointment(told)
     with time_machine.travel(told.start_at - timedelta(hours=48) + timedelta(minutes=1), tick=False):
-        too_late = client.post(page(told, "cancel"))
+        too_late = client.post(portal_page(told, "cancel"))
     assert too_late.status_code == 409
     assert "less than 48 hours" in words(too_late) and "020 7946 0958" in words(too_late)
-    assert fresh(told).status == AppointmentStatus.CONFIRMED
+    assert fresh_appointment(told).status == AppointmentStatus.CONFIRMED
 
     edge = told.start_at - timedelta(hours=48)
     with time_machine.travel(edge, tick=False):
         soon = f"{(edge + timedelta(hours=47)).astimezone(UTC):%Y%m%dT%H%MZ}_{told.practitioner_id}"
-        inside = client.post(page(told, "move_confirm"), {"slot": soon})
+        inside = client.post(portal_page(told, "move_confirm"), {"slot": soon})
         assert inside.status_code == 409 and "less than 48 hours away" in words(inside)
-        assert fresh(told).start_at == london(2026, 3, 10)
-        exactly = client.post(page(told, "cancel"))
+        assert fresh_appointment(told).start_at == ldn(2026, 3, 10)
+        exactly = client.post(portal_page(told, "cancel"))
     assert exactly.status_code == 303
-    assert fresh(told).status == AppointmentStatus.CANCELLED
+    assert fresh_appointment(told).status == AppointmentStatus.CANCELLED
 
 
 @pytest.mark.parametrize(
@@ -536,15 +467,15 @@ def test_an_appointment_that_is_over_cannot_be_moved_or_cancelled(client, told, 
     }[status]
 
     for response in (
-        client.post(page(told, "cancel")),
-        client.post(page(told, "move_confirm"), {"slot": key}),
-        client.get(page(told, "move_confirm"), {"slot": key}),
-        client.get(page(told, "move")),
+        client.post(portal_page(told, "cancel")),
+        client.post(portal_page(told, "move_confirm"), {"slot": key}),
+        client.get(portal_page(told, "move_confirm"), {"slot": key}),
+        client.get(portal_page(told, "move")),
     ):
         assert response.status_code == 409
         assert expected in words(response)
-    current = fresh(told)
-    assert (current.status, current.start_at) == (status, london(2026, 3, 10))
+    current = fresh_appointment(told)
+    assert (current.status, current.start_at) == (status, ldn(2026, 3, 10))
     assert not AuditEvent.objects.filter(appointment=told, action=AuditAction.RESCHEDULED).exists()
 
 
@@ -554,10 +485,10 @@ def test_once_the_time_has_come_nothing_changes_even_with_no_window(client, told
     clinic.cancellation_window_hours = 0
     clinic.save()
     with time_machine.travel(told.start_at, tick=False):
-        response = client.post(page(told, "cancel"))
+        response = client.post(portal_page(told, "cancel"))
     assert response.status_code == 409
     assert "The time of this appointment has come" in words(response)
-    assert fresh(told).status == AppointmentStatus.CONFIRMED
+    assert fresh_appointment(told).status == AppointmentStatus.CONFIRMED
 
 
 # --- Links that must not work -----------------------------------------------------------------------------------------
@@ -579,7 +510,7 @@ def test_a_link_with_its_expiry_pushed_back_does_not_work(client, told):
             assert response.status_code == 400
             assert "This link does not work" in words(response) and "Bloom" not in words(response)
             assert client.post(f"/my/{token}/cancel/").status_code == 400
-    assert fresh(told).status == AppointmentStatus.CONFIRMED
+    assert fresh_appointment(told).status == AppointmentStatus.CONFIRMED
 
 
 def test_the_link_in_the_confirmation_still_works_after_the_clinic_moves_the_visit_later(client, told, frozen):
@@ -587,10 +518,10 @@ def test_the_link_in_the_confirmation_still_works_after_the_clinic_moves_the_vis
     appointment ends)"; the expired page itself says "Links to your appointment page work until a week after
     the appointment". The clinic moves the 10 March visit to 12 May; on 20 March the link the patient got in
     the confirmation ("To see, move or cancel it") must still open the page of their coming appointment."""
-    link = page(told)
-    appointment_reschedule(appointment=fresh(told), start_at=london(2026, 5, 12), actor=RECEPTION, now=frozen)
+    link = portal_page(told)
+    appointment_reschedule(appointment=fresh_appointment(told), start_at=ldn(2026, 5, 12), actor=RECEPTION, now=frozen)
 
-    with time_machine.travel(london(2026, 3, 20), tick=False):
+    with time_machine.travel(ldn(2026, 3, 20), tick=False):
         response = client.get(link)
 
     assert response.status_code == 200, words(response)[:120]
@@ -600,9 +531,9 @@ def test_the_link_in_the_confirmation_still_works_after_the_clinic_moves_the_vis
 def test_a_link_stops_a_week_after_the_visit_the_clinic_moved_earlier(client, told, frozen):
     """The other way round: the 10 March visit moved to 5 March; the link works until a week after 5 March, not
     until a week after 10 March (reminders/links.py: the appointment's end as it stands)."""
-    link = page(told)
-    appointment_reschedule(appointment=fresh(told), start_at=london(2026, 3, 5), actor=RECEPTION, now=frozen)
-    end = fresh(told).end_at
+    link = portal_page(told)
+    appointment_reschedule(appointment=fresh_appointment(told), start_at=ldn(2026, 3, 5), actor=RECEPTION, now=frozen)
+    end = fresh_appointment(told).end_at
 
     with time_machine.travel(end + timedelta(days=7) - timedelta(minutes=1), tick=False):
         assert client.get(link).status_code == 200
@@ -617,16 +548,16 @@ def test_another_organisations_link_acts_only_on_its_own_appointment(client, tol
     elsewhere = ClinicFactory(code="qa-elsewhere", name="Elsewhere Skin")
     PractitionerFactory(clinic=elsewhere)
     stranger = PatientFactory(clinic=elsewhere, first_name="Nora", reminder_channels=["email"])
-    theirs = book(stranger, london(2026, 3, 12), frozen, code="botox")
+    theirs = book(stranger, ldn(2026, 3, 12), frozen, code="botox")
     smuggled = {"appointment": str(told.pk), "patient": str(patient.pk), "token": manage_token(told)}
 
-    cancelled = client.post(page(theirs, "cancel"), smuggled)
-    prefs = client.post(page(theirs, "preferences"), {**smuggled, "care": "", "reminders": "on"})
-    shown = words(client.get(page(theirs)))
+    cancelled = client.post(portal_page(theirs, "cancel"), smuggled)
+    prefs = client.post(portal_page(theirs, "preferences"), {**smuggled, "care": "", "reminders": "on"})
+    shown = words(client.get(portal_page(theirs)))
 
     assert cancelled.status_code == prefs.status_code == 303
-    assert fresh(theirs).status == AppointmentStatus.CANCELLED
-    assert fresh(told).status == AppointmentStatus.CONFIRMED
+    assert fresh_appointment(theirs).status == AppointmentStatus.CANCELLED
+    assert fresh_appointment(told).status == AppointmentStatus.CONFIRMED
     assert Patient.objects.get(pk=patient.pk).muted_topics == []
     assert Patient.objects.get(pk=patient.pk).reminder_channels == ["email", "sms"]
     assert "Olivia" not in shown and "Bloom" not in shown and "Tuesday 10 March" not in shown
@@ -664,13 +595,13 @@ def test_bad_form_values_are_a_clear_400_and_change_nothing(client, told, field,
     """docs/portal.md: "unreadable slot, unknown practitioner, reason over 500 characters ... 400, the same page
     with the message next to the field"; "Errors: never a 500"."""
     value = value.format(own=told.practitioner_id)
-    url = page(told, "cancel") if field == "reason" else page(told, "move_confirm")
+    url = portal_page(told, "cancel") if field == "reason" else portal_page(told, "move_confirm")
 
     response = client.post(url, {field: value})
 
     assert response.status_code == 400, words(response)
-    current = fresh(told)
-    assert (current.status, current.start_at) == (AppointmentStatus.CONFIRMED, london(2026, 3, 10))
+    current = fresh_appointment(told)
+    assert (current.status, current.start_at) == (AppointmentStatus.CONFIRMED, ldn(2026, 3, 10))
 
 
 def test_every_answer_is_uncached_and_unindexed(client, told):
@@ -678,10 +609,10 @@ def test_every_answer_is_uncached_and_unindexed(client, told):
     other sites (same-origin ...)"."""
     expired = manage_token(told)
     answers = [
-        client.get(page(told)),
-        client.get(page(told, "move_confirm"), {"slot": "nonsense"}),
-        client.post(page(told, "cancel"), {"reason": "x" * 501}),  # 400
-        client.get(page(told, "preferences")),  # 303
+        client.get(portal_page(told)),
+        client.get(portal_page(told, "move_confirm"), {"slot": "nonsense"}),
+        client.post(portal_page(told, "cancel"), {"reason": "x" * 501}),  # 400
+        client.get(portal_page(told, "preferences")),  # 303
     ]
     with time_machine.travel(told.end_at + timedelta(days=7), tick=False):
         answers.append(client.get(f"/my/{expired}/"))
@@ -701,13 +632,15 @@ def test_muting_care_stops_care_but_not_reminders_or_change_notices(client, told
     """docs/portal.md: "Care instructions, reminders | unticked kinds go into Patient.muted_topics"; "Booking
     confirmations and change notices are not optional. The send step checks consent again, so a change applies
     to messages already planned"."""
-    response = client.post(page(told, "preferences"), {"email": "on", "sms": "on", "reminders": "on"})
+    response = client.post(portal_page(told, "preferences"), {"email": "on", "sms": "on", "reminders": "on"})
     assert response.status_code == 303
     later = CLOCK + timedelta(hours=1)
     with time_machine.travel(later, tick=False):
-        appointment_reschedule(appointment=fresh(told), start_at=london(2026, 3, 11), actor=RECEPTION, now=later)
+        appointment_reschedule(
+            appointment=fresh_appointment(told), start_at=ldn(2026, 3, 11), actor=RECEPTION, now=later
+        )
 
-    send_all_until(london(2026, 3, 11, 9), start=later, step=timedelta(hours=2))
+    send_all_until(ldn(2026, 3, 11, 9), start=later, step=timedelta(hours=2))
 
     kinds = {(r.kind, r.channel): r.status for r in rows(told)}
     assert kinds[(MessageKind.RESCHEDULED, "email")] == OutboxStatus.SENT
@@ -723,13 +656,13 @@ def test_switching_texts_off_on_the_page_stops_planned_texts_and_email_goes_on(c
     """docs/portal.md: "E-mail or SMS off | removed from Patient.reminder_channels (SMS also clears sms_consent) |
     ContactOptOut, via patient_page"; docs/reminders.md: "consent is checked again when sending (an opt-out in
     between marks the row skipped)"."""
-    response = client.post(page(told, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
+    response = client.post(portal_page(told, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
     assert response.status_code == 303
     current = Patient.objects.get(pk=patient.pk)
     assert (current.reminder_channels, current.sms_consent) == (["email"], False)
     assert ContactOptOut.objects.filter(patient=patient, channel="sms", via="patient_page").count() == 1
 
-    send_all_until(london(2026, 3, 9, 11), start=london(2026, 3, 9, 9), step=timedelta(hours=1))
+    send_all_until(ldn(2026, 3, 9, 11), start=ldn(2026, 3, 9, 9), step=timedelta(hours=1))
 
     assert texts() == []
     assert {r.status for r in rows(told, channel="sms", kind__in=[MessageKind.REMINDER, MessageKind.PRE_CARE])} == {
@@ -755,5 +688,5 @@ def test_a_stop_reply_ends_texts_for_that_number_only(client, settings, told, pa
     assert stop.status_code == 200
     assert Patient.objects.get(pk=patient.pk).sms_consent is False
     assert Patient.objects.get(pk=neighbour.pk).sms_consent is True
-    send_all_until(london(2026, 3, 9, 11), start=london(2026, 3, 9, 9), step=timedelta(hours=1))
+    send_all_until(ldn(2026, 3, 9, 11), start=ldn(2026, 3, 9, 9), step=timedelta(hours=1))
     assert texts() == [] and len(mail.outbox) >= 1

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
-from django.test import Client
-from django.urls import reverse
 
 from clinic.models import (
     Appointment,
     AppointmentStatus,
     ConditionStatus,
     PatientCondition,
-    StaffMembership,
     StaffRole,
 )
 from plans.defaults import plan_templates_load
@@ -41,41 +37,18 @@ from tests.factories import (
     PractitionerFactory,
     ProcedureRecordFactory,
 )
+from tests.frontdesk.conftest import url as fd
 from tests.frontdesk.html import text_by_id
+from tests.qa.helpers import LONDON, NEW_YORK, NOW, squash, staff_client
 
 pytestmark = pytest.mark.django_db
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 RECEPTION = Actor("reception@qa3")
 CLINICIAN = Actor("clinician@qa3", clinical=True)
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday; London on GMT
 
 
 def at(tz, y, m, d, hh=9, mm=0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=tz)
-
-
-def squash(response) -> str:
-    return " ".join(response.content.decode().split())
-
-
-def fd(name: str, *args) -> str:
-    return reverse(f"frontdesk:{name}", args=[getattr(a, "code", None) or getattr(a, "pk", a) for a in args])
-
-
-def staff_client(clinic, role: str, username: str, *, csrf: bool = False) -> Client:
-    user = get_user_model().objects.create_user(username=username, password="pw-for-qa-only-123")
-    StaffMembership.objects.create(user=user, clinic=clinic, role=role)
-    client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture
@@ -96,16 +69,6 @@ def west(london):
 @pytest.fixture
 def newyork(templates):
     return ClinicFactory(code="qa-ny", name="QA New York", timezone="America/New_York")
-
-
-@pytest.fixture
-def dr_london(london):
-    return PractitionerFactory(clinic=london, name="Dr London")
-
-
-@pytest.fixture
-def dr_west(west):
-    return PractitionerFactory(clinic=west, name="Dr West")
 
 
 @pytest.fixture

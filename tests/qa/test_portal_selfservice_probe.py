@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -37,10 +36,7 @@ from clinic.models import (
     TimeOff,
 )
 from clinic.services import IntakeLine, conditions_replace, medication_course_add, procedure_record_add
-from reminders.channels import LocmemSmsBackend
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local
-from reminders.links import manage_token
 from reminders.models import (
     ContactOptIn,
     ContactOptOut,
@@ -49,47 +45,32 @@ from reminders.models import (
     OutboxStatus,
     WebhookEndpoint,
 )
-from scheduler.booking import Actor, appointment_book, appointment_cancel, appointment_complete, appointment_reschedule
+from scheduler.booking import appointment_cancel, appointment_complete, appointment_reschedule
 from scheduler.selfservice import patient_move_check, patient_move_options
+from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import (
+    CLINICIAN,
+    LONDON,
+    RECEPTION,
+    book,
+    fresh_appointment,
+    ldn,
+    nyc,
+    portal_page,
+    rows,
+    send_all_until,
+    texts,
+    words,
+)
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
-RECEPTION = Actor("reception@qa")
-CLINICIAN = Actor("clinician@qa", clinical=True)
-CLOCK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def london(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def new_york(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=NEW_YORK)
-
-
-def book(patient, when, now, code="microneedling", **kwargs) -> Appointment:
-    return appointment_book(
-        patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs
-    ).appointment
-
-
-def fresh(appointment) -> Appointment:
-    return Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner").get(pk=appointment.pk)
-
-
-def page(appointment, name: str = "manage") -> str:
-    return reverse(f"portal:{name}", args=[manage_token(appointment)])
+# E-mail and texts are caught for every test (tests/qa/conftest.py); `told`, `frozen` and `care_texts` come from there.
+pytestmark = pytest.mark.usefixtures("message_outboxes")
 
 
 def key(start: datetime, practitioner_id) -> str:
     """A time as the move page posts it (portal.forms.slot_key): its UTC start and the practitioner."""
     return f"{start.astimezone(UTC):%Y%m%dT%H%MZ}_{practitioner_id}"
-
-
-def words(response) -> str:
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
 
 
 def offered_starts(response) -> list[datetime]:
@@ -103,46 +84,12 @@ def can_change(response) -> bool:
     return "Move appointment" in html and "Cancel appointment" in html
 
 
-def rows(appointment, **filters) -> list[OutboxMessage]:
-    return list(
-        OutboxMessage.objects.filter(appointment=appointment, **filters).exclude(channel="webhook").order_by("due_at")
-    )
-
-
 def hooks(appointment) -> list[OutboxMessage]:
     return list(OutboxMessage.objects.filter(appointment=appointment, channel="webhook").order_by("created_at"))
 
 
-def texts() -> list[str]:
-    return [sms["body"] for sms in LocmemSmsBackend.outbox]
-
-
-def send_all_until(end: datetime, *, start: datetime, step: timedelta = timedelta(minutes=30)) -> None:
-    """Run the dispatcher every `step` from `start` to `end`, as beat would (each send judged at its own time)."""
-    moment = start
-    while moment <= end:
-        with time_machine.travel(moment, tick=False):
-            dispatch_local(now=moment)
-        moment += step
-
-
 def move_audits(appointment) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(appointment=appointment, action=AuditAction.RESCHEDULED).order_by("at"))
-
-
-@pytest.fixture(autouse=True)
-def _backends(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"
-    settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
-    LocmemSmsBackend.outbox = []
-    yield
-    LocmemSmsBackend.outbox = []
-
-
-@pytest.fixture
-def care_texts(catalogue):
-    care_texts_load()
 
 
 @pytest.fixture
@@ -192,23 +139,6 @@ def patient(clinic):
 
 
 @pytest.fixture
-def frozen():
-    with time_machine.travel(CLOCK, tick=False):
-        yield CLOCK
-
-
-@pytest.fixture
-def told(patient, practitioner, frozen):
-    """Microneedling booked for Tuesday 10 March 10:00 London, its confirmation sent (e-mail and text)."""
-    appointment = book(patient, london(2026, 3, 10), frozen)
-    dispatch_local(now=frozen)
-    assert len(mail.outbox) == 1 and len(texts()) == 1
-    mail.outbox.clear()
-    LocmemSmsBackend.outbox = []
-    return fresh(appointment)
-
-
-@pytest.fixture
 def platform(clinic):
     """A booking platform granted the clinic, with a webhook endpoint for every event."""
     client = ApiClient(name="QA portal platform")
@@ -226,20 +156,20 @@ def platform(clinic):
 # the deadline's wall-clock time differs from the appointment's by the hour the clocks moved.
 WINDOW_CASES = {
     # London to BST on Sunday 29 March: Monday 30 March 10:00 BST (09:00 UTC), 48 h before = Sat 28 March 09:00 GMT.
-    "london-spring": ("Europe/London", london(2026, 3, 30, 10), 48, "Saturday 28 March at 09:00 London time (GMT)"),
+    "london-spring": ("Europe/London", ldn(2026, 3, 30, 10), 48, "Saturday 28 March at 09:00 London time (GMT)"),
     # London back to GMT on Sunday 25 October: Monday 26 October 10:00 GMT, 48 h before = Sat 24 October 11:00 BST.
-    "london-autumn": ("Europe/London", london(2026, 10, 26, 10), 48, "Saturday 24 October at 11:00 London time (BST)"),
+    "london-autumn": ("Europe/London", ldn(2026, 10, 26, 10), 48, "Saturday 24 October at 11:00 London time (BST)"),
     # New York to EDT on Sunday 8 March: Monday 9 March 10:00 EDT (14:00 UTC), 24 h before = Sun 8 March 10:00 EDT.
     "new-york-spring": (
         "America/New_York",
-        new_york(2026, 3, 9, 10),
+        nyc(2026, 3, 9, 10),
         24,
         "Sunday 8 March at 10:00 New York time (EDT)",
     ),
     # New York back to EST on Sunday 1 November: Monday 2 November 10:00 EST, 48 h before = Sat 31 October 11:00 EDT.
     "new-york-autumn": (
         "America/New_York",
-        new_york(2026, 11, 2, 10),
+        nyc(2026, 11, 2, 10),
         48,
         "Saturday 31 October at 11:00 New York time (EDT)",
     ),
@@ -263,38 +193,38 @@ def test_the_window_is_elapsed_hours_to_the_minute_across_each_clock_change(clie
     deadline = start.astimezone(UTC) - timedelta(hours=hours)  # elapsed hours (aware arithmetic is wall-clock)
 
     with time_machine.travel(deadline - timedelta(minutes=1), tick=False):
-        before = client.get(page(appointment))
+        before = client.get(portal_page(appointment))
     with time_machine.travel(deadline + timedelta(minutes=1), tick=False):
-        after = client.get(page(appointment))
-        refused = client.post(page(appointment, "cancel"))
-        move_refused = client.get(page(appointment, "move"))
+        after = client.get(portal_page(appointment))
+        refused = client.post(portal_page(appointment, "cancel"))
+        move_refused = client.get(portal_page(appointment, "move"))
 
     assert before.status_code == 200 and can_change(before), words(before)[:600]
     assert f"You can move or cancel it here until {until_text}." in words(before)
     assert after.status_code == 200 and not can_change(after)
     assert f"less than {hours} hours" in words(after) and "Call us on" in words(after)
     assert refused.status_code == 409 and move_refused.status_code == 409
-    assert fresh(appointment).status == AppointmentStatus.CONFIRMED
+    assert fresh_appointment(appointment).status == AppointmentStatus.CONFIRMED
 
     with time_machine.travel(deadline, tick=False):
-        at_edge = client.get(page(appointment))
-        cancelled = client.post(page(appointment, "cancel"))
+        at_edge = client.get(portal_page(appointment))
+        cancelled = client.post(portal_page(appointment, "cancel"))
     assert can_change(at_edge)
     assert cancelled.status_code == 303
-    assert fresh(appointment).status == AppointmentStatus.CANCELLED
+    assert fresh_appointment(appointment).status == AppointmentStatus.CANCELLED
 
 
 @pytest.mark.parametrize(
     ("zone", "now", "appointment_start", "first_allowed"),
     [
         # 48 h from Saturday 28 March 09:00 GMT is Monday 30 March 09:00 UTC = 10:00 BST (not 09:00 BST).
-        ("Europe/London", london(2026, 3, 28, 9), london(2026, 4, 1, 10), london(2026, 3, 30, 10)),
+        ("Europe/London", ldn(2026, 3, 28, 9), ldn(2026, 4, 1, 10), ldn(2026, 3, 30, 10)),
         # 48 h from Saturday 24 October 12:00 BST is Monday 26 October 11:00 UTC = 11:00 GMT (not 12:00).
-        ("Europe/London", london(2026, 10, 24, 12), london(2026, 10, 28, 10), london(2026, 10, 26, 11)),
+        ("Europe/London", ldn(2026, 10, 24, 12), ldn(2026, 10, 28, 10), ldn(2026, 10, 26, 11)),
         # 48 h from Saturday 7 March 09:00 EST is Monday 9 March 14:00 UTC = 10:00 EDT.
-        ("America/New_York", new_york(2026, 3, 7, 9), new_york(2026, 3, 11, 10), new_york(2026, 3, 9, 10)),
+        ("America/New_York", nyc(2026, 3, 7, 9), nyc(2026, 3, 11, 10), nyc(2026, 3, 9, 10)),
         # 48 h from Saturday 31 October 12:00 EDT is Monday 2 November 16:00 UTC = 11:00 EST.
-        ("America/New_York", new_york(2026, 10, 31, 12), new_york(2026, 11, 4, 10), new_york(2026, 11, 2, 11)),
+        ("America/New_York", nyc(2026, 10, 31, 12), nyc(2026, 11, 4, 10), nyc(2026, 11, 2, 11)),
     ],
     ids=["london-spring", "london-autumn", "new-york-spring", "new-york-autumn"],
 )
@@ -309,17 +239,18 @@ def test_a_new_time_at_the_window_edge_across_a_clock_change(
     patient = PatientFactory(clinic=clinic, reminder_channels=["email"])
     with time_machine.travel(now, tick=False):
         appointment = book(patient, appointment_start, now, code="botox")
-        listed = client.get(page(appointment, "move"))
+        listed = client.get(portal_page(appointment, "move"))
         too_soon = client.post(
-            page(appointment, "move_confirm"), {"slot": key(first_allowed - timedelta(minutes=15), practitioner.pk)}
+            portal_page(appointment, "move_confirm"),
+            {"slot": key(first_allowed - timedelta(minutes=15), practitioner.pk)},
         )
-        taken = client.post(page(appointment, "move_confirm"), {"slot": key(first_allowed, practitioner.pk)})
+        taken = client.post(portal_page(appointment, "move_confirm"), {"slot": key(first_allowed, practitioner.pk)})
 
     assert listed.status_code == 200
     assert min(offered_starts(listed)) == first_allowed.astimezone(UTC)
     assert too_soon.status_code == 409 and "less than 48 hours away" in words(too_soon)
     assert taken.status_code == 303, words(taken)[:300]
-    assert fresh(appointment).start_at == first_allowed
+    assert fresh_appointment(appointment).start_at == first_allowed
 
 
 def test_the_window_and_zone_are_the_appointments_clinics_not_the_patients_home(client, care_texts, organisation):
@@ -346,13 +277,13 @@ def test_the_window_and_zone_are_the_appointments_clinics_not_the_patients_home(
     PractitionerFactory(clinic=home)
     at_hudson = PractitionerFactory(clinic=hudson, name="Dr Maya Chen")
     patient = PatientFactory(clinic=home, reminder_channels=["email"])
-    appointment = book(patient, new_york(2026, 3, 10, 10), CLOCK, code="botox", practitioner_id=at_hudson.pk)
+    appointment = book(patient, nyc(2026, 3, 10, 10), CLOCK, code="botox", practitioner_id=at_hudson.pk)
     with time_machine.travel(CLOCK, tick=False):
         dispatch_local(now=CLOCK)  # the confirmation: the patient has heard of 10 March
 
     with time_machine.travel(appointment.start_at.astimezone(UTC) - timedelta(hours=30), tick=False):
-        shown = client.get(page(appointment))
-        refused = client.post(page(appointment, "cancel"))
+        shown = client.get(portal_page(appointment))
+        refused = client.post(portal_page(appointment, "cancel"))
 
     assert "10:00–10:30 New York time (EDT)" in words(shown)
     assert not can_change(shown)
@@ -362,7 +293,7 @@ def test_the_window_and_zone_are_the_appointments_clinics_not_the_patients_home(
 
     # Moved from the page a week ahead: the move notice names New York time, as the page did.
     with time_machine.travel(CLOCK, tick=False):
-        moved = client.post(page(appointment, "move_confirm"), {"slot": key(new_york(2026, 3, 16, 11), at_hudson.pk)})
+        moved = client.post(portal_page(appointment, "move_confirm"), {"slot": key(nyc(2026, 3, 16, 11), at_hudson.pk)})
     assert moved.status_code == 303
     send_all_until(CLOCK + timedelta(minutes=20), start=CLOCK, step=timedelta(minutes=10))
     [notice] = [m for m in mail.outbox if "moved" in m.subject.lower()]
@@ -377,18 +308,18 @@ def test_a_move_too_close_to_a_reported_botox_is_refused_with_why_and_what_works
     with, and the earliest start that would satisfy every rule"; docs/portal.md: "every slot passes every rule for
     this patient"; "slot taken, or breaking a rule: 409, the times page with the refusal". A Botox done elsewhere on
     20 February (reported after booking) makes microneedling possible from 6 March."""
-    procedure_record_add(patient=patient, procedure_code="botox", now=frozen, performed_at=london(2026, 2, 20, 11))
-    listed = client.get(page(told, "move"))
+    procedure_record_add(patient=patient, procedure_code="botox", now=frozen, performed_at=ldn(2026, 2, 20, 11))
+    listed = client.get(portal_page(told, "move"))
     starts = offered_starts(listed)
     assert starts and min(starts).astimezone(LONDON).date() == date(2026, 3, 6)
 
-    refused = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 5, 10), told.practitioner_id)})
+    refused = client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 5, 10), told.practitioner_id)})
 
     assert refused.status_code == 409
     said = words(refused)
     assert "Sorry, that time is not possible" in said and "Botox" in said and "6 March 2026" in said
     assert "Choose a new time" in said and offered_starts(refused)  # what works, on the same page
-    assert fresh(told).start_at == london(2026, 3, 10)
+    assert fresh_appointment(told).start_at == ldn(2026, 3, 10)
     assert move_audits(told) == []
 
 
@@ -398,16 +329,16 @@ def test_a_move_is_checked_forward_against_a_booking_at_another_clinic(client, t
     Microneedling -> Botox needs 3 weeks; a Botox booked at the West clinic for 26 March leaves microneedling
     possible until 5 March only: the page offers nothing later, and a direct request for 10 March is refused."""
     PractitionerFactory(clinic=west, name="Dr West")
-    moved_early = appointment_reschedule(appointment=told, start_at=london(2026, 3, 4, 10), actor=RECEPTION, now=frozen)
-    told = fresh(moved_early.appointment)
-    book(patient, london(2026, 3, 26, 10), frozen, code="botox", clinic_id=west.pk)
+    moved_early = appointment_reschedule(appointment=told, start_at=ldn(2026, 3, 4, 10), actor=RECEPTION, now=frozen)
+    told = fresh_appointment(moved_early.appointment)
+    book(patient, ldn(2026, 3, 26, 10), frozen, code="botox", clinic_id=west.pk)
 
-    starts = offered_starts(client.get(page(told, "move")))
+    starts = offered_starts(client.get(portal_page(told, "move")))
     assert starts and max(starts).astimezone(LONDON).date() <= date(2026, 3, 5)
 
-    refused = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 10, 10), told.practitioner_id)})
+    refused = client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 10, 10), told.practitioner_id)})
     assert refused.status_code == 409 and "Sorry, that time is not possible" in words(refused)
-    assert fresh(told).start_at == london(2026, 3, 4, 10)
+    assert fresh_appointment(told).start_at == ldn(2026, 3, 4, 10)
 
 
 def test_a_move_onto_the_patients_own_booking_at_another_clinic_is_refused(client, patient, practitioner, west, frozen):
@@ -416,19 +347,19 @@ def test_a_move_onto_the_patients_own_booking_at_another_clinic_is_refused(clien
     between them) at the West clinic on Thursday 5 March 11:00-11:45: no time overlapping it is offered for the Botox,
     and asking for 11:15 directly is refused, nothing moves."""
     PractitionerFactory(clinic=west, name="Dr West")
-    botox = book(patient, london(2026, 3, 12, 10), frozen, code="botox")
-    book(patient, london(2026, 3, 5, 11), frozen, code="filler", clinic_id=west.pk)
+    botox = book(patient, ldn(2026, 3, 12, 10), frozen, code="botox")
+    book(patient, ldn(2026, 3, 5, 11), frozen, code="filler", clinic_id=west.pk)
 
-    starts = [s.astimezone(LONDON) for s in offered_starts(client.get(page(botox, "move")))]
+    starts = [s.astimezone(LONDON) for s in offered_starts(client.get(portal_page(botox, "move")))]
     on_the_day = [s for s in starts if s.date() == date(2026, 3, 5)]
     assert on_the_day, "other times on 5 March are free"
-    assert all(
-        s + timedelta(minutes=30) <= london(2026, 3, 5, 11) or s >= london(2026, 3, 5, 11, 45) for s in on_the_day
-    )
+    assert all(s + timedelta(minutes=30) <= ldn(2026, 3, 5, 11) or s >= ldn(2026, 3, 5, 11, 45) for s in on_the_day)
 
-    refused = client.post(page(botox, "move_confirm"), {"slot": key(london(2026, 3, 5, 11, 15), botox.practitioner_id)})
+    refused = client.post(
+        portal_page(botox, "move_confirm"), {"slot": key(ldn(2026, 3, 5, 11, 15), botox.practitioner_id)}
+    )
     assert refused.status_code == 409
-    assert fresh(botox).start_at == london(2026, 3, 12, 10)
+    assert fresh_appointment(botox).start_at == ldn(2026, 3, 12, 10)
 
 
 def test_time_off_is_never_offered_and_another_practitioner_is_named_instead(
@@ -437,19 +368,19 @@ def test_time_off_is_never_offered_and_another_practitioner_is_named_instead(
     """docs/portal.md: "one per start time, with the patient's own practitioner when free"; availability: time off.
     Dr Hart is off all of Thursday 5 March; Dr Bell works then: times that day are offered with Dr Bell (named on
     the button), and asking for Dr Hart that day directly is refused as not available."""
-    TimeOff.objects.create(practitioner=practitioner, start_at=london(2026, 3, 5, 0), end_at=london(2026, 3, 6, 0))
+    TimeOff.objects.create(practitioner=practitioner, start_at=ldn(2026, 3, 5, 0), end_at=ldn(2026, 3, 6, 0))
     bell = PractitionerFactory(clinic=clinic, name="Dr Bell")
 
-    listed = client.get(page(told, "move"))
+    listed = client.get(portal_page(told, "move"))
     html = listed.content.decode()
     thursday = re.findall(r'value="20260305T\d{4}Z_([0-9a-f-]+)"', html)
     friday = re.findall(r'value="20260306T\d{4}Z_([0-9a-f-]+)"', html)
     assert thursday and set(thursday) == {str(bell.pk)}
     assert friday and set(friday) == {str(practitioner.pk)}  # own practitioner when free
 
-    refused = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 5, 10), practitioner.pk)})
+    refused = client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 5, 10), practitioner.pk)})
     assert refused.status_code == 409 and "not available" in words(refused)
-    assert fresh(told).start_at == london(2026, 3, 10)
+    assert fresh_appointment(told).start_at == ldn(2026, 3, 10)
 
 
 def test_every_time_offered_for_a_longer_booking_can_be_confirmed(client, patient, practitioner, clinic, frozen):
@@ -457,19 +388,22 @@ def test_every_time_offered_for_a_longer_booking_can_be_confirmed(client, patien
     free for the practitioner and the patient". The desk booked a 90-minute microneedling (the catalogue says 60); a
     move keeps the booking's own length. Dr Hart has another patient at 11:00 on Thursday 5 March: a 10:00 start fits
     60 minutes but not 90, so it must not be offered (the patient would pick it and be told it is not free)."""
-    appointment = book(patient, london(2026, 3, 10, 10), frozen, end_at=london(2026, 3, 10, 11, 30))
-    book(PatientFactory(clinic=clinic), london(2026, 3, 5, 11), frozen, code="botox", practitioner_id=practitioner.pk)
+    appointment = book(patient, ldn(2026, 3, 10, 10), frozen, end_at=ldn(2026, 3, 10, 11, 30))
+    book(PatientFactory(clinic=clinic), ldn(2026, 3, 5, 11), frozen, code="botox", practitioner_id=practitioner.pk)
 
     options = [
         s
-        for s in patient_move_options(appointment=fresh(appointment), now=frozen)
+        for s in patient_move_options(appointment=fresh_appointment(appointment), now=frozen)
         if s.start_at.astimezone(LONDON).date() == date(2026, 3, 5)
     ]
     refusals = []
     for slot in options:
         try:
             patient_move_check(
-                appointment=fresh(appointment), start_at=slot.start_at, practitioner_id=slot.practitioner_id, now=frozen
+                appointment=fresh_appointment(appointment),
+                start_at=slot.start_at,
+                practitioner_id=slot.practitioner_id,
+                now=frozen,
             )
         except Exception as error:  # noqa: BLE001 - the probe lists every offered time that is then refused
             refusals.append((slot.start_at.astimezone(LONDON).strftime("%H:%M"), type(error).__name__))
@@ -492,16 +426,19 @@ def test_an_absolute_contraindication_on_hold_offers_no_time_and_moves_nothing(c
     booking rules microneedling out on every date: the page says it is on hold without naming the condition or the
     medicine, offers no time (call us), and a time asked for directly is refused, nothing changes."""
     hold_for(patient, via, frozen)
-    assert fresh(told).status == AppointmentStatus.NEEDS_REVIEW
+    assert fresh_appointment(told).status == AppointmentStatus.NEEDS_REVIEW
 
-    shown = words(client.get(page(told)))
-    listed = client.get(page(told, "move"))
-    refused = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 12, 10), told.practitioner_id)})
+    shown = words(client.get(portal_page(told)))
+    listed = client.get(portal_page(told, "move"))
+    refused = client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 12, 10), told.practitioner_id)})
 
     assert "On hold: the clinic needs to check this booking with you" in shown
     assert offered_starts(listed) == [] and "Please call us on 020 7946 0958" in words(listed)
     assert refused.status_code == 409
-    assert fresh(told).start_at == london(2026, 3, 10) and fresh(told).status == AppointmentStatus.NEEDS_REVIEW
+    assert (
+        fresh_appointment(told).start_at == ldn(2026, 3, 10)
+        and fresh_appointment(told).status == AppointmentStatus.NEEDS_REVIEW
+    )
     assert move_audits(told) == []
     for said in (shown, words(listed)):
         assert "lotting" not in said and "nticoagulant" not in said and "contraindication" not in said
@@ -516,7 +453,7 @@ def test_a_refused_move_does_not_name_the_patients_condition_or_medicine(client,
     put the intake line or the medicine, in staff wording, on the page."""
     hold_for(patient, via, frozen)
 
-    refused = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 12, 10), told.practitioner_id)})
+    refused = client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 12, 10), told.practitioner_id)})
 
     said = words(refused)
     assert refused.status_code == 409
@@ -534,17 +471,17 @@ def test_a_move_into_a_relative_contraindication_is_held_and_said_everywhere(
     medication_course_add(
         patient=patient, drug_code="anticoagulant", started_on=date(2026, 3, 15), ended_on=date(2026, 3, 20), now=frozen
     )
-    filler = book(patient, london(2026, 3, 10), frozen, code="filler")
+    filler = book(patient, ldn(2026, 3, 10), frozen, code="filler")
     assert filler.status == AppointmentStatus.CONFIRMED
     dispatch_local(now=frozen)
 
     moved = client.post(
-        page(filler, "move_confirm"), {"slot": key(london(2026, 3, 16, 10), practitioner.pk)}, follow=True
+        portal_page(filler, "move_confirm"), {"slot": key(ldn(2026, 3, 16, 10), practitioner.pk)}, follow=True
     )
 
     assert "A clinician will check it before it is confirmed" in words(moved)
-    current = fresh(filler)
-    assert (current.start_at, current.status) == (london(2026, 3, 16, 10), AppointmentStatus.PENDING_CLEARANCE)
+    current = fresh_appointment(filler)
+    assert (current.start_at, current.status) == (ldn(2026, 3, 16, 10), AppointmentStatus.PENDING_CLEARANCE)
     planned = rows(filler, kind__in=[MessageKind.REMINDER, MessageKind.PRE_CARE])
     assert planned and all(r.status == OutboxStatus.HELD for r in planned), [(r.kind, r.status) for r in planned]
     [hook] = [h for h in hooks(filler) if h.payload["type"] == "appointment.rescheduled"]
@@ -559,12 +496,12 @@ def test_a_move_stays_at_its_clinic_even_with_a_colleague_of_the_organisation(cl
     A forged slot naming a practitioner of the organisation's West clinic is refused and nothing moves."""
     colleague = PractitionerFactory(clinic=west, name="Dr West")
 
-    response = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 12, 10), colleague.pk)})
+    response = client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 12, 10), colleague.pk)})
 
     assert response.status_code == 400 and "There is no such practitioner at this clinic." in words(response)
-    current = fresh(told)
+    current = fresh_appointment(told)
     assert (current.start_at, current.practitioner_id, current.clinic_id) == (
-        london(2026, 3, 10),
+        ldn(2026, 3, 10),
         told.practitioner_id,
         told.clinic_id,
     )
@@ -577,12 +514,12 @@ def test_a_double_submitted_move_tells_the_patient_once(client, told, frozen):
     """docs/portal.md: "Every POST ... answers with a 303 to a page (a reload repeats nothing)"; docs/reminders.md: "a
     change notice goes after a grace period". A patient taps "Yes, move it" twice (or the browser resends the form):
     the appointment is at the new time and the patient gets one move notice per channel."""
-    slot = key(london(2026, 3, 5, 10), told.practitioner_id)
-    first = client.post(page(told, "move_confirm"), {"slot": slot})
-    second = client.post(page(told, "move_confirm"), {"slot": slot})
+    slot = key(ldn(2026, 3, 5, 10), told.practitioner_id)
+    first = client.post(portal_page(told, "move_confirm"), {"slot": slot})
+    second = client.post(portal_page(told, "move_confirm"), {"slot": slot})
 
     assert first.status_code == 303 and second.status_code in (303, 409)
-    assert fresh(told).start_at == london(2026, 3, 5, 10)
+    assert fresh_appointment(told).start_at == ldn(2026, 3, 5, 10)
     send_all_until(CLOCK + timedelta(minutes=30), start=CLOCK + timedelta(minutes=6), step=timedelta(minutes=10))
     assert len([t for t in texts() if "moved" in t]) == 1
     assert len([m for m in mail.outbox if "moved" in m.subject]) == 1
@@ -592,9 +529,9 @@ def test_a_double_submitted_move_is_one_change_for_the_desk_and_the_platforms(cl
     """docs/portal.md: "Every POST ... answers with a 303 to a page (a reload repeats nothing)"; domain.md 6: "Nothing
     is changed silently: each move is audited, shown to staff and sent as a webhook" (one move, one entry, one event).
     The same move posted twice is one change: one audit entry, one `appointment.rescheduled` webhook."""
-    slot = key(london(2026, 3, 5, 10), told.practitioner_id)
-    client.post(page(told, "move_confirm"), {"slot": slot})
-    client.post(page(told, "move_confirm"), {"slot": slot})
+    slot = key(ldn(2026, 3, 5, 10), told.practitioner_id)
+    client.post(portal_page(told, "move_confirm"), {"slot": slot})
+    client.post(portal_page(told, "move_confirm"), {"slot": slot})
 
     events = [h.payload["type"] for h in hooks(told)].count("appointment.rescheduled")
     audits = [(e.details["from"]["start_at"], e.details["to"]["start_at"]) for e in move_audits(told)]
@@ -606,11 +543,11 @@ def test_a_link_for_a_visit_the_desk_cancelled_offers_nothing_but_keeps_the_mess
     from us" are on the page. The desk cancels; the patient's link from the confirmation shows it cancelled with no
     Move or Cancel and no call-us box, and still saves their message choices (switching texts off)."""
     appointment_cancel(appointment=told, actor=RECEPTION, now=frozen, reason="Clinic closed")
-    shown = client.get(page(told))
+    shown = client.get(portal_page(told))
 
     assert shown.status_code == 200 and "Cancelled" in words(shown) and not can_change(shown)
     assert "Clinic closed" not in words(shown)  # the desk's reason is the desk's
-    saved = client.post(page(told, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
+    saved = client.post(portal_page(told, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
     assert saved.status_code == 303
     assert Patient.objects.get(pk=told.patient_id).reminder_channels == ["email"]
 
@@ -619,10 +556,10 @@ def test_a_link_for_a_completed_visit_still_gets_a_calendar_link(client, told, f
     """docs/portal.md, "A calendar link": "Get a calendar link" on the page gives "a private iCalendar feed of all
     their appointments"; docs/reminders.md: post-care messages carry the page link after the visit. A link from the
     week after a completed visit still gives the calendar link (the link expires a week after the visit)."""
-    appointment_complete(appointment=told, actor=CLINICIAN, now=london(2026, 3, 10, 11))
-    with time_machine.travel(london(2026, 3, 12, 9), tick=False):
-        shown = client.get(page(told))
-        asked = client.post(page(told, "calendar"), follow=True)
+    appointment_complete(appointment=told, actor=CLINICIAN, now=ldn(2026, 3, 10, 11))
+    with time_machine.travel(ldn(2026, 3, 12, 9), tick=False):
+        shown = client.get(portal_page(told))
+        asked = client.post(portal_page(told, "calendar"), follow=True)
     assert "Completed" in words(shown) and not can_change(shown)
     found = re.search(r"https://clinic\.example/reminders/calendar/[^\s<\"]+\.ics", asked.content.decode())
     assert found, words(asked)[:400]
@@ -648,9 +585,9 @@ def test_a_link_of_a_record_merged_away_acts_for_the_survivor(client, told, pati
     patient_merge(merged=patient, into=survivor, now=frozen, actor_label="clinician@qa", clinical=True)
     assert Patient.objects.get(pk=patient.pk).merged_into_id == survivor.pk
 
-    shown = client.get(page(told))
-    prefs = client.post(page(told, "preferences"), {"email": "on", "sms": "on", "reminders": "on"})
-    cancelled = client.post(page(told, "cancel"), {"reason": "duplicate"})
+    shown = client.get(portal_page(told))
+    prefs = client.post(portal_page(told, "preferences"), {"email": "on", "sms": "on", "reminders": "on"})
+    cancelled = client.post(portal_page(told, "cancel"), {"reason": "duplicate"})
 
     assert shown.status_code == 200 and can_change(shown)
     assert prefs.status_code == 303 and cancelled.status_code == 303
@@ -672,18 +609,18 @@ def test_a_link_from_before_a_merge_shows_the_hold_the_merge_put_on_it(client, t
         email="o.bennett@example.com",
         reminder_channels=["email"],
     )
-    procedure_record_add(patient=survivor, procedure_code="botox", now=frozen, performed_at=london(2026, 3, 1, 12))
+    procedure_record_add(patient=survivor, procedure_code="botox", now=frozen, performed_at=ldn(2026, 3, 1, 12))
     patient_merge(merged=patient, into=survivor, now=frozen, actor_label="clinician@qa", clinical=True)
-    assert fresh(told).status == AppointmentStatus.NEEDS_REVIEW
+    assert fresh_appointment(told).status == AppointmentStatus.NEEDS_REVIEW
 
-    shown = words(client.get(page(told)))
-    starts = offered_starts(client.get(page(told, "move")))
+    shown = words(client.get(portal_page(told)))
+    starts = offered_starts(client.get(portal_page(told, "move")))
     assert "On hold" in shown
     # 1 March + 2 weeks = Sunday 15 March, when the clinic is closed: the first time is Monday 16 March, 09:00
-    assert starts and min(starts) == london(2026, 3, 16, 9)
-    moved = client.post(page(told, "move_confirm"), {"slot": key(min(starts), told.practitioner_id)})
+    assert starts and min(starts) == ldn(2026, 3, 16, 9)
+    moved = client.post(portal_page(told, "move_confirm"), {"slot": key(min(starts), told.practitioner_id)})
     assert moved.status_code == 303
-    assert fresh(told).status == AppointmentStatus.CONFIRMED
+    assert fresh_appointment(told).status == AppointmentStatus.CONFIRMED
 
 
 def test_a_link_never_acts_on_the_appointment_named_in_the_request(client, told, patient, clinic, practitioner, frozen):
@@ -691,7 +628,7 @@ def test_a_link_never_acts_on_the_appointment_named_in_the_request(client, told,
     appointment's link cannot act on another". A patient of the same clinic with a valid link of their own sends the
     other patient's appointment id in the query and the form: only their own appointment is touched."""
     other = PatientFactory(clinic=clinic, first_name="Nora", reminder_channels=["email"])
-    theirs = book(other, london(2026, 3, 12), frozen, code="botox")
+    theirs = book(other, ldn(2026, 3, 12), frozen, code="botox")
     smuggle = {
         "appointment": str(told.pk),
         "appointment_id": str(told.pk),
@@ -699,23 +636,26 @@ def test_a_link_never_acts_on_the_appointment_named_in_the_request(client, told,
         "id": str(told.pk),
     }
 
-    listed = client.get(page(theirs, "move"), smuggle)
+    listed = client.get(portal_page(theirs, "move"), smuggle)
     moved = client.post(
-        page(theirs, "move_confirm") + f"?appointment={told.pk}",
-        {**smuggle, "slot": key(london(2026, 3, 13, 10), theirs.practitioner_id)},
+        portal_page(theirs, "move_confirm") + f"?appointment={told.pk}",
+        {**smuggle, "slot": key(ldn(2026, 3, 13, 10), theirs.practitioner_id)},
     )
-    cancelled = client.post(page(theirs, "cancel") + f"?appointment={told.pk}", smuggle)
+    cancelled = client.post(portal_page(theirs, "cancel") + f"?appointment={told.pk}", smuggle)
 
     assert listed.status_code == 200 and "Olivia" not in words(listed) and "Microneedling" not in words(listed)
     assert moved.status_code == 303 and cancelled.status_code == 303
-    assert fresh(theirs).status == AppointmentStatus.CANCELLED
-    assert (fresh(told).status, fresh(told).start_at) == (AppointmentStatus.CONFIRMED, london(2026, 3, 10))
+    assert fresh_appointment(theirs).status == AppointmentStatus.CANCELLED
+    assert (fresh_appointment(told).status, fresh_appointment(told).start_at) == (
+        AppointmentStatus.CONFIRMED,
+        ldn(2026, 3, 10),
+    )
 
 
 def test_a_link_stops_working_when_the_secret_key_is_rotated(client, told, settings):
     """docs/portal.md: "Rotating DJANGO_SECRET_KEY invalidates every link" (and "Errors: never a 500": a damaged or
     forged link is a 400 "This link does not work", naming no clinic, patient or appointment)."""
-    link = page(told)
+    link = portal_page(told)
     settings.SECRET_KEY = "rotated-" + "k" * 50
     response = client.get(link)
     assert response.status_code == 400
@@ -730,10 +670,12 @@ def test_a_self_move_after_a_desk_move_in_the_grace_period_sends_one_notice_from
     "the move notice runs from the time the patient last heard to the time now". The desk moves 10 March to 11 March
     at 09:00; at 09:02 the patient (who heard only of 10 March) moves it to 12 March from the confirmation's link:
     one move notice per channel, "it was Tue 10 Mar", now Thu 12 Mar; nothing about 11 March."""
-    appointment_reschedule(appointment=told, start_at=london(2026, 3, 11), actor=RECEPTION, now=frozen)
+    appointment_reschedule(appointment=told, start_at=ldn(2026, 3, 11), actor=RECEPTION, now=frozen)
     later = CLOCK + timedelta(minutes=2)
     with time_machine.travel(later, tick=False):
-        moved = client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 12, 10), told.practitioner_id)})
+        moved = client.post(
+            portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 12, 10), told.practitioner_id)}
+        )
     assert moved.status_code == 303
 
     send_all_until(CLOCK + timedelta(hours=1), start=later, step=timedelta(minutes=3))
@@ -750,11 +692,11 @@ def test_a_self_move_then_self_cancel_in_the_grace_period_sends_only_the_cancell
     cancellation notice only if the patient had been told of the booking"; issue 16: "the last message they get about
     an appointment must be true". The patient moves, then a minute later cancels: no move notice, one cancellation
     per channel."""
-    client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 12, 10), told.practitioner_id)})
+    client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 12, 10), told.practitioner_id)})
     with time_machine.travel(CLOCK + timedelta(minutes=1), tick=False):
         assert client.post(fresh_page(told, "cancel")).status_code == 303
 
-    send_all_until(london(2026, 3, 12, 12), start=CLOCK + timedelta(minutes=1), step=timedelta(hours=3))
+    send_all_until(ldn(2026, 3, 12, 12), start=CLOCK + timedelta(minutes=1), step=timedelta(hours=3))
 
     assert [t for t in texts() if "moved" in t] == []
     assert len([t for t in texts() if "cancelled" in t]) == 1, texts()
@@ -762,7 +704,7 @@ def test_a_self_move_then_self_cancel_in_the_grace_period_sends_only_the_cancell
 
 
 def fresh_page(appointment, name="manage") -> str:
-    return page(fresh(appointment), name)
+    return portal_page(fresh_appointment(appointment), name)
 
 
 def test_platforms_hear_each_self_service_change_once_with_the_clinics_offset(client, told, platform, patient, frozen):
@@ -773,7 +715,7 @@ def test_platforms_hear_each_self_service_change_once_with_the_clinics_offset(cl
     with time_machine.travel(CLOCK, tick=False):
         assert (
             client.post(
-                page(told, "move_confirm"), {"slot": key(london(2026, 3, 31, 10), told.practitioner_id)}
+                portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 31, 10), told.practitioner_id)}
             ).status_code
             == 303
         )
@@ -795,8 +737,8 @@ def test_platforms_hear_each_self_service_change_once_with_the_clinics_offset(cl
 def test_the_audit_names_the_patient_and_keeps_their_cancel_note(client, told, patient, frozen):
     """docs/portal.md: GET cancel asks for "an optional note for the clinic"; "the audit trail says `patient <patient
     id>`". The cancellation is audited as the patient, with the note they left (what the desk's history lists)."""
-    client.post(page(told, "cancel"), {"reason": "Flight moved, sorry"})
-    current = fresh(told)
+    client.post(portal_page(told, "cancel"), {"reason": "Flight moved, sorry"})
+    current = fresh_appointment(told)
     assert current.cancel_reason == "Flight moved, sorry"
     [event] = AuditEvent.objects.filter(appointment=told, action=AuditAction.CANCELLED)
     assert (event.actor_label, event.reason) == (f"patient {patient.pk}", "Flight moved, sorry")
@@ -806,7 +748,7 @@ def test_the_calendar_link_follows_the_patients_own_move_and_cancel(client, told
     """docs/portal.md, "A calendar link": "it follows every move and cancellation (one UID per appointment, a rising
     SEQUENCE)"; docs/reminders.md: "a cancelled one stays as STATUS:CANCELLED". The patient asks for the link, moves
     the visit to Tuesday 31 March (BST) from the page, then cancels it: the same entry moves, then turns cancelled."""
-    asked = client.post(page(told, "calendar"), follow=True)
+    asked = client.post(portal_page(told, "calendar"), follow=True)
     url = re.search(r"https://clinic\.example(/reminders/calendar/[^\s<\"]+\.ics)", asked.content.decode()).group(1)
 
     def entry() -> dict:
@@ -816,7 +758,7 @@ def test_the_calendar_link_follows_the_patients_own_move_and_cancel(client, told
         return {k.split(";")[0]: v for k, v in fields.items()}
 
     first = entry()
-    client.post(page(told, "move_confirm"), {"slot": key(london(2026, 3, 31, 10), told.practitioner_id)})
+    client.post(portal_page(told, "move_confirm"), {"slot": key(ldn(2026, 3, 31, 10), told.practitioner_id)})
     moved = entry()
     client.post(fresh_page(told, "cancel"))
     cancelled = entry()
@@ -835,9 +777,10 @@ def test_texts_off_then_back_on_before_the_reminder_sends_it_once(client, told, 
     wording ticked"; "a channel ... switched (back) on plans the reminders and care instructions of the patient's
     coming appointments that no row stands for yet". Off, then on again before the day-before reminder: the
     reminder and pre-care go by text once each (no duplicate rows)."""
-    off = client.post(page(told, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
+    off = client.post(portal_page(told, "preferences"), {"email": "on", "care": "on", "reminders": "on"})
     on = client.post(
-        page(told, "preferences"), {"email": "on", "sms": "on", "sms_consent": "on", "care": "on", "reminders": "on"}
+        portal_page(told, "preferences"),
+        {"email": "on", "sms": "on", "sms_consent": "on", "care": "on", "reminders": "on"},
     )
     assert off.status_code == on.status_code == 303
     current = Patient.objects.get(pk=patient.pk)
@@ -847,7 +790,7 @@ def test_texts_off_then_back_on_before_the_reminder_sends_it_once(client, told, 
 
     for kind in (MessageKind.REMINDER, MessageKind.PRE_CARE):
         assert len(rows(told, kind=kind, channel="sms")) == 1, kind
-    send_all_until(london(2026, 3, 9, 11), start=london(2026, 3, 9, 9), step=timedelta(hours=1))
+    send_all_until(ldn(2026, 3, 9, 11), start=ldn(2026, 3, 9, 9), step=timedelta(hours=1))
     parts = [part for body in texts() for part in body.split("\n\n")]
     assert len([p for p in parts if "reminder" in p]) == 1, texts()
 
@@ -856,10 +799,10 @@ def test_care_switched_back_on_plans_care_for_a_booking_made_while_it_was_off(cl
     """docs/portal.md: "a channel or kind switched (back) on plans the reminders and care instructions of the
     patient's coming appointments that no row stands for yet"; docs/reminders.md: "once". Care off; the desk books a
     second microneedling for 24 March; care back on: its pre-care is planned and sent, once per channel."""
-    client.post(page(told, "preferences"), {"email": "on", "sms": "on", "reminders": "on"})
-    second = book(patient, london(2026, 3, 24), frozen)
+    client.post(portal_page(told, "preferences"), {"email": "on", "sms": "on", "reminders": "on"})
+    second = book(patient, ldn(2026, 3, 24), frozen)
     before = len(rows(second, kind=MessageKind.PRE_CARE))
-    client.post(page(told, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"})
+    client.post(portal_page(told, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"})
 
     pre = rows(second, kind=MessageKind.PRE_CARE, status=OutboxStatus.PENDING)
     assert sorted(r.channel for r in pre) == ["email", "sms"], (before, [(r.channel, r.status) for r in rows(second)])
@@ -875,19 +818,22 @@ def test_stop_by_text_shows_on_the_page_and_the_page_can_turn_texts_back_on(clie
     inbound = reverse("reminders:sms_inbound") + "?token=qa-portal-inbound"
     assert client.post(inbound, {"From": patient.phone, "Body": "STOP"}).status_code == 200
 
-    html = client.get(page(told)).content.decode()
+    html = client.get(portal_page(told)).content.decode()
     assert re.search(r'<input type="checkbox" name="sms"(?![^>]*checked)[^>]*>', html)
     assert 'name="sms_consent"' in html
-    untick = client.post(page(told, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"})
+    untick = client.post(
+        portal_page(told, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"}
+    )
     assert untick.status_code == 400 and "tick the box" in words(untick)
     assert Patient.objects.get(pk=patient.pk).sms_consent is False
 
     ticked = client.post(
-        page(told, "preferences"), {"email": "on", "sms": "on", "sms_consent": "on", "care": "on", "reminders": "on"}
+        portal_page(told, "preferences"),
+        {"email": "on", "sms": "on", "sms_consent": "on", "care": "on", "reminders": "on"},
     )
     assert ticked.status_code == 303 and Patient.objects.get(pk=patient.pk).sms_consent is True
     assert ContactOptOut.objects.filter(patient=patient, channel="sms", via="sms_stop").count() == 1
-    send_all_until(london(2026, 3, 9, 11), start=london(2026, 3, 9, 9), step=timedelta(hours=1))
+    send_all_until(ldn(2026, 3, 9, 11), start=ldn(2026, 3, 9, 9), step=timedelta(hours=1))
     assert any("reminder" in t for t in texts())
 
     assert client.post(inbound, {"From": patient.phone, "Body": "Stop"}).status_code == 200
@@ -899,7 +845,7 @@ def test_saving_unchanged_choices_says_so_and_records_nothing(client, told, pati
     """docs/portal.md: POST preferences "Saves Messages from us"; reminders/consent: "Saving what is already set
     records nothing". The page says "Nothing to change" and no opt-in or opt-out is recorded."""
     response = client.post(
-        page(told, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"}, follow=True
+        portal_page(told, "preferences"), {"email": "on", "sms": "on", "care": "on", "reminders": "on"}, follow=True
     )
     assert "Nothing to change" in words(response)
     assert not ContactOptOut.objects.filter(patient=patient).exists()
@@ -917,17 +863,17 @@ def test_the_pages_show_nothing_of_the_record_beyond_the_appointment(client, pat
     from clinic.services import appointment_notes_set
 
     conditions_replace(patient=patient, lines=[IntakeLine("psoriasis", "history")], now=frozen)
-    procedure_record_add(patient=patient, procedure_code="plasma_pen", now=frozen, performed_at=london(2025, 12, 1, 12))
-    appointment = book(patient, london(2026, 3, 10), frozen, code="filler", area_code="decolletage")
+    procedure_record_add(patient=patient, procedure_code="plasma_pen", now=frozen, performed_at=ldn(2025, 12, 1, 12))
+    appointment = book(patient, ldn(2026, 3, 10), frozen, code="filler", area_code="decolletage")
     if appointment.status != AppointmentStatus.CONFIRMED:
         Appointment.objects.filter(pk=appointment.pk).update(status=AppointmentStatus.CONFIRMED)
     appointment_notes_set(appointment=appointment, notes="Needs interpreter; anxious about needles")
 
     answers = [
-        client.get(page(appointment)),
-        client.get(page(appointment, "move")),
-        client.get(page(appointment, "cancel")),
-        client.get(page(appointment, "move_confirm"), {"slot": key(london(2026, 3, 12, 10), practitioner.pk)}),
+        client.get(portal_page(appointment)),
+        client.get(portal_page(appointment, "move")),
+        client.get(portal_page(appointment, "cancel")),
+        client.get(portal_page(appointment, "move_confirm"), {"slot": key(ldn(2026, 3, 12, 10), practitioner.pk)}),
     ]
     for answer in answers:
         assert answer.status_code == 200

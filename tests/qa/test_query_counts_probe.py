@@ -28,10 +28,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
@@ -63,11 +61,11 @@ from scheduler import rulebooks
 from scheduler.models import ContraindicationRule, IntervalRule
 from tests.api.conftest import new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import LONDON, NOW
 
-pytestmark = pytest.mark.django_db
+# The clock stands at the suite's Monday for every test (`clock`, tests/qa/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
-LONDON = ZoneInfo("Europe/London")
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday; London on GMT
 TOMORROW = date(2026, 3, 3)
 SMALL, LARGE = 2, 40  # records of every kind in a patient's history
 FEW, MANY = 5, 30  # rows on a list or a day (five: one of every status, so no branch is new in the large one)
@@ -147,12 +145,6 @@ def read_all(calls: dict, grow, *, ok=(200,)) -> None:
 
 
 # --- The world ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,7 @@ or an open recall beside the other record's booking of the same procedure.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -29,7 +28,7 @@ from django.test import Client
 from django.urls import reverse
 
 from clinic.merging import patient_merge
-from clinic.models import Appointment, AppointmentStatus, Patient, StaffMembership, StaffRole
+from clinic.models import Appointment, AppointmentStatus, Patient, StaffRole
 from plans.defaults import plan_templates_load
 from plans.models import PlanTemplate, Recall
 from reminders.channels import LocmemSmsBackend
@@ -42,36 +41,18 @@ from scheduler.booking import Actor, appointment_book, appointment_cancel, appoi
 from scheduler.models import IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
+from tests.frontdesk.conftest import url as fd
+from tests.qa.helpers import LONDON, NEW_YORK, NOW, ldn, nyc, squash, staff_client
 
-pytestmark = pytest.mark.django_db
+# E-mail and texts are caught for every test; `frozen`, `dr_london` and `dr_west` come from tests/qa/conftest.py.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("message_outboxes")]
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 RECEPTION = Actor("reception@qa-recall")
 CLINICIAN = Actor("clinician@qa-recall", clinical=True)
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday; London on GMT
 DUE_WORDS = "due for your next"
 
 
-def ldn(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def nyc(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=NEW_YORK)
-
-
 # --- Fixtures and helpers --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _backends(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"
-    settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
-    LocmemSmsBackend.outbox = []
-    yield
-    LocmemSmsBackend.outbox = []
 
 
 @pytest.fixture
@@ -95,24 +76,8 @@ def west(london):
 
 
 @pytest.fixture
-def dr_london(london):
-    return PractitionerFactory(clinic=london, name="Dr London")
-
-
-@pytest.fixture
-def dr_west(west):
-    return PractitionerFactory(clinic=west, name="Dr West")
-
-
-@pytest.fixture
 def olivia(london, dr_london, dr_west):
     return person(london, "Olivia")
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield NOW
 
 
 def person(clinic, name: str, **overrides) -> Patient:
@@ -167,22 +132,6 @@ def botox_done(patient, when: datetime, **kwargs) -> Appointment:
     """A Botox booked (the day before) and completed an hour after it started."""
     appointment = book(patient, "botox", when, now=min(NOW, when - timedelta(days=1)), **kwargs)
     return complete(appointment)
-
-
-def staff_client(clinic, role: str, username: str) -> Client:
-    user = get_user_model().objects.create_user(username=username, password="pw-for-qa-only-123")
-    StaffMembership.objects.create(user=user, clinic=clinic, role=role)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def fd(name: str, *args) -> str:
-    return reverse(f"frontdesk:{name}", args=[getattr(a, "code", None) or getattr(a, "pk", a) for a in args])
-
-
-def squash(response) -> str:
-    return " ".join(response.content.decode().split())
 
 
 # --- Exactly one recall per due step -------------------------------------------------------------------------

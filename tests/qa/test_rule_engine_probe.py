@@ -41,8 +41,8 @@ from scheduler.booking import (
 )
 from scheduler.models import ContraindicationRule, IntervalRule
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import LONDON, at, org_rule
 
-LONDON = ZoneInfo("Europe/London")
 RECEPTION = Actor("qa-reception@test")
 CLINICIAN = Actor("qa-clinician@test", clinical=True)
 ONE_MINUTE = timedelta(minutes=1)
@@ -51,10 +51,6 @@ pytestmark = pytest.mark.usefixtures("catalogue")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-
-
-def at(tz, y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=tz)
 
 
 def midnight(tz, day: date) -> datetime:
@@ -95,19 +91,6 @@ def warning_keys(result) -> set[str]:
 
 def clearance_keys(result) -> set[str]:
     return {key_of(v) for v in result.evaluation.needs_clearance}
-
-
-def org_rule(patient, earlier, later, value, unit, severity="block", scope="any_area"):
-    return IntervalRule.objects.create(
-        organisation=patient.organisation,
-        earlier_procedure_id=earlier,
-        later_procedure_id=later,
-        gap_value=value,
-        gap_unit=unit,
-        severity=severity,
-        scope=scope,
-        source="qa probe",
-    )
 
 
 # The five sourced block rules between procedures (brief section 2), with their gaps in days.

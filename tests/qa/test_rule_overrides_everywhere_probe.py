@@ -21,7 +21,6 @@ practitioners work Monday to Saturday, 09:00-18:00.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -60,23 +59,14 @@ from tests.factories import (
     PractitionerFactory,
     ProcedureRecordFactory,
 )
+from tests.qa.helpers import fresh, ldn
 
 pytestmark = pytest.mark.django_db
 
-LONDON = ZoneInfo("Europe/London")
 RECEPTION = Actor("reception@qa-rulebooks")
 CLINICIAN = Actor("clinician@qa-rulebooks", clinical=True)
 A_VERSION = "d1.o6"  # the shipped book plus A's five changes
 B_VERSION = "d1.o1"  # as shipped
-
-
-def ldn(y, m, d, hh=10, mm=0) -> datetime:
-    return datetime(y, m, d, hh, mm, tzinfo=LONDON)
-
-
-def fresh(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 def default(key: str, model=IntervalRule):

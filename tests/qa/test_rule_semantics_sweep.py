@@ -27,7 +27,6 @@ from scheduler.booking import (
     appointment_reschedule,
     appointment_slots,
 )
-from scheduler.models import IntervalRule
 from tests.factories import (
     AppointmentFactory,
     ClinicFactory,
@@ -37,17 +36,12 @@ from tests.factories import (
     PractitionerFactory,
     ProcedureRecordFactory,
 )
+from tests.qa.helpers import LONDON, NEW_YORK, at, org_rule
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 SYDNEY = ZoneInfo("Australia/Sydney")
 RECEPTION = Actor("qa-reception@test")
 
 pytestmark = pytest.mark.usefixtures("catalogue")
-
-
-def at(tz, y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=tz)
 
 
 def book(patient, code, when, now, **kwargs):
@@ -67,18 +61,6 @@ def clinic_in(tz_name, code, organisation=None, days=range(7)):
     return clinic
 
 
-def add_rule(patient, earlier, later, value, unit, severity="block"):
-    return IntervalRule.objects.create(
-        organisation=patient.organisation,
-        earlier_procedure_id=earlier,
-        later_procedure_id=later,
-        gap_value=value,
-        gap_unit=unit,
-        severity=severity,
-        source="qa probe",
-    )
-
-
 # --- Month ends and leap days, through the booking service ----------------------------------------------------
 
 
@@ -89,7 +71,7 @@ def test_one_month_after_31_january_is_28_february_both_ways(now):
     BEFORE one booked on 28 Feb is allowed on 31 Jan (31 Jan + 1 month = 28 Feb) but not on 1 Feb."""
     clinic = clinic_in("Europe/London", "qa-month")
     patient = PatientFactory(clinic=clinic)
-    add_rule(patient, "botox", "botox", 1, "months")
+    org_rule(patient, "botox", "botox", 1, "months")
     first = book(patient, "botox", at(LONDON, 2027, 1, 31), now).appointment
 
     refused = appointment_check(patient=patient, procedure_code="botox", start_at=at(LONDON, 2027, 2, 27, 17), now=now)
@@ -109,7 +91,7 @@ def test_one_month_after_31_january_is_29_february_in_a_leap_year(now):
     """Brief 2: months clamp at the month end, "(29 in a leap year)"."""
     clinic = clinic_in("Europe/London", "qa-leap")
     patient = PatientFactory(clinic=clinic)
-    add_rule(patient, "botox", "botox", 1, "months")
+    org_rule(patient, "botox", "botox", 1, "months")
     book(patient, "botox", at(LONDON, 2028, 1, 31, 17), now)
 
     refused = appointment_check(patient=patient, procedure_code="botox", start_at=at(LONDON, 2028, 2, 28, 17), now=now)
@@ -126,7 +108,7 @@ def test_reschedules_recheck_month_end_gaps_both_ways_and_not_against_themselves
     date (the move is not checked against itself) allowed."""
     clinic = clinic_in("Europe/London", "qa-move")
     patient = PatientFactory(clinic=clinic)
-    add_rule(patient, "botox", "botox", 1, "months")
+    org_rule(patient, "botox", "botox", 1, "months")
     jan = book(patient, "botox", at(LONDON, 2027, 1, 31, 10), now).appointment
     feb = book(patient, "botox", at(LONDON, 2027, 2, 28, 10), now).appointment
 
@@ -187,7 +169,7 @@ def test_hour_gap_is_elapsed_time_across_fall_back_both_ways(now):
     Botox on Sat 17:00 BST is exactly 48 h before (allowed), 17:15 BST is too close."""
     clinic = clinic_in("Europe/London", "qa-48h")
     patient = PatientFactory(clinic=clinic)
-    add_rule(patient, "botox", "filler", 48, "hours")
+    org_rule(patient, "botox", "filler", 48, "hours")
     botox = book(patient, "botox", at(LONDON, 2026, 10, 24, 17), now).appointment
 
     refused = appointment_check(

@@ -16,10 +16,9 @@ signed-in user at /login/?next=/login/.
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
@@ -37,17 +36,12 @@ from reminders.models import OutboxMessage, OutboxStatus
 from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import IntervalRule, RuleBookVersion
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import NOW, fresh
 
-pytestmark = pytest.mark.django_db
+# The clock stands at the suite's Monday for every test (`clock`, tests/qa/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday, 09:00 London (GMT)
 PASSWORD = "qa-security-pw-7731"
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 # --- Tenants, people, keys -------------------------------------------------------------------------------------
@@ -85,11 +79,6 @@ def api(key: str | None = None) -> APIClient:
     if key:
         client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
-
-
-def fresh(obj):
-    obj.refresh_from_db()
-    return obj
 
 
 @pytest.fixture

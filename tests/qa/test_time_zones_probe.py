@@ -45,12 +45,13 @@ from reminders.dispatch import dispatch_local
 from reminders.feeds import calendar_feed_create
 from reminders.models import OutboxMessage
 from scheduler.models import IntervalRule
-from tests.api.conftest import http, new_api_client
+from tests.api.conftest import _clock, http, new_api_client  # noqa: F401 (_clock: autouse, ticking from CLOCK)
+from tests.conftest import CLOCK
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import squash
 
 pytestmark = pytest.mark.django_db
 
-CLOCK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday
 NEW_YORK = ZoneInfo("America/New_York")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 KATHMANDU = ZoneInfo("Asia/Kathmandu")
@@ -120,12 +121,6 @@ def walk_on_to_allowed(instant: datetime, zone: ZoneInfo, start: time, end: time
 
 
 # --- the world --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(CLOCK, tick=True):
-        yield
 
 
 @pytest.fixture(autouse=True)
@@ -751,10 +746,6 @@ def written(patient, practitioner, start: datetime, procedure="microneedling", m
         start_at=start,
         end_at=start + timedelta(minutes=minutes),
     )
-
-
-def squash(response) -> str:
-    return " ".join(response.content.decode().split())
 
 
 FREE_CELL = re.compile(

@@ -46,49 +46,22 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import time_machine
 
 from bench.procs import free_port
 from reminders import channels
 from reminders.channels import webhook_verify
 from reminders.dispatch import dispatch_local
 from reminders.models import OutboxMessage
-from tests.api.conftest import NOW, http, new_api_client, problem_of
+from tests.api.conftest import _clock, http, new_api_client, problem_of  # noqa: F401 (_clock: autouse fixture)
 from tests.factories import ClinicFactory, PatientConditionFactory, PatientFactory, PractitionerFactory
+from tests.qa.helpers import API, NOW, register_webhook
 
 pytestmark = pytest.mark.django_db
 
 T0 = NOW + timedelta(minutes=1)  # the first dispatch, just after the bookings
-API = "/api/v1"
 
 
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(NOW, tick=True):
-        yield
-
-
-# --- the world: London and West (organisation A), New York (organisation B) ------------------------------------
-
-
-@pytest.fixture
-def clinic(catalogue):
-    return ClinicFactory(code="london", name="London Clinic", timezone="Europe/London")
-
-
-@pytest.fixture
-def west(clinic):
-    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Ada")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(clinic=clinic, first_name="Pat", last_name="Lee")
+# --- the world: London and West (organisation A, tests/api/conftest.py's via tests/qa/conftest.py) ----------
 
 
 @pytest.fixture
@@ -201,12 +174,6 @@ class Receiver:
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def register(api, url: str, expect: int = 201, **extra) -> dict:
-    response = api.post(f"{API}/webhooks/", {"url": url, **extra}, format="json")
-    assert response.status_code == expect, response.content
-    return response.json()
-
-
 def book(api, patient, start: str, procedure: str = "botox", **extra) -> dict:
     response = api.post(
         f"{API}/appointments/",
@@ -276,7 +243,7 @@ def test_a_failing_receiver_is_retried_on_the_documented_schedule_then_given_up_
     Every attempt carries the same `webhook-id` and body, a fresh `webhook-timestamp` (the attempt's moment) and a
     signature that verifies for that attempt."""
     with Receiver(default=500) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         moments = [T0]
         dispatch_local(now=T0)
@@ -313,7 +280,7 @@ def test_a_failing_receiver_is_retried_on_the_documented_schedule_then_given_up_
 def test_retryable_answers_are_retried_and_the_second_attempt_delivers(api, patient, practitioner, local_hosts, status):
     """docs/reminders.md: '408, 409, 425, 429 and 5xx and network errors are retried with backoff'."""
     with Receiver(status) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         waiting = only_delivery(api, hook)
@@ -329,7 +296,7 @@ def test_retryable_answers_are_retried_and_the_second_attempt_delivers(api, pati
 def test_refusing_answers_fail_the_delivery_at_once(api, patient, practitioner, local_hosts, status):
     """docs/reminders.md: 'other answers (including redirects and 410) fail the delivery at once'."""
     with Receiver(status) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         dispatch_local(now=T0 + timedelta(hours=3))
@@ -347,7 +314,7 @@ def test_a_redirect_fails_the_delivery_and_the_body_never_goes_where_it_points(
     not be re-posted to wherever the redirect points (here: another receiver)."""
     with Receiver() as elsewhere, Receiver(("redirect", status, None)) as receiver:
         receiver.script = [("redirect", status, elsewhere.url + "/stolen")]
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         dispatch_local(now=T0 + timedelta(hours=3))
@@ -368,7 +335,7 @@ def test_a_receiver_that_times_out_is_retried_with_the_same_webhook_id(
     may have processed the request anyway: the retry carries the same `webhook-id`, so it can drop it."""
     settings.REMINDERS_SEND_TIMEOUT_SECONDS = 0.5
     with Receiver(("slow", 1.5)) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         began = time.monotonic()
         dispatch_local(now=T0)
@@ -387,7 +354,7 @@ def test_a_receiver_that_times_out_is_retried_with_the_same_webhook_id(
 def test_a_receiver_that_closes_the_connection_without_answering_is_retried(api, patient, practitioner, local_hosts):
     """docs/reminders.md: 'network errors are retried with backoff'."""
     with Receiver("close") as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         waiting = only_delivery(api, hook)
@@ -407,7 +374,7 @@ def test_a_receiver_that_answers_something_other_than_http_is_a_network_error_no
     channels._post (only OSError was caught) and crashed the pass; now _post turns any http.client.HTTPException
     into a transient error."""
     with Receiver("garbage") as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         waiting = only_delivery(api, hook)
@@ -423,7 +390,7 @@ def test_a_receiver_down_then_back_gets_the_delivery_when_it_returns(api, patien
     permanently or runs out of attempts'. The platform's server is down (connection refused) for the first two
     attempts and back for the third."""
     port = free_port()
-    hook = register(api, f"http://127.0.0.1:{port}/in")
+    hook = register_webhook(api, f"http://127.0.0.1:{port}/in")
     book(api, patient, "2026-03-03T10:00:00+00:00")
     dispatch_local(now=T0)
     first = only_delivery(api, hook)
@@ -458,7 +425,7 @@ def test_secret_rotation_signs_with_both_secrets_new_first_until_the_overlap_end
     first) and a receiver that knows either secret accepts it'; '`overlap_minutes: 0` stops the old one at once'.
     A retry of a delivery made before the rotation is signed like any delivery at the moment it goes."""
     with Receiver(503) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         old = hook["secret"]
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)  # fails: retried at T0 + 60 s, after the rotation
@@ -503,8 +470,8 @@ def test_pausing_or_deleting_an_endpoint_cancels_its_pending_retries(api, patien
     comes; deleting does the same for good. A redelivery to a paused endpoint is a 409 `webhook_endpoint_paused`.'
     Both endpoints failed once and are waiting for a retry when the platform pauses one and deletes the other."""
     with Receiver(default=503) as paused_rx, Receiver(default=503) as deleted_rx:
-        paused = register(api, paused_rx.url + "/p")
-        deleted = register(api, deleted_rx.url + "/d")
+        paused = register_webhook(api, paused_rx.url + "/p")
+        deleted = register_webhook(api, deleted_rx.url + "/d")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         waiting = only_delivery(api, paused)
@@ -542,7 +509,7 @@ def test_a_delivery_given_up_on_can_be_redelivered_once_with_the_same_event_and_
     due now → 201'; '`POST` (register, rotate, redeliver) takes an `Idempotency-Key`'. The platform's endpoint
     answered 410 (fail at once); fixed, the platform asks again, twice with one key: one new delivery."""
     with Receiver(410) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
         failed = only_delivery(api, hook)
@@ -571,8 +538,8 @@ def test_a_delivery_given_up_on_can_be_redelivered_once_with_the_same_event_and_
 def test_redelivery_of_a_delivery_that_is_not_this_endpoints_is_404(api, patient, practitioner, local_hosts):
     """docs/api.md: 404 `unknown_webhook_delivery` (the error catalogue). A delivery id is found only under the
     endpoint it belongs to; a malformed id is a 404 too, never a 500."""
-    one = register(api, "http://127.0.0.1:9/one")
-    two = register(api, "http://127.0.0.1:9/two")
+    one = register_webhook(api, "http://127.0.0.1:9/one")
+    two = register_webhook(api, "http://127.0.0.1:9/two")
     book(api, patient, "2026-03-03T10:00:00+00:00")
     of_one = only_delivery(api, one)["id"]
     for endpoint, delivery in ((two, of_one), (one, "not-a-uuid"), (one, "00000000-0000-0000-0000-000000000000")):
@@ -591,7 +558,7 @@ def test_events_held_back_by_a_retry_arrive_out_of_order_and_their_sequence_puts
     count at the event ... of two events about one appointment the higher `sequence` is the later, in whatever
     order they arrive'. The creation fails once; the move and the cancellation arrive before its retry."""
     with Receiver(503) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         made = book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
         dispatch_local(now=T0)
         moved = api.post(
@@ -629,8 +596,8 @@ def test_one_platforms_failing_endpoint_neither_delays_nor_loses_anothers_delive
     a_api = http(new_api_client(clinic, name="qa-platform-a")[1])
     b_api = http(new_api_client(clinic, name="qa-platform-b")[1])
     with Receiver(("slow", 1), 500, "close", default=500) as a_rx, Receiver() as b_rx:
-        a_hook = register(a_api, a_rx.url + "/a")
-        b_hook = register(b_api, b_rx.url + "/b")
+        a_hook = register_webhook(a_api, a_rx.url + "/a")
+        b_hook = register_webhook(b_api, b_rx.url + "/b")
         made = book(b_api, patient, "2026-03-03T10:00:00+00:00")["id"]
         b_api.post(f"{API}/appointments/{made}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json")
         dispatch_local(now=T0)
@@ -658,8 +625,8 @@ def test_a_receiver_speaking_garbage_does_not_hold_back_or_lose_another_platform
     b_api = http(new_api_client(clinic, name="qa-platform-b")[1])
     lease = timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
     with Receiver(default="garbage") as a_rx, Receiver() as b_rx:
-        register(a_api, a_rx.url + "/a")
-        b_hook = register(b_api, b_rx.url + "/b")
+        register_webhook(a_api, a_rx.url + "/a")
+        b_hook = register_webhook(b_api, b_rx.url + "/b")
         book(b_api, patient, "2026-03-03T10:00:00+00:00")
         book(b_api, patient, "2026-03-04T10:00:00+00:00")
         moment, crashed = T0, 0
@@ -696,7 +663,7 @@ def test_each_platform_receives_only_the_events_of_the_clinics_it_was_granted(
     ny_api = http(new_api_client(newyork, name="qa-ny")[1])
     with Receiver() as receiver:
         for name, platform in (("london", london_api), ("west", west_api), ("org", org_api), ("ny", ny_api)):
-            register(platform, f"{receiver.url}/{name}")
+            register_webhook(platform, f"{receiver.url}/{name}")
         in_london = book(london_api, patient, "2026-03-03T10:00:00+00:00")["id"]
         in_west = book(west_api, patient, "2026-03-05T10:00:00+00:00", procedure="filler")["id"]
         in_ny = book(ny_api, ny_patient, "2026-03-03T15:00:00+00:00")["id"]
@@ -740,7 +707,7 @@ def test_bodies_carry_the_documented_fields_and_nothing_more_about_the_patient(c
     PatientConditionFactory(patient=patient, condition_id="psoriasis")
     platform = http(new_api_client(clinic, name="qa-clinical", clinical=True)[1])
     with Receiver() as receiver:
-        register(platform, receiver.url + "/in")
+        register_webhook(platform, receiver.url + "/in")
         made = book(platform, patient, "2026-03-03T10:00:00+00:00", procedure="microneedling", area="face")
         assert made["status"] == "pending_clearance"
         cleared = platform.post(
@@ -848,7 +815,7 @@ def test_registering_a_url_that_must_not_be_used_is_a_clear_400_naming_url(api, 
     response = api.post(f"{API}/webhooks/", {"url": url}, format="json")
     problem = problem_of(response, 400)
     assert problem["code"] in ("invalid_webhook_endpoint", "invalid_input") and "url" in problem["errors"], problem
-    hook = register(api, "https://hooks.example.com/ok")
+    hook = register_webhook(api, "https://hooks.example.com/ok")
     response = api.patch(f"{API}/webhooks/{hook['id']}/", {"url": url}, format="json")
     assert "url" in problem_of(response, 400)["errors"]
     assert [h["url"] for h in api.get(f"{API}/webhooks/").json()["results"]] == ["https://hooks.example.com/ok"]
@@ -982,7 +949,7 @@ def test_a_name_that_rebinds_to_loopback_between_check_and_connect_is_not_posted
     monkeypatch.setattr(channels.socket, "getaddrinfo", rebinding)
     monkeypatch.setattr(channels.socket, "create_connection", connect)
     with Receiver() as receiver:
-        hook = register(api, f"http://rebind.example.com:{receiver.port}/in")
+        hook = register_webhook(api, f"http://rebind.example.com:{receiver.port}/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         dispatch_local(now=T0)
     assert receiver.hits == [], "the service POSTed to 127.0.0.1"
@@ -1002,7 +969,7 @@ def test_a_receiver_that_trickles_its_answer_cannot_hold_the_sender_past_the_tim
     deadline, and an answer not read by then is a transient error (retried)."""
     settings.REMINDERS_SEND_TIMEOUT_SECONDS = 0.5
     with Receiver(("trickle", 12, 0.25)) as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         book(api, patient, "2026-03-03T10:00:00+00:00")
         began = time.monotonic()
         dispatch_local(now=T0)
@@ -1021,7 +988,7 @@ def test_a_rotation_retried_with_its_idempotency_key_rotates_once_and_the_secret
     with the same body within 24 h returns the first response again ... and creates nothing'. A platform whose
     first rotate call timed out on its side retries it: both answers show the one secret that now signs."""
     with Receiver() as receiver:
-        hook = register(api, receiver.url + "/in")
+        hook = register_webhook(api, receiver.url + "/in")
         path = f"{API}/webhooks/{hook['id']}/rotate-secret/"
         answers = [
             api.post(path, {"overlap_minutes": 0}, format="json", HTTP_IDEMPOTENCY_KEY="qa-rotate-1") for _ in range(2)

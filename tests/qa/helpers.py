@@ -1,0 +1,199 @@
+"""Plain helpers the QA probes share: the suite's clock and zones, local wall-clock times, reading pages,
+messages and FHIR answers, and booking through the services or the API. Fixtures live in tests/qa/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import time_machine
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from fhir.resources.R4B.appointment import Appointment as FhirAppointment
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.schedule import Schedule as FhirSchedule
+from fhir.resources.R4B.slot import Slot as FhirSlot
+
+from clinic.models import Appointment, StaffMembership
+from reminders.channels import LocmemSmsBackend
+from reminders.dispatch import dispatch_local
+from reminders.links import manage_token
+from reminders.models import OutboxMessage
+from scheduler.booking import Actor, appointment_book
+from scheduler.models import IntervalRule
+from tests.conftest import CLOCK
+
+NOW = CLOCK  # the suite's one clock: Monday 2 March 2026, 09:00 UTC (09:00 in London, on GMT)
+LONDON = ZoneInfo("Europe/London")
+NEW_YORK = ZoneInfo("America/New_York")
+RECEPTION = Actor("reception@qa")
+CLINICIAN = Actor("clinician@qa", clinical=True)
+API = "/api/v1"
+FHIR_JSON = "application/fhir+json"
+FHIR_MODELS = {"Slot": FhirSlot, "Schedule": FhirSchedule, "Appointment": FhirAppointment}
+
+
+# --- Local wall-clock times ----------------------------------------------------------------------------------
+
+
+def at(tz, y, m, d, hh=10, mm=0) -> datetime:
+    """A wall-clock time in the zone `tz` (10:00 unless told)."""
+    return datetime(y, m, d, hh, mm, tzinfo=tz)
+
+
+def ldn(y, m, d, hh=10, mm=0) -> datetime:
+    """A wall-clock time in London (10:00 unless told)."""
+    return at(LONDON, y, m, d, hh, mm)
+
+
+def nyc(y, m, d, hh=10, mm=0) -> datetime:
+    """A wall-clock time in New York (10:00 unless told)."""
+    return at(NEW_YORK, y, m, d, hh, mm)
+
+
+# --- The database and pages ----------------------------------------------------------------------------------
+
+
+def fresh(obj):
+    """`obj` with its fields read again from the database."""
+    obj.refresh_from_db()
+    return obj
+
+
+def fresh_appointment(appointment) -> Appointment:
+    """The appointment read again, with its clinic, patient, procedure and practitioner."""
+    return Appointment.objects.select_related("clinic", "patient", "procedure", "practitioner").get(pk=appointment.pk)
+
+
+def squash(response) -> str:
+    """The response's body with every run of white space folded to one space."""
+    return " ".join(response.content.decode().split())
+
+
+def words(response) -> str:
+    """The page's visible words: tags, scripts and styles dropped, white space folded."""
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
+
+
+def staff_client(clinic, role: str, username: str, *, csrf: bool = False) -> Client:
+    """A signed-in front-desk client for a new user holding `role` at `clinic`."""
+    user = get_user_model().objects.create_user(username=username, password="pw-for-qa-only-123")
+    StaffMembership.objects.create(user=user, clinic=clinic, role=role)
+    client = Client(enforce_csrf_checks=csrf)
+    client.force_login(user)
+    return client
+
+
+def org_rule(patient, earlier, later, value, unit, severity="block", scope="any_area") -> IntervalRule:
+    """An interval rule of the patient's organisation between two procedures (source "qa probe")."""
+    return IntervalRule.objects.create(
+        organisation=patient.organisation,
+        earlier_procedure_id=earlier,
+        later_procedure_id=later,
+        gap_value=value,
+        gap_unit=unit,
+        severity=severity,
+        scope=scope,
+        source="qa probe",
+    )
+
+
+# --- Bookings and the messages they send ---------------------------------------------------------------------
+
+
+def book(patient, when, now, code="microneedling", **kwargs) -> Appointment:
+    """An appointment booked through the booking service by the reception desk."""
+    return appointment_book(
+        patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs
+    ).appointment
+
+
+def portal_page(appointment, name: str = "manage") -> str:
+    """The patient's own page `name` for the appointment, by its signed link."""
+    return reverse(f"portal:{name}", args=[manage_token(appointment)])
+
+
+def rows(appointment, **filters) -> list[OutboxMessage]:
+    """The appointment's planned e-mails and texts (not webhooks), soonest first."""
+    return list(
+        OutboxMessage.objects.filter(appointment=appointment, **filters).exclude(channel="webhook").order_by("due_at")
+    )
+
+
+def texts() -> list[str]:
+    """The bodies of the texts sent so far (the in-memory SMS backend)."""
+    return [sms["body"] for sms in LocmemSmsBackend.outbox]
+
+
+def send_all_until(end: datetime, *, start: datetime, step: timedelta = timedelta(minutes=30)) -> None:
+    """Run the dispatcher every `step` from `start` to `end`, as beat would (each send judged at its own time)."""
+    moment = start
+    while moment <= end:
+        with time_machine.travel(moment, tick=False):
+            dispatch_local(now=moment)
+        moment += step
+
+
+# --- The REST API and FHIR -----------------------------------------------------------------------------------
+
+
+def post(client, path, body, key=None):
+    """A JSON POST to the API at `path` (under /api/v1), with an Idempotency-Key when given."""
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return client.post(f"{API}{path}", body, format="json", **headers)
+
+
+def api_book(client, patient, start, procedure="botox", expect=201, **extra) -> dict:
+    """An appointment booked over the API, answered with `expect`; the answer's body."""
+    response = client.post(
+        f"{API}/appointments/",
+        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
+        format="json",
+    )
+    assert response.status_code == expect, response.content
+    return response.json()
+
+
+def register_webhook(client, url: str, expect: int = 201, **extra) -> dict:
+    """A webhook endpoint subscribed over the API, answered with `expect`; the answer's body."""
+    response = client.post(f"{API}/webhooks/", {"url": url, **extra}, format="json")
+    assert response.status_code == expect, response.content
+    return response.json()
+
+
+def fhir_json(response, status: int = 200) -> dict:
+    """The body of a FHIR JSON answer with `status`."""
+    assert response.status_code == status, (response.status_code, response.content[:400])
+    assert response["Content-Type"].startswith(FHIR_JSON), response["Content-Type"]
+    return json.loads(response.content)
+
+
+def fhir_search(client, path: str, **headers) -> tuple[dict, list[dict]]:
+    """A searchset Bundle, validated with fhir.resources (the Bundle and every resource in it)."""
+    body = fhir_json(client.get(path, **headers))
+    Bundle.model_validate(body)
+    assert body["resourceType"] == "Bundle" and body["type"] == "searchset"
+    resources = [entry["resource"] for entry in body.get("entry", [])]
+    for resource in resources:
+        FHIR_MODELS[resource["resourceType"]].model_validate(resource)
+    return body, resources
+
+
+def fhir_ids(client, path: str) -> list[str]:
+    """The ids of the resources a FHIR search finds, in the Bundle's order."""
+    return [r["id"] for r in fhir_search(client, path)[1]]
+
+
+def fhir_outcome(response, status: int) -> dict:
+    """An OperationOutcome answer with `status` (FHIR JSON, never HTML, never a 500); its one issue."""
+    body = fhir_json(response, status)
+    OperationOutcome.model_validate(body)
+    [issue] = body["issue"]
+    assert issue["severity"] == "error" and issue["diagnostics"], issue
+    return issue
