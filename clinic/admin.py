@@ -344,6 +344,10 @@ class PatientConditionInline(RecordInline):
     row_related = ("condition",)
 
 
+# The patient's own choices of how they are reached (a STOP, their page change them too).
+PATIENT_CHOICES = ("reminder_channels", "sms_consent", "muted_topics")
+
+
 @admin.register(models.Patient)
 class PatientAdmin(ClinicScopedAdmin):
     organisation_path = "organisation"
@@ -367,6 +371,27 @@ class PatientAdmin(ClinicScopedAdmin):
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None:
+            # Race condition: the patient may reply STOP, or change their choices on their page, while this form
+            # is open. The choices it was drawn with go with it (save_model keeps those the admin left alone).
+            for name in PATIENT_CHOICES:
+                if name in form.base_fields:
+                    form.base_fields[name].show_hidden_initial = True
+        return form
+
+    def save_model(self, request, obj, form, change) -> None:
+        """On a change, the patient's row is locked first (as every service locks it) and their own choices of how
+        they are reached stay as they are now unless the admin changed them (drawn against submitted)."""
+        if change:
+            current = models.Patient.objects.select_for_update(of=("self",)).get(pk=obj.pk)
+            form.contact_before = {name: getattr(current, name) for name in CONTACT_FIELDS}
+            for name in PATIENT_CHOICES:
+                if name not in form.changed_data:
+                    setattr(obj, name, getattr(current, name))
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request, form, formsets, change) -> None:
         """The history, medication courses and intake edited here are the record the rules read: the patient's
         bookings are re-checked in this transaction (an isotretinoin course entered here left a microneedling
@@ -380,7 +405,7 @@ class PatientAdmin(ClinicScopedAdmin):
         if edited:
             patient_record_edited(patient_id=form.instance.pk, parts=edited, now=timezone.now())
         if set(form.changed_data) & set(CONTACT_FIELDS):  # how they are reached: tell the reminders, and who
-            before = {name: form.initial.get(name) for name in CONTACT_FIELDS} if change else {}
+            before = getattr(form, "contact_before", {}) if change else {}
             by = ChangedBy(via="admin", label=f"{request.user.get_username()} (admin)")
             patient_contact_changed(
                 patient_id=form.instance.pk, now=timezone.now(), change=ContactChange(by=by, before=before)

@@ -165,6 +165,10 @@ class PatientSearchForm(FrontdeskForm):
             self.fields["q"].help_text = "Name, phone (any format), e-mail or date of birth (e.g. 06/18/1985)."
 
 
+# The patient's choices of how they are reached, which they can change themselves (a STOP, their page).
+CONTACT_CHOICES = ("reminder_channels", "sms_consent")
+
+
 class PatientForm(FrontdeskForm):
     first_name = forms.CharField(
         label="First name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"})
@@ -206,6 +210,11 @@ class PatientForm(FrontdeskForm):
         super().__init__(*args, **kwargs)
         if patient is not None:  # only a registration asks about duplicates
             del self.fields["confirm_new"]
+            # Race condition: the patient may reply STOP (or change their choices on their page) while this form is
+            # open. The choices it was drawn with go with it, so that only those the desk changed are saved
+            # (patient_fields): saving a new surname must not switch texts back on.
+            for name in CONTACT_CHOICES:
+                self.fields[name].show_hidden_initial = True
         examples = phone_examples(clinic.country)
         if examples:
             self.fields[
@@ -239,7 +248,16 @@ class PatientForm(FrontdeskForm):
         return self.cleaned_data["email"].strip()
 
     def patient_fields(self) -> dict:
-        return {name: value for name, value in self.cleaned_data.items() if name != "confirm_new"}
+        """The fields to save: on an edit, a contact choice only where the desk changed it (what was drawn against
+        what is submitted, not against the record as it is now), or where the post does not say what was drawn."""
+        kept = {
+            name
+            for name in CONTACT_CHOICES
+            if self[name].field.show_hidden_initial
+            and self.add_initial_prefix(name) in self.data
+            and name not in self.changed_data
+        }
+        return {name: value for name, value in self.cleaned_data.items() if name != "confirm_new" and name not in kept}
 
 
 # --- Medical history --------------------------------------------------------------------

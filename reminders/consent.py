@@ -138,6 +138,7 @@ def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, 
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        was_on = _consented({"reminder_channels": current.reminder_channels, "sms_consent": current.sms_consent})
         channels = [c for c in (current.reminder_channels or []) if c != channel]
         changed = channels != (current.reminder_channels or [])
         fields = ["reminder_channels", "updated_at"]
@@ -149,7 +150,9 @@ def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, 
         if not changed:
             return False
         current.save(update_fields=fields)
-        ContactOptOut.objects.create(patient=current, channel=channel, via=via, at=now, detail=detail[:200])
+        ContactOptOut.objects.create(
+            patient=current, channel=channel, via=via, at=now, detail=detail[:200], was_on=was_on[channel]
+        )
     return True
 
 
@@ -202,10 +205,11 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
 
 
 def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
-    """A START from a number: texts back on for each patient with that number who had turned them off themselves
-    (a STOP or their page: their latest ContactOptOut for SMS is their own) and whose texts are off now; return how
-    many. It undoes the patient's own opt-out, as the provider lifts its block on START; it is no first consent (a
-    patient who never agreed to texts, or whose texts staff switched off last, is left as they are). Unlike a STOP,
+    """A START from a number: texts back on for each patient with that number whose texts are off because of their
+    STOP (their latest ContactOptOut for SMS is a STOP that switched texts off: `was_on`); return how many. It undoes
+    the STOP as the provider lifts its block on START; it is no first consent and undoes nothing else (a patient who
+    never agreed to texts, whose texts staff switched off, or who turned them off on their own page, which a START
+    from a shared phone should not undo, is left as they are). Unlike a STOP,
     the sender must name one number: a national form that reads as numbers of two countries opts nobody in.
     """
     count = 0
@@ -215,9 +219,10 @@ def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
             # Race condition: a STOP or a desk edit may have changed the texts while this waited for the lock.
             if channels_on(current)[Channel.SMS] or not current.phone:
                 continue
-            # Only the patient's own opt-out is undone: texts switched off by staff (a wrong number, say) stay off.
+            # Only the patient's own STOP is undone, and only one that switched texts off: texts switched off by
+            # staff (a wrong number, say) or never consented to stay off, whatever came after.
             last_off = ContactOptOut.objects.filter(patient=current, channel=Channel.SMS).order_by("-at", "-pk").first()
-            if last_off is None or last_off.via in STAFF_VIAS:
+            if last_off is None or last_off.via != OptOutVia.SMS_STOP or not last_off.was_on:
                 continue
             current.sms_consent = True
             chosen = set(current.reminder_channels or []) | {PATIENT_CHANNELS[Channel.SMS]}
@@ -344,14 +349,20 @@ def staff_consent_record(*, patient_id, now: datetime, change: ContactChange | N
                 patient=patient, channel=channel, via=change.by.via, at=now, wording=wording, detail=detail
             )
         elif change.before:  # a registration switches nothing off
-            ContactOptOut.objects.create(patient=patient, channel=channel, via=change.by.via, at=now, detail=detail)
+            ContactOptOut.objects.create(
+                patient=patient, channel=channel, via=change.by.via, at=now, detail=detail, was_on=True
+            )
 
 
 def latest_sms_opt_out(patient: Patient) -> ContactOptOut | None:
-    """The patient's latest withdrawal of texts, if their texts are off: what the desk shows beside the consent box."""
+    """The patient's latest withdrawal of texts, if their texts are off and nothing switched them on since: what
+    the desk shows beside the consent box."""
     if channels_on(patient)[Channel.SMS]:
         return None
-    return ContactOptOut.objects.filter(patient=patient, channel=Channel.SMS).order_by("-at", "-pk").first()
+    opt_out = ContactOptOut.objects.filter(patient=patient, channel=Channel.SMS).order_by("-at", "-pk").first()
+    if opt_out is None or ContactOptIn.objects.filter(patient=patient, channel=Channel.SMS, at__gt=opt_out.at).exists():
+        return None
+    return opt_out
 
 
 @dataclass(frozen=True)

@@ -334,6 +334,11 @@ class ContactOptOut(models.Model):
     via = models.CharField(max_length=20, choices=OptOutVia.choices)
     at = models.DateTimeField()
     detail = models.CharField(max_length=200, blank=True)
+    was_on = models.BooleanField(
+        default=False,
+        help_text="The channel reached the patient until this (chosen and, for SMS, consented to): what a START "
+        "reply may undo. False for opt-outs recorded before it was kept.",
+    )
 
     class Meta:
         db_table = "scheduler_contactoptout"  # created by the scheduler app; moved without renaming

@@ -82,6 +82,13 @@ def field_kind(bound_field) -> str:
 
 
 @register.filter
+def hidden_initial(bound_field) -> str:
+    """The hidden copy of the value a field was drawn with (`show_hidden_initial`), which a group of choices drawn
+    option by option does not render itself: has_changed then compares with what the user saw."""
+    return bound_field.as_hidden(only_initial=True) if bound_field.field.show_hidden_initial else ""
+
+
+@register.filter
 def when(value) -> str:
     """A moment in the current (clinic) zone; a calendar bound (local midnight) shows as the day alone."""
     from django.utils import timezone

@@ -103,3 +103,34 @@ def test_texts_the_desk_switched_off_are_not_called_the_patients_stop(reception,
     edit(reception, clinic, patient, reminder_channels=["email"])
     page = squash(reception.get(url("patient_edit", clinic, patient)))
     assert "turned texts off themselves" not in page and "Read this to the patient" in page
+
+
+def test_a_stop_while_the_form_is_open_is_not_undone_by_saving_another_change(reception, clinic, patient, frozen):
+    """The form carries the choices it was drawn with: saving a new surname after the patient's STOP arrived keeps
+    texts off and records no opt-in (review of stop 30: the drawn choices were saved as the desk's)."""
+    edit(reception, clinic, patient, reminder_channels=BOTH, sms_consent="on")
+    drawn = {"initial-reminder_channels": BOTH, "initial-sms_consent": "True"}
+    patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=frozen)  # while the form is open
+    ContactOptIn.objects.all().delete()
+    current = edit(
+        reception, clinic, patient, reminder_channels=BOTH, sms_consent="on", last_name="Bennett-Hart", **drawn
+    )
+    assert current.last_name == "Bennett-Hart"
+    assert (current.reminder_channels, current.sms_consent) == (["email"], False)
+    assert not ContactOptIn.objects.exists()
+
+
+def test_the_desk_switching_texts_on_after_a_stop_is_saved_and_recorded(reception, clinic, patient, frozen):
+    edit(reception, clinic, patient, reminder_channels=BOTH, sms_consent="on")
+    patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=frozen)
+    ContactOptIn.objects.all().delete()
+    drawn = {"initial-reminder_channels": ["email"], "initial-sms_consent": "False"}  # the form shows texts off
+    current = edit(reception, clinic, patient, reminder_channels=BOTH, sms_consent="on", **drawn)
+    assert current.sms_consent and "sms" in current.reminder_channels
+    [opt_in] = ContactOptIn.objects.all()
+    assert (opt_in.via, opt_in.detail) == ("desk", "reception (front desk)")
+
+
+def test_the_edit_form_carries_the_choices_it_was_drawn_with(reception, clinic, patient, frozen):
+    page = reception.get(url("patient_edit", clinic, patient)).content.decode()
+    assert 'name="initial-sms_consent"' in page and 'name="initial-reminder_channels" value="email"' in page

@@ -188,3 +188,64 @@ def test_the_admin_switching_texts_off_and_on_is_recorded(admin_client, patient,
     [opt_in] = ContactOptIn.objects.filter(patient=patient)
     assert (opt_out.channel, opt_out.via, opt_out.detail) == ("sms", "admin", "admin (admin)")
     assert (opt_in.channel, opt_in.via, opt_in.wording) == ("sms", "admin", "")
+
+
+def test_start_does_not_undo_a_stop_after_staff_cleared_the_consent(client, patient, frozen):
+    """The desk clears the consent box (texts chosen, not consented: off), then the number replies STOP: that STOP
+    switched nothing off, so a START undoes nothing (review of stop 30: it switched texts on that nobody agreed to)."""
+    from clinic.record_changes import ChangedBy
+    from clinic.services import patient_update
+
+    patient_update(patient=patient, today=NOW.date(), changed_by=ChangedBy("desk", "reception"), sms_consent=False)
+    reply(client, "STOP", patient.phone)
+    reply(client, "START", patient.phone)
+    assert not texts_on(patient) and not ContactOptIn.objects.exists()
+    stop = ContactOptOut.objects.get(via="sms_stop")
+    assert stop.was_on is False
+
+
+def test_start_does_not_undo_a_stop_of_texts_never_consented_to(client, clinic, frozen):
+    chosen_only = PatientFactory(clinic=clinic, phone=MOBILE, reminder_channels=["sms"], sms_consent=False)
+    reply(client, "STOP", MOBILE)
+    reply(client, "START", MOBILE)
+    assert not texts_on(chosen_only) and not ContactOptIn.objects.exists()
+
+
+def test_start_does_not_undo_an_opt_out_on_the_patients_own_page(client, patient, frozen):
+    """A shared phone: the parent's START must not switch back on what the child switched off on their page."""
+    consent.patient_preferences_update(patient=patient, now=NOW, sms=False)
+    reply(client, "START", patient.phone)
+    assert not texts_on(patient) and not ContactOptIn.objects.exists()
+
+
+def test_the_desk_is_not_told_of_a_stop_that_an_opt_in_came_after(patient, frozen):
+    from clinic.record_changes import ChangedBy
+    from clinic.services import patient_update
+
+    consent.patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=NOW - timedelta(days=2))
+    assert consent.latest_sms_opt_out(Patient.objects.get(pk=patient.pk)).via == "sms_stop"
+    desk = ChangedBy("desk", "reception")
+    patient_update(
+        patient=patient, today=NOW.date(), changed_by=desk, reminder_channels=["email", "sms"], sms_consent=True
+    )
+    # Texts off again without an opt-out of their own (a merge keeps the stricter consent: clinic.merging).
+    Patient.objects.filter(pk=patient.pk).update(sms_consent=False)
+    assert consent.latest_sms_opt_out(Patient.objects.get(pk=patient.pk)) is None
+
+
+def test_a_stop_while_the_admin_form_is_open_is_kept(admin_client, patient, frozen):
+    """The admin's form carries the choices it was drawn with: a STOP that came meanwhile stays, and saving the
+    form's other change records no opt-in."""
+    drawn = {"initial-reminder_channels": '["email", "sms"]', "initial-sms_consent": "True"}
+    consent.patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=NOW)
+    admin_edit(admin_client, patient, reminder_channels='["email", "sms"]', sms_consent="on", last_name="New", **drawn)
+    current = Patient.objects.get(pk=patient.pk)
+    assert current.last_name == "New" and not texts_on(current)
+    assert not ContactOptIn.objects.exists()
+
+
+def test_the_admin_form_carries_the_choices_it_was_drawn_with(admin_client, patient):
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("admin:clinic_patient_change", args=[patient.pk])).content.decode()
+    assert 'name="initial-sms_consent"' in page and 'name="initial-reminder_channels"' in page
