@@ -131,16 +131,24 @@ def needs_attention(*, user, clinic: Clinic) -> QuerySet[Appointment]:
     )
 
 
+# No visit lasts a day: a bound on the start lets the clinic's (clinic, start_at) index find the bookings still to
+# come, where the end alone would read every booking the clinic ever had.
+LONGEST_VISIT = timedelta(days=1)
+
+
+def still_to_come(now: datetime) -> Q:
+    """Active bookings not over yet (under way or to come)."""
+    return Q(status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__gt=now - LONGEST_VISIT, end_at__gt=now)
+
+
 def booked_while_away(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come whose practitioner has since been given time off over them (a holiday or sick
     leave entered after the bookings): the patient would come to nobody. They stay here until they are moved
     or cancelled, or the time off is changed; each carries `away` (the time off's reason). One statement."""
     return list(
-        in_time_off(
-            appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(
-                status__in=ACTIVE_APPOINTMENT_STATUSES, end_at__gt=now
-            )
-        ).order_by("start_at")
+        in_time_off(appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(still_to_come(now))).order_by(
+            "start_at"
+        )
     )
 
 
@@ -150,9 +158,7 @@ def booked_off_hours(*, user, clinic: Clinic, now: datetime) -> list[Appointment
     cancelled, or the hours are changed back. One statement."""
     return list(
         off_working_hours(
-            appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(
-                status__in=ACTIVE_APPOINTMENT_STATUSES, end_at__gt=now
-            ),
+            appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(still_to_come(now)),
             clinic.tz,
         ).order_by("start_at")
     )

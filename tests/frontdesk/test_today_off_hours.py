@@ -62,6 +62,19 @@ def test_the_sql_reading_is_the_python_one(clinic, hart, patient):
     assert expected == {a.pk for a in made} - held
 
 
+def test_the_weekday_is_the_clinics_not_utcs(clinic, patient):
+    """Saturday 00:30 in London summer is Friday 23:30 UTC: held by Saturday hours, whatever day UTC says."""
+    night = PractitionerFactory(clinic=clinic, name="Dr Night", hours=[5])  # Saturdays
+    WorkingHours.objects.filter(practitioner=night).update(start_time=time(0), end_time=time(12))
+    saturday = appointment(patient, night, local(2026, 6, 13, 0, 30), 30)
+    friday_utc = appointment(patient, night, local(2026, 6, 12, 23, 30), 30)  # Friday 23:30 BST: not Saturday
+    found = set(off_working_hours(Appointment.objects.all(), LONDON).values_list("pk", flat=True))
+    assert found == {friday_utc.pk}
+    assert {a.pk for a in outside_working_hours([saturday, friday_utc], list(night.working_hours.all()), LONDON)} == {
+        friday_utc.pk
+    }
+
+
 def test_today_lists_bookings_that_changed_hours_left_outside(reception, clinic, hart, patient, frozen):
     inside = appointment(patient, hart, local(2026, 3, 10, 10), 30)  # Tuesday
     friday = appointment(patient, hart, local(2026, 3, 13, 11), 30)
@@ -71,6 +84,9 @@ def test_today_lists_bookings_that_changed_hours_left_outside(reception, clinic,
     assert "Outside working hours" in page
     assert str(friday.pk) in page and str(inside.pk) not in page and str(cancelled.pk) not in page
     assert "Fri 13 Mar, 11:00–11:30 · Dr Amelia Hart" in page
+    summer = appointment(patient, hart, local(2026, 6, 12, 11), 30)  # a Friday in summer time
+    page = squash(reception.get(url("today", clinic)))
+    assert str(summer.pk) in page and "Fri 12 Jun, 11:00–11:30 · Dr Amelia Hart" in page  # BST, as the clinic
 
 
 def test_today_says_nothing_when_every_booking_is_in_hours(reception, clinic, hart, patient, frozen):
