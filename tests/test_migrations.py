@@ -232,9 +232,14 @@ def test_a_gap_stored_longer_than_ten_years_is_shortened_not_a_failed_migration(
     _migrate(_leaves())
 
     assert IntervalRule.objects.get(pk=long_.pk).gap_value == 120
+    assert (
+        IntervalRule.objects.get(pk=long_.pk).note
+        == "Gap shortened from 150 to 120 months (ten years at most) by migration scheduler 0008."
+    )
+    assert IntervalRule.objects.get(pk=kept.pk).note == ""
     assert IntervalRule.objects.get(pk=days.pk).gap_value == 3652
     assert IntervalRule.objects.get(pk=kept.pk).gap_value == 120
     said = capsys.readouterr().out
-    assert f"Interval rule {long_.pk} (150 months) shortened to 120 months" in said
-    assert f"Interval rule {days.pk} (4000 days) shortened to 3652 days" in said
+    assert f"Interval rule {long_.pk}: Gap shortened from 150 to 120 months" in said
+    assert f"Interval rule {days.pk}: Gap shortened from 4000 to 3652 days" in said
     assert f"Interval rule {kept.pk} " not in said

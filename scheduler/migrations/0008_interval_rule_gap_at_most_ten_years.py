@@ -1,7 +1,7 @@
 """An interval rule's gap is at most ten years in its unit, whatever path writes it (scheduler.rules.MAX_GAP_VALUE):
 a longer one overflowed the engine's calendar arithmetic in the re-check and in every booking it applied to.
 A gap stored longer than that is first shortened to ten years (such a rule could not be checked at all: every
-booking it applied to failed), and each one shortened is named on the output, so migrating never stops on it.
+booking it applied to failed), named on the output and in the rule's note, so migrating never stops on it.
 
 On SQLite a new check constraint rebuilds the table, which drops its configuration-version triggers (reminders
 0005): they are made again afterwards, as reminders 0008 does for the templates' table."""
@@ -22,10 +22,12 @@ def gaps_shortened(apps, schema_editor):
     IntervalRule = apps.get_model("scheduler", "IntervalRule")
     for unit, most in TEN_YEARS.items():
         for rule in IntervalRule.objects.filter(gap_unit=unit, gap_value__gt=most).order_by("pk"):
-            print(
-                f"\n  Interval rule {rule.pk} ({rule.gap_value} {unit}) shortened to {most} {unit}: ten years at most."
+            said = (
+                f"Gap shortened from {rule.gap_value} to {most} {unit} (ten years at most) by migration scheduler 0008."
             )
-            IntervalRule.objects.filter(pk=rule.pk).update(gap_value=most)
+            print(f"\n  Interval rule {rule.pk}: {said}")
+            note = f"{rule.note}\n\n{said}" if rule.note else said
+            IntervalRule.objects.filter(pk=rule.pk).update(gap_value=most, note=note)
 
 
 def triggers_again(apps, schema_editor):
