@@ -212,7 +212,13 @@
   function prepare(keep) {
     layout();
     current = null;
-    if (!place.size) { return; }  // no practitioners: no cells to move between, a plain table
+    if (!place.size) {  // no practitioners (any more): no cells to move between, a plain table
+      table.removeAttribute("role");
+      table.removeAttribute("aria-describedby");
+      var help = document.getElementById("cal-keys");
+      if (help) { help.hidden = true; }
+      return;
+    }
     table.setAttribute("role", "grid");
     table.setAttribute("aria-describedby", "cal-keys");
     var keys = document.getElementById("cal-keys");
@@ -289,8 +295,8 @@
       case "ArrowLeft": go(row, col - 1); break;
       case "ArrowDown": go(beyond(row, col, 1), col); break;
       case "ArrowUp": go(beyond(row, col, -1), col); break;
-      case "PageDown": go(hourAway(row, col, 1), col); break;
-      case "PageUp": go(hourAway(row, col, -1), col); break;
+      case "PageDown": if (event.ctrlKey) { return; } go(hourAway(row, col, 1), col); break;  // Ctrl: the browser's tabs
+      case "PageUp": if (event.ctrlKey) { return; } go(hourAway(row, col, -1), col); break;
       case "Home": if (event.ctrlKey) { go(0, 0); } else { go(row, 0); } break;
       case "End": if (event.ctrlKey) { go(last, matrix[last].length - 1); } else { go(row, matrix[row].length - 1); } break;
       case " ":
