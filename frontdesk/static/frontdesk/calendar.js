@@ -124,7 +124,9 @@
     var appointment = done.dataset.done;
     opener = null;
     [bookDialog, moveDialog].forEach(function (d) { if (d.open) { d.close(); } });
-    refresh().then(function () {
+    // A grid that could not be fetched again (the network, a session that ended) stays as it was: what was done
+    // is still said, and the page's next load shows it.
+    refresh().catch(function () { return null; }).then(function () {
       status.innerHTML = message;
       // The new card; a booking on another day has none here, so its link in the status line; else the cell.
       var card = table.querySelector("[data-appointment='" + appointment + "'] a");
