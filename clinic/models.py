@@ -16,7 +16,7 @@ from importlib import resources
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 
 
@@ -219,12 +219,25 @@ class Clinic(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if self.organisation_id is None:  # a clinic on its own is an organisation of one: always a new one
-            self.organisation = Organisation.objects.create(code=self._free_organisation_code(), name=self.name)
+            self.organisation = self._new_organisation()
         if not self.country:
             self.country = country_for_timezone(self.timezone)
             if "update_fields" in kwargs and kwargs["update_fields"] is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
         super().save(*args, **kwargs)
+
+    def _new_organisation(self, attempts: int = 5) -> Organisation:
+        """A new organisation under a free code. Another clinic saved at the same moment may take the code found
+        free between the read and the insert: the insert then fails on the unique code inside its own savepoint,
+        and the next free code is tried (the caller's transaction goes on)."""
+        for _ in range(attempts - 1):
+            code = self._free_organisation_code()
+            try:
+                with transaction.atomic():
+                    return Organisation.objects.create(code=code, name=self.name)
+            except IntegrityError:
+                continue
+        return Organisation.objects.create(code=self._free_organisation_code(), name=self.name)
 
     def _free_organisation_code(self) -> str:
         """The clinic's code, or `<code>-2`, `-3`... when an organisation has it: a clinic never joins an existing

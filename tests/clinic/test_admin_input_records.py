@@ -5,6 +5,7 @@ never a 500 nor a record shared or split between organisations."""
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.test import Client
 
 from clinic.models import Clinic, Organisation, Patient, PatientCondition, StaffMembership
@@ -88,6 +89,27 @@ def test_a_clinic_made_without_an_organisation_never_joins_one_by_its_code():
     assert clinic.organisation_id != taken.pk
     assert clinic.organisation.code == "riverside-2" and clinic.organisation.name == "Riverside Skin"
     assert list(clinic.organisation.clinics.all()) == [clinic]
+
+
+def test_a_code_taken_between_the_read_and_the_insert_moves_on_to_the_next(monkeypatch):
+    """Two clinics saved at the same moment may both find one organisation code free: the one that inserts second
+    takes the next code instead of failing (a 500 on the admin's save), inside the caller's transaction."""
+    found_free = Clinic._free_organisation_code
+    raced = []
+
+    def race_then_find(clinic):
+        code = found_free(clinic)
+        if not raced:  # another clinic's organisation commits under that code just after it was read as free
+            raced.append(Organisation.objects.create(code=code, name="Saved at the same moment"))
+        return code
+
+    monkeypatch.setattr(Clinic, "_free_organisation_code", race_then_find)
+    with transaction.atomic():
+        clinic = Clinic.objects.create(code="quayside", name="Quayside Skin", timezone="Europe/London")
+
+    assert raced[0].code == "quayside"
+    assert (clinic.organisation.code, clinic.organisation.name) == ("quayside-2", "Quayside Skin")
+    assert list(clinic.organisation.clinics.all()) == [clinic] and not raced[0].clinics.exists()
 
 
 def test_a_clinic_with_a_free_code_is_an_organisation_of_the_same_code():
