@@ -14,6 +14,7 @@ import re
 
 import pytest
 import schemathesis
+from django.db import transaction
 from django.test import override_settings
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -328,6 +329,16 @@ class ApiWorkflows(schema.as_state_machine()):
     given a history and booked; a booking is then moved, cancelled, completed), each answer checked as above."""
 
     key = None  # the fuzzing caller's key, set by the test
+
+    def setup(self):
+        """Each scenario starts from the same data: what one wrote is rolled back after it. Otherwise a scenario
+        replayed to report a failure meets what every later one wrote, answers differently, and Hypothesis
+        reports "inconsistent data generation" in place of the failure."""
+        self._before = transaction.savepoint()
+
+    def teardown(self):
+        transaction.savepoint_rollback(self._before)
+        super().teardown()
 
     def get_call_kwargs(self, case):
         return {"headers": {"Authorization": f"Token {self.key}"}}
