@@ -44,6 +44,16 @@ class PermanentSendError(SendError):
     """The provider refused the message for good (bad address, bad request): do not retry."""
 
 
+class RecipientStopped(PermanentSendError):
+    """The provider will not text this number: its owner replied STOP to the provider, which blocks the number
+    until they reply START (Twilio's error 21610). It may have heard a STOP this service did not (the inbound
+    webhook down or not set up): the caller records it as the patient's STOP."""
+
+
+# Twilio's "Attempt to send to unsubscribed recipient": the number replied STOP to this sender.
+TWILIO_STOPPED = "21610"
+
+
 def _timeout() -> float:
     return float(settings.REMINDERS_SEND_TIMEOUT_SECONDS)
 
@@ -413,6 +423,8 @@ class TwilioSmsBackend(BaseSmsBackend):
         detail = f"Twilio HTTP {status}: {said or raw[:200].decode('utf-8', 'replace')}"
         if 200 <= status < 300 or _retryable(status):
             raise TransientSendError(detail)
+        if str(data.get("code")) == TWILIO_STOPPED:
+            raise RecipientStopped(detail)
         raise PermanentSendError(detail)
 
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:

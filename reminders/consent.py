@@ -119,8 +119,11 @@ def _token_payload(data) -> tuple[uuid.UUID | None, str | None]:
         return None, None
 
 
-def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, detail: str = "") -> bool:
-    """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn.
+def patient_opt_out(
+    *, patient: Patient, channel: str, via: str, now: datetime, detail: str = "", phone: str | None = None
+) -> bool:
+    """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn (or, with `phone`,
+    when the patient's number is no longer that one).
 
     Unsent messages are left in place: the send step re-checks consent and
     skips them; a send already past that check is waited for (its row's lock), so an
@@ -128,6 +131,8 @@ def patient_opt_out(*, patient: Patient, channel: str, via: str, now: datetime, 
     """
     with transaction.atomic():
         current = Patient.objects.select_for_update().get(pk=patient.pk)
+        if phone is not None and current.phone != phone:
+            return False  # Race condition: the number was changed since the STOP was heard; the new one is not stopped
         # Race condition: a send re-reads consent under its outbox row's lock and holds that lock through the
         # provider call. Waiting here for the patient's rows being sent on this channel (no SKIP LOCKED) records
         # the opt-out after a send already past its check, never before it. Lock order patient, then outbox rows,
@@ -199,14 +204,28 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
     count = 0
     for patient in sender_patients(from_number):
         count += patient_opt_out(
-            patient=patient, channel=Channel.SMS, via="sms_stop", now=now, detail=f"reply from {from_number}"
+            patient=patient, channel=Channel.SMS, via=OptOutVia.SMS_STOP, now=now, detail=f"reply from {from_number}"
+        )
+    return count
+
+
+def sms_provider_stopped(*, phone: str, now: datetime, detail: str) -> int:
+    """The SMS provider refused to text `phone` because its owner replied STOP to it (channels.RecipientStopped):
+    the provider heard a STOP this service may not have (the inbound webhook down or not set up), and blocks the
+    number until a START. Texts off for every patient with that number, as their STOP would, recorded via
+    `sms_provider` (a START undoes it); return how many changed."""
+    count = 0
+    for patient in sender_patients(phone, wide=False):
+        count += patient_opt_out(
+            patient=patient, channel=Channel.SMS, via=OptOutVia.SMS_PROVIDER, now=now, detail=detail, phone=phone
         )
     return count
 
 
 def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
     """A START from a number: texts back on for each patient with that number whose texts are off because of their
-    STOP (their latest ContactOptOut for SMS is a STOP that switched texts off: `was_on`); return how many. It undoes
+    STOP (their latest ContactOptOut for SMS is a STOP, heard here or by the provider, that switched texts off:
+    `was_on`); return how many. It undoes
     the STOP as the provider lifts its block on START; it is no first consent and undoes nothing else (a patient who
     never agreed to texts, whose texts staff switched off, or who turned them off on their own page, which a START
     from a shared phone should not undo, is left as they are). Unlike a STOP,
@@ -222,7 +241,7 @@ def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
             # Only the patient's own STOP is undone, and only one that switched texts off: texts switched off by
             # staff (a wrong number, say) or never consented to stay off, whatever came after.
             last_off = ContactOptOut.objects.filter(patient=current, channel=Channel.SMS).order_by("-at", "-pk").first()
-            if last_off is None or last_off.via != OptOutVia.SMS_STOP or not last_off.was_on:
+            if last_off is None or last_off.via not in PATIENT_STOP_VIAS or not last_off.was_on:
                 continue
             current.sms_consent = True
             chosen = set(current.reminder_channels or []) | {PATIENT_CHANNELS[Channel.SMS]}
@@ -315,6 +334,9 @@ def channels_on(patient: Patient) -> dict[str, bool]:
 
 # Where staff or a platform, not the patient, switched a channel (ContactOptIn / ContactOptOut `via`).
 STAFF_VIAS = frozenset({OptOutVia.DESK, OptOutVia.API, OptOutVia.ADMIN})
+# The patient's STOP, heard by this service or by the SMS provider: a START undoes either, and the provider blocks
+# the number until that START whatever staff switch on.
+PATIENT_STOP_VIAS = frozenset({OptOutVia.SMS_STOP, OptOutVia.SMS_PROVIDER})
 
 
 def _consented(values: Mapping[str, object]) -> dict[str, bool]:

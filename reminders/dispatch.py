@@ -40,7 +40,7 @@ from clinic.models import AppointmentStatus
 from core.compiled import CompiledQuery, columns, instances, save_fields
 from core.db import lock_wait_exceeded
 from reminders import channels, content
-from reminders.consent import patient_accepts, unsubscribe_url
+from reminders.consent import patient_accepts, sms_provider_stopped, unsubscribe_url
 from reminders.models import (
     HOLDING_STATUSES,
     TIME_NAMING_KINDS,
@@ -284,6 +284,7 @@ class _Batch:
     candidates: dict[tuple, list[OutboxMessage]]  # (patient id, channel) -> rows that may merge, by due_at, id
     due_by_visit: dict[tuple, list[tuple[uuid.UUID, str]]]  # (appointment id, channel) -> [(pk, kind)] due
     sent: set = dataclass_field(default_factory=set)  # rows this batch has sent (their own or as companions)
+    stopped: dict = dataclass_field(default_factory=dict)  # number -> why: the SMS provider's STOP, to record
 
 
 def _batch_read(message_ids: list, now: datetime) -> _Batch:
@@ -539,7 +540,26 @@ def outbox_send_batch(
         except Exception as exc:  # a bug, a backend's own error: that row's failed attempt, not the batch's end
             log.exception("outbox %s (%s by %s): the send raised %s", message.pk, message.kind, message.channel, exc)
             outcomes[pk] = _send_raised(message, claim_token, moment, exc)
+        _record_provider_stops(batch, moment)
     return outcomes
+
+
+def _record_provider_stops(batch: _Batch, now: datetime) -> None:
+    """Texts off for the numbers the SMS provider refused because their owner replied STOP to it, before the
+    batch's next row (whose consent check then skips that patient's other texts).
+
+    # Race condition: recorded after the send's transaction has committed, never inside it: an opt-out locks the
+    patient and then their rows being sent, as a booking does; the send holds its row's lock, so taking the
+    patient's inside it would invert that order. Should this fail, the row stays failed and the next text to that
+    number meets the provider's refusal again and records it then."""
+    while batch.stopped:
+        phone, why = batch.stopped.popitem()
+        try:
+            changed = sms_provider_stopped(phone=phone, now=now, detail=why)
+        except Exception:
+            log.exception("the SMS provider's STOP of a number could not be recorded")
+            continue
+        log.warning("the SMS provider refused a number its owner had stopped: texts off for %s patient(s)", changed)
 
 
 def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Exception) -> SendOutcome:
@@ -666,6 +686,8 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             provider_id, recipient = _deliver(message, now, companions)
         except (channels.PermanentSendError, content.RenderError) as exc:
             message.status, message.last_error = OutboxStatus.FAILED, f"permanent failure: {exc}"
+            if isinstance(exc, channels.RecipientStopped) and message.appointment.patient.phone:
+                batch.stopped[message.appointment.patient.phone] = f"the SMS provider refused a text: {exc}"[:200]
             log.error("outbox %s (%s by %s) failed for good: %s", message.pk, message.kind, message.channel, exc)
             outcome = SendOutcome.FAILED
         except channels.TransientSendError as exc:

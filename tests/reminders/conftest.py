@@ -13,6 +13,7 @@ from reminders.channels import LocmemSmsBackend
 from reminders.defaults import care_texts_load
 from scheduler.booking import Actor, appointment_book
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.reminders.support import FakeHttpServer
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -34,6 +35,18 @@ def _reminder_settings(settings):
     LocmemSmsBackend.outbox = []
     yield
     LocmemSmsBackend.outbox = []
+
+
+@pytest.fixture
+def twilio(settings):
+    """Twilio's Messages API as a local fake server: answers 201 with a sid unless a test scripts otherwise."""
+    settings.SMS_BACKEND = "reminders.channels.TwilioSmsBackend"
+    settings.TWILIO_ACCOUNT_SID = "AC0123456789"
+    settings.TWILIO_AUTH_TOKEN = "secret-token"
+    settings.SMS_FROM = "+447700900999"
+    with FakeHttpServer(default=(201, b'{"sid": "SM42", "status": "queued"}')) as server:
+        settings.TWILIO_API_BASE = server.url
+        yield server
 
 
 @pytest.fixture

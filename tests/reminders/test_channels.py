@@ -28,17 +28,6 @@ WEDNESDAY_10 = london(2026, 3, 4, 10)
 # --- Twilio ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def twilio(settings):
-    settings.SMS_BACKEND = "reminders.channels.TwilioSmsBackend"
-    settings.TWILIO_ACCOUNT_SID = "AC0123456789"
-    settings.TWILIO_AUTH_TOKEN = "secret-token"
-    settings.SMS_FROM = "+447700900999"
-    with FakeHttpServer(default=(201, b'{"sid": "SM42", "status": "queued"}')) as server:
-        settings.TWILIO_API_BASE = server.url
-        yield server
-
-
 def test_twilio_gets_a_form_post_with_basic_auth_and_returns_the_message_sid(twilio):
     sid = TwilioSmsBackend().send(to="+447700900123", body="Bloom Clinic: see you at 10:00 & bring ID", outbox_id="abc")
 
