@@ -28,14 +28,17 @@ def free_cell(cell, book_url: str, week: bool):
     else:
         day = cell.local_day
         when = f"{day:%a} {day.day} {day:%b} {cell.local_time}" if week else cell.local_time
+        # Heard as well as seen: the shading that marks working hours says nothing to a screen reader.
+        outside = "" if cell.working else ", outside working hours"
         inner = format_html(
-            '<a class="cal-free" href="{}?practitioner={}&amp;start_at={}"><span class="visually-hidden">Book {} with {}'
+            '<a class="cal-free" href="{}?practitioner={}&amp;start_at={}"><span class="visually-hidden">Book {} with {}{}'
             '</span><span aria-hidden="true">+</span></a>',
             book_url,
             practitioner.pk,
             quote(cell.starts_at.isoformat(), safe=""),
             when,
             practitioner.name,
+            outside,
         )
     return format_html(
         '<td class="{}" data-date="{}" data-time="{}" data-practitioner="{}">{}</td>',

@@ -233,7 +233,9 @@ def test_the_week_of_one_practitioner_has_a_column_per_day(reception, clinic, da
     assert [h in page for h in headings] == [True] * 7
     assert "09:30–10:15" in page and "11:00–11:30" in page  # Wednesday's filler and Monday's botox
     assert "Grace Turner" not in page  # Priya Shah's patient
-    assert "Book Sun 8 Mar 09:00 with Dr Amelia Hart" in page  # Sunday is not a working day, still bookable
+    # Sunday is not a working day: still bookable, and a screen reader hears why it is not shaded.
+    assert "Book Sun 8 Mar 09:00 with Dr Amelia Hart, outside working hours</span>" in page
+    assert "Book Wed 4 Mar 11:00 with Dr Amelia Hart</span>" in page
 
 
 def test_the_week_without_a_practitioner_is_the_first_ones(reception, clinic, day):
