@@ -13,7 +13,7 @@ from clinic import models
 from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
-from clinic.services import CONTACT_FIELDS, patient_record_edited
+from clinic.services import CONTACT_FIELDS, PATIENT_CHOICES, patient_record_edited
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -342,10 +342,6 @@ class PatientConditionInline(RecordInline):
     model = models.PatientCondition
     formset = ConditionOncePerAreaFormSet
     row_related = ("condition",)
-
-
-# The patient's own choices of how they are reached (a STOP, their page change them too).
-PATIENT_CHOICES = ("reminder_channels", "sms_consent", "muted_topics")
 
 
 @admin.register(models.Patient)

@@ -213,6 +213,9 @@ def patient_update(*, patient: Patient, today: date, changed_by: ChangedBy | Non
 
 
 CONTACT_FIELDS = ("email", "phone", "reminder_channels", "sms_consent", "muted_topics")
+# Those that are the patient's own choices, which they change themselves too (a STOP, their page): a form open
+# meanwhile saves one only where its user changed it (frontdesk.forms.PatientForm, clinic.admin.PatientAdmin).
+PATIENT_CHOICES = ("reminder_channels", "sms_consent", "muted_topics")
 
 
 def _how_reached(patient: Patient) -> tuple:

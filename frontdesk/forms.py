@@ -27,7 +27,7 @@ from clinic.models import (
     TreatmentArea,
 )
 from clinic.selectors import MONTH_FIRST_COUNTRIES
-from clinic.services import phone_examples, phone_problem, phone_to_e164
+from clinic.services import PATIENT_CHOICES, phone_examples, phone_problem, phone_to_e164
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
@@ -165,10 +165,6 @@ class PatientSearchForm(FrontdeskForm):
             self.fields["q"].help_text = "Name, phone (any format), e-mail or date of birth (e.g. 06/18/1985)."
 
 
-# The patient's choices of how they are reached, which they can change themselves (a STOP, their page).
-CONTACT_CHOICES = ("reminder_channels", "sms_consent")
-
-
 class PatientForm(FrontdeskForm):
     first_name = forms.CharField(
         label="First name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"})
@@ -213,7 +209,7 @@ class PatientForm(FrontdeskForm):
             # Race condition: the patient may reply STOP (or change their choices on their page) while this form is
             # open. The choices it was drawn with go with it, so that only those the desk changed are saved
             # (patient_fields): saving a new surname must not switch texts back on.
-            for name in CONTACT_CHOICES:
+            for name in self.contact_choices():
                 self.fields[name].show_hidden_initial = True
         examples = phone_examples(clinic.country)
         if examples:
@@ -253,12 +249,17 @@ class PatientForm(FrontdeskForm):
     def clean_email(self) -> str:
         return self.cleaned_data["email"].strip()
 
+    def contact_choices(self) -> list[str]:
+        """The patient's own choices this form asks about (not the topics they muted, which only they and the admin
+        change)."""
+        return [name for name in PATIENT_CHOICES if name in self.fields]
+
     def patient_fields(self) -> dict:
         """The fields to save: on an edit, a contact choice only where the desk changed it (what was drawn against
         what is submitted, not against the record as it is now), or where the post does not say what was drawn."""
         kept = {
             name
-            for name in CONTACT_CHOICES
+            for name in self.contact_choices()
             if self[name].field.show_hidden_initial
             and self.add_initial_prefix(name) in self.data
             and name not in self.changed_data
