@@ -218,13 +218,18 @@ class Clinic(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        if self.organisation_id is None:  # a clinic on its own is an organisation of one: always a new one
-            self.organisation = self._new_organisation()
         if not self.country:
             self.country = country_for_timezone(self.timezone)
             if "update_fields" in kwargs and kwargs["update_fields"] is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
-        super().save(*args, **kwargs)
+        if self.organisation_id is not None:
+            super().save(*args, **kwargs)
+            return
+        # A clinic on its own is an organisation of one, always a new one, made with the clinic or not at all: a
+        # clinic refused (its code taken at the same moment) leaves no organisation behind.
+        with transaction.atomic():
+            self.organisation = self._new_organisation()
+            super().save(*args, **kwargs)
 
     def _new_organisation(self, attempts: int = 5) -> Organisation:
         """A new organisation under a free code. Another clinic saved at the same moment may take the code found
@@ -236,7 +241,8 @@ class Clinic(models.Model):
                 with transaction.atomic():
                     return Organisation.objects.create(code=code, name=self.name)
             except IntegrityError:
-                continue
+                if not Organisation.objects.filter(code=code).exists():
+                    raise  # not the code: nothing another try would mend
         return Organisation.objects.create(code=self._free_organisation_code(), name=self.name)
 
     def _free_organisation_code(self) -> str:

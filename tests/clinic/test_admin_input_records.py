@@ -5,7 +5,7 @@ never a 500 nor a record shared or split between organisations."""
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.test import Client
 
 from clinic.models import Clinic, Organisation, Patient, PatientCondition, StaffMembership
@@ -110,6 +110,17 @@ def test_a_code_taken_between_the_read_and_the_insert_moves_on_to_the_next(monke
     assert raced[0].code == "quayside"
     assert (clinic.organisation.code, clinic.organisation.name) == ("quayside-2", "Quayside Skin")
     assert list(clinic.organisation.clinics.all()) == [clinic] and not raced[0].clinics.exists()
+
+
+def test_a_clinic_refused_for_its_code_leaves_no_organisation_behind():
+    """Outside any transaction (a script, the shell): the organisation is made with the clinic or not at all."""
+    ClinicFactory(code="harbourside")
+    organisations = Organisation.objects.count()
+
+    with pytest.raises(IntegrityError):
+        Clinic.objects.create(code="harbourside", name="Harbourside Again", timezone="Europe/London")
+
+    assert Organisation.objects.count() == organisations
 
 
 def test_a_clinic_with_a_free_code_is_an_organisation_of_the_same_code():
