@@ -18,6 +18,12 @@ class RemindersConfig(AppConfig):
         record_changes.subscribe_contact(outbox_contact_changed)
         # And who switched a channel on or off, when staff or a platform did (the patient's own are recorded where made).
         record_changes.subscribe_contact(staff_consent_record)
+        # A spam complaint or unsubscribe an e-mail provider reports (its event webhook, anymail's signal).
+        from anymail.signals import tracking
+
+        from reminders.views import email_event
+
+        tracking.connect(email_event, dispatch_uid="reminders.email_event")
         # No SMS may name a diagnosis, procedure or drug: the list is kept under the configuration version
         # (reminders.texts._forbidden_terms), which the catalogue's triggers raise, so a new name counts from the
         # next check (the next batch of sends).

@@ -188,6 +188,9 @@ def _classify_anymail(exc: Exception) -> SendError:
 class BaseSmsBackend:
     """Send one text; verify an inbound (reply) request; say, if it can, whether a text was accepted."""
 
+    # Whether the provider refuses a number after its STOP until a START of its own (RecipientStopped).
+    blocks_after_stop = False
+
     def send(self, *, to: str, body: str, outbox_id: str) -> str:
         raise NotImplementedError
 
@@ -388,6 +391,8 @@ def _retryable(status: int) -> bool:
 class TwilioSmsBackend(BaseSmsBackend):
     """Twilio's Messages API: POST /2010-04-01/Accounts/{sid}/Messages.json, form-encoded, basic auth."""
 
+    blocks_after_stop = True  # its opt-out handling (error 21610 until the number texts START)
+
     def __init__(self) -> None:
         self.account_sid = settings.TWILIO_ACCOUNT_SID
         self.auth_token = settings.TWILIO_AUTH_TOKEN
@@ -437,6 +442,12 @@ class TwilioSmsBackend(BaseSmsBackend):
 
 def sms_backend() -> BaseSmsBackend:
     return import_string(settings.SMS_BACKEND)()
+
+
+def sms_backend_blocks_after_stop() -> bool:
+    """Whether the configured provider keeps refusing a number after its STOP until the patient texts START (read
+    from the class: no credentials needed)."""
+    return bool(getattr(import_string(settings.SMS_BACKEND), "blocks_after_stop", False))
 
 
 # --- Webhooks ------------------------------------------------------------------------------------------------------

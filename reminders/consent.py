@@ -120,10 +120,18 @@ def _token_payload(data) -> tuple[uuid.UUID | None, str | None]:
 
 
 def patient_opt_out(
-    *, patient: Patient, channel: str, via: str, now: datetime, detail: str = "", phone: str | None = None
+    *,
+    patient: Patient,
+    channel: str,
+    via: str,
+    now: datetime,
+    detail: str = "",
+    phone: str | None = None,
+    unless_opted_in_since: datetime | None = None,
 ) -> bool:
     """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn (or, with `phone`,
-    when the patient's number is no longer that one).
+    when the patient's number is no longer that one; with `unless_opted_in_since`, when the patient opted in to
+    the channel since that moment: an opt-out heard late does not undo a later opt-in).
 
     Unsent messages are left in place: the send step re-checks consent and
     skips them; a send already past that check is waited for (its row's lock), so an
@@ -133,6 +141,11 @@ def patient_opt_out(
         current = Patient.objects.select_for_update().get(pk=patient.pk)
         if phone is not None and current.phone != phone:
             return False  # Race condition: the number was changed since the STOP was heard; the new one is not stopped
+        if (
+            unless_opted_in_since is not None
+            and ContactOptIn.objects.filter(patient=current, channel=channel, at__gte=unless_opted_in_since).exists()
+        ):
+            return False  # Race condition: switched back on (the desk, a START) after the refusal it would record
         # Race condition: a send re-reads consent under its outbox row's lock and holds that lock through the
         # provider call. Waiting here for the patient's rows being sent on this channel (no SKIP LOCKED) records
         # the opt-out after a send already past its check, never before it. Lock order patient, then outbox rows,
@@ -217,7 +230,37 @@ def sms_provider_stopped(*, phone: str, now: datetime, detail: str) -> int:
     count = 0
     for patient in sender_patients(phone, wide=False):
         count += patient_opt_out(
-            patient=patient, channel=Channel.SMS, via=OptOutVia.SMS_PROVIDER, now=now, detail=detail, phone=phone
+            patient=patient,
+            channel=Channel.SMS,
+            via=OptOutVia.SMS_PROVIDER,
+            now=now,
+            detail=detail,
+            phone=phone,
+            unless_opted_in_since=now,
+        )
+    return count
+
+
+# What an e-mail provider reports (anymail's normalised event types) that means "no more e-mail from you": the
+# recipient marked one as spam, or unsubscribed through the provider's own link or list.
+EMAIL_STOP_EVENTS = frozenset({"complained", "unsubscribed"})
+
+
+def email_provider_stopped(*, event_type: str, recipient: str, provider: str, now: datetime) -> int:
+    """A spam complaint or an unsubscribe the e-mail provider reports (reminders.views.email_event): e-mail off for
+    every patient with that address (as a STOP does for a number), recorded via `email_provider`; return how many
+    changed. Other events (delivered, opened, bounced, ...) change nothing: a bounce is not the patient's choice."""
+    address = (recipient or "").strip()
+    if event_type not in EMAIL_STOP_EVENTS or not address:
+        return 0
+    count = 0
+    for patient in Patient.objects.filter(email__iexact=address, merged_into__isnull=True).order_by("pk"):
+        count += patient_opt_out(
+            patient=patient,
+            channel=Channel.EMAIL,
+            via=OptOutVia.EMAIL_PROVIDER,
+            now=now,
+            detail=f"{provider}: {event_type}",
         )
     return count
 

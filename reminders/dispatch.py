@@ -548,10 +548,10 @@ def _record_provider_stops(batch: _Batch, now: datetime) -> None:
     """Texts off for the numbers the SMS provider refused because their owner replied STOP to it, before the
     batch's next row (whose consent check then skips that patient's other texts).
 
-    # Race condition: recorded after the send's transaction has committed, never inside it: an opt-out locks the
+    # Race condition: recorded after the send's own transaction has ended, never inside it: an opt-out locks the
     patient and then their rows being sent, as a booking does; the send holds its row's lock, so taking the
-    patient's inside it would invert that order. Should this fail, the row stays failed and the next text to that
-    number meets the provider's refusal again and records it then."""
+    patient's inside it would invert that order (the dispatcher's callers run outside any transaction). Should
+    this fail, the next text to that number meets the provider's refusal again and records it then."""
     while batch.stopped:
         phone, why = batch.stopped.popitem()
         try:
@@ -687,7 +687,8 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
         except (channels.PermanentSendError, content.RenderError) as exc:
             message.status, message.last_error = OutboxStatus.FAILED, f"permanent failure: {exc}"
             if isinstance(exc, channels.RecipientStopped) and message.appointment.patient.phone:
-                batch.stopped[message.appointment.patient.phone] = f"the SMS provider refused a text: {exc}"[:200]
+                phone = message.appointment.patient.phone
+                batch.stopped[phone] = f"the SMS provider refused a text to {phone}: {exc}"[:200]
             log.error("outbox %s (%s by %s) failed for good: %s", message.pk, message.kind, message.channel, exc)
             outcome = SendOutcome.FAILED
         except channels.TransientSendError as exc:

@@ -321,6 +321,7 @@ class OptOutVia(models.TextChoices):
     LIST_UNSUBSCRIBE = "list_unsubscribe", "One-click unsubscribe (mail client)"
     SMS_STOP = "sms_stop", "SMS reply STOP"
     SMS_PROVIDER = "sms_provider", "SMS reply STOP, reported by the SMS provider"
+    EMAIL_PROVIDER = "email_provider", "Spam complaint or unsubscribe, reported by the e-mail provider"
     PATIENT_PAGE = "patient_page", "The patient's own appointment page"
     DESK = "desk", "Staff at the front desk"
     API = "api", "A booking platform (API)"

@@ -7,6 +7,11 @@ Bad input gets a clear 400/403 page, never a 500.
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
+
+from anymail.exceptions import AnymailConfigurationError
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -17,6 +22,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from core.errors import InvalidInput
 from reminders import channels, consent, feeds, pages
 from reminders.models import Channel, OptOutVia
+
+log = logging.getLogger(__name__)
 
 # Longer than any phone number or alphanumeric sender id a provider sends.
 MAX_SENDER_LENGTH = 64
@@ -65,6 +72,33 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     consent.sms_reply(from_number=sender, body=body, now=timezone.now())
     # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
+
+
+def email_events_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """An e-mail provider's event webhook (anymail's tracking view), answered only where `ANYMAIL_WEBHOOK_SECRET` is
+    set: without it anymail takes events from anyone (it only warns), and anyone could switch a patient's e-mails
+    off. An event the provider's parser cannot read is a 400, never a 500."""
+
+    @functools.wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+            raise Http404("E-mail provider events are not set up here (ANYMAIL_WEBHOOK_SECRET).")
+        try:
+            return view(request, *args, **kwargs)
+        except (ValueError, KeyError, TypeError, AnymailConfigurationError) as exc:
+            # Not JSON, not the provider's shape, or another of its webhooks (inbound mail) pointed here.
+            log.warning("an e-mail provider's event could not be read: %r", exc)
+            return HttpResponse("The event could not be read.", status=400, content_type="text/plain")
+
+    return csrf_exempt(guarded)  # called by the provider, authenticated by the webhook secret
+
+
+def email_event(sender, event, esp_name: str, **kwargs) -> None:
+    """anymail's `tracking` signal (connected in RemindersConfig.ready): a spam complaint or an unsubscribe at the
+    provider turns the patient's e-mails off (consent.email_provider_stopped); other events change nothing."""
+    consent.email_provider_stopped(
+        event_type=event.event_type, recipient=event.recipient or "", provider=esp_name, now=timezone.now()
+    )
 
 
 def _plausible_sender(sender: str) -> bool:

@@ -12,7 +12,7 @@ from clinic.models import Patient
 from reminders import channels, consent, dispatch
 from reminders.channels import PermanentSendError, RecipientStopped, TwilioSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local
-from reminders.models import ContactOptOut, OptOutVia, OutboxMessage
+from reminders.models import ContactOptIn, ContactOptOut, OptOutVia, OutboxMessage
 from tests.factories import PatientFactory
 from tests.reminders.conftest import book, london
 
@@ -102,17 +102,43 @@ def test_a_number_changed_since_the_refusal_is_not_stopped(patient, now):
     assert patient.sms_consent and not ContactOptOut.objects.exists()
 
 
-def test_a_stop_already_heard_is_recorded_once(twilio, patient, practitioner, now):
-    consent.sms_reply(from_number=patient.phone, body="STOP", now=now)
-    Patient.objects.filter(pk=patient.pk).update(sms_consent=True, reminder_channels=["email", "sms"])  # the desk
+def test_a_refusal_is_recorded_before_the_batchs_next_text_to_that_number(twilio, patient, practitioner, now):
+    """Two records share the number and both have a text due in one batch: the first is refused, the second is
+    skipped without asking the provider, and each record has one opt-out."""
+    sibling = PatientFactory(
+        clinic=patient.clinic, first_name="Bo", phone=patient.phone, reminder_channels=["sms"], sms_consent=True
+    )
     twilio.script = [STOPPED, STOPPED]
     book(patient, "microneedling", WEDNESDAY_10, now)
+    book(sibling, "microneedling", WEDNESDAY_10 + timedelta(hours=2), now)
 
-    dispatch_local(now=now)
-    dispatch_local(now=now + timedelta(minutes=5))
+    outcomes = dispatch_local(now=now)
 
-    vias = list(ContactOptOut.objects.filter(patient=patient).order_by("at", "pk").values_list("via", flat=True))
-    assert vias == [OptOutVia.SMS_STOP, OptOutVia.SMS_PROVIDER]
+    assert outcomes.get(SendOutcome.FAILED) == 1 and outcomes.get(SendOutcome.SKIPPED) == 1, outcomes
+    assert len(twilio.requests) == 1
+    for stopped in (patient, sibling):
+        assert ContactOptOut.objects.filter(patient=stopped, via=OptOutVia.SMS_PROVIDER).count() == 1
+        assert patient.phone in ContactOptOut.objects.get(patient=stopped).detail
+
+
+def test_a_stop_already_heard_is_not_recorded_again(twilio, patient, practitioner, now):
+    consent.sms_reply(from_number=patient.phone, body="STOP", now=now)
+
+    assert not consent.sms_provider_stopped(phone=patient.phone, now=now + timedelta(minutes=5), detail="21610")
+    vias = list(ContactOptOut.objects.filter(patient=patient).values_list("via", flat=True))
+    assert vias == [OptOutVia.SMS_STOP]
+
+
+def test_texts_switched_on_after_the_refusal_stay_on(twilio, patient, now):
+    """The refusal is recorded after its send; the desk (or a START) switching texts on in between wins."""
+    consent.sms_reply(from_number=patient.phone, body="STOP", now=now)
+    ContactOptIn.objects.create(patient=patient, channel="sms", via="desk", at=now + timedelta(seconds=1))
+    Patient.objects.filter(pk=patient.pk).update(sms_consent=True, reminder_channels=["email", "sms"])
+
+    assert not consent.sms_provider_stopped(phone=patient.phone, now=now, detail="21610")
+
+    patient.refresh_from_db()
+    assert patient.sms_consent
 
 
 def test_a_record_that_fails_leaves_the_row_failed_and_the_batch_going(monkeypatch, twilio, patient, practitioner, now):
@@ -130,13 +156,37 @@ def test_a_record_that_fails_leaves_the_row_failed_and_the_batch_going(monkeypat
     assert patient.sms_consent  # not recorded this time: the next text meets the refusal again
 
 
-def test_the_desk_is_told_the_provider_blocks_until_start(client, patient, now):
+def desk_help(patient) -> str:
     from frontdesk.forms import PatientForm
 
-    consent.sms_provider_stopped(phone=patient.phone, now=now, detail="Twilio HTTP 400: 21610")
     patient.refresh_from_db()
+    return PatientForm._sms_consent_help(patient.clinic, patient)
 
-    help_text = PatientForm._sms_consent_help(patient.clinic, patient)
+
+def test_the_desk_is_told_the_provider_blocks_until_start(twilio, patient, now):
+    consent.sms_provider_stopped(phone=patient.phone, now=now, detail="Twilio HTTP 400: 21610")
+
+    help_text = desk_help(patient)
 
     assert "turned texts off themselves on 2 Mar 2026 (SMS reply STOP, reported by the SMS provider)" in help_text
-    assert "only once they text START" in help_text and channels.TWILIO_STOPPED == "21610"
+    assert "only once they text START" in help_text
+    assert "If they have, and texts are still off here, switch them back on." in help_text  # their START may be lost
+
+
+def test_after_a_stop_heard_here_the_desk_hears_of_the_block_but_not_of_a_lost_start(twilio, patient, now):
+    consent.sms_reply(from_number=patient.phone, body="STOP", now=now)
+
+    help_text = desk_help(patient)
+
+    assert "(SMS reply STOP)" in help_text and "only once they text START" in help_text
+    assert "If they have" not in help_text
+
+
+def test_a_provider_that_does_not_block_is_not_said_to(patient, now):
+    """The console, file and in-memory backends keep no opt-out list of their own."""
+    consent.sms_reply(from_number=patient.phone, body="STOP", now=now)
+
+    help_text = desk_help(patient)
+
+    assert "turned texts off themselves" in help_text and "START" not in help_text
+    assert channels.TWILIO_STOPPED == "21610"
