@@ -227,9 +227,13 @@ class Clinic(models.Model):
             return
         # A clinic on its own is an organisation of one, always a new one, made with the clinic or not at all: a
         # clinic refused (its code taken at the same moment) leaves no organisation behind.
-        with transaction.atomic():
-            self.organisation = self._new_organisation()
-            super().save(*args, **kwargs)
+        try:
+            with transaction.atomic():
+                self.organisation = self._new_organisation()
+                super().save(*args, **kwargs)
+        except Exception:
+            self.organisation = None  # rolled back with the clinic: a second save makes a new one again
+            raise
 
     def _new_organisation(self, attempts: int = 5) -> Organisation:
         """A new organisation under a free code. Another clinic saved at the same moment may take the code found

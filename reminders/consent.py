@@ -126,11 +126,11 @@ def patient_opt_out(
     via: str,
     now: datetime,
     detail: str = "",
-    phone: str | None = None,
+    address: str | None = None,
     unless_opted_in_since: datetime | None = None,
 ) -> bool:
-    """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn (or, with `phone`,
-    when the patient's number is no longer that one; with `unless_opted_in_since`, when the patient opted in to
+    """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn (or, with `address`,
+    when the patient's number or e-mail address for that channel is no longer that one; with `unless_opted_in_since`, when the patient opted in to
     the channel since that moment: an opt-out heard late does not undo a later opt-in).
 
     Unsent messages are left in place: the send step re-checks consent and
@@ -139,8 +139,8 @@ def patient_opt_out(
     """
     with transaction.atomic():
         current = Patient.objects.select_for_update().get(pk=patient.pk)
-        if phone is not None and current.phone != phone:
-            return False  # Race condition: the number was changed since the STOP was heard; the new one is not stopped
+        if address is not None and not _reached_at(current, channel, address):
+            return False  # Race condition: changed since the STOP was heard; the new number or address is not stopped
         if (
             unless_opted_in_since is not None
             and ContactOptIn.objects.filter(patient=current, channel=channel, at__gte=unless_opted_in_since).exists()
@@ -172,6 +172,12 @@ def patient_opt_out(
             patient=current, channel=channel, via=via, at=now, detail=detail[:200], was_on=was_on[channel]
         )
     return True
+
+
+def _reached_at(patient: Patient, channel: str, address: str) -> bool:
+    if channel == Channel.SMS:
+        return patient.phone == address
+    return patient.email.strip().lower() == address.lower()
 
 
 # Replies that mean "stop texting me" (the keywords carriers and Twilio treat as opt-out).
@@ -235,7 +241,7 @@ def sms_provider_stopped(*, phone: str, now: datetime, detail: str) -> int:
             via=OptOutVia.SMS_PROVIDER,
             now=now,
             detail=detail,
-            phone=phone,
+            address=phone,
             unless_opted_in_since=now,
         )
     return count
@@ -246,11 +252,15 @@ def sms_provider_stopped(*, phone: str, now: datetime, detail: str) -> int:
 EMAIL_STOP_EVENTS = frozenset({"complained", "unsubscribed"})
 
 
-def email_provider_stopped(*, event_type: str, recipient: str, provider: str, now: datetime) -> int:
+def email_provider_stopped(
+    *, event_type: str, recipient: object, provider: str, now: datetime, happened_at: datetime | None = None
+) -> int:
     """A spam complaint or an unsubscribe the e-mail provider reports (reminders.views.email_event): e-mail off for
     every patient with that address (as a STOP does for a number), recorded via `email_provider`; return how many
-    changed. Other events (delivered, opened, bounced, ...) change nothing: a bounce is not the patient's choice."""
-    address = (recipient or "").strip()
+    changed. Other events (delivered, opened, bounced, ...) change nothing: a bounce is not the patient's choice.
+    Providers send an event again for hours: one that happened before the patient's e-mail was switched back on
+    (`happened_at`) does not switch it off again."""
+    address = recipient.strip() if isinstance(recipient, str) else ""
     if event_type not in EMAIL_STOP_EVENTS or not address:
         return 0
     count = 0
@@ -261,6 +271,8 @@ def email_provider_stopped(*, event_type: str, recipient: str, provider: str, no
             via=OptOutVia.EMAIL_PROVIDER,
             now=now,
             detail=f"{provider}: {event_type}",
+            address=address,
+            unless_opted_in_since=happened_at or now,
         )
     return count
 

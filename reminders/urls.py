@@ -15,7 +15,11 @@ urlpatterns = [
     path("calendar/<str:token>.ics", views.calendar_feed, name="calendar_feed"),
     # Each e-mail provider's event webhook as anymail writes it (`email/postmark/tracking/`, ...), guarded.
     *(
-        path(f"email/{route.pattern}", views.email_events_view(route.callback), name=route.name)
+        path(
+            f"email/{route.pattern}",
+            views.email_events_view(str(route.pattern).partition("/")[0], route.callback),
+            name=route.name,
+        )
         for route in anymail_urls.urlpatterns
         if isinstance(route.pattern, RoutePattern) and (route.name or "").endswith("_tracking_webhook")
     ),

@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from anymail.exceptions import AnymailConfigurationError
+from anymail.exceptions import AnymailConfigurationError, AnymailError, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -74,19 +74,35 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
 
 
-def email_events_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """An e-mail provider's event webhook (anymail's tracking view), answered only where `ANYMAIL_WEBHOOK_SECRET` is
-    set: without it anymail takes events from anyone (it only warns), and anyone could switch a patient's e-mails
-    off. An event the provider's parser cannot read is a 400, never a 500."""
+class EmailEventNotRecorded(Exception):
+    """Reading the event went well; recording it did not (the database, a bug): the provider must send it again."""
+
+
+def email_events_view(provider: str, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """`provider`'s event webhook (anymail's tracking view), answered only where `ANYMAIL_WEBHOOK_SECRET` is set
+    and that provider sends this service's e-mail (`EMAIL_BACKEND` is its anymail backend): without the secret
+    anymail takes events from anyone (it only warns), and anyone could switch a patient's e-mails off; the other
+    providers' webhooks are not there. An event that cannot be read is a 400; one read but not recorded, or a
+    provider set up wrongly here (its signing key missing), a 503, so the provider sends it again."""
 
     @functools.wraps(view)
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
-            raise Http404("E-mail provider events are not set up here (ANYMAIL_WEBHOOK_SECRET).")
+        if not settings.ANYMAIL.get("WEBHOOK_SECRET") or not settings.EMAIL_BACKEND.startswith(
+            f"anymail.backends.{provider}."
+        ):
+            raise Http404("This e-mail provider's events are not set up here (ANYMAIL_WEBHOOK_SECRET, EMAIL_BACKEND).")
         try:
             return view(request, *args, **kwargs)
-        except (ValueError, KeyError, TypeError, AnymailConfigurationError) as exc:
-            # Not JSON, not the provider's shape, or another of its webhooks (inbound mail) pointed here.
+        except EmailEventNotRecorded:
+            log.exception("an e-mail provider's event was read but not recorded; the provider will send it again")
+            return HttpResponse("Not recorded; send it again.", status=503, content_type="text/plain")
+        except AnymailConfigurationError:
+            log.exception("the %s event webhook is not set up right (see docs/reminders.md)", provider)
+            return HttpResponse("Not set up; send it again later.", status=503, content_type="text/plain")
+        except AnymailWebhookValidationFailure:
+            raise  # a 400, logged as a security event by Django
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, AnymailError) as exc:
+            # Not JSON, or not the provider's shape: its parser fails on it.
             log.warning("an e-mail provider's event could not be read: %r", exc)
             return HttpResponse("The event could not be read.", status=400, content_type="text/plain")
 
@@ -96,9 +112,18 @@ def email_events_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
 def email_event(sender, event, esp_name: str, **kwargs) -> None:
     """anymail's `tracking` signal (connected in RemindersConfig.ready): a spam complaint or an unsubscribe at the
     provider turns the patient's e-mails off (consent.email_provider_stopped); other events change nothing."""
-    consent.email_provider_stopped(
-        event_type=event.event_type, recipient=event.recipient or "", provider=esp_name, now=timezone.now()
-    )
+    if esp_name == "Postmark" and isinstance(event.esp_event, dict) and event.esp_event.get("RecordType") == "Bounce":
+        return  # a receiving server's spam filter (SpamNotification), which anymail calls a complaint: not the patient
+    try:
+        consent.email_provider_stopped(
+            event_type=event.event_type,
+            recipient=event.recipient,
+            provider=esp_name,
+            happened_at=event.timestamp,
+            now=timezone.now(),
+        )
+    except Exception as exc:
+        raise EmailEventNotRecorded from exc
 
 
 def _plausible_sender(sender: str) -> bool:

@@ -6,12 +6,14 @@ docs/reminders.md, "E-mail provider events": each provider's event webhook (anym
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.utils import timezone
 
+from reminders import consent
 from reminders.consent import patient_accepts
-from reminders.models import ContactOptOut, OptOutVia
+from reminders.models import ContactOptIn, ContactOptOut, OptOutVia
 from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +24,9 @@ SECRET = "postmark:hook-secret"
 
 @pytest.fixture
 def webhook_secret(settings):
+    """Postmark sends the clinics' e-mail, and its event webhook carries the secret."""
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
 
 
 def postmark(client, event: dict, *, auth: str = SECRET, body: bytes | None = None):
@@ -38,7 +42,6 @@ def complaint(email: str) -> dict:
     return {
         "RecordType": "SpamComplaint",
         "Type": "SpamComplaint",
-        "TypeCode": 512,
         "ID": 42,
         "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
         "Email": email,
@@ -93,8 +96,11 @@ def test_an_unsubscribe_at_the_provider_turns_e_mail_off(client, webhook_secret,
         {"RecordType": "Open", "Recipient": "ada@example.com", "ReceivedAt": "2026-03-02T09:00:00Z"},
         {"RecordType": "Bounce", "Type": "HardBounce", "Email": "ada@example.com", "BouncedAt": "2026-03-02T09:00Z"},
         {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "BouncedAt": "2026-03-02T09:00:00Z"},  # no address
+        {**complaint("ada@example.com"), "Email": 5},  # not an address
+        # A receiving server's spam filter, not the patient (anymail calls it a complaint).
+        {"RecordType": "Bounce", "Type": "SpamNotification", "Email": "ada@example.com", "BouncedAt": "2026-03-02"},
     ],
-    ids=["delivered", "opened", "bounced", "no-recipient"],
+    ids=["delivered", "opened", "bounced", "no-recipient", "not-an-address", "spam-filter"],
 )
 def test_other_events_change_nothing(client, webhook_secret, patient, event):
     assert postmark(client, event).status_code == 200
@@ -118,6 +124,54 @@ def test_a_wrong_secret_is_refused_and_changes_nothing(client, webhook_secret, p
     assert email_on(patient) and not ContactOptOut.objects.exists()
 
 
+def test_a_complaint_from_before_the_patient_switched_e_mail_back_on_is_not_undone(client, webhook_secret, patient):
+    """Providers send an event again for hours: a complaint of 09:00 heard after an opt-in of 10:00 changes nothing."""
+    ContactOptIn.objects.create(
+        patient=patient, channel="email", via="desk", at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    )
+
+    assert postmark(client, complaint("ada@example.com")).status_code == 200
+
+    assert email_on(patient) and not ContactOptOut.objects.exists()
+
+
+def test_a_complaint_not_recorded_is_a_503_so_the_provider_sends_it_again(client, webhook_secret, patient, monkeypatch):
+    def database_gone(**kwargs):
+        raise ValueError("connection lost")  # the kind the parser's guard turns into a 400
+
+    monkeypatch.setattr(consent, "email_provider_stopped", database_gone)
+
+    assert postmark(client, complaint("ada@example.com")).status_code == 503
+
+
+def mailgun_complaint(client):
+    body = {"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {"event": "complained"}}
+    return client.post(
+        "/reminders/email/mailgun/tracking/",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(SECRET.encode()).decode(),
+    )
+
+
+def test_only_the_provider_that_sends_the_e_mail_has_a_webhook(client, webhook_secret, patient):
+    assert mailgun_complaint(client).status_code == 404 and email_on(patient)
+
+
+def test_a_provider_set_up_wrongly_here_is_a_503(client, webhook_secret, settings, patient):
+    """Mailgun checks its own signing key too: without it every event is refused, loudly, and sent again later."""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+
+    assert mailgun_complaint(client).status_code == 503 and email_on(patient)
+
+
+def test_the_providers_inbound_mail_pointed_here_is_a_503(client, webhook_secret, patient):
+    """A setup mistake (Postmark's inbound webhook set to this URL): said loudly, and the provider keeps it."""
+    response = postmark(client, {"FromFull": {"Email": "ada@example.com"}, "Subject": "Re: your visit"})
+
+    assert response.status_code == 503 and email_on(patient)
+
+
 def test_without_a_webhook_secret_the_webhook_is_not_there(client, settings, patient):
     """anymail alone would take events from anyone (it only warns): anyone could switch a patient's e-mails off."""
     settings.ANYMAIL = {key: value for key, value in settings.ANYMAIL.items() if key != "WEBHOOK_SECRET"}
@@ -128,8 +182,8 @@ def test_without_a_webhook_secret_the_webhook_is_not_there(client, settings, pat
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b'"a string"', b"[1, 2]", json.dumps({"FromFull": {"Email": "x@example.com"}}).encode()],
-    ids=["not-json", "a-string", "numbers", "inbound-mail"],
+    [b"not json", b'"a string"', b"[1, 2]", b"[]"],
+    ids=["not-json", "a-string", "numbers", "empty-list"],
 )
 def test_an_event_that_cannot_be_read_is_a_400(client, webhook_secret, patient, body):
     response = postmark(client, {}, body=body)

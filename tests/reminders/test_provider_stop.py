@@ -96,7 +96,7 @@ def test_a_start_undoes_the_stop_the_provider_heard(settings, twilio, patient, p
 def test_a_number_changed_since_the_refusal_is_not_stopped(patient, now):
     """The record waits for the patient's lock; a number changed meanwhile belongs to the new phone, not stopped."""
     assert not consent.patient_opt_out(
-        patient=patient, channel="sms", via=OptOutVia.SMS_PROVIDER, now=now, phone="+447700900999"
+        patient=patient, channel="sms", via=OptOutVia.SMS_PROVIDER, now=now, address="+447700900999"
     )
     patient.refresh_from_db()
     assert patient.sms_consent and not ContactOptOut.objects.exists()
