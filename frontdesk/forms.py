@@ -32,9 +32,7 @@ from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
-from reminders.channels import sms_backend_blocks_after_stop
-from reminders.consent import PATIENT_STOP_VIAS, STAFF_VIAS, clinic_sms_consent_wording, latest_sms_opt_out
-from reminders.models import OptOutVia
+from reminders.consent import STAFF_VIAS, clinic_sms_consent_wording, latest_sms_opt_out, sms_restart_advice
 from scheduler.rules import start_of_local_day
 
 # Where the services' field names land on these forms.
@@ -229,17 +227,10 @@ class PatientForm(FrontdeskForm):
         if stopped is None or stopped.via in STAFF_VIAS:
             return help_text
         when = date_format(timezone.localtime(stopped.at), "j M Y")
-        blocked = ""
-        if stopped.via in PATIENT_STOP_VIAS and sms_backend_blocks_after_stop():
-            blocked = (
-                " The SMS provider blocks their number after a STOP: texts reach them again only once they text START"
-                " to the number the clinic's texts come from."
-            )
-            if stopped.via == OptOutVia.SMS_PROVIDER:  # their START may not reach this service either
-                blocked += " If they have, and texts are still off here, switch them back on."
+        advice = sms_restart_advice(stopped)
         return (
             f"The patient turned texts off themselves on {when} ({stopped.get_via_display()}). Switch them back on "
-            f"only if they ask you to.{blocked} {help_text}"
+            f"only if they ask you to. {advice + ' ' if advice else ''}{help_text}"
         )
 
     def clean_phone(self) -> str:

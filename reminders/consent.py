@@ -25,6 +25,7 @@ from clinic.models import Clinic, MessageTopic, Patient, ReminderChannel
 from clinic.record_changes import ContactChange, patient_contact_changed
 from clinic.services import phone_to_e164
 from core.errors import ErrorCode, InvalidInput
+from reminders import channels
 from reminders.models import (
     PATIENT_CHANNELS,
     Channel,
@@ -130,8 +131,9 @@ def patient_opt_out(
     unless_opted_in_since: datetime | None = None,
 ) -> bool:
     """Withdraw `patient`'s consent for `channel`; return False when it was already withdrawn (or, with `address`,
-    when the patient's number or e-mail address for that channel is no longer that one; with `unless_opted_in_since`, when the patient opted in to
-    the channel since that moment: an opt-out heard late does not undo a later opt-in).
+    when the patient's number or e-mail address for that channel is no longer that one; with
+    `unless_opted_in_since`, when the patient opted in to the channel since that moment: an opt-out heard late does
+    not undo a later opt-in).
 
     Unsent messages are left in place: the send step re-checks consent and
     skips them; a send already past that check is waited for (its row's lock), so an
@@ -429,6 +431,22 @@ def staff_consent_record(*, patient_id, now: datetime, change: ContactChange | N
             ContactOptOut.objects.create(
                 patient=patient, channel=channel, via=change.by.via, at=now, detail=detail, was_on=True
             )
+
+
+def sms_restart_advice(stopped: ContactOptOut) -> str:
+    """What staff must know before switching texts back on after the patient's own STOP (`stopped`, their latest
+    SMS opt-out), or "": where the provider blocks a number after a STOP (`blocks_after_stop`), texts reach the
+    patient only once they text START; after a STOP only the provider heard, their START may not have reached this
+    service either, so switching texts on here is then the way back."""
+    if stopped.via not in PATIENT_STOP_VIAS or not channels.sms_backend_blocks_after_stop():
+        return ""
+    advice = (
+        "The SMS provider blocks their number after a STOP: texts reach them again only once they text START"
+        " to the number the clinic's texts come from."
+    )
+    if stopped.via == OptOutVia.SMS_PROVIDER:
+        advice += " If they have, and texts are still off here, switch them back on."
+    return advice
 
 
 def latest_sms_opt_out(patient: Patient) -> ContactOptOut | None:
