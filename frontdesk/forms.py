@@ -32,7 +32,13 @@ from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
-from reminders.consent import STAFF_VIAS, clinic_sms_consent_wording, latest_sms_opt_out, sms_restart_advice
+from reminders.consent import (
+    STAFF_VIAS,
+    clinic_sms_consent_wording,
+    email_restart_advice,
+    latest_opt_out,
+    sms_restart_advice,
+)
 from scheduler.rules import start_of_local_day
 
 # Where the services' field names land on these forms.
@@ -165,6 +171,19 @@ class PatientSearchForm(FrontdeskForm):
             self.fields["q"].help_text = "Name, phone (any format), e-mail or date of birth (e.g. 06/18/1985)."
 
 
+def _own_opt_out_note(stopped, what: str, advice_for) -> str:
+    """What the desk is told when a channel is off because of the patient's own opt-out (`stopped`, from
+    reminders.consent.latest_opt_out), or "" when it is off for another reason (staff, never chosen)."""
+    if stopped is None or stopped.via in STAFF_VIAS:
+        return ""
+    when = date_format(timezone.localtime(stopped.at), "j M Y")
+    advice = advice_for(stopped)
+    return (
+        f"The patient turned {what} off themselves on {when} ({stopped.get_via_display()}). Switch {what} back on only"
+        f" if they ask you to.{' ' + advice if advice else ''}"
+    )
+
+
 class PatientForm(FrontdeskForm):
     first_name = forms.CharField(
         label="First name", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "off"})
@@ -217,21 +236,23 @@ class PatientForm(FrontdeskForm):
                 "phone"
             ].help_text = f"As dialled here, e.g. {examples[0]}, or international, e.g. {examples[1]}. Spaces are fine."
         self.fields["sms_consent"].help_text = self._sms_consent_help(clinic, patient)
+        self.fields["reminder_channels"].help_text = self._email_help(patient)
 
     @staticmethod
     def _sms_consent_help(clinic, patient) -> str:
         """The words to read to the patient (recorded with the tick: reminders.consent.staff_consent_record), after
         the patient's own STOP or opt-out, if that is why texts are off."""
         help_text = f"Read this to the patient; ticking the box records their consent in these words, with your name: “{clinic_sms_consent_wording(clinic)}”"
-        stopped = latest_sms_opt_out(patient) if patient is not None else None
-        if stopped is None or stopped.via in STAFF_VIAS:
-            return help_text
-        when = date_format(timezone.localtime(stopped.at), "j M Y")
-        advice = sms_restart_advice(stopped)
-        return (
-            f"The patient turned texts off themselves on {when} ({stopped.get_via_display()}). Switch them back on "
-            f"only if they ask you to. {advice + ' ' if advice else ''}{help_text}"
-        )
+        stopped = latest_opt_out(patient, ReminderChannel.SMS) if patient is not None else None
+        note = _own_opt_out_note(stopped, "texts", sms_restart_advice)
+        return f"{note} {help_text}" if note else help_text
+
+    @staticmethod
+    def _email_help(patient) -> str:
+        """After the patient's own unsubscribe or spam complaint, if that is why e-mail is off: that it was theirs,
+        and what switching it back on here does not undo."""
+        stopped = latest_opt_out(patient, ReminderChannel.EMAIL) if patient is not None else None
+        return _own_opt_out_note(stopped, "e-mail", email_restart_advice)
 
     def clean_phone(self) -> str:
         # The service reads and checks the number (with the clinic's country); asking the same rule

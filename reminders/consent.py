@@ -449,13 +449,25 @@ def sms_restart_advice(stopped: ContactOptOut) -> str:
     return advice
 
 
-def latest_sms_opt_out(patient: Patient) -> ContactOptOut | None:
-    """The patient's latest withdrawal of texts, if their texts are off and nothing switched them on since: what
-    the desk shows beside the consent box."""
-    if channels_on(patient)[Channel.SMS]:
+def email_restart_advice(stopped: ContactOptOut) -> str:
+    """What staff must know before switching e-mail back on after the patient's spam complaint or unsubscribe that
+    the e-mail provider reported (`stopped`, their latest e-mail opt-out), or "": the provider keeps refusing the
+    address (its suppression list) whatever is switched on here, and each e-mail then fails as refused."""
+    if stopped.via != OptOutVia.EMAIL_PROVIDER:
+        return ""
+    return (
+        "The e-mail provider stops sending to their address after a spam complaint or unsubscribe: e-mails reach"
+        " them again only once the address is taken off the provider's suppression list."
+    )
+
+
+def latest_opt_out(patient: Patient, channel: str) -> ContactOptOut | None:
+    """The patient's latest withdrawal of `channel` (e-mail or SMS), if the channel is off and nothing switched it on
+    since: what the desk shows beside the choice."""
+    if channels_on(patient)[channel]:
         return None
-    opt_out = ContactOptOut.objects.filter(patient=patient, channel=Channel.SMS).order_by("-at", "-pk").first()
-    if opt_out is None or ContactOptIn.objects.filter(patient=patient, channel=Channel.SMS, at__gt=opt_out.at).exists():
+    opt_out = ContactOptOut.objects.filter(patient=patient, channel=channel).order_by("-at", "-pk").first()
+    if opt_out is None or ContactOptIn.objects.filter(patient=patient, channel=channel, at__gt=opt_out.at).exists():
         return None
     return opt_out
 

@@ -14,7 +14,7 @@ from clinic.models import Patient
 from reminders.consent import patient_opt_out, sms_consent_wording
 from reminders.models import ContactOptIn, ContactOptOut
 from tests.frontdesk.conftest import url
-from tests.frontdesk.html import squash
+from tests.frontdesk.html import squash, text_by_id
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,8 @@ def test_after_the_patients_own_stop_the_desk_is_told_before_switching_texts_bac
         patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=datetime(2026, 3, 3, 18, 0, tzinfo=UTC))
     page = squash(reception.get(url("patient_edit", clinic, patient)))
     assert "The patient turned texts off themselves on 3 Mar 2026 (SMS reply STOP)" in page
-    assert "only if they ask you to" in page
+    assert "Switch texts back on only if they ask you to" in page
+    assert "turned e-mail off themselves" not in page  # e-mail is still on
 
 
 def test_texts_the_desk_switched_off_are_not_called_the_patients_stop(reception, clinic, patient, frozen):
@@ -103,6 +104,56 @@ def test_texts_the_desk_switched_off_are_not_called_the_patients_stop(reception,
     edit(reception, clinic, patient, reminder_channels=["email"])
     page = squash(reception.get(url("patient_edit", clinic, patient)))
     assert "turned texts off themselves" not in page and "Read this to the patient" in page
+
+
+# --- E-mail turned off by the patient ------------------------------------------------------------------------------
+
+
+def email_help(reception, clinic, patient) -> str:
+    """The help under "Send reminders by" on the patient's edit page ("" when there is none)."""
+    page = reception.get(url("patient_edit", clinic, patient)).content.decode()
+    return text_by_id(page, "id_reminder_channels-help") if 'id="id_reminder_channels-help"' in page else ""
+
+
+@pytest.mark.parametrize(
+    ("via", "shown"),
+    [("email_link", "Unsubscribe link in an e-mail"), ("list_unsubscribe", "One-click unsubscribe (mail client)")],
+)
+def test_after_the_patients_own_unsubscribe_the_desk_is_told_before_switching_email_back_on(
+    reception, clinic, patient, frozen, via, shown
+):
+    assert email_help(reception, clinic, patient) == ""  # e-mail on: nothing to say
+    with time_machine.travel(datetime(2026, 3, 3, 18, 0, tzinfo=UTC), tick=False):
+        assert patient_opt_out(patient=patient, channel="email", via=via, now=datetime(2026, 3, 3, 18, 0, tzinfo=UTC))
+    assert email_help(reception, clinic, patient) == (
+        f"The patient turned e-mail off themselves on 3 Mar 2026 ({shown}). "
+        "Switch e-mail back on only if they ask you to."
+    )
+
+
+def test_after_a_complaint_the_provider_reported_the_desk_learns_the_provider_still_refuses_the_address(
+    reception, clinic, patient, frozen
+):
+    """The e-mail provider (Postmark, Mailgun, ...) suppresses an address after a spam complaint or an unsubscribe
+    through its own link; switching e-mail on here does not lift that (reminders.consent.email_restart_advice)."""
+    assert patient_opt_out(
+        patient=patient, channel="email", via="email_provider", now=frozen, detail="postmark: complained"
+    )
+    help_text = email_help(reception, clinic, patient)
+    assert help_text.startswith("The patient turned e-mail off themselves on 2 Mar 2026 (Spam complaint or unsubscribe")
+    assert "only once the address is taken off the provider's suppression list" in help_text
+
+
+def test_email_the_desk_switched_off_or_switched_back_on_gets_no_note(reception, clinic, patient, frozen):
+    edit(reception, clinic, patient, reminder_channels=[])  # the desk switched it off
+    assert email_help(reception, clinic, patient) == ""
+    edit(reception, clinic, patient, reminder_channels=["email"])
+    with time_machine.travel(datetime(2026, 3, 3, 18, 0, tzinfo=UTC), tick=False):
+        patient_opt_out(patient=patient, channel="email", via="email_link", now=datetime(2026, 3, 3, 18, 0, tzinfo=UTC))
+    assert email_help(reception, clinic, patient) != ""
+    with time_machine.travel(datetime(2026, 3, 4, 9, 0, tzinfo=UTC), tick=False):
+        edit(reception, clinic, patient, reminder_channels=["email"])  # the patient asked: back on
+    assert email_help(reception, clinic, patient) == ""
 
 
 def test_a_stop_while_the_form_is_open_is_not_undone_by_saving_another_change(reception, clinic, patient, frozen):

@@ -223,14 +223,14 @@ def test_the_desk_is_not_told_of_a_stop_that_an_opt_in_came_after(patient, froze
     from clinic.services import patient_update
 
     consent.patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=NOW - timedelta(days=2))
-    assert consent.latest_sms_opt_out(Patient.objects.get(pk=patient.pk)).via == "sms_stop"
+    assert consent.latest_opt_out(Patient.objects.get(pk=patient.pk), "sms").via == "sms_stop"
     desk = ChangedBy("desk", "reception")
     patient_update(
         patient=patient, today=NOW.date(), changed_by=desk, reminder_channels=["email", "sms"], sms_consent=True
     )
     # Texts off again without an opt-out of their own (a merge keeps the stricter consent: clinic.merging).
     Patient.objects.filter(pk=patient.pk).update(sms_consent=False)
-    assert consent.latest_sms_opt_out(Patient.objects.get(pk=patient.pk)) is None
+    assert consent.latest_opt_out(Patient.objects.get(pk=patient.pk), "sms") is None
 
 
 def test_a_stop_while_the_admin_form_is_open_is_kept(admin_client, patient, frozen):
