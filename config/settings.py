@@ -377,6 +377,9 @@ SMS_FROM = os.environ.get("SMS_FROM", "")
 SMS_INBOUND_TOKEN = os.environ.get("SMS_INBOUND_TOKEN", "")
 # The public URL the provider posts replies to, if it differs from what Django sees (a proxy in front).
 SMS_INBOUND_URL = os.environ.get("SMS_INBOUND_URL", "")
+# Where the SMS provider reports a text it accepted was not delivered (reminders.views.sms_status, Twilio): the
+# public URL of /reminders/sms/status/; empty, the provider is not asked for reports.
+SMS_STATUS_CALLBACK_URL = os.environ.get("SMS_STATUS_CALLBACK_URL", "")
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")

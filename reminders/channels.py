@@ -15,6 +15,7 @@ import http.client
 import io
 import ipaddress
 import json
+import re
 import smtplib
 import socket
 import ssl
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from datetime import datetime
 from email.mime.text import MIMEText
 from email.utils import formataddr, parseaddr
@@ -52,6 +54,16 @@ class RecipientStopped(PermanentSendError):
 
 # Twilio's "Attempt to send to unsubscribed recipient": the number replied STOP to this sender.
 TWILIO_STOPPED = "21610"
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What the SMS provider reports of a text it had accepted (its status callback), in this service's terms."""
+
+    provider_id: str  # the id `send` returned
+    failed: bool  # it will not reach the patient (undelivered, failed); anything else changes nothing here
+    stopped: bool  # refused because the number's owner replied STOP to the provider (RecipientStopped's reason)
+    detail: str  # the provider's words, for the row's last error
 
 
 def _timeout() -> float:
@@ -198,6 +210,11 @@ class BaseSmsBackend:
         """The provider id of the text sent for this outbox row, None if the provider never accepted one, or
         CANNOT_TELL (the default) if this provider cannot be asked. Raises TransientSendError if asking failed."""
         return CANNOT_TELL
+
+    def delivery_report(self, params: dict) -> DeliveryReport | None:
+        """Read a delivery status callback's form (verified with `verify_inbound`), or None if this provider sends
+        none or the form is not one."""
+        return None
 
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
         """Default: a shared token in the inbound URL's query (?token=...), set by SMS_INBOUND_TOKEN."""
@@ -388,6 +405,10 @@ def _retryable(status: int) -> bool:
     return status in (408, 409, 425, 429) or status >= 500
 
 
+# A message's sid: SM (text) or MM (picture message) and 32 hex digits.
+_TWILIO_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+
+
 class TwilioSmsBackend(BaseSmsBackend):
     """Twilio's Messages API: POST /2010-04-01/Accounts/{sid}/Messages.json, form-encoded, basic auth."""
 
@@ -408,6 +429,8 @@ class TwilioSmsBackend(BaseSmsBackend):
             form["MessagingServiceSid"] = settings.TWILIO_MESSAGING_SERVICE_SID
         else:
             form["From"] = settings.SMS_FROM
+        if settings.SMS_STATUS_CALLBACK_URL:  # delivery reports: reminders.views.sms_status
+            form["StatusCallback"] = settings.SMS_STATUS_CALLBACK_URL
         credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         status, raw = _post(
             f"{self.base}/2010-04-01/Accounts/{urllib.parse.quote(self.account_sid)}/Messages.json",
@@ -431,6 +454,17 @@ class TwilioSmsBackend(BaseSmsBackend):
         if str(data.get("code")) == TWILIO_STOPPED:
             raise RecipientStopped(detail)
         raise PermanentSendError(detail)
+
+    def delivery_report(self, params: dict) -> DeliveryReport | None:
+        """Twilio's status callback: MessageSid, MessageStatus and, when it failed, ErrorCode. Only `undelivered`
+        and `failed` mean the text will not arrive; `queued`, `sent`, `delivered` and the rest change nothing."""
+        sid, status = str(params.get("MessageSid") or ""), str(params.get("MessageStatus") or "")
+        if not _TWILIO_SID.fullmatch(sid) or not status:
+            return None
+        code = str(params.get("ErrorCode") or "")
+        failed = status in ("undelivered", "failed")
+        detail = f"Twilio reported the text {status}" + (f" (error {code})" if code else "")
+        return DeliveryReport(sid, failed, failed and code == TWILIO_STOPPED, detail[:200])
 
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
         """X-Twilio-Signature: base64 HMAC-SHA1 of the URL followed by the sorted POST params."""

@@ -562,6 +562,41 @@ def _record_provider_stops(batch: _Batch, now: datetime) -> None:
         log.warning("the SMS provider refused a number its owner had stopped: texts off for %s patient(s)", changed)
 
 
+def sent_texts_sql() -> str:
+    """The texts sent under one provider id (`%s`) in one status (`%s`). Its literals are the partial index's
+    condition (`outbox_sms_provider_id`, reminders 0016): PostgreSQL matches them under a prepared statement's
+    generic plan too, where from a `$1` it could prove nothing."""
+    table = connection.ops.quote_name(OutboxMessage._meta.db_table)
+    return (
+        f"SELECT * FROM {table} WHERE channel = 'sms' AND provider_id > ''"
+        " AND provider_id = %s AND status = %s ORDER BY id"
+    )
+
+
+def sms_delivery_reported(*, report: channels.DeliveryReport, now: datetime) -> int:
+    """The SMS provider reports that a text it had accepted will not reach the patient (its status callback,
+    reminders.views.sms_status): the rows it carried (a text carries its companions) go from `sent` to `failed`,
+    with the provider's words, so they show with the other failures (the desk's Today page, the admin's "send
+    again": outbox_retry); and a refusal because the number's owner replied STOP to the provider records that STOP,
+    as the same refusal heard at once does (`_record_provider_stops`). A report of anything else, of a text not sent
+    from here, or one heard before, changes nothing. Returns how many rows changed."""
+    if not report.failed:
+        return 0
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with transaction.atomic():
+        rows = list(OutboxMessage.objects.raw(sent_texts_sql() + lock, [report.provider_id, OutboxStatus.SENT]))
+        for row in rows:
+            row.status = OutboxStatus.FAILED
+            row.last_error = f"{report.detail} after it was sent, at {now:%Y-%m-%d %H:%M} UTC"
+            save_fields(row, ["status", "last_error", "updated_at"])
+    if rows:
+        log.warning("the SMS provider could not deliver a text it had accepted (%s): %s", report.detail, rows[0].pk)
+    if rows and report.stopped and rows[0].recipient:
+        # Race condition: after the rows' transaction, not inside it (the opt-out locks the patient, then rows).
+        sms_provider_stopped(phone=rows[0].recipient, now=now, detail=report.detail)
+    return len(rows)
+
+
 def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Exception) -> SendOutcome:
     """Record a send that raised something unexpected as a failed attempt of its row: back to `pending` after the
     backoff (`failed` once its attempts are used up), like a transient error, so the other rows of the batch go

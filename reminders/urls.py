@@ -12,6 +12,7 @@ app_name = "reminders"
 urlpatterns = [
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("sms/inbound/", views.sms_inbound, name="sms_inbound"),
+    path("sms/status/", views.sms_status, name="sms_status"),
     path("calendar/<str:token>.ics", views.calendar_feed, name="calendar_feed"),
     # Each e-mail provider's event webhook as anymail writes it (`email/postmark/tracking/`, ...), guarded.
     *(

@@ -1,7 +1,8 @@
-"""Public endpoints for patients and the SMS provider: unsubscribe links and inbound SMS (STOP).
+"""Public endpoints for patients and the providers: unsubscribe links, inbound SMS (STOP), the SMS provider's
+delivery reports, the e-mail provider's events, calendar feeds.
 
-Neither needs a login: the unsubscribe link carries a signed token, the SMS
-provider signs its requests (or the inbound URL carries SMS_INBOUND_TOKEN).
+None needs a login: the unsubscribe link carries a signed token, the SMS provider signs its requests (or the
+inbound URL carries SMS_INBOUND_TOKEN), the e-mail provider's carry ANYMAIL_WEBHOOK_SECRET, a feed's URL its token.
 Bad input gets a clear 400/403 page, never a 500.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from anymail.exceptions import AnymailConfigurationError, AnymailError, AnymailWebhookValidationFailure
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -20,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
-from reminders import channels, consent, feeds, pages
+from reminders import channels, consent, dispatch, feeds, pages
 from reminders.models import Channel, OptOutVia
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,31 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     consent.sms_reply(from_number=sender, body=body, now=timezone.now())
     # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
+
+
+@csrf_exempt  # called by the SMS provider, authenticated by its signature
+@require_POST
+def sms_status(request: HttpRequest) -> HttpResponse:
+    """The SMS provider's delivery report on a text it had accepted (Twilio's status callback, asked for with each
+    text where SMS_STATUS_CALLBACK_URL is set, or set on a Messaging Service): one it could not deliver is marked
+    failed, and a refusal after the patient's STOP to the provider turns their texts off
+    (dispatch.sms_delivery_reported). 404 where the provider sends no reports."""
+    backend = channels.sms_backend()
+    if type(backend).delivery_report is channels.BaseSmsBackend.delivery_report:
+        raise Http404("The SMS provider set up here sends no delivery reports.")
+    params = {key: request.POST.get(key) for key in request.POST}
+    url = settings.SMS_STATUS_CALLBACK_URL or request.build_absolute_uri()  # the URL the provider signed
+    if not backend.verify_inbound(url=url, params=params, headers=request.headers, query=request.GET):
+        return HttpResponse("Signature missing or wrong.", status=403, content_type="text/plain")
+    report = backend.delivery_report(params)
+    if report is None:
+        return HttpResponse("Not a delivery report.", status=400, content_type="text/plain")
+    try:
+        dispatch.sms_delivery_reported(report=report, now=timezone.now())
+    except DatabaseError:
+        log.exception("an SMS delivery report was read but not recorded")
+        return HttpResponse("Not recorded; send it again.", status=503, content_type="text/plain")
+    return HttpResponse(status=204)
 
 
 class EmailEventNotRecorded(Exception):

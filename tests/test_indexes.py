@@ -110,3 +110,25 @@ def test_lookups_by_key_use_the_partial_indexes_in_a_prepared_statements_generic
         assert "$1" in plan, plan  # the generic plan indeed, not a custom one with the value
     indexes = {index.name: index for index in OutboxMessage._meta.indexes}
     assert indexes["outbox_status_due"].condition is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_delivery_reports_lookup_uses_the_sent_texts_index_in_a_generic_plan():
+    """The SMS provider names a text by its id (reminders.dispatch.sms_delivery_reported): the look-up must find
+    it by the partial index of sent texts' ids (reminders 0016), not scan the outbox, also once the prepared
+    statement runs on its generic plan (the literals in its text prove the index's condition)."""
+    from reminders.dispatch import sent_texts_sql
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(
+                "PREPARE by_sid(varchar, varchar) AS " + sent_texts_sql().replace("%s", "$1", 1).replace("%s", "$2", 1)
+            )
+            cursor.execute("EXPLAIN EXECUTE by_sid('SM00', 'sent')")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            cursor.execute("DEALLOCATE by_sid")
+        finally:
+            cursor.execute("RESET plan_cache_mode")
+    assert "outbox_sms_provider_id" in plan and "$1" in plan, plan

@@ -1,0 +1,188 @@
+"""The SMS provider's delivery reports: a text Twilio accepted and then could not deliver is not "sent".
+
+docs/reminders.md, "Delivery reports from the SMS provider": each text asks for a status callback where
+SMS_STATUS_CALLBACK_URL is set; a signed report that a text was undelivered or failed marks the rows it carried
+failed (shown with the other failures, sent again by an operator), and one refused after the patient's STOP to the
+provider (21610) turns their texts off, as the same refusal heard at once does.
+"""
+
+import base64
+import hashlib
+import hmac
+import urllib.parse
+
+import pytest
+from django.db import DatabaseError
+
+from reminders import dispatch
+from reminders.channels import TwilioSmsBackend
+from reminders.dispatch import SendOutcome, dispatch_local
+from reminders.models import ContactOptOut, OptOutVia, OutboxMessage
+from reminders.services import outbox_retry
+from tests.factories import PatientFactory
+from tests.reminders.conftest import book, london
+
+pytestmark = pytest.mark.django_db
+
+WEDNESDAY_10 = london(2026, 3, 4, 10)
+STATUS_URL = "https://clinic.example/reminders/sms/status/"
+SID = "SM" + "0123456789abcdef" * 2
+OTHER_SID = "SM" + "fedcba9876543210" * 2
+
+
+def accepted(sid: str) -> tuple[int, bytes]:
+    return 201, f'{{"sid": "{sid}", "status": "queued"}}'.encode()
+
+
+def signed(params: dict, url: str = STATUS_URL, token: str = "secret-token") -> str:
+    """Twilio's scheme: HMAC-SHA1 over the URL and the sorted POST parameters, base64."""
+    payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+def report(client, sid=SID, status="undelivered", error="30003", signature=None, **extra):
+    params = {"MessageSid": sid, "MessageStatus": status, "To": "+447700900123", **extra}
+    if error:
+        params["ErrorCode"] = error
+    return client.post("/reminders/sms/status/", params, HTTP_X_TWILIO_SIGNATURE=signature or signed(params))
+
+
+@pytest.fixture
+def reports(settings, twilio):
+    settings.SMS_STATUS_CALLBACK_URL = STATUS_URL
+    return twilio
+
+
+@pytest.fixture
+def sent_text(reports, patient, practitioner, now):
+    """The booking's confirmation, texted and accepted by Twilio under SID."""
+    reports.script = [accepted(SID)]
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    assert dispatch_local(now=now) == {SendOutcome.SENT: 2}  # the e-mail and the text
+    text = OutboxMessage.objects.get(appointment=appointment, channel="sms", kind="confirmation")
+    assert (text.status, text.provider_id) == ("sent", SID)
+    return text
+
+
+def test_each_text_asks_for_delivery_reports_where_a_url_is_set(reports, settings):
+    TwilioSmsBackend().send(to="+447700900123", body="x", outbox_id="a")
+    settings.SMS_STATUS_CALLBACK_URL = ""
+    TwilioSmsBackend().send(to="+447700900123", body="x", outbox_id="b")
+    asked, not_asked = (urllib.parse.parse_qs(request.body.decode()) for request in reports.requests)
+    assert asked["StatusCallback"] == [STATUS_URL]
+    assert "StatusCallback" not in not_asked
+
+
+def test_a_text_reported_undelivered_is_failed_and_can_be_sent_again(client, reports, sent_text, patient, now):
+    assert report(client).status_code == 204
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed"
+    assert sent_text.last_error.startswith("Twilio reported the text undelivered (error 30003) after it was sent")
+    patient.refresh_from_db()
+    assert patient.sms_consent and not ContactOptOut.objects.exists()  # not the patient's choice
+
+    reports.script = [accepted(OTHER_SID)]
+    assert outbox_retry(message_ids=[sent_text.pk], now=now) == 1
+    assert dispatch_local(now=now) == {SendOutcome.SENT: 1}
+    sent_text.refresh_from_db()
+    assert (sent_text.status, sent_text.provider_id) == ("sent", OTHER_SID)
+
+
+@pytest.mark.parametrize("status", ["queued", "sent", "delivered", "read"])
+def test_reports_of_a_text_on_its_way_or_delivered_change_nothing(client, sent_text, status):
+    assert report(client, status=status, error="").status_code == 204
+    sent_text.refresh_from_db()
+    assert (sent_text.status, sent_text.last_error) == ("sent", "")
+
+
+def test_every_row_the_text_carried_fails_with_it(client, sent_text):
+    """A text may carry companions (reminders merged into one message): they share its provider id."""
+    companion = OutboxMessage.objects.filter(appointment=sent_text.appointment, channel="sms").exclude(pk=sent_text.pk)[
+        0
+    ]
+    OutboxMessage.objects.filter(pk=companion.pk).update(status="sent", provider_id=SID)
+
+    assert report(client, status="failed", error="30008").status_code == 204
+    statuses = OutboxMessage.objects.filter(pk__in=[sent_text.pk, companion.pk]).values_list("status", flat=True)
+    assert set(statuses) == {"failed"}
+
+
+def test_a_refusal_after_the_patients_stop_to_the_provider_turns_texts_off(client, sent_text, patient):
+    """Twilio reports 21610 by status callback where a Messaging Service sends the text: the STOP the provider
+    heard, recorded as the refusal heard at once is (test_provider_stop.py)."""
+    sibling = PatientFactory(
+        clinic=patient.clinic, first_name="Bo", phone=patient.phone, reminder_channels=["sms"], sms_consent=True
+    )
+    assert report(client, status="failed", error="21610").status_code == 204
+
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed" and "21610" in sent_text.last_error
+    for stopped in (patient, sibling):
+        stopped.refresh_from_db()
+        assert (stopped.sms_consent, "sms" in stopped.reminder_channels) == (False, False)
+        [opt_out] = ContactOptOut.objects.filter(patient=stopped)
+        assert (opt_out.channel, opt_out.via) == ("sms", OptOutVia.SMS_PROVIDER)
+        assert opt_out.detail == "Twilio reported the text failed (error 21610)"
+
+    # Twilio sends a report again when it did not hear the answer: nothing more happens.
+    assert report(client, status="failed", error="21610").status_code == 204
+    assert ContactOptOut.objects.count() == 2
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed"
+
+
+def test_a_report_of_a_text_not_sent_from_here_changes_nothing(client, sent_text, patient):
+    assert report(client, sid=OTHER_SID, status="failed", error="21610").status_code == 204
+    sent_text.refresh_from_db()
+    patient.refresh_from_db()
+    assert sent_text.status == "sent" and patient.sms_consent and not ContactOptOut.objects.exists()
+
+
+def test_a_report_is_checked_by_its_signature(client, sent_text):
+    params = {"MessageSid": SID, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    assert report(client, signature="bm90IGl0").status_code == 403
+    # Signed for another URL (Twilio signs the URL it called): refused.
+    wrong_url = signed(params, url="https://elsewhere.example/reminders/sms/status/")
+    assert report(client, signature=wrong_url).status_code == 403
+    sent_text.refresh_from_db()
+    assert sent_text.status == "sent"
+
+
+def test_without_a_configured_url_the_signature_is_of_the_url_called(client, settings, sent_text):
+    """A Messaging Service's own status callback, set in Twilio's console: the URL Django sees."""
+    settings.SMS_STATUS_CALLBACK_URL = ""
+    params = {"MessageSid": SID, "MessageStatus": "undelivered", "ErrorCode": "30003", "To": "+447700900123"}
+    signature = signed(params, url="http://testserver/reminders/sms/status/")
+    assert report(client, signature=signature).status_code == 204
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"MessageStatus": "undelivered"},  # no sid
+        {"MessageSid": SID},  # no status
+        {"MessageSid": "SM42", "MessageStatus": "failed"},  # not a message's sid
+        {"MessageSid": SID + "\x00", "MessageStatus": "failed"},
+    ],
+)
+def test_a_signed_request_that_is_not_a_report_is_a_400(client, sent_text, params):
+    response = client.post("/reminders/sms/status/", params, HTTP_X_TWILIO_SIGNATURE=signed(params))
+    assert response.status_code == 400
+    sent_text.refresh_from_db()
+    assert sent_text.status == "sent"
+
+
+def test_only_a_post_from_a_provider_that_sends_reports_is_heard(client, settings, reports):
+    assert client.get("/reminders/sms/status/").status_code == 405
+    settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"  # sends no reports
+    assert report(client).status_code == 404
+
+
+def test_a_report_read_but_not_recorded_is_a_503(client, sent_text, monkeypatch):
+    def database_away(**kwargs):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(dispatch, "sms_delivery_reported", database_away)
+    assert report(client).status_code == 503
