@@ -33,10 +33,9 @@ from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
 from reminders.consent import (
-    STAFF_VIAS,
     clinic_sms_consent_wording,
     email_restart_advice,
-    latest_opt_out,
+    latest_own_opt_out,
     sms_restart_advice,
 )
 from scheduler.rules import start_of_local_day
@@ -173,8 +172,8 @@ class PatientSearchForm(FrontdeskForm):
 
 def _own_opt_out_note(stopped, what: str, advice_for) -> str:
     """What the desk is told when a channel is off because of the patient's own opt-out (`stopped`, from
-    reminders.consent.latest_opt_out), or "" when it is off for another reason (staff, never chosen)."""
-    if stopped is None or stopped.via in STAFF_VIAS:
+    reminders.consent.latest_own_opt_out), or "" when it is off for another reason (staff, never chosen)."""
+    if stopped is None:
         return ""
     when = date_format(timezone.localtime(stopped.at), "j M Y")
     advice = advice_for(stopped)
@@ -243,7 +242,7 @@ class PatientForm(FrontdeskForm):
         """The words to read to the patient (recorded with the tick: reminders.consent.staff_consent_record), after
         the patient's own STOP or opt-out, if that is why texts are off."""
         help_text = f"Read this to the patient; ticking the box records their consent in these words, with your name: “{clinic_sms_consent_wording(clinic)}”"
-        stopped = latest_opt_out(patient, ReminderChannel.SMS) if patient is not None else None
+        stopped = latest_own_opt_out(patient, ReminderChannel.SMS) if patient is not None else None
         note = _own_opt_out_note(stopped, "texts", sms_restart_advice)
         return f"{note} {help_text}" if note else help_text
 
@@ -251,7 +250,7 @@ class PatientForm(FrontdeskForm):
     def _email_help(patient) -> str:
         """After the patient's own unsubscribe or spam complaint, if that is why e-mail is off: that it was theirs,
         and what switching it back on here does not undo."""
-        stopped = latest_opt_out(patient, ReminderChannel.EMAIL) if patient is not None else None
+        stopped = latest_own_opt_out(patient, ReminderChannel.EMAIL) if patient is not None else None
         return _own_opt_out_note(stopped, "e-mail", email_restart_advice)
 
     def clean_phone(self) -> str:

@@ -58,12 +58,14 @@ TWILIO_STOPPED = "21610"
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """What the SMS provider reports of a text it had accepted (its status callback), in this service's terms."""
+    """What a provider reports of a message it had accepted (Twilio's status callback, an e-mail provider's event),
+    in this service's terms."""
 
-    provider_id: str  # the id `send` returned
-    failed: bool  # it will not reach the patient (undelivered, failed); anything else changes nothing here
-    stopped: bool  # refused because the number's owner replied STOP to the provider (RecipientStopped's reason)
+    provider_id: str  # the id the send returned
+    failed: bool  # it will not reach the patient (undelivered, bounced, ...); anything else changes nothing here
+    stopped: bool  # a text refused because the number's owner replied STOP to the provider (RecipientStopped's)
     detail: str  # the provider's words, for the row's last error
+    outbox_id: str = ""  # the row whose send asked for this report, where the provider says (Twilio: ?outbox=)
 
 
 def _timeout() -> float:
@@ -131,6 +133,21 @@ def send_email(
         raise _classify_anymail(exc) from exc
     status = getattr(email, "anymail_status", None)
     return (getattr(status, "message_id", None) or headers["Message-ID"]) if status else headers["Message-ID"]
+
+
+# anymail's normalised events that mean the e-mail will not reach the patient: their server refused it (a hard or
+# soft bounce), the provider would not send it (the address on its suppression list, or invalid), or could not.
+EMAIL_FAILED_EVENTS = frozenset({"bounced", "rejected", "failed"})
+
+
+def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
+    """An anymail tracking event (`AnymailTrackingEvent`) as a delivery report, or None when it says nothing of
+    an e-mail failing. Its `message_id` is the provider's id, the one `send_email` returned for it."""
+    if event.event_type not in EMAIL_FAILED_EVENTS or not isinstance(event.message_id, str) or not event.message_id:
+        return None
+    why = " ".join(str(event.description or event.mta_response or "").split())[:120]
+    detail = f"{esp_name} reported the e-mail {event.event_type}" + (f" ({why})" if why else "")
+    return DeliveryReport(provider_id=event.message_id[:200], failed=True, stopped=False, detail=detail)
 
 
 class CannotTell:
@@ -202,6 +219,8 @@ class BaseSmsBackend:
 
     # Whether the provider refuses a number after its STOP until a START of its own (RecipientStopped).
     blocks_after_stop = False
+    # Whether the provider reports on a text after accepting it (its status callback: `delivery_report`).
+    sends_delivery_reports = False
 
     def send(self, *, to: str, body: str, outbox_id: str) -> str:
         raise NotImplementedError
@@ -211,9 +230,9 @@ class BaseSmsBackend:
         CANNOT_TELL (the default) if this provider cannot be asked. Raises TransientSendError if asking failed."""
         return CANNOT_TELL
 
-    def delivery_report(self, params: dict) -> DeliveryReport | None:
-        """Read a delivery status callback's form (verified with `verify_inbound`), or None if this provider sends
-        none or the form is not one."""
+    def delivery_report(self, params: dict, query: dict) -> DeliveryReport | None:
+        """Read a delivery status callback's form and query (verified with `verify_inbound`), or None if the form
+        is not one (only a backend that `sends_delivery_reports` is asked)."""
         return None
 
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
@@ -407,12 +426,15 @@ def _retryable(status: int) -> bool:
 
 # A message's sid: SM (text) or MM (picture message) and 32 hex digits.
 _TWILIO_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+_TWILIO_WORD = re.compile(r"[a-z_]{1,30}")  # a status: queued, sent, delivered, undelivered, failed, ...
+_TWILIO_CODE = re.compile(r"[0-9]{1,6}")
 
 
 class TwilioSmsBackend(BaseSmsBackend):
     """Twilio's Messages API: POST /2010-04-01/Accounts/{sid}/Messages.json, form-encoded, basic auth."""
 
     blocks_after_stop = True  # its opt-out handling (error 21610 until the number texts START)
+    sends_delivery_reports = True  # status callbacks (reminders.views.sms_status)
 
     def __init__(self) -> None:
         self.account_sid = settings.TWILIO_ACCOUNT_SID
@@ -429,8 +451,9 @@ class TwilioSmsBackend(BaseSmsBackend):
             form["MessagingServiceSid"] = settings.TWILIO_MESSAGING_SERVICE_SID
         else:
             form["From"] = settings.SMS_FROM
-        if settings.SMS_STATUS_CALLBACK_URL:  # delivery reports: reminders.views.sms_status
-            form["StatusCallback"] = settings.SMS_STATUS_CALLBACK_URL
+        if settings.SMS_STATUS_CALLBACK_URL:  # delivery reports, naming the row (reminders.views.sms_status)
+            url = settings.SMS_STATUS_CALLBACK_URL
+            form["StatusCallback"] = f"{url}{'&' if '?' in url else '?'}outbox={urllib.parse.quote(outbox_id)}"
         credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         status, raw = _post(
             f"{self.base}/2010-04-01/Accounts/{urllib.parse.quote(self.account_sid)}/Messages.json",
@@ -455,16 +478,19 @@ class TwilioSmsBackend(BaseSmsBackend):
             raise RecipientStopped(detail)
         raise PermanentSendError(detail)
 
-    def delivery_report(self, params: dict) -> DeliveryReport | None:
-        """Twilio's status callback: MessageSid, MessageStatus and, when it failed, ErrorCode. Only `undelivered`
-        and `failed` mean the text will not arrive; `queued`, `sent`, `delivered` and the rest change nothing."""
+    def delivery_report(self, params: dict, query: dict) -> DeliveryReport | None:
+        """Twilio's status callback: MessageSid, MessageStatus and, when it failed, ErrorCode; the row that asked
+        for it in the query (`outbox`, absent from a Messaging Service's own callback). Only `undelivered` and
+        `failed` mean the text will not arrive; `queued`, `sent`, `delivered` and the rest change nothing."""
         sid, status = str(params.get("MessageSid") or ""), str(params.get("MessageStatus") or "")
-        if not _TWILIO_SID.fullmatch(sid) or not status:
+        if not _TWILIO_SID.fullmatch(sid) or not _TWILIO_WORD.fullmatch(status):
             return None
         code = str(params.get("ErrorCode") or "")
+        code = code if _TWILIO_CODE.fullmatch(code) else ""
         failed = status in ("undelivered", "failed")
         detail = f"Twilio reported the text {status}" + (f" (error {code})" if code else "")
-        return DeliveryReport(sid, failed, failed and code == TWILIO_STOPPED, detail[:200])
+        stopped = failed and code == TWILIO_STOPPED
+        return DeliveryReport(sid, failed, stopped, detail, outbox_id=str(query.get("outbox") or "")[:40])
 
     def verify_inbound(self, *, url: str, params: dict, headers: dict, query: dict) -> bool:
         """X-Twilio-Signature: base64 HMAC-SHA1 of the URL followed by the sorted POST params."""
@@ -476,6 +502,12 @@ class TwilioSmsBackend(BaseSmsBackend):
 
 def sms_backend() -> BaseSmsBackend:
     return import_string(settings.SMS_BACKEND)()
+
+
+def sms_backend_sends_reports() -> bool:
+    """Whether the configured provider reports on texts after accepting them (read from the class: no credentials
+    needed)."""
+    return bool(getattr(import_string(settings.SMS_BACKEND), "sends_delivery_reports", False))
 
 
 def sms_backend_blocks_after_stop() -> bool:

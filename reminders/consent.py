@@ -230,11 +230,12 @@ def sms_reply_opt_out(*, from_number: str, body: str, now: datetime) -> int:
     return count
 
 
-def sms_provider_stopped(*, phone: str, now: datetime, detail: str) -> int:
-    """The SMS provider refused to text `phone` because its owner replied STOP to it (channels.RecipientStopped):
-    the provider heard a STOP this service may not have (the inbound webhook down or not set up), and blocks the
-    number until a START. Texts off for every patient with that number, as their STOP would, recorded via
-    `sms_provider` (a START undoes it); return how many changed."""
+def sms_provider_stopped(*, phone: str, now: datetime, detail: str, since: datetime | None = None) -> int:
+    """The SMS provider refused to text `phone` because its owner replied STOP to it (channels.RecipientStopped,
+    or a delivery report): the provider heard a STOP this service may not have (the inbound webhook down or not set
+    up), and blocks the number until a START. Texts off for every patient with that number, as their STOP would,
+    recorded via `sms_provider` (a START undoes it); return how many changed. A patient whose texts were switched
+    back on after `since` (when the refused text went; default now) is left alone."""
     count = 0
     for patient in sender_patients(phone, wide=False):
         count += patient_opt_out(
@@ -244,7 +245,7 @@ def sms_provider_stopped(*, phone: str, now: datetime, detail: str) -> int:
             now=now,
             detail=detail,
             address=phone,
-            unless_opted_in_since=now,
+            unless_opted_in_since=since or now,
         )
     return count
 
@@ -459,6 +460,13 @@ def email_restart_advice(stopped: ContactOptOut) -> str:
         "The e-mail provider stops sending to their address after a spam complaint or unsubscribe: e-mails reach"
         " them again only once the address is taken off the provider's suppression list."
     )
+
+
+def latest_own_opt_out(patient: Patient, channel: str) -> ContactOptOut | None:
+    """The patient's own latest withdrawal of `channel` (theirs, not staff's or a platform's), if that is why the
+    channel is off: what the desk tells staff before they switch it back on."""
+    stopped = latest_opt_out(patient, channel)
+    return None if stopped is None or stopped.via in STAFF_VIAS else stopped
 
 
 def latest_opt_out(patient: Patient, channel: str) -> ContactOptOut | None:

@@ -39,6 +39,7 @@ from django.db.models import F, Q
 from clinic.models import AppointmentStatus
 from core.compiled import CompiledQuery, columns, instances, save_fields
 from core.db import lock_wait_exceeded
+from core.ids import parse_uuid
 from reminders import channels, content
 from reminders.consent import patient_accepts, sms_provider_stopped, unsubscribe_url
 from reminders.models import (
@@ -562,38 +563,56 @@ def _record_provider_stops(batch: _Batch, now: datetime) -> None:
         log.warning("the SMS provider refused a number its owner had stopped: texts off for %s patient(s)", changed)
 
 
-def sent_texts_sql() -> str:
-    """The texts sent under one provider id (`%s`) in one status (`%s`). Its literals are the partial index's
-    condition (`outbox_sms_provider_id`, reminders 0016): PostgreSQL matches them under a prepared statement's
+def sent_by_provider_id_sql(channel: str) -> str:
+    """The `channel` rows (e-mail or SMS) sent under one provider id (`%s`), whatever their status now (a few at
+    most; asking for one status too would let the status index compete for the plan). Its literals are the partial
+    index's condition (`outbox_provider_id`, reminders 0016): PostgreSQL matches them under a prepared statement's
     generic plan too, where from a `$1` it could prove nothing."""
+    if channel not in (Channel.EMAIL, Channel.SMS):
+        raise ValueError(f"no delivery reports for {channel!r}")
     table = connection.ops.quote_name(OutboxMessage._meta.db_table)
-    return (
-        f"SELECT * FROM {table} WHERE channel = 'sms' AND provider_id > ''"
-        " AND provider_id = %s AND status = %s ORDER BY id"
-    )
+    return f"SELECT * FROM {table} WHERE channel = '{channel}' AND provider_id > '' AND provider_id = %s ORDER BY id"
 
 
-def sms_delivery_reported(*, report: channels.DeliveryReport, now: datetime) -> int:
-    """The SMS provider reports that a text it had accepted will not reach the patient (its status callback,
-    reminders.views.sms_status): the rows it carried (a text carries its companions) go from `sent` to `failed`,
-    with the provider's words, so they show with the other failures (the desk's Today page, the admin's "send
-    again": outbox_retry); and a refusal because the number's owner replied STOP to the provider records that STOP,
-    as the same refusal heard at once does (`_record_provider_stops`). A report of anything else, of a text not sent
-    from here, or one heard before, changes nothing. Returns how many rows changed."""
+def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: datetime) -> int:
+    """A provider reports that a text or e-mail (`channel`) it had accepted will not reach the patient (Twilio's
+    status callback, an e-mail provider's bounce or rejection: reminders.views): the rows it carried (a message
+    carries its companions) go from `sent` to `failed`, with the provider's words, so they show with the other
+    failures (the appointment's page, the API's reminders, the admin's "send again": outbox_retry). The patient
+    still counts as told of what it said (`HANDED_OVER`): a change notice still goes. Not the patient's choice, so
+    their consent stays, except for a text refused because the number's owner replied STOP to the provider,
+    recorded as that STOP, as the same refusal heard at once is (`_record_provider_stops`). A report of anything
+    else, of a message not sent from here, or one heard before, changes nothing. Returns how many rows changed."""
     if not report.failed:
         return 0
+    sql = sent_by_provider_id_sql(channel)
+    carrier = parse_uuid(report.outbox_id)
+    if carrier is not None:
+        # Race condition: a report may come while the sender still holds the row, the provider's answer not yet
+        # recorded (the row `sending`, without the id): wait for that sender's transaction, then read afresh.
+        with transaction.atomic():
+            OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
+    went = [row for row in OutboxMessage.objects.raw(sql, [report.provider_id]) if row.status == OutboxStatus.SENT]
+    if not went:
+        log.warning("a provider reported a message it could not deliver that matches no sent one: %s", report.detail)
+        return 0
+    if report.stopped and channel == Channel.SMS and went[0].recipient:
+        # The STOP first: should it fail, the rows stay `sent` and the same report, sent again, does both. Outside
+        # the rows' transaction (the opt-out locks the patient, then their rows). Left alone: a patient who switched
+        # texts back on after the text went (a START since).
+        sms_provider_stopped(phone=went[0].recipient, now=now, detail=report.detail, since=went[0].sent_at)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with transaction.atomic():
-        rows = list(OutboxMessage.objects.raw(sent_texts_sql() + lock, [report.provider_id, OutboxStatus.SENT]))
+        rows = [
+            row
+            for row in OutboxMessage.objects.raw(sql + lock, [report.provider_id])
+            if row.status == OutboxStatus.SENT
+        ]
         for row in rows:
             row.status = OutboxStatus.FAILED
             row.last_error = f"{report.detail} after it was sent, at {now:%Y-%m-%d %H:%M} UTC"
             save_fields(row, ["status", "last_error", "updated_at"])
-    if rows:
-        log.warning("the SMS provider could not deliver a text it had accepted (%s): %s", report.detail, rows[0].pk)
-    if rows and report.stopped and rows[0].recipient:
-        # Race condition: after the rows' transaction, not inside it (the opt-out locks the patient, then rows).
-        sms_provider_stopped(phone=rows[0].recipient, now=now, detail=report.detail)
+    log.warning("a provider could not deliver a message it had accepted (%s): %s", report.detail, went[0].pk)
     return len(rows)
 
 

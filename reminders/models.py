@@ -245,6 +245,11 @@ class OutboxStatus(models.TextChoices):
 UNSENT_STATUSES = (OutboxStatus.HELD, OutboxStatus.PENDING)
 FINAL_STATUSES = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED, OutboxStatus.SKIPPED)
 
+# Handed to the provider: sent, or sent and then reported undelivered by the provider (failed with a `sent_at`:
+# dispatch.delivery_reported). The patient may have heard it (the booking was theirs; a handset off for a day gets
+# the text later): planning a change notice counts it as told, as it counts a message in doubt.
+HANDED_OVER = Q(status=OutboxStatus.SENT) | Q(status=OutboxStatus.FAILED, sent_at__isnull=False)
+
 
 class OutboxMessage(models.Model):
     """One message to deliver: a patient e-mail or SMS, or one webhook delivery.
@@ -299,11 +304,13 @@ class OutboxMessage(models.Model):
             models.Index(fields=["appointment", "kind"], name="outbox_appointment_kind"),
             models.Index(fields=["template"], name="outbox_template", condition=Q(template__isnull=False)),
             models.Index(fields=["endpoint"], name="outbox_endpoint", condition=Q(endpoint__isnull=False)),
-            # The SMS provider's delivery reports name a text by its id (dispatch.sms_delivery_reported): only sent
-            # texts have one, so a booking's unsent rows add nothing to it. The look-up repeats the condition as
+            # The providers' delivery reports name a text or e-mail by its id (dispatch.delivery_reported): only
+            # sent ones have one, so a booking's unsent rows add nothing to it. The look-up repeats the condition as
             # literals, which PostgreSQL can match under a prepared statement's generic plan (a `$1` it cannot).
             models.Index(
-                fields=["provider_id"], name="outbox_sms_provider_id", condition=Q(channel="sms", provider_id__gt="")
+                fields=["provider_id"],
+                name="outbox_provider_id",
+                condition=Q(channel__in=["email", "sms"], provider_id__gt=""),
             ),
         ]
         constraints = [

@@ -24,6 +24,7 @@ from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
 from reminders.models import (
+    HANDED_OVER,
     HOLDING_STATUSES,
     KIND_ANCHORS,
     TIME_NAMING_KINDS,
@@ -221,7 +222,7 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None)
     made, and any confirmation since (one in flight then went: rendered when sent, it named the time as it
     stood). Not what went after the move as part of telling it (the notice's twin on the other channel, a
     re-sent pre-care)."""
-    sent = OutboxMessage.objects.filter(appointment=appointment, status=OutboxStatus.SENT, kind__in=TIME_NAMING_KINDS)
+    sent = OutboxMessage.objects.filter(HANDED_OVER, appointment=appointment, kind__in=TIME_NAMING_KINDS)
     if before is not None:
         sent = sent.filter(Q(sent_at__lte=before) | Q(kind=MessageKind.CONFIRMATION))
     for payload, kind, anchor_at in (
@@ -371,7 +372,7 @@ def _patient_was_told(appointment: Appointment) -> bool:
     dropped, so the notice planned on it asks again when it goes (`booking_told`, dispatch._notice_verdict)."""
     return (
         OutboxMessage.objects.filter(appointment=appointment, kind__in=BOOKING_NAMING_KINDS)
-        .filter(Q(status__in=[OutboxStatus.SENT, OutboxStatus.SENDING]) | Q(in_doubt=True))
+        .filter(HANDED_OVER | Q(status=OutboxStatus.SENDING) | Q(in_doubt=True))
         .exists()
     )
 
@@ -380,7 +381,8 @@ def booking_told(appointment: Appointment, *, now: datetime, excluding=None) -> 
     """What a change notice asks when it goes: (whether the patient has been told of the booking, and until when
     that is not known yet).
 
-    Told: a confirmation or change notice was sent, or may have been (in doubt: its sender stopped and the
+    Told: a confirmation or change notice was sent (reported undelivered since or not: `HANDED_OVER`), or may have
+    been (in doubt: its sender stopped and the
     provider could not tell, or could not be asked before its attempts ran out: a patient who may think they
     have a booking hears that it is cancelled). Not known yet while a confirmation is claimed (`sending`: it may be in
     the provider's hands, or be dropped by its send) or waits, in doubt, to ask the provider: the second value is
@@ -390,14 +392,14 @@ def booking_told(appointment: Appointment, *, now: datetime, excluding=None) -> 
     rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=BOOKING_NAMING_KINDS)
     if excluding is not None:
         rows = rows.exclude(pk=excluding)
-    for kind, status, in_doubt, due_at in rows.values_list("kind", "status", "in_doubt", "due_at"):
+    for kind, status, in_doubt, due_at, sent_at in rows.values_list("kind", "status", "in_doubt", "due_at", "sent_at"):
         if kind == MessageKind.CONFIRMATION and (
             status == OutboxStatus.SENDING or (in_doubt and status in UNSENT_STATUSES)
         ):
             until = now if status == OutboxStatus.SENDING else max(due_at, now)
             unsettled = until if unsettled is None else max(unsettled, until)
-        elif status == OutboxStatus.SENT or in_doubt:
-            told = True
+        elif status == OutboxStatus.SENT or (status == OutboxStatus.FAILED and sent_at) or in_doubt:
+            told = True  # sent, sent and reported undelivered (HANDED_OVER), or may have been
     return told, unsettled
 
 

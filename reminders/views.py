@@ -59,7 +59,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 @csrf_exempt  # called by the SMS provider, authenticated by its signature
 @require_POST
 def sms_inbound(request: HttpRequest) -> HttpResponse:
-    backend = channels.sms_backend()
+    backend = _sms_backend()
+    if backend is None:
+        return _sms_not_set_up()
     params = {key: request.POST.get(key) for key in request.POST}
     # Signatures cover the URL the provider called; behind a TLS-terminating proxy set SMS_INBOUND_URL to it.
     url = settings.SMS_INBOUND_URL or request.build_absolute_uri()
@@ -76,28 +78,53 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
 
 
+def _sms_backend() -> channels.BaseSmsBackend | None:
+    """The SMS backend, or None (logged) where it is set up wrongly here (Twilio without its account or sender)."""
+    try:
+        return channels.sms_backend()
+    except channels.PermanentSendError:
+        log.exception("the SMS backend is not set up (see docs/reminders.md)")
+        return None
+
+
+def _sms_not_set_up() -> HttpResponse:
+    return HttpResponse("SMS is not set up here.", status=503, content_type="text/plain")
+
+
+def _status_callback_url(request: HttpRequest) -> str:
+    """The URL the provider called, as it signed it: SMS_STATUS_CALLBACK_URL (the public one, behind a proxy) with
+    the query the call carried (the row it names, added to each text's callback), else what Django sees."""
+    if not settings.SMS_STATUS_CALLBACK_URL:
+        return request.build_absolute_uri()
+    base, query = settings.SMS_STATUS_CALLBACK_URL.split("?", 1)[0], request.META.get("QUERY_STRING", "")
+    return f"{base}?{query}" if query else base
+
+
 @csrf_exempt  # called by the SMS provider, authenticated by its signature
 @require_POST
 def sms_status(request: HttpRequest) -> HttpResponse:
     """The SMS provider's delivery report on a text it had accepted (Twilio's status callback, asked for with each
     text where SMS_STATUS_CALLBACK_URL is set, or set on a Messaging Service): one it could not deliver is marked
     failed, and a refusal after the patient's STOP to the provider turns their texts off
-    (dispatch.sms_delivery_reported). 404 where the provider sends no reports."""
-    backend = channels.sms_backend()
-    if type(backend).delivery_report is channels.BaseSmsBackend.delivery_report:
+    (dispatch.delivery_reported). 404 where the provider sends no reports, 503 where it is set up wrongly here."""
+    if not channels.sms_backend_sends_reports():
         raise Http404("The SMS provider set up here sends no delivery reports.")
+    backend = _sms_backend()
+    if backend is None:
+        return _sms_not_set_up()
     params = {key: request.POST.get(key) for key in request.POST}
-    url = settings.SMS_STATUS_CALLBACK_URL or request.build_absolute_uri()  # the URL the provider signed
+    url = _status_callback_url(request)
     if not backend.verify_inbound(url=url, params=params, headers=request.headers, query=request.GET):
         return HttpResponse("Signature missing or wrong.", status=403, content_type="text/plain")
-    report = backend.delivery_report(params)
+    report = backend.delivery_report(params, request.GET)
     if report is None:
         return HttpResponse("Not a delivery report.", status=400, content_type="text/plain")
     try:
-        dispatch.sms_delivery_reported(report=report, now=timezone.now())
+        dispatch.delivery_reported(channel=Channel.SMS, report=report, now=timezone.now())
     except DatabaseError:
-        log.exception("an SMS delivery report was read but not recorded")
-        return HttpResponse("Not recorded; send it again.", status=503, content_type="text/plain")
+        # Twilio does not send a report again on an error answer: the log is what is left of it.
+        log.exception("an SMS delivery report was read but not recorded: %s", report)
+        return HttpResponse("Not recorded.", status=503, content_type="text/plain")
     return HttpResponse(status=204)
 
 
@@ -138,17 +165,25 @@ def email_events_view(provider: str, view: Callable[..., HttpResponse]) -> Calla
 
 def email_event(sender, event, esp_name: str, **kwargs) -> None:
     """anymail's `tracking` signal (connected in RemindersConfig.ready): a spam complaint or an unsubscribe at the
-    provider turns the patient's e-mails off (consent.email_provider_stopped); other events change nothing."""
-    if esp_name == "Postmark" and isinstance(event.esp_event, dict) and event.esp_event.get("RecordType") == "Bounce":
-        return  # a receiving server's spam filter (SpamNotification), which anymail calls a complaint: not the patient
+    provider turns the patient's e-mails off (consent.email_provider_stopped); a bounce or a refusal of an e-mail
+    sent from here marks it failed (dispatch.delivery_reported); other events change nothing."""
+    # Postmark's bounce records include a receiving server's spam filter (SpamNotification), which anymail calls a
+    # complaint: not the patient's.
+    postmark_bounce = (
+        esp_name == "Postmark" and isinstance(event.esp_event, dict) and event.esp_event.get("RecordType") == "Bounce"
+    )
     try:
-        consent.email_provider_stopped(
-            event_type=event.event_type,
-            recipient=event.recipient,
-            provider=esp_name,
-            happened_at=event.timestamp,
-            now=timezone.now(),
-        )
+        if not postmark_bounce:
+            consent.email_provider_stopped(
+                event_type=event.event_type,
+                recipient=event.recipient,
+                provider=esp_name,
+                happened_at=event.timestamp,
+                now=timezone.now(),
+            )
+        report = channels.email_delivery_report(event, esp_name)
+        if report is not None:
+            dispatch.delivery_reported(channel=Channel.EMAIL, report=report, now=timezone.now())
     except Exception as exc:
         raise EmailEventNotRecorded from exc
 

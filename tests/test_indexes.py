@@ -114,21 +114,28 @@ def test_lookups_by_key_use_the_partial_indexes_in_a_prepared_statements_generic
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_a_delivery_reports_lookup_uses_the_sent_texts_index_in_a_generic_plan():
-    """The SMS provider names a text by its id (reminders.dispatch.sms_delivery_reported): the look-up must find
-    it by the partial index of sent texts' ids (reminders 0016), not scan the outbox, also once the prepared
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_a_delivery_reports_lookup_uses_the_sent_messages_index_in_a_generic_plan(channel):
+    """A provider names a text or e-mail by its id (reminders.dispatch.delivery_reported): the look-up must find it
+    by the partial index of sent messages' ids (reminders 0016), not scan the outbox, also once the prepared
     statement runs on its generic plan (the literals in its text prove the index's condition)."""
-    from reminders.dispatch import sent_texts_sql
+    from reminders.dispatch import sent_by_provider_id_sql
 
+    sql = sent_by_provider_id_sql(channel).replace("%s", "$1")
     with connection.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_generic_plan")
         try:
-            cursor.execute(
-                "PREPARE by_sid(varchar, varchar) AS " + sent_texts_sql().replace("%s", "$1", 1).replace("%s", "$2", 1)
-            )
-            cursor.execute("EXPLAIN EXECUTE by_sid('SM00', 'sent')")
+            cursor.execute(f"PREPARE by_provider_id(varchar) AS {sql}")
+            cursor.execute("EXPLAIN EXECUTE by_provider_id('SM00')")
             plan = "\n".join(row[0] for row in cursor.fetchall())
-            cursor.execute("DEALLOCATE by_sid")
+            cursor.execute("DEALLOCATE by_provider_id")
         finally:
             cursor.execute("RESET plan_cache_mode")
-    assert "outbox_sms_provider_id" in plan and "$1" in plan, plan
+    assert "outbox_provider_id" in plan and "$1" in plan, plan
+
+
+def test_only_texts_and_e_mails_have_delivery_reports():
+    from reminders.dispatch import sent_by_provider_id_sql
+
+    with pytest.raises(ValueError, match="webhook"):
+        sent_by_provider_id_sql("webhook")

@@ -1,4 +1,5 @@
-"""A spam complaint or an unsubscribe the e-mail provider reports turns the patient's e-mails off.
+"""A spam complaint or an unsubscribe the e-mail provider reports turns the patient's e-mails off; a bounce or a
+refusal of an e-mail sent from here marks it failed.
 
 docs/reminders.md, "E-mail provider events": each provider's event webhook (anymail's, at
 /reminders/email/<provider>/tracking/), answered only where ANYMAIL_WEBHOOK_SECRET is set and checked against it.
@@ -13,8 +14,11 @@ from django.utils import timezone
 
 from reminders import consent
 from reminders.consent import patient_accepts
-from reminders.models import ContactOptIn, ContactOptOut, OptOutVia
+from reminders.dispatch import SendOutcome, dispatch_local
+from reminders.models import ContactOptIn, ContactOptOut, OptOutVia, OutboxMessage
+from reminders.services import outbox_retry
 from tests.factories import PatientFactory
+from tests.reminders.conftest import book, london
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +194,70 @@ def test_an_event_that_cannot_be_read_is_a_400(client, webhook_secret, patient, 
 
     assert response.status_code == 400, response.content
     assert email_on(patient)
+
+
+# --- A bounce or refusal of an e-mail sent from here --------------------------------------------------------------
+
+POSTMARK_ID = "0a129aee-e1cd-480d-b08d-4f48548ff48d"
+
+
+@pytest.fixture
+def sent_email(webhook_secret, settings, patient, practitioner, now):
+    """The booking's confirmation e-mail, sent, under the id Postmark gave it (anymail's `message_id`, which
+    send_email returns; the test sends through Django's in-memory backend and stores that id as Postmark's)."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    appointment = book(patient, "microneedling", london(2026, 3, 4, 10), now)
+    assert dispatch_local(now=now).get(SendOutcome.SENT) == 2  # the e-mail and the text
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    email = OutboxMessage.objects.get(appointment=appointment, channel="email", kind="confirmation")
+    OutboxMessage.objects.filter(pk=email.pk).update(provider_id=POSTMARK_ID)
+    text = OutboxMessage.objects.get(appointment=appointment, channel="sms", kind="confirmation")
+    OutboxMessage.objects.filter(pk=text.pk).update(provider_id=POSTMARK_ID)  # another channel's id, by chance
+    return email
+
+
+def bounce(kind: str, message_id: str = POSTMARK_ID) -> dict:
+    return {
+        "RecordType": "Bounce",
+        "Type": kind,
+        "ID": 4323372036854775807,
+        "MessageID": message_id,
+        "Email": "ada@example.com",
+        "BouncedAt": "2026-03-02T09:05:00Z",
+        "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+        "Inactive": True,
+        "CanActivate": True,
+        "Metadata": {},
+    }
+
+
+@pytest.mark.parametrize(("kind", "reported"), [("HardBounce", "bounced"), ("BadEmailAddress", "rejected")])
+def test_an_e_mail_that_bounced_or_was_refused_is_failed_and_consent_stays(
+    client, sent_email, patient, now, kind, reported
+):
+    assert postmark(client, bounce(kind)).status_code == 200
+
+    sent_email.refresh_from_db()
+    assert sent_email.status == "failed"
+    assert sent_email.last_error.startswith(
+        f"Postmark reported the e-mail {reported} (The server was unable to deliver your message"
+    )
+    assert "after it was sent" in sent_email.last_error
+    assert email_on(patient) and not ContactOptOut.objects.exists()  # a bounce is not the patient's choice
+    text = OutboxMessage.objects.get(appointment=sent_email.appointment, channel="sms", kind="confirmation")
+    assert text.status == "sent"  # the same id on a text is another message
+
+    assert postmark(client, bounce(kind)).status_code == 200  # heard again: nothing more
+    assert outbox_retry(message_ids=[sent_email.pk], now=now) == 1  # and an operator can send it again
+
+
+@pytest.mark.parametrize(
+    "event",
+    [bounce("Transient"), bounce("SoftBounce", message_id="another-message"), bounce("HardBounce", message_id="")],
+    ids=["deferred", "another-message", "no-id"],
+)
+def test_a_delay_or_a_bounce_of_another_message_changes_nothing(client, sent_email, event):
+    assert postmark(client, event).status_code == 200
+    sent_email.refresh_from_db()
+    assert (sent_email.status, sent_email.last_error) == ("sent", "")

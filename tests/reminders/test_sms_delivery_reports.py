@@ -13,14 +13,17 @@ import urllib.parse
 
 import pytest
 from django.db import DatabaseError
+from django.utils import timezone
 
-from reminders import dispatch
+from reminders import consent, dispatch
 from reminders.channels import TwilioSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local
 from reminders.models import ContactOptOut, OptOutVia, OutboxMessage
 from reminders.services import outbox_retry
+from scheduler.booking import appointment_cancel
 from tests.factories import PatientFactory
-from tests.reminders.conftest import book, london
+from tests.races import held_in_another_connection
+from tests.reminders.conftest import RECEPTION, book, london
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +43,17 @@ def signed(params: dict, url: str = STATUS_URL, token: str = "secret-token") -> 
     return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
-def report(client, sid=SID, status="undelivered", error="30003", signature=None, **extra):
+def report(client, sid=SID, status="undelivered", error="30003", signature=None, outbox=None, **extra):
+    """Twilio's status callback; `outbox` is the row its callback URL names (a Messaging Service's names none)."""
     params = {"MessageSid": sid, "MessageStatus": status, "To": "+447700900123", **extra}
     if error:
         params["ErrorCode"] = error
-    return client.post("/reminders/sms/status/", params, HTTP_X_TWILIO_SIGNATURE=signature or signed(params))
+    query = f"?outbox={outbox}" if outbox else ""
+    return client.post(
+        f"/reminders/sms/status/{query}",
+        params,
+        HTTP_X_TWILIO_SIGNATURE=signature or signed(params, url=STATUS_URL + query),
+    )
 
 
 @pytest.fixture
@@ -69,7 +78,7 @@ def test_each_text_asks_for_delivery_reports_where_a_url_is_set(reports, setting
     settings.SMS_STATUS_CALLBACK_URL = ""
     TwilioSmsBackend().send(to="+447700900123", body="x", outbox_id="b")
     asked, not_asked = (urllib.parse.parse_qs(request.body.decode()) for request in reports.requests)
-    assert asked["StatusCallback"] == [STATUS_URL]
+    assert asked["StatusCallback"] == [STATUS_URL + "?outbox=a"]  # the row, for the report to wait for
     assert "StatusCallback" not in not_asked
 
 
@@ -184,5 +193,106 @@ def test_a_report_read_but_not_recorded_is_a_503(client, sent_text, monkeypatch)
     def database_away(**kwargs):
         raise DatabaseError("the database went away")
 
-    monkeypatch.setattr(dispatch, "sms_delivery_reported", database_away)
+    monkeypatch.setattr(dispatch, "delivery_reported", database_away)
     assert report(client).status_code == 503
+
+
+def test_the_report_names_the_row_it_is_for_and_is_signed_over_that_url(client, sent_text):
+    params = {"MessageSid": SID, "MessageStatus": "undelivered", "ErrorCode": "30003", "To": "+447700900123"}
+    without_query = signed(params)  # the URL without the row: not the one Twilio called
+    assert report(client, outbox=sent_text.pk, signature=without_query).status_code == 403
+    assert report(client, outbox=sent_text.pk).status_code == 204
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed"
+
+
+def test_after_an_undelivered_confirmation_the_cancellation_still_goes(client, reports, clinic, practitioner, now):
+    """The patient booked it; a handset off for a day gets the text later: a cancellation must still reach them
+    (the confirmation counts as told: HANDED_OVER)."""
+    texts_only = PatientFactory(
+        clinic=clinic, phone="+447700900777", email="", reminder_channels=["sms"], sms_consent=True
+    )
+    reports.script = [accepted(SID)]
+    appointment = book(texts_only, "microneedling", WEDNESDAY_10, now)
+    assert dispatch_local(now=now) == {SendOutcome.SENT: 1}
+    assert report(client).status_code == 204
+
+    appointment_cancel(appointment=appointment, actor=RECEPTION, now=now)
+
+    notice = OutboxMessage.objects.get(appointment=appointment, kind="cancelled", channel="sms")
+    assert notice.status == "pending"
+    assert dispatch_local(now=now) == {SendOutcome.SENT: 1}
+
+
+def test_a_stop_not_recorded_leaves_the_text_sent_so_the_same_report_again_does_both(
+    client, sent_text, patient, monkeypatch
+):
+    def database_away(**kwargs):
+        raise DatabaseError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(dispatch, "sms_provider_stopped", database_away)
+        assert report(client, status="failed", error="21610").status_code == 503
+    sent_text.refresh_from_db()
+    assert sent_text.status == "sent"  # so that the report, should it come again, still matches
+
+    assert report(client, status="failed", error="21610").status_code == 204
+    sent_text.refresh_from_db()
+    patient.refresh_from_db()
+    assert sent_text.status == "failed" and not patient.sms_consent
+
+
+def test_a_refusal_of_a_text_sent_before_the_patient_texted_start_leaves_texts_on(client, sent_text, patient):
+    """The report comes after the patient's STOP and START (or the desk switched texts back on): the refusal was
+    of a text sent before that, and does not switch them off again."""
+    consent.patient_opt_out(patient=patient, channel="sms", via="sms_stop", now=timezone.now())
+    assert consent.sms_reply_opt_in(from_number=patient.phone, body="START", now=timezone.now()) == 1
+
+    assert report(client, status="failed", error="21610").status_code == 204
+
+    sent_text.refresh_from_db()
+    patient.refresh_from_db()
+    assert sent_text.status == "failed"
+    assert patient.sms_consent and "sms" in patient.reminder_channels
+    assert not ContactOptOut.objects.filter(via=OptOutVia.SMS_PROVIDER).exists()
+
+
+def test_a_late_report_of_a_text_sent_again_changes_nothing(client, reports, sent_text, now):
+    assert report(client).status_code == 204
+    assert outbox_retry(message_ids=[sent_text.pk], now=now) == 1
+    assert report(client, status="failed", error="30008").status_code == 204  # of the first send, heard late
+    sent_text.refresh_from_db()
+    assert (sent_text.status, sent_text.provider_id) == ("pending", SID)
+
+    reports.script = [accepted(OTHER_SID)]
+    dispatch_local(now=now)
+    assert report(client, status="failed", error="30008").status_code == 204
+    sent_text.refresh_from_db()
+    assert (sent_text.status, sent_text.provider_id) == ("sent", OTHER_SID)
+
+
+def test_an_error_code_that_is_not_one_is_left_out(client, sent_text):
+    assert report(client, error="30003<script>").status_code == 204
+    sent_text.refresh_from_db()
+    assert sent_text.last_error.startswith("Twilio reported the text undelivered after it was sent")
+
+
+def test_twilio_set_up_wrongly_here_is_a_503_not_a_500(client, reports, settings):
+    settings.SMS_FROM = ""  # nor a Messaging Service: the backend cannot be made
+    assert report(client).status_code == 503
+    assert client.post("/reminders/sms/inbound/", {"From": "+447700900123", "Body": "STOP"}).status_code == 503
+
+
+@pytest.mark.postgres
+def test_a_report_that_comes_while_the_sender_still_holds_its_row_waits_for_it(transactional_db, client, sent_text):
+    """Twilio may report before the sender has recorded its answer (the row `sending`, no id yet): the report
+    names the row (`?outbox=`), waits for the sender's transaction and then finds the text it is about."""
+    OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sending", provider_id="")
+
+    def sender_records_its_answer():
+        OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sent", provider_id=SID)
+
+    with held_in_another_connection(sender_records_its_answer, release_after=0.5):
+        assert report(client, outbox=sent_text.pk).status_code == 204
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed" and "30003" in sent_text.last_error

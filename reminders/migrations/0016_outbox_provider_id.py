@@ -1,6 +1,7 @@
-"""The SMS provider's delivery reports name a sent text by its id (reminders.dispatch.sms_delivery_reported): an
-index of the sent texts' ids, partial so that a booking's unsent rows (no id yet) add nothing to it; made
-`CONCURRENTLY` on PostgreSQL (core/schema.py), so the outbox's writers are not held up while it is built."""
+"""The providers' delivery reports name a sent text or e-mail by its id (reminders.dispatch.delivery_reported): an
+index of the sent messages' ids, partial so that a booking's unsent rows (no id yet) and webhook deliveries add
+nothing to it; made `CONCURRENTLY` on PostgreSQL (core/schema.py), so the outbox's writers are not held up while it
+is built."""
 
 from django.db import migrations, models
 
@@ -18,12 +19,12 @@ class Migration(migrations.Migration):
                 migrations.AddIndex(
                     model_name="outboxmessage",
                     index=models.Index(
-                        condition=models.Q(channel="sms", provider_id__gt=""),
+                        condition=models.Q(channel__in=["email", "sms"], provider_id__gt=""),
                         fields=["provider_id"],
-                        name="outbox_sms_provider_id",
+                        name="outbox_provider_id",
                     ),
                 ),
             ],
         ),
-        adding("reminders", "outboxmessage", "outbox_sms_provider_id"),
+        adding("reminders", "outboxmessage", "outbox_provider_id"),
     ]
