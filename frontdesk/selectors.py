@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from clinic.models import (
@@ -31,7 +31,7 @@ from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off
 from frontdesk.checks import rules_only
 from reminders.content import NextPossible, RenderError, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
-from reminders.selectors import patient_messages
+from reminders.selectors import failed_patient_messages, patient_messages
 from scheduler import rules
 from scheduler.booking import BookingCheck
 from scheduler.selectors import patient_outlook
@@ -162,6 +162,30 @@ def booked_off_hours(*, user, clinic: Clinic, now: datetime) -> list[Appointment
             clinic.tz,
         ).order_by("start_at")
     )
+
+
+def undelivered(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
+    """Bookings still to come with a message to the patient that did not reach them (refused, out of attempts, or
+    reported undelivered by the provider): the desk phones the patient, or corrects the number or address. They
+    stay here until the visit is over or an operator sends the message again. Each carries `undelivered`, its
+    failed messages as ReminderRows, in the order they were due. Two statements, however many."""
+    failed = failed_patient_messages()
+    appointments = (
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(still_to_come(now), Exists(failed.filter(appointment_id=OuterRef("pk"))))
+        .prefetch_related(
+            Prefetch(
+                "outbox_messages",
+                queryset=failed.select_related("template").order_by("due_at", "id"),
+                to_attr="failed_messages",
+            )
+        )
+        .order_by("start_at")
+    )
+    found = list(appointments)
+    for appointment in found:
+        appointment.undelivered = [ReminderRow(message) for message in appointment.failed_messages]
+    return found
 
 
 @dataclass(frozen=True)

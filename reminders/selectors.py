@@ -25,6 +25,12 @@ def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
     )
 
 
+def failed_patient_messages() -> QuerySet[OutboxMessage]:
+    """Messages to patients (no webhooks) that did not reach them: refused, out of attempts, or reported undelivered
+    after they were sent (dispatch.delivery_reported), until an operator sends them again."""
+    return OutboxMessage.objects.filter(status=OutboxStatus.FAILED).exclude(channel=Channel.WEBHOOK)
+
+
 def reminders_for_appointment(appointment_id) -> list[dict]:
     """The patient messages of one appointment, as the API's `reminders` field lists them."""
     return [

@@ -28,6 +28,7 @@ def today(request):
             "attention": selectors.needs_attention(user=request.user, clinic=clinic),
             "away": selectors.booked_while_away(user=request.user, clinic=clinic, now=now),
             "off_hours": selectors.booked_off_hours(user=request.user, clinic=clinic, now=now),
+            "undelivered": selectors.undelivered(user=request.user, clinic=clinic, now=now),
             "now": now,
             "nav": "today",
         },

@@ -1,0 +1,117 @@
+"""Today lists bookings still to come whose messages did not reach the patient ("Messages that did not reach the
+patient"): refused, out of attempts, or reported undelivered by the provider after it was sent (docs/reminders.md,
+"Delivery reports from the providers"), so the desk can phone the patient or correct the number.
+"""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from clinic.models import AppointmentStatus
+from reminders.models import OutboxMessage
+from tests.frontdesk.conftest import book, url
+from tests.frontdesk.html import squash
+
+pytestmark = pytest.mark.django_db
+
+UNDELIVERED = "Twilio reported the text undelivered (error 30003) after it was sent, at 2026-03-02 08:00 UTC"
+HEADING = "Messages that did not reach the patient"
+
+
+def message(appointment, *, channel="sms", status="failed", kind="confirmation", error=UNDELIVERED, due_at=None):
+    return OutboxMessage.objects.create(
+        appointment=appointment,
+        kind=kind,
+        channel=channel,
+        due_at=due_at or appointment.created_at,
+        status=status,
+        last_error=error,
+        provider_id="SM" + uuid.uuid4().hex,
+        created_at=appointment.created_at,
+    )
+
+
+def squash_section(page: str, heading_id: str) -> str:
+    """The text of the <section> the heading labels."""
+    start = page.index(f'aria-labelledby="{heading_id}"')
+    return page[start : page.index("</section>", start)]
+
+
+def test_a_text_that_did_not_reach_the_patient_is_listed_with_why(reception, clinic, practitioner, patient, frozen):
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    message(visit)
+    message(visit, kind="reminder", status="sent", error="")  # went: not listed
+
+    page = squash(reception.get(url("today", clinic)))
+    assert f'{HEADING} <span class="count">1</span>' in page
+    assert str(visit.pk) in page and "Wed 4 Mar, 09:00" in page
+    assert f"SMS · Booking confirmation: {UNDELIVERED}" in page
+    assert "Appointment reminder" not in squash_section(page, "undelivered-heading")
+    assert "Phone the patient" in page
+
+
+def test_an_e_mail_that_bounced_and_a_text_out_of_attempts_are_listed_in_the_order_they_were_due(
+    reception, clinic, practitioner, patient, frozen
+):
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    message(visit, kind="reminder", error="gave up after 5 attempts; last error: Twilio HTTP 503", due_at=frozen)
+    message(
+        visit,
+        channel="email",
+        error="Postmark reported the e-mail bounced (The server was unable to deliver your message)",
+        due_at=frozen - timedelta(hours=1),
+    )
+    section = " ".join(
+        squash_section(reception.get(url("today", clinic)).content.decode(), "undelivered-heading").split()
+    )
+    bounced = section.index("E-mail · Booking confirmation: Postmark reported the e-mail bounced")
+    gave_up = section.index("SMS · Appointment reminder: gave up after 5 attempts")
+    assert bounced < gave_up
+
+
+def test_what_is_over_cancelled_sent_skipped_or_a_webhook_is_not_listed(
+    reception, clinic, practitioner, patient, frozen
+):
+    over = book(patient, practitioner, "botox", frozen - timedelta(days=3))
+    message(over)
+    cancelled = book(patient, practitioner, "botox", frozen + timedelta(days=3), status=AppointmentStatus.CANCELLED)
+    message(cancelled)
+    fine = book(patient, practitioner, "botox", frozen + timedelta(days=4))
+    message(fine, status="sent", error="")
+    message(fine, status="skipped", error="the patient turned texts off")
+    message(fine, channel="webhook", kind="webhook", error="platform answered HTTP 500")
+    page = squash(reception.get(url("today", clinic)))
+    assert HEADING not in page
+
+
+def test_another_clinics_bookings_are_not_listed(
+    reception, clinic, other_clinic, other_practitioner, other_patient, frozen
+):
+    message(book(other_patient, other_practitioner, "botox", frozen + timedelta(days=2)))
+    assert HEADING not in squash(reception.get(url("today", clinic)))
+
+
+def test_a_message_sent_again_leaves_the_list(reception, clinic, practitioner, patient, frozen):
+    from reminders.services import outbox_retry
+
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    failed = message(visit)
+    assert HEADING in squash(reception.get(url("today", clinic)))
+    assert outbox_retry(message_ids=[failed.pk], now=frozen) == 1
+    assert HEADING not in squash(reception.get(url("today", clinic)))
+
+
+def test_the_list_costs_the_same_statements_however_long(
+    reception, clinic, practitioner, patient, frozen, django_assert_max_num_queries
+):
+    message(book(patient, practitioner, "botox", frozen + timedelta(days=1)))
+    with django_assert_max_num_queries(60) as one:
+        reception.get(url("today", clinic))
+    for day in range(2, 12):
+        visit = book(patient, practitioner, "botox", frozen + timedelta(days=day))
+        message(visit)
+        message(visit, kind="reminder")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        page = squash(reception.get(url("today", clinic)))
+    assert f'{HEADING} <span class="count">11</span>' in page
