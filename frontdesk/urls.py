@@ -46,6 +46,11 @@ clinic_patterns = [
     path("appointments/<uuid:appointment_id>/complete/", appointments.appointment_complete_view, name="complete"),
     path("appointments/<uuid:appointment_id>/check-in/", appointments.appointment_check_in_view, name="check_in"),
     path("appointments/<uuid:appointment_id>/notes/", appointments.appointment_notes_view, name="notes"),
+    path(
+        "appointments/<uuid:appointment_id>/messages/<uuid:message_id>/send-again/",
+        appointments.message_send_again_view,
+        name="message_send_again",
+    ),
     path("appointments/<uuid:appointment_id>/no-show/", appointments.appointment_no_show_view, name="no_show"),
     path("rules/", rules.rules, name="rules"),
 ]

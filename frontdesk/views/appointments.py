@@ -7,6 +7,7 @@ user's role at this clinic); a refusal is a 403 whatever the page showed.
 from __future__ import annotations
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
@@ -16,6 +17,8 @@ from clinic.services import appointment_notes_set
 from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
+from reminders.selectors import patient_messages
+from reminders.services import patient_message_send_again
 from scheduler.booking import (
     appointment_cancel,
     appointment_check_in,
@@ -148,6 +151,22 @@ def appointment_check_in_view(request, appointment_id):
         lambda appointment, now: appointment_check_in(appointment=appointment, actor=request.actor, now=now),
         done="Checked in: the patient has arrived.",
     )
+
+
+@clinic_page
+@require_POST
+def message_send_again_view(request, appointment_id, message_id):
+    """Send one of the appointment's failed messages to the patient again (a button beside it on the page)."""
+    appointment = appointment_or_404(request, appointment_id)
+    message = patient_messages(appointment.pk).filter(pk=message_id).first()
+    if message is None:
+        raise Http404("No such message for this appointment.")
+    what = f"{message.get_channel_display()} “{selectors.ReminderRow(message).name}”"
+    if patient_message_send_again(message=message, now=timezone.now()):
+        messages.success(request, f"The {what} goes again in a moment, to the number or address on the record now.")
+    else:
+        messages.info(request, f"The {what} has not failed (it was sent again already): nothing was changed.")
+    return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)
 
 
 @clinic_page

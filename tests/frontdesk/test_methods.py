@@ -51,6 +51,7 @@ METHODS: dict[str, set[str]] = {
     "complete": ACTION,
     "check_in": ACTION,
     "notes": ACTION,
+    "message_send_again": ACTION,
     "no_show": ACTION,
     "rules": READ,
     "home": READ,

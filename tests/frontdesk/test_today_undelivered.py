@@ -115,3 +115,57 @@ def test_the_list_costs_the_same_statements_however_long(
     with django_assert_max_num_queries(len(one.captured_queries)):
         page = squash(reception.get(url("today", clinic)))
     assert f'{HEADING} <span class="count">11</span>' in page
+
+
+# --- Send again, from the appointment's page ------------------------------------------------------------------------
+
+
+def send_again(client, clinic, appointment, failed):
+    return client.post(url("message_send_again", clinic, appointment, failed))
+
+
+def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
+    reception, clinic, practitioner, patient, frozen
+):
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    failed = message(visit)
+    page = reception.get(url("appointment", clinic, visit)).content.decode()
+    assert 'aria-label="Send Booking confirmation by SMS again"' in page
+
+    response = send_again(reception, clinic, visit, failed)
+
+    assert response.status_code == 302 and response["Location"] == url("appointment", clinic, visit)
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.due_at, failed.last_error) == ("pending", 0, frozen, "")
+    followed = squash(reception.get(response["Location"]))
+    assert "The SMS “Booking confirmation” goes again in a moment" in followed
+    assert "Send again" not in followed  # pending now: no button
+    assert HEADING not in squash(reception.get(url("today", clinic)))
+
+
+def test_a_message_that_has_not_failed_is_left_as_it_is(reception, clinic, practitioner, patient, frozen):
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    sent = message(visit, status="sent", error="")
+    response = send_again(reception, clinic, visit, sent)
+    assert response.status_code == 302
+    sent.refresh_from_db()
+    assert sent.status == "sent"
+    assert "has not failed" in squash(reception.get(response["Location"]))
+
+
+def test_only_this_appointments_patient_messages_of_this_clinic_can_be_sent_again(
+    reception, clinic, practitioner, patient, other_practitioner, other_patient, frozen
+):
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    other_visit = book(patient, practitioner, "botox", frozen + timedelta(days=3))
+    elsewhere = book(other_patient, other_practitioner, "botox", frozen + timedelta(days=2))
+    webhook = message(visit, channel="webhook", kind="webhook")
+    of_another_visit = message(other_visit)
+    of_another_clinic = message(elsewhere)
+
+    assert send_again(reception, clinic, visit, webhook).status_code == 404
+    assert send_again(reception, clinic, visit, of_another_visit).status_code == 404
+    assert send_again(reception, clinic, elsewhere, of_another_clinic).status_code == 404
+    assert reception.get(url("message_send_again", clinic, visit, of_another_visit)).status_code == 405
+    statuses = OutboxMessage.objects.filter(pk__in=[webhook.pk, of_another_visit.pk, of_another_clinic.pk])
+    assert set(statuses.values_list("status", flat=True)) == {"failed"}
