@@ -31,7 +31,7 @@ from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off
 from frontdesk.checks import rules_only
 from reminders.content import NextPossible, RenderError, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
-from reminders.selectors import failed_patient_messages, patient_messages
+from reminders.selectors import patient_messages, undelivered_patient_messages
 from scheduler import rules
 from scheduler.booking import BookingCheck
 from scheduler.selectors import patient_outlook
@@ -166,13 +166,18 @@ def booked_off_hours(*, user, clinic: Clinic, now: datetime) -> list[Appointment
 
 def undelivered(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come with a message to the patient that did not reach them (refused, out of attempts, or
-    reported undelivered by the provider): the desk phones the patient, or corrects the number or address. They
-    stay here until the visit is over or an operator sends the message again. Each carries `undelivered`, its
-    failed messages as ReminderRows, in the order they were due. Two statements, however many."""
-    failed = failed_patient_messages()
+    reported undelivered by the provider) and that nothing made up for, and bookings cancelled before their time
+    whose cancellation notice did not reach them (the patient would come for nothing): the desk phones the patient,
+    or corrects the number and sends it again. They stay here until the visit's time is past or the message goes.
+    Each carries `undelivered`, those messages as ReminderRows in the order they were due (for a cancelled booking,
+    its cancellation notice only). Two statements, however many."""
+    failed = undelivered_patient_messages()
+    cancelled_unheard = Q(status=AppointmentStatus.CANCELLED, start_at__gt=now) & Q(
+        Exists(failed.filter(appointment_id=OuterRef("pk"), kind=MessageKind.CANCELLED))
+    )
     appointments = (
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-        .filter(still_to_come(now), Exists(failed.filter(appointment_id=OuterRef("pk"))))
+        .filter((still_to_come(now) & Q(Exists(failed.filter(appointment_id=OuterRef("pk"))))) | cancelled_unheard)
         .prefetch_related(
             Prefetch(
                 "outbox_messages",
@@ -184,7 +189,12 @@ def undelivered(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     )
     found = list(appointments)
     for appointment in found:
-        appointment.undelivered = [ReminderRow(message) for message in appointment.failed_messages]
+        cancelled = appointment.status == AppointmentStatus.CANCELLED
+        appointment.undelivered = [
+            ReminderRow(message)
+            for message in appointment.failed_messages
+            if not cancelled or message.kind == MessageKind.CANCELLED
+        ]
     return found
 
 

@@ -145,7 +145,10 @@ def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
     an e-mail failing. Its `message_id` is the provider's id, the one `send_email` returned for it."""
     if event.event_type not in EMAIL_FAILED_EVENTS or not isinstance(event.message_id, str) or not event.message_id:
         return None
-    why = " ".join(str(event.description or event.mta_response or "").split())[:120]
+    # The provider's summary and the receiving server's own reply (Postmark gives both), else the reason's category
+    # (SendGrid's "dropped" gives neither).
+    said = [part for part in (event.description, event.mta_response) if part] or [event.reject_reason or ""]
+    why = " ".join(" — ".join(str(part) for part in said).split())[:160]
     detail = f"{esp_name} reported the e-mail {event.event_type}" + (f" ({why})" if why else "")
     return DeliveryReport(provider_id=event.message_id[:200], failed=True, stopped=False, detail=detail)
 

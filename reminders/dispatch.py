@@ -589,9 +589,20 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
     carrier = parse_uuid(report.outbox_id)
     if carrier is not None:
         # Race condition: a report may come while the sender still holds the row, the provider's answer not yet
-        # recorded (the row `sending`, without the id): wait for that sender's transaction, then read afresh.
-        with transaction.atomic():
-            OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
+        # recorded (the row `sending`, without the id): wait for that sender's transaction (up to ROW_LOCK_WAIT:
+        # a sender stuck on the provider does not hold up the web worker longer), then read afresh.
+        try:
+            with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [ROW_LOCK_WAIT])
+                OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
+        except DatabaseError as error:
+            if not lock_wait_exceeded(error):
+                raise
+            log.warning(
+                "outbox %s stayed locked past %s; its report is matched as the row stands", carrier, ROW_LOCK_WAIT
+            )
     went = [row for row in OutboxMessage.objects.raw(sql, [report.provider_id]) if row.status == OutboxStatus.SENT]
     if not went:
         log.warning("a provider reported a message it could not deliver that matches no sent one: %s", report.detail)

@@ -245,10 +245,11 @@ class OutboxStatus(models.TextChoices):
 UNSENT_STATUSES = (OutboxStatus.HELD, OutboxStatus.PENDING)
 FINAL_STATUSES = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED, OutboxStatus.SKIPPED)
 
-# Handed to the provider: sent, or sent and then reported undelivered by the provider (failed with a `sent_at`:
-# dispatch.delivery_reported). The patient may have heard it (the booking was theirs; a handset off for a day gets
-# the text later): planning a change notice counts it as told, as it counts a message in doubt.
-HANDED_OVER = Q(status=OutboxStatus.SENT) | Q(status=OutboxStatus.FAILED, sent_at__isnull=False)
+# Handed to the provider at least once: sent; or sent and then reported undelivered (dispatch.delivery_reported), and
+# perhaps waiting to go again since (a retry keeps `sent_at`, which only a send sets). The patient may have heard it
+# (the booking was theirs; a handset off for a day gets the text later): planning a change notice counts it as told,
+# as it counts a message in doubt.
+HANDED_OVER = Q(sent_at__isnull=False)
 
 
 class OutboxMessage(models.Model):

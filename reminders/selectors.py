@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, QuerySet
 
 from reminders import dispatch
 from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoint
@@ -25,10 +25,22 @@ def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
     )
 
 
-def failed_patient_messages() -> QuerySet[OutboxMessage]:
-    """Messages to patients (no webhooks) that did not reach them: refused, out of attempts, or reported undelivered
-    after they were sent (dispatch.delivery_reported), until an operator sends them again."""
-    return OutboxMessage.objects.filter(status=OutboxStatus.FAILED).exclude(channel=Channel.WEBHOOK)
+def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
+    """Messages to patients (no webhooks) that did not reach them (refused, out of attempts, or reported undelivered
+    after they were sent: dispatch.delivery_reported) and that nothing made up for: not sent again, and no copy of
+    the same kind for the same appointment went since (its twin on the other channel, or a later copy after a
+    move)."""
+    made_up = OutboxMessage.objects.filter(
+        appointment_id=OuterRef("appointment_id"),
+        kind=OuterRef("kind"),
+        status=OutboxStatus.SENT,
+        created_at__gte=OuterRef("created_at"),
+    )
+    return (
+        OutboxMessage.objects.filter(status=OutboxStatus.FAILED)
+        .exclude(channel=Channel.WEBHOOK)
+        .exclude(Exists(made_up))
+    )
 
 
 def reminders_for_appointment(appointment_id) -> list[dict]:

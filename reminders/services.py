@@ -398,8 +398,8 @@ def booking_told(appointment: Appointment, *, now: datetime, excluding=None) -> 
         ):
             until = now if status == OutboxStatus.SENDING else max(due_at, now)
             unsettled = until if unsettled is None else max(unsettled, until)
-        elif status == OutboxStatus.SENT or (status == OutboxStatus.FAILED and sent_at) or in_doubt:
-            told = True  # sent, sent and reported undelivered (HANDED_OVER), or may have been
+        elif sent_at is not None or status == OutboxStatus.SENT or in_doubt:
+            told = True  # handed over at least once (HANDED_OVER), or may have been
     return told, unsettled
 
 

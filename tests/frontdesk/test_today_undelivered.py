@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from clinic.models import AppointmentStatus
+from clinic.models import AppointmentStatus, StaffMembership, StaffRole
 from reminders.models import OutboxMessage
 from tests.frontdesk.conftest import book, url
 from tests.frontdesk.html import squash
@@ -85,11 +85,48 @@ def test_what_is_over_cancelled_sent_skipped_or_a_webhook_is_not_listed(
     assert HEADING not in page
 
 
-def test_another_clinics_bookings_are_not_listed(
-    reception, clinic, other_clinic, other_practitioner, other_patient, frozen
+def test_another_clinics_bookings_are_not_listed_even_to_staff_of_both(
+    reception, receptionist, clinic, other_clinic, other_practitioner, other_patient, frozen
 ):
-    message(book(other_patient, other_practitioner, "botox", frozen + timedelta(days=2)))
+    StaffMembership.objects.create(user=receptionist, clinic=other_clinic, role=StaffRole.RECEPTIONIST)
+    elsewhere = book(other_patient, other_practitioner, "botox", frozen + timedelta(days=2))
+    message(elsewhere)
     assert HEADING not in squash(reception.get(url("today", clinic)))
+    assert str(elsewhere.pk) in squash(reception.get(url("today", other_clinic)))  # where it belongs
+
+
+def test_a_cancellation_that_did_not_reach_the_patient_is_listed_until_the_time_has_passed(
+    reception, clinic, practitioner, patient, frozen
+):
+    """The patient would come for nothing: the one message that matters on a cancelled booking."""
+    called_off = book(patient, practitioner, "botox", frozen + timedelta(days=2), status=AppointmentStatus.CANCELLED)
+    message(called_off, kind="confirmation", error="an old failure of no use now")
+    message(called_off, kind="cancelled", error=UNDELIVERED)
+    quiet = book(patient, practitioner, "botox", frozen + timedelta(days=3), status=AppointmentStatus.CANCELLED)
+    message(quiet, kind="confirmation")  # its cancellation went (or none was due): nothing to do
+
+    section = " ".join(
+        squash_section(reception.get(url("today", clinic)).content.decode(), "undelivered-heading").split()
+    )
+    assert str(called_off.pk) in section and str(quiet.pk) not in section
+    assert "Cancelled" in section and f"SMS · Change notice: cancelled: {UNDELIVERED}" in section
+    assert "an old failure of no use now" not in section
+
+    past = book(patient, practitioner, "botox", frozen - timedelta(hours=2), status=AppointmentStatus.CANCELLED)
+    message(past, kind="cancelled")
+    assert str(past.pk) not in squash(reception.get(url("today", clinic)))
+
+
+def test_a_failure_another_copy_made_up_for_is_not_listed(reception, clinic, practitioner, patient, frozen):
+    """The e-mail bounced but its text twin went; a reminder failed, and the copy made after a move went."""
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    bounced = message(visit, channel="email")
+    twin = message(visit, channel="sms", status="sent", error="")
+    OutboxMessage.objects.filter(pk=twin.pk).update(created_at=bounced.created_at)
+    assert HEADING not in squash(reception.get(url("today", clinic)))
+
+    OutboxMessage.objects.filter(pk=twin.pk).update(created_at=bounced.created_at - timedelta(days=1))
+    assert HEADING in squash(reception.get(url("today", clinic)))  # an older copy that went makes up for nothing
 
 
 def test_a_message_sent_again_leaves_the_list(reception, clinic, practitioner, patient, frozen):

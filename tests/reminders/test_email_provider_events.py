@@ -6,6 +6,8 @@ docs/reminders.md, "E-mail provider events": each provider's event webhook (anym
 """
 
 import base64
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 
@@ -261,3 +263,47 @@ def test_a_delay_or_a_bounce_of_another_message_changes_nothing(client, sent_ema
     assert postmark(client, event).status_code == 200
     sent_email.refresh_from_db()
     assert (sent_email.status, sent_email.last_error) == ("sent", "")
+
+
+def test_mailguns_permanent_failure_of_an_e_mail_sent_from_here_is_failed(client, sent_email, settings):
+    """Mailgun's event names the message by its Message-ID header without brackets; anymail adds them, as in the
+    id its send returned (what send_email stored), so the two meet."""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-signing-key"}
+    mailgun_id = "20260302090000.1.ABCDEF@mg.clinic.example"
+    OutboxMessage.objects.filter(pk=sent_email.pk).update(provider_id=f"<{mailgun_id}>")
+    timestamp, token = "1772442000", "a" * 50
+    signature = hmac.new(b"mailgun-signing-key", (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    event = {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": {
+            "event": "failed",
+            "severity": "permanent",
+            "reason": "bounce",
+            "id": "mg-event-1",
+            "timestamp": 1772442000.0,
+            "recipient": "ada@example.com",
+            "message": {"headers": {"message-id": mailgun_id}},
+            "delivery-status": {"code": 550, "message": "5.1.1 No such mailbox", "description": "Not delivered"},
+        },
+    }
+    response = client.post(
+        "/reminders/email/mailgun/tracking/",
+        json.dumps(event),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(SECRET.encode()).decode(),
+    )
+    assert response.status_code == 200
+    sent_email.refresh_from_db()
+    assert sent_email.status == "failed"
+    assert sent_email.last_error.startswith(
+        "Mailgun reported the e-mail bounced (Not delivered — 5.1.1 No such mailbox) after it was sent"
+    )
+
+
+def test_postmarks_words_and_the_receiving_servers_reply_are_both_kept(client, sent_email):
+    assert postmark(client, bounce("HardBounce")).status_code == 200
+    sent_email.refresh_from_db()
+    assert "mailbox not found). — smtp;550 5.1.1 The email account that you tried to reach does not exist." in (
+        sent_email.last_error
+    )

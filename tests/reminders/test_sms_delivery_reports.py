@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import urllib.parse
+from datetime import timedelta
 
 import pytest
 from django.db import DatabaseError
@@ -296,3 +297,30 @@ def test_a_report_that_comes_while_the_sender_still_holds_its_row_waits_for_it(t
         assert report(client, outbox=sent_text.pk).status_code == 204
     sent_text.refresh_from_db()
     assert sent_text.status == "failed" and "30003" in sent_text.last_error
+
+
+def test_after_an_undelivered_confirmation_is_sent_again_a_cancellation_still_goes(
+    client, reports, clinic, practitioner, now
+):
+    """Waiting to go again, the confirmation was still handed over once (it keeps its `sent_at`): the patient may
+    have it late, so the cancellation must follow (review of db4a76e: it was lost)."""
+    texts_only = PatientFactory(
+        clinic=clinic, phone="+447700900777", email="", reminder_channels=["sms"], sms_consent=True
+    )
+    reports.script = [accepted(SID)]
+    appointment = book(texts_only, "microneedling", WEDNESDAY_10, now)
+    assert dispatch_local(now=now) == {SendOutcome.SENT: 1}
+    assert report(client).status_code == 204
+    confirmation = OutboxMessage.objects.get(appointment=appointment, kind="confirmation")
+    assert outbox_retry(message_ids=[confirmation.pk], now=now + timedelta(minutes=1)) == 1
+
+    appointment_cancel(appointment=appointment, actor=RECEPTION, now=now + timedelta(minutes=2))
+
+    assert OutboxMessage.objects.filter(appointment=appointment, kind="cancelled", channel="sms").exists()
+
+
+def test_the_time_an_undelivered_confirmation_named_is_still_the_one_the_patient_last_heard(client, sent_text, patient):
+    from reminders.services import last_told_start
+
+    assert report(client).status_code == 204
+    assert last_told_start(sent_text.appointment) == WEDNESDAY_10
