@@ -207,9 +207,9 @@ def test_the_report_names_the_row_it_is_for_and_is_signed_over_that_url(client, 
     assert sent_text.status == "failed"
 
 
-def test_after_an_undelivered_confirmation_the_cancellation_still_goes(client, reports, clinic, practitioner, now):
-    """The patient booked it; a handset off for a day gets the text later: a cancellation must still reach them
-    (the confirmation counts as told: HANDED_OVER)."""
+@pytest.fixture
+def unheard_booking(client, reports, clinic, practitioner, now):
+    """A texts-only patient's booking whose confirmation Twilio reported undelivered."""
     texts_only = PatientFactory(
         clinic=clinic, phone="+447700900777", email="", reminder_channels=["sms"], sms_consent=True
     )
@@ -217,7 +217,13 @@ def test_after_an_undelivered_confirmation_the_cancellation_still_goes(client, r
     appointment = book(texts_only, "microneedling", WEDNESDAY_10, now)
     assert dispatch_local(now=now) == {SendOutcome.SENT: 1}
     assert report(client).status_code == 204
+    return appointment
 
+
+def test_after_an_undelivered_confirmation_the_cancellation_still_goes(unheard_booking, now):
+    """The patient booked it; a handset off for a day gets the text later: a cancellation must still reach them
+    (the confirmation counts as told: HANDED_OVER)."""
+    appointment = unheard_booking
     appointment_cancel(appointment=appointment, actor=RECEPTION, now=now)
 
     notice = OutboxMessage.objects.get(appointment=appointment, kind="cancelled", channel="sms")
@@ -299,18 +305,10 @@ def test_a_report_that_comes_while_the_sender_still_holds_its_row_waits_for_it(t
     assert sent_text.status == "failed" and "30003" in sent_text.last_error
 
 
-def test_after_an_undelivered_confirmation_is_sent_again_a_cancellation_still_goes(
-    client, reports, clinic, practitioner, now
-):
+def test_after_an_undelivered_confirmation_is_sent_again_a_cancellation_still_goes(unheard_booking, now):
     """Waiting to go again, the confirmation was still handed over once (it keeps its `sent_at`): the patient may
     have it late, so the cancellation must follow (review of db4a76e: it was lost)."""
-    texts_only = PatientFactory(
-        clinic=clinic, phone="+447700900777", email="", reminder_channels=["sms"], sms_consent=True
-    )
-    reports.script = [accepted(SID)]
-    appointment = book(texts_only, "microneedling", WEDNESDAY_10, now)
-    assert dispatch_local(now=now) == {SendOutcome.SENT: 1}
-    assert report(client).status_code == 204
+    appointment = unheard_booking
     confirmation = OutboxMessage.objects.get(appointment=appointment, kind="confirmation")
     assert outbox_retry(message_ids=[confirmation.pk], now=now + timedelta(minutes=1)) == 1
 
