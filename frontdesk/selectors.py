@@ -275,6 +275,13 @@ class ReminderRow:
         return template.name if template else self.message.get_kind_display()
 
     @property
+    def went_at(self) -> datetime | None:
+        """When it was handed to the provider, while that is what became of it (sent, or reported undelivered since);
+        None for one waiting to go again after a failure, which shows when it is due instead."""
+        went = self.message.status in (OutboxStatus.SENT, OutboxStatus.FAILED)
+        return self.message.sent_at if went else None
+
+    @property
     def replaced(self) -> bool:
         return self.message.status == OutboxStatus.CANCELLED and self.message.last_error.lower().startswith(SUPERSEDED)
 

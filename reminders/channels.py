@@ -148,7 +148,7 @@ def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
     # The provider's summary and the receiving server's own reply (Postmark gives both), else the reason's category
     # (SendGrid's "dropped" gives neither).
     said = [part for part in (event.description, event.mta_response) if part] or [event.reject_reason or ""]
-    why = " ".join(" — ".join(str(part) for part in said).split())[:160]
+    why = " — ".join(" ".join(str(part).split())[:100] for part in said)
     detail = f"{esp_name} reported the e-mail {event.event_type}" + (f" ({why})" if why else "")
     return DeliveryReport(provider_id=event.message_id[:200], failed=True, stopped=False, detail=detail)
 

@@ -51,7 +51,7 @@ from reminders.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from reminders.services import booking_told, last_told_start, webhook_endpoint_reaches
+from reminders.services import booking_told, last_told_start, outbox_retry, webhook_endpoint_reaches
 from reminders.timing import first_allowed_after, quiet_hours
 from scheduler import versioned
 
@@ -589,26 +589,20 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
     carrier = parse_uuid(report.outbox_id)
     if carrier is not None:
         # Race condition: a report may come while the sender still holds the row, the provider's answer not yet
-        # recorded (the row `sending`, without the id): wait for that sender's transaction (up to ROW_LOCK_WAIT:
-        # a sender stuck on the provider does not hold up the web worker longer), then read afresh.
-        try:
-            with transaction.atomic():
-                if connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [ROW_LOCK_WAIT])
-                OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
-        except DatabaseError as error:
-            if not lock_wait_exceeded(error):
-                raise
-            log.warning(
-                "outbox %s stayed locked past %s; its report is matched as the row stands", carrier, ROW_LOCK_WAIT
-            )
+        # recorded (the row `sending`, without the id): wait for that sender's transaction, then read afresh. Up to
+        # ROW_LOCK_WAIT: past it (a sender stuck on the provider) the lock error goes to the caller, which answers
+        # 503 and logs the report, rather than hold up a web worker or find nothing.
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [ROW_LOCK_WAIT])
+            OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
     went = [row for row in OutboxMessage.objects.raw(sql, [report.provider_id]) if row.status == OutboxStatus.SENT]
     if not went:
         log.warning("a provider reported a message it could not deliver that matches no sent one: %s", report.detail)
         return 0
     if report.stopped and channel == Channel.SMS and went[0].recipient:
-        # The STOP first: should it fail, the rows stay `sent` and the same report, sent again, does both. Outside
+        # The STOP first: should it fail, the rows stay `sent`, so the same report, should it come again, does both. Outside
         # the rows' transaction (the opt-out locks the patient, then their rows). Left alone: a patient who switched
         # texts back on after the text went (a START since).
         sms_provider_stopped(phone=went[0].recipient, now=now, detail=report.detail, since=went[0].sent_at)
@@ -625,6 +619,26 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
             save_fields(row, ["status", "last_error", "updated_at"])
     log.warning("a provider could not deliver a message it had accepted (%s): %s", report.detail, went[0].pk)
     return len(rows)
+
+
+def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str) -> str:
+    """Staff (`by`, for the log) send a patient's message again after it failed (the number or address corrected, a
+    handset back on): due now with fresh attempts, as the admin's retry does; when it goes, the sender reads the
+    record as it is then. Returns "" when it goes again, else why not, in the desk's words, with nothing changed:
+    it has not failed, or the sender would drop it now (`_still_wanted`: the patient turned that channel off or
+    replied STOP, the visit started or was cancelled, ...; held while a clinician must clear the booking is fine),
+    a cancellation notice whose visit's time has passed, or a newer copy of it is waiting already."""
+    if message.channel == Channel.WEBHOOK or message.status != OutboxStatus.FAILED:
+        return "it has not failed (it was sent again already)"
+    verdict = _still_wanted(message, now)
+    if verdict is not None and verdict[0] != OutboxStatus.HELD:
+        return verdict[1]
+    if message.kind == MessageKind.CANCELLED and now >= message.appointment.start_at:
+        return "too late: the appointment's time has passed"
+    if outbox_retry(message_ids=[message.pk], now=now) != 1:
+        return "a newer copy of it is waiting to go already"
+    log.info("outbox %s (%s by %s) sent again by %s", message.pk, message.kind, message.channel, by)
+    return ""
 
 
 def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Exception) -> SendOutcome:

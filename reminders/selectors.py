@@ -28,11 +28,12 @@ def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
 def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
     """Messages to patients (no webhooks) that did not reach them (refused, out of attempts, or reported undelivered
     after they were sent: dispatch.delivery_reported) and that nothing made up for: not sent again, and no copy of
-    the same kind for the same appointment went since (its twin on the other channel, or a later copy after a
-    move)."""
+    the same template (one template holds a message's e-mail and its text) for the same appointment went since: its
+    twin on the other channel, or a later copy after a move. Another template's message of the same kind (another
+    pre-care note) makes up for nothing."""
     made_up = OutboxMessage.objects.filter(
         appointment_id=OuterRef("appointment_id"),
-        kind=OuterRef("kind"),
+        template_id=OuterRef("template_id"),
         status=OutboxStatus.SENT,
         created_at__gte=OuterRef("created_at"),
     )

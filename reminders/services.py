@@ -633,16 +633,6 @@ def outbox_retry(*, message_ids: Iterable, now: datetime) -> int:
     return count
 
 
-def patient_message_send_again(*, message: OutboxMessage, now: datetime) -> bool:
-    """Staff send a patient's message again after it failed (the number or address corrected, a handset back on):
-    due now with fresh attempts, as the admin's retry does; when it goes, the dispatcher reads the record as it is
-    then (the corrected number, the consent, whether it is still wanted). False, and nothing changes, when it has
-    not failed (sent again already, never failed) or a newer copy of it is waiting."""
-    if message.channel == Channel.WEBHOOK or message.status != OutboxStatus.FAILED:
-        return False
-    return outbox_retry(message_ids=[message.pk], now=now) == 1
-
-
 def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:
     with transaction.atomic():
         return OutboxMessage.objects.filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES).update(

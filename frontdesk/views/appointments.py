@@ -17,8 +17,8 @@ from clinic.services import appointment_notes_set
 from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
+from reminders.dispatch import patient_message_send_again
 from reminders.selectors import patient_messages
-from reminders.services import patient_message_send_again
 from scheduler.booking import (
     appointment_cancel,
     appointment_check_in,
@@ -162,10 +162,11 @@ def message_send_again_view(request, appointment_id, message_id):
     if message is None:
         raise Http404("No such message for this appointment.")
     what = f"{message.get_channel_display()} “{selectors.ReminderRow(message).name}”"
-    if patient_message_send_again(message=message, now=timezone.now()):
-        messages.success(request, f"The {what} goes again in a moment, to the number or address on the record now.")
+    why_not = patient_message_send_again(message=message, now=timezone.now(), by=request.actor.label)
+    if why_not:
+        messages.error(request, f"The {what} was not sent again: {why_not}. Phone the patient if they must know.")
     else:
-        messages.info(request, f"The {what} has not failed (it was sent again already): nothing was changed.")
+        messages.success(request, f"The {what} goes again in a moment, to the number or address on the record now.")
     return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)
 
 

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from clinic.models import AppointmentStatus, StaffMembership, StaffRole
-from reminders.models import OutboxMessage
+from reminders.defaults import care_texts_load
+from reminders.models import OutboxMessage, ReminderTemplate
 from tests.frontdesk.conftest import book, url
 from tests.frontdesk.html import squash
 
@@ -19,11 +20,21 @@ UNDELIVERED = "Twilio reported the text undelivered (error 30003) after it was s
 HEADING = "Messages that did not reach the patient"
 
 
-def message(appointment, *, channel="sms", status="failed", kind="confirmation", error=UNDELIVERED, due_at=None):
+@pytest.fixture(autouse=True)
+def care_texts(catalogue):
+    """The shipped templates: a message the sender would send has one."""
+    care_texts_load()
+
+
+def message(
+    appointment, *, channel="sms", status="failed", kind="confirmation", error=UNDELIVERED, due_at=None, template=None
+):
     return OutboxMessage.objects.create(
         appointment=appointment,
         kind=kind,
         channel=channel,
+        template=template or ReminderTemplate.objects.filter(kind=kind).order_by("pk").first(),
+        anchor_at=appointment.start_at,
         due_at=due_at or appointment.created_at,
         status=status,
         last_error=error,
@@ -46,8 +57,8 @@ def test_a_text_that_did_not_reach_the_patient_is_listed_with_why(reception, cli
     page = squash(reception.get(url("today", clinic)))
     assert f'{HEADING} <span class="count">1</span>' in page
     assert str(visit.pk) in page and "Wed 4 Mar, 09:00" in page
-    assert f"SMS · Booking confirmation: {UNDELIVERED}" in page
-    assert "Appointment reminder" not in squash_section(page, "undelivered-heading")
+    assert f"SMS · Booking confirmation (every procedure): {UNDELIVERED}" in page
+    assert "Reminder the day before" not in squash_section(page, "undelivered-heading")
     assert "Phone the patient" in page
 
 
@@ -65,8 +76,8 @@ def test_an_e_mail_that_bounced_and_a_text_out_of_attempts_are_listed_in_the_ord
     section = " ".join(
         squash_section(reception.get(url("today", clinic)).content.decode(), "undelivered-heading").split()
     )
-    bounced = section.index("E-mail · Booking confirmation: Postmark reported the e-mail bounced")
-    gave_up = section.index("SMS · Appointment reminder: gave up after 5 attempts")
+    bounced = section.index("E-mail · Booking confirmation (every procedure): Postmark reported the e-mail bounced")
+    gave_up = section.index("SMS · Reminder the day before (every procedure): gave up after 5 attempts")
     assert bounced < gave_up
 
 
@@ -109,7 +120,10 @@ def test_a_cancellation_that_did_not_reach_the_patient_is_listed_until_the_time_
         squash_section(reception.get(url("today", clinic)).content.decode(), "undelivered-heading").split()
     )
     assert str(called_off.pk) in section and str(quiet.pk) not in section
-    assert "Cancelled" in section and f"SMS · Change notice: cancelled: {UNDELIVERED}" in section
+    assert (
+        "Cancelled" in section
+        and f"SMS · Change notice: appointment cancelled (every procedure): {UNDELIVERED}" in section
+    )
     assert "an old failure of no use now" not in section
 
     past = book(patient, practitioner, "botox", frozen - timedelta(hours=2), status=AppointmentStatus.CANCELLED)
@@ -127,6 +141,22 @@ def test_a_failure_another_copy_made_up_for_is_not_listed(reception, clinic, pra
 
     OutboxMessage.objects.filter(pk=twin.pk).update(created_at=bounced.created_at - timedelta(days=1))
     assert HEADING in squash(reception.get(url("today", clinic)))  # an older copy that went makes up for nothing
+
+
+def test_another_templates_message_of_the_same_kind_makes_up_for_nothing(
+    reception, clinic, practitioner, patient, frozen
+):
+    """The clinic's own pre-care note ("stop blood thinners") bounced; the shipped 24 h pre-care went: the first is
+    still to be told (review of 816d614: it was hidden)."""
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    shipped = ReminderTemplate.objects.filter(kind="pre_care").order_by("pk").first()
+    own = ReminderTemplate.objects.create(
+        name="Stop blood thinners 7 days before", kind="pre_care", anchor="start", offset_value=-168, sms_text="x"
+    )
+    message(visit, kind="pre_care", channel="email", template=own, error="Postmark reported the e-mail bounced")
+    message(visit, kind="pre_care", channel="email", template=shipped, status="sent", error="")
+    section = squash_section(reception.get(url("today", clinic)).content.decode(), "undelivered-heading")
+    assert "Stop blood thinners 7 days before" in section
 
 
 def test_a_message_sent_again_leaves_the_list(reception, clinic, practitioner, patient, frozen):
@@ -165,9 +195,11 @@ def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
     reception, clinic, practitioner, patient, frozen
 ):
     visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
-    failed = message(visit)
+    failed = message(visit, channel="email", error="Postmark reported the e-mail bounced")
+    OutboxMessage.objects.filter(pk=failed.pk).update(sent_at=frozen - timedelta(hours=1))
     page = reception.get(url("appointment", clinic, visit)).content.decode()
-    assert 'aria-label="Send Booking confirmation by SMS again"' in page
+    assert 'aria-label="Send Booking confirmation (every procedure) by E-mail again"' in page
+    assert "Sent Mon 2 Mar 2026, 08:00" in " ".join(page.split())
 
     response = send_again(reception, clinic, visit, failed)
 
@@ -175,9 +207,32 @@ def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.due_at, failed.last_error) == ("pending", 0, frozen, "")
     followed = squash(reception.get(response["Location"]))
-    assert "The SMS “Booking confirmation” goes again in a moment" in followed
+    assert "The E-mail “Booking confirmation (every procedure)” goes again in a moment" in followed
     assert "Send again" not in followed  # pending now: no button
+    assert "Due Mon 2 Mar 2026, 09:00" in followed and "Sent Mon 2 Mar" not in followed  # not "sent" before it goes
     assert HEADING not in squash(reception.get(url("today", clinic)))
+
+
+def test_a_message_the_sender_would_drop_is_not_sent_again_and_stays_listed(
+    reception, clinic, practitioner, patient, frozen
+):
+    """Texts the patient never agreed to (or stopped), a cancellation whose time has passed: the desk is told why,
+    and the booking stays on Today for a phone call (review of f75cf57)."""
+    called_off = book(patient, practitioner, "botox", frozen + timedelta(days=2), status=AppointmentStatus.CANCELLED)
+    unheard = message(called_off, kind="cancelled")  # by SMS, which this patient has not agreed to
+    response = send_again(reception, clinic, called_off, unheard)
+    followed = squash(reception.get(response["Location"]))
+    assert "was not sent again:" in followed and "Phone the patient" in followed
+    unheard.refresh_from_db()
+    assert unheard.status == "failed"
+    assert str(called_off.pk) in squash(reception.get(url("today", clinic)))
+
+    past = book(patient, practitioner, "botox", frozen - timedelta(hours=1), status=AppointmentStatus.CANCELLED)
+    too_late = message(past, kind="cancelled", channel="email")
+    response = send_again(reception, clinic, past, too_late)
+    assert "too late: the appointment&#x27;s time has passed" in squash(reception.get(response["Location"]))
+    too_late.refresh_from_db()
+    assert too_late.status == "failed"
 
 
 def test_a_message_that_has_not_failed_is_left_as_it_is(reception, clinic, practitioner, patient, frozen):

@@ -314,7 +314,10 @@ def test_after_an_undelivered_confirmation_is_sent_again_a_cancellation_still_go
 
     appointment_cancel(appointment=appointment, actor=RECEPTION, now=now + timedelta(minutes=2))
 
-    assert OutboxMessage.objects.filter(appointment=appointment, kind="cancelled", channel="sms").exists()
+    # Planned, and when it goes it still finds the patient told (booking_told), so it is sent, not dropped.
+    dispatch_local(now=now + timedelta(hours=1))
+    notice = OutboxMessage.objects.get(appointment=appointment, kind="cancelled", channel="sms")
+    assert notice.status == "sent", notice.last_error
 
 
 def test_the_time_an_undelivered_confirmation_named_is_still_the_one_the_patient_last_heard(client, sent_text, patient):
@@ -322,3 +325,21 @@ def test_the_time_an_undelivered_confirmation_named_is_still_the_one_the_patient
 
     assert report(client).status_code == 204
     assert last_told_start(sent_text.appointment) == WEDNESDAY_10
+
+
+@pytest.mark.postgres
+def test_a_report_waits_for_its_row_only_so_long_then_is_a_503_and_changes_nothing(
+    transactional_db, client, sent_text, monkeypatch
+):
+    """A sender stuck on the provider does not hold up the web worker past ROW_LOCK_WAIT: the report is answered 503
+    and logged with its contents, and the row is left as it is."""
+    monkeypatch.setattr(dispatch, "ROW_LOCK_WAIT", "200ms")
+    OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sending", provider_id="")
+
+    def stuck_sender():
+        OutboxMessage.objects.select_for_update().filter(pk=sent_text.pk).exists()
+
+    with held_in_another_connection(stuck_sender):
+        assert report(client, outbox=sent_text.pk).status_code == 503
+    sent_text.refresh_from_db()
+    assert (sent_text.status, sent_text.last_error) == ("sending", "")
