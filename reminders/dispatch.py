@@ -160,8 +160,9 @@ def outbox_release(claims: list[Claim]) -> int:
 # --- Send one -------------------------------------------------------------------------------------------------
 
 
-def _still_wanted(message: OutboxMessage, now: datetime) -> tuple[str, str] | None:
-    """(status, reason) when the row must not be sent after all, else None."""
+def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -> tuple[str, str] | None:
+    """(status, reason) when the row must not be sent after all, else None. `hold=False` reads past a booking held
+    for a clinician (what would be decided once it is cleared)."""
     appointment = message.appointment
     if message.channel == Channel.WEBHOOK:
         endpoint = message.endpoint
@@ -182,7 +183,7 @@ def _still_wanted(message: OutboxMessage, now: datetime) -> tuple[str, str] | No
         MessageKind.RESCHEDULED,
     ):
         return OutboxStatus.CANCELLED, "the appointment is over"
-    if appointment.status in HOLDING_STATUSES:
+    if hold and appointment.status in HOLDING_STATUSES:
         return OutboxStatus.HELD, ""
     if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
         return OutboxStatus.CANCELLED, "superseded: the appointment moved"
@@ -621,21 +622,42 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
     return len(rows)
 
 
+# Messages about the booking itself (when it is, that it moved or was called off): of no use once its time has come.
+_ABOUT_THE_BOOKING = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED, MessageKind.CANCELLED)
+
+
 def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str) -> str:
     """Staff (`by`, for the log) send a patient's message again after it failed (the number or address corrected, a
-    handset back on): due now with fresh attempts, as the admin's retry does; when it goes, the sender reads the
-    record as it is then. Returns "" when it goes again, else why not, in the desk's words, with nothing changed:
-    it has not failed, or the sender would drop it now (`_still_wanted`: the patient turned that channel off or
-    replied STOP, the visit started or was cancelled, ...; held while a clinician must clear the booking is fine),
-    a cancellation notice whose visit's time has passed, or a newer copy of it is waiting already."""
+    handset back on): due with fresh attempts, as the admin's retry does (a text in quiet hours when they end); when
+    it goes, the sender reads the record as it is then. Returns "" when it goes again, else why not, in the desk's
+    words, with nothing changed: it has not failed; the sender would drop it (`_still_wanted`, read past a clearance
+    hold: the patient turned that channel off or replied STOP, the visit moved, started or was cancelled; quiet
+    hours until the visit); a message about the booking whose time has come; a newer copy of it, on its channel,
+    reached the patient or is going; or a newer copy is waiting already."""
     if message.channel == Channel.WEBHOOK or message.status != OutboxStatus.FAILED:
         return "it has not failed (it was sent again already)"
-    verdict = _still_wanted(message, now)
-    if verdict is not None and verdict[0] != OutboxStatus.HELD:
+    verdict = _still_wanted(message, now, hold=False)
+    if verdict is not None:
         return verdict[1]
-    if message.kind == MessageKind.CANCELLED and now >= message.appointment.start_at:
-        return "too late: the appointment's time has passed"
-    if outbox_retry(message_ids=[message.pk], now=now) != 1:
+    appointment = message.appointment
+    if message.kind in _ABOUT_THE_BOOKING and now >= appointment.start_at:
+        return "too late: the appointment's time has come"
+    newer = OutboxMessage.objects.filter(
+        appointment_id=message.appointment_id,
+        template_id=message.template_id,
+        channel=message.channel,
+        created_at__gte=message.created_at,
+        status__in=(OutboxStatus.SENDING, OutboxStatus.SENT),
+    ).exclude(pk=message.pk)
+    if newer.exists():
+        return "a newer copy of it reached the patient, or is on its way"
+    due = now
+    if message.channel == Channel.SMS:
+        quiet = _quiet_hours_verdict(message, now)
+        if quiet is not None and quiet[0] == OutboxStatus.SKIPPED:
+            return quiet[2]
+        due = quiet[1] if quiet is not None and quiet[1] else now
+    if outbox_retry(message_ids=[message.pk], now=due) != 1:
         return "a newer copy of it is waiting to go already"
     log.info("outbox %s (%s by %s) sent again by %s", message.pk, message.kind, message.channel, by)
     return ""

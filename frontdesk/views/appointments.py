@@ -18,6 +18,7 @@ from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from reminders.dispatch import patient_message_send_again
+from reminders.models import HOLDING_STATUSES
 from reminders.selectors import patient_messages
 from scheduler.booking import (
     appointment_cancel,
@@ -166,7 +167,11 @@ def message_send_again_view(request, appointment_id, message_id):
     if why_not:
         messages.error(request, f"The {what} was not sent again: {why_not}. Phone the patient if they must know.")
     else:
-        messages.success(request, f"The {what} goes again in a moment, to the number or address on the record now.")
+        held = appointment.status in HOLDING_STATUSES
+        when = (
+            "once a clinician clears the booking" if held else "in a moment (a text waits for the end of quiet hours)"
+        )
+        messages.success(request, f"The {what} goes again {when}, to the number or address on the record then.")
     return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)
 
 

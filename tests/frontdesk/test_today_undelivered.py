@@ -7,8 +7,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import time_machine
 
-from clinic.models import AppointmentStatus, StaffMembership, StaffRole
+from clinic.models import AppointmentStatus, Patient, StaffMembership, StaffRole
 from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, ReminderTemplate
 from tests.frontdesk.conftest import book, url
@@ -208,6 +209,7 @@ def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
     assert (failed.status, failed.attempts, failed.due_at, failed.last_error) == ("pending", 0, frozen, "")
     followed = squash(reception.get(response["Location"]))
     assert "The E-mail “Booking confirmation (every procedure)” goes again in a moment" in followed
+    assert "to the number or address on the record then" in followed
     assert "Send again" not in followed  # pending now: no button
     assert "Due Mon 2 Mar 2026, 09:00" in followed and "Sent Mon 2 Mar" not in followed  # not "sent" before it goes
     assert HEADING not in squash(reception.get(url("today", clinic)))
@@ -230,7 +232,7 @@ def test_a_message_the_sender_would_drop_is_not_sent_again_and_stays_listed(
     past = book(patient, practitioner, "botox", frozen - timedelta(hours=1), status=AppointmentStatus.CANCELLED)
     too_late = message(past, kind="cancelled", channel="email")
     response = send_again(reception, clinic, past, too_late)
-    assert "too late: the appointment&#x27;s time has passed" in squash(reception.get(response["Location"]))
+    assert "too late: the appointment&#x27;s time has come" in squash(reception.get(response["Location"]))
     too_late.refresh_from_db()
     assert too_late.status == "failed"
 
@@ -261,3 +263,50 @@ def test_only_this_appointments_patient_messages_of_this_clinic_can_be_sent_agai
     assert reception.get(url("message_send_again", clinic, visit, of_another_visit)).status_code == 405
     statuses = OutboxMessage.objects.filter(pk__in=[webhook.pk, of_another_visit.pk, of_another_clinic.pk])
     assert set(statuses.values_list("status", flat=True)) == {"failed"}
+
+
+def test_a_message_about_the_booking_is_not_sent_again_once_its_time_has_come(
+    reception, clinic, practitioner, patient, frozen
+):
+    """Checked in or not marked done yet, the visit is still `confirmed`: "confirmed for <yesterday>" helps nobody
+    (review of bb2ef6e)."""
+    started = book(patient, practitioner, "botox", frozen - timedelta(minutes=10))
+    failed = message(started, channel="email")
+    response = send_again(reception, clinic, started, failed)
+    assert "too late: the appointment&#x27;s time has come" in squash(reception.get(response["Location"]))
+    failed.refresh_from_db()
+    assert failed.status == "failed"
+
+
+def test_a_message_whose_newer_copy_reached_the_patient_is_not_sent_again(
+    reception, clinic, practitioner, patient, frozen
+):
+    """The first move's notice failed; the second move's went: sending the first again would be a second "moved"."""
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    first = message(visit, kind="rescheduled", channel="email")
+    second = message(visit, kind="rescheduled", channel="email", status="sent", error="")
+    OutboxMessage.objects.filter(pk=second.pk).update(created_at=first.created_at + timedelta(hours=1))
+    response = send_again(reception, clinic, visit, first)
+    assert "a newer copy of it reached the patient" in squash(reception.get(response["Location"]))
+    first.refresh_from_db()
+    assert first.status == "failed"
+
+
+def test_a_booking_held_for_a_clinician_gets_it_once_cleared(reception, clinic, practitioner, patient, frozen):
+    held = book(patient, practitioner, "botox", frozen + timedelta(days=2), status=AppointmentStatus.PENDING_CLEARANCE)
+    failed = message(held, channel="email")
+    response = send_again(reception, clinic, held, failed)
+    assert "goes again once a clinician clears the booking" in squash(reception.get(response["Location"]))
+    failed.refresh_from_db()
+    assert failed.status == "pending"
+
+
+def test_a_text_sent_again_in_quiet_hours_waits_for_their_end(reception, clinic, practitioner, patient, frozen):
+    Patient.objects.filter(pk=patient.pk).update(reminder_channels=["email", "sms"], sms_consent=True)
+    visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
+    failed = message(visit)
+    late_evening = frozen.replace(hour=22)  # 22:00 in London (GMT)
+    with time_machine.travel(late_evening, tick=False):
+        send_again(reception, clinic, visit, failed)
+    failed.refresh_from_db()
+    assert (failed.status, failed.due_at) == ("pending", frozen.replace(day=3, hour=8))
