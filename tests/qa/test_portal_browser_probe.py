@@ -392,7 +392,10 @@ def test_every_page_has_a_language_a_title_naming_it_one_h1_ordered_headings_and
     assert "call the clinic" in text and "The phone number is in the messages we sent you." in text
     # The unsubscribe page: one button, and the one page after it.
     phone.goto(pages["unsubscribe"])
-    phone.get_by_role("button", name="Unsubscribe").click()
+    # The form posts to its own address: wait for the page after it, or the audit may run while it is replaced.
+    with phone.expect_navigation():
+        phone.get_by_role("button", name="Unsubscribe").click()
+    phone.wait_for_load_state()
     found += [f"unsubscribed: {problem}" for problem in phone.evaluate(AUDIT_JS)]
     assert phone.title().startswith("Unsubscribed · ")
     assert found == []
