@@ -1,4 +1,5 @@
-"""Claiming due outbox rows and delivering them in batches: the part Celery (or the local loop) calls.
+"""Claiming due outbox rows and delivering them in batches: the part Celery (or the local loop) calls; and what
+follows a send: a provider's report that a message did not arrive (`delivery_reported`), staff sending one again.
 
 Claim: in one short transaction, lock due rows with SELECT ... FOR UPDATE SKIP
 LOCKED, mark them `sending` under a fresh claim token with a lease, commit.
@@ -626,22 +627,30 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
 _ABOUT_THE_BOOKING = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED, MessageKind.CANCELLED)
 
 
-def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str) -> str:
+@dataclass(frozen=True)
+class SendAgain:
+    """What became of staff's "send again": `refused`, why not (nothing changed), or else `when` it goes."""
+
+    refused: str = ""
+    when: str = ""
+
+
+def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str) -> SendAgain:
     """Staff (`by`, for the log) send a patient's message again after it failed (the number or address corrected, a
     handset back on): due with fresh attempts, as the admin's retry does (a text in quiet hours when they end); when
-    it goes, the sender reads the record as it is then. Returns "" when it goes again, else why not, in the desk's
-    words, with nothing changed: it has not failed; the sender would drop it (`_still_wanted`, read past a clearance
-    hold: the patient turned that channel off or replied STOP, the visit moved, started or was cancelled; quiet
-    hours until the visit); a message about the booking whose time has come; a newer copy of it, on its channel,
-    reached the patient or is going; or a newer copy is waiting already."""
+    it goes, the sender reads the record as it is then. Refused, in the desk's words, with nothing changed: it has
+    not failed; the sender would drop it (`_still_wanted`, read past a clearance hold: the patient turned that
+    channel off or replied STOP, the visit moved, started or was cancelled; quiet hours until the visit); a message
+    about the booking whose time has come; a newer copy of it, on its channel, reached the patient or is going; or
+    a newer copy is waiting already."""
     if message.channel == Channel.WEBHOOK or message.status != OutboxStatus.FAILED:
-        return "it has not failed (it was sent again already)"
+        return SendAgain(refused="it has not failed (it was sent again already)")
     verdict = _still_wanted(message, now, hold=False)
     if verdict is not None:
-        return verdict[1]
+        return SendAgain(refused=verdict[1])
     appointment = message.appointment
     if message.kind in _ABOUT_THE_BOOKING and now >= appointment.start_at:
-        return "too late: the appointment's time has come"
+        return SendAgain(refused="too late: the appointment's time has come")
     newer = OutboxMessage.objects.filter(
         appointment_id=message.appointment_id,
         template_id=message.template_id,
@@ -650,17 +659,19 @@ def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str
         status__in=(OutboxStatus.SENDING, OutboxStatus.SENT),
     ).exclude(pk=message.pk)
     if newer.exists():
-        return "a newer copy of it reached the patient, or is on its way"
+        return SendAgain(refused="a newer copy of it reached the patient, or is on its way")
     due = now
     if message.channel == Channel.SMS:
         quiet = _quiet_hours_verdict(message, now)
         if quiet is not None and quiet[0] == OutboxStatus.SKIPPED:
-            return quiet[2]
+            return SendAgain(refused=quiet[2])
         due = quiet[1] if quiet is not None and quiet[1] else now
     if outbox_retry(message_ids=[message.pk], now=due) != 1:
-        return "a newer copy of it is waiting to go already"
+        return SendAgain(refused="a newer copy of it is waiting to go already")
     log.info("outbox %s (%s by %s) sent again by %s", message.pk, message.kind, message.channel, by)
-    return ""
+    if appointment.status in HOLDING_STATUSES:
+        return SendAgain(when="once a clinician clears the booking")
+    return SendAgain(when="in a moment (a text waits for the end of quiet hours)")
 
 
 def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Exception) -> SendOutcome:

@@ -12,6 +12,7 @@ from django.db import connection
 
 from api.models import IdempotencyKey
 from clinic.models import Appointment, AuditEvent
+from reminders.dispatch import sent_by_provider_id_sql
 from reminders.models import OutboxMessage
 
 WRITTEN_BY_A_BOOKING = [Appointment, AuditEvent, OutboxMessage, IdempotencyKey]
@@ -119,8 +120,6 @@ def test_a_delivery_reports_lookup_uses_the_sent_messages_index_in_a_generic_pla
     """A provider names a text or e-mail by its id (reminders.dispatch.delivery_reported): the look-up must find it
     by the partial index of sent messages' ids (reminders 0016), not scan the outbox, also once the prepared
     statement runs on its generic plan (the literals in its text prove the index's condition)."""
-    from reminders.dispatch import sent_by_provider_id_sql
-
     sql = sent_by_provider_id_sql(channel).replace("%s", "$1")
     with connection.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_generic_plan")
@@ -135,7 +134,5 @@ def test_a_delivery_reports_lookup_uses_the_sent_messages_index_in_a_generic_pla
 
 
 def test_only_texts_and_e_mails_have_delivery_reports():
-    from reminders.dispatch import sent_by_provider_id_sql
-
     with pytest.raises(ValueError, match="webhook"):
         sent_by_provider_id_sql("webhook")

@@ -18,7 +18,6 @@ from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from reminders.dispatch import patient_message_send_again
-from reminders.models import HOLDING_STATUSES
 from reminders.selectors import patient_messages
 from scheduler.booking import (
     appointment_cancel,
@@ -163,15 +162,13 @@ def message_send_again_view(request, appointment_id, message_id):
     if message is None:
         raise Http404("No such message for this appointment.")
     what = f"{message.get_channel_display()} “{selectors.ReminderRow(message).name}”"
-    why_not = patient_message_send_again(message=message, now=timezone.now(), by=request.actor.label)
-    if why_not:
-        messages.error(request, f"The {what} was not sent again: {why_not}. Phone the patient if they must know.")
-    else:
-        held = appointment.status in HOLDING_STATUSES
-        when = (
-            "once a clinician clears the booking" if held else "in a moment (a text waits for the end of quiet hours)"
+    outcome = patient_message_send_again(message=message, now=timezone.now(), by=request.actor.label)
+    if outcome.refused:
+        messages.error(
+            request, f"The {what} was not sent again: {outcome.refused}. Phone the patient if they must know."
         )
-        messages.success(request, f"The {what} goes again {when}, to the number or address on the record then.")
+    else:
+        messages.success(request, f"The {what} goes again {outcome.when}, to the number or address on the record then.")
     return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)
 
 

@@ -12,6 +12,7 @@ import time_machine
 from clinic.models import AppointmentStatus, Patient, StaffMembership, StaffRole
 from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, ReminderTemplate
+from reminders.services import outbox_retry
 from tests.frontdesk.conftest import book, url
 from tests.frontdesk.html import squash
 
@@ -161,8 +162,6 @@ def test_another_templates_message_of_the_same_kind_makes_up_for_nothing(
 
 
 def test_a_message_sent_again_leaves_the_list(reception, clinic, practitioner, patient, frozen):
-    from reminders.services import outbox_retry
-
     visit = book(patient, practitioner, "botox", frozen + timedelta(days=2))
     failed = message(visit)
     assert HEADING in squash(reception.get(url("today", clinic)))
@@ -261,6 +260,8 @@ def test_only_this_appointments_patient_messages_of_this_clinic_can_be_sent_agai
     assert send_again(reception, clinic, visit, of_another_visit).status_code == 404
     assert send_again(reception, clinic, elsewhere, of_another_clinic).status_code == 404
     assert reception.get(url("message_send_again", clinic, visit, of_another_visit)).status_code == 405
+    not_an_id = url("message_send_again", clinic, visit, of_another_visit).replace(str(of_another_visit.pk), "x1")
+    assert reception.post(not_an_id).status_code == 404
     statuses = OutboxMessage.objects.filter(pk__in=[webhook.pk, of_another_visit.pk, of_another_clinic.pk])
     assert set(statuses.values_list("status", flat=True)) == {"failed"}
 

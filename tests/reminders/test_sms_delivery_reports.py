@@ -20,7 +20,7 @@ from reminders import consent, dispatch
 from reminders.channels import TwilioSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local
 from reminders.models import ContactOptOut, OptOutVia, OutboxMessage
-from reminders.services import outbox_retry
+from reminders.services import last_told_start, outbox_retry
 from scheduler.booking import appointment_cancel
 from tests.factories import PatientFactory
 from tests.races import held_in_another_connection
@@ -321,8 +321,6 @@ def test_after_an_undelivered_confirmation_is_sent_again_a_cancellation_still_go
 
 
 def test_the_time_an_undelivered_confirmation_named_is_still_the_one_the_patient_last_heard(client, sent_text, patient):
-    from reminders.services import last_told_start
-
     assert report(client).status_code == 204
     assert last_told_start(sent_text.appointment) == WEDNESDAY_10
 
