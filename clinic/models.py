@@ -647,6 +647,14 @@ class AuditAction(models.TextChoices):
     RELEASED = "released", "Released after review"
     # The patient is at the desk: a fact about the visit, recorded once; the status does not change.
     CHECKED_IN = "checked_in", "Checked in"
+    # Staff sent one of the patient's failed messages again (the desk's button, an operator's retry): not a change to
+    # the appointment; recorded so that the trail says who sent what again (details: message, channel, name).
+    MESSAGE_SENT_AGAIN = "message_sent_again", "Message sent again"
+
+
+# Entries of the trail that change nothing about the appointment: no reaction of its messages, no event to the
+# platforms, not counted in its changes (a webhook's `sequence`).
+AUDIT_ONLY_ACTIONS = frozenset({AuditAction.MESSAGE_SENT_AGAIN})
 
 
 class AuditEvent(models.Model):

@@ -26,6 +26,7 @@ from reminders.models import (
     WebhookEndpoint,
     new_webhook_secret,
 )
+from scheduler.lifecycle import Actor
 
 PLACEHOLDERS = (
     "Placeholders: {{ patient_first_name }}, {{ clinic_name }}, {{ start_local }}, {{ start_date }}, "
@@ -133,7 +134,9 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
 
     @admin.action(description="Retry now (failed or skipped messages)")
     def retry_now(self, request, queryset):
-        count = services.outbox_retry(message_ids=queryset.values_list("pk", flat=True), now=timezone.now())
+        # The patient messages among them are written in their appointments' audit trails, with who sent them again.
+        by = Actor(label=request.user.get_username(), user=request.user)
+        count = services.outbox_retry(message_ids=queryset.values_list("pk", flat=True), now=timezone.now(), actor=by)
         self.message_user(request, f"{count} message(s) are due again now.", messages.SUCCESS)
 
     @admin.action(description="Cancel (unsent messages)")

@@ -55,6 +55,7 @@ from reminders.models import (
 from reminders.services import booking_told, last_told_start, outbox_retry, webhook_endpoint_reaches
 from reminders.timing import first_allowed_after, quiet_hours
 from scheduler import versioned
+from scheduler.lifecycle import Actor
 
 log = logging.getLogger(__name__)
 
@@ -635,8 +636,8 @@ class SendAgain:
     when: str = ""
 
 
-def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str) -> SendAgain:
-    """Staff (`by`, for the log) send a patient's message again after it failed (the number or address corrected, a
+def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: Actor) -> SendAgain:
+    """Staff (`by`, written in the appointment's audit trail) send a patient's message again after it failed (the number or address corrected, a
     handset back on): due with fresh attempts, as the admin's retry does (a text in quiet hours when they end); when
     it goes, the sender reads the record as it is then. Refused, in the desk's words, with nothing changed: it has
     not failed; the sender would drop it (`_still_wanted`, read past a clearance hold: the patient turned that
@@ -666,9 +667,9 @@ def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: str
         if quiet is not None and quiet[0] == OutboxStatus.SKIPPED:
             return SendAgain(refused=quiet[2])
         due = quiet[1] if quiet is not None and quiet[1] else now
-    if outbox_retry(message_ids=[message.pk], now=due) != 1:
+    if outbox_retry(message_ids=[message.pk], now=now, due_at=due, actor=by) != 1:
         return SendAgain(refused="a newer copy of it is waiting to go already")
-    log.info("outbox %s (%s by %s) sent again by %s", message.pk, message.kind, message.channel, by)
+    log.info("outbox %s (%s by %s) sent again by %s", message.pk, message.kind, message.channel, by.label)
     if appointment.status in HOLDING_STATUSES:
         return SendAgain(when="once a clinician clears the booking")
     return SendAgain(when="in a moment (a text waits for the end of quiet hours)")

@@ -19,7 +19,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, ApiClient, Appointment, AuditAction, Patient
+from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    AUDIT_ONLY_ACTIONS,
+    ApiClient,
+    Appointment,
+    AuditAction,
+    AuditEvent,
+    Patient,
+)
 from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
@@ -39,7 +47,7 @@ from reminders.models import (
 )
 from reminders.timing import Direction, Plan, plan_due, quiet_hours
 from scheduler import versioned
-from scheduler.lifecycle import EVENT_FOR_ACTION
+from scheduler.lifecycle import EVENT_FOR_ACTION, Actor
 from scheduler.recheck import review_reasons_in_zone
 
 # --- Entry point --------------------------------------------------------------------------------------
@@ -567,7 +575,7 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     if not wanted:
         return  # nobody listens: a booking pays no query for the change count
     event_id = str(uuid.uuid4())
-    sequence = appointment.audit_events.count()
+    sequence = appointment.audit_events.exclude(action__in=AUDIT_ONLY_ACTIONS).count()
     for endpoint in wanted:
         delivery_id = uuid.uuid4()
         # The body is frozen now: a platform gets the appointment as it was when the event happened.
@@ -612,25 +620,47 @@ def webhook_endpoint_create(
 # --- Operator actions (admin) ---------------------------------------------------------------------------------------------
 
 
-def outbox_retry(*, message_ids: Iterable, now: datetime) -> int:
-    """Give failed or skipped messages a fresh set of attempts, due now; return how many."""
+def outbox_retry(
+    *, message_ids: Iterable, now: datetime, due_at: datetime | None = None, actor: Actor | None = None
+) -> int:
+    """Give failed or skipped messages a fresh set of attempts, due now (or at `due_at`); return how many. With
+    `actor` (staff sending a patient's message again), each patient message retried is written in its
+    appointment's audit trail at `now`, in the same transaction: who sent which message again."""
     count = 0
     for pk in list(message_ids):
         try:
             with transaction.atomic():
-                count += OutboxMessage.objects.filter(
+                retried = OutboxMessage.objects.filter(
                     pk=pk, status__in=[OutboxStatus.FAILED, OutboxStatus.SKIPPED]
                 ).update(
                     status=OutboxStatus.PENDING,
                     attempts=0,
-                    due_at=now,
+                    due_at=due_at or now,
                     claim_token=None,
                     claimed_until=None,
                     last_error="",
                 )
+                if retried and actor is not None:
+                    _audit_sent_again(pk, actor, now)
+                count += retried
         except IntegrityError:
             pass  # a newer copy of the same message is already waiting: leave this one as it is
     return count
+
+
+def _audit_sent_again(pk, actor: Actor, now: datetime) -> None:
+    message = OutboxMessage.objects.select_related("template").filter(pk=pk).exclude(channel=Channel.WEBHOOK).first()
+    if message is None or message.appointment_id is None:
+        return  # a platform's webhook delivery: the operator's business, not the patient's trail
+    name = f"{message.template.name if message.template else message.get_kind_display()} by {message.get_channel_display()}"
+    AuditEvent.objects.create(
+        appointment_id=message.appointment_id,
+        action=AuditAction.MESSAGE_SENT_AGAIN,
+        at=now,
+        actor_user=actor.user,
+        actor_label=actor.label,
+        details={"message": str(message.pk), "channel": message.channel, "name": name},
+    )
 
 
 def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:

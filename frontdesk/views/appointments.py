@@ -162,7 +162,7 @@ def message_send_again_view(request, appointment_id, message_id):
     if message is None:
         raise Http404("No such message for this appointment.")
     what = f"{message.get_channel_display()} “{selectors.ReminderRow(message).name}”"
-    outcome = patient_message_send_again(message=message, now=timezone.now(), by=request.actor.label)
+    outcome = patient_message_send_again(message=message, now=timezone.now(), by=request.actor)
     if outcome.refused:
         messages.error(
             request, f"The {what} was not sent again: {outcome.refused}. Phone the patient if they must know."

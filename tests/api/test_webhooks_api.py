@@ -16,6 +16,8 @@ from clinic.models import Appointment
 from reminders.channels import webhook_verify
 from reminders.dispatch import dispatch_local
 from reminders.models import OutboxMessage, WebhookEndpoint
+from reminders.services import outbox_retry
+from scheduler.lifecycle import Actor
 from tests.api.conftest import http, new_api_client, problem_of, session
 from tests.api.test_booking import book
 from tests.reminders.support import FakeHttpServer
@@ -227,6 +229,18 @@ def test_deliveries_carry_event_id_and_sequence_and_are_listed_with_their_respon
     booked = book(api, patient).json()
     receiver.script = [(200, b"ok")]
     dispatch_local(now=_now())
+    # A message sent again in between is in the appointment's trail but is no change to it: not counted.
+    failed = OutboxMessage.objects.create(
+        appointment_id=booked["id"],
+        kind="confirmation",
+        channel="email",
+        anchor_at=_now(),
+        due_at=_now(),
+        status="failed",
+        created_at=_now(),
+    )
+    assert outbox_retry(message_ids=[failed.pk], now=_now(), actor=Actor("reception")) == 1
+    assert Appointment.objects.get(pk=booked["id"]).audit_events.count() == 2
     moved = api.post(
         f"/api/v1/appointments/{booked['id']}/reschedule/", {"start": "2026-03-04T10:00:00+00:00"}, format="json"
     )

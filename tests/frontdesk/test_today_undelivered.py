@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic.models import AppointmentStatus, Patient, StaffMembership, StaffRole
+from clinic.models import AppointmentStatus, AuditAction, Patient, StaffMembership, StaffRole
 from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, ReminderTemplate
 from reminders.services import outbox_retry
@@ -212,6 +212,22 @@ def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
     assert "Send again" not in followed  # pending now: no button
     assert "Due Mon 2 Mar 2026, 09:00" in followed and "Sent Mon 2 Mar" not in followed  # not "sent" before it goes
     assert HEADING not in squash(reception.get(url("today", clinic)))
+    # The trail says who sent which message again, and when.
+    entry = visit.audit_events.get(action=AuditAction.MESSAGE_SENT_AGAIN)
+    assert (entry.at, entry.actor_user.get_username(), entry.actor_label) == (
+        frozen,
+        "reception",
+        "reception (front desk)",
+    )
+    assert entry.details == {
+        "message": str(failed.pk),
+        "channel": "email",
+        "name": "Booking confirmation (every procedure) by E-mail",
+    }
+    assert (
+        "Message sent again</strong> 2 Mar 2026, 09:00 by reception (front desk) · Booking confirmation (every procedure) by E-mail"
+        in (followed)
+    )
 
 
 def test_a_message_the_sender_would_drop_is_not_sent_again_and_stays_listed(
@@ -227,6 +243,7 @@ def test_a_message_the_sender_would_drop_is_not_sent_again_and_stays_listed(
     unheard.refresh_from_db()
     assert unheard.status == "failed"
     assert str(called_off.pk) in squash(reception.get(url("today", clinic)))
+    assert not called_off.audit_events.filter(action=AuditAction.MESSAGE_SENT_AGAIN).exists()  # refused: not written
 
     past = book(patient, practitioner, "botox", frozen - timedelta(hours=1), status=AppointmentStatus.CANCELLED)
     too_late = message(past, kind="cancelled", channel="email")
@@ -311,3 +328,5 @@ def test_a_text_sent_again_in_quiet_hours_waits_for_their_end(reception, clinic,
         send_again(reception, clinic, visit, failed)
     failed.refresh_from_db()
     assert (failed.status, failed.due_at) == ("pending", frozen.replace(day=3, hour=8))
+    # Written when the desk sent it again, not when it is due.
+    assert visit.audit_events.get(action=AuditAction.MESSAGE_SENT_AGAIN).at == late_evening

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from clinic.models import ApiClient, StaffMembership, StaffRole
+from clinic.models import ApiClient, AuditAction, StaffMembership, StaffRole
 from reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.reminders.conftest import book, london
@@ -67,6 +67,38 @@ def test_failed_messages_can_be_retried_from_the_outbox_list(superuser_client, p
     assert "1 message(s) are due again now." in response.content.decode()
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_error) == ("pending", 0, "")
+    # The appointment's trail says which operator sent which message again.
+    entry = appointment.audit_events.get(action=AuditAction.MESSAGE_SENT_AGAIN)
+    assert (entry.actor_user.is_superuser, entry.actor_label) == (True, entry.actor_user.get_username())
+    assert (entry.details["message"], entry.details["channel"]) == (str(row.pk), "sms")
+
+
+def test_a_webhook_retried_by_an_operator_is_not_written_in_the_patients_trail(
+    superuser_client, patient, practitioner, now
+):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    platform = ApiClient(name="Platform")
+    platform.set_new_key()
+    platform.save()
+    delivery = OutboxMessage.objects.create(
+        appointment=appointment,
+        kind="webhook",
+        channel="webhook",
+        endpoint=WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hook"),
+        anchor_at=now,
+        due_at=now,
+        status="failed",
+        payload={"type": "appointment.created"},
+        created_at=now,
+    )
+
+    superuser_client.post(
+        "/admin/reminders/outboxmessage/", {"action": "retry_now", "_selected_action": [str(delivery.pk)]}
+    )
+
+    delivery.refresh_from_db()
+    assert delivery.status == "pending"
+    assert not appointment.audit_events.filter(action=AuditAction.MESSAGE_SENT_AGAIN).exists()
 
 
 def test_messages_in_doubt_are_listed_apart_and_stay_in_doubt_when_retried(
