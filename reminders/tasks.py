@@ -11,12 +11,15 @@ replay them.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
-from reminders import dispatch
+from reminders import channels, dispatch
 
 
 def _moment(now: str | None) -> datetime:
@@ -49,3 +52,43 @@ def _enqueue(claims: list[dispatch.Claim]) -> None:
     # One claim, one token: every row of a batch carries it.
     # retry=False: if the broker is gone, fail at once; dispatch_due hands the claims back.
     send_batch.apply_async(args=([str(c.message_id) for c in claims], str(claims[0].token)), retry=False)
+
+
+# A provider's delivery report read but not recorded (the database away, its row's lock held too long): tried again
+# later, each wait twice the last (30 s, 1 min, ... up to 30 min), for about a day. Then Celery logs it as failed,
+# with the report in its arguments.
+REPORT_FIRST_WAIT_SECONDS = 30
+REPORT_LONGEST_WAIT_SECONDS = 30 * 60
+REPORT_RETRIES = 56
+
+
+def report_wait(retries: int) -> int:
+    return min(REPORT_FIRST_WAIT_SECONDS * 2 ** min(retries, 16), REPORT_LONGEST_WAIT_SECONDS)
+
+
+@shared_task(name="reminders.record_delivery_report", bind=True, ignore_result=True, max_retries=REPORT_RETRIES)
+def record_delivery_report(self, channel: str, report: dict, received_at: str) -> int:
+    """Record a delivery report the view could not (dispatch.delivery_reported, safe to run twice), as of when it
+    came."""
+    try:
+        return dispatch.delivery_reported(
+            channel=channel, report=channels.DeliveryReport(**report), now=datetime.fromisoformat(received_at)
+        )
+    except DatabaseError as exc:
+        raise self.retry(exc=exc, countdown=report_wait(self.request.retries)) from exc
+
+
+def delivery_report_later(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> bool:
+    """Hand a report that could not be recorded now to the workers (`record_delivery_report`); False where there is
+    no broker (the embedded local pipeline) or it cannot be reached, and the report is only in the log."""
+    if not settings.CELERY_BROKER_URL:
+        return False
+    try:
+        record_delivery_report.apply_async(
+            args=(channel, dataclasses.asdict(report), received_at.isoformat()),
+            queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+            retry=False,  # a broker that is away fails at once: the provider is answered, and the report logged
+        )
+    except Exception:  # the broker's client raises its own errors (kombu's, redis-py's, OSError)
+        return False
+    return True

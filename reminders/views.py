@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
-from reminders import channels, consent, dispatch, feeds, pages
+from reminders import channels, consent, dispatch, feeds, pages, tasks
 from reminders.models import Channel, OptOutVia
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     """The SMS provider's delivery report on a text it had accepted (Twilio's status callback, asked for with each
     text where SMS_STATUS_CALLBACK_URL is set, or set on a Messaging Service): one it could not deliver is marked
     failed, and a refusal after the patient's STOP to the provider turns their texts off
-    (dispatch.delivery_reported). 404 where the provider sends no reports, 503 where it is set up wrongly here."""
+    (dispatch.delivery_reported). 404 where the provider sends no reports, 503 where it is set up wrongly here; 202
+    for one the workers will record (the database did not answer now), 503 if they cannot be reached either."""
     if not channels.sms_backend_sends_reports():
         raise Http404("The SMS provider set up here sends no delivery reports.")
     backend = _sms_backend()
@@ -119,10 +120,15 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     report = backend.delivery_report(params, request.GET)
     if report is None:
         return HttpResponse("Not a delivery report.", status=400, content_type="text/plain")
+    received_at = timezone.now()
     try:
-        dispatch.delivery_reported(channel=Channel.SMS, report=report, now=timezone.now())
+        dispatch.delivery_reported(channel=Channel.SMS, report=report, now=received_at)
     except DatabaseError:
-        # Twilio does not send a report again on an error answer: the log is what is left of it.
+        # Twilio does not send a report again on an error answer: the workers record it once the database answers
+        # (as of now); without them, the log is what is left of it.
+        if tasks.delivery_report_later(channel=Channel.SMS, report=report, received_at=received_at):
+            log.warning("an SMS delivery report could not be recorded now; the workers will: %s", report)
+            return HttpResponse("Accepted; recorded shortly.", status=202, content_type="text/plain")
         log.exception("an SMS delivery report was read but not recorded: %s", report)
         return HttpResponse("Not recorded.", status=503, content_type="text/plain")
     return HttpResponse(status=204)

@@ -23,12 +23,15 @@ import redis
 from django.utils import timezone
 
 from clinic.models import ApiClient
+from reminders import dispatch
 from reminders.channels import webhook_verify
 from reminders.models import OutboxMessage, WebhookEndpoint
 from tests.conftest import _missing, redis_url
 from tests.factories import PatientFactory
+from tests.races import held_in_another_connection
 from tests.reminders.conftest import LONDON, book
 from tests.reminders.support import CeleryHarness, FakeHttpServer, RedisServer, sms_file_ids
+from tests.reminders.test_sms_delivery_reports import SID, STATUS_URL, report
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -239,3 +242,40 @@ def test_redis_down_does_not_fail_a_booking_and_messages_go_once_it_is_back(
     finally:
         harness.stop_all()
         broker.kill()
+
+
+@pytest.mark.postgres  # a row lock to wait for (SQLite has none)
+def test_a_delivery_report_the_web_could_not_record_is_recorded_by_a_worker(
+    harness, client, settings, twilio, patient, practitioner, monkeypatch
+):
+    """Twilio sends a status callback once: one that could not be recorded (here the row's lock held past
+    ROW_LOCK_WAIT, as by a sender stuck on the provider) is answered 202 and handed to the workers, which record it
+    once the row is free (docs/reminders.md, "Delivery reports from the providers")."""
+    if settings.CELERY_BROKER_URL != harness.broker_url:
+        pytest.skip("this process's Celery app publishes to another broker than the workers' (set REDIS_URL)")
+    settings.SMS_STATUS_CALLBACK_URL = STATUS_URL
+    settings.CELERY_TASK_DEFAULT_QUEUE = harness.queue
+    monkeypatch.setattr(dispatch, "ROW_LOCK_WAIT", "200ms")  # in this process only: the worker waits as it would
+    appointment = book(patient, "microneedling", a_working_day(3, 10), timezone.now())
+    text = OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms")
+    OutboxMessage.objects.filter(pk=text.pk).update(
+        status="sent", provider_id=SID, recipient=patient.phone, sent_at=timezone.now()
+    )
+
+    def stuck_sender():
+        OutboxMessage.objects.select_for_update().filter(pk=text.pk).exists()
+
+    with held_in_another_connection(stuck_sender):
+        assert report(client, outbox=text.pk).status_code == 202
+    text.refresh_from_db()
+    assert text.status == "sent"  # not recorded yet: nothing consumes the queue
+
+    harness.worker("w1")
+    wait_until(
+        lambda: OutboxMessage.objects.get(pk=text.pk).status == "failed",
+        timeout=30,
+        what="the worker recording the report",
+        harness=harness,
+    )
+    text.refresh_from_db()
+    assert text.last_error.startswith("Twilio reported the text undelivered (error 30003) after it was sent, at ")

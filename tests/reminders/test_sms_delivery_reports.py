@@ -12,11 +12,12 @@ import hmac
 import urllib.parse
 from datetime import timedelta
 
+import kombu.exceptions
 import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
-from reminders import consent, dispatch
+from reminders import consent, dispatch, tasks
 from reminders.channels import TwilioSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local
 from reminders.models import ContactOptOut, OptOutVia, OutboxMessage
@@ -190,12 +191,60 @@ def test_only_a_post_from_a_provider_that_sends_reports_is_heard(client, setting
     assert report(client).status_code == 404
 
 
-def test_a_report_read_but_not_recorded_is_a_503(client, sent_text, monkeypatch):
-    def database_away(**kwargs):
-        raise DatabaseError("the database went away")
+def database_away(**kwargs):
+    raise DatabaseError("the database went away")
 
+
+def test_a_report_read_but_not_recorded_without_workers_is_a_503(client, settings, sent_text, monkeypatch):
+    """The embedded local pipeline has no broker: the report is only in the log."""
+    settings.CELERY_BROKER_URL = ""
     monkeypatch.setattr(dispatch, "delivery_reported", database_away)
     assert report(client).status_code == 503
+
+
+def test_a_report_read_but_not_recorded_when_the_broker_is_away_too_is_a_503(client, sent_text, monkeypatch):
+    def broker_away(*args, **kwargs):
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    # The broker's client failing is what is replaced here; tests/reminders/test_celery.py hands a report to real
+    # workers on a real Redis.
+    monkeypatch.setattr(tasks.record_delivery_report, "apply_async", broker_away)
+    assert report(client).status_code == 503
+
+
+def test_a_report_the_workers_record_later_is_recorded_as_of_when_it_came(sent_text, now, monkeypatch):
+    """The task (run here in this process, as a worker would) tries again while the database is away, and records
+    the report with the moment it came, not the moment it is recorded."""
+    calls = []
+    record = dispatch.delivery_reported
+
+    def away_once(**kwargs):
+        calls.append(kwargs["now"])
+        if len(calls) == 1:
+            raise DatabaseError("the database went away")
+        return record(**kwargs)
+
+    monkeypatch.setattr(dispatch, "delivery_reported", away_once)
+    came = now + timedelta(minutes=5)
+    fields = {"provider_id": SID, "failed": True, "stopped": False, "detail": "Twilio reported the text undelivered"}
+
+    result = tasks.record_delivery_report.apply(args=("sms", fields, came.isoformat()))
+
+    assert result.successful() and result.result == 1
+    assert calls == [came, came]
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed"
+    assert (
+        sent_text.last_error == f"Twilio reported the text undelivered after it was sent, at {came:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def test_a_report_is_tried_again_for_about_a_day_each_wait_twice_the_last():
+    waits = [tasks.report_wait(n) for n in range(tasks.REPORT_RETRIES)]
+    assert waits[:7] == [30, 60, 120, 240, 480, 960, 1800]
+    assert max(waits) == 1800  # below the broker's visibility timeout (an hour): never delivered twice for waiting
+    assert 23 * 3600 < sum(waits) < 26 * 3600
 
 
 def test_the_report_names_the_row_it_is_for_and_is_signed_over_that_url(client, sent_text):
@@ -232,11 +281,9 @@ def test_after_an_undelivered_confirmation_the_cancellation_still_goes(unheard_b
 
 
 def test_a_stop_not_recorded_leaves_the_text_sent_so_the_same_report_again_does_both(
-    client, sent_text, patient, monkeypatch
+    client, settings, sent_text, patient, monkeypatch
 ):
-    def database_away(**kwargs):
-        raise DatabaseError("the database went away")
-
+    settings.CELERY_BROKER_URL = ""  # no workers to hand it to: the provider is asked for it again
     with monkeypatch.context() as patched:
         patched.setattr(dispatch, "sms_provider_stopped", database_away)
         assert report(client, status="failed", error="21610").status_code == 503
@@ -327,10 +374,12 @@ def test_the_time_an_undelivered_confirmation_named_is_still_the_one_the_patient
 
 @pytest.mark.postgres
 def test_a_report_waits_for_its_row_only_so_long_then_is_a_503_and_changes_nothing(
-    transactional_db, client, sent_text, monkeypatch
+    transactional_db, client, settings, sent_text, monkeypatch
 ):
-    """A sender stuck on the provider does not hold up the web worker past ROW_LOCK_WAIT: the report is answered 503
-    and logged with its contents, and the row is left as it is."""
+    """A sender stuck on the provider does not hold up the web worker past ROW_LOCK_WAIT: without workers to hand
+    it to, the report is answered 503 and logged with its contents, and the row is left as it is (with them:
+    tests/reminders/test_celery.py)."""
+    settings.CELERY_BROKER_URL = ""
     monkeypatch.setattr(dispatch, "ROW_LOCK_WAIT", "200ms")
     OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sending", provider_id="")
 
