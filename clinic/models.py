@@ -647,14 +647,15 @@ class AuditAction(models.TextChoices):
     RELEASED = "released", "Released after review"
     # The patient is at the desk: a fact about the visit, recorded once; the status does not change.
     CHECKED_IN = "checked_in", "Checked in"
-    # Staff sent one of the patient's failed messages again (the desk's button, an operator's retry): not a change to
-    # the appointment; recorded so that the trail says who sent what again (details: message, channel, name).
-    MESSAGE_SENT_AGAIN = "message_sent_again", "Message sent again"
+    # Staff asked for one of the patient's messages that failed (or was skipped) to go again: the desk's "Send again",
+    # an operator's retry. Not a change to the appointment; the trail says who asked for which message (details:
+    # message, channel, name, the status it had). The sender still checks it when it goes, and may drop it.
+    RESEND_REQUESTED = "resend_requested", "Re-send requested"
 
 
 # Entries of the trail that change nothing about the appointment: no reaction of its messages, no event to the
 # platforms, not counted in its changes (a webhook's `sequence`).
-AUDIT_ONLY_ACTIONS = frozenset({AuditAction.MESSAGE_SENT_AGAIN})
+AUDIT_ONLY_ACTIONS = frozenset({AuditAction.RESEND_REQUESTED})
 
 
 class AuditEvent(models.Model):

@@ -442,6 +442,7 @@ CELERY_BEAT_SCHEDULE = {
 # Several deployments (or test runs) can share one Redis by naming their own queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # Redis hands an unacknowledged task to another worker after this long. Only short tasks are
-# queued (never far-future ETAs), so an hour is ample; the outbox lease recovers sooner anyway.
+# queued (never far-future ETAs), so an hour is ample; the outbox lease recovers sooner anyway. The one
+# task that waits (a delivery report tried again, reminders.tasks.report_wait) waits at most half of it.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_count("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_IGNORE_RESULT = True

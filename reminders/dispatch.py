@@ -593,8 +593,8 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
     if carrier is not None:
         # Race condition: a report may come while the sender still holds the row, the provider's answer not yet
         # recorded (the row `sending`, without the id): wait for that sender's transaction, then read afresh. Up to
-        # ROW_LOCK_WAIT: past it (a sender stuck on the provider) the lock error goes to the caller, which answers
-        # 503 and logs the report, rather than hold up a web worker or find nothing.
+        # ROW_LOCK_WAIT: past it (a sender stuck on the provider) the lock error goes to the caller, which hands the
+        # report to the workers (or answers 503 and logs it), rather than hold up a web worker or find nothing.
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:

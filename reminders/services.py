@@ -624,15 +624,22 @@ def outbox_retry(
     *, message_ids: Iterable, now: datetime, due_at: datetime | None = None, actor: Actor | None = None
 ) -> int:
     """Give failed or skipped messages a fresh set of attempts, due now (or at `due_at`); return how many. With
-    `actor` (staff sending a patient's message again), each patient message retried is written in its
-    appointment's audit trail at `now`, in the same transaction: who sent which message again."""
+    `actor` (staff asking for a patient's message to go again), each patient message retried is written in its
+    appointment's audit trail at `now`, in the same transaction: who asked for which message, and what it was."""
     count = 0
     for pk in list(message_ids):
         try:
             with transaction.atomic():
-                retried = OutboxMessage.objects.filter(
-                    pk=pk, status__in=[OutboxStatus.FAILED, OutboxStatus.SKIPPED]
-                ).update(
+                # Race condition: read under the row's lock, so the status written in the trail is the one changed.
+                message = (
+                    OutboxMessage.objects.select_for_update(of=("self",))
+                    .select_related("template")
+                    .filter(pk=pk, status__in=[OutboxStatus.FAILED, OutboxStatus.SKIPPED])
+                    .first()
+                )
+                if message is None:
+                    continue
+                OutboxMessage.objects.filter(pk=pk).update(
                     status=OutboxStatus.PENDING,
                     attempts=0,
                     due_at=due_at or now,
@@ -640,26 +647,30 @@ def outbox_retry(
                     claimed_until=None,
                     last_error="",
                 )
-                if retried and actor is not None:
-                    _audit_sent_again(pk, actor, now)
-                count += retried
+                if actor is not None:
+                    _audit_resend_requested(message, actor, now)
+                count += 1
         except IntegrityError:
             pass  # a newer copy of the same message is already waiting: leave this one as it is
     return count
 
 
-def _audit_sent_again(pk, actor: Actor, now: datetime) -> None:
-    message = OutboxMessage.objects.select_related("template").filter(pk=pk).exclude(channel=Channel.WEBHOOK).first()
-    if message is None or message.appointment_id is None:
+def _audit_resend_requested(message: OutboxMessage, actor: Actor, now: datetime) -> None:
+    if message.channel == Channel.WEBHOOK or message.appointment_id is None:
         return  # a platform's webhook delivery: the operator's business, not the patient's trail
-    name = f"{message.template.name if message.template else message.get_kind_display()} by {message.get_channel_display()}"
+    name = message.template.name if message.template else message.get_kind_display()
     AuditEvent.objects.create(
         appointment_id=message.appointment_id,
-        action=AuditAction.MESSAGE_SENT_AGAIN,
+        action=AuditAction.RESEND_REQUESTED,
         at=now,
         actor_user=actor.user,
         actor_label=actor.label,
-        details={"message": str(message.pk), "channel": message.channel, "name": name},
+        details={
+            "message": str(message.pk),
+            "channel": message.channel,
+            "name": f"{name} by {message.get_channel_display()}",
+            "was": message.status,
+        },
     )
 
 

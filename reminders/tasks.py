@@ -12,6 +12,7 @@ replay them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime
 
 from celery import shared_task
@@ -20,6 +21,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from reminders import channels, dispatch
+
+log = logging.getLogger(__name__)
 
 
 def _moment(now: str | None) -> datetime:
@@ -55,15 +58,18 @@ def _enqueue(claims: list[dispatch.Claim]) -> None:
 
 
 # A provider's delivery report read but not recorded (the database away, its row's lock held too long): tried again
-# later, each wait twice the last (30 s, 1 min, ... up to 30 min), for about a day. Then Celery logs it as failed,
-# with the report in its arguments.
+# later, each wait twice the last (30 s, 1 min, ... up to 30 min), for about a day; then logged as lost, with the
+# report. A waiting task sits unacknowledged in Redis, which hands it to another worker after the visibility
+# timeout: a wait stays under half of it, so one report is not run twice for waiting.
 REPORT_FIRST_WAIT_SECONDS = 30
 REPORT_LONGEST_WAIT_SECONDS = 30 * 60
 REPORT_RETRIES = 56
 
 
 def report_wait(retries: int) -> int:
-    return min(REPORT_FIRST_WAIT_SECONDS * 2 ** min(retries, 16), REPORT_LONGEST_WAIT_SECONDS)
+    visibility = int(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600))
+    longest = max(1, min(REPORT_LONGEST_WAIT_SECONDS, visibility // 2))
+    return min(REPORT_FIRST_WAIT_SECONDS * 2 ** min(retries, 16), longest)
 
 
 @shared_task(name="reminders.record_delivery_report", bind=True, ignore_result=True, max_retries=REPORT_RETRIES)
@@ -75,20 +81,25 @@ def record_delivery_report(self, channel: str, report: dict, received_at: str) -
             channel=channel, report=channels.DeliveryReport(**report), now=datetime.fromisoformat(received_at)
         )
     except DatabaseError as exc:
+        if self.request.retries >= self.max_retries:
+            log.error("a delivery report that came at %s was not recorded and is given up: %s", received_at, report)
+            raise
         raise self.retry(exc=exc, countdown=report_wait(self.request.retries)) from exc
 
 
-def delivery_report_later(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> bool:
-    """Hand a report that could not be recorded now to the workers (`record_delivery_report`); False where there is
-    no broker (the embedded local pipeline) or it cannot be reached, and the report is only in the log."""
+def delivery_report_later(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> str | None:
+    """Hand a report that could not be recorded now to the workers (`record_delivery_report`); the task's id, or None
+    where there is no broker (the embedded local pipeline) or it cannot be reached, and the report is only in the
+    log. With the broker away, publishing gives up after its client's connection attempts (a few seconds)."""
     if not settings.CELERY_BROKER_URL:
-        return False
+        return None
     try:
-        record_delivery_report.apply_async(
+        sent = record_delivery_report.apply_async(
             args=(channel, dataclasses.asdict(report), received_at.isoformat()),
             queue=settings.CELERY_TASK_DEFAULT_QUEUE,
-            retry=False,  # a broker that is away fails at once: the provider is answered, and the report logged
+            retry=False,  # a broker that is away fails without Celery's own retries: the provider is answered
         )
     except Exception:  # the broker's client raises its own errors (kombu's, redis-py's, OSError)
-        return False
-    return True
+        log.exception("the broker could not take a delivery report")
+        return None
+    return sent.id

@@ -126,8 +126,9 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     except DatabaseError:
         # Twilio does not send a report again on an error answer: the workers record it once the database answers
         # (as of now); without them, the log is what is left of it.
-        if tasks.delivery_report_later(channel=Channel.SMS, report=report, received_at=received_at):
-            log.warning("an SMS delivery report could not be recorded now; the workers will: %s", report)
+        task = tasks.delivery_report_later(channel=Channel.SMS, report=report, received_at=received_at)
+        if task:
+            log.warning("an SMS delivery report could not be recorded now; task %s will: %s", task, report)
             return HttpResponse("Accepted; recorded shortly.", status=202, content_type="text/plain")
         log.exception("an SMS delivery report was read but not recorded: %s", report)
         return HttpResponse("Not recorded.", status=503, content_type="text/plain")

@@ -213,7 +213,7 @@ def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
     assert "Due Mon 2 Mar 2026, 09:00" in followed and "Sent Mon 2 Mar" not in followed  # not "sent" before it goes
     assert HEADING not in squash(reception.get(url("today", clinic)))
     # The trail says who sent which message again, and when.
-    entry = visit.audit_events.get(action=AuditAction.MESSAGE_SENT_AGAIN)
+    entry = visit.audit_events.get(action=AuditAction.RESEND_REQUESTED)
     assert (entry.at, entry.actor_user.get_username(), entry.actor_label) == (
         frozen,
         "reception",
@@ -223,9 +223,10 @@ def test_the_desk_sends_a_failed_message_again_after_correcting_the_number(
         "message": str(failed.pk),
         "channel": "email",
         "name": "Booking confirmation (every procedure) by E-mail",
+        "was": "failed",
     }
     assert (
-        "Message sent again</strong> 2 Mar 2026, 09:00 by reception (front desk) · Booking confirmation (every procedure) by E-mail"
+        "Re-send requested</strong> 2 Mar 2026, 09:00 by reception (front desk) · Booking confirmation (every procedure) by E-mail"
         in (followed)
     )
 
@@ -243,7 +244,7 @@ def test_a_message_the_sender_would_drop_is_not_sent_again_and_stays_listed(
     unheard.refresh_from_db()
     assert unheard.status == "failed"
     assert str(called_off.pk) in squash(reception.get(url("today", clinic)))
-    assert not called_off.audit_events.filter(action=AuditAction.MESSAGE_SENT_AGAIN).exists()  # refused: not written
+    assert not called_off.audit_events.filter(action=AuditAction.RESEND_REQUESTED).exists()  # refused: not written
 
     past = book(patient, practitioner, "botox", frozen - timedelta(hours=1), status=AppointmentStatus.CANCELLED)
     too_late = message(past, kind="cancelled", channel="email")
@@ -329,4 +330,4 @@ def test_a_text_sent_again_in_quiet_hours_waits_for_their_end(reception, clinic,
     failed.refresh_from_db()
     assert (failed.status, failed.due_at) == ("pending", frozen.replace(day=3, hour=8))
     # Written when the desk sent it again, not when it is due.
-    assert visit.audit_events.get(action=AuditAction.MESSAGE_SENT_AGAIN).at == late_evening
+    assert visit.audit_events.get(action=AuditAction.RESEND_REQUESTED).at == late_evening

@@ -68,9 +68,20 @@ def test_failed_messages_can_be_retried_from_the_outbox_list(superuser_client, p
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_error) == ("pending", 0, "")
     # The appointment's trail says which operator sent which message again.
-    entry = appointment.audit_events.get(action=AuditAction.MESSAGE_SENT_AGAIN)
+    entry = appointment.audit_events.get(action=AuditAction.RESEND_REQUESTED)
     assert (entry.actor_user.is_superuser, entry.actor_label) == (True, entry.actor_user.get_username())
-    assert (entry.details["message"], entry.details["channel"]) == (str(row.pk), "sms")
+    assert (entry.details["message"], entry.details["channel"], entry.details["was"]) == (str(row.pk), "sms", "failed")
+    assert entry.get_action_display() == "Re-send requested"  # asked for: the sender still checks it when it goes
+
+
+def test_a_skipped_message_retried_by_an_operator_is_written_as_it_was(superuser_client, patient, practitioner, now):
+    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
+    row = OutboxMessage.objects.get(appointment=appointment, kind="confirmation", channel="sms")
+    OutboxMessage.objects.filter(pk=row.pk).update(status="skipped", last_error="quiet hours until the visit")
+
+    superuser_client.post("/admin/reminders/outboxmessage/", {"action": "retry_now", "_selected_action": [str(row.pk)]})
+
+    assert appointment.audit_events.get(action=AuditAction.RESEND_REQUESTED).details["was"] == "skipped"
 
 
 def test_a_webhook_retried_by_an_operator_is_not_written_in_the_patients_trail(
@@ -98,7 +109,7 @@ def test_a_webhook_retried_by_an_operator_is_not_written_in_the_patients_trail(
 
     delivery.refresh_from_db()
     assert delivery.status == "pending"
-    assert not appointment.audit_events.filter(action=AuditAction.MESSAGE_SENT_AGAIN).exists()
+    assert not appointment.audit_events.filter(action=AuditAction.RESEND_REQUESTED).exists()
 
 
 def test_messages_in_doubt_are_listed_apart_and_stay_in_doubt_when_retried(

@@ -240,11 +240,34 @@ def test_a_report_the_workers_record_later_is_recorded_as_of_when_it_came(sent_t
     )
 
 
-def test_a_report_is_tried_again_for_about_a_day_each_wait_twice_the_last():
+def test_a_report_is_tried_again_for_about_a_day_each_wait_twice_the_last(settings):
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}  # the default
     waits = [tasks.report_wait(n) for n in range(tasks.REPORT_RETRIES)]
     assert waits[:7] == [30, 60, 120, 240, 480, 960, 1800]
-    assert max(waits) == 1800  # below the broker's visibility timeout (an hour): never delivered twice for waiting
+    assert max(waits) == 1800  # half the broker's visibility timeout: never handed out twice for waiting
     assert 23 * 3600 < sum(waits) < 26 * 3600
+
+
+def test_a_shorter_visibility_timeout_shortens_the_longest_wait(settings):
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+    assert max(tasks.report_wait(n) for n in range(tasks.REPORT_RETRIES)) == 300
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1}
+    assert tasks.report_wait(0) == 1
+
+
+def test_a_report_still_not_recorded_after_its_last_try_is_logged_with_its_contents(monkeypatch, caplog):
+    monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    fields = {"provider_id": SID, "failed": True, "stopped": False, "detail": "Twilio reported the text undelivered"}
+
+    result = tasks.record_delivery_report.apply(
+        args=("sms", fields, "2026-03-02T09:00:00+00:00"), retries=tasks.REPORT_RETRIES
+    )
+
+    assert result.failed() and isinstance(result.result, DatabaseError)
+    [given_up] = [r for r in caplog.records if r.name == "reminders.tasks"]
+    assert given_up.levelname == "ERROR"
+    assert "given up" in given_up.getMessage() and SID in given_up.getMessage()
+    assert "2026-03-02T09:00:00+00:00" in given_up.getMessage()
 
 
 def test_the_report_names_the_row_it_is_for_and_is_signed_over_that_url(client, sent_text):
