@@ -1,12 +1,14 @@
 """Deployment checks of the reminder channels: a backend that cannot be imported, or Twilio without its
 credentials or sender, would fail every message of that channel at send time (each marked failed, the
-patient told nothing). `manage.py check --deploy`, which a deployment runs (docs/production.md), says so
+patient told nothing); a public address patients cannot reach would make every link in a message dead. `manage.py check --deploy`, which a deployment runs (docs/production.md), says so
 before anything is sent. Deploy-only: the other management commands (reminders_status, run_dispatcher,
 migrate) still run, so e-mail keeps going while SMS is being fixed."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
@@ -73,3 +75,44 @@ def outbound_proxy(app_configs=None, **kwargs) -> list[Warning]:
             id="reminders.W001",
         )
     ]
+
+
+@register(deploy=True)
+def public_base_url(app_configs=None, **kwargs) -> list[Error | Warning]:
+    """REMINDERS_PUBLIC_BASE_URL is the address in every link a patient gets (the patient page in each message,
+    texts too; unsubscribe; calendar feeds): left at its local default, or on an address only this machine or its
+    network reaches, every link is dead for the patient (reminders.E005); over plain HTTP, a patient's page and
+    its token travel unencrypted (reminders.W002)."""
+    url = settings.REMINDERS_PUBLIC_BASE_URL
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    unreachable = (
+        not host
+        or host == "localhost"
+        or host.endswith((".localhost", ".local", ".internal"))
+        or (address is not None and not address.is_global)
+    )
+    if parts.scheme not in ("http", "https") or unreachable:
+        return [
+            Error(
+                f"REMINDERS_PUBLIC_BASE_URL {url!r} is not an address patients can reach: every link in their "
+                "messages (their page, unsubscribe, calendar feeds) would be dead.",
+                hint="Set it to the service's public HTTPS address, e.g. https://clinic.example.com (README, "
+                "Configuration).",
+                id="reminders.E005",
+            )
+        ]
+    if parts.scheme != "https":
+        return [
+            Warning(
+                f"REMINDERS_PUBLIC_BASE_URL {url!r} is plain HTTP: a patient's page and its link's token would "
+                "travel unencrypted.",
+                hint="Serve the service over HTTPS and set the https:// address.",
+                id="reminders.W002",
+            )
+        ]
+    return []

@@ -19,6 +19,7 @@ PRODUCTION_ENV = {
     "DJANGO_ALLOWED_HOSTS": "clinic.example.com",
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://clinic.example.com",
     "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+    "REMINDERS_PUBLIC_BASE_URL": "https://clinic.example.com",
 }
 
 

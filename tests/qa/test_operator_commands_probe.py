@@ -171,6 +171,7 @@ def test_empty_allowed_hosts_is_caught_by_the_deploy_check():
         "DJANGO_ALLOWED_HOSTS": " , ",
         "DJANGO_CSRF_TRUSTED_ORIGINS": "https://clinic.example.com",
         "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+        "REMINDERS_PUBLIC_BASE_URL": "https://clinic.example.com",
     }
     result = manage("check", "--deploy", "--fail-level", "WARNING", **production)
 

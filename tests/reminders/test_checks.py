@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from reminders.checks import reminder_channels
+from reminders.checks import public_base_url, reminder_channels
 
 TWILIO = "reminders.channels.TwilioSmsBackend"
 
@@ -114,3 +114,41 @@ def test_a_proxy_in_the_environment_is_a_warning_that_sms_and_webhooks_do_not_us
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     [warning] = outbound_proxy()
     assert warning.id == "reminders.W001" and "HTTPS_PROXY is set" in warning.msg
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000",  # the embedded default
+        "https://localhost",
+        "https://clinic.localhost",
+        "https://[::1]:8443",
+        "https://10.0.0.5",
+        "https://192.168.1.20/clinic",
+        "https://0.0.0.0",
+        "https://clinic.internal",
+        "clinic.example.com",  # no scheme: read as a path
+        "ftp://clinic.example.com",
+        "",
+    ],
+)
+def test_a_public_address_patients_cannot_reach_is_an_error(settings, url):
+    settings.REMINDERS_PUBLIC_BASE_URL = url
+
+    found = public_base_url()
+
+    assert codes(found) == ["reminders.E005"]
+    assert "every link in their messages" in found[0].msg
+
+
+def test_a_plain_http_public_address_is_a_warning(settings):
+    settings.REMINDERS_PUBLIC_BASE_URL = "http://clinic.example.com"
+    assert codes(public_base_url()) == ["reminders.W002"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://clinic.example.com", "https://CLINIC.example.com:8443/base", "https://8.8.8.8"]
+)
+def test_a_public_https_address_passes(settings, url):
+    settings.REMINDERS_PUBLIC_BASE_URL = url
+    assert public_base_url() == []
