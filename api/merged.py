@@ -1,17 +1,25 @@
-"""A merged record's address (a tombstone's id in /patients/<id>/...) answers 308 to the survivor's."""
+"""A merged record's address (a tombstone's id in /patients/<id>/...) answers 308 to the survivor's; a change
+that would replace what the survivor holds (PUT, PATCH, DELETE) is refused with a 409 instead."""
 
 from __future__ import annotations
 
 from django.urls import reverse
 
-from api.problems import MergedRecord
+from api.problems import MergedRecord, MergedRecordChange
 from clinic.selectors import merged_patient_survivor
 from core.ids import parse_uuid
+
+# A change sent to a merged record's address was made on a view of the old record (its intake, its contact
+# details, a course as it was): carried over, it would overwrite what the merge brought together on the survivor,
+# e.g. erase a contraindication only the other record held. Refused; the client reads the survivor and sends the
+# change there. Reads and additions (POST: a history line, a course, a plan, a merge) are redirected.
+REPLACING_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 
 
 def redirect_if_merged(request, clinics, kwargs: dict) -> None:
     """Raise a 308 to the same operation on the survivor when `kwargs["patient_id"]` is a tombstone the
-    caller's clinics could see; do nothing otherwise (the caller then answers its 404)."""
+    caller's clinics could see (a 409 for a replacing change, REPLACING_METHODS); do nothing otherwise (the caller
+    then answers its 404)."""
     pk = parse_uuid(kwargs.get("patient_id"))
     survivor = merged_patient_survivor(clinics, pk) if pk else None
     if survivor is None:
@@ -22,4 +30,5 @@ def redirect_if_merged(request, clinics, kwargs: dict) -> None:
         kwargs={**kwargs, "patient_id": str(survivor.pk)},
     )
     query = request.META.get("QUERY_STRING", "")
-    raise MergedRecord(location + (f"?{query}" if query else ""), survivor.pk)
+    refused = MergedRecordChange if request.method in REPLACING_METHODS else MergedRecord
+    raise refused(location + (f"?{query}" if query else ""), survivor.pk)

@@ -63,6 +63,21 @@ class MergedRecord(exceptions.APIException):
         self.survivor_id = str(survivor_id)
 
 
+class MergedRecordChange(MergedRecord):
+    """A replacing change (PUT, PATCH, DELETE) sent to a merged record's address: 409, not carried over (it was made
+    on a view of the old record and could overwrite what the merge brought together); the survivor is named."""
+
+    status_code = status.HTTP_409_CONFLICT
+
+    def __init__(self, location: str, survivor_id) -> None:
+        super().__init__(location, survivor_id)
+        self.detail = exceptions.ErrorDetail(
+            f"This record was merged into {survivor_id}: the change was not made. Read the record at {location} "
+            "(it holds both records' history and intake) and send the change there.",
+            code=self.default_code,
+        )
+
+
 class FieldProblem(exceptions.ValidationError):
     """A 400 about one request field with a code of the API's own, not the domain catalogue's (core.errors):
     e.g. `page_out_of_range`, a well-formed page number past the last page."""
@@ -257,6 +272,9 @@ def exception_handler(exc, context) -> Response:
     instance = instance_of(request) if request is not None else None
     if isinstance(exc, DomainError):
         return _domain_problem(exc, instance)
+    if isinstance(exc, MergedRecordChange):
+        body = problem(409, code=exc.default_code, title="Merged", detail=str(exc.detail), instance=instance)
+        return problem_response({**body, "merged_into": exc.survivor_id})
     if isinstance(exc, MergedRecord):
         body = problem(308, code=exc.default_code, title="Merged", detail=str(exc.detail), instance=instance)
         return problem_response({**body, "merged_into": exc.survivor_id}, headers={"Location": exc.location})

@@ -12,6 +12,7 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from api.merged import REPLACING_METHODS
 from api.problems import PROBLEM_CONTENT_TYPE
 from api.serializers import DuplicateProblemOut, MergeProblemOut, ProblemOut, RefusalProblemOut, ValidationProblemOut
 
@@ -381,13 +382,33 @@ def postprocess_strict_requests(result, generator, request, public):
 
 def postprocess_merged_redirects(result, generator, request, public):
     """Every operation on one patient answers 308 (same method and body) to the survivor when the patient's
-    record was merged into another (api/merged.py); the body is a problem document with `merged_into`."""
-    problem_ref = {"$ref": "#/components/schemas/ProblemOut"}
+    record was merged into another (api/merged.py), except a replacing change (PUT, PATCH, DELETE), refused with
+    a 409; either body is a problem document with `merged_into`."""
+    merged_body = {
+        PROBLEM_CONTENT_TYPE: {
+            "schema": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/ProblemOut"},
+                    {"type": "object", "properties": {"merged_into": {"type": "string"}}},
+                ]
+            }
+        }
+    }
     for path, operations in result.get("paths", {}).items():
         if "{patient_id}" not in path:
             continue
-        for operation in operations.values():
+        for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if method.upper() in REPLACING_METHODS:
+                operation["responses"].setdefault(
+                    "409",
+                    {
+                        "description": "This record was merged into another (`patient_merged`, with `merged_into`): "
+                        "the change was not made; read the survivor and send it there.",
+                        "content": merged_body,
+                    },
+                )
                 continue
             operation["responses"]["308"] = {
                 "description": "This record was merged into another: the same operation on the survivor is at "
@@ -395,15 +416,6 @@ def postprocess_merged_redirects(result, generator, request, public):
                 "headers": {
                     "Location": {"schema": {"type": "string"}, "required": True, "description": "The survivor's."}
                 },
-                "content": {
-                    PROBLEM_CONTENT_TYPE: {
-                        "schema": {
-                            "allOf": [
-                                problem_ref,
-                                {"type": "object", "properties": {"merged_into": {"type": "string"}}},
-                            ]
-                        }
-                    }
-                },
+                "content": merged_body,
             }
     return result

@@ -67,7 +67,7 @@ class ErrorCode(StrEnum):
     MANAGE_LINK_EXPIRED = "manage_link_expired", 400
     OUTSIDE_CANCELLATION_WINDOW = "outside_cancellation_window", 409
     MERGE_INTO_SELF = "merge_into_self", 400
-    PATIENT_MERGED = "patient_merged", 400
+    PATIENT_MERGED = "patient_merged", 400, 409  # 409: a change sent to a merged record's address (api/merged.py)
     UNKNOWN_PLAN_TEMPLATE = "unknown_plan_template", 400
     INVALID_PLAN = "invalid_plan", 400
     PLAN_SESSION_OUTSIDE_WINDOW = "plan_session_outside_window", 400

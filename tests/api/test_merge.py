@@ -48,6 +48,39 @@ def test_a_tombstones_address_redirects_to_the_survivor_with_308(clinical_api, s
     assert clinical_api.get(response["Location"]).status_code == 200
 
 
+def test_a_change_sent_to_a_tombstones_address_is_refused_not_carried_over(clinical_api, survivor, duplicate):
+    """The duplicate's old intake, PUT again by a platform that still holds the old id, would replace the survivor's
+    whole intake and erase a contraindication only the survivor held (probe of the merge, 4 December)."""
+    PatientConditionFactory(patient=survivor, condition_id="clotting_disorder", status="active")
+    PatientConditionFactory(patient=duplicate, condition_id="eczema", status="history")
+    assert _merge(clinical_api, duplicate, survivor.pk).status_code == 200
+    before = sorted(survivor.conditions.values_list("condition_id", "status"))
+
+    stale_intake = clinical_api.put(
+        f"/api/v1/patients/{duplicate.pk}/conditions/",
+        [{"condition": "eczema", "status": "history"}],
+        format="json",
+    )
+    stale_contact = clinical_api.patch(f"/api/v1/patients/{duplicate.pk}/", {"phone": "+447700900999"}, format="json")
+
+    for response in (stale_intake, stale_contact):
+        body = problem_of(response, 409)
+        assert (body["code"], body["merged_into"]) == ("patient_merged", str(survivor.pk))
+        assert f"/api/v1/patients/{survivor.pk}/" in body["detail"] and "not made" in body["detail"]
+        assert "Location" not in response
+    assert sorted(survivor.conditions.values_list("condition_id", "status")) == before
+    assert ("clotting_disorder", "active") in before
+    survivor.refresh_from_db()
+    assert survivor.phone != "+447700900999"
+    # Additions still go to the survivor (308, method and body kept).
+    added = clinical_api.post(
+        f"/api/v1/patients/{duplicate.pk}/procedures/",
+        {"procedure": "botox", "performed_at": "2026-02-01T10:00:00+00:00"},
+        format="json",
+    )
+    assert added.status_code == 308 and added["Location"] == f"/api/v1/patients/{survivor.pk}/procedures/"
+
+
 def test_tombstones_leave_lists_search_and_bodies(clinical_api, survivor, duplicate):
     _merge(clinical_api, duplicate, survivor.pk)
     listed = clinical_api.get("/api/v1/patients/").json()
@@ -112,4 +145,6 @@ def test_the_merge_is_documented(client):
         "$ref": "#/components/schemas/MergeProblemOut"
     }
     assert "308" in schema["paths"]["/api/v1/patients/{patient_id}/"]["get"]["responses"]
+    intake = schema["paths"]["/api/v1/patients/{patient_id}/conditions/"]["put"]["responses"]
+    assert "409" in intake and "308" not in intake  # a change to a merged record is refused, not redirected
     assert schema["components"]["schemas"]["MergeInRequest"]["required"] == ["into"]
