@@ -3,7 +3,7 @@
 A plan's session completed with the next one not yet booked, or a treatment with a maintenance template
 (Botox every 3-4 months) completed: the patient gets one recall at the ideal date (clinic-local, through
 the reminders' outbox: consent, opt-out, quiet hours and STOP as for care messages), with the earliest
-date the rules allow for this patient in its text. Booking that procedure cancels it; so does a later
+date the rules allow for this patient in its text (asked again when it goes: reminders.content.recall_earliest). Booking that procedure cancels it; so does a later
 treatment of it done or recorded, and a patient has one open recall per procedure (the latest treatment's),
 merges included (`recalls_settle`). Subscribed to scheduler.notifications and clinic.record_changes from
 PlansConfig.ready(), so it runs inside the change's transaction.
@@ -30,6 +30,7 @@ class DueRecall:
     earliest_on: date | None
     template: PlanTemplate
     session: PlanSession | None  # the plan's next session, when it is a plan's
+    opens_on: date  # the template's minimum gap after the treatment: the message asks the rules again from here
 
 
 def recall_for(*, appointment: Appointment) -> DueRecall | None:
@@ -66,6 +67,7 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
         earliest.astimezone(tz).date() if earliest else None,
         template,
         session,
+        template.min_gap.add_to(done_on),
     )
 
 
@@ -186,6 +188,8 @@ def recall_on_change(*, appointment: Appointment, change: str, now: datetime, pr
                 "procedure": recall.procedure,
                 "due_on": recall.due_on.isoformat(),
                 "earliest_on": recall.earliest_on.isoformat() if recall.earliest_on else None,
+                # The message works out the earliest date again when it goes (reminders.content.recall_earliest).
+                "opens_on": recall.opens_on.isoformat(),
                 "plan_template": recall.template.code,
                 "plan": str(recall.session.plan_id) if recall.session else None,
                 "session": recall.session.index if recall.session else None,

@@ -125,6 +125,29 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     return out
 
 
+def recall_earliest(*, appointment: Appointment, recall: dict, now: datetime) -> datetime | None:
+    """When the recalled treatment is possible for this patient, asked of the engine as the record is when the
+    message goes (a booking, a reported treatment or a merge since the recall was planned may push it later):
+    from the template's minimum gap (`opens_on`; rows planned before it was kept: the earliest found then) or
+    now, whichever is later. None when no date can be given (a course that has not ended) or it is today: a
+    patient due now and free to book now needs no second date."""
+    opens_on = recall.get("opens_on") or recall.get("earliest_on")
+    procedure = recall.get("procedure")
+    if not opens_on or not procedure:
+        return None
+    tz = appointment.clinic.tz
+    opens = max(rules.start_of_local_day(date.fromisoformat(opens_on), tz), now)
+    earliest = rules.earliest_eligible_start(
+        selectors.timeline_for_patient(appointment.patient_id),
+        selectors.rulebook_load(appointment.patient.organisation_id),
+        rules.Proposal(procedure, opens, appointment.area_id),
+        tz,
+    )
+    if earliest is None or earliest.astimezone(tz).date() <= now.astimezone(tz).date():
+        return None
+    return earliest
+
+
 def _midday(day: str | None, tz) -> datetime:
     """A stored ISO date as an instant on that local day (for the date formatters)."""
     return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
@@ -150,11 +173,11 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
         "email_on": patient_accepts(appointment.patient, "email")[0],
     }
-    if message.kind == MessageKind.RECALL:  # planned by plans.recalls: the dates are in the row
+    if message.kind == MessageKind.RECALL:  # planned by plans.recalls: the due date is in the row
         recall = message.payload or {}
         context["recall_due_date"] = fmt_long_date(_midday(recall.get("due_on"), tz), tz)
-        earliest = recall.get("earliest_on")
-        context["recall_earliest_date"] = fmt_long_date(_midday(earliest, tz), tz) if earliest else ""
+        earliest = recall_earliest(appointment=appointment, recall=recall, now=now)
+        context["recall_earliest_date"] = fmt_long_date(earliest, tz) if earliest else ""
     previous = (message.payload or {}).get("from_start")
     if previous:
         context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz, now=now)

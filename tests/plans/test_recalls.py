@@ -65,10 +65,28 @@ def test_the_recall_names_the_dates_and_the_treatment_only_by_email(patient, pra
     email, sms = _recalls(patient)
     text = render_message(message=email, now=email.due_at).text
     assert "You are due for your next Botulinum toxin injection (Botox) around Tuesday 9 June 2026." in text
-    assert "earliest date that is right for you is Wednesday 3 June 2026" in text
+    # Possible from 3 June: on 9 June, when it goes, no second date (a past one would confuse).
+    assert "earliest date" not in text and "3 June" not in text
     body = render_message(message=sms, now=sms.due_at).sms
-    assert "due for your next treatment around Tuesday 9 June 2026 (possible from Wednesday 3 June 2026)" in body
+    assert "due for your next treatment around Tuesday 9 June 2026. Call us" in body
     assert "Botox" not in body and "Reply STOP" in body
+
+
+def test_the_recall_names_the_earliest_date_as_the_record_is_when_it_goes(patient, practitioner):
+    """A microneedling booked for 5 June after the recall was planned (Botox possible again from 3 June, due
+    9 June) puts Botox off until 3 weeks after it: the message, going on 9 June, says 26 June, not 3 June
+    (found by tests/qa/test_merge_harm_probe.py, where a merge did the same)."""
+    _complete(book(patient, "botox", datetime(2026, 3, 3, 11, tzinfo=LONDON), NOW))
+    email, sms = _recalls(patient)
+    assert email.payload["earliest_on"] == "2026-06-03"  # as planned
+    book(patient, "microneedling", datetime(2026, 6, 5, 11, tzinfo=LONDON), NOW)
+
+    text = render_message(message=email, now=email.due_at).text
+    body = render_message(message=sms, now=sms.due_at).sms
+
+    assert "The earliest date that is right for you is Friday 26 June 2026." in text
+    assert "(possible from Friday 26 June 2026)" in body
+    assert "3 June" not in text + body
 
 
 def test_a_plan_session_recalls_the_next_one_unless_it_is_booked(patient, practitioner):
