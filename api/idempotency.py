@@ -44,7 +44,9 @@ WAIT_SECONDS = 20
 
 
 class _Failed(Exception):
-    """Carries a 5xx response out of the transaction, so the key and the work roll back together."""
+    """Carries a response that is not the request's result (a 5xx; a 308 to a merged record's survivor, where
+    nothing was done) out of the transaction, so the key and any work roll back together and the key stays free:
+    the client sends the same key again (to the redirect's Location)."""
 
     def __init__(self, response: Response) -> None:
         self.response = response
@@ -177,7 +179,7 @@ def idempotent(method):
                         if lock_wait_exceeded(exc):
                             raise  # rolled back with the key, answered below
                         response = view.handle_exception(exc)
-                    if response.status_code >= 500:
+                    if response.status_code >= 500 or response.status_code == 308:
                         raise _Failed(response)
                     row.response_status = response.status_code
                     # As text, keys in the order sent: a replay renders the same bytes (a dict keeps its order).

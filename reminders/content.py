@@ -148,6 +148,16 @@ def recall_earliest(*, appointment: Appointment, recall: dict, now: datetime) ->
     return earliest
 
 
+def _recall_earliest_once(message: OutboxMessage, recall: dict, now: datetime) -> datetime | None:
+    """`recall_earliest` once per message and moment: an e-mail's text is built more than once (its body, a group
+    of messages merged into one), and each asks would read the patient's history again."""
+    kept = getattr(message, "_recall_earliest", None)
+    if kept is None or kept[0] != now:
+        kept = (now, recall_earliest(appointment=message.appointment, recall=recall, now=now))
+        message._recall_earliest = kept
+    return kept[1]
+
+
 def _midday(day: str | None, tz) -> datetime:
     """A stored ISO date as an instant on that local day (for the date formatters)."""
     return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
@@ -176,7 +186,7 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
     if message.kind == MessageKind.RECALL:  # planned by plans.recalls: the due date is in the row
         recall = message.payload or {}
         context["recall_due_date"] = fmt_long_date(_midday(recall.get("due_on"), tz), tz)
-        earliest = recall_earliest(appointment=appointment, recall=recall, now=now)
+        earliest = _recall_earliest_once(message, recall, now)
         context["recall_earliest_date"] = fmt_long_date(earliest, tz) if earliest else ""
     previous = (message.payload or {}).get("from_start")
     if previous:

@@ -81,6 +81,26 @@ def test_a_change_sent_to_a_tombstones_address_is_refused_not_carried_over(clini
     assert added.status_code == 308 and added["Location"] == f"/api/v1/patients/{survivor.pk}/procedures/"
 
 
+def test_a_keyed_addition_redirected_from_a_tombstone_goes_with_the_same_key_at_the_survivor(
+    clinical_api, survivor, duplicate
+):
+    """A 308 is not the request's result: the Idempotency-Key stays free for the request at Location, as a client
+    that follows redirects sends it (it was kept, and the follow-up was refused as the key reused: review of
+    2f2ba10)."""
+    assert _merge(clinical_api, duplicate, survivor.pk).status_code == 200
+    body = {"procedure": "botox", "performed_at": "2026-02-01T10:00:00+00:00"}
+    key = {"HTTP_IDEMPOTENCY_KEY": "report-botox-1"}
+
+    redirected = clinical_api.post(f"/api/v1/patients/{duplicate.pk}/procedures/", body, format="json", **key)
+    assert redirected.status_code == 308
+    followed = clinical_api.post(redirected["Location"], body, format="json", **key)
+    again = clinical_api.post(redirected["Location"], body, format="json", **key)
+
+    assert followed.status_code == 201, followed.content
+    assert again.status_code == 201 and again.json()["id"] == followed.json()["id"]  # replayed, not recorded twice
+    assert ProcedureRecord.objects.filter(patient=survivor).count() == 1
+
+
 def test_tombstones_leave_lists_search_and_bodies(clinical_api, survivor, duplicate):
     _merge(clinical_api, duplicate, survivor.pk)
     listed = clinical_api.get("/api/v1/patients/").json()

@@ -542,7 +542,9 @@ def test_a_tombstone_refuses_new_data_by_every_service_and_by_the_api(chain, pai
     assert posted.status_code == 308 and str(survivor.pk) in posted["Location"]
     assert not ProcedureRecord.objects.exists()
     patched = api.patch(f"/api/v1/patients/{duplicate.pk}/", {"email": "new@example.com"}, format="json")
-    assert patched.status_code == 308 and fresh(duplicate).email != "new@example.com"
+    # A replacing change is refused rather than carried over to the survivor (2f2ba10; api.md).
+    assert patched.status_code == 409 and patched.json()["merged_into"] == str(survivor.pk)
+    assert fresh(duplicate).email != "new@example.com" and fresh(survivor).email != "new@example.com"
     booking = api.post(
         "/api/v1/appointments/",
         {"patient": str(duplicate.pk), "procedure": "botox", "start": "2026-03-20T10:00:00+00:00"},

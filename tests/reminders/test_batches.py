@@ -278,6 +278,35 @@ def test_an_email_batch_costs_no_more_a_row_than_texts_calendar_file_included(cl
         assert int(event["sequence"]) == 0
 
 
+def test_a_recall_reads_the_patients_history_once_however_often_its_text_is_built(clinic, practitioner, now):
+    """A recall's earliest date is asked of the rules when it goes (reminders.content.recall_earliest): one read of
+    the patient's history per message, though an e-mail's text is built more than once (review of 11df742)."""
+    from django.core import mail
+
+    from plans.defaults import plan_templates_load
+    from scheduler.booking import appointment_complete
+    from scheduler.lifecycle import Actor
+
+    plan_templates_load()
+    for hour in range(10, 14):
+        patient = PatientFactory(clinic=clinic, reminder_channels=["email"], email=f"r{hour}@example.com")
+        botox = book(patient, "botox", london(2026, 3, 4, hour), now)
+        appointment_complete(appointment=botox, actor=Actor("clinician", clinical=True), now=botox.end_at)
+    recalls = OutboxMessage.objects.filter(kind="recall")
+    assert recalls.count() == 4
+    due = max(recalls.values_list("due_at", flat=True))
+    OutboxMessage.objects.exclude(kind="recall").update(status="cancelled")
+    claims = outbox_claim_due(now=due)
+    assert len(claims) == 4
+
+    with CaptureQueriesContext(connection) as queries:
+        outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=due)
+
+    assert len(mail.outbox) == 4
+    history_reads = [q for q in queries.captured_queries if "UNION ALL" in q["sql"]]
+    assert len(history_reads) == 4  # one a message
+
+
 LOCK_ROW = "SELECT id FROM scheduler_outboxmessage WHERE id = %s FOR UPDATE"
 
 
