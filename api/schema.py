@@ -129,6 +129,7 @@ def responses(
     body: bool = False,
     duplicate: bool = False,
     merge: bool = False,
+    precondition: bool = False,
 ) -> dict:
     """The success body and every problem document an operation may answer with."""
     out = {status: serializer(many=True) if many else serializer}
@@ -171,6 +172,11 @@ def responses(
         out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
             "The appointment's status does not allow this, or a request with this Idempotency-Key is still "
             "being processed."
+        )
+    if precondition:
+        out[(412, PROBLEM_CONTENT_TYPE)] = _problem(
+            "record_changed: If-Match names a version (the ETag of a GET) the intake no longer has: someone changed "
+            "it since; nothing was replaced. GET it again and make the change on what it is now."
         )
     if body:
         out[(413, PROBLEM_CONTENT_TYPE)] = _problem("The body is larger than the limit.")

@@ -432,7 +432,9 @@ class PatientConditionsApi(ApiView):
     def get(self, request, patient_id):
         patient = self.patient_from_url()
         rows = patient.conditions.order_by("condition_id", "area_id", "id")
-        return self.page(rows, ConditionLineOut)
+        response = self.page(rows, ConditionLineOut)
+        response["ETag"] = f'"{clinic_services.intake_version(patient.pk)}"'
+        return response
 
     @extend_schema(
         tags=["patient history"],
@@ -440,12 +442,13 @@ class PatientConditionsApi(ApiView):
         summary="Replace the medical-history intake",
         request=ConditionLineIn(many=True),
         examples=docs.CONDITION_EXAMPLES,
-        responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True, body=True),
+        responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True, body=True, precondition=True),
     )
     def put(self, request, patient_id):
         patient = self.patient_from_url()
         lines = _input(ConditionLineIn, request, many=True, max_length=self.MAX_LINES)
         rows = clinic_services.conditions_replace(
+            made_from=_if_match(request),
             patient=patient,
             lines=[
                 clinic_services.IntakeLine(
@@ -457,7 +460,20 @@ class PatientConditionsApi(ApiView):
                 for line in lines
             ],
         )
-        return self.page(rows, ConditionLineOut)
+        response = self.page(rows, ConditionLineOut)
+        response["ETag"] = f'"{clinic_services.intake_version(patient.pk)}"'
+        return response
+
+
+def _if_match(request) -> str | None:
+    """The intake version an If-Match names (the ETag of a GET: a quoted string, weak or strong), for a replacement
+    refused (412) once someone changed the intake since; None without one, or with `*`. Several versions: the first
+    (a client holds one)."""
+    header = request.headers.get("If-Match", "").strip()
+    if not header or header == "*":
+        return None
+    first = header.split(",")[0].strip()
+    return first.removeprefix("W/").strip('"') or None
 
 
 # --- Eligibility and availability -----------------------------------------------------------------------

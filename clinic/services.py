@@ -10,6 +10,7 @@ to the clock for callers that do not pass it yet.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
@@ -37,7 +38,7 @@ from clinic.models import (
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed, patient_record_changed
 from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
 from core.compiled import CompiledQuery, columns, instances
-from core.errors import ErrorCode, InvalidInput, Refused
+from core.errors import ErrorCode, InvalidInput, PreconditionFailed, Refused
 from core.ids import parse_uuid
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
 
@@ -336,12 +337,24 @@ def medication_course_add(
     return course
 
 
-def medication_course_end(*, course: MedicationCourse, ended_on: date, now: datetime | None = None) -> MedicationCourse:
-    """Record the end of an ongoing course (which turns 'no date yet' into a date)."""
+def medication_course_end(
+    *, course: MedicationCourse, ended_on: date, now: datetime | None = None, ongoing_only: bool = False
+) -> MedicationCourse:
+    """Record the end of an ongoing course (which turns 'no date yet' into a date). With `ongoing_only` (the desk's
+    form, drawn while it was ongoing), refused with nothing changed when it was ended meanwhile: the end someone
+    recorded (a later one, which blocks longer) is not overwritten."""
     if ended_on < course.started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         lock_live_patient(course.patient_id)
+        # Race condition: read again under the patient's lock, which every change of the record takes.
+        ended_meanwhile = MedicationCourse.objects.filter(pk=course.pk).values_list("ended_on", flat=True).first()
+        if ongoing_only and ended_meanwhile is not None:
+            raise PreconditionFailed(
+                ErrorCode.RECORD_CHANGED,
+                f"This course was recorded as ended on {ended_meanwhile:%-d %B %Y} since the page was opened: nothing "
+                "was changed. Correct it in the admin if that end is wrong.",
+            )
         course.ended_on = ended_on
         course.save(update_fields=["ended_on"])
         patient_record_changed(
@@ -392,10 +405,24 @@ def _intake_row(patient: Patient, line: IntakeLine, index: int, seen: set[tuple[
     return PatientCondition(patient=patient, condition=condition, status=line.status, area=area, noted_on=line.noted_on)
 
 
+def intake_version(patient_id) -> str:
+    """A fingerprint of the patient's intake as stored (its lines, in any order): what a page or a GET that shows
+    it was drawn from, so that a replacement made from it can be refused once someone else changed it."""
+    lines = sorted(
+        f"{condition}|{area or ''}|{status}|{noted_on or ''}"
+        for condition, area, status, noted_on in PatientCondition.objects.filter(patient_id=patient_id).values_list(
+            "condition_id", "area_id", "status", "noted_on"
+        )
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
+
+
 def conditions_replace(
-    *, patient: Patient, lines: Iterable[IntakeLine], now: datetime | None = None
+    *, patient: Patient, lines: Iterable[IntakeLine], now: datetime | None = None, made_from: str | None = None
 ) -> list[PatientCondition]:
-    """Replace the medical-history intake with `lines` (a PUT of the whole list)."""
+    """Replace the medical-history intake with `lines` (a PUT of the whole list). With `made_from` (the
+    `intake_version` the lines were made from: the desk's page, an API client's If-Match), refused with nothing
+    changed when the intake is no longer that: a line recorded meanwhile (a contraindication) would be erased."""
     lines = list(lines)
     seen: set[tuple[str, str | None]] = set()
     rows = []
@@ -403,6 +430,13 @@ def conditions_replace(
         rows.append(_intake_row(patient, line, index, seen))
     with transaction.atomic():
         lock_live_patient(patient.pk)
+        # Race condition: compared under the patient's lock, which every intake change takes.
+        if made_from is not None and made_from != intake_version(patient.pk):
+            raise PreconditionFailed(
+                ErrorCode.RECORD_CHANGED,
+                "The medical history changed since it was read: nothing was saved. Read it again and make the "
+                "change on what it is now.",
+            )
         PatientCondition.objects.filter(patient=patient).delete()
         PatientCondition.objects.bulk_create(rows)
         patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")

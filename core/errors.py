@@ -67,6 +67,10 @@ class ErrorCode(StrEnum):
     MANAGE_LINK_EXPIRED = "manage_link_expired", 400
     OUTSIDE_CANCELLATION_WINDOW = "outside_cancellation_window", 409
     MERGE_INTO_SELF = "merge_into_self", 400
+    # The part of the record a change was made from changed since it was read (the intake since the page or GET a
+    # replacement was made from, clinic.services.intake_version; a course ended meanwhile): nothing changes, so
+    # what someone recorded meanwhile (a contraindication, a course's end) is not overwritten.
+    RECORD_CHANGED = "record_changed", 412
     PATIENT_MERGED = "patient_merged", 400, 409  # 409: a change sent to a merged record's address (api/merged.py)
     UNKNOWN_PLAN_TEMPLATE = "unknown_plan_template", 400
     INVALID_PLAN = "invalid_plan", 400
@@ -162,6 +166,12 @@ class InvalidTransition(DomainError):
     """The appointment's status does not allow this action (HTTP 409)."""
 
     http_status = 409
+
+
+class PreconditionFailed(DomainError):
+    """What the request was made from is no longer what is stored (HTTP 412): nothing changed."""
+
+    http_status = 412
 
 
 class Refused(DomainError):

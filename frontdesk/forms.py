@@ -215,6 +215,7 @@ class PatientForm(FrontdeskForm):
 
     def __init__(self, *args, clinic, patient=None, **kwargs) -> None:
         self.clinic = clinic
+        self.patient = patient
         if patient is not None:
             # The number as the desk dials it; the service reads it back in the clinic's country.
             kwargs["initial"] = {
@@ -224,10 +225,11 @@ class PatientForm(FrontdeskForm):
         super().__init__(*args, **kwargs)
         if patient is not None:  # only a registration asks about duplicates
             del self.fields["confirm_new"]
-            # Race condition: the patient may reply STOP (or change their choices on their page) while this form is
-            # open. The choices it was drawn with go with it, so that only those the desk changed are saved
-            # (patient_fields): saving a new surname must not switch texts back on.
-            for name in self.contact_choices():
+            # Race condition: the patient may reply STOP (or change their choices on their page, or a platform their
+            # number) while this form is open. The choices and the number and address it was drawn with go with it,
+            # so that only what the desk changed is saved (patient_fields): saving a new surname must not switch
+            # texts back on, nor put back a number the patient gave up.
+            for name in self.drawn_fields():
                 self.fields[name].show_hidden_initial = True
         examples = phone_examples(clinic.country)
         if examples:
@@ -269,17 +271,41 @@ class PatientForm(FrontdeskForm):
         change)."""
         return [name for name in PATIENT_CHOICES if name in self.fields]
 
+    def drawn_fields(self) -> list[str]:
+        """What an edit saves only where the desk changed it: the contact choices, the number and the address."""
+        return [*self.contact_choices(), "phone", "email"]
+
+    def _says_what_was_drawn(self, name: str) -> bool:
+        return self[name].field.show_hidden_initial and self.add_initial_prefix(name) in self.data
+
     def patient_fields(self) -> dict:
-        """The fields to save: on an edit, a contact choice only where the desk changed it (what was drawn against
-        what is submitted, not against the record as it is now), or where the post does not say what was drawn."""
+        """The fields to save: on an edit, a contact choice, the number or the address only where the desk changed
+        it (what was drawn against what is submitted, not against the record as it is now), or where the post does
+        not say what was drawn. The channels are one list: what the desk ticked or unticked is applied to the
+        channels as they are now, so a channel the patient switched off meanwhile (an unsubscribe) stays off."""
         kept = {
-            name
-            for name in self.contact_choices()
-            if self[name].field.show_hidden_initial
-            and self.add_initial_prefix(name) in self.data
-            and name not in self.changed_data
+            name for name in self.drawn_fields() if self._says_what_was_drawn(name) and name not in self.changed_data
         }
-        return {name: value for name, value in self.cleaned_data.items() if name != "confirm_new" and name not in kept}
+        fields = {
+            name: value for name, value in self.cleaned_data.items() if name != "confirm_new" and name not in kept
+        }
+        if (
+            "reminder_channels" in fields
+            and self.patient is not None
+            and self._says_what_was_drawn("reminder_channels")
+        ):
+            field = self.fields["reminder_channels"]
+            drawn = set(
+                field.to_python(
+                    field.hidden_widget().value_from_datadict(
+                        self.data, self.files, self.add_initial_prefix("reminder_channels")
+                    )
+                )
+            )
+            submitted = set(fields["reminder_channels"])
+            now = set(self.patient.reminder_channels) - (drawn - submitted) | (submitted - drawn)
+            fields["reminder_channels"] = [value for value, _ in ReminderChannel.choices if value in now]
+        return fields
 
 
 # --- Medical history --------------------------------------------------------------------

@@ -85,6 +85,21 @@ class PreferencesForm(FocusOnError):
         if not has_phone:
             del self.fields["sms"]
             del self.fields["sms_consent"]
+        # Race condition: the patient may unsubscribe (a link in an e-mail) or reply STOP while this page is open.
+        # The channels it was drawn with go with it, so that only a box the patient changed here is saved
+        # (`changed`): muting care texts on an old page must not switch e-mail back on.
+        for name in ("email", "sms"):
+            if name in self.fields:
+                self.fields[name].show_hidden_initial = True
+
+    def changed(self, name: str) -> bool | None:
+        """The box's value where the patient changed it on this page (against what the page was drawn with), else
+        None: leave it as it is now. A post that does not say what the page was drawn with: the box's value."""
+        if name not in self.fields:
+            return None
+        if self.add_initial_prefix(name) in self.data and name not in self.changed_data:
+            return None
+        return self.cleaned_data.get(name)
 
     def muted_topics(self) -> list[str]:
         return [topic for name, topic in self.TOPIC_FIELDS.items() if not self.cleaned_data[name]]

@@ -347,8 +347,8 @@ def preferences(request: HttpRequest, *, appointment: Appointment, token: str, n
         change = patient_preferences_update(
             patient=appointment.patient,
             now=now,
-            email=data.get("email") if "email" in form.fields else None,
-            sms=data.get("sms") if "sms" in form.fields else None,
+            email=form.changed("email"),
+            sms=form.changed("sms"),
             sms_consent=bool(data.get("sms_consent")),
             muted_topics=form.muted_topics(),
         )

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from clinic import services as clinic_services
 from clinic.models import MedicationCourse
 from clinic.selectors import clinics_for_user, merged_patient_survivor, patient_search, patients_in
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PreconditionFailed
 from frontdesk import selectors
 from frontdesk.forms import (
     ConditionFormSet,
@@ -136,9 +136,11 @@ def _conditions_initial(patient) -> list[dict]:
     ]
 
 
-def _history_page(request, patient, **forms):
+def _history_page(request, patient, status: int = 200, **forms):
     context = {
         "patient": patient,
+        # What the intake lines on the page were drawn from; kept on a page shown again with its errors.
+        "intake_version": forms.get("intake_version") or clinic_services.intake_version(patient.pk),
         "nav": "patients",
         "conditions_formset": forms.get("conditions_formset")
         or ConditionFormSet(initial=_conditions_initial(patient), prefix="conditions"),
@@ -150,7 +152,7 @@ def _history_page(request, patient, **forms):
     }
     for course in context["courses"]:
         course.end_form = context["end_forms"].get(course.pk) or MedicationEndForm(prefix=f"end-{course.pk}")
-    return page(request, "frontdesk/patient_history.html", context)
+    return page(request, "frontdesk/patient_history.html", context, status=status)
 
 
 # The service numbers its messages for readers who see the whole list ("Line 2: ..."); beside the
@@ -191,11 +193,27 @@ def patient_history(request, patient_id):
             )
             for f in kept
         ]
-        with DomainErrors(_IntakeLines(formset, kept)):
-            clinic_services.conditions_replace(patient=patient, lines=lines, now=timezone.now())
-            messages.success(request, "Medical history saved.")
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
-    return _history_page(request, patient, conditions_formset=formset)
+        made_from = request.POST.get("intake_version") or None
+        try:
+            with DomainErrors(_IntakeLines(formset, kept)):
+                clinic_services.conditions_replace(
+                    patient=patient, lines=lines, now=timezone.now(), made_from=made_from
+                )
+                messages.success(request, "Medical history saved.")
+                return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+        except PreconditionFailed:
+            # Someone changed the intake since this page was drawn: saving it would erase what they recorded.
+            fresh = ConditionFormSet(initial=_conditions_initial(patient), prefix="conditions")
+            fresh._non_form_errors = fresh.error_class(
+                [
+                    "Someone changed this medical history since you opened the page, so nothing was saved (it "
+                    "would have erased what they recorded). It is shown below as it is now: make your change again."
+                ]
+            )
+            return _history_page(request, patient, status=409, conditions_formset=fresh)
+    return _history_page(
+        request, patient, status=200, conditions_formset=formset, intake_version=request.POST.get("intake_version")
+    )
 
 
 @clinic_page
@@ -227,12 +245,16 @@ def medication_end(request, patient_id, course_id):
         raise Http404("No such medication course.")
     form = MedicationEndForm(request.POST, prefix=f"end-{course.pk}")
     if form.is_valid():
-        with DomainErrors(form):
-            clinic_services.medication_course_end(
-                course=course, ended_on=form.cleaned_data["ended_on"], now=timezone.now()
-            )
-            messages.success(request, f"End of the {course.drug} course recorded.")
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+        try:
+            with DomainErrors(form):
+                clinic_services.medication_course_end(
+                    course=course, ended_on=form.cleaned_data["ended_on"], now=timezone.now(), ongoing_only=True
+                )
+                messages.success(request, f"End of the {course.drug} course recorded.")
+                return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+        except PreconditionFailed as changed:
+            messages.error(request, changed.message)
+            return _history_page(request, patient, status=409)
     return _history_page(request, patient, end_forms={course.pk: form})
 
 

@@ -167,4 +167,5 @@ def test_the_merge_is_documented(client):
     assert "308" in schema["paths"]["/api/v1/patients/{patient_id}/"]["get"]["responses"]
     intake = schema["paths"]["/api/v1/patients/{patient_id}/conditions/"]["put"]["responses"]
     assert "409" in intake and "308" not in intake  # a change to a merged record is refused, not redirected
+    assert "412" in intake  # If-Match naming an intake that changed since (docs/api.md)
     assert schema["components"]["schemas"]["MergeInRequest"]["required"] == ["into"]

@@ -265,6 +265,35 @@ def test_conditions_put_replaces_and_get_reads(api, patient):
     assert not PatientCondition.objects.exists()
 
 
+def test_a_conditions_put_made_from_an_old_read_is_412_with_if_match_and_changes_nothing(api, patient):
+    """A platform replaces the intake from a GET made before a clinician recorded an active skin infection: with the
+    GET's ETag in If-Match the PUT is refused and the infection stays (stale-writes probe, 4 December)."""
+    url = f"/api/v1/patients/{patient.pk}/conditions/"
+    api.put(url, [{"condition": "eczema", "status": "history"}], format="json")
+    read = api.get(url)
+    etag = read["ETag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    PatientCondition.objects.create(patient=patient, condition_id="skin_infection", status="active")
+
+    stale = [{"condition": "eczema", "status": "active"}]
+    body = problem_of(api.put(url, stale, format="json", HTTP_IF_MATCH=etag), 412)
+
+    assert body["code"] == "record_changed" and "nothing was saved" in body["detail"]
+    assert set(PatientCondition.objects.filter(patient=patient).values_list("condition_id", "status")) == {
+        ("eczema", "history"),
+        ("skin_infection", "active"),
+    }
+    # Read again, the same change goes through, and answers the new version.
+    fresh = api.get(url)["ETag"]
+    assert fresh != etag
+    current = [*stale, {"condition": "skin_infection", "status": "active"}]
+    done = api.put(url, current, format="json", HTTP_IF_MATCH=f"W/{fresh}")
+    assert done.status_code == 200 and done["ETag"] == api.get(url)["ETag"] != fresh
+    # Without If-Match, or with *, the PUT replaces as before.
+    assert api.put(url, current, format="json", HTTP_IF_MATCH="*").status_code == 200
+    assert api.put(url, current, format="json").status_code == 200
+
+
 def test_conditions_put_bad_lines_are_400_and_change_nothing(api, patient):
     url = f"/api/v1/patients/{patient.pk}/conditions/"
     api.put(url, [{"condition": "eczema", "status": "history"}], format="json")

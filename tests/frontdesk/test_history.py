@@ -1,5 +1,6 @@
 """The medical-history intake: conditions, medication courses, procedures done elsewhere."""
 
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -54,6 +55,39 @@ def test_a_ticked_line_is_removed(reception, clinic, patient, eczema_history):
     )
     assert response.status_code == 302
     assert not PatientCondition.objects.filter(patient=patient).exists()
+
+
+def test_an_intake_page_saved_after_someone_changed_the_intake_saves_nothing_and_shows_it_as_it_is(
+    reception, clinic, patient, eczema_history
+):
+    """Receptionist A opens the page; a clinician records an active clotting disorder meanwhile; A saves the page
+    as drawn (with a change to the eczema line). Saving it would erase the clotting disorder (found by the
+    stale-writes probe, tests/qa/test_stale_writes_probe.py)."""
+    page = reception.get(url("patient_history", clinic, patient)).content.decode()
+    drawn_from = re.search(r'name="intake_version" value="([0-9a-f]+)"', page).group(1)
+    PatientCondition.objects.create(patient=patient, condition_id="clotting_disorder", status="active")
+
+    stale = lines({"condition": "eczema", "status": "history", "noted_on": "2019-01-01"}, initial=1)
+    response = reception.post(url("patient_history", clinic, patient), {**stale, "intake_version": drawn_from})
+
+    assert response.status_code == 409
+    assert "Someone changed this medical history since you opened the page, so nothing was saved" in squash(response)
+    kept = set(PatientCondition.objects.filter(patient=patient).values_list("condition_id", "status", "noted_on"))
+    assert kept == {("eczema", "history", None), ("clotting_disorder", "active", None)}
+    # The page is drawn again from the intake as it is now: saving it then goes through.
+    shown = response.content.decode()
+    assert 'value="clotting_disorder" selected' in shown or 'clotting_disorder" selected' in shown
+    fresh_version = re.search(r'name="intake_version" value="([0-9a-f]+)"', shown).group(1)
+    assert fresh_version != drawn_from
+    current = lines(
+        {"condition": "clotting_disorder", "status": "active"},
+        {"condition": "eczema", "status": "history", "noted_on": "2019-01-01"},
+        initial=2,
+    )
+    assert reception.post(url("patient_history", clinic, patient), {**current, "intake_version": fresh_version})[
+        "Location"
+    ].endswith("/history/")
+    assert PatientCondition.objects.filter(patient=patient, noted_on=date(2019, 1, 1)).count() == 1
 
 
 def test_a_condition_without_status_is_refused_on_its_line(reception, clinic, patient):
@@ -117,6 +151,22 @@ def test_the_end_of_an_ongoing_course_is_recorded(reception, clinic, patient):
     assert response.status_code == 302
     course.refresh_from_db()
     assert course.ended_on == date(2025, 9, 1)
+
+
+def test_the_end_of_a_course_ended_meanwhile_is_not_overwritten_from_a_stale_page(reception, clinic, patient):
+    """The page showed isotretinoin ongoing; a clinician recorded its end on 20 February meanwhile; the desk's form,
+    sent with 1 December, would move the 6-month microneedling block three months earlier (stale-writes probe)."""
+    course = MedicationCourse.objects.create(patient=patient, drug_id="isotretinoin", started_on=date(2025, 1, 1))
+    MedicationCourse.objects.filter(pk=course.pk).update(ended_on=date(2026, 2, 20))
+
+    response = reception.post(
+        url("medication_end", clinic, patient, course), {f"end-{course.pk}-ended_on": "2025-12-01"}
+    )
+
+    assert response.status_code == 409
+    assert "This course was recorded as ended on 20 February 2026 since the page was opened" in squash(response)
+    course.refresh_from_db()
+    assert course.ended_on == date(2026, 2, 20)
 
 
 def test_a_procedure_done_elsewhere_is_added_in_clinic_time(reception, clinic, patient, frozen):
