@@ -38,11 +38,17 @@ class Pagination(pagination.PageNumberPagination):
                 raise ValidationError({"page_size": [PAGE_SIZE_MESSAGE]})
         return super().get_page_size(request)
 
-    def paginate_queryset(self, queryset, request, view=None):
+    def check_query(self, request) -> None:
+        """A 400 for a page or page size that is not one: also asked before a write whose answer is a page (the
+        intake's PUT), so a bad query refuses the request instead of answering 400 after the write."""
         refuse_repeated_and_empty(request.query_params, (self.page_query_param, self.page_size_query_param))
         raw = request.query_params.get(self.page_query_param)
         if raw is not None and ((_whole(raw) or 0) < 1):
             raise ValidationError({"page": ["A positive whole number."]})
+        self.get_page_size(request)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.check_query(request)
         try:
             return super().paginate_queryset(queryset, request, view)
         except pagination.NotFound:

@@ -303,13 +303,34 @@ REPLAYED = (
 )
 
 
+# The intake's version (clinic.services.intake_version), for If-Match on its PUT (docs/api.md).
+INTAKE_ETAG = (
+    "ETag",
+    {"type": "string"},
+    True,
+    "The version of the whole intake (the same on every page): send it in If-Match with a PUT.",
+)
+INTAKE_OPERATIONS = ("patients_conditions_list", "patients_conditions_replace")
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The ETag of the intake this replacement was made from: if someone changed it since, the PUT is "
+    "refused (412 record_changed) and nothing is replaced. `*` or none: no condition.",
+)
+
+
 def postprocess_response_headers(result, generator, request, public):
-    """Documents the headers each answer carries (Location, WWW-Authenticate, Retry-After, Idempotent-Replayed)."""
+    """Documents the headers each answer carries (Location, WWW-Authenticate, Retry-After, Idempotent-Replayed,
+    the intake's ETag)."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             idempotent = any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
             for status, response in operation.get("responses", {}).items():
                 headers = list(RESPONSE_HEADERS.get(status, []))
+                if status == "200" and operation.get("operationId") in INTAKE_OPERATIONS:
+                    headers.append(INTAKE_ETAG)
                 if idempotent and status not in ("401", "414", "429", "431"):
                     headers.append(REPLAYED)
                 for name, schema, required, description in headers:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import escape_uri_path
+from django.utils.http import parse_etags
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -431,9 +433,12 @@ class PatientConditionsApi(ApiView):
     )
     def get(self, request, patient_id):
         patient = self.patient_from_url()
+        # The version first, then the lines: a change between the two makes the pair look older than it is (a
+        # needless 412 later), never newer (a PUT made from old lines passing as current).
+        version = clinic_services.intake_version(patient.pk)
         rows = patient.conditions.order_by("condition_id", "area_id", "id")
         response = self.page(rows, ConditionLineOut)
-        response["ETag"] = f'"{clinic_services.intake_version(patient.pk)}"'
+        response["ETag"] = f'"{version}"'
         return response
 
     @extend_schema(
@@ -441,39 +446,41 @@ class PatientConditionsApi(ApiView):
         operation_id="patients_conditions_replace",
         summary="Replace the medical-history intake",
         request=ConditionLineIn(many=True),
+        parameters=[docs.IF_MATCH],
         examples=docs.CONDITION_EXAMPLES,
         responses=docs.responses(200, ConditionLineOut, many=True, bad_request=True, body=True, precondition=True),
     )
     def put(self, request, patient_id):
         patient = self.patient_from_url()
         lines = _input(ConditionLineIn, request, many=True, max_length=self.MAX_LINES)
-        rows = clinic_services.conditions_replace(
-            made_from=_if_match(request),
-            patient=patient,
-            lines=[
-                clinic_services.IntakeLine(
-                    condition=line["condition"],
-                    status=line["status"],
-                    area=line.get("area"),
-                    noted_on=line.get("noted_on"),
-                )
-                for line in lines
-            ],
-        )
+        self.paginator.check_query(request)  # before the write: its answer is a page
+        with transaction.atomic():  # the version read under the lock the replacement took: this PUT's own
+            rows = clinic_services.conditions_replace(
+                made_from=_if_match(request),
+                patient=patient,
+                lines=[
+                    clinic_services.IntakeLine(
+                        condition=line["condition"],
+                        status=line["status"],
+                        area=line.get("area"),
+                        noted_on=line.get("noted_on"),
+                    )
+                    for line in lines
+                ],
+            )
+            version = clinic_services.intake_version(patient.pk)
         response = self.page(rows, ConditionLineOut)
-        response["ETag"] = f'"{clinic_services.intake_version(patient.pk)}"'
+        response["ETag"] = f'"{version}"'
         return response
 
 
-def _if_match(request) -> str | None:
-    """The intake version an If-Match names (the ETag of a GET: a quoted string, weak or strong), for a replacement
-    refused (412) once someone changed the intake since; None without one, or with `*`. Several versions: the first
-    (a client holds one)."""
-    header = request.headers.get("If-Match", "").strip()
-    if not header or header == "*":
+def _if_match(request) -> frozenset[str] | None:
+    """The intake versions an If-Match accepts (ETags of a GET, strong comparison: a weak tag matches nothing), for
+    a replacement refused (412) once someone changed the intake since; None without one, or with `*`."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
         return None
-    first = header.split(",")[0].strip()
-    return first.removeprefix("W/").strip('"') or None
+    return frozenset(tag[1:-1] for tag in parse_etags(header) if not tag.startswith("W/"))
 
 
 # --- Eligibility and availability -----------------------------------------------------------------------

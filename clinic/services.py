@@ -352,7 +352,8 @@ def medication_course_end(
         if ongoing_only and ended_meanwhile is not None:
             raise PreconditionFailed(
                 ErrorCode.RECORD_CHANGED,
-                f"This course was recorded as ended on {ended_meanwhile:%-d %B %Y} since the page was opened: nothing "
+                f"This course was recorded as ended on {ended_meanwhile.day} {ended_meanwhile:%B %Y} since the page was "
+                "opened: nothing "
                 "was changed. Correct it in the admin if that end is wrong.",
             )
         course.ended_on = ended_on
@@ -418,11 +419,16 @@ def intake_version(patient_id) -> str:
 
 
 def conditions_replace(
-    *, patient: Patient, lines: Iterable[IntakeLine], now: datetime | None = None, made_from: str | None = None
+    *,
+    patient: Patient,
+    lines: Iterable[IntakeLine],
+    now: datetime | None = None,
+    made_from: str | Iterable[str] | None = None,
 ) -> list[PatientCondition]:
     """Replace the medical-history intake with `lines` (a PUT of the whole list). With `made_from` (the
-    `intake_version` the lines were made from: the desk's page, an API client's If-Match), refused with nothing
-    changed when the intake is no longer that: a line recorded meanwhile (a contraindication) would be erased."""
+    `intake_version` the lines were made from: the desk's page; an API client's If-Match, which may name several),
+    refused with nothing changed when the intake is no longer that: a line recorded meanwhile (a contraindication)
+    would be erased."""
     lines = list(lines)
     seen: set[tuple[str, str | None]] = set()
     rows = []
@@ -431,7 +437,8 @@ def conditions_replace(
     with transaction.atomic():
         lock_live_patient(patient.pk)
         # Race condition: compared under the patient's lock, which every intake change takes.
-        if made_from is not None and made_from != intake_version(patient.pk):
+        accepted = None if made_from is None else {made_from} if isinstance(made_from, str) else set(made_from)
+        if accepted is not None and intake_version(patient.pk) not in accepted:
             raise PreconditionFailed(
                 ErrorCode.RECORD_CHANGED,
                 "The medical history changed since it was read: nothing was saved. Read it again and make the "

@@ -139,8 +139,12 @@ def _conditions_initial(patient) -> list[dict]:
 def _history_page(request, patient, status: int = 200, **forms):
     context = {
         "patient": patient,
-        # What the intake lines on the page were drawn from; kept on a page shown again with its errors.
-        "intake_version": forms.get("intake_version") or clinic_services.intake_version(patient.pk),
+        # What the intake lines on the page were drawn from; kept on a page shown again with its errors (empty for
+        # a page from before it was sent along: no check, as then). Read before the lines (a change in between
+        # makes the page look older than it is, a needless refusal, never newer).
+        "intake_version": forms["intake_version"]
+        if "intake_version" in forms
+        else clinic_services.intake_version(patient.pk),
         "nav": "patients",
         "conditions_formset": forms.get("conditions_formset")
         or ConditionFormSet(initial=_conditions_initial(patient), prefix="conditions"),
@@ -203,6 +207,7 @@ def patient_history(request, patient_id):
                 return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
         except PreconditionFailed:
             # Someone changed the intake since this page was drawn: saving it would erase what they recorded.
+            version = clinic_services.intake_version(patient.pk)  # before the lines it stands for
             fresh = ConditionFormSet(initial=_conditions_initial(patient), prefix="conditions")
             fresh._non_form_errors = fresh.error_class(
                 [
@@ -210,9 +215,9 @@ def patient_history(request, patient_id):
                     "would have erased what they recorded). It is shown below as it is now: make your change again."
                 ]
             )
-            return _history_page(request, patient, status=409, conditions_formset=fresh)
+            return _history_page(request, patient, status=409, conditions_formset=fresh, intake_version=version)
     return _history_page(
-        request, patient, status=200, conditions_formset=formset, intake_version=request.POST.get("intake_version")
+        request, patient, status=200, conditions_formset=formset, intake_version=request.POST.get("intake_version", "")
     )
 
 

@@ -168,4 +168,7 @@ def test_the_merge_is_documented(client):
     intake = schema["paths"]["/api/v1/patients/{patient_id}/conditions/"]["put"]["responses"]
     assert "409" in intake and "308" not in intake  # a change to a merged record is refused, not redirected
     assert "412" in intake  # If-Match naming an intake that changed since (docs/api.md)
+    replace = schema["paths"]["/api/v1/patients/{patient_id}/conditions/"]["put"]
+    assert "If-Match" in [p["name"] for p in replace["parameters"] if p["in"] == "header"]
+    assert "ETag" in intake["200"]["headers"]
     assert schema["components"]["schemas"]["MergeInRequest"]["required"] == ["into"]

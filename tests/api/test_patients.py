@@ -287,11 +287,23 @@ def test_a_conditions_put_made_from_an_old_read_is_412_with_if_match_and_changes
     fresh = api.get(url)["ETag"]
     assert fresh != etag
     current = [*stale, {"condition": "skin_infection", "status": "active"}]
-    done = api.put(url, current, format="json", HTTP_IF_MATCH=f"W/{fresh}")
+    assert problem_of(api.put(url, current, format="json", HTTP_IF_MATCH=f"W/{fresh}"), 412)  # weak: no match
+    assert problem_of(api.put(url, current, format="json", HTTP_IF_MATCH='""'), 412)  # an empty tag is not a pass
+    done = api.put(url, current, format="json", HTTP_IF_MATCH=f"{etag}, {fresh}")  # any of a list may match
     assert done.status_code == 200 and done["ETag"] == api.get(url)["ETag"] != fresh
     # Without If-Match, or with *, the PUT replaces as before.
     assert api.put(url, current, format="json", HTTP_IF_MATCH="*").status_code == 200
     assert api.put(url, current, format="json").status_code == 200
+
+
+def test_a_conditions_put_with_a_bad_page_size_is_400_before_anything_is_replaced(api, patient):
+    """Its answer is a page of the new intake: a page size that is not one was a 400 after the replacement had been
+    made (found by the schema fuzzing, 4 December)."""
+    url = f"/api/v1/patients/{patient.pk}/conditions/"
+    api.put(url, [{"condition": "eczema", "status": "history"}], format="json")
+    problem_of(api.put(url + "?page_size=201", [], format="json"), 400)
+    problem_of(api.put(url + "?page=0", [], format="json"), 400)
+    assert PatientCondition.objects.filter(patient=patient).count() == 1
 
 
 def test_conditions_put_bad_lines_are_400_and_change_nothing(api, patient):

@@ -271,6 +271,8 @@ REFUSALS_OF_WELL_FORMED_REQUESTS = {
     "merge_into_self",
     "patient_merged",
     "merge_conflict",
+    # The intake's PUT with an If-Match naming a version it does not have (any tag but its current one).
+    "record_changed",
     # Treatment plans: a template code that is not ours, a proposal that does not fit the course's windows,
     # a session the plan does not have, a course the options make impossible (docs/plans.md).
     "unknown_plan_template",
