@@ -150,7 +150,7 @@ def recall_earliest(*, appointment: Appointment, recall: dict, now: datetime) ->
 
 def _recall_earliest_once(message: OutboxMessage, recall: dict, now: datetime) -> datetime | None:
     """`recall_earliest` once per message and moment: an e-mail's text is built more than once (its body, a group
-    of messages merged into one), and each asks would read the patient's history again."""
+    of messages merged into one), and each would read the patient's history again."""
     kept = getattr(message, "_recall_earliest", None)
     if kept is None or kept[0] != now:
         kept = (now, recall_earliest(appointment=message.appointment, recall=recall, now=now))

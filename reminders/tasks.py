@@ -4,9 +4,12 @@ The beat runs `reminders.dispatch_due` every few seconds; it claims due rows
 and enqueues one `reminders.send_batch` per REMINDERS_SEND_BATCH_SIZE rows
 (`reminders.send_message`, one row, stays for tasks queued by older code). Tasks take ids (and an
 optional ISO `now` for tests), read the clock only at this edge, and are safe
-to run twice. No task is ever scheduled far ahead with an ETA: due times live
+to run twice. No message is ever scheduled ahead with an ETA: due times live
 in the database, so a Redis restart or visibility timeout cannot lose or
-replay them.
+replay them. The one task that waits in Redis is `reminders.record_delivery_report`
+(a provider's report the web could not record, tried again for about a day, each
+wait under half the visibility timeout): a Redis that keeps nothing on disk and
+restarts meanwhile loses it (docs/reminders.md).
 """
 
 from __future__ import annotations
