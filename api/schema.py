@@ -175,8 +175,8 @@ def responses(
         )
     if precondition:
         out[(412, PROBLEM_CONTENT_TYPE)] = _problem(
-            "record_changed: If-Match names a version (the ETag of a GET) the intake no longer has: someone changed "
-            "it since; nothing was replaced. GET it again and make the change on what it is now."
+            "record_changed: If-Match names a version (the ETag of a GET) this no longer has: someone changed it "
+            "since; nothing was changed. GET it again and make the change on what it is now."
         )
     if body:
         out[(413, PROBLEM_CONTENT_TYPE)] = _problem("The body is larger than the limit.")
@@ -303,34 +303,37 @@ REPLAYED = (
 )
 
 
-# The intake's version (clinic.services.intake_version), for If-Match on its PUT (docs/api.md).
-INTAKE_ETAG = (
-    "ETag",
-    {"type": "string"},
-    True,
-    "The version of the whole intake (the same on every page): send it in If-Match with a PUT.",
-)
-INTAKE_OPERATIONS = ("patients_conditions_list", "patients_conditions_replace")
+# The versions of what a write may be made from (clinic.services.intake_version, record_version), for If-Match
+# (docs/api.md): each operation's 200 carries one.
+ETAGS = {
+    "patients_conditions_list": "The version of the whole intake (the same on every page): send it in If-Match "
+    "with a PUT.",
+    "patients_retrieve": "The version of this patient's record: send it in If-Match with a PATCH.",
+    "patients_medications_retrieve": "The version of this course: send it in If-Match with a PATCH.",
+}
+ETAGS["patients_conditions_replace"] = ETAGS["patients_conditions_list"]
+ETAGS["patients_update"] = ETAGS["patients_retrieve"]
+ETAGS["patients_medications_end"] = ETAGS["patients_medications_retrieve"]
 IF_MATCH = OpenApiParameter(
     "If-Match",
     str,
     OpenApiParameter.HEADER,
     required=False,
-    description="The ETag of the intake this replacement was made from: if someone changed it since, the PUT is "
-    "refused (412 record_changed) and nothing is replaced. `*` or none: no condition.",
+    description="The ETag of what this change was made from (the answer to a GET): if someone changed it since, "
+    "the change is refused (412 record_changed) and nothing is changed. `*` or none: no condition.",
 )
 
 
 def postprocess_response_headers(result, generator, request, public):
     """Documents the headers each answer carries (Location, WWW-Authenticate, Retry-After, Idempotent-Replayed,
-    the intake's ETag)."""
+    the ETags of what If-Match may name)."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             idempotent = any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
             for status, response in operation.get("responses", {}).items():
                 headers = list(RESPONSE_HEADERS.get(status, []))
-                if status == "200" and operation.get("operationId") in INTAKE_OPERATIONS:
-                    headers.append(INTAKE_ETAG)
+                if status == "200" and operation.get("operationId") in ETAGS:
+                    headers.append(("ETag", {"type": "string"}, True, ETAGS[operation["operationId"]]))
                 if idempotent and status not in ("401", "414", "429", "431"):
                     headers.append(REPLAYED)
                 for name, schema, required, description in headers:

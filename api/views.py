@@ -290,23 +290,24 @@ class PatientDetailApi(ApiView):
         responses=docs.responses(200, PatientOut),
     )
     def get(self, request, patient_id):
-        return Response(PatientOut(self.patient_from_url()).data)
+        return _versioned(PatientOut(patient := self.patient_from_url()).data, patient)
 
     @extend_schema(
         tags=["patients"],
         operation_id="patients_update",
         summary="Change a patient's details (not their clinic)",
         request=PatientUpdateIn,
-        responses=docs.responses(200, PatientOut, bad_request=True, body=True),
+        parameters=[docs.IF_MATCH],
+        responses=docs.responses(200, PatientOut, bad_request=True, body=True, precondition=True),
     )
     def patch(self, request, patient_id):
         patient = self.patient_from_url()
         data = _input(PatientUpdateIn, request)
         today = timezone.now().astimezone(patient.clinic.tz).date()
         patient = clinic_services.patient_update(
-            patient=patient, today=today, changed_by=self.caller.changed_by(), **data
+            patient=patient, today=today, changed_by=self.caller.changed_by(), made_from=_if_match(request), **data
         )
-        return Response(PatientOut(patient).data)
+        return _versioned(PatientOut(patient).data, patient)
 
 
 class PatientProcedureListApi(ApiView):
@@ -403,20 +404,23 @@ class PatientMedicationDetailApi(ApiView):
         responses=docs.responses(200, MedicationCourseOut),
     )
     def get(self, request, patient_id, course_id):
-        return Response(MedicationCourseOut(self._course()).data)
+        return _versioned(MedicationCourseOut(course := self._course()).data, course)
 
     @extend_schema(
         tags=["patient history"],
         operation_id="patients_medications_end",
         summary="Record the end of a course",
         request=MedicationCourseEndIn,
-        responses=docs.responses(200, MedicationCourseOut, bad_request=True, body=True),
+        parameters=[docs.IF_MATCH],
+        responses=docs.responses(200, MedicationCourseOut, bad_request=True, body=True, precondition=True),
     )
     def patch(self, request, patient_id, course_id):
         course = self._course()
         data = _input(MedicationCourseEndIn, request)
-        course = clinic_services.medication_course_end(course=course, ended_on=data["ended_on"])
-        return Response(MedicationCourseOut(course).data)
+        course = clinic_services.medication_course_end(
+            course=course, ended_on=data["ended_on"], made_from=_if_match(request)
+        )
+        return _versioned(MedicationCourseOut(course).data, course)
 
 
 class PatientConditionsApi(ApiView):
@@ -474,9 +478,14 @@ class PatientConditionsApi(ApiView):
         return response
 
 
+def _versioned(data, row: Patient | MedicationCourse) -> Response:
+    """One patient or course, with its version (clinic.services.record_version) as the ETag, for If-Match."""
+    return Response(data, headers={"ETag": f'"{clinic_services.record_version(row)}"'})
+
+
 def _if_match(request) -> frozenset[str] | None:
-    """The intake versions an If-Match accepts (ETags of a GET, strong comparison: a weak tag matches nothing), for
-    a replacement refused (412) once someone changed the intake since; None without one, or with `*`."""
+    """The versions an If-Match accepts (ETags of a GET, strong comparison: a weak tag matches nothing), for a
+    change refused (412) once someone changed what it was made from; None without one, or with `*`."""
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None

@@ -10,10 +10,10 @@ from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
 from clinic import models
-from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect
+from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect, StaleRowsFormSet
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
-from clinic.services import CONTACT_FIELDS, PATIENT_CHOICES, patient_record_edited
+from clinic.services import CONTACT_FIELDS, channels_as_changed, patient_record_edited
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -302,6 +302,7 @@ class RecordInline(ClinicScopedChoices, admin.TabularInline):
     nothing may be added (its history now lives on the survivor's record)."""
 
     extra = 0
+    formset = StaleRowsFormSet  # a row changed meanwhile is never written back over (clinic.forms)
     row_related: tuple[str, ...] = ()  # what a row's name reads, selected with the rows
 
     def get_queryset(self, request):
@@ -370,22 +371,34 @@ class PatientAdmin(ClinicScopedAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         if obj is not None:
-            # Race condition: the patient may reply STOP, or change their choices on their page, while this form
-            # is open. The choices it was drawn with go with it (save_model keeps those the admin left alone).
-            for name in PATIENT_CHOICES:
-                if name in form.base_fields:
-                    form.base_fields[name].show_hidden_initial = True
+            # Race condition: the patient may reply STOP, or change their choices on their page, or the desk or a
+            # platform correct their number, while this form is open. What each field was drawn with goes with it
+            # (save_model keeps those the admin left alone as they are now).
+            for field in form.base_fields.values():
+                field.show_hidden_initial = True
         return form
 
     def save_model(self, request, obj, form, change) -> None:
-        """On a change, the patient's row is locked first (as every service locks it) and their own choices of how
-        they are reached stay as they are now unless the admin changed them (drawn against submitted)."""
+        """On a change, the patient's row is locked first (as every service locks it), and what the admin did not
+        change (drawn against submitted) stays as it is now: a number corrected or a channel switched off meanwhile
+        is not put back. The channels the admin ticked or unticked are applied to the channels as they are now."""
         if change:
             current = models.Patient.objects.select_for_update(of=("self",)).get(pk=obj.pk)
             form.contact_before = {name: getattr(current, name) for name in CONTACT_FIELDS}
-            for name in PATIENT_CHOICES:
+            for name in form.base_fields:
+                attname = obj._meta.get_field(name).attname
                 if name not in form.changed_data:
-                    setattr(obj, name, getattr(current, name))
+                    setattr(obj, attname, getattr(current, attname))
+            channels = form.fields.get("reminder_channels")
+            if "reminder_channels" in form.changed_data and channels is not None:
+                hidden = channels.hidden_widget()
+                name = form.add_initial_prefix("reminder_channels")
+                if not hidden.value_omitted_from_data(form.data, form.files, name):
+                    obj.reminder_channels = channels_as_changed(
+                        now=current.reminder_channels,
+                        drawn=channels.to_python(hidden.value_from_datadict(form.data, form.files, name)) or [],
+                        submitted=form.cleaned_data["reminder_channels"] or [],
+                    )
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:

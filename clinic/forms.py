@@ -1,7 +1,8 @@
 """Admin form pieces for clinic's models: what Django's admin does not check on its own.
 
-An autocomplete widget that re-renders a posted junk id instead of crashing on it, and the intake inline's
-rule that a condition is listed once per area (a conditional unique constraint the formset does not see).
+An autocomplete widget that re-renders a posted junk id instead of crashing on it; the record's inline rows,
+which never write a page's old values over a change someone made meanwhile; and the intake inline's rule that a
+condition is listed once per area (a conditional unique constraint the formset does not see).
 """
 
 from __future__ import annotations
@@ -29,7 +30,61 @@ def _fits(field, value) -> bool:
     return True
 
 
-class ConditionOncePerAreaFormSet(BaseInlineFormSet):
+class StaleRowsFormSet(BaseInlineFormSet):
+    """Rows of the record on the admin's page, which stays open while the desk, a platform or the patient change
+    the record. Each row carries the values it was drawn with (hidden initials), so that:
+
+    - a row the admin left alone is not saved (Django's inline formset compares what is posted with the row as it
+      is now, and wrote the page's old values back over a course end corrected meanwhile);
+    - a row the admin changed or deletes, which someone changed meanwhile, is refused with what changed, and
+      nothing is saved;
+    - a row removed meanwhile (an intake saved elsewhere is stored as new rows) is refused with a message the
+      admin can act on, not only "Select a valid choice" on a hidden id the page never shows.
+    """
+
+    def add_fields(self, form, index) -> None:
+        super().add_fields(form, index)
+        if index is None or index >= self.initial_form_count():
+            return  # a new row: nothing stored to compare with (and an empty one is left alone as before)
+        for name, field in form.fields.items():
+            if name not in ("id", "DELETE", self.fk.name):
+                field.show_hidden_initial = True
+
+    def clean(self) -> None:
+        super().clean()
+        what = self.model._meta.verbose_name_plural
+        gone = False
+        for form in self.initial_forms:
+            if "id" in form.errors:  # its row is gone (or the id was tampered with)
+                gone = True
+                continue
+            if form.has_changed() or self._should_delete_form(form):
+                meanwhile = [bf.label for bf in form if _changed_meanwhile(form, bf)]
+                if meanwhile:
+                    form.add_error(
+                        None,
+                        f"Someone changed this row since the page was opened ({', '.join(meanwhile)}): nothing was "
+                        "saved. Reload the page to see it as it is now, then make your change again.",
+                    )
+        if gone:
+            raise ValidationError(
+                f"Some {what} on this page were changed or removed since it was opened: nothing was saved. Reload "
+                "the page to see the record as it is now, then make your change again."
+            )
+
+
+def _changed_meanwhile(form, bound_field) -> bool:
+    """The row as stored now differs from the value the page was drawn with (its hidden initial)."""
+    field, hidden = bound_field.field, bound_field.field.hidden_widget()
+    if not field.show_hidden_initial or hidden.value_omitted_from_data(
+        form.data, form.files, bound_field.html_initial_name
+    ):
+        return False  # a post not made from the page (a script): nothing to compare with
+    drawn = hidden.value_from_datadict(form.data, form.files, bound_field.html_initial_name)
+    return field.has_changed(bound_field.initial, drawn)
+
+
+class ConditionOncePerAreaFormSet(StaleRowsFormSet):
     """The intake inline: a condition appears once per treatment area, and once with no area
     (PatientCondition's constraints). Each row is checked against the stored ones by its form; two new rows
     naming the same pair are caught here, as an error on the second, not an IntegrityError."""

@@ -33,12 +33,13 @@ from clinic.models import (
     PatientCondition,
     ProcedureRecord,
     ProcedureType,
+    ReminderChannel,
     TreatmentArea,
 )
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed, patient_record_changed
 from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
 from core.compiled import CompiledQuery, columns, instances
-from core.errors import ErrorCode, InvalidInput, PreconditionFailed, Refused
+from core.errors import ErrorCode, InvalidInput, NotFound, PreconditionFailed, Refused
 from core.ids import parse_uuid
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
 
@@ -191,20 +192,42 @@ def patient_create(
     return patient
 
 
-def patient_update(*, patient: Patient, today: date, changed_by: ChangedBy | None = None, **fields) -> Patient:
+def patient_update(
+    *,
+    patient: Patient,
+    today: date,
+    changed_by: ChangedBy | None = None,
+    made_from: str | Iterable[str] | None = None,
+    channels_drawn: Iterable[str] | None = None,
+    **fields,
+) -> Patient:
     """Change a patient's details. A change to how they are reached tells the reminders, with `changed_by` (the
-    desk, a platform), which record a channel switched on or off by them (reminders.consent)."""
+    desk, a platform), which record a channel switched on or off by them (reminders.consent). With `made_from` (the
+    `record_version`s the change was made from: an API client's If-Match), refused with nothing changed once the
+    record is no longer one of them. With `channels_drawn` (the channels a form was drawn with), the channels in
+    `fields` are what its user ticked and unticked, applied to the channels as they are under the lock."""
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
     with transaction.atomic():
         patient = lock_live_patient(patient.pk)  # a record merged away meanwhile is refused, not written to
+        if channels_drawn is not None and "reminder_channels" in fields:
+            fields["reminder_channels"] = channels_as_changed(
+                now=patient.reminder_channels, drawn=channels_drawn, submitted=fields["reminder_channels"]
+            )
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         reached_before = _how_reached(patient)
         for name, value in fields.items():
             setattr(patient, name, value)
-        _validated(patient, problems)
+        _validated(patient, problems)  # bad input is a 400 first, whatever the If-Match
+        # Race condition: compared under the patient's lock, which every change of their details takes.
+        _unchanged_since(
+            record_version(Patient.objects.get(pk=patient.pk)),
+            made_from,
+            "The patient's details changed since they were read: nothing was saved. Read them again and make the "
+            "change on what they are now.",
+        )
         patient.save()
         if _how_reached(patient) != reached_before:  # an address added, a channel chosen: tell the reminders
             before = dict(zip(CONTACT_FIELDS, reached_before, strict=True))
@@ -217,6 +240,15 @@ CONTACT_FIELDS = ("email", "phone", "reminder_channels", "sms_consent", "muted_t
 # Those that are the patient's own choices, which they change themselves too (a STOP, their page): a form open
 # meanwhile saves one only where its user changed it (frontdesk.forms.PatientForm, clinic.admin.PatientAdmin).
 PATIENT_CHOICES = ("reminder_channels", "sms_consent", "muted_topics")
+
+
+def channels_as_changed(*, now: Iterable[str], drawn: Iterable[str], submitted: Iterable[str]) -> list[str]:
+    """The reminder channels after a form drawn with `drawn` submitted `submitted`: what its user ticked or
+    unticked, applied to the channels as they are `now`, so that one the patient switched off meanwhile (an
+    unsubscribe, a STOP) stays off and one they switched on stays on."""
+    drawn, submitted = set(drawn), set(submitted)
+    result = set(now) - (drawn - submitted) | (submitted - drawn)
+    return [value for value in ReminderChannel.values if value in result]
 
 
 def _how_reached(patient: Patient) -> tuple:
@@ -338,17 +370,32 @@ def medication_course_add(
 
 
 def medication_course_end(
-    *, course: MedicationCourse, ended_on: date, now: datetime | None = None, ongoing_only: bool = False
+    *,
+    course: MedicationCourse,
+    ended_on: date,
+    now: datetime | None = None,
+    ongoing_only: bool = False,
+    made_from: str | Iterable[str] | None = None,
 ) -> MedicationCourse:
     """Record the end of an ongoing course (which turns 'no date yet' into a date). With `ongoing_only` (the desk's
     form, drawn while it was ongoing), refused with nothing changed when it was ended meanwhile: the end someone
-    recorded (a later one, which blocks longer) is not overwritten."""
+    recorded (a later one, which blocks longer) is not overwritten; with `made_from` (an API client's If-Match: the
+    `record_version`s it was made from), refused once the course is no longer one of them."""
     if ended_on < course.started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         lock_live_patient(course.patient_id)
         # Race condition: read again under the patient's lock, which every change of the record takes.
-        ended_meanwhile = MedicationCourse.objects.filter(pk=course.pk).values_list("ended_on", flat=True).first()
+        stored = MedicationCourse.objects.filter(pk=course.pk).first()
+        if stored is None:
+            raise NotFound("unknown_medication_course", "This medication course was removed meanwhile.")
+        _unchanged_since(
+            record_version(stored),
+            made_from,
+            "This course changed since it was read: nothing was saved. Read it again and make the change on what it "
+            "is now.",
+        )
+        ended_meanwhile = stored.ended_on
         if ongoing_only and ended_meanwhile is not None:
             raise PreconditionFailed(
                 ErrorCode.RECORD_CHANGED,
@@ -356,12 +403,12 @@ def medication_course_end(
                 "opened: nothing "
                 "was changed. Correct it in the admin if that end is wrong.",
             )
-        course.ended_on = ended_on
-        course.save(update_fields=["ended_on"])
+        course.ended_on = stored.ended_on = ended_on
+        stored.save(update_fields=["ended_on"])
         patient_record_changed(
             patient_id=course.patient_id, now=now or timezone.now(), cause=f"medication: {course.drug_id} course ended"
         )
-    return course
+    return stored  # as stored now (its other fields too): what the caller's answer and ETag show
 
 
 def patient_record_edited(*, patient_id, parts: list[str], now: datetime) -> None:
@@ -418,6 +465,27 @@ def intake_version(patient_id) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
 
+def record_version(row: Patient | MedicationCourse) -> str:
+    """A fingerprint of one row as stored (every field but its timestamps): what a GET showing it was drawn from,
+    so that a change made from it can be refused once someone else changed the row (If-Match)."""
+    values = [
+        f"{field.attname}={field.value_from_object(row)}"
+        for field in row._meta.concrete_fields
+        if not (getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+    ]
+    return hashlib.sha256("\n".join(values).encode()).hexdigest()[:20]
+
+
+def _unchanged_since(current: str, made_from: str | Iterable[str] | None, message: str) -> None:
+    """Refuse (412 record_changed) a change made from versions (`made_from`: one, or any of several) of which
+    `current`, the version stored now, is none. None: no condition."""
+    if made_from is None:
+        return
+    accepted = {made_from} if isinstance(made_from, str) else set(made_from)
+    if current not in accepted:
+        raise PreconditionFailed(ErrorCode.RECORD_CHANGED, message)
+
+
 def conditions_replace(
     *,
     patient: Patient,
@@ -437,13 +505,12 @@ def conditions_replace(
     with transaction.atomic():
         lock_live_patient(patient.pk)
         # Race condition: compared under the patient's lock, which every intake change takes.
-        accepted = None if made_from is None else {made_from} if isinstance(made_from, str) else set(made_from)
-        if accepted is not None and intake_version(patient.pk) not in accepted:
-            raise PreconditionFailed(
-                ErrorCode.RECORD_CHANGED,
-                "The medical history changed since it was read: nothing was saved. Read it again and make the "
-                "change on what it is now.",
-            )
+        _unchanged_since(
+            intake_version(patient.pk),
+            made_from,
+            "The medical history changed since it was read: nothing was saved. Read it again and make the change "
+            "on what it is now.",
+        )
         PatientCondition.objects.filter(patient=patient).delete()
         PatientCondition.objects.bulk_create(rows)
         patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")

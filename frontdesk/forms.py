@@ -281,8 +281,9 @@ class PatientForm(FrontdeskForm):
     def patient_fields(self) -> dict:
         """The fields to save: on an edit, a contact choice, the number or the address only where the desk changed
         it (what was drawn against what is submitted, not against the record as it is now), or where the post does
-        not say what was drawn. The channels are one list: what the desk ticked or unticked is applied to the
-        channels as they are now, so a channel the patient switched off meanwhile (an unsubscribe) stays off."""
+        not say what was drawn. The channels are one list: with `channels_drawn`, what the desk ticked or unticked
+        is applied to the channels as they are when saved (clinic.services.patient_update, under the patient's
+        lock), so a channel the patient switched off meanwhile (an unsubscribe) stays off."""
         kept = {
             name for name in self.drawn_fields() if self._says_what_was_drawn(name) and name not in self.changed_data
         }
@@ -295,16 +296,11 @@ class PatientForm(FrontdeskForm):
             and self._says_what_was_drawn("reminder_channels")
         ):
             field = self.fields["reminder_channels"]
-            drawn = set(
-                field.to_python(
-                    field.hidden_widget().value_from_datadict(
-                        self.data, self.files, self.add_initial_prefix("reminder_channels")
-                    )
+            fields["channels_drawn"] = field.to_python(
+                field.hidden_widget().value_from_datadict(
+                    self.data, self.files, self.add_initial_prefix("reminder_channels")
                 )
             )
-            submitted = set(fields["reminder_channels"])
-            now = set(self.patient.reminder_channels) - (drawn - submitted) | (submitted - drawn)
-            fields["reminder_channels"] = [value for value, _ in ReminderChannel.choices if value in now]
         return fields
 
 

@@ -296,6 +296,61 @@ def test_a_conditions_put_made_from_an_old_read_is_412_with_if_match_and_changes
     assert api.put(url, current, format="json").status_code == 200
 
 
+def test_a_patient_patch_made_from_an_old_read_is_412_with_if_match_and_changes_nothing(api, patient):
+    """A platform corrects the surname from a GET made before the desk corrected the mobile number: with the GET's
+    ETag in If-Match the PATCH is refused and the number stays (stale-writes probe, 4 December)."""
+    url = f"/api/v1/patients/{patient.pk}/"
+    read = api.get(url)
+    etag = read["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 2
+    assert api.get(url)["ETag"] == etag  # nothing changed: the same version
+    Patient.objects.filter(pk=patient.pk).update(phone="+447911123459")
+
+    body = problem_of(
+        api.patch(url, {"last_name": "Lee-Smith", "phone": read.json()["phone"]}, format="json", HTTP_IF_MATCH=etag),
+        412,
+    )
+    assert body["code"] == "record_changed" and "nothing was saved" in body["detail"]
+    # Bad input is a 400 first, whatever the If-Match says.
+    assert problem_of(api.patch(url, {"email": "not-an-address"}, format="json", HTTP_IF_MATCH=etag), 400)["errors"]
+    stored = Patient.objects.get(pk=patient.pk)
+    assert (stored.last_name, stored.phone) == (patient.last_name, "+447911123459")
+
+    # Read again, the change goes through and answers the new version, the one a GET gives.
+    fresh = api.get(url)["ETag"]
+    assert fresh != etag
+    problem_of(api.patch(url, {"last_name": "Lee-Smith"}, format="json", HTTP_IF_MATCH=f"W/{fresh}"), 412)
+    done = api.patch(url, {"last_name": "Lee-Smith"}, format="json", HTTP_IF_MATCH=f"{etag}, {fresh}")
+    assert done.status_code == 200, done.content
+    assert done["ETag"] == api.get(url)["ETag"] != fresh
+    assert Patient.objects.get(pk=patient.pk).last_name == "Lee-Smith"
+    # Without If-Match, or with *, as before.
+    assert api.patch(url, {"first_name": "Patricia"}, format="json", HTTP_IF_MATCH="*").status_code == 200
+    assert api.patch(url, {"first_name": "Pat"}, format="json").status_code == 200
+
+
+def test_a_course_end_made_from_an_old_read_is_412_with_if_match_and_changes_nothing(api, patient):
+    """A platform records the end of an isotretinoin course from a GET made before a clinician recorded a later end:
+    with the GET's ETag in If-Match it is refused, and the later end (which blocks microneedling longer) stays."""
+    course = MedicationCourseFactory(patient=patient, drug_id="isotretinoin", started_on="2025-06-01")
+    url = f"/api/v1/patients/{patient.pk}/medications/{course.pk}/"
+    etag = api.get(url)["ETag"]
+    MedicationCourse.objects.filter(pk=course.pk).update(ended_on="2026-02-20")
+
+    body = problem_of(api.patch(url, {"ended_on": "2025-12-01"}, format="json", HTTP_IF_MATCH=etag), 412)
+    assert body["code"] == "record_changed"
+    assert str(MedicationCourse.objects.get(pk=course.pk).ended_on) == "2026-02-20"
+
+    fresh = api.get(url)["ETag"]
+    assert fresh != etag
+    done = api.patch(url, {"ended_on": "2026-02-21"}, format="json", HTTP_IF_MATCH=fresh)
+    assert done.status_code == 200 and done.json()["ended_on"] == "2026-02-21"
+    assert done["ETag"] == api.get(url)["ETag"] != fresh
+    # A course removed meanwhile: a 404, not a 500.
+    MedicationCourse.objects.filter(pk=course.pk).delete()
+    problem_of(api.patch(url, {"ended_on": "2026-02-22"}, format="json", HTTP_IF_MATCH=fresh), 404)
+
+
 def test_a_conditions_put_with_a_bad_page_size_is_400_before_anything_is_replaced(api, patient):
     """Its answer is a page of the new intake: a page size that is not one was a 400 after the replacement had been
     made (found by the schema fuzzing, 4 December)."""

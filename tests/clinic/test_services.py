@@ -259,6 +259,25 @@ def test_patient_update_reads_the_phone_with_the_clinics_country(patient):
     assert patient_update(patient=patient, today=TODAY, phone="07911 123459").phone == "+447911123459"
 
 
+def test_channels_a_form_changed_are_applied_to_the_channels_as_they_are_under_the_lock(patient):
+    """The desk drew its form with e-mail on; the patient unsubscribed from e-mail after the page read the record;
+    the desk ticks texts. Texts come on, and e-mail stays off: the change is applied to the channels as they are when
+    the patient's row is locked, not to the copy the page read at the start of the request."""
+    Patient.objects.filter(pk=patient.pk).update(reminder_channels=["email"], phone="+447911123456")
+    read_at_request_start = Patient.objects.get(pk=patient.pk)
+    Patient.objects.filter(pk=patient.pk).update(reminder_channels=[])  # the unsubscribe, meanwhile
+
+    saved = patient_update(
+        patient=read_at_request_start,
+        today=TODAY,
+        channels_drawn=["email"],
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
+    assert saved.reminder_channels == ["sms"]
+    assert Patient.objects.get(pk=patient.pk).reminder_channels == ["sms"]
+
+
 def test_a_record_edited_in_place_tells_the_subscribers_with_what_changed(patient, monkeypatch):
 
     heard = []

@@ -19,11 +19,11 @@ Promises under test:
   the record as it is now)"; clinic/admin.py PatientAdmin.save_model likewise.
 - clinic/services.py medication_course_end: "Record the end of an ongoing course".
 
-Written on 4 December; six of its defects were mended the same day (the desk's intake page and the API's intake PUT
-with If-Match refuse a replacement made from an intake that changed since; the desk's end-of-course form refuses a
-course ended meanwhile; the desk's patient edit and the patient's own page save only what was changed on them).
-Three stay open as strict xfails (DEFECT, open): If-Match on PATCH of the patient and of a course; the admin's inline
-rows.
+Written on 4 December; its nine defects were mended the same day (the desk's intake page and the API's intake PUT
+with If-Match refuse a replacement made from an intake that changed since, as the API's PATCH of a patient or of a
+course does; the desk's end-of-course form refuses a course ended meanwhile; the desk's patient edit and the
+patient's own page save only what was changed on them; the admin's inline rows keep what they were drawn with,
+leave a row alone that the admin did not change, and refuse, saying so, one changed meanwhile).
 
 The world: the API's London clinic, Dr Ada and Pat Lee (tests/api/conftest.py); the clock stopped at the suite's
 Monday, 2 March 2026, 09:00 London.
@@ -224,10 +224,6 @@ def test_api_intake_put_from_a_stale_get_keeps_a_skin_infection_added_meanwhile(
     assert fresh_appointment(booked).status == AppointmentStatus.NEEDS_REVIEW
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT, open: the intake PUT now evaluates If-Match (412 record_changed); PATCH of the patient and of a medication course still ignore it (no ETag on their GETs)",
-)
 def test_api_replacing_writes_honour_if_match(patient, clinical_api):
     """A careful platform sends If-Match with what it last read; a tag that is not the resource's current one must
     be a 412 (RFC 9110 13.1.1), not silently ignored. Tried on the three writes that replace what the record holds."""
@@ -248,10 +244,11 @@ def test_api_replacing_writes_honour_if_match(patient, clinical_api):
         response = getattr(clinical_api, method)(path, body, format="json", HTTP_IF_MATCH='"not-the-current-version"')
         answers[operation] = (read.get("ETag"), response.status_code)
 
-    # DEFECT: no operation of the API sends an ETag or reads If-Match (nor has a version field): each stale
-    # precondition is answered 200 and the write applied, so a platform has no way to avoid overwriting what
-    # another wrote meanwhile (the contract promises none; RFC 9110 says an If-Match that matches nothing is a 412).
-    assert all(status == 412 for _, status in answers.values()), answers
+    # Found by this probe and mended on 4 December (the intake PUT first, then both PATCHes): no operation of the
+    # API sent an ETag or read If-Match: each stale precondition was answered 200 and the write applied, so a
+    # platform had no way to avoid overwriting what another wrote meanwhile (RFC 9110: an If-Match that matches
+    # nothing is a 412).
+    assert all(status == 412 and etag for etag, status in answers.values()), answers
 
 
 # --- 2. Contact and consent: a STOP or an unsubscribe meanwhile --------------------------------------------------
@@ -425,10 +422,6 @@ def test_desk_end_of_course_from_a_stale_page_does_not_overwrite_an_end_recorded
     assert fresh(isotretinoin).ended_on == date(2026, 2, 20), (response.status_code, fresh(isotretinoin).ended_on)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT, open: the admin's inline rows carry no version, so a stale admin page reverts a course end corrected meanwhile",
-)
 def test_admin_inline_save_from_a_stale_page_keeps_a_course_end_corrected_meanwhile(
     patient, isotretinoin, admin_client
 ):
@@ -444,10 +437,41 @@ def test_admin_inline_save_from_a_stale_page_keeps_a_course_end_corrected_meanwh
     response = admin_client.post(change, stale)
     assert response.status_code == 302, words(response)[:600]
 
-    # DEFECT: the admin's inline rows carry no version: Django's inline formset sees the submitted 2025-12-01
-    # differ from the row's 2026-02-20 and writes it back; the correction is undone and microneedling allowed
-    # from 1 June instead of 20 August 2026.
+    # Found by this probe and mended on 4 December (clinic.forms.StaleRowsFormSet): the admin's inline rows carried
+    # nothing of what the page was drawn with: Django's inline formset saw the submitted 2025-12-01 differ from the
+    # row's 2026-02-20 and wrote it back; the correction was undone and microneedling allowed from 1 June instead
+    # of 20 August 2026.
     assert fresh(isotretinoin).ended_on == date(2026, 2, 20), fresh(isotretinoin).ended_on
+    assert fresh(patient).last_name == "Lee-Admin"
+
+
+def test_admin_changing_a_course_someone_changed_meanwhile_is_refused_with_what_changed(
+    patient, isotretinoin, admin_client
+):
+    """The admin edits the course's notes on a page opened before a clinician corrected its end: the row is refused
+    (it would have been saved whole, with the old end), the page says which field changed, and nothing is saved."""
+    medication_course_end(course=isotretinoin, ended_on=date(2025, 12, 1))
+    change = reverse("admin:clinic_patient_change", args=[patient.pk])
+    stale = form_on(admin_client.get(change), change)
+    medication_course_end(course=fresh(isotretinoin), ended_on=date(2026, 2, 20))
+
+    [notes] = [name for name in stale if name.startswith("medication_courses-0-notes")]
+    stale[notes], stale["last_name"] = "Seen by the dermatologist.", "Lee-Admin"
+    response = admin_client.post(change, stale)
+
+    assert response.status_code == 200
+    page = words(response)
+    assert "Someone changed this row since the page was opened (Ended on)" in page, page[:800]
+    course = fresh(isotretinoin)
+    assert (course.ended_on, course.notes) == (date(2026, 2, 20), isotretinoin.notes)
+    assert fresh(patient).last_name == "Lee"
+
+    # Reloaded, the same change goes through, on the course as it is now.
+    again = form_on(admin_client.get(change), change)
+    again[notes] = "Seen by the dermatologist."
+    assert admin_client.post(change, again).status_code == 302
+    course = fresh(isotretinoin)
+    assert (course.ended_on, course.notes) == (date(2026, 2, 20), "Seen by the dermatologist.")
 
 
 def _admin_save_over_a_rewritten_intake(patient, admin_client):
@@ -468,28 +492,25 @@ def test_admin_intake_inline_saved_from_a_stale_page_keeps_a_clotting_disorder_a
     """The admin's stale save is refused (the rows it names are gone), not a 500; B's line is kept."""
     response = _admin_save_over_a_rewritten_intake(patient, admin_client)
     assert response.status_code == 200
-    assert "Please correct the error below." in words(response)
+    assert "Please correct the error" in words(response)  # "the errors below", now with what they are
     assert ("clotting_disorder", "active", None) in intake(patient)
     assert fresh(patient).last_name == "Lee"
     assert fresh_appointment(booked).status == AppointmentStatus.NEEDS_REVIEW
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT, open (nothing lost): a stale admin page after an intake save says 'Please correct the error below' with the error on a hidden id field",
-)
 def test_admin_stale_intake_save_says_what_to_correct(patient, booked, admin_client):
     """The refusal names something the admin can act on (reload the page)."""
     response = _admin_save_over_a_rewritten_intake(patient, admin_client)
     [conditions] = [x.formset for x in response.context["inline_admin_formsets"] if x.formset.prefix == "conditions"]
     assert conditions.errors[0] == {"id": ["Select a valid choice. That choice is not one of the available choices."]}
 
-    # DEFECT: the error is on each stale row's hidden `id` field, which Django's tabular inline never displays: the
-    # page says "Please correct the error below." and shows no error anywhere (no errorlist in the page); the admin
-    # cannot tell that the intake changed meanwhile, and saving again fails the same way until the page is reloaded
-    # (their edits lost). clinic.services.conditions_replace gives every line a new row on each save, so any intake
-    # save anywhere makes every open admin page of that patient unsavable.
+    # Found by this probe and mended on 4 December (clinic.forms.StaleRowsFormSet): the error was only on each stale
+    # row's hidden `id` field, which Django's tabular inline never displays: the page said "Please correct the error
+    # below." and showed no error anywhere; the admin could not tell that the intake changed meanwhile, and saving
+    # again failed the same way until the page was reloaded. (clinic.services.conditions_replace gives every line a
+    # new row on each save, so an intake saved anywhere makes every open admin page of that patient stale.)
     assert 'class="errorlist' in response.content.decode(), "no error shown on the page"
+    assert "were changed or removed since it was opened: nothing was saved. Reload the page" in words(response)
 
 
 def test_admin_save_from_a_stale_page_keeps_a_procedure_reported_meanwhile(patient, clinical_api, admin_client):
