@@ -398,8 +398,12 @@ READING_ORDER = (
 
 
 def reading_order(message: OutboxMessage) -> tuple:
+    """By the visit's time; of two visits at the same time (one cancelled, another booked in its place), the one
+    booked first reads first, so the patient's last word on that time is about the booking that stands (an SMS
+    names no procedure to tell them apart); then by kind."""
     kind = READING_ORDER.index(message.kind) if message.kind in READING_ORDER else len(READING_ORDER)
-    return (message.appointment.start_at, kind, message.due_at, str(message.pk))
+    appointment = message.appointment
+    return (appointment.start_at, appointment.created_at, str(appointment.pk), kind, message.due_at, str(message.pk))
 
 
 def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe_url: str = "") -> Rendered:

@@ -736,8 +736,27 @@ def appointment_reschedule(
             save=lambda write: _insert(check, write),
         )
 
-    current = transition(appointment=appointment, action=AuditAction.RESCHEDULED, actor=actor, now=now, apply=apply)
+    current = transition(
+        appointment=appointment,
+        action=AuditAction.RESCHEDULED,
+        actor=actor,
+        now=now,
+        apply=apply,
+        after=_others_rechecked(now, "moved"),
+    )
     return BookingResult(current, checked[-1])
+
+
+def _others_rechecked(now: datetime, what: str):
+    """After a booking is cancelled, moved or missed: the patient's bookings it flagged (too soon after it) may be
+    free now; they are checked again, as after a record change (scheduler.recheck), under the same lock."""
+
+    def after(current: Appointment) -> None:
+        from scheduler import recheck  # it reads the rules through this module: imported when used
+
+        recheck.flagged_appointments_recheck(appointment=current, now=now, what=what)
+
+    return after
 
 
 @versioned.within_snapshot
@@ -748,7 +767,14 @@ def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime,
         current.cancel_reason = reason
         return Change(update_fields=["status", "cancelled_at", "cancel_reason"], reason=reason)
 
-    return transition(appointment=appointment, action=AuditAction.CANCELLED, actor=actor, now=now, apply=apply)
+    return transition(
+        appointment=appointment,
+        action=AuditAction.CANCELLED,
+        actor=actor,
+        now=now,
+        apply=apply,
+        after=_others_rechecked(now, "cancelled"),
+    )
 
 
 def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
@@ -860,7 +886,14 @@ def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: dat
         current.status = AppointmentStatus.NO_SHOW
         return Change(update_fields=["status"])
 
-    return transition(appointment=appointment, action=AuditAction.NO_SHOW, actor=actor, now=now, apply=apply)
+    return transition(
+        appointment=appointment,
+        action=AuditAction.NO_SHOW,
+        actor=actor,
+        now=now,
+        apply=apply,
+        after=_others_rechecked(now, "missed (no-show)"),
+    )
 
 
 # --- Availability ------------------------------------------------------------------------------------------

@@ -201,11 +201,14 @@ def transition(
     actor: Actor,
     now: datetime,
     apply: Callable[[Appointment, Patient], Change],
+    after: Callable[[Appointment], object] | None = None,
 ) -> Appointment:
     """Lock, check the table, apply, save, audit, notify: the one path for an existing appointment.
 
     `apply(current, patient)` runs with both rows locked and the table's consent; it sets the
-    fields (and may refuse with a domain error, which rolls everything back).
+    fields (and may refuse with a domain error, which rolls everything back). `after(current)` runs once the
+    change is recorded, still under the patient's lock (what the change means for the patient's other
+    appointments).
     """
     with transaction.atomic():
         patient = lock_patient(appointment.patient_id)
@@ -224,4 +227,6 @@ def transition(
         else:
             write()
         record(current, action, actor, now, reason=change.reason, details=change.details, previous=change.previous)
+        if after is not None:
+            after(current)
     return current

@@ -152,6 +152,25 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
     return changed
 
 
+def flagged_appointments_recheck(*, appointment: Appointment, now: datetime, what: str) -> list[Appointment]:
+    """`appointment` was cancelled, moved or missed (`what`), under the patient's lock: a booking of theirs that it
+    flagged (needs review, or waits for clearance) may be free now, and is checked again (domain 2: cancelling
+    frees). Nothing else can change: a move was checked against the others both ways before it was made."""
+    flagged = (
+        Appointment.objects.filter(
+            patient_id=appointment.patient_id,
+            start_at__gt=now,
+            status__in=[AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.NEEDS_REVIEW],
+        )
+        .exclude(pk=appointment.pk)
+        .exists()
+    )
+    if not flagged:
+        return []
+    cause = f"{appointment.procedure.name} appointment {what}"
+    return patient_appointments_recheck(patient_id=appointment.patient_id, now=now, cause=cause)
+
+
 def on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
     """clinic.record_changes subscriber."""
     patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause)
