@@ -6,14 +6,16 @@ so their status and times are read-only here; the audit trail is append-only.
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
 from clinic import models
-from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect, StaleRowsFormSet
+from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect, PatientAdminForm, StaleRowsFormSet
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
-from clinic.services import CONTACT_FIELDS, channels_as_changed, patient_record_edited
+from clinic.services import CONTACT_FIELDS, patient_record_edited
+from core.ids import parse_uuid
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -367,38 +369,32 @@ class PatientAdmin(ClinicScopedAdmin):
     readonly_fields = ["organisation", "merged_into", "merged_at"]
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
+    form = PatientAdminForm  # what the admin did not change stays as stored now
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         if obj is not None:
             # Race condition: the patient may reply STOP, or change their choices on their page, or the desk or a
             # platform correct their number, while this form is open. What each field was drawn with goes with it
-            # (save_model keeps those the admin left alone as they are now).
+            # (PatientAdminForm keeps those the admin left alone as they are now).
             for field in form.base_fields.values():
                 field.show_hidden_initial = True
         return form
 
+    def get_object(self, request, object_id, from_field=None):
+        """On a post, the patient's row is locked (as every service locks it first) before it and its rows are
+        read: the change view runs in one transaction, so what the forms compare with the page (PatientAdminForm,
+        StaleRowsFormSet) stays as compared until it is saved."""
+        pk = parse_uuid(object_id) if request.method == "POST" else None
+        if pk is not None and transaction.get_connection().in_atomic_block:
+            list(models.Patient.objects.select_for_update(of=("self",)).filter(pk=pk).values_list("pk", flat=True))
+        return super().get_object(request, object_id, from_field)
+
     def save_model(self, request, obj, form, change) -> None:
-        """On a change, the patient's row is locked first (as every service locks it), and what the admin did not
-        change (drawn against submitted) stays as it is now: a number corrected or a channel switched off meanwhile
-        is not put back. The channels the admin ticked or unticked are applied to the channels as they are now."""
+        """How the patient was reached before this save, for the reminders (save_related); the row is locked."""
         if change:
             current = models.Patient.objects.select_for_update(of=("self",)).get(pk=obj.pk)
             form.contact_before = {name: getattr(current, name) for name in CONTACT_FIELDS}
-            for name in form.base_fields:
-                attname = obj._meta.get_field(name).attname
-                if name not in form.changed_data:
-                    setattr(obj, attname, getattr(current, attname))
-            channels = form.fields.get("reminder_channels")
-            if "reminder_channels" in form.changed_data and channels is not None:
-                hidden = channels.hidden_widget()
-                name = form.add_initial_prefix("reminder_channels")
-                if not hidden.value_omitted_from_data(form.data, form.files, name):
-                    obj.reminder_channels = channels_as_changed(
-                        now=current.reminder_channels,
-                        drawn=channels.to_python(hidden.value_from_datadict(form.data, form.files, name)) or [],
-                        submitted=form.cleaned_data["reminder_channels"] or [],
-                    )
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:

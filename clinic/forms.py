@@ -7,9 +7,12 @@ condition is listed once per area (a conditional unique constraint the formset d
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+
+from clinic.services import channels_as_changed
 
 
 class ForgivingAutocompleteSelect(AutocompleteSelect):
@@ -81,7 +84,57 @@ def _changed_meanwhile(form, bound_field) -> bool:
     ):
         return False  # a post not made from the page (a script): nothing to compare with
     drawn = hidden.value_from_datadict(form.data, form.files, bound_field.html_initial_name)
-    return field.has_changed(bound_field.initial, drawn)
+    stored = bound_field.initial
+    if isinstance(stored, str) and isinstance(drawn, str):
+        # A browser sends every line break back as CRLF, and the field strips what is posted (white space at the
+        # ends, Unicode's too): text stored through the API with a bare LF is the same text.
+        stored, drawn = _lines(stored).strip(), _lines(drawn)
+    return field.has_changed(stored, drawn)
+
+
+def _lines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _drawn_value(form, name: str):
+    """The value `name` was drawn with (its hidden initial) as the field reads it; None when the post does not say
+    (a script) or says something the field cannot read (a tampered page)."""
+    field = form.fields[name]
+    hidden, key = field.hidden_widget(), form.add_initial_prefix(name)
+    if hidden.value_omitted_from_data(form.data, form.files, key):
+        return None
+    try:
+        return field.to_python(hidden.value_from_datadict(form.data, form.files, key))
+    except ValidationError:
+        return None
+
+
+class PatientAdminForm(forms.ModelForm):
+    """The admin's patient form, drawn with what each field held (PatientAdmin.get_form). On a change the patient's
+    row is read under its lock (PatientAdmin.get_object), and before the record is validated as it will be saved:
+
+    - a field the admin did not change keeps the value stored now (a number corrected meanwhile is not put back);
+    - the channels the admin ticked or unticked are applied to the channels stored now (an unsubscribe stays).
+    """
+
+    def clean(self):
+        data = super().clean()
+        if self.instance._state.adding:
+            return data
+        for name, field in self.fields.items():
+            if name in data and field.show_hidden_initial and name not in self.changed_data:
+                if _drawn_value(self, name) is not None or self.add_initial_prefix(name) in self.data:
+                    data[name] = getattr(self.instance, name)
+        drawn, submitted = _drawn_value(self, "reminder_channels"), data.get("reminder_channels")
+        if "reminder_channels" in self.changed_data and _strings(drawn) and _strings(submitted):
+            data["reminder_channels"] = channels_as_changed(
+                now=self.instance.reminder_channels or [], drawn=drawn, submitted=submitted
+            )
+        return data
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 class ConditionOncePerAreaFormSet(StaleRowsFormSet):
