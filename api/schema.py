@@ -305,15 +305,17 @@ REPLAYED = (
 
 # The versions of what a write may be made from (clinic.services.intake_version, record_version), for If-Match
 # (docs/api.md): each operation's 200 carries one.
+_INTAKE = "The version of the whole intake (the same on every page): send it in If-Match with a PUT."
+_PATIENT = "The version of this patient's record: send it in If-Match with a PATCH."
+_COURSE = "The version of this course: send it in If-Match with a PATCH."
 ETAGS = {
-    "patients_conditions_list": "The version of the whole intake (the same on every page): send it in If-Match "
-    "with a PUT.",
-    "patients_retrieve": "The version of this patient's record: send it in If-Match with a PATCH.",
-    "patients_medications_retrieve": "The version of this course: send it in If-Match with a PATCH.",
+    "patients_conditions_list": _INTAKE,
+    "patients_conditions_replace": _INTAKE,
+    "patients_retrieve": _PATIENT,
+    "patients_update": _PATIENT,
+    "patients_medications_retrieve": _COURSE,
+    "patients_medications_end": _COURSE,
 }
-ETAGS["patients_conditions_replace"] = ETAGS["patients_conditions_list"]
-ETAGS["patients_update"] = ETAGS["patients_retrieve"]
-ETAGS["patients_medications_end"] = ETAGS["patients_medications_retrieve"]
 IF_MATCH = OpenApiParameter(
     "If-Match",
     str,

@@ -1,8 +1,8 @@
 """Admin form pieces for clinic's models: what Django's admin does not check on its own.
 
-An autocomplete widget that re-renders a posted junk id instead of crashing on it; the record's inline rows,
-which never write a page's old values over a change someone made meanwhile; and the intake inline's rule that a
-condition is listed once per area (a conditional unique constraint the formset does not see).
+An autocomplete widget that re-renders a posted junk id instead of crashing on it; the patient form and the
+record's inline rows, which never write a page's old values over a change someone made meanwhile; and the intake
+inline's rule that a condition is listed once per area (a conditional unique constraint the formset does not see).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from clinic.services import channels_as_changed
+from core.forms import drawn_value
 
 
 class ForgivingAutocompleteSelect(AutocompleteSelect):
@@ -96,19 +97,6 @@ def _lines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _drawn_value(form, name: str):
-    """The value `name` was drawn with (its hidden initial) as the field reads it; None when the post does not say
-    (a script) or says something the field cannot read (a tampered page)."""
-    field = form.fields[name]
-    hidden, key = field.hidden_widget(), form.add_initial_prefix(name)
-    if hidden.value_omitted_from_data(form.data, form.files, key):
-        return None
-    try:
-        return field.to_python(hidden.value_from_datadict(form.data, form.files, key))
-    except ValidationError:
-        return None
-
-
 class PatientAdminForm(forms.ModelForm):
     """The admin's patient form, drawn with what each field held (PatientAdmin.get_form). On a change the patient's
     row is read under its lock (PatientAdmin.get_object), and before the record is validated as it will be saved:
@@ -123,9 +111,9 @@ class PatientAdminForm(forms.ModelForm):
             return data
         for name, field in self.fields.items():
             if name in data and field.show_hidden_initial and name not in self.changed_data:
-                if _drawn_value(self, name) is not None or self.add_initial_prefix(name) in self.data:
+                if drawn_value(self, name) is not None or self.add_initial_prefix(name) in self.data:
                     data[name] = getattr(self.instance, name)
-        drawn, submitted = _drawn_value(self, "reminder_channels"), data.get("reminder_channels")
+        drawn, submitted = drawn_value(self, "reminder_channels"), data.get("reminder_channels")
         if "reminder_channels" in self.changed_data and _strings(drawn) and _strings(submitted):
             data["reminder_channels"] = channels_as_changed(
                 now=self.instance.reminder_channels or [], drawn=drawn, submitted=submitted

@@ -11,7 +11,7 @@ to the clock for callers that do not pass it yet.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 
@@ -223,7 +223,7 @@ def patient_update(
         _validated(patient, problems)  # bad input is a 400 first, whatever the If-Match
         # Race condition: compared under the patient's lock, which every change of their details takes.
         _unchanged_since(
-            record_version(Patient.objects.get(pk=patient.pk)),
+            lambda: record_version(Patient.objects.get(pk=patient.pk)),
             made_from,
             "The patient's details changed since they were read: nothing was saved. Read them again and make the "
             "change on what they are now.",
@@ -390,7 +390,7 @@ def medication_course_end(
         if stored is None:
             raise NotFound("unknown_medication_course", "This medication course was removed meanwhile.")
         _unchanged_since(
-            record_version(stored),
+            lambda: record_version(stored),
             made_from,
             "This course changed since it was read: nothing was saved. Read it again and make the change on what it "
             "is now.",
@@ -476,13 +476,13 @@ def record_version(row: Patient | MedicationCourse) -> str:
     return hashlib.sha256("\n".join(values).encode()).hexdigest()[:20]
 
 
-def _unchanged_since(current: str, made_from: str | Iterable[str] | None, message: str) -> None:
+def _unchanged_since(current: Callable[[], str], made_from: str | Iterable[str] | None, message: str) -> None:
     """Refuse (412 record_changed) a change made from versions (`made_from`: one, or any of several) of which
-    `current`, the version stored now, is none. None: no condition."""
+    `current()`, the version stored now, is none. None: no condition (and the version is not read)."""
     if made_from is None:
         return
     accepted = {made_from} if isinstance(made_from, str) else set(made_from)
-    if current not in accepted:
+    if current() not in accepted:
         raise PreconditionFailed(ErrorCode.RECORD_CHANGED, message)
 
 
@@ -506,7 +506,7 @@ def conditions_replace(
         lock_live_patient(patient.pk)
         # Race condition: compared under the patient's lock, which every intake change takes.
         _unchanged_since(
-            intake_version(patient.pk),
+            lambda: intake_version(patient.pk),
             made_from,
             "The medical history changed since it was read: nothing was saved. Read it again and make the change "
             "on what it is now.",

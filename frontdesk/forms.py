@@ -29,6 +29,7 @@ from clinic.models import (
 from clinic.selectors import MONTH_FIRST_COUNTRIES
 from clinic.services import PATIENT_CHOICES, phone_examples, phone_problem, phone_to_e164
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
+from core.forms import drawn_value
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
@@ -295,12 +296,7 @@ class PatientForm(FrontdeskForm):
             and self.patient is not None
             and self._says_what_was_drawn("reminder_channels")
         ):
-            field = self.fields["reminder_channels"]
-            fields["channels_drawn"] = field.to_python(
-                field.hidden_widget().value_from_datadict(
-                    self.data, self.files, self.add_initial_prefix("reminder_channels")
-                )
-            )
+            fields["channels_drawn"] = drawn_value(self, "reminder_channels")
         return fields
 
 

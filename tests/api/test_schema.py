@@ -69,6 +69,23 @@ def test_schema_documents_problem_bodies_and_examples(client):
     assert schema["components"]["schemas"]["BookingInRequest"]["additionalProperties"] is False
 
 
+def test_schema_documents_the_etags_and_if_match_of_the_writes_that_overwrite(client):
+    """docs/api.md "Changing safely": the intake's PUT and the PATCHes of a patient and of a course take If-Match
+    (a 412 when it names another version), and their GETs and answers carry the ETag to send in it."""
+    schema = json.loads(client.get("/api/v1/schema/?format=json").content)
+    by_id = {operation["operationId"]: operation for _, _, operation in _operations(schema)}
+    for read, write in [
+        ("patients_conditions_list", "patients_conditions_replace"),
+        ("patients_retrieve", "patients_update"),
+        ("patients_medications_retrieve", "patients_medications_end"),
+    ]:
+        for operation_id in (read, write):
+            assert "ETag" in by_id[operation_id]["responses"]["200"]["headers"], operation_id
+        assert any(p["name"] == "If-Match" and p["in"] == "header" for p in by_id[write]["parameters"]), write
+        assert "412" in by_id[write]["responses"], write
+    assert "ETag" not in by_id["patients_list"]["responses"]["200"].get("headers", {})
+
+
 def _operations(schema):
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():

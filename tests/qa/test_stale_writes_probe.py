@@ -40,7 +40,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from clinic.models import AppointmentStatus, MedicationCourse, PatientCondition, StaffRole
+from clinic.models import AppointmentStatus, MedicationCourse, Patient, PatientCondition, StaffRole
 from clinic.services import IntakeLine, conditions_replace, medication_course_add, medication_course_end
 from reminders import consent
 from reminders.models import Channel, ContactOptIn, OptOutVia
@@ -348,6 +348,20 @@ def test_admin_save_after_a_stop_keeps_texts_off(texted, admin_client):
     assert response.status_code == 302, words(response)[:600]
     texted = fresh(texted)
     assert texted.last_name == "Lee-Admin" and consent.channels_on(texted)["sms"] is False
+
+
+def test_admin_channels_changed_on_a_stale_page_keep_an_email_unsubscribe(texted, admin_client):
+    """The admin's page was drawn with e-mail and texts on; the patient unsubscribed from e-mail meanwhile; the admin
+    switches texts off (the patient asked). What the admin changed is applied to the channels as they are now:
+    e-mail stays off too (the list was saved whole, switching e-mail back on)."""
+    change = reverse("admin:clinic_patient_change", args=[texted.pk])
+    stale = form_on(admin_client.get(change), change)
+    Patient.objects.filter(pk=texted.pk).update(reminder_channels=["sms"])  # the unsubscribe, meanwhile
+
+    stale["reminder_channels"] = '["email"]'
+    response = admin_client.post(change, stale)
+    assert response.status_code == 302, words(response)[:600]
+    assert fresh(texted).reminder_channels == []
 
 
 def test_portal_preferences_saved_after_a_stop_keep_texts_off(patient, texted, booked):
