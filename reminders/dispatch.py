@@ -361,21 +361,18 @@ def _lock_options(*, skip: bool) -> dict:
     return options
 
 
-def _locking(skip: bool) -> CompiledQuery:
-    return CompiledQuery(
-        lambda ids: (
-            OutboxMessage.objects.select_for_update(**_lock_options(skip=skip))
-            .filter(pk__in=ids)
-            .order_by()
-            .annotate(calendar_changes=content.calendar_changes("appointment_id"))
-            .values_list(*_FRESH, "calendar_changes")
-        )
+# Run once or more per message: compiled once per connection (core.compiled), not per send. It skips rows
+# another transaction holds: a companion another sender holds is left to it; a send's own row is waited for
+# (_lock_fresh).
+_LOCK_FRESH = CompiledQuery(
+    lambda ids: (
+        OutboxMessage.objects.select_for_update(**_lock_options(skip=True))
+        .filter(pk__in=ids)
+        .order_by()
+        .annotate(calendar_changes=content.calendar_changes("appointment_id"))
+        .values_list(*_FRESH, "calendar_changes")
     )
-
-
-# Run once or more per message: compiled once per connection (core.compiled), not per send. A send waits for
-# its own row's lock (_send_one); companions another sender holds are skipped.
-_LOCK_FRESH = {True: _locking(skip=True), False: _locking(skip=False)}
+)
 
 # How long a send waits for its own row's lock (PostgreSQL's lock_timeout, this transaction only).
 ROW_LOCK_WAIT = "10s"
@@ -386,7 +383,17 @@ def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[
     changed up to date."""
     locked = {}
     by_pk = {r.pk: r for r in rows}
-    found = _LOCK_FRESH[skip_locked].rows(list(by_pk))
+    found = _LOCK_FRESH.rows(list(by_pk))
+    if not skip_locked and len(found) < len(by_pk):
+        # Race condition: a statement that waits for a row's lock reads, once it has it, the row itself again but
+        # the appointment and patient joined to it as they were when it began. A change that held the row (a
+        # cancel locks the unsent rows; one the claim took meanwhile stays locked though not returned) commits,
+        # and the send went on the booking as it was: a cancelled visit's confirmation went out. So the wait is
+        # one statement, and the read, the lock held, another.
+        held = [pk for pk, *_ in found]
+        waiting = [pk for pk in by_pk if pk not in held]
+        list(OutboxMessage.objects.select_for_update(**_lock_options(skip=False)).filter(pk__in=waiting).values("pk"))
+        found = [*found, *_LOCK_FRESH.rows(waiting)]
     for pk, status, token, until, attempts, due_at, payload, doubt, *visit, changes in found:
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (

@@ -131,9 +131,12 @@ def _on_cleared(work: _Change, previous: dict) -> None:
 
 
 def _on_cancelled(work: _Change, previous: dict) -> None:
-    told = _patient_was_told(work.appointment)
+    # Race condition: what the patient was told is read after the unsent rows are locked. A dispatcher's claim
+    # that holds the confirmation's row (not committed yet) is waited for there; read before, the confirmation
+    # was still `pending` (not told: no notice), the claim then took it, and its send, not seeing this cancel
+    # (not committed yet), told the patient of a booking no notice ever cancelled.
     _cancel_unsent(work.appointment, "the appointment was cancelled")
-    if told:  # a patient who never heard of the booking gets no cancellation either
+    if _patient_was_told(work.appointment):  # a patient who never heard of the booking gets no cancellation
         _event_messages(work, MessageKind.CANCELLED)
 
 
@@ -420,7 +423,10 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     the next message is rendered when it is sent and names the time as it stands.
     """
     appointment, now = work.appointment, work.now
-    pending = _locked_unsent(appointment, kind=MessageKind.RESCHEDULED)
+    # Race condition: the unsent confirmation is locked with the notices, so a dispatcher's claim holding it is
+    # waited for and what was told is read after it (a confirmation it claimed, `sending`, counts below).
+    unsent = _locked_unsent(appointment, kind__in=BOOKING_NAMING_KINDS)
+    pending = [r for r in unsent if r.kind == MessageKind.RESCHEDULED]
     told = last_told_start(appointment)
     if told is None and previous.get("start_at") and _patient_was_told(appointment):
         told = previous["start_at"]  # told before told_start was recorded: the time it moved from

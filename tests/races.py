@@ -1,6 +1,7 @@
 """Running calls at the same instant in threads, each with its own database connection (PostgreSQL races)."""
 
 import threading
+import time
 from contextlib import contextmanager
 
 from django.db import connection, transaction
@@ -51,3 +52,17 @@ def held_in_another_connection(take, *, release_after: float | None = None):
     finally:
         release.set()
         thread.join(20)
+
+
+def until_a_connection_waits_for_a_lock(timeout: float = 10) -> None:
+    """Return once another connection to this database waits for a lock (PostgreSQL); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"no connection waited for a lock within {timeout} s")

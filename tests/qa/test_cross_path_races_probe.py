@@ -28,11 +28,16 @@ while it awaits clearance or review, and unsent reminders anchored on the curren
 
 Two interleavings of the dispatcher with a booking change were wrong every time they happened; they are forced
 (the confirmation claimed, the change committed, then the send). Fixed: a change notice asks, when it goes, what
-the patient has heard by then (reminders.dispatch._notice_verdict).
+the patient has heard by then (reminders.dispatch._notice_verdict). A third, met once by CI in the dispatcher
+race, is forced two ways: a change that read what the patient heard before the confirmation was claimed and
+sent (fixed: reminders.services reads it once the unsent rows are locked), and a send that waited for the
+change's lock and then acted on the booking as it was before it (fixed: reminders.dispatch._lock_fresh reads
+in a second statement).
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from itertools import combinations
@@ -42,6 +47,7 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -78,7 +84,7 @@ from scheduler.models import IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import LONDON, NOW, fresh
-from tests.races import race
+from tests.races import held_in_another_connection, race, until_a_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -722,14 +728,144 @@ def test_a_move_while_the_confirmation_is_claimed_sends_no_notice_from_a_time_ne
     assert notices == [], [(n.payload.get("from_start"), n.payload.get("told_start")) for n in notices]
 
 
+def _change_of(appointment, change):
+    """(the audited action, the change as a call taking `now`), and the time a move goes to."""
+    moved_to = local(3, 11)
+    if change == "cancel":
+        return AuditAction.CANCELLED, partial(appointment_cancel, appointment=appointment, actor=RECEPTION), moved_to
+    move = partial(appointment_reschedule, appointment=appointment, start_at=moved_to, actor=RECEPTION)
+    return AuditAction.RESCHEDULED, move, moved_to
+
+
+def _in_a_thread(call, outcome: list):
+    def run():
+        try:
+            outcome.append(call())
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("change", ["cancel", "reschedule"])
+def test_a_change_reads_what_the_patient_heard_after_the_confirmation_it_could_not_stop(
+    quiet_world, monkeypatch, change
+):
+    """docs/reminders.md: 'The last message about an appointment is true'; 'a cancellation notice only if the
+    patient had been told of the booking'. Staff cancel or move a visit; the change has read what the patient
+    heard (the confirmation `pending`: nothing) when a dispatcher claims the confirmation (commit) and sends it
+    (the change is not committed: the booking as it was); the change then finds nothing unsent to stop. It
+    planned no cancellation or move notice, and the confirmation was the patient's last word (CI met it once, in
+    the dispatcher race above). Fixed: the change reads what the patient heard after it has locked the unsent
+    rows, the claimed or sent confirmation counted (reminders.services._on_cancelled, _rescheduled_notice)."""
+    from reminders import services
+
+    world = quiet_world
+    mail.outbox = []
+    appointment = book(PatientFactory(clinic=world.clinic), "botox", local(3, 10), practitioner_id=world.dr_a.pk)
+    _, act, moved_to = _change_of(appointment, change)
+    at_the_lock, go_on = threading.Event(), threading.Event()
+    locked_unsent = services._locked_unsent
+
+    def pause_before_locking_the_confirmation(appointment, **filters):
+        if not filters or MessageKind.CONFIRMATION in filters.get("kind__in", ()):
+            at_the_lock.set()
+            assert go_on.wait(10)
+        return locked_unsent(appointment, **filters)
+
+    monkeypatch.setattr(services, "_locked_unsent", pause_before_locking_the_confirmation)
+    outcome = []
+    thread = _in_a_thread(partial(act, now=NOW), outcome)
+    try:
+        assert at_the_lock.wait(10)
+        claims = dispatch.outbox_claim_due(now=NOW)
+        assert [OutboxMessage.objects.get(pk=c.message_id).kind for c in claims] == [MessageKind.CONFIRMATION]
+        dispatch.outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=NOW)
+    finally:
+        go_on.set()
+        thread.join(20)
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+
+    dispatch.dispatch_local(now=NOW + timedelta(minutes=10))  # past the grace period of a move notice
+    received = _told_in_order(fresh(appointment))
+    kinds = [[r.kind for r in message] for message in received]
+    assert kinds[0] == [MessageKind.CONFIRMATION], kinds  # it went before the change committed
+    assert _at(received[0][0].payload["told_start"]) == local(3, 10)
+    if change == "cancel":
+        assert kinds[-1] == [MessageKind.CANCELLED], kinds
+    else:
+        assert kinds[-1] == [MessageKind.RESCHEDULED], kinds
+        assert _at(received[-1][0].payload["told_start"]) == moved_to
+    assert_invariants()
+
+
+@pytest.mark.parametrize("change", ["cancel", "reschedule"])
+def test_a_send_that_waited_for_a_changes_lock_sends_what_the_change_left(quiet_world, monkeypatch, change):
+    """docs/reminders.md, the send: 'lock the row and read again what may have changed (its status and claim,
+    the appointment's status and times ...)'. A dispatcher's claim holds the confirmation's row (not committed);
+    staff cancel or move the visit, and the change waits for that row; the claim commits, and the change, its
+    row no longer unsent, keeps the row's lock though it does not return it; the send starts and waits for that
+    lock; the change commits. PostgreSQL then re-reads the locked row but not the appointment joined to it: the
+    send saw the booking as it was when it started waiting, and a cancelled visit's confirmation went out (or a
+    moved one named the old time). Fixed: the send waits in one statement and reads in another
+    (reminders.dispatch._lock_fresh): the confirmation of a cancelled visit is dropped, a moved one names the
+    new time, and no notice follows either."""
+    from reminders import services
+
+    world = quiet_world
+    mail.outbox = []
+    appointment = book(PatientFactory(clinic=world.clinic), "botox", local(3, 10), practitioner_id=world.dr_a.pk)
+    action, act, moved_to = _change_of(appointment, change)
+    planned, commit = threading.Event(), threading.Event()
+    react = services.REACTIONS[action]
+
+    def react_then_hold(work, previous):  # the change's messages are planned; it commits when told to
+        react(work, previous)
+        planned.set()
+        assert commit.wait(10)
+
+    monkeypatch.setitem(services.REACTIONS, action, react_then_hold)
+    changed, sent, claims = [], [], []
+    threads = []
+    try:
+        with held_in_another_connection(lambda: claims.extend(dispatch.outbox_claim_due(now=NOW))):
+            assert [OutboxMessage.objects.get(pk=c.message_id).kind for c in claims] == [MessageKind.CONFIRMATION]
+            threads.append(_in_a_thread(partial(act, now=NOW), changed))
+            until_a_connection_waits_for_a_lock()  # the change waits for the claim's row
+        assert planned.wait(10), "the change did not go on once the claim committed"
+        ids, token = [c.message_id for c in claims], claims[0].token
+        threads.append(
+            _in_a_thread(partial(dispatch.outbox_send_batch, message_ids=ids, claim_token=token, now=NOW), sent)
+        )
+        until_a_connection_waits_for_a_lock()  # the send waits for the change's lock
+    finally:
+        commit.set()
+        for thread in threads:
+            thread.join(20)
+    assert changed and not isinstance(changed[0], Exception), changed
+    assert sent and not isinstance(sent[0], Exception), sent
+
+    dispatch.dispatch_local(now=NOW + timedelta(minutes=10))  # past the grace period of a move notice
+    received = _told_in_order(fresh(appointment))
+    kinds = [[r.kind for r in message] for message in received]
+    if change == "cancel":
+        assert kinds == [], f"the patient received {kinds} about a booking cancelled before it was told"
+    else:
+        assert kinds == [[MessageKind.CONFIRMATION]], kinds
+        assert _at(received[0][0].payload["told_start"]) == moved_to
+    assert_invariants()
+
+
 def test_a_reminder_in_the_providers_hands_when_the_cancel_commits_is_followed_by_the_notice(quiet_world, monkeypatch):
     """docs/reminders.md: 'In reading order ... a message waits a few seconds for its predecessor about the same
     visit (confirmation, move notice, reminder, pre-care, post-care, cancellation)' and 'The last message about
     an appointment is true'. The day-before reminder is being handed to the provider (slow) when the cancel
     commits; a second dispatcher meanwhile must not send the cancellation ahead of it: the patient reads the
     reminder, then the cancellation."""
-    import threading
-
     from reminders import channels
 
     world = quiet_world
