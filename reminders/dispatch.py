@@ -659,23 +659,29 @@ def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: Act
     appointment = message.appointment
     if message.kind in _ABOUT_THE_BOOKING and now >= appointment.start_at:
         return SendAgain(refused="too late: the appointment's time has come")
-    newer = OutboxMessage.objects.filter(
-        appointment_id=message.appointment_id,
-        template_id=message.template_id,
-        channel=message.channel,
-        created_at__gte=message.created_at,
-        status__in=(OutboxStatus.SENDING, OutboxStatus.SENT),
-    ).exclude(pk=message.pk)
-    if newer.exists():
-        return SendAgain(refused="a newer copy of it reached the patient, or is on its way")
     due = now
     if message.channel == Channel.SMS:
         quiet = _quiet_hours_verdict(message, now)
         if quiet is not None and quiet[0] == OutboxStatus.SKIPPED:
             return SendAgain(refused=quiet[2])
         due = quiet[1] if quiet is not None and quiet[1] else now
-    if outbox_retry(message_ids=[message.pk], now=now, due_at=due, actor=by) != 1:
-        return SendAgain(refused="a newer copy of it is waiting to go already")
+    with transaction.atomic():
+        # Race condition: the newer copies are locked before they are looked at, until the retry commits, so no
+        # claim takes one in between (looked at apart, a copy `pending` then and claimed before the retry went
+        # as well: the patient got the reminder twice). A waiting copy makes the retry refused (one unsent copy
+        # per template and channel); one being sent is waited for.
+        newer = OutboxMessage.objects.select_for_update(of=("self",)).filter(
+            appointment_id=message.appointment_id,
+            template_id=message.template_id,
+            channel=message.channel,
+            created_at__gte=message.created_at,
+        )
+        if {OutboxStatus.SENDING, OutboxStatus.SENT} & set(
+            newer.exclude(pk=message.pk).values_list("status", flat=True)
+        ):
+            return SendAgain(refused="a newer copy of it reached the patient, or is on its way")
+        if outbox_retry(message_ids=[message.pk], now=now, due_at=due, actor=by) != 1:
+            return SendAgain(refused="a newer copy of it is waiting to go already")
     log.info("outbox %s (%s by %s) sent again by %s", message.pk, message.kind, message.channel, by.label)
     if appointment.status in HOLDING_STATUSES:
         return SendAgain(when="once a clinician clears the booking")

@@ -423,10 +423,12 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     the next message is rendered when it is sent and names the time as it stands.
     """
     appointment, now = work.appointment, work.now
-    # Race condition: the unsent confirmation is locked with the notices, so a dispatcher's claim holding it is
-    # waited for and what was told is read after it (a confirmation it claimed, `sending`, counts below).
-    unsent = _locked_unsent(appointment, kind__in=BOOKING_NAMING_KINDS)
-    pending = [r for r in unsent if r.kind == MessageKind.RESCHEDULED]
+    # Race condition: what was told is read once the unsent confirmation and notices are locked, and every
+    # message naming a time that is being sent: a dispatcher's claim holding one (not committed yet) is waited
+    # for (a confirmation it claimed, `sending`, counts below), and so is a send in the provider's hands (a move
+    # back to the time last told, read while the notice of the other time was being sent, planned nothing, and
+    # that notice was the patient's last word).
+    pending = [r for r in _locked_for_notice(appointment) if r.kind == MessageKind.RESCHEDULED]
     told = last_told_start(appointment)
     if told is None and previous.get("start_at") and _patient_was_told(appointment):
         told = previous["start_at"]  # told before told_start was recorded: the time it moved from
@@ -469,6 +471,21 @@ def _sync_hold(work: _Change) -> None:
         # A held confirmation or notice goes once the booking is cleared (its own moment has passed).
         plan = _plan(template, row.channel, appointment, work.now, work.now)
         OutboxMessage.objects.filter(pk=row.pk).update(status=OutboxStatus.PENDING, due_at=plan.due_at or work.now)
+
+
+def _locked_for_notice(appointment: Appointment) -> list[OutboxMessage]:
+    """Lock the unsent confirmation and notices of `appointment`, and wait for every message naming a time that is
+    being sent; return the unsent ones."""
+    locked = (
+        OutboxMessage.objects.select_for_update()
+        .filter(
+            Q(status__in=UNSENT_STATUSES, kind__in=BOOKING_NAMING_KINDS)
+            | Q(status=OutboxStatus.SENDING, kind__in=TIME_NAMING_KINDS),
+            appointment=appointment,
+        )
+        .exclude(channel=Channel.WEBHOOK)
+    )
+    return [r for r in locked if r.status in UNSENT_STATUSES]
 
 
 def _cancel_unsent(appointment: Appointment, reason: str) -> None:

@@ -54,15 +54,37 @@ def held_in_another_connection(take, *, release_after: float | None = None):
         thread.join(20)
 
 
+def in_a_thread(call, outcome: list, *, name: str | None = None) -> threading.Thread:
+    """Start `call` in a thread of its own (its own connection, closed after); its result or exception is
+    appended to `outcome`."""
+
+    def run():
+        try:
+            outcome.append(call())
+        except Exception as error:  # noqa: BLE001 - the test inspects what the thread got
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread
+
+
+def lock_waits() -> int:
+    """How many connections to this database wait for a lock now (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 def until_a_connection_waits_for_a_lock(timeout: float = 10) -> None:
     """Return once another connection to this database waits for a lock (PostgreSQL); fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return
+        if lock_waits():
+            return
         time.sleep(0.02)
     raise AssertionError(f"no connection waited for a lock within {timeout} s")

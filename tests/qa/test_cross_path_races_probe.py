@@ -38,6 +38,7 @@ in a second statement).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from itertools import combinations
@@ -84,7 +85,7 @@ from scheduler.models import IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import LONDON, NOW, fresh
-from tests.races import held_in_another_connection, race, until_a_connection_waits_for_a_lock
+from tests.races import held_in_another_connection, in_a_thread, race, until_a_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -737,20 +738,6 @@ def _change_of(appointment, change):
     return AuditAction.RESCHEDULED, move, moved_to
 
 
-def _in_a_thread(call, outcome: list):
-    def run():
-        try:
-            outcome.append(call())
-        except Exception as error:  # noqa: BLE001 - the test inspects it
-            outcome.append(error)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 @pytest.mark.parametrize("change", ["cancel", "reschedule"])
 def test_a_change_reads_what_the_patient_heard_after_the_confirmation_it_could_not_stop(
     quiet_world, monkeypatch, change
@@ -769,17 +756,20 @@ def test_a_change_reads_what_the_patient_heard_after_the_confirmation_it_could_n
     appointment = book(PatientFactory(clinic=world.clinic), "botox", local(3, 10), practitioner_id=world.dr_a.pk)
     _, act, moved_to = _change_of(appointment, change)
     at_the_lock, go_on = threading.Event(), threading.Event()
-    locked_unsent = services._locked_unsent
 
-    def pause_before_locking_the_confirmation(appointment, **filters):
-        if not filters or MessageKind.CONFIRMATION in filters.get("kind__in", ()):
-            at_the_lock.set()
-            assert go_on.wait(10)
-        return locked_unsent(appointment, **filters)
+    def paused(lock):  # the first lock of the change that takes the confirmation's row waits here first
+        def pause_then_lock(appointment, **filters):
+            if not filters and not at_the_lock.is_set():
+                at_the_lock.set()
+                assert go_on.wait(10)
+            return lock(appointment, **filters)
 
-    monkeypatch.setattr(services, "_locked_unsent", pause_before_locking_the_confirmation)
+        return pause_then_lock
+
+    monkeypatch.setattr(services, "_locked_unsent", paused(services._locked_unsent))  # a cancel's
+    monkeypatch.setattr(services, "_locked_for_notice", paused(services._locked_for_notice))  # a move's
     outcome = []
-    thread = _in_a_thread(partial(act, now=NOW), outcome)
+    thread = in_a_thread(partial(act, now=NOW), outcome)
     try:
         assert at_the_lock.wait(10)
         claims = dispatch.outbox_claim_due(now=NOW)
@@ -803,20 +793,14 @@ def test_a_change_reads_what_the_patient_heard_after_the_confirmation_it_could_n
     assert_invariants()
 
 
-@pytest.mark.parametrize("change", ["cancel", "reschedule"])
-def test_a_send_that_waited_for_a_changes_lock_sends_what_the_change_left(quiet_world, monkeypatch, change):
-    """docs/reminders.md, the send: 'lock the row and read again what may have changed (its status and claim,
-    the appointment's status and times ...)'. A dispatcher's claim holds the confirmation's row (not committed);
-    staff cancel or move the visit, and the change waits for that row; the claim commits, and the change, its
-    row no longer unsent, keeps the row's lock though it does not return it; the send starts and waits for that
-    lock; the change commits. PostgreSQL then re-reads the locked row but not the appointment joined to it: the
-    send saw the booking as it was when it started waiting, and a cancelled visit's confirmation went out (or a
-    moved one named the old time). Fixed: the send waits in one statement and reads in another
-    (reminders.dispatch._lock_fresh): the confirmation of a cancelled visit is dropped, a moved one names the
-    new time, and no notice follows either."""
+@contextmanager
+def _change_held_after_the_claim(world, monkeypatch, change):
+    """A visit on 10 March whose confirmation a dispatcher's claim holds (not committed); staff `change` it
+    (cancel or reschedule, in a thread) and the change waits for that row; the claim commits; the change plans
+    its messages and is held before its commit until `commit` is set (on leaving the block at the latest).
+    Threads appended to `threads` are joined on leaving."""
     from reminders import services
 
-    world = quiet_world
     mail.outbox = []
     appointment = book(PatientFactory(clinic=world.clinic), "botox", local(3, 10), practitioner_id=world.dr_a.pk)
     action, act, moved_to = _change_of(appointment, change)
@@ -826,28 +810,44 @@ def test_a_send_that_waited_for_a_changes_lock_sends_what_the_change_left(quiet_
     def react_then_hold(work, previous):  # the change's messages are planned; it commits when told to
         react(work, previous)
         planned.set()
-        assert commit.wait(10)
+        assert commit.wait(20)
 
     monkeypatch.setitem(services.REACTIONS, action, react_then_hold)
-    changed, sent, claims = [], [], []
-    threads = []
+    held = SimpleNamespace(appointment=appointment, moved_to=moved_to, claims=[], changed=[], threads=[], commit=commit)
     try:
-        with held_in_another_connection(lambda: claims.extend(dispatch.outbox_claim_due(now=NOW))):
-            assert [OutboxMessage.objects.get(pk=c.message_id).kind for c in claims] == [MessageKind.CONFIRMATION]
-            threads.append(_in_a_thread(partial(act, now=NOW), changed))
+        with held_in_another_connection(lambda: held.claims.extend(dispatch.outbox_claim_due(now=NOW))):
+            kinds = [OutboxMessage.objects.get(pk=c.message_id).kind for c in held.claims]
+            assert kinds == [MessageKind.CONFIRMATION], kinds
+            held.threads.append(in_a_thread(partial(act, now=NOW), held.changed))
             until_a_connection_waits_for_a_lock()  # the change waits for the claim's row
         assert planned.wait(10), "the change did not go on once the claim committed"
-        ids, token = [c.message_id for c in claims], claims[0].token
-        threads.append(
-            _in_a_thread(partial(dispatch.outbox_send_batch, message_ids=ids, claim_token=token, now=NOW), sent)
-        )
-        until_a_connection_waits_for_a_lock()  # the send waits for the change's lock
+        yield held
     finally:
         commit.set()
-        for thread in threads:
+        for thread in held.threads:
             thread.join(20)
-    assert changed and not isinstance(changed[0], Exception), changed
+
+
+@pytest.mark.parametrize("change", ["cancel", "reschedule"])
+def test_a_send_that_waited_for_a_changes_lock_sends_what_the_changingleft(quiet_world, monkeypatch, change):
+    """docs/reminders.md, the send: 'lock the row and read again what may have changed (its status and claim,
+    the appointment's status and times ...)'. A dispatcher's claim holds the confirmation's row (not committed);
+    staff cancel or move the visit, and the change waits for that row; the claim commits, and the change, its
+    row no longer unsent, keeps the row's lock though it does not return it; the send starts and waits for that
+    lock; the change commits. PostgreSQL then re-reads the locked row but not the appointment joined to it: the
+    send saw the booking as it was when it started waiting, and a cancelled visit's confirmation went out (or a
+    moved one named the old time). Fixed: the send waits in one statement and reads in another
+    (reminders.dispatch._lock_fresh): the confirmation of a cancelled visit is dropped, a moved one names the
+    new time, and no notice follows either."""
+    sent = []
+    with _change_held_after_the_claim(quiet_world, monkeypatch, change) as changing:
+        ids, token = [c.message_id for c in changing.claims], changing.claims[0].token
+        send = partial(dispatch.outbox_send_batch, message_ids=ids, claim_token=token, now=NOW)
+        changing.threads.append(in_a_thread(send, sent))
+        until_a_connection_waits_for_a_lock()  # the send waits for the change's lock
+    assert changing.changed and not isinstance(changing.changed[0], Exception), changing.changed
     assert sent and not isinstance(sent[0], Exception), sent
+    appointment, moved_to = changing.appointment, changing.moved_to
 
     dispatch.dispatch_local(now=NOW + timedelta(minutes=10))  # past the grace period of a move notice
     received = _told_in_order(fresh(appointment))
@@ -886,8 +886,6 @@ def test_a_reminder_in_the_providers_hands_when_the_cancel_commits_is_followed_b
     outcomes = {}
 
     def first_dispatcher():
-        from django.db import connection
-
         try:
             outcomes["first"] = dispatch.dispatch_local(now=moment)
         finally:
