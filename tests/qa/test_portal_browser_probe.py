@@ -619,22 +619,28 @@ def second_tab(phone, address: str):
 def test_a_double_tap_on_yes_cancel_it_cancels_once_and_back_repeats_nothing(phone, appointment):
     """docs/portal.md: "Every POST ... answers with a 303 to a page (a reload repeats nothing)"; "cancelled | 409, the
     appointment page with the message". A double tap (Chromium sends it once) and the same question answered again in
-    a second tab are one cancellation; Back to the question after cancelling says plainly it is already cancelled."""
+    a second tab are one cancellation; Back to the question after cancelling says plainly it is already cancelled.
+    Chromium usually sends a double tap once; on a busy machine (CI, once) it sends it twice, and the second answer
+    is the plain refusal of cancelling twice (tests/portal: 'cancelling twice is a clear refusal')."""
     other = second_tab(phone, url(appointment, "cancel"))
     phone.goto(url(appointment, "cancel"))
+    phone.watch.expect(409, "/cancel/")  # a double tap sent twice: its second post is the refusal
     phone.get_by_role("button", name="Yes, cancel it").dblclick()
-    phone.wait_for_selector(".notice--done")
+    phone.wait_for_selector(".notice--done, [role=alert]")
     phone.wait_for_load_state("networkidle")
-    assert "Your appointment is cancelled." in phone.locator(".notice--done").inner_text()
+    if len(phone.watch.posts) == 1:
+        assert "Your appointment is cancelled." in phone.locator(".notice--done").inner_text()
+    else:
+        assert len(phone.watch.posts) == 2, phone.watch.posts
+        assert "This appointment is already cancelled." in phone.get_by_role("alert").inner_text()
     other.watch.expect(409, "/cancel/")
     other.get_by_role("button", name="Yes, cancel it").click()
     assert "This appointment is already cancelled." in other.get_by_role("alert").inner_text()
     assert Appointment.objects.get(pk=appointment.pk).status == AppointmentStatus.CANCELLED
     assert audits(appointment, AuditAction.CANCELLED) == 1
     posts = len(phone.watch.posts)
-    assert posts >= 1 and len(other.watch.posts) == 1
+    assert len(other.watch.posts) == 1
 
-    phone.watch.expect(409, "/cancel/")
     phone.go_back()
     assert len(phone.watch.posts) == posts  # nothing sent again
     assert "This appointment is already cancelled." in phone.get_by_role("alert").inner_text()
