@@ -390,7 +390,7 @@ def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[
         # cancel locks the unsent rows; one the claim took meanwhile stays locked though not returned) commits,
         # and the send went on the booking as it was: a cancelled visit's confirmation went out. So the wait is
         # one statement, and the read, the lock held, another.
-        held = [pk for pk, *_ in found]
+        held = {pk for pk, *_ in found}
         waiting = [pk for pk in by_pk if pk not in held]
         list(OutboxMessage.objects.select_for_update(**_lock_options(skip=False)).filter(pk__in=waiting).values("pk"))
         found = [*found, *_LOCK_FRESH.rows(waiting)]

@@ -61,12 +61,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 SENDER = "qa-review-sender"
 
 
-def _finished_or_waiting(done: threading.Event, timeout: float = 10) -> bool:
-    """Whether the call `done` stands for finished (True) or another connection now waits for a lock (False): the
-    two ends a call that may or may not wait for a row can come to. Fails after `timeout` s with neither."""
+def _finished_or_waiting(thread: threading.Thread, timeout: float = 10) -> bool:
+    """Whether the call in `thread` finished (True) or another connection now waits for a lock (False): the two
+    ends a call that may or may not wait for a row can come to. Fails after `timeout` s with neither."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if done.wait(0.02):
+        thread.join(0.02)
+        if not thread.is_alive():
             return True
         if lock_waits():
             return False
@@ -97,23 +98,13 @@ def notice_in_the_providers_hands(quiet_world, monkeypatch):  # noqa: F811 (the 
         return real_send(**kwargs)
 
     monkeypatch.setattr(channels, "send_email", held_send)
-    outcome = {}
-
-    def send():
-        try:
-            outcome["sent"] = dispatch.dispatch_local(now=moment)
-        except Exception as error:  # noqa: BLE001 - the test inspects it
-            outcome["sent"] = error
-        finally:
-            connection.close()
-
-    sender = threading.Thread(target=send, name=SENDER)
-    sender.start()
+    sent = []
+    sender = in_a_thread(partial(dispatch.dispatch_local, now=moment), sent, name=SENDER)
 
     def release():
         let_go.set()
         sender.join(20)
-        assert outcome.get("sent") == {dispatch.SendOutcome.SENT: 1}, outcome
+        assert sent == [{dispatch.SendOutcome.SENT: 1}], sent
 
     try:
         assert in_hands.wait(10)
@@ -131,32 +122,21 @@ def test_a_move_back_while_the_move_notice_is_in_the_providers_hands_leaves_the_
     """docs/reminders.md: 'The last message about an appointment is true ... the move notice runs from the time the
     patient last heard to the time now, and is dropped when they last heard this very time.' The confirmation
     named 10 March; the visit moved to 11 March; the notice 'moved to 11 March' is in the provider's hands (its
-    row `sending`, locked) when staff move the visit back to 10 March. The move back reads the last time told as
-    10 March (the notice has not committed) and plans nothing; the notice then commits. Once the dispatcher has
+    row `sending`, locked) when staff move the visit back to 10 March. Before the mend the move back read the last
+    time told as 10 March (the notice had not committed) and planned nothing; now it waits for the notice. Once the dispatcher has
     caught up, the last message must name 10 March (a notice from 11 March back to 10 March)."""
     appointment, moment, release = notice_in_the_providers_hands
-    done, moved = threading.Event(), []
-
-    def move_back():
-        try:
-            moved.append(
-                appointment_reschedule(
-                    appointment=fresh(appointment),
-                    start_at=local(3, 10),
-                    actor=RECEPTION,
-                    now=moment + timedelta(seconds=30),
-                )
-            )
-        except Exception as error:  # noqa: BLE001 - the test inspects it
-            moved.append(error)
-        finally:
-            done.set()
-            connection.close()
-
-    mover = threading.Thread(target=move_back)
-    mover.start()
+    moved = []
+    move_back = partial(
+        appointment_reschedule,
+        appointment=fresh(appointment),
+        start_at=local(3, 10),
+        actor=RECEPTION,
+        now=moment + timedelta(seconds=30),
+    )
+    mover = in_a_thread(move_back, moved)
     try:
-        _finished_or_waiting(done)  # as it is: finishes at once; mended: waits for the notice in flight
+        assert not _finished_or_waiting(mover)  # the move waits for the notice in the provider's hands
     finally:
         release()
         mover.join(20)
