@@ -114,16 +114,29 @@ class _FreeSlots:
 # --- Input ----------------------------------------------------------------------------------------
 
 
+def _spellings(code: str) -> list[str]:
+    """`code` as given, then with `_` and `-` swapped: the catalogue's codes use `_` (`plasma_pen`), the shipped
+    templates' `-` (`plasma-pen-course`), and a platform that writes one for the other means the same template."""
+    return list(dict.fromkeys([code, code.replace("_", "-"), code.replace("-", "_")]))
+
+
 def plan_template_get(code: str, *, organisation_id) -> PlanTemplate:
-    """The template of `code` for an organisation's patient: the organisation's own, else the default."""
-    template = (
-        PlanTemplate.objects.for_organisation(organisation_id).filter(code=code).select_related("procedure").first()
-        if isinstance(code, str) and code
-        else None
+    """The template of `code` for an organisation's patient: the organisation's own, else the default; `code` as
+    given first, else with `_` for `-` or `-` for `_` (_spellings). Unknown: a 400 naming the codes there are."""
+    if not isinstance(code, str) or not code:
+        raise InvalidInput(ErrorCode.UNKNOWN_PLAN_TEMPLATE, "Name a plan template by its code.", field="template")
+    spellings = _spellings(code)
+    templates = PlanTemplate.objects.for_organisation(organisation_id)
+    found = {t.code: t for t in templates.filter(code__in=spellings).select_related("procedure")}
+    for spelling in spellings:
+        if spelling in found:
+            return found[spelling]
+    known = ", ".join(sorted(templates.values_list("code", flat=True).distinct()))
+    raise InvalidInput(
+        ErrorCode.UNKNOWN_PLAN_TEMPLATE,
+        f"There is no plan template {code!r}." + (f" Templates: {known}." if known else " There are no templates."),
+        field="template",
     )
-    if template is None:
-        raise InvalidInput(ErrorCode.UNKNOWN_PLAN_TEMPLATE, f"There is no plan template {code!r}.", field="template")
-    return template
 
 
 def _planning_error(error: planner.PlanInputError, field_prefix: str = "") -> InvalidInput:

@@ -341,7 +341,10 @@ def test_plan_templates_of_another_organisation_are_neither_listed_nor_usable(te
         {"template": "b-secret-course", "start_from": "2026-03-09", "dry_run": True},
         format="json",
     )
-    assert problem_of(response, 400)["code"] == "unknown_plan_template"
+    refused = problem_of(response, 400)
+    assert refused["code"] == "unknown_plan_template"
+    # The codes there are, as this organisation sees them: not the other's.
+    assert refused["detail"].endswith(" Templates: botox-maintenance, microneedling-course, plasma-pen-course.")
 
 
 # --- API: webhooks ---------------------------------------------------------------------------------------

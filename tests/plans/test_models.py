@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.db import IntegrityError
 
 from clinic.models import StaffMembership, StaffRole
+from core.errors import ErrorCode, InvalidInput
 from plans.defaults import CLINIC_PRACTICE, plan_templates_load
 from plans.models import PlanTemplate, TreatmentPlan
 from plans.services import plan_template_get
@@ -71,13 +72,12 @@ def test_a_superuser_edits_a_template_in_the_admin(templates, admin_client):
     assert b"Plasma pen course" in page.content
 
 
-def test_an_organisations_own_template_replaces_the_default_for_its_patients_only(templates):
-    mine, theirs = OrganisationFactory(code="mine"), OrganisationFactory(code="theirs")
-    default = PlanTemplate.objects.get(code="microneedling-course")
-    own = PlanTemplate.objects.create(
-        organisation=mine,
-        code="microneedling-course",
-        name="Our microneedling course (4 sessions)",
+def _own_microneedling_course(organisation, code: str, *, name: str) -> PlanTemplate:
+    """An organisation's own microneedling course of 4 sessions, 4 to 6 weeks apart (ideal 5)."""
+    return PlanTemplate.objects.create(
+        organisation=organisation,
+        code=code,
+        name=name,
         procedure_id="microneedling",
         sessions=4,
         min_gap_value=4,
@@ -87,10 +87,38 @@ def test_an_organisations_own_template_replaces_the_default_for_its_patients_onl
         max_gap_value=6,
         max_gap_unit="weeks",
     )
+
+
+def test_an_organisations_own_template_replaces_the_default_for_its_patients_only(templates):
+    mine, theirs = OrganisationFactory(code="mine"), OrganisationFactory(code="theirs")
+    default = PlanTemplate.objects.get(code="microneedling-course")
+    own = _own_microneedling_course(mine, "microneedling-course", name="Our microneedling course (4 sessions)")
     assert plan_template_get("microneedling-course", organisation_id=mine.pk) == own
     assert plan_template_get("microneedling-course", organisation_id=theirs.pk) == default
     assert set(PlanTemplate.objects.for_organisation(mine.pk).values_list("name", flat=True)) >= {own.name}
     assert default not in PlanTemplate.objects.for_organisation(mine.pk)
+
+
+def test_a_template_code_is_found_with_either_separator_and_an_unknown_one_names_those_there_are(templates):
+    mine, theirs = OrganisationFactory(code="mine"), OrganisationFactory(code="theirs")
+    default = PlanTemplate.objects.get(code="microneedling-course")
+    assert plan_template_get("microneedling_course", organisation_id=theirs.pk) == default
+    # An organisation's own code written with the other separator is its own template, chosen when named exactly.
+    own = _own_microneedling_course(mine, "microneedling_course", name="Ours")
+    assert plan_template_get("microneedling_course", organisation_id=mine.pk) == own
+    assert plan_template_get("microneedling-course", organisation_id=mine.pk) == default
+    assert plan_template_get("microneedling_course", organisation_id=theirs.pk) == default
+
+    with pytest.raises(InvalidInput) as refused:
+        plan_template_get("microneedling", organisation_id=theirs.pk)
+    assert refused.value.code == ErrorCode.UNKNOWN_PLAN_TEMPLATE
+    assert refused.value.message == (
+        "There is no plan template 'microneedling'. "
+        "Templates: botox-maintenance, microneedling-course, plasma-pen-course."
+    )  # `mine`'s own template is not named to another organisation
+    for nothing in ("", None, 7):
+        with pytest.raises(InvalidInput, match="Name a plan template by its code"):
+            plan_template_get(nothing, organisation_id=theirs.pk)
 
 
 def test_two_defaults_cannot_share_a_code(templates):
