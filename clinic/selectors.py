@@ -29,7 +29,8 @@ def catalogue_entry(model, code: str | None, *, field: str, what: str):
         return None
     found = model.objects.filter(code=code).first()
     if found is None:
-        raise InvalidInput(ErrorCode(f"unknown_{field}"), f"There is no {what} with code {code!r}.", field=field)
+        known = model.objects.values_list("code", flat=True)
+        raise InvalidInput.unknown_code(ErrorCode(f"unknown_{field}"), what=what, given=code, known=known, field=field)
     return found
 
 

@@ -7,6 +7,7 @@ lists the catalogue; a test keeps the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -148,6 +149,15 @@ class InvalidInput(DomainError):
     ) -> None:
         super().__init__(code, message, field=field, data=data)
         self.errors = errors or {field or "non_field_errors": [message]}
+
+    @classmethod
+    def unknown_code(
+        cls, code: ErrorCode, *, what: str, given: object, known: Iterable[str], field: str, known_as: str = "Codes"
+    ) -> InvalidInput:
+        """A code that is not in a catalogue: the message names the codes there are, so a caller can pick one."""
+        return cls(
+            code, f"There is no {what} with code {given!r}. {known_as}: {', '.join(sorted(known))}.", field=field
+        )
 
 
 class NotFound(DomainError):

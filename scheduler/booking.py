@@ -138,9 +138,18 @@ def _catalogue() -> tuple[dict[str, ProcedureType], dict[str, TreatmentArea]]:
 
 
 def _procedure(code: str) -> ProcedureType:
-    procedure = _catalogue()[0].get(code) if code else None
+    procedures = _catalogue()[0]
+    procedure = procedures.get(code) if code else None
     if procedure is None:
-        raise InvalidInput(ErrorCode.UNKNOWN_PROCEDURE, f"There is no procedure with code {code!r}.", field="procedure")
+        bookable = (c for c, p in procedures.items() if p.bookable)
+        raise InvalidInput.unknown_code(
+            ErrorCode.UNKNOWN_PROCEDURE,
+            what="procedure",
+            given=code,
+            known=bookable,
+            field="procedure",
+            known_as="Bookable",
+        )
     if not procedure.bookable:
         raise InvalidInput(
             ErrorCode.PROCEDURE_NOT_BOOKABLE, f"{procedure.name} is not a bookable procedure.", field="procedure"
@@ -151,9 +160,12 @@ def _procedure(code: str) -> ProcedureType:
 def _area(code: str | None) -> TreatmentArea | None:
     if not code:
         return None
-    area = _catalogue()[1].get(code)
+    areas = _catalogue()[1]
+    area = areas.get(code)
     if area is None:
-        raise InvalidInput(ErrorCode.UNKNOWN_AREA, f"There is no treatment area with code {code!r}.", field="area")
+        raise InvalidInput.unknown_code(
+            ErrorCode.UNKNOWN_AREA, what="treatment area", given=code, known=areas, field="area"
+        )
     return area
 
 

@@ -373,7 +373,11 @@ def test_conditions_put_bad_lines_are_400_and_change_nothing(api, patient):
         400,
     )
     # Dotted with its line, as the serializers' own errors are (docs/api.md: "0.status for line 0 of the intake").
-    assert body["errors"] == {"1.condition": ["There is no condition with code 'made_up'."]}
+    assert list(body["errors"]) == ["1.condition"]
+    [message] = body["errors"]["1.condition"]
+    # It names the codes there are, so the caller can pick one.
+    assert message.startswith("There is no condition with code 'made_up'. Codes: ")
+    assert {"eczema", "pregnancy", "scleroderma"} <= set(message.removesuffix(".").split(": ")[1].split(", "))
     body = problem_of(api.put(url, [{"condition": "eczema", "status": "sometimes"}], format="json"), 400)
     assert list(body["errors"]) == ["0.status"]
     body = problem_of(api.put(url, {"condition": "eczema"}, format="json"), 400)

@@ -164,6 +164,21 @@ def test_invalid_booking_input_is_a_domain_error(patient, practitioner, now, kwa
     assert not Appointment.objects.exists()
 
 
+def test_an_unknown_procedure_or_area_names_the_codes_there_are(patient, practitioner, now):
+    with pytest.raises(InvalidInput) as error:
+        appointment_book(patient=patient, actor=RECEPTION, now=now, procedure_code="Botox", start_at=local(2026, 3, 10))
+    # The bookable procedures only: a course of isotretinoin is in the catalogue, not booked.
+    assert error.value.message == (
+        "There is no procedure with code 'Botox'. Bookable: botox, filler, microneedling, plasma_pen."
+    )
+    with pytest.raises(InvalidInput) as error:
+        book(patient, "botox", local(2026, 3, 10), now, area_code="elbow")
+    assert error.value.message == (
+        "There is no treatment area with code 'elbow'. Codes: body, decolletage, face, hands, neck, scalp."
+    )
+    assert not Appointment.objects.exists()
+
+
 def test_a_practitioner_who_does_not_do_the_procedure_is_refused(patient, clinic, now):
     injector = PractitionerFactory(clinic=clinic, name="Injector", procedures=["botox"])
 
