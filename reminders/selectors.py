@@ -15,13 +15,14 @@ BEHIND_AFTER = timedelta(minutes=5)
 
 
 def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
-    """The messages to the patient about one appointment (no webhooks), in the order they are due:
-    the one read behind the API's `reminders` and the front desk's reminder list."""
+    """The messages to the patient about one appointment (no webhooks), in the order they are due (those due
+    together by kind, then e-mail before text): the one read behind the API's `reminders` and the front desk's
+    reminder list."""
     return (
         OutboxMessage.objects.filter(appointment_id=appointment_id)
         .exclude(channel=Channel.WEBHOOK)
         .select_related("template")
-        .order_by("due_at", "id")
+        .order_by("due_at", "kind", "channel", "id")
     )
 
 

@@ -467,6 +467,10 @@ def test_appointment_detail_lists_its_planned_reminders(api, patient, practition
     assert {r["channel"] for r in reminders} <= {"email", "sms"}  # webhook deliveries are not reminders
     assert all(r["due_at"].endswith("+00:00") for r in reminders)  # London's offset in March
     assert {"kind", "channel", "due_at", "status"} == set(reminders[0])
+    # In the order they are due; those due together by kind, then e-mail before text (not in the rows' id order).
+    order = [(r["due_at"], r["kind"], r["channel"]) for r in reminders]
+    assert order == sorted(order) and len(set(order)) == len(order)
+    assert any(a[0] == b[0] and a[1] != b[1] for a, b in zip(order, order[1:], strict=False))  # some due together
 
 
 def test_a_refusal_gives_every_time_in_the_clinics_own_offset(other_clinic, other_patient, other_practitioner):
