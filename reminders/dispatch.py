@@ -201,21 +201,22 @@ def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -
 
 def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
     """A change notice is planned on what the patient had heard when the change committed, and
-    a confirmation claimed then (`sending`) counts, since it may already be in the provider's hands. But its send
-    may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new time
-    (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by then:
-    a cancellation goes only if a confirmation or change notice went (or may have: in doubt, the provider could
-    not tell), a move notice runs from the time the patient last heard (`payload.from_start` follows it) and is
-    dropped when that is the time now or when no time was told. While a confirmation is still claimed, or waits
-    in doubt to ask its provider, the notice waits (no attempt spent). Returns (status, new due_at, reason) when
-    the notice must not go now, else None."""
+    a message naming the time claimed then (`sending`) counts, since it may already be in the provider's hands. But
+    its send may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new
+    time (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by
+    then: a cancellation goes only if a message naming the time went (a confirmation, change notice, reminder or
+    pre-care note; or may have: in doubt, the provider could not tell), a move notice runs from the time the patient
+    last heard (`payload.from_start` follows it) and is dropped when that is the time now or when no time was told.
+    While a confirmation is still claimed, or waits in doubt to ask its provider, the notice waits (no attempt
+    spent), and so it does for a reminder or pre-care note while nothing else has told the patient
+    (`booking_told`). Returns (status, new due_at, reason) when the notice must not go now, else None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
     # Race condition: planned on what was told when the change committed; asked again now, from what has gone.
     told, unsettled = booking_told(appointment, now=now, excluding=message.pk)
     if unsettled is not None:
-        return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for the confirmation to go or be dropped"
+        return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for a message naming the time to go or be dropped"
     if message.kind == MessageKind.CANCELLED:
         return None if told else (OutboxStatus.CANCELLED, None, "the patient was never told of the booking")
     start = last_told_start(appointment, before=message.anchor_at)  # anchored on the move (the latest)

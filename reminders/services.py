@@ -373,16 +373,19 @@ def _event_messages(work: _Change, kind: str) -> None:
             work.add(template, channel, _plan(template, channel, work.appointment, work.now, work.now), work.now)
 
 
-# The messages that tell a patient of a booking: a cancellation notice goes only to a patient who got one.
+# The confirmation and the change notices: the messages about the booking itself, which a change re-plans. What the
+# patient has heard of the booking is any message that named its time (TIME_NAMING_KINDS: a reminder or a pre-care
+# note too, the first word of a patient who turned a channel on after booking).
 BOOKING_NAMING_KINDS = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED)
 
 
-def _patient_was_told(appointment: Appointment) -> bool:
-    """Whether a confirmation or change notice has gone, is going, or may have gone (in doubt: its sender stopped
-    and the provider could not tell) for this appointment. What planning counts on: one that is going may yet be
-    dropped, so the notice planned on it asks again when it goes (`booking_told`, dispatch._notice_verdict)."""
+def _patient_was_told(appointment: Appointment, kinds=TIME_NAMING_KINDS) -> bool:
+    """Whether a message of `kinds` (by default any naming the appointment's time) has gone, is going, or may have
+    gone (in doubt: its sender stopped and the provider could not tell). What planning counts on: one that is going
+    may yet be dropped, so the notice planned on it asks again when it goes (`booking_told`,
+    dispatch._notice_verdict)."""
     return (
-        OutboxMessage.objects.filter(appointment=appointment, kind__in=BOOKING_NAMING_KINDS)
+        OutboxMessage.objects.filter(appointment=appointment, kind__in=kinds)
         .filter(HANDED_OVER | Q(status=OutboxStatus.SENDING) | Q(in_doubt=True))
         .exists()
     )
@@ -392,25 +395,30 @@ def booking_told(appointment: Appointment, *, now: datetime, excluding=None) -> 
     """What a change notice asks when it goes: (whether the patient has been told of the booking, and until when
     that is not known yet).
 
-    Told: a confirmation or change notice was sent (reported undelivered since or not: `HANDED_OVER`), or may have
-    been (in doubt: its sender stopped and the
-    provider could not tell, or could not be asked before its attempts ran out: a patient who may think they
-    have a booking hears that it is cancelled). Not known yet while a confirmation is claimed (`sending`: it may be in
-    the provider's hands, or be dropped by its send) or waits, in doubt, to ask the provider: the second value is
-    the moment to look again after (now, or when that confirmation is due), else None. `excluding` is the notice
-    itself (in doubt, it is not evidence of its own premise)."""
-    told, unsettled = False, None
-    rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=BOOKING_NAMING_KINDS)
+    Told: a message naming its time (a confirmation, change notice, reminder or pre-care note) was sent (reported
+    undelivered since or not: `HANDED_OVER`), or may have been (in doubt: its sender stopped and the provider could
+    not tell, or could not be asked before its attempts ran out: a patient who may think they have a booking hears
+    that it is cancelled). Not known yet while a confirmation is claimed (`sending`: it may be in the provider's
+    hands, or be dropped by its send) or waits, in doubt, to ask the provider; nor, while nothing else has told the
+    patient, a reminder or pre-care note (the first word of a patient who turned a channel on after booking; one
+    sent again after a move follows one that went, and waits for the move's notice): the second value is the
+    moment to look again after (now, or when that message is due), else None. `excluding` is the notice itself (in
+    doubt, it is not evidence of its own premise)."""
+    told, unsettled, first_words = False, None, []
+    rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=TIME_NAMING_KINDS)
     if excluding is not None:
         rows = rows.exclude(pk=excluding)
     for kind, status, in_doubt, due_at, sent_at in rows.values_list("kind", "status", "in_doubt", "due_at", "sent_at"):
-        if kind == MessageKind.CONFIRMATION and (
-            status == OutboxStatus.SENDING or (in_doubt and status in UNSENT_STATUSES)
-        ):
+        if status == OutboxStatus.SENDING or (in_doubt and status in UNSENT_STATUSES):
             until = now if status == OutboxStatus.SENDING else max(due_at, now)
-            unsettled = until if unsettled is None else max(unsettled, until)
+            if kind == MessageKind.CONFIRMATION:
+                unsettled = until if unsettled is None else max(unsettled, until)
+            elif kind != MessageKind.RESCHEDULED:  # a move notice goes only to a patient told a time before
+                first_words.append(until)
         elif sent_at is not None or status == OutboxStatus.SENT or in_doubt:
             told = True  # handed over at least once (HANDED_OVER), or may have been
+    if first_words and not told:
+        unsettled = max(first_words if unsettled is None else [*first_words, unsettled])
     return told, unsettled
 
 
@@ -430,8 +438,11 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     # that notice was the patient's last word).
     pending = [r for r in _locked_for_notice(appointment) if r.kind == MessageKind.RESCHEDULED]
     told = last_told_start(appointment)
-    if told is None and previous.get("start_at") and _patient_was_told(appointment):
-        told = previous["start_at"]  # told before told_start was recorded: the time it moved from
+    if told is None and previous.get("start_at") and _patient_was_told(appointment, BOOKING_NAMING_KINDS):
+        # A confirmation sent before told_start was recorded (it named the time moved from), or claimed now (the
+        # notice asks again when it goes, dispatch._notice_verdict). Not a reminder or pre-care note claimed now: the
+        # patient's first word, rendered when it goes, it names the new time, and no notice is needed.
+        told = previous["start_at"]
     if told is None:  # nothing that named a time has reached the patient: the next message will say it
         _finish(pending, OutboxStatus.CANCELLED, "the patient has not been told a time yet")
         return

@@ -5,7 +5,9 @@ runs. The change counted the claimed confirmation as heard (it may be in the pro
 notice; if the send then drops the confirmation (cancelled) or names the new time (moved), the patient never
 heard what the notice is about, and it is dropped when it goes (reminders.dispatch._notice_verdict). A
 confirmation that did go, or may have (its sender stopped and the provider had it, or cannot tell), keeps the
-notice. docs/reminders.md, "What each booking change does to the outbox".
+notice. A reminder or pre-care note names the time too: where it was the patient's first word of the booking (no
+confirmation went: no channel was on when it was booked), it counts, and is waited for, as a confirmation is.
+docs/reminders.md, "What each booking change does to the outbox".
 """
 
 from datetime import timedelta
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from reminders import channels, dispatch
 from reminders.channels import LocmemSmsBackend
+from reminders.consent import patient_preferences_update
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import appointment_cancel, appointment_reschedule
 from tests.factories import PatientFactory
@@ -112,7 +115,7 @@ def test_a_notice_waits_while_a_confirmation_is_still_claimed(patient, practitio
     assert deliver(now + timedelta(seconds=1)) == {dispatch.SendOutcome.DEFERRED: 2}
     waiting = notices(appointment, "cancel")
     assert set(waiting.values_list("status", "attempts", "last_error")) == {
-        (OutboxStatus.PENDING, 0, "waiting for the confirmation to go or be dropped")
+        (OutboxStatus.PENDING, 0, "waiting for a message naming the time to go or be dropped")
     }
     send(claims, now + timedelta(seconds=2))
     deliver(now + timedelta(minutes=1))
@@ -245,3 +248,76 @@ def test_a_confirmation_the_provider_cannot_tell_about_keeps_the_cancel_notice(
     confirmation.refresh_from_db()
     assert (confirmation.status, confirmation.in_doubt) == (OutboxStatus.CANCELLED, True)  # it may have gone
     assert set(notices(appointment, "cancel").values_list("status", flat=True)) == {OutboxStatus.SENT}
+
+
+# --- A reminder or pre-care note was the patient's first word of the booking ---------------------------------
+
+
+@pytest.fixture
+def reminded_only(clinic, practitioner, now):
+    """Booked for Tuesday while the patient had no channel on (so no confirmation), e-mail turned on on their page
+    the day after: the visit's reminder and pre-care note are planned then, due on Monday 10:00, and are the first
+    the patient hears of it."""
+    patient = PatientFactory(clinic=clinic, first_name="Ada", email="ada@example.com", reminder_channels=[])
+    appointment = book(patient, "microneedling", TUESDAY, now)
+    assert not OutboxMessage.objects.filter(appointment=appointment).exclude(channel="webhook").exists()
+    patient_preferences_update(patient=patient, now=now + timedelta(days=1), email=True)
+    planned = OutboxMessage.objects.filter(appointment=appointment).exclude(channel="webhook")
+    assert set(planned.values_list("kind", "due_at")) == {
+        (MessageKind.REMINDER, london(2026, 3, 9, 10)),
+        (MessageKind.PRE_CARE, london(2026, 3, 9, 10)),
+    }
+    return appointment
+
+
+def test_a_cancel_after_the_reminder_went_is_told_though_no_confirmation_ever_went(reminded_only):
+    deliver(london(2026, 3, 9, 10, 1))
+    [reminder] = mail.outbox  # the reminder and the pre-care note, due together, go as one e-mail
+    assert "Tue 10 Mar, 10:00" in reminder.body
+
+    change("cancel", reminded_only, london(2026, 3, 9, 11))
+    deliver(london(2026, 3, 9, 11, 10))
+
+    assert set(notices(reminded_only, "cancel").values_list("status", flat=True)) == {OutboxStatus.SENT}
+    assert mail.outbox[-1].subject == "Your appointment on Tue 10 Mar is cancelled"
+
+
+def test_a_cancel_while_the_reminder_is_claimed_waits_for_it_and_its_send_decides(reminded_only):
+    monday = london(2026, 3, 9, 10, 1)
+    claims = dispatch.outbox_claim_due(now=monday)
+    assert {OutboxMessage.objects.get(pk=c.message_id).kind for c in claims} == {
+        MessageKind.REMINDER,
+        MessageKind.PRE_CARE,
+    }
+    change("cancel", reminded_only, monday)
+    assert notices(reminded_only, "cancel").count() == 1  # planned: the reminder may be in the provider's hands
+
+    assert deliver(monday + timedelta(seconds=1)) == {dispatch.SendOutcome.DEFERRED: 1}
+    assert set(notices(reminded_only, "cancel").values_list("status", "attempts", "last_error")) == {
+        (OutboxStatus.PENDING, 0, "waiting for a message naming the time to go or be dropped")
+    }
+    assert set(send(claims, monday + timedelta(seconds=2)).values()) == {dispatch.SendOutcome.CANCELLED}
+    deliver(monday + timedelta(minutes=10))
+
+    assert mail.outbox == []  # it never heard of the visit, so it hears nothing of its cancellation
+    assert set(notices(reminded_only, "cancel").values_list("status", "last_error")) == {
+        (OutboxStatus.CANCELLED, "the patient was never told of the booking")
+    }
+
+
+def test_a_cancel_while_the_reminder_is_claimed_is_told_when_the_confirmation_went(email_only, practitioner, now):
+    """The patient heard of the visit from its confirmation: the claimed reminder, dropped by its send, takes
+    nothing away, and the cancellation goes after it (messages about one visit go in order)."""
+    appointment = book(email_only, "microneedling", TUESDAY, now)
+    deliver(now)
+    [confirmation] = mail.outbox
+    monday = london(2026, 3, 9, 10, 1)
+    claims = dispatch.outbox_claim_due(now=monday)
+    assert {OutboxMessage.objects.get(pk=c.message_id).kind for c in claims} >= {MessageKind.REMINDER}
+    change("cancel", appointment, monday)
+
+    assert deliver(monday + timedelta(seconds=1)) == {dispatch.SendOutcome.DEFERRED: 1}  # after the reminder
+    assert set(send(claims, monday + timedelta(seconds=2)).values()) == {dispatch.SendOutcome.CANCELLED}
+    deliver(monday + timedelta(minutes=1))
+
+    assert [m.subject for m in mail.outbox] == [confirmation.subject, "Your appointment on Tue 10 Mar is cancelled"]
