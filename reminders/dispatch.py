@@ -52,7 +52,13 @@ from reminders.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from reminders.services import booking_told, last_told_start, outbox_retry, webhook_endpoint_reaches
+from reminders.services import (
+    BOOKING_NAMING_KINDS,
+    booking_told,
+    last_told_start,
+    outbox_retry,
+    webhook_endpoint_reaches,
+)
 from reminders.timing import first_allowed_after, quiet_hours
 from scheduler import versioned
 from scheduler.lifecycle import Actor
@@ -206,15 +212,18 @@ def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetim
     time (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by
     then: a cancellation goes only if a message naming the time went (a confirmation, change notice, reminder or
     pre-care note; or may have: in doubt, the provider could not tell), a move notice runs from the time the patient
-    last heard (`payload.from_start` follows it) and is dropped when that is the time now or when no time was told.
+    last heard before the move (`payload.from_start` follows it) and is dropped when that is the time now or when no time was told.
     While a confirmation is still claimed, or waits in doubt to ask its provider, the notice waits (no attempt
-    spent), and so it does for a reminder or pre-care note while nothing else has told the patient
+    spent), and a cancellation so waits for a reminder or pre-care note while nothing else has told the patient
     (`booking_told`). Returns (status, new due_at, reason) when the notice must not go now, else None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
     # Race condition: planned on what was told when the change committed; asked again now, from what has gone.
-    told, unsettled = booking_told(appointment, now=now, excluding=message.pk)
+    # What a cancellation asks of includes a reminder or pre-care note; what a move notice asks of does not (one
+    # claimed with it names the new time, and waits for the notice: waiting for it too, neither would go).
+    kinds = TIME_NAMING_KINDS if message.kind == MessageKind.CANCELLED else BOOKING_NAMING_KINDS
+    told, unsettled = booking_told(appointment, now=now, excluding=message.pk, kinds=kinds)
     if unsettled is not None:
         return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for a message naming the time to go or be dropped"
     if message.kind == MessageKind.CANCELLED:

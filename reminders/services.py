@@ -391,29 +391,36 @@ def _patient_was_told(appointment: Appointment, kinds=TIME_NAMING_KINDS) -> bool
     )
 
 
-def booking_told(appointment: Appointment, *, now: datetime, excluding=None) -> tuple[bool, datetime | None]:
-    """What a change notice asks when it goes: (whether the patient has been told of the booking, and until when
-    that is not known yet).
+def booking_told(
+    appointment: Appointment, *, now: datetime, excluding=None, kinds=BOOKING_NAMING_KINDS
+) -> tuple[bool, datetime | None]:
+    """What a change notice asks when it goes: (whether the patient has been told of the booking by a message of
+    `kinds`, and until when that is not known yet).
 
-    Told: a message naming its time (a confirmation, change notice, reminder or pre-care note) was sent (reported
-    undelivered since or not: `HANDED_OVER`), or may have been (in doubt: its sender stopped and the provider could
-    not tell, or could not be asked before its attempts ran out: a patient who may think they have a booking hears
-    that it is cancelled). Not known yet while a confirmation is claimed (`sending`: it may be in the provider's
-    hands, or be dropped by its send) or waits, in doubt, to ask the provider; nor, while nothing else has told the
-    patient, a reminder or pre-care note (the first word of a patient who turned a channel on after booking; one
-    sent again after a move follows one that went, and waits for the move's notice): the second value is the
-    moment to look again after (now, or when that message is due), else None. `excluding` is the notice itself (in
-    doubt, it is not evidence of its own premise)."""
+    A cancellation asks of every message naming the time (TIME_NAMING_KINDS: a reminder or pre-care note too, the
+    first word of a patient who turned a channel on after booking); a move notice of the confirmation and the
+    notices (BOOKING_NAMING_KINDS: a reminder that goes after the move names the new time, and one that went before
+    it is read by `last_told_start`).
+
+    Told: one was sent (reported undelivered since or not: `HANDED_OVER`), or may have been (in doubt: its sender
+    stopped and the provider could not tell, or could not be asked before its attempts ran out: a patient who may
+    think they have a booking hears that it is cancelled). Not known yet while a confirmation is claimed
+    (`sending`: it may be in the provider's hands, or be dropped by its send) or waits, in doubt, to ask the
+    provider; nor, while nothing else has told the patient, a reminder or pre-care note (the send of a claimed one
+    drops it once the visit is cancelled): the second value is the moment to look again after (now, or when that
+    message is due), else None. `excluding` is the notice itself (in doubt, it is not evidence of its own
+    premise)."""
     told, unsettled, first_words = False, None, []
-    rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=TIME_NAMING_KINDS)
+    rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=kinds)
     if excluding is not None:
         rows = rows.exclude(pk=excluding)
     for kind, status, in_doubt, due_at, sent_at in rows.values_list("kind", "status", "in_doubt", "due_at", "sent_at"):
-        if status == OutboxStatus.SENDING or (in_doubt and status in UNSENT_STATUSES):
+        claimed = status == OutboxStatus.SENDING or (in_doubt and status in UNSENT_STATUSES)
+        if claimed and kind != MessageKind.RESCHEDULED:  # a move notice goes only to a patient told a time before
             until = now if status == OutboxStatus.SENDING else max(due_at, now)
             if kind == MessageKind.CONFIRMATION:
                 unsettled = until if unsettled is None else max(unsettled, until)
-            elif kind != MessageKind.RESCHEDULED:  # a move notice goes only to a patient told a time before
+            else:
                 first_words.append(until)
         elif sent_at is not None or status == OutboxStatus.SENT or in_doubt:
             told = True  # handed over at least once (HANDED_OVER), or may have been

@@ -220,3 +220,30 @@ class CeleryHarness:
     def stop_all(self) -> None:
         for proc in self.procs:
             proc.stop()
+
+
+class Killed(BaseException):
+    """The worker dies mid-send: nothing the send wrote commits."""
+
+
+def sender_dies(monkeypatch, send, *, after_the_provider_took_it: bool) -> None:
+    """Run `send()` with an e-mail sender that dies mid-send, after handing the e-mail to the provider or before
+    (so the row stays `sending`), then give the channel its real sender back."""
+    from reminders import channels
+
+    real_send = channels.send_email
+
+    def dies(**kwargs):
+        if after_the_provider_took_it:
+            real_send(**kwargs)
+        raise Killed
+
+    monkeypatch.setattr(channels, "send_email", dies)
+    try:
+        send()
+    except Killed:
+        pass
+    else:
+        raise AssertionError("the sender was to die mid-send, and the send finished")
+    finally:
+        monkeypatch.setattr(channels, "send_email", real_send)

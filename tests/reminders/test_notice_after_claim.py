@@ -24,6 +24,7 @@ from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import appointment_cancel, appointment_reschedule
 from tests.factories import PatientFactory
 from tests.reminders.conftest import RECEPTION, book, london
+from tests.reminders.support import sender_dies
 
 # The conftest `now` is Monday 2 March 2026, 09:00 in London.
 TUESDAY = london(2026, 3, 10, 10)
@@ -172,24 +173,10 @@ def test_a_confirmation_in_the_providers_hands_when_the_change_commits_is_follow
         assert "It was: Tue 10 Mar, 10:00 (GMT)" in notice.body and "Wed 11 Mar" in notice.body
 
 
-class Killed(BaseException):
-    """The worker dies mid-send: nothing the send wrote commits."""
-
-
 def killed_sending(email_only, now, monkeypatch, *, after_the_provider_took_it):
     """The confirmation's sender dies (before or after the provider accepted it), leaving the row `sending`."""
     appointment, claims = claimed_confirmations(email_only, now, channels_=("email",))
-    real_send = channels.send_email
-
-    def dies(**kwargs):
-        if after_the_provider_took_it:
-            real_send(**kwargs)
-        raise Killed
-
-    monkeypatch.setattr(channels, "send_email", dies)
-    with pytest.raises(Killed):
-        send(claims, now)
-    monkeypatch.setattr(channels, "send_email", real_send)
+    sender_dies(monkeypatch, lambda: send(claims, now), after_the_provider_took_it=after_the_provider_took_it)
     [row] = OutboxMessage.objects.filter(pk=claims[0].message_id)
     assert row.status == OutboxStatus.SENDING
     return appointment, row
