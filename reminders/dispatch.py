@@ -212,10 +212,11 @@ def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetim
     time (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by
     then: a cancellation goes only if a message naming the time went (a confirmation, change notice, reminder or
     pre-care note; or may have: in doubt, the provider could not tell), a move notice runs from the time the patient
-    last heard before the move (`payload.from_start` follows it) and is dropped when that is the time now or when no time was told.
-    While a confirmation is still claimed, or waits in doubt to ask its provider, the notice waits (no attempt
-    spent), and a cancellation so waits for a reminder or pre-care note while nothing else has told the patient
-    (`booking_told`). Returns (status, new due_at, reason) when the notice must not go now, else None."""
+    last heard before the move (`payload.from_start` follows it) and is dropped when that is the time now or when
+    no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
+    waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note while nothing else has
+    told the patient (`booking_told`). Returns (status, new due_at, reason) when the notice must not go now, else
+    None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment

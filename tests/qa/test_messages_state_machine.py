@@ -33,8 +33,8 @@ checked against what docs/reminders.md and /work/shared/domain.md (sections 4 an
    the merge window), and each of the procedure's post-care messages goes (domain.md section 4: "post-care to its
    completion").
 
-The last test replays the step sequence that showed a defect of invariant 5 (mended: reminders.services). Runs on SQLite and
-PostgreSQL (no `postgres` marker). Each example runs in a savepoint rolled back at its end; the catalogue, the care
+The last test replays the step sequence that showed a defect of invariant 5 (mended: reminders.services). Runs on
+SQLite and PostgreSQL (no `postgres` marker). Each example runs in a savepoint rolled back at its end; the catalogue, the care
 texts, the clinics and their practitioners are made once per test.
 """
 

@@ -2,8 +2,8 @@
 
 The commit made a cancellation notice count a reminder or pre-care note (TIME_NAMING_KINDS) as having told the
 patient of the booking, and made a change notice wait (`booking_told`, dispatch._notice_verdict) for a claimed or
-in-doubt reminder or pre-care note while nothing else has told the patient (since: a cancellation only). These are sequences forced through
-the real services and dispatcher (docs/reminders.md, "What each booking change does to the outbox", "The last
+in-doubt reminder or pre-care note while nothing else has told the patient (since: a cancellation only). These are
+sequences forced through the real services and dispatcher (docs/reminders.md, "What each booking change does to the outbox", "The last
 message about an appointment is true", "In reading order"):
 
 * a move notice and the first word due with it (claimed together) each waiting for the other (the notice for
