@@ -54,8 +54,10 @@ from reminders.models import (
 )
 from reminders.services import (
     BOOKING_NAMING_KINDS,
+    MAY_HAVE_NAMED,
     booking_told,
     last_told_start,
+    outbox_plan_in_place_of,
     outbox_retry,
     webhook_endpoint_reaches,
 )
@@ -835,7 +837,8 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
             message.in_doubt = False  # settled: it went
             fields += ["provider_id", "recipient", "sent_at", "in_doubt"]
-            message.payload = {**(message.payload or {}), **_told(message)}
+            message.payload = {k: v for k, v in (message.payload or {}).items() if k != MAY_HAVE_NAMED}
+            message.payload.update(_told(message))
             if companions:
                 message.payload["sent_with"] = [str(c.pk) for c in companions]
             fields.append("payload")
@@ -879,16 +882,30 @@ def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> S
     if found is channels.CANNOT_TELL:
         return None
     message.in_doubt = False  # the provider answered
-    fields.append("in_doubt")
+    payload = dict(message.payload or {})
+    named = payload.pop(MAY_HAVE_NAMED, None)
+    message.payload = payload
+    fields += ["in_doubt", "payload"]
     if not found:
-        return None
+        return None  # it goes now, naming the start as it stands
     message.status, message.last_error = OutboxStatus.SENT, ""
     patient = message.appointment.patient
     recipient = patient.phone if message.channel == Channel.SMS else patient.email
     message.provider_id, message.recipient, message.sent_at = str(found)[:200], recipient[:500], now
-    message.payload = {**(message.payload or {}), **_told_when_found(message), "found_sent": True}
-    save_fields(message, [*fields, "provider_id", "recipient", "sent_at", "payload"])
+    # Race condition: the visit moved while this row was in doubt, and the row with it (reminders.services
+    # _reconcile_start_messages); what the provider had names the start before (MAY_HAVE_NAMED). Recorded as that
+    # start's message, and the current start's is planned anew: recorded as naming the new one, the patient, told
+    # only the old, heard nothing of the new.
+    moved_since = named is not None and datetime.fromisoformat(named) != message.anchor_at
+    if moved_since:
+        message.anchor_at = datetime.fromisoformat(named)
+        fields.append("anchor_at")
+    message.payload = {**payload, **_told_when_found(message), "found_sent": True}
+    save_fields(message, [*fields, "provider_id", "recipient", "sent_at"])
     log.info("outbox %s: its sender stopped after the provider accepted it (%s); marked sent", message.pk, found)
+    if moved_since:
+        again = outbox_plan_in_place_of(message, now=now)
+        log.info("outbox %s: it named %s, the visit moved since; planned again as %s", message.pk, named, again)
     return SendOutcome.FOUND_SENT
 
 

@@ -323,10 +323,55 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
                 _finish([row], OutboxStatus.CANCELLED, f"not sent after the move: {plan.reason}")
             else:
                 OutboxMessage.objects.filter(pk=row.pk).update(
-                    anchor_at=anchor, due_at=plan.due_at, status=_new_status(appointment), last_error=""
+                    anchor_at=anchor,
+                    due_at=plan.due_at,
+                    status=_new_status(appointment),
+                    last_error="",
+                    **_doubt_kept(row, anchor),
                 )
     # Consent withdrawn since the row was planned: the send step would skip it; say so now.
     _finish(unsent.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
+
+
+# On a row in doubt that was moved to another start: the start its stopped sender may have put in the provider's
+# hands (reminders.dispatch._settle_doubt reads it).
+MAY_HAVE_NAMED = "may_have_named"
+
+
+def _doubt_kept(row: OutboxMessage, anchor: datetime) -> dict:
+    """The update that keeps, on a row in doubt moved to `anchor`, the start its last sender may have named: the first
+    such, if moved again (rendered when it went, that message named the start it was anchored on then). Found sent
+    later, it is recorded as naming that start, and the new start's message is planned anew
+    (`outbox_plan_in_place_of`); not found, the row goes for the new start."""
+    if not row.in_doubt or row.anchor_at == anchor or MAY_HAVE_NAMED in (row.payload or {}):
+        return {}
+    return {"payload": {**(row.payload or {}), MAY_HAVE_NAMED: row.anchor_at.isoformat()}}
+
+
+def outbox_plan_in_place_of(message: OutboxMessage, *, now: datetime) -> OutboxMessage | None:
+    """A reminder or pre-care note found sent for an earlier start (`message`, just recorded so; the visit moved while
+    it was in doubt): plan its template and channel again for the appointment's start, due now. None when a newer
+    copy stands already (a move while this one was being settled planned it) or the appointment is not coming."""
+    appointment = message.appointment
+    if appointment.status not in ACTIVE_APPOINTMENT_STATUSES or message.anchor_at == appointment.start_at:
+        return None
+    row = OutboxMessage(
+        appointment=appointment,
+        kind=message.kind,
+        channel=message.channel,
+        template=message.template,
+        anchor_at=appointment.start_at,
+        due_at=now,
+        status=_new_status(appointment),
+        payload={"in_place_of": str(message.pk)},
+        created_at=now,
+    )
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError:  # outbox_one_unsent_per_template_channel: the newer copy names the start as it stands
+        return None
+    return row
 
 
 def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:

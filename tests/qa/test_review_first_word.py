@@ -9,8 +9,9 @@ message about an appointment is true", "In reading order"):
 * a move notice and the first word due with it (claimed together) each waiting for the other (the notice for
   the claimed first word, the first word for the earlier message in reading order): neither went (mended in the
   commit after it: a move notice no longer waits for a reminder);
-* a first word in doubt (its sender stopped after the provider took it) that a move carries to the new time (a
-  strict xfail: DEFECT, rare, left open);
+* a first word in doubt (its sender stopped after the provider took it) that a move carries to the new time: found
+  sent, it was recorded as naming the new time, which the patient never heard (a DEFECT, mended since: it is
+  recorded for the start it named, and the new start's message goes anew);
 * guards that hold: the cancel after a first word whose sender died (found sent, or not), a text deferred by
   quiet hours (pending, not sending), reminders muted, a merged record, a booking held for clearance, a STOP.
 
@@ -30,6 +31,7 @@ from reminders import channels, dispatch
 from reminders.channels import LocmemSmsBackend
 from reminders.consent import patient_preferences_update, sms_reply_opt_out
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
+from reminders.services import last_told_start
 from scheduler.booking import appointment_cancel, appointment_reschedule
 from tests.factories import PatientConditionFactory, PatientFactory
 from tests.reminders import conftest as reminder_fixtures
@@ -164,31 +166,28 @@ def test_a_move_notice_and_the_pre_care_due_with_it_do_not_wait_for_each_other_u
 # --- (3) A first word in doubt that a move carries ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT (rare, older than this stop): a first-word reminder in doubt, moved with the visit, is later "
-    "found sent and recorded as naming the new start; the patient heard only the old one",
-)
-def test_a_reminder_in_doubt_carried_to_the_new_time_is_not_found_sent_for_it(
-    clinic, practitioner, now, monkeypatch, settings
-):
-    """DEFECT, left open (older than 4b6a1ab; a row's unsent twin cannot stand beside it:
-    outbox_one_unsent_per_template_channel, so the simple mend, leaving the in-doubt row on its start and planning
-    a new one, does not fit). The first word, Tuesday's reminder, went to the provider on
-    Monday 10:00 and its sender died before recording it; reclaimed after the lease, in doubt, the provider cannot
-    be asked just then (its API down): the row waits, `pending` and in doubt. The desk moves the visit to Wednesday.
-    No notice is planned (nothing counts as told: an in-doubt reminder is no confirmation); the in-doubt row is
-    moved to the new time, still in doubt (reminders/services.py _reconcile_start_messages updates anchor_at and
-    due_at, not in_doubt). On Tuesday its sender asks the provider, which has the Monday message (naming Tuesday),
-    and marks it sent with told_start Wednesday (dispatch._told_when_found reads anchor_at): the patient, told
-    only Tuesday, hears nothing of Wednesday."""
+THURSDAY = london(2026, 3, 12, 10)
+
+
+def _heard(channel):
+    return [m.body for m in mail.outbox] if channel == "email" else texts()
+
+
+def _first_word_in_doubt(clinic, now, monkeypatch, settings, *, channel="email", provider_took_it=True):
+    """The first word, Tuesday's reminder (care muted: no pre-care note), went to the provider on Monday 10:00 (or
+    not) and its sender died before recording it; reclaimed after the lease, in doubt, the provider cannot be asked
+    just then (its API down): the row waits, `pending` and in doubt. Returns the appointment and that moment."""
     settings.REMINDERS_MERGE_MINUTES = 0
-    appointment = first_word_patient(clinic, now, muted=("care",))  # the reminder alone: no pre-care note
+    appointment = first_word_patient(clinic, now, email=channel == "email", sms=channel == "sms", muted=("care",))
     assert list(rows(appointment, *MessageKind.values).values_list("kind", flat=True)) == [MessageKind.REMINDER]
     claims = dispatch.outbox_claim_due(now=MONDAY_DUE)
-    sender_dies(monkeypatch, lambda: send(claims, MONDAY_DUE), after_the_provider_took_it=True)
-    [told] = mail.outbox
-    assert "Tue 10 Mar" in told.body
+    sender_dies(
+        monkeypatch,
+        lambda: send(claims, MONDAY_DUE),
+        after_the_provider_took_it=provider_took_it,
+        channel=channel,
+    )
+    assert len(_heard(channel)) == (1 if provider_took_it else 0)
 
     def lookup_down(**kwargs):
         raise channels.TransientSendError("the provider's API answered 503")
@@ -197,18 +196,120 @@ def test_a_reminder_in_doubt_carried_to_the_new_time_is_not_found_sent_for_it(
     after_lease = MONDAY_DUE + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
     assert deliver(after_lease) == {dispatch.SendOutcome.RETRY: 1}
     monkeypatch.undo()
+    return appointment, after_lease
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_a_reminder_in_doubt_carried_to_the_new_time_is_recorded_for_the_old_one_and_goes_again_for_the_new(
+    clinic, practitioner, now, monkeypatch, settings, channel
+):
+    """A DEFECT this review found (older than 4b6a1ab), mended since. The desk moves the visit to Wednesday while
+    Tuesday's reminder is in doubt. No notice is planned (nothing counts as told: an in-doubt reminder is no
+    confirmation); the row is moved to the new time, still in doubt, keeping the start it may have named
+    (services.MAY_HAVE_NAMED). On Tuesday its sender asks the provider, which has the Monday message: the row is
+    recorded as that message (sent, naming Tuesday), and Wednesday's reminder is planned anew, due at once, under
+    an id of its own. Before, the row was recorded as naming Wednesday (dispatch._told_when_found read anchor_at):
+    the patient, told only Tuesday, heard nothing of Wednesday."""
+    appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings, channel=channel)
     appointment_reschedule(
         appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
     )
+    moved = rows(appointment, MessageKind.REMINDER).get()
+    assert (moved.anchor_at, moved.in_doubt, moved.payload.get("may_have_named")) == (
+        WEDNESDAY,
+        True,
+        TUESDAY.isoformat(),
+    )
 
     deliver(london(2026, 3, 10, 10, 1))  # Tuesday: the reminder for Wednesday is due
+    deliver(london(2026, 3, 10, 10, 2))
     deliver(london(2026, 3, 11, 9))
 
-    heard = [m.body for m in mail.outbox]
-    assert any("Wed 11 Mar" in body for body in heard), (
-        "the patient heard only of Tuesday, and nothing went naming Wednesday: "
-        f"{list(rows(appointment, *MessageKind.values).values_list('kind', 'status', 'payload', 'last_error'))}"
+    heard = _heard(channel)
+    assert len(heard) == 2, heard
+    assert "Tue 10 Mar" in heard[0]
+    assert "Wed 11 Mar" in heard[1] and "Tue 10 Mar" not in heard[1]
+    record = OutboxMessage.objects.get(pk=moved.pk)
+    assert (record.status, record.anchor_at, record.in_doubt) == (OutboxStatus.SENT, TUESDAY, False)
+    assert record.payload["told_start"] == TUESDAY.isoformat() and record.payload["found_sent"] is True
+    assert "may_have_named" not in record.payload
+    again = rows(appointment, MessageKind.REMINDER).exclude(pk=moved.pk).get()
+    assert (again.status, again.anchor_at, again.payload["in_place_of"]) == (
+        OutboxStatus.SENT,
+        WEDNESDAY,
+        str(moved.pk),
     )
+    assert again.payload["told_start"] == WEDNESDAY.isoformat()
+    assert last_told_start(appointment) == WEDNESDAY
+
+
+def test_a_reminder_in_doubt_the_provider_never_took_goes_once_for_the_new_time(
+    clinic, practitioner, now, monkeypatch, settings
+):
+    """The sender died before the provider took Tuesday's reminder; the visit moves to Wednesday while it is in
+    doubt. On Tuesday the provider says it never had it: the row goes, once, naming Wednesday, and keeps no trace
+    of the start it might have named."""
+    appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings, provider_took_it=False)
+    appointment_reschedule(
+        appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
+    )
+    deliver(london(2026, 3, 10, 10, 1))
+    deliver(london(2026, 3, 10, 10, 2))
+
+    [heard] = _heard("email")
+    assert "Wed 11 Mar" in heard and "Tue 10 Mar" not in heard
+    [row] = rows(appointment, MessageKind.REMINDER)
+    assert (row.status, row.anchor_at, row.in_doubt) == (OutboxStatus.SENT, WEDNESDAY, False)
+    assert row.payload["told_start"] == WEDNESDAY.isoformat() and "may_have_named" not in row.payload
+
+
+def test_a_reminder_in_doubt_moved_twice_is_recorded_for_the_start_it_named(
+    clinic, practitioner, now, monkeypatch, settings
+):
+    """Moved to Wednesday, then Thursday, while in doubt: the row keeps the first start (the one the message in
+    the provider's hands named), and Thursday's reminder goes on Wednesday."""
+    appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings)
+    for minutes, start in enumerate((WEDNESDAY, THURSDAY), start=1):
+        appointment_reschedule(
+            appointment=appointment, start_at=start, actor=RECEPTION, now=after_lease + timedelta(minutes=minutes)
+        )
+    assert rows(appointment, MessageKind.REMINDER).get().payload["may_have_named"] == TUESDAY.isoformat()
+    deliver(london(2026, 3, 11, 10, 1))  # Wednesday: Thursday's reminder is due
+    deliver(london(2026, 3, 11, 10, 2))
+
+    heard = _heard("email")
+    assert len(heard) == 2 and "Tue 10 Mar" in heard[0] and "Thu 12 Mar" in heard[1], heard
+    assert sorted(rows(appointment, MessageKind.REMINDER).values_list("anchor_at", "status")) == [
+        (TUESDAY, OutboxStatus.SENT),
+        (THURSDAY, OutboxStatus.SENT),
+    ]
+
+
+def test_a_move_while_the_doubt_is_being_settled_keeps_the_newer_copy(clinic, practitioner, now, monkeypatch, settings):
+    """Moved to Wednesday while in doubt; on Tuesday the row is claimed to settle it, and the desk moves the visit
+    to Thursday before its sender runs: that move plans Thursday's reminder (the claimed row is not the move's to
+    touch). Found sent, the row is recorded as naming Tuesday; no second copy is planned beside the one that
+    stands (outbox_one_unsent_per_template_channel), and Thursday's reminder goes on Wednesday."""
+    appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings)
+    appointment_reschedule(
+        appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
+    )
+    tuesday = london(2026, 3, 10, 10, 1)
+    claims = dispatch.outbox_claim_due(now=tuesday)
+    appointment_reschedule(
+        appointment=appointment, start_at=THURSDAY, actor=RECEPTION, now=tuesday + timedelta(seconds=20)
+    )
+    assert send(claims, tuesday + timedelta(seconds=30)) == {claims[0].message_id: dispatch.SendOutcome.FOUND_SENT}
+
+    reminders = rows(appointment, MessageKind.REMINDER)
+    assert sorted(reminders.values_list("anchor_at", "status")) == [
+        (TUESDAY, OutboxStatus.SENT),
+        (THURSDAY, OutboxStatus.PENDING),
+    ]
+    assert not reminders.filter(payload__has_key="in_place_of").exists()
+    deliver(london(2026, 3, 11, 10, 1))
+    heard = _heard("email")
+    assert len(heard) == 2 and "Thu 12 Mar" in heard[1], heard
 
 
 # --- (2) Guards: the cancel after a first word ----------------------------------------------------------------------

@@ -226,19 +226,23 @@ class Killed(BaseException):
     """The worker dies mid-send: nothing the send wrote commits."""
 
 
-def sender_dies(monkeypatch, send, *, after_the_provider_took_it: bool) -> None:
-    """Run `send()` with an e-mail sender that dies mid-send, after handing the e-mail to the provider or before
-    (so the row stays `sending`), then give the channel its real sender back."""
+def sender_dies(monkeypatch, send, *, after_the_provider_took_it: bool, channel: str = "email") -> None:
+    """Run `send()` with an e-mail sender (or, `channel="sms"`, a text sender) that dies mid-send, after handing the
+    message to the provider or before (so the row stays `sending`), then give the channel its real sender back."""
     from reminders import channels
 
-    real_send = channels.send_email
+    if channel == "sms":
+        owner, name = type(channels.sms_backend()), "send"
+    else:
+        owner, name = channels, "send_email"
+    real_send = getattr(owner, name)
 
-    def dies(**kwargs):
+    def dies(*args, **kwargs):
         if after_the_provider_took_it:
-            real_send(**kwargs)
+            real_send(*args, **kwargs)
         raise Killed
 
-    monkeypatch.setattr(channels, "send_email", dies)
+    monkeypatch.setattr(owner, name, dies)
     try:
         send()
     except Killed:
@@ -246,4 +250,4 @@ def sender_dies(monkeypatch, send, *, after_the_provider_took_it: bool) -> None:
     else:
         raise AssertionError("the sender was to die mid-send, and the send finished")
     finally:
-        monkeypatch.setattr(channels, "send_email", real_send)
+        monkeypatch.setattr(owner, name, real_send)
