@@ -232,7 +232,12 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None)
     `before` (a move notice asking when it goes, dispatch._notice_verdict): what they had heard when the move was
     made, and any confirmation since (one in flight then went: rendered when sent, it named the time as it
     stood). Not what went after the move as part of telling it (the notice's twin on the other channel, a
-    re-sent pre-care)."""
+    re-sent pre-care).
+
+    With no sent message naming a time, a reminder or pre-care note in doubt counts (`_start_in_doubt`): its
+    sender stopped, perhaps after the provider took it, so the patient may hold the start it named, as a
+    cancellation counts it as told (`booking_told`). Told twice beats never told: a move into hours too late for
+    a reminder of its own cancels the row in doubt, and only a notice then tells the new time."""
     sent = OutboxMessage.objects.filter(HANDED_OVER, appointment=appointment, kind__in=TIME_NAMING_KINDS)
     if before is not None:
         sent = sent.filter(Q(sent_at__lte=before) | Q(kind=MessageKind.CONFIRMATION))
@@ -246,6 +251,23 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None)
             return datetime.fromisoformat(told)
         if kind in (MessageKind.REMINDER, MessageKind.PRE_CARE) and anchor_at:
             return anchor_at  # a row sent before told_start was recorded: its anchor is the time it named
+    return _start_in_doubt(appointment)
+
+
+def _start_in_doubt(appointment: Appointment) -> datetime | None:
+    """The start a reminder or pre-care note in doubt may have named (the one it was anchored on when its sender
+    stopped: MAY_HAVE_NAMED if a move carried it since), or None."""
+    in_doubt = (
+        OutboxMessage.objects.filter(
+            appointment=appointment, kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE), in_doubt=True
+        )
+        .exclude(channel=Channel.WEBHOOK)
+        .order_by("due_at", "id")
+        .values_list("payload", "anchor_at")
+    )
+    for payload, anchor_at in in_doubt[:1]:
+        named = (payload or {}).get(MAY_HAVE_NAMED)
+        return datetime.fromisoformat(named) if named else anchor_at
     return None
 
 

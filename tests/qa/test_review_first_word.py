@@ -209,7 +209,8 @@ def test_a_reminder_in_doubt_carried_to_the_new_time_is_recorded_for_the_old_one
     (services.MAY_HAVE_NAMED). On Tuesday its sender asks the provider, which has the Monday message: the row is
     recorded as that message (sent, naming Tuesday), and Wednesday's reminder is planned anew, due at once, under
     an id of its own. Before, the row was recorded as naming Wednesday (dispatch._told_when_found read anchor_at):
-    the patient, told only Tuesday, heard nothing of Wednesday."""
+    the patient, told only Tuesday, heard nothing of Wednesday. The row in doubt counts as the time last heard
+    (services._start_in_doubt), so the move is told on Monday too, after its grace."""
     appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings, channel=channel)
     appointment_reschedule(
         appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
@@ -221,14 +222,18 @@ def test_a_reminder_in_doubt_carried_to_the_new_time_is_recorded_for_the_old_one
         TUESDAY.isoformat(),
     )
 
+    assert rows(appointment, MessageKind.RESCHEDULED).get().payload["from_start"] == TUESDAY.isoformat()
+
+    deliver(after_lease + timedelta(minutes=10))  # the move notice, after its grace
     deliver(london(2026, 3, 10, 10, 1))  # Tuesday: the reminder for Wednesday is due
     deliver(london(2026, 3, 10, 10, 2))
     deliver(london(2026, 3, 11, 9))
 
     heard = _heard(channel)
-    assert len(heard) == 2, heard
+    assert len(heard) == 3, heard
     assert "Tue 10 Mar" in heard[0]
-    assert "Wed 11 Mar" in heard[1] and "Tue 10 Mar" not in heard[1]
+    assert "has moved" in heard[1] and "Wed 11 Mar" in heard[1], heard[1]
+    assert "Wed 11 Mar" in heard[2] and "reminder" in heard[2] and "Tue 10 Mar" not in heard[2]
     record = OutboxMessage.objects.get(pk=moved.pk)
     assert (record.status, record.anchor_at, record.in_doubt) == (OutboxStatus.SENT, TUESDAY, False)
     assert record.payload["told_start"] == TUESDAY.isoformat() and record.payload["found_sent"] is True
@@ -247,16 +252,19 @@ def test_a_reminder_in_doubt_the_provider_never_took_goes_once_for_the_new_time(
     clinic, practitioner, now, monkeypatch, settings
 ):
     """The sender died before the provider took Tuesday's reminder; the visit moves to Wednesday while it is in
-    doubt. On Tuesday the provider says it never had it: the row goes, once, naming Wednesday, and keeps no trace
-    of the start it might have named."""
+    doubt. The move notice goes on Monday (the row in doubt may have told Tuesday; it did not, but a patient told
+    twice beats one never told). On Tuesday the provider says it never had the reminder: the row goes, once,
+    naming Wednesday, and keeps no trace of the start it might have named."""
     appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings, provider_took_it=False)
     appointment_reschedule(
         appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
     )
+    deliver(after_lease + timedelta(minutes=10))
     deliver(london(2026, 3, 10, 10, 1))
     deliver(london(2026, 3, 10, 10, 2))
 
-    [heard] = _heard("email")
+    notice, heard = _heard("email")
+    assert "has moved" in notice and "Wed 11 Mar" in notice
     assert "Wed 11 Mar" in heard and "Tue 10 Mar" not in heard
     [row] = rows(appointment, MessageKind.REMINDER)
     assert (row.status, row.anchor_at, row.in_doubt) == (OutboxStatus.SENT, WEDNESDAY, False)
@@ -267,18 +275,22 @@ def test_a_reminder_in_doubt_moved_twice_is_recorded_for_the_start_it_named(
     clinic, practitioner, now, monkeypatch, settings
 ):
     """Moved to Wednesday, then Thursday, while in doubt: the row keeps the first start (the one the message in
-    the provider's hands named), and Thursday's reminder goes on Wednesday."""
+    the provider's hands named); the moves, a minute apart, are told in one notice (Tuesday to Thursday), and
+    Thursday's reminder goes on Wednesday."""
     appointment, after_lease = _first_word_in_doubt(clinic, now, monkeypatch, settings)
     for minutes, start in enumerate((WEDNESDAY, THURSDAY), start=1):
         appointment_reschedule(
             appointment=appointment, start_at=start, actor=RECEPTION, now=after_lease + timedelta(minutes=minutes)
         )
     assert rows(appointment, MessageKind.REMINDER).get().payload["may_have_named"] == TUESDAY.isoformat()
+    deliver(after_lease + timedelta(minutes=10))
     deliver(london(2026, 3, 11, 10, 1))  # Wednesday: Thursday's reminder is due
     deliver(london(2026, 3, 11, 10, 2))
 
     heard = _heard("email")
-    assert len(heard) == 2 and "Tue 10 Mar" in heard[0] and "Thu 12 Mar" in heard[1], heard
+    assert len(heard) == 3 and "Tue 10 Mar" in heard[0], heard
+    assert "has moved" in heard[1] and "Thu 12 Mar" in heard[1] and "Wed 11 Mar" not in heard[1]
+    assert "reminder" in heard[2] and "Thu 12 Mar" in heard[2]
     assert sorted(rows(appointment, MessageKind.REMINDER).values_list("anchor_at", "status")) == [
         (TUESDAY, OutboxStatus.SENT),
         (THURSDAY, OutboxStatus.SENT),
@@ -294,6 +306,7 @@ def test_a_move_while_the_doubt_is_being_settled_keeps_the_newer_copy(clinic, pr
     appointment_reschedule(
         appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
     )
+    deliver(after_lease + timedelta(minutes=10))  # the move notice
     tuesday = london(2026, 3, 10, 10, 1)
     claims = dispatch.outbox_claim_due(now=tuesday)
     appointment_reschedule(
@@ -307,9 +320,42 @@ def test_a_move_while_the_doubt_is_being_settled_keeps_the_newer_copy(clinic, pr
         (THURSDAY, OutboxStatus.PENDING),
     ]
     assert not reminders.filter(payload__has_key="in_place_of").exists()
+    deliver(london(2026, 3, 10, 10, 7))  # Tuesday's move notice (to Thursday), after its grace
     deliver(london(2026, 3, 11, 10, 1))
     heard = _heard("email")
-    assert len(heard) == 2 and "Thu 12 Mar" in heard[1], heard
+    assert len(heard) == 4 and "Tue 10 Mar" in heard[0], heard
+    assert "Wed 11 Mar" in heard[1] and "Thu 12 Mar" in heard[2] and "Thu 12 Mar" in heard[3]
+
+
+@pytest.mark.parametrize("provider_took_it", [True, False])
+def test_a_move_too_late_for_the_reminder_in_doubt_tells_the_patient_the_new_time(
+    clinic, practitioner, now, monkeypatch, settings, provider_took_it
+):
+    """Tuesday's reminder is in doubt when the desk moves the visit to this afternoon, too late for a reminder of
+    its own (its day-ahead moment has passed, and a reminder is not sent late): the row in doubt is cancelled by
+    the move, never to be settled. It may have told the patient Tuesday, so it counts as the time they last heard
+    (as an in-doubt message counts as told for a cancellation): a move notice goes, naming 15:00 today. Had it
+    counted as nothing, a patient told Tuesday would come on Tuesday. Whether the provider took it or not is not
+    known when the notice goes; told twice beats never told."""
+    appointment, after_lease = _first_word_in_doubt(
+        clinic, now, monkeypatch, settings, provider_took_it=provider_took_it
+    )
+    this_afternoon = london(2026, 3, 9, 15)
+    appointment_reschedule(
+        appointment=appointment, start_at=this_afternoon, actor=RECEPTION, now=after_lease + timedelta(seconds=10)
+    )
+    reminder = rows(appointment, MessageKind.REMINDER).get()
+    assert (reminder.status, reminder.in_doubt) == (OutboxStatus.CANCELLED, True)
+    notice = rows(appointment, MessageKind.RESCHEDULED).get()
+    assert notice.payload["from_start"] == TUESDAY.isoformat()
+
+    deliver(after_lease + timedelta(minutes=10))
+    deliver(after_lease + timedelta(minutes=11))
+
+    heard = _heard("email")
+    assert len(heard) == (2 if provider_took_it else 1), heard
+    assert "Mon 9 Mar" in heard[-1] and "15:00" in heard[-1], heard[-1]
+    assert rows(appointment, MessageKind.RESCHEDULED).get().status == OutboxStatus.SENT
 
 
 # --- (2) Guards: the cancel after a first word ----------------------------------------------------------------------
