@@ -36,6 +36,7 @@ from enum import StrEnum
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 
 from clinic.models import AppointmentStatus
 from core.compiled import CompiledQuery, columns, instances, save_fields
@@ -140,6 +141,7 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
                 claim_token=None,
                 claimed_until=None,
                 in_doubt=True,  # its last sender may have delivered it: a retry from the admin asks first
+                in_doubt_since=_doubt_began(lease),
                 last_error=f"gave up: the sender stopped {settings.REMINDERS_MAX_ATTEMPTS} times without finishing",
             )
             log.error("outbox: gave up on %d message(s) whose sender kept dying", len(exhausted))
@@ -148,13 +150,18 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
         if stopped:
             # Their sender stopped (killed, or its task lost with the broker) without recording an outcome,
             # perhaps after the provider accepted the message: the next sender asks before sending again.
-            OutboxMessage.objects.filter(pk__in=stopped).update(in_doubt=True)
+            OutboxMessage.objects.filter(pk__in=stopped).update(in_doubt=True, in_doubt_since=_doubt_began(lease))
         if ids:
             # Attempts count claims, so a row that crashes its worker every time still runs out.
             OutboxMessage.objects.filter(pk__in=ids).update(
                 status=OutboxStatus.SENDING, claim_token=token, claimed_until=now + lease, attempts=F("attempts") + 1
             )
     return [Claim(pk, token) for pk in ids], len(rows)
+
+
+def _doubt_began(lease: timedelta) -> Coalesce:
+    """When the attempt now in doubt began, as its claim's lease says (the first, if it was in doubt already)."""
+    return Coalesce(F("in_doubt_since"), F("claimed_until") - lease)
 
 
 def outbox_release(claims: list[Claim]) -> int:
@@ -352,6 +359,7 @@ _FRESH = (
     "due_at",
     "payload",
     "in_doubt",
+    "in_doubt_since",
     "appointment__status",
     "appointment__start_at",
     "appointment__end_at",
@@ -407,7 +415,7 @@ def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[
         waiting = [pk for pk in by_pk if pk not in held]
         list(OutboxMessage.objects.select_for_update(**_lock_options(skip=False)).filter(pk__in=waiting).values("pk"))
         found = [*found, *_LOCK_FRESH.rows(waiting)]
-    for pk, status, token, until, attempts, due_at, payload, doubt, *visit, changes in found:
+    for pk, status, token, until, attempts, due_at, payload, doubt, doubt_since, *visit, changes in found:
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
             status,
@@ -416,7 +424,7 @@ def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[
             attempts,
             due_at,
         )
-        row.payload, row.in_doubt = payload, doubt
+        row.payload, row.in_doubt, row.in_doubt_since = payload, doubt, doubt_since
         appointment, patient = row.appointment, row.appointment.patient
         appointment.status, appointment.start_at, appointment.end_at = visit[:3]
         appointment.calendar_changes = changes  # the .ics SEQUENCE, as of this lock (content.ics_sequence)
@@ -718,8 +726,16 @@ def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Except
             if message.status != OutboxStatus.SENDING or str(message.claim_token) != str(claim_token):
                 return SendOutcome.STALE
             message.claim_token = message.claimed_until = None
-            message.in_doubt = True
-            fields = ["status", "claim_token", "claimed_until", "last_error", "in_doubt", "updated_at"]
+            message.in_doubt, message.in_doubt_since = True, message.in_doubt_since or now
+            fields = [
+                "status",
+                "claim_token",
+                "claimed_until",
+                "last_error",
+                "in_doubt",
+                "in_doubt_since",
+                "updated_at",
+            ]
             outcome = _failed_attempt(message, fields, now, error)
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
@@ -835,8 +851,8 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
         else:
             message.status, message.last_error = OutboxStatus.SENT, ""
             message.provider_id, message.recipient, message.sent_at = provider_id[:200], recipient[:500], now
-            message.in_doubt = False  # settled: it went
-            fields += ["provider_id", "recipient", "sent_at", "in_doubt"]
+            message.in_doubt, message.in_doubt_since = False, None  # settled: it went
+            fields += ["provider_id", "recipient", "sent_at", "in_doubt", "in_doubt_since"]
             message.payload = {k: v for k, v in (message.payload or {}).items() if k != MAY_HAVE_NAMED}
             message.payload.update(_told(message))
             if companions:
@@ -881,17 +897,18 @@ def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> S
         return None
     if found is channels.CANNOT_TELL:
         return None
-    message.in_doubt = False  # the provider answered
+    began, message.in_doubt, message.in_doubt_since = message.in_doubt_since, False, None  # the provider answered
     payload = dict(message.payload or {})
     named = payload.pop(MAY_HAVE_NAMED, None)
     message.payload = payload
-    fields += ["in_doubt", "payload"]
+    fields += ["in_doubt", "in_doubt_since", "payload"]
     if not found:
         return None  # it goes now, naming the start as it stands
     message.status, message.last_error = OutboxStatus.SENT, ""
     patient = message.appointment.patient
     recipient = patient.phone if message.channel == Channel.SMS else patient.email
-    message.provider_id, message.recipient, message.sent_at = str(found)[:200], recipient[:500], now
+    # Sent when the attempt in doubt began, not now: what the patient last heard is read in sending order.
+    message.provider_id, message.recipient, message.sent_at = str(found)[:200], recipient[:500], began or now
     # Race condition: the visit moved while this row was in doubt, and the row with it (reminders.services
     # _reconcile_start_messages); what the provider had names the start before (MAY_HAVE_NAMED). Recorded as that
     # start's message, and the current start's is planned anew: recorded as naming the new one, the patient, told
@@ -939,6 +956,7 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
     """The companions went inside `message`: sent, with its provider id, in the same transaction."""
     for companion in companions:
         companion.status, companion.last_error, companion.in_doubt = OutboxStatus.SENT, "", False
+        companion.in_doubt_since = None
         companion.claim_token = companion.claimed_until = None
         companion.provider_id, companion.recipient, companion.sent_at = message.provider_id, message.recipient, now
         companion.payload = {**(companion.payload or {}), **_told(companion), "sent_in": str(message.pk)}
@@ -954,6 +972,7 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
                 "sent_at",
                 "payload",
                 "in_doubt",
+                "in_doubt_since",
                 "updated_at",
             ],
         )

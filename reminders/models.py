@@ -289,6 +289,10 @@ class OutboxMessage(models.Model):
     # Set when a claim whose lease ran out is claimed again: its sender stopped, perhaps after the provider
     # accepted the message. The next sender asks the provider before sending (dispatch._settle_doubt).
     in_doubt = models.BooleanField(default=False, db_default=False, editable=False)
+    # When the attempt in doubt began (the claim of the sender that stopped, the first such while in doubt): a row
+    # the provider is found to have had went then, not when it was found (its `sent_at`, which orders what the
+    # patient last heard: reminders.services.last_told_start). Cleared when the doubt is.
+    in_doubt_since = models.DateTimeField(null=True, blank=True, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)

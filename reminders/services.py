@@ -256,10 +256,15 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None)
 
 def _start_in_doubt(appointment: Appointment) -> datetime | None:
     """The start a reminder or pre-care note in doubt may have named (the one it was anchored on when its sender
-    stopped: MAY_HAVE_NAMED if a move carried it since), or None."""
+    stopped: MAY_HAVE_NAMED if a move carried it since), or None. One claimed (`sending`) counts too: its sender
+    may have stopped after the provider took it, not known until its lease runs out (a live sender's row a move
+    waits for, `_locked_for_notice`; one not yet sent is dropped by its send if the time moved, and counts no
+    more)."""
     in_doubt = (
         OutboxMessage.objects.filter(
-            appointment=appointment, kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE), in_doubt=True
+            Q(in_doubt=True) | Q(status=OutboxStatus.SENDING),
+            appointment=appointment,
+            kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE),
         )
         .exclude(channel=Channel.WEBHOOK)
         .order_by("due_at", "id")
@@ -335,6 +340,9 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
                 if row:
                     _finish([row], OutboxStatus.CANCELLED, "already sent for this appointment time")
                 continue
+            if row is not None and row.in_doubt and _may_have_named(row) == anchor:
+                _keep_in_doubt(row, appointment, now, channel)
+                continue
             plan = _plan(template, channel, appointment, now, anchor)
             if moved:
                 plan = _after_grace(plan, now, appointment, channel)
@@ -358,6 +366,24 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
 # On a row in doubt that was moved to another start: the start its stopped sender may have put in the provider's
 # hands (reminders.dispatch._settle_doubt reads it).
 MAY_HAVE_NAMED = "may_have_named"
+
+
+def _may_have_named(row: OutboxMessage) -> datetime:
+    named = (row.payload or {}).get(MAY_HAVE_NAMED)
+    return datetime.fromisoformat(named) if named else row.anchor_at
+
+
+def _keep_in_doubt(row: OutboxMessage, appointment: Appointment, now: datetime, channel: str) -> None:
+    """A row in doubt whose attempt named the start as it stands (never moved, or moved back): left to be settled
+    (the provider asked; sent if it never had it), not planned anew, which would drop it unasked once its moment
+    has passed (a move there and back within the grace: a patient the provider never told heard nothing). Moved
+    back, it is asked after the grace, as what a move sends at once is."""
+    update: dict = {"status": _new_status(appointment), "last_error": row.last_error}
+    if row.anchor_at != appointment.start_at:
+        payload = {k: v for k, v in (row.payload or {}).items() if k != MAY_HAVE_NAMED}
+        asked = _after_grace(Plan(due_at=now), now, appointment, channel).due_at
+        update |= {"anchor_at": appointment.start_at, "payload": payload, "due_at": asked, "last_error": ""}
+    OutboxMessage.objects.filter(pk=row.pk).update(**update)
 
 
 def _doubt_kept(row: OutboxMessage, anchor: datetime) -> dict:
@@ -515,7 +541,8 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     if told is None and previous.get("start_at") and _patient_was_told(appointment, BOOKING_NAMING_KINDS):
         # A confirmation sent before told_start was recorded (it named the time moved from), or claimed now (the
         # notice asks again when it goes, dispatch._notice_verdict). Not a reminder or pre-care note claimed now: the
-        # patient's first word, rendered when it goes, it names the new time, and no notice is needed.
+        # patient's first word, anchored on the time moved from, its send drops it (superseded) and the new time's
+        # is planned; one whose sender stopped is in doubt once its lease runs out, and counts then (_start_in_doubt).
         told = previous["start_at"]
     if told is None:  # nothing that named a time has reached the patient: the next message will say it
         _finish(pending, OutboxStatus.CANCELLED, "the patient has not been told a time yet")

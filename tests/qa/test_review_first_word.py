@@ -188,15 +188,21 @@ def _first_word_in_doubt(clinic, now, monkeypatch, settings, *, channel="email",
         channel=channel,
     )
     assert len(_heard(channel)) == (1 if provider_took_it else 0)
+    return appointment, asked_while_the_lookup_is_down(monkeypatch, settings, rows_in_doubt=1)
+
+
+def asked_while_the_lookup_is_down(monkeypatch, settings, *, rows_in_doubt: int):
+    """Once the lease of Monday's claim ran out, its rows are claimed again, in doubt, and the provider cannot be
+    asked (its API down): they wait, `pending` and in doubt. Returns that moment."""
 
     def lookup_down(**kwargs):
         raise channels.TransientSendError("the provider's API answered 503")
 
     monkeypatch.setattr(channels, "accepted", lookup_down)
     after_lease = MONDAY_DUE + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
-    assert deliver(after_lease) == {dispatch.SendOutcome.RETRY: 1}
+    assert deliver(after_lease) == {dispatch.SendOutcome.RETRY: rows_in_doubt}
     monkeypatch.undo()
-    return appointment, after_lease
+    return after_lease
 
 
 @pytest.mark.parametrize("channel", ["email", "sms"])
@@ -358,6 +364,50 @@ def test_a_move_too_late_for_the_reminder_in_doubt_tells_the_patient_the_new_tim
     assert rows(appointment, MessageKind.RESCHEDULED).get().status == OutboxStatus.SENT
 
 
+@pytest.mark.parametrize("provider_took_it", [True, False])
+def test_a_move_too_late_for_a_reminder_whose_sender_just_died_tells_the_patient_the_new_time(
+    clinic, practitioner, now, monkeypatch, settings, provider_took_it
+):
+    """As above, but the desk moves the visit to this afternoon two minutes after the reminder's sender died,
+    before its lease runs out: the row is still `sending`, not yet known to be in doubt, and not the move's to
+    touch (a claim holds it). A claimed reminder may be in the provider's hands, so it counts as the time last
+    heard: a move notice is planned from Tuesday. Its lease runs out and a claim takes it with the notice, the
+    reminder first (due first): the provider is asked. It had the reminder: found sent, naming Tuesday, and the
+    notice goes, naming 15:00 today. It had not: the reminder is dropped (superseded) and, no message having
+    named a time, the notice too, as for any patient told nothing yet."""
+    settings.REMINDERS_MERGE_MINUTES = 0
+    appointment = first_word_patient(clinic, now, muted=("care",))
+    claims = dispatch.outbox_claim_due(now=MONDAY_DUE)
+    sender_dies(monkeypatch, lambda: send(claims, MONDAY_DUE), after_the_provider_took_it=provider_took_it)
+    appointment_reschedule(
+        appointment=appointment,
+        start_at=london(2026, 3, 9, 15),
+        actor=RECEPTION,
+        now=MONDAY_DUE + timedelta(minutes=2),
+    )
+    assert rows(appointment, MessageKind.REMINDER).get().status == OutboxStatus.SENDING
+    assert rows(appointment, MessageKind.RESCHEDULED).get().payload["from_start"] == TUESDAY.isoformat()
+
+    deliver(MONDAY_DUE + timedelta(minutes=8))  # both due: the reminder's lease ran out, the notice's grace too
+    deliver(MONDAY_DUE + timedelta(minutes=9))
+
+    heard = _heard("email")
+    reminder = rows(appointment, MessageKind.REMINDER).get()
+    notice = rows(appointment, MessageKind.RESCHEDULED).get()
+    if provider_took_it:
+        assert len(heard) == 2 and "Tue 10 Mar" in heard[0], heard
+        assert "has moved" in heard[1] and "Mon 9 Mar" in heard[1] and "15:00" in heard[1], heard[1]
+        assert (reminder.status, reminder.payload["told_start"]) == (OutboxStatus.SENT, TUESDAY.isoformat())
+        assert notice.status == OutboxStatus.SENT
+    else:
+        assert heard == []
+        assert (reminder.status, reminder.last_error) == (OutboxStatus.CANCELLED, "superseded: the appointment moved")
+        assert (notice.status, notice.last_error) == (
+            OutboxStatus.CANCELLED,
+            "the patient has not been told a time yet",
+        )
+
+
 # --- (2) Guards: the cancel after a first word ----------------------------------------------------------------------
 
 
@@ -497,13 +547,20 @@ def test_a_move_after_the_first_word_went_tells_the_time_it_named(clinic, practi
 
 
 def test_a_move_while_the_first_word_is_claimed_plans_no_notice_and_the_new_time_is_told(clinic, practitioner, now):
-    """The claimed reminder and pre-care note (Tuesday) are dropped by their send (the visit moved): nothing told
-    Tuesday, so no notice; the re-planned ones name Wednesday."""
+    """The claimed reminder and pre-care note (Tuesday) may be in the provider's hands when the desk moves the
+    visit (a sender that stopped is not known yet), so a move notice is planned from Tuesday. Their send drops
+    them (the visit moved): nothing told Tuesday, so the notice is dropped when it goes; the re-planned ones name
+    Wednesday."""
     appointment = first_word_patient(clinic, now)
     claims = dispatch.outbox_claim_due(now=MONDAY_DUE)
     appointment_reschedule(appointment=appointment, start_at=WEDNESDAY, actor=RECEPTION, now=MONDAY_DUE)
-    assert not rows(appointment, MessageKind.RESCHEDULED).exists()
+    assert rows(appointment, MessageKind.RESCHEDULED).get().payload["from_start"] == TUESDAY.isoformat()
     assert set(send(claims, MONDAY_DUE + timedelta(seconds=1)).values()) == {dispatch.SendOutcome.CANCELLED}
+    deliver(MONDAY_DUE + timedelta(minutes=6))
+    assert rows(appointment, MessageKind.RESCHEDULED).values_list("status", "last_error").get() == (
+        OutboxStatus.CANCELLED,
+        "the patient has not been told a time yet",
+    )
     deliver(london(2026, 3, 10, 10, 1))
     [heard] = mail.outbox
     assert "Wed 11 Mar" in heard.body and "Tue 10 Mar" not in heard.body

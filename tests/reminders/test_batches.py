@@ -147,7 +147,8 @@ def test_a_provider_that_can_be_asked_makes_the_row_in_flight_go_once(texts, scr
     delivered = [s["outbox_id"] for s in scripted_sms.sent]
     assert sorted(delivered) == sorted(str(pk) for pk in texts.values_list("pk", flat=True))  # each once
     row = texts.get(pk=in_flight)
-    assert (row.status, row.provider_id, row.sent_at, row.in_doubt) == ("sent", f"scripted-{in_flight}", later, False)
+    # Dated when the claim it went under began (`in_doubt_since`), not when it was found.
+    assert (row.status, row.provider_id, row.sent_at, row.in_doubt) == ("sent", f"scripted-{in_flight}", now, False)
     assert row.payload["found_sent"] is True and row.recipient == row.appointment.patient.phone
     assert "told_start" not in row.payload  # a confirmation: what start it named is not known now
     assert not texts.filter(in_doubt=True).exists()  # the three the provider never had went, and are settled

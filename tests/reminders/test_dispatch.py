@@ -463,9 +463,35 @@ def test_a_send_that_raises_after_the_provider_took_the_text_does_not_send_it_ag
     claim = claim_one(sms_row, now)
     assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.RETRY
 
+    sms_row.refresh_from_db()
+    assert (sms_row.in_doubt, sms_row.in_doubt_since) == (True, now)  # the attempt in doubt began with this send
+
     assert dispatch.dispatch_local(now=now + timedelta(seconds=60)) == {SendOutcome.FOUND_SENT: 1}
     sms_row.refresh_from_db()
     assert (sms_row.status, sms_row.in_doubt, len(buggy_sms.sent)) == ("sent", False, 1)
+    # Dated when it went (the attempt), not when it was found: what the patient last heard is read in that order.
+    assert (sms_row.sent_at, sms_row.in_doubt_since) == (now, None)
+
+
+def test_a_row_whose_sender_stopped_is_dated_by_the_claim_it_was_sent_under_when_found(sms_row, buggy_sms, now):
+    """The sender stopped after the provider took the text (the row left `sending`): the claim that takes the row
+    again once its lease ran out marks it in doubt since the stopped claim began (its lease says when); a claim
+    after that keeps the first moment; found sent, the row's sent_at is that moment."""
+    lease = timedelta(minutes=5)
+    claim = claim_one(sms_row, now, lease=lease)
+    buggy_sms.sent.append({"to": "", "body": "", "outbox_id": str(claim.message_id)})  # the provider has it
+    later = now + lease + timedelta(seconds=1)
+    claim_one(sms_row, later, lease=lease)  # taken again, the sender stopped again (nothing recorded)
+    sms_row.refresh_from_db()
+    assert (sms_row.in_doubt, sms_row.in_doubt_since) == (True, now)
+
+    latest = claim_one(sms_row, later + lease + timedelta(seconds=1), lease=lease)
+    sms_row.refresh_from_db()
+    assert sms_row.in_doubt_since == now  # the first attempt in doubt, not the second
+    outcome = outbox_send(message_id=latest.message_id, claim_token=latest.token, now=later + lease * 2)
+    assert outcome == SendOutcome.FOUND_SENT
+    sms_row.refresh_from_db()
+    assert (sms_row.status, sms_row.sent_at, sms_row.in_doubt, sms_row.in_doubt_since) == ("sent", now, False, None)
 
 
 def test_a_send_that_raises_on_its_last_attempt_is_given_up_visibly(sms_row, buggy_sms, settings, now):
