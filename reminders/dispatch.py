@@ -154,14 +154,19 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
         if ids:
             # Attempts count claims, so a row that crashes its worker every time still runs out.
             OutboxMessage.objects.filter(pk__in=ids).update(
-                status=OutboxStatus.SENDING, claim_token=token, claimed_until=now + lease, attempts=F("attempts") + 1
+                status=OutboxStatus.SENDING,
+                claim_token=token,
+                claimed_at=now,
+                claimed_until=now + lease,
+                attempts=F("attempts") + 1,
             )
     return [Claim(pk, token) for pk in ids], len(rows)
 
 
 def _doubt_began(lease: timedelta) -> Coalesce:
-    """When the attempt now in doubt began, as its claim's lease says (the first, if it was in doubt already)."""
-    return Coalesce(F("in_doubt_since"), F("claimed_until") - lease)
+    """When the attempt now in doubt began: its claim (the first, if it was in doubt already). A row claimed before
+    `claimed_at` was recorded: as its lease says, if the lease setting has not changed since."""
+    return Coalesce(F("in_doubt_since"), F("claimed_at"), F("claimed_until") - lease)
 
 
 def outbox_release(claims: list[Claim]) -> int:

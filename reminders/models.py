@@ -286,6 +286,8 @@ class OutboxMessage(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # When the row was last claimed: kept after its claim ends (what dates an attempt whose sender stopped).
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set when a claim whose lease ran out is claimed again: its sender stopped, perhaps after the provider
     # accepted the message. The next sender asks the provider before sending (dispatch._settle_doubt).
     in_doubt = models.BooleanField(default=False, db_default=False, editable=False)

@@ -475,10 +475,12 @@ def test_a_send_that_raises_after_the_provider_took_the_text_does_not_send_it_ag
 
 def test_a_row_whose_sender_stopped_is_dated_by_the_claim_it_was_sent_under_when_found(sms_row, buggy_sms, now):
     """The sender stopped after the provider took the text (the row left `sending`): the claim that takes the row
-    again once its lease ran out marks it in doubt since the stopped claim began (its lease says when); a claim
+    again once its lease ran out marks it in doubt since the stopped claim began (`claimed_at`); a claim
     after that keeps the first moment; found sent, the row's sent_at is that moment."""
     lease = timedelta(minutes=5)
     claim = claim_one(sms_row, now, lease=lease)
+    sms_row.refresh_from_db()
+    assert (sms_row.claimed_at, sms_row.claimed_until) == (now, now + lease)
     buggy_sms.sent.append({"to": "", "body": "", "outbox_id": str(claim.message_id)})  # the provider has it
     later = now + lease + timedelta(seconds=1)
     claim_one(sms_row, later, lease=lease)  # taken again, the sender stopped again (nothing recorded)
