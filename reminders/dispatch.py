@@ -920,8 +920,9 @@ def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> S
     # only the old, heard nothing of the new.
     moved_since = named is not None and datetime.fromisoformat(named) != message.anchor_at
     if moved_since:
-        message.anchor_at = datetime.fromisoformat(named)
-        fields.append("anchor_at")
+        # Due (as the move re-planned it) for the new start, it went for the old one: shown due when it went.
+        message.anchor_at, message.due_at = datetime.fromisoformat(named), min(message.due_at, message.sent_at)
+        fields += ["anchor_at", "due_at"]
     message.payload = {**payload, **_told_when_found(message), "found_sent": True}
     save_fields(message, [*fields, "provider_id", "recipient", "sent_at"])
     log.info("outbox %s: its sender stopped after the provider accepted it (%s); marked sent", message.pk, found)

@@ -244,6 +244,7 @@ def test_a_reminder_in_doubt_carried_to_the_new_time_is_recorded_for_the_old_one
     assert (record.status, record.anchor_at, record.in_doubt) == (OutboxStatus.SENT, TUESDAY, False)
     assert record.payload["told_start"] == TUESDAY.isoformat() and record.payload["found_sent"] is True
     assert "may_have_named" not in record.payload
+    assert record.sent_at == record.due_at == MONDAY_DUE  # dated and shown due when it went (its claim), not later
     again = rows(appointment, MessageKind.REMINDER).exclude(pk=moved.pk).get()
     assert (again.status, again.anchor_at, again.payload["in_place_of"]) == (
         OutboxStatus.SENT,
