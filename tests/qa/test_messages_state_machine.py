@@ -4,10 +4,13 @@ One or two patients of a London clinic (with a New York sister site of the same 
 their clocks within the weeks drawn) book, move and cancel treatments, wait for a clinician's clearance, are
 treated, switch channels and kinds of message on and off (their page, an unsubscribe link, STOP and START, the
 desk), start and end an anticoagulant course (which flags a microneedling booking for review); the SMS provider
-fails now and then; and a simulated clock runs with the real dispatcher beating at every moment something falls
-due (or down until a given hour, then catching up). Every message handed to a provider (texts: the scripted
-provider of tests/reminders/support.py, e-mail: Django's locmem outbox) is logged with the moment it went and
-checked against what docs/reminders.md and /work/shared/domain.md (sections 4 and 6) promise:
+fails now and then; the dispatcher's sender dies mid-send (after the provider took the message, or before), and
+the provider's look-up of a message in doubt is down for a while; and a simulated clock runs with the real
+dispatcher beating at every moment something falls due or a dead sender's lease runs out (or down until a given
+hour, then catching up). Every message handed to a provider (texts: the scripted provider of
+tests/reminders/support.py, which can be asked what it took; e-mail: Django's locmem outbox) is logged with the
+moment it went, a dying sender's too, whatever the database records, and checked against what docs/reminders.md
+and /work/shared/domain.md (sections 4 and 6) promise:
 
 1. No text between 21:00 and 08:00 in the clinic's zone (docs/reminders.md, "Time": due times are computed in the
    clinic's zone, quiet hours hold at send time too); a reminder or pre-care note never at or after the start it
@@ -15,7 +18,11 @@ checked against what docs/reminders.md and /work/shared/domain.md (sections 4 an
 2. Nothing goes twice: no provider hand-over of the same row, no row sent again, and no second copy of one logical
    message (a confirmation or cancellation per visit and channel; a post-care text per template; a reminder,
    pre-care note or move notice naming the time the same template last named on that channel: "one already sent
-   for the old time is sent again for the new time", never for the same).
+   for the old time is sent again for the new time", never for the same). A row in doubt found sent is recorded
+   as what the dying sender handed over (the start it named, dated when its attempt in doubt began). The same row
+   may go again only where docs/reminders.md says a message goes twice with a provider that can be asked ("So a
+   message goes twice only when..."): it went inside another message whose sender died (the provider knows only
+   the carrier's id), or the look-up was still down when its attempts ran out (sent anyway).
 3. Nothing on a channel the patient has not chosen, consented to (texts), switched off, unsubscribed from or
    STOPped when it goes, nor of a kind they muted (docs/reminders.md: "consent is checked again when sending").
 4. Nothing reaches the patient about a booking awaiting clearance or review ("nothing goes before a clinician
@@ -27,26 +34,35 @@ checked against what docs/reminders.md and /work/shared/domain.md (sections 4 an
    (a message naming its time went: a confirmation, move notice, reminder or pre-care note) has had its
    cancellation; a confirmed booking its confirmation; and the last time any message named for a coming confirmed
    visit is its start, unless a confirmation or move notice on a channel the patient has is planned; each of these
-   may also be planned and due later (quiet hours, a retry), or given up on after its attempts, visibly. A
-   cancellation goes only after the patient heard of the booking.
+   may also be planned and due later (quiet hours, a retry), still claimed by a sender that died (settled when its
+   lease runs out), or given up on after its attempts, visibly. A cancellation goes only after the patient heard
+   of the booking, or may have: a message naming its time left in doubt for good (cancelled or given up on unasked;
+   docs/reminders.md: told twice beats never told).
 6. Post-care only for a completed treatment, anchored to the completion and not before its offset from it (less
    the merge window), and each of the procedure's post-care messages goes (domain.md section 4: "post-care to its
    completion").
 
-The last test replays the step sequence that showed a defect of invariant 5 (mended: reminders.services). Runs on
-SQLite and PostgreSQL (no `postgres` marker). Each example runs in a savepoint rolled back at its end; the catalogue, the care
-texts, the clinics and their practitioners are made once per test.
+Nothing is in doubt but a row a dying sender had claimed, and no row stays claimed but by one, until its lease
+runs out. The last three tests replay step sequences of defects the machine found: one of invariant 5 (mended:
+reminders.services); one of invariant 2 and one of invariant 5 with a dying sender (not mended: strict xfails, each
+tolerated by the machine, as an event, so that it goes on looking for others). Runs
+on SQLite and PostgreSQL (no `postgres` marker). Each example runs in a savepoint rolled back at its end; the
+catalogue, the care texts, the clinics and their practitioners are made once per test. QA_MESSAGES_EXAMPLES sets
+the number of examples for a soak (with pytest's --hypothesis-seed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import random
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.conf import settings as django_settings
 from django.core import mail
 from django.db import transaction
 from django.db.models import Min, Q
@@ -67,6 +83,8 @@ from clinic.models import Appointment, AppointmentStatus, MedicationCourse, Pati
 from clinic.record_changes import ChangedBy
 from clinic.services import medication_course_add, medication_course_end, patient_update
 from core.errors import DomainError
+from reminders import channels, dispatch
+from reminders.channels import TransientSendError
 from reminders.consent import (
     channels_on,
     patient_opt_out,
@@ -86,7 +104,7 @@ from scheduler.booking import (
 )
 from tests.factories import ClinicFactory, PatientConditionFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import CLINICIAN, RECEPTION
-from tests.reminders.support import ScriptedSmsBackend
+from tests.reminders.support import ScriptedSmsBackend, sender_dies
 
 pytestmark = pytest.mark.django_db
 
@@ -134,6 +152,16 @@ SITE = st.sampled_from(["london", "newyork"])
 LOCAL_CLOCKS = [time(7, 59), time(8, 0), time(20, 56), time(20, 59), time(21, 0), time(23, 30), time(3, 0)]
 # A dispatcher run that leaves something due behind, or a drain that never settles, is a failure of its own.
 MAX_RUNS_PER_DRAIN = 300
+# Examples of the random test: raise for a soak (QA_MESSAGES_EXAMPLES=1000, with --hypothesis-seed=N).
+EXAMPLES = int(os.environ.get("QA_MESSAGES_EXAMPLES", "100"))
+
+
+class AskableSmsBackend(ScriptedSmsBackend):
+    """The scripted provider, which can also be asked whether it took the text of an outbox row, as the file and
+    in-memory backends can (docs/reminders.md, "Who can be asked"): a sender that died is settled by asking."""
+
+    def accepted(self, *, outbox_id: str) -> str | None:
+        return f"scripted-{outbox_id}" if any(t["outbox_id"] == outbox_id for t in ScriptedSmsBackend.sent) else None
 
 
 @pytest.fixture
@@ -141,8 +169,8 @@ def world(care_texts, message_outboxes, settings):
     """The shipped catalogue, rules and care texts; a London clinic and its New York sister site, one practitioner
     each, working every day 07:00-21:00 local (so a visit at 07:00 sends its pre-care the evening before last, and
     one at 20:30 is completed late in the day). Texts go to the scripted provider of tests/reminders/support.py
-    (it fails when told to, and keeps what it accepted), e-mail to Django's locmem outbox."""
-    settings.SMS_BACKEND = "tests.reminders.support.ScriptedSmsBackend"
+    (it fails when told to, keeps what it accepted and can be asked for it), e-mail to Django's locmem outbox."""
+    settings.SMS_BACKEND = f"{__name__}.AskableSmsBackend"
     settings.REMINDERS_SMS_QUIET_HOURS = ("21:00", "08:00")
     settings.REMINDERS_CHANGE_GRACE_MINUTES = 5
     settings.REMINDERS_MERGE_MINUTES = 10
@@ -223,6 +251,8 @@ class Change:
     seq: int
     channels_on: frozenset
     told_booking: bool = False  # a message naming the visit's time had gone
+    # ... but only inside another message whose sender died, which no row records (a DEFECT: see _check_last_word)
+    told_unrecorded: bool = False
 
 
 def _event(value: str) -> None:
@@ -282,12 +312,35 @@ class PatientsLives(RuleBasedStateMachine):
         self.completed: dict[uuid.UUID, Change] = {}
         self.care_muted_seq: list[int] = []  # the last step at which each patient muted care instructions
         self.seq = 0
+        # Senders that die, and the provider's look-up (channels.accepted, asked about a row in doubt) going down.
+        self._asked = channels.accepted
+        self._patches = pytest.MonkeyPatch()
+        self._patches.setattr(channels, "accepted", self._provider_asked)
+        # Ids break the ties between rows due together (which one carries a merged message, which one a dying
+        # sender was sending): drawn from a seeded generator, a replayed example makes the same ones.
+        ids = random.Random(0)
+        for model in (Appointment, OutboxMessage):
+            self._patches.setattr(
+                model._meta.pk, "_get_default", lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
+            )
+        self.lookups_down = 0  # the next look-ups that fail
+        self.deaths = 0
+        self.dead_tokens: set[str] = set()  # the claims whose sender died
+        self.dead_claimed: dict[str, list[datetime]] = {}  # the rows of those claims, when: the only ones in doubt
+        self.heard_by_dead: dict[str, Handed] = {}  # a carrier a dying sender handed to the provider: what it said
+        # Rows the product may hand over again, as docs/reminders.md says ("So a message goes twice only when..."):
+        # one that went inside a message whose sender died (the provider knows only the carrier's id), and one in
+        # doubt sent after its attempts ran out while the provider could not be asked.
+        self.may_repeat: set[str] = set()
+        self.taken_over: set[str] = set()  # rows still claimed by a dead sender that went inside another message
+        self.unrecorded: set[tuple[str, str]] = set()  # (row, carrier): a companion inside a dying sender's message
 
     def teardown(self) -> None:
         try:
             transaction.set_rollback(True)
             self._atomic.__exit__(None, None, None)
         finally:
+            self._patches.undo()
             self._traveller.stop()
 
     # --- Helpers -----------------------------------------------------------------------------------------------
@@ -339,64 +392,169 @@ class PatientsLives(RuleBasedStateMachine):
 
     # --- The dispatcher and its log ---------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, dies: tuple[bool, str] | None = None) -> None:
         """One dispatcher run at the current moment; every message it hands over is logged and checked against
-        the visits and the patients' choices as they stood when it ran."""
+        the visits and the patients' choices as they stood when it ran. `dies`: (whether the provider took the
+        message, the channel) of a run whose sender dies at its first hand-over on that channel."""
         visits = self._visits()
         consent = [dataclasses.replace(c) for c in self.consent]
-        dispatch_local(now=self.now)
+        mine = OutboxMessage.objects.filter(appointment_id__in=self.order).exclude(channel="webhook")
+        held_by_dead = {str(pk) for pk in mine.filter(status="sending").values_list("pk", flat=True)}
+        dead = []
+        if dies:
+            dead = self._run_and_die(*dies)
+        else:
+            dispatch_local(now=self.now)
         texts: dict[str, tuple[str, str]] = {}
         for sms in ScriptedSmsBackend.sent[self.sms_read :]:
             texts.setdefault(sms["outbox_id"], ("sms", sms["body"]))
-            assert sms["outbox_id"] not in self.carriers, f"invariant 2: a text handed over twice: {sms['body']}"
+            assert sms["outbox_id"] not in self.carriers or sms["outbox_id"] in self.may_repeat, (
+                f"invariant 2: a text handed over twice: {sms['body']}"
+            )
             self.carriers.add(sms["outbox_id"])
         for email in mail.outbox[self.mail_read :]:
             carrier = email.extra_headers["X-Outbox-Id"]
             texts.setdefault(carrier, ("email", f"{email.subject}\n{email.body}"))
-            assert carrier not in self.carriers, f"invariant 2: an e-mail handed over twice: {email.subject}"
+            assert carrier not in self.carriers or carrier in self.may_repeat, (
+                f"invariant 2: an e-mail handed over twice: {email.subject}"
+            )
             self.carriers.add(carrier)
         self.sms_read, self.mail_read = len(ScriptedSmsBackend.sent), len(mail.outbox)
 
-        assert not OutboxMessage.objects.filter(appointment_id__in=self.order, status="sending").exists(), (
-            "a dispatcher run left a row claimed"
-        )
+        for pk, token, until in mine.filter(status="sending").values_list("pk", "claim_token", "claimed_until"):
+            # Only a dead sender's claim stays, until its lease runs out (the next run then takes it over).
+            assert str(token) in self.dead_tokens and until >= self.now, f"a dispatcher run left {pk} claimed"
+        doubted = {str(pk) for pk in mine.filter(in_doubt=True).values_list("pk", flat=True)}
+        assert doubted <= set(self.dead_claimed), f"rows in doubt that no dying sender had claimed: {doubted}"
         fresh = []
-        for row in (
-            OutboxMessage.objects.filter(appointment_id__in=self.order, sent_at__isnull=False)
-            .exclude(channel="webhook")
-            .select_related("template")
-            .order_by("sent_at", "id")
-        ):
+        for row in mine.filter(sent_at__isnull=False).select_related("template").order_by("sent_at", "id"):
             pk = str(row.pk)
             if self.handed_at.get(pk) == row.sent_at:
                 continue
             assert pk not in self.handed_at, f"invariant 2: {row} was handed over again ({self.handed_at[pk]})"
             self.handed_at[pk] = row.sent_at
-            assert row.sent_at == self.now, (row, self.now)
             payload = row.payload or {}
+            if payload.get("found_sent"):
+                # In doubt, and the provider had it: recorded, not sent again, as saying what it said, and dated
+                # when the attempt in doubt began (`in_doubt_since`: the first dead claim while in doubt, which is
+                # when it went or, had an earlier sender died before handing it over, before).
+                heard = self.heard_by_dead.get(pk)
+                assert heard is not None, f"{row} is recorded as found sent, and no sender handed it over"
+                assert row.sent_at in self.dead_claimed[pk] and row.sent_at <= heard.at, (row.sent_at, heard)
+                told = payload.get("told_start")
+                assert told is None or datetime.fromisoformat(told) == heard.told_start, (
+                    f"{row} is recorded as naming {told}; the message the provider took named {heard.told_start}"
+                    f"\n{self._story(row.appointment_id)}"
+                )
+                assert row.anchor_at == heard.anchor_at, (row.anchor_at, heard)
+                continue
+            assert row.sent_at == self.now, (row, self.now)
             carrier = payload.get("sent_in") or pk
+            if pk in held_by_dead and carrier != pk:
+                # DEFECT (a strict xfail below): a row still claimed by a sender that died is taken into another
+                # message to the patient before the lease runs out, unasked: if the provider had it, the patient
+                # hears it twice; if that message is a newer copy of it (a move notice planned again by a move
+                # while it was claimed), it says the same twice. Tolerated here (its copies are not compared) so
+                # that the machine goes on looking for others.
+                _event("DEFECT: a row a dead sender still claimed went inside another message")
+                self.may_repeat.add(pk)
+                self.taken_over.add(pk)
             assert carrier in texts, f"{row} is marked sent, but no provider was handed its message"
             told = payload.get("told_start")
-            template = row.template
-            fresh.append(
-                Handed(
-                    row=pk,
-                    carrier=carrier,
-                    channel=row.channel,
-                    kind=row.kind,
-                    template=row.template_id,
-                    offset=(template.offset_value, template.offset_unit) if template else (0, "minutes"),
-                    appointment=row.appointment_id,
-                    anchor_at=row.anchor_at,
-                    told_start=datetime.fromisoformat(told) if told else None,
-                    at=self.now,
-                    text=texts[carrier][1],
-                )
-            )
+            fresh.append(self._handed(row, carrier, texts[carrier][1], datetime.fromisoformat(told) if told else None))
+        for message, companions in dead:
+            # What a dying sender handed over: the patient has it, whatever the database says.
+            carrier = str(message.pk)
+            assert carrier in texts, f"the provider took {message} from a dying sender, and does not have it"
+            for row in (message, *companions):
+                told = visits[row.appointment_id].start_at if row.kind in TIME_NAMING else None
+                entry = self._handed(row, carrier, texts[carrier][1], told)
+                fresh.append(entry)
+                if row is message:
+                    self.heard_by_dead[carrier] = entry
+                else:
+                    self.may_repeat.add(entry.row)
+                    self.unrecorded.add((entry.row, carrier))
+                    if entry.row in held_by_dead:  # the DEFECT above, in the dying sender's own message
+                        _event("DEFECT: a row a dead sender still claimed went inside another message")
+                        self.taken_over.add(entry.row)
         assert set(texts) <= {e.carrier for e in fresh}, "a provider was handed a message no row records"
         for entry in fresh:
             self._check_handed(entry, visits[entry.appointment], consent)
             self.log.append(entry)
+
+    def _handed(self, row: OutboxMessage, carrier: str, text: str, told_start: datetime | None) -> Handed:
+        template = row.template
+        return Handed(
+            row=str(row.pk),
+            carrier=carrier,
+            channel=row.channel,
+            kind=row.kind,
+            template=row.template_id,
+            offset=(template.offset_value, template.offset_unit) if template else (0, "minutes"),
+            appointment=row.appointment_id,
+            anchor_at=row.anchor_at,
+            told_start=told_start,
+            at=self.now,
+            text=text,
+        )
+
+    def _run_and_die(self, took_it: bool, channel: str) -> list[tuple[OutboxMessage, list[OutboxMessage]]]:
+        """A dispatcher run (claim, then send the batch, as dispatch_local does) whose sender dies at its first
+        hand-over by `channel`, after the provider took the message or before: the rows it sent before are
+        recorded, the rest of its claim stays `sending` until the lease runs out. Returns what the provider took
+        from it (the message and the companions it carried), or nothing."""
+        claims = dispatch.outbox_claim_due(now=self.now)
+        if not claims:
+            _event("a sender dies: nothing was due")
+            return []
+        handing: list[tuple[OutboxMessage, list[OutboxMessage]]] = []
+        deliver = dispatch._deliver
+
+        def watched(message, now, companions=()):
+            handing.append((message, list(companions)))
+            return deliver(message, now, companions)
+
+        script = ScriptedSmsBackend.script
+        if channel == "sms":  # the text that dies is handed over (or not) as asked, not failed by the script
+            ScriptedSmsBackend.script = []
+        with pytest.MonkeyPatch.context() as patches:
+            patches.setattr(dispatch, "_deliver", watched)
+            try:
+                sender_dies(
+                    patches,
+                    lambda: dispatch.outbox_send_batch(
+                        message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=self.now
+                    ),
+                    after_the_provider_took_it=took_it,
+                    channel=channel,
+                )
+            except AssertionError as exc:  # nothing went by that channel: the run ended as any other
+                if "the send finished" not in str(exc):
+                    raise
+                _event(f"a sender dies: nothing to hand over by {channel}")
+                return []
+            finally:
+                if channel == "sms":
+                    ScriptedSmsBackend.script = script
+        _event(f"a sender died {'after' if took_it else 'before'} the provider took a {handing[-1][0].kind}")
+        self.deaths += 1
+        self.dead_tokens.add(str(claims[0].token))
+        for claim in claims:
+            self.dead_claimed.setdefault(str(claim.message_id), []).append(self.now)
+        return handing[-1:] if took_it else []
+
+    def _provider_asked(self, *, channel: str, outbox_id: str):
+        """channels.accepted, down for the next `lookups_down` questions. A row asked about with its attempts used
+        up is sent anyway (a patient told twice rather than never): it may go again."""
+        if self.lookups_down:
+            self.lookups_down -= 1
+            attempts = OutboxMessage.objects.filter(pk=outbox_id).values_list("attempts", flat=True).get()
+            if attempts >= django_settings.REMINDERS_MAX_ATTEMPTS:
+                _event("the provider could not be asked before the attempts ran out")
+                self.may_repeat.add(outbox_id)
+            raise TransientSendError("the provider's look-up answered 503")
+        return self._asked(channel=channel, outbox_id=outbox_id)
 
     def _check_handed(self, e: Handed, visit: Visit, consent: list[Consent]) -> None:
         where = f"{e}, the visit {visit.status} at {visit.start_at.astimezone(visit.tz):%a %d %b %H:%M %Z}"
@@ -415,9 +573,15 @@ class PatientsLives(RuleBasedStateMachine):
             assert e.kind not in TIME_NAMING, f"invariant 4: about a visit that is over: {where}"
         if e.kind == "cancelled":
             assert visit.status == AppointmentStatus.CANCELLED, f"a cancellation of a booking that stands: {where}"
-            assert any(x.appointment == e.appointment and x.kind in TIME_NAMING for x in self.log), (
-                f"a cancellation of a booking the patient was never told of: {where}\n{self._story(e.appointment)}"
-            )
+            # Or may have been told: a message naming the time is in doubt (its sender died; docs/reminders.md: "a
+            # patient who may think they have a booking hears that it is cancelled"), never to be settled.
+            if not any(x.appointment == e.appointment and x.kind in TIME_NAMING for x in self.log):
+                assert (
+                    OutboxMessage.objects.filter(appointment_id=e.appointment, kind__in=TIME_NAMING, in_doubt=True)
+                    .exclude(status__in=("pending", "held", "sending"))
+                    .exists()
+                ), f"a cancellation of a booking the patient was never told of: {where}\n{self._story(e.appointment)}"
+                _event("a cancellation of a booking the patient may have been told of (a message left in doubt)")
         # 1 and 5. A message naming a time names the start the visit has; a warning goes before it.
         if e.kind in TIME_NAMING:
             assert e.told_start == visit.start_at, f"names another time than the visit has: {where}"
@@ -435,8 +599,19 @@ class PatientsLives(RuleBasedStateMachine):
             assert e.anchor_at == visit.completed_at, f"invariant 6: anchored at {e.anchor_at}: {where}"
             due = _not_before(visit.completed_at, e.offset, visit.tz)
             assert self.now >= due - MERGE, f"invariant 6: post-care due {due} went early: {where}"
-        # 2. No second copy of one logical message.
-        same = [x for x in self.log if x.appointment == e.appointment and x.channel == e.channel]
+        # 2. No second copy of one logical message (but the same row again where docs/reminders.md allows it).
+        if e.row in self.taken_over:
+            return
+        same = [
+            x
+            for x in self.log
+            if x.appointment == e.appointment
+            and x.channel == e.channel
+            and not (x.row == e.row and e.row in self.may_repeat)
+            and x.row not in self.taken_over
+        ]
+        if e.row in self.may_repeat and any(x.row == e.row for x in self.log):
+            _event("the same row handed over again, as docs/reminders.md allows")
         if e.kind in ("confirmation", "cancelled"):
             assert not any(x.kind == e.kind for x in same), f"invariant 2: a second {e.kind}: {where}"
         if e.kind == "post_care":
@@ -452,11 +627,7 @@ class PatientsLives(RuleBasedStateMachine):
         every second), then the last word is checked."""
         for _ in range(MAX_RUNS_PER_DRAIN):
             self._dispatch()
-            following = (
-                OutboxMessage.objects.filter(appointment_id__in=self.order, status="pending", due_at__lte=end)
-                .exclude(channel="webhook")
-                .aggregate(first=Min("due_at"))["first"]
-            )
+            following = self._next_due(end)
             if following is None:
                 break
             assert following > self.now, f"a dispatcher run at {self.now} left a message due at {following} behind"
@@ -468,6 +639,17 @@ class PatientsLives(RuleBasedStateMachine):
             self._dispatch()
         self._check_last_word()
 
+    def _next_due(self, end: datetime | None = None, channel: str | None = None) -> datetime | None:
+        """The next moment the beat finds something to claim (up to `end`; by `channel`): a row falling due, or a
+        dead sender's claim whose lease has run out (claimed again, in doubt, at the first beat after it)."""
+        mine = OutboxMessage.objects.filter(appointment_id__in=self.order).exclude(channel="webhook")
+        if channel:
+            mine = mine.filter(channel=channel)
+        due = mine.filter(status="pending").aggregate(first=Min("due_at"))["first"]
+        lapse = mine.filter(status="sending").aggregate(first=Min("claimed_until"))["first"]
+        moments = [m for m in (due, lapse and lapse + timedelta(seconds=1)) if m and (end is None or m <= end)]
+        return min(moments, default=None)
+
     def _check_last_word(self) -> None:
         """Invariant 5 (and the post-care half of 6), once everything due has been sent: what was promised went,
         or is planned and due later, or was given up on after its attempts, visibly (docs/reminders.md,
@@ -475,7 +657,8 @@ class PatientsLives(RuleBasedStateMachine):
         visits = self._visits()
         waiting = set(
             OutboxMessage.objects.filter(
-                Q(status="pending", due_at__gt=self.now) | Q(status="failed"), appointment_id__in=self.order
+                Q(status="pending", due_at__gt=self.now) | Q(status__in=("failed", "sending")),
+                appointment_id__in=self.order,
             )
             .exclude(channel="webhook")
             .values_list("appointment_id", "kind", "channel", "template_id")
@@ -497,6 +680,11 @@ class PatientsLives(RuleBasedStateMachine):
             # move notice, or a reminder or pre-care note: the last test of this module, a defect found and mended).
             if visit.status == AppointmentStatus.CANCELLED and self.cancelled[pk].told_booking:
                 for channel in self._stayed_on(who, self.cancelled[pk]):
+                    if not kept(pk, "cancelled", channel) and self.cancelled[pk].told_unrecorded:
+                        # DEFECT (a strict xfail below): told only inside another message whose sender died, which
+                        # the product cannot know; tolerated here so that the machine goes on looking for others.
+                        _event("DEFECT: a booking told inside a dying sender's message is cancelled in silence")
+                        continue
                     assert kept(pk, "cancelled", channel), (
                         f"invariant 5: the patient was told of the booking (a message naming its time went) and it "
                         f"was cancelled, but no cancellation went or is planned by {channel}\n{self._story(pk)}"
@@ -611,9 +799,12 @@ class PatientsLives(RuleBasedStateMachine):
     def cancel(self, pick):
         self._step()
         visit = self._pick(pick, *ACTIVE)
-        told = any(e.appointment == visit.pk and e.kind in TIME_NAMING for e in self.log)
+        told = [e for e in self.log if e.appointment == visit.pk and e.kind in TIME_NAMING]
+        unrecorded = all((e.row, e.carrier) in self.unrecorded for e in told)
         appointment_cancel(appointment=Appointment.objects.get(pk=visit.pk), actor=RECEPTION, now=self.now)
-        self.cancelled[visit.pk] = Change(self.seq, self._on(visit.patient), told_booking=told)
+        self.cancelled[visit.pk] = Change(
+            self.seq, self._on(visit.patient), told_booking=bool(told), told_unrecorded=bool(told) and unrecorded
+        )
 
     @precondition(lambda self: self._has(AppointmentStatus.PENDING_CLEARANCE))
     @rule(pick=PICK)
@@ -722,6 +913,37 @@ class PatientsLives(RuleBasedStateMachine):
         self._step()
         ScriptedSmsBackend.script = ["transient"] * times
 
+    @precondition(lambda self: self.order)
+    @rule(after_the_provider_took_it=st.booleans(), channel=st.sampled_from(["email", "sms"]))
+    def a_sender_dies(self, after_the_provider_took_it, channel):
+        """Time passes (the dispatcher running) to the next moment something falls due by `channel`, within eight
+        days, and the sender of the dispatcher's run then dies at its first hand-over by `channel` (killed, out of
+        memory), after the provider took the message or before: its claim stays `sending` until the lease runs
+        out, then is claimed again, in doubt, and the provider asked (docs/reminders.md, "Such a row is in
+        doubt")."""
+        self._step()
+        target = self._next_due(self.now + timedelta(days=8), channel)
+        if target is None:
+            _event(f"a sender dies: nothing due by {channel}")
+            return
+        if target > self.now + timedelta(seconds=1):
+            self._drain_until(target - timedelta(seconds=1))
+        moment = self._next_due()
+        if moment is None:  # what was due went with an earlier message
+            _event("a sender dies: nothing due")
+            return
+        self._travel(max(moment, self.now))
+        self._dispatch(dies=(after_the_provider_took_it, channel))
+        self._check_last_word()
+
+    @precondition(lambda self: self.deaths > 0)
+    @rule(times=st.sampled_from([1, 2, 6]))
+    def provider_lookup_down(self, times):
+        """The provider cannot be asked about a message in doubt (its look-up API answers 503) for the next
+        `times` questions: the row waits with the backoff, still in doubt (6: its attempts may run out first)."""
+        self._step()
+        self.lookups_down = times
+
     # --- Rules: time ---------------------------------------------------------------------------------------------
 
     @rule(minutes=st.sampled_from([1, 4, 6, 30, 90, 240, 600, 1440, 2900]))
@@ -754,7 +976,7 @@ class PatientsLives(RuleBasedStateMachine):
 
     @invariant()
     def nothing_told_twice(self):
-        rows = [e.row for e in self.log]
+        rows = [e.row for e in self.log if e.row not in self.may_repeat]
         assert len(rows) == len(set(rows)), "invariant 2: a row in the log twice"
         if currently_in_test_context():
             note(f"clock: {self.now:%a %d %b %Y %H:%M} UTC; {len(self.log)} message(s) handed over")
@@ -762,11 +984,12 @@ class PatientsLives(RuleBasedStateMachine):
 
 def test_what_patients_are_told_stays_true_through_random_lives(world):
     """Invariants 1-6 of the module's docstring, after every step of random sequences of bookings, moves,
-    cancellations, clearances, completions, consent changes, a record change and time passing."""
+    cancellations, clearances, completions, consent changes, a record change, senders dying, the provider's look-up
+    down and time passing."""
     run_state_machine_as_test(
         lambda: PatientsLives(world),
         settings=hypothesis_settings(
-            max_examples=100,
+            max_examples=EXAMPLES,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -805,6 +1028,92 @@ def test_a_visit_the_patient_was_reminded_of_is_not_cancelled_in_silence(world):
         assert cancelled or planned.exists(), (
             "the patient was reminded of their visit on Tue 31 Mar, 10:00 (BST), which was then cancelled, and no "
             "cancellation notice went or is planned:\n  " + "\n  ".join(str(e) for e in state.log)
+        )
+    finally:
+        state.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: a message whose sender died after the provider took it, still claimed (its lease running), is "
+    "taken into another message to the same patient (dispatch._companions) without asking the provider: told twice",
+)
+def test_a_message_whose_sender_died_after_the_provider_took_it_does_not_go_again_inside_another(world):
+    """Invariant 2: a defect the state machine found (not mended; the machine tolerates it, as an event, so that it
+    goes on looking for others), its failing sequence cut down by hand to these steps.
+
+    A patient with e-mail books a visit; the dispatcher's sender dies after the provider took the confirmation and
+    before the row was recorded sent, so the row stays `sending` under the dead claim until its lease runs out
+    (REMINDERS_CLAIM_LEASE_SECONDS, 5 minutes). Four minutes later the desk books a second visit for the patient;
+    its confirmation is due at once, and its send takes every message to the patient due within the merge window
+    as a companion (dispatch._companions takes `pending` and `sending` rows: "rows claimed by another dispatcher but
+    not being sent right now are taken over"; it leaves out rows `in_doubt`, but the dead claim's row is not in
+    doubt until a claim takes it over after the lease). The first confirmation goes again inside the second's
+    e-mail, and the patient has it twice. docs/reminders.md: "A row in doubt is never merged into another message
+    (it goes on its own, after the look-up)", and a message goes twice only when the provider cannot tell, cannot
+    be asked in time, answers wrongly, or when it went merged into another message whose sender died: none of these
+    here (the locmem outbox can be asked, and would have said it had it). The machine also met the same take-over
+    with a move notice whose sender died before handing it over, taken into the newer copy a second move planned
+    (the claimed row was not the move's to update): one e-mail saying the same move twice."""
+    state = PatientsLives(world)
+    try:
+        state.lives_begin(anchor="ldn-spring", people=[(True, False, False)])  # Thu 26 March 10:00 UTC; e-mail only
+        state.book_in_london(who=0, code="botox", day=3, hour=11, minute=0)  # Sun 29 March, 11:00 (BST)
+        state.a_sender_dies(after_the_provider_took_it=True, channel="email")  # the confirmation, at 10:00
+        first = state.order[0]
+        assert [(e.kind, e.appointment) for e in state.log] == [("confirmation", first)]
+        state.time_passes(minutes=4)
+        state.book_in_london(who=0, code="filler", day=4, hour=11, minute=0)  # Mon 30 March, 11:00 (BST)
+        state.time_passes(minutes=1)
+
+        heard = [e for e in state.log if e.appointment == first and e.kind == "confirmation"]
+        assert len(heard) == 1, "the confirmation of Sun 29 Mar went twice:\n  " + "\n  ".join(
+            f"{e} in the message of {e.carrier[:8]}" for e in heard
+        )
+    finally:
+        state.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: a confirmation that went merged into another message whose sender died is not known to have "
+    "gone; its visit cancelled, the patient is never told",
+)
+def test_a_booking_confirmed_inside_a_message_whose_sender_died_is_not_cancelled_in_silence(world):
+    """Invariant 5: a defect the state machine found (not mended; tolerated by the machine, as an event), its failing
+    sequence cut down by hand to these steps.
+
+    A patient with e-mail books two visits at once; their confirmations are due together and go as one e-mail
+    (merged: the first row carries the second). The sender dies after the provider took the e-mail and before it
+    was recorded. The desk then cancels the visit whose confirmation rode along. When the lease runs out, the
+    carrying row is found sent (the provider has its id); the companion is asked about under its own id, which the
+    provider never saw, so "not accepted": its send then drops it (the visit is cancelled), and the cancellation
+    notice, asking what told the patient (services.booking_told), finds nothing sent and is dropped ("the patient
+    was never told of the booking"). The patient holds a confirmation for Sun 29 March and never hears that it was
+    cancelled. docs/reminders.md: "The last message about an appointment is true"; the doc allows a merged message
+    to go again when its carrier's sender dies (the provider knows only the carrier's id), not the patient's word of
+    a booking to be lost."""
+    state = PatientsLives(world)
+    try:
+        state.lives_begin(anchor="ldn-spring", people=[(True, False, False)])  # Thu 26 March 10:00 UTC; e-mail only
+        state.book_in_london(who=0, code="botox", day=3, hour=11, minute=0)  # Sun 29 March, 11:00 (BST)
+        state.book_in_london(who=0, code="filler", day=4, hour=11, minute=0)  # Mon 30 March, 11:00 (BST)
+        state.a_sender_dies(after_the_provider_took_it=True, channel="email")  # the two confirmations, one e-mail
+        [riding] = [e for e in state.log if e.row != e.carrier]
+        assert (riding.kind, riding.appointment) == ("confirmation", state.order[0])  # Sunday's rode along
+        assert "Sun 29 Mar" in riding.text and "Mon 30 Mar" in riding.text
+        state.cancel(pick=state.order.index(riding.appointment))
+        state.time_passes(minutes=10)  # the lease runs out: the carrier is found sent, the companion dropped
+
+        cancelled = [e for e in state.log if e.appointment == riding.appointment and e.kind == "cancelled"]
+        planned = OutboxMessage.objects.filter(appointment_id=riding.appointment, kind="cancelled", status="pending")
+        assert cancelled or planned.exists(), (
+            "the patient had the confirmation of Sun 29 Mar (inside the e-mail whose sender died); the visit was "
+            "cancelled and no cancellation went or is planned:\n  "
+            + "\n  ".join(
+                f"{row.kind} {row.status}: {row.last_error}"
+                for row in OutboxMessage.objects.filter(appointment_id=riding.appointment)
+            )
         )
     finally:
         state.teardown()
