@@ -87,6 +87,7 @@ class SendOutcome(StrEnum):
 class Claim:
     message_id: uuid.UUID
     token: uuid.UUID
+    patient_id: uuid.UUID | None = None  # whose message: a patient's claimed rows go in one task (_tasks_of)
 
 
 def _skip_locked() -> dict:
@@ -127,11 +128,11 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
             OutboxMessage.objects.select_for_update(**_skip_locked())
             .filter(due)
             .order_by("due_at", "id")
-            .values_list("id", "status", "attempts")[:limit]
+            .values_list("id", "status", "attempts", "appointment__patient_id")[:limit]
         )
         exhausted = [
             pk
-            for pk, status, attempts in rows
+            for pk, status, attempts, _ in rows
             if status == OutboxStatus.SENDING and attempts >= settings.REMINDERS_MAX_ATTEMPTS
         ]
         if exhausted:
@@ -145,22 +146,28 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
                 last_error=f"gave up: the sender stopped {settings.REMINDERS_MAX_ATTEMPTS} times without finishing",
             )
             log.error("outbox: gave up on %d message(s) whose sender kept dying", len(exhausted))
-        ids = [pk for pk, _, _ in rows if pk not in exhausted]
-        stopped = [pk for pk, status, _ in rows if status == OutboxStatus.SENDING and pk not in exhausted]
+        ids = [pk for pk, *_ in rows if pk not in exhausted]
+        stopped = [pk for pk, status, *_ in rows if status == OutboxStatus.SENDING and pk not in exhausted]
         if stopped:
             # Their sender stopped (killed, or its task lost with the broker) without recording an outcome,
             # perhaps after the provider accepted the message: the next sender asks before sending again.
             OutboxMessage.objects.filter(pk__in=stopped).update(in_doubt=True, in_doubt_since=_doubt_began(lease))
         if ids:
-            # Attempts count claims, so a row that crashes its worker every time still runs out.
-            OutboxMessage.objects.filter(pk__in=ids).update(
-                status=OutboxStatus.SENDING,
-                claim_token=token,
-                claimed_at=now,
-                claimed_until=now + lease,
-                attempts=F("attempts") + 1,
-            )
-    return [Claim(pk, token) for pk in ids], len(rows)
+            _claim(ids, token, now, lease)
+    patients = {pk: patient for pk, _, _, patient in rows}
+    return [Claim(pk, token, patients[pk]) for pk in ids], len(rows)
+
+
+def _claim(ids: list, token, now: datetime, lease: timedelta) -> None:
+    """Mark these (locked) rows claimed under `token`. Attempts count claims, so a row that crashes its worker every
+    time still runs out."""
+    OutboxMessage.objects.filter(pk__in=ids).update(
+        status=OutboxStatus.SENDING,
+        claim_token=token,
+        claimed_at=now,
+        claimed_until=now + lease,
+        attempts=F("attempts") + 1,
+    )
 
 
 def _doubt_began(lease: timedelta) -> Coalesce:
@@ -219,7 +226,7 @@ def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -
     return None
 
 
-def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
+def _notice_verdict(message: OutboxMessage, now: datetime, ours) -> tuple[str, datetime | None, str] | None:
     """A change notice is planned on what the patient had heard when the change committed, and
     a message naming the time claimed then (`sending`) counts, since it may already be in the provider's hands. But
     its send may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new
@@ -229,8 +236,8 @@ def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetim
     last heard before the move (`payload.from_start` follows it) and is dropped when that is the time now or when
     no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
     waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note while nothing else has
-    told the patient (`booking_told`). Returns (status, new due_at, reason) when the notice must not go now, else
-    None."""
+    told the patient (`booking_told`); rows claimed by this send (`ours`, its claim token) are not among those, as
+    they go with it or after it. Returns (status, new due_at, reason) when the notice must not go now, else None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
@@ -238,12 +245,12 @@ def _notice_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetim
     # What a cancellation asks of includes a reminder or pre-care note; what a move notice asks of does not (one
     # claimed with it names the new time, and waits for the notice: waiting for it too, neither would go).
     kinds = TIME_NAMING_KINDS if message.kind == MessageKind.CANCELLED else BOOKING_NAMING_KINDS
-    told, unsettled = booking_told(appointment, now=now, excluding=message.pk, kinds=kinds)
+    told, unsettled = booking_told(appointment, now=now, excluding=message.pk, kinds=kinds, ours=ours)
     if unsettled is not None:
         return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for a message naming the time to go or be dropped"
     if message.kind == MessageKind.CANCELLED:
         return None if told else (OutboxStatus.CANCELLED, None, "the patient was never told of the booking")
-    start = last_told_start(appointment, before=message.anchor_at)  # anchored on the move (the latest)
+    start = last_told_start(appointment, before=message.anchor_at, ours=ours)  # anchored on the move (the latest)
     if start is None:  # a sent message that did not record its time (found sent): the notice goes as planned
         return None if told else (OutboxStatus.CANCELLED, None, "the patient has not been told a time yet")
     if start == appointment.start_at:
@@ -313,6 +320,8 @@ class _Batch:
     candidates: dict[tuple, list[OutboxMessage]]  # (patient id, channel) -> rows that may merge, by due_at, id
     due_by_visit: dict[tuple, list[tuple[uuid.UUID, str]]]  # (appointment id, channel) -> [(pk, kind)] due
     sent: set = dataclass_field(default_factory=set)  # rows this batch has sent (their own or as companions)
+    held: set = dataclass_field(default_factory=set)  # rows this task claimed: its own, and those claimed to ride along
+    handed: set = dataclass_field(default_factory=set)  # rows whose message was handed to the provider (or may be)
     stopped: dict = dataclass_field(default_factory=dict)  # number -> why: the SMS provider's STOP, to record
 
 
@@ -351,7 +360,7 @@ def _batch_read(message_ids: list, now: datetime) -> _Batch:
             status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
         ).values_list("pk", "appointment_id", "channel", "kind"):
             due_by_visit.setdefault((appointment_id, channel), []).append((pk, kind))
-    return _Batch(rows, candidates, due_by_visit)
+    return _Batch(rows, candidates, due_by_visit, held=set(rows))
 
 
 # Read again under the row lock, so a send never acts on what the batch read seconds before.
@@ -438,19 +447,8 @@ def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[
     return locked
 
 
-def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[OutboxMessage]:
-    """Other messages to the same patient on the same channel due within the merge window: they go
-    as one message with this one, every text kept (two texts in the same minute read as noise).
-
-    Rows claimed by another dispatcher but not being sent right now are taken over: their own
-    send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips
-    rows another sender holds). Rows that are no longer wanted are left to their own send.
-
-    Not brought forward: what is not due yet of an appointment still settling, its move notice waiting
-    out the grace period or (another visit) changed within it (the notice, and the reminders the move
-    re-planned, with or without a notice: a move undone within the grace must tell the patient nothing),
-    and, by SMS, a row of a clinic where it is quiet hours now (each row keeps its own clinic's nights).
-    """
+def _merge_pool(message: OutboxMessage, batch: _Batch, now: datetime, wanted) -> list[OutboxMessage]:
+    """The rows of `batch.candidates` (`wanted` of each) that could go with this message, first due first."""
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
         return []
@@ -464,29 +462,129 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime) -> list[Ou
         or (row.appointment_id != message.appointment_id and row.appointment.updated_at > now - grace)
     }
     quiet = quiet_hours() if message.channel == Channel.SMS else None
-    pool = sorted(
+    return sorted(
         (
             row
             for row in same
             if row.pk != message.pk
-            and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
+            and wanted(row)
+            and row.due_at <= now + window
+            and not row.in_doubt
             and not (row.due_at > now and row.appointment_id in settling)
             and not (quiet and quiet.contains(now.astimezone(row.appointment.clinic.tz).time()))
         ),
         key=lambda row: (row.due_at, row.pk),
     )[:MAX_MERGED]  # lock no more than can join: a row locked here is skipped by its own sender
+
+
+def _claim_riders(message: OutboxMessage, batch: _Batch, now: datetime, claim_token) -> list[OutboxMessage]:
+    """Claim for this task, in a transaction of its own before the send's, the `pending` rows that could go with
+    this message (`_companions`): the rows claimed.
+
+    # Race condition: a row goes inside another message only under the claim of that message's task, committed
+    before the provider is called. Should the sender die after the provider took the message, every row it carried
+    is then `sending` under the dead claim, and in doubt once its lease runs out (`_may_have_gone_inside_another`):
+    taken unclaimed, a row that rode stayed `pending` with nothing to say so, and, its visit cancelled, was dropped
+    with the cancellation notice (the patient, who had its confirmation, was never told). Those not taken are
+    handed back (`_release_riders`)."""
+    # Not a copy of a row this task holds (a newer one a change planned): that row may yet go back to `pending`.
+    own = {(row.appointment_id, row.template_id, row.channel) for row in batch.rows.values()}
+
+    def free(row: OutboxMessage) -> bool:
+        key = (row.appointment_id, row.template_id, row.channel)
+        copy = row.template_id is not None and key in own and row.pk not in batch.rows
+        return row.status == OutboxStatus.PENDING and row.pk not in batch.sent and not copy
+
+    pool = _merge_pool(message, batch, now, free)
+    if not pool:
+        return []
+    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
+    lease = timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            OutboxMessage.objects.select_for_update(**_skip_locked())
+            .filter(
+                pk__in=[row.pk for row in pool],
+                status=OutboxStatus.PENDING,
+                in_doubt=False,
+                due_at__lte=now + window,
+            )
+            .values_list("id", flat=True)
+        )
+        if ids:
+            _claim(ids, claim_token, now, lease)
+    riders = [row for row in pool if row.pk in ids]
+    for row in riders:
+        row.status, row.claim_token = OutboxStatus.SENDING, claim_token
+    batch.held.update(ids)
+    return riders
+
+
+def _release_riders(riders: list[OutboxMessage], batch: _Batch, claim_token) -> None:
+    """Hand back the rows `_claim_riders` claimed that did not go (they wait for their own time), uncounted.
+
+    # Race condition: while one was claimed, a booking change may have planned a newer copy of it (only one unsent
+    copy may exist): the newer copy stays, the older is cancelled as superseded (as `_save_outcome` does)."""
+    for row in riders:
+        if row.pk in batch.sent:
+            continue
+        mine = OutboxMessage.objects.filter(pk=row.pk, status=OutboxStatus.SENDING, claim_token=claim_token)
+        back = {"status": OutboxStatus.PENDING, "claim_token": None, "claimed_until": None}
+        try:
+            with transaction.atomic():
+                mine.update(**back, attempts=F("attempts") - 1)
+        except IntegrityError:
+            copies = OutboxMessage.objects.filter(
+                appointment_id=row.appointment_id,
+                template_id=row.template_id,
+                channel=row.channel,
+                status__in=(OutboxStatus.HELD, OutboxStatus.PENDING),
+            )
+            superseded = {"status": OutboxStatus.CANCELLED, "last_error": "superseded by a newer copy"}
+            if copies.filter(created_at__gt=row.created_at).exists():
+                mine.update(**superseded, claim_token=None, claimed_until=None)
+            else:
+                copies.update(**superseded)
+                mine.update(**back, attempts=F("attempts") - 1)
+        row.status, row.claim_token = OutboxStatus.PENDING, None
+
+
+def _companions(message: OutboxMessage, batch: _Batch, now: datetime, claim_token) -> list[OutboxMessage]:
+    """Other messages to the same patient on the same channel due within the merge window: they go
+    as one message with this one, every text kept (two texts in the same minute read as noise).
+
+    Taken: only rows this task holds the claim of and has not sent yet: its own (the dispatcher puts a patient's
+    claimed rows in one task, `_tasks_of`), and the `pending` rows it claimed for this send (`_claim_riders`).
+    Their own send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips rows
+    another sender holds). # Race condition: a row another task claimed is left to it, even unlocked: its sender
+    may have died after the provider took it and before recording it (the row stays `sending` until its lease
+    runs out, then is asked about, in doubt), and taken here it would go twice. Rows that are no longer wanted are
+    left to their own send.
+
+    Not brought forward: what is not due yet of an appointment still settling, its move notice waiting
+    out the grace period or (another visit) changed within it (the notice, and the reminders the move
+    re-planned, with or without a notice: a move undone within the grace must tell the patient nothing),
+    and, by SMS, a row of a clinic where it is quiet hours now (each row keeps its own clinic's nights).
+    """
+    token = str(claim_token)
+
+    def held(row: OutboxMessage) -> bool:
+        return row.status == OutboxStatus.SENDING and row.pk in batch.held and str(row.claim_token) == token
+
+    pool = _merge_pool(message, batch, now, held)
     if not pool:
         return []
     locked = _lock_fresh(pool)
+    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     live = [
         row
         for row in pool
         if row.pk in locked
-        and row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)
+        and held(row)  # as it stands now, under its lock
         and row.due_at <= now + window
         and not row.in_doubt  # it goes on its own, once its provider has been asked (_settle_doubt)
     ]
-    return [row for row in live if _still_wanted(row, now) is None and _notice_verdict(row, now) is None]
+    return [row for row in live if _still_wanted(row, now) is None and _notice_verdict(row, now, claim_token) is None]
 
 
 def _earlier_unsent(message: OutboxMessage, batch: _Batch, *, going_with: list[OutboxMessage]) -> bool:
@@ -787,15 +885,19 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
     `SELECT ... FOR UPDATE SKIP LOCKED` keeps the lock of a row it found changed and did not return until it
     commits. A send that skipped its row then left it `sending` until its lease ran out (five minutes late;
     seen in the bench). A wait that runs out is BUSY: the row goes when its lease runs out, in doubt."""
+    riders = _claim_riders(message, batch, now, claim_token)
     try:
-        return _send_locked(message, claim_token, batch, now)
+        outcome = _send_locked(message, claim_token, batch, now)
     except DatabaseError as error:
         if not lock_wait_exceeded(error):
-            raise
+            raise  # (riders stay claimed: the provider may have had them; in doubt when their lease runs out)
         log.warning(
             "outbox %s: its row stayed locked for %s; it goes when its claim runs out", message.pk, ROW_LOCK_WAIT
         )
-        return SendOutcome.BUSY
+        outcome = SendOutcome.BUSY
+    if riders and not (outcome == SendOutcome.BUSY and message.pk in batch.handed):
+        _release_riders(riders, batch, claim_token)  # (rolled back after the provider call, they may have gone: kept)
+    return outcome
 
 
 def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
@@ -823,7 +925,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             _save_outcome(message, fields)
             return SendOutcome(verdict[0])
         # A change notice asks what the patient has heard by now; a text, whether it is quiet hours now.
-        not_now = _notice_verdict(message, now)
+        not_now = _notice_verdict(message, now, claim_token)
         if not_now is None and message.channel == Channel.SMS:
             not_now = _quiet_hours_verdict(message, now)
         if not_now is not None:
@@ -834,7 +936,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED if due_at is not None else SendOutcome(message.status)
-        companions = _mergeable(message, _companions(message, batch, now), now)
+        companions = _mergeable(message, _companions(message, batch, now, claim_token), now)
         if _earlier_unsent(message, batch, going_with=companions):
             # The patient reads about a visit in order: the confirmation before its pre-care.
             message.status, message.last_error = OutboxStatus.PENDING, "waiting for an earlier message to go first"
@@ -842,6 +944,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             if not _save_outcome(message, [*fields, "due_at", "attempts"]):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED
+        batch.handed.add(message.pk)
         try:
             provider_id, recipient = _deliver(message, now, companions)
         except (channels.PermanentSendError, content.RenderError) as exc:
@@ -902,6 +1005,11 @@ def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> S
         return None
     if found is channels.CANNOT_TELL:
         return None
+    if not found and _may_have_gone_inside_another(message):
+        # Asked by its own id, the provider knows nothing of a row that went inside another message (under that
+        # one's id): as if it could not tell, it stays in doubt until it goes (a cancellation then still tells).
+        log.info("outbox %s: not at the provider under its own id, and may have gone inside another", message.pk)
+        return None
     began, message.in_doubt, message.in_doubt_since = message.in_doubt_since, False, None  # the provider answered
     payload = dict(message.payload or {})
     named = payload.pop(MAY_HAVE_NAMED, None)
@@ -930,6 +1038,31 @@ def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> S
         again = outbox_plan_in_place_of(message, now=now)
         log.info("outbox %s: it named %s, the visit moved since; planned again as %s", message.pk, named, again)
     return SendOutcome.FOUND_SENT
+
+
+def _may_have_gone_inside_another(message: OutboxMessage) -> bool:
+    """# Race condition: a row whose sender died may have gone inside another message to the patient on the same
+    channel (its companion, `_companions`), whose sender died with it, under that one's id: one found sent since
+    this row's doubt began, or one still in doubt that the provider has (asked now) or cannot say it has not.
+    Over-reckoned where it cannot be told (any such message counts): told twice beats never told."""
+    if message.channel not in (Channel.EMAIL, Channel.SMS):
+        return False
+    others = OutboxMessage.objects.filter(
+        appointment__patient_id=message.appointment.patient_id, channel=message.channel
+    ).exclude(pk=message.pk)
+    found_since = Q(status=OutboxStatus.SENT, payload__found_sent=True)
+    if message.in_doubt_since is not None:
+        found_since &= Q(updated_at__gte=message.in_doubt_since)
+    if others.filter(found_since).exists():
+        return True
+    for pk in others.filter(in_doubt=True).order_by("due_at", "id").values_list("pk", flat=True)[:MAX_MERGED]:
+        try:
+            if channels.accepted(channel=message.channel, outbox_id=str(pk)):  # CANNOT_TELL counts
+                return True
+        except Exception:  # asking failed: it may have
+            log.warning("outbox %s: could not ask the provider about %s", message.pk, pk, exc_info=True)
+            return True
+    return False
 
 
 def _told_when_found(message: OutboxMessage) -> dict:
@@ -1041,13 +1174,16 @@ def dispatch_due_batches(
         made += 1
         wanted = min(limit, room)
         claims, found = _claim_due(now=now, limit=wanted)
-        for start in range(0, len(claims), per_task):
+        tasks = _tasks_of(claims, per_task)
+        in_order, start = [claim for task in tasks for claim in task], 0
+        for task in tasks:
             try:
-                enqueue(claims[start : start + per_task])
+                enqueue(task)
             except Exception as exc:
-                released = outbox_release(claims[start:])
+                released = outbox_release(in_order[start:])
                 log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
                 return handed + start
+            start += len(task)
         handed += len(claims)
         if found < wanted:
             return handed  # nothing more was due
@@ -1063,6 +1199,24 @@ def dispatch_due_batches(
             _in_flight(now),
         )
     return handed
+
+
+def _tasks_of(claims: list[Claim], per_task: int) -> list[list[Claim]]:
+    """The claims in tasks of `per_task` (and one a task when it is 1), a patient's claims in the same task: a send
+    takes as companions only the rows its own task claimed (a row another task holds may be in a dead sender's
+    hands, `_companions`), so rows that merge into one message must travel together. A task holding a patient's
+    claims may run over `per_task` by the rest of that patient's; the claim's order (due first) is kept otherwise."""
+    if per_task <= 1:
+        return [[claim] for claim in claims]
+    by_patient: dict = {}
+    for claim in claims:
+        by_patient.setdefault(claim.patient_id or claim.message_id, []).append(claim)
+    tasks: list[list[Claim]] = []
+    for group in by_patient.values():
+        if not tasks or len(tasks[-1]) >= per_task:
+            tasks.append([])
+        tasks[-1].extend(group)
+    return tasks
 
 
 def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:

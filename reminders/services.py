@@ -226,7 +226,7 @@ def _after_grace(plan: Plan, now: datetime, appointment: Appointment, channel: s
     return dataclasses.replace(plan, due_at=graced)
 
 
-def last_told_start(appointment: Appointment, *, before: datetime | None = None) -> datetime | None:
+def last_told_start(appointment: Appointment, *, before: datetime | None = None, ours=None) -> datetime | None:
     """The appointment time the patient last heard (the newest sent message that named one), or None.
 
     `before` (a move notice asking when it goes, dispatch._notice_verdict): what they had heard when the move was
@@ -237,7 +237,8 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None)
     With no sent message naming a time, a reminder or pre-care note in doubt counts (`_start_in_doubt`): its
     sender stopped, perhaps after the provider took it, so the patient may hold the start it named, as a
     cancellation counts it as told (`booking_told`). Told twice beats never told: a move into hours too late for
-    a reminder of its own cancels the row in doubt, and only a notice then tells the new time."""
+    a reminder of its own cancels the row in doubt, and only a notice then tells the new time. `ours`: the claim
+    of the send asking (`_not_gone_with`)."""
     sent = OutboxMessage.objects.filter(HANDED_OVER, appointment=appointment, kind__in=TIME_NAMING_KINDS)
     if before is not None:
         sent = sent.filter(Q(sent_at__lte=before) | Q(kind=MessageKind.CONFIRMATION))
@@ -251,10 +252,17 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None)
             return datetime.fromisoformat(told)
         if kind in (MessageKind.REMINDER, MessageKind.PRE_CARE) and anchor_at:
             return anchor_at  # a row sent before told_start was recorded: its anchor is the time it named
-    return _start_in_doubt(appointment)
+    return _start_in_doubt(appointment, ours=ours)
 
 
-def _start_in_doubt(appointment: Appointment) -> datetime | None:
+def _not_gone_with(ours) -> Q:
+    """Rows claimed by the send that asks (`ours`: its claim token; dispatch._claim_riders claims those that may go
+    with it): not in doubt, not in the provider's hands yet, and they go only with that send or after it. Counted as
+    claimed, they would make its notice wait for, or count as told by, what goes with it or not at all."""
+    return Q(status=OutboxStatus.SENDING, claim_token=ours, in_doubt=False)
+
+
+def _start_in_doubt(appointment: Appointment, *, ours=None) -> datetime | None:
     """The start a reminder or pre-care note in doubt may have named (the one it was anchored on when its sender
     stopped: MAY_HAVE_NAMED if a move carried it since), or None. One claimed (`sending`) counts too: its sender
     may have stopped after the provider took it, not known until its lease runs out (a live sender's row a move
@@ -270,6 +278,8 @@ def _start_in_doubt(appointment: Appointment) -> datetime | None:
         .order_by("due_at", "id")
         .values_list("payload", "anchor_at")
     )
+    if ours is not None:
+        in_doubt = in_doubt.exclude(_not_gone_with(ours))
     for payload, anchor_at in in_doubt[:1]:
         named = (payload or {}).get(MAY_HAVE_NAMED)
         return datetime.fromisoformat(named) if named else anchor_at
@@ -485,7 +495,7 @@ def _patient_was_told(appointment: Appointment, kinds=TIME_NAMING_KINDS) -> bool
 
 
 def booking_told(
-    appointment: Appointment, *, now: datetime, excluding=None, kinds=BOOKING_NAMING_KINDS
+    appointment: Appointment, *, now: datetime, excluding=None, kinds=BOOKING_NAMING_KINDS, ours=None
 ) -> tuple[bool, datetime | None]:
     """What a change notice asks when it goes: (whether the patient has been told of the booking by a message of
     `kinds`, and until when that is not known yet).
@@ -502,9 +512,11 @@ def booking_told(
     provider; nor, while nothing else has told the patient, a reminder or pre-care note (the send of a claimed one
     drops it once the visit is cancelled): the second value is the moment to look again after (now, or when that
     message is due), else None. `excluding` is the notice itself (in doubt, it is not evidence of its own
-    premise)."""
+    premise); `ours`, the claim of the send asking (`_not_gone_with`)."""
     told, unsettled, first_words = False, None, []
     rows = OutboxMessage.objects.filter(appointment=appointment, kind__in=kinds)
+    if ours is not None:
+        rows = rows.exclude(_not_gone_with(ours))
     if excluding is not None:
         rows = rows.exclude(pk=excluding)
     for kind, status, in_doubt, due_at, sent_at in rows.values_list("kind", "status", "in_doubt", "due_at", "sent_at"):

@@ -44,8 +44,8 @@ and /work/shared/domain.md (sections 4 and 6) promise:
 
 Nothing is in doubt but a row a dying sender had claimed, and no row stays claimed but by one, until its lease
 runs out. The last three tests replay step sequences of defects the machine found: one of invariant 5 (mended:
-reminders.services); one of invariant 2 and one of invariant 5 with a dying sender (not mended: strict xfails, each
-tolerated by the machine, as an event, so that it goes on looking for others). Runs
+reminders.services); one of invariant 2 and one of invariant 5 with a dying sender (both mended: reminders.dispatch).
+Runs
 on SQLite and PostgreSQL (no `postgres` marker). Each example runs in a savepoint rolled back at its end; the
 catalogue, the care texts, the clinics and their practitioners are made once per test. QA_MESSAGES_EXAMPLES sets
 the number of examples for a soak (with pytest's --hypothesis-seed).
@@ -250,9 +250,7 @@ class Change:
 
     seq: int
     channels_on: frozenset
-    told_booking: bool = False  # a message naming the visit's time had gone
-    # ... but only inside another message whose sender died, which no row records (a DEFECT: see _check_last_word)
-    told_unrecorded: bool = False
+    told_booking: bool = False  # a message naming the visit's time had gone (inside a dying sender's message too)
 
 
 def _event(value: str) -> None:
@@ -332,8 +330,6 @@ class PatientsLives(RuleBasedStateMachine):
         # one that went inside a message whose sender died (the provider knows only the carrier's id), and one in
         # doubt sent after its attempts ran out while the provider could not be asked.
         self.may_repeat: set[str] = set()
-        self.taken_over: set[str] = set()  # rows still claimed by a dead sender that went inside another message
-        self.unrecorded: set[tuple[str, str]] = set()  # (row, carrier): a companion inside a dying sender's message
 
     def teardown(self) -> None:
         try:
@@ -399,7 +395,11 @@ class PatientsLives(RuleBasedStateMachine):
         visits = self._visits()
         consent = [dataclasses.replace(c) for c in self.consent]
         mine = OutboxMessage.objects.filter(appointment_id__in=self.order).exclude(channel="webhook")
-        held_by_dead = {str(pk) for pk in mine.filter(status="sending").values_list("pk", flat=True)}
+        # Claimed by a sender that died, its lease still running at this run (a lapsed one is claimed again, asked
+        # about, and may then go with another message like any other row).
+        held_by_dead = {
+            str(pk) for pk in mine.filter(status="sending", claimed_until__gte=self.now).values_list("pk", flat=True)
+        }
         dead = []
         if dies:
             dead = self._run_and_die(*dies)
@@ -450,15 +450,11 @@ class PatientsLives(RuleBasedStateMachine):
                 continue
             assert row.sent_at == self.now, (row, self.now)
             carrier = payload.get("sent_in") or pk
-            if pk in held_by_dead and carrier != pk:
-                # DEFECT (a strict xfail below): a row still claimed by a sender that died is taken into another
-                # message to the patient before the lease runs out, unasked: if the provider had it, the patient
-                # hears it twice; if that message is a newer copy of it (a move notice planned again by a move
-                # while it was claimed), it says the same twice. Tolerated here (its copies are not compared) so
-                # that the machine goes on looking for others.
-                _event("DEFECT: a row a dead sender still claimed went inside another message")
-                self.may_repeat.add(pk)
-                self.taken_over.add(pk)
+            # A row still claimed by a sender that died (its lease running) is left to be asked about: taken into
+            # another message unasked, a patient whose provider had it would hear it twice (dispatch._companions).
+            assert not (pk in held_by_dead and carrier != pk), (
+                f"invariant 2: {row}, still claimed by a sender that died, went inside {carrier}"
+            )
             assert carrier in texts, f"{row} is marked sent, but no provider was handed its message"
             told = payload.get("told_start")
             fresh.append(self._handed(row, carrier, texts[carrier][1], datetime.fromisoformat(told) if told else None))
@@ -474,10 +470,9 @@ class PatientsLives(RuleBasedStateMachine):
                     self.heard_by_dead[carrier] = entry
                 else:
                     self.may_repeat.add(entry.row)
-                    self.unrecorded.add((entry.row, carrier))
-                    if entry.row in held_by_dead:  # the DEFECT above, in the dying sender's own message
-                        _event("DEFECT: a row a dead sender still claimed went inside another message")
-                        self.taken_over.add(entry.row)
+                    assert entry.row not in held_by_dead, (
+                        f"invariant 2: {entry.row}, still claimed by a sender that died, went inside {carrier}"
+                    )
         assert set(texts) <= {e.carrier for e in fresh}, "a provider was handed a message no row records"
         for entry in fresh:
             self._check_handed(entry, visits[entry.appointment], consent)
@@ -540,8 +535,12 @@ class PatientsLives(RuleBasedStateMachine):
         _event(f"a sender died {'after' if took_it else 'before'} the provider took a {handing[-1][0].kind}")
         self.deaths += 1
         self.dead_tokens.add(str(claims[0].token))
-        for claim in claims:
-            self.dead_claimed.setdefault(str(claim.message_id), []).append(self.now)
+        # The claim's rows, and the rows its send claimed to go with a message (dispatch._claim_riders).
+        riders = OutboxMessage.objects.filter(claim_token=claims[0].token, status="sending").values_list(
+            "pk", flat=True
+        )
+        for pk in {*(claim.message_id for claim in claims), *riders}:
+            self.dead_claimed.setdefault(str(pk), []).append(self.now)
         return handing[-1:] if took_it else []
 
     def _provider_asked(self, *, channel: str, outbox_id: str):
@@ -600,15 +599,12 @@ class PatientsLives(RuleBasedStateMachine):
             due = _not_before(visit.completed_at, e.offset, visit.tz)
             assert self.now >= due - MERGE, f"invariant 6: post-care due {due} went early: {where}"
         # 2. No second copy of one logical message (but the same row again where docs/reminders.md allows it).
-        if e.row in self.taken_over:
-            return
         same = [
             x
             for x in self.log
             if x.appointment == e.appointment
             and x.channel == e.channel
             and not (x.row == e.row and e.row in self.may_repeat)
-            and x.row not in self.taken_over
         ]
         if e.row in self.may_repeat and any(x.row == e.row for x in self.log):
             _event("the same row handed over again, as docs/reminders.md allows")
@@ -680,11 +676,6 @@ class PatientsLives(RuleBasedStateMachine):
             # move notice, or a reminder or pre-care note: the last test of this module, a defect found and mended).
             if visit.status == AppointmentStatus.CANCELLED and self.cancelled[pk].told_booking:
                 for channel in self._stayed_on(who, self.cancelled[pk]):
-                    if not kept(pk, "cancelled", channel) and self.cancelled[pk].told_unrecorded:
-                        # DEFECT (a strict xfail below): told only inside another message whose sender died, which
-                        # the product cannot know; tolerated here so that the machine goes on looking for others.
-                        _event("DEFECT: a booking told inside a dying sender's message is cancelled in silence")
-                        continue
                     assert kept(pk, "cancelled", channel), (
                         f"invariant 5: the patient was told of the booking (a message naming its time went) and it "
                         f"was cancelled, but no cancellation went or is planned by {channel}\n{self._story(pk)}"
@@ -800,11 +791,8 @@ class PatientsLives(RuleBasedStateMachine):
         self._step()
         visit = self._pick(pick, *ACTIVE)
         told = [e for e in self.log if e.appointment == visit.pk and e.kind in TIME_NAMING]
-        unrecorded = all((e.row, e.carrier) in self.unrecorded for e in told)
         appointment_cancel(appointment=Appointment.objects.get(pk=visit.pk), actor=RECEPTION, now=self.now)
-        self.cancelled[visit.pk] = Change(
-            self.seq, self._on(visit.patient), told_booking=bool(told), told_unrecorded=bool(told) and unrecorded
-        )
+        self.cancelled[visit.pk] = Change(self.seq, self._on(visit.patient), told_booking=bool(told))
 
     @precondition(lambda self: self._has(AppointmentStatus.PENDING_CLEARANCE))
     @rule(pick=PICK)
@@ -1033,23 +1021,18 @@ def test_a_visit_the_patient_was_reminded_of_is_not_cancelled_in_silence(world):
         state.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a message whose sender died after the provider took it, still claimed (its lease running), is "
-    "taken into another message to the same patient (dispatch._companions) without asking the provider: told twice",
-)
 def test_a_message_whose_sender_died_after_the_provider_took_it_does_not_go_again_inside_another(world):
-    """Invariant 2: a defect the state machine found (not mended; the machine tolerates it, as an event, so that it
-    goes on looking for others), its failing sequence cut down by hand to these steps.
+    """Invariant 2: a defect the state machine found (mended: a send takes as companions only `pending` rows and
+    rows its own task claimed, dispatch._companions), its failing sequence cut down by hand to these steps.
 
     A patient with e-mail books a visit; the dispatcher's sender dies after the provider took the confirmation and
     before the row was recorded sent, so the row stays `sending` under the dead claim until its lease runs out
     (REMINDERS_CLAIM_LEASE_SECONDS, 5 minutes). Four minutes later the desk books a second visit for the patient;
     its confirmation is due at once, and its send takes every message to the patient due within the merge window
-    as a companion (dispatch._companions takes `pending` and `sending` rows: "rows claimed by another dispatcher but
-    not being sent right now are taken over"; it leaves out rows `in_doubt`, but the dead claim's row is not in
-    doubt until a claim takes it over after the lease). The first confirmation goes again inside the second's
-    e-mail, and the patient has it twice. docs/reminders.md: "A row in doubt is never merged into another message
+    as a companion (dispatch._companions took `pending` and `sending` rows: "rows claimed by another dispatcher but
+    not being sent right now are taken over"; it left out rows `in_doubt`, but the dead claim's row is not in
+    doubt until a claim takes it over after the lease). The first confirmation went again inside the second's
+    e-mail, and the patient had it twice. docs/reminders.md: "A row in doubt is never merged into another message
     (it goes on its own, after the look-up)", and a message goes twice only when the provider cannot tell, cannot
     be asked in time, answers wrongly, or when it went merged into another message whose sender died: none of these
     here (the locmem outbox can be asked, and would have said it had it). The machine also met the same take-over
@@ -1074,22 +1057,18 @@ def test_a_message_whose_sender_died_after_the_provider_took_it_does_not_go_agai
         state.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a confirmation that went merged into another message whose sender died is not known to have "
-    "gone; its visit cancelled, the patient is never told",
-)
 def test_a_booking_confirmed_inside_a_message_whose_sender_died_is_not_cancelled_in_silence(world):
-    """Invariant 5: a defect the state machine found (not mended; tolerated by the machine, as an event), its failing
-    sequence cut down by hand to these steps.
+    """Invariant 5: a defect the state machine found (mended: a row asked about under its own id is not taken as
+    never sent while another message to the patient whose sender died with it may have carried it,
+    dispatch._may_have_gone_inside_another), its failing sequence cut down by hand to these steps.
 
     A patient with e-mail books two visits at once; their confirmations are due together and go as one e-mail
     (merged: the first row carries the second). The sender dies after the provider took the e-mail and before it
     was recorded. The desk then cancels the visit whose confirmation rode along. When the lease runs out, the
     carrying row is found sent (the provider has its id); the companion is asked about under its own id, which the
-    provider never saw, so "not accepted": its send then drops it (the visit is cancelled), and the cancellation
-    notice, asking what told the patient (services.booking_told), finds nothing sent and is dropped ("the patient
-    was never told of the booking"). The patient holds a confirmation for Sun 29 March and never hears that it was
+    provider never saw, so "not accepted": its send then dropped it (the visit is cancelled), and the cancellation
+    notice, asking what told the patient (services.booking_told), found nothing sent and was dropped ("the patient
+    was never told of the booking"). The patient held a confirmation for Sun 29 March and never heard that it was
     cancelled. docs/reminders.md: "The last message about an appointment is true"; the doc allows a merged message
     to go again when its carrier's sender dies (the provider knows only the carrier's id), not the patient's word of
     a booking to be lost."""

@@ -308,3 +308,154 @@ def test_a_cancel_while_the_reminder_is_claimed_is_told_when_the_confirmation_we
     deliver(monday + timedelta(minutes=1))
 
     assert [m.subject for m in mail.outbox] == [confirmation.subject, "Your appointment on Tue 10 Mar is cancelled"]
+
+
+# --- A confirmation that went inside another message whose sender died --------------------------------------------
+
+
+def on_one_channel(clinic, channel):
+    """A patient reached on `channel` only (told on the other, the cancellation would go on both)."""
+    return PatientFactory(
+        clinic=clinic,
+        first_name="Ada",
+        email="ada@example.com",
+        phone="+447700900123",
+        reminder_channels=[channel],
+        sms_consent=channel == "sms",
+    )
+
+
+def two_confirmations_in_one_message_whose_sender_died(
+    patient, now, monkeypatch, channel, *, after_the_provider_took_it
+):
+    """Tuesday and Wednesday booked at once: their confirmations go as one message by `channel`, and its sender
+    dies (after the provider took it, or before). Returns (the carrier, the row that rode inside it)."""
+    book(patient, "botox", TUESDAY, now)
+    book(patient, "filler", WEDNESDAY, now)
+    claims = dispatch.outbox_claim_due(now=now)
+    sender_dies(
+        monkeypatch, lambda: send(claims, now), after_the_provider_took_it=after_the_provider_took_it, channel=channel
+    )
+    rows = list(OutboxMessage.objects.filter(kind=MessageKind.CONFIRMATION, channel=channel).order_by("due_at", "id"))
+    assert [r.status for r in rows] == [OutboxStatus.SENDING] * 2  # neither recorded: the sender died
+    handed = handed_ids(channel)
+    if not after_the_provider_took_it:
+        assert handed == []
+        return rows
+    [carrier_id] = [h for h in handed if h in {str(r.pk) for r in rows}]
+    carrier = next(r for r in rows if str(r.pk) == carrier_id)
+    return carrier, next(r for r in rows if r is not carrier)
+
+
+def handed_ids(channel):
+    """The outbox ids the provider was handed, in order (an e-mail's X-Outbox-Id: its carrier's)."""
+    if channel == "sms":
+        return [m["outbox_id"] for m in LocmemSmsBackend.outbox]
+    return [m.extra_headers["X-Outbox-Id"] for m in mail.outbox]
+
+
+def cancellations_sent(appointment, channel):
+    return OutboxMessage.objects.filter(
+        appointment=appointment, kind=MessageKind.CANCELLED, channel=channel, status=OutboxStatus.SENT
+    )
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_a_booking_confirmed_only_inside_a_message_whose_sender_died_has_its_cancellation_told(
+    clinic, practitioner, now, monkeypatch, settings, channel
+):
+    patient = on_one_channel(clinic, channel)
+    carrier, rider = two_confirmations_in_one_message_whose_sender_died(
+        patient, now, monkeypatch, channel, after_the_provider_took_it=True
+    )
+    change("cancel", rider.appointment, now)
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+
+    deliver(after_lease)  # claimed again, in doubt: the carrier is found sent; the rider is not, under its own id
+    deliver(after_lease + timedelta(minutes=30))
+
+    carrier.refresh_from_db(), rider.refresh_from_db()
+    assert (carrier.status, carrier.payload.get("found_sent")) == (OutboxStatus.SENT, True)
+    # The provider knows the rider only inside the carrier: it stays in doubt (dropped, its visit cancelled) ...
+    assert (rider.status, rider.in_doubt) == (OutboxStatus.CANCELLED, True)
+    # ... and the patient, who holds its confirmation, hears that the visit is cancelled.
+    assert cancellations_sent(rider.appointment, channel).count() == 1
+    assert not cancellations_sent(carrier.appointment, channel).exists()
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_a_confirmation_that_rode_inside_a_message_whose_sender_died_goes_again_while_its_visit_stands(
+    clinic, practitioner, now, monkeypatch, settings, channel
+):
+    patient = on_one_channel(clinic, channel)
+    """Told twice (docs/reminders.md allows a merged message to go again when its carrier's sender dies), never lost;
+    the carrier itself is found sent and does not go again."""
+    carrier, rider = two_confirmations_in_one_message_whose_sender_died(
+        patient, now, monkeypatch, channel, after_the_provider_took_it=True
+    )
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+
+    deliver(after_lease)
+
+    carrier.refresh_from_db(), rider.refresh_from_db()
+    assert carrier.payload.get("found_sent") is True and rider.payload.get("found_sent") is None
+    assert (rider.status, rider.in_doubt) == (OutboxStatus.SENT, False)
+    assert handed_ids(channel) == [str(carrier.pk), str(rider.pk)]
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_two_confirmations_whose_sender_died_before_the_provider_took_them_tell_nothing_of_a_cancel(
+    clinic, practitioner, now, monkeypatch, settings, channel
+):
+    patient = on_one_channel(clinic, channel)
+    """The guard: the provider has neither, asked about both (the one still in doubt, too, when the other is asked
+    first), so the cancelled visit's confirmation is dropped, and so is its cancellation: the patient never heard of
+    it. The other visit's confirmation goes once."""
+    first, second = two_confirmations_in_one_message_whose_sender_died(
+        patient, now, monkeypatch, channel, after_the_provider_took_it=False
+    )
+    change("cancel", first.appointment, now)
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+
+    deliver(after_lease)
+    deliver(after_lease + timedelta(minutes=30))
+
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, first.in_doubt) == (OutboxStatus.CANCELLED, False)
+    assert (second.status, second.in_doubt) == (OutboxStatus.SENT, False)
+    assert not cancellations_sent(first.appointment, channel).exists()
+    assert handed_ids(channel) == [str(second.pk)]
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_a_confirmation_taken_along_unclaimed_into_a_message_whose_sender_died_has_its_cancellation_told(
+    clinic, practitioner, now, monkeypatch, settings, channel
+):
+    """Wednesday is booked after the dispatcher claimed Tuesday's confirmation: Wednesday's, due too, is not in the
+    claim, and goes inside Tuesday's message. Its send claims it first (dispatch._claim_riders), so when the sender
+    dies after the provider took the message, Wednesday's row is `sending` under the dead claim, not `pending` with
+    nothing to say it went: in doubt once the lease runs out, and its cancellation is told."""
+    patient = on_one_channel(clinic, channel)
+    book(patient, "botox", TUESDAY, now)
+    claims = dispatch.outbox_claim_due(now=now)
+    wednesday = book(patient, "filler", WEDNESDAY, now)
+    rider = OutboxMessage.objects.get(appointment=wednesday, kind=MessageKind.CONFIRMATION, channel=channel)
+    assert rider.status == OutboxStatus.PENDING and rider.pk not in {c.message_id for c in claims}
+
+    sender_dies(monkeypatch, lambda: send(claims, now), after_the_provider_took_it=True, channel=channel)
+
+    [carrier_id] = handed_ids(channel)
+    handed = LocmemSmsBackend.outbox[0]["body"] if channel == "sms" else mail.outbox[0].body
+    assert "Tue 10 Mar" in handed and "Wed 11 Mar" in handed  # Wednesday's confirmation went inside
+    rider.refresh_from_db()
+    assert (rider.status, str(rider.claim_token)) == (OutboxStatus.SENDING, str(claims[0].token))
+
+    change("cancel", wednesday, now)
+    after_lease = now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+    deliver(after_lease)
+    deliver(after_lease + timedelta(minutes=30))
+
+    rider.refresh_from_db()
+    assert OutboxMessage.objects.get(pk=carrier_id).payload.get("found_sent") is True
+    assert (rider.status, rider.in_doubt) == (OutboxStatus.CANCELLED, True)
+    assert cancellations_sent(wednesday, channel).count() == 1
