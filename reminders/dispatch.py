@@ -23,8 +23,10 @@ into another message (the provider knows only the carrying message's id).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +49,7 @@ from reminders.consent import patient_accepts, sms_provider_stopped, unsubscribe
 from reminders.models import (
     HOLDING_STATUSES,
     TIME_NAMING_KINDS,
+    UNSENT_STATUSES,
     Anchor,
     Channel,
     MessageKind,
@@ -87,7 +90,9 @@ class SendOutcome(StrEnum):
 class Claim:
     message_id: uuid.UUID
     token: uuid.UUID
-    patient_id: uuid.UUID | None = None  # whose message: a patient's claimed rows go in one task (_tasks_of)
+    # Whose message, and by what: a patient's claimed e-mails (or texts) go in one task (_tasks_of). None: a webhook.
+    patient_id: uuid.UUID | None = None
+    channel: str = ""
 
 
 def _skip_locked() -> dict:
@@ -128,11 +133,13 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
             OutboxMessage.objects.select_for_update(**_skip_locked())
             .filter(due)
             .order_by("due_at", "id")
-            .values_list("id", "status", "attempts", "appointment__patient_id")[:limit]
+            .values_list("id", "status", "attempts", "appointment__patient_id", "channel")[:limit]
         )
+        if len(rows) == limit:
+            rows += _rest_of_their_patients(rows, due)
         exhausted = [
             pk
-            for pk, status, attempts, _ in rows
+            for pk, status, attempts, *_ in rows
             if status == OutboxStatus.SENDING and attempts >= settings.REMINDERS_MAX_ATTEMPTS
         ]
         if exhausted:
@@ -154,8 +161,25 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
             OutboxMessage.objects.filter(pk__in=stopped).update(in_doubt=True, in_doubt_since=_doubt_began(lease))
         if ids:
             _claim(ids, token, now, lease)
-    patients = {pk: patient for pk, _, _, patient in rows}
-    return [Claim(pk, token, patients[pk]) for pk in ids], len(rows)
+    # Rows that can go as one message (`_tasks_of`): a patient's e-mails, or texts (never webhooks).
+    group = {pk: (patient, channel) for pk, _, _, patient, channel in rows if channel != Channel.WEBHOOK}
+    return [Claim(pk, token, *group.get(pk, (None, ""))) for pk in ids], len(rows)
+
+
+def _rest_of_their_patients(rows: list[tuple], due: Q) -> list[tuple]:
+    """A full claim stops at its limit, maybe between two rows due for one patient by one channel: the rest of
+    those, so that the rows that can go as one message are claimed together (`_companions`)."""
+    pairs = {(patient, channel) for _, _, _, patient, channel in rows if channel != Channel.WEBHOOK}
+    if not pairs:
+        return []
+    same = functools.reduce(operator.or_, (Q(appointment__patient_id=p, channel=c) for p, c in pairs))
+    return list(
+        OutboxMessage.objects.select_for_update(**_skip_locked())
+        .filter(due, same)
+        .exclude(pk__in=[row[0] for row in rows])
+        .order_by("due_at", "id")
+        .values_list("id", "status", "attempts", "appointment__patient_id", "channel")
+    )
 
 
 def _claim(ids: list, token, now: datetime, lease: timedelta) -> None:
@@ -321,7 +345,9 @@ class _Batch:
     due_by_visit: dict[tuple, list[tuple[uuid.UUID, str]]]  # (appointment id, channel) -> [(pk, kind)] due
     sent: set = dataclass_field(default_factory=set)  # rows this batch has sent (their own or as companions)
     held: set = dataclass_field(default_factory=set)  # rows this task claimed: its own, and those claimed to ride along
-    handed: set = dataclass_field(default_factory=set)  # rows whose message was handed to the provider (or may be)
+    # The send under way, once it calls the provider: its message's rows (its own and those it carries).
+    carrying: dict = dataclass_field(default_factory=dict)
+    tainted: set = dataclass_field(default_factory=set)  # rows of a message the provider may have, not recorded
     stopped: dict = dataclass_field(default_factory=dict)  # number -> why: the SMS provider's STOP, to record
 
 
@@ -569,7 +595,8 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime, claim_toke
     token = str(claim_token)
 
     def held(row: OutboxMessage) -> bool:
-        return row.status == OutboxStatus.SENDING and row.pk in batch.held and str(row.claim_token) == token
+        mine = row.pk in batch.held and row.pk not in batch.tainted
+        return row.status == OutboxStatus.SENDING and mine and str(row.claim_token) == token
 
     pool = _merge_pool(message, batch, now, held)
     if not pool:
@@ -664,6 +691,9 @@ def outbox_send_batch(
     outcomes: dict[uuid.UUID, SendOutcome] = {}
     for pk in sorted(ids, key=lambda pk: _order_key(batch.rows.get(pk), pk)):
         if pk in outcomes:
+            continue
+        if pk in batch.tainted:  # inside a message whose recording failed: left to its lease, then asked about
+            outcomes[pk] = SendOutcome.BUSY
             continue
         message = batch.rows.get(pk)
         if message is None:
@@ -885,19 +915,37 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
     `SELECT ... FOR UPDATE SKIP LOCKED` keeps the lock of a row it found changed and did not return until it
     commits. A send that skipped its row then left it `sending` until its lease ran out (five minutes late;
     seen in the bench). A wait that runs out is BUSY: the row goes when its lease runs out, in doubt."""
-    riders = _claim_riders(message, batch, now, claim_token)
+    riders = [] if message.pk in batch.sent else _claim_riders(message, batch, now, claim_token)
     try:
         outcome = _send_locked(message, claim_token, batch, now)
     except DatabaseError as error:
+        _rolled_back(riders, message, batch, claim_token)
         if not lock_wait_exceeded(error):
-            raise  # (riders stay claimed: the provider may have had them; in doubt when their lease runs out)
+            raise
         log.warning(
             "outbox %s: its row stayed locked for %s; it goes when its claim runs out", message.pk, ROW_LOCK_WAIT
         )
-        outcome = SendOutcome.BUSY
-    if riders and not (outcome == SendOutcome.BUSY and message.pk in batch.handed):
-        _release_riders(riders, batch, claim_token)  # (rolled back after the provider call, they may have gone: kept)
+        return SendOutcome.BUSY
+    except Exception:
+        _rolled_back(riders, message, batch, claim_token)
+        raise
+    batch.carrying.pop(message.pk, None)
+    if riders:
+        _release_riders(riders, batch, claim_token)
     return outcome
+
+
+def _rolled_back(riders: list[OutboxMessage], message: OutboxMessage, batch: _Batch, claim_token) -> None:
+    """The send's transaction was rolled back. Before the provider call, the riders are handed back. After it, what
+    the message carried may have gone: those rows stay claimed (in doubt once the lease runs out, asked about then),
+    and no later send of this task takes them along or sends them (`batch.tainted`): with no sender dead, the
+    patient had them twice."""
+    carried = batch.carrying.pop(message.pk, None)
+    if carried is None:
+        if riders:
+            _release_riders(riders, batch, claim_token)
+        return
+    batch.tainted.update(carried)
 
 
 def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
@@ -944,7 +992,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             if not _save_outcome(message, [*fields, "due_at", "attempts"]):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED
-        batch.handed.add(message.pk)
+        batch.carrying[message.pk] = {message.pk, *(c.pk for c in companions)}
         try:
             provider_id, recipient = _deliver(message, now, companions)
         except (channels.PermanentSendError, content.RenderError) as exc:
@@ -1055,7 +1103,13 @@ def _may_have_gone_inside_another(message: OutboxMessage) -> bool:
         found_since &= Q(updated_at__gte=message.in_doubt_since)
     if others.filter(found_since).exists():
         return True
-    for pk in others.filter(in_doubt=True).order_by("due_at", "id").values_list("pk", flat=True)[:MAX_MERGED]:
+    # Still in doubt: unsettled, or dropped (a cancelled visit) only since this row's doubt began; one dropped
+    # before cannot have carried it. Newest first: rows left in doubt long ago do not crowd out the carrier.
+    open_ = (*UNSENT_STATUSES, OutboxStatus.SENDING)
+    unsettled = others.filter(in_doubt=True, status__in=open_)
+    if message.in_doubt_since is not None:
+        unsettled = others.filter(Q(status__in=open_) | Q(updated_at__gte=message.in_doubt_since), in_doubt=True)
+    for pk in unsettled.order_by("-due_at", "-id").values_list("pk", flat=True)[:MAX_MERGED]:
         try:
             if channels.accepted(channel=message.channel, outbox_id=str(pk)):  # CANNOT_TELL counts
                 return True
@@ -1202,15 +1256,14 @@ def dispatch_due_batches(
 
 
 def _tasks_of(claims: list[Claim], per_task: int) -> list[list[Claim]]:
-    """The claims in tasks of `per_task` (and one a task when it is 1), a patient's claims in the same task: a send
+    """The claims in tasks of `per_task`, a patient's e-mails (and texts) in the same task: a send
     takes as companions only the rows its own task claimed (a row another task holds may be in a dead sender's
     hands, `_companions`), so rows that merge into one message must travel together. A task holding a patient's
     claims may run over `per_task` by the rest of that patient's; the claim's order (due first) is kept otherwise."""
-    if per_task <= 1:
-        return [[claim] for claim in claims]
     by_patient: dict = {}
     for claim in claims:
-        by_patient.setdefault(claim.patient_id or claim.message_id, []).append(claim)
+        key = (claim.patient_id, claim.channel) if claim.patient_id is not None else claim.message_id
+        by_patient.setdefault(key, []).append(claim)
     tasks: list[list[Claim]] = []
     for group in by_patient.values():
         if not tasks or len(tasks[-1]) >= per_task:
@@ -1221,7 +1274,7 @@ def _tasks_of(claims: list[Claim], per_task: int) -> list[list[Claim]]:
 
 def dispatch_due(*, now: datetime, enqueue: Callable[[Claim], None]) -> int:
     """Claim due rows and hand each to `enqueue` on its own; return how many were handed on."""
-    return dispatch_due_batches(now=now, enqueue=lambda batch: enqueue(batch[0]), per_task=1)
+    return dispatch_due_batches(now=now, enqueue=lambda batch: [enqueue(claim) for claim in batch], per_task=1)
 
 
 def dispatch_local(*, now: datetime, clock: Callable[[], datetime] | None = None) -> dict[str, int]:

@@ -251,3 +251,20 @@ def sender_dies(monkeypatch, send, *, after_the_provider_took_it: bool, channel:
         raise AssertionError("the sender was to die mid-send, and the send finished")
     finally:
         monkeypatch.setattr(owner, name, real_send)
+
+
+def patients_by_email_and_sms(clinic, count: int) -> list:
+    """`count` patients of the clinic reached by e-mail and SMS (P0, P1, ...), each with an address and a number."""
+    from tests.factories import PatientFactory
+
+    return [
+        PatientFactory(
+            clinic=clinic,
+            first_name=f"P{i}",
+            email=f"p{i}@example.com",
+            phone=f"+44791112345{i}",
+            reminder_channels=["email", "sms"],
+            sms_consent=True,
+        )
+        for i in range(count)
+    ]

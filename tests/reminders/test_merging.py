@@ -18,7 +18,7 @@ from reminders.dispatch import SendOutcome, dispatch_local, outbox_claim_due, ou
 from reminders.models import OutboxMessage, OutboxStatus, ReminderTemplate
 from tests.factories import PatientFactory, PractitionerFactory
 from tests.reminders.conftest import book, london
-from tests.reminders.support import ScriptedSmsBackend
+from tests.reminders.support import ScriptedSmsBackend, patients_by_email_and_sms
 
 WEDNESDAY_10 = london(2026, 3, 4, 10)
 DAY_BEFORE = london(2026, 3, 3, 10)
@@ -139,24 +139,15 @@ def test_a_row_another_task_claimed_is_left_to_it_even_when_no_sender_holds_it(p
 
 
 def test_the_dispatcher_hands_a_patients_claimed_rows_to_one_task(clinic, patient, practitioner, now):
-    """So that they can go as one message (a send takes only rows its own task claimed), whatever the task size."""
-    others = [
-        PatientFactory(
-            clinic=clinic,
-            first_name=f"P{i}",
-            email=f"p{i}@example.com",
-            phone=f"+44791112345{i}",
-            reminder_channels=["email", "sms"],
-            sms_consent=True,
-        )
-        for i in range(3)
-    ]
+    """A patient's e-mails in one task (and their texts), so that they can go as one message (a send takes only rows
+    its own task claimed), whatever the task size."""
+    others = patients_by_email_and_sms(clinic, 3)
     for i, someone in enumerate([patient, *others]):
         book(someone, "microneedling", WEDNESDAY_10 + timedelta(hours=i), now)
     deliver(now)
     mail.outbox, LocmemSmsBackend.outbox = [], []
     rows = OutboxMessage.objects.filter(kind__in=["reminder", "pre_care"], status=OutboxStatus.PENDING)
-    owner = {r.pk: r.appointment.patient_id for r in rows.select_related("appointment")}
+    owner = {r.pk: (r.appointment.patient_id, r.channel) for r in rows.select_related("appointment")}
     assert len(owner) == 16  # each patient: the reminder and the pre-care, by e-mail and by SMS
 
     tasks = []
@@ -169,8 +160,8 @@ def test_the_dispatcher_hands_a_patients_claimed_rows_to_one_task(clinic, patien
     for number, task in enumerate(tasks):
         for claim in task:
             held_by.setdefault(owner[claim.message_id], set()).add(number)
-    assert all(len(numbers) == 1 for numbers in held_by.values()), held_by  # no patient split across tasks
-    assert len(tasks) == 4 and all(len(task) == 4 for task in tasks)  # one patient's four a task (over 3)
+    assert all(len(numbers) == 1 for numbers in held_by.values()), held_by  # no patient's channel split
+    assert len(held_by) == 8 and sorted(len(task) for task in tasks) == [4, 4, 4, 4]  # two pairs a task (over 3)
     for task in tasks:
         outbox_send_batch(message_ids=[c.message_id for c in task], claim_token=task[0].token, now=moment)
     assert len(LocmemSmsBackend.outbox) == 4 and len(mail.outbox) == 4  # one text and one e-mail a patient
