@@ -260,7 +260,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 # A message is acknowledged only after its task ran, and handed back if the
-# worker dies mid-task, so a killed worker loses nothing.
+# worker dies mid-task, so a killed worker loses nothing. Not the reminder send
+# tasks (reminders.tasks.SEND_TASK): their claim's lease brings their rows back,
+# in doubt, so that the provider is asked before a message goes again.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

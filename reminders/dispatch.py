@@ -29,6 +29,7 @@ import logging
 import operator
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -169,17 +170,23 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
 def _rest_of_their_patients(rows: list[tuple], due: Q) -> list[tuple]:
     """A full claim stops at its limit, maybe between two rows due for one patient by one channel: the rest of
     those, so that the rows that can go as one message are claimed together (`_companions`)."""
-    pairs = {(patient, channel) for _, _, _, patient, channel in rows if channel != Channel.WEBHOOK}
+    pairs = Counter((patient, channel) for _, _, _, patient, channel in rows if channel != Channel.WEBHOOK)
     if not pairs:
         return []
     same = functools.reduce(operator.or_, (Q(appointment__patient_id=p, channel=c) for p, c in pairs))
-    return list(
+    rest = []
+    for row in (
         OutboxMessage.objects.select_for_update(**_skip_locked())
         .filter(due, same)
         .exclude(pk__in=[row[0] for row in rows])
         .order_by("due_at", "id")
-        .values_list("id", "status", "attempts", "appointment__patient_id", "channel")
-    )
+        .values_list("id", "status", "attempts", "appointment__patient_id", "channel")[: len(pairs) * MAX_MERGED]
+    ):
+        pair = (row[3], row[4])
+        if pairs[pair] <= MAX_MERGED:  # no more than can go as one message: a task stays within its lease
+            pairs[pair] += 1
+            rest.append(row)
+    return rest
 
 
 def _claim(ids: list, token, now: datetime, lease: timedelta) -> None:
@@ -260,8 +267,8 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours) -> tuple[str, d
     last heard before the move (`payload.from_start` follows it) and is dropped when that is the time now or when
     no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
     waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note while nothing else has
-    told the patient (`booking_told`); rows claimed by this send (`ours`, its claim token) are not among those, as
-    they go with it or after it. Returns (status, new due_at, reason) when the notice must not go now, else None."""
+    told the patient (`booking_told`); rows claimed by this send (`ours`: its claim token, and the rows of it that
+    may be in the provider's hands, `batch.tainted`) are not among those, as they go with it or after it. Returns (status, new due_at, reason) when the notice must not go now, else None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
@@ -274,6 +281,8 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours) -> tuple[str, d
         return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for a message naming the time to go or be dropped"
     if message.kind == MessageKind.CANCELLED:
         return None if told else (OutboxStatus.CANCELLED, None, "the patient was never told of the booking")
+    if _asked_about_in_this_claim(message, ours):
+        return OutboxStatus.PENDING, now + ORDER_WAIT, "waiting for a message in doubt to be asked about"
     start = last_told_start(appointment, before=message.anchor_at, ours=ours)  # anchored on the move (the latest)
     if start is None:  # a sent message that did not record its time (found sent): the notice goes as planned
         return None if told else (OutboxStatus.CANCELLED, None, "the patient has not been told a time yet")
@@ -281,6 +290,24 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours) -> tuple[str, d
         return OutboxStatus.CANCELLED, None, "the patient was last told this very time"
     message.payload = {**(message.payload or {}), "from_start": start.isoformat()}
     return None
+
+
+def _asked_about_in_this_claim(message: OutboxMessage, ours: tuple) -> bool:
+    """Whether a reminder or pre-care note of the visit, in doubt, is held by this claim too: its send asks the
+    provider in a moment, and until then it would count as the time the patient last heard (`_start_in_doubt`).
+    Read as told, it dropped the move notice; asked, it may turn out never to have gone (and, a companion of this
+    notice whose sender died, it went only if this notice did)."""
+    return (
+        OutboxMessage.objects.filter(
+            appointment_id=message.appointment_id,
+            kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE),
+            status=OutboxStatus.SENDING,
+            claim_token=ours[0],
+            in_doubt=True,
+        )
+        .exclude(pk=message.pk)
+        .exists()
+    )
 
 
 def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
@@ -526,19 +553,23 @@ def _claim_riders(message: OutboxMessage, batch: _Batch, now: datetime, claim_to
         return []
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     lease = timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            OutboxMessage.objects.select_for_update(**_skip_locked())
-            .filter(
-                pk__in=[row.pk for row in pool],
-                status=OutboxStatus.PENDING,
-                in_doubt=False,
-                due_at__lte=now + window,
+    try:
+        with transaction.atomic():
+            ids = list(
+                OutboxMessage.objects.select_for_update(**_skip_locked())
+                .filter(
+                    pk__in=[row.pk for row in pool],
+                    status=OutboxStatus.PENDING,
+                    in_doubt=False,
+                    due_at__lte=now + window,
+                )
+                .values_list("id", flat=True)
             )
-            .values_list("id", flat=True)
-        )
-        if ids:
-            _claim(ids, claim_token, now, lease)
+            if ids:
+                _claim(ids, claim_token, now, lease)
+    except DatabaseError:  # (a lock wait, the database away): the message goes alone, the rows at their own time
+        log.warning("outbox %s: could not claim rows to go with it; it goes alone", message.pk, exc_info=True)
+        return []
     riders = [row for row in pool if row.pk in ids]
     for row in riders:
         row.status, row.claim_token = OutboxStatus.SENDING, claim_token
@@ -554,25 +585,34 @@ def _release_riders(riders: list[OutboxMessage], batch: _Batch, claim_token) -> 
     for row in riders:
         if row.pk in batch.sent:
             continue
-        mine = OutboxMessage.objects.filter(pk=row.pk, status=OutboxStatus.SENDING, claim_token=claim_token)
-        back = {"status": OutboxStatus.PENDING, "claim_token": None, "claimed_until": None}
         try:
             with transaction.atomic():
-                mine.update(**back, attempts=F("attempts") - 1)
-        except IntegrityError:
-            copies = OutboxMessage.objects.filter(
-                appointment_id=row.appointment_id,
-                template_id=row.template_id,
-                channel=row.channel,
-                status__in=(OutboxStatus.HELD, OutboxStatus.PENDING),
-            )
-            superseded = {"status": OutboxStatus.CANCELLED, "last_error": "superseded by a newer copy"}
-            if copies.filter(created_at__gt=row.created_at).exists():
-                mine.update(**superseded, claim_token=None, claimed_until=None)
-            else:
-                copies.update(**superseded)
-                mine.update(**back, attempts=F("attempts") - 1)
-        row.status, row.claim_token = OutboxStatus.PENDING, None
+                _release_rider(row, claim_token)
+        except DatabaseError:  # left to its lease: claimed again then, in doubt, and asked about first
+            log.warning("outbox %s: could not hand back a row claimed to go along", row.pk, exc_info=True)
+
+
+def _release_rider(row: OutboxMessage, claim_token) -> None:
+    """Hand back one rider; a clash with a newer copy cancels the older of the two."""
+    mine = OutboxMessage.objects.filter(pk=row.pk, status=OutboxStatus.SENDING, claim_token=claim_token)
+    back = {"status": OutboxStatus.PENDING, "claim_token": None, "claimed_until": None}
+    try:
+        with transaction.atomic():
+            mine.update(**back, attempts=F("attempts") - 1)
+    except IntegrityError:
+        copies = OutboxMessage.objects.filter(
+            appointment_id=row.appointment_id,
+            template_id=row.template_id,
+            channel=row.channel,
+            status__in=(OutboxStatus.HELD, OutboxStatus.PENDING),
+        )
+        superseded = {"status": OutboxStatus.CANCELLED, "last_error": "superseded by a newer copy"}
+        if copies.filter(created_at__gt=row.created_at).exists():
+            mine.update(**superseded, claim_token=None, claimed_until=None)
+        else:
+            copies.update(**superseded)
+            mine.update(**back, attempts=F("attempts") - 1)
+    row.status, row.claim_token = OutboxStatus.PENDING, None
 
 
 def _companions(message: OutboxMessage, batch: _Batch, now: datetime, claim_token) -> list[OutboxMessage]:
@@ -611,7 +651,8 @@ def _companions(message: OutboxMessage, batch: _Batch, now: datetime, claim_toke
         and row.due_at <= now + window
         and not row.in_doubt  # it goes on its own, once its provider has been asked (_settle_doubt)
     ]
-    return [row for row in live if _still_wanted(row, now) is None and _notice_verdict(row, now, claim_token) is None]
+    ours = (claim_token, frozenset(batch.tainted))
+    return [row for row in live if _still_wanted(row, now) is None and _notice_verdict(row, now, ours) is None]
 
 
 def _earlier_unsent(message: OutboxMessage, batch: _Batch, *, going_with: list[OutboxMessage]) -> bool:
@@ -936,16 +977,14 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
 
 
 def _rolled_back(riders: list[OutboxMessage], message: OutboxMessage, batch: _Batch, claim_token) -> None:
-    """The send's transaction was rolled back. Before the provider call, the riders are handed back. After it, what
-    the message carried may have gone: those rows stay claimed (in doubt once the lease runs out, asked about then),
+    """The send's transaction was rolled back. The riders it did not carry are handed back. What the message carried
+    (once the provider was called) may have gone: those rows stay claimed (in doubt once the lease runs out, asked about then),
     and no later send of this task takes them along or sends them (`batch.tainted`): with no sender dead, the
     patient had them twice."""
-    carried = batch.carrying.pop(message.pk, None)
-    if carried is None:
-        if riders:
-            _release_riders(riders, batch, claim_token)
-        return
+    carried = batch.carrying.pop(message.pk, None) or set()
     batch.tainted.update(carried)
+    if riders:
+        _release_riders([row for row in riders if row.pk not in carried], batch, claim_token)
 
 
 def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
@@ -973,7 +1012,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             _save_outcome(message, fields)
             return SendOutcome(verdict[0])
         # A change notice asks what the patient has heard by now; a text, whether it is quiet hours now.
-        not_now = _notice_verdict(message, now, claim_token)
+        not_now = _notice_verdict(message, now, (claim_token, frozenset(batch.tainted)))
         if not_now is None and message.channel == Channel.SMS:
             not_now = _quiet_hours_verdict(message, now)
         if not_now is not None:

@@ -255,11 +255,13 @@ def last_told_start(appointment: Appointment, *, before: datetime | None = None,
     return _start_in_doubt(appointment, ours=ours)
 
 
-def _not_gone_with(ours) -> Q:
-    """Rows claimed by the send that asks (`ours`: its claim token; dispatch._claim_riders claims those that may go
-    with it): not in doubt, not in the provider's hands yet, and they go only with that send or after it. Counted as
-    claimed, they would make its notice wait for, or count as told by, what goes with it or not at all."""
-    return Q(status=OutboxStatus.SENDING, claim_token=ours, in_doubt=False)
+def _not_gone_with(ours: tuple) -> Q:
+    """Rows claimed by the send that asks (`ours`: its claim token, and the rows under it that may be in the
+    provider's hands, whose record failed; dispatch._claim_riders claims those that may go with it): not in doubt,
+    not in the provider's hands yet, and they go only with that send or after it. Counted as claimed, they would make
+    its notice wait for, or count as told by, what goes with it or not at all."""
+    token, handed = ours
+    return Q(status=OutboxStatus.SENDING, claim_token=token, in_doubt=False) & ~Q(pk__in=list(handed))
 
 
 def _start_in_doubt(appointment: Appointment, *, ours=None) -> datetime | None:

@@ -37,7 +37,14 @@ def dispatch_due(now: str | None = None) -> int:
     return dispatch.dispatch_due_batches(now=_moment(now), enqueue=_enqueue)
 
 
-@shared_task(name="reminders.send_batch", ignore_result=True)
+# Not handed back when the worker is lost (CELERY_TASK_REJECT_ON_WORKER_LOST, on for every other task): a pool
+# process killed mid-send (the OOM killer) would have its task run again at once under the same claim, and the
+# message it had handed the provider, not yet marked sent, go again unasked. Its rows wait out the lease instead and
+# are claimed again in doubt: the provider is asked first (dispatch._settle_doubt).
+SEND_TASK = {"ignore_result": True, "acks_late": True, "reject_on_worker_lost": False}
+
+
+@shared_task(name="reminders.send_batch", **SEND_TASK)
 def send_batch(message_ids: list[str], claim_token: str, now: str | None = None) -> dict[str, str]:
     # Without an explicit `now`, each row is sent at the moment it goes (quiet hours), not the task's start.
     outcomes = dispatch.outbox_send_batch(
@@ -49,7 +56,7 @@ def send_batch(message_ids: list[str], claim_token: str, now: str | None = None)
     return {str(pk): str(outcome) for pk, outcome in outcomes.items()}
 
 
-@shared_task(name="reminders.send_message", ignore_result=True)
+@shared_task(name="reminders.send_message", **SEND_TASK)
 def send_message(message_id: str, claim_token: str, now: str | None = None) -> str:
     return str(dispatch.outbox_send(message_id=message_id, claim_token=claim_token, now=_moment(now)))
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from reminders import content, dispatch
 from reminders.channels import LocmemSmsBackend
-from reminders.models import MessageKind, OutboxMessage, OutboxStatus
+from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from scheduler.booking import appointment_cancel
 from tests.factories import PatientFactory
 from tests.races import held_in_another_connection, in_a_thread
@@ -387,3 +387,66 @@ def test_rows_left_in_doubt_long_ago_do_not_hide_the_carrier_of_a_rider(
     tuesday.refresh_from_db(), rider.refresh_from_db()
     assert tuesday.payload.get("found_sent") is True
     assert cancellation_sent(rider.appointment)
+
+
+# --- Found by a second (read-only) review of 6ca3df2, mended with it ------------------------------------------------
+
+
+def test_a_rider_the_message_did_not_carry_is_handed_back_when_the_record_fails_after_the_provider_took_it(
+    patient, practitioner, now, monkeypatch
+):
+    """Steps: the day before a microneedling visit its reminder text is claimed; its pre-care text, due three minutes
+    later and too long to share a text, is claimed to ride along and is not taken; the provider takes the reminder,
+    then recording it fails (a database error rolls the send back).
+    Expected: the reminder and what it carried stay claimed, to be asked about after the lease; the pre-care text,
+    which the provider never had, is handed back `pending`, its attempt uncounted, and goes at its own time.
+    Before the mend: every rider stayed `sending` for the lease, then in doubt (a cancellation would count it as
+    told)."""
+    appointment = book(patient, "microneedling", MICRONEEDLING, now)
+    deliver(now)
+    LocmemSmsBackend.outbox = []
+    rows = OutboxMessage.objects.filter(appointment=appointment, channel="sms", kind__in=["reminder", "pre_care"])
+    for row in rows:
+        ReminderTemplate.objects.filter(pk=row.template_id).update(sms_text="Read your e-mail first. " * 14)
+    reminder, pre_care = rows.get(kind="reminder"), rows.get(kind="pre_care")
+    OutboxMessage.objects.filter(pk=pre_care.pk).update(due_at=DAY_BEFORE + timedelta(minutes=3))
+    OutboxMessage.objects.exclude(pk=reminder.pk).filter(due_at__lte=DAY_BEFORE).update(due_at=LATER)
+    claims = dispatch.outbox_claim_due(now=DAY_BEFORE)
+    assert [c.message_id for c in claims] == [reminder.pk]
+    real_mark = dispatch._mark_sent_with
+
+    def recording_fails(companions, message, moment):
+        assert companions == []  # the pre-care text could not join
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dispatch, "_mark_sent_with", recording_fails)
+    send(claims, DAY_BEFORE)
+    monkeypatch.setattr(dispatch, "_mark_sent_with", real_mark)
+
+    [handed] = LocmemSmsBackend.outbox
+    assert handed["outbox_id"] == str(reminder.pk)
+    reminder.refresh_from_db(), pre_care.refresh_from_db()
+    assert reminder.in_doubt  # it may have gone: asked about before it goes again
+    assert (pre_care.status, pre_care.claim_token, pre_care.attempts, pre_care.in_doubt) == ("pending", None, 0, False)
+
+
+def test_a_full_claim_takes_no_more_of_a_patients_rows_than_can_go_as_one_message(patient, practitioner, now, settings):
+    """A full claim takes the rest of its patients' due rows by the channel (`_rest_of_their_patients`), but no more
+    than can go as one message (dispatch.MAX_MERGED) for each: a task stays within its lease."""
+    appointment = book(patient, "microneedling", MICRONEEDLING, now)
+    deliver(now)
+    template = OutboxMessage.objects.get(appointment=appointment, channel="sms", kind="reminder")
+    OutboxMessage.objects.filter(appointment=appointment).exclude(status="sent").update(due_at=LATER)
+    copies = []
+    for _ in range(9):  # nine more texts due for the patient (copies of one the database would hold as others)
+        row = OutboxMessage.objects.get(pk=template.pk)
+        row.pk, row.template, row.status, row.due_at = uuid.uuid4(), None, "pending", DAY_BEFORE
+        row.save(force_insert=True)
+        copies.append(row.pk)
+    settings.REMINDERS_BATCH_SIZE = 2
+
+    claims, found = dispatch._claim_due(now=ALL_DUE, limit=2)
+
+    assert len(claims) == 1 + dispatch.MAX_MERGED and found == len(claims)  # one message: itself and five
+    assert {c.message_id for c in claims} <= set(copies)
+    assert OutboxMessage.objects.filter(pk__in=copies, status="pending").count() == 9 - len(claims)

@@ -99,10 +99,17 @@ class ScriptedSmsBackend(BaseSmsBackend):
 
 
 class SlowFileSmsBackend(FileSmsBackend):
-    """A provider that takes SLOW_SMS_SECONDS to accept each text (so a test can kill a worker mid-batch)."""
+    """A provider that takes SLOW_SMS_SECONDS to accept each text (so a test can kill a worker mid-batch); with
+    SLOW_SMS_AFTER set, it accepts the text at once and is slow to answer (killed then, the text is in its hands and
+    not yet marked sent)."""
 
     def send(self, *, to: str, body: str, outbox_id: str) -> str:
-        time.sleep(float(os.environ.get("SLOW_SMS_SECONDS", "0.5")))
+        pause = float(os.environ.get("SLOW_SMS_SECONDS", "0.5"))
+        if os.environ.get("SLOW_SMS_AFTER"):
+            provider_id = super().send(to=to, body=body, outbox_id=outbox_id)
+            time.sleep(pause)
+            return provider_id
+        time.sleep(pause)
         return super().send(to=to, body=body, outbox_id=outbox_id)
 
 
@@ -167,7 +174,9 @@ class CeleryHarness:
         env.update(self.extra_env)
         return env
 
-    def worker(self, name: str, **env) -> Proc:
+    def worker(self, name: str, *, pool: str = "solo", **env) -> Proc:
+        """A worker; `pool="prefork"` runs one pool process under it (the production pool), which can be killed
+        alone (`pool_processes`), as the OOM killer would."""
         proc = Proc(
             [
                 sys.executable,
@@ -176,7 +185,8 @@ class CeleryHarness:
                 "-A",
                 "config",
                 "worker",
-                "--pool=solo",
+                f"--pool={pool}",
+                *(["--concurrency=1"] if pool == "prefork" else []),
                 "-Q",
                 self.queue,
                 "-n",
@@ -268,3 +278,18 @@ def patients_by_email_and_sms(clinic, count: int) -> list:
         )
         for i in range(count)
     ]
+
+
+def pool_processes(worker: Proc) -> list[int]:
+    """The pids of a prefork worker's pool processes: the children of its main process (itself under `timeout`)."""
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                found += [int(child) for child in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+        return found
+
+    return [child for main in children(worker.popen.pid) for child in children(main)]

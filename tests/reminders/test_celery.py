@@ -11,7 +11,9 @@ accepting it and the database commit (at most the one row in flight).
 """
 
 import json
+import os
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -30,7 +32,7 @@ from tests.conftest import _missing, redis_url
 from tests.factories import PatientFactory
 from tests.races import held_in_another_connection
 from tests.reminders.conftest import LONDON, book
-from tests.reminders.support import CeleryHarness, FakeHttpServer, RedisServer, sms_file_ids
+from tests.reminders.support import CeleryHarness, FakeHttpServer, RedisServer, pool_processes, sms_file_ids
 from tests.reminders.test_sms_delivery_reports import SID, STATUS_URL, report
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -136,14 +138,15 @@ def test_a_worker_and_a_beat_deliver_due_messages_end_to_end(harness, patient, p
     ) == {"pending"}
 
 
-def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(harness, clinic, practitioner):
-    """One task carries the whole claim (REMINDERS_SEND_BATCH_SIZE 8): each row is committed as it goes,
-    so the texts that went before SIGKILL stay marked sent and are not sent again. PostgreSQL and SQLite."""
+def eight_slow_texts_due(harness, clinic, **env):
+    """Eight texts due now, one task for all (REMINDERS_SEND_BATCH_SIZE 8), a provider taking half a second for each
+    and a 4 s lease: the rows due and their ids."""
     harness.extra_env |= {
         "SMS_BACKEND": "tests.reminders.support.SlowFileSmsBackend",
         "SLOW_SMS_SECONDS": "0.5",
         "REMINDERS_CLAIM_LEASE_SECONDS": "4",
         "REMINDERS_SEND_BATCH_SIZE": "8",
+        **env,
     }
     for hour in range(10, 18):
         patient = PatientFactory(clinic=clinic, reminder_channels=["sms"], sms_consent=True)
@@ -151,6 +154,13 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(harness
     due = OutboxMessage.objects.filter(due_at__lte=timezone.now())
     wanted = {str(pk) for pk in due.values_list("pk", flat=True)}
     assert len(wanted) == 8
+    return due, wanted
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(harness, clinic, practitioner):
+    """One task carries the whole claim (REMINDERS_SEND_BATCH_SIZE 8): each row is committed as it goes,
+    so the texts that went before SIGKILL stay marked sent and are not sent again. PostgreSQL and SQLite."""
+    due, wanted = eight_slow_texts_due(harness, clinic)
 
     first = harness.worker("w1")
     harness.beat("b1")
@@ -173,6 +183,41 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(harness
     for pk in went_before - marked_before:  # accepted by the provider, never marked by the killed worker
         row = OutboxMessage.objects.get(pk=pk)
         assert (row.status, row.payload.get("found_sent"), row.in_doubt) == ("sent", True, False)
+
+
+def test_a_pool_process_killed_mid_batch_is_not_run_again_at_once_and_sends_nothing_twice(
+    harness, clinic, practitioner
+):
+    """The OOM killer takes the pool process sending a batch, not the worker. Celery (acks late, and the task handed
+    back when its worker is lost) ran the task again at once under the same claim, and the text in flight, taken by
+    the provider and not yet marked, went a second time without the provider being asked. The send tasks are not
+    handed back (reminders.tasks): their rows wait out the lease and are claimed again in doubt, asked about first.
+    PostgreSQL and SQLite."""
+    # Each text is in the provider's hands half a second before it can be marked sent.
+    due, wanted = eight_slow_texts_due(harness, clinic, SLOW_SMS_AFTER="1")
+
+    worker = harness.worker("w1", pool="prefork")
+    harness.beat("b1")
+    wait_until(lambda: len(sms_file_ids(harness.sms_file)) >= 3, timeout=30, what="three texts", harness=harness)
+    [pool_process] = pool_processes(worker)
+    os.kill(pool_process, signal.SIGKILL)  # the worker lives on and starts another pool process
+    went_before = set(sms_file_ids(harness.sms_file))
+    marked_before = {str(pk) for pk in due.filter(status="sent").values_list("pk", flat=True)}
+    assert 3 <= len(went_before) < 8, "the batch was not interrupted"
+
+    wait_until(lambda: due_now_sent(due), timeout=45, what="every text after the crash", harness=harness)
+
+    assert worker.alive
+    delivered = Counter(sms_file_ids(harness.sms_file))
+    assert delivered == Counter(dict.fromkeys(wanted, 1))  # nothing lost, nothing twice
+    log = worker.output(tail=1_000_000)
+    assert "WorkerLostError" in log  # the pool process did die mid-task ...
+    assert len(re.findall(r"Task reminders\.send_batch\[\S+\] received", log)) >= 2  # ... and the rest went in others
+    batch_tasks = Counter(re.findall(r"Task reminders\.send_batch\[(\S+)\] received", log))
+    assert max(batch_tasks.values()) == 1  # no task was handed back and run again
+    for pk in went_before - marked_before:  # in the provider's hands when killed: asked about, not sent again
+        row = OutboxMessage.objects.get(pk=pk)
+        assert (row.status, row.payload.get("found_sent")) == ("sent", True)
 
 
 @pytest.mark.postgres

@@ -459,3 +459,42 @@ def test_a_confirmation_taken_along_unclaimed_into_a_message_whose_sender_died_h
     assert OutboxMessage.objects.get(pk=carrier_id).payload.get("found_sent") is True
     assert (rider.status, rider.in_doubt) == (OutboxStatus.CANCELLED, True)
     assert cancellations_sent(wednesday, channel).count() == 1
+
+
+def test_a_move_notice_claimed_with_a_pre_care_note_in_doubt_goes_once_the_note_is_asked_about(
+    email_only, practitioner, now, monkeypatch, settings
+):
+    """Found by the messages state machine: a move notice and the moved visit's pre-care note went as one e-mail
+    whose sender died before the provider took it. Claimed again, in doubt, the notice asked what the patient last
+    heard before the note was asked about; the note in doubt read as "may have named the new time", and the notice
+    was dropped as "last told this very time". The provider had neither: the patient held the old time. The notice
+    now waits for the note of its own claim to be asked about (dispatch._asked_about_in_this_claim)."""
+    appointment = book(email_only, "microneedling", TUESDAY, now)
+    claims = dispatch.outbox_claim_due(now=now)
+    sender_dies(monkeypatch, lambda: send(claims, now), after_the_provider_took_it=True)
+    deliver(now + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1))
+    found = OutboxMessage.objects.get(appointment=appointment, kind=MessageKind.CONFIRMATION)
+    assert found.payload.get("found_sent") and "told_start" not in found.payload  # what it named is not recorded
+    moved_at = london(2026, 3, 9, 9, 55)
+    afternoon = london(2026, 3, 9, 17)
+    appointment_reschedule(appointment=appointment, start_at=afternoon, actor=RECEPTION, now=moved_at)
+    notice = notices(appointment, "move").get()
+    pre_care = OutboxMessage.objects.get(appointment=appointment, kind=MessageKind.PRE_CARE, status="pending")
+    # The notice first in the claim's order (as the machine met it), the note a second later.
+    OutboxMessage.objects.filter(pk=pre_care.pk).update(
+        due_at=max(notice.due_at, pre_care.due_at) + timedelta(seconds=1)
+    )
+    OutboxMessage.objects.filter(pk=notice.pk).update(due_at=max(notice.due_at, pre_care.due_at))
+    moment = max(notice.due_at, pre_care.due_at) + timedelta(seconds=1)
+    claims = dispatch.outbox_claim_due(now=moment)
+    assert {notice.pk, pre_care.pk} <= {c.message_id for c in claims}
+    mail.outbox = []
+
+    sender_dies(monkeypatch, lambda: send(claims, moment), after_the_provider_took_it=False)
+    after_lease = moment + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
+    for step in range(6):
+        deliver(after_lease + timedelta(seconds=10 * step))
+
+    notice.refresh_from_db()
+    assert notice.status == OutboxStatus.SENT, (notice.status, notice.last_error)
+    assert any("Mon 9 Mar" in email.body and "moved" in email.body.lower() for email in mail.outbox)
