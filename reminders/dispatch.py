@@ -9,7 +9,10 @@ carries the claim's token and is still wanted (# Race condition), deliver,
 record the outcome, commit. The lock is held across delivery, so a second
 sender of the same row skips it; a sender that dies rolls back only the row in
 flight (the rows before it are committed), and that row is claimed again when
-its lease runs out.
+its lease runs out. Messages to one patient due within minutes go as one
+(`_companions`), and only under the claim of the task that sends them: a task
+holds a patient's claimed rows (`_tasks_of`) and claims the `pending` ones it
+takes along before the provider call (`_claim_riders`).
 
 Guarantee (docs/reminders.md): every row is delivered at least once unless it
 fails permanently or runs out of attempts (then it is marked `failed`,
@@ -257,7 +260,7 @@ def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -
     return None
 
 
-def _notice_verdict(message: OutboxMessage, now: datetime, ours) -> tuple[str, datetime | None, str] | None:
+def _notice_verdict(message: OutboxMessage, now: datetime, ours: tuple) -> tuple[str, datetime | None, str] | None:
     """A change notice is planned on what the patient had heard when the change committed, and
     a message naming the time claimed then (`sending`) counts, since it may already be in the provider's hands. But
     its send may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new
@@ -268,7 +271,8 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours) -> tuple[str, d
     no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
     waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note while nothing else has
     told the patient (`booking_told`); rows claimed by this send (`ours`: its claim token, and the rows of it that
-    may be in the provider's hands, `batch.tainted`) are not among those, as they go with it or after it. Returns (status, new due_at, reason) when the notice must not go now, else None."""
+    may be in the provider's hands, `batch.tainted`) are not among those, as they go with it or after it. Returns
+    (status, new due_at, reason) when the notice must not go now, else None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
@@ -977,10 +981,10 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
 
 
 def _rolled_back(riders: list[OutboxMessage], message: OutboxMessage, batch: _Batch, claim_token) -> None:
-    """The send's transaction was rolled back. The riders it did not carry are handed back. What the message carried
-    (once the provider was called) may have gone: those rows stay claimed (in doubt once the lease runs out, asked about then),
-    and no later send of this task takes them along or sends them (`batch.tainted`): with no sender dead, the
-    patient had them twice."""
+    """The send's transaction was rolled back. The riders it did not carry are handed back. What the message
+    carried (once the provider was called) may have gone: those rows stay claimed (in doubt once the lease runs
+    out, asked about then), and no later send of this task takes them along or sends them (`batch.tainted`): with
+    no sender dead, the patient had them twice."""
     carried = batch.carrying.pop(message.pk, None) or set()
     batch.tainted.update(carried)
     if riders:

@@ -226,7 +226,9 @@ def _after_grace(plan: Plan, now: datetime, appointment: Appointment, channel: s
     return dataclasses.replace(plan, due_at=graced)
 
 
-def last_told_start(appointment: Appointment, *, before: datetime | None = None, ours=None) -> datetime | None:
+def last_told_start(
+    appointment: Appointment, *, before: datetime | None = None, ours: tuple | None = None
+) -> datetime | None:
     """The appointment time the patient last heard (the newest sent message that named one), or None.
 
     `before` (a move notice asking when it goes, dispatch._notice_verdict): what they had heard when the move was
@@ -264,7 +266,7 @@ def _not_gone_with(ours: tuple) -> Q:
     return Q(status=OutboxStatus.SENDING, claim_token=token, in_doubt=False) & ~Q(pk__in=list(handed))
 
 
-def _start_in_doubt(appointment: Appointment, *, ours=None) -> datetime | None:
+def _start_in_doubt(appointment: Appointment, *, ours: tuple | None = None) -> datetime | None:
     """The start a reminder or pre-care note in doubt may have named (the one it was anchored on when its sender
     stopped: MAY_HAVE_NAMED if a move carried it since), or None. One claimed (`sending`) counts too: its sender
     may have stopped after the provider took it, not known until its lease runs out (a live sender's row a move
@@ -497,7 +499,12 @@ def _patient_was_told(appointment: Appointment, kinds=TIME_NAMING_KINDS) -> bool
 
 
 def booking_told(
-    appointment: Appointment, *, now: datetime, excluding=None, kinds=BOOKING_NAMING_KINDS, ours=None
+    appointment: Appointment,
+    *,
+    now: datetime,
+    excluding=None,
+    kinds=BOOKING_NAMING_KINDS,
+    ours: tuple | None = None,
 ) -> tuple[bool, datetime | None]:
     """What a change notice asks when it goes: (whether the patient has been told of the booking by a message of
     `kinds`, and until when that is not known yet).
