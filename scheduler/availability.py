@@ -9,6 +9,7 @@ a slot offered is one the patient may actually have.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -55,16 +56,21 @@ class _Busy:
     def __init__(self, spans: Iterable[tuple[datetime, datetime]]) -> None:
         self.spans = sorted(spans)
         self._starts = [s for s, _ in self.spans]
-        self._latest_end: list[datetime] = []
-        for _, e in self.spans:
-            self._latest_end.append(max(e, self._latest_end[-1]) if self._latest_end else e)
+        self._latest_end: list[datetime] = list(itertools.accumulate((e for _, e in self.spans), max))
 
     def __bool__(self) -> bool:
         return bool(self.spans)
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.clear_after(start, end) is not None
+
+    def clear_after(self, start: datetime, end: datetime) -> datetime | None:
+        """None when [start, end) meets no span; else the latest end among the spans it meets or that start before
+        it: no interval of the same length starting before that moment is free either (the span that ends then
+        starts before its end and ends after its start)."""
         j = bisect.bisect_left(self._starts, end)
-        return j > 0 and self._latest_end[j - 1] > start
+        latest = self._latest_end[j - 1] if j > 0 else None
+        return latest if latest is not None and latest > start else None
 
 
 # The kinds of row in a calendar read, in one layout (core.unions).
@@ -303,21 +309,37 @@ class Schedule:
         while day <= last_day:
             found: list[tuple[datetime, str, Slot]] = []
             for practitioner in self.practitioners:
-                taken = busy[practitioner.id]
+                taken, practitioner_id = busy[practitioner.id], str(practitioner.id)
                 for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
-                    start, stop = self._at(day, period_start), self._at(day, period_end)
-                    while start + duration <= stop:
+                    first, stop = self._at(day, period_start), self._at(day, period_end)
+                    start = first
+                    while start + duration <= stop and start <= window_end:
                         end = start + duration
-                        if (
-                            window_start <= start <= window_end
-                            and (blocked is None or not blocked.blocks(start))
-                            and not taken.overlaps(start, end)
-                        ):
-                            found.append(
-                                (start, practitioner.name, Slot(start, end, str(practitioner.id), practitioner.name))
-                            )
+                        later = _first_possible(start, end, window_start, blocked, taken)
+                        if later is None:  # blocked for good
+                            break
+                        if later > start:  # not here: on to the first step of the grid at or after `later`
+                            start = first + -((first - later) // step) * step
+                            continue
+                        found.append((start, practitioner.name, Slot(start, end, practitioner_id, practitioner.name)))
                         start += step
             found.sort(key=lambda row: (row[0], row[1]))
             for _, _, slot in found:
                 yield slot
             day += timedelta(days=1)
+
+
+def _first_possible(
+    start: datetime, end: datetime, window_start: datetime, blocked: BlockedSpans | None, taken: _Busy
+) -> datetime | None:
+    """`start` when a slot [start, end) may be offered; else the earliest moment a slot of that length might start
+    (in the window, allowed by the rules, clear of the calendars), or None when the rules never allow one. Busy
+    calendars and blocked weeks are stepped over in one move each, not one step of the grid at a time."""
+    if start < window_start:
+        return window_start
+    if blocked is not None:
+        allowed = blocked.free_from(start)
+        if allowed is None or allowed > start:
+            return allowed
+    clear = taken.clear_after(start, end)
+    return start if clear is None else clear

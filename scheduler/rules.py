@@ -690,11 +690,18 @@ class BlockedSpans:
         self._los = [lo or _MIN for lo, _ in spans]
 
     def blocks(self, moment: datetime) -> bool:
+        return self.free_from(moment) != moment
+
+    def free_from(self, moment: datetime) -> datetime | None:
+        """The first start at or after `moment` that no blocking rule forbids: `moment` itself, or the end of the
+        range it falls in (ranges are merged, so that end is free), or None when the range never ends."""
         index = bisect.bisect_right(self._los, moment) - 1
         if index < 0:
-            return False
+            return moment
         hi = self.spans[index][1]
-        return hi is None or moment < hi
+        if hi is None:
+            return None
+        return moment if moment >= hi else hi
 
 
 def blocked_ranges(

@@ -211,23 +211,32 @@ def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str,
     interval rule relates to it (before it or after it) that fall within the rules' reach of the window,
     and the medication courses and conditions whole, in one query. A patient's long history elsewhere is
     not read."""
+    patient_id = parse_uuid(patient_id)
+    if patient_id is None:  # not an id: nobody's
+        return rules.Timeline([], [], [])
     back = [r for r in rulebook.looking_back.get(procedure, ()) if r.earlier_procedure]
     forward = list(rulebook.looking_forward.get(procedure, ()))
-    codes = {r.earlier_procedure for r in back} | {r.later_procedure for r in forward}
+    codes = sorted({r.earlier_procedure for r in back} | {r.later_procedure for r in forward})
     if not codes:
-        return _timeline(unions.union(_branches(patient_id)))
+        return _timeline(_NO_EVENTS.rows(patient_id))
     reach = max(r.reach for r in (*back, *forward))
-    since, until = lo - reach, hi + reach
-    return _timeline(
-        unions.union(
-            _branches(
-                patient_id,
-                history={"procedure_id__in": codes, "performed_at__gte": since, "performed_at__lte": until},
-                appointments={"procedure_id__in": codes, "start_at__gte": since, "start_at__lte": until},
-                clinics=False,
-            )
+    return _timeline(_WINDOW.rows(patient_id, codes, lo - reach, hi + reach))
+
+
+def _window_of(patient_id, codes, since, until):
+    return unions.union(
+        _branches(
+            patient_id,
+            history={"procedure_id__in": codes, "performed_at__gte": since, "performed_at__lte": until},
+            appointments={"procedure_id__in": codes, "start_at__gte": since, "start_at__lte": until},
+            clinics=False,
         )
     )
+
+
+# Read for every availability search: compiled once per connection and number of procedures (core.compiled).
+_WINDOW = CompiledQuery(_window_of)
+_NO_EVENTS = CompiledQuery(lambda patient_id: unions.union(_branches(patient_id)))
 
 
 def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluation]]:
