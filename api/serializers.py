@@ -389,6 +389,11 @@ class WebhookEndpointUpdateIn(InputSerializer):
     description = StrictCharField(required=False, allow_blank=True, max_length=200)
     active = StrictBooleanField(required=False, help_text="false pauses deliveries; true resumes them.")
 
+    def validate_events(self, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):  # as a patient's reminder channels: a list, each once
+            raise serializers.ValidationError("Each event may be given once.")
+        return value
+
 
 class WebhookEndpointIn(WebhookEndpointUpdateIn):
     url = WebhookUrlField()

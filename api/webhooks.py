@@ -18,7 +18,9 @@ from rest_framework.response import Response
 
 from api import schema as docs
 from api.idempotency import idempotent
+from api.problems import local_iso
 from api.serializers import (
+    EmptyIn,
     SecretRotationIn,
     SecretRotationOut,
     WebhookDeliveryOut,
@@ -39,6 +41,7 @@ TAGS = ["webhooks"]
 
 def _delivery_data(message: OutboxMessage) -> dict:
     outcome = webhooks.delivery_outcome(message)
+    tz = message.appointment.clinic.tz
     return {
         "id": str(message.pk),
         "event": message.event,
@@ -49,9 +52,10 @@ def _delivery_data(message: OutboxMessage) -> dict:
         "attempts": message.attempts,
         "response_code": outcome.response_code,
         "last_error": outcome.error,
-        "created_at": message.created_at.isoformat(),
-        "due_at": message.due_at.isoformat(),
-        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        # In the clinic's offset, as every time the API answers (and as the event's own `occurred_at`).
+        "created_at": local_iso(message.created_at, tz),
+        "due_at": local_iso(message.due_at, tz),
+        "sent_at": local_iso(message.sent_at, tz),
     }
 
 
@@ -193,12 +197,13 @@ class WebhookRedeliveryApi(_WebhookApi):
         tags=TAGS,
         operation_id="webhooks_deliveries_redeliver",
         summary="Send a delivery's event again (a new delivery: same body, event_id and sequence)",
-        request=None,
+        request=EmptyIn,
         parameters=[docs.IDEMPOTENCY_KEY],
         responses=docs.responses(201, WebhookDeliveryOut, bad_request=True, conflict=True, idempotent=True),
     )
     @idempotent
     def post(self, request, webhook_id, delivery_id):
         endpoint = self.endpoint_from_url()
+        _input(EmptyIn, request)  # nothing to give: a body that is not JSON, or names a field, is refused
         message = webhooks.webhook_redeliver(endpoint=endpoint, delivery_id=parse_uuid(delivery_id), now=timezone.now())
         return _created(_delivery_data(message), reverse("api:webhook-deliveries", args=[endpoint.pk]))

@@ -278,8 +278,19 @@ def _placements_checked(request: PlanRequest, chosen: list[tuple[datetime, str |
     return placements
 
 
-def _book_session(request: PlanRequest, index: int, start_at: datetime, practitioner_id, actor: Actor, now: datetime):
-    """One session through the single-booking path (its locks and re-checks); a refusal names the session."""
+def _book_session(
+    request: PlanRequest,
+    index: int,
+    start_at: datetime,
+    practitioner_id,
+    actor: Actor,
+    now: datetime,
+    *,
+    proposed: bool = False,
+):
+    """One session through the single-booking path (its locks and re-checks); a refusal names the session, and a
+    practitioner the caller `proposed` for it that cannot take it is named by its line (`proposal.N.practitioner`,
+    docs/api.md's dotted fields), so a platform learns which session to change."""
     try:
         return booking.appointment_book(
             patient=request.patient,
@@ -293,13 +304,22 @@ def _book_session(request: PlanRequest, index: int, start_at: datetime, practiti
         ).appointment
     except booking.UnableToBook as refused:
         raise UnableToBookSession(index, refused.check) from refused
+    except InvalidInput as error:
+        if not proposed or "practitioner" not in error.errors:
+            raise
+        field = f"proposal.{index - 1}.practitioner"
+        errors = {(field if name == "practitioner" else name): messages for name, messages in error.errors.items()}
+        raise InvalidInput(error.code, error.message, field=field, errors=errors, data=error.data) from error
 
 
 def _book_sessions(
-    request: PlanRequest, placements: list[Placement], actor: Actor, now: datetime
+    request: PlanRequest, placements: list[Placement], actor: Actor, now: datetime, *, proposed: bool = False
 ) -> list[tuple[Placement, Appointment]]:
     """Book each session in turn; the first refusal ends all (the caller's transaction rolls back the rest)."""
-    return [(p, _book_session(request, p.index, p.start_at, p.practitioner_id, actor, now)) for p in placements]
+    return [
+        (p, _book_session(request, p.index, p.start_at, p.practitioner_id, actor, now, proposed=proposed))
+        for p in placements
+    ]
 
 
 @versioned.within_snapshot
@@ -338,7 +358,7 @@ def plan_book(
             created_at=now,
             rulebook_version=_rulebook(request).version,
         )
-        for placement, appointment in _book_sessions(request, placements, actor, now):
+        for placement, appointment in _book_sessions(request, placements, actor, now, proposed=chosen is not None):
             PlanSession.objects.create(
                 plan=treatment_plan,
                 index=placement.index,

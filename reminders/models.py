@@ -225,6 +225,8 @@ class WebhookEndpoint(models.Model):
             raise ValidationError({"url": problem})
         if not isinstance(self.events, list) or any(e not in self.EVENTS for e in self.events):
             raise ValidationError({"events": f"Events must be a list drawn from {list(self.EVENTS)}."})
+        if len(set(self.events)) != len(self.events):
+            raise ValidationError({"events": "Each event may be given once."})
 
 
 def new_webhook_secret() -> str:

@@ -92,6 +92,19 @@ def test_staff_users_have_no_endpoints(clinician):
     assert problem_of(http().get("/api/v1/webhooks/"), 401)
 
 
+def test_an_event_named_twice_is_refused_on_registering_and_on_changing(platform, production_urls):
+    """As a patient's reminder channels: a list, each once (a review, 5 December 2026, found it stored as sent)."""
+    api = http(platform[1])
+    twice = ["appointment.created", "appointment.created"]
+    refused = problem_of(register(api, events=twice), 400)
+    assert refused["code"] == "invalid_input" and refused["errors"] == {"events": ["Each event may be given once."]}
+    assert not WebhookEndpoint.objects.exists()
+    hook = register(api, events=["appointment.created"]).json()["id"]
+    changed = api.patch(f"/api/v1/webhooks/{hook}/", {"events": twice}, format="json")
+    assert problem_of(changed, 400)["errors"] == {"events": ["Each event may be given once."]}
+    assert WebhookEndpoint.objects.get().events == ["appointment.created"]
+
+
 @pytest.mark.parametrize(
     "url, message",
     [
