@@ -146,6 +146,32 @@ def test_the_shipped_pre_care_sms_is_replaced_only_where_it_was_never_edited(cat
     assert template.sms_text == "Our own wording."
 
 
+@pytest.mark.django_db
+def test_the_shipped_aftercare_sms_gives_the_first_week_to_texts_only_patients_where_never_edited(catalogue):
+    import importlib
+
+    from django.apps import apps
+
+    from reminders.defaults import care_texts_load
+
+    step = importlib.import_module("reminders.migrations.0018_sms_only_aftercare_gives_the_first_week")
+    care_texts_load()
+    template = ReminderTemplate.objects.get(default_key="microneedling-post-care-completion")
+    assert template.sms_text == step.NOW  # a new database has the new text already
+    template.sms_text = step.BEFORE
+    template.save(update_fields=["sms_text"])
+
+    step.forwards(apps, None)
+    template.refresh_from_db()
+    assert template.sms_text == step.NOW and "{% else %}No direct sun for 2 days" in step.NOW
+
+    template.sms_text = "Our own aftercare wording."
+    template.save(update_fields=["sms_text"])
+    step.forwards(apps, None)
+    template.refresh_from_db()
+    assert template.sms_text == "Our own aftercare wording."
+
+
 def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_shipped_texts():
     import importlib
     import json
@@ -154,7 +180,11 @@ def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_ship
 
     shipped = {t["key"]: t for t in json.loads(CARE_TEXTS.read_text())["templates"]}
     # Each step's "now" is the shipped text unless a later step changed that same field again.
-    steps = ["0003_shipped_texts_act_and_privacy", "0013_day_before_reminder_says_the_day"]
+    steps = [
+        "0003_shipped_texts_act_and_privacy",
+        "0013_day_before_reminder_says_the_day",
+        "0018_sms_only_aftercare_gives_the_first_week",
+    ]
     latest = {}
     for name in steps:
         for key, field, old, new in importlib.import_module(f"reminders.migrations.{name}").CHANGES:
