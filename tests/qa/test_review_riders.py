@@ -450,3 +450,46 @@ def test_a_full_claim_takes_no_more_of_a_patients_rows_than_can_go_as_one_messag
     assert len(claims) == 1 + dispatch.MAX_MERGED and found == len(claims)  # one message: itself and five
     assert {c.message_id for c in claims} <= set(copies)
     assert OutboxMessage.objects.filter(pk__in=copies, status="pending").count() == 9 - len(claims)
+
+
+def test_a_full_claim_takes_the_rest_of_a_patients_rows_by_that_channel_only(patient, practitioner, now):
+    """The rest a full claim takes is read by the patients and the channels of the rows it holds, the (patient,
+    channel) pairs picked out after (docs/benchmarks.md, twelfth part: an `OR` of one condition a pair cost
+    PostgreSQL 45 ms a claim). A claim holding Ada's reminder e-mail and Bea's reminder text takes Ada's pre-care
+    e-mail and Bea's pre-care text, not Ada's texts nor Bea's e-mails: a text never rides inside an e-mail, and
+    those go under their own claim."""
+    bea = PatientFactory(
+        clinic=patient.clinic,
+        first_name="Bea",
+        email="bea@example.com",
+        phone="+447700900124",
+        reminder_channels=["email", "sms"],
+        sms_consent=True,
+    )
+    book(patient, "microneedling", MICRONEEDLING, now)
+    book(bea, "microneedling", MICRONEEDLING + timedelta(hours=2), now)
+    deliver(now)  # the confirmations
+    rows = OutboxMessage.objects.filter(kind__in=["reminder", "pre_care"], status="pending")
+    assert rows.count() == 8
+    rows.update(due_at=DAY_BEFORE + timedelta(minutes=1))
+    first = [
+        rows.get(appointment__patient=patient, channel="email", kind="reminder"),
+        rows.get(appointment__patient=bea, channel="sms", kind="reminder"),
+    ]
+    OutboxMessage.objects.filter(pk__in=[row.pk for row in first]).update(due_at=DAY_BEFORE)
+
+    claims, found = dispatch._claim_due(now=ALL_DUE, limit=2)
+
+    taken = set(
+        OutboxMessage.objects.filter(pk__in=[c.message_id for c in claims]).values_list(
+            "appointment__patient__first_name", "channel", "kind"
+        )
+    )
+    assert len(claims) == found == 4
+    assert taken == {
+        (patient.first_name, "email", "reminder"),
+        (patient.first_name, "email", "pre_care"),
+        ("Bea", "sms", "reminder"),
+        ("Bea", "sms", "pre_care"),
+    }
+    assert rows.filter(status="pending").count() == 4  # Ada's texts and Bea's e-mails wait for their own claim
