@@ -814,9 +814,9 @@ def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: dat
         log.warning("a provider reported a message it could not deliver that matches no sent one: %s", report.detail)
         return 0
     if report.stopped and channel == Channel.SMS and went[0].recipient:
-        # The STOP first: should it fail, the rows stay `sent`, so the same report, should it come again, does both. Outside
-        # the rows' transaction (the opt-out locks the patient, then their rows). Left alone: a patient who switched
-        # texts back on after the text went (a START since).
+        # The STOP first: should it fail, the rows stay `sent`, so the same report, should it come again, does both.
+        # Outside the rows' transaction (the opt-out locks the patient, then their rows). Left alone: a patient who
+        # switched texts back on after the text went (a START since).
         sms_provider_stopped(phone=went[0].recipient, now=now, detail=report.detail, since=went[0].sent_at)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with transaction.atomic():
@@ -846,13 +846,13 @@ class SendAgain:
 
 
 def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: Actor) -> SendAgain:
-    """Staff (`by`, written in the appointment's audit trail) send a patient's message again after it failed (the number or address corrected, a
-    handset back on): due with fresh attempts, as the admin's retry does (a text in quiet hours when they end); when
-    it goes, the sender reads the record as it is then. Refused, in the desk's words, with nothing changed: it has
-    not failed; the sender would drop it (`_still_wanted`, read past a clearance hold: the patient turned that
-    channel off or replied STOP, the visit moved, started or was cancelled; quiet hours until the visit); a message
-    about the booking whose time has come; a newer copy of it, on its channel, reached the patient or is going; or
-    a newer copy is waiting already."""
+    """Staff (`by`, written in the appointment's audit trail) send a patient's message again after it failed (the
+    number or address corrected, a handset back on): due with fresh attempts, as the admin's retry does (a text in
+    quiet hours when they end); when it goes, the sender reads the record as it is then. Refused, in the desk's
+    words, with nothing changed: it has not failed; the sender would drop it (`_still_wanted`, read past a clearance
+    hold: the patient turned that channel off or replied STOP, the visit moved, started or was cancelled; quiet hours
+    until the visit); a message about the booking whose time has come; a newer copy of it, on its channel, reached
+    the patient or is going; or a newer copy is waiting already."""
     if message.channel == Channel.WEBHOOK or message.status != OutboxStatus.FAILED:
         return SendAgain(refused="it has not failed (it was sent again already)")
     verdict = _still_wanted(message, now, hold=False)

@@ -105,8 +105,8 @@ def dispatched_tasks(moment, **kwargs):
 def test_a_failed_enqueue_hands_back_exactly_the_claims_not_enqueued_and_keeps_each_patient_whole(
     clinic, practitioner, now
 ):
-    """_tasks_of regroups the claim by patient and channel; the release after a failed enqueue must follow the regrouped order
-    (`in_order`), not the claim's: the tasks enqueued keep their claims, every other claim goes back uncounted."""
+    """_tasks_of regroups the claim by patient and channel; the release after a failed enqueue must follow the regrouped
+    order (`in_order`), not the claim's: the tasks enqueued keep their claims, every other claim goes back uncounted."""
     patients = patients_by_email_and_sms(clinic, 3)
     for i, someone in enumerate(patients):
         book(someone, "microneedling", MICRONEEDLING + timedelta(hours=i), now)
@@ -260,8 +260,8 @@ def test_a_send_that_raises_before_the_provider_call_hands_its_riders_back(by_em
     Expected: Tuesday's row is a failed attempt (`_send_raised`: pending, retried after the backoff) and Wednesday's,
     which the provider never saw, goes back to `pending` uncounted (as on every other outcome that sent nothing;
     `_send_one` already tells "handed" from "not handed" for BUSY).
-    Before the mend: `_send_one` only releases riders when `_send_locked` returns; on a raise they stay `sending` under the
-    claim, attempts 1, for the whole lease (300 s), are then claimed again as a dead sender's rows (in doubt, a
+    Before the mend: `_send_one` only releases riders when `_send_locked` returns; on a raise they stay `sending` under
+    the claim, attempts 1, for the whole lease (300 s), are then claimed again as a dead sender's rows (in doubt, a
     second attempt counted) and count meanwhile as possibly told (a cancellation of Wednesday would be sent)."""
     claims, tuesday, rider = a_confirmation_and_a_pending_rider(by_email, now)
     real_render = content.render_messages
@@ -288,10 +288,10 @@ def test_rows_that_rode_inside_a_send_that_raised_after_the_provider_took_it_do_
     back, `_send_raised` marks Tuesday's in doubt). The task goes on to Wednesday's row.
     Expected: Wednesday's and 9 April's may have reached the patient inside Tuesday's e-mail (the task knows it:
     `batch.handed`); like the carrier they are left in doubt to be asked about, not sent again at once.
-    Before the mend: both are still `sending` under the task's claim (and in `batch.held`), so Wednesday's own send goes and
-    takes 9 April's along: the patient gets both confirmations twice within the second; a message goes twice
-    only when its provider cannot tell or a sender died (docs/reminders.md, "Delivery and its guarantee").
-    (Wednesday's part predates 661f30a; 9 April's is the new rider path.)"""
+    Before the mend: both are still `sending` under the task's claim (and in `batch.held`), so Wednesday's own send goes
+    and takes 9 April's along: the patient gets both confirmations twice within the second; a message goes twice only
+    when its provider cannot tell or a sender died (docs/reminders.md, "Delivery and its guarantee"). (Wednesday's part
+    predates 661f30a; 9 April's is the new rider path.)"""
     book(by_email, "botox", TUESDAY, now)
     book(by_email, "filler", WEDNESDAY, now)
     claims = dispatch.outbox_claim_due(now=now)
@@ -341,9 +341,9 @@ def test_a_patients_rows_go_as_one_message_a_channel_with_one_row_a_task(patient
     the workers send each task.
     Expected: one e-mail and one SMS (docs/reminders.md: "a patient's rows stay in one task (which may then hold a
     few more), so that they can go as one message").
-    Before the mend: `_tasks_of` returns `[[claim] for claim in claims]` when per_task <= 1 (kept for `dispatch_due`, whose
-    enqueue takes one claim), so each row is its own task, each leaves the other's row to it: four messages.
-    Mend: group by patient whatever per_task, and give `dispatch_due` its own split."""
+    Before the mend: `_tasks_of` returns `[[claim] for claim in claims]` when per_task <= 1 (kept for `dispatch_due`,
+    whose enqueue takes one claim), so each row is its own task, each leaves the other's row to it: four messages. Mend:
+    group by patient whatever per_task, and give `dispatch_due` its own split."""
     microneedling_day_before(patient, now)
     settings.REMINDERS_SEND_BATCH_SIZE = 1
 
