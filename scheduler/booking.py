@@ -84,12 +84,12 @@ class BookingCheck:
     @property
     def needs_clearance(self) -> tuple[rules.Violation, ...]:
         """The relative contraindications that hold the booking for a clinician: those not cleared already."""
-        return tuple(v for v in self.evaluation.needs_clearance if v.rule_id not in self.cleared_rules)
+        return tuple(v for v in self.evaluation.needs_clearance if not is_cleared(v, self.cleared_rules))
 
     @property
     def kept_clearance(self) -> tuple[rules.Violation, ...]:
         """The relative contraindications a clinician cleared for the appointment, which a move keeps."""
-        return tuple(v for v in self.evaluation.needs_clearance if v.rule_id in self.cleared_rules)
+        return tuple(v for v in self.evaluation.needs_clearance if is_cleared(v, self.cleared_rules))
 
     @property
     def earliest_eligible_start(self) -> datetime | None:
@@ -439,10 +439,28 @@ def _next_slot(
     )
 
 
-def _cleared_rules(appointment: Appointment | None) -> frozenset[str]:
+def clearance_key(violation: rules.Violation) -> str | None:
+    """What a clinician cleared, whoever's wording of the rule: the condition or medication (of the booking's own
+    procedure), e.g. `condition:eczema`. An organisation's rule standing in for a default (its note reworded, say)
+    has an id of its own, and deleting it brings the default's back: a clearance kept by rule id alone was lost
+    either way, and the booking went back to wait for a clinician over what was cleared already."""
+    ref = violation.conflicts_with
+    return f"{ref.kind}:{ref.code}" if violation.kind == "contraindication" and ref is not None else None
+
+
+def is_cleared(violation: rules.Violation, cleared: frozenset[str]) -> bool:
+    """Whether a clearance (`cleared_rules`: the rule ids and the keys it recorded) covers this relative
+    contraindication."""
+    return violation.rule_id in cleared or clearance_key(violation) in cleared
+
+
+def cleared_rules(appointment: Appointment | None) -> frozenset[str]:
+    """What the appointment's clearance covers: the rule ids it was given for and, since 5 December 2026, their
+    keys (`clearance_key`); none when it was never cleared."""
     if appointment is None or not appointment.cleared_at:
         return frozenset()
-    return frozenset((appointment.clearance_details or {}).get("rules", []))
+    details = appointment.clearance_details or {}
+    return frozenset([*details.get("rules", []), *details.get("keys", [])])
 
 
 def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
@@ -485,7 +503,7 @@ def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> B
         req.end_at,
         tz,
         rulebook_version=rulebook.version,
-        cleared_rules=_cleared_rules(ignore_appointment),
+        cleared_rules=cleared_rules(ignore_appointment),
     )
     if not check.eligible:
         check = replace(
@@ -834,16 +852,17 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
         check = _recheck(current, patient)
         if check.evaluation.blocking:
             raise UnableToBook(replace(check, availability=()))
-        cleared_rules = sorted({v.rule_id for v in check.evaluation.needs_clearance})
+        ids = sorted({v.rule_id for v in check.evaluation.needs_clearance})
+        keys = sorted({key for v in check.evaluation.needs_clearance if (key := clearance_key(v))})
         current.status = AppointmentStatus.CONFIRMED
         current.cleared_at = now
         current.cleared_by = actor.user
         current.clearance_reason = reason.strip()
-        current.clearance_details = {"rules": cleared_rules}
+        current.clearance_details = {"rules": ids, "keys": keys}
         return Change(
             update_fields=["status", "cleared_at", "cleared_by", "clearance_reason", "clearance_details"],
             reason=reason.strip(),
-            details={"rules": cleared_rules, "rulebook_version": check.rulebook_version},
+            details={"rules": ids, "keys": keys, "rulebook_version": check.rulebook_version},
         )
 
     return transition(appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply)

@@ -10,8 +10,9 @@ that still holds its slot, the rules as they stand now decide:
   rules (one more, or one fewer) is flagged again with the new reasons (audit `needs_review` from and to
   `needs_review`, the same webhook);
 - a relative contraindication not already cleared → back to `pending_clearance`;
-- nothing stands any more (the record was corrected) → `released`, back to confirmed (or pending
-  clearance when only cleared-for rules changed).
+- nothing stands any more (the record was corrected, a rule switched off) → `released`, back to confirmed, from
+  needing review or from waiting for a clearance nothing asks for any more (or to pending clearance when a relative
+  contraindication not cleared for still stands).
 
 Nothing changes silently: every move is audited with its cause and sent to the subscribers.
 """
@@ -81,9 +82,9 @@ def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str
     evaluation = check.evaluation
     if evaluation.blocking:
         return AppointmentStatus.NEEDS_REVIEW, [violation_record(v) for v in evaluation.blocking]
-    cleared = set((appointment.clearance_details or {}).get("rules", [])) if appointment.cleared_at else set()
-    needs = {v.rule_id for v in evaluation.needs_clearance}
-    return (AppointmentStatus.CONFIRMED if needs <= cleared else AppointmentStatus.PENDING_CLEARANCE), []
+    cleared = booking.cleared_rules(appointment)
+    waits = any(not booking.is_cleared(v, cleared) for v in evaluation.needs_clearance)
+    return (AppointmentStatus.PENDING_CLEARANCE if waits else AppointmentStatus.CONFIRMED), []
 
 
 def _action(before: str, after: str, reasons_changed: bool = False) -> str | None:
@@ -97,7 +98,9 @@ def _action(before: str, after: str, reasons_changed: bool = False) -> str | Non
         return AuditAction.RELEASED
     if after == AppointmentStatus.PENDING_CLEARANCE:
         return AuditAction.CLEARANCE_REQUESTED
-    return None  # pending clearance that a correction made unnecessary stays for a clinician to clear
+    # Pending clearance, and a correction (or a rule switched off) left nothing for a clinician to clear: confirmed,
+    # as a booking made now would be and as a move of it is, its held messages let go (docs/rules.md).
+    return AuditAction.RELEASED
 
 
 @versioned.within_snapshot

@@ -169,6 +169,45 @@ def test_a_new_relative_contraindication_sends_it_back_for_clearance_once(patien
     assert fresh(microneedling).status == AppointmentStatus.CONFIRMED
 
 
+def test_a_clearance_recorded_by_rule_id_alone_still_holds_and_a_new_one_records_what_was_cleared(
+    patient, practitioner, now
+):
+    """Clearances given before 5 December 2026 name the rules' ids only; since then also what was cleared
+    (`condition:eczema`), which an organisation's rewording of the rule keeps (tests/qa/test_whole_care_audit_probe.py).
+    An old clearance is still read by its ids."""
+    microneedling = book(patient, "microneedling", local(2026, 3, 10), now)
+    conditions_replace(patient=patient, lines=[IntakeLine("eczema", "history")], now=now)
+    appointment_clear(appointment=microneedling, actor=CLINICIAN, now=now, reason="Settled for years")
+    row = fresh(microneedling)
+    assert row.clearance_details["keys"] == ["condition:eczema"] and len(row.clearance_details["rules"]) == 1
+    row.clearance_details = {"rules": row.clearance_details["rules"]}  # as an older clearance was stored
+    row.save(update_fields=["clearance_details"])
+
+    conditions_replace(patient=patient, lines=[IntakeLine("eczema", "history")], now=now)  # re-checked
+
+    assert fresh(microneedling).status == AppointmentStatus.CONFIRMED
+
+
+def test_a_booking_waiting_for_clearance_is_confirmed_once_the_record_no_longer_asks_for_it(patient, practitioner, now):
+    """docs/rules.md: 'nothing (the record was corrected) -> confirmed again (released)', from waiting for a
+    clearance as from needing review; its held messages go."""
+    from reminders.defaults import care_texts_load
+
+    care_texts_load()
+    conditions_replace(patient=patient, lines=[IntakeLine("eczema", "history")], now=now)
+    microneedling = book(patient, "microneedling", local(2026, 3, 10), now)
+    assert microneedling.status == AppointmentStatus.PENDING_CLEARANCE
+    assert OutboxMessage.objects.filter(appointment=microneedling, status=OutboxStatus.HELD).exists()
+
+    conditions_replace(patient=patient, lines=[], now=now)
+
+    assert fresh(microneedling).status == AppointmentStatus.CONFIRMED
+    [released] = AuditEvent.objects.filter(appointment=microneedling, action="released")
+    assert (released.details["from"], released.details["to"]) == ("pending_clearance", "confirmed")
+    assert not OutboxMessage.objects.filter(appointment=microneedling, status=OutboxStatus.HELD).exists()
+    assert OutboxMessage.objects.filter(appointment=microneedling, kind="pre_care", status="pending").exists()
+
+
 def test_only_future_active_bookings_are_touched(patient, practitioner, clinic, now):
     later = book(patient, "microneedling", local(2026, 3, 20), now)
     other = book(PatientFactory(clinic=clinic, email="x@example.com"), "microneedling", local(2026, 3, 20, 14), now)
