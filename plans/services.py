@@ -273,7 +273,8 @@ def _placements_checked(request: PlanRequest, chosen: list[tuple[datetime, str |
                 f"Session {index} must fall between {window.earliest} and {window.latest}.",
                 field=f"proposal.{index - 1}.start",
             )
-        placements.append(Placement(index, start, practitioner_id, window))
+        # A line naming no practitioner is the plan's own (`practitioner`: every session with them), if it names one.
+        placements.append(Placement(index, start, practitioner_id or request.preferences.practitioner_id, window))
         previous = day
     return placements
 

@@ -37,6 +37,9 @@ _GSM7_LOOK_ALIKES = str.maketrans(
         "\u2026": "...",
         "\u2022": "-",
         "\u00b7": "-",
+        # Latin letters with a stroke or no dot, which no accent stripping reaches (a clinic in Łódź, in Iğdır)
+        **{"Ł": "L", "ł": "l", "ı": "i", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "Ŧ": "T", "ŧ": "t", "ŀ": "l"},
+        **{"Œ": "OE", "œ": "oe", "Þ": "Th", "þ": "th", "Ð": "D", "ð": "d", "ĸ": "k"},
     }
 )
 

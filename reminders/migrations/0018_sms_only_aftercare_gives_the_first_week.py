@@ -1,7 +1,7 @@
 """The microneedling aftercare text sent at completion said "Full instructions are in our e-mail" to every patient,
 also to one who takes texts only and is sent no e-mail: she never had the first week's rules. Without e-mail it
 now gives them itself (no direct sun for 2 days with a hat; a week without sauna, pools, tanning, other treatments,
-sweaty training or dusty chores), as the pre-care text does ({% if email_on %}). Replaced only where the text is
+sweaty sport or dusty chores), as the pre-care text does ({% if email_on %}). Replaced only where the text is
 still the shipped wording; a template an administrator edited keeps its own."""
 
 from django.db import migrations
@@ -12,11 +12,11 @@ BEFORE = (
     "spreading redness, pus, fever, darkening of the skin or lasting numbness."
 )
 NOW = (
-    "{{ clinic_name }} aftercare: do not wash your face for at least 5 hours (ideally 12); no makeup, "
-    "eyelids included, for 48 hours. {% if email_on %}Full instructions are in our e-mail. {% else %}No "
-    "direct sun for 2 days (wear a hat); for a week no sauna, pools, tanning, beauty treatments, sweaty "
-    "training or dusty chores. {% endif %}Call us if you notice spreading redness, pus, fever, darkening "
-    "of the skin or lasting numbness."
+    "{{ clinic_name }} aftercare: no face washing for 5 hours (ideally 12), no makeup, eyelids included, "
+    "for 48 hours. {% if email_on %}Full instructions are in our e-mail. {% else %}No direct sun for 2 "
+    "days (wear a hat); for a week no sauna, pools, tanning, treatments, sweaty sport or dusty chores. {%"
+    " endif %}Call us if you notice spreading redness, pus, fever, darkening of the skin or lasting "
+    "numbness."
 )
 
 
