@@ -1,6 +1,7 @@
-"""A webhook endpoint's events are a list, each named once (refused since 5 December 2026, as a patient's reminder
-channels are). An endpoint registered before with an event named twice would fail that check on its next change, on a
-field its platform did not send: each event is kept once here, in the order first given. Nothing to undo."""
+"""A webhook endpoint's events are a set: each named once (the API keeps one named twice once since 5 December 2026;
+the model's check, which the admin and every change run, refuses a list with one twice). An endpoint registered
+before with an event named twice would fail that check on its next change, on a field its platform did not send:
+each event is kept once here, in the order first given. Nothing to undo."""
 
 from django.db import migrations
 
