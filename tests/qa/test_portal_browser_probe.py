@@ -631,8 +631,11 @@ def test_a_double_tap_on_yes_cancel_it_cancels_once_and_back_repeats_nothing(pho
     if len(phone.watch.posts) == 1:
         assert "Your appointment is cancelled." in phone.locator(".notice--done").inner_text()
     else:
+        # Sent twice: the page the phone ends on is whichever answer the browser showed last (on a slow machine, CI
+        # of 5 December, the first's): either says the truth, and the cancellation is one (asserted below).
         assert len(phone.watch.posts) == 2, phone.watch.posts
-        assert "This appointment is already cancelled." in phone.get_by_role("alert").inner_text()
+        shown = phone.locator(".notice--done, [role=alert]").first.inner_text()
+        assert "Your appointment is cancelled." in shown or "This appointment is already cancelled." in shown
     other.watch.expect(409, "/cancel/")
     other.get_by_role("button", name="Yes, cancel it").click()
     assert "This appointment is already cancelled." in other.get_by_role("alert").inner_text()
