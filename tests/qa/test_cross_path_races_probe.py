@@ -79,6 +79,8 @@ from scheduler.booking import (
     appointment_complete,
     appointment_recheck,
     appointment_reschedule,
+    cleared_rules,
+    is_cleared,
 )
 from scheduler.lifecycle import EVENT_FOR_ACTION
 from scheduler.models import IntervalRule
@@ -254,11 +256,9 @@ def assert_invariants() -> None:
                     f"and breaks {[v.code for v in blocking]}"
                 )
             if appointment.status == AppointmentStatus.CONFIRMED:
-                needs = {v.rule_id for v in check.evaluation.needs_clearance}
-                cleared = (
-                    set((appointment.clearance_details or {}).get("rules", [])) if appointment.cleared_at else set()
-                )
-                assert needs <= cleared, f"{appointment.pk} is confirmed but needs clearance for {needs - cleared}"
+                cleared = cleared_rules(appointment)  # the rules' ids and what they are about
+                waiting = {v.rule_id for v in check.evaluation.needs_clearance if not is_cleared(v, cleared)}
+                assert not waiting, f"{appointment.pk} is confirmed but needs clearance for {waiting}"
         _replays(appointment)
         _outbox_is_consistent(appointment)
     active = [a for a in appointments if a.is_active]
