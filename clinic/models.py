@@ -19,6 +19,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 
+from clinic import setting_checks
+
 
 def validate_timezone(value: str) -> None:
     try:
@@ -199,6 +201,12 @@ class Clinic(models.Model):
     sender_name = models.CharField(
         max_length=100, blank=True, help_text="E-mails come from this name; the clinic's name when empty."
     )
+    sms_name = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="How text messages name the clinic (every text does): the clinic's name when empty. A long name, "
+        "or one that names a treatment, can make a text too long or not allowed by SMS; saving checks every text.",
+    )
     logo_url = models.URLField(max_length=500, blank=True)
     brand_colour = models.CharField(max_length=7, blank=True, validators=[validate_colour])
     name_treatment_in_previews = models.BooleanField(
@@ -235,6 +243,12 @@ class Clinic(models.Model):
             self.organisation = None  # rolled back with the clinic: a second save makes a new one again
             raise
 
+    def clean(self) -> None:
+        # What the rooms above need of a clinic's settings (clinic.setting_checks): every text names the clinic.
+        problems = setting_checks.clinic_problems(self)
+        if problems:
+            raise ValidationError(problems)
+
     def _new_organisation(self, attempts: int = 5) -> Organisation:
         """A new organisation under a free code. Another clinic saved at the same moment may take the code found
         free between the read and the insert: the insert then fails on the unique code inside its own savepoint,
@@ -268,6 +282,10 @@ class Clinic(models.Model):
     @property
     def display_sender(self) -> str:
         return self.sender_name or self.name
+
+    @property
+    def display_sms_name(self) -> str:
+        return self.sms_name.strip() or self.name
 
     @property
     def phone_national(self) -> str:

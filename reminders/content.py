@@ -163,34 +163,72 @@ def _midday(day: str | None, tz) -> datetime:
     return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
 
 
+def sms_context(
+    *,
+    clinic,
+    clinic_name: str,
+    first_name: str,
+    start_at: datetime,
+    end_at: datetime,
+    now: datetime,
+    manage_link: str,
+    email_on: bool,
+    previous_start: datetime | None = None,
+) -> dict:
+    """What a text may say (and an e-mail starts from): nothing clinical. reminders.fit renders every SMS template
+    with it, as the longest text a clinic can make, when a clinic or a template is saved."""
+    tz = clinic.tz
+    return {
+        "patient_first_name": first_name,
+        "clinic_name": clinic_name,
+        "clinic_phone": clinic.phone_national,
+        "start_local": fmt_datetime(start_at, tz, now=now),
+        "start_date": fmt_day(start_at, tz, now=now),
+        "start_day_relative": fmt_day_relative(start_at, tz, now=now),
+        "start_relative_local": fmt_datetime_relative(start_at, tz, now=now),
+        "start_time": f"{start_at.astimezone(tz):%H:%M}",
+        "end_time": f"{end_at.astimezone(tz):%H:%M}",
+        "previous_start_local": fmt_datetime(previous_start, tz, now=now) if previous_start else "",
+        # The patient's page for this appointment: see it, cancel or move it, set preferences.
+        "manage_url": manage_link,
+        # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
+        "email_on": email_on,
+    }
+
+
+def recall_context(*, due_on: datetime, earliest: datetime | None, tz) -> dict:
+    return {
+        "recall_due_date": fmt_long_date(due_on, tz),
+        "recall_earliest_date": fmt_long_date(earliest, tz) if earliest else "",
+    }
+
+
 def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscribe_url: str) -> dict:
     appointment = message.appointment
     clinic = appointment.clinic
     tz = clinic.tz
-    context = {
-        "patient_first_name": appointment.patient.first_name,
-        "clinic_name": clinic.name,
-        "clinic_phone": clinic.phone_national,
-        "start_local": fmt_datetime(appointment.start_at, tz, now=now),
-        "start_date": fmt_day(appointment.start_at, tz, now=now),
-        "start_day_relative": fmt_day_relative(appointment.start_at, tz, now=now),
-        "start_relative_local": fmt_datetime_relative(appointment.start_at, tz, now=now),
-        "start_time": f"{appointment.start_at.astimezone(tz):%H:%M}",
-        "end_time": f"{appointment.end_at.astimezone(tz):%H:%M}",
-        "previous_start_local": "",
-        # The patient's page for this appointment: see it, cancel or move it, set preferences.
-        "manage_url": manage_url(appointment) if appointment.is_active else "",
-        # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
-        "email_on": patient_accepts(appointment.patient, "email")[0],
-    }
+    previous = (message.payload or {}).get("from_start")
+    context = sms_context(
+        clinic=clinic,
+        # Texts name the clinic by its name for texts when it has one (every text does: reminders.fit).
+        clinic_name=clinic.display_sms_name if for_sms else clinic.name,
+        first_name=appointment.patient.first_name,
+        start_at=appointment.start_at,
+        end_at=appointment.end_at,
+        now=now,
+        manage_link=manage_url(appointment) if appointment.is_active else "",
+        email_on=patient_accepts(appointment.patient, "email")[0],
+        previous_start=datetime.fromisoformat(previous) if previous else None,
+    )
     if message.kind == MessageKind.RECALL:  # planned by plans.recalls: the due date is in the row
         recall = message.payload or {}
-        context["recall_due_date"] = fmt_long_date(_midday(recall.get("due_on"), tz), tz)
-        earliest = _recall_earliest_once(message, recall, now)
-        context["recall_earliest_date"] = fmt_long_date(earliest, tz) if earliest else ""
-    previous = (message.payload or {}).get("from_start")
-    if previous:
-        context["previous_start_local"] = fmt_datetime(datetime.fromisoformat(previous), tz, now=now)
+        context.update(
+            recall_context(
+                due_on=_midday(recall.get("due_on"), tz),
+                earliest=_recall_earliest_once(message, recall, now),
+                tz=tz,
+            )
+        )
     if for_sms:
         return context  # no procedure, area or practitioner: nothing clinical goes by SMS
     context.update(
@@ -238,6 +276,11 @@ def _render(engine: Engine, text: str, context: dict) -> str:
         return _compiled(engine, text).render(Context(context, autoescape=engine.autoescape)).strip()
     except TemplateSyntaxError as exc:
         raise RenderError(f"template error: {exc}") from exc
+
+
+def render_sms(text: str, context: dict) -> str:
+    """An SMS template rendered as it goes: folded to the GSM alphabet where it can be (texts.sms_fold)."""
+    return sms_fold(_render(TEXT_ENGINE, text, context))
 
 
 # --- iCalendar ------------------------------------------------------------------------------------------
@@ -459,9 +502,7 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
     if template is None:
         raise RenderError("its template was deleted")
     if message.channel == Channel.SMS:
-        sms = sms_fold(
-            _render(TEXT_ENGINE, template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
-        )
+        sms = render_sms(template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
         problem = sms_text_problem(sms)
         if problem:
             raise RenderError(f"SMS refused: {problem}")

@@ -173,6 +173,10 @@ class ReminderTemplate(models.Model):
                 errors.setdefault(field, []).append(problem)
         if self.sms_text and "sms_text" not in errors:
             problem = texts.sms_text_problem(self.sms_text)
+            if not problem and self.is_active:
+                from reminders import fit  # renders with the content's context, which imports these models
+
+                problem = fit.template_sms_problem(self.sms_text)
             if problem:
                 errors.setdefault("sms_text", []).append(problem)
         if errors:

@@ -69,17 +69,22 @@ def sms_fold(text: str) -> str:
     return "".join(folded)
 
 
+def sms_units(text: str) -> tuple[int, str]:
+    """How long `text` is as a carrier counts it, and in which encoding: GSM-7 septets (an extension character
+    costs two), or UTF-16 units once any other character switches the whole text to UCS-2 (an emoji is two)."""
+    if _gsm7(text):
+        return sum(2 if ch in GSM7_EXTENSION else 1 for ch in text), "GSM-7"
+    return len(text.encode("utf-16-le")) // 2, "UCS-2"
+
+
 def sms_segments(text: str) -> tuple[int, str]:
     """How many segments a carrier bills `text` as, and in which encoding ("GSM-7" or "UCS-2").
 
-    GSM-7: 160 septets alone, 153 per part once concatenated (the header takes 7); an extension
-    character costs two. Any other character switches the whole text to UCS-2: 70 UTF-16 units
-    alone, 67 per part (an emoji is two units).
+    GSM-7: 160 septets alone, 153 per part once concatenated (the header takes 7). UCS-2: 70 UTF-16 units
+    alone, 67 per part.
     """
-    if _gsm7(text):
-        units, single, part, encoding = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text), 160, 153, "GSM-7"
-    else:
-        units, single, part, encoding = len(text.encode("utf-16-le")) // 2, 70, 67, "UCS-2"
+    units, encoding = sms_units(text)
+    single, part = (160, 153) if encoding == "GSM-7" else (70, 67)
     if units <= single:
         return (1 if units else 0), encoding
     return -(-units // part), encoding

@@ -1,0 +1,33 @@
+"""The seam through which the rooms above check a clinic's settings before they are saved.
+
+Every text message names the clinic, and the texts are the reminders' (clinic never imports them): the reminders
+subscribe a check (their AppConfig.ready) that renders each active SMS template with the clinic's name for texts,
+and `Clinic.clean` (which the admin runs) reports what it finds against the clinic's own fields. A clinic saved
+with a name no text fits would have every text to its patients fail for good when it is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clinic.models import Clinic
+
+Check = Callable[["Clinic"], dict[str, list[str]]]
+_checks: list[Check] = []
+
+
+def subscribe(check: Check) -> None:
+    """Call `check(clinic)` when a clinic is validated (once, however often registered): it returns problems by
+    field name, empty when it has none."""
+    if check not in _checks:
+        _checks.append(check)
+
+
+def clinic_problems(clinic: Clinic) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    for check in _checks:
+        for field, messages in check(clinic).items():
+            problems.setdefault(field, []).extend(messages)
+    return problems

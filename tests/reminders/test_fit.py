@@ -1,0 +1,173 @@
+"""Will the texts go? A clinic's name for texts and every SMS template are checked against each other when either is
+saved (reminders/fit.py), so a text is not found too long, or naming a treatment, only when it is due."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core import mail
+from django.core.exceptions import ValidationError
+
+from clinic.models import Clinic
+from reminders import content, fit
+from reminders.channels import LocmemSmsBackend
+from reminders.dispatch import dispatch_local
+from reminders.models import MessageKind, OutboxMessage, ReminderTemplate
+from reminders.texts import SMS_MAX_SEGMENTS, sms_segments
+from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.reminders.conftest import book, london
+
+LONG_NAME = (  # 181 characters: the longest shipped text (the texts-only aftercare) fits names up to about 145
+    "The Royal Borough of Kensington and Chelsea Centre for Advanced Aesthetic Medicine, Skin Rejuvenation, "
+    "Laser Dermatology and Cosmetic Wellbeing (incorporating the Chelsea Skin Rooms)"
+)
+
+
+def _refused(clinic: Clinic) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as invalid:
+        clinic.full_clean()
+    return invalid.value.message_dict
+
+
+def test_a_short_name_passes_and_the_shipped_texts_fit_it(care_texts):
+    ClinicFactory.build(code="bloom", name="Bloom Clinic", timezone="Europe/London", phone="+442079460000").full_clean()
+
+
+def test_a_name_no_text_fits_is_refused_with_the_texts_it_breaks_and_a_name_for_texts_mends_it(care_texts):
+    clinic = ClinicFactory.build(code="kc", name=LONG_NAME, timezone="Europe/London", phone="+442079460000")
+    errors = _refused(clinic)
+    assert list(errors) == ["name"]
+    assert "Every text names the clinic" in errors["name"][0]
+    assert "would not go" in errors["name"][0] and "segments" in errors["name"][0]
+    assert "SMS name" in errors["name"][0]
+    clinic.sms_name = "KC Aesthetics"
+    clinic.full_clean()  # the long name stays for e-mails, the admin and the consent wording
+
+
+def test_a_name_for_texts_that_names_a_treatment_is_reported_on_that_field(care_texts):
+    clinic = ClinicFactory.build(code="kc", name="KC", timezone="Europe/London", sms_name="The Botox Bar")
+    errors = _refused(clinic)
+    assert list(errors) == ["sms_name"]
+    assert "must not name a diagnosis, procedure or drug" in errors["sms_name"][0] and "botox" in errors["sms_name"][0]
+
+
+@pytest.mark.parametrize(
+    "name", ["The Botox Bar", "Клиника красоты Анна", "Filler & Skin Studio"], ids=["treatment", "cyrillic", "filler"]
+)
+def test_a_name_that_would_stop_every_text_is_refused(care_texts, name):
+    clinic = ClinicFactory.build(code="x", name=name, timezone="Europe/London")
+    errors = _refused(clinic)
+    assert "Every text names the clinic" in errors["name"][0]
+    clinic.sms_name = "Anna Beauty"
+    clinic.full_clean()
+
+
+def test_a_clinic_is_not_blamed_for_a_template_that_fails_with_any_name(care_texts):
+    ReminderTemplate.objects.create(  # saved without its check, as an old row would be
+        name="Far too long", kind="reminder", anchor="start", offset_value=-1, offset_unit="days", sms_text="x" * 500
+    )
+    ClinicFactory.build(code="bloom", name="Bloom Clinic", timezone="Europe/London").full_clean()
+
+
+def test_an_invalid_time_zone_is_reported_by_its_own_field_not_by_a_crash(care_texts):
+    errors = _refused(ClinicFactory.build(code="x", name="Bloom", timezone="Mars/Olympus"))
+    assert list(errors) == ["timezone"]
+
+
+def test_texts_name_the_clinic_by_its_name_for_texts_and_e_mails_by_its_name(care_texts, now):
+    clinic = ClinicFactory(code="kc", name=LONG_NAME, sms_name="KC Aesthetics", timezone="Europe/London")
+    patient = PatientFactory(
+        clinic=clinic, first_name="Ada", email="ada@example.com", phone="+447700900123",
+        reminder_channels=["email", "sms"], sms_consent=True,
+    )  # fmt: skip
+    PractitionerFactory(clinic=clinic, name="Dr Hart")
+    book(patient, "microneedling", london(2026, 3, 4, 10), now)
+    dispatch_local(now=now)
+    texts = [sms["body"] for sms in LocmemSmsBackend.outbox]
+    assert texts and all("KC Aesthetics" in body and LONG_NAME not in body for body in texts)
+    assert mail.outbox and all(LONG_NAME in m.body for m in mail.outbox)
+
+
+def test_a_template_too_long_for_the_longest_named_clinic_is_refused_naming_it(care_texts):
+    ClinicFactory(code="short", name="Bloom", timezone="Europe/London")
+    template = ReminderTemplate(
+        name="Long reminder", kind="reminder", anchor="start", offset_value=-1, offset_unit="days",
+        sms_text="Hi {{ patient_first_name }}, {{ clinic_name }} here. " + "Please bring your ID. " * 18,
+    )  # fmt: skip
+    template.full_clean()  # fits with "Bloom"
+    ClinicFactory(code="long", name="A clinic", sms_name="Marylebone Skin and Laser Rooms Limited", timezone="UTC")
+    with pytest.raises(ValidationError) as invalid:
+        template.full_clean()
+    message = invalid.value.message_dict["sms_text"][0]
+    assert "For the patients of A clinic (texts name it “Marylebone Skin and Laser Rooms Limited”)" in message
+    assert f"at most {SMS_MAX_SEGMENTS} go" in message
+    template.is_active = False
+    template.full_clean()  # a template that sends nothing is not held to it
+
+
+def test_the_longest_named_clinics_are_the_ones_checked(care_texts):
+    short = ClinicFactory(code="a", name="Ann", timezone="UTC")
+    gsm = ClinicFactory(code="b", name="Bartholomew's", timezone="UTC")
+    ucs2 = ClinicFactory(code="c", name="Клиника красоты Анна Петрова", timezone="UTC")  # longer than any
+    picked = {c.pk for c in fit._longest_named(Clinic.objects.all())}
+    assert picked == {gsm.pk, ucs2.pk} and short.pk not in picked
+
+
+def test_the_checks_context_holds_every_placeholder_a_real_text_gets(care_texts, now):
+    """The check renders with content.sms_context, as a send does; every value a send can put in a text is at
+    most as long as the check's (a first name within FIRST_NAME_CHECKED's length)."""
+    clinic = ClinicFactory(code="bloom", name="Bloom Clinic", timezone="Europe/London", phone="+442079460000")
+    patient = PatientFactory(
+        clinic=clinic, first_name="Alexandrina-Beatrix", email="a@example.com", phone="+447700900123",
+        reminder_channels=["sms"], sms_consent=True,
+    )  # fmt: skip
+    PractitionerFactory(clinic=clinic, name="Dr Hart")
+    appointment = book(patient, "microneedling", london(2026, 9, 30, 10, 30), now)  # a Wednesday in September
+    longest: dict[str, int] = {}
+    for context in fit._contexts(clinic, clinic.display_sms_name):
+        for key, value in context.items():
+            longest[key] = max(longest.get(key, 0), len(str(value)))
+    messages = OutboxMessage.objects.filter(appointment=appointment, channel="sms")
+    assert messages.exists()
+    for message in messages:
+        message.kind = MessageKind.RECALL  # the recall's dates too
+        message.payload = {"due_on": "2026-09-30", "from_start": "2026-12-30T10:30:00+00:00"}
+        for sent_at in (appointment.start_at - timedelta(days=1), now):
+            real = content._context(message, sent_at, for_sms=True, unsubscribe_url="")
+            assert set(real) <= set(longest)
+            for key, value in real.items():
+                assert len(str(value)) <= longest[key], (key, value)
+
+
+def test_the_shipped_texts_fit_with_a_forty_character_name_for_texts(care_texts):
+    clinic = ClinicFactory.build(code="x", name="X", sms_name="W" * 40, timezone="Pacific/Chatham")
+    for template in ReminderTemplate.objects.filter(is_active=True).exclude(sms_text=""):
+        for sms in fit._renders(template.sms_text, clinic, clinic.display_sms_name):
+            assert sms_segments(sms)[0] <= SMS_MAX_SEGMENTS, template.name
+
+
+@pytest.fixture
+def superuser_client(client, db):
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+def test_the_admin_refuses_a_clinic_renamed_so_that_no_text_fits_and_keeps_the_old_name(superuser_client, care_texts):
+    clinic = ClinicFactory(code="bloom", name="Bloom Clinic", timezone="Europe/London")
+    form = {
+        "code": "bloom",
+        "organisation": str(clinic.organisation_id),
+        "name": LONG_NAME,
+        "timezone": "Europe/London",
+        "country": "GB",
+        "cancellation_window_hours": "24",
+    }
+    response = superuser_client.post(f"/admin/clinic/clinic/{clinic.pk}/change/", form)
+    assert response.status_code == 200
+    assert "Every text names the clinic" in response.content.decode()
+    clinic.refresh_from_db()
+    assert clinic.name == "Bloom Clinic"
+    response = superuser_client.post(f"/admin/clinic/clinic/{clinic.pk}/change/", {**form, "sms_name": "Bloom"})
+    assert response.status_code == 302
+    clinic.refresh_from_db()
+    assert (clinic.name, clinic.sms_name, clinic.display_sms_name) == (LONG_NAME, "Bloom", "Bloom")
