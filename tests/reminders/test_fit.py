@@ -2,11 +2,13 @@
 saved (reminders/fit.py), so a text is not found too long, or naming a treatment, only when it is due."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
 
 from clinic.models import Clinic
 from reminders import content, fit
@@ -17,7 +19,7 @@ from reminders.texts import SMS_MAX_SEGMENTS, sms_segments
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.reminders.conftest import book, london
 
-LONG_NAME = (  # 181 characters: the longest shipped text (the texts-only aftercare) fits names up to about 145
+LONG_NAME = (  # 182 characters: the longest shipped text (the texts-only aftercare) fits names up to about 145
     "The Royal Borough of Kensington and Chelsea Centre for Advanced Aesthetic Medicine, Skin Rejuvenation, "
     "Laser Dermatology and Cosmetic Wellbeing (incorporating the Chelsea Skin Rooms)"
 )
@@ -171,3 +173,15 @@ def test_the_admin_refuses_a_clinic_renamed_so_that_no_text_fits_and_keeps_the_o
     assert response.status_code == 302
     clinic.refresh_from_db()
     assert (clinic.name, clinic.sms_name, clinic.display_sms_name) == (LONG_NAME, "Bloom", "Bloom")
+
+
+def test_reminders_status_names_a_clinic_saved_before_the_check_whose_name_stops_its_texts(care_texts):
+    ClinicFactory(code="long", name=LONG_NAME, timezone="Europe/London")  # saved without full_clean, as before
+    ClinicFactory(code="bloom", name="Bloom", timezone="Europe/London")
+    out = StringIO()
+    call_command("reminders_status", stdout=out)
+    section = out.getvalue().split("Clinics whose name stops texts going:")[1]
+    assert "long " in section and "Every text names the clinic" in section and "bloom" not in section
+    out = StringIO()
+    call_command("reminders_status", "--clinic", "bloom", stdout=out)
+    assert out.getvalue().split("Clinics whose name stops texts going:")[1].strip() == "(none)"

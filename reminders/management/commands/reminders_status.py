@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from clinic.models import Clinic
-from reminders import selectors
+from reminders import fit, selectors
 
 MAX_HOURS = 366 * 24  # a year ahead; further is no longer "due soon" (and far past it, timedelta overflows)
 MAX_LIMIT = 1000
@@ -96,3 +96,15 @@ class Command(BaseCommand):
             self.stdout.write(title)
             rows = summary[key]
             self.stdout.write("\n".join(_row(m) for m in rows) if rows else "  (none)")
+        # A clinic saved before its name was checked against the texts (reminders.fit) may still have one that stops
+        # every text to its patients: said here, where an operator looks, before the failures pile up.
+        self.stdout.write("Clinics whose name stops texts going:")
+        clinics = Clinic.objects.order_by("code")
+        if options["clinic"]:
+            clinics = clinics.filter(code=options["clinic"])
+        found = [(c, problems) for c in clinics if (problems := fit.clinic_sms_problems(c))]
+        for clinic, problems in found:
+            for message in (m for messages in problems.values() for m in messages):
+                self.stdout.write(f"  {clinic.code:<10} {message}")
+        if not found:
+            self.stdout.write("  (none)")
