@@ -119,7 +119,11 @@ class PlanCreateIn(InputSerializer):
 
 class ReplanIn(InputSerializer):
     from_session = StrictIntegerField(min_value=1, max_value=planner.MAX_SESSIONS)
-    start = AwareDateTimeField(help_text="The moved session goes to the first possible slot from then on.")
+    start = AwareDateTimeField(
+        help_text="Not before this: the moved session takes the day nearest its ideal gap after the session kept "
+        "before it, on or after `start` (the first possible slot from `start` once that ideal day has passed, or "
+        "when its window has)."
+    )
     dry_run = StrictBooleanField(required=False, default=False)
 
 
