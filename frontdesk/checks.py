@@ -222,3 +222,9 @@ def clearance_reasons(appointment: Appointment) -> list[rules.Violation]:
     """What a clinician is asked to clear: the relative contraindications (and any new block) standing now."""
     check = appointment_recheck(appointment=appointment)
     return list(check.evaluation.needs_clearance) + list(check.evaluation.blocking)
+
+
+def review_reasons(appointment: Appointment) -> list[rules.Violation]:
+    """Why a booking needs review: the block rules and absolute contraindications it breaks now (a record change
+    re-checks it in the change's own transaction, so these are the reasons it was flagged with, as they stand)."""
+    return list(appointment_recheck(appointment=appointment).evaluation.blocking)

@@ -331,6 +331,18 @@ class BaseConditionFormSet(forms.BaseFormSet):
     def get_form_kwargs(self, index):
         return {**super().get_form_kwargs(index), "conditions": self._conditions, "areas": self._areas}
 
+    def clean(self) -> None:
+        super().clean()
+        # The page draws every line the intake held (a line goes by its own Remove box) and says how many: a post
+        # that carries fewer (damaged, or made by hand: a line count below zero) would erase the lines it left out,
+        # unseen. (An intake changed since the page was drawn is the version check's: conditions_replace, 409.)
+        total, drawn = self.total_form_count(), self.initial_form_count()
+        if self.is_bound and (total < 0 or drawn < 0 or total < drawn):
+            raise forms.ValidationError(
+                "The form arrived incomplete (fewer lines than the medical history holds), so nothing was saved. "
+                "Reload the page and make your change again."
+            )
+
     def kept_lines(self) -> list[ConditionLineForm]:
         """The lines to keep, in page order: chosen and not ticked for removal."""
         return [

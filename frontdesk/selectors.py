@@ -217,7 +217,10 @@ class PatientRecord:
     conditions: list[PatientCondition]
 
 
-def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
+def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = None) -> PatientRecord:
+    """What the desk of `clinic` (the patient's home clinic when not given) shows of a patient: the earliest dates
+    are reckoned where that desk would book them, as its booking page reckons them."""
+    tz = (clinic or patient.clinic).tz
     appointments = list(
         Appointment.objects.filter(patient=patient)
         .select_related("procedure", "practitioner", "area", "clinic")
@@ -228,16 +231,16 @@ def patient_record(*, patient: Patient, now: datetime) -> PatientRecord:
     return PatientRecord(
         patient=patient,
         outlook=[
-            OutlookRow(
-                p, rules_only(evaluation=e, duration=timedelta(minutes=p.duration_minutes), tz=patient.clinic.tz)
-            )
-            for p, e in patient_outlook(patient=patient, now=now)
+            OutlookRow(p, rules_only(evaluation=e, duration=timedelta(minutes=p.duration_minutes), tz=tz))
+            for p, e in patient_outlook(patient=patient, now=now, tz=tz)
         ],
         booked=[a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES],
         other_appointments=[
             a for a in reversed(appointments) if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)
         ],
-        procedures=list(ProcedureRecord.objects.filter(patient=patient).select_related("procedure", "area")),
+        procedures=list(
+            ProcedureRecord.objects.filter(patient=patient).select_related("procedure", "area", "appointment__clinic")
+        ),
         courses=list(MedicationCourse.objects.filter(patient=patient).select_related("drug")),
         conditions=list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area")),
     )

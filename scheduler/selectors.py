@@ -239,13 +239,16 @@ _WINDOW = CompiledQuery(_window_of)
 _NO_EVENTS = CompiledQuery(lambda patient_id: unions.union(_branches(patient_id)))
 
 
-def patient_outlook(*, patient, now) -> list[tuple[ProcedureType, rules.Evaluation]]:
-    """For each bookable procedure: could the patient have it now, and if not, from when and why."""
+def patient_outlook(*, patient, now, tz=None) -> list[tuple[ProcedureType, rules.Evaluation]]:
+    """For each bookable procedure: could the patient have it now, and if not, from when and why, reckoned in `tz`:
+    the zone of the clinic where it would be booked (calendar gaps end at that clinic's midnight), the patient's
+    home clinic's when not given."""
     timeline = timeline_for_patient(patient.pk)
     rulebook = rulebook_load(patient.organisation_id)
     start = rules.ceil_minute(now)
+    tz = tz or patient.clinic.tz
     return [
-        (procedure, rules.evaluate(timeline, rulebook, rules.Proposal(procedure.code, start), patient.clinic.tz))
+        (procedure, rules.evaluate(timeline, rulebook, rules.Proposal(procedure.code, start), tz))
         for procedure in ProcedureType.objects.filter(bookable=True)
     ]
 

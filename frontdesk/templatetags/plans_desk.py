@@ -17,5 +17,5 @@ def recalls_due(context, clinic, today):
 
 @register.inclusion_tag("frontdesk/_patient_plans.html", takes_context=True)
 def patient_plans(context, patient):
-    plans = patient.plans.select_related("template").order_by("-created_at")
+    plans = patient.plans.select_related("template", "clinic").order_by("-created_at")
     return {"clinic": context["clinic"], "patient": patient, "plans": plans}

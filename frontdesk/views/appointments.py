@@ -52,6 +52,9 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_fo
                 and timezone.localdate(appointment.start_at) == timezone.localdate(now)
             ),
             "clearance_reasons": checks.clearance_reasons(appointment) if pending else [],
+            "review_reasons": (
+                checks.review_reasons(appointment) if appointment.status == AppointmentStatus.NEEDS_REVIEW else []
+            ),
             "reminders": reminders,
             "reminders_total": sum(len(group.messages) for group in reminders),
             "audit": appointment.audit_events.select_related("actor_user"),

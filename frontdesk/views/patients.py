@@ -113,7 +113,7 @@ def patient_detail(request, patient_id):
         messages.info(request, "That record was merged into this one.")
         return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=survivor.pk)
     patient = patient_or_404(request, patient_id)
-    record = selectors.patient_record(patient=patient, now=timezone.now())
+    record = selectors.patient_record(patient=patient, now=timezone.now(), clinic=request.clinic)
     return page(
         request,
         "frontdesk/patient_detail.html",

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from clinic.models import Appointment, TimeOff, WorkingHours
 from frontdesk.checks import SlotRequest, panel
+from frontdesk.selectors import patient_record
 from reminders.content import fmt_long_date, next_possible
 from scheduler import rulebooks
 from scheduler.booking import (
@@ -697,10 +698,6 @@ def test_a_new_rule_book_version_moves_the_earliest_answer_and_says_which_versio
     assert at_slot.eligible and at_slot.warnings  # the 12-month default only warns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: the patient record's 'Not before' is measured in the home clinic's zone, not the desk's",
-)
 def test_the_records_not_before_date_is_the_one_the_desks_own_clinic_then_accepts(world):
     """frontdesk.selectors.patient_record -> scheduler.selectors.patient_outlook (selectors.py:233-242) works the
     calendar gap out in the patient's *home* clinic's zone (`patient.clinic.tz`), while booking at the desk's clinic
@@ -710,13 +707,19 @@ def test_the_records_not_before_date_is_the_one_the_desks_own_clinic_then_accept
     desk's own booking of 23 March is refused (London counts from 10 March: 24 March). The receptionist is
     offered a day the same desk then refuses. Which zone the record's outlook should use (the desk's, or one
     line per site) is the product's call; it is a sibling of the cross-zone QUESTION in
-    test_rule_semantics_sweep.py."""
+    test_rule_semantics_sweep.py. Answered (5 December): the desk's, where it would book
+    (frontdesk.selectors.patient_record(clinic=), patient_outlook(tz=))."""
     now = datetime(2027, 3, 3, 9, tzinfo=UTC)
     london, _ = world["london"]
     newyork, _ = world["newyork"]
     patient = PatientFactory(clinic=newyork)
     ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=datetime(2027, 3, 10, 1, tzinfo=UTC))
-    outlook = {p.code: e for p, e in patient_outlook(patient=patient, now=datetime(2027, 3, 10, 9, tzinfo=UTC))}
+    seen = datetime(2027, 3, 10, 9, tzinfo=UTC)
+    outlook = {p.code: e for p, e in patient_outlook(patient=patient, now=seen, tz=london.tz)}
+    record = {row.procedure.code: row.check for row in patient_record(patient=patient, now=seen, clinic=london).outlook}
+    assert (
+        record["microneedling"].evaluation.earliest_eligible_start == outlook["microneedling"].earliest_eligible_start
+    )
     said = outlook["microneedling"].earliest_eligible_start
     at_london = check(
         patient, "microneedling", wall(LONDON, said.astimezone(LONDON).date(), 10), now, clinic_id=london.code
