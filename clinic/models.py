@@ -202,6 +202,7 @@ class Clinic(models.Model):
         max_length=100, blank=True, help_text="E-mails come from this name; the clinic's name when empty."
     )
     sms_name = models.CharField(
+        "SMS name",
         max_length=40,
         blank=True,
         help_text="How text messages name the clinic (every text does): the clinic's name when empty. A long name, "

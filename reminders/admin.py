@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, SharedCatalogue, admin_clinic_ids
 from clinic.models import Clinic
-from reminders import feeds, services
+from reminders import feeds, fit, services
 from reminders.models import (
     CalendarFeed,
     ContactOptIn,
@@ -39,8 +39,28 @@ PLACEHOLDERS = (
 )
 
 
+class ReminderTemplateForm(forms.ModelForm):
+    class Meta:
+        model = ReminderTemplate
+        fields = [  # the admin's fieldsets below decide what shows; these are what it may change
+            *("name", "kind", "procedure", "anchor", "offset_value", "offset_unit", "send_if_late", "is_active"),
+            *("email_subject", "email_text", "email_html", "attach_ics", "sms_text", "origin", "source"),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        # An active text that would be too long for some clinic's patients (reminders.fit), once it is valid itself.
+        text = data.get("sms_text")
+        if text and data.get("is_active") and "sms_text" not in self.errors:
+            problem = fit.template_sms_problem(text)
+            if problem:
+                self.add_error("sms_text", problem)
+        return data
+
+
 @admin.register(ReminderTemplate)
 class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
+    form = ReminderTemplateForm
     list_display = ["name", "kind", "procedure", "anchor", "offset", "provenance", "is_active"]
     list_filter = ["origin", "kind", "procedure", "is_active"]
     search_fields = ["name", "email_subject", "email_text", "sms_text"]

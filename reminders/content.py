@@ -16,9 +16,10 @@ from datetime import UTC, date, datetime, time
 from email.utils import parseaddr
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.template import Context, Engine, Template, TemplateSyntaxError
+from django.template import Context, Engine, Template
 from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
@@ -274,8 +275,12 @@ def _render(engine: Engine, text: str, context: dict) -> str:
     try:
         # The Context, not the Engine, decides escaping when a Template is rendered directly.
         return _compiled(engine, text).render(Context(context, autoescape=engine.autoescape)).strip()
-    except TemplateSyntaxError as exc:
-        raise RenderError(f"template error: {exc}") from exc
+    except DatabaseError:
+        raise  # the database's trouble, not the template's: the send is tried again
+    except Exception as exc:
+        # A template that compiles can still fail as it renders: an {% include %} (these engines have no loaders,
+        # TemplateDoesNotExist), a {% for %} over a flag (TypeError). Trying again will not help.
+        raise RenderError(f"template error: {exc.__class__.__name__}: {exc}") from exc
 
 
 def render_sms(text: str, context: dict) -> str:

@@ -1,24 +1,31 @@
-"""Will the texts go? Each active SMS template rendered for a clinic as the longest text it can make, checked when
-a clinic or a template is saved.
+"""Will the texts go? Each SMS template rendered as the longest texts it can make, checked when a clinic or a
+template is saved, not found when a text is due.
 
-A text that does not fit SMS_MAX_SEGMENTS as rendered, or that names a treatment (a clinic called "The Botox
-Bar"), fails for good when it is due (content.render_message): the patient hears nothing, and staff find out from
-the outbox. Every text names the clinic, so the check runs from both sides:
+A text that does not fit SMS_MAX_SEGMENTS as rendered, that cannot be rendered, or that names a treatment (a clinic
+called "The Botox Bar") fails for good when it is due (content.render_message): the patient hears nothing, and
+staff find out from the outbox. Three checks:
 
+- a template on its own (`template_own_problem`, ReminderTemplate.clean, so the shipped texts' loading too): its
+  length as rendered for a stand-in clinic (a short name, no phone), not as written (the placeholders, and both
+  branches of an `{% if %}`, are not what goes);
+- a template against the clinics (`template_sms_problem`, the admin's template form): rendered for the clinics
+  whose names for texts, phone numbers and zones' abbreviations make the longest texts, naming the clinic it
+  would not go for;
 - a clinic's name for texts (`Clinic.display_sms_name`: its `sms_name`, else its name) against every active
-  template (`clinic_sms_problems`, subscribed to clinic's seam, clinic.setting_checks); a template that fails with
-  any clinic's name is left to the template's own check, so a clinic is only ever told about its own name;
-- a template against the clinics whose names make the longest texts (`template_sms_problem`,
-  ReminderTemplate.clean): its length, not the words in a clinic's name, which that clinic's check reports.
+  template (`clinic_sms_problems`, subscribed to clinic's seam clinic.setting_checks; `reminders_status` lists the
+  clinics saved before it): too long, or naming a treatment. A template that fails with the stand-in's name is
+  the template's own problem, never held against a clinic.
 
-What the clinic does not decide is taken at its longest plausible: a first name of len(FIRST_NAME_CHECKED)
-characters, the longest dates the formatters write (a Wednesday in September; with the year, or "tomorrow, ...";
-a move notice's earlier time), both the e-mail patient's text and the texts-only one (`email_on`). A patient
+What neither decides is taken at its longest plausible: a first name of len(FIRST_NAME_CHECKED) characters; the
+longest dates the formatters write (a Wednesday in September with "tomorrow, ..." or with its year; both on New
+Year's Eve); each optional value (the patient's link, a move notice's earlier time, a recall's earliest date)
+present and absent, so that every `{% if %}` branch is rendered; an e-mail patient and a texts-only one. A patient
 with a longer first name can still make a text too long; that one fails visibly, in the outbox.
 """
 
 from __future__ import annotations
 
+import itertools
 import zoneinfo
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
@@ -27,47 +34,61 @@ from clinic.models import Appointment, Clinic
 from reminders import content
 from reminders.links import manage_url
 from reminders.models import ReminderTemplate
-from reminders.texts import SMS_MAX_SEGMENTS, sms_fold, sms_segments, sms_text_problem, sms_units
+from reminders.texts import SMS_MAX_SEGMENTS, sms_fold, sms_length_problem, sms_segments, sms_text_problem, sms_units
+from scheduler import versioned
 
 FIRST_NAME_CHECKED = "Maximiliana-Josefine"  # 20 characters: a long first name, not the longest there is
-_START = datetime(2027, 9, 29, 10, 30)  # a Wednesday in September: the longest day and month names
-_PREVIOUS = datetime(2028, 9, 27, 10, 30)  # a move notice's earlier time, in another year than either `now`
-_BEFORE = (timedelta(days=1), timedelta(days=400))  # sent the day before ("tomorrow, ..."), or a year ahead
+# (the visit, how long before it the text goes): a Wednesday in September has the longest day and month names; the
+# day before says "tomorrow, ...", a year before names the year, and New Year's Eve says both.
+_MOMENTS = (
+    (datetime(2027, 9, 29, 10, 30), timedelta(days=1)),
+    (datetime(2027, 9, 29, 10, 30), timedelta(days=400)),
+    (datetime(2028, 1, 1, 10, 30), timedelta(days=1)),
+)
+_PREVIOUS = datetime(2029, 9, 26, 10, 30)  # a move notice's earlier time: a Wednesday, in a year no `now` is in
+_OPTIONAL = ("manage_url", "previous_start_local", "recall_earliest_date")  # each rendered present and absent
 NEUTRAL_NAME = "Clinic"  # a name that cannot be what makes a text fail
+
+
+def _stand_in() -> Clinic:
+    """A clinic that adds as little as one can: for a template's own check, and when there are no clinics yet."""
+    return Clinic(name=NEUTRAL_NAME, timezone="UTC", phone="")
 
 
 def _contexts(clinic: Clinic, clinic_name: str) -> Iterator[dict]:
     tz = clinic.tz
-    start = _START.replace(tzinfo=tz)
-    end = start + timedelta(hours=1)
-    link = manage_url(Appointment(clinic=clinic, start_at=start, end_at=end))  # unsaved: its link's length
-    for before in _BEFORE:
-        for email_on in (False, True):
-            context = content.sms_context(
-                clinic=clinic,
-                clinic_name=clinic_name,
-                first_name=FIRST_NAME_CHECKED,
-                start_at=start,
-                end_at=end,
-                now=start - before,
-                manage_link=link,
-                email_on=email_on,
-                previous_start=_PREVIOUS.replace(tzinfo=tz),
-            )
-            context.update(content.recall_context(due_on=start, earliest=start, tz=tz))
-            yield context
+    for (start_local, before), email_on in itertools.product(_MOMENTS, (False, True)):
+        start = start_local.replace(tzinfo=tz)
+        end = start + timedelta(hours=1)
+        full = content.sms_context(
+            clinic=clinic,
+            clinic_name=clinic_name,
+            first_name=FIRST_NAME_CHECKED,
+            start_at=start,
+            end_at=end,
+            now=start - before,
+            manage_link=manage_url(Appointment(clinic=clinic, start_at=start, end_at=end)),  # unsaved: its length
+            email_on=email_on,
+            previous_start=_PREVIOUS.replace(tzinfo=tz),
+        )
+        full.update(content.recall_context(due_on=start, earliest=start, tz=tz))
+        for absent in itertools.product((False, True), repeat=len(_OPTIONAL)):
+            yield {**full, **{key: "" for key, gone in zip(_OPTIONAL, absent, strict=True) if gone}}
 
 
 def _renders(text: str, clinic: Clinic, clinic_name: str) -> Iterator[str]:
+    """Every text `text` makes for this clinic's patients, as it goes (content.RenderError if it cannot render)."""
     for context in _contexts(clinic, clinic_name):
-        try:
-            yield content.render_sms(text, context)
-        except content.RenderError:
-            return  # a template that does not render is the template's check's to report (texts.template_problem)
+        yield content.render_sms(text, context)
 
 
-def _problem(text: str, clinic: Clinic, clinic_name: str) -> str:
-    return next((p for p in map(sms_text_problem, _renders(text, clinic, clinic_name)) if p), "")
+def _problem(text: str, clinic: Clinic, clinic_name: str, *, words: bool = True) -> str:
+    """Why `text` would not go for this clinic's patients, or '' (`words`: also the words a render puts in it)."""
+    check = sms_text_problem if words else sms_length_problem
+    try:
+        return next((problem for problem in map(check, _renders(text, clinic, clinic_name)) if problem), "")
+    except content.RenderError as exc:
+        return f"It cannot be rendered ({exc})."
 
 
 def _zone_known(clinic: Clinic) -> bool:
@@ -78,14 +99,22 @@ def _zone_known(clinic: Clinic) -> bool:
     return True
 
 
-def clinic_sms_problems(clinic: Clinic) -> dict[str, list[str]]:
-    """What stops a text to this clinic's patients going, by the field that mends it (`sms_name`, or `name` when
-    the clinic has no name for texts)."""
+def _active_sms_templates() -> list[ReminderTemplate]:
+    return list(ReminderTemplate.objects.filter(is_active=True).exclude(sms_text="").only("name", "sms_text"))
+
+
+def template_own_problem(text: str) -> str:
+    """Why `text` (an SMS template) would not go whatever clinic sends it, or ''."""
+    with versioned.snapshot():
+        return _problem(text, _stand_in(), NEUTRAL_NAME, words=False)
+
+
+def _clinic_problems(clinic: Clinic, templates: list[ReminderTemplate]) -> dict[str, list[str]]:
     if not _zone_known(clinic) or not clinic.display_sms_name:
         return {}
     name = clinic.display_sms_name
     found = []
-    for template in ReminderTemplate.objects.filter(is_active=True).exclude(sms_text="").only("name", "sms_text"):
+    for template in templates:
         problem = _problem(template.sms_text, clinic, name)
         if problem and not _problem(template.sms_text, clinic, NEUTRAL_NAME):
             found.append(f"“{template.name}”: {problem}")
@@ -100,34 +129,76 @@ def clinic_sms_problems(clinic: Clinic) -> dict[str, list[str]]:
     }
 
 
+def clinic_sms_problems(clinic: Clinic) -> dict[str, list[str]]:
+    """What stops a text to this clinic's patients going, by the field that mends it (`sms_name`, or `name` when
+    the clinic has no name for texts)."""
+    with versioned.snapshot():  # the catalogue's names for the words check: read once, not once a render
+        return _clinic_problems(clinic, _active_sms_templates())
+
+
+def clinics_sms_problems(clinics: Iterable[Clinic]) -> Iterator[tuple[Clinic, dict[str, list[str]]]]:
+    """`clinic_sms_problems` of each clinic whose name stops a text (the templates read once)."""
+    with versioned.snapshot():
+        templates = _active_sms_templates()
+        for clinic in clinics:
+            problems = _clinic_problems(clinic, templates)
+            if problems:
+                yield clinic, problems
+
+
+def templates_own_problems() -> Iterator[tuple[ReminderTemplate, str]]:
+    """Active SMS templates that would not go whatever clinic sends them (saved before their check)."""
+    with versioned.snapshot():
+        for template in _active_sms_templates():
+            problem = _problem(template.sms_text, _stand_in(), NEUTRAL_NAME, words=False)
+            if problem:
+                yield template, problem
+
+
+def _zone_shape(clinic: Clinic) -> tuple[int, ...]:
+    """How long the clinic's zone's abbreviation is at each moment the check renders: zones alike in that make
+    texts of the same length."""
+    tz = clinic.tz
+    moments = [start.replace(tzinfo=tz) for start, _ in _MOMENTS] + [_PREVIOUS.replace(tzinfo=tz)]
+    return tuple(len(moment.tzname() or "") for moment in moments)
+
+
 def _longest_named(clinics: Iterable[Clinic]) -> list[Clinic]:
-    """The clinics whose names make the longest texts: the longest in the GSM alphabet (folded, as a text is), and
-    the longest counted in UTF-16 units (a name that sends the whole text as UCS-2, or a text that is already)."""
-    longest: dict[str, tuple[int, Clinic]] = {}
+    """The clinics whose texts are the longest: for each shape of zone, the one with the longest name for texts in
+    the GSM alphabet (folded, as a text is), the longest counted in UTF-16 units (a name that sends the whole text
+    as UCS-2, or a text that is already), the longest phone number, and the longest name and number together."""
+    best: dict[tuple, tuple[int, Clinic]] = {}
     for clinic in clinics:
         if not _zone_known(clinic):
             continue
-        name, extra = clinic.display_sms_name, len(clinic.phone_national)
+        name, phone = clinic.display_sms_name, len(clinic.phone_national)
         units, encoding = sms_units(sms_fold(name))
-        if encoding == "GSM-7" and units + extra > longest.get("GSM-7", (-1,))[0]:
-            longest["GSM-7"] = (units + extra, clinic)
-        utf16 = len(name.encode("utf-16-le")) // 2 + extra
-        if utf16 > longest.get("UCS-2", (-1,))[0]:
-            longest["UCS-2"] = (utf16, clinic)
-    return list({clinic.pk: clinic for _, clinic in longest.values()}.values())
+        gsm = units if encoding == "GSM-7" else -1
+        utf16 = len(name.encode("utf-16-le")) // 2
+        shape = _zone_shape(clinic)
+        measures = {"gsm": gsm, "gsm+phone": gsm + phone if gsm >= 0 else -1, "utf16+phone": utf16 + phone}
+        measures["phone"] = phone or -1  # no number: nothing to pick by
+        for measure, score in measures.items():
+            if score >= 0 and score > best.get((shape, measure), (-1, None))[0]:
+                best[(shape, measure)] = (score, clinic)
+    return list({clinic.pk: clinic for _, clinic in best.values()}.values())
 
 
 def template_sms_problem(text: str) -> str:
-    """Why `text` (an SMS template) would be too long for a clinic's patients, or ''."""
-    clinics = Clinic.objects.only("name", "sms_name", "phone", "timezone")
-    for clinic in _longest_named(clinics):
-        for sms in _renders(text, clinic, clinic.display_sms_name):
-            segments, encoding = sms_segments(sms)
-            if segments > SMS_MAX_SEGMENTS:
-                return (
-                    f"For the patients of {clinic.name} (texts name it “{clinic.display_sms_name}”) this text, with a "
-                    f"first name of {len(FIRST_NAME_CHECKED)} characters and the longest dates, takes {segments} "
-                    f"segments ({encoding}); at most {SMS_MAX_SEGMENTS} go. Shorten it, or give that clinic a "
-                    "shorter name for texts (SMS name)."
-                )
+    """Why `text` (an SMS template) would be too long for some clinic's patients, or '' (their names' words are
+    the clinics' own check)."""
+    clinics = _longest_named(Clinic.objects.only("name", "sms_name", "phone", "timezone"))
+    try:
+        for clinic in clinics:
+            for sms in _renders(text, clinic, clinic.display_sms_name):
+                segments, encoding = sms_segments(sms)
+                if segments > SMS_MAX_SEGMENTS:
+                    return (
+                        f"For the patients of {clinic.name} (texts name it “{clinic.display_sms_name}”) this text, with "
+                        f"a first name of {len(FIRST_NAME_CHECKED)} characters and the longest dates, takes {segments} "
+                        f"segments ({encoding}); at most {SMS_MAX_SEGMENTS} go. Shorten it, or give that clinic a "
+                        "shorter name for texts (SMS name)."
+                    )
+    except content.RenderError as exc:
+        return f"It cannot be rendered ({exc})."
     return ""

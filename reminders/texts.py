@@ -177,14 +177,19 @@ def clinical_terms_in(text: str) -> list[str]:
     return [t for t in forbidden.terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
 
 
-def sms_text_problem(text: str) -> str:
-    """Why `text` may not go by SMS (a clinical name in it, or too long), or ''."""
+def sms_words_problem(text: str) -> str:
+    """Why `text` may not go by SMS for what it says (a diagnosis, procedure or drug named in it), or ''."""
     found = clinical_terms_in(text)
     if found:
         return (
             "An SMS must not name a diagnosis, procedure or drug (it can be read by anyone who sees "
             f"the phone); remove: {', '.join(found)}."
         )
+    return ""
+
+
+def sms_length_problem(text: str) -> str:
+    """Why `text`, as rendered, is too long to go by SMS, or ''."""
     segments, encoding = sms_segments(sms_fold(text))  # as it will go (content.render_message folds it)
     if segments > SMS_MAX_SEGMENTS:
         return (
@@ -192,3 +197,9 @@ def sms_text_problem(text: str) -> str:
             f"outside the GSM alphabet or emoji); this one takes {segments} ({encoding}, {len(text)} characters)."
         )
     return ""
+
+
+def sms_text_problem(text: str) -> str:
+    """Why `text` may not go by SMS (a clinical name in it, or too long), or '': checked on every text as it goes.
+    A template is held to the words as written and to the length as rendered (reminders.fit)."""
+    return sms_words_problem(text) or sms_length_problem(text)

@@ -96,15 +96,21 @@ class Command(BaseCommand):
             self.stdout.write(title)
             rows = summary[key]
             self.stdout.write("\n".join(_row(m) for m in rows) if rows else "  (none)")
-        # A clinic saved before its name was checked against the texts (reminders.fit) may still have one that stops
-        # every text to its patients: said here, where an operator looks, before the failures pile up.
+        # Saved before the texts were checked against the clinics' names (reminders.fit), a clinic's name or a
+        # template may still stop texts going: said here, where an operator looks, before the failures pile up.
         self.stdout.write("Clinics whose name stops texts going:")
         clinics = Clinic.objects.order_by("code")
         if options["clinic"]:
             clinics = clinics.filter(code=options["clinic"])
-        found = [(c, problems) for c in clinics if (problems := fit.clinic_sms_problems(c))]
+        found = list(fit.clinics_sms_problems(clinics))
         for clinic, problems in found:
             for message in (m for messages in problems.values() for m in messages):
                 self.stdout.write(f"  {clinic.code:<10} {message}")
         if not found:
+            self.stdout.write("  (none)")
+        self.stdout.write("Texts that cannot go for any clinic:")
+        broken = list(fit.templates_own_problems())
+        for template, problem in broken:
+            self.stdout.write(f"  “{template.name}” (id {template.pk}): {problem}")
+        if not broken:
             self.stdout.write("  (none)")
