@@ -197,6 +197,20 @@ def sms_context(
     }
 
 
+SMS_FIRST_NAME_MAX = 20  # what reminders.fit checks every text with (FIRST_NAME_CHECKED)
+
+
+def sms_first_name(first_name: str) -> str:
+    """The first name a text greets the patient by: within SMS_FIRST_NAME_MAX characters, so that a text the checks
+    passed for the clinic and the template (reminders.fit) is never too long for a patient's name. A longer one
+    is cut to its first part ("Anna-Maria Josefine Alexandra" -> "Anna-Maria"), else to the limit."""
+    name = first_name.strip()
+    if len(name) <= SMS_FIRST_NAME_MAX:
+        return name
+    first = name.split()[0]
+    return first if len(first) <= SMS_FIRST_NAME_MAX else first[:SMS_FIRST_NAME_MAX]
+
+
 def recall_context(*, due_on: datetime, earliest: datetime | None, tz) -> dict:
     return {
         "recall_due_date": fmt_long_date(due_on, tz),
@@ -213,7 +227,7 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
         clinic=clinic,
         # Texts name the clinic by its name for texts when it has one (every text does: reminders.fit).
         clinic_name=clinic.display_sms_name if for_sms else clinic.name,
-        first_name=appointment.patient.first_name,
+        first_name=sms_first_name(appointment.patient.first_name) if for_sms else appointment.patient.first_name,
         start_at=appointment.start_at,
         end_at=appointment.end_at,
         now=now,

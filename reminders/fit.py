@@ -16,11 +16,11 @@ staff find out from the outbox. Three checks:
   clinics saved before it): too long, or naming a treatment. A template that fails with the stand-in's name is
   the template's own problem, never held against a clinic.
 
-What neither decides is taken at its longest plausible: a first name of len(FIRST_NAME_CHECKED) characters; the
+What neither decides is taken at its longest: a first name of len(FIRST_NAME_CHECKED) characters (a text greets a
+patient by at most that much of theirs, content.sms_first_name); the
 longest dates the formatters write (a Wednesday in September with "tomorrow, ..." or with its year; both on New
 Year's Eve); each optional value (the patient's link, a move notice's earlier time, a recall's earliest date)
-present and absent, so that every `{% if %}` branch is rendered; an e-mail patient and a texts-only one. A patient
-with a longer first name can still make a text too long; that one fails visibly, in the outbox.
+present and absent, so that every `{% if %}` branch is rendered; an e-mail patient and a texts-only one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from reminders.models import ReminderTemplate
 from reminders.texts import SMS_MAX_SEGMENTS, sms_fold, sms_length_problem, sms_segments, sms_text_problem, sms_units
 from scheduler import versioned
 
-FIRST_NAME_CHECKED = "Maximiliana-Josefine"  # 20 characters: a long first name, not the longest there is
+FIRST_NAME_CHECKED = "Maximiliana-Josefine"  # 20 characters: the longest a text greets anyone by (content.py)
 # (the visit, how long before it the text goes): a Wednesday in September has the longest day and month names; the
 # day before says "tomorrow, ...", a year before names the year, and New Year's Eve says both.
 _MOMENTS = (

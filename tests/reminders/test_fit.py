@@ -16,7 +16,7 @@ from reminders.admin import ReminderTemplateForm
 from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import dispatch_local
 from reminders.models import MessageKind, OutboxMessage, ReminderTemplate
-from reminders.texts import SMS_MAX_SEGMENTS, sms_segments
+from reminders.texts import SMS_MAX_SEGMENTS, sms_segments, sms_units
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.reminders.conftest import book, london
 
@@ -211,3 +211,40 @@ def test_reminders_status_names_a_clinic_saved_before_the_check_whose_name_stops
     call_command("reminders_status", "--clinic", "bloom", stdout=out)
     section = out.getvalue().split("Clinics whose name stops texts going:")[1]
     assert section.split("Texts that cannot go for any clinic:") == ["\n  (none)\n", "\n  (none)\n"]
+
+
+@pytest.mark.parametrize(
+    "given, greeted",
+    [
+        ("Ada", "Ada"),
+        ("  Maximiliana-Josefine ", "Maximiliana-Josefine"),  # 20: as it is
+        ("Anna-Maria Josefine Alexandra", "Anna-Maria"),
+        ("Wolfeschlegelsteinhausenbergerdorff", "Wolfeschlegelsteinha"),  # one part: cut
+    ],
+)
+def test_a_text_greets_a_patient_by_at_most_the_first_name_length_the_checks_use(given, greeted):
+    assert content.sms_first_name(given) == greeted
+    assert len(content.sms_first_name(given)) <= len(fit.FIRST_NAME_CHECKED) == content.SMS_FIRST_NAME_MAX
+
+
+def test_a_patient_with_a_first_name_longer_than_the_checks_gets_a_text_the_checks_passed(care_texts, now):
+    """A clinic's template that greets by name, as long as the checks allow for a 20-character first name: a patient
+    whose whole first name has 29 would make it four segments, and it would fail for good."""
+    clinic = ClinicFactory(code="bloom", name="Bloom", timezone="Europe/London", phone="+442079460000")
+    base = "Hi {{ patient_first_name }}, see you soon at {{ clinic_name }}. "
+    renders = [*fit._renders(base, clinic, clinic.display_sms_name), *fit._renders(base, fit._stand_in(), "Clinic")]
+    longest = max(sms_units(sms)[0] for sms in renders)
+    text = base + "x" * (
+        458 - longest
+    )  # exactly three segments with a 20-character first name (the rendered base lost its last space)
+    assert not fit.template_own_problem(text) and not fit.template_sms_problem(text)
+    patient = PatientFactory(
+        clinic=clinic, first_name="Anna-Maria Josefine Alexandra", phone="+447700900123", email="",
+        reminder_channels=["sms"], sms_consent=True,
+    )  # fmt: skip
+    PractitionerFactory(clinic=clinic, name="Dr Hart")
+    appointment = book(patient, "microneedling", london(2026, 3, 4, 10), now)
+    message = OutboxMessage.objects.filter(appointment=appointment, channel="sms").first()
+    message.template = ReminderTemplate(name="Greeting", kind=message.kind, anchor="event", sms_text=text)
+    sms = content.render_message(message=message, now=now).sms  # raised RenderError (4 segments) before
+    assert sms.startswith("Hi Anna-Maria, see you soon at Bloom.")
