@@ -224,7 +224,25 @@ def clearance_reasons(appointment: Appointment) -> list[rules.Violation]:
     return list(check.evaluation.needs_clearance) + list(check.evaluation.blocking)
 
 
-def review_reasons(appointment: Appointment) -> list[rules.Violation]:
+@dataclass(frozen=True)
+class StoredReason:
+    """A reason a booking was flagged with, as stored with it (scheduler.recheck): shown like a violation."""
+
+    severity: str
+    message: str
+    source: str = ""
+    conflicts_with: None = None
+
+
+def review_reasons(appointment: Appointment) -> list[rules.Violation | StoredReason]:
     """Why a booking needs review: the block rules and absolute contraindications it breaks now (a record change
-    re-checks it in the change's own transaction, so these are the reasons it was flagged with, as they stand)."""
-    return list(appointment_recheck(appointment=appointment).evaluation.blocking)
+    re-checks it in the change's own transaction, so these are the reasons it was flagged with, as they stand); the
+    reasons stored when it was flagged where the check now finds none (a started visit is not re-checked: a record
+    corrected after its start leaves it flagged)."""
+    live = list(appointment_recheck(appointment=appointment).evaluation.blocking)
+    if live:
+        return live
+    return [
+        StoredReason(str(reason.get("severity", "")), str(reason.get("message", "")), str(reason.get("source") or ""))
+        for reason in appointment.review_reasons or []
+    ]

@@ -47,15 +47,17 @@ class ReminderTemplateForm(forms.ModelForm):
             *("email_subject", "email_text", "email_html", "attach_ics", "sms_text", "origin", "source"),
         ]
 
-    def clean(self):
-        data = super().clean()
-        # An active text that would be too long for some clinic's patients (reminders.fit), once it is valid itself.
-        text = data.get("sms_text")
-        if text and data.get("is_active") and "sms_text" not in self.errors:
+    def _post_clean(self):
+        super()._post_clean()  # the model's own checks (ReminderTemplate.clean) first, on the whole template
+        # Then an active text, valid itself, that would be too long for some clinic's patients (reminders.fit): only
+        # when the text is new, changed or switched on, so that a clinic named before these checks does not stop an
+        # edit of the e-mail (reminders_status lists that clinic).
+        text = self.cleaned_data.get("sms_text")
+        changed = self.instance._state.adding or {"sms_text", "is_active"} & set(self.changed_data)
+        if text and self.cleaned_data.get("is_active") and changed and "sms_text" not in self.errors:
             problem = fit.template_sms_problem(text)
             if problem:
                 self.add_error("sms_text", problem)
-        return data
 
 
 @admin.register(ReminderTemplate)

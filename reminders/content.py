@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -28,7 +29,7 @@ from clinic.models import Appointment, AuditAction, AuditEvent
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
-from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_fold, sms_text_problem
+from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_fold, sms_text_problem, sms_units
 from scheduler import rules, selectors
 
 
@@ -200,15 +201,29 @@ def sms_context(
 SMS_FIRST_NAME_MAX = 20  # what reminders.fit checks every text with (FIRST_NAME_CHECKED)
 
 
+def _sms_length(text: str) -> int:
+    return sms_units(sms_fold(text))[0]
+
+
 def sms_first_name(first_name: str) -> str:
-    """The first name a text greets the patient by: within SMS_FIRST_NAME_MAX characters, so that a text the checks
-    passed for the clinic and the template (reminders.fit) is never too long for a patient's name. A longer one
-    is cut to its first part ("Anna-Maria Josefine Alexandra" -> "Anna-Maria"), else to the limit."""
+    """The first name a text greets the patient by: within SMS_FIRST_NAME_MAX characters as a carrier counts them
+    (folded: "Þ" goes as "Th"), so that a text the checks passed for the clinic and the template (reminders.fit) is
+    never too long for a patient's name. A longer one is cut after its last whole part that fits ("Anna-Maria
+    Josefine Alexandra" -> "Anna-Maria", "Marie-Christine-Alexandra" -> "Marie-Christine"), else to the limit."""
     name = first_name.strip()
-    if len(name) <= SMS_FIRST_NAME_MAX:
+    if _sms_length(name) <= SMS_FIRST_NAME_MAX:
         return name
-    first = name.split()[0]
-    return first if len(first) <= SMS_FIRST_NAME_MAX else first[:SMS_FIRST_NAME_MAX]
+    cut = ""
+    for part in re.finditer(r"[^\s-]+", name):
+        whole = name[: part.end()]
+        if _sms_length(whole) > SMS_FIRST_NAME_MAX:
+            break
+        cut = whole
+    if not cut:  # one part too long on its own
+        cut = name
+        while _sms_length(cut) > SMS_FIRST_NAME_MAX:
+            cut = cut[:-1]
+    return cut
 
 
 def recall_context(*, due_on: datetime, earliest: datetime | None, tz) -> dict:

@@ -9,12 +9,12 @@ staff find out from the outbox. Three checks:
   length as rendered for a stand-in clinic (a short name, no phone), not as written (the placeholders, and both
   branches of an `{% if %}`, are not what goes);
 - a template against the clinics (`template_sms_problem`, the admin's template form): rendered for the clinics
-  whose names for texts, phone numbers and zones' abbreviations make the longest texts, naming the clinic it
+  whose names for texts, phone numbers and zones' abbreviations can make the longest texts, naming the clinic it
   would not go for;
 - a clinic's name for texts (`Clinic.display_sms_name`: its `sms_name`, else its name) against every active
   template (`clinic_sms_problems`, subscribed to clinic's seam clinic.setting_checks; `reminders_status` lists the
-  clinics saved before it): too long, or naming a treatment. A template that fails with the stand-in's name is
-  the template's own problem, never held against a clinic.
+  clinics saved before it): too long (its name, number or zone's abbreviation), or naming a treatment. A template
+  that fails for the stand-in is the template's own problem, never held against a clinic.
 
 What neither decides is taken at its longest: a first name of len(FIRST_NAME_CHECKED) characters (a text greets a
 patient by at most that much of theirs, content.sms_first_name); the
@@ -116,15 +116,17 @@ def _clinic_problems(clinic: Clinic, templates: list[ReminderTemplate]) -> dict[
     found = []
     for template in templates:
         problem = _problem(template.sms_text, clinic, name)
-        if problem and not _problem(template.sms_text, clinic, NEUTRAL_NAME):
+        # What fails for the stand-in too (a short name, no number, UTC) is the template's own problem.
+        if problem and not _problem(template.sms_text, _stand_in(), NEUTRAL_NAME, words=False):
             found.append(f"“{template.name}”: {problem}")
     if not found:
         return {}
     more = f" And {len(found) - 2} more." if len(found) > 2 else ""
     return {
         "sms_name" if clinic.sms_name.strip() else "name": [
-            f"Every text names the clinic, and named “{name}” these texts would not go: {' '.join(found[:2])}{more} "
-            "Give the clinic a shorter name for texts (SMS name), without the name of a treatment or drug."
+            f"Every text names the clinic, its phone number and its local time: named “{name}”, these texts would not "
+            f"go: {' '.join(found[:2])}{more} Give the clinic a shorter name for texts (SMS name), without the name "
+            "of a treatment or drug."
         ]
     }
 
@@ -163,25 +165,33 @@ def _zone_shape(clinic: Clinic) -> tuple[int, ...]:
     return tuple(len(moment.tzname() or "") for moment in moments)
 
 
+def _frontier(points: list[tuple[int, int, Clinic]]) -> list[Clinic]:
+    """The clinics no other clinic outdoes in both a name's length and a number's: a text grows with each (however
+    often it names them), so its longest render is one of theirs."""
+    kept, best_phone = [], -1
+    for _, phone, clinic in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if phone > best_phone:
+            kept.append(clinic)
+            best_phone = phone
+    return kept
+
+
 def _longest_named(clinics: Iterable[Clinic]) -> list[Clinic]:
-    """The clinics whose texts are the longest: for each shape of zone, the one with the longest name for texts in
-    the GSM alphabet (folded, as a text is), the longest counted in UTF-16 units (a name that sends the whole text
-    as UCS-2, or a text that is already), the longest phone number, and the longest name and number together."""
-    best: dict[tuple, tuple[int, Clinic]] = {}
+    """The clinics whose texts can be the longest: for each shape of zone, those that no other outdoes in both the
+    name for texts (counted in the GSM alphabet, folded as a text is, among the names that fold into it; and in
+    UTF-16 units, as it counts in a text that goes as UCS-2) and the phone number."""
+    groups: dict[tuple, list[tuple[int, int, Clinic]]] = {}
     for clinic in clinics:
         if not _zone_known(clinic):
             continue
         name, phone = clinic.display_sms_name, len(clinic.phone_national)
-        units, encoding = sms_units(sms_fold(name))
-        gsm = units if encoding == "GSM-7" else -1
-        utf16 = len(name.encode("utf-16-le")) // 2
         shape = _zone_shape(clinic)
-        measures = {"gsm": gsm, "gsm+phone": gsm + phone if gsm >= 0 else -1, "utf16+phone": utf16 + phone}
-        measures["phone"] = phone or -1  # no number: nothing to pick by
-        for measure, score in measures.items():
-            if score >= 0 and score > best.get((shape, measure), (-1, None))[0]:
-                best[(shape, measure)] = (score, clinic)
-    return list({clinic.pk: clinic for _, clinic in best.values()}.values())
+        units, encoding = sms_units(sms_fold(name))
+        if encoding == "GSM-7":
+            groups.setdefault((shape, "GSM-7"), []).append((units, phone, clinic))
+        groups.setdefault((shape, "UCS-2"), []).append((len(name.encode("utf-16-le")) // 2, phone, clinic))
+    picked = (clinic for points in groups.values() for clinic in _frontier(points))
+    return list({clinic.pk: clinic for clinic in picked}.values())
 
 
 def template_sms_problem(text: str) -> str:
