@@ -161,9 +161,16 @@ class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
         "appointments_changed",
         "progressed_at",
         "finished_at",
+        "could_not_recheck",
     ]
     list_select_related = ["organisation"]
     readonly_fields = [f.name for f in RecheckRun._meta.fields]
+
+    @admin.display(description="could not be re-checked")
+    def could_not_recheck(self, obj: RecheckRun) -> str:
+        return "; ".join(f"patient {f['patient']}: {f['error']}" for f in obj.failures[:3]) + (
+            f" (and {len(obj.failures) - 3} more)" if len(obj.failures) > 3 else ""
+        )
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -277,6 +277,10 @@ class RecheckRun(models.Model):
     appointments_changed = models.PositiveIntegerField(default=0)
     progressed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Steps that failed at the run's place since it last moved (scheduler.recheck.ISOLATE_AFTER), and the patients
+    # that could not be re-checked on their own (each {"patient", "error", "at"}): left as they were, to look at.
+    failed_steps = models.PositiveIntegerField(default=0, editable=False)
+    failures = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -284,7 +288,8 @@ class RecheckRun(models.Model):
 
     def __str__(self) -> str:
         state = "finished" if self.finished_at else "running"
-        return f"{self.cause} ({state}, {self.patients_done} patients, {self.appointments_changed} changed)"
+        failed = f", {len(self.failures)} could not be re-checked" if self.failures else ""
+        return f"{self.cause} ({state}, {self.patients_done} patients, {self.appointments_changed} changed{failed})"
 
 
 class ConfigVersion(models.Model):

@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction
 from scheduler import booking, rules, versioned
@@ -258,11 +258,28 @@ def recheck_run_start(*, cause: str, procedures: list[str], now: datetime, organ
     )
 
 
+ISOLATE_AFTER = 2  # steps failed at one place before its patients are re-checked each on its own
+
+
 def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
-    """Re-check the next chunk of patients; return True when the run is finished (or not ours to do)."""
+    """Re-check the next chunk of patients; return True when the run is finished (or not ours to do).
+
+    A chunk is one transaction: a step that fails (a lock that waited too long, a worker's database gone) changes
+    nothing and is tried again (the task's caller, or the beat's `resume_rechecks`). One that fails ISOLATE_AFTER
+    times at the same place is taken patient by patient, each in its own savepoint: a patient whose re-check
+    keeps failing is recorded on the run (`failures`, shown in the admin) and left as it was, and the rest of the
+    organisation is re-checked rather than waiting behind it for ever."""
     if RecheckRun.objects.filter(pk=run_id, progressed_at__isnull=True, finished_at__isnull=True).exists():
         # The first step, outside any transaction (two runs starting together must not wait for each other).
         wait_for_older_transactions()
+    try:
+        return _step(run_id, now, chunk)
+    except Exception:
+        _step_failed(run_id)
+        raise
+
+
+def _step(run_id, now: datetime, chunk: int) -> bool:
     with transaction.atomic():
         # Race condition: one step at a time per run; another worker holding it skips.
         run = (
@@ -276,10 +293,19 @@ def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
         if run.cursor is not None:
             patients = patients.filter(patient_id__gt=run.cursor)
         batch = list(patients[:chunk])
+        isolate = run.failed_steps >= ISOLATE_AFTER
         for patient_id in batch:
-            lock_patient(patient_id)
-            changed = patient_appointments_recheck(patient_id=patient_id, now=now, cause=run.cause)
-            run.appointments_changed += len(changed)
+            if not isolate:
+                run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause))
+                continue
+            try:
+                with transaction.atomic():  # a savepoint: this patient's changes, or none
+                    run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause))
+            except Exception as exc:  # one patient that cannot be re-checked must not stop the others'
+                log.exception("re-check %s: patient %s could not be re-checked; left as it was", run.pk, patient_id)
+                error = f"{exc.__class__.__name__}: {exc}"[:300]
+                run.failures = [*run.failures, {"patient": str(patient_id), "error": error, "at": now.isoformat()}]
+        run.failed_steps = 0
         run.patients_done += len(batch)
         run.cursor = batch[-1] if batch else run.cursor
         run.progressed_at = now
@@ -287,6 +313,20 @@ def recheck_run_step(*, run_id, now: datetime, chunk: int = CHUNK) -> bool:
             run.finished_at = now
         run.save()
         return run.finished_at is not None
+
+
+def _recheck_patient(patient_id, now: datetime, cause: str) -> list:
+    lock_patient(patient_id)
+    return patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause)
+
+
+def _step_failed(run_id) -> None:
+    """Count a failed step at the run's place (the step's own transaction is gone); never hides why it failed."""
+    try:
+        with transaction.atomic():
+            RecheckRun.objects.filter(pk=run_id, finished_at__isnull=True).update(failed_steps=F("failed_steps") + 1)
+    except Exception:
+        log.exception("re-check %s: the failed step could not be counted", run_id)
 
 
 STALLED_AFTER = timedelta(minutes=2)
