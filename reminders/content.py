@@ -25,7 +25,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
-from clinic.models import Appointment, AuditAction, AuditEvent
+from clinic.models import Appointment, AuditAction, AuditEvent, Clinic
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
@@ -167,7 +167,7 @@ def _midday(day: str | None, tz) -> datetime:
 
 def sms_context(
     *,
-    clinic,
+    clinic: Clinic,
     clinic_name: str,
     first_name: str,
     start_at: datetime,
@@ -209,7 +209,8 @@ def sms_first_name(first_name: str) -> str:
     """The first name a text greets the patient by: within SMS_FIRST_NAME_MAX characters as a carrier counts them
     (folded: "Þ" goes as "Th"), so that a text the checks passed for the clinic and the template (reminders.fit) is
     never too long for a patient's name. A longer one is cut after its last whole part that fits ("Anna-Maria
-    Josefine Alexandra" -> "Anna-Maria", "Marie-Christine-Alexandra" -> "Marie-Christine"), else to the limit."""
+    Josefine Alexandra" -> "Anna-Maria Josefine", "Marie-Christine-Alexandra" -> "Marie-Christine"), else to the
+    limit."""
     name = first_name.strip()
     if _sms_length(name) <= SMS_FIRST_NAME_MAX:
         return name
