@@ -161,10 +161,15 @@ class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
         "appointments_changed",
         "progressed_at",
         "finished_at",
+        "checked_against",
         "could_not_recheck",
     ]
     list_select_related = ["organisation"]
     readonly_fields = [f.name for f in RecheckRun._meta.fields]
+
+    @admin.display(description="checked against")
+    def checked_against(self, obj: RecheckRun) -> str:
+        return ", ".join(obj.rulebook_versions)
 
     @admin.display(description="could not be re-checked")
     def could_not_recheck(self, obj: RecheckRun) -> str:

@@ -463,18 +463,24 @@ def cleared_rules(appointment: Appointment | None) -> frozenset[str]:
     return frozenset([*details.get("rules", []), *details.get("keys", [])])
 
 
-def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
-    tz = req.tz
+def _evaluate(req: _Request, ignore: frozenset[str]) -> tuple[rules.Timeline, rules.RuleBook, rules.Evaluation]:
+    """The patient's timeline, their organisation's rule book, and the rules' verdict on the request."""
     timeline = selectors.timeline_for_patient(req.patient.pk)
     rulebook = selectors.rulebook_load(req.patient.organisation_id)
-    ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
-    ignore_id = ignore_appointment.pk if ignore_appointment else None
     evaluation = rules.evaluate(
         timeline,
         rulebook,
         rules.Proposal(req.procedure.code, req.start_at, req.area.code if req.area else None, ignore),
-        tz,
+        req.tz,
     )
+    return timeline, rulebook, evaluation
+
+
+def _check(req: _Request, *, ignore_appointment: Appointment | None = None) -> BookingCheck:
+    tz = req.tz
+    ignore = frozenset({str(ignore_appointment.pk)}) if ignore_appointment else frozenset()
+    ignore_id = ignore_appointment.pk if ignore_appointment else None
+    timeline, rulebook, evaluation = _evaluate(req, ignore)
     schedule = Schedule(
         req.candidates, tz, req.start_at, req.end_at, ignore_appointment_id=ignore_id, patient_id=req.patient.pk
     )
@@ -807,8 +813,9 @@ def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime,
     )
 
 
-def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
-    req = _Request(
+def _booked(appointment: Appointment, patient: Patient) -> _Request:
+    """A booked appointment as the request that would book it now."""
+    return _Request(
         patient,
         appointment.procedure,
         appointment.area,
@@ -817,13 +824,30 @@ def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
         [appointment.practitioner],
         appointment.clinic,
     )
-    return _check(req, ignore_appointment=appointment)
+
+
+def _recheck(appointment: Appointment, patient: Patient) -> BookingCheck:
+    return _check(_booked(appointment, patient), ignore_appointment=appointment)
 
 
 @versioned.within_snapshot
 def appointment_recheck(*, appointment: Appointment) -> BookingCheck:
-    """The rules as they stand now for a booked appointment: why it is pending, or what it would break now."""
-    return _recheck(appointment, appointment.patient)
+    """The rules as they stand now for a booked appointment: why it is pending, or what it would break now.
+
+    The rules only: the calendars (which a booked appointment already holds its place in) are not read, nor is a
+    next free slot looked for; a re-check after a rule or record change and the desk's reasons use nothing else."""
+    req = _booked(appointment, appointment.patient)
+    _, rulebook, evaluation = _evaluate(req, frozenset({str(appointment.pk)}))
+    return BookingCheck(
+        evaluation,
+        (),
+        appointment.practitioner,
+        req.start_at,
+        req.end_at,
+        req.tz,
+        rulebook_version=rulebook.version,
+        cleared_rules=cleared_rules(appointment),
+    )
 
 
 def _require_clinician(actor: Actor, what: str) -> None:

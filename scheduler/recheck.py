@@ -104,11 +104,14 @@ def _action(before: str, after: str, reasons_changed: bool = False) -> str | Non
 
 
 @versioned.within_snapshot
-def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> list[Appointment]:
+def patient_appointments_recheck(
+    *, patient_id, now: datetime, cause: str, versions: set[str] | None = None
+) -> list[Appointment]:
     """Re-check the patient's future booked appointments; return those whose status changed.
 
     The caller holds the patient row lock (a record service or a merge); appointments are
-    locked here before they change.
+    locked here before they change. `versions`, when given, gains the rule book version of every check made,
+    those that change nothing included (a run records them: domain 6, every decision records its version).
     """
     changed = []
     future = (
@@ -127,6 +130,8 @@ def patient_appointments_recheck(*, patient_id, now: datetime, cause: str) -> li
     )
     for appointment in future:
         check = booking.appointment_recheck(appointment=appointment)
+        if versions is not None:
+            versions.add(check.rulebook_version)
         status, reasons = _verdict(appointment, check)
         action = _action(appointment.status, status, reasons_changed=reasons != appointment.review_reasons)
         if action is None and reasons == appointment.review_reasons:
@@ -294,17 +299,19 @@ def _step(run_id, now: datetime, chunk: int) -> bool:
             patients = patients.filter(patient_id__gt=run.cursor)
         batch = list(patients[:chunk])
         isolate = run.failed_steps >= ISOLATE_AFTER
+        versions = set(run.rulebook_versions)
         for patient_id in batch:
             if not isolate:
-                run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause))
+                run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause, versions))
                 continue
             try:
                 with transaction.atomic():  # a savepoint: this patient's changes, or none
-                    run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause))
+                    run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause, versions))
             except Exception as exc:  # one patient that cannot be re-checked must not stop the others'
                 log.exception("re-check %s: patient %s could not be re-checked; left as it was", run.pk, patient_id)
                 error = f"{exc.__class__.__name__}: {exc}"[:300]
                 run.failures = [*run.failures, {"patient": str(patient_id), "error": error, "at": now.isoformat()}]
+        run.rulebook_versions = sorted(versions)
         run.failed_steps = 0
         run.patients_done += len(batch)
         run.cursor = batch[-1] if batch else run.cursor
@@ -315,9 +322,9 @@ def _step(run_id, now: datetime, chunk: int) -> bool:
         return run.finished_at is not None
 
 
-def _recheck_patient(patient_id, now: datetime, cause: str) -> list:
+def _recheck_patient(patient_id, now: datetime, cause: str, versions: set[str]) -> list:
     lock_patient(patient_id)
-    return patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause)
+    return patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause, versions=versions)
 
 
 def _step_failed(run_id) -> None:

@@ -31,6 +31,6 @@ def on_rule_changed(sender, instance, raw: bool = False, **kwargs) -> None:
             cause=cause, procedures=procedures, now=timezone.now(), organisation_id=organisation_id
         )
         if run is not None:
-            tasks.start_run(str(run.pk))
+            tasks.start_run(str(run.pk), in_request=True)
 
     transaction.on_commit(start)

@@ -29,13 +29,23 @@ def resume_rechecks() -> int:
     return len(stalled)
 
 
-def start_run(run_id: str) -> None:
-    """Hand a run to Celery; with no broker (the embedded default) or the broker down, do it here."""
+def start_run(run_id: str, *, in_request: bool = False) -> None:
+    """Hand a run to Celery; with no broker (the embedded default), do it here.
+
+    With a broker configured but down: in a worker (a step chaining the next, the beat's resume), the rest of the
+    run is done here; in a web request (`in_request`: the rule change's commit), only its first chunk (a small
+    organisation's whole run), and the beat's `resume_rechecks` takes the rest once the broker is back, so a large
+    organisation's re-check never runs inside one request."""
     if settings.CELERY_BROKER_URL:
         try:
             recheck_step.apply_async(args=(run_id,), retry=False)
             return
-        except Exception as exc:  # the broker is down: the beat's resume picks it up, or we do it now
+        except Exception as exc:  # the broker is down
+            if in_request:
+                log.warning("re-check run %s: could not enqueue (%s); its first chunk runs here", run_id, exc)
+                if not recheck.recheck_run_step(run_id=run_id, now=timezone.now()):
+                    log.warning("re-check run %s: the rest waits for the beat's resume", run_id)
+                return
             log.warning("re-check run %s: could not enqueue (%s); running it in this process", run_id, exc)
     while not recheck.recheck_run_step(run_id=run_id, now=timezone.now()):
         pass
