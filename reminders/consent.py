@@ -39,6 +39,9 @@ from reminders.models import (
 )
 
 UNSUBSCRIBE_SALT = "reminders.unsubscribe"
+# Links signed before the reminders became an app of their own (the first round's e-mails): still honoured, since
+# links do not expire and a patient may unsubscribe from an old e-mail.
+UNSUBSCRIBE_SALTS_BEFORE = ("scheduler.reminders.unsubscribe",)
 
 # What a patient can switch off by kind; confirmations and change notices are not optional.
 TOPIC_OF_KIND = {
@@ -87,9 +90,13 @@ def unsubscribe_token_read(token: str) -> tuple[Patient, str]:
     The payload is checked for shape before it is used: only this server can sign one, but an
     old format or a bug must read as an invalid link, never as a server error.
     """
-    try:
-        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
-    except signing.BadSignature:
+    for salt in (UNSUBSCRIBE_SALT, *UNSUBSCRIBE_SALTS_BEFORE):
+        try:
+            data = signing.loads(token, salt=salt)
+            break
+        except signing.BadSignature:
+            continue
+    else:
         raise InvalidInput(
             ErrorCode.INVALID_UNSUBSCRIBE_LINK,
             "This unsubscribe link is not valid. "

@@ -564,7 +564,12 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
         # notice asks again when it goes, dispatch._notice_verdict). Not a reminder or pre-care note claimed now: the
         # patient's first word, anchored on the time moved from, its send drops it (superseded) and the new time's
         # is planned; one whose sender stopped is in doubt once its lease runs out, and counts then (_start_in_doubt).
-        told = previous["start_at"]
+        # A notice still waiting out its grace knows better: the move before this one took the time it names from
+        # that confirmation (moved twice in the grace, the time moved from now is one the patient never heard).
+        told = next(
+            (datetime.fromisoformat(r.payload["from_start"]) for r in pending if (r.payload or {}).get("from_start")),
+            previous["start_at"],
+        )
     if told is None:  # nothing that named a time has reached the patient: the next message will say it
         _finish(pending, OutboxStatus.CANCELLED, "the patient has not been told a time yet")
         return
