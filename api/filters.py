@@ -136,6 +136,9 @@ class StrictFilterSet(django_filters.FilterSet):
             refuse_repeated_and_empty(self.data, self.filters, repeatable=repeatable)
         except serializers.ValidationError as error:
             for name, messages in error.detail.items():
+                # Said in these words alone: a choice filter's own error for an empty value ("Select a valid
+                # choice.  is not one of the available choices.") would come first and read as garbled.
+                self.form.errors.pop(name, None)
                 self.form.add_error(name, [str(message) for message in messages])
             return False
         return valid

@@ -29,9 +29,10 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
 from frontdesk.checks import rules_only
-from reminders.content import NextPossible, RenderError, next_possible, render_message
+from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.selectors import patient_messages, undelivered_patient_messages
+from reminders.wording import RenderError
 from scheduler import rules
 from scheduler.booking import BookingCheck
 from scheduler.selectors import patient_outlook

@@ -19,7 +19,7 @@ class RemindersConfig(AppConfig):
         record_changes.subscribe_contact(outbox_contact_changed)
         # And who switched a channel on or off, when staff or a platform did (the patient's own are recorded where made).
         record_changes.subscribe_contact(staff_consent_record)
-        # Every text names the clinic: a clinic's name that no text fits is refused when it is saved (reminders.fit).
+        # Texts name the clinic: a clinic's name that no text fits is refused when it is saved (reminders.fit).
         setting_checks.subscribe(clinic_sms_problems)
         # A spam complaint or unsubscribe an e-mail provider reports (its event webhook, anymail's signal).
         from anymail.signals import tracking

@@ -10,31 +10,34 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from email.utils import parseaddr
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.template import Context, Engine, Template
 from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
-from clinic.models import Appointment, AuditAction, AuditEvent, Clinic
+from clinic.models import Appointment, AuditAction, AuditEvent
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
-from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_fold, sms_text_problem, sms_units
+from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_text_problem
+from reminders.wording import (
+    RenderError,
+    fmt_day,
+    fmt_long_date,
+    recall_context,
+    render_sms,
+    render_template,
+    sms_context,
+    sms_first_name,
+)
 from scheduler import rules, selectors
-
-
-class RenderError(Exception):
-    """A template that cannot be rendered or would say something it must not; retrying will not help."""
 
 
 @dataclass(frozen=True)
@@ -47,48 +50,6 @@ class Rendered:
 
 
 # --- Context ---------------------------------------------------------------------------------------------
-
-
-def _year(local: datetime, now: datetime | None) -> str:
-    # The year only when it is not this year's: "Wed 2 Dec" reads faster than "Wednesday 2 December 2026".
-    return "" if now is not None and now.astimezone(local.tzinfo).year == local.year else f" {local.year}"
-
-
-def fmt_datetime(value: datetime, tz, *, now: datetime | None = None) -> str:
-    """An appointment time as a patient reads it: "Wed 2 Dec, 11:00 (GMT)", in the clinic's zone."""
-    local = value.astimezone(tz)
-    return f"{local:%a} {local.day} {local:%b}{_year(local, now)}, {local:%H:%M} ({local.tzname()})"
-
-
-def fmt_day(value: datetime, tz, *, now: datetime | None = None) -> str:
-    local = value.astimezone(tz)
-    return f"{local:%a} {local.day} {local:%b}{_year(local, now)}"
-
-
-def _near_day(value: datetime, tz, now: datetime) -> str | None:
-    """ "today" or "tomorrow" in the clinic's zone as seen from `now` (when the message goes), else None.
-
-    A reminder moved out of quiet hours can go two days ahead (a 07:00 visit's day-before text leaves
-    at 20:59 two evenings before), so no text may say "tomorrow" by itself."""
-    days = (value.astimezone(tz).date() - now.astimezone(tz).date()).days
-    return {0: "today", 1: "tomorrow"}.get(days)
-
-
-def fmt_day_relative(value: datetime, tz, *, now: datetime) -> str:
-    """ "today", "tomorrow" or "on Tue 10 Mar"."""
-    return _near_day(value, tz, now) or f"on {fmt_day(value, tz, now=now)}"
-
-
-def fmt_datetime_relative(value: datetime, tz, *, now: datetime) -> str:
-    """ "tomorrow, Tue 10 Mar, 07:00 (GMT)", or "on Tue 10 Mar, 07:00 (GMT)" further ahead."""
-    near = _near_day(value, tz, now)
-    return f"{near}, {fmt_datetime(value, tz, now=now)}" if near else f"on {fmt_datetime(value, tz, now=now)}"
-
-
-def fmt_long_date(value: datetime, tz) -> str:
-    """A date in prose ("possible from Monday 23 March 2026")."""
-    local = value.astimezone(tz)
-    return f"{local:%A} {local.day} {local:%B %Y}"
 
 
 @dataclass(frozen=True)
@@ -165,75 +126,6 @@ def _midday(day: str | None, tz) -> datetime:
     return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
 
 
-def sms_context(
-    *,
-    clinic: Clinic,
-    clinic_name: str,
-    first_name: str,
-    start_at: datetime,
-    end_at: datetime,
-    now: datetime,
-    manage_link: str,
-    email_on: bool,
-    previous_start: datetime | None = None,
-) -> dict:
-    """What a text may say (and an e-mail starts from): nothing clinical. reminders.fit renders every SMS template
-    with it, as the longest text a clinic can make, when a clinic or a template is saved."""
-    tz = clinic.tz
-    return {
-        "patient_first_name": first_name,
-        "clinic_name": clinic_name,
-        "clinic_phone": clinic.phone_national,
-        "start_local": fmt_datetime(start_at, tz, now=now),
-        "start_date": fmt_day(start_at, tz, now=now),
-        "start_day_relative": fmt_day_relative(start_at, tz, now=now),
-        "start_relative_local": fmt_datetime_relative(start_at, tz, now=now),
-        "start_time": f"{start_at.astimezone(tz):%H:%M}",
-        "end_time": f"{end_at.astimezone(tz):%H:%M}",
-        "previous_start_local": fmt_datetime(previous_start, tz, now=now) if previous_start else "",
-        # The patient's page for this appointment: see it, cancel or move it, set preferences.
-        "manage_url": manage_link,
-        # Whether this patient gets e-mail at all: an SMS-only patient's texts must carry the care themselves.
-        "email_on": email_on,
-    }
-
-
-SMS_FIRST_NAME_MAX = 20  # what reminders.fit checks every text with (FIRST_NAME_CHECKED)
-
-
-def _sms_length(text: str) -> int:
-    return sms_units(sms_fold(text))[0]
-
-
-def sms_first_name(first_name: str) -> str:
-    """The first name a text greets the patient by: within SMS_FIRST_NAME_MAX characters as a carrier counts them
-    (folded: "Þ" goes as "Th"), so that a text the checks passed for the clinic and the template (reminders.fit) is
-    never too long for a patient's name. A longer one is cut after its last whole part that fits ("Anna-Maria
-    Josefine Alexandra" -> "Anna-Maria Josefine", "Marie-Christine-Alexandra" -> "Marie-Christine"), else to the
-    limit."""
-    name = first_name.strip()
-    if _sms_length(name) <= SMS_FIRST_NAME_MAX:
-        return name
-    cut = ""
-    for part in re.finditer(r"[^\s-]+", name):
-        whole = name[: part.end()]
-        if _sms_length(whole) > SMS_FIRST_NAME_MAX:
-            break
-        cut = whole
-    if not cut:  # one part too long on its own
-        cut = name
-        while _sms_length(cut) > SMS_FIRST_NAME_MAX:
-            cut = cut[:-1]
-    return cut
-
-
-def recall_context(*, due_on: datetime, earliest: datetime | None, tz) -> dict:
-    return {
-        "recall_due_date": fmt_long_date(due_on, tz),
-        "recall_earliest_date": fmt_long_date(earliest, tz) if earliest else "",
-    }
-
-
 def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscribe_url: str) -> dict:
     appointment = message.appointment
     clinic = appointment.clinic
@@ -293,29 +185,6 @@ def private_subject(subject: str, *, appointment: Appointment, now: datetime) ->
         f"{appointment.clinic.name}: about your appointment on "
         f"{fmt_day(appointment.start_at, appointment.clinic.tz, now=now)}"
     )
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(engine: Engine, text: str) -> Template:
-    """A template's text compiled once per process (a compiled Template is only read when rendered)."""
-    return engine.from_string(text)
-
-
-def _render(engine: Engine, text: str, context: dict) -> str:
-    try:
-        # The Context, not the Engine, decides escaping when a Template is rendered directly.
-        return _compiled(engine, text).render(Context(context, autoescape=engine.autoescape)).strip()
-    except DatabaseError:
-        raise  # the database's trouble, not the template's: the send is tried again
-    except Exception as exc:
-        # A template that compiles can still fail as it renders: an {% include %} (these engines have no loaders,
-        # TemplateDoesNotExist), a {% for %} over a flag (TypeError). Trying again will not help.
-        raise RenderError(f"template error: {exc.__class__.__name__}: {exc}") from exc
-
-
-def render_sms(text: str, context: dict) -> str:
-    """An SMS template rendered as it goes: folded to the GSM alphabet where it can be (texts.sms_fold)."""
-    return sms_fold(_render(TEXT_ENGINE, text, context))
 
 
 # --- iCalendar ------------------------------------------------------------------------------------------
@@ -524,9 +393,11 @@ def _render_body(message: OutboxMessage, now: datetime, unsubscribe_url: str) ->
     """One e-mail row's (HTML, text) body without the page around it."""
     template = message.template
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
-    text = _render(TEXT_ENGINE, template.email_text, context)
+    text = render_template(TEXT_ENGINE, template.email_text, context)
     body_html = (
-        _render(HTML_ENGINE, template.email_html, context) if template.email_html.strip() else linebreaks(escape(text))
+        render_template(HTML_ENGINE, template.email_html, context)
+        if template.email_html.strip()
+        else linebreaks(escape(text))
     )
     return body_html, text
 
@@ -544,7 +415,7 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
         return Rendered(sms=sms)
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
     subject = private_subject(
-        " ".join(_render(TEXT_ENGINE, template.email_subject, context).split()),
+        " ".join(render_template(TEXT_ENGINE, template.email_subject, context).split()),
         appointment=message.appointment,
         now=now,
     )

@@ -68,6 +68,7 @@ from reminders.services import (
     webhook_endpoint_reaches,
 )
 from reminders.timing import first_allowed_after, quiet_hours
+from reminders.wording import RenderError
 from scheduler import versioned
 from scheduler.lifecycle import Actor
 
@@ -358,7 +359,7 @@ def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: dat
     for companion in companions:
         try:
             content.render_messages(messages=[message, *group, companion], now=now)
-        except content.RenderError:
+        except RenderError:
             continue
         group.append(companion)
     return group
@@ -1044,7 +1045,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
         batch.carrying[message.pk] = {message.pk, *(c.pk for c in companions)}
         try:
             provider_id, recipient = _deliver(message, now, companions)
-        except (channels.PermanentSendError, content.RenderError) as exc:
+        except (channels.PermanentSendError, RenderError) as exc:
             message.status, message.last_error = OutboxStatus.FAILED, f"permanent failure: {exc}"
             if isinstance(exc, channels.RecipientStopped) and message.appointment.patient.phone:
                 phone = message.appointment.patient.phone

@@ -5,9 +5,9 @@ A text that does not fit SMS_MAX_SEGMENTS as rendered, that cannot be rendered, 
 called "The Botox Bar") fails for good when it is due (content.render_message): the patient hears nothing, and
 staff find out from the outbox. Three checks:
 
-- a template on its own (`template_own_problem`, ReminderTemplate.clean, so the shipped texts' loading too): its
-  length as rendered for a stand-in clinic (a short name, no phone), not as written (the placeholders, and both
-  branches of an `{% if %}`, are not what goes);
+- a template on its own (`longest.template_own_problem`, ReminderTemplate.clean, so the shipped texts' loading
+  too): its length as rendered for a stand-in clinic (a short name, no phone), not as written (the placeholders,
+  and both branches of an `{% if %}`, are not what goes);
 - a template against the clinics (`template_sms_problem`, the admin's template form): rendered for the clinics
   whose names for texts, phone numbers and zones' abbreviations can make the longest texts, naming the clinic it
   would not go for;
@@ -16,79 +16,20 @@ staff find out from the outbox. Three checks:
   clinics saved before it): too long (its name, number or zone's abbreviation), or naming a treatment. A template
   that fails for the stand-in is the template's own problem, never held against a clinic.
 
-What neither decides is taken at its longest: a first name of len(FIRST_NAME_CHECKED) characters (a text greets a
-patient by at most that much of theirs, content.sms_first_name); the
-longest dates the formatters write (a Wednesday in September with "tomorrow, ..." or with its year; both on New
-Year's Eve); each optional value (the patient's link, a move notice's earlier time, a recall's earliest date)
-present and absent, so that every `{% if %}` branch is rendered; an e-mail patient and a texts-only one.
+The texts are rendered as reminders.longest renders them: at their longest (its module says how).
 """
 
 from __future__ import annotations
 
-import itertools
 import zoneinfo
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
 
-from clinic.models import Appointment, Clinic
-from reminders import content
-from reminders.links import manage_url
+from clinic.models import Clinic
+from reminders import longest
 from reminders.models import ReminderTemplate
-from reminders.texts import SMS_MAX_SEGMENTS, sms_fold, sms_length_problem, sms_segments, sms_text_problem, sms_units
+from reminders.texts import SMS_MAX_SEGMENTS, sms_fold, sms_segments, sms_units
+from reminders.wording import RenderError
 from scheduler import versioned
-
-FIRST_NAME_CHECKED = "Maximiliana-Josefine"  # 20 characters: the longest a text greets anyone by (content.py)
-# (the visit, how long before it the text goes): a Wednesday in September has the longest day and month names; the
-# day before says "tomorrow, ...", a year before names the year, and New Year's Eve says both.
-_MOMENTS = (
-    (datetime(2027, 9, 29, 10, 30), timedelta(days=1)),
-    (datetime(2027, 9, 29, 10, 30), timedelta(days=400)),
-    (datetime(2028, 1, 1, 10, 30), timedelta(days=1)),
-)
-_PREVIOUS = datetime(2029, 9, 26, 10, 30)  # a move notice's earlier time: a Wednesday, in a year no `now` is in
-_OPTIONAL = ("manage_url", "previous_start_local", "recall_earliest_date")  # each rendered present and absent
-NEUTRAL_NAME = "Clinic"  # a name that cannot be what makes a text fail
-
-
-def _stand_in() -> Clinic:
-    """A clinic that adds as little as one can: for a template's own check, and when there are no clinics yet."""
-    return Clinic(name=NEUTRAL_NAME, timezone="UTC", phone="")
-
-
-def _contexts(clinic: Clinic, clinic_name: str) -> Iterator[dict]:
-    tz = clinic.tz
-    for (start_local, before), email_on in itertools.product(_MOMENTS, (False, True)):
-        start = start_local.replace(tzinfo=tz)
-        end = start + timedelta(hours=1)
-        full = content.sms_context(
-            clinic=clinic,
-            clinic_name=clinic_name,
-            first_name=FIRST_NAME_CHECKED,
-            start_at=start,
-            end_at=end,
-            now=start - before,
-            manage_link=manage_url(Appointment(clinic=clinic, start_at=start, end_at=end)),  # unsaved: its length
-            email_on=email_on,
-            previous_start=_PREVIOUS.replace(tzinfo=tz),
-        )
-        full.update(content.recall_context(due_on=start, earliest=start, tz=tz))
-        for absent in itertools.product((False, True), repeat=len(_OPTIONAL)):
-            yield {**full, **{key: "" for key, gone in zip(_OPTIONAL, absent, strict=True) if gone}}
-
-
-def _renders(text: str, clinic: Clinic, clinic_name: str) -> Iterator[str]:
-    """Every text `text` makes for this clinic's patients, as it goes (content.RenderError if it cannot render)."""
-    for context in _contexts(clinic, clinic_name):
-        yield content.render_sms(text, context)
-
-
-def _problem(text: str, clinic: Clinic, clinic_name: str, *, words: bool = True) -> str:
-    """Why `text` would not go for this clinic's patients, or '' (`words`: also the words a render puts in it)."""
-    check = sms_text_problem if words else sms_length_problem
-    try:
-        return next((problem for problem in map(check, _renders(text, clinic, clinic_name)) if problem), "")
-    except content.RenderError as exc:
-        return f"It cannot be rendered ({exc})."
 
 
 def _zone_known(clinic: Clinic) -> bool:
@@ -103,28 +44,22 @@ def _active_sms_templates() -> list[ReminderTemplate]:
     return list(ReminderTemplate.objects.filter(is_active=True).exclude(sms_text="").only("name", "sms_text"))
 
 
-def template_own_problem(text: str) -> str:
-    """Why `text` (an SMS template) would not go whatever clinic sends it, or ''."""
-    with versioned.snapshot():
-        return _problem(text, _stand_in(), NEUTRAL_NAME, words=False)
-
-
 def _clinic_problems(clinic: Clinic, templates: list[ReminderTemplate]) -> dict[str, list[str]]:
     if not _zone_known(clinic) or not clinic.display_sms_name:
         return {}
     name = clinic.display_sms_name
     found = []
     for template in templates:
-        problem = _problem(template.sms_text, clinic, name)
+        problem = longest.problem(template.sms_text, clinic, name)
         # What fails for the stand-in too (a short name, no number, UTC) is the template's own problem.
-        if problem and not _problem(template.sms_text, _stand_in(), NEUTRAL_NAME, words=False):
+        if problem and not longest.problem(template.sms_text, longest.stand_in(), longest.NEUTRAL_NAME, words=False):
             found.append(f"“{template.name}”: {problem}")
     if not found:
         return {}
     more = f" And {len(found) - 2} more." if len(found) > 2 else ""
     return {
         "sms_name" if clinic.sms_name.strip() else "name": [
-            f"Every text names the clinic, its phone number and its local time: named “{name}”, these texts would not "
+            f"Texts name the clinic (and some its phone number and local time): named “{name}”, these texts would not "
             f"go: {' '.join(found[:2])}{more} Give the clinic a shorter name for texts (SMS name), without the name "
             "of a treatment or drug."
         ]
@@ -152,7 +87,7 @@ def templates_own_problems() -> Iterator[tuple[ReminderTemplate, str]]:
     """Active SMS templates that would not go whatever clinic sends them (saved before their check)."""
     with versioned.snapshot():
         for template in _active_sms_templates():
-            problem = _problem(template.sms_text, _stand_in(), NEUTRAL_NAME, words=False)
+            problem = longest.problem(template.sms_text, longest.stand_in(), longest.NEUTRAL_NAME, words=False)
             if problem:
                 yield template, problem
 
@@ -161,7 +96,7 @@ def _zone_shape(clinic: Clinic) -> tuple[int, ...]:
     """How long the clinic's zone's abbreviation is at each moment the check renders: zones alike in that make
     texts of the same length."""
     tz = clinic.tz
-    moments = [start.replace(tzinfo=tz) for start, _ in _MOMENTS] + [_PREVIOUS.replace(tzinfo=tz)]
+    moments = [start.replace(tzinfo=tz) for start, _ in longest.MOMENTS] + [longest.PREVIOUS.replace(tzinfo=tz)]
     return tuple(len(moment.tzname() or "") for moment in moments)
 
 
@@ -200,15 +135,15 @@ def template_sms_problem(text: str) -> str:
     clinics = _longest_named(Clinic.objects.only("name", "sms_name", "phone", "timezone"))
     try:
         for clinic in clinics:
-            for sms in _renders(text, clinic, clinic.display_sms_name):
+            for sms in longest.renders(text, clinic, clinic.display_sms_name):
                 segments, encoding = sms_segments(sms)
                 if segments > SMS_MAX_SEGMENTS:
                     return (
                         f"For the patients of {clinic.name} (texts name it “{clinic.display_sms_name}”) this text, with "
-                        f"a first name of {len(FIRST_NAME_CHECKED)} characters and the longest dates, takes {segments} "
+                        f"a first name of {len(longest.FIRST_NAME_CHECKED)} characters and the longest dates, takes {segments} "
                         f"segments ({encoding}); at most {SMS_MAX_SEGMENTS} go. Shorten it, or give that clinic a "
                         "shorter name for texts (SMS name)."
                     )
-    except content.RenderError as exc:
+    except RenderError as exc:
         return f"It cannot be rendered ({exc})."
     return ""

@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import Q
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner, ProcedureType, ReminderChannel
-from reminders import channels, texts
+from reminders import channels, longest, texts
 from scheduler.lifecycle import EVENTS
 
 
@@ -177,9 +177,7 @@ class ReminderTemplate(models.Model):
             # shipped texts load with this check, and a clinic's name is that clinic's to mend.
             problem = texts.sms_words_problem(self.sms_text)
             if not problem:
-                from reminders import fit  # renders with the content's context, which imports these models
-
-                problem = fit.template_own_problem(self.sms_text)
+                problem = longest.template_own_problem(self.sms_text)
             if problem:
                 errors.setdefault("sms_text", []).append(problem)
         if errors:

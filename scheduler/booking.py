@@ -36,7 +36,7 @@ from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
 from scheduler import rules, selectors, versioned
 from scheduler.availability import AvailabilityCode, Schedule, Slot, availability_violation
-from scheduler.lifecycle import Actor, Change, lock_patient, record, require_allowed, transition
+from scheduler.lifecycle import Actor, Change, appointment_freed, lock_patient, record, require_allowed, transition
 
 # Reasons go into the audit trail; long enough for a clinical note, bounded all the same.
 MAX_REASON_LENGTH = 2000
@@ -785,12 +785,11 @@ def appointment_reschedule(
 
 def _others_rechecked(now: datetime, what: str):
     """After a booking is cancelled, moved or missed: the patient's bookings it flagged (too soon after it) may be
-    free now; they are checked again, as after a record change (scheduler.recheck), under the same lock."""
+    free now; they are checked again, as after a record change (scheduler.recheck, through the lifecycle's seam),
+    under the same lock."""
 
     def after(current: Appointment) -> None:
-        from scheduler import recheck  # it reads the rules through this module: imported when used
-
-        recheck.flagged_appointments_recheck(appointment=current, now=now, what=what)
+        appointment_freed(appointment=current, now=now, what=what)
 
     return after
 

@@ -194,6 +194,25 @@ def record(
     notifications.appointment_changed(appointment=appointment, change=action, now=now, previous=previous)
 
 
+# What a change to one appointment means for the patient's others: a booking cancelled, moved or missed may free the
+# bookings it flagged (too soon after it). scheduler.recheck subscribes (SchedulerConfig.ready), so that the writes
+# (booking.py), which the re-check reads the rules through, never import it.
+_freed_subscribers: list[Callable[..., object]] = []
+
+
+def subscribe_freed(subscriber: Callable[..., object]) -> None:
+    """Call `subscriber(appointment=, now=, what=)` when an appointment is cancelled, moved or missed (once, however
+    often registered), under the patient's lock, in the change's transaction."""
+    if subscriber not in _freed_subscribers:
+        _freed_subscribers.append(subscriber)
+
+
+def appointment_freed(*, appointment: Appointment, now: datetime, what: str) -> None:
+    """`appointment` was cancelled, moved or missed (`what`): the patient's other bookings it flagged may be free."""
+    for subscriber in _freed_subscribers:
+        subscriber(appointment=appointment, now=now, what=what)
+
+
 def transition(
     *,
     appointment: Appointment,

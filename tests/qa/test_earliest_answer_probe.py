@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from clinic.models import Appointment, TimeOff, WorkingHours
 from frontdesk.checks import SlotRequest, panel
 from frontdesk.selectors import patient_record
-from reminders.content import fmt_long_date, next_possible
+from reminders.content import next_possible
+from reminders.wording import fmt_long_date
 from scheduler import rulebooks
 from scheduler.booking import (
     Actor,

@@ -92,9 +92,9 @@ from reminders.consent import (
     sms_reply_opt_in,
     sms_reply_opt_out,
 )
-from reminders.content import fmt_datetime
 from reminders.dispatch import dispatch_local
 from reminders.models import OptOutVia, OutboxMessage, ReminderTemplate
+from reminders.wording import fmt_datetime
 from scheduler.booking import (
     appointment_book,
     appointment_cancel,

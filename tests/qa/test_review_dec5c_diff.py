@@ -6,7 +6,7 @@ needs-review panel (frontdesk.checks.review_reasons), the calendar's Move link, 
 procedures and plans ({% timezone %} in _appointment_card.html and _violation.html).
 
 Part 2, the texts: reminders.fit (a template on its own, against the clinics, a clinic against the templates),
-content.sms_first_name, content._render's broad except, ReminderTemplateForm, Clinic.clean, reminders_status.
+wording.sms_first_name, wording.render_template's broad except, ReminderTemplateForm, Clinic.clean, reminders_status.
 
 DEFECT tests are strict xfails that pass the day the defect is mended; the rest pin what the change got right.
 """
@@ -42,7 +42,7 @@ from clinic.models import (
     WorkingHours,
 )
 from frontdesk.selectors import patient_record
-from reminders import content, fit
+from reminders import content, fit, longest, wording
 from reminders.channels import LocmemSmsBackend
 from reminders.defaults import care_texts_load
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
@@ -505,7 +505,7 @@ def _template(**fields) -> ReminderTemplate:
 
 
 def _check_max(text_: str, clinic: Clinic) -> int:
-    return max(sms_units(sms)[0] for sms in fit._renders(text_, clinic, clinic.display_sms_name))
+    return max(sms_units(sms)[0] for sms in longest.renders(text_, clinic, clinic.display_sms_name))
 
 
 def _padded(prefix: str, clinic: Clinic) -> str:
@@ -541,7 +541,7 @@ def _status() -> str:
 def _send_error(row: OutboxMessage, when: datetime) -> str:
     try:
         content.render_message(message=row, now=when)
-    except content.RenderError as exc:
+    except wording.RenderError as exc:
         return str(exc)
     return ""
 
@@ -603,7 +603,7 @@ def test_a_text_naming_the_clinic_twice_is_checked_against_the_clinic_it_is_long
 def test_a_twenty_character_first_name_fits_a_text_the_checks_passed(texts_world, now):
     clinic = ClinicFactory(code="bloom", name="Bloom Skin Rooms", timezone="Europe/London")
     name = "Þórdís Ragnheiður Ýr"
-    greeted = content.sms_first_name(name)  # 21 as it goes ("Þ" as "Th"): cut to its whole parts that fit
+    greeted = wording.sms_first_name(name)  # 21 as it goes ("Þ" as "Th"): cut to its whole parts that fit
     assert len(name) == 20 and greeted == "Þórdís Ragnheiður" and sms_units(sms_fold(greeted))[0] <= 20
     template = _template(
         name="Hello", sms_text=_padded("Hello {{ patient_first_name }}, {{ clinic_name }} here. ", clinic)
@@ -619,7 +619,7 @@ def test_a_twenty_character_first_name_fits_a_text_the_checks_passed(texts_world
 
 
 def test_a_long_hyphenated_first_name_is_cut_at_a_hyphen():
-    assert content.sms_first_name("Marie-Christine-Alexandra") == "Marie-Christine"
+    assert wording.sms_first_name("Marie-Christine-Alexandra") == "Marie-Christine"
 
 
 @pytest.mark.parametrize(
@@ -633,7 +633,7 @@ def test_a_long_hyphenated_first_name_is_cut_at_a_hyphen():
     ],
 )
 def test_sms_first_name_keeps_short_names_and_takes_a_first_part(given, greeted):
-    assert content.sms_first_name(given) == greeted
+    assert wording.sms_first_name(given) == greeted
 
 
 class _Explodes:
@@ -649,12 +649,14 @@ class _Explodes:
 
 def test_a_database_error_while_rendering_is_raised_as_itself_so_the_send_is_tried_again():
     with pytest.raises(OperationalError):
-        content._render(TEXT_ENGINE, "Hi {{ thing.value }}", {"thing": _Explodes(OperationalError("gone away"))})
+        wording.render_template(
+            TEXT_ENGINE, "Hi {{ thing.value }}", {"thing": _Explodes(OperationalError("gone away"))}
+        )
 
 
 def test_a_template_that_fails_as_it_renders_is_a_render_error_naming_the_cause():
-    with pytest.raises(content.RenderError, match="TypeError"):
-        content._render(TEXT_ENGINE, "{% for x in flag %}{{ x }}{% endfor %}", {"flag": True})
+    with pytest.raises(wording.RenderError, match="TypeError"):
+        wording.render_template(TEXT_ENGINE, "{% for x in flag %}{{ x }}{% endfor %}", {"flag": True})
 
 
 # --- The admin's template form ------------------------------------------------------------------------------------

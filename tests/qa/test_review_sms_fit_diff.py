@@ -1,6 +1,6 @@
 """Review of 390da83..HEAD: a clinic's name and the SMS templates checked against each other when either is saved
 (reminders/fit.py, clinic/setting_checks.py, Clinic.clean, ReminderTemplate.clean, Clinic.sms_name through
-content.sms_context), reminders_status's list of clinics whose name stops texts, docs/reminders.md.
+wording.sms_context), reminders_status's list of clinics whose name stops texts, docs/reminders.md.
 
 What the check promises (docs/reminders.md, fit.py): a text it passes goes when it is due, because it renders "as a
 send does ... with what the clinic does not decide at its longest plausible". The tests below compare it with real
@@ -20,7 +20,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from clinic.models import Clinic
-from reminders import content, fit
+from reminders import content, fit, longest, wording
 from reminders.channels import LocmemSmsBackend
 from reminders.consent import clinic_sms_consent_wording
 from reminders.defaults import care_texts_load
@@ -70,7 +70,7 @@ def _template(**fields) -> ReminderTemplate:
 
 def _check_max(text: str, clinic: Clinic) -> int:
     """The longest the check renders `text` for `clinic` (GSM-7 septets)."""
-    return max(sms_units(sms)[0] for sms in fit._renders(text, clinic, clinic.display_sms_name))
+    return max(sms_units(sms)[0] for sms in longest.renders(text, clinic, clinic.display_sms_name))
 
 
 def _padded(prefix: str, clinic: Clinic, *, to: int = LIMIT) -> str:
@@ -209,7 +209,7 @@ def test_a_template_no_text_fits_is_reported_somewhere(care_texts, now):
 def content_error(row: OutboxMessage, when) -> str:
     try:
         content.render_message(message=row, now=when)
-    except content.RenderError as exc:
+    except wording.RenderError as exc:
         return str(exc)
     return ""
 

@@ -334,7 +334,7 @@ def test_the_day_of_a_visit_is_said_as_seen_when_the_message_goes(sent, expected
     it is sent, in the clinic's zone, never a fixed 'tomorrow'."""
     from zoneinfo import ZoneInfo
 
-    from reminders.content import fmt_datetime_relative, fmt_day_relative
+    from reminders.wording import fmt_datetime_relative, fmt_day_relative
 
     london = ZoneInfo("Europe/London")
     visit = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from clinic.models import Clinic
-from reminders import content, fit
+from reminders import content, fit, longest, wording
 from reminders.admin import ReminderTemplateForm
 from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import dispatch_local
@@ -40,7 +40,7 @@ def test_a_name_no_text_fits_is_refused_with_the_texts_it_breaks_and_a_name_for_
     clinic = ClinicFactory.build(code="kc", name=LONG_NAME, timezone="Europe/London", phone="+442079460000")
     errors = _refused(clinic)
     assert list(errors) == ["name"]
-    assert "Every text names the clinic" in errors["name"][0]
+    assert "Texts name the clinic" in errors["name"][0]
     assert "would not go" in errors["name"][0] and "segments" in errors["name"][0]
     assert "SMS name" in errors["name"][0]
     clinic.sms_name = "KC Aesthetics"
@@ -60,7 +60,7 @@ def test_a_name_for_texts_that_names_a_treatment_is_reported_on_that_field(care_
 def test_a_name_that_would_stop_every_text_is_refused(care_texts, name):
     clinic = ClinicFactory.build(code="x", name=name, timezone="Europe/London")
     errors = _refused(clinic)
-    assert "Every text names the clinic" in errors["name"][0]
+    assert "Texts name the clinic" in errors["name"][0]
     clinic.sms_name = "Anna Beauty"
     clinic.full_clean()
 
@@ -141,7 +141,7 @@ def test_the_longest_named_clinics_are_the_ones_checked(care_texts):
 
 
 def test_the_checks_context_holds_every_placeholder_a_real_text_gets(care_texts, now):
-    """The check renders with content.sms_context, as a send does; every value a send can put in a text is at
+    """The check renders with wording.sms_context, as a send does; every value a send can put in a text is at
     most as long as the check's (a first name within FIRST_NAME_CHECKED's length)."""
     clinic = ClinicFactory(code="bloom", name="Bloom Clinic", timezone="Europe/London", phone="+442079460000")
     patient = PatientFactory(
@@ -150,10 +150,10 @@ def test_the_checks_context_holds_every_placeholder_a_real_text_gets(care_texts,
     )  # fmt: skip
     PractitionerFactory(clinic=clinic, name="Dr Hart")
     appointment = book(patient, "microneedling", london(2026, 9, 30, 10, 30), now)  # a Wednesday in September
-    longest: dict[str, int] = {}
-    for context in fit._contexts(clinic, clinic.display_sms_name):
+    widest: dict[str, int] = {}
+    for context in longest.contexts(clinic, clinic.display_sms_name):
         for key, value in context.items():
-            longest[key] = max(longest.get(key, 0), len(str(value)))
+            widest[key] = max(widest.get(key, 0), len(str(value)))
     messages = OutboxMessage.objects.filter(appointment=appointment, channel="sms")
     assert messages.exists()
     for message in messages:
@@ -161,15 +161,15 @@ def test_the_checks_context_holds_every_placeholder_a_real_text_gets(care_texts,
         message.payload = {"due_on": "2026-09-30", "from_start": "2026-12-30T10:30:00+00:00"}
         for sent_at in (appointment.start_at - timedelta(days=1), now):
             real = content._context(message, sent_at, for_sms=True, unsubscribe_url="")
-            assert set(real) <= set(longest)
+            assert set(real) <= set(widest)
             for key, value in real.items():
-                assert len(str(value)) <= longest[key], (key, value)
+                assert len(str(value)) <= widest[key], (key, value)
 
 
 def test_the_shipped_texts_fit_with_a_forty_character_name_for_texts(care_texts):
     clinic = ClinicFactory.build(code="x", name="X", sms_name="W" * 40, timezone="Pacific/Chatham")
     for template in ReminderTemplate.objects.filter(is_active=True).exclude(sms_text=""):
-        for sms in fit._renders(template.sms_text, clinic, clinic.display_sms_name):
+        for sms in longest.renders(template.sms_text, clinic, clinic.display_sms_name):
             assert sms_segments(sms)[0] <= SMS_MAX_SEGMENTS, template.name
 
 
@@ -191,7 +191,7 @@ def test_the_admin_refuses_a_clinic_renamed_so_that_no_text_fits_and_keeps_the_o
     }
     response = superuser_client.post(f"/admin/clinic/clinic/{clinic.pk}/change/", form)
     assert response.status_code == 200
-    assert "Every text names the clinic" in response.content.decode()
+    assert "Texts name the clinic" in response.content.decode()
     clinic.refresh_from_db()
     assert clinic.name == "Bloom Clinic"
     response = superuser_client.post(f"/admin/clinic/clinic/{clinic.pk}/change/", {**form, "sms_name": "Bloom"})
@@ -206,7 +206,7 @@ def test_reminders_status_names_a_clinic_saved_before_the_check_whose_name_stops
     out = StringIO()
     call_command("reminders_status", stdout=out)
     section = out.getvalue().split("Clinics whose name stops texts going:")[1].split("Texts that cannot go")[0]
-    assert "long " in section and "Every text names the clinic" in section and "bloom" not in section
+    assert "long " in section and "Texts name the clinic" in section and "bloom" not in section
     out = StringIO()
     call_command("reminders_status", "--clinic", "bloom", stdout=out)
     section = out.getvalue().split("Clinics whose name stops texts going:")[1]
@@ -223,8 +223,8 @@ def test_reminders_status_names_a_clinic_saved_before_the_check_whose_name_stops
     ],
 )
 def test_a_text_greets_a_patient_by_at_most_the_first_name_length_the_checks_use(given, greeted):
-    assert content.sms_first_name(given) == greeted
-    assert len(content.sms_first_name(given)) <= len(fit.FIRST_NAME_CHECKED) == content.SMS_FIRST_NAME_MAX
+    assert wording.sms_first_name(given) == greeted
+    assert len(wording.sms_first_name(given)) <= len(longest.FIRST_NAME_CHECKED) == wording.SMS_FIRST_NAME_MAX
 
 
 def test_a_patient_with_a_first_name_longer_than_the_checks_gets_a_text_the_checks_passed(care_texts, now):
@@ -232,12 +232,15 @@ def test_a_patient_with_a_first_name_longer_than_the_checks_gets_a_text_the_chec
     whose whole first name has 29 would make it four segments, and it would fail for good."""
     clinic = ClinicFactory(code="bloom", name="Bloom", timezone="Europe/London", phone="+442079460000")
     base = "Hi {{ patient_first_name }}, see you soon at {{ clinic_name }}. "
-    renders = [*fit._renders(base, clinic, clinic.display_sms_name), *fit._renders(base, fit._stand_in(), "Clinic")]
-    longest = max(sms_units(sms)[0] for sms in renders)
+    renders = [
+        *longest.renders(base, clinic, clinic.display_sms_name),
+        *longest.renders(base, longest.stand_in(), "Clinic"),
+    ]
+    widest = max(sms_units(sms)[0] for sms in renders)
     text = base + "x" * (
-        458 - longest
-    )  # exactly three segments with a 20-character first name (the rendered base lost its last space)
-    assert not fit.template_own_problem(text) and not fit.template_sms_problem(text)
+        458 - widest
+    )  # exactly three segments with a 20-character first name (the base lost its last space)
+    assert not longest.template_own_problem(text) and not fit.template_sms_problem(text)
     patient = PatientFactory(
         clinic=clinic, first_name="Anna-Maria Josefine Alexandra", phone="+447700900123", email="",
         reminder_channels=["sms"], sms_consent=True,
