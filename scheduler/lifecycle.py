@@ -49,10 +49,10 @@ _ALLOWED = {
     (Status.PENDING_CLEARANCE, Action.COMPLETED): ErrorCode.CLEARANCE_REQUIRED,
     (Status.PENDING_CLEARANCE, Action.NO_SHOW): Status.NO_SHOW,
     (Status.CONFIRMED, Action.NO_SHOW): Status.NO_SHOW,
-    # Flagged after booking: moved (re-checked), cancelled or missed; never treated as it stands.
+    # Flagged after booking: it leaves needs_review only by being moved (re-checked) or cancelled, or by the record
+    # being corrected (api-contract, v1 additions); never treated as it stands, nor closed as missed.
     (Status.NEEDS_REVIEW, Action.RESCHEDULED): Status.CONFIRMED,
     (Status.NEEDS_REVIEW, Action.CANCELLED): Status.CANCELLED,
-    (Status.NEEDS_REVIEW, Action.NO_SHOW): Status.NO_SHOW,
     (Status.NEEDS_REVIEW, Action.COMPLETED): ErrorCode.REVIEW_REQUIRED,
     # Arriving changes no status: a booking still pending clearance or review is checked in and waits.
     (Status.CONFIRMED, Action.CHECKED_IN): Status.CONFIRMED,
@@ -108,11 +108,20 @@ def refusal(status: str, action: str) -> ErrorCode | None:
     return outcome if isinstance(outcome, ErrorCode) else None
 
 
+# Refusals whose words depend on the status, not only the code.
+_STATUS_MESSAGES = {
+    (Status.NEEDS_REVIEW, Action.NO_SHOW): "A booking that needs review leaves it only by being moved or cancelled "
+    "(or by the patient's record being corrected): cancel it if the patient did not come.",
+}
+
+
 def require_allowed(appointment: Appointment, action: str) -> None:
     code = refusal(appointment.status, action)
     if code is not None:
-        message = _FIXED_MESSAGES.get(code) or (
-            f"A {appointment.get_status_display().lower()} appointment cannot be {_VERB[action]}."
+        message = (
+            _STATUS_MESSAGES.get((appointment.status, action))
+            or _FIXED_MESSAGES.get(code)
+            or (f"A {appointment.get_status_display().lower()} appointment cannot be {_VERB[action]}.")
         )
         raise InvalidTransition(code, message)
 

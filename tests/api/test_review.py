@@ -39,3 +39,26 @@ def test_completing_a_booking_that_needs_review_is_a_409(clinical_api, api, pati
     with time_machine.travel("2026-03-10T12:00:00+00:00", tick=False):
         response = clinical_api.post(f"/api/v1/appointments/{booked['id']}/complete/", {}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "review_required"
+
+
+def test_marking_a_booking_that_needs_review_a_no_show_is_a_409_and_a_cancel_closes_it(
+    clinical_api, api, patient, practitioner
+):
+    """api-contract, v1 additions: it leaves needs_review only by being rescheduled, cancelled, or by the record
+    being corrected. A no-show is refused (409 not_no_show, saying to cancel it) and changes nothing."""
+    booked = book(api, patient).json()
+    api.post(
+        f"/api/v1/patients/{patient.pk}/procedures/",
+        {"procedure": "botox", "performed_at": "2026-03-01T10:00:00+00:00", "source": "reported"},
+        format="json",
+    )
+
+    import time_machine
+
+    with time_machine.travel("2026-03-10T12:00:00+00:00", tick=False):
+        response = clinical_api.post(f"/api/v1/appointments/{booked['id']}/no-show/", {}, format="json")
+        assert response.status_code == 409 and response.json()["code"] == "not_no_show"
+        assert "cancel it if the patient did not come" in response.json()["detail"]
+        assert api.get(f"/api/v1/appointments/{booked['id']}/").json()["status"] == "needs_review"
+        cancelled = api.post(f"/api/v1/appointments/{booked['id']}/cancel/", {"reason": "did not come"}, format="json")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

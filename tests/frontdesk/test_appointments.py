@@ -135,6 +135,20 @@ def test_no_show_is_a_clinician_action_after_the_start(reception, clinical, clin
     assert clinical.post(url("no_show", clinic, upcoming)).status_code == 409
 
 
+def test_a_started_booking_that_needs_review_offers_cancel_not_no_show(clinical, clinic, started):
+    """It leaves needs_review only by being moved or cancelled (or released): no no-show button, a hint to cancel,
+    and a posted no-show is a 409 that says so and changes nothing."""
+    started.status = AppointmentStatus.NEEDS_REVIEW
+    started.save(update_fields=["status"])
+    page = squash(clinical.get(url("appointment", clinic, started)))
+    assert "Mark no-show" not in page and "Mark completed" not in page
+    assert "cancel it if the patient did not come" in page
+    refused = clinical.post(url("no_show", clinic, started))
+    assert refused.status_code == 409 and "cancel it if the patient did not come" in squash(refused)
+    started.refresh_from_db()
+    assert started.status == AppointmentStatus.NEEDS_REVIEW
+
+
 def test_clinician_buttons_show_only_when_they_apply(reception, clinical, clinic, started, upcoming):
     assert "Mark completed" in squash(clinical.get(url("appointment", clinic, started)))
     assert "Mark completed" not in squash(reception.get(url("appointment", clinic, started)))

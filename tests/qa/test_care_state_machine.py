@@ -647,10 +647,20 @@ class CareMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._among(0, *ACTIVE_APPOINTMENT_STATUSES, started=True))
     @rule(pick=st.integers(0, 10))
     def no_show(self, pick):
-        """A missed appointment counts for nothing any more (docs/rules.md, "What counts"), like a cancelled one."""
+        """A missed appointment counts for nothing any more (docs/rules.md, "What counts"), like a cancelled one. One
+        that needs review is refused: it leaves needs_review only by being moved, cancelled or released
+        (api-contract, v1 additions), and stays as it was."""
         key = self._among(pick, *ACTIVE_APPOINTMENT_STATUSES, started=True)
-        with transaction.atomic():
-            appointment_mark_no_show(appointment=self.fresh(key), actor=CLINICIAN, now=self.now)
+        status = self.fresh(key).status
+        try:
+            with transaction.atomic():
+                appointment_mark_no_show(appointment=self.fresh(key), actor=CLINICIAN, now=self.now)
+        except InvalidTransition:
+            assert status == AppointmentStatus.NEEDS_REVIEW, ("a started booking could not be marked a no-show", key)
+            assert self.fresh(key).status == AppointmentStatus.NEEDS_REVIEW
+            event("no-show refused: needs review")
+            return
+        assert status != AppointmentStatus.NEEDS_REVIEW, ("a booking that needs review was marked a no-show", key)
         self.appts[key].state = "no_show"
         event("no-show")
 
