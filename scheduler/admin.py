@@ -169,7 +169,7 @@ class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
 
     @admin.display(description="checked against")
     def checked_against(self, obj: RecheckRun) -> str:
-        return ", ".join(obj.rulebook_versions)
+        return "; ".join(obj.rulebook_versions)
 
     @admin.display(description="could not be re-checked")
     def could_not_recheck(self, obj: RecheckRun) -> str:

@@ -281,8 +281,9 @@ class RecheckRun(models.Model):
     # that could not be re-checked on their own (each {"patient", "error", "at"}): left as they were, to look at.
     failed_steps = models.PositiveIntegerField(default=0, editable=False)
     failures = models.JSONField(default=list, blank=True, editable=False)
-    # Every rule book version its checks used, those that left an appointment as it was included: one per
-    # organisation re-checked, more when a later change lands half-way (its own run follows).
+    # Every rule book version its checks used, those that left an appointment as it was included, as "<organisation
+    # code>: <version>": one per organisation re-checked, more when a later change lands half-way (its own run
+    # follows). Ordered by organisation, then version number.
     rulebook_versions = models.JSONField(
         "rule book versions", default=list, blank=True, editable=False, help_text="The versions it checked against."
     )

@@ -20,13 +20,14 @@ Nothing changes silently: every move is audited with its cause and sent to the s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction
+from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction, Organisation
 from scheduler import booking, rules, versioned
 from scheduler.lifecycle import Actor, lock_patient, record
 from scheduler.models import IntervalRule, RecheckRun
@@ -105,13 +106,14 @@ def _action(before: str, after: str, reasons_changed: bool = False) -> str | Non
 
 @versioned.within_snapshot
 def patient_appointments_recheck(
-    *, patient_id, now: datetime, cause: str, versions: set[str] | None = None
+    *, patient_id, now: datetime, cause: str, versions: set[tuple[str, str]] | None = None
 ) -> list[Appointment]:
     """Re-check the patient's future booked appointments; return those whose status changed.
 
     The caller holds the patient row lock (a record service or a merge); appointments are
-    locked here before they change. `versions`, when given, gains the rule book version of every check made,
-    those that change nothing included (a run records them: domain 6, every decision records its version).
+    locked here before they change. `versions`, when given, gains (organisation id, rule book version) of every
+    check made, those that change nothing included (a run records them: domain 6, every decision records its
+    version).
     """
     changed = []
     future = (
@@ -131,7 +133,7 @@ def patient_appointments_recheck(
     for appointment in future:
         check = booking.appointment_recheck(appointment=appointment)
         if versions is not None:
-            versions.add(check.rulebook_version)
+            versions.add((str(appointment.patient.organisation_id), check.rulebook_version))
         status, reasons = _verdict(appointment, check)
         action = _action(appointment.status, status, reasons_changed=reasons != appointment.review_reasons)
         if action is None and reasons == appointment.review_reasons:
@@ -299,7 +301,7 @@ def _step(run_id, now: datetime, chunk: int) -> bool:
             patients = patients.filter(patient_id__gt=run.cursor)
         batch = list(patients[:chunk])
         isolate = run.failed_steps >= ISOLATE_AFTER
-        versions = set(run.rulebook_versions)
+        versions: set[tuple[str, str]] = set()
         for patient_id in batch:
             if not isolate:
                 run.appointments_changed += len(_recheck_patient(patient_id, now, run.cause, versions))
@@ -311,7 +313,7 @@ def _step(run_id, now: datetime, chunk: int) -> bool:
                 log.exception("re-check %s: patient %s could not be re-checked; left as it was", run.pk, patient_id)
                 error = f"{exc.__class__.__name__}: {exc}"[:300]
                 run.failures = [*run.failures, {"patient": str(patient_id), "error": error, "at": now.isoformat()}]
-        run.rulebook_versions = sorted(versions)
+        run.rulebook_versions = _versions_record(run.rulebook_versions, versions)
         run.failed_steps = 0
         run.patients_done += len(batch)
         run.cursor = batch[-1] if batch else run.cursor
@@ -322,7 +324,23 @@ def _step(run_id, now: datetime, chunk: int) -> bool:
         return run.finished_at is not None
 
 
-def _recheck_patient(patient_id, now: datetime, cause: str, versions: set[str]) -> list:
+def _versions_record(recorded: list[str], checked: set[tuple[str, str]]) -> list[str]:
+    """The run's record of the versions it checked against, with this step's: "<organisation code>: <version>",
+    once each, by organisation and then version number (d2.o9 before d2.o10)."""
+    ids = {org for org, _ in checked}
+    codes = (
+        {str(pk): code for pk, code in Organisation.objects.filter(pk__in=ids).values_list("pk", "code")} if ids else {}
+    )
+    entries = set(recorded) | {f"{codes.get(org, org)}: {version}" for org, version in checked}
+
+    def order(entry: str) -> tuple:
+        code, _, version = entry.rpartition(": ")
+        return code, [int(n) for n in re.findall(r"\d+", version)]
+
+    return sorted(entries, key=order)
+
+
+def _recheck_patient(patient_id, now: datetime, cause: str, versions: set[tuple[str, str]]) -> list:
     lock_patient(patient_id)
     return patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause, versions=versions)
 

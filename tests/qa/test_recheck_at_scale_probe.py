@@ -445,7 +445,7 @@ def test_an_appointment_a_run_leaves_as_it_was_records_the_version_it_was_checke
     [run] = change(override_filler_rule, world, "org-a", weeks=6)
     drive(run)
     assert fresh(p2).status == CONFIRMED and audits(p2) == []
-    assert fresh(run).rulebook_versions == ["d1.o2"]
+    assert fresh(run).rulebook_versions == ["org-a: d1.o2"]
 
 
 def test_a_change_to_the_defaults_records_each_organisations_version(world, change, django_capture_on_commit_callbacks):
@@ -460,7 +460,7 @@ def test_a_change_to_the_defaults_records_each_organisations_version(world, chan
     [run] = change(rulebooks.rule_save, rule=default, user=world["admin"], reason="QA: defaults relaxed", now=NOW)
     drive(run)
     assert run.organisation_id is None
-    assert fresh(run).rulebook_versions == ["d2.o1", "d2.o2"]
+    assert fresh(run).rulebook_versions == ["org-a: d2.o2", "org-b: d2.o1"]
 
 
 # --- 4. What a run must leave alone ----------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 bin/run starts it in the background next to runserver. With a broker configured,
 Celery beat and workers do this instead; running both is still safe (claims are exclusive).
+It also does the beat's other duty that has no broker to wait for: every minute, a re-check after a rule change
+that stopped moving (a step that failed in the request that saved the rule) is taken up again.
 """
 
 import argparse
@@ -16,6 +18,9 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from reminders import dispatch
+from scheduler import tasks as scheduler_tasks
+
+RESUME_EVERY = 60.0  # seconds, as the beat's resume-rechecks
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,16 @@ class Command(BaseCommand):
             pass  # Ctrl-C in a terminal: stop quietly
 
     def _loop(self, interval: float, parent: int, options: dict) -> None:
+        resume_at = 0.0
         while True:
+            if time.monotonic() >= resume_at:
+                resume_at = time.monotonic() + RESUME_EVERY
+                try:
+                    scheduler_tasks.resume_rechecks()
+                except Exception:  # a re-check that fails again waits for the next minute; the outbox must not
+                    if options["once"]:
+                        raise
+                    log.exception("resuming the stalled re-checks failed; trying again in %ss", RESUME_EVERY)
             try:
                 counts = dispatch.dispatch_local(
                     now=timezone.now(), clock=timezone.now
