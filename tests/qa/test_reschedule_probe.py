@@ -26,6 +26,7 @@ from django.core import mail
 
 from clinic.models import AppointmentStatus, AuditAction, AuditEvent
 from clinic.services import medication_course_add, procedure_record_add
+from core.errors import InvalidTransition
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import (
     appointment_cancel,
@@ -147,12 +148,45 @@ def _no_show(botox, clock):
 # Cause: scheduler/booking.py appointment_cancel / appointment_reschedule / appointment_mark_no_show (through
 # scheduler/lifecycle.py transition) never called scheduler/recheck.patient_appointments_recheck; only record
 # changes (clinic/record_changes.py) and rule changes (scheduler/signals.py) did.
-@pytest.mark.parametrize("freed_by", [_cancel, _move_away, _no_show], ids=["cancelled", "moved-away", "no-show"])
+@pytest.mark.parametrize("freed_by", [_cancel, _move_away], ids=["cancelled", "moved-away"])
 def test_the_booking_that_caused_a_review_going_away_releases_the_flagged_one(flagged, clock, freed_by):
-    """The Botox that put the microneedling under review is cancelled, moved 3 weeks clear, or missed: nothing
-    stands any more, so the microneedling is confirmed again (audited `released`) and its pre-care goes."""
+    """The Botox that put the microneedling under review is cancelled or moved 3 weeks clear: nothing stands any
+    more, so the microneedling is confirmed again (audited `released`) and its pre-care goes."""
     botox, mn = flagged
     freed_by(botox, clock)
+
+    mn = fresh(mn)
+    assert (mn.status, mn.review_reasons) == (AppointmentStatus.CONFIRMED, [])
+    assert {r.status for r in rows(mn, kind=MessageKind.PRE_CARE)} == {OutboxStatus.PENDING}
+    assert AuditEvent.objects.filter(appointment=mn, action=AuditAction.RELEASED).count() == 1
+
+
+def test_the_flagged_botox_cannot_be_marked_missed_and_the_other_stays_flagged(flagged, clock):
+    """The rule change flagged both bookings (a rule holds both ways): the Botox leaves needs_review only by being
+    moved or cancelled (contract, v1 additions), so marking it a no-show on its day is refused and changes nothing."""
+    botox, mn = flagged
+    assert fresh(botox).status == AppointmentStatus.NEEDS_REVIEW
+    with pytest.raises(InvalidTransition):
+        _no_show(fresh(botox), clock)
+    assert (fresh(botox).status, fresh(mn).status) == (AppointmentStatus.NEEDS_REVIEW, AppointmentStatus.NEEDS_REVIEW)
+
+
+def test_a_started_botox_missed_releases_the_booking_it_flagged(
+    patient, practitioner, clock, settings, django_capture_on_commit_callbacks
+):
+    """The rule changes while the Botox is under way (a started visit is not re-checked: it stays confirmed) and
+    flags the microneedling 15 days later; the Botox is then marked a no-show: a missed visit counts for nothing,
+    so the microneedling is released (audited once) and its pre-care goes."""
+    settings.CELERY_BROKER_URL = ""
+    now = ldn(2026, 3, 2, 9)
+    botox = book(patient, ldn(2026, 3, 9), now, code="botox")
+    mn = book(patient, ldn(2026, 3, 24), now)
+    clock.move_to(ldn(2026, 3, 9, 10, 15))
+    with django_capture_on_commit_callbacks(execute=True):
+        org_rule(patient, "botox", "microneedling", 3, "weeks")
+    assert (fresh(botox).status, fresh(mn).status) == (AppointmentStatus.CONFIRMED, AppointmentStatus.NEEDS_REVIEW)
+
+    _no_show(fresh(botox), clock)
 
     mn = fresh(mn)
     assert (mn.status, mn.review_reasons) == (AppointmentStatus.CONFIRMED, [])
