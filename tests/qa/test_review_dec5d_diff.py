@@ -1012,3 +1012,26 @@ def test_with_no_broker_run_dispatcher_takes_up_a_stalled_run(world, admin_user,
     run.refresh_from_db()
     assert run.finished_at is not None and run.patients_done == 2
     assert [fresh(x).status for x in mine] == [NEEDS_REVIEW] * 2
+
+
+def test_a_stalled_run_that_fails_again_does_not_stop_run_dispatcher_sending(
+    world, admin_user, settings, change, monkeypatch
+):
+    """Taking up a stalled re-check that fails again is logged and left for the next pass: the pass still sends what
+    is due (a cron job of --once included), and the failed step is counted on the run."""
+    a = world["rv5d-a"]
+    seed(a, 1)
+    [run] = change(own_filler_rule, a["org"], admin_user, weeks=8)
+    settings.CELERY_BROKER_URL = ""
+    monkeypatch.setattr(tasks, "start_run", REAL_START_RUN)
+
+    def stuck(*args, **kwargs):
+        raise RuntimeError("rv5d: canceling statement due to lock timeout")
+
+    monkeypatch.setattr(recheck, "_recheck_patient", stuck)
+    sent = []
+    monkeypatch.setattr("reminders.dispatch.dispatch_local", lambda **kwargs: sent.append(kwargs["now"]) or {"sent": 1})
+    with time_machine.travel(NOW + recheck.STALLED_AFTER + timedelta(seconds=1), tick=False):
+        call_command("run_dispatcher", "--once", stdout=StringIO())
+    assert len(sent) == 1
+    assert fresh(run).failed_steps == 1 and fresh(run).finished_at is None

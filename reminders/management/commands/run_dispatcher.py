@@ -71,9 +71,7 @@ class Command(BaseCommand):
                 resume_at = time.monotonic() + RESUME_EVERY
                 try:
                     scheduler_tasks.resume_rechecks()
-                except Exception:  # a re-check that fails again waits for the next minute; the outbox must not
-                    if options["once"]:
-                        raise
+                except Exception:  # a re-check that fails again waits for the next pass; the outbox must not
                     log.exception("resuming the stalled re-checks failed; trying again in %ss", RESUME_EVERY)
             try:
                 counts = dispatch.dispatch_local(
