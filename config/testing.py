@@ -16,3 +16,8 @@ from config.settings import *  # noqa: E402,F401,F403
 # instead of warning about an empty STATIC_ROOT.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+
+# Passwords hashed with the fastest hasher (Django's advice for test suites): PBKDF2's million iterations cost
+# a staff user's creation and every sign-in about 0.3 s each. Production keeps Django's default hashers
+# (config/settings.py sets none); no test depends on which algorithm a hash uses.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,7 +1,7 @@
 """Loading the shipped defaults (catalogue, sourced rules) and the demo clinics.
 
-Idempotent: catalogue names are refreshed, a default rule is created only
-when its key is missing (an administrator's edits survive), and demo rows are
+Idempotent: a catalogue row or default rule is created only when its code or
+key is missing (an operator's or administrator's edits survive), and demo rows are
 found by their natural keys before anything is created. Each default rule
 cites the published sources of docs/sources.md by id ("[001] Yazbek
 Artistry, microneedling care (docs/sources.md)"); a citation still in the
@@ -21,8 +21,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, check_password, make_password
 from django.contrib.auth.models import Permission
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Q, signals
 from django.utils import timezone
 
 from clinic.models import (
@@ -79,13 +79,73 @@ def catalogue_load() -> None:
     An existing row keeps what the platform's operators changed (a procedure's duration, whether it is
     bookable, a name): `setup_demo --no-demo` runs on every upgrade and must not put the shipped values back
     over them, as the default rules and care texts keep an administrator's edits. A release that must change
-    a shipped row changes it in a migration, as the care texts' updates do."""
+    a shipped row changes it in a migration, as the care texts' updates do.
+
+    One read and one insert a model (row by row it was 146 statements): a row another load inserted meanwhile
+    is left as it is (`ON CONFLICT DO NOTHING`), as `get_or_create` left it."""
     data = _read("catalogue.json")
-    for row in data["procedures"]:
-        ProcedureType.objects.get_or_create(code=row["code"], defaults={k: v for k, v in row.items() if k != "code"})
-    for model, key in ((Medication, "medications"), (Condition, "conditions"), (TreatmentArea, "areas")):
-        for row in data[key]:
-            model.objects.get_or_create(code=row["code"], defaults={"name": row["name"]})
+    loads = [(ProcedureType, data["procedures"])]
+    loads += [(model, data[key]) for model, key in ((Medication, "medications"), (Condition, "conditions"))]
+    loads.append((TreatmentArea, data["areas"]))
+    for model, rows in loads:
+        stored = set(model.objects.filter(code__in=[row["code"] for row in rows]).values_list("code", flat=True))
+        missing = [model(**row) for row in rows if row["code"] not in stored]
+        if missing:
+            model.objects.bulk_create(missing, ignore_conflicts=True)
+
+
+def _interval_fields(row: dict) -> dict:
+    return {
+        "earlier_procedure_id": row.get("earlier_procedure"),
+        "earlier_medication_id": row.get("earlier_medication"),
+        "later_procedure_id": row["later"],
+        "gap_value": row["gap"][0],
+        "gap_unit": row["gap"][1],
+        "severity": row["severity"],
+        "source": row["source"],
+        "basis": row.get("basis", RuleBasis.SOURCED),
+        "note": row.get("note", ""),
+    }
+
+
+def _contraindication_fields(row: dict) -> dict:
+    return {
+        "condition_id": row.get("condition"),
+        "medication_id": row.get("medication"),
+        "procedure_id": row["procedure"],
+        "severity": row["severity"],
+        "applies_to": row["applies_to"],
+        "area_specific": row["area_specific"],
+        "source": row["source"],
+    }
+
+
+def _defaults_create_missing(model, rows: list[dict], fields: Callable[[dict], dict]) -> list:
+    """The shipped defaults of `model` not stored yet (by key), created in one statement; those created.
+
+    A stored default keeps every field an administrator may have edited; only a citation in the superseded
+    file-path form is rewritten. Saved one by one, the rules cost a set-up ~200 statements; `bulk_create` sends
+    no model signals, so each rule created is announced as saved (`post_save`): its re-check of the patients it
+    may affect starts once the load commits, as an edit's does. # Race condition: a second load running at the
+    same time inserts the same keys: this one's insert then fails on the unique key, and is tried once more
+    after reading again what is stored (the other load's rows, committed once its insert was waited for)."""
+    for attempt in (1, 2):
+        stored = {rule.default_key: rule for rule in model.objects.filter(default_key__in=[r["key"] for r in rows])}
+        missing = [model(default_key=row["key"], **fields(row)) for row in rows if row["key"] not in stored]
+        try:
+            with transaction.atomic():
+                created = model.objects.bulk_create(missing) if missing else []
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        for row in rows:
+            if row["key"] in stored:
+                _refresh_citation(stored[row["key"]], row["source"])
+        for rule in created:
+            signals.post_save.send(sender=model, instance=rule, created=True, update_fields=None, raw=False)
+        return created
+    return []
 
 
 @transaction.atomic
@@ -99,46 +159,8 @@ def rules_load() -> int:
     """
     data = _read("rules.json")
     had_defaults = IntervalRule.objects.filter(default_key__isnull=False).exists()
-    created = 0
-    added = []
-    for row in data["intervals"]:
-        rule, made = IntervalRule.objects.get_or_create(
-            default_key=row["key"],
-            defaults={
-                "earlier_procedure_id": row.get("earlier_procedure"),
-                "earlier_medication_id": row.get("earlier_medication"),
-                "later_procedure_id": row["later"],
-                "gap_value": row["gap"][0],
-                "gap_unit": row["gap"][1],
-                "severity": row["severity"],
-                "source": row["source"],
-                "basis": row.get("basis", RuleBasis.SOURCED),
-                "note": row.get("note", ""),
-            },
-        )
-        if not made:
-            _refresh_citation(rule, row["source"])
-        else:
-            added.append(rule)
-        created += made
-    for row in data["contraindications"]:
-        rule, made = ContraindicationRule.objects.get_or_create(
-            default_key=row["key"],
-            defaults={
-                "condition_id": row.get("condition"),
-                "medication_id": row.get("medication"),
-                "procedure_id": row["procedure"],
-                "severity": row["severity"],
-                "applies_to": row["applies_to"],
-                "area_specific": row["area_specific"],
-                "source": row["source"],
-            },
-        )
-        if not made:
-            _refresh_citation(rule, row["source"])
-        else:
-            added.append(rule)
-        created += made
+    added = _defaults_create_missing(IntervalRule, data["intervals"], _interval_fields)
+    added += _defaults_create_missing(ContraindicationRule, data["contraindications"], _contraindication_fields)
     if had_defaults and added:
         rulebooks.version_record(
             organisation_id=None,
@@ -147,7 +169,7 @@ def rules_load() -> int:
             diff=[rulebooks.diff_entry(rule, None, rulebooks.rule_state(rule)) for rule in added],
             now=timezone.now(),
         )
-    return created
+    return len(added)
 
 
 DEMO_ORGANISATIONS = {"demo": "Demo Aesthetics", "demo-ny": "Demo Aesthetics New York"}

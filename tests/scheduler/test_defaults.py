@@ -1,16 +1,32 @@
 """The shipped defaults and `setup_demo`: complete, sourced, idempotent, and respectful of edits."""
 
 import re
+import threading
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.management import call_command
-from django.db.models import F
+from django.db import connections
+from django.db.models import F, Manager, Max
 from django.utils import timezone
 
-from clinic.models import Clinic, Condition, Medication, Patient, Practitioner, TreatmentArea, WorkingHours
-from scheduler.booking import appointment_check
-from scheduler.models import ContraindicationRule, IntervalRule
+from clinic.models import (
+    AppointmentStatus,
+    Clinic,
+    Condition,
+    Medication,
+    Patient,
+    Practitioner,
+    ProcedureType,
+    TreatmentArea,
+    WorkingHours,
+)
+from scheduler.booking import Actor, appointment_book, appointment_check
+from scheduler.defaults import catalogue_load, rules_load
+from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 from scheduler.rules import Outcome
+from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
 
 # The stable catalogue codes (docs/rules.md, "Catalogue codes"): the API and fixtures use them.
 CONDITIONS = (
@@ -21,6 +37,7 @@ CONDITIONS = (
 ).split()
 MEDICATIONS = ["isotretinoin", "topical_retinoid", "anticoagulant", "immunosuppressant"]
 AREAS = ["face", "neck", "decolletage", "hands", "body", "scalp"]
+RECEPTION = Actor("reception@test")
 
 
 @pytest.fixture
@@ -135,3 +152,97 @@ def test_demo_patient_with_recent_botox_is_refused_microneedling(demo):
 
     assert check.outcome == Outcome.REFUSED
     assert check.earliest_eligible_start is not None
+
+
+@pytest.fixture
+def filler_then_microneedling_booked(catalogue, now):
+    """A database from before a release that ships the filler → microneedling block: a microneedling booked
+    two weeks after filler (fine without that rule)."""
+    IntervalRule.objects.filter(default_key="filler-then-microneedling").delete()
+    clinic = ClinicFactory(code="london", timezone="Europe/London")
+    PractitionerFactory(clinic=clinic)
+    patient = PatientFactory(clinic=clinic)
+    ProcedureRecordFactory(patient=patient, procedure_id="filler", performed_at=now - timedelta(days=3))
+    return appointment_book(
+        patient=patient, procedure_code="microneedling", start_at=now + timedelta(days=11), actor=RECEPTION, now=now
+    ).appointment
+
+
+def test_a_release_adding_a_default_creates_it_once_versions_it_and_rechecks_what_it_forbids(
+    settings, filler_then_microneedling_booked, now, django_capture_on_commit_callbacks
+):
+    settings.CELERY_BROKER_URL = ""  # the embedded default: the re-check runs in this process
+    appointment = filler_then_microneedling_booked
+    assert appointment.status == AppointmentStatus.CONFIRMED
+    rules = IntervalRule.objects.count() + ContraindicationRule.objects.count()
+    shipped = RuleBookVersion.objects.filter(organisation=None).aggregate(Max("number"))["number__max"] or 1
+
+    with time_machine.travel(now, tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert rules_load() == 1
+
+    assert IntervalRule.objects.count() + ContraindicationRule.objects.count() == rules + 1
+    added = IntervalRule.objects.get(default_key="filler-then-microneedling")
+    assert (added.gap_value, added.gap_unit, added.severity) == (4, "weeks", "block")
+    version = RuleBookVersion.objects.filter(organisation=None).order_by("-number").first()
+    assert version.reason == "release: 1 shipped default(s) added"
+    assert [(entry["rule_id"], entry["rule"]) for entry in version.diff] == [(added.pk, str(added))]
+    assert version.number == shipped + 1
+    # The rule was announced as saved, so the booking it now forbids was re-checked once the load committed.
+    appointment.refresh_from_db()
+    assert appointment.status == AppointmentStatus.NEEDS_REVIEW
+    assert RecheckRun.objects.filter(cause__startswith="rule changed: filler").count() == 1
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert rules_load() == 0
+    assert callbacks == [] and RecheckRun.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_load_meeting_another_loads_rows_takes_each_default_once(settings, monkeypatch):
+    """# Race condition: a second load commits the same keys between this one's read and its insert (the other
+    load runs in a connection of its own, committed, as a second `setup_demo` would)."""
+    settings.CELERY_BROKER_URL = ""
+    catalogue_load()
+    rules_load()
+    IntervalRule.objects.filter(default_key__in=["filler-then-microneedling", "botox-then-microneedling"]).delete()
+    real = Manager.bulk_create
+    raced = []
+
+    def other_load(row: IntervalRule) -> None:
+        try:
+            IntervalRule.objects.create(default_key=row.default_key, **_fields_of(row))
+        finally:
+            connections.close_all()
+
+    def bulk_create(manager, objs, *args, **kwargs):
+        if manager.model is IntervalRule and not raced:
+            raced.append(objs[0].default_key)
+            thread = threading.Thread(target=other_load, args=(objs[0],))
+            thread.start()
+            thread.join()
+        return real(manager, objs, *args, **kwargs)
+
+    monkeypatch.setattr(Manager, "bulk_create", bulk_create)
+
+    assert rules_load() == 1  # the other load made one of the two
+    keys = list(IntervalRule.objects.values_list("default_key", flat=True))
+    assert keys.count("filler-then-microneedling") == keys.count("botox-then-microneedling") == 1
+    assert len(raced) == 1 and raced[0] in ("filler-then-microneedling", "botox-then-microneedling")
+
+
+def _fields_of(rule: IntervalRule) -> dict:
+    names = ("earlier_procedure_id", "later_procedure_id", "gap_value", "gap_unit", "severity", "source", "basis")
+    return {name: getattr(rule, name) for name in names}
+
+
+def test_catalogue_load_creates_what_is_missing_and_keeps_an_operators_edit(db):
+    catalogue_load()
+    ProcedureType.objects.filter(code="botox").update(duration_minutes=45)
+    Condition.objects.filter(code="eczema").delete()
+
+    catalogue_load()
+
+    assert ProcedureType.objects.get(code="botox").duration_minutes == 45
+    assert Condition.objects.filter(code="eczema").count() == 1
+    assert sorted(Condition.objects.values_list("code", flat=True)) == sorted(CONDITIONS)
