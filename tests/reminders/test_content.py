@@ -103,6 +103,21 @@ def test_loading_the_care_texts_updates_an_old_file_path_citation_only(care_text
     assert ReminderTemplate.objects.get(default_key="microneedling-post-care-48h").source == "Clinic protocol v2"
 
 
+def test_a_broken_shipped_text_fails_the_load_loudly_and_loads_none_of_the_file(catalogue, tmp_path):
+    shipped = json.loads(CARE_TEXTS.read_text())
+    broken = shipped["templates"][-1]
+    broken["sms_text"] = "{{ clinic_name }}: no Botox for 24 hours after your visit."
+    fixture = tmp_path / "care_texts.json"
+    fixture.write_text(json.dumps(shipped))
+
+    with pytest.raises(ValidationError) as refused:
+        care_texts_load(fixture)
+
+    assert "botox" in str(refused.value.message_dict["sms_text"]).lower()
+    assert ReminderTemplate.objects.count() == 0  # the good ones before it are not loaded either
+    assert care_texts_load() == 14  # the shipped file, untouched, still loads whole
+
+
 # --- Template checks (the admin form runs these) ------------------------------------------------------------
 
 
