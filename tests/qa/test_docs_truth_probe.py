@@ -1315,8 +1315,10 @@ def test_bin_run_does_the_steps_the_readme_lists():
     assert "`demo-pass-2026` (override with `DEMO_STAFF_PASSWORD`" in flat("README.md")
     assert "http://127.0.0.1:8000" in doc("README.md") and gunicorn_read()["bind"] == ["127.0.0.1:8000"]
     assert settings_read()["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
-    # bin/test: DATABASE_URL when set, TEST_WORKERS processes (default 2), extra arguments after (so -n 0 wins).
-    assert re.search(r'pytest -n "\$\{TEST_WORKERS:-2\}" "\$@"', doc("bin/test"))
+    # bin/test: DATABASE_URL when set, TEST_WORKERS processes (default 2), work-stealing as the README says, extra
+    # arguments after (so -n 0 wins).
+    assert re.search(r'pytest -n "\$\{TEST_WORKERS:-2\}" --dist worksteal "\$@"', doc("bin/test"))
+    assert "(`--dist worksteal`)" in flat("README.md")
 
 
 def test_ci_runs_what_the_readme_says_in_that_order():
