@@ -215,7 +215,7 @@ def proposal_data(proposal: services.Proposal) -> dict:
         else {
             "session": obstacle.index,
             "window": _window(obstacle.window),
-            "violations": _violations(obstacle.violations, tz),
+            "violations": _violations(services.obstacle_violations(obstacle), tz),
         },
         "sessions": [
             {
@@ -271,9 +271,9 @@ def _refusal(request, error) -> Response:
         extra = {
             "session": error.obstacle.index,
             "window": _window(error.obstacle.window),
-            "violations": _violations(error.obstacle.violations, tz),
+            "violations": _violations(error.violations, tz),
             "warnings": [],
-            "earliest_eligible_start": None,
+            "earliest_eligible_start": local_iso(error.obstacle.earliest, tz),
             "next_available_slot": None,
             "rulebook_version": error.rulebook_version,
         }

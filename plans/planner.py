@@ -187,12 +187,19 @@ class PlacedSession:
 
 @dataclass(frozen=True)
 class Obstacle:
-    """Why session `index` found no place: the block rules in its way (if any) and a sentence for people."""
+    """Why session `index` found no place: the block rules in its way (if any) and a sentence for people.
+
+    `earliest`: the earliest start from the window's first moment that every interval rule allows (the booking
+    refusal's `earliest_eligible_start`), None where no date can or the window has passed. `no_free_slot`: the
+    rules allow some days of the window, and on those no practitioner has a free slot (that suits the
+    preferences)."""
 
     index: int
     window: Window
     message: str
     violations: tuple[rules.Violation, ...] = ()
+    earliest: datetime | None = None
+    no_free_slot: bool = False
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,7 @@ class _Search:
                 window,
                 f"Session {index} of {name} cannot fall in its window ({span}): {first.message}",
                 evaluation.blocking,
+                earliest,
             )
         # Some days of the window are allowed by the rules: on those, no one is free (the rules may hold the rest).
         wanted = " that suits the preferences" if self.preferences != Preferences() else ""
@@ -319,6 +327,8 @@ class _Search:
             f"Session {index} of {name}: no practitioner has a free slot{wanted} on the days of its window "
             f"({span}) that the rules allow.",
             evaluation.blocking,
+            earliest,
+            no_free_slot=True,
         )
 
     def why(self, index: int, slot: FreeSlot, window: Window, timeline: rules.Timeline, first: bool) -> str:

@@ -19,7 +19,7 @@ from core.errors import ErrorCode, InvalidInput, NotFound, Refused
 from plans import planner
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
 from scheduler import booking, rules, selectors, versioned
-from scheduler.availability import Schedule, calendars_of
+from scheduler.availability import AvailabilityCode, Schedule, availability_violation, calendars_of
 from scheduler.lifecycle import Actor, lock_patient
 
 # A long span of the calendar is read this many days at a time, as far as the planner goes.
@@ -33,8 +33,18 @@ class UnableToPlan(Refused):
         super().__init__(ErrorCode.PLAN_INFEASIBLE, obstacle.message)
         self.obstacle = obstacle
         self.tz = request.tz
+        self.violations = obstacle_violations(obstacle)
         # The contract: booking answers (201 and 409) carry the version of the rule book they were checked against.
         self.rulebook_version = selectors.rulebook_version(request.patient.organisation_id)
+
+
+def obstacle_violations(obstacle: planner.Obstacle) -> tuple[rules.Violation, ...]:
+    """Why a session found no place, in the booking refusal's shape: the rules in the way, and, where the rules
+    allow some days of its window and no one is free on them, the availability's own (as a single booking refused
+    for want of a free practitioner says it)."""
+    if obstacle.no_free_slot:
+        return (*obstacle.violations, availability_violation(AvailabilityCode.NO_PRACTITIONER, obstacle.message))
+    return obstacle.violations
 
 
 class UnableToBookSession(Refused):

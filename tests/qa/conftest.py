@@ -8,6 +8,7 @@ import pytest
 import time_machine
 from django.core import mail
 
+from plans.defaults import plan_templates_load
 from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import dispatch_local
 from tests.api.conftest import (  # noqa: F401 (fixtures)
@@ -33,6 +34,24 @@ def clock():
     """The clock stopped at the suite's Monday (2 March 2026, 09:00 UTC); the traveller, to move it on."""
     with time_machine.travel(NOW, tick=False) as traveller:
         yield traveller
+
+
+@pytest.fixture
+def ticking_clock():
+    """The clock started at the suite's Monday (2 March 2026, 09:00 UTC) and running: a probe driving the API as a
+    platform would, whose requests take time."""
+    with time_machine.travel(NOW, tick=True):
+        yield
+
+
+@pytest.fixture
+def platform_ready(care_texts, settings):  # noqa: F811 (the fixture above)
+    """What an API probe's world starts from: the shipped care texts and plan templates, webhooks allowed to a
+    local test host over http, and a rule change's re-check run in this process (as with no broker)."""
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.CELERY_BROKER_URL = ""
+    plan_templates_load()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 RECEPTION = Actor("reception@qa")
 CLINICIAN = Actor("clinician@qa", clinical=True)
 API = "/api/v1"
+PROBLEM = "application/problem+json"
 FHIR_JSON = "application/fhir+json"
 FHIR_MODELS = {"Slot": FhirSlot, "Schedule": FhirSchedule, "Appointment": FhirAppointment}
 
@@ -147,6 +148,29 @@ def post(client, path, body, key=None):
     """A JSON POST to the API at `path` (under /api/v1), with an Idempotency-Key when given."""
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
     return client.post(f"{API}{path}", body, format="json", **headers)
+
+
+def problem(response, status: int, code: str | None = None) -> dict:
+    """An RFC 9457 problem document with `status` (and the documented `code`); its body."""
+    assert response.status_code == status, (response.status_code, response.content[:800])
+    assert response["Content-Type"].startswith(PROBLEM), response["Content-Type"]
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= set(body), body
+    assert body["status"] == status
+    if code is not None:
+        assert body.get("code") == code, body
+    return body
+
+
+def ok(response, status: int = 200) -> dict:
+    """An answer with `status`; its body."""
+    assert response.status_code == status, (response.status_code, response.content[:800])
+    return response.json()
+
+
+def get(client, path, status=200):
+    """A GET of the API at `path` (under /api/v1), answered with `status`; the body."""
+    return ok(client.get(f"{API}{path}"), status)
 
 
 def api_book(client, patient, start, procedure="botox", expect=201, **extra) -> dict:

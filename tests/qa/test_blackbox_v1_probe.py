@@ -20,34 +20,20 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from plans.defaults import plan_templates_load
-from reminders.defaults import care_texts_load
 from scheduler import rulebooks
 from scheduler.models import ContraindicationRule, IntervalRule
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PractitionerFactory
+from tests.qa.helpers import API, get, ok, problem
 
-API = "/api/v1"
-PROBLEM = "application/problem+json"
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ticking_clock")]
 
 
 # --- The world: organisation "chain" (London and West sites, a New York site), organisation "solo" ------------
 
 
-@pytest.fixture(autouse=True)
-def _clock():
-    with time_machine.travel(CLOCK, tick=True):
-        yield
-
-
 @pytest.fixture
-def world(catalogue, settings):
-    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
-    settings.WEBHOOKS_ALLOW_HTTP = True
-    settings.CELERY_BROKER_URL = ""  # a rule change's re-check runs in the process, as with no broker
-    care_texts_load()
-    plan_templates_load()
+def world(platform_ready):
     chain = OrganisationFactory(code="chain", name="Chain Aesthetics")
     london = ClinicFactory(code="chain-london", name="Chain London", timezone="Europe/London", organisation=chain)
     west = ClinicFactory(code="chain-west", name="Chain West", timezone="Europe/London", organisation=chain)
@@ -83,30 +69,9 @@ def client_for(name: str, *grants: str) -> APIClient:
     return client
 
 
-def problem(response, status: int, code: str | None = None) -> dict:
-    """An RFC 9457 problem document with `status` (and the documented `code`)."""
-    assert response.status_code == status, (response.status_code, response.content[:600])
-    assert response["Content-Type"].startswith(PROBLEM), response["Content-Type"]
-    body = response.json()
-    assert {"type", "title", "status", "detail"} <= set(body), body
-    assert body["status"] == status
-    if code is not None:
-        assert body.get("code") == code, body
-    return body
-
-
-def ok(response, status: int = 200) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:800])
-    return response.json()
-
-
 def post(client, path, body, status=None):
     response = client.post(f"{API}{path}", body, format="json")
     return ok(response, status) if status else response
-
-
-def get(client, path, status=200):
-    return ok(client.get(f"{API}{path}"), status)
 
 
 def register(client, clinic, first, last, dob="1980-01-01", **extra) -> str:
