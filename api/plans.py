@@ -149,6 +149,11 @@ class ObstacleOut(serializers.Serializer):
     session = serializers.IntegerField()
     window = WindowOut()
     violations = ViolationOut(many=True)
+    earliest_eligible_start = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The earliest start from the window's first day that every interval rule allows (as the 409's); "
+        "null where no date can.",
+    )
 
 
 class ProposalOut(serializers.Serializer):
@@ -216,6 +221,7 @@ def proposal_data(proposal: services.Proposal) -> dict:
             "session": obstacle.index,
             "window": _window(obstacle.window),
             "violations": _violations(services.obstacle_violations(obstacle), tz),
+            "earliest_eligible_start": local_iso(obstacle.earliest, tz),
         },
         "sessions": [
             {

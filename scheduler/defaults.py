@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, check_password, make_password
 from django.contrib.auth.models import Permission
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, signals
 from django.utils import timezone
 
@@ -43,6 +43,7 @@ from clinic.models import (
     TreatmentArea,
     WorkingHours,
 )
+from core.defaults import shipped_rows_create_missing
 from scheduler import rulebooks
 from scheduler.models import ContraindicationRule, IntervalRule, RuleBasis
 
@@ -79,19 +80,13 @@ def catalogue_load() -> None:
     An existing row keeps what the platform's operators changed (a procedure's duration, whether it is
     bookable, a name): `setup_demo --no-demo` runs on every upgrade and must not put the shipped values back
     over them, as the default rules and care texts keep an administrator's edits. A release that must change
-    a shipped row changes it in a migration, as the care texts' updates do.
-
-    One read and one insert a model (row by row it was 146 statements): a row another load inserted meanwhile
-    is left as it is (`ON CONFLICT DO NOTHING`), as `get_or_create` left it."""
+    a shipped row changes it in a migration, as the care texts' updates do. One read and one insert a model
+    (`shipped_rows_create_missing`; row by row it was 146 statements)."""
     data = _read("catalogue.json")
-    loads = [(ProcedureType, data["procedures"])]
-    loads += [(model, data[key]) for model, key in ((Medication, "medications"), (Condition, "conditions"))]
-    loads.append((TreatmentArea, data["areas"]))
-    for model, rows in loads:
-        stored = set(model.objects.filter(code__in=[row["code"] for row in rows]).values_list("code", flat=True))
-        missing = [model(**row) for row in rows if row["code"] not in stored]
-        if missing:
-            model.objects.bulk_create(missing, ignore_conflicts=True)
+    loads = [(ProcedureType, "procedures"), (Medication, "medications"), (Condition, "conditions")]
+    for model, name in [*loads, (TreatmentArea, "areas")]:
+        rows = {row["code"]: row for row in data[name]}
+        shipped_rows_create_missing(model, "code", rows, lambda code, model=model, rows=rows: model(**rows[code]))
 
 
 def _interval_fields(row: dict) -> dict:
@@ -125,27 +120,21 @@ def _defaults_create_missing(model, rows: list[dict], fields: Callable[[dict], d
 
     A stored default keeps every field an administrator may have edited; only a citation in the superseded
     file-path form is rewritten. Saved one by one, the rules cost a set-up ~200 statements; `bulk_create` sends
-    no model signals, so each rule created is announced as saved (`post_save`): its re-check of the patients it
-    may affect starts once the load commits, as an edit's does. # Race condition: a second load running at the
-    same time inserts the same keys: this one's insert then fails on the unique key, and is tried once more
-    after reading again what is stored (the other load's rows, committed once its insert was waited for)."""
-    for attempt in (1, 2):
-        stored = {rule.default_key: rule for rule in model.objects.filter(default_key__in=[r["key"] for r in rows])}
-        missing = [model(default_key=row["key"], **fields(row)) for row in rows if row["key"] not in stored]
-        try:
-            with transaction.atomic():
-                created = model.objects.bulk_create(missing) if missing else []
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            continue
-        for row in rows:
-            if row["key"] in stored:
-                _refresh_citation(stored[row["key"]], row["source"])
-        for rule in created:
-            signals.post_save.send(sender=model, instance=rule, created=True, update_fields=None, raw=False)
-        return created
-    return []
+    no model signals, so each rule created is announced as saved (`post_save`, with the arguments a save sends):
+    its re-check of the patients it may affect starts once the load commits, as an edit's does."""
+    by_key = {row["key"]: row for row in rows}
+    created = shipped_rows_create_missing(
+        model,
+        "default_key",
+        by_key,
+        lambda key: model(default_key=key, **fields(by_key[key])),
+        stored=lambda rule: _refresh_citation(rule, by_key[rule.default_key]["source"]),
+    )
+    for rule in created:
+        signals.post_save.send(
+            sender=model, instance=rule, created=True, update_fields=None, raw=False, using=rule._state.db
+        )
+    return created
 
 
 @transaction.atomic
