@@ -12,11 +12,13 @@ booking platform and a receptionist would meet.
    single booking's availability refusal, the published schema, the clinic's offset across a DST change, a window
    that has passed, and the desk's page for the same plan.
 
-Found: the post_save sent by hand lacks Django's `using` argument (a receiver with Django's documented signature
+Found, each mended in 0d9d58c (the four loaders now share core.defaults.shipped_rows_create_missing) and its test
+now passing: the post_save sent by hand lacked Django's `using` argument (a receiver with Django's documented signature
 breaks the load); on SQLite `ignore_conflicts` (INSERT OR IGNORE) also skips a catalogue row that breaks a CHECK
-constraint, so a broken shipped row loads silently without it; two `setup_demo`s at once: the one whose care texts
-insert second fails on the unique key (only the rules' insert retries), and plan_templates_load (older) has the same
-race. One QUESTION: a dry run's obstacle gives no `earliest_eligible_start` where the 409 for the same plan does.
+constraint, so a broken shipped row loaded silently without it; two `setup_demo`s at once: the one whose care texts
+inserted second failed on the unique key (only the rules' insert retried), and plan_templates_load (older) had the
+same race. One QUESTION, answered: a dry run's obstacle gave no `earliest_eligible_start` where the 409 for the same
+plan did; it gives it now.
 """
 
 from __future__ import annotations
