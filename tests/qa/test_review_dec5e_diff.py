@@ -72,7 +72,7 @@ from reminders.defaults import CARE_TEXTS, care_texts_load
 from reminders.models import ReminderTemplate
 from scheduler import defaults, recheck, selectors, versioned
 from scheduler.booking import Actor, appointment_book, appointment_check
-from scheduler.defaults import FIXTURES, catalogue_load, rules_load
+from scheduler.defaults import _SUPERSEDED_CITATION, FIXTURES, catalogue_load, rules_load
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 from scheduler.rules import Outcome, Timeline
 from tests.api.conftest import http, new_api_client
@@ -98,7 +98,7 @@ N_RULES = len(SHIPPED_RULES["intervals"]) + len(SHIPPED_RULES["contraindications
 N_TEXTS = len(SHIPPED_TEXTS["templates"])  # 14
 SOURCE = {row["key"]: row["source"] for key in ("intervals", "contraindications") for row in SHIPPED_RULES[key]}
 TEXT_SOURCE = {row["key"]: row["source"] for row in SHIPPED_TEXTS["templates"]}
-OLD_CITATION = "001 (reference/seeds/001_0a1b2c3d.txt)"  # the file-path form of earlier releases
+OLD_CITATION = f"001 {_SUPERSEDED_CITATION}001_0a1b2c3d.txt)"  # the file-path form of earlier releases
 NEW_INTERVAL = "filler-then-microneedling"  # block, 4 weeks [001]
 NEW_CONTRA = "filler-filler_allergy"  # absolute [000]
 RECEPTION = Actor("reception@rv5e")
