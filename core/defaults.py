@@ -30,24 +30,29 @@ def shipped_rows_create_missing(
     again what is stored. Not `ignore_conflicts`: on SQLite that is `INSERT OR IGNORE`, which would also skip a
     row that breaks a check constraint, quietly leaving a broken shipped row out."""
     keys = list(keys)
-    for attempt in (1, 2):
+
+    def stored_now() -> tuple[dict[str, M], list[str]]:
         found = {getattr(row, field): row for row in model.objects.filter(**{f"{field}__in": keys})}
-        missing = [build(key) for key in keys if key not in found]
-        try:
-            with transaction.atomic():
-                created = model.objects.bulk_create(missing) if missing else []
-        except IntegrityError:
-            if attempt == 2 or not _another_load_inserted(model, field, [getattr(row, field) for row in missing]):
-                raise
-            continue
-        if stored is not None:
-            for key in keys:
-                if key in found:
-                    stored(found[key])
-        return created
-    raise AssertionError("unreachable")  # pragma: no cover
+        return found, [key for key in keys if key not in found]
+
+    found, missing = stored_now()
+    try:
+        created = _insert(model, [build(key) for key in missing])
+    except IntegrityError:
+        if not model.objects.filter(**{f"{field}__in": missing}).exists():
+            raise  # a broken shipped row, not another load's
+        found, missing = stored_now()
+        created = _insert(model, [build(key) for key in missing])
+    if stored is not None:
+        for key in keys:
+            if key in found:
+                stored(found[key])
+    return created
 
 
-def _another_load_inserted(model: type[models.Model], field: str, keys: list[str]) -> bool:
-    """Whether some of `keys` are stored now (committed by another load since they were read)."""
-    return model.objects.filter(**{f"{field}__in": keys}).exists()
+def _insert(model: type[M], rows: list[M]) -> list[M]:
+    """`rows` in one INSERT, in a savepoint of its own (so a conflict leaves the caller's transaction usable)."""
+    if not rows:
+        return []
+    with transaction.atomic():
+        return model.objects.bulk_create(rows)

@@ -73,6 +73,15 @@ def _refresh_citation(obj, shipped: str) -> None:
         obj.save(update_fields=["source"])
 
 
+# The catalogue's models and their lists in fixtures/catalogue.json.
+_CATALOGUE = (
+    (ProcedureType, "procedures"),
+    (Medication, "medications"),
+    (Condition, "conditions"),
+    (TreatmentArea, "areas"),
+)
+
+
 @transaction.atomic
 def catalogue_load() -> None:
     """Create the catalogue rows that are missing.
@@ -83,8 +92,7 @@ def catalogue_load() -> None:
     a shipped row changes it in a migration, as the care texts' updates do. One read and one insert a model
     (`shipped_rows_create_missing`; row by row it was 146 statements)."""
     data = _read("catalogue.json")
-    loads = [(ProcedureType, "procedures"), (Medication, "medications"), (Condition, "conditions")]
-    for model, name in [*loads, (TreatmentArea, "areas")]:
+    for model, name in _CATALOGUE:
         rows = {row["code"]: row for row in data[name]}
         shipped_rows_create_missing(model, "code", rows, lambda code, model=model, rows=rows: model(**rows[code]))
 
