@@ -17,15 +17,18 @@ from django.db.models.functions import Cast
 _KIND = "u_kind"
 
 
-def branch(queryset: models.QuerySet, kind: int, layout: Mapping[str, models.Field], **columns: str):
+def branch(queryset: models.QuerySet, kind: int, layout: Mapping[str, models.Field], **columns):
     """`queryset` as a `values_list` of (kind, *layout): `columns` maps layout names to the model's field
-    paths; the rest are NULLs of the layout's types."""
+    paths (or expressions); the rest are NULLs of the layout's types."""
     unknown = set(columns) - set(layout)
     if unknown:
         raise TypeError(f"not in the layout: {sorted(unknown)}")
     select = {_KIND: Value(kind, output_field=IntegerField())}
     for name, field in layout.items():
-        select[name] = F(columns[name]) if name in columns else Cast(Value(None), output_field=field)
+        if name not in columns:
+            select[name] = Cast(Value(None), output_field=field)
+        else:
+            select[name] = F(columns[name]) if isinstance(columns[name], str) else columns[name]
     # No ORDER BY inside a compound statement (SQLite refuses it).
     return queryset.order_by().annotate(**select).values_list(*select)
 

@@ -11,8 +11,11 @@ allows, and the earliest eligible start is found by hopping over the ranges
 that contain it. The same ranges answer availability for a whole window at
 once. The semantics (docs/rules.md, "How a gap is measured"):
 
-* calendar gaps (days, weeks, months) compare local dates in the clinic's
-  zone: later.date >= earlier.date + gap (months by `relativedelta`);
+* calendar gaps (days, weeks, months) compare local dates: later.date >=
+  earlier.date + gap (months by `relativedelta`), each event's date read in
+  the zone of the clinic where it happens (the proposal's in the zone passed
+  in), so a pair at two clinics in different zones gets one answer whichever
+  is booked first;
 * hour gaps are elapsed time;
 * a pair is checked in both directions: booking the later procedure looks
   back, booking the earlier one looks forward; events at the same instant
@@ -103,6 +106,9 @@ class ProcedureEvent:
     area: str | None = None
     state: EventState = EventState.DONE
     clinic: str | None = None  # where it was done or is booked (id), when at one of the organisation's clinics
+    # The zone its local date is read in: the clinic's where it was done or is booked (a procedure reported as done
+    # elsewhere: the zone its day was recorded in). None: the zone of the clinic asking (a proposal's, a plan's).
+    tz: tzinfo | None = None
 
     @property
     def counts(self) -> bool:
@@ -475,9 +481,19 @@ class _Ranges:
 
     # Each builder returns the range of proposal starts the pair forbids.
 
+    def _zone(self, event: ProcedureEvent) -> tzinfo:
+        return event.tz or self.tz
+
+    def _when(self, event: ProcedureEvent) -> str:
+        """The event's time in its own clinic's clock, the zone named when it is not the clock asking."""
+        zone = self._zone(event)
+        if zone is self.tz or str(zone) == str(self.tz):
+            return _fmt(event.start_at, zone)
+        return f"{_fmt(event.start_at, zone)} {event.start_at.astimezone(zone):%Z}"
+
     def _after_event(self, rule: IntervalRule, event: ProcedureEvent) -> _Range:
         if rule.is_calendar:
-            hi = start_of_local_day(rule.add_to_date(local_date(event.start_at, self.tz)), self.tz)
+            hi = start_of_local_day(rule.add_to_date(local_date(event.start_at, self._zone(event))), self.tz)
         else:
             hi = ceil_minute(event.start_at.astimezone(UTC) + timedelta(hours=rule.gap_value))
         lo = ceil_minute(event.start_at.astimezone(UTC))
@@ -490,7 +506,7 @@ class _Ranges:
 
     def _before_event(self, rule: IntervalRule, event: ProcedureEvent) -> _Range:
         if rule.is_calendar:
-            lo = start_of_local_day(_first_date_exceeding(rule, local_date(event.start_at, self.tz)), self.tz)
+            lo = start_of_local_day(_first_date_exceeding(rule, local_date(event.start_at, self._zone(event))), self.tz)
         else:
             lo = after_minute(event.start_at.astimezone(UTC) - timedelta(hours=rule.gap_value))
         hi = after_minute(event.start_at.astimezone(UTC))
@@ -548,12 +564,12 @@ class _Ranges:
         if code is ViolationCode.TOO_SOON_AFTER:
             message = (
                 f"{name(rule.later_procedure)} {must} be at least {rule.describe_gap()} after "
-                f"{name(event.procedure)} ({when} {_fmt(event.start_at, self.tz)}); "
+                f"{name(event.procedure)} ({when} {self._when(event)}); "
                 f"earliest {allowed} {_fmt(earliest, self.tz)}."
             )
         else:
             message = (
-                f"{name(rule.later_procedure)} is booked {_fmt(event.start_at, self.tz)}; "
+                f"{name(rule.later_procedure)} is booked {self._when(event)}; "
                 f"{name(rule.earlier_procedure)} {must} be at least {rule.describe_gap()} before it."
             )
         return Violation(

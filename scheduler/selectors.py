@@ -6,8 +6,11 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django.db import models
 from django.db.models import F, Max, Q
+from django.db.models.functions import Coalesce
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -104,6 +107,7 @@ _TIMELINE_LAYOUT = {
     "t_at": models.DateTimeField(),
     "t_area": models.CharField(),
     "t_clinic": models.UUIDField(),
+    "t_zone": models.CharField(),  # the zone of the clinic where a procedure was done or is booked
     "t_from": models.DateField(),
     "t_to": models.DateField(),
     "t_status": models.CharField(),
@@ -116,10 +120,13 @@ def _timeline_branch(queryset, kind: int, **columns):
 
 def _branches(patient_id, *, history=None, appointments=None, clinics: bool = True) -> list:
     """The timeline's four kinds of row for the patient, the history and appointments narrowed by `history`
-    and `appointments` (filter arguments; None: left out), with the clinic of each event when `clinics`."""
+    and `appointments` (filter arguments; None: left out), with the clinic of each event when `clinics`, and
+    always the zone its calendar gaps are reckoned in: its clinic's, or for a procedure reported as done
+    elsewhere the patient's home clinic's (the zone its day was recorded in)."""
     branches = []
     if history is not None:
         where = {"t_clinic": "appointment__clinic_id"} if clinics else {}
+        where["t_zone"] = Coalesce("appointment__clinic__timezone", "patient__clinic__timezone")
         branches.append(
             _timeline_branch(
                 ProcedureRecord.objects.filter(patient_id=patient_id, **history),
@@ -133,6 +140,7 @@ def _branches(patient_id, *, history=None, appointments=None, clinics: bool = Tr
         )
     if appointments is not None:
         where = {"t_clinic": "clinic_id"} if clinics else {}
+        where["t_zone"] = "clinic__timezone"
         branches.append(
             _timeline_branch(
                 Appointment.objects.filter(
@@ -179,7 +187,7 @@ _TIMELINE = CompiledQuery(_timeline_of)
 
 def _timeline(rows) -> rules.Timeline:
     events, courses, conditions = [], [], []
-    for kind, pk, number, code, at, area, clinic, start, end, status in rows:
+    for kind, pk, number, code, at, area, clinic, zone, start, end, status in rows:
         if kind == _DONE or kind == _BOOKED:
             events.append(
                 rules.ProcedureEvent(
@@ -189,6 +197,7 @@ def _timeline(rows) -> rules.Timeline:
                     area=area,
                     state=rules.EventState.DONE if kind == _DONE else rules.EventState.BOOKED,
                     clinic=str(clinic) if clinic else None,
+                    tz=ZoneInfo(zone) if zone else None,
                 )
             )
         elif kind == _COURSE:

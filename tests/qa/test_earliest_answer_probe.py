@@ -14,9 +14,10 @@ tests/qa/test_rule_engine_probe.py and test_rule_semantics_sweep.py already pin 
 service/engine agreement; this file aims at the answer's consumers (next slot, searches, desk, API, post-care).
 
 Found: no defect in the earliest answer. Every property and scenario holds on SQLite and PostgreSQL. One
-QUESTION is kept as a strict xfail: the patient record's "Not before" outlook measures calendar gaps in the home
-clinic's zone (scheduler/selectors.py:233-242, `patient.clinic.tz`), so at a sister site in another zone the desk
-can be told a day its own booking then refuses (a sibling of test_rule_semantics_sweep.py's cross-zone QUESTION).
+QUESTION was kept as a strict xfail: the patient record's "Not before" outlook measured calendar gaps in the home
+clinic's zone, so at a sister site in another zone the desk could be told a day its own booking then refused; the
+outlook is reckoned in the desk clinic's zone since 684c27c. Since 5 December each event's date is read in its own
+clinic's zone (docs/rules.md), so the sister-site scenarios book their history as visits at that site.
 """
 
 from __future__ import annotations
@@ -84,6 +85,22 @@ def check(patient, code, when, now, **kw):
 
 def wall(tz, day: date, hh=10, mm=0) -> datetime:
     return datetime.combine(day, time(hh, mm), tzinfo=tz).astimezone(UTC).astimezone(tz)
+
+
+def done_visit(patient, at_site: tuple, code: str, done_at: datetime, minutes: int = 30):
+    """A completed visit at `at_site` (clinic, practitioner) and its history record: its day is that site's."""
+    clinic, practitioner = at_site
+    visit = AppointmentFactory(
+        patient=patient,
+        clinic=clinic,
+        practitioner=practitioner,
+        procedure_id=code,
+        start_at=done_at,
+        end_at=done_at + timedelta(minutes=minutes),
+        status="completed",
+    )
+    ProcedureRecordFactory(patient=patient, procedure_id=code, performed_at=done_at, source="clinic", appointment=visit)
+    return visit
 
 
 # Scenario anchors: "now" just before a month end, a leap February, and the DST weeks of London and New York.
@@ -586,9 +603,8 @@ def test_new_york_fall_back_week_a_late_evening_botox_counts_by_its_local_date_a
     now = datetime(2027, 10, 26, 9, tzinfo=UTC)
     clinic, _ = world["newyork"]
     patient = PatientFactory(clinic=world["london"][0])
-    ProcedureRecordFactory(
-        patient=patient, procedure_id="botox", performed_at=wall(NEW_YORK, date(2027, 10, 24), 23, 30)
-    )
+    # Done at the New York site: its day is New York's (docs/rules.md), whichever site asks.
+    done_visit(patient, world["newyork"], "botox", wall(NEW_YORK, date(2027, 10, 24), 23, 30))
     _answers_agree(
         patient,
         "microneedling",
@@ -738,18 +754,7 @@ def test_the_post_care_next_possible_dates_are_the_ones_booking_accepts(world):
     patient = PatientFactory(clinic=clinic)
     apply_override(patient.organisation, "add-filler-botox-48h")
     done_at = wall(LONDON, date(2027, 3, 22), 10)
-    visit = AppointmentFactory(
-        patient=patient,
-        clinic=clinic,
-        practitioner=practitioner,
-        procedure_id="microneedling",
-        start_at=done_at,
-        end_at=done_at + timedelta(minutes=60),
-        status="completed",
-    )
-    ProcedureRecordFactory(
-        patient=patient, procedure_id="microneedling", performed_at=done_at, source="clinic", appointment=visit
-    )
+    visit = done_visit(patient, world["london"], "microneedling", done_at, minutes=60)
     filler_at = wall(LONDON, date(2027, 4, 26), 12)
     AppointmentFactory(
         patient=patient,
@@ -782,7 +787,8 @@ def test_the_api_at_the_new_york_sister_site_answers_in_its_offset_across_its_sp
     newyork, _ = world["newyork"]
     api = http(new_api_client(london, newyork)[1])
     patient = PatientFactory(clinic=london)
-    ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=datetime(2027, 3, 1, 3, tzinfo=UTC))
+    # Done at the New York site, on its 28 February (docs/rules.md: a visit's day is read where it happened).
+    done_visit(patient, world["newyork"], "botox", datetime(2027, 3, 1, 3, tzinfo=UTC))
     body = {
         "patient": str(patient.pk),
         "procedure": "microneedling",

@@ -393,8 +393,10 @@ def test_a_botox_at_the_london_site_counts_at_the_new_york_site_in_local_dates(c
 
 def test_a_recheck_agrees_with_the_booking_when_the_two_sites_disagree_on_the_date(chain):
     """docs/rules.md: a record change 're-checks every future appointment' with 'the rules as they stand now';
-    nothing may change when nothing relevant changed. A Botox at 00:30 London on 2 March is 1 March in New York:
-    whatever the booking at the New York site decided, adding an unrelated past filler must not flip it."""
+    nothing may change when nothing relevant changed. A Botox at 00:30 London on 2 March is 1 March in New York;
+    recorded at the London home clinic, its day is London's (docs/rules.md: each event's date is read where it
+    happened), so the New York site refuses 15 March and takes 16 March, and adding an unrelated past filler does
+    not flip that booking."""
     from clinic.models import WorkingHours
 
     WorkingHours.objects.create(practitioner=chain["dr_newyork"], weekday=6, start_time="09:00", end_time="18:00")
@@ -407,9 +409,10 @@ def test_a_recheck_agrees_with_the_booking_when_the_two_sites_disagree_on_the_da
         now=CLOCK,
         practitioner_id=chain["dr_newyork"].pk,
     )
-    if not check.eligible:
-        pytest.skip("the booking clinic's zone refused it; nothing booked to re-check")
-    mn = book(patient, "microneedling", nyc(2026, 3, 15, 9), practitioner_id=chain["dr_newyork"].pk)
+    assert not check.eligible  # 2 March (London) + 2 weeks: 16 March, wherever it is booked
+    assert check.earliest_eligible_start == nyc(2026, 3, 16, 0)
+    mn = book(patient, "microneedling", nyc(2026, 3, 16, 9), practitioner_id=chain["dr_newyork"].pk)
+    assert fresh(mn).status == AppointmentStatus.CONFIRMED
     procedure_record_add(patient=patient, procedure_code="filler", performed_at=ldn(2025, 1, 5), now=CLOCK)
     assert fresh(mn).status == AppointmentStatus.CONFIRMED
 

@@ -285,18 +285,15 @@ def _violation_items(page: str) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: one violation names a sister site's visit at two different days/times: the rule's message in "
-    "the desk's clock, unlabelled ('booked 9 March 2026 18:00'), the line under it in that site's clock "
-    "('Tue 10 Mar 2026, 07:00 ... (NZDT)'); 684c27c says a rule's conflict reads in that site's clock",
-)
 def test_a_conflict_with_a_sister_site_visit_names_it_at_one_time(clock, london, akl, kiwi, olivia, desk):
+    """Was a strict-xfail DEFECT (the rule's message named the visit in the desk's clock, unlabelled, the line under
+    it in the site's): mended on 5 December, the message names it in the site's clock and says which."""
     booked(olivia, datetime(2026, 3, 10, 7, tzinfo=AUCKLAND), "botox", clinic_id=akl.pk)  # Mon 9 Mar 18:00 GMT
     page = desk.get(url("patient", london, olivia)).content.decode()
     [item, *_] = [i for i in _violation_items(page) if "RV Auckland, its local time (NZDT)" in i]
     assert "Tue 10 Mar 2026, 07:00" in item  # the site's clock, as the card
     assert "9 March 2026 18:00" not in " ".join(item.split()), " ".join(item.split())
+    assert "booked 10 March 2026 07:00 NZDT" in " ".join(item.split()), " ".join(item.split())
 
 
 def test_a_procedure_done_at_a_sister_site_is_dated_as_that_site_dated_it(clock, london, akl, kiwi, olivia, desk):

@@ -1,10 +1,10 @@
 """Rule semantics end to end (booking services, availability, engine), from a QA pass on 2 December.
 
 Each test asserts what the domain brief (sections 1-3 and 6) states, quoted in its docstring. Dates are
-chosen after the suite's clock (2 March 2026). Two are marked xfail: across clinics of one organisation in
-different zones, a calendar gap is measured in the booking clinic's zone, so the answer can depend on which
-of two appointments is booked first, and a day the patient reported moves to the next date. The brief does
-not say whose zone measures such a gap: a product decision, asked for on the issue's note.
+chosen after the suite's clock (2 March 2026). Two were strict xfails until 5 December: across clinics of one
+organisation in different zones, a calendar gap was measured in the booking clinic's zone, so the answer could
+depend on which of two appointments was booked first, and a day the patient reported moved to the next date. Each
+event's date is now read in its own clinic's zone (a reported day in the zone it was recorded in; docs/rules.md).
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -229,12 +229,6 @@ def two_zones():
     return london, new_york
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cross-zone: a gap is measured entirely in the BOOKING clinic's zone, so a pair of bookings at two "
-    "clinics of one organisation is accepted in one order and refused in the other, and the accepted pair then "
-    "fails its own re-check",
-)
 def test_a_pair_at_two_clinics_in_different_zones_conflicts_whichever_is_booked_first(two_zones, now):
     """Brief 2: a rule "is checked in both directions: booking `later` looks back ..., and booking `earlier`
     looks forward at booked `later` events that it would make too close"; brief 6: "a Botox done at one site
@@ -268,11 +262,6 @@ def test_a_pair_at_two_clinics_in_different_zones_conflicts_whichever_is_booked_
     assert (a_ok, still_fine) == (b_ok, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cross-zone: a procedure reported for a DAY at a New York home clinic is stored as 23:59 New York; "
-    "a London clinic reads it as the next day and refuses microneedling on day+14",
-)
 def test_a_reported_day_keeps_its_date_at_another_zones_clinic(two_zones, now):
     """Brief 1: procedures "reported as done elsewhere, with the date the patient gives"; brief 2: "A
     receptionist thinks '2 weeks after 1 March is 15 March', at any hour"; brief 6: "a Botox done at one site

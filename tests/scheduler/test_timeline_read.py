@@ -17,6 +17,7 @@ from clinic.models import (
 from scheduler import rules, selectors
 from tests.factories import (
     AppointmentFactory,
+    ClinicFactory,
     MedicationCourseFactory,
     PatientConditionFactory,
     PatientFactory,
@@ -65,8 +66,12 @@ def expected(patient_id) -> rules.Timeline:
             area=r.area_id,
             state=rules.EventState.DONE,
             clinic=str(r.appointment.clinic_id) if r.appointment else None,
+            # Its day where it was done: a visit's clinic's zone; reported, the zone its day was recorded in.
+            tz=(r.appointment.clinic if r.appointment else r.patient.clinic).tz,
         )
-        for r in ProcedureRecord.objects.filter(patient_id=patient_id).select_related("appointment")
+        for r in ProcedureRecord.objects.filter(patient_id=patient_id).select_related(
+            "appointment__clinic", "patient__clinic"
+        )
     ] + [
         rules.ProcedureEvent(
             id=str(a.pk),
@@ -75,8 +80,11 @@ def expected(patient_id) -> rules.Timeline:
             area=a.area_id,
             state=rules.EventState.BOOKED,
             clinic=str(a.clinic_id),
+            tz=a.clinic.tz,
         )
-        for a in Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES)
+        for a in Appointment.objects.filter(
+            patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES
+        ).select_related("clinic")
     ]
     courses = [
         rules.MedicationCourse(id=str(c.pk), drug=c.drug_id, started_on=c.started_on, ended_on=c.ended_on)
@@ -145,3 +153,39 @@ def test_the_window_read_is_one_statement_with_the_courses_and_conditions_whole(
         assert event.start_at == whole[event.id].start_at
         assert event.procedure == whole[event.id].procedure
         assert event.state == whole[event.id].state
+        assert event.tz == whole[event.id].tz
+
+
+def test_each_event_carries_the_zone_its_day_is_read_in(now, django_assert_num_queries):
+    """Brief 2: a gap compares local dates; brief 6: a visit at a sister site counts everywhere. The zone of each
+    event is where it happens: the sister site's for a visit there, done or booked, and for a procedure reported
+    as done elsewhere the home clinic's, the zone its day was recorded in (clinic.services._reported_at)."""
+    home = ClinicFactory(timezone="Europe/London")
+    sister = ClinicFactory(code="sister-akl", timezone="Pacific/Auckland", organisation=home.organisation)
+    patient = PatientFactory(clinic=home)
+    kiwi = PractitionerFactory(clinic=sister)
+    visit = AppointmentFactory(
+        clinic=sister, patient=patient, practitioner=kiwi, procedure_id="botox", status=AppointmentStatus.COMPLETED,
+        start_at=now - timedelta(days=30), end_at=now - timedelta(days=30, minutes=-30),
+    )  # fmt: skip
+    ProcedureRecordFactory(patient=patient, procedure_id="botox", performed_at=visit.start_at, appointment=visit)
+    reported = ProcedureRecordFactory(patient=patient, procedure_id="filler", performed_at=now - timedelta(days=20))
+    booked = AppointmentFactory(
+        clinic=sister, patient=patient, practitioner=kiwi, procedure_id="microneedling",
+        start_at=now + timedelta(days=5), end_at=now + timedelta(days=5, minutes=30),
+    )  # fmt: skip
+    zones = {"botox": "Pacific/Auckland", "filler": "Europe/London", "microneedling": "Pacific/Auckland"}
+
+    with django_assert_num_queries(1):
+        whole = selectors.timeline_for_patient(patient.pk)
+    assert {event.procedure: str(event.tz) for event in events(whole)} == zones
+    rulebook = selectors.rulebook_load(None)
+    for procedure in ("microneedling", "botox"):  # the window's read, from either side of the rules
+        with django_assert_num_queries(1):
+            window = selectors.timeline_for_window(
+                patient.pk, rulebook=rulebook, procedure=procedure, lo=now - timedelta(days=60),
+                hi=now + timedelta(days=60),
+            )  # fmt: skip
+        got = {event.id: str(event.tz) for event in events(window)}
+        assert got and all(zone == zones[event.procedure] for event in events(window) for zone in [got[event.id]])
+    assert reported.appointment is None and booked.clinic == sister
