@@ -142,12 +142,20 @@ class ProcedureRecordIn(InputSerializer):
         help_text="clinic (done here) or reported (by the patient); default reported.",
     )
     notes = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    clinic = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="The clinic recording it (id or code), one of the caller's and of the patient's organisation: its "
+        "zone gives the procedure its day. By default the patient's home clinic when the caller reaches it, else "
+        "the caller's one clinic of the organisation, else the home clinic.",
+    )
 
 
 class ProcedureRecordOut(serializers.Serializer):
     id = serializers.CharField()
     procedure = serializers.CharField(source="procedure_id")
-    performed_at = LocalDateTimeField(tz_source="patient.clinic")
+    # In the offset of the clinic whose day it is: the visit's, else the one that recorded it.
+    performed_at = LocalDateTimeField(tz_source="dating_clinic")
     area = serializers.CharField(source="area_id", allow_null=True)
     source = serializers.ChoiceField(choices=HistorySource.choices)
     notes = serializers.CharField()

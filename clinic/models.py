@@ -508,6 +508,14 @@ class ProcedureRecord(models.Model):
     appointment = models.OneToOneField(
         "Appointment", null=True, blank=True, on_delete=models.SET_NULL, related_name="procedure_record"
     )
+    clinic = models.ForeignKey(
+        Clinic,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The clinic that recorded it (a visit's: the visit's clinic); its zone gives the day.",
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -517,6 +525,14 @@ class ProcedureRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.procedure} on {self.performed_at:%Y-%m-%d}"
+
+    @property
+    def dating_clinic(self) -> Clinic:
+        """The clinic whose zone gives the procedure its day (docs/rules.md): the visit's, else the clinic that
+        recorded it, else the patient's home clinic (the timeline's read, scheduler.selectors, says the same)."""
+        if self.appointment_id is not None:
+            return self.appointment.clinic
+        return self.clinic if self.clinic_id is not None else self.patient.clinic
 
 
 class MedicationCourse(models.Model):

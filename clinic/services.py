@@ -318,18 +318,26 @@ def procedure_record_add(
     area_code: str | None = None,
     source: str = HistorySource.REPORTED,
     notes: str = "",
+    clinic: Clinic | None = None,
 ) -> ProcedureRecord:
     """Record a procedure done before (here or elsewhere); it counts for the interval rules at once.
 
     When it was done is either an instant (`performed_at`, with an offset) or what a patient
     says: a day in the clinic's zone (`performed_on`) and, if known, a time (`performed_time`).
+    The clinic is the one recording it (one of the patient's organisation; the home clinic when not given): its
+    zone gives the procedure its day, for good (docs/rules.md), whatever becomes of the patient's home clinic.
     """
+    clinic = clinic or patient.clinic
+    if clinic.organisation_id != patient.organisation_id:
+        raise InvalidInput(
+            ErrorCode.CLINIC_MISMATCH, "The patient belongs to another organisation's clinics.", field="clinic"
+        )
     procedure = catalogue_entry(ProcedureType, procedure_code, field="procedure", what="procedure")
     area = catalogue_entry(TreatmentArea, area_code, field="area", what="treatment area")
     if (performed_at is None) == (performed_on is None):
         raise TypeError("procedure_record_add takes performed_at, or performed_on (and performed_time)")
     if performed_on is not None:
-        performed = _reported_at(day=performed_on, clock=performed_time, tz=patient.clinic.tz, now=now)
+        performed = _reported_at(day=performed_on, clock=performed_time, tz=clinic.tz, now=now)
     else:
         performed = require_aware(performed_at, field="performed_at")
         if performed > now:
@@ -340,7 +348,13 @@ def procedure_record_add(
         # Locked like a booking, so a concurrent booking re-checks against this record.
         lock_live_patient(patient.pk)
         record = ProcedureRecord.objects.create(
-            patient=patient, procedure=procedure, performed_at=performed, area=area, source=source, notes=notes
+            patient=patient,
+            procedure=procedure,
+            performed_at=performed,
+            area=area,
+            source=source,
+            notes=notes,
+            clinic=clinic,
         )
         patient_record_changed(patient_id=patient.pk, now=now, cause=f"history: {procedure.name} added")
     return record

@@ -240,7 +240,9 @@ def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = N
             a for a in reversed(appointments) if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)
         ],
         procedures=list(
-            ProcedureRecord.objects.filter(patient=patient).select_related("procedure", "area", "appointment__clinic")
+            ProcedureRecord.objects.filter(patient=patient).select_related(
+                "procedure", "area", "appointment__clinic", "clinic", "patient__clinic"
+            )
         ),
         courses=list(MedicationCourse.objects.filter(patient=patient).select_related("drug")),
         conditions=list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area")),

@@ -907,6 +907,7 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
             area_id=current.area_id,
             source=HistorySource.CLINIC,
             appointment=current,
+            clinic_id=current.clinic_id,
         )
         return Change(update_fields=["status", "completed_at"])
 

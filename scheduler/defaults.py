@@ -317,6 +317,7 @@ def _demo_patients(clinic: Clinic, today: date) -> None:
             performed_at=at(today - timedelta(days=5), 11),
             area_id="face",
             source=HistorySource.CLINIC,
+            clinic=clinic,
         )
     grace, made = patient("Grace", "Turner", 102)
     if made:  # A history of eczema: microneedling books as pending clearance.

@@ -122,11 +122,13 @@ def _branches(patient_id, *, history=None, appointments=None, clinics: bool = Tr
     """The timeline's four kinds of row for the patient, the history and appointments narrowed by `history`
     and `appointments` (filter arguments; None: left out), with the clinic of each event when `clinics`, and
     always the zone its calendar gaps are reckoned in: its clinic's, or for a procedure reported as done
-    elsewhere the patient's home clinic's (the zone its day was recorded in)."""
+    elsewhere the zone of the clinic that recorded it (its day was recorded in)."""
     branches = []
     if history is not None:
         where = {"t_clinic": "appointment__clinic_id"} if clinics else {}
-        where["t_zone"] = Coalesce("appointment__clinic__timezone", "patient__clinic__timezone")
+        # A record's day: its visit's clinic's, else the clinic that recorded it (clinic 0018 filled every row
+        # from before), else the home clinic's (ProcedureRecord.dating_clinic says the same).
+        where["t_zone"] = Coalesce("appointment__clinic__timezone", "clinic__timezone", "patient__clinic__timezone")
         branches.append(
             _timeline_branch(
                 ProcedureRecord.objects.filter(patient_id=patient_id, **history),

@@ -273,3 +273,38 @@ def test_a_gap_stored_longer_than_ten_years_is_shortened_not_a_failed_migration(
     assert f"Interval rule {long_.pk}: Gap shortened from 150 to 120 months" in said
     assert f"Interval rule {days.pk}: Gap shortened from 4000 to 3652 days" in said
     assert f"Interval rule {kept.pk} " not in said
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_history_record_is_given_the_clinic_whose_day_it_was_read_on():
+    """clinic 0018: a record keeps the clinic whose zone gives its day (docs/rules.md). Rows from before are filled
+    as they were read: a visit's record with the visit's clinic, a reported one with the home clinic."""
+    from clinic.models import ProcedureRecord
+
+    old = _migrate([("clinic", "0017_shipped_short_names")])
+    org = old.get_model("clinic", "Organisation").objects.create(code="chain", name="Chain")
+    OldClinic = old.get_model("clinic", "Clinic")
+    home = OldClinic.objects.create(code="home", name="Home", timezone="Europe/London", organisation=org)
+    sister = OldClinic.objects.create(code="sister", name="Sister", timezone="Pacific/Auckland", organisation=org)
+    procedure = old.get_model("clinic", "ProcedureType").objects.create(code="botox", name="Botox", duration_minutes=30)
+    patient = old.get_model("clinic", "Patient").objects.create(
+        clinic=home, organisation=org, first_name="Ada", last_name="Old"
+    )
+    visit = old.get_model("clinic", "Appointment").objects.create(
+        clinic=sister,
+        patient=patient,
+        practitioner=old.get_model("clinic", "Practitioner").objects.create(clinic=sister, name="Dr Kiwi"),
+        procedure=procedure,
+        status="completed",
+        start_at=AT,
+        end_at=AT.replace(hour=11),
+    )
+    OldRecord = old.get_model("clinic", "ProcedureRecord")
+    done_there = OldRecord.objects.create(patient=patient, procedure=procedure, performed_at=AT, appointment=visit)
+    reported = OldRecord.objects.create(patient=patient, procedure=procedure, performed_at=AT, source="reported")
+
+    _migrate(_leaves())
+
+    assert ProcedureRecord.objects.get(pk=done_there.pk).clinic_id == sister.pk
+    assert ProcedureRecord.objects.get(pk=reported.pk).clinic_id == home.pk
+    assert ProcedureRecord.objects.get(pk=reported.pk).dating_clinic.timezone == "Europe/London"

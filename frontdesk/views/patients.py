@@ -151,7 +151,9 @@ def _history_page(request, patient, status: int = 200, **forms):
         "course_form": forms.get("course_form") or MedicationCourseForm(prefix="course"),
         "record_form": forms.get("record_form") or ProcedureRecordForm(prefix="record"),
         "courses": MedicationCourse.objects.filter(patient=patient).select_related("drug"),
-        "records": patient.procedure_records.select_related("procedure", "area"),
+        "records": patient.procedure_records.select_related(
+            "procedure", "area", "appointment__clinic", "clinic", "patient__clinic"
+        ),
         "end_forms": forms.get("end_forms") or {},
     }
     for course in context["courses"]:
@@ -279,6 +281,7 @@ def procedure_add(request, patient_id):
                 now=timezone.now(),
                 area_code=data["area"] or None,
                 notes=data["notes"],
+                clinic=request.clinic,  # the day the patient gives, in this desk's zone
             )
             messages.success(request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)

@@ -197,3 +197,56 @@ def test_create_api_client_refuses_an_unknown_organisation_or_no_grant(clinic):
         call_command("create_api_client", "Y", stdout=StringIO())
     assert not ApiClient.objects.exists()
     assert Organisation.objects.filter(code="london").exists()
+
+
+# --- The history a site records: its day is that site's (docs/rules.md) ------------------------------------------
+
+
+def record(api, patient, **body):
+    payload = {"procedure": "botox", "performed_at": "2026-03-01T22:00:00-05:00", "source": "clinic", **body}
+    return api.post(f"/api/v1/patients/{patient.pk}/procedures/", payload, format="json")
+
+
+def test_a_sister_sites_platform_records_a_procedure_on_that_sites_day(clinic, patient):
+    """A New York site's only platform records a visit (no `clinic` named): the record is that site's, answered in
+    its offset, and its day is New York's 1 March, not London's 2 March."""
+    from clinic.models import ProcedureRecord
+
+    ny = ClinicFactory(code="ny-site", timezone="America/New_York", organisation=clinic.organisation)
+    answer = record(http(new_api_client(ny)[1]), patient)
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["performed_at"] == "2026-03-01T22:00:00-05:00"
+    stored = ProcedureRecord.objects.get(pk=answer.json()["id"])
+    assert stored.clinic_id == ny.pk and stored.dating_clinic == ny
+    listed = http(new_api_client(clinic)[1]).get(f"/api/v1/patients/{patient.pk}/procedures/").json()["results"]
+    assert [row["performed_at"] for row in listed] == ["2026-03-01T22:00:00-05:00"]  # the same to every caller
+
+
+def test_the_recording_clinic_is_the_named_one_else_the_home_one(clinic, west, patient):
+    from clinic.models import ProcedureRecord
+
+    akl = ClinicFactory(code="akl-site", timezone="Pacific/Auckland", organisation=clinic.organisation)
+    org_api = http(org_client(clinic.organisation)[1])
+    named = record(org_api, patient, clinic="akl-site")
+    assert named.status_code == 201, named.content
+    assert named.json()["performed_at"] == "2026-03-02T16:00:00+13:00"
+    assert ProcedureRecord.objects.get(pk=named.json()["id"]).clinic_id == akl.pk
+    by_id = record(org_api, patient, clinic=str(west.pk))
+    assert ProcedureRecord.objects.get(pk=by_id.json()["id"]).clinic_id == west.pk
+    unnamed = record(org_api, patient)  # the caller reaches the home clinic
+    assert ProcedureRecord.objects.get(pk=unnamed.json()["id"]).clinic_id == clinic.pk
+    # Several sister sites, not the home one, none named: the home clinic (a booking would have to say which).
+    several = record(http(new_api_client(west, akl)[1]), patient)
+    assert several.status_code == 201, several.content
+    assert ProcedureRecord.objects.get(pk=several.json()["id"]).clinic_id == clinic.pk
+
+
+def test_a_recording_clinic_not_the_callers_or_of_another_organisation_is_refused(clinic, west, other_clinic, patient):
+    from clinic.models import ProcedureRecord
+
+    api = http(new_api_client(clinic, other_clinic)[1])
+    assert problem_of(record(api, patient, clinic="newyork"), 400)["code"] == "clinic_mismatch"
+    assert "clinic" in problem_of(record(api, patient, clinic="west"), 400)["errors"]  # a sister it does not reach
+    assert "clinic" in problem_of(record(api, patient, clinic="nowhere"), 400)["errors"]
+    assert "clinic" in problem_of(record(api, patient, clinic=""), 400)["errors"]
+    assert not ProcedureRecord.objects.exists()

@@ -299,3 +299,33 @@ def test_a_record_merged_away_cannot_be_edited_in_place(patient, monkeypatch):
     with pytest.raises(InvalidInput):
         patient_record_edited(patient_id=patient.pk, parts=["history"], now=datetime(2026, 3, 2, tzinfo=UTC))
     assert heard == []
+
+
+def test_a_day_reported_at_a_sister_site_is_that_sites_day_for_good(patient):
+    """docs/rules.md: a procedure reported as done elsewhere is read in the zone of the clinic that recorded it. The
+    New York desk records 1 March: 23:59 New York, kept as New York's day when the home clinic moves (a merge)."""
+    new_york = ClinicFactory(code="ny-desk", timezone="America/New_York", organisation=patient.organisation)
+    record = procedure_record_add(
+        patient=patient, procedure_code="botox", performed_on=date(2026, 3, 1), now=NOW, clinic=new_york
+    )
+    assert record.clinic == new_york and record.dating_clinic == new_york
+    assert record.performed_at == datetime(2026, 3, 1, 23, 59, tzinfo=ZoneInfo("America/New_York"))
+
+    def allowed(day: int) -> bool:
+        start = datetime(2026, 3, day, 10, tzinfo=ZoneInfo("Europe/London"))
+        check = appointment_check(patient=patient, procedure_code="microneedling", start_at=start, now=NOW)
+        return not check.evaluation.blocking
+
+    assert not allowed(14) and allowed(15)  # 1 March + 2 weeks at London, although it is 2 March there
+    Patient.objects.filter(pk=patient.pk).update(clinic=ClinicFactory(code="akl", timezone="Pacific/Auckland"))
+    assert not allowed(14) and allowed(15)  # the home clinic's zone plays no part
+
+
+def test_a_record_for_a_clinic_of_another_organisation_is_refused(patient):
+    elsewhere = ClinicFactory(code="elsewhere", timezone="America/New_York")
+    with pytest.raises(InvalidInput) as error:
+        procedure_record_add(
+            patient=patient, procedure_code="botox", performed_on=date(2026, 3, 1), now=NOW, clinic=elsewhere
+        )
+    assert (error.value.code, error.value.field) == ("clinic_mismatch", "clinic")
+    assert not patient.procedure_records.exists()

@@ -5,8 +5,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from clinic.models import MedicationCourse, PatientCondition, ProcedureRecord
-from tests.frontdesk.conftest import url
+from clinic.models import MedicationCourse, PatientCondition, ProcedureRecord, StaffRole
+from tests.factories import ClinicFactory
+from tests.frontdesk.conftest import make_staff, url
 from tests.frontdesk.html import field_error, squash
 
 pytestmark = pytest.mark.django_db
@@ -254,3 +255,30 @@ def test_a_procedure_later_today_is_refused_next_to_its_time(reception, clinic, 
 
     assert "cannot be in the future" in field_error(response, "id_record-performed_time")
     assert not ProcedureRecord.objects.exists()
+
+
+def test_a_sister_sites_desk_records_the_day_the_patient_gives_in_its_own_zone(clinic, patient, frozen):
+    """docs/rules.md: a procedure reported as done elsewhere is read in the zone of the clinic that recorded it. The
+    New York desk of the patient's organisation records 20 February: 23:59 New York, the record New York's, and
+    the history page dates it 20 Feb (not London's 21 Feb)."""
+    from django.test import Client
+
+    new_york = ClinicFactory(code="ny-sister", timezone="America/New_York", organisation=clinic.organisation)
+    desk = Client()
+    desk.force_login(make_staff(new_york, StaffRole.RECEPTIONIST, "ny-reception"))
+    response = desk.post(
+        url("procedure_add", new_york, patient), {"record-procedure": "botox", "record-performed_on": "2026-02-20"}
+    )
+    assert response.status_code == 302, squash(response)
+    record = ProcedureRecord.objects.get(patient=patient)
+    assert record.clinic == new_york
+    assert record.performed_at == datetime(2026, 2, 21, 4, 59, tzinfo=UTC)  # 23:59 EST
+    assert "(Botox)</strong> · 20 Feb 2026" in squash(reception_of(clinic).get(url("patient_history", clinic, patient)))
+
+
+def reception_of(clinic):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_staff(clinic, StaffRole.RECEPTIONIST, f"desk-{clinic.code}"))
+    return client

@@ -11,21 +11,16 @@ of records whose home clinics are in different zones, and the rule's message nam
 
 Found (5 December): every consumer of the engine agrees, in every case tried, in both orders of booking, and the
 re-check keeps what booking accepted; the messages name a sister site's visit in its clock with its abbreviation.
-Three DEFECTs and two QUESTIONs (strict xfails) remain where an event's date is still read in a zone other than the
-one the rules now read it in:
-- a merge moves a reported procedure to a survivor whose home clinic is in another zone, and its day is then read
-  in the survivor's zone (scheduler/selectors.py:129, `Coalesce(..., "patient__clinic__timezone")`: the zone
-  "it was recorded in" is the patient's CURRENT home clinic, not stored), so a reported day moves: microneedling is
-  allowed a day early (unsafe), or a booking the rules accepted is flagged for review;
-- the desk's patient page dates a reported procedure in the desk's zone (frontdesk/templates/frontdesk/
-  patient_detail.html:60), one day later than the day the rules and its own "Not before" read;
-- the desk's history page dates every procedure in the desk's zone, a sister site's visit too
-  (frontdesk/templates/frontdesk/patient_history.html:75), a day apart from the patient page and the rules;
-- QUESTION: the API lists a sister site's visit in the home clinic's offset (api/serializers.py:150,
-  `tz_source="patient.clinic"`), so a platform reads 28 February where the rules and the desk read 1 March;
-- QUESTION: a visit a sister site's platform records over the API (source "clinic", no appointment) is read in the
-  home clinic's zone (scheduler/selectors.py:129; the record keeps no clinic), a day later than the same visit
-  booked and completed there.
+Three DEFECTs and two QUESTIONs (strict xfails then) where an event's date was still read in a zone other than the
+one the rules read it in, all mended the same day (clinic 0018: each history record keeps the clinic that recorded
+it, whose zone gives its day; `ProcedureRecord.dating_clinic`):
+- a merge moved a reported procedure's day to the survivor's home zone (the zone was the patient's current home
+  clinic's, not stored): microneedling allowed a day early, or a booking the rules accepted flagged for review;
+- the desk's patient page and history page dated a reported procedure (the history page every procedure, a sister
+  site's visit too) in the desk's zone, a day apart from the rules and the page's own "Not before";
+- the API listed a sister site's visit in the home clinic's offset (now the offset of the clinic whose day it is);
+- a visit a sister site's platform recorded over the API was read in the home clinic's zone (now the caller's
+  clinic's: `clinic` in the body, else as a booking's default).
 Every passing test here fails on the code before the change (checked on a copy with the diff reversed).
 """
 
@@ -321,13 +316,6 @@ def test_a_day_reported_in_new_york_gives_one_first_day_at_the_london_site(sites
     assert plan.feasible and plan.sessions[0].start_at == midnight(date(2026, 3, 15), LONDON)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the desk's patient page dates a reported procedure in the desk's zone "
-    "(frontdesk/templates/frontdesk/patient_detail.html:60, only a sister-site visit gets {% timezone %}): the London "
-    "desk lists Botox '2 Mar 2026' for a day reported at the New York home clinic as 1 March, which the rules and the "
-    "same page's 'Not before Sun 15 Mar 2026' read as 1 March",
-)
 def test_the_london_desk_dates_a_day_reported_in_new_york_as_the_rules_do(sites):
     london = sites["london"][0]
     patient = _reported_in_new_york(sites)
@@ -339,12 +327,6 @@ def test_the_london_desk_dates_a_day_reported_in_new_york_as_the_rules_do(sites)
     assert "1 Mar 2026" in done, done
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the desk's history page dates every procedure in the desk's zone, a sister site's visit too "
-    "(frontdesk/templates/frontdesk/patient_history.html:75, no {% timezone %}): a Botox done at Auckland on "
-    "1 Mar 07:00 NZDT is '28 Feb 2026' there, '1 Mar 2026' on the patient page and 1 March to the rules",
-)
 def test_the_history_page_dates_a_sister_site_visit_as_the_patient_page_and_the_rules_do(sites):
     london = sites["london"][0]
     patient = PatientFactory(clinic=london)
@@ -360,13 +342,6 @@ def test_the_history_page_dates_a_sister_site_visit_as_the_patient_page_and_the_
     assert line and line.group(1) == "1 Mar 2026", line and line.group(0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: the API lists a sister site's visit in the HOME clinic's offset (api/serializers.py:150, "
-    "ProcedureRecordOut.performed_at tz_source='patient.clinic'): a Botox done at Auckland on 1 Mar 07:00 NZDT is "
-    "'2026-02-28T18:00:00+00:00', a 28 February to a platform, where the rules, the 409 and the desk read 1 March; "
-    "docs/api.md 'Responses give times in the clinic's own offset' (whose clinic: the visit's?)",
-)
 def test_the_api_lists_a_sister_site_visit_on_the_day_the_rules_read(sites):
     london = sites["london"][0]
     patient = PatientFactory(clinic=london)
@@ -386,14 +361,6 @@ def _merge(merged: Patient, into: Patient) -> Patient:
     return Patient.objects.select_related("clinic").get(pk=into.pk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a merge moves a reported procedure to a survivor whose home clinic is in another zone, and its day "
-    "is then read in THAT zone (scheduler/selectors.py:129, Coalesce('appointment__clinic__timezone', "
-    "'patient__clinic__timezone'): 'the zone it was recorded in' is the current home clinic's, not stored): Botox "
-    "reported at the Auckland home clinic for 1 Mar 08:00 becomes a 28 February Botox, and microneedling at "
-    "Honolulu on 14 March (13 days after) is allowed",
-)
 def test_a_merge_keeps_the_day_a_procedure_was_reported_on_unsafe_direction(sites):
     hnl = sites["hnl"][0]
     reported = PatientFactory(clinic=sites["akl"][0], first_name="Mere")
@@ -406,12 +373,6 @@ def test_a_merge_keeps_the_day_a_procedure_was_reported_on_unsafe_direction(site
     assert blocked(survivor, fourteenth, NOW, hnl), "after the merge the reported 1 March reads as 28 February"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: same cause (scheduler/selectors.py:129): after merging a New York home record that reported "
-    "Botox on 1 March into a London home record, the day is read in London (2 March) and the survivor's "
-    "microneedling booked at London on 15 March, which the rules allow after a 1 March Botox, is flagged for review",
-)
 def test_a_merge_keeps_the_day_a_procedure_was_reported_on_recheck(sites):
     london = sites["london"][0]
     reported = _reported_in_new_york(sites)
@@ -517,14 +478,6 @@ def test_a_rules_message_names_a_sister_site_in_its_clock_and_its_own_site_witho
     assert "GMT" not in said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a visit the New York site's platform records over the API (source 'clinic', performed_at "
-    "'2026-03-01T22:00:00-05:00', no appointment) is read in the London home clinic's zone (scheduler/selectors.py:129; "
-    "the record keeps no clinic, api/views.py:340), so its day is 2 March and microneedling at New York on 15 March "
-    "is refused, where the same visit booked and completed at New York is a 1 March Botox: should 'done here' carry "
-    "the caller's site (or the offset given)?",
-)
 def test_a_visit_recorded_by_a_sister_sites_platform_is_read_on_that_sites_day(sites):
     london, ny = sites["london"][0], sites["ny"][0]
     patient = PatientFactory(clinic=london)

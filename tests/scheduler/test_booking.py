@@ -452,11 +452,12 @@ def test_completion_needs_a_clinician_clearance_and_the_start(patient, practitio
     assert early.value.code == "not_started"
     assert done.status == AppointmentStatus.COMPLETED and done.completed_at == later
     record = ProcedureRecord.objects.get(appointment=appointment)
-    assert (record.procedure_id, record.performed_at, record.area_id, record.source) == (
+    assert (record.procedure_id, record.performed_at, record.area_id, record.source, record.clinic_id) == (
         "microneedling",
         local(2026, 3, 10),
         "face",
         "clinic",
+        appointment.clinic_id,  # the visit's clinic: its zone gives the procedure its day (docs/rules.md)
     )
 
 
