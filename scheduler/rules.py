@@ -18,8 +18,9 @@ once. The semantics (docs/rules.md, "How a gap is measured"):
   is booked first;
 * hour gaps are elapsed time;
 * a pair is checked in both directions: booking the later procedure looks
-  back, booking the earlier one looks forward; events at the same instant
-  are checked both ways;
+  back, booking the earlier one looks forward; events on the same local date
+  (calendar gaps: the time of day plays no part) or at the same instant (hour
+  gaps) are checked both ways;
 * cancelled and no-show events do not count;
 * a medication course is an earlier event measured from its end date; while
   it is ongoing (no end date) it forbids every start from its first day on.
@@ -40,6 +41,8 @@ from enum import StrEnum
 from dateutil.relativedelta import relativedelta
 
 RESOLUTION = timedelta(minutes=1)
+# How far apart two instants on one local date can be, each date read in its own zone (zones span UTC-12 to UTC+14).
+SAME_DATE = timedelta(days=2, hours=3)
 # The longest gap a rule or a course's template may give, in each unit: ten years (docs/rules.md, docs/plans.md).
 # A longer one is no clinical interval, and the calendar arithmetic would overflow past year 9999 in the re-check
 # and every booking it applies to. scheduler.models refuses it on the field and in the database; plans.planner
@@ -456,7 +459,8 @@ class _Ranges:
         out: list[_Range] = []
         for rule in self.rules.looking_back.get(self.procedure, ()):
             if rule.earlier_procedure:
-                for event in self.timeline.procedures_between(rule.earlier_procedure, lo - rule.reach, hi):
+                # An event later the same date counts too (a calendar gap): SAME_DATE reaches it in any zones.
+                for event in self.timeline.procedures_between(rule.earlier_procedure, lo - rule.reach, hi + SAME_DATE):
                     if event.id in self.ignore or not self._area_applies(rule.same_area_only, event.area):
                         continue
                     rng = self._after_event(rule, event)
@@ -470,7 +474,7 @@ class _Ranges:
                     if (rng.hi is None or rng.hi > lo) and rng.lo <= hi:
                         out.append(rng)
         for rule in self.rules.looking_forward.get(self.procedure, ()):
-            for event in self.timeline.procedures_between(rule.later_procedure, lo, hi + rule.reach):
+            for event in self.timeline.procedures_between(rule.later_procedure, lo - SAME_DATE, hi + rule.reach):
                 if event.id in self.ignore or not self._area_applies(rule.same_area_only, event.area):
                     continue
                 rng = self._before_event(rule, event)
@@ -493,10 +497,14 @@ class _Ranges:
 
     def _after_event(self, rule: IntervalRule, event: ProcedureEvent) -> _Range:
         if rule.is_calendar:
-            hi = start_of_local_day(rule.add_to_date(local_date(event.start_at, self._zone(event))), self.tz)
+            # The time of day plays no part: from the first minute of the event's date (a start earlier that day
+            # is as close to it), to the first date the gap allows.
+            day = local_date(event.start_at, self._zone(event))
+            lo = start_of_local_day(day, self.tz)
+            hi = start_of_local_day(rule.add_to_date(day), self.tz)
         else:
+            lo = ceil_minute(event.start_at.astimezone(UTC))
             hi = ceil_minute(event.start_at.astimezone(UTC) + timedelta(hours=rule.gap_value))
-        lo = ceil_minute(event.start_at.astimezone(UTC))
         return _Range(
             lo,
             max(hi, lo + RESOLUTION),
@@ -506,10 +514,14 @@ class _Ranges:
 
     def _before_event(self, rule: IntervalRule, event: ProcedureEvent) -> _Range:
         if rule.is_calendar:
-            lo = start_of_local_day(_first_date_exceeding(rule, local_date(event.start_at, self._zone(event))), self.tz)
+            # From the first date the gap would make too close, to the end of the event's date (a start later that
+            # day is as close to it).
+            day = local_date(event.start_at, self._zone(event))
+            lo = start_of_local_day(_first_date_exceeding(rule, day), self.tz)
+            hi = start_of_local_day(day + timedelta(days=1), self.tz)
         else:
             lo = after_minute(event.start_at.astimezone(UTC) - timedelta(hours=rule.gap_value))
-        hi = after_minute(event.start_at.astimezone(UTC))
+            hi = after_minute(event.start_at.astimezone(UTC))
         return _Range(
             min(lo, hi - RESOLUTION),
             hi,

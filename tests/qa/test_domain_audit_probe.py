@@ -402,14 +402,15 @@ def oracle_world():
 
 def oracle_conflict(gap: tuple[int, str], earlier_at: datetime, later_at: datetime) -> bool:
     """The brief's words, not the engine: calendar gaps compare London dates (months by relativedelta), hour gaps
-    elapsed time. Only a later event that starts at or after the earlier one is measured."""
+    elapsed time. Only a later event on or after the earlier one is measured: on or after its date for a calendar
+    gap ("the time of day plays no part": the same date is 0 days apart whichever is first that day, docs/rules.md),
+    at or after its start for an hour gap."""
     value, unit = gap
-    if later_at < earlier_at:
-        return False
     if unit == "hours":
-        return later_at - earlier_at < timedelta(hours=value)
+        return earlier_at <= later_at and later_at - earlier_at < timedelta(hours=value)
     delta = relativedelta(months=value) if unit == "months" else timedelta(days=value * (7 if unit == "weeks" else 1))
-    return later_at.astimezone(LONDON).date() < earlier_at.astimezone(LONDON).date() + delta
+    later_day, earlier_day = later_at.astimezone(LONDON).date(), earlier_at.astimezone(LONDON).date()
+    return earlier_day <= later_day < earlier_day + delta
 
 
 # 1 December 2027 to 30 April 2028: 29 February, month ends, the London spring change of 26 March 2028.

@@ -547,3 +547,51 @@ def test_the_engines_condition_states_are_the_intakes():
     from scheduler.rules import ConditionState
 
     assert {s.value for s in ConditionState} == set(ConditionStatus.values)
+
+
+# --- Two events on one local date: 0 days apart, whichever comes first that day (docs/rules.md) ------------------
+
+
+def test_a_start_later_on_the_date_of_a_booked_later_procedure_is_as_close_as_one_before_it():
+    """microneedling -> plasma pen, 7 days: with a plasma pen booked at 10:00 on 10 March, microneedling at 11:00
+    that day is refused like at 09:00 (0 days apart), the earliest start the next day at midnight; 11 March is free
+    (no default rule runs from plasma pen to microneedling)."""
+    plasma = done("plasma_pen", at(2026, 3, 10, 10), state=EventState.BOOKED)
+    for hour in (9, 11, 23):
+        result = check([plasma], "microneedling", at(2026, 3, 10, hour))
+        assert [v.code for v in result.blocking] == [ViolationCode.TOO_CLOSE_BEFORE], hour
+        assert local(result.earliest_eligible_start) == at(2026, 3, 11, 0)
+    assert check([plasma], "microneedling", at(2026, 3, 11, 0)).eligible
+
+
+def test_a_day_reported_without_a_time_forbids_the_later_procedure_all_that_day():
+    """A microneedling reported for 10 March (time unknown, kept as 23:59) is a 10 March microneedling: a plasma pen
+    at 10:00 that day is 0 days after it, refused, as on the 16th; the 17th is allowed."""
+    reported = done("microneedling", at(2026, 3, 10, 23, 59))
+    refused = check([reported], "plasma_pen", at(2026, 3, 10, 10))
+    assert [v.code for v in refused.blocking] == [ViolationCode.TOO_SOON_AFTER]
+    assert local(refused.earliest_eligible_start) == at(2026, 3, 17, 0)
+    assert not check([reported], "plasma_pen", at(2026, 3, 16, 17)).eligible
+    assert check([reported], "plasma_pen", at(2026, 3, 17, 9)).eligible
+
+
+def test_an_hour_gap_still_goes_by_the_instant_on_one_date():
+    """Hours are elapsed time: filler -> botox 48 h allows a Botox earlier the same day than the filler (it is not
+    after it), and refuses one an hour after."""
+    rules = RuleBook([IntervalRule("h48", "botox", 48, "hours", earlier_procedure="filler")])
+    filler = done("filler", at(2026, 3, 10, 14), state=EventState.BOOKED)
+    assert check([filler], "botox", at(2026, 3, 10, 9), rules=rules).eligible
+    assert not check([filler], "botox", at(2026, 3, 10, 15), rules=rules).eligible
+
+
+def test_the_same_date_across_two_zones_is_each_events_own_date():
+    """A plasma pen booked at the New York site at 20:00 on 10 March (01:00 on the 11th in London) is a 10 March plasma
+    pen: a London microneedling on the 11th is on a later date, so no microneedling -> plasma pen gap is broken (read
+    in London's zone both would be on the 11th, 0 days apart, and refused); one on the 10th is 0 days before it."""
+    ny_plasma = ProcedureEvent(
+        "ny", "plasma_pen", at(2026, 3, 10, 20, tz=NEW_YORK), state=EventState.BOOKED, tz=NEW_YORK
+    )
+    assert check([ny_plasma], "microneedling", at(2026, 3, 11, 9)).eligible  # 11 March is after 10 March's plasma pen
+    assert not check([ny_plasma], "microneedling", at(2026, 3, 10, 9)).eligible  # the same date as New York's
+    in_london = ProcedureEvent("ldn", "plasma_pen", ny_plasma.start_at, state=EventState.BOOKED, tz=LONDON)
+    assert not check([in_london], "microneedling", at(2026, 3, 11, 9)).eligible  # the 11th there: 0 days apart
