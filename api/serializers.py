@@ -142,12 +142,12 @@ class ProcedureRecordIn(InputSerializer):
         help_text="clinic (done here) or reported (by the patient); default reported.",
     )
     notes = StrictCharField(required=False, allow_blank=True, max_length=2000)
-    clinic = serializers.CharField(
+    clinic = IdField(
         required=False,
-        max_length=100,
-        help_text="The clinic recording it (id or code), one of the caller's and of the patient's organisation: its "
-        "zone gives the procedure its day. By default the patient's home clinic when the caller reaches it, else "
-        "the caller's one clinic of the organisation, else the home clinic.",
+        allow_null=True,
+        help_text="The clinic recording it (id or code), one of yours and of the patient's organisation: its zone "
+        "gives the procedure its day. Left out (or null): the patient's home clinic when it is yours, else your one "
+        "clinic of the patient's organisation, else the home clinic.",
     )
 
 

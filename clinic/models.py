@@ -512,7 +512,7 @@ class ProcedureRecord(models.Model):
         Clinic,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.PROTECT,  # as an appointment's: a clinic's deletion must not move its records' days
         related_name="+",
         help_text="The clinic that recorded it (a visit's: the visit's clinic); its zone gives the day.",
     )
@@ -525,6 +525,13 @@ class ProcedureRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.procedure} on {self.performed_at:%Y-%m-%d}"
+
+    def save(self, *args, **kwargs) -> None:
+        # Every new record says which clinic's day it is, whichever way it is made (the services name it; the
+        # admin's inline and fixtures do not): the visit's, else the patient's home clinic as it is now.
+        if self._state.adding and self.clinic_id is None:
+            self.clinic_id = self.appointment.clinic_id if self.appointment_id else self.patient.clinic_id
+        super().save(*args, **kwargs)
 
     @property
     def dating_clinic(self) -> Clinic:

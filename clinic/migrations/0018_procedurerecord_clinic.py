@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
                 blank=True,
                 help_text="The clinic that recorded it (a visit's: the visit's clinic); its zone gives the day.",
                 null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
+                on_delete=django.db.models.deletion.PROTECT,
                 related_name="+",
                 to="clinic.clinic",
             ),
