@@ -30,7 +30,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -42,6 +41,7 @@ from tests.api.conftest import http, new_api_client
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, ProcedureRecordFactory
 from tests.qa.helpers import NOW, staff_client, words
 from tests.qa.test_stale_writes_probe import form_on
+from tests.test_migrations import _leaves, _migrate
 
 pytestmark = pytest.mark.django_db
 
@@ -370,17 +370,6 @@ def test_the_history_lists_stay_at_a_constant_number_of_queries(
 
 
 # --- Migration 0018 --------------------------------------------------------------------------------------
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-def _leaves():
-    return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
 BEFORE_0018 = [("clinic", "0017_shipped_short_names")]
