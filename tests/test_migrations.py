@@ -308,3 +308,57 @@ def test_each_history_record_is_given_the_clinic_whose_day_it_was_read_on():
     assert ProcedureRecord.objects.get(pk=done_there.pk).clinic_id == sister.pk
     assert ProcedureRecord.objects.get(pk=reported.pk).clinic_id == home.pk
     assert ProcedureRecord.objects.get(pk=reported.pk).dating_clinic.timezone == "Europe/London"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_new_reading_of_a_day_rechecks_what_was_booked_before_it():
+    """scheduler 0011: a microneedling booked at 11:00 after a plasma pen at 10:00 the same day was allowed before the
+    rules read one date as 0 days apart (docs/rules.md); the upgrade makes a re-check run of every organisation's
+    future bookings, and running it flags the pair for review (each is too close to the other, as after any rule
+    change that forbids a booked pair). A database with nothing booked ahead gets no run."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scheduler import defaults
+    from scheduler.models import RecheckRun
+    from scheduler.recheck import recheck_run_step
+
+    before = [("scheduler", "0010_recheck_run_rulebook_versions"), ("clinic", "0018_procedurerecord_clinic")]
+    _migrate(before)
+    _migrate(_leaves())
+    assert not RecheckRun.objects.exists()  # nothing booked ahead: no run
+
+    old = _migrate(before)
+    organisation = old.get_model("clinic", "Organisation").objects.create(code="upg", name="Upgraded")
+    clinic = old.get_model("clinic", "Clinic").objects.create(
+        code="upg", name="Upgraded", timezone="Europe/London", organisation=organisation
+    )
+    practitioner = old.get_model("clinic", "Practitioner").objects.create(clinic=clinic, name="Dr Up")
+    patient = old.get_model("clinic", "Patient").objects.create(
+        clinic=clinic, organisation=organisation, first_name="Ada", last_name="Up"
+    )
+    Procedure, OldAppointment = old.get_model("clinic", "ProcedureType"), old.get_model("clinic", "Appointment")
+    day = (timezone.now() + timedelta(days=20)).replace(hour=10, minute=0, second=0, microsecond=0)
+    for code, start in (("plasma_pen", day), ("microneedling", day + timedelta(hours=1))):
+        OldAppointment.objects.create(
+            clinic=clinic,
+            patient=patient,
+            practitioner=practitioner,
+            procedure=Procedure.objects.get_or_create(code=code, defaults={"name": code, "duration_minutes": 30})[0],
+            status="confirmed",
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+        )
+
+    _migrate(_leaves())
+
+    [run] = RecheckRun.objects.all()
+    assert {"microneedling", "plasma_pen"} <= set(run.procedures) and run.organisation_id is None
+    assert "0 days apart" in run.cause
+    defaults.catalogue_load()
+    defaults.rules_load()
+    while not recheck_run_step(run_id=run.pk, now=timezone.now()):
+        pass
+    statuses = dict(Appointment.objects.values_list("procedure_id", "status"))
+    assert statuses == {"plasma_pen": "needs_review", "microneedling": "needs_review"}  # the pair, each way
