@@ -130,16 +130,6 @@ class ApiView(generics.GenericAPIView):
             within=self.caller.scope(),
         )
 
-    def recording_clinic(self, data: dict, patient: Patient) -> Clinic:
-        """The clinic recording a procedure (its zone dates it): the one named, else where a booking would take place
-        (`booking_clinic`), else, for a caller of several sister sites naming none, the patient's home clinic."""
-        try:
-            return self.booking_clinic({"clinic": data.get("clinic")}, patient)
-        except InvalidInput as error:
-            if data.get("clinic") is None and error.code == "clinic_required":
-                return patient.clinic
-            raise
-
     def page(self, rows, serializer_class=None, *, data=None):
         """A paginated response of `rows` (serialized, or already-built dicts via `data`)."""
         page = self.paginate_queryset(rows)
@@ -350,7 +340,7 @@ class PatientProcedureListApi(ApiView):
         patient = self.patient_from_url()
         data = _input(ProcedureRecordIn, request)
         record = clinic_services.procedure_record_add(
-            clinic=self.recording_clinic(data, patient),
+            clinic=booking.recording_clinic(patient=patient, clinic_id=data.get("clinic"), within=self.caller.scope()),
             patient=patient,
             procedure_code=data["procedure"],
             performed_at=data["performed_at"],

@@ -191,9 +191,10 @@ def _named_clinic(value, patient: Patient, within) -> Clinic:
     return clinic
 
 
-def _default_clinic_id(patient: Patient, within):
+def _default_clinic_id(patient: Patient, within, *, required: bool = True):
     """Neither clinic nor practitioner named: the patient's home clinic when the caller may book there, else the
-    caller's one clinic of the patient's organisation (one query)."""
+    caller's one clinic of the patient's organisation (one query); a caller of several, none the home clinic, must
+    say which (`required`), else it is the home clinic."""
     within = _as_queryset(within)
     if within is None:
         return patient.clinic_id
@@ -204,6 +205,8 @@ def _default_clinic_id(patient: Patient, within):
     )
     if first_two and (first_two[0] == patient.clinic_id or len(first_two) == 1):
         return first_two[0]
+    if not required:
+        return patient.clinic_id
     raise InvalidInput("clinic_required", "Say at which clinic the appointment takes place.", field="clinic")
 
 
@@ -362,6 +365,15 @@ def booking_clinic(*, patient: Patient, clinic_id=None, practitioner_id=None, wi
     if clinic_id is not None:
         return _named_clinic(clinic_id, patient, within)
     return Clinic.objects.get(pk=_default_clinic_id(patient, within))
+
+
+def recording_clinic(*, patient: Patient, clinic_id=None, within=None) -> Clinic:
+    """The clinic recording a procedure for the patient, whose zone gives it its day (docs/rules.md): the one named
+    (checked as a booking's), else where a booking would take place, else (a caller of several sister sites naming
+    none) the patient's home clinic."""
+    if clinic_id is not None:
+        return _named_clinic(clinic_id, patient, within)
+    return Clinic.objects.get(pk=_default_clinic_id(patient, within, required=False))
 
 
 def area_for(code: str | None) -> TreatmentArea | None:

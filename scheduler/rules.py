@@ -491,7 +491,7 @@ class _Ranges:
     def _when(self, event: ProcedureEvent) -> str:
         """The event's time in its own clinic's clock, the zone named when it is not the clock asking."""
         zone = self._zone(event)
-        if zone is self.tz or str(zone) == str(self.tz):
+        if str(zone) == str(self.tz):  # one zone (its key), whichever object holds it
             return _fmt(event.start_at, zone)
         return f"{_fmt(event.start_at, zone)} {event.start_at.astimezone(zone):%Z}"
 

@@ -57,12 +57,10 @@ from scheduler.booking import Actor, appointment_book, appointment_check, appoin
 from scheduler.recheck import patient_appointments_recheck
 from tests.api.conftest import http, new_api_client
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import NOW, staff_client, words
+from tests.qa.helpers import LONDON, NEW_YORK, NOW, staff_client, words
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalogue")]
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 HONOLULU = ZoneInfo("Pacific/Honolulu")
 DESK = Actor("xz-desk@qa")

@@ -57,12 +57,10 @@ from scheduler.models import RecheckRun
 from scheduler.recheck import patient_appointments_recheck, recheck_run_step, recheck_runs_stalled
 from tests.api.conftest import http, new_api_client
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import NOW, org_rule
+from tests.qa.helpers import LONDON, NOW, org_rule
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalogue")]
 
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 DESK = Actor("sd-desk@qa")
 D = date(2026, 3, 17)  # a Tuesday, London on GMT
 
