@@ -22,10 +22,10 @@ from django.template.loader import render_to_string
 from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
-from clinic.models import Appointment, AuditAction, AuditEvent
+from clinic.models import Appointment, AuditAction, AuditEvent, Practitioner
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
-from reminders.models import Channel, MessageKind, OutboxMessage, ReminderTemplate
+from reminders.models import FROM_PRACTITIONER, Channel, MessageKind, OutboxMessage, ReminderTemplate
 from reminders.texts import HTML_ENGINE, TEXT_ENGINE, clinical_terms_in, sms_text_problem
 from reminders.wording import (
     RenderError,
@@ -126,6 +126,21 @@ def _midday(day: str | None, tz) -> datetime:
     return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
 
 
+def _change_context(message: OutboxMessage, previous: str | None) -> dict:
+    """What an e-mail change notice says changed: `time_changed` (false when the visit kept its time and changed
+    practitioner), `previous_practitioner_name` (the practitioner the patient last heard of by e-mail, when that is
+    not the one now: reminders.services, `from_practitioner`; else empty)."""
+    appointment = message.appointment
+    other = (message.payload or {}).get(FROM_PRACTITIONER)
+    name = ""
+    if other and other != str(appointment.practitioner_id):
+        name = Practitioner.objects.filter(pk=other).values_list("name", flat=True).first() or ""
+    return {
+        "time_changed": previous is None or datetime.fromisoformat(previous) != appointment.start_at,
+        "previous_practitioner_name": name,
+    }
+
+
 def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscribe_url: str) -> dict:
     appointment = message.appointment
     clinic = appointment.clinic
@@ -167,6 +182,8 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
             "unsubscribe_url": unsubscribe_url,
         }
     )
+    if message.kind == MessageKind.RESCHEDULED:
+        context.update(_change_context(message, previous))
     if message.kind == MessageKind.RECALL:
         code = (message.payload or {}).get("procedure")
         context["recall_procedure_name"] = (

@@ -49,8 +49,10 @@ from core.ids import parse_uuid
 from reminders import channels, content
 from reminders.consent import patient_accepts, sms_provider_stopped, unsubscribe_url
 from reminders.models import (
+    FROM_PRACTITIONER,
     HOLDING_STATUSES,
     TIME_NAMING_KINDS,
+    TOLD_PRACTITIONER,
     UNSENT_STATUSES,
     Anchor,
     Channel,
@@ -62,6 +64,7 @@ from reminders.services import (
     BOOKING_NAMING_KINDS,
     MAY_HAVE_NAMED,
     booking_told,
+    last_told_practitioner,
     last_told_start,
     outbox_plan_in_place_of,
     outbox_retry,
@@ -274,8 +277,9 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours: tuple) -> tuple
     time (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by
     then: a cancellation goes only if a message naming the time went (a confirmation, change notice, reminder or
     pre-care note; or may have: in doubt, the provider could not tell), a move notice runs from the time the patient
-    last heard before the move (`payload.from_start` follows it) and is dropped when that is the time now or when
-    no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
+    last heard before the move (`payload.from_start` follows it; an e-mail's `from_practitioner`, the practitioner
+    the last e-mail named when that is not the one now) and is dropped when that is the time now (and, for an
+    e-mail, the practitioner) or when no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
     waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note while nothing else has
     told the patient (`booking_told`); rows claimed by this send (`ours`: its claim token, and the rows of it that
     may be in the provider's hands, `batch.tainted`) are not among those, as they go with it or after it. Returns
@@ -297,9 +301,12 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours: tuple) -> tuple
     start = last_told_start(appointment, before=message.anchor_at, ours=ours)  # anchored on the move (the latest)
     if start is None:  # a sent message that did not record its time (found sent): the notice goes as planned
         return None if told else (OutboxStatus.CANCELLED, None, "the patient has not been told a time yet")
-    if start == appointment.start_at:
+    other = last_told_practitioner(appointment, before=message.anchor_at) if message.channel == Channel.EMAIL else None
+    other = other if other != str(appointment.practitioner_id) else None  # only an e-mail named a practitioner
+    if start == appointment.start_at and other is None:
         return OutboxStatus.CANCELLED, None, "the patient was last told this very time"
-    message.payload = {**(message.payload or {}), "from_start": start.isoformat()}
+    kept = {k: v for k, v in (message.payload or {}).items() if k != FROM_PRACTITIONER}
+    message.payload = {**kept, "from_start": start.isoformat(), **({FROM_PRACTITIONER: other} if other else {})}
     return None
 
 
@@ -1189,10 +1196,14 @@ def _ask_again_later(message: OutboxMessage, fields: list[str], now: datetime, e
 
 
 def _told(message: OutboxMessage) -> dict:
-    """What the patient now believes: the start a message named when it went (reminders.services reads it)."""
+    """What the patient now believes: the start a message named when it went, and for an e-mail the practitioner
+    too (its text and its calendar file name them; a text names no one): reminders.services reads both."""
     if message.channel == Channel.WEBHOOK or message.kind not in TIME_NAMING_KINDS:
         return {}
-    return {"told_start": message.appointment.start_at.isoformat()}
+    told = {"told_start": message.appointment.start_at.isoformat()}
+    if message.channel == Channel.EMAIL:
+        told[TOLD_PRACTITIONER] = str(message.appointment.practitioner_id)
+    return told
 
 
 def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now: datetime) -> None:

@@ -258,6 +258,11 @@ FINAL_STATUSES = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED
 # as it counts a message in doubt.
 HANDED_OVER = Q(sent_at__isnull=False)
 
+# In a sent e-mail's payload: the practitioner it named (reminders.dispatch._told); in a move notice's: the one the
+# patient had heard of, when that is not the practitioner now (reminders.content names them).
+TOLD_PRACTITIONER = "told_practitioner"
+FROM_PRACTITIONER = "from_practitioner"
+
 
 class OutboxMessage(models.Model):
     """One message to deliver: a patient e-mail or SMS, or one webhook delivery.

@@ -32,10 +32,12 @@ from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
 from reminders.models import (
+    FROM_PRACTITIONER,
     HANDED_OVER,
     HOLDING_STATUSES,
     KIND_ANCHORS,
     TIME_NAMING_KINDS,
+    TOLD_PRACTITIONER,
     UNSENT_STATUSES,
     Anchor,
     Channel,
@@ -255,6 +257,23 @@ def last_told_start(
         if kind in (MessageKind.REMINDER, MessageKind.PRE_CARE) and anchor_at:
             return anchor_at  # a row sent before told_start was recorded: its anchor is the time it named
     return _start_in_doubt(appointment, ours=ours)
+
+
+def last_told_practitioner(appointment: Appointment, *, before: datetime | None = None) -> str | None:
+    """The practitioner (their id, as text) the patient last heard of, or None: the newest e-mail sent that named the
+    visit (its text and calendar file name the practitioner; a text message names no one). `before` as for
+    `last_told_start`. A message sent before this was recorded, or found sent after its sender stopped, names no one
+    known here, and nor does one in doubt: no notice is planned on a practitioner the patient may never have read."""
+    sent = OutboxMessage.objects.filter(
+        HANDED_OVER, appointment=appointment, kind__in=TIME_NAMING_KINDS, channel=Channel.EMAIL
+    )
+    if before is not None:
+        sent = sent.filter(Q(sent_at__lte=before) | Q(kind=MessageKind.CONFIRMATION))
+    for payload in sent.order_by("-sent_at", "-created_at").values_list("payload", flat=True):
+        told = (payload or {}).get(TOLD_PRACTITIONER)
+        if told:
+            return told
+    return None
 
 
 def _not_gone_with(ours: tuple) -> Q:
@@ -573,23 +592,47 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     if told is None:  # nothing that named a time has reached the patient: the next message will say it
         _finish(pending, OutboxStatus.CANCELLED, "the patient has not been told a time yet")
         return
-    if told == appointment.start_at:
+    other = _practitioner_told_before(appointment, previous, pending)
+    if told == appointment.start_at and other is None:
         _finish(pending, OutboxStatus.CANCELLED, "the patient was last told this very time")
         return
-    original = told.isoformat()
+    # The same time with another practitioner: only an e-mail named the one before, and only an e-mail tells it.
+    channels_told = None if told != appointment.start_at else (Channel.EMAIL,)
+    said = {"from_start": told.isoformat(), **({FROM_PRACTITIONER: other} if other else {})}
     grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
     by_key = {(r.template_id, r.channel): r for r in pending}
     for template in work.templates(MessageKind.RESCHEDULED):
         for channel in _channels(template, appointment):
+            if channels_told is not None and channel not in channels_told:
+                continue
             row = by_key.pop((template.pk, channel), None)
             plan = _plan(template, channel, appointment, now, now + grace)
             if row is None:
-                work.add(template, channel, plan, now, {"from_start": original})
+                work.add(template, channel, plan, now, said)
             elif plan.due_at is not None:  # a further move restarts the grace period
+                kept = {k: v for k, v in (row.payload or {}).items() if k != FROM_PRACTITIONER}
                 OutboxMessage.objects.filter(pk=row.pk).update(
-                    due_at=plan.due_at, anchor_at=now, payload={**row.payload, "from_start": original}
+                    due_at=plan.due_at, anchor_at=now, payload={**kept, **said}
                 )
+    if channels_told is not None:
+        same_time = [r for key, r in by_key.items() if key[1] not in channels_told]
+        _finish(same_time, OutboxStatus.CANCELLED, "the patient was last told this very time")
+        by_key = {key: r for key, r in by_key.items() if key[1] in channels_told}
     _finish(by_key.values(), OutboxStatus.CANCELLED, "the patient no longer accepts this channel")
+
+
+def _practitioner_told_before(appointment: Appointment, previous: dict, pending: list[OutboxMessage]) -> str | None:
+    """The practitioner the patient heard of by e-mail, when that is not the visit's practitioner now, else None. A
+    confirmation claimed now (not recorded yet) named the practitioner moved from, or, moved twice within the grace,
+    the one a notice waiting out its grace already names; the notice asks again when it goes
+    (dispatch._notice_verdict)."""
+    other = last_told_practitioner(appointment)
+    if other is None and previous.get("practitioner") and _patient_was_told(appointment, BOOKING_NAMING_KINDS):
+        other = next(
+            (r.payload[FROM_PRACTITIONER] for r in pending if (r.payload or {}).get(FROM_PRACTITIONER)),
+            str(previous["practitioner"]),
+        )
+    return other if other is not None and other != str(appointment.practitioner_id) else None
 
 
 def _sync_hold(work: _Change) -> None:

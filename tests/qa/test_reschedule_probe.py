@@ -9,8 +9,8 @@ away or missed (only record and rule changes re-checked; brief 2: "cancelling fr
 scheduler.recheck.flagged_appointments_recheck runs after each; and cancelling a visit and booking the same time
 again texted the patient one SMS that said "booked for Tue 10 Mar, 10:00" and then "your appointment on Tue 10 Mar,
 10:00 is cancelled" (the merged text read the old visit's cancellation last): now the visit booked first reads
-first (reminders.content.reading_order). A question: moving a visit to another
-practitioner at the same time tells the patient nothing. Pinned as correct: reminders re-planned on moves across
+first (reminders.content.reading_order). Moving a visit to another
+practitioner at the same time told the patient nothing (a question; now an e-mail notice). Pinned as correct: reminders re-planned on moves across
 both London clock changes (24 h elapsed, day-before at the wall-clock hour, each sent once, the notice naming both
 offsets), the freed slot offered as the next available one, a move to a sister site refused with nothing changed,
 a flagged booking moved clear (and the desk's way out meanwhile: moving it to its own time), and a record change
@@ -404,13 +404,8 @@ def test_a_move_to_a_sister_sites_practitioner_is_a_400_and_changes_nothing(
     assert OutboxMessage.objects.filter(channel="webhook").count() == webhooks_before
 
 
-# Harm (small): the confirmation e-mail named Dr Ada; Dr Bob sees the patient, who hears nothing of it (the texts
-# name no practitioner, the e-mails do). docs/reminders.md speaks only of a new time; the platforms get
-# `appointment.rescheduled` with the previous practitioner.
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a move to another practitioner at the same time sends the patient no change notice",
-)
+# Was a strict-xfail QUESTION (the confirmation e-mail named Dr Ada; Dr Bob sees the patient, who heard nothing of
+# it): the move notice now tells a change of practitioner by e-mail (tests/reminders/test_practitioner_notice.py).
 def test_a_move_to_another_practitioner_at_the_same_time_tells_the_patient(patient, practitioner, clinic, clock):
     """Olivia's confirmation named Dr Ada; the desk moves the visit to Dr Bob at the same time: a change notice?"""
     now = ldn(2026, 3, 2, 9)
