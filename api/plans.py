@@ -143,6 +143,10 @@ class ProposedSessionOut(serializers.Serializer):
     why = serializers.CharField(help_text="Why the session lands where it does.")
     warnings = ViolationOut(many=True)
     needs_clearance = ViolationOut(many=True, help_text="Relative contraindications: booked pending clearance.")
+    rulebook_version = serializers.CharField(
+        help_text="The version of the organisation's rule book the session was placed and checked by (the "
+        "proposal's: every session of it is checked against the same rule book)."
+    )
 
 
 class ObstacleOut(serializers.Serializer):
@@ -173,6 +177,13 @@ class PlanSessionOut(serializers.Serializer):
     start = serializers.DateTimeField(allow_null=True)
     practitioner = serializers.CharField(allow_null=True)
     window = WindowOut()
+    rulebook_version = serializers.CharField(
+        allow_null=True,
+        help_text="The version of the organisation's rule book the session's booking was checked against when it "
+        "was booked or last moved (a re-plan, a reschedule): a session moved after a rule change carries the newer "
+        "version. Null when the session holds no booking (due, overdue, missed, cancelled) or was booked before "
+        "versions were recorded.",
+    )
 
 
 class PlanOut(serializers.Serializer):
@@ -234,6 +245,7 @@ def proposal_data(proposal: services.Proposal) -> dict:
                 "why": s.why,
                 "warnings": _violations(s.warnings, tz),
                 "needs_clearance": _violations(s.needs_clearance, tz),
+                "rulebook_version": proposal.rulebook_version,
             }
             for s in plan.sessions
         ],
@@ -254,6 +266,7 @@ def plan_data(plan: TreatmentPlan, today) -> dict:
                 "start": local_iso(appointment.start_at, tz) if appointment else None,
                 "practitioner": str(appointment.practitioner_id) if appointment else None,
                 "window": _window(view.session.window),
+                "rulebook_version": view.rulebook_version,
             }
         )
     return {

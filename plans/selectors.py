@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KT
 
-from clinic.models import AppointmentStatus, Clinic
+from clinic.models import AppointmentStatus, AuditAction, AuditEvent, Clinic
 from plans.models import PlanSession, Recall, TreatmentPlan
 
 
@@ -42,11 +43,37 @@ def session_status(session: PlanSession, today: date) -> str:
 class SessionView:
     session: PlanSession
     status: str
+    # The rule book version the session's booking was last checked against (booked, or moved); None when it holds
+    # no booking (due, overdue, missed, cancelled) or its booking was made before versions were recorded.
+    rulebook_version: str | None = None
+
+
+# The entries of a booking's trail that check it against the rule book and record the version (scheduler.booking):
+# booking it and moving it. A clearance, a re-check after a change (needs review, released) and the rest decide
+# about the booking as it stands; they do not make it again.
+_CHECKED_BY = (AuditAction.BOOKED, AuditAction.RESCHEDULED)
+_HOLDS_A_BOOKING = (SessionStatus.BOOKED, SessionStatus.COMPLETED)
+
+
+def _checked_version() -> Subquery:
+    """The version the latest booking or move of the session's appointment recorded, read in the sessions' own
+    statement (one subquery; no query per session). Latest by id: the trail's insertion order."""
+    trail = AuditEvent.objects.filter(appointment_id=OuterRef("appointment_id"), action__in=_CHECKED_BY)
+    return Subquery(trail.order_by("-id").values(version=KT("details__rulebook_version"))[:1])
 
 
 def plan_sessions(plan: TreatmentPlan, today: date) -> list[SessionView]:
-    rows = plan.sessions.select_related("appointment__practitioner").order_by("index")
-    return [SessionView(row, session_status(row, today)) for row in rows]
+    rows = (
+        plan.sessions.select_related("appointment__practitioner")
+        .annotate(checked_rulebook_version=_checked_version())
+        .order_by("index")
+    )
+    views = []
+    for row in rows:
+        status = session_status(row, today)
+        version = row.checked_rulebook_version if status in _HOLDS_A_BOOKING else None
+        views.append(SessionView(row, status, version or None))
+    return views
 
 
 def plans_in(clinics: QuerySet[Clinic]) -> QuerySet[TreatmentPlan]:

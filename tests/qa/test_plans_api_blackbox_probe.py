@@ -665,12 +665,6 @@ def test_the_plan_answers_carry_the_rule_book_version_eligibility_gives(w):
     assert get(w.lon, f"/plans/{plan['id']}/")["rulebook_version"] == version
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: the contract says booking answers (201) carry rulebook_version; a plan's 201 books every "
-    "session but carries the version once, on the plan, and its sessions carry none. Is the plan-level field what a "
-    "platform should read for each session's booking (the sessions' own booking answers are never shown)?",
-)
 def test_each_booked_session_of_a_plan_says_the_rule_book_version_it_was_booked_by(w):
     pid = register(w.lon, w.london, "Kit")
     plan = post(w.lon, plans(pid), {"template": MN, "start_from": "2026-03-09"}, 201)
