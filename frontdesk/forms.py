@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from clinic.models import (
+    Clinic,
     Condition,
     ConditionStatus,
     Medication,
@@ -381,12 +382,36 @@ class ProcedureRecordForm(FrontdeskForm):
         "interval rules.",
     )
     area = forms.ChoiceField(label="Treatment area", required=False)
+    done_at = forms.ChoiceField(
+        label="Where it was done",
+        required=False,
+        help_text="At a sister site, the date and time are that site's; anywhere else, this clinic's.",
+    )
     notes = forms.CharField(label="Where / notes", required=False, max_length=500)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
+        """`clinic`: the desk's. Where it was done is asked only of an organisation with sister sites."""
         super().__init__(*args, **kwargs)
         self.fields["procedure"].choices = _choices(ProcedureType.objects.filter(bookable=True), "— choose —")
         self.fields["area"].choices = _choices(TreatmentArea.objects.all(), "Not recorded")
+        self.desk_clinic = clinic
+        self.sites = {
+            str(c.pk): c for c in Clinic.objects.filter(organisation_id=clinic.organisation_id).exclude(pk=clinic.pk)
+        }
+        if not self.sites:
+            del self.fields["done_at"]
+            return
+        self.fields["done_at"].choices = [
+            ("", f"{clinic.name}, or another provider"),
+            *(
+                (pk, f"{site.name} (sister site, {site.timezone})")
+                for pk, site in sorted(self.sites.items(), key=lambda item: item[1].name)
+            ),
+        ]
+
+    def recording_clinic(self) -> Clinic:
+        """The clinic whose zone gives the reported day its date: the sister site chosen, else the desk's."""
+        return self.sites.get(self.cleaned_data.get("done_at") or "", self.desk_clinic)
 
 
 # --- Booking ----------------------------------------------------------------------------------

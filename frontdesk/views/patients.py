@@ -149,7 +149,7 @@ def _history_page(request, patient, status: int = 200, **forms):
         "conditions_formset": forms.get("conditions_formset")
         or ConditionFormSet(initial=_conditions_initial(patient), prefix="conditions"),
         "course_form": forms.get("course_form") or MedicationCourseForm(prefix="course"),
-        "record_form": forms.get("record_form") or ProcedureRecordForm(prefix="record"),
+        "record_form": forms.get("record_form") or ProcedureRecordForm(prefix="record", clinic=request.clinic),
         "courses": MedicationCourse.objects.filter(patient=patient).select_related("drug"),
         "records": patient.procedure_records.select_related(
             "procedure", "area", "appointment__clinic", "clinic", "patient__clinic"
@@ -269,7 +269,7 @@ def medication_end(request, patient_id, course_id):
 @require_POST
 def procedure_add(request, patient_id):
     patient = patient_or_404(request, patient_id)
-    form = ProcedureRecordForm(request.POST, prefix="record")
+    form = ProcedureRecordForm(request.POST, prefix="record", clinic=request.clinic)
     if form.is_valid():
         data = form.cleaned_data
         with DomainErrors(form):
@@ -281,7 +281,7 @@ def procedure_add(request, patient_id):
                 now=timezone.now(),
                 area_code=data["area"] or None,
                 notes=data["notes"],
-                clinic=request.clinic,  # the day the patient gives, in this desk's zone
+                clinic=form.recording_clinic(),  # the day the patient gives, in this desk's or the site's zone
             )
             messages.success(request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
