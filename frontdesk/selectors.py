@@ -142,6 +142,23 @@ def still_to_come(now: datetime) -> Q:
     return Q(status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__gt=now - LONGEST_VISIT, end_at__gt=now)
 
 
+# How far back the desk is shown visits still waiting for an outcome (awaiting_outcome).
+OUTCOME_LOOKBACK = timedelta(days=90)
+OUTCOME_SHOWN = 50
+
+
+def awaiting_outcome(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
+    """Confirmed visits of the last OUTCOME_LOOKBACK that are over and that nobody marked completed or a no-show:
+    the patient's aftercare starts only when a clinician marks the treatment done (domain brief 4), and a plan
+    shows the session `booked` until then. Oldest first, at most OUTCOME_SHOWN (and one more, to say there are
+    more). One statement."""
+    return list(
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(status=AppointmentStatus.CONFIRMED, start_at__gte=now - OUTCOME_LOOKBACK, end_at__lte=now)
+        .order_by("start_at")[: OUTCOME_SHOWN + 1]
+    )
+
+
 def booked_while_away(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come whose practitioner has since been given time off over them (a holiday or sick
     leave entered after the bookings): the patient would come to nobody. They stay here until they are moved

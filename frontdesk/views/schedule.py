@@ -29,6 +29,8 @@ def today(request):
             "away": selectors.booked_while_away(user=request.user, clinic=clinic, now=now),
             "off_hours": selectors.booked_off_hours(user=request.user, clinic=clinic, now=now),
             "undelivered": selectors.undelivered(user=request.user, clinic=clinic, now=now),
+            "no_outcome": selectors.awaiting_outcome(user=request.user, clinic=clinic, now=now),
+            "no_outcome_shown": selectors.OUTCOME_SHOWN,
             "now": now,
             "nav": "today",
         },
