@@ -8,17 +8,27 @@ from rest_framework.response import Response
 
 from api import schema as docs
 from api.idempotency import idempotent
-from api.serializers import MergeIn, PatientOut
+from api.serializers import MergeIn, MergeOut, PatientOut
 from api.views import ApiView, _input
 from clinic.merging import patient_merge
-from clinic.models import Patient
+from clinic.models import Appointment, Patient
 from clinic.selectors import merged_patient_survivor, patients_in
 from core.errors import ErrorCode, InvalidInput, NotFound
 from core.ids import parse_uuid
+from scheduler.recheck import violation_records_in_zone
+
+
+def warnings_out(warnings: list[dict]) -> list[dict]:
+    """A merge's warnings (stored in UTC) with their times in the offset of each appointment's clinic."""
+    if not warnings:
+        return []
+    booked = Appointment.objects.filter(pk__in={w["appointment"] for w in warnings}).select_related("clinic")
+    zones = {str(appointment.pk): appointment.clinic.tz for appointment in booked}
+    return [violation_records_in_zone([w], zones[w["appointment"]])[0] for w in warnings]
 
 
 class PatientMergeApi(ApiView):
-    serializer_class = PatientOut
+    serializer_class = MergeOut
 
     def _survivor(self, value, patient: Patient) -> Patient:
         """The record to merge into: a live record of the same organisation. Another organisation's, or
@@ -55,7 +65,7 @@ class PatientMergeApi(ApiView):
             )
         ],
         responses=docs.responses(
-            200, PatientOut, bad_request=True, idempotent=True, forbidden=True, body=True, merge=True
+            200, MergeOut, bad_request=True, idempotent=True, forbidden=True, body=True, merge=True
         ),
     )
     @idempotent
@@ -64,7 +74,7 @@ class PatientMergeApi(ApiView):
         data = _input(MergeIn, request)
         into = self._survivor(data["into"], patient)
         actor = self.caller.actor_for_record(patient)  # the record is the organisation's, not its home clinic's
-        patient_merge(
+        record = patient_merge(
             merged=patient,
             into=into,
             now=timezone.now(),
@@ -74,4 +84,4 @@ class PatientMergeApi(ApiView):
             intake={(line["condition"], line.get("area")): line["status"] for line in data.get("intake", [])},
         )
         into.refresh_from_db()
-        return Response(PatientOut(into).data)
+        return Response({**PatientOut(into).data, "warnings": warnings_out(record.details["warnings"])})

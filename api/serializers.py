@@ -267,6 +267,21 @@ class ViolationOut(serializers.Serializer):
     earliest_allowed = serializers.DateTimeField(allow_null=True, help_text="The earliest start this one rule allows.")
 
 
+class MergeWarningOut(ViolationOut):
+    appointment = serializers.CharField(help_text="The survivor's future appointment (id) that breaks the rule.")
+    # Only interval rules warn (contraindications are absolute or relative); its own choices also keep the
+    # schema's enum names (ViolationOut's `kind` shared with a second component would get a hashed name).
+    kind = serializers.ChoiceField(choices=["interval"])
+
+
+class MergeOut(PatientOut):
+    warnings = MergeWarningOut(
+        many=True,
+        help_text="Warn-severity rules the survivor's future active appointments now break against an event of the "
+        "other record (two Botox on one day, one booked on each): they change no status, so staff decide.",
+    )
+
+
 class SlotOut(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()

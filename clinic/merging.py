@@ -4,17 +4,27 @@ History, medication courses, appointments (with their audit trail and outbox row
 opt-outs and every other row that names the patient move to the survivor; consent takes the
 stricter of the two; the merged record keeps its id as a tombstone (`merged_into`, `merged_at`)
 that interfaces redirect. The survivor's booked appointments are re-checked in the same
-transaction (clinic.record_changes), and a `PatientMerge` row says who merged what, when.
+transaction (clinic.record_changes), and a `PatientMerge` row says who merged what, when, and which
+warnings the two records brought together (they change no status, so staff must be told).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from django.db import models, transaction
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, ConditionStatus, Patient, PatientCondition, PatientMerge
+from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    ConditionStatus,
+    MedicationCourse,
+    Patient,
+    PatientCondition,
+    PatientMerge,
+    ProcedureRecord,
+)
 from clinic.record_changes import patient_record_changed
 from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound, Refused
 
@@ -26,6 +36,20 @@ _HANDLED_APART = {"conditions", "merged_from", "merges_away", "merges_in"}
 _OVERLAP_STATUSES = ACTIVE_APPOINTMENT_STATUSES
 
 IntakeKey = tuple[str, str | None]  # (condition code, area code or None)
+
+# A warn-level rule never changes a booking's status, so the re-check leaves two bookings that now break one (two
+# Botox on one day, one on each record) as they were; the merge must say so (domain 6: nothing is changed
+# silently). The rules are the scheduler's, a room above: it subscribes a finder (its AppConfig.ready), called
+# as `finder(patient_id=, now=)` inside the merge; it returns the warnings of the patient's future active
+# appointments, each a violation as stored (scheduler.recheck.violation_record) with its "appointment" (id).
+WarningFinder = Callable[..., list[dict]]
+_warning_finders: list[WarningFinder] = []
+
+
+def subscribe_warnings(finder: WarningFinder) -> None:
+    """Register the finder of a merged record's warnings (once, however often registered)."""
+    if finder not in _warning_finders:
+        _warning_finders.append(finder)
 
 
 class MergeConflict(Refused):
@@ -127,6 +151,29 @@ def _move_related_rows(merged: Patient, into: Patient) -> dict[str, int]:
     return moved
 
 
+def _event_ids(patient: Patient) -> set[str]:
+    """The ids of the record's events a rule can name as the other of a pair (`conflicts_with`): its history,
+    medication courses and appointments."""
+    return {
+        str(pk)
+        for model in (ProcedureRecord, MedicationCourse, Appointment)
+        for pk in model._base_manager.filter(patient=patient).values_list("pk", flat=True)
+    }
+
+
+def _warnings_brought_together(patient_id, now: datetime, from_merged: set[str]) -> list[dict]:
+    """The warnings of the survivor's future active appointments whose pair joins the two records: the appointment
+    came from one and the event it conflicts with from the other. Those within one record were there before the
+    merge, and are not its to report."""
+    return [
+        warning
+        for finder in _warning_finders
+        for warning in finder(patient_id=patient_id, now=now)
+        if warning.get("conflicts_with")
+        and (warning["appointment"] in from_merged) != (warning["conflicts_with"]["id"] in from_merged)
+    ]
+
+
 def patient_merge(
     *,
     merged: Patient,
@@ -142,6 +189,9 @@ def patient_merge(
     Only a clinician or clinic administrator (`clinical`) may merge, two live records of one
     organisation. Intake lines the two disagree on need a decision in `intake` ((condition, area) ->
     status), and overlapping active appointments must be settled first; otherwise `MergeConflict`.
+    The record's `details["warnings"]` lists the warn-level rules the survivor's future active appointments now
+    break against an event of the other record (each a stored violation with its "appointment"); they change no
+    status, so the interfaces show them to staff.
     """
     if not clinical:
         raise NotAllowed(ErrorCode.CLINICIAN_REQUIRED, "Only a clinician or clinic administrator may merge records.")
@@ -184,12 +234,14 @@ def patient_merge(
                 "decide only the lines in `conflicts`.",
                 field="intake",
             )
+        from_merged = _event_ids(merged)
         intake_result = _merge_intake(merged, into, decisions)
         moved = _move_related_rows(merged, into)
         Patient.objects.filter(merged_into=merged).update(merged_into=into)  # older tombstones: one hop
         consent = _stricter_consent(merged, into)
         merged.merged_into, merged.merged_at = into, now
         merged.save(update_fields=["merged_into", "merged_at", "updated_at"])
+        patient_record_changed(patient_id=into.pk, now=now, cause=f"merge: record {merged.pk} merged in")
         record = PatientMerge.objects.create(
             merged=merged,
             into=into,
@@ -205,7 +257,8 @@ def patient_merge(
                     ],
                 },
                 "consent": consent,
+                # After the re-check: it is the rules as they stand on the joined record that warn.
+                "warnings": _warnings_brought_together(into.pk, now, from_merged),
             },
         )
-        patient_record_changed(patient_id=into.pk, now=now, cause=f"merge: record {merged.pk} merged in")
     return record

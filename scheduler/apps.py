@@ -8,14 +8,16 @@ class SchedulerConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save, pre_save
 
-        from clinic import record_changes
+        from clinic import merging, record_changes
         from scheduler import lifecycle
         from scheduler.models import ContraindicationRule, IntervalRule
-        from scheduler.recheck import flagged_appointments_recheck, on_record_changed
+        from scheduler.recheck import appointments_warnings, flagged_appointments_recheck, on_record_changed
         from scheduler.signals import on_rule_changed, remember_procedures
 
         # A change to a patient's record re-checks their booked appointments in the same transaction.
         record_changes.subscribe(on_record_changed)
+        # A merge records the warnings its two records bring together (they change no status): the rules find them.
+        merging.subscribe_warnings(appointments_warnings)
         # A booking cancelled, moved or missed re-checks the patient's bookings it flagged, in the same transaction.
         lifecycle.subscribe_freed(flagged_appointments_recheck)
         # A rule edit re-checks every patient it may affect, in chunks, after it commits.

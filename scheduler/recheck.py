@@ -62,7 +62,11 @@ def violation_record(violation: rules.Violation) -> dict:
 def review_reasons_in_zone(appointment: Appointment) -> list[dict]:
     """The appointment's stored reasons (UTC) with their times in its clinic's offset, as every API time is (the
     API's appointments and the webhooks' bodies)."""
-    tz = appointment.clinic.tz
+    return violation_records_in_zone(appointment.review_reasons or [], appointment.clinic.tz)
+
+
+def violation_records_in_zone(records: list[dict], tz) -> list[dict]:
+    """Stored violations (`violation_record`, UTC) with their times in the offset of `tz`."""
 
     def local(value):
         return datetime.fromisoformat(value).astimezone(tz).isoformat() if value and "T" in value else value
@@ -75,7 +79,7 @@ def review_reasons_in_zone(appointment: Appointment) -> list[dict]:
             "conflicts_with": None if conflict is None else {**conflict, "at": local(conflict.get("at"))},
         }
 
-    return [in_zone(reason) for reason in appointment.review_reasons or []]
+    return [in_zone(reason) for reason in records]
 
 
 def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str, list[dict]]:
@@ -184,6 +188,23 @@ def flagged_appointments_recheck(*, appointment: Appointment, now: datetime, wha
 def on_record_changed(*, patient_id, now: datetime, cause: str) -> None:
     """clinic.record_changes subscriber."""
     patient_appointments_recheck(patient_id=patient_id, now=now, cause=cause)
+
+
+@versioned.within_snapshot
+def appointments_warnings(*, patient_id, now: datetime) -> list[dict]:
+    """The warn-level rules the patient's future active appointments break as the record stands now, by start:
+    each a stored violation (`violation_record`) with its "appointment" (id). A warning changes no status, so the
+    re-check keeps none; a merge records those its two records bring together (clinic.merging subscriber)."""
+    future = (
+        Appointment.objects.select_related("patient__clinic", "clinic", "procedure", "area", "practitioner")
+        .filter(patient_id=patient_id, start_at__gt=now, status__in=ACTIVE_APPOINTMENT_STATUSES)
+        .order_by("start_at")
+    )
+    return [
+        {"appointment": str(appointment.pk), **violation_record(warning)}
+        for appointment in future
+        for warning in booking.appointment_recheck(appointment=appointment).warnings
+    ]
 
 
 # --- After a rule change: every affected patient, in chunks ---------------------------------------------------

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from clinic.merging import MergeConflict, intake_conflicts, patient_merge
-from clinic.models import ConditionStatus
+from clinic.models import Appointment, ConditionStatus
 from clinic.selectors import clinics_for_user, duplicate_candidates, identity_of, patient_search, patients_in
 from core.errors import InvalidInput
 from core.ids import parse_uuid
@@ -39,6 +39,22 @@ def _choices(request, patient) -> list:
     return out
 
 
+def _warn(request, warnings: list[dict]) -> None:
+    """Each warning the merge brought together, as a message on the survivor's page: a warn-level rule changes no
+    status, so this is where staff learn of it (two Botox on one day, one booked on each record)."""
+    if not warnings:
+        return
+    booked = Appointment.objects.filter(pk__in={w["appointment"] for w in warnings}).select_related(
+        "procedure", "clinic"
+    )
+    names = {
+        str(a.pk): f"{a.procedure.name}, {a.start_at.astimezone(a.clinic.tz):%a %d %b %Y, %H:%M} at {a.clinic.name}"
+        for a in booked
+    }
+    for warning in warnings:
+        messages.warning(request, f"Check {names[warning['appointment']]}: {warning['message']}")
+
+
 @clinic_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def patient_merge_view(request, patient_id):
@@ -58,7 +74,7 @@ def patient_merge_view(request, patient_id):
             }
             decisions = {key: value for key, value in decisions.items() if value in ConditionStatus.values}
             try:
-                patient_merge(
+                record = patient_merge(
                     merged=patient,
                     into=into,
                     now=timezone.now(),
@@ -74,6 +90,7 @@ def patient_merge_view(request, patient_id):
                 context["refused"], status = error.message, 400
             else:
                 messages.success(request, f"{patient} merged into this record; the old record now redirects here.")
+                _warn(request, record.details["warnings"])
                 return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=into.pk)
     context["choices"] = _choices(request, patient)
     return page(request, "frontdesk/patient_merge.html", context, status=status)

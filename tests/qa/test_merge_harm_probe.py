@@ -19,8 +19,9 @@ Promises under test (quoted in each test):
 Written on 4 December; it found two defects, mended the same day: the recall's earliest date ignored the merged-in
 history (worked out once, at completion; now when the message goes), and a stale whole-intake PUT to the tombstone,
 redirected (308) to the survivor, erased merged intake lines and released a flagged booking (a replacing change to a
-merged record's address is now a 409). One is a QUESTION for the product side (strict xfail): two same-day Botox
-bookings of the two records are never brought to anyone's attention (warn-level rules change no status).
+merged record's address is now a 409). One was a QUESTION for the product side (strict xfail): two same-day Botox
+bookings of the two records were never brought to anyone's attention (warn-level rules change no status); the merge
+now names the warnings its two records bring together (tests/clinic/test_merge_warnings.py).
 
 The world: organisation "qa-mh" with a London site and a West site (both Europe/London), one practitioner each;
 organisation "qa-mh-ny" (New York) apart. The survivor Olivia Bennett is registered in London, her duplicate
@@ -599,12 +600,6 @@ def test_a_stale_intake_sent_to_the_tombstone_does_not_erase_what_the_merge_brou
     assert fresh(mn).status == AppointmentStatus.NEEDS_REVIEW
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION for the product side: domain.md 6 re-checks a merge's bookings for block rules and absolute or "
-    "relative contraindications only; a warn-level repeat (two Botox on one day, one on each record) changes no "
-    "status and is shown to nobody. Should a merge surface warnings (a conflict to decide, or a note to staff)?",
-)
 def test_two_botox_bookings_of_one_day_on_the_two_records_are_brought_to_staffs_attention(
     world, survivor, duplicate, frozen
 ):
@@ -627,6 +622,8 @@ def test_two_botox_bookings_of_one_day_on_the_two_records_are_brought_to_staffs_
         "botox" in str(value).lower() and "warn" in str(value).lower() for value in (record.details or {}).values()
     )
     # Only overlapping appointments are a merge conflict and the re-check acts on block rules only, so two Botox
-    # injections 4 hours apart stay confirmed side by side; the warn-level repeat rule is never shown to anyone (no
-    # booking went through the check with both on one record), and the patient is reminded of both.
+    # injections 4 hours apart stay confirmed side by side; the merge record names the warn-level repeat rule for
+    # both (each too soon after, and too close before, the other), and the desk and the API show it to staff.
     assert AppointmentStatus.NEEDS_REVIEW in statuses or warned, (statuses, record.details)
+    named = {(w["appointment"], w["conflicts_with"]["id"]) for w in record.details["warnings"]}
+    assert named == {(str(london_botox.pk), str(west_botox.pk)), (str(west_botox.pk), str(london_botox.pk))}, named
