@@ -126,6 +126,17 @@ def _midday(day: str | None, tz) -> datetime:
     return datetime.combine(date.fromisoformat(day), time(12), tzinfo=tz)
 
 
+def names_practitioner(template: ReminderTemplate | None) -> bool:
+    """Whether an e-mail of `template` names the visit's practitioner: its calendar file does (the event's
+    description), or its words ask for {{ practitioner_name }}. A row without a template is taken to."""
+    if template is None or template.attach_ics:
+        return True
+    return any(
+        "practitioner_name" in (text or "")
+        for text in (template.email_subject, template.email_text, template.email_html)
+    )
+
+
 def _change_context(message: OutboxMessage, previous: str | None) -> dict:
     """What an e-mail change notice says changed: `time_changed` (false when the visit kept its time and changed
     practitioner), `previous_practitioner_name` (the practitioner the patient last heard of by e-mail, when that is

@@ -63,6 +63,7 @@ from reminders.models import (
 from reminders.services import (
     BOOKING_NAMING_KINDS,
     MAY_HAVE_NAMED,
+    NOT_RECORDED,
     booking_told,
     last_told_practitioner,
     last_told_start,
@@ -298,16 +299,53 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours: tuple) -> tuple
         return None if told else (OutboxStatus.CANCELLED, None, "the patient was never told of the booking")
     if _asked_about_in_this_claim(message, ours):
         return OutboxStatus.PENDING, now + ORDER_WAIT, "waiting for a message in doubt to be asked about"
+    since = _notice_since(message, ours)
+    if since == IN_FLIGHT:
+        return OutboxStatus.PENDING, now + ORDER_WAIT, "waiting for an earlier move notice to go or be dropped"
+    if since is not None and _tells_as_it_stands(since, appointment, message.channel):
+        return OutboxStatus.CANCELLED, None, "a move notice sent since told the patient this very change"
     start = last_told_start(appointment, before=message.anchor_at, ours=ours)  # anchored on the move (the latest)
     if start is None:  # a sent message that did not record its time (found sent): the notice goes as planned
         return None if told else (OutboxStatus.CANCELLED, None, "the patient has not been told a time yet")
     other = last_told_practitioner(appointment, before=message.anchor_at) if message.channel == Channel.EMAIL else None
+    if other == NOT_RECORDED:  # the e-mail that went did not record whom it named: as planned, the one moved from
+        other = (message.payload or {}).get(FROM_PRACTITIONER)
     other = other if other != str(appointment.practitioner_id) else None  # only an e-mail named a practitioner
     if start == appointment.start_at and other is None:
         return OutboxStatus.CANCELLED, None, "the patient was last told this very time"
     kept = {k: v for k, v in (message.payload or {}).items() if k != FROM_PRACTITIONER}
     message.payload = {**kept, "from_start": start.isoformat(), **({FROM_PRACTITIONER: other} if other else {})}
     return None
+
+
+IN_FLIGHT = "in flight"
+
+
+def _notice_since(message: OutboxMessage, ours: tuple) -> dict | str | None:
+    """What the newest move notice of the same channel sent after this notice's move told (its payload), IN_FLIGHT
+    while another is being sent (claimed under another claim than ours), else None.
+
+    Race condition: a notice claimed when a further move commits is not among the unsent rows that move updates
+    (services._locked_for_notice), so the move plans a notice of its own, reckoned from what was told before it;
+    the claimed one then goes rendered as the visit stands (the new time, the new practitioner). Read as told only
+    up to this notice's move (`last_told_start(before=)`), this notice would say the same change again."""
+    others = OutboxMessage.objects.filter(
+        appointment_id=message.appointment_id, kind=MessageKind.RESCHEDULED, channel=message.channel
+    ).exclude(pk=message.pk)
+    if others.filter(status=OutboxStatus.SENDING).exclude(claim_token=ours[0]).exists():
+        return IN_FLIGHT
+    gone = others.filter(sent_at__gt=message.anchor_at).order_by("-sent_at").values_list("payload", flat=True)[:1]
+    return next(iter(gone), None)
+
+
+def _tells_as_it_stands(told: dict, appointment, channel: str) -> bool:
+    """Whether a sent message's recorded `told` (dispatch._told) is the visit as it stands: its start, and for an
+    e-mail its practitioner when it named one."""
+    start = (told or {}).get("told_start")
+    if start is None or datetime.fromisoformat(start) != appointment.start_at:
+        return False
+    named = told.get(TOLD_PRACTITIONER)
+    return channel != Channel.EMAIL or not named or named == str(appointment.practitioner_id)
 
 
 def _asked_about_in_this_claim(message: OutboxMessage, ours: tuple) -> bool:
@@ -1197,12 +1235,13 @@ def _ask_again_later(message: OutboxMessage, fields: list[str], now: datetime, e
 
 def _told(message: OutboxMessage) -> dict:
     """What the patient now believes: the start a message named when it went, and for an e-mail the practitioner
-    too (its text and its calendar file name them; a text names no one): reminders.services reads both."""
+    its text or calendar file named (a text names no one): reminders.services reads both."""
     if message.channel == Channel.WEBHOOK or message.kind not in TIME_NAMING_KINDS:
         return {}
     told = {"told_start": message.appointment.start_at.isoformat()}
-    if message.channel == Channel.EMAIL:
-        told[TOLD_PRACTITIONER] = str(message.appointment.practitioner_id)
+    if message.channel == Channel.EMAIL:  # None: this one named no one (services.last_told_practitioner looks on)
+        named = content.names_practitioner(message.template)
+        told[TOLD_PRACTITIONER] = str(message.appointment.practitioner_id) if named else None
     return told
 
 

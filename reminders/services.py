@@ -259,20 +259,27 @@ def last_told_start(
     return _start_in_doubt(appointment, ours=ours)
 
 
+# What last_told_practitioner answers when the newest e-mail went without recording whom it named.
+NOT_RECORDED = "not recorded"
+
+
 def last_told_practitioner(appointment: Appointment, *, before: datetime | None = None) -> str | None:
-    """The practitioner (their id, as text) the patient last heard of, or None: the newest e-mail sent that named the
-    visit (its text and calendar file name the practitioner; a text message names no one). `before` as for
-    `last_told_start`. A message sent before this was recorded, or found sent after its sender stopped, names no one
-    known here, and nor does one in doubt: no notice is planned on a practitioner the patient may never have read."""
+    """The practitioner (their id, as text) the patient last heard of: the newest e-mail sent that named the visit
+    whose text or calendar file named the practitioner (a text message names no one), None when none went (one in
+    doubt has not, yet). `before` as for `last_told_start`. NOT_RECORDED when that e-mail did not record whom it
+    named (sent before this was recorded, or found sent after its sender stopped): a move notice then takes the
+    practitioner moved from, as planned (`_practitioner_told_before`, dispatch._notice_verdict); told twice beats
+    never told."""
     sent = OutboxMessage.objects.filter(
         HANDED_OVER, appointment=appointment, kind__in=TIME_NAMING_KINDS, channel=Channel.EMAIL
     )
     if before is not None:
         sent = sent.filter(Q(sent_at__lte=before) | Q(kind=MessageKind.CONFIRMATION))
     for payload in sent.order_by("-sent_at", "-created_at").values_list("payload", flat=True):
-        told = (payload or {}).get(TOLD_PRACTITIONER)
-        if told:
-            return told
+        if TOLD_PRACTITIONER not in (payload or {}):
+            return NOT_RECORDED
+        if payload[TOLD_PRACTITIONER]:  # null: that e-mail named no one (a pre-care note): the one before it says
+            return payload[TOLD_PRACTITIONER]
     return None
 
 
@@ -623,16 +630,17 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
 
 def _practitioner_told_before(appointment: Appointment, previous: dict, pending: list[OutboxMessage]) -> str | None:
     """The practitioner the patient heard of by e-mail, when that is not the visit's practitioner now, else None. A
-    confirmation claimed now (not recorded yet) named the practitioner moved from, or, moved twice within the grace,
-    the one a notice waiting out its grace already names; the notice asks again when it goes
-    (dispatch._notice_verdict)."""
+    confirmation claimed now (not recorded yet), or an e-mail that went without recording it, named the practitioner
+    moved from, or, moved twice within the grace, the one a notice waiting out its grace already names; the notice
+    asks again when it goes (dispatch._notice_verdict)."""
     other = last_told_practitioner(appointment)
-    if other is None and previous.get("practitioner") and _patient_was_told(appointment, BOOKING_NAMING_KINDS):
-        other = next(
-            (r.payload[FROM_PRACTITIONER] for r in pending if (r.payload or {}).get(FROM_PRACTITIONER)),
-            str(previous["practitioner"]),
-        )
-    return other if other is not None and other != str(appointment.practitioner_id) else None
+    if other in (None, NOT_RECORDED) and previous.get("practitioner"):
+        if other == NOT_RECORDED or _patient_was_told(appointment, BOOKING_NAMING_KINDS):
+            other = next(
+                (r.payload[FROM_PRACTITIONER] for r in pending if (r.payload or {}).get(FROM_PRACTITIONER)),
+                str(previous["practitioner"]),
+            )
+    return other if other not in (None, NOT_RECORDED) and other != str(appointment.practitioner_id) else None
 
 
 def _sync_hold(work: _Change) -> None:
