@@ -45,10 +45,11 @@ def _warn(request, warnings: list[dict]) -> None:
     if not warnings:
         return
     booked = Appointment.objects.filter(pk__in={w["appointment"] for w in warnings}).select_related(
-        "procedure", "clinic"
+        "procedure", "clinic", "area"
     )
     names = {
-        str(a.pk): f"{a.procedure.name}, {a.start_at.astimezone(a.clinic.tz):%a %d %b %Y, %H:%M} at {a.clinic.name}"
+        str(a.pk): f"{a.procedure.name}{f' · {a.area.name}' if a.area_id else ''}, "
+        f"{a.start_at.astimezone(a.clinic.tz):%a %d %b %Y, %H:%M} at {a.clinic.name}"
         for a in booked
     }
     for warning in warnings:
