@@ -382,12 +382,12 @@ class ProcedureRecordForm(FrontdeskForm):
         "interval rules.",
     )
     area = forms.ChoiceField(label="Treatment area", required=False)
-    done_at = forms.ChoiceField(
+    done_where = forms.ChoiceField(
         label="Where it was done",
         required=False,
         help_text="At a sister site, the date and time are that site's; anywhere else, this clinic's.",
     )
-    notes = forms.CharField(label="Where / notes", required=False, max_length=500)
+    notes = forms.CharField(label="Notes (the clinic or provider, anything else)", required=False, max_length=500)
 
     def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
         """`clinic`: the desk's. Where it was done is asked only of an organisation with sister sites."""
@@ -398,10 +398,9 @@ class ProcedureRecordForm(FrontdeskForm):
         self.sites = {
             str(c.pk): c for c in Clinic.objects.filter(organisation_id=clinic.organisation_id).exclude(pk=clinic.pk)
         }
-        if not self.sites:
-            del self.fields["done_at"]
-            return
-        self.fields["done_at"].choices = [
+        # Asked only where there are sister sites (the page shows it then), but always checked: a site chosen on a
+        # page drawn before it left the organisation is refused, not read as the desk's own.
+        self.fields["done_where"].choices = [
             ("", f"{clinic.name}, or another provider"),
             *(
                 (pk, f"{site.name} (sister site, {site.timezone})")
@@ -411,7 +410,7 @@ class ProcedureRecordForm(FrontdeskForm):
 
     def recording_clinic(self) -> Clinic:
         """The clinic whose zone gives the reported day its date: the sister site chosen, else the desk's."""
-        return self.sites.get(self.cleaned_data.get("done_at") or "", self.desk_clinic)
+        return self.sites.get(self.cleaned_data.get("done_where") or "", self.desk_clinic)
 
 
 # --- Booking ----------------------------------------------------------------------------------

@@ -48,19 +48,19 @@ def test_the_desk_of_an_organisation_with_sister_sites_offers_them(reception, cl
 def test_a_day_at_the_sister_site_is_that_sites_day(reception, clinic, patient, sister, frozen):
     """20 February, no time, at the New York site: the end of 20 February in New York (04:59 UTC on the 21st),
     not of 20 February in London."""
-    assert add(reception, clinic, patient, record__done_at=str(sister.pk)).status_code == 302
+    assert add(reception, clinic, patient, record__done_where=str(sister.pk)).status_code == 302
     record = ProcedureRecord.objects.get(patient=patient)
     assert record.clinic_id == sister.pk
     assert record.performed_at == datetime(2026, 2, 21, 4, 59, tzinfo=UTC)
 
 
 def test_a_time_at_the_sister_site_is_that_sites_clock(reception, clinic, patient, sister, frozen):
-    add(reception, clinic, patient, record__done_at=str(sister.pk), record__performed_time="14:30")
+    add(reception, clinic, patient, record__done_where=str(sister.pk), record__performed_time="14:30")
     assert ProcedureRecord.objects.get(patient=patient).performed_at == datetime(2026, 2, 20, 19, 30, tzinfo=UTC)
 
 
 def test_left_as_it_is_the_desks_own_clinic_dates_it(reception, clinic, patient, sister, frozen):
-    add(reception, clinic, patient, record__done_at="", record__performed_time="14:30")
+    add(reception, clinic, patient, record__done_where="", record__performed_time="14:30")
     record = ProcedureRecord.objects.get(patient=patient)
     assert (record.clinic_id, record.performed_at) == (clinic.pk, datetime(2026, 2, 20, 14, 30, tzinfo=UTC))
 
@@ -71,7 +71,7 @@ def test_a_time_the_sister_sites_clock_skips_is_refused_there_not_here(reception
     assert add(reception, clinic, patient, **with_gap).status_code == 302  # London: a real time
 
     gap = {"record__performed_on": "2025-03-09", "record__performed_time": "02:30"}  # New York's 2025 change
-    response = add(reception, clinic, patient, record__done_at=str(sister.pk), **gap)
+    response = add(reception, clinic, patient, record__done_where=str(sister.pk), **gap)
     assert response.status_code == 200
     assert "does not exist" in field_error(response, "id_record-performed_time")
     assert ProcedureRecord.objects.filter(patient=patient).count() == 1
@@ -82,13 +82,13 @@ def test_a_site_not_of_the_organisation_is_an_error_next_to_the_field(
     reception, clinic, patient, sister, other_clinic, frozen, choice
 ):
     chosen = str(other_clinic.pk) if choice == "other" else choice
-    response = add(reception, clinic, patient, record__done_at=chosen)
+    response = add(reception, clinic, patient, record__done_where=chosen)
     assert response.status_code == 200
-    assert "Select a valid choice" in field_error(response, "id_record-done_at")
+    assert "Select a valid choice" in field_error(response, "id_record-done_where")
     assert not ProcedureRecord.objects.exists()
 
 
 def test_the_desks_own_clinic_is_not_offered_twice(reception, clinic, patient, sister, frozen):
-    response = add(reception, clinic, patient, record__done_at=str(clinic.pk))
-    assert "Select a valid choice" in field_error(response, "id_record-done_at")
+    response = add(reception, clinic, patient, record__done_where=str(clinic.pk))
+    assert "Select a valid choice" in field_error(response, "id_record-done_where")
     assert not ProcedureRecord.objects.exists()
