@@ -136,7 +136,10 @@ def test_a_merge_keeps_each_records_clinic_and_every_reader_keeps_its_day(clinic
     assert listed(http(new_api_client(akl)[1]), survivor) == ["2026-02-20T23:59:00-05:00"]
     akl_desk = staff_client(akl, StaffRole.RECEPTIONIST, "rv5g-akl-desk")
     page = words(akl_desk.get(desk_url("patient", akl, survivor)))
-    assert "20 Feb 2026 Botulinum toxin injection (Botox) Reported" in page and "Reported by the patient · Sister NY" in page, page
+    assert (
+        "20 Feb 2026 Botulinum toxin injection (Botox) Reported" in page
+        and "Reported by the patient · Sister NY" in page
+    ), page
     history = words(akl_desk.get(desk_url("patient_history", akl, survivor)))
     assert "(Botox) · 20 Feb 2026" in history, history
     assert "21 Feb 2026" not in history
