@@ -21,6 +21,7 @@ from clinic.models import (
     MedicationCourse,
     Patient,
     PatientCondition,
+    PatientMerge,
     Practitioner,
     ProcedureRecord,
     ProcedureType,
@@ -224,6 +225,16 @@ class OutlookRow:
     check: BookingCheck
 
 
+@dataclass(frozen=True)
+class MergeWarning:
+    """A warn-level rule a merge of records brought together (clinic.merging: the merge record's warnings), for a
+    booking still to come."""
+
+    appointment: Appointment
+    message: str
+    merged_at: datetime
+
+
 @dataclass
 class PatientRecord:
     patient: Patient
@@ -233,6 +244,25 @@ class PatientRecord:
     procedures: list[ProcedureRecord]
     courses: list[MedicationCourse]
     conditions: list[PatientCondition]
+    merge_warnings: list[MergeWarning]
+
+
+def merge_warnings(patient: Patient, appointments: list[Appointment], now: datetime) -> list[MergeWarning]:
+    """The warnings of the merges into this record (and into the records merged into it since) that still stand: their
+    booking is active and to come, and the visit it conflicts with was neither cancelled nor missed. A desk merge
+    shows them once as it is made and an API merge answers them; here staff find them until the booking is over,
+    moved or cancelled. One statement."""
+    live = {str(a.pk): a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES and a.start_at > now}
+    if not live:
+        return []
+    gone = {str(a.pk) for a in appointments if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)}
+    merges = PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient)).order_by("at")
+    return [
+        MergeWarning(live[warning["appointment"]], warning.get("message", ""), at)
+        for at, details in merges.values_list("at", "details")
+        for warning in (details or {}).get("warnings", [])
+        if warning.get("appointment") in live and (warning.get("conflicts_with") or {}).get("id") not in gone
+    ]
 
 
 def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = None) -> PatientRecord:
@@ -263,6 +293,7 @@ def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = N
         ),
         courses=list(MedicationCourse.objects.filter(patient=patient).select_related("drug")),
         conditions=list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area")),
+        merge_warnings=merge_warnings(patient, appointments, now),
     )
 
 
