@@ -440,6 +440,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Re-checks after a rule change that stopped moving (a worker died; the broker was down) go on.
     "resume-rechecks": {"task": "scheduler.resume_rechecks", "schedule": 60.0},
+    # Delivery reports read but not recorded when they came (their row locked), kept in the database till then.
+    "record-parked-reports": {"task": "reminders.record_parked_reports", "schedule": 60.0},
 }
 # Several deployments (or test runs) can share one Redis by naming their own queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")

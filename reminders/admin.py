@@ -21,6 +21,7 @@ from reminders.models import (
     ContactOptIn,
     ContactOptOut,
     OutboxMessage,
+    ParkedDeliveryReport,
     ReminderTemplate,
     TemplateOrigin,
     WebhookEndpoint,
@@ -274,4 +275,19 @@ class ContactOptInAdmin(ClinicScopedAdmin):
         return [f.name for f in self.model._meta.fields]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ParkedDeliveryReport)
+class ParkedDeliveryReportAdmin(SuperuserOnly, admin.ModelAdmin):
+    """Delivery reports waiting to be recorded (reminders.dispatch.parked_reports_record): read-only; an operator
+    sees one that keeps failing (attempts, last error)."""
+
+    list_display = ("received_at", "channel", "attempts", "last_error")
+    readonly_fields = ("channel", "report", "received_at", "attempts", "last_error")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -26,6 +26,7 @@ into another message (the provider knows only the carrying message's id).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -59,6 +60,7 @@ from reminders.models import (
     MessageKind,
     OutboxMessage,
     OutboxStatus,
+    ParkedDeliveryReport,
 )
 from reminders.services import (
     BOOKING_NAMING_KINDS,
@@ -833,6 +835,41 @@ def sent_by_provider_id_sql(channel: str) -> str:
         raise ValueError(f"no delivery reports for {channel!r}")
     table = connection.ops.quote_name(OutboxMessage._meta.db_table)
     return f"SELECT * FROM {table} WHERE channel = '{channel}' AND provider_id > '' AND provider_id = %s ORDER BY id"
+
+
+def delivery_report_park(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> int | None:
+    """Keep a report that could not be recorded now (its row locked past ROW_LOCK_WAIT) in the database, to be
+    recorded by `parked_reports_record`; the parked row's id, or None when the database does not answer either."""
+    try:
+        with transaction.atomic():
+            parked = ParkedDeliveryReport.objects.create(
+                channel=channel, report=dataclasses.asdict(report), received_at=received_at
+            )
+    except DatabaseError:
+        log.warning("a delivery report could not be parked either: %s", report, exc_info=True)
+        return None
+    return parked.pk
+
+
+def parked_reports_record(*, limit: int = 200) -> int:
+    """Record the parked delivery reports (`delivery_report_park`), oldest first, each as of when it came, and remove
+    each once recorded; one whose row is still locked, or the database away, waits for the next run. Safe to run
+    twice at once (recording a report twice changes nothing the first did not). Returns how many were recorded."""
+    recorded = 0
+    for parked in ParkedDeliveryReport.objects.order_by("id")[:limit]:
+        try:
+            delivery_reported(
+                channel=parked.channel, report=channels.DeliveryReport(**parked.report), now=parked.received_at
+            )
+        except DatabaseError as exc:
+            log.warning("parked delivery report %s not recorded yet: %s", parked.pk, exc)
+            ParkedDeliveryReport.objects.filter(pk=parked.pk).update(
+                attempts=F("attempts") + 1, last_error=str(exc)[:300]
+            )
+            continue
+        ParkedDeliveryReport.objects.filter(pk=parked.pk).delete()
+        recorded += 1
+    return recorded
 
 
 def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: datetime) -> int:

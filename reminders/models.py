@@ -455,3 +455,25 @@ class CalendarFeed(models.Model):
     @property
     def clinic_id(self):
         return (self.practitioner or self.patient).clinic_id
+
+
+class ParkedDeliveryReport(models.Model):
+    """A provider's delivery report read but not recorded when it came (its row locked past the wait, a sender stuck
+    on the provider): kept here, in the database that did answer, until it is (reminders.dispatch
+    .parked_reports_record, run by the beat and by run_dispatcher, and soon after by a worker). Twilio sends a report
+    once: parked in Redis alone, a restart of a Redis that keeps nothing on disk lost it. Recording is safe to run
+    twice, so a report recorded and not yet removed (a worker stopped between) does no harm."""
+
+    id = models.BigAutoField(primary_key=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    report = models.JSONField(help_text="The report in this service's terms (channels.DeliveryReport).")
+    received_at = models.DateTimeField(help_text="When it came: it is recorded as of then.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "delivery report waiting to be recorded"
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} report of {self.received_at:%Y-%m-%d %H:%M} UTC"

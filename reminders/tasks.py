@@ -97,10 +97,33 @@ def record_delivery_report(self, channel: str, report: dict, received_at: str) -
         raise self.retry(exc=exc, countdown=report_wait(self.request.retries)) from exc
 
 
+@shared_task(name="reminders.record_parked_reports", ignore_result=True)
+def record_parked_reports() -> int:
+    """Record the delivery reports parked in the database (dispatch.parked_reports_record): on the beat's schedule,
+    and soon after one is parked."""
+    return dispatch.parked_reports_record()
+
+
+PARKED_REPORT_WAIT_SECONDS = 5  # a sender holds its row while the provider answers (at most the send timeout)
+
+
 def delivery_report_later(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> str | None:
-    """Hand a report that could not be recorded now to the workers (`record_delivery_report`); the task's id, or None
-    where there is no broker (the embedded local pipeline) or it cannot be reached, and the report is only in the
-    log. With the broker away, publishing gives up after its client's connection attempts (a few seconds)."""
+    """Keep a report that could not be recorded now: parked in the database when it answers (the row was locked:
+    dispatch.delivery_report_park), recorded by the beat's `record_parked_reports` (or run_dispatcher's) and, with a
+    broker, by a worker a few seconds on; else handed to the workers (`record_delivery_report`), which try again
+    while the database is away. Says where it went, or None where neither could take it (no broker, or one that
+    cannot be reached: the report is only in the log). With the broker away, publishing gives up after its
+    client's connection attempts (a few seconds)."""
+    parked = dispatch.delivery_report_park(channel=channel, report=report, received_at=received_at)
+    if parked is not None:
+        if settings.CELERY_BROKER_URL:
+            try:
+                record_parked_reports.apply_async(
+                    countdown=PARKED_REPORT_WAIT_SECONDS, queue=settings.CELERY_TASK_DEFAULT_QUEUE, retry=False
+                )
+            except Exception:  # the beat's run records it: the report is in the database
+                log.warning("the broker could not take the parked reports' run; the beat's will", exc_info=True)
+        return f"parked as {parked}"
     if not settings.CELERY_BROKER_URL:
         return None
     try:
@@ -112,4 +135,4 @@ def delivery_report_later(*, channel: str, report: channels.DeliveryReport, rece
     except Exception:  # the broker's client raises its own errors (kombu's, redis-py's, OSError)
         log.exception("the broker could not take a delivery report")
         return None
-    return sent.id
+    return f"task {sent.id}"

@@ -128,7 +128,7 @@ def sms_status(request: HttpRequest) -> HttpResponse:
         # (as of now); without them, the log is what is left of it.
         task = tasks.delivery_report_later(channel=Channel.SMS, report=report, received_at=received_at)
         if task:
-            log.warning("an SMS delivery report could not be recorded now; task %s will: %s", task, report)
+            log.warning("an SMS delivery report could not be recorded now; %s records it: %s", task, report)
             return HttpResponse("Accepted; recorded shortly.", status=202, content_type="text/plain")
         log.exception("an SMS delivery report was read but not recorded: %s", report)
         return HttpResponse("Not recorded.", status=503, content_type="text/plain")

@@ -20,7 +20,7 @@ from django.utils import timezone
 from reminders import consent, dispatch, tasks
 from reminders.channels import TwilioSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local
-from reminders.models import ContactOptOut, OptOutVia, OutboxMessage
+from reminders.models import ContactOptOut, OptOutVia, OutboxMessage, ParkedDeliveryReport
 from reminders.services import last_told_start, outbox_retry
 from scheduler.booking import appointment_cancel
 from tests.factories import PatientFactory
@@ -195,10 +195,56 @@ def database_away(**kwargs):
     raise DatabaseError("the database went away")
 
 
-def test_a_report_read_but_not_recorded_without_workers_is_a_503(client, settings, sent_text, monkeypatch):
-    """The embedded local pipeline has no broker: the report is only in the log."""
+def not_parked_either(**kwargs):
+    return None  # dispatch.delivery_report_park's answer when the database does not answer
+
+
+def test_a_report_not_recorded_is_parked_in_the_database_and_recorded_later_as_of_when_it_came(
+    client, settings, sent_text, now, monkeypatch
+):
+    """Without a broker (the embedded local pipeline) too: the report is kept in the database that answered (its
+    row was locked, say) and answered 202; run_dispatcher's or the beat's run records it later, as of when it came,
+    and removes it. Twilio sends a report once: in Redis alone, a restart lost it."""
+    settings.CELERY_BROKER_URL = ""
+    with monkeypatch.context() as patched:
+        patched.setattr(dispatch, "delivery_reported", database_away)
+        assert report(client).status_code == 202
+    parked = ParkedDeliveryReport.objects.get()
+    assert (parked.channel, parked.report["provider_id"], parked.report["failed"]) == ("sms", SID, True)
+    sent_text.refresh_from_db()
+    assert sent_text.status == "sent"  # not recorded yet
+
+    with monkeypatch.context() as patched:  # the row still locked at the first run: kept, counted
+        patched.setattr(dispatch, "delivery_reported", database_away)
+        assert dispatch.parked_reports_record() == 0
+    parked.refresh_from_db()
+    assert (parked.attempts, parked.last_error) == (1, "the database went away")
+
+    assert dispatch.parked_reports_record() == 1
+    assert not ParkedDeliveryReport.objects.exists()
+    sent_text.refresh_from_db()
+    assert sent_text.status == "failed"
+    assert sent_text.last_error.endswith(f"after it was sent, at {parked.received_at:%Y-%m-%d %H:%M} UTC")
+    assert dispatch.parked_reports_record() == 0  # nothing left, nothing twice
+
+
+def test_the_beat_and_run_dispatcher_record_the_parked_reports(settings, sent_text, monkeypatch):
+    from django.core.management import call_command
+
+    from config.settings import CELERY_BEAT_SCHEDULE
+
+    assert CELERY_BEAT_SCHEDULE["record-parked-reports"]["task"] == tasks.record_parked_reports.name
+    runs = []
+    monkeypatch.setattr(dispatch, "parked_reports_record", lambda **kwargs: runs.append(kwargs) or 0)
+    call_command("run_dispatcher", "--once")
+    assert tasks.record_parked_reports() == 0 and len(runs) == 2
+
+
+def test_a_report_read_but_not_recorded_nor_parked_without_workers_is_a_503(client, settings, sent_text, monkeypatch):
+    """The embedded local pipeline has no broker: with the database away too, the report is only in the log."""
     settings.CELERY_BROKER_URL = ""
     monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    monkeypatch.setattr(dispatch, "delivery_report_park", not_parked_either)
     assert report(client).status_code == 503
 
 
@@ -207,6 +253,7 @@ def test_a_report_read_but_not_recorded_when_the_broker_is_away_too_is_a_503(cli
         raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    monkeypatch.setattr(dispatch, "delivery_report_park", not_parked_either)
     # The broker's client failing is what is replaced here; tests/reminders/test_celery.py hands a report to real
     # workers on a real Redis.
     monkeypatch.setattr(tasks.record_delivery_report, "apply_async", broker_away)
@@ -306,10 +353,10 @@ def test_after_an_undelivered_confirmation_the_cancellation_still_goes(unheard_b
 def test_a_stop_not_recorded_leaves_the_text_sent_so_the_same_report_again_does_both(
     client, settings, sent_text, patient, monkeypatch
 ):
-    settings.CELERY_BROKER_URL = ""  # no workers to hand it to: the provider is asked for it again
+    settings.CELERY_BROKER_URL = ""
     with monkeypatch.context() as patched:
         patched.setattr(dispatch, "sms_provider_stopped", database_away)
-        assert report(client, status="failed", error="21610").status_code == 503
+        assert report(client, status="failed", error="21610").status_code == 202  # parked
     sent_text.refresh_from_db()
     assert sent_text.status == "sent"  # so that the report, should it come again, still matches
 
@@ -317,6 +364,9 @@ def test_a_stop_not_recorded_leaves_the_text_sent_so_the_same_report_again_does_
     sent_text.refresh_from_db()
     patient.refresh_from_db()
     assert sent_text.status == "failed" and not patient.sms_consent
+    stops = ContactOptOut.objects.filter(patient=patient).count()
+    assert dispatch.parked_reports_record() == 1  # the parked one, recorded after: nothing more, nothing twice
+    assert ContactOptOut.objects.filter(patient=patient).count() == stops
 
 
 def test_a_refusal_of_a_text_sent_before_the_patient_texted_start_leaves_texts_on(client, sent_text, patient):
@@ -396,12 +446,12 @@ def test_the_time_an_undelivered_confirmation_named_is_still_the_one_the_patient
 
 
 @pytest.mark.postgres
-def test_a_report_waits_for_its_row_only_so_long_then_is_a_503_and_changes_nothing(
+def test_a_report_waits_for_its_row_only_so_long_then_is_parked_and_recorded_once_the_row_is_free(
     transactional_db, client, settings, sent_text, monkeypatch
 ):
-    """A sender stuck on the provider does not hold up the web worker past ROW_LOCK_WAIT: without workers to hand
-    it to, the report is answered 503 and logged with its contents, and the row is left as it is (with them:
-    tests/reminders/test_celery.py)."""
+    """A sender stuck on the provider does not hold up the web worker past ROW_LOCK_WAIT: the report is parked in
+    the database and answered 202, the row left as it is; once the sender lets go, the parked run records it (with
+    workers: tests/reminders/test_celery.py)."""
     settings.CELERY_BROKER_URL = ""
     monkeypatch.setattr(dispatch, "ROW_LOCK_WAIT", "200ms")
     OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sending", provider_id="")
@@ -410,6 +460,14 @@ def test_a_report_waits_for_its_row_only_so_long_then_is_a_503_and_changes_nothi
         OutboxMessage.objects.select_for_update().filter(pk=sent_text.pk).exists()
 
     with held_in_another_connection(stuck_sender):
-        assert report(client, outbox=sent_text.pk).status_code == 503
+        assert report(client, outbox=sent_text.pk).status_code == 202
+        sent_text.refresh_from_db()
+        assert (sent_text.status, sent_text.last_error) == ("sending", "")
+        assert dispatch.parked_reports_record() == 0  # the row still locked: it waits
+    assert ParkedDeliveryReport.objects.get().attempts == 1
+
+    # The sender records the provider's answer and lets go; the next run records the report.
+    OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sent", provider_id=SID, sent_at=timezone.now())
+    assert dispatch.parked_reports_record() == 1
     sent_text.refresh_from_db()
-    assert (sent_text.status, sent_text.last_error) == ("sending", "")
+    assert sent_text.status == "failed" and not ParkedDeliveryReport.objects.exists()

@@ -73,6 +73,10 @@ class Command(BaseCommand):
                     scheduler_tasks.resume_rechecks()
                 except Exception:  # a re-check that fails again waits for the next pass; the outbox must not
                     log.exception("resuming the stalled re-checks failed; trying again in %ss", RESUME_EVERY)
+                try:
+                    dispatch.parked_reports_record()
+                except DatabaseError:  # the database away: the reports wait for the next pass
+                    log.exception("recording the parked delivery reports failed; trying again in %ss", RESUME_EVERY)
             try:
                 counts = dispatch.dispatch_local(
                     now=timezone.now(), clock=timezone.now
