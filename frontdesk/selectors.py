@@ -17,6 +17,8 @@ from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
     Appointment,
     AppointmentStatus,
+    AuditAction,
+    AuditEvent,
     Clinic,
     MedicationCourse,
     Patient,
@@ -29,6 +31,7 @@ from clinic.models import (
     WorkingHours,
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
+from core.ids import parse_uuid
 from frontdesk.checks import rules_only
 from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
@@ -251,17 +254,37 @@ def merge_warnings(patient: Patient, appointments: list[Appointment], now: datet
     """The warnings of the merges into this record (and into the records merged into it since) that still stand: their
     booking is active and to come, and the visit it conflicts with was neither cancelled nor missed. A desk merge
     shows them once as it is made and an API merge answers them; here staff find them until the booking is over,
-    moved or cancelled. One statement."""
+    moved or cancelled, or either of the pair is moved (checked again, both ways, as it was moved). One statement,
+    and one more when there is something to show."""
     live = {str(a.pk): a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES and a.start_at > now}
     if not live:
         return []
     gone = {str(a.pk) for a in appointments if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)}
     merges = PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient)).order_by("at")
-    return [
-        MergeWarning(live[warning["appointment"]], warning.get("message", ""), at)
+    standing = [
+        (at, warning)
         for at, details in merges.values_list("at", "details")
         for warning in (details or {}).get("warnings", [])
         if warning.get("appointment") in live and (warning.get("conflicts_with") or {}).get("id") not in gone
+    ]
+    if not standing:
+        return []
+    # A booking moved since (either of the pair) was checked again, both ways, when it was moved: the merge's word
+    # on it is stale. One more statement, only when there is something to show.
+    pairs = {pk for _, w in standing for pk in (w["appointment"], (w.get("conflicts_with") or {}).get("id")) if pk}
+    moves: dict[str, list[datetime]] = {}
+    for pk, moved_at in AuditEvent.objects.filter(
+        appointment_id__in=[pk for pk in pairs if parse_uuid(pk)], action=AuditAction.RESCHEDULED
+    ).values_list("appointment_id", "at"):
+        moves.setdefault(str(pk), []).append(moved_at)
+
+    def moved_since(pk, at) -> bool:
+        return any(moved_at > at for moved_at in moves.get(pk or "", ()))
+
+    return [
+        MergeWarning(live[w["appointment"]], w.get("message", ""), at)
+        for at, w in standing
+        if not moved_since(w["appointment"], at) and not moved_since((w.get("conflicts_with") or {}).get("id"), at)
     ]
 
 

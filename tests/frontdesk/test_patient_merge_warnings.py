@@ -3,8 +3,8 @@
 A desk merge shows its warnings once, as it is made, and an API merge answers them to the platform only; staff at
 any desk of the organisation find them on the survivor's page ("To check: the records merged bring ... together"),
 each naming its booking, the rule's message and the merge's date, until the booking is over, moved away or cancelled,
-or the visit it conflicts with is cancelled or missed. Merges into a record that was merged on since count too. One
-statement, whatever the number of merges.
+or the visit it conflicts with is cancelled or missed, or either of the pair is moved (checked again then). Merges
+into a record that was merged on since count too. Two statements, whatever the number of merges.
 """
 
 from datetime import date, timedelta
@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from clinic.merging import patient_merge
 from frontdesk.selectors import patient_record
-from scheduler.booking import Actor, appointment_book, appointment_cancel
+from scheduler.booking import Actor, appointment_book, appointment_cancel, appointment_reschedule
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import url
 from tests.frontdesk.html import squash
@@ -89,6 +89,24 @@ def test_cancelling_one_of_the_pair_clears_both(reception, clinic, patient, merg
     assert shown(reception, clinic, patient) == ""
 
 
+@pytest.mark.parametrize("which", ["the London one", "the West one"])
+def test_moving_either_of_the_pair_since_the_merge_ends_the_merges_word(
+    reception, clinic, patient, merged_botox, frozen, which
+):
+    """A move checks the booking again, both ways, and shows what it breaks to whoever moves it: the merge's
+    warning on either of the pair is stale after it (the move may have cleared it, or be a warning of its own)."""
+    london, west_botox = merged_botox
+    moved = london if which == "the London one" else west_botox
+    moved.refresh_from_db()
+    appointment_reschedule(
+        appointment=moved,
+        start_at=moved.start_at + timedelta(hours=2),
+        actor=RECEPTION,
+        now=frozen + timedelta(hours=1),
+    )
+    assert shown(reception, clinic, patient) == ""
+
+
 def test_a_booking_that_is_over_is_no_longer_named(clinic, patient, merged_botox, frozen):
     london, west_botox = merged_botox
     later = frozen + timedelta(days=25)  # the London Botox is past, the West one to come
@@ -119,4 +137,4 @@ def test_no_merge_no_section_and_one_statement_whatever_the_merges(
         merge(duplicate, patient, frozen)
     with CaptureQueriesContext(connection) as three:
         assert shown(reception, clinic, patient).count("(merge of 2 Mar 2026)") >= 3
-    assert len(three.captured_queries) <= len(none.captured_queries) + 1, (len(none), len(three))
+    assert len(three.captured_queries) <= len(none.captured_queries) + 2, (len(none), len(three))
