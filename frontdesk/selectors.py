@@ -17,8 +17,6 @@ from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
     Appointment,
     AppointmentStatus,
-    AuditAction,
-    AuditEvent,
     Clinic,
     MedicationCourse,
     Patient,
@@ -31,14 +29,14 @@ from clinic.models import (
     WorkingHours,
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
-from core.ids import parse_uuid
 from frontdesk.checks import rules_only
 from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.selectors import patient_messages, undelivered_patient_messages
 from reminders.wording import RenderError
 from scheduler import rules
-from scheduler.booking import BookingCheck
+from scheduler.booking import BookingCheck, appointment_recheck
+from scheduler.recheck import violation_record
 from scheduler.selectors import patient_outlook
 
 
@@ -251,41 +249,43 @@ class PatientRecord:
 
 
 def merge_warnings(patient: Patient, appointments: list[Appointment], now: datetime) -> list[MergeWarning]:
-    """The warnings of the merges into this record (and into the records merged into it since) that still stand: their
-    booking is active and to come, and the visit it conflicts with was neither cancelled nor missed. A desk merge
-    shows them once as it is made and an API merge answers them; here staff find them until the booking is over,
-    moved or cancelled, or either of the pair is moved (checked again, both ways, as it was moved). One statement,
-    and one more when there is something to show."""
+    """The warnings of the merges into this record (and into the records merged into it since) that still stand. A
+    desk merge shows them once as it is made and an API merge answers them; here staff find them while the rules
+    still say them: each warned booking, active and to come, is checked again as it stands (one timeline read a
+    warned booking, none when there is none), and a warning is named while the same rule still warns against the
+    same event, in the rule's words of now. A visit of the pair cancelled, missed or moved clear, a course whose end
+    was recorded long enough ago, a rule relaxed since: it is gone; a move that still warns keeps it (whoever moved
+    it through the API saw it, no desk did). One statement for the merges."""
     live = {str(a.pk): a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES and a.start_at > now}
     if not live:
         return []
-    gone = {str(a.pk) for a in appointments if a.status in (AppointmentStatus.CANCELLED, AppointmentStatus.NO_SHOW)}
     merges = PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient)).order_by("at")
     standing = [
         (at, warning)
         for at, details in merges.values_list("at", "details")
         for warning in (details or {}).get("warnings", [])
-        if warning.get("appointment") in live and (warning.get("conflicts_with") or {}).get("id") not in gone
+        if warning.get("appointment") in live
     ]
-    if not standing:
-        return []
-    # A booking moved since (either of the pair) was checked again, both ways, when it was moved: the merge's word
-    # on it is stale. One more statement, only when there is something to show.
-    pairs = {pk for _, w in standing for pk in (w["appointment"], (w.get("conflicts_with") or {}).get("id")) if pk}
-    moves: dict[str, list[datetime]] = {}
-    for pk, moved_at in AuditEvent.objects.filter(
-        appointment_id__in=[pk for pk in pairs if parse_uuid(pk)], action=AuditAction.RESCHEDULED
-    ).values_list("appointment_id", "at"):
-        moves.setdefault(str(pk), []).append(moved_at)
+    said_now: dict[str, list[dict]] = {}
+    for pk in dict.fromkeys(warning["appointment"] for _, warning in standing):
+        said_now[pk] = [violation_record(v) for v in appointment_recheck(appointment=live[pk]).warnings]
 
-    def moved_since(pk, at) -> bool:
-        return any(moved_at > at for moved_at in moves.get(pk or "", ()))
+    def same(now_said: dict, stored: dict) -> bool:
+        """The same rule against the same event: by its id, or by its time (a visit completed since is its history
+        record now, at the visit's start)."""
+        if now_said["rule"] != stored.get("rule"):
+            return False
+        then, said = stored.get("conflicts_with") or {}, now_said["conflicts_with"] or {}
+        return str(said.get("id")) == str(then.get("id")) or (
+            said.get("at") is not None and said["at"] == then.get("at")
+        )
 
-    return [
-        MergeWarning(live[w["appointment"]], w.get("message", ""), at)
-        for at, w in standing
-        if not moved_since(w["appointment"], at) and not moved_since((w.get("conflicts_with") or {}).get("id"), at)
-    ]
+    shown = []
+    for at, warning in standing:
+        match = next((v for v in said_now[warning["appointment"]] if same(v, warning)), None)
+        if match is not None:
+            shown.append(MergeWarning(live[warning["appointment"]], match["message"], at))
+    return shown
 
 
 def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = None) -> PatientRecord:

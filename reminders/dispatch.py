@@ -33,6 +33,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta
@@ -851,20 +852,32 @@ def delivery_report_park(*, channel: str, report: channels.DeliveryReport, recei
     return parked.pk
 
 
-def parked_reports_record(*, limit: int = 200) -> int:
+def parked_reports_record(*, limit: int = 200, stops_only: bool = False) -> int:
     """Record the parked delivery reports (`delivery_report_park`), oldest first, each as of when it came, and remove
-    each once recorded; one whose row is still locked, or the database away, waits for the next run. Safe to run
-    twice at once (recording a report twice changes nothing the first did not). Returns how many were recorded."""
+    each once recorded; one whose row is still locked, or the database away, waits for the next run, and so does one
+    that fails otherwise (logged, its error kept), without holding up the ones behind it. `stops_only`: those
+    reporting the number's owner's STOP (a START is about to be heard: consent.sms_reply). Safe to run twice at once
+    (recording a report twice changes nothing the first did not). Returns how many were recorded."""
     recorded = 0
-    for parked in ParkedDeliveryReport.objects.order_by("id")[:limit]:
+    parked_rows = ParkedDeliveryReport.objects.order_by("id")
+    if stops_only:
+        parked_rows = parked_rows.filter(report__stopped=True)
+    for parked in parked_rows[:limit]:
         try:
-            delivery_reported(
-                channel=parked.channel, report=channels.DeliveryReport(**parked.report), now=parked.received_at
-            )
-        except DatabaseError as exc:
-            log.warning("parked delivery report %s not recorded yet: %s", parked.pk, exc)
+            # Inside a caller's transaction, a savepoint: a failure stays this report's. Outside, none: the STOP is
+            # recorded before the rows' own transaction (delivery_reported), never holding both locks.
+            inside = transaction.get_connection().in_atomic_block
+            with transaction.atomic() if inside else nullcontext():
+                delivery_reported(
+                    channel=parked.channel, report=channels.DeliveryReport(**parked.report), now=parked.received_at
+                )
+        except Exception as exc:
+            if isinstance(exc, DatabaseError):
+                log.warning("parked delivery report %s not recorded yet: %s", parked.pk, exc)
+            else:
+                log.exception("parked delivery report %s could not be recorded; kept", parked.pk)
             ParkedDeliveryReport.objects.filter(pk=parked.pk).update(
-                attempts=F("attempts") + 1, last_error=str(exc)[:300]
+                attempts=F("attempts") + 1, last_error=f"{exc.__class__.__name__}: {exc}"[:300]
             )
             continue
         ParkedDeliveryReport.objects.filter(pk=parked.pk).delete()

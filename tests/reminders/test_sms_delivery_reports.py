@@ -218,7 +218,7 @@ def test_a_report_not_recorded_is_parked_in_the_database_and_recorded_later_as_o
         patched.setattr(dispatch, "delivery_reported", database_away)
         assert dispatch.parked_reports_record() == 0
     parked.refresh_from_db()
-    assert (parked.attempts, parked.last_error) == (1, "the database went away")
+    assert (parked.attempts, parked.last_error) == (1, "DatabaseError: the database went away")
 
     assert dispatch.parked_reports_record() == 1
     assert not ParkedDeliveryReport.objects.exists()

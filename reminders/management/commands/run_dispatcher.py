@@ -75,7 +75,7 @@ class Command(BaseCommand):
                     log.exception("resuming the stalled re-checks failed; trying again in %ss", RESUME_EVERY)
                 try:
                     dispatch.parked_reports_record()
-                except DatabaseError:  # the database away: the reports wait for the next pass
+                except Exception:  # the database away: the reports wait for the next pass; the outbox must not
                     log.exception("recording the parked delivery reports failed; trying again in %ss", RESUME_EVERY)
             try:
                 counts = dispatch.dispatch_local(
