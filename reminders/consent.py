@@ -221,11 +221,6 @@ def sms_reply(*, from_number: str, body: str, now: datetime) -> int:
     """Handle an inbound SMS: STOP opts the patients with that number out, START back in (sms_reply_opt_in);
     anything else changes nothing. Return how many patients changed."""
     if is_start_reply(body):
-        # Race condition: a STOP the provider reported and that is parked, not recorded yet (its row was locked), is
-        # recorded first, as of when it came: recorded after this START, it would switch texts off again.
-        from reminders.dispatch import parked_reports_record  # dispatch reads consent: imported when needed
-
-        parked_reports_record(stops_only=True)
         return sms_reply_opt_in(from_number=from_number, body=body, now=now)
     return sms_reply_opt_out(from_number=from_number, body=body, now=now)
 
