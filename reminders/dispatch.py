@@ -283,11 +283,12 @@ def _notice_verdict(message: OutboxMessage, now: datetime, ours: tuple) -> tuple
     pre-care note; or may have: in doubt, the provider could not tell), a move notice runs from the time the patient
     last heard before the move (`payload.from_start` follows it; an e-mail's `from_practitioner`, the practitioner
     the last e-mail named when that is not the one now) and is dropped when that is the time now (and, for an
-    e-mail, the practitioner) or when no time was told. While a confirmation is still claimed, or waits in doubt to ask its provider, the notice
-    waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note while nothing else has
-    told the patient (`booking_told`); rows claimed by this send (`ours`: its claim token, and the rows of it that
-    may be in the provider's hands, `batch.tainted`) are not among those, as they go with it or after it. Returns
-    (status, new due_at, reason) when the notice must not go now, else None."""
+    e-mail, the practitioner) or when no time was told, or when a move notice of its channel sent since its move
+    told the visit as it stands (`_notice_since`). While a confirmation is still claimed, or waits in doubt to ask
+    its provider, the notice waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note
+    while nothing else has told the patient (`booking_told`); rows claimed by this send (`ours`: its claim token,
+    and the rows of it that may be in the provider's hands, `batch.tainted`) are not among those, as they go with it
+    or after it. Returns (status, new due_at, reason) when the notice must not go now, else None."""
     if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
         return None
     appointment = message.appointment
@@ -856,8 +857,8 @@ def parked_reports_record(*, limit: int = 200, stops_only: bool = False) -> int:
     """Record the parked delivery reports (`delivery_report_park`), oldest first, each as of when it came, and remove
     each once recorded; one whose row is still locked, or the database away, waits for the next run, and so does one
     that fails otherwise (logged, its error kept), without holding up the ones behind it. `stops_only`: those
-    reporting the number's owner's STOP (a START is about to be heard: consent.sms_reply). Safe to run twice at once
-    (recording a report twice changes nothing the first did not). Returns how many were recorded."""
+    reporting the number's owner's STOP (a START is about to be heard: reminders.views.sms_inbound). Safe to run
+    twice at once (recording a report twice changes nothing the first did not). Returns how many were recorded."""
     recorded = 0
     parked_rows = ParkedDeliveryReport.objects.order_by("id")
     if stops_only:
