@@ -280,7 +280,7 @@ class ContactOptInAdmin(ClinicScopedAdmin):
 
 @admin.register(ParkedDeliveryReport)
 class ParkedDeliveryReportAdmin(SuperuserOnly, admin.ModelAdmin):
-    """Delivery reports waiting to be recorded (reminders.dispatch.parked_reports_record): read-only; an operator
+    """Delivery reports waiting to be recorded (reminders.reports.parked_reports_record): read-only; an operator
     sees one that keeps failing (attempts, last error)."""
 
     list_display = ("received_at", "channel", "attempts", "last_error")

@@ -26,14 +26,12 @@ into another message (the provider knows only the carrying message's id).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta
@@ -61,7 +59,6 @@ from reminders.models import (
     MessageKind,
     OutboxMessage,
     OutboxStatus,
-    ParkedDeliveryReport,
 )
 from reminders.services import (
     BOOKING_NAMING_KINDS,
@@ -837,53 +834,6 @@ def sent_by_provider_id_sql(channel: str) -> str:
         raise ValueError(f"no delivery reports for {channel!r}")
     table = connection.ops.quote_name(OutboxMessage._meta.db_table)
     return f"SELECT * FROM {table} WHERE channel = '{channel}' AND provider_id > '' AND provider_id = %s ORDER BY id"
-
-
-def delivery_report_park(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> int | None:
-    """Keep a report that could not be recorded now (its row locked past ROW_LOCK_WAIT) in the database, to be
-    recorded by `parked_reports_record`; the parked row's id, or None when the database does not answer either."""
-    try:
-        with transaction.atomic():
-            parked = ParkedDeliveryReport.objects.create(
-                channel=channel, report=dataclasses.asdict(report), received_at=received_at
-            )
-    except DatabaseError:
-        log.warning("a delivery report could not be parked either: %s", report, exc_info=True)
-        return None
-    return parked.pk
-
-
-def parked_reports_record(*, limit: int = 200, stops_only: bool = False) -> int:
-    """Record the parked delivery reports (`delivery_report_park`), oldest first, each as of when it came, and remove
-    each once recorded; one whose row is still locked, or the database away, waits for the next run, and so does one
-    that fails otherwise (logged, its error kept), without holding up the ones behind it. `stops_only`: those
-    reporting the number's owner's STOP (a START is about to be heard: reminders.views.sms_inbound). Safe to run
-    twice at once (recording a report twice changes nothing the first did not). Returns how many were recorded."""
-    recorded = 0
-    parked_rows = ParkedDeliveryReport.objects.order_by("id")
-    if stops_only:
-        parked_rows = parked_rows.filter(report__stopped=True)
-    for parked in parked_rows[:limit]:
-        try:
-            # Inside a caller's transaction, a savepoint: a failure stays this report's. Outside, none: the STOP is
-            # recorded before the rows' own transaction (delivery_reported), never holding both locks.
-            inside = transaction.get_connection().in_atomic_block
-            with transaction.atomic() if inside else nullcontext():
-                delivery_reported(
-                    channel=parked.channel, report=channels.DeliveryReport(**parked.report), now=parked.received_at
-                )
-        except Exception as exc:
-            if isinstance(exc, DatabaseError):
-                log.warning("parked delivery report %s not recorded yet: %s", parked.pk, exc)
-            else:
-                log.exception("parked delivery report %s could not be recorded; kept", parked.pk)
-            ParkedDeliveryReport.objects.filter(pk=parked.pk).update(
-                attempts=F("attempts") + 1, last_error=f"{exc.__class__.__name__}: {exc}"[:300]
-            )
-            continue
-        ParkedDeliveryReport.objects.filter(pk=parked.pk).delete()
-        recorded += 1
-    return recorded
 
 
 def delivery_reported(*, channel: str, report: channels.DeliveryReport, now: datetime) -> int:

@@ -459,7 +459,7 @@ class CalendarFeed(models.Model):
 
 class ParkedDeliveryReport(models.Model):
     """A provider's delivery report read but not recorded when it came (its row locked past the wait, a sender stuck
-    on the provider): kept here, in the database that did answer, until it is (reminders.dispatch
+    on the provider): kept here, in the database that did answer, until it is (reminders.reports
     .parked_reports_record, run by the beat and by run_dispatcher, and soon after by a worker). Twilio sends a report
     once: parked in Redis alone, a restart of a Redis that keeps nothing on disk lost it. Recording is safe to run
     twice, so a report recorded and not yet removed (a worker stopped between) does no harm."""

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from reminders import channels, dispatch
+from reminders import channels, dispatch, reports
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,9 @@ def record_delivery_report(self, channel: str, report: dict, received_at: str) -
 
 @shared_task(name="reminders.record_parked_reports", ignore_result=True)
 def record_parked_reports() -> int:
-    """Record the delivery reports parked in the database (dispatch.parked_reports_record): on the beat's schedule,
+    """Record the delivery reports parked in the database (reports.parked_reports_record): on the beat's schedule,
     and soon after one is parked."""
-    return dispatch.parked_reports_record()
+    return reports.parked_reports_record()
 
 
 PARKED_REPORT_WAIT_SECONDS = 5  # a sender holds its row while the provider answers (at most the send timeout)
@@ -109,12 +109,12 @@ PARKED_REPORT_WAIT_SECONDS = 5  # a sender holds its row while the provider answ
 
 def delivery_report_later(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> str | None:
     """Keep a report that could not be recorded now: parked in the database when it answers (the row was locked:
-    dispatch.delivery_report_park), recorded by the beat's `record_parked_reports` (or run_dispatcher's) and, with a
+    reports.delivery_report_park), recorded by the beat's `record_parked_reports` (or run_dispatcher's) and, with a
     broker, by a worker a few seconds on; else handed to the workers (`record_delivery_report`), which try again
     while the database is away. Says where it went, or None where neither could take it (no broker, or one that
     cannot be reached: the report is only in the log). With the broker away, publishing gives up after its
     client's connection attempts (a few seconds)."""
-    parked = dispatch.delivery_report_park(channel=channel, report=report, received_at=received_at)
+    parked = reports.delivery_report_park(channel=channel, report=report, received_at=received_at)
     if parked is not None:
         if settings.CELERY_BROKER_URL:
             try:

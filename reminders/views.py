@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
-from reminders import channels, consent, dispatch, feeds, pages, tasks
+from reminders import channels, consent, dispatch, feeds, pages, reports, tasks
 from reminders.models import Channel, OptOutVia
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,7 @@ def sms_inbound(request: HttpRequest) -> HttpResponse:
     if not _plausible_sender(sender):
         # A NUL byte would reach PostgreSQL (which refuses it in text) in the look-up by phone.
         return HttpResponse("From must be a phone number.", status=400, content_type="text/plain")
-    if consent.is_start_reply(body):
-        # Race condition: a STOP the provider reported that is parked, not recorded yet (its row was locked), is
-        # recorded first, as of when it came: recorded after this START, it would switch the texts off again.
-        dispatch.parked_reports_record(stops_only=True)
-    consent.sms_reply(from_number=sender, body=body, now=timezone.now())
+    reports.sms_reply_heard(from_number=sender, body=body, now=timezone.now())
     # An empty TwiML answer: the provider sends its own opt-out confirmation to the patient.
     return HttpResponse('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', content_type="application/xml")
 

@@ -4,7 +4,7 @@
 
 Parked reports (docs/reminders.md, "Delivery reports from the providers"): a Twilio status callback that cannot be
 recorded when it comes is parked (ParkedDeliveryReport) and answered 202, then recorded once, as of when it came,
-by dispatch.parked_reports_record (the beat, run_dispatcher, a worker). Probed: the stored JSON's round trip, two
+by parked_reports.parked_reports_record (the beat, run_dispatcher, a worker). Probed: the stored JSON's round trip, two
 reports of one text (undelivered then failed), a report of a text re-sent since under a new sid, a report whose
 row was deleted, a STOP (21610) parked and the patient's START after it, the opt-out dated as of when it came,
 oldest first, two runs interleaved (one inside the other on both databases; two threads on PostgreSQL),
@@ -16,7 +16,7 @@ warning on a sister site's booking (its link from this desk, the other desk's vi
 is recorded since; many merges (statements).
 
 Found, and mended the same day (strict xfails until then): DEFECT a parked STOP recorded after the patient's START
-turned texts off (a START now records the parked STOPs first: reminders.views.sms_inbound; older than the parking, the Celery
+turned texts off (a START now records the parked STOPs first: reminders.reports.sms_reply_heard; older than the parking, the Celery
 path had it too); DEFECT a warning on a sister site's booking linked to a 404 (now unlinked, as the cards); QUESTIONs:
 one report raising a non-DatabaseError stopped every run and run_dispatcher (now kept with its error, the others go
 on), a booking moved a little dropped its still-standing warning and a course's end recorded since left a stale one
@@ -44,6 +44,7 @@ from clinic.models import Appointment, MedicationCourse, StaffRole
 from clinic.services import medication_course_add, medication_course_end, procedure_record_add
 from frontdesk.selectors import patient_record
 from reminders import consent, dispatch
+from reminders import reports as parked_reports
 from reminders.channels import DeliveryReport
 from reminders.dispatch import dispatch_local
 from reminders.models import ContactOptOut, OutboxMessage, ParkedDeliveryReport
@@ -123,7 +124,7 @@ def test_two_parked_reports_of_one_text_are_recorded_once_the_first_words_kept(
         park_through_the_view(client, monkeypatch, status="failed", error="30008")
     assert ParkedDeliveryReport.objects.count() == 2
     with time_machine.travel(NOW + timedelta(hours=1), tick=False):
-        dispatch.parked_reports_record()
+        parked_reports.parked_reports_record()
     sent_text.refresh_from_db()
     assert sent_text.status == "failed"
     assert sent_text.last_error == (
@@ -146,7 +147,7 @@ def test_a_parked_report_of_a_text_sent_again_since_leaves_the_new_copy_alone(
     sent_text.refresh_from_db()
     assert (sent_text.status, sent_text.provider_id) == ("sent", OTHER_SID)
 
-    assert dispatch.parked_reports_record() == 1
+    assert parked_reports.parked_reports_record() == 1
     sent_text.refresh_from_db()
     assert (sent_text.status, sent_text.provider_id, sent_text.last_error) == ("sent", OTHER_SID, "")
     assert not ParkedDeliveryReport.objects.exists()
@@ -157,7 +158,7 @@ def test_a_parked_report_whose_appointment_was_deleted_is_let_go(client, setting
     park_through_the_view(client, monkeypatch, status="failed", error="21610", outbox=sent_text.pk)
     Appointment.objects.filter(pk=sent_text.appointment_id).delete()
     assert not OutboxMessage.objects.filter(pk=sent_text.pk).exists()
-    dispatch.parked_reports_record()
+    parked_reports.parked_reports_record()
     assert not ParkedDeliveryReport.objects.exists()
 
 
@@ -166,8 +167,8 @@ def test_a_parked_stop_is_dated_as_of_when_it_came_and_recorded_once(client, set
     with time_machine.travel(NOW + timedelta(minutes=3), tick=False):
         parked = park_through_the_view(client, monkeypatch, status="failed", error="21610")
     with time_machine.travel(NOW + timedelta(hours=2), tick=False):
-        assert dispatch.parked_reports_record() == 1
-        assert dispatch.parked_reports_record() == 0
+        assert parked_reports.parked_reports_record() == 1
+        assert parked_reports.parked_reports_record() == 0
     [opt_out] = ContactOptOut.objects.filter(patient=patient)
     assert opt_out.at == parked.received_at == NOW + timedelta(minutes=3)
     patient.refresh_from_db()
@@ -193,7 +194,7 @@ def test_a_parked_stop_then_the_patients_start_leaves_texts_on(client, settings,
         )
     assert answer.status_code == 200, answer.content
     with time_machine.travel(NOW + timedelta(minutes=15), tick=False):
-        dispatch.parked_reports_record()
+        parked_reports.parked_reports_record()
     patient.refresh_from_db()
     assert patient.sms_consent and "sms" in patient.reminder_channels  # as the control: the provider lifted its block
 
@@ -209,7 +210,7 @@ def test_parked_reports_are_recorded_oldest_first(client, settings, sent_text, m
         return original(**kwargs)
 
     monkeypatch.setattr(dispatch, "delivery_reported", watching)
-    assert dispatch.parked_reports_record() == 2
+    assert parked_reports.parked_reports_record() == 2
     assert ids[0] < ids[1] and seen == [
         "Twilio reported the text undelivered (error 30003)",
         "Twilio reported the text failed (error 30003)",
@@ -227,11 +228,11 @@ def test_a_run_inside_another_run_records_the_stop_once(client, settings, sent_t
     def b_first(**kwargs):
         if not nested:
             nested.append(None)
-            nested[0] = dispatch.parked_reports_record()  # run B, between A's read and A's recording
+            nested[0] = parked_reports.parked_reports_record()  # run B, between A's read and A's recording
         return original(**kwargs)
 
     monkeypatch.setattr(dispatch, "delivery_reported", b_first)
-    a = dispatch.parked_reports_record()
+    a = parked_reports.parked_reports_record()
     assert nested == [1]
     assert ContactOptOut.objects.filter(patient=patient).count() == 1
     sent_text.refresh_from_db()
@@ -259,7 +260,7 @@ def test_two_runs_at_once_in_two_connections_do_no_harm(transactional_db, client
         return original(**kwargs)
 
     monkeypatch.setattr(dispatch, "delivery_reported", together)
-    outcomes = race(dispatch.parked_reports_record, dispatch.parked_reports_record)
+    outcomes = race(parked_reports.parked_reports_record, parked_reports.parked_reports_record)
     assert all(isinstance(n, int) for n in outcomes), outcomes
     assert not ParkedDeliveryReport.objects.exists()
     for who in (patient, sibling):
@@ -289,7 +290,7 @@ def test_one_report_that_raises_does_not_hold_up_the_ones_behind_it(client, sett
 
     monkeypatch.setattr(dispatch, "delivery_reported", one_bug)
     try:
-        dispatch.parked_reports_record()
+        parked_reports.parked_reports_record()
     except ValueError:
         pass
     sent_text.refresh_from_db()

@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from reminders import consent, dispatch, tasks
+from reminders import reports as parked_reports
 from reminders.channels import TwilioSmsBackend
 from reminders.dispatch import SendOutcome, dispatch_local
 from reminders.models import ContactOptOut, OptOutVia, OutboxMessage, ParkedDeliveryReport
@@ -196,7 +197,7 @@ def database_away(**kwargs):
 
 
 def not_parked_either(**kwargs):
-    return None  # dispatch.delivery_report_park's answer when the database does not answer
+    return None  # reminders.reports.delivery_report_park's answer when the database does not answer
 
 
 def test_a_report_not_recorded_is_parked_in_the_database_and_recorded_later_as_of_when_it_came(
@@ -216,16 +217,16 @@ def test_a_report_not_recorded_is_parked_in_the_database_and_recorded_later_as_o
 
     with monkeypatch.context() as patched:  # the row still locked at the first run: kept, counted
         patched.setattr(dispatch, "delivery_reported", database_away)
-        assert dispatch.parked_reports_record() == 0
+        assert parked_reports.parked_reports_record() == 0
     parked.refresh_from_db()
     assert (parked.attempts, parked.last_error) == (1, "DatabaseError: the database went away")
 
-    assert dispatch.parked_reports_record() == 1
+    assert parked_reports.parked_reports_record() == 1
     assert not ParkedDeliveryReport.objects.exists()
     sent_text.refresh_from_db()
     assert sent_text.status == "failed"
     assert sent_text.last_error.endswith(f"after it was sent, at {parked.received_at:%Y-%m-%d %H:%M} UTC")
-    assert dispatch.parked_reports_record() == 0  # nothing left, nothing twice
+    assert parked_reports.parked_reports_record() == 0  # nothing left, nothing twice
 
 
 def test_the_beat_and_run_dispatcher_record_the_parked_reports(settings, sent_text, monkeypatch):
@@ -235,7 +236,7 @@ def test_the_beat_and_run_dispatcher_record_the_parked_reports(settings, sent_te
 
     assert CELERY_BEAT_SCHEDULE["record-parked-reports"]["task"] == tasks.record_parked_reports.name
     runs = []
-    monkeypatch.setattr(dispatch, "parked_reports_record", lambda **kwargs: runs.append(kwargs) or 0)
+    monkeypatch.setattr(parked_reports, "parked_reports_record", lambda **kwargs: runs.append(kwargs) or 0)
     call_command("run_dispatcher", "--once")
     assert tasks.record_parked_reports() == 0 and len(runs) == 2
 
@@ -244,7 +245,7 @@ def test_a_report_read_but_not_recorded_nor_parked_without_workers_is_a_503(clie
     """The embedded local pipeline has no broker: with the database away too, the report is only in the log."""
     settings.CELERY_BROKER_URL = ""
     monkeypatch.setattr(dispatch, "delivery_reported", database_away)
-    monkeypatch.setattr(dispatch, "delivery_report_park", not_parked_either)
+    monkeypatch.setattr(parked_reports, "delivery_report_park", not_parked_either)
     assert report(client).status_code == 503
 
 
@@ -253,7 +254,7 @@ def test_a_report_read_but_not_recorded_when_the_broker_is_away_too_is_a_503(cli
         raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(dispatch, "delivery_reported", database_away)
-    monkeypatch.setattr(dispatch, "delivery_report_park", not_parked_either)
+    monkeypatch.setattr(parked_reports, "delivery_report_park", not_parked_either)
     # The broker's client failing is what is replaced here; tests/reminders/test_celery.py hands a report to real
     # workers on a real Redis.
     monkeypatch.setattr(tasks.record_delivery_report, "apply_async", broker_away)
@@ -365,7 +366,7 @@ def test_a_stop_not_recorded_leaves_the_text_sent_so_the_same_report_again_does_
     patient.refresh_from_db()
     assert sent_text.status == "failed" and not patient.sms_consent
     stops = ContactOptOut.objects.filter(patient=patient).count()
-    assert dispatch.parked_reports_record() == 1  # the parked one, recorded after: nothing more, nothing twice
+    assert parked_reports.parked_reports_record() == 1  # the parked one, recorded after: nothing more, nothing twice
     assert ContactOptOut.objects.filter(patient=patient).count() == stops
 
 
@@ -463,11 +464,11 @@ def test_a_report_waits_for_its_row_only_so_long_then_is_parked_and_recorded_onc
         assert report(client, outbox=sent_text.pk).status_code == 202
         sent_text.refresh_from_db()
         assert (sent_text.status, sent_text.last_error) == ("sending", "")
-        assert dispatch.parked_reports_record() == 0  # the row still locked: it waits
+        assert parked_reports.parked_reports_record() == 0  # the row still locked: it waits
     assert ParkedDeliveryReport.objects.get().attempts == 1
 
     # The sender records the provider's answer and lets go; the next run records the report.
     OutboxMessage.objects.filter(pk=sent_text.pk).update(status="sent", provider_id=SID, sent_at=timezone.now())
-    assert dispatch.parked_reports_record() == 1
+    assert parked_reports.parked_reports_record() == 1
     sent_text.refresh_from_db()
     assert sent_text.status == "failed" and not ParkedDeliveryReport.objects.exists()

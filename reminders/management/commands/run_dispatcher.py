@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from reminders import dispatch
+from reminders import dispatch, reports
 from scheduler import tasks as scheduler_tasks
 
 RESUME_EVERY = 60.0  # seconds, as the beat's resume-rechecks
@@ -74,7 +74,7 @@ class Command(BaseCommand):
                 except Exception:  # a re-check that fails again waits for the next pass; the outbox must not
                     log.exception("resuming the stalled re-checks failed; trying again in %ss", RESUME_EVERY)
                 try:
-                    dispatch.parked_reports_record()
+                    reports.parked_reports_record()
                 except Exception:  # the database away: the reports wait for the next pass; the outbox must not
                     log.exception("recording the parked delivery reports failed; trying again in %ss", RESUME_EVERY)
             try:
