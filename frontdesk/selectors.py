@@ -21,7 +21,6 @@ from clinic.models import (
     MedicationCourse,
     Patient,
     PatientCondition,
-    PatientMerge,
     Practitioner,
     ProcedureRecord,
     ProcedureType,
@@ -35,8 +34,8 @@ from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, 
 from reminders.selectors import patient_messages, undelivered_patient_messages
 from reminders.wording import RenderError
 from scheduler import rules
-from scheduler.booking import BookingCheck, appointment_recheck
-from scheduler.recheck import violation_record
+from scheduler.booking import BookingCheck
+from scheduler.recheck import merge_warnings_standing
 from scheduler.selectors import patient_outlook
 
 
@@ -249,43 +248,15 @@ class PatientRecord:
 
 
 def merge_warnings(patient: Patient, appointments: list[Appointment], now: datetime) -> list[MergeWarning]:
-    """The warnings of the merges into this record (and into the records merged into it since) that still stand. A
+    """The warnings of the merges into this record that still stand (scheduler.recheck.merge_warnings_standing). A
     desk merge shows them once as it is made and an API merge answers them; here staff find them while the rules
-    still say them: each warned booking, active and to come, is checked again as it stands (one timeline read a
-    warned booking, none when there is none), and a warning is named while the same rule still warns against the
-    same event, in the rule's words of now. A visit of the pair cancelled, missed or moved clear, a course whose end
-    was recorded long enough ago, a rule relaxed since: it is gone; a move that still warns keeps it (whoever moved
-    it through the API saw it, no desk did). One statement for the merges."""
-    live = {str(a.pk): a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES and a.start_at > now}
-    if not live:
-        return []
-    merges = PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient)).order_by("at")
-    standing = [
-        (at, warning)
-        for at, details in merges.values_list("at", "details")
-        for warning in (details or {}).get("warnings", [])
-        if warning.get("appointment") in live
-    ]
-    said_now: dict[str, list[dict]] = {}
-    for pk in dict.fromkeys(warning["appointment"] for _, warning in standing):
-        said_now[pk] = [violation_record(v) for v in appointment_recheck(appointment=live[pk]).warnings]
-
-    def same(now_said: dict, stored: dict) -> bool:
-        """The same rule against the same event: by its id, or by its time (a visit completed since is its history
-        record now, at the visit's start)."""
-        if now_said["rule"] != stored.get("rule"):
-            return False
-        then, said = stored.get("conflicts_with") or {}, now_said["conflicts_with"] or {}
-        return str(said.get("id")) == str(then.get("id")) or (
-            said.get("at") is not None and said["at"] == then.get("at")
+    still say them."""
+    return [
+        MergeWarning(appointment, message, merged_at)
+        for appointment, message, merged_at in merge_warnings_standing(
+            patient=patient, appointments=appointments, now=now
         )
-
-    shown = []
-    for at, warning in standing:
-        match = next((v for v in said_now[warning["appointment"]] if same(v, warning)), None)
-        if match is not None:
-            shown.append(MergeWarning(live[warning["appointment"]], match["message"], at))
-    return shown
+    ]
 
 
 def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = None) -> PatientRecord:

@@ -27,7 +27,14 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction, Organisation
+from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    AuditAction,
+    Organisation,
+    PatientMerge,
+)
 from scheduler import booking, rules, versioned
 from scheduler.lifecycle import Actor, lock_patient, record
 from scheduler.models import IntervalRule, RecheckRun
@@ -205,6 +212,46 @@ def appointments_warnings(*, patient_id, now: datetime) -> list[dict]:
         for appointment in future
         for warning in booking.appointment_recheck(appointment=appointment).warnings
     ]
+
+
+def merge_warnings_standing(*, patient, appointments: list[Appointment], now: datetime) -> list[tuple]:
+    """The warnings of the merges into `patient` (and into the records merged into it since) that still stand, as
+    (appointment, the rule's words of now, when it was merged), `appointments` being the patient's (read by the
+    caller). Each warned booking, active and to come, is checked again as it stands (one timeline read a warned
+    booking, none when there is none), and a warning stands while the same rule still warns against the same event.
+    A visit of the pair cancelled, missed or moved clear, a course whose end was recorded long enough ago, a rule
+    relaxed since: it is gone; a move that still warns keeps it (whoever moved it through the API saw it, no desk
+    did). One statement for the merges."""
+    live = {str(a.pk): a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES and a.start_at > now}
+    if not live:
+        return []
+    merges = PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient)).order_by("at")
+    standing = [
+        (at, warning)
+        for at, details in merges.values_list("at", "details")
+        for warning in (details or {}).get("warnings", [])
+        if warning.get("appointment") in live
+    ]
+    said_now: dict[str, list[dict]] = {}
+    for pk in dict.fromkeys(warning["appointment"] for _, warning in standing):
+        said_now[pk] = [violation_record(v) for v in booking.appointment_recheck(appointment=live[pk]).warnings]
+
+    def same(now_said: dict, stored: dict) -> bool:
+        """The same rule against the same event: by its id, or by its time (a visit completed since is its history
+        record now, at the visit's start)."""
+        if now_said["rule"] != stored.get("rule"):
+            return False
+        then, said = stored.get("conflicts_with") or {}, now_said["conflicts_with"] or {}
+        return str(said.get("id")) == str(then.get("id")) or (
+            said.get("at") is not None and said["at"] == then.get("at")
+        )
+
+    found = []
+    for at, warning in standing:
+        match = next((v for v in said_now[warning["appointment"]] if same(v, warning)), None)
+        if match is not None:
+            found.append((live[warning["appointment"]], match["message"], at))
+    return found
 
 
 # --- After a rule change: every affected patient, in chunks ---------------------------------------------------
