@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.views.decorators.http import require_POST, require_safe
 
 from clinic.models import AppointmentStatus
@@ -30,6 +31,9 @@ from scheduler.booking import (
 # The clearance and the cancel forms both have a `reason`: on a pending booking's page both show, so the cancel
 # form's ids are its own (cancel_reason, its label and error with it); the posted name stays `reason`.
 CANCEL_IDS = "cancel_%s"
+
+# A completion or no-show posted from Today's list goes back there (`back`): the only place a form may name.
+BACK_TO_TODAY = "today"
 
 
 def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_form=None, error=None, status=200):
@@ -83,6 +87,12 @@ def _act(request, appointment_id, action, *, done: str, form=None, form_name: st
     appointment = appointment_or_404(request, appointment_id)
     with DomainErrors(form, invalid_status=400) as outcome:
         result = action(appointment, timezone.now())
+        if request.POST.get("back") == BACK_TO_TODAY:
+            # Closed from Today's list of visits with no outcome: back to the list, the visit named (it is gone
+            # from the list). Only this one fixed place is accepted, never an address from the form.
+            when = date_format(timezone.localtime(result.start_at, request.clinic.tz), "j M, H:i")
+            messages.success(request, f"{result.patient}, {result.procedure.display_short} ({when}). {done}")
+            return redirect("frontdesk:today", clinic_code=request.clinic.code)
         messages.success(request, done)
         return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.pk)
     forms = {form_name: form} if form is not None else {}

@@ -101,3 +101,71 @@ def test_the_list_costs_one_statement_whatever_its_length(
         book(patient, practitioner, "botox", frozen - timedelta(days=12) + timedelta(hours=n * 3))
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert listed(reception, clinic).count("Olivia Bennett") == 21
+
+
+# --- Closing a visit from the list (a clinician's buttons, back to Today) -----------------------------------------
+
+
+def test_a_clinician_marks_a_visit_completed_from_the_list_and_comes_back_to_today(
+    clinical, clinic, patient, practitioner, frozen
+):
+    over = book(patient, practitioner, "botox", frozen - timedelta(days=1, hours=2))
+    assert "Mark completed" in listed(clinical, clinic) and "No-show" in listed(clinical, clinic)
+
+    response = clinical.post(url("complete", clinic, over), {"back": "today"}, follow=True)
+    assert response.redirect_chain == [(url("today", clinic), 302)]
+    page = squash(response)
+    # The visit closed is named (it has gone from the list), then what completing did.
+    assert "Olivia Bennett, Botox (1 Mar, 07:00). Marked completed: added to the patient&#x27;s history" in page
+    over.refresh_from_db()
+    assert over.status == AppointmentStatus.COMPLETED
+    assert over.audit_events.filter(action="completed").count() == 1
+    assert listed(clinical, clinic) == ""
+
+
+def test_a_clinician_marks_a_no_show_from_the_list(clinical, clinic, patient, practitioner, frozen):
+    over = book(patient, practitioner, "botox", frozen - timedelta(hours=3))
+    response = clinical.post(url("no_show", clinic, over), {"back": "today"})
+    assert response.status_code == 302 and response["Location"] == url("today", clinic)
+    over.refresh_from_db()
+    assert over.status == AppointmentStatus.NO_SHOW
+    assert "Marked as a no-show." in squash(clinical.get(url("today", clinic)))
+
+
+def test_a_receptionist_sees_no_buttons_and_is_refused_the_action(reception, clinic, patient, practitioner, frozen):
+    over = book(patient, practitioner, "botox", frozen - timedelta(days=1))
+    assert "Olivia Bennett" in listed(reception, clinic)
+    assert "Mark completed" not in listed(reception, clinic)
+    assert reception.post(url("complete", clinic, over), {"back": "today"}).status_code == 403
+    assert reception.post(url("no_show", clinic, over), {"back": "today"}).status_code == 403
+    over.refresh_from_db()
+    assert over.status == AppointmentStatus.CONFIRMED
+
+
+@pytest.mark.parametrize("back", ["https://elsewhere.example/", "//elsewhere.example", "schedule", ""])
+def test_no_other_place_is_taken_from_the_form(clinical, clinic, patient, practitioner, frozen, back):
+    over = book(patient, practitioner, "botox", frozen - timedelta(days=1))
+    response = clinical.post(url("complete", clinic, over), {"back": back})
+    assert response.status_code == 302 and response["Location"] == url("appointment", clinic, over)
+
+
+def test_a_visit_someone_closed_meanwhile_is_refused_with_why_and_left_as_it_was(
+    clinical, clinic, patient, practitioner, frozen
+):
+    """The list was drawn, then a colleague marked the visit a no-show: Completed from the stale list is refused on
+    the visit's page, saying why, and the no-show stands (no aftercare is started)."""
+    over = book(patient, practitioner, "botox", frozen - timedelta(days=1))
+    appointment_mark_no_show(appointment=over, actor=Actor("dr", clinical=True), now=frozen)
+    response = clinical.post(url("complete", clinic, over), {"back": "today"})
+    assert response.status_code in (400, 409)
+    assert "no-show" in squash(response).lower()
+    over.refresh_from_db()
+    assert over.status == AppointmentStatus.NO_SHOW
+    assert over.audit_events.filter(action="completed").count() == 0
+
+
+def test_another_clinics_visit_cannot_be_closed_from_here(clinical, clinic, other_patient, other_practitioner, frozen):
+    theirs = book(other_patient, other_practitioner, "botox", frozen - timedelta(days=1))
+    assert clinical.post(url("complete", clinic, theirs), {"back": "today"}).status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == AppointmentStatus.CONFIRMED
