@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime
 
@@ -35,24 +37,58 @@ def delivery_report_park(*, channel: str, report: channels.DeliveryReport, recei
     return parked.pk
 
 
-def parked_reports_record(*, limit: int = 200, stops_only: bool = False) -> int:
+# How long a parked report's recording waits for each lock it takes (its row's above all), where a report as it comes
+# waits dispatch.ROW_LOCK_WAIT (10 s). A parked report's row was already waited for that long: whatever still holds
+# it (a sender stuck on the provider, a long transaction) will not let go in the next seconds, and the report is
+# tried again at the next run (a minute at most). Waiting 10 s for each such row made a run cost 10 s per locked
+# row, held up the reports behind it, run_dispatcher's sends, and a START's webhook (Twilio gives up after 15 s).
+# One second still outlasts a row held by a transaction about to commit (a send recording the provider's answer, a
+# booking's change: milliseconds).
+PARKED_LOCK_WAIT = "1s"
+# How long one run goes on taking up reports (seconds): past it the rest wait for the next run, untried. A report
+# costs milliseconds, or PARKED_LOCK_WAIT for each lock it waits out (its row's, a STOP's, the rows it marks):
+# unbounded, a run over many held rows ran for minutes, holding up run_dispatcher's sends and overlapping the beat's
+# next run.
+PARKED_RUN_BUDGET = 10.0
+# A START's run, inside the inbound webhook's request: the START itself still has to be heard within Twilio's 15 s.
+START_RUN_BUDGET = 5.0
+
+
+def parked_reports_record(
+    *,
+    limit: int = 200,
+    stops_only: bool = False,
+    budget: float = PARKED_RUN_BUDGET,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
     """Record the parked delivery reports (`delivery_report_park`), oldest first, each as of when it came, and remove
-    each once recorded; one whose row is still locked, or the database away, waits for the next run, and so does one
-    that fails otherwise (logged, its error kept), without holding up the ones behind it. `stops_only`: those
-    reporting the number's owner's STOP (a START is about to be heard: `sms_reply_heard`). Safe to run
-    twice at once (recording a report twice changes nothing the first did not). Returns how many were recorded."""
+    each once recorded; one whose row is still locked (waited for PARKED_LOCK_WAIT), or the database away, waits for
+    the next run, and so does one that fails otherwise (logged, its error kept), without holding up the ones behind
+    it. Once `budget` seconds (by `clock`) have gone, the rest wait for the next run, untried. `stops_only`: those
+    reporting the number's owner's STOP (a START is about to be heard: `sms_reply_heard`). Safe to run twice at once
+    (recording a report twice changes nothing the first did not). Returns how many were recorded."""
     recorded = 0
     parked_rows = ParkedDeliveryReport.objects.order_by("id")
     if stops_only:
         parked_rows = parked_rows.filter(report__stopped=True)
-    for parked in parked_rows[:limit]:
+    batch = list(parked_rows[:limit])
+    began = clock()
+    for index, parked in enumerate(batch):
+        if index and clock() - began >= budget:
+            log.warning(
+                "parked delivery reports: %s left for the next run, this one's %.0f s spent", len(batch) - index, budget
+            )
+            break
         try:
             # Inside a caller's transaction, a savepoint: a failure stays this report's. Outside, none: the STOP is
             # recorded before the rows' own transaction (delivery_reported), never holding both locks.
             inside = transaction.get_connection().in_atomic_block
             with transaction.atomic() if inside else nullcontext():
                 dispatch.delivery_reported(
-                    channel=parked.channel, report=channels.DeliveryReport(**parked.report), now=parked.received_at
+                    channel=parked.channel,
+                    report=channels.DeliveryReport(**parked.report),
+                    now=parked.received_at,
+                    lock_wait=PARKED_LOCK_WAIT,
                 )
         except Exception as exc:
             if isinstance(exc, DatabaseError):
@@ -71,7 +107,9 @@ def parked_reports_record(*, limit: int = 200, stops_only: bool = False) -> int:
 def sms_reply_heard(*, from_number: str, body: str, now: datetime) -> int:
     """An inbound text (consent.sms_reply). Race condition: before a START, a STOP the provider reported that is
     parked, not recorded yet (its row was locked), is recorded, as of when it came: recorded after this START, it
-    would switch the texts off again."""
+    would switch the texts off again. Within START_RUN_BUDGET, inside the webhook's request: the START is heard
+    whatever is left. Not yet mended: a STOP whose row is still locked is recorded after the START (which, finding
+    texts on, recorded nothing for the STOP's `unless_opted_in_since` to find): tests/reminders/test_parked_lock_wait.py."""
     if consent.is_start_reply(body):
-        parked_reports_record(stops_only=True)
+        parked_reports_record(stops_only=True, budget=START_RUN_BUDGET)
     return consent.sms_reply(from_number=from_number, body=body, now=now)
