@@ -431,6 +431,22 @@ class PatientMergeAdmin(ReadOnly, admin.ModelAdmin):
         return queryset.filter(into__organisation__in=organisations_of(clinics_for_user(request.user)))
 
 
+@admin.register(models.MergeWarningCheck)
+class MergeWarningCheckAdmin(ReadOnly, admin.ModelAdmin):
+    """Who checked which warning of a merge, when, with what note (the front desk records them): read-only."""
+
+    list_display = ["checked_at", "checked_by_name", "appointment", "merge"]
+    readonly_fields = ["merge", "appointment", "message", "checked_at", "checked_by", "checked_by_name", "note"]
+
+    def get_queryset(self, request):
+        queryset = (
+            super().get_queryset(request).select_related("merge", "appointment__procedure", "appointment__patient")
+        )
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(merge__into__organisation__in=organisations_of(clinics_for_user(request.user)))
+
+
 class AuditEventInline(ClinicScopedChoices, admin.TabularInline):
     model = models.AuditEvent
     extra = 0

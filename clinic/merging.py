@@ -14,19 +14,22 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from django.db import models, transaction
+from django.db.models import Q
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
+    MERGE_CHECK_NOTE_MAX,
     Appointment,
     ConditionStatus,
     MedicationCourse,
+    MergeWarningCheck,
     Patient,
     PatientCondition,
     PatientMerge,
     ProcedureRecord,
 )
 from clinic.record_changes import patient_record_changed
-from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound, Refused
+from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound, PreconditionFailed, Refused
 
 # Reverse relations to Patient that are not simply re-pointed: the intake (merged line by line), the
 # tombstones of earlier merges (re-pointed through `merged_into` below) and the merge records themselves.
@@ -262,3 +265,70 @@ def patient_merge(
             },
         )
     return record
+
+
+# Longer than any rule's words: a longer text is not a warning the page showed.
+MERGE_CHECK_MESSAGE_MAX = 2000
+
+
+def merge_warning_check(
+    *, patient: Patient, merge_id, appointment_id, message: str, note: str = "", checked_by, now: datetime
+) -> tuple[MergeWarningCheck, bool]:
+    """Record that `checked_by` looked at a warning the merge `merge_id` brought together on the booking
+    `appointment_id` of `patient` (the survivor), as it was shown (`message`, the rule's words when the page was
+    drawn); return the check and whether it is new. Checking the same warning again changes nothing.
+
+    A merge that is not into this record (or into one merged into it since), a booking that is not the patient's or
+    that the merge did not warn of: `NotFound`. A warning the rules no longer say in these words (it changed, or
+    ended, since the page was drawn): `PreconditionFailed`, nothing recorded, since the check would cover something
+    nobody saw."""
+    # The interfaces' forms check the shape; this keeps a malformed value from reaching the database (PostgreSQL
+    # refuses a NUL character in text) whoever calls.
+    if (
+        not isinstance(message, str)
+        or not message.strip()
+        or "\x00" in message
+        or len(message) > MERGE_CHECK_MESSAGE_MAX
+    ):
+        raise InvalidInput(ErrorCode.UNKNOWN_FIELD, "Say which warning was checked, as it was shown.", field="message")
+    note = note.strip() if isinstance(note, str) else ""
+    if "\x00" in note:
+        raise InvalidInput(ErrorCode.UNKNOWN_FIELD, "Remove the NUL character from the note.", field="note")
+    if len(note) > MERGE_CHECK_NOTE_MAX:
+        raise InvalidInput(
+            ErrorCode.REASON_TOO_LONG, f"Keep the note to {MERGE_CHECK_NOTE_MAX} characters or fewer.", field="note"
+        )
+    merge = (
+        PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient), pk=merge_id).first()
+        if merge_id is not None
+        else None
+    )
+    warned = {str(w.get("appointment")) for w in (merge.details or {}).get("warnings", [])} if merge else set()
+    appointment = (
+        Appointment.objects.filter(patient=patient, pk=appointment_id).first()
+        if str(appointment_id) in warned
+        else None
+    )
+    if appointment is None:
+        raise NotFound(ErrorCode.UNKNOWN_APPOINTMENT, "That merge has no warning on such a booking of this patient.")
+    checked = {"merge": merge, "appointment": appointment, "message": message}
+    if (existing := MergeWarningCheck.objects.filter(**checked).first()) is not None:
+        return existing, False
+    said = {
+        warning["message"]
+        for finder in _warning_finders
+        for warning in finder(patient_id=patient.pk, now=now)
+        if warning.get("appointment") == str(appointment.pk)
+    }
+    if message not in said:
+        raise PreconditionFailed(
+            ErrorCode.RECORD_CHANGED,
+            "That warning has changed or no longer stands since the page was drawn, so nothing was recorded: "
+            "read it as it is now.",
+        )
+    name = (checked_by.get_full_name() or checked_by.get_username()) if checked_by is not None else ""
+    # Race condition: two desks (or a double click) checking it at once: the unique constraint keeps one.
+    return MergeWarningCheck.objects.get_or_create(
+        **checked,
+        defaults={"checked_at": now, "checked_by": checked_by, "checked_by_name": name[:200], "note": note},
+    )

@@ -746,6 +746,39 @@ class PatientMerge(models.Model):
         return f"{self.merged_id} merged into {self.into_id} by {self.actor_label} at {self.at:%Y-%m-%d %H:%M}"
 
 
+MERGE_CHECK_NOTE_MAX = 500
+
+
+class MergeWarningCheck(models.Model):
+    """Staff looked at a warning a merge brought together (its `details["warnings"]`) and decided: who, when, with
+    what note. Append-only (clinic.merging.merge_warning_check). It covers the warning as it was checked, its rule's
+    words (`message`): should the rules later say something else of the same booking, that is shown again, and a
+    new check of it is a new row."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Found by its merge through the unique constraint's index, which leads with it.
+    merge = models.ForeignKey(PatientMerge, on_delete=models.PROTECT, related_name="warning_checks", db_index=False)
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="merge_warning_checks")
+    message = models.TextField(help_text="The warning as it was shown when checked.")
+    checked_at = models.DateTimeField()
+    checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The name as the page showed it then: it stays when the user is renamed or removed.
+    checked_by_name = models.CharField(max_length=200)
+    note = models.CharField(max_length=MERGE_CHECK_NOTE_MAX, blank=True)
+
+    class Meta:
+        ordering = ["checked_at"]
+        constraints = [
+            # Checking the same warning twice (two desks, a double click) keeps the first check.
+            models.UniqueConstraint(fields=["merge", "appointment", "message"], name="merge_warning_checked_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"Merge warning checked by {self.checked_by_name} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
 def hash_key(key: str) -> str:
     # Keys are 256-bit random secrets, so a fast hash is enough: there is nothing to brute-force.
     return hashlib.sha256(key.encode()).hexdigest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
@@ -19,6 +20,7 @@ from clinic.models import (
     AppointmentStatus,
     Clinic,
     MedicationCourse,
+    MergeWarningCheck,
     Patient,
     PatientCondition,
     Practitioner,
@@ -228,11 +230,28 @@ class OutlookRow:
 @dataclass(frozen=True)
 class MergeWarning:
     """A warn-level rule a merge of records brought together (clinic.merging: the merge record's warnings), for a
-    booking still to come."""
+    booking still to come; `check` when staff marked it checked in these words (clinic.merging.merge_warning_check),
+    `earlier_checks` those of what the rules said of it before (other words: this one is new to them)."""
 
     appointment: Appointment
     message: str
     merged_at: datetime
+    merge_id: UUID | None = None  # the merge that warned of it, which a check names
+    check: MergeWarningCheck | None = None
+    earlier_checks: tuple[MergeWarningCheck, ...] = ()
+
+
+class MergeWarnings(list):
+    """The standing warnings of the merges into a record, in order: those still to check (the page's banner) and those
+    staff checked (listed quietly below it, so the record of who decided stays in sight)."""
+
+    @property
+    def to_check(self) -> list[MergeWarning]:
+        return [w for w in self if w.check is None]
+
+    @property
+    def checked(self) -> list[MergeWarning]:
+        return [w for w in self if w.check is not None]
 
 
 @dataclass
@@ -247,16 +266,33 @@ class PatientRecord:
     merge_warnings: list[MergeWarning]
 
 
-def merge_warnings(patient: Patient, appointments: list[Appointment], now: datetime) -> list[MergeWarning]:
+def merge_warnings(patient: Patient, appointments: list[Appointment], now: datetime) -> MergeWarnings:
     """The warnings of the merges into this record that still stand (scheduler.recheck.merge_warnings_standing). A
     desk merge shows them once as it is made and an API merge answers them; here staff find them while the rules
-    still say them."""
-    return [
-        MergeWarning(appointment, message, merged_at)
-        for appointment, message, merged_at in merge_warnings_standing(
-            patient=patient, appointments=appointments, now=now
+    still say them, each with the check that covers it (the same merge, booking and words), if any. One statement
+    for all their checks, however many, and none when nothing stands."""
+    standing = merge_warnings_standing(patient=patient, appointments=appointments, now=now)
+    if not standing:
+        return MergeWarnings()
+    checks: dict[tuple, list[MergeWarningCheck]] = {}  # (merge id, booking id) -> its checks, oldest first
+    for check in MergeWarningCheck.objects.filter(merge_id__in={merge_id for *_, merge_id in standing}).order_by(
+        "checked_at"
+    ):
+        checks.setdefault((check.merge_id, check.appointment_id), []).append(check)
+    found = MergeWarnings()
+    for appointment, message, merged_at, merge_id in standing:
+        its = checks.get((merge_id, appointment.pk), [])
+        found.append(
+            MergeWarning(
+                appointment,
+                message,
+                merged_at,
+                merge_id=merge_id,
+                check=next((c for c in its if c.message == message), None),
+                earlier_checks=tuple(c for c in its if c.message != message),
+            )
         )
-    ]
+    return found
 
 
 def patient_record(*, patient: Patient, now: datetime, clinic: Clinic | None = None) -> PatientRecord:

@@ -24,6 +24,11 @@ clinic_patterns = [
     path("patients/<uuid:patient_id>/", patients.patient_detail, name="patient"),
     path("patients/<uuid:patient_id>/edit/", patients.patient_edit, name="patient_edit"),
     path("patients/<uuid:patient_id>/merge/", merge.patient_merge_view, name="patient_merge"),
+    path(
+        "patients/<uuid:patient_id>/merge-warnings/check/",
+        patients.merge_warning_check_view,
+        name="merge_warning_check",
+    ),
     path("patients/<uuid:patient_id>/history/", patients.patient_history, name="patient_history"),
     path("patients/<uuid:patient_id>/history/medications/", patients.medication_add, name="medication_add"),
     path(

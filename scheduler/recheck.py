@@ -216,41 +216,49 @@ def appointments_warnings(*, patient_id, now: datetime) -> list[dict]:
 
 def merge_warnings_standing(*, patient, appointments: list[Appointment], now: datetime) -> list[tuple]:
     """The warnings of the merges into `patient` (and into the records merged into it since) that still stand, as
-    (appointment, the rule's words of now, when it was merged), `appointments` being the patient's (read by the
-    caller). Each warned booking, active and to come, is checked again as it stands (one timeline read a warned
-    booking, none when there is none), and a warning stands while the same rule still warns against the same event.
-    A visit of the pair cancelled, missed or moved clear, a course whose end was recorded long enough ago, a rule
-    relaxed since: it is gone; a move that still warns keeps it (whoever moved it through the API saw it, no desk
-    did). One statement for the merges."""
+    (appointment, the rule's words of now, when it was merged, the merge's id), `appointments` being the patient's
+    (read by the caller). Each warned booking, active and to come, is checked again as it stands (one timeline read
+    a warned booking, none when there is none), and a warning stands while the same rule still warns against the
+    same event: the same rule, or one of the same kind saying the same of that pair (the organisation's own version
+    of the default that warned, tightened or relaxed, whose id is its own). A visit of the pair cancelled, missed or
+    moved clear, a course whose end was recorded long enough ago, a rule relaxed or switched off since: it is gone; a
+    move that still warns keeps it (whoever moved it through the API saw it, no desk did). One statement for the
+    merges."""
     live = {str(a.pk): a for a in appointments if a.status in ACTIVE_APPOINTMENT_STATUSES and a.start_at > now}
     if not live:
         return []
     merges = PatientMerge.objects.filter(Q(into=patient) | Q(into__merged_into=patient)).order_by("at")
     standing = [
-        (at, warning)
-        for at, details in merges.values_list("at", "details")
+        (at, merge_id, warning)
+        for merge_id, at, details in merges.values_list("pk", "at", "details")
         for warning in (details or {}).get("warnings", [])
         if warning.get("appointment") in live
     ]
     said_now: dict[str, list[dict]] = {}
-    for pk in dict.fromkeys(warning["appointment"] for _, warning in standing):
+    for pk in dict.fromkeys(warning["appointment"] for _, _, warning in standing):
         said_now[pk] = [violation_record(v) for v in booking.appointment_recheck(appointment=live[pk]).warnings]
 
     def same(now_said: dict, stored: dict) -> bool:
-        """The same rule against the same event: by its id, or by its time (a visit completed since is its history
-        record now, at the visit's start)."""
-        if now_said["rule"] != stored.get("rule"):
+        """The same rule (or one of the same kind and code: a version of it) against the same event: by its id, or
+        by its time (a visit completed since is its history record now, at the visit's start)."""
+        same_rule = now_said["rule"] == stored.get("rule")
+        if not same_rule and (now_said["code"], now_said["kind"]) != (stored.get("code"), stored.get("kind")):
             return False
         then, said = stored.get("conflicts_with") or {}, now_said["conflicts_with"] or {}
         return str(said.get("id")) == str(then.get("id")) or (
             said.get("at") is not None and said["at"] == then.get("at")
         )
 
-    found = []
-    for at, warning in standing:
-        match = next((v for v in said_now[warning["appointment"]] if same(v, warning)), None)
-        if match is not None:
-            found.append((live[warning["appointment"]], match["message"], at))
+    found, told = [], set()
+    for at, merge_id, warning in standing:
+        said = said_now[warning["appointment"]]
+        # The same rule first; a version of it only when the rule itself says nothing of the pair now.
+        match = next((v for v in said if v["rule"] == warning.get("rule") and same(v, warning)), None) or next(
+            (v for v in said if same(v, warning)), None
+        )
+        if match is not None and (merge_id, warning["appointment"], match["message"]) not in told:
+            told.add((merge_id, warning["appointment"], match["message"]))
+            found.append((live[warning["appointment"]], match["message"], at, merge_id))
     return found
 
 

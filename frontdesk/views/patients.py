@@ -1,4 +1,5 @@
-"""Patient search, new patient and edit, the timeline, and the medical-history intake."""
+"""Patient search, new patient and edit, the timeline (and checking a merge's warnings there), and the
+medical-history intake."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from clinic import services as clinic_services
+from clinic.merging import merge_warning_check
 from clinic.models import MedicationCourse
 from clinic.selectors import clinics_for_user, merged_patient_survivor, patient_search, patients_in
 from core.errors import InvalidInput, PreconditionFailed
+from core.ids import parse_uuid
 from frontdesk import selectors
 from frontdesk.forms import (
     ConditionFormSet,
@@ -112,7 +115,10 @@ def patient_detail(request, patient_id):
     if survivor is not None:  # a merged record's page (an old link, a bookmark) opens the survivor's
         messages.info(request, "That record was merged into this one.")
         return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=survivor.pk)
-    patient = patient_or_404(request, patient_id)
+    return _detail_page(request, patient_or_404(request, patient_id))
+
+
+def _detail_page(request, patient, status: int = 200):
     record = selectors.patient_record(patient=patient, now=timezone.now(), clinic=request.clinic)
     return page(
         request,
@@ -123,7 +129,44 @@ def patient_detail(request, patient_id):
             "nav": "patients",
             "appointments_by_id": selectors.patient_appointments_by_id(patient),
         },
+        status=status,
     )
+
+
+@clinic_page
+@require_POST
+def merge_warning_check_view(request, patient_id):
+    """Mark a warning a merge brought together as checked, from the patient's page: anyone on the clinic's staff who
+    sees the page may. The page then lists it as checked (by whom, when) instead of warning of it."""
+    patient = patient_or_404(request, patient_id)
+    merge_id, appointment_id = parse_uuid(request.POST.get("merge")), parse_uuid(request.POST.get("appointment"))
+    if merge_id is None or appointment_id is None:  # a malformed id is no such warning
+        raise Http404("No such merge warning.")
+    try:
+        check, created = merge_warning_check(
+            patient=patient,
+            merge_id=merge_id,
+            appointment_id=appointment_id,
+            # The warning as the page drew it; a browser sends a line break in a field as CR LF.
+            message=request.POST.get("message", "").replace("\r\n", "\n"),
+            note=request.POST.get("note", ""),
+            checked_by=request.user,
+            now=timezone.now(),
+        )
+    except InvalidInput as error:
+        messages.error(request, f"Nothing was recorded: {error.message}")
+        return _detail_page(request, patient, status=400)
+    except PreconditionFailed as changed:
+        messages.error(request, changed.message)
+        return _detail_page(request, patient, status=409)
+    if created:
+        messages.success(request, "Warning marked as checked: it is listed under the bookings as checked.")
+    else:
+        when = timezone.localtime(check.checked_at)
+        messages.info(
+            request, f"That warning was already checked, by {check.checked_by_name} on {when.day} {when:%b %Y}."
+        )
+    return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=patient.pk)
 
 
 # --- Medical-history intake -----------------------------------------------------------------

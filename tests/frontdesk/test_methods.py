@@ -33,6 +33,7 @@ METHODS: dict[str, set[str]] = {
     "patient": READ,
     "patient_edit": FORM,
     "patient_merge": FORM,
+    "merge_warning_check": ACTION,
     "patient_history": FORM,
     "medication_add": ACTION,
     "medication_end": ACTION,
