@@ -55,6 +55,19 @@ def subscribe_warnings(finder: WarningFinder) -> None:
         _warning_finders.append(finder)
 
 
+# What each record's consent rests on is the reminders' (a room above): they subscribe (their AppConfig.ready), called
+# as `subscriber(merged=, into=, now=)` inside the merge, both rows locked, before anything moves (each record's own
+# opt-outs still its own).
+MergeSubscriber = Callable[..., None]
+_merge_subscribers: list[MergeSubscriber] = []
+
+
+def subscribe_merge(subscriber: MergeSubscriber) -> None:
+    """Register a subscriber called as two records are merged, before any row moves (once, however often)."""
+    if subscriber not in _merge_subscribers:
+        _merge_subscribers.append(subscriber)
+
+
 class MergeConflict(Refused):
     """The two records disagree in a way only a person can settle; `conflicts` lists each point."""
 
@@ -238,6 +251,8 @@ def patient_merge(
                 field="intake",
             )
         from_merged = _event_ids(merged)
+        for subscriber in _merge_subscribers:
+            subscriber(merged=merged, into=into, now=now)
         intake_result = _merge_intake(merged, into, decisions)
         moved = _move_related_rows(merged, into)
         Patient.objects.filter(merged_into=merged).update(merged_into=into)  # older tombstones: one hop

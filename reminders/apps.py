@@ -7,8 +7,8 @@ class RemindersConfig(AppConfig):
 
     def ready(self) -> None:
         import reminders.checks  # noqa: F401 (registers the channels' checks)
-        from clinic import record_changes, setting_checks
-        from reminders.consent import staff_consent_record
+        from clinic import merging, record_changes, setting_checks
+        from reminders.consent import merge_consent_record, staff_consent_record
         from reminders.fit import clinic_sms_problems
         from reminders.services import outbox_contact_changed, outbox_on_change
         from scheduler import notifications
@@ -19,6 +19,8 @@ class RemindersConfig(AppConfig):
         record_changes.subscribe_contact(outbox_contact_changed)
         # And who switched a channel on or off, when staff or a platform did (the patient's own are recorded where made).
         record_changes.subscribe_contact(staff_consent_record)
+        # A merge keeps texts off where one record never agreed to them, whatever START comes after (a seam too).
+        merging.subscribe_merge(merge_consent_record)
         # Texts name the clinic: a clinic's name that no text fits is refused when it is saved (reminders.fit).
         setting_checks.subscribe(clinic_sms_problems)
         # A spam complaint or unsubscribe an e-mail provider reports (its event webhook, anymail's signal).

@@ -36,6 +36,7 @@ from reminders.models import (
     OptOutVia,
     OutboxMessage,
     OutboxStatus,
+    ParkedDeliveryReport,
 )
 
 UNSUBSCRIBE_SALT = "reminders.unsubscribe"
@@ -297,16 +298,32 @@ def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
     the sender must name one number: a national form that reads as numbers of two countries opts nobody in.
     """
     count = 0
-    for patient in sender_patients(from_number, wide=False):
+    patients = list(sender_patients(from_number, wide=False))
+    stop_waits = _numbers_with_a_parked_stop() if patients else set()
+    for patient in patients:
         with transaction.atomic():
             current = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
             # Race condition: a STOP or a desk edit may have changed the texts while this waited for the lock.
-            if channels_on(current)[Channel.SMS] or not current.phone:
+            if channels_on(current)[Channel.SMS]:
+                # Race condition: the provider reported this number's STOP, and the report waits parked (its row held
+                # past every wait: reminders.reports); recorded later as of when it came, it would switch texts off
+                # after this START. The START is recorded: a STOP from before it leaves texts on
+                # (patient_opt_out's `unless_opted_in_since`).
+                if current.phone in stop_waits:
+                    ContactOptIn.objects.create(
+                        patient=current,
+                        channel=Channel.SMS,
+                        via=OptInVia.SMS_START,
+                        at=now,
+                        wording=body.strip()[:160],
+                        detail=f"reply from {from_number}; texts on, the provider's STOP not recorded yet"[:200],
+                    )
+                continue
+            if not current.phone:
                 continue
             # Only the patient's own STOP is undone, and only one that switched texts off: texts switched off by
             # staff (a wrong number, say) or never consented to stay off, whatever came after.
-            last_off = ContactOptOut.objects.filter(patient=current, channel=Channel.SMS).order_by("-at", "-pk").first()
-            if last_off is None or last_off.via not in PATIENT_STOP_VIAS or not last_off.was_on:
+            if not _own_stop_to_undo(current):
                 continue
             current.sms_consent = True
             chosen = set(current.reminder_channels or []) | {PATIENT_CHANNELS[Channel.SMS]}
@@ -323,6 +340,52 @@ def sms_reply_opt_in(*, from_number: str, body: str, now: datetime) -> int:
             patient_contact_changed(patient_id=current.pk, now=now)  # what they may now get is planned
             count += 1
     return count
+
+
+def _own_stop_to_undo(patient: Patient) -> bool:
+    """Whether the patient's texts are off by their own STOP (heard here or by the provider) that switched them off:
+    their latest SMS opt-out. What a START undoes, and nothing else."""
+    last_off = ContactOptOut.objects.filter(patient=patient, channel=Channel.SMS).order_by("-at", "-pk").first()
+    return last_off is not None and last_off.via in PATIENT_STOP_VIAS and last_off.was_on
+
+
+def _numbers_with_a_parked_stop() -> set[str]:
+    """The numbers of texts whose provider reported their owner's STOP, the report parked and not recorded yet
+    (reminders.reports). None is parked almost always: one statement, two when one is."""
+    provider_ids = [
+        report.get("provider_id")
+        for report in ParkedDeliveryReport.objects.filter(channel=Channel.SMS, report__stopped=True).values_list(
+            "report", flat=True
+        )
+        if isinstance(report, dict) and report.get("provider_id")
+    ]
+    if not provider_ids:
+        return set()
+    return set(
+        OutboxMessage.objects.filter(channel=Channel.SMS, provider_id__in=provider_ids)
+        .exclude(recipient="")
+        .values_list("recipient", flat=True)
+    )
+
+
+def merge_consent_record(*, merged: Patient, into: Patient, now: datetime) -> None:
+    """clinic.merging subscriber, called before anything moves: the joined record gets texts only where both records
+    had them (merging._stricter_consent). When one record's texts were off for a reason a START cannot undo (never
+    agreed, switched off by staff or on the patient's own page) and the other's were on, or off by its own STOP, the
+    survivor's texts are off for good until someone switches them on: recorded as an opt-out `via` merge, so that a
+    START (sms_reply_opt_in) finds it, not the other record's STOP, which moves to the survivor with its rows and
+    would otherwise switch on texts the survivor never agreed to."""
+    startable = [channels_on(side)[Channel.SMS] or _own_stop_to_undo(side) for side in (merged, into)]
+    if all(startable) or not any(startable):
+        return  # a START undoes what it would have on either record, or nothing on either
+    ContactOptOut.objects.create(
+        patient=into,
+        channel=Channel.SMS,
+        via=OptOutVia.MERGE,
+        at=now,
+        detail=f"record {merged.pk} merged in"[:200],
+        was_on=channels_on(into)[Channel.SMS],
+    )
 
 
 def sender_patients(from_number: str, *, wide: bool = True) -> QuerySet[Patient]:

@@ -358,6 +358,7 @@ class OptOutVia(models.TextChoices):
     DESK = "desk", "Staff at the front desk"
     API = "api", "A booking platform (API)"
     ADMIN = "admin", "The admin site"
+    MERGE = "merge", "Records merged: texts only where both records had agreed to them"
 
 
 class ContactOptOut(models.Model):
