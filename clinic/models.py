@@ -170,6 +170,11 @@ class Organisation(models.Model):
         return self.name
 
 
+# What a clinic is set up with, and moves with it to another organisation (Clinic._move_refusal).
+CLINIC_SET_UP = frozenset({"clinic.StaffMembership", "clinic.Practitioner", "clinic.ApiClient"})
+_UNKNOWN = object()  # an organisation not read with the clinic
+
+
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     code = models.SlugField(unique=True, max_length=50)
@@ -231,6 +236,29 @@ class Clinic(models.Model):
             self.country = country_for_timezone(self.timezone)
             if "update_fields" in kwargs and kwargs["update_fields"] is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
+        update_fields = kwargs.get("update_fields")
+        writes_organisation = update_fields is None or {"organisation", "organisation_id"} & set(update_fields)
+        if writes_organisation and self._may_move():
+            with transaction.atomic():
+                # Race condition: the clinic's row is locked before the check and until the write (FOR UPDATE waits
+                # for a patient or an appointment being added to it meanwhile, and the check then sees it).
+                refusal = self._move_refusal(lock=True)
+                if refusal:
+                    raise ValidationError({"organisation": refusal})
+                self._save_in_organisation(*args, **kwargs)
+        else:
+            self._save_in_organisation(*args, **kwargs)
+        if writes_organisation:
+            self._stored_organisation_id = self.organisation_id
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        # The organisation as read: a save or clean that leaves it so asks the database nothing about a move.
+        instance._stored_organisation_id = instance.__dict__.get("organisation_id", _UNKNOWN)
+        return instance
+
+    def _save_in_organisation(self, *args, **kwargs) -> None:
         if self.organisation_id is not None:
             super().save(*args, **kwargs)
             return
@@ -247,8 +275,69 @@ class Clinic(models.Model):
     def clean(self) -> None:
         # What the rooms above need of a clinic's settings (clinic.setting_checks): every text names the clinic.
         problems = setting_checks.clinic_problems(self)
+        refusal = self._move_refusal(lock=False) if self._may_move() else None
+        if refusal:
+            problems.setdefault("organisation", []).append(refusal)
         if problems:
             raise ValidationError(problems)
+
+    def _may_move(self) -> bool:
+        """Whether the organisation may differ from the stored one: never for a new clinic, nor for one whose
+        organisation is as it was read (or last saved); otherwise the database says (`_move_refusal`)."""
+        if self._state.adding:
+            return False
+        return self.organisation_id != getattr(self, "_stored_organisation_id", _UNKNOWN)
+
+    def _move_refusal(self, *, lock: bool) -> str | None:
+        """Why the clinic may not move to the organisation it now names, or None (not moving, or nothing of its own
+        yet: set up under the wrong organisation). Its patients, appointments and records belong to its
+        organisation, and the desk reads them by clinic: moved, they would be another organisation's to see.
+        Joining two organisations' patients is a merge, not an edit of a clinic. One statement (two when locking)."""
+        relations = self._own_rows_relations()
+        rows = Clinic._base_manager.filter(pk=self.pk)
+        if lock:
+            # Its own statement: one that locks and checks together would check with what it saw before waiting.
+            list(rows.select_for_update().values_list("pk", flat=True))
+        has = {
+            f"has_{i}": models.Exists(rel.related_model._base_manager.filter(**{rel.field.name: self.pk}))
+            for i, rel in enumerate(relations)
+        }
+        stored = rows.annotate(**has).values("organisation_id", "organisation__name", *has).first()
+        if stored is None:
+            return None  # not stored yet
+        self._stored_organisation_id = stored["organisation_id"]
+        if stored["organisation_id"] == self.organisation_id:
+            return None
+        kinds = list(
+            dict.fromkeys(
+                str(rel.related_model._meta.verbose_name_plural)
+                for i, rel in enumerate(relations)
+                if stored[f"has_{i}"]
+            )
+        )
+        if not kinds:
+            return None
+        what = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + f" and {kinds[-1]}"
+        return (
+            f"This clinic already has {what} of {stored['organisation__name']}: it cannot move to another "
+            "organisation; a clinic moves only while it has nothing of its own (its patients' records would be "
+            "the other organisation's to see). Joining two organisations' patients is a merge, not an edit of a "
+            "clinic."
+        )
+
+    @classmethod
+    def _own_rows_relations(cls) -> list:
+        """Every relation whose rows name the clinic (a new one counts too), except the clinic's own set-up, which
+        moves with it: its practitioners (and their hours), staff roles and API clients' grants."""
+        relations = []
+        for rel in cls._meta.get_fields(include_hidden=True):
+            if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.one_to_one)):
+                continue
+            model = rel.related_model
+            owner = model._meta.auto_created or model  # a many-to-many's own table: the model that declares it
+            if owner._meta.label not in CLINIC_SET_UP:
+                relations.append(rel)
+        return relations
 
     def _new_organisation(self, attempts: int = 5) -> Organisation:
         """A new organisation under a free code. Another clinic saved at the same moment may take the code found
