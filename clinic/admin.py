@@ -460,10 +460,27 @@ class AuditEventInline(ClinicScopedChoices, admin.TabularInline):
         return False
 
 
+class OutcomeFilter(admin.SimpleListFilter):
+    """Visits that are over and that nobody closed (completed or a no-show): the desk's Today asks about those of the
+    last 90 days (frontdesk.selectors.awaiting_outcome); here every one, however old, oldest first by the list's
+    order. No aftercare went to the patient for any of them."""
+
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [("missing", "Over, no outcome recorded")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "missing":
+            return queryset.filter(status=models.AppointmentStatus.CONFIRMED, end_at__lte=timezone.now())
+        return queryset
+
+
 @admin.register(models.Appointment)
 class AppointmentAdmin(ClinicScopedAdmin):
     list_display = ["start_at", "procedure", "patient", "practitioner", "clinic", "status"]
-    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "status", "procedure"]
+    list_filter = [("clinic", admin.RelatedOnlyFieldListFilter), "status", OutcomeFilter, "procedure"]
     search_fields = ["patient__last_name", "patient__first_name"]
     date_hierarchy = "start_at"
     readonly_fields = [f.name for f in models.Appointment._meta.fields]
