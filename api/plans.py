@@ -34,6 +34,7 @@ from api.problems import (
 )
 from api.serializers import RefusalProblemOut, StrictIntegerField, ViolationOut
 from api.views import ApiView, _created, _input
+from clinic.models import AppointmentStatus
 from core.errors import InvalidInput
 from core.ids import parse_uuid
 from plans import planner, selectors, services
@@ -174,9 +175,18 @@ class PlanSessionOut(serializers.Serializer):
     index = serializers.IntegerField()
     status = serializers.ChoiceField(choices=["booked", "completed", "cancelled", "due", "overdue", "missed"])
     appointment = serializers.CharField(allow_null=True)
+    appointment_status = serializers.ChoiceField(
+        choices=AppointmentStatus.values,
+        allow_null=True,
+        help_text="The status of the session's appointment, if it has one: a `booked` session whose booking waits "
+        "for clearance or needs review since a rule or record change says so here (it may not go ahead as booked).",
+    )
     start = serializers.DateTimeField(allow_null=True)
     practitioner = serializers.CharField(allow_null=True)
-    window = WindowOut()
+    window = WindowOut(
+        help_text="The session's window as the course stands: measured by the course's gaps from the previous "
+        "session's booking where that one moved since the plan placed them (docs/plans.md)."
+    )
     rulebook_version = serializers.CharField(
         allow_null=True,
         help_text="The version of the organisation's rule book the session's booking was checked against when it "
@@ -263,9 +273,11 @@ def plan_data(plan: TreatmentPlan, today) -> dict:
                 "index": view.session.index,
                 "status": view.status,
                 "appointment": str(appointment.pk) if appointment else None,
+                # A booked session's booking may be held (needs review, pending clearance): said beside `status`.
+                "appointment_status": appointment.status if appointment else None,
                 "start": local_iso(appointment.start_at, tz) if appointment else None,
                 "practitioner": str(appointment.practitioner_id) if appointment else None,
-                "window": _window(view.session.window),
+                "window": _window(view.window),
                 "rulebook_version": view.rulebook_version,
             }
         )

@@ -9,6 +9,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
 from clinic.models import AppointmentStatus, AuditAction, AuditEvent, Clinic
+from plans import planner
 from plans.models import PlanSession, Recall, TreatmentPlan
 
 
@@ -21,9 +22,11 @@ class SessionStatus:
     MISSED = "missed"
 
 
-def session_status(session: PlanSession, today: date) -> str:
+def session_status(session: PlanSession, today: date, window: planner.Window | None = None) -> str:
     """booked or completed by its appointment; otherwise due, overdue (past the ideal day) or missed (past the
-    window, or not attended); a cancelled session says so until its window has passed."""
+    window, or not attended); a cancelled session says so until its window has passed. `window`: the session's as
+    it stands (`session_window`), else the one the plan stored."""
+    window = window or session.window
     appointment = session.appointment
     if appointment is not None:
         if appointment.status == AppointmentStatus.COMPLETED:
@@ -32,11 +35,24 @@ def session_status(session: PlanSession, today: date) -> str:
             return SessionStatus.BOOKED
         if appointment.status == AppointmentStatus.NO_SHOW:
             return SessionStatus.MISSED
-    if today > session.latest_on:
+    if today > window.latest:
         return SessionStatus.MISSED
     if appointment is not None:  # cancelled, window still open
         return SessionStatus.CANCELLED
-    return SessionStatus.OVERDUE if today > session.ideal_on else SessionStatus.DUE
+    return SessionStatus.OVERDUE if today > window.ideal else SessionStatus.DUE
+
+
+def session_window(plan: TreatmentPlan, session: PlanSession, previous: PlanSession | None) -> planner.Window:
+    """The session's window as the course stands: docs/plans.md, "session n falls between min gap and max gap after
+    session n-1's local date". The plan stored each window from where the one before was placed; once that one's
+    booking moved (the patient's page, the desk, a platform), the window follows it, in the plan's clinic's zone, by
+    the course's gaps (as a re-plan measures). A session whose previous one holds no booking keeps what was stored."""
+    before = previous.appointment if previous is not None else None
+    if before is None or not (before.is_active or before.status == AppointmentStatus.COMPLETED):
+        return session.window
+    day = before.start_at.astimezone(plan.clinic.tz).date()
+    course = plan.template
+    return planner.Window(course.min_gap.add_to(day), course.ideal_gap.add_to(day), course.max_gap.add_to(day))
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,12 @@ class SessionView:
     # The rule book version the session's booking was last checked against (booked, or moved); None when it holds
     # no booking (due, overdue, missed, cancelled) or its booking was made before versions were recorded.
     rulebook_version: str | None = None
+    # Its window as the course stands (`session_window`); None: the one the plan stored.
+    current_window: planner.Window | None = None
+
+    @property
+    def window(self) -> planner.Window:
+        return self.current_window or self.session.window
 
 
 # The entries of a booking's trail that check it against the rule book and record the version (scheduler.booking):
@@ -68,11 +90,13 @@ def plan_sessions(plan: TreatmentPlan, today: date) -> list[SessionView]:
         .annotate(checked_rulebook_version=_checked_version())
         .order_by("index")
     )
-    views = []
+    views, previous = [], None
     for row in rows:
-        status = session_status(row, today)
+        window = session_window(plan, row, previous)
+        status = session_status(row, today, window)
         version = row.checked_rulebook_version if status in _HOLDS_A_BOOKING else None
-        views.append(SessionView(row, status, version or None))
+        views.append(SessionView(row, status, version or None, window))
+        previous = row
     return views
 
 

@@ -222,6 +222,7 @@ def _plan(
             procedure=request.course.procedure,
             lo=request.start_at,
             hi=_span_end(request),
+            clinics=True,  # a refusal names a sister site's booking in its way
         ),
         rulebook=rulebook,
         course=request.course,

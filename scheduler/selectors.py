@@ -6,6 +6,7 @@ so booking cost in queries does not grow with a patient's past.
 
 from __future__ import annotations
 
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from django.db import models
@@ -217,11 +218,14 @@ def timeline_for_patient(patient_id) -> rules.Timeline:
     return _timeline(_TIMELINE.rows(patient_id))
 
 
-def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str, lo, hi) -> rules.Timeline:
+def timeline_for_window(
+    patient_id, *, rulebook: rules.RuleBook, procedure: str, lo, hi, clinics: bool = False
+) -> rules.Timeline:
     """What `rules.blocked_ranges` reads for `procedure` over [lo, hi]: the events of the procedures an
     interval rule relates to it (before it or after it) that fall within the rules' reach of the window,
     and the medication courses and conditions whole, in one query. A patient's long history elsewhere is
-    not read."""
+    not read. `clinics`: with each event's clinic, for a reader that names what stands in the way (a plan's
+    refusal names a sister site's booking as a booking's 409 does); an availability search names nothing."""
     patient_id = parse_uuid(patient_id)
     if patient_id is None:  # not an id: nobody's
         return rules.Timeline([], [], [])
@@ -231,22 +235,23 @@ def timeline_for_window(patient_id, *, rulebook: rules.RuleBook, procedure: str,
     if not codes:
         return _timeline(_NO_EVENTS.rows(patient_id))
     reach = max(r.reach for r in (*back, *forward))
-    return _timeline(_WINDOW.rows(patient_id, codes, lo - reach, hi + reach))
+    return _timeline((_WINDOW_WITH_CLINICS if clinics else _WINDOW).rows(patient_id, codes, lo - reach, hi + reach))
 
 
-def _window_of(patient_id, codes, since, until):
+def _window_of(patient_id, codes, since, until, *, clinics: bool = False):
     return unions.union(
         _branches(
             patient_id,
             history={"procedure_id__in": codes, "performed_at__gte": since, "performed_at__lte": until},
             appointments={"procedure_id__in": codes, "start_at__gte": since, "start_at__lte": until},
-            clinics=False,
+            clinics=clinics,
         )
     )
 
 
 # Read for every availability search: compiled once per connection and number of procedures (core.compiled).
 _WINDOW = CompiledQuery(_window_of)
+_WINDOW_WITH_CLINICS = CompiledQuery(partial(_window_of, clinics=True))
 _NO_EVENTS = CompiledQuery(lambda patient_id: unions.union(_branches(patient_id)))
 
 
