@@ -49,6 +49,18 @@ WarningFinder = Callable[..., list[dict]]
 _warning_finders: list[WarningFinder] = []
 
 
+def same_warning(now_said: dict, stored: dict) -> bool:
+    """Whether a warning the rules say now (a stored violation: `rule`, `code`, `kind`, `conflicts_with`) is one a
+    merge recorded (`stored`): the same rule, or one of the same kind and code (the organisation's version of the
+    default that warned, whose id is its own), against the same event, by its id or by its time (a visit completed
+    since is its history record now, at the visit's start)."""
+    same_rule = now_said.get("rule") == stored.get("rule")
+    if not same_rule and (now_said.get("code"), now_said.get("kind")) != (stored.get("code"), stored.get("kind")):
+        return False
+    then, said = stored.get("conflicts_with") or {}, now_said.get("conflicts_with") or {}
+    return str(said.get("id")) == str(then.get("id")) or (said.get("at") is not None and said["at"] == then.get("at"))
+
+
 def subscribe_warnings(finder: WarningFinder) -> None:
     """Register the finder of a merged record's warnings (once, however often registered)."""
     if finder not in _warning_finders:
@@ -329,11 +341,14 @@ def merge_warning_check(
     checked = {"merge": merge, "appointment": appointment, "message": message}
     if (existing := MergeWarningCheck.objects.filter(**checked).first()) is not None:
         return existing, False
+    # Only what the rules say now of the warnings this merge recorded on this booking: the words of another warning of
+    # the booking (against the patient's own history, say) check nothing of the merge's.
+    recorded = [w for w in (merge.details or {}).get("warnings", []) if w.get("appointment") == str(appointment.pk)]
     said = {
         warning["message"]
         for finder in _warning_finders
         for warning in finder(patient_id=patient.pk, now=now)
-        if warning.get("appointment") == str(appointment.pk)
+        if warning.get("appointment") == str(appointment.pk) and any(same_warning(warning, w) for w in recorded)
     }
     if message not in said:
         raise PreconditionFailed(

@@ -238,7 +238,9 @@ class Clinic(models.Model):
                 kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
         update_fields = kwargs.get("update_fields")
         writes_organisation = update_fields is None or {"organisation", "organisation_id"} & set(update_fields)
-        if writes_organisation and self._may_move():
+        # Every save of a stored clinic that writes its organisation checks (a copy read before the clinic moved
+        # would write the old organisation back); a clinic is saved seldom, so the two statements cost nothing felt.
+        if writes_organisation and not self._state.adding:
             with transaction.atomic():
                 # Race condition: the clinic's row is locked before the check and until the write (FOR UPDATE waits
                 # for a patient or an appointment being added to it meanwhile, and the check then sees it).

@@ -368,6 +368,10 @@ def _numbers_with_a_parked_stop() -> set[str]:
     )
 
 
+def _texts_agreed(patient: Patient) -> bool:
+    return _consented({"reminder_channels": patient.reminder_channels, "sms_consent": patient.sms_consent})[Channel.SMS]
+
+
 def merge_consent_record(*, merged: Patient, into: Patient, now: datetime) -> None:
     """clinic.merging subscriber, called before anything moves: the joined record gets texts only where both records
     had them (merging._stricter_consent). When one record's texts were off for a reason a START cannot undo (never
@@ -375,7 +379,8 @@ def merge_consent_record(*, merged: Patient, into: Patient, now: datetime) -> No
     survivor's texts are off for good until someone switches them on: recorded as an opt-out `via` merge, so that a
     START (sms_reply_opt_in) finds it, not the other record's STOP, which moves to the survivor with its rows and
     would otherwise switch on texts the survivor never agreed to."""
-    startable = [channels_on(side)[Channel.SMS] or _own_stop_to_undo(side) for side in (merged, into)]
+    # Chosen and consented to, the number aside: the merge fills in a number the survivor lacks from the other.
+    startable = [_texts_agreed(side) or _own_stop_to_undo(side) for side in (merged, into)]
     if all(startable) or not any(startable):
         return  # a START undoes what it would have on either record, or nothing on either
     ContactOptOut.objects.create(
@@ -462,6 +467,8 @@ def channels_on(patient: Patient) -> dict[str, bool]:
 
 # Where staff or a platform, not the patient, switched a channel (ContactOptIn / ContactOptOut `via`).
 STAFF_VIAS = frozenset({OptOutVia.DESK, OptOutVia.API, OptOutVia.ADMIN})
+# Not the patient's own choice either: a merge of records one of which never agreed (merge_consent_record).
+NOT_THE_PATIENTS_VIAS = STAFF_VIAS | {OptOutVia.MERGE}
 # The patient's STOP, heard by this service or by the SMS provider: a START undoes either, and the provider blocks
 # the number until that START whatever staff switch on.
 PATIENT_STOP_VIAS = frozenset({OptOutVia.SMS_STOP, OptOutVia.SMS_PROVIDER})
@@ -536,7 +543,7 @@ def latest_own_opt_out(patient: Patient, channel: str) -> ContactOptOut | None:
     """The patient's own latest withdrawal of `channel` (theirs, not staff's or a platform's), if that is why the
     channel is off: what the desk tells staff before they switch it back on."""
     stopped = latest_opt_out(patient, channel)
-    return None if stopped is None or stopped.via in STAFF_VIAS else stopped
+    return None if stopped is None or stopped.via in NOT_THE_PATIENTS_VIAS else stopped
 
 
 def latest_opt_out(patient: Patient, channel: str) -> ContactOptOut | None:

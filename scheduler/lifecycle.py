@@ -142,9 +142,11 @@ class Change:
 
 
 # The patient's lock and the configuration version in one statement (core.compiled), for a service call whose
-# snapshot has not read the version yet (a booking, a reschedule): one round trip fewer. The version is what
-# the read it replaces would have seen (the statement's snapshot is taken before any wait for the row: an edit
-# committed during that wait is the next call's, as it was).
+# snapshot has not read the version yet (a booking, a reschedule): one round trip fewer. The statement's snapshot
+# is taken before any wait for the row, so an edit committed during that wait is the next call's: the booking is
+# taken as made before the edit (docs/rules.md, "Cache": a rule change's re-check run, which waits for older
+# transactions, checks it again; a catalogue edit holds from the next call). A separate read after the lock would
+# have seen the edit, at a statement more for every booking.
 _LOCK_PATIENT_WITH_VERSION = CompiledQuery(
     lambda pk: (
         Patient.objects.select_for_update(of=("self",))

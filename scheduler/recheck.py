@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import F, Q
 
+from clinic.merging import same_warning
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
     Appointment,
@@ -238,23 +239,12 @@ def merge_warnings_standing(*, patient, appointments: list[Appointment], now: da
     for pk in dict.fromkeys(warning["appointment"] for _, _, warning in standing):
         said_now[pk] = [violation_record(v) for v in booking.appointment_recheck(appointment=live[pk]).warnings]
 
-    def same(now_said: dict, stored: dict) -> bool:
-        """The same rule (or one of the same kind and code: a version of it) against the same event: by its id, or
-        by its time (a visit completed since is its history record now, at the visit's start)."""
-        same_rule = now_said["rule"] == stored.get("rule")
-        if not same_rule and (now_said["code"], now_said["kind"]) != (stored.get("code"), stored.get("kind")):
-            return False
-        then, said = stored.get("conflicts_with") or {}, now_said["conflicts_with"] or {}
-        return str(said.get("id")) == str(then.get("id")) or (
-            said.get("at") is not None and said["at"] == then.get("at")
-        )
-
     found, told = [], set()
     for at, merge_id, warning in standing:
         said = said_now[warning["appointment"]]
         # The same rule first; a version of it only when the rule itself says nothing of the pair now.
-        match = next((v for v in said if v["rule"] == warning.get("rule") and same(v, warning)), None) or next(
-            (v for v in said if same(v, warning)), None
+        match = next((v for v in said if v["rule"] == warning.get("rule") and same_warning(v, warning)), None) or next(
+            (v for v in said if same_warning(v, warning)), None
         )
         if match is not None and (merge_id, warning["appointment"], match["message"]) not in told:
             told.add((merge_id, warning["appointment"], match["message"]))

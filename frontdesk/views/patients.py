@@ -137,8 +137,10 @@ def _detail_page(request, patient, status: int = 200):
 @require_POST
 def merge_warning_check_view(request, patient_id):
     """Mark a warning a merge brought together as checked, from the patient's page: anyone on the clinic's staff who
-    sees the page may. The page then lists it as checked (by whom, when) instead of warning of it."""
-    patient = patient_or_404(request, patient_id)
+    sees the page may. The page then lists it as checked (by whom, when) instead of warning of it. Posted from the
+    page of a record merged away since, it reaches the survivor, whose page the merge's warning now stands on."""
+    survivor = merged_patient_survivor(clinics_for_user(request.user).filter(pk=request.clinic.pk), patient_id)
+    patient = survivor if survivor is not None else patient_or_404(request, patient_id)
     merge_id, appointment_id = parse_uuid(request.POST.get("merge")), parse_uuid(request.POST.get("appointment"))
     if merge_id is None or appointment_id is None:  # a malformed id is no such warning
         raise Http404("No such merge warning.")
