@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
-from clinic.models import AppointmentStatus, AuditAction, AuditEvent, Clinic
+from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Clinic
 from plans import planner
 from plans.models import PlanSession, Recall, TreatmentPlan
 
@@ -53,6 +54,44 @@ def session_window(plan: TreatmentPlan, session: PlanSession, previous: PlanSess
     day = before.start_at.astimezone(plan.clinic.tz).date()
     course = plan.template
     return planner.Window(course.min_gap.add_to(day), course.ideal_gap.add_to(day), course.max_gap.add_to(day))
+
+
+class SessionMoveBounds(NamedTuple):
+    index: int  # the session's place in the course, 1 for the first
+    first_day: date  # local dates in the plan's clinic's zone, both allowed
+    last_day: date
+
+
+def session_move_bounds(appointment: Appointment) -> SessionMoveBounds | None:
+    """The local days a course's session may be moved to on the patient's own page (docs/portal.md, "A course's
+    session"): within its window as the course stands (`session_window`), strictly after the previous session's
+    booking and before the next one's, so the course keeps its order. None: the appointment is no plan's session.
+    A neighbour holding no booking (none, cancelled, missed) bounds nothing, as in `session_window`."""
+    session = (
+        PlanSession.objects.select_related("plan__clinic", "plan__template")
+        .filter(appointment_id=appointment.pk)
+        .first()
+    )
+    if session is None:
+        return None
+    plan = session.plan
+    around = {
+        row.index: row
+        for row in plan.sessions.select_related("appointment").filter(index__in=(session.index - 1, session.index + 1))
+    }
+    booked_on = {
+        index: row.appointment.start_at.astimezone(plan.clinic.tz).date()
+        for index, row in around.items()
+        if row.appointment is not None
+        and (row.appointment.is_active or row.appointment.status == AppointmentStatus.COMPLETED)
+    }
+    window = session_window(plan, session, around.get(session.index - 1))
+    after, before = booked_on.get(session.index - 1), booked_on.get(session.index + 1)
+    return SessionMoveBounds(
+        session.index,
+        window.earliest if after is None else max(window.earliest, after + timedelta(days=1)),
+        window.latest if before is None else min(window.latest, before - timedelta(days=1)),
+    )
 
 
 @dataclass(frozen=True)

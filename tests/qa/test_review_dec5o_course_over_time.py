@@ -13,8 +13,9 @@ Found: DEFECT (mended: plans.selectors.session_window), a session's window staye
 the previous session moved, so a cancelled session 3 was "missed" while its re-plan still placed it inside its window;
 DEFECT (mended: the plan reads the timeline with clinics), a re-plan refused by a sister site's booking named it with
 `conflicts_with.clinic` null; QUESTION (decided: `booked` stays, `appointment_status` and the desk say the hold), the
-plan called a session held for review "booked". Strict xfail: QUESTION, the patient's page moves a course session
-past the one before it.
+plan called a session held for review "booked"; QUESTION (decided: online a session moves only within its window and
+in its place in the course, plans.selectors.session_move_bounds), the patient's page moved a course session past the
+one before it.
 """
 
 from __future__ import annotations
@@ -270,22 +271,34 @@ def test_session_2_moved_in_the_portal_is_briefed_for_its_new_time_only_and_neve
     assert not OutboxMessage.objects.filter(appointment=second, status=OutboxStatus.SENT, anchor_at=ldn(2026, 4, 13, 9))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: the patient's page lets the patient move session 3 of a course to a day before session 2 "
-    "(the repeat rule only warns), and the plan then lists session 3 before session 2, both 'booked' in their "
-    "old windows: should a course's session be movable online only within its window (or at least in order)? "
-    "See: plan a course, on 1 April move session 3 (11 May) to 10 April in the portal: 303, plan shows 3 < 2.",
-)
 def test_the_portal_keeps_a_course_session_in_its_place_in_the_course(course):
+    """Portal, "A course's session": online a session moves only within its window as the course stands and after
+    the previous session's booking (before the next one's); a time outside is refused in the patient's words and
+    changes nothing, a time inside moves it. (Was a strict-xfail QUESTION: on 1 April the patient moved session
+    3 (11 May) to 10 April, before session 2 (13 April), and the plan listed 3 before 2; decided by the owner.)"""
     c = course
     with c.at(NOW):
         c.plan_course()
     with c.at(ldn(2026, 4, 1, 12)):
         third = c.appointment(3)
+        offered = visible(c.patient_browser.get(portal_page(third, "move")))
         response = c.portal_move(third, ldn(2026, 4, 10, 14))
-        starts = [datetime.fromisoformat(s["start"]) for s in c.plan()["sessions"]]
-    assert response.status_code != 303 or starts == sorted(starts), starts
+        sessions = c.plan()["sessions"]
+    told = (
+        "This is session 3 of your course: online it can be moved between Monday 11 May 2026 and Monday 25 May 2026. "
+        "To move it further, please contact Bloom London."
+    )
+    assert told in offered and "Friday 10 April" not in offered and "Monday 11 May" in offered, offered[:800]
+    assert response.status_code == 409 and told in visible(response)
+    assert [s["start"] for s in sessions] == [
+        "2026-03-16T09:00:00+00:00",
+        "2026-04-13T09:00:00+01:00",
+        "2026-05-11T09:00:00+01:00",
+    ]
+    assert Appointment.objects.get(pk=third.pk).start_at == ldn(2026, 5, 11, 9)
+    with c.at(ldn(2026, 4, 1, 12)):
+        assert c.portal_move(third, ldn(2026, 5, 18, 14)).status_code == 303  # inside: moved as before
+        assert c.session(3)["start"] == "2026-05-18T14:00:00+01:00"
 
 
 # --- Session 3 cancelled by the desk, re-planned by the platform ----------------------------------------------------
