@@ -422,6 +422,8 @@ def _render_body(message: OutboxMessage, now: datetime, unsubscribe_url: str) ->
     template = message.template
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
     text = render_template(TEXT_ENGINE, template.email_text, context)
+    if not text:
+        raise RenderError("the e-mail's text renders empty")
     body_html = (
         render_template(HTML_ENGINE, template.email_html, context)
         if template.email_html.strip()
@@ -437,6 +439,8 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
         raise RenderError("its template was deleted")
     if message.channel == Channel.SMS:
         sms = render_sms(template.sms_text, _context(message, now, for_sms=True, unsubscribe_url=""))
+        if not sms:  # a blank text is no message (the dispatcher cancels a row whose template has none)
+            raise RenderError("the text renders empty")
         problem = sms_text_problem(sms)
         if problem:
             raise RenderError(f"SMS refused: {problem}")
@@ -447,6 +451,8 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
         appointment=message.appointment,
         now=now,
     )
+    if not subject:
+        raise RenderError("the e-mail's subject renders empty")
     body_html, text = _render_body(message, now, unsubscribe_url)
     layout = {"body_html": body_html, "subject": subject, **context}
     html = render_to_string("reminders/email.html", layout)

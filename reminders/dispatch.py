@@ -238,18 +238,39 @@ def outbox_release(claims: list[Claim]) -> int:
 
 def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -> tuple[str, str] | None:
     """(status, reason) when the row must not be sent after all, else None. `hold=False` reads past a booking held
-    for a clinician (what would be decided once it is cleared)."""
+    for a clinician (what would be decided once it is cleared).
+
+    # Race condition: a row is planned from its template (or endpoint) as it was then, and either may be edited
+    before it goes. Read with the batch (`_batch_read`, no query per row), each is asked again: a template switched
+    off, moved to another procedure, or left without this channel's text (an admin blanked its SMS); an endpoint
+    paused, revoked, no longer granted the clinic, or no longer subscribed to the event. Such a row is cancelled,
+    before a hold too (it would be cancelled once cleared), and as a companion it is left to its own send, so it
+    neither goes blank inside another message nor stops that message's own text going."""
     appointment = message.appointment
     if message.channel == Channel.WEBHOOK:
         endpoint = message.endpoint
         if endpoint is None or not endpoint.is_active or endpoint.client.revoked_at is not None:
             return OutboxStatus.CANCELLED, "the webhook endpoint was removed or disabled"
+        if message.event and not endpoint.wants(message.event):
+            return OutboxStatus.CANCELLED, f"the webhook endpoint no longer subscribes to {message.event}"
         if not webhook_endpoint_reaches(endpoint.pk, appointment.clinic_id, appointment.clinic.organisation_id):
             return OutboxStatus.CANCELLED, "the platform is no longer granted this clinic"
         return None
     template = message.template
     if template is None or not template.is_active:
         return OutboxStatus.CANCELLED, "its template was removed or deactivated"
+    if template.procedure_id not in (None, appointment.procedure_id):
+        # Planned as the booking's procedure's (services._Change picks the same way); moved since, it speaks of
+        # another treatment.
+        return (
+            OutboxStatus.CANCELLED,
+            f"its template was moved to another procedure ({template.procedure_id}): it no longer applies to this "
+            f"booking's ({appointment.procedure_id})",
+        )
+    if message.channel == Channel.SMS and not template.has_sms:
+        return OutboxStatus.CANCELLED, "its template no longer has an SMS text"
+    if message.channel == Channel.EMAIL and not template.has_email:
+        return OutboxStatus.CANCELLED, "its template no longer has an e-mail (a subject and a text)"
     if appointment.status == AppointmentStatus.CANCELLED and message.kind != MessageKind.CANCELLED:
         return OutboxStatus.CANCELLED, "the appointment was cancelled"
     if appointment.status in (AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW) and message.kind in (
