@@ -653,6 +653,10 @@ def _sync_hold(work: _Change) -> None:
         )
         return
     templates = {t.pk: t for t in work.templates(*KIND_ANCHORS)}
+    # A held row whose template no longer applies to the booking (moved to another procedure, switched off while it
+    # waited): nothing re-plans it, and released it would be cancelled at its send; it is cancelled now, with why.
+    gone = [r for r in rows if r.status == OutboxStatus.HELD and r.template_id and r.template_id not in templates]
+    _finish(gone, OutboxStatus.CANCELLED, "its template no longer applies to this booking")
     for row in rows:
         template = templates.get(row.template_id)
         if row.status != OutboxStatus.HELD or template is None or template.anchor == Anchor.START:

@@ -3,7 +3,8 @@
 A text or e-mail whose template lost that channel's text (blanked in the admin) or was moved to another procedure
 is cancelled, saying why, never sent blank or with another treatment's words; one that renders empty all the same
 fails for good. Going together with another message, such a row is left out and the other's text goes. A held row
-is judged once released (one left held for good is a DEFECT, xfailed here). A webhook delivery of an event its endpoint has since unsubscribed from is cancelled.
+is cancelled once the booking is cleared, with why (reminders.services._sync_hold; was a strict-xfail DEFECT: it
+stayed held for good). A webhook delivery of an event its endpoint has since unsubscribed from is cancelled.
 (dispatch._still_wanted, content.render_message; review probe dec5n.)
 """
 
@@ -189,14 +190,6 @@ def test_a_held_text_whose_template_lost_its_sms_is_cancelled_once_the_booking_i
     assert row(appointment, "confirmation", "email").status == OutboxStatus.SENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a held pre-care row whose template was moved to another procedure (or switched off) while the "
-    "booking awaited clearance stays `held` for ever once it is cleared: reminders.services._sync_hold leaves "
-    "start-anchored rows to _reconcile_start_messages, which looks only at the templates that apply now "
-    "(work.templates), so the row is neither released (and cancelled by its send) nor cancelled; it counts as held "
-    "in reminders_status after the visit",
-)
 def test_a_held_care_note_whose_template_moved_is_not_left_held_once_the_booking_is_cleared(patient, practitioner, now):
     appointment = held_then_cleared(patient, now, ("microneedling-pre-care-24h", {"procedure_id": "filler"}))
 
