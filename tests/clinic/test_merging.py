@@ -103,7 +103,10 @@ def test_everything_moves_to_the_survivor_and_the_other_becomes_a_tombstone(
     booked.refresh_from_db()
     assert booked.patient == survivor
     assert AuditEvent.objects.filter(appointment=booked, action="booked").exists()  # its trail came with it
-    assert ContactOptOut.objects.get().patient == survivor
+    assert ContactOptOut.objects.get(via="sms_stop").patient == survivor
+    # The survivor had agreed to texts and the other record had not: the merge says so in an opt-out of its own
+    # (reminders.consent.merge_consent_record), which a START does not undo.
+    assert ContactOptOut.objects.get(via="merge").patient == survivor
     duplicate.refresh_from_db()
     assert (duplicate.merged_into, duplicate.merged_at) == (survivor, now)
     assert set(patients_in(Clinic.objects.filter(pk=clinic.pk))) == {survivor}
