@@ -31,6 +31,7 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
 from frontdesk.checks import rules_only
+from plans.models import PlanKind
 from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.selectors import patient_messages, undelivered_patient_messages
@@ -425,6 +426,7 @@ class GridCell:
     local_day: date | None = None  # the clinic's day and time of `starts_at`, ready for the page
     local_time: str = ""
     skipped: bool = False  # a local time the clocks skip (spring forward): no such time to book
+    bookable: bool = True  # False in the column of a practitioner no longer active (shown for their visits)
 
 
 @dataclass
@@ -457,6 +459,47 @@ def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
 
 
+def _course_session(appointment: Appointment) -> str:
+    """'Session 2 of 3 · <course>' for a course's booked session, else "" (`plan_session` selected with it)."""
+    session = getattr(appointment, "plan_session", None)  # a reverse one-to-one: absent when not a session
+    if session is None:
+        return ""
+    template = session.plan.template
+    of = f" of {template.sessions}" if template.kind == PlanKind.COURSE else ""
+    return f"Session {session.index}{of} · {template.name}"
+
+
+# What a calendar card says beside the appointment: the course session it is, in the same statement.
+CARD_RELATED = ("patient", "procedure", "area", "practitioner", "plan_session__plan__template")
+
+
+def _card_notes(appointments: list[Appointment], offs: dict) -> None:
+    """Give each of `appointments` `course` (its course session, or "") and `away` (the reason of a time off of
+    its practitioner over a live visit, entered after it was booked, "Time off" when none was given; else None),
+    as Today's 'Practitioner away' says it. From rows already read: no query."""
+    for appointment in appointments:
+        appointment.course = _course_session(appointment)
+        off = None
+        if appointment.status in ACTIVE_APPOINTMENT_STATUSES:
+            off = next(
+                (
+                    o
+                    for o in offs.get(appointment.practitioner_id, ())
+                    if o.start_at < appointment.end_at and o.end_at > appointment.start_at
+                ),
+                None,
+            )
+        appointment.away = (off.reason or "Time off") if off else None
+
+
+def _with_inactive(practitioners: list[Practitioner], appointments: list[Appointment]) -> list[Practitioner]:
+    """`practitioners` (the active ones), then those no longer active who still have one of `appointments`, by
+    name: their visits are shown (and printed) under their name, marked as no longer active, never bookable."""
+    shown = {p.pk for p in practitioners}
+    gone = {a.practitioner_id: a.practitioner for a in appointments if a.practitioner_id not in shown}
+    return practitioners + sorted(gone.values(), key=lambda p: p.name)
+
+
 def day_grid(
     *,
     user,
@@ -469,7 +512,11 @@ def day_grid(
 ) -> DayGrid:
     """The calendar as a table, a row per quarter hour of clinic time: the day with a column per
     practitioner, or (`week`, with a practitioner) that practitioner's Monday-to-Sunday week. Each
-    cell knows whether it is in working hours, in time off, or taken (and for how many rows)."""
+    cell knows whether it is in working hours, in time off, or taken (and for how many rows).
+
+    A practitioner no longer active has a column only for visits still on the day, with no bookable cell.
+    Cancelled visits (`include_cancelled`) are placed after the live ones and only in the rows those leave
+    free: a cancelled card never covers, hides or lists a live visit (it is listed in a live card instead)."""
     tz = clinic.tz
     days = [day - timedelta(days=day.weekday()) + timedelta(days=n) for n in range(7)] if week else [day]
     start, end = local_day_range(days[0], tz)[0], local_day_range(days[-1], tz)[1]
@@ -477,18 +524,15 @@ def day_grid(
     query = (
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
         .filter(start_at__gte=start, start_at__lt=end)
-        .select_related("patient", "procedure", "area", "practitioner")
+        .select_related(*CARD_RELATED)
     )
     if practitioner_id:
         practitioners = practitioners.filter(pk=practitioner_id)
         query = query.filter(practitioner_id=practitioner_id)
     if not include_cancelled:
         query = query.exclude(status=AppointmentStatus.CANCELLED)
-    practitioners = list(practitioners)
     appointments = list(query.order_by("start_at"))
-    for appointment in appointments:  # a booking with a practitioner no longer active still shows
-        if appointment.practitioner_id not in {p.pk for p in practitioners}:
-            practitioners.append(appointment.practitioner)
+    practitioners = _with_inactive(list(practitioners), appointments)
     if week:
         columns = [GridColumn(f"{d:%a} {d.day} {d:%b}", p, d) for p in practitioners[:1] for d in days]
     else:
@@ -498,8 +542,9 @@ def day_grid(
     for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday__in={d.weekday() for d in days}):
         hours.setdefault((wh.practitioner_id, wh.weekday), []).append((_minutes(wh.start_time), _minutes(wh.end_time)))
     offs: dict = {}
-    for off in TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=end, end_at__gt=start):
+    for off in TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=end, end_at__gt=start).order_by("start_at"):
         offs.setdefault(off.practitioner_id, []).append(off)
+    _card_notes(appointments, offs)
 
     local = [(timezone.localtime(a.start_at, tz), timezone.localtime(a.end_at, tz)) for a in appointments]
     first = min(
@@ -518,6 +563,7 @@ def day_grid(
     def at(on: date, minute: int) -> datetime:
         return datetime.combine(on, time(minute // 60, minute % 60), tzinfo=tz).astimezone(UTC)
 
+    quarter = timedelta(minutes=SLOT_MINUTES)
     colour = {p.pk: n % PRACTITIONER_COLOURS for n, p in enumerate(practitioners)}
     cells_by_column: list[list[GridCell]] = []
     for column in columns:
@@ -526,24 +572,32 @@ def day_grid(
         for minute in slots:
             starts_at = at(on, minute)
             skipped = timezone.localtime(starts_at, tz).time() != time(minute // 60, minute % 60)
-            off = next((o for o in offs.get(p.pk, ()) if o.start_at <= starts_at < o.end_at), None)
+            # Any part of the quarter hour: time off from 10:10 leaves nothing bookable at 10:00.
+            off = next(
+                (o for o in offs.get(p.pk, ()) if o.start_at < starts_at + quarter and starts_at < o.end_at), None
+            )
             cells.append(
                 GridCell(
                     "free",
                     starts_at,
                     p,
                     colour[p.pk],
-                    working=any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
+                    working=p.is_active and any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
                     time_off=(off.reason or "Time off") if off else None,
                     local_day=on,
                     local_time=f"{minute // 60:02d}:{minute % 60:02d}",
                     skipped=skipped,
+                    bookable=p.is_active,
                 )
             )
         cells_by_column.append(cells)
     index = {(c.practitioner.pk, c.day): n for n, c in enumerate(columns)}
     placed = 0
-    for appointment, (local_start, local_end) in zip(appointments, local, strict=True):
+    # Live visits first, so that a cancelled one shown never takes the rows of a live one booked in its place.
+    order = sorted(
+        zip(appointments, local, strict=True), key=lambda pair: pair[0].status == AppointmentStatus.CANCELLED
+    )
+    for appointment, (local_start, local_end) in order:
         n = index.get((appointment.practitioner_id, local_start.date()))
         if n is None:
             continue
@@ -551,7 +605,7 @@ def day_grid(
         cells = cells_by_column[n]
         row = max(0, (_minutes(local_start.time()) - first) // SLOT_MINUTES)
         end_minute = _minutes(local_end.time()) if local_end.date() == local_start.date() else 24 * 60
-        rows = max(1, -(-(end_minute - first) // SLOT_MINUTES) - row)
+        rows = min(max(1, -(-(end_minute - first) // SLOT_MINUTES) - row), len(cells) - row)
         cell = cells[row]
         if cell.kind == "covered":  # overlaps one above: list it with that one
             owner = next(c for c in reversed(cells[:row]) if c.kind == "appt")
@@ -560,14 +614,15 @@ def day_grid(
         if cell.kind == "appt":
             cell.extra.append(appointment)
             continue
-        cell.kind, cell.appointment, cell.rows = "appt", appointment, min(rows, len(cells) - row)
+        if appointment.status == AppointmentStatus.CANCELLED:  # only down to the next card placed
+            rows = next((k for k in range(1, rows) if cells[row + k].kind != "free"), rows)
+        cell.kind, cell.appointment, cell.rows = "appt", appointment, rows
         for below in cells[row + 1 : row + cell.rows]:
             if below.kind == "appt":  # an earlier-placed overlap: fold it in
                 cell.extra.append(below.appointment)
                 cell.extra.extend(below.extra)
             below.kind = "covered"
     today = timezone.localdate(now, timezone=tz)
-    quarter = timedelta(minutes=SLOT_MINUTES)
     rows = [
         GridRow(
             starts_at=at(days[0], minute),
@@ -587,33 +642,38 @@ class CalendarEvent:
 
     def as_json(self, tz) -> dict:
         a = self.appointment
+        course = _course_session(a)
         return {
             "id": str(a.pk),
             "resourceId": str(a.practitioner_id),
             "start": timezone.localtime(a.start_at, tz).isoformat(),
             "end": timezone.localtime(a.end_at, tz).isoformat(),
-            "title": f"{a.patient} · {a.procedure.display_short}",
+            "title": " · ".join(filter(None, [str(a.patient), a.procedure.display_short, course])),
             "status": a.status,
             "statusLabel": a.get_status_display(),
             "patient": str(a.patient),
             "procedure": a.procedure.display_short,
             "practitioner": a.practitioner.name,
+            "course": course,
         }
 
 
 def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> dict:
-    """Appointments overlapping [start, end) and the practitioners, for a calendar component."""
-    appointments = (
+    """Appointments overlapping [start, end) and the practitioners, for a calendar component: the active ones,
+    then any no longer active with an event in the range (`active: false`), so every event has its resource."""
+    appointments = list(
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
         .filter(start_at__lt=end, end_at__gt=start)
         .exclude(status=AppointmentStatus.CANCELLED)
-        .select_related("patient", "procedure", "practitioner")
+        .select_related("patient", "procedure", "practitioner", "plan_session__plan__template")
         .order_by("start_at")
     )
-    practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
+    practitioners = _with_inactive(
+        list(Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")), appointments
+    )
     return {
         "timeZone": clinic.timezone,
-        "resources": [{"id": str(p.pk), "title": p.name} for p in practitioners],
+        "resources": [{"id": str(p.pk), "title": p.name, "active": p.is_active} for p in practitioners],
         "events": [CalendarEvent(a).as_json(clinic.tz) for a in appointments],
     }
 
@@ -625,19 +685,25 @@ class DaySheet:
 
 
 def day_sheets(*, user, clinic: Clinic, day: date, practitioner_id=None) -> list[DaySheet]:
-    """A printable list per practitioner for one day, cancelled ones left out."""
+    """A printable list per practitioner for one day, cancelled ones left out: a page per active practitioner,
+    then one per practitioner no longer active who still has visits that day (the patients are still coming)."""
     start, end = local_day_range(day, clinic.tz)
     practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
-    if practitioner_id:
-        practitioners = practitioners.filter(pk=practitioner_id)
-    appointments = list(
+    query = (
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-        .filter(start_at__gte=start, start_at__lt=end, practitioner__in=practitioners)
+        .filter(start_at__gte=start, start_at__lt=end)
         .exclude(status=AppointmentStatus.CANCELLED)
-        .select_related("patient", "procedure", "area")
+        .select_related("patient", "procedure", "area", "practitioner")
         .order_by("start_at")
     )
-    return [DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk]) for p in practitioners]
+    if practitioner_id:
+        practitioners = practitioners.filter(pk=practitioner_id)
+        query = query.filter(practitioner_id=practitioner_id)
+    appointments = list(query)
+    return [
+        DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk])
+        for p in _with_inactive(list(practitioners), appointments)
+    ]
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,21 @@ MAX_FEED_DAYS = 42
 SEARCH_LIMIT = 20
 
 
+def _valid_fields(form) -> dict:
+    """The fields of a filter form that are valid (all of them when it is unbound)."""
+    form.is_valid()
+    return form.cleaned_data if form.is_bound else {}
+
+
 @clinic_page
 @require_safe
 def calendar(request):
     clinic = request.clinic
     # Its own ids: the booking form in the dialog has a date and a practitioner too.
     form = ScheduleFilterForm(request.GET or None, clinic=clinic, auto_id="cal_%s")
-    data = form.cleaned_data if form.is_valid() else {}
+    # A bad field is said beside it (or above the grid) and left out; the others still stand: another clinic's
+    # practitioner or view=month keeps the day asked for rather than drawing today.
+    data = _valid_fields(form)
     now = timezone.now()
     today = timezone.localdate(now, timezone=clinic.tz)
     day = data.get("date") or today
@@ -58,6 +66,8 @@ def calendar(request):
 
     def link(target: date, view: str = "week" if week else "day") -> str:
         query = request.GET.copy()
+        for name in form.errors:  # said once on this page; the links go on without it
+            query.pop(name, None)
         query["date"] = target.isoformat()
         query["view"] = view
         if view == "week" and not query.get("practitioner") and grid.columns:
@@ -242,15 +252,26 @@ def calendar_register(request):
 @clinic_page
 @require_safe
 def day_sheet(request):
-    """The day per practitioner, to print (frontdesk.css has the print styles)."""
+    """The day per practitioner, to print (frontdesk.css has the print styles).
+
+    A bad query (an impossible date, a practitioner not of this clinic) answers 400 with the page saying
+    what is wrong and nothing to print: never another day's sheet, nor everyone's for one practitioner's."""
     clinic = request.clinic
     form = ScheduleFilterForm(request.GET or None, clinic=clinic)
-    data = form.cleaned_data if form.is_valid() else {}
+    data = _valid_fields(form)
+    if form.errors:
+        return page(
+            request,
+            "frontdesk/day_sheet.html",
+            {"form": form, "day": data.get("date"), "nav": "calendar", "sheets": []},
+            status=400,
+        )
     day = data.get("date") or timezone.localdate(timezone=clinic.tz)
     return page(
         request,
         "frontdesk/day_sheet.html",
         {
+            "form": form,
             "day": day,
             "nav": "calendar",
             "sheets": selectors.day_sheets(
