@@ -543,6 +543,20 @@ def latest_own_opt_out(patient: Patient, channel: str) -> ContactOptOut | None:
     """The patient's own latest withdrawal of `channel` (theirs, not staff's or a platform's), if that is why the
     channel is off: what the desk tells staff before they switch it back on."""
     stopped = latest_opt_out(patient, channel)
+    if stopped is not None and stopped.via == OptOutVia.MERGE:
+        # A merge's opt-out says one record never agreed; beneath it the other's own STOP may still stand (the
+        # provider then blocks the number until START), which staff must hear of before switching texts on.
+        stopped = (
+            ContactOptOut.objects.filter(patient=patient, channel=channel, at__lte=stopped.at)
+            .exclude(via=OptOutVia.MERGE)
+            .order_by("-at", "-pk")
+            .first()
+        )
+        if (
+            stopped is not None
+            and ContactOptIn.objects.filter(patient=patient, channel=channel, at__gt=stopped.at).exists()
+        ):
+            stopped = None  # switched back on since (a START, the desk): that STOP no longer stands
     return None if stopped is None or stopped.via in NOT_THE_PATIENTS_VIAS else stopped
 
 

@@ -18,7 +18,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 
 from reminders import channels, consent, dispatch
-from reminders.models import ParkedDeliveryReport
+from reminders.models import Channel, OutboxMessage, ParkedDeliveryReport
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def parked_reports_record(
     *,
     limit: int = 200,
     stops_only: bool = False,
+    stops_to: str | None = None,
     budget: float = PARKED_RUN_BUDGET,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
@@ -65,13 +66,16 @@ def parked_reports_record(
     each once recorded; one whose row is still locked (waited for PARKED_LOCK_WAIT), or the database away, waits for
     the next run, and so does one that fails otherwise (logged, its error kept), without holding up the ones behind
     it. Once `budget` seconds (by `clock`) have gone, the rest wait for the next run, untried. `stops_only`: those
-    reporting the number's owner's STOP (a START is about to be heard: `sms_reply_heard`). Safe to run twice at once
-    (recording a report twice changes nothing the first did not). Returns how many were recorded."""
+    reporting the number's owner's STOP (a START is about to be heard: `sms_reply_heard`); `stops_to`, only those of
+    texts to that sender's number (another number's held rows must not spend the START's time). Safe to run twice at
+    once (recording a report twice changes nothing the first did not). Returns how many were recorded."""
     recorded = 0
     parked_rows = ParkedDeliveryReport.objects.order_by("id")
-    if stops_only:
+    if stops_only or stops_to is not None:
         parked_rows = parked_rows.filter(report__stopped=True)
     batch = list(parked_rows[:limit])
+    if stops_to is not None:
+        batch = _stops_to(batch, stops_to)
     began = clock()
     for index, parked in enumerate(batch):
         # The first report is taken up whatever the clock says (a run must move), unless no time was given at all.
@@ -105,12 +109,29 @@ def parked_reports_record(
     return recorded
 
 
+def _stops_to(parked: list[ParkedDeliveryReport], sender: str) -> list[ParkedDeliveryReport]:
+    """The parked STOPs of texts sent to `sender`'s number (as the patients with it store it): one statement for the
+    numbers, one for the texts, none when nothing is parked."""
+    if not parked:
+        return []
+    numbers = {p.phone for p in consent.sender_patients(sender, wide=False) if p.phone}
+    ids = {(row.report or {}).get("provider_id") for row in parked} - {None, ""}
+    if not numbers or not ids:
+        return []
+    theirs = set(
+        OutboxMessage.objects.filter(channel=Channel.SMS, provider_id__in=ids, recipient__in=numbers).values_list(
+            "provider_id", flat=True
+        )
+    )
+    return [row for row in parked if (row.report or {}).get("provider_id") in theirs]
+
+
 def sms_reply_heard(*, from_number: str, body: str, now: datetime) -> int:
-    """An inbound text (consent.sms_reply). Race condition: before a START, a STOP the provider reported that is
-    parked, not recorded yet (its row was locked), is recorded, as of when it came: recorded after this START, it
-    would switch the texts off again. Within START_RUN_BUDGET, inside the webhook's request: the START is heard
-    whatever is left. Not yet mended: a STOP whose row is still locked is recorded after the START (which, finding
-    texts on, recorded nothing for the STOP's `unless_opted_in_since` to find): tests/reminders/test_parked_lock_wait.py."""
+    """An inbound text (consent.sms_reply). Race condition: before a START, a STOP the provider reported for texts to
+    that number that is parked, not recorded yet (its row was locked), is recorded, as of when it came: recorded after
+    this START, it would switch the texts off again. Within START_RUN_BUDGET, inside the webhook's request: the START
+    is heard whatever is left. A STOP whose row is still locked then waits; the START, finding texts on, records
+    itself, so that STOP recorded later leaves texts on (consent.sms_reply_opt_in)."""
     if consent.is_start_reply(body):
-        parked_reports_record(stops_only=True, budget=START_RUN_BUDGET)
+        parked_reports_record(stops_to=from_number, budget=START_RUN_BUDGET)
     return consent.sms_reply(from_number=from_number, body=body, now=now)

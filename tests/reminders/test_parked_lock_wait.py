@@ -145,7 +145,7 @@ def test_a_starts_run_of_the_parked_stops_has_the_smaller_budget(sent_text, pati
     monkeypatch.setattr(parked_reports, "parked_reports_record", lambda **kwargs: runs.append(kwargs) or 0)
     parked_reports.sms_reply_heard(from_number=patient.phone, body="START", now=now)
     parked_reports.sms_reply_heard(from_number=patient.phone, body="hello", now=now)
-    assert runs == [{"stops_only": True, "budget": parked_reports.START_RUN_BUDGET}]
+    assert runs == [{"stops_to": patient.phone, "budget": parked_reports.START_RUN_BUDGET}]  # its number's only
     assert parked_reports.START_RUN_BUDGET < parked_reports.PARKED_RUN_BUDGET
     assert parked_reports.START_RUN_BUDGET + 3 * float(parked_reports.PARKED_LOCK_WAIT.removesuffix("s")) < 15
 
@@ -219,8 +219,9 @@ def test_a_parked_report_whose_row_is_held_is_left_for_the_next_run_and_the_ones
 
 @pytest.mark.postgres
 def test_a_start_records_its_numbers_stop_behind_another_numbers_held_one(transactional_db, clinic, practitioner, now):
-    """The START's run leaves the other number's STOP (its row held) for later and records this number's, first:
-    the START then undoes it, as if the STOP had been recorded when it came."""
+    """The START's run leaves the other number's STOP (its row held) for later, untried (not this sender's: it must
+    not spend the START's time), and records this number's first: the START then undoes it, as if the STOP had been
+    recorded when it came."""
     other = text_sent(clinic, now, phone="+447700900401", sid=f"SM{1:032x}", hours_later=0)
     ours = text_sent(clinic, now, phone="+447700900402", sid=f"SM{2:032x}", hours_later=2)
     theirs = park(other, now + timedelta(minutes=1), stopped=True)
@@ -230,7 +231,7 @@ def test_a_start_records_its_numbers_stop_behind_another_numbers_held_one(transa
         assert parked_reports.sms_reply_heard(from_number=ours.recipient, body="START", now=now + timedelta(minutes=5))
     assert seen[0] == parked_reports.PARKED_LOCK_WAIT
     theirs.refresh_from_db()
-    assert theirs.attempts == 1 and list(ParkedDeliveryReport.objects.values_list("pk", flat=True)) == [theirs.pk]
+    assert theirs.attempts == 0 and list(ParkedDeliveryReport.objects.values_list("pk", flat=True)) == [theirs.pk]
     patient = ours.appointment.patient
     patient.refresh_from_db()
     assert patient.sms_consent and "sms" in patient.reminder_channels  # STOP recorded as of when it came, then START
