@@ -9,7 +9,8 @@ exists twice comes back as an error on the time field.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
 
 from django import forms
@@ -147,6 +148,48 @@ class TimeInput(forms.TimeInput):
 
     def __init__(self, attrs=None):
         super().__init__(attrs, format="%H:%M")
+
+
+# A time with the reading that says which, where the clocks show it twice: "01:15 BST", "01:15 GMT", "01:15+01:00".
+READ_TIME = re.compile(r"(?P<clock>\d{1,2}:\d{2})\s*(?P<reading>[A-Za-z]{2,5}|[+-]\d{2}(?::?\d{2})?)")
+
+
+class ClockField(forms.TimeField):
+    """A time of day, which may name its reading where the clocks show it twice (the night they go back): by the
+    zone's abbreviation ("01:15 BST", then "01:15 GMT", as the calendar shows them) or by its UTC offset."""
+
+    def to_python(self, value):
+        found = READ_TIME.fullmatch(value.strip()) if isinstance(value, str) else None
+        return super().to_python(found["clock"] if found else value)
+
+    @staticmethod
+    def reading(raw) -> str:
+        """The reading a typed time names ("BST", "+01:00"), or ""."""
+        found = READ_TIME.fullmatch(raw.strip()) if isinstance(raw, str) else None
+        return found["reading"] if found else ""
+
+
+def _offset(reading: str) -> timedelta | None:
+    if reading[0] not in "+-":
+        return None
+    digits = reading[1:].replace(":", "")
+    size = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    return -size if reading[0] == "-" else size
+
+
+def read_local(day: date, clock: time, reading: str, tz) -> datetime | None:
+    """The instant (UTC) that `clock` on `day` is in `tz` when read as `reading`, or None when it is no such time:
+    "01:15 BST" and "01:15 GMT" on the night London's clocks go back are an hour apart."""
+    wall = datetime.combine(day, clock)
+    offset = _offset(reading)
+    for fold in (0, 1):
+        local = wall.replace(tzinfo=tz, fold=fold)
+        instant = local.astimezone(UTC)
+        if instant.astimezone(tz).replace(tzinfo=None) != wall:  # the clocks go forward over it
+            continue
+        if local.utcoffset() == offset or (local.tzname() or "").casefold() == reading.casefold():
+            return instant
+    return None
 
 
 def _choices(queryset, blank: str | None):
@@ -488,9 +531,13 @@ class WhenForm(FrontdeskForm):
 
 
 class BookingForm(WhenForm):
+    """What to book and when. A calendar cell in the hour the clocks go back comes with its reading ("01:15 BST",
+    `ClockField`), so the time says which of the two it is; it is then a text box, which a time box cannot show."""
+
     procedure = forms.ChoiceField(label="Procedure")
     area = forms.ChoiceField(label="Treatment area", required=False)
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
+    time = ClockField(label="Time", required=False, widget=TimeInput())
 
     field_order = ["procedure", "area", "practitioner", "date", "time", "start_at"]
 
@@ -502,6 +549,23 @@ class BookingForm(WhenForm):
         self.fields["practitioner"].choices = _choices(
             Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner"
         )
+        shown = self["time"].data if self.is_bound else self.get_initial_for_field(self.fields["time"], "time")
+        if ClockField.reading(shown):
+            self.fields["time"].widget = forms.TextInput(attrs=self.fields["time"].widget.attrs)
+
+    def clean(self):
+        data = self.cleaned_data
+        reading = ClockField.reading(self["time"].data)
+        day, clock = data.get("date"), data.get("time")
+        if reading and day and clock and data.get("start_at") is None:
+            data["start_at"] = read_local(day, clock, reading, self.clinic.tz)
+            if data["start_at"] is None:
+                self.add_error(
+                    "time",
+                    f"{day:%Y-%m-%d} {clock:%H:%M} {reading} is not a time in {self.clinic.tz}; "
+                    "give the time alone, or as the calendar reads it.",
+                )
+        return super().clean()
 
     def slot_request(self) -> SlotRequest:
         data = self.cleaned_data

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from clinic.models import (
@@ -31,7 +31,7 @@ from clinic.models import (
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
 from frontdesk.checks import rules_only
-from plans.models import PlanKind
+from plans.models import PlanKind, PlanSession
 from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.selectors import patient_messages, undelivered_patient_messages
@@ -424,7 +424,10 @@ class GridCell:
     working: bool = False
     time_off: str | None = None
     local_day: date | None = None  # the clinic's day and time of `starts_at`, ready for the page
+    # Its key in the column: the wall time, with the zone's abbreviation on a repeated time's second reading
+    # ("01:15 GMT" after "01:15" on the night the clocks go back); `label` is what a person reads ("01:15 BST").
     local_time: str = ""
+    label: str = ""
     skipped: bool = False  # a local time the clocks skip (spring forward): no such time to book
     bookable: bool = True  # False in the column of a practitioner no longer active (shown for their visits)
 
@@ -459,14 +462,84 @@ def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
 
 
+def wall_clock(local: datetime) -> str:
+    """A local instant's time as the desk reads it: "10:15", or in the hour the clocks go back over (which
+    happens twice) with the zone's abbreviation to say which: "01:15 BST", then "01:15 GMT"."""
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        return f"{local:%H:%M} {local.tzname()}"
+    return f"{local:%H:%M}"
+
+
+def wall_span(start: datetime, end: datetime, tz) -> str:
+    """A visit's times on its card: "10:00–10:30"; where a time is read twice, the zone's abbreviation once
+    ("01:30–02:00 GMT"), or on each side when the clocks go back in between ("01:30 BST–01:30 GMT")."""
+    start, end = timezone.localtime(start, tz), timezone.localtime(end, tz)
+    first, last = wall_clock(start), wall_clock(end)
+    if start.utcoffset() != end.utcoffset():
+        return f"{start:%H:%M} {start.tzname()}–{end:%H:%M} {end.tzname()}"
+    if first != f"{start:%H:%M}" or last != f"{end:%H:%M}":
+        return f"{start:%H:%M}–{end:%H:%M} {start.tzname()}"
+    return f"{first}–{last}"
+
+
+# A quarter hour's key in a grid's rows: its local minute of the day and which reading of it (fold 1: the second
+# time the clocks show it, after they go back).
+Reading = tuple[int, int]
+
+
+def _quarter_hours(on: date, first: int, last: int, tz) -> dict[Reading, tuple[datetime, str]]:
+    """The quarter hours of `on` from local minute `first` to `last` (24:00: the next day's start), stepped as
+    instants (each with its `wall_clock`): a day the clocks go back has its repeated hour twice, a day they go
+    forward has no skipped one."""
+    begin = datetime.combine(on, time(first // 60, first % 60), tzinfo=tz).astimezone(UTC)
+    if last >= 24 * 60:
+        stop = rules.start_of_local_day(on + timedelta(days=1), tz)
+    else:
+        stop = datetime.combine(on, time(last // 60, last % 60), tzinfo=tz).astimezone(UTC)
+    readings: dict[Reading, tuple[datetime, str]] = {}
+    instant = begin
+    while instant < stop:
+        local = instant.astimezone(tz)
+        readings[(_minutes(local.time()), local.fold)] = (instant, wall_clock(local))
+        instant += timedelta(minutes=SLOT_MINUTES)
+    return readings
+
+
+def _merged(orders: list[list[Reading]]) -> list[Reading]:
+    """The rows of several days' quarter hours, each day's in its own order: a week's rows are every day's,
+    with the fall-back Sunday's repeated hour after the first reading of it and the spring Sunday's skipped
+    hour kept for the other days."""
+    merged: list[Reading] = []
+    for order in dict.fromkeys(tuple(o) for o in orders):  # most days are alike
+        position = 0
+        for key in order:
+            if key in merged:
+                position = merged.index(key) + 1
+            else:
+                merged.insert(position, key)
+                position += 1
+    return merged
+
+
 def _course_session(appointment: Appointment) -> str:
-    """'Session 2 of 3 · <course>' for a course's booked session, else "" (`plan_session` selected with it)."""
+    """'Session 2 of 5 · <course>' for a course's booked session, else "" (`plan_session` selected with it, and
+    `course_size`, the plan's own number of sessions, annotated: `with_course_size`; a plan may be booked with more
+    or fewer sessions than its template's, and a template edited since)."""
     session = getattr(appointment, "plan_session", None)  # a reverse one-to-one: absent when not a session
     if session is None:
         return ""
     template = session.plan.template
-    of = f" of {template.sessions}" if template.kind == PlanKind.COURSE else ""
+    size = getattr(appointment, "course_size", None)
+    of = f" of {size}" if template.kind == PlanKind.COURSE and size else ""
     return f"Session {session.index}{of} · {template.name}"
+
+
+def with_course_size(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
+    """`course_size`: how many sessions the plan of each (a course's session) has, in the same statement."""
+    sessions = PlanSession.objects.filter(plan_id=OuterRef("plan_session__plan_id")).order_by()
+    return appointments.annotate(
+        course_size=Subquery(sessions.values("plan_id").annotate(n=Count("pk")).values("n")[:1])
+    )
 
 
 # What a calendar card says beside the appointment: the course session it is, in the same statement.
@@ -526,6 +599,7 @@ def day_grid(
         .filter(start_at__gte=start, start_at__lt=end)
         .select_related(*CARD_RELATED)
     )
+    query = with_course_size(query)
     if practitioner_id:
         practitioners = practitioners.filter(pk=practitioner_id)
         query = query.filter(practitioner_id=practitioner_id)
@@ -547,6 +621,9 @@ def day_grid(
     _card_notes(appointments, offs)
 
     local = [(timezone.localtime(a.start_at, tz), timezone.localtime(a.end_at, tz)) for a in appointments]
+    for appointment in appointments:
+        appointment.wall = wall_span(appointment.start_at, appointment.end_at, tz)
+        appointment.wall_start = wall_clock(timezone.localtime(appointment.start_at, tz))
     first = min(
         [s for spans in hours.values() for s, _ in spans]
         + [_minutes(s.time()) for s, _ in local]
@@ -558,20 +635,33 @@ def day_grid(
         + [_minutes(DEFAULT_DAY[1])]
     )
     first, last = first // 60 * 60, min(24 * 60, -(-last // 60) * 60)
-    slots = list(range(first, last, SLOT_MINUTES))
+    # Rows by instants, not wall times: on the night the clocks go back 01:00-01:59 has rows twice (BST, then
+    # GMT), and a visit takes the rows of its real quarter hours. In a week, a day without one of the rows (the
+    # hour the clocks skip, or the other days' second reading of the repeated hour) has no such time there.
+    readings = {on: _quarter_hours(on, first, last, tz) for on in days}
+    keys = readings[days[0]] if len(days) == 1 else _merged([list(r) for r in readings.values()])
 
-    def at(on: date, minute: int) -> datetime:
+    def at(on: date, key: Reading) -> datetime:
+        found = readings[on].get(key)
+        if found is not None:
+            return found[0]
+        minute = key[0]  # no such time that day: the instant only keys time off, nothing is offered there
         return datetime.combine(on, time(minute // 60, minute % 60), tzinfo=tz).astimezone(UTC)
 
+    # A row's time: "01:15 BST" on every day of a week with the night the clocks go back, as on that night.
+    row_label = {key: max((readings[on][key][1] for on in days if key in readings[on]), key=len) for key in keys}
     quarter = timedelta(minutes=SLOT_MINUTES)
     colour = {p.pk: n % PRACTITIONER_COLOURS for n, p in enumerate(practitioners)}
     cells_by_column: list[list[GridCell]] = []
     for column in columns:
         p, on = column.practitioner, column.day
+        spans = hours.get((p.pk, on.weekday()), ())
         cells = []
-        for minute in slots:
-            starts_at = at(on, minute)
-            skipped = timezone.localtime(starts_at, tz).time() != time(minute // 60, minute % 60)
+        for key in keys:
+            minute, fold = key
+            starts_at = at(on, key)
+            skipped = key not in readings[on]
+            label = row_label[key] if skipped else readings[on][key][1]
             # Any part of the quarter hour: time off from 10:10 leaves nothing bookable at 10:00.
             off = next(
                 (o for o in offs.get(p.pk, ()) if o.start_at < starts_at + quarter and starts_at < o.end_at), None
@@ -582,30 +672,34 @@ def day_grid(
                     starts_at,
                     p,
                     colour[p.pk],
-                    working=p.is_active and any(a <= minute < b for a, b in hours.get((p.pk, on.weekday()), ())),
+                    working=p.is_active and any(a <= minute < b for a, b in spans),
                     time_off=(off.reason or "Time off") if off else None,
                     local_day=on,
-                    local_time=f"{minute // 60:02d}:{minute % 60:02d}",
+                    local_time=label if fold else f"{minute // 60:02d}:{minute % 60:02d}",
+                    label=label,
                     skipped=skipped,
                     bookable=p.is_active,
                 )
             )
         cells_by_column.append(cells)
+    real_rows = [[k for k, c in enumerate(cells) if not c.skipped] for cells in cells_by_column]
     index = {(c.practitioner.pk, c.day): n for n, c in enumerate(columns)}
     placed = 0
     # Live visits first, so that a cancelled one shown never takes the rows of a live one booked in its place.
     order = sorted(
         zip(appointments, local, strict=True), key=lambda pair: pair[0].status == AppointmentStatus.CANCELLED
     )
-    for appointment, (local_start, local_end) in order:
+    for appointment, (local_start, _) in order:
         n = index.get((appointment.practitioner_id, local_start.date()))
         if n is None:
             continue
         placed += 1
         cells = cells_by_column[n]
-        row = max(0, (_minutes(local_start.time()) - first) // SLOT_MINUTES)
-        end_minute = _minutes(local_end.time()) if local_end.date() == local_start.date() else 24 * 60
-        rows = min(max(1, -(-(end_minute - first) // SLOT_MINUTES) - row), len(cells) - row)
+        # The quarter hour it starts in, and every row up to its end, by instants (never by wall clock).
+        real = real_rows[n]
+        row = next((k for k in reversed(real) if cells[k].starts_at <= appointment.start_at), 0)
+        ends = next((k for k in real if k > row and cells[k].starts_at >= appointment.end_at), len(cells))
+        rows = max(1, ends - row)
         cell = cells[row]
         if cell.kind == "covered":  # overlaps one above: list it with that one
             owner = next(c for c in reversed(cells[:row]) if c.kind == "appt")
@@ -623,16 +717,17 @@ def day_grid(
                 cell.extra.extend(below.extra)
             below.kind = "covered"
     today = timezone.localdate(now, timezone=tz)
-    rows = [
-        GridRow(
-            starts_at=at(days[0], minute),
-            label=f"{minute // 60:02d}:{minute % 60:02d}",
-            on_the_hour=minute % 60 == 0,
-            now=today in days and at(today, minute) <= now < at(today, minute) + quarter,
-            cells=[column[n] for column in cells_by_column],
+    rows = []
+    for n, key in enumerate(keys):
+        rows.append(
+            GridRow(
+                starts_at=at(days[0], key),
+                label=row_label[key],
+                on_the_hour=key[0] % 60 == 0,
+                now=today in readings and key in readings[today] and at(today, key) <= now < at(today, key) + quarter,
+                cells=[column[n] for column in cells_by_column],
+            )
         )
-        for n, minute in enumerate(slots)
-    ]
     return DayGrid(day=day, columns=columns, rows=rows, total=placed)
 
 
@@ -662,11 +757,12 @@ def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> di
     """Appointments overlapping [start, end) and the practitioners, for a calendar component: the active ones,
     then any no longer active with an event in the range (`active: false`), so every event has its resource."""
     appointments = list(
-        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-        .filter(start_at__lt=end, end_at__gt=start)
-        .exclude(status=AppointmentStatus.CANCELLED)
-        .select_related("patient", "procedure", "practitioner", "plan_session__plan__template")
-        .order_by("start_at")
+        with_course_size(
+            appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+            .filter(start_at__lt=end, end_at__gt=start)
+            .exclude(status=AppointmentStatus.CANCELLED)
+            .select_related("patient", "procedure", "practitioner", "plan_session__plan__template")
+        ).order_by("start_at")
     )
     practitioners = _with_inactive(
         list(Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")), appointments

@@ -21,21 +21,26 @@ def free_cell(cell, book_url: str, week: bool):
     closed = cell.time_off or cell.skipped
     classes = "cal-cell" + (" cal-cell--working" if cell.working and not cell.skipped else "")
     classes += " cal-cell--off" if closed else ""
-    if cell.skipped:  # the clocks go forward over it: a link would book the hour after
-        inner = format_html('<span class="cal-off">{}</span>', "No such time: the clocks go forward")
+    if cell.skipped:  # the clocks go forward over it (a link would book the hour after), or a week's other days'
+        # second reading of the hour they go back over
+        why = "the clocks go back on another day" if " " in cell.local_time else "the clocks go forward"
+        inner = format_html('<span class="cal-off">No such time: {}</span>', why)
     elif cell.time_off:
         inner = format_html('<span class="cal-off">{}</span>', cell.time_off)
     else:
         day = cell.local_day
-        when = f"{day:%a} {day.day} {day:%b} {cell.local_time}" if week else cell.local_time
+        when = f"{day:%a} {day.day} {day:%b} {cell.label}" if week else cell.label
         # Heard as well as seen: the shading that marks working hours says nothing to a screen reader.
         outside = "" if cell.working else ", outside working hours"
+        # In the hour the clocks go back over the wall time happens twice: a card dropped here asks with the instant.
+        exact = format_html(' data-start-at="{}"', cell.starts_at.isoformat()) if " " in cell.label else ""
         inner = format_html(
-            '<a class="cal-free" href="{}?practitioner={}&amp;start_at={}"><span class="visually-hidden">Book {} with {}{}'
-            '</span><span aria-hidden="true">+</span></a>',
+            '<a class="cal-free" href="{}?practitioner={}&amp;start_at={}"{}><span class="visually-hidden">Book {} with {}'
+            '{}</span><span aria-hidden="true">+</span></a>',
             book_url,
             practitioner.pk,
             quote(cell.starts_at.isoformat(), safe=""),
+            exact,
             when,
             practitioner.name,
             outside,

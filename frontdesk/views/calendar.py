@@ -149,10 +149,11 @@ def _cell_query(practitioner, start) -> str:
 
 
 def _booking_initial(practitioner, start) -> dict:
-    """The booking form's practitioner, date and time for the cell."""
+    """The booking form's practitioner, date and time for the cell (with its reading in the hour the clocks go
+    back over, "01:15 BST" or "01:15 GMT": the time alone happens twice)."""
     initial = {"practitioner": str(practitioner.pk)} if practitioner else {}
     if start:
-        initial.update(date=start.date().isoformat(), time=start.strftime("%H:%M"))
+        initial.update(date=start.date().isoformat(), time=selectors.wall_clock(start))
     return initial
 
 

@@ -172,11 +172,16 @@ def test_only_a_live_visit_overlapping_time_off_says_practitioner_away(
 # --- A course session's card -------------------------------------------------------------------------------------------
 
 
-def _session(patient, clinic, appointment, template, index=1):
+def _session(patient, clinic, appointment, template, index=1, size=None):
+    """`appointment` as session `index` of a new plan of `template` with `size` sessions (the template's by default;
+    the others not booked)."""
     plan = TreatmentPlan.objects.create(
         patient=patient, template=template, clinic=clinic, created_at=appointment.start_at
     )
     day = appointment.start_at.date()
+    for other in range(1, (size or template.sessions) + 1):
+        if other != index:
+            PlanSession.objects.create(plan=plan, index=other, earliest_on=day, ideal_on=day, latest_on=day)
     return PlanSession.objects.create(
         plan=plan, index=index, appointment=appointment, earliest_on=day, ideal_on=day, latest_on=day
     )
@@ -217,3 +222,22 @@ def test_the_calendars_links_leave_a_bad_field_out(reception, clinic, practition
     assert "Left out" in page
     assert not re.search(rf'href="\?[^"]*practitioner={other_practitioner.pk}', page)
     assert f"practitioner={practitioner.pk}" in page  # the week's links name the practitioner shown
+
+
+def test_a_course_booked_with_more_sessions_than_its_template_says_its_own_number(
+    reception, clinic, practitioner, frozen
+):
+    """A plan may be booked with another number of sessions than its template's (`sessions`), and a template is
+    edited later: the card and the feed count the plan's own sessions."""
+    plan_templates_load()
+    course = PlanTemplate.objects.filter(kind=PlanKind.COURSE).order_by("code").first()
+    who = PatientFactory(clinic=clinic, first_name="Five", last_name="Sessions")
+    made = book(who, practitioner, "botox", at_london(2026, 3, 3, 10))
+    _session(who, clinic, made, course, index=2, size=course.sessions + 2)
+    page = squash(reception.get(url("calendar", clinic), {"date": TUESDAY}))
+    assert f"Session 2 of {course.sessions + 2} · {course.name}" in page
+    feed = reception.get(
+        url("calendar_events", clinic), {"start": "2026-03-03T00:00:00+00:00", "end": "2026-03-04T00:00:00+00:00"}
+    ).json()
+    [event] = [e for e in feed["events"] if e["id"] == str(made.pk)]
+    assert event["course"] == f"Session 2 of {course.sessions + 2} · {course.name}"

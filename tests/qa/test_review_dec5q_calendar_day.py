@@ -10,14 +10,15 @@ site `cq-ny` (America/New_York); organisation B's `cq-other`. The clock stands a
 2026, 09:00 UTC (`clock`, tests/qa/conftest.py).
 
 A defect is a strict xfail whose reason starts "DEFECT:", an undecided product question "QUESTION:". Found, and
-mended the same day: seven DEFECTs (a live booking in a cancelled visit's freed slot swallowed by the cancelled card
+mended the same day: ten DEFECTs (a live booking in a cancelled visit's freed slot swallowed by the cancelled card
 with "Show cancelled"; a deactivated practitioner's visits missing from the printed day sheet, their events naming
 a resource the feed did not list, and their column offering cells that then booked "Any practitioner"; one bad
 calendar field drawing today; the day sheet printing today's sheet for a bad query; time off over the later part
-of a quarter hour leaving it bookable) and two QUESTIONs decided, yes (a visit under time off entered later says
-"Practitioner away" on its card; a course's booked session's card and feed title name the session and the course).
-Left: three DEFECTs of the fall-back night's repeated hour (its second 01:00-01:59 has no rows of its own; a visit
-across the change is drawn by wall clock; a cell there cannot be booked from the dialog).
+of a quarter hour leaving it bookable; the fall-back night's repeated hour having one set of rows, a visit across
+the change drawn by wall clock, and a cell there not bookable from the dialog: the grid now steps its rows by
+instants, "01:15 BST" then "01:15 GMT", and the dialog's time carries that reading) and two QUESTIONs decided, yes
+(a visit under time off entered later says "Practitioner away" on its card; a course's booked session's card and
+feed title name the session and the course). None left.
 """
 
 from __future__ import annotations
@@ -202,45 +203,31 @@ def test_a_visit_at_half_past_one_on_the_fall_back_night_is_drawn_and_fed_at_its
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the fall-back night's repeated hour has one set of rows (day_grid builds each cell from "
-    "datetime.combine(day, wall time, tz), fold 0): a visit at 01:30 GMT (01:30 UTC) takes the 01:30 BST cell "
-    "(00:30 UTC), so that free, working quarter hour has no booking link and the grid shows Dr Night busy an "
-    "hour early; calendar?date=2026-10-25 with such a visit has no cell for start_at=2026-10-25T00:30:00+00:00.",
-)
 def test_the_repeated_hour_of_the_fall_back_night_keeps_both_of_its_half_past_ones(london, night, olivia, desk):
     """docs/frontdesk.md: 'a row per quarter hour of clinic time'. On 25 October 01:30 BST (00:30 UTC) and 01:30
     GMT (01:30 UTC) are two quarter hours an hour apart. With a visit at the second, the first is still free to
-    book, and the visit's card is not where the first is."""
+    book, and the visit's card is not where the first is. (Was a strict-xfail DEFECT.)"""
     written(olivia, night, datetime(2026, 10, 25, 1, 30, tzinfo=UTC))
     response = desk.get(url("calendar", london), {"date": "2026-10-25"})
     instants = {cell_instant(inner) for key, inner in free_cells(response).items() if key[0] == str(night.pk)}
     assert datetime(2026, 10, 25, 0, 30, tzinfo=UTC) in instants  # 01:30 BST, free
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a visit across the fall-back change is drawn by wall clock: 01:30 BST to 01:30 GMT (00:30-01:30 "
-    "UTC, an hour) reads '01:30–01:30' and spans one row, so the grid offers 01:45, 02:00 ... as free cells "
-    "(01:45 is start_at=2026-10-25T00:45:00+00:00, inside the visit).",
-)
 def test_an_hour_long_visit_across_the_fall_back_change_keeps_its_hour_on_the_grid(london, night, olivia, desk):
+    """01:30 BST to 01:30 GMT (00:30-01:30 UTC) is an hour: its card spans the four quarter hours of that hour (no
+    free cell inside it) and says "01:30 BST–01:30 GMT", never "01:30–01:30". (Was a strict-xfail DEFECT.)"""
     made = written(olivia, night, datetime(2026, 10, 25, 0, 30, tzinfo=UTC), minutes=60)
     response = desk.get(url("calendar", london), {"date": "2026-10-25"})
     instants = {cell_instant(inner) for key, inner in free_cells(response).items() if key[0] == str(night.pk)}
     assert not [i for i in instants if i and made.start_at <= i < made.end_at]
     assert "01:30–01:30" not in card(response, made)
+    assert "01:30 BST–01:30 GMT" in card(response, made)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a cell in the fall-back night's repeated hour is a booking link, but the dialog's form carries "
-    "only its date and wall time (_booking_initial drops the instant), so the live check answers 'happens twice' "
-    "for the very cell the grid offered: calendar/book/<patient>/?start_at=2026-10-25T00:15:00+00:00, then "
-    "book/?date=2026-10-25&time=01:15.",
-)
 def test_a_cell_in_the_repeated_hour_can_be_booked_from_the_dialog(london, night, olivia, desk):
+    """The 01:15 BST cell (00:15 UTC) opens the dialog with its time as the grid reads it ("01:15 BST"), and the live
+    check of what the form carries is possible at that instant, never "happens twice". (Was a strict-xfail
+    DEFECT.)"""
     cells = free_cells(desk.get(url("calendar", london), {"date": "2026-10-25"}))
     cell = cells[(str(night.pk), "2026-10-25", "01:15")]
     assert cell_instant(cell) == datetime(2026, 10, 25, 0, 15, tzinfo=UTC)  # the grid offers 01:15 BST
@@ -253,6 +240,7 @@ def test_a_cell_in_the_repeated_hour_can_be_booked_from_the_dialog(london, night
     carried = dict(
         re.findall(r'<input type="(?:date|text|time|hidden)" name="(date|time|start_at)" value="([^"]*)"', form)
     )
+    assert carried["time"] == "01:15 BST"
     check = desk.get(
         url("book", london, olivia.pk), {"procedure": "botox", "practitioner": night.pk, **carried}, **HTMX
     )
@@ -460,14 +448,15 @@ def test_a_course_session_is_marked_as_one_on_the_card_and_in_the_feed(london, h
     template = PlanTemplate.objects.filter(kind=PlanKind.COURSE).order_by("code").first()
     made = written(olivia, hart, ldn(2026, 3, 3, 10), code="microneedling", minutes=60)
     plan = TreatmentPlan.objects.create(patient=olivia, template=template, clinic=london, created_at=ldn(2026, 3, 2))
-    PlanSession.objects.create(
-        plan=plan,
-        index=1,
-        appointment=made,
-        earliest_on=date(2026, 3, 3),
-        ideal_on=date(2026, 3, 3),
-        latest_on=date(2026, 3, 3),
-    )
+    for index in range(1, template.sessions + 1):  # the plan's own sessions, the later ones not booked yet
+        PlanSession.objects.create(
+            plan=plan,
+            index=index,
+            appointment=made if index == 1 else None,
+            earliest_on=date(2026, 3, 3),
+            ideal_on=date(2026, 3, 3),
+            latest_on=date(2026, 3, 3),
+        )
     named = f"Session 1 of {template.sessions} · {template.name}"
     response = desk.get(url("calendar", london), {"date": "2026-03-03"})
     assert named in card(response, made)
