@@ -639,7 +639,10 @@ def day_grid(
     # GMT), and a visit takes the rows of its real quarter hours. In a week, a day without one of the rows (the
     # hour the clocks skip, or the other days' second reading of the repeated hour) has no such time there.
     readings = {on: _quarter_hours(on, first, last, tz) for on in days}
-    keys = readings[days[0]] if len(days) == 1 else _merged([list(r) for r in readings.values()])
+    # Every wall time of the span has its row too: the hour the clocks skip is shown, hatched "No such time", on
+    # its own day as in a week (the desk sees where the hour went; nothing is offered there).
+    wall = [(minute, 0) for minute in range(first, last, SLOT_MINUTES)]
+    keys = _merged([list(r) for r in readings.values()] + [wall])
 
     def at(on: date, key: Reading) -> datetime:
         found = readings[on].get(key)
@@ -649,7 +652,14 @@ def day_grid(
         return datetime.combine(on, time(minute // 60, minute % 60), tzinfo=tz).astimezone(UTC)
 
     # A row's time: "01:15 BST" on every day of a week with the night the clocks go back, as on that night.
-    row_label = {key: max((readings[on][key][1] for on in days if key in readings[on]), key=len) for key in keys}
+    row_label = {
+        key: max(
+            (readings[on][key][1] for on in days if key in readings[on]),
+            key=len,
+            default=f"{key[0] // 60:02d}:{key[0] % 60:02d}",
+        )
+        for key in keys
+    }
     quarter = timedelta(minutes=SLOT_MINUTES)
     colour = {p.pk: n % PRACTITIONER_COLOURS for n, p in enumerate(practitioners)}
     cells_by_column: list[list[GridCell]] = []
