@@ -175,6 +175,29 @@ CLINIC_SET_UP = frozenset({"clinic.StaffMembership", "clinic.Practitioner", "cli
 _UNKNOWN = object()  # an organisation not read with the clinic
 
 
+class ClinicQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """An update that writes the organisation (`update`, and `bulk_update`, which updates through it) is held
+        to what `Clinic.save` holds: a clinic in use does not move (`Clinic._move_refusal`). The rows are locked,
+        written, then checked in one transaction: a refused move leaves every row as it was."""
+        if not {"organisation", "organisation_id"} & kwargs.keys():
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db):
+            # Race condition: locked before they are read, as `Clinic.save` locks the clinic it checks.
+            before = dict(self.select_for_update().order_by("pk").values_list("pk", "organisation_id"))
+            count = super().update(**kwargs)
+            moved = Clinic._base_manager.using(self.db).filter(pk__in=before)
+            in_use = Clinic._in_use_annotations()
+            for row in moved.annotate(**in_use).values("pk", "organisation_id", *in_use):
+                if row["organisation_id"] == before[row["pk"]]:
+                    continue
+                stored = Organisation.objects.using(self.db).get(pk=before[row["pk"]])
+                refusal = Clinic._refusal(row, stored.name)
+                if refusal:
+                    raise ValidationError({"organisation": refusal})
+            return count
+
+
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     code = models.SlugField(unique=True, max_length=50)
@@ -224,6 +247,8 @@ class Clinic(models.Model):
         default=24,
         help_text="Patients may cancel or move an appointment themselves until this many hours before it starts.",
     )
+
+    objects = ClinicQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -295,33 +320,43 @@ class Clinic(models.Model):
         yet: set up under the wrong organisation). Its patients, appointments and records belong to its
         organisation, and the desk reads them by clinic: moved, they would be another organisation's to see.
         Joining two organisations' patients is a merge, not an edit of a clinic. One statement (two when locking)."""
-        relations = self._own_rows_relations()
         rows = Clinic._base_manager.filter(pk=self.pk)
         if lock:
             # Its own statement: one that locks and checks together would check with what it saw before waiting.
             list(rows.select_for_update().values_list("pk", flat=True))
-        has = {
-            f"has_{i}": models.Exists(rel.related_model._base_manager.filter(**{rel.field.name: self.pk}))
-            for i, rel in enumerate(relations)
-        }
-        stored = rows.annotate(**has).values("organisation_id", "organisation__name", *has).first()
+        in_use = self._in_use_annotations()
+        stored = rows.annotate(**in_use).values("organisation_id", "organisation__name", *in_use).first()
         if stored is None:
             return None  # not stored yet
         self._stored_organisation_id = stored["organisation_id"]
         if stored["organisation_id"] == self.organisation_id:
             return None
+        return self._refusal(stored, stored["organisation__name"])
+
+    @classmethod
+    def _in_use_annotations(cls) -> dict:
+        """has_<n>: whether the clinic's row has rows of its own of the nth relation (`_own_rows_relations`)."""
+        return {
+            f"has_{i}": models.Exists(rel.related_model._base_manager.filter(**{rel.field.name: models.OuterRef("pk")}))
+            for i, rel in enumerate(cls._own_rows_relations())
+        }
+
+    @classmethod
+    def _refusal(cls, row: dict, organisation_name: str) -> str | None:
+        """Why a clinic read with `_in_use_annotations` may not leave the organisation named, or None when it has
+        nothing of its own."""
         kinds = list(
             dict.fromkeys(
                 str(rel.related_model._meta.verbose_name_plural)
-                for i, rel in enumerate(relations)
-                if stored[f"has_{i}"]
+                for i, rel in enumerate(cls._own_rows_relations())
+                if row[f"has_{i}"]
             )
         )
         if not kinds:
             return None
         what = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + f" and {kinds[-1]}"
         return (
-            f"This clinic already has {what} of {stored['organisation__name']}: it cannot move to another "
+            f"This clinic already has {what} of {organisation_name}: it cannot move to another "
             "organisation; a clinic moves only while it has nothing of its own (its patients' records would be "
             "the other organisation's to see). Joining two organisations' patients is a merge, not an edit of a "
             "clinic."

@@ -14,8 +14,9 @@ reason starts "DEFECT:", an undecided product question "QUESTION:". Found, and m
 DEFECTs (a tampered check recorded against another warning of the booking; the desk calling the merge's opt-out the
 patient's own; a merge opt-out recorded for a survivor who agreed but had no number; an old copy of a clinic writing
 its old organisation back) and two QUESTIONs decided (a check posted from a record merged away since reaches its
-survivor; a run given no budget takes none). Left: QUESTION, queryset writes (update, bulk_update) move a clinic in
-use; only Clinic.save and clean refuse it.
+survivor; a run given no budget takes none). The QUESTION of queryset writes (update, bulk_update) moving a clinic in
+use was decided on 6 December: the ORM holds them as Clinic.save does (clinic.models.ClinicQuerySet.update); raw SQL
+is an operator's own.
 
 The world: organisation "qa-p" with London and West (Europe/London) and New York sites, and "Elsewhere Ltd", another
 organisation's clinic. The clock is the suite's Monday, 2 March 2026, 09:00 London (GMT = UTC).
@@ -583,23 +584,21 @@ def test_a_stale_instance_saved_after_the_clinic_moved_and_filled_does_not_move_
     assert Clinic.objects.values_list("organisation_id", flat=True).get(pk=empty_site.pk) == buyer.pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: Clinic.objects.filter(...).update(organisation=...) and bulk_update move a clinic with "
-    "patients: the refusal lives in Clinic.save/clean only (no trigger or constraint). Should the database hold it?",
-)
 @pytest.mark.parametrize("path", ["update", "bulk_update"])
 def test_a_clinic_in_use_is_not_moved_by_a_queryset_write(world, buyer, path):
     london = world["london"]
     person(world)
     try:
-        if path == "update":
-            Clinic.objects.filter(pk=london.pk).update(organisation=buyer)
-        else:
-            london.organisation = buyer
-            Clinic.objects.bulk_update([london], ["organisation"])
-    except Exception:  # noqa: BLE001 (any refusal will do)
-        pass
+        with transaction.atomic():  # bulk_update's own block joins the caller's: a refusal spoils it
+            if path == "update":
+                Clinic.objects.filter(pk=london.pk).update(organisation=buyer)
+            else:
+                london.organisation = buyer
+                Clinic.objects.bulk_update([london], ["organisation"])
+    except ValidationError as refused:
+        assert "cannot move to another organisation" in str(refused)
+    else:
+        pytest.fail("a clinic in use moved by a queryset write")
     assert Clinic.objects.values_list("organisation_id", flat=True).get(pk=london.pk) == world["org"].pk
 
 
@@ -670,3 +669,16 @@ def test_the_admin_filter_reads_over_by_the_instant_whatever_the_clinics_zone(wo
         )
     page = _admin_rows(admin_client)
     assert {name for name in rows if name in page} == {"NyOver", "LdnOver", "LdnSharp"}, page[:3000]
+
+
+def test_a_queryset_write_moves_an_empty_clinic_and_refuses_the_whole_batch_with_one_in_use(world, buyer, empty_site):
+    """Nothing of its own: the update moves it. With a clinic in use in the same batch, no row moves."""
+    assert Clinic.objects.filter(pk=empty_site.pk).update(organisation=buyer) == 1
+    assert Clinic.objects.values_list("organisation_id", flat=True).get(pk=empty_site.pk) == buyer.pk
+    other_empty = ClinicFactory(code="qa-p-new2", name="P Newer Site", organisation=world["org"])
+    london = world["london"]
+    person(world)
+    with pytest.raises(ValidationError, match=world["org"].name), transaction.atomic():
+        Clinic.objects.filter(pk__in=[other_empty.pk, london.pk]).update(organisation=buyer)
+    assert Clinic.objects.values_list("organisation_id", flat=True).get(pk=other_empty.pk) == world["org"].pk
+    assert Clinic.objects.filter(pk=london.pk).update(name="London (renamed)") == 1
