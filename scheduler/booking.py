@@ -194,10 +194,14 @@ def _named_clinic(value, patient: Patient, within) -> Clinic:
 def _default_clinic_id(patient: Patient, within, *, required: bool = True):
     """Neither clinic nor practitioner named: the patient's home clinic when the caller may book there, else the
     caller's one clinic of the patient's organisation (one query); a caller of several, none the home clinic, must
-    say which (`required`), else it is the home clinic."""
-    within = _as_queryset(within)
+    say which (`required`), else it is the home clinic. No query when the caller's clinics are given as ids that hold
+    the home clinic (an API client's scope, `api.access.Caller.scope`): the home clinic is always one of the patient's
+    organisation (`Patient.clean`; a clinic with patients keeps its organisation, `Clinic._move_refusal`)."""
     if within is None:
         return patient.clinic_id
+    if not isinstance(within, QuerySet) and patient.clinic_id in within:
+        return patient.clinic_id
+    within = _as_queryset(within)
     first_two = list(
         within.filter(organisation_id=patient.organisation_id)
         .order_by(Case(When(pk=patient.clinic_id, then=0), default=1), "pk")
@@ -299,6 +303,7 @@ def _candidates(
         if not found:
             raise _why_not(pk, procedure, patient, clinic_id, within)
         return found
+    scope = within  # as given: the default clinic is found without a query when they are ids holding the home clinic
     within = _as_queryset(within)
     query = Practitioner.objects.filter(is_active=True, clinic__organisation_id=patient.organisation_id)
     query = query.select_related("clinic")
@@ -323,7 +328,7 @@ def _candidates(
     elif clinic_id is not None:
         place = _named_clinic(clinic_id, patient, within).pk
     else:
-        place = _default_clinic_id(patient, within)
+        place = _default_clinic_id(patient, scope)
     query = query.filter(clinic_id=place, procedures=procedure).order_by("pk")
     if lock:
         query = query.select_for_update(of=("self",))
