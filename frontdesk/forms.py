@@ -18,7 +18,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.formats import date_format
 
+from clinic.merging import MERGE_CHECK_MESSAGE_MAX
 from clinic.models import (
+    MERGE_CHECK_NOTE_MAX,
     Clinic,
     Condition,
     ConditionStatus,
@@ -632,6 +634,49 @@ class CancelForm(FrontdeskForm):
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+
+
+# --- A merge's warning, checked on the patient's page ---------------------------------------------------------
+
+# The service's own words for the same mistakes (clinic.merging.merge_warning_check), which the page has always said.
+_SAY_WHICH_WARNING = "Say which warning was checked, as it was shown."
+
+
+class MergeWarningCheckForm(FrontdeskForm):
+    """A check form under a merge's warning (patient_detail.html): the merge and the booking it warned of (hidden),
+    the warning's words as the page drew them (hidden) and an optional note. Shape only: whether the merge and the
+    booking are one of this patient's merges' warnings, and the words what the rules say now, is the service's to
+    decide (`NotFound`, `PreconditionFailed`). A malformed id is no such warning: `bad_id` says so, for a 404."""
+
+    merge = forms.UUIDField()
+    appointment = forms.UUIDField()
+    message = forms.CharField(
+        strip=False,  # compared with the rules' words as they are
+        error_messages={"required": _SAY_WHICH_WARNING, "null_characters_not_allowed": _SAY_WHICH_WARNING},
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=MERGE_CHECK_NOTE_MAX,
+        error_messages={
+            "max_length": f"Keep the note to {MERGE_CHECK_NOTE_MAX} characters or fewer.",
+            "null_characters_not_allowed": "Remove the NUL character from the note.",
+        },
+    )
+
+    @property
+    def bad_id(self) -> bool:
+        return "merge" in self.errors or "appointment" in self.errors
+
+    def clean_message(self) -> str:
+        # A browser sends a line break in a field as CR LF; the page drew it as LF.
+        message = self.cleaned_data["message"].replace("\r\n", "\n")
+        if not message.strip() or len(message) > MERGE_CHECK_MESSAGE_MAX:
+            raise ValidationError(_SAY_WHICH_WARNING, code="invalid")
+        return message
+
+    def error_texts(self) -> list[str]:
+        """What is wrong with the message and the note, in the order of the fields."""
+        return [text for name in ("message", "note") for text in self.errors.get(name, [])]
 
 
 class ScheduleFilterForm(FrontdeskForm):

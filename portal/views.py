@@ -9,7 +9,7 @@ shows nothing of anyone, and no domain error becomes a 500. Pages are never cach
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from functools import wraps
 from itertools import groupby
 
@@ -24,22 +24,20 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.models import Appointment, AppointmentStatus, Clinic, MessageTopic
 from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition
-from plans.selectors import SessionMoveBounds, session_move_bounds
+from plans.selectors import session_move_bounds
+from plans.selfservice import course_session_move_allowed, course_session_move_options, course_session_move_text
 from portal.forms import CancelForm, PreferencesForm, SlotForm, slot_key
 from reminders.consent import channels_on, patient_preferences_update, sms_consent_wording
 from reminders.feeds import patient_calendar_feed_renew
 from reminders.links import appointment_from_manage_token, manage_token
 from reminders.pages import with_clinic_look
 from scheduler.availability import AvailabilityCode, Slot
-from scheduler.booking import MAX_AVAILABILITY_DAYS, BookingCheck, UnableToBook
+from scheduler.booking import BookingCheck, UnableToBook
 from scheduler.selfservice import (
-    DEFAULT_MOVE_DAYS,
-    DEFAULT_MOVE_LIMIT,
     appointment_cancel_by_patient,
     appointment_reschedule_by_patient,
     appointment_self_service,
     patient_move_check,
-    patient_move_options,
 )
 
 STATUS_TEXT = {
@@ -232,52 +230,15 @@ def _days(appointment: Appointment, options: list[Slot]) -> list[dict]:
     return days
 
 
-def _long_date(day: date) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}"
-
-
-def _course_text(appointment: Appointment, bounds: SessionMoveBounds) -> str:
-    """Where a course's session may go online, in the patient's words (docs/portal.md, "A course's session")."""
-    clinic = appointment.clinic
-    call = (
-        f"please call {clinic.name} on {clinic.phone_national}." if clinic.phone else f"please contact {clinic.name}."
-    )
-    if bounds.first_day > bounds.last_day:  # the sessions around it leave it no day of its window
-        return f"This is session {bounds.index} of your course: online it cannot be moved. To move it, {call}"
-    return (
-        f"This is session {bounds.index} of your course: online it can be moved between "
-        f"{_long_date(bounds.first_day)} and {_long_date(bounds.last_day)}. To move it further, {call}"
-    )
-
-
-def _in_course(appointment: Appointment, bounds: SessionMoveBounds | None, start_at: datetime) -> bool:
-    """Whether the time's local day is one a course leaves its session online (any, for an appointment of no plan);
-    the desk and the API are not held to it: they see the warnings and may re-plan."""
-    return bounds is None or bounds.first_day <= start_at.astimezone(appointment.clinic.tz).date() <= bounds.last_day
-
-
-def _move_options(appointment: Appointment, now: datetime, bounds: SessionMoveBounds | None) -> list[Slot]:
-    """The times offered. A course's session keeps only its own days, which may begin weeks from now: the search
-    then reaches its last day, but no further than four weeks of it (nor than one search may ask), and keeps at most
-    as many times as for any appointment."""
-    if bounds is None:
-        return patient_move_options(appointment=appointment, now=now)
-    today = now.astimezone(appointment.clinic.tz).date()
-    reach = (bounds.last_day - today).days + 1
-    days = max(1, min(reach, (bounds.first_day - today).days + DEFAULT_MOVE_DAYS, MAX_AVAILABILITY_DAYS))
-    options = patient_move_options(appointment=appointment, now=now, days=days, limit=None)
-    return [slot for slot in options if _in_course(appointment, bounds, slot.start_at)][:DEFAULT_MOVE_LIMIT]
-
-
 def _move_page(
     request: HttpRequest, appointment: Appointment, token: str, now: datetime, *, error: str = "", status: int = 200
 ) -> HttpResponse:
     bounds = session_move_bounds(appointment)
     try:
-        options = _move_options(appointment, now, bounds)
+        options = course_session_move_options(appointment=appointment, bounds=bounds, now=now)
     except InvalidTransition as refused:
         return _manage(request, appointment, token, now, error=refused.message, status=409)
-    course = _course_text(appointment, bounds) if bounds is not None else ""
+    course = course_session_move_text(appointment=appointment, bounds=bounds) if bounds is not None else ""
     return _page(
         request,
         "portal/move.html",
@@ -338,8 +299,9 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
         return _move_page(request, appointment, token, now, error=form.errors["slot"][0], status=400)
     start_at, practitioner_id = form.cleaned_data["slot"]
     bounds = session_move_bounds(appointment)
-    if not _in_course(appointment, bounds, start_at):
-        return _move_page(request, appointment, token, now, error=_course_text(appointment, bounds), status=409)
+    if not course_session_move_allowed(appointment=appointment, bounds=bounds, start_at=start_at):
+        told = course_session_move_text(appointment=appointment, bounds=bounds)
+        return _move_page(request, appointment, token, now, error=told, status=409)
     try:
         if request.method == "GET":
             check = patient_move_check(

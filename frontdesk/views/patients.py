@@ -16,13 +16,13 @@ from clinic.merging import merge_warning_check
 from clinic.models import MedicationCourse
 from clinic.selectors import clinics_for_user, merged_patient_survivor, patient_search, patients_in
 from core.errors import InvalidInput, PreconditionFailed
-from core.ids import parse_uuid
 from frontdesk import selectors
 from frontdesk.forms import (
     ConditionFormSet,
     DomainErrors,
     MedicationCourseForm,
     MedicationEndForm,
+    MergeWarningCheckForm,
     PatientForm,
     PatientSearchForm,
     ProcedureRecordForm,
@@ -141,21 +141,24 @@ def merge_warning_check_view(request, patient_id):
     page of a record merged away since, it reaches the survivor, whose page the merge's warning now stands on."""
     survivor = merged_patient_survivor(clinics_for_user(request.user).filter(pk=request.clinic.pk), patient_id)
     patient = survivor if survivor is not None else patient_or_404(request, patient_id)
-    merge_id, appointment_id = parse_uuid(request.POST.get("merge")), parse_uuid(request.POST.get("appointment"))
-    if merge_id is None or appointment_id is None:  # a malformed id is no such warning
-        raise Http404("No such merge warning.")
+    form = MergeWarningCheckForm(request.POST)
+    if not form.is_valid():
+        if form.bad_id:  # a malformed id is no such warning
+            raise Http404("No such merge warning.")
+        for text in form.error_texts():
+            messages.error(request, f"Nothing was recorded: {text}")
+        return _detail_page(request, patient, status=400)
     try:
         check, created = merge_warning_check(
             patient=patient,
-            merge_id=merge_id,
-            appointment_id=appointment_id,
-            # The warning as the page drew it; a browser sends a line break in a field as CR LF.
-            message=request.POST.get("message", "").replace("\r\n", "\n"),
-            note=request.POST.get("note", ""),
+            merge_id=form.cleaned_data["merge"],
+            appointment_id=form.cleaned_data["appointment"],
+            message=form.cleaned_data["message"],
+            note=form.cleaned_data["note"],
             checked_by=request.user,
             now=timezone.now(),
         )
-    except InvalidInput as error:
+    except InvalidInput as error:  # the service's own check of the same shape, should it ever say more
         messages.error(request, f"Nothing was recorded: {error.message}")
         return _detail_page(request, patient, status=400)
     except PreconditionFailed as changed:
