@@ -53,16 +53,24 @@ def _long_date(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
-def course_session_move_text(*, appointment: Appointment, bounds: SessionMoveBounds) -> str:
+def course_session_move_text(*, appointment: Appointment, bounds: SessionMoveBounds, now: datetime) -> str:
     """Where the course lets its session go online, in the patient's words: the move page's note, and the refusal of
-    a time outside (docs/portal.md, "A course's session"). A session its neighbours leave no day is told to call."""
+    a time outside (docs/portal.md, "A course's session"). The days named start today at the earliest (the clinic's
+    today): a window that opened in the past is told from today, one that has closed, or that the sessions around it
+    leave no day, is told to call."""
     clinic = appointment.clinic
     call = (
         f"please call {clinic.name} on {clinic.phone_national}." if clinic.phone else f"please contact {clinic.name}."
     )
-    if bounds.first_day > bounds.last_day:  # the sessions around it leave it no day of its window
+    first_day = max(bounds.first_day, now.astimezone(clinic.tz).date())
+    if first_day > bounds.last_day:  # no day of its window is left to move it to
         return f"This is session {bounds.index} of your course: online it cannot be moved. To move it, {call}"
+    if first_day == bounds.last_day:
+        return (
+            f"This is session {bounds.index} of your course: online it can be moved only within "
+            f"{_long_date(first_day)}. To move it to another day, {call}"
+        )
     return (
         f"This is session {bounds.index} of your course: online it can be moved between "
-        f"{_long_date(bounds.first_day)} and {_long_date(bounds.last_day)}. To move it further, {call}"
+        f"{_long_date(first_day)} and {_long_date(bounds.last_day)}. To move it further, {call}"
     )

@@ -238,7 +238,7 @@ def _move_page(
         options = course_session_move_options(appointment=appointment, bounds=bounds, now=now)
     except InvalidTransition as refused:
         return _manage(request, appointment, token, now, error=refused.message, status=409)
-    course = course_session_move_text(appointment=appointment, bounds=bounds) if bounds is not None else ""
+    course = course_session_move_text(appointment=appointment, bounds=bounds, now=now) if bounds is not None else ""
     return _page(
         request,
         "portal/move.html",
@@ -300,7 +300,7 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
     start_at, practitioner_id = form.cleaned_data["slot"]
     bounds = session_move_bounds(appointment)
     if not course_session_move_allowed(appointment=appointment, bounds=bounds, start_at=start_at):
-        told = course_session_move_text(appointment=appointment, bounds=bounds)
+        told = course_session_move_text(appointment=appointment, bounds=bounds, now=now)
         return _move_page(request, appointment, token, now, error=told, status=409)
     try:
         if request.method == "GET":

@@ -26,6 +26,7 @@ from scheduler.selfservice import DEFAULT_MOVE_LIMIT, patient_move_options
 LONDON = ZoneInfo("Europe/London")
 RECEPTION = Actor("reception@test")
 APRIL = SessionMoveBounds(2, date(2026, 4, 6), date(2026, 4, 20))
+BEFORE_APRIL = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def stand_in(phone: str = "") -> SimpleNamespace:
@@ -59,7 +60,7 @@ def test_a_start_is_allowed_by_its_local_day_both_ends_included(start_at, allowe
 
 
 def test_the_text_names_the_session_its_days_and_the_clinics_number():
-    told = course_session_move_text(appointment=stand_in(phone="+442079460958"), bounds=APRIL)
+    told = course_session_move_text(appointment=stand_in(phone="+442079460958"), bounds=APRIL, now=BEFORE_APRIL)
     assert told == (
         "This is session 2 of your course: online it can be moved between Monday 6 April 2026 and Monday 20 April "
         "2026. To move it further, please call Bloom Clinic on 020 7946 0958."
@@ -68,10 +69,28 @@ def test_the_text_names_the_session_its_days_and_the_clinics_number():
 
 def test_a_session_left_no_day_is_told_to_get_in_touch():
     no_day = SessionMoveBounds(2, date(2026, 4, 7), date(2026, 4, 6))
-    told = course_session_move_text(appointment=stand_in(), bounds=no_day)
+    told = course_session_move_text(appointment=stand_in(), bounds=no_day, now=BEFORE_APRIL)
     assert (
         told == "This is session 2 of your course: online it cannot be moved. To move it, please contact Bloom Clinic."
     )
+
+
+@pytest.mark.parametrize(
+    ("now", "told"),
+    [
+        # 00:30 BST on 10 April: the clinic's today is the 10th (UTC's date is the 9th)
+        (
+            datetime(2026, 4, 9, 23, 30, tzinfo=UTC),
+            "online it can be moved between Friday 10 April 2026 and Monday 20 April 2026. To move it further,",
+        ),
+        (datetime(2026, 4, 20, 8, 0, tzinfo=UTC), "online it can be moved only within Monday 20 April 2026. To move"),
+        (datetime(2026, 4, 20, 23, 30, tzinfo=UTC), "online it cannot be moved. To move it, please contact"),
+    ],
+    ids=["window opened in the past", "its last day", "closed, by the local day"],
+)
+def test_the_days_named_start_at_the_clinics_today(now, told):
+    """A window that opened days ago is not offered from a day gone by (the times offered start now anyway)."""
+    assert told in course_session_move_text(appointment=stand_in(), bounds=APRIL, now=now)
 
 
 # --- The times offered -------------------------------------------------------------------------------------------
@@ -138,7 +157,10 @@ def test_an_appointment_of_no_plan_is_offered_what_the_scheduler_offers(patient,
 
 # --- The merge-warning check form's bad input ------------------------------------------------------------------
 
-MERGE, BOOKING = str(uuid.uuid4()), str(uuid.uuid4())
+MERGE, BOOKING = (
+    "6f1c2a52-0b7e-4c1e-9d3a-2f4b8e7c9a10",
+    "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a",
+)  # fixed: xdist collects alike
 SAY_WHICH = "Say which warning was checked, as it was shown."
 
 
