@@ -10,6 +10,8 @@ schema exactly what it accepts.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 
 import django_filters
@@ -113,6 +115,25 @@ class ScopedIdFilter(django_filters.CharFilter):
         return qs.filter(**{self.field_name: record})
 
 
+class ProcedureCodeFilter(TextFilter):
+    """By procedure code, any in the catalogue (a list may hold bookings of a procedure no longer bookable); a code
+    not in it is refused as a body's is ("There is no procedure with code …", unknown_procedure), not read as an
+    empty list: a typo must not look like "no bookings"."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, max_length=50, help_text="Procedure code.", **kwargs)
+
+    def filter(self, qs, value):
+        if value in ([], (), {}, "", None):
+            return qs
+        known = list(ProcedureType.objects.order_by().values_list("code", flat=True))
+        if value not in known:
+            raise InvalidInput.unknown_code(
+                ErrorCode.UNKNOWN_PROCEDURE, what="procedure", given=value, known=known, field="procedure"
+            )
+        return super().filter(qs, value)
+
+
 def _patients(request):
     """The patients of the caller's clinics' organisations (the record is shared by the organisation's
     clinics: a sister site's patient is the caller's too), as `ApiCaller.patient` finds them."""
@@ -170,7 +191,7 @@ class ProcedureFilter(StrictFilterSet):
 
 class PractitionerFilter(ClinicFilterMixin, StrictFilterSet):
     clinic = _clinic_filter()
-    procedure = TextFilter(field_name="procedures__code", max_length=50, help_text="Procedure code.")
+    procedure = ProcedureCodeFilter(field_name="procedures__code")
 
     class Meta:
         model = Practitioner
@@ -188,7 +209,12 @@ class PatientFilter(ClinicFilterMixin, StrictFilterSet):
         fields = ["clinic", "search"]
 
     def filter_search(self, queryset, name, value):
-        return patient_search(queryset, value)
+        """A national number is read as dialled in the country of one of the caller's clinics (as the front desk
+        reads it in its clinic's): "07911 123456" finds +447911123456 for a platform of a British clinic."""
+        countries = sorted(set(caller_for(self.request).clinics().values_list("country", flat=True)) - {""})
+        if len(countries) <= 1:
+            return patient_search(queryset, value, country=countries[0] if countries else "")
+        return functools.reduce(operator.or_, (patient_search(queryset, value, country=c) for c in countries))
 
 
 class AppointmentFilter(ClinicFilterMixin, StrictFilterSet):
@@ -200,7 +226,7 @@ class AppointmentFilter(ClinicFilterMixin, StrictFilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=AppointmentStatus.choices, help_text="Repeat for several statuses."
     )
-    procedure = TextFilter(field_name="procedure_id", max_length=50, help_text="Procedure code.")
+    procedure = ProcedureCodeFilter(field_name="procedure_id")
     start_after = AwareDateTimeFilter(
         field_name="start_at", lookup_expr="gte", help_text="Starts at or after this time (with an offset)."
     )

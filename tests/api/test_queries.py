@@ -3,7 +3,8 @@ no empty or repeated filters, booleans that are true or false, over-long address
 
 import pytest
 
-from tests.api.conftest import problem_of
+from tests.api.conftest import http, new_api_client, problem_of
+from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -120,6 +121,33 @@ def test_an_unknown_id_in_a_filter_says_what_is_unknown(api, other_patient, othe
 def test_an_id_filter_finds_the_callers_own(api, patient, practitioner):
     assert api.get(f"/api/v1/appointments/?patient={patient.pk}").status_code == 200
     assert api.get(f"/api/v1/appointments/?practitioner={practitioner.pk}").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/appointments/", "/api/v1/practitioners/"])
+def test_an_unknown_procedure_code_in_a_filter_is_refused_naming_the_codes(api, practitioner, path):
+    body = problem_of(api.get(f"{path}?procedure=botx"), 400)
+    assert body["code"] == "unknown_procedure"
+    [message] = body["errors"]["procedure"]
+    assert "'botx'" in message and "botox" in message and "plasma_pen" in message
+
+
+def test_a_procedure_filter_takes_a_catalogue_code(api, practitioner):
+    assert [p["name"] for p in api.get("/api/v1/practitioners/?procedure=botox").json()["results"]] == ["Dr Ada"]
+    assert api.get("/api/v1/appointments/?procedure=filler").json()["count"] == 0  # none booked: empty, not an error
+
+
+def test_search_reads_a_national_number_in_the_callers_clinics_countries(clinic, other_clinic):
+    london = PatientFactory(clinic=clinic, first_name="Lon", phone="+447911123456")
+    PatientFactory(clinic=other_clinic, first_name="Nyc", phone="+12125550123")
+    both = http(new_api_client(clinic, other_clinic)[1])
+
+    def found(query):
+        return sorted(p["first_name"] for p in both.get("/api/v1/patients/", {"search": query}).json()["results"])
+
+    assert found("07911 123456") == ["Lon"]  # as dialled in Britain
+    assert found("(212) 555-0123") == ["Nyc"]  # as dialled in the United States
+    london_only = http(new_api_client(clinic)[1])
+    assert london_only.get("/api/v1/patients/", {"search": "07911 123456"}).json()["results"][0]["id"] == str(london.pk)
 
 
 # --- Idempotency-Key ----------------------------------------------------------------------------------------
