@@ -240,12 +240,19 @@ class Schedule:
             return False
         for period_start, period_end in self._periods.get((practitioner_id, local_start.weekday()), ()):
             day = local_start.date()
-            if self._at(day, period_start) <= start and end <= self._at(day, period_end):
+            if self._at(day, period_start) <= start and end <= self._end_at(day, period_end):
                 return True
         return False
 
     def _at(self, day: date, clock) -> datetime:
         return datetime.combine(day, clock, tzinfo=self.tz).astimezone(UTC)
+
+    def _end_at(self, day: date, clock) -> datetime:
+        """A working period's end: at a wall-clock time the clocks repeat (the hour they go back), its later reading,
+        so hours ending at 23:59 on a night the clocks go back at midnight (Santiago) take both readings of the hour
+        before; elsewhere the same instant as `_at` (a time the clocks skip keeps the earlier offset's reading)."""
+        local = datetime.combine(day, clock, tzinfo=self.tz)
+        return max(local, local.replace(fold=1), key=lambda moment: moment.astimezone(UTC)).astimezone(UTC)
 
     def problems(self, practitioner: Practitioner, start: datetime, end: datetime) -> list[Violation]:
         """Why `practitioner` cannot take [start, end), or nothing when they can."""
@@ -311,7 +318,7 @@ class Schedule:
             for practitioner in self.practitioners:
                 taken, practitioner_id = busy[practitioner.id], str(practitioner.id)
                 for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
-                    first, stop = self._at(day, period_start), self._at(day, period_end)
+                    first, stop = self._at(day, period_start), self._end_at(day, period_end)
                     start = first
                     while start + duration <= stop and start <= window_end:
                         end = start + duration
