@@ -857,3 +857,19 @@ def _body(text: str) -> str:
     """The template's own text: the e-mail footer (contacts, unsubscribe) follows the "--" signature line."""
     body, separator, _ = text.rpartition("\n--\n")
     return (body if separator else text).strip()
+
+
+def booking_already_made(*, patient, clinic, procedure_code: str, start_at: datetime, practitioner_id=None):
+    """The patient's active appointment at `clinic` of that procedure at exactly that start (with that practitioner,
+    when one is named), or None: what a booking form sent twice (a double click, a resent page) finds, its first
+    sending having booked it."""
+    same = Appointment.objects.filter(
+        patient=patient,
+        clinic=clinic,
+        procedure_id=procedure_code,
+        start_at=start_at,
+        status__in=ACTIVE_APPOINTMENT_STATUSES,
+    ).select_related("practitioner", "procedure")
+    if practitioner_id:
+        same = same.filter(practitioner_id=practitioner_id)
+    return same.order_by("created_at").first()

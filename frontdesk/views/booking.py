@@ -54,11 +54,14 @@ def _submit(
     *,
     done: Callable[[BookingResult], str],
     fragment: str,
+    already: Callable[[], object] | None = None,
 ):
     """Book or move at the start the form names; on a refusal, show why with today's panel (409).
 
     Asked in place (`HX-Request`, from the calendar), the answer is a fragment: `_done.html` naming
-    the appointment, or `fragment` (the form and panel) with the refusal.
+    the appointment, or `fragment` (the form and panel) with the refusal. A refusal whose request was already
+    carried out (`already` finds the appointment: a booking form sent twice) goes to it, saying so, instead of
+    answering "Not booked" to what was booked.
     """
     now = timezone.now()
     outcome = DomainErrors(form)
@@ -79,6 +82,13 @@ def _submit(
                 return redirect(
                     "frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.appointment.pk
                 )
+    made = already() if outcome.refused and already is not None else None
+    if made is not None:
+        told = f"Already booked: {made.procedure} on {_when(made)} with {made.practitioner} (the form was sent twice)."
+        if request.htmx:
+            return page(request, "frontdesk/_done.html", {"appointment": made, "done": told})
+        messages.info(request, told)
+        return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=made.pk)
     # Show the refusal with today's answer (a slot may have just gone), and what to offer instead.
     panel = _panel(form, now) if outcome.refused else None
     return page(
@@ -139,13 +149,25 @@ def book(request, patient_id):
 @require_POST
 def book_submit(request, patient_id):
     patient = patient_or_404(request, patient_id)
+    form = booking_form(request, patient, request.POST)
+
+    def already():
+        return selectors.booking_already_made(
+            patient=patient,
+            clinic=request.clinic,
+            procedure_code=form.cleaned_data["procedure"],
+            start_at=form.requested_start,
+            practitioner_id=form.cleaned_data["practitioner"] or None,
+        )
+
     return _submit(
         request,
-        booking_form(request, patient, request.POST),
+        form,
         "frontdesk/book.html",
         booking_context(request, patient),
         done=_booked,
         fragment="frontdesk/_booking.html",
+        already=already,
     )
 
 

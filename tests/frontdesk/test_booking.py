@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from clinic.models import Appointment, AuditEvent
-from tests.factories import PractitionerFactory
+from tests.factories import PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import url
 from tests.frontdesk.html import field_error, squash, text_by_id
 
@@ -298,3 +298,40 @@ def test_a_refusal_names_its_source_in_words(
     page = squash(check(reception, clinic, patient, procedure="microneedling", date="2026-03-05", time="10:00"))
 
     assert f"{shown}</span>" in page.replace("&#x27;", "'")
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["practitioner named", "any practitioner"])
+def test_a_booking_form_sent_twice_goes_to_the_booking_it_made(reception, clinic, patient, practitioner, frozen, named):
+    """A double click (or a resent page) books once, and its second sending is not answered "Not booked": it goes to
+    the appointment its first made, saying so (as a move sent twice is one move)."""
+    form = {"procedure": "botox", "date": "2026-07-01", "time": "14:00"}
+    if named:
+        form["practitioner"] = practitioner.pk
+    first = reception.post(url("book_submit", clinic, patient), form)
+    second = reception.post(url("book_submit", clinic, patient), form)
+    appointment = Appointment.objects.get(patient=patient)
+    assert first.url == second.url == url("appointment", clinic, appointment)
+    page = squash(reception.get(second.url))
+    assert "Already booked: Botulinum toxin" in page and "(the form was sent twice)" in page
+    assert "Not booked" not in page
+    assert AuditEvent.objects.filter(appointment=appointment).count() == 1
+
+
+def test_a_booking_form_sent_twice_from_the_calendar_answers_its_fragment(
+    reception, clinic, patient, practitioner, frozen
+):
+    form = {"procedure": "botox", "date": "2026-07-01", "time": "14:00", "practitioner": practitioner.pk}
+    reception.post(url("book_submit", clinic, patient), form, **HTMX)
+    second = reception.post(url("book_submit", clinic, patient), form, **HTMX)
+    assert second.status_code == 200 and "Already booked" in squash(second)
+    assert Appointment.objects.filter(patient=patient).count() == 1
+
+
+def test_another_time_taken_by_someone_else_is_still_not_booked(reception, clinic, patient, practitioner, frozen):
+    """Only the same patient's same booking counts as sent twice: another patient's slot is refused as before."""
+    form = {"procedure": "botox", "date": "2026-07-01", "time": "14:00", "practitioner": practitioner.pk}
+    someone = PatientFactory(clinic=clinic, first_name="Someone", last_name="Else")
+    reception.post(url("book_submit", clinic, someone), form)
+    refused = reception.post(url("book_submit", clinic, patient), form)
+    assert refused.status_code == 409 and "Not booked." in squash(refused)
+    assert Appointment.objects.filter(patient=patient).count() == 0
