@@ -4,7 +4,10 @@ import re
 
 import phonenumbers
 from django import template
+from django.utils import timezone
 from phonenumbers import PhoneNumberFormat
+
+from frontdesk.selectors import wall_clock
 
 register = template.Library()
 
@@ -90,15 +93,14 @@ def hidden_initial(bound_field) -> str:
 
 @register.filter
 def when(value) -> str:
-    """A moment in the current (clinic) zone; a calendar bound (local midnight) shows as the day alone."""
-    from django.utils import timezone
-
+    """A moment in the current (clinic) zone; a calendar bound (local midnight) shows as the day alone; a time the
+    clocks go back over says which reading it is ("Sun 25 Oct 2026, 01:30 GMT", `selectors.wall_clock`)."""
     if value is None:
         return ""
     local = timezone.localtime(value)
     if local.hour == 0 and local.minute == 0:
         return f"{local:%a} {local.day} {local:%b %Y}"
-    return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M}"
+    return f"{local:%a} {local.day} {local:%b %Y}, {wall_clock(local)}"
 
 
 def display_phone(value: str, country: str) -> str:

@@ -335,3 +335,18 @@ def test_another_time_taken_by_someone_else_is_still_not_booked(reception, clini
     refused = reception.post(url("book_submit", clinic, patient), form)
     assert refused.status_code == 409 and "Not booked." in squash(refused)
     assert Appointment.objects.filter(patient=patient).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("start_at", "said"),
+    [
+        ("2026-10-25T00:30:00+00:00", "at Sun 25 Oct 2026, 01:30 BST"),  # the first 01:30
+        ("2026-10-25T01:30:00+00:00", "at Sun 25 Oct 2026, 01:30 GMT"),  # the second, an hour later
+        ("2026-10-26T10:00:00+00:00", "at Mon 26 Oct 2026, 10:00,"),  # any other time: no abbreviation
+    ],
+)
+def test_the_check_panel_says_which_reading_of_a_time_the_clocks_go_back_over(
+    reception, clinic, patient, practitioner, frozen, start_at, said
+):
+    page = squash(check(reception, clinic, patient, procedure="botox", start_at=start_at))
+    assert said in page, page[:600]
