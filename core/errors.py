@@ -101,6 +101,7 @@ class ErrorCode(StrEnum):
     NOT_STARTED = "not_started", 409
     BOOKING_REFUSED = "booking_refused", 409
     WEBHOOK_ENDPOINT_PAUSED = "webhook_endpoint_paused", 409
+    WEBHOOK_EVENT_NOT_SUBSCRIBED = "webhook_event_not_subscribed", 409
     # 409: a likely duplicate of a record the organisation has (unless confirmed), or a merge needing a decision.
     POSSIBLE_DUPLICATE = "possible_duplicate", 409
     MERGE_CONFLICT = "merge_conflict", 409

@@ -70,14 +70,22 @@ def calendar_feed_for_token(token: str) -> CalendarFeed | None:
     )
 
 
-def _appointments(feed: CalendarFeed, now: datetime) -> QuerySet[Appointment]:
+def _appointments(feed: CalendarFeed, now: datetime) -> list[Appointment]:
+    """The feed's appointments by start: those ahead first within FEED_MAX_EVENTS (the soonest), then as many of the
+    last FEED_HISTORY's as there is room for (the latest): a calendar over the cap loses its oldest past visits,
+    never one to come. Two statements at most."""
     owner = {"practitioner_id": feed.practitioner_id} if feed.practitioner_id else {"patient_id": feed.patient_id}
-    return (
-        Appointment.objects.filter(**owner, start_at__gte=now - FEED_HISTORY)
+    rows = (
+        Appointment.objects.filter(**owner)
         .select_related("clinic", "procedure", "practitioner")
         .annotate(calendar_changes=calendar_changes())  # each event's SEQUENCE, in the same query
-        .order_by("start_at", "id")[:FEED_MAX_EVENTS]
     )
+    ahead = list(rows.filter(start_at__gte=now).order_by("start_at", "id")[:FEED_MAX_EVENTS])
+    room = FEED_MAX_EVENTS - len(ahead)
+    if not room:
+        return ahead
+    past = list(rows.filter(start_at__gte=now - FEED_HISTORY, start_at__lt=now).order_by("-start_at", "-id")[:room])
+    return [*reversed(past), *ahead]
 
 
 def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:

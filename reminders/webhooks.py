@@ -107,6 +107,12 @@ def webhook_redeliver(*, endpoint: WebhookEndpoint, delivery_id, now: datetime) 
         raise NotFound(ErrorCode.UNKNOWN_WEBHOOK_DELIVERY, "There is no such delivery.")
     if not endpoint.is_active:
         raise InvalidTransition(ErrorCode.WEBHOOK_ENDPOINT_PAUSED, "The endpoint is paused: resume it first.")
+    if not endpoint.wants(original.event):
+        # The sender would cancel it (no longer subscribed): refused here, not answered 201 and dropped.
+        raise InvalidTransition(
+            ErrorCode.WEBHOOK_EVENT_NOT_SUBSCRIBED,
+            f"The endpoint no longer subscribes to {original.event}: add it to its events first.",
+        )
     new_id = uuid.uuid4()
     payload = {**original.payload, "id": str(new_id)}
     payload.setdefault("event_id", original.payload.get("id"))  # rows written before event ids existed

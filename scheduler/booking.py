@@ -772,8 +772,15 @@ def appointment_reschedule(
         current.practitioner = check.practitioner
         current.status = status
         current.review_reasons = []  # a move re-checks everything: nothing stands any more
+        fields = ["start_at", "end_at", "practitioner", "status", "review_reasons"]
+        tz = req.clinic.tz
+        if current.checked_in_at and current.checked_in_at.astimezone(tz).date() != req.start_at.astimezone(tz).date():
+            # The arrival was on another day than the visit's now: the patient has not arrived for it (FHIR's
+            # `arrived`; check-in again on its day). A move later the same day keeps it: they are here.
+            current.checked_in_at = None
+            fields.append("checked_in_at")
         return Change(
-            update_fields=["start_at", "end_at", "practitioner", "status", "review_reasons"],
+            update_fields=fields,
             reason=reason,
             previous=previous,
             details={
