@@ -87,8 +87,49 @@ class OrganisationRule(models.Model):
                     f"switch it off, but not its {', '.join(name.replace('_', ' ') for name in differ)}. "
                     "For another pair, add a rule of its own."
                 )
+        if (
+            self.replaces_id
+            and self.organisation_id
+            and "replaces" not in errors
+            and type(self)
+            ._base_manager.filter(organisation_id=self.organisation_id, replaces_id=self.replaces_id)
+            .exclude(pk=self.pk)
+            .exists()
+        ):
+            errors["replaces"] = (
+                f"This organisation already has a rule standing in for “{self.replaces}”: change that one (one per "
+                "default)."
+            )
+        if self.organisation_id is None and self.pk is not None:
+            errors.update(self._pair_move_refusal())
         if errors:
             raise ValidationError(errors)
+
+    def _pair_move_refusal(self) -> dict:
+        """A default whose pair would change while an organisation's rule stands in for it: refused, on the fields
+        that change (the override would go on shadowing a default about another pair, and the organisation lose the
+        new rule without a word). Another pair is a new default."""
+        stored = (
+            type(self)._base_manager.filter(pk=self.pk).values(*(f"{name}_id" for name in self.PAIR_FIELDS)).first()
+        )
+        if stored is None:
+            return {}
+        moved = [name for name in self.PAIR_FIELDS if stored[f"{name}_id"] != getattr(self, f"{name}_id")]
+        if not moved:
+            return {}
+        standing = sorted(
+            str(name)
+            for name in type(self)
+            ._base_manager.filter(replaces_id=self.pk)
+            .values_list("organisation__name", flat=True)
+        )
+        if not standing:
+            return {}
+        said = (
+            f"{', '.join(standing)} {'has a rule' if len(standing) == 1 else 'have rules'} standing in for this default: "
+            "it keeps its pair. For another pair, add a new default."
+        )
+        return {name: said for name in moved}
 
 
 class IntervalRule(OrganisationRule):
@@ -140,11 +181,13 @@ class IntervalRule(OrganisationRule):
                 fields=["organisation", "replaces"],
                 condition=Q(replaces__isnull=False),
                 name="interval_rule_one_override_per_default",
+                violation_error_message="This organisation already has a rule standing in for that default.",
             ),
             models.CheckConstraint(
                 condition=(Q(earlier_procedure__isnull=False) & Q(earlier_medication__isnull=True))
                 | (Q(earlier_procedure__isnull=True) & Q(earlier_medication__isnull=False)),
                 name="interval_rule_one_earlier",
+                violation_error_message="Give exactly one earlier event: a procedure or a medication course.",
             ),
             models.CheckConstraint(condition=Q(gap_value__gte=1), name="interval_rule_positive_gap"),
             models.CheckConstraint(
@@ -183,10 +226,12 @@ class IntervalRule(OrganisationRule):
         ):
             most = MAX_GAP_VALUE[self.gap_unit]
             raise ValidationError({"gap_value": f"A gap is at most {MAX_GAP_YEARS} years ({most} {self.gap_unit})."})
-        if bool(self.earlier_procedure_id) == bool(self.earlier_medication_id):
-            raise ValidationError("Give exactly one earlier event: a procedure or a medication course.")
-        if self.earlier_medication_id and self.scope == AreaScope.SAME_AREA:
+        if self.earlier_medication_id and self.earlier_procedure_id is None and self.scope == AreaScope.SAME_AREA:
             raise ValidationError({"scope": "A medication course has no treatment area."})
+        if self.earlier_procedure_id and self.earlier_procedure_id == self.later_procedure_id:
+            # Domain brief 2: the sources give no rule for repeats of a procedure, so a repeat rule is clinic practice
+            # whatever the form said (its "Sourced" is the form's default), and every page marks it so.
+            self.basis = RuleBasis.PRACTICE
 
 
 class ContraindicationSeverity(models.TextChoices):
@@ -236,21 +281,18 @@ class ContraindicationRule(OrganisationRule):
                 fields=["organisation", "replaces"],
                 condition=Q(replaces__isnull=False),
                 name="contraindication_one_override_per_default",
+                violation_error_message="This organisation already has a rule standing in for that default.",
             ),
             models.CheckConstraint(
                 condition=(Q(condition__isnull=False) & Q(medication__isnull=True))
                 | (Q(condition__isnull=True) & Q(medication__isnull=False)),
                 name="contraindication_one_cause",
+                violation_error_message="Give exactly one cause: a condition or a medication.",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.condition_id or self.medication_id} ✕ {self.procedure_id} ({self.severity})"
-
-    def clean(self) -> None:
-        super().clean()
-        if bool(self.condition_id) == bool(self.medication_id):
-            raise ValidationError("Give exactly one cause: a condition or a medication.")
 
 
 class RecheckRun(models.Model):

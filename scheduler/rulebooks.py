@@ -152,8 +152,9 @@ def _require_reason(reason: str) -> str:
 
 
 @transaction.atomic
-def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion:
-    """Validate and save a rule (new or changed), as the next version of its rule book.
+def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion | None:
+    """Validate and save a rule (new or changed), as the next version of its rule book; None when a stored rule is
+    saved as it was (no new version: every later decision would name a version that changed nothing).
 
     A gap of zero or less, longer than ten years (scheduler.rules.MAX_GAP_VALUE), or an unknown unit is refused
     with the field named (ValidationError): `full_clean` below is the check every path that edits rules (the
@@ -173,6 +174,8 @@ def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion:
             }
         )
     before = rule_state(stored) if stored is not None else None
+    if before is not None and before == rule_state(rule):
+        return None  # nothing changed (its reason for a change that is none is not kept either)
     if before is None and rule.replaces_id:
         before = rule_state(rule.replaces)  # an override is read against the default it stands in for
     rule.save()
