@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.mime.text import MIMEText
@@ -91,11 +92,14 @@ def send_email(
     sender_name: str = "",
     reply_to: str = "",
     ics_method: str = "REQUEST",
+    calendars: Sequence[tuple[bytes, str]] = (),
 ) -> str:
     """Send through the configured Django e-mail backend (console, file, SMTP, anymail).
 
     From the clinic's name at the service's address (a clinic's own domain would fail SPF/DKIM),
-    with replies going to the clinic.
+    with replies going to the clinic. Calendar files: `ics` with `ics_method`, then each of `calendars` as
+    (file, method), each its own attachment (an iCalendar object has one METHOD: a cancellation and a booking
+    that go as one e-mail are two files).
     """
     headers = {
         # A stable Message-ID per outbox row: a retry after an unclear failure carries the same id,
@@ -118,10 +122,13 @@ def send_email(
         connection=get_connection(timeout=_timeout()) if _smtp() else None,
     )
     email.attach_alternative(html, "text/html")
-    if ics:
-        calendar = MIMEText(ics.decode("utf-8"), "calendar", "utf-8")
-        calendar.set_param("method", ics_method)
-        calendar.add_header("Content-Disposition", "attachment", filename="appointment.ics")
+    files = [(ics, ics_method)] if ics else []
+    files += [(file, method) for file, method in calendars if file]
+    for n, (file, method) in enumerate(files, start=1):
+        calendar = MIMEText(file.decode("utf-8"), "calendar", "utf-8")
+        calendar.set_param("method", method)
+        name = "appointment.ics" if n == 1 else f"appointment-{n}.ics"  # distinct names: mail clients list both
+        calendar.add_header("Content-Disposition", "attachment", filename=name)
         email.attach(calendar)
     try:
         email.send(fail_silently=False)

@@ -434,6 +434,17 @@ def _international_e164(sender: str) -> str | None:
 # --- A patient's own choices (the appointment page, portal/) ------------------------------------------
 
 
+def senders_named(clinic: Clinic) -> str:
+    """Who may send a patient of `clinic` (their home clinic) messages, in a patient's words: consent and opt-outs
+    are the patient's across the organisation, and each visit's messages come from the visit's clinic, so an
+    organisation of several is named with every clinic of it ("Bloom Group (Bloom London, Bloom West)"); else the
+    clinic's name. The SMS consent wording and the unsubscribe page (reminders.views) name the same."""
+    clinics = sorted(clinic.organisation.clinics.values_list("name", flat=True)) if clinic.organisation_id else []
+    if len(clinics) > 1:
+        return f"{clinic.organisation.name} ({', '.join(clinics)})"
+    return clinic.name
+
+
 def sms_consent_wording(patient: Patient) -> str:
     """What a patient ticks to switch text messages on: shown on their page and recorded as shown.
 
@@ -445,13 +456,8 @@ def sms_consent_wording(patient: Patient) -> str:
 
 def clinic_sms_consent_wording(clinic: Clinic) -> str:
     """sms_consent_wording for a patient of `clinic` (their home clinic), one registered there included."""
-    clinics = sorted(clinic.organisation.clinics.values_list("name", flat=True)) if clinic.organisation_id else []
-    if len(clinics) > 1:
-        sender = f"{clinic.organisation.name} ({', '.join(clinics)})"
-    else:
-        sender = clinic.name
     return (
-        f"I agree to get text messages from {sender} about my appointments and their care "
+        f"I agree to get text messages from {senders_named(clinic)} about my appointments and their care "
         f"at the mobile number they have for me. I can reply STOP at any time."
     )
 

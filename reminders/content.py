@@ -41,12 +41,27 @@ from scheduler import rules, selectors
 
 
 @dataclass(frozen=True)
+class CalendarFile:
+    """One iCalendar file for an e-mail's attachment: an iTIP object has one METHOD (RFC 5546), so a cancellation
+    and a booking are two files."""
+
+    ics: bytes
+    method: str  # "REQUEST" or "CANCEL": the file's and its MIME part's
+
+
+@dataclass(frozen=True)
 class Rendered:
     subject: str = ""
     text: str = ""
     html: str = ""
     sms: str = ""
-    ics: bytes | None = None
+    # An e-mail's calendar files, one per part that attaches one (several parts go as one e-mail: render_messages).
+    calendars: tuple[CalendarFile, ...] = ()
+
+    @property
+    def ics(self) -> bytes | None:
+        """The first calendar file's text (an e-mail of one message has one at most)."""
+        return self.calendars[0].ics if self.calendars else None
 
 
 # --- Context ---------------------------------------------------------------------------------------------
@@ -384,52 +399,100 @@ def reading_order(message: OutboxMessage) -> tuple:
 def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe_url: str = "") -> Rendered:
     """Several rows to one patient on one channel as one message, every text kept, in reading order.
 
-    The first row's subject leads; an e-mail shows each part under its own subject; an SMS joins
-    the texts with a blank line (the caller keeps the result within the SMS limit).
+    An SMS joins the texts with a blank line (the caller keeps the result within the SMS limit). An e-mail shows
+    each part under its own subject (the first part's leads), and each part keeps what an e-mail of its own would
+    carry: its calendar file (one attachment a part that has one, a cancellation's METHOD:CANCEL and a booking's
+    METHOD:REQUEST apart; a file the same as another part's once) and its visit's "See, move or cancel" link, after
+    that visit's last part (the last visit's in the footer, where an e-mail of one visit has it). An e-mail is one
+    clinic's, from its sender to its footer: rows of two clinics do not go as one (RenderError; the dispatcher's
+    merge does not offer them, dispatch._merge_pool).
     """
     ordered = sorted(messages, key=reading_order)
-    parts = [render_message(message=m, now=now, unsubscribe_url=unsubscribe_url) for m in ordered]
-    if len(parts) == 1:
-        return parts[0]
     if ordered[0].channel == Channel.SMS:
+        parts = [render_message(message=m, now=now) for m in ordered]
+        if len(parts) == 1:
+            return parts[0]
         sms = "\n\n".join(part.sms for part in parts)
         problem = sms_text_problem(sms)
         if problem:
             raise RenderError(f"SMS refused: {problem}")
         return Rendered(sms=sms)
-    context = _context(ordered[0], now, for_sms=False, unsubscribe_url=unsubscribe_url)
-    subject = parts[0].subject
-    sections = [_render_body(m, now, unsubscribe_url) for m in ordered]
-    body_html = "".join(
-        (f'<h2 style="font-size:1.1em;margin:1.5rem 0 .5rem">{escape(part.subject)}</h2>' if i else "") + html
-        for i, (part, (html, _)) in enumerate(zip(parts, sections, strict=True))
-    )
-    text = "\n\n".join(
-        (f"{part.subject}\n\n" if i else "") + body
-        for i, (part, (_, body)) in enumerate(zip(parts, sections, strict=True))
-    )
-    layout = {"body_html": body_html, "subject": subject, **context}
-    return Rendered(
-        subject=subject,
-        text=text + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n",
-        html=render_to_string("reminders/email.html", layout),
-        ics=next((part.ics for part in parts if part.ics is not None), None),
-    )
+    if len({m.appointment.clinic_id for m in ordered}) > 1:
+        raise RenderError("e-mails of two clinics do not go as one: each names its own clinic's sender and details")
+    return _email_of([_email_part(message=m, now=now, unsubscribe_url=unsubscribe_url) for m in ordered])
 
 
-def _render_body(message: OutboxMessage, now: datetime, unsubscribe_url: str) -> tuple[str, str]:
-    """One e-mail row's (HTML, text) body without the page around it."""
-    template = message.template
+@dataclass(frozen=True)
+class _EmailPart:
+    """One e-mail row as an e-mail of its own would say it: its subject, its body without the page around it, the
+    context the page is drawn from, and its calendar file."""
+
+    message: OutboxMessage
+    subject: str
+    html: str
+    text: str
+    context: dict
+    calendar: CalendarFile | None
+
+
+def _email_part(*, message: OutboxMessage, now: datetime, unsubscribe_url: str) -> _EmailPart:
+    template: ReminderTemplate | None = message.template
+    if template is None:
+        raise RenderError("its template was deleted")
     context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
+    subject = private_subject(
+        " ".join(render_template(TEXT_ENGINE, template.email_subject, context).split()),
+        appointment=message.appointment,
+        now=now,
+    )
+    if not subject:
+        raise RenderError("the e-mail's subject renders empty")
     text = render_template(TEXT_ENGINE, template.email_text, context)
     if not text:
         raise RenderError("the e-mail's text renders empty")
-    body_html = (
+    html = (
         render_template(HTML_ENGINE, template.email_html, context)
         if template.email_html.strip()
         else linebreaks(escape(text))
     )
-    return body_html, text
+    calendar = None
+    if template.attach_ics:
+        cancelled = message.kind == MessageKind.CANCELLED
+        calendar = CalendarFile(
+            appointment_ics(appointment=message.appointment, now=now, cancelled=cancelled),
+            "CANCEL" if cancelled else "REQUEST",
+        )
+    return _EmailPart(message, subject, html, text, context, calendar)
+
+
+def _email_of(parts: list[_EmailPart]) -> Rendered:
+    """The e-mail of these parts (in reading order, of one clinic): the first part's subject, each later part under
+    its own; each visit's link after its last part, the last visit's in the footer; every distinct calendar file."""
+    html, text = [], []
+    for i, part in enumerate(parts):
+        heading = i > 0
+        html.append(
+            (f'<h2 style="font-size:1.1em;margin:1.5rem 0 .5rem">{escape(part.subject)}</h2>' if heading else "")
+            + part.html
+        )
+        text.append((f"{part.subject}\n\n" if heading else "") + part.text)
+        following = parts[i + 1] if i + 1 < len(parts) else None
+        if following is not None and following.message.appointment_id != part.message.appointment_id:
+            # Its visit's last part, and another visit follows: its own link here (a single e-mail's, in its footer).
+            link_html = render_to_string("reminders/email_manage_link.html", part.context).strip()
+            link_text = render_to_string("reminders/email_manage_link.txt", part.context).strip()
+            if link_text:
+                html.append(link_html)
+                text.append(link_text)
+    last = parts[-1]
+    layout = {**last.context, "body_html": "".join(html), "subject": parts[0].subject}
+    calendars = list(dict.fromkeys(part.calendar for part in parts if part.calendar is not None))
+    return Rendered(
+        subject=parts[0].subject,
+        text="\n\n".join(text) + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n",
+        html=render_to_string("reminders/email.html", layout),
+        calendars=tuple(calendars),
+    )
 
 
 def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: str = "") -> Rendered:
@@ -445,19 +508,4 @@ def render_message(*, message: OutboxMessage, now: datetime, unsubscribe_url: st
         if problem:
             raise RenderError(f"SMS refused: {problem}")
         return Rendered(sms=sms)
-    context = _context(message, now, for_sms=False, unsubscribe_url=unsubscribe_url)
-    subject = private_subject(
-        " ".join(render_template(TEXT_ENGINE, template.email_subject, context).split()),
-        appointment=message.appointment,
-        now=now,
-    )
-    if not subject:
-        raise RenderError("the e-mail's subject renders empty")
-    body_html, text = _render_body(message, now, unsubscribe_url)
-    layout = {"body_html": body_html, "subject": subject, **context}
-    html = render_to_string("reminders/email.html", layout)
-    text = text + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n"
-    ics = None
-    if template.attach_ics:
-        ics = appointment_ics(appointment=message.appointment, now=now, cancelled=message.kind == MessageKind.CANCELLED)
-    return Rendered(subject=subject, text=text, html=html, ics=ics)
+    return _email_of([_email_part(message=message, now=now, unsubscribe_url=unsubscribe_url)])

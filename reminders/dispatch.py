@@ -236,6 +236,11 @@ def outbox_release(claims: list[Claim]) -> int:
 # --- Send one -------------------------------------------------------------------------------------------------
 
 
+# A booking's change notices: sent only while the visit's time has not come (_still_wanted).
+_NOTICES = (MessageKind.RESCHEDULED, MessageKind.CANCELLED)
+TOO_LATE_FOR_THE_BOOKING = "too late: the appointment's time has come"
+
+
 def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -> tuple[str, str] | None:
     """(status, reason) when the row must not be sent after all, else None. `hold=False` reads past a booking held
     for a clinician (what would be decided once it is cleared).
@@ -245,7 +250,9 @@ def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -
     off, moved to another procedure, or left without this channel's text (an admin blanked its SMS); an endpoint
     paused, revoked, no longer granted the clinic, or no longer subscribed to the event. Such a row is cancelled,
     before a hold too (it would be cancelled once cleared), and as a companion it is left to its own send, so it
-    neither goes blank inside another message nor stops that message's own text going."""
+    neither goes blank inside another message nor stops that message's own text going. A cancellation or move notice
+    whose visit's time has come by the time it goes (cancelled the day after, quiet hours or a backlog carrying it
+    past the start) is cancelled, as a reminder past the start is skipped."""
     appointment = message.appointment
     if message.channel == Channel.WEBHOOK:
         endpoint = message.endpoint
@@ -280,6 +287,10 @@ def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -
         MessageKind.RESCHEDULED,
     ):
         return OutboxStatus.CANCELLED, "the appointment is over"
+    if message.kind in _NOTICES and now >= appointment.start_at:
+        # A cancellation or move notice whose visit's time has come tells the patient nothing they can act on ("your
+        # appointment yesterday is cancelled": the desk tidying its day); staff's "send again" refuses it likewise.
+        return OutboxStatus.CANCELLED, TOO_LATE_FOR_THE_BOOKING
     if hold and appointment.status in HOLDING_STATUSES:
         return OutboxStatus.HELD, ""
     if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
@@ -595,11 +606,15 @@ def _merge_pool(message: OutboxMessage, batch: _Batch, now: datetime, wanted) ->
         or (row.appointment_id != message.appointment_id and row.appointment.updated_at > now - grace)
     }
     quiet = quiet_hours() if message.channel == Channel.SMS else None
+    # An e-mail is one clinic's, from its sender and reply-to to its footer: a sister site's goes on its own. (A text
+    # names its clinic in its own words, so a patient's texts of two sites may go as one.)
+    clinic = message.appointment.clinic_id if message.channel == Channel.EMAIL else None
     return sorted(
         (
             row
             for row in same
             if row.pk != message.pk
+            and (clinic is None or row.appointment.clinic_id == clinic)
             and wanted(row)
             and row.due_at <= now + window
             and not row.in_doubt
@@ -773,19 +788,19 @@ def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessa
         ), patient.phone
     link = unsubscribe_url(patient_id=patient.pk, channel=Channel.EMAIL)
     rendered = content.render_messages(messages=group, now=now, unsubscribe_url=link)
-    clinic = message.appointment.clinic
-    cancelled = any(m.kind == MessageKind.CANCELLED for m in group)
+    clinic = message.appointment.clinic  # every part's: an e-mail is one clinic's (_merge_pool)
     provider_id = channels.send_email(
         outbox_id=str(message.pk),
         to=patient.email,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        ics=rendered.ics,
+        ics=None,
+        # Each part's own file, with its own METHOD: a rebooking's cancellation and new booking are two.
+        calendars=[(calendar.ics, calendar.method) for calendar in rendered.calendars],
         unsubscribe_url=link,
         sender_name=clinic.display_sender,
         reply_to=clinic.reply_to_email,
-        ics_method="CANCEL" if cancelled else "REQUEST",
     )
     return provider_id, patient.email
 
@@ -977,7 +992,7 @@ def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: Act
         return SendAgain(refused=verdict[1])
     appointment = message.appointment
     if message.kind in _ABOUT_THE_BOOKING and now >= appointment.start_at:
-        return SendAgain(refused="too late: the appointment's time has come")
+        return SendAgain(refused=TOO_LATE_FOR_THE_BOOKING)
     due = now
     if message.channel == Channel.SMS:
         quiet = _quiet_hours_verdict(message, now)

@@ -41,6 +41,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     context = {
         "clinic": patient.clinic,
         "clinic_name": patient.clinic.name,  # the clinic's look and contact details
+        # What stops: the channel from every clinic of the organisation (the opt-out is the patient's, not a site's),
+        # named as the SMS consent wording names them.
+        "senders": consent.senders_named(patient.clinic),
         "channel": "e-mails" if channel == Channel.EMAIL else "text messages",
     }
     if request.method == "GET":

@@ -92,7 +92,7 @@ from reminders.consent import (
     sms_reply_opt_in,
     sms_reply_opt_out,
 )
-from reminders.dispatch import dispatch_local
+from reminders.dispatch import TOO_LATE_FOR_THE_BOOKING, dispatch_local
 from reminders.models import OptOutVia, OutboxMessage, ReminderTemplate
 from reminders.wording import fmt_datetime
 from scheduler.booking import (
@@ -653,7 +653,11 @@ class PatientsLives(RuleBasedStateMachine):
         visits = self._visits()
         waiting = set(
             OutboxMessage.objects.filter(
-                Q(status="pending", due_at__gt=self.now) | Q(status__in=("failed", "sending")),
+                Q(status="pending", due_at__gt=self.now)
+                | Q(status__in=("failed", "sending"))
+                # A notice that reached its send only once the visit's time had come (quiet hours pushing a text past
+                # a 07:00 start) is dropped by design, visibly (docs/reminders.md, decided 6 December).
+                | Q(status="cancelled", last_error=TOO_LATE_FOR_THE_BOOKING),
                 appointment_id__in=self.order,
             )
             .exclude(channel="webhook")
