@@ -182,19 +182,23 @@ class ClinicQuerySet(models.QuerySet):
         written, then checked in one transaction: a refused move leaves every row as it was."""
         if not {"organisation", "organisation_id"} & kwargs.keys():
             return super().update(**kwargs)
+        rows = Clinic._base_manager.using(self.db)
         with transaction.atomic(using=self.db):
-            # Race condition: locked before they are read, as `Clinic.save` locks the clinic it checks.
-            before = dict(self.select_for_update().order_by("pk").values_list("pk", "organisation_id"))
+            # Race condition: locked before they are read, as `Clinic.save` locks the clinic it checks. By their ids
+            # (the caller's queryset may be one FOR UPDATE refuses, a DISTINCT say).
+            pks = list(self.order_by().values_list("pk", flat=True))
+            before = dict(
+                rows.filter(pk__in=pks).select_for_update().order_by("pk").values_list("pk", "organisation_id")
+            )
             count = super().update(**kwargs)
-            moved = Clinic._base_manager.using(self.db).filter(pk__in=before)
             in_use = Clinic._in_use_annotations()
-            for row in moved.annotate(**in_use).values("pk", "organisation_id", *in_use):
-                if row["organisation_id"] == before[row["pk"]]:
-                    continue
-                stored = Organisation.objects.using(self.db).get(pk=before[row["pk"]])
-                refusal = Clinic._refusal(row, stored.name)
+            after = rows.filter(pk__in=before).annotate(**in_use).values("pk", "organisation_id", *in_use)
+            moved = [row for row in after if row["organisation_id"] != before[row["pk"]]]
+            for row in moved:
+                refusal = Clinic._refusal(row, "")  # named below, read only when refused
                 if refusal:
-                    raise ValidationError({"organisation": refusal})
+                    name = Organisation.objects.using(self.db).get(pk=before[row["pk"]]).name
+                    raise ValidationError({"organisation": Clinic._refusal(row, name)})
             return count
 
 

@@ -34,7 +34,7 @@ from frontdesk.checks import rules_only
 from plans.models import PlanKind, PlanSession
 from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
-from reminders.selectors import patient_messages, undelivered_patient_messages
+from reminders.selectors import patient_messages, undelivered_patient_messages, will_reach_too_late
 from reminders.wording import RenderError
 from scheduler import rules
 from scheduler.booking import BookingCheck
@@ -378,6 +378,12 @@ class ReminderRow:
     def note(self) -> str:
         if self.replaced:
             return "Replaced by a newer copy (the appointment changed), which is listed on its own."
+        if will_reach_too_late(self.message):
+            due = timezone.localtime(self.message.due_at)
+            return (
+                f"Cannot go before {wall_clock(due)} (no texts at night), after the visit's time: it will not reach "
+                "the patient in time. Phone them."
+            )
         return self.message.last_error
 
     @property
@@ -859,16 +865,25 @@ def _body(text: str) -> str:
     return (body if separator else text).strip()
 
 
-def booking_already_made(*, patient, clinic, procedure_code: str, start_at: datetime, practitioner_id=None):
-    """The patient's active appointment at `clinic` of that procedure at exactly that start (with that practitioner,
-    when one is named), or None: what a booking form sent twice (a double click, a resent page) finds, its first
-    sending having booked it."""
+# How recent a booking must be for a refused form of the same to be its second sending (a double click, a page
+# resent after a slow answer), not another booking of the same that someone wants.
+SENT_TWICE_WITHIN = timedelta(minutes=10)
+
+
+def booking_already_made(
+    *, patient, clinic, procedure_code: str, area_code, start_at: datetime, now: datetime, practitioner_id=None
+):
+    """The patient's active appointment at `clinic` of that procedure and area at exactly that start (with that
+    practitioner, when one is named), booked in the last SENT_TWICE_WITHIN, or None: what a booking form sent twice
+    finds, its first sending having booked it."""
     same = Appointment.objects.filter(
         patient=patient,
         clinic=clinic,
         procedure_id=procedure_code,
+        area_id=area_code or None,
         start_at=start_at,
         status__in=ACTIVE_APPOINTMENT_STATUSES,
+        created_at__gte=now - SENT_TWICE_WITHIN,
     ).select_related("practitioner", "procedure")
     if practitioner_id:
         same = same.filter(practitioner_id=practitioner_id)

@@ -237,7 +237,7 @@ def outbox_release(claims: list[Claim]) -> int:
 
 
 # A booking's change notices: sent only while the visit's time has not come (_still_wanted).
-_NOTICES = (MessageKind.RESCHEDULED, MessageKind.CANCELLED)
+NOTICES = (MessageKind.RESCHEDULED, MessageKind.CANCELLED)
 TOO_LATE_FOR_THE_BOOKING = "too late: the appointment's time has come"
 
 
@@ -287,7 +287,7 @@ def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -
         MessageKind.RESCHEDULED,
     ):
         return OutboxStatus.CANCELLED, "the appointment is over"
-    if message.kind in _NOTICES and now >= appointment.start_at:
+    if message.kind in NOTICES and now >= appointment.start_at:
         # A cancellation or move notice whose visit's time has come tells the patient nothing they can act on ("your
         # appointment yesterday is cancelled": the desk tidying its day); staff's "send again" refuses it likewise.
         return OutboxStatus.CANCELLED, TOO_LATE_FOR_THE_BOOKING

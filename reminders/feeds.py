@@ -72,8 +72,8 @@ def calendar_feed_for_token(token: str) -> CalendarFeed | None:
 
 def _appointments(feed: CalendarFeed, now: datetime) -> list[Appointment]:
     """The feed's appointments by start: those ahead first within FEED_MAX_EVENTS (the soonest), then as many of the
-    last FEED_HISTORY's as there is room for (the latest): a calendar over the cap loses its oldest past visits,
-    never one to come. Two statements at most."""
+    last FEED_HISTORY's as there is room for (the latest): a calendar over the cap loses its oldest past visits
+    before any to come (and past FEED_MAX_EVENTS ahead, the farthest). Two statements at most."""
     owner = {"practitioner_id": feed.practitioner_id} if feed.practitioner_id else {"patient_id": feed.patient_id}
     rows = (
         Appointment.objects.filter(**owner)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, Min, OuterRef, QuerySet
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 
 from reminders import dispatch
 from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoint
@@ -28,20 +28,32 @@ def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
 
 def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
     """Messages to patients (no webhooks) that did not reach them (refused, out of attempts, or reported undelivered
-    after they were sent: dispatch.delivery_reported) and that nothing made up for: not sent again, and no copy of
-    the same template (one template holds a message's e-mail and its text) for the same appointment went since: its
-    twin on the other channel, or a later copy after a move. Another template's message of the same kind (another
-    pre-care note) makes up for nothing."""
+    after they were sent: dispatch.delivery_reported), or that will not in time: a cancellation or move notice due
+    only at or after the visit's start (a text held by quiet hours past a 07:00 visit), which the sender will drop
+    (dispatch._still_wanted), and that nothing made up for: not sent again, and no copy of the same template (one
+    template holds a message's e-mail and its text) for the same appointment went since: its twin on the other
+    channel, or a later copy after a move. Another template's message of the same kind (another pre-care note)
+    makes up for nothing."""
     made_up = OutboxMessage.objects.filter(
         appointment_id=OuterRef("appointment_id"),
         template_id=OuterRef("template_id"),
         status=OutboxStatus.SENT,
         created_at__gte=OuterRef("created_at"),
     )
+    too_late = Q(status=OutboxStatus.PENDING, kind__in=dispatch.NOTICES, due_at__gte=F("appointment__start_at"))
     return (
-        OutboxMessage.objects.filter(status=OutboxStatus.FAILED)
+        OutboxMessage.objects.filter(Q(status=OutboxStatus.FAILED) | too_late)
         .exclude(channel=Channel.WEBHOOK)
         .exclude(Exists(made_up))
+    )
+
+
+def will_reach_too_late(message: OutboxMessage) -> bool:
+    """A notice that, as it stands, goes only once its visit's time has come (`undelivered_patient_messages`)."""
+    return (
+        message.status == OutboxStatus.PENDING
+        and message.kind in dispatch.NOTICES
+        and message.due_at >= message.appointment.start_at
     )
 
 

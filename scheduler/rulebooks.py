@@ -174,7 +174,7 @@ def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion | No
             }
         )
     before = rule_state(stored) if stored is not None else None
-    if before is not None and before == rule_state(rule):
+    if before is not None and before == rule_state(rule) and stored.replaces_id == rule.replaces_id:
         return None  # nothing changed (its reason for a change that is none is not kept either)
     if before is None and rule.replaces_id:
         before = rule_state(rule.replaces)  # an override is read against the default it stands in for

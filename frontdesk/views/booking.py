@@ -15,6 +15,7 @@ leaving the day.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from django.contrib import messages
 from django.shortcuts import redirect
@@ -22,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from clinic.models import AppointmentStatus
+from clinic.models import Appointment, AppointmentStatus
 from frontdesk import checks, selectors
 from frontdesk.forms import BookingForm, DomainErrors, RescheduleForm, WhenForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
@@ -54,7 +55,7 @@ def _submit(
     *,
     done: Callable[[BookingResult], str],
     fragment: str,
-    already: Callable[[], object] | None = None,
+    already: Callable[[datetime], tuple[Appointment, str] | None] | None = None,
 ):
     """Book or move at the start the form names; on a refusal, show why with today's panel (409).
 
@@ -82,9 +83,9 @@ def _submit(
                 return redirect(
                     "frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.appointment.pk
                 )
-    made = already() if outcome.refused and already is not None else None
-    if made is not None:
-        told = f"Already booked: {made.procedure} on {_when(made)} with {made.practitioner} (the form was sent twice)."
+    found = already(now) if outcome.refused and already is not None else None
+    if found is not None:
+        made, told = found
         if request.htmx:
             return page(request, "frontdesk/_done.html", {"appointment": made, "done": told})
         messages.info(request, told)
@@ -100,7 +101,8 @@ def _submit(
 
 
 def _when(appointment) -> str:
-    return timezone.localtime(appointment.start_at).strftime("%a %d %b %Y, %H:%M")
+    local = timezone.localtime(appointment.start_at)
+    return f"{local:%a %d %b %Y}, {selectors.wall_clock(local)}"  # which reading, in the hour the clocks go back
 
 
 # --- Book ---------------------------------------------------------------------------------------
@@ -118,7 +120,10 @@ def booking_context(request, patient) -> dict:
 
 
 def _booked(result: BookingResult) -> str:
-    appointment = result.appointment
+    return _booked_text(result.appointment)
+
+
+def _booked_text(appointment: Appointment) -> str:
     if appointment.status == AppointmentStatus.PENDING_CLEARANCE:
         return (
             f"Booked {appointment.procedure} on {_when(appointment)} with {appointment.practitioner}: "
@@ -151,14 +156,17 @@ def book_submit(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = booking_form(request, patient, request.POST)
 
-    def already():
-        return selectors.booking_already_made(
+    def already(now):
+        made = selectors.booking_already_made(
             patient=patient,
             clinic=request.clinic,
             procedure_code=form.cleaned_data["procedure"],
+            area_code=form.cleaned_data["area"],
             start_at=form.requested_start,
+            now=now,
             practitioner_id=form.cleaned_data["practitioner"] or None,
         )
+        return None if made is None else (made, f"Already booked (the form was sent twice). {_booked_text(made)}")
 
     return _submit(
         request,

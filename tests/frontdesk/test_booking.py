@@ -4,8 +4,11 @@
 Botox five days ago (25 Feb) means microneedling from Wednesday 11 March.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from clinic.models import Appointment, AuditEvent
 from tests.factories import PatientFactory, PractitionerFactory
@@ -312,7 +315,7 @@ def test_a_booking_form_sent_twice_goes_to_the_booking_it_made(reception, clinic
     appointment = Appointment.objects.get(patient=patient)
     assert first.url == second.url == url("appointment", clinic, appointment)
     page = squash(reception.get(second.url))
-    assert "Already booked: Botulinum toxin" in page and "(the form was sent twice)" in page
+    assert "Already booked (the form was sent twice). Booked and confirmed: Botulinum toxin" in page
     assert "Not booked" not in page
     assert AuditEvent.objects.filter(appointment=appointment).count() == 1
 
@@ -324,6 +327,35 @@ def test_a_booking_form_sent_twice_from_the_calendar_answers_its_fragment(
     reception.post(url("book_submit", clinic, patient), form, **HTMX)
     second = reception.post(url("book_submit", clinic, patient), form, **HTMX)
     assert second.status_code == 200 and "Already booked" in squash(second)
+    assert Appointment.objects.filter(patient=patient).count() == 1
+
+
+def test_a_pending_clearance_booking_sent_twice_still_says_it_waits_for_a_clinician(
+    reception, clinic, patient, practitioner, eczema_history, frozen
+):
+    form = {"procedure": "microneedling", "start_at": "2026-03-03T10:00:00+00:00"}
+    reception.post(url("book_submit", clinic, patient), form)
+    second = reception.post(url("book_submit", clinic, patient), form, follow=True)
+    page = squash(second)
+    assert "Already booked (the form was sent twice)" in page and "PENDING CLEARANCE" in page
+
+
+def test_another_area_or_an_old_booking_of_the_same_is_not_sent_twice(reception, clinic, patient, practitioner, frozen):
+    """Only the same booking made minutes ago counts: the same time for another treatment area is refused as it was
+    (the patient is busy), and so is a repeat of a booking made long before."""
+    form = {
+        "procedure": "botox",
+        "area": "face",
+        "date": "2026-07-01",
+        "time": "14:00",
+        "practitioner": practitioner.pk,
+    }
+    reception.post(url("book_submit", clinic, patient), form)
+    other_area = reception.post(url("book_submit", clinic, patient), {**form, "area": "neck"})
+    assert other_area.status_code == 409 and "Not booked." in squash(other_area)
+    Appointment.objects.filter(patient=patient).update(created_at=timezone.now() - timedelta(minutes=11))
+    again = reception.post(url("book_submit", clinic, patient), form)
+    assert again.status_code == 409 and "Not booked." in squash(again)
     assert Appointment.objects.filter(patient=patient).count() == 1
 
 

@@ -331,3 +331,25 @@ def test_a_text_sent_again_in_quiet_hours_waits_for_their_end(reception, clinic,
     assert (failed.status, failed.due_at) == ("pending", frozen.replace(day=3, hour=8))
     # Written when the desk sent it again, not when it is due.
     assert visit.audit_events.get(action=AuditAction.RESEND_REQUESTED).at == late_evening
+
+
+def test_a_cancellation_text_that_can_only_go_after_the_visit_is_listed_at_once(
+    reception, clinic, practitioner, patient, frozen
+):
+    """Review (6 December): a 07:00 visit cancelled the evening before, the patient reached by text only: quiet hours
+    hold the notice to 08:00 and the sender then drops it as too late. Listed from the moment it is planned, so the
+    desk phones the patient; one due before the visit is not (it will go)."""
+    early = frozen.replace(hour=7) + timedelta(days=1)  # 07:00 London (GMT) tomorrow
+    called_off = book(patient, practitioner, "botox", early, status=AppointmentStatus.CANCELLED)
+    message(called_off, kind="cancelled", status="pending", error="", due_at=early + timedelta(hours=1))
+    in_time = book(
+        patient, practitioner, "botox", early + timedelta(days=1, hours=3), status=AppointmentStatus.CANCELLED
+    )
+    message(in_time, kind="cancelled", status="pending", error="", due_at=early + timedelta(days=1))
+
+    section = " ".join(
+        squash_section(reception.get(url("today", clinic)).content.decode(), "undelivered-heading").split()
+    )
+    assert str(called_off.pk) in section and str(in_time.pk) not in section
+    assert "Cannot go before 08:00 (no texts at night), after the visit&#x27;s time" in section
+    assert "Phone them." in section

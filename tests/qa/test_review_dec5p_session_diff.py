@@ -682,3 +682,11 @@ def test_a_queryset_write_moves_an_empty_clinic_and_refuses_the_whole_batch_with
         Clinic.objects.filter(pk__in=[other_empty.pk, london.pk]).update(organisation=buyer)
     assert Clinic.objects.values_list("organisation_id", flat=True).get(pk=other_empty.pk) == world["org"].pk
     assert Clinic.objects.filter(pk=london.pk).update(name="London (renamed)") == 1
+
+
+def test_a_distinct_queryset_moves_an_empty_clinic_on_every_database(world, buyer, empty_site):
+    """Review (6 December): the guard locked the caller's own queryset, and PostgreSQL refuses FOR UPDATE with
+    DISTINCT; it locks by the rows' ids."""
+    moved = Clinic.objects.filter(code__in=["qa-p-new"]).distinct().update(organisation=buyer)
+    assert moved == 1
+    assert Clinic.objects.values_list("organisation_id", flat=True).get(pk=empty_site.pk) == buyer.pk

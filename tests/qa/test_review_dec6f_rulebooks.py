@@ -944,6 +944,18 @@ def test_a_save_that_changes_nothing_makes_no_new_version(world):
     assert versions(w) == ("d1.o2", "d1.o1")
 
 
+def test_a_save_that_only_unlinks_the_default_is_a_change(world):
+    """Review of the nothing-changed rule (6 December): `replaces` is no field of the diff, yet unlinking an override
+    from its default (it becomes a rule of its own beside the default) changes the book: saved, and a version."""
+    w = world
+    admin = _client(w["admin_a"])
+    saved(post(w, admin, admin_url(IntervalRule, "add"), override_form(w, "botox-then-microneedling", gap_value="4")))
+    rule = IntervalRule.objects.get(organisation=w["a"]["org"])
+    saved(post(w, admin, admin_url(IntervalRule, "change", rule.pk), interval_form(rule, replaces="")))
+    assert IntervalRule.objects.get(pk=rule.pk).replaces_id is None
+    assert versions(w)[0] == "d1.o3"
+
+
 def test_a_repeat_rule_is_not_taken_as_sourced(world):
     """Decided on 6 December: a repeat rule is clinic practice whatever the form said (IntervalRule.clean)."""
     w = world
