@@ -125,6 +125,23 @@ class ReplanIn(InputSerializer):
         "before it, on or after `start` (the first possible slot from `start` once that ideal day has passed, or "
         "when its window has)."
     )
+    practitioner = IdField(
+        required=False,
+        allow_null=True,
+        help_text="Every re-planned session with this practitioner (null: any). Left out: the plan's own.",
+    )
+    weekdays = serializers.ListField(
+        child=StrictIntegerField(min_value=0, max_value=6),
+        required=False,
+        max_length=7,
+        help_text="Preferred weekdays, 0 = Monday (empty: any). Left out: the plan's own.",
+    )
+    times_of_day = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(planner.TIMES_OF_DAY)),
+        required=False,
+        max_length=3,
+        help_text="morning, afternoon, evening (empty: any). Left out: the plan's own.",
+    )
     dry_run = StrictBooleanField(required=False, default=False)
 
 
@@ -193,6 +210,12 @@ class PlanSessionOut(serializers.Serializer):
         "was booked or last moved (a re-plan, a reschedule): a session moved after a rule change carries the newer "
         "version. Null when the session holds no booking (due, overdue, missed, cancelled) or was booked before "
         "versions were recorded.",
+    )
+    warnings = ViolationOut(
+        many=True,
+        required=False,
+        help_text="Only in the 201 that booked the plan: what the rules warn of the session, as its booking's answer "
+        "says (a booking's `warnings`), so the same course booked twice hears the repeat-interval warnings.",
     )
 
 
@@ -263,24 +286,27 @@ def proposal_data(proposal: services.Proposal) -> dict:
     }
 
 
-def plan_data(plan: TreatmentPlan, today) -> dict:
+def plan_data(plan: TreatmentPlan, today, checks: dict | None = None) -> dict:
+    """The plan; with `checks` (the plan just booked: each session's booking check by index) each session also
+    carries its booking's `warnings`, in a booking answer's shape."""
     tz = plan.clinic.tz
     sessions = []
     for view in selectors.plan_sessions(plan, today):
         appointment = view.session.appointment
-        sessions.append(
-            {
-                "index": view.session.index,
-                "status": view.status,
-                "appointment": str(appointment.pk) if appointment else None,
-                # A booked session's booking may be held (needs review, pending clearance): said beside `status`.
-                "appointment_status": appointment.status if appointment else None,
-                "start": local_iso(appointment.start_at, tz) if appointment else None,
-                "practitioner": str(appointment.practitioner_id) if appointment else None,
-                "window": _window(view.window),
-                "rulebook_version": view.rulebook_version,
-            }
-        )
+        session = {
+            "index": view.session.index,
+            "status": view.status,
+            "appointment": str(appointment.pk) if appointment else None,
+            # A booked session's booking may be held (needs review, pending clearance): said beside `status`.
+            "appointment_status": appointment.status if appointment else None,
+            "start": local_iso(appointment.start_at, tz) if appointment else None,
+            "practitioner": str(appointment.practitioner_id) if appointment else None,
+            "window": _window(view.window),
+            "rulebook_version": view.rulebook_version,
+        }
+        if checks is not None:
+            session["warnings"] = check_data(checks[view.session.index], tz)["warnings"]
+        sessions.append(session)
     return {
         "id": str(plan.pk),
         "template": plan.template.code,
@@ -390,7 +416,7 @@ class PatientPlanCreateApi(ApiView):
             )
         chosen = [(row["start"], row.get("practitioner")) for row in data["proposal"]] if "proposal" in data else None
         try:
-            plan = services.plan_book(
+            booked = services.plan_book_checked(
                 patient=patient,
                 clinic=clinic,
                 template=template,
@@ -403,7 +429,8 @@ class PatientPlanCreateApi(ApiView):
         except (services.UnableToBookSession, services.UnableToPlan) as refused:
             return _refusal(request, refused)
         today = now.astimezone(clinic.tz).date()
-        return _created(plan_data(plan, today), reverse("api:plan-detail", args=[plan.pk]))
+        plan = booked.plan
+        return _created(plan_data(plan, today, booked.checks), reverse("api:plan-detail", args=[plan.pk]))
 
 
 class _PlanApi(ApiView):
@@ -448,8 +475,13 @@ class PlanReplanApi(_PlanApi):
         data = _input(ReplanIn, request)
         now = timezone.now()
         start = services.start_of(data["start"], plan.clinic.tz, now, field="start")
+        # Only what the re-plan names of its own; the rest is what the plan was made with.
+        named = {"practitioner": "practitioner_id", "weekdays": "weekdays", "times_of_day": "times_of_day"}
+        preferences = {name: data[field] for field, name in named.items() if field in data}
         if data["dry_run"]:
-            proposal = services.plan_replan_propose(plan=plan, from_index=data["from_session"], start_at=start)
+            proposal = services.plan_replan_propose(
+                plan=plan, from_index=data["from_session"], start_at=start, **preferences
+            )
             return Response(proposal_data(proposal))
         try:
             plan = services.plan_replan(
@@ -458,6 +490,7 @@ class PlanReplanApi(_PlanApi):
                 start_at=start,
                 actor=self.caller.actor(plan.clinic_id),
                 now=now,
+                **preferences,
             )
         except (services.UnableToBookSession, services.UnableToPlan) as refused:
             return _refusal(request, refused)

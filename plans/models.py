@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from clinic.models import Appointment, Clinic, Organisation, Patient, ProcedureType, TreatmentArea
+from clinic.models import Appointment, Clinic, Organisation, Patient, Practitioner, ProcedureType, TreatmentArea
 from plans import planner
 
 
@@ -155,6 +155,20 @@ class TreatmentPlan(models.Model):
         help_text="The organisation's rule book version the sessions were last placed and checked by "
         "(booked or re-planned); empty for plans from before it was recorded.",
     )
+    # What the plan was made with (docs/plans.md, "Re-plan"): a re-plan keeps them unless it names its own. Empty
+    # (also for plans from before they were recorded): any practitioner, any day, any time.
+    practitioner = models.ForeignKey(
+        Practitioner,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Every session with this practitioner; empty: any who does the procedure.",
+    )
+    weekdays = models.JSONField(default=list, blank=True, help_text="Preferred weekdays, 0 = Monday; empty: any.")
+    times_of_day = models.JSONField(
+        default=list, blank=True, help_text="morning, afternoon or evening (clinic-local); empty: any."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -176,6 +190,13 @@ class PlanSession(models.Model):
     earliest_on = models.DateField()
     ideal_on = models.DateField()
     latest_on = models.DateField()
+    placed_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The local date the plan (or the re-plan that last placed it) put the session on: the next "
+        "session's window is measured afresh only once this session's booking has moved off it. Empty for "
+        "sessions placed before it was recorded.",
+    )
 
     class Meta:
         ordering = ["plan", "index"]

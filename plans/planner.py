@@ -66,6 +66,30 @@ class Gap:
             return day + timedelta(weeks=self.value)
         return day + relativedelta(months=self.value)
 
+    def latest_before(self, day: date) -> date:
+        """The latest day this gap after which is still no later than `day` (`add_to(result) <= day`): how far
+        before a later session an earlier one may fall and keep the gap. Months count as `add_to` counts them, so
+        before 28 February by a month is 31 January."""
+        if self.unit != "months":
+            return day - timedelta(days=self.value if self.unit == "days" else 7 * self.value)
+        found = day - relativedelta(months=self.value)
+        while self.add_to(found + timedelta(days=1)) <= day:  # month ends: at most three days on
+            found += timedelta(days=1)
+        return found
+
+    def earliest_before(self, day: date) -> date:
+        """The earliest day this gap after which is still no earlier than `day` (`add_to(result) >= day`): how far
+        before a later session an earlier one may fall and stay within a maximum gap of it. Months count as `add_to`
+        counts them, so before 31 March by a month is 1 March."""
+        if self.unit != "months":
+            return day - timedelta(days=self.value if self.unit == "days" else 7 * self.value)
+        found = day - relativedelta(months=self.value)
+        while self.add_to(found) < day:  # month ends: at most three days on
+            found += timedelta(days=1)
+        while self.add_to(found - timedelta(days=1)) >= day:
+            found -= timedelta(days=1)
+        return found
+
     def describe(self) -> str:
         unit = self.unit[:-1] if self.value == 1 else self.unit
         return f"{self.value} {unit}"

@@ -43,15 +43,25 @@ def session_status(session: PlanSession, today: date, window: planner.Window | N
     return SessionStatus.OVERDUE if today > window.ideal else SessionStatus.DUE
 
 
+def session_holds_booking(session: PlanSession | None) -> bool:
+    """The session holds a booking that counts for the course: active, or done (not cancelled, not missed)."""
+    appointment = session.appointment if session is not None else None
+    return appointment is not None and (appointment.is_active or appointment.status == AppointmentStatus.COMPLETED)
+
+
 def session_window(plan: TreatmentPlan, session: PlanSession, previous: PlanSession | None) -> planner.Window:
     """The session's window as the course stands: docs/plans.md, "session n falls between min gap and max gap after
-    session n-1's local date". The plan stored each window from where the one before was placed; once that one's
-    booking moved (the patient's page, the desk, a platform), the window follows it, in the plan's clinic's zone, by
-    the course's gaps (as a re-plan measures). A session whose previous one holds no booking keeps what was stored."""
-    before = previous.appointment if previous is not None else None
-    if before is None or not (before.is_active or before.status == AppointmentStatus.COMPLETED):
+    session n-1's local date". The plan stored each window from the day it placed the one before; only once that
+    one's booking has moved to another day (the patient's page, the desk, a platform) does the window follow it, in
+    the plan's clinic's zone, by the course's gaps (as a re-plan measures). So a template edited since leaves the
+    windows of sessions nobody moved as they were placed. A session whose previous one holds no booking keeps what
+    was stored. One whose previous one was placed before that day was recorded (`placed_on` empty, migration 0005)
+    follows that booking wherever it is, as all did before."""
+    if not session_holds_booking(previous):
         return session.window
-    day = before.start_at.astimezone(plan.clinic.tz).date()
+    day = previous.appointment.start_at.astimezone(plan.clinic.tz).date()
+    if previous.placed_on == day:
+        return session.window
     course = plan.template
     return planner.Window(course.min_gap.add_to(day), course.ideal_gap.add_to(day), course.max_gap.add_to(day))
 
@@ -64,9 +74,12 @@ class SessionMoveBounds(NamedTuple):
 
 def session_move_bounds(appointment: Appointment) -> SessionMoveBounds | None:
     """The local days a course's session may be moved to on the patient's own page (docs/portal.md, "A course's
-    session"): within its window as the course stands (`session_window`), strictly after the previous session's
-    booking and before the next one's, so the course keeps its order. None: the appointment is no plan's session.
-    A neighbour holding no booking (none, cancelled, missed) bounds nothing, as in `session_window`."""
+    session"): within its window as the course stands (`session_window`), and at least the course's minimum gap
+    after the previous session's booking and before the next one's, and no further before the next one than the
+    course's maximum gap, so the course keeps its order and its gaps
+    (a move that left the next session closer than the minimum would leave it outside its own window). None: the
+    appointment is no plan's session. A neighbour holding no booking (none, cancelled, missed) bounds nothing, as in
+    `session_window`. The desk and the API are not bound: they see the rules' warnings and may re-plan."""
     session = (
         PlanSession.objects.select_related("plan__clinic", "plan__template")
         .filter(appointment_id=appointment.pk)
@@ -82,16 +95,18 @@ def session_move_bounds(appointment: Appointment) -> SessionMoveBounds | None:
     booked_on = {
         index: row.appointment.start_at.astimezone(plan.clinic.tz).date()
         for index, row in around.items()
-        if row.appointment is not None
-        and (row.appointment.is_active or row.appointment.status == AppointmentStatus.COMPLETED)
+        if session_holds_booking(row)
     }
     window = session_window(plan, session, around.get(session.index - 1))
-    after, before = booked_on.get(session.index - 1), booked_on.get(session.index + 1)
-    return SessionMoveBounds(
-        session.index,
-        window.earliest if after is None else max(window.earliest, after + timedelta(days=1)),
-        window.latest if before is None else min(window.latest, before - timedelta(days=1)),
-    )
+    gap, most = plan.template.min_gap, plan.template.max_gap
+    first_day, last_day = window.earliest, window.latest
+    if (after := booked_on.get(session.index - 1)) is not None:
+        first_day = max(first_day, after + timedelta(days=1), gap.add_to(after))
+    if (before := booked_on.get(session.index + 1)) is not None:
+        # Neither closer to the next session than the minimum gap, nor so early that it is past its maximum.
+        last_day = min(last_day, before - timedelta(days=1), gap.latest_before(before))
+        first_day = max(first_day, most.earliest_before(before))
+    return SessionMoveBounds(session.index, first_day, last_day)
 
 
 @dataclass(frozen=True)

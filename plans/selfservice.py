@@ -2,8 +2,9 @@
 
 The scheduler's self-service (scheduler/selfservice.py) knows nothing of plans; this adds the course's rule on top
 of it: online, a plan's session moves only to the local days `plans.selectors.session_move_bounds` gives (its window
-as the course stands, strictly between its neighbours' bookings). The desk and the API are not held to it: they see
-the rules' warnings and may re-plan. Each function takes the bounds the caller read once (None: no plan's session).
+as the course stands, at least the course's minimum gap from its neighbours' bookings). The desk and the API are not
+held to it: they see the rules' warnings and may re-plan. Each function takes the bounds the caller read once (None:
+no plan's session).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def course_session_move_options(
         return patient_move_options(appointment=appointment, now=now)
     today = now.astimezone(appointment.clinic.tz).date()
     reach = (bounds.last_day - today).days + 1
-    days = max(1, min(reach, (bounds.first_day - today).days + DEFAULT_MOVE_DAYS, MAX_AVAILABILITY_DAYS))
+    opens = max(bounds.first_day, today)  # a window opened days ago is searched from today
+    days = max(1, min(reach, (opens - today).days + DEFAULT_MOVE_DAYS, MAX_AVAILABILITY_DAYS))
     options = patient_move_options(appointment=appointment, now=now, days=days, limit=None)
     allowed = [
         slot

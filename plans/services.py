@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.conf import settings
 from django.db import transaction
 
-from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner
+from clinic.models import AppointmentStatus, Clinic, Patient, Practitioner
 from core.errors import ErrorCode, InvalidInput, NotFound, Refused
 from plans import planner
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
+from plans.selectors import session_holds_booking
 from scheduler import booking, rules, selectors, versioned
 from scheduler.availability import AvailabilityCode, Schedule, availability_violation, calendars_of
 from scheduler.lifecycle import Actor, lock_patient
@@ -166,6 +167,17 @@ def start_of(start_from: date | datetime, tz: tzinfo, now: datetime, *, field: s
     return max(rules.start_of_local_day(start_from, tz), rules.ceil_minute(now))
 
 
+# The refusals of a practitioner look-up that mean "no one left to take it" (not a bad request) for a re-plan that
+# names no practitioner of its own.
+_NOBODY = frozenset(
+    {
+        ErrorCode.NO_PRACTITIONER_FOR_PROCEDURE,
+        ErrorCode.UNKNOWN_PRACTITIONER,
+        ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
+    }
+)
+
+
 def _request(
     *,
     patient: Patient,
@@ -178,7 +190,11 @@ def _request(
     weekdays: frozenset[int] = frozenset(),
     times_of_day: frozenset[str] = frozenset(),
     lock: bool = False,
+    nobody_is_infeasible: bool = False,
 ) -> PlanRequest:
+    """`nobody_is_infeasible` (a re-plan whose caller named no practitioner of its own): no one at the clinic doing
+    the procedure any more, or the plan's own practitioner no longer taking it, is not bad input but a course with
+    no place: the planner is given no one and answers with the session it cannot place (docs/plans.md)."""
     area = booking.area_for(area_code) if area_code else template.area
     procedure_code = template.procedure_id
     try:
@@ -196,10 +212,19 @@ def _request(
         )
     except planner.PlanInputError as error:
         raise _planning_error(error) from error
-    candidates = booking.practitioners_for(
-        patient=patient, procedure_code=procedure_code, practitioner_id=practitioner_id, lock=lock, clinic_id=clinic.pk
-    )
-    if practitioner_id:
+    try:
+        candidates = booking.practitioners_for(
+            patient=patient,
+            procedure_code=procedure_code,
+            practitioner_id=practitioner_id,
+            lock=lock,
+            clinic_id=clinic.pk,
+        )
+    except InvalidInput as error:
+        if not nobody_is_infeasible or error.code not in _NOBODY:
+            raise
+        candidates = []
+    if candidates and practitioner_id:
         preferences = planner.Preferences(str(candidates[0].pk), preferences.weekdays, preferences.times_of_day)
     return PlanRequest(patient, clinic, template, course, candidates, preferences, start_at)
 
@@ -299,7 +324,7 @@ def _book_session(
     now: datetime,
     *,
     proposed: bool = False,
-):
+) -> booking.BookingResult:
     """One session through the single-booking path (its locks and re-checks); a refusal names the session, and a
     practitioner the caller `proposed` for it that cannot take it is named by its line (`proposal.N.practitioner`,
     docs/api.md's dotted fields), so a platform learns which session to change."""
@@ -313,7 +338,7 @@ def _book_session(
             area_code=request.course.area,
             practitioner_id=practitioner_id,
             clinic_id=request.clinic.pk,
-        ).appointment
+        )
     except booking.UnableToBook as refused:
         raise UnableToBookSession(index, refused.check) from refused
     except InvalidInput as error:
@@ -326,7 +351,7 @@ def _book_session(
 
 def _book_sessions(
     request: PlanRequest, placements: list[Placement], actor: Actor, now: datetime, *, proposed: bool = False
-) -> list[tuple[Placement, Appointment]]:
+) -> list[tuple[Placement, booking.BookingResult]]:
     """Book each session in turn; the first refusal ends all (the caller's transaction rolls back the rest)."""
     return [
         (p, _book_session(request, p.index, p.start_at, p.practitioner_id, actor, now, proposed=proposed))
@@ -334,8 +359,22 @@ def _book_sessions(
     ]
 
 
+@dataclass(frozen=True)
+class BookedPlan:
+    """A plan booked whole, with each session's booking check by its index: what the booking said of it (its
+    `warnings`, as a single booking's answer carries them)."""
+
+    plan: TreatmentPlan
+    checks: dict[int, booking.BookingCheck]
+
+
+def plan_book(**kwargs) -> TreatmentPlan:
+    """`plan_book_checked`, for a caller that needs only the plan."""
+    return plan_book_checked(**kwargs).plan
+
+
 @versioned.within_snapshot
-def plan_book(
+def plan_book_checked(
     *,
     patient: Patient,
     clinic: Clinic,
@@ -349,7 +388,8 @@ def plan_book(
     """Book the whole course in one transaction, or nothing.
 
     Without `chosen` the course is planned under the locks; with it (the sessions a dry run proposed),
-    each is re-checked as it is booked, so a slot taken since the dry run refuses the plan whole.
+    each is re-checked as it is booked, so a slot taken since the dry run refuses the plan whole. The plan keeps
+    the preferences it was made with (practitioner, weekdays, times of day) for its re-plans.
     """
     with transaction.atomic():
         patient = lock_patient(patient.pk)
@@ -369,34 +409,60 @@ def plan_book(
             area_id=request.course.area,
             created_at=now,
             rulebook_version=_rulebook(request).version,
+            practitioner_id=request.preferences.practitioner_id,
+            weekdays=sorted(request.preferences.weekdays),
+            times_of_day=sorted(request.preferences.times_of_day),
         )
-        for placement, appointment in _book_sessions(request, placements, actor, now, proposed=chosen is not None):
+        checks = {}
+        for placement, result in _book_sessions(request, placements, actor, now, proposed=chosen is not None):
             PlanSession.objects.create(
                 plan=treatment_plan,
                 index=placement.index,
-                appointment=appointment,
+                appointment=result.appointment,
                 earliest_on=placement.window.earliest,
                 ideal_on=placement.window.ideal,
                 latest_on=placement.window.latest,
+                placed_on=placement.start_at.astimezone(request.tz).date(),
             )
-    return treatment_plan
+            checks[placement.index] = result.check
+    return BookedPlan(treatment_plan, checks)
 
 
 # --- Re-planning --------------------------------------------------------------------------------------
 
 
 def _kept_before(plan: TreatmentPlan, sessions: list[PlanSession], from_index: int) -> date | None:
-    """The local date of the session kept just before a re-plan (booked, or done), which the moved sessions'
-    gaps run from; None when it has no booking that counts (cancelled), or for a re-plan from session 1."""
-    before = next((s for s in sessions if s.index == from_index - 1), None)
-    appointment = before.appointment if before is not None else None
-    if appointment is None or not (appointment.is_active or appointment.status == AppointmentStatus.COMPLETED):
+    """The local date of the latest session before a re-plan that is kept (booked, or done), which the moved
+    sessions' gaps run from: a cancelled or missed session just before is passed over for the one kept before it.
+    None for a re-plan from session 1, or when no earlier session holds a booking that counts."""
+    kept = [s for s in sessions if s.index < from_index and session_holds_booking(s)]
+    if not kept:
         return None
-    return appointment.start_at.astimezone(plan.clinic.tz).date()
+    return kept[-1].appointment.start_at.astimezone(plan.clinic.tz).date()
+
+
+# What a re-plan may name of its own; what it leaves out is what the plan was made with.
+REPLAN_PREFERENCES = ("practitioner_id", "weekdays", "times_of_day")
+
+
+def _replan_preferences(plan: TreatmentPlan, named: dict) -> dict:
+    unknown = set(named) - set(REPLAN_PREFERENCES)
+    if unknown:
+        raise TypeError(f"A re-plan names no {', '.join(sorted(unknown))}.")
+    preferences = {
+        "practitioner_id": named.get("practitioner_id", plan.practitioner_id),
+        "weekdays": named.get("weekdays", plan.weekdays),
+        "times_of_day": named.get("times_of_day", plan.times_of_day),
+    }
+    return {
+        **preferences,
+        "weekdays": frozenset(preferences["weekdays"] or ()),
+        "times_of_day": frozenset(preferences["times_of_day"] or ()),
+    }
 
 
 def _replan_request(
-    plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool
+    plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool, preferences: dict
 ) -> tuple[PlanRequest, list[PlanSession], date | None]:
     sessions = list(plan.sessions.select_related("appointment").order_by("index"))
     if not any(s.index == from_index for s in sessions):
@@ -418,14 +484,20 @@ def _replan_request(
         area_code=plan.area_id,
         sessions=len(moving),
         lock=lock,
+        # A practitioner the re-plan names itself is checked as any named one (a 400 naming `practitioner`).
+        nobody_is_infeasible=not preferences.get("practitioner_id"),
+        **_replan_preferences(plan, preferences),
     )
     return request, moving, _kept_before(plan, sessions, from_index)
 
 
 @versioned.within_snapshot
-def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datetime) -> Proposal:
-    """The moved session and every later one, re-proposed around the plan's own bookings; writes nothing."""
-    request, moving, after_day = _replan_request(plan, from_index, start_at, lock=False)
+def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datetime, **preferences) -> Proposal:
+    """The moved session and every later one, re-proposed around the plan's own bookings; writes nothing.
+
+    `preferences` (`practitioner_id`, `weekdays`, `times_of_day`), each only when the re-plan names its own (None or
+    empty: any); those left out are the plan's own, as it was made."""
+    request, moving, after_day = _replan_request(plan, from_index, start_at, lock=False, preferences=preferences)
     ignore = tuple(s.appointment_id for s in moving if s.appointment is not None and s.appointment.is_active)
     plan = _plan(request, first_index=from_index, ignore=ignore, after_day=after_day)
     return Proposal(request, plan, _rulebook(request).version)
@@ -433,12 +505,13 @@ def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datet
 
 @versioned.within_snapshot
 def plan_replan(
-    *, plan: TreatmentPlan, from_index: int, start_at: datetime, actor: Actor, now: datetime
+    *, plan: TreatmentPlan, from_index: int, start_at: datetime, actor: Actor, now: datetime, **preferences
 ) -> TreatmentPlan:
-    """Apply a re-plan in one transaction: each moved session's booking is moved (or booked afresh)."""
+    """Apply a re-plan in one transaction: each moved session's booking is moved (or booked afresh).
+    `preferences` as for `plan_replan_propose`; they apply to this re-plan only (the plan keeps its own)."""
     with transaction.atomic():
         lock_patient(plan.patient_id)
-        request, moving, after_day = _replan_request(plan, from_index, start_at, lock=True)
+        request, moving, after_day = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences)
         active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
         ignore = tuple(a.pk for a in active.values())
         # Race condition: planned only now that the patient and the practitioners are locked.
@@ -467,14 +540,15 @@ def plan_replan(
             else:
                 appointment = _book_session(
                     request, session.index, session.start_at, session.practitioner_id, actor, now
-                )
+                ).appointment
             row.appointment = appointment
             row.earliest_on, row.ideal_on, row.latest_on = (
                 session.window.earliest,
                 session.window.ideal,
                 session.window.latest,
             )
-            row.save(update_fields=["appointment", "earliest_on", "ideal_on", "latest_on"])
+            row.placed_on = session.start_at.astimezone(request.tz).date()
+            row.save(update_fields=["appointment", "earliest_on", "ideal_on", "latest_on", "placed_on"])
         plan.rulebook_version = _rulebook(request).version
         plan.save(update_fields=["rulebook_version"])
     return plan

@@ -9,7 +9,7 @@ sessions on 9 March, 6 April and 4 May at 09:00 (session 2's window 6-20 April),
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from plans.models import PlanTemplate
 from plans.selectors import SessionMoveBounds, session_move_bounds
 from plans.selfservice import course_session_move_allowed, course_session_move_options, course_session_move_text
 from plans.services import plan_book
-from scheduler.booking import Actor, appointment_book
+from scheduler.booking import Actor, appointment_book, appointment_reschedule
 from scheduler.selfservice import DEFAULT_MOVE_LIMIT, patient_move_options
 
 LONDON = ZoneInfo("Europe/London")
@@ -115,7 +115,14 @@ def local_days(slots) -> list[date]:
 
 
 def test_a_later_session_is_offered_its_own_days_beyond_the_usual_four_weeks(sessions, now):
-    second = sessions[1]
+    """Changed 6 December (online a session keeps the course's minimum gap to its neighbours' bookings): with session 3
+    four weeks after it, session 2 keeps its own day online; the desk moves session 3 to 18 May (the last day of its
+    window), and session 2 may use its whole window again, weeks beyond the usual four."""
+    second, third = sessions[1], sessions[2]
+    assert session_move_bounds(second) == SessionMoveBounds(2, date(2026, 4, 6), date(2026, 4, 6))
+    appointment_reschedule(
+        appointment=third, start_at=datetime(2026, 5, 18, 9, tzinfo=LONDON), actor=RECEPTION, now=now
+    )
     bounds = session_move_bounds(second)
     assert bounds == APRIL
 
@@ -130,12 +137,23 @@ def test_a_later_session_is_offered_its_own_days_beyond_the_usual_four_weeks(ses
 
 
 def test_the_first_session_keeps_to_its_days_and_the_cap(sessions, now):
-    first = sessions[0]
+    """Changed 6 December (online a session keeps the course's gaps to its neighbours' bookings): with session 2
+    four weeks after it, session 1 keeps its own day online; the desk (not bound) moves session 3 to 1 June and
+    session 2 to 4 May, which leaves session 1 23 March (six weeks, the maximum, before session 2) to 6 April (four,
+    the minimum): every quarter hour of those days is offered, under the cap."""
+    first, second, third = sessions
+    assert session_move_bounds(first) == SessionMoveBounds(1, date(2026, 3, 9), date(2026, 3, 9))
+    appointment_reschedule(appointment=third, start_at=datetime(2026, 6, 1, 9, tzinfo=LONDON), actor=RECEPTION, now=now)
+    appointment_reschedule(
+        appointment=second, start_at=datetime(2026, 5, 4, 9, tzinfo=LONDON), actor=RECEPTION, now=now
+    )
     bounds = session_move_bounds(first)
+    assert bounds == SessionMoveBounds(1, date(2026, 3, 23), date(2026, 4, 6))
 
     offered = course_session_move_options(appointment=first, bounds=bounds, now=now)
 
-    assert len(offered) == DEFAULT_MOVE_LIMIT  # four weeks of one practitioner's quarter hours: more than the cap
+    assert len(offered) <= DEFAULT_MOVE_LIMIT
+    assert local_days(offered)[0] == bounds.first_day and local_days(offered)[-1] == bounds.last_day
     assert all(bounds.first_day <= day <= bounds.last_day for day in local_days(offered))
     assert [slot.start_at for slot in offered] == sorted(slot.start_at for slot in offered)
 
@@ -223,3 +241,13 @@ def test_lengths_are_measured_as_the_service_measures_them():
     assert long_lines.cleaned_data["message"] == "ab\n" * 600
     too_long = check_form(message="abcd\r\n" * 401)  # 2406 sent, 2005 as drawn
     assert too_long.error_texts() == [SAY_WHICH]
+
+
+def test_a_window_that_opened_weeks_ago_is_searched_from_today_to_its_end(sessions, now):
+    """Review (6 December): the search's length was counted from the window's first day even when that was long past,
+    so a window opened 27 days or more ago was searched for one day. From today, to its last day."""
+    today = now.astimezone(LONDON).date()
+    bounds = SessionMoveBounds(2, today - timedelta(days=30), today + timedelta(days=12))  # a Saturday, worked
+    offered = course_session_move_options(appointment=sessions[1], bounds=bounds, now=now)
+    days = local_days(offered)
+    assert days[0] <= today + timedelta(days=1) and days[-1] == bounds.last_day, days  # (not within 24 hours)

@@ -1,5 +1,6 @@
 """A course's session on the patient's own page (docs/portal.md, "A course's session"): online it moves only within
-its window as the course stands and in its place in the course (`plans.selectors.session_move_bounds`): the times
+its window as the course stands and at least the course's minimum gap from its neighbours' bookings (decided
+6 December; `plans.selectors.session_move_bounds`): the times
 offered leave out the other days, a time outside is refused in the patient's words and changes nothing, the staff
 are not held to it, and an appointment of no plan is offered and moved as before.
 
@@ -15,8 +16,8 @@ from django.test import Client
 
 from clinic.models import Appointment, AuditAction, AuditEvent
 from plans.defaults import plan_templates_load
-from plans.models import PlanTemplate
-from plans.selectors import session_move_bounds
+from plans.models import PlanSession, PlanTemplate
+from plans.selectors import plan_sessions, session_move_bounds
 from plans.services import plan_book
 from scheduler.booking import appointment_reschedule
 from scheduler.selfservice import patient_move_options
@@ -77,6 +78,12 @@ def between(index: int, first: str, last: str) -> str:
     )
 
 
+def spread(sessions, now) -> None:
+    """The desk (not bound) moves session 3 to Monday 18 May, the last day of its window: session 2 may then use its
+    whole window online (6-20 April, at least four weeks before session 3)."""
+    appointment_reschedule(appointment=sessions[2], start_at=london(2026, 5, 18, 9), actor=RECEPTION, now=now)
+
+
 def assert_refused(response, appointment, told: str) -> None:
     """Refused with the move page and the patient's words; the booking is where it was, nothing recorded."""
     assert response.status_code == 409
@@ -85,8 +92,11 @@ def assert_refused(response, appointment, told: str) -> None:
     assert not AuditEvent.objects.filter(appointment=appointment, action=AuditAction.RESCHEDULED).exists()
 
 
-def test_the_times_offered_are_the_sessions_own_days_only(client, sessions):
+def test_the_times_offered_are_the_sessions_own_days_only(client, sessions, now):
+    """Changed 6 December (online a session keeps the course's minimum gap to its neighbours' bookings): session 3 is
+    moved to 18 May at the desk first (`spread`), else session 2 could not leave its own day."""
     second = sessions[1]
+    spread(sessions, now)
 
     response = client.get(page_url(second, "move"))
 
@@ -97,8 +107,11 @@ def test_the_times_offered_are_the_sessions_own_days_only(client, sessions):
     assert between(2, "Monday 6 April 2026", "Monday 20 April 2026") in text(response)
 
 
-def test_a_time_outside_the_window_is_refused_in_the_patients_words_and_changes_nothing(sessions):
+def test_a_time_outside_the_window_is_refused_in_the_patients_words_and_changes_nothing(sessions, now):
+    """Changed 6 December: session 3 is moved to 18 May at the desk first (`spread`), so the bounds are session 2's
+    window and not the course's minimum gap to session 3."""
     second = sessions[1]
+    spread(sessions, now)
     told = between(2, "Monday 6 April 2026", "Monday 20 April 2026")
 
     assert_refused(move(second, london(2026, 4, 21, 14)), second, told)
@@ -109,19 +122,25 @@ def test_a_time_outside_the_window_is_refused_in_the_patients_words_and_changes_
 
 
 def test_a_session_is_not_moved_past_the_next_one_even_inside_its_window(sessions, now):
+    """Changed 6 December: not past the next session, nor closer to it than the course's minimum gap (four weeks),
+    even inside its window. Session 3 was moved to 15 April (no day left: see the test below); now the desk moves it
+    to 12 May, which leaves session 2 6-14 April: 15 April, inside its window and before session 3, is refused."""
     second, third = sessions[1], sessions[2]
-    appointment_reschedule(appointment=third, start_at=london(2026, 4, 15, 9), actor=RECEPTION, now=now)
+    appointment_reschedule(appointment=third, start_at=london(2026, 5, 12, 9), actor=RECEPTION, now=now)
 
     response = Client().get(page_url(second, "move"))
 
     assert offered_days(response)[-1] == date(2026, 4, 14)
     assert_refused(
-        move(second, london(2026, 4, 16, 14)), second, between(2, "Monday 6 April 2026", "Tuesday 14 April 2026")
+        move(second, london(2026, 4, 15, 14)), second, between(2, "Monday 6 April 2026", "Tuesday 14 April 2026")
     )
 
 
-def test_a_time_inside_is_moved(sessions):
+def test_a_time_inside_is_moved(sessions, now):
+    """Changed 6 December: session 3 is moved to 18 May at the desk first (`spread`), so 15 April keeps four weeks
+    before it."""
     second = sessions[1]
+    spread(sessions, now)
 
     response = move(second, london(2026, 4, 15, 14))
 
@@ -142,17 +161,24 @@ def test_the_bounds_follow_a_moved_previous_session(sessions, now):
     assert fresh(third).start_at == london(2026, 5, 26, 14)
 
 
-def test_session_1_is_bounded_by_the_next_session_and_its_own_window(sessions):
-    first = sessions[0]
-    told = between(1, "Monday 9 March 2026", "Sunday 5 April 2026")  # from the plan's start; before session 2
+def test_session_1_is_bounded_by_the_next_session_and_its_own_window(sessions, now):
+    """Changed 6 December (the course's minimum gap to the next session's booking, not merely before it): with
+    session 2 four weeks after it, session 1 keeps its own day online. The desk (not bound) moves session 3 to 1 June
+    and session 2 to 4 May: session 1 may then go from 23 March (six weeks, the course's maximum gap, before session
+    2) to 6 April (four weeks, its minimum, before it)."""
+    first, second, third = sessions
+    assert "online it can be moved only within Monday 9 March 2026." in text(Client().get(page_url(first, "move")))
+    appointment_reschedule(appointment=third, start_at=london(2026, 6, 1, 9), actor=RECEPTION, now=now)
+    appointment_reschedule(appointment=second, start_at=london(2026, 5, 4, 9), actor=RECEPTION, now=now)
+    told = between(1, "Monday 23 March 2026", "Monday 6 April 2026")
 
     page = Client().get(page_url(first, "move"))
     days = offered_days(page)
-    assert days[0] == date(2026, 3, 9) and days[-1] <= date(2026, 4, 5), days  # (the page's cap of 500 times)
+    assert days[0] == date(2026, 3, 23) and days[-1] == date(2026, 4, 6), days
     assert told in text(page)
-    assert_refused(move(first, london(2026, 4, 6, 14)), first, told)
-    assert_refused(move(first, london(2026, 3, 5, 14)), first, told)
-    assert move(first, london(2026, 4, 4, 14)).status_code == 303
+    assert_refused(move(first, london(2026, 4, 7, 14)), first, told)
+    assert_refused(move(first, london(2026, 3, 20, 14)), first, told)  # session 2 would be over six weeks after
+    assert move(first, london(2026, 4, 6, 14)).status_code == 303
 
 
 def test_the_last_session_is_bounded_by_the_previous_one_and_its_own_window(sessions):
@@ -196,3 +222,19 @@ def test_an_appointment_of_no_plan_is_offered_and_moved_as_before(client, appoin
 
     assert response.status_code == 303
     assert fresh(appointment).start_at == london(2026, 3, 27, 14)
+
+
+def test_a_session_moved_earlier_does_not_leave_the_next_one_past_its_window(sessions, now):
+    """The desk moves session 3 to 1 June and session 2 to 20 April (session 3's window then 18 May - 1 June). Online
+    session 2 may go back to 6 April (its window 6-20 April, four weeks before 1 June and more): session 3's window
+    would then be 4-18 May, and 1 June outside it. Was a QUESTION; decided on 6 December: online a session also stays
+    within the course's maximum gap before the next one's booking (plans.planner.Gap.earliest_before)."""
+    second, third = sessions[1], sessions[2]
+    appointment_reschedule(appointment=third, start_at=london(2026, 6, 1, 9), actor=RECEPTION, now=now)
+    appointment_reschedule(appointment=second, start_at=london(2026, 4, 20, 9), actor=RECEPTION, now=now)
+    plan = PlanSession.objects.get(appointment=third).plan
+    assert plan_sessions(plan, date(2026, 3, 2))[2].window.latest == date(2026, 6, 1)
+
+    moved = move(second, london(2026, 4, 6, 14))
+
+    assert moved.status_code == 409, plan_sessions(plan, date(2026, 3, 2))[2].window

@@ -14,8 +14,8 @@ the previous session moved, so a cancelled session 3 was "missed" while its re-p
 DEFECT (mended: the plan reads the timeline with clinics), a re-plan refused by a sister site's booking named it with
 `conflicts_with.clinic` null; QUESTION (decided: `booked` stays, `appointment_status` and the desk say the hold), the
 plan called a session held for review "booked"; QUESTION (decided: online a session moves only within its window and
-in its place in the course, plans.selectors.session_move_bounds), the patient's page moved a course session past the
-one before it.
+in its place in the course, since 6 December at least the course's minimum gap from its neighbours,
+plans.selectors.session_move_bounds), the patient's page moved a course session past the one before it.
 """
 
 from __future__ import annotations
@@ -243,10 +243,15 @@ def test_the_course_keeps_its_local_hour_across_the_clock_change_and_each_sessio
 def test_session_2_moved_in_the_portal_is_briefed_for_its_new_time_only_and_never_at_night(course):
     """Portal: the patient's move is a reschedule "with the patient as the actor"; reminders: unsent reminders
     move, a notice "from the time the patient last heard to the time now", every later message names the time as
-    it stands, no text between 21:00 and 08:00."""
+    it stands, no text between 21:00 and 08:00. Changed 6 December (online a session keeps the course's minimum gap
+    to its neighbours' bookings): the desk first moves session 3 from 11 to 18 May (its notice goes before the story
+    below), so that 20 April keeps four weeks before it."""
     c = course
     with c.at(NOW):
         c.plan_course()
+    with c.at(NOW + timedelta(minutes=30)):
+        moved = c.desk("reschedule", c.appointment(3), data={"date": "2026-05-18", "time": "09:00", "reason": "asked"})
+        assert moved.status_code == 302 and c.session(3)["start"] == "2026-05-18T09:00:00+01:00"
     c.deliver_until(ldn(2026, 3, 2, 12), start=NOW)
     c.sent.clear()
     with c.at(ldn(2026, 4, 1, 12)):
@@ -307,13 +312,16 @@ def test_the_portal_keeps_a_course_session_in_its_place_in_the_course(course):
 def test_session_3_cancelled_at_the_desk_is_told_once_and_replanned_after_where_session_2_now_is(course):
     """Reminders: "a cancellation notice only if the patient had been told of the booking"; plans: re-plan places
     the session "within the course's gaps after the session kept before it and nearest the ideal gap", booked
-    afresh, each answer with the rule book version it was checked against."""
+    afresh, each answer with the rule book version it was checked against. Changed 6 December: online session 2
+    keeps four weeks before session 3 (11 May), so the portal refuses 20 April and the desk moves it there."""
     c = course
     with c.at(NOW):
         c.plan_course()
     c.deliver_until(ldn(2026, 3, 2, 12), start=NOW)
     with c.at(ldn(2026, 4, 1, 12)):
-        assert c.portal_move(c.appointment(2), ldn(2026, 4, 20, 14)).status_code == 303
+        assert c.portal_move(c.appointment(2), ldn(2026, 4, 20, 14)).status_code == 409
+        moved = c.desk("reschedule", c.appointment(2), data={"date": "2026-04-20", "time": "14:00", "reason": "asked"})
+        assert moved.status_code == 302 and c.session(2)["start"] == "2026-04-20T14:00:00+01:00"
     c.deliver_until(ldn(2026, 4, 1, 13), start=ldn(2026, 4, 1, 12))
     c.sent.clear()
     with c.at(ldn(2026, 5, 5, 12)):
@@ -345,12 +353,14 @@ def test_session_3_cancelled_at_the_desk_is_told_once_and_replanned_after_where_
 
 def test_a_session_whose_previous_one_moved_is_not_missed_while_its_window_is_still_open(course):
     """Plans: "Session n falls between min gap and max gap after session n-1's local date"; status `missed`: "the
-    window has passed"; `cancelled`: "its appointment was cancelled and the window is still open"."""
+    window has passed"; `cancelled`: "its appointment was cancelled and the window is still open". Changed
+    6 December: online session 2 keeps four weeks before session 3 (11 May), so the desk moves it to 20 April."""
     c = course
     with c.at(NOW):
         c.plan_course()
     with c.at(ldn(2026, 4, 1, 12)):
-        assert c.portal_move(c.appointment(2), ldn(2026, 4, 20, 14)).status_code == 303
+        moved = c.desk("reschedule", c.appointment(2), data={"date": "2026-04-20", "time": "14:00", "reason": "asked"})
+        assert moved.status_code == 302 and c.session(2)["start"] == "2026-04-20T14:00:00+01:00"
     with c.at(ldn(2026, 5, 5, 12)):
         assert c.desk("cancel", c.appointment(3), data={"reason": "away"}).status_code == 302
     with c.at(ldn(2026, 5, 26, 12)):
