@@ -11,11 +11,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from django.db import transaction
+
 from clinic.models import Appointment
-from plans.selectors import SessionMoveBounds
+from plans.selectors import SessionMoveBounds, session_move_bounds
 from scheduler.availability import Slot
-from scheduler.booking import MAX_AVAILABILITY_DAYS
-from scheduler.selfservice import DEFAULT_MOVE_DAYS, DEFAULT_MOVE_LIMIT, patient_move_options
+from scheduler.booking import MAX_AVAILABILITY_DAYS, BookingResult
+from scheduler.lifecycle import lock_patient
+from scheduler.selfservice import (
+    DEFAULT_MOVE_DAYS,
+    DEFAULT_MOVE_LIMIT,
+    appointment_reschedule_by_patient,
+    patient_move_options,
+)
 
 
 def course_session_move_allowed(
@@ -76,3 +84,31 @@ def course_session_move_text(*, appointment: Appointment, bounds: SessionMoveBou
         f"This is session {bounds.index} of your course: online it can be moved between "
         f"{_long_date(first_day)} and {_long_date(bounds.last_day)}. To move it further, {call}"
     )
+
+
+class CourseMoveRefused(Exception):
+    """A course's session asked online for a day its course does not allow; `message` is
+    `course_session_move_text`'s, the patient's words (the page answers 409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def course_session_move(
+    *, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime
+) -> BookingResult:
+    """Move `appointment` on the patient's own request (`appointment_reschedule_by_patient`), held to its course's
+    days when it is a plan's session. The days are read under the patient's lock, in the move's transaction.
+
+    # Race condition: two tabs moving neighbouring sessions of one course (session 2 later, session 3 earlier) would
+    each check against the other's booking as it was and could cross, or break the course's gap. The first to take
+    the patient's lock moves; the second reads the days once it has moved."""
+    with transaction.atomic():
+        lock_patient(appointment.patient_id)
+        bounds = session_move_bounds(appointment)
+        if not course_session_move_allowed(appointment=appointment, bounds=bounds, start_at=start_at):
+            raise CourseMoveRefused(course_session_move_text(appointment=appointment, bounds=bounds, now=now))
+        return appointment_reschedule_by_patient(
+            appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now
+        )

@@ -25,7 +25,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from clinic.models import Appointment, AppointmentStatus, Clinic, MessageTopic
 from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition
 from plans.selectors import session_move_bounds
-from plans.selfservice import course_session_move_allowed, course_session_move_options, course_session_move_text
+from plans.selfservice import (
+    CourseMoveRefused,
+    course_session_move,
+    course_session_move_allowed,
+    course_session_move_options,
+    course_session_move_text,
+)
 from portal.forms import CancelForm, PreferencesForm, SlotForm, slot_key
 from reminders.consent import channels_on, patient_preferences_update, sms_consent_wording
 from reminders.feeds import patient_calendar_feed_renew
@@ -35,7 +41,6 @@ from scheduler.availability import AvailabilityCode, Slot
 from scheduler.booking import BookingCheck, UnableToBook
 from scheduler.selfservice import (
     appointment_cancel_by_patient,
-    appointment_reschedule_by_patient,
     appointment_self_service,
     patient_move_check,
 )
@@ -322,9 +327,11 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
                     "already_there": _already_there(appointment, check),
                 },
             )
-        result = appointment_reschedule_by_patient(
+        result = course_session_move(
             appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now
         )
+    except CourseMoveRefused as refused:  # the course's days, read again under the lock (another tab moved one)
+        return _move_page(request, appointment, token, now, error=refused.message, status=409)
     except UnableToBook as error:
         return _move_page(request, appointment, token, now, error=_refusal(error), status=409)
     except InvalidInput as error:

@@ -22,6 +22,7 @@ from plans.services import plan_book
 from scheduler.booking import appointment_reschedule
 from scheduler.selfservice import patient_move_options
 from tests.portal.conftest import LONDON, RECEPTION, london, page_url
+from tests.races import race
 
 pytestmark = pytest.mark.usefixtures("frozen")
 
@@ -238,3 +239,19 @@ def test_a_session_moved_earlier_does_not_leave_the_next_one_past_its_window(ses
     moved = move(second, london(2026, 4, 6, 14))
 
     assert moved.status_code == 409, plan_sessions(plan, date(2026, 3, 2))[2].window
+
+
+@pytest.mark.postgres
+def test_two_tabs_moving_neighbouring_sessions_at_once_cannot_break_the_course(sessions, now, transactional_db):
+    """Review (6 December): the course's days were read before the move's lock, so two tabs could each move a
+    neighbour as the other stood. Session 3 at 18 May (the desk): alone, session 2 may go to 20 April and session 3
+    to 4 May; both together would leave them two weeks apart. The first to lock the patient moves; the other reads the
+    days again under the lock and is refused in the patient's words."""
+    second, third = sessions[1], sessions[2]
+    spread(sessions, now)
+    answers = race(lambda: move(second, london(2026, 4, 20, 14)), lambda: move(third, london(2026, 5, 4, 14)))
+    assert sorted(a.status_code for a in answers) == [303, 409], answers
+    starts = (fresh(second).start_at.astimezone(LONDON).date(), fresh(third).start_at.astimezone(LONDON).date())
+    assert starts in {(date(2026, 4, 20), date(2026, 5, 18)), (date(2026, 4, 6), date(2026, 5, 4))}, starts
+    refused = next(a for a in answers if a.status_code == 409)
+    assert "This is session" in text(refused)
