@@ -77,6 +77,23 @@ class PlanTemplateOut(serializers.Serializer):
         return _gap(template.max_gap)
 
 
+def _weekdays_field(help_text: str) -> serializers.ListField:
+    """Preferred weekdays, as a plan and a re-plan take them."""
+    return serializers.ListField(
+        child=StrictIntegerField(min_value=0, max_value=6), required=False, max_length=7, help_text=help_text
+    )
+
+
+def _times_of_day_field(help_text: str) -> serializers.ListField:
+    """Preferred times of day, as a plan and a re-plan take them."""
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(planner.TIMES_OF_DAY)),
+        required=False,
+        max_length=3,
+        help_text=help_text,
+    )
+
+
 class ChosenSessionIn(InputSerializer):
     start = AwareDateTimeField(help_text="As the dry run proposed it.")
     practitioner = IdField(required=False, allow_null=True)
@@ -96,17 +113,9 @@ class PlanCreateIn(InputSerializer):
     sessions = StrictIntegerField(
         required=False, min_value=1, max_value=planner.MAX_SESSIONS, help_text="Left out: the template's."
     )
-    weekdays = serializers.ListField(
-        child=StrictIntegerField(min_value=0, max_value=6),
-        required=False,
-        max_length=7,
-        help_text="Preferred weekdays, 0 = Monday. Left out: any.",
-    )
-    times_of_day = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(planner.TIMES_OF_DAY)),
-        required=False,
-        max_length=3,
-        help_text="morning (before 12:00), afternoon (12:00-17:00), evening (from 17:00). Left out: any.",
+    weekdays = _weekdays_field("Preferred weekdays, 0 = Monday. Left out: any.")
+    times_of_day = _times_of_day_field(
+        "morning (before 12:00), afternoon (12:00-17:00), evening (from 17:00). Left out: any."
     )
     dry_run = StrictBooleanField(required=False, default=False, help_text="true: propose, book nothing.")
     proposal = ChosenSessionIn(
@@ -130,18 +139,8 @@ class ReplanIn(InputSerializer):
         allow_null=True,
         help_text="Every re-planned session with this practitioner (null: any). Left out: the plan's own.",
     )
-    weekdays = serializers.ListField(
-        child=StrictIntegerField(min_value=0, max_value=6),
-        required=False,
-        max_length=7,
-        help_text="Preferred weekdays, 0 = Monday (empty: any). Left out: the plan's own.",
-    )
-    times_of_day = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(planner.TIMES_OF_DAY)),
-        required=False,
-        max_length=3,
-        help_text="morning, afternoon, evening (empty: any). Left out: the plan's own.",
-    )
+    weekdays = _weekdays_field("Preferred weekdays, 0 = Monday (empty: any). Left out: the plan's own.")
+    times_of_day = _times_of_day_field("morning, afternoon, evening (empty: any). Left out: the plan's own.")
     dry_run = StrictBooleanField(required=False, default=False)
 
 

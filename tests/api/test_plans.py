@@ -197,6 +197,27 @@ def test_bad_input_is_a_400_naming_the_field(api, patient, practitioner, body, f
     assert field in refused["errors"], refused
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"weekdays": [7]}, "weekdays.0"),
+        ({"weekdays": "monday"}, "weekdays"),
+        ({"times_of_day": ["noon"]}, "times_of_day.0"),
+        ({"practitioner": "x"}, "practitioner"),
+        ({"from_session": 4}, "from_session"),
+    ],
+)
+def test_bad_replan_input_is_a_400_naming_the_field_and_moves_nothing(api, patient, practitioner, extra, field):
+    plan = api.post(
+        _plans(patient), {"template": "microneedling-course", "start_from": "2026-03-09"}, format="json"
+    ).json()
+    body = {"from_session": 2, "start": "2026-04-13T09:00:00+01:00", **extra}
+    refused = problem_of(api.post(f"/api/v1/plans/{plan['id']}/replan/", body, format="json"), 400)
+    assert field in refused["errors"], refused
+    after = api.get(f"/api/v1/plans/{plan['id']}/").json()
+    assert [s["start"] for s in after["sessions"]] == [s["start"] for s in plan["sessions"]]
+
+
 def test_a_proposed_session_outside_its_window_is_a_400(api, patient, practitioner):
     proposal = [
         {"start": "2026-03-09T09:00:00+00:00"},
