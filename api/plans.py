@@ -32,7 +32,7 @@ from api.problems import (
     problem_response,
     violation_data,
 )
-from api.serializers import RefusalProblemOut, StrictIntegerField, ViolationOut
+from api.serializers import CancelIn, ProblemOut, RefusalProblemOut, StrictIntegerField, ViolationOut
 from api.views import ApiView, _created, _input
 from clinic.models import AppointmentStatus
 from core.errors import InvalidInput
@@ -231,6 +231,12 @@ class PlanOut(serializers.Serializer):
         help_text="The version of the organisation's rule book the sessions were last placed and checked by "
         "(booked or re-planned); null for a plan from before it was recorded.",
     )
+    cancelled_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the course was cancelled (POST plans/{id}/cancel/): its bookings still to come were "
+        "cancelled with it and every session that did not happen reads `cancelled`; null while it runs.",
+    )
+    cancel_reason = serializers.CharField(help_text="Why it was cancelled, as given (may be empty).")
 
 
 class PlanRefusalProblemOut(RefusalProblemOut):
@@ -315,6 +321,8 @@ def plan_data(plan: TreatmentPlan, today, checks: dict | None = None) -> dict:
         "created": local_iso(plan.created_at, tz),
         "sessions": sessions,
         "rulebook_version": plan.rulebook_version or None,
+        "cancelled_at": local_iso(plan.cancelled_at, tz) if plan.cancelled_at else None,
+        "cancel_reason": plan.cancel_reason,
     }
 
 
@@ -377,8 +385,23 @@ class PlanTemplateListApi(ApiView):
         return self.page(self.get_queryset(), PlanTemplateOut)
 
 
-class PatientPlanCreateApi(ApiView):
+class PatientPlansApi(ApiView):
     serializer_class = PlanOut
+
+    @extend_schema(
+        tags=["treatment plans"],
+        operation_id="patients_plans_list",
+        summary="The patient's plans at your clinics, newest first, each with its sessions' status",
+        responses=docs.responses(200, PlanOut, many=True, bad_request=True),
+    )
+    def get(self, request, patient_id):
+        patient = self.patient_from_url()
+        rows = selectors.plans_with_sessions(selectors.plans_in(self.clinics()).filter(patient=patient))
+        now = timezone.now()
+        return self.page(
+            rows.order_by("-created_at", "-pk"),
+            data=lambda plan: plan_data(plan, now.astimezone(plan.clinic.tz).date()),
+        )
 
     @extend_schema(
         tags=["treatment plans"],
@@ -493,4 +516,33 @@ class PlanReplanApi(_PlanApi):
             )
         except (services.UnableToBookSession, services.UnableToPlan) as refused:
             return _refusal(request, refused)
+        return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date()))
+
+
+class PlanCancelApi(_PlanApi):
+    serializer_class = PlanOut
+
+    @extend_schema(
+        tags=["treatment plans"],
+        operation_id="plans_cancel",
+        summary="Cancel the course: its bookings still to come are cancelled with it, in one transaction",
+        request=CancelIn,
+        parameters=[docs.IDEMPOTENCY_KEY],
+        responses={
+            **docs.responses(200, PlanOut, bad_request=True, idempotent=True, body=True),
+            (409, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                ProblemOut,
+                description="plan_cancelled: the course was cancelled already; or a request with this "
+                "Idempotency-Key is still being processed.",
+            ),
+        },
+    )
+    @idempotent
+    def post(self, request, plan_id):
+        plan = self.plan_from_url()
+        data = _input(CancelIn, request)
+        now = timezone.now()
+        plan = services.plan_cancel(
+            plan=plan, actor=self.caller.actor(plan.clinic_id), now=now, reason=data.get("reason", "")
+        )
         return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date()))

@@ -52,9 +52,10 @@ urlpatterns = [
         "appointments/<str:appointment_id>/no-show/", views.AppointmentNoShowApi.as_view(), name="appointment-no-show"
     ),
     path("plan-templates/", plans.PlanTemplateListApi.as_view(), name="plan-template-list"),
-    path("patients/<str:patient_id>/plans/", plans.PatientPlanCreateApi.as_view(), name="patient-plans"),
+    path("patients/<str:patient_id>/plans/", plans.PatientPlansApi.as_view(), name="patient-plans"),
     path("plans/<str:plan_id>/", plans.PlanDetailApi.as_view(), name="plan-detail"),
     path("plans/<str:plan_id>/replan/", plans.PlanReplanApi.as_view(), name="plan-replan"),
+    path("plans/<str:plan_id>/cancel/", plans.PlanCancelApi.as_view(), name="plan-cancel"),
     path("webhooks/", webhooks.WebhookListCreateApi.as_view(), name="webhook-list"),
     path("webhooks/<str:webhook_id>/", webhooks.WebhookDetailApi.as_view(), name="webhook-detail"),
     path(

@@ -91,7 +91,7 @@ class ApiView(generics.GenericAPIView):
     http_method_names = ["get", "post", "put", "patch", "delete", "head"]
 
     def initial(self, request, *args, **kwargs):
-        _refuse_oversized(request)  # before authentication: a huge header is not read as a key
+        refuse_oversized(request)  # before authentication: a huge header is not read as a key
         super().initial(request, *args, **kwargs)
 
     @property
@@ -138,9 +138,11 @@ class ApiView(generics.GenericAPIView):
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
 
-def _refuse_oversized(request) -> None:
+def refuse_oversized(request) -> None:
+    """414 for a path and query (its `?` counted) longer than MAX_URI_LENGTH, 431 for a longer header."""
     meta = request.META
-    uri_length = len(escape_uri_path(request.path)) + len(meta.get("QUERY_STRING", "")) + 1
+    query = meta.get("QUERY_STRING", "")
+    uri_length = len(escape_uri_path(request.path)) + (len(query) + 1 if query else 0)
     if uri_length > MAX_URI_LENGTH:
         raise UriTooLong()
     for name, value in meta.items():

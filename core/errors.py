@@ -108,6 +108,7 @@ class ErrorCode(StrEnum):
     PLAN_INFEASIBLE = "plan_infeasible", 409
     PLAN_REFUSED = "plan_refused", 409
     PLAN_SESSION_NOT_REPLANNABLE = "plan_session_not_replannable", 409
+    PLAN_CANCELLED = "plan_cancelled", 409
 
 
 class DomainError(Exception):

@@ -27,8 +27,8 @@ from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
 from api.access import caller_for
-from api.problems import HeaderTooLarge, PayloadTooLarge, UriTooLong
-from api.views import MAX_HEADER_LENGTH, MAX_URI_LENGTH
+from api.problems import PayloadTooLarge
+from api.views import refuse_oversized
 from clinic.models import AppointmentStatus, Practitioner, ProcedureType
 from clinic.selectors import appointments_in
 from core.errors import DomainError
@@ -143,11 +143,7 @@ class FhirView(APIView):
         return exception_handler
 
     def initial(self, request, *args, **kwargs):
-        meta = request.META
-        if len(request.path) + len(meta.get("QUERY_STRING", "")) + 1 > MAX_URI_LENGTH:
-            raise UriTooLong()
-        if any(len(v) > MAX_HEADER_LENGTH for k, v in meta.items() if k.startswith("HTTP_") and isinstance(v, str)):
-            raise HeaderTooLarge()
+        refuse_oversized(request)
         super().initial(request, *args, **kwargs)
 
     def http_method_not_allowed(self, request, *args, **kwargs):

@@ -43,6 +43,7 @@ clinic_patterns = [
     path("patients/<uuid:patient_id>/plan/book/", plans.plan_book, name="plan_book"),
     path("plans/<uuid:plan_id>/", plans.plan_detail, name="plan"),
     path("plans/<uuid:plan_id>/replan/", plans.plan_replan, name="plan_replan"),
+    path("plans/<uuid:plan_id>/cancel/", plans.plan_cancel, name="plan_cancel"),
     path("appointments/<uuid:appointment_id>/", appointments.appointment_detail, name="appointment"),
     path("appointments/<uuid:appointment_id>/aftercare/", calendar.aftercare_sheet, name="aftercare"),
     path("appointments/<uuid:appointment_id>/reschedule/", booking.reschedule, name="reschedule"),

@@ -50,9 +50,9 @@ class PlanSessionInline(admin.TabularInline):
 class TreatmentPlanAdmin(ClinicScopedAdmin):
     """Read-only; a clinic administrator sees only the plans that take place at their clinics."""
 
-    list_display = ["template", "patient", "clinic", "created_at"]
+    list_display = ["template", "patient", "clinic", "created_at", "cancelled_at"]
     list_filter = ["template"]
-    readonly_fields = ["patient", "template", "clinic", "area", "created_at"]
+    readonly_fields = ["patient", "template", "clinic", "area", "created_at", "cancelled_at", "cancel_reason"]
     inlines = [PlanSessionInline]
 
     def has_add_permission(self, request) -> bool:

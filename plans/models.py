@@ -170,6 +170,11 @@ class TreatmentPlan(models.Model):
         default=list, blank=True, help_text="morning, afternoon or evening (clinic-local); empty: any."
     )
 
+    # A course the patient stopped (plans.services.plan_cancel): its bookings still to come were cancelled with it,
+    # no session of it is due any more and none is re-planned or recalled.
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.TextField(blank=True)
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["patient", "created_at"])]

@@ -437,29 +437,43 @@ def plan_course(
     session, is the local date of the session kept before it: the first placed session then falls within
     the course's gaps after it, like every other, and never before `start_at` (without it, it was placed as
     a course's first session, days after the one before). When that window has passed by `start_at` (a
-    missed or overdue session) it goes from `start_at`, as a course's first session does.
+    missed or overdue session), or only its last day is left and nothing fits in it from `start_at`, it goes from
+    `start_at`, as a course's first session does.
     """
     if start_at.tzinfo is None or start_at.utcoffset() is None:
         raise PlanInputError("start", "The start must be timezone-aware.")
-    if after_day is not None and course.max_gap.add_to(after_day) < start_at.astimezone(tz).date():
+    start_day = start_at.astimezone(tz).date()
+    last_day = course.max_gap.add_to(after_day) if after_day is not None else None
+    if last_day is not None and last_day < start_day:
         after_day = None
-    search = _Search(
-        timeline,
-        rulebook,
-        course,
-        tz,
-        free_slots,
-        preferences,
-        rules.ceil_minute(start_at.astimezone(UTC)),
-        first_index,
-        ignore_event_ids,
-    )
-    placed = search.place(first_index, after_day, timeline, [])
-    if placed is not None:
-        return Plan(tuple(placed))
-    obstacle = search.first_obstacle or Obstacle(
-        first_index,
-        search.window(first_index, after_day),
-        f"No arrangement of the {course.sessions} sessions fits within a year of the start.",
-    )
-    return Plan((), obstacle)
+
+    def placed_from(previous_day: date | None) -> Plan:
+        search = _Search(
+            timeline,
+            rulebook,
+            course,
+            tz,
+            free_slots,
+            preferences,
+            rules.ceil_minute(start_at.astimezone(UTC)),
+            first_index,
+            ignore_event_ids,
+        )
+        placed = search.place(first_index, previous_day, timeline, [])
+        if placed is not None:
+            return Plan(tuple(placed))
+        obstacle = search.first_obstacle or Obstacle(
+            first_index,
+            search.window(first_index, previous_day),
+            f"No arrangement of the {course.sessions} sessions fits within a year of the start.",
+        )
+        return Plan((), obstacle)
+
+    plan = placed_from(after_day)
+    if not plan.feasible and after_day is not None and last_day == start_day:
+        # `start` on the window's last day, after what it had free: the window has passed for this start, as it
+        # has from the next morning (what a start then would give, instead of a dead end a minute earlier).
+        later = placed_from(None)
+        if later.feasible:
+            return later
+    return plan

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction, ProcedureRecord
 from plans.models import PlanKind, PlanSession, PlanTemplate, Recall
@@ -39,6 +39,8 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
     done_on = appointment.start_at.astimezone(tz).date()
     template, session = None, None
     current = PlanSession.objects.filter(appointment=appointment).select_related("plan__template").first()
+    if current is not None and current.plan.cancelled_at is not None:
+        return None  # a course the patient stopped recalls nothing (a visit under way when it stopped, done since)
     if current is not None:
         session = current.plan.sessions.filter(index=current.index + 1).select_related("appointment").first()
         if session is not None:
@@ -130,6 +132,21 @@ def recalls_settle(*, patient_id, now: datetime) -> int:
             reason="a later treatment was booked or done",
         )
     return len(stale)
+
+
+def recalls_withdraw(*, patient_id, after, sessions, now: datetime) -> int:
+    """Close the open recalls planned after the treatments `after` (appointment ids) or for the plan sessions
+    `sessions` (ids), and cancel their unsent messages: a course cancelled (plans.services.plan_cancel). Returns
+    how many were closed."""
+    recalls = Recall.objects.select_for_update(of=("self",)).filter(patient_id=patient_id, closed_at__isnull=True)
+    rows = list(recalls.filter(Q(after_id__in=list(after)) | Q(session_id__in=list(sessions))))
+    if not rows:
+        return 0
+    Recall.objects.filter(pk__in=[row.pk for row in rows]).update(closed_at=now)
+    recall_cancel(
+        patient_id=patient_id, procedure=None, after=[row.after_id for row in rows], reason="the course was cancelled"
+    )
+    return len(rows)
 
 
 def recalls_on_record_changed(*, patient_id, now: datetime, cause: str) -> None:

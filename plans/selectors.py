@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import NamedTuple
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Clinic
@@ -23,10 +23,13 @@ class SessionStatus:
     MISSED = "missed"
 
 
-def session_status(session: PlanSession, today: date, window: planner.Window | None = None) -> str:
+def session_status(
+    session: PlanSession, today: date, window: planner.Window | None = None, *, plan_cancelled: bool = False
+) -> str:
     """booked or completed by its appointment; otherwise due, overdue (past the ideal day) or missed (past the
     window, or not attended); a cancelled session says so until its window has passed. `window`: the session's as
-    it stands (`session_window`), else the one the plan stored."""
+    it stands (`session_window`), else the one the plan stored. A session of a cancelled course that did not
+    happen (and holds no booking the course kept: one under way when it was cancelled) is cancelled for good."""
     window = window or session.window
     appointment = session.appointment
     if appointment is not None:
@@ -36,6 +39,8 @@ def session_status(session: PlanSession, today: date, window: planner.Window | N
             return SessionStatus.BOOKED
         if appointment.status == AppointmentStatus.NO_SHOW:
             return SessionStatus.MISSED
+    if plan_cancelled:
+        return SessionStatus.CANCELLED
     if today > window.latest:
         return SessionStatus.MISSED
     if appointment is not None:  # cancelled, window still open
@@ -138,16 +143,31 @@ def _checked_version() -> Subquery:
     return Subquery(trail.order_by("-id").values(version=KT("details__rulebook_version"))[:1])
 
 
-def plan_sessions(plan: TreatmentPlan, today: date) -> list[SessionView]:
-    rows = (
-        plan.sessions.select_related("appointment__practitioner")
+def _session_rows(sessions: QuerySet[PlanSession]) -> QuerySet[PlanSession]:
+    return (
+        sessions.select_related("appointment__practitioner")
         .annotate(checked_rulebook_version=_checked_version())
         .order_by("index")
     )
+
+
+def plans_with_sessions(plans: QuerySet[TreatmentPlan]) -> QuerySet[TreatmentPlan]:
+    """`plans` with what `plan_sessions` reads of each fetched with them: a list of plans costs the same few
+    statements however many plans and sessions it holds."""
+    return plans.select_related("clinic", "template").prefetch_related(
+        Prefetch("sessions", queryset=_session_rows(PlanSession.objects.all()), to_attr="session_rows")
+    )
+
+
+def plan_sessions(plan: TreatmentPlan, today: date) -> list[SessionView]:
+    rows = getattr(plan, "session_rows", None)  # fetched with the plan (`plans_with_sessions`)
+    if rows is None:
+        rows = _session_rows(plan.sessions.all())
     views, previous = [], None
+    cancelled = plan.cancelled_at is not None
     for row in rows:
         window = session_window(plan, row, previous)
-        status = session_status(row, today, window)
+        status = session_status(row, today, window, plan_cancelled=cancelled)
         version = row.checked_rulebook_version if status in _HOLDS_A_BOOKING else None
         views.append(SessionView(row, status, version or None, window))
         previous = row

@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.conf import settings
 from django.db import transaction
 
-from clinic.models import AppointmentStatus, Clinic, Patient, Practitioner
+from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner
 from core.errors import ErrorCode, InvalidInput, NotFound, Refused
 from plans import planner
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
+from plans.recalls import recalls_withdraw
 from plans.selectors import session_holds_booking
 from scheduler import booking, rules, selectors, versioned
 from scheduler.availability import AvailabilityCode, Schedule, availability_violation, calendars_of
@@ -461,9 +462,18 @@ def _replan_preferences(plan: TreatmentPlan, named: dict) -> dict:
     }
 
 
+def _require_not_cancelled(plan: TreatmentPlan) -> None:
+    if plan.cancelled_at is not None:
+        raise Refused(
+            ErrorCode.PLAN_CANCELLED,
+            f"The course was cancelled on {plan.cancelled_at.astimezone(plan.clinic.tz):%d %b %Y}; plan a new one.",
+        )
+
+
 def _replan_request(
     plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool, preferences: dict
 ) -> tuple[PlanRequest, list[PlanSession], date | None]:
+    _require_not_cancelled(plan)
     sessions = list(plan.sessions.select_related("appointment").order_by("index"))
     if not any(s.index == from_index for s in sessions):
         raise InvalidInput(
@@ -511,6 +521,7 @@ def plan_replan(
     `preferences` as for `plan_replan_propose`; they apply to this re-plan only (the plan keeps its own)."""
     with transaction.atomic():
         lock_patient(plan.patient_id)
+        plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: a cancel takes the same lock first.
         request, moving, after_day = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences)
         active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
         ignore = tuple(a.pk for a in active.values())
@@ -551,6 +562,38 @@ def plan_replan(
             row.save(update_fields=["appointment", "earliest_on", "ideal_on", "latest_on", "placed_on"])
         plan.rulebook_version = _rulebook(request).version
         plan.save(update_fields=["rulebook_version"])
+    return plan
+
+
+# --- Cancelling a course ----------------------------------------------------------------------------------
+
+
+def _under_way(appointment: Appointment, now: datetime) -> bool:
+    """The visit has begun (its time has come, or the patient is checked in): its outcome is the clinician's."""
+    return appointment.start_at <= now or appointment.checked_in_at is not None
+
+
+def plan_cancel(*, plan: TreatmentPlan, actor: Actor, now: datetime, reason: str = "") -> TreatmentPlan:
+    """Stop the course (the patient no longer wants it): in one transaction, every booking of it still to come is
+    cancelled through the single cancellation's path (audited, its messages cancelled, sent as a webhook), a recall
+    its sessions planned is withdrawn, and the plan is marked so that no session of it is due, re-planned or
+    recalled any more. A visit already under way keeps its booking (a clinician records its outcome). A plan
+    cancelled already is a 409 `plan_cancelled`."""
+    reason = reason.strip()
+    with transaction.atomic():
+        lock_patient(plan.patient_id)
+        plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: checked only now that the patient is locked.
+        _require_not_cancelled(plan)
+        sessions = list(plan.sessions.select_related("appointment").order_by("index"))
+        said = f"Treatment plan cancelled: {reason}" if reason else "Treatment plan cancelled."
+        for session in sessions:
+            appointment = session.appointment
+            if appointment is not None and appointment.is_active and not _under_way(appointment, now):
+                booking.appointment_cancel(appointment=appointment, actor=actor, now=now, reason=said)
+        done = [s.appointment_id for s in sessions if s.appointment_id is not None]
+        recalls_withdraw(patient_id=plan.patient_id, after=done, sessions=[s.pk for s in sessions], now=now)
+        plan.cancelled_at, plan.cancel_reason = now, reason
+        plan.save(update_fields=["cancelled_at", "cancel_reason"])
     return plan
 
 

@@ -12,9 +12,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from clinic.selectors import clinics_for_user
+from core.errors import Refused
 from core.timeutils import within_years
 from frontdesk import selectors
-from frontdesk.forms import DomainErrors
+from frontdesk.forms import CancelForm, DomainErrors
 from frontdesk.plan_forms import PlanCourseForm, ReplanForm
 from frontdesk.plan_timeline import timeline_of
 from frontdesk.views.base import clinic_page, page, patient_or_404
@@ -136,6 +137,7 @@ def plan_detail(request, plan_id):
             "patient": plan.patient,
             "sessions": plan_selectors.plan_sessions(plan, today),
             "replan_form": replan_form,
+            "cancel_form": CancelForm(),
             "proposal": proposal,
             "timeline": timeline_of(proposal) if proposal and proposal.plan.feasible else None,
             "appointments_by_id": selectors.patient_appointments_by_id(plan.patient) if proposal else {},
@@ -164,4 +166,22 @@ def plan_replan(request, plan_id):
             messages.success(request, f"Re-planned from session {form.cleaned_data['from_session']}.")
             return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
     messages.error(request, outcome.refused or "The re-plan could not be applied; check the date.")
+    return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
+
+
+@clinic_page
+@require_POST
+def plan_cancel(request, plan_id):
+    """Cancel the course: its bookings still to come are cancelled, each as a single cancellation is."""
+    plan = _plan_or_404(request, plan_id)
+    form = CancelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+    else:
+        try:
+            services.plan_cancel(plan=plan, actor=request.actor, now=timezone.now(), reason=form.cleaned_data["reason"])
+        except Refused as refused:
+            messages.error(request, refused.message)
+        else:
+            messages.success(request, f"{plan.template.name} cancelled: its bookings still to come are cancelled.")
     return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)

@@ -463,7 +463,8 @@ def test_a_course_under_a_rule_stricter_than_its_maximum_gap_is_refused_and_plan
 
 
 def test_a_course_stopped_session_by_session_sends_nothing_more_and_plans_no_recall(w):
-    """There is no plan-level cancel (405): stopping a course is cancelling each booking. Reminders: a cancellation
+    """A course stopped booking by booking (a plan-level cancel, POST /plans/{id}/cancel/, came later; DELETE stays a
+    405: tests/api/test_plan_list_and_cancel.py). Reminders: a cancellation
     cancels every unsent care message; plans: each session `cancelled` while its window is open; no recall."""
     with at(ldn(2026, 3, 2, 9)):
         plan = plan_course(w)
@@ -577,7 +578,7 @@ def test_bad_plan_input_is_a_400_or_405_naming_what_is_wrong_and_books_or_moves_
             ("patch", f"/plans/{plan['id']}/"),
             ("delete", f"/plans/{plan['id']}/"),
             ("get", f"/plans/{plan['id']}/replan/"),
-            ("get", f"/patients/{w.mia.pk}/plans/"),
+            ("get", f"/plans/{plan['id']}/cancel/"),  # GET /patients/{id}/plans/ lists them since 6 December
         ]:
             problem(getattr(w.api, method)(f"{API}{path}"), 405)
         for path in ["/plans/not-a-plan/", "/plans/00000000-0000-0000-0000-000000000000/"]:
