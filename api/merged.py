@@ -16,19 +16,29 @@ from core.ids import parse_uuid
 REPLACING_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 
 
+def survivor_address(request, clinics, kwargs: dict) -> tuple[str, object] | None:
+    """The same operation's path on the survivor, and the survivor's id, when `kwargs["patient_id"]` is a tombstone
+    the caller's clinics could see; None otherwise."""
+    pk = parse_uuid(kwargs.get("patient_id"))
+    survivor = merged_patient_survivor(clinics, pk) if pk else None
+    if survivor is None:
+        return None
+    match = request.resolver_match
+    path = reverse(
+        f"{match.namespace}:{match.url_name}" if match.namespace else match.url_name,
+        kwargs={**kwargs, "patient_id": str(survivor.pk)},
+    )
+    return path, survivor.pk
+
+
 def redirect_if_merged(request, clinics, kwargs: dict) -> None:
     """Raise a 308 to the same operation on the survivor when `kwargs["patient_id"]` is a tombstone the
     caller's clinics could see (a 409 for a replacing change, REPLACING_METHODS); do nothing otherwise (the caller
     then answers its 404)."""
-    pk = parse_uuid(kwargs.get("patient_id"))
-    survivor = merged_patient_survivor(clinics, pk) if pk else None
-    if survivor is None:
+    address = survivor_address(request, clinics, kwargs)
+    if address is None:
         return
-    match = request.resolver_match
-    location = reverse(
-        f"{match.namespace}:{match.url_name}" if match.namespace else match.url_name,
-        kwargs={**kwargs, "patient_id": str(survivor.pk)},
-    )
+    location, survivor_id = address
     query = request.META.get("QUERY_STRING", "")
     refused = MergedRecordChange if request.method in REPLACING_METHODS else MergedRecord
-    raise refused(location + (f"?{query}" if query else ""), survivor.pk)
+    raise refused(location + (f"?{query}" if query else ""), survivor_id)

@@ -74,6 +74,17 @@ MergeSubscriber = Callable[..., None]
 _merge_subscribers: list[MergeSubscriber] = []
 
 
+# Told, after a merge moved them, of the merged record's active appointments, now the survivor's (`appointment_ids`,
+# with `merged`, `into`, `now`, `actor_label`, `actor_user`): scheduler audits each and tells the platforms, in the
+# merge's transaction, before the joined record is re-checked.
+_moved_subscribers: list[Callable[..., object]] = []
+
+
+def subscribe_moved(subscriber: Callable[..., object]) -> None:
+    if subscriber not in _moved_subscribers:
+        _moved_subscribers.append(subscriber)
+
+
 def subscribe_merge(subscriber: MergeSubscriber) -> None:
     """Register a subscriber called as two records are merged, before any row moves (once, however often)."""
     if subscriber not in _merge_subscribers:
@@ -265,8 +276,22 @@ def patient_merge(
         from_merged = _event_ids(merged)
         for subscriber in _merge_subscribers:
             subscriber(merged=merged, into=into, now=now)
+        active = list(
+            Appointment._base_manager.filter(patient=merged, status__in=ACTIVE_APPOINTMENT_STATUSES)
+            .order_by("start_at", "pk")
+            .values_list("pk", flat=True)
+        )
         intake_result = _merge_intake(merged, into, decisions)
         moved = _move_related_rows(merged, into)
+        for subscriber in _moved_subscribers:
+            subscriber(
+                appointment_ids=active,
+                merged=merged,
+                into=into,
+                now=now,
+                actor_label=actor_label[:200],
+                actor_user=actor_user,
+            )
         Patient.objects.filter(merged_into=merged).update(merged_into=into)  # older tombstones: one hop
         consent = _stricter_consent(merged, into)
         merged.merged_into, merged.merged_at = into, now

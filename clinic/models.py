@@ -819,6 +819,9 @@ class AuditAction(models.TextChoices):
     RELEASED = "released", "Released after review"
     # The patient is at the desk: a fact about the visit, recorded once; the status does not change.
     CHECKED_IN = "checked_in", "Checked in"
+    # A merge moved the booking to the surviving record (clinic.merging): its patient changed, nothing else; details
+    # name both records. Said to the platforms (`appointment.patient_merged`), who may hold the old record's id.
+    PATIENT_MERGED = "patient_merged", "Moved to the merged record"
     # Staff asked for one of the patient's messages that failed (or was skipped) to go again: the desk's "Send again",
     # an operator's retry. Not a change to the appointment; the trail says who asked for which message (details:
     # message, channel, name, the status it had). The sender still checks it when it goes, and may drop it.

@@ -221,9 +221,14 @@ def patient_update(
         for name, value in fields.items():
             setattr(patient, name, value)
         _validated(patient, problems)  # bad input is a 400 first, whatever the If-Match
+        stored = record_version(Patient.objects.get(pk=patient.pk))
+        if record_version(patient) == stored:
+            # Nothing to change: a retry of a change already made (its answer lost), or a form saved unchanged. Not
+            # a conflict whatever the If-Match (RFC 9110, 13.1.1: the change is already there), and nothing written.
+            return patient
         # Race condition: compared under the patient's lock, which every change of their details takes.
         _unchanged_since(
-            lambda: record_version(Patient.objects.get(pk=patient.pk)),
+            lambda: stored,
             made_from,
             "The patient's details changed since they were read: nothing was saved. Read them again and make the "
             "change on what they are now.",
@@ -403,6 +408,8 @@ def medication_course_end(
         stored = MedicationCourse.objects.filter(pk=course.pk).first()
         if stored is None:
             raise NotFound("unknown_medication_course", "This medication course was removed meanwhile.")
+        if stored.ended_on == ended_on:
+            return stored  # already so (a retry whose answer was lost, a form sent twice): nothing to change
         _unchanged_since(
             lambda: record_version(stored),
             made_from,
@@ -518,16 +525,33 @@ def conditions_replace(
         rows.append(_intake_row(patient, line, index, seen))
     with transaction.atomic():
         lock_live_patient(patient.pk)
-        # Race condition: compared under the patient's lock, which every intake change takes.
-        _unchanged_since(
-            lambda: intake_version(patient.pk),
-            made_from,
-            "The medical history changed since it was read: nothing was saved. Read it again and make the change "
-            "on what it is now.",
-        )
-        PatientCondition.objects.filter(patient=patient).delete()
-        PatientCondition.objects.bulk_create(rows)
-        patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")
+        # Race condition: read and compared under the patient's lock, which every intake change takes.
+        stored = {(row.condition_id, row.area_id): row for row in PatientCondition.objects.filter(patient=patient)}
+        wanted = {(row.condition_id, row.area_id): row for row in rows}
+        removed = [row.pk for key, row in stored.items() if key not in wanted]
+        added = [row for key, row in wanted.items() if key not in stored]
+        changed = []
+        for key, row in wanted.items():
+            kept = stored.get(key)
+            if kept is not None and (kept.status, kept.noted_on) != (row.status, row.noted_on):
+                kept.status, kept.noted_on = row.status, row.noted_on
+                changed.append(kept)
+        if removed or added or changed:
+            # Something changes: only then is a change made from another version a conflict (a retry of one already
+            # made, its answer lost, finds the intake as it asks and is answered as if it were the first).
+            _unchanged_since(
+                lambda: intake_version(patient.pk),
+                made_from,
+                "The medical history changed since it was read: nothing was saved. Read it again and make the "
+                "change on what it is now.",
+            )
+            # Lines that stay keep their rows (and ids, which a booking flagged for review names in its reasons:
+            # the same intake sent again flags nothing again).
+            PatientCondition.objects.filter(pk__in=removed).delete()
+            if changed:
+                PatientCondition.objects.bulk_update(changed, ["status", "noted_on"])
+            PatientCondition.objects.bulk_create(added)
+            patient_record_changed(patient_id=patient.pk, now=now or timezone.now(), cause="intake updated")
     return list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area"))
 
 

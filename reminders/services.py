@@ -170,6 +170,9 @@ REACTIONS = {
     AuditAction.RELEASED: _on_cleared,
     # The patient is here: nothing to send or cancel (a no-show is a separate, explicit action).
     AuditAction.CHECKED_IN: _unchanged,
+    # A merge moved it to the surviving record: its messages go to whoever the survivor is reached by, read when
+    # each goes (consent and addresses are read at send time); nothing to re-plan.
+    AuditAction.PATIENT_MERGED: _unchanged,
 }
 
 
@@ -778,7 +781,9 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     endpoints = _endpoints_reaching(appointment.clinic_id, appointment.clinic.organisation_id)
     tz = appointment.clinic.tz
     data = {"appointment": appointment_event_data(appointment)}
-    if previous:
+    if previous and "patient" in previous:
+        data["previous"] = {"patient": str(previous["patient"])}  # a merge: the record it belonged to
+    elif previous:
         data["previous"] = {
             "start": previous["start_at"].astimezone(tz).isoformat() if previous.get("start_at") else None,
             "practitioner": str(previous["practitioner"]) if previous.get("practitioner") else None,

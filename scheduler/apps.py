@@ -18,6 +18,8 @@ class SchedulerConfig(AppConfig):
         record_changes.subscribe(on_record_changed)
         # A merge records the warnings its two records bring together (they change no status): the rules find them.
         merging.subscribe_warnings(appointments_warnings)
+        # The bookings a merge moves to the survivor are audited and announced (their patient changed).
+        merging.subscribe_moved(lifecycle.appointments_merged)
         # A booking cancelled, moved or missed re-checks the patient's bookings it flagged, in the same transaction.
         lifecycle.subscribe_freed(flagged_appointments_recheck)
         # A rule edit re-checks every patient it may affect, in chunks, after it commits.

@@ -89,6 +89,7 @@ EVENT_FOR_ACTION: dict[str, str] = {
     Action.CLEARANCE_REQUESTED: "appointment.clearance_requested",
     Action.RELEASED: "appointment.released",
     Action.CHECKED_IN: "appointment.checked_in",
+    Action.PATIENT_MERGED: "appointment.patient_merged",
 }
 EVENTS: tuple[str, ...] = tuple(EVENT_FOR_ACTION.values())
 
@@ -203,6 +204,18 @@ def record(
     )
     insert_rows([event])  # its INSERT's SQL kept (core.compiled): every booking and change writes one
     notifications.appointment_changed(appointment=appointment, change=action, now=now, previous=previous)
+
+
+def appointments_merged(*, appointment_ids, merged, into, now: datetime, actor_label: str, actor_user) -> None:
+    """A merge moved these active appointments from `merged` to the survivor `into` (clinic.merging, in its
+    transaction): each is audited and announced (`appointment.patient_merged`, `previous.patient` the old record),
+    in start order, before the joined record is re-checked (whose moves come after, as later events)."""
+    actor = Actor(label=actor_label, user=actor_user)
+    details = {"merged": str(merged.pk), "into": str(into.pk)}
+    for appointment in (
+        Appointment.objects.filter(pk__in=appointment_ids).select_related("clinic").order_by("start_at", "pk")
+    ):
+        record(appointment, Action.PATIENT_MERGED, actor, now, details=details, previous={"patient": merged.pk})
 
 
 # What a change to one appointment means for the patient's others: a booking cancelled, moved or missed may free the

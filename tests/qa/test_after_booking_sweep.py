@@ -416,7 +416,11 @@ def test_a_merge_loses_nothing_duplicates_nothing_and_rechecks_from_the_merged_h
     assert fresh(cancelled).status == AppointmentStatus.CANCELLED  # a cancelled one is never re-flagged
     flagged = AuditEvent.objects.get(appointment=mn, action="needs_review")
     assert flagged.reason.startswith(f"merge: record {duplicate.pk} merged in")
-    assert AuditEvent.objects.count() == audits_before + 1
+    # The flag, and (since 6 December) the duplicate's one active booking audited as moved to the survivor.
+    assert AuditEvent.objects.count() == audits_before + 2
+    assert list(AuditEvent.objects.filter(action="patient_merged").values_list("appointment_id", flat=True)) == [
+        botox.pk
+    ]
     assert MedicationCourse.objects.filter(patient=survivor).count() == 1
 
 

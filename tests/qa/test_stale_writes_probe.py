@@ -488,14 +488,13 @@ def test_admin_changing_a_course_someone_changed_meanwhile_is_refused_with_what_
     assert (course.ended_on, course.notes) == (date(2026, 2, 20), "Seen by the dermatologist.")
 
 
-def _admin_save_over_a_rewritten_intake(patient, admin_client):
-    """The admin's change page is opened; B adds an active clotting disorder at the desk (the intake is rewritten,
-    each line a new row); the admin, on the old page, changes the surname and saves. The answer."""
+def _admin_save_over_a_rewritten_intake(patient, admin_client, *, keep_filler_allergy: bool = True):
+    """The admin's change page is opened; B adds an active clotting disorder at the desk (keeping the filler allergy
+    line the page shows, or replacing it); the admin, on the old page, changes the surname and saves. The answer."""
     change = reverse("admin:clinic_patient_change", args=[patient.pk])
     stale = form_on(admin_client.get(change), change)
-    conditions_replace(
-        patient=patient, lines=[IntakeLine("filler_allergy", "history"), IntakeLine("clotting_disorder", "active")]
-    )
+    kept = [IntakeLine("filler_allergy", "history")] if keep_filler_allergy else []
+    conditions_replace(patient=patient, lines=[*kept, IntakeLine("clotting_disorder", "active")])
     stale["last_name"] = "Lee-Admin"
     return admin_client.post(change, stale)
 
@@ -503,26 +502,40 @@ def _admin_save_over_a_rewritten_intake(patient, admin_client):
 def test_admin_intake_inline_saved_from_a_stale_page_keeps_a_clotting_disorder_added_meanwhile(
     patient, booked, admin_client
 ):
-    """The admin's stale save is refused (the rows it names are gone), not a 500; B's line is kept."""
+    """B's line is kept whatever the stale page holds. Since 6 December an intake saved keeps the rows of the lines it
+    leaves as they were (clinic.services.conditions_replace), so a page showing only those is not stale for them: the
+    admin's surname goes through, and the line added meanwhile stays, its booking still held for review."""
     response = _admin_save_over_a_rewritten_intake(patient, admin_client)
+    assert response.status_code == 302
+    assert ("clotting_disorder", "active", None) in intake(patient)
+    assert ("filler_allergy", "history", None) in intake(patient)
+    assert fresh(patient).last_name == "Lee-Admin"
+    assert fresh_appointment(booked).status == AppointmentStatus.NEEDS_REVIEW
+
+
+def test_admin_intake_inline_saved_over_a_line_removed_meanwhile_is_refused(patient, booked, admin_client):
+    """The admin's stale page names a line B removed (replaced by a clotting disorder): refused (the row it names is
+    gone), not a 500; B's line is kept, the surname not saved."""
+    response = _admin_save_over_a_rewritten_intake(patient, admin_client, keep_filler_allergy=False)
     assert response.status_code == 200
     assert "Please correct the error" in words(response)  # "the errors below", now with what they are
-    assert ("clotting_disorder", "active", None) in intake(patient)
+    assert intake(patient) == {("clotting_disorder", "active", None)}
     assert fresh(patient).last_name == "Lee"
     assert fresh_appointment(booked).status == AppointmentStatus.NEEDS_REVIEW
 
 
 def test_admin_stale_intake_save_says_what_to_correct(patient, booked, admin_client):
     """The refusal names something the admin can act on (reload the page)."""
-    response = _admin_save_over_a_rewritten_intake(patient, admin_client)
+    response = _admin_save_over_a_rewritten_intake(patient, admin_client, keep_filler_allergy=False)
     [conditions] = [x.formset for x in response.context["inline_admin_formsets"] if x.formset.prefix == "conditions"]
     assert conditions.errors[0] == {"id": ["Select a valid choice. That choice is not one of the available choices."]}
 
     # Found by this probe and mended on 4 December (clinic.forms.StaleRowsFormSet): the error was only on each stale
     # row's hidden `id` field, which Django's tabular inline never displays: the page said "Please correct the error
     # below." and showed no error anywhere; the admin could not tell that the intake changed meanwhile, and saving
-    # again failed the same way until the page was reloaded. (clinic.services.conditions_replace gives every line a
-    # new row on each save, so an intake saved anywhere makes every open admin page of that patient stale.)
+    # again failed the same way until the page was reloaded. (Until 6 December clinic.services.conditions_replace
+    # gave every line a new row on each save, so an intake saved anywhere made every open admin page stale; now a
+    # line removed or changed meanwhile does.)
     assert 'class="errorlist' in response.content.decode(), "no error shown on the page"
     assert "were changed or removed since it was opened: nothing was saved. Reload the page" in words(response)
 

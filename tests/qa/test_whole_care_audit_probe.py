@@ -638,7 +638,8 @@ def test_a_merge_that_removes_the_only_problem_releases_the_merged_in_booking_on
     assert (row.status, row.review_reasons, row.patient_id) == (AppointmentStatus.CONFIRMED, [], w.pat.pk)
     assert moves(row)[-1] == ("released", "needs_review", "confirmed")
     assert "merge" in AuditEvent.objects.filter(appointment=row, action="released").get().reason
-    assert hooks(row) == ["org", "west"]
+    assert hooks(row, "appointment.released") == ["org", "west"]
+    assert hooks(row, "appointment.patient_merged") == ["org", "west"]  # it changed hands (since 6 December)
 
 
 def test_registration_after_a_merge_finds_the_survivor_by_what_the_tombstone_brought_and_never_the_tombstone(world):
