@@ -9,6 +9,7 @@ exists twice comes back as an error on the time field.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
@@ -31,7 +32,15 @@ from clinic.models import (
     TreatmentArea,
 )
 from clinic.selectors import MONTH_FIRST_COUNTRIES
-from clinic.services import PATIENT_CHOICES, phone_examples, phone_problem, phone_to_e164
+from clinic.services import (
+    PATIENT_CHOICES,
+    PATIENT_FIELDS,
+    channels_as_changed,
+    phone_examples,
+    phone_problem,
+    phone_to_e164,
+    record_version,
+)
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.forms import drawn_value
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
@@ -257,8 +266,15 @@ class PatientForm(FrontdeskForm):
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
     # Set by "Register anyway" once the desk has seen the likely duplicates (clinic.duplicates).
     confirm_new = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # On an edit, the version of the record the form was drawn from (clinic.services.record_version): a save that
+    # would set a field someone else changed since is refused (frontdesk.views.patients.patient_edit). A post that
+    # does not say (a script): no check, as before.
+    made_from = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
     # The likely duplicates a registration met (frontdesk.views.patients.patient_created), to show.
     duplicates: list[dict] = []
+
+    # What an edit always saves as typed: a change someone else made to one since the form was drawn refuses the save.
+    IDENTITY_FIELDS = ("first_name", "last_name", "date_of_birth")
 
     def __init__(self, *args, clinic, patient=None, **kwargs) -> None:
         self.clinic = clinic
@@ -266,8 +282,9 @@ class PatientForm(FrontdeskForm):
         if patient is not None:
             # The number as the desk dials it; the service reads it back in the clinic's country.
             kwargs["initial"] = {
-                **{name: getattr(patient, name) for name in self.base_fields if name != "confirm_new"},
+                **{name: getattr(patient, name) for name in PATIENT_FIELDS},
                 "phone": display_phone(patient.phone, clinic.country),
+                "made_from": record_version(patient),
             }
         super().__init__(*args, **kwargs)
         if patient is not None:  # only a registration asks about duplicates
@@ -275,9 +292,13 @@ class PatientForm(FrontdeskForm):
             # Race condition: the patient may reply STOP (or change their choices on their page, or a platform their
             # number) while this form is open. The choices and the number and address it was drawn with go with it,
             # so that only what the desk changed is saved (patient_fields): saving a new surname must not switch
-            # texts back on, nor put back a number the patient gave up.
-            for name in self.drawn_fields():
+            # texts back on, nor put back a number the patient gave up. The name and date of birth go with it too:
+            # one corrected meanwhile by someone else is not put back unseen (overwritten).
+            for name in (*self.IDENTITY_FIELDS, *self.drawn_fields()):
                 self.fields[name].show_hidden_initial = True
+            self.fields["made_from"].widget.attrs.pop("aria-describedby")  # hidden: nothing on the page describes it
+        else:
+            del self.fields["made_from"]
         examples = phone_examples(clinic.country)
         if examples:
             self.fields[
@@ -343,7 +364,101 @@ class PatientForm(FrontdeskForm):
             and self._says_what_was_drawn("reminder_channels")
         ):
             fields["channels_drawn"] = drawn_value(self, "reminder_channels")
+        fields.pop("made_from", None)
         return fields
+
+    # --- Two people editing one patient -------------------------------------------------------------------------
+
+    def overwritten(self, now) -> list[str]:
+        """The fields this save would set over a change someone else made since the form was drawn (`now`: the
+        record as stored): its value is no longer the one drawn, and not the one this save writes. A contact field
+        the desk left alone is not saved (patient_fields), so never one of them; nor are the channels, where what
+        the desk ticked or unticked is applied to them as they are."""
+        found = []
+        for name, value in self.patient_fields().items():
+            if name in ("reminder_channels", "channels_drawn"):
+                continue
+            stored = self._comparable(name, getattr(now, name))
+            if self._says_what_was_drawn(name) and self._comparable(name, drawn_value(self, name)) == stored:
+                continue  # as drawn: nobody changed it since
+            if self._comparable(name, value) != stored:
+                found.append(name)
+        return found
+
+    def _comparable(self, name: str, value):
+        """A value as saved, to compare: the number in E.164, text without the spaces around it, no value as ""."""
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            value = value.strip()
+            if name == "phone" and value:
+                return phone_to_e164(value, country=self.clinic.country) or value
+            return value.casefold() if name == "email" else value
+        return value
+
+    def redrawn(self, now, overwritten: list[str]) -> PatientForm:
+        """This form again over the record as it is now (`now`), refused: what the desk changed kept as typed, every
+        other field as stored now, and drawn from `now` (its version and values), so that sending it again saves the
+        desk's changes knowingly. Each field someone else changed says what it is now."""
+        fresh = PatientForm(clinic=self.clinic, patient=now)
+        data = self.data.copy()
+        changed = set(self.changed_data)
+        for name, field in fresh.fields.items():
+            drawn_now = fresh.initial.get(name)
+            if name == "made_from":
+                data[name] = drawn_now
+                continue
+            if name == "reminder_channels" and self._says_what_was_drawn(name):
+                # What the desk ticked or unticked, on the channels as they are now (as the save would apply it).
+                shown = channels_as_changed(
+                    now=drawn_now, drawn=drawn_value(self, name) or [], submitted=self.cleaned_data[name]
+                )
+                _put(data, name, field, shown)
+            elif name not in changed:
+                _put(data, name, field, drawn_now)
+            _put(data, self.add_initial_prefix(name), field, drawn_now, hidden=True)
+        form = PatientForm(data, clinic=self.clinic, patient=now)
+        form.is_valid()
+        said = []
+        for name in overwritten:
+            shown = _said(fresh[name].initial, self.clinic)
+            said.append(f"{form.fields[name].label} (now {shown})")
+            form.add_error(name, f"Now {shown}: changed by someone else since you opened this page.")
+        form.add_error(
+            None,
+            f"Changed by someone else since you opened this page: {', '.join(said)}. Nothing was saved, so their "
+            "change is not undone. The form now shows the details as they are, with what you changed kept: check "
+            "them and save again.",
+        )
+        return form
+
+
+def _put(data, key: str, field: forms.Field, value, *, hidden: bool = False) -> None:
+    """`value` into the post `data` under `key`, as the field's input (or, `hidden`, its hidden initial) sends it."""
+    if isinstance(field, forms.MultipleChoiceField):
+        data.setlist(key, [str(v) for v in value or []])
+    elif isinstance(field, forms.BooleanField):
+        if hidden:
+            data[key] = str(bool(value))
+        elif value:
+            data[key] = "on"
+        else:
+            data.pop(key, None)
+    elif isinstance(value, date):
+        data[key] = value.isoformat()
+    else:
+        data[key] = "" if value is None else str(value)
+
+
+def _said(value, clinic) -> str:
+    """A stored value as the desk reads it, in a sentence."""
+    if value in (None, "", []):
+        return "empty"
+    if isinstance(value, bool):
+        return "ticked" if value else "not ticked"
+    if isinstance(value, date):
+        return f"“{value.day} {value:%b %Y}”"
+    return f"“{value}”"
 
 
 # --- Medical history --------------------------------------------------------------------
@@ -461,6 +576,9 @@ class ProcedureRecordForm(FrontdeskForm):
 # --- Booking ----------------------------------------------------------------------------------
 
 
+PAST_DAY = "That day has passed; choose today or a later day."
+
+
 class WhenForm(FrontdeskForm):
     """A local date and time, or an exact instant (`start_at`, with an offset) from a one-click slot.
 
@@ -507,6 +625,10 @@ class WhenForm(FrontdeskForm):
         data = super().clean()
         day, clock = data.get("date"), data.get("time")
         data["start"] = data.get("start_at")
+        if day and day < self.today:
+            # On the date, with or without a time: the time is not what is wrong (docs/frontdesk.md).
+            self.add_error("date", PAST_DAY)
+            return data
         if data["start"] is not None:
             return data
         if clock and not day:
@@ -515,8 +637,6 @@ class WhenForm(FrontdeskForm):
         elif day and clock:
             with DomainErrors(self):
                 data["start"] = local_to_utc(datetime.combine(day, clock), self.clinic.tz, field="start")
-        elif day and day < self.today:
-            self.add_error("date", "That day has passed; choose today or a later day.")
         return data
 
     @property
@@ -583,8 +703,11 @@ class BookingForm(WhenForm):
 class RescheduleForm(WhenForm):
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
     reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
+    # Where the visit was when the move page was drawn (an ISO instant): a move sent after someone else moved it
+    # meanwhile moves nothing (frontdesk.views.booking.reschedule). A post that does not say (a script): no check.
+    from_start_at = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    field_order = ["date", "time", "practitioner", "reason", "start_at"]
+    field_order = ["date", "time", "practitioner", "reason", "start_at", "from_start_at"]
     time_needed = "Choose a new time, or one of the free times offered."
 
     def __init__(self, *args, clinic, appointment, **kwargs) -> None:
@@ -600,6 +723,36 @@ class RescheduleForm(WhenForm):
             for p in Practitioner.objects.filter(clinic=clinic, is_active=True).exclude(pk=current.pk)
         ]
         field.initial = str(current.pk)
+
+    def clean_from_start_at(self) -> datetime | None:
+        raw = self.cleaned_data["from_start_at"].strip()
+        if not raw:
+            return None
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            value = None
+        if value is None or value.tzinfo is None:
+            raise ValidationError("This page could not say where the visit was; open the move page again.")
+        return value
+
+    @property
+    def drawn_start(self) -> str:
+        """What the page's forms carry as `from_start_at`: what this page was drawn from (the check's panel, asked
+        from the page, carries the page's), else where the visit is now."""
+        raw = self["from_start_at"].value() if self.is_bound else None
+        return raw or self.appointment.start_at.isoformat()
+
+    def moved_since(self) -> bool:
+        """Whether the visit is no longer where it was when the page was drawn (someone else moved it)."""
+        drawn = self.cleaned_data.get("from_start_at")
+        return drawn is not None and drawn != self.appointment.start_at
+
+    def redrawn(self) -> RescheduleForm:
+        """This form again, what was chosen kept, drawn from where the visit is now: sending it again moves it."""
+        data = self.data.copy()
+        data["from_start_at"] = self.appointment.start_at.isoformat()
+        return RescheduleForm(data, clinic=self.clinic, appointment=self.appointment, today=self.today)
 
     def slot_request(self) -> SlotRequest:
         return SlotRequest.move(appointment=self.appointment, practitioner_id=self.cleaned_data["practitioner"])
@@ -617,6 +770,12 @@ class ClearForm(FrontdeskForm):
     )
 
 
+def notes_version(notes: str) -> str:
+    """A fingerprint of a visit's notes as stored: what a notes form was drawn with (compared on the server, so the
+    line breaks a browser sends back differently do not count as a change)."""
+    return hashlib.sha256(notes.encode()).hexdigest()[:16]
+
+
 class AppointmentNotesForm(FrontdeskForm):
     notes = forms.CharField(
         label="Notes for this visit",
@@ -625,6 +784,35 @@ class AppointmentNotesForm(FrontdeskForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="For the staff: on the day sheet, never sent to the patient.",
     )
+    # What the notes were when the page was drawn (notes_version): saved over notes someone changed since, nothing is
+    # saved (frontdesk.views.appointments.appointment_notes_view). A post that does not say (a script): no check.
+    notes_drawn = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, appointment=None, **kwargs) -> None:
+        """`appointment`: the visit whose notes the form is drawn with (an unbound form)."""
+        if appointment is not None:
+            kwargs["initial"] = {"notes": appointment.notes, "notes_drawn": notes_version(appointment.notes)}
+        super().__init__(*args, **kwargs)
+        self.fields["notes_drawn"].widget.attrs.pop("aria-describedby")  # hidden: nothing on the page describes it
+
+    def overwrites(self, notes_now: str) -> bool:
+        """Whether saving would replace notes someone changed since the page was drawn with something else."""
+        drawn = self.cleaned_data.get("notes_drawn")
+        return bool(drawn) and drawn != notes_version(notes_now) and self.cleaned_data["notes"] != notes_now.strip()
+
+    def redrawn(self, notes_now: str) -> AppointmentNotesForm:
+        """This form again, what was typed kept, drawn over the notes as they are now (so sending it again saves it,
+        knowingly), saying why nothing was saved."""
+        data = self.data.copy()
+        data["notes_drawn"] = notes_version(notes_now)
+        form = AppointmentNotesForm(data)
+        form.is_valid()
+        form.add_error(
+            "notes",
+            "Not saved: someone else changed these notes since you opened this page (they are shown above). What you "
+            "typed is kept here: make it say what should stay, then save again.",
+        )
+        return form
 
 
 class CancelForm(FrontdeskForm):

@@ -19,6 +19,7 @@ from clinic.models import (
     Appointment,
     AppointmentStatus,
     Clinic,
+    HistorySource,
     MedicationCourse,
     MergeWarningCheck,
     Patient,
@@ -865,8 +866,8 @@ def _body(text: str) -> str:
     return (body if separator else text).strip()
 
 
-# How recent a booking must be for a refused form of the same to be its second sending (a double click, a page
-# resent after a slow answer), not another booking of the same that someone wants.
+# How recent a booking (or a line of the medical history) must be for a form of the same to be its second sending (a
+# double click, a page resent after a slow answer, the back button), not another of the same that someone wants.
 SENT_TWICE_WITHIN = timedelta(minutes=10)
 
 
@@ -888,3 +889,62 @@ def booking_already_made(
     if practitioner_id:
         same = same.filter(practitioner_id=practitioner_id)
     return same.order_by("created_at").first()
+
+
+def course_already_added(
+    *, patient, drug_code: str, started_on: date, ended_on: date | None, notes: str, now: datetime
+) -> MedicationCourse | None:
+    """The patient's course of that drug with those dates and notes recorded in the last SENT_TWICE_WITHIN, or None:
+    what a medication form sent twice (a double click, the back button) finds, its first sending having added it. A
+    second course left ongoing would keep its contraindication after the first is ended."""
+    return (
+        MedicationCourse.objects.filter(
+            patient=patient,
+            drug_id=drug_code,
+            started_on=started_on,
+            ended_on=ended_on,
+            notes=notes,
+            created_at__gte=now - SENT_TWICE_WITHIN,
+        )
+        .select_related("drug")
+        .order_by("created_at")
+        .first()
+    )
+
+
+def procedure_already_recorded(
+    *,
+    patient,
+    procedure_code: str,
+    area_code,
+    performed_on: date,
+    performed_time: time | None,
+    notes: str,
+    clinic: Clinic,
+    now: datetime,
+) -> ProcedureRecord | None:
+    """The patient's reported procedure of that kind and area, on that day of `clinic` (the site whose day it keeps)
+    and at that time when one is given, with those notes, recorded in the last SENT_TWICE_WITHIN, or None: what a
+    procedure-done-elsewhere form sent twice finds, its first sending having recorded it."""
+    start, end = local_day_range(performed_on, clinic.tz)
+    rows = (
+        ProcedureRecord.objects.filter(
+            patient=patient,
+            procedure_id=procedure_code,
+            area_id=area_code or None,
+            clinic=clinic,
+            source=HistorySource.REPORTED,
+            appointment__isnull=True,
+            notes=notes,
+            performed_at__gte=start,
+            performed_at__lt=end,
+            created_at__gte=now - SENT_TWICE_WITHIN,
+        )
+        .select_related("procedure")
+        .order_by("created_at")
+    )
+    for row in rows:
+        at = timezone.localtime(row.performed_at, clinic.tz)
+        if performed_time is None or (at.hour, at.minute) == (performed_time.hour, performed_time.minute):
+            return row
+    return None

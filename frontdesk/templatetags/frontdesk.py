@@ -7,7 +7,7 @@ from django import template
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat
 
-from frontdesk.selectors import wall_clock
+from frontdesk.selectors import wall_clock, wall_span
 
 register = template.Library()
 
@@ -101,6 +101,20 @@ def when(value) -> str:
     if local.hour == 0 and local.minute == 0:
         return f"{local:%a} {local.day} {local:%b %Y}"
     return f"{local:%a} {local.day} {local:%b %Y}, {wall_clock(local)}"
+
+
+@register.filter
+def visit_times(appointment) -> str:
+    """A visit's times as its calendar card reads them, in the current (clinic) zone: "10:00–10:30"; in the hour the
+    clocks go back over, with the zone's abbreviation ("01:30–02:00 GMT", "01:30 BST–01:00 GMT": selectors.wall_span)."""
+    return wall_span(appointment.start_at, appointment.end_at, timezone.get_current_timezone())
+
+
+@register.filter
+def clock(value) -> str:
+    """A moment's time of day in the current (clinic) zone, saying which reading in the hour the clocks go back over
+    ("01:15 BST", then "01:15 GMT": selectors.wall_clock)."""
+    return wall_clock(timezone.localtime(value)) if value is not None else ""
 
 
 def display_phone(value: str, country: str) -> str:

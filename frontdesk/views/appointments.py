@@ -36,7 +36,17 @@ CANCEL_IDS = "cancel_%s"
 BACK_TO_TODAY = "today"
 
 
-def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_form=None, error=None, status=200):
+def _detail(
+    request,
+    appointment,
+    *,
+    clear_form=None,
+    cancel_form=None,
+    notes_form=None,
+    notes_now: str | None = None,
+    error=None,
+    status=200,
+):
     now = timezone.now()
     pending = appointment.status == AppointmentStatus.PENDING_CLEARANCE
     reminders = selectors.appointment_reminders(appointment)
@@ -48,7 +58,8 @@ def _detail(request, appointment, *, clear_form=None, cancel_form=None, notes_fo
             "patient": appointment.patient,
             "clear_form": clear_form or ClearForm(),
             "cancel_form": cancel_form or CancelForm(auto_id=CANCEL_IDS),
-            "notes_form": notes_form or AppointmentNotesForm(initial={"notes": appointment.notes}),
+            "notes_form": notes_form or AppointmentNotesForm(appointment=appointment),
+            "notes_now": notes_now,  # the notes as saved meanwhile by someone else, when a save of them was refused
             # Arrival is recorded on the appointment's own day (the service says so too).
             "can_check_in": (
                 appointment.is_active
@@ -192,6 +203,13 @@ def appointment_notes_view(request, appointment_id):
     form = AppointmentNotesForm(request.POST)
     if not form.is_valid():
         return _detail(request, appointment, notes_form=form, status=400)
+    if form.overwrites(appointment.notes):
+        # Someone saved other notes since this page was drawn: saving would erase them unseen. Both are shown; sending
+        # the form again (drawn over the notes as they are now) saves it. Checked as read here, before the save
+        # (clinic.services.appointment_notes_set takes no version to compare under a lock).
+        return _detail(
+            request, appointment, notes_form=form.redrawn(appointment.notes), notes_now=appointment.notes, status=409
+        )
     appointment_notes_set(appointment=appointment, notes=form.cleaned_data["notes"])
     messages.success(request, "Notes saved.")
     return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)

@@ -1,5 +1,5 @@
 """Signing in (password, then an authenticator code for staff who have one) and out, setting up two-step
-sign-in, and the landing page that sends staff to their clinic."""
+sign-in, the landing page that sends staff to their clinic, and the page a form with a stale CSRF token gets."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from django_otp import login as otp_login
 
 from clinic.selectors import clinics_for_user
 from frontdesk import ratelimit, twofactor
+from frontdesk.views.base import own_page
 
 LOCKED_MESSAGE = (
     "Too many failed sign-ins. For your security, sign-in is paused for %(minutes)s minutes; "
@@ -204,3 +205,13 @@ def home(request):
     if len(clinics) == 1:
         return redirect("frontdesk:today", clinic_code=clinics[0].code)
     return render(request, "frontdesk/choose_clinic.html", {"clinic_list": clinics})
+
+
+def csrf_failure(request, reason: str = ""):
+    """settings.CSRF_FAILURE_VIEW: a form whose CSRF token no longer matches the session (a page open for too long,
+    or signed out and in again in another tab) gets plain words and a way back instead of Django's "CSRF verification
+    failed" page; nothing was saved. For every HTML form of the site, the patients' own pages too, so it needs no
+    sign-in and names no clinic; the API is not sent here (DRF answers its own 403). `reason` is Django's
+    (it logs it, django.security.csrf), not for the reader."""
+    back = own_page(request, request.headers.get("Referer", "")) or "/"
+    return render(request, "frontdesk/csrf_failure.html", {"back": back}, status=403)

@@ -16,6 +16,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import render, resolve_url
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -78,30 +79,59 @@ def clinic_page(view):
 
 
 def signed_in_required(view):
-    """`login_required`, except for a request a page makes in place (htmx, or the calendar's dialog, both with
-    `HX-Request`) when the session has ended: a redirect would be followed inside the panel and the whole
-    sign-in page drawn there. It is told to go to the sign-in page as a whole (`HX-Redirect`), with a word on
-    why, and back to the page it was on (htmx's `HX-Current-URL`, on this site only) after signing in."""
+    """`login_required`, with where to come back to chosen for what the request was.
+
+    A page opened (GET) comes back to itself. A form sent (POST) comes back to the page the form was on (its
+    `Referer`, on this site only), else the clinic's Today page: its own address takes POST only, so signing in
+    and going there would be a blank 405; what was typed cannot be kept, and the sign-in page says to send the
+    form again. A request a page makes in place (htmx, or the calendar's dialog, both with `HX-Request`) is told
+    to go to the sign-in page as a whole (`HX-Redirect`): a redirect would be followed inside the panel and the
+    whole sign-in page drawn there; it comes back to the page it was on (htmx's `HX-Current-URL`, on this site
+    only)."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if request.user.is_authenticated:
             return view(request, *args, **kwargs)
+        sent = request.method not in ("GET", "HEAD")
         if request.headers.get("HX-Request") != "true":
-            return redirect_to_login(request.get_full_path())
-        back = request.get_full_path()
-        current = request.headers.get("HX-Current-URL", "")
-        if current and url_has_allowed_host_and_scheme(
-            current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            parts = urlsplit(current)
-            back = parts.path + (f"?{parts.query}" if parts.query else "")
+            if not sent:
+                return redirect_to_login(request.get_full_path())
+            messages.info(request, "Your session ended; sign in and send the form again.")
+            return redirect_to_login(_page_the_form_was_on(request, kwargs.get("clinic_code")))
+        back = own_page(request, request.headers.get("HX-Current-URL", ""))
+        if back is None:
+            back = _page_the_form_was_on(request, kwargs.get("clinic_code")) if sent else request.get_full_path()
         messages.info(request, "Your session ended: sign in again to go on.")
         response = HttpResponse(status=204)
         response["HX-Redirect"] = f"{resolve_url(settings.LOGIN_URL)}?{urlencode({REDIRECT_FIELD_NAME: back})}"
         return response
 
     return wrapper
+
+
+def own_page(request, address: str) -> str | None:
+    """`address` (a Referer, htmx's HX-Current-URL) as a path and query on this site, or None: another site's
+    address (or a scheme-relative one) is never where signing in leads."""
+    if not address or not url_has_allowed_host_and_scheme(
+        address, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return None
+    parts = urlsplit(address)
+    if not parts.path.startswith("/"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _page_the_form_was_on(request, clinic_code: str | None) -> str:
+    """Where a form sent after the session ended comes back to once signed in: the page it was on (the Referer),
+    unless that is the address it posts to (a refusal drawn there answers POST only), else the clinic's Today."""
+    referer = own_page(request, request.headers.get("Referer", ""))
+    if referer is not None and urlsplit(referer).path != request.path:
+        return referer
+    if clinic_code:
+        return reverse("frontdesk:today", kwargs={"clinic_code": clinic_code})
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
 def page(request, template: str, context: dict | None = None, *, status: int = 200) -> HttpResponse:

@@ -208,6 +208,8 @@ def reschedule(request, appointment_id):
         data, clinic=request.clinic, appointment=appointment, today=timezone.localdate(timezone=request.clinic.tz)
     )
     if request.method == "POST":
+        if form.is_valid() and form.moved_since():
+            return _moved_meanwhile(request, form, appointment)
         return _submit(
             request,
             form,
@@ -217,3 +219,27 @@ def reschedule(request, appointment_id):
             fragment="frontdesk/_check_panel.html",
         )
     return _check_page(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment))
+
+
+def _moved_meanwhile(request, form: RescheduleForm, appointment):
+    """A move sent from a page drawn before someone else moved the visit: nothing moves (it would undo their move
+    unseen). The page says where the visit is now, with what was chosen kept and checked again, drawn from where it
+    is now: sending it again moves it. Checked as read here, before the move (scheduler.booking.appointment_reschedule
+    takes no start to compare under its locks)."""
+    form = form.redrawn()
+    refused = (
+        f"This visit has moved since you opened this page: it is now on {_when(appointment)} with "
+        f"{appointment.practitioner}. If it should still move, check the new time below and send it again."
+    )
+    return page(
+        request,
+        "frontdesk/_check_panel.html" if request.htmx else "frontdesk/reschedule.html",
+        {
+            **_reschedule_context(appointment),
+            "form": form,
+            "panel": _panel(form, timezone.now()),
+            "refused": refused,
+            "in_place": request.htmx,
+        },
+        status=409,
+    )

@@ -95,17 +95,51 @@ def patient_created(request, form: PatientForm):
 def patient_edit(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = PatientForm(request.POST or None, clinic=request.clinic, patient=patient)
+    status = 200
     if request.method == "POST" and form.is_valid():
         with DomainErrors(form):
-            patient = clinic_services.patient_update(
+            saved, form = _edit_saved(request, form, patient)
+            if saved is not None:
+                messages.success(request, f"{saved}'s details saved.")
+                return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=saved.pk)
+            status = 409
+    return page(
+        request, "frontdesk/patient_form.html", {"form": form, "patient": patient, "nav": "patients"}, status=status
+    )
+
+
+# How often an edit is compared again with the record when someone saved it between the comparison and the save.
+EDIT_ATTEMPTS = 3
+
+
+def _edit_saved(request, form: PatientForm, patient):
+    """The patient saved as the edit says, or None with the form drawn again (409) when it would set a field someone
+    else changed since the form was drawn (`made_from`; PatientForm.overwritten): their change is not undone unseen.
+    Fields nobody else changed are saved over the record as it is now; the service is given the version compared
+    with, so a save made between the comparison and its lock is caught there, and compared again."""
+    made_from = form.cleaned_data.get("made_from") or None
+    for _attempt in range(EDIT_ATTEMPTS):
+        version = clinic_services.record_version(patient)
+        if made_from is not None and made_from != version and (overwritten := form.overwritten(patient)):
+            return None, form.redrawn(patient, overwritten)
+        try:
+            saved = clinic_services.patient_update(
                 patient=patient,
                 today=timezone.localdate(),
                 changed_by=desk_changed_by(request),
+                made_from=version if made_from is not None else None,
                 **form.patient_fields(),
             )
-            messages.success(request, f"{patient}'s details saved.")
-            return redirect("frontdesk:patient", clinic_code=request.clinic.code, patient_id=patient.pk)
-    return page(request, "frontdesk/patient_form.html", {"form": form, "patient": patient, "nav": "patients"})
+            return saved, form
+        except PreconditionFailed:
+            # Race condition: saved by someone else after it was read here; read it again and compare again.
+            patient = patient_or_404(request, patient.pk)
+    form.add_error(
+        None,
+        "The details kept changing while this was being saved, so nothing was saved. Reload the page and make your "
+        "change again.",
+    )
+    return None, form
 
 
 @clinic_page
@@ -175,6 +209,10 @@ def merge_warning_check_view(request, patient_id):
 
 
 # --- Medical-history intake -----------------------------------------------------------------
+
+
+def _day(day) -> str:
+    return f"{day.day} {day:%b %Y}"
 
 
 def _conditions_initial(patient) -> list[dict]:
@@ -277,6 +315,20 @@ def medication_add(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = MedicationCourseForm(request.POST, prefix="course")
     if form.is_valid():
+        data, now = form.cleaned_data, timezone.now()
+        made = selectors.course_already_added(
+            patient=patient,
+            drug_code=data["drug"],
+            started_on=data["started_on"],
+            ended_on=data.get("ended_on"),
+            notes=data["notes"],
+            now=now,
+        )
+        if made is not None:  # the form sent twice: its first sending added it
+            messages.info(
+                request, f"Already recorded (the form was sent twice): {made.drug} course from {_day(made.started_on)}."
+            )
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
         with DomainErrors(form):
             course = clinic_services.medication_course_add(
                 patient=patient,
@@ -284,7 +336,7 @@ def medication_add(request, patient_id):
                 started_on=form.cleaned_data["started_on"],
                 ended_on=form.cleaned_data.get("ended_on"),
                 notes=form.cleaned_data["notes"],
-                now=timezone.now(),
+                now=now,
             )
             messages.success(request, f"{course.drug} course added.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
@@ -319,14 +371,30 @@ def procedure_add(request, patient_id):
     patient = patient_or_404(request, patient_id)
     form = ProcedureRecordForm(request.POST, prefix="record", clinic=request.clinic)
     if form.is_valid():
-        data = form.cleaned_data
+        data, now = form.cleaned_data, timezone.now()
+        made = selectors.procedure_already_recorded(
+            patient=patient,
+            procedure_code=data["procedure"],
+            area_code=data["area"],
+            performed_on=data["performed_on"],
+            performed_time=data.get("performed_time"),
+            notes=data["notes"],
+            clinic=form.recording_clinic(),
+            now=now,
+        )
+        if made is not None:  # the form sent twice: its first sending recorded it
+            messages.info(
+                request,
+                f"Already recorded (the form was sent twice): {made.procedure} on {_day(data['performed_on'])}.",
+            )
+            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
         with DomainErrors(form):
             record = clinic_services.procedure_record_add(
                 patient=patient,
                 procedure_code=data["procedure"],
                 performed_on=data["performed_on"],
                 performed_time=data.get("performed_time"),
-                now=timezone.now(),
+                now=now,
                 area_code=data["area"] or None,
                 notes=data["notes"],
                 clinic=form.recording_clinic(),  # the day the patient gives, in this desk's or the site's zone

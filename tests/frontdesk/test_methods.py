@@ -44,6 +44,7 @@ METHODS: dict[str, set[str]] = {
     "plan_book": ACTION,
     "plan": READ,
     "plan_replan": ACTION,
+    "plan_cancel": ACTION,
     "appointment": READ,
     "aftercare": READ,
     "reschedule": FORM,
