@@ -21,9 +21,11 @@ import hashlib
 import json
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
@@ -32,8 +34,10 @@ from api.access import caller_for
 from api.merged import survivor_address
 from api.models import IdempotencyKey
 from api.problems import PROBLEM_CONTENT_TYPE, instance_of, problem, problem_response
+from clinic.selectors import merged_patient_survivor
 from core.compiled import save_fields
 from core.db import lock_wait_exceeded
+from core.ids import parse_uuid
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -58,12 +62,31 @@ def _fingerprint(request, path: str | None = None) -> str:
     return hashlib.sha256(f"{request.method} {path or request.path}\n{body}".encode()).hexdigest()
 
 
-def _same_at_survivor(view, request, kwargs: dict, stored: str) -> bool:
-    """The request names a merged record and, sent to the survivor's address, is the stored one: a keyed request
-    answered with a 308, carried out at the survivor's address, then retried as first sent (its answer lost). Read
+def _same_across_a_merge(view, request, kwargs: dict, stored: IdempotencyKey) -> bool:
+    """The stored request is this one at another address of the same patient, a merge between them: this request
+    names a merged record and, sent to the survivor's address, is the stored one (a keyed request answered with a
+    308, carried out at the survivor's address, then retried as first sent, its answer lost); or the stored one named
+    a record merged since into the one this names (made before the merge, retried at the survivor's address). Read
     only when the fingerprints differ, so a request costs no query for it."""
-    address = survivor_address(request, view.clinics(), kwargs) if "patient_id" in kwargs else None
-    return address is not None and _fingerprint(request, address[0]) == stored
+    if "patient_id" not in kwargs:
+        return False
+    clinics = view.clinics()
+    address = survivor_address(request, clinics, kwargs)
+    if address is not None:
+        return _fingerprint(request, address[0]) == stored.fingerprint
+    stored_path = urlsplit(stored.path).path
+    try:
+        match = resolve(stored_path)
+    except Resolver404:
+        return False
+    before = parse_uuid(match.kwargs.get("patient_id"))
+    survivor = merged_patient_survivor(clinics, before) if before else None
+    return (
+        survivor is not None
+        and str(survivor.pk) == str(kwargs["patient_id"])
+        and match.view_name == request.resolver_match.view_name
+        and _fingerprint(request, stored_path) == stored.fingerprint
+    )
 
 
 def _replay(row: IdempotencyKey) -> Response:
@@ -172,8 +195,8 @@ def idempotent(method):
                         if existing.created_at < now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS):
                             existing.delete()  # expired: the key may be used afresh
                             continue
-                        if existing.fingerprint != fingerprint and not _same_at_survivor(
-                            view, request, kwargs, existing.fingerprint
+                        if existing.fingerprint != fingerprint and not _same_across_a_merge(
+                            view, request, kwargs, existing
                         ):
                             return _problem(
                                 request,

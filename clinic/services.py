@@ -216,6 +216,13 @@ def patient_update(
             fields["reminder_channels"] = channels_as_changed(
                 now=patient.reminder_channels, drawn=channels_drawn, submitted=fields["reminder_channels"]
             )
+        elif isinstance(fields.get("reminder_channels"), list) and set(fields["reminder_channels"]) <= set(
+            ReminderChannel.values
+        ):
+            # A set, kept in one order: the same channels named in another order are no change (an unknown one is
+            # left for the validation below to name).
+            chosen = set(fields["reminder_channels"])
+            fields["reminder_channels"] = [value for value in ReminderChannel.values if value in chosen]
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         reached_before = _how_reached(patient)
         for name, value in fields.items():

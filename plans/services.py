@@ -22,7 +22,7 @@ from plans.recalls import recalls_withdraw
 from plans.selectors import session_holds_booking
 from scheduler import booking, rules, selectors, versioned
 from scheduler.availability import AvailabilityCode, Schedule, availability_violation, calendars_of
-from scheduler.lifecycle import Actor, lock_patient
+from scheduler.lifecycle import Actor, appointment_freed, lock_patient
 
 # A long span of the calendar is read this many days at a time, as far as the planner goes.
 _CHUNK = timedelta(days=7)
@@ -462,6 +462,18 @@ def _replan_preferences(plan: TreatmentPlan, named: dict) -> dict:
     }
 
 
+def _lock_plans_patient(plan: TreatmentPlan) -> None:
+    """Lock the plan's patient. A merge that held the lock meanwhile moved the plan to the survivor: the plan's
+    patient is read again and the survivor locked (the request was about the plan, not the record)."""
+    try:
+        lock_patient(plan.patient_id)
+    except InvalidInput as error:
+        if error.code != ErrorCode.PATIENT_MERGED:
+            raise
+        plan.refresh_from_db(fields=["patient"])
+        lock_patient(plan.patient_id)
+
+
 def _require_not_cancelled(plan: TreatmentPlan) -> None:
     if plan.cancelled_at is not None:
         raise Refused(
@@ -520,7 +532,7 @@ def plan_replan(
     """Apply a re-plan in one transaction: each moved session's booking is moved (or booked afresh).
     `preferences` as for `plan_replan_propose`; they apply to this re-plan only (the plan keeps its own)."""
     with transaction.atomic():
-        lock_patient(plan.patient_id)
+        _lock_plans_patient(plan)
         plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: a cancel takes the same lock first.
         request, moving, after_day = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences)
         active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
@@ -581,15 +593,24 @@ def plan_cancel(*, plan: TreatmentPlan, actor: Actor, now: datetime, reason: str
     cancelled already is a 409 `plan_cancelled`."""
     reason = reason.strip()
     with transaction.atomic():
-        lock_patient(plan.patient_id)
+        _lock_plans_patient(plan)
         plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: checked only now that the patient is locked.
         _require_not_cancelled(plan)
         sessions = list(plan.sessions.select_related("appointment").order_by("index"))
         said = f"Treatment plan cancelled: {reason}" if reason else "Treatment plan cancelled."
-        for session in sessions:
-            appointment = session.appointment
-            if appointment is not None and appointment.is_active and not _under_way(appointment, now):
-                booking.appointment_cancel(appointment=appointment, actor=actor, now=now, reason=said)
+        cancelled = [
+            booking.appointment_cancel(
+                appointment=session.appointment, actor=actor, now=now, reason=said, others_rechecked=False
+            )
+            for session in sessions
+            if session.appointment is not None
+            and session.appointment.is_active
+            and not _under_way(session.appointment, now)
+        ]
+        if cancelled:
+            # Once, with every booking of the course cancelled: what they flagged is free now (a session's own
+            # sibling is not first released, or flagged again, on its way to being cancelled).
+            appointment_freed(appointment=cancelled[0], now=now, what="cancelled")
         done = [s.appointment_id for s in sessions if s.appointment_id is not None]
         recalls_withdraw(patient_id=plan.patient_id, after=done, sessions=[s.pk for s in sessions], now=now)
         plan.cancelled_at, plan.cancel_reason = now, reason

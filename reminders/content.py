@@ -465,6 +465,15 @@ def _email_part(*, message: OutboxMessage, now: datetime, unsubscribe_url: str) 
     return _EmailPart(message, subject, html, text, context, calendar)
 
 
+def _subject_of(parts: list[_EmailPart]) -> str:
+    """The first part's subject; about several visits (a course cancelled whole), it says how many more the e-mail
+    is about, so an inbox does not show one visit where there are three."""
+    others = len({part.message.appointment_id for part in parts}) - 1
+    if others < 1:
+        return parts[0].subject
+    return f"{parts[0].subject} (and {others} more {'visit' if others == 1 else 'visits'})"
+
+
 def _email_of(parts: list[_EmailPart]) -> Rendered:
     """The e-mail of these parts (in reading order, of one clinic): the first part's subject, each later part under
     its own; each visit's link after its last part, the last visit's in the footer; every distinct calendar file."""
@@ -485,10 +494,11 @@ def _email_of(parts: list[_EmailPart]) -> Rendered:
                 html.append(link_html)
                 text.append(link_text)
     last = parts[-1]
-    layout = {**last.context, "body_html": "".join(html), "subject": parts[0].subject}
+    subject = _subject_of(parts)
+    layout = {**last.context, "body_html": "".join(html), "subject": subject}
     calendars = list(dict.fromkeys(part.calendar for part in parts if part.calendar is not None))
     return Rendered(
-        subject=parts[0].subject,
+        subject=subject,
         text="\n\n".join(text) + "\n\n" + render_to_string("reminders/email_footer.txt", layout).strip() + "\n",
         html=render_to_string("reminders/email.html", layout),
         calendars=tuple(calendars),

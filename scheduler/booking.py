@@ -819,7 +819,13 @@ def _others_rechecked(now: datetime, what: str):
 
 
 @versioned.within_snapshot
-def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime, reason: str = "") -> Appointment:
+def appointment_cancel(
+    *, appointment: Appointment, actor: Actor, now: datetime, reason: str = "", others_rechecked: bool = True
+) -> Appointment:
+    """Cancel it. `others_rechecked=False`: the patient's bookings it flagged are not re-checked here; the caller
+    cancelling several at once (a whole course) re-checks once, when all are cancelled (`appointment_freed`), so
+    that a booking about to be cancelled too is not first released or flagged again."""
+
     def apply(current: Appointment, patient: Patient) -> Change:
         current.status = AppointmentStatus.CANCELLED
         current.cancelled_at = now
@@ -832,7 +838,7 @@ def appointment_cancel(*, appointment: Appointment, actor: Actor, now: datetime,
         actor=actor,
         now=now,
         apply=apply,
-        after=_others_rechecked(now, "cancelled"),
+        after=_others_rechecked(now, "cancelled") if others_rechecked else None,
     )
 
 

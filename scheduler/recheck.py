@@ -100,6 +100,20 @@ def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str
     return (AppointmentStatus.PENDING_CLEARANCE if waits else AppointmentStatus.CONFIRMED), []
 
 
+def _substance(reasons: list[dict] | None) -> list[dict]:
+    """The reasons as staff and platforms read them: an intake line is named by its condition (and area), not by the
+    row that holds it, which a merge joining two records' same line, or an intake saved again, may replace. The
+    same reasons held by another row are no new flag (the stored ones are brought up to date silently)."""
+
+    def plain(reason: dict) -> dict:
+        conflict = reason.get("conflicts_with")
+        if conflict and conflict.get("kind") == "condition":
+            return {**reason, "conflicts_with": {**conflict, "id": None}}
+        return reason
+
+    return [plain(reason) for reason in reasons or []]
+
+
 def _action(before: str, after: str, reasons_changed: bool = False) -> str | None:
     if after == before:
         # Still needing review, for other reasons (a second rule now breaks, or one of two no longer does):
@@ -147,7 +161,9 @@ def patient_appointments_recheck(
         if versions is not None:
             versions.add((str(appointment.patient.organisation_id), check.rulebook_version))
         status, reasons = _verdict(appointment, check)
-        action = _action(appointment.status, status, reasons_changed=reasons != appointment.review_reasons)
+        action = _action(
+            appointment.status, status, reasons_changed=_substance(reasons) != _substance(appointment.review_reasons)
+        )
         if action is None and reasons == appointment.review_reasons:
             continue
         before = appointment.status

@@ -124,11 +124,13 @@ def plan_detail(request, plan_id):
     if "from_session" in request.GET:
         replan_form = ReplanForm(request.GET)
         if replan_form.is_valid():
-            with DomainErrors(replan_form):
+            with DomainErrors(replan_form) as outcome:
                 start = services.start_of(replan_form.cleaned_data["start_from"], request.clinic.tz, timezone.now())
                 proposal = services.plan_replan_propose(
                     plan=plan, from_index=replan_form.cleaned_data["from_session"], start_at=start
                 )
+            if outcome.refused:  # a refusal (a course cancelled since the page was opened, a session done) says why
+                replan_form.add_error(None, outcome.refused)
     return page(
         request,
         "frontdesk/plan_detail.html",

@@ -617,7 +617,7 @@ def _session_values(response) -> list[str]:
     [
         ("2026-03-29", "01:30", "does not exist in Europe/London"),
         ("2026-10-25", "01:30", "happens twice in Europe/London"),
-        ("2026-03-01", "10:00", "has already passed"),
+        ("2026-03-01", "10:00", "That day has passed"),  # on the date (since 6 December), not the time
         ("10000-01-01", "10:00", "Enter a valid date"),
         ("2026-02-30", "10:00", "Enter a valid date"),
     ],
