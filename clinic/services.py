@@ -331,8 +331,12 @@ def procedure_record_add(
     source: str = HistorySource.REPORTED,
     notes: str = "",
     clinic: Clinic | None = None,
+    same_as: Callable[[], ProcedureRecord | None] | None = None,
 ) -> ProcedureRecord:
     """Record a procedure done before (here or elsewhere); it counts for the interval rules at once.
+
+    `same_as`, asked under the patient's lock: the record this one repeats (a form sent twice), returned instead of
+    a second one, marked `already_recorded`, nothing written.
 
     When it was done is either an instant (`performed_at`, with an offset) or what a patient
     says: a day in the clinic's zone (`performed_on`) and, if known, a time (`performed_time`).
@@ -359,6 +363,9 @@ def procedure_record_add(
     with transaction.atomic():
         # Locked like a booking, so a concurrent booking re-checks against this record.
         lock_live_patient(patient.pk)
+        if same_as is not None and (earlier := same_as()) is not None:
+            earlier.already_recorded = True  # Race condition: asked under the lock the first sending held
+            return earlier
         record = ProcedureRecord.objects.create(
             patient=patient,
             procedure=procedure,
@@ -380,12 +387,17 @@ def medication_course_add(
     ended_on: date | None = None,
     notes: str = "",
     now: datetime | None = None,
+    same_as: Callable[[], MedicationCourse | None] | None = None,
 ) -> MedicationCourse:
+    """Record a course of a drug. `same_as` as for `procedure_record_add` (a form sent twice: the course it added)."""
     drug = catalogue_entry(Medication, drug_code, field="drug", what="medication")
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
         lock_live_patient(patient.pk)
+        if same_as is not None and (earlier := same_as()) is not None:
+            earlier.already_recorded = True  # Race condition: asked under the lock the first sending held
+            return earlier
         course = MedicationCourse.objects.create(
             patient=patient, drug=drug, started_on=started_on, ended_on=ended_on, notes=notes
         )
@@ -562,9 +574,26 @@ def conditions_replace(
     return list(PatientCondition.objects.filter(patient=patient).select_related("condition", "area"))
 
 
-def appointment_notes_set(*, appointment: Appointment, notes: str) -> Appointment:
+def notes_version(notes: str) -> str:
+    """A fingerprint of a visit's notes as stored: what a notes form was drawn with (compared on the server, so the
+    line breaks a browser sends back differently do not count as a change)."""
+    return hashlib.sha256(notes.encode()).hexdigest()[:16]
+
+
+def appointment_notes_set(*, appointment: Appointment, notes: str, drawn: str | None = None) -> Appointment:
     """The desk's notes on one visit (parking, an interpreter, running late); they change no rule or
-    reminder, so they are not a lifecycle action. Their length is the form's to check."""
-    appointment.notes = notes.strip()
-    appointment.save(update_fields=["notes", "updated_at"])
-    return appointment
+    reminder, so they are not a lifecycle action. Their length is the form's to check. With `drawn` (the
+    `notes_version` of the notes the form was drawn with), refused with nothing saved (412 `record_changed`) when
+    someone saved other notes since and these would replace them: compared under the patient's lock."""
+    notes = notes.strip()
+    with transaction.atomic():
+        lock_live_patient(appointment.patient_id)
+        current = Appointment.objects.select_for_update(of=("self",)).get(pk=appointment.pk)
+        if drawn and drawn != notes_version(current.notes) and notes != current.notes.strip():
+            raise PreconditionFailed(
+                ErrorCode.RECORD_CHANGED, "Someone else changed these notes since the page was opened: nothing saved."
+            )
+        current.notes = notes
+        current.save(update_fields=["notes", "updated_at"])
+    appointment.notes = current.notes
+    return current

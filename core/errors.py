@@ -109,6 +109,7 @@ class ErrorCode(StrEnum):
     PLAN_REFUSED = "plan_refused", 409
     PLAN_SESSION_NOT_REPLANNABLE = "plan_session_not_replannable", 409
     PLAN_CANCELLED = "plan_cancelled", 409
+    PLAN_FINISHED = "plan_finished", 409
 
 
 class DomainError(Exception):

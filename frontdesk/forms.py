@@ -9,7 +9,6 @@ exists twice comes back as an error on the time field.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
@@ -36,6 +35,7 @@ from clinic.services import (
     PATIENT_CHOICES,
     PATIENT_FIELDS,
     channels_as_changed,
+    notes_version,
     phone_examples,
     phone_problem,
     phone_to_e164,
@@ -724,34 +724,46 @@ class RescheduleForm(WhenForm):
         ]
         field.initial = str(current.pk)
 
-    def clean_from_start_at(self) -> datetime | None:
+    def clean_from_start_at(self) -> tuple[datetime, str | None] | None:
+        """(start, practitioner id) the page was drawn with: "<start>|<practitioner>" (a start alone from a page drawn
+        before the practitioner was carried)."""
         raw = self.cleaned_data["from_start_at"].strip()
         if not raw:
             return None
+        start, _, practitioner = raw.partition("|")
         try:
-            value = datetime.fromisoformat(raw)
+            value = datetime.fromisoformat(start)
         except ValueError:
             value = None
         if value is None or value.tzinfo is None:
             raise ValidationError("This page could not say where the visit was; open the move page again.")
-        return value
+        return value, practitioner.strip() or None
+
+    def _where_now(self) -> str:
+        return f"{self.appointment.start_at.isoformat()}|{self.appointment.practitioner_id}"
 
     @property
     def drawn_start(self) -> str:
-        """What the page's forms carry as `from_start_at`: what this page was drawn from (the check's panel, asked
-        from the page, carries the page's), else where the visit is now."""
+        """What the page's forms carry as `from_start_at`: where the visit was, and with whom, when this page was
+        drawn (the check's panel, asked from the page, carries the page's), else where it is now."""
         raw = self["from_start_at"].value() if self.is_bound else None
-        return raw or self.appointment.start_at.isoformat()
+        return raw or self._where_now()
 
     def moved_since(self) -> bool:
-        """Whether the visit is no longer where it was when the page was drawn (someone else moved it)."""
+        """Whether the visit is no longer where, or with whom, it was when the page was drawn (someone else moved it,
+        or gave it to another practitioner: sending the page's choice would undo that unseen)."""
         drawn = self.cleaned_data.get("from_start_at")
-        return drawn is not None and drawn != self.appointment.start_at
+        if drawn is None:
+            return False
+        start, practitioner = drawn
+        return start != self.appointment.start_at or (
+            practitioner is not None and practitioner != str(self.appointment.practitioner_id)
+        )
 
     def redrawn(self) -> RescheduleForm:
         """This form again, what was chosen kept, drawn from where the visit is now: sending it again moves it."""
         data = self.data.copy()
-        data["from_start_at"] = self.appointment.start_at.isoformat()
+        data["from_start_at"] = self._where_now()
         return RescheduleForm(data, clinic=self.clinic, appointment=self.appointment, today=self.today)
 
     def slot_request(self) -> SlotRequest:
@@ -768,12 +780,6 @@ class ClearForm(FrontdeskForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Recorded in the audit trail with your name, e.g. “Eczema quiescent for 2 years; test patch done”.",
     )
-
-
-def notes_version(notes: str) -> str:
-    """A fingerprint of a visit's notes as stored: what a notes form was drawn with (compared on the server, so the
-    line breaks a browser sends back differently do not count as a change)."""
-    return hashlib.sha256(notes.encode()).hexdigest()[:16]
 
 
 class AppointmentNotesForm(FrontdeskForm):
@@ -794,11 +800,6 @@ class AppointmentNotesForm(FrontdeskForm):
             kwargs["initial"] = {"notes": appointment.notes, "notes_drawn": notes_version(appointment.notes)}
         super().__init__(*args, **kwargs)
         self.fields["notes_drawn"].widget.attrs.pop("aria-describedby")  # hidden: nothing on the page describes it
-
-    def overwrites(self, notes_now: str) -> bool:
-        """Whether saving would replace notes someone changed since the page was drawn with something else."""
-        drawn = self.cleaned_data.get("notes_drawn")
-        return bool(drawn) and drawn != notes_version(notes_now) and self.cleaned_data["notes"] != notes_now.strip()
 
     def redrawn(self, notes_now: str) -> AppointmentNotesForm:
         """This form again, what was typed kept, drawn over the notes as they are now (so sending it again saves it,

@@ -52,7 +52,16 @@ class TreatmentPlanAdmin(ClinicScopedAdmin):
 
     list_display = ["template", "patient", "clinic", "created_at", "cancelled_at"]
     list_filter = ["template"]
-    readonly_fields = ["patient", "template", "clinic", "area", "created_at", "cancelled_at", "cancel_reason"]
+    readonly_fields = [
+        "patient",
+        "template",
+        "clinic",
+        "area",
+        "created_at",
+        "cancelled_at",
+        "cancelled_by",
+        "cancel_reason",
+    ]
     inlines = [PlanSessionInline]
 
     def has_add_permission(self, request) -> bool:

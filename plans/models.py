@@ -174,6 +174,7 @@ class TreatmentPlan(models.Model):
     # no session of it is due any more and none is re-planned or recalled.
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.TextField(blank=True)
+    cancelled_by = models.CharField(max_length=200, blank=True)  # who: the actor's label (a course may hold no booking)
 
     class Meta:
         ordering = ["-created_at"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import F, Max, Q
+from django.db.models import F, Max
 
 from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, AuditAction, ProcedureRecord
 from plans.models import PlanKind, PlanSession, PlanTemplate, Recall
@@ -134,12 +134,12 @@ def recalls_settle(*, patient_id, now: datetime) -> int:
     return len(stale)
 
 
-def recalls_withdraw(*, patient_id, after, sessions, now: datetime) -> int:
-    """Close the open recalls planned after the treatments `after` (appointment ids) or for the plan sessions
-    `sessions` (ids), and cancel their unsent messages: a course cancelled (plans.services.plan_cancel). Returns
-    how many were closed."""
+def recalls_withdraw(*, patient_id, sessions, now: datetime) -> int:
+    """Close the open recalls for the plan sessions `sessions` (ids: "you are due for session n"), and cancel their
+    unsent messages: a course cancelled (plans.services.plan_cancel). A maintenance recall after one of its
+    treatments is not the course's and stays. Returns how many were closed."""
     recalls = Recall.objects.select_for_update(of=("self",)).filter(patient_id=patient_id, closed_at__isnull=True)
-    rows = list(recalls.filter(Q(after_id__in=list(after)) | Q(session_id__in=list(sessions))))
+    rows = list(recalls.filter(session_id__in=list(sessions)))
     if not rows:
         return 0
     Recall.objects.filter(pk__in=[row.pk for row in rows]).update(closed_at=now)

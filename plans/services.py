@@ -590,13 +590,16 @@ def plan_cancel(*, plan: TreatmentPlan, actor: Actor, now: datetime, reason: str
     cancelled through the single cancellation's path (audited, its messages cancelled, sent as a webhook), a recall
     its sessions planned is withdrawn, and the plan is marked so that no session of it is due, re-planned or
     recalled any more. A visit already under way keeps its booking (a clinician records its outcome). A plan
-    cancelled already is a 409 `plan_cancelled`."""
+    cancelled already is a 409 `plan_cancelled`; one whose every session is done, a 409 `plan_finished`. A recall
+    planned after its last session by a maintenance template (Botox every 3-4 months) is not the course's: it stays."""
     reason = reason.strip()
     with transaction.atomic():
         _lock_plans_patient(plan)
         plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: checked only now that the patient is locked.
         _require_not_cancelled(plan)
         sessions = list(plan.sessions.select_related("appointment").order_by("index"))
+        if all(s.appointment is not None and s.appointment.status == AppointmentStatus.COMPLETED for s in sessions):
+            raise Refused(ErrorCode.PLAN_FINISHED, "Every session of this course is done: there is nothing to cancel.")
         said = f"Treatment plan cancelled: {reason}" if reason else "Treatment plan cancelled."
         cancelled = [
             booking.appointment_cancel(
@@ -611,10 +614,9 @@ def plan_cancel(*, plan: TreatmentPlan, actor: Actor, now: datetime, reason: str
             # Once, with every booking of the course cancelled: what they flagged is free now (a session's own
             # sibling is not first released, or flagged again, on its way to being cancelled).
             appointment_freed(appointment=cancelled[0], now=now, what="cancelled")
-        done = [s.appointment_id for s in sessions if s.appointment_id is not None]
-        recalls_withdraw(patient_id=plan.patient_id, after=done, sessions=[s.pk for s in sessions], now=now)
-        plan.cancelled_at, plan.cancel_reason = now, reason
-        plan.save(update_fields=["cancelled_at", "cancel_reason"])
+        recalls_withdraw(patient_id=plan.patient_id, sessions=[s.pk for s in sessions], now=now)
+        plan.cancelled_at, plan.cancel_reason, plan.cancelled_by = now, reason, actor.label[:200]
+        plan.save(update_fields=["cancelled_at", "cancel_reason", "cancelled_by"])
     return plan
 
 

@@ -466,9 +466,12 @@ def _email_part(*, message: OutboxMessage, now: datetime, unsubscribe_url: str) 
 
 
 def _subject_of(parts: list[_EmailPart]) -> str:
-    """The first part's subject; about several visits (a course cancelled whole), it says how many more the e-mail
-    is about, so an inbox does not show one visit where there are three."""
-    others = len({part.message.appointment_id for part in parts}) - 1
+    """The first part's subject; when later parts say the same of other visits (a course cancelled whole: three
+    cancellations), it says how many more, so an inbox does not show one visit where there are three. Parts of other
+    kinds (a reminder beside a cancellation, a recall) are not counted: they are not what the subject says."""
+    first = parts[0].message
+    alike = {part.message.appointment_id for part in parts if part.message.kind == first.kind}
+    others = len(alike - {first.appointment_id}) if first.kind != MessageKind.RECALL else 0
     if others < 1:
         return parts[0].subject
     return f"{parts[0].subject} (and {others} more {'visit' if others == 1 else 'visits'})"

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from clinic.models import AppointmentStatus
 from clinic.services import appointment_notes_set
+from core.errors import PreconditionFailed
 from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
 from frontdesk.views.base import appointment_or_404, clinic_page, page
@@ -203,13 +204,16 @@ def appointment_notes_view(request, appointment_id):
     form = AppointmentNotesForm(request.POST)
     if not form.is_valid():
         return _detail(request, appointment, notes_form=form, status=400)
-    if form.overwrites(appointment.notes):
-        # Someone saved other notes since this page was drawn: saving would erase them unseen. Both are shown; sending
-        # the form again (drawn over the notes as they are now) saves it. Checked as read here, before the save
-        # (clinic.services.appointment_notes_set takes no version to compare under a lock).
+    try:
+        appointment_notes_set(
+            appointment=appointment, notes=form.cleaned_data["notes"], drawn=form.cleaned_data.get("notes_drawn")
+        )
+    except PreconditionFailed:
+        # Someone saved other notes since this page was drawn: saving would erase them unseen (compared under the
+        # patient's lock). Both are shown; sending the form again (drawn over the notes as they are now) saves it.
+        appointment.refresh_from_db(fields=["notes"])
         return _detail(
             request, appointment, notes_form=form.redrawn(appointment.notes), notes_now=appointment.notes, status=409
         )
-    appointment_notes_set(appointment=appointment, notes=form.cleaned_data["notes"])
     messages.success(request, "Notes saved.")
     return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=appointment.pk)

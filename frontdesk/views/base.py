@@ -118,9 +118,13 @@ def own_page(request, address: str) -> str | None:
     ):
         return None
     parts = urlsplit(address)
-    if not parts.path.startswith("/"):
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    # A path of this site that a browser reads as another's (`//evil.example/x`, `/\evil.example`) is none either.
+    if not parts.path.startswith("/") or not url_has_allowed_host_and_scheme(
+        path, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return None
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    return path
 
 
 def _page_the_form_was_on(request, clinic_code: str | None) -> str:

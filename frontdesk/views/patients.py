@@ -316,29 +316,31 @@ def medication_add(request, patient_id):
     form = MedicationCourseForm(request.POST, prefix="course")
     if form.is_valid():
         data, now = form.cleaned_data, timezone.now()
-        made = selectors.course_already_added(
-            patient=patient,
-            drug_code=data["drug"],
-            started_on=data["started_on"],
-            ended_on=data.get("ended_on"),
-            notes=data["notes"],
-            now=now,
-        )
-        if made is not None:  # the form sent twice: its first sending added it
-            messages.info(
-                request, f"Already recorded (the form was sent twice): {made.drug} course from {_day(made.started_on)}."
-            )
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
         with DomainErrors(form):
             course = clinic_services.medication_course_add(
                 patient=patient,
-                drug_code=form.cleaned_data["drug"],
-                started_on=form.cleaned_data["started_on"],
-                ended_on=form.cleaned_data.get("ended_on"),
-                notes=form.cleaned_data["notes"],
+                drug_code=data["drug"],
+                started_on=data["started_on"],
+                ended_on=data.get("ended_on"),
+                notes=data["notes"],
                 now=now,
+                # The form sent twice (a double click, the back button): its first sending added it.
+                same_as=lambda: selectors.course_already_added(
+                    patient=patient,
+                    drug_code=data["drug"],
+                    started_on=data["started_on"],
+                    ended_on=data.get("ended_on"),
+                    notes=data["notes"],
+                    now=now,
+                ),
             )
-            messages.success(request, f"{course.drug} course added.")
+            if getattr(course, "already_recorded", False):
+                messages.info(
+                    request,
+                    f"Already recorded (the form was sent twice): {course.drug} course from {_day(course.started_on)}.",
+                )
+            else:
+                messages.success(request, f"{course.drug} course added.")
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, course_form=form)
 
@@ -372,22 +374,6 @@ def procedure_add(request, patient_id):
     form = ProcedureRecordForm(request.POST, prefix="record", clinic=request.clinic)
     if form.is_valid():
         data, now = form.cleaned_data, timezone.now()
-        made = selectors.procedure_already_recorded(
-            patient=patient,
-            procedure_code=data["procedure"],
-            area_code=data["area"],
-            performed_on=data["performed_on"],
-            performed_time=data.get("performed_time"),
-            notes=data["notes"],
-            clinic=form.recording_clinic(),
-            now=now,
-        )
-        if made is not None:  # the form sent twice: its first sending recorded it
-            messages.info(
-                request,
-                f"Already recorded (the form was sent twice): {made.procedure} on {_day(data['performed_on'])}.",
-            )
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
         with DomainErrors(form):
             record = clinic_services.procedure_record_add(
                 patient=patient,
@@ -398,7 +384,26 @@ def procedure_add(request, patient_id):
                 area_code=data["area"] or None,
                 notes=data["notes"],
                 clinic=form.recording_clinic(),  # the day the patient gives, in this desk's or the site's zone
+                # The form sent twice: its first sending recorded it.
+                same_as=lambda: selectors.procedure_already_recorded(
+                    patient=patient,
+                    procedure_code=data["procedure"],
+                    area_code=data["area"],
+                    performed_on=data["performed_on"],
+                    performed_time=data.get("performed_time"),
+                    notes=data["notes"],
+                    clinic=form.recording_clinic(),
+                    now=now,
+                ),
             )
-            messages.success(request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.")
+            if getattr(record, "already_recorded", False):
+                messages.info(
+                    request,
+                    f"Already recorded (the form was sent twice): {record.procedure} on {_day(data['performed_on'])}.",
+                )
+            else:
+                messages.success(
+                    request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history."
+                )
             return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
     return _history_page(request, patient, record_form=form)

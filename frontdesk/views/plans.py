@@ -12,7 +12,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from clinic.selectors import clinics_for_user
-from core.errors import Refused
 from core.timeutils import within_years
 from frontdesk import selectors
 from frontdesk.forms import CancelForm, DomainErrors
@@ -121,6 +120,7 @@ def plan_detail(request, plan_id):
     plan = _plan_or_404(request, plan_id)
     today = timezone.localdate(timezone=request.clinic.tz)
     replan_form, proposal = None, None
+    sessions = plan_selectors.plan_sessions(plan, today)
     if "from_session" in request.GET:
         replan_form = ReplanForm(request.GET)
         if replan_form.is_valid():
@@ -137,7 +137,9 @@ def plan_detail(request, plan_id):
         {
             "plan": plan,
             "patient": plan.patient,
-            "sessions": plan_selectors.plan_sessions(plan, today),
+            "sessions": sessions,
+            # Something left to cancel: a course whose every session is done is finished, not cancelled.
+            "can_cancel": plan.cancelled_at is None and any(row.status != "completed" for row in sessions),
             "replan_form": replan_form,
             "cancel_form": CancelForm(),
             "proposal": proposal,
@@ -180,10 +182,10 @@ def plan_cancel(request, plan_id):
     if not form.is_valid():
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
     else:
-        try:
+        with DomainErrors() as outcome:  # a refusal, a status that does not allow it, a record merged meanwhile
             services.plan_cancel(plan=plan, actor=request.actor, now=timezone.now(), reason=form.cleaned_data["reason"])
-        except Refused as refused:
-            messages.error(request, refused.message)
+        if outcome.refused:
+            messages.error(request, outcome.refused)
         else:
             messages.success(request, f"{plan.template.name} cancelled: its bookings still to come are cancelled.")
     return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)

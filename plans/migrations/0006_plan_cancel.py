@@ -20,4 +20,9 @@ class Migration(migrations.Migration):
             name='cancelled_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name='treatmentplan',
+            name='cancelled_by',
+            field=models.CharField(blank=True, max_length=200),
+        ),
     ]

@@ -260,7 +260,7 @@ def test_a_move_asked_in_place_from_a_stale_page_moves_nothing_and_a_damaged_sta
         move, {"date": "2026-03-11", "time": "10:00", "from_start_at": stale}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 409 and "moved since you opened this page" in words(response)
-    assert hidden(response, "from_start_at") == visit.start_at.isoformat()
+    assert hidden(response, "from_start_at") == f"{visit.start_at.isoformat()}|{visit.practitioner_id}"
     damaged = reception.post(move, {"date": "2026-03-11", "time": "10:00", "from_start_at": "yesterday"})
     assert "This page could not say where the visit was" in words(damaged)
     visit.refresh_from_db()
@@ -323,3 +323,91 @@ def test_an_arrival_in_the_repeated_hour_says_which_reading_and_an_ordinary_visi
     assert "01:30–02:00 GMT" in sheet and "arrived 01:45 BST" in sheet
     day = book(patient, practitioner, "botox", at_london(2026, 3, 10, 10))
     assert "Tuesday 10 March 2026, 10:00–10:30" in words(reception.get(url("appointment", clinic, day)))
+
+
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x"], ids=["two-slashes", "backslash"])
+def test_a_referer_this_site_serves_but_a_browser_reads_as_another_is_no_way_back(rf, path):
+    """A Referer of this site whose path a browser reads as another site (`//evil.example`) is not where the CSRF
+    page's way back or signing in leads (review of 6 December)."""
+    from frontdesk.views.base import own_page
+
+    request = rf.get("/", HTTP_HOST="testserver")
+    assert own_page(request, f"http://testserver{path}") is None
+    assert own_page(request, "http://testserver/clinic/london/?x=1") == "/clinic/london/?x=1"
+
+
+def test_a_move_from_a_page_drawn_before_the_visit_changed_practitioner_says_so(
+    clinic, practitioner, second_practitioner, patient, reception, frozen
+):
+    """Review of 6 December: receptionist A gives the visit to another practitioner at the same time; B's move page,
+    drawn before, would send it back to the first one unseen. Nothing moves; the page says who has it now."""
+    from scheduler.booking import Actor, appointment_book, appointment_reschedule
+
+    visit = appointment_book(
+        patient=patient,
+        procedure_code="botox",
+        start_at=at_london(2026, 3, 10, 10),
+        actor=Actor("test"),
+        now=frozen,
+        practitioner_id=str(practitioner.pk),
+    ).appointment
+    move = url("reschedule", clinic, visit)
+    drawn = hidden(reception.get(move), "from_start_at")
+    assert drawn == f"{visit.start_at.isoformat()}|{practitioner.pk}"
+    appointment_reschedule(
+        appointment=visit,
+        start_at=visit.start_at,
+        actor=Actor("a"),
+        now=frozen,
+        practitioner_id=str(second_practitioner.pk),
+    )
+    response = reception.post(
+        move,
+        {"date": "2026-03-11", "time": "10:00", "practitioner": str(practitioner.pk), "from_start_at": drawn},
+    )
+    assert response.status_code == 409 and "moved since you opened this page" in words(response)
+    visit.refresh_from_db()
+    assert (visit.start_at, visit.practitioner_id) == (at_london(2026, 3, 10, 10), second_practitioner.pk)
+
+
+def test_notes_saved_over_a_change_made_since_are_refused_under_the_lock(clinic, practitioner, patient, frozen):
+    """Review of 6 December: the comparison is the service's, under the patient's lock (two saves sent together
+    cannot both pass a check made before either wrote). The same words as now, or a form that says nothing of what
+    it was drawn from, save."""
+    from clinic.services import appointment_notes_set, notes_version
+    from core.errors import PreconditionFailed
+    from scheduler.booking import Actor, appointment_book
+
+    visit = appointment_book(
+        patient=patient, procedure_code="botox", start_at=at_london(2026, 3, 10, 10), actor=Actor("t"), now=frozen
+    ).appointment
+    drawn = notes_version(visit.notes)
+    appointment_notes_set(appointment=visit, notes="Latex allergy", drawn=drawn)
+    with pytest.raises(PreconditionFailed):
+        appointment_notes_set(appointment=visit, notes="Parking at the back", drawn=drawn)
+    visit.refresh_from_db()
+    assert visit.notes == "Latex allergy"
+    appointment_notes_set(appointment=visit, notes=" Latex allergy ", drawn=drawn)  # what is there already
+    appointment_notes_set(appointment=visit, notes="Parking at the back")  # no version: no check
+    visit.refresh_from_db()
+    assert visit.notes == "Parking at the back"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_medication_form_sent_twice_at_once_records_one_course(clinic, patient, receptionist):
+    """Review of 6 December: the sent-twice check is asked under the patient's lock (clinic.services
+    medication_course_add `same_as`), so two sendings at the same instant (a double click) record one course."""
+    from tests.races import race
+
+    def send():
+        client = Client()
+        client.force_login(receptionist)
+        return client.post(
+            url("medication_add", clinic, patient),
+            {"course-drug": "isotretinoin", "course-started_on": "2026-01-05", "course-notes": ""},
+        )
+
+    answers = race(send, send)
+    assert [getattr(a, "status_code", a) for a in answers] == [302, 302]
+    assert MedicationCourse.objects.filter(patient=patient, drug_id="isotretinoin").count() == 1

@@ -80,3 +80,17 @@ def test_a_get_is_refused_and_another_clinics_plan_is_not_found(reception, clini
     assert reception.get(url("plan_cancel", clinic, plan)).status_code == 405
     assert reception.post(url("plan_cancel", other_clinic, plan), {}).status_code in (403, 404)
     assert _statuses(plan) == [AppointmentStatus.CONFIRMED] * 3
+
+
+def test_a_course_whose_every_session_is_done_offers_no_cancel(reception, clinic, plan, frozen):
+    from scheduler.booking import appointment_complete
+
+    for session in plan.sessions.select_related("appointment"):
+        appointment = session.appointment
+        appointment_complete(appointment=appointment, actor=Actor("dr", clinical=True), now=appointment.start_at)
+    page = squash(reception.get(url("plan", clinic, plan)))
+    assert "Cancel the whole course" not in page
+    answer = squash(reception.post(url("plan_cancel", clinic, plan), {}, follow=True))
+    assert "Every session of this course is done" in answer
+    plan.refresh_from_db()
+    assert plan.cancelled_at is None

@@ -151,3 +151,27 @@ def test_a_re_plan_holding_a_stale_copy_of_the_plan_sees_the_cancellation(patien
         plan_replan(plan=stale, from_index=2, start_at=NOW, actor=RECEPTION, now=NOW)
     assert refused.value.code == ErrorCode.PLAN_CANCELLED
     assert [a.status for a in _appointments(plan)] == [AppointmentStatus.CANCELLED] * 3
+
+
+def test_a_course_whose_every_session_is_done_is_finished_and_keeps_its_maintenance_recall(patient, practitioner):
+    plan = _book(patient, "botox-maintenance")
+    appointments = _appointments(plan)
+    for appointment in appointments:
+        appointment_complete(appointment=appointment, actor=CLINICIAN, now=appointment.start_at + timedelta(hours=1))
+    # After the last one, the maintenance template recalls the patient (Botox again in 3-4 months): not the course's.
+    recall = Recall.objects.get(patient=patient, closed_at__isnull=True)
+    assert recall.session_id is None and recall.after_id == appointments[-1].pk
+    with pytest.raises(Refused) as refused:
+        plan_cancel(plan=plan, actor=RECEPTION, now=appointments[-1].start_at + timedelta(days=1))
+    assert refused.value.code == ErrorCode.PLAN_FINISHED
+    plan.refresh_from_db()
+    assert plan.cancelled_at is None
+    recall.refresh_from_db()
+    assert recall.closed_at is None
+
+
+def test_the_plan_records_who_cancelled_it(patient, practitioner):
+    plan = _book(patient)
+    plan_cancel(plan=plan, actor=RECEPTION, now=NOW)
+    plan.refresh_from_db()
+    assert plan.cancelled_by == RECEPTION.label
