@@ -532,8 +532,8 @@ class PlanCancelApi(_PlanApi):
             **docs.responses(200, PlanOut, bad_request=True, idempotent=True, body=True),
             (409, PROBLEM_CONTENT_TYPE): OpenApiResponse(
                 ProblemOut,
-                description="plan_cancelled: the course was cancelled already; or a request with this "
-                "Idempotency-Key is still being processed.",
+                description="plan_cancelled: the course was cancelled already; plan_finished: every session of it "
+                "is done; or a request with this Idempotency-Key is still being processed.",
             ),
         },
     )

@@ -205,9 +205,12 @@ def appointment_notes_view(request, appointment_id):
     if not form.is_valid():
         return _detail(request, appointment, notes_form=form, status=400)
     try:
-        appointment_notes_set(
-            appointment=appointment, notes=form.cleaned_data["notes"], drawn=form.cleaned_data.get("notes_drawn")
-        )
+        with DomainErrors(invalid_status=409) as outcome:  # a record merged away meanwhile: said above the page
+            appointment_notes_set(
+                appointment=appointment, notes=form.cleaned_data["notes"], drawn=form.cleaned_data.get("notes_drawn")
+            )
+        if outcome.error is not None:
+            return _detail(request, appointment, notes_form=form, error=outcome.refused, status=outcome.status)
     except PreconditionFailed:
         # Someone saved other notes since this page was drawn: saving would erase them unseen (compared under the
         # patient's lock). Both are shown; sending the form again (drawn over the notes as they are now) saves it.

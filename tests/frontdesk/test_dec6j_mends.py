@@ -411,3 +411,25 @@ def test_a_medication_form_sent_twice_at_once_records_one_course(clinic, patient
     answers = race(send, send)
     assert [getattr(a, "status_code", a) for a in answers] == [302, 302]
     assert MedicationCourse.objects.filter(patient=patient, drug_id="isotretinoin").count() == 1
+
+
+def test_notes_saved_while_a_merge_moved_the_visit_say_so_instead_of_a_500(
+    clinic, practitioner, patient, reception, frozen, monkeypatch
+):
+    """Review of 6 December: the notes are saved under the patient's lock, which refuses a record merged away since the
+    page loaded the visit (`patient_merged`); the page says so (409) rather than failing."""
+    from core.errors import ErrorCode, InvalidInput
+    from frontdesk.views import appointments
+    from scheduler.booking import Actor, appointment_book
+
+    visit = appointment_book(
+        patient=patient, procedure_code="botox", start_at=at_london(2026, 3, 10, 10), actor=Actor("t"), now=frozen
+    ).appointment
+
+    def merged_meanwhile(**kwargs):
+        raise InvalidInput(ErrorCode.PATIENT_MERGED, "This record was merged into another; open it there.")
+
+    monkeypatch.setattr(appointments, "appointment_notes_set", merged_meanwhile)
+    response = reception.post(url("notes", clinic, visit), {"notes": "Parking at the back"})
+    assert response.status_code == 409
+    assert "This record was merged into another" in words(response)
