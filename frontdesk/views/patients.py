@@ -215,6 +215,16 @@ def _day(day) -> str:
     return f"{day.day} {day:%b %Y}"
 
 
+def _history_line_saved(request, patient, row, *, added: str, what: str):
+    """Back to the history, saying what a history line's form did: added it, or found it added by its first sending
+    (`already_recorded`, clinic.services `same_as`: the form sent twice)."""
+    if getattr(row, "already_recorded", False):
+        messages.info(request, f"Already recorded (the form was sent twice): {what}.")
+    else:
+        messages.success(request, added)
+    return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+
+
 def _conditions_initial(patient) -> list[dict]:
     return [
         {"condition": c.condition_id, "status": c.status, "area": c.area_id or "", "noted_on": c.noted_on}
@@ -334,14 +344,13 @@ def medication_add(request, patient_id):
                     now=now,
                 ),
             )
-            if getattr(course, "already_recorded", False):
-                messages.info(
-                    request,
-                    f"Already recorded (the form was sent twice): {course.drug} course from {_day(course.started_on)}.",
-                )
-            else:
-                messages.success(request, f"{course.drug} course added.")
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+            return _history_line_saved(
+                request,
+                patient,
+                course,
+                added=f"{course.drug} course added.",
+                what=f"{course.drug} course from {_day(course.started_on)}",
+            )
     return _history_page(request, patient, course_form=form)
 
 
@@ -396,14 +405,11 @@ def procedure_add(request, patient_id):
                     now=now,
                 ),
             )
-            if getattr(record, "already_recorded", False):
-                messages.info(
-                    request,
-                    f"Already recorded (the form was sent twice): {record.procedure} on {_day(data['performed_on'])}.",
-                )
-            else:
-                messages.success(
-                    request, f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history."
-                )
-            return redirect("frontdesk:patient_history", clinic_code=request.clinic.code, patient_id=patient.pk)
+            return _history_line_saved(
+                request,
+                patient,
+                record,
+                added=f"{record.procedure} on {data['performed_on']:%d %b %Y} added to the history.",
+                what=f"{record.procedure} on {_day(data['performed_on'])}",
+            )
     return _history_page(request, patient, record_form=form)
