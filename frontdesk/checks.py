@@ -86,7 +86,9 @@ class SlotRequest:
             clinic_id=self.clinic_id,
         )
 
-    def submit(self, *, start_at: datetime, actor: Actor, now: datetime, reason: str = "") -> BookingResult:
+    def submit(self, *, start_at: datetime, actor: Actor, now: datetime, reason: str = "", drawn=None) -> BookingResult:
+        """Book, or move (`drawn`: where the visit was when the page was drawn; the service refuses the move with
+        PreconditionFailed if someone has moved it since)."""
         if self.appointment is not None:
             return appointment_reschedule(
                 appointment=self.appointment,
@@ -95,6 +97,7 @@ class SlotRequest:
                 now=now,
                 practitioner_id=self.practitioner_id,
                 reason=reason,
+                drawn=drawn,
             )
         return appointment_book(
             patient=self.patient,

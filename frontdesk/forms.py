@@ -704,7 +704,8 @@ class RescheduleForm(WhenForm):
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
     reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
     # Where the visit was when the move page was drawn (an ISO instant): a move sent after someone else moved it
-    # meanwhile moves nothing (frontdesk.views.booking.reschedule). A post that does not say (a script): no check.
+    # meanwhile moves nothing (scheduler.booking.appointment_reschedule's `drawn`, compared under its locks). A post
+    # that does not say (a script): no check.
     from_start_at = forms.CharField(required=False, widget=forms.HiddenInput)
 
     field_order = ["date", "time", "practitioner", "reason", "start_at", "from_start_at"]
@@ -748,17 +749,6 @@ class RescheduleForm(WhenForm):
         drawn (the check's panel, asked from the page, carries the page's), else where it is now."""
         raw = self["from_start_at"].value() if self.is_bound else None
         return raw or self._where_now()
-
-    def moved_since(self) -> bool:
-        """Whether the visit is no longer where, or with whom, it was when the page was drawn (someone else moved it,
-        or gave it to another practitioner: sending the page's choice would undo that unseen)."""
-        drawn = self.cleaned_data.get("from_start_at")
-        if drawn is None:
-            return False
-        start, practitioner = drawn
-        return start != self.appointment.start_at or (
-            practitioner is not None and practitioner != str(self.appointment.practitioner_id)
-        )
 
     def redrawn(self) -> RescheduleForm:
         """This form again, what was chosen kept, drawn from where the visit is now: sending it again moves it."""

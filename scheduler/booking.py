@@ -31,7 +31,15 @@ from clinic.models import (
     TreatmentArea,
 )
 from core.compiled import CompiledQuery, columns, insert_rows, instances
-from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition, NotAllowed, Refused
+from core.errors import (
+    DomainError,
+    ErrorCode,
+    InvalidInput,
+    InvalidTransition,
+    NotAllowed,
+    PreconditionFailed,
+    Refused,
+)
 from core.ids import parse_uuid
 from core.timeutils import require_aware, require_whole_minute
 from scheduler import rules, selectors, versioned
@@ -738,11 +746,28 @@ def appointment_reschedule_check(
 
 @versioned.within_snapshot
 def appointment_reschedule(
-    *, appointment: Appointment, start_at: datetime, actor: Actor, now: datetime, practitioner_id=None, reason: str = ""
+    *,
+    appointment: Appointment,
+    start_at: datetime,
+    actor: Actor,
+    now: datetime,
+    practitioner_id=None,
+    reason: str = "",
+    drawn: tuple[datetime, str | None] | None = None,
 ) -> BookingResult:
+    """Move it, checked as a booking is. `drawn`: where the visit was, and with whom, when the caller's page was
+    drawn (start, practitioner id or None); if someone has moved it since, nothing moves (412 `record_changed`:
+    this move would undo theirs unseen), compared under the locks so that two moves sent from one page at once are
+    told apart. A move to where the visit already is (the same move sent twice) is not refused: it changes nothing.
+    """
     checked: list[BookingCheck] = []
 
     def apply(current: Appointment, patient: Patient) -> Change:
+        if drawn is not None and _moved_since(current, drawn, start_at, practitioner_id):
+            raise PreconditionFailed(
+                ErrorCode.RECORD_CHANGED,
+                "Someone else moved this visit since the page was opened: nothing moved.",
+            )
         req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
         # Race condition: re-checked under the patient and practitioner locks.
         check = _check(req, ignore_appointment=current)
@@ -805,6 +830,15 @@ def appointment_reschedule(
         after=_others_rechecked(now, "moved"),
     )
     return BookingResult(current, checked[-1])
+
+
+def _moved_since(current: Appointment, drawn: tuple[datetime, str | None], start_at: datetime, practitioner_id) -> bool:
+    """Whether the visit is no longer where, or with whom, it was drawn, and not already where this move asks."""
+    drawn_start, drawn_practitioner = drawn
+    here = str(current.practitioner_id)
+    if start_at == current.start_at and str(practitioner_id or here) == here:
+        return False  # already where it is asked to go: the same move sent again
+    return drawn_start != current.start_at or (drawn_practitioner is not None and drawn_practitioner != here)
 
 
 def _others_rechecked(now: datetime, what: str):

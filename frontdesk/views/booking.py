@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from clinic.models import Appointment, AppointmentStatus
+from core.errors import PreconditionFailed
 from frontdesk import checks, selectors
 from frontdesk.forms import BookingForm, DomainErrors, RescheduleForm, WhenForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
@@ -73,7 +74,11 @@ def _submit(
         else:
             with outcome:
                 result = form.slot_request().submit(
-                    start_at=start, actor=request.actor, now=now, reason=form.cleaned_data.get("reason", "")
+                    start_at=start,
+                    actor=request.actor,
+                    now=now,
+                    reason=form.cleaned_data.get("reason", ""),
+                    drawn=form.cleaned_data.get("from_start_at"),
                 )
                 if request.htmx:
                     return page(
@@ -208,24 +213,27 @@ def reschedule(request, appointment_id):
         data, clinic=request.clinic, appointment=appointment, today=timezone.localdate(timezone=request.clinic.tz)
     )
     if request.method == "POST":
-        if form.is_valid() and form.moved_since():
+        try:
+            return _submit(
+                request,
+                form,
+                "frontdesk/reschedule.html",
+                _reschedule_context(appointment),
+                done=_moved,
+                fragment="frontdesk/_check_panel.html",
+            )
+        except PreconditionFailed:
+            appointment = appointment_or_404(request, appointment_id)  # where it is now
+            form.appointment = appointment
             return _moved_meanwhile(request, form, appointment)
-        return _submit(
-            request,
-            form,
-            "frontdesk/reschedule.html",
-            _reschedule_context(appointment),
-            done=_moved,
-            fragment="frontdesk/_check_panel.html",
-        )
     return _check_page(request, form, "frontdesk/reschedule.html", _reschedule_context(appointment))
 
 
 def _moved_meanwhile(request, form: RescheduleForm, appointment):
     """A move sent from a page drawn before someone else moved the visit: nothing moves (it would undo their move
     unseen). The page says where the visit is now, with what was chosen kept and checked again, drawn from where it
-    is now: sending it again moves it. Checked as read here, before the move (scheduler.booking.appointment_reschedule
-    takes no start to compare under its locks)."""
+    is now: sending it again moves it. The service compares under its locks (appointment_reschedule's `drawn`), so
+    two moves sent from one page at once are told apart."""
     form = form.redrawn()
     refused = (
         f"This visit has moved since you opened this page: it is now on {_when(appointment)} with "
