@@ -308,6 +308,7 @@ REPLAYED = (
 _INTAKE = "The version of the whole intake (the same on every page): send it in If-Match with a PUT."
 _PATIENT = "The version of this patient's record: send it in If-Match with a PATCH."
 _COURSE = "The version of this course: send it in If-Match with a PATCH."
+_APPOINTMENT = "The version of this appointment: send it in If-Match with a reschedule."
 ETAGS = {
     "patients_conditions_list": _INTAKE,
     "patients_conditions_replace": _INTAKE,
@@ -315,6 +316,7 @@ ETAGS = {
     "patients_update": _PATIENT,
     "patients_medications_retrieve": _COURSE,
     "patients_medications_end": _COURSE,
+    "appointments_retrieve": _APPOINTMENT,
 }
 IF_MATCH = OpenApiParameter(
     "If-Match",

@@ -483,8 +483,8 @@ class PatientConditionsApi(ApiView):
         return response
 
 
-def _versioned(data, row: Patient | MedicationCourse) -> Response:
-    """One patient or course, with its version (clinic.services.record_version) as the ETag, for If-Match."""
+def _versioned(data, row: Patient | MedicationCourse | Appointment) -> Response:
+    """One patient, course or appointment, with its version (clinic.services.record_version) as the ETag, for If-Match."""
     return Response(data, headers={"ETag": f'"{clinic_services.record_version(row)}"'})
 
 
@@ -633,7 +633,7 @@ class AppointmentDetailApi(ApiView):
             {**row, "due_at": row["due_at"].astimezone(tz).isoformat()}
             for row in reminders_for_appointment(appointment.pk)
         ]
-        return Response(data)
+        return _versioned(data, appointment)  # the ETag a move's If-Match names
 
 
 class AppointmentRescheduleApi(ApiView):
@@ -644,9 +644,16 @@ class AppointmentRescheduleApi(ApiView):
         operation_id="appointments_reschedule",
         summary="Move an appointment (same checks as booking)",
         request=RescheduleIn,
-        parameters=[docs.IDEMPOTENCY_KEY],
+        parameters=[docs.IDEMPOTENCY_KEY, docs.IF_MATCH],
         responses=docs.responses(
-            201, BookingOut, bad_request=True, refusal=True, conflict=True, idempotent=True, body=True
+            201,
+            BookingOut,
+            bad_request=True,
+            refusal=True,
+            conflict=True,
+            idempotent=True,
+            body=True,
+            precondition=True,
         ),
     )
     @idempotent
@@ -660,6 +667,7 @@ class AppointmentRescheduleApi(ApiView):
             now=timezone.now(),
             practitioner_id=data.get("practitioner"),
             reason=data.get("reason", ""),
+            made_from=_if_match(request),  # compared under the move's locks
         )
         # The contract: "POST /api/v1/appointments/ (and reschedule) answers: 201 with the appointment", and a
         # 201 names what it is about (the schema requires Location): the appointment, moved.

@@ -234,7 +234,7 @@ def patient_update(
             # a conflict whatever the If-Match (RFC 9110, 13.1.1: the change is already there), and nothing written.
             return patient
         # Race condition: compared under the patient's lock, which every change of their details takes.
-        _unchanged_since(
+        unchanged_since(
             lambda: stored,
             made_from,
             "The patient's details changed since they were read: nothing was saved. Read them again and make the "
@@ -429,7 +429,7 @@ def medication_course_end(
             raise NotFound("unknown_medication_course", "This medication course was removed meanwhile.")
         if stored.ended_on == ended_on:
             return stored  # already so (a retry whose answer was lost, a form sent twice): nothing to change
-        _unchanged_since(
+        unchanged_since(
             lambda: record_version(stored),
             made_from,
             "This course changed since it was read: nothing was saved. Read it again and make the change on what it "
@@ -505,7 +505,7 @@ def intake_version(patient_id) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
 
-def record_version(row: Patient | MedicationCourse) -> str:
+def record_version(row: Patient | MedicationCourse | Appointment) -> str:
     """A fingerprint of one row as stored (every field but its timestamps): what a GET showing it was drawn from,
     so that a change made from it can be refused once someone else changed the row (If-Match)."""
     values = [
@@ -516,7 +516,7 @@ def record_version(row: Patient | MedicationCourse) -> str:
     return hashlib.sha256("\n".join(values).encode()).hexdigest()[:20]
 
 
-def _unchanged_since(current: Callable[[], str], made_from: str | Iterable[str] | None, message: str) -> None:
+def unchanged_since(current: Callable[[], str], made_from: str | Iterable[str] | None, message: str) -> None:
     """Refuse (412 record_changed) a change made from versions (`made_from`: one, or any of several) of which
     `current()`, the version stored now, is none. None: no condition (and the version is not read)."""
     if made_from is None:
@@ -558,7 +558,7 @@ def conditions_replace(
         if removed or added or changed:
             # Something changes: only then is a change made from another version a conflict (a retry of one already
             # made, its answer lost, finds the intake as it asks and is answered as if it were the first).
-            _unchanged_since(
+            unchanged_since(
                 lambda: intake_version(patient.pk),
                 made_from,
                 "The medical history changed since it was read: nothing was saved. Read it again and make the "

@@ -9,6 +9,7 @@ an exclusion constraint backs up the slot check. Time comes in as `now`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
@@ -30,6 +31,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
+from clinic.services import record_version, unchanged_since
 from core.compiled import CompiledQuery, columns, insert_rows, instances
 from core.errors import (
     DomainError,
@@ -754,19 +756,28 @@ def appointment_reschedule(
     practitioner_id=None,
     reason: str = "",
     drawn: tuple[datetime, str | None] | None = None,
+    made_from: Iterable[str] | None = None,
 ) -> BookingResult:
-    """Move it, checked as a booking is. `drawn`: where the visit was, and with whom, when the caller's page was
-    drawn (start, practitioner id or None); if someone has moved it since, nothing moves (412 `record_changed`:
-    this move would undo theirs unseen), compared under the locks so that two moves sent from one page at once are
-    told apart. A move to where the visit already is (the same move sent twice) is not refused: it changes nothing.
+    """Move it, checked as a booking is. What the move was made from, compared under the locks so that two moves
+    made from one reading at once are told apart (one moves, the other is refused with nothing moved: 412
+    `record_changed`, it would undo the first unseen): `drawn`, where the visit was and with whom when the desk's
+    page was drawn (start, practitioner id or None), refused if someone has moved it since; `made_from`, the
+    versions an API caller's If-Match accepts (clinic.services.record_version, the appointment's ETag), refused if
+    the appointment is none of them. A move to where the visit already is (the same move sent twice) is refused by
+    neither: it changes nothing.
     """
     checked: list[BookingCheck] = []
 
     def apply(current: Appointment, patient: Patient) -> Change:
-        if drawn is not None and _moved_since(current, drawn, start_at, practitioner_id):
-            raise PreconditionFailed(
-                ErrorCode.RECORD_CHANGED,
-                "Someone else moved this visit since the page was opened: nothing moved.",
+        if not _already_there(current, start_at, practitioner_id):
+            if drawn is not None and _moved_since(current, drawn):
+                raise PreconditionFailed(
+                    ErrorCode.RECORD_CHANGED, "Someone else moved this visit since the page was opened: nothing moved."
+                )
+            unchanged_since(
+                lambda: record_version(current),
+                made_from,
+                "This appointment changed since it was read (the ETag If-Match names): nothing moved. Read it again.",
             )
         req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
         # Race condition: re-checked under the patient and practitioner locks.
@@ -832,13 +843,18 @@ def appointment_reschedule(
     return BookingResult(current, checked[-1])
 
 
-def _moved_since(current: Appointment, drawn: tuple[datetime, str | None], start_at: datetime, practitioner_id) -> bool:
-    """Whether the visit is no longer where, or with whom, it was drawn, and not already where this move asks."""
-    drawn_start, drawn_practitioner = drawn
+def _already_there(current: Appointment, start_at: datetime, practitioner_id) -> bool:
+    """Whether the visit is already where, and with whom, a move asks (the same move sent again)."""
     here = str(current.practitioner_id)
-    if start_at == current.start_at and str(practitioner_id or here) == here:
-        return False  # already where it is asked to go: the same move sent again
-    return drawn_start != current.start_at or (drawn_practitioner is not None and drawn_practitioner != here)
+    return start_at == current.start_at and str(practitioner_id or here) == here
+
+
+def _moved_since(current: Appointment, drawn: tuple[datetime, str | None]) -> bool:
+    """Whether the visit is no longer where, or with whom, it was when the page was drawn."""
+    drawn_start, drawn_practitioner = drawn
+    return drawn_start != current.start_at or (
+        drawn_practitioner is not None and drawn_practitioner != str(current.practitioner_id)
+    )
 
 
 def _others_rechecked(now: datetime, what: str):

@@ -84,6 +84,11 @@ def test_schema_documents_the_etags_and_if_match_of_the_writes_that_overwrite(cl
         assert any(p["name"] == "If-Match" and p["in"] == "header" for p in by_id[write]["parameters"]), write
         assert "412" in by_id[write]["responses"], write
     assert "ETag" not in by_id["patients_list"]["responses"]["200"].get("headers", {})
+    # A move overwrites where an appointment is: its GET carries the version, the reschedule takes If-Match.
+    assert "ETag" in by_id["appointments_retrieve"]["responses"]["200"]["headers"]
+    reschedule = by_id["appointments_reschedule"]
+    assert any(p["name"] == "If-Match" and p["in"] == "header" for p in reschedule["parameters"])
+    assert "412" in reschedule["responses"]
 
 
 def _operations(schema):
