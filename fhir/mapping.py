@@ -124,7 +124,7 @@ def slot_resource(row: SlotRow) -> dict:
     return compact(resource)
 
 
-def appointment_resource(appointment: Appointment) -> dict:
+def appointment_resource(appointment: Appointment, *, reason_shown: bool = False) -> dict:
     tz = appointment.clinic.tz
     resource = {
         "resourceType": "Appointment",
@@ -153,7 +153,9 @@ def appointment_resource(appointment: Appointment) -> dict:
             },
         ],
     }
-    if appointment.status == AppointmentStatus.CANCELLED and appointment.cancel_reason:
+    if appointment.status == AppointmentStatus.CANCELLED and appointment.cancel_reason and reason_shown:
+        # Words someone wrote (the patient's note to the clinic on their page, the desk's reason) may say something
+        # of their health: only a caller holding the clinician's right at the clinic reads them (`reason_shown`).
         resource["cancelationReason"] = {"text": appointment.cancel_reason}
     if appointment.status == AppointmentStatus.NEEDS_REVIEW:
         resource["extension"] += [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -29,8 +30,8 @@ from rest_framework.views import APIView
 from api.access import caller_for
 from api.problems import PayloadTooLarge
 from api.views import refuse_oversized
-from clinic.models import AppointmentStatus, Practitioner, ProcedureType
-from clinic.selectors import appointments_in
+from clinic.models import Appointment, AppointmentStatus, Practitioner, ProcedureType
+from clinic.selectors import appointments_in, is_clinical
 from core.errors import DomainError
 from fhir import mapping, search
 from fhir.search import SearchError
@@ -163,6 +164,23 @@ class FhirView(APIView):
 
     def clinics(self):
         return self.caller.clinics()
+
+    def reason_shown(self) -> Callable[[Appointment], bool]:
+        """Whether this caller reads an appointment's cancel reason (free words that may say something of the
+        patient's health): an API client with the clinician's right, or staff holding it at the appointment's
+        clinic (asked once per clinic of the answer)."""
+        caller = self.caller
+        if caller.client is not None:
+            clinical = caller.client.clinical
+            return lambda appointment: clinical
+        known: dict = {}
+
+        def shown(appointment: Appointment) -> bool:
+            if appointment.clinic_id not in known:
+                known[appointment.clinic_id] = is_clinical(caller.user, appointment.clinic_id)
+            return known[appointment.clinic_id]
+
+        return shown
 
     def practitioners(self):
         return (
@@ -418,7 +436,12 @@ class AppointmentSearchView(FhirSearchView):
             rows = rows.filter(start_at__gte=window.start)
         if window.end:
             rows = rows.filter(start_at__lt=window.end)
-        return self.paged(params, rows.order_by("start_at", "id"), mapping.appointment_resource)
+        shown = self.reason_shown()
+        return self.paged(
+            params,
+            rows.order_by("start_at", "id"),
+            lambda row: mapping.appointment_resource(row, reason_shown=shown(row)),
+        )
 
 
 class AppointmentReadView(FhirView):
@@ -427,7 +450,8 @@ class AppointmentReadView(FhirView):
         appointment = appointments_in(self.clinics()).filter(pk=pk).first() if pk else None
         if appointment is None:
             raise exceptions.NotFound(f"There is no Appointment/{resource_id} here.")
-        return Response(mapping.appointment_resource(appointment), content_type=FHIR_JSON)
+        resource = mapping.appointment_resource(appointment, reason_shown=self.reason_shown()(appointment))
+        return Response(resource, content_type=FHIR_JSON)
 
 
 class UnknownView(FhirView):

@@ -169,7 +169,7 @@ def test_fhir_free_slots_follow_the_local_working_day_across_the_change(api, pra
 def test_fhir_status_map_and_extension_for_every_status_searched_by_its_fhir_code(api, patient, practitioner, clinic):
     """docs/fhir.md status map: pending_clearance and needs_review are `pending` (our status in the extension
     `urn:clinic-scheduling:fhir:appointment-status`, review reasons in `.../review-reason`), confirmed is
-    `booked`, cancelled `cancelled` with `cancelationReason` when a reason was given; 'A search for
+    `booked`, cancelled `cancelled` with `cancelationReason` when a reason was given (to a clinical caller); 'A search for
     status=pending finds both'."""
     confirmed = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
     held_patient = PatientFactory(clinic=clinic)
@@ -199,7 +199,11 @@ def test_fhir_status_map_and_extension_for_every_status_searched_by_its_fhir_cod
     }
     reasons = [e["valueString"] for e in by_id[flagged]["extension"] if e["url"].endswith("review-reason")]
     assert reasons and "Botulinum" in reasons[0]
-    assert by_id[gone]["cancelationReason"]["text"] == "Moved abroad"
+    # The reason's words only to a caller with the clinician's right (docs/fhir.md, decided 6 December).
+    assert "cancelationReason" not in by_id[gone]
+    clinical = http(new_api_client(clinic, name="clinical-reader", clinical=True)[1])
+    _, seen_clinically = fhir_search(clinical, f"/fhir/r4/Appointment?_id={gone}")
+    assert seen_clinically[0]["cancelationReason"]["text"] == "Moved abroad"
     assert set(fhir_ids(api, "/fhir/r4/Appointment?status=pending")) == {held["id"], flagged}
     assert fhir_ids(api, "/fhir/r4/Appointment?status=booked") == [confirmed]
     # A needs_review appointment keeps its slot: busy, a held one busy-tentative.
