@@ -58,8 +58,12 @@ class _Failed(Exception):
 
 
 def _fingerprint(request, path: str | None = None) -> str:
+    """The request a key names: its method, address and body, and its If-Match where it has one (the same key sent
+    with another version is another request: a 422, not the replay of an answer to the first)."""
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), cls=JSONEncoder)
-    return hashlib.sha256(f"{request.method} {path or request.path}\n{body}".encode()).hexdigest()
+    condition = request.headers.get("If-Match")
+    made_from = f"\nIf-Match: {condition.strip()}" if condition is not None else ""
+    return hashlib.sha256(f"{request.method} {path or request.path}\n{body}{made_from}".encode()).hexdigest()
 
 
 def _same_across_a_merge(view, request, kwargs: dict, stored: IdempotencyKey) -> bool:

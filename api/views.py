@@ -483,8 +483,8 @@ class PatientConditionsApi(ApiView):
         return response
 
 
-def _versioned(data, row: Patient | MedicationCourse | Appointment) -> Response:
-    """One patient, course or appointment, with its version (clinic.services.record_version) as the ETag, for If-Match."""
+def _versioned(data, row: Patient | MedicationCourse) -> Response:
+    """One patient or course, with its version (clinic.services.record_version) as the ETag, for If-Match."""
     return Response(data, headers={"ETag": f'"{clinic_services.record_version(row)}"'})
 
 
@@ -633,7 +633,8 @@ class AppointmentDetailApi(ApiView):
             {**row, "due_at": row["due_at"].astimezone(tz).isoformat()}
             for row in reminders_for_appointment(appointment.pk)
         ]
-        return _versioned(data, appointment)  # the ETag a move's If-Match names
+        # The ETag a move's If-Match names: what this answer shows (clinic.services.appointment_version).
+        return Response(data, headers={"ETag": f'"{clinic_services.appointment_version(appointment)}"'})
 
 
 class AppointmentRescheduleApi(ApiView):

@@ -11,6 +11,7 @@ to the clock for callers that do not pass it yet.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
@@ -505,7 +506,26 @@ def intake_version(patient_id) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
 
-def record_version(row: Patient | MedicationCourse | Appointment) -> str:
+def appointment_version(appointment: Appointment) -> str:
+    """A fingerprint of what an answer shows of an appointment (where, when, with whom, for what, its status and
+    review reasons): the ETag a move's If-Match names. Not its notes, its check-in or its clearance's words, which
+    the API does not show and a move does not overwrite: a note saved at the desk does not refuse a platform's
+    move."""
+    values = [
+        appointment.patient_id,
+        appointment.procedure_id,
+        appointment.area_id,
+        appointment.practitioner_id,
+        appointment.clinic_id,
+        appointment.start_at.timestamp(),
+        appointment.end_at.timestamp(),
+        appointment.status,
+        json.dumps(appointment.review_reasons or [], sort_keys=True, default=str),
+    ]
+    return hashlib.sha256("\n".join(map(str, values)).encode()).hexdigest()[:20]
+
+
+def record_version(row: Patient | MedicationCourse) -> str:
     """A fingerprint of one row as stored (every field but its timestamps): what a GET showing it was drawn from,
     so that a change made from it can be refused once someone else changed the row (If-Match)."""
     values = [

@@ -31,7 +31,7 @@ from clinic.models import (
     ProcedureType,
     TreatmentArea,
 )
-from clinic.services import record_version, unchanged_since
+from clinic.services import appointment_version, unchanged_since
 from core.compiled import CompiledQuery, columns, insert_rows, instances
 from core.errors import (
     DomainError,
@@ -775,16 +775,20 @@ def appointment_reschedule(
                     ErrorCode.RECORD_CHANGED, "Someone else moved this visit since the page was opened: nothing moved."
                 )
             unchanged_since(
-                lambda: record_version(current),
+                lambda: appointment_version(current),
                 made_from,
                 "This appointment changed since it was read (the ETag If-Match names): nothing moved. Read it again.",
             )
         req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
         # Race condition: re-checked under the patient and practitioner locks.
         check = _check(req, ignore_appointment=current)
-        if not check.eligible:
-            raise UnableToBook(check)
         checked.append(check)
+        if not check.eligible:
+            if _already_there(current, start_at, practitioner_id):
+                # The same move sent again after its answer was lost, the visit flagged since: it is where it was
+                # asked to be; nothing to refuse, nothing to change (the answer shows it as it is).
+                return Change(update_fields=[], unchanged=True)
+            raise UnableToBook(check)
         # The dry run (appointment_reschedule_check) answers by the same outcome: a clearance is kept.
         status = (
             AppointmentStatus.CONFIRMED
@@ -845,8 +849,8 @@ def appointment_reschedule(
 
 def _already_there(current: Appointment, start_at: datetime, practitioner_id) -> bool:
     """Whether the visit is already where, and with whom, a move asks (the same move sent again)."""
-    here = str(current.practitioner_id)
-    return start_at == current.start_at and str(practitioner_id or here) == here
+    asked = parse_uuid(practitioner_id) if practitioner_id else current.practitioner_id
+    return start_at == current.start_at and asked == current.practitioner_id
 
 
 def _moved_since(current: Appointment, drawn: tuple[datetime, str | None]) -> bool:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from clinic.models import Appointment, HistorySource, Patient, Practitioner, ProcedureRecord, StaffRole
 from reminders.defaults import care_texts_load
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
-from scheduler.booking import Actor, appointment_book
+from scheduler.booking import Actor, appointment_book, appointment_reschedule
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import PASSWORD, book, make_staff
 from tests.frontdesk.test_browser import SHOTS, london, page, shot, sign_in  # noqa: F401 (fixtures)
@@ -275,6 +275,41 @@ def test_an_allowed_drag_asks_to_confirm_then_moves_and_replans_the_reminders(pa
     assert all(replanned[pk][1] == due + timedelta(hours=2) for pk, (_, due) in reminders.items())
     notice = OutboxMessage.objects.get(appointment=moved, kind=MessageKind.RESCHEDULED)
     assert notice.status == OutboxStatus.PENDING
+
+
+def test_a_drag_from_a_grid_drawn_before_a_colleague_moved_the_visit_moves_nothing(page, live_server, london):  # noqa: F811
+    """The card carries where it was when the grid was drawn (`data-drawn`, sent as `from_start_at`): a colleague's
+    move made since is not undone unseen; the dialog says where the visit is now (review of 6 December)."""
+    from playwright.sync_api import expect
+
+    hart = Practitioner.objects.get(name="Dr Amelia Hart")
+    shah = Practitioner.objects.get(name="Priya Shah, RN")
+    grace = PatientFactory(clinic=london, first_name="Grace", last_name="Turner")
+    day, at = _day(london, 3)
+    visit = appointment_book(
+        patient=grace,
+        procedure_code="botox",
+        start_at=at,
+        practitioner_id=hart.pk,
+        actor=Actor(label="test", clinical=False),
+        now=timezone.now(),
+    ).appointment
+    make_staff(london, StaffRole.RECEPTIONIST, "reception")
+    sign_in(page, live_server, "reception")
+    _open_calendar(page, live_server, day)
+    # A colleague moves it to 11:00 while this grid still shows it at 10:00.
+    appointment_reschedule(
+        appointment=visit, start_at=at.replace(hour=11), actor=Actor(label="colleague"), now=timezone.now()
+    )
+
+    _mouse_drag(page, page.locator(f'[data-appointment="{visit.pk}"]'), _cell(page, shah, "12:00"))
+    dialog = page.locator("#cal-dialog")
+    expect(dialog).to_have_attribute("data-outcome", "allowed")
+    dialog.locator("form.book-now button").click()
+
+    expect(dialog).to_contain_text("moved since you opened this page")
+    visit.refresh_from_db()
+    assert (visit.practitioner, visit.start_at) == (hart, at.replace(hour=11))
 
 
 def _tab_to(tab, selector: str, limit: int = 400) -> None:

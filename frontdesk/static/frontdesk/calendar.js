@@ -360,6 +360,9 @@
     var query = new URLSearchParams(exact
       ? {start_at: exact.dataset.startAt, practitioner: cell.dataset.practitioner}
       : {date: cell.dataset.date, time: cell.dataset.time, practitioner: cell.dataset.practitioner});
+    // Where the card was when this grid was drawn: a move from a grid older than a colleague's move of the same
+    // visit is refused (409) instead of undoing theirs unseen.
+    if (card.dataset.drawn) { query.set("from_start_at", card.dataset.drawn); }
     bookBody.textContent = "";
     moveBody.textContent = "Checking…";
     delete moveDialog.dataset.outcome;
