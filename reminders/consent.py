@@ -159,7 +159,7 @@ def patient_opt_out(
         # Race condition: a send re-reads consent under its outbox row's lock and holds that lock through the
         # provider call. Waiting here for the patient's rows being sent on this channel (no SKIP LOCKED) records
         # the opt-out after a send already past its check, never before it. Lock order patient, then outbox rows,
-        # as bookings take them; a send locks only outbox rows (reminders.dispatch._lock_options), so no cycle.
+        # as bookings take them; a send locks only outbox rows (reminders.claimed._lock_options), so no cycle.
         list(
             OutboxMessage.objects.select_for_update(of=("self",))
             .filter(appointment__patient_id=current.pk, channel=channel, status=OutboxStatus.SENDING)

@@ -405,7 +405,7 @@ def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe
     METHOD:REQUEST apart; a file the same as another part's once) and its visit's "See, move or cancel" link, after
     that visit's last part (the last visit's in the footer, where an e-mail of one visit has it). An e-mail is one
     clinic's, from its sender to its footer: rows of two clinics do not go as one (RenderError; the dispatcher's
-    merge does not offer them, dispatch._merge_pool).
+    merge does not offer them, riders._merge_pool).
     """
     ordered = sorted(messages, key=reading_order)
     if ordered[0].channel == Channel.SMS:

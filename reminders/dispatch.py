@@ -1,5 +1,7 @@
-"""Claiming due outbox rows and delivering them in batches: the part Celery (or the local loop) calls; and what
-follows a send: a provider's report that a message did not arrive (`delivery_reported`), staff sending one again.
+"""Claiming due outbox rows and delivering them in batches: the part Celery (or the local loop) calls; and staff
+sending a failed message again. What a send asks is decided elsewhere: whether the row should still go, and when
+(`verdicts`); which rows go with it as one message (`riders`). A provider's report that a message did not arrive
+is recorded by `reports`.
 
 Claim: in one short transaction, lock due rows with SELECT ... FOR UPDATE SKIP
 LOCKED, mark them `sending` under a fresh claim token with a lease, commit.
@@ -10,9 +12,9 @@ record the outcome, commit. The lock is held across delivery, so a second
 sender of the same row skips it; a sender that dies rolls back only the row in
 flight (the rows before it are committed), and that row is claimed again when
 its lease runs out. Messages to one patient due within minutes go as one
-(`_companions`), and only under the claim of the task that sends them: a task
-holds a patient's claimed rows (`_tasks_of`) and claims the `pending` ones it
-takes along before the provider call (`_claim_riders`).
+(`riders.companions`), and only under the claim of the task that sends them: a
+task holds a patient's claimed rows (`_tasks_of`) and claims the `pending` ones
+it takes along before the provider call (`riders.claim_riders`).
 
 Guarantee (docs/reminders.md): every row is delivered at least once unless it
 fails permanently or runs out of attempts (then it is marked `failed`,
@@ -28,14 +30,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -44,14 +43,12 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
-from clinic.models import AppointmentStatus
 from core.compiled import CompiledQuery, columns, instances, save_fields
 from core.db import lock_wait_exceeded
-from core.ids import parse_uuid
-from reminders import channels, content
-from reminders.consent import patient_accepts, sms_provider_stopped, unsubscribe_url
+from reminders import channels, content, riders, verdicts
+from reminders.claimed import Batch, claim_rows, lock_fresh, skip_locked
+from reminders.consent import sms_provider_stopped, unsubscribe_url
 from reminders.models import (
-    FROM_PRACTITIONER,
     HOLDING_STATUSES,
     TIME_NAMING_KINDS,
     TOLD_PRACTITIONER,
@@ -62,18 +59,7 @@ from reminders.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from reminders.services import (
-    BOOKING_NAMING_KINDS,
-    MAY_HAVE_NAMED,
-    NOT_RECORDED,
-    booking_told,
-    last_told_practitioner,
-    last_told_start,
-    outbox_plan_in_place_of,
-    outbox_retry,
-    webhook_endpoint_reaches,
-)
-from reminders.timing import first_allowed_after, quiet_hours
+from reminders.services import MAY_HAVE_NAMED, outbox_plan_in_place_of, outbox_retry
 from reminders.wording import RenderError
 from scheduler import versioned
 from scheduler.lifecycle import Actor
@@ -92,7 +78,7 @@ class SendOutcome(StrEnum):
     FOUND_SENT = "found_sent"  # in doubt (its sender stopped), and the provider had it: marked sent, not sent again
     STALE = "stale"  # not ours any more: sent already, or claimed again by another dispatcher
     BUSY = "busy"  # another sender holds the row right now
-    MERGED = "merged"  # it went out inside another message to the same patient (see _companions)
+    MERGED = "merged"  # it went out inside another message to the same patient (see riders.companions)
 
 
 @dataclass(frozen=True)
@@ -102,14 +88,6 @@ class Claim:
     # Whose message, and by what: a patient's claimed e-mails (or texts) go in one task (_tasks_of). None: a webhook.
     patient_id: uuid.UUID | None = None
     channel: str = ""
-
-
-def _skip_locked() -> dict:
-    # SQLite has no row locks (and no SKIP LOCKED): its write transactions are serialised
-    # whole (BEGIN IMMEDIATE), which gives the same exclusivity, one writer at a time.
-    if connection.features.has_select_for_update_skip_locked:
-        return {"skip_locked": True, "of": ("self",)}
-    return {}
 
 
 def backoff(attempts: int) -> timedelta:
@@ -139,7 +117,7 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
     due = due_condition(now)
     with transaction.atomic():
         rows = list(
-            OutboxMessage.objects.select_for_update(**_skip_locked())
+            OutboxMessage.objects.select_for_update(**skip_locked())
             .filter(due)
             .order_by("due_at", "id")
             .values_list("id", "status", "attempts", "appointment__patient_id", "channel")[:limit]
@@ -169,7 +147,7 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
             # perhaps after the provider accepted the message: the next sender asks before sending again.
             OutboxMessage.objects.filter(pk__in=stopped).update(in_doubt=True, in_doubt_since=_doubt_began(lease))
         if ids:
-            _claim(ids, token, now, lease)
+            claim_rows(ids, token, now, lease)
     # Rows that can go as one message (`_tasks_of`): a patient's e-mails, or texts (never webhooks).
     group = {pk: (patient, channel) for pk, _, _, patient, channel in rows if channel != Channel.WEBHOOK}
     return [Claim(pk, token, *group.get(pk, (None, ""))) for pk in ids], len(rows)
@@ -177,7 +155,7 @@ def _claim_due(*, now: datetime, limit: int | None, lease: timedelta | None = No
 
 def _rest_of_their_patients(rows: list[tuple], due: Q) -> list[tuple]:
     """A full claim stops at its limit, maybe between two rows due for one patient by one channel: the rest of
-    those, so that the rows that can go as one message are claimed together (`_companions`)."""
+    those, so that the rows that can go as one message are claimed together (`riders.companions`)."""
     pairs = Counter((patient, channel) for _, _, _, patient, channel in rows if channel != Channel.WEBHOOK)
     if not pairs:
         return []
@@ -192,29 +170,17 @@ def _rest_of_their_patients(rows: list[tuple], due: Q) -> list[tuple]:
         same |= Q(channel=channel, appointment__patient_id__in=sorted(patients))
     rest = []
     for row in (
-        OutboxMessage.objects.select_for_update(**_skip_locked())
+        OutboxMessage.objects.select_for_update(**skip_locked())
         .filter(due, same)
         .exclude(pk__in=[row[0] for row in rows])
         .order_by("due_at", "id")
-        .values_list("id", "status", "attempts", "appointment__patient_id", "channel")[: len(pairs) * MAX_MERGED]
+        .values_list("id", "status", "attempts", "appointment__patient_id", "channel")[: len(pairs) * riders.MAX_MERGED]
     ):
         pair = (row[3], row[4])
-        if pairs[pair] <= MAX_MERGED:  # no more than can go as one message: a task stays within its lease
+        if pairs[pair] <= riders.MAX_MERGED:  # no more than can go as one message: a task stays within its lease
             pairs[pair] += 1
             rest.append(row)
     return rest
-
-
-def _claim(ids: list, token, now: datetime, lease: timedelta) -> None:
-    """Mark these (locked) rows claimed under `token`. Attempts count claims, so a row that crashes its worker every
-    time still runs out."""
-    OutboxMessage.objects.filter(pk__in=ids).update(
-        status=OutboxStatus.SENDING,
-        claim_token=token,
-        claimed_at=now,
-        claimed_until=now + lease,
-        attempts=F("attempts") + 1,
-    )
 
 
 def _doubt_began(lease: timedelta) -> Coalesce:
@@ -236,185 +202,6 @@ def outbox_release(claims: list[Claim]) -> int:
 # --- Send one -------------------------------------------------------------------------------------------------
 
 
-# A booking's change notices: sent only while the visit's time has not come (_still_wanted).
-NOTICES = (MessageKind.RESCHEDULED, MessageKind.CANCELLED)
-TOO_LATE_FOR_THE_BOOKING = "too late: the appointment's time has come"
-
-
-def _still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) -> tuple[str, str] | None:
-    """(status, reason) when the row must not be sent after all, else None. `hold=False` reads past a booking held
-    for a clinician (what would be decided once it is cleared).
-
-    # Race condition: a row is planned from its template (or endpoint) as it was then, and either may be edited
-    before it goes. Read with the batch (`_batch_read`, no query per row), each is asked again: a template switched
-    off, moved to another procedure, or left without this channel's text (an admin blanked its SMS); an endpoint
-    paused, revoked, no longer granted the clinic, or no longer subscribed to the event. Such a row is cancelled,
-    before a hold too (it would be cancelled once cleared), and as a companion it is left to its own send, so it
-    neither goes blank inside another message nor stops that message's own text going. A cancellation or move notice
-    whose visit's time has come by the time it goes (cancelled the day after, quiet hours or a backlog carrying it
-    past the start) is cancelled, as a reminder past the start is skipped."""
-    appointment = message.appointment
-    if message.channel == Channel.WEBHOOK:
-        endpoint = message.endpoint
-        if endpoint is None or not endpoint.is_active or endpoint.client.revoked_at is not None:
-            return OutboxStatus.CANCELLED, "the webhook endpoint was removed or disabled"
-        if message.event and not endpoint.wants(message.event):
-            return OutboxStatus.CANCELLED, f"the webhook endpoint no longer subscribes to {message.event}"
-        if not webhook_endpoint_reaches(endpoint.pk, appointment.clinic_id, appointment.clinic.organisation_id):
-            return OutboxStatus.CANCELLED, "the platform is no longer granted this clinic"
-        return None
-    template = message.template
-    if template is None or not template.is_active:
-        return OutboxStatus.CANCELLED, "its template was removed or deactivated"
-    if template.procedure_id not in (None, appointment.procedure_id):
-        # Planned as the booking's procedure's (services._Change picks the same way); moved since, it speaks of
-        # another treatment.
-        return (
-            OutboxStatus.CANCELLED,
-            f"its template was moved to another procedure ({template.procedure_id}): it no longer applies to this "
-            f"booking's ({appointment.procedure_id})",
-        )
-    if message.channel == Channel.SMS and not template.has_sms:
-        return OutboxStatus.CANCELLED, "its template no longer has an SMS text"
-    if message.channel == Channel.EMAIL and not template.has_email:
-        return OutboxStatus.CANCELLED, "its template no longer has an e-mail (a subject and a text)"
-    if appointment.status == AppointmentStatus.CANCELLED and message.kind != MessageKind.CANCELLED:
-        return OutboxStatus.CANCELLED, "the appointment was cancelled"
-    if appointment.status in (AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW) and message.kind in (
-        MessageKind.CONFIRMATION,
-        MessageKind.REMINDER,
-        MessageKind.PRE_CARE,
-        MessageKind.RESCHEDULED,
-    ):
-        return OutboxStatus.CANCELLED, "the appointment is over"
-    if message.kind in NOTICES and now >= appointment.start_at:
-        # A cancellation or move notice whose visit's time has come tells the patient nothing they can act on ("your
-        # appointment yesterday is cancelled": the desk tidying its day); staff's "send again" refuses it likewise.
-        return OutboxStatus.CANCELLED, TOO_LATE_FOR_THE_BOOKING
-    if hold and appointment.status in HOLDING_STATUSES:
-        return OutboxStatus.HELD, ""
-    if template.anchor == Anchor.START and message.anchor_at != appointment.start_at:
-        return OutboxStatus.CANCELLED, "superseded: the appointment moved"
-    if template.anchor == Anchor.START and now >= appointment.start_at:
-        # A reminder or pre-care note warns ahead of the visit: past its start (the workers were down, a
-        # retry backed off) it would only confuse. Planning refuses it too (timing.plan_due's deadline).
-        return OutboxStatus.SKIPPED, "too late: the appointment has started"
-    accepted, why = patient_accepts(appointment.patient, message.channel, message.kind)
-    if not accepted:
-        return OutboxStatus.SKIPPED, why
-    return None
-
-
-def _notice_verdict(message: OutboxMessage, now: datetime, ours: tuple) -> tuple[str, datetime | None, str] | None:
-    """A change notice is planned on what the patient had heard when the change committed, and
-    a message naming the time claimed then (`sending`) counts, since it may already be in the provider's hands. But
-    its send may still drop it (the booking was cancelled: the patient never hears of it) or render it with the new
-    time (moved: the patient never hears the old one). So a notice asks again when it goes, from what has gone by
-    then: a cancellation goes only if a message naming the time went (a confirmation, change notice, reminder or
-    pre-care note; or may have: in doubt, the provider could not tell), a move notice runs from the time the patient
-    last heard before the move (`payload.from_start` follows it; an e-mail's `from_practitioner`, the practitioner
-    the last e-mail named when that is not the one now) and is dropped when that is the time now (and, for an
-    e-mail, the practitioner) or when no time was told, or when a move notice of its channel sent since its move
-    told the visit as it stands (`_notice_since`). While a confirmation is still claimed, or waits in doubt to ask
-    its provider, the notice waits (no attempt spent), and a cancellation so waits for a reminder or pre-care note
-    while nothing else has told the patient (`booking_told`); rows claimed by this send (`ours`: its claim token,
-    and the rows of it that may be in the provider's hands, `batch.tainted`) are not among those, as they go with it
-    or after it. Returns (status, new due_at, reason) when the notice must not go now, else None."""
-    if message.channel == Channel.WEBHOOK or message.kind not in (MessageKind.CANCELLED, MessageKind.RESCHEDULED):
-        return None
-    appointment = message.appointment
-    # Race condition: planned on what was told when the change committed; asked again now, from what has gone.
-    # What a cancellation asks of includes a reminder or pre-care note; what a move notice asks of does not (one
-    # claimed with it names the new time, and waits for the notice: waiting for it too, neither would go).
-    kinds = TIME_NAMING_KINDS if message.kind == MessageKind.CANCELLED else BOOKING_NAMING_KINDS
-    told, unsettled = booking_told(appointment, now=now, excluding=message.pk, kinds=kinds, ours=ours)
-    if unsettled is not None:
-        return OutboxStatus.PENDING, unsettled + ORDER_WAIT, "waiting for a message naming the time to go or be dropped"
-    if message.kind == MessageKind.CANCELLED:
-        return None if told else (OutboxStatus.CANCELLED, None, "the patient was never told of the booking")
-    if _asked_about_in_this_claim(message, ours):
-        return OutboxStatus.PENDING, now + ORDER_WAIT, "waiting for a message in doubt to be asked about"
-    since = _notice_since(message, ours)
-    if since == IN_FLIGHT:
-        return OutboxStatus.PENDING, now + ORDER_WAIT, "waiting for an earlier move notice to go or be dropped"
-    if since is not None and _tells_as_it_stands(since, appointment, message.channel):
-        return OutboxStatus.CANCELLED, None, "a move notice sent since told the patient this very change"
-    start = last_told_start(appointment, before=message.anchor_at, ours=ours)  # anchored on the move (the latest)
-    if start is None:  # a sent message that did not record its time (found sent): the notice goes as planned
-        return None if told else (OutboxStatus.CANCELLED, None, "the patient has not been told a time yet")
-    other = last_told_practitioner(appointment, before=message.anchor_at) if message.channel == Channel.EMAIL else None
-    if other == NOT_RECORDED:  # the e-mail that went did not record whom it named: as planned, the one moved from
-        other = (message.payload or {}).get(FROM_PRACTITIONER)
-    other = other if other != str(appointment.practitioner_id) else None  # only an e-mail named a practitioner
-    if start == appointment.start_at and other is None:
-        return OutboxStatus.CANCELLED, None, "the patient was last told this very time"
-    kept = {k: v for k, v in (message.payload or {}).items() if k != FROM_PRACTITIONER}
-    message.payload = {**kept, "from_start": start.isoformat(), **({FROM_PRACTITIONER: other} if other else {})}
-    return None
-
-
-IN_FLIGHT = "in flight"
-
-
-def _notice_since(message: OutboxMessage, ours: tuple) -> dict | str | None:
-    """What the newest move notice of the same channel sent after this notice's move told (its payload), IN_FLIGHT
-    while another is being sent (claimed under another claim than ours), else None.
-
-    Race condition: a notice claimed when a further move commits is not among the unsent rows that move updates
-    (services._locked_for_notice), so the move plans a notice of its own, reckoned from what was told before it;
-    the claimed one then goes rendered as the visit stands (the new time, the new practitioner). Read as told only
-    up to this notice's move (`last_told_start(before=)`), this notice would say the same change again."""
-    others = OutboxMessage.objects.filter(
-        appointment_id=message.appointment_id, kind=MessageKind.RESCHEDULED, channel=message.channel
-    ).exclude(pk=message.pk)
-    if others.filter(status=OutboxStatus.SENDING).exclude(claim_token=ours[0]).exists():
-        return IN_FLIGHT
-    gone = others.filter(sent_at__gt=message.anchor_at).order_by("-sent_at").values_list("payload", flat=True)[:1]
-    return next(iter(gone), None)
-
-
-def _tells_as_it_stands(told: dict, appointment, channel: str) -> bool:
-    """Whether a sent message's recorded `told` (dispatch._told) is the visit as it stands: its start, and for an
-    e-mail its practitioner when it named one."""
-    start = (told or {}).get("told_start")
-    if start is None or datetime.fromisoformat(start) != appointment.start_at:
-        return False
-    named = told.get(TOLD_PRACTITIONER)
-    return channel != Channel.EMAIL or not named or named == str(appointment.practitioner_id)
-
-
-def _asked_about_in_this_claim(message: OutboxMessage, ours: tuple) -> bool:
-    """Whether a reminder or pre-care note of the visit, in doubt, is held by this claim too: its send asks the
-    provider in a moment, and until then it would count as the time the patient last heard (`_start_in_doubt`).
-    Read as told, it dropped the move notice; asked, it may turn out never to have gone (and, a companion of this
-    notice whose sender died, it went only if this notice did)."""
-    return (
-        OutboxMessage.objects.filter(
-            appointment_id=message.appointment_id,
-            kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE),
-            status=OutboxStatus.SENDING,
-            claim_token=ours[0],
-            in_doubt=True,
-        )
-        .exclude(pk=message.pk)
-        .exists()
-    )
-
-
-def _quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
-    """Quiet hours hold at send time too: planning kept SMS out of them, but a backlog (workers down
-    overnight) must not go out at 3 a.m. Returns (status, new due_at, reason), or None to send now."""
-    tz = message.appointment.clinic.tz
-    quiet = quiet_hours()
-    if not quiet.contains(now.astimezone(tz).time()):
-        return None
-    allowed = first_allowed_after(now, tz, quiet)
-    warns_ahead = message.template is not None and message.template.anchor == Anchor.START
-    if warns_ahead and allowed >= message.appointment.start_at:
-        return OutboxStatus.SKIPPED, None, "quiet hours last until the appointment starts"
-    return OutboxStatus.PENDING, allowed, "quiet hours: held until they end"
-
-
 _WITH_RELATIONS = (
     "appointment__patient",
     "appointment__clinic",
@@ -424,7 +211,6 @@ _WITH_RELATIONS = (
     "template",
     "endpoint__client",
 )
-MAX_MERGED = 5
 # A batch's rows with what their sends read (select_related, compiled once per connection and batch size).
 _BATCH_ROWS = CompiledQuery(
     lambda ids: (
@@ -433,43 +219,7 @@ _BATCH_ROWS = CompiledQuery(
 )
 
 
-def _mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
-    """The companions that can join: each renders, and a joined SMS stays within the SMS limit."""
-    group: list[OutboxMessage] = []
-    for companion in companions:
-        try:
-            content.render_messages(messages=[message, *group, companion], now=now)
-        except RenderError:
-            continue
-        group.append(companion)
-    return group
-
-
-ORDER_WAIT = timedelta(seconds=5)
-
-
-@dataclass
-class _Batch:
-    """What one task knows about its claimed rows before it sends any: read once for the whole batch.
-
-    The rows and everything a send reads (appointment, patient, clinic, procedure, template, endpoint),
-    the merge candidates of the same patients, and the due rows of the same appointments (for reading
-    order), in three queries. Each row is then locked and re-read (status, claim, the appointment's
-    status and start, the patient's consent) in its own short transaction before it goes.
-    """
-
-    rows: dict[uuid.UUID, OutboxMessage]
-    candidates: dict[tuple, list[OutboxMessage]]  # (patient id, channel) -> rows that may merge, by due_at, id
-    due_by_visit: dict[tuple, list[tuple[uuid.UUID, str]]]  # (appointment id, channel) -> [(pk, kind)] due
-    sent: set = dataclass_field(default_factory=set)  # rows this batch has sent (their own or as companions)
-    held: set = dataclass_field(default_factory=set)  # rows this task claimed: its own, and those claimed to ride along
-    # The send under way, once it calls the provider: its message's rows (its own and those it carries).
-    carrying: dict = dataclass_field(default_factory=dict)
-    tainted: set = dataclass_field(default_factory=set)  # rows of a message the provider may have, not recorded
-    stopped: dict = dataclass_field(default_factory=dict)  # number -> why: the SMS provider's STOP, to record
-
-
-def _batch_read(message_ids: list, now: datetime) -> _Batch:
+def _batch_read(message_ids: list, now: datetime) -> Batch:
     rows = {m.pk: m for m in instances(_BATCH_ROWS.rows(list(message_ids)), OutboxMessage, *_WITH_RELATIONS)}
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     candidates: dict[tuple, list[OutboxMessage]] = {}
@@ -504,264 +254,11 @@ def _batch_read(message_ids: list, now: datetime) -> _Batch:
             status__in=(OutboxStatus.PENDING, OutboxStatus.SENDING),
         ).values_list("pk", "appointment_id", "channel", "kind"):
             due_by_visit.setdefault((appointment_id, channel), []).append((pk, kind))
-    return _Batch(rows, candidates, due_by_visit, held=set(rows))
+    return Batch(rows, candidates, due_by_visit, held=set(rows))
 
-
-# Read again under the row lock, so a send never acts on what the batch read seconds before.
-_FRESH = (
-    "pk",
-    "status",
-    "claim_token",
-    "claimed_until",
-    "attempts",
-    "due_at",
-    "payload",
-    "in_doubt",
-    "in_doubt_since",
-    "appointment__status",
-    "appointment__start_at",
-    "appointment__end_at",
-    "appointment__patient__reminder_channels",
-    "appointment__patient__sms_consent",
-    "appointment__patient__muted_topics",
-    "appointment__patient__email",
-    "appointment__patient__phone",
-)
-
-
-def _lock_options(*, skip: bool) -> dict:
-    """The outbox row only (`OF`: its appointment and patient, read in the same statement, stay free for the
-    bookings and changes that lock them, which a send held through its provider call would otherwise block or
-    deadlock with); skipping rows another transaction holds, or waiting for them."""
-    features = connection.features
-    options: dict = {"of": ("self",)} if features.has_select_for_update_of else {}
-    if skip and features.has_select_for_update_skip_locked:
-        options["skip_locked"] = True
-    return options
-
-
-# Run once or more per message: compiled once per connection (core.compiled), not per send. It skips rows
-# another transaction holds: a companion another sender holds is left to it; a send's own row is waited for
-# (_lock_fresh).
-_LOCK_FRESH = CompiledQuery(
-    lambda ids: (
-        OutboxMessage.objects.select_for_update(**_lock_options(skip=True))
-        .filter(pk__in=ids)
-        .order_by()
-        .annotate(calendar_changes=content.calendar_changes("appointment_id"))
-        .values_list(*_FRESH, "calendar_changes")
-    )
-)
 
 # How long a send waits for its own row's lock (PostgreSQL's lock_timeout, this transaction only).
 ROW_LOCK_WAIT = "10s"
-
-
-def _lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[uuid.UUID, OutboxMessage]:
-    """Lock these rows (skipping those another transaction holds, or waiting for them) and bring what may have
-    changed up to date."""
-    locked = {}
-    by_pk = {r.pk: r for r in rows}
-    found = _LOCK_FRESH.rows(list(by_pk))
-    if not skip_locked and len(found) < len(by_pk):
-        # Race condition: a statement that waits for a row's lock reads, once it has it, the row itself again but
-        # the appointment and patient joined to it as they were when it began. A change that held the row (a
-        # cancel locks the unsent rows; one the claim took meanwhile stays locked though not returned) commits,
-        # and the send went on the booking as it was: a cancelled visit's confirmation went out. So the wait is
-        # one statement, and the read, the lock held, another.
-        held = {pk for pk, *_ in found}
-        waiting = [pk for pk in by_pk if pk not in held]
-        list(OutboxMessage.objects.select_for_update(**_lock_options(skip=False)).filter(pk__in=waiting).values("pk"))
-        found = [*found, *_LOCK_FRESH.rows(waiting)]
-    for pk, status, token, until, attempts, due_at, payload, doubt, doubt_since, *visit, changes in found:
-        row = by_pk[pk]
-        row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
-            status,
-            token,
-            until,
-            attempts,
-            due_at,
-        )
-        row.payload, row.in_doubt, row.in_doubt_since = payload, doubt, doubt_since
-        appointment, patient = row.appointment, row.appointment.patient
-        appointment.status, appointment.start_at, appointment.end_at = visit[:3]
-        appointment.calendar_changes = changes  # the .ics SEQUENCE, as of this lock (content.ics_sequence)
-        patient.reminder_channels, patient.sms_consent, patient.muted_topics, patient.email, patient.phone = visit[3:]
-        locked[pk] = row
-    return locked
-
-
-def _merge_pool(message: OutboxMessage, batch: _Batch, now: datetime, wanted) -> list[OutboxMessage]:
-    """The rows of `batch.candidates` (`wanted` of each) that could go with this message, first due first."""
-    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
-    if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
-        return []
-    same = batch.candidates.get((message.appointment.patient_id, message.channel), ())
-    # Every move changes `updated_at`; a new booking's rows, also recent, then simply go on their own.
-    grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
-    settling = {
-        row.appointment_id
-        for row in same
-        if (row.kind == MessageKind.RESCHEDULED and row.due_at > now)
-        or (row.appointment_id != message.appointment_id and row.appointment.updated_at > now - grace)
-    }
-    quiet = quiet_hours() if message.channel == Channel.SMS else None
-    # An e-mail is one clinic's, from its sender and reply-to to its footer: a sister site's goes on its own. (A text
-    # names its clinic in its own words, so a patient's texts of two sites may go as one.)
-    clinic = message.appointment.clinic_id if message.channel == Channel.EMAIL else None
-    return sorted(
-        (
-            row
-            for row in same
-            if row.pk != message.pk
-            and (clinic is None or row.appointment.clinic_id == clinic)
-            and wanted(row)
-            and row.due_at <= now + window
-            and not row.in_doubt
-            and not (row.due_at > now and row.appointment_id in settling)
-            and not (quiet and quiet.contains(now.astimezone(row.appointment.clinic.tz).time()))
-        ),
-        key=lambda row: (row.due_at, row.pk),
-    )[:MAX_MERGED]  # lock no more than can join: a row locked here is skipped by its own sender
-
-
-def _claim_riders(message: OutboxMessage, batch: _Batch, now: datetime, claim_token) -> list[OutboxMessage]:
-    """Claim for this task, in a transaction of its own before the send's, the `pending` rows that could go with
-    this message (`_companions`): the rows claimed.
-
-    # Race condition: a row goes inside another message only under the claim of that message's task, committed
-    before the provider is called. Should the sender die after the provider took the message, every row it carried
-    is then `sending` under the dead claim, and in doubt once its lease runs out (`_may_have_gone_inside_another`):
-    taken unclaimed, a row that rode stayed `pending` with nothing to say so, and, its visit cancelled, was dropped
-    with the cancellation notice (the patient, who had its confirmation, was never told). Those not taken are
-    handed back (`_release_riders`)."""
-    # Not a copy of a row this task holds (a newer one a change planned): that row may yet go back to `pending`.
-    own = {(row.appointment_id, row.template_id, row.channel) for row in batch.rows.values()}
-
-    def free(row: OutboxMessage) -> bool:
-        key = (row.appointment_id, row.template_id, row.channel)
-        copy = row.template_id is not None and key in own and row.pk not in batch.rows
-        return row.status == OutboxStatus.PENDING and row.pk not in batch.sent and not copy
-
-    pool = _merge_pool(message, batch, now, free)
-    if not pool:
-        return []
-    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
-    lease = timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
-    try:
-        with transaction.atomic():
-            ids = list(
-                OutboxMessage.objects.select_for_update(**_skip_locked())
-                .filter(
-                    pk__in=[row.pk for row in pool],
-                    status=OutboxStatus.PENDING,
-                    in_doubt=False,
-                    due_at__lte=now + window,
-                )
-                .values_list("id", flat=True)
-            )
-            if ids:
-                _claim(ids, claim_token, now, lease)
-    except DatabaseError:  # (a lock wait, the database away): the message goes alone, the rows at their own time
-        log.warning("outbox %s: could not claim rows to go with it; it goes alone", message.pk, exc_info=True)
-        return []
-    riders = [row for row in pool if row.pk in ids]
-    for row in riders:
-        row.status, row.claim_token = OutboxStatus.SENDING, claim_token
-    batch.held.update(ids)
-    return riders
-
-
-def _release_riders(riders: list[OutboxMessage], batch: _Batch, claim_token) -> None:
-    """Hand back the rows `_claim_riders` claimed that did not go (they wait for their own time), uncounted.
-
-    # Race condition: while one was claimed, a booking change may have planned a newer copy of it (only one unsent
-    copy may exist): the newer copy stays, the older is cancelled as superseded (as `_save_outcome` does)."""
-    for row in riders:
-        if row.pk in batch.sent:
-            continue
-        try:
-            with transaction.atomic():
-                _release_rider(row, claim_token)
-        except DatabaseError:  # left to its lease: claimed again then, in doubt, and asked about first
-            log.warning("outbox %s: could not hand back a row claimed to go along", row.pk, exc_info=True)
-
-
-def _release_rider(row: OutboxMessage, claim_token) -> None:
-    """Hand back one rider; a clash with a newer copy cancels the older of the two."""
-    mine = OutboxMessage.objects.filter(pk=row.pk, status=OutboxStatus.SENDING, claim_token=claim_token)
-    back = {"status": OutboxStatus.PENDING, "claim_token": None, "claimed_until": None}
-    try:
-        with transaction.atomic():
-            mine.update(**back, attempts=F("attempts") - 1)
-    except IntegrityError:
-        copies = OutboxMessage.objects.filter(
-            appointment_id=row.appointment_id,
-            template_id=row.template_id,
-            channel=row.channel,
-            status__in=(OutboxStatus.HELD, OutboxStatus.PENDING),
-        )
-        superseded = {"status": OutboxStatus.CANCELLED, "last_error": "superseded by a newer copy"}
-        if copies.filter(created_at__gt=row.created_at).exists():
-            mine.update(**superseded, claim_token=None, claimed_until=None)
-        else:
-            copies.update(**superseded)
-            mine.update(**back, attempts=F("attempts") - 1)
-    row.status, row.claim_token = OutboxStatus.PENDING, None
-
-
-def _companions(message: OutboxMessage, batch: _Batch, now: datetime, claim_token) -> list[OutboxMessage]:
-    """Other messages to the same patient on the same channel due within the merge window: they go
-    as one message with this one, every text kept (two texts in the same minute read as noise).
-
-    Taken: only rows this task holds the claim of and has not sent yet: its own (the dispatcher puts a patient's
-    claimed rows in one task, `_tasks_of`), and the `pending` rows it claimed for this send (`_claim_riders`).
-    Their own send finds them sent and stops (# Race condition: the row locks decide, SKIP LOCKED skips rows
-    another sender holds). # Race condition: a row another task claimed is left to it, even unlocked: its sender
-    may have died after the provider took it and before recording it (the row stays `sending` until its lease
-    runs out, then is asked about, in doubt), and taken here it would go twice. Rows that are no longer wanted are
-    left to their own send.
-
-    Not brought forward: what is not due yet of an appointment still settling, its move notice waiting
-    out the grace period or (another visit) changed within it (the notice, and the reminders the move
-    re-planned, with or without a notice: a move undone within the grace must tell the patient nothing),
-    and, by SMS, a row of a clinic where it is quiet hours now (each row keeps its own clinic's nights).
-    """
-    token = str(claim_token)
-
-    def held(row: OutboxMessage) -> bool:
-        mine = row.pk in batch.held and row.pk not in batch.tainted
-        return row.status == OutboxStatus.SENDING and mine and str(row.claim_token) == token
-
-    pool = _merge_pool(message, batch, now, held)
-    if not pool:
-        return []
-    locked = _lock_fresh(pool)
-    window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
-    live = [
-        row
-        for row in pool
-        if row.pk in locked
-        and held(row)  # as it stands now, under its lock
-        and row.due_at <= now + window
-        and not row.in_doubt  # it goes on its own, once its provider has been asked (_settle_doubt)
-    ]
-    ours = (claim_token, frozenset(batch.tainted))
-    return [row for row in live if _still_wanted(row, now) is None and _notice_verdict(row, now, ours) is None]
-
-
-def _earlier_unsent(message: OutboxMessage, batch: _Batch, *, going_with: list[OutboxMessage]) -> bool:
-    """Whether a message that reads before this one (same appointment and channel) was due and not out when
-    the batch began, and has not gone since in this batch, other than those going with it (they are put in
-    reading order inside the one message)."""
-    if message.channel == Channel.WEBHOOK or message.kind not in content.READING_ORDER:
-        return False
-    earlier = content.READING_ORDER[: content.READING_ORDER.index(message.kind)]
-    skip = {message.pk, *(c.pk for c in going_with)} | batch.sent
-    return any(
-        kind in earlier and pk not in skip
-        for pk, kind in batch.due_by_visit.get((message.appointment_id, message.channel), ())
-    )
 
 
 def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessage] = ()) -> tuple[str, str]:
@@ -788,7 +285,7 @@ def _deliver(message: OutboxMessage, now: datetime, companions: list[OutboxMessa
         ), patient.phone
     link = unsubscribe_url(patient_id=patient.pk, channel=Channel.EMAIL)
     rendered = content.render_messages(messages=group, now=now, unsubscribe_url=link)
-    clinic = message.appointment.clinic  # every part's: an e-mail is one clinic's (_merge_pool)
+    clinic = message.appointment.clinic  # every part's: an e-mail is one clinic's (riders._merge_pool)
     provider_id = channels.send_email(
         outbox_id=str(message.pk),
         to=patient.email,
@@ -845,7 +342,7 @@ def outbox_send_batch(
     return outcomes
 
 
-def _record_provider_stops(batch: _Batch, now: datetime) -> None:
+def _record_provider_stops(batch: Batch, now: datetime) -> None:
     """Texts off for the numbers the SMS provider refused because their owner replied STOP to it, before the
     batch's next row (whose consent check then skips that patient's other texts).
 
@@ -861,108 +358,6 @@ def _record_provider_stops(batch: _Batch, now: datetime) -> None:
             log.exception("the SMS provider's STOP of a number could not be recorded")
             continue
         log.warning("the SMS provider refused a number its owner had stopped: texts off for %s patient(s)", changed)
-
-
-def sent_by_provider_id_sql(channel: str) -> str:
-    """The `channel` rows (e-mail or SMS) sent under one provider id (`%s`), whatever their status now (a few at
-    most; asking for one status too would let the status index compete for the plan). Its literals are the partial
-    index's condition (`outbox_provider_id`, reminders 0016): PostgreSQL matches them under a prepared statement's
-    generic plan too, where from a `$1` it could prove nothing."""
-    if channel not in (Channel.EMAIL, Channel.SMS):
-        raise ValueError(f"no delivery reports for {channel!r}")
-    table = connection.ops.quote_name(OutboxMessage._meta.db_table)
-    return f"SELECT * FROM {table} WHERE channel = '{channel}' AND provider_id > '' AND provider_id = %s ORDER BY id"
-
-
-def delivery_reported(
-    *, channel: str, report: channels.DeliveryReport, now: datetime, lock_wait: str | None = None
-) -> int:
-    """A provider reports that a text or e-mail (`channel`) it had accepted will not reach the patient (Twilio's
-    status callback, an e-mail provider's bounce or rejection: reminders.views): the rows it carried (a message
-    carries its companions) go from `sent` to `failed`, with the provider's words, so they show with the other
-    failures (the appointment's page, the API's reminders, the admin's "send again": outbox_retry). The patient
-    still counts as told of what it said (`HANDED_OVER`): a change notice still goes. Not the patient's choice, so
-    their consent stays, except for a text refused because the number's owner replied STOP to the provider,
-    recorded as that STOP, as the same refusal heard at once is (`_record_provider_stops`). A report of anything
-    else, of a message not sent from here, or one heard before, changes nothing. Returns how many rows changed.
-
-    `lock_wait` (PostgreSQL's form, `"1s"`; default ROW_LOCK_WAIT): how long each lock this takes is waited for
-    (the row the report names, the patient's and their rows being sent for a STOP, the rows it marks) before the
-    lock error goes to the caller. A report as it comes waits ROW_LOCK_WAIT; a parked one, already waited for
-    once, briefly (reports.PARKED_LOCK_WAIT). SQLite has no row locks: its busy timeout applies there."""
-    if not report.failed:
-        return 0
-    wait = _lock_wait(lock_wait)
-    sql = sent_by_provider_id_sql(channel)
-    carrier = parse_uuid(report.outbox_id)
-    if carrier is not None:
-        # Race condition: a report may come while the sender still holds the row, the provider's answer not yet
-        # recorded (the row `sending`, without the id): wait for that sender's transaction, then read afresh. Up to
-        # `lock_wait`: past it (a sender stuck on the provider) the lock error goes to the caller, which parks the
-        # report (or hands it to the workers, or answers 503 and logs it), rather than hold up a web worker or find
-        # nothing.
-        with _locks_waited_for_at_most(wait):
-            OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
-    went = [row for row in OutboxMessage.objects.raw(sql, [report.provider_id]) if row.status == OutboxStatus.SENT]
-    if not went:
-        log.warning("a provider reported a message it could not deliver that matches no sent one: %s", report.detail)
-        return 0
-    if report.stopped and channel == Channel.SMS and went[0].recipient:
-        # The STOP first: should it fail, the rows stay `sent`, so the same report, should it come again, does both.
-        # Outside the rows' transaction (the opt-out locks the patient, then their rows being sent, whose senders it
-        # waits for: up to `lock_wait` too). Left alone: a patient who switched texts back on after the text went (a
-        # START since).
-        with _locks_waited_for_at_most(wait):
-            sms_provider_stopped(phone=went[0].recipient, now=now, detail=report.detail, since=went[0].sent_at)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with _locks_waited_for_at_most(wait):
-        rows = [
-            row
-            for row in OutboxMessage.objects.raw(sql + lock, [report.provider_id])
-            if row.status == OutboxStatus.SENT
-        ]
-        for row in rows:
-            row.status = OutboxStatus.FAILED
-            row.last_error = f"{report.detail} after it was sent, at {now:%Y-%m-%d %H:%M} UTC"
-            save_fields(row, ["status", "last_error", "updated_at"])
-    log.warning("a provider could not deliver a message it had accepted (%s): %s", report.detail, went[0].pk)
-    return len(rows)
-
-
-# A lock wait as PostgreSQL's lock_timeout takes it, and more than none: its "0" would wait for ever.
-_LOCK_WAIT_FORM = re.compile(r"[1-9][0-9]*(ms|s)")
-
-
-def _lock_wait(lock_wait: str | None) -> str:
-    """`lock_wait`, or ROW_LOCK_WAIT (read when called: tests shorten it), checked before any statement runs."""
-    wait = ROW_LOCK_WAIT if lock_wait is None else lock_wait
-    if not isinstance(wait, str) or not _LOCK_WAIT_FORM.fullmatch(wait):
-        raise ValueError(f"a lock wait is a whole number of seconds or milliseconds above 0 ('1s', '200ms'): {wait!r}")
-    return wait
-
-
-@contextmanager
-def _locks_waited_for_at_most(wait: str) -> Iterator[None]:
-    """A transaction (a savepoint inside a caller's) whose locks are each waited for at most `wait` (PostgreSQL's
-    lock_timeout, this transaction only). Inside a caller's transaction its own limit is put back after, so a short
-    wait does not outlive the block (set_config(..., true) lasts to the end of the whole transaction; a savepoint
-    rolled back undoes it by itself). SQLite has no row locks: nothing to set."""
-    postgres = connection.vendor == "postgresql"
-    nested = connection.in_atomic_block
-    with transaction.atomic():
-        if not postgres:
-            yield
-            return
-        with connection.cursor() as cursor:
-            before = None
-            if nested:
-                cursor.execute("SELECT current_setting('lock_timeout')")
-                before = cursor.fetchone()[0]
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [wait])
-        yield
-        if before is not None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [before])
 
 
 # Messages about the booking itself (when it is, that it moved or was called off): of no use once its time has come.
@@ -981,21 +376,21 @@ def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: Act
     """Staff (`by`, written in the appointment's audit trail) send a patient's message again after it failed (the
     number or address corrected, a handset back on): due with fresh attempts, as the admin's retry does (a text in
     quiet hours when they end); when it goes, the sender reads the record as it is then. Refused, in the desk's
-    words, with nothing changed: it has not failed; the sender would drop it (`_still_wanted`, read past a clearance
-    hold: the patient turned that channel off or replied STOP, the visit moved, started or was cancelled; quiet hours
-    until the visit); a message about the booking whose time has come; a newer copy of it, on its channel, reached
-    the patient or is going; or a newer copy is waiting already."""
+    words, with nothing changed: it has not failed; the sender would drop it (`verdicts.still_wanted`, read past a
+    clearance hold: the patient turned that channel off or replied STOP, the visit moved, started or was cancelled;
+    quiet hours until the visit); a message about the booking whose time has come; a newer copy of it, on its
+    channel, reached the patient or is going; or a newer copy is waiting already."""
     if message.channel == Channel.WEBHOOK or message.status != OutboxStatus.FAILED:
         return SendAgain(refused="it has not failed (it was sent again already)")
-    verdict = _still_wanted(message, now, hold=False)
+    verdict = verdicts.still_wanted(message, now, hold=False)
     if verdict is not None:
         return SendAgain(refused=verdict[1])
     appointment = message.appointment
     if message.kind in _ABOUT_THE_BOOKING and now >= appointment.start_at:
-        return SendAgain(refused=TOO_LATE_FOR_THE_BOOKING)
+        return SendAgain(refused=verdicts.TOO_LATE_FOR_THE_BOOKING)
     due = now
     if message.channel == Channel.SMS:
-        quiet = _quiet_hours_verdict(message, now)
+        quiet = verdicts.quiet_hours_verdict(message, now)
         if quiet is not None and quiet[0] == OutboxStatus.SKIPPED:
             return SendAgain(refused=quiet[2])
         due = quiet[1] if quiet is not None and quiet[1] else now
@@ -1033,7 +428,7 @@ def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Except
     try:
         with transaction.atomic():
             _send_transaction_settings()
-            if not _lock_fresh([message], skip_locked=False):
+            if not lock_fresh([message], skip_locked=False):
                 return SendOutcome.STALE
             # Race condition: only the claim that was sending the row may record what became of it.
             if message.status != OutboxStatus.SENDING or str(message.claim_token) != str(claim_token):
@@ -1088,18 +483,18 @@ def _send_transaction_settings() -> None:
             )
 
 
-def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
+def _send_one(message: OutboxMessage, claim_token, batch: Batch, now: datetime) -> SendOutcome:
     """# Race condition: the send waits (up to ROW_LOCK_WAIT) for its own row's lock rather than skipping it. The
     lock may be held by another sender (a task delivered twice, or one that took the row as a companion: once it
     commits, this send finds the row sent and stops), or by a claim that is scanning for due rows: PostgreSQL's
     `SELECT ... FOR UPDATE SKIP LOCKED` keeps the lock of a row it found changed and did not return until it
     commits. A send that skipped its row then left it `sending` until its lease ran out (five minutes late;
     seen in the bench). A wait that runs out is BUSY: the row goes when its lease runs out, in doubt."""
-    riders = [] if message.pk in batch.sent else _claim_riders(message, batch, now, claim_token)
+    riding = [] if message.pk in batch.sent else riders.claim_riders(message, batch, now, claim_token)
     try:
         outcome = _send_locked(message, claim_token, batch, now)
     except DatabaseError as error:
-        _rolled_back(riders, message, batch, claim_token)
+        _rolled_back(riding, message, batch, claim_token)
         if not lock_wait_exceeded(error):
             raise
         log.warning(
@@ -1107,29 +502,29 @@ def _send_one(message: OutboxMessage, claim_token, batch: _Batch, now: datetime)
         )
         return SendOutcome.BUSY
     except Exception:
-        _rolled_back(riders, message, batch, claim_token)
+        _rolled_back(riding, message, batch, claim_token)
         raise
     batch.carrying.pop(message.pk, None)
-    if riders:
-        _release_riders(riders, batch, claim_token)
+    if riding:
+        riders.release_riders(riding, batch, claim_token)
     return outcome
 
 
-def _rolled_back(riders: list[OutboxMessage], message: OutboxMessage, batch: _Batch, claim_token) -> None:
+def _rolled_back(riding: list[OutboxMessage], message: OutboxMessage, batch: Batch, claim_token) -> None:
     """The send's transaction was rolled back. The riders it did not carry are handed back. What the message
     carried (once the provider was called) may have gone: those rows stay claimed (in doubt once the lease runs
     out, asked about then), and no later send of this task takes them along or sends them (`batch.tainted`): with
     no sender dead, the patient had them twice."""
     carried = batch.carrying.pop(message.pk, None) or set()
     batch.tainted.update(carried)
-    if riders:
-        _release_riders([row for row in riders if row.pk not in carried], batch, claim_token)
+    if riding:
+        riders.release_riders([row for row in riding if row.pk not in carried], batch, claim_token)
 
 
-def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: datetime) -> SendOutcome:
+def _send_locked(message: OutboxMessage, claim_token, batch: Batch, now: datetime) -> SendOutcome:
     with transaction.atomic():
         _send_transaction_settings()
-        if not _lock_fresh([message], skip_locked=False):
+        if not lock_fresh([message], skip_locked=False):
             return SendOutcome.STALE  # the row is gone (its appointment deleted)
         # Race condition: between claim and now the row may have been sent by an earlier claim's
         # task, or claimed again after its lease ran out; only the current claim may send it.
@@ -1145,15 +540,15 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
                 if settled == SendOutcome.FOUND_SENT:
                     batch.sent.add(message.pk)
                 return settled
-        verdict = _still_wanted(message, now)
+        verdict = verdicts.still_wanted(message, now)
         if verdict is not None:
             message.status, message.last_error = verdict
             _save_outcome(message, fields)
             return SendOutcome(verdict[0])
         # A change notice asks what the patient has heard by now; a text, whether it is quiet hours now.
-        not_now = _notice_verdict(message, now, (claim_token, frozenset(batch.tainted)))
+        not_now = verdicts.notice_verdict(message, now, (claim_token, frozenset(batch.tainted)))
         if not_now is None and message.channel == Channel.SMS:
-            not_now = _quiet_hours_verdict(message, now)
+            not_now = verdicts.quiet_hours_verdict(message, now)
         if not_now is not None:
             message.status, due_at, message.last_error = not_now
             if due_at is not None:  # waiting is not a failed attempt
@@ -1162,11 +557,11 @@ def _send_locked(message: OutboxMessage, claim_token, batch: _Batch, now: dateti
             if not _save_outcome(message, fields):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED if due_at is not None else SendOutcome(message.status)
-        companions = _mergeable(message, _companions(message, batch, now, claim_token), now)
-        if _earlier_unsent(message, batch, going_with=companions):
+        companions = riders.mergeable(message, riders.companions(message, batch, now, claim_token), now)
+        if riders.earlier_unsent(message, batch, going_with=companions):
             # The patient reads about a visit in order: the confirmation before its pre-care.
             message.status, message.last_error = OutboxStatus.PENDING, "waiting for an earlier message to go first"
-            message.due_at, message.attempts = now + ORDER_WAIT, message.attempts - 1
+            message.due_at, message.attempts = now + verdicts.ORDER_WAIT, message.attempts - 1
             if not _save_outcome(message, [*fields, "due_at", "attempts"]):
                 return SendOutcome.CANCELLED
             return SendOutcome.DEFERRED
@@ -1268,7 +663,7 @@ def _settle_doubt(message: OutboxMessage, fields: list[str], now: datetime) -> S
 
 def _may_have_gone_inside_another(message: OutboxMessage) -> bool:
     """# Race condition: a row whose sender died may have gone inside another message to the patient on the same
-    channel (its companion, `_companions`), whose sender died with it, under that one's id: one found sent since
+    channel (its companion, `riders.companions`), whose sender died with it, under that one's id: one found sent since
     this row's doubt began, or one still in doubt that the provider has (asked now) or cannot say it has not.
     Over-reckoned where it cannot be told (any such message counts): told twice beats never told."""
     if message.channel not in (Channel.EMAIL, Channel.SMS):
@@ -1287,7 +682,7 @@ def _may_have_gone_inside_another(message: OutboxMessage) -> bool:
     unsettled = others.filter(in_doubt=True, status__in=open_)
     if message.in_doubt_since is not None:
         unsettled = others.filter(Q(status__in=open_) | Q(updated_at__gte=message.in_doubt_since), in_doubt=True)
-    for pk in unsettled.order_by("-due_at", "-id").values_list("pk", flat=True)[:MAX_MERGED]:
+    for pk in unsettled.order_by("-due_at", "-id").values_list("pk", flat=True)[: riders.MAX_MERGED]:
         try:
             if channels.accepted(channel=message.channel, outbox_id=str(pk)):  # CANNOT_TELL counts
                 return True
@@ -1299,7 +694,7 @@ def _may_have_gone_inside_another(message: OutboxMessage) -> bool:
 
 def _told_when_found(message: OutboxMessage) -> dict:
     """What a message the provider had named, as far as the row can say: a message anchored on the start went
-    only while the start was its anchor (`_still_wanted`), so it named `anchor_at`. What a confirmation or a
+    only while the start was its anchor (`verdicts.still_wanted`), so it named `anchor_at`. What a confirmation or a
     change notice named is the start when it went, which may have moved since: not recorded, and a later
     change notice reckons from the start before that change (reminders.services)."""
     if message.channel == Channel.WEBHOOK or message.kind not in TIME_NAMING_KINDS:
@@ -1441,7 +836,7 @@ def dispatch_due_batches(
 def _tasks_of(claims: list[Claim], per_task: int) -> list[list[Claim]]:
     """The claims in tasks of `per_task`, a patient's e-mails (and texts) in the same task: a send
     takes as companions only the rows its own task claimed (a row another task holds may be in a dead sender's
-    hands, `_companions`), so rows that merge into one message must travel together. A task holding a patient's
+    hands, `riders.companions`), so rows that merge into one message must travel together. A task holding a patient's
     claims may run over `per_task` by the rest of that patient's; the claim's order (due first) is kept otherwise."""
     by_patient: dict = {}
     for claim in claims:

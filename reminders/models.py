@@ -252,7 +252,7 @@ class OutboxStatus(models.TextChoices):
 UNSENT_STATUSES = (OutboxStatus.HELD, OutboxStatus.PENDING)
 FINAL_STATUSES = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED, OutboxStatus.SKIPPED)
 
-# Handed to the provider at least once: sent; or sent and then reported undelivered (dispatch.delivery_reported), and
+# Handed to the provider at least once: sent; or sent and then reported undelivered (reports.delivery_reported), and
 # perhaps waiting to go again since (a retry keeps `sent_at`, which only a send sets). The patient may have heard it
 # (the booking was theirs; a handset off for a day gets the text later): planning a change notice counts it as told,
 # as it counts a message in doubt.
@@ -323,7 +323,7 @@ class OutboxMessage(models.Model):
             models.Index(fields=["appointment", "kind"], name="outbox_appointment_kind"),
             models.Index(fields=["template"], name="outbox_template", condition=Q(template__isnull=False)),
             models.Index(fields=["endpoint"], name="outbox_endpoint", condition=Q(endpoint__isnull=False)),
-            # The providers' delivery reports name a text or e-mail by its id (dispatch.delivery_reported): only
+            # The providers' delivery reports name a text or e-mail by its id (reports.delivery_reported): only
             # sent ones have one, so a booking's unsent rows add nothing to it. The look-up repeats the condition as
             # literals, which PostgreSQL can match under a prepared statement's generic plan (a `$1` it cannot).
             models.Index(

@@ -1,4 +1,7 @@
-"""Delivery reports that could not be recorded when they came, kept in the database until they are.
+"""Delivery reports from the providers: whether a report changes a sent message, and keeping one that could not be
+recorded when it came. A provider that reports a text or e-mail it had accepted will not reach the patient (Twilio's
+status callback, an e-mail provider's bounce: reminders.views) has the rows it carried marked failed
+(`delivery_reported`); a STOP it reports is recorded as the patient's.
 
 A provider sends a report once (Twilio's status callback): one whose row was locked past dispatch.ROW_LOCK_WAIT,
 or whose recording failed while the database still answered, is parked here and recorded later, as of when it
@@ -9,18 +12,125 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
+from core.compiled import save_fields
+from core.ids import parse_uuid
 from reminders import channels, consent, dispatch
-from reminders.models import Channel, OutboxMessage, ParkedDeliveryReport
+from reminders.models import Channel, OutboxMessage, OutboxStatus, ParkedDeliveryReport
 
 log = logging.getLogger(__name__)
+
+
+def sent_by_provider_id_sql(channel: str) -> str:
+    """The `channel` rows (e-mail or SMS) sent under one provider id (`%s`), whatever their status now (a few at
+    most; asking for one status too would let the status index compete for the plan). Its literals are the partial
+    index's condition (`outbox_provider_id`, reminders 0016): PostgreSQL matches them under a prepared statement's
+    generic plan too, where from a `$1` it could prove nothing."""
+    if channel not in (Channel.EMAIL, Channel.SMS):
+        raise ValueError(f"no delivery reports for {channel!r}")
+    table = connection.ops.quote_name(OutboxMessage._meta.db_table)
+    return f"SELECT * FROM {table} WHERE channel = '{channel}' AND provider_id > '' AND provider_id = %s ORDER BY id"
+
+
+def delivery_reported(
+    *, channel: str, report: channels.DeliveryReport, now: datetime, lock_wait: str | None = None
+) -> int:
+    """A provider reports that a text or e-mail (`channel`) it had accepted will not reach the patient (Twilio's
+    status callback, an e-mail provider's bounce or rejection: reminders.views): the rows it carried (a message
+    carries its companions) go from `sent` to `failed`, with the provider's words, so they show with the other
+    failures (the appointment's page, the API's reminders, the admin's "send again": outbox_retry). The patient
+    still counts as told of what it said (`HANDED_OVER`): a change notice still goes. Not the patient's choice, so
+    their consent stays, except for a text refused because the number's owner replied STOP to the provider,
+    recorded as that STOP, as the same refusal heard at once is (`dispatch._record_provider_stops`). A report of
+    anything else, of a message not sent from here, or one heard before, changes nothing. Returns how many rows
+    changed.
+
+    `lock_wait` (PostgreSQL's form, `"1s"`; default dispatch.ROW_LOCK_WAIT): how long each lock this takes is waited
+    for (the row the report names, the patient's and their rows being sent for a STOP, the rows it marks) before the
+    lock error goes to the caller. A report as it comes waits ROW_LOCK_WAIT; a parked one, already waited for
+    once, briefly (PARKED_LOCK_WAIT). SQLite has no row locks: its busy timeout applies there."""
+    if not report.failed:
+        return 0
+    wait = _lock_wait(lock_wait)
+    sql = sent_by_provider_id_sql(channel)
+    carrier = parse_uuid(report.outbox_id)
+    if carrier is not None:
+        # Race condition: a report may come while the sender still holds the row, the provider's answer not yet
+        # recorded (the row `sending`, without the id): wait for that sender's transaction, then read afresh. Up to
+        # `lock_wait`: past it (a sender stuck on the provider) the lock error goes to the caller, which parks the
+        # report (or hands it to the workers, or answers 503 and logs it), rather than hold up a web worker or find
+        # nothing.
+        with _locks_waited_for_at_most(wait):
+            OutboxMessage.objects.select_for_update().filter(pk=carrier, channel=channel).exists()
+    went = [row for row in OutboxMessage.objects.raw(sql, [report.provider_id]) if row.status == OutboxStatus.SENT]
+    if not went:
+        log.warning("a provider reported a message it could not deliver that matches no sent one: %s", report.detail)
+        return 0
+    if report.stopped and channel == Channel.SMS and went[0].recipient:
+        # The STOP first: should it fail, the rows stay `sent`, so the same report, should it come again, does both.
+        # Outside the rows' transaction (the opt-out locks the patient, then their rows being sent, whose senders it
+        # waits for: up to `lock_wait` too). Left alone: a patient who switched texts back on after the text went (a
+        # START since).
+        with _locks_waited_for_at_most(wait):
+            consent.sms_provider_stopped(phone=went[0].recipient, now=now, detail=report.detail, since=went[0].sent_at)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with _locks_waited_for_at_most(wait):
+        rows = [
+            row
+            for row in OutboxMessage.objects.raw(sql + lock, [report.provider_id])
+            if row.status == OutboxStatus.SENT
+        ]
+        for row in rows:
+            row.status = OutboxStatus.FAILED
+            row.last_error = f"{report.detail} after it was sent, at {now:%Y-%m-%d %H:%M} UTC"
+            save_fields(row, ["status", "last_error", "updated_at"])
+    log.warning("a provider could not deliver a message it had accepted (%s): %s", report.detail, went[0].pk)
+    return len(rows)
+
+
+# A lock wait as PostgreSQL's lock_timeout takes it, and more than none: its "0" would wait for ever.
+_LOCK_WAIT_FORM = re.compile(r"[1-9][0-9]*(ms|s)")
+
+
+def _lock_wait(lock_wait: str | None) -> str:
+    """`lock_wait`, or dispatch.ROW_LOCK_WAIT (read when called: tests shorten it), checked before any statement
+    runs."""
+    wait = dispatch.ROW_LOCK_WAIT if lock_wait is None else lock_wait
+    if not isinstance(wait, str) or not _LOCK_WAIT_FORM.fullmatch(wait):
+        raise ValueError(f"a lock wait is a whole number of seconds or milliseconds above 0 ('1s', '200ms'): {wait!r}")
+    return wait
+
+
+@contextmanager
+def _locks_waited_for_at_most(wait: str) -> Iterator[None]:
+    """A transaction (a savepoint inside a caller's) whose locks are each waited for at most `wait` (PostgreSQL's
+    lock_timeout, this transaction only). Inside a caller's transaction its own limit is put back after, so a short
+    wait does not outlive the block (set_config(..., true) lasts to the end of the whole transaction; a savepoint
+    rolled back undoes it by itself). SQLite has no row locks: nothing to set."""
+    postgres = connection.vendor == "postgresql"
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        if not postgres:
+            yield
+            return
+        with connection.cursor() as cursor:
+            before = None
+            if nested:
+                cursor.execute("SELECT current_setting('lock_timeout')")
+                before = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [wait])
+        yield
+        if before is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [before])
 
 
 def delivery_report_park(*, channel: str, report: channels.DeliveryReport, received_at: datetime) -> int | None:
@@ -89,7 +199,7 @@ def parked_reports_record(
             # recorded before the rows' own transaction (delivery_reported), never holding both locks.
             inside = transaction.get_connection().in_atomic_block
             with transaction.atomic() if inside else nullcontext():
-                dispatch.delivery_reported(
+                delivery_reported(
                     channel=parked.channel,
                     report=channels.DeliveryReport(**parked.report),
                     now=parked.received_at,

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 
-from reminders import dispatch
+from reminders import dispatch, verdicts
 from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoint
 
 # A due row still unclaimed this long after it fell due means the dispatcher is behind (or not running): it
@@ -28,9 +28,9 @@ def patient_messages(appointment_id) -> QuerySet[OutboxMessage]:
 
 def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
     """Messages to patients (no webhooks) that did not reach them (refused, out of attempts, or reported undelivered
-    after they were sent: dispatch.delivery_reported), or that will not in time: a cancellation or move notice due
+    after they were sent: reports.delivery_reported), or that will not in time: a cancellation or move notice due
     only at or after the visit's start (a text held by quiet hours past a 07:00 visit), which the sender will drop
-    (dispatch._still_wanted), and that nothing made up for: not sent again, and no copy of the same template (one
+    (verdicts.still_wanted), and that nothing made up for: not sent again, and no copy of the same template (one
     template holds a message's e-mail and its text) for the same appointment went since: its twin on the other
     channel, or a later copy after a move. Another template's message of the same kind (another pre-care note)
     makes up for nothing."""
@@ -40,7 +40,7 @@ def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
         status=OutboxStatus.SENT,
         created_at__gte=OuterRef("created_at"),
     )
-    too_late = Q(status=OutboxStatus.PENDING, kind__in=dispatch.NOTICES, due_at__gte=F("appointment__start_at"))
+    too_late = Q(status=OutboxStatus.PENDING, kind__in=verdicts.NOTICES, due_at__gte=F("appointment__start_at"))
     return (
         OutboxMessage.objects.filter(Q(status=OutboxStatus.FAILED) | too_late)
         .exclude(channel=Channel.WEBHOOK)
@@ -52,7 +52,7 @@ def will_reach_too_late(message: OutboxMessage) -> bool:
     """A notice that, as it stands, goes only once its visit's time has come (`undelivered_patient_messages`)."""
     return (
         message.status == OutboxStatus.PENDING
-        and message.kind in dispatch.NOTICES
+        and message.kind in verdicts.NOTICES
         and message.due_at >= message.appointment.start_at
     )
 

@@ -236,7 +236,7 @@ def last_told_start(
 ) -> datetime | None:
     """The appointment time the patient last heard (the newest sent message that named one), or None.
 
-    `before` (a move notice asking when it goes, dispatch._notice_verdict): what they had heard when the move was
+    `before` (a move notice asking when it goes, verdicts.notice_verdict): what they had heard when the move was
     made, and any confirmation since (one in flight then went: rendered when sent, it named the time as it
     stood). Not what went after the move as part of telling it (the notice's twin on the other channel, a
     re-sent pre-care).
@@ -271,7 +271,7 @@ def last_told_practitioner(appointment: Appointment, *, before: datetime | None 
     whose text or calendar file named the practitioner (a text message names no one), None when none went (one in
     doubt has not, yet). `before` as for `last_told_start`. NOT_RECORDED when that e-mail did not record whom it
     named (sent before this was recorded, or found sent after its sender stopped): a move notice then takes the
-    practitioner moved from, as planned (`_practitioner_told_before`, dispatch._notice_verdict); told twice beats
+    practitioner moved from, as planned (`_practitioner_told_before`, verdicts.notice_verdict); told twice beats
     never told."""
     sent = OutboxMessage.objects.filter(
         HANDED_OVER, appointment=appointment, kind__in=TIME_NAMING_KINDS, channel=Channel.EMAIL
@@ -288,7 +288,7 @@ def last_told_practitioner(appointment: Appointment, *, before: datetime | None 
 
 def _not_gone_with(ours: tuple) -> Q:
     """Rows claimed by the send that asks (`ours`: its claim token, and the rows under it that may be in the
-    provider's hands, whose record failed; dispatch._claim_riders claims those that may go with it): not in doubt,
+    provider's hands, whose record failed; riders.claim_riders claims those that may go with it): not in doubt,
     not in the provider's hands yet, and they go only with that send or after it. Counted as claimed, they would make
     its notice wait for, or count as told by, what goes with it or not at all."""
     token, handed = ours
@@ -519,7 +519,7 @@ def _patient_was_told(appointment: Appointment, kinds=TIME_NAMING_KINDS) -> bool
     """Whether a message of `kinds` (by default any naming the appointment's time) has gone, is going, or may have
     gone (in doubt: its sender stopped and the provider could not tell). What planning counts on: one that is going
     may yet be dropped, so the notice planned on it asks again when it goes (`booking_told`,
-    dispatch._notice_verdict)."""
+    verdicts.notice_verdict)."""
     return (
         OutboxMessage.objects.filter(appointment=appointment, kind__in=kinds)
         .filter(HANDED_OVER | Q(status=OutboxStatus.SENDING) | Q(in_doubt=True))
@@ -590,7 +590,7 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     told = last_told_start(appointment)
     if told is None and previous.get("start_at") and _patient_was_told(appointment, BOOKING_NAMING_KINDS):
         # A confirmation sent before told_start was recorded (it named the time moved from), or claimed now (the
-        # notice asks again when it goes, dispatch._notice_verdict). Not a reminder or pre-care note claimed now: the
+        # notice asks again when it goes, verdicts.notice_verdict). Not a reminder or pre-care note claimed now: the
         # patient's first word, anchored on the time moved from, its send drops it (superseded) and the new time's
         # is planned; one whose sender stopped is in doubt once its lease runs out, and counts then (_start_in_doubt).
         # A notice still waiting out its grace knows better: the move before this one took the time it names from
@@ -635,7 +635,7 @@ def _practitioner_told_before(appointment: Appointment, previous: dict, pending:
     """The practitioner the patient heard of by e-mail, when that is not the visit's practitioner now, else None. A
     confirmation claimed now (not recorded yet), or an e-mail that went without recording it, named the practitioner
     moved from, or, moved twice within the grace, the one a notice waiting out its grace already names; the notice
-    asks again when it goes (dispatch._notice_verdict)."""
+    asks again when it goes (verdicts.notice_verdict)."""
     other = last_told_practitioner(appointment)
     if other in (None, NOT_RECORDED) and previous.get("practitioner"):
         if other == NOT_RECORDED or _patient_was_told(appointment, BOOKING_NAMING_KINDS):
@@ -764,7 +764,7 @@ def _subscriptions() -> list[_Subscription]:
 
 def webhook_endpoint_reaches(endpoint_id, clinic_id, organisation_id) -> bool:
     """Whether the endpoint's client is still granted the clinic (or its organisation), and the endpoint still
-    active: a delivery queued before a grant was taken away must not go (dispatch._still_wanted)."""
+    active: a delivery queued before a grant was taken away must not go (verdicts.still_wanted)."""
     return any(
         s.endpoint.pk == endpoint_id and (clinic_id in s.clinic_ids or organisation_id in s.organisation_ids)
         for s in _subscriptions()

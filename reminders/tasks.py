@@ -84,10 +84,10 @@ def report_wait(retries: int) -> int:
 
 @shared_task(name="reminders.record_delivery_report", bind=True, ignore_result=True, max_retries=REPORT_RETRIES)
 def record_delivery_report(self, channel: str, report: dict, received_at: str) -> int:
-    """Record a delivery report the view could not (dispatch.delivery_reported, safe to run twice), as of when it
+    """Record a delivery report the view could not (reports.delivery_reported, safe to run twice), as of when it
     came."""
     try:
-        return dispatch.delivery_reported(
+        return reports.delivery_reported(
             channel=channel, report=channels.DeliveryReport(**report), now=datetime.fromisoformat(received_at)
         )
     except DatabaseError as exc:

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
-from reminders import channels, consent, dispatch, feeds, pages, reports, tasks
+from reminders import channels, consent, feeds, pages, reports, tasks
 from reminders.models import Channel, OptOutVia
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def sms_status(request: HttpRequest) -> HttpResponse:
     """The SMS provider's delivery report on a text it had accepted (Twilio's status callback, asked for with each
     text where SMS_STATUS_CALLBACK_URL is set, or set on a Messaging Service): one it could not deliver is marked
     failed, and a refusal after the patient's STOP to the provider turns their texts off
-    (dispatch.delivery_reported). 404 where the provider sends no reports, 503 where it is set up wrongly here; 202
+    (reports.delivery_reported). 404 where the provider sends no reports, 503 where it is set up wrongly here; 202
     for one the workers will record (the database did not answer now), 503 if they cannot be reached either."""
     if not channels.sms_backend_sends_reports():
         raise Http404("The SMS provider set up here sends no delivery reports.")
@@ -125,7 +125,7 @@ def sms_status(request: HttpRequest) -> HttpResponse:
         return HttpResponse("Not a delivery report.", status=400, content_type="text/plain")
     received_at = timezone.now()
     try:
-        dispatch.delivery_reported(channel=Channel.SMS, report=report, now=received_at)
+        reports.delivery_reported(channel=Channel.SMS, report=report, now=received_at)
     except DatabaseError:
         # Twilio does not send a report again on an error answer: the workers record it once the database answers
         # (as of now); without them, the log is what is left of it.
@@ -176,7 +176,7 @@ def email_events_view(provider: str, view: Callable[..., HttpResponse]) -> Calla
 def email_event(sender, event, esp_name: str, **kwargs) -> None:
     """anymail's `tracking` signal (connected in RemindersConfig.ready): a spam complaint or an unsubscribe at the
     provider turns the patient's e-mails off (consent.email_provider_stopped); a bounce or a refusal of an e-mail
-    sent from here marks it failed (dispatch.delivery_reported); other events change nothing."""
+    sent from here marks it failed (reports.delivery_reported); other events change nothing."""
     # Postmark's bounce records include a receiving server's spam filter (SpamNotification), which anymail calls a
     # complaint: not the patient's.
     postmark_bounce = (
@@ -193,7 +193,7 @@ def email_event(sender, event, esp_name: str, **kwargs) -> None:
             )
         report = channels.email_delivery_report(event, esp_name)
         if report is not None:
-            dispatch.delivery_reported(channel=Channel.EMAIL, report=report, now=timezone.now())
+            reports.delivery_reported(channel=Channel.EMAIL, report=report, now=timezone.now())
     except Exception as exc:
         raise EmailEventNotRecorded from exc
 

@@ -12,8 +12,8 @@ from django.db import connection
 
 from api.models import IdempotencyKey
 from clinic.models import Appointment, AuditEvent
-from reminders.dispatch import sent_by_provider_id_sql
 from reminders.models import OutboxMessage
+from reminders.reports import sent_by_provider_id_sql
 
 WRITTEN_BY_A_BOOKING = [Appointment, AuditEvent, OutboxMessage, IdempotencyKey]
 
@@ -117,7 +117,7 @@ def test_lookups_by_key_use_the_partial_indexes_in_a_prepared_statements_generic
 @pytest.mark.django_db
 @pytest.mark.parametrize("channel", ["sms", "email"])
 def test_a_delivery_reports_lookup_uses_the_sent_messages_index_in_a_generic_plan(channel):
-    """A provider names a text or e-mail by its id (reminders.dispatch.delivery_reported): the look-up must find it
+    """A provider names a text or e-mail by its id (reminders.reports.delivery_reported): the look-up must find it
     by the partial index of sent messages' ids (reminders 0016), not scan the outbox, also once the prepared
     statement runs on its generic plan (the literals in its text prove the index's condition)."""
     sql = sent_by_provider_id_sql(channel).replace("%s", "$1")

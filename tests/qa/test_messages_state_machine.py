@@ -92,8 +92,9 @@ from reminders.consent import (
     sms_reply_opt_in,
     sms_reply_opt_out,
 )
-from reminders.dispatch import TOO_LATE_FOR_THE_BOOKING, dispatch_local
+from reminders.dispatch import dispatch_local
 from reminders.models import OptOutVia, OutboxMessage, ReminderTemplate
+from reminders.verdicts import TOO_LATE_FOR_THE_BOOKING
 from reminders.wording import fmt_datetime
 from scheduler.booking import (
     appointment_book,

@@ -26,7 +26,7 @@ import time_machine
 from django.apps import apps as django_apps
 
 from clinic.models import Appointment, WorkingHours
-from reminders import dispatch
+from reminders import dispatch, riders
 from reminders.models import OutboxMessage, ReminderTemplate, WebhookEndpoint
 from reminders.texts import sms_segments
 from scheduler import selectors
@@ -185,7 +185,7 @@ def test_a_full_claim_takes_the_rest_of_its_pairs_even_when_the_other_channel_of
     t0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
     _row(ada, "email", t0)
     _row(bea, "sms", t0 + timedelta(seconds=1))
-    for i in range(2 * 2 * dispatch.MAX_MERGED):
+    for i in range(2 * 2 * riders.MAX_MERGED):
         _row(ada, "sms", t0 + timedelta(seconds=10 + i))
     bea_second = _row(bea, "sms", t0 + timedelta(minutes=10))
     ada_second = _row(ada, "email", t0 + timedelta(minutes=10))

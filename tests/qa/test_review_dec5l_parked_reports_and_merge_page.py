@@ -43,7 +43,7 @@ from clinic.merging import patient_merge
 from clinic.models import Appointment, MedicationCourse, StaffRole
 from clinic.services import medication_course_add, medication_course_end, procedure_record_add
 from frontdesk.selectors import patient_record
-from reminders import consent, dispatch
+from reminders import consent
 from reminders import reports as parked_reports
 from reminders.channels import DeliveryReport
 from reminders.dispatch import dispatch_local
@@ -91,7 +91,7 @@ CLINICIAN = Actor("clinician@qa-pr", clinical=True)
 def park_through_the_view(client, monkeypatch, **kwargs):
     """Twilio's callback when recording it fails while the database answers: parked, 202."""
     with monkeypatch.context() as patched:
-        patched.setattr(dispatch, "delivery_reported", database_away)
+        patched.setattr(parked_reports, "delivery_reported", database_away)
         response = report(client, **kwargs)
     assert response.status_code == 202, response.content
     return ParkedDeliveryReport.objects.order_by("-id").first()
@@ -203,13 +203,13 @@ def test_parked_reports_are_recorded_oldest_first(client, settings, sent_text, m
     settings.CELERY_BROKER_URL = ""
     ids = [park_through_the_view(client, monkeypatch, status=s, error="30003").pk for s in ("undelivered", "failed")]
     seen = []
-    original = dispatch.delivery_reported
+    original = parked_reports.delivery_reported
 
     def watching(**kwargs):
         seen.append(kwargs["report"].detail)
         return original(**kwargs)
 
-    monkeypatch.setattr(dispatch, "delivery_reported", watching)
+    monkeypatch.setattr(parked_reports, "delivery_reported", watching)
     assert parked_reports.parked_reports_record() == 2
     assert ids[0] < ids[1] and seen == [
         "Twilio reported the text undelivered (error 30003)",
@@ -222,7 +222,7 @@ def test_a_run_inside_another_run_records_the_stop_once(client, settings, sent_t
     report and removes it before A reaches it; A records it again: nothing twice."""
     settings.CELERY_BROKER_URL = ""
     park_through_the_view(client, monkeypatch, status="failed", error="21610")
-    original = dispatch.delivery_reported
+    original = parked_reports.delivery_reported
     nested = []
 
     def b_first(**kwargs):
@@ -231,7 +231,7 @@ def test_a_run_inside_another_run_records_the_stop_once(client, settings, sent_t
             nested[0] = parked_reports.parked_reports_record()  # run B, between A's read and A's recording
         return original(**kwargs)
 
-    monkeypatch.setattr(dispatch, "delivery_reported", b_first)
+    monkeypatch.setattr(parked_reports, "delivery_reported", b_first)
     a = parked_reports.parked_reports_record()
     assert nested == [1]
     assert ContactOptOut.objects.filter(patient=patient).count() == 1
@@ -250,7 +250,7 @@ def test_two_runs_at_once_in_two_connections_do_no_harm(transactional_db, client
     park_through_the_view(client, monkeypatch, status="failed", error="21610")
     park_through_the_view(client, monkeypatch, status="undelivered", error="30003")
     both_read = threading.Barrier(2)
-    original = dispatch.delivery_reported
+    original = parked_reports.delivery_reported
 
     def together(**kwargs):
         try:
@@ -259,7 +259,7 @@ def test_two_runs_at_once_in_two_connections_do_no_harm(transactional_db, client
             pass
         return original(**kwargs)
 
-    monkeypatch.setattr(dispatch, "delivery_reported", together)
+    monkeypatch.setattr(parked_reports, "delivery_reported", together)
     outcomes = race(parked_reports.parked_reports_record, parked_reports.parked_reports_record)
     assert all(isinstance(n, int) for n in outcomes), outcomes
     assert not ParkedDeliveryReport.objects.exists()
@@ -281,14 +281,14 @@ def test_one_report_that_raises_does_not_hold_up_the_ones_behind_it(client, sett
     settings.CELERY_BROKER_URL = ""
     poison = park_through_the_view(client, monkeypatch, sid=OTHER_SID)
     park_through_the_view(client, monkeypatch)
-    original = dispatch.delivery_reported
+    original = parked_reports.delivery_reported
 
     def one_bug(**kwargs):
         if kwargs["report"].provider_id == OTHER_SID:
             raise ValueError("a bug in one report's recording")
         return original(**kwargs)
 
-    monkeypatch.setattr(dispatch, "delivery_reported", one_bug)
+    monkeypatch.setattr(parked_reports, "delivery_reported", one_bug)
     try:
         parked_reports.parked_reports_record()
     except ValueError:

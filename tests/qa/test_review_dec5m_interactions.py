@@ -600,7 +600,7 @@ def test_a_start_after_a_merge_answers_the_same_whether_the_stop_was_parked(worl
             provider_id=text.provider_id, failed=True, stopped=True, detail="21610", outbox_id=str(text.pk)
         )
         if path == "at once":
-            dispatch.delivery_reported(channel="sms", report=report, now=NOW)
+            parked_reports.delivery_reported(channel="sms", report=report, now=NOW)
         else:
             parked_reports.delivery_report_park(channel="sms", report=report, received_at=NOW)
         merge(duplicate, survivor, now=NOW + timedelta(minutes=1))

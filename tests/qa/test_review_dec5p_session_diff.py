@@ -519,8 +519,10 @@ def test_a_parked_email_bounce_is_recorded_with_the_short_wait(world, frozen, mo
     OutboxMessage.objects.filter(pk=mail_row.pk).update(provider_id="qa-p-mail-1")
     mail_row.refresh_from_db()
     waits = []
-    original = dispatch.delivery_reported
-    monkeypatch.setattr(dispatch, "delivery_reported", lambda **kw: waits.append(kw.get("lock_wait")) or original(**kw))
+    original = parked_reports.delivery_reported
+    monkeypatch.setattr(
+        parked_reports, "delivery_reported", lambda **kw: waits.append(kw.get("lock_wait")) or original(**kw)
+    )
     _park(mail_row, channel="email")
     assert parked_reports.parked_reports_record() == 1
     assert waits == [parked_reports.PARKED_LOCK_WAIT]

@@ -19,7 +19,7 @@ from django.core import mail
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from reminders import content, dispatch
+from reminders import content, dispatch, riders
 from reminders.channels import LocmemSmsBackend
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from scheduler.booking import appointment_cancel
@@ -150,7 +150,7 @@ def test_a_rider_claimed_by_a_send_that_is_deferred_goes_back_uncounted(by_email
         return True
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dispatch, "_earlier_unsent", must_wait)
+        patch.setattr(riders, "earlier_unsent", must_wait)
         assert send(claims, now) == {tuesday.pk: dispatch.SendOutcome.DEFERRED}
 
     assert seen == [(OutboxStatus.SENDING, claims[0].token, [rider.pk])]  # claimed, and about to ride along
@@ -194,7 +194,7 @@ def test_two_tasks_racing_for_the_same_pending_rider_send_it_once(transactional_
     second = dispatch.outbox_claim_due(now=now)
     book(by_email, "microneedling", LATER, now)
     assert len(first) == len(second) == 1
-    together, real = threading.Barrier(2, timeout=10), dispatch._claim_riders
+    together, real = threading.Barrier(2, timeout=10), riders.claim_riders
 
     def at_once(*args):
         together.wait()
@@ -202,7 +202,7 @@ def test_two_tasks_racing_for_the_same_pending_rider_send_it_once(transactional_
 
     outcome = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dispatch, "_claim_riders", at_once)
+        patch.setattr(riders, "claim_riders", at_once)
         threads = [in_a_thread(lambda claims=claims: send(claims, now), outcome) for claims in (first, second)]
         for thread in threads:
             thread.join(30)
@@ -447,7 +447,7 @@ def test_a_full_claim_takes_no_more_of_a_patients_rows_than_can_go_as_one_messag
 
     claims, found = dispatch._claim_due(now=ALL_DUE, limit=2)
 
-    assert len(claims) == 1 + dispatch.MAX_MERGED and found == len(claims)  # one message: itself and five
+    assert len(claims) == 1 + riders.MAX_MERGED and found == len(claims)  # one message: itself and five
     assert {c.message_id for c in claims} <= set(copies)
     assert OutboxMessage.objects.filter(pk__in=copies, status="pending").count() == 9 - len(claims)
 

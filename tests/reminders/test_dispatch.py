@@ -529,7 +529,7 @@ def test_a_send_that_raised_and_cannot_be_recorded_is_left_to_its_lease(sms_row,
         raise OperationalError("the database went away")
 
     monkeypatch.setattr(dispatch, "_send_one", down)
-    monkeypatch.setattr(dispatch, "_lock_fresh", down)
+    monkeypatch.setattr(dispatch, "lock_fresh", down)
 
     assert outbox_send(message_id=claim.message_id, claim_token=claim.token, now=now) == SendOutcome.BUSY
     sms_row.refresh_from_db()

@@ -15,7 +15,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from reminders import content, dispatch
+from reminders import content, verdicts
 from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import dispatch_local
 from reminders.links import manage_url
@@ -237,7 +237,7 @@ def test_a_cancellation_whose_visit_has_begun_when_it_goes_is_cancelled_with_why
     assert (len(mail.outbox), len(LocmemSmsBackend.outbox)) == sent_before
     notices = rows(visit).filter(kind="cancelled") | rows(visit, "sms").filter(kind="cancelled")
     assert len(notices) == 2
-    assert {(n.status, n.last_error) for n in notices} == {("cancelled", dispatch.TOO_LATE_FOR_THE_BOOKING)}
+    assert {(n.status, n.last_error) for n in notices} == {("cancelled", verdicts.TOO_LATE_FOR_THE_BOOKING)}
 
 
 def test_a_cancellation_text_that_quiet_hours_carry_past_the_start_is_not_sent(patient, practitioner, now, settings):
@@ -257,7 +257,7 @@ def test_a_cancellation_text_that_quiet_hours_carry_past_the_start_is_not_sent(p
     deliver(text_notice.due_at)
 
     text_notice.refresh_from_db()
-    assert (text_notice.status, text_notice.last_error) == ("cancelled", dispatch.TOO_LATE_FOR_THE_BOOKING)
+    assert (text_notice.status, text_notice.last_error) == ("cancelled", verdicts.TOO_LATE_FOR_THE_BOOKING)
     assert LocmemSmsBackend.outbox == []
 
 
@@ -291,4 +291,4 @@ def test_a_move_notice_whose_new_time_has_come_when_it_goes_is_cancelled(patient
     assert (len(mail.outbox), len(LocmemSmsBackend.outbox)) == sent_before
     notices = list(rows(visit).filter(kind="rescheduled")) + list(rows(visit, "sms").filter(kind="rescheduled"))
     assert len(notices) == 2
-    assert {(n.status, n.last_error) for n in notices} == {("cancelled", dispatch.TOO_LATE_FOR_THE_BOOKING)}
+    assert {(n.status, n.last_error) for n in notices} == {("cancelled", verdicts.TOO_LATE_FOR_THE_BOOKING)}

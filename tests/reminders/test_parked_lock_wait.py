@@ -1,5 +1,5 @@
 # ruff: noqa: F811 (the fixtures imported from test_sms_delivery_reports are named as the tests ask for them)
-"""How long a parked delivery report's recording waits for locks (reminders.reports, dispatch.delivery_reported).
+"""How long a parked delivery report's recording waits for locks (reminders.reports, reports.delivery_reported).
 
 docs/reminders.md, "Delivery reports from the providers": a report as it comes (the webhook) waits
 dispatch.ROW_LOCK_WAIT for its row; a parked one, already waited for, waits reports.PARKED_LOCK_WAIT for each lock
@@ -97,13 +97,13 @@ def test_a_run_records_each_parked_report_with_the_short_wait_and_the_webhook_ke
     client, sent_text, monkeypatch, now
 ):
     waits = []
-    original = dispatch.delivery_reported
+    original = parked_reports.delivery_reported
 
     def watching(**kwargs):
         waits.append(kwargs.get("lock_wait"))
         return original(**kwargs)
 
-    monkeypatch.setattr(dispatch, "delivery_reported", watching)
+    monkeypatch.setattr(parked_reports, "delivery_reported", watching)
     park(sent_text, now + timedelta(minutes=1))
     assert parked_reports.parked_reports_record() == 1
     assert report(client, status="failed", error="30008").status_code == 204  # the webhook: a report as it comes
@@ -117,7 +117,7 @@ def test_a_lock_wait_that_is_not_one_is_refused_and_changes_nothing(sent_text, n
     """PostgreSQL reads a lock_timeout of 0 as no limit at all: refused before any statement runs."""
     undelivered = DeliveryReport(provider_id=SID, failed=True, stopped=False, detail="undelivered")
     with pytest.raises(ValueError, match="a lock wait is a whole number of seconds or milliseconds above 0"):
-        dispatch.delivery_reported(channel="sms", report=undelivered, now=now, lock_wait=wait)
+        parked_reports.delivery_reported(channel="sms", report=undelivered, now=now, lock_wait=wait)
     sent_text.refresh_from_db()
     assert (sent_text.status, sent_text.last_error) == ("sent", "")
 
@@ -185,7 +185,7 @@ def test_delivery_reported_inside_a_callers_transaction_leaves_its_lock_wait_as_
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('lock_timeout', '7s', true)")
-        assert dispatch.delivery_reported(channel="sms", report=undelivered, now=now, lock_wait="1s") == 1
+        assert parked_reports.delivery_reported(channel="sms", report=undelivered, now=now, lock_wait="1s") == 1
         assert show_lock_timeout() == "7s"
 
 

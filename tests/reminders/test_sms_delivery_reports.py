@@ -208,7 +208,7 @@ def test_a_report_not_recorded_is_parked_in_the_database_and_recorded_later_as_o
     and removes it. Twilio sends a report once: in Redis alone, a restart lost it."""
     settings.CELERY_BROKER_URL = ""
     with monkeypatch.context() as patched:
-        patched.setattr(dispatch, "delivery_reported", database_away)
+        patched.setattr(parked_reports, "delivery_reported", database_away)
         assert report(client).status_code == 202
     parked = ParkedDeliveryReport.objects.get()
     assert (parked.channel, parked.report["provider_id"], parked.report["failed"]) == ("sms", SID, True)
@@ -216,7 +216,7 @@ def test_a_report_not_recorded_is_parked_in_the_database_and_recorded_later_as_o
     assert sent_text.status == "sent"  # not recorded yet
 
     with monkeypatch.context() as patched:  # the row still locked at the first run: kept, counted
-        patched.setattr(dispatch, "delivery_reported", database_away)
+        patched.setattr(parked_reports, "delivery_reported", database_away)
         assert parked_reports.parked_reports_record() == 0
     parked.refresh_from_db()
     assert (parked.attempts, parked.last_error) == (1, "DatabaseError: the database went away")
@@ -244,7 +244,7 @@ def test_the_beat_and_run_dispatcher_record_the_parked_reports(settings, sent_te
 def test_a_report_read_but_not_recorded_nor_parked_without_workers_is_a_503(client, settings, sent_text, monkeypatch):
     """The embedded local pipeline has no broker: with the database away too, the report is only in the log."""
     settings.CELERY_BROKER_URL = ""
-    monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    monkeypatch.setattr(parked_reports, "delivery_reported", database_away)
     monkeypatch.setattr(parked_reports, "delivery_report_park", not_parked_either)
     assert report(client).status_code == 503
 
@@ -253,7 +253,7 @@ def test_a_report_read_but_not_recorded_when_the_broker_is_away_too_is_a_503(cli
     def broker_away(*args, **kwargs):
         raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    monkeypatch.setattr(parked_reports, "delivery_reported", database_away)
     monkeypatch.setattr(parked_reports, "delivery_report_park", not_parked_either)
     # The broker's client failing is what is replaced here; tests/reminders/test_celery.py hands a report to real
     # workers on a real Redis.
@@ -265,7 +265,7 @@ def test_a_report_the_workers_record_later_is_recorded_as_of_when_it_came(sent_t
     """The task (run here in this process, as a worker would) tries again while the database is away, and records
     the report with the moment it came, not the moment it is recorded."""
     calls = []
-    record = dispatch.delivery_reported
+    record = parked_reports.delivery_reported
 
     def away_once(**kwargs):
         calls.append(kwargs["now"])
@@ -273,7 +273,7 @@ def test_a_report_the_workers_record_later_is_recorded_as_of_when_it_came(sent_t
             raise DatabaseError("the database went away")
         return record(**kwargs)
 
-    monkeypatch.setattr(dispatch, "delivery_reported", away_once)
+    monkeypatch.setattr(parked_reports, "delivery_reported", away_once)
     came = now + timedelta(minutes=5)
     fields = {"provider_id": SID, "failed": True, "stopped": False, "detail": "Twilio reported the text undelivered"}
 
@@ -304,7 +304,7 @@ def test_a_shorter_visibility_timeout_shortens_the_longest_wait(settings):
 
 
 def test_a_report_still_not_recorded_after_its_last_try_is_logged_with_its_contents(monkeypatch, caplog):
-    monkeypatch.setattr(dispatch, "delivery_reported", database_away)
+    monkeypatch.setattr(parked_reports, "delivery_reported", database_away)
     fields = {"provider_id": SID, "failed": True, "stopped": False, "detail": "Twilio reported the text undelivered"}
 
     result = tasks.record_delivery_report.apply(
@@ -356,7 +356,7 @@ def test_a_stop_not_recorded_leaves_the_text_sent_so_the_same_report_again_does_
 ):
     settings.CELERY_BROKER_URL = ""
     with monkeypatch.context() as patched:
-        patched.setattr(dispatch, "sms_provider_stopped", database_away)
+        patched.setattr(consent, "sms_provider_stopped", database_away)
         assert report(client, status="failed", error="21610").status_code == 202  # parked
     sent_text.refresh_from_db()
     assert sent_text.status == "sent"  # so that the report, should it come again, still matches
