@@ -10,7 +10,6 @@ The Django-level handlers at the bottom cover what never reaches a DRF view
 
 from __future__ import annotations
 
-import logging
 import math
 from datetime import date, datetime, tzinfo
 from http import HTTPStatus
@@ -24,9 +23,10 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from core.errors import DomainError, ErrorCode, InvalidInput, Refused
+from core.redact import masked_logger
 from scheduler.booking import UnableToBook
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:clinic-api:problem:"  # a URN: stable identifiers, not pages to fetch

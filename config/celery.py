@@ -7,7 +7,7 @@ the reminders subsystem then runs its own local dispatcher instead.
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -27,3 +27,15 @@ def close_old_connections(sender=None, **kwargs) -> None:
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return
     close()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def mask_contacts(logger=None, **kwargs) -> None:
+    """Celery replaces the root logger's handlers with its own: they mask contacts too, as Django's do
+    (settings.LOGGING, core.redact)."""
+    from core.redact import ContactsMasked
+
+    for handler in getattr(logger, "handlers", []):
+        if not any(isinstance(f, ContactsMasked) for f in handler.filters):
+            handler.addFilter(ContactsMasked())

@@ -351,7 +351,10 @@ BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # No e-mail address or phone number in a log line, whoever logs it (a provider's refusal quotes the recipient;
+    # core.redact). Celery's workers put the same filter on their own handlers (config/celery.py).
+    "filters": {"contacts_masked": {"()": "core.redact.ContactsMasked"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["contacts_masked"]}},
     "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
 }
 

@@ -7,7 +7,6 @@ every error is an OperationOutcome with the HTTP status the v1 API would give. W
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -33,11 +32,12 @@ from api.views import refuse_oversized
 from clinic.models import Appointment, AppointmentStatus, Practitioner, ProcedureType
 from clinic.selectors import appointments_in, is_clinical
 from core.errors import DomainError
+from core.redact import masked_logger
 from fhir import mapping, search
 from fhir.search import SearchError
 from fhir.slots import slots_search
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"

@@ -29,7 +29,6 @@ into another message (the provider knows only the carrying message's id).
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections import Counter
@@ -45,6 +44,7 @@ from django.db.models.functions import Coalesce
 
 from core.compiled import CompiledQuery, columns, instances, save_fields
 from core.db import lock_wait_exceeded
+from core.redact import masked_logger
 from reminders import channels, content, riders, verdicts
 from reminders.claimed import Batch, claim_rows, lock_fresh, skip_locked
 from reminders.consent import sms_provider_stopped, unsubscribe_url
@@ -64,7 +64,7 @@ from reminders.wording import RenderError
 from scheduler import versioned
 from scheduler.lifecycle import Actor
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 class SendOutcome(StrEnum):

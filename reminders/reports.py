@@ -11,7 +11,6 @@ came (docs/reminders.md, "Delivery reports from the providers"). An inbound STAR
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -23,10 +22,11 @@ from django.db.models import F
 
 from core.compiled import save_fields
 from core.ids import parse_uuid
+from core.redact import masked_logger
 from reminders import channels, consent, dispatch
 from reminders.models import Channel, OutboxMessage, OutboxStatus, ParkedDeliveryReport
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 def sent_by_provider_id_sql(channel: str) -> str:

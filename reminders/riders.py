@@ -8,20 +8,20 @@ render together (`mergeable`), and is told whether a message that reads before i
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 
+from core.redact import masked_logger
 from reminders import content, verdicts
 from reminders.claimed import Batch, claim_rows, lock_fresh, skip_locked
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
 from reminders.timing import quiet_hours
 from reminders.wording import RenderError
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 # The most rows one message carries besides its own (`_merge_pool`); a full claim takes a patient's rows by one
 # channel up to one message's worth (dispatch._rest_of_their_patients).

@@ -15,7 +15,6 @@ restarts meanwhile loses it (docs/reminders.md).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from datetime import datetime
 
 from celery import shared_task
@@ -23,9 +22,10 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from core.redact import masked_logger
 from reminders import channels, dispatch, reports
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 def _moment(now: str | None) -> datetime:

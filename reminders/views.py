@@ -9,7 +9,6 @@ Bad input gets a clear 400/403 page, never a 500.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 
 from anymail.exceptions import AnymailConfigurationError, AnymailError, AnymailWebhookValidationFailure
@@ -22,10 +21,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
+from core.redact import masked_logger
 from reminders import channels, consent, feeds, pages, reports, tasks
 from reminders.models import Channel, OptOutVia
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 # Longer than any phone number or alphanumeric sender id a provider sends.
 MAX_SENDER_LENGTH = 64

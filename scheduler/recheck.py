@@ -19,7 +19,6 @@ Nothing changes silently: every move is audited with its cause and sent to the s
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from datetime import datetime, timedelta
@@ -36,6 +35,7 @@ from clinic.models import (
     Organisation,
     PatientMerge,
 )
+from core.redact import masked_logger
 from scheduler import booking, rules, versioned
 from scheduler.lifecycle import Actor, lock_patient, record
 from scheduler.models import IntervalRule, RecheckRun
@@ -290,7 +290,7 @@ def procedures_of_rule(rule) -> list[str]:
     return [rule.procedure_id]
 
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 # How long a run's first step waits for the transactions in progress when it starts (below): under
 # gunicorn's timeout, for the embedded dispatcher that runs the steps in the request.

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from core.redact import masked_logger
 from scheduler import recheck
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 @shared_task(name="scheduler.recheck_step", ignore_result=True)

@@ -28,3 +28,27 @@ def test_a_worker_task_drops_a_connection_that_is_past_its_age(transactional_db)
     close_old_connections(sender=worker)
 
     assert connection.connection is None
+
+
+def test_celerys_own_log_handlers_mask_contacts():
+    """A worker replaces the root logger's handlers (after_setup_logger): its handlers get the filter that
+    Django's console handler has (settings.LOGGING, core.redact)."""
+    import logging
+
+    from celery.signals import after_setup_logger
+
+    from core.redact import ContactsMasked
+
+    logger = logging.getLogger("tests.celery.worker")
+    handler = logging.StreamHandler()
+    logger.addHandler(handler)
+    try:
+        after_setup_logger.send(
+            sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="", colorize=False
+        )
+        after_setup_logger.send(
+            sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="", colorize=False
+        )
+        assert [type(f) for f in handler.filters] == [ContactsMasked]
+    finally:
+        logger.removeHandler(handler)

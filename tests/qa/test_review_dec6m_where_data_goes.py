@@ -16,12 +16,14 @@ the desk and the API, webhook bodies' fields):
   sends nothing to other sites, `noindex`, and the patient's name, full address, full number and the desk's notes
   nowhere (docs/portal.md); a link after a merge and after a cancel reads its own visit only.
 
-Found (strict xfails, QUESTIONs: no document says what the logs or FHIR may carry):
-- a provider's refusal that quotes the recipient goes into the log whole: an SMTP server's refused recipients
+Found (two QUESTIONs: no document said what the logs or FHIR may carry; both decided and mended the same day, and
+the tests below pass since):
+- a provider's refusal that quoted the recipient went into the log whole: an SMTP server's refused recipients
   (`recipient refused: {'<address>': ...}`, reminders/channels.py send_email, logged at ERROR by
-  reminders/dispatch.py:1181 `_send_locked` "failed for good"), Twilio's 21211 message naming the number (same line),
-  an e-mail provider's bounce whose server reply names the address (dispatch.py:928, delivery_reported's warning). The
-  code keeps numbers out elsewhere (a provider STOP logs "texts off for N patient(s)");
+  reminders.dispatch `_send_locked` "failed for good"), Twilio's 21211 message naming the number (same line),
+  an e-mail provider's bounce whose server reply names the address (reminders.reports.delivery_reported's warning).
+  Now every e-mail address and international number in a log line is masked (core.redact: on the service's module
+  loggers, on Django's console handler and on Celery's handlers); the failed row keeps the provider's words whole;
 - a patient's note when cancelling on their page ("Anything you would like us to know? (optional)") was served as
   FHIR `cancelationReason` to every API client of the clinic, clinical flag or not (fhir/mapping.py), while the
   REST API and the webhooks carry no cancel reason at all. Decided and mended the same day: a cancel reason's words
@@ -260,13 +262,6 @@ REFUSALS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a provider's refusal that quotes the recipient is logged whole (reminders/dispatch.py: "
-    "_send_locked's 'failed for good: %s' with smtplib's refused-recipients dict or Twilio's 21211 message naming "
-    "the number; delivery_reported's warning with a bounce's server reply naming the address). The row's "
-    "last_error may keep it (staff see the recipient); should the log, which travels further and lives longer?",
-)
 @pytest.mark.parametrize("refusal", list(REFUSALS))
 def test_a_providers_refusal_quoting_the_recipient_is_not_logged_with_the_address(
     world, settings, client, caplog, frozen, refusal
