@@ -96,7 +96,7 @@ class CourseMoveRefused(Exception):
 
 
 def course_session_move(
-    *, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime
+    *, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime, drawn=None
 ) -> BookingResult:
     """Move `appointment` on the patient's own request (`appointment_reschedule_by_patient`), held to its course's
     days when it is a plan's session. The days are read under the patient's lock, in the move's transaction.
@@ -110,5 +110,5 @@ def course_session_move(
         if not course_session_move_allowed(appointment=appointment, bounds=bounds, start_at=start_at):
             raise CourseMoveRefused(course_session_move_text(appointment=appointment, bounds=bounds, now=now))
         return appointment_reschedule_by_patient(
-            appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now
+            appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now, drawn=drawn
         )

@@ -48,16 +48,36 @@ class FocusOnError(forms.Form):
         return next((name for name in self.fields if name in self.errors), None)
 
 
-class CancelForm(FocusOnError):
+def drawn_key(appointment) -> str:
+    """Where the visit is, and with whom, as a page carries it (`drawn`): a cancel or move sent from a page drawn
+    before the clinic changed the visit is refused, and the patient sees the new time first."""
+    return slot_key(appointment.start_at, appointment.practitioner_id)
+
+
+class _Drawn(forms.Form):
+    drawn = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+    def clean_drawn(self) -> tuple[datetime, str] | None:
+        raw = self.cleaned_data["drawn"].strip()
+        if not raw:
+            return None  # a page drawn before it carried one: no check
+        parsed = slot_from_key(raw)
+        if parsed is None:
+            raise forms.ValidationError("This page could not be read. Please open it again from your link.")
+        return parsed
+
+
+class CancelForm(_Drawn, FocusOnError):
     reason = forms.CharField(
         label="Anything you would like us to know? (optional)",
         required=False,
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+    field_order = ["reason", "drawn"]
 
 
-class SlotForm(forms.Form):
+class SlotForm(_Drawn):
     slot = forms.CharField(max_length=100, error_messages={"required": "Choose a time from the list."})
 
     def clean_slot(self) -> tuple[datetime, str]:

@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.models import Appointment, AppointmentStatus, Clinic, MessageTopic
-from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition
+from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition, PreconditionFailed
 from plans.selectors import session_move_bounds
 from plans.selfservice import (
     CourseMoveRefused,
@@ -32,7 +32,7 @@ from plans.selfservice import (
     course_session_move_options,
     course_session_move_text,
 )
-from portal.forms import CancelForm, PreferencesForm, SlotForm, slot_key
+from portal.forms import CancelForm, PreferencesForm, SlotForm, drawn_key, slot_key
 from reminders.consent import channels_on, patient_preferences_update, sms_consent_wording
 from reminders.feeds import patient_calendar_feed_renew
 from reminders.links import appointment_from_manage_token, manage_token
@@ -199,17 +199,43 @@ def cancel(request: HttpRequest, *, appointment: Appointment, token: str, now: d
     if request.method == "GET":
         if not verdict.can_change:
             return _manage(request, appointment, token, now, error=verdict.refusal.message, status=409)
-        return _page(request, "portal/cancel.html", appointment, {"token": token, "form": CancelForm()})
+        return _cancel_page(request, appointment, token, CancelForm())
     form = CancelForm(request.POST)
     if not form.is_valid():
-        return _page(request, "portal/cancel.html", appointment, {"token": token, "form": form}, status=400)
+        damaged = form.errors.get("drawn", [""])[0]  # the hidden field: said above the form
+        return _cancel_page(request, appointment, token, form, status=400, error=damaged)
     try:
-        appointment_cancel_by_patient(appointment=appointment, now=now, reason=form.cleaned_data["reason"])
+        appointment_cancel_by_patient(
+            appointment=appointment, now=now, reason=form.cleaned_data["reason"], drawn=form.cleaned_data["drawn"]
+        )
     except InvalidTransition as error:
         appointment.refresh_from_db()
         return _manage(request, appointment, token, now, error=error.message, status=409)
+    except PreconditionFailed:
+        # The clinic moved the visit since this page was drawn: the patient sees where it is now before cancelling
+        # it (what they write is kept); pressing the button again cancels it.
+        appointment.refresh_from_db()
+        changed = f"The clinic changed this appointment since you opened this page: it is now on {_when(appointment)}."
+        kept = CancelForm(initial={"reason": form.cleaned_data["reason"]})
+        return _cancel_page(request, appointment, token, kept, status=409, error=changed)
     messages.success(request, "Your appointment is cancelled. You do not need to do anything else.")
     return _to_manage(token)
+
+
+def _cancel_page(request, appointment: Appointment, token: str, form: CancelForm, *, status=200, error: str = ""):
+    """The cancel page, carrying where the visit is as drawn (`drawn_key`); `error` is said above the form."""
+    return _page(
+        request,
+        "portal/cancel.html",
+        appointment,
+        {"token": token, "form": form, "drawn": drawn_key(appointment), "error": error},
+        status=status,
+    )
+
+
+def _when(appointment: Appointment) -> str:
+    local = appointment.start_at.astimezone(appointment.clinic.tz)
+    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} with {appointment.practitioner.name}"
 
 
 def _days(appointment: Appointment, options: list[Slot]) -> list[dict]:
@@ -301,7 +327,8 @@ def move(request: HttpRequest, *, appointment: Appointment, token: str, now: dat
 def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
     form = SlotForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
-        return _move_page(request, appointment, token, now, error=form.errors["slot"][0], status=400)
+        error = next(iter(form.errors.values()))[0]
+        return _move_page(request, appointment, token, now, error=error, status=400)
     start_at, practitioner_id = form.cleaned_data["slot"]
     bounds = session_move_bounds(appointment)
     if not course_session_move_allowed(appointment=appointment, bounds=bounds, start_at=start_at):
@@ -323,13 +350,27 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
                     "new_end": check.end_at,
                     "practitioner": check.practitioner,
                     "new_zone": _zone(appointment.clinic, check.start_at),
+                    "drawn": drawn_key(appointment),
                     # Back to this step after the move (or a second tab): nothing left to confirm.
                     "already_there": _already_there(appointment, check),
                 },
             )
         result = course_session_move(
-            appointment=appointment, start_at=start_at, practitioner_id=practitioner_id, now=now
+            appointment=appointment,
+            start_at=start_at,
+            practitioner_id=practitioner_id,
+            now=now,
+            drawn=form.cleaned_data["drawn"],
         )
+    except PreconditionFailed:
+        # The clinic moved the visit (or gave it to someone else) since the confirm page showed "from": nothing
+        # moves; the times are offered again from where it is now.
+        appointment.refresh_from_db()
+        changed = (
+            f"The clinic changed this appointment since you opened that page: it is now on {_when(appointment)}. "
+            "If you still want to move it, please choose a time again."
+        )
+        return _move_page(request, appointment, token, now, error=changed, status=409)
     except CourseMoveRefused as refused:  # the course's days, read again under the lock (another tab moved one)
         return _move_page(request, appointment, token, now, error=refused.message, status=409)
     except UnableToBook as error:

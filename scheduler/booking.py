@@ -770,7 +770,7 @@ def appointment_reschedule(
 
     def apply(current: Appointment, patient: Patient) -> Change:
         if not _already_there(current, start_at, practitioner_id):
-            if drawn is not None and _moved_since(current, drawn):
+            if drawn is not None and moved_since(current, drawn):
                 raise PreconditionFailed(
                     ErrorCode.RECORD_CHANGED, "Someone else moved this visit since the page was opened: nothing moved."
                 )
@@ -853,7 +853,7 @@ def _already_there(current: Appointment, start_at: datetime, practitioner_id) ->
     return start_at == current.start_at and asked == current.practitioner_id
 
 
-def _moved_since(current: Appointment, drawn: tuple[datetime, str | None]) -> bool:
+def moved_since(current: Appointment, drawn: tuple[datetime, str | None]) -> bool:
     """Whether the visit is no longer where, or with whom, it was when the page was drawn."""
     drawn_start, drawn_practitioner = drawn
     return drawn_start != current.start_at or (

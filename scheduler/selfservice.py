@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, Clinic
-from core.errors import ErrorCode, InvalidTransition
+from core.errors import ErrorCode, InvalidTransition, PreconditionFailed
 from core.timeutils import require_aware
 from scheduler.availability import Slot
 from scheduler.booking import (
@@ -24,6 +24,7 @@ from scheduler.booking import (
     appointment_reschedule,
     appointment_reschedule_check,
     appointment_slots,
+    moved_since,
 )
 from scheduler.lifecycle import Actor, lock_appointment, lock_patient, refusal
 
@@ -117,12 +118,20 @@ def appointment_self_service(*, appointment: Appointment, now: datetime) -> Self
     return SelfService(True, change_deadline(appointment))
 
 
-def appointment_cancel_by_patient(*, appointment: Appointment, now: datetime, reason: str = "") -> Appointment:
-    """Cancel on the patient's own request; refused inside the cancellation window."""
+def appointment_cancel_by_patient(
+    *, appointment: Appointment, now: datetime, reason: str = "", drawn: tuple[datetime, str | None] | None = None
+) -> Appointment:
+    """Cancel on the patient's own request; refused inside the cancellation window. `drawn`: where the visit was,
+    and with whom, on the page the patient pressed "cancel" on; if the clinic has moved it since, nothing is
+    cancelled (412 `record_changed`): the patient is shown the new time first."""
     with transaction.atomic():
         current = _locked(appointment)
         # Race condition: status and start time are checked only now that the rows are locked.
         _require_changeable(current, now, AuditAction.CANCELLED)
+        if drawn is not None and moved_since(current, drawn):
+            raise PreconditionFailed(
+                ErrorCode.RECORD_CHANGED, "The clinic changed this appointment since the page was opened."
+            )
         return appointment_cancel(appointment=current, actor=patient_actor(current), now=now, reason=reason.strip())
 
 
@@ -172,9 +181,15 @@ def patient_move_check(*, appointment: Appointment, start_at: datetime, practiti
 
 
 def appointment_reschedule_by_patient(
-    *, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime
+    *,
+    appointment: Appointment,
+    start_at: datetime,
+    practitioner_id,
+    now: datetime,
+    drawn: tuple[datetime, str | None] | None = None,
 ) -> BookingResult:
-    """Move on the patient's own request, through the same reschedule as staff use, as the patient."""
+    """Move on the patient's own request, through the same reschedule as staff use, as the patient. `drawn`: where
+    the visit was on the page the patient confirmed from (refused, 412, if the clinic has moved it since)."""
     start = require_aware(start_at, field="start")
     with transaction.atomic():
         current = _locked(appointment)
@@ -182,5 +197,10 @@ def appointment_reschedule_by_patient(
         _require_changeable(current, now, AuditAction.RESCHEDULED)
         _require_far_enough(current, start, now)
         return appointment_reschedule(
-            appointment=current, start_at=start, practitioner_id=practitioner_id, actor=patient_actor(current), now=now
+            appointment=current,
+            start_at=start,
+            practitioner_id=practitioner_id,
+            actor=patient_actor(current),
+            now=now,
+            drawn=drawn,
         )
