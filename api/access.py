@@ -102,6 +102,13 @@ class Caller:
         clinical = clinic_id is not None and is_clinical(self.user, clinic_id)
         return Actor(label=self.user.get_username(), user=self.user, clinical=clinical)
 
+    @property
+    def reads_reasons(self) -> bool:
+        """Whether the words someone wrote about a cancellation (the patient's note to the clinic, the desk's or a
+        platform's reason) are shown to this caller: they may say something of the patient's health. The clinic's
+        own staff read them (the desk shows them too); an API client only with the clinician's right."""
+        return self.client is None or self.client.clinical
+
     def changed_by(self) -> ChangedBy:
         """Who changes a patient's details through the API, for the consent record (reminders.consent)."""
         return ChangedBy(via="api", label=self.actor().label)

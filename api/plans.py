@@ -236,7 +236,10 @@ class PlanOut(serializers.Serializer):
         help_text="When the course was cancelled (POST plans/{id}/cancel/): its bookings still to come were "
         "cancelled with it and every session that did not happen reads `cancelled`; null while it runs.",
     )
-    cancel_reason = serializers.CharField(help_text="Why it was cancelled, as given (may be empty).")
+    cancel_reason = serializers.CharField(
+        help_text="Why it was cancelled, as given (may be empty); empty for an API client without the clinician's "
+        "right (written words may say something of the patient's health)."
+    )
 
 
 class PlanRefusalProblemOut(RefusalProblemOut):
@@ -291,9 +294,10 @@ def proposal_data(proposal: services.Proposal) -> dict:
     }
 
 
-def plan_data(plan: TreatmentPlan, today, checks: dict | None = None) -> dict:
+def plan_data(plan: TreatmentPlan, today, checks: dict | None = None, *, reason_shown: bool = True) -> dict:
     """The plan; with `checks` (the plan just booked: each session's booking check by index) each session also
-    carries its booking's `warnings`, in a booking answer's shape."""
+    carries its booking's `warnings`, in a booking answer's shape. `reason_shown` False (a caller who does not read
+    written reasons: api.access.Caller.reads_reasons): `cancel_reason` is empty."""
     tz = plan.clinic.tz
     sessions = []
     for view in selectors.plan_sessions(plan, today):
@@ -322,7 +326,7 @@ def plan_data(plan: TreatmentPlan, today, checks: dict | None = None) -> dict:
         "sessions": sessions,
         "rulebook_version": plan.rulebook_version or None,
         "cancelled_at": local_iso(plan.cancelled_at, tz) if plan.cancelled_at else None,
-        "cancel_reason": plan.cancel_reason,
+        "cancel_reason": plan.cancel_reason if reason_shown else "",
     }
 
 
@@ -397,10 +401,10 @@ class PatientPlansApi(ApiView):
     def get(self, request, patient_id):
         patient = self.patient_from_url()
         rows = selectors.plans_with_sessions(selectors.plans_in(self.clinics()).filter(patient=patient))
-        now = timezone.now()
+        now, reads = timezone.now(), self.caller.reads_reasons
         return self.page(
             rows.order_by("-created_at", "-pk"),
-            data=lambda plan: plan_data(plan, now.astimezone(plan.clinic.tz).date()),
+            data=lambda plan: plan_data(plan, now.astimezone(plan.clinic.tz).date(), reason_shown=reads),
         )
 
     @extend_schema(
@@ -452,7 +456,10 @@ class PatientPlansApi(ApiView):
             return _refusal(request, refused)
         today = now.astimezone(clinic.tz).date()
         plan = booked.plan
-        return _created(plan_data(plan, today, booked.checks), reverse("api:plan-detail", args=[plan.pk]))
+        return _created(
+            plan_data(plan, today, booked.checks, reason_shown=self.caller.reads_reasons),
+            reverse("api:plan-detail", args=[plan.pk]),
+        )
 
 
 class _PlanApi(ApiView):
@@ -471,7 +478,9 @@ class PlanDetailApi(_PlanApi):
     )
     def get(self, request, plan_id):
         plan = self.plan_from_url()
-        return Response(plan_data(plan, timezone.now().astimezone(plan.clinic.tz).date()))
+        return Response(
+            plan_data(plan, timezone.now().astimezone(plan.clinic.tz).date(), reason_shown=self.caller.reads_reasons)
+        )
 
 
 class PlanReplanApi(_PlanApi):
@@ -516,7 +525,7 @@ class PlanReplanApi(_PlanApi):
             )
         except (services.UnableToBookSession, services.UnableToPlan) as refused:
             return _refusal(request, refused)
-        return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date()))
+        return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date(), reason_shown=self.caller.reads_reasons))
 
 
 class PlanCancelApi(_PlanApi):
@@ -545,4 +554,4 @@ class PlanCancelApi(_PlanApi):
         plan = services.plan_cancel(
             plan=plan, actor=self.caller.actor(plan.clinic_id), now=now, reason=data.get("reason", "")
         )
-        return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date()))
+        return Response(plan_data(plan, now.astimezone(plan.clinic.tz).date(), reason_shown=self.caller.reads_reasons))

@@ -34,8 +34,7 @@ def close_old_connections(sender=None, **kwargs) -> None:
 def mask_contacts(logger=None, **kwargs) -> None:
     """Celery replaces the root logger's handlers with its own: they mask contacts too, as Django's do
     (settings.LOGGING, core.redact)."""
-    from core.redact import ContactsMasked
+    from core.redact import mask
 
     for handler in getattr(logger, "handlers", []):
-        if not any(isinstance(f, ContactsMasked) for f in handler.filters):
-            handler.addFilter(ContactsMasked())
+        mask(handler)

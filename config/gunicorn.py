@@ -35,3 +35,25 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+
+def _logs_masked(log) -> None:
+    """gunicorn's error and access logs keep their own handlers: e-mail addresses and phone numbers masked there too
+    (core.redact), as in every other log line (a malformed request line, a FHIR search's address)."""
+    from core.redact import mask
+
+    for logger in (log.error_log, log.access_log):
+        for handler in logger.handlers:
+            mask(handler)
+
+
+def when_ready(server) -> None:
+    _logs_masked(server.log)
+
+
+def on_reload(server) -> None:
+    _logs_masked(server.log)
+
+
+def post_fork(server, worker) -> None:
+    _logs_masked(worker.log)

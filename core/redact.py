@@ -7,26 +7,57 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import urllib.parse
+from functools import cache
 
-# An e-mail address as providers quote it (local part, @, a domain with a dot).
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+from django.conf import settings
+
+# An e-mail address as providers quote it (a local part, @, a domain with a dot; letters of any script, as an
+# address at an internationalised domain is one a patient may give).
+_EMAIL = re.compile(r"[\w.%+-]+@([\w-]+(?:\.[\w-]+)+)")
 # A phone number written internationally (+ and at least eight digits, spaces, dots, dashes or brackets between).
 _PHONE = re.compile(r"\+\d[\d ().-]{6,}\d")
+
+
+@cache
+def _hosts() -> frozenset[str]:
+    """This machine's names: a Celery worker's node name is `celery@<host>`, no one's address."""
+    return frozenset(name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name)
+
+
+def _own(domain: str) -> bool:
+    """Whether `domain` is the service's own (the Message-ID it sets on every e-mail, `<outbox id>@<its public
+    host>`) or this machine's: what looks like an address there names no patient."""
+    try:  # a process that logs before Django is set up (gunicorn's master) has no settings to read
+        public = urllib.parse.urlsplit(getattr(settings, "REMINDERS_PUBLIC_BASE_URL", "") or "").hostname
+    except Exception:  # noqa: BLE001 - ImproperlyConfigured, or anything a half-configured process raises
+        public = None
+    domain = domain.lower()
+    return domain == (public or "localhost") or domain in _hosts()
+
+
+def _address_masked(found: re.Match) -> str:
+    return found.group(0) if _own(found.group(1)) else "<e-mail address>"
 
 
 def contacts_masked(text: object) -> str:
     """`text` (anything; its str()) with every e-mail address and international phone number replaced by a
     placeholder that says which it was."""
-    return _PHONE.sub("<phone number>", _EMAIL.sub("<e-mail address>", str(text)))
+    return _PHONE.sub("<phone number>", _EMAIL.sub(_address_masked, str(text)))
 
 
 class ContactsMasked(logging.Filter):
     """A log record with every e-mail address and international phone number of its message and its traceback
     masked (`contacts_masked`), whichever handler writes it. On a logger, it masks what that logger logs before any
-    handler sees it; on a handler, what reaches that handler from anywhere."""
+    handler sees it; on a handler, what reaches that handler from anywhere. A record whose message cannot be built
+    (arguments that do not fit its format) is passed on as it is: logging reports that itself, as it always does."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a mistaken log call must not raise into its caller
+            return True
         masked = contacts_masked(message)
         if masked != message:
             record.msg, record.args = masked, None
@@ -41,6 +72,11 @@ def masked_logger(name: str) -> logging.Logger:
     """The logger `name`, its records' contacts masked (a module whose logs may quote a provider's words about a
     recipient)."""
     logger = logging.getLogger(name)
-    if not any(isinstance(f, ContactsMasked) for f in logger.filters):
-        logger.addFilter(ContactsMasked())
+    mask(logger)
     return logger
+
+
+def mask(target: logging.Logger | logging.Handler) -> None:
+    """Put the filter on a logger or a handler (once)."""
+    if not any(isinstance(f, ContactsMasked) for f in target.filters):
+        target.addFilter(ContactsMasked())

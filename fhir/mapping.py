@@ -155,7 +155,7 @@ def appointment_resource(appointment: Appointment, *, reason_shown: bool = False
     }
     if appointment.status == AppointmentStatus.CANCELLED and appointment.cancel_reason and reason_shown:
         # Words someone wrote (the patient's note to the clinic on their page, the desk's reason) may say something
-        # of their health: only a caller holding the clinician's right at the clinic reads them (`reason_shown`).
+        # of their health: the clinic's staff and a clinical API client read them (`reason_shown`).
         resource["cancelationReason"] = {"text": appointment.cancel_reason}
     if appointment.status == AppointmentStatus.NEEDS_REVIEW:
         resource["extension"] += [

@@ -8,7 +8,6 @@ every error is an OperationOutcome with the HTTP status the v1 API would give. W
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -29,8 +28,8 @@ from rest_framework.views import APIView
 from api.access import caller_for
 from api.problems import PayloadTooLarge
 from api.views import refuse_oversized
-from clinic.models import Appointment, AppointmentStatus, Practitioner, ProcedureType
-from clinic.selectors import appointments_in, is_clinical
+from clinic.models import AppointmentStatus, Practitioner, ProcedureType
+from clinic.selectors import appointments_in
 from core.errors import DomainError
 from core.redact import masked_logger
 from fhir import mapping, search
@@ -165,22 +164,9 @@ class FhirView(APIView):
     def clinics(self):
         return self.caller.clinics()
 
-    def reason_shown(self) -> Callable[[Appointment], bool]:
-        """Whether this caller reads an appointment's cancel reason (free words that may say something of the
-        patient's health): an API client with the clinician's right, or staff holding it at the appointment's
-        clinic (asked once per clinic of the answer)."""
-        caller = self.caller
-        if caller.client is not None:
-            clinical = caller.client.clinical
-            return lambda appointment: clinical
-        known: dict = {}
-
-        def shown(appointment: Appointment) -> bool:
-            if appointment.clinic_id not in known:
-                known[appointment.clinic_id] = is_clinical(caller.user, appointment.clinic_id)
-            return known[appointment.clinic_id]
-
-        return shown
+    def reason_shown(self) -> bool:
+        """Whether this caller reads a cancelled appointment's reason (api.access.Caller.reads_reasons)."""
+        return self.caller.reads_reasons
 
     def practitioners(self):
         return (
@@ -440,7 +426,7 @@ class AppointmentSearchView(FhirSearchView):
         return self.paged(
             params,
             rows.order_by("start_at", "id"),
-            lambda row: mapping.appointment_resource(row, reason_shown=shown(row)),
+            lambda row: mapping.appointment_resource(row, reason_shown=shown),
         )
 
 
@@ -450,7 +436,7 @@ class AppointmentReadView(FhirView):
         appointment = appointments_in(self.clinics()).filter(pk=pk).first() if pk else None
         if appointment is None:
             raise exceptions.NotFound(f"There is no Appointment/{resource_id} here.")
-        resource = mapping.appointment_resource(appointment, reason_shown=self.reason_shown()(appointment))
+        resource = mapping.appointment_resource(appointment, reason_shown=self.reason_shown())
         return Response(resource, content_type=FHIR_JSON)
 
 

@@ -28,10 +28,10 @@ while it awaits clearance or review, and unsent reminders anchored on the curren
 
 Two interleavings of the dispatcher with a booking change were wrong every time they happened; they are forced
 (the confirmation claimed, the change committed, then the send). Fixed: a change notice asks, when it goes, what
-the patient has heard by then (reminders.dispatch._notice_verdict). A third, met once by CI in the dispatcher
+the patient has heard by then (reminders.verdicts.notice_verdict). A third, met once by CI in the dispatcher
 race, is forced two ways: a change that read what the patient heard before the confirmation was claimed and
 sent (fixed: reminders.services reads it once the unsent rows are locked), and a send that waited for the
-change's lock and then acted on the booking as it was before it (fixed: reminders.dispatch._lock_fresh reads
+change's lock and then acted on the booking as it was before it (fixed: reminders.claimed.lock_fresh reads
 in a second statement).
 """
 
@@ -701,7 +701,7 @@ def test_a_cancel_while_the_confirmation_is_claimed_sends_no_notice_of_a_booking
     the patient had been told of the booking'. The dispatcher claims the confirmation, staff cancel (commit),
     the send finds the appointment cancelled and drops the confirmation: the patient never heard of the booking,
     so no cancellation notice may reach them. Fixed: the notice asks again when it goes
-    (reminders.dispatch._notice_verdict) and is dropped."""
+    (reminders.verdicts.notice_verdict) and is dropped."""
     final = _confirmation_claimed_then(
         quiet_world, lambda a: appointment_cancel(appointment=a, actor=RECEPTION, now=NOW)
     )
@@ -717,7 +717,7 @@ def test_a_move_while_the_confirmation_is_claimed_sends_no_notice_from_a_time_ne
     and is dropped when they last heard this very time'. The dispatcher claims the confirmation of 10 March,
     staff move the visit to 11 March (commit), the confirmation goes naming 11 March: a notice that it 'has
     moved' from 10 March tells the patient of a time they never heard. Fixed: the notice asks again when it goes
-    (reminders.dispatch._notice_verdict), finds the confirmation named 11 March, and is dropped."""
+    (reminders.verdicts.notice_verdict), finds the confirmation named 11 March, and is dropped."""
     final = _confirmation_claimed_then(
         quiet_world,
         lambda a: appointment_reschedule(appointment=a, start_at=local(3, 11), actor=RECEPTION, now=NOW),
@@ -837,7 +837,7 @@ def test_a_send_that_waited_for_a_changes_lock_sends_what_the_changingleft(quiet
     lock; the change commits. PostgreSQL then re-reads the locked row but not the appointment joined to it: the
     send saw the booking as it was when it started waiting, and a cancelled visit's confirmation went out (or a
     moved one named the old time). Fixed: the send waits in one statement and reads in another
-    (reminders.dispatch._lock_fresh): the confirmation of a cancelled visit is dropped, a moved one names the
+    (reminders.claimed.lock_fresh): the confirmation of a cancelled visit is dropped, a moved one names the
     new time, and no notice follows either."""
     sent = []
     with _change_held_after_the_claim(quiet_world, monkeypatch, change) as changing:

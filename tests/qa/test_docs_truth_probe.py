@@ -1072,7 +1072,7 @@ def test_postgresql_session_state_is_what_docs_scaling_says():
 
 
 def test_every_dotted_name_the_docs_give_exists():
-    """`scheduler.lifecycle.EVENTS`, `dispatch._notice_verdict`, `Clinic.cancellation_window_hours`, ...: a module
+    """`scheduler.lifecycle.EVENTS`, `reminders.verdicts.notice_verdict`, `Clinic.cancellation_window_hours`, ...: a module
     attribute (relative names within the project's apps) or a class's attribute or field."""
     classes = project_classes()
     unresolved = []

@@ -815,7 +815,7 @@ def test_webhook_grants_and_event_choices_take_effect_at_once(api, clinic, pract
 def test_a_delivery_queued_before_a_grant_was_taken_away_does_not_go(api, clinic, west, patient, receiver):
     """Asked of this probe: a delivery queued while the platform was granted a clinic went out after the grant
     was taken away. api-contract: anything outside a client's clinics is not theirs to read; the send step now
-    checks the grant as it checks a paused endpoint (dispatch._still_wanted)."""
+    checks the grant as it checks a paused endpoint (reminders.verdicts.still_wanted)."""
     PractitionerFactory(clinic=west, name="Dr West")
     client, key = new_api_client(clinic, west, name="qa-shrinking")
     platform = http(key)

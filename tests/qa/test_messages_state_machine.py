@@ -452,7 +452,7 @@ class PatientsLives(RuleBasedStateMachine):
             assert row.sent_at == self.now, (row, self.now)
             carrier = payload.get("sent_in") or pk
             # A row still claimed by a sender that died (its lease running) is left to be asked about: taken into
-            # another message unasked, a patient whose provider had it would hear it twice (dispatch._companions).
+            # another message unasked, a patient whose provider had it would hear it twice (reminders.riders.companions).
             assert not (pk in held_by_dead and carrier != pk), (
                 f"invariant 2: {row}, still claimed by a sender that died, went inside {carrier}"
             )
@@ -536,7 +536,7 @@ class PatientsLives(RuleBasedStateMachine):
         _event(f"a sender died {'after' if took_it else 'before'} the provider took a {handing[-1][0].kind}")
         self.deaths += 1
         self.dead_tokens.add(str(claims[0].token))
-        # The claim's rows, and the rows its send claimed to go with a message (dispatch._claim_riders).
+        # The claim's rows, and the rows its send claimed to go with a message (reminders.riders.claim_riders).
         riders = OutboxMessage.objects.filter(claim_token=claims[0].token, status="sending").values_list(
             "pk", flat=True
         )
@@ -1028,13 +1028,13 @@ def test_a_visit_the_patient_was_reminded_of_is_not_cancelled_in_silence(world):
 
 def test_a_message_whose_sender_died_after_the_provider_took_it_does_not_go_again_inside_another(world):
     """Invariant 2: a defect the state machine found (mended: a send takes as companions only `pending` rows and
-    rows its own task claimed, dispatch._companions), its failing sequence cut down by hand to these steps.
+    rows its own task claimed, reminders.riders.companions), its failing sequence cut down by hand to these steps.
 
     A patient with e-mail books a visit; the dispatcher's sender dies after the provider took the confirmation and
     before the row was recorded sent, so the row stays `sending` under the dead claim until its lease runs out
     (REMINDERS_CLAIM_LEASE_SECONDS, 5 minutes). Four minutes later the desk books a second visit for the patient;
     its confirmation is due at once, and its send takes every message to the patient due within the merge window
-    as a companion (dispatch._companions took `pending` and `sending` rows: "rows claimed by another dispatcher but
+    as a companion (reminders.riders.companions took `pending` and `sending` rows: "rows claimed by another dispatcher but
     not being sent right now are taken over"; it left out rows `in_doubt`, but the dead claim's row is not in
     doubt until a claim takes it over after the lease). The first confirmation went again inside the second's
     e-mail, and the patient had it twice. docs/reminders.md: "A row in doubt is never merged into another message

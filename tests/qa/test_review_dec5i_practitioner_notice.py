@@ -17,7 +17,7 @@ recorded no practitioner, so with a text that recorded the time the notice of Bo
 went without recording whom it named counts as naming the practitioner moved from: services.NOT_RECORDED); and a
 notice claimed when a further move committed was told twice, the claimed one rendered as the visit stood and the
 second move's own (older than 5855d63: a move in time did the same; now a notice sent since this one's move that
-told the visit as it stands drops it, and one in flight is waited for: dispatch._notice_since).
+told the visit as it stands drops it, and one in flight is waited for: reminders.verdicts._notice_since).
 
 The visit is Wednesday 11 March 2026, 11:00 London (GMT); the suite's clock is Monday 2 March, 09:00.
 """

@@ -5,7 +5,7 @@ REST API, raw SQL as a data migration writes it, a delete, an edit of a related 
 made as another process would make it (holding the copies it loaded before the edit), must show the edit: a
 booking checked against the new rule, a text with the new words, no delivery to a paused endpoint.
 
-A planned row keeps nothing of its template or endpoint: both are read when it goes (dispatch._still_wanted).
+A planned row keeps nothing of its template or endpoint: both are read when it goes (reminders.verdicts.still_wanted).
 Four findings, mended: a queued text whose template's SMS was blanked went out empty, and an e-mail whose
 template's e-mail was blanked went with no subject (DEFECTs: such a row is now cancelled, saying why); a care
 text whose template was moved to another procedure went with that procedure's words, and a webhook delivery of
@@ -432,7 +432,7 @@ def admin_edit_template(key: str, **changes):
 def test_a_text_planned_before_its_template_lost_its_sms_is_not_sent_blank(care_texts, patient, practitioner):
     """(Was a strict-xfail DEFECT: a text planned before its template's SMS was removed in the admin, the template
     made e-mail only, still went, empty: render_message rendered template.sms_text '' and nothing checked the
-    template still had an SMS; _still_wanted checked only is_active.) The row is cancelled, saying why."""
+    template still had an SMS; still_wanted checked only is_active.) The row is cancelled, saying why."""
     reached_by(["sms"], patient)
     appointment = book(patient, ldn(2026, 3, 10), NOW)
     assert [r.channel for r in rows(appointment, kind="confirmation")] == ["sms"]
@@ -485,7 +485,7 @@ def test_a_delivery_of_an_event_the_platform_unsubscribed_from_is_cancelled(
     hooks, care_texts, api, patient, practitioner
 ):
     """(Was a strict-xfail QUESTION: a delivery queued for an event the platform then unsubscribed from, PATCH
-    events, was still attempted, and retried: _still_wanted checked the endpoint active and granted, not
+    events, was still attempted, and retried: still_wanted checked the endpoint active and granted, not
     endpoint.wants(event). Decided: cancelled when its turn comes, as a paused endpoint's are, saying why.)"""
     endpoint = register_webhook(api, "http://127.0.0.1:9/in")
     [queued] = deliveries(book(patient, ldn(2026, 3, 10), NOW).pk, endpoint["id"])

@@ -1,7 +1,7 @@
 """Review of 4b6a1ab: a reminder or pre-care note counts as the patient's first word of a booking.
 
 The commit made a cancellation notice count a reminder or pre-care note (TIME_NAMING_KINDS) as having told the
-patient of the booking, and made a change notice wait (`booking_told`, dispatch._notice_verdict) for a claimed or
+patient of the booking, and made a change notice wait (`booking_told`, reminders.verdicts.notice_verdict) for a claimed or
 in-doubt reminder or pre-care note while nothing else has told the patient (since: a cancellation only). These are
 sequences forced through the real services and dispatcher (docs/reminders.md, "What each booking change does to the outbox", "The last
 message about an appointment is true", "In reading order"):
@@ -116,12 +116,12 @@ def test_a_move_notice_and_the_pre_care_due_with_it_do_not_wait_for_each_other_u
 
     The notice goes first (earliest due): `booking_told` sees the reminder and pre-care `sending` (claimed with it)
     and nothing told, so it waits 5 s ("waiting for a message naming the time to go or be dropped"). The reminder
-    and pre-care then find the notice due before them in reading order (`_earlier_unsent`; it cannot join them,
+    and pre-care then find the notice due before them in reading order (`earlier_unsent`; it cannot join them,
     its verdict is not None while they are `sending`) and wait 5 s too ("waiting for an earlier message to go
     first"). Each send reads the clock, so the notice is due a millisecond before them every time: claimed
     together again, the notice first again, for ever, until the visit starts (the pre-care note is then skipped
     as too late: the patient is never told to stop retinoids). Now a move notice asks only of the confirmation and
-    the notices (dispatch._notice_verdict passes BOOKING_NAMING_KINDS to `booking_told`), as before 4b6a1ab: it is
+    the notices (reminders.verdicts.notice_verdict passes BOOKING_NAMING_KINDS to `booking_told`), as before 4b6a1ab: it is
     dropped ("not told a time yet") and the pre-care note goes."""
     patient = PatientFactory(clinic=clinic, first_name="Ada", email="ada@exmaple.com", reminder_channels=["email"])
     appointment = book(patient, "microneedling", TUESDAY, now)

@@ -3,7 +3,7 @@
 1360b81 mended two orders of read and lock between the reminder dispatcher and a booking change: a cancel or a
 move now reads what the patient has heard once it has locked the appointment's unsent rows
 (reminders.services), and a send that had to wait for its row's lock reads the booking in a second statement
-(reminders.dispatch._lock_fresh). Each interleaving here is forced (threads, threading.Event, a pause point
+(reminders.claimed.lock_fresh). Each interleaving here is forced (threads, threading.Event, a pause point
 monkeypatched in, tests/races.py's `until_a_connection_waits_for_a_lock`), never left to timing.
 
 * Defects it found, mended (each test failed before its mend):

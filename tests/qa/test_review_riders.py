@@ -1,7 +1,7 @@
 """Review of 661f30a: a message takes along only rows its own task holds the claim of (riders).
 
-A send first claims the patient's `pending` rows that could go with it (`dispatch._claim_riders`), takes as
-companions only rows its own task holds (`_companions`), and hands back those that did not go (`_release_riders`);
+A send first claims the patient's `pending` rows that could go with it (`reminders.riders.claim_riders`), takes as
+companions only rows its own task holds (`_companions`), and hands back those that did not go (`release_riders`);
 the dispatcher keeps a patient's claimed rows in one task (`_tasks_of`). docs/reminders.md, "One message, not two
 in the same minute" and "Delivery and its guarantee". The review found five defects, each mended in the next
 commit (its test says what happened before the mend: a rider held after a send that raised before the provider call;
@@ -66,7 +66,7 @@ def confirmation(appointment):
 
 def a_confirmation_and_a_pending_rider(patient, now):
     """Tuesday's confirmation claimed; Wednesday booked after the claim: its confirmation, due too, is `pending`
-    and can only ride along (dispatch._claim_riders)."""
+    and can only ride along (reminders.riders.claim_riders)."""
     tuesday = book(patient, "botox", TUESDAY, now)
     claims = dispatch.outbox_claim_due(now=now)
     assert [c.message_id for c in claims] == [confirmation(tuesday).pk]
@@ -79,7 +79,7 @@ def a_confirmation_and_a_pending_rider(patient, now):
 def microneedling_day_before(patient, now):
     """The day before a microneedling visit: its reminder and pre-care, by e-mail and by SMS, all due at ALL_DUE
     (four rows, two messages when merged). The pre-care notes fall due a minute after the reminders, so the claim
-    reads the reminders first (a pre-care read first waits for its reminder, `_earlier_unsent`, and is then taken
+    reads the reminders first (a pre-care read first waits for its reminder, `earlier_unsent`, and is then taken
     along as a `pending` rider: the outcome would hang on the rows' random ids)."""
     book(patient, "microneedling", MICRONEEDLING, now)
     deliver(now)  # the confirmations
@@ -163,7 +163,7 @@ def test_a_rider_claimed_by_a_send_that_is_deferred_goes_back_uncounted(by_email
 def test_a_rider_another_connection_holds_is_left_pending_and_goes_at_its_own_time(
     transactional_db, by_email, practitioner, now
 ):
-    """# Race condition: _claim_riders takes `pending` rows with SKIP LOCKED; one a booking change (or another
+    """# Race condition: claim_riders takes `pending` rows with SKIP LOCKED; one a booking change (or another
     sender) holds is neither waited for nor taken, and stays `pending`, its attempt uncounted."""
     claims, tuesday, rider = a_confirmation_and_a_pending_rider(by_email, now)
 
@@ -186,7 +186,7 @@ def test_a_rider_another_connection_holds_is_left_pending_and_goes_at_its_own_ti
 @pytest.mark.postgres
 def test_two_tasks_racing_for_the_same_pending_rider_send_it_once(transactional_db, by_email, practitioner, now):
     """# Race condition: Tuesday's and Wednesday's confirmations are in two claims (two tasks); a third visit's
-    confirmation, `pending`, could ride with either. Both sends reach _claim_riders at once (separate connections):
+    confirmation, `pending`, could ride with either. Both sends reach claim_riders at once (separate connections):
     one takes it, the other leaves it; every confirmation reaches the patient once and no row stays `sending`."""
     book(by_email, "botox", TUESDAY, now)
     first = dispatch.outbox_claim_due(now=now)
@@ -255,7 +255,7 @@ def test_a_rider_asked_about_before_its_carrier_is_settled_still_counts_as_told(
 
 def test_a_send_that_raises_before_the_provider_call_hands_its_riders_back(by_email, practitioner, now, monkeypatch):
     """Steps: Tuesday's confirmation is claimed; Wednesday is booked (its confirmation `pending`, due); the task
-    sends Tuesday's, which claims Wednesday's to ride along (_claim_riders); rendering the merged e-mail raises an
+    sends Tuesday's, which claims Wednesday's to ride along (claim_riders); rendering the merged e-mail raises an
     unexpected error (a template bug: KeyError, not a RenderError) before anything reaches the provider.
     Expected: Tuesday's row is a failed attempt (`_send_raised`: pending, retried after the backoff) and Wednesday's,
     which the provider never saw, goes back to `pending` uncounted (as on every other outcome that sent nothing;
@@ -432,7 +432,7 @@ def test_a_rider_the_message_did_not_carry_is_handed_back_when_the_record_fails_
 
 def test_a_full_claim_takes_no_more_of_a_patients_rows_than_can_go_as_one_message(patient, practitioner, now, settings):
     """A full claim takes the rest of its patients' due rows by the channel (`_rest_of_their_patients`), but no more
-    than can go as one message (dispatch.MAX_MERGED) for each: a task stays within its lease."""
+    than can go as one message (reminders.riders.MAX_MERGED) for each: a task stays within its lease."""
     appointment = book(patient, "microneedling", MICRONEEDLING, now)
     deliver(now)
     template = OutboxMessage.objects.get(appointment=appointment, channel="sms", kind="reminder")

@@ -3,7 +3,7 @@
 A dispatcher claims the booking confirmation (`sending`), staff cancel or move the booking (commit), then the send
 runs. The change counted the claimed confirmation as heard (it may be in the provider's hands) and planned a
 notice; if the send then drops the confirmation (cancelled) or names the new time (moved), the patient never
-heard what the notice is about, and it is dropped when it goes (reminders.dispatch._notice_verdict). A
+heard what the notice is about, and it is dropped when it goes (reminders.verdicts.notice_verdict). A
 confirmation that did go, or may have (its sender stopped and the provider had it, or cannot tell), keeps the
 notice. A reminder or pre-care note names the time too: where it was the patient's first word of the booking (no
 confirmation went: no channel was on when it was booked), it counts, and is waited for, as a confirmation is.
@@ -432,7 +432,7 @@ def test_a_confirmation_taken_along_unclaimed_into_a_message_whose_sender_died_h
     clinic, practitioner, now, monkeypatch, settings, channel
 ):
     """Wednesday is booked after the dispatcher claimed Tuesday's confirmation: Wednesday's, due too, is not in the
-    claim, and goes inside Tuesday's message. Its send claims it first (dispatch._claim_riders), so when the sender
+    claim, and goes inside Tuesday's message. Its send claims it first (reminders.riders.claim_riders), so when the sender
     dies after the provider took the message, Wednesday's row is `sending` under the dead claim, not `pending` with
     nothing to say it went: in doubt once the lease runs out, and its cancellation is told."""
     patient = on_one_channel(clinic, channel)
@@ -468,7 +468,7 @@ def test_a_move_notice_claimed_with_a_pre_care_note_in_doubt_goes_once_the_note_
     whose sender died before the provider took it. Claimed again, in doubt, the notice asked what the patient last
     heard before the note was asked about; the note in doubt read as "may have named the new time", and the notice
     was dropped as "last told this very time". The provider had neither: the patient held the old time. The notice
-    now waits for the note of its own claim to be asked about (dispatch._asked_about_in_this_claim)."""
+    now waits for the note of its own claim to be asked about (reminders.verdicts._asked_about_in_this_claim)."""
     appointment = book(email_only, "microneedling", TUESDAY, now)
     claims = dispatch.outbox_claim_due(now=now)
     sender_dies(monkeypatch, lambda: send(claims, now), after_the_provider_took_it=True)

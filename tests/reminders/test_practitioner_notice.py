@@ -5,7 +5,7 @@ time and changes the practitioner plans the move notice by e-mail only, after th
 saying who the patient will see now and who they were told of; a move back within the grace, a patient who heard
 only by text, or a confirmation not sent yet (it names the practitioner as it stands when it goes) gets nothing.
 A move in time and practitioner goes on every channel, its e-mail naming both practitioners. What is told is
-asked again when the notice goes (dispatch._notice_verdict), as for a move in time.
+asked again when the notice goes (reminders.verdicts.notice_verdict), as for a move in time.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ is cancelled, saying why, never sent blank or with another treatment's words; on
 fails for good. Going together with another message, such a row is left out and the other's text goes. A held row
 is cancelled once the booking is cleared, with why (reminders.services._sync_hold; was a strict-xfail DEFECT: it
 stayed held for good). A webhook delivery of an event its endpoint has since unsubscribed from is cancelled.
-(dispatch._still_wanted, content.render_message; review probe dec5n.)
+(reminders.verdicts.still_wanted, content.render_message; review probe dec5n.)
 """
 
 from __future__ import annotations
