@@ -718,12 +718,14 @@ class _AppointmentAction(ApiView):
         return Response(AppointmentOut(changed).data)
 
 
-def _action_schema(summary: str, input_class, *, forbidden: bool = False, refusal: bool = False):
+def _action_schema(
+    summary: str, input_class, *, forbidden: bool = False, refusal: bool = False, precondition: bool = False
+):
     return extend_schema(
         tags=["booking"],
         summary=summary,
         request=input_class,
-        parameters=[docs.IDEMPOTENCY_KEY],
+        parameters=[docs.IDEMPOTENCY_KEY, *([docs.IF_MATCH] if precondition else [])],
         responses=docs.responses(
             200,
             AppointmentOut,
@@ -733,17 +735,22 @@ def _action_schema(summary: str, input_class, *, forbidden: bool = False, refusa
             idempotent=True,
             forbidden=forbidden,
             body=True,
+            precondition=precondition,
         ),
     )
 
 
-@_action_schema("Cancel an appointment", CancelIn)
+@_action_schema("Cancel an appointment", CancelIn, precondition=True)
 class AppointmentCancelApi(_AppointmentAction):
     input_class = CancelIn
 
     def act(self, appointment, actor, data):
         return booking.appointment_cancel(
-            appointment=appointment, actor=actor, now=timezone.now(), reason=data.get("reason", "")
+            appointment=appointment,
+            actor=actor,
+            now=timezone.now(),
+            reason=data.get("reason", ""),
+            made_from=_if_match(self.request),  # compared under the cancel's locks
         )
 
 

@@ -874,13 +874,26 @@ def _others_rechecked(now: datetime, what: str):
 
 @versioned.within_snapshot
 def appointment_cancel(
-    *, appointment: Appointment, actor: Actor, now: datetime, reason: str = "", others_rechecked: bool = True
+    *,
+    appointment: Appointment,
+    actor: Actor,
+    now: datetime,
+    reason: str = "",
+    others_rechecked: bool = True,
+    made_from: Iterable[str] | None = None,
 ) -> Appointment:
     """Cancel it. `others_rechecked=False`: the patient's bookings it flagged are not re-checked here; the caller
     cancelling several at once (a whole course) re-checks once, when all are cancelled (`appointment_freed`), so
-    that a booking about to be cancelled too is not first released or flagged again."""
+    that a booking about to be cancelled too is not first released or flagged again. `made_from`: the versions an
+    API caller's If-Match accepts (`appointment_version`); someone having changed the appointment since (moved it,
+    say), nothing is cancelled (412 `record_changed`), compared under the locks."""
 
     def apply(current: Appointment, patient: Patient) -> Change:
+        unchanged_since(
+            lambda: appointment_version(current),
+            made_from,
+            "This appointment changed since it was read (the ETag If-Match names): nothing cancelled. Read it again.",
+        )
         current.status = AppointmentStatus.CANCELLED
         current.cancelled_at = now
         current.cancel_reason = reason

@@ -108,3 +108,40 @@ def test_two_platforms_moving_one_visit_from_the_same_reading_one_moves_and_the_
     [winner] = [answer for answer in answers if answer.status_code == 201]
     assert Appointment.objects.get(pk=created["id"]).start_at.isoformat() == winner.json()["start"]
     assert _moves(created["id"]) == 1
+
+
+def test_a_cancel_made_from_before_someone_moved_it_is_412_and_cancels_nothing(api, patient, practitioner):
+    """docs/api.md "Changing safely": the cancel takes If-Match too; made from the reading before the desk's move,
+    nothing is cancelled; read again, it cancels; without If-Match, as before."""
+    created = book(api, patient).json()
+    etag = api.get(f"/api/v1/appointments/{created['id']}/")["ETag"]
+    appointment = Appointment.objects.get(pk=created["id"])
+    appointment_reschedule(
+        appointment=appointment,
+        start_at=appointment.start_at.replace(hour=15),
+        actor=Actor("the desk"),
+        now=appointment.created_at,
+    )
+    cancel = f"/api/v1/appointments/{created['id']}/cancel/"
+    refused = api.post(cancel, {"reason": "Patient asked"}, format="json", HTTP_IF_MATCH=etag)
+    assert problem_of(refused, 412)["code"] == "record_changed"
+    assert Appointment.objects.get(pk=created["id"]).status == "confirmed"
+    assert not AuditEvent.objects.filter(appointment_id=created["id"], action=AuditAction.CANCELLED).exists()
+    fresh = api.get(f"/api/v1/appointments/{created['id']}/")["ETag"]
+    done = api.post(cancel, {"reason": "Patient asked"}, format="json", HTTP_IF_MATCH=fresh)
+    assert done.status_code == 200 and done.json()["status"] == "cancelled"
+    # Already cancelled: the 409 it always was, whatever the If-Match.
+    assert problem_of(api.post(cancel, {}, format="json", HTTP_IF_MATCH=fresh), 409)["code"] == "not_cancellable"
+
+
+def test_a_cancel_without_if_match_is_not_checked(api, patient, practitioner):
+    created = book(api, patient).json()
+    appointment = Appointment.objects.get(pk=created["id"])
+    appointment_reschedule(
+        appointment=appointment,
+        start_at=appointment.start_at.replace(hour=15),
+        actor=Actor("d"),
+        now=appointment.created_at,
+    )
+    done = api.post(f"/api/v1/appointments/{created['id']}/cancel/", {}, format="json")
+    assert done.status_code == 200 and done.json()["status"] == "cancelled"

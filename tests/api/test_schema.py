@@ -86,9 +86,10 @@ def test_schema_documents_the_etags_and_if_match_of_the_writes_that_overwrite(cl
     assert "ETag" not in by_id["patients_list"]["responses"]["200"].get("headers", {})
     # A move overwrites where an appointment is: its GET carries the version, the reschedule takes If-Match.
     assert "ETag" in by_id["appointments_retrieve"]["responses"]["200"]["headers"]
-    reschedule = by_id["appointments_reschedule"]
-    assert any(p["name"] == "If-Match" and p["in"] == "header" for p in reschedule["parameters"])
-    assert "412" in reschedule["responses"]
+    cancel = next(op for op_id, op in by_id.items() if op_id.startswith("appointments_cancel"))
+    for write in (by_id["appointments_reschedule"], cancel):
+        assert any(p["name"] == "If-Match" and p["in"] == "header" for p in write["parameters"])
+        assert "412" in write["responses"]
 
 
 def _operations(schema):
