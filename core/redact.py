@@ -15,7 +15,7 @@ from django.conf import settings
 
 # An e-mail address as providers quote it (a local part, @, a domain with a dot; letters of any script, as an
 # address at an internationalised domain is one a patient may give).
-_EMAIL = re.compile(r"[\w.%+-]+@([\w-]+(?:\.[\w-]+)+)")
+_EMAIL = re.compile(r"([\w.%+-]+)@([\w-]+(?:\.[\w-]+)+)")
 # A phone number written internationally (+ and at least eight digits, spaces, dots, dashes or brackets between).
 _PHONE = re.compile(r"\+\d[\d ().-]{6,}\d")
 
@@ -26,19 +26,23 @@ def _hosts() -> frozenset[str]:
     return frozenset(name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name)
 
 
-def _own(domain: str) -> bool:
-    """Whether `domain` is the service's own (the Message-ID it sets on every e-mail, `<outbox id>@<its public
-    host>`) or this machine's: what looks like an address there names no patient."""
+_OUTBOX_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def _own(local: str, domain: str) -> bool:
+    """Whether this is the Message-ID the service sets on every e-mail (`<outbox id>@<its public host>`: an id, not
+    a name, at that host; a person's address there is masked) or a name at this machine's host (a Celery worker's
+    `celery@<host>`): neither names a patient."""
     try:  # a process that logs before Django is set up (gunicorn's master) has no settings to read
         public = urllib.parse.urlsplit(getattr(settings, "REMINDERS_PUBLIC_BASE_URL", "") or "").hostname
     except Exception:  # noqa: BLE001 - ImproperlyConfigured, or anything a half-configured process raises
         public = None
     domain = domain.lower()
-    return domain == (public or "localhost") or domain in _hosts()
+    return (domain == (public or "localhost") and bool(_OUTBOX_ID.fullmatch(local))) or domain in _hosts()
 
 
 def _address_masked(found: re.Match) -> str:
-    return found.group(0) if _own(found.group(1)) else "<e-mail address>"
+    return found.group(0) if _own(found.group(1), found.group(2)) else "<e-mail address>"
 
 
 def contacts_masked(text: object) -> str:

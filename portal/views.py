@@ -203,7 +203,10 @@ def cancel(request: HttpRequest, *, appointment: Appointment, token: str, now: d
     form = CancelForm(request.POST)
     if not form.is_valid():
         damaged = form.errors.get("drawn", [""])[0]  # the hidden field: said above the form
-        return _cancel_page(request, appointment, token, form, status=400, error=damaged)
+        # Drawn again for another field (a note too long): still what the patient first saw, so that a change made
+        # since is said when they send it again, not taken as seen.
+        drawn = None if damaged else form.data.get("drawn") or None
+        return _cancel_page(request, appointment, token, form, status=400, error=damaged, drawn=drawn)
     try:
         appointment_cancel_by_patient(
             appointment=appointment, now=now, reason=form.cleaned_data["reason"], drawn=form.cleaned_data["drawn"]
@@ -215,27 +218,36 @@ def cancel(request: HttpRequest, *, appointment: Appointment, token: str, now: d
         # The clinic moved the visit since this page was drawn: the patient sees where it is now before cancelling
         # it (what they write is kept); pressing the button again cancels it.
         appointment.refresh_from_db()
-        changed = f"The clinic changed this appointment since you opened this page: it is now on {_when(appointment)}."
+        changed = f"This appointment has changed since you opened this page: it is now on {_when(appointment)}."
         kept = CancelForm(initial={"reason": form.cleaned_data["reason"]})
         return _cancel_page(request, appointment, token, kept, status=409, error=changed)
     messages.success(request, "Your appointment is cancelled. You do not need to do anything else.")
     return _to_manage(token)
 
 
-def _cancel_page(request, appointment: Appointment, token: str, form: CancelForm, *, status=200, error: str = ""):
-    """The cancel page, carrying where the visit is as drawn (`drawn_key`); `error` is said above the form."""
-    return _page(
-        request,
-        "portal/cancel.html",
-        appointment,
-        {"token": token, "form": form, "drawn": drawn_key(appointment), "error": error},
-        status=status,
-    )
+def _cancel_page(
+    request,
+    appointment: Appointment,
+    token: str,
+    form: CancelForm,
+    *,
+    status=200,
+    error: str = "",
+    drawn: str | None = None,
+):
+    """The cancel page, carrying where the visit is as drawn (`drawn_key`, or `drawn`: what an earlier drawing of
+    it carried); `error` is said above the form."""
+    context = {"token": token, "form": form, "drawn": drawn or drawn_key(appointment), "error": error}
+    return _page(request, "portal/cancel.html", appointment, context, status=status)
 
 
 def _when(appointment: Appointment) -> str:
-    local = appointment.start_at.astimezone(appointment.clinic.tz)
-    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} with {appointment.practitioner.name}"
+    """Where the visit is now, in a sentence: its day, time with the zone named (01:30 happens twice on the night the
+    clocks go back), and practitioner."""
+    start = appointment.start_at
+    local = start.astimezone(appointment.clinic.tz)
+    zone = _zone(appointment.clinic, start)
+    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} {zone} with {appointment.practitioner.name}"
 
 
 def _days(appointment: Appointment, options: list[Slot]) -> list[dict]:
@@ -367,7 +379,7 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
         # moves; the times are offered again from where it is now.
         appointment.refresh_from_db()
         changed = (
-            f"The clinic changed this appointment since you opened that page: it is now on {_when(appointment)}. "
+            f"This appointment has changed since you opened that page: it is now on {_when(appointment)}. "
             "If you still want to move it, please choose a time again."
         )
         return _move_page(request, appointment, token, now, error=changed, status=409)

@@ -197,9 +197,7 @@ def test_a_confirm_drawn_before_the_clinic_changed_the_visit_moves_nothing_and_s
 
     assert where(visit) == clinic_put_it, "the patient's stale confirm moved it from where the clinic put it"
     assert "Done" not in words(answer)
-    assert answer.status_code == 409 and "The clinic changed this appointment since you opened that page" in words(
-        answer
-    )
+    assert answer.status_code == 409 and "This appointment has changed since you opened that page" in words(answer)
 
 
 @pytest.mark.parametrize("notice", ["clinic-notice-still-in-its-grace", "clinic-notice-already-sent"])
