@@ -308,7 +308,9 @@ REPLAYED = (
 _INTAKE = "The version of the whole intake (the same on every page): send it in If-Match with a PUT."
 _PATIENT = "The version of this patient's record: send it in If-Match with a PATCH."
 _COURSE = "The version of this course: send it in If-Match with a PATCH."
-_APPOINTMENT = "The version of this appointment: send it in If-Match with a reschedule."
+_APPOINTMENT = (
+    "The version of this appointment: send it in If-Match with a reschedule, a cancel or another status change."
+)
 ETAGS = {
     "patients_conditions_list": _INTAKE,
     "patients_conditions_replace": _INTAKE,

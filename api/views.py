@@ -7,6 +7,7 @@ Errors are raised, never built here: api.problems maps them once.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.db import transaction
@@ -17,7 +18,7 @@ from django.utils.encoding import escape_uri_path
 from django.utils.http import parse_etags
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import exceptions, generics, status
 from rest_framework.response import Response
 
 from api import schema as docs
@@ -488,12 +489,21 @@ def _versioned(data, row: Patient | MedicationCourse) -> Response:
     return Response(data, headers={"ETag": f'"{clinic_services.record_version(row)}"'})
 
 
+# RFC 9110 13.1.1: "*", or one or more entity tags ("..." or W/"..."), separated by commas.
+_IF_MATCH = re.compile(r'\s*(?:W/)?"[^"]*"\s*(?:,\s*(?:W/)?"[^"]*"\s*)*')
+
+
 def _if_match(request) -> frozenset[str] | None:
     """The versions an If-Match accepts (ETags of a GET, strong comparison: a weak tag matches nothing), for a
-    change refused (412) once someone changed what it was made from; None without one, or with `*`."""
+    change refused (412) once someone changed what it was made from; None without one, or with `*`. A header that
+    is neither (`abc` unquoted, empty) is a 400 naming it: answering 412, "changed since", would send a client
+    reading again and sending the same header for ever."""
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
+    if not _IF_MATCH.fullmatch(header):
+        message = 'If-Match must be "*" or one or more ETags as a GET answers them, in double quotes ("…").'
+        raise exceptions.ValidationError({"If-Match": [message]})
     return frozenset(tag[1:-1] for tag in parse_etags(header) if not tag.startswith("W/"))
 
 
@@ -707,25 +717,25 @@ class _AppointmentAction(ApiView):
     serializer_class = AppointmentOut
     input_class = EmptyIn
 
-    def act(self, appointment: Appointment, actor: booking.Actor, data: dict) -> Appointment:
+    def act(self, appointment: Appointment, actor: booking.Actor, data: dict, made_from) -> Appointment:
         raise NotImplementedError
 
     @idempotent
     def post(self, request, appointment_id):
         appointment = self.appointment_from_url()
         data = _input(self.input_class, request)
-        changed = self.act(appointment, self.caller.actor(appointment.clinic_id), data)
+        # If-Match: compared under the change's locks (scheduler.lifecycle.transition); 412 when it names no
+        # version the appointment has.
+        changed = self.act(appointment, self.caller.actor(appointment.clinic_id), data, _if_match(request))
         return Response(AppointmentOut(changed).data)
 
 
-def _action_schema(
-    summary: str, input_class, *, forbidden: bool = False, refusal: bool = False, precondition: bool = False
-):
+def _action_schema(summary: str, input_class, *, forbidden: bool = False, refusal: bool = False):
     return extend_schema(
         tags=["booking"],
         summary=summary,
         request=input_class,
-        parameters=[docs.IDEMPOTENCY_KEY, *([docs.IF_MATCH] if precondition else [])],
+        parameters=[docs.IDEMPOTENCY_KEY, docs.IF_MATCH],
         responses=docs.responses(
             200,
             AppointmentOut,
@@ -735,22 +745,18 @@ def _action_schema(
             idempotent=True,
             forbidden=forbidden,
             body=True,
-            precondition=precondition,
+            precondition=True,
         ),
     )
 
 
-@_action_schema("Cancel an appointment", CancelIn, precondition=True)
+@_action_schema("Cancel an appointment", CancelIn)
 class AppointmentCancelApi(_AppointmentAction):
     input_class = CancelIn
 
-    def act(self, appointment, actor, data):
+    def act(self, appointment, actor, data, made_from):
         return booking.appointment_cancel(
-            appointment=appointment,
-            actor=actor,
-            now=timezone.now(),
-            reason=data.get("reason", ""),
-            made_from=_if_match(self.request),  # compared under the cancel's locks
+            appointment=appointment, actor=actor, now=timezone.now(), reason=data.get("reason", ""), made_from=made_from
         )
 
 
@@ -758,8 +764,10 @@ class AppointmentCancelApi(_AppointmentAction):
     "Record the treatment as done (clinician's right): it enters the history, post-care starts", EmptyIn, forbidden=True
 )
 class AppointmentCompleteApi(_AppointmentAction):
-    def act(self, appointment, actor, data):
-        return booking.appointment_complete(appointment=appointment, actor=actor, now=timezone.now())
+    def act(self, appointment, actor, data, made_from):
+        return booking.appointment_complete(
+            appointment=appointment, actor=actor, now=timezone.now(), made_from=made_from
+        )
 
 
 @_action_schema(
@@ -768,13 +776,15 @@ class AppointmentCompleteApi(_AppointmentAction):
 class AppointmentClearApi(_AppointmentAction):
     input_class = ClearIn
 
-    def act(self, appointment, actor, data):
+    def act(self, appointment, actor, data, made_from):
         return booking.appointment_clear(
-            appointment=appointment, actor=actor, now=timezone.now(), reason=data["reason"]
+            appointment=appointment, actor=actor, now=timezone.now(), reason=data["reason"], made_from=made_from
         )
 
 
 @_action_schema("Mark that the patient did not come (clinician's right)", EmptyIn, forbidden=True)
 class AppointmentNoShowApi(_AppointmentAction):
-    def act(self, appointment, actor, data):
-        return booking.appointment_mark_no_show(appointment=appointment, actor=actor, now=timezone.now())
+    def act(self, appointment, actor, data, made_from):
+        return booking.appointment_mark_no_show(
+            appointment=appointment, actor=actor, now=timezone.now(), made_from=made_from
+        )

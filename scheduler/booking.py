@@ -769,6 +769,8 @@ def appointment_reschedule(
     checked: list[BookingCheck] = []
 
     def apply(current: Appointment, patient: Patient) -> Change:
+        # What was asked is read first (a start in the past is a 400 whatever the If-Match, as for every write).
+        req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
         if not _already_there(current, start_at, practitioner_id):
             if drawn is not None and moved_since(current, drawn):
                 raise PreconditionFailed(
@@ -779,7 +781,6 @@ def appointment_reschedule(
                 made_from,
                 "This appointment changed since it was read (the ETag If-Match names): nothing moved. Read it again.",
             )
-        req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
         # Race condition: re-checked under the patient and practitioner locks.
         check = _check(req, ignore_appointment=current)
         checked.append(check)
@@ -886,14 +887,10 @@ def appointment_cancel(
     cancelling several at once (a whole course) re-checks once, when all are cancelled (`appointment_freed`), so
     that a booking about to be cancelled too is not first released or flagged again. `made_from`: the versions an
     API caller's If-Match accepts (`appointment_version`); someone having changed the appointment since (moved it,
-    say), nothing is cancelled (412 `record_changed`), compared under the locks."""
+    say), nothing is cancelled (412 `record_changed`), compared under the locks (scheduler.lifecycle.transition, as
+    for every status change)."""
 
     def apply(current: Appointment, patient: Patient) -> Change:
-        unchanged_since(
-            lambda: appointment_version(current),
-            made_from,
-            "This appointment changed since it was read (the ETag If-Match names): nothing cancelled. Read it again.",
-        )
         current.status = AppointmentStatus.CANCELLED
         current.cancelled_at = now
         current.cancel_reason = reason
@@ -906,6 +903,7 @@ def appointment_cancel(
         now=now,
         apply=apply,
         after=_others_rechecked(now, "cancelled") if others_rechecked else None,
+        made_from=made_from,
     )
 
 
@@ -957,7 +955,9 @@ def _require_started(current: Appointment, now: datetime, message: str) -> None:
 
 
 @versioned.within_snapshot
-def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, reason: str) -> Appointment:
+def appointment_clear(
+    *, appointment: Appointment, actor: Actor, now: datetime, reason: str, made_from: Iterable[str] | None = None
+) -> Appointment:
     """A clinician accepts the relative contraindications of a pending booking, with a reason."""
     _require_clinician(actor, "clear a contraindication")
     if not reason or not reason.strip():
@@ -985,11 +985,15 @@ def appointment_clear(*, appointment: Appointment, actor: Actor, now: datetime, 
             details={"rules": ids, "keys": keys, "rulebook_version": check.rulebook_version},
         )
 
-    return transition(appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply)
+    return transition(
+        appointment=appointment, action=AuditAction.CLEARED, actor=actor, now=now, apply=apply, made_from=made_from
+    )
 
 
 @versioned.within_snapshot
-def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
+def appointment_complete(
+    *, appointment: Appointment, actor: Actor, now: datetime, made_from: Iterable[str] | None = None
+) -> Appointment:
     """Record the treatment as done: it enters the history, which starts post-care."""
     _require_clinician(actor, "mark a treatment completed")
 
@@ -1008,7 +1012,9 @@ def appointment_complete(*, appointment: Appointment, actor: Actor, now: datetim
         )
         return Change(update_fields=["status", "completed_at"])
 
-    return transition(appointment=appointment, action=AuditAction.COMPLETED, actor=actor, now=now, apply=apply)
+    return transition(
+        appointment=appointment, action=AuditAction.COMPLETED, actor=actor, now=now, apply=apply, made_from=made_from
+    )
 
 
 @versioned.within_snapshot
@@ -1030,7 +1036,9 @@ def appointment_check_in(*, appointment: Appointment, actor: Actor, now: datetim
 
 
 @versioned.within_snapshot
-def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: datetime) -> Appointment:
+def appointment_mark_no_show(
+    *, appointment: Appointment, actor: Actor, now: datetime, made_from: Iterable[str] | None = None
+) -> Appointment:
     _require_clinician(actor, "mark a no-show")
 
     def apply(current: Appointment, patient: Patient) -> Change:
@@ -1045,6 +1053,7 @@ def appointment_mark_no_show(*, appointment: Appointment, actor: Actor, now: dat
         now=now,
         apply=apply,
         after=_others_rechecked(now, "missed (no-show)"),
+        made_from=made_from,
     )
 
 

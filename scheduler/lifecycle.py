@@ -10,7 +10,7 @@ list of events that webhooks, reminders and the audit trail read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models.expressions import RawSQL
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, AuditEvent, Patient
-from clinic.services import live_patient, lock_live_patient
+from clinic.services import appointment_version, live_patient, lock_live_patient, unchanged_since
 from core.compiled import CompiledQuery, columns, insert_rows, instances
 from core.errors import ErrorCode, InvalidTransition, NotFound
 from core.ids import parse_uuid
@@ -245,6 +245,7 @@ def transition(
     now: datetime,
     apply: Callable[[Appointment, Patient], Change],
     after: Callable[[Appointment], object] | None = None,
+    made_from: Iterable[str] | None = None,
 ) -> Appointment:
     """Lock, check the table, apply, save, audit, notify: the one path for an existing appointment.
 
@@ -258,6 +259,13 @@ def transition(
         current = lock_appointment(appointment.pk)
         # Race condition: the status is checked only now that the row is locked.
         require_allowed(current, action)
+        # What an API caller's If-Match accepts (`made_from`): the appointment as it is now must be one of them
+        # (clinic.services.appointment_version), or nothing changes (412 record_changed).
+        unchanged_since(
+            lambda: appointment_version(current),
+            made_from,
+            "This appointment changed since it was read (the ETag If-Match names): nothing changed. Read it again.",
+        )
         change = apply(current, patient)
         if change.unchanged:
             return current
