@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.urls import Resolver404, resolve
 from django.utils import timezone
+from django.utils.http import parse_etags
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -62,7 +63,11 @@ def _fingerprint(request, path: str | None = None) -> str:
     with another version is another request: a 422, not the replay of an answer to the first)."""
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), cls=JSONEncoder)
     condition = request.headers.get("If-Match")
-    made_from = f"\nIf-Match: {condition.strip()}" if condition is not None else ""
+    made_from = ""
+    if condition is not None:  # as the tags it names, however spaced (`"a","b"` and `"a", "b"` are one request)
+        made_from = "\nIf-Match: " + (
+            "*" if condition.strip() == "*" else ",".join(parse_etags(condition)) or condition
+        )
     return hashlib.sha256(f"{request.method} {path or request.path}\n{body}{made_from}".encode()).hexdigest()
 
 

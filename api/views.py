@@ -489,8 +489,9 @@ def _versioned(data, row: Patient | MedicationCourse) -> Response:
     return Response(data, headers={"ETag": f'"{clinic_services.record_version(row)}"'})
 
 
-# RFC 9110 13.1.1: "*", or one or more entity tags ("..." or W/"..."), separated by commas.
-_IF_MATCH = re.compile(r'\s*(?:W/)?"[^"]*"\s*(?:,\s*(?:W/)?"[^"]*"\s*)*')
+# RFC 9110 13.1.1: "*", or one or more entity tags ("..." or W/"..."), separated by commas; an empty element of
+# the list (`"a",`, `, "a"`) is ignored (5.6.1.2).
+_IF_MATCH = re.compile(r'\s*(?:(?:W/)?"[^"]*")?\s*(?:,\s*(?:(?:W/)?"[^"]*")?\s*)*')
 
 
 def _if_match(request) -> frozenset[str] | None:
@@ -501,7 +502,7 @@ def _if_match(request) -> frozenset[str] | None:
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    if not _IF_MATCH.fullmatch(header):
+    if not _IF_MATCH.fullmatch(header) or not parse_etags(header):
         message = 'If-Match must be "*" or one or more ETags as a GET answers them, in double quotes ("…").'
         raise exceptions.ValidationError({"If-Match": [message]})
     return frozenset(tag[1:-1] for tag in parse_etags(header) if not tag.startswith("W/"))

@@ -813,6 +813,14 @@ class CancelForm(FrontdeskForm):
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+    # The appointment's version when the page was drawn (clinic.services.appointment_version): a cancel sent after
+    # someone moved the visit cancels nothing (scheduler.booking.appointment_cancel `made_from`, under its locks).
+    # A post that does not say (a page drawn before it carried one): no check.
+    version = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].widget.attrs.pop("aria-describedby", None)  # hidden: nothing on the page describes it
 
 
 # --- A merge's warning, checked on the patient's page ---------------------------------------------------------

@@ -1,0 +1,69 @@
+"""The desk's cancel form carries the appointment's version when the page was drawn (docs/frontdesk.md): a cancel sent
+after a colleague moved the visit cancels nothing (409) and the page says where it is now, the reason kept, drawn
+again from now so that sending it again cancels; a form without the version (a page from before) is not checked.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from clinic.models import AppointmentStatus
+from scheduler.booking import Actor, appointment_book, appointment_reschedule
+from tests.frontdesk.conftest import at_london, url
+
+pytestmark = pytest.mark.django_db
+
+
+def _version(response) -> str:
+    found = re.search(r'<input type="hidden" name="version" value="([^"]*)"', response.content.decode())
+    assert found, "no version on the cancel form"
+    return found.group(1)
+
+
+@pytest.fixture
+def visit(patient, practitioner, frozen):
+    return appointment_book(
+        patient=patient,
+        procedure_code="botox",
+        start_at=at_london(2026, 3, 10, 10),
+        actor=Actor("test"),
+        now=frozen,
+        practitioner_id=str(practitioner.pk),
+    ).appointment
+
+
+def test_a_cancel_from_a_page_drawn_before_a_colleague_moved_the_visit_cancels_nothing(
+    clinic, visit, reception, frozen
+):
+    drawn = _version(reception.get(url("appointment", clinic, visit)))
+    appointment_reschedule(appointment=visit, start_at=at_london(2026, 3, 13, 10), actor=Actor("colleague"), now=frozen)
+
+    refused = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "version": drawn})
+
+    visit.refresh_from_db()
+    assert refused.status_code == 409 and visit.status == AppointmentStatus.CONFIRMED
+    page = refused.content.decode()
+    assert "This visit has changed since you opened this page: it is now on Fri 13 Mar 2026, 10:00" in page
+    assert "Patient rang" in page and _version(refused) != drawn
+    done = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "version": _version(refused)})
+    visit.refresh_from_db()
+    assert done.status_code == 302 and visit.status == AppointmentStatus.CANCELLED
+
+
+def test_a_note_saved_since_does_not_refuse_the_cancel(clinic, visit, reception, frozen):
+    from clinic.services import appointment_notes_set
+
+    drawn = _version(reception.get(url("appointment", clinic, visit)))
+    appointment_notes_set(appointment=visit, notes="Parking at the back")  # not what a cancel would undo
+    assert reception.post(url("cancel", clinic, visit), {"reason": "", "version": drawn}).status_code == 302
+    visit.refresh_from_db()
+    assert visit.status == AppointmentStatus.CANCELLED
+
+
+def test_a_cancel_without_a_version_is_not_checked(clinic, visit, reception, frozen):
+    appointment_reschedule(appointment=visit, start_at=at_london(2026, 3, 13, 10), actor=Actor("colleague"), now=frozen)
+    assert reception.post(url("cancel", clinic, visit), {"reason": ""}).status_code == 302
+    visit.refresh_from_db()
+    assert visit.status == AppointmentStatus.CANCELLED
