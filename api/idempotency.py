@@ -27,7 +27,6 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.urls import Resolver404, resolve
 from django.utils import timezone
-from django.utils.http import parse_etags
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -38,6 +37,7 @@ from api.problems import PROBLEM_CONTENT_TYPE, instance_of, problem, problem_res
 from clinic.selectors import merged_patient_survivor
 from core.compiled import save_fields
 from core.db import lock_wait_exceeded
+from core.etags import entity_tags
 from core.ids import parse_uuid
 
 HEADER = "Idempotency-Key"
@@ -65,9 +65,8 @@ def _fingerprint(request, path: str | None = None) -> str:
     condition = request.headers.get("If-Match")
     made_from = ""
     if condition is not None:  # as the tags it names, however spaced (`"a","b"` and `"a", "b"` are one request)
-        made_from = "\nIf-Match: " + (
-            "*" if condition.strip() == "*" else ",".join(parse_etags(condition)) or condition
-        )
+        tags = "*" if condition.strip() == "*" else ",".join(entity_tags(condition) or [condition])
+        made_from = f"\nIf-Match: {tags}"
     return hashlib.sha256(f"{request.method} {path or request.path}\n{body}{made_from}".encode()).hexdigest()
 
 

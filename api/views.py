@@ -7,7 +7,6 @@ Errors are raised, never built here: api.problems maps them once.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from django.db import transaction
@@ -15,7 +14,6 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import escape_uri_path
-from django.utils.http import parse_etags
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, status
@@ -66,6 +64,7 @@ from clinic import services as clinic_services
 from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practitioner, ProcedureType
 from clinic.selectors import appointments_in, patients_in
 from core.errors import InvalidInput, NotFound
+from core.etags import entity_tags
 from core.ids import parse_uuid
 from reminders.selectors import reminders_for_appointment
 from scheduler import booking
@@ -489,11 +488,6 @@ def _versioned(data, row: Patient | MedicationCourse) -> Response:
     return Response(data, headers={"ETag": f'"{clinic_services.record_version(row)}"'})
 
 
-# RFC 9110 13.1.1: "*", or one or more entity tags ("..." or W/"..."), separated by commas; an empty element of
-# the list (`"a",`, `, "a"`) is ignored (5.6.1.2).
-_IF_MATCH = re.compile(r'\s*(?:(?:W/)?"[^"]*")?\s*(?:,\s*(?:(?:W/)?"[^"]*")?\s*)*')
-
-
 def _if_match(request) -> frozenset[str] | None:
     """The versions an If-Match accepts (ETags of a GET, strong comparison: a weak tag matches nothing), for a
     change refused (412) once someone changed what it was made from; None without one, or with `*`. A header that
@@ -502,10 +496,11 @@ def _if_match(request) -> frozenset[str] | None:
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    if not _IF_MATCH.fullmatch(header) or not parse_etags(header):
+    tags = entity_tags(header)  # core.etags: one pass, no regular expression over what the client sent
+    if tags is None:
         message = 'If-Match must be "*" or one or more ETags as a GET answers them, in double quotes ("…").'
         raise exceptions.ValidationError({"If-Match": [message]})
-    return frozenset(tag[1:-1] for tag in parse_etags(header) if not tag.startswith("W/"))
+    return frozenset(tag[1:-1] for tag in tags if not tag.startswith("W/"))
 
 
 # --- Eligibility and availability -----------------------------------------------------------------------

@@ -84,3 +84,17 @@ def test_the_console_handler_masks_what_any_module_logs(capsys):
     record = logging.LogRecord("elsewhere", logging.ERROR, __file__, 1, "no reply from %s", ("bob@example.org",), None)
     assert handler.filter(record)
     assert record.getMessage() == "no reply from <e-mail address>"
+
+
+def test_a_percent_encoded_contact_in_a_logged_address_is_masked():
+    """gunicorn's access log writes the address as requested: a FHIR search by e-mail or phone arrives encoded."""
+    line = '"GET /fhir/r4/Patient?email=ann%40example.com&telephone=%2B44%207700%20900123 HTTP/1.1" 200'
+    masked = contacts_masked(line)
+    assert "ann" not in masked and "900123" not in masked
+    assert masked == '"GET /fhir/r4/Patient?email=<e-mail address>&telephone=<phone number> HTTP/1.1" 200'
+
+
+def test_a_long_line_without_a_contact_is_kept_and_masking_stays_bounded():
+    """Every part of the patterns is bounded: a long run of what could begin an address is read once per start."""
+    line = "a" * 20000 + " " + "1." * 5000
+    assert contacts_masked(line) == line

@@ -7,7 +7,6 @@ that stopped moving (a step that failed in the request that saved the rule) is t
 """
 
 import argparse
-import logging
 import math
 import os
 import time
@@ -17,12 +16,13 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from core.redact import masked_logger
 from reminders import dispatch, reports
 from scheduler import tasks as scheduler_tasks
 
 RESUME_EVERY = 60.0  # seconds, as the beat's resume-rechecks
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 def _interval(value: str) -> float:
