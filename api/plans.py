@@ -294,7 +294,7 @@ def proposal_data(proposal: services.Proposal) -> dict:
     }
 
 
-def plan_data(plan: TreatmentPlan, today, checks: dict | None = None, *, reason_shown: bool = True) -> dict:
+def plan_data(plan: TreatmentPlan, today, checks: dict | None = None, *, reason_shown: bool) -> dict:
     """The plan; with `checks` (the plan just booked: each session's booking check by index) each session also
     carries its booking's `warnings`, in a booking answer's shape. `reason_shown` False (a caller who does not read
     written reasons: api.access.Caller.reads_reasons): `cancel_reason` is empty."""

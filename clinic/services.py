@@ -507,10 +507,11 @@ def intake_version(patient_id) -> str:
 
 
 def appointment_version(appointment: Appointment) -> str:
-    """A fingerprint of what an answer shows of an appointment (where, when, with whom, for what, its status and
-    review reasons): the ETag a move's If-Match names. Not its notes, its check-in or its clearance's words, which
-    the API does not show and a move does not overwrite: a note saved at the desk does not refuse a platform's
-    move."""
+    """A fingerprint of the appointment as the API shows it (where, when, with whom, for what, its status and review
+    reasons): its ETag, which the If-Match of a move or a status change names. Not its notes, its check-in or its
+    clearance's words, which the API does not show and no write of a platform's would undo: a note saved at the
+    desk does not refuse a platform's move. Not the reminders its GET lists either (If-None-Match is not
+    supported, so nothing caches the body by it)."""
     values = [
         appointment.patient_id,
         appointment.procedure_id,

@@ -700,6 +700,29 @@ class BookingForm(WhenForm):
         )
 
 
+def drawn_at(appointment) -> str:
+    """Where a visit is, and with whom, as the desk's forms carry it (`from_start_at`): "<start>|<practitioner>". A
+    move or a cancel sent from a page drawn before someone changed that is refused by the service, under its locks
+    (scheduler.booking `drawn`, `moved_since`)."""
+    return f"{appointment.start_at.isoformat()}|{appointment.practitioner_id}"
+
+
+def drawn_from(raw: str, *, again: str) -> tuple[datetime, str | None] | None:
+    """(start, practitioner id) from what a form carried (`drawn_at`; a start alone from a page drawn before the
+    practitioner was carried); None when it carried nothing (a script, a page from before): no check."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    start, _, practitioner = raw.partition("|")
+    try:
+        value = datetime.fromisoformat(start)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ValidationError(f"This page could not say where the visit was; {again}.")
+    return value, practitioner.strip() or None
+
+
 class RescheduleForm(WhenForm):
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
     reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
@@ -726,22 +749,10 @@ class RescheduleForm(WhenForm):
         field.initial = str(current.pk)
 
     def clean_from_start_at(self) -> tuple[datetime, str | None] | None:
-        """(start, practitioner id) the page was drawn with: "<start>|<practitioner>" (a start alone from a page drawn
-        before the practitioner was carried)."""
-        raw = self.cleaned_data["from_start_at"].strip()
-        if not raw:
-            return None
-        start, _, practitioner = raw.partition("|")
-        try:
-            value = datetime.fromisoformat(start)
-        except ValueError:
-            value = None
-        if value is None or value.tzinfo is None:
-            raise ValidationError("This page could not say where the visit was; open the move page again.")
-        return value, practitioner.strip() or None
+        return drawn_from(self.cleaned_data["from_start_at"], again="open the move page again")
 
     def _where_now(self) -> str:
-        return f"{self.appointment.start_at.isoformat()}|{self.appointment.practitioner_id}"
+        return drawn_at(self.appointment)
 
     @property
     def drawn_start(self) -> str:
@@ -813,14 +824,17 @@ class CancelForm(FrontdeskForm):
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
-    # The appointment's version when the page was drawn (clinic.services.appointment_version): a cancel sent after
-    # someone moved the visit cancels nothing (scheduler.booking.appointment_cancel `made_from`, under its locks).
-    # A post that does not say (a page drawn before it carried one): no check.
-    version = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+    # Where the visit was, and with whom, when the page was drawn (`drawn_at`): a cancel sent after someone moved it
+    # cancels nothing (scheduler.booking.appointment_cancel `drawn`, under its locks), as a move from a stale page
+    # does. A post that does not say (a page drawn before it carried one): no check.
+    from_start_at = forms.CharField(required=False, max_length=120, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["version"].widget.attrs.pop("aria-describedby", None)  # hidden: nothing on the page describes it
+        self.fields["from_start_at"].widget.attrs.pop("aria-describedby", None)  # hidden: nothing describes it
+
+    def clean_from_start_at(self) -> tuple[datetime, str | None] | None:
+        return drawn_from(self.cleaned_data["from_start_at"], again="open the appointment again")
 
 
 # --- A merge's warning, checked on the patient's page ---------------------------------------------------------

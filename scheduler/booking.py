@@ -762,47 +762,43 @@ def appointment_reschedule(
     made from one reading at once are told apart (one moves, the other is refused with nothing moved: 412
     `record_changed`, it would undo the first unseen): `drawn`, where the visit was and with whom when the desk's
     page was drawn (start, practitioner id or None), refused if someone has moved it since; `made_from`, the
-    versions an API caller's If-Match accepts (clinic.services.record_version, the appointment's ETag), refused if
-    the appointment is none of them. A move to where the visit already is (the same move sent twice) is refused by
-    neither: it changes nothing.
+    versions an API caller's If-Match accepts (`appointment_version`, the appointment's ETag), refused if the
+    appointment is none of them. The move compares these itself, in `apply` (it passes no `made_from` to
+    `transition`), so that its own 400s (a start in the past) come first. A move that would change nothing (the
+    same move sent twice: the visit already where it asks, or refused by the rules there) is refused by neither,
+    and writes nothing; one that would change anything, even only the status, is compared.
     """
     checked: list[BookingCheck] = []
 
     def apply(current: Appointment, patient: Patient) -> Change:
         # What was asked is read first (a start in the past is a 400 whatever the If-Match, as for every write).
         req = _reschedule_request(current, patient, start_at, practitioner_id, now, lock=True)
-        if not _already_there(current, start_at, practitioner_id):
-            if drawn is not None and moved_since(current, drawn):
-                raise PreconditionFailed(
-                    ErrorCode.RECORD_CHANGED, "Someone else moved this visit since the page was opened: nothing moved."
-                )
-            unchanged_since(
-                lambda: appointment_version(current),
-                made_from,
-                "This appointment changed since it was read (the ETag If-Match names): nothing moved. Read it again.",
-            )
-        # Race condition: re-checked under the patient and practitioner locks.
+        # Race condition: checked under the patient and practitioner locks.
         check = _check(req, ignore_appointment=current)
         checked.append(check)
-        if not check.eligible:
-            if _already_there(current, start_at, practitioner_id):
-                # The same move sent again after its answer was lost, the visit flagged since: it is where it was
-                # asked to be; nothing to refuse, nothing to change (the answer shows it as it is).
-                return Change(update_fields=[], unchanged=True)
-            raise UnableToBook(check)
         # The dry run (appointment_reschedule_check) answers by the same outcome: a clearance is kept.
         status = (
             AppointmentStatus.CONFIRMED
             if check.outcome == rules.Outcome.CONFIRMED
             else AppointmentStatus.PENDING_CLEARANCE
         )
-        if (req.start_at, req.end_at, check.practitioner.pk, status) == (
-            current.start_at,
-            current.end_at,
-            current.practitioner_id,
-            current.status,
+        if _already_there(current, start_at, practitioner_id) and (
+            not check.eligible or (req.end_at, status) == (current.end_at, current.status)
         ):
-            return Change(update_fields=[], unchanged=True)  # already there (a move sent twice): not a second move
+            # The same move sent again (its answer lost), the visit perhaps flagged since: it is where it was asked
+            # to be; nothing to refuse, nothing to change (the answer shows it as it is).
+            return Change(update_fields=[], unchanged=True)
+        if drawn is not None and moved_since(current, drawn):
+            raise PreconditionFailed(
+                ErrorCode.RECORD_CHANGED, "Someone else moved this visit since the page was opened: nothing moved."
+            )
+        unchanged_since(
+            lambda: appointment_version(current),
+            made_from,
+            "This appointment changed since it was read (the ETag If-Match names): nothing moved. Read it again.",
+        )
+        if not check.eligible:
+            raise UnableToBook(check)
         before = {
             "start_at": current.start_at.isoformat(),
             "practitioner": str(current.practitioner_id),
@@ -849,7 +845,8 @@ def appointment_reschedule(
 
 
 def _already_there(current: Appointment, start_at: datetime, practitioner_id) -> bool:
-    """Whether the visit is already where, and with whom, a move asks (the same move sent again)."""
+    """Whether the visit is already where, and with whom, a move asks (the same move sent again). The patient's
+    confirm page asks the same of the dry run's answer (portal.views._already_there) to offer no move."""
     asked = parse_uuid(practitioner_id) if practitioner_id else current.practitioner_id
     return start_at == current.start_at and asked == current.practitioner_id
 
@@ -882,15 +879,20 @@ def appointment_cancel(
     reason: str = "",
     others_rechecked: bool = True,
     made_from: Iterable[str] | None = None,
+    drawn: tuple[datetime, str | None] | None = None,
 ) -> Appointment:
     """Cancel it. `others_rechecked=False`: the patient's bookings it flagged are not re-checked here; the caller
     cancelling several at once (a whole course) re-checks once, when all are cancelled (`appointment_freed`), so
     that a booking about to be cancelled too is not first released or flagged again. `made_from`: the versions an
     API caller's If-Match accepts (`appointment_version`); someone having changed the appointment since (moved it,
     say), nothing is cancelled (412 `record_changed`), compared under the locks (scheduler.lifecycle.transition, as
-    for every status change)."""
+    for every status change). `drawn`: where the visit was, and with whom, on the page a person pressed "cancel" on
+    (the desk's, the patient's); moved since (`moved_since`), nothing is cancelled (412): they see the new time
+    first."""
 
     def apply(current: Appointment, patient: Patient) -> Change:
+        if drawn is not None and moved_since(current, drawn):
+            raise PreconditionFailed(ErrorCode.RECORD_CHANGED, "This visit moved since the page was opened.")
         current.status = AppointmentStatus.CANCELLED
         current.cancelled_at = now
         current.cancel_reason = reason

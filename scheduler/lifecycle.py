@@ -260,7 +260,8 @@ def transition(
         # Race condition: the status is checked only now that the row is locked.
         require_allowed(current, action)
         # What an API caller's If-Match accepts (`made_from`): the appointment as it is now must be one of them
-        # (clinic.services.appointment_version), or nothing changes (412 record_changed).
+        # (clinic.services.appointment_version), or nothing changes (412 record_changed). Every status change passes
+        # its caller's here; a move compares in its own `apply` instead (its 400s first: booking.appointment_reschedule).
         unchanged_since(
             lambda: appointment_version(current),
             made_from,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, Clinic
-from core.errors import ErrorCode, InvalidTransition, PreconditionFailed
+from core.errors import ErrorCode, InvalidTransition
 from core.timeutils import require_aware
 from scheduler.availability import Slot
 from scheduler.booking import (
@@ -24,7 +24,6 @@ from scheduler.booking import (
     appointment_reschedule,
     appointment_reschedule_check,
     appointment_slots,
-    moved_since,
 )
 from scheduler.lifecycle import Actor, lock_appointment, lock_patient, refusal
 
@@ -128,11 +127,9 @@ def appointment_cancel_by_patient(
         current = _locked(appointment)
         # Race condition: status and start time are checked only now that the rows are locked.
         _require_changeable(current, now, AuditAction.CANCELLED)
-        if drawn is not None and moved_since(current, drawn):
-            raise PreconditionFailed(
-                ErrorCode.RECORD_CHANGED, "The clinic changed this appointment since the page was opened."
-            )
-        return appointment_cancel(appointment=current, actor=patient_actor(current), now=now, reason=reason.strip())
+        return appointment_cancel(
+            appointment=current, actor=patient_actor(current), now=now, reason=reason.strip(), drawn=drawn
+        )
 
 
 def patient_move_options(

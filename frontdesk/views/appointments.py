@@ -14,10 +14,10 @@ from django.utils.formats import date_format
 from django.views.decorators.http import require_POST, require_safe
 
 from clinic.models import AppointmentStatus
-from clinic.services import appointment_notes_set, appointment_version
+from clinic.services import appointment_notes_set
 from core.errors import PreconditionFailed
 from frontdesk import checks, selectors
-from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors
+from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors, drawn_at
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from reminders.dispatch import patient_message_send_again
 from reminders.selectors import patient_messages
@@ -59,7 +59,7 @@ def _detail(
             "patient": appointment.patient,
             "clear_form": clear_form or ClearForm(),
             "cancel_form": cancel_form
-            or CancelForm(auto_id=CANCEL_IDS, initial={"version": appointment_version(appointment)}),
+            or CancelForm(auto_id=CANCEL_IDS, initial={"from_start_at": drawn_at(appointment)}),
             "notes_form": notes_form or AppointmentNotesForm(appointment=appointment),
             "notes_now": notes_now,  # the notes as saved meanwhile by someone else, when a save of them was refused
             # Arrival is recorded on the appointment's own day (the service says so too).
@@ -156,7 +156,6 @@ def appointment_cancel_view(request, appointment_id):
     form = CancelForm(request.POST, auto_id=CANCEL_IDS)
     if not form.is_valid():
         return _detail(request, appointment_or_404(request, appointment_id), cancel_form=form, status=400)
-    version = form.cleaned_data["version"]
     try:
         return _act(
             request,
@@ -166,25 +165,24 @@ def appointment_cancel_view(request, appointment_id):
                 actor=request.actor,
                 now=now,
                 reason=form.cleaned_data["reason"],
-                made_from={version} if version else None,
+                drawn=form.cleaned_data["from_start_at"],
             ),
             done="Cancelled: the slot is free again and the patient will be told.",
             form=form,
             form_name="cancel_form",
         )
     except PreconditionFailed:
-        # Someone moved the visit (or changed its status) since this page was drawn: nothing is cancelled; the page
-        # shows it as it is now, the reason kept, drawn from now: sending it again cancels it.
+        # Someone moved the visit (or gave it to someone else) since this page was drawn: nothing is cancelled; the
+        # page shows it as it is now, the reason kept, drawn from now: sending it again cancels it.
         appointment = appointment_or_404(request, appointment_id)
         local = timezone.localtime(appointment.start_at, request.clinic.tz)
         changed = (
-            f"This visit has changed since you opened this page: it is now on {local:%a %d %b %Y}, "
-            f"{selectors.wall_clock(local)} with {appointment.practitioner} ({appointment.get_status_display()}). "
+            f"This visit has moved since you opened this page: it is now on {local:%a %d %b %Y}, "
+            f"{selectors.wall_clock(local)} with {appointment.practitioner}. "
             "Nothing was cancelled: if it should still be cancelled, send the form again."
         )
         kept = CancelForm(
-            auto_id=CANCEL_IDS,
-            initial={"reason": form.cleaned_data["reason"], "version": appointment_version(appointment)},
+            auto_id=CANCEL_IDS, initial={"reason": form.cleaned_data["reason"], "from_start_at": drawn_at(appointment)}
         )
         return _detail(request, appointment, error=changed, status=409, cancel_form=kept)
 

@@ -1,10 +1,12 @@
-"""The desk's cancel form carries the appointment's version when the page was drawn (docs/frontdesk.md): a cancel sent
-after a colleague moved the visit cancels nothing (409) and the page says where it is now, the reason kept, drawn
-again from now so that sending it again cancels; a form without the version (a page from before) is not checked.
+"""The desk's cancel form carries where the visit was, and with whom, when the page was drawn (`from_start_at`, as the
+move form does; docs/frontdesk.md): a cancel sent after a colleague moved the visit cancels nothing (409) and the page
+says where it is now, the reason kept, drawn again from now so that sending it again cancels; a form without it (a
+page from before) is not checked; a note saved since does not count.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -16,10 +18,13 @@ from tests.frontdesk.conftest import at_london, url
 pytestmark = pytest.mark.django_db
 
 
-def _version(response) -> str:
-    found = re.search(r'<input type="hidden" name="version" value="([^"]*)"', response.content.decode())
-    assert found, "no version on the cancel form"
-    return found.group(1)
+def _drawn(response) -> str:
+    """The cancel form's `from_start_at` (the move form's is drawn first on the page only when it is shown)."""
+    form = re.search(r'action="[^"]*/cancel/".*?</form>', response.content.decode(), re.S)
+    assert form, "no cancel form"
+    found = re.search(r'name="from_start_at" value="([^"]*)"', form.group(0))
+    assert found, "the cancel form carries no from_start_at"
+    return html.unescape(found.group(1))
 
 
 @pytest.fixture
@@ -37,17 +42,17 @@ def visit(patient, practitioner, frozen):
 def test_a_cancel_from_a_page_drawn_before_a_colleague_moved_the_visit_cancels_nothing(
     clinic, visit, reception, frozen
 ):
-    drawn = _version(reception.get(url("appointment", clinic, visit)))
+    drawn = _drawn(reception.get(url("appointment", clinic, visit)))
     appointment_reschedule(appointment=visit, start_at=at_london(2026, 3, 13, 10), actor=Actor("colleague"), now=frozen)
 
-    refused = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "version": drawn})
+    refused = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "from_start_at": drawn})
 
     visit.refresh_from_db()
     assert refused.status_code == 409 and visit.status == AppointmentStatus.CONFIRMED
     page = refused.content.decode()
-    assert "This visit has changed since you opened this page: it is now on Fri 13 Mar 2026, 10:00" in page
-    assert "Patient rang" in page and _version(refused) != drawn
-    done = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "version": _version(refused)})
+    assert "This visit has moved since you opened this page: it is now on Fri 13 Mar 2026, 10:00" in page
+    assert "Patient rang" in page and _drawn(refused) != drawn
+    done = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "from_start_at": _drawn(refused)})
     visit.refresh_from_db()
     assert done.status_code == 302 and visit.status == AppointmentStatus.CANCELLED
 
@@ -55,9 +60,9 @@ def test_a_cancel_from_a_page_drawn_before_a_colleague_moved_the_visit_cancels_n
 def test_a_note_saved_since_does_not_refuse_the_cancel(clinic, visit, reception, frozen):
     from clinic.services import appointment_notes_set
 
-    drawn = _version(reception.get(url("appointment", clinic, visit)))
+    drawn = _drawn(reception.get(url("appointment", clinic, visit)))
     appointment_notes_set(appointment=visit, notes="Parking at the back")  # not what a cancel would undo
-    assert reception.post(url("cancel", clinic, visit), {"reason": "", "version": drawn}).status_code == 302
+    assert reception.post(url("cancel", clinic, visit), {"reason": "", "from_start_at": drawn}).status_code == 302
     visit.refresh_from_db()
     assert visit.status == AppointmentStatus.CANCELLED
 
