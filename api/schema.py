@@ -320,9 +320,12 @@ ETAGS = {
     "patients_medications_end": _COURSE,
     "appointments_retrieve": _APPOINTMENT,
 }
+# What the server reads as an If-Match (core.etags.entity_tags, RFC 9110 13.1.1): "*", or entity tags, `"…"` or
+# `W/"…"`, comma-separated, empty elements and spaces around them allowed. Anything else is a 400 naming the header.
+IF_MATCH_PATTERN = r'^[ \t]*(?:\*[ \t]*|(?:,[ \t]*)*(?:W/)?"[^"]*"[ \t]*(?:,[ \t]*(?:(?:W/)?"[^"]*"[ \t]*)?)*)$'
 IF_MATCH = OpenApiParameter(
     "If-Match",
-    str,
+    {"type": "string", "pattern": IF_MATCH_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
     description="The ETag of what this change was made from (the answer to a GET): if someone changed it since, "

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.encoding import escape_uri_path
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import generics, status
 from rest_framework.response import Response
 
 from api import schema as docs
@@ -30,7 +30,7 @@ from api.filters import (
 )
 from api.idempotency import idempotent
 from api.merged import redirect_if_merged
-from api.problems import HeaderTooLarge, UriTooLong, check_data, slot_data
+from api.problems import FieldProblem, HeaderTooLarge, UriTooLong, check_data, slot_data
 from api.serializers import (
     AppointmentDetailOut,
     AppointmentOut,
@@ -499,7 +499,7 @@ def _if_match(request) -> frozenset[str] | None:
     tags = entity_tags(header)  # core.etags: one pass, no regular expression over what the client sent
     if tags is None:
         message = 'If-Match must be "*" or one or more ETags as a GET answers them, in double quotes ("…").'
-        raise exceptions.ValidationError({"If-Match": [message]})
+        raise FieldProblem("invalid_if_match", "If-Match", message)
     return frozenset(tag[1:-1] for tag in tags if not tag.startswith("W/"))
 
 

@@ -16,10 +16,10 @@ from django.conf import settings
 # An e-mail address as providers quote it (a local part, @, a domain with a dot; letters of any script, as an
 # address at an internationalised domain is one a patient may give), or percent-encoded in a logged address
 # (`ann%40example.com`). Every part bounded (RFC 5321's 64 and 63), so that no line makes the pattern backtrack far.
-_EMAIL = re.compile(r"([\w.%+-]{1,64})(?:@|%40)([\w-]{1,63}(?:\.[\w-]{1,63}){1,8})")
+_EMAIL = re.compile(r"([\w.%+-]{1,64})(?:@|%40)([\w-]{1,63}(?:\.[\w-]{1,63}){1,16})")
 # A phone number written internationally (+ and at least eight digits, spaces, dots, dashes or brackets between),
-# or percent-encoded (`%2B44%207700…`).
-_PHONE = re.compile(r"(?:\+|%2[Bb])\d(?:[\d ().-]|%20){6,30}\d")
+# or encoded in an address (`%2B44%207700…`, `%2B44+7700+…` as a form writes a space).
+_PHONE = re.compile(r"(?:\+|%2[Bb])\d(?:[\d ().+-]|%20){6,40}\d")
 
 
 @cache
@@ -28,6 +28,8 @@ def _hosts() -> frozenset[str]:
     return frozenset({socket.gethostname().lower()})
 
 
+# The core layer reads one setting of the reminders' (the public address their Message-IDs are made at): the
+# alternative, reminders registering its own exemption, would leave logs written before it is imported unmasked.
 _OUTBOX_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
@@ -41,10 +43,6 @@ def _own(local: str, domain: str) -> bool:
         public = None
     domain = domain.lower()
     return (domain == (public or "localhost") and bool(_OUTBOX_ID.fullmatch(local))) or domain in _hosts()
-
-
-# The core layer reads one setting of the reminders' (the public address their Message-IDs are made at): the
-# alternative, reminders registering its own exemption, would leave logs written before it is imported unmasked.
 
 
 def _address_masked(found: re.Match) -> str:

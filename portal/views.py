@@ -319,7 +319,8 @@ def _refusal(error: UnableToBook) -> str:
 
 
 def _already_there(appointment: Appointment, check: BookingCheck) -> bool:
-    """The chosen time is the appointment's own: the move would change nothing (booking.py's `unchanged`)."""
+    """The chosen time is the appointment's own (where, when, with whom): the page offers no move. The service
+    decides for itself (scheduler.booking._already_there): a move there that would change the status still goes."""
     practitioner_id = check.practitioner.pk if check.practitioner else None
     return (check.start_at, check.end_at, practitioner_id) == (
         appointment.start_at,

@@ -155,7 +155,14 @@ def appointment_no_show_view(request, appointment_id):
 def appointment_cancel_view(request, appointment_id):
     form = CancelForm(request.POST, auto_id=CANCEL_IDS)
     if not form.is_valid():
-        return _detail(request, appointment_or_404(request, appointment_id), cancel_form=form, status=400)
+        appointment = appointment_or_404(request, appointment_id)
+        if "from_start_at" in form.errors:  # the hidden field: said above the page, the form drawn again from now
+            kept = CancelForm(
+                auto_id=CANCEL_IDS,
+                initial={"reason": request.POST.get("reason", ""), "from_start_at": drawn_at(appointment)},
+            )
+            return _detail(request, appointment, error=form.errors["from_start_at"][0], cancel_form=kept, status=400)
+        return _detail(request, appointment, cancel_form=form, status=400)
     try:
         return _act(
             request,
@@ -177,7 +184,7 @@ def appointment_cancel_view(request, appointment_id):
         appointment = appointment_or_404(request, appointment_id)
         local = timezone.localtime(appointment.start_at, request.clinic.tz)
         changed = (
-            f"This visit has moved since you opened this page: it is now on {local:%a %d %b %Y}, "
+            f"This visit has changed since you opened this page: it is now on {local:%a %d %b %Y}, "
             f"{selectors.wall_clock(local)} with {appointment.practitioner}. "
             "Nothing was cancelled: if it should still be cancelled, send the form again."
         )

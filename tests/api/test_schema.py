@@ -296,6 +296,9 @@ REFUSALS_OF_WELL_FORMED_REQUESTS = {
     "merge_conflict",
     # The intake's PUT with an If-Match naming a version it does not have (any tag but its current one).
     "record_changed",
+    # An If-Match that is not "*" nor quoted ETags (`0`): the schema's pattern says so (api.schema.IF_MATCH_PATTERN),
+    # but the fuzzer's header values do not follow a header's pattern (seen: `If-Match: 0` sent as positive data).
+    "invalid_if_match",
     # Treatment plans: a template code that is not ours, a proposal that does not fit the course's windows,
     # a session the plan does not have, a course the options make impossible (docs/plans.md).
     "unknown_plan_template",

@@ -98,3 +98,8 @@ def test_a_long_line_without_a_contact_is_kept_and_masking_stays_bounded():
     """Every part of the patterns is bounded: a long run of what could begin an address is read once per start."""
     line = "a" * 20000 + " " + "1." * 5000
     assert contacts_masked(line) == line
+
+
+def test_a_number_a_form_encoded_and_a_long_spaced_one_are_masked_whole():
+    assert contacts_masked("telephone=%2B44+7700+900123&x=1") == "telephone=<phone number>&x=1"
+    assert contacts_masked("to +4 4 7 7 0 0 9 0 0 1 2 3 4 5 6 7 8 9 0 1.") == "to <phone number>."

@@ -50,7 +50,8 @@ def test_a_cancel_from_a_page_drawn_before_a_colleague_moved_the_visit_cancels_n
     visit.refresh_from_db()
     assert refused.status_code == 409 and visit.status == AppointmentStatus.CONFIRMED
     page = refused.content.decode()
-    assert "This visit has moved since you opened this page: it is now on Fri 13 Mar 2026, 10:00" in page
+    assert "This visit has changed since you opened this page: it is now on Fri 13 Mar 2026, 10:00" in page
+    assert re.search(r'<details class="danger-zone" open>', page)  # the kept reason in sight
     assert "Patient rang" in page and _drawn(refused) != drawn
     done = reception.post(url("cancel", clinic, visit), {"reason": "Patient rang", "from_start_at": _drawn(refused)})
     visit.refresh_from_db()
@@ -70,5 +71,18 @@ def test_a_note_saved_since_does_not_refuse_the_cancel(clinic, visit, reception,
 def test_a_cancel_without_a_version_is_not_checked(clinic, visit, reception, frozen):
     appointment_reschedule(appointment=visit, start_at=at_london(2026, 3, 13, 10), actor=Actor("colleague"), now=frozen)
     assert reception.post(url("cancel", clinic, visit), {"reason": ""}).status_code == 302
+    visit.refresh_from_db()
+    assert visit.status == AppointmentStatus.CANCELLED
+
+
+def test_a_damaged_drawn_is_said_and_the_form_drawn_again_from_now(clinic, visit, reception, frozen):
+    refused = reception.post(url("cancel", clinic, visit), {"reason": "Rang", "from_start_at": "yesterday"})
+    page = refused.content.decode()
+    assert refused.status_code == 400 and "This page could not say where the visit was" in page
+    assert _drawn(refused) != "yesterday" and "Rang" in page
+    assert (
+        reception.post(url("cancel", clinic, visit), {"reason": "Rang", "from_start_at": _drawn(refused)}).status_code
+        == 302
+    )
     visit.refresh_from_db()
     assert visit.status == AppointmentStatus.CANCELLED

@@ -409,6 +409,7 @@ def test_a_malformed_if_match_is_a_400_naming_the_header(w, write):
     assert {header: r.status_code for header, r in answers.items()} == {"abc": 400, "": 400}
     for response in answers.values():
         assert "If-Match" in json.dumps(response.json().get("errors", {})), response.json()
+        assert response.json()["code"] == "invalid_if_match"  # docs/api.md's table of the API's own codes
 
 
 # --- Which comes first: a bad body, a status that forbids it, or a stale tag ------------------------------------------
