@@ -96,10 +96,16 @@ class CourseMoveRefused(Exception):
 
 
 def course_session_move(
-    *, appointment: Appointment, start_at: datetime, practitioner_id, now: datetime, drawn=None
+    *,
+    appointment: Appointment,
+    start_at: datetime,
+    practitioner_id,
+    now: datetime,
+    drawn: tuple[datetime, str | None] | None = None,
 ) -> BookingResult:
-    """Move `appointment` on the patient's own request (`appointment_reschedule_by_patient`), held to its course's
-    days when it is a plan's session. The days are read under the patient's lock, in the move's transaction.
+    """Move `appointment` on the patient's own request (`appointment_reschedule_by_patient`, `drawn` passed on: where
+    the patient's page showed it), held to its course's days when it is a plan's session. The days are read under the
+    patient's lock, in the move's transaction.
 
     # Race condition: two tabs moving neighbouring sessions of one course (session 2 later, session 3 earlier) would
     each check against the other's booking as it was and could cross, or break the course's gap. The first to take

@@ -121,8 +121,9 @@ def appointment_cancel_by_patient(
     *, appointment: Appointment, now: datetime, reason: str = "", drawn: tuple[datetime, str | None] | None = None
 ) -> Appointment:
     """Cancel on the patient's own request; refused inside the cancellation window. `drawn`: where the visit was,
-    and with whom, on the page the patient pressed "cancel" on; if the clinic has moved it since, nothing is
-    cancelled (412 `record_changed`): the patient is shown the new time first."""
+    and with whom, on the page the patient pressed "cancel" on; if it has moved since (the clinic moved it, or the
+    patient's own other tab), nothing is cancelled (412 `record_changed`, compared by `appointment_cancel` under its
+    locks): the patient is shown the new time first."""
     with transaction.atomic():
         current = _locked(appointment)
         # Race condition: status and start time are checked only now that the rows are locked.
@@ -186,7 +187,7 @@ def appointment_reschedule_by_patient(
     drawn: tuple[datetime, str | None] | None = None,
 ) -> BookingResult:
     """Move on the patient's own request, through the same reschedule as staff use, as the patient. `drawn`: where
-    the visit was on the page the patient confirmed from (refused, 412, if the clinic has moved it since)."""
+    the visit was on the page the patient confirmed from (refused, 412, if it has moved since, whoever moved it)."""
     start = require_aware(start_at, field="start")
     with transaction.atomic():
         current = _locked(appointment)
