@@ -1,7 +1,9 @@
 """What every clinic page shares: the clinic from the URL, the user's role there, local time.
 
 `clinic_page` 404s a clinic the user is not on the staff of, exactly as for one
-that does not exist, and shows every time on the page in the clinic's zone.
+that does not exist, and shows every time on the page in the clinic's zone. A
+service's refusal that a view does not map next to its form is still a page
+that says it (403, 404, 409 or 400), never a server error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from clinic.models import StaffRole
 from clinic.record_changes import ChangedBy
 from clinic.selectors import CLINICAL_ROLES, clinics_for_user, staff_role
-from core.errors import NotAllowed, NotFound
+from core.errors import DomainError, InvalidInput, NotAllowed, NotFound, PreconditionFailed
 from frontdesk import selectors
 from scheduler.booking import Actor
 
@@ -74,8 +76,23 @@ def clinic_page(view):
                     },
                     status=404,
                 )
+            except DomainError as error:
+                return _not_done(request, error)
 
     return signed_in_required(wrapper)
+
+
+def _not_done(request, error: DomainError) -> HttpResponse:
+    """A refusal a view did not map itself (each view maps the ones it expects, next to its form): said on a page of
+    its own with the service's sentence and a way back, never a server error (the service that refused rolled back
+    what it had begun). A stale page (`PreconditionFailed`) is a 409, as on the desk's own forms."""
+    if isinstance(error, PreconditionFailed):
+        heading, status = "This has changed since you opened the page", 409
+    elif isinstance(error, InvalidInput):
+        heading, status = "That can't be done as asked", 400
+    else:  # Refused, InvalidTransition and any refusal added later
+        heading, status = "Not done", error.http_status
+    return page(request, "frontdesk/error.html", {"heading": heading, "detail": error.message}, status=status)
 
 
 def signed_in_required(view):
