@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 
@@ -200,13 +200,20 @@ def patient_update(
     changed_by: ChangedBy | None = None,
     made_from: str | Iterable[str] | None = None,
     channels_drawn: Iterable[str] | None = None,
+    drawn: Mapping[str, object] | None = None,
     **fields,
 ) -> Patient:
     """Change a patient's details. A change to how they are reached tells the reminders, with `changed_by` (the
     desk, a platform), which record a channel switched on or off by them (reminders.consent). With `made_from` (the
     `record_version`s the change was made from: an API client's If-Match), refused with nothing changed once the
     record is no longer one of them. With `channels_drawn` (the channels a form was drawn with), the channels in
-    `fields` are what its user ticked and unticked, applied to the channels as they are under the lock."""
+    `fields` are what its user ticked and unticked, applied to the channels as they are under the lock.
+
+    With `drawn` (a person's form: the values it showed, by field), the comparison is by field instead: the change is
+    refused (`PreconditionFailed` record_changed, its `data["fields"]` naming them) only where it would set a field
+    someone else changed since, one whose stored value is neither the value drawn nor the value this change writes
+    (`overwritten_fields`); every other field is saved over the record as it is now. A field `drawn` does not give
+    is compared that way only if the record is no longer `made_from`, the version the form was drawn from."""
     unknown = set(fields) - set(PATIENT_FIELDS)
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
@@ -229,24 +236,79 @@ def patient_update(
         for name, value in fields.items():
             setattr(patient, name, value)
         _validated(patient, problems)  # bad input is a 400 first, whatever the If-Match
-        stored = record_version(Patient.objects.get(pk=patient.pk))
+        as_stored = Patient.objects.get(pk=patient.pk)
+        stored = record_version(as_stored)
         if record_version(patient) == stored:
             # Nothing to change: a retry of a change already made (its answer lost), or a form saved unchanged. Not
             # a conflict whatever the If-Match (RFC 9110, 13.1.1: the change is already there), and nothing written.
             return patient
         # Race condition: compared under the patient's lock, which every change of their details takes.
-        unchanged_since(
-            lambda: stored,
-            made_from,
-            "The patient's details changed since they were read: nothing was saved. Read them again and make the "
-            "change on what they are now.",
-        )
+        if drawn is not None:
+            moved_on = made_from is not None and stored not in (
+                [made_from] if isinstance(made_from, str) else made_from
+            )
+            overwritten = overwritten_fields(
+                as_stored, fields, drawn, country=patient.clinic.country, whole_record_changed=moved_on
+            )
+            if overwritten:
+                raise PreconditionFailed(
+                    ErrorCode.RECORD_CHANGED,
+                    f"Changed by someone else since the form was drawn: {', '.join(overwritten)}. Nothing was saved.",
+                    data={"fields": overwritten},
+                )
+        else:
+            unchanged_since(
+                lambda: stored,
+                made_from,
+                "The patient's details changed since they were read: nothing was saved. Read them again and make the "
+                "change on what they are now.",
+            )
         patient.save()
         if _how_reached(patient) != reached_before:  # an address added, a channel chosen: tell the reminders
             before = dict(zip(CONTACT_FIELDS, reached_before, strict=True))
             change = ContactChange(changed_by, before) if changed_by is not None else None
             patient_contact_changed(patient_id=patient.pk, now=timezone.now(), change=change)
     return patient
+
+
+def overwritten_fields(
+    stored: Patient,
+    fields: Mapping[str, object],
+    drawn: Mapping[str, object],
+    *,
+    country: str,
+    whole_record_changed: bool,
+) -> list[str]:
+    """The fields of `fields` (what a change writes; the phone in E.164) that would overwrite someone else's change:
+    the value `stored` now is neither the one the form was `drawn` with (nobody changed it) nor the one written (the
+    same change made twice). A field `drawn` does not give counts as changed by someone else when
+    `whole_record_changed`. The reminder channels never count: what a form ticked or unticked is applied to them
+    as they are (`channels_as_changed`). Values are compared as saved: the number in E.164 in the clinic's `country`,
+    text without the spaces around it, an e-mail address in any case, no value as ""."""
+    found = []
+    for name, value in fields.items():
+        if name == "reminder_channels":
+            continue
+        now = _as_compared(name, getattr(stored, name), country)
+        if name in drawn:
+            if _as_compared(name, drawn[name], country) == now:
+                continue  # as drawn: nobody changed it since
+        elif not whole_record_changed:
+            continue
+        if _as_compared(name, value, country) != now:
+            found.append(name)
+    return found
+
+
+def _as_compared(name: str, value, country: str):
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = value.strip()
+        if name == "phone" and value:
+            return phone_to_e164(value, country=country) or value
+        return value.casefold() if name == "email" else value
+    return value
 
 
 CONTACT_FIELDS = ("email", "phone", "reminder_channels", "sms_consent", "muted_topics")

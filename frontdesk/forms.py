@@ -293,7 +293,7 @@ class PatientForm(FrontdeskForm):
             # number) while this form is open. The choices and the number and address it was drawn with go with it,
             # so that only what the desk changed is saved (patient_fields): saving a new surname must not switch
             # texts back on, nor put back a number the patient gave up. The name and date of birth go with it too:
-            # one corrected meanwhile by someone else is not put back unseen (overwritten).
+            # one corrected meanwhile by someone else is not put back unseen (drawn_values).
             for name in (*self.IDENTITY_FIELDS, *self.drawn_fields()):
                 self.fields[name].show_hidden_initial = True
             self.fields["made_from"].widget.attrs.pop("aria-describedby")  # hidden: nothing on the page describes it
@@ -369,32 +369,15 @@ class PatientForm(FrontdeskForm):
 
     # --- Two people editing one patient -------------------------------------------------------------------------
 
-    def overwritten(self, now) -> list[str]:
-        """The fields this save would set over a change someone else made since the form was drawn (`now`: the
-        record as stored): its value is no longer the one drawn, and not the one this save writes. A contact field
-        the desk left alone is not saved (patient_fields), so never one of them; nor are the channels, where what
-        the desk ticked or unticked is applied to them as they are."""
-        found = []
-        for name, value in self.patient_fields().items():
-            if name in ("reminder_channels", "channels_drawn"):
-                continue
-            stored = self._comparable(name, getattr(now, name))
-            if self._says_what_was_drawn(name) and self._comparable(name, drawn_value(self, name)) == stored:
-                continue  # as drawn: nobody changed it since
-            if self._comparable(name, value) != stored:
-                found.append(name)
-        return found
-
-    def _comparable(self, name: str, value):
-        """A value as saved, to compare: the number in E.164, text without the spaces around it, no value as ""."""
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            value = value.strip()
-            if name == "phone" and value:
-                return phone_to_e164(value, country=self.clinic.country) or value
-            return value.casefold() if name == "email" else value
-        return value
+    def drawn_values(self) -> dict:
+        """The values the page was drawn with, by field, for each field it saves and says it was drawn with: the
+        service refuses only where it would set a field someone else changed since (clinic.services.patient_update,
+        compared under the patient's lock). The channels go as `channels_drawn` (patient_fields)."""
+        return {
+            name: drawn_value(self, name)
+            for name in self.patient_fields()
+            if name not in ("reminder_channels", "channels_drawn") and self._says_what_was_drawn(name)
+        }
 
     def redrawn(self, now, overwritten: list[str]) -> PatientForm:
         """This form again over the record as it is now (`now`), refused: what the desk changed kept as typed, every

@@ -108,38 +108,23 @@ def patient_edit(request, patient_id):
     )
 
 
-# How often an edit is compared again with the record when someone saved it between the comparison and the save.
-EDIT_ATTEMPTS = 3
-
-
 def _edit_saved(request, form: PatientForm, patient):
     """The patient saved as the edit says, or None with the form drawn again (409) when it would set a field someone
-    else changed since the form was drawn (`made_from`; PatientForm.overwritten): their change is not undone unseen.
-    Fields nobody else changed are saved over the record as it is now; the service is given the version compared
-    with, so a save made between the comparison and its lock is caught there, and compared again."""
-    made_from = form.cleaned_data.get("made_from") or None
-    for _attempt in range(EDIT_ATTEMPTS):
-        version = clinic_services.record_version(patient)
-        if made_from is not None and made_from != version and (overwritten := form.overwritten(patient)):
-            return None, form.redrawn(patient, overwritten)
-        try:
-            saved = clinic_services.patient_update(
-                patient=patient,
-                today=timezone.localdate(),
-                changed_by=desk_changed_by(request),
-                made_from=version if made_from is not None else None,
-                **form.patient_fields(),
-            )
-            return saved, form
-        except PreconditionFailed:
-            # Race condition: saved by someone else after it was read here; read it again and compare again.
-            patient = patient_or_404(request, patient.pk)
-    form.add_error(
-        None,
-        "The details kept changing while this was being saved, so nothing was saved. Reload the page and make your "
-        "change again.",
-    )
-    return None, form
+    else changed since the form was drawn: their change is not undone unseen. The service compares each field with
+    the value the page showed under the patient's lock (patient_update's `drawn`); fields nobody else changed are
+    saved over the record as it is now."""
+    try:
+        saved = clinic_services.patient_update(
+            patient=patient,
+            today=timezone.localdate(),
+            changed_by=desk_changed_by(request),
+            made_from=form.cleaned_data.get("made_from") or None,
+            drawn=form.drawn_values(),
+            **form.patient_fields(),
+        )
+    except PreconditionFailed as changed:
+        return None, form.redrawn(patient_or_404(request, patient.pk), changed.data.get("fields", []))
+    return saved, form
 
 
 @clinic_page
