@@ -24,6 +24,7 @@ from clinic.models import (
     AUDIT_ONLY_ACTIONS,
     ApiClient,
     Appointment,
+    AppointmentStatus,
     AuditAction,
     AuditEvent,
     Patient,
@@ -47,7 +48,7 @@ from reminders.models import (
     ReminderTemplate,
     WebhookEndpoint,
 )
-from reminders.timing import Direction, Plan, plan_due, quiet_hours
+from reminders.timing import Direction, Plan, apply_offset, plan_due, quiet_hours
 from scheduler import versioned
 from scheduler.lifecycle import EVENT_FOR_ACTION, Actor
 from scheduler.recheck import review_reasons_in_zone
@@ -362,19 +363,25 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
     if not fresh:
         unsent = {(r.template_id, r.channel): r for r in _locked_unsent(appointment, template__in=templates)}
         # Race condition: the latest outcome per template and channel decides. A pre-care sent for
-        # 11:00, then for 10:00, must go again when the visit moves back to 11:00.
+        # 11:00, then for 10:00, must go again when the visit moves back to 11:00. What the patient last heard
+        # decides too: sent for 10:00, then skipped for 08:00 (quiet hours) or failed before the provider had it,
+        # and moved back to 10:00, it is not sent again (they have the 10:00 one); a skip or failure for the start
+        # as it stands is not planned again either.
         latest: dict = {}
-        for template_id, channel, anchor_at in (
+        heard: dict = {}
+        for template_id, channel, anchor_at, status, sent_at in (
             OutboxMessage.objects.filter(
                 appointment=appointment,
                 template__in=templates,
                 status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
             )
             .order_by("created_at", "sent_at", "id")
-            .values_list("template_id", "channel", "anchor_at")
+            .values_list("template_id", "channel", "anchor_at", "status", "sent_at")
         ):
             latest[(template_id, channel)] = anchor_at
-        handled = {key for key, anchor_at in latest.items() if anchor_at == appointment.start_at}
+            if sent_at is not None or status == OutboxStatus.SENDING:  # handed over (HANDED_OVER), or going now
+                heard[(template_id, channel)] = anchor_at
+        handled = {key for key, anchor_at in (*latest.items(), *heard.items()) if anchor_at == appointment.start_at}
     anchor = appointment.start_at
     for template in templates:
         for channel in _channels(template, appointment):
@@ -468,7 +475,8 @@ def outbox_plan_in_place_of(message: OutboxMessage, *, now: datetime) -> OutboxM
 def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
     """How the patient is reached changed (a channel switched on, an address added, care or reminders unmuted):
     plan the reminders and pre-care of their coming appointments that they may now get and that no row stands
-    for yet. What they no longer accept needs nothing here: the send step checks consent, and skips it.
+    for yet, and the aftercare still to come of visits already done (`_aftercare_still_to_come`). What they no
+    longer accept needs nothing here: the send step checks consent, and skips it.
 
     Rows already planned are left as they are (re-planning one that is due now would drop it as late), and none
     is planned again where one for this start was sent, skipped or is waiting; one cancelled (consent withdrawn,
@@ -497,6 +505,41 @@ def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
                 plan = _plan(template, channel, appointment, now, appointment.start_at)
                 if plan.due_at is not None:
                     work.add(template, channel, plan, appointment.start_at)
+        work.save()
+    _aftercare_still_to_come(patient_id, now)
+
+
+# How far back a contact change looks for visits whose aftercare may still be to come: longer than any post-care
+# offset a clinic would set (the shipped ones reach a week); a template further out is not planned on a change.
+AFTERCARE_REACH = timedelta(days=90)
+
+
+def _aftercare_still_to_come(patient_id, now: datetime) -> None:
+    """After a channel is switched on (a START the morning after the visit was marked done, say): the post-care
+    messages of visits done in the last `AFTERCARE_REACH` whose moment is still ahead and that no row stands for on
+    that channel (texts were off when the visit was done, so none was planned). One whose moment has passed is not
+    sent late: the patient had turned the channel off then. Rows planned at completion are left as they are."""
+    done = Appointment.objects.filter(
+        patient_id=patient_id, status=AppointmentStatus.COMPLETED, completed_at__gt=now - AFTERCARE_REACH
+    ).select_related("patient__clinic", "clinic")
+    for appointment in done:
+        work = _Change(appointment, now)
+        templates = work.templates(MessageKind.POST_CARE)
+        if not templates:
+            continue
+        planned = set(
+            OutboxMessage.objects.filter(appointment=appointment, kind=MessageKind.POST_CARE)
+            .exclude(status=OutboxStatus.CANCELLED)
+            .values_list("template_id", "channel")
+        )
+        anchor = appointment.completed_at
+        for template in templates:
+            moment = apply_offset(anchor, template.offset_value, template.offset_unit, appointment.clinic.tz)
+            if moment <= now:
+                continue
+            for channel in _channels(template, appointment):
+                if (template.pk, channel) not in planned:
+                    work.add(template, channel, _plan(template, channel, appointment, now, anchor), anchor)
         work.save()
 
 
