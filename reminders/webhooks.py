@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotFound
 from reminders import channels
@@ -80,9 +80,16 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint, now: datetime, overlap: 
 
 
 def webhook_deliveries(*, endpoint: WebhookEndpoint) -> QuerySet[OutboxMessage]:
-    """The endpoint's deliveries, newest first."""
+    """The endpoint's deliveries, newest first, of events at the clinics its client is granted as it stands (a clinic
+    or its organisation): one that lost a clinic no longer lists, nor redelivers, what happened there, as every new
+    request is held to the scope as it stands (docs/api.md)."""
+    client = endpoint.client
     return (
         OutboxMessage.objects.filter(endpoint=endpoint, channel=Channel.WEBHOOK)
+        .filter(
+            Q(appointment__clinic__in=client.clinics.values("pk"))
+            | Q(appointment__clinic__organisation__in=client.organisations.values("pk"))
+        )
         .select_related("appointment__clinic")
         .order_by("-created_at", "-id")
     )

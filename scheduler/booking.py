@@ -240,15 +240,22 @@ def _named_practitioner(pk, within) -> Practitioner | None:
 
 
 def _why_not(pk, procedure: ProcedureType, patient: Patient, clinic_id, within) -> InvalidInput:
-    """Why the named practitioner could not be taken (after the one query that takes them found nobody)."""
+    """Why the named practitioner could not be taken (after the one query that takes them found nobody).
+
+    With no scope and a clinic given (the appointment's or the plan's own, a desk's), the clinic is read first and the
+    practitioner looked for there only: one who works elsewhere, in this organisation or another, is unknown at the
+    cost of one who never was (the same statements), so that how long a refusal takes confirms no other tenant's
+    ids."""
+    clinic = None
+    if within is None and clinic_id is not None:
+        clinic = _named_clinic(clinic_id, patient, None)  # raises when the clinic itself is wrong
+        within = [clinic.pk]
     practitioner = _named_practitioner(pk, within)
     if practitioner is None:
         return _unknown_practitioner()
     if clinic_id is not None:
-        clinic = _named_clinic(clinic_id, patient, within)  # raises when the clinic itself is wrong
-        if practitioner.clinic_id != clinic.pk:
-            if within is None:  # the clinic was the caller's own choice (a desk, a patient's page): not here
-                return _unknown_practitioner()
+        clinic = clinic or _named_clinic(clinic_id, patient, within)  # raises when the clinic itself is wrong
+        if practitioner.clinic_id != clinic.pk:  # the caller's scope holds both: tell them which clinic is wrong
             return InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
     if not practitioner.is_active or practitioner.clinic.organisation_id != patient.organisation_id:
         return _unknown_practitioner()
