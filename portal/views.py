@@ -215,8 +215,8 @@ def cancel(request: HttpRequest, *, appointment: Appointment, token: str, now: d
         appointment.refresh_from_db()
         return _manage(request, appointment, token, now, error=error.message, status=409)
     except PreconditionFailed:
-        # The clinic moved the visit since this page was drawn: the patient sees where it is now before cancelling
-        # it (what they write is kept); pressing the button again cancels it.
+        # Someone moved the visit since this page was drawn (the clinic, or the patient in another tab): the patient
+        # sees where it is now before cancelling it (what they write is kept); pressing the button again cancels it.
         appointment.refresh_from_db()
         changed = f"This appointment has changed since you opened this page: it is now on {_when(appointment)}."
         kept = CancelForm(initial={"reason": form.cleaned_data["reason"]})
@@ -376,8 +376,8 @@ def move_confirm(request: HttpRequest, *, appointment: Appointment, token: str, 
             drawn=form.cleaned_data["drawn"],
         )
     except PreconditionFailed:
-        # The clinic moved the visit (or gave it to someone else) since the confirm page showed "from": nothing
-        # moves; the times are offered again from where it is now.
+        # Someone moved the visit (the clinic, or the patient in another tab) or gave it to another practitioner since
+        # the confirm page showed "from": nothing moves; the times are offered again from where it is now.
         appointment.refresh_from_db()
         changed = (
             f"This appointment has changed since you opened that page: it is now on {_when(appointment)}. "
