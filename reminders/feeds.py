@@ -11,12 +11,13 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import reverse
 from icalendar import Calendar
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
-from reminders.content import appointment_event, calendar_changes, calendar_ical
+from reminders.content import appointment_event, calendar_changes, calendar_ical, vtimezone
 from reminders.models import CalendarFeed
 
 # What a feed shows: a quarter back (for the record), everything ahead.
@@ -50,8 +51,12 @@ def calendar_feed_create(
 def patient_calendar_feed_renew(*, patient: Patient, now: datetime) -> str:
     """The patient's own calendar link, asked for from their page: a new one switches the previous off
     (a link shared by mistake is ended by asking again). Returns the new feed's URL (shown once)."""
-    calendar_feed_revoke(feeds=CalendarFeed.objects.filter(patient=patient), now=now)
-    _, token = calendar_feed_create(now=now, patient=patient, created_by="the patient, from their page")
+    with transaction.atomic():
+        # Race condition: two asks at once (a double press, two tabs) would each switch off the links before them and
+        # leave both new ones live, one the patient never saw. Under the patient's lock, the second ends the first's.
+        Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk", flat=True).first()
+        calendar_feed_revoke(feeds=CalendarFeed.objects.filter(patient=patient), now=now)
+        _, token = calendar_feed_create(now=now, patient=patient, created_by="the patient, from their page")
     return feed_url(token)
 
 
@@ -105,8 +110,21 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
                 now=now,
                 cancelled=cancelled,
                 status="TENTATIVE" if appointment.status in _TENTATIVE else None,
-                # The patient's own page link belongs in the patient's calendar, not in a practitioner's.
-                manage_link=feed.patient_id is not None,
+                # No "Change or cancel" link, not even in the patient's own feed: a feed is read by whatever calendar
+                # it was shared with, and the page it names can cancel the visit and ask for a new feed (ending the
+                # patient's own). The page link goes to the patient only, in their e-mails and texts.
+                manage_link=False,
             )
         )
+    if not appointments:
+        return _with_owner_zone(calendar.to_ical(), feed, now)
     return calendar_ical(calendar, [moment for a in appointments for moment in (a.start_at, a.end_at)])
+
+
+def _with_owner_zone(body: bytes, feed: CalendarFeed, now: datetime) -> bytes:
+    """An empty feed with its owner's clinic's VTIMEZONE: RFC 5545 asks a calendar for at least one component, and
+    a strict reader refuses one without (nothing to show is not a broken subscription)."""
+    clinic = (feed.practitioner or feed.patient).clinic
+    zone = vtimezone(clinic.timezone, now.year - 1, now.year + 1)
+    at = body.rfind(b"END:VCALENDAR")
+    return body[:at] + zone + body[at:] if zone and at >= 0 else body

@@ -99,14 +99,14 @@ def test_london_either_side_of_both_changes_of_2026():
 
 
 def test_one_vtimezone_per_zone_before_the_events_and_built_once():
-    content._vtimezone.cache_clear()
+    content.vtimezone.cache_clear()
     london, new_york = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
     first = calendar_with(datetime(2026, 3, 4, 10, tzinfo=london), datetime(2026, 3, 5, 10, tzinfo=new_york))
     names = [component.name for component in first.subcomponents]
     assert names == ["VTIMEZONE", "VTIMEZONE", "VEVENT", "VEVENT"]
     assert sorted(str(tz["tzid"]) for tz in first.walk("VTIMEZONE")) == ["America/New_York", "Europe/London"]
     calendar_with(datetime(2026, 6, 1, 9, tzinfo=london))  # the same zone and years: the same component
-    assert content._vtimezone.cache_info().hits == 1 and content._vtimezone.cache_info().misses == 2
+    assert content.vtimezone.cache_info().hits == 1 and content.vtimezone.cache_info().misses == 2
 
 
 def test_a_calendar_in_utc_or_with_no_events_needs_no_vtimezone():
@@ -121,6 +121,6 @@ def test_the_vtimezone_is_a_few_observances_not_seventy_years_of_them():
 
 
 def test_a_zone_icalendar_does_not_know_is_left_out_not_an_error():
-    assert content._vtimezone("Nowhere/Atlantis", 2025, 2027) == b""
-    known = content._vtimezone("Europe/London", 2025, 2027)
+    assert content.vtimezone("Nowhere/Atlantis", 2025, 2027) == b""
+    known = content.vtimezone("Europe/London", 2025, 2027)
     assert known.startswith(b"BEGIN:VTIMEZONE") and b"TZID:Europe/London" in known
