@@ -567,10 +567,14 @@ class WhenForm(FrontdeskForm):
 
     Validation resolves them: `requested_start` is the exact start asked for (UTC), or
     None when only a day (or nothing) is chosen; `day_start` is the start of that day.
+
+    The time may name its reading (`ClockField`: "01:15 BST", "01:15 GMT", as the calendar's cells of the hour the
+    clocks go back over read), for a booking and a move alike, so the check never answers "happens twice" to a time
+    that says which; it is then a text box, which a time box cannot show.
     """
 
     date = BoundedDateField(label="Date", required=False)
-    time = forms.TimeField(label="Time", required=False, widget=TimeInput())
+    time = ClockField(label="Time", required=False, widget=TimeInput())
     start_at = forms.CharField(required=False, widget=forms.HiddenInput)
 
     # Shown under the date and time pair (see the templates' "when-help").
@@ -585,6 +589,9 @@ class WhenForm(FrontdeskForm):
         for name in ("date", "time"):
             attrs = self.fields[name].widget.attrs
             attrs["aria-describedby"] = f"when-help {attrs['aria-describedby']}"
+        shown = self["time"].data if self.is_bound else self.get_initial_for_field(self.fields["time"], "time")
+        if ClockField.reading(shown):
+            self.fields["time"].widget = forms.TextInput(attrs=self.fields["time"].widget.attrs)
 
     def visible_fields_in_error(self) -> list[forms.BoundField]:
         """The fields the check panel names ("Check “Date”: ..."); hidden ones are said above the panel."""
@@ -606,7 +613,17 @@ class WhenForm(FrontdeskForm):
 
     def clean(self):
         data = super().clean()
+        reading = ClockField.reading(self["time"].data)
         day, clock = data.get("date"), data.get("time")
+        if reading and day and clock and data.get("start_at") is None:
+            data["start_at"] = read_local(day, clock, reading, self.clinic.tz)
+            if data["start_at"] is None:
+                self.add_error(
+                    "time",
+                    f"{day:%Y-%m-%d} {clock:%H:%M} {reading} is not a time in {self.clinic.tz}; "
+                    "give the time alone, or as the calendar reads it.",
+                )
+                clock = None
         data["start"] = data.get("start_at")
         if day and day < self.today:
             # On the date, with or without a time: the time is not what is wrong (docs/frontdesk.md).
@@ -637,12 +654,11 @@ class WhenForm(FrontdeskForm):
 
 class BookingForm(WhenForm):
     """What to book and when. A calendar cell in the hour the clocks go back comes with its reading ("01:15 BST",
-    `ClockField`), so the time says which of the two it is; it is then a text box, which a time box cannot show."""
+    `WhenForm`'s `ClockField`), so the time says which of the two it is."""
 
     procedure = forms.ChoiceField(label="Procedure")
     area = forms.ChoiceField(label="Treatment area", required=False)
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
-    time = ClockField(label="Time", required=False, widget=TimeInput())
 
     field_order = ["procedure", "area", "practitioner", "date", "time", "start_at"]
 
@@ -654,23 +670,6 @@ class BookingForm(WhenForm):
         self.fields["practitioner"].choices = _choices(
             Practitioner.objects.filter(clinic=clinic, is_active=True), "Any practitioner"
         )
-        shown = self["time"].data if self.is_bound else self.get_initial_for_field(self.fields["time"], "time")
-        if ClockField.reading(shown):
-            self.fields["time"].widget = forms.TextInput(attrs=self.fields["time"].widget.attrs)
-
-    def clean(self):
-        data = self.cleaned_data
-        reading = ClockField.reading(self["time"].data)
-        day, clock = data.get("date"), data.get("time")
-        if reading and day and clock and data.get("start_at") is None:
-            data["start_at"] = read_local(day, clock, reading, self.clinic.tz)
-            if data["start_at"] is None:
-                self.add_error(
-                    "time",
-                    f"{day:%Y-%m-%d} {clock:%H:%M} {reading} is not a time in {self.clinic.tz}; "
-                    "give the time alone, or as the calendar reads it.",
-                )
-        return super().clean()
 
     def slot_request(self) -> SlotRequest:
         data = self.cleaned_data

@@ -13,27 +13,34 @@ register = template.Library()
 @register.simple_tag
 def free_cell(cell, book_url: str, week: bool):
     """An empty quarter hour: a link to book it (calendar.js opens it in place), or the time off there, or a
-    local time the clocks skip.
+    local time the clocks skip, or nothing in the column of a practitioner no longer active.
 
     `book_url` is the booking-from-a-cell page, reversed once for the whole grid.
     """
     practitioner = cell.practitioner
-    closed = cell.time_off or cell.skipped
-    classes = "cal-cell" + (" cal-cell--working" if cell.working and not cell.skipped else "")
+    closed = cell.time_off or cell.skipped or not cell.bookable
+    classes = "cal-cell" + (" cal-cell--working" if cell.working and not cell.skipped and cell.bookable else "")
     classes += " cal-cell--off" if closed else ""
-    if cell.skipped:  # the clocks go forward over it (a link would book the hour after), or a week's other days'
+    # In the hour the clocks go back over the wall time happens twice: a card dropped on any of its cells (free, time
+    # off, an inactive practitioner's) asks with the cell's instant (calendar.js reads the cell's [data-start-at]), so
+    # the check judges that instant ("is off at that time"), never the wall time ("happens twice"). A skipped cell has
+    # no instant: its wall time is asked, and answered as such.
+    exact = (
+        format_html(' data-start-at="{}"', cell.starts_at.isoformat()) if " " in cell.label and not cell.skipped else ""
+    )
+    if not cell.bookable:  # their visits are shown, nothing is booked with them
+        inner = format_html('<span class="visually-hidden"{}>No longer active</span>', exact)
+    elif cell.skipped:  # the clocks go forward over it (a link would book the hour after), or a week's other days'
         # second reading of the hour they go back over
         why = "the clocks go back on another day" if " " in cell.local_time else "the clocks go forward"
         inner = format_html('<span class="cal-off">No such time: {}</span>', why)
     elif cell.time_off:
-        inner = format_html('<span class="cal-off">{}</span>', cell.time_off)
+        inner = format_html('<span class="cal-off"{}>{}</span>', exact, cell.time_off)
     else:
         day = cell.local_day
         when = f"{day:%a} {day.day} {day:%b} {cell.label}" if week else cell.label
         # Heard as well as seen: the shading that marks working hours says nothing to a screen reader.
         outside = "" if cell.working else ", outside working hours"
-        # In the hour the clocks go back over the wall time happens twice: a card dropped here asks with the instant.
-        exact = format_html(' data-start-at="{}"', cell.starts_at.isoformat()) if " " in cell.label else ""
         inner = format_html(
             '<a class="cal-free" href="{}?practitioner={}&amp;start_at={}"{}><span class="visually-hidden">Book {} with {}'
             '{}</span><span aria-hidden="true">+</span></a>',

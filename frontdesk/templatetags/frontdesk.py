@@ -93,13 +93,25 @@ def hidden_initial(bound_field) -> str:
 
 @register.filter
 def when(value) -> str:
-    """A moment in the current (clinic) zone; a calendar bound (local midnight) shows as the day alone; a time the
-    clocks go back over says which reading it is ("Sun 25 Oct 2026, 01:30 GMT", `selectors.wall_clock`)."""
+    """A moment that may be a calendar bound (an earliest eligible start), in the current (clinic) zone: a local
+    midnight shows as the day alone, any other time as `moment` does. An exact start, which may well be at 00:00,
+    is written with `moment`."""
     if value is None:
         return ""
     local = timezone.localtime(value)
     if local.hour == 0 and local.minute == 0:
         return f"{local:%a} {local.day} {local:%b %Y}"
+    return moment(value)
+
+
+@register.filter
+def moment(value) -> str:
+    """An exact moment (a visit's start, the start a check was asked for) in the current (clinic) zone, always with
+    its time, midnight too ("Tue 10 Mar 2026, 00:00"); a time the clocks go back over says which reading it is
+    ("Sun 25 Oct 2026, 01:30 GMT", `selectors.wall_clock`)."""
+    if value is None:
+        return ""
+    local = timezone.localtime(value)
     return f"{local:%a} {local.day} {local:%b %Y}, {wall_clock(local)}"
 
 

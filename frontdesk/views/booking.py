@@ -8,8 +8,9 @@ does.
 
 The calendar uses the same views in place (frontdesk/static/frontdesk/calendar.js): a POST
 sent with `HX-Request` answers with a fragment instead of a redirect (`_done.html` on
-success, the form and panel again with the 409 on a refusal), so the grid updates without
-leaving the day.
+success, the form and panel again with the 409 on a refusal, or with the 400 on bad input),
+so the grid updates without leaving the day. calendar.js draws whatever body comes back,
+whatever its status; htmx itself only runs the checks (GET, answered 200).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def _submit(
     fragment: str,
     already: Callable[[datetime], tuple[Appointment, str] | None] | None = None,
 ):
-    """Book or move at the start the form names; on a refusal, show why with today's panel (409).
+    """Book or move at the start the form names; on a refusal, show why with today's panel (409); on bad input
+    (a field in error, a time the clocks skip or repeat, no time at all), the form again with its errors (400), as
+    the cancel and notes forms answer it.
 
     Asked in place (`HX-Request`, from the calendar), the answer is a fragment: `_done.html` naming
     the appointment, or `fragment` (the form and panel) with the refusal. A refusal whose request was already
@@ -66,7 +69,7 @@ def _submit(
     answering "Not booked" to what was booked.
     """
     now = timezone.now()
-    outcome = DomainErrors(form)
+    outcome = DomainErrors(form, invalid_status=400)
     if form.is_valid():
         start = form.requested_start
         if start is None:
@@ -101,7 +104,7 @@ def _submit(
         request,
         fragment if request.htmx else template,
         {**context, "form": form, "panel": panel, "refused": outcome.refused, "in_place": request.htmx},
-        status=outcome.status,
+        status=outcome.status if outcome.error is not None else 400,  # else the form's own errors
     )
 
 

@@ -355,8 +355,9 @@
   });
 
   function check(card, cell) {
-    // A cell in the hour the clocks go back over names its instant: its date and wall time happen twice.
-    var exact = cell.querySelector("a.cal-free[data-start-at]");
+    // A cell in the hour the clocks go back over (free, time off or not) names its instant: its date and wall time
+    // happen twice.
+    var exact = cell.querySelector("[data-start-at]");
     var query = new URLSearchParams(exact
       ? {start_at: exact.dataset.startAt, practitioner: cell.dataset.practitioner}
       : {date: cell.dataset.date, time: cell.dataset.time, practitioner: cell.dataset.practitioner});
