@@ -1,7 +1,7 @@
 """The hour the clocks go back over (London, Sunday 25 October 2026, 01:00-01:59 BST then GMT) at the desk: every
 calendar cell of it names its instant, whatever it holds; a move's time, like a booking's, may say which reading
 ("01:15 GMT"); an exact start at local midnight is written with its time; bad input to a booking or a move POST is a
-400 (docs/frontdesk.md, "The calendar", "Move by dragging")."""
+400; today's list says which reading a visit's time is (docs/frontdesk.md, "The calendar", "Move by dragging")."""
 
 from __future__ import annotations
 
@@ -144,3 +144,23 @@ def test_an_exact_start_at_midnight_is_written_with_its_time_a_calendar_bound_as
         assert when(datetime(2026, 3, 10, 9, 30, tzinfo=UTC)) == "Tue 10 Mar 2026, 09:30"
         assert moment(datetime(2026, 10, 25, 1, 30, tzinfo=UTC)) == "Sun 25 Oct 2026, 01:30 GMT"
         assert moment(None) == when(None) == ""
+
+
+def test_todays_list_on_the_night_the_clocks_go_back_says_which_reading(clinic, patient, reception, receptionist):
+    """Two visits at 01:30 on Sunday 25 October 2026, an hour apart: today's list and its "Check in" buttons tell them
+    apart ("01:30 BST", "01:30 GMT"), as the calendar does; an ordinary time reads as before."""
+    import time_machine
+
+    doctor = night_worker(clinic, "Dr Night")
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 01:30 BST
+    book(patient, doctor, "botox", first)
+    book(patient, doctor, "botox", datetime(2026, 10, 25, 1, 30, tzinfo=UTC))  # 01:30 GMT
+    book(patient, doctor, "botox", datetime(2026, 10, 25, 4, 0, tzinfo=UTC))  # 04:00 GMT, no second reading
+    with time_machine.travel(datetime(2026, 10, 24, 23, 5, tzinfo=UTC), tick=False):
+        reception.force_login(receptionist)  # signed in that night (a session from March would have expired)
+        page = reception.get(url("today", clinic))
+    text = words(page)
+    assert text.index("01:30 BST") < text.index("01:30 GMT")
+    assert "04:00" in text and "04:00 GMT" not in text
+    html = page.content.decode()
+    assert f"Check in {patient} (01:30 BST)" in html and f"Check in {patient} (01:30 GMT)" in html
