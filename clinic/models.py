@@ -513,7 +513,13 @@ class WorkingHours(models.Model):
         ordering = ["weekday", "start_time"]
         verbose_name_plural = "working hours"
         constraints = [
-            models.CheckConstraint(condition=Q(end_time__gt=F("start_time")), name="working_hours_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end_time__gt=F("start_time")),
+                name="working_hours_end_after_start",
+                # Said in the admin's form: a day's hours end by 23:59 (an end of 00:00 would be before the start).
+                violation_error_message="The end must be after the start, on the same day: hours end by 23:59 at the "
+                "latest, not at 00:00.",
+            ),
             models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="working_hours_weekday_range"),
         ]
 

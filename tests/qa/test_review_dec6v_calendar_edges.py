@@ -486,7 +486,7 @@ def test_working_hours_cannot_end_at_midnight_and_the_admin_says_so(london, admi
     }
     saved = admin_client.post(reverse("admin:clinic_practitioner_change", args=[midnight.pk]), form)
     assert saved.status_code == 200
-    assert "Constraint “working_hours_end_after_start” is violated." in words(saved)
+    assert "The end must be after the start, on the same day: hours end by 23:59 at the latest" in words(saved)
     assert not WorkingHours.objects.filter(practitioner=midnight).exists()
 
     late = practitioner(london.clinic, "Dr Late", time(18), time(23, 59))
