@@ -365,6 +365,10 @@ class PatientForm(FrontdeskForm):
         ):
             fields["channels_drawn"] = drawn_value(self, "reminder_channels")
         fields.pop("made_from", None)
+        if fields.get("phone"):
+            # Read as this desk dials (its clinic's country), not the patient's home clinic's: a sister site abroad
+            # types its own national format. Valid here (clean_phone), so it reads.
+            fields["phone"] = phone_to_e164(fields["phone"], country=self.clinic.country)
         return fields
 
     # --- Two people editing one patient -------------------------------------------------------------------------
@@ -373,11 +377,14 @@ class PatientForm(FrontdeskForm):
         """The values the page was drawn with, by field, for each field it saves and says it was drawn with: the
         service refuses only where it would set a field someone else changed since (clinic.services.patient_update,
         compared under the patient's lock). The channels go as `channels_drawn` (patient_fields)."""
-        return {
+        drawn = {
             name: drawn_value(self, name)
             for name in self.patient_fields()
             if name not in ("reminder_channels", "channels_drawn") and self._says_what_was_drawn(name)
         }
+        if drawn.get("phone"):  # shown as this desk dials it (display_phone): read back the same way
+            drawn["phone"] = phone_to_e164(drawn["phone"], country=self.clinic.country) or drawn["phone"]
+        return drawn
 
     def redrawn(self, now, overwritten: list[str]) -> PatientForm:
         """This form again over the record as it is now (`now`), refused: what the desk changed kept as typed, every

@@ -292,11 +292,12 @@ def appointment_event(
     now: datetime,
     cancelled: bool = False,
     status: str | None = None,
-    manage_link: bool = True,
 ) -> Event:
     """The appointment as one VEVENT: its UID for ever, SEQUENCE rising with each change, times in the clinic's
     zone (the calendar holding it adds the VTIMEZONE). `status` overrides CONFIRMED/CANCELLED (a feed marks a
-    booking awaiting clearance TENTATIVE); `manage_link` leaves out the patient's own link (a staff feed).
+    booking awaiting clearance TENTATIVE). It carries no link to the patient's page, in a feed or an e-mailed file
+    alike: a calendar may be shared, and that page can cancel the visit and ask for a new feed (the e-mail's own
+    text carries the link, to the patient only).
 
     The title names the clinic, not the treatment, unless the clinic allows it (a calendar shows titles on
     lock screens and widgets).
@@ -322,8 +323,6 @@ def appointment_event(
         details.append(f"Call {clinic.name} on {clinic.phone_national}.")
     if clinic.map_url:
         details.append(f"Map: {clinic.map_url}")
-    if manage_link and not cancelled and appointment.is_active:
-        details.append(f"Change or cancel: {manage_url(appointment)}")
     event.add("description", "\n".join(details))
     event.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"cn": clinic.display_sender})
     event.add("status", status or ("CANCELLED" if cancelled else "CONFIRMED"))

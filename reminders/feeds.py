@@ -110,10 +110,6 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
                 now=now,
                 cancelled=cancelled,
                 status="TENTATIVE" if appointment.status in _TENTATIVE else None,
-                # No "Change or cancel" link, not even in the patient's own feed: a feed is read by whatever calendar
-                # it was shared with, and the page it names can cancel the visit and ask for a new feed (ending the
-                # patient's own). The page link goes to the patient only, in their e-mails and texts.
-                manage_link=False,
             )
         )
     if not appointments:

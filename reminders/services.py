@@ -519,28 +519,38 @@ def _aftercare_still_to_come(patient_id, now: datetime) -> None:
     messages of visits done in the last `AFTERCARE_REACH` whose moment is still ahead and that no row stands for on
     that channel (texts were off when the visit was done, so none was planned). One whose moment has passed is not
     sent late: the patient had turned the channel off then. Rows planned at completion are left as they are."""
-    done = Appointment.objects.filter(
-        patient_id=patient_id, status=AppointmentStatus.COMPLETED, completed_at__gt=now - AFTERCARE_REACH
-    ).select_related("patient__clinic", "clinic")
-    for appointment in done:
-        work = _Change(appointment, now)
-        templates = work.templates(MessageKind.POST_CARE)
-        if not templates:
+    done = list(
+        Appointment.objects.filter(
+            patient_id=patient_id, status=AppointmentStatus.COMPLETED, completed_at__gt=now - AFTERCARE_REACH
+        ).select_related("patient__clinic", "clinic")
+    )
+    if not done:
+        return
+    planned = set(  # one read for all of them, whatever the patient's history
+        OutboxMessage.objects.filter(appointment__in=done, kind=MessageKind.POST_CARE)
+        .exclude(status=OutboxStatus.CANCELLED)
+        .values_list("appointment_id", "template_id", "channel")
+    )
+    new_rows: list[OutboxMessage] = []
+    with versioned.snapshot():  # the templates' version read once for all of them
+        for appointment in done:
+            new_rows += _aftercare_ahead(appointment, now, planned)
+    insert_rows(new_rows)  # one INSERT for all of them
+
+
+def _aftercare_ahead(appointment: Appointment, now: datetime, planned: set) -> list[OutboxMessage]:
+    """The post-care rows of one visit done whose moment is still ahead and that `planned` (appointment, template,
+    channel) has none for."""
+    work = _Change(appointment, now)
+    anchor = appointment.completed_at
+    for template in work.templates(MessageKind.POST_CARE):
+        moment = apply_offset(anchor, template.offset_value, template.offset_unit, appointment.clinic.tz)
+        if moment <= now:
             continue
-        planned = set(
-            OutboxMessage.objects.filter(appointment=appointment, kind=MessageKind.POST_CARE)
-            .exclude(status=OutboxStatus.CANCELLED)
-            .values_list("template_id", "channel")
-        )
-        anchor = appointment.completed_at
-        for template in templates:
-            moment = apply_offset(anchor, template.offset_value, template.offset_unit, appointment.clinic.tz)
-            if moment <= now:
-                continue
-            for channel in _channels(template, appointment):
-                if (template.pk, channel) not in planned:
-                    work.add(template, channel, _plan(template, channel, appointment, now, anchor), anchor)
-        work.save()
+        for channel in _channels(template, appointment):
+            if (appointment.pk, template.pk, channel) not in planned:
+                work.add(template, channel, _plan(template, channel, appointment, now, anchor), anchor)
+    return work.new_rows
 
 
 # --- Event-anchored messages: confirmation and change notices -------------------------------------------------------

@@ -164,3 +164,26 @@ def test_todays_list_on_the_night_the_clocks_go_back_says_which_reading(clinic, 
     assert "04:00" in text and "04:00 GMT" not in text
     html = page.content.decode()
     assert f"Check in {patient} (01:30 BST)" in html and f"Check in {patient} (01:30 GMT)" in html
+
+
+def test_todays_visits_with_no_outcome_from_the_repeated_hour_are_told_apart(clinic, patient, clinician):
+    """The next day's list of visits nobody closed: the two 01:30 visits, and their "Mark completed" and "No-show"
+    buttons as a screen reader names them, say which reading (a clinician must not close the wrong one)."""
+    import time_machine
+    from django.test import Client
+
+    doctor = night_worker(clinic, "Dr Night")
+    book(patient, doctor, "botox", datetime(2026, 10, 25, 0, 30, tzinfo=UTC))  # 01:30 BST
+    book(patient, doctor, "botox", datetime(2026, 10, 25, 1, 30, tzinfo=UTC))  # 01:30 GMT
+    desk = Client()
+    with time_machine.travel(datetime(2026, 10, 26, 9, 0, tzinfo=UTC), tick=False):
+        desk.force_login(clinician)
+        html = desk.get(url("today", clinic)).content.decode()
+    for reading in ("BST", "GMT"):
+        assert re.search(rf'aria-label="Mark completed: [^"]*\(25 Oct, 01:30 {reading}\)"', html), reading
+        assert re.search(rf'aria-label="Mark no-show: [^"]*\(25 Oct, 01:30 {reading}\)"', html), reading
+    assert "Sun 25 Oct, 01:30 BST" in words_of(html) and "Sun 25 Oct, 01:30 GMT" in words_of(html)
+
+
+def words_of(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())

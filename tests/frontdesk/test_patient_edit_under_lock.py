@@ -73,12 +73,49 @@ def test_the_same_change_made_meanwhile_is_no_conflict(patient):
 
 def test_values_are_compared_as_saved_not_as_typed(patient):
     """The page shows the number as dialled here and the address as stored; a different spelling of the same value
-    is not someone else's change."""
+    is not someone else's change: each field below is written and compared, none refused."""
     drawn = {**_drawn(patient), "phone": "07911 123101", "email": " OLIVIA@Example.com ", "last_name": " Bennett "}
-    patient_update(patient=patient, today=TODAY, first_name="Olive")
-    patient_update(patient=patient, today=TODAY, drawn=drawn, phone="07911 123102", email="o.bennett@example.com")
+    patient_update(patient=patient, today=TODAY, date_of_birth=date(1985, 8, 16))  # someone else, another field
+    patient_update(
+        patient=patient,
+        today=TODAY,
+        drawn=drawn,
+        phone="07911 123102",
+        email="o.bennett@example.com",
+        last_name="Bennett-Smith",
+    )
     stored = Patient.objects.get(pk=patient.pk)
-    assert (stored.phone, stored.email, stored.first_name) == ("+447911123102", "o.bennett@example.com", "Olive")
+    assert (stored.phone, stored.email, stored.last_name) == ("+447911123102", "o.bennett@example.com", "Bennett-Smith")
+    # The same spellings against a value someone else did change are refused, naming only that field.
+    drawn = {**_drawn(stored), "phone": "07911 123102", "email": "O.Bennett@example.com"}
+    patient_update(patient=stored, today=TODAY, email="olive@example.com")
+    with pytest.raises(PreconditionFailed) as refused:
+        patient_update(patient=stored, today=TODAY, drawn=drawn, phone="07911 123103", email="liv@example.com")
+    assert refused.value.data == {"fields": ["email"]}
+
+
+def test_a_sister_site_abroad_edits_the_number_as_it_dials_it(patient, reception):
+    """A desk in New York edits a London patient whose number is American: the page shows it as New York dials it,
+    and a new number typed that way is saved, read in the desk's country, not the patient's home clinic's (the
+    same number shown and read back two ways was taken for someone else's change, on every save)."""
+    from clinic.models import StaffRole
+    from tests.factories import ClinicFactory
+    from tests.frontdesk.conftest import make_staff
+
+    ny = ClinicFactory(
+        code="ny", name="New York", timezone="America/New_York", country="US", organisation=patient.organisation
+    )
+    Patient.objects.filter(pk=patient.pk).update(phone="+12125550142")
+    desk = Client()
+    desk.force_login(make_staff(ny, StaffRole.RECEPTIONIST, "ny-desk"))
+    edit = url("patient_edit", ny, patient)
+    page = desk.get(edit)
+    assert "(212) 555-0142" in page.content.decode()
+    body = inputs(page)
+    body["phone"] = ["(212) 555-0199"]
+    saved = desk.post(edit, body)
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert Patient.objects.get(pk=patient.pk).phone == "+12125550199"
 
 
 def test_a_field_the_post_does_not_say_it_was_drawn_with_counts_only_once_the_record_moved_on(patient):

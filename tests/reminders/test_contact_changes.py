@@ -154,3 +154,35 @@ def test_the_admins_edit_of_an_address_plans_too(patient, practitioner, frozen, 
         MessageKind.REMINDER,
         MessageKind.PRE_CARE,
     }
+
+
+@pytest.mark.parametrize("visits", [1, 6])
+def test_aftercare_still_to_come_is_planned_in_statements_that_do_not_grow_with_visits_done(
+    patient, practitioner, frozen, visits
+):
+    """A channel switched on after visits were done (texts were off then): the aftercare still ahead of each is planned
+    (`_aftercare_still_to_come`), in the same statements for one visit done as for six."""
+    from clinic.models import AppointmentStatus
+    from reminders.services import _aftercare_still_to_come
+    from tests.factories import AppointmentFactory
+
+    for n in range(visits):  # done yesterday, one after another (written directly: only their aftercare matters)
+        start = frozen - timedelta(days=1, hours=2 * n)
+        AppointmentFactory(
+            clinic=patient.clinic,
+            patient=patient,
+            practitioner=practitioner,
+            procedure_id="microneedling",
+            start_at=start,
+            end_at=start + timedelta(minutes=60),
+            status=AppointmentStatus.COMPLETED,
+            completed_at=start + timedelta(minutes=60),
+        )
+    with CaptureQueriesContext(connection) as queries:
+        _aftercare_still_to_come(patient.pk, frozen)
+    # The visits done, their rows, the templates' version (once), the templates (the process's copy is cold here),
+    # one INSERT: the same for one visit as for six.
+    assert len(queries.captured_queries) <= 5
+    texts = OutboxMessage.objects.filter(kind=MessageKind.POST_CARE)
+    assert texts.count() >= 2 * visits and all(m.due_at > frozen for m in texts)  # +48 h and +7 days, each ahead
+    assert not texts.filter(template__offset_value=0).exists()  # the at-completion message's moment has passed
