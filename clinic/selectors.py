@@ -13,10 +13,12 @@ from datetime import date
 import phonenumbers
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import ExtractIsoWeekDay, TruncDate, TruncTime
+from django.db.models.lookups import Contains
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff, WorkingHours
 from core.compiled import CompiledQuery, columns, instances
+from core.db import Lowered
 from core.errors import ErrorCode, InvalidInput
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
@@ -244,8 +246,11 @@ def typed_date(query: str, *, country: str = "") -> date | None:
 
 
 def _phone_condition(query: str, country: str) -> Q:
-    """Patients whose stored (E.164) number is the one typed, in whatever format, or begins with it."""
+    """Patients whose stored (E.164) number is the one typed, in whatever format, or begins with it. A trunk zero
+    written in brackets after the country code ("+44 (0)7911 12", as printed on letterheads) is not dialled."""
     typed = query.strip()
+    if typed.startswith(("+", "00")):
+        typed = _BRACKETED_TRUNK_ZERO.sub(" ", typed)
     digits = "".join(ch for ch in typed if ch.isdigit())
     if len(digits) < 4:
         return Q(pk__in=[])
@@ -265,18 +270,41 @@ def _phone_condition(query: str, country: str) -> Q:
     return condition | Q(phone=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+_BRACKETED_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
+
+
+def _words_match(words: list[str]) -> Q:
+    """Every word in the first name, the last name or the e-mail address, in any case of any script."""
+    condition = Q()
+    for word in words:
+        folded = word.lower()
+        condition &= (
+            Q(Contains(Lowered("first_name"), folded))
+            | Q(Contains(Lowered("last_name"), folded))
+            | Q(Contains(Lowered("email"), folded))
+        )
+    return condition
+
+
 def patient_search(patients: QuerySet[Patient], query: str, *, country: str = "") -> QuerySet[Patient]:
     """Match name, e-mail, phone (in any format; national numbers as `country`'s) or date of birth
-    (ISO, or as typed in `country`, e.g. 18/06/1985)."""
+    (ISO, or as typed in `country`, e.g. 18/06/1985), or a name with a date of birth ("Bennett 18/06/1985").
+    Letters are matched in any case of any script, on PostgreSQL and SQLite alike (`core.db.Lowered`); a query with
+    a letter or an @ in it is no phone number (an address with digits would find numbers holding them)."""
     query = (query or "").strip()
     if not query:
         return patients.none()
-    condition = Q()
-    for word in query.split():
-        condition &= Q(first_name__icontains=word) | Q(last_name__icontains=word) | Q(email__icontains=word)
+    words = query.split()
+    condition = _words_match(words)
     born = typed_date(query, country=country)
     if born is not None:
         condition |= Q(date_of_birth=born)
-    else:
+    elif not any(ch.isalpha() or ch == "@" for ch in query):
         condition |= _phone_condition(query, country)
+    elif len(words) > 1:
+        dated = [(word, typed_date(word, country=country)) for word in words]
+        dates = [(word, day) for word, day in dated if day is not None]
+        if len(dates) == 1:  # a name and a date of birth: both must hold
+            word, day = dates[0]
+            condition |= _words_match([w for w in words if w != word]) & Q(date_of_birth=day)
     return patients.filter(condition)
