@@ -24,6 +24,10 @@ NAME_SIMILARITY = 85
 SURNAME_SIMILARITY = 90
 
 _SEPARATORS = str.maketrans({"-": " ", "‐": " ", "‑": " ", "–": " ", "—": " ", "'": "", "’": "", ".": " ", ",": " "})
+# Letters NFKD leaves whole (no combining mark to drop) that people type without their stroke or ligature.
+_PLAIN_LETTERS = str.maketrans(
+    {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "þ": "th"}
+)
 
 
 class MatchReason(StrEnum):
@@ -46,11 +50,11 @@ class Identity:
 
 
 def normalise_name(value: str) -> str:
-    """Lower case, no accents (NFKD without combining marks), hyphens and dots as spaces, apostrophes
-    dropped, single spaces: "  José-María O’Neil " -> "jose maria oneil"."""
+    """Lower case, no accents (NFKD without combining marks; ł, ø, æ and the like as typed without them), hyphens
+    and dots as spaces, apostrophes dropped, single spaces: "  José-María O’Neil " -> "jose maria oneil"."""
     decomposed = unicodedata.normalize("NFKD", value or "")
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(bare.casefold().translate(_SEPARATORS).split())
+    return " ".join(bare.casefold().translate(_PLAIN_LETTERS).translate(_SEPARATORS).split())
 
 
 def normalise_email(value: str) -> str:
@@ -62,8 +66,19 @@ def names_similar(a: Identity, b: Identity) -> bool:
     last_a, last_b = normalise_name(a.last_name), normalise_name(b.last_name)
     if not (first_a or last_a) or not (first_b or last_b):
         return False
-    # Sorted tokens: a first and last name swapped ("Bennett Olivia") still match.
-    if fuzz.token_sort_ratio(f"{first_a} {last_a}", f"{first_b} {last_b}") >= NAME_SIMILARITY:
+    # Sorted tokens: a first and last name swapped ("Bennett Olivia") still match. Sorting alone fails when one typo
+    # moves a word's place in the order ("Lukasz Nowak" and "Nowak Łukasz" sort apart: "lukasz" < "nowak" <
+    # "łukasz" before the letters are made plain; "Morris" and "Norris" either side of the first name), so each
+    # name is also compared in its own order, swapped, and with its spaces left out ("Mary-Jane", "Maryjane").
+    whole_a, whole_b = f"{first_a} {last_a}", f"{first_b} {last_b}"
+    scores = (
+        fuzz.token_sort_ratio(whole_a, whole_b),
+        fuzz.ratio(whole_a, whole_b),
+        fuzz.ratio(whole_a, f"{last_b} {first_b}"),
+        fuzz.ratio(whole_a.replace(" ", ""), whole_b.replace(" ", "")),
+        fuzz.ratio(whole_a.replace(" ", ""), f"{last_b}{first_b}".replace(" ", "")),
+    )
+    if max(scores) >= NAME_SIMILARITY:
         return True
     shorter, longer = sorted((first_a, first_b), key=len)
     return bool(shorter) and longer.startswith(shorter) and fuzz.ratio(last_a, last_b) >= SURNAME_SIMILARITY

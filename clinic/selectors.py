@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import date
 
 import phonenumbers
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import ExtractIsoWeekDay, TruncDate, TruncTime
-from django.db.models.lookups import Contains
+from django.db.models.lookups import Contains, Exact
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff, WorkingHours
@@ -150,16 +150,23 @@ def duplicate_candidates(*, organisation_id, identity: Identity) -> list[Duplica
     condition = Q()
     if identity.date_of_birth is not None:
         condition |= Q(date_of_birth=identity.date_of_birth)
+    exact = Q(pk__in=[])
     if identity.phone:
-        condition |= Q(phone=identity.phone)
+        exact |= Q(phone=identity.phone)
     if normalise_email(identity.email):
-        condition |= Q(email__iexact=identity.email.strip())
+        # In any case of any script, on SQLite too (its LIKE, behind iexact, folds ASCII letters only).
+        exact |= Q(Exact(Lowered("email"), identity.email.strip().lower()))
+    condition |= exact
     if not condition:
         return []
     rows = (
         Patient.objects.filter(condition, organisation_id=organisation_id, merged_into__isnull=True)
         .only("id", "first_name", "last_name", "date_of_birth", "phone", "email", "clinic_id", "organisation_id")
-        .order_by("last_name", "first_name", "id")[:DUPLICATE_ROWS_READ]
+        # The same phone or e-mail first: a birthday shared by more than DUPLICATE_ROWS_READ others must not push
+        # them out of what is read.
+        .order_by(Case(When(exact, then=Value(0)), default=Value(1)), "last_name", "first_name", "id")[
+            :DUPLICATE_ROWS_READ
+        ]
     )
     found = []
     for row in rows:
