@@ -71,12 +71,15 @@ def names_similar(a: Identity, b: Identity) -> bool:
     # "łukasz" before the letters are made plain; "Morris" and "Norris" either side of the first name), so each
     # name is also compared in its own order, swapped, and with its spaces left out ("Mary-Jane", "Maryjane").
     whole_a, whole_b = f"{first_a} {last_a}", f"{first_b} {last_b}"
+    swapped_a, swapped_b = f"{last_a} {first_a}", f"{last_b} {first_b}"
     scores = (
         fuzz.token_sort_ratio(whole_a, whole_b),
         fuzz.ratio(whole_a, whole_b),
-        fuzz.ratio(whole_a, f"{last_b} {first_b}"),
+        fuzz.ratio(whole_a, swapped_b),
+        fuzz.ratio(swapped_a, whole_b),  # both ways: the matcher is symmetric
         fuzz.ratio(whole_a.replace(" ", ""), whole_b.replace(" ", "")),
-        fuzz.ratio(whole_a.replace(" ", ""), f"{last_b}{first_b}".replace(" ", "")),
+        fuzz.ratio(whole_a.replace(" ", ""), swapped_b.replace(" ", "")),
+        fuzz.ratio(swapped_a.replace(" ", ""), whole_b.replace(" ", "")),
     )
     if max(scores) >= NAME_SIMILARITY:
         return True
