@@ -150,12 +150,19 @@ class PossibleDuplicate(Refused):
 
 
 def patient_create(
-    *, clinic: Clinic, today: date, confirm_new: bool = False, changed_by: ChangedBy | None = None, **fields
+    *,
+    clinic: Clinic,
+    today: date,
+    confirm_new: bool = False,
+    confirmed: Iterable[str] | None = None,
+    changed_by: ChangedBy | None = None,
+    **fields,
 ) -> Patient:
     """Register a patient at `clinic` (their home clinic; the record is its organisation's).
 
     Unless `confirm_new`, a likely duplicate in the organisation (clinic.duplicates) refuses it with
-    `PossibleDuplicate`. Two desks registering the same person at the same moment can both pass: the
+    `PossibleDuplicate`. With `confirm_new` and `confirmed` (the ids of the candidates a person was shown), only
+    those are passed over: one the details now match that was not shown refuses it again, every candidate listed. Two desks registering the same person at the same moment can both pass: the
     check is a question to staff, not a constraint; a merge joins the two records. `changed_by` (the desk, a
     platform) is recorded with the channels the patient is registered with (their consent, reminders.consent).
     """
@@ -166,12 +173,13 @@ def patient_create(
     fields, problems = _with_e164_phone(fields, country=clinic.country)
     patient = Patient(clinic=clinic, **fields)
     _validated(patient, problems)
-    if not confirm_new:
+    if not confirm_new or confirmed is not None:
         candidates = duplicate_candidates(
             organisation_id=clinic.organisation_id,
             identity=identity_of(patient),
         )
-        if candidates:
+        passed_over = {str(pk) for pk in confirmed or ()} if confirm_new else set()
+        if any(str(found.patient.pk) not in passed_over for found in candidates):
             raise PossibleDuplicate(
                 [
                     {

@@ -264,8 +264,10 @@ class PatientForm(FrontdeskForm):
         widget=forms.CheckboxSelectMultiple,
     )
     sms_consent = forms.BooleanField(label="The patient agrees to receive text messages", required=False)
-    # Set by "Register anyway" once the desk has seen the likely duplicates (clinic.duplicates).
+    # Set by "Register anyway" once the desk has seen the likely duplicates (clinic.duplicates), with the ids of those
+    # it was shown (`shown`): registering anyway passes over those only (clinic.services.patient_create `confirmed`).
     confirm_new = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    shown = forms.MultipleChoiceField(required=False, widget=forms.MultipleHiddenInput)
     # On an edit, the version of the record the form was drawn from (clinic.services.record_version): a save that
     # would set a field someone else changed since is refused (frontdesk.views.patients.patient_edit). A post that
     # does not say (a script): no check, as before.
@@ -287,8 +289,11 @@ class PatientForm(FrontdeskForm):
                 "made_from": record_version(patient),
             }
         super().__init__(*args, **kwargs)
+        # Any ids a page sent back are taken as sent (the service compares them with the candidates as it finds them).
+        self.fields["shown"].valid_value = lambda value: isinstance(value, str) and 0 < len(value) <= 64
         if patient is not None:  # only a registration asks about duplicates
             del self.fields["confirm_new"]
+            del self.fields["shown"]
             # Race condition: the patient may reply STOP (or change their choices on their page, or a platform their
             # number) while this form is open. The choices and the number and address it was drawn with go with it,
             # so that only what the desk changed is saved (patient_fields): saving a new surname must not switch
@@ -356,7 +361,9 @@ class PatientForm(FrontdeskForm):
             name for name in self.drawn_fields() if self._says_what_was_drawn(name) and name not in self.changed_data
         }
         fields = {
-            name: value for name, value in self.cleaned_data.items() if name != "confirm_new" and name not in kept
+            name: value
+            for name, value in self.cleaned_data.items()
+            if name not in ("confirm_new", "shown") and name not in kept
         }
         if (
             "reminder_channels" in fields

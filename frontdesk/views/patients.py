@@ -82,6 +82,10 @@ def patient_created(request, form: PatientForm):
                 clinic=request.clinic,
                 today=timezone.localdate(),
                 confirm_new=form.cleaned_data["confirm_new"],
+                # The records the desk was shown: registering anyway passes over those, and asks again of any other
+                # the form now matches (a phone corrected to another patient's). A page that lists none (from before
+                # this was sent) registers as it did.
+                confirmed=form.cleaned_data.get("shown") or None,
                 changed_by=desk_changed_by(request),
                 **form.patient_fields(),
             )

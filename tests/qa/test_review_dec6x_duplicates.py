@@ -22,6 +22,7 @@ same-instant registration is tests/qa/test_contract_audit_probe.py's and is not 
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import contextmanager
 from datetime import date
@@ -383,12 +384,6 @@ def test_two_desks_registering_one_person_at_once_both_succeed(catalogue, clinic
 # --- The desk's "register anyway" ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN, left for the product (closing note): the desk's 409 page carries confirm_new=on in the form, so a form then changed to match "
-    "another record (a corrected phone) registers with no question about the record it now matches "
-    "(frontdesk/templates/frontdesk/_patient_fields.html, frontdesk.views.patients.patient_created).",
-)
 def test_register_anyway_covers_the_records_shown_not_one_the_corrected_form_now_matches(clinic):
     """docs/frontdesk.md: the desk sees the records listed and chooses "Register as a new patient anyway". Here the
     receptionist, shown Olivia, corrects the phone the patient misspoke before sending the form again: the number is
@@ -400,7 +395,16 @@ def test_register_anyway_covers_the_records_shown_not_one_the_corrected_form_now
     first = desk.post(url("patient_new", clinic), form)
     assert first.status_code == 409 and url("patient", clinic, olivia) in squash(first)
     assert 'name="confirm_new" value="on"' in squash(first)
-    again = desk.post(url("patient_new", clinic), {**form, "phone": "07911 123202", "confirm_new": "on"})
+    shown = re.findall(r'name="shown" value="([^"]+)"', first.content.decode())  # sent back as the page draws them
+    assert shown == [str(olivia.pk)]
+    again = desk.post(
+        url("patient_new", clinic), {**form, "phone": "07911 123202", "confirm_new": "on", "shown": shown}
+    )
     assert again.status_code == 409, again.status_code
     assert url("patient", clinic, nora) in squash(again)
     assert Patient.objects.count() == 2
+    # Shown Nora too, registering anyway goes through (mended 6 December: the page carries the ids it listed).
+    both = re.findall(r'name="shown" value="([^"]+)"', again.content.decode())
+    assert set(both) == {str(olivia.pk), str(nora.pk)}
+    done = desk.post(url("patient_new", clinic), {**form, "phone": "07911 123202", "confirm_new": "on", "shown": both})
+    assert done.status_code == 302 and Patient.objects.count() == 3
