@@ -9,8 +9,9 @@ class ClinicConfig(AppConfig):
         from django.db.backends.signals import connection_created
 
         import core.checks  # noqa: F401 (registers the database checks: `check --database default`)
-        from core.db import install_fast_timestamptz_loader, install_sqlite_unicode_lower, keep_long_statements_parsed
+        from core.db import install_fast_timestamptz_loader, keep_long_statements_parsed
+        from core.text_match import install_sqlite_unicode_lower
 
         connection_created.connect(install_fast_timestamptz_loader, dispatch_uid="core.db.timestamptz")
-        connection_created.connect(install_sqlite_unicode_lower, dispatch_uid="core.db.unicode_lower")
+        connection_created.connect(install_sqlite_unicode_lower, dispatch_uid="core.text_match.unicode_lower")
         keep_long_statements_parsed()

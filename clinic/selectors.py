@@ -18,8 +18,8 @@ from django.db.models.lookups import Contains, Exact
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff, WorkingHours
 from core.compiled import CompiledQuery, columns, instances
-from core.db import Lowered
 from core.errors import ErrorCode, InvalidInput
+from core.text_match import Lowered
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
 
@@ -296,7 +296,7 @@ def _words_match(words: list[str]) -> Q:
 def patient_search(patients: QuerySet[Patient], query: str, *, country: str = "") -> QuerySet[Patient]:
     """Match name, e-mail, phone (in any format; national numbers as `country`'s) or date of birth
     (ISO, or as typed in `country`, e.g. 18/06/1985), or a name with a date of birth ("Bennett 18/06/1985").
-    Letters are matched in any case of any script, on PostgreSQL and SQLite alike (`core.db.Lowered`); a query with
+    Letters are matched in any case of any script, on PostgreSQL and SQLite alike (`core.text_match.Lowered`); a query with
     a letter or an @ in it is no phone number (an address with digits would find numbers holding them)."""
     query = (query or "").strip()
     if not query:

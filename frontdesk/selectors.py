@@ -477,6 +477,14 @@ def wall_clock(local: datetime) -> str:
     return f"{local:%H:%M}"
 
 
+def wall_moment(value: datetime, tz=None) -> str:
+    """An exact moment in `tz` (by default the current, clinic, zone), always with its time, midnight too ("Tue 10
+    Mar 2026, 00:00"); a time the clocks go back over says which reading it is ("Sun 25 Oct 2026, 01:30 GMT",
+    `wall_clock`)."""
+    local = timezone.localtime(value, tz)
+    return f"{local:%a} {local.day} {local:%b %Y}, {wall_clock(local)}"
+
+
 def wall_span(start: datetime, end: datetime, tz) -> str:
     """A visit's times on its card: "10:00–10:30"; where a time is read twice, the zone's abbreviation once
     ("01:30–02:00 GMT"), or on each side when the clocks go back in between ("01:30 BST–01:30 GMT")."""

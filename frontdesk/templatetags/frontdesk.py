@@ -7,7 +7,7 @@ from django import template
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat
 
-from frontdesk.selectors import wall_clock, wall_span
+from frontdesk.selectors import wall_clock, wall_moment, wall_span
 
 register = template.Library()
 
@@ -108,11 +108,8 @@ def when(value) -> str:
 def moment(value) -> str:
     """An exact moment (a visit's start, the start a check was asked for) in the current (clinic) zone, always with
     its time, midnight too ("Tue 10 Mar 2026, 00:00"); a time the clocks go back over says which reading it is
-    ("Sun 25 Oct 2026, 01:30 GMT", `selectors.wall_clock`)."""
-    if value is None:
-        return ""
-    local = timezone.localtime(value)
-    return f"{local:%a} {local.day} {local:%b %Y}, {wall_clock(local)}"
+    ("Sun 25 Oct 2026, 01:30 GMT", `selectors.wall_moment`)."""
+    return wall_moment(value) if value is not None else ""
 
 
 @register.filter

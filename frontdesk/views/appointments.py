@@ -182,10 +182,9 @@ def appointment_cancel_view(request, appointment_id):
         # Someone moved the visit (or gave it to someone else) since this page was drawn: nothing is cancelled; the
         # page shows it as it is now, the reason kept, drawn from now: sending it again cancels it.
         appointment = appointment_or_404(request, appointment_id)
-        local = timezone.localtime(appointment.start_at, request.clinic.tz)
         changed = (
-            f"This visit has changed since you opened this page: it is now on {local:%a %d %b %Y}, "
-            f"{selectors.wall_clock(local)} with {appointment.practitioner}. "
+            "This visit has changed since you opened this page: it is now on "
+            f"{selectors.wall_moment(appointment.start_at, request.clinic.tz)} with {appointment.practitioner}. "
             "Nothing was cancelled: if it should still be cancelled, send the form again."
         )
         kept = CancelForm(

@@ -109,8 +109,7 @@ def _submit(
 
 
 def _when(appointment) -> str:
-    local = timezone.localtime(appointment.start_at)
-    return f"{local:%a %d %b %Y}, {selectors.wall_clock(local)}"  # which reading, in the hour the clocks go back
+    return selectors.wall_moment(appointment.start_at)  # which reading, in the hour the clocks go back
 
 
 # --- Book ---------------------------------------------------------------------------------------
