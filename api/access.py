@@ -9,11 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from clinic.models import ApiClient, Clinic, Organisation, Patient
 from clinic.record_changes import ChangedBy
-from clinic.selectors import clinics_for_user, is_clinical, organisations_of, patient_in, patients_in
+from clinic.selectors import (
+    clinics_for_user,
+    clinics_granted_to_client,
+    is_clinical,
+    organisations_of,
+    patient_in,
+    patients_in,
+)
 from core.compiled import CompiledQuery
 from scheduler.booking import Actor
 
@@ -23,21 +30,9 @@ from scheduler.booking import Actor
 SCOPE_INLINE_MAX = 200
 
 
-def _granted_to_client(client_id) -> QuerySet[Clinic]:
-    """The clinics granted to an API client: one by one, or every clinic of a granted organisation."""
-    return Clinic.objects.filter(
-        Q(pk__in=ApiClient.clinics.through.objects.filter(apiclient_id=client_id).values("clinic_id"))
-        | Q(
-            organisation_id__in=ApiClient.organisations.through.objects.filter(apiclient_id=client_id).values(
-                "organisation_id"
-            )
-        )
-    )
-
-
 # Read for every request an API client makes: compiled once per connection (core.compiled).
 _CLIENT_CLINIC_IDS = CompiledQuery(
-    lambda client_id: _granted_to_client(client_id).order_by().values_list("pk")[: SCOPE_INLINE_MAX + 1]
+    lambda client_id: clinics_granted_to_client(client_id).order_by().values_list("pk")[: SCOPE_INLINE_MAX + 1]
 )
 
 
@@ -48,7 +43,7 @@ class Caller:
 
     def _granted(self) -> QuerySet[Clinic]:
         if self.client is not None:
-            return _granted_to_client(self.client.pk)
+            return clinics_granted_to_client(self.client.pk)
         return clinics_for_user(self.user)
 
     @cached_property

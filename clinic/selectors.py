@@ -16,7 +16,17 @@ from django.db.models.functions import ExtractIsoWeekDay, TruncDate, TruncTime
 from django.db.models.lookups import Contains, Exact
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
-from clinic.models import Appointment, Clinic, Organisation, Patient, StaffMembership, StaffRole, TimeOff, WorkingHours
+from clinic.models import (
+    ApiClient,
+    Appointment,
+    Clinic,
+    Organisation,
+    Patient,
+    StaffMembership,
+    StaffRole,
+    TimeOff,
+    WorkingHours,
+)
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
 from core.text_match import Lowered
@@ -34,6 +44,19 @@ def catalogue_entry(model, code: str | None, *, field: str, what: str):
         known = model.objects.values_list("code", flat=True)
         raise InvalidInput.unknown_code(ErrorCode(f"unknown_{field}"), what=what, given=code, known=known, field=field)
     return found
+
+
+def clinics_granted_to_client(client_id) -> QuerySet[Clinic]:
+    """The clinics granted to an API client as it stands: one by one, or every clinic of a granted organisation
+    (the API's scope, `api.access`; what an endpoint's deliveries may list, `reminders.webhooks`)."""
+    return Clinic.objects.filter(
+        Q(pk__in=ApiClient.clinics.through.objects.filter(apiclient_id=client_id).values("clinic_id"))
+        | Q(
+            organisation_id__in=ApiClient.organisations.through.objects.filter(apiclient_id=client_id).values(
+                "organisation_id"
+            )
+        )
+    )
 
 
 def clinics_for_user(user) -> QuerySet[Clinic]:

@@ -257,6 +257,8 @@ FINAL_STATUSES = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED
 # (the booking was theirs; a handset off for a day gets the text later): planning a change notice counts it as told,
 # as it counts a message in doubt.
 HANDED_OVER = Q(sent_at__isnull=False)
+# Handed over, or being sent now (claimed: it may be in the provider's hands already).
+HANDED_OVER_OR_GOING = HANDED_OVER | Q(status=OutboxStatus.SENDING)
 
 # In a sent e-mail's payload: the practitioner it named (reminders.dispatch._told); in a move notice's: the one the
 # patient had heard of, when that is not the practitioner now (reminders.content names them).

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -35,6 +35,7 @@ from reminders.consent import patient_accepts
 from reminders.models import (
     FROM_PRACTITIONER,
     HANDED_OVER,
+    HANDED_OVER_OR_GOING,
     HOLDING_STATUSES,
     KIND_ANCHORS,
     TIME_NAMING_KINDS,
@@ -369,17 +370,18 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
         # as it stands is not planned again either.
         latest: dict = {}
         heard: dict = {}
-        for template_id, channel, anchor_at, status, sent_at in (
+        for template_id, channel, anchor_at, went in (
             OutboxMessage.objects.filter(
                 appointment=appointment,
                 template__in=templates,
                 status__in=[OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED],
             )
+            .annotate(went=ExpressionWrapper(HANDED_OVER_OR_GOING, output_field=BooleanField()))
             .order_by("created_at", "sent_at", "id")
-            .values_list("template_id", "channel", "anchor_at", "status", "sent_at")
+            .values_list("template_id", "channel", "anchor_at", "went")
         ):
             latest[(template_id, channel)] = anchor_at
-            if sent_at is not None or status == OutboxStatus.SENDING:  # handed over (HANDED_OVER), or going now
+            if went:
                 heard[(template_id, channel)] = anchor_at
         handled = {key for key, anchor_at in (*latest.items(), *heard.items()) if anchor_at == appointment.start_at}
     anchor = appointment.start_at
@@ -575,7 +577,7 @@ def _patient_was_told(appointment: Appointment, kinds=TIME_NAMING_KINDS) -> bool
     verdicts.notice_verdict)."""
     return (
         OutboxMessage.objects.filter(appointment=appointment, kind__in=kinds)
-        .filter(HANDED_OVER | Q(status=OutboxStatus.SENDING) | Q(in_doubt=True))
+        .filter(HANDED_OVER_OR_GOING | Q(in_doubt=True))
         .exists()
     )
 

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from clinic.selectors import clinics_granted_to_client
 from core.errors import ErrorCode, InvalidInput, InvalidTransition, NotFound
 from reminders import channels
 from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoint, new_webhook_secret
@@ -83,12 +84,11 @@ def webhook_deliveries(*, endpoint: WebhookEndpoint) -> QuerySet[OutboxMessage]:
     """The endpoint's deliveries, newest first, of events at the clinics its client is granted as it stands (a clinic
     or its organisation): one that lost a clinic no longer lists, nor redelivers, what happened there, as every new
     request is held to the scope as it stands (docs/api.md)."""
-    client = endpoint.client
     return (
-        OutboxMessage.objects.filter(endpoint=endpoint, channel=Channel.WEBHOOK)
-        .filter(
-            Q(appointment__clinic__in=client.clinics.values("pk"))
-            | Q(appointment__clinic__organisation__in=client.organisations.values("pk"))
+        OutboxMessage.objects.filter(
+            endpoint=endpoint,
+            channel=Channel.WEBHOOK,
+            appointment__clinic__in=clinics_granted_to_client(endpoint.client_id).values("pk"),
         )
         .select_related("appointment__clinic")
         .order_by("-created_at", "-id")
