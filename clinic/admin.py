@@ -4,17 +4,23 @@ Appointments are changed through the booking services (front desk and API),
 so their status and times are read-only here; the audit trail is append-only.
 """
 
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
-from clinic import models
+from clinic import models, setting_checks
 from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect, PatientAdminForm, StaleRowsFormSet
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
-from clinic.services import CONTACT_FIELDS, patient_record_edited
+from clinic.services import CONTACT_FIELDS, IN_THE_FUTURE, patient_record_edited
+from core.errors import ErrorCode
 from core.ids import parse_uuid
 
 
@@ -29,6 +35,24 @@ def admin_clinic_ids(request) -> list | None:
             | Q(organisation_id__in=grants.filter(clinic=None).values("organisation_id"))
         ).values_list("pk", flat=True)
     )
+
+
+def still_to_come(appointments: QuerySet) -> QuerySet:
+    """The active ones of `appointments` not over yet, the first first: what a change of settings over them (hours,
+    time off, a practitioner switched off or moved, a clinic's zone) leaves booked as they are."""
+    return appointments.filter(status__in=models.ACTIVE_APPOINTMENT_STATUSES, end_at__gt=timezone.now()).order_by(
+        "start_at"
+    )
+
+
+def booked_still_to_come(count: int) -> str:
+    """ "1 booked appointment still to come", "2 booked appointments still to come"."""
+    return f"{count} booked appointment{'s' if count != 1 else ''} still to come"
+
+
+def local_moment(value: datetime, tz: tzinfo) -> str:
+    """A visit's moment as the admin's warnings write it: "Tue 10 Mar 2026, 11:00"."""
+    return f"{timezone.localtime(value, tz):%a %d %b %Y, %H:%M}"
 
 
 class ReadOnly:
@@ -144,6 +168,38 @@ class ClinicAdmin(ClinicScopedAdmin):
         # Moving a site to another organisation would carry no patients with it: operators only.
         return () if request.user.is_superuser else ("organisation",)
 
+    def save_model(self, request, obj, form, change) -> None:
+        """Those who hear of a clinic's settings are told what changed (the reminders re-time what is still to go
+        when the zone changed), and a new zone over visits still to come is said: each keeps its instant, so it
+        now reads at another local time, which the patients were not told."""
+        super().save_model(request, obj, form, change)
+        if not form.changed_data:
+            return
+        setting_checks.clinic_settings_saved(clinic=obj, changed=set(form.changed_data), now=timezone.now())
+        before = form.initial.get("timezone")
+        if change and "timezone" in form.changed_data and before:
+            self._warn_of_visits_read_anew(request, obj, ZoneInfo(before))
+
+    def _warn_of_visits_read_anew(self, request, clinic: models.Clinic, before: tzinfo) -> None:
+        now_read = clinic.tz
+
+        def wall(moment: datetime, tz: tzinfo) -> datetime:
+            return timezone.localtime(moment, tz).replace(tzinfo=None, fold=0)
+
+        starts = still_to_come(models.Appointment.objects.filter(clinic=clinic)).values_list("start_at", flat=True)
+        moved = [start for start in starts if wall(start, before) != wall(start, now_read)]
+        if not moved:
+            return
+        count = len(moved)
+        self.message_user(
+            request,
+            f"{clinic.name} has {booked_still_to_come(count)} that now read{'s' if count == 1 else ''} at another "
+            f"local time: each keeps its moment, now shown in {clinic.timezone} (the first, "
+            f"{local_moment(moved[0], before)} in {before}, is now {local_moment(moved[0], now_read)}). Tell the "
+            "patients the new time, or move them.",
+            level=messages.WARNING,
+        )
+
 
 def admin_organisation_ids(request) -> list | None:
     """The organisations a non-superuser administers as a whole (an organisation-wide clinic_admin grant); None
@@ -254,35 +310,59 @@ class PractitionerAdmin(ClinicScopedAdmin):
         return field
 
     def save_related(self, request, form, formsets, change):
-        """Time off or working hours changed over bookings already made do not move them: say so, with where to
-        find them."""
+        """Time off or working hours changed over bookings already made do not move them, nor does switching the
+        practitioner off or moving them to another site: say so, with where to find them."""
         super().save_related(request, form, formsets, change)
         practitioner = form.instance
-        to_come = models.Appointment.objects.filter(
-            practitioner=practitioner, status__in=models.ACTIVE_APPOINTMENT_STATUSES, end_at__gt=timezone.now()
-        )
+        to_come = still_to_come(models.Appointment.objects.filter(practitioner=practitioner))
+        if change:
+            self._warn_of_visits_left(request, form, to_come)
         away = in_time_off(to_come).count()
-        outside = outside_working_hours(
-            list(to_come.order_by("start_at")), list(practitioner.working_hours.all()), practitioner.clinic.tz
-        )
+        outside = outside_working_hours(list(to_come), list(practitioner.working_hours.all()), practitioner.clinic.tz)
         if outside:
-            first = timezone.localtime(outside[0].start_at, practitioner.clinic.tz)
             self.message_user(
                 request,
-                f"{practitioner.name} has {len(outside)} booked appointment{'s' if len(outside) != 1 else ''} "
-                f"still to come outside their working hours (the first on {first:%a %d %b %Y, %H:%M}). They stay "
-                "booked until moved or cancelled: the front desk's Today page lists them under "
-                '"Outside working hours".',
+                f"{practitioner.name} has {booked_still_to_come(len(outside))} outside their working hours (the "
+                f"first on {local_moment(outside[0].start_at, practitioner.clinic.tz)}). They stay booked until "
+                'moved or cancelled: the front desk\'s Today page lists them under "Outside working hours".',
                 level=messages.WARNING,
             )
         if away:
             self.message_user(
                 request,
-                f"{practitioner.name} has {away} booked appointment{'s' if away != 1 else ''} still to come in "
-                "their time off. They stay booked until moved or cancelled: the front desk's Today page lists "
-                'them under "Practitioner away".',
+                f"{practitioner.name} has {booked_still_to_come(away)} in their time off. They stay booked until "
+                'moved or cancelled: the front desk\'s Today page lists them under "Practitioner away".',
                 level=messages.WARNING,
             )
+
+    def _warn_of_visits_left(self, request, form, to_come: QuerySet) -> None:
+        """Switched off, or moved to another site, with visits still to come: they stay booked with someone who no
+        longer works (there)."""
+        practitioner = form.instance
+        if "is_active" in form.changed_data and not practitioner.is_active:
+            first = to_come.select_related("clinic").first()
+            if first is not None:
+                count = to_come.count()
+                self.message_user(
+                    request,
+                    f"{practitioner.name} is no longer active and has {booked_still_to_come(count)} (the first on "
+                    f"{local_moment(first.start_at, first.clinic.tz)}). They stay booked until moved or "
+                    'cancelled: the front desk\'s Today page lists them under "Practitioner no longer here".',
+                    level=messages.WARNING,
+                )
+        before = form.initial.get("clinic")
+        if "clinic" in form.changed_data and before is not None:
+            there = to_come.filter(clinic_id=before)
+            first = there.select_related("clinic").first()
+            if first is not None:
+                count = there.count()
+                self.message_user(
+                    request,
+                    f"{practitioner.name} now works at {practitioner.clinic.name} and has {booked_still_to_come(count)} "
+                    f"at {first.clinic.name} (the first on {local_moment(first.start_at, first.clinic.tz)}). They "
+                    f"stay booked there until moved or cancelled: {first.clinic.name}'s calendar still shows them.",
+                    level=messages.WARNING,
+                )
 
 
 def choices_once_per_request(field, db_field, request):
@@ -327,8 +407,21 @@ class RecordInline(ClinicScopedChoices, admin.TabularInline):
         return self._live(obj) and super().has_delete_permission(request, obj)
 
 
+class ProcedureRecordForm(forms.ModelForm):
+    """A row of the patient's procedure history: a date set (or corrected) to one still to come is refused as the
+    API and the desk refuse it (clinic.services.procedure_record_add, performed_in_future); a row left as it is
+    is not checked again."""
+
+    def clean_performed_at(self):
+        performed = self.cleaned_data.get("performed_at")
+        if performed is not None and performed > timezone.now() and "performed_at" in self.changed_data:
+            raise ValidationError(IN_THE_FUTURE, code=ErrorCode.PERFORMED_IN_FUTURE.value)
+        return performed
+
+
 class ProcedureRecordInline(RecordInline):
     model = models.ProcedureRecord
+    form = ProcedureRecordForm
     fk_name = "patient"
     extra = 0
     fields = ["procedure", "performed_at", "area", "source", "notes"]

@@ -100,6 +100,12 @@ class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
         ("Provenance", {"fields": ["origin", "source", "default_key", "updated_at"]}),
     ]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and services.RETIMING_FIELDS & set(form.changed_data):
+            # In the admin's transaction: what is still to go is planned again from the template as it stands.
+            services.outbox_template_retimed(template=obj, now=timezone.now())
+
     @admin.display(description="offset")
     def offset(self, obj: ReminderTemplate) -> str:
         return f"{obj.offset_value:+d} {obj.offset_unit}"

@@ -10,7 +10,7 @@ class RemindersConfig(AppConfig):
         from clinic import merging, record_changes, setting_checks
         from reminders.consent import merge_consent_record, staff_consent_record
         from reminders.fit import clinic_sms_problems
-        from reminders.services import outbox_contact_changed, outbox_on_change
+        from reminders.services import outbox_clinic_settings_saved, outbox_contact_changed, outbox_on_change
         from scheduler import notifications
 
         # Booking changes reach the outbox through the scheduler's one seam, inside their transaction.
@@ -23,6 +23,8 @@ class RemindersConfig(AppConfig):
         merging.subscribe_merge(merge_consent_record)
         # Texts name the clinic: a clinic's name that no text fits is refused when it is saved (reminders.fit).
         setting_checks.subscribe(clinic_sms_problems)
+        # A clinic's time zone changed: what is still to go is planned again in the zone as it stands.
+        setting_checks.subscribe_saved(outbox_clinic_settings_saved)
         # A spam complaint or unsubscribe an e-mail provider reports (its event webhook, anymail's signal).
         from anymail.signals import tracking
 

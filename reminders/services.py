@@ -345,7 +345,9 @@ def _finish(rows: Iterable[OutboxMessage], status: str, reason: str) -> None:
 # --- Start-anchored messages: reminders and pre-care ------------------------------------------------------------
 
 
-def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool = False) -> None:
+def _reconcile_start_messages(
+    work: _Change, *, fresh: bool = False, moved: bool = False, because: str = "after the move"
+) -> None:
     """Make the start-anchored messages match the appointment's current start and status.
 
     An unsent message is moved (never duplicated); one already sent for this
@@ -402,7 +404,7 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
                 if plan.due_at is not None or "quiet hours" in plan.reason:  # quiet-hours skips stay visible
                     work.add(template, channel, plan, anchor)
             elif plan.due_at is None:
-                _finish([row], OutboxStatus.CANCELLED, f"not sent after the move: {plan.reason}")
+                _finish([row], OutboxStatus.CANCELLED, f"not sent {because}: {plan.reason}")
             else:
                 OutboxMessage.objects.filter(pk=row.pk).update(
                     anchor_at=anchor,
@@ -509,6 +511,69 @@ def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
                     work.add(template, channel, plan, appointment.start_at)
         work.save()
     _aftercare_still_to_come(patient_id, now)
+
+
+# --- Re-timed: a clinic's time zone or a template's moment changed under rows still to go --------------------------
+
+
+RETIMING_FIELDS = frozenset({"kind", "anchor", "offset_value", "offset_unit"})
+
+
+def outbox_template_retimed(*, template: ReminderTemplate, now: datetime) -> None:
+    """A template's kind, anchor or offset changed (its admin, after the save, in the same transaction): the rows of
+    it still to go are planned again from the template as it stands, so that its words never go at the moment the
+    old template named (aftercare re-timed from +48 h to +72 h and reworded "72 hours have passed" must not go at
+    48 h). One now of another kind (a pre-care note made aftercare) is cancelled: its words are not for the moment it
+    was planned for; what the new kind sends is planned where that kind is (at the next completion)."""
+    rows = OutboxMessage.objects.filter(template=template, status__in=UNSENT_STATUSES, in_doubt=False)
+    _finish(
+        rows.exclude(kind=template.kind).select_for_update(of=("self",)),
+        OutboxStatus.CANCELLED,
+        f"its template was made a {template.get_kind_display().lower()} message since",
+    )
+    _retime(rows.filter(kind=template.kind), now, because=f"after {template.name!r} was re-timed")
+
+
+def outbox_clinic_settings_saved(*, clinic, changed: frozenset[str], now: datetime) -> None:
+    """A clinic's time zone changed (clinic.setting_checks, after the admin's save): the messages still to go of its
+    visits are planned again in the zone as it stands. Planned in the old one, a pre-care note the new zone puts in
+    the night would be held until morning, after its moment, where planning moves it to the evening before; a
+    "2 days after" falls on another local day. The visits keep their instants (the admin says which now read at
+    another local time)."""
+    if "timezone" not in changed:
+        return
+    rows = OutboxMessage.objects.filter(
+        appointment__clinic_id=clinic.pk, status__in=UNSENT_STATUSES, in_doubt=False, template__isnull=False
+    ).exclude(channel=Channel.WEBHOOK)
+    _retime(rows, now, because="after the clinic's time zone was changed")
+
+
+def _retime(rows, now: datetime, *, because: str) -> None:
+    """Plan `rows` (unsent, of one kind or many) again from their templates as they stand: reminders and pre-care
+    notes of visits still to come as a move plans them (never twice, what the patient heard counted); aftercare from
+    the visit's completion, a moment since passed going at once (as aftercare planned late does). Confirmations,
+    notices and recalls are about the booking as it stands, not a moment of the template's: left as they are."""
+    locked = list(
+        rows.select_for_update(of=("self",))
+        .select_related("appointment__patient__clinic", "appointment__clinic", "template")
+        .order_by("appointment_id", "id")
+        .filter(kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.POST_CARE))
+    )
+    start_anchored = (MessageKind.REMINDER, MessageKind.PRE_CARE)
+    visits = {r.appointment_id: r.appointment for r in locked if r.kind in start_anchored}
+    for appointment in visits.values():
+        if appointment.status in ACTIVE_APPOINTMENT_STATUSES and appointment.start_at > now:
+            work = _Change(appointment, now)
+            _reconcile_start_messages(work, because=because)
+            work.save()
+    for row in locked:
+        if row.kind != MessageKind.POST_CARE or not row.template.is_active:
+            continue  # a switched-off template's rows are cancelled when they go (verdicts.still_wanted)
+        plan = _plan(row.template, row.channel, row.appointment, now, row.anchor_at)
+        if plan.due_at is None:
+            _finish([row], OutboxStatus.CANCELLED, f"not sent {because}: {plan.reason}")
+        elif plan.due_at != row.due_at:
+            OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=plan.due_at)
 
 
 # How far back a contact change looks for visits whose aftercare may still be to come: longer than any post-care

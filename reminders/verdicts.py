@@ -75,6 +75,10 @@ def still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) ->
             f"its template was moved to another procedure ({template.procedure_id}): it no longer applies to this "
             f"booking's ({appointment.procedure_id})",
         )
+    if template.kind != message.kind:
+        # Made another kind since (a pre-care note turned aftercare): its words are not for the moment it was planned
+        # for (services.outbox_template_retimed cancels such rows when the template is saved; this is the backstop).
+        return OutboxStatus.CANCELLED, f"its template was made a {template.get_kind_display().lower()} message since"
     if message.channel == Channel.SMS and not template.has_sms:
         return OutboxStatus.CANCELLED, "its template no longer has an SMS text"
     if message.channel == Channel.EMAIL and not template.has_email:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import time_machine
@@ -221,3 +221,74 @@ def fhir_outcome(response, status: int) -> dict:
     [issue] = body["issue"]
     assert issue["severity"] == "error" and issue["diagnostics"], issue
     return issue
+
+
+# --- The admin's patient page, posted back as drawn -------------------------------------------------------------
+
+
+def admin_post(admin_client, patient, *, edit=None, delete=(), add=None):
+    """Post the admin's patient page back as drawn, with `edit` {row pk: {field: value}} applied to the rows it names,
+    the rows of `delete` (pks) ticked for deletion and `add` {inline prefix: {field: value}} as one new row."""
+    url = reverse("admin:clinic_patient_change", args=[patient.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    data = {}
+    form = page.context["adminform"].form
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if name in ("reminder_channels", "muted_topics"):
+            data[name] = json.dumps(value or [])
+        elif value is not None:
+            data[name] = str(getattr(value, "pk", value))
+        if field.show_hidden_initial:
+            data[f"initial-{name}"] = data.get(name, "")
+    for inline in page.context["inline_admin_formsets"]:
+        formset = inline.formset
+        for key, value in formset.management_form.initial.items():
+            data[f"{formset.prefix}-{key}"] = str(value)
+        for sub in formset.forms:
+            for name, field in sub.fields.items():
+                value = sub.initial.get(name, field.initial)
+                if value is None:
+                    continue
+                if isinstance(value, datetime):  # the split widget: a date and a time, in the admin's zone (UTC)
+                    texts = {f"{name}_{i}": part for i, part in enumerate(utc_parts(value))}
+                else:
+                    texts = {
+                        name: value.isoformat() if hasattr(value, "isoformat") else str(getattr(value, "pk", value))
+                    }
+                for key, text in texts.items():
+                    data[sub.add_prefix(key)] = text
+                    if field.show_hidden_initial:
+                        data[sub.add_initial_prefix(key)] = text
+            pk = sub.instance.pk
+            for field_name, value in (edit or {}).get(pk, {}).items():
+                data[sub.add_prefix(field_name)] = value
+            if pk in delete:
+                data[sub.add_prefix("DELETE")] = "on"
+        if add and formset.prefix in add:
+            index = int(data[f"{formset.prefix}-TOTAL_FORMS"])
+            data[f"{formset.prefix}-TOTAL_FORMS"] = str(index + 1)
+            for field_name, value in add[formset.prefix].items():
+                data[f"{formset.prefix}-{index}-{field_name}"] = value
+    return admin_client.post(url, data)
+
+
+def admin_errors(response) -> str:
+    """The admin page's error messages (a form sent back)."""
+    return " | ".join(
+        re.sub(r"<[^>]+>", " ", m)
+        for m in re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', response.content.decode(), re.S)
+    )
+
+
+def utc_parts(moment) -> tuple[str, str]:
+    """A time as the admin's split date-time widget reads it (the admin works in UTC, TIME_ZONE)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
+
+
+def split(moment) -> dict:
+    """The admin's performed_at fields for `moment`."""
+    day, clock = utc_parts(moment)
+    return {"performed_at_0": day, "performed_at_1": clock}

@@ -9,7 +9,6 @@ consistent. The clock is the suite's Monday, 2 March 2026, 09:00 in London.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.db import connection
-from django.urls import reverse
 
 from clinic import services as clinic_services
 from clinic.merging import patient_merge
@@ -37,7 +35,7 @@ from scheduler.booking import appointment_book, appointment_cancel, appointment_
 from scheduler.models import ContraindicationRule, IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import API, CLINICIAN, LONDON, NOW, RECEPTION, fresh, ldn, nyc
+from tests.qa.helpers import API, CLINICIAN, LONDON, NOW, RECEPTION, admin_post, fresh, ldn, nyc
 
 SYSTEM_LABEL = "system: record re-check"
 
@@ -254,39 +252,8 @@ def test_a_medication_course_deleted_in_the_admin_releases_the_booking(world, ad
     mn = book(w.pat, "microneedling", ldn(2026, 3, 11), w.dr_london)
     course = medication_course_add(patient=w.pat, drug_code="isotretinoin", started_on=NOW.date() - timedelta(days=30))
     assert fresh(mn).status == AppointmentStatus.NEEDS_REVIEW
-    patient = fresh(w.pat)
-    url = reverse("admin:clinic_patient_change", args=[patient.pk])
-    page = admin_client.get(url)
-    assert page.status_code == 200
-    data = {}
-    form = page.context["adminform"].form
-    for name, field in form.fields.items():
-        value = form.initial.get(name, field.initial)
-        if name in ("reminder_channels", "muted_topics"):
-            data[name] = json.dumps(value or [])
-        elif value is not None:
-            data[name] = str(getattr(value, "pk", value))
-        if field.show_hidden_initial:
-            data[f"initial-{name}"] = data.get(name, "")
-    for formset in page.context["inline_admin_formsets"]:
-        fs = formset.formset
-        for key, value in fs.management_form.initial.items():
-            data[f"{fs.prefix}-{key}"] = str(value)
-        for sub in fs.forms:
-            for name, field in sub.fields.items():
-                value = sub.initial.get(name, field.initial)
-                if value is None:
-                    continue
-                text = str(getattr(value, "pk", value))
-                if hasattr(value, "isoformat"):
-                    text = value.isoformat()
-                data[sub.add_prefix(name)] = text
-                if field.show_hidden_initial:
-                    data[sub.add_initial_prefix(name)] = text
-            if sub.instance.pk == course.pk:
-                data[sub.add_prefix("DELETE")] = "on"
     with time_machine.travel(NOW, tick=False):
-        response = admin_client.post(url, data)
+        response = admin_post(admin_client, fresh(w.pat), delete=[course.pk])
     assert response.status_code == 302, response.content.decode()[:2000]
     assert not MedicationCourse.objects.filter(pk=course.pk).exists()
     row = fresh(mn)
