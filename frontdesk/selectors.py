@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from clinic.models import (
@@ -184,6 +184,34 @@ def booked_off_hours(*, user, clinic: Clinic, now: datetime) -> list[Appointment
             appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(still_to_come(now)),
             clinic.tz,
         ).order_by("start_at")
+    )
+
+
+# What the desk reads beside a practitioner shown at a clinic only for visits booked with them there before: they
+# were switched off, or moved to another clinic (`Practitioner.clinic`) since.
+NO_LONGER_ACTIVE = "No longer active"
+AT_ANOTHER_SITE = "Works at another site now"
+
+
+def not_here(practitioner: Practitioner, clinic: Clinic) -> str | None:
+    """Why `practitioner` takes no bookings at `clinic` (NO_LONGER_ACTIVE, or AT_ANOTHER_SITE: their clinic is
+    another now), or None when they work there. From the row already read: no query."""
+    if not practitioner.is_active:
+        return NO_LONGER_ACTIVE
+    if practitioner.clinic_id != clinic.pk:
+        return AT_ANOTHER_SITE
+    return None
+
+
+def booked_with_practitioner_gone(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
+    """Bookings still to come whose practitioner no longer works at the booking's clinic: switched off, or moved to
+    another clinic, since the bookings were made (the bookings stay as they are): the patient would come to nobody.
+    They stay here until they are moved to a colleague or cancelled (or the practitioner is back). One statement."""
+    return list(
+        appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+        .filter(still_to_come(now))
+        .filter(Q(practitioner__is_active=False) | ~Q(practitioner__clinic_id=F("clinic_id")))
+        .order_by("start_at")
     )
 
 
@@ -436,7 +464,8 @@ class GridCell:
     local_time: str = ""
     label: str = ""
     skipped: bool = False  # a local time the clocks skip (spring forward): no such time to book
-    bookable: bool = True  # False in the column of a practitioner no longer active (shown for their visits)
+    bookable: bool = True  # False in the column of a practitioner who no longer works here (shown for their visits)
+    gone: str | None = None  # then why (`not_here`): "No longer active", "Works at another site now"
 
 
 @dataclass
@@ -453,6 +482,7 @@ class GridColumn:
     heading: str
     practitioner: Practitioner
     day: date
+    gone: str | None = None  # why they take no bookings here (`not_here`), shown under the heading
 
 
 @dataclass
@@ -581,8 +611,9 @@ def _card_notes(appointments: list[Appointment], offs: dict) -> None:
 
 
 def _with_inactive(practitioners: list[Practitioner], appointments: list[Appointment]) -> list[Practitioner]:
-    """`practitioners` (the active ones), then those no longer active who still have one of `appointments`, by
-    name: their visits are shown (and printed) under their name, marked as no longer active, never bookable."""
+    """`practitioners` (the clinic's active ones), then those who no longer work there (no longer active, or moved to
+    another clinic since) and still have one of `appointments`, by name: their visits are shown (and printed) under
+    their name, marked as such (`not_here`), never bookable."""
     shown = {p.pk for p in practitioners}
     gone = {a.practitioner_id: a.practitioner for a in appointments if a.practitioner_id not in shown}
     return practitioners + sorted(gone.values(), key=lambda p: p.name)
@@ -602,7 +633,8 @@ def day_grid(
     practitioner, or (`week`, with a practitioner) that practitioner's Monday-to-Sunday week. Each
     cell knows whether it is in working hours, in time off, or taken (and for how many rows).
 
-    A practitioner no longer active has a column only for visits still on the day, with no bookable cell.
+    A practitioner no longer active, or moved to another clinic since (`not_here`), has a column only for visits
+    still on the day, with no bookable cell.
     Cancelled visits (`include_cancelled`) are placed after the live ones and only in the rows those leave
     free: a cancelled card never covers, hides or lists a live visit (it is listed in a live card instead)."""
     tz = clinic.tz
@@ -622,10 +654,11 @@ def day_grid(
         query = query.exclude(status=AppointmentStatus.CANCELLED)
     appointments = list(query.order_by("start_at"))
     practitioners = _with_inactive(list(practitioners), appointments)
+    gone = {p.pk: not_here(p, clinic) for p in practitioners}
     if week:
-        columns = [GridColumn(f"{d:%a} {d.day} {d:%b}", p, d) for p in practitioners[:1] for d in days]
+        columns = [GridColumn(f"{d:%a} {d.day} {d:%b}", p, d, gone[p.pk]) for p in practitioners[:1] for d in days]
     else:
-        columns = [GridColumn(p.name, p, day) for p in practitioners]
+        columns = [GridColumn(p.name, p, day, gone[p.pk]) for p in practitioners]
     ids = [p.pk for p in practitioners]
     hours: dict = {}
     for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday__in={d.weekday() for d in days}):
@@ -697,13 +730,14 @@ def day_grid(
                     starts_at,
                     p,
                     colour[p.pk],
-                    working=p.is_active and any(a <= minute < b for a, b in spans),
+                    working=column.gone is None and any(a <= minute < b for a, b in spans),
                     time_off=(off.reason or "Time off") if off else None,
                     local_day=on,
                     local_time=label if fold else f"{minute // 60:02d}:{minute % 60:02d}",
                     label=label,
                     skipped=skipped,
-                    bookable=p.is_active,
+                    bookable=column.gone is None,
+                    gone=column.gone,
                 )
             )
         cells_by_column.append(cells)
@@ -780,7 +814,8 @@ class CalendarEvent:
 
 def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> dict:
     """Appointments overlapping [start, end) and the practitioners, for a calendar component: the active ones,
-    then any no longer active with an event in the range (`active: false`), so every event has its resource."""
+    then any who no longer work here (no longer active, or moved to another clinic since: `not_here`) with an event
+    in the range (`active: false`: nothing is booked with them here), so every event has its resource."""
     appointments = list(
         with_course_size(
             appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
@@ -794,7 +829,7 @@ def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> di
     )
     return {
         "timeZone": clinic.timezone,
-        "resources": [{"id": str(p.pk), "title": p.name, "active": p.is_active} for p in practitioners],
+        "resources": [{"id": str(p.pk), "title": p.name, "active": not_here(p, clinic) is None} for p in practitioners],
         "events": [CalendarEvent(a).as_json(clinic.tz) for a in appointments],
     }
 
@@ -803,11 +838,13 @@ def calendar_feed(*, user, clinic: Clinic, start: datetime, end: datetime) -> di
 class DaySheet:
     practitioner: Practitioner
     appointments: list[Appointment]
+    gone: str | None = None  # why they take no bookings here (`not_here`), beside their name
 
 
 def day_sheets(*, user, clinic: Clinic, day: date, practitioner_id=None) -> list[DaySheet]:
     """A printable list per practitioner for one day, cancelled ones left out: a page per active practitioner,
-    then one per practitioner no longer active who still has visits that day (the patients are still coming)."""
+    then one per practitioner who no longer works here (no longer active, or moved to another clinic since) who
+    still has visits that day (the patients are still coming)."""
     start, end = local_day_range(day, clinic.tz)
     practitioners = Practitioner.objects.filter(clinic=clinic, is_active=True).order_by("name")
     query = (
@@ -822,7 +859,7 @@ def day_sheets(*, user, clinic: Clinic, day: date, practitioner_id=None) -> list
         query = query.filter(practitioner_id=practitioner_id)
     appointments = list(query)
     return [
-        DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk])
+        DaySheet(p, [a for a in appointments if a.practitioner_id == p.pk], not_here(p, clinic))
         for p in _with_inactive(list(practitioners), appointments)
     ]
 

@@ -257,8 +257,16 @@ def _why_not(pk, procedure: ProcedureType, patient: Patient, clinic_id, within) 
         clinic = clinic or _named_clinic(clinic_id, patient, within)  # raises when the clinic itself is wrong
         if practitioner.clinic_id != clinic.pk:  # the caller's scope holds both: tell them which clinic is wrong
             return InvalidInput("clinic_mismatch", "The practitioner works at another clinic.", field="clinic")
-    if not practitioner.is_active or practitioner.clinic.organisation_id != patient.organisation_id:
+    if practitioner.clinic.organisation_id != patient.organisation_id:
         return _unknown_practitioner()
+    if not practitioner.is_active:
+        # Known to the caller (in their clinics): a visit's own practitioner, switched off since, kept by a move that
+        # names nobody. The code stays the contract's; the words say what to do.
+        return InvalidInput(
+            ErrorCode.UNKNOWN_PRACTITIONER,
+            f"{practitioner.name} no longer takes bookings: choose another practitioner.",
+            field="practitioner",
+        )
     return InvalidInput(
         ErrorCode.PRACTITIONER_DOES_NOT_DO_PROCEDURE,
         f"{practitioner.name} does not do {procedure.name}.",

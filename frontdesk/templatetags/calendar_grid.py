@@ -13,7 +13,8 @@ register = template.Library()
 @register.simple_tag
 def free_cell(cell, book_url: str, week: bool):
     """An empty quarter hour: a link to book it (calendar.js opens it in place), or the time off there, or a
-    local time the clocks skip, or nothing in the column of a practitioner no longer active.
+    local time the clocks skip, or nothing in the column of a practitioner who no longer works here (no longer
+    active, or at another site now).
 
     `book_url` is the booking-from-a-cell page, reversed once for the whole grid.
     """
@@ -28,8 +29,8 @@ def free_cell(cell, book_url: str, week: bool):
     exact = (
         format_html(' data-start-at="{}"', cell.starts_at.isoformat()) if " " in cell.label and not cell.skipped else ""
     )
-    if not cell.bookable:  # their visits are shown, nothing is booked with them
-        inner = format_html('<span class="visually-hidden"{}>No longer active</span>', exact)
+    if not cell.bookable:  # their visits are shown, nothing is booked with them here
+        inner = format_html('<span class="visually-hidden"{}>{}</span>', exact, cell.gone or "No longer active")
     elif cell.skipped:  # the clocks go forward over it (a link would book the hour after), or a week's other days'
         # second reading of the hour they go back over
         why = "the clocks go back on another day" if " " in cell.local_time else "the clocks go forward"

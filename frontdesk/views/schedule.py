@@ -26,6 +26,7 @@ def today(request):
             "arrivals": selectors.arrivals(user=request.user, clinic=clinic, day=day),
             "pending": selectors.pending_clearance(user=request.user, clinic=clinic),
             "attention": selectors.needs_attention(user=request.user, clinic=clinic),
+            "gone": selectors.booked_with_practitioner_gone(user=request.user, clinic=clinic, now=now),
             "away": selectors.booked_while_away(user=request.user, clinic=clinic, now=now),
             "off_hours": selectors.booked_off_hours(user=request.user, clinic=clinic, now=now),
             "undelivered": selectors.undelivered(user=request.user, clinic=clinic, now=now),
