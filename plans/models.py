@@ -121,7 +121,9 @@ class PlanTemplate(models.Model):
 
     def clean(self) -> None:
         """A course the planner can place, each problem on the form field it is about (the planner names a gap,
-        or a gap's `value` or `unit`). A value or unit left empty is its field's own "required" error."""
+        or a gap's `value` or `unit`). A value or unit left empty is its field's own "required" error. The
+        procedure of a template plans already use does not change (`_procedure_change_refusal`)."""
+        self._procedure_change_refusal()
         names = ("min_gap", "ideal_gap", "max_gap")
         parts = [getattr(self, f"{name}_{part}") for name in names for part in ("value", "unit")]
         if self.sessions is None or any(part in (None, "") for part in parts):
@@ -137,6 +139,26 @@ class PlanTemplate(models.Model):
         except planner.PlanInputError as error:
             field = f"{error.field}_value" if error.field in names else error.field
             raise ValidationError({field: error.message}) from error
+
+    def _procedure_change_refusal(self) -> None:
+        """A template plans already use keeps its procedure (the admin's form says so on `procedure`): its courses
+        were booked as that treatment, and a template that named another would have the desk read, and re-plans
+        and recalls follow, a course the patients never chose. As deleting a template in use is refused, a course
+        of another procedure is a new template (this one switched off if it is no longer offered)."""
+        if self.pk is None or not self.procedure_id:
+            return
+        stored = PlanTemplate.objects.filter(pk=self.pk).values_list("procedure_id", flat=True).first()
+        if stored is None or stored == self.procedure_id:
+            return
+        in_use = TreatmentPlan.objects.filter(template_id=self.pk).count()
+        if in_use:
+            raise ValidationError(
+                {
+                    "procedure": f"{in_use} treatment plan(s) use this template, booked as {stored}: its procedure "
+                    "cannot change. Make a new template for the other procedure (and untick Is active here if "
+                    "this course is no longer offered)."
+                }
+            )
 
 
 class TreatmentPlan(models.Model):
@@ -182,6 +204,25 @@ class TreatmentPlan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} for {self.patient}"
+
+    def procedure_made_for(self, sessions: list[PlanSession] | None = None) -> ProcedureType:
+        """The procedure the course was made for: the one its sessions were booked as (the first session, in order,
+        that holds or held an appointment, cancelled ones too), so a template edited since books no other treatment
+        into it (the admin refuses that edit of a template in use; a write around the admin is met here too). The
+        template's only for a plan none of whose sessions holds a booking any more. `sessions`: the plan's, with
+        their appointments and procedures read (else one statement)."""
+        if sessions is None:
+            first = (
+                Appointment.objects.filter(plan_session__plan_id=self.pk)
+                .select_related("procedure")
+                .order_by("plan_session__index")
+                .first()
+            )
+            return first.procedure if first is not None else self.template.procedure
+        for session in sorted(sessions, key=lambda s: s.index):
+            if session.appointment is not None:
+                return session.appointment.procedure
+        return self.template.procedure
 
 
 class PlanSession(models.Model):

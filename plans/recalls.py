@@ -54,17 +54,19 @@ def recall_for(*, appointment: Appointment) -> DueRecall | None:
         )
     if template is None:
         return None
-    if _later_treatments(appointment.patient_id, [template.procedure_id], since=appointment.start_at):
+    # The procedure the course was booked as, the one just done (a maintenance template is found by it; a course's
+    # template edited since books no other treatment: TreatmentPlan.procedure_made_for).
+    if _later_treatments(appointment.patient_id, [appointment.procedure_id], since=appointment.start_at):
         return None  # the next one is booked already, or done (an earlier treatment marked done after it)
     opens = rules.start_of_local_day(template.min_gap.add_to(done_on), tz)
     earliest = rules.earliest_eligible_start(
         selectors.timeline_for_patient(appointment.patient_id),
         selectors.rulebook_load(appointment.patient.organisation_id),
-        rules.Proposal(template.procedure_id, opens, appointment.area_id),
+        rules.Proposal(appointment.procedure_id, opens, appointment.area_id),
         tz,
     )
     return DueRecall(
-        template.procedure_id,
+        appointment.procedure_id,
         template.ideal_gap.add_to(done_on),
         earliest.astimezone(tz).date() if earliest else None,
         template,

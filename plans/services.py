@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.conf import settings
 from django.db import transaction
 
-from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner
+from clinic.models import Appointment, AppointmentStatus, Clinic, Patient, Practitioner, ProcedureType
 from core.errors import ErrorCode, InvalidInput, NotFound, Refused
 from plans import planner
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
@@ -192,12 +192,22 @@ def _request(
     times_of_day: frozenset[str] = frozenset(),
     lock: bool = False,
     nobody_is_infeasible: bool = False,
+    procedure: ProcedureType | None = None,
+    template_area: bool = True,
 ) -> PlanRequest:
     """`nobody_is_infeasible` (a re-plan whose caller named no practitioner of its own): no one at the clinic doing
     the procedure any more, or the plan's own practitioner no longer taking it, is not bad input but a course with
-    no place: the planner is given no one and answers with the session it cannot place (docs/plans.md)."""
-    area = booking.area_for(area_code) if area_code else template.area
-    procedure_code = template.procedure_id
+    no place: the planner is given no one and answers with the session it cannot place (docs/plans.md).
+
+    `procedure` and `template_area=False` (a plan's re-plan): the course's sessions are of the procedure, and in the
+    area (`area_code`, None: none), the plan was made for, not the template's as it may have been edited since; a new
+    plan takes the template's (its area when `area_code` names none)."""
+    if template_area and not area_code:
+        area = template.area
+    else:
+        area = booking.area_for(area_code) if area_code else None
+    procedure = procedure or template.procedure
+    procedure_code = procedure.code
     try:
         course = planner.Course(
             procedure_code,
@@ -205,7 +215,7 @@ def _request(
             template.min_gap,
             template.ideal_gap,
             template.max_gap,
-            timedelta(minutes=template.procedure.duration_minutes),
+            timedelta(minutes=procedure.duration_minutes),
             area.code if area else None,
         )
         preferences = planner.Preferences(
@@ -486,7 +496,7 @@ def _replan_request(
     plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool, preferences: dict
 ) -> tuple[PlanRequest, list[PlanSession], date | None]:
     _require_not_cancelled(plan)
-    sessions = list(plan.sessions.select_related("appointment").order_by("index"))
+    sessions = list(plan.sessions.select_related("appointment__procedure").order_by("index"))
     if not any(s.index == from_index for s in sessions):
         raise InvalidInput(
             ErrorCode.UNKNOWN_PLAN_SESSION, f"The plan has no session {from_index}.", field="from_session"
@@ -503,7 +513,10 @@ def _replan_request(
         clinic=plan.clinic,
         template=plan.template,
         start_at=start_at,
+        # What the course was made for, not the template as it may have been edited since (docs/plans.md, "Re-plan").
+        procedure=plan.procedure_made_for(sessions),
         area_code=plan.area_id,
+        template_area=False,
         sessions=len(moving),
         lock=lock,
         # A practitioner the re-plan names itself is checked as any named one (a 400 naming `practitioner`).

@@ -2,7 +2,8 @@
 
 Idempotent: a catalogue row or default rule is created only when its code or
 key is missing (an operator's or administrator's edits survive), and demo rows are
-found by their natural keys before anything is created. Each default rule
+found by their natural keys before anything is created; a demo row found is left
+as it is (`demo_load`: bin/run loads the demo at every start). Each default rule
 cites the published sources of docs/sources.md by id ("[001] Yazbek
 Artistry, microneedling care (docs/sources.md)"); a citation still in the
 file-path form of earlier releases is brought up to date (see
@@ -215,10 +216,21 @@ DEMO_CLINICS = [
 ]
 
 
+# A clinic's contact details (`details` of DEMO_CLINICS): all empty is a demo clinic from before they existed.
+_CONTACT_FIELDS = ("phone", "address", "map_url", "reply_to_email")
+
+
 @transaction.atomic
 def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]:
     """The demo clinics of the API contract: `demo` and `demo-west` in organisation `demo`, `demo-ny` alone;
-    practitioners doing every bookable procedure, Mon-Sat 09-18."""
+    practitioners doing every bookable procedure, Mon-Sat 09-18.
+
+    Run at every start of a demo install (bin/run), so it creates what is missing and changes nothing that exists:
+    an organisation, clinic, practitioner or patient is found by its natural key, and one found keeps what an
+    administrator made of it (names, time zone, organisation, contact details, a practitioner's procedures and
+    working hours). A clinic's practitioners and patients are made with the clinic (or while it has none), so a
+    practitioner or patient renamed is not made again under the demo's name. Only a demo clinic with no contact
+    details at all (from a release before them) is given the demo's."""
     clinics = []
     bookable = list(ProcedureType.objects.filter(bookable=True))
     organisations = {
@@ -226,7 +238,7 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
         for code, name in DEMO_ORGANISATIONS.items()
     }
     for spec in DEMO_CLINICS:
-        clinic, made = Clinic.objects.update_or_create(
+        clinic, made = Clinic.objects.get_or_create(
             code=spec["code"],
             defaults={
                 "name": spec["name"],
@@ -234,20 +246,16 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
                 "organisation": organisations[spec["organisation"]],
             },
         )
-        if made or not clinic.phone:  # contact details an administrator entered stay as they are
+        if made or not any(getattr(clinic, field) for field in _CONTACT_FIELDS):
             Clinic.objects.filter(pk=clinic.pk).update(**spec["details"])
             clinic.refresh_from_db()
         clinics.append(clinic)
-        for name in spec["practitioners"]:
-            practitioner, made = Practitioner.objects.get_or_create(clinic=clinic, name=name)
-            practitioner.procedures.add(*bookable)
-            if made or not practitioner.working_hours.exists():
-                WorkingHours.objects.bulk_create(
-                    WorkingHours(practitioner=practitioner, weekday=day, start_time=time(9), end_time=time(18))
-                    for day in range(6)
-                )
+        if made or not clinic.practitioners.exists():
+            for name in spec["practitioners"]:
+                _demo_practitioner(clinic, name, bookable)
         if spec["code"] != "demo-west":  # demo-west shares demo's patients: one record per patient
-            _demo_patients(clinic, today)
+            if made or not Patient.objects.filter(clinic=clinic).exists():
+                _demo_patients(clinic, today)
     if staff_password:
         # Hashed once for all of them (one password, one salt), and only if a user is made: a hash costs a
         # quarter of a second, and demo_staff_password_set then checks them all with one.
@@ -256,6 +264,19 @@ def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]
             _demo_staff(clinic, encoded)
         _demo_organisation_admin(organisations["demo"], encoded)
     return clinics
+
+
+def _demo_practitioner(clinic: Clinic, name: str, bookable: list[ProcedureType]) -> Practitioner:
+    """A demo practitioner, made with every bookable procedure and Mon-Sat 09-18; one found keeps the procedures
+    and hours an administrator gave them (none added back, none put back)."""
+    practitioner, made = Practitioner.objects.get_or_create(clinic=clinic, name=name)
+    if made:
+        practitioner.procedures.add(*bookable)
+        WorkingHours.objects.bulk_create(
+            WorkingHours(practitioner=practitioner, weekday=day, start_time=time(9), end_time=time(18))
+            for day in range(6)
+        )
+    return practitioner
 
 
 def demo_staff_password_set(*, password: str) -> list[str]:
