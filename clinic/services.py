@@ -516,8 +516,12 @@ def medication_course_end(
             )
         course.ended_on = stored.ended_on = ended_on
         stored.save(update_fields=["ended_on"])
+        # Named as staff read it, as a course recorded is; an end there before is a correction.
+        verb = "ended" if ended_meanwhile is None else "end corrected"
         patient_record_changed(
-            patient_id=course.patient_id, now=now or timezone.now(), cause=f"medication: {course.drug_id} course ended"
+            patient_id=course.patient_id,
+            now=now or timezone.now(),
+            cause=f"medication: {stored.drug.name} course {verb} ({ended_on.day} {ended_on:%B %Y})",
         )
     return stored  # as stored now (its other fields too): what the caller's answer and ETag show
 

@@ -21,9 +21,8 @@ Monday, 2 March 2026, 09:00 in London (GMT).
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -48,7 +47,19 @@ from scheduler.booking import appointment_clear
 from scheduler.models import IntervalRule, RuleBookVersion
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import API, CLINICIAN, NOW, book, fresh, ldn, staff_client, words
+from tests.qa.helpers import (
+    API,
+    CLINICIAN,
+    NOW,
+    admin_errors,
+    admin_post,
+    book,
+    fresh,
+    ldn,
+    split,
+    staff_client,
+    words,
+)
 
 SYSTEM_LABEL = "system: record re-check"
 DOCS = Path(django_settings.BASE_DIR) / "docs"
@@ -131,74 +142,6 @@ def mn_flagged_by_reported_botox(w, *, performed=None):
 # --- The admin's record page, posted as the page draws it ----------------------------------------------------------
 
 
-def admin_post(admin_client, patient, *, edit=None, delete=(), add=None):
-    """Post the admin's patient page back as drawn, with `edit` {row pk: {field: value}} applied to the rows it names,
-    the rows of `delete` (pks) ticked for deletion and `add` {inline prefix: {field: value}} as one new row."""
-    url = reverse("admin:clinic_patient_change", args=[patient.pk])
-    page = admin_client.get(url)
-    assert page.status_code == 200
-    data = {}
-    form = page.context["adminform"].form
-    for name, field in form.fields.items():
-        value = form.initial.get(name, field.initial)
-        if name in ("reminder_channels", "muted_topics"):
-            data[name] = json.dumps(value or [])
-        elif value is not None:
-            data[name] = str(getattr(value, "pk", value))
-        if field.show_hidden_initial:
-            data[f"initial-{name}"] = data.get(name, "")
-    for inline in page.context["inline_admin_formsets"]:
-        formset = inline.formset
-        for key, value in formset.management_form.initial.items():
-            data[f"{formset.prefix}-{key}"] = str(value)
-        for sub in formset.forms:
-            for name, field in sub.fields.items():
-                value = sub.initial.get(name, field.initial)
-                if value is None:
-                    continue
-                if isinstance(value, datetime):  # the split widget: a date and a time, in the admin's zone (UTC)
-                    texts = {f"{name}_{i}": part for i, part in enumerate(utc_parts(value))}
-                else:
-                    texts = {
-                        name: value.isoformat() if hasattr(value, "isoformat") else str(getattr(value, "pk", value))
-                    }
-                for key, text in texts.items():
-                    data[sub.add_prefix(key)] = text
-                    if field.show_hidden_initial:
-                        data[sub.add_initial_prefix(key)] = text
-            pk = sub.instance.pk
-            for field_name, value in (edit or {}).get(pk, {}).items():
-                data[sub.add_prefix(field_name)] = value
-            if pk in delete:
-                data[sub.add_prefix("DELETE")] = "on"
-        if add and formset.prefix in add:
-            index = int(data[f"{formset.prefix}-TOTAL_FORMS"])
-            data[f"{formset.prefix}-TOTAL_FORMS"] = str(index + 1)
-            for field_name, value in add[formset.prefix].items():
-                data[f"{formset.prefix}-{index}-{field_name}"] = value
-    return admin_client.post(url, data)
-
-
-def admin_errors(response) -> str:
-    """The admin page's error messages (a form sent back)."""
-    return " | ".join(
-        re.sub(r"<[^>]+>", " ", m)
-        for m in re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', response.content.decode(), re.S)
-    )
-
-
-def utc_parts(moment) -> tuple[str, str]:
-    """A time as the admin's split date-time widget reads it (the admin works in UTC, TIME_ZONE)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
-
-
-def split(moment) -> dict:
-    """The admin's performed_at fields for `moment`."""
-    day, clock = utc_parts(moment)
-    return {"performed_at_0": day, "performed_at_1": clock}
-
-
 # --- A reported procedure corrected ---------------------------------------------------------------------------
 
 
@@ -277,13 +220,6 @@ def test_a_reported_date_corrected_closer_flags_a_booking_it_had_spared(world, a
     assert care(row) == [("email", "held"), ("sms", "held")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the admin stores a reported procedure's date corrected to a day still to come (a typo, 2027 for "
-    "2026), which the API and the desk refuse as performed_in_future; eligibility then refuses microneedling on "
-    "5 February 2027 as too soon after a Botox 'done 1 February 2027' (clinic/admin.py ProcedureRecordInline has "
-    "no such check; ProcedureRecord has no clean).",
-)
 def test_a_reported_procedures_date_corrected_to_the_future_is_refused_as_the_api_refuses_it(world, admin_client):
     """clinic.services.procedure_record_add refuses a procedure performed after now (performed_in_future); a
     correction of the same field in the admin must not store what the record's own service refuses."""
@@ -383,12 +319,6 @@ def test_there_is_no_way_for_a_platform_to_take_back_a_procedure_it_reported(wor
     assert fresh(mn).status == AppointmentStatus.NEEDS_REVIEW
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: docs/api.md says a correction of the record releases a flagged booking, but names no way for a "
-    "platform to correct or withdraw a procedure it reported by mistake (no DELETE or PATCH of "
-    "/patients/{id}/procedures/, and no word on asking the clinic to do it in the admin).",
-)
 def test_the_api_docs_say_how_a_procedure_reported_in_error_is_corrected():
     text = (DOCS / "api.md").read_text()
     section = text[text.index("### Bookings a later change made unsafe") :]
@@ -431,12 +361,6 @@ def test_an_isotretinoin_end_corrected_later_then_back_flags_and_releases_over_t
     assert api.get(f"{API}/appointments/{mn.pk}/").json()["status"] == "confirmed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a course's end recorded or corrected is audited on the booking it flags or releases as "
-    "'medication: isotretinoin course ended' (the catalogue code, clinic/services.py medication_course_end uses "
-    "course.drug_id), where every other cause names what staff read ('Isotretinoin (Accutane) course recorded').",
-)
 def test_the_audit_names_a_corrected_course_as_staff_read_it(world):
     """docs/rules.md: 'Each change is audited with its cause ("history: Botulinum toxin injection (Botox) added")';
     a course recorded reads 'medication: Isotretinoin (Accutane) course recorded'. Its end corrected should name the
@@ -645,12 +569,6 @@ def test_a_merge_made_by_mistake_cannot_be_undone_over_the_api_and_says_so_clear
         assert response["Content-Type"].startswith("application/problem+json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: docs/organisations.md describes merging but not what to do when two records were merged by "
-    "mistake (two different patients): there is no unmerge, the tombstone cannot be revived, and the docs do not "
-    "say so or how staff separate the history again.",
-)
 def test_the_docs_say_what_to_do_about_a_merge_made_by_mistake():
     text = (DOCS / "organisations.md").read_text()
     said = r"unmerge|undo(ne)? (a|the|it|this) merge|merged? by mistake|merge cannot be (undone|reversed)|wrong(ly)? merged"
