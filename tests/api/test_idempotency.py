@@ -137,3 +137,44 @@ def test_procedure_and_medication_posts_are_idempotent(api, patient):
         for _ in range(2):
             assert api.post(path, payload, format="json", HTTP_IDEMPOTENCY_KEY=path).status_code == 201
         assert api.get(path).json()["count"] == 1
+
+
+# --- A client whose last clinic was withdrawn (review probe dec7b) -------------------------------------------------
+
+
+def test_a_client_with_no_clinic_left_gets_its_stored_answer_and_nothing_else(clinic, patient, practitioner):
+    platform, key = new_api_client(clinic, name="no-grants-left")
+    client = http(key)
+    first = client.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-gone")
+    assert first.status_code == 201
+
+    platform.clinics.clear()
+
+    replay = client.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-gone")
+    assert (replay.status_code, replay.content, replay["Idempotent-Replayed"]) == (201, first.content, "true")
+    other = booking(patient, start="2026-03-04T10:00:00+00:00")
+    reused = client.post("/api/v1/appointments/", other, format="json", HTTP_IDEMPOTENCY_KEY="k-gone")
+    assert problem_of(reused, 422)["code"] == "idempotency_key_reused"  # its own key: nothing new is done
+    for refused in (
+        client.post("/api/v1/appointments/", other, format="json", HTTP_IDEMPOTENCY_KEY="k-new"),
+        client.post("/api/v1/appointments/", other, format="json"),
+        client.get(first["Location"], HTTP_IDEMPOTENCY_KEY="k-gone"),
+    ):
+        assert problem_of(refused, 403)["code"] == "permission_denied"
+    assert Appointment.objects.count() == 1
+
+
+def test_a_key_past_its_hours_does_not_open_the_door_to_a_client_with_no_clinic(clinic, patient, practitioner):
+    platform, key = new_api_client(clinic, name="no-grants-expired")
+    client = http(key)
+    assert (
+        client.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-old").status_code
+        == 201
+    )
+    IdempotencyKey.objects.filter(key="k-old").update(created_at=timezone.now() - timedelta(hours=25))
+    platform.clinics.clear()
+
+    again = client.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-old")
+
+    assert problem_of(again, 403)["code"] == "permission_denied"
+    assert Appointment.objects.count() == 1

@@ -302,12 +302,6 @@ def test_a_replay_after_the_grant_went_repeats_the_stored_answer_and_nothing_new
     assert Appointment.objects.filter(patient=patient).count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a client whose last clinic was withdrawn gets 403 permission_denied ('Your account has no role "
-    "at any clinic.') for a keyed replay, where docs/api.md promises a withdrawn clinic's replay the stored answer "
-    "within 24 h; should the replay (or only a 403) be what a platform that lost every grant gets?",
-)
 def test_a_replay_after_the_last_grant_went_still_answers_what_was_done(clinic, patient, practitioner):
     # docs/api.md, "Idempotency": a clinic withdrawn since still has its replay give the stored answer. A platform
     # that lost its only clinic retries a booking whose answer it never got: the replay is how it learns whether it
