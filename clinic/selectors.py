@@ -168,7 +168,9 @@ def duplicate_candidates(*, organisation_id, identity: Identity) -> list[Duplica
     """Live records of the organisation that may be the person `identity` describes, with why; one query.
 
     The database narrows to the same birth date, phone or e-mail; the matcher (clinic.duplicates)
-    decides on the names. Tombstones are never candidates.
+    decides on the names. Tombstones are never candidates, but what they held still counts: a merged-away
+    record's old number, address or name offers its survivor (one hop: `merged_into` is always a live record), so
+    a person whose survivor kept another number is not registered a third time.
     """
     condition = Q()
     if identity.date_of_birth is not None:
@@ -183,23 +185,27 @@ def duplicate_candidates(*, organisation_id, identity: Identity) -> list[Duplica
     if not condition:
         return []
     rows = (
-        Patient.objects.filter(condition, organisation_id=organisation_id, merged_into__isnull=True)
-        .only("id", "first_name", "last_name", "date_of_birth", "phone", "email", "clinic_id", "organisation_id")
+        Patient.objects.filter(condition, organisation_id=organisation_id)
+        .select_related("merged_into")
+        .only(
+            *("id", "first_name", "last_name", "date_of_birth", "phone", "email", "clinic_id", "organisation_id"),
+            *("merged_into__id", "merged_into__first_name", "merged_into__last_name", "merged_into__date_of_birth"),
+            *("merged_into__phone", "merged_into__email", "merged_into__clinic_id", "merged_into__organisation_id"),
+        )
         # The same phone or e-mail first: a birthday shared by more than DUPLICATE_ROWS_READ others must not push
         # them out of what is read.
         .order_by(Case(When(exact, then=Value(0)), default=Value(1)), "last_name", "first_name", "id")[
             :DUPLICATE_ROWS_READ
         ]
     )
-    found = []
+    found: dict = {}  # by the live record, in the order first met
     for row in rows:
-        reasons = match_reasons(
-            identity,
-            identity_of(row),
-        )
+        reasons = match_reasons(identity, identity_of(row))
         if reasons:
-            found.append(DuplicateCandidate(patient=row, reasons=reasons))
-    return found[:DUPLICATE_CANDIDATES_SHOWN]
+            live = row.merged_into or row
+            known = found.setdefault(live.pk, DuplicateCandidate(patient=live, reasons=[]))
+            known.reasons.extend(reason for reason in reasons if reason not in known.reasons)
+    return list(found.values())[:DUPLICATE_CANDIDATES_SHOWN]
 
 
 def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:

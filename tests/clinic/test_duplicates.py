@@ -138,6 +138,40 @@ def test_candidates_come_from_the_organisation_only_and_never_tombstones(catalog
 
 
 @pytest.mark.django_db
+def test_what_a_merged_record_held_offers_its_survivor_once_with_every_reason(catalogue, now):
+    clinic = ClinicFactory(code="london")
+    elsewhere = ClinicFactory(code="nyc")
+    survivor = PatientFactory(
+        clinic=clinic, first_name="Olivia", last_name="Bennett", date_of_birth=BORN, phone="+447911000001", email=""
+    )
+    for old_email in ("liv@old.example", "liv@older.example"):  # two records merged into it
+        PatientFactory(
+            clinic=clinic,
+            first_name="Liv",
+            last_name="B",
+            date_of_birth=None,
+            phone="+447911000002",
+            email=old_email,
+            merged_into=survivor,
+            merged_at=now,
+        )
+    PatientFactory(  # another organisation's tombstone never offers anything
+        clinic=elsewhere, phone="+447911000002", merged_into=PatientFactory(clinic=elsewhere), merged_at=now
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        found = duplicate_candidates(
+            organisation_id=clinic.organisation_id,
+            identity=Identity("Olivia", "Bennett", BORN, phone="+447911000002", email="LIV@old.example"),
+        )
+
+    assert len(queries) == 1
+    assert [c.patient for c in found] == [survivor]
+    assert set(found[0].reasons) == {MatchReason.PHONE, MatchReason.EMAIL, MatchReason.BIRTH_DATE_AND_NAME}
+    assert len(found[0].reasons) == 3
+
+
+@pytest.mark.django_db
 def test_candidates_are_read_in_one_query_and_capped(catalogue):
     clinic = ClinicFactory()
     for n in range(DUPLICATE_CANDIDATES_SHOWN + 5):

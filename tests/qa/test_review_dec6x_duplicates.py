@@ -296,15 +296,10 @@ def test_a_sister_sites_candidate_tells_only_who_and_why_and_opens_at_the_desk(a
 # --- Merged records --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN, left for the product (closing note): a phone only the merged-away record held (the survivor kept its own) matches nothing "
-    "(clinic.selectors.duplicate_candidates skips tombstones), so the person is registered a third time; "
-    "should the tombstone's contacts offer its survivor?",
-)
 def test_a_phone_only_the_merged_away_record_had_offers_its_survivor(api, clinic, west):
     """docs/organisations.md: merged records are never candidates; a merge takes only the contact details the
-    survivor lacks. The old number of a merged-away record is still the organisation's knowledge of that person."""
+    survivor lacks. The old number of a merged-away record is still the organisation's knowledge of that person:
+    it offers the survivor (mended: clinic.selectors.duplicate_candidates reads tombstones for their survivor)."""
     survivor = _person(clinic, "Olivia", "Bennett", phone="+447911124001")
     merged = _person(west, "Olivia", "Benett", born=date(1985, 6, 19), phone="+447911124002")
     patient_merge(merged=merged, into=survivor, now=NOW, actor_label="clinician@qa", clinical=True)
