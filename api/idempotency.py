@@ -58,7 +58,7 @@ class _Failed(Exception):
         self.response = response
 
 
-def _fingerprint(request, path: str | None = None) -> str:
+def request_fingerprint(request, path: str | None = None) -> str:
     """The request a key names: its method, address and body, and its If-Match where it has one (the same key sent
     with another version is another request: a 422, not the replay of an answer to the first)."""
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), cls=JSONEncoder)
@@ -81,7 +81,7 @@ def _same_across_a_merge(view, request, kwargs: dict, stored: IdempotencyKey) ->
     clinics = view.clinics()
     address = survivor_address(request, clinics, kwargs)
     if address is not None:
-        return _fingerprint(request, address[0]) == stored.fingerprint
+        return request_fingerprint(request, address[0]) == stored.fingerprint
     stored_path = urlsplit(stored.path).path
     try:
         match = resolve(stored_path)
@@ -93,7 +93,7 @@ def _same_across_a_merge(view, request, kwargs: dict, stored: IdempotencyKey) ->
         survivor is not None
         and str(survivor.pk) == str(kwargs["patient_id"])
         and match.view_name == request.resolver_match.view_name
-        and _fingerprint(request, stored_path) == stored.fingerprint
+        and request_fingerprint(request, stored_path) == stored.fingerprint
     )
 
 
@@ -188,7 +188,7 @@ def idempotent(method):
                     errors={HEADER: [message]},
                 )
             )
-        fingerprint = _fingerprint(request)  # parses the body: malformed JSON is a 400 before anything is stored
+        fingerprint = request_fingerprint(request)  # parses the body: malformed JSON is a 400 before anything is stored
         owner = caller_for(request).owner_key
         for _ in range(3):
             now = timezone.now()
@@ -253,4 +253,5 @@ def idempotent(method):
             **{"Retry-After": "2"},
         )
 
+    wrapper.idempotent = True  # api.permissions lets a stored key's replay through to it
     return wrapper

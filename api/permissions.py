@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework import permissions
 
 from api.access import caller_for
-from api.idempotency import HEADER
+from api.idempotency import HEADER, request_fingerprint
 from api.models import IdempotencyKey
 
 
@@ -22,15 +22,18 @@ class IsApiCaller(permissions.BasePermission):
         if not getattr(request.user, "is_authenticated", False):
             return False  # DRF turns this into 401 (NotAuthenticated), as a key is asked for
         caller = caller_for(request)
-        return caller.has_any_clinic or _replay_of_a_stored_key(request, caller)
+        return caller.has_any_clinic or _replay_of_a_stored_key(request, view, caller)
 
 
-def _replay_of_a_stored_key(request, caller) -> bool:
-    """A keyed write from a caller with no clinic left whose key holds an answer (within its 24 h): let it reach
-    the replay (api.idempotency), so that a platform that lost its last grant still learns what its lost request
-    did, as one that lost a clinic does; nothing new is done or disclosed. Anything else is refused as before."""
+def _replay_of_a_stored_key(request, view, caller) -> bool:
+    """A keyed POST from a caller with no clinic left, to a view that replays keys (`@idempotent`), whose key holds
+    the answer to this very request (within its 24 h): let it reach the replay, so that a platform that lost its last
+    grant still learns what its lost request did, as one that lost a clinic does; nothing new is done or disclosed.
+    Anything else (another method, another body, a key not stored) is refused as before."""
     key = request.headers.get(HEADER)
-    if key is None or request.method in permissions.SAFE_METHODS:
+    handler = getattr(view, (request.method or "").lower(), None)
+    if key is None or request.method != "POST" or not getattr(handler, "idempotent", False):
         return False
     since = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
-    return IdempotencyKey.objects.filter(owner=caller.owner_key, key=key, created_at__gte=since).exists()
+    stored = IdempotencyKey.objects.filter(owner=caller.owner_key, key=key, created_at__gte=since).first()
+    return stored is not None and stored.fingerprint == request_fingerprint(request)

@@ -153,9 +153,8 @@ def test_a_client_with_no_clinic_left_gets_its_stored_answer_and_nothing_else(cl
     replay = client.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-gone")
     assert (replay.status_code, replay.content, replay["Idempotent-Replayed"]) == (201, first.content, "true")
     other = booking(patient, start="2026-03-04T10:00:00+00:00")
-    reused = client.post("/api/v1/appointments/", other, format="json", HTTP_IDEMPOTENCY_KEY="k-gone")
-    assert problem_of(reused, 422)["code"] == "idempotency_key_reused"  # its own key: nothing new is done
     for refused in (
+        client.post("/api/v1/appointments/", other, format="json", HTTP_IDEMPOTENCY_KEY="k-gone"),  # another body
         client.post("/api/v1/appointments/", other, format="json", HTTP_IDEMPOTENCY_KEY="k-new"),
         client.post("/api/v1/appointments/", other, format="json"),
         client.get(first["Location"], HTTP_IDEMPOTENCY_KEY="k-gone"),
@@ -178,3 +177,27 @@ def test_a_key_past_its_hours_does_not_open_the_door_to_a_client_with_no_clinic(
 
     assert problem_of(again, 403)["code"] == "permission_denied"
     assert Appointment.objects.count() == 1
+
+
+def test_a_stored_key_opens_no_other_method_to_a_client_with_no_clinic(clinic, patient, practitioner, settings):
+    """The review of the replay found a stored key let a PATCH or DELETE of the client's own webhook endpoint run for
+    real (they replay nothing); only the keyed POST of the very request stored reaches its replay."""
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
+    platform, key = new_api_client(clinic, name="no-grants-webhook")
+    client = http(key)
+    hook = client.post("/api/v1/webhooks/", {"url": "http://127.0.0.1:9/hook"}, format="json")
+    assert hook.status_code == 201
+    assert (
+        client.post("/api/v1/appointments/", booking(patient), format="json", HTTP_IDEMPOTENCY_KEY="k-w").status_code
+        == 201
+    )
+    platform.clinics.clear()
+
+    address = hook["Location"]
+    patched = client.patch(address, {"active": False}, format="json", HTTP_IDEMPOTENCY_KEY="k-w")
+    deleted = client.delete(address, HTTP_IDEMPOTENCY_KEY="k-w")
+
+    assert problem_of(patched, 403)["code"] == problem_of(deleted, 403)["code"] == "permission_denied"
+    platform.clinics.add(clinic)
+    assert client.get(address).json()["active"] is True  # nothing changed, nothing removed
