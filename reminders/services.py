@@ -485,31 +485,32 @@ def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
     Rows already planned are left as they are (re-planning one that is due now would drop it as late), and none
     is planned again where one for this start was sent, skipped or is waiting; one cancelled (consent withdrawn,
     say) is planned anew. Called in the transaction that made the change, the patient's row locked."""
-    coming = (
+    coming = list(
         Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__gt=now)
         .select_related("patient__clinic", "clinic")
         .order_by("start_at")
     )
-    for appointment in coming:
-        work = _Change(appointment, now)
-        templates = work.templates(MessageKind.REMINDER, MessageKind.PRE_CARE)
-        if not templates:
-            continue
-        planned = set(
+    if coming:
+        planned = set(  # one read for all of them, however many are booked
             OutboxMessage.objects.filter(
-                appointment=appointment, template__in=templates, anchor_at=appointment.start_at
+                appointment__in=coming, kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE), template__isnull=False
             )
             .exclude(status=OutboxStatus.CANCELLED)
-            .values_list("template_id", "channel")
+            .values_list("appointment_id", "template_id", "channel", "anchor_at")
         )
-        for template in templates:
-            for channel in _channels(template, appointment):
-                if (template.pk, channel) in planned:
-                    continue
-                plan = _plan(template, channel, appointment, now, appointment.start_at)
-                if plan.due_at is not None:
-                    work.add(template, channel, plan, appointment.start_at)
-        work.save()
+        new_rows: list[OutboxMessage] = []
+        with versioned.snapshot():  # the templates' version read once for all of them
+            for appointment in coming:
+                work = _Change(appointment, now)
+                for template in work.templates(MessageKind.REMINDER, MessageKind.PRE_CARE):
+                    for channel in _channels(template, appointment):
+                        if (appointment.pk, template.pk, channel, appointment.start_at) in planned:
+                            continue
+                        plan = _plan(template, channel, appointment, now, appointment.start_at)
+                        if plan.due_at is not None:
+                            work.add(template, channel, plan, appointment.start_at)
+                new_rows += work.new_rows
+        insert_rows(new_rows)  # one INSERT for all of them
     _aftercare_still_to_come(patient_id, now)
 
 

@@ -186,3 +186,28 @@ def test_aftercare_still_to_come_is_planned_in_statements_that_do_not_grow_with_
     texts = OutboxMessage.objects.filter(kind=MessageKind.POST_CARE)
     assert texts.count() >= 2 * visits and all(m.due_at > frozen for m in texts)  # +48 h and +7 days, each ahead
     assert not texts.filter(template__offset_value=0).exists()  # the at-completion message's moment has passed
+
+
+def _statements_for_coming(patient, practitioner, frozen, visits: int) -> tuple[int, list]:
+    """`visits` coming visits booked with texts off, then texts switched on: the statements the change's planning
+    took (the patient's aftercare read included), and the texts planned."""
+    patient.reminder_channels = ["email"]
+    patient.save()
+    booked = [book(patient, "microneedling", VISIT + timedelta(days=7 * n), frozen) for n in range(visits)]
+    patient.reminder_channels = ["email", "sms"]
+    patient.save()
+    with CaptureQueriesContext(connection) as queries:
+        outbox_contact_changed(patient_id=patient.pk, now=frozen)
+    return len(queries.captured_queries), [planned(a, channel=Channel.SMS) for a in booked]
+
+
+@pytest.mark.parametrize("visits", [1, 5])
+def test_the_statements_of_a_contact_change_are_the_same_for_one_coming_visit_as_for_five(
+    patient, practitioner, frozen, visits
+):
+    count, texts = _statements_for_coming(patient, practitioner, frozen, visits)
+    assert all({m.kind for m in each} == {MessageKind.REMINDER, MessageKind.PRE_CARE} for each in texts)
+    assert len(texts) == visits
+    # The coming visits, their rows, the templates' version (once), one INSERT, the visits done (none): the same for
+    # one visit as for five.
+    assert count <= 5, count
