@@ -29,6 +29,7 @@ from clinic.models import (
     AuditEvent,
     Patient,
 )
+from clinic.services import lock_live_patient
 from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidInput
 from reminders.consent import patient_accepts
@@ -218,6 +219,14 @@ def _plan(
     )
 
 
+def on_time_due(message: OutboxMessage) -> datetime | None:
+    """When `message` (a reminder, pre-care or aftercare row) would go by its template as it stands, its moment not
+    passed (quiet hours moving it as planning does), or None where it would be skipped: `verdicts.timing_verdict`
+    compares what a row was planned for with its template now."""
+    long_before = message.anchor_at - timedelta(days=400)
+    return _plan(message.template, message.channel, message.appointment, long_before, message.anchor_at).due_at
+
+
 def _after_grace(plan: Plan, now: datetime, appointment: Appointment, channel: str) -> Plan:
     """After a move, what would go at once waits out the grace period, like the move notice: a
     receptionist trying times (10:00, no, 10:15, no, back to 11:00) sends the patient nothing
@@ -345,9 +354,7 @@ def _finish(rows: Iterable[OutboxMessage], status: str, reason: str) -> None:
 # --- Start-anchored messages: reminders and pre-care ------------------------------------------------------------
 
 
-def _reconcile_start_messages(
-    work: _Change, *, fresh: bool = False, moved: bool = False, because: str = "after the move"
-) -> None:
+def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool = False) -> None:
     """Make the start-anchored messages match the appointment's current start and status.
 
     An unsent message is moved (never duplicated); one already sent for this
@@ -404,7 +411,7 @@ def _reconcile_start_messages(
                 if plan.due_at is not None or "quiet hours" in plan.reason:  # quiet-hours skips stay visible
                     work.add(template, channel, plan, anchor)
             elif plan.due_at is None:
-                _finish([row], OutboxStatus.CANCELLED, f"not sent {because}: {plan.reason}")
+                _finish([row], OutboxStatus.CANCELLED, f"not sent after the move: {plan.reason}")
             else:
                 OutboxMessage.objects.filter(pk=row.pk).update(
                     anchor_at=anchor,
@@ -521,18 +528,19 @@ RETIMING_FIELDS = frozenset({"kind", "anchor", "offset_value", "offset_unit"})
 
 
 def outbox_template_retimed(*, template: ReminderTemplate, now: datetime) -> None:
-    """A template's kind, anchor or offset changed (its admin, after the save, in the same transaction): the rows of
-    it still to go are planned again from the template as it stands, so that its words never go at the moment the
-    old template named (aftercare re-timed from +48 h to +72 h and reworded "72 hours have passed" must not go at
-    48 h). One now of another kind (a pre-care note made aftercare) is cancelled: its words are not for the moment it
-    was planned for; what the new kind sends is planned where that kind is (at the next completion)."""
-    rows = OutboxMessage.objects.filter(template=template, status__in=UNSENT_STATUSES, in_doubt=False)
-    _finish(
-        rows.exclude(kind=template.kind).select_for_update(of=("self",)),
-        OutboxStatus.CANCELLED,
-        f"its template was made a {template.get_kind_display().lower()} message since",
+    """A template's kind, anchor or offset changed (its admin, after the save, in the same transaction): its rows
+    still to go are planned again from the template as it stands (`_retime`), so that its words never go at the moment
+    the old template named (aftercare re-timed from +48 h to +72 h and reworded "72 hours have passed" must not go at
+    48 h). A row now of another kind is carried over where both kinds warn ahead of the start (a reminder made a
+    pre-care note), else cancelled: aftercare words are not for a moment before the visit; what the new kind sends is
+    planned where that kind is (at the next completion). Only this template's rows move."""
+    visits = OutboxMessage.objects.filter(template=template, status__in=UNSENT_STATUSES, in_doubt=False)
+    _retime(
+        visits.values_list("appointment_id", flat=True),
+        now,
+        template=template,
+        because=f"after {template.name!r} was re-timed",
     )
-    _retime(rows.filter(kind=template.kind), now, because=f"after {template.name!r} was re-timed")
 
 
 def outbox_clinic_settings_saved(*, clinic, changed: frozenset[str], now: datetime) -> None:
@@ -540,41 +548,86 @@ def outbox_clinic_settings_saved(*, clinic, changed: frozenset[str], now: dateti
     visits are planned again in the zone as it stands. Planned in the old one, a pre-care note the new zone puts in
     the night would be held until morning, after its moment, where planning moves it to the evening before; a
     "2 days after" falls on another local day. The visits keep their instants (the admin says which now read at
-    another local time)."""
+    another local time). About five statements a visit with messages still to go, in the admin's request: a zone
+    is corrected when a clinic is set up, not under thousands of bookings (docs/reminders.md)."""
     if "timezone" not in changed:
         return
-    rows = OutboxMessage.objects.filter(
-        appointment__clinic_id=clinic.pk, status__in=UNSENT_STATUSES, in_doubt=False, template__isnull=False
-    ).exclude(channel=Channel.WEBHOOK)
-    _retime(rows, now, because="after the clinic's time zone was changed")
-
-
-def _retime(rows, now: datetime, *, because: str) -> None:
-    """Plan `rows` (unsent, of one kind or many) again from their templates as they stand: reminders and pre-care
-    notes of visits still to come as a move plans them (never twice, what the patient heard counted); aftercare from
-    the visit's completion, a moment since passed going at once (as aftercare planned late does). Confirmations,
-    notices and recalls are about the booking as it stands, not a moment of the template's: left as they are."""
-    locked = list(
-        rows.select_for_update(of=("self",))
-        .select_related("appointment__patient__clinic", "appointment__clinic", "template")
-        .order_by("appointment_id", "id")
-        .filter(kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.POST_CARE))
+    visits = OutboxMessage.objects.filter(
+        appointment__clinic_id=clinic.pk, status__in=UNSENT_STATUSES, in_doubt=False, kind__in=_RETIMED_KINDS
     )
-    start_anchored = (MessageKind.REMINDER, MessageKind.PRE_CARE)
-    visits = {r.appointment_id: r.appointment for r in locked if r.kind in start_anchored}
-    for appointment in visits.values():
-        if appointment.status in ACTIVE_APPOINTMENT_STATUSES and appointment.start_at > now:
-            work = _Change(appointment, now)
-            _reconcile_start_messages(work, because=because)
-            work.save()
-    for row in locked:
-        if row.kind != MessageKind.POST_CARE or not row.template.is_active:
-            continue  # a switched-off template's rows are cancelled when they go (verdicts.still_wanted)
-        plan = _plan(row.template, row.channel, row.appointment, now, row.anchor_at)
-        if plan.due_at is None:
-            _finish([row], OutboxStatus.CANCELLED, f"not sent {because}: {plan.reason}")
-        elif plan.due_at != row.due_at:
-            OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=plan.due_at)
+    _retime(
+        visits.values_list("appointment_id", flat=True),
+        now,
+        template=None,
+        because="after the clinic's time zone was changed",
+    )
+
+
+_WARN_AHEAD = (MessageKind.REMINDER, MessageKind.PRE_CARE)
+_RETIMED_KINDS = (*_WARN_AHEAD, MessageKind.POST_CARE)
+
+
+def _retime(appointment_ids, now: datetime, *, template: ReminderTemplate | None, because: str) -> None:
+    """Plan again, from their templates as they stand, the unsent rows (reminders, pre-care, aftercare; of `template`
+    only, when given) of these visits whose moment has not come: one visit at a time, its patient locked first, as
+    every booking change locks them, and the visit read again under that lock (a move that committed meanwhile is
+    seen). A row due already or tried (waiting for a retry, a dispatcher behind) only moves to a new moment still
+    ahead, never dropped; one in doubt, or of a visit over or no longer active, is left; no row is added. A new
+    moment passed goes at once where late sending is allowed (never before a move's grace ends, nor later than the
+    row was due), else the row is cancelled with the reason. Confirmations, notices and recalls are about the booking,
+    not a moment of a template's: never touched."""
+    for appointment_id in sorted(set(appointment_ids), key=str):
+        visit = Appointment.objects.filter(pk=appointment_id).values_list("patient_id", flat=True).first()
+        try:
+            lock_live_patient(visit)
+        except (Patient.DoesNotExist, InvalidInput):
+            continue  # gone, or merged away meanwhile (its visits moved to the survivor: found there)
+        appointment = Appointment.objects.select_related("patient__clinic", "clinic").get(pk=appointment_id)
+        rows = (
+            OutboxMessage.objects.select_for_update(of=("self",))
+            .filter(appointment=appointment, status__in=UNSENT_STATUSES, in_doubt=False, kind__in=_RETIMED_KINDS)
+            .select_related("template")
+            .order_by("id")
+        )
+        for row in rows.filter(template=template) if template else rows.exclude(template=None):
+            _retime_row(row, appointment, now, because)
+
+
+def _retime_row(row: OutboxMessage, appointment: Appointment, now: datetime, because: str) -> None:
+    current = row.template
+    kind = row.kind
+    if kind != current.kind:
+        if kind in _WARN_AHEAD and current.kind in _WARN_AHEAD:
+            kind = current.kind  # still a word ahead of the start: carried over, planned below as the new kind
+        else:
+            _finish(
+                [row],
+                OutboxStatus.CANCELLED,
+                f"its template was made a {current.get_kind_display().lower()} message since",
+            )
+            return
+    if not current.is_active:
+        return
+    if kind in _WARN_AHEAD and (
+        appointment.status not in ACTIVE_APPOINTMENT_STATUSES or row.anchor_at != appointment.start_at
+    ):
+        return
+    plan = _plan(current, row.channel, appointment, now, row.anchor_at)
+    if row.due_at <= now or row.attempts > 0:  # due already, or tried and waiting for a retry: its moment came as
+        # planned (a dispatcher behind, a provider's 503), so only a new moment still ahead moves it; never dropped
+        if plan.due_at is not None and plan.due_at > now:
+            OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=plan.due_at, kind=kind)
+        elif kind != row.kind:
+            OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(kind=kind)
+        return
+    if plan.due_at is None:
+        _finish([row], OutboxStatus.CANCELLED, f"not sent {because}: {plan.reason}")
+        return
+    due = plan.due_at
+    if due <= now:  # its new moment has passed: at once, but not before a move's grace, nor later than it was due
+        due = min(row.due_at, _after_grace(plan, now, appointment, row.channel).due_at)
+    if (due, kind) != (row.due_at, row.kind):
+        OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=due, kind=kind)
 
 
 # How far back a contact change looks for visits whose aftercare may still be to come: longer than any post-care

@@ -29,6 +29,7 @@ from reminders.services import (
     booking_told,
     last_told_practitioner,
     last_told_start,
+    on_time_due,
     webhook_endpoint_reaches,
 )
 from reminders.timing import first_allowed_after, quiet_hours
@@ -204,6 +205,31 @@ def _asked_about_in_this_claim(message: OutboxMessage, ours: tuple) -> bool:
         .exclude(pk=message.pk)
         .exists()
     )
+
+
+# A row claimed before its template was saved, and about to go earlier than the template as it stands would send it,
+# waits for that moment: the template was re-timed later while the row was being sent (services._retime re-plans the
+# rows not claimed), and its words are the template's now ("72 hours have passed" must not go at 48 h). Going later
+# than planned (a retry, quiet hours, a move's grace, a backlog) is never held here.
+RETIMED_SLACK = timedelta(minutes=1)
+RETIMED_KINDS = (MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.POST_CARE)
+
+
+def timing_verdict(
+    message: OutboxMessage, now: datetime, *, claimed_at: datetime | None
+) -> tuple[str, datetime, str] | None:
+    """(status, new due_at, reason) to hold a row claimed at `claimed_at` until its template's moment as it stands,
+    when the template was saved since the claim (services._retime re-plans every row not claimed), or None to go
+    now."""
+    template = message.template
+    if message.kind not in RETIMED_KINDS or template is None or claimed_at is None:
+        return None
+    if not claimed_at <= template.updated_at <= now + RETIMED_SLACK:  # not saved between the claim and this send
+        return None
+    due = on_time_due(message)
+    if due is None or now >= due - RETIMED_SLACK:
+        return None
+    return OutboxStatus.PENDING, due, "its template was re-timed since it was planned: held until its new moment"
 
 
 def quiet_hours_verdict(message: OutboxMessage, now: datetime) -> tuple[str, datetime | None, str] | None:
