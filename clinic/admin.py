@@ -311,14 +311,18 @@ class PractitionerAdmin(ClinicScopedAdmin):
 
     def save_related(self, request, form, formsets, change):
         """Time off or working hours changed over bookings already made do not move them, nor does switching the
-        practitioner off or moving them to another site: say so, with where to find them."""
+        practitioner off or moving them to another site: say so, with where to find them. The time off and hours
+        are weighed against the visits at the clinic they work at now only (read in its zone): a visit left at a
+        site they moved from, or of a practitioner switched off, is under "Practitioner no longer here" there, never
+        under "Practitioner away" or "Outside working hours"."""
         super().save_related(request, form, formsets, change)
         practitioner = form.instance
         to_come = still_to_come(models.Appointment.objects.filter(practitioner=practitioner))
         if change:
             self._warn_of_visits_left(request, form, to_come)
-        away = in_time_off(to_come).count()
-        outside = outside_working_hours(list(to_come), list(practitioner.working_hours.all()), practitioner.clinic.tz)
+        here = to_come.filter(clinic_id=practitioner.clinic_id) if practitioner.is_active else to_come.none()
+        away = in_time_off(here).count()
+        outside = outside_working_hours(list(here), list(practitioner.working_hours.all()), practitioner.clinic.tz)
         if outside:
             self.message_user(
                 request,

@@ -167,21 +167,30 @@ def awaiting_outcome(*, user, clinic: Clinic, now: datetime) -> list[Appointment
 def booked_while_away(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come whose practitioner has since been given time off over them (a holiday or sick
     leave entered after the bookings): the patient would come to nobody. They stay here until they are moved
-    or cancelled, or the time off is changed; each carries `away` (the time off's reason). One statement."""
+    or cancelled, or the time off is changed; each carries `away` (the time off's reason). A booking whose
+    practitioner no longer works here (`practitioner_gone`) is left out: "Practitioner no longer here" lists it, and
+    a time off given to them since is another site's (perhaps another organisation's), never read here. One
+    statement."""
     return list(
-        in_time_off(appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(still_to_come(now))).order_by(
-            "start_at"
-        )
+        in_time_off(
+            appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+            .filter(still_to_come(now))
+            .exclude(practitioner_gone())
+        ).order_by("start_at")
     )
 
 
 def booked_off_hours(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come that their practitioner's working hours no longer hold (hours changed after the
     bookings were made): the patient would come when nobody is in. They stay here until they are moved or
-    cancelled, or the hours are changed back. One statement."""
+    cancelled, or the hours are changed back. A booking whose practitioner no longer works here
+    (`practitioner_gone`) is left out: "Practitioner no longer here" lists it (their hours are another site's now).
+    One statement."""
     return list(
         off_working_hours(
-            appointments_in(clinics_for_user(user).filter(pk=clinic.pk)).filter(still_to_come(now)),
+            appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
+            .filter(still_to_come(now))
+            .exclude(practitioner_gone()),
             clinic.tz,
         ).order_by("start_at")
     )
@@ -203,14 +212,21 @@ def not_here(practitioner: Practitioner, clinic: Clinic) -> str | None:
     return None
 
 
+def practitioner_gone() -> Q:
+    """Appointments whose practitioner no longer works at the appointment's clinic: switched off, or moved to another
+    clinic since (`not_here` in SQL)."""
+    return Q(practitioner__is_active=False) | ~Q(practitioner__clinic_id=F("clinic_id"))
+
+
 def booked_with_practitioner_gone(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come whose practitioner no longer works at the booking's clinic: switched off, or moved to
     another clinic, since the bookings were made (the bookings stay as they are): the patient would come to nobody.
-    They stay here until they are moved to a colleague or cancelled (or the practitioner is back). One statement."""
+    They stay here until they are moved to a colleague or cancelled (or the practitioner is back); listed here only,
+    never also under "Practitioner away" or "Outside working hours" (one list says what to do). One statement."""
     return list(
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
         .filter(still_to_come(now))
-        .filter(Q(practitioner__is_active=False) | ~Q(practitioner__clinic_id=F("clinic_id")))
+        .filter(practitioner_gone())
         .order_by("start_at")
     )
 
@@ -464,8 +480,10 @@ class GridCell:
     local_time: str = ""
     label: str = ""
     skipped: bool = False  # a local time the clocks skip (spring forward): no such time to book
-    bookable: bool = True  # False in the column of a practitioner who no longer works here (shown for their visits)
+    bookable: bool = True  # False in the column of a practitioner who no longer works here (shown for their visits),
+    # and where they are booked at another site (`elsewhere`)
     gone: str | None = None  # then why (`not_here`): "No longer active", "Works at another site now"
+    elsewhere: bool = False  # the practitioner is booked at another clinic then (nothing more of that booking is read)
 
 
 @dataclass
@@ -591,14 +609,16 @@ def with_course_size(appointments: QuerySet[Appointment]) -> QuerySet[Appointmen
 CARD_RELATED = ("patient", "procedure", "area", "practitioner", "plan_session__plan__template")
 
 
-def _card_notes(appointments: list[Appointment], offs: dict) -> None:
+def _card_notes(appointments: list[Appointment], offs: dict, clinic: Clinic) -> None:
     """Give each of `appointments` `course` (its course session, or "") and `away` (the reason of a time off of
     its practitioner over a live visit, entered after it was booked, "Time off" when none was given; else None),
-    as Today's 'Practitioner away' says it. From rows already read: no query."""
+    as Today's 'Practitioner away' says it: never for a visit whose practitioner no longer works at `clinic`
+    (`not_here`; their time off is another site's, perhaps another organisation's). From rows already read: no
+    query."""
     for appointment in appointments:
         appointment.course = _course_session(appointment)
         off = None
-        if appointment.status in ACTIVE_APPOINTMENT_STATUSES:
+        if appointment.status in ACTIVE_APPOINTMENT_STATUSES and not_here(appointment.practitioner, clinic) is None:
             off = next(
                 (
                     o
@@ -619,6 +639,27 @@ def _with_inactive(practitioners: list[Practitioner], appointments: list[Appoint
     return practitioners + sorted(gone.values(), key=lambda p: p.name)
 
 
+def booked_elsewhere(practitioner_ids: list, clinic: Clinic, start: datetime, end: datetime) -> dict:
+    """{practitioner id: [(start, end)]}: the live bookings of these practitioners at clinics other than `clinic`
+    overlapping [start, end) (visits booked with them at a site they have left, whichever organisation's). Their
+    times only: never the patient, the procedure or the clinic. One statement."""
+    busy: dict = {}
+    rows = (
+        Appointment.objects.filter(
+            practitioner_id__in=practitioner_ids,
+            status__in=ACTIVE_APPOINTMENT_STATUSES,
+            start_at__gt=start - LONGEST_VISIT,
+            start_at__lt=end,
+            end_at__gt=start,
+        )
+        .exclude(clinic_id=clinic.pk)
+        .values_list("practitioner_id", "start_at", "end_at")
+    )
+    for practitioner_id, starts, ends in rows:
+        busy.setdefault(practitioner_id, []).append((starts, ends))
+    return busy
+
+
 def day_grid(
     *,
     user,
@@ -634,7 +675,10 @@ def day_grid(
     cell knows whether it is in working hours, in time off, or taken (and for how many rows).
 
     A practitioner no longer active, or moved to another clinic since (`not_here`), has a column only for visits
-    still on the day, with no bookable cell.
+    still on the day, with no bookable cell (and none of their hours or time off, now another site's, is read).
+    A quarter hour a practitioner of the clinic spends on a live booking at another clinic (one booked with them
+    there before they moved here) is `elsewhere`, not bookable: its times only are read, in one statement for the
+    day or week however many practitioners and bookings.
     Cancelled visits (`include_cancelled`) are placed after the live ones and only in the rows those leave
     free: a cancelled card never covers, hides or lists a live visit (it is listed in a live card instead)."""
     tz = clinic.tz
@@ -659,14 +703,21 @@ def day_grid(
         columns = [GridColumn(f"{d:%a} {d.day} {d:%b}", p, d, gone[p.pk]) for p in practitioners[:1] for d in days]
     else:
         columns = [GridColumn(p.name, p, day, gone[p.pk]) for p in practitioners]
-    ids = [p.pk for p in practitioners]
+    ids = [p.pk for p in practitioners if gone[p.pk] is None]  # those working here: the others' are not ours
     hours: dict = {}
-    for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday__in={d.weekday() for d in days}):
-        hours.setdefault((wh.practitioner_id, wh.weekday), []).append((_minutes(wh.start_time), _minutes(wh.end_time)))
     offs: dict = {}
-    for off in TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=end, end_at__gt=start).order_by("start_at"):
-        offs.setdefault(off.practitioner_id, []).append(off)
-    _card_notes(appointments, offs)
+    busy: dict = {}
+    if ids:
+        for wh in WorkingHours.objects.filter(practitioner_id__in=ids, weekday__in={d.weekday() for d in days}):
+            hours.setdefault((wh.practitioner_id, wh.weekday), []).append(
+                (_minutes(wh.start_time), _minutes(wh.end_time))
+            )
+        for off in TimeOff.objects.filter(practitioner_id__in=ids, start_at__lt=end, end_at__gt=start).order_by(
+            "start_at"
+        ):
+            offs.setdefault(off.practitioner_id, []).append(off)
+        busy = booked_elsewhere(ids, clinic, start, end)
+    _card_notes(appointments, offs, clinic)
 
     local = [(timezone.localtime(a.start_at, tz), timezone.localtime(a.end_at, tz)) for a in appointments]
     for appointment in appointments:
@@ -724,6 +775,7 @@ def day_grid(
             off = next(
                 (o for o in offs.get(p.pk, ()) if o.start_at < starts_at + quarter and starts_at < o.end_at), None
             )
+            away = any(s < starts_at + quarter and starts_at < e for s, e in busy.get(p.pk, ()))
             cells.append(
                 GridCell(
                     "free",
@@ -736,8 +788,9 @@ def day_grid(
                     local_time=label if fold else f"{minute // 60:02d}:{minute % 60:02d}",
                     label=label,
                     skipped=skipped,
-                    bookable=column.gone is None,
+                    bookable=column.gone is None and not away,
                     gone=column.gone,
+                    elsewhere=away,
                 )
             )
         cells_by_column.append(cells)

@@ -9,11 +9,14 @@ from django.utils.html import format_html
 
 register = template.Library()
 
+BOOKED_ELSEWHERE = "Booked at another site"
+
 
 @register.simple_tag
 def free_cell(cell, book_url: str, week: bool):
     """An empty quarter hour: a link to book it (calendar.js opens it in place), or the time off there, or a
-    local time the clocks skip, or nothing in the column of a practitioner who no longer works here (no longer
+    local time the clocks skip, or "Booked at another site" where the practitioner has a visit at another clinic
+    (nothing more of it: `day_grid`), or nothing in the column of a practitioner who no longer works here (no longer
     active, or at another site now).
 
     `book_url` is the booking-from-a-cell page, reversed once for the whole grid.
@@ -29,7 +32,7 @@ def free_cell(cell, book_url: str, week: bool):
     exact = (
         format_html(' data-start-at="{}"', cell.starts_at.isoformat()) if " " in cell.label and not cell.skipped else ""
     )
-    if not cell.bookable:  # their visits are shown, nothing is booked with them here
+    if not cell.bookable and not cell.elsewhere:  # their visits are shown, nothing is booked with them here
         inner = format_html('<span class="visually-hidden"{}>{}</span>', exact, cell.gone or "No longer active")
     elif cell.skipped:  # the clocks go forward over it (a link would book the hour after), or a week's other days'
         # second reading of the hour they go back over
@@ -37,6 +40,8 @@ def free_cell(cell, book_url: str, week: bool):
         inner = format_html('<span class="cal-off">No such time: {}</span>', why)
     elif cell.time_off:
         inner = format_html('<span class="cal-off"{}>{}</span>', exact, cell.time_off)
+    elif cell.elsewhere:  # a visit booked with them at a site they left: taken, and not ours to describe
+        inner = format_html('<span class="cal-off"{}>{}</span>', exact, BOOKED_ELSEWHERE)
     else:
         day = cell.local_day
         when = f"{day:%a} {day.day} {day:%b} {cell.label}" if week else cell.label

@@ -29,7 +29,7 @@ from clinic.models import AppointmentStatus, Clinic, Practitioner, ProcedureReco
 from clinic.services import IN_THE_FUTURE
 from tests.conftest import CLOCK
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import admin_errors, admin_post, split
+from tests.qa.helpers import admin_errors, admin_post, practitioner_admin_post, split
 
 pytestmark = pytest.mark.django_db
 
@@ -88,31 +88,6 @@ def save_clinic(admin_client, clinic: Clinic, **changes):
         "cancellation_window_hours": str(clinic.cancellation_window_hours),
     }
     return admin_client.post(reverse("admin:clinic_clinic_change", args=[clinic.pk]), {**data, **changes}, follow=True)
-
-
-def save_practitioner(admin_client, practitioner: Practitioner, *, clinic=None, active=True):
-    """The practitioner's admin form, their procedures and working hours kept as they are."""
-    hours = list(practitioner.working_hours.all())
-    data = {
-        "clinic": str((clinic or practitioner.clinic).pk),
-        "name": practitioner.name,
-        "procedures": [p.pk for p in practitioner.procedures.all()],
-        "working_hours-TOTAL_FORMS": str(len(hours)),
-        "working_hours-INITIAL_FORMS": str(len(hours)),
-        "time_off-TOTAL_FORMS": "0",
-        "time_off-INITIAL_FORMS": "0",
-    }
-    if active:
-        data["is_active"] = "on"
-    for n, period in enumerate(hours):
-        data |= {
-            f"working_hours-{n}-id": str(period.pk),
-            f"working_hours-{n}-practitioner": str(practitioner.pk),
-            f"working_hours-{n}-weekday": str(period.weekday),
-            f"working_hours-{n}-start_time": f"{period.start_time:%H:%M}",
-            f"working_hours-{n}-end_time": f"{period.end_time:%H:%M}",
-        }
-    return admin_client.post(reverse("admin:clinic_practitioner_change", args=[practitioner.pk]), data, follow=True)
 
 
 # --- A clinic's time zone ------------------------------------------------------------------------------------------
@@ -188,7 +163,7 @@ def test_switching_off_a_practitioner_with_visits_to_come_warns_they_stay_booked
     visit(ada, 12)
     visit(ada, 11, status=AppointmentStatus.CANCELLED)
 
-    warned = warnings(save_practitioner(admin_client, ada, active=False))
+    warned = warnings(practitioner_admin_post(admin_client, ada, active=False))
 
     assert not Practitioner.objects.get(pk=ada.pk).is_active
     assert warned == [
@@ -203,20 +178,20 @@ def test_switching_off_a_practitioner_with_visits_to_come_warns_they_stay_booked
 def test_switching_off_a_practitioner_with_none_to_come_says_nothing(admin_client, ada):
     visit(ada, 11, status=AppointmentStatus.CANCELLED)
     visit(ada, 2, hour=8)
-    assert not warnings(save_practitioner(admin_client, ada, active=False))
+    assert not warnings(practitioner_admin_post(admin_client, ada, active=False))
     assert not Practitioner.objects.get(pk=ada.pk).is_active
 
 
 def test_saving_a_practitioner_already_off_does_not_warn_again(admin_client, ada):
     visit(ada, 10)
     Practitioner.objects.filter(pk=ada.pk).update(is_active=False)
-    assert not warnings(save_practitioner(admin_client, Practitioner.objects.get(pk=ada.pk), active=False))
+    assert not warnings(practitioner_admin_post(admin_client, Practitioner.objects.get(pk=ada.pk), active=False))
 
 
 def test_moving_a_practitioner_to_another_site_warns_of_the_visits_left_at_the_old_one(admin_client, ada, sister):
     kept = visit(ada, 10)
 
-    warned = warnings(save_practitioner(admin_client, ada, clinic=sister))
+    warned = warnings(practitioner_admin_post(admin_client, ada, clinic=sister))
 
     assert Practitioner.objects.get(pk=ada.pk).clinic_id == sister.pk
     assert warned == [
@@ -230,7 +205,7 @@ def test_moving_a_practitioner_to_another_site_warns_of_the_visits_left_at_the_o
 
 def test_moving_a_practitioner_with_none_to_come_says_nothing(admin_client, ada, sister):
     visit(ada, 11, status=AppointmentStatus.CANCELLED)
-    assert not warnings(save_practitioner(admin_client, ada, clinic=sister))
+    assert not warnings(practitioner_admin_post(admin_client, ada, clinic=sister))
 
 
 # --- A reported procedure's date corrected in the admin -------------------------------------------------------------

@@ -292,3 +292,28 @@ def split(moment) -> dict:
     """The admin's performed_at fields for `moment`."""
     day, clock = utc_parts(moment)
     return {"performed_at_0": day, "performed_at_1": clock}
+
+
+def practitioner_admin_post(admin_client, practitioner, *, clinic=None, active=True):
+    """The practitioner's admin form, their procedures and working hours kept as they are."""
+    hours = list(practitioner.working_hours.all())
+    data = {
+        "clinic": str((clinic or practitioner.clinic).pk),
+        "name": practitioner.name,
+        "procedures": [p.pk for p in practitioner.procedures.all()],
+        "working_hours-TOTAL_FORMS": str(len(hours)),
+        "working_hours-INITIAL_FORMS": str(len(hours)),
+        "time_off-TOTAL_FORMS": "0",
+        "time_off-INITIAL_FORMS": "0",
+    }
+    if active:
+        data["is_active"] = "on"
+    for n, period in enumerate(hours):
+        data |= {
+            f"working_hours-{n}-id": str(period.pk),
+            f"working_hours-{n}-practitioner": str(practitioner.pk),
+            f"working_hours-{n}-weekday": str(period.weekday),
+            f"working_hours-{n}-start_time": f"{period.start_time:%H:%M}",
+            f"working_hours-{n}-end_time": f"{period.end_time:%H:%M}",
+        }
+    return admin_client.post(reverse("admin:clinic_practitioner_change", args=[practitioner.pk]), data, follow=True)
