@@ -10,8 +10,8 @@ from plans.models import PlanSession, PlanTemplate, TreatmentPlan
 class PlanTemplateAdmin(admin.ModelAdmin):
     """Superusers add, change and delete templates (the defaults and every organisation's); staff with the
     view permission see them, read-only. A template plans use is not deleted (its plans protect it), nor given
-    another procedure: the form says so on `procedure` (`PlanTemplate.clean`), and a course of another
-    procedure is a new template."""
+    another procedure, organisation or kind: the form says so on that field (`PlanTemplate.clean`), and a course
+    of another procedure, organisation or kind is a new template."""
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser

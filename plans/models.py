@@ -121,9 +121,9 @@ class PlanTemplate(models.Model):
 
     def clean(self) -> None:
         """A course the planner can place, each problem on the form field it is about (the planner names a gap,
-        or a gap's `value` or `unit`). A value or unit left empty is its field's own "required" error. The
-        procedure of a template plans already use does not change (`_procedure_change_refusal`)."""
-        self._procedure_change_refusal()
+        or a gap's `value` or `unit`). A value or unit left empty is its field's own "required" error. A template
+        plans already use keeps its procedure, organisation and kind (`_in_use_refusal`)."""
+        self._in_use_refusal()
         names = ("min_gap", "ideal_gap", "max_gap")
         parts = [getattr(self, f"{name}_{part}") for name in names for part in ("value", "unit")]
         if self.sessions is None or any(part in (None, "") for part in parts):
@@ -140,25 +140,59 @@ class PlanTemplate(models.Model):
             field = f"{error.field}_value" if error.field in names else error.field
             raise ValidationError({field: error.message}) from error
 
-    def _procedure_change_refusal(self) -> None:
-        """A template plans already use keeps its procedure (the admin's form says so on `procedure`): its courses
-        were booked as that treatment, and a template that named another would have the desk read, and re-plans
-        and recalls follow, a course the patients never chose. As deleting a template in use is refused, a course
-        of another procedure is a new template (this one switched off if it is no longer offered)."""
-        if self.pk is None or not self.procedure_id:
+    # What a template plans already use may not change (docs/plans.md, "A template in use"): its courses were booked
+    # as that treatment, for that organisation's patients, and are read as that kind (a course's "Session 2 of 3", a
+    # maintenance's recalls). A template that said otherwise would have the desk read, and re-plans and recalls
+    # follow, a course the patients never chose, or one run by another tenant's template. Each: its column, and
+    # where a new template for the change would differ.
+    _KEPT_IN_USE = {
+        "procedure": ("procedure_id", "for the other procedure"),
+        "organisation": ("organisation_id", "in the other organisation"),
+        "kind": ("kind", "of the other kind"),
+    }
+
+    def _in_use_refusal(self) -> None:
+        """Refuse a change of a field of `_KEPT_IN_USE` on a template some plan was made from, on that field (the
+        admin's form shows it there), saying how many plans use it and to make a new template. As deleting a
+        template in use is refused, a course of another procedure, organisation or kind is a new template (this one
+        switched off if it is no longer offered). One read of the stored row; the plans are counted only when a
+        kept field changes."""
+        if self.pk is None:
             return
-        stored = PlanTemplate.objects.filter(pk=self.pk).values_list("procedure_id", flat=True).first()
-        if stored is None or stored == self.procedure_id:
+        columns = [column for column, _ in self._KEPT_IN_USE.values()]
+        stored = PlanTemplate.objects.filter(pk=self.pk).values(*columns).first()
+        if stored is None:
             return
-        in_use = TreatmentPlan.objects.filter(template_id=self.pk).count()
-        if in_use:
-            raise ValidationError(
-                {
-                    "procedure": f"{in_use} treatment plan(s) use this template, booked as {stored}: its procedure "
-                    "cannot change. Make a new template for the other procedure (and untick Is active here if "
-                    "this course is no longer offered)."
-                }
+        changed = [
+            field
+            for field, (column, _) in self._KEPT_IN_USE.items()
+            # An empty procedure or kind is its field's own "required" error, not a change to refuse.
+            if getattr(self, column) != stored[column] and (field == "organisation" or getattr(self, column))
+        ]
+        in_use = TreatmentPlan.objects.filter(template_id=self.pk).count() if changed else 0
+        if not in_use:
+            return
+        errors = {}
+        for field in changed:
+            column, other = self._KEPT_IN_USE[field]
+            errors[field] = (
+                f"{in_use} treatment plan(s) use this template, {_as_stored(field, stored[column])}: its {field} "
+                f"cannot change. Make a new template {other} (and untick Is active here if this course is no longer "
+                "offered)."
             )
+        raise ValidationError(errors)
+
+
+def _as_stored(field: str, value) -> str:
+    """How a refusal names what a template in use is (`PlanTemplate._in_use_refusal`): "booked as microneedling",
+    "as a default every organisation starts from", "as a template of Demo Aesthetics", "as a course"."""
+    if field == "procedure":
+        return f"booked as {value}"
+    if field == "organisation":
+        if value is None:
+            return "as a default every organisation starts from"
+        return f"as a template of {Organisation.objects.filter(pk=value).values_list('name', flat=True).first()}"
+    return f"as a {value}"
 
 
 class TreatmentPlan(models.Model):
@@ -205,20 +239,12 @@ class TreatmentPlan(models.Model):
     def __str__(self) -> str:
         return f"{self.template} for {self.patient}"
 
-    def procedure_made_for(self, sessions: list[PlanSession] | None = None) -> ProcedureType:
+    def procedure_made_for(self, sessions: list[PlanSession]) -> ProcedureType:
         """The procedure the course was made for: the one its sessions were booked as (the first session, in order,
         that holds or held an appointment, cancelled ones too), so a template edited since books no other treatment
         into it (the admin refuses that edit of a template in use; a write around the admin is met here too). The
-        template's only for a plan none of whose sessions holds a booking any more. `sessions`: the plan's, with
-        their appointments and procedures read (else one statement)."""
-        if sessions is None:
-            first = (
-                Appointment.objects.filter(plan_session__plan_id=self.pk)
-                .select_related("procedure")
-                .order_by("plan_session__index")
-                .first()
-            )
-            return first.procedure if first is not None else self.template.procedure
+        template's only for a plan none of whose sessions holds a booking any more. `sessions`: all the plan's, read
+        with their appointments and the appointments' procedures (a re-plan reads them anyway)."""
         for session in sorted(sessions, key=lambda s: s.index):
             if session.appointment is not None:
                 return session.appointment.procedure

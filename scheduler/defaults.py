@@ -1,9 +1,9 @@
 """Loading the shipped defaults (catalogue, sourced rules) and the demo clinics.
 
 Idempotent: a catalogue row or default rule is created only when its code or
-key is missing (an operator's or administrator's edits survive), and demo rows are
-found by their natural keys before anything is created; a demo row found is left
-as it is (`demo_load`: bin/run loads the demo at every start). Each default rule
+key is missing (an operator's or administrator's edits survive), and a demo
+organisation is populated once, when it is made (or while nobody is in it); a demo
+row found is left as it is (`demo_load`: bin/run loads the demo at every start). Each default rule
 cites the published sources of docs/sources.md by id ("[001] Yazbek
 Artistry, microneedling care (docs/sources.md)"); a citation still in the
 file-path form of earlier releases is brought up to date (see
@@ -223,47 +223,66 @@ _CONTACT_FIELDS = ("phone", "address", "map_url", "reply_to_email")
 @transaction.atomic
 def demo_load(*, today: date, staff_password: str | None = None) -> list[Clinic]:
     """The demo clinics of the API contract: `demo` and `demo-west` in organisation `demo`, `demo-ny` alone;
-    practitioners doing every bookable procedure, Mon-Sat 09-18.
+    practitioners doing every bookable procedure, Mon-Sat 09-18; returns the demo clinics found by their codes.
 
-    Run at every start of a demo install (bin/run), so it creates what is missing and changes nothing that exists:
-    an organisation, clinic, practitioner or patient is found by its natural key, and one found keeps what an
+    Run at every start of a demo install (bin/run), so it changes nothing that exists and populates a demo
+    organisation once: its clinics, their practitioners, patients and staff are made only when the organisation is
+    (or while nobody is in it: no practitioner and no patient at any of its clinics, say one an operator made by
+    hand before the first start, whose clinic found by a demo code keeps its name and zone). A demo organisation
+    with anyone in it is never populated again: a demo clinic whose code an administrator changed, a practitioner
+    or patient renamed or deleted, a staff membership taken away, is not made again under the demo's name (a
+    second demo clinic would register the demo patients twice). An organisation or clinic found keeps what an
     administrator made of it (names, time zone, organisation, contact details, a practitioner's procedures and
-    working hours). A clinic's practitioners and patients are made with the clinic (or while it has none), so a
-    practitioner or patient renamed is not made again under the demo's name. Only a demo clinic with no contact
-    details at all (from a release before them) is given the demo's."""
-    clinics = []
+    working hours). Only a demo clinic with no contact details at all (from a release before them) is given the
+    demo's; and the demo staff are made for the demo clinics found when no demo user exists yet (an install loaded
+    without `--staff-password`, started later with one)."""
     bookable = list(ProcedureType.objects.filter(bookable=True))
-    organisations = {
-        code: Organisation.objects.get_or_create(code=code, defaults={"name": name})[0]
-        for code, name in DEMO_ORGANISATIONS.items()
-    }
+    organisations, populated = {}, set()
+    for code, name in DEMO_ORGANISATIONS.items():
+        organisation, made = Organisation.objects.get_or_create(code=code, defaults={"name": name})
+        organisations[code] = organisation
+        if made or _nobody_in(organisation):
+            populated.add(code)
+    clinics, new_clinics = [], []
     for spec in DEMO_CLINICS:
-        clinic, made = Clinic.objects.get_or_create(
-            code=spec["code"],
-            defaults={
-                "name": spec["name"],
-                "timezone": spec["timezone"],
-                "organisation": organisations[spec["organisation"]],
-            },
-        )
+        organisation = organisations[spec["organisation"]]
+        if spec["organisation"] in populated:
+            clinic, made = Clinic.objects.get_or_create(
+                code=spec["code"],
+                defaults={"name": spec["name"], "timezone": spec["timezone"], "organisation": organisation},
+            )
+        else:
+            clinic, made = Clinic.objects.filter(code=spec["code"]).first(), False
+        if clinic is None:
+            continue  # not made again in an organisation already populated (its code changed, say)
         if made or not any(getattr(clinic, field) for field in _CONTACT_FIELDS):
             Clinic.objects.filter(pk=clinic.pk).update(**spec["details"])
             clinic.refresh_from_db()
         clinics.append(clinic)
-        if made or not clinic.practitioners.exists():
+        if spec["organisation"] in populated and clinic.organisation_id == organisation.pk:
+            new_clinics.append(clinic)
             for name in spec["practitioners"]:
                 _demo_practitioner(clinic, name, bookable)
-        if spec["code"] != "demo-west":  # demo-west shares demo's patients: one record per patient
-            if made or not Patient.objects.filter(clinic=clinic).exists():
+            if spec["code"] != "demo-west":  # demo-west shares demo's patients: one record per patient
                 _demo_patients(clinic, today)
     if staff_password:
         # Hashed once for all of them (one password, one salt), and only if a user is made: a hash costs a
         # quarter of a second, and demo_staff_password_set then checks them all with one.
         encoded = functools.cache(lambda: make_password(staff_password))
-        for clinic in clinics:
+        first_staff = not get_user_model().objects.filter(username__in=_demo_usernames()).exists()
+        for clinic in clinics if first_staff else new_clinics:
             _demo_staff(clinic, encoded)
-        _demo_organisation_admin(organisations["demo"], encoded)
+        if first_staff or "demo" in populated:
+            _demo_organisation_admin(organisations["demo"], encoded)
     return clinics
+
+
+def _nobody_in(organisation: Organisation) -> bool:
+    """No practitioner and no patient at any clinic of `organisation` (none, if it has no clinic)."""
+    return not (
+        Practitioner.objects.filter(clinic__organisation=organisation).exists()
+        or Patient.objects.filter(organisation=organisation).exists()
+    )
 
 
 def _demo_practitioner(clinic: Clinic, name: str, bookable: list[ProcedureType]) -> Practitioner:

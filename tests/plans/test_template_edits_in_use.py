@@ -2,10 +2,11 @@
 docs/plans.md, "Templates" and "Re-plan").
 
 A course is booked as one treatment: the admin refuses giving a template plans already use another procedure (as it
-refuses deleting it; a course of another procedure is a new template), and a re-plan books the procedure (and the
-area) the plan was made for, whatever the template says now, so a template changed around the admin (a raw update, a
-database console) still books no other treatment into a patient's course. Other edits of a template in use (its
-name, its gaps) are taken as before.
+refuses deleting it; a course of another procedure is a new template), nor another organisation (a course is never
+run by another tenant's template) nor another kind (its courses read as a course, "Session 2 of 3"), one refusal on
+the field changed, and a re-plan books the procedure (and the area) the plan was made for, whatever the template says
+now, so a template changed around the admin (a raw update, a database console) still books no other treatment into a
+patient's course. Other edits of a template in use (its name, its gaps) are taken as before.
 
 The course: the shipped microneedling course (4 / 4 / 6 weeks, microneedling 60 minutes) at the London clinic,
 planned from Monday 9 March 2026 with the suite's clock (Monday 2 March 2026, 09:00 London).
@@ -17,10 +18,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.test import Client
+from django.urls import reverse
 
-from plans.models import PlanSession, PlanTemplate, TreatmentPlan
-from plans.services import plan_book, plan_replan, plan_replan_propose
+from clinic.models import Organisation, StaffMembership, StaffRole
+from plans.models import PlanKind, PlanSession, PlanTemplate, TreatmentPlan
+from plans.services import plan_book, plan_cancel, plan_replan, plan_replan_propose
 from scheduler.booking import Actor, appointment_cancel
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +125,114 @@ def test_the_admin_takes_another_procedure_for_a_template_no_plan_uses(admin_cli
     assert PlanTemplate.objects.get(pk=course.pk).procedure_id == "plasma_pen"
 
 
+def test_the_admin_refuses_another_organisation_for_a_default_plans_use(admin_client, plan, course, clinic):
+    """The London organisation's course runs on the default: moved to another organisation, it would be run by
+    that tenant's template, and no longer be among London's."""
+    other = Organisation.objects.create(code="elsewhere", name="Elsewhere Skin")
+
+    response = admin_change(admin_client, course, organisation=other.pk)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["organisation"]
+    assert errors["organisation"][0] == (
+        "1 treatment plan(s) use this template, as a default every organisation starts from: its organisation cannot "
+        "change. Make a new template in the other organisation (and untick Is active here if this course is no longer "
+        "offered)."
+    )
+    assert PlanTemplate.objects.get(pk=course.pk).organisation_id is None
+    assert course in PlanTemplate.objects.for_organisation(clinic.organisation_id)
+
+
+def test_an_organisations_template_in_use_is_refused_becoming_a_default_naming_its_organisation(plan, course, clinic):
+    own = PlanTemplate.objects.get(pk=course.pk)
+    PlanTemplate.objects.filter(pk=course.pk).update(organisation=clinic.organisation)  # London's own, in use
+    own.organisation = None
+
+    with pytest.raises(ValidationError) as refused:
+        own.full_clean()
+
+    assert list(refused.value.message_dict) == ["organisation"]
+    assert (
+        f"as a template of {clinic.organisation.name}: its organisation cannot change"
+        in (refused.value.message_dict["organisation"][0])
+    )
+
+
+def test_the_admin_refuses_another_kind_for_a_template_plans_use(admin_client, plan, course):
+    response = admin_change(admin_client, course, kind=PlanKind.MAINTENANCE)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["kind"]
+    assert errors["kind"][0].startswith("1 treatment plan(s) use this template, as a course: its kind cannot change.")
+    assert "Make a new template of the other kind" in errors["kind"][0]
+    assert PlanTemplate.objects.get(pk=course.pk).kind == PlanKind.COURSE
+
+
+def test_a_course_under_way_still_reads_session_2_of_3_on_the_calendar_after_a_kind_change_was_refused(
+    admin_client, plan, course, clinic
+):
+    user = get_user_model().objects.create_user(username="desk-london", password="pw-for-tests-only-123")
+    StaffMembership.objects.create(user=user, clinic=clinic, role=StaffRole.RECEPTIONIST)
+    desk = Client()
+    desk.force_login(user)
+
+    assert admin_change(admin_client, course, kind=PlanKind.MAINTENANCE).status_code == 200  # refused
+    second = plan.sessions.select_related("appointment").get(index=2).appointment
+    day = second.start_at.astimezone(clinic.tz).date().isoformat()
+
+    calendar = desk.get(reverse("frontdesk:calendar", args=[clinic.code]), {"date": day})
+    assert calendar.status_code == 200
+    assert "Session 2 of 3" in calendar.content.decode()
+
+
+def test_the_admin_names_every_kept_field_changed_at_once_and_saves_none_of_the_edit(admin_client, plan, course):
+    other = Organisation.objects.create(code="elsewhere", name="Elsewhere Skin")
+
+    response = admin_change(
+        admin_client, course, procedure="plasma_pen", organisation=other.pk, kind=PlanKind.MAINTENANCE, name="Renamed"
+    )
+
+    assert response.status_code == 200
+    assert sorted(response.context["adminform"].form.errors) == ["kind", "organisation", "procedure"]
+    stored = PlanTemplate.objects.get(pk=course.pk)
+    assert (stored.name, stored.procedure_id, stored.organisation_id, stored.kind) == (
+        course.name,
+        "microneedling",
+        None,
+        PlanKind.COURSE,
+    )
+
+
+def test_a_cancelled_course_still_keeps_its_template_as_it_was(plan, course, now):
+    """A course the patient stopped is still a plan made from the template (its history reads it)."""
+    plan_cancel(plan=plan, actor=RECEPTION, now=now, reason="moved away")
+    course.kind = PlanKind.MAINTENANCE
+
+    with pytest.raises(ValidationError) as refused:
+        course.full_clean()
+
+    assert list(refused.value.message_dict) == ["kind"]
+
+
+def test_the_admin_takes_another_organisation_and_kind_for_a_template_no_plan_uses(admin_client, course):
+    other = Organisation.objects.create(code="elsewhere", name="Elsewhere Skin")
+
+    response = admin_change(admin_client, course, organisation=other.pk, kind=PlanKind.MAINTENANCE)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    stored = PlanTemplate.objects.get(pk=course.pk)
+    assert (stored.organisation_id, stored.kind) == (other.pk, PlanKind.MAINTENANCE)
+
+
+def test_checking_a_template_in_use_unchanged_costs_one_read_and_no_count(plan, course, django_assert_num_queries):
+    course.name = "Microneedling, three sessions"
+
+    with django_assert_num_queries(1):  # the stored row; the plans are counted only for a kept field changed
+        course._in_use_refusal()
+
+
 def test_a_template_in_use_is_refused_another_procedure_by_its_own_validation_too(plan, course):
     course.procedure_id = "plasma_pen"
 
@@ -176,10 +289,8 @@ def test_the_procedure_a_plan_was_made_for_is_its_bookings_then_the_templates(pl
     PlanTemplate.objects.filter(pk=course.pk).update(procedure_id="botox")
     fresh = read(plan)
 
-    assert fresh.procedure_made_for().code == "microneedling"  # read in one statement
     sessions = list(fresh.sessions.select_related("appointment__procedure"))
     assert fresh.procedure_made_for(sessions).code == "microneedling"
 
     PlanSession.objects.filter(plan=fresh).update(appointment=None)  # no session holds a booking any more
-    assert fresh.procedure_made_for().code == "botox"
     assert fresh.procedure_made_for(list(fresh.sessions.all())).code == "botox"

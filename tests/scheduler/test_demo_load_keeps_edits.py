@@ -5,6 +5,11 @@ missing and leaves every row it finds as it is. Probed here, each edited between
 organisation and contact details; an organisation's name; a practitioner's procedures, working hours, name and
 switch; a patient's name. And, on a fresh database, the second run creates nothing (the demo's natural keys), while a
 demo clinic from a release before contact details still gets the demo's.
+
+A demo organisation is populated once, when it is made (or while nobody is in it): a demo clinic whose code an
+administrator changed is not made again with the demo patients a second time (review probe dec7e), nor are a demo
+clinic's practitioners all deleted, or a staff membership taken away, brought back; a demo loaded without a staff
+password gets its sign-ins when a later start gives one.
 """
 
 from __future__ import annotations
@@ -177,3 +182,72 @@ def test_a_demo_clinic_made_by_hand_before_the_first_run_keeps_its_own_and_gets_
     assert procedures(hart) == {"botox", "filler", "microneedling", "plasma_pen"}
     assert [h[0] for h in hours(hart)] == [0, 1, 2, 3, 4, 5]
     assert Patient.objects.filter(clinic=demo).count() == 4
+
+
+# --- A demo organisation is populated once ---------------------------------------------------------------------------
+
+
+def test_a_demo_clinic_whose_code_was_changed_is_not_made_again_nor_its_patients(demo):
+    Clinic.objects.filter(code="demo").update(code="london-main")
+    before = counts()
+
+    out = setup_demo()
+    setup_demo()
+
+    assert counts() == before
+    assert not Clinic.objects.filter(code="demo").exists()
+    assert Patient.objects.filter(first_name="Olivia", last_name="Bennett").count() == 1
+    assert "Demo clinics: demo-west (Europe/London), demo-ny (America/New_York)" in out
+    assert set(StaffMembership.objects.filter(user__username="reception").values_list("clinic__code", flat=True)) == {
+        "london-main"
+    }
+
+
+def test_every_practitioner_of_a_demo_clinic_deleted_is_not_brought_back(demo):
+    """Before, a demo clinic with no practitioner was given the demo's again at the next start."""
+    Practitioner.objects.filter(clinic__code="demo-west").delete()
+
+    setup_demo()
+
+    assert not Practitioner.objects.filter(clinic__code="demo-west").exists()
+
+
+def test_a_staff_membership_taken_away_is_not_given_back(demo):
+    StaffMembership.objects.filter(user__username="reception-west").delete()
+    StaffMembership.objects.filter(user__username="orgadmin").delete()
+
+    setup_demo()
+
+    assert not StaffMembership.objects.filter(user__username__in=["reception-west", "orgadmin"]).exists()
+
+
+def test_a_demo_organisation_made_by_hand_with_no_clinic_is_given_the_demos(catalogue):
+    Organisation.objects.create(code="demo", name="Our Demo")
+
+    setup_demo()
+
+    assert sorted(Clinic.objects.filter(organisation__code="demo").values_list("code", flat=True)) == [
+        "demo",
+        "demo-west",
+    ]
+    assert Organisation.objects.get(code="demo").name == "Our Demo"
+    assert Practitioner.objects.filter(clinic__organisation__code="demo").count() == 4
+    assert Patient.objects.filter(organisation__code="demo").count() == 4
+
+
+def test_a_demo_loaded_without_a_password_gets_its_staff_when_a_later_start_gives_one(catalogue):
+    """`manage.py setup_demo`, then bin/run (which gives a password): the demo's sign-ins are made then, once."""
+    call_command("setup_demo", stdout=StringIO())
+    assert not get_user_model().objects.exists()
+
+    setup_demo()
+    made = counts()
+    setup_demo()
+
+    assert counts() == made
+    assert set(StaffMembership.objects.values_list("user__username", "clinic__code")) >= {
+        ("reception", "demo"),
+        ("reception-west", "demo-west"),
+        ("reception-ny", "demo-ny"),
+        ("orgadmin", None),
+    }
