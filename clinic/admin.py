@@ -22,6 +22,7 @@ from clinic.selectors import clinics_for_user, in_time_off, organisations_of, ou
 from clinic.services import CONTACT_FIELDS, IN_THE_FUTURE, patient_record_edited
 from core.errors import ErrorCode
 from core.ids import parse_uuid
+from core.timeutils import wall_moment
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -37,7 +38,7 @@ def admin_clinic_ids(request) -> list | None:
     )
 
 
-def still_to_come(appointments: QuerySet) -> QuerySet:
+def visits_still_to_come(appointments: QuerySet) -> QuerySet:
     """The active ones of `appointments` not over yet, the first first: what a change of settings over them (hours,
     time off, a practitioner switched off or moved, a clinic's zone) leaves booked as they are."""
     return appointments.filter(status__in=models.ACTIVE_APPOINTMENT_STATUSES, end_at__gt=timezone.now()).order_by(
@@ -48,11 +49,6 @@ def still_to_come(appointments: QuerySet) -> QuerySet:
 def booked_still_to_come(count: int) -> str:
     """ "1 booked appointment still to come", "2 booked appointments still to come"."""
     return f"{count} booked appointment{'s' if count != 1 else ''} still to come"
-
-
-def local_moment(value: datetime, tz: tzinfo) -> str:
-    """A visit's moment as the admin's warnings write it: "Tue 10 Mar 2026, 11:00"."""
-    return f"{timezone.localtime(value, tz):%a %d %b %Y, %H:%M}"
 
 
 class ReadOnly:
@@ -186,7 +182,9 @@ class ClinicAdmin(ClinicScopedAdmin):
         def wall(moment: datetime, tz: tzinfo) -> datetime:
             return timezone.localtime(moment, tz).replace(tzinfo=None, fold=0)
 
-        starts = still_to_come(models.Appointment.objects.filter(clinic=clinic)).values_list("start_at", flat=True)
+        starts = visits_still_to_come(models.Appointment.objects.filter(clinic=clinic)).values_list(
+            "start_at", flat=True
+        )
         moved = [start for start in starts if wall(start, before) != wall(start, now_read)]
         if not moved:
             return
@@ -195,7 +193,7 @@ class ClinicAdmin(ClinicScopedAdmin):
             request,
             f"{clinic.name} has {booked_still_to_come(count)} that now read{'s' if count == 1 else ''} at another "
             f"local time: each keeps its moment, now shown in {clinic.timezone} (the first, "
-            f"{local_moment(moved[0], before)} in {before}, is now {local_moment(moved[0], now_read)}). Tell the "
+            f"{wall_moment(moved[0], before)} in {before}, is now {wall_moment(moved[0], now_read)}). Tell the "
             "patients the new time, or move them.",
             level=messages.WARNING,
         )
@@ -317,7 +315,7 @@ class PractitionerAdmin(ClinicScopedAdmin):
         under "Practitioner away" or "Outside working hours"."""
         super().save_related(request, form, formsets, change)
         practitioner = form.instance
-        to_come = still_to_come(models.Appointment.objects.filter(practitioner=practitioner))
+        to_come = visits_still_to_come(models.Appointment.objects.filter(practitioner=practitioner))
         if change:
             self._warn_of_visits_left(request, form, to_come)
         here = to_come.filter(clinic_id=practitioner.clinic_id) if practitioner.is_active else to_come.none()
@@ -327,7 +325,7 @@ class PractitionerAdmin(ClinicScopedAdmin):
             self.message_user(
                 request,
                 f"{practitioner.name} has {booked_still_to_come(len(outside))} outside their working hours (the "
-                f"first on {local_moment(outside[0].start_at, practitioner.clinic.tz)}). They stay booked until "
+                f"first on {wall_moment(outside[0].start_at, practitioner.clinic.tz)}). They stay booked until "
                 'moved or cancelled: the front desk\'s Today page lists them under "Outside working hours".',
                 level=messages.WARNING,
             )
@@ -350,7 +348,7 @@ class PractitionerAdmin(ClinicScopedAdmin):
                 self.message_user(
                     request,
                     f"{practitioner.name} is no longer active and has {booked_still_to_come(count)} (the first on "
-                    f"{local_moment(first.start_at, first.clinic.tz)}). They stay booked until moved or "
+                    f"{wall_moment(first.start_at, first.clinic.tz)}). They stay booked until moved or "
                     'cancelled: the front desk\'s Today page lists them under "Practitioner no longer here".',
                     level=messages.WARNING,
                 )
@@ -363,7 +361,7 @@ class PractitionerAdmin(ClinicScopedAdmin):
                 self.message_user(
                     request,
                     f"{practitioner.name} now works at {practitioner.clinic.name} and has {booked_still_to_come(count)} "
-                    f"at {first.clinic.name} (the first on {local_moment(first.start_at, first.clinic.tz)}). They "
+                    f"at {first.clinic.name} (the first on {wall_moment(first.start_at, first.clinic.tz)}). They "
                     f"stay booked there until moved or cancelled: {first.clinic.name}'s calendar still shows them.",
                     level=messages.WARNING,
                 )

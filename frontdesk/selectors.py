@@ -31,6 +31,7 @@ from clinic.models import (
     WorkingHours,
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
+from core.timeutils import wall_clock, wall_span
 from frontdesk.checks import rules_only
 from plans.models import PlanKind, PlanSession
 from reminders.content import NextPossible, next_possible, render_message
@@ -515,34 +516,6 @@ class DayGrid:
 
 def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
-
-
-def wall_clock(local: datetime) -> str:
-    """A local instant's time as the desk reads it: "10:15", or in the hour the clocks go back over (which
-    happens twice) with the zone's abbreviation to say which: "01:15 BST", then "01:15 GMT"."""
-    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
-        return f"{local:%H:%M} {local.tzname()}"
-    return f"{local:%H:%M}"
-
-
-def wall_moment(value: datetime, tz=None) -> str:
-    """An exact moment in `tz` (by default the current, clinic, zone), always with its time, midnight too ("Tue 10
-    Mar 2026, 00:00"); a time the clocks go back over says which reading it is ("Sun 25 Oct 2026, 01:30 GMT",
-    `wall_clock`)."""
-    local = timezone.localtime(value, tz)
-    return f"{local:%a} {local.day} {local:%b %Y}, {wall_clock(local)}"
-
-
-def wall_span(start: datetime, end: datetime, tz) -> str:
-    """A visit's times on its card: "10:00–10:30"; where a time is read twice, the zone's abbreviation once
-    ("01:30–02:00 GMT"), or on each side when the clocks go back in between ("01:30 BST–01:30 GMT")."""
-    start, end = timezone.localtime(start, tz), timezone.localtime(end, tz)
-    first, last = wall_clock(start), wall_clock(end)
-    if start.utcoffset() != end.utcoffset():
-        return f"{start:%H:%M} {start.tzname()}–{end:%H:%M} {end.tzname()}"
-    if first != f"{start:%H:%M}" or last != f"{end:%H:%M}":
-        return f"{start:%H:%M}–{end:%H:%M} {start.tzname()}"
-    return f"{first}–{last}"
 
 
 # A quarter hour's key in a grid's rows: its local minute of the day and which reading of it (fold 1: the second

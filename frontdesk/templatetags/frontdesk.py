@@ -7,7 +7,7 @@ from django import template
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat
 
-from frontdesk.selectors import wall_clock, wall_moment, wall_span
+from core.timeutils import wall_clock, wall_moment, wall_span
 
 register = template.Library()
 
@@ -108,21 +108,21 @@ def when(value) -> str:
 def moment(value) -> str:
     """An exact moment (a visit's start, the start a check was asked for) in the current (clinic) zone, always with
     its time, midnight too ("Tue 10 Mar 2026, 00:00"); a time the clocks go back over says which reading it is
-    ("Sun 25 Oct 2026, 01:30 GMT", `selectors.wall_moment`)."""
+    ("Sun 25 Oct 2026, 01:30 GMT", `core.timeutils.wall_moment`)."""
     return wall_moment(value) if value is not None else ""
 
 
 @register.filter
 def visit_times(appointment) -> str:
     """A visit's times as its calendar card reads them, in the current (clinic) zone: "10:00–10:30"; in the hour the
-    clocks go back over, with the zone's abbreviation ("01:30–02:00 GMT", "01:30 BST–01:00 GMT": selectors.wall_span)."""
+    clocks go back over, with the zone's abbreviation ("01:30–02:00 GMT", "01:30 BST–01:00 GMT": core.timeutils.wall_span)."""
     return wall_span(appointment.start_at, appointment.end_at, timezone.get_current_timezone())
 
 
 @register.filter
 def clock(value) -> str:
     """A moment's time of day in the current (clinic) zone, saying which reading in the hour the clocks go back over
-    ("01:15 BST", then "01:15 GMT": selectors.wall_clock)."""
+    ("01:15 BST", then "01:15 GMT": core.timeutils.wall_clock)."""
     return wall_clock(timezone.localtime(value)) if value is not None else ""
 
 

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST, require_safe
 from clinic.models import AppointmentStatus
 from clinic.services import appointment_notes_set
 from core.errors import PreconditionFailed
+from core.timeutils import wall_moment
 from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors, drawn_at
 from frontdesk.views.base import appointment_or_404, clinic_page, page
@@ -184,7 +185,7 @@ def appointment_cancel_view(request, appointment_id):
         appointment = appointment_or_404(request, appointment_id)
         changed = (
             "This visit has changed since you opened this page: it is now on "
-            f"{selectors.wall_moment(appointment.start_at, request.clinic.tz)} with {appointment.practitioner}. "
+            f"{wall_moment(appointment.start_at, request.clinic.tz)} with {appointment.practitioner}. "
             "Nothing was cancelled: if it should still be cancelled, send the form again."
         )
         kept = CancelForm(

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from clinic.models import Appointment, AppointmentStatus
 from core.errors import PreconditionFailed
+from core.timeutils import wall_moment
 from frontdesk import checks, selectors
 from frontdesk.forms import BookingForm, DomainErrors, RescheduleForm, WhenForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
@@ -109,7 +110,7 @@ def _submit(
 
 
 def _when(appointment) -> str:
-    return selectors.wall_moment(appointment.start_at)  # which reading, in the hour the clocks go back
+    return wall_moment(appointment.start_at)  # which reading, in the hour the clocks go back
 
 
 # --- Book ---------------------------------------------------------------------------------------

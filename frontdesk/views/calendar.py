@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from clinic.models import AppointmentStatus, Practitioner
 from clinic.selectors import clinics_for_user, patient_search, patients_in
-from core.timeutils import MAX_YEAR, MIN_YEAR, within_years
+from core.timeutils import MAX_YEAR, MIN_YEAR, wall_clock, within_years
 from frontdesk import selectors
 from frontdesk.forms import PatientForm, PatientSearchForm, ScheduleFilterForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
@@ -153,7 +153,7 @@ def _booking_initial(practitioner, start) -> dict:
     back over, "01:15 BST" or "01:15 GMT": the time alone happens twice)."""
     initial = {"practitioner": str(practitioner.pk)} if practitioner else {}
     if start:
-        initial.update(date=start.date().isoformat(), time=selectors.wall_clock(start))
+        initial.update(date=start.date().isoformat(), time=wall_clock(start))
     return initial
 
 

@@ -13,7 +13,7 @@ from clinic.models import Appointment, ConditionStatus
 from clinic.selectors import clinics_for_user, duplicate_candidates, identity_of, patient_search, patients_in
 from core.errors import InvalidInput
 from core.ids import parse_uuid
-from frontdesk import selectors
+from core.timeutils import wall_moment
 from frontdesk.forms import PatientSearchForm
 from frontdesk.views.base import clinic_page, page, patient_or_404
 
@@ -50,7 +50,7 @@ def _warn(request, warnings: list[dict]) -> None:
     )
     names = {
         str(a.pk): f"{a.procedure.name}{f' · {a.area.name}' if a.area_id else ''}, "
-        f"{selectors.wall_moment(a.start_at, a.clinic.tz)} at {a.clinic.name}"
+        f"{wall_moment(a.start_at, a.clinic.tz)} at {a.clinic.name}"
         for a in booked
     }
     for warning in warnings:
