@@ -532,8 +532,6 @@ def _send_locked(message: OutboxMessage, claim_token, batch: Batch, now: datetim
             merged = message.status == OutboxStatus.SENT and "sent_in" in (message.payload or {})
             return SendOutcome.MERGED if merged else SendOutcome.STALE
         fields = ["status", "claim_token", "claimed_until", "last_error", "updated_at"]
-        lease = timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS)
-        claimed_at = message.claimed_until - lease if message.claimed_until else None  # when this claim was made
         message.claim_token = None
         message.claimed_until = None
         if message.in_doubt:
@@ -550,7 +548,7 @@ def _send_locked(message: OutboxMessage, claim_token, batch: Batch, now: datetim
         # A change notice asks what the patient has heard by now; a text, whether it is quiet hours now.
         not_now = verdicts.notice_verdict(message, now, (claim_token, frozenset(batch.tainted)))
         if not_now is None:
-            not_now = verdicts.timing_verdict(message, now, claimed_at=claimed_at)
+            not_now = verdicts.timing_verdict(message, now, claimed_at=message.claimed_at)
         if not_now is None and message.channel == Channel.SMS:
             not_now = verdicts.quiet_hours_verdict(message, now)
         if not_now is not None:

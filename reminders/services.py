@@ -615,10 +615,7 @@ def _retime_row(row: OutboxMessage, appointment: Appointment, now: datetime, bec
     plan = _plan(current, row.channel, appointment, now, row.anchor_at)
     if row.due_at <= now or row.attempts > 0:  # due already, or tried and waiting for a retry: its moment came as
         # planned (a dispatcher behind, a provider's 503), so only a new moment still ahead moves it; never dropped
-        if plan.due_at is not None and plan.due_at > now:
-            OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=plan.due_at, kind=kind)
-        elif kind != row.kind:
-            OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(kind=kind)
+        _retimed(row, plan.due_at if plan.due_at is not None and plan.due_at > now else row.due_at, kind)
         return
     if plan.due_at is None:
         _finish([row], OutboxStatus.CANCELLED, f"not sent {because}: {plan.reason}")
@@ -626,6 +623,11 @@ def _retime_row(row: OutboxMessage, appointment: Appointment, now: datetime, bec
     due = plan.due_at
     if due <= now:  # its new moment has passed: at once, but not before a move's grace, nor later than it was due
         due = min(row.due_at, _after_grace(plan, now, appointment, row.channel).due_at)
+    _retimed(row, due, kind)
+
+
+def _retimed(row: OutboxMessage, due: datetime, kind: str) -> None:
+    """Write a row's new moment and kind, if either changed, unless it has been claimed or finished meanwhile."""
     if (due, kind) != (row.due_at, row.kind):
         OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=due, kind=kind)
 
