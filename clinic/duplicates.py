@@ -8,12 +8,13 @@ close to "Olivia Bennett". The selector that reads candidates is `clinic.selecto
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from rapidfuzz import fuzz
+
+from core.text_match import normalise_name
 
 # token_sort_ratio of two normalised full names (0-100): at or above this they are "similar". One
 # typo or transposition passes ("Olivia Benett" 96, "Olivai Bennett" 93 against "Olivia Bennett"),
@@ -22,12 +23,6 @@ from rapidfuzz import fuzz
 NAME_SIMILARITY = 85
 # Surnames this close, with one first name the start of the other ("Jo"/"Joanna"), are similar too.
 SURNAME_SIMILARITY = 90
-
-_SEPARATORS = str.maketrans({"-": " ", "‐": " ", "‑": " ", "–": " ", "—": " ", "'": "", "’": "", ".": " ", ",": " "})
-# Letters NFKD leaves whole (no combining mark to drop) that people type without their stroke or ligature.
-_PLAIN_LETTERS = str.maketrans(
-    {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "þ": "th"}
-)
 
 
 class MatchReason(StrEnum):
@@ -47,14 +42,6 @@ class Identity:
     date_of_birth: date | None = None
     phone: str = ""
     email: str = ""
-
-
-def normalise_name(value: str) -> str:
-    """Lower case, no accents (NFKD without combining marks; ł, ø, æ and the like as typed without them), hyphens
-    and dots as spaces, apostrophes dropped, single spaces: "  José-María O’Neil " -> "jose maria oneil"."""
-    decomposed = unicodedata.normalize("NFKD", value or "")
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(bare.casefold().translate(_PLAIN_LETTERS).translate(_SEPARATORS).split())
 
 
 def normalise_email(value: str) -> str:

@@ -20,6 +20,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 
 from clinic import setting_checks
+from core.text_match import normalise_name
 
 
 def validate_timezone(value: str) -> None:
@@ -560,6 +561,9 @@ class Patient(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
+    # "first last" as people type names (core.text_match.normalise_name: no accents, no apostrophes), kept by every
+    # save for the patient search (clinic.selectors.patient_search): "jose nunez" finds José Núñez.
+    search_name = models.CharField(max_length=201, blank=True, default="", editable=False)
     date_of_birth = models.DateField(null=True, blank=True)
     email = models.EmailField(blank=True)
     phone = models.CharField(
@@ -606,6 +610,10 @@ class Patient(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.organisation_id is None and self.clinic_id is not None:
             self.organisation_id = Clinic.objects.values_list("organisation_id", flat=True).get(pk=self.clinic_id)
+        self.search_name = normalise_name(f"{self.first_name} {self.last_name}")
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"first_name", "last_name"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, "search_name"}
         super().save(*args, **kwargs)
 
     @property

@@ -14,6 +14,7 @@ import phonenumbers
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import ExtractIsoWeekDay, TruncDate, TruncTime
 from django.db.models.lookups import Contains, Exact
+from django.utils import timezone
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import (
@@ -29,7 +30,7 @@ from clinic.models import (
 )
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
-from core.text_match import Lowered
+from core.text_match import Lowered, normalise_name
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
 
@@ -261,21 +262,29 @@ def outside_working_hours(appointments: list[Appointment], hours: list[WorkingHo
 # Where dates are written month first; elsewhere 18/06/1985 is the 18th of June.
 MONTH_FIRST_COUNTRIES = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM", "PH", "FM", "MH", "PW"})
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_TYPED_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
+_TYPED_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})$")
 
 
 def typed_date(query: str, *, country: str = "") -> date | None:
-    """A date as staff type it: ISO (1985-06-18), or day first (18/06/1985, 18.06.1985) except where
-    the country writes month first (06/18/1985 in the US); None when it is not one."""
+    """A date as staff type it: ISO (1985-06-18), or day first (18/06/1985, 18.06.1985, 18/06/85) except where
+    the country writes month first (06/18/1985 in the US); None when it is not one. A two-digit year is the latest
+    year ending so that is not after today (85 is 1985, 19 is 2019): it is a date of birth."""
     query = query.strip()
+    short_year = False
     if match := _ISO_DATE.match(query):
         year, month, day = (int(part) for part in match.groups())
     elif match := _TYPED_DATE.match(query):
         first, second, year = (int(part) for part in match.groups())
         month, day = (first, second) if country in MONTH_FIRST_COUNTRIES else (second, first)
+        short_year = len(match.group(3)) == 2
     else:
         return None
     try:
+        if short_year:
+            today = timezone.localdate()
+            year += today.year // 100 * 100
+            if date(year, month, 28 if (month, day) == (2, 29) else day) > today:
+                year -= 100
         return date(year, month, day)
     except ValueError:
         return None
@@ -310,15 +319,20 @@ _BRACKETED_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 
 
 def _words_match(words: list[str]) -> Q:
-    """Every word in the first name, the last name or the e-mail address, in any case of any script."""
+    """Every word in the first name, the last name or the e-mail address, in any case of any script; in a name also
+    as people type it (`Patient.search_name`): without its accents or apostrophes, "nunez" for Núñez, "O'Brien" for
+    O’Brien, "mary-jane" for Mary Jane."""
     condition = Q()
     for word in words:
         folded = word.lower()
-        condition &= (
+        matches = (
             Q(Contains(Lowered("first_name"), folded))
             | Q(Contains(Lowered("last_name"), folded))
             | Q(Contains(Lowered("email"), folded))
         )
+        if plain := normalise_name(word):  # a word of only apostrophes or dashes would match every name
+            matches |= Q(search_name__contains=plain)
+        condition &= matches
     return condition
 
 

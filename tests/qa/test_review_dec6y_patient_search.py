@@ -144,12 +144,6 @@ def test_names_in_any_case_order_spacing_or_with_their_hyphens_find_the_one_pati
     assert found_at_desk(desk, london, query) == ids(people[who])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN, left for the product (closing note): the search matches names byte for byte (icontains), so 'jose nunez' misses 'José Núñez' and a "
-    "phone's typographic apostrophe misses O'Brien, though registration (clinic.duplicates.normalise_name) calls "
-    "them the same name; docs/frontdesk.md says only 'by name'.",
-)
 @pytest.mark.parametrize("query, who", [("jose nunez", "jose"), ("Nunez", "jose"), ("O\u2019Brien", "siobhan")])
 def test_accents_and_a_typographic_apostrophe_are_ignored_as_registration_ignores_them(desk, london, query, who):
     people = {
@@ -248,11 +242,6 @@ def test_an_exact_email_with_digits_lists_only_its_owner(desk, london, sam):
 # --- Dates of birth -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN, left for the product (closing note): a two-digit year (18/06/85, 18.06.85) is no date to clinic.selectors.typed_date (it wants "
-    "four digits) and is read as phone digits, so nobody matches; docs/frontdesk.md lists only four-digit forms.",
-)
 @pytest.mark.parametrize("query", ["18/06/85", "18.06.85"])
 def test_a_birth_date_with_a_two_digit_year_finds_the_patient(desk, london, olivia, sam, query):
     assert found_at_desk(desk, london, query) == ids(olivia)

@@ -1,0 +1,115 @@
+"""Names as people type them: the search finds "José Núñez" typed "jose nunez" and "O’Brien" typed "O'Brien", and a
+date of birth typed with a two-digit year (18/06/85).
+
+Each patient keeps their name without accents or apostrophes (`Patient.search_name`, from
+`core.text_match.normalise_name`, the duplicate check's reading of a name); every save keeps it, a save of named
+fields included, and migration clinic 0022 fills it for the records already there.
+"""
+
+from datetime import date
+
+import pytest
+import time_machine
+
+from clinic.models import Patient
+from clinic.selectors import patient_search, typed_date
+from tests.factories import ClinicFactory, PatientFactory
+from tests.helpers import _leaves, _migrate
+
+pytestmark = pytest.mark.django_db
+
+
+def found(query: str, clinic) -> set:
+    patients = Patient.objects.filter(clinic_id=clinic.pk)
+    return set(patient_search(patients, query, country="GB").values_list("pk", flat=True))
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["jose nunez", "JOSE NÚÑEZ", "Nunez", "núñez", "jose-maria", "Jose Maria", "garcía", "Garcia-Nunez"],
+)
+def test_a_name_is_found_whatever_its_accents_case_or_hyphens(query):
+    clinic = ClinicFactory(timezone="Europe/London")
+    jose = PatientFactory(clinic=clinic, first_name="José-María", last_name="García Núñez", email="jm@example.com")
+    PatientFactory(clinic=clinic, first_name="Josephine", last_name="Nunn", email="jn@example.com")
+
+    assert found(query, clinic) == {jose.pk}
+
+
+@pytest.mark.parametrize("typed", ["O'Brien", "O\u2019Brien", "O\u2018Brien", "O\u02bcBrien", "obrien"])
+@pytest.mark.parametrize("stored", ["O'Brien", "O\u2019Brien"])
+def test_any_apostrophe_finds_a_name_written_with_any_other(typed, stored):
+    clinic = ClinicFactory(timezone="Europe/London")
+    siobhan = PatientFactory(clinic=clinic, first_name="Siobhan", last_name=stored)
+    PatientFactory(clinic=clinic, first_name="Brian", last_name="Obi")
+
+    assert found(typed, clinic) == {siobhan.pk}
+
+
+@pytest.mark.parametrize("query", ["'", "-", "\u2019 -"])
+def test_a_word_of_only_apostrophes_or_dashes_finds_no_one_by_it(query):
+    """Such a word is nothing once made plain: it must not match every name (a LIKE '%%')."""
+    clinic = ClinicFactory(timezone="Europe/London")
+    PatientFactory(clinic=clinic, first_name="Ada", last_name="Lovelace")
+
+    assert found(query, clinic) == set()
+
+
+def test_a_renamed_patient_is_found_by_the_new_name_only_even_when_saved_by_named_fields():
+    clinic = ClinicFactory(timezone="Europe/London")
+    patient = PatientFactory(clinic=clinic, first_name="Zoe", last_name="Smith")
+    patient.last_name = "Ødegård"
+    patient.save(update_fields=["last_name"])
+
+    assert Patient.objects.get(pk=patient.pk).search_name == "zoe odegard"
+    assert found("odegard", clinic) == {patient.pk}
+    assert found("smith", clinic) == set()
+
+
+@time_machine.travel("2026-12-06 12:00Z", tick=False)
+@pytest.mark.parametrize(
+    "typed, country, expected",
+    [
+        ("18/06/85", "GB", date(1985, 6, 18)),
+        ("18.06.85", "GB", date(1985, 6, 18)),
+        ("06/18/85", "US", date(1985, 6, 18)),
+        ("06/12/26", "GB", date(2026, 12, 6)),  # today: a baby born today
+        ("07/12/26", "GB", date(1926, 12, 7)),  # tomorrow is no birthday yet: a century ago
+        ("01/01/00", "GB", date(2000, 1, 1)),
+        ("29/02/24", "GB", date(2024, 2, 29)),
+        ("29/02/25", "GB", None),  # no 29 February in 2025
+        ("18/06/185", "GB", None),  # three digits are no year
+    ],
+)
+def test_a_two_digit_year_is_the_latest_that_is_not_after_today(typed, country, expected):
+    assert typed_date(typed, country=country) == expected
+
+
+@time_machine.travel("2026-12-06 12:00Z", tick=False)
+def test_a_birth_date_with_a_two_digit_year_finds_the_patient():
+    clinic = ClinicFactory(timezone="Europe/London")
+    olivia = PatientFactory(clinic=clinic, first_name="Olivia", date_of_birth=date(1985, 6, 18))
+    PatientFactory(clinic=clinic, first_name="Young", date_of_birth=date(2085 - 100, 6, 19))
+
+    assert found("18/06/85", clinic) == {olivia.pk}
+    assert found("Olivia 18/06/85", clinic) == {olivia.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_fills_the_plain_name_of_every_record_already_there():
+    old = _migrate([("clinic", "0021_working_hours_end_message")])
+    clinic = old.get_model("clinic", "Clinic").objects.create(
+        code="before",
+        name="Before",
+        timezone="Europe/London",
+        organisation=old.get_model("clinic", "Organisation").objects.create(code="before", name="Before"),
+    )
+    OldPatient = old.get_model("clinic", "Patient")
+    jose = OldPatient.objects.create(
+        clinic=clinic, organisation_id=clinic.organisation_id, first_name="José", last_name="Núñez"
+    )
+
+    _migrate(_leaves())
+
+    assert Patient.objects.get(pk=jose.pk).search_name == "jose nunez"
+    assert found("jose nunez", clinic) == {jose.pk}
