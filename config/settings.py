@@ -67,6 +67,8 @@ elif not SECRET_KEY or (SECRET_KEY == INSECURE_LOCAL_KEY and not (DEBUG or LOCAL
     )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Checks a deployment means to pass over, e.g. reminders.W004 where no text is meant to go (docs/production.md).
+SILENCED_SYSTEM_CHECKS = env_list("DJANGO_SILENCED_SYSTEM_CHECKS", [])
 CSRF_FAILURE_VIEW = "frontdesk.views.auth.csrf_failure"  # plain words and a way back, not Django's bare 403 page
 
 INSTALLED_APPS = [

@@ -6,6 +6,7 @@ migrate) still run, so e-mail keeps going while SMS is being fixed."""
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import os
 import urllib.parse
@@ -14,7 +15,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
-from reminders.channels import BaseSmsBackend, TwilioSmsBackend
+from reminders.channels import BaseSmsBackend, ConsoleSmsBackend, FileSmsBackend, LocmemSmsBackend, TwilioSmsBackend
 
 
 def _load(path: str, setting: str, code: str) -> tuple[type | None, list[Error]]:
@@ -116,3 +117,64 @@ def public_base_url(app_configs=None, **kwargs) -> list[Error | Warning]:
             )
         ]
     return []
+
+
+# Backends that keep messages on this machine: the embedded defaults and the test doubles. Django's own e-mail
+# backends of that kind, by path (importing them is what reminder_channels already does).
+_LOCAL_EMAIL = {
+    "django.core.mail.backends.console.EmailBackend": "prints every e-mail on the worker's output",
+    "django.core.mail.backends.filebased.EmailBackend": "writes every e-mail to a file on the worker",
+    "django.core.mail.backends.locmem.EmailBackend": "keeps every e-mail in the worker's memory",
+    "django.core.mail.backends.dummy.EmailBackend": "drops every e-mail",
+}
+_LOCAL_SMS = {
+    ConsoleSmsBackend: "prints every text on the worker's output",
+    FileSmsBackend: "writes every text to a file on the worker",
+    LocmemSmsBackend: "keeps every text in the worker's memory",
+}
+
+
+@register(deploy=True)
+def backends_reach_patients(app_configs=None, **kwargs) -> list[Warning]:
+    """The e-mail and SMS backends left at the embedded defaults (or a test double) in a deployment: each message is
+    marked sent and reaches no patient (reminders.W003 e-mail, reminders.W004 SMS); e-mail sent from the embedded
+    `reminders@localhost` (reminders.W005), which providers refuse. A warning, not an error: a
+    deployment that means to send no texts silences it (`DJANGO_SILENCED_SYSTEM_CHECKS=reminders.W004`)."""
+    found = []
+    if (what := _LOCAL_EMAIL.get(settings.EMAIL_BACKEND)) is not None:
+        found.append(
+            Warning(
+                f"EMAIL_BACKEND is {settings.EMAIL_BACKEND!r}, which {what}: each e-mail would be marked sent and "
+                "reach no patient.",
+                hint="Set EMAIL_BACKEND to SMTP or an Anymail backend with its ANYMAIL_* settings (README, "
+                "Configuration).",
+                id="reminders.W003",
+            )
+        )
+    sender = email.utils.parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    domain = sender.rpartition("@")[2].lower()
+    if "." not in domain or domain.endswith((".localhost", ".local", ".internal")):
+        found.append(
+            Warning(
+                f"DEFAULT_FROM_EMAIL {settings.DEFAULT_FROM_EMAIL!r} is not an address at a domain of yours: "
+                "providers refuse or bury e-mail from it.",
+                hint="Set DEFAULT_FROM_EMAIL to an address at the clinic's domain, e.g. Clinic <clinic@example.com>.",
+                id="reminders.W005",
+            )
+        )
+    try:
+        sms = import_string(settings.SMS_BACKEND)
+    except ImportError:
+        return found  # reminder_channels says so (reminders.E001)
+    what = next((w for kind, w in _LOCAL_SMS.items() if isinstance(sms, type) and issubclass(sms, kind)), None)
+    if what is not None:
+        found.append(
+            Warning(
+                f"SMS_BACKEND is {settings.SMS_BACKEND!r}, which {what}: each text would be marked sent and reach "
+                "no patient.",
+                hint="Set SMS_BACKEND to reminders.channels.TwilioSmsBackend with its TWILIO_* settings (README, "
+                "Configuration), or silence reminders.W004 where no text is meant to go.",
+                id="reminders.W004",
+            )
+        )
+    return found

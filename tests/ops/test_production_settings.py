@@ -20,6 +20,13 @@ PRODUCTION_ENV = {
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://clinic.example.com",
     "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
     "REMINDERS_PUBLIC_BASE_URL": "https://clinic.example.com",
+    "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+    "ANYMAIL_POSTMARK_SERVER_TOKEN": "your-token",
+    "DEFAULT_FROM_EMAIL": "Clinic <clinic@example.com>",
+    "SMS_BACKEND": "reminders.channels.TwilioSmsBackend",
+    "TWILIO_ACCOUNT_SID": "your-account-sid",
+    "TWILIO_AUTH_TOKEN": "your-auth-token",
+    "SMS_FROM": "+447700900000",
 }
 
 

@@ -156,6 +156,13 @@ PRODUCTION = {  # README's *Production* block and docs/production.md's *Environm
     "DATABASE_URL": "postgres://clinic@db:5432/clinic",
     "REDIS_URL": "redis://redis:6379/0",
     "REMINDERS_PUBLIC_BASE_URL": "https://clinic.example.com",
+    "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+    "ANYMAIL_POSTMARK_SERVER_TOKEN": "your-token",
+    "DEFAULT_FROM_EMAIL": "clinic@example.com",
+    "SMS_BACKEND": "reminders.channels.TwilioSmsBackend",
+    "TWILIO_ACCOUNT_SID": "your-account-sid",
+    "TWILIO_AUTH_TOKEN": "your-auth-token",
+    "SMS_FROM": "+447700900000",
 }
 
 

@@ -152,3 +152,81 @@ def test_a_plain_http_public_address_is_a_warning(settings):
 def test_a_public_https_address_passes(settings, url):
     settings.REMINDERS_PUBLIC_BASE_URL = url
     assert public_base_url() == []
+
+
+# --- Backends that reach no patient (reminders.W003, W004, W005) -----------------------------------------------------
+
+
+def deliver_ids(settings) -> list[str]:
+    from reminders.checks import backends_reach_patients
+
+    return codes(backends_reach_patients())
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.dummy.EmailBackend",
+    ],
+)
+def test_an_email_backend_that_keeps_mail_on_the_machine_is_a_deploy_warning(settings, backend):
+    settings.EMAIL_BACKEND = backend
+    settings.SMS_BACKEND = TWILIO
+    settings.DEFAULT_FROM_EMAIL = "Clinic <clinic@example.com>"
+
+    assert deliver_ids(settings) == ["reminders.W003"]
+
+
+@pytest.mark.parametrize("backend", ["ConsoleSmsBackend", "FileSmsBackend", "LocmemSmsBackend"])
+def test_an_sms_backend_that_keeps_texts_on_the_machine_is_a_deploy_warning(settings, backend):
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.SMS_BACKEND = f"reminders.channels.{backend}"
+    settings.DEFAULT_FROM_EMAIL = "clinic@example.com"
+
+    assert deliver_ids(settings) == ["reminders.W004"]
+
+
+def test_a_subclass_of_a_local_sms_backend_is_one_too_and_a_callable_is_passed_over(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.DEFAULT_FROM_EMAIL = "clinic@example.com"
+    settings.SMS_BACKEND = "tests.reminders.test_checks.make_console_backend"  # a factory: what it makes is unknown
+
+    assert deliver_ids(settings) == []
+
+
+@pytest.mark.parametrize(
+    "sender, warned",
+    [
+        ("Clinic reminders <reminders@localhost>", True),  # the embedded default
+        ("clinic@host.local", True),
+        ("clinic@mail.internal", True),
+        ("clinic@example.com", False),
+        ("Clinic <clinic@example.com>", False),
+    ],
+)
+def test_email_from_an_address_at_no_public_domain_is_a_deploy_warning(settings, sender, warned):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.SMS_BACKEND = TWILIO
+    settings.DEFAULT_FROM_EMAIL = sender
+
+    assert deliver_ids(settings) == (["reminders.W005"] if warned else [])
+
+
+def test_the_deliver_warnings_are_deploy_only_and_a_deployment_may_silence_one(settings):
+    from django.core.checks import registry
+
+    from reminders.checks import backends_reach_patients
+
+    assert backends_reach_patients in registry.registry.get_checks(include_deployment_checks=True)
+    assert backends_reach_patients not in registry.registry.get_checks()  # run_dispatcher, migrate still run
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.DEFAULT_FROM_EMAIL = "clinic@example.com"
+    settings.SMS_BACKEND = "reminders.channels.ConsoleSmsBackend"
+    settings.SILENCED_SYSTEM_CHECKS = ["reminders.W004"]
+
+    messages = registry.run_checks(include_deployment_checks=True, tags=None)
+
+    assert "reminders.W004" not in {m.id for m in messages if not m.is_silenced()}
