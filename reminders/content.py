@@ -80,7 +80,8 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
 
     Asked of the engine with the patient's whole timeline (so a booking or a
     course elsewhere counts), once with the rules as they are and once with
-    warnings treated as blocks, for "ideally from".
+    warnings treated as blocks, for "ideally from". Where the second finds no day at all (a warning against every
+    date, such as a course not ended yet), no date is given: the texts say to ask the clinic first.
     """
     rulebook = selectors.rulebook_load(appointment.patient.organisation_id)
     timeline = selectors.timeline_for_patient(appointment.patient_id)
@@ -97,8 +98,10 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
         proposal = rules.Proposal(code, now, appointment.area_id)
         earliest = rules.earliest_eligible_start(timeline, rulebook, proposal, tz)
         ideal = rules.earliest_eligible_start(timeline, strict, proposal, tz)
-        from_date = fmt_long_date(earliest, tz) if earliest else ""
-        ideally = fmt_long_date(ideal, tz) if ideal and earliest and ideal > earliest else ""
+        # No day meets the warnings (a course not ended yet): the warning stands against every date, so no date is
+        # given and the patient is asked to talk to the clinic first, as where the rules themselves give none.
+        from_date = fmt_long_date(earliest, tz) if earliest and ideal else ""
+        ideally = fmt_long_date(ideal, tz) if from_date and ideal > earliest else ""
         out.append(NextPossible(code, rulebook.name(code), from_date, ideally))
     return out
 
