@@ -444,8 +444,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": REMINDERS_DISPATCH_INTERVAL_SECONDS,
         "options": {"expires": max(REMINDERS_DISPATCH_INTERVAL_SECONDS, 1.0)},
     },
-    # Re-checks after a rule change that stopped moving (a worker died; the broker was down) go on.
+    # Re-checks after a rule change, and care texts being planned for the visits booked before them, that stopped
+    # moving (a worker died; the broker was down) go on.
     "resume-rechecks": {"task": "scheduler.resume_rechecks", "schedule": 60.0},
+    "resume-template-rollouts": {"task": "reminders.resume_template_rollouts", "schedule": 60.0},
     # Delivery reports read but not recorded when they came (their row locked), kept in the database till then.
     "record-parked-reports": {"task": "reminders.record_parked_reports", "schedule": 60.0},
 }

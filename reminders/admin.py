@@ -8,6 +8,7 @@ secrets) serve platforms across clinics and are for superusers only.
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Q, URLField
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -15,7 +16,7 @@ from django.utils.html import format_html
 
 from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, SharedCatalogue, admin_clinic_ids
 from clinic.models import Clinic
-from reminders import feeds, fit, services
+from reminders import feeds, fit, services, tasks
 from reminders.models import (
     CalendarFeed,
     ContactOptIn,
@@ -24,6 +25,7 @@ from reminders.models import (
     ParkedDeliveryReport,
     ReminderTemplate,
     TemplateOrigin,
+    TemplateRollout,
     WebhookEndpoint,
     new_webhook_secret,
 )
@@ -101,10 +103,22 @@ class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
     ]
 
     def save_model(self, request, obj, form, change):
+        before = ReminderTemplate.objects.filter(pk=obj.pk).first() if change else None  # as it was
         super().save_model(request, obj, form, change)
+        now = timezone.now()
         if change and services.RETIMING_FIELDS & set(form.changed_data):
             # In the admin's transaction: what is still to go is planned again from the template as it stands.
-            services.outbox_template_retimed(template=obj, now=timezone.now())
+            services.outbox_template_retimed(template=obj, now=now)
+        run = services.template_rollout_start(template=obj, before=before, now=now)
+        if run is not None:
+            # After the commit, in chunks (a worker's, or here with no broker): the visits booked before the text.
+            transaction.on_commit(lambda: tasks.start_rollout(str(run.pk), in_request=True))
+            self.message_user(
+                request,
+                "The visits already booked (and aftercare still to come) get this text too: planned in the "
+                "background; its progress is under “Care texts planned for visits booked”.",
+                messages.INFO,
+            )
 
     @admin.display(description="offset")
     def offset(self, obj: ReminderTemplate) -> str:
@@ -115,6 +129,28 @@ class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
         if obj.origin == TemplateOrigin.CLINIC:
             return format_html('<strong style="color:#a60">{}</strong>', "Clinic template (review)")
         return "Sourced"
+
+
+@admin.register(TemplateRollout)
+class TemplateRolloutAdmin(admin.ModelAdmin):
+    """Progress of a care text being planned for the visits booked before it: read-only, for the operators who
+    edit the shared texts to watch."""
+
+    list_display = ["cause", "created_at", "visits_done", "messages_planned", "progressed_at", "finished_at"]
+    list_select_related = ["template"]
+    readonly_fields = [f.name for f in TemplateRollout._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
 
 
 @admin.register(OutboxMessage)

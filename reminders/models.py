@@ -184,6 +184,34 @@ class ReminderTemplate(models.Model):
             raise ValidationError(errors)
 
 
+class TemplateRollout(models.Model):
+    """A care text planned for the visits booked before it could reach them: added, switched on, given another
+    procedure, moment or channel (reminders.services.template_rollout_start, from the template's admin). Done in
+    chunks by Celery (or in-process without a broker); `cursor` is the last visit done, so a run a dead worker left
+    half-way resumes where it was (the beat's `reminders.resume_template_rollouts`). The admin shows its progress."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(ReminderTemplate, on_delete=models.CASCADE, related_name="+")
+    cause = models.CharField(max_length=300)
+    created_at = models.DateTimeField()
+    cursor = models.UUIDField(null=True, blank=True, editable=False)
+    visits_done = models.PositiveIntegerField(default=0)
+    messages_planned = models.PositiveIntegerField(default=0)
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Visits whose planning failed on their own ({"appointment", "error", "at"}): left as they were, to look at.
+    failures = models.JSONField(default=list, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "care text planned for visits booked"
+        verbose_name_plural = "care texts planned for visits booked"
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else "running"
+        return f"{self.cause} ({state}, {self.visits_done} visits)"
+
+
 class WebhookEndpoint(models.Model):
     """Where a booking platform (an API client) wants appointment events POSTed."""
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from clinic.models import (
@@ -32,6 +32,7 @@ from clinic.models import (
 from clinic.services import lock_live_patient
 from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidInput
+from core.redact import masked_logger
 from reminders.consent import patient_accepts
 from reminders.models import (
     FROM_PRACTITIONER,
@@ -48,12 +49,15 @@ from reminders.models import (
     OutboxMessage,
     OutboxStatus,
     ReminderTemplate,
+    TemplateRollout,
     WebhookEndpoint,
 )
 from reminders.timing import Direction, Plan, apply_offset, plan_due, quiet_hours
 from scheduler import versioned
 from scheduler.lifecycle import EVENT_FOR_ACTION, Actor
-from scheduler.recheck import review_reasons_in_zone
+from scheduler.recheck import STALLED_AFTER, review_reasons_in_zone, wait_for_older_transactions
+
+log = masked_logger(__name__)
 
 # --- Entry point --------------------------------------------------------------------------------------
 
@@ -68,11 +72,11 @@ def _active_templates() -> list[ReminderTemplate]:
 class _Change:
     """One call's working state: the templates (read once) and the rows to insert (in one query)."""
 
-    def __init__(self, appointment: Appointment, now: datetime) -> None:
+    def __init__(self, appointment: Appointment, now: datetime, only: ReminderTemplate | None = None) -> None:
         self.appointment = appointment
         self.now = now
         self.by_kind: dict[str, list[ReminderTemplate]] = defaultdict(list)
-        for template in _active_templates():
+        for template in _active_templates() if only is None else [only]:
             if template.procedure_id in (None, appointment.procedure_id):
                 self.by_kind[template.kind].append(template)
         self.new_rows: list[OutboxMessage] = []
@@ -632,6 +636,140 @@ def _retimed(row: OutboxMessage, due: datetime, kind: str) -> None:
         OutboxMessage.objects.filter(pk=row.pk, status__in=UNSENT_STATUSES).update(due_at=due, kind=kind)
 
 
+# --- A care text planned for the visits booked before it ----------------------------------------------------------
+
+# The kinds a visit booked (or done) before the template can still need: what goes before the visit, and aftercare
+# whose moment is ahead. Confirmations and notices are about a change made; they are not sent for one made before.
+ROLLOUT_KINDS = (MessageKind.REMINDER, MessageKind.PRE_CARE, MessageKind.POST_CARE)
+ROLLOUT_CHUNK = 200
+
+
+def template_rollout_wanted(before: ReminderTemplate | None, after: ReminderTemplate) -> bool:
+    """Whether saving `after` (over `before` as it was; None when it is new) may leave visits booked before it without
+    a row of it: it is on now and was off, or new, or reaches other visits or moments (procedure, kind, anchor,
+    offset) or a channel it had no text for."""
+    if not after.is_active or after.kind not in ROLLOUT_KINDS:
+        return False
+    if before is None or not before.is_active:
+        return True
+    reach = ("procedure_id", *sorted(RETIMING_FIELDS))
+    if any(getattr(before, name) != getattr(after, name) for name in reach):
+        return True
+    return (after.has_email and not before.has_email) or (after.has_sms and not before.has_sms)
+
+
+def template_rollout_start(*, template: ReminderTemplate, before: ReminderTemplate | None, now: datetime):
+    """A run planning `template` for the visits booked before it (`template_rollout_wanted`), or None. Called in the
+    save's transaction; the caller hands the run over once that commits (reminders.tasks.start_rollout)."""
+    if not template_rollout_wanted(before, template):
+        return None
+    cause = f"{template.name!r} {'added' if before is None else 'saved'}"
+    return TemplateRollout.objects.create(template=template, cause=cause[:300], created_at=now)
+
+
+def _rollout_visits(template: ReminderTemplate, now: datetime):
+    """The visits a template may still be owed for: booked and still to come (before-the-visit kinds), or done
+    within `AFTERCARE_REACH` (aftercare), of its procedure (any, when it names none)."""
+    if template.kind == MessageKind.POST_CARE:
+        visits = Appointment.objects.filter(status=AppointmentStatus.COMPLETED, completed_at__gt=now - AFTERCARE_REACH)
+    else:
+        visits = Appointment.objects.filter(start_at__gt=now, status__in=ACTIVE_APPOINTMENT_STATUSES)
+    if template.procedure_id is not None:
+        visits = visits.filter(procedure_id=template.procedure_id)
+    return visits
+
+
+def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) -> bool:
+    """Plan the run's template for its next chunk of visits; True when the run is finished (or not ours to do).
+
+    The first step waits for the transactions in progress when it starts: a booking that read the templates before
+    this one was saved may still be committing, and would be missed (scheduler.recheck.wait_for_older_transactions).
+    A chunk is one transaction, each visit in a savepoint: one whose planning fails is recorded on the run
+    (`failures`) and left as it was, and the rest go on."""
+    if TemplateRollout.objects.filter(pk=run_id, progressed_at__isnull=True, finished_at__isnull=True).exists():
+        wait_for_older_transactions()
+    with transaction.atomic():
+        # Race condition: one step at a time per run; another worker holding it skips.
+        runs = TemplateRollout.objects.select_related("template")
+        if connection.features.has_select_for_update_skip_locked:
+            runs = runs.select_for_update(skip_locked=True, of=("self",))
+        run = runs.filter(pk=run_id).first()
+        if run is None or run.finished_at is not None:
+            return True
+        template = run.template
+        visits = _rollout_visits(template, now).order_by("pk")
+        if run.cursor is not None:
+            visits = visits.filter(pk__gt=run.cursor)
+        batch = list(visits.values_list("pk", flat=True)[:chunk]) if template.is_active else []
+        for appointment_id in batch:
+            try:
+                with transaction.atomic():  # a savepoint: this visit's rows, or none
+                    run.messages_planned += _rollout_visit(appointment_id, template, now)
+            except Exception as exc:  # one visit that cannot be planned must not stop the others'
+                log.exception("care text %s: visit %s could not be planned; left as it was", run.pk, appointment_id)
+                error = f"{exc.__class__.__name__}: {exc}"[:300]
+                run.failures = [
+                    *run.failures,
+                    {"appointment": str(appointment_id), "error": error, "at": now.isoformat()},
+                ]
+        run.visits_done += len(batch)
+        run.cursor = batch[-1] if batch else run.cursor
+        run.progressed_at = now
+        if len(batch) < chunk:
+            run.finished_at = now
+        run.save()
+        return run.finished_at is not None
+
+
+def _rollout_visit(appointment_id, template: ReminderTemplate, now: datetime) -> int:
+    """Plan `template` for one visit, its patient locked as every booking change locks it and the visit read again
+    under that lock: the rows of channels it has none of for the visit as it stands (any status: one staff cancelled
+    stays cancelled; one sent is not sent again), as a booking would plan them now (quiet hours, a moment passed
+    sent at once only where late sending is allowed, held while the visit needs review). The number planned."""
+    patient_id = Appointment.objects.filter(pk=appointment_id).values_list("patient_id", flat=True).first()
+    try:
+        lock_live_patient(patient_id)
+    except (Patient.DoesNotExist, InvalidInput):
+        return 0  # gone, or merged away meanwhile (its visits moved to the survivor, which a later chunk reads)
+    appointment = Appointment.objects.select_related("patient__clinic", "clinic").get(pk=appointment_id)
+    work = _Change(appointment, now, only=template)
+    if template.kind == MessageKind.POST_CARE:
+        if appointment.status != AppointmentStatus.COMPLETED or appointment.completed_at is None:
+            return 0
+        planned = set(
+            OutboxMessage.objects.filter(appointment=appointment, template=template)
+            .exclude(status=OutboxStatus.CANCELLED)
+            .values_list("appointment_id", "template_id", "channel")
+        )
+        work.new_rows = _aftercare_ahead(appointment, now, planned, only=template)
+    elif appointment.status in ACTIVE_APPOINTMENT_STATUSES and appointment.start_at > now:
+        anchor = appointment.start_at
+        had = set(
+            OutboxMessage.objects.filter(appointment=appointment, template=template, anchor_at=anchor).values_list(
+                "channel", flat=True
+            )
+        )
+        for channel in _channels(template, appointment):
+            if channel in had:
+                continue
+            plan = _plan(template, channel, appointment, now, anchor)
+            if plan.due_at is not None or "quiet hours" in plan.reason:  # quiet-hours skips stay visible
+                work.add(template, channel, plan, anchor)
+    work.save()
+    return len(work.new_rows)
+
+
+def template_rollouts_stalled(*, now: datetime) -> list:
+    """Unfinished runs that have not moved for a while (or never started)."""
+    return list(
+        TemplateRollout.objects.filter(finished_at__isnull=True)
+        .filter(
+            Q(progressed_at__lt=now - STALLED_AFTER) | Q(progressed_at__isnull=True, created_at__lt=now - STALLED_AFTER)
+        )
+        .values_list("id", flat=True)
+    )
+
+
 # How far back a contact change looks for visits whose aftercare may still be to come: longer than any post-care
 # offset a clinic would set (the shipped ones reach a week); a template further out is not planned on a change.
 AFTERCARE_REACH = timedelta(days=90)
@@ -661,10 +799,12 @@ def _aftercare_still_to_come(patient_id, now: datetime) -> None:
     insert_rows(new_rows)  # one INSERT for all of them
 
 
-def _aftercare_ahead(appointment: Appointment, now: datetime, planned: set) -> list[OutboxMessage]:
+def _aftercare_ahead(
+    appointment: Appointment, now: datetime, planned: set, only: ReminderTemplate | None = None
+) -> list[OutboxMessage]:
     """The post-care rows of one visit done whose moment is still ahead and that `planned` (appointment, template,
-    channel) has none for."""
-    work = _Change(appointment, now)
+    channel) has none for (of template `only`, when given)."""
+    work = _Change(appointment, now, only)
     anchor = appointment.completed_at
     for template in work.templates(MessageKind.POST_CARE):
         moment = apply_offset(anchor, template.offset_value, template.offset_unit, appointment.clinic.tz)

@@ -23,7 +23,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from core.redact import masked_logger
-from reminders import channels, dispatch, reports
+from core.runs import hand_over
+from reminders import channels, dispatch, reports, services
 
 log = masked_logger(__name__)
 
@@ -136,3 +137,34 @@ def delivery_report_later(*, channel: str, report: channels.DeliveryReport, rece
         log.exception("the broker could not take a delivery report")
         return None
     return f"task {sent.id}"
+
+
+# --- A care text planned for the visits booked before it (reminders.services.template_rollout_step) -----------------
+
+
+@shared_task(name="reminders.template_rollout_step", ignore_result=True)
+def template_rollout_step(run_id: str) -> None:
+    """One chunk of a run; the next chunk is a new task, so a dead worker loses at most one chunk."""
+    if not services.template_rollout_step(run_id=run_id, now=timezone.now()):
+        start_rollout(run_id)
+
+
+@shared_task(name="reminders.resume_template_rollouts", ignore_result=True)
+def resume_template_rollouts() -> int:
+    """Beat: pick up runs that stopped moving (a worker died, the broker was down when they began)."""
+    stalled = services.template_rollouts_stalled(now=timezone.now())
+    for run_id in stalled:
+        start_rollout(str(run_id))
+    return len(stalled)
+
+
+def start_rollout(run_id: str, *, in_request: bool = False) -> None:
+    """Hand a run to Celery, or do it here (core.runs.hand_over: with no broker, or with it down)."""
+    hand_over(
+        run_id,
+        step=lambda pk: services.template_rollout_step(run_id=pk, now=timezone.now()),
+        task=template_rollout_step,
+        in_request=in_request,
+        what="care text run",
+        log=log,
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
 from django.utils import timezone
 
 from core.redact import masked_logger
+from core.runs import hand_over
 from scheduler import recheck
 
 log = masked_logger(__name__)
@@ -29,37 +29,12 @@ def resume_rechecks() -> int:
 
 
 def start_run(run_id: str, *, in_request: bool = False) -> None:
-    """Hand a run to Celery; with no broker (the embedded default), do it here.
-
-    With a broker configured but down: in a worker (a step chaining the next, the beat's resume), the rest of the
-    run is done here; in a web request (`in_request`: the rule change's commit), only its first chunk (a small
-    organisation's whole run), and the beat's `resume_rechecks` takes the rest once the broker is back, so a large
-    organisation's re-check never runs inside one request. In a request, a step that fails is logged and left to
-    the resume (the beat's, or run_dispatcher's with no broker): the rule is saved, and its save must not answer 500.
-    """
-    if settings.CELERY_BROKER_URL:
-        try:
-            recheck_step.apply_async(args=(run_id,), retry=False)
-            return
-        except Exception as exc:  # the broker is down
-            log.warning("re-check run %s: could not enqueue (%s); running it in this process", run_id, exc)
-            if in_request:
-                _steps_here(run_id, first_only=True)
-                return
-    if in_request:
-        _steps_here(run_id, first_only=False)
-        return
-    while not recheck.recheck_run_step(run_id=run_id, now=timezone.now()):
-        pass
-
-
-def _steps_here(run_id: str, *, first_only: bool) -> None:
-    """A run's steps in a web request: all of them, or the first (the rest waits for the resume); one that fails is
-    counted on the run (recheck_run_step) and logged, never raised into the request."""
-    try:
-        while not recheck.recheck_run_step(run_id=run_id, now=timezone.now()):
-            if first_only:
-                log.warning("re-check run %s: the rest waits for the beat's resume", run_id)
-                return
-    except Exception:
-        log.exception("re-check run %s: a step failed in the request; the resume takes it up again", run_id)
+    """Hand a run to Celery, or do it here (core.runs.hand_over: with no broker, or with it down)."""
+    hand_over(
+        run_id,
+        step=lambda pk: recheck.recheck_run_step(run_id=pk, now=timezone.now()),
+        task=recheck_step,
+        in_request=in_request,
+        what="re-check run",
+        log=log,
+    )

@@ -3,7 +3,8 @@
 bin/run starts it in the background next to runserver. With a broker configured,
 Celery beat and workers do this instead; running both is still safe (claims are exclusive).
 It also does the beat's other duty that has no broker to wait for: every minute, a re-check after a rule change
-that stopped moving (a step that failed in the request that saved the rule) is taken up again.
+or a care text being planned for the visits booked before it that stopped moving (a step that failed in the
+request that saved the rule or the text) is taken up again.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from core.redact import masked_logger
 from reminders import dispatch, reports
+from reminders import tasks as reminder_tasks
 from scheduler import tasks as scheduler_tasks
 
 RESUME_EVERY = 60.0  # seconds, as the beat's resume-rechecks
@@ -73,6 +75,10 @@ class Command(BaseCommand):
                     scheduler_tasks.resume_rechecks()
                 except Exception:  # a re-check that fails again waits for the next pass; the outbox must not
                     log.exception("resuming the stalled re-checks failed; trying again in %ss", RESUME_EVERY)
+                try:
+                    reminder_tasks.resume_template_rollouts()
+                except Exception:  # a care text's run that fails again waits for the next pass, as a re-check
+                    log.exception("resuming the stalled care text runs failed; trying again in %ss", RESUME_EVERY)
                 try:
                     reports.parked_reports_record()
                 except Exception:  # the database away: the reports wait for the next pass; the outbox must not
