@@ -29,6 +29,10 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 # Only a proxy on these addresses may say the request came over https (X-Forwarded-Proto).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No control socket (gunicorn 25.1+, for `gunicornc`, which nothing here uses): every gunicorn on a host opens the
+# same default path ($XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl), so a second one (another
+# deployment, bin/run) takes it over and, when it stops, removes it from under the first.
+control_socket_disable = True
 
 # gunicorn's own request limits, stated: past them it answers with its own HTML page. The app
 # answers a problem document (414/431) below them (docs/api.md, "Limits").

@@ -355,9 +355,18 @@ LOGGING = {
     "disable_existing_loggers": False,
     # No e-mail address or phone number in a log line, whoever logs it (a provider's refusal quotes the recipient;
     # core.redact). Celery's workers put the same filter on their own handlers (config/celery.py).
-    "filters": {"contacts_masked": {"()": "core.redact.ContactsMasked"}},
+    "filters": {
+        "contacts_masked": {"()": "core.redact.ContactsMasked"},
+        "ticks_quiet": {"()": "core.quiet_ticks.TicksQuiet"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["contacts_masked"]}},
     "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
+    # The beat's ticks (a task it runs more often than once a minute: reminders.dispatch_due, every second) are
+    # sent, received and run without a line each at INFO; their failures and retries, and every other task, are
+    # logged as ever (core.quiet_ticks). On the loggers, so the filter outlasts Celery's own handlers.
+    "loggers": {
+        name: {"filters": ["ticks_quiet"]} for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+    },
 }
 
 # --- Reminders, e-mail, SMS and webhooks (reminders, docs/reminders.md) -------------------
@@ -436,8 +445,9 @@ REMINDERS_MAX_IN_FLIGHT = env_count("REMINDERS_MAX_IN_FLIGHT", 1000)
 WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", DEBUG)
 WEBHOOKS_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOKS_ALLOW_PRIVATE_HOSTS", DEBUG)
 
-# The one periodic schedule. Each tick claims due rows; ticks expire rather than pile up while
-# workers are down. Several beats are safe: claims use SELECT ... FOR UPDATE SKIP LOCKED.
+# The one periodic schedule. Each tick claims due rows. While no worker runs, ticks wait in Redis and a worker that
+# starts drops them unrun (each expires after an interval): none is run late. Several beats are safe: claims use
+# SELECT ... FOR UPDATE SKIP LOCKED.
 CELERY_BEAT_SCHEDULE = {
     "reminders-dispatch-due": {
         "task": "reminders.dispatch_due",
