@@ -563,7 +563,8 @@ class Patient(models.Model):
     last_name = models.CharField(max_length=100)
     # "first last" as people type names (core.text_match.normalise_name: no accents, no apostrophes), kept by every
     # save for the patient search (clinic.selectors.patient_search): "jose nunez" finds José Núñez.
-    search_name = models.CharField(max_length=201, blank=True, default="", editable=False)
+    # A TextField: a name made plain may be longer than typed (ß is ss, æ is ae).
+    search_name = models.TextField(blank=True, default="", editable=False)
     date_of_birth = models.DateField(null=True, blank=True)
     email = models.EmailField(blank=True)
     phone = models.CharField(

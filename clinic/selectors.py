@@ -290,6 +290,11 @@ def typed_date(query: str, *, country: str = "") -> date | None:
         return None
 
 
+def _two_digit_year(query: str) -> bool:
+    match = _TYPED_DATE.match(query.strip())
+    return match is not None and len(match.group(3)) == 2
+
+
 def _phone_condition(query: str, country: str) -> Q:
     """Patients whose stored (E.164) number is the one typed, in whatever format, or begins with it. A trunk zero
     written in brackets after the country code ("+44 (0)7911 12", as printed on letterheads) is not dialled."""
@@ -349,7 +354,9 @@ def patient_search(patients: QuerySet[Patient], query: str, *, country: str = ""
     born = typed_date(query, country=country)
     if born is not None:
         condition |= Q(date_of_birth=born)
-    elif not any(ch.isalpha() or ch == "@" for ch in query):
+    if (born is None or _two_digit_year(query)) and not any(ch.isalpha() or ch == "@" for ch in query):
+        # Six digits in pairs are a date with a two-digit year and the start of a number as much ("06.12.34" of a
+        # French mobile): both are asked.
         condition |= _phone_condition(query, country)
     elif len(words) > 1:
         dated = [(word, typed_date(word, country=country)) for word in words]

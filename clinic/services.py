@@ -600,13 +600,20 @@ def appointment_version(appointment: Appointment) -> str:
     return hashlib.sha256("\n".join(map(str, values)).encode()).hexdigest()[:20]
 
 
+# Kept from other fields by every save: no one changes them, so a version does not count them (a version taken
+# before such a field was added still holds).
+DERIVED_FIELDS = frozenset({"search_name"})
+
+
 def record_version(row: Patient | MedicationCourse) -> str:
-    """A fingerprint of one row as stored (every field but its timestamps): what a GET showing it was drawn from,
-    so that a change made from it can be refused once someone else changed the row (If-Match)."""
+    """A fingerprint of one row as stored (every field but its timestamps and what is kept from the others, a
+    patient's `search_name`): what a GET showing it was drawn from, so that a change made from it can be refused once
+    someone else changed the row (If-Match)."""
     values = [
         f"{field.attname}={field.value_from_object(row)}"
         for field in row._meta.concrete_fields
         if not (getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+        and field.attname not in DERIVED_FIELDS
     ]
     return hashlib.sha256("\n".join(values).encode()).hexdigest()[:20]
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
-from reminders.channels import BaseSmsBackend, ConsoleSmsBackend, FileSmsBackend, LocmemSmsBackend, TwilioSmsBackend
+from reminders.channels import BaseSmsBackend, TwilioSmsBackend
 
 
 def _load(path: str, setting: str, code: str) -> tuple[type | None, list[Error]]:
@@ -119,19 +119,49 @@ def public_base_url(app_configs=None, **kwargs) -> list[Error | Warning]:
     return []
 
 
-# Backends that keep messages on this machine: the embedded defaults and the test doubles. Django's own e-mail
-# backends of that kind, by path (importing them is what reminder_channels already does).
+# Backends that keep messages on this machine: the embedded defaults and the test doubles (Django's, Anymail's,
+# ours), and any subclass of one. By path, so a backend that cannot be imported is reminder_channels' to say.
 _LOCAL_EMAIL = {
     "django.core.mail.backends.console.EmailBackend": "prints every e-mail on the worker's output",
     "django.core.mail.backends.filebased.EmailBackend": "writes every e-mail to a file on the worker",
     "django.core.mail.backends.locmem.EmailBackend": "keeps every e-mail in the worker's memory",
     "django.core.mail.backends.dummy.EmailBackend": "drops every e-mail",
+    "anymail.backends.test.EmailBackend": "keeps every e-mail in the worker's memory",
 }
 _LOCAL_SMS = {
-    ConsoleSmsBackend: "prints every text on the worker's output",
-    FileSmsBackend: "writes every text to a file on the worker",
-    LocmemSmsBackend: "keeps every text in the worker's memory",
+    "reminders.channels.ConsoleSmsBackend": "prints every text on the worker's output",
+    "reminders.channels.FileSmsBackend": "writes every text to a file on the worker",
+    "reminders.channels.LocmemSmsBackend": "keeps every text in the worker's memory",
 }
+# Sender domains no provider delivers from: a name of this machine or its network, or an address literal.
+_NO_PUBLIC_DOMAIN = (".localhost", ".local", ".internal", ".localdomain", ".lan", ".home.arpa")
+
+
+def _keeps_local(path: str, local: dict[str, str]) -> str | None:
+    """What the backend at `path` does with messages, when it or a class it derives from is one of `local`."""
+    try:
+        backend = import_string(path)
+    except ImportError:
+        return None  # reminder_channels says so (reminders.E001, E002)
+    if not isinstance(backend, type):
+        return None  # a factory: what it makes is not known here
+    for base, what in local.items():
+        try:
+            if issubclass(backend, import_string(base)):
+                return what
+        except ImportError:  # Anymail's test backend in a release that has none
+            continue
+    return None
+
+
+def _no_public_domain(domain: str) -> bool:
+    bare = domain.strip("[]")
+    try:
+        ipaddress.ip_address(bare)
+        return True
+    except ValueError:
+        pass
+    return "." not in domain or domain.endswith(_NO_PUBLIC_DOMAIN)
 
 
 @register(deploy=True)
@@ -141,7 +171,7 @@ def backends_reach_patients(app_configs=None, **kwargs) -> list[Warning]:
     `reminders@localhost` (reminders.W005), which providers refuse. A warning, not an error: a
     deployment that means to send no texts silences it (`DJANGO_SILENCED_SYSTEM_CHECKS=reminders.W004`)."""
     found = []
-    if (what := _LOCAL_EMAIL.get(settings.EMAIL_BACKEND)) is not None:
+    if (what := _keeps_local(settings.EMAIL_BACKEND, _LOCAL_EMAIL)) is not None:
         found.append(
             Warning(
                 f"EMAIL_BACKEND is {settings.EMAIL_BACKEND!r}, which {what}: each e-mail would be marked sent and "
@@ -153,7 +183,7 @@ def backends_reach_patients(app_configs=None, **kwargs) -> list[Warning]:
         )
     sender = email.utils.parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     domain = sender.rpartition("@")[2].lower()
-    if "." not in domain or domain.endswith((".localhost", ".local", ".internal")):
+    if _no_public_domain(domain):
         found.append(
             Warning(
                 f"DEFAULT_FROM_EMAIL {settings.DEFAULT_FROM_EMAIL!r} is not an address at a domain of yours: "
@@ -162,11 +192,7 @@ def backends_reach_patients(app_configs=None, **kwargs) -> list[Warning]:
                 id="reminders.W005",
             )
         )
-    try:
-        sms = import_string(settings.SMS_BACKEND)
-    except ImportError:
-        return found  # reminder_channels says so (reminders.E001)
-    what = next((w for kind, w in _LOCAL_SMS.items() if isinstance(sms, type) and issubclass(sms, kind)), None)
+    what = _keeps_local(settings.SMS_BACKEND, _LOCAL_SMS)
     if what is not None:
         found.append(
             Warning(

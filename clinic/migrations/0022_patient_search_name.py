@@ -2,29 +2,10 @@
 
 from django.db import migrations, models
 
-from core.text_match import normalise_name
-
-BATCH = 2000
-
-
-def fill_search_names(apps, schema_editor):
-    """Every record's name as the search reads it (Patient.save keeps it from now on), in batches."""
-    Patient = apps.get_model("clinic", "Patient")
-    last = None
-    while True:
-        rows = Patient.objects.order_by("pk")
-        if last is not None:
-            rows = rows.filter(pk__gt=last)
-        batch = list(rows.only("pk", "first_name", "last_name")[:BATCH])
-        if not batch:
-            return
-        for patient in batch:
-            patient.search_name = normalise_name(f"{patient.first_name} {patient.last_name}")
-        Patient.objects.bulk_update(batch, ["search_name"])
-        last = batch[-1].pk
-
 
 class Migration(migrations.Migration):
+    """The column only, at once (its fill is 0023, outside one transaction: a long fill here would hold the
+    patients table's lock until it ended)."""
 
     dependencies = [
         ('clinic', '0021_working_hours_end_message'),
@@ -34,7 +15,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='patient',
             name='search_name',
-            field=models.CharField(blank=True, default='', editable=False, max_length=201),
+            field=models.TextField(blank=True, default='', editable=False),
         ),
-        migrations.RunPython(fill_search_names, migrations.RunPython.noop, elidable=True),
     ]

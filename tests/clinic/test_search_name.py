@@ -89,7 +89,7 @@ def test_a_two_digit_year_is_the_latest_that_is_not_after_today(typed, country, 
 def test_a_birth_date_with_a_two_digit_year_finds_the_patient():
     clinic = ClinicFactory(timezone="Europe/London")
     olivia = PatientFactory(clinic=clinic, first_name="Olivia", date_of_birth=date(1985, 6, 18))
-    PatientFactory(clinic=clinic, first_name="Young", date_of_birth=date(2085 - 100, 6, 19))
+    PatientFactory(clinic=clinic, first_name="Elder", date_of_birth=date(1885, 6, 18))  # the same day, a century before
 
     assert found("18/06/85", clinic) == {olivia.pk}
     assert found("Olivia 18/06/85", clinic) == {olivia.pk}
@@ -113,3 +113,36 @@ def test_the_migration_fills_the_plain_name_of_every_record_already_there():
 
     assert Patient.objects.get(pk=jose.pk).search_name == "jose nunez"
     assert found("jose nunez", clinic) == {jose.pk}
+
+
+@time_machine.travel("2026-12-06 12:00Z", tick=False)
+@pytest.mark.parametrize("query", ["06.12.34", "06 12 34"])
+def test_digits_in_pairs_that_read_as_a_date_still_find_the_number_they_begin(query):
+    """A French mobile is written 06.12.34.56.78: its first three pairs are also 6 December 1934. Both are asked."""
+    clinic = ClinicFactory(timezone="Europe/Paris", country="FR")
+    number = PatientFactory(clinic=clinic, first_name="Chloe", phone="+33612345678", date_of_birth=date(1990, 1, 1))
+    born = PatientFactory(clinic=clinic, first_name="Louis", phone="+33699999999", date_of_birth=date(1934, 12, 6))
+
+    patients = Patient.objects.filter(clinic_id=clinic.pk)
+    found = set(patient_search(patients, query, country="FR").values_list("pk", flat=True))
+
+    assert found == ({number.pk, born.pk} if "." in query else {number.pk})
+
+
+def test_a_name_made_plain_longer_than_typed_is_kept_whole():
+    clinic = ClinicFactory(timezone="Europe/London")
+    patient = PatientFactory(clinic=clinic, first_name="Æ" * 100, last_name="Straße" * 16)
+
+    assert Patient.objects.get(pk=patient.pk).search_name == f"{'ae' * 100} {'strasse' * 16}"
+
+
+def test_the_plain_name_is_no_part_of_a_records_version():
+    """Kept from the names by every save: a version taken before it was filled (an If-Match sent across the deploy
+    that added it) still holds."""
+    from clinic.services import record_version
+
+    patient = PatientFactory(clinic=ClinicFactory(timezone="Europe/London"), first_name="José")
+    before = record_version(patient)
+    Patient.objects.filter(pk=patient.pk).update(search_name="")
+
+    assert record_version(Patient.objects.get(pk=patient.pk)) == before

@@ -1,9 +1,11 @@
 """`manage.py check --deploy` refuses reminder channels that would fail every message at send time."""
 
 import pytest
+from django.core.mail.backends.console import EmailBackend as ConsoleEmailBackend
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
+from reminders.channels import ConsoleSmsBackend
 from reminders.checks import public_base_url, reminder_channels
 
 TWILIO = "reminders.channels.TwilioSmsBackend"
@@ -189,12 +191,23 @@ def test_an_sms_backend_that_keeps_texts_on_the_machine_is_a_deploy_warning(sett
     assert deliver_ids(settings) == ["reminders.W004"]
 
 
-def test_a_subclass_of_a_local_sms_backend_is_one_too_and_a_callable_is_passed_over(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.DEFAULT_FROM_EMAIL = "clinic@example.com"
-    settings.SMS_BACKEND = "tests.reminders.test_checks.make_console_backend"  # a factory: what it makes is unknown
+class OwnConsoleSms(ConsoleSmsBackend):
+    """A deployment's own printing backend."""
 
-    assert deliver_ids(settings) == []
+
+class OwnConsoleMail(ConsoleEmailBackend):
+    """A deployment's own printing e-mail backend."""
+
+
+def test_a_subclass_of_a_local_backend_is_one_too_and_a_callable_is_passed_over(settings):
+    settings.DEFAULT_FROM_EMAIL = "clinic@example.com"
+    settings.EMAIL_BACKEND = "tests.reminders.test_checks.OwnConsoleMail"
+    settings.SMS_BACKEND = "tests.reminders.test_checks.OwnConsoleSms"
+    assert deliver_ids(settings) == ["reminders.W003", "reminders.W004"]
+
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"  # Anymail's test double keeps mail in memory
+    settings.SMS_BACKEND = "tests.reminders.test_checks.make_console_backend"  # a factory: what it makes is unknown
+    assert deliver_ids(settings) == ["reminders.W003"]
 
 
 @pytest.mark.parametrize(
@@ -203,6 +216,9 @@ def test_a_subclass_of_a_local_sms_backend_is_one_too_and_a_callable_is_passed_o
         ("Clinic reminders <reminders@localhost>", True),  # the embedded default
         ("clinic@host.local", True),
         ("clinic@mail.internal", True),
+        ("clinic@localhost.localdomain", True),
+        ("clinic@127.0.0.1", True),
+        ("clinic@[10.0.0.5]", True),
         ("clinic@example.com", False),
         ("Clinic <clinic@example.com>", False),
     ],
@@ -225,8 +241,9 @@ def test_the_deliver_warnings_are_deploy_only_and_a_deployment_may_silence_one(s
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.DEFAULT_FROM_EMAIL = "clinic@example.com"
     settings.SMS_BACKEND = "reminders.channels.ConsoleSmsBackend"
-    settings.SILENCED_SYSTEM_CHECKS = ["reminders.W004"]
+    assert "reminders.W004" in {m.id for m in registry.run_checks(include_deployment_checks=True)}
 
-    messages = registry.run_checks(include_deployment_checks=True, tags=None)
+    settings.SILENCED_SYSTEM_CHECKS = ["reminders.W004"]
+    messages = registry.run_checks(include_deployment_checks=True)
 
     assert "reminders.W004" not in {m.id for m in messages if not m.is_silenced()}
