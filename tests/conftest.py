@@ -16,6 +16,17 @@ from django.db import connection
 from scheduler import defaults
 from scheduler.models import ConfigVersion
 
+# The helper modules shared by test modules assert as the test modules they came from did: rewrite their asserts as
+# pytest does a test module's (tests/qa/__init__.py does the same for tests/qa/helpers.py).
+pytest.register_assert_rewrite(
+    "tests.helpers",
+    "tests.api.helpers",
+    "tests.frontdesk.helpers",
+    "tests.plans.helpers",
+    "tests.reminders.helpers",
+    "tests.scheduler.helpers",
+)
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 

@@ -9,11 +9,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from clinic.models import ApiClient, Appointment, Clinic, Patient
 from reminders.models import ContactOptOut, OutboxMessage, ReminderTemplate, WebhookEndpoint
+from tests.helpers import _leaves, _migrate
 
 BEFORE = [
     ("clinic", "0003_intake_unique_on_every_database"),
@@ -21,18 +20,6 @@ BEFORE = [
     ("scheduler", "0002_reminders_outbox"),
 ]
 AT = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-def _leaves():
-    executor = MigrationExecutor(connection)
-    return executor.loader.graph.leaf_nodes()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,6 +9,7 @@ import pytest
 
 from clinic.models import Appointment, AppointmentStatus, AuditEvent, ProcedureRecord
 from tests.api.conftest import http, new_api_client, problem_of, session
+from tests.api.helpers import TUESDAY_10, book
 from tests.factories import (
     AppointmentFactory,
     MedicationCourseFactory,
@@ -19,16 +20,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-TUESDAY_10 = "2026-03-03T10:00:00+00:00"
-
-
-def book(api, patient, procedure="microneedling", start=TUESDAY_10, **extra):
-    return api.post(
-        "/api/v1/appointments/",
-        {"patient": str(patient.pk), "procedure": procedure, "start": start, **extra},
-        format="json",
-    )
 
 
 @pytest.fixture

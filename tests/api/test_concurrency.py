@@ -7,48 +7,15 @@ constraint and the Idempotency-Key unique constraint as production would.
 
 import json
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 
 from clinic.models import Appointment
 from tests.api.conftest import new_api_client
+from tests.api.helpers import _all_at_once, _post
 from tests.factories import PatientFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _post(url: str, key: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Authorization": f"Token {key}", "Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
-def _all_at_once(calls) -> list[tuple[int, dict]]:
-    """Run the calls in threads released together; return their results in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(index, call):
-        barrier.wait(timeout=30)
-        results[index] = call()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert all(result is not None for result in results), "a request did not finish"
-    return results
 
 
 def test_many_platforms_booking_the_same_slot_one_wins(live_server, clinic, practitioner):

@@ -6,7 +6,7 @@ from clinic.models import Appointment, AppointmentStatus
 from plans.defaults import plan_templates_load
 from plans.models import TreatmentPlan
 from tests.api.conftest import new_api_client
-from tests.api.test_concurrency import _all_at_once, _post
+from tests.api.helpers import _all_at_once, _post
 from tests.factories import PatientFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

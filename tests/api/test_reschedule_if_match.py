@@ -13,7 +13,7 @@ from clinic.models import Appointment, AuditAction, AuditEvent
 from reminders.models import OutboxMessage
 from scheduler.booking import Actor, appointment_reschedule
 from tests.api.conftest import http, new_api_client, problem_of
-from tests.api.test_booking import book
+from tests.api.helpers import book
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@
 import pytest
 import time_machine
 
-from tests.api.test_booking import book
+from tests.api.helpers import book
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.db import connections
 from api import access
 from clinic.models import Appointment
 from tests.api.conftest import http, new_api_client, problem_of, session
-from tests.api.test_booking import book
+from tests.api.helpers import book
 
 pytestmark = pytest.mark.django_db
 

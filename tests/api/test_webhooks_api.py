@@ -19,7 +19,7 @@ from reminders.models import OutboxMessage, WebhookEndpoint
 from reminders.services import outbox_retry
 from scheduler.lifecycle import Actor
 from tests.api.conftest import http, new_api_client, problem_of, session
-from tests.api.test_booking import book
+from tests.api.helpers import book
 from tests.reminders.support import FakeHttpServer
 
 pytestmark = pytest.mark.django_db

@@ -18,7 +18,7 @@ from django.utils import timezone
 from clinic.models import AppointmentStatus, HistorySource, Practitioner, ProcedureRecord, StaffRole, TimeOff
 from tests.factories import PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import at_london, book, make_staff
-from tests.frontdesk.test_browser import london, sign_in  # noqa: F401 (fixtures)
+from tests.frontdesk.helpers import london, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 IMG = Path(settings.BASE_DIR) / "docs" / "img"

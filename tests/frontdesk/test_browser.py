@@ -25,9 +25,10 @@ from clinic.models import (
     StaffRole,
 )
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS  # noqa: F401  (the shared setup)
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
-from tests.frontdesk.conftest import PASSWORD, book, make_staff
+from tests.browser import SHOTS
+from tests.factories import ClinicFactory, PatientFactory
+from tests.frontdesk.conftest import book, make_staff
+from tests.frontdesk.helpers import london, page, shot, sign_in  # noqa: F401 (fixtures)
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still synchronous.
 
@@ -35,37 +36,7 @@ from tests.frontdesk.conftest import PASSWORD, book, make_staff
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def shot(tab, name: str) -> None:
-    tab.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(tab, live_server, username: str) -> None:
-    tab.goto(f"{live_server.url}/login/")
-    tab.get_by_label("Username").fill(username)
-    tab.get_by_label("Password").fill(PASSWORD)
-    tab.get_by_role("button", name="Sign in").click()
-    tab.wait_for_load_state()
-
-
-@pytest.fixture
-def london(catalogue):
-    clinic = ClinicFactory(code="london", name="Demo Aesthetics London", timezone="Europe/London")
-    # Seven days a week, so the first slot does not depend on the day the suite runs.
-    PractitionerFactory(clinic=clinic, name="Dr Amelia Hart", hours=range(7))
-    PractitionerFactory(clinic=clinic, name="Priya Shah, RN", hours=range(7))
-    return clinic
-
-
-def test_receptionist_is_refused_a_too_early_microneedling_and_books_the_suggested_slot(page, live_server, london):
+def test_receptionist_is_refused_a_too_early_microneedling_and_books_the_suggested_slot(page, live_server, london):  # noqa: F811
     from playwright.sync_api import expect
 
     now = timezone.now()
@@ -136,7 +107,7 @@ def test_receptionist_is_refused_a_too_early_microneedling_and_books_the_suggest
     shot(page, "07-schedule-week")
 
 
-def test_keyboard_only_booking_panel_updates_live(page, live_server, london):
+def test_keyboard_only_booking_panel_updates_live(page, live_server, london):  # noqa: F811
     """The live check reacts to keyboard changes and focus stays visible where the user is."""
     from playwright.sync_api import expect
 
@@ -152,7 +123,7 @@ def test_keyboard_only_booking_panel_updates_live(page, live_server, london):
     assert outline == "solid"
 
 
-def test_clinician_clears_a_pending_booking_and_completes_it(page, live_server, london):
+def test_clinician_clears_a_pending_booking_and_completes_it(page, live_server, london):  # noqa: F811
     from playwright.sync_api import expect
 
     grace = PatientFactory(clinic=london, first_name="Grace", last_name="Turner")
@@ -184,7 +155,7 @@ def test_clinician_clears_a_pending_booking_and_completes_it(page, live_server, 
     assert pending.status == AppointmentStatus.COMPLETED and pending.clearance_reason.startswith("Eczema")
 
 
-def test_a_receptionist_cannot_open_another_clinics_patient(page, live_server, london):
+def test_a_receptionist_cannot_open_another_clinics_patient(page, live_server, london):  # noqa: F811
     from playwright.sync_api import expect
 
     new_york = ClinicFactory(code="new-york", name="Demo Aesthetics New York", timezone="America/New_York")
@@ -200,7 +171,7 @@ def test_a_receptionist_cannot_open_another_clinics_patient(page, live_server, l
     shot(page, "10-other-clinic-not-found")
 
 
-def test_new_patient_errors_sit_next_to_their_fields(page, live_server, london):
+def test_new_patient_errors_sit_next_to_their_fields(page, live_server, london):  # noqa: F811
     from playwright.sync_api import expect
 
     make_staff(london, StaffRole.RECEPTIONIST, "reception")
@@ -218,7 +189,7 @@ def test_new_patient_errors_sit_next_to_their_fields(page, live_server, london):
 PHONE = {"width": 390, "height": 844}
 
 
-def test_no_page_is_wider_than_a_phone(browser, live_server, london):
+def test_no_page_is_wider_than_a_phone(browser, live_server, london):  # noqa: F811
     """At 390 px every front-desk page fits: nothing makes the page scroll sideways, and the week view
     stacks its days instead of scrolling them."""
     now = timezone.now()

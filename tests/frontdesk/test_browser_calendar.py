@@ -13,9 +13,10 @@ from clinic.models import Appointment, HistorySource, Patient, Practitioner, Pro
 from reminders.defaults import care_texts_load
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import Actor, appointment_book, appointment_reschedule
+from tests.browser import SHOTS
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import PASSWORD, book, make_staff
-from tests.frontdesk.test_browser import SHOTS, london, page, shot, sign_in  # noqa: F401 (fixtures)
+from tests.frontdesk.helpers import london, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from clinic.models import Appointment, Practitioner, StaffRole, TimeOff
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import book, make_staff
-from tests.frontdesk.test_browser import london, page, shot, sign_in  # noqa: F401 (fixtures)
+from tests.frontdesk.helpers import london, page, shot, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

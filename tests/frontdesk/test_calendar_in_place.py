@@ -10,8 +10,8 @@ from django.contrib.messages import get_messages
 from clinic.models import Appointment, Patient
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import at_london, book, make_staff, url
+from tests.frontdesk.helpers import west, west_desk, west_practitioner  # noqa: F401 (fixtures)
 from tests.frontdesk.html import squash
-from tests.frontdesk.test_organisations import west, west_desk, west_practitioner  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

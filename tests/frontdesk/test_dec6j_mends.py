@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from html import unescape as html_unescape
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -18,6 +17,7 @@ from django.test import Client
 from clinic.models import MedicationCourse, Patient, ProcedureRecord, StaffRole
 from reminders.links import manage_token
 from tests.frontdesk.conftest import at_london, book, make_staff, url
+from tests.frontdesk.helpers import inputs
 
 pytestmark = pytest.mark.django_db
 
@@ -32,29 +32,6 @@ def hidden(response, name: str) -> str:
     found = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)"', response.content.decode())
     assert found, f"no hidden {name}"
     return found.group(1)
-
-
-def inputs(response, form_action: str = "") -> dict[str, list[str]]:
-    """What the browser sends from the page's POST form to `form_action` ("": the form without an action, posting to
-    the page itself): every named input and textarea as drawn (checkboxes when checked)."""
-    html = response.content.decode()
-    [body] = [
-        body
-        for attrs, body in re.findall(r"<form\b([^>]*)>(.*?)</form>", html, re.S)
-        if 'method="post"' in attrs and (f'action="{form_action}"' in attrs if form_action else "action=" not in attrs)
-    ]
-    data: dict[str, list[str]] = {}
-    for tag in re.findall(r"<input[^>]*>", body):
-        name = re.search(r'name="([^"]+)"', tag)
-        if not name or 'type="submit"' in tag:
-            continue
-        if 'type="checkbox"' in tag and "checked" not in tag:
-            continue
-        value = re.search(r'value="([^"]*)"', tag)
-        data.setdefault(name.group(1), []).append(value.group(1) if value else "on")
-    for name, text in re.findall(r'<textarea name="([^"]+)"[^>]*>(.*?)</textarea>', body, re.S):
-        data.setdefault(name, []).append(html_unescape(text.removeprefix("\n")))
-    return {name: [html_unescape(v) for v in values] for name, values in data.items()}
 
 
 def _next(response) -> str:

@@ -21,8 +21,8 @@ from clinic.models import MergeWarningCheck, StaffRole
 from scheduler.booking import appointment_reschedule
 from tests.factories import ClinicFactory, PractitionerFactory
 from tests.frontdesk.conftest import make_staff, url
+from tests.frontdesk.helpers import HEADING, RECEPTION, book, merge, twin
 from tests.frontdesk.html import squash, text_by_id
-from tests.frontdesk.test_patient_merge_warnings import HEADING, RECEPTION, book, merge, twin
 
 pytestmark = pytest.mark.django_db
 

@@ -8,30 +8,12 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from clinic.models import Appointment, StaffMembership, StaffRole
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.factories import ClinicFactory, PatientFactory
 from tests.frontdesk.conftest import PASSWORD, book, url
+from tests.frontdesk.helpers import west, west_desk, west_practitioner  # noqa: F401 (fixtures)
 from tests.frontdesk.html import squash
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def west(clinic):
-    return ClinicFactory(code="west", name="West Clinic", timezone="Europe/London", organisation=clinic.organisation)
-
-
-@pytest.fixture
-def west_practitioner(west):
-    return PractitionerFactory(clinic=west, name="Dr Oliver West")
-
-
-@pytest.fixture
-def west_desk(west) -> Client:
-    user = get_user_model().objects.create_user(username="reception-west", password=PASSWORD)
-    StaffMembership.objects.create(user=user, clinic=west, role=StaffRole.RECEPTIONIST)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -43,7 +25,7 @@ def manager(clinic) -> Client:
     return client
 
 
-def test_staff_of_the_whole_organisation_choose_and_switch_between_its_sites(manager, clinic, west, other_clinic):
+def test_staff_of_the_whole_organisation_choose_and_switch_between_its_sites(manager, clinic, west, other_clinic):  # noqa: F811
     home = squash(manager.get(url("home")))
     assert "London Clinic" in home and "West Clinic" in home and "New York Clinic" not in home
     page = squash(manager.get(url("today", west)))
@@ -51,7 +33,7 @@ def test_staff_of_the_whole_organisation_choose_and_switch_between_its_sites(man
     assert manager.get(url("today", other_clinic)).status_code == 404
 
 
-def test_a_patient_of_another_site_is_found_and_booked_here(west_desk, west, patient, west_practitioner, frozen):
+def test_a_patient_of_another_site_is_found_and_booked_here(west_desk, west, patient, west_practitioner, frozen):  # noqa: F811
     assert "Olivia" in squash(west_desk.get(url("patients", west) + "?q=Olivia"))
     assert west_desk.get(url("patient", west, patient)).status_code == 200
     response = west_desk.post(
@@ -63,7 +45,13 @@ def test_a_patient_of_another_site_is_found_and_booked_here(west_desk, west, pat
 
 
 def test_an_appointment_at_the_other_site_refuses_and_is_named(
-    west_desk, clinic, west, patient, practitioner, west_practitioner, frozen
+    west_desk,  # noqa: F811
+    clinic,
+    west,  # noqa: F811
+    patient,
+    practitioner,
+    west_practitioner,  # noqa: F811
+    frozen,
 ):
     london = book(patient, practitioner, "botox", frozen + timedelta(days=1))  # at London
     # The patient's page at West shows the London booking, where it is, without a link West cannot open.
@@ -76,6 +64,6 @@ def test_an_appointment_at_the_other_site_refuses_and_is_named(
     assert not Appointment.objects.filter(clinic=west).exists()
 
 
-def test_another_organisations_patient_stays_not_found(west_desk, west, other_patient):
+def test_another_organisations_patient_stays_not_found(west_desk, west, other_patient):  # noqa: F811
     assert west_desk.get(url("patient", west, other_patient)).status_code == 404
     assert PatientFactory(clinic=ClinicFactory(code="solo")).organisation.code == "solo"

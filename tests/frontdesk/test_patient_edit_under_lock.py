@@ -20,7 +20,7 @@ from clinic.models import Patient
 from clinic.services import patient_update, record_version
 from core.errors import ErrorCode, PreconditionFailed
 from tests.frontdesk.conftest import url
-from tests.frontdesk.test_dec6j_mends import inputs
+from tests.frontdesk.helpers import inputs
 
 pytestmark = pytest.mark.django_db
 

@@ -8,23 +8,20 @@ missed or moved clear ends it; a small move keeps it). Merges into a record that
 One statement for the merges, and a timeline read for each warned booking.
 """
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from clinic.merging import patient_merge
 from frontdesk.selectors import patient_record
-from scheduler.booking import Actor, appointment_book, appointment_cancel, appointment_reschedule
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from scheduler.booking import appointment_cancel, appointment_reschedule
+from tests.factories import ClinicFactory, PractitionerFactory
 from tests.frontdesk.conftest import url
+from tests.frontdesk.helpers import HEADING, RECEPTION, book, merge, twin
 from tests.frontdesk.html import squash
 
 pytestmark = pytest.mark.django_db
-
-RECEPTION = Actor("reception@test")
-HEADING = "To check: the records merged"
 
 
 @pytest.fixture
@@ -35,25 +32,6 @@ def west(clinic):
 @pytest.fixture
 def dr_west(west):
     return PractitionerFactory(clinic=west, name="Dr West")
-
-
-def twin(clinic, last_name="Bennett"):
-    return PatientFactory(clinic=clinic, first_name="Olivia", last_name=last_name, date_of_birth=date(1985, 6, 18))
-
-
-def book(patient, code, start_at, practitioner, now):
-    return appointment_book(
-        patient=patient,
-        procedure_code=code,
-        start_at=start_at,
-        actor=RECEPTION,
-        now=now,
-        practitioner_id=practitioner.pk,
-    ).appointment
-
-
-def merge(merged, into, now):
-    return patient_merge(merged=merged, into=into, now=now, actor_label="api", clinical=True)
 
 
 def shown(client, clinic, patient) -> str:

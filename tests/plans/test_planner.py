@@ -30,7 +30,7 @@ from plans.planner import (
 )
 from scheduler.rules import EventState, MedicationCourse, ProcedureEvent, Proposal, Timeline, evaluate
 from tests.rulebook import default_rulebook
-from tests.scheduler.test_rules_properties import CODES, courses, events, rulebooks
+from tests.scheduler.helpers import CODES, courses, events, rulebooks
 
 LONDON, NEW_YORK = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
 HOUR = timedelta(hours=1)

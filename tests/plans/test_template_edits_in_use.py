@@ -27,6 +27,7 @@ from clinic.models import Organisation, StaffMembership, StaffRole
 from plans.models import PlanKind, PlanSession, PlanTemplate, TreatmentPlan
 from plans.services import plan_book, plan_cancel, plan_replan, plan_replan_propose
 from scheduler.booking import Actor, appointment_cancel
+from tests.plans.helpers import admin_change
 
 pytestmark = pytest.mark.django_db
 
@@ -49,35 +50,6 @@ def plan(patient, clinic, practitioner, course, now) -> TreatmentPlan:
     return plan_book(
         patient=patient, clinic=clinic, template=course, start_at=london(2026, 3, 9), actor=RECEPTION, now=now
     )
-
-
-def change_form(template: PlanTemplate, **changes) -> dict:
-    """The admin's change form for `template` as drawn, with `changes` made."""
-    data = {
-        "organisation": template.organisation_id or "",
-        "code": template.code,
-        "name": template.name,
-        "procedure": template.procedure_id,
-        "kind": template.kind,
-        "sessions": template.sessions,
-        "min_gap_value": template.min_gap_value,
-        "min_gap_unit": template.min_gap_unit,
-        "ideal_gap_value": template.ideal_gap_value,
-        "ideal_gap_unit": template.ideal_gap_unit,
-        "max_gap_value": template.max_gap_value,
-        "max_gap_unit": template.max_gap_unit,
-        "area": template.area_id or "",
-        "source": template.source,
-        "note": template.note,
-        "is_active": "on" if template.is_active else "",
-        "_save": "Save",
-    }
-    return {k: v for k, v in {**data, **changes}.items() if v != ""}
-
-
-def admin_change(admin_client, template: PlanTemplate, **changes):
-    admin_client.raise_request_exception = False
-    return admin_client.post(f"/admin/plans/plantemplate/{template.pk}/change/", change_form(template, **changes))
 
 
 def third_session_cancelled(plan: TreatmentPlan, now: datetime) -> PlanSession:

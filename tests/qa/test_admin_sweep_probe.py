@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 import sys
 from datetime import date, datetime, timedelta
-from html.parser import HTMLParser
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -37,8 +36,6 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.signals import got_request_exception
 from django.db import connection
-from django.test import Client
-from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from clinic.merging import patient_merge
@@ -66,11 +63,21 @@ from scheduler.booking import Actor, appointment_book
 from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import NEW_YORK, NOW, fresh, ldn
+from tests.qa.helpers import (
+    NEW_YORK,
+    NOW,
+    PASSWORD,
+    as_rendered,
+    client_for,
+    form_fields,
+    fresh,
+    ldn,
+    superuser_client,
+    url,
+)
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "qa-admin-sweep-pw-4417"
 RECEPTION = Actor("reception@qa-admin")
 REGISTRY = sorted(admin.site._registry, key=lambda m: m._meta.label)
 B_MARK = "Zorgon"  # every row of organisation B says it
@@ -79,10 +86,6 @@ WEST_MARK = "Westbrook"  # every row only the West site holds says it
 
 def label(model) -> str:
     return model._meta.label
-
-
-def url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 @pytest.fixture(autouse=True)
@@ -104,16 +107,6 @@ def errors():
     got_request_exception.connect(receiver, weak=False)
     yield seen
     got_request_exception.disconnect(receiver)
-
-
-def client_for(user) -> Client:
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
-
-
-def superuser_client() -> Client:
-    return client_for(get_user_model().objects.create_superuser("qa-root", "root@qa.example", PASSWORD))
 
 
 def clinic_admin(username, *, clinic=None, organisation=None):
@@ -252,82 +245,7 @@ def b_objects(w) -> list:
 # --- Forms as the admin renders them ---------------------------------------------------------------------------
 
 
-class _FormFields(HTMLParser):
-    """The named fields of the admin's change form (`<form id="<model>_form">`): name, kind, value, options."""
-
-    def __init__(self, form_id: str):
-        super().__init__(convert_charrefs=True)
-        self.form_id = form_id
-        self.inside = False
-        self.fields: list[dict] = []
-        self._select: dict | None = None
-        self._textarea: dict | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "form" and a.get("id") == self.form_id:
-            self.inside = True
-        if not self.inside or not a.get("name") and tag != "option":
-            return
-        if tag == "input":
-            kind = (a.get("type") or "text").lower()
-            if kind in ("submit", "button", "image", "file", "reset"):
-                return
-            classes = a.get("class") or ""
-            if "vDateField" in classes:
-                kind = "date"
-            elif "vTimeField" in classes:
-                kind = "time"
-            self.fields.append(
-                {"name": a["name"], "kind": kind, "value": a.get("value") or "", "checked": "checked" in a}
-            )
-        elif tag == "select":
-            self._select = {"name": a["name"], "kind": "select", "options": [], "selected": [], "value": ""}
-            self._select["multiple"] = "multiple" in a
-            self.fields.append(self._select)
-        elif tag == "option" and self._select is not None:
-            value = a.get("value") or ""
-            self._select["options"].append(value)
-            if "selected" in a:
-                self._select["selected"].append(value)
-        elif tag == "textarea":
-            self._textarea = {"name": a["name"], "kind": "textarea", "value": ""}
-            self.fields.append(self._textarea)
-
-    def handle_data(self, data):
-        if self._textarea is not None:
-            self._textarea["value"] += data
-
-    def handle_endtag(self, tag):
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-        elif tag == "form" and self.inside:
-            self.inside = False
-
-
 MANAGEMENT = re.compile(r"-(TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS$")
-
-
-def form_fields(page: str, model) -> list[dict]:
-    parser = _FormFields(f"{model._meta.model_name}_form")
-    parser.feed(page)
-    fields = [f for f in parser.fields if f["name"] != "csrfmiddlewaretoken"]
-    # One new row in each inline: the empty form's `__prefix__` becomes the next index.
-    totals = {f["name"][: -len("-TOTAL_FORMS")]: f for f in fields if f["name"].endswith("-TOTAL_FORMS")}
-    out = []
-    for field in fields:
-        if "__prefix__" in field["name"]:
-            prefix = field["name"].split("-__prefix__-")[0]
-            if prefix not in totals:
-                continue
-            field = {**field, "name": field["name"].replace("__prefix__", totals[prefix]["value"] or "0")}
-        out.append(field)
-    for prefix, total in totals.items():
-        if any(f["name"].startswith(f"{prefix}-{total['value'] or '0'}-") for f in out):
-            total["value"] = str(int(total["value"] or 0) + 1)
-    return out
 
 
 # Garbage posted to every add and change form; each says what a field of each kind gets (None: as rendered).
@@ -548,23 +466,6 @@ def test_the_plan_template_form_refuses_a_gap_beyond_the_calendar(world, errors)
 
 
 # --- 2. Edits through the admin keep the product's promises --------------------------------------------------
-
-
-def as_rendered(client, page_url, model) -> dict:
-    """The form as the admin renders it, posted back unchanged (a new inline row left empty)."""
-    page = client.get(page_url)
-    assert page.status_code == 200, page_url
-    data: dict = {}
-    for field in form_fields(page.content.decode(), model):
-        if field["kind"] == "checkbox":
-            if field["checked"]:
-                data[field["name"]] = field["value"] or "on"
-        elif field["kind"] == "select":
-            data[field["name"]] = field["selected"] if field.get("multiple") else (field["selected"] or [""])[0]
-        elif field["kind"] != "radio":
-            data[field["name"]] = field["value"]
-    data["_save"] = "Save"
-    return data
 
 
 @pytest.fixture

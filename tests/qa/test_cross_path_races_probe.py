@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (the fixtures imported from tests/qa/helpers.py are named as the tests ask for them)
 """Races between different paths, on PostgreSQL: two things that touch one patient or one appointment at once.
 
 The existing concurrency tests race one path against itself (two bookings, two merges, two plans, two
@@ -38,11 +39,8 @@ in a second statement).
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import partial
-from itertools import combinations
-from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -61,211 +59,57 @@ from clinic.models import (
     ProcedureRecord,
 )
 from clinic.services import IntakeLine, conditions_replace, procedure_record_add
-from core.errors import ErrorCode, InvalidInput, InvalidTransition
-from plans.defaults import plan_templates_load
+from core.errors import ErrorCode, InvalidInput
 from portal.forms import slot_key
 from reminders import dispatch
-from reminders.channels import LocmemSmsBackend
-from reminders.defaults import care_texts_load
 from reminders.links import manage_token
-from reminders.models import HOLDING_STATUSES, Anchor, MessageKind, OutboxMessage, OutboxStatus, WebhookEndpoint
+from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler import rulebooks
 from scheduler.booking import (
     Actor,
     UnableToBook,
-    appointment_book,
     appointment_cancel,
     appointment_clear,
     appointment_complete,
     appointment_recheck,
     appointment_reschedule,
-    cleared_rules,
-    is_cleared,
 )
-from scheduler.lifecycle import EVENT_FOR_ACTION
 from scheduler.models import IntervalRule
-from tests.api.conftest import http, new_api_client
+from tests.api.conftest import http
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import LONDON, NOW, fresh
-from tests.races import held_in_another_connection, in_a_thread, race, until_a_connection_waits_for_a_lock
+from tests.qa.helpers import (  # noqa: F401 - fixtures
+    API,
+    NOW,
+    _at,
+    _change_held_after_the_claim,
+    _change_of,
+    _told_in_order,
+    assert_invariants,
+    fresh,
+    local,
+    quiet_world,
+    ran,
+    world,
+)
+from tests.qa.helpers import RACE_RECEPTION as RECEPTION
+from tests.qa.helpers import race_book as book
+from tests.qa.helpers import race_post as post
+from tests.races import in_a_thread, race, until_a_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-API = "/api/v1"
 ROUNDS = 5
-RECEPTION = Actor("reception@qa-race")
 CLINICIAN = Actor("clinician@qa-race", clinical=True)
-
-
-def local(m, d, hh=10, mm=0):
-    return datetime(2026, m, d, hh, mm, tzinfo=LONDON)
-
-
-def book(patient, code, when, *, now=NOW, **kwargs):
-    return appointment_book(
-        patient=patient, procedure_code=code, start_at=when, actor=RECEPTION, now=now, **kwargs
-    ).appointment
 
 
 # --- The world and the invariants -----------------------------------------------------------------------------
 
-
-@pytest.fixture
-def world(transactional_db, catalogue, settings):
-    """A London clinic with the shipped rules, care texts and plan templates; Dr A and Dr B do everything, Dr C
-    only Botox; a platform (clinical right) with a webhook endpoint; messages go to the in-memory backends."""
-    settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
-    settings.CELERY_BROKER_URL = ""  # a rule change's re-check runs in the process that saved it
-    LocmemSmsBackend.outbox = []
-    care_texts_load()
-    plan_templates_load()
-    clinic = ClinicFactory(code="qa-xr", name="Race Clinic", timezone="Europe/London")
-    dr_a = PractitionerFactory(clinic=clinic, name="Dr A")
-    dr_b = PractitionerFactory(clinic=clinic, name="Dr B")
-    dr_c = PractitionerFactory(clinic=clinic, name="Dr C", procedures=["botox"])
-    platform, key = new_api_client(clinic, name="qa-race-platform", clinical=True)
-    WebhookEndpoint.objects.create(client=platform, url="https://platform.example/hooks")
-    with time_machine.travel(NOW, tick=True):
-        yield SimpleNamespace(clinic=clinic, dr_a=dr_a, dr_b=dr_b, dr_c=dr_c, key=key)
-
-
-@pytest.fixture
-def quiet_world(world):
-    """The same clinic without the webhook endpoint: for the dispatcher, which would call it."""
-    WebhookEndpoint.objects.all().delete()
-    OutboxMessage.objects.filter(channel="webhook").delete()
-    return world
-
-
-def post(key, path, body):
-    """One API call as a platform would make it, on the calling thread's own connection."""
-    return http(key).post(API + path, body, format="json")
+# The world (`world`, `quiet_world`), booking and the invariants (`assert_invariants`) are in tests/qa/helpers.py,
+# shared with the review probes that race these paths again.
 
 
 def put(key, path, body):
     return http(key).put(API + path, body, format="json")
-
-
-def ran(outcomes):
-    """Every call finished and none raised (a view that raises is a 500)."""
-    for outcome in outcomes:
-        assert outcome is not None, "a call did not finish"
-        assert not isinstance(outcome, Exception) or isinstance(
-            outcome, UnableToBook | InvalidInput | InvalidTransition
-        ), repr(outcome)
-    return outcomes
-
-
-def _at(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _replays(appointment: Appointment) -> None:
-    """The audit trail, replayed from the booking, ends in the appointment's status and time; each change starts
-    where the one before it ended."""
-    events = list(appointment.audit_events.order_by("id"))
-    assert events and events[0].action == AuditAction.BOOKED, events
-    status, start = events[0].details["status"], _at(events[0].details["start_at"])
-    for event in events[1:]:
-        details = event.details
-        if event.action == AuditAction.RESCHEDULED:
-            assert (_at(details["from"]["start_at"]), details["from"]["status"]) == (start, status), (
-                f"{appointment.pk}: a move from {details['from']} after the trail says {start} {status}"
-            )
-            start, status = _at(details["to"]["start_at"]), details["to"]["status"]
-        elif event.action in (AuditAction.NEEDS_REVIEW, AuditAction.RELEASED, AuditAction.CLEARANCE_REQUESTED):
-            assert details["from"] == status, (appointment.pk, event.action, details, status)
-            status = details["to"]
-        elif event.action == AuditAction.CLEARED:
-            assert status == AppointmentStatus.PENDING_CLEARANCE
-            status = AppointmentStatus.CONFIRMED
-        elif event.action in (AuditAction.CANCELLED, AuditAction.COMPLETED, AuditAction.NO_SHOW):
-            assert status in (
-                AppointmentStatus.CONFIRMED,
-                AppointmentStatus.PENDING_CLEARANCE,
-                AppointmentStatus.NEEDS_REVIEW,
-            ), (appointment.pk, event.action, status)
-            status = {
-                AuditAction.CANCELLED: AppointmentStatus.CANCELLED,
-                AuditAction.COMPLETED: AppointmentStatus.COMPLETED,
-                AuditAction.NO_SHOW: AppointmentStatus.NO_SHOW,
-            }[event.action]
-    assert (status, start) == (appointment.status, appointment.start_at), (
-        f"{appointment.pk}: the audit trail ends in {status} at {start}, the appointment is "
-        f"{appointment.status} at {appointment.start_at}"
-    )
-    webhooks = list(
-        OutboxMessage.objects.filter(appointment=appointment, channel="webhook").values_list("event", "payload")
-    )
-    if WebhookEndpoint.objects.filter(client__clinics=appointment.clinic_id).exists():
-        # Brief 6: 'each move is audited, shown to staff and sent as a webhook'; one per change, in order.
-        by_sequence = sorted(webhooks, key=lambda row: row[1]["sequence"])
-        assert [row[1]["sequence"] for row in by_sequence] == list(range(1, len(events) + 1)), webhooks
-        assert [row[0] for row in by_sequence] == [EVENT_FOR_ACTION[e.action] for e in events]
-
-
-def _outbox_is_consistent(appointment: Appointment) -> None:
-    rows = list(
-        OutboxMessage.objects.filter(appointment=appointment).exclude(channel="webhook").select_related("template")
-    )
-    unsent = [r for r in rows if r.status in (OutboxStatus.PENDING, OutboxStatus.HELD)]
-    keys = [(r.template_id, r.channel) for r in unsent]
-    assert len(keys) == len(set(keys)), f"{appointment.pk}: two unsent copies of one message"
-    status = appointment.status
-    if status == AppointmentStatus.CANCELLED:
-        assert {r.kind for r in unsent} <= {MessageKind.CANCELLED}, [(r.kind, r.status) for r in unsent]
-    elif status == AppointmentStatus.COMPLETED:
-        assert {r.kind for r in unsent} <= {MessageKind.POST_CARE, MessageKind.RECALL}, [r.kind for r in unsent]
-    elif status in HOLDING_STATUSES:
-        assert not [r for r in unsent if r.status == OutboxStatus.PENDING], (
-            f"{appointment.pk} is {status} but {[r.kind for r in unsent if r.status == 'pending']} would go"
-        )
-    if appointment.is_active:
-        stale = [r for r in unsent if r.template.anchor == Anchor.START and r.anchor_at != appointment.start_at]
-        assert not stale, f"{appointment.pk}: unsent reminders for {[r.anchor_at for r in stale]}"
-    sent = [
-        (r.template_id, r.channel, r.anchor_at)
-        for r in rows
-        if r.status == OutboxStatus.SENT and r.template and r.template.anchor == Anchor.START
-    ]
-    assert len(sent) == len(set(sent)), f"{appointment.pk}: a reminder went twice for one time"
-
-
-def assert_invariants() -> None:
-    """The whole database, as an outside checker would read it after a round."""
-    now = datetime.now(UTC)
-    appointments = list(
-        Appointment.objects.select_related("patient", "clinic", "procedure", "area", "practitioner").order_by(
-            "start_at"
-        )
-    )
-    for appointment in appointments:
-        assert appointment.status in AppointmentStatus.values
-        if appointment.is_active:
-            assert appointment.patient.merged_into_id is None, f"{appointment.pk} is active on a merged record"
-        if appointment.is_active and appointment.start_at > now:
-            check = appointment_recheck(appointment=appointment)
-            blocking = check.evaluation.blocking
-            if appointment.status == AppointmentStatus.NEEDS_REVIEW:
-                assert blocking and appointment.review_reasons, f"{appointment.pk} needs review for nothing"
-            else:
-                assert not blocking, (
-                    f"{appointment.pk} ({appointment.procedure_id} {appointment.start_at}) is {appointment.status} "
-                    f"and breaks {[v.code for v in blocking]}"
-                )
-            if appointment.status == AppointmentStatus.CONFIRMED:
-                cleared = cleared_rules(appointment)  # the rules' ids and what they are about
-                waiting = {v.rule_id for v in check.evaluation.needs_clearance if not is_cleared(v, cleared)}
-                assert not waiting, f"{appointment.pk} is confirmed but needs clearance for {waiting}"
-        _replays(appointment)
-        _outbox_is_consistent(appointment)
-    active = [a for a in appointments if a.is_active]
-    for one, other in combinations(active, 2):
-        if one.start_at < other.end_at and other.start_at < one.end_at:
-            assert one.practitioner_id != other.practitioner_id, f"{one.practitioner} double-booked"
-            assert one.patient_id != other.patient_id, f"patient {one.patient_id} double-booked"
 
 
 # --- A plan against a single booking of the same patient ------------------------------------------------------
@@ -622,20 +466,6 @@ def test_completing_a_maintenance_treatment_and_booking_the_next_one_leave_no_re
 # --- The dispatcher against a booking change -----------------------------------------------------------------
 
 
-def _told_in_order(appointment: Appointment) -> list[list[OutboxMessage]]:
-    """What the patient received about `appointment`, message by message (each with the rows that went in it), in
-    the order the e-mails were handed over."""
-    by_id = {str(r.pk): r for r in OutboxMessage.objects.filter(appointment=appointment).exclude(channel="webhook")}
-    received = []
-    for message in mail.outbox:
-        carrier = by_id.get(message.extra_headers.get("X-Outbox-Id"))
-        if carrier is None:
-            continue
-        companions = [by_id[pk] for pk in (carrier.payload or {}).get("sent_with", []) if pk in by_id]
-        received.append([carrier, *companions])
-    return received
-
-
 @pytest.mark.parametrize("change", ["cancel", "reschedule"])
 def test_the_dispatcher_and_a_change_the_last_message_is_true(quiet_world, change):
     """docs/reminders.md: 'The last message about an appointment is true. Each sent message records the time it
@@ -729,15 +559,6 @@ def test_a_move_while_the_confirmation_is_claimed_sends_no_notice_from_a_time_ne
     assert notices == [], [(n.payload.get("from_start"), n.payload.get("told_start")) for n in notices]
 
 
-def _change_of(appointment, change):
-    """(the audited action, the change as a call taking `now`), and the time a move goes to."""
-    moved_to = local(3, 11)
-    if change == "cancel":
-        return AuditAction.CANCELLED, partial(appointment_cancel, appointment=appointment, actor=RECEPTION), moved_to
-    move = partial(appointment_reschedule, appointment=appointment, start_at=moved_to, actor=RECEPTION)
-    return AuditAction.RESCHEDULED, move, moved_to
-
-
 @pytest.mark.parametrize("change", ["cancel", "reschedule"])
 def test_a_change_reads_what_the_patient_heard_after_the_confirmation_it_could_not_stop(
     quiet_world, monkeypatch, change
@@ -791,41 +612,6 @@ def test_a_change_reads_what_the_patient_heard_after_the_confirmation_it_could_n
         assert kinds[-1] == [MessageKind.RESCHEDULED], kinds
         assert _at(received[-1][0].payload["told_start"]) == moved_to
     assert_invariants()
-
-
-@contextmanager
-def _change_held_after_the_claim(world, monkeypatch, change):
-    """A visit on 10 March whose confirmation a dispatcher's claim holds (not committed); staff `change` it
-    (cancel or reschedule, in a thread) and the change waits for that row; the claim commits; the change plans
-    its messages and is held before its commit until `commit` is set (on leaving the block at the latest).
-    Threads appended to `threads` are joined on leaving."""
-    from reminders import services
-
-    mail.outbox = []
-    appointment = book(PatientFactory(clinic=world.clinic), "botox", local(3, 10), practitioner_id=world.dr_a.pk)
-    action, act, moved_to = _change_of(appointment, change)
-    planned, commit = threading.Event(), threading.Event()
-    react = services.REACTIONS[action]
-
-    def react_then_hold(work, previous):  # the change's messages are planned; it commits when told to
-        react(work, previous)
-        planned.set()
-        assert commit.wait(20)
-
-    monkeypatch.setitem(services.REACTIONS, action, react_then_hold)
-    held = SimpleNamespace(appointment=appointment, moved_to=moved_to, claims=[], changed=[], threads=[], commit=commit)
-    try:
-        with held_in_another_connection(lambda: held.claims.extend(dispatch.outbox_claim_due(now=NOW))):
-            kinds = [OutboxMessage.objects.get(pk=c.message_id).kind for c in held.claims]
-            assert kinds == [MessageKind.CONFIRMATION], kinds
-            held.threads.append(in_a_thread(partial(act, now=NOW), held.changed))
-            until_a_connection_waits_for_a_lock()  # the change waits for the claim's row
-        assert planned.wait(10), "the change did not go on once the claim committed"
-        yield held
-    finally:
-        commit.set()
-        for thread in held.threads:
-            thread.join(20)
 
 
 @pytest.mark.parametrize("change", ["cancel", "reschedule"])

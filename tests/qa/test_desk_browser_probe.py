@@ -35,7 +35,7 @@ from clinic.models import (
 )
 from tests.factories import PatientFactory
 from tests.frontdesk.conftest import book, make_staff
-from tests.frontdesk.test_browser import london, page, sign_in  # noqa: F401 (fixtures)
+from tests.frontdesk.helpers import london, page, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

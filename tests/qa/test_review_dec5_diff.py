@@ -36,7 +36,7 @@ from scheduler.rules import BlockedSpans
 from tests.api.conftest import _clock, http, new_api_client  # noqa: F401 (_clock: autouse fixture, the API clock)
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import CLINICIAN, book, ldn, texts
-from tests.scheduler.test_free_slots_properties import reference
+from tests.scheduler.helpers import reference
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalogue")]
 

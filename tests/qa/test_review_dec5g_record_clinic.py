@@ -39,9 +39,8 @@ from clinic.services import procedure_record_add
 from core.errors import InvalidInput
 from tests.api.conftest import http, new_api_client
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, ProcedureRecordFactory
-from tests.qa.helpers import NOW, staff_client, words
-from tests.qa.test_stale_writes_probe import form_on
-from tests.test_migrations import _leaves, _migrate
+from tests.helpers import _leaves, _migrate
+from tests.qa.helpers import NOW, form_on, staff_client, words
 
 pytestmark = pytest.mark.django_db
 

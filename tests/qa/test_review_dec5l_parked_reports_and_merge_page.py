@@ -68,7 +68,7 @@ from tests.reminders.conftest import (  # noqa: F401 (fixtures)
     practitioner,
     twilio,
 )
-from tests.reminders.test_sms_delivery_reports import (  # noqa: F401 (fixtures)
+from tests.reminders.helpers import (  # noqa: F401 (fixtures)
     OTHER_SID,
     SID,
     accepted,

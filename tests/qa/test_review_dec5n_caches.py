@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -42,8 +41,22 @@ from scheduler.booking import UnableToBook, appointment_check
 from scheduler.models import ConfigVersion, IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import API, NOW, book, ldn, register_webhook, rows, staff_client, texts, words
-from tests.qa.test_admin_sweep_probe import as_rendered, superuser_client, url
+from tests.qa.helpers import (
+    API,
+    NOW,
+    as_rendered,
+    book,
+    edited_while_another_process_holds_copies,
+    held_version,
+    ldn,
+    register_webhook,
+    rows,
+    staff_client,
+    superuser_client,
+    texts,
+    url,
+    words,
+)
 from tests.races import held_in_another_connection, in_a_thread, lock_waits
 
 pytestmark = pytest.mark.usefixtures("message_outboxes")
@@ -52,29 +65,6 @@ BOTOX_DONE = ldn(2026, 3, 1)
 
 
 # --- Another process ---------------------------------------------------------------------------------------------
-
-
-def held_version(name: str) -> int:
-    """The version this process holds its copy `name` under (there must be one: a probe of a stale copy needs it)."""
-    with versioned._lock:
-        held = versioned._copies.get(name)
-    assert held is not None, f"no copy of {name} is held: the probe would prove nothing"
-    return held[0]
-
-
-@contextmanager
-def edited_while_another_process_holds_copies(*names: str):
-    """The block edits; afterwards this process holds exactly the copies it held before (as another process that
-    loaded them before the edit does), and the configuration version must have moved."""
-    before = {name: held_version(name) for name in names}
-    with versioned._lock:
-        kept = dict(versioned._copies)
-    yield
-    with versioned._lock:
-        versioned._copies.clear()
-        versioned._copies.update(kept)
-    now_version = versioned.current_version()
-    assert all(now_version != version for version in before.values()), "the edit did not move the version"
 
 
 def botox_then_microneedling() -> IntervalRule:

@@ -61,16 +61,18 @@ from reminders import services as reminder_services
 from reminders.links import manage_token
 from reminders.models import Anchor, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from tests.factories import PatientFactory
-from tests.qa.helpers import fresh, staff_client, words
-from tests.qa.test_cross_path_races_probe import (  # noqa: F401 - fixtures
-    RECEPTION,
+from tests.qa.helpers import RACE_RECEPTION as RECEPTION
+from tests.qa.helpers import (  # noqa: F401 - fixtures
     assert_invariants,
-    book,
+    fresh,
     local,
     ran,
+    staff_client,
+    words,
     world,
 )
-from tests.qa.test_cross_path_races_probe import post as api_post
+from tests.qa.helpers import race_book as book
+from tests.qa.helpers import race_post as api_post
 from tests.races import held_in_another_connection, in_a_thread, lock_waits, race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

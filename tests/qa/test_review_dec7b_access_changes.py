@@ -46,6 +46,7 @@ from tests.qa.helpers import (
     NOW,
     RECEPTION,
     book,
+    edited_while_another_process_holds_copies,
     fhir_json,
     fhir_outcome,
     ldn,
@@ -53,7 +54,6 @@ from tests.qa.helpers import (
     register_webhook,
     staff_client,
 )
-from tests.qa.test_review_dec5n_caches import edited_while_another_process_holds_copies
 
 pytestmark = pytest.mark.usefixtures("clock", "message_outboxes")
 

@@ -417,7 +417,7 @@ def test_a_course_made_with_an_area_is_replanned_in_that_area_whatever_the_templ
 
 
 def test_a_templates_session_count_edited_in_use_changes_no_course_under_way(admin_client, desk, clinic, plan, course):
-    from tests.plans.test_template_edits_in_use import admin_change
+    from tests.plans.helpers import admin_change
 
     assert admin_change(admin_client, course, sessions=5).status_code == 302
     second = sessions_of(plan)[1].appointment
@@ -432,7 +432,7 @@ def test_a_templates_session_count_edited_in_use_changes_no_course_under_way(adm
 
 
 def test_a_templates_kind_edited_in_use_leaves_the_courses_cards_as_they_were(admin_client, desk, clinic, plan, course):
-    from tests.plans.test_template_edits_in_use import admin_change
+    from tests.plans.helpers import admin_change
 
     refused = admin_change(admin_client, course, kind=PlanKind.MAINTENANCE)  # decided: a template in use keeps its kind
     assert refused.status_code == 200 and b"its kind cannot change" in refused.content
@@ -445,7 +445,7 @@ def test_a_templates_kind_edited_in_use_leaves_the_courses_cards_as_they_were(ad
 def test_a_template_in_use_is_not_moved_to_another_organisation_without_a_word(
     admin_client, plan, course, other_clinic
 ):
-    from tests.plans.test_template_edits_in_use import admin_change
+    from tests.plans.helpers import admin_change
 
     response = admin_change(admin_client, course, organisation=other_clinic.organisation_id)
 

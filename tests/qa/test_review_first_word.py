@@ -23,17 +23,28 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core import mail
-from django.utils import timezone
 
 from clinic.merging import patient_merge
 from clinic.models import AppointmentStatus
 from reminders import channels, dispatch
-from reminders.channels import LocmemSmsBackend
-from reminders.consent import patient_preferences_update, sms_reply_opt_out
+from reminders.consent import sms_reply_opt_out
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from reminders.services import last_told_start
 from scheduler.booking import appointment_cancel, appointment_reschedule
 from tests.factories import PatientConditionFactory, PatientFactory
+from tests.qa.helpers import (
+    MONDAY_DUE,
+    PHONE,
+    TUESDAY,
+    WEDNESDAY,
+    _first_word_in_doubt,
+    _heard,
+    deliver,
+    first_word_patient,
+    send,
+    texts,
+)
+from tests.qa.helpers import rows_of_kinds as rows
 from tests.reminders import conftest as reminder_fixtures
 from tests.reminders.conftest import RECEPTION, book, london
 from tests.reminders.support import sender_dies
@@ -43,16 +54,6 @@ from tests.reminders.support import sender_dies
 _reminder_settings = reminder_fixtures._reminder_settings
 clinic = reminder_fixtures.clinic
 practitioner = reminder_fixtures.practitioner
-
-TUESDAY = london(2026, 3, 10, 10)
-WEDNESDAY = london(2026, 3, 11, 10)
-MONDAY_DUE = london(2026, 3, 9, 10)  # Tuesday's reminder and pre-care note (a day, 24 h, before)
-PHONE = "+447700900123"
-
-
-def deliver(moment):
-    with time_machine.travel(moment, tick=False):
-        return dispatch.dispatch_local(now=timezone.now())
 
 
 def beat(start, seconds):
@@ -69,37 +70,6 @@ def beat(start, seconds):
         tick[0] = max(tick[0], moment)
         with time_machine.travel(moment, tick=False):
             dispatch.dispatch_local(now=moment, clock=clock)
-
-
-def send(claims, now):
-    return dispatch.outbox_send_batch(message_ids=[c.message_id for c in claims], claim_token=claims[0].token, now=now)
-
-
-def rows(appointment, *kinds):
-    return OutboxMessage.objects.filter(appointment=appointment, kind__in=kinds).exclude(channel="webhook")
-
-
-def texts():
-    return [m["body"] for m in LocmemSmsBackend.outbox]
-
-
-def first_word_patient(clinic, now, *, email=True, sms=False, muted=(), code="microneedling"):
-    """Booked for Tuesday while no channel was on (so no confirmation); e-mail and/or texts turned on on their
-    page the day after: the visit's reminder and pre-care note, due Monday 10:00, are the first they hear of it."""
-    patient = PatientFactory(
-        clinic=clinic, first_name="Ada", email="ada@example.com", phone=PHONE, reminder_channels=[], sms_consent=False
-    )
-    appointment = book(patient, code, TUESDAY, now)
-    assert not rows(appointment, *MessageKind.values).exists()
-    patient_preferences_update(
-        patient=patient,
-        now=now + timedelta(days=1),
-        email=email or None,
-        sms=sms or None,
-        sms_consent=sms,
-        muted_topics=list(muted) if muted else None,
-    )
-    return appointment
 
 
 # --- (1) A move notice and the first word due with it wait for each other ---------------------------------------
@@ -167,42 +137,6 @@ def test_a_move_notice_and_the_pre_care_due_with_it_do_not_wait_for_each_other_u
 
 
 THURSDAY = london(2026, 3, 12, 10)
-
-
-def _heard(channel):
-    return [m.body for m in mail.outbox] if channel == "email" else texts()
-
-
-def _first_word_in_doubt(clinic, now, monkeypatch, settings, *, channel="email", provider_took_it=True):
-    """The first word, Tuesday's reminder (care muted: no pre-care note), went to the provider on Monday 10:00 (or
-    not) and its sender died before recording it; reclaimed after the lease, in doubt, the provider cannot be asked
-    just then (its API down): the row waits, `pending` and in doubt. Returns the appointment and that moment."""
-    settings.REMINDERS_MERGE_MINUTES = 0
-    appointment = first_word_patient(clinic, now, email=channel == "email", sms=channel == "sms", muted=("care",))
-    assert list(rows(appointment, *MessageKind.values).values_list("kind", flat=True)) == [MessageKind.REMINDER]
-    claims = dispatch.outbox_claim_due(now=MONDAY_DUE)
-    sender_dies(
-        monkeypatch,
-        lambda: send(claims, MONDAY_DUE),
-        after_the_provider_took_it=provider_took_it,
-        channel=channel,
-    )
-    assert len(_heard(channel)) == (1 if provider_took_it else 0)
-    return appointment, asked_while_the_lookup_is_down(monkeypatch, settings, rows_in_doubt=1)
-
-
-def asked_while_the_lookup_is_down(monkeypatch, settings, *, rows_in_doubt: int):
-    """Once the lease of Monday's claim ran out, its rows are claimed again, in doubt, and the provider cannot be
-    asked (its API down): they wait, `pending` and in doubt. Returns that moment."""
-
-    def lookup_down(**kwargs):
-        raise channels.TransientSendError("the provider's API answered 503")
-
-    monkeypatch.setattr(channels, "accepted", lookup_down)
-    after_lease = MONDAY_DUE + timedelta(seconds=settings.REMINDERS_CLAIM_LEASE_SECONDS + 1)
-    assert deliver(after_lease) == {dispatch.SendOutcome.RETRY: rows_in_doubt}
-    monkeypatch.undo()
-    return after_lease
 
 
 @pytest.mark.parametrize("channel", ["email", "sms"])

@@ -34,27 +34,25 @@ from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from reminders.services import last_told_start
 from scheduler.booking import appointment_clear, appointment_complete, appointment_reschedule
 from tests.factories import PatientConditionFactory
-from tests.qa import test_review_first_word as first_word
-from tests.qa.test_review_first_word import (
+from tests.qa.helpers import (
     MONDAY_DUE,
-    RECEPTION,
     TUESDAY,
     WEDNESDAY,
     _first_word_in_doubt,
     _heard,
     deliver,
     first_word_patient,
-    london,
-    rows,
     send,
     texts,
 )
-from tests.reminders.conftest import CLINICIAN
+from tests.qa.helpers import rows_of_kinds as rows
+from tests.reminders import conftest as reminder_fixtures
+from tests.reminders.conftest import CLINICIAN, RECEPTION, london
 from tests.reminders.support import sender_dies
 
-_reminder_settings = first_word._reminder_settings
-clinic = first_word.clinic
-practitioner = first_word.practitioner
+_reminder_settings = reminder_fixtures._reminder_settings
+clinic = reminder_fixtures.clinic
+practitioner = reminder_fixtures.practitioner
 
 RETRIED = timedelta(seconds=120)  # the in-doubt row is due again after the backoff of its second attempt
 THIS_AFTERNOON = london(2026, 3, 9, 15)

@@ -42,18 +42,19 @@ from reminders.channels import LocmemSmsBackend
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import appointment_cancel, appointment_reschedule
 from tests.factories import PatientFactory
-from tests.qa.helpers import NOW, fresh
-from tests.qa.test_cross_path_races_probe import (  # noqa: F401 - fixtures
-    RECEPTION,
+from tests.qa.helpers import (  # noqa: F401 - fixtures
+    NOW,
     _at,
     _change_held_after_the_claim,
     _told_in_order,
     assert_invariants,
-    book,
+    fresh,
     local,
     quiet_world,
     world,
 )
+from tests.qa.helpers import RACE_RECEPTION as RECEPTION
+from tests.qa.helpers import race_book as book
 from tests.races import held_in_another_connection, in_a_thread, lock_waits, until_a_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

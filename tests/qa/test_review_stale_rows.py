@@ -22,8 +22,7 @@ from clinic.merging import patient_merge
 from clinic.models import MedicationCourse, Patient
 from clinic.services import medication_course_add, patient_update, record_version
 from tests.factories import PatientFactory
-from tests.qa.helpers import NOW, fresh, words
-from tests.qa.test_stale_writes_probe import form_on
+from tests.qa.helpers import NOW, form_on, fresh, words
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("message_outboxes", "clock")]
 

@@ -32,7 +32,6 @@ Monday, 2 March 2026, 09:00 London.
 from __future__ import annotations
 
 from datetime import date
-from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -44,77 +43,12 @@ from clinic.models import AppointmentStatus, MedicationCourse, Patient, PatientC
 from clinic.services import IntakeLine, conditions_replace, medication_course_add, medication_course_end
 from reminders import consent
 from reminders.models import Channel, ContactOptIn, OptOutVia
-from tests.qa.helpers import API, book, fresh, fresh_appointment, ldn, portal_page, staff_client, words
+from tests.qa.helpers import API, book, form_on, fresh, fresh_appointment, ldn, portal_page, staff_client, words
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("message_outboxes", "clock")]
 
 
 # --- Forms as a browser submits them ----------------------------------------------------------------------------
-
-
-class _Form(HTMLParser):
-    """The fields of the first <form> whose action ends with `action`, as a browser would submit them untouched:
-    text, hidden and date inputs with their values, ticked boxes, each select's selected option(s), textareas."""
-
-    def __init__(self, action: str, page: str):
-        super().__init__(convert_charrefs=True)
-        self.action, self.page, self.inside, self.done = action, page, False, False
-        self.data: dict[str, list[str]] = {}
-        self._select: tuple[str, list[str], bool] | None = None
-        self._textarea: str | None = None
-
-    def _add(self, name, value):
-        self.data.setdefault(name, []).append(value)
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        target = (a.get("action") or self.page).split("#")[0]  # no action: the page's own address
-        if tag == "form" and not self.done and target.endswith(self.action):
-            self.inside = True
-        if not self.inside:
-            return
-        name = a.get("name")
-        if tag == "input" and name:
-            kind = (a.get("type") or "text").lower()
-            if kind in ("submit", "button", "image", "file", "reset"):
-                return
-            if kind in ("checkbox", "radio"):
-                if "checked" in a:
-                    self._add(name, a.get("value") or "on")
-            else:
-                self._add(name, a.get("value") or "")
-        elif tag == "select" and name:
-            self._select = (name, [], False)
-        elif tag == "option" and self._select is not None:
-            if "selected" in a:
-                self._select[1].append(a.get("value") or "")
-        elif tag == "textarea" and name:
-            self._textarea = name
-            self._add(name, "")
-
-    def handle_data(self, data):
-        if self._textarea is not None:
-            self.data[self._textarea][-1] += data
-
-    def handle_endtag(self, tag):
-        if tag == "select" and self._select is not None:
-            name, selected, _ = self._select
-            self.data[name] = selected or [""]
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-        elif tag == "form" and self.inside:
-            self.inside, self.done = False, True
-
-
-def form_on(response, action: str) -> dict:
-    """What the form posting to `action` on the page would submit as it stands (one value, or a list)."""
-    assert response.status_code == 200, response.status_code
-    parser = _Form(action, response.wsgi_request.path)
-    parser.feed(response.content.decode())
-    assert parser.done, f"no form posting to {action}"
-    data = {k: (v[0] if len(v) == 1 else v) for k, v in parser.data.items() if k != "csrfmiddlewaretoken"}
-    return data
 
 
 def desk_url(name: str, clinic, *args) -> str:

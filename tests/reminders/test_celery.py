@@ -10,7 +10,6 @@ at least once; more than once only if a worker dies between the provider
 accepting it and the database commit (at most the one row in flight).
 """
 
-import json
 import os
 import re
 import signal
@@ -21,7 +20,6 @@ from datetime import datetime, timedelta
 from datetime import time as clock
 
 import pytest
-import redis
 from django.utils import timezone
 
 from clinic.models import ApiClient
@@ -32,8 +30,8 @@ from tests.conftest import _missing, redis_url
 from tests.factories import PatientFactory
 from tests.races import held_in_another_connection
 from tests.reminders.conftest import LONDON, book
+from tests.reminders.helpers import SID, STATUS_URL, _forget_queue, report, wait_until
 from tests.reminders.support import CeleryHarness, FakeHttpServer, RedisServer, pool_processes, sms_file_ids
-from tests.reminders.test_sms_delivery_reports import SID, STATUS_URL, report
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -59,39 +57,12 @@ def harness(transactional_db, tmp_path, settings):
     _forget_queue(celery.broker_url, queue)
 
 
-def _forget_queue(url: str, queue: str) -> None:
-    """Leave the shared Redis as we found it: our queue, its binding, and unacked copies of our tasks."""
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-        for tag, raw in client.hscan_iter("unacked"):
-            try:
-                routing_key = json.loads(raw)[2]
-            except (ValueError, IndexError, TypeError):
-                continue
-            if routing_key == queue:
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-    except redis.RedisError:
-        pass  # a private Redis that is already gone
-
-
 def a_working_day(days_ahead: int, hour: int) -> datetime:
     """A Monday-to-Saturday time in London `days_ahead` days from the real today (workers use the real clock)."""
     day = timezone.now().astimezone(LONDON).date() + timedelta(days=days_ahead)
     while day.weekday() == 6:
         day += timedelta(days=1)
     return datetime.combine(day, clock(hour), tzinfo=LONDON)
-
-
-def wait_until(predicate, *, timeout: float, what: str, harness: CeleryHarness) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {p.log.name}\n{p.output()[-2500:]}" for p in harness.procs)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
 
 
 def due_now_sent(rows) -> bool:

@@ -1,4 +1,4 @@
-# ruff: noqa: F811 (the fixtures imported from test_sms_delivery_reports are named as the tests ask for them)
+# ruff: noqa: F811 (the fixtures imported from tests/reminders/helpers.py are named as the tests ask for them)
 """How long a parked delivery report's recording waits for locks (reminders.reports, reports.delivery_reported).
 
 docs/reminders.md, "Delivery reports from the providers": a report as it comes (the webhook) waits
@@ -24,43 +24,17 @@ from reminders import dispatch
 from reminders import reports as parked_reports
 from reminders.channels import DeliveryReport
 from reminders.models import OutboxMessage, ParkedDeliveryReport
-from tests.factories import PatientFactory
 from tests.races import held_in_another_connection
-from tests.reminders.conftest import book
-from tests.reminders.test_sms_delivery_reports import (  # noqa: F401 (fixtures)
+from tests.reminders.helpers import (  # noqa: F401 (fixtures)
     SID,
-    WEDNESDAY_10,
+    park,
     report,
     reports,
     sent_text,
+    text_sent,
 )
 
 pytestmark = pytest.mark.django_db
-
-STOP_DETAIL = "Twilio reported the text failed (error 21610)"
-
-
-def text_sent(clinic, now, *, phone: str, sid: str, hours_later: int) -> OutboxMessage:
-    """A texts-only patient's booking confirmation, as the sender leaves it once Twilio accepted it under `sid`."""
-    patient = PatientFactory(clinic=clinic, phone=phone, email="", reminder_channels=["sms"], sms_consent=True)
-    appointment = book(patient, "microneedling", WEDNESDAY_10 + timedelta(hours=hours_later), now)
-    text = OutboxMessage.objects.get(appointment=appointment, channel="sms", kind="confirmation")
-    OutboxMessage.objects.filter(pk=text.pk).update(status="sent", provider_id=sid, recipient=phone, sent_at=now)
-    text.refresh_from_db()
-    return text
-
-
-def park(text: OutboxMessage, received_at, *, stopped: bool = False) -> ParkedDeliveryReport:
-    """A report on `text` that its webhook could not record (its row locked past ROW_LOCK_WAIT), parked."""
-    detail = STOP_DETAIL if stopped else "Twilio reported the text undelivered (error 30003)"
-    pk = parked_reports.delivery_report_park(
-        channel="sms",
-        report=DeliveryReport(
-            provider_id=text.provider_id, failed=True, stopped=stopped, detail=detail, outbox_id=str(text.pk)
-        ),
-        received_at=received_at,
-    )
-    return ParkedDeliveryReport.objects.get(pk=pk)
 
 
 def row_held(text: OutboxMessage):

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (the fixtures imported from tests/reminders/helpers.py are named as the tests ask for them)
 """The SMS provider's delivery reports: a text Twilio accepted and then could not deliver is not "sent".
 
 docs/reminders.md, "Delivery reports from the SMS provider": each text asks for a status callback where
@@ -6,9 +7,6 @@ failed (shown with the other failures, sent again by an operator), and one refus
 provider (21610) turns their texts off, as the same refusal heard at once does.
 """
 
-import base64
-import hashlib
-import hmac
 import urllib.parse
 from datetime import timedelta
 
@@ -26,54 +24,21 @@ from reminders.services import last_told_start, outbox_retry
 from scheduler.booking import appointment_cancel
 from tests.factories import PatientFactory
 from tests.races import held_in_another_connection
-from tests.reminders.conftest import RECEPTION, book, london
+from tests.reminders.conftest import RECEPTION, book
+from tests.reminders.helpers import (  # noqa: F401 (fixtures)
+    OTHER_SID,
+    SID,
+    STATUS_URL,
+    WEDNESDAY_10,
+    accepted,
+    database_away,
+    report,
+    reports,
+    sent_text,
+    signed,
+)
 
 pytestmark = pytest.mark.django_db
-
-WEDNESDAY_10 = london(2026, 3, 4, 10)
-STATUS_URL = "https://clinic.example/reminders/sms/status/"
-SID = "SM" + "0123456789abcdef" * 2
-OTHER_SID = "SM" + "fedcba9876543210" * 2
-
-
-def accepted(sid: str) -> tuple[int, bytes]:
-    return 201, f'{{"sid": "{sid}", "status": "queued"}}'.encode()
-
-
-def signed(params: dict, url: str = STATUS_URL, token: str = "secret-token") -> str:
-    """Twilio's scheme: HMAC-SHA1 over the URL and the sorted POST parameters, base64."""
-    payload = url + "".join(f"{key}{params[key]}" for key in sorted(params))
-    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
-
-
-def report(client, sid=SID, status="undelivered", error="30003", signature=None, outbox=None, **extra):
-    """Twilio's status callback; `outbox` is the row its callback URL names (a Messaging Service's names none)."""
-    params = {"MessageSid": sid, "MessageStatus": status, "To": "+447700900123", **extra}
-    if error:
-        params["ErrorCode"] = error
-    query = f"?outbox={outbox}" if outbox else ""
-    return client.post(
-        f"/reminders/sms/status/{query}",
-        params,
-        HTTP_X_TWILIO_SIGNATURE=signature or signed(params, url=STATUS_URL + query),
-    )
-
-
-@pytest.fixture
-def reports(settings, twilio):
-    settings.SMS_STATUS_CALLBACK_URL = STATUS_URL
-    return twilio
-
-
-@pytest.fixture
-def sent_text(reports, patient, practitioner, now):
-    """The booking's confirmation, texted and accepted by Twilio under SID."""
-    reports.script = [accepted(SID)]
-    appointment = book(patient, "microneedling", WEDNESDAY_10, now)
-    assert dispatch_local(now=now) == {SendOutcome.SENT: 2}  # the e-mail and the text
-    text = OutboxMessage.objects.get(appointment=appointment, channel="sms", kind="confirmation")
-    assert (text.status, text.provider_id) == ("sent", SID)
-    return text
 
 
 def test_each_text_asks_for_delivery_reports_where_a_url_is_set(reports, settings):
@@ -190,10 +155,6 @@ def test_only_a_post_from_a_provider_that_sends_reports_is_heard(client, setting
     assert client.get("/reminders/sms/status/").status_code == 405
     settings.SMS_BACKEND = "reminders.channels.LocmemSmsBackend"  # sends no reports
     assert report(client).status_code == 404
-
-
-def database_away(**kwargs):
-    raise DatabaseError("the database went away")
 
 
 def not_parked_either(**kwargs):

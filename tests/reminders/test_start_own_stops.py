@@ -15,7 +15,7 @@ from reminders import reports as parked_reports
 from reminders.consent import latest_own_opt_out, sms_reply
 from reminders.models import ContactOptOut, ParkedDeliveryReport
 from tests.factories import PatientFactory
-from tests.reminders.test_parked_lock_wait import SID, park, text_sent
+from tests.reminders.helpers import SID, park, text_sent
 
 pytestmark = pytest.mark.django_db
 

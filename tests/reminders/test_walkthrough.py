@@ -177,7 +177,7 @@ def test_one_patients_story_as_they_receive_it(outboxes, patient, practitioner, 
 
 @pytest.mark.browser
 def test_every_email_fits_a_phone_in_chromium(outboxes, patient, practitioner, now, tmp_path):
-    from tests.frontdesk.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
     appointment = book(patient, "microneedling", london(2026, 3, 4, 11), now)
     run(now)

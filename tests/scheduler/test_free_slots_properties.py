@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.availability import Schedule, Slot, _Busy
+from scheduler.availability import Schedule, _Busy
 from scheduler.rules import BlockedSpans
+from tests.scheduler.helpers import reference
 
 ZONES = [ZoneInfo("Europe/London"), ZoneInfo("America/New_York"), ZoneInfo("Australia/Lord_Howe"), UTC]
 # Days just before a DST change in one of the zones, a leap day, a month's and a year's end.
@@ -27,38 +28,6 @@ FIRST_DAYS = [
     date(2026, 1, 30),
     date(2026, 12, 30),
 ]
-
-
-def reference(schedule: Schedule, *, duration, step, window_start, window_end, blocked) -> list[Slot]:
-    """The definition, one step of the grid at a time."""
-    found_all: list[Slot] = []
-    day = window_start.astimezone(schedule.tz).date()
-    while day <= window_end.astimezone(schedule.tz).date():
-        found = []
-        for practitioner in schedule.practitioners:
-            spans = [
-                *schedule._patient_busy.spans,
-                *schedule._off.get(practitioner.id, schedule._empty).spans,
-                *schedule._booked.get(practitioner.id, schedule._empty).spans,
-            ]
-            for period_start, period_end in schedule._periods.get((practitioner.id, day.weekday()), ()):
-                start = datetime.combine(day, period_start, tzinfo=schedule.tz).astimezone(UTC)
-                stop = datetime.combine(day, period_end, tzinfo=schedule.tz).astimezone(UTC)
-                while start + duration <= stop:
-                    end = start + duration
-                    clear = not any(s < end and e > start for s, e in spans)
-                    allowed = blocked is None or not any(
-                        (lo is None or lo <= start) and (hi is None or start < hi) for lo, hi in blocked.spans
-                    )
-                    if window_start <= start <= window_end and allowed and clear:
-                        found.append(
-                            (start, practitioner.name, Slot(start, end, str(practitioner.id), practitioner.name))
-                        )
-                    start += step
-        found.sort(key=lambda row: (row[0], row[1]))
-        found_all += [slot for _, _, slot in found]
-        day += timedelta(days=1)
-    return found_all
 
 
 @st.composite

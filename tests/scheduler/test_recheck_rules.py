@@ -123,8 +123,9 @@ def test_the_beat_resumes_a_stalled_run(settings, clinic, now):
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_on_redis_runs_the_recheck(transactional_db, catalogue, tmp_path):
     from scheduler.tasks import recheck_step
+    from tests.conftest import redis_url
+    from tests.reminders.helpers import _forget_queue, wait_until
     from tests.reminders.support import CeleryHarness
-    from tests.reminders.test_celery import _forget_queue, redis_url, wait_until
 
     clinic = ClinicFactory(code="worker", timezone="Europe/London")
     PractitionerFactory(clinic=clinic, name="Dr W")

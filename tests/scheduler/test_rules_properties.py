@@ -9,18 +9,14 @@
 - The bulk blocked ranges agree with single evaluations.
 """
 
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.rules import (
     ConditionEntry,
-    ContraindicationRule,
     EventState,
-    IntervalRule,
-    MedicationCourse,
     ProcedureEvent,
     Proposal,
     RuleBook,
@@ -28,103 +24,18 @@ from scheduler.rules import (
     blocked_ranges,
     evaluate,
 )
-from tests.rulebook import default_rulebook
-
-CODES = ["botox", "filler", "microneedling", "plasma_pen"]
-DRUGS = ["isotretinoin", "anticoagulant"]
-AREAS = [None, "face", "hands"]
-# Zones with DST at 01:00/02:00, at midnight (Havana), by 30 minutes (Lord Howe), none, and two a day apart (an
-# instant is often on different dates in Auckland and Honolulu): a clinic's and its sister sites' in one organisation.
-ZONES = [
-    ZoneInfo(z)
-    for z in (
-        "Europe/London",
-        "America/New_York",
-        "America/Havana",
-        "Australia/Lord_Howe",
-        "UTC",
-        "Pacific/Auckland",
-        "Pacific/Honolulu",
-    )
-]
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-SPAN_MINUTES = 2 * 365 * 24 * 60
-
-minutes = st.integers(min_value=0, max_value=SPAN_MINUTES)
-
-
-def moment(offset: int) -> datetime:
-    return EPOCH + timedelta(minutes=offset)
-
-
-@st.composite
-def interval_rules(draw):
-    count = draw(st.integers(min_value=0, max_value=6))
-    found = []
-    for index in range(count):
-        from_drug = draw(st.booleans()) and draw(st.booleans())
-        found.append(
-            IntervalRule(
-                id=f"r{index}",
-                later_procedure=draw(st.sampled_from(CODES)),
-                gap_value=draw(st.integers(min_value=1, max_value=8)),
-                gap_unit=draw(st.sampled_from(["hours", "days", "weeks", "months"])),
-                severity=draw(st.sampled_from(["block", "block", "warn"])),
-                earlier_procedure=None if from_drug else draw(st.sampled_from(CODES)),
-                earlier_medication=draw(st.sampled_from(DRUGS)) if from_drug else None,
-                same_area_only=False if from_drug else draw(st.booleans()),
-            )
-        )
-    return found
-
-
-@st.composite
-def rulebooks(draw):
-    if draw(st.booleans()):
-        return default_rulebook()
-    contraindications = []
-    if draw(st.booleans()):
-        contraindications.append(
-            ContraindicationRule("c1", draw(st.sampled_from(CODES)), "absolute", medication="anticoagulant")
-        )
-    return RuleBook(draw(interval_rules()), contraindications)
-
-
-@st.composite
-def events(draw, max_size=8):
-    found = []
-    for index in range(draw(st.integers(min_value=0, max_value=max_size))):
-        seconds = draw(st.sampled_from([0, 0, 0, 17]))  # reported times need not be whole minutes
-        found.append(
-            ProcedureEvent(
-                id=f"e{index}",
-                procedure=draw(st.sampled_from(CODES)),
-                start_at=moment(draw(minutes)) + timedelta(seconds=seconds),
-                area=draw(st.sampled_from(AREAS)),
-                state=draw(st.sampled_from(list(EventState))),
-                # Where it happens: a sister site's zone, or (None) the zone of the clinic asking.
-                tz=draw(st.sampled_from([None, None, *ZONES])),
-            )
-        )
-    return found
-
-
-@st.composite
-def courses(draw):
-    found = []
-    for index in range(draw(st.integers(min_value=0, max_value=2))):
-        start = date(2026, 1, 1) + timedelta(days=draw(st.integers(min_value=0, max_value=700)))
-        ended = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=200)))
-        found.append(
-            MedicationCourse(
-                f"m{index}",
-                draw(st.sampled_from(DRUGS)),
-                start,
-                None if ended is None else start + timedelta(days=ended),
-            )
-        )
-    return found
-
+from tests.scheduler.helpers import (
+    AREAS,
+    CODES,
+    SPAN_MINUTES,
+    ZONES,
+    courses,
+    events,
+    interval_rules,
+    minutes,
+    moment,
+    rulebooks,
+)
 
 conditions = st.lists(
     st.builds(
