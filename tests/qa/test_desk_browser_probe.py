@@ -290,9 +290,7 @@ def test_keyboard_only_a_refused_booking_from_the_calendar_is_taken_at_the_earli
 
     # Meanwhile someone else takes the first time offered: the refusal says so and offers what is free now.
     first = panel.locator("button.slot").first
-    expect(first).to_have_attribute(
-        "aria-label", f"Book {earliest:%A} {earliest.day} {earliest:%B %Y} at 09:00 with Dr Amelia Hart"
-    )
+    expect(first).to_have_accessible_name(f"Book {earliest:%a} {earliest.day} {earliest:%b} 09:00 Dr Amelia Hart")
     taken = datetime.combine(earliest, time(9), tzinfo=london.tz)
     book(PatientFactory(clinic=london, first_name="Sam", last_name="Clarke"), hart, "botox", taken)
     watch.expect(409, f"/patients/{olivia.pk}/book/confirm/")
@@ -306,7 +304,7 @@ def test_keyboard_only_a_refused_booking_from_the_calendar_is_taken_at_the_earli
     expect(first).not_to_contain_text("09:00")  # the taken time is not offered again
 
     assert tab_to(page, "#book-dialog #check-panel button.slot", limit=30) == []
-    offered = first.get_attribute("aria-label")
+    offered = first.inner_text()
     page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
     status = page.locator("#cal-status")
@@ -314,7 +312,7 @@ def test_keyboard_only_a_refused_booking_from_the_calendar_is_taken_at_the_earli
     expect(status).to_contain_text("Booked and confirmed: Microneedling")
     booked = Appointment.objects.get(patient=olivia)
     start = timezone.localtime(booked.start_at, london.tz)
-    assert start.date() == earliest and f"at {start:%H:%M} with" in offered
+    assert start.date() == earliest and f"{start:%H:%M}" in offered
     # Booked on another day than the one shown: the focus goes to the status line's link, not the page top.
     assert unseen_focus(focused(page)) is None
     assert page.evaluate("() => document.activeElement.closest('#cal-status') !== null")
