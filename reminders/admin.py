@@ -115,8 +115,8 @@ class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
             transaction.on_commit(lambda: tasks.start_rollout(str(run.pk), in_request=True))
             self.message_user(
                 request,
-                "The visits already booked (and aftercare still to come) get this text too: planned in the "
-                "background; its progress is under “Care texts planned for visits booked”.",
+                "The visits already booked (and aftercare still to come) get this text too; how far that has got "
+                "is under “Care texts planned for visits booked”.",
                 messages.INFO,
             )
 
@@ -147,7 +147,7 @@ class TemplateRolloutAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+        return request.user.is_superuser  # with its text (the text's delete takes its runs)
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from clinic.models import (
@@ -581,11 +581,8 @@ def _retime(appointment_ids, now: datetime, *, template: ReminderTemplate | None
     row was due), else the row is cancelled with the reason. Confirmations, notices and recalls are about the booking,
     not a moment of a template's: never touched."""
     for appointment_id in sorted(set(appointment_ids), key=str):
-        visit = Appointment.objects.filter(pk=appointment_id).values_list("patient_id", flat=True).first()
-        try:
-            lock_live_patient(visit)
-        except (Patient.DoesNotExist, InvalidInput):
-            continue  # gone, or merged away meanwhile (its visits moved to the survivor: found there)
+        if not _lock_patient_of(appointment_id):
+            continue  # gone
         appointment = Appointment.objects.select_related("patient__clinic", "clinic").get(pk=appointment_id)
         rows = (
             OutboxMessage.objects.select_for_update(of=("self",))
@@ -595,6 +592,27 @@ def _retime(appointment_ids, now: datetime, *, template: ReminderTemplate | None
         )
         for row in rows.filter(template=template) if template else rows.exclude(template=None):
             _retime_row(row, appointment, now, because)
+
+
+def _lock_patient_of(appointment_id) -> bool:
+    """Lock the patient a visit belongs to, as every booking change locks them first; False when the visit is gone.
+
+    # Race condition: a merge that commits while the lock is awaited moves the visit to the survivor and leaves a
+    tombstone behind the lock; the visit is then read again and its new patient locked (a few times at most: one
+    merge after another), rather than skipped, which would leave it unplanned for good."""
+    for _ in range(3):
+        patient_id = Appointment.objects.filter(pk=appointment_id).values_list("patient_id", flat=True).first()
+        if patient_id is None:
+            return False
+        try:
+            lock_live_patient(patient_id)
+        except Patient.DoesNotExist:
+            return False
+        except InvalidInput:  # merged away while we waited: the visit is the survivor's now
+            continue
+        if Appointment.objects.filter(pk=appointment_id, patient_id=patient_id).exists():
+            return True  # still theirs, now that the lock is held
+    return False
 
 
 def _retime_row(row: OutboxMessage, appointment: Appointment, now: datetime, because: str) -> None:
@@ -647,7 +665,7 @@ ROLLOUT_CHUNK = 200
 def template_rollout_wanted(before: ReminderTemplate | None, after: ReminderTemplate) -> bool:
     """Whether saving `after` (over `before` as it was; None when it is new) may leave visits booked before it without
     a row of it: it is on now and was off, or new, or reaches other visits or moments (procedure, kind, anchor,
-    offset) or a channel it had no text for."""
+    offset), a channel it had no text for, or visits whose moment has passed (late sending switched on)."""
     if not after.is_active or after.kind not in ROLLOUT_KINDS:
         return False
     if before is None or not before.is_active:
@@ -655,7 +673,7 @@ def template_rollout_wanted(before: ReminderTemplate | None, after: ReminderTemp
     reach = ("procedure_id", *sorted(RETIMING_FIELDS))
     if any(getattr(before, name) != getattr(after, name) for name in reach):
         return True
-    return (after.has_email and not before.has_email) or (after.has_sms and not before.has_sms)
+    return any(getattr(after, name) and not getattr(before, name) for name in ("has_email", "has_sms", "send_if_late"))
 
 
 def template_rollout_start(*, template: ReminderTemplate, before: ReminderTemplate | None, now: datetime):
@@ -685,7 +703,8 @@ def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) 
     The first step waits for the transactions in progress when it starts: a booking that read the templates before
     this one was saved may still be committing, and would be missed (scheduler.recheck.wait_for_older_transactions).
     A chunk is one transaction, each visit in a savepoint: one whose planning fails is recorded on the run
-    (`failures`) and left as it was, and the rest go on."""
+    (`failures`) and left as it was, and the rest go on; a lock that could not be had (a deadlock, a timeout) fails
+    the chunk, which the resume does again."""
     if TemplateRollout.objects.filter(pk=run_id, progressed_at__isnull=True, finished_at__isnull=True).exists():
         wait_for_older_transactions()
     with transaction.atomic():
@@ -700,11 +719,17 @@ def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) 
         visits = _rollout_visits(template, now).order_by("pk")
         if run.cursor is not None:
             visits = visits.filter(pk__gt=run.cursor)
-        batch = list(visits.values_list("pk", flat=True)[:chunk]) if template.is_active else []
-        for appointment_id in batch:
+        # A text switched off, or made a kind no run plans, since the run began: the rest is not planned.
+        wanted = template.is_active and template.kind in ROLLOUT_KINDS
+        batch = list(visits.values_list("pk", "patient_id")[:chunk]) if wanted else []
+        # Race condition: the chunk holds every patient lock it takes until it commits. Taken in patient order, as a
+        # rule change's re-check and a merge take theirs, so that none of them waits on the other in a circle.
+        for appointment_id, _ in sorted(batch, key=lambda visit: str(visit[1])):
             try:
                 with transaction.atomic():  # a savepoint: this visit's rows, or none
                     run.messages_planned += _rollout_visit(appointment_id, template, now)
+            except OperationalError:  # a lock that waited too long, a deadlock: the whole chunk again, later
+                raise
             except Exception as exc:  # one visit that cannot be planned must not stop the others'
                 log.exception("care text %s: visit %s could not be planned; left as it was", run.pk, appointment_id)
                 error = f"{exc.__class__.__name__}: {exc}"[:300]
@@ -713,7 +738,7 @@ def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) 
                     {"appointment": str(appointment_id), "error": error, "at": now.isoformat()},
                 ]
         run.visits_done += len(batch)
-        run.cursor = batch[-1] if batch else run.cursor
+        run.cursor = batch[-1][0] if batch else run.cursor
         run.progressed_at = now
         if len(batch) < chunk:
             run.finished_at = now
@@ -723,32 +748,25 @@ def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) 
 
 def _rollout_visit(appointment_id, template: ReminderTemplate, now: datetime) -> int:
     """Plan `template` for one visit, its patient locked as every booking change locks it and the visit read again
-    under that lock: the rows of channels it has none of for the visit as it stands (any status: one staff cancelled
-    stays cancelled; one sent is not sent again), as a booking would plan them now (quiet hours, a moment passed
+    under that lock: the rows of channels it has none of for the visit as it stands (`_rows_it_has`: one sent is not
+    sent again, one staff cancelled stays cancelled), as a booking would plan them now (quiet hours, a moment passed
     sent at once only where late sending is allowed, held while the visit needs review). The number planned."""
-    patient_id = Appointment.objects.filter(pk=appointment_id).values_list("patient_id", flat=True).first()
-    try:
-        lock_live_patient(patient_id)
-    except (Patient.DoesNotExist, InvalidInput):
-        return 0  # gone, or merged away meanwhile (its visits moved to the survivor, which a later chunk reads)
+    if not _lock_patient_of(appointment_id):
+        return 0  # gone
     appointment = Appointment.objects.select_related("patient__clinic", "clinic").get(pk=appointment_id)
     work = _Change(appointment, now, only=template)
     if template.kind == MessageKind.POST_CARE:
         if appointment.status != AppointmentStatus.COMPLETED or appointment.completed_at is None:
             return 0
         planned = set(
-            OutboxMessage.objects.filter(appointment=appointment, template=template)
-            .exclude(status=OutboxStatus.CANCELLED)
-            .values_list("appointment_id", "template_id", "channel")
+            _rows_it_has(appointment, template, kind=MessageKind.POST_CARE).values_list(
+                "appointment_id", "template_id", "channel"
+            )
         )
         work.new_rows = _aftercare_ahead(appointment, now, planned, only=template)
     elif appointment.status in ACTIVE_APPOINTMENT_STATUSES and appointment.start_at > now:
         anchor = appointment.start_at
-        had = set(
-            OutboxMessage.objects.filter(appointment=appointment, template=template, anchor_at=anchor).values_list(
-                "channel", flat=True
-            )
-        )
+        had = set(_rows_it_has(appointment, template, anchor_at=anchor).values_list("channel", flat=True))
         for channel in _channels(template, appointment):
             if channel in had:
                 continue
@@ -757,6 +775,14 @@ def _rollout_visit(appointment_id, template: ReminderTemplate, now: datetime) ->
                 work.add(template, channel, plan, anchor)
     work.save()
     return len(work.new_rows)
+
+
+def _rows_it_has(appointment: Appointment, template: ReminderTemplate, **filters):
+    """The visit's rows of the template that a run leaves alone: any it has, but those the service itself cancelled
+    (a kind changed and changed back, a channel off then on): a row staff cancelled stays cancelled."""
+    return OutboxMessage.objects.filter(appointment=appointment, template=template, **filters).exclude(
+        Q(status=OutboxStatus.CANCELLED) & ~Q(last_error__startswith=OPERATOR_CANCELLED)
+    )
 
 
 def template_rollouts_stalled(*, now: datetime) -> list:
@@ -1211,10 +1237,13 @@ def _audit_resend_requested(message: OutboxMessage, actor: Actor, now: datetime)
     )
 
 
+OPERATOR_CANCELLED = "cancelled by an operator"  # how a row staff cancelled says so (no run plans it again)
+
+
 def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:
     with transaction.atomic():
         return OutboxMessage.objects.filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES).update(
-            status=OutboxStatus.CANCELLED, last_error=f"cancelled by an operator at {now:%Y-%m-%d %H:%M} UTC"
+            status=OutboxStatus.CANCELLED, last_error=f"{OPERATOR_CANCELLED} at {now:%Y-%m-%d %H:%M} UTC"
         )
 
 

@@ -1,0 +1,178 @@
+"""A care text's run for the visits booked before it, where it meets a change of kind and other lockers (review of
+28e32db): a text made aftercare by mistake and put back at once gets its notes back (the rows the service itself
+cancelled do not count as the visit having them; a row staff cancelled does); a reminder made aftercare reaches a
+visit whose reminder went; a chunk takes its patients' locks in patient order, as a re-check and a merge take theirs,
+so a locker holding one patient and wanting the next is waited for, not deadlocked with."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+
+from clinic.models import Patient
+from reminders import services
+from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate, TemplateRollout
+from scheduler.booking import appointment_cancel, appointment_complete
+from tests.factories import PatientFactory
+from tests.reminders.conftest import CLINICIAN, RECEPTION, book, london
+
+NOW = london(2026, 3, 2, 9)
+AFTERCARE = {"kind": "post_care", "anchor": "completion", "offset_value": "48"}
+
+
+@pytest.fixture
+def root(client, db, settings):
+    settings.CELERY_BROKER_URL = ""  # the run is done once the admin's save commits
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+def form(**changes) -> dict:
+    data = {
+        "name": "Three days before",
+        "kind": "pre_care",
+        "procedure": "microneedling",
+        "anchor": "start",
+        "offset_value": "-72",
+        "offset_unit": "hours",
+        "send_if_late": "on",
+        "is_active": "on",
+        "email_subject": "Three days",
+        "email_text": "Hello {{ patient_first_name }}.",
+        "email_html": "",
+        "sms_text": "",
+        "origin": "clinic",
+        "source": "",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not False}
+
+
+def save(client, capture, url: str, at=NOW, **changes) -> None:
+    with time_machine.travel(at, tick=False), capture(execute=True):
+        response = client.post(url, form(**changes))
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+
+def rows(visit, template) -> list[tuple]:
+    return sorted(OutboxMessage.objects.filter(appointment=visit, template=template).values_list("kind", "status"))
+
+
+@pytest.mark.django_db
+def test_a_kind_changed_and_changed_back_gets_its_notes_back_but_not_one_staff_cancelled(
+    root, clinic, patient, practitioner, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    visit = book(patient, "microneedling", london(2026, 3, 20), NOW)
+    other = PatientFactory(clinic=clinic, first_name="Bea", email="bea@example.com", reminder_channels=["email"])
+    stopped = book(other, "microneedling", london(2026, 3, 23), NOW)
+    save(root, capture, "/admin/reminders/remindertemplate/add/")
+    text = ReminderTemplate.objects.get(name="Three days before")
+    services.outbox_cancel(
+        message_ids=[r.pk for r in OutboxMessage.objects.filter(appointment=stopped, template=text)], now=NOW
+    )
+    url = f"/admin/reminders/remindertemplate/{text.pk}/change/"
+
+    save(root, capture, url, **AFTERCARE)  # a slip: its notes are cancelled, "made a post-care message since"
+    save(root, capture, url)  # put back at once
+
+    assert rows(visit, text) == [
+        (MessageKind.PRE_CARE, OutboxStatus.CANCELLED),
+        (MessageKind.PRE_CARE, OutboxStatus.PENDING),
+    ]
+    assert rows(stopped, text) == [(MessageKind.PRE_CARE, OutboxStatus.CANCELLED)]  # staff's stays
+
+
+@pytest.mark.django_db
+def test_a_reminder_made_aftercare_reaches_a_visit_whose_reminder_went(
+    root, patient, practitioner, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    visit = book(patient, "microneedling", london(2026, 3, 3), london(2026, 2, 20))
+    save(root, capture, "/admin/reminders/remindertemplate/add/", offset_value="-24")
+    text = ReminderTemplate.objects.get(name="Three days before")
+    OutboxMessage.objects.filter(appointment=visit, template=text).update(status=OutboxStatus.SENT, sent_at=NOW)
+    done = london(2026, 3, 3, 11)
+    with time_machine.travel(done, tick=False):
+        appointment_complete(appointment=visit, actor=CLINICIAN, now=done)
+
+    save(root, capture, f"/admin/reminders/remindertemplate/{text.pk}/change/", at=london(2026, 3, 3, 12), **AFTERCARE)
+
+    assert rows(visit, text) == [
+        (MessageKind.POST_CARE, OutboxStatus.PENDING),
+        (MessageKind.PRE_CARE, OutboxStatus.SENT),
+    ]
+
+
+def person(clinic, name: str) -> Patient:
+    return PatientFactory(clinic=clinic, first_name=name, email=f"{name}@example.com", reminder_channels=["email"])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_locks_its_patients_in_patient_order(care_texts, clinic, practitioner, monkeypatch):
+    """Visit ids and patient ids order the other way round: a chunk locking by visit would take the higher patient
+    first, while a re-check (or merge) holding the lower one waits for the higher: a deadlock, and the visit the
+    database aborted never got its text."""
+    a, b = person(clinic, "a"), person(clinic, "b")
+    low, high = sorted([a, b], key=lambda p: str(p.pk))
+    high_visit = book(high, "microneedling", london(2026, 3, 20), NOW)
+    for when in [london(2026, 3, d, h) for d in (23, 24, 25, 26, 27) for h in (10, 11, 12, 13, 14, 15)]:
+        low_visit = book(low, "microneedling", when, NOW)
+        if str(low_visit.pk) > str(high_visit.pk):
+            break
+        appointment_cancel(appointment=low_visit, actor=RECEPTION, now=NOW, reason="for the order of ids")
+    assert str(low_visit.pk) > str(high_visit.pk)
+    text = ReminderTemplate.objects.create(
+        name="Three days before",
+        kind=MessageKind.PRE_CARE,
+        procedure_id="microneedling",
+        anchor="start",
+        offset_value=-72,
+        offset_unit="hours",
+        send_if_late=True,
+        email_subject="s",
+        email_text="Hello.",
+    )
+    run = TemplateRollout.objects.create(template=text, cause="test", created_at=NOW, progressed_at=NOW)
+    holding_low, run_wants_low = threading.Event(), threading.Event()
+    outcome = {}
+
+    def other_locker():  # a re-check's chunk or a merge: patients in primary-key order
+        try:
+            with transaction.atomic():
+                list(Patient.objects.select_for_update().filter(pk=low.pk))
+                holding_low.set()
+                run_wants_low.wait(10)
+                time.sleep(0.3)
+                list(Patient.objects.select_for_update().filter(pk=high.pk))
+            outcome["other"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["other"] = repr(exc)
+        finally:
+            connection.close()
+
+    real = services.lock_live_patient
+
+    def lock(patient_id):
+        if str(patient_id) == str(low.pk):
+            run_wants_low.set()
+        return real(patient_id)
+
+    monkeypatch.setattr(services, "lock_live_patient", lock)
+    thread = threading.Thread(target=other_locker)
+    thread.start()
+    assert holding_low.wait(10)
+    run_wants_low.set()  # the run takes the low patient first now: the other side holds it; wait, then go on
+    services.template_rollout_step(run_id=run.pk, now=NOW)
+    thread.join(20)
+
+    run.refresh_from_db()
+    assert outcome["other"] == "ok" and run.failures == []
+    assert OutboxMessage.objects.filter(appointment=low_visit, template=text).exists()
+    assert OutboxMessage.objects.filter(appointment=high_visit, template=text).exists()
