@@ -120,6 +120,13 @@ class ReminderTemplateAdmin(SharedCatalogue, admin.ModelAdmin):
                 messages.INFO,
             )
 
+    def get_deleted_objects(self, objs, request):
+        """A text's runs go with it: they record how it reached the visits booked before it, and are no one's to
+        delete on their own (a run deleted half-way would leave the rest of its visits unplanned, unseen)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(TemplateRollout._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
+
     @admin.display(description="offset")
     def offset(self, obj: ReminderTemplate) -> str:
         return f"{obj.offset_value:+d} {obj.offset_unit}"
@@ -147,7 +154,7 @@ class TemplateRolloutAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser  # with its text (the text's delete takes its runs)
+        return False  # a run goes only with its text (ReminderTemplateAdmin.get_deleted_objects)
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser

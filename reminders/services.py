@@ -59,6 +59,16 @@ from scheduler.recheck import STALLED_AFTER, review_reasons_in_zone, wait_for_ol
 
 log = masked_logger(__name__)
 
+# How a row staff cancelled says so: nothing plans it again (a run for a care text, a channel switched on).
+OPERATOR_CANCELLED = "cancelled by an operator"
+
+
+def _cancelled_by_the_service() -> Q:
+    """Rows the service itself cancelled (a consent withdrawn, a kind changed, a move): what is planned anew where it
+    is wanted again. A row staff cancelled is not one of them."""
+    return Q(status=OutboxStatus.CANCELLED) & ~Q(last_error__startswith=OPERATOR_CANCELLED)
+
+
 # --- Entry point --------------------------------------------------------------------------------------
 
 
@@ -494,8 +504,8 @@ def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
     longer accept needs nothing here: the send step checks consent, and skips it.
 
     Rows already planned are left as they are (re-planning one that is due now would drop it as late), and none
-    is planned again where one for this start was sent, skipped or is waiting; one cancelled (consent withdrawn,
-    say) is planned anew. Called in the transaction that made the change, the patient's row locked."""
+    is planned again where one for this start was sent, skipped or is waiting, or staff cancelled it; one the
+    service cancelled (consent withdrawn, say) is planned anew. Called in the transaction that made the change, the patient's row locked."""
     coming = list(
         Appointment.objects.filter(patient_id=patient_id, status__in=ACTIVE_APPOINTMENT_STATUSES, start_at__gt=now)
         .select_related("patient__clinic", "clinic")
@@ -506,7 +516,7 @@ def outbox_contact_changed(*, patient_id, now: datetime, change=None) -> None:
             OutboxMessage.objects.filter(
                 appointment__in=coming, kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE), template__isnull=False
             )
-            .exclude(status=OutboxStatus.CANCELLED)
+            .exclude(_cancelled_by_the_service())
             .values_list("appointment_id", "template_id", "channel", "anchor_at")
         )
         new_rows: list[OutboxMessage] = []
@@ -728,15 +738,12 @@ def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) 
             try:
                 with transaction.atomic():  # a savepoint: this visit's rows, or none
                     run.messages_planned += _rollout_visit(appointment_id, template, now)
-            except OperationalError:  # a lock that waited too long, a deadlock: the whole chunk again, later
-                raise
+            except OperationalError as exc:
+                if _lock_lost(exc):  # a deadlock, a lock that could not be had: the whole chunk again, later
+                    raise
+                _record_failure(run, appointment_id, exc, now)
             except Exception as exc:  # one visit that cannot be planned must not stop the others'
-                log.exception("care text %s: visit %s could not be planned; left as it was", run.pk, appointment_id)
-                error = f"{exc.__class__.__name__}: {exc}"[:300]
-                run.failures = [
-                    *run.failures,
-                    {"appointment": str(appointment_id), "error": error, "at": now.isoformat()},
-                ]
+                _record_failure(run, appointment_id, exc, now)
         run.visits_done += len(batch)
         run.cursor = batch[-1][0] if batch else run.cursor
         run.progressed_at = now
@@ -744,6 +751,22 @@ def template_rollout_step(*, run_id, now: datetime, chunk: int = ROLLOUT_CHUNK) 
             run.finished_at = now
         run.save()
         return run.finished_at is not None
+
+
+# A deadlock, a lock not available, a serialisation failure (PostgreSQL's SQLSTATEs); SQLite's busy database.
+_LOCK_LOST = frozenset({"40P01", "55P03", "40001"})
+
+
+def _lock_lost(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) in _LOCK_LOST or "database is locked" in str(exc)
+
+
+def _record_failure(run: TemplateRollout, appointment_id, exc: Exception, now: datetime) -> None:
+    """One visit that cannot be planned is recorded on the run and left as it was; the others go on."""
+    log.exception("care text %s: visit %s could not be planned; left as it was", run.pk, appointment_id)
+    error = f"{exc.__class__.__name__}: {exc}"[:300]
+    run.failures = [*run.failures, {"appointment": str(appointment_id), "error": error, "at": now.isoformat()}]
 
 
 def _rollout_visit(appointment_id, template: ReminderTemplate, now: datetime) -> int:
@@ -781,7 +804,7 @@ def _rows_it_has(appointment: Appointment, template: ReminderTemplate, **filters
     """The visit's rows of the template that a run leaves alone: any it has, but those the service itself cancelled
     (a kind changed and changed back, a channel off then on): a row staff cancelled stays cancelled."""
     return OutboxMessage.objects.filter(appointment=appointment, template=template, **filters).exclude(
-        Q(status=OutboxStatus.CANCELLED) & ~Q(last_error__startswith=OPERATOR_CANCELLED)
+        _cancelled_by_the_service()
     )
 
 
@@ -815,7 +838,7 @@ def _aftercare_still_to_come(patient_id, now: datetime) -> None:
         return
     planned = set(  # one read for all of them, whatever the patient's history
         OutboxMessage.objects.filter(appointment__in=done, kind=MessageKind.POST_CARE)
-        .exclude(status=OutboxStatus.CANCELLED)
+        .exclude(_cancelled_by_the_service())
         .values_list("appointment_id", "template_id", "channel")
     )
     new_rows: list[OutboxMessage] = []
@@ -1235,9 +1258,6 @@ def _audit_resend_requested(message: OutboxMessage, actor: Actor, now: datetime)
             "was": message.status,
         },
     )
-
-
-OPERATOR_CANCELLED = "cancelled by an operator"  # how a row staff cancelled says so (no run plans it again)
 
 
 def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:

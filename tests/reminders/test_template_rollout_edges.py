@@ -176,3 +176,79 @@ def test_a_chunk_locks_its_patients_in_patient_order(care_texts, clinic, practit
     assert outcome["other"] == "ok" and run.failures == []
     assert OutboxMessage.objects.filter(appointment=low_visit, template=text).exists()
     assert OutboxMessage.objects.filter(appointment=high_visit, template=text).exists()
+
+
+@pytest.mark.django_db
+def test_a_run_is_deleted_only_with_its_text(root, care_texts, django_capture_on_commit_callbacks):
+    """A run deleted on its own half-way would leave the rest of its visits unplanned and no one the wiser."""
+    save(root, django_capture_on_commit_callbacks, "/admin/reminders/remindertemplate/add/")
+    text = ReminderTemplate.objects.get(name="Three days before")
+    [run] = TemplateRollout.objects.filter(template=text)
+
+    assert root.get(f"/admin/reminders/templaterollout/{run.pk}/delete/").status_code == 403
+    assert root.post(f"/admin/reminders/templaterollout/{run.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert TemplateRollout.objects.filter(pk=run.pk).exists()
+
+    response = root.post(f"/admin/reminders/remindertemplate/{text.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not ReminderTemplate.objects.filter(pk=text.pk).exists() and not TemplateRollout.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_reminder_staff_cancelled_is_not_planned_again_when_a_channel_is_switched_on(patient, practitioner):
+    visit = book(patient, "microneedling", london(2026, 3, 20), NOW)
+    [text] = OutboxMessage.objects.filter(appointment=visit, kind=MessageKind.REMINDER, channel="sms")
+    services.outbox_cancel(message_ids=[text.pk], now=NOW)
+    consent_moved = OutboxMessage.objects.filter(appointment=visit, kind=MessageKind.PRE_CARE, channel="sms")
+    consent_moved.update(status=OutboxStatus.CANCELLED, last_error="the patient no longer accepts this channel")
+
+    with transaction.atomic():
+        services.outbox_contact_changed(patient_id=patient.pk, now=NOW)
+
+    reminders = OutboxMessage.objects.filter(appointment=visit, kind=MessageKind.REMINDER, channel="sms")
+    assert sorted(reminders.values_list("status", flat=True)) == [OutboxStatus.CANCELLED]  # staff's stays
+    pre_care = OutboxMessage.objects.filter(appointment=visit, kind=MessageKind.PRE_CARE, channel="sms")
+    assert sorted(pre_care.values_list("status", flat=True)) == [OutboxStatus.CANCELLED, OutboxStatus.PENDING]
+
+
+class _Cause(Exception):
+    def __init__(self, sqlstate):
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("sqlstate, chunk_fails", [("40P01", True), ("55P03", True), ("22021", False)])
+def test_only_a_lost_lock_fails_the_chunk_another_database_error_is_the_visits(
+    care_texts, clinic, practitioner, monkeypatch, sqlstate, chunk_fails
+):
+    from django.db import OperationalError
+
+    visits = [book(person(clinic, f"p{i}"), "microneedling", london(2026, 3, 23 + i), NOW) for i in range(2)]
+    text = ReminderTemplate.objects.get(default_key="microneedling-pre-care-24h")
+    OutboxMessage.objects.filter(template=text).delete()
+    run = TemplateRollout.objects.create(template=text, cause="test", created_at=NOW, progressed_at=NOW)
+    real, broken = services._rollout_visit, visits[0].pk
+
+    def failing(appointment_id, *args):
+        if appointment_id == broken:
+            error = OperationalError("the database said no")
+            error.__cause__ = _Cause(sqlstate)
+            raise error
+        return real(appointment_id, *args)
+
+    monkeypatch.setattr(services, "_rollout_visit", failing)
+
+    if chunk_fails:
+        with pytest.raises(OperationalError):
+            services.template_rollout_step(run_id=run.pk, now=NOW)
+        run.refresh_from_db()
+        assert run.visits_done == 0 and run.failures == [] and run.finished_at is None  # the resume does it again
+        assert not OutboxMessage.objects.filter(template=text).exists()
+    else:
+        assert services.template_rollout_step(run_id=run.pk, now=NOW) is True
+        run.refresh_from_db()
+        assert [f["appointment"] for f in run.failures] == [str(broken)] and run.visits_done == 2
+        assert set(OutboxMessage.objects.filter(template=text).values_list("appointment_id", flat=True)) == {
+            visits[1].pk
+        }
