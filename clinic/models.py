@@ -20,7 +20,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 
 from clinic import setting_checks
-from core.text_match import normalise_name
+from core.text_match import search_name
 
 
 def validate_timezone(value: str) -> None:
@@ -561,8 +561,9 @@ class Patient(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
-    # "first last" as people type names (core.text_match.normalise_name: no accents, no apostrophes), kept by every
-    # save for the patient search (clinic.selectors.patient_search): "jose nunez" finds José Núñez.
+    # The names as people type them (core.text_match.search_name: no accents, no apostrophes, joined, family name
+    # first), kept by every save for the patient search (clinic.selectors.patient_search): "jose nunez" finds José
+    # Núñez.
     # A TextField: a name made plain may be longer than typed (ß is ss, æ is ae).
     search_name = models.TextField(blank=True, default="", editable=False)
     date_of_birth = models.DateField(null=True, blank=True)
@@ -611,7 +612,7 @@ class Patient(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.organisation_id is None and self.clinic_id is not None:
             self.organisation_id = Clinic.objects.values_list("organisation_id", flat=True).get(pk=self.clinic_id)
-        self.search_name = normalise_name(f"{self.first_name} {self.last_name}")
+        self.search_name = search_name(self.first_name, self.last_name)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and {"first_name", "last_name"} & set(update_fields):
             kwargs["update_fields"] = {*update_fields, "search_name"}

@@ -7,6 +7,7 @@ one of these, so tenancy is enforced in one place.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -30,7 +31,7 @@ from clinic.models import (
 )
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
-from core.text_match import Lowered, normalise_name
+from core.text_match import Lowered, name_forms
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
 
@@ -295,16 +296,18 @@ def _two_digit_year(query: str) -> bool:
     return match is not None and len(match.group(3)) == 2
 
 
-def _phone_condition(query: str, country: str) -> Q:
-    """Patients whose stored (E.164) number is the one typed, in whatever format, or begins with it. A trunk zero
-    written in brackets after the country code ("+44 (0)7911 12", as printed on letterheads) is not dialled."""
+def _phone_condition(query: str, country: str, *, leading: bool = False) -> Q:
+    """Patients whose stored (E.164) number is the one typed, in whatever format, or begins with it, or (unless
+    `leading`) holds its digits anywhere. A trunk zero written in brackets after the country code ("+44 (0)7911 12",
+    as printed on letterheads) is not dialled."""
     typed = query.strip()
     if typed.startswith(("+", "00")):
         typed = _BRACKETED_TRUNK_ZERO.sub(" ", typed)
     digits = "".join(ch for ch in typed if ch.isdigit())
     if len(digits) < 4:
         return Q(pk__in=[])
-    condition = Q(phone__contains=digits)
+    # Leading only: the digits start the number after its country code, whichever (1 to 3 digits).
+    condition = Q(phone__regex=rf"^\+[0-9]{{1,3}}{digits}") if leading else Q(phone__contains=digits)
     if typed.startswith(("+", "00")):
         condition |= Q(phone__startswith="+" + (digits[2:] if typed.startswith("00") else digits))
     elif country:
@@ -335,8 +338,9 @@ def _words_match(words: list[str]) -> Q:
             | Q(Contains(Lowered("last_name"), folded))
             | Q(Contains(Lowered("email"), folded))
         )
-        if plain := normalise_name(word):  # a word of only apostrophes or dashes would match every name
-            matches |= Q(search_name__contains=plain)
+        for plain in name_forms(word):  # a word of only apostrophes or dashes, empty, would match every name
+            if plain:
+                matches |= Q(search_name__contains=plain)
         condition &= matches
     return condition
 
@@ -347,17 +351,18 @@ def patient_search(patients: QuerySet[Patient], query: str, *, country: str = ""
     Letters are matched in any case of any script, on PostgreSQL and SQLite alike (`core.text_match.Lowered`); a query with
     a letter or an @ in it is no phone number (an address with digits would find numbers holding them)."""
     query = (query or "").strip()
-    if not query:
+    # A word of punctuation only ("." or "@" alone) says nothing of anyone: it would list every address.
+    words = [word for word in query.split() if not all(unicodedata.category(ch)[0] in "PZ" for ch in word)]
+    if not words:
         return patients.none()
-    words = query.split()
     condition = _words_match(words)
     born = typed_date(query, country=country)
     if born is not None:
         condition |= Q(date_of_birth=born)
     if (born is None or _two_digit_year(query)) and not any(ch.isalpha() or ch == "@" for ch in query):
         # Six digits in pairs are a date with a two-digit year and the start of a number as much ("06.12.34" of a
-        # French mobile): both are asked.
-        condition |= _phone_condition(query, country)
+        # French mobile): both are asked, the number only as its start.
+        condition |= _phone_condition(query, country, leading=born is not None)
     elif len(words) > 1:
         dated = [(word, typed_date(word, country=country)) for word in words]
         dates = [(word, day) for word, day in dated if day is not None]

@@ -6,8 +6,9 @@ connection (`install_sqlite_unicode_lower`, on `connection_created` from `clinic
 and the duplicate check (`clinic.selectors`) compare names and addresses through it.
 
 `normalise_name` goes further, as people type names: no accents, no apostrophes, hyphens as spaces ("José-María
-O'Neil" is "jose maria oneil"). The duplicate check compares names so, and each patient keeps their name so
-(`Patient.search_name`, written on every save) for the search to find "Núñez" typed "nunez".
+O'Neil" is "jose maria oneil"). The duplicate check compares names so, and each patient keeps their name so, in each
+form people type it (`search_name`: joined, family name first, umlauts spelt out; `Patient.search_name`, written
+on every save) for the search to find "Núñez" typed "nunez", "Mary-Jane" typed "maryjane", "Müller" typed "mueller".
 """
 
 from __future__ import annotations
@@ -50,9 +51,33 @@ _PLAIN_LETTERS = str.maketrans(
 )
 
 
+# Marks that make another sound, not an accent: kana's voicing marks (ダン "Dan" is not タン "Tan").
+_KEPT_MARKS = frozenset({"\u3099", "\u309a"})
+# Umlauts as German writes them without the dots (a keyboard without them, a passport's machine-readable line).
+_UMLAUTS_SPELT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+
+
 def normalise_name(value: str) -> str:
     """Lower case, no accents (NFKD without combining marks; ł, ø, æ and the like as typed without them), hyphens
     and dots as spaces, apostrophes dropped, single spaces: "  José-María O’Neil " -> "jose maria oneil"."""
     decomposed = unicodedata.normalize("NFKD", value or "")
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch) or ch in _KEPT_MARKS)
     return " ".join(bare.casefold().translate(_PLAIN_LETTERS).translate(_SEPARATORS).split())
+
+
+def name_forms(value: str) -> list[str]:
+    """`normalise_name`, and with umlauts spelt out where it has any ("Müller": "muller", "mueller")."""
+    forms = [normalise_name(value)]
+    spelt = normalise_name(value.translate(_UMLAUTS_SPELT))
+    return forms if spelt == forms[0] else [*forms, spelt]
+
+
+def search_name(first_name: str, last_name: str) -> str:
+    """A patient's names as the search reads them (`Patient.search_name`): each plain form, then each joined
+    ("mary jane smith jones", "maryjanesmithjones") and joined family name first, as names written without spaces
+    are typed ("王小明" for 小明 王), the forms kept apart by " | " so that no word is found across two of them."""
+    forms: list[str] = []
+    for plain in name_forms(f"{first_name} {last_name}"):
+        forms += [plain, plain.replace(" ", "")]
+    forms += [plain.replace(" ", "") for plain in name_forms(f"{last_name} {first_name}")]
+    return " | ".join(dict.fromkeys(form for form in forms if form))

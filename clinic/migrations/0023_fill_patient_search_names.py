@@ -1,6 +1,6 @@
 from django.db import migrations, transaction
 
-from core.text_match import normalise_name
+from core.text_match import search_name
 
 BATCH = 2000
 
@@ -19,7 +19,7 @@ def fill_search_names(apps, schema_editor):
             if not batch:
                 return
             for patient in batch:
-                patient.search_name = normalise_name(f"{patient.first_name} {patient.last_name}")
+                patient.search_name = search_name(patient.first_name, patient.last_name)
             Patient.objects.bulk_update(batch, ["search_name"])
         last = batch[-1].pk
 
