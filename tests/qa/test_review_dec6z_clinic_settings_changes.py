@@ -33,6 +33,7 @@ from reminders.channels import LocmemSmsBackend
 from reminders.dispatch import dispatch_local
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import appointment_reschedule, appointment_slots
+from tests.admin_forms import clinic_form
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import (
@@ -108,27 +109,6 @@ def booked(patient, ada, frozen):
 @pytest.fixture
 def desk(clinic):
     return staff_client(clinic, StaffRole.RECEPTIONIST, "settings-desk")
-
-
-def clinic_form(clinic: Clinic, **changes) -> dict:
-    """The clinic admin's change form as drawn for `clinic`, with `changes`."""
-    form = {
-        "code": clinic.code,
-        "organisation": str(clinic.organisation_id),
-        "name": clinic.name,
-        "timezone": clinic.timezone,
-        "country": clinic.country,
-        "phone": clinic.phone,
-        "address": clinic.address,
-        "map_url": clinic.map_url,
-        "reply_to_email": clinic.reply_to_email,
-        "sender_name": clinic.sender_name,
-        "sms_name": clinic.sms_name,
-        "logo_url": clinic.logo_url,
-        "brand_colour": clinic.brand_colour,
-        "cancellation_window_hours": str(clinic.cancellation_window_hours),
-    }
-    return {**form, **changes}
 
 
 def save_clinic(admin_client, clinic: Clinic, **changes) -> list[str]:

@@ -37,6 +37,7 @@ from plans.models import PlanTemplate, TreatmentPlan
 from reminders.dispatch import dispatch_local
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from scheduler.booking import appointment_complete, appointment_reschedule
+from tests.admin_forms import template_form
 from tests.factories import PatientFactory
 from tests.qa.helpers import API, CLINICIAN, NOW, RECEPTION, book, fresh, ldn, post, problem, rows, staff_client
 
@@ -80,29 +81,6 @@ def superuser() -> Client:
 
 def admin_url(model, view: str, *args) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
-
-
-def template_form(obj: ReminderTemplate, **changes) -> dict:
-    """The admin's change form for a reminder template, as drawn, with `changes` made."""
-    data = {
-        "name": obj.name,
-        "kind": obj.kind,
-        "procedure": obj.procedure_id or "",
-        "anchor": obj.anchor,
-        "offset_value": obj.offset_value,
-        "offset_unit": obj.offset_unit,
-        "send_if_late": obj.send_if_late,
-        "is_active": obj.is_active,
-        "email_subject": obj.email_subject,
-        "email_text": obj.email_text,
-        "email_html": obj.email_html,
-        "attach_ics": obj.attach_ics,
-        "sms_text": obj.sms_text,
-        "origin": obj.origin,
-        "source": obj.source,
-        **changes,
-    }
-    return {k: v for k, v in data.items() if v is not False}  # an unticked box is not posted
 
 
 def admin_edit_template(client: Client, obj: ReminderTemplate, **changes) -> None:

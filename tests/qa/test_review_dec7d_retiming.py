@@ -45,6 +45,7 @@ from reminders.dispatch import dispatch_local, outbox_claim_due, outbox_send_bat
 from reminders.models import Anchor, Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.services import outbox_clinic_settings_saved
 from scheduler.booking import appointment_cancel, appointment_complete, appointment_reschedule
+from tests.admin_forms import clinic_form, template_form
 from tests.factories import ClinicFactory, PatientConditionFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import CLINICIAN, NEW_YORK, NOW, RECEPTION, book, fresh, ldn, post, rows, texts
 from tests.races import held_in_another_connection, in_a_thread, until_a_connection_waits_for_a_lock
@@ -107,55 +108,11 @@ def template_url(obj: ReminderTemplate) -> str:
     return reverse("admin:reminders_remindertemplate_change", args=[obj.pk])
 
 
-def template_form(obj: ReminderTemplate, **changes) -> dict:
-    """The admin's change form for a reminder template, as drawn, with `changes` made."""
-    data = {
-        "name": obj.name,
-        "kind": obj.kind,
-        "procedure": obj.procedure_id or "",
-        "anchor": obj.anchor,
-        "offset_value": obj.offset_value,
-        "offset_unit": obj.offset_unit,
-        "send_if_late": obj.send_if_late,
-        "is_active": obj.is_active,
-        "email_subject": obj.email_subject,
-        "email_text": obj.email_text,
-        "email_html": obj.email_html,
-        "attach_ics": obj.attach_ics,
-        "sms_text": obj.sms_text,
-        "origin": obj.origin,
-        "source": obj.source,
-        **changes,
-    }
-    return {k: v for k, v in data.items() if v is not False}  # an unticked box is not posted
-
-
 def retime(key: str, at: datetime, client: Client | None = None, **changes) -> None:
     """The administrator saves the template `key` with `changes`, at `at`, in the admin."""
     with time_machine.travel(at, tick=False):
         response = (client or superuser()).post(template_url(template(key)), template_form(template(key), **changes))
     assert response.status_code == 302, response.content.decode()[:3000]
-
-
-def clinic_form(clinic: Clinic, **changes) -> dict:
-    """The clinic admin's change form as drawn for `clinic`, with `changes`."""
-    form = {
-        "code": clinic.code,
-        "organisation": str(clinic.organisation_id),
-        "name": clinic.name,
-        "timezone": clinic.timezone,
-        "country": clinic.country,
-        "phone": clinic.phone,
-        "address": clinic.address,
-        "map_url": clinic.map_url,
-        "reply_to_email": clinic.reply_to_email,
-        "sender_name": clinic.sender_name,
-        "sms_name": clinic.sms_name,
-        "logo_url": clinic.logo_url,
-        "brand_colour": clinic.brand_colour,
-        "cancellation_window_hours": str(clinic.cancellation_window_hours),
-    }
-    return {**form, **changes}
 
 
 def change_zone(clinic: Clinic, zone: str, at: datetime, **changes) -> list[str]:
@@ -443,10 +400,9 @@ def test_a_pre_care_note_made_aftercare_never_goes_before_the_visit_and_goes_onc
 # --- Messages of other templates, and what the dispatcher holds -------------------------------------------------
 
 
-def test_re_timing_a_pre_care_note_does_not_drop_the_visit_s_reminder_waiting_for_a_retry(world, patient, settings):
-    """The day-before reminder's text is due Monday 10:00; the SMS provider answers a 503 then, so the row waits a
-    minute for its retry (dispatch's backoff). At 10:00:30 an administrator re-times the microneedling pre-care note.
-    The reminder nobody re-timed must still go at the retry."""
+def day_before_text_waiting_for_a_retry(patient, settings) -> OutboxMessage:
+    """A visit on Tuesday 3 March whose day-before reminder text met the SMS provider's 503 at Monday 10:00: its row
+    waits a minute for its retry (dispatch's backoff)."""
     settings.SMS_BACKEND = "tests.qa.test_review_dec7d_retiming.FlakySms"
     visit = book(patient, ldn(2026, 3, 3), NOW)
     run_at(NOW)  # the confirmation goes
@@ -457,6 +413,14 @@ def test_re_timing_a_pre_care_note_does_not_drop_the_visit_s_reminder_waiting_fo
         FlakySms.down = False
     waiting = of(visit, DAY_BEFORE)[Channel.SMS]
     assert (waiting.status, waiting.attempts) == (OutboxStatus.PENDING, 1), (waiting.status, waiting.last_error)
+    return waiting
+
+
+def test_re_timing_a_pre_care_note_does_not_drop_the_visit_s_reminder_waiting_for_a_retry(world, patient, settings):
+    """The day-before reminder's text is due Monday 10:00; the SMS provider answers a 503 then, so the row waits a
+    minute for its retry (dispatch's backoff). At 10:00:30 an administrator re-times the microneedling pre-care note.
+    The reminder nobody re-timed must still go at the retry."""
+    waiting = day_before_text_waiting_for_a_retry(patient, settings)
 
     retime(PRE_CARE, ldn(2026, 3, 2, 10, 0) + timedelta(seconds=30), offset_value=-25)
 
@@ -467,16 +431,7 @@ def test_re_timing_a_pre_care_note_does_not_drop_the_visit_s_reminder_waiting_fo
 def test_a_zone_correction_does_not_drop_a_reminder_waiting_for_a_retry(world, clinic, patient, settings):
     """London and Lisbon keep the same clock all year: correcting the one to the other moves no moment. The
     day-before reminder's text, waiting a minute for its retry after a 503, must still go."""
-    settings.SMS_BACKEND = "tests.qa.test_review_dec7d_retiming.FlakySms"
-    visit = book(patient, ldn(2026, 3, 3), NOW)
-    run_at(NOW)  # the confirmation goes
-    FlakySms.down = True
-    try:
-        run_at(ldn(2026, 3, 2, 10))
-    finally:
-        FlakySms.down = False
-    waiting = of(visit, DAY_BEFORE)[Channel.SMS]
-    assert (waiting.status, waiting.attempts) == (OutboxStatus.PENDING, 1)
+    waiting = day_before_text_waiting_for_a_retry(patient, settings)
 
     change_zone(clinic, "Europe/Lisbon", ldn(2026, 3, 2, 10, 0) + timedelta(seconds=30), country="PT")
 

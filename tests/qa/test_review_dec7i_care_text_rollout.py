@@ -44,6 +44,7 @@ from reminders.dispatch import dispatch_local
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate, TemplateRollout
 from scheduler.booking import appointment_book, appointment_cancel, appointment_complete, appointment_reschedule
 from scheduler.defaults import _grant_admin_permissions
+from tests.admin_forms import care_text_form
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import CLINICIAN, NEW_YORK, NOW, RECEPTION, client_for, ldn, nyc
 from tests.races import held_in_another_connection, in_a_thread, until_a_connection_waits_for_a_lock
@@ -107,24 +108,7 @@ def book(patient, when, now=NOW, code="microneedling"):
 
 def form(**changes) -> dict:
     """The admin's form for a microneedling pre-care note 72 h before, by e-mail and text."""
-    data = {
-        "name": "Rollout probe, 72 h before",
-        "kind": "pre_care",
-        "procedure": "microneedling",
-        "anchor": "start",
-        "offset_value": "-72",
-        "offset_unit": "hours",
-        "send_if_late": "on",
-        "is_active": "on",
-        "email_subject": SUBJECT,
-        "email_text": "Hello {{ patient_first_name }}, stop blood thinners after speaking to your GP.",
-        "email_html": "",
-        "sms_text": SMS_WORDS,
-        "origin": "clinic",
-        "source": "",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not False}
+    return care_text_form(**{"name": "Rollout probe, 72 h before", **changes})
 
 
 def admin_add(client, capture, at=NOW, **changes) -> ReminderTemplate:

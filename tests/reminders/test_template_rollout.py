@@ -21,6 +21,7 @@ from clinic.models import AppointmentStatus, Patient
 from reminders import services, tasks
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate, TemplateRollout
 from scheduler.booking import appointment_cancel, appointment_complete
+from tests.admin_forms import care_text_form
 from tests.factories import PatientFactory
 from tests.reminders.conftest import CLINICIAN, RECEPTION, book, london
 
@@ -53,33 +54,11 @@ def superuser_client(client, db):
     return client
 
 
-def new_text(**changes) -> dict:
-    """The admin's add form for a microneedling pre-care note 72 h before, by e-mail and text."""
-    form = {
-        "name": "Microneedling, 72 h before",
-        "kind": "pre_care",
-        "procedure": "microneedling",
-        "anchor": "start",
-        "offset_value": "-72",
-        "offset_unit": "hours",
-        "send_if_late": "on",
-        "is_active": "on",
-        "email_subject": "Three days before your visit",
-        "email_text": "Hello {{ patient_first_name }}, stop blood thinners after speaking to your GP.",
-        "email_html": "",
-        "sms_text": "Three days to go: stop blood thinners after speaking to your GP.",
-        "origin": "clinic",
-        "source": "",
-    }
-    form.update(changes)
-    return {k: v for k, v in form.items() if v is not False}
-
-
 def add_in_admin(client, django_capture_on_commit_callbacks, at=NOW, **changes) -> ReminderTemplate:
     with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=True):
-        response = client.post(ADD_URL, new_text(**changes))
+        response = client.post(ADD_URL, care_text_form(**changes))
     assert response.status_code == 302, response.content.decode()[:2000]
-    return ReminderTemplate.objects.get(name=new_text(**changes)["name"])
+    return ReminderTemplate.objects.get(name=care_text_form(**changes)["name"])
 
 
 def rows_of(appointment, template) -> dict[str, OutboxMessage]:
@@ -181,7 +160,7 @@ def test_a_text_switched_on_again_plans_only_what_the_visits_lack(
     assert rows_of(meanwhile, added) == {}
 
     with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
-        response = superuser_client.post(f"/admin/reminders/remindertemplate/{added.pk}/change/", new_text())
+        response = superuser_client.post(f"/admin/reminders/remindertemplate/{added.pk}/change/", care_text_form())
     assert response.status_code == 302
 
     assert {r.pk for r in rows_of(first, added).values()} == before

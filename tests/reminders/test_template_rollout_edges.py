@@ -18,6 +18,7 @@ from clinic.models import Patient
 from reminders import services
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate, TemplateRollout
 from scheduler.booking import appointment_cancel, appointment_complete
+from tests.admin_forms import care_text_form
 from tests.factories import PatientFactory
 from tests.reminders.conftest import CLINICIAN, RECEPTION, book, london
 
@@ -33,24 +34,9 @@ def root(client, db, settings):
 
 
 def form(**changes) -> dict:
-    data = {
-        "name": "Three days before",
-        "kind": "pre_care",
-        "procedure": "microneedling",
-        "anchor": "start",
-        "offset_value": "-72",
-        "offset_unit": "hours",
-        "send_if_late": "on",
-        "is_active": "on",
-        "email_subject": "Three days",
-        "email_text": "Hello {{ patient_first_name }}.",
-        "email_html": "",
-        "sms_text": "",
-        "origin": "clinic",
-        "source": "",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not False}
+    """A microneedling pre-care note 72 h before, by e-mail only."""
+    base = {"name": "Three days before", "email_subject": "Three days", "email_text": "Hello {{ patient_first_name }}."}
+    return care_text_form(**{**base, "sms_text": "", **changes})
 
 
 def save(client, capture, url: str, at=NOW, **changes) -> None:
