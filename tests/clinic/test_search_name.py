@@ -3,13 +3,19 @@ date of birth typed with a two-digit year (18/06/85).
 
 Each patient keeps their name without accents or apostrophes (`Patient.search_name`, from
 `core.text_match.normalise_name`, the duplicate check's reading of a name); every save keeps it, a save of named
-fields included, and migration clinic 0022 fills it for the records already there.
+fields included, and migration clinic 0022 fills it for the records already there. The paths past `Patient.save`
+keep it too: `bulk_create` and `bulk_update` write it, loaddata's raw saves make it, and a queryset `update` of a
+name, which SQL cannot make plain, is refused.
 """
 
+import json
+import uuid
 from datetime import date
 
 import pytest
 import time_machine
+from django.core.management import call_command
+from django.core.serializers.json import DjangoJSONEncoder
 
 from clinic.models import Patient
 from clinic.selectors import patient_search, typed_date
@@ -180,3 +186,71 @@ def test_a_query_of_no_letter_or_digit_finds_no_one(query):
     PatientFactory(clinic=clinic, first_name="Ann", email="ann.lee@example.com")
 
     assert found(query, clinic) == set()
+
+
+# --- The paths past Patient.save: bulk writes and fixtures keep the search name too -------------------------------
+
+
+def test_records_made_in_bulk_are_found_by_their_names_as_typed():
+    clinic = ClinicFactory(timezone="Europe/London")
+    Patient.objects.bulk_create(
+        [
+            Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name="José", last_name="Núñez"),
+            Patient(clinic=clinic, organisation_id=clinic.organisation_id, first_name="Mary-Jane", last_name="Ng"),
+        ]
+    )
+
+    assert found("jose nunez", clinic) == set(Patient.objects.filter(last_name="Núñez").values_list("pk", flat=True))
+    assert found("maryjane", clinic) == set(Patient.objects.filter(last_name="Ng").values_list("pk", flat=True))
+
+
+def test_names_changed_in_bulk_are_found_by_the_new_name_only():
+    clinic = ClinicFactory(timezone="Europe/London")
+    patient = PatientFactory(clinic=clinic, first_name="Olivia", last_name="Bennett")
+    patient.last_name = "Núñez"
+
+    Patient.objects.bulk_update([patient], ["last_name"])
+
+    assert found("nunez", clinic) == {patient.pk}
+    assert found("bennett", clinic) == set()
+
+
+def test_a_name_changed_by_a_queryset_update_is_refused_and_nothing_changes():
+    clinic = ClinicFactory(timezone="Europe/London")
+    patient = PatientFactory(clinic=clinic, first_name="Olivia", last_name="Bennett")
+
+    with pytest.raises(TypeError, match="search_name"):
+        Patient.objects.filter(pk=patient.pk).update(last_name="Núñez")
+    Patient.objects.filter(pk=patient.pk).update(sms_consent=True)  # any other field, as before
+
+    patient.refresh_from_db()
+    assert (patient.last_name, patient.sms_consent) == ("Bennett", True)
+    assert found("bennett", clinic) == {patient.pk}
+
+
+def test_records_loaded_from_a_fixture_are_found_by_their_names_as_typed(tmp_path):
+    clinic = ClinicFactory(timezone="Europe/London")
+    fixture = tmp_path / "patients.json"
+    fixture.write_text(
+        json.dumps(
+            [
+                {
+                    "model": "clinic.patient",
+                    "pk": "3f1f6b1e-8d4a-4c55-9a7e-0a1b2c3d4e5f",
+                    "fields": {
+                        "organisation": clinic.organisation_id,
+                        "clinic": clinic.pk,
+                        "first_name": "Zoë",
+                        "last_name": "O’Brien",
+                        "created_at": "2026-12-01T09:00:00Z",
+                        "updated_at": "2026-12-01T09:00:00Z",
+                    },
+                }
+            ],
+            cls=DjangoJSONEncoder,
+        )
+    )
+
+    call_command("loaddata", str(fixture), verbosity=0)
+
+    assert found("zoe obrien", clinic) == {uuid.UUID("3f1f6b1e-8d4a-4c55-9a7e-0a1b2c3d4e5f")}
