@@ -42,6 +42,12 @@ JSON_WHITESPACE = " \t\n\r"
 # checked before them (NUL by the parser, blankness in run_validation), so they never speak first.
 NOT_BLANK = RegexValidator(NOT_BLANK_PATTERN, message="This field may not be blank.")
 TEXT = RegexValidator(TEXT_PATTERN, message="Text must not contain the NUL character (U+0000).")
+# Text typed on several lines (a reason): no control character but tab, CR and LF (core.plain_text: e-mails, calendar
+# files and FHIR strings take none).
+_LINE_CHARACTER = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]"
+LINES_PATTERN = rf"^{_LINE_CHARACTER}+$"
+LINES_NOT_BLANK_PATTERN = rf"^{_LINE_CHARACTER}*[^\u0000-\u0020\u007f-\u009f]{_LINE_CHARACTER}*$"
+LINES_MESSAGE = "Control characters (other than line breaks and tabs) cannot be part of this."
 
 
 class StrictCharField(serializers.CharField):
@@ -49,10 +55,14 @@ class StrictCharField(serializers.CharField):
 
     trim = JSON_WHITESPACE  # "" for a field taken exactly as sent
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, lines: bool = False, **kwargs):
         kwargs["trim_whitespace"] = False  # trimmed below, of `trim` only
         super().__init__(**kwargs)
-        self.validators.append(TEXT if self.allow_blank else NOT_BLANK)
+        if lines:  # text on several lines: no control character but tab, CR and LF
+            pattern = LINES_PATTERN if self.allow_blank else LINES_NOT_BLANK_PATTERN
+            self.validators.append(RegexValidator(pattern, message=LINES_MESSAGE, code="control_character"))
+        else:
+            self.validators.append(TEXT if self.allow_blank else NOT_BLANK)
 
     def run_validation(self, data=empty):
         if isinstance(data, str) and not data.strip(self.trim):

@@ -224,7 +224,7 @@ class BookingIn(InputSerializer):
 class RescheduleIn(InputSerializer):
     start = AwareDateTimeField()
     practitioner = IdField(required=False, allow_null=True, help_text="Left out: the same practitioner.")
-    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000, lines=True)
 
 
 class RescheduleCheckIn(InputSerializer):
@@ -233,11 +233,11 @@ class RescheduleCheckIn(InputSerializer):
 
 
 class CancelIn(InputSerializer):
-    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000, lines=True)
 
 
 class ClearIn(InputSerializer):
-    reason = StrictCharField(max_length=2000, help_text="Why the relative contraindications are accepted.")
+    reason = StrictCharField(max_length=2000, lines=True, help_text="Why the relative contraindications are accepted.")
 
 
 class EmptyIn(InputSerializer):

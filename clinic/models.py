@@ -22,6 +22,7 @@ from django.db.models.signals import pre_save
 from django.dispatch import receiver
 
 from clinic import setting_checks
+from core.plain_text import validate_lines, validate_single_line
 from core.text_match import search_name
 
 
@@ -163,7 +164,7 @@ class Organisation(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     code = models.SlugField(unique=True, max_length=50)
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_single_line])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -214,7 +215,7 @@ class Clinic(models.Model):
         related_name="clinics",
         blank=True,  # left empty, the clinic becomes an organisation of one (same code and name)
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_single_line])
     timezone = models.CharField(max_length=64, validators=[validate_timezone])
     country = models.CharField(
         max_length=2,
@@ -234,12 +235,16 @@ class Clinic(models.Model):
     map_url = models.URLField(max_length=500, blank=True, help_text="A link to the clinic on a map.")
     reply_to_email = models.EmailField(blank=True, help_text="Where patients' replies to e-mails go.")
     sender_name = models.CharField(
-        max_length=100, blank=True, help_text="E-mails come from this name; the clinic's name when empty."
+        max_length=100,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="E-mails come from this name; the clinic's name when empty.",
     )
     sms_name = models.CharField(
         "SMS name",
         max_length=40,
         blank=True,
+        validators=[validate_single_line],
         help_text="How text messages name the clinic (every text does): the clinic's name when empty. A long name, "
         "or one that names a treatment, can make a text too long or not allowed by SMS; saving checks every text.",
     )
@@ -480,7 +485,7 @@ class StaffMembership(models.Model):
 class Practitioner(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="practitioners")
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_single_line])
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="practitioners"
     )
@@ -592,15 +597,15 @@ class Patient(models.Model):
         blank=True,  # taken from the home clinic
     )
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
-    first_name = models.CharField(max_length=100)
-    last_name = models.CharField(max_length=100)
+    first_name = models.CharField(max_length=100, validators=[validate_single_line])
+    last_name = models.CharField(max_length=100, validators=[validate_single_line])
     # The names as people type them (core.text_match.search_name: no accents, no apostrophes, joined, family name
     # first), kept by every save for the patient search (clinic.selectors.patient_search): "jose nunez" finds José
     # Núñez.
     # A TextField: a name made plain may be longer than typed (ß is ss, æ is ae).
     search_name = models.TextField(blank=True, default="", editable=False)
     date_of_birth = models.DateField(null=True, blank=True)
-    email = models.EmailField(blank=True)
+    email = models.EmailField(blank=True, validators=[validate_single_line])
     phone = models.CharField(
         max_length=20, blank=True, validators=[validate_e164], help_text="E.164, e.g. +447911123456"
     )
@@ -835,7 +840,7 @@ class Appointment(models.Model):
     checked_in_at = models.DateTimeField(null=True, blank=True, help_text="When the patient arrived at the desk.")
     notes = models.TextField(blank=True, help_text="The desk's notes about this visit; never sent to the patient.")
     cancelled_at = models.DateTimeField(null=True, blank=True)
-    cancel_reason = models.TextField(blank=True)
+    cancel_reason = models.TextField(blank=True, validators=[validate_lines])
     review_reasons = models.JSONField(
         default=list,
         blank=True,

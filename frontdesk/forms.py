@@ -43,6 +43,7 @@ from clinic.services import (
 )
 from core.errors import DomainError, InvalidInput, InvalidTransition, Refused
 from core.forms import drawn_value
+from core.plain_text import validate_lines
 from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc
 from frontdesk.checks import SlotRequest
 from frontdesk.templatetags.frontdesk import display_phone
@@ -721,7 +722,7 @@ def drawn_from(raw: str, *, again: str) -> tuple[datetime, str | None] | None:
 
 class RescheduleForm(WhenForm):
     practitioner = forms.ChoiceField(label="Practitioner", required=False)
-    reason = forms.CharField(label="Reason (optional)", required=False, max_length=500)
+    reason = forms.CharField(label="Reason (optional)", required=False, max_length=500, validators=[validate_lines])
     # Where the visit was when the move page was drawn (an ISO instant): a move sent after someone else moved it
     # meanwhile moves nothing (scheduler.booking.appointment_reschedule's `drawn`, compared under its locks). A post
     # that does not say (a script): no check.
@@ -774,6 +775,7 @@ class ClearForm(FrontdeskForm):
     reason = forms.CharField(
         label="Clinical reason for clearance",
         max_length=2000,
+        validators=[validate_lines],
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Recorded in the audit trail with your name, e.g. “Eczema quiescent for 2 years; test patch done”.",
     )
@@ -818,6 +820,7 @@ class CancelForm(FrontdeskForm):
         label="Reason for cancelling (optional)",
         required=False,
         max_length=2000,
+        validators=[validate_lines],
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     # Where the visit was, and with whom, when the page was drawn (`drawn_at`): a cancel sent after someone moved it

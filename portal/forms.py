@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from django import forms
 
 from clinic.models import MessageTopic
+from core.plain_text import validate_lines
 from core.timeutils import within_years
 
 SLOT_STAMP = "%Y%m%dT%H%MZ"
@@ -72,6 +73,7 @@ class CancelForm(_Drawn, FocusOnError):
         label="Anything you would like us to know? (optional)",
         required=False,
         max_length=500,
+        validators=[validate_lines],
         widget=forms.Textarea(attrs={"rows": 3}),
     )
     field_order = ["reason", "drawn"]

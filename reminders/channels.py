@@ -34,6 +34,8 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.utils.module_loading import import_string
 
+from core.plain_text import single_line
+
 
 class SendError(Exception):
     """Delivery did not happen."""
@@ -111,9 +113,11 @@ def send_email(
         headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 one-click
     address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    # A name stored with a line break (before names refused them) would be a header of its own: sent on one line.
+    sender_name = single_line(sender_name)
     from_email = formataddr((sender_name, address)) if sender_name else settings.DEFAULT_FROM_EMAIL
     email = EmailMultiAlternatives(
-        subject=subject,
+        subject=single_line(subject),
         body=text,
         from_email=from_email,
         to=[to],

@@ -23,6 +23,7 @@ from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
 from clinic.models import Appointment, AuditAction, AuditEvent, Practitioner
+from core.plain_text import single_line
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import FROM_PRACTITIONER, Channel, MessageKind, OutboxMessage, ReminderTemplate
@@ -327,7 +328,7 @@ def appointment_event(
     if clinic.map_url:
         details.append(f"Map: {clinic.map_url}")
     event.add("description", "\n".join(details))
-    event.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"cn": clinic.display_sender})
+    event.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"cn": single_line(clinic.display_sender)})
     event.add("status", status or ("CANCELLED" if cancelled else "CONFIRMED"))
     return event
 
@@ -346,7 +347,12 @@ def appointment_ics(*, appointment: Appointment, now: datetime, cancelled: bool 
         event.add(
             "attendee",
             vCalAddress(f"mailto:{patient.email}"),
-            parameters={"cn": patient.first_name, "partstat": "ACCEPTED", "rsvp": "FALSE", "role": "REQ-PARTICIPANT"},
+            parameters={
+                "cn": single_line(patient.first_name),
+                "partstat": "ACCEPTED",
+                "rsvp": "FALSE",
+                "role": "REQ-PARTICIPANT",
+            },
         )
     calendar.add_component(event)
     return calendar_ical(calendar, [appointment.start_at, appointment.end_at])

@@ -17,6 +17,7 @@ from django.urls import reverse
 from icalendar import Calendar
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner
+from core.plain_text import single_line
 from reminders.content import appointment_event, calendar_changes, calendar_ical, vtimezone
 from reminders.models import CalendarFeed
 
@@ -99,7 +100,9 @@ def calendar_feed_ics(*, feed: CalendarFeed, now: datetime) -> bytes:
     calendar.add("prodid", "-//Clinic scheduling//Calendar feed//EN")
     calendar.add("version", "2.0")
     calendar.add("method", "PUBLISH")
-    calendar.add("x-wr-calname", f"Appointments: {owner.name}" if feed.practitioner_id else "My appointments")
+    calendar.add(
+        "x-wr-calname", f"Appointments: {single_line(owner.name)}" if feed.practitioner_id else "My appointments"
+    )
     calendar.add("refresh-interval", timedelta(hours=1), parameters={"value": "DURATION"})
     appointments = list(_appointments(feed, now))
     for appointment in appointments:

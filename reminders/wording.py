@@ -16,6 +16,7 @@ from django.db import DatabaseError
 from django.template import Context, Engine, Template
 
 from clinic.models import Clinic
+from core.plain_text import single_line
 from reminders.texts import TEXT_ENGINE, sms_fold, sms_units
 
 
@@ -87,8 +88,9 @@ def sms_context(
     with it, as the longest text a clinic can make, when a clinic or a template is saved."""
     tz = clinic.tz
     return {
-        "patient_first_name": first_name,
-        "clinic_name": clinic_name,
+        # Names stored before control characters were refused go without them (one ESC makes a text UCS-2).
+        "patient_first_name": single_line(first_name),
+        "clinic_name": single_line(clinic_name),
         "clinic_phone": clinic.phone_national,
         "start_local": fmt_datetime(start_at, tz, now=now),
         "start_date": fmt_day(start_at, tz, now=now),

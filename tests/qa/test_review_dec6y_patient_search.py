@@ -324,7 +324,16 @@ def test_the_cap_lists_the_first_fifty_and_twenty_in_name_order_and_says_there_a
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "query",
-    ["+447911123101", "07911 123101", "7911123", "bennett", "olivia bennett", "Bennett 18/06/1985", "18/06/85", "liv@ex"],
+    [
+        "+447911123101",
+        "07911 123101",
+        "7911123",
+        "bennett",
+        "olivia bennett",
+        "Bennett 18/06/1985",
+        "18/06/85",
+        "liv@ex",
+    ],
 )
 def test_every_condition_a_search_asks_is_answered_by_an_index(london, query):
     """Was KNOWN: every search, even an exact E.164 number, read every live patient of the organisation, because

@@ -1,0 +1,44 @@
+"""Text people type, kept fit for the formats it goes out in.
+
+A name goes into e-mail headers (a line break there is a header of its own, or the send fails for good), calendar
+files (RFC 5545 allows no control character), texts (one escape character makes a text UCS-2, three times the
+segments) and FHIR strings (nothing below U+0020 but tab, CR and LF). So the fields typed on one line (names, an
+e-mail address) refuse every control character, and those typed on several lines (a reason, an address) every one
+but tab, CR and LF (`validate_single_line`, `validate_lines`: model validators, so the API, the desk and the admin
+all refuse them, naming the field). What was stored before is made fit where it goes out (`single_line`,
+`without_controls`). Format characters (right-to-left marks, joiners) and U+2028 are letters' business, kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+")
+
+
+def validate_single_line(value: str) -> None:
+    if isinstance(value, str) and _CONTROLS.search(value):
+        raise ValidationError(
+            "Line breaks, tabs and other control characters cannot be part of this: type it on one line.",
+            code="control_character",
+        )
+
+
+def validate_lines(value: str) -> None:
+    if isinstance(value, str) and _CONTROLS_BUT_LINES.search(value):
+        raise ValidationError(
+            "Control characters (other than line breaks and tabs) cannot be part of this.", code="control_character"
+        )
+
+
+def single_line(value: str) -> str:
+    """`value` on one line: each run of control characters (line breaks included) a space."""
+    return _CONTROLS.sub(" ", value or "").strip()
+
+
+def without_controls(value: str) -> str:
+    """`value` without the control characters no format takes (tab, CR and LF kept)."""
+    return _CONTROLS_BUT_LINES.sub("", value or "")
