@@ -221,10 +221,20 @@ def rules_only(*, evaluation: rules.Evaluation, duration: timedelta, tz) -> Book
     return BookingCheck(evaluation, (), None, start, start + duration, tz)
 
 
-def clearance_reasons(appointment: Appointment) -> list[rules.Violation]:
-    """What a clinician is asked to clear: the relative contraindications (and any new block) standing now."""
-    check = appointment_recheck(appointment=appointment)
+def clearance_reasons(appointment: Appointment, check: BookingCheck | None = None) -> list[rules.Violation]:
+    """What a clinician is asked to clear: the relative contraindications (and any new block) standing now (`check`:
+    the appointment's `appointment_recheck`, when the caller has it)."""
+    check = check if check is not None else appointment_recheck(appointment=appointment)
     return list(check.evaluation.needs_clearance) + list(check.evaluation.blocking)
+
+
+def standing_warnings(appointment: Appointment, check: BookingCheck | None = None) -> list[rules.Violation]:
+    """The warn-level rules a booking still to come breaks as the patient's record stands now. A warning never
+    blocks nor changes a booking's status, so one a record change brings after the booking (a course or a treatment
+    entered since, history imported) is shown on the visit, for whoever treats the patient to weigh, as the
+    booking's own answer showed those standing then to whoever booked it."""
+    check = check if check is not None else appointment_recheck(appointment=appointment)
+    return list(check.warnings)
 
 
 @dataclass(frozen=True)
@@ -237,12 +247,14 @@ class StoredReason:
     conflicts_with: None = None
 
 
-def review_reasons(appointment: Appointment) -> list[rules.Violation | StoredReason]:
+def review_reasons(
+    appointment: Appointment, check: BookingCheck | None = None
+) -> list[rules.Violation | StoredReason]:
     """Why a booking needs review: the block rules and absolute contraindications it breaks now (a record change
     re-checks it in the change's own transaction, so these are the reasons it was flagged with, as they stand); the
     reasons stored when it was flagged where the check now finds none (a started visit is not re-checked: a record
     corrected after its start leaves it flagged)."""
-    live = list(appointment_recheck(appointment=appointment).evaluation.blocking)
+    live = list((check if check is not None else appointment_recheck(appointment=appointment)).evaluation.blocking)
     if live:
         return live
     return [

@@ -28,6 +28,7 @@ from scheduler.booking import (
     appointment_clear,
     appointment_complete,
     appointment_mark_no_show,
+    appointment_recheck,
 )
 
 # The clearance and the cancel forms both have a `reason`: on a pending booking's page both show, so the cancel
@@ -51,6 +52,10 @@ def _detail(
 ):
     now = timezone.now()
     pending = appointment.status == AppointmentStatus.PENDING_CLEARANCE
+    flagged = appointment.status == AppointmentStatus.NEEDS_REVIEW
+    to_come = appointment.is_active and appointment.start_at > now
+    # The rules as they stand now, read once for the visit's reasons and warnings (a visit under way is not checked).
+    check = appointment_recheck(appointment=appointment) if to_come or pending or flagged else None
     reminders = selectors.appointment_reminders(appointment)
     return page(
         request,
@@ -69,10 +74,9 @@ def _detail(
                 and appointment.checked_in_at is None
                 and timezone.localdate(appointment.start_at) == timezone.localdate(now)
             ),
-            "clearance_reasons": checks.clearance_reasons(appointment) if pending else [],
-            "review_reasons": (
-                checks.review_reasons(appointment) if appointment.status == AppointmentStatus.NEEDS_REVIEW else []
-            ),
+            "clearance_reasons": checks.clearance_reasons(appointment, check) if pending else [],
+            "review_reasons": checks.review_reasons(appointment, check) if flagged else [],
+            "standing_warnings": checks.standing_warnings(appointment, check) if to_come else [],
             "reminders": reminders,
             "reminders_total": sum(len(group.messages) for group in reminders),
             "audit": appointment.audit_events.select_related("actor_user"),

@@ -25,7 +25,7 @@ The world: organisation `lumen` with one London clinic (Dr Ines, Monday to Satur
 platform's clinical key, its webhook endpoint listening to everything. The clock: Monday 2 March 2026, 09:00 in
 London (GMT; BST from Sunday 29 March).
 
-Findings (strict xfails):
+Findings (strict xfails, but the one mended):
 - QUESTION: a history line whose offset puts it on a later day than London does (a treatment done in Auckland on
   21 February, sent as 2026-02-21T08:00:00+13:00) is dated 20 February, the recording clinic's day: microneedling is
   offered on 6 March, 13 days after the treatment by the patient's calendar
@@ -33,9 +33,10 @@ Findings (strict xfails):
 - QUESTION: the same history line sent twice without an Idempotency-Key (an old system's export that lists one
   treatment twice) is recorded twice, and the visit it flags is announced `needs_review` again with the same reason
   repeated (test_the_same_treatment_imported_twice_does_not_announce_the_flagged_visit_twice);
-- QUESTION: a warn-level rule that history entered after the booking makes the visit break (a filler booked, then
-  the isotretinoin course that ended three weeks earlier) is named nowhere on the visit, where a merge bringing the
-  same pair together keeps it on the patient's page for staff to check
+- QUESTION, mended the same day: a warn-level rule that history entered after the booking makes the visit break (a
+  filler booked, then the isotretinoin course that ended three weeks earlier) was named nowhere on the visit, where a
+  merge bringing the same pair together keeps it on the patient's page for staff to check; the visit's page now names
+  the warnings standing for a visit to come (frontdesk.checks.standing_warnings)
   (test_a_warning_history_entered_after_the_booking_brings_is_named_on_the_visit);
 - QUESTION: a Botox done at the clinic before the move, entered as history (`source: clinic`), plans no recall:
   recalls hang on a completed appointment, so the clinic's maintenance patients are never told they are due
@@ -391,14 +392,6 @@ def test_a_running_isotretinoin_course_entered_after_the_visits_holds_microneedl
     assert MedicationCourse.objects.filter(patient_id=pid).count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a warn-level rule that history entered after the booking makes the visit break (a filler "
-    "booked for 9 March, then the isotretinoin course ended 15 February entered: 'should be at least 12 months "
-    "after') is named nowhere on the visit: it stays confirmed (a warning never blocks), no webhook, nothing on its "
-    "desk page; a merge that brings such a pair together keeps the warning on the patient's page for staff to check "
-    "(docs/organisations.md), an import that does the same says nothing",
-)
 def test_a_warning_history_entered_after_the_booking_brings_is_named_on_the_visit(w):
     api = w["api"]
     pid = register(api, "Frid", "Eng")
