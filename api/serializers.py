@@ -23,6 +23,7 @@ from api.fields import (
     StrictDateField,
 )
 from clinic.models import AppointmentStatus, ConditionStatus, HistorySource, ReminderChannel
+from clinic.selectors import appointment_sequence
 from scheduler.lifecycle import EVENTS
 from scheduler.recheck import review_reasons_in_zone
 
@@ -309,10 +310,19 @@ class AppointmentOut(serializers.Serializer):
     review_reasons = serializers.SerializerMethodField(
         help_text="While the status is needs_review: what a later change made it break (a refusal's violations)."
     )
+    sequence = serializers.SerializerMethodField(
+        help_text="The appointment's change count as this answer stands: the `sequence` of the last webhook event "
+        "about it (docs/reminders.md). An event with a `sequence` no higher is older than this answer."
+    )
 
     @extend_schema_field(ViolationOut(many=True))
     def get_review_reasons(self, appointment) -> list[dict]:
         return review_reasons_in_zone(appointment)
+
+    def get_sequence(self, appointment) -> int:
+        # A list reads it with its rows (`with_sequence`); one appointment, in one statement of its own.
+        counted = getattr(appointment, "change_sequence", None)
+        return counted if counted is not None else appointment_sequence(appointment.pk)
 
 
 class AppointmentDetailOut(AppointmentOut):

@@ -62,7 +62,7 @@ from api.serializers import (
 )
 from clinic import services as clinic_services
 from clinic.models import Appointment, Clinic, MedicationCourse, Patient, Practitioner, ProcedureType
-from clinic.selectors import appointments_in, patients_in
+from clinic.selectors import appointments_in, patients_in, with_sequence
 from core.errors import InvalidInput, NotFound
 from core.etags import entity_tags
 from core.ids import parse_uuid
@@ -570,7 +570,11 @@ class AvailabilityApi(ApiView):
 # --- Appointments ---------------------------------------------------------------------------------------
 
 
-def _booking_data(result: booking.BookingResult) -> dict:
+def _booking_data(result: booking.BookingResult, *, new: bool = False) -> dict:
+    if new:
+        # A new booking's one change so far is its booking (its audit entry, `appointment.created`'s sequence):
+        # known without a statement on the booking's path.
+        result.appointment.change_sequence = 1
     data = dict(AppointmentOut(result.appointment).data)
     tz = result.appointment.clinic.tz
     data["warnings"] = check_data(result.check, tz)["warnings"]
@@ -584,7 +588,7 @@ class AppointmentListCreateApi(ApiView):
     filter_backends = (DjangoFilterBackend,)
 
     def get_queryset(self):
-        return appointments_in(self.clinics()).order_by("start_at", "id")
+        return with_sequence(appointments_in(self.clinics())).order_by("start_at", "id")
 
     @extend_schema(
         tags=["booking"],
@@ -619,7 +623,9 @@ class AppointmentListCreateApi(ApiView):
             clinic_id=data.get("clinic"),  # where: the scheduler decides among the caller's clinics
             within=self.caller.scope(),
         )
-        return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
+        return _created(
+            _booking_data(result, new=True), reverse("api:appointment-detail", args=[result.appointment.pk])
+        )
 
 
 class AppointmentDetailApi(ApiView):

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from datetime import date
 
 import phonenumbers
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import ExtractIsoWeekDay, TruncDate, TruncTime
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce, ExtractIsoWeekDay, TruncDate, TruncTime
 from django.db.models.lookups import Contains, Exact
 from django.utils import timezone
 
 from clinic.duplicates import Identity, MatchReason, match_reasons, normalise_email
 from clinic.models import (
+    AUDIT_ONLY_ACTIONS,
     ApiClient,
     Appointment,
+    AuditEvent,
     Clinic,
     Organisation,
     Patient,
@@ -214,6 +216,29 @@ def appointments_in(clinics: QuerySet[Clinic]) -> QuerySet[Appointment]:
     return Appointment.objects.filter(clinic__in=clinics).select_related(
         "clinic", "patient", "practitioner", "procedure", "area"
     )
+
+
+def changes_counted(appointment_id) -> Q:
+    """The audit entries that count as the appointment's changes: each lifecycle change, not a message staff asked
+    to send again (`AUDIT_ONLY_ACTIONS`)."""
+    return Q(appointment_id=appointment_id) & ~Q(action__in=AUDIT_ONLY_ACTIONS)
+
+
+def appointment_sequence(appointment_id) -> int:
+    """The appointment's change count: the `sequence` its webhooks carry, and its reads."""
+    return AuditEvent.objects.filter(changes_counted(appointment_id)).count()
+
+
+def with_sequence(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
+    """`appointments`, each with `change_sequence` (`appointment_sequence`), in the same statement."""
+    counted = (
+        AuditEvent.objects.filter(changes_counted(OuterRef("pk")))
+        .order_by()
+        .values("appointment_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return appointments.annotate(change_sequence=Coalesce(Subquery(counted), 0))
 
 
 def in_time_off(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:

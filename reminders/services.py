@@ -21,7 +21,6 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from clinic.models import (
     ACTIVE_APPOINTMENT_STATUSES,
-    AUDIT_ONLY_ACTIONS,
     ApiClient,
     Appointment,
     AppointmentStatus,
@@ -29,6 +28,7 @@ from clinic.models import (
     AuditEvent,
     Patient,
 )
+from clinic.selectors import appointment_sequence
 from clinic.services import lock_live_patient
 from core.compiled import insert_rows
 from core.errors import ErrorCode, InvalidInput
@@ -1074,8 +1074,8 @@ def _completion_messages(work: _Change) -> None:
 # --- Webhooks ---------------------------------------------------------------------------------------------------------------
 
 
-def appointment_event_data(appointment: Appointment) -> dict:
-    """The appointment as the public API shows it (times in the clinic's offset)."""
+def appointment_event_data(appointment: Appointment, sequence: int) -> dict:
+    """The appointment as the public API shows it (times in the clinic's offset), its `sequence` included."""
     tz = appointment.clinic.tz
     return {
         "id": str(appointment.pk),
@@ -1088,6 +1088,7 @@ def appointment_event_data(appointment: Appointment) -> dict:
         "area": appointment.area_id,
         "status": appointment.status,
         "review_reasons": review_reasons_in_zone(appointment),
+        "sequence": sequence,
     }
 
 
@@ -1145,7 +1146,15 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
     appointment, now = work.appointment, work.now
     endpoints = _endpoints_reaching(appointment.clinic_id, appointment.clinic.organisation_id)
     tz = appointment.clinic.tz
-    data = {"appointment": appointment_event_data(appointment)}
+    # One id per event, the same for every endpoint and every redelivery (a delivery's own id is `id`); and
+    # the appointment's change count (the lifecycle audits each change before notifying), so a platform can
+    # tell which of two events about one appointment is the later, whatever order they arrive in.
+    wanted = [endpoint for endpoint in endpoints if endpoint.wants(event)]
+    if not wanted:
+        return  # nobody listens: a booking pays no query for the change count
+    event_id = str(uuid.uuid4())
+    sequence = appointment_sequence(appointment.pk)
+    data = {"appointment": appointment_event_data(appointment, sequence)}
     if previous and "patient" in previous:
         data["previous"] = {"patient": str(previous["patient"])}  # a merge: the record it belonged to
     elif previous:
@@ -1154,14 +1163,6 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
             "practitioner": str(previous["practitioner"]) if previous.get("practitioner") else None,
             "status": previous.get("status"),
         }
-    # One id per event, the same for every endpoint and every redelivery (a delivery's own id is `id`); and
-    # the appointment's change count (the lifecycle audits each change before notifying), so a platform can
-    # tell which of two events about one appointment is the later, whatever order they arrive in.
-    wanted = [endpoint for endpoint in endpoints if endpoint.wants(event)]
-    if not wanted:
-        return  # nobody listens: a booking pays no query for the change count
-    event_id = str(uuid.uuid4())
-    sequence = appointment.audit_events.exclude(action__in=AUDIT_ONLY_ACTIONS).count()
     for endpoint in wanted:
         delivery_id = uuid.uuid4()
         # The body is frozen now: a platform gets the appointment as it was when the event happened.

@@ -48,6 +48,7 @@ def test_book_201_confirmed(api, patient, practitioner):
         "area": "face",
         "status": "confirmed",
         "review_reasons": [],
+        "sequence": 1,
         "warnings": [],
         "rulebook_version": "d1.o1",
     }

@@ -689,6 +689,7 @@ def test_each_platform_receives_only_the_events_of_the_clinics_it_was_granted(
 
 APPOINTMENT_FIELDS = {
     "id", "patient", "procedure", "practitioner", "clinic", "start", "end", "area", "status", "review_reasons",
+    "sequence",
 }  # fmt: skip
 
 

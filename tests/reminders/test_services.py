@@ -449,8 +449,10 @@ def test_appointment_events_become_webhook_rows_for_the_platforms_in_scope(patie
         "area": None,
         "status": "confirmed",
         "review_reasons": [],
+        "sequence": 1,
     }
     assert moved["data"]["appointment"]["start"] == "2026-03-05T10:00:00+00:00"
+    assert moved["data"]["appointment"]["sequence"] == moved["sequence"] == 2
     assert moved["data"]["previous"]["start"] == "2026-03-04T10:00:00+00:00"
 
 
