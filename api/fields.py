@@ -48,6 +48,11 @@ _LINE_CHARACTER = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]"
 LINES_PATTERN = rf"^{_LINE_CHARACTER}+$"
 LINES_NOT_BLANK_PATTERN = rf"^{_LINE_CHARACTER}*[^\u0000-\u0020\u007f-\u009f]{_LINE_CHARACTER}*$"
 LINES_MESSAGE = "Control characters (other than line breaks and tabs) cannot be part of this."
+# Text typed on one line (a name, an e-mail address): no control character at all.
+_ONE_LINE_CHARACTER = r"[^\u0000-\u001f\u007f-\u009f]"
+ONE_LINE_PATTERN = rf"^{_ONE_LINE_CHARACTER}+$"
+ONE_LINE_NOT_BLANK_PATTERN = rf"^{_ONE_LINE_CHARACTER}*[^\u0000-\u0020\u007f-\u009f]{_ONE_LINE_CHARACTER}*$"
+ONE_LINE_MESSAGE = "Line breaks, tabs and other control characters cannot be part of this: type it on one line."
 
 
 class StrictCharField(serializers.CharField):
@@ -55,12 +60,15 @@ class StrictCharField(serializers.CharField):
 
     trim = JSON_WHITESPACE  # "" for a field taken exactly as sent
 
-    def __init__(self, *, lines: bool = False, **kwargs):
+    def __init__(self, *, lines: bool = False, one_line: bool = False, **kwargs):
         kwargs["trim_whitespace"] = False  # trimmed below, of `trim` only
         super().__init__(**kwargs)
         if lines:  # text on several lines: no control character but tab, CR and LF
             pattern = LINES_PATTERN if self.allow_blank else LINES_NOT_BLANK_PATTERN
             self.validators.append(RegexValidator(pattern, message=LINES_MESSAGE, code="control_character"))
+        elif one_line:  # text on one line: no control character
+            pattern = ONE_LINE_PATTERN if self.allow_blank else ONE_LINE_NOT_BLANK_PATTERN
+            self.validators.append(RegexValidator(pattern, message=ONE_LINE_MESSAGE, code="control_character"))
         else:
             self.validators.append(TEXT if self.allow_blank else NOT_BLANK)
 

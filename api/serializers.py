@@ -72,10 +72,10 @@ class PractitionerOut(serializers.Serializer):
 
 
 class PatientUpdateIn(InputSerializer):
-    first_name = StrictCharField(max_length=100, required=False)
-    last_name = StrictCharField(max_length=100, required=False)
+    first_name = StrictCharField(max_length=100, required=False, one_line=True)
+    last_name = StrictCharField(max_length=100, required=False, one_line=True)
     date_of_birth = StrictDateField(required=False, allow_null=True)
-    email = StrictCharField(max_length=254, required=False, allow_blank=True)
+    email = StrictCharField(max_length=254, required=False, allow_blank=True, one_line=True)
     phone = PhoneField(required=False, help_text="E.164, e.g. +447911123456")
     reminder_channels = serializers.ListField(
         child=serializers.ChoiceField(choices=ReminderChannel.choices),
@@ -88,8 +88,8 @@ class PatientUpdateIn(InputSerializer):
 
 class PatientCreateIn(PatientUpdateIn):
     clinic = IdField(required=False, help_text="Clinic id (or code). May be left out by a caller with one clinic.")
-    first_name = StrictCharField(max_length=100)
-    last_name = StrictCharField(max_length=100)
+    first_name = StrictCharField(max_length=100, one_line=True)
+    last_name = StrictCharField(max_length=100, one_line=True)
     confirm_new = StrictBooleanField(
         required=False,
         help_text="true: register even though the organisation has a likely duplicate (the 409 "

@@ -93,9 +93,12 @@ def validate_message_topics(value) -> None:
 
 class ProcedureType(models.Model):
     code = models.SlugField(primary_key=True, max_length=50)
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_single_line])
     short_name = models.CharField(
-        max_length=40, blank=True, help_text='For sentences and tight spaces ("Botox"); the name when empty.'
+        max_length=40,
+        blank=True,
+        validators=[validate_single_line],
+        help_text='For sentences and tight spaces ("Botox"); the name when empty.',
     )
     duration_minutes = models.PositiveIntegerField(default=60)
     bookable = models.BooleanField(default=True, help_text="Clinic procedures are bookable.")
@@ -231,9 +234,13 @@ class Clinic(models.Model):
         validators=[validate_e164],
         help_text="E.164, e.g. +442079460000; messages show it in national format.",
     )
-    address = models.TextField(blank=True, help_text="Postal address, one line per line.")
-    map_url = models.URLField(max_length=500, blank=True, help_text="A link to the clinic on a map.")
-    reply_to_email = models.EmailField(blank=True, help_text="Where patients' replies to e-mails go.")
+    address = models.TextField(blank=True, validators=[validate_lines], help_text="Postal address, one line per line.")
+    map_url = models.URLField(
+        max_length=500, blank=True, validators=[validate_single_line], help_text="A link to the clinic on a map."
+    )
+    reply_to_email = models.EmailField(
+        blank=True, validators=[validate_single_line], help_text="Where patients' replies to e-mails go."
+    )
     sender_name = models.CharField(
         max_length=100,
         blank=True,
@@ -567,6 +574,9 @@ class PatientQuerySet(models.QuerySet):
         objs = list(objs)
         for patient in objs:
             patient.search_name = search_name(patient.first_name, patient.last_name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields and NAME_FIELDS & set(update_fields) and "search_name" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "search_name"]  # a conflict's row takes the name as typed too
         return super().bulk_create(objs, *args, **kwargs)
 
     def bulk_update(self, objs, fields, *args, **kwargs):

@@ -5,8 +5,9 @@ files (RFC 5545 allows no control character), texts (one escape character makes 
 segments) and FHIR strings (nothing below U+0020 but tab, CR and LF). So the fields typed on one line (names, an
 e-mail address) refuse every control character, and those typed on several lines (a reason, an address) every one
 but tab, CR and LF (`validate_single_line`, `validate_lines`: model validators, so the API, the desk and the admin
-all refuse them, naming the field). What was stored before is made fit where it goes out (`single_line`,
-`without_controls`). Format characters (right-to-left marks, joiners) and U+2028 are letters' business, kept.
+all refuse them, naming the field). What was stored before was made fit once (migration clinic 0027), and is made
+fit again where it goes out, whatever a write past the checks left (`single_line`, `without_controls`: e-mail headers,
+calendar files, texts, every FHIR string). Format characters (right-to-left marks, joiners) and U+2028 are letters' business, kept.
 """
 
 from __future__ import annotations

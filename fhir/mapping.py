@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from clinic.models import Appointment, AppointmentStatus, Practitioner
-from core.plain_text import without_controls
 
 # Code systems of our own (URNs: no registry needed, never dereferenced).
 PROCEDURE_SYSTEM = "urn:clinic-scheduling:procedure"
@@ -157,8 +156,7 @@ def appointment_resource(appointment: Appointment, *, reason_shown: bool = False
     if appointment.status == AppointmentStatus.CANCELLED and appointment.cancel_reason and reason_shown:
         # Words someone wrote (the patient's note to the clinic on their page, the desk's reason) may say something
         # of their health: the clinic's staff and a clinical API client read them (`reason_shown`).
-        # FHIR strings take no control character but tab, CR and LF (a note stored before they were refused).
-        resource["cancelationReason"] = {"text": without_controls(appointment.cancel_reason)}
+        resource["cancelationReason"] = {"text": appointment.cancel_reason}  # fhir.views' renderer makes it fit
     if appointment.status == AppointmentStatus.NEEDS_REVIEW:
         resource["extension"] += [
             {"url": REVIEW_EXTENSION, "valueString": reason.get("message") or reason.get("code") or "needs review"}

@@ -31,6 +31,7 @@ from api.views import refuse_oversized
 from clinic.models import AppointmentStatus, Practitioner, ProcedureType
 from clinic.selectors import appointments_in
 from core.errors import DomainError
+from core.plain_text import without_controls
 from core.redact import masked_logger
 from fhir import mapping, search
 from fhir.search import SearchError
@@ -61,9 +62,25 @@ _ISSUE_TYPE = {
 
 
 class FhirJsonRenderer(renderers.JSONRenderer):
+    """FHIR JSON, each string without the control characters FHIR's `string` allows none of (all but tab, CR and
+    LF: a name or a reason stored before they were refused, core.plain_text)."""
+
     media_type = FHIR_JSON
     format = "fhir+json"
     charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return super().render(_fit(data), accepted_media_type, renderer_context)
+
+
+def _fit(value):
+    if isinstance(value, str):
+        return without_controls(value)
+    if isinstance(value, dict):
+        return {key: _fit(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fit(item) for item in value]
+    return value
 
 
 class AlwaysFhirJson(BaseContentNegotiation):

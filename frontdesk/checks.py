@@ -247,9 +247,7 @@ class StoredReason:
     conflicts_with: None = None
 
 
-def review_reasons(
-    appointment: Appointment, check: BookingCheck | None = None
-) -> list[rules.Violation | StoredReason]:
+def review_reasons(appointment: Appointment, check: BookingCheck | None = None) -> list[rules.Violation | StoredReason]:
     """Why a booking needs review: the block rules and absolute contraindications it breaks now (a record change
     re-checks it in the change's own transaction, so these are the reasons it was flagged with, as they stand); the
     reasons stored when it was flagged where the check now finds none (a started visit is not re-checked: a record

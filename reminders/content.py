@@ -23,7 +23,7 @@ from django.utils.html import escape, linebreaks
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
 from clinic.models import Appointment, AuditAction, AuditEvent, Practitioner
-from core.plain_text import single_line
+from core.plain_text import single_line, without_controls
 from reminders.consent import patient_accepts
 from reminders.links import manage_url
 from reminders.models import FROM_PRACTITIONER, Channel, MessageKind, OutboxMessage, ReminderTemplate
@@ -315,18 +315,16 @@ def appointment_event(
     event.add("dtstart", ics_time(appointment.start_at, tz))
     event.add("dtend", ics_time(appointment.end_at, tz))
     event.add("sequence", ics_sequence(appointment))
-    title = (
-        f"{appointment.procedure.display_short} at {clinic.name}"
-        if clinic.name_treatment_in_previews
-        else f"Appointment at {clinic.name}"
-    )
+    # Words stored before control characters were refused go without them (RFC 5545 allows none; core.plain_text).
+    name, treatment = single_line(clinic.name), single_line(appointment.procedure.display_short)
+    title = f"{treatment} at {name}" if clinic.name_treatment_in_previews else f"Appointment at {name}"
     event.add("summary", title)
-    event.add("location", ", ".join([clinic.name, *clinic.address.splitlines()]))
-    details = [f"{appointment.procedure.display_short} with {appointment.practitioner.name}."]
+    event.add("location", ", ".join([name, *without_controls(clinic.address).splitlines()]))
+    details = [f"{treatment} with {single_line(appointment.practitioner.name)}."]
     if clinic.phone:
-        details.append(f"Call {clinic.name} on {clinic.phone_national}.")
+        details.append(f"Call {name} on {clinic.phone_national}.")
     if clinic.map_url:
-        details.append(f"Map: {clinic.map_url}")
+        details.append(f"Map: {single_line(clinic.map_url)}")
     event.add("description", "\n".join(details))
     event.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"cn": single_line(clinic.display_sender)})
     event.add("status", status or ("CANCELLED" if cancelled else "CONFIRMED"))

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner, ProcedureType, ReminderChannel
+from core.plain_text import validate_lines, validate_single_line
 from reminders import channels, longest, texts
 from scheduler.lifecycle import EVENTS
 
@@ -108,11 +109,18 @@ class ReminderTemplate(models.Model):
         help_text="When the booking is made after the due time: send at once (care instructions) "
         "instead of leaving it out (a day-before reminder is pointless then).",
     )
-    email_subject = models.CharField(max_length=200, blank=True)
-    email_text = models.TextField(blank=True, help_text="Plain-text body (Django template syntax).")
-    email_html = models.TextField(blank=True, help_text="HTML body; leave empty to derive it from the text.")
+    # Typed or pasted by people: a control character from a word processor (a vertical tab) would make a text UCS-2
+    # and an e-mail header fail (core.plain_text).
+    email_subject = models.CharField(max_length=200, blank=True, validators=[validate_single_line])
+    email_text = models.TextField(
+        blank=True, validators=[validate_lines], help_text="Plain-text body (Django template syntax)."
+    )
+    email_html = models.TextField(
+        blank=True, validators=[validate_lines], help_text="HTML body; leave empty to derive it from the text."
+    )
     sms_text = models.TextField(
         blank=True,
+        validators=[validate_lines],
         help_text="At most 3 SMS segments (459 plain characters). Never a diagnosis, procedure or drug name.",
     )
     attach_ics = models.BooleanField(default=False, help_text="Attach the appointment as an iCalendar file.")
