@@ -1154,6 +1154,9 @@ def _webhooks(work: _Change, event: str, previous: dict | None) -> None:
         return  # nobody listens: a booking pays no query for the change count
     event_id = str(uuid.uuid4())
     sequence = appointment_sequence(appointment.pk)
+    # Counted under the change's locks: the change's own answer shows this count, not one read after the commit,
+    # which a change committed meanwhile could have raised past the state the answer shows (api AppointmentOut).
+    appointment.change_sequence = sequence
     data = {"appointment": appointment_event_data(appointment, sequence)}
     if previous and "patient" in previous:
         data["previous"] = {"patient": str(previous["patient"])}  # a merge: the record it belonged to

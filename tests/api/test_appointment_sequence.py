@@ -8,8 +8,13 @@ the last event about the appointment; a list reads it with its rows (one stateme
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from api.serializers import AppointmentOut
+from clinic.models import Appointment
 from reminders.models import OutboxMessage
+from scheduler.booking import appointment_cancel
+from scheduler.lifecycle import Actor
 from tests.api.helpers import book
 from tests.factories import PatientFactory
 
@@ -59,3 +64,31 @@ def test_a_list_reads_every_sequence_in_its_one_statement(
     with django_assert_max_num_queries(statements):
         listed = api.get(f"{API}/appointments/").json()["results"]
     assert [row["sequence"] for row in listed] == [1, 1, 1, 1, 2]
+
+
+def test_a_changes_answer_shows_the_count_taken_under_its_locks(api, patient, practitioner, django_assert_num_queries):
+    """Counted after the commit, a change committed meanwhile (a re-check flagging the visit) would raise the count
+    past the state the answer shows, and the platform would drop the event that follows as older. Where an endpoint
+    listens, the change counts under its locks (for its event) and the answer shows that count, reading nothing
+    after the commit."""
+    assert api.post(f"{API}/webhooks/", {"url": "https://platform.example/hooks"}, format="json").status_code == 201
+    appointment = Appointment.objects.get(pk=book(api, patient, start="2026-03-03T10:00:00+00:00").json()["id"])
+
+    changed = appointment_cancel(appointment=appointment, actor=Actor("desk@test"), now=timezone.now())
+
+    with django_assert_num_queries(0):
+        assert AppointmentOut(changed).data["sequence"] == 2
+    assert last_event_sequence(appointment.pk) == 2
+
+
+def test_an_appointments_read_takes_its_state_and_count_in_one_statement(api, patient, practitioner):
+    """Counted in a statement of its own, a change committed between the two statements would show a count past the
+    state shown."""
+    pk = book(api, patient, start="2026-03-03T10:00:00+00:00").json()["id"]
+
+    with CaptureQueriesContext(connection) as read:
+        assert api.get(f"{API}/appointments/{pk}/").json()["sequence"] == 1
+    appointment_reads = [q["sql"] for q in read.captured_queries if 'FROM "clinic_appointment"' in q["sql"]]
+    counts = [sql for sql in read.captured_queries if sql["sql"].startswith("SELECT COUNT(*)")]
+    assert len(appointment_reads) == 1 and "clinic_auditevent" in appointment_reads[0], appointment_reads
+    assert counts == []
