@@ -270,7 +270,9 @@ def test_a_search_reads_only_the_records_holding_what_was_typed(clinic, query):
         for node in nodes(plan)
         if node.get("Relation Name") == "clinic_patient" or node["Node Type"] == "Bitmap Index Scan"
     ]
-    assert read and max(rows for *_, rows in read) <= 10, read
+    # A GIN index hands candidates (pages go lossy under memory pressure, a pending list is read whole): a bound of
+    # a hundredth of the table tells "the rows holding the letters" from "every row" without hanging on them.
+    assert read and max(rows for *_, rows in read) <= LARGE // 100, read
 
 
 def test_a_name_written_by_bulk_create_on_conflict_is_found_by_the_new_name(clinic):
