@@ -311,8 +311,9 @@ class AppointmentOut(serializers.Serializer):
         help_text="While the status is needs_review: what a later change made it break (a refusal's violations)."
     )
     sequence = serializers.SerializerMethodField(
-        help_text="The appointment's change count as this answer stands: the `sequence` of the last webhook event "
-        "about it (docs/reminders.md). An event with a `sequence` no higher is older than this answer."
+        help_text="The appointment's change count as this answer shows it, the count its webhook events carry "
+        "(docs/reminders.md): an event whose `sequence` is no higher is older than this answer. Gaps are normal "
+        "for an endpoint that does not take every event."
     )
 
     @extend_schema_field(ViolationOut(many=True))

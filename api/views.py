@@ -571,11 +571,7 @@ class AvailabilityApi(ApiView):
 # --- Appointments ---------------------------------------------------------------------------------------
 
 
-def _booking_data(result: booking.BookingResult, *, new: bool = False) -> dict:
-    if new:
-        # A new booking's one change so far is its booking (its audit entry, `appointment.created`'s sequence):
-        # known without a statement on the booking's path.
-        result.appointment.change_sequence = 1
+def _booking_data(result: booking.BookingResult) -> dict:
     data = dict(AppointmentOut(result.appointment).data)
     tz = result.appointment.clinic.tz
     data["warnings"] = check_data(result.check, tz)["warnings"]
@@ -624,9 +620,7 @@ class AppointmentListCreateApi(ApiView):
             clinic_id=data.get("clinic"),  # where: the scheduler decides among the caller's clinics
             within=self.caller.scope(),
         )
-        return _created(
-            _booking_data(result, new=True), reverse("api:appointment-detail", args=[result.appointment.pk])
-        )
+        return _created(_booking_data(result), reverse("api:appointment-detail", args=[result.appointment.pk]))
 
 
 class AppointmentDetailApi(ApiView):

@@ -15,6 +15,7 @@ indexes, without them, and the ratio; the plan's top read with the indexes.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import random
 import subprocess
@@ -98,7 +99,7 @@ def main() -> None:
     from clinic.models import Clinic
     from clinic.selectors import patient_search, patients_in
 
-    module = __import__("clinic.migrations.0024_patient_search_trigram_indexes", fromlist=["INDEXES"])
+    module = importlib.import_module("clinic.migrations.0024_patient_search_trigram_indexes")
     indexes = [*module.INDEXES, *module.BTREES]
     scope = patients_in(Clinic.objects.filter(code="bench"))
     with connection.cursor() as cursor:

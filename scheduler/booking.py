@@ -731,6 +731,9 @@ def appointment_book(
                 "rulebook_version": check.rulebook_version,
             },
         )
+        # Its one change so far is this booking (its one audit entry, `appointment.created`'s sequence): what its
+        # answer shows, known without a statement on the booking's path.
+        appointment.change_sequence = 1
     return BookingResult(appointment, check)
 
 

@@ -867,3 +867,17 @@ def edited_while_another_process_holds_copies(*names: str):
         versioned._copies.update(kept)
     now_version = versioned.current_version()
     assert all(now_version != version for version in before.values()), "the edit did not move the version"
+
+
+def fhir_strings(body) -> list[str]:
+    """Every string in a FHIR resource (or bundle), keys left out, at any depth."""
+    strings, stack = [], [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            strings.append(item)
+    return strings

@@ -83,6 +83,7 @@ from tests.qa.helpers import (
     as_rendered,
     book,
     fhir_json,
+    fhir_strings,
     ldn,
     portal_page,
     register_webhook,
@@ -492,16 +493,7 @@ def test_fhir_strings_carry_no_control_character_from_a_patients_cancel_note(cli
 
     raw = clinical.get(f"/fhir/r4/Appointment/{appointment.pk}").content.decode()
 
-    strings = []
-    stack = [json.loads(raw)]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            strings.append(item)
+    strings = fhir_strings(json.loads(raw))
     assert any("Running late" in s for s in strings)
     assert [s for s in strings if FHIR_CONTROL.search(s)] == []
 

@@ -50,11 +50,8 @@ UTC, ticking; deliveries are dispatched at explicit moments after it.
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -84,6 +81,7 @@ from tests.qa.helpers import (
     register_webhook,
     staff_client,
 )
+from tests.reminders.support import FakeHttpServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("platform_ready", "message_outboxes", "ticking_clock")]
 
@@ -159,42 +157,13 @@ LISTED = (
 )
 
 
-class Receiver:
-    """The platform's webhook receiver, a real HTTP server on 127.0.0.1: each POST is answered with the status
-    `answer(body)` gives (200 unless told) and kept with it, in the order it came."""
-
-    def __init__(self):
-        self.answer = lambda body: 200
-        self.got: list[tuple[int, dict]] = []
-
-    def __enter__(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                status = receiver.answer(body)
-                receiver.got.append((status, body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+class Receiver(FakeHttpServer):
+    """The platform's webhook receiver, a real HTTP server on 127.0.0.1 (tests.reminders.support): each POST is
+    answered with the status `answer(body)` gives (200 unless told) and kept with it, in the order it came."""
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def got(self) -> list[tuple[int, dict]]:
+        return [(request.status, request.json) for request in list(self.requests)]
 
 
 def down(body) -> int:

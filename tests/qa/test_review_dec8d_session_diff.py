@@ -92,6 +92,7 @@ from tests.qa.helpers import (
     as_rendered,
     book,
     fhir_json,
+    fhir_strings,
     form_on,
     fresh,
     fresh_appointment,
@@ -111,19 +112,6 @@ WEDNESDAY = ldn(2026, 3, 4)
 MIGRATION = importlib.import_module("clinic.migrations.0024_patient_search_trigram_indexes")
 INDEX_NAMES = [*MIGRATION.INDEXES, *MIGRATION.BTREES]
 LARGE = 50_000  # patients of one organisation, for the search's plan
-
-
-def fhir_strings(body) -> list[str]:
-    strings, stack = [], [body]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            strings.append(item)
-    return strings
 
 
 def stored_before(obj, **values):

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,15 +35,22 @@ class Recorded:
     path: str
     headers: dict
     body: bytes
+    status: int = 0  # what it was answered
+
+    @property
+    def json(self):
+        return json.loads(self.body)
 
 
 @dataclass
 class FakeHttpServer:
-    """Answers each request with the next scripted (status, body), then with `default` once the script is used."""
+    """Answers each request with the next scripted (status, body), then with `default` once the script is used; or,
+    with `answer` set, with the status `answer(the request's JSON body)` gives (a receiver that fails some events)."""
 
     script: list[tuple[int, bytes]] = field(default_factory=list)
     default: tuple[int, bytes] = (200, b"{}")
     requests: list[Recorded] = field(default_factory=list)
+    answer: Callable[[object], int] | None = None
 
     def __enter__(self) -> FakeHttpServer:
         fake = self
@@ -52,8 +60,11 @@ class FakeHttpServer:
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with lock:
-                    fake.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body))
-                    status, answer = fake.script.pop(0) if fake.script else fake.default
+                    if fake.answer is not None:
+                        status, answer = fake.answer(json.loads(body)), b"{}"
+                    else:
+                        status, answer = fake.script.pop(0) if fake.script else fake.default
+                    fake.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body, status))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
