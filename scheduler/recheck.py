@@ -102,12 +102,13 @@ def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str
 
 def _substance(reasons: list[dict] | None) -> list[dict]:
     """The reasons as staff and platforms read them: an intake line is named by its condition (and area), not by the
-    row that holds it, which a merge joining two records' same line, or an intake saved again, may replace. The
+    row that holds it, which a merge joining two records' same line, or an intake saved again, may replace; a
+    treatment by what and when, not by which of two copies of it (the same one entered twice, one copy removed). The
     same reasons held by another row are no new flag (the stored ones are brought up to date silently)."""
 
     def plain(reason: dict) -> dict:
         conflict = reason.get("conflicts_with")
-        if conflict and conflict.get("kind") == "condition":
+        if conflict:
             return {**reason, "conflicts_with": {**conflict, "id": None}}
         return reason
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 
@@ -688,15 +688,31 @@ def _earliest(ranges: _Ranges, start: datetime) -> datetime | None:
         moment = max(r.hi for r in holding)  # strictly later: each range holds `moment` and ends after it
 
 
+def _distinct(violations: list[Violation]) -> list[Violation]:
+    """One of each reason as people read it: the same treatment entered twice (an export listing it twice, two
+    records of one instant) breaks a rule once, not once per copy. The first copy (by id) names it."""
+    seen: set[Violation] = set()
+    kept = []
+    for violation in violations:
+        ref = violation.conflicts_with
+        plain = violation if ref is None else replace(violation, conflicts_with=replace(ref, id=""))
+        if plain not in seen:
+            seen.add(plain)
+            kept.append(violation)
+    return kept
+
+
 def evaluate(timeline: Timeline, rules: RuleBook, proposal: Proposal, tz: tzinfo) -> Evaluation:
     """Every violation of the proposal, and the earliest start at or after it that no blocking rule forbids."""
     _require_aware(proposal.start_at, "proposal")
     start = proposal.start_at.astimezone(UTC)
     ranges = _ranges(timeline, rules, proposal, tz)
     found = [r for r in ranges.overlapping(start, start) if r.contains(start)]
-    violations = sorted(
-        (r.violation() for r in found),
-        key=lambda v: (not v.blocks, v.kind, v.rule_id, v.conflicts_with.id if v.conflicts_with else ""),
+    violations = _distinct(
+        sorted(
+            (r.violation() for r in found),
+            key=lambda v: (not v.blocks, v.kind, v.rule_id, v.conflicts_with.id if v.conflicts_with else ""),
+        )
     )
     earliest = start if not any(r.severity in BLOCKING for r in found) else _earliest(ranges, start)
     return Evaluation(proposal, tuple(violations), earliest)

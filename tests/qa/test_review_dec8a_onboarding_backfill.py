@@ -25,14 +25,15 @@ The world: organisation `lumen` with one London clinic (Dr Ines, Monday to Satur
 platform's clinical key, its webhook endpoint listening to everything. The clock: Monday 2 March 2026, 09:00 in
 London (GMT; BST from Sunday 29 March).
 
-Findings (strict xfails, but the one mended):
+Findings (strict xfails, but those mended or decided):
 - QUESTION: a history line whose offset puts it on a later day than London does (a treatment done in Auckland on
   21 February, sent as 2026-02-21T08:00:00+13:00) is dated 20 February, the recording clinic's day: microneedling is
   offered on 6 March, 13 days after the treatment by the patient's calendar
   (test_a_treatment_done_on_21_february_in_auckland_is_never_counted_as_done_on_the_20th);
-- QUESTION: the same history line sent twice without an Idempotency-Key (an old system's export that lists one
-  treatment twice) is recorded twice, and the visit it flags is announced `needs_review` again with the same reason
-  repeated (test_the_same_treatment_imported_twice_does_not_announce_the_flagged_visit_twice);
+- QUESTION, decided 7 December: the same history line sent twice without an Idempotency-Key (an old system's export
+  that lists one treatment twice) is recorded twice (POST creates), and the visit it flags was announced
+  `needs_review` again with the same reason repeated; now the rules name one reason once however many copies hold it
+  (scheduler.rules.evaluate) (test_the_same_treatment_imported_twice_does_not_announce_the_flagged_visit_twice);
 - QUESTION, mended the same day: a warn-level rule that history entered after the booking makes the visit break (a
   filler booked, then the isotretinoin course that ended three weeks earlier) was named nowhere on the visit, where a
   merge bringing the same pair together keeps it on the patient's page for staff to check; the visit's page now names
@@ -309,13 +310,10 @@ def test_a_history_line_retried_with_its_key_is_recorded_once_and_flags_once(w):
     assert flagged_audits(booked["id"]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: the same treatment sent twice without an Idempotency-Key (an old system's export listing one "
-    "Botox twice; the desk's form records such a repeat once) is recorded twice, and the visit it flags is announced "
-    "needs_review a second time (audit and webhook) with the same reason repeated in review_reasons",
-)
 def test_the_same_treatment_imported_twice_does_not_announce_the_flagged_visit_twice(w):
+    """The same treatment sent twice without an Idempotency-Key (an old system's export listing one Botox twice) is
+    recorded twice, as POST creates; the visit it flags breaks the rule once (scheduler.rules: one of each reason as
+    people read it), so it is announced needs_review once with one reason. (Was a strict-xfail QUESTION.)"""
     api = w["api"]
     pid = register(api, "Siri", "Holm")
     booked = ok(visit(api, pid, "microneedling", "2026-03-10T10:00:00+00:00"), 201)

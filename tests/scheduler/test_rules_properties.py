@@ -7,8 +7,11 @@
 - A pair of events conflicts the same way whichever of the two was booked first, at one clinic or at two clinics
   in different zones.
 - The bulk blocked ranges agree with single evaluations.
+- A copy of an event (the same treatment entered twice) adds no violation and moves no date: each reason is named
+  once.
 """
 
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -119,6 +122,27 @@ def test_cancelling_restores_what_booking_took(rules, evs, crs, proposal, code, 
     assert after_cancel.earliest_eligible_start == before.earliest_eligible_start
     # Booking can only take dates away, never give them.
     assert len(with_booking.blocking) >= len(before.blocking)
+
+
+@PROPERTY_SETTINGS
+@given(rulebooks(), events(), courses(), conditions, proposals, st.sampled_from(ZONES), st.data())
+def test_a_copy_of_an_event_adds_no_violation_and_moves_no_date(rules, evs, crs, conds, proposal, tz, data):
+    if not evs:
+        return
+    original = evaluate(Timeline(evs, crs, conds), rules, proposal, tz)
+    copied = data.draw(st.sampled_from(evs))
+    copy = replace(copied, id=f"{copied.id}-copy")
+    with_copy = evaluate(Timeline([*evs, copy], crs, conds), rules, proposal, tz)
+
+    def plain(violations):
+        return [
+            v if v.conflicts_with is None else replace(v, conflicts_with=replace(v.conflicts_with, id=""))
+            for v in violations
+        ]
+
+    assert plain(with_copy.violations) == plain(original.violations)
+    assert with_copy.earliest_eligible_start == original.earliest_eligible_start
+    assert len(set(plain(with_copy.violations))) == len(with_copy.violations)
 
 
 @st.composite
