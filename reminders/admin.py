@@ -34,8 +34,9 @@ from scheduler.lifecycle import Actor
 PLACEHOLDERS = (
     "Placeholders: {{ patient_first_name }}, {{ clinic_name }}, {{ start_local }}, {{ start_date }}, "
     "{{ start_time }}, {{ end_time }}, {{ previous_start_local }} (change notices), {{ start_day_relative }} "
-    "(today, tomorrow or on Tue 10 Mar, as seen when the message goes: never write 'tomorrow' yourself, quiet "
-    "hours can move a text two days ahead), {{ start_relative_local }}. E-mail only: "
+    "(today, tomorrow, yesterday or on Tue 10 Mar, as seen when the message goes: never write 'tomorrow' yourself, "
+    "quiet hours can move a text two days ahead, nor 'today' in a thank-you, a visit may be marked done the next "
+    "morning), {{ start_relative_local }}. E-mail only: "
     "{{ procedure_name }}, {{ practitioner_name }}, {{ area_name }}, in a move notice {{ time_changed }} (false when "
     "only the practitioner changed) and {{ previous_practitioner_name }}, and in post-care {{ next_possible }} "
     "(a list of items with .name, .from_date, .ideally_from_date: when other treatments are possible again, "

@@ -44,16 +44,17 @@ def fmt_day(value: datetime, tz, *, now: datetime | None = None) -> str:
 
 
 def _near_day(value: datetime, tz, now: datetime) -> str | None:
-    """ "today" or "tomorrow" in the clinic's zone as seen from `now` (when the message goes), else None.
+    """ "today", "tomorrow" or "yesterday" in the clinic's zone as seen from `now` (when the message goes), else None.
 
     A reminder moved out of quiet hours can go two days ahead (a 07:00 visit's day-before text leaves
-    at 20:59 two evenings before), so no text may say "tomorrow" by itself."""
+    at 20:59 two evenings before), so no text may say "tomorrow" by itself; a thank-you goes when the visit is marked
+    done, which may be the next morning, so none may say "today" by itself either."""
     days = (value.astimezone(tz).date() - now.astimezone(tz).date()).days
-    return {0: "today", 1: "tomorrow"}.get(days)
+    return {0: "today", 1: "tomorrow", -1: "yesterday"}.get(days)
 
 
 def fmt_day_relative(value: datetime, tz, *, now: datetime) -> str:
-    """ "today", "tomorrow" or "on Tue 10 Mar"."""
+    """ "today", "tomorrow", "yesterday" or "on Tue 10 Mar"."""
     return _near_day(value, tz, now) or f"on {fmt_day(value, tz, now=now)}"
 
 

@@ -172,6 +172,7 @@ def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_ship
         "0013_day_before_reminder_says_the_day",
         "0018_sms_only_aftercare_gives_the_first_week",
         "0020_move_notice_names_the_practitioner",
+        "0025_thank_you_says_the_visits_day",
     ]
     latest = {}
     for name in steps:

@@ -21,7 +21,8 @@ sent, with its time) are compared with the inbox.
 
 Found (strict xfails): with an isotretinoin course ongoing, the microneedling aftercare names filler "possible from"
 a day with no "ideally from" nor "ask the clinic", the never-lapsing warning dropped (DEFECT); a visit marked done
-the next morning is thanked for "your visit today" (QUESTION). Everything else held on PostgreSQL and SQLite.
+the next morning is thanked for "your visit today" (QUESTION, decided 7 December: the thank-you says the visit's
+day as seen when it goes, "yesterday"). Everything else held on PostgreSQL and SQLite.
 """
 
 from __future__ import annotations
@@ -860,14 +861,11 @@ def test_moves_on_the_eve_of_a_visit_read_true(world):
     desk_agrees(y, botox)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a visit marked done the next morning (the clinician's notes at 08:45 the day after) sends the "
-    "at-completion aftercare then, which reads 'Thank you for your visit today' of yesterday's visit; the post-care's "
-    "moment is the marking by design (docs/reminders.md, decided 6 December), but its words assume the same day: "
-    "should a completion on a later local day than the visit say so, or go from the visit's end?",
-)
 def test_aftercare_of_a_visit_marked_done_the_next_morning_does_not_say_today(world):
+    """A visit marked done the next morning (the clinician's notes at 08:45 the day after) sends the at-completion
+    aftercare then (its moment is the marking, docs/reminders.md), which thanks her for her visit yesterday, not
+    today: the shipped texts say the visit's day as seen when they go (reminders 0025). (Was a strict-xfail
+    QUESTION.)"""
     y = world
     y.go(ldn(2026, 6, 1, 10))
     needling = book(y, "microneedling", ldn(2026, 6, 8, 17))
@@ -876,6 +874,7 @@ def test_aftercare_of_a_visit_marked_done_the_next_morning_does_not_say_today(wo
     [aftercare] = about(y, needling, "post_care", channel="email")
     assert local(aftercare.at).date() == date(2026, 6, 9)
     assert "your visit today" not in aftercare.body, aftercare.body
+    assert "Thank you for your visit yesterday." in aftercare.body, aftercare.body
 
 
 def test_the_inbox_readers_catch_what_they_look_for():
