@@ -22,6 +22,7 @@ from rest_framework import serializers
 
 from api.access import caller_for
 from api.fields import DATE_TIME_PATTERN, TEXT_PATTERN, parse_aware
+from api.merged import refuse_if_merged
 from clinic.models import Appointment, AppointmentStatus, Patient, Practitioner, ProcedureType
 from clinic.selectors import patient_search
 from core.errors import ErrorCode, InvalidInput
@@ -101,9 +102,9 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
 class ScopedIdFilter(django_filters.CharFilter):
     """By opaque id, within the caller's clinics; anything else is "There is no such <noun>." (unknown_<noun>)."""
 
-    def __init__(self, *args, noun: str, scope, **kwargs):
+    def __init__(self, *args, noun: str, scope, moved=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.noun, self.scope, self.code = noun, scope, ErrorCode(f"unknown_{noun}")
+        self.noun, self.scope, self.code, self.moved = noun, scope, ErrorCode(f"unknown_{noun}"), moved
         _documented(self, {"type": "string", "format": "uuid"})
 
     def filter(self, qs, value):
@@ -111,6 +112,8 @@ class ScopedIdFilter(django_filters.CharFilter):
             return qs
         record = self.scope(self.parent.request).filter(pk=value).first() if _UUID.fullmatch(value) else None
         if record is None:
+            if self.moved is not None:
+                self.moved(self.parent.request, value, field=self.field_name)  # raises where the id moved
             raise InvalidInput(self.code, f"There is no such {self.noun}.", field=self.field_name)
         return qs.filter(**{self.field_name: record})
 
@@ -139,8 +142,12 @@ def _patients(request):
     clinics: a sister site's patient is the caller's too), as `ApiCaller.patient` finds them."""
     return Patient.objects.filter(
         organisation_id__in=caller_for(request).clinics().values("organisation_id"),
-        merged_into__isnull=True,  # a tombstone is in no list, search or body: 400 unknown_patient, as in a body
+        merged_into__isnull=True,  # a tombstone is in no list, search or body: 400 patient_merged, as in a body
     )
+
+
+def _merged_patient(request, value, *, field: str) -> None:
+    refuse_if_merged(caller_for(request).clinics(), value, field=field)
 
 
 def _practitioners(request):
@@ -219,7 +226,13 @@ class PatientFilter(ClinicFilterMixin, StrictFilterSet):
 
 class AppointmentFilter(ClinicFilterMixin, StrictFilterSet):
     clinic = _clinic_filter()
-    patient = ScopedIdFilter(field_name="patient", noun="patient", scope=_patients, help_text="Patient id.")
+    patient = ScopedIdFilter(
+        field_name="patient",
+        noun="patient",
+        scope=_patients,
+        moved=_merged_patient,
+        help_text="Patient id (a merged record's: 400 patient_merged naming the survivor in merged_into).",
+    )
     practitioner = ScopedIdFilter(
         field_name="practitioner", noun="practitioner", scope=_practitioners, help_text="Practitioner id."
     )

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from api.problems import MergedRecord, MergedRecordChange
 from clinic.selectors import merged_patient_survivor
+from core.errors import ErrorCode, InvalidInput
 from core.ids import parse_uuid
 
 # A change sent to a merged record's address was made on a view of the old record (its intake, its contact
@@ -42,3 +43,20 @@ def redirect_if_merged(request, clinics, kwargs: dict) -> None:
     query = request.META.get("QUERY_STRING", "")
     refused = MergedRecordChange if request.method in REPLACING_METHODS else MergedRecord
     raise refused(location + (f"?{query}" if query else ""), survivor_id)
+
+
+def refuse_if_merged(clinics, value, *, field: str) -> None:
+    """Raise a 400 `patient_merged` naming the survivor (`merged_into`, and in `errors[field]`) when `value` (a
+    patient id in a body or a filter) is a tombstone the caller's clinics could see; do nothing otherwise (the caller
+    then answers its unknown_patient). Said as a merge's `into` says it: a client holding the old id learns the new
+    one, instead of "no such patient" for a record that exists under another id."""
+    pk = parse_uuid(value)
+    survivor = merged_patient_survivor(clinics, pk) if pk else None
+    if survivor is None:
+        return
+    raise InvalidInput(
+        ErrorCode.PATIENT_MERGED,
+        f"This record was merged into {survivor.pk}: send that id.",
+        field=field,
+        data={"merged_into": str(survivor.pk)},
+    )

@@ -228,6 +228,8 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
         return problem_response(body)
     extra = {}
     if isinstance(exc, InvalidInput):
+        # Structured detail as extension members (a tombstone's `merged_into`), but the line, which is in `errors`.
+        extra.update({name: value for name, value in (exc.data or {}).items() if name != "line"})
         line = (exc.data or {}).get("line")
         # A list's line (the intake's) is part of the field's name, dotted as the serializers' errors are.
         extra["errors"] = (

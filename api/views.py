@@ -29,7 +29,7 @@ from api.filters import (
     refuse_repeated_and_empty,
 )
 from api.idempotency import idempotent
-from api.merged import redirect_if_merged
+from api.merged import redirect_if_merged, refuse_if_merged
 from api.problems import FieldProblem, HeaderTooLarge, UriTooLong, check_data, slot_data
 from api.serializers import (
     AppointmentDetailOut,
@@ -111,6 +111,7 @@ class ApiView(generics.GenericAPIView):
     def patient_from_body(self, value) -> Patient:
         patient = self.caller.patient(parse_uuid(value))
         if patient is None:
+            refuse_if_merged(self.clinics(), value, field="patient")  # a tombstone: 400 patient_merged
             raise InvalidInput("unknown_patient", "There is no such patient.", field="patient")
         return patient
 

@@ -110,7 +110,9 @@ def test_tombstones_leave_lists_search_and_bodies(clinical_api, survivor, duplic
         {"patient": str(duplicate.pk), "procedure": "botox", "start": "2026-03-20T10:00:00+00:00"},
         format="json",
     )
-    assert problem_of(booking, 400)["code"] == "unknown_patient"
+    refused = problem_of(booking, 400)
+    assert (refused["code"], refused["merged_into"]) == ("patient_merged", str(survivor.pk))
+    assert list(refused["errors"]) == ["patient"]
 
 
 def test_another_callers_tombstone_is_a_plain_404(survivor, duplicate, clinical_api, other_clinic):

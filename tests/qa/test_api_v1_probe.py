@@ -377,10 +377,9 @@ def test_status_filter_repeats_and_knows_needs_review(api, pat, ada):
     assert review.status_code == 200 and review.json()["count"] == 0
 
 
-def test_a_merged_records_id_in_a_filter_is_unknown_like_in_a_body(clinical, pat, ada, london):
+def test_a_merged_records_id_in_a_filter_is_answered_like_in_a_body(clinical, pat, ada, london):
     """docs/api.md: 'Tombstones are in no list, search or body: {"patient": "<tombstone>"} ... is a 400
-    unknown_patient, as for a record that never existed'; Lists: 'An id that is not one of yours ... is a 400
-    unknown_patient'. The filter ?patient= should read a tombstone as the body does."""
+    patient_merged naming the survivor'. The filter ?patient= reads a tombstone as the body does."""
     twin = PatientFactory(clinic=london, first_name="Patricia", last_name="Lee", email="twin@example.com")
     merged = post(clinical, f"/patients/{twin.pk}/merge/", {"into": str(pat.pk)})
     assert merged.status_code == 200, merged.content
@@ -390,10 +389,14 @@ def test_a_merged_records_id_in_a_filter_is_unknown_like_in_a_body(clinical, pat
         ),
         400,
     )
-    assert body_answer["code"] == "unknown_patient"
+    assert (body_answer["code"], body_answer["merged_into"]) == ("patient_merged", str(pat.pk))
     filtered = clinical.get(f"{API}/appointments/", {"patient": str(twin.pk)})
     assert filtered.status_code == 400, filtered.content
-    assert problem_of(filtered, 400)["errors"] == {"patient": ["There is no such patient."]}
+    assert (
+        problem_of(filtered, 400)["errors"]
+        == body_answer["errors"]
+        == {"patient": [f"This record was merged into {pat.pk}: send that id."]}
+    )
 
 
 # --- Idempotency-Key -----------------------------------------------------------------------------------------

@@ -410,7 +410,8 @@ def test_the_recall_after_a_merge_names_an_earliest_date_the_merged_history_allo
 
 def test_the_api_refuses_every_booking_step_on_the_tombstone_clearly(world, survivor, duplicate, frozen):
     """organisations.md: 'nothing can be booked, recorded or edited on it'; api.md: '{"patient": "<tombstone>"} on a
-    booking is a 400 unknown_patient'; a tombstone's address answers 308. Never a 500, never a row on the tombstone."""
+    booking is a 400 patient_merged' naming the survivor; a tombstone's address answers 308. Never a 500, never a row
+    on the tombstone."""
     api = api_for(world["london"], world["west"], clinical=True, name="qa-mh-platform")
     merge(duplicate, survivor)
     body = {"patient": str(duplicate.pk), "procedure": "botox", "start": "2026-03-20T10:00:00+00:00"}
@@ -431,7 +432,7 @@ def test_the_api_refuses_every_booking_step_on_the_tombstone_clearly(world, surv
 
     for response in (booked, checked, slots):
         assert response.status_code == 400, response.content
-        assert response.json()["code"] == "unknown_patient"
+        assert (response.json()["code"], response.json()["merged_into"]) == ("patient_merged", str(survivor.pk))
     for response in (planned, recorded):
         assert response.status_code == 308, response.content
         assert str(survivor.pk) in response["Location"]

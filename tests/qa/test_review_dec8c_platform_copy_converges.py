@@ -38,10 +38,11 @@ Findings (strict xfails, but the first, mended the same day: each read of an app
   visit moved earlier is on neither page (and another is read twice), and with `?status=confirmed` a cancellation on
   an earlier page skips a visit still confirmed. docs/api.md warns of this for availability only ("a live list"),
   not for appointments, and offers no cursor.
-- QUESTION (`test_listing_appointments_by_a_merged_records_id_names_the_survivor`): `GET /appointments/?patient=`
-  with the id of a record merged away answers 400 `unknown_patient`, "There is no such patient.", the words for a
-  record that never existed, where a merge `into` such a record answers `patient_merged` naming the survivor and its
-  address answers 308: a platform reconciling its patient's bookings by the id it stored is told the patient is gone.
+- QUESTION, decided 7 December (`test_listing_appointments_by_a_merged_records_id_names_the_survivor`):
+  `GET /appointments/?patient=` with the id of a record merged away answered 400 `unknown_patient`, "There is no
+  such patient.", the words for a record that never existed, where a merge `into` such a record answers
+  `patient_merged` naming the survivor; now the list (and a booking's, an eligibility check's and an availability
+  search's `patient`) answers 400 `patient_merged` with `merged_into` too (api.merged.refuse_if_merged).
 
 The world: the API suite's London clinic (Europe/London, GMT in March) with Dr Ada, a platform granted it with the
 clinician's right and one webhook endpoint on a local receiver. The clock is the suite's Monday, 2 March 2026, 09:00
@@ -570,13 +571,10 @@ def test_a_merge_announces_the_active_visit_and_a_read_shows_the_rest_under_the_
     converged(w)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: ?patient=<a record merged away> on the appointment list is a 400 unknown_patient, 'There is "
-    "no such patient.', the words for a record that never existed; a merge `into` such a record names the "
-    "survivor (patient_merged) and its address answers 308: the list could say where the record went",
-)
 def test_listing_appointments_by_a_merged_records_id_names_the_survivor(world, patient):
+    """?patient=<a record merged away> on the appointment list was a 400 unknown_patient, 'There is no such
+    patient.', the words for a record that never existed; now a 400 patient_merged naming the survivor in
+    merged_into, as a merge `into` such a record does (docs/api.md). (Was a strict-xfail QUESTION.)"""
     w = world
     duplicate = PatientFactory(clinic=w.clinic, first_name="Pat", last_name="Lee")
     book(w, "2026-03-10T10:00:00+00:00", patient=duplicate)
@@ -584,11 +582,9 @@ def test_listing_appointments_by_a_merged_records_id_names_the_survivor(world, p
         w.api.post(f"{API}/patients/{duplicate.pk}/merge/", {"into": str(patient.pk)}, format="json").status_code == 200
     )
     response = w.api.get(f"{API}/appointments/", {"patient": str(duplicate.pk)})
-    if response.status_code == 308:
-        assert f"patient={patient.pk}" in response["Location"]
-        return
     body = problem(response, 400)
     assert body["code"] == "patient_merged" and body.get("merged_into") == str(patient.pk), body
+    assert str(patient.pk) in body["errors"]["patient"][0], body
 
 
 def test_a_course_cancelled_at_the_desk_reaches_the_platform_for_each_session(world, patient):
