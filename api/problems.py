@@ -340,8 +340,10 @@ def _is_api(request) -> bool:
 
 
 def _json_problem(request, status_code: int, code: str, detail: str) -> JsonResponse:
+    # Every 400 has `errors` (docs/api.md), one answered before any view too (a Host not served, a malformed query).
+    extra = {"errors": {"non_field_errors": [detail]}} if status_code == 400 else {}
     return JsonResponse(
-        problem(status_code, code=code, detail=detail, instance=instance_of(request)),
+        problem(status_code, code=code, detail=detail, instance=instance_of(request), **extra),
         status=status_code,
         content_type=PROBLEM_CONTENT_TYPE,
     )

@@ -16,7 +16,13 @@ from django.db.models import Q, QuerySet, URLField
 from django.utils import timezone
 
 from clinic import models, setting_checks
-from clinic.forms import ConditionOncePerAreaFormSet, ForgivingAutocompleteSelect, PatientAdminForm, StaleRowsFormSet
+from clinic.forms import (
+    ConditionOncePerAreaFormSet,
+    ForgivingAutocompleteSelect,
+    PatientAdminForm,
+    ProcedureRecordsFormSet,
+    StaleRowsFormSet,
+)
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
 from clinic.services import CONTACT_FIELDS, IN_THE_FUTURE, patient_record_edited
@@ -424,6 +430,7 @@ class ProcedureRecordForm(forms.ModelForm):
 class ProcedureRecordInline(RecordInline):
     model = models.ProcedureRecord
     form = ProcedureRecordForm
+    formset = ProcedureRecordsFormSet  # a line a visit's completion wrote stays that visit's (its notes excepted)
     fk_name = "patient"
     extra = 0
     fields = ["procedure", "performed_at", "area", "source", "notes"]

@@ -125,6 +125,38 @@ def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
+class ProcedureRecordsFormSet(StaleRowsFormSet):
+    """The patient's procedure history on the admin's page. A line a visit's completion wrote (its `appointment`) is
+    that visit's outcome, not a report: removed here, or its treatment, time, area or source changed, the visit would
+    still read completed and its recall stay open while the rules forgot or misdated the treatment (a microneedling
+    8 days after a Botox allowed). Those fields are shown, not editable, and its removal is refused; its notes may
+    change (a reaction seen since)."""
+
+    def add_fields(self, form, index) -> None:
+        super().add_fields(form, index)
+        if getattr(form.instance, "appointment_id", None) is not None:
+            for name in VISIT_OUTCOME_FIELDS & set(form.fields):
+                form.fields[name].disabled = True
+                form.fields[name].help_text = "Written by the visit's completion."
+
+    def clean(self) -> None:
+        super().clean()
+        written = [
+            form.instance
+            for form in self.initial_forms
+            if getattr(form.instance, "appointment_id", None) is not None and self._should_delete_form(form)
+        ]
+        if written:
+            raise ValidationError(
+                "A treatment written by a visit's completion cannot be removed here: nothing was saved. It is the "
+                "visit's outcome, which the rules, the visit's status and its recall all follow; if it is wrong, "
+                "ask for the visit's outcome to be corrected."
+            )
+
+
+VISIT_OUTCOME_FIELDS = frozenset({"procedure", "performed_at", "area", "source"})
+
+
 class ConditionOncePerAreaFormSet(StaleRowsFormSet):
     """The intake inline: a condition appears once per treatment area, and once with no area
     (PatientCondition's constraints). Each row is checked against the stored ones by its form; two new rows

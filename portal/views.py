@@ -113,6 +113,10 @@ def _link_problem(request: HttpRequest, error: InvalidInput) -> HttpResponse:
     )
 
 
+FORM_CONTENT_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+NOT_A_FORM = "This page takes its own forms only: nothing was changed. Use the buttons on the page."
+
+
 def patient_page(view: Callable) -> Callable:
     """Read the link's appointment (or answer 400/410), hand the view `appointment`, `token` and `now`.
 
@@ -127,6 +131,10 @@ def patient_page(view: Callable) -> Callable:
             appointment = appointment_from_manage_token(token, now=now)
         except InvalidInput as error:
             return _link_problem(request, error)
+        if request.method == "POST" and request.content_type not in FORM_CONTENT_TYPES:
+            # Only the page's own forms are read: another body (JSON, text) would read as every box unticked, the
+            # patient's e-mails switched off and their topics muted by a request that asked for nothing of the kind.
+            return _manage(request, appointment, token, now, error=NOT_A_FORM, status=415)
         try:
             return view(request, appointment=appointment, token=token, now=now)
         except DomainError as error:

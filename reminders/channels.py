@@ -151,6 +151,11 @@ def send_email(
 EMAIL_FAILED_EVENTS = frozenset({"bounced", "rejected", "failed"})
 
 
+def _storable_text(value: object) -> str:
+    text = str(value).replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate: "?"
+
+
 def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
     """An anymail tracking event (`AnymailTrackingEvent`) as a delivery report, or None when it says nothing of
     an e-mail failing. Its `message_id` is the provider's id, the one `send_email` returned for it."""
@@ -159,7 +164,8 @@ def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
     # The provider's summary and the receiving server's own reply (Postmark gives both), else the reason's category
     # (SendGrid's "dropped" gives neither).
     said = [part for part in (event.description, event.mta_response) if part] or [event.reject_reason or ""]
-    why = " — ".join(" ".join(str(part).split())[:100] for part in said)
+    # The provider's words as a database keeps them: a NUL or a lone surrogate in a receiving server's reply is left out.
+    why = " — ".join(" ".join(_storable_text(part).split())[:100] for part in said)
     detail = f"{esp_name} reported the e-mail {event.event_type}" + (f" ({why})" if why else "")
     return DeliveryReport(provider_id=event.message_id[:200], failed=True, stopped=False, detail=detail)
 

@@ -142,6 +142,17 @@ class EmailEventNotRecorded(Exception):
     """Reading the event went well; recording it did not (the database, a bug): the provider must send it again."""
 
 
+def _storable(value: object) -> bool:
+    """A text PostgreSQL and SQLite both take: no NUL, and encodable as UTF-8 (no lone surrogate)."""
+    if not isinstance(value, str):
+        return True  # not a text: the provider's parser or the recording says what it is
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 def email_events_view(provider: str, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """`provider`'s event webhook (anymail's tracking view), answered only where `ANYMAIL_WEBHOOK_SECRET` is set
     and that provider sends this service's e-mail (`EMAIL_BACKEND` is its anymail backend): without the secret
@@ -165,8 +176,9 @@ def email_events_view(provider: str, view: Callable[..., HttpResponse]) -> Calla
             return HttpResponse("Not set up; send it again later.", status=503, content_type="text/plain")
         except AnymailWebhookValidationFailure:
             raise  # a 400, logged as a security event by Django
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError, AnymailError) as exc:
-            # Not JSON, or not the provider's shape: its parser fails on it.
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, AnymailError) as exc:
+            # Not JSON (nested past the parser's depth included), or not the provider's shape: its parser fails on
+            # it.
             log.warning("an e-mail provider's event could not be read: %r", exc)
             return HttpResponse("The event could not be read.", status=400, content_type="text/plain")
 
@@ -183,7 +195,11 @@ def email_event(sender, event, esp_name: str, **kwargs) -> None:
         esp_name == "Postmark" and isinstance(event.esp_event, dict) and event.esp_event.get("RecordType") == "Bounce"
     )
     try:
-        if not postmark_bounce:
+        # An address or a message id no database can store (a NUL, a lone surrogate) is no patient's nor any e-mail's
+        # sent from here: nothing to record, and no error (sent again, it would fail again; in a batch, the events
+        # beside it would be lost with it). The provider's words are cleaned where they are kept
+        # (channels.email_delivery_report).
+        if not postmark_bounce and _storable(event.recipient):
             consent.email_provider_stopped(
                 event_type=event.event_type,
                 recipient=event.recipient,
@@ -192,7 +208,7 @@ def email_event(sender, event, esp_name: str, **kwargs) -> None:
                 now=timezone.now(),
             )
         report = channels.email_delivery_report(event, esp_name)
-        if report is not None:
+        if report is not None and _storable(report.provider_id):
             reports.delivery_reported(channel=Channel.EMAIL, report=report, now=timezone.now())
     except Exception as exc:
         raise EmailEventNotRecorded from exc
