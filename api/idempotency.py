@@ -164,6 +164,13 @@ def _claim(owner: str, key: str, fingerprint: str, method: str, path: str, now) 
     return row
 
 
+def _names_a_survivor(response) -> bool:
+    """A 400 patient_merged (a tombstone's id in the body): nothing was done, and the answer asks for the request
+    again with the survivor's id, under the same key as a 308 allows (docs/api.md): not kept."""
+    data = getattr(response, "data", None)
+    return response.status_code == 400 and isinstance(data, dict) and data.get("code") == "patient_merged"
+
+
 def idempotent(method):
     """Decorate a view's `post` so that an Idempotency-Key makes it safe to retry."""
 
@@ -221,7 +228,7 @@ def idempotent(method):
                         if lock_wait_exceeded(exc):
                             raise  # rolled back with the key, answered below
                         response = view.handle_exception(exc)
-                    if response.status_code >= 500 or response.status_code == 308:
+                    if response.status_code >= 500 or response.status_code == 308 or _names_a_survivor(response):
                         raise _Failed(response)
                     row.response_status = response.status_code
                     # As text, keys in the order sent: a replay renders the same bytes (a dict keeps its order).

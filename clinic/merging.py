@@ -10,6 +10,7 @@ warnings the two records brought together (they change no status, so staff must 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -21,12 +22,10 @@ from clinic.models import (
     MERGE_CHECK_NOTE_MAX,
     Appointment,
     ConditionStatus,
-    MedicationCourse,
     MergeWarningCheck,
     Patient,
     PatientCondition,
     PatientMerge,
-    ProcedureRecord,
 )
 from clinic.record_changes import patient_record_changed
 from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound, PreconditionFailed, Refused
@@ -190,26 +189,27 @@ def _move_related_rows(merged: Patient, into: Patient) -> dict[str, int]:
     return moved
 
 
-def _event_ids(patient: Patient) -> set[str]:
-    """The ids of the record's events a rule can name as the other of a pair (`conflicts_with`): its history,
-    medication courses and appointments."""
-    return {
-        str(pk)
-        for model in (ProcedureRecord, MedicationCourse, Appointment)
-        for pk in model._base_manager.filter(patient=patient).values_list("pk", flat=True)
-    }
+def _warnings_of(patient_ids, now: datetime) -> list[dict]:
+    return [warning for pk in patient_ids for finder in _warning_finders for warning in finder(patient_id=pk, now=now)]
 
 
-def _warnings_brought_together(patient_id, now: datetime, from_merged: set[str]) -> list[dict]:
-    """The warnings of the survivor's future active appointments whose pair joins the two records: the appointment
-    came from one and the event it conflicts with from the other. Those within one record were there before the
-    merge, and are not its to report."""
+def _warning_key(warning: dict) -> str:
+    """A warning as staff read it: its appointment, rule and what it conflicts with, by what and when, not by which
+    copy of it (the same course on both records: the rules name it by one copy, scheduler.rules.evaluate)."""
+    conflict = warning.get("conflicts_with")
+    plain = {**warning, "conflicts_with": {**conflict, "id": None} if conflict else None}
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
+def _warnings_brought_together(patient_id, now: datetime, before: set[str]) -> list[dict]:
+    """The warnings of the survivor's future active appointments the merge brought: its pair joins the two records
+    (the appointment from one, the event it conflicts with from the other). `before`: the two records' own warnings
+    (`_warning_key`), which were there before the merge and are not its to report, whichever copy of an event both
+    held the rules name now."""
     return [
         warning
-        for finder in _warning_finders
-        for warning in finder(patient_id=patient_id, now=now)
-        if warning.get("conflicts_with")
-        and (warning["appointment"] in from_merged) != (warning["conflicts_with"]["id"] in from_merged)
+        for warning in _warnings_of([patient_id], now)
+        if warning.get("conflicts_with") and _warning_key(warning) not in before
     ]
 
 
@@ -273,7 +273,7 @@ def patient_merge(
                 "decide only the lines in `conflicts`.",
                 field="intake",
             )
-        from_merged = _event_ids(merged)
+        before = {_warning_key(warning) for warning in _warnings_of([merged.pk, into.pk], now)}
         for subscriber in _merge_subscribers:
             subscriber(merged=merged, into=into, now=now)
         active = list(
@@ -313,7 +313,7 @@ def patient_merge(
                 },
                 "consent": consent,
                 # After the re-check: it is the rules as they stand on the joined record that warn.
-                "warnings": _warnings_brought_together(into.pk, now, from_merged),
+                "warnings": _warnings_brought_together(into.pk, now, before),
             },
         )
     return record

@@ -5,7 +5,7 @@ are not what goes). fit.py holds the checks against the clinics, with these rend
 
 What no template decides is taken at its longest: a first name of len(FIRST_NAME_CHECKED) characters (a text greets a
 patient by at most that much of theirs, wording.sms_first_name); the longest dates the formatters write (a Wednesday
-in September with "tomorrow, ..." or with its year; both on New Year's Eve); each optional value (the patient's link,
+in September with "tomorrow, ..." or "yesterday, ..." or with its year; both on New Year's Eve); each optional value (the patient's link,
 a move notice's earlier time, a recall's earliest date) present and absent, so that every `{% if %}` branch is
 rendered; an e-mail patient and a texts-only one. Below the reminders' models: nothing here reads them.
 """
@@ -24,11 +24,15 @@ from scheduler import versioned
 
 FIRST_NAME_CHECKED = "Maximiliana-Josefine"  # 20 characters: the longest a text greets anyone by (wording.py)
 # (the visit, how long before it the text goes): a Wednesday in September has the longest day and month names; the
-# day before says "tomorrow, ...", a year before names the year, and New Year's Eve says both.
+# day before says "tomorrow, ...", a year before names the year, and New Year's Eve says both. A thank-you goes after
+# its visit (marked done the next morning): the day after says "yesterday, ..." (longer than "tomorrow"), and the
+# day after New Year's Eve "yesterday" with the year.
 MOMENTS = (
     (datetime(2027, 9, 29, 10, 30), timedelta(days=1)),
     (datetime(2027, 9, 29, 10, 30), timedelta(days=400)),
     (datetime(2028, 1, 1, 10, 30), timedelta(days=1)),
+    (datetime(2027, 9, 29, 10, 30), timedelta(days=-1)),
+    (datetime(2027, 12, 31, 10, 30), timedelta(days=-1)),
 )
 PREVIOUS = datetime(2029, 9, 26, 10, 30)  # a move notice's earlier time: a Wednesday, in a year no `now` is in
 OPTIONAL = ("manage_url", "previous_start_local", "recall_earliest_date")  # each rendered present and absent

@@ -19,6 +19,7 @@ Nothing changes silently: every move is audited with its cause and sent to the s
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime, timedelta
@@ -112,7 +113,8 @@ def _substance(reasons: list[dict] | None) -> list[dict]:
             return {**reason, "conflicts_with": {**conflict, "id": None}}
         return reason
 
-    return [plain(reason) for reason in reasons or []]
+    # In no order: the rules list reasons by the id of what they conflict with, which a copy removed may reorder.
+    return sorted((plain(reason) for reason in reasons or []), key=lambda reason: json.dumps(reason, sort_keys=True))
 
 
 def _action(before: str, after: str, reasons_changed: bool = False) -> str | None:
