@@ -29,7 +29,7 @@ from api.access import caller_for
 from api.problems import PayloadTooLarge
 from api.views import refuse_oversized
 from clinic.models import AppointmentStatus, Practitioner, ProcedureType
-from clinic.selectors import appointments_in
+from clinic.selectors import appointments_in, merged_patient_survivor
 from core.errors import DomainError
 from core.plain_text import without_controls
 from core.redact import masked_logger
@@ -237,11 +237,14 @@ class FhirSearchView(FhirView):
         if page > 1:
             link.append({"relation": "previous", "url": page_url(page - 1)})
         body = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": link}
-        if resources:  # R4 JSON: an array is never empty; an empty search has no `entry`
-            body["entry"] = [
-                {"fullUrl": f"{base}{self.resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                for r in resources
-            ]
+        entries = [
+            {"fullUrl": f"{base}{self.resource_type}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ]
+        # What the server says of the search itself (R4 Bundle: search.mode "outcome"), e.g. a merged patient's id.
+        entries += [{"resource": o, "search": {"mode": "outcome"}} for o in getattr(self, "search_outcomes", [])]
+        if entries:  # R4 JSON: an array is never empty; an empty search has no `entry`
+            body["entry"] = entries
         return Response(body, content_type=FHIR_JSON)
 
 
@@ -411,10 +414,13 @@ class AppointmentSearchView(FhirSearchView):
         for wanted in _ids(params, "_id", "Appointment"):
             rows = rows.filter(pk__in=wanted)
         base = self.base()
+        self.search_outcomes = []
         for name, types in _APPOINTMENT_REFERENCES.items():
             for repeat in search.id_sets(params, name, types, base=base):
                 query = None
                 for kind, pk in repeat:  # `rows` is already the caller's: anyone else's matches nothing
+                    if kind == "Patient" and pk:
+                        self._say_if_merged(name, pk)
                     part = rows.filter(**{_FIELD_FOR[kind]: pk}) if pk else rows.none()
                     query = part if query is None else query | part
                 rows = query
@@ -445,6 +451,22 @@ class AppointmentSearchView(FhirSearchView):
             rows.order_by("start_at", "id"),
             lambda row: mapping.appointment_resource(row, reason_shown=shown),
         )
+
+    def _say_if_merged(self, parameter: str, pk) -> None:
+        """A patient merged into another has no appointments under its old id (they moved to the survivor): the
+        search still finds nothing by it, and says where the patient went, as the REST list's 400 patient_merged
+        does, so a client does not take the empty answer for "no appointments"."""
+        survivor = merged_patient_survivor(self.clinics(), pk)
+        if survivor is not None:
+            self.search_outcomes.append(
+                mapping.operation_outcome(
+                    code="informational",
+                    severity="warning",
+                    problem="patient_merged",
+                    diagnostics=f"Patient/{pk} was merged into Patient/{survivor.pk}: search by that id.",
+                    expression=[parameter],
+                )
+            )
 
 
 class AppointmentReadView(FhirView):

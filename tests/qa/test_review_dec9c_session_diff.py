@@ -19,7 +19,8 @@ Findings were strict xfails (DEFECT: a bug; QUESTION: a product choice to make);
 Mended the same day, each test passing since: the five DEFECTs (recheck._substance compares in no order;
 merging._warnings_brought_together reports what the two records did not hold before, by what and when; longest renders
 a day after the visit; email_event records what it can, leaving out a text no database stores) and the first
-QUESTION (a 400 patient_merged is not kept under its key). Left: FHIR's search by a tombstone.
+QUESTION (a 400 patient_merged is not kept under its key); the second QUESTION decided too: FHIR's search by a
+tombstone says where the patient went in an outcome entry (fhir.views.AppointmentSearchView._say_if_merged).
 - DEFECT: the copy that named a reason removed, the visit is announced needs_review again when the other copy's id
   sorts after another reason of the same rule (recheck._substance compares the reasons in their id order);
 - DEFECT: a merge reports a warning its survivor already had (the same course on both records) or not, by which
@@ -380,18 +381,25 @@ def test_the_booking_sent_again_with_the_survivors_id_under_its_key_is_made(api,
     assert again.status_code == 201, again.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: FHIR's Appointment search by a tombstone (?patient=<tombstone>) is an empty searchset, where "
-    "the REST list answers 400 patient_merged naming the survivor: a platform reading through FHIR concludes the "
-    "patient has no appointments (docs/fhir.md says nothing of merged records)",
-)
 def test_fhirs_search_by_a_tombstone_does_not_silently_find_nothing(api, clinic, practitioner, clock):
+    """FHIR's Appointment search by a tombstone finds nothing under the old id (its appointments moved), and says so
+    in an outcome entry (R4 Bundle search.mode 'outcome') naming the survivor, as the REST list's 400 patient_merged
+    does; by the survivor's id it finds the visit. (Was a strict-xfail QUESTION: an empty searchset, silent.)"""
+    from fhir.resources.R4B.bundle import Bundle
+
     tombstone, survivor = merged_pair(clinic, "Xenia")
     book_api(api, survivor, "botox", "2026-03-10T10:00:00+00:00")
     response = api.get(f"/fhir/r4/Appointment?patient={tombstone.pk}")
-    found = response.json().get("entry", []) if response.status_code == 200 else None
-    assert found != [], response.status_code
+    assert response.status_code == 200, response.content
+    body = response.json()
+    Bundle.model_validate(body)
+    assert body["total"] == 0
+    [said] = body["entry"]
+    assert said["search"] == {"mode": "outcome"}
+    [issue] = said["resource"]["issue"]
+    assert issue["severity"] == "warning" and f"Patient/{survivor.pk}" in issue["diagnostics"], issue
+    found = api.get(f"/fhir/r4/Appointment?patient={survivor.pk}").json()
+    assert found["total"] == 1 and [e["search"]["mode"] for e in found["entry"]] == ["match"]
 
 
 # ============================== 4. ?format= naming no renderer ====================================================
