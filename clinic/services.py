@@ -101,11 +101,17 @@ def _with_e164_phone(fields: dict, *, country: str) -> tuple[dict, dict[str, lis
     return {**fields, "phone": e164}, {}
 
 
-def _validated(patient: Patient, errors: dict[str, list[str]] | None = None) -> Patient:
-    """Every problem at once: the model's validation and the service's own (`errors`)."""
+def _validated(
+    patient: Patient, errors: dict[str, list[str]] | None = None, *, changed: Iterable[str] | None = None
+) -> Patient:
+    """Every problem at once: the model's validation and the service's own (`errors`). With `changed` (an edit), the
+    fields it sets and the rules across fields: a value stored before a check existed (or written past the checks)
+    does not stop an edit of another field (a platform's PATCH of the phone), while an edit that sends it (the desk's
+    form sends every field) is told of it."""
     errors = dict(errors or {})
+    unchanged = [] if changed is None else [name for name in PATIENT_FIELDS if name not in set(changed)]
     try:
-        patient.full_clean(exclude=["clinic", *errors])
+        patient.full_clean(exclude=["clinic", *errors, *unchanged])
     except ValidationError as error:
         for name, messages in error.message_dict.items():
             errors.setdefault("non_field_errors" if name == "__all__" else name, []).extend(messages)
@@ -243,7 +249,7 @@ def patient_update(
         reached_before = _how_reached(patient)
         for name, value in fields.items():
             setattr(patient, name, value)
-        _validated(patient, problems)  # bad input is a 400 first, whatever the If-Match
+        _validated(patient, problems, changed=fields)  # bad input is a 400 first, whatever the If-Match
         as_stored = Patient.objects.get(pk=patient.pk)
         stored = record_version(as_stored)
         if record_version(patient) == stored:
