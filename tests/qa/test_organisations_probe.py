@@ -518,7 +518,7 @@ def test_back_to_back_and_cancelled_appointments_are_no_overlap_but_two_sites_at
 def test_a_tombstone_refuses_new_data_by_every_service_and_by_the_api(chain, pair):
     """docs/organisations.md: 'nothing can be booked or recorded on it (the patient lock refuses it,
     patient_merged)'; api.md: 'A merged record's address answers 308 ...'; 'Tombstones are in no list, search or
-    body: {"patient": "<tombstone>"} on a booking is a 400 unknown_patient'."""
+    body: {"patient": "<tombstone>"} on a booking ... are a 400 patient_merged with merged_into'."""
     survivor, duplicate = pair
     stale = Patient.objects.get(pk=duplicate.pk)  # as a request that read it before the merge holds it
     patient_merge(merged=duplicate, into=survivor, now=CLOCK, actor_label="qa", clinical=True)
@@ -553,7 +553,9 @@ def test_a_tombstone_refuses_new_data_by_every_service_and_by_the_api(chain, pai
         {"patient": str(duplicate.pk), "procedure": "botox", "start": "2026-03-20T10:00:00+00:00"},
         format="json",
     )
-    assert booking.status_code == 400 and booking.json()["code"] == "unknown_patient"
+    assert booking.status_code == 400 and booking.json()["code"] == "patient_merged"
+    assert booking.json()["merged_into"] == str(survivor.pk)
+    assert not Appointment.objects.exists()
 
 
 def test_a_contact_edit_of_a_record_already_merged_is_refused_not_lost(chain, pair):
