@@ -367,7 +367,14 @@ LOGGING = {
     # sent, received and run without a line each at INFO; their failures and retries, and every other task, are
     # logged as ever (core.quiet_ticks). On the loggers, so the filter outlasts Celery's own handlers.
     "loggers": {
-        name: {"filters": ["ticks_quiet"]} for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        **{
+            name: {"filters": ["ticks_quiet"]} for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
+        # Django's own handlers (DEFAULT_LOGGING: an unmasked console one under DEBUG, mail_admins without) taken off:
+        # a django.* line goes to the root's masked handler, once, DEBUG or not (a 404's path may hold an address);
+        # its runserver request lines too.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
 

@@ -409,6 +409,18 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
             raise
 
 
+def _host(parts: urllib.parse.SplitResult) -> str:
+    """Where a URL goes, as a failure names it: its host and port, never a user:password written before them (a
+    webhook URL may carry one; it is not sent, and a failure's words reach the logs and the row's last error)."""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
+
+
 def _post(
     url: str, data: bytes, headers: dict, *, addresses: list[str] | None = None, limit: int = 65536
 ) -> tuple[int, bytes]:
@@ -431,9 +443,9 @@ def _post(
         with connection.getresponse() as response:
             return response.status, response.read(limit)
     except OSError as exc:  # refused, reset, unresolvable, TLS, timed out
-        raise TransientSendError(f"could not reach {parts.netloc}: {exc}") from exc
+        raise TransientSendError(f"could not reach {_host(parts)}: {exc}") from exc
     except http.client.HTTPException as exc:  # BadStatusLine, LineTooLong, IncompleteRead, ...
-        raise TransientSendError(f"{parts.netloc} did not answer in HTTP: {type(exc).__name__}: {exc}") from exc
+        raise TransientSendError(f"{_host(parts)} did not answer in HTTP: {type(exc).__name__}: {exc}") from exc
     finally:
         connection.close()
         if connection.opened is not None:
@@ -634,7 +646,7 @@ def _delivery_addresses(url: str) -> list[str]:
     except UnicodeError as exc:
         raise PermanentSendError("Give an absolute https:// URL.") from exc
     except OSError as exc:
-        raise TransientSendError(f"could not reach {parts.netloc}: {exc}") from exc
+        raise TransientSendError(f"could not reach {_host(parts)}: {exc}") from exc
     problem = "" if settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS else _address_problem(addresses)
     if problem:
         raise PermanentSendError(problem)

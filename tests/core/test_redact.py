@@ -103,3 +103,23 @@ def test_a_long_line_without_a_contact_is_kept_and_masking_stays_bounded():
 def test_a_number_a_form_encoded_and_a_long_spaced_one_are_masked_whole():
     assert contacts_masked("telephone=%2B44+7700+900123&x=1") == "telephone=<phone number>&x=1"
     assert contacts_masked("to +4 4 7 7 0 0 9 0 0 1 2 3 4 5 6 7 8 9 0 1.") == "to <phone number>."
+
+
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        ("Bad Request: /my/Q2x.a1B2c3:9zYw/move/confirm/", "Bad Request: /my/<link>/move/confirm/"),
+        ('"GET /reminders/calendar/k7_Fq2.ics HTTP/1.1" 200', '"GET /reminders/calendar/<link> HTTP/1.1" 200'),
+        ("Forbidden (CSRF): /reminders/unsubscribe/abc.def/", "Forbidden (CSRF): /reminders/unsubscribe/<link>/"),
+        ('"https://clinic.example/my/tok.en/" "Mozilla"', '"https://clinic.example/my/<link>/" "Mozilla"'),
+    ],
+)
+def test_a_link_that_is_its_own_credential_is_logged_without_its_token(line, masked):
+    """A patient's page, an unsubscribe link and a calendar feed are their own credential: Django's request log and
+    gunicorn's access log (a Referer too) write their paths, the token left out."""
+    assert contacts_masked(line) == masked
+
+
+@pytest.mark.parametrize("kept", ["/my/", "GET /api/v1/patients/ 200", "/clinic/london/my-day/"])
+def test_paths_without_a_link_token_are_left_alone(kept):
+    assert contacts_masked(kept) == kept
