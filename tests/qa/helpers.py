@@ -234,13 +234,18 @@ def fhir_json(response, status: int = 200) -> dict:
 
 
 def fhir_search(client, path: str, **headers) -> tuple[dict, list[dict]]:
-    """A searchset Bundle, validated with fhir.resources (the Bundle and every resource in it)."""
+    """A searchset Bundle, validated with fhir.resources (the Bundle and every resource in it), and the resources it
+    found (its `match` entries; an `outcome` entry is what the server says of the search, an OperationOutcome)."""
     body = fhir_json(client.get(path, **headers))
     Bundle.model_validate(body)
     assert body["resourceType"] == "Bundle" and body["type"] == "searchset"
-    resources = [entry["resource"] for entry in body.get("entry", [])]
-    for resource in resources:
-        FHIR_MODELS[resource["resourceType"]].model_validate(resource)
+    resources = []
+    for entry in body.get("entry", []):
+        if entry["search"]["mode"] == "outcome":
+            OperationOutcome.model_validate(entry["resource"])
+            continue
+        FHIR_MODELS[entry["resource"]["resourceType"]].model_validate(entry["resource"])
+        resources.append(entry["resource"])
     return body, resources
 
 

@@ -628,6 +628,9 @@ def test_a_merged_patients_appointments_answer_under_the_survivor(api, clinical_
     assert set(by_id) == {kept, moved}
     assert by_id[moved]["participant"][0]["actor"]["reference"] == f"Patient/{survivor.pk}"
     assert fhir_ids(api, f"/fhir/r4/Appointment?patient=Patient/{duplicate.pk}") == []
+    said, _ = fhir_search(api, f"/fhir/r4/Appointment?patient=Patient/{duplicate.pk}")
+    assert [e["search"]["mode"] for e in said["entry"]] == ["outcome"]  # where the patient went (docs/fhir.md)
+    assert f"Patient/{survivor.pk}" in said["entry"][0]["resource"]["issue"][0]["diagnostics"]
     assert fhir_ids(api, f"/fhir/r4/Appointment?actor=Patient/{duplicate.pk}") == []
     assert fhir_ids(api, f"/fhir/r4/Appointment?patient=Patient/{survivor.pk}") == [kept, moved]
     fhir_outcome(api.get(f"/fhir/r4/Appointment/{at_west}"), 404)
