@@ -129,21 +129,24 @@ MAX_MERGE_CHAIN = 10
 def merged_patient_survivor(clinics: QuerySet[Clinic], patient_id) -> Patient | None:
     """The record a tombstone in these clinics' organisations was merged into (following a chain), or None
     when `patient_id` is no tombstone of theirs. For redirects: a merged record's address still works."""
-    tombstone = (
-        Patient.objects.filter(
-            organisation_id__in=clinics.values("organisation_id"), pk=patient_id, merged_into__isnull=False
-        )
-        .select_related("merged_into")
-        .first()
-    )
-    if tombstone is None:
-        return None
-    survivor = tombstone.merged_into
-    for _ in range(MAX_MERGE_CHAIN):  # merges re-point older tombstones, so a chain is at most one hop
-        if survivor.merged_into_id is None:
-            return survivor
-        survivor = survivor.merged_into
-    return None
+    return merged_patient_survivors(clinics, [patient_id]).get(patient_id)
+
+
+def merged_patient_survivors(clinics: QuerySet[Clinic], patient_ids) -> dict:
+    """`merged_patient_survivor` of each of `patient_ids` that is a tombstone of these clinics' organisations, by
+    id, in one statement (and a chain's rare further hops): a search naming many ids asks once."""
+    tombstones = Patient.objects.filter(
+        organisation_id__in=clinics.values("organisation_id"), pk__in=set(patient_ids), merged_into__isnull=False
+    ).select_related("merged_into")
+    found = {}
+    for tombstone in tombstones:
+        survivor = tombstone.merged_into
+        for _ in range(MAX_MERGE_CHAIN):  # merges re-point older tombstones, so a chain is at most one hop
+            if survivor.merged_into_id is None:
+                found[tombstone.pk] = survivor
+                break
+            survivor = survivor.merged_into
+    return found
 
 
 @dataclass(frozen=True)

@@ -101,15 +101,24 @@ def _with_e164_phone(fields: dict, *, country: str) -> tuple[dict, dict[str, lis
     return {**fields, "phone": e164}, {}
 
 
+# What says how a patient is reached: a change of it is checked with the address and number it goes to.
+CHANNEL_FIELDS = frozenset({"reminder_channels", "sms_consent"})
+
+
 def _validated(
     patient: Patient, errors: dict[str, list[str]] | None = None, *, changed: Iterable[str] | None = None
 ) -> Patient:
     """Every problem at once: the model's validation and the service's own (`errors`). With `changed` (an edit), the
-    fields it sets and the rules across fields: a value stored before a check existed (or written past the checks)
-    does not stop an edit of another field (a platform's PATCH of the phone), while an edit that sends it (the desk's
-    form sends every field) is told of it."""
+    fields it sets (a channel switched with the address and number it goes to) and the rules across fields: a value
+    stored before a check existed (or written past the checks) does not stop an edit of another field (a platform's
+    PATCH of the phone), while an edit that sends it is told of it."""
     errors = dict(errors or {})
-    unchanged = [] if changed is None else [name for name in PATIENT_FIELDS if name not in set(changed)]
+    unchanged = []
+    if changed is not None:
+        checked = set(changed)
+        if checked & CHANNEL_FIELDS:  # a channel switched on is checked with what it goes to, as stored
+            checked |= {"email", "phone"}
+        unchanged = [name for name in dict.fromkeys((*PATIENT_FIELDS, *CONTACT_FIELDS)) if name not in checked]
     try:
         patient.full_clean(exclude=["clinic", *errors, *unchanged])
     except ValidationError as error:

@@ -29,7 +29,7 @@ from api.access import caller_for
 from api.problems import PayloadTooLarge
 from api.views import refuse_oversized
 from clinic.models import AppointmentStatus, Practitioner, ProcedureType
-from clinic.selectors import appointments_in, merged_patient_survivor
+from clinic.selectors import appointments_in, merged_patient_survivors
 from core.errors import DomainError
 from core.plain_text import without_controls
 from core.redact import masked_logger
@@ -414,16 +414,17 @@ class AppointmentSearchView(FhirSearchView):
         for wanted in _ids(params, "_id", "Appointment"):
             rows = rows.filter(pk__in=wanted)
         base = self.base()
-        self.search_outcomes = []
+        patients_named: dict = {}  # each patient id the search names, with the first parameter naming it
         for name, types in _APPOINTMENT_REFERENCES.items():
             for repeat in search.id_sets(params, name, types, base=base):
                 query = None
                 for kind, pk in repeat:  # `rows` is already the caller's: anyone else's matches nothing
                     if kind == "Patient" and pk:
-                        self._say_if_merged(name, pk)
+                        patients_named.setdefault(pk, name)
                     part = rows.filter(**{_FIELD_FOR[kind]: pk}) if pk else rows.none()
                     query = part if query is None else query | part
                 rows = query
+        self.search_outcomes = self._merged_named(patients_named)
         statuses = search.codes(params, "status", mapping.APPOINTMENT_STATUS_SYSTEM)
         if statuses is not None:  # [] (repeats with no status in common) matches nothing
             known = set(mapping.FHIR_APPOINTMENT_STATUSES) | set(mapping.OTHER_FHIR_APPOINTMENT_STATUSES)
@@ -452,21 +453,23 @@ class AppointmentSearchView(FhirSearchView):
             lambda row: mapping.appointment_resource(row, reason_shown=shown),
         )
 
-    def _say_if_merged(self, parameter: str, pk) -> None:
+    def _merged_named(self, named: dict) -> list[dict]:
         """A patient merged into another has no appointments under its old id (they moved to the survivor): the
-        search still finds nothing by it, and says where the patient went, as the REST list's 400 patient_merged
-        does, so a client does not take the empty answer for "no appointments"."""
-        survivor = merged_patient_survivor(self.clinics(), pk)
-        if survivor is not None:
-            self.search_outcomes.append(
-                mapping.operation_outcome(
-                    code="informational",
-                    severity="warning",
-                    problem="patient_merged",
-                    diagnostics=f"Patient/{pk} was merged into Patient/{survivor.pk}: search by that id.",
-                    expression=[parameter],
-                )
+        search still finds nothing by it, and says where the patient went (one outcome a record, in one statement
+        however many ids are named), as the REST list's 400 patient_merged does, so a client does not take the empty
+        answer for "no appointments"."""
+        survivors = merged_patient_survivors(self.clinics(), named) if named else {}
+        return [
+            mapping.operation_outcome(
+                code="informational",
+                severity="warning",
+                problem="patient_merged",
+                diagnostics=f"Patient/{pk} was merged into Patient/{survivors[pk].pk}: search by that id.",
+                expression=[parameter],
             )
+            for pk, parameter in named.items()  # in the order the search names them
+            if pk in survivors
+        ]
 
 
 class AppointmentReadView(FhirView):

@@ -424,6 +424,24 @@ def test_a_plan_cancelled_over_the_api_refuses_a_control_character_in_its_reason
 # --- What a stored value does: an unrelated edit, and the outputs --------------------------------------------------
 
 
+def test_a_channel_switched_on_is_checked_with_the_number_it_goes_to_and_other_stored_values_do_not_stop_it(
+    api, patient
+):
+    """A PATCH switching texts on is checked with the number they go to, as stored: one written past the checks
+    (not E.164) is a 400 naming the phone, nothing changed; a bad stored value of a field the change does not touch
+    nor depend on (muted topics) does not stop a change of the phone."""
+    stored_before(patient, phone="07911 123456", reminder_channels=[], sms_consent=False, muted_topics=["bogus"])
+
+    texts_on = api.patch(
+        f"{API}/patients/{patient.pk}/", {"reminder_channels": ["sms"], "sms_consent": True}, format="json"
+    )
+    phone_fixed = api.patch(f"{API}/patients/{patient.pk}/", {"phone": "+447911123457"}, format="json")
+
+    assert texts_on.status_code == 400 and list(texts_on.json()["errors"]) == ["phone"], texts_on.content
+    assert phone_fixed.status_code == 200, phone_fixed.content
+    assert (fresh(patient).phone, fresh(patient).reminder_channels) == ("+447911123457", [])
+
+
 def test_a_patch_of_the_phone_alone_goes_through_on_a_name_stored_with_a_control_character(api, patient):
     """An edit is checked on the fields it sets (and the rules across fields): a name written past the checks does
     not stop a platform's PATCH of the phone (clinic.services._validated `changed`). (Was a strict-xfail

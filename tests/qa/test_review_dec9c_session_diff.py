@@ -402,6 +402,27 @@ def test_fhirs_search_by_a_tombstone_does_not_silently_find_nothing(api, clinic,
     assert found["total"] == 1 and [e["search"]["mode"] for e in found["entry"]] == ["match"]
 
 
+def test_fhirs_search_naming_many_ids_asks_once_and_says_each_merged_record_once(
+    api, clinic, practitioner, clock, django_assert_max_num_queries
+):
+    """Each merged record the search names is said once, however often it is named (patient=T,T, actor=Patient/T),
+    and the survivors are read in one statement however many ids are named (a POST search may name thousands)."""
+    tombstone, survivor = merged_pair(clinic, "Yrsa")
+    other, other_survivor = merged_pair(clinic, "Zia")
+    strangers = ",".join(str(uuid.uuid4()) for _ in range(40))
+    with django_assert_max_num_queries(12) as few:
+        few_answer = api.get(f"/fhir/r4/Appointment?patient={tombstone.pk}")
+    many = f"/fhir/r4/Appointment?patient={tombstone.pk},{tombstone.pk},{other.pk},{strangers}&actor=Patient/{tombstone.pk}"
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        answer = api.get(many)
+    assert few_answer.status_code == answer.status_code == 200, answer.content
+    said = [e["resource"]["issue"][0]["diagnostics"] for e in answer.json()["entry"]]
+    assert said == [
+        f"Patient/{tombstone.pk} was merged into Patient/{survivor.pk}: search by that id.",
+        f"Patient/{other.pk} was merged into Patient/{other_survivor.pk}: search by that id.",
+    ]
+
+
 # ============================== 4. ?format= naming no renderer ====================================================
 
 
