@@ -69,6 +69,22 @@ def _fresh_cache(settings, request):
     }
 
 
+@pytest.fixture(autouse=True)
+def _live_server_answers_before_the_flush(request):
+    """A test that uses the live server ends only when the server has answered every request it was sent: the
+    database is flushed after this teardown (its transactional_db is set up before it), and a request still reading
+    inside its transaction would deadlock the flush (tests/browser.RequestsInFlight)."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    from tests.browser import RequestsInFlight
+
+    request.getfixturevalue("_live_server_helper")
+    requests = RequestsInFlight.around(request.getfixturevalue("live_server"))
+    yield
+    assert requests.wait_idle(timeout=60), f"the live server still answers {requests.busy} request(s) after a minute"
+
+
 @pytest.fixture
 def catalogue(db):
     """The shipped catalogue and default rules, as setup_demo loads them. The configuration version's row first: a
