@@ -14,9 +14,7 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError, ValidationError
 
 from api.fields import JSON_WHITESPACE
-
-NUL_MESSAGE = "Text must not contain the NUL character (U+0000)."
-SURROGATE_MESSAGE = "Text must be valid Unicode (this has a lone surrogate)."
+from core.plain_text import storable_problem
 
 
 class StrictJSONParser(parsers.JSONParser):
@@ -47,17 +45,6 @@ class StrictJSONParser(parsers.JSONParser):
         return data
 
 
-def text_problem(value: str) -> str | None:
-    """Why `value` cannot be taken as text, or None when it can."""
-    if "\x00" in value:
-        return NUL_MESSAGE
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return SURROGATE_MESSAGE
-    return None
-
-
 def text_errors(data, path: str = "") -> dict[str, list[str]]:
     """`{dotted.path: [message]}` for every string in `data` (keys included) that is not storable text."""
     errors: dict[str, list[str]] = {}
@@ -65,12 +52,12 @@ def text_errors(data, path: str = "") -> dict[str, list[str]]:
     while stack:  # iterative: the parser has already bounded the depth, but this never recurses
         where, item = stack.pop()
         if isinstance(item, str):
-            message = text_problem(item)
+            message = storable_problem(item)
             if message:
                 errors.setdefault(where or "non_field_errors", []).append(message)
         elif isinstance(item, dict):
             for key, value in item.items():
-                message = text_problem(key)
+                message = storable_problem(key)
                 if message:
                     # The key itself is not echoed: it may not even be encodable in the answer.
                     errors.setdefault(where or "non_field_errors", []).append(f"A field name is refused: {message}")

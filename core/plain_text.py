@@ -8,6 +8,11 @@ but tab, CR and LF (`validate_single_line`, `validate_lines`: model validators, 
 all refuse them, naming the field). What was stored before was made fit once (migration clinic 0027), and is made
 fit again where it goes out, whatever a write past the checks left (`single_line`, `without_controls`: e-mail headers,
 calendar files, texts, every FHIR string). Format characters (right-to-left marks, joiners) and U+2028 are letters' business, kept.
+
+Below all of that, a text a database can store at all: no NUL (PostgreSQL refuses it in text) and no lone surrogate
+(not Unicode; no UTF-8 encodes it). `storable_problem` says why not (a request body's 400, api.parsers), `storable`
+whether (a provider's event names no address or message id to record, reminders.views), and `storable_text` keeps
+what can be kept (a provider's words on why an e-mail failed, reminders.channels).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 import re
 
 from django.core.exceptions import ValidationError
+
+NUL_MESSAGE = "Text must not contain the NUL character (U+0000)."
+SURROGATE_MESSAGE = "Text must be valid Unicode (this has a lone surrogate)."
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+")
@@ -43,3 +51,24 @@ def single_line(value: str) -> str:
 def without_controls(value: str) -> str:
     """`value` without the control characters no format takes (tab, CR and LF kept)."""
     return _CONTROLS_BUT_LINES.sub("", value or "")
+
+
+def storable_problem(value: str) -> str | None:
+    """Why no database can store `value` as text (a NUL, a lone surrogate), or None when one can."""
+    if "\x00" in value:
+        return NUL_MESSAGE
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
+
+
+def storable(value: object) -> bool:
+    """Whether `value` can be stored as it is: anything not a text can (its own field says what it takes)."""
+    return not isinstance(value, str) or storable_problem(value) is None
+
+
+def storable_text(value: object) -> str:
+    """`value` as a text a database stores: a NUL left out, a lone surrogate as "?"."""
+    return str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.utils.module_loading import import_string
 
-from core.plain_text import single_line
+from core.plain_text import single_line, storable_text
 
 
 class SendError(Exception):
@@ -151,11 +151,6 @@ def send_email(
 EMAIL_FAILED_EVENTS = frozenset({"bounced", "rejected", "failed"})
 
 
-def _storable_text(value: object) -> str:
-    text = str(value).replace("\x00", "")
-    return text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate: "?"
-
-
 def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
     """An anymail tracking event (`AnymailTrackingEvent`) as a delivery report, or None when it says nothing of
     an e-mail failing. Its `message_id` is the provider's id, the one `send_email` returned for it."""
@@ -165,7 +160,7 @@ def email_delivery_report(event, esp_name: str) -> DeliveryReport | None:
     # (SendGrid's "dropped" gives neither).
     said = [part for part in (event.description, event.mta_response) if part] or [event.reject_reason or ""]
     # The provider's words as a database keeps them: a NUL or a lone surrogate in a receiving server's reply is left out.
-    why = " — ".join(" ".join(_storable_text(part).split())[:100] for part in said)
+    why = " — ".join(" ".join(storable_text(part).split())[:100] for part in said)
     detail = f"{esp_name} reported the e-mail {event.event_type}" + (f" ({why})" if why else "")
     return DeliveryReport(provider_id=event.message_id[:200], failed=True, stopped=False, detail=detail)
 

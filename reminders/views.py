@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import InvalidInput
+from core.plain_text import storable
 from core.redact import masked_logger
 from reminders import channels, consent, feeds, pages, reports, tasks
 from reminders.models import Channel, OptOutVia
@@ -142,17 +143,6 @@ class EmailEventNotRecorded(Exception):
     """Reading the event went well; recording it did not (the database, a bug): the provider must send it again."""
 
 
-def _storable(value: object) -> bool:
-    """A text PostgreSQL and SQLite both take: no NUL, and encodable as UTF-8 (no lone surrogate)."""
-    if not isinstance(value, str):
-        return True  # not a text: the provider's parser or the recording says what it is
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in value
-
-
 def email_events_view(provider: str, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """`provider`'s event webhook (anymail's tracking view), answered only where `ANYMAIL_WEBHOOK_SECRET` is set
     and that provider sends this service's e-mail (`EMAIL_BACKEND` is its anymail backend): without the secret
@@ -199,7 +189,7 @@ def email_event(sender, event, esp_name: str, **kwargs) -> None:
         # sent from here: nothing to record, and no error (sent again, it would fail again; in a batch, the events
         # beside it would be lost with it). The provider's words are cleaned where they are kept
         # (channels.email_delivery_report).
-        if not postmark_bounce and _storable(event.recipient):
+        if not postmark_bounce and storable(event.recipient):
             consent.email_provider_stopped(
                 event_type=event.event_type,
                 recipient=event.recipient,
@@ -208,7 +198,7 @@ def email_event(sender, event, esp_name: str, **kwargs) -> None:
                 now=timezone.now(),
             )
         report = channels.email_delivery_report(event, esp_name)
-        if report is not None and _storable(report.provider_id):
+        if report is not None and storable(report.provider_id):
             reports.delivery_reported(channel=Channel.EMAIL, report=report, now=timezone.now())
     except Exception as exc:
         raise EmailEventNotRecorded from exc
