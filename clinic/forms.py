@@ -12,6 +12,7 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
+from clinic.models import VISIT_OUTCOME_FIELDS
 from clinic.services import channels_as_changed
 from core.forms import drawn_value
 
@@ -135,7 +136,7 @@ class ProcedureRecordsFormSet(StaleRowsFormSet):
     def add_fields(self, form, index) -> None:
         super().add_fields(form, index)
         if getattr(form.instance, "appointment_id", None) is not None:
-            for name in VISIT_OUTCOME_FIELDS & set(form.fields):
+            for name in FORM_OUTCOME_FIELDS & set(form.fields):
                 form.fields[name].disabled = True
                 form.fields[name].help_text = "Written by the visit's completion."
 
@@ -154,7 +155,8 @@ class ProcedureRecordsFormSet(StaleRowsFormSet):
             )
 
 
-VISIT_OUTCOME_FIELDS = frozenset({"procedure", "performed_at", "area", "source"})
+# The form's names of the fields the model keeps as the completion wrote them (clinic.models.VISIT_OUTCOME_FIELDS).
+FORM_OUTCOME_FIELDS = frozenset(name.removesuffix("_id") for name in VISIT_OUTCOME_FIELDS)
 
 
 class ConditionOncePerAreaFormSet(StaleRowsFormSet):

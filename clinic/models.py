@@ -701,8 +701,30 @@ class HistorySource(models.TextChoices):
     REPORTED = "reported", "Reported by the patient"
 
 
+# A line a visit's completion wrote (its `appointment`) is that visit's outcome, which the rules, the visit's status and
+# its recall all follow: these fields of it, and the line itself, stay as the completion wrote them.
+VISIT_OUTCOME_FIELDS = ("procedure_id", "performed_at", "area_id", "source", "appointment_id")
+VISIT_OUTCOME_MESSAGE = (
+    "A treatment written by a visit's completion is that visit's outcome, which the rules, the visit's status and its "
+    "recall all follow: it cannot be removed, nor its treatment, time, area or source changed."
+)
+
+
+class ProcedureRecordQuerySet(models.QuerySet):
+    def delete(self):
+        """Refused, with nothing removed, when any of the lines is a visit's outcome. A visit's own removal leaves
+        its line in the history, no longer its outcome (SET_NULL); a patient's removal, once their visits are gone
+        (they protect the patient), cascades to the rest without this method."""
+        written = list(self.filter(appointment__isnull=False)[:1])
+        if written:
+            raise models.ProtectedError(VISIT_OUTCOME_MESSAGE, set(written))
+        return super().delete()
+
+
 class ProcedureRecord(models.Model):
-    """A procedure the patient has had, here or elsewhere."""
+    """A procedure the patient has had, here or elsewhere. One a visit's completion wrote (`appointment`) keeps what
+    the completion wrote: removing it, or changing its outcome fields, is refused here, whichever path tries (the
+    admin's inline says so before; clinic.forms.ProcedureRecordsFormSet). Its notes may change."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="procedure_records")
@@ -724,6 +746,8 @@ class ProcedureRecord(models.Model):
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = ProcedureRecordQuerySet.as_manager()
+
     class Meta:
         ordering = ["-performed_at"]
         indexes = [models.Index(fields=["patient", "performed_at"])]
@@ -736,7 +760,27 @@ class ProcedureRecord(models.Model):
         # admin's inline and fixtures do not): the visit's, else the patient's home clinic as it is now.
         if self._state.adding and self.clinic_id is None:
             self.clinic_id = self.appointment.clinic_id if self.appointment_id else self.patient.clinic_id
+        if not self._state.adding:
+            self._keep_visit_outcome(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.appointment_id is not None:
+            raise models.ProtectedError(VISIT_OUTCOME_MESSAGE, {self})
+        return super().delete(*args, **kwargs)
+
+    def _keep_visit_outcome(self, update_fields) -> None:
+        fields = set(VISIT_OUTCOME_FIELDS)
+        if update_fields is not None:
+            fields &= {self._meta.get_field(name).attname for name in update_fields}
+        if not fields:
+            return
+        stored = type(self)._base_manager.filter(pk=self.pk, appointment__isnull=False).values(*fields).first()
+        changed = sorted(name for name in fields if stored is not None and stored[name] != getattr(self, name))
+        if changed:
+            raise ValidationError(
+                {name.removesuffix("_id"): VISIT_OUTCOME_MESSAGE for name in changed}, code="visit_outcome"
+            )
 
     @property
     def dating_clinic(self) -> Clinic:

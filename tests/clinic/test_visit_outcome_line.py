@@ -1,0 +1,101 @@
+"""A history line a visit's completion wrote is that visit's outcome, kept as written by the model itself, whichever
+path tries to remove or re-date it: the admin's inline said so first (clinic.forms.ProcedureRecordsFormSet), and a
+bulk delete, a management command or a shell now meet the same refusal (clinic.models.ProcedureRecord). Its notes
+may still change; a line the patient reported may be corrected or removed; a patient's removal (their visits first: an appointment protects its patient) takes the lot."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db.models import ProtectedError
+
+from clinic.models import Appointment, AppointmentStatus, HistorySource, Patient, ProcedureRecord
+from tests.factories import AppointmentFactory, ProcedureRecordFactory
+
+pytestmark = pytest.mark.django_db
+
+DONE_AT = datetime(2026, 3, 4, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def written(catalogue) -> ProcedureRecord:
+    """The line as scheduler.booking.appointment_complete writes it."""
+    visit = AppointmentFactory(start_at=DONE_AT, status=AppointmentStatus.COMPLETED)
+    return ProcedureRecord.objects.create(
+        patient=visit.patient,
+        procedure_id=visit.procedure_id,
+        performed_at=visit.start_at,
+        area=None,
+        source=HistorySource.CLINIC,
+        appointment=visit,
+        clinic=visit.clinic,
+    )
+
+
+@pytest.fixture
+def reported(written) -> ProcedureRecord:
+    return ProcedureRecordFactory(patient=written.patient, performed_at=DONE_AT - timedelta(days=200))
+
+
+def test_the_line_itself_cannot_be_removed(written):
+    with pytest.raises(ProtectedError, match="visit's outcome"):
+        written.delete()
+    assert ProcedureRecord.objects.filter(pk=written.pk).exists()
+
+
+def test_a_bulk_delete_that_takes_it_in_removes_nothing(written, reported):
+    with pytest.raises(ProtectedError, match="visit's outcome"):
+        ProcedureRecord.objects.filter(patient=written.patient).delete()
+    assert set(ProcedureRecord.objects.filter(patient=written.patient)) == {written, reported}
+
+
+def test_a_reported_line_may_still_be_removed_one_at_a_time_or_in_bulk(written, reported):
+    reported.delete()
+    ProcedureRecordFactory(patient=written.patient, performed_at=DONE_AT - timedelta(days=100))
+    assert ProcedureRecord.objects.filter(appointment__isnull=True).delete()[0] == 1
+    assert list(ProcedureRecord.objects.filter(patient=written.patient)) == [written]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("performed_at", DONE_AT + timedelta(days=1)),
+        ("procedure_id", "microneedling"),
+        ("area_id", "face"),
+        ("source", HistorySource.REPORTED),
+        ("appointment", None),
+    ],
+)
+def test_its_outcome_fields_are_kept_as_written(written, field, value):
+    before = ProcedureRecord.objects.values().get(pk=written.pk)
+    setattr(written, field, value)
+    with pytest.raises(ValidationError, match="visit's outcome") as refused:
+        written.save()
+    assert set(refused.value.message_dict) == {field.removesuffix("_id")}
+    with pytest.raises(ValidationError):
+        written.save(update_fields=[field.removesuffix("_id")])
+    assert ProcedureRecord.objects.values().get(pk=written.pk) == before
+
+
+def test_its_notes_may_change_and_cost_one_read_only_when_an_outcome_field_may_have(written, django_assert_num_queries):
+    written.notes = "Mild bruising at the glabella, settled in a week."
+    with django_assert_num_queries(1):  # the update alone: no outcome field is written
+        written.save(update_fields=["notes"])
+    written.notes += " Reviewed."
+    with django_assert_num_queries(2):  # the stored outcome read, then the update
+        written.save()
+    assert ProcedureRecord.objects.get(pk=written.pk).notes.endswith("Reviewed.")
+
+
+def test_a_reported_line_may_be_corrected(reported):
+    reported.performed_at += timedelta(days=3)
+    reported.save()
+    assert ProcedureRecord.objects.get(pk=reported.pk).performed_at == reported.performed_at
+
+
+def test_a_patients_removal_takes_the_visit_and_its_line_with_them(written, reported):
+    patient = written.patient
+    Appointment.objects.filter(patient=patient).delete()  # the visit first: its line stays, no longer its outcome
+    assert ProcedureRecord.objects.get(pk=written.pk).appointment_id is None
+    Patient.objects.filter(pk=patient.pk).delete()
+    assert not ProcedureRecord.objects.filter(patient_id=patient.pk).exists()
