@@ -110,8 +110,20 @@ def problem(
     }
     if instance:
         body["instance"] = instance
-    body.update(extra)
+    # Extension members add to the problem; none replaces one of its own (a `status` in a refusal's data would say
+    # another status than the answer's).
+    body.update({name: value for name, value in extra.items() if name not in body})
     return body
+
+
+# The members a problem document has of its own, or that `problem` takes by name: a domain error's `data` never
+# supplies them (a key named so would be taken for an argument twice, a 500).
+_OWN_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "instance", "kind", "errors", "status_code"})
+
+
+def _extensions(data: dict | None, *, but: frozenset[str] = frozenset()) -> dict:
+    """A domain error's structured detail as a problem's extension members."""
+    return {name: value for name, value in (data or {}).items() if name not in _OWN_MEMBERS | but}
 
 
 def instance_of(request) -> str:
@@ -229,7 +241,7 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
     extra = {}
     if isinstance(exc, InvalidInput):
         # Structured detail as extension members (a tombstone's `merged_into`), but the line, which is in `errors`.
-        extra.update({name: value for name, value in (exc.data or {}).items() if name != "line"})
+        extra.update(_extensions(exc.data, but=frozenset({"line"})))
         line = (exc.data or {}).get("line")
         # A list's line (the intake's) is part of the field's name, dotted as the serializers' errors are.
         extra["errors"] = (
@@ -257,7 +269,7 @@ def _domain_problem(exc: DomainError, instance: str) -> Response:
                 title=_TITLES.get(exc.code),
                 detail=exc.message,
                 instance=instance,
-                **exc.data,
+                **_extensions(exc.data),
             )
         )
     return problem_response(problem(exc.http_status, code=exc.code, detail=exc.message, instance=instance))

@@ -62,6 +62,28 @@ def test_an_unreachable_provider_is_a_transient_error(settings, twilio):
         TwilioSmsBackend().send(to="+447700900123", body="x", outbox_id="a")
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_an_unreachable_url_is_named_by_its_host_and_port_never_its_password(host):
+    port = free_port()  # nothing listens there (nor on IPv6's loopback, if this machine has one)
+    with pytest.raises(TransientSendError) as failed:
+        channels._post(f"http://hook:s3cret@{host}:{port}/hooks", b"{}", {})
+    assert str(failed.value).startswith(f"could not reach {host}:{port}: ")
+    assert "s3cret" not in str(failed.value) and "hook:" not in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("https://hook:s3cret@hooks.example/in", "hooks.example"),  # no port: the scheme's, not repeated
+        ("https://hook:s3cret@[2001:db8::1]/in", "[2001:db8::1]"),
+        ("https://hook:s3cret@hooks.example:99999/in", "hooks.example"),  # a port out of range is left out
+        ("https://@hooks.example:8443/in", "hooks.example:8443"),
+    ],
+)
+def test_a_failure_names_where_a_url_goes_without_its_user_or_password(url, named):
+    assert channels._host(urllib.parse.urlsplit(url)) == named
+
+
 def test_an_outbox_sms_goes_through_twilio_after_a_retry(twilio, patient, practitioner, now):
     twilio.script = [(500, b"{}")]
     appointment = book(patient, "microneedling", WEDNESDAY_10, now)
