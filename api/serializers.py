@@ -392,7 +392,9 @@ WEBHOOK_URL = RegexValidator(
     r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+([/?#][\u0021-\u007e]*)?$",
     message="Give an absolute https:// URL.",
 )
-WEBHOOK_URL_HELP = "https:// URL; it may not resolve to a private, loopback or link-local address."
+WEBHOOK_URL_HELP = (
+    "https:// URL, with no user name or password; it may not resolve to a private, loopback or link-local address."
+)
 
 
 def _no_line_break(value: str) -> None:

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 
 from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, SharedCatalogue, admin_clinic_ids
 from clinic.models import Clinic
-from reminders import feeds, fit, services, tasks
+from reminders import channels, feeds, fit, services, tasks
 from reminders.models import (
     CalendarFeed,
     ContactOptIn,
@@ -229,8 +229,19 @@ class SuperuserOnly:
     has_change_permission = has_add_permission = has_delete_permission = has_view_permission
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        # Refused when the URL is given or changed, as the API refuses it; one stored before keeps working.
+        problem = "" if url == self.instance.url else channels.webhook_url_credentials_problem(url)
+        if problem:
+            raise forms.ValidationError(problem, code="credentials")
+        return url
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
+    form = WebhookEndpointForm
     formfield_overrides = {URLField: {"assume_scheme": "https"}}  # an address typed without one is https
     list_display = ["client", "url", "is_active", "events", "created_at"]
     list_filter = ["is_active", "client"]

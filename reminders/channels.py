@@ -579,6 +579,25 @@ def webhook_verify(*, secret: str, headers: dict, body: bytes, now: datetime, to
     return any(hmac.compare_digest(expected, candidate) for candidate in offered)
 
 
+def webhook_url_credentials_problem(url: str) -> str:
+    """Why a URL being registered (or changed to) must not be taken for its user name or password, or ''.
+
+    They would never be sent (a delivery is authenticated by its signature, and a redirect is not followed), yet
+    they would be stored and shown with the URL: in the admin, the outbox row's recipient, a platform's listing.
+    Refused when a URL is given, not at delivery: an endpoint registered with one before keeps working as it did.
+    """
+    try:
+        netloc = urllib.parse.urlsplit(url).netloc
+    except ValueError:
+        return ""  # not a URL: webhook_url_problem says so
+    if "@" in netloc:
+        return (
+            "Webhook URLs may not carry a user name or password: the service never sends them (each delivery is "
+            "signed instead), and they would be stored and shown with the URL."
+        )
+    return ""
+
+
 def webhook_url_problem(url: str, *, resolve: bool = False) -> str:
     """Why the service must not POST to `url`, or ''. Private and loopback hosts are refused in production."""
     try:

@@ -28,7 +28,7 @@ _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 def _refuse_unsafe_url(url: str) -> None:
     # Registration through the API resolves the host now (the model's own check does not): a name that
     # points at a private or loopback address is refused up front, not only at delivery time.
-    problem = channels.webhook_url_problem(url, resolve=True)
+    problem = channels.webhook_url_credentials_problem(url) or channels.webhook_url_problem(url, resolve=True)
     if problem:
         raise InvalidInput(ErrorCode.INVALID_WEBHOOK_ENDPOINT, problem, field="url")
 

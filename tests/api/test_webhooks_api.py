@@ -372,3 +372,62 @@ def test_the_schema_documents_the_new_operations(client):
             "properties"
         ]
     )
+
+
+# --- A URL with a user name or password ---------------------------------------------------------------------------
+
+WITH_PASSWORD = "https://hooks:Kestrel-77@hooks.platform.example/clinic"
+
+
+@pytest.mark.parametrize(
+    "url", [WITH_PASSWORD, "https://hooks@hooks.platform.example/", "https://@hooks.platform.example/"]
+)
+def test_a_url_with_a_user_or_password_is_refused_at_registration_and_stores_nothing(platform, production_urls, url):
+    refused = register(http(platform[1]), url)
+    problem = problem_of(refused, 400)
+    assert problem["code"] == "invalid_webhook_endpoint"
+    assert "user name or password" in problem["errors"]["url"][0]
+    assert "Kestrel" not in refused.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_url_changed_to_one_with_a_password_is_refused_and_changes_nothing(platform, production_urls):
+    api = http(platform[1])
+    endpoint_id = register(api).json()["id"]
+    changed = api.patch(f"/api/v1/webhooks/{endpoint_id}/", {"url": WITH_PASSWORD, "description": "x"}, format="json")
+    assert problem_of(changed, 400)["code"] == "invalid_webhook_endpoint"
+    assert WebhookEndpoint.objects.values_list("url", "description").get() == (HOOK, "")
+
+
+def test_an_endpoint_registered_with_one_before_can_still_be_changed(platform, production_urls):
+    receiver_url = WITH_PASSWORD
+    endpoint = WebhookEndpoint.objects.create(client=platform[0], url=receiver_url)
+    api = http(platform[1])
+    changed = api.patch(f"/api/v1/webhooks/{endpoint.pk}/", {"events": ["appointment.created"]}, format="json")
+    assert changed.status_code == 200, changed.content
+    endpoint.refresh_from_db()
+    assert endpoint.events == ["appointment.created"] and endpoint.url == receiver_url
+
+
+def _admin_form(client, url: str) -> dict:
+    return {"client": str(client.pk), "url": url, "events": "[]", "description": "", "is_active": "on"}
+
+
+def test_the_admin_refuses_one_for_a_new_endpoint_and_keeps_an_old_ones(admin_client, platform, production_urls):
+    admin_client.raise_request_exception = False
+    added = admin_client.post("/admin/reminders/webhookendpoint/add/", _admin_form(platform[0], WITH_PASSWORD))
+    assert added.status_code == 200 and "user name or password" in added.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+
+    old = WebhookEndpoint.objects.create(client=platform[0], url=WITH_PASSWORD)
+    form = {**_admin_form(platform[0], WITH_PASSWORD), "description": "kept as it was"}
+    kept = admin_client.post(f"/admin/reminders/webhookendpoint/{old.pk}/change/", form)
+    assert kept.status_code == 302, kept.content.decode()[:2000]
+    old.refresh_from_db()
+    assert old.description == "kept as it was" and old.url == WITH_PASSWORD
+
+    other = WITH_PASSWORD.replace("/clinic", "/other")
+    moved = admin_client.post(f"/admin/reminders/webhookendpoint/{old.pk}/change/", _admin_form(platform[0], other))
+    assert moved.status_code == 200 and "user name or password" in moved.content.decode()
+    old.refresh_from_db()
+    assert old.url == WITH_PASSWORD
