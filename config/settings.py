@@ -5,6 +5,7 @@ what the README's run command uses. Production sets DATABASE_URL (PostgreSQL)
 and REDIS_URL or CELERY_BROKER_URL.
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -352,6 +353,8 @@ BOOKING_SLOT_STEP_MINUTES = env_count("BOOKING_SLOT_STEP_MINUTES", 15, maximum=2
 # Benchmarks only (bench/, docs/benchmarks.md): mounts the bare-insert baseline under /bench/. Never in production.
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 
+LOG_LEVEL = env_log_level("LOG_LEVEL", "INFO")
+DJANGO_LOG_LEVEL = LOG_LEVEL if logging.getLevelName(LOG_LEVEL) >= logging.INFO else "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -362,7 +365,7 @@ LOGGING = {
         "ticks_quiet": {"()": "core.quiet_ticks.TicksQuiet"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["contacts_masked"]}},
-    "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # The beat's ticks (a task it runs more often than once a minute: reminders.dispatch_due, every second) are
     # sent, received and run without a line each at INFO; their failures and retries, and every other task, are
     # logged as ever (core.quiet_ticks). On the loggers, so the filter outlasts Celery's own handlers.
@@ -372,9 +375,10 @@ LOGGING = {
         },
         # Django's own handlers (DEFAULT_LOGGING: an unmasked console one under DEBUG, mail_admins without) taken off:
         # a django.* line goes to the root's masked handler, once, DEBUG or not (a 404's path may hold an address);
-        # its runserver request lines too.
-        "django": {"handlers": [], "level": "INFO"},
-        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # its runserver request lines too. At LOG_LEVEL, but never below INFO: django.db.backends writes every SQL
+        # statement at DEBUG, with its parameters (names, dates of birth, notes), which no mask covers.
+        "django": {"handlers": [], "level": DJANGO_LOG_LEVEL},
+        "django.server": {"handlers": [], "level": DJANGO_LOG_LEVEL, "propagate": True},
     },
 }
 

@@ -204,3 +204,20 @@ def test_gunicorn_reads_its_numbers_zero_where_it_means_off(monkeypatch):
 def test_gunicorn_refuses_a_number_it_cannot_use(monkeypatch, name, value, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         run_gunicorn_settings(monkeypatch, **{name: value})
+
+
+@pytest.mark.parametrize(
+    "level, root, django",
+    [
+        ("", "INFO", "INFO"),
+        ("warning", "WARNING", "WARNING"),
+        ("ERROR", "ERROR", "ERROR"),
+        ("DEBUG", "DEBUG", "INFO"),  # Django's SQL lines (their parameters a patient's data) stay out
+        ("NOTSET", "NOTSET", "INFO"),
+    ],
+)
+def test_djangos_own_lines_follow_log_level_but_never_below_info(monkeypatch, level, root, django):
+    logging = load(monkeypatch, LOG_LEVEL=level)["LOGGING"]
+    assert logging["root"]["level"] == root
+    assert logging["loggers"]["django"]["level"] == django
+    assert logging["loggers"]["django.server"]["level"] == django
