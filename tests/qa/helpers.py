@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -217,6 +218,32 @@ def api_book(client, patient, start, procedure="botox", expect=201, **extra) -> 
     )
     assert response.status_code == expect, response.content
     return response.json()
+
+
+def api_world(api, clinical_api, patient, settings, *, appointment_id: str | None = None) -> dict:
+    """One of each thing an API path names, for `patient`, as sweeps of every path need them: a Botox booked for
+    3 March 2026 at 10:00 UTC (unless `appointment_id` names one), a finished isotretinoin course, a plasma-pen plan
+    from 9 March and a webhook endpoint of the clinical caller's (a private host allowed); and an id no delivery has."""
+    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
+    if appointment_id is None:
+        appointment_id = api_book(api, patient, "2026-03-03T10:00:00+00:00")["id"]
+    course = post(
+        api,
+        f"/patients/{patient.pk}/medications/",
+        {"drug": "isotretinoin", "started_on": "2025-01-01", "ended_on": "2025-02-01"},
+    )
+    # Webhooks belong to the API client that registered them: the one a sweep calls them with.
+    webhook = register_webhook(clinical_api, "https://hooks.platform.example/x")
+    plan_templates_load()
+    plan = post(api, f"/patients/{patient.pk}/plans/", {"template": "plasma-pen-course", "start_from": "2026-03-09"})
+    return {
+        "patient_id": str(patient.pk),
+        "appointment_id": appointment_id,
+        "course_id": ok(course, 201)["id"],
+        "webhook_id": webhook["id"],
+        "delivery_id": str(uuid.uuid4()),
+        "plan_id": ok(plan, 201)["id"],
+    }
 
 
 def register_webhook(client, url: str, expect: int = 201, **extra) -> dict:

@@ -21,6 +21,7 @@ from clinic.models import Appointment, Patient, StaffRole
 from plans.defaults import plan_templates_load
 from tests.api.conftest import _clock, http, new_api_client  # noqa: F401 (_clock: autouse fixture)
 from tests.frontdesk.conftest import at_london, make_staff, url
+from tests.qa.helpers import api_world
 
 pytestmark = pytest.mark.django_db
 
@@ -50,30 +51,7 @@ def booked(api, patient, practitioner):
 
 @pytest.fixture
 def ids(api, clinical_api, patient, booked, settings):
-    course = api.post(
-        f"/api/v1/patients/{patient.pk}/medications/",
-        {"drug": "isotretinoin", "started_on": "2025-01-01", "ended_on": "2025-02-01"},
-        format="json",
-    ).json()["id"]
-    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
-    # Webhooks belong to the API client that registered them: the one the probes below call with.
-    webhook = clinical_api.post("/api/v1/webhooks/", {"url": "https://hooks.platform.example/x"}, format="json")
-    webhook = webhook.json()["id"]
-    plan_templates_load()
-    plan = api.post(
-        f"/api/v1/patients/{patient.pk}/plans/",
-        {"template": "plasma-pen-course", "start_from": "2026-03-09"},
-        format="json",
-    )
-    assert plan.status_code == 201, plan.content
-    return {
-        "patient_id": str(patient.pk),
-        "appointment_id": booked,
-        "course_id": course,
-        "webhook_id": webhook,
-        "delivery_id": str(uuid.uuid4()),
-        "plan_id": plan.json()["id"],
-    }
+    return api_world(api, clinical_api, patient, settings, appointment_id=booked)
 
 
 @pytest.fixture

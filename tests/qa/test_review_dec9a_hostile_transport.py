@@ -42,13 +42,13 @@ from clinic.models import (
     ProcedureRecord,
     StaffRole,
 )
-from plans.defaults import plan_templates_load
 from plans.models import PlanSession, TreatmentPlan
 from reminders.feeds import calendar_feed_create
 from reminders.links import manage_token
 from reminders.models import CalendarFeed, ContactOptIn, ContactOptOut, OutboxMessage, WebhookEndpoint
 from tests.api.conftest import _clock, http, problem_of  # noqa: F401 (_clock: autouse fixture)
 from tests.frontdesk.conftest import make_staff
+from tests.qa.helpers import api_world
 
 pytestmark = pytest.mark.django_db
 
@@ -112,37 +112,7 @@ def outcome(response, *statuses, context=()):
 @pytest.fixture
 def world(api, clinical_api, patient, practitioner, settings):
     settings.API_THROTTLE_RATE = "100000/min"  # the sweeps send a few hundred requests per caller
-    settings.WEBHOOKS_ALLOW_PRIVATE_HOSTS = True
-    booked = api.post(
-        "/api/v1/appointments/",
-        {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-03T10:00:00+00:00"},
-        format="json",
-    )
-    assert booked.status_code == 201, booked.content
-    course = api.post(
-        f"/api/v1/patients/{patient.pk}/medications/",
-        {"drug": "isotretinoin", "started_on": "2025-01-01", "ended_on": "2025-02-01"},
-        format="json",
-    )
-    assert course.status_code == 201, course.content
-    webhook = clinical_api.post("/api/v1/webhooks/", {"url": "https://hooks.platform.example/x"}, format="json")
-    assert webhook.status_code == 201, webhook.content
-    plan_templates_load()
-    plan = api.post(
-        f"/api/v1/patients/{patient.pk}/plans/",
-        {"template": "plasma-pen-course", "start_from": "2026-03-09"},
-        format="json",
-    )
-    assert plan.status_code == 201, plan.content
-    return {
-        "patient_id": str(patient.pk),
-        "appointment_id": booked.json()["id"],
-        "course_id": course.json()["id"],
-        "webhook_id": webhook.json()["id"],
-        "delivery_id": str(uuid.uuid4()),
-        "plan_id": plan.json()["id"],
-        "practitioner_id": str(practitioner.pk),
-    }
+    return {**api_world(api, clinical_api, patient, settings), "practitioner_id": str(practitioner.pk)}
 
 
 @pytest.fixture

@@ -255,13 +255,12 @@ def _fitting(text: str) -> str:
     return text + "x" * low
 
 
-def test_a_template_the_check_passed_is_never_too_long_when_sent_the_day_after_its_visit(catalogue):
-    text = _fitting("{{ clinic_name }}: thank you for your visit {{ start_relative_local }}. ")
-    clinic = longest.stand_in()
+def _sent_the_morning_after(text: str, clinic_name: str) -> str:
+    """`text` as texted at 08:00 on New Year's Day 2028 for a visit at 10:30 the day before (a Friday)."""
     visit = datetime(2027, 12, 31, 10, 30, tzinfo=UTC)
     context = sms_context(
-        clinic=clinic,
-        clinic_name=longest.NEUTRAL_NAME,
+        clinic=longest.stand_in(),
+        clinic_name=clinic_name,
         first_name=longest.FIRST_NAME_CHECKED,
         start_at=visit,
         end_at=visit + timedelta(hours=1),
@@ -269,7 +268,12 @@ def test_a_template_the_check_passed_is_never_too_long_when_sent_the_day_after_i
         manage_link="",
         email_on=False,
     )
-    sent = render_sms(text, context)
+    return render_sms(text, context)
+
+
+def test_a_template_the_check_passed_is_never_too_long_when_sent_the_day_after_its_visit(catalogue):
+    text = _fitting("{{ clinic_name }}: thank you for your visit {{ start_relative_local }}. ")
+    sent = _sent_the_morning_after(text, longest.NEUTRAL_NAME)
     assert "yesterday, Fri 31 Dec 2027" in sent
     assert sms_length_problem(sent) == ""
 
@@ -283,20 +287,9 @@ def test_the_shipped_thank_you_texts_fit_when_they_say_yesterday_or_a_date(care_
         default_key__endswith="-post-care-completion", sms_text__contains="{{ start_day_relative }}"
     )
     assert shipped.count() >= 3
-    visit = datetime(2027, 12, 31, 10, 30, tzinfo=UTC)
     for template in shipped:
         assert longest.template_own_problem(template.sms_text) == "", template.default_key
-        context = sms_context(
-            clinic=longest.stand_in(),
-            clinic_name="A clinic with a rather long name for texts",
-            first_name=longest.FIRST_NAME_CHECKED,
-            start_at=visit,
-            end_at=visit + timedelta(hours=1),
-            now=datetime(2028, 1, 1, 8, tzinfo=UTC),
-            manage_link="",
-            email_on=False,
-        )
-        sent = render_sms(template.sms_text, context)
+        sent = _sent_the_morning_after(template.sms_text, "A clinic with a rather long name for texts")
         assert "thank you for your visit yesterday." in sent and sms_length_problem(sent) == "", sent
 
 
