@@ -139,6 +139,13 @@ class ProcedureRecordsFormSet(StaleRowsFormSet):
             for name in FORM_OUTCOME_FIELDS & set(form.fields):
                 form.fields[name].disabled = True
                 form.fields[name].help_text = "Written by the visit's completion."
+            # As stored: a disabled field gives back its initial value, and a time's without its microseconds.
+            form.visit_outcome = {name: getattr(form.instance, name) for name in VISIT_OUTCOME_FIELDS}
+
+    def save_existing(self, form, obj, commit=True):
+        for name, value in getattr(form, "visit_outcome", {}).items():
+            setattr(obj, name, value)
+        return super().save_existing(form, obj, commit=commit)
 
     def clean(self) -> None:
         super().clean()

@@ -776,7 +776,12 @@ class ProcedureRecord(models.Model):
         if not fields:
             return
         stored = type(self)._base_manager.filter(pk=self.pk, appointment__isnull=False).values(*fields).first()
-        changed = sorted(name for name in fields if stored is not None and stored[name] != getattr(self, name))
+        # Compared as the field reads them: an id given as its text, or a time as ISO text, is the same value.
+        changed = sorted(
+            name
+            for name in fields
+            if stored is not None and stored[name] != self._meta.get_field(name).to_python(getattr(self, name))
+        )
         if changed:
             raise ValidationError(
                 {name.removesuffix("_id"): VISIT_OUTCOME_MESSAGE for name in changed}, code="visit_outcome"

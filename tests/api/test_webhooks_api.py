@@ -407,6 +407,13 @@ def test_an_endpoint_registered_with_one_before_can_still_be_changed(platform, p
     assert changed.status_code == 200, changed.content
     endpoint.refresh_from_db()
     assert endpoint.events == ["appointment.created"] and endpoint.url == receiver_url
+    # A client that PATCHes the whole endpoint back, as it read it: its own URL is not refused.
+    whole = {**api.get(f"/api/v1/webhooks/{endpoint.pk}/").json(), "description": "all of it"}
+    sent_back = {name: whole[name] for name in ("url", "events", "description", "active")}
+    resent = api.patch(f"/api/v1/webhooks/{endpoint.pk}/", sent_back, format="json")
+    assert resent.status_code == 200, resent.content
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.description) == (receiver_url, "all of it")
 
 
 def _admin_form(client, url: str) -> dict:

@@ -11,6 +11,7 @@ from django.db.models import ProtectedError
 
 from clinic.models import Appointment, AppointmentStatus, HistorySource, Patient, ProcedureRecord
 from tests.factories import AppointmentFactory, ProcedureRecordFactory
+from tests.qa.helpers import admin_errors, admin_post
 
 pytestmark = pytest.mark.django_db
 
@@ -99,3 +100,29 @@ def test_a_patients_removal_takes_the_visit_and_its_line_with_them(written, repo
     assert ProcedureRecord.objects.get(pk=written.pk).appointment_id is None
     Patient.objects.filter(pk=patient.pk).delete()
     assert not ProcedureRecord.objects.filter(patient_id=patient.pk).exists()
+
+
+def test_an_unchanged_value_given_as_text_is_no_change(written):
+    row = ProcedureRecord.objects.get(pk=written.pk)
+    row.appointment_id = str(row.appointment_id)
+    row.performed_at = row.performed_at.isoformat()
+    row.notes = "Reviewed."
+    row.save()
+    assert ProcedureRecord.objects.get(pk=written.pk).notes == "Reviewed."
+
+
+@pytest.mark.parametrize("moment", [DONE_AT, DONE_AT.replace(second=30), DONE_AT.replace(microsecond=123456)])
+def test_the_admins_patient_page_saves_its_notes_and_keeps_its_time_to_the_microsecond(admin_client, written, moment):
+    """The admin draws the line's fields disabled, and a disabled time comes back from its form without its
+    microseconds: the line keeps its time as stored (clinic.forms.ProcedureRecordsFormSet), its notes saved."""
+    ProcedureRecord.objects.filter(pk=written.pk).update(performed_at=moment)
+    admin_client.raise_request_exception = False
+    notes = {"notes": "Mild bruising, settled."}
+    response = admin_post(admin_client, written.patient, edit={written.pk: notes})
+    assert response.status_code == 302, admin_errors(response)
+    kept = ProcedureRecord.objects.get(pk=written.pk)
+    assert (kept.notes, kept.performed_at, kept.appointment_id) == (
+        "Mild bruising, settled.",
+        moment,
+        written.appointment_id,
+    )
