@@ -17,6 +17,7 @@ what can be kept (a provider's words on why an e-mail failed, reminders.channels
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from django.core.exceptions import ValidationError
@@ -72,3 +73,13 @@ def storable(value: object) -> bool:
 def storable_text(value: object) -> str:
     """`value` as a text a database stores: a NUL left out, a lone surrogate as "?"."""
     return str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def text_argument(value: str) -> str:
+    """A management command's text argument (`type=text_argument`): one a database cannot take is refused as a bad
+    number is, naming the argument, not a driver's traceback at the first look-up. A terminal in another encoding
+    than UTF-8 gives Python a lone surrogate for each byte it cannot decode."""
+    problem = storable_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem} Was it typed in another encoding than UTF-8?")
+    return value

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from html.parser import HTMLParser
 from itertools import combinations
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,7 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -244,6 +246,15 @@ def api_world(api, clinical_api, patient, settings, *, appointment_id: str | Non
         "delivery_id": str(uuid.uuid4()),
         "plan_id": ok(plan, 201)["id"],
     }
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL a subprocess can open (its rows must be committed)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(s['NAME']).resolve()}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def register_webhook(client, url: str, expect: int = 201, **extra) -> dict:

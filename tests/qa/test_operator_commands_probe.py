@@ -44,7 +44,6 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.db import connection
 from rest_framework.test import APIClient
 
 from api.models import IdempotencyKey
@@ -62,7 +61,7 @@ from tests.factories import (
     PatientFactory,
     PractitionerFactory,
 )
-from tests.qa.helpers import NOW
+from tests.qa.helpers import NOW, database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 RECEPTION = Actor("reception@test")
@@ -93,18 +92,6 @@ def manage(*args: str, database_url: str | None = None, **env: str) -> subproces
         text=True,
         timeout=60,
     )
-
-
-def test_database_url() -> str:
-    """The test database as a DATABASE_URL a subprocess can open (its rows must be committed)."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(s['NAME']).resolve()}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 def last_line(text: str) -> str:
@@ -279,7 +266,7 @@ def test_create_api_client_twice_is_refused_and_the_first_key_still_works(clinic
 
 @pytest.mark.django_db(transaction=True)
 def test_create_api_client_as_run_by_hand_exit_status_and_output(clinics):
-    url = test_database_url()
+    url = database_url()
     refused = manage("create_api_client", "Platform", "--clinic", "nope", database_url=url)
     made = manage("create_api_client", "Platform", "--clinic", "london", database_url=url)
 

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from clinic.models import ApiClient, Clinic, Organisation
+from core.plain_text import text_argument
 
 
 class Command(BaseCommand):
@@ -13,10 +14,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help="The booking platform's name (unique).")
+        parser.add_argument("name", type=text_argument, help="The booking platform's name (unique).")
         parser.add_argument(
             "--clinic",
             action="append",
+            type=text_argument,
             default=[],
             metavar="CODE",
             help="Clinic code the client may act at; repeat for more.",
@@ -24,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--organisation",
             action="append",
+            type=text_argument,
             default=[],
             metavar="CODE",
             help="Organisation code: the client may act at every clinic of it, now and later; repeat for more.",

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clinic.models import ApiClient
 from core.errors import InvalidInput
+from core.plain_text import text_argument
 from reminders import selectors, webhooks
 from reminders.models import WebhookEndpoint
 
@@ -12,8 +13,8 @@ class Command(BaseCommand):
     help = "Register URL for API client NAME's appointment events; prints the secret on the last line."
 
     def add_arguments(self, parser):
-        parser.add_argument("client", help="The API client's name.")
-        parser.add_argument("url")
+        parser.add_argument("client", type=text_argument, help="The API client's name.")
+        parser.add_argument("url", type=text_argument)
         parser.add_argument(
             "--event", action="append", choices=WebhookEndpoint.EVENTS, help="Only these events (repeat); default all."
         )

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from clinic.models import Clinic
+from core.plain_text import text_argument
 from reminders import fit, selectors
 
 MAX_HOURS = 366 * 24  # a year ahead; further is no longer "due soon" (and far past it, timedelta overflows)
@@ -45,7 +46,7 @@ class Command(BaseCommand):
     help = "What the reminder outbox holds: due, sent, failed (times in each clinic's zone)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--clinic", help="Only this clinic (its code).")
+        parser.add_argument("--clinic", type=text_argument, help="Only this clinic (its code).")
         parser.add_argument(
             "--hours",
             type=_whole_number(1, MAX_HOURS),
