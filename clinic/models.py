@@ -950,11 +950,14 @@ class AuditAction(models.TextChoices):
     # an operator's retry. Not a change to the appointment; the trail says who asked for which message (details:
     # message, channel, name, the status it had). The sender still checks it when it goes, and may drop it.
     RESEND_REQUESTED = "resend_requested", "Re-send requested"
+    # Staff stopped one of the patient's messages before it went (an operator's Cancel in the outbox): who stopped
+    # which message (details as a re-send's), so a notice the patient never got is not a mystery in the trail.
+    MESSAGE_CANCELLED = "message_cancelled", "Message stopped"
 
 
 # Entries of the trail that change nothing about the appointment: no reaction of its messages, no event to the
 # platforms, not counted in its changes (a webhook's `sequence`).
-AUDIT_ONLY_ACTIONS = frozenset({AuditAction.RESEND_REQUESTED})
+AUDIT_ONLY_ACTIONS = frozenset({AuditAction.RESEND_REQUESTED, AuditAction.MESSAGE_CANCELLED})
 
 
 class AuditEvent(models.Model):

@@ -215,7 +215,9 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
 
     @admin.action(description="Cancel (unsent messages)")
     def cancel(self, request, queryset):
-        count = services.outbox_cancel(message_ids=queryset.values_list("pk", flat=True), now=timezone.now())
+        # As a retry: the patient messages stopped are written in their appointments' trails, with who stopped them.
+        by = Actor(label=request.user.get_username(), user=request.user)
+        count = services.outbox_cancel(message_ids=queryset.values_list("pk", flat=True), now=timezone.now(), actor=by)
         self.message_user(request, f"{count} message(s) cancelled.", messages.SUCCESS)
 
 

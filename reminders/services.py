@@ -1238,20 +1238,20 @@ def outbox_retry(
                     last_error="",
                 )
                 if actor is not None:
-                    _audit_resend_requested(message, actor, now)
+                    _audit_message_by_staff(message, actor, now, AuditAction.RESEND_REQUESTED)
                 count += 1
         except IntegrityError:
             pass  # a newer copy of the same message is already waiting: leave this one as it is
     return count
 
 
-def _audit_resend_requested(message: OutboxMessage, actor: Actor, now: datetime) -> None:
+def _audit_message_by_staff(message: OutboxMessage, actor: Actor, now: datetime, action: AuditAction) -> None:
     if message.channel == Channel.WEBHOOK or message.appointment_id is None:
         return  # a platform's webhook delivery: the operator's business, not the patient's trail
     name = message.template.name if message.template else message.get_kind_display()
     AuditEvent.objects.create(
         appointment_id=message.appointment_id,
-        action=AuditAction.RESEND_REQUESTED,
+        action=action,
         at=now,
         actor_user=actor.user,
         actor_label=actor.label,
@@ -1264,11 +1264,24 @@ def _audit_resend_requested(message: OutboxMessage, actor: Actor, now: datetime)
     )
 
 
-def outbox_cancel(*, message_ids: Iterable, now: datetime) -> int:
+def outbox_cancel(*, message_ids: Iterable, now: datetime, actor: Actor | None = None) -> int:
+    """Stop unsent messages; return how many. With `actor` (an operator's Cancel), each patient message stopped is
+    written in its appointment's audit trail at `now`, in the same transaction: who stopped which message."""
     with transaction.atomic():
-        return OutboxMessage.objects.filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES).update(
+        # Race condition: read under the rows' locks, so the trail names exactly the messages this stopped.
+        stopped = list(
+            OutboxMessage.objects.select_for_update(of=("self",))
+            .select_related("template")
+            .filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES)
+            .order_by("pk")
+        )
+        count = OutboxMessage.objects.filter(pk__in=[message.pk for message in stopped]).update(
             status=OutboxStatus.CANCELLED, last_error=f"{OPERATOR_CANCELLED} at {now:%Y-%m-%d %H:%M} UTC"
         )
+        if actor is not None:
+            for message in stopped:
+                _audit_message_by_staff(message, actor, now, AuditAction.MESSAGE_CANCELLED)
+        return count
 
 
 # --- Recalls (planned by plans.recalls) -------------------------------------------------------------------------
