@@ -1245,11 +1245,13 @@ def outbox_retry(
     return count
 
 
-def _audit_message_by_staff(message: OutboxMessage, actor: Actor, now: datetime, action: AuditAction) -> None:
-    if message.channel == Channel.WEBHOOK or message.appointment_id is None:
-        return  # a platform's webhook delivery: the operator's business, not the patient's trail
+def _staff_message_entry(message: OutboxMessage, actor: Actor, now: datetime, action: AuditAction) -> AuditEvent | None:
+    """The trail's entry for staff acting on one of the patient's messages; None for a platform's webhook delivery
+    (the operator's business, not the patient's trail)."""
+    if message.channel == Channel.WEBHOOK:
+        return None
     name = message.template.name if message.template else message.get_kind_display()
-    AuditEvent.objects.create(
+    return AuditEvent(
         appointment_id=message.appointment_id,
         action=action,
         at=now,
@@ -1264,23 +1266,37 @@ def _audit_message_by_staff(message: OutboxMessage, actor: Actor, now: datetime,
     )
 
 
+def _audit_message_by_staff(message: OutboxMessage, actor: Actor, now: datetime, action: AuditAction) -> None:
+    entry = _staff_message_entry(message, actor, now, action)
+    if entry is not None:
+        entry.save()
+
+
 def outbox_cancel(*, message_ids: Iterable, now: datetime, actor: Actor | None = None) -> int:
     """Stop unsent messages; return how many. With `actor` (an operator's Cancel), each patient message stopped is
     written in its appointment's audit trail at `now`, in the same transaction: who stopped which message."""
+    ids = list(message_ids)
     with transaction.atomic():
-        # Race condition: read under the rows' locks, so the trail names exactly the messages this stopped.
+        if actor is not None:
+            # Race condition: the trail's entries hold their appointments (a key share), and a visit's own change
+            # locks the appointment, then its unsent messages (scheduler.lifecycle). Locked in that order here too,
+            # the visits first (in key order), or a desk cancelling the visit while an operator stops its notice
+            # deadlocks.
+            visits = OutboxMessage.objects.filter(pk__in=ids, status__in=UNSENT_STATUSES).values("appointment_id")
+            list(Appointment.objects.select_for_update(of=("self",)).filter(pk__in=visits).order_by("pk").values("pk"))
+        # Read under the rows' locks, so the trail names exactly the messages this stopped.
         stopped = list(
             OutboxMessage.objects.select_for_update(of=("self",))
             .select_related("template")
-            .filter(pk__in=list(message_ids), status__in=UNSENT_STATUSES)
+            .filter(pk__in=ids, status__in=UNSENT_STATUSES)
             .order_by("pk")
         )
         count = OutboxMessage.objects.filter(pk__in=[message.pk for message in stopped]).update(
             status=OutboxStatus.CANCELLED, last_error=f"{OPERATOR_CANCELLED} at {now:%Y-%m-%d %H:%M} UTC"
         )
         if actor is not None:
-            for message in stopped:
-                _audit_message_by_staff(message, actor, now, AuditAction.MESSAGE_CANCELLED)
+            entries = (_staff_message_entry(message, actor, now, AuditAction.MESSAGE_CANCELLED) for message in stopped)
+            AuditEvent.objects.bulk_create([entry for entry in entries if entry is not None])
         return count
 
 
