@@ -1236,6 +1236,7 @@ def outbox_retry(
                     claim_token=None,
                     claimed_until=None,
                     last_error="",
+                    updated_at=now,  # as a save would: `update()` does not set it
                 )
                 if actor is not None:
                     _audit_message_by_staff(message, actor, now, AuditAction.RESEND_REQUESTED)
@@ -1291,8 +1292,13 @@ def outbox_cancel(*, message_ids: Iterable, now: datetime, actor: Actor | None =
             .filter(pk__in=ids, status__in=UNSENT_STATUSES)
             .order_by("pk")
         )
+        # `updated_at` as a save would set it: a row left in doubt by a dead sender and stopped now was dropped now,
+        # which is what the dispatcher asks when it reckons where such a message may have gone
+        # (dispatch._may_have_gone_inside_another); `update()` does not set it by itself.
         count = OutboxMessage.objects.filter(pk__in=[message.pk for message in stopped]).update(
-            status=OutboxStatus.CANCELLED, last_error=f"{OPERATOR_CANCELLED} at {now:%Y-%m-%d %H:%M} UTC"
+            status=OutboxStatus.CANCELLED,
+            last_error=f"{OPERATOR_CANCELLED} at {now:%Y-%m-%d %H:%M} UTC",
+            updated_at=now,
         )
         if actor is not None:
             entries = (_staff_message_entry(message, actor, now, AuditAction.MESSAGE_CANCELLED) for message in stopped)

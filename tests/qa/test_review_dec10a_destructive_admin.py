@@ -372,6 +372,21 @@ def test_an_operators_cancel_costs_the_same_statements_for_one_message_or_many(p
     assert lots > few and lots_queries == few_queries, counted
 
 
+def test_a_message_stopped_or_sent_again_is_marked_changed_at_that_moment(patient, practitioner, clock):
+    """`updated_at` as a save sets it: the dispatcher reckons whether a message left in doubt may have gone inside
+    another by what was dropped since its doubt began (reminders.dispatch), and `update()` sets nothing by itself."""
+    visit = book(patient, TUESDAY, NOW)
+    [stopped, failed, *_] = [m for m in rows(visit) if m.status in (OutboxStatus.PENDING, OutboxStatus.HELD)]
+    OutboxMessage.objects.filter(pk=failed.pk).update(status=OutboxStatus.FAILED)
+    stop_at, retry_at = datetime(2026, 3, 4, 12, 5, tzinfo=UTC), datetime(2026, 3, 5, 8, 30, tzinfo=UTC)
+    assert services.outbox_cancel(message_ids=[stopped.pk], now=stop_at, actor=Actor("op")) == 1
+    assert services.outbox_retry(message_ids=[failed.pk], now=retry_at, actor=Actor("op")) == 1
+    stopped.refresh_from_db()
+    failed.refresh_from_db()
+    assert (stopped.status, stopped.updated_at) == (OutboxStatus.CANCELLED, stop_at)
+    assert (failed.status, failed.updated_at) == (OutboxStatus.PENDING, retry_at)
+
+
 def test_the_outbox_actions_of_a_clinic_administrator_leave_another_organisations_rows_alone(
     visit, other_patient, other_practitioner
 ):
