@@ -11,8 +11,9 @@ calendar files, texts, every FHIR string). Format characters (right-to-left mark
 
 Below all of that, a text a database can store at all: no NUL (PostgreSQL refuses it in text) and no lone surrogate
 (not Unicode; no UTF-8 encodes it). `storable_problem` says why not (a request body's 400, api.parsers), `storable`
-whether (a provider's event names no address or message id to record, reminders.views), and `storable_text` keeps
-what can be kept (a provider's words on why an e-mail failed, reminders.channels).
+whether (a provider's event names no address or message id to record, reminders.views), `storable_text` keeps
+what can be kept (a provider's words on why an e-mail failed, reminders.channels), and `text_argument` refuses a
+management command's argument with the same words (a name typed in a terminal that is not UTF-8).
 """
 
 from __future__ import annotations

@@ -234,8 +234,7 @@ class SuperuserOnly:
 class WebhookEndpointForm(forms.ModelForm):
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
-        # Refused when the URL is given or changed, as the API refuses it; one stored before keeps working.
-        problem = "" if url == self.instance.url else channels.webhook_url_credentials_problem(url)
+        problem = channels.webhook_url_credentials_problem(url, stored=self.instance.url)  # as the API refuses it
         if problem:
             raise forms.ValidationError(problem, code="credentials")
         return url

@@ -579,13 +579,16 @@ def webhook_verify(*, secret: str, headers: dict, body: bytes, now: datetime, to
     return any(hmac.compare_digest(expected, candidate) for candidate in offered)
 
 
-def webhook_url_credentials_problem(url: str) -> str:
+def webhook_url_credentials_problem(url: str, *, stored: str | None = None) -> str:
     """Why a URL being registered (or changed to) must not be taken for its user name or password, or ''.
 
     They would never be sent (a delivery is authenticated by its signature, and a redirect is not followed), yet
     they would be stored and shown with the URL: in the admin, the outbox row's recipient, a platform's listing.
-    Refused when a URL is given, not at delivery: an endpoint registered with one before keeps working as it did.
+    Refused when a URL is given, not at delivery, nor when the endpoint's `stored` URL is sent back unchanged (a
+    client that PATCHes the whole endpoint, or the admin's form saved): one registered before keeps working.
     """
+    if url == stored:
+        return ""
     try:
         netloc = urllib.parse.urlsplit(url).netloc
     except ValueError:

@@ -27,11 +27,11 @@ _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 
 def _refuse_unsafe_url(url: str, *, stored: str | None = None) -> None:
     # Registration through the API resolves the host now (the model's own check does not): a name that
-    # points at a private or loopback address is refused up front, not only at delivery time. A user name or
-    # password is refused in a URL given, not in the one stored sent back unchanged (a client that PATCHes the whole
-    # endpoint, registered before they were refused); its host is checked again all the same.
-    credentials = "" if url == stored else channels.webhook_url_credentials_problem(url)
-    problem = credentials or channels.webhook_url_problem(url, resolve=True)
+    # points at a private or loopback address is refused up front, not only at delivery time; a URL sent back
+    # unchanged is checked again as ever, but for the credentials it was registered with.
+    problem = channels.webhook_url_credentials_problem(url, stored=stored) or channels.webhook_url_problem(
+        url, resolve=True
+    )
     if problem:
         raise InvalidInput(ErrorCode.INVALID_WEBHOOK_ENDPOINT, problem, field="url")
 

@@ -25,7 +25,9 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from clinic.models import (
@@ -357,9 +359,6 @@ def test_an_operators_cancel_and_the_desks_cancel_of_the_same_visit_do_not_deadl
 def test_an_operators_cancel_costs_the_same_statements_for_one_message_or_many(patient, practitioner, clock):
     """The trail's entries are written together, and the visits locked in one statement: a "select all" Cancel is
     not a statement per message."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     one = book(patient, TUESDAY, NOW)
     many = [book(patient, TUESDAY.replace(day=day), NOW) for day in (17, 24, 31)]
     counted = []
