@@ -33,6 +33,7 @@ from clinic.models import (
 )
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
+from core.ids import parse_uuid
 from core.text_match import Lowered, name_forms
 
 CLINICAL_ROLES = (StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN)
@@ -133,17 +134,26 @@ def merged_patient_survivor(clinics: QuerySet[Clinic], patient_id) -> Patient | 
 
 
 def merged_patient_survivors(clinics: QuerySet[Clinic], patient_ids) -> dict:
-    """`merged_patient_survivor` of each of `patient_ids` that is a tombstone of these clinics' organisations, by
-    id, in one statement (and a chain's rare further hops): a search naming many ids asks once."""
+    """`merged_patient_survivor` of each of `patient_ids` that is a tombstone of these clinics' organisations, keyed
+    by the id as the caller gave it (a UUID or its text, in any case: each is read with `parse_uuid`, and one that is
+    no UUID is simply no tombstone), in one statement (and a chain's rare further hops): a search naming many ids
+    asks once."""
+    given_as: dict = {}
+    for given in patient_ids:
+        pk = parse_uuid(given)
+        if pk is not None:
+            given_as.setdefault(pk, []).append(given)
+    if not given_as:
+        return {}
     tombstones = Patient.objects.filter(
-        organisation_id__in=clinics.values("organisation_id"), pk__in=set(patient_ids), merged_into__isnull=False
+        organisation_id__in=clinics.values("organisation_id"), pk__in=list(given_as), merged_into__isnull=False
     ).select_related("merged_into")
     found = {}
     for tombstone in tombstones:
         survivor = tombstone.merged_into
         for _ in range(MAX_MERGE_CHAIN):  # merges re-point older tombstones, so a chain is at most one hop
             if survivor.merged_into_id is None:
-                found[tombstone.pk] = survivor
+                found.update(dict.fromkeys(given_as[tombstone.pk], survivor))
                 break
             survivor = survivor.merged_into
     return found

@@ -17,7 +17,7 @@ from clinic.models import (
     PatientMerge,
     ProcedureRecord,
 )
-from clinic.selectors import merged_patient_survivor, patients_in
+from clinic.selectors import merged_patient_survivor, merged_patient_survivors, patients_in
 from core.errors import ErrorCode, InvalidInput, NotAllowed, NotFound
 from reminders.models import ContactOptOut, OutboxMessage
 from scheduler.booking import Actor, appointment_book
@@ -114,6 +114,19 @@ def test_everything_moves_to_the_survivor_and_the_other_becomes_a_tombstone(
     assert (record.merged, record.into, record.at, record.actor_label) == (duplicate, survivor, now, "dr@test")
     assert record.details["moved"]["clinic.appointment"] == 1
     assert record.details["moved"]["reminders.contactoptout"] == 1
+
+
+def test_a_tombstone_is_found_by_its_id_however_the_caller_writes_it(clinic, survivor, duplicate, now):
+    """A caller holding the id as text (a query string, a form) finds the survivor as one holding a UUID does, each
+    answer keyed by the id as given; an id that is no UUID is no tombstone rather than an error. (Keyed by the UUID
+    alone, the text was silently answered "not merged".)"""
+    merge(duplicate, survivor, now)
+    clinics = Clinic.objects.filter(pk=clinic.pk)
+    as_text, as_upper = str(duplicate.pk), str(duplicate.pk).upper()
+    found = merged_patient_survivors(clinics, [duplicate.pk, as_text, as_upper, "not-an-id", survivor.pk])
+    assert found == {duplicate.pk: survivor, as_text: survivor, as_upper: survivor}
+    assert merged_patient_survivor(clinics, as_text) == survivor
+    assert merged_patient_survivors(clinics, ["not-an-id"]) == {}
 
 
 def test_consent_takes_the_stricter_of_the_two_and_missing_details_are_filled(survivor, duplicate, now):
