@@ -31,12 +31,17 @@ from clinic.models import (
     WorkingHours,
 )
 from clinic.selectors import appointments_in, clinics_for_user, in_time_off, off_working_hours, patients_in
-from core.timeutils import wall_clock, wall_span
+from core.timeutils import wall_clock, wall_moment, wall_span
 from frontdesk.checks import rules_only
 from plans.models import PlanKind, PlanSession
 from reminders.content import NextPossible, next_possible, render_message
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
-from reminders.selectors import patient_messages, undelivered_patient_messages, will_reach_too_late
+from reminders.selectors import (
+    patient_messages,
+    stopped_by_an_operator,
+    undelivered_patient_messages,
+    will_reach_too_late,
+)
 from reminders.wording import RenderError
 from scheduler import rules
 from scheduler.booking import BookingCheck
@@ -424,6 +429,11 @@ class ReminderRow:
     def note(self) -> str:
         if self.replaced:
             return "Replaced by a newer copy (the appointment changed), which is listed on its own."
+        if stopped_by_an_operator(self.message):
+            return (
+                f"Stopped by an operator ({wall_moment(self.message.updated_at)}): it did not go, so the patient has "
+                "not heard of this. Phone them."
+            )
         if will_reach_too_late(self.message):
             due = timezone.localtime(self.message.due_at)
             return (

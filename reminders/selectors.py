@@ -8,6 +8,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 
 from reminders import dispatch, verdicts
 from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoint
+from reminders.services import OPERATOR_CANCELLED
 
 # A due row still unclaimed this long after it fell due means the dispatcher is behind (or not running): it
 # claims every REMINDERS_DISPATCH_INTERVAL_SECONDS.
@@ -30,10 +31,11 @@ def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
     """Messages to patients (no webhooks) that did not reach them (refused, out of attempts, or reported undelivered
     after they were sent: reports.delivery_reported), or that will not in time: a cancellation or move notice due
     only at or after the visit's start (a text held by quiet hours past a 07:00 visit), which the sender will drop
-    (verdicts.still_wanted), and that nothing made up for: not sent again, and no copy of the same template (one
-    template holds a message's e-mail and its text) for the same appointment went since: its twin on the other
-    channel, or a later copy after a move. Another template's message of the same kind (another pre-care note)
-    makes up for nothing."""
+    (verdicts.still_wanted), or one an operator stopped in the outbox (`stopped_by_an_operator`: the patient was
+    told nothing, and may come for nothing or at the old time); and that nothing made up for: not sent again, and
+    no copy of the same template (one template holds a message's e-mail and its text) for the same appointment went
+    since: its twin on the other channel, or a later copy after a move. Another template's message of the same kind
+    (another pre-care note) makes up for nothing."""
     made_up = OutboxMessage.objects.filter(
         appointment_id=OuterRef("appointment_id"),
         template_id=OuterRef("template_id"),
@@ -41,10 +43,21 @@ def undelivered_patient_messages() -> QuerySet[OutboxMessage]:
         created_at__gte=OuterRef("created_at"),
     )
     too_late = Q(status=OutboxStatus.PENDING, kind__in=verdicts.NOTICES, due_at__gte=F("appointment__start_at"))
+    stopped = Q(status=OutboxStatus.CANCELLED, kind__in=verdicts.NOTICES, last_error__startswith=OPERATOR_CANCELLED)
     return (
-        OutboxMessage.objects.filter(Q(status=OutboxStatus.FAILED) | too_late)
+        OutboxMessage.objects.filter(Q(status=OutboxStatus.FAILED) | too_late | stopped)
         .exclude(channel=Channel.WEBHOOK)
         .exclude(Exists(made_up))
+    )
+
+
+def stopped_by_an_operator(message: OutboxMessage) -> bool:
+    """A cancellation or move notice an operator stopped in the outbox (reminders.services.outbox_cancel): it never
+    went, so the desk is asked to phone the patient (`undelivered_patient_messages`)."""
+    return (
+        message.status == OutboxStatus.CANCELLED
+        and message.kind in verdicts.NOTICES
+        and message.last_error.startswith(OPERATOR_CANCELLED)
     )
 
 
