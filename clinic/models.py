@@ -727,7 +727,9 @@ class ProcedureRecord(models.Model):
     admin's inline says so before; clinic.forms.ProcedureRecordsFormSet). Its notes may change."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="procedure_records")
+    # PROTECT: a patient's clinical record is not deleted with them (the admin refuses, naming it); erasure would be
+    # its own deliberate, audited act, which the service does not offer yet (docs/rules.md).
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="procedure_records")
     procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
     performed_at = models.DateTimeField()
     area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
@@ -800,7 +802,7 @@ class MedicationCourse(models.Model):
     """A course of a drug; `ended_on` is null while it is ongoing."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="medication_courses")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="medication_courses")  # as history
     drug = models.ForeignKey(Medication, on_delete=models.PROTECT, related_name="+")
     started_on = models.DateField()
     ended_on = models.DateField(null=True, blank=True)
@@ -829,7 +831,7 @@ class ConditionStatus(models.TextChoices):
 class PatientCondition(models.Model):
     """One line of the medical-history intake."""
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="conditions")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="conditions")  # as history
     condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=10, choices=ConditionStatus.choices)
     area = models.ForeignKey(TreatmentArea, null=True, blank=True, on_delete=models.PROTECT, related_name="+")

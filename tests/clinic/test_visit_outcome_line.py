@@ -94,12 +94,20 @@ def test_a_reported_line_may_be_corrected(reported):
     assert ProcedureRecord.objects.get(pk=reported.pk).performed_at == reported.performed_at
 
 
-def test_a_patients_removal_takes_the_visit_and_its_line_with_them(written, reported):
+def test_a_patients_removal_is_refused_while_they_have_history(written, reported):
+    """The visit may go (its line stays, no longer its outcome); the patient may not while history is recorded: a
+    clinical record is not deleted with its patient (PROTECT), on the bulk path as on the instance's."""
     patient = written.patient
-    Appointment.objects.filter(patient=patient).delete()  # the visit first: its line stays, no longer its outcome
+    Appointment.objects.filter(patient=patient).delete()
     assert ProcedureRecord.objects.get(pk=written.pk).appointment_id is None
-    Patient.objects.filter(pk=patient.pk).delete()
-    assert not ProcedureRecord.objects.filter(patient_id=patient.pk).exists()
+    with pytest.raises(ProtectedError):
+        Patient.objects.filter(pk=patient.pk).delete()
+    with pytest.raises(ProtectedError):
+        patient.delete()
+    assert set(ProcedureRecord.objects.filter(patient_id=patient.pk).values_list("pk", flat=True)) == {
+        written.pk,
+        reported.pk,
+    }
 
 
 def test_an_unchanged_value_given_as_text_is_no_change(written):
