@@ -402,13 +402,28 @@ READING_ORDER = (
 )
 
 
+_MINUTES = {"minutes": 1, "hours": 60, "days": 24 * 60}
+
+
 def reading_order(message: OutboxMessage) -> tuple:
     """By the visit's time; of two visits at the same time (one cancelled, another booked in its place), the one
     booked first reads first, so the patient's last word on that time is about the booking that stands (an SMS
-    names no procedure to tell them apart); then by kind."""
+    names no procedure to tell them apart); then by kind; of one kind, by the moment each was planned for (its
+    template's offset from its anchor), not the moment it goes: two aftercare texts held together for the morning
+    read "no makeup for 48 hours" before "48 hours on, makeup may be used again"."""
     kind = READING_ORDER.index(message.kind) if message.kind in READING_ORDER else len(READING_ORDER)
-    appointment = message.appointment
-    return (appointment.start_at, appointment.created_at, str(appointment.pk), kind, message.due_at, str(message.pk))
+    appointment, template = message.appointment, message.template
+    offset = template.offset_value * _MINUTES.get(template.offset_unit, 1) if template is not None else 0
+    planned = (message.anchor_at or message.due_at, offset)
+    return (
+        appointment.start_at,
+        appointment.created_at,
+        str(appointment.pk),
+        kind,
+        planned,
+        message.due_at,
+        str(message.pk),
+    )
 
 
 def render_messages(*, messages: list[OutboxMessage], now: datetime, unsubscribe_url: str = "") -> Rendered:

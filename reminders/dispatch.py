@@ -55,7 +55,6 @@ from reminders.models import (
     UNSENT_STATUSES,
     Anchor,
     Channel,
-    MessageKind,
     OutboxMessage,
     OutboxStatus,
 )
@@ -189,13 +188,28 @@ def _doubt_began(lease: timedelta) -> Coalesce:
     return Coalesce(F("in_doubt_since"), F("claimed_at"), F("claimed_until") - lease)
 
 
-def outbox_release(claims: list[Claim]) -> int:
-    """Hand back claims that could not be passed on (the broker was down): due again at once."""
+def outbox_release(claims: list[Claim], now: datetime) -> int:
+    """Hand back claims that could not be passed on (the broker was down): due again at once. One a booking change
+    planned a newer copy of meanwhile (one unsent copy per template and channel) is cancelled as superseded, as a
+    send putting it back would (`_save_outcome`), and the rest are still handed back."""
     released = 0
     for claim in claims:
-        released += OutboxMessage.objects.filter(
+        claimed = OutboxMessage.objects.filter(
             pk=claim.message_id, status=OutboxStatus.SENDING, claim_token=claim.token
-        ).update(status=OutboxStatus.PENDING, claim_token=None, claimed_until=None, attempts=F("attempts") - 1)
+        )
+        try:
+            with transaction.atomic():
+                released += claimed.update(
+                    status=OutboxStatus.PENDING, claim_token=None, claimed_until=None, attempts=F("attempts") - 1
+                )
+        except IntegrityError:
+            claimed.update(
+                status=OutboxStatus.CANCELLED,
+                claim_token=None,
+                claimed_until=None,
+                last_error="superseded by a newer copy",
+                updated_at=now,
+            )
     return released
 
 
@@ -361,9 +375,6 @@ def _record_provider_stops(batch: Batch, now: datetime) -> None:
 
 
 # Messages about the booking itself (when it is, that it moved or was called off): of no use once its time has come.
-_ABOUT_THE_BOOKING = (MessageKind.CONFIRMATION, MessageKind.RESCHEDULED, MessageKind.CANCELLED)
-
-
 @dataclass(frozen=True)
 class SendAgain:
     """What became of staff's "send again": `refused`, why not (nothing changed), or else `when` it goes."""
@@ -386,7 +397,7 @@ def patient_message_send_again(*, message: OutboxMessage, now: datetime, by: Act
     if verdict is not None:
         return SendAgain(refused=verdict[1])
     appointment = message.appointment
-    if message.kind in _ABOUT_THE_BOOKING and now >= appointment.start_at:
+    if message.kind in verdicts.ABOUT_THE_BOOKING and now >= appointment.start_at:
         return SendAgain(refused=verdicts.TOO_LATE_FOR_THE_BOOKING)
     due = now
     if message.channel == Channel.SMS:
@@ -543,6 +554,9 @@ def _send_locked(message: OutboxMessage, claim_token, batch: Batch, now: datetim
         verdict = verdicts.still_wanted(message, now)
         if verdict is not None:
             message.status, message.last_error = verdict
+            if message.status == OutboxStatus.HELD:  # held until a clinician clears the visit: no attempt was made
+                message.attempts -= 1
+                fields.append("attempts")
             _save_outcome(message, fields)
             return SendOutcome(verdict[0])
         # A change notice asks what the patient has heard by now; a text, whether it is quiet hours now.
@@ -814,7 +828,7 @@ def dispatch_due_batches(
             try:
                 enqueue(task)
             except Exception as exc:
-                released = outbox_release(in_order[start:])
+                released = outbox_release(in_order[start:], now)
                 log.warning("outbox: could not enqueue (%s); released %d claim(s) for the next run", exc, released)
                 return handed + start
             start += len(task)

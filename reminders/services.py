@@ -244,12 +244,13 @@ def on_time_due(message: OutboxMessage) -> datetime | None:
 def _after_grace(plan: Plan, now: datetime, appointment: Appointment, channel: str) -> Plan:
     """After a move, what would go at once waits out the grace period, like the move notice: a
     receptionist trying times (10:00, no, 10:15, no, back to 11:00) sends the patient nothing
-    until the time settles. Never past the start, which is what the message is about, and never into
+    until the time settles. Never past a start still ahead, which is what the message is about (aftercare, once
+    the visit has begun, waits the grace all the same: a template re-timed into the past), and never into
     SMS quiet hours: a text the grace would carry past 21:00 goes as planned, before they begin (a
     pre-care note moves earlier, never later; carried to 21:02 it waited until morning, or was skipped
     when the appointment was at 08:00)."""
     graced = now + timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
-    if plan.due_at is None or plan.due_at > now or graced >= appointment.start_at:
+    if plan.due_at is None or plan.due_at > now or now < appointment.start_at <= graced:
         return plan
     if channel == Channel.SMS and quiet_hours().contains(graced.astimezone(appointment.clinic.tz).time()):
         return plan
@@ -349,10 +350,10 @@ def _new_status(appointment: Appointment) -> str:
     return OutboxStatus.HELD if appointment.status in HOLDING_STATUSES else OutboxStatus.PENDING
 
 
-def _locked_unsent(appointment: Appointment, **filters) -> list[OutboxMessage]:
+def _locked_unsent(appointment: Appointment, *conditions: Q, **filters) -> list[OutboxMessage]:
     return list(
         OutboxMessage.objects.select_for_update()
-        .filter(appointment=appointment, status__in=UNSENT_STATUSES, **filters)
+        .filter(*conditions, appointment=appointment, status__in=UNSENT_STATUSES, **filters)
         .exclude(channel=Channel.WEBHOOK)
     )
 
@@ -380,12 +381,29 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
     if appointment.status not in ACTIVE_APPOINTMENT_STATUSES:
         return
     templates = work.templates(MessageKind.REMINDER, MessageKind.PRE_CARE)
-    if not templates:
-        return
     unsent: dict = {}
     handled: set = set()
     if not fresh:
-        unsent = {(r.template_id, r.channel): r for r in _locked_unsent(appointment, template__in=templates)}
+        planned = _locked_unsent(
+            appointment, Q(template__in=templates) | Q(kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE))
+        )
+        ours = {template.pk for template in templates}
+        unsent = {(r.template_id, r.channel): r for r in planned if r.template_id in ours}
+        # A text switched off (or no longer for this visit) is not moved with the visit: its unsent rows for another
+        # start would only be dropped when they fall due, and switched on again meanwhile, they would stand in the
+        # place of the new start's (one unsent copy per text and channel). A row in doubt is left to be settled.
+        _finish(
+            [
+                r
+                for r in planned
+                if r.template_id not in ours and r.anchor_at != appointment.start_at and not r.in_doubt
+            ],
+            OutboxStatus.CANCELLED,
+            "the appointment moved while its text was switched off",
+        )
+    if not templates:
+        return
+    if not fresh:
         # Race condition: the latest outcome per template and channel decides. A pre-care sent for
         # 11:00, then for 10:00, must go again when the visit moves back to 11:00. What the patient last heard
         # decides too: sent for 10:00, then skipped for 08:00 (quiet hours) or failed before the provider had it,

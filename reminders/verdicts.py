@@ -36,6 +36,8 @@ from reminders.timing import first_allowed_after, quiet_hours
 
 # A booking's change notices: sent only while the visit's time has not come (still_wanted).
 NOTICES = (MessageKind.RESCHEDULED, MessageKind.CANCELLED)
+# What is about the booking itself (made, moved, cancelled): worth nothing once the visit's time has come.
+ABOUT_THE_BOOKING = (MessageKind.CONFIRMATION, *NOTICES)
 TOO_LATE_FOR_THE_BOOKING = "too late: the appointment's time has come"
 # The few seconds a message put off for another waits on top: a change notice waiting for a message that names the
 # time to go, be dropped or be asked about (notice_verdict); a visit's message waiting for one that reads before it
@@ -93,9 +95,11 @@ def still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) ->
         MessageKind.RESCHEDULED,
     ):
         return OutboxStatus.CANCELLED, "the appointment is over"
-    if message.kind in NOTICES and now >= appointment.start_at:
+    if message.kind in ABOUT_THE_BOOKING and now >= appointment.start_at:
         # A cancellation or move notice whose visit's time has come tells the patient nothing they can act on ("your
-        # appointment yesterday is cancelled": the desk tidying its day); staff's "send again" refuses it likewise.
+        # appointment yesterday is cancelled": the desk tidying its day), nor does a confirmation ("booked for 08:30,
+        # move or cancel" at 09:00, the patient in the chair: the pipeline was down); staff's "send again" refuses
+        # them likewise.
         return OutboxStatus.CANCELLED, TOO_LATE_FOR_THE_BOOKING
     if hold and appointment.status in HOLDING_STATUSES:
         return OutboxStatus.HELD, ""
