@@ -22,6 +22,7 @@ from clinic.forms import (
     PatientAdminForm,
     ProcedureRecordsFormSet,
     StaleRowsFormSet,
+    WorkingHoursFormSet,
 )
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
@@ -290,6 +291,7 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
 
 class WorkingHoursInline(ClinicScopedChoices, admin.TabularInline):
     model = models.WorkingHours
+    formset = WorkingHoursFormSet  # one day's periods neither overlap nor touch (clinic.forms)
     extra = 0
 
 

@@ -2,7 +2,8 @@
 
 An autocomplete widget that re-renders a posted junk id instead of crashing on it; the patient form and the
 record's inline rows, which never write a page's old values over a change someone made meanwhile; and the intake
-inline's rule that a condition is listed once per area (a conditional unique constraint the formset does not see).
+inline's rule that a condition is listed once per area (a conditional unique constraint the formset does not see);
+and the working hours' rule that one day's periods neither overlap nor touch.
 """
 
 from __future__ import annotations
@@ -183,3 +184,31 @@ class ConditionOncePerAreaFormSet(StaleRowsFormSet):
                 where = f"for {data['area']}" if data.get("area") else "with no area"
                 form.add_error("condition", f"{data['condition']} is already listed {where}: list it once.")
             seen.add(key)
+
+
+class WorkingHoursFormSet(BaseInlineFormSet):
+    """A practitioner's weekly periods: two of one day that overlap would offer the overlap's slots twice, and two
+    that touch (09:00-13:00, 13:00-18:00) would refuse a visit across the join as outside working hours, though the
+    practitioner works all day. Either is refused here, on the later row, naming the one period to enter instead;
+    a break between them is kept as it is."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE") or form.errors:
+                continue
+            if data.get("weekday") is None or not data.get("start_time") or not data.get("end_time"):
+                continue
+            kept.append((int(data["weekday"]), data["start_time"], data["end_time"], form))
+        kept.sort(key=lambda row: row[:3])
+        for (day, start, end, _), (next_day, next_start, next_end, form) in zip(kept, kept[1:], strict=False):
+            if day == next_day and next_start <= end:
+                verb = "touches" if next_start == end else "overlaps"
+                whole = f"{start:%H:%M}-{max(end, next_end):%H:%M}"
+                form.add_error(
+                    "start_time",
+                    f"{next_start:%H:%M}-{next_end:%H:%M} {verb} {start:%H:%M}-{end:%H:%M} on the same day: enter "
+                    f"one period ({whole}), or leave a break between them.",
+                )

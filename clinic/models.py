@@ -541,6 +541,16 @@ class WorkingHours(models.Model):
     def __str__(self) -> str:
         return f"{self.get_weekday_display()} {self.start_time:%H:%M}–{self.end_time:%H:%M}"
 
+    def clean(self) -> None:
+        # Visits start on whole minutes: a period from 09:00:30 would offer 09:00:30, which booking refuses.
+        errors = {
+            name: "Enter a time in whole minutes (no seconds)."
+            for name in ("start_time", "end_time")
+            if getattr(self, name) is not None and (getattr(self, name).second or getattr(self, name).microsecond)
+        }
+        if errors:
+            raise ValidationError(errors)
+
 
 class TimeOff(models.Model):
     practitioner = models.ForeignKey(Practitioner, on_delete=models.CASCADE, related_name="time_off")

@@ -23,7 +23,7 @@ from core import unions
 from core.compiled import CompiledQuery
 from core.ids import parse_uuid
 from core.lookups import InLiterals, SpansOverlap
-from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation
+from scheduler.rules import BlockedSpans, EventRef, IntervalSeverity, Violation, ceil_minute
 
 
 class AvailabilityCode:
@@ -317,8 +317,11 @@ class Schedule:
             found: list[tuple[datetime, str, Slot]] = []
             for practitioner in self.practitioners:
                 taken, practitioner_id = busy[practitioner.id], str(practitioner.id)
+                offered: set[datetime] = set()  # two periods of one day that overlap (stored before the admin
+                # refused them) offer each start once
                 for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
-                    first, stop = self._at(day, period_start), self._end_at(day, period_end)
+                    # On whole minutes, as booking takes them (a period stored with seconds starts at the next minute).
+                    first, stop = ceil_minute(self._at(day, period_start)), self._end_at(day, period_end)
                     start = first
                     while start + duration <= stop and start <= window_end:
                         end = start + duration
@@ -328,7 +331,11 @@ class Schedule:
                         if later > start:  # not here: on to the first step of the grid at or after `later`
                             start = first + -((first - later) // step) * step
                             continue
-                        found.append((start, practitioner.name, Slot(start, end, practitioner_id, practitioner.name)))
+                        if start not in offered:
+                            offered.add(start)
+                            found.append(
+                                (start, practitioner.name, Slot(start, end, practitioner_id, practitioner.name))
+                            )
                         start += step
             found.sort(key=lambda row: (row[0], row[1]))
             for _, _, slot in found:

@@ -428,13 +428,16 @@ class _Range:
     hi: datetime | None  # None: unbounded above
     severity: Severity
     build: tuple  # (callable, args) making the Violation lazily
+    # The earliest start the rule allows, when that is not where this range ends: a repeat rule's range before an
+    # event is followed by its own range after it (`_before_event`).
+    allows_from: datetime | None = None
 
     def contains(self, moment: datetime) -> bool:
         return (self.lo is None or self.lo <= moment) and (self.hi is None or moment < self.hi)
 
     def violation(self) -> Violation:
         make, args = self.build
-        return make(*args, self.hi)
+        return make(*args, self.allows_from or self.hi)
 
 
 class _Ranges:
@@ -522,11 +525,16 @@ class _Ranges:
         else:
             lo = after_minute(event.start_at.astimezone(UTC) - timedelta(hours=rule.gap_value))
             hi = after_minute(event.start_at.astimezone(UTC))
+        # A repeat rule (the same procedure both sides) also forbids the starts after the event, up to its gap: the
+        # earliest start it allows is where that range ends, not the day after the event (api-contract: the earliest
+        # start "this one rule allows"). The ranges, and so every verdict, stay as they are.
+        repeat = rule.earlier_procedure == rule.later_procedure
         return _Range(
             min(lo, hi - RESOLUTION),
             hi,
             rule.severity,
             (self._interval_violation, (ViolationCode.TOO_CLOSE_BEFORE, rule, event)),
+            allows_from=self._after_event(rule, event).hi if repeat else None,
         )
 
     def _after_course(self, rule: IntervalRule, course: MedicationCourse) -> _Range:

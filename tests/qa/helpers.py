@@ -356,7 +356,7 @@ def admin_errors(response) -> str:
     """The admin page's error messages (a form sent back)."""
     return " | ".join(
         re.sub(r"<[^>]+>", " ", m)
-        for m in re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', response.content.decode(), re.S)
+        for m in re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S)
     )
 
 
