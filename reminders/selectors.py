@@ -91,7 +91,8 @@ def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
 def outbox_summary(
     *, now: datetime, clinic_code: str | None = None, horizon: timedelta = timedelta(hours=24), limit: int = 20
 ) -> dict:
-    """Counts by status and channel, what is overdue or due soon, and what failed."""
+    """Counts by status and channel, what is overdue or due soon, what failed, and what the send step dropped as too
+    late in the last `horizon` (its moment passed before it could go: after an outage, what the patients missed)."""
     rows = outbox_rows(clinic_code=clinic_code)
     counts: dict[str, dict[str, int]] = {}
     for status, channel, n in rows.values_list("status", "channel").annotate(n=Count("id")).order_by():
@@ -113,6 +114,13 @@ def outbox_summary(
         "in_flight": rows.filter(status=OutboxStatus.SENDING, claimed_until__gte=now).count(),
         "waiting": _waiting(rows, now),
         "failed": list(rows.filter(status=OutboxStatus.FAILED).order_by("-updated_at")[:limit]),
+        "too_late": list(
+            rows.filter(
+                status__in=[OutboxStatus.SKIPPED, OutboxStatus.CANCELLED],
+                last_error__in=verdicts.TOO_LATE_REASONS,
+                updated_at__gte=now - horizon,
+            ).order_by("-updated_at")[:limit]
+        ),
     }
 
 

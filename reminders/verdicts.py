@@ -39,6 +39,9 @@ NOTICES = (MessageKind.RESCHEDULED, MessageKind.CANCELLED)
 # What is about the booking itself (made, moved, cancelled): worth nothing once the visit's time has come.
 ABOUT_THE_BOOKING = (MessageKind.CONFIRMATION, *NOTICES)
 TOO_LATE_FOR_THE_BOOKING = "too late: the appointment's time has come"
+TOO_LATE_STARTED = "too late: the appointment has started"
+# What the send step drops because its moment passed before it could go (reminders_status lists them).
+TOO_LATE_REASONS = (TOO_LATE_FOR_THE_BOOKING, TOO_LATE_STARTED)
 # The few seconds a message put off for another waits on top: a change notice waiting for a message that names the
 # time to go, be dropped or be asked about (notice_verdict); a visit's message waiting for one that reads before it
 # (dispatch._send_locked).
@@ -108,7 +111,7 @@ def still_wanted(message: OutboxMessage, now: datetime, *, hold: bool = True) ->
     if template.anchor == Anchor.START and now >= appointment.start_at:
         # A reminder or pre-care note warns ahead of the visit: past its start (the workers were down, a
         # retry backed off) it would only confuse. Planning refuses it too (timing.plan_due's deadline).
-        return OutboxStatus.SKIPPED, "too late: the appointment has started"
+        return OutboxStatus.SKIPPED, TOO_LATE_STARTED
     accepted, why = patient_accepts(appointment.patient, message.channel, message.kind)
     if not accepted:
         return OutboxStatus.SKIPPED, why

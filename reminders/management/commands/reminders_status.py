@@ -1,4 +1,5 @@
-"""Show the outbox: counts by status and channel, what is overdue or due soon, what failed."""
+"""Show the outbox: counts by status and channel, what is overdue or due soon, what failed, what was dropped as
+too late."""
 
 import argparse
 from collections.abc import Callable
@@ -93,6 +94,10 @@ class Command(BaseCommand):
             ("Overdue (pending or claimed, past due):", "overdue"),
             (f"Due in the next {options['hours']} h:", "due_soon"),
             ("Failed:", "failed"),
+            (
+                f"Dropped as too late in the last {options['hours']} h (their moment passed before they could go):",
+                "too_late",
+            ),
         ):
             self.stdout.write(title)
             rows = summary[key]
