@@ -95,11 +95,12 @@ class Gap:
         return f"{self.value} {unit}"
 
 
-# Every month start of a leap year and of a common year: a gap order that holds from each holds from any day
-# (month arithmetic differs only by month length and leap day).
+# Every month start of four years in a row, the leap year in each place among them: a gap order that holds from each
+# holds from any day (month arithmetic differs only by month length and leap day; a gap over a year spans two
+# Februaries, and two common ones in a row, 2025 to 2027, make 13 months 393 days, which two years did not see).
 _REFERENCE_DAYS = tuple(
     date(year, month, day)
-    for year in (2027, 2028)
+    for year in (2025, 2026, 2027, 2028)
     for month in range(1, 13)
     for day in (1, 28, 31)
     if day <= 28 or month in (1, 3, 5, 7, 8, 10, 12)
@@ -259,6 +260,9 @@ class _Search:
     budget: int = SEARCH_BUDGET
     first_obstacle: Obstacle | None = None
     moved: set[int] = field(default_factory=set)
+    # A re-plan's first session follows the session kept before it, which is not `first_index - 1` when the one just
+    # before was cancelled or missed: its "why" names the one it is measured from.
+    kept_index: int | None = None
 
     def proposal(self, start: datetime) -> rules.Proposal:
         return rules.Proposal(self.course.procedure, start, self.course.area, self.ignore)
@@ -363,7 +367,8 @@ class _Search:
             if day == window.earliest:
                 return f"Session {index}: {_fmt(day)}, the start date."
         elif day == window.ideal:
-            return f"Session {index}: {_fmt(day)}, the ideal {course.ideal_gap.describe()} after session {index - 1}."
+            before = self.kept_index if index == self.first_index and self.kept_index is not None else index - 1
+            return f"Session {index}: {_fmt(day)}, the ideal {course.ideal_gap.describe()} after session {before}."
         else:
             reason = f"the nearest day to the ideal {_fmt(window.ideal)} with a free slot the rules allow"
         target = window.earliest if first else window.ideal
@@ -429,6 +434,7 @@ def plan_course(
     first_index: int = 1,
     ignore_event_ids: frozenset[str] = frozenset(),
     after_day: date | None = None,
+    after_index: int | None = None,
 ) -> Plan:
     """Place sessions `first_index` .. of `course`, the first at or after `start_at`.
 
@@ -438,7 +444,7 @@ def plan_course(
     the course's gaps after it, like every other, and never before `start_at` (without it, it was placed as
     a course's first session, days after the one before). When that window has passed by `start_at` (a
     missed or overdue session), or only its last day is left and nothing fits in it from `start_at`, it goes from
-    `start_at`, as a course's first session does.
+    `start_at`, as a course's first session does. `after_index` is that kept session's index, which its "why" names.
     """
     if start_at.tzinfo is None or start_at.utcoffset() is None:
         raise PlanInputError("start", "The start must be timezone-aware.")
@@ -458,6 +464,7 @@ def plan_course(
             rules.ceil_minute(start_at.astimezone(UTC)),
             first_index,
             ignore_event_ids,
+            kept_index=after_index if previous_day is not None else None,
         )
         placed = search.place(first_index, previous_day, timeline, [])
         if placed is not None:

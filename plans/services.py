@@ -81,9 +81,12 @@ class Proposal:
     rulebook_version: str  # the rule book the sessions were placed by (every decision records its version)
 
 
-def _span_end(request: PlanRequest) -> datetime:
-    """The latest a plan's last session can fall: the first session's year, then every maximum gap."""
-    day = (request.start_at + timedelta(days=planner.HORIZON_DAYS)).date()
+def _span_end(request: PlanRequest, after_day: date | None = None) -> datetime:
+    """The latest a plan's last session can fall: the first session's year, then every maximum gap; the first
+    counted from the session kept before a re-plan when that is later than its start (a course booked to begin a
+    year out, re-planned today, still reads as far as its sessions can fall)."""
+    first = request.start_at.date() if after_day is None else max(request.start_at.date(), after_day)
+    day = first + timedelta(days=planner.HORIZON_DAYS)
     for _ in range(request.course.sessions):
         day = request.course.max_gap.add_to(day)
     return datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
@@ -96,11 +99,12 @@ class _FreeSlots:
     the span asked for (one query), a long span (a first session's year) a week at a time, lazily.
     """
 
-    def __init__(self, request: PlanRequest, ignore_appointment_ids=()) -> None:
+    def __init__(self, request: PlanRequest, ignore_appointment_ids=(), after_day: date | None = None) -> None:
         self.request = request
         self.ignore = list(ignore_appointment_ids)
         self.step = timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES)
-        self.calendars = calendars_of([p.pk for p in request.candidates], request.start_at, _span_end(request))
+        span_end = _span_end(request, after_day)
+        self.calendars = calendars_of([p.pk for p in request.candidates], request.start_at, span_end)
 
     def _slots(self, lo: datetime, hi: datetime):
         schedule = Schedule(
@@ -247,8 +251,10 @@ def _rulebook(request: PlanRequest) -> rules.RuleBook:
 
 
 def _plan(
-    request: PlanRequest, *, first_index: int = 1, ignore: tuple = (), after_day: date | None = None
+    request: PlanRequest, *, first_index: int = 1, ignore: tuple = (), after: tuple[date, int] | None = None
 ) -> planner.Plan:
+    """`after`: the session kept before a re-plan (its local date and index), which the first moved one follows."""
+    after_day, after_index = after if after is not None else (None, None)
     rulebook = _rulebook(request)
     # Only the events within the rules' reach of the plan's span can stand against a session.
     return planner.plan_course(
@@ -257,18 +263,19 @@ def _plan(
             rulebook=rulebook,
             procedure=request.course.procedure,
             lo=request.start_at,
-            hi=_span_end(request),
+            hi=_span_end(request, after_day),
             clinics=True,  # a refusal names a sister site's booking in its way
         ),
         rulebook=rulebook,
         course=request.course,
         start_at=request.start_at,
         tz=request.tz,
-        free_slots=_FreeSlots(request, ignore),
+        free_slots=_FreeSlots(request, ignore, after_day),
         preferences=request.preferences,
         first_index=first_index,
         ignore_event_ids=frozenset(str(pk) for pk in ignore),
         after_day=after_day,
+        after_index=after_index,
     )
 
 
@@ -337,8 +344,9 @@ def _book_session(
     proposed: bool = False,
 ) -> booking.BookingResult:
     """One session through the single-booking path (its locks and re-checks); a refusal names the session, and a
-    practitioner the caller `proposed` for it that cannot take it is named by its line (`proposal.N.practitioner`,
-    docs/api.md's dotted fields), so a platform learns which session to change."""
+    practitioner or start the caller `proposed` for it that cannot be taken is named by its line
+    (`proposal.N.practitioner`, `proposal.N.start`: docs/api.md's dotted fields), so a platform learns which session
+    to change."""
     try:
         return booking.appointment_book(
             patient=request.patient,
@@ -353,11 +361,12 @@ def _book_session(
     except booking.UnableToBook as refused:
         raise UnableToBookSession(index, refused.check) from refused
     except InvalidInput as error:
-        if not proposed or "practitioner" not in error.errors:
+        named = [name for name in ("practitioner", "start") if name in error.errors]
+        if not proposed or not named:
             raise
-        field = f"proposal.{index - 1}.practitioner"
-        errors = {(field if name == "practitioner" else name): messages for name, messages in error.errors.items()}
-        raise InvalidInput(error.code, error.message, field=field, errors=errors, data=error.data) from error
+        line = {name: f"proposal.{index - 1}.{name}" for name in named}
+        errors = {line.get(name, name): messages for name, messages in error.errors.items()}
+        raise InvalidInput(error.code, error.message, field=line[named[0]], errors=errors, data=error.data) from error
 
 
 def _book_sessions(
@@ -442,14 +451,14 @@ def plan_book_checked(
 # --- Re-planning --------------------------------------------------------------------------------------
 
 
-def _kept_before(plan: TreatmentPlan, sessions: list[PlanSession], from_index: int) -> date | None:
-    """The local date of the latest session before a re-plan that is kept (booked, or done), which the moved
-    sessions' gaps run from: a cancelled or missed session just before is passed over for the one kept before it.
-    None for a re-plan from session 1, or when no earlier session holds a booking that counts."""
+def _kept_before(plan: TreatmentPlan, sessions: list[PlanSession], from_index: int) -> tuple[date, int] | None:
+    """The local date and index of the latest session before a re-plan that is kept (booked, or done), which the
+    moved sessions' gaps run from: a cancelled or missed session just before is passed over for the one kept before
+    it. None for a re-plan from session 1, or when no earlier session holds a booking that counts."""
     kept = [s for s in sessions if s.index < from_index and session_holds_booking(s)]
     if not kept:
         return None
-    return kept[-1].appointment.start_at.astimezone(plan.clinic.tz).date()
+    return kept[-1].appointment.start_at.astimezone(plan.clinic.tz).date(), kept[-1].index
 
 
 # What a re-plan may name of its own; what it leaves out is what the plan was made with.
@@ -532,9 +541,9 @@ def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datet
 
     `preferences` (`practitioner_id`, `weekdays`, `times_of_day`), each only when the re-plan names its own (None or
     empty: any); those left out are the plan's own, as it was made."""
-    request, moving, after_day = _replan_request(plan, from_index, start_at, lock=False, preferences=preferences)
+    request, moving, kept = _replan_request(plan, from_index, start_at, lock=False, preferences=preferences)
     ignore = tuple(s.appointment_id for s in moving if s.appointment is not None and s.appointment.is_active)
-    plan = _plan(request, first_index=from_index, ignore=ignore, after_day=after_day)
+    plan = _plan(request, first_index=from_index, ignore=ignore, after=kept)
     return Proposal(request, plan, _rulebook(request).version)
 
 
@@ -547,11 +556,11 @@ def plan_replan(
     with transaction.atomic():
         _lock_plans_patient(plan)
         plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: a cancel takes the same lock first.
-        request, moving, after_day = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences)
+        request, moving, kept = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences)
         active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
         ignore = tuple(a.pk for a in active.values())
         # Race condition: planned only now that the patient and the practitioners are locked.
-        proposed = _plan(request, first_index=from_index, ignore=ignore, after_day=after_day)
+        proposed = _plan(request, first_index=from_index, ignore=ignore, after=kept)
         if not proposed.feasible:
             raise UnableToPlan(proposed.obstacle, request)
         by_index = {s.index: s for s in moving}
