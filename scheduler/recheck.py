@@ -2,8 +2,9 @@
 
 Subscribed to clinic.record_changes, so it runs inside the record change's transaction with the
 patient row locked (as every booking locks it first): a booking and a record change of the same
-patient never interleave, and no booking stays confirmed and unsafe. For each future appointment
-that still holds its slot, the rules as they stand now decide:
+patient never interleave, and no booking stays confirmed and unsafe. For each appointment that still
+holds its slot and is to come or under way (its end not passed: an intake taken at the chair, the patient
+checked in, is checked against the visit about to be treated), the rules as they stand now decide:
 
 - a block rule or an absolute contraindication now stands → `needs_review` (reasons kept,
   reminders held, webhook `appointment.needs_review`); one that needs review already and now breaks other
@@ -137,7 +138,8 @@ def _action(before: str, after: str, reasons_changed: bool = False) -> str | Non
 def patient_appointments_recheck(
     *, patient_id, now: datetime, cause: str, versions: set[tuple[str, str]] | None = None
 ) -> list[Appointment]:
-    """Re-check the patient's future booked appointments; return those whose status changed.
+    """Re-check the patient's booked appointments to come or under way (`end_at` after `now`); return those whose
+    status changed.
 
     The caller holds the patient row lock (a record service or a merge); appointments are
     locked here before they change. `versions`, when given, gains (organisation id, rule book version) of every
@@ -150,7 +152,7 @@ def patient_appointments_recheck(
         .select_related("patient__clinic", "clinic", "procedure", "area", "practitioner")
         .filter(
             patient_id=patient_id,
-            start_at__gt=now,
+            end_at__gt=now,  # under way too: a contraindication learned at the chair stops the treatment
             status__in=[
                 AppointmentStatus.CONFIRMED,
                 AppointmentStatus.PENDING_CLEARANCE,
@@ -200,7 +202,7 @@ def flagged_appointments_recheck(*, appointment: Appointment, now: datetime, wha
     flagged = (
         Appointment.objects.filter(
             patient_id=appointment.patient_id,
-            start_at__gt=now,
+            end_at__gt=now,  # as patient_appointments_recheck reads them
             status__in=[AppointmentStatus.PENDING_CLEARANCE, AppointmentStatus.NEEDS_REVIEW],
         )
         .exclude(pk=appointment.pk)

@@ -33,8 +33,9 @@ docs/frontdesk.md, with every expected date worked out here (zoneinfo and dateut
   window) to that date releasing it with its messages re-timed.
 
 Found (strict xfails):
-* QUESTION: a contraindication recorded once the visit's time has come (the patient checked in, the intake taken
-  at the chair) is not checked against that visit: the re-check looks at future visits only
+* QUESTION, decided 7 December (its test now passes: the re-check covers a visit under way): a contraindication
+  recorded once the visit's time has come (the patient checked in, the intake taken at the chair) was not checked
+  against that visit: the re-check looked at future visits only
   (scheduler.recheck.patient_appointments_recheck, `start_at__gt=now`), so it is completed as confirmed, a
   relative one without a clearance and an absolute one all the same;
 * QUESTION: an outcome recorded in error cannot be corrected (a completion of a patient who did not come, a
@@ -442,15 +443,11 @@ def test_a_reaction_noted_on_a_completed_visit_is_in_the_history_the_sister_site
     assert "Hives" in history
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a contraindication recorded once the visit's time has come (checked in, the intake taken at "
-    "the chair) is not checked against that visit: scheduler.recheck.patient_appointments_recheck re-checks "
-    "start_at > now only, and appointment_complete checks no rule, so the visit is completed as confirmed (a "
-    "relative one with no clearance, an absolute one all the same).",
-)
 @pytest.mark.parametrize("learned", ["pregnancy", "anticoagulant"])
 def test_a_contraindication_learned_at_the_chair_stops_the_treatment_being_recorded_unchecked(wk, learned):
+    """The re-check covers a visit under way (its end not passed, scheduler.recheck): an anticoagulant (absolute for
+    microneedling) flags it for review, a pregnancy (relative) sends it back for a clinician's clearance; either way
+    it cannot be completed as it stood. (Was a strict-xfail QUESTION, decided for the patient's safety.)"""
     mn = book(wk.pat, ldn(2026, 3, 2, 10), now(), practitioner_id=wk.hart.pk)
     wk.clock.move_to(ldn(2026, 3, 2, 9, 55))
     assert desk_post(wk, "check_in", mn).status_code == 302
@@ -462,6 +459,10 @@ def test_a_contraindication_learned_at_the_chair_stops_the_treatment_being_recor
     wk.clock.move_to(ldn(2026, 3, 2, 11, 5))
     response = wk.api.post(f"{API}/appointments/{mn.pk}/complete/", {}, format="json")
     assert response.status_code == 409, (response.status_code, fresh(mn).status)
+    expected = (
+        ("pending_clearance", "clearance_required") if learned == "pregnancy" else ("needs_review", "review_required")
+    )
+    assert (fresh(mn).status, response.json()["code"]) == expected
 
 
 # --- Three endings of one evening ---------------------------------------------------------------------------------

@@ -219,6 +219,30 @@ def test_only_future_active_bookings_are_touched(patient, practitioner, clinic, 
     assert fresh(other).status == AppointmentStatus.CONFIRMED
 
 
+@pytest.mark.parametrize(
+    "recorded_at, status",
+    [
+        (local(2026, 3, 20, 9, 59), AppointmentStatus.PENDING_CLEARANCE),  # to come
+        (local(2026, 3, 20, 10, 30), AppointmentStatus.PENDING_CLEARANCE),  # under way: learned at the chair
+        (local(2026, 3, 20, 10, 59), AppointmentStatus.PENDING_CLEARANCE),  # its last minute
+        (local(2026, 3, 20, 11, 0), AppointmentStatus.CONFIRMED),  # over: treated as it stood, its outcome recordable
+    ],
+)
+def test_a_visit_under_way_is_checked_and_one_over_is_not(patient, practitioner, now, recorded_at, status):
+    """A 60-minute microneedling at 10:00; the intake says pregnant (relative) at `recorded_at`: the visit waits for
+    a clinician's clearance while its end is ahead, and cannot be completed as it stood."""
+    visit = book(patient, "microneedling", local(2026, 3, 20), now)
+    conditions_replace(patient=patient, lines=[IntakeLine("pregnancy", "active")], now=recorded_at)
+    assert fresh(visit).status == status
+    done = local(2026, 3, 20, 11, 5)
+    if status == AppointmentStatus.CONFIRMED:
+        assert appointment_complete(appointment=visit, actor=CLINICIAN, now=done).status == AppointmentStatus.COMPLETED
+    else:
+        with pytest.raises(InvalidTransition) as refused:
+            appointment_complete(appointment=visit, actor=CLINICIAN, now=done)
+        assert refused.value.code == ErrorCode.CLEARANCE_REQUIRED
+
+
 def test_a_booking_that_needs_review_cannot_be_treated_but_can_be_moved_clear(patient, practitioner, now):
     microneedling = book(patient, "microneedling", local(2026, 3, 10), now)
     procedure_record_add(patient=patient, procedure_code="botox", performed_at=local(2026, 3, 1), now=now)
