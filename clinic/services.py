@@ -123,6 +123,10 @@ def _validated(
         patient.full_clean(exclude=["clinic", *errors, *unchanged])
     except ValidationError as error:
         for name, messages in error.message_dict.items():
+            if name in unchanged:
+                # The model's rules across fields (`Patient.clean`: texts need a number) run whatever is excluded: one
+                # about a field this edit does not set is a value stored before, which must not stop it.
+                continue
             errors.setdefault("non_field_errors" if name == "__all__" else name, []).extend(messages)
     if errors:
         field, messages = next(iter(errors.items()))
@@ -185,6 +189,14 @@ def patient_create(
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
+    channels = fields.get("reminder_channels")
+    if (
+        isinstance(channels, list)
+        and set(channels) <= set(ReminderChannel.values)
+        and len(set(channels)) == len(channels)
+    ):
+        # Stored in the one order an update keeps (a channel named twice is left for the validation to refuse).
+        fields = {**fields, "reminder_channels": channels_in_order(channels)}
     fields, problems = _with_e164_phone(fields, country=clinic.country)
     patient = Patient(clinic=clinic, **fields)
     _validated(patient, problems)
@@ -214,6 +226,12 @@ def patient_create(
         if changed_by is not None and patient.reminder_channels:  # the consent given at registration, recorded
             patient_contact_changed(patient_id=patient.pk, now=timezone.now(), change=ContactChange(changed_by))
     return patient
+
+
+def channels_in_order(channels) -> list[str]:
+    """Reminder channels as one set is stored: in ReminderChannel's order, each once."""
+    chosen = set(channels)
+    return [value for value in ReminderChannel.values if value in chosen]
 
 
 def patient_update(
@@ -252,8 +270,7 @@ def patient_update(
         ):
             # A set, kept in one order: the same channels named in another order are no change (an unknown one is
             # left for the validation below to name).
-            chosen = set(fields["reminder_channels"])
-            fields["reminder_channels"] = [value for value in ReminderChannel.values if value in chosen]
+            fields["reminder_channels"] = channels_in_order(fields["reminder_channels"])
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         reached_before = _how_reached(patient)
         for name, value in fields.items():
@@ -271,7 +288,12 @@ def patient_update(
                 [made_from] if isinstance(made_from, str) else made_from
             )
             overwritten = overwritten_fields(
-                as_stored, fields, drawn, country=patient.clinic.country, whole_record_changed=moved_on
+                as_stored,
+                fields,
+                drawn,
+                country=patient.clinic.country,
+                whole_record_changed=moved_on,
+                channels_applied=channels_drawn is not None,
             )
             if overwritten:
                 raise PreconditionFailed(
@@ -301,16 +323,20 @@ def overwritten_fields(
     *,
     country: str,
     whole_record_changed: bool,
+    channels_applied: bool = True,
 ) -> list[str]:
     """The fields of `fields` (what a change writes; the phone in E.164) that would overwrite someone else's change:
     the value `stored` now is neither the one the form was `drawn` with (nobody changed it) nor the one written (the
     same change made twice). A field `drawn` does not give counts as changed by someone else when
-    `whole_record_changed`. The reminder channels never count: what a form ticked or unticked is applied to them
-    as they are (`channels_as_changed`). Values are compared as saved: the number in E.164 in the clinic's `country`,
-    text without the spaces around it, an e-mail address in any case, no value as ""."""
+    `whole_record_changed`. The reminder channels do not count when `channels_applied`: what a form ticked or
+    unticked is applied to them as they are (`channels_as_changed`); a form that does not say what it was drawn with
+    (drawn with none ticked, an empty list renders no hidden initial) has them compared as any other field, so the
+    patient's own opt-in made meanwhile is a conflict, never undone in silence. Values are compared as saved: the
+    number in E.164 in the clinic's `country`, text without the spaces around it, an e-mail address in any case, no
+    value as ""."""
     found = []
     for name, value in fields.items():
-        if name == "reminder_channels":
+        if name == "reminder_channels" and channels_applied:
             continue
         now = _as_compared(name, getattr(stored, name), country)
         if name in drawn:
@@ -477,6 +503,7 @@ def medication_course_add(
 ) -> MedicationCourse:
     """Record a course of a drug. `same_as` as for `procedure_record_add` (a form sent twice: the course it added)."""
     drug = catalogue_entry(Medication, drug_code, field="drug", what="medication")
+    _course_dates_in_range(started_on=started_on, ended_on=ended_on)
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
@@ -493,6 +520,14 @@ def medication_course_add(
     return course
 
 
+def _course_dates_in_range(**dates: date | None) -> None:
+    """A course's dates within the years the product takes, as a reported procedure's (a course ended in 9999 would
+    be stored, and every later check of the patient's rules overflow)."""
+    for name, value in dates.items():
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise InvalidInput(ErrorCode.DATE_OUT_OF_RANGE, YEARS_OUT_OF_RANGE, field=name)
+
+
 def medication_course_end(
     *,
     course: MedicationCourse,
@@ -505,6 +540,7 @@ def medication_course_end(
     form, drawn while it was ongoing), refused with nothing changed when it was ended meanwhile: the end someone
     recorded (a later one, which blocks longer) is not overwritten; with `made_from` (an API client's If-Match: the
     `record_version`s it was made from), refused once the course is no longer one of them."""
+    _course_dates_in_range(ended_on=ended_on)
     if ended_on < course.started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
@@ -560,6 +596,8 @@ class IntakeLine:
 def _intake_row(patient: Patient, line: IntakeLine, index: int, seen: set[tuple[str, str | None]]) -> PatientCondition:
     """One intake line, checked; every error names its line (`data["line"]`, 0-based) for the interface."""
     try:
+        if not line.condition:
+            raise InvalidInput(ErrorCode.UNKNOWN_CONDITION, f"Line {index + 1}: name a condition.", field="condition")
         condition = catalogue_entry(Condition, line.condition, field="condition", what="condition")
         area = catalogue_entry(TreatmentArea, line.area, field="area", what="treatment area")
     except InvalidInput as error:
