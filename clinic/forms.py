@@ -189,8 +189,9 @@ class ConditionOncePerAreaFormSet(StaleRowsFormSet):
 class WorkingHoursFormSet(BaseInlineFormSet):
     """A practitioner's weekly periods: two of one day that overlap would offer the overlap's slots twice, and two
     that touch (09:00-13:00, 13:00-18:00) would refuse a visit across the join as outside working hours, though the
-    practitioner works all day. Either is refused here, on the later row, naming the one period to enter instead;
-    a break between them is kept as it is."""
+    practitioner works all day. Either is refused here, on the later row, naming the one period to enter instead,
+    where one of the two is new or changed on this page (two rows stored before the check, untouched, do not stop
+    the practitioner being saved, switched off say); a break between them is kept as it is."""
 
     def clean(self) -> None:
         super().clean()
@@ -203,7 +204,9 @@ class WorkingHoursFormSet(BaseInlineFormSet):
                 continue
             kept.append((int(data["weekday"]), data["start_time"], data["end_time"], form))
         kept.sort(key=lambda row: row[:3])
-        for (day, start, end, _), (next_day, next_start, next_end, form) in zip(kept, kept[1:], strict=False):
+        for (day, start, end, first), (next_day, next_start, next_end, form) in zip(kept, kept[1:], strict=False):
+            if not (_typed_now(first) or _typed_now(form)):
+                continue  # two rows stored before this check, left alone: the rest of the page still saves
             if day == next_day and next_start <= end:
                 verb = "touches" if next_start == end else "overlaps"
                 whole = f"{start:%H:%M}-{max(end, next_end):%H:%M}"
@@ -212,3 +215,7 @@ class WorkingHoursFormSet(BaseInlineFormSet):
                     f"{next_start:%H:%M}-{next_end:%H:%M} {verb} {start:%H:%M}-{end:%H:%M} on the same day: enter "
                     f"one period ({whole}), or leave a break between them.",
                 )
+
+
+def _typed_now(form) -> bool:
+    return form.instance.pk is None or form.has_changed()

@@ -723,8 +723,8 @@ VISIT_OUTCOME_MESSAGE = (
 class ProcedureRecordQuerySet(models.QuerySet):
     def delete(self):
         """Refused, with nothing removed, when any of the lines is a visit's outcome. A visit's own removal leaves
-        its line in the history, no longer its outcome (SET_NULL); a patient's removal, once their visits are gone
-        (they protect the patient), cascades to the rest without this method."""
+        its line in the history, no longer its outcome (SET_NULL); a patient's removal is refused while they have
+        any line (PROTECT, below), so it never reaches this method."""
         written = list(self.filter(appointment__isnull=False)[:1])
         if written:
             raise models.ProtectedError(VISIT_OUTCOME_MESSAGE, set(written))
@@ -738,7 +738,7 @@ class ProcedureRecord(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # PROTECT: a patient's clinical record is not deleted with them (the admin refuses, naming it); erasure would be
-    # its own deliberate, audited act, which the service does not offer yet (docs/rules.md).
+    # its own deliberate, audited act, which the service does not offer yet (docs/organisations.md).
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="procedure_records")
     procedure = models.ForeignKey(ProcedureType, on_delete=models.PROTECT, related_name="+")
     performed_at = models.DateTimeField()

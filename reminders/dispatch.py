@@ -374,7 +374,6 @@ def _record_provider_stops(batch: Batch, now: datetime) -> None:
         log.warning("the SMS provider refused a number its owner had stopped: texts off for %s patient(s)", changed)
 
 
-# Messages about the booking itself (when it is, that it moved or was called off): of no use once its time has come.
 @dataclass(frozen=True)
 class SendAgain:
     """What became of staff's "send again": `refused`, why not (nothing changed), or else `when` it goes."""

@@ -389,18 +389,21 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
         )
         ours = {template.pk for template in templates}
         unsent = {(r.template_id, r.channel): r for r in planned if r.template_id in ours}
-        # A text switched off (or no longer for this visit) is not moved with the visit: its unsent rows for another
-        # start would only be dropped when they fall due, and switched on again meanwhile, they would stand in the
-        # place of the new start's (one unsent copy per text and channel). A row in doubt is left to be settled.
+        # A text switched off (or no longer for this visit) is not planned for the new start: its unsent rows for
+        # another start would only be dropped when they fall due, and switched on again meanwhile, they would stand in
+        # the place of the new start's (one unsent copy per text and channel). They are cancelled; a row in doubt,
+        # which must be settled (asked of its provider) rather than dropped unasked, moves with the visit instead,
+        # keeping the start its sender may have named, as an active text's row does.
+        stale = [r for r in planned if r.template_id not in ours and r.anchor_at != appointment.start_at]
         _finish(
-            [
-                r
-                for r in planned
-                if r.template_id not in ours and r.anchor_at != appointment.start_at and not r.in_doubt
-            ],
+            [r for r in stale if not r.in_doubt],
             OutboxStatus.CANCELLED,
             "the appointment moved while its text was switched off",
         )
+        for row in (r for r in stale if r.in_doubt):
+            OutboxMessage.objects.filter(pk=row.pk).update(
+                anchor_at=appointment.start_at, **_doubt_kept(row, appointment.start_at)
+            )
     if not templates:
         return
     if not fresh:
@@ -1052,18 +1055,31 @@ def _sync_hold(work: _Change) -> None:
         OutboxMessage.objects.filter(pk=row.pk).update(status=OutboxStatus.PENDING, due_at=plan.due_at or work.now)
 
 
+# A move notice an operator stopped: the desk is asked to phone the patient (reminders.selectors), until another move
+# tells the visit's time anew or takes it back to the time the patient was told.
+_STOPPED_MOVE_NOTICE = Q(
+    status=OutboxStatus.CANCELLED, kind=MessageKind.RESCHEDULED, last_error__startswith=OPERATOR_CANCELLED
+)
+STOPPED_THEN_MOVED = "superseded: the visit moved again after an operator stopped this notice"
+
+
 def _locked_for_notice(appointment: Appointment) -> list[OutboxMessage]:
     """Lock the unsent confirmation and notices of `appointment`, and wait for every message naming a time that is
-    being sent; return the unsent ones."""
-    locked = (
+    being sent; return the unsent ones. A move notice an operator stopped is read in the same statement and marked
+    superseded: this move plans its own notice, or takes the visit back to the time the patient was told."""
+    locked = list(
         OutboxMessage.objects.select_for_update()
         .filter(
             Q(status__in=UNSENT_STATUSES, kind__in=BOOKING_NAMING_KINDS)
-            | Q(status=OutboxStatus.SENDING, kind__in=TIME_NAMING_KINDS),
+            | Q(status=OutboxStatus.SENDING, kind__in=TIME_NAMING_KINDS)
+            | _STOPPED_MOVE_NOTICE,
             appointment=appointment,
         )
         .exclude(channel=Channel.WEBHOOK)
     )
+    stopped = [r.pk for r in locked if r.status == OutboxStatus.CANCELLED]
+    if stopped:
+        OutboxMessage.objects.filter(pk__in=stopped).update(last_error=STOPPED_THEN_MOVED)
     return [r for r in locked if r.status in UNSENT_STATUSES]
 
 

@@ -397,6 +397,32 @@ def practitioner_admin_post(admin_client, practitioner, *, clinic=None, active=T
     return admin_client.post(reverse("admin:clinic_practitioner_change", args=[practitioner.pk]), data, follow=True)
 
 
+def hours_post(admin_client, practitioner, periods, *, active=True):
+    """The practitioner's admin page sent with `periods`: (stored row or None, start, end, delete) on Tuesdays."""
+    data = {
+        "clinic": str(practitioner.clinic_id),
+        "name": practitioner.name,
+        "procedures": [p.pk for p in practitioner.procedures.all()],
+        "working_hours-TOTAL_FORMS": str(len(periods)),
+        "working_hours-INITIAL_FORMS": str(sum(1 for row, *_ in periods if row is not None)),
+        "time_off-TOTAL_FORMS": "0",
+        "time_off-INITIAL_FORMS": "0",
+    }
+    if active:
+        data["is_active"] = "on"
+    for n, (row, start, end, delete) in enumerate(periods):
+        data |= {
+            f"working_hours-{n}-id": str(row.pk) if row else "",
+            f"working_hours-{n}-practitioner": str(practitioner.pk),
+            f"working_hours-{n}-weekday": "1",
+            f"working_hours-{n}-start_time": start,
+            f"working_hours-{n}-end_time": end,
+        }
+        if delete:
+            data[f"working_hours-{n}-DELETE"] = "on"
+    return admin_client.post(reverse("admin:clinic_practitioner_change", args=[practitioner.pk]), data, follow=True)
+
+
 # --- Cross-path races (tests/qa/test_cross_path_races_probe.py): their own actor, booking and API call, the world,
 # and the invariants checked after each round ---------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from scheduler.availability import AvailabilityCode
 from scheduler.booking import UnableToBook, appointment_check, appointment_slots, booking_clinic
 from scheduler.rules import ViolationCode
 from tests.factories import PatientFactory, PractitionerFactory
-from tests.qa.helpers import API, NOW, admin_errors, book, fresh, ldn, ok, org_rule, practitioner_admin_post
+from tests.qa.helpers import API, NOW, admin_errors, book, fresh, hours_post, ldn, ok, org_rule
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
@@ -142,25 +142,26 @@ def test_touching_periods_hold_a_visit_across_their_seam(patient, split_day):
 
 
 @pytest.mark.parametrize(
-    "periods, said",
+    "second, said",
     [
-        (((9, 13), (12, 18)), "12:00-18:00 overlaps 09:00-13:00 on the same day: enter one period (09:00-18:00)"),
-        (((9, 13), (13, 18)), "13:00-18:00 touches 09:00-13:00 on the same day: enter one period (09:00-18:00)"),
-        (((9, 12), (13, 18)), None),  # a lunch break is kept
+        (("12:00", "18:00"), "12:00-18:00 overlaps 09:00-13:00 on the same day: enter one period (09:00-18:00)"),
+        (("13:00", "18:00"), "13:00-18:00 touches 09:00-13:00 on the same day: enter one period (09:00-18:00)"),
+        (("14:00", "18:00"), None),  # a lunch break is kept
     ],
 )
-def test_the_admin_refuses_a_days_periods_that_overlap_or_touch(admin_client, split_day, periods, said):
-    """The practitioner's page sent with one day's two periods: overlapping or touching, refused on the later row
-    with the one period to enter instead, nothing saved; with a break between them, saved."""
-    dr = split_day(*periods)
-    WorkingHours.objects.filter(practitioner=dr).update(weekday=1)  # stored rows: the admin's post names them
-    answer = practitioner_admin_post(admin_client, dr)
+def test_the_admin_refuses_a_days_periods_that_overlap_or_touch(admin_client, split_day, second, said):
+    """A Tuesday of 09:00-13:00 stored; a second period added on the practitioner's page: overlapping or touching,
+    refused on the later row with the one period to enter instead, nothing saved; with a break between, saved."""
+    dr = split_day((9, 13))
+    WorkingHours.objects.filter(practitioner=dr).update(weekday=1)
+    [morning] = dr.working_hours.all()
+    answer = hours_post(admin_client, dr, [(morning, "09:00", "13:00", False), (None, *second, False)])
     assert answer.status_code == 200
     if said is None:
         assert admin_errors(answer) == ""
     else:
         assert said in admin_errors(answer), admin_errors(answer)
-    assert WorkingHours.objects.filter(practitioner=dr).count() == 2
+    assert WorkingHours.objects.filter(practitioner=dr).count() == (2 if said is None else 1)
 
 
 def test_the_admin_refuses_a_period_with_seconds(admin_client, split_day):
