@@ -23,13 +23,21 @@ from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE
 MAX_OFFSET = timedelta(hours=14)
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-# The offset as RFC 3339 writes it (Z, or ±HH:MM); ISO 8601's other spellings (+0100, +01) are refused.
-_OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
+# The offset as RFC 3339 writes it (Z, or ±HH:MM, the minutes under 60); ISO 8601's other spellings (+0100, +01)
+# are refused.
+_OFFSET = re.compile(r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII)
+# The date and time of day as RFC 3339 writes them (section 5.6: a T, t or space between; seconds and their fraction
+# may be left out), before the offset: not every form Python's parser reads (a basic-format date, an ISO week date,
+# any character as the separator), which the published pattern refuses.
+_RFC_3339_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?", re.ASCII)
 
 # The same rules for the published schema, in the regex syntax JSON Schema (ECMA 262) and Python share.
 # No text may hold a NUL (api.parsers refuses it: PostgreSQL cannot store it), so every pattern excludes it.
 DATE_PATTERN = r"^(19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$"
-DATE_TIME_PATTERN = r"^(19|2[0-9])[0-9]{2}-[^\u0000]*([Zz]|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
+DATE_TIME_PATTERN = (
+    r"^(19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"([Zz]|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
+)
 TEXT_PATTERN = r"^[^\u0000]+$"  # a blank-allowed field's schema adds the empty alternative itself
 NOT_BLANK_PATTERN = r"^[^\u0000]*[^\u0000 \t\n\r][^\u0000]*$"
 E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"  # drf-spectacular adds the blank alternative of an allow_blank field
@@ -143,6 +151,9 @@ def parse_aware(value) -> datetime:
     """An ISO 8601 time with an explicit offset, or ValueError saying what is wrong."""
     if not isinstance(value, str):
         raise ValueError("Give the time as an ISO 8601 string, e.g. 2026-03-15T10:30:00+00:00.")
+    local = _RFC_3339_LOCAL.match(value)
+    if local is None:
+        raise ValueError("Not an ISO 8601 time; use e.g. 2026-03-15T10:30:00+00:00.")
     try:
         # RFC 3339 allows a lower-case z, which Python's parser does not read.
         parsed = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
@@ -150,7 +161,7 @@ def parse_aware(value) -> datetime:
         raise ValueError("Not an ISO 8601 time; use e.g. 2026-03-15T10:30:00+00:00.")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("Give the time with a UTC offset, e.g. 2026-03-15T10:30:00+00:00.")
-    if not _OFFSET.search(value) or abs(parsed.utcoffset()) > MAX_OFFSET:
+    if not _OFFSET.fullmatch(value, local.end()) or abs(parsed.utcoffset()) > MAX_OFFSET:
         raise ValueError(
             "Give the UTC offset as Z, or from -14:00 to +14:00 in hours and minutes, e.g. 2026-03-15T10:30:00+01:00."
         )

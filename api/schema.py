@@ -146,6 +146,9 @@ def responses(
         else "A known caller without the right to use the API."
     )
     out[(404, PROBLEM_CONTENT_TYPE)] = _problem("Not found, or outside your clinics (the same thing to you).")
+    out[(406, PROBLEM_CONTENT_TYPE)] = _problem(
+        "not_acceptable: the Accept header names no type this operation answers in (application/json, or */*)."
+    )
     if duplicate:
         out[(409, PROBLEM_CONTENT_TYPE)] = _problem(
             "possible-duplicate: the organisation has likely matches (`candidates`, with why); send "

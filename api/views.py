@@ -466,7 +466,7 @@ class PatientConditionsApi(ApiView):
         lines = _input(ConditionLineIn, request, many=True, max_length=self.MAX_LINES)
         self.paginator.check_query(request)  # before the write: its answer is a page
         with transaction.atomic():  # the version read under the lock the replacement took: this PUT's own
-            rows = clinic_services.conditions_replace(
+            clinic_services.conditions_replace(
                 made_from=_if_match(request),
                 patient=patient,
                 lines=[
@@ -480,7 +480,9 @@ class PatientConditionsApi(ApiView):
                 ],
             )
             version = clinic_services.intake_version(patient.pk)
-        response = self.page(rows, ConditionLineOut)
+            # Paged in the GET's order, which its `next` link reads on: a page of the lines in the order sent would
+            # skip one line there and repeat another.
+            response = self.page(patient.conditions.order_by("condition_id", "area_id", "id"), ConditionLineOut)
         response["ETag"] = f'"{version}"'
         return response
 
