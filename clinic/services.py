@@ -265,11 +265,13 @@ def patient_update(
             fields["reminder_channels"] = channels_as_changed(
                 now=patient.reminder_channels, drawn=channels_drawn, submitted=fields["reminder_channels"]
             )
-        elif isinstance(fields.get("reminder_channels"), list) and set(fields["reminder_channels"]) <= set(
-            ReminderChannel.values
+        elif (
+            isinstance(fields.get("reminder_channels"), list)
+            and set(fields["reminder_channels"]) <= set(ReminderChannel.values)
+            and len(set(fields["reminder_channels"])) == len(fields["reminder_channels"])
         ):
-            # A set, kept in one order: the same channels named in another order are no change (an unknown one is
-            # left for the validation below to name).
+            # A set, kept in one order: the same channels named in another order are no change (an unknown one, or
+            # one named twice, is left for the validation below to name, as a registration's is).
             fields["reminder_channels"] = channels_in_order(fields["reminder_channels"])
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         reached_before = _how_reached(patient)
