@@ -118,6 +118,8 @@ def _validated(
         checked = set(changed)
         if checked & CHANNEL_FIELDS:  # a channel switched on is checked with what it goes to, as stored
             checked |= {"email", "phone"}
+        if checked & {"email", "phone"}:  # and what a channel goes to, taken away, with the channels as stored
+            checked |= {"reminder_channels"}
         unchanged = [name for name in dict.fromkeys((*PATIENT_FIELDS, *CONTACT_FIELDS)) if name not in checked]
     try:
         patient.full_clean(exclude=["clinic", *errors, *unchanged])

@@ -972,7 +972,8 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     # for (a confirmation it claimed, `sending`, counts below), and so is a send in the provider's hands (a move
     # back to the time last told, read while the notice of the other time was being sent, planned nothing, and
     # that notice was the patient's last word).
-    pending = [r for r in _locked_for_notice(appointment) if r.kind == MessageKind.RESCHEDULED]
+    unsent, stopped = _locked_for_notice(appointment)
+    pending = [r for r in unsent if r.kind == MessageKind.RESCHEDULED]
     told = last_told_start(appointment)
     if told is None and previous.get("start_at") and _patient_was_told(appointment, BOOKING_NAMING_KINDS):
         # A confirmation sent before told_start was recorded (it named the time moved from), or claimed now (the
@@ -991,18 +992,22 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
     other = _practitioner_told_before(appointment, previous, pending)
     if told == appointment.start_at and other is None:
         _finish(pending, OutboxStatus.CANCELLED, "the patient was last told this very time")
+        _superseded_stops(stopped)
         return
     # The same time with another practitioner: only an e-mail named the one before, and only an e-mail tells it.
     channels_told = None if told != appointment.start_at else (Channel.EMAIL,)
     said = {"from_start": told.isoformat(), **({FROM_PRACTITIONER: other} if other else {})}
     grace = timedelta(minutes=settings.REMINDERS_CHANGE_GRACE_MINUTES)
     by_key = {(r.template_id, r.channel): r for r in pending}
+    telling: set = set()  # the channels this move tells the time on
     for template in work.templates(MessageKind.RESCHEDULED):
         for channel in _channels(template, appointment):
             if channels_told is not None and channel not in channels_told:
                 continue
             row = by_key.pop((template.pk, channel), None)
             plan = _plan(template, channel, appointment, now, now + grace)
+            if plan.due_at is not None:
+                telling.add(channel)
             if row is None:
                 work.add(template, channel, plan, now, said)
             elif plan.due_at is not None:  # a further move restarts the grace period
@@ -1010,6 +1015,7 @@ def _rescheduled_notice(work: _Change, previous: dict) -> None:
                 OutboxMessage.objects.filter(pk=row.pk).update(
                     due_at=plan.due_at, anchor_at=now, payload={**kept, **said}
                 )
+    _superseded_stops(stopped, telling)
     if channels_told is not None:
         same_time = [r for key, r in by_key.items() if key[1] not in channels_told]
         _finish(same_time, OutboxStatus.CANCELLED, "the patient was last told this very time")
@@ -1063,10 +1069,10 @@ _STOPPED_MOVE_NOTICE = Q(
 STOPPED_THEN_MOVED = "superseded: the visit moved again after an operator stopped this notice"
 
 
-def _locked_for_notice(appointment: Appointment) -> list[OutboxMessage]:
+def _locked_for_notice(appointment: Appointment) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
     """Lock the unsent confirmation and notices of `appointment`, and wait for every message naming a time that is
-    being sent; return the unsent ones. A move notice an operator stopped is read in the same statement and marked
-    superseded: this move plans its own notice, or takes the visit back to the time the patient was told."""
+    being sent; return the unsent ones, and the move notices an operator stopped (read in the same statement), which
+    the move marks superseded where it tells the time anew (`_superseded_stops`)."""
     locked = list(
         OutboxMessage.objects.select_for_update()
         .filter(
@@ -1077,10 +1083,15 @@ def _locked_for_notice(appointment: Appointment) -> list[OutboxMessage]:
         )
         .exclude(channel=Channel.WEBHOOK)
     )
-    stopped = [r.pk for r in locked if r.status == OutboxStatus.CANCELLED]
-    if stopped:
-        OutboxMessage.objects.filter(pk__in=stopped).update(last_error=STOPPED_THEN_MOVED)
-    return [r for r in locked if r.status in UNSENT_STATUSES]
+    return [r for r in locked if r.status in UNSENT_STATUSES], [r for r in locked if r.status == OutboxStatus.CANCELLED]
+
+
+def _superseded_stops(stopped: list[OutboxMessage], channels=None) -> None:
+    """The stopped move notices of these channels (all, by default) no longer leave the patient unaware: this move
+    plans a notice of its own on that channel, or takes the visit back to the time the patient was told."""
+    ids = [r.pk for r in stopped if channels is None or r.channel in channels]
+    if ids:
+        OutboxMessage.objects.filter(pk__in=ids).update(last_error=STOPPED_THEN_MOVED)
 
 
 def _cancel_unsent(appointment: Appointment, reason: str) -> None:

@@ -279,9 +279,14 @@ CHUNK = 100
 
 
 def _affected(procedures: list[str], now: datetime, organisation_id=None):
-    """Patients with a future active booking of the procedures (only the organisation's, when given)."""
+    """Patients with an active booking of the procedures to come or under way (only the organisation's, when given)."""
     booked = Appointment.objects.filter(
-        procedure_id__in=procedures, start_at__gt=now, status__in=ACTIVE_APPOINTMENT_STATUSES
+        # To come or under way, as a record change re-checks them (patient_appointments_recheck); the bound on the
+        # start keeps the (procedure, start) index in use: no visit lasts a day.
+        procedure_id__in=procedures,
+        start_at__gt=now - timedelta(days=1),
+        end_at__gt=now,
+        status__in=ACTIVE_APPOINTMENT_STATUSES,
     )
     if organisation_id is not None:
         booked = booked.filter(patient__organisation_id=organisation_id)
