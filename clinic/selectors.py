@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date
 
 import phonenumbers
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce, ExtractIsoWeekDay, TruncDate, TruncTime
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When, Window
+from django.db.models.functions import Coalesce, ExtractIsoWeekDay, RowNumber, TruncDate, TruncTime
 from django.db.models.lookups import Contains, Exact
 from django.utils import timezone
 
@@ -209,11 +209,17 @@ def duplicate_candidates(*, organisation_id, identity: Identity) -> list[Duplica
             *("merged_into__id", "merged_into__first_name", "merged_into__last_name", "merged_into__date_of_birth"),
             *("merged_into__phone", "merged_into__email", "merged_into__clinic_id", "merged_into__organisation_id"),
         )
-        # The same phone or e-mail first: a birthday shared by more than DUPLICATE_ROWS_READ others must not push
-        # them out of what is read.
-        .order_by(Case(When(exact, then=Value(0)), default=Value(1)), "last_name", "first_name", "id")[
-            :DUPLICATE_ROWS_READ
-        ]
+        # The rows of the same phone or e-mail and those of the same birth date taken in turn, each by name: a birthday
+        # shared by more than DUPLICATE_ROWS_READ others must not push the same number out of what is read, nor an
+        # address a desk gave hundreds of records (a placeholder) the same person's name and birth date.
+        .annotate(
+            turn=Window(
+                RowNumber(),
+                partition_by=[Case(When(exact, then=Value(0)), default=Value(1))],
+                order_by=["last_name", "first_name", "id"],
+            )
+        )
+        .order_by("turn", Case(When(exact, then=Value(0)), default=Value(1)), "id")[:DUPLICATE_ROWS_READ]
     )
     found: dict = {}  # by the live record, in the order first met
     for row in rows:
