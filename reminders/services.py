@@ -1066,7 +1066,7 @@ def _sync_hold(work: _Change) -> None:
 _STOPPED_MOVE_NOTICE = Q(
     status=OutboxStatus.CANCELLED, kind=MessageKind.RESCHEDULED, last_error__startswith=OPERATOR_CANCELLED
 )
-STOPPED_THEN_MOVED = "superseded: the visit moved again after an operator stopped this notice"
+STOPPED_THEN_MOVED = "stopped by an operator; the visit moved again since, which told the patient its time"
 
 
 def _locked_for_notice(appointment: Appointment) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
