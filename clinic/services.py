@@ -191,14 +191,8 @@ def patient_create(
     if unknown:
         raise InvalidInput(ErrorCode.UNKNOWN_FIELD, f"Unknown patient field(s): {', '.join(sorted(unknown))}.")
     _check_birth_date(fields.get("date_of_birth"), today)
-    channels = fields.get("reminder_channels")
-    if (
-        isinstance(channels, list)
-        and set(channels) <= set(ReminderChannel.values)
-        and len(set(channels)) == len(channels)
-    ):
-        # Stored in the one order an update keeps (a channel named twice is left for the validation to refuse).
-        fields = {**fields, "reminder_channels": channels_in_order(channels)}
+    if _known_channels_once(fields.get("reminder_channels")):  # stored in the one order an update keeps
+        fields = {**fields, "reminder_channels": channels_in_order(fields["reminder_channels"])}
     fields, problems = _with_e164_phone(fields, country=clinic.country)
     patient = Patient(clinic=clinic, **fields)
     _validated(patient, problems)
@@ -236,6 +230,16 @@ def channels_in_order(channels) -> list[str]:
     return [value for value in ReminderChannel.values if value in chosen]
 
 
+def _known_channels_once(channels) -> bool:
+    """A list of known channels, each named once: put in order. Anything else is left for the model's validation
+    to name (an unknown channel, or one named twice: refused at registration and update alike)."""
+    return (
+        isinstance(channels, list)
+        and set(channels) <= set(ReminderChannel.values)
+        and len(set(channels)) == len(channels)
+    )
+
+
 def patient_update(
     *,
     patient: Patient,
@@ -267,13 +271,8 @@ def patient_update(
             fields["reminder_channels"] = channels_as_changed(
                 now=patient.reminder_channels, drawn=channels_drawn, submitted=fields["reminder_channels"]
             )
-        elif (
-            isinstance(fields.get("reminder_channels"), list)
-            and set(fields["reminder_channels"]) <= set(ReminderChannel.values)
-            and len(set(fields["reminder_channels"])) == len(fields["reminder_channels"])
-        ):
-            # A set, kept in one order: the same channels named in another order are no change (an unknown one, or
-            # one named twice, is left for the validation below to name, as a registration's is).
+        elif _known_channels_once(fields.get("reminder_channels")):
+            # A set, kept in one order: the same channels named in another order are no change.
             fields["reminder_channels"] = channels_in_order(fields["reminder_channels"])
         fields, problems = _with_e164_phone(fields, country=patient.clinic.country)
         reached_before = _how_reached(patient)
