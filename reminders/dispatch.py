@@ -207,7 +207,7 @@ def outbox_release(claims: list[Claim], now: datetime) -> int:
                 status=OutboxStatus.CANCELLED,
                 claim_token=None,
                 claimed_until=None,
-                last_error="superseded by a newer copy",
+                last_error=riders.SUPERSEDED_BY_A_NEWER_COPY,
                 updated_at=now,
             )
     return released
@@ -781,7 +781,7 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
     except IntegrityError:
         if message.status not in (OutboxStatus.PENDING, OutboxStatus.HELD):
             raise
-        message.status, message.last_error = OutboxStatus.CANCELLED, "superseded by a newer copy"
+        message.status, message.last_error = OutboxStatus.CANCELLED, riders.SUPERSEDED_BY_A_NEWER_COPY
         message.save(update_fields=["status", "last_error", "claim_token", "claimed_until", "updated_at"])
         return False
 

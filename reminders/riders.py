@@ -26,6 +26,8 @@ log = masked_logger(__name__)
 # The most rows one message carries besides its own (`_merge_pool`); a full claim takes a patient's rows by one
 # channel up to one message's worth (dispatch._rest_of_their_patients).
 MAX_MERGED = 5
+# Why a row is cancelled when a booking change planned a newer copy of it (one unsent copy per template and channel).
+SUPERSEDED_BY_A_NEWER_COPY = "superseded by a newer copy"
 
 
 def mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
@@ -150,7 +152,7 @@ def _release_rider(row: OutboxMessage, claim_token) -> None:
             channel=row.channel,
             status__in=(OutboxStatus.HELD, OutboxStatus.PENDING),
         )
-        superseded = {"status": OutboxStatus.CANCELLED, "last_error": "superseded by a newer copy"}
+        superseded = {"status": OutboxStatus.CANCELLED, "last_error": SUPERSEDED_BY_A_NEWER_COPY}
         if copies.filter(created_at__gt=row.created_at).exists():
             mine.update(**superseded, claim_token=None, claimed_until=None)
         else:
