@@ -194,16 +194,16 @@ def outbox_release(claims: list[Claim], now: datetime) -> int:
     send putting it back would (`_save_outcome`), and the rest are still handed back."""
     released = 0
     for claim in claims:
-        claimed = OutboxMessage.objects.filter(
+        still_ours = OutboxMessage.objects.filter(
             pk=claim.message_id, status=OutboxStatus.SENDING, claim_token=claim.token
         )
         try:
             with transaction.atomic():
-                released += claimed.update(
+                released += still_ours.update(
                     status=OutboxStatus.PENDING, claim_token=None, claimed_until=None, attempts=F("attempts") - 1
                 )
         except IntegrityError:
-            claimed.update(
+            still_ours.update(
                 status=OutboxStatus.CANCELLED,
                 claim_token=None,
                 claimed_until=None,

@@ -350,10 +350,10 @@ def _new_status(appointment: Appointment) -> str:
     return OutboxStatus.HELD if appointment.status in HOLDING_STATUSES else OutboxStatus.PENDING
 
 
-def _locked_unsent(appointment: Appointment, *conditions: Q, **filters) -> list[OutboxMessage]:
+def _locked_unsent(appointment: Appointment, matching: Q | None = None, **filters) -> list[OutboxMessage]:
     return list(
         OutboxMessage.objects.select_for_update()
-        .filter(*conditions, appointment=appointment, status__in=UNSENT_STATUSES, **filters)
+        .filter(matching or Q(), appointment=appointment, status__in=UNSENT_STATUSES, **filters)
         .exclude(channel=Channel.WEBHOOK)
     )
 
@@ -385,7 +385,7 @@ def _reconcile_start_messages(work: _Change, *, fresh: bool = False, moved: bool
     handled: set = set()
     if not fresh:
         planned = _locked_unsent(
-            appointment, Q(template__in=templates) | Q(kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE))
+            appointment, matching=Q(template__in=templates) | Q(kind__in=(MessageKind.REMINDER, MessageKind.PRE_CARE))
         )
         ours = {template.pk for template in templates}
         unsent = {(r.template_id, r.channel): r for r in planned if r.template_id in ours}

@@ -92,11 +92,16 @@ def violation_records_in_zone(records: list[dict], tz) -> list[dict]:
     return [in_zone(reason) for reason in records]
 
 
-def _verdict(appointment: Appointment, check: booking.BookingCheck) -> tuple[str, list[dict]]:
-    """(status the rules give now, the reasons when it needs review)."""
+def _verdict(appointment: Appointment, check: booking.BookingCheck, now: datetime) -> tuple[str, list[dict]]:
+    """(status the rules give now, the reasons when it needs review). A visit under way (its start passed) is
+    weighed against what it follows (the history, medications, intake, visits before it), not against a booking
+    after it: that booking is flagged itself, and is the one to move (the treatment under way has begun)."""
     evaluation = check.evaluation
-    if evaluation.blocking:
-        return AppointmentStatus.NEEDS_REVIEW, [violation_record(v) for v in evaluation.blocking]
+    blocking = evaluation.blocking
+    if appointment.start_at <= now:
+        blocking = [v for v in blocking if v.code != rules.ViolationCode.TOO_CLOSE_BEFORE]
+    if blocking:
+        return AppointmentStatus.NEEDS_REVIEW, [violation_record(v) for v in blocking]
     cleared = booking.cleared_rules(appointment)
     waits = any(not booking.is_cleared(v, cleared) for v in evaluation.needs_clearance)
     return (AppointmentStatus.PENDING_CLEARANCE if waits else AppointmentStatus.CONFIRMED), []
@@ -165,7 +170,7 @@ def patient_appointments_recheck(
         check = booking.appointment_recheck(appointment=appointment)
         if versions is not None:
             versions.add((str(appointment.patient.organisation_id), check.rulebook_version))
-        status, reasons = _verdict(appointment, check)
+        status, reasons = _verdict(appointment, check, now)
         action = _action(
             appointment.status, status, reasons_changed=_substance(reasons) != _substance(appointment.review_reasons)
         )
