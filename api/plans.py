@@ -511,7 +511,7 @@ class PlanReplanApi(_PlanApi):
         preferences = {name: data[field] for field, name in named.items() if field in data}
         if data["dry_run"]:
             proposal = services.plan_replan_propose(
-                plan=plan, from_index=data["from_session"], start_at=start, **preferences
+                plan=plan, from_index=data["from_session"], start_at=start, now=now, **preferences
             )
             return Response(proposal_data(proposal))
         try:

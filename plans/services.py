@@ -502,8 +502,14 @@ def _require_not_cancelled(plan: TreatmentPlan) -> None:
 
 
 def _replan_request(
-    plan: TreatmentPlan, from_index: int, start_at: datetime, *, lock: bool, preferences: dict
-) -> tuple[PlanRequest, list[PlanSession], date | None]:
+    plan: TreatmentPlan,
+    from_index: int,
+    start_at: datetime,
+    *,
+    lock: bool,
+    preferences: dict,
+    now: datetime | None = None,
+) -> tuple[PlanRequest, list[PlanSession], tuple[date, int] | None]:
     _require_not_cancelled(plan)
     sessions = list(plan.sessions.select_related("appointment__procedure").order_by("index"))
     if not any(s.index == from_index for s in sessions):
@@ -516,6 +522,18 @@ def _replan_request(
         raise Refused(
             ErrorCode.PLAN_SESSION_NOT_REPLANNABLE,
             f"Session {done[0].index} is already done; re-plan from a later session.",
+        )
+    under_way = [
+        s
+        for s in moving
+        if now is not None and s.appointment is not None and s.appointment.is_active and _under_way(s.appointment, now)
+    ]
+    if under_way:
+        # As a course's cancel leaves it: the patient may be in the chair, and its outcome is the clinician's.
+        raise Refused(
+            ErrorCode.PLAN_SESSION_NOT_REPLANNABLE,
+            f"Session {under_way[0].index} is under way (checked in, or its time has come): a clinician records its "
+            "outcome; re-plan from a later session.",
         )
     request = _request(
         patient=plan.patient,
@@ -536,12 +554,15 @@ def _replan_request(
 
 
 @versioned.within_snapshot
-def plan_replan_propose(*, plan: TreatmentPlan, from_index: int, start_at: datetime, **preferences) -> Proposal:
+def plan_replan_propose(
+    *, plan: TreatmentPlan, from_index: int, start_at: datetime, now: datetime | None = None, **preferences
+) -> Proposal:
     """The moved session and every later one, re-proposed around the plan's own bookings; writes nothing.
 
     `preferences` (`practitioner_id`, `weekdays`, `times_of_day`), each only when the re-plan names its own (None or
-    empty: any); those left out are the plan's own, as it was made."""
-    request, moving, kept = _replan_request(plan, from_index, start_at, lock=False, preferences=preferences)
+    empty: any); those left out are the plan's own, as it was made. With `now`, a session under way is refused as
+    the re-plan itself refuses it."""
+    request, moving, kept = _replan_request(plan, from_index, start_at, lock=False, preferences=preferences, now=now)
     ignore = tuple(s.appointment_id for s in moving if s.appointment is not None and s.appointment.is_active)
     plan = _plan(request, first_index=from_index, ignore=ignore, after=kept)
     return Proposal(request, plan, _rulebook(request).version)
@@ -556,7 +577,7 @@ def plan_replan(
     with transaction.atomic():
         _lock_plans_patient(plan)
         plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: a cancel takes the same lock first.
-        request, moving, kept = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences)
+        request, moving, kept = _replan_request(plan, from_index, start_at, lock=True, preferences=preferences, now=now)
         active = {s.index: s.appointment for s in moving if s.appointment is not None and s.appointment.is_active}
         ignore = tuple(a.pk for a in active.values())
         # Race condition: planned only now that the patient and the practitioners are locked.

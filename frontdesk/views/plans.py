@@ -125,9 +125,10 @@ def plan_detail(request, plan_id):
         replan_form = ReplanForm(request.GET)
         if replan_form.is_valid():
             with DomainErrors(replan_form) as outcome:
-                start = services.start_of(replan_form.cleaned_data["start_from"], request.clinic.tz, timezone.now())
+                now = timezone.now()
+                start = services.start_of(replan_form.cleaned_data["start_from"], request.clinic.tz, now)
                 proposal = services.plan_replan_propose(
-                    plan=plan, from_index=replan_form.cleaned_data["from_session"], start_at=start
+                    plan=plan, from_index=replan_form.cleaned_data["from_session"], start_at=start, now=now
                 )
             if outcome.refused:  # a refusal (a course cancelled since the page was opened, a session done) says why
                 replan_form.add_error(None, outcome.refused)

@@ -179,26 +179,22 @@ def test_a_template_whose_ideal_is_after_its_maximum_on_some_day_is_refused(pati
 # --- services.py: a re-plan and a visit under way ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a re-plan from a session whose visit is under way (checked in, its time come) moves that "
-    "visit to a later slot, where cancelling the course leaves it to the clinician (plan_cancel's _under_way); "
-    "should a re-plan refuse it (409) or leave it where it is?",
-)
 def test_a_replan_leaves_a_visit_under_way_where_it_is(patient, practitioner, clock):
     """Session 1 on Monday 9 March at 09:00; the patient checked in at 08:55 and is in the chair at 09:10 when the
     desk re-plans the course from session 1 (from now). Cancelling the course now would keep that visit, its outcome
     the clinician's to record (docs/plans.md); the re-plan moves it to 09:15 the same day (its check-in kept), with
-    the patient already being treated, and sessions 2 and 3 follow from there."""
+    the patient already being treated, and sessions 2 and 3 follow from there. (Was a strict-xfail QUESTION, decided
+    the same day: refused, 409 plan_session_not_replannable naming the session, as a course's cancel leaves it.)"""
     plan = course(patient, ldn(2026, 3, 9, 0, 0))
     first = appointments(plan)[0]
     assert first.start_at == ldn(2026, 3, 9, 9)
     appointment_check_in(appointment=first, actor=RECEPTION, now=ldn(2026, 3, 9, 8, 55))
     now = ldn(2026, 3, 9, 9, 10)
     clock.move_to(now)
-    try:
+    with pytest.raises(Refused) as refused:
         plan_replan(plan=plan, from_index=1, start_at=now, actor=RECEPTION, now=now)
-    except Refused:
-        pass  # a refusal would do: the visit stays
+    assert refused.value.code == "plan_session_not_replannable" and "Session 1 is under way" in refused.value.message
+    with pytest.raises(Refused):  # the dry run says so too
+        plan_replan_propose(plan=plan, from_index=1, start_at=now, now=now)
     assert fresh(first).start_at == ldn(2026, 3, 9, 9), fresh(first).start_at
     assert fresh(first).checked_in_at == ldn(2026, 3, 9, 8, 55)
