@@ -423,6 +423,34 @@ def hours_post(admin_client, practitioner, periods, *, active=True):
     return admin_client.post(reverse("admin:clinic_practitioner_change", args=[practitioner.pk]), data, follow=True)
 
 
+def at_moment(moment: datetime, fn, **kwargs):
+    """`fn(**kwargs, now=moment)` with the clock at `moment`."""
+    with time_machine.travel(moment, tick=False):
+        return fn(**kwargs, now=moment)
+
+
+def moved(visit, start: datetime, when: datetime) -> Appointment:
+    """The desk moves `visit` to `start` at `when`."""
+    return at_moment(
+        when, appointment_reschedule, appointment=fresh_appointment(visit), start_at=start, actor=RECEPTION
+    )
+
+
+def move_with_notices_stopped(patient, operator) -> tuple[Appointment, datetime]:
+    """Tuesday 10 March 10:00 booked and confirmed (e-mail and text name 10:00); an hour after the suite's Monday the
+    desk moves it to 12:00 and `operator` stops both move notices in the outbox. The visit, and that moment."""
+    from reminders import services
+
+    visit = book(patient, ldn(2026, 3, 10), NOW)
+    at_moment(NOW, dispatch_local)
+    later = NOW + timedelta(hours=1)
+    moved(visit, ldn(2026, 3, 10, 12), later)
+    notices = rows(visit, kind=MessageKind.RESCHEDULED, status=OutboxStatus.PENDING)
+    assert {n.channel for n in notices} == {"email", "sms"}
+    assert at_moment(later, services.outbox_cancel, message_ids=[n.pk for n in notices], actor=operator) == 2
+    return visit, later
+
+
 # --- Cross-path races (tests/qa/test_cross_path_races_probe.py): their own actor, booking and API call, the world,
 # and the invariants checked after each round ---------------------------------------------------------------------
 

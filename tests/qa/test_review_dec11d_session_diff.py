@@ -39,7 +39,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.db.models import ProtectedError
 
@@ -64,24 +63,25 @@ from reminders.models import (
     OutboxStatus,
     ReminderTemplate,
 )
-from scheduler.booking import appointment_check, appointment_reschedule, appointment_slots
+from scheduler.booking import appointment_check, appointment_slots
 from scheduler.lifecycle import Actor
 from scheduler.recheck import patient_appointments_recheck
 from scheduler.rules import ViolationCode
 from tests.factories import PatientConditionFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
 from tests.qa.helpers import (
     NOW,
-    RECEPTION,
     admin_errors,
     book,
     fresh,
-    fresh_appointment,
     hours_post,
     ldn,
+    move_with_notices_stopped,
+    moved,
     org_rule,
     rows,
     staff_client,
 )
+from tests.qa.helpers import at_moment as at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("care_texts", "message_outboxes")]
 
@@ -110,30 +110,13 @@ def desk(clinic):
     return get_user_model().objects.get(username="qa11d-desk")
 
 
-def at(moment: datetime, fn, **kwargs):
-    with time_machine.travel(moment, tick=False):
-        return fn(**kwargs, now=moment)
-
-
-def moved(visit, start: datetime, when: datetime):
-    return at(when, appointment_reschedule, appointment=fresh_appointment(visit), start_at=start, actor=RECEPTION)
-
-
 # --- Notices an operator stopped ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def stopped_move(ada, practitioner, clock):
-    """Tuesday 10 March 10:00 booked and confirmed (e-mail and text name 10:00); at 10:00 today the desk moves it to
-    12:00 and an operator stops both move notices in the outbox."""
-    visit = book(ada, ldn(2026, 3, 10), NOW)
-    at(NOW, dispatch_local)
-    later = NOW + timedelta(hours=1)
-    moved(visit, ldn(2026, 3, 10, 12), later)
-    notices = rows(visit, kind=MessageKind.RESCHEDULED, status=OutboxStatus.PENDING)
-    assert {n.channel for n in notices} == {Channel.EMAIL, Channel.SMS}
-    assert at(later, services.outbox_cancel, message_ids=[n.pk for n in notices], actor=OPERATOR) == 2
-    return visit, later
+    """Tuesday 10 March 10:00 booked and confirmed; moved to 12:00 and both move notices stopped by an operator."""
+    return move_with_notices_stopped(ada, OPERATOR)
 
 
 def test_a_stopped_move_notice_is_not_listed_once_the_move_is_undone(stopped_move, desk):

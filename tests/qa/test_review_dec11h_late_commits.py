@@ -33,7 +33,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 
 from api.fields import parse_aware
@@ -43,26 +42,31 @@ from clinic.selectors import DUPLICATE_ROWS_READ, duplicate_candidates
 from clinic.services import medication_course_add, patient_update
 from core.errors import ErrorCode, InvalidInput, InvalidTransition
 from frontdesk.selectors import awaiting_outcome, needs_attention, undelivered
-from reminders import services
 from reminders.consent import patient_preferences_update
-from reminders.dispatch import dispatch_local
 from reminders.models import UNSENT_STATUSES, Channel, MessageKind, OutboxStatus
-from scheduler.booking import appointment_cancel, appointment_complete, appointment_mark_no_show, appointment_reschedule
+from scheduler.booking import appointment_cancel, appointment_complete, appointment_mark_no_show
 from scheduler.lifecycle import Actor
 from scheduler.recheck import _affected
 from tests.factories import PatientFactory
-from tests.qa.helpers import NOW, RECEPTION, book, fresh, fresh_appointment, ldn, rows, staff_client
+from tests.qa.helpers import (
+    NOW,
+    RECEPTION,
+    book,
+    fresh,
+    fresh_appointment,
+    ldn,
+    move_with_notices_stopped,
+    moved,
+    rows,
+    staff_client,
+)
+from tests.qa.helpers import at_moment as at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("care_texts", "message_outboxes")]
 
 TODAY = NOW.date()
 CLINICIAN = Actor("dr@qa-dec11h", clinical=True)
 OPERATOR = Actor("ops@qa-dec11h")
-
-
-def at(moment, fn, **kwargs):
-    with time_machine.travel(moment, tick=False):
-        return fn(**kwargs, now=moment)
 
 
 @pytest.fixture
@@ -201,22 +205,10 @@ def test_candidates_are_ranked_the_same_however_often_asked(clinic):
 # --- A stopped move notice and a further move ---------------------------------------------------------------------
 
 
-def moved(visit, start, when):
-    return at(when, appointment_reschedule, appointment=fresh_appointment(visit), start_at=start, actor=RECEPTION)
-
-
 @pytest.fixture
 def stopped_move(ada, practitioner, clock):
-    """Tuesday 10 March 10:00 booked and confirmed (e-mail and text name 10:00); at 10:00 today the desk moves it to
-    12:00 and an operator stops both move notices in the outbox."""
-    visit = book(ada, ldn(2026, 3, 10), NOW)
-    at(NOW, dispatch_local)
-    later = NOW + timedelta(hours=1)
-    moved(visit, ldn(2026, 3, 10, 12), later)
-    notices = rows(visit, kind=MessageKind.RESCHEDULED, status=OutboxStatus.PENDING)
-    assert {n.channel for n in notices} == {Channel.EMAIL, Channel.SMS}
-    assert at(later, services.outbox_cancel, message_ids=[n.pk for n in notices], actor=OPERATOR) == 2
-    return visit, later
+    """Tuesday 10 March 10:00 booked and confirmed; moved to 12:00 and both move notices stopped by an operator."""
+    return move_with_notices_stopped(ada, OPERATOR)
 
 
 def test_a_further_move_that_plans_a_notice_takes_the_stopped_one_off_the_desks_list(stopped_move, desk):
