@@ -11,6 +11,8 @@ import re
 import secrets
 import uuid
 import zoneinfo
+from collections.abc import Iterable
+from datetime import time
 from importlib import resources
 
 import phonenumbers
@@ -514,6 +516,19 @@ class Weekday(models.IntegerChoices):
     FRIDAY = 4, "Friday"
     SATURDAY = 5, "Saturday"
     SUNDAY = 6, "Sunday"
+
+
+def joined_periods(periods: Iterable[tuple[time, time]]) -> list[tuple[time, time]]:
+    """One day's working periods (from, to) in order, those that overlap or touch as one stretch: 09:00-13:00 and
+    13:00-18:00 are 09:00-18:00, a visit across 13:00 held (rows stored before the admin refused such a day,
+    clinic.forms.WorkingHoursFormSet, and joined by migration 0031; a row written past the admin reads the same)."""
+    joined: list[tuple[time, time]] = []
+    for start, end in sorted(periods):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
 
 
 class WorkingHours(models.Model):

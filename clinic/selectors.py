@@ -30,6 +30,7 @@ from clinic.models import (
     StaffRole,
     TimeOff,
     WorkingHours,
+    joined_periods,
 )
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput
@@ -302,15 +303,16 @@ def off_working_hours(appointments: QuerySet[Appointment], tz) -> QuerySet[Appoi
 def outside_working_hours(appointments: list[Appointment], hours: list[WorkingHours], tz) -> list[Appointment]:
     """Those of one practitioner's `appointments` that no period of their weekly `hours` holds (in `tz`, their
     clinic's zone): what a change of hours left booked when nobody is there. In memory, no query."""
-    by_day: dict[int, list[WorkingHours]] = {}
+    by_day: dict[int, list[tuple]] = {}
     for period in hours:
-        by_day.setdefault(period.weekday, []).append(period)
+        by_day.setdefault(period.weekday, []).append((period.start_time, period.end_time))
+    by_day = {weekday: joined_periods(periods) for weekday, periods in by_day.items()}
 
     def held(appointment: Appointment) -> bool:
         start, end = appointment.start_at.astimezone(tz), appointment.end_at.astimezone(tz)
         if end.date() != start.date():
             return False
-        return any(p.start_time <= start.time() and end.time() <= p.end_time for p in by_day.get(start.weekday(), []))
+        return any(since <= start.time() and end.time() <= until for since, until in by_day.get(start.weekday(), []))
 
     return [appointment for appointment in appointments if not held(appointment)]
 

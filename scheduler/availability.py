@@ -18,7 +18,14 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import F
 
-from clinic.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, Practitioner, TimeOff, WorkingHours
+from clinic.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    Practitioner,
+    TimeOff,
+    WorkingHours,
+    joined_periods,
+)
 from core import unions
 from core.compiled import CompiledQuery
 from core.ids import parse_uuid
@@ -228,6 +235,8 @@ class Schedule:
                 booked[pid].append((start, end))
             else:  # the patient's own (a booking with one of these practitioners comes twice, once as each)
                 self._patient.append((start, end, pk, procedure, clinic))
+        for periods in self._periods.values():  # a day entered as rows that meet or overlap is one stretch
+            periods[:] = joined_periods(periods)
         self._patient.sort()
         self._patient_busy = _Busy((start, end) for start, end, *_ in self._patient)
         self._off = {pid: _Busy(spans) for pid, spans in off.items()}
@@ -317,8 +326,8 @@ class Schedule:
             found: list[tuple[datetime, str, Slot]] = []
             for practitioner in self.practitioners:
                 taken, practitioner_id = busy[practitioner.id], str(practitioner.id)
-                offered: set[datetime] = set()  # two periods of one day that overlap (stored before the admin
-                # refused them) offer each start once
+                offered: set[datetime] = set()  # each start once, though a day's periods (joined where they meet)
+                # may still overlap in real time on the night the clocks go back (an end takes the later reading)
                 for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
                     # On whole minutes, as booking takes them (a period stored with seconds starts at the next minute).
                     first, stop = ceil_minute(self._at(day, period_start)), self._end_at(day, period_end)

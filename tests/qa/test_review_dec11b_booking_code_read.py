@@ -6,7 +6,7 @@ the organisation, a cache without the version, an error path that could be a 500
 test that shows it, through the services (and the API where a platform would see it). The suite's Monday is
 2 March 2026, 09:00 UTC (London on GMT).
 
-Found (strict xfails; the three DEFECTs mended the same day, their tests now pass):
+Found (strict xfails; the three DEFECTs mended the same day and the QUESTION decided, their tests now pass):
 - DEFECT: a same-procedure (repeat) rule's "too close before" violation gives as its `earliest_allowed` the day after
   the booked repeat, where the same rule forbids the start again (too soon after it); the contract says the
   earliest start "this one rule allows" (scheduler/rules.py, `_Ranges._before_event`).
@@ -14,9 +14,9 @@ Found (strict xfails; the three DEFECTs mended the same day, their tests now pas
   the overlap twice (scheduler/availability.py, `Schedule.free_slots`, one pass per period).
 - DEFECT: a working period starting at a time with seconds (the admin's time field takes 09:00:30) makes
   availability offer starts with seconds, which booking refuses as not whole minutes (`Schedule.free_slots`).
-- QUESTION: two working periods that touch (09:00-13:00 and 13:00-18:00, a day entered as two rows) are two
-  stretches: a visit across 13:00 is refused "does not work at 12:30" and never offered, though the practitioner
-  works all day (`Schedule._within_hours`).
+- QUESTION (decided 7 December: joined when read, `availability._joined`): two working periods that touch (09:00-13:00
+  and 13:00-18:00, a day entered as two rows) are two stretches: a visit across 13:00 is refused "does not work at
+  12:30" and never offered, though the practitioner works all day (`Schedule._within_hours`).
 
 Held (passing): a pair of two procedures gives the right per-rule earliest start; a lunch break stays closed; a
 booking that needs review holds its practitioner and its patient in booking and in searches; a search's windowed
@@ -119,14 +119,10 @@ def test_overlapping_periods_offer_each_slot_once(api, patient, split_day):
     assert len(offered) == len(set(offered)), offered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: working periods that touch (09:00-13:00, 13:00-18:00), stored before the admin refused them "
-    "(clinic.forms.WorkingHoursFormSet), are two stretches: a visit across 13:00 is refused as outside working hours "
-    "and never offered (availability.Schedule._within_hours); should stored rows be joined?",
-)
 def test_touching_periods_hold_a_visit_across_their_seam(patient, split_day):
-    """A Monday entered as two rows that meet at 13:00, no break between: a 60-minute microneedling at 12:30."""
+    """A Monday entered as two rows that meet at 13:00, no break between: a 60-minute microneedling at 12:30 is booked
+    and offered. (Was a strict-xfail QUESTION, decided: a day's periods that meet or overlap, stored before the admin
+    refused them, are one stretch when read, availability._joined.)"""
     dr = split_day((9, 13), (13, 18))
     at = ldn(2026, 3, 9, 12, 30)
     assert check(patient, "microneedling", at, practitioner_id=str(dr.pk)).eligible
