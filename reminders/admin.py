@@ -6,6 +6,8 @@ administrator sees only their own clinics' rows; webhook endpoints (and their
 secrets) serve platforms across clinics and are for superusers only.
 """
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
@@ -27,8 +29,8 @@ from reminders.models import (
     TemplateOrigin,
     TemplateRollout,
     WebhookEndpoint,
-    new_webhook_secret,
 )
+from reminders.webhooks import webhook_secret_rotate
 from scheduler.lifecycle import Actor
 
 PLACEHOLDERS = (
@@ -252,10 +254,17 @@ class WebhookEndpointAdmin(SuperuserOnly, admin.ModelAdmin):
 
     @admin.action(description="Rotate the signing secret")
     def rotate_secret(self, request, queryset):
+        """An operator's rotation is for a secret that leaked: the new one signs alone from now on, and any older one
+        (the current, and one an API rotation left in its overlap) stops at once (webhooks.webhook_secret_rotate)."""
+        now = timezone.now()
         for endpoint in queryset:
-            endpoint.secret = new_webhook_secret()
-            endpoint.save(update_fields=["secret"])
-        self.message_user(request, "New secrets set; give them to the platform (see each endpoint).", messages.WARNING)
+            webhook_secret_rotate(endpoint=endpoint, now=now, overlap=timedelta(0))
+        self.message_user(
+            request,
+            "New secrets set; they alone sign from now on, so the platform's verifier refuses deliveries until it has "
+            "them: give them to the platform (see each endpoint).",
+            messages.WARNING,
+        )
 
 
 class CalendarFeedForm(forms.ModelForm):

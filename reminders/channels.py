@@ -643,8 +643,27 @@ def _resolve(hostname: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Addres
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _not_public(address) -> bool:
+    """Not an address of the public internet: private, loopback, link-local, reserved, multicast, and what Python
+    calls not global besides (the shared space 100.64.0.0/10 of carrier-grade NAT and cloud-internal services such as
+    100.100.100.200); an IPv6 address carrying an IPv4 one (mapped, 6to4, NAT64) is judged by that one too."""
+    if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
+        return True
+    if address.is_multicast or not address.is_global:
+        return True
+    if address.version == 6:
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is None and address in _NAT64:
+            carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        return carried is not None and _not_public(carried)
+    return False
+
+
 def _address_problem(addresses: list) -> str:
-    if any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast for a in addresses):
+    if any(_not_public(a) for a in addresses):
         return "Webhook URLs may not point at private, loopback or link-local addresses."
     return ""
 

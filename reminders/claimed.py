@@ -80,7 +80,19 @@ _FRESH = (
     "appointment__patient__muted_topics",
     "appointment__patient__email",
     "appointment__patient__phone",
+    # A webhook's endpoint: paused, deleted, revoked, re-subscribed or rotated while its batch is being sent, each
+    # delivery goes (or not) and is signed as the endpoint stands (verdicts.still_wanted, dispatch._deliver).
+    "endpoint_id",
+    "endpoint__is_active",
+    "endpoint__events",
+    "endpoint__url",
+    "endpoint__secret",
+    "endpoint__previous_secret",
+    "endpoint__previous_secret_expires_at",
+    "endpoint__client__revoked_at",
 )
+_VISIT = slice(_FRESH.index("appointment__status"), _FRESH.index("endpoint_id"))
+_ENDPOINT = slice(_FRESH.index("endpoint_id"), len(_FRESH))
 
 
 def _lock_options(*, skip: bool) -> dict:
@@ -124,7 +136,9 @@ def lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[u
         waiting = [pk for pk in by_pk if pk not in held]
         list(OutboxMessage.objects.select_for_update(**_lock_options(skip=False)).filter(pk__in=waiting).values("pk"))
         found = [*found, *_LOCK_FRESH.rows(waiting)]
-    for pk, status, token, until, attempts, due_at, payload, doubt, doubt_since, *visit, changes in found:
+    for fresh in found:
+        pk, status, token, until, attempts, due_at, payload, doubt, doubt_since = fresh[:9]
+        visit, changes = fresh[_VISIT], fresh[-1]
         row = by_pk[pk]
         row.status, row.claim_token, row.claimed_until, row.attempts, row.due_at = (
             status,
@@ -138,5 +152,18 @@ def lock_fresh(rows: list[OutboxMessage], *, skip_locked: bool = True) -> dict[u
         appointment.status, appointment.start_at, appointment.end_at = visit[:3]
         appointment.calendar_changes = changes  # the .ics SEQUENCE, as of this lock (content.ics_sequence)
         patient.reminder_channels, patient.sms_consent, patient.muted_topics, patient.email, patient.phone = visit[3:]
+        if row.endpoint_id is not None:
+            _endpoint_fresh(row, fresh[_ENDPOINT])
         locked[pk] = row
     return locked
+
+
+def _endpoint_fresh(row: OutboxMessage, fresh: tuple) -> None:
+    endpoint_id, is_active, events, url, secret, previous, previous_until, revoked_at = fresh
+    if endpoint_id is None:  # deleted since the batch read it
+        row.endpoint = None
+        return
+    endpoint = row.endpoint
+    endpoint.is_active, endpoint.events, endpoint.url = is_active, events, url
+    endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at = secret, previous, previous_until
+    endpoint.client.revoked_at = revoked_at

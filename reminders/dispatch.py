@@ -44,6 +44,7 @@ from django.db.models.functions import Coalesce
 
 from core.compiled import CompiledQuery, columns, instances, save_fields
 from core.db import lock_wait_exceeded
+from core.plain_text import single_line, storable_text
 from core.redact import masked_logger
 from reminders import channels, content, riders, verdicts
 from reminders.claimed import Batch, claim_rows, lock_fresh, skip_locked
@@ -434,7 +435,7 @@ def _send_raised(message: OutboxMessage, claim_token, now: datetime, exc: Except
     rolled back), but the provider may have taken the message before the error: the row is in doubt, and its
     next sender asks the provider first (`_settle_doubt`). If even this cannot be written (the database went
     away), the row is left to its lease, as for a sender that died (BUSY)."""
-    error = f"the send raised {type(exc).__name__}: {exc}"
+    error = _storable_error(f"the send raised {type(exc).__name__}: {exc}")
     try:
         with transaction.atomic():
             _send_transaction_settings()
@@ -764,6 +765,12 @@ def _mark_sent_with(companions: list[OutboxMessage], message: OutboxMessage, now
         )
 
 
+def _storable_error(text: str) -> str:
+    """An error text as the row keeps it: on one line, without the control characters (a NUL in an endpoint's
+    answer made PostgreSQL refuse the whole outcome)."""
+    return single_line(storable_text(text))
+
+
 def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
     """Save the row's outcome; False when putting it back to `pending` clashed with a newer copy.
 
@@ -771,6 +778,8 @@ def _save_outcome(message: OutboxMessage, fields: list[str]) -> bool:
     template and channel (only one unsent copy may exist). The newer copy wins: this one is
     cancelled as superseded instead of failing its sender and staying claimed.
     """
+    if "last_error" in fields:  # it may quote a provider's or an endpoint's words: a NUL no database stores
+        message.last_error = _storable_error(message.last_error)
     if message.status not in (OutboxStatus.PENDING, OutboxStatus.HELD):
         save_fields(message, fields)  # the unique constraint covers unsent rows only: no clash possible
         return True

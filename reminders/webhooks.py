@@ -22,7 +22,12 @@ from reminders.models import Channel, OutboxMessage, OutboxStatus, WebhookEndpoi
 from reminders.services import webhook_endpoint_create
 
 MAX_OVERLAP = timedelta(days=7)
-_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+# What channels.send_webhook records: `HTTP nnn` as the provider id of a delivery taken, "endpoint answered HTTP nnn"
+# in the error of one refused. Never any `HTTP nnn` in an error: one that is not HTTP quotes the endpoint's own line.
+_ACCEPTED = re.compile(r"^HTTP (\d{3})$")
+_REFUSED = re.compile(
+    r"^(?:permanent failure|attempt \d+|gave up after \d+ attempts; last error): endpoint answered HTTP (\d{3})\b"
+)
 
 
 def _refuse_unsafe_url(url: str, *, stored: str | None = None) -> None:
@@ -106,7 +111,7 @@ class DeliveryOutcome:
 
 def delivery_outcome(message: OutboxMessage) -> DeliveryOutcome:
     """The HTTP status the endpoint last answered (channels.send_webhook records it as `HTTP nnn`), if any."""
-    found = _HTTP_STATUS.search(message.provider_id) or _HTTP_STATUS.search(message.last_error)
+    found = _ACCEPTED.match(message.provider_id) or _REFUSED.search(message.last_error)
     return DeliveryOutcome(int(found.group(1)) if found else None, message.last_error)
 
 
