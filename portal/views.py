@@ -437,12 +437,13 @@ def preferences(request: HttpRequest, *, appointment: Appointment, token: str, n
     except InvalidInput as error:
         form.add_domain_error(error)
         return _manage(request, appointment, token, now, preferences=form, status=400)
-    messages.success(
-        request,
+    saved = (
         "Your message choices are saved."
         if change.changed
-        else "Nothing to change: your message choices are as they were.",
+        else "Nothing to change: your message choices are as they were."
     )
+    # Texts back on after their own STOP, where the provider blocks until START: what to do (as the desk is told).
+    messages.success(request, f"{saved} {change.advice}" if change.advice else saved)
     return _to_manage(token, "#preferences")
 
 

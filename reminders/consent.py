@@ -197,14 +197,25 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
 LEADING_STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "OPTOUT"})
 
 
+# Hyphens inside a word of a reply read as spaces: a phone's keyboard writes "opt-out" for "opt out".
+_HYPHENS = str.maketrans({"-": " ", "\u2010": " ", "\u2011": " "})
+
+
 def is_stop_reply(body: str) -> bool:
-    """Whether an inbound text asks to stop: its words (split at spaces, the punctuation around each dropped) are a
-    STOP word, or one run together ("STOP ALL", "opt out"; letters only), or start with an unambiguous one
-    ("Stop please"). "ST\\0OP", "STOPPED" and "Don't stop" are not."""
-    words = [word for word in (token.strip(string.punctuation) for token in (body or "").upper().split()) if word]
+    """Whether an inbound text asks to stop: its words (split at spaces and hyphens, the punctuation around each
+    dropped) are a STOP word, or one run together ("STOP ALL", "opt out", "opt-out"; letters only), or start with an
+    unambiguous one, written whole or as its first two words run together (letters only: "Stop please", "Opt out
+    please"). "ST\\0OP", "STOPPED", "Don't stop" and "Opt outside" are not."""
+    text = (body or "").upper().translate(_HYPHENS)
+    words = [word for word in (token.strip(string.punctuation) for token in text.split()) if word]
     if not words:
         return False
-    return words[0] in LEADING_STOP_WORDS or (all(w.isalpha() for w in words) and "".join(words) in STOP_WORDS)
+    first_two = words[:2]
+    if words[0] in LEADING_STOP_WORDS or (
+        all(w.isalpha() for w in first_two) and "".join(first_two) in LEADING_STOP_WORDS
+    ):
+        return True
+    return all(w.isalpha() for w in words) and "".join(words) in STOP_WORDS
 
 
 # Replies that mean "text me again" after a STOP (the keywords carriers and Twilio treat as opt-in; not YES, which
@@ -397,16 +408,18 @@ def sender_patients(from_number: str, *, wide: bool = True) -> QuerySet[Patient]
     """The patients (not merged away) whose stored E.164 number an inbound sender is, however the provider wrote it.
 
     International forms (`+`, `00` or bare digits with the country code) are read as such. A national form
-    ("07911 123456", as a provider of that country may write it) is read in each country that has a clinic (a
-    bounded set) and, when `wide`, matches every number that results: a STOP not honoured is worse than one read
-    widely. Not `wide` (an opt-in), it matches only when every reading gives the same number.
-    The sender exactly as given matches too.
+    ("07911 123456", or "(212) 555-0123" where no trunk 0 is dialled, as a provider of that country may write it) is
+    read in each country that has a clinic (a bounded set), a reading counting only where it is a valid number of
+    that country, and, when `wide`, matches every number that results: a STOP not honoured is worse than one read
+    widely. Bare digits may be either ("2125550123": Morocco's +212..., or New York's +1 212...), so a STOP reads
+    them both ways. Not `wide` (an opt-in), a sender with an international reading is read so only, and a national
+    form matches only when every reading gives the same number. The sender exactly as given matches too.
     """
     match = Q(phone=from_number)
     international = _international_e164(from_number)
     if international is not None:
         match |= Q(phone=international)
-    elif from_number.strip().startswith("0"):
+    if not from_number.strip().startswith(("+", "00")) and (wide or international is None):
         countries = Clinic.objects.exclude(country="").values_list("country", flat=True).distinct()
         numbers = {phone_to_e164(from_number, country=country) for country in countries} - {None}
         if wide or len(numbers) == 1:
@@ -533,6 +546,20 @@ def sms_restart_advice(stopped: ContactOptOut) -> str:
     return advice
 
 
+def patient_sms_restart_advice(stopped: ContactOptOut) -> str:
+    """sms_restart_advice in the patient's words, for their own page when they switch texts back on after their own
+    STOP (`stopped`), or "": the provider's block stays until they text START, whatever they switch on here."""
+    if not sms_restart_advice(stopped):
+        return ""
+    advice = (
+        "You replied STOP to one of our texts, so our text service holds back our texts to you until you text START"
+        " to the number they come from. Please text START to it."
+    )
+    if stopped.via == OptOutVia.SMS_PROVIDER:
+        advice += " If you have already, there is nothing more to do."
+    return advice
+
+
 def email_restart_advice(stopped: ContactOptOut) -> str:
     """What staff must know before switching e-mail back on after the patient's spam complaint or unsubscribe that
     the e-mail provider reported (`stopped`, their latest e-mail opt-out), or "": the provider keeps refusing the
@@ -583,6 +610,8 @@ class PreferencesChange:
     switched_off: tuple[str, ...] = ()
     muted_topics: tuple[str, ...] = ()
     topics_changed: bool = False
+    # What the patient must do for texts switched back on to reach them (patient_sms_restart_advice), or "".
+    advice: str = ""
 
     @property
     def changed(self) -> bool:
@@ -607,7 +636,8 @@ def patient_preferences_update(
     Switching a channel off is an opt-out (ContactOptOut, as an unsubscribe link records one);
     switching SMS back on needs `sms_consent` (the box they ticked), recorded with its wording
     (ContactOptIn). Confirmations and change notices are not optional: only care instructions
-    and reminders can be muted (Patient.muted_topics).
+    and reminders can be muted (Patient.muted_topics). Texts switched back on after the patient's own
+    STOP, where the provider blocks until START, come with `advice` to text START (patient_sms_restart_advice).
     """
     topics = None if muted_topics is None else sorted(set(muted_topics))
     if topics is not None and any(topic not in MessageTopic.values for topic in topics):
@@ -617,6 +647,7 @@ def patient_preferences_update(
         state = channels_on(current)
         chosen = set(current.reminder_channels or [])
         fields = {"updated_at"}
+        advice = ""
         on: list[str] = []
         off: list[str] = []
         if email is not None and email != state[Channel.EMAIL]:
@@ -628,6 +659,9 @@ def patient_preferences_update(
                 raise _invalid("We have no mobile number for you. Please ask the clinic to add it.", "sms")
             if sms and not sms_consent:
                 raise _invalid("To get text messages, tick the box to say you agree to them.", "sms_consent")
+            if sms:  # read while texts are still off: their own STOP behind it, which the provider may hold them to
+                stopped = latest_own_opt_out(current, Channel.SMS)
+                advice = patient_sms_restart_advice(stopped) if stopped is not None else ""
             (on if sms else off).append(Channel.SMS)
             current.sms_consent = sms
             fields.add("sms_consent")
@@ -654,4 +688,4 @@ def patient_preferences_update(
                 wording=sms_consent_wording(current) if channel == Channel.SMS else "",
             )
         patient_contact_changed(patient_id=current.pk, now=now)  # what they may now get is planned
-    return PreferencesChange(tuple(on), tuple(off), tuple(current.muted_topics or []), topics_changed)
+    return PreferencesChange(tuple(on), tuple(off), tuple(current.muted_topics or []), topics_changed, advice)

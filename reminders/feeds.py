@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from icalendar import Calendar
 
@@ -66,11 +66,14 @@ def calendar_feed_revoke(*, feeds: QuerySet[CalendarFeed], now: datetime) -> int
 
 
 def calendar_feed_for_token(token: str) -> CalendarFeed | None:
-    """The live feed behind `token`, or None (unknown or revoked: the same to the caller)."""
+    """The live feed behind `token`, or None (unknown, revoked, or a switched-off practitioner's: the same to the
+    caller). A practitioner who leaves is switched off (Practitioner.is_active); the feed on a phone they keep stops
+    with that, and answers again only if they are switched back on."""
     if not token or len(token) > 100:
         return None
     return (
         CalendarFeed.objects.filter(token_hash=_hash(token), revoked_at__isnull=True)
+        .filter(Q(practitioner__isnull=True) | Q(practitioner__is_active=True))
         .select_related("practitioner", "patient")
         .first()
     )

@@ -211,7 +211,7 @@ def _plausible_sender(sender: str) -> bool:
 
 @require_http_methods(["GET", "HEAD"])
 def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
-    """A private iCalendar feed; the token in the URL is the credential. Unknown or revoked: 404."""
+    """A private iCalendar feed; the token in the URL is the credential. Unknown, revoked, or a switched-off practitioner's: 404."""
     feed = feeds.calendar_feed_for_token(token)
     if feed is None:
         raise Http404("No such calendar feed.")
