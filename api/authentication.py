@@ -3,6 +3,8 @@
 Keys are looked up by their public prefix and compared by hash in constant
 time; a revoked or unknown key is a 401. `last_used_at` is written at most
 once a minute per client, so authentication adds no write to most requests.
+A refused key counts against its address's anonymous rate (api.throttling):
+past it the answer is a 429, so keys cannot be tried at line rate.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from api.throttling import count_refused_key
 from clinic.models import ApiClient, hash_key
 from core.compiled import CompiledQuery, columns, instances
 
@@ -29,13 +32,39 @@ def _client_by_prefix(prefix: str) -> ApiClient | None:
     return found[0] if found else None
 
 
+KEYWORD = "Token"
+
+
+def authorization_words(request) -> list[bytes]:
+    """The Authorization header's words as DRF reads them: its bytes (latin-1, as WSGI hands headers on) split at
+    ASCII whitespace only, so U+00A0 or U+0085 inside a word leaves it one word. A header that is not latin-1 (only a
+    test client can send one) has none."""
+    try:
+        return authentication.get_authorization_header(request).split()
+    except UnicodeEncodeError:
+        return []
+
+
+def api_key_given(request) -> bool:
+    """Whether the call names an API key (`Authorization: Token …`): the one reading of the header, for this
+    authentication and for config/middleware.py's two-step check, which lets a keyed call through to it."""
+    words = authorization_words(request)
+    return bool(words) and words[0].lower() == KEYWORD.lower().encode()
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    keyword = "Token"
+    keyword = KEYWORD
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        if not api_key_given(request):
             return None  # not ours: session auth may still apply
+        try:
+            return self._authenticate(authorization_words(request))
+        except exceptions.AuthenticationFailed:
+            count_refused_key(request)  # past the anonymous rate for its address: a 429 instead (api.throttling)
+            raise
+
+    def _authenticate(self, header: list[bytes]):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Give the key as `Authorization: Token <key>`.")
         try:

@@ -182,6 +182,9 @@ def responses(
             "since; nothing was changed. GET it again and make the change on what it is now."
         )
     if body:
+        out[(411, PROBLEM_CONTENT_TYPE)] = _problem(
+            "length_required: the body was sent chunked (Transfer-Encoding) without a Content-Length; send its length."
+        )
         out[(413, PROBLEM_CONTENT_TYPE)] = _problem("The body is larger than the limit.")
         out[(415, PROBLEM_CONTENT_TYPE)] = _problem("The body is not JSON.")
     if idempotent:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.encoding import escape_uri_path
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import exceptions, generics, status
 from rest_framework.response import Response
 
 from api import schema as docs
@@ -140,8 +140,22 @@ class ApiView(generics.GenericAPIView):
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
 
+class LengthRequired(exceptions.APIException):
+    """A body sent without a Content-Length (chunked): Django and DRF read only as many bytes as it states, so it
+    would be taken as empty (a PATCH answered 200 with nothing changed)."""
+
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = "Send the request body with a Content-Length header (not chunked): it was not read."
+    default_code = "length_required"
+
+
+# Methods whose body the API reads (a DELETE's or a GET's is never read).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 def refuse_oversized(request) -> None:
-    """414 for a path and query (its `?` counted) longer than MAX_URI_LENGTH, 431 for a longer header."""
+    """414 for a path and query (its `?` counted) longer than MAX_URI_LENGTH, 431 for a longer header, and 411 for a
+    body whose length is not stated (Transfer-Encoding, no Content-Length), before it could be read as empty."""
     meta = request.META
     query = meta.get("QUERY_STRING", "")
     uri_length = len(escape_uri_path(request.path)) + (len(query) + 1 if query else 0)
@@ -151,6 +165,8 @@ def refuse_oversized(request) -> None:
         if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str):
             if len(value) > MAX_HEADER_LENGTH:
                 raise HeaderTooLarge()
+    if request.method in _BODY_METHODS and meta.get("HTTP_TRANSFER_ENCODING") and not meta.get("CONTENT_LENGTH"):
+        raise LengthRequired()
 
 
 def _created(data, location: str) -> Response:

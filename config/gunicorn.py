@@ -27,7 +27,8 @@ max_requests = env_count("GUNICORN_MAX_REQUESTS", 2000, minimum=0)  # 0: never r
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
-# Only a proxy on these addresses may say the request came over https (X-Forwarded-Proto).
+# Only a proxy on these addresses may say the request came over https (X-Forwarded-Proto), and name the client in
+# X-Forwarded-For: config/settings.py reads the same variable, with the same default, for core.client_address.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No control socket (gunicorn 25.1+, for `gunicornc`, which nothing here uses): every gunicorn on a host opens the
 # same default path ($XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl), so a second one (another

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import urlencode
 
+from api.authentication import api_key_given
 from api.problems import PROBLEM_CONTENT_TYPE, problem
 from fhir.mapping import operation_outcome
 from fhir.views import FHIR_JSON
@@ -62,8 +63,12 @@ class TwoFactorRequiredMiddleware:
 
     @staticmethod
     def _exempt(request) -> bool:
-        if request.path.startswith(_KEYED_PREFIXES) and _api_key_given(request):
-            return True  # an API key authenticates the call, not the browser's session
+        # An API key authenticates the call, not the browser's session. Read as api.authentication reads it (one
+        # helper: the header's bytes split at ASCII whitespace, as DRF does): any other Authorization header (Basic,
+        # Bearer, empty, `Token` joined to its key by a U+00A0) authenticates nothing there, so DRF would fall back
+        # on the session, and it is no reason to skip the two-step check.
+        if request.path.startswith(_KEYED_PREFIXES) and api_key_given(request):
+            return True
         return request.path in {
             reverse("frontdesk:two_factor"),
             reverse("frontdesk:logout"),
@@ -105,11 +110,3 @@ class TwoFactorRequiredMiddleware:
 
 # Where an API key (not the browser's session) may authenticate a call: the v1 API and FHIR.
 _KEYED_PREFIXES = ("/api/", "/fhir/")
-
-
-def _api_key_given(request) -> bool:
-    """Whether the call carries an API key (`Authorization: Token …`, as api.authentication reads it). Any other
-    Authorization header (Basic, Bearer, empty) authenticates nothing there, so DRF would fall back on the
-    browser's session: it is no reason to skip the two-step check."""
-    words = request.META.get("HTTP_AUTHORIZATION", "").split()
-    return bool(words) and words[0].lower() == "token"

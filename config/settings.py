@@ -5,6 +5,7 @@ what the README's run command uses. Production sets DATABASE_URL (PostgreSQL)
 and REDIS_URL or CELERY_BROKER_URL.
 """
 
+import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -27,6 +28,23 @@ def proxy_ssl_header(name: str) -> tuple[str, str] | None:
     if not sep or not header.strip() or not expected.strip():
         raise ImproperlyConfigured(f"{name} must look like 'X-Forwarded-Proto: https', not {value!r}")
     return "HTTP_" + header.strip().upper().replace("-", "_"), expected.strip()
+
+
+def forwarded_allow_ips(name: str) -> list[str]:
+    """The proxies whose X-Forwarded-For names the client (core.client_address): the addresses or networks gunicorn
+    trusts (`forwarded_allow_ips`, which config/gunicorn.py reads from the same variable, with the same default), or
+    `*` for any peer. Checked as gunicorn checks it, so a value it would refuse stops this start too."""
+    allowed = env_list(name, ["127.0.0.1"])
+    for item in allowed:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list addresses or networks (127.0.0.1,10.0.0.0/8) or be *, not {item!r}"
+            ) from None
+    return allowed
 
 
 def cache_settings(redis_url: str | None) -> dict:
@@ -206,6 +224,9 @@ STORAGES = {
 # unless DEBUG or LOCAL; behind a TLS-terminating proxy also set DJANGO_SECURE_PROXY_SSL_HEADER.
 SECURE = env_bool("DJANGO_SECURE", not (DEBUG or LOCAL))
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+# The proxy in front: only from these peers is X-Forwarded-For read, for the client's address the sign-in limiter
+# and the API's throttle count (core.client_address; docs/production.md).
+FORWARDED_ALLOW_IPS = forwarded_allow_ips("FORWARDED_ALLOW_IPS")
 if SECURE:
     SECURE_SSL_REDIRECT = True
     SECURE_HSTS_SECONDS = env_count("DJANGO_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)

@@ -3,7 +3,8 @@
 that it was refused, not to whom. The row that failed keeps the provider's words whole for staff, who see the
 recipient anyway. Nor do the links that are their own credential travel in a log line: the patient's page
 (/my/<token>/: it cancels and moves the visit), an unsubscribe link and a calendar feed (the URL is the secret), which
-Django's request log and gunicorn's access log write with every path."""
+Django's request log and gunicorn's access log write with every path. Nor does what a search asked for (`?q=`,
+`?search=` in a logged address): a number as the desk types it there has no `+` to be told by."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ _EMAIL = re.compile(r"([\w.%+-]{1,64})(?:@|%40)([\w-]{1,63}(?:\.[\w-]{1,63}){1,1
 # A phone number written internationally (+ and at least eight digits, spaces, dots, dashes or brackets between),
 # or encoded in an address (`%2B44%207700…`, `%2B44+7700+…` as a form writes a space).
 _PHONE = re.compile(r"(?:\+|%2[Bb])\d(?:[\d ().+-]|%20){6,40}\d")
+# A search's words in a logged address (the desk's and the admin's `?q=`, the API's `?search=`): a name, a date of
+# birth, a number as the desk types it (`07911 123456`, `0044…`, which _PHONE cannot tell from an id or a count) or
+# an address. The value is masked whole, whatever it holds; it ends where the query's next parameter, the address
+# or the quoted line does.
+_SEARCH = re.compile(r"([?&](?:q|search)=)[^&#\s\"'<>]+")
 # A path whose segment is a credential (portal.urls, reminders.urls; config.urls mounts them at my/ and reminders/):
 # the page is named, its token left out. Bounded, as the patterns above.
 _LINK_TOKEN = re.compile(r"(/(?:my|reminders/unsubscribe|reminders/calendar)/)[^/\s?#\"'<>]{1,400}")
@@ -56,8 +62,10 @@ def _address_masked(found: re.Match) -> str:
 
 def contacts_masked(text: object) -> str:
     """`text` (anything; its str()) with every e-mail address and international phone number replaced by a
-    placeholder that says which it was, and the token of a link that is its own credential by `<link>`."""
-    return _LINK_TOKEN.sub(r"\1<link>", _PHONE.sub("<phone number>", _EMAIL.sub(_address_masked, str(text))))
+    placeholder that says which it was, the token of a link that is its own credential by `<link>`, and the value of a
+    search in an address (`?q=`, `?search=`) by `<search>`."""
+    text = _SEARCH.sub(r"\1<search>", str(text))
+    return _LINK_TOKEN.sub(r"\1<link>", _PHONE.sub("<phone number>", _EMAIL.sub(_address_masked, text)))
 
 
 class ContactsMasked(logging.Filter):

@@ -12,12 +12,15 @@ import hashlib
 from django.conf import settings
 from django.core.cache import cache
 
+from core.client_address import client_address as core_client_address
+
 PREFIX = "frontdesk:login-failures"
 
 
 def client_address(request) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is trivially forged unless a trusted proxy sets it.
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    # The peer's address, or behind a trusted proxy (FORWARDED_ALLOW_IPS) the client it names: the API's throttle
+    # reads it the same way (core.client_address). A client's own X-Forwarded-For is never read.
+    return core_client_address(request)
 
 
 def _keys(username: str, address: str) -> tuple[str, str]:
