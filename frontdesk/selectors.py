@@ -239,18 +239,33 @@ def booked_with_practitioner_gone(*, user, clinic: Clinic, now: datetime) -> lis
 
 def undelivered(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
     """Bookings still to come with a message to the patient that did not reach them (refused, out of attempts, or
-    reported undelivered by the provider) and that nothing made up for, and bookings cancelled before their time
-    whose cancellation notice did not reach them (the patient would come for nothing): the desk phones the patient,
-    or corrects the number and sends it again. They stay here until the visit's time is past or the message goes.
-    Each carries `undelivered`, those messages as ReminderRows in the order they were due (for a cancelled booking,
-    its cancellation notice only). Two statements, however many."""
+    reported undelivered by the provider) and that nothing made up for, bookings cancelled before their time
+    whose cancellation notice did not reach them (the patient would come for nothing), and visits done whose
+    aftercare did not reach them (a texts-only patient without the first days' instructions), while their aftercare
+    lasts: until the moment of the visit's last aftercare message (its +7 days text in the shipped set; read from
+    the visit's own aftercare rows, whatever the templates say). The desk phones the patient, or corrects the number
+    and sends it again. They stay here until that time is past (the visit's, or its last aftercare's) or the message
+    goes. Each carries `undelivered`, those messages as ReminderRows in the order they were due (for a cancelled
+    booking its cancellation notice only, for a visit done its aftercare only). Two statements, however many."""
     failed = undelivered_patient_messages()
     cancelled_unheard = Q(status=AppointmentStatus.CANCELLED, start_at__gt=now) & Q(
         Exists(failed.filter(appointment_id=OuterRef("pk"), kind=MessageKind.CANCELLED))
     )
+    aftercare_to_come = OutboxMessage.objects.filter(
+        appointment_id=OuterRef("pk"), kind=MessageKind.POST_CARE, due_at__gt=now
+    ).exclude(status__in=(OutboxStatus.CANCELLED, OutboxStatus.SKIPPED))
+    aftercare_unheard = (
+        Q(status=AppointmentStatus.COMPLETED)
+        & Q(Exists(failed.filter(appointment_id=OuterRef("pk"), kind=MessageKind.POST_CARE)))
+        & Q(Exists(aftercare_to_come))
+    )
     appointments = (
         appointments_in(clinics_for_user(user).filter(pk=clinic.pk))
-        .filter((still_to_come(now) & Q(Exists(failed.filter(appointment_id=OuterRef("pk"))))) | cancelled_unheard)
+        .filter(
+            (still_to_come(now) & Q(Exists(failed.filter(appointment_id=OuterRef("pk")))))
+            | cancelled_unheard
+            | aftercare_unheard
+        )
         .prefetch_related(
             Prefetch(
                 "outbox_messages",
@@ -261,12 +276,11 @@ def undelivered(*, user, clinic: Clinic, now: datetime) -> list[Appointment]:
         .order_by("start_at")
     )
     found = list(appointments)
+    only = {AppointmentStatus.CANCELLED: MessageKind.CANCELLED, AppointmentStatus.COMPLETED: MessageKind.POST_CARE}
     for appointment in found:
-        cancelled = appointment.status == AppointmentStatus.CANCELLED
+        kind = only.get(appointment.status)
         appointment.undelivered = [
-            ReminderRow(message)
-            for message in appointment.failed_messages
-            if not cancelled or message.kind == MessageKind.CANCELLED
+            ReminderRow(message) for message in appointment.failed_messages if kind is None or message.kind == kind
         ]
     return found
 

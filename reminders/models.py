@@ -180,10 +180,12 @@ class ReminderTemplate(models.Model):
             if problem:
                 errors.setdefault(field, []).append(problem)
         if self.sms_text and "sms_text" not in errors:
-            # The words as written; the length as rendered (the placeholders and both branches of an {% if %} are not
-            # what goes). Against the clinics' names too in the admin's form (ReminderTemplateForm), not here: the
-            # shipped texts load with this check, and a clinic's name is that clinic's to mend.
-            problem = texts.sms_words_problem(self.sms_text)
+            # The words as written, folded as a text is when it goes (texts.sms_fold: "Retin-A" typed with a
+            # non-breaking hyphen is refused here, not at every send); the length as rendered (the placeholders and
+            # both branches of an {% if %} are not what goes). Against the clinics' names too in the admin's form
+            # (ReminderTemplateForm), not here: the shipped texts load with this check, and a clinic's name is that
+            # clinic's to mend.
+            problem = texts.sms_words_problem(texts.sms_fold(self.sms_text))
             if not problem:
                 problem = longest.template_own_problem(self.sms_text)
             if problem:

@@ -54,17 +54,21 @@ def sms_fold(text: str) -> str:
     ç → c; é, ñ, ü and the others the alphabet has stay). One such character (a clinic named "Clínica", a
     curly apostrophe) would otherwise send the whole text as UCS-2, at 67 characters a part, and a care text
     that fits in two parts would need four. A text with a character that has no look-alike (an emoji, another
-    script) goes as UCS-2 anyway, so it is kept exactly as written."""
+    script) goes as UCS-2 anyway, so it is kept as written (its accents joined to their letters, as NFC writes
+    them: the same text, in fewer UTF-16 units)."""
     if _gsm7(text):
         return text
+    # An accent typed as a combining mark (the decomposed form some keyboards and macOS produce: "i" + U+0301) is
+    # joined to its letter first, so that the letter folds as the same letter typed precomposed does.
+    composed = unicodedata.normalize("NFC", text)
     folded = []
-    for ch in text.translate(_GSM7_LOOK_ALIKES):
+    for ch in composed.translate(_GSM7_LOOK_ALIKES):
         if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
             folded.append(ch)
             continue
         bare = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
         if not (bare and _gsm7(bare)):
-            return text
+            return composed
         folded.append(bare)
     return "".join(folded)
 
@@ -81,13 +85,25 @@ def sms_segments(text: str) -> tuple[int, str]:
     """How many segments a carrier bills `text` as, and in which encoding ("GSM-7" or "UCS-2").
 
     GSM-7: 160 septets alone, 153 per part once concatenated (the header takes 7). UCS-2: 70 UTF-16 units
-    alone, 67 per part.
+    alone, 67 per part. Parts are filled as carriers split a text: a character of two (a GSM-7 escape and its
+    extension character, the euro sign; a UTF-16 surrogate pair, an emoji) is never split across two parts, so one
+    that would straddle a part's end goes whole to the next part, and the text may take a part more than its length
+    divided by 153 or 67.
     """
     units, encoding = sms_units(text)
     single, part = (160, 153) if encoding == "GSM-7" else (70, 67)
     if units <= single:
         return (1 if units else 0), encoding
-    return -(-units // part), encoding
+    if units == len(text):  # every character one septet or one unit (the usual case): no pair to keep whole
+        return -(-units // part), encoding
+    gsm7 = encoding == "GSM-7"
+    parts, room = 1, part
+    for ch in text:
+        size = 2 if (ch in GSM7_EXTENSION if gsm7 else ord(ch) > 0xFFFF) else 1
+        if size > room:
+            parts, room = parts + 1, part
+        room -= size
+    return parts, encoding
 
 
 # Admin-edited texts are rendered by engines with no template loaders, so a
@@ -148,6 +164,10 @@ class _ForbiddenTerms:
     any_of: re.Pattern  # one pass over a text: does it hold any of them at all?
 
 
+# A term counts in the plural too ("retinoids", "fillers", "blood thinners"), as a whole word either way.
+_PLURAL = r"(?:s|es)?(?!\w)"
+
+
 def _forbidden_terms() -> _ForbiddenTerms:
     """Procedure, drug and condition names and codes, with their aliases (Botox, Retin-A).
 
@@ -165,16 +185,16 @@ def _read_forbidden_terms() -> _ForbiddenTerms:
             terms.add(code.replace("_", " "))
             terms |= _name_terms(name)
     kept = tuple(sorted({t.strip().lower() for t in terms if len(t.strip()) >= 4}))
-    return _ForbiddenTerms(kept, re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, kept)) + r")(?!\w)"))
+    return _ForbiddenTerms(kept, re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, kept)) + r")" + _PLURAL))
 
 
 def clinical_terms_in(text: str) -> list[str]:
-    """The diagnosis, procedure and drug names (and aliases) `text` contains."""
+    """The diagnosis, procedure and drug names (and aliases) `text` contains, in the singular or the plural."""
     lowered = text.lower()
     forbidden = _forbidden_terms()
     if forbidden.any_of.search(lowered) is None:
         return []  # the usual case: one search, not one per term
-    return [t for t in forbidden.terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", lowered)]
+    return [t for t in forbidden.terms if re.search(rf"(?<!\w){re.escape(t)}{_PLURAL}", lowered)]
 
 
 def sms_words_problem(text: str) -> str:

@@ -48,7 +48,7 @@ def care_text_form(**changes) -> dict:
             "email_subject": "Three days before your visit",
             "email_text": "Hello {{ patient_first_name }}, stop blood thinners after speaking to your GP.",
             "email_html": "",
-            "sms_text": "Three days to go: stop blood thinners after speaking to your GP.",
+            "sms_text": "Three days to go: ask your GP which of your medicines to pause.",
             "origin": "clinic",
             "source": "",
             **changes,

@@ -54,7 +54,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("message_outboxes",
 ADD_URL = "/admin/reminders/remindertemplate/add/"
 RUNS_URL = "/admin/reminders/templaterollout/"
 SUBJECT = "Three days before your visit"
-SMS_WORDS = "Three days to go: stop blood thinners after speaking to your GP."
+SMS_WORDS = "Three days to go: ask your GP which of your medicines to pause."
 
 
 @pytest.fixture

@@ -322,7 +322,7 @@ def test_the_one_pass_check_finds_what_the_term_by_term_check_finds(catalogue):
     forbidden = _forbidden_terms()
     for term in forbidden.terms:
         for text in (term, f"About {term}.", f"{term}s and more", f"x{term}", f"({term})"):
-            by_term = [t for t in forbidden.terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text)]
+            by_term = [t for t in forbidden.terms if re.search(rf"(?<!\w){re.escape(t)}(?:s|es)?(?!\w)", text)]
             assert (forbidden.any_of.search(text) is not None) == bool(by_term), (term, text)
 
 
