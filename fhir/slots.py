@@ -5,8 +5,9 @@ calendars booking uses:
 * with a `service-type` (a procedure), a free Slot is a start where that procedure fits, on the booking
   grid (BOOKING_SLOT_STEP_MINUTES), lasting the procedure's duration: what booking would accept, without
   any patient's interval rules (Slots are not per patient: the eligibility endpoint is);
-* without one, free Slots are the free stretches of working time (grid cells merged), for every procedure
-  the practitioner does.
+* without one, free Slots are the free stretches of working time (grid cells merged), each for the bookable
+  procedures the practitioner does whose duration fits in it (R4's serviceType: what can be booked into the Slot).
+A procedure switched off (not `bookable`) has no free Slot, as booking and REST availability refuse it.
 Busy Slots are the appointments holding time (busy, or busy-tentative while awaiting clearance) and time
 off (busy-unavailable; entries that overlap or touch are one Slot).
 A window lists the Slots that start in it, as R4's Slot `start` search reads: free time is cut on the grid, each
@@ -26,8 +27,15 @@ from fhir.mapping import SLOT_STATUS_FOR_APPOINTMENT, SlotRow
 from scheduler.availability import Schedule
 
 
-def _free_stretches(practitioner: Practitioner, cells: list, tz, procedures: tuple) -> list[SlotRow]:
-    """The practitioner's free grid cells (in time order) merged into free stretches of working time."""
+def _free_stretches(practitioner: Practitioner, cells: list, tz) -> list[SlotRow]:
+    """The practitioner's free grid cells (in time order) merged into free stretches of working time, each for the
+    bookable procedures they do whose duration fits in it."""
+    procedures = sorted((p for p in practitioner.procedures.all() if p.bookable), key=lambda p: p.code)
+
+    def stretch(start: datetime, end: datetime) -> SlotRow:
+        fitting = tuple((p.code, p.name) for p in procedures if timedelta(minutes=p.duration_minutes) <= end - start)
+        return SlotRow(str(practitioner.pk), start, end, "free", fitting, tz)
+
     rows: list[SlotRow] = []
     start = end = None
     for cell in cells:
@@ -35,10 +43,10 @@ def _free_stretches(practitioner: Practitioner, cells: list, tz, procedures: tup
             end = cell.end_at
             continue
         if start is not None:
-            rows.append(SlotRow(str(practitioner.pk), start, end, "free", procedures, tz))
+            rows.append(stretch(start, end))
         start, end = cell.start_at, cell.end_at
     if start is not None:
-        rows.append(SlotRow(str(practitioner.pk), start, end, "free", procedures, tz))
+        rows.append(stretch(start, end))
     return rows
 
 
@@ -76,10 +84,7 @@ def _free(
                     for slot in mine
                 ]
             else:
-                procedures = tuple(
-                    (p.code, p.name) for p in sorted(practitioner.procedures.all(), key=lambda p: p.code)
-                )
-                rows += _free_stretches(practitioner, mine, tz, procedures)
+                rows += _free_stretches(practitioner, mine, tz)
     return rows
 
 
@@ -155,7 +160,8 @@ def slots_search(
     practitioners = [p for p in practitioners if procedure is None or procedure in p.procedures.all()]
     rows: list[SlotRow] = []
     free_from = max(window_start, now)
-    if "free" in statuses and free_from < window_end:
+    # A procedure switched off has no free time (booking refuses it); its appointments still hold theirs.
+    if "free" in statuses and free_from < window_end and (procedure is None or procedure.bookable):
         rows += _free(practitioners, free_from, window_end, procedure)
     if statuses - {"free"}:
         rows += [row for row in _busy(practitioners, window_start, window_end, procedure) if row.status in statuses]

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import Http404, QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -193,6 +193,12 @@ class FhirView(APIView):
             .order_by("name", "id")
         )
 
+    def schedules(self):
+        """The practitioners as Schedules: each with the procedures one can book with them (a procedure switched
+        off, not `bookable`, is a service no one can book: REST availability and booking refuse it)."""
+        bookable = ProcedureType.objects.filter(bookable=True)
+        return self.practitioners().prefetch_related(None).prefetch_related(Prefetch("procedures", queryset=bookable))
+
 
 class FhirSearchView(FhirView):
     """A search of one resource type: GET [type]?..., or POST [type]/_search with the parameters as a form body
@@ -322,7 +328,7 @@ class ScheduleSearchView(FhirSearchView):
 
     def results(self, params):
         search.refuse_unknown(params, {"_id", "actor", "service-type", "active"})
-        practitioners = self.practitioners()
+        practitioners = self.schedules()
         for wanted in _ids(params, "_id", "Schedule"):
             practitioners = practitioners.filter(pk__in=wanted)
         for repeat in search.id_sets(params, "actor", ("Practitioner", "Location"), base=self.base()):
@@ -333,7 +339,7 @@ class ScheduleSearchView(FhirSearchView):
             practitioners = practitioners.filter(either)
         # A practitioner does several procedures: each repeat is its own condition (AND), its codes alternatives.
         for alternatives in search.code_sets(params, "service-type", mapping.PROCEDURE_SYSTEM):
-            practitioners = practitioners.filter(procedures__code__in=alternatives)
+            practitioners = practitioners.filter(procedures__code__in=alternatives, procedures__bookable=True)
         active = search.single(params, "active")
         if active is not None:
             if active not in ("true", "false"):
@@ -345,7 +351,7 @@ class ScheduleSearchView(FhirSearchView):
 class ScheduleReadView(FhirView):
     def get(self, request, resource_id):
         pk = search.canonical_id(resource_id)
-        practitioner = self.practitioners().filter(pk=pk).first() if pk else None
+        practitioner = self.schedules().filter(pk=pk).first() if pk else None
         if practitioner is None:
             raise exceptions.NotFound(f"There is no Schedule/{resource_id} here.")
         return Response(mapping.schedule_resource(practitioner), content_type=FHIR_JSON)

@@ -36,8 +36,10 @@ class UnableToPlan(Refused):
         self.obstacle = obstacle
         self.tz = request.tz
         self.violations = obstacle_violations(obstacle)
-        # The contract: booking answers (201 and 409) carry the version of the rule book they were checked against.
-        self.rulebook_version = selectors.rulebook_version(request.patient.organisation_id)
+        # The contract: booking answers (201 and 409) carry the version of the rule book they were checked against:
+        # the copy the plan was placed by (the snapshot's), not the database's latest, which a change committed since
+        # may have moved.
+        self.rulebook_version = _rulebook(request).version
 
 
 def obstacle_violations(obstacle: planner.Obstacle) -> tuple[rules.Violation, ...]:

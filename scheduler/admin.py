@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.utils import timezone
 
-from clinic.models import Organisation
+from clinic.models import Organisation, Patient
 from scheduler import rulebooks
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 
@@ -149,9 +149,15 @@ class RuleBookVersionAdmin(OwnOrganisations, admin.ModelAdmin):
         return False
 
 
+_UNREAD = object()  # a request whose reader's organisations are not read yet
+
+
 @admin.register(RecheckRun)
 class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
-    """Progress of the re-checks a rule change started: read-only, for the administrator to watch."""
+    """Progress of the re-checks a rule change started: read-only, for the administrator to watch (to everyone,
+    superusers too: a run is the record of the versions its checks used, and a run still to do is how the bookings
+    get re-checked; the beat takes it up until it is done). A run of the defaults re-checks every organisation's
+    patients: an organisation's administrator sees in it only their own organisations' versions and failures."""
 
     list_display = [
         "cause",
@@ -165,20 +171,73 @@ class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
         "could_not_recheck",
     ]
     list_select_related = ["organisation"]
-    readonly_fields = [f.name for f in RecheckRun._meta.fields]
+    actions = None  # no bulk delete: runs are read-only
+    # The raw records are shown through `checked_against` and `could_not_recheck`, scoped to the reader.
+    readonly_fields = [
+        *(f.name for f in RecheckRun._meta.fields if f.name not in ("rulebook_versions", "failures")),
+        "checked_against",
+        "could_not_recheck",
+    ]
+
+    _SCOPED = ("checked_against", "could_not_recheck")
+
+    def get_list_display(self, request):
+        return [self._scoped(request, name) if name in self._SCOPED else name for name in self.list_display]
+
+    def get_readonly_fields(self, request, obj=None):
+        # `cursor` is the last patient done, of whichever organisation: the operator's to read, not an administrator's.
+        shown = [name for name in self.readonly_fields if name != "cursor" or request.user.is_superuser]
+        return [self._scoped(request, name) if name in self._SCOPED else name for name in shown]
+
+    def _scoped(self, request, name: str):
+        """`name`'s column for this request's reader: everything for a superuser; for an organisation's
+        administrator, the entries of the organisations they administer (read once per request)."""
+        scope = getattr(request, "_recheck_run_scope", _UNREAD)
+        if scope is _UNREAD:
+            scope = None
+            if not request.user.is_superuser:
+                ids = rulebooks.administered_organisations(request.user)
+                codes = set(Organisation.objects.filter(pk__in=ids).values_list("code", flat=True))
+                scope = (codes, ids)
+            request._recheck_run_scope = scope
+        method = getattr(self, name)
+
+        def column(obj: RecheckRun) -> str:
+            return method(obj, scope)
+
+        column.__name__ = name
+        column.short_description = method.short_description
+        return column
 
     @admin.display(description="checked against")
-    def checked_against(self, obj: RecheckRun) -> str:
-        return "; ".join(obj.rulebook_versions)
+    def checked_against(self, obj: RecheckRun, scope=None) -> str:
+        entries = obj.rulebook_versions
+        if scope is not None:
+            codes, _ = scope
+            entries = [entry for entry in entries if entry.rpartition(": ")[0] in codes]
+        return "; ".join(entries)
 
     @admin.display(description="could not be re-checked")
-    def could_not_recheck(self, obj: RecheckRun) -> str:
-        return "; ".join(f"patient {f['patient']}: {f['error']}" for f in obj.failures[:3]) + (
-            f" (and {len(obj.failures) - 3} more)" if len(obj.failures) > 3 else ""
+    def could_not_recheck(self, obj: RecheckRun, scope=None) -> str:
+        failures = obj.failures
+        if scope is not None and failures:
+            _, ids = scope
+            theirs = {
+                str(pk)
+                for pk in Patient.objects.filter(
+                    pk__in=[f["patient"] for f in failures], organisation_id__in=ids
+                ).values_list("pk", flat=True)
+            }
+            failures = [f for f in failures if f["patient"] in theirs]
+        return "; ".join(f"patient {f['patient']}: {f['error']}" for f in failures[:3]) + (
+            f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
         )
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

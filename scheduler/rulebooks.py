@@ -112,12 +112,22 @@ def diff_entry(rule, before: dict | None, after: dict | None) -> dict:
 
 
 def diff_text(diff: list[dict]) -> list[str]:
-    """The diff as sentences ("tightened isotretinoin course end → microneedling: gap_value 6 → 9")."""
+    """The diff as sentences ("tightened isotretinoin course end → microneedling: gap_value 6 → 9"; a change of the
+    default a rule stands in for as "replaces default 17 → nothing")."""
     lines = []
     for entry in diff:
-        parts = ", ".join(f"{name} {change['from']} → {change['to']}" for name, change in entry["fields"].items())
+        parts = ", ".join(
+            f"{name} {_replaced(change['from'])} → {_replaced(change['to'])}"
+            if name == "replaces"
+            else f"{name} {change['from']} → {change['to']}"
+            for name, change in entry["fields"].items()
+        )
         lines.append(f"{entry['change']} {entry['rule']}" + (f": {parts}" if parts else ""))
     return lines
+
+
+def _replaced(rule_id) -> str:
+    return "nothing" if rule_id is None else f"default {rule_id}"
 
 
 def _lock_book(organisation_id) -> None:
@@ -174,18 +184,23 @@ def rule_save(*, rule, user, reason: str, now: datetime) -> RuleBookVersion | No
             }
         )
     before = rule_state(stored) if stored is not None else None
-    if before is not None and before == rule_state(rule) and stored.replaces_id == rule.replaces_id:
+    replaced_before = stored.replaces_id if stored is not None else None
+    replaces_changed = stored is not None and replaced_before != rule.replaces_id
+    if before is not None and before == rule_state(rule) and not replaces_changed:
         return None  # nothing changed (its reason for a change that is none is not kept either)
-    if before is None and rule.replaces_id:
-        before = rule_state(rule.replaces)  # an override is read against the default it stands in for
+    if rule.replaces_id and (stored is None or replaces_changed):
+        # An override is read against the default it stands in for, also when an edit makes a rule one: that
+        # default no longer applies, so what the organisation's bookings are checked against goes from it to this.
+        before = rule_state(rule.replaces)
     rule.save()
-    return version_record(
-        organisation_id=rule.organisation_id,
-        user=user,
-        reason=reason,
-        diff=[diff_entry(rule, before, rule_state(rule))],
-        now=now,
-    )
+    entry = diff_entry(rule, before, rule_state(rule))
+    if replaces_changed:
+        # Which default the rule stands in for decides which rules a booking is checked against: the version says.
+        entry["fields"]["replaces"] = {"from": replaced_before, "to": rule.replaces_id}
+        if rule.replaces_id is None:
+            # The default it stood in for applies again, beside this rule (now one of the organisation's own).
+            entry["change"] = "default restored"
+    return version_record(organisation_id=rule.organisation_id, user=user, reason=reason, diff=[entry], now=now)
 
 
 @transaction.atomic
