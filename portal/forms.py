@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from django import forms
 
 from clinic.models import MessageTopic
+from core.ids import parse_uuid
 from core.plain_text import validate_lines
 from core.timeutils import within_years
 
@@ -63,9 +64,11 @@ class _Drawn(forms.Form):
         if not raw:
             return None  # a page drawn before it carried one: no check
         parsed = slot_from_key(raw)
-        if parsed is None:
+        # A practitioner that is no id is nothing a page draws (`drawn_key`): a tampered form, not a visit moved since.
+        practitioner = parse_uuid(parsed[1]) if parsed is not None else None
+        if practitioner is None:
             raise forms.ValidationError("This page could not be read. Please open it again from your link.")
-        return parsed
+        return parsed[0], str(practitioner)
 
 
 class CancelForm(_Drawn, FocusOnError):
@@ -107,10 +110,11 @@ class PreferencesForm(FocusOnError):
         if not has_phone:
             del self.fields["sms"]
             del self.fields["sms_consent"]
-        # Race condition: the patient may unsubscribe (a link in an e-mail) or reply STOP while this page is open.
-        # The channels it was drawn with go with it, so that only a box the patient changed here is saved
-        # (`changed`): muting care texts on an old page must not switch e-mail back on.
-        for name in ("email", "sms"):
+        # Race condition: the patient may unsubscribe (a link in an e-mail), reply STOP or save their choices on
+        # another page (their phone's) while this page is open. The boxes it was drawn with go with it, so that only a
+        # box the patient changed here is saved (`changed`, `topic_changes`): muting care texts on an old page must
+        # not switch e-mail back on, and switching texts off on it must not unmute what was muted elsewhere.
+        for name in ("email", "sms", *self.TOPIC_FIELDS):
             if name in self.fields:
                 self.fields[name].show_hidden_initial = True
 
@@ -123,8 +127,15 @@ class PreferencesForm(FocusOnError):
             return None
         return self.cleaned_data.get(name)
 
-    def muted_topics(self) -> list[str]:
-        return [topic for name, topic in self.TOPIC_FIELDS.items() if not self.cleaned_data[name]]
+    def topic_changes(self) -> dict[str, bool]:
+        """The kinds of message whose box the patient changed on this page (`changed`), each True where it is now
+        muted (unticked), False where unmuted; a kind left as drawn is not named, and stays as it is stored now."""
+        changes = {}
+        for name, topic in self.TOPIC_FIELDS.items():
+            wanted = self.changed(name)
+            if wanted is not None:
+                changes[topic] = not wanted
+        return changes
 
     def add_domain_error(self, error) -> None:
         self.add_error(error.field if error.field in self.fields else None, error.message)

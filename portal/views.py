@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
 
 from clinic.models import Appointment, AppointmentStatus, Clinic, MessageTopic
 from core.errors import DomainError, ErrorCode, InvalidInput, InvalidTransition, PreconditionFailed
@@ -39,7 +39,9 @@ from reminders.links import appointment_from_manage_token, manage_token
 from reminders.pages import with_clinic_look
 from scheduler.availability import AvailabilityCode, Slot
 from scheduler.booking import BookingCheck, UnableToBook
+from scheduler.rules import Violation
 from scheduler.selfservice import (
+    AdvisedAgainst,
     appointment_cancel_by_patient,
     appointment_self_service,
     patient_move_check,
@@ -195,9 +197,14 @@ def _to_manage(token: str, anchor: str = "") -> SeeOther:
 
 
 @patient_page
-@require_GET
+@require_safe
 def manage(request: HttpRequest, *, appointment: Appointment, token: str, now: datetime) -> HttpResponse:
-    return _manage(request, appointment, token, now)
+    """The page; a HEAD (a link previewer's, before a text's link is shown) answers as a GET and changes nothing:
+    reading the page changes no state, and a notice waiting for the patient ("Done: ...") is left for their GET."""
+    response = _manage(request, appointment, token, now)
+    if request.method == "HEAD":
+        messages.get_messages(request).used = False  # rendered, not read: kept for the patient's GET
+    return response
 
 
 @patient_page
@@ -310,9 +317,13 @@ _TAKEN = {AvailabilityCode.SLOT_TAKEN, AvailabilityCode.NO_PRACTITIONER, Availab
 
 
 def _refusal(error: UnableToBook) -> str:
-    """The refusal in a patient's words. An interval rule's own message names only their own treatments; a
-    contraindication's names a condition or a medicine, which this page (reached by a link that travels by SMS
-    and may be forwarded) never shows: the patient is asked to call instead."""
+    """The refusal in a patient's words. An interval rule's own message is shown only where it measures from a
+    treatment (it names only their own treatments); a contraindication names a condition or a medicine, and an
+    interval rule measured from a medication course (isotretinoin) names the medicine, which this page (reached by a
+    link that travels by SMS and may be forwarded) never shows: the patient is asked to call instead, as for a
+    time a rule only warns about (AdvisedAgainst, its own words)."""
+    if isinstance(error, AdvisedAgainst):
+        return error.message
     blocking = error.check.blocking
     if blocking and all(violation.code == AvailabilityCode.PATIENT_BUSY for violation in blocking):
         return "You have another appointment at that time. Please choose another time."
@@ -320,10 +331,17 @@ def _refusal(error: UnableToBook) -> str:
         return "Sorry, that time is no longer free. Please choose another time."
     if all(violation.kind == "availability" for violation in blocking):
         return "Sorry, that time is not available. Please choose a time from the list."
-    if any(violation.kind == "contraindication" for violation in blocking):
+    if not all(violation.kind == "availability" or _names_a_treatment(violation) for violation in blocking):
         return "Sorry, this treatment cannot be moved online at the moment. Please call the clinic."
     interval = next(violation for violation in blocking if violation.kind != "availability")
     return f"Sorry, that time is not possible: {interval.message} Please choose another time."
+
+
+def _names_a_treatment(violation: Violation) -> bool:
+    """An interval rule measured from a treatment (done or booked): its words name only the patient's treatments. One
+    measured from a medication course, a contraindication (a condition, a medicine) or any kind not known here: no."""
+    ref = violation.conflicts_with
+    return violation.kind == "interval" and ref is not None and ref.kind == "procedure"
 
 
 def _already_there(appointment: Appointment, check: BookingCheck) -> bool:
@@ -432,7 +450,7 @@ def preferences(request: HttpRequest, *, appointment: Appointment, token: str, n
             email=form.changed("email"),
             sms=form.changed("sms"),
             sms_consent=bool(data.get("sms_consent")),
-            muted_topics=form.muted_topics(),
+            mute=form.topic_changes(),
         )
     except InvalidInput as error:
         form.add_domain_error(error)

@@ -630,6 +630,7 @@ def patient_preferences_update(
     sms: bool | None = None,
     sms_consent: bool = False,
     muted_topics: Iterable[str] | None = None,
+    mute: Mapping[str, bool] | None = None,
 ) -> PreferencesChange:
     """The patient's own choice of channels and kinds of message; None leaves a setting as it is.
 
@@ -638,12 +639,21 @@ def patient_preferences_update(
     (ContactOptIn). Confirmations and change notices are not optional: only care instructions
     and reminders can be muted (Patient.muted_topics). Texts switched back on after the patient's own
     STOP, where the provider blocks until START, come with `advice` to text START (patient_sms_restart_advice).
+    `muted_topics` is the whole list; `mute` names only the kinds a page changed (True: muted, False: unmuted),
+    applied to the list as stored under the patient's lock, so that a page left open does not undo a kind muted
+    elsewhere meanwhile (as the channels beside them, saved only where changed).
     """
     topics = None if muted_topics is None else sorted(set(muted_topics))
-    if topics is not None and any(topic not in MessageTopic.values for topic in topics):
+    if any(topic not in MessageTopic.values for topic in (*(topics or ()), *(mute or {}))):
         raise _invalid(f"Kinds of message are drawn from {MessageTopic.values}.", "muted_topics")
     with transaction.atomic():
         current = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=patient.pk)
+        if mute:
+            # Race condition: merged into the list as it is now, read under the lock.
+            merged = set(current.muted_topics or []) if topics is None else set(topics)
+            merged |= {topic for topic, muted in mute.items() if muted}
+            merged -= {topic for topic, muted in mute.items() if not muted}
+            topics = sorted(merged)
         state = channels_on(current)
         chosen = set(current.reminder_channels or [])
         fields = {"updated_at"}

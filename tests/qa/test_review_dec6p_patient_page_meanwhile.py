@@ -248,17 +248,18 @@ def test_a_confirm_drawn_before_the_rules_changed_is_refused_with_why_and_moves_
 ):
     """docs/portal.md: a move "re-checks the rules like any reschedule"; "A time an interval rule refuses says why in
     the rule's words"; "One on hold for review ... says so, and may be moved: the move re-checks everything". While
-    the confirm step (Thursday 12 March) is open: the organisation makes microneedling 10 days before a plasma pen
-    (the patient's is on Friday 20 March; 7 days before); a clinician records a Botox of 1 March (microneedling 2
+    the confirm step (Thursday 12 March) is open: the organisation makes microneedling 14 days before a plasma pen
+    (the patient's is on Monday 23 March, 11 days after: a time the shipped rules do not warn about, which alone is
+    offered online); a clinician records a Botox of 1 March (microneedling 2
     weeks after: the visit goes on hold); the record is merged into the patient's other record, which holds a
     microneedling on Thursday 12 at 10:00. The confirm answers 409 with why and the times still possible; nothing
     moved."""
     if meanwhile == "rule-book-interval":
-        book(patient, ldn(2026, 3, 20), frozen, code="plasma_pen")
+        book(patient, ldn(2026, 3, 23), frozen, code="plasma_pen")
     action, slot, _ = draw_confirm(client, told, ldn(2026, 3, 12), told.practitioner_id)
     if meanwhile == "rule-book-interval":
-        org_rule(patient, "microneedling", "plasma_pen", 10, "days")
-        told_why = "Microneedling (collagen induction therapy) must be at least 10 days before it."
+        org_rule(patient, "microneedling", "plasma_pen", 14, "days")
+        told_why = "Microneedling (collagen induction therapy) must be at least 14 days before it."
     elif meanwhile == "botox-recorded-on-hold":
         procedure_record_add(patient=patient, procedure_code="botox", now=frozen, performed_at=ldn(2026, 3, 1, 12))
         told_why = "must be at least 2 weeks after Botulinum toxin injection (Botox)"
