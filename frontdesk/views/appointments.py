@@ -121,11 +121,17 @@ def _act(request, appointment_id, action, *, done: str, form=None, form_name: st
 @require_POST
 def appointment_clear_view(request, appointment_id):
     form = ClearForm(request.POST)
+    valid = form.is_valid()
+    if not valid and request.clinical:
+        # A reason the API refuses too (blank, too long, a control character but tab, CR and LF): nothing is
+        # cleared, the form again with why (400), as the cancel form answers it. Who may clear stays the service's
+        # word: a receptionist is refused (403) whatever the reason says, and is never handed an unchecked one.
+        return _detail(request, appointment_or_404(request, appointment_id), clear_form=form, status=400)
     return _act(
         request,
         appointment_id,
         lambda appointment, now: appointment_clear(
-            appointment=appointment, actor=request.actor, now=now, reason=request.POST.get("reason", "")
+            appointment=appointment, actor=request.actor, now=now, reason=form.cleaned_data["reason"] if valid else ""
         ),
         done="Cleared: the booking is confirmed and its reminders are released.",
         form=form,

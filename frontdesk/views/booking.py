@@ -33,18 +33,20 @@ from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_
 from scheduler.booking import BookingResult
 
 
-def _panel(form: WhenForm, now) -> checks.Panel | None:
-    """The panel for the form's values, or None (with the reason on the form)."""
+def _panel(form: WhenForm, now) -> tuple[checks.Panel | None, str | None]:
+    """The panel for the form's values, and None; or None, with the reason on the form (bad input) or returned (the
+    service's refusal: a visit whose status allows no move, a completed or cancelled one, is told why, as the move
+    posted is)."""
     if not form.is_valid():
-        return None
-    with DomainErrors(form):
-        return checks.panel(form.slot_request(), now=now, start=form.requested_start, day_start=form.day_start)
-    return None
+        return None, None
+    with DomainErrors(form) as outcome:
+        return checks.panel(form.slot_request(), now=now, start=form.requested_start, day_start=form.day_start), None
+    return None, outcome.refused
 
 
 def _check_page(request, form: WhenForm, template: str, context: dict):
-    panel = _panel(form, timezone.now()) if form.is_bound else None
-    context = {**context, "form": form, "panel": panel}
+    panel, check_refused = _panel(form, timezone.now()) if form.is_bound else (None, None)
+    context = {**context, "form": form, "panel": panel, "check_refused": check_refused}
     if request.htmx:
         return page(request, "frontdesk/_check_panel.html", {**context, "oob_errors": True})
     return page(request, template, context)
@@ -100,11 +102,18 @@ def _submit(
         messages.info(request, told)
         return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=made.pk)
     # Show the refusal with today's answer (a slot may have just gone), and what to offer instead.
-    panel = _panel(form, now) if outcome.refused else None
+    panel, check_refused = _panel(form, now) if outcome.refused else (None, None)
     return page(
         request,
         fragment if request.htmx else template,
-        {**context, "form": form, "panel": panel, "refused": outcome.refused, "in_place": request.htmx},
+        {
+            **context,
+            "form": form,
+            "panel": panel,
+            "check_refused": check_refused,
+            "refused": outcome.refused,
+            "in_place": request.htmx,
+        },
         status=outcome.status if outcome.error is not None else 400,  # else the form's own errors
     )
 
@@ -238,6 +247,7 @@ def _moved_meanwhile(request, form: RescheduleForm, appointment):
     is now: sending it again moves it. The service compares under its locks (appointment_reschedule's `drawn`), so
     two moves sent from one page at once are told apart."""
     form = form.redrawn()
+    panel, check_refused = _panel(form, timezone.now())
     refused = (
         f"This visit has moved since you opened this page: it is now on {_when(appointment)} with "
         f"{appointment.practitioner}. If it should still move, check the new time below and send it again."
@@ -248,7 +258,8 @@ def _moved_meanwhile(request, form: RescheduleForm, appointment):
         {
             **_reschedule_context(appointment),
             "form": form,
-            "panel": _panel(form, timezone.now()),
+            "panel": panel,
+            "check_refused": check_refused,
             "refused": refused,
             "in_place": request.htmx,
         },

@@ -71,7 +71,7 @@ def plan_book(request, patient_id):
     """Book the sessions shown, exactly: if one has gone since, nothing is booked and the page says which."""
     patient = patient_or_404(request, patient_id)
     form = PlanCourseForm(request.POST, clinic=request.clinic)
-    outcome = DomainErrors(form)
+    outcome = DomainErrors(form, invalid_status=400)
     if form.is_valid():
         chosen = []
         for value in request.POST.getlist("session"):
@@ -102,8 +102,10 @@ def plan_book(request, patient_id):
                 )
                 messages.success(request, f"{plan.template.name} booked: {len(chosen)} sessions.")
                 return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
-    # Refused: show why, with the proposal as it stands now.
-    return _plan_page(request, patient, form, refused=outcome.refused, status=outcome.status)
+    # Refused: show why, with the proposal as it stands now (409); bad input (a field, a damaged proposal, a
+    # practitioner not of this clinic), the form again with why (400), as the booking and move forms answer it.
+    status = outcome.status if outcome.error is not None else 400
+    return _plan_page(request, patient, form, refused=outcome.refused, status=status)
 
 
 def _plan_or_404(request, plan_id) -> TreatmentPlan:
