@@ -61,6 +61,17 @@ class UnableToBookSession(Refused):
         self.check = check
 
 
+class ShownNoLongerHolds(Refused):
+    """A re-plan shown to the caller is not where planning again under the locks puts the sessions (HTTP 409)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorCode.PLAN_REFUSED,
+            "The sessions shown are no longer where a re-plan puts them: the calendar changed since. Nothing was "
+            "moved; see the re-plan as it can be made now.",
+        )
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     patient: Patient
@@ -572,10 +583,19 @@ def plan_replan_propose(
 
 @versioned.within_snapshot
 def plan_replan(
-    *, plan: TreatmentPlan, from_index: int, start_at: datetime, actor: Actor, now: datetime, **preferences
+    *,
+    plan: TreatmentPlan,
+    from_index: int,
+    start_at: datetime,
+    actor: Actor,
+    now: datetime,
+    shown: list[tuple[datetime, str | None]] | None = None,
+    **preferences,
 ) -> TreatmentPlan:
     """Apply a re-plan in one transaction: each moved session's booking is moved (or booked afresh).
-    `preferences` as for `plan_replan_propose`; they apply to this re-plan only (the plan keeps its own)."""
+    `preferences` as for `plan_replan_propose`; they apply to this re-plan only (the plan keeps its own). `shown`:
+    the sessions (start, practitioner) a proposal showed the caller; planned again under the locks, the re-plan
+    must put them there, or nothing moves (409 `plan_refused`): the desk told the patient those times."""
     with transaction.atomic():
         _lock_plans_patient(plan)
         plan.refresh_from_db(fields=["cancelled_at"])  # Race condition: a cancel takes the same lock first.
@@ -586,6 +606,8 @@ def plan_replan(
         proposed = _plan(request, first_index=from_index, ignore=ignore, after=kept)
         if not proposed.feasible:
             raise UnableToPlan(proposed.obstacle, request)
+        if shown is not None and _placed(proposed.sessions) != [(start, _id(who)) for start, who in shown]:
+            raise ShownNoLongerHolds()
         by_index = {s.index: s for s in moving}
         # Sessions moving later go last-first and those moving earlier first-first, so that no session is
         # moved onto a time its neighbour still holds.
@@ -620,6 +642,14 @@ def plan_replan(
         plan.rulebook_version = _rulebook(request).version
         plan.save(update_fields=["rulebook_version"])
     return plan
+
+
+def _id(value) -> str | None:
+    return str(value) if value else None
+
+
+def _placed(sessions) -> list[tuple[datetime, str | None]]:
+    return [(session.start_at, _id(session.practitioner_id)) for session in sessions]
 
 
 # --- Cancelling a course ----------------------------------------------------------------------------------

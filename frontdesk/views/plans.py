@@ -73,18 +73,9 @@ def plan_book(request, patient_id):
     form = PlanCourseForm(request.POST, clinic=request.clinic)
     outcome = DomainErrors(form, invalid_status=400)
     if form.is_valid():
-        chosen = []
-        for value in request.POST.getlist("session"):
-            start, _, practitioner = value.partition("|")
-            try:
-                when = datetime.fromisoformat(start)
-            except ValueError:
-                when = None
-            # The page writes each session as an aware ISO time: anything else was changed on the way.
-            if when is None or when.tzinfo is None or not within_years(when):
-                form.add_error(None, "The proposal was damaged; plan the course again.")
-                break
-            chosen.append((when, practitioner or None))
+        chosen = _shown_sessions(request.POST.getlist("session"))
+        if chosen is None:
+            form.add_error(None, "The proposal was damaged; plan the course again.")
         if form.is_valid():
             now = timezone.now()
             with outcome:
@@ -119,12 +110,17 @@ def _plan_or_404(request, plan_id) -> TreatmentPlan:
 @clinic_page
 @require_safe
 def plan_detail(request, plan_id):
-    plan = _plan_or_404(request, plan_id)
+    return plan_detail_page(request, _plan_or_404(request, plan_id), request.GET)
+
+
+def plan_detail_page(request, plan: TreatmentPlan, query, *, refused: str = "", status: int = 200):
+    """A plan's page, with the re-plan `query` names (from a session, from a date) proposed as it can be made now;
+    `refused`: why a re-plan posted from this page was not applied."""
     today = timezone.localdate(timezone=request.clinic.tz)
     replan_form, proposal = None, None
     sessions = plan_selectors.plan_sessions(plan, today)
-    if "from_session" in request.GET:
-        replan_form = ReplanForm(request.GET)
+    if "from_session" in query:
+        replan_form = ReplanForm(query)
         if replan_form.is_valid():
             with DomainErrors(replan_form) as outcome:
                 now = timezone.now()
@@ -134,6 +130,8 @@ def plan_detail(request, plan_id):
                 )
             if outcome.refused:  # a refusal (a course cancelled since the page was opened, a session done) says why
                 replan_form.add_error(None, outcome.refused)
+        if refused:
+            replan_form.add_error(None, refused)
     return page(
         request,
         "frontdesk/plan_detail.html",
@@ -150,16 +148,23 @@ def plan_detail(request, plan_id):
             "appointments_by_id": selectors.patient_appointments_by_id(plan.patient) if proposal else {},
             "nav": "patients",
         },
+        status=status,
     )
 
 
 @clinic_page
 @require_POST
 def plan_replan(request, plan_id):
-    """Apply the re-plan shown (planned again under the locks: the same answer unless the calendar moved)."""
+    """Apply the re-plan shown, exactly: planned again under the locks, it must put the sessions where the page
+    showed them (the desk may have told the patient); if the calendar changed since, nothing moves and the page shows
+    the re-plan as it can be made now (409)."""
     plan = _plan_or_404(request, plan_id)
     form = ReplanForm(request.POST)
     outcome = DomainErrors(form)
+    # The sessions the page showed; a post without them (a script's) is planned again under the locks as it stands.
+    shown = _shown_sessions(request.POST.getlist("session"))
+    if shown is None:
+        form.add_error(None, "The re-plan shown was damaged; choose the date again.")
     if form.is_valid():
         now = timezone.now()
         with outcome:
@@ -169,11 +174,38 @@ def plan_replan(request, plan_id):
                 start_at=services.start_of(form.cleaned_data["start_from"], request.clinic.tz, now),
                 actor=request.actor,
                 now=now,
+                shown=shown or None,
             )
             messages.success(request, f"Re-planned from session {form.cleaned_data['from_session']}.")
             return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
-    messages.error(request, outcome.refused or "The re-plan could not be applied; check the date.")
+        if isinstance(outcome.error, services.ShownNoLongerHolds):
+            # Refused as shown: the page again with why, and the re-plan as it can be made now.
+            query = {"from_session": form.cleaned_data["from_session"], "start_from": form.cleaned_data["start_from"]}
+            return plan_detail_page(request, plan, query, refused=outcome.refused, status=409)
+    messages.error(
+        request, outcome.refused or _form_errors(form) or "The re-plan could not be applied; check the date."
+    )
     return redirect("frontdesk:plan", clinic_code=request.clinic.code, plan_id=plan.pk)
+
+
+def _shown_sessions(values: list[str]) -> list[tuple[datetime, str | None]] | None:
+    """The sessions a page showed (a course's proposal, a re-plan's), as its form writes them ("<aware ISO
+    time>|<practitioner>"), or None when one was changed on the way."""
+    shown = []
+    for value in values:
+        start, _, practitioner = value.partition("|")
+        try:
+            when = datetime.fromisoformat(start)
+        except ValueError:
+            return None
+        if when.tzinfo is None or not within_years(when):
+            return None
+        shown.append((when, practitioner or None))
+    return shown
+
+
+def _form_errors(form) -> str:
+    return " ".join(error for errors in form.errors.values() for error in errors)
 
 
 @clinic_page

@@ -24,12 +24,12 @@ Found (the two DEFECTs and the plan_book status, mended; the QUESTION decided, i
 - DEFECT (mended, found while mending): "Book these sessions" answered its bad input (a practitioner not of this
   clinic in a session's hidden field) 200 where the booking and move forms answer 400: `frontdesk/views/plans.py`
   `plan_book` used `DomainErrors`' default status.
-- QUESTION (still a strict xfail): "Move the sessions as shown" on a plan's re-plan moves the sessions where planning again under the locks
+- QUESTION (decided 7 December: the page posts the sessions it shows and the re-plan refuses when they no longer
+  hold, `plans.services.ShownNoLongerHolds`): "Move the sessions as shown" on a plan's re-plan moves the sessions where planning again under the locks
   puts them now (`frontdesk/views/plans.py` `plan_replan` posts only the session and the day): a slot shown that was
   taken meanwhile is silently replaced by another time, with "Re-planned from session 2." and a redirect, where "Book
   these sessions" books exactly what was shown or nothing (409). Recommendation: carry the placements shown and
-  refuse (409, the re-plan as it can be made now) when they no longer hold. Decided as recommended; the mend waits on
-  `plans.services.plan_replan`, which takes no placements (it plans again under the locks).
+  refuse (409, the re-plan as it can be made now) when they no longer hold.
 
 Held (passing): an appointment of a sister site guessed in a URL is a 404 and nothing is cancelled; a practitioner
 of a sister site or of another organisation put in a booking's, a move's or a course's hidden field books or moves
@@ -50,6 +50,8 @@ username and address and per address, and the code step's count and device throt
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 
 import pytest
@@ -197,28 +199,49 @@ def course(clinic, patient, practitioner):
     return plan
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: 'Move the sessions as shown' moves a session to another time than shown when the slot shown "
-    "went meanwhile, and says only 'Re-planned' (frontdesk/views/plans.py plan_replan plans again under the locks); "
-    "recommendation: carry the placements shown and refuse with 409, as 'Book these sessions' does",
-)
 def test_a_replan_whose_shown_time_went_meanwhile_moves_nothing_and_says_so(
     desk, clinic, patient, practitioner, course
 ):
     """Re-plan from session 2: the page shows it at the ideal Monday 4 May, 09:00 BST. Another patient is booked with
     Dr Ada at that very time before the desk presses "Move the sessions as shown": nothing moves (the session stays on
-    27 April, 10:00), 409, the re-plan as it can be made now."""
+    27 April, 10:00), 409, the re-plan as it can be made now. (Was a strict-xfail QUESTION, decided: the page posts
+    the sessions it shows, and plans.services.plan_replan refuses when planning again puts them elsewhere,
+    ShownNoLongerHolds.)"""
     query = {"from_session": 2, "start_from": "2026-03-02"}
-    shown = desk.get(url("plan", clinic, course), query).context["proposal"].plan.sessions[-1].start_at
+    page = desk.get(url("plan", clinic, course), query)
+    shown = page.context["proposal"].plan.sessions[-1].start_at
     assert shown == ldn(2026, 5, 4, 9)
     grace = PatientFactory(clinic=clinic, first_name="Grace", last_name="Hill")
     book(grace, shown, NOW, code="botox", practitioner_id=str(practitioner.pk))
 
-    answer = desk.post(url("plan_replan", clinic, course), query)
+    answer = desk.post(url("plan_replan", clinic, course), replan_form_of(page))
 
     second = course.sessions.get(index=2).appointment
     assert (answer.status_code, fresh(second).start_at) == (409, ldn(2026, 4, 27, 10))
+    assert "The sessions shown are no longer where a re-plan puts them" in words(answer)
+    now_shown = answer.context["proposal"].plan.sessions[-1].start_at
+    assert now_shown != shown and "Move the sessions as shown" in words(answer)
+
+
+def test_a_replan_as_shown_moves_the_session_there(desk, clinic, course):
+    """What the mend must keep: nothing changed meanwhile, "Move the sessions as shown" puts session 2 where the page
+    showed it (Monday 4 May, 09:00)."""
+    page = desk.get(url("plan", clinic, course), {"from_session": 2, "start_from": "2026-03-02"})
+
+    answer = desk.post(url("plan_replan", clinic, course), replan_form_of(page))
+
+    assert answer.status_code == 302
+    assert fresh(course.sessions.get(index=2).appointment).start_at == ldn(2026, 5, 4, 9)
+
+
+def replan_form_of(page) -> dict:
+    """The fields "Move the sessions as shown" posts, read from the page's form."""
+    form = page.content.decode().split('id="replan-form"', 1)[1].split("</form>", 1)[0]
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form):
+        fields.setdefault(name, []).append(html.unescape(value))
+    assert fields.get("session"), form
+    return fields
 
 
 # --- Tenancy: ids guessed in a URL or put in a hidden field ----------------------------------------------------------
