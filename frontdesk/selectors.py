@@ -1043,3 +1043,27 @@ def procedure_already_recorded(
         if performed_time is None or (at.hour, at.minute) == (performed_time.hour, performed_time.minute):
             return row
     return None
+
+
+# Said after a cancel or a move when no message will tell the patient: the desk phones them.
+NOBODY_TELLS_THEM = (
+    "No message will tell the patient (they get none from us, or have no e-mail address or mobile number on their "
+    "record): phone them."
+)
+
+
+def patient_will_be_told(appointment: Appointment, kind: str) -> bool:
+    """Whether a message of `kind` (a cancellation or move notice) about `appointment` is on its way to the patient by
+    e-mail or text, planned on a channel they have and not yet sent or dropped; for a move, a confirmation not yet
+    sent counts too (it names the new time, and no notice is planned beside it). False when they get no messages from
+    us (unsubscribed, texts stopped, no address or number): the desk is asked to phone them. One statement."""
+    kinds = [kind, MessageKind.CONFIRMATION] if kind == MessageKind.RESCHEDULED else [kind]
+    return (
+        OutboxMessage.objects.filter(
+            appointment_id=appointment.pk,
+            kind__in=kinds,
+            status__in=(OutboxStatus.PENDING, OutboxStatus.HELD, OutboxStatus.SENDING),
+        )
+        .exclude(channel=Channel.WEBHOOK)
+        .exists()
+    )

@@ -6,6 +6,8 @@ user's role at this clinic); a refusal is a 403 whatever the page showed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect
@@ -13,7 +15,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.views.decorators.http import require_POST, require_safe
 
-from clinic.models import AppointmentStatus
+from clinic.models import Appointment, AppointmentStatus
 from clinic.services import appointment_notes_set
 from core.errors import PreconditionFailed
 from core.timeutils import wall_moment
@@ -21,6 +23,7 @@ from frontdesk import checks, selectors
 from frontdesk.forms import AppointmentNotesForm, CancelForm, ClearForm, DomainErrors, drawn_at
 from frontdesk.views.base import appointment_or_404, clinic_page, page
 from reminders.dispatch import patient_message_send_again
+from reminders.models import MessageKind
 from reminders.selectors import patient_messages
 from scheduler.booking import (
     appointment_cancel,
@@ -96,8 +99,9 @@ def appointment_detail(request, appointment_id):
     return _detail(request, appointment_or_404(request, appointment_id))
 
 
-def _act(request, appointment_id, action, *, done: str, form=None, form_name: str = ""):
-    """Run one action on the appointment: done, a redirect with `done`; refused, the page with why.
+def _act(request, appointment_id, action, *, done: str | Callable[[Appointment], str], form=None, form_name: str = ""):
+    """Run one action on the appointment: done, a redirect with `done` (or what it says of the result); refused, the
+    page with why.
 
     The service runs first, whatever the form says, so that a receptionist gets a 403 for a
     clinician's action even with an empty reason (`clinic_page` maps `NotAllowed`).
@@ -105,13 +109,14 @@ def _act(request, appointment_id, action, *, done: str, form=None, form_name: st
     appointment = appointment_or_404(request, appointment_id)
     with DomainErrors(form, invalid_status=400) as outcome:
         result = action(appointment, timezone.now())
+        said = done(result) if callable(done) else done
         if request.POST.get("back") == BACK_TO_TODAY:
             # Closed from Today's list of visits with no outcome: back to the list, the visit named (it is gone
             # from the list). Only this one fixed place is accepted, never an address from the form.
             when = date_format(timezone.localtime(result.start_at, request.clinic.tz), "j M, H:i")
-            messages.success(request, f"{result.patient}, {result.procedure.display_short} ({when}). {done}")
+            messages.success(request, f"{result.patient}, {result.procedure.display_short} ({when}). {said}")
             return redirect("frontdesk:today", clinic_code=request.clinic.code)
-        messages.success(request, done)
+        messages.success(request, said)
         return redirect("frontdesk:appointment", clinic_code=request.clinic.code, appointment_id=result.pk)
     forms = {form_name: form} if form is not None else {}
     return _detail(request, appointment, error=outcome.refused, status=outcome.status, **forms)
@@ -161,6 +166,12 @@ def appointment_no_show_view(request, appointment_id):
     )
 
 
+def _cancelled(appointment: Appointment) -> str:
+    if selectors.patient_will_be_told(appointment, MessageKind.CANCELLED):
+        return "Cancelled: the slot is free again and the patient will be told."
+    return f"Cancelled: the slot is free again. {selectors.NOBODY_TELLS_THEM}"
+
+
 @clinic_page
 @require_POST
 def appointment_cancel_view(request, appointment_id):
@@ -185,7 +196,7 @@ def appointment_cancel_view(request, appointment_id):
                 reason=form.cleaned_data["reason"],
                 drawn=form.cleaned_data["from_start_at"],
             ),
-            done="Cancelled: the slot is free again and the patient will be told.",
+            done=_cancelled,
             form=form,
             form_name="cancel_form",
         )

@@ -30,6 +30,7 @@ from core.timeutils import wall_moment
 from frontdesk import checks, selectors
 from frontdesk.forms import BookingForm, DomainErrors, RescheduleForm, WhenForm
 from frontdesk.views.base import appointment_or_404, clinic_page, page, patient_or_404
+from reminders.models import MessageKind
 from scheduler.booking import BookingResult
 
 
@@ -213,7 +214,8 @@ def _reschedule_context(appointment) -> dict:
 def _moved(result: BookingResult) -> str:
     moved = result.appointment
     note = " It is PENDING CLEARANCE again." if moved.status == AppointmentStatus.PENDING_CLEARANCE else ""
-    return f"Moved to {_when(moved)} with {moved.practitioner}.{note}"
+    told = "" if selectors.patient_will_be_told(moved, MessageKind.RESCHEDULED) else f" {selectors.NOBODY_TELLS_THEM}"
+    return f"Moved to {_when(moved)} with {moved.practitioner}.{note}{told}"
 
 
 @clinic_page
