@@ -262,3 +262,12 @@ def idempotent(method):
 
     wrapper.idempotent = True  # api.permissions lets a stored key's replay through to it
     return wrapper
+
+
+def idempotency_keys_purge(*, now) -> int:
+    """Delete the Idempotency-Key records past their replay window (settings.IDEMPOTENCY_KEY_TTL_HOURS): each keeps
+    its POST's answer, a patient's details in it. Daily, by the beat (api.tasks.purge_idempotency_keys) or the
+    command of the same name; the number deleted."""
+    cutoff = now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

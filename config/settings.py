@@ -479,9 +479,10 @@ REMINDERS_MAX_IN_FLIGHT = env_count("REMINDERS_MAX_IN_FLIGHT", 1000)
 WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", DEBUG)
 WEBHOOKS_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOKS_ALLOW_PRIVATE_HOSTS", DEBUG)
 
-# The one periodic schedule. Each tick claims due rows. While no worker runs, ticks wait in Redis and a worker that
-# starts drops them unrun (each expires after an interval): none is run late. Several beats are safe: claims use
-# SELECT ... FOR UPDATE SKIP LOCKED.
+# The periodic schedule. Each tick claims due rows. While no worker runs, every entry's runs wait in Redis and a
+# worker that starts drops them unrun (each expires after its interval): none is run late, and a minute's duty missed
+# is the next minute's. Several beats are safe: claims use SELECT ... FOR UPDATE SKIP LOCKED. Expiry is read against
+# the worker's clock: the hosts' clocks must agree (NTP) to within the tick's second.
 CELERY_BEAT_SCHEDULE = {
     "reminders-dispatch-due": {
         "task": "reminders.dispatch_due",
@@ -490,10 +491,24 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Re-checks after a rule change, and care texts being planned for the visits booked before them, that stopped
     # moving (a worker died; the broker was down) go on.
-    "resume-rechecks": {"task": "scheduler.resume_rechecks", "schedule": 60.0},
-    "resume-template-rollouts": {"task": "reminders.resume_template_rollouts", "schedule": 60.0},
+    "resume-rechecks": {"task": "scheduler.resume_rechecks", "schedule": 60.0, "options": {"expires": 60.0}},
+    "resume-template-rollouts": {
+        "task": "reminders.resume_template_rollouts",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     # Delivery reports read but not recorded when they came (their row locked), kept in the database till then.
-    "record-parked-reports": {"task": "reminders.record_parked_reports", "schedule": 60.0},
+    "record-parked-reports": {
+        "task": "reminders.record_parked_reports",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    # Idempotency-Key records past their 24-hour replay window (each keeps a POST's answer, patient details in it).
+    "purge-idempotency-keys": {
+        "task": "api.purge_idempotency_keys",
+        "schedule": 86400.0,
+        "options": {"expires": 86400.0},
+    },
 }
 # Several deployments (or test runs) can share one Redis by naming their own queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")

@@ -85,7 +85,7 @@ def webhook_endpoint_find(*, client, url: str) -> WebhookEndpoint | None:
 
 def outbox_rows(*, clinic_code: str | None = None) -> QuerySet[OutboxMessage]:
     rows = OutboxMessage.objects.select_related("appointment__clinic", "appointment__patient", "endpoint")
-    return rows.filter(appointment__clinic__code=clinic_code) if clinic_code else rows
+    return rows.filter(appointment__clinic__code=clinic_code) if clinic_code is not None else rows
 
 
 def outbox_summary(

@@ -71,10 +71,12 @@ def _enqueue(claims: list[dispatch.Claim]) -> None:
 # A provider's delivery report read but not recorded (the database away, its row's lock held too long): tried again
 # later, each wait twice the last (30 s, 1 min, ... up to 30 min), for about a day; then logged as lost, with the
 # report. A waiting task sits unacknowledged in Redis, which hands it to another worker after the visibility
-# timeout: a wait stays under half of it, so one report is not run twice for waiting.
+# timeout: a wait stays under half of it, so one report is not run twice for waiting. The tries are as many as take
+# about a day (25.5 h) at the visibility timeout set: 56 at the default hour, more of shorter waits below it.
 REPORT_FIRST_WAIT_SECONDS = 30
 REPORT_LONGEST_WAIT_SECONDS = 30 * 60
-REPORT_RETRIES = 56
+REPORT_TRY_FOR_SECONDS = 91_800
+REPORT_RETRIES = 56  # report_retries() at the default visibility timeout
 
 
 def report_wait(retries: int) -> int:
@@ -83,16 +85,26 @@ def report_wait(retries: int) -> int:
     return min(REPORT_FIRST_WAIT_SECONDS * 2 ** min(retries, 16), longest)
 
 
-@shared_task(name="reminders.record_delivery_report", bind=True, ignore_result=True, max_retries=REPORT_RETRIES)
+def report_retries() -> int:
+    """How many times a report is tried again before it is given up: its waits (report_wait) add up to about a day
+    whatever the visibility timeout caps each at."""
+    waited, retries = 0, 0
+    while waited < REPORT_TRY_FOR_SECONDS:
+        waited += report_wait(retries)
+        retries += 1
+    return retries
+
+
+@shared_task(name="reminders.record_delivery_report", bind=True, ignore_result=True, max_retries=None)
 def record_delivery_report(self, channel: str, report: dict, received_at: str) -> int:
     """Record a delivery report the view could not (reports.delivery_reported, safe to run twice), as of when it
-    came."""
+    came; tried again for about a day (report_retries)."""
     try:
         return reports.delivery_reported(
             channel=channel, report=channels.DeliveryReport(**report), now=datetime.fromisoformat(received_at)
         )
     except DatabaseError as exc:
-        if self.request.retries >= self.max_retries:
+        if self.request.retries >= report_retries():
             log.error("a delivery report that came at %s was not recorded and is given up: %s", received_at, report)
             raise
         raise self.retry(exc=exc, countdown=report_wait(self.request.retries)) from exc

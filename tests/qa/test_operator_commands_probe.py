@@ -372,7 +372,10 @@ def test_setup_demo_no_demo_loads_no_clinic_and_leaves_an_existing_demo_alone():
         assert not Clinic.objects.exists() and not get_user_model().objects.exists()
         run("setup_demo")
         before = demo_counts()
-        again = run("setup_demo", "--no-demo", "--staff-password", "ignored-here")
+        again = run("setup_demo", "--no-demo")
+        # A password with --no-demo is refused, not silently ignored (decided 7 December, dec12h), and changes nothing.
+        with pytest.raises(CommandError, match="give one or the other"):
+            run("setup_demo", "--no-demo", "--staff-password", "refused-here")
 
     assert "Demo clinics" not in bare + again
     assert "default rule(s) created" in bare and IntervalRule.objects.exists()

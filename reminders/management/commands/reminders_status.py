@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clinic.models import Clinic
 from core.plain_text import text_argument
+from core.redact import contacts_masked
 from reminders import fit, selectors
 
 MAX_HOURS = 366 * 24  # a year ahead; further is no longer "due soon" (and far past it, timedelta overflows)
@@ -40,7 +41,9 @@ def _row(message) -> str:
         f"  {local:%Y-%m-%d %H:%M} {clinic.code:<10} {what:<24} {message.channel:<8} {message.status:<9} "
         f"attempts={message.attempts} id={message.pk}"
     )
-    return line + (f"\n      {message.last_error}" if message.last_error else "")
+    # What goes where logs go (cron mail, a monitoring job): the provider's words with the patient's contacts masked,
+    # as the log line of the same failure has them (the admin keeps them whole, for staff).
+    return line + (f"\n      {contacts_masked(message.last_error)}" if message.last_error else "")
 
 
 class Command(BaseCommand):
@@ -63,7 +66,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         # A typo must not read as an empty (all's well) outbox.
-        if options["clinic"] and not Clinic.objects.filter(code=options["clinic"]).exists():
+        # Given but blank (a script's `--clinic "$CLINIC"` with the variable unset) is a code no clinic has, not "all".
+        if options["clinic"] is not None and not Clinic.objects.filter(code=options["clinic"]).exists():
             raise CommandError(f"No clinic with code {options['clinic']!r}.")
         summary = selectors.outbox_summary(
             now=timezone.now(),
@@ -106,7 +110,7 @@ class Command(BaseCommand):
         # template may still stop texts going: said here, where an operator looks, before the failures pile up.
         self.stdout.write("Clinics whose name stops texts going:")
         clinics = Clinic.objects.order_by("code")
-        if options["clinic"]:
+        if options["clinic"] is not None:
             clinics = clinics.filter(code=options["clinic"])
         found = list(fit.clinics_sms_problems(clinics))
         for clinic, problems in found:
