@@ -4,7 +4,7 @@ Appointments are changed through the booking services (front desk and API),
 so their status and times are read-only here; the audit trail is append-only.
 """
 
-from datetime import datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -25,11 +25,11 @@ from clinic.forms import (
     WorkingHoursFormSet,
 )
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
-from clinic.selectors import clinics_for_user, in_time_off, organisations_of, outside_working_hours
-from clinic.services import CONTACT_FIELDS, IN_THE_FUTURE, patient_record_edited
-from core.errors import ErrorCode
+from clinic.selectors import in_time_off, outside_working_hours
+from clinic.services import CONTACT_FIELDS, IN_THE_FUTURE, _course_dates_in_range, patient_record_edited
+from core.errors import ErrorCode, InvalidInput
 from core.ids import parse_uuid
-from core.timeutils import wall_moment
+from core.timeutils import YEARS_OUT_OF_RANGE, wall_moment, within_years
 
 
 def admin_clinic_ids(request) -> list | None:
@@ -56,6 +56,19 @@ def visits_still_to_come(appointments: QuerySet) -> QuerySet:
 def booked_still_to_come(count: int) -> str:
     """ "1 booked appointment still to come", "2 booked appointments still to come"."""
     return f"{count} booked appointment{'s' if count != 1 else ''} still to come"
+
+
+def refuse_years_out_of_range(form: forms.BaseForm, *names: str) -> None:
+    """Refuse on its field a date or time outside the years the services take (1900 to 2999, as the API's and the
+    desk's fields): stored, a course ended or time off until 9999 overflows every later check of the bookings (year
+    10000), a procedure in year 1 every reading of it in a zone west of UTC (year 0)."""
+    for name in names:
+        value = form.cleaned_data.get(name)
+        if not isinstance(value, date):
+            continue
+        read = [value, value.astimezone(UTC)] if isinstance(value, datetime) and value.tzinfo else [value]
+        if not all(within_years(moment) for moment in read):
+            form.add_error(name, ValidationError(YEARS_OUT_OF_RANGE, code=ErrorCode.DATE_OUT_OF_RANGE.value))
 
 
 class ReadOnly:
@@ -261,6 +274,34 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
             field.queryset = users.filter(Q(pk__in=staff_of(ids)) | Q(memberships__isnull=True)).distinct()
         return field
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """An account holding an organisation-wide role is its organisation's administrators' to change: a site's
+        administrator giving it a role at their site (which wins there over the organisation's) is refused on the
+        user field, or the organisation's administrator could be made a receptionist at that site."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        mine = admin_organisation_ids(request)
+        if mine is None or "user" not in form.base_fields:
+            return form
+
+        class StaffRoleForm(form):
+            def clean_user(self):
+                user = self.cleaned_data.get("user")
+                wide = (
+                    models.StaffMembership.objects.filter(user=user, clinic=None)
+                    .exclude(organisation_id__in=mine)
+                    .select_related("organisation")
+                    .first()
+                )
+                if user is not None and wide is not None:
+                    raise ValidationError(
+                        f"{user.get_username()} holds a role across the whole of {wide.organisation.name}: only an "
+                        "administrator of the whole organisation gives them a role at one of its clinics.",
+                        code="organisation_wide_role",
+                    )
+                return user
+
+        return StaffRoleForm
+
     def autocomplete_narrow(self, request, field_name: str, queryset: QuerySet, term: str) -> QuerySet:
         """What the role form's user search shows (config.admin.FormFieldAutocompleteJsonView): never an inactive
         account; to a clinic administrator, their own staff by any search, and an account with no role anywhere
@@ -295,8 +336,19 @@ class WorkingHoursInline(ClinicScopedChoices, admin.TabularInline):
     extra = 0
 
 
+class TimeOffForm(forms.ModelForm):
+    """A row of a practitioner's time off: in the years the services take, as the desk's and the API's dates (time
+    off "until further notice" typed as 31/12/9999 made every booking with the practitioner overflow)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        refuse_years_out_of_range(self, "start_at", "end_at")
+        return cleaned
+
+
 class TimeOffInline(ClinicScopedChoices, admin.TabularInline):
     model = models.TimeOff
+    form = TimeOffForm
     extra = 0
 
 
@@ -326,6 +378,7 @@ class PractitionerAdmin(ClinicScopedAdmin):
         to_come = visits_still_to_come(models.Appointment.objects.filter(practitioner=practitioner))
         if change:
             self._warn_of_visits_left(request, form, to_come)
+            self._warn_of_treatments_taken_off(request, form, to_come)
         here = to_come.filter(clinic_id=practitioner.clinic_id) if practitioner.is_active else to_come.none()
         away = in_time_off(here).count()
         outside = outside_working_hours(list(here), list(practitioner.working_hours.all()), practitioner.clinic.tz)
@@ -344,6 +397,29 @@ class PractitionerAdmin(ClinicScopedAdmin):
                 'moved or cancelled: the front desk\'s Today page lists them under "Practitioner away".',
                 level=messages.WARNING,
             )
+
+    def _warn_of_treatments_taken_off(self, request, form, to_come: QuerySet) -> None:
+        """Treatments taken off the practitioner with visits for them still to come: they stay booked with someone
+        the booking service would now refuse for them."""
+        if "procedures" not in form.changed_data:
+            return
+        before = {getattr(each, "pk", each) for each in form.initial.get("procedures") or ()}
+        taken_off = before - set(form.instance.procedures.values_list("pk", flat=True))
+        left = to_come.filter(procedure_id__in=taken_off)
+        first = left.select_related("clinic", "procedure").first()
+        if first is None:
+            return
+        count = left.count()
+        names = ", ".join(
+            models.ProcedureType.objects.filter(pk__in=taken_off).order_by("name").values_list("name", flat=True)
+        )
+        self.message_user(
+            request,
+            f"{form.instance.name} no longer does {names} and has {booked_still_to_come(count)} for "
+            f"{'it' if len(taken_off) == 1 else 'them'} (the first on {wall_moment(first.start_at, first.clinic.tz)}, "
+            f"{first.procedure.name}). They stay booked until moved or cancelled.",
+            level=messages.WARNING,
+        )
 
     def _warn_of_visits_left(self, request, form, to_come: QuerySet) -> None:
         """Switched off, or moved to another site, with visits still to come: they stay booked with someone who no
@@ -418,13 +494,18 @@ class RecordInline(ClinicScopedChoices, admin.TabularInline):
 
 
 class ProcedureRecordForm(forms.ModelForm):
-    """A row of the patient's procedure history: a date set (or corrected) to one still to come is refused as the
-    API and the desk refuse it (clinic.services.procedure_record_add, performed_in_future); a row left as it is
-    is not checked again."""
+    """A row of the patient's procedure history: a date set (or corrected) to one still to come, or outside the years
+    1900 to 2999, is refused as the API and the desk refuse it (clinic.services.procedure_record_add,
+    performed_in_future, date_out_of_range); a row left as it is is not checked again."""
 
     def clean_performed_at(self):
         performed = self.cleaned_data.get("performed_at")
-        if performed is not None and performed > timezone.now() and "performed_at" in self.changed_data:
+        if performed is None or "performed_at" not in self.changed_data:
+            return performed
+        # Years 1900 to 2999, as the API's (`_reported_at`): year 1 read in New York's zone is year 0, a 500.
+        if not (within_years(performed) and within_years(performed.astimezone(UTC))):
+            raise ValidationError(YEARS_OUT_OF_RANGE, code=ErrorCode.DATE_OUT_OF_RANGE.value)
+        if performed > timezone.now():
             raise ValidationError(IN_THE_FUTURE, code=ErrorCode.PERFORMED_IN_FUTURE.value)
         return performed
 
@@ -439,8 +520,24 @@ class ProcedureRecordInline(RecordInline):
     row_related = ("procedure",)
 
 
+class MedicationCourseForm(forms.ModelForm):
+    """A row of the patient's medication courses: its dates in the years the API takes
+    (clinic.services._course_dates_in_range: a course ended in 9999 overflowed every later booking's checks)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        dates = {name: cleaned.get(name) for name in ("started_on", "ended_on")}
+        try:
+            _course_dates_in_range(**dates)
+        except InvalidInput as error:
+            for name, said in error.errors.items():
+                self.add_error(name, ValidationError(said, code=error.code.value))
+        return cleaned
+
+
 class MedicationCourseInline(RecordInline):
     model = models.MedicationCourse
+    form = MedicationCourseForm
     fields = ["drug", "started_on", "ended_on", "notes"]
     row_related = ("drug",)
 
@@ -474,6 +571,38 @@ class PatientAdmin(ClinicScopedAdmin):
     search_fields = ["last_name", "first_name", "email", "phone"]
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
     form = PatientAdminForm  # what the admin did not change stays as stored now
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        ids = admin_clinic_ids(request)
+        if ids is not None and db_field.name == "clinic":
+            # A patient is the organisation's: their home may be any clinic of it, a sister site's too (offered only
+            # a site's own, the record of a patient at home at the sister site could not be saved at all).
+            organisations = models.Clinic.objects.filter(pk__in=ids).values("organisation")
+            field.queryset = models.Clinic.objects.filter(organisation__in=organisations)
+        return field
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        """A record merged into another (a tombstone) is read-only: nothing is edited on it (docs/organisations.md);
+        what it held still counts (its old number offers its survivor)."""
+        live = obj is None or obj.merged_into_id is None
+        return live and super().has_change_permission(request, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """A post to a tombstone's page (one opened before the merge, say) saves nothing and answers its read-only
+        page again, saying why, rather than Django's bare 403."""
+        pk = parse_uuid(object_id) if object_id and request.method == "POST" else None
+        if pk is not None and "_saveasnew" not in request.POST:
+            survivor = models.Patient.objects.filter(pk=pk).values_list("merged_into_id", flat=True).first()
+            if survivor is not None:
+                self.message_user(
+                    request,
+                    "This record was merged into another: nothing is edited on it, and nothing was saved. Make the "
+                    "change on the record it was merged into.",
+                    level=messages.ERROR,
+                )
+                request.method = "GET"  # the read-only page, as drawn for anyone who opens it now
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -530,9 +659,10 @@ class PatientMergeAdmin(ReadOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("merged", "into")
-        if request.user.is_superuser:
+        ids = admin_clinic_ids(request)
+        if ids is None:
             return queryset
-        return queryset.filter(into__organisation__in=organisations_of(clinics_for_user(request.user)))
+        return queryset.filter(into__organisation__in=models.Clinic.objects.filter(pk__in=ids).values("organisation"))
 
 
 @admin.register(models.MergeWarningCheck)
@@ -546,9 +676,11 @@ class MergeWarningCheckAdmin(ReadOnly, admin.ModelAdmin):
         queryset = (
             super().get_queryset(request).select_related("merge", "appointment__procedure", "appointment__patient")
         )
-        if request.user.is_superuser:
+        ids = admin_clinic_ids(request)
+        if ids is None:
             return queryset
-        return queryset.filter(merge__into__organisation__in=organisations_of(clinics_for_user(request.user)))
+        organisations = models.Clinic.objects.filter(pk__in=ids).values("organisation")
+        return queryset.filter(merge__into__organisation__in=organisations)
 
 
 class AuditEventInline(ClinicScopedChoices, admin.TabularInline):
@@ -592,6 +724,12 @@ class AppointmentAdmin(ClinicScopedAdmin):
 
     def has_add_permission(self, request):
         return False  # bookings go through the rule checks of the front desk or the API
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Read-only, truly: a Save here wrote the whole row back as the page read it, undoing a cancellation (or any
+        # change) the desk or the API made meanwhile, with no audit. Django's view permission (or its change one)
+        # still shows the page.
+        return False
 
 
 @admin.register(models.AuditEvent)

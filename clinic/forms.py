@@ -12,9 +12,13 @@ from django import forms
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+from django.utils import timezone
 
-from clinic.models import VISIT_OUTCOME_FIELDS
-from clinic.services import channels_as_changed
+from clinic.duplicates import MatchReason
+from clinic.models import VISIT_OUTCOME_FIELDS, Patient
+from clinic.selectors import duplicate_candidates, identity_of
+from clinic.services import _check_birth_date, channels_as_changed
+from core.errors import InvalidInput
 from core.forms import drawn_value
 
 
@@ -100,19 +104,72 @@ def _lines(text: str) -> str:
 
 
 class PatientAdminForm(forms.ModelForm):
-    """The admin's patient form, drawn with what each field held (PatientAdmin.get_form). On a change the patient's
-    row is read under its lock (PatientAdmin.get_object), and before the record is validated as it will be saved:
+    """The admin's patient form, drawn with what each field held (PatientAdmin.get_form). A date of birth typed here
+    is checked as the API and the desk check it (clinic.services._check_birth_date: not in the future, nor before
+    1900). On a change the patient's row is read under its lock (PatientAdmin.get_object), and before the record is
+    validated as it will be saved:
 
     - a field the admin did not change keeps the value stored now (a number corrected meanwhile is not put back);
     - the channels the admin ticked or unticked are applied to the channels stored now (an unsubscribe stays).
+
+    A new patient is asked the duplicate question registration asks (clinic.services.patient_create, with the same
+    finder, clinic.selectors.duplicate_candidates): a likely duplicate in the organisation refuses the form, naming
+    each record, unless "This is a different person" is ticked ("Save as new" on a record's page is not asked).
     """
+
+    confirm_new = forms.BooleanField(
+        label="This is a different person",
+        required=False,
+        help_text="Tick to add the patient although the organisation has a record that may be theirs (the form "
+        "names it). Before adding a second record for one person, open the existing one.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding and "confirm_new" in self.fields:
+            self.fields["confirm_new"].widget = forms.HiddenInput()  # only a new patient is asked
+
+    def clean_date_of_birth(self):
+        value = self.cleaned_data.get("date_of_birth")
+        if self.instance._state.adding or "date_of_birth" in self.changed_data:
+            clinic = self.cleaned_data.get("clinic") or getattr(self.instance, "clinic", None)
+            today = timezone.localdate(timezone=clinic.tz) if clinic is not None else timezone.localdate()
+            try:
+                _check_birth_date(value, today)
+            except InvalidInput as refused:
+                raise ValidationError(refused.message, code=refused.code.value) from None
+        return value
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # the instance now holds what was typed
+        # "Save as new" on a record's page copies that record on purpose (its page was open): not asked.
+        copied = "_saveasnew" in self.data
+        if self.instance._state.adding and not copied and not self.errors and not self.cleaned_data.get("confirm_new"):
+            self._ask_about_duplicates()
+
+    def _ask_about_duplicates(self) -> None:
+        patient = self.instance
+        if patient.clinic_id is None:
+            return
+        candidates = duplicate_candidates(organisation_id=patient.clinic.organisation_id, identity=identity_of(patient))
+        if candidates:
+            named = "; ".join(_candidate_described(found) for found in candidates)
+            count = len(candidates)
+            self.add_error(
+                None,
+                ValidationError(
+                    f"{count} existing record{'s' if count != 1 else ''} may be this patient: {named}. Open the "
+                    "existing record instead, or tick “This is a different person” to add this patient anyway.",
+                    code="possible_duplicate",
+                ),
+            )
 
     def clean(self):
         data = super().clean()
         if self.instance._state.adding:
             return data
         for name, field in self.fields.items():
-            if name in data and field.show_hidden_initial and name not in self.changed_data:
+            if name in data and name != "confirm_new" and field.show_hidden_initial and name not in self.changed_data:
                 if drawn_value(self, name) is not None or self.add_initial_prefix(name) in self.data:
                     data[name] = getattr(self.instance, name)
         drawn, submitted = drawn_value(self, "reminder_channels"), data.get("reminder_channels")
@@ -121,6 +178,21 @@ class PatientAdminForm(forms.ModelForm):
                 now=self.instance.reminder_channels or [], drawn=drawn, submitted=submitted
             )
         return data
+
+
+_REASONS = {
+    MatchReason.BIRTH_DATE_AND_NAME: "same date of birth and a similar name",
+    MatchReason.PHONE: "same phone number",
+    MatchReason.EMAIL: "same e-mail address",
+}
+
+
+def _candidate_described(found) -> str:
+    """ "Pat Lee (born 1990-05-01): same date of birth and a similar name"."""
+    patient: Patient = found.patient
+    born = f" (born {patient.date_of_birth.isoformat()})" if patient.date_of_birth else ""
+    reasons = ", ".join(_REASONS.get(reason, str(reason)) for reason in found.reasons)
+    return f"{patient.first_name} {patient.last_name}{born}" + (f": {reasons}" if reasons else "")
 
 
 def _strings(value) -> bool:

@@ -18,6 +18,7 @@ from importlib import resources
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.db.models.signals import pre_save
@@ -179,6 +180,9 @@ class Organisation(models.Model):
         return self.name
 
 
+# The longest cancellation window a clinic may set: a year.
+MAX_CANCELLATION_WINDOW_HOURS = 24 * 365
+
 # What a clinic is set up with, and moves with it to another organisation (Clinic._move_refusal).
 CLINIC_SET_UP = frozenset({"clinic.StaffMembership", "clinic.Practitioner", "clinic.ApiClient"})
 _UNKNOWN = object()  # an organisation not read with the clinic
@@ -264,9 +268,13 @@ class Clinic(models.Model):
         help_text="Name the treatment in e-mail subjects, SMS and calendar titles (seen on a "
         "lock screen). Off: they name only the clinic; the e-mail body names it.",
     )
+    # At most a year (8760 hours): a window of millions of hours (a typo) put the deadline before year 1, and every
+    # patient's page of the clinic failed (scheduler.selfservice.change_deadline).
     cancellation_window_hours = models.PositiveIntegerField(
         default=24,
-        help_text="Patients may cancel or move an appointment themselves until this many hours before it starts.",
+        validators=[MaxValueValidator(MAX_CANCELLATION_WINDOW_HOURS)],
+        help_text="Patients may cancel or move an appointment themselves until this many hours before it starts "
+        "(at most 8760, a year).",
     )
 
     objects = ClinicQuerySet.as_manager()

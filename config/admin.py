@@ -3,18 +3,23 @@
 The admin's own login form would be a second door: no sign-in limiter and no
 authenticator code. So it sends people to the front desk's sign-in, and with
 STAFF_TWO_FACTOR_REQUIRED on the admin opens only to sessions verified with a
-code (what django-otp's OTPAdminSite checks).
+code (what django-otp's OTPAdminSite checks). An action posted on any change list with a selected id its
+model's key cannot hold is a bad request (ClinicAdminSite.admin_view).
 """
 
 from __future__ import annotations
 
 from contextlib import suppress
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import BadRequest, ValidationError
+from django.db import connection
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -64,6 +69,16 @@ class ClinicAdminSite(admin.AdminSite):
     def autocomplete_view(self, request):
         return FormFieldAutocompleteJsonView.as_view(admin_site=self)(request)
 
+    def admin_view(self, view, cacheable=False):
+        """Every model admin's change list: an action posted with a selected id its primary key cannot hold
+        (`_selected_action=junk`, a UUID for an integer key, a number out of the column's range, a NUL) is a bad
+        request (400), checked after the site's own sign-in and permission checks. Django filters `pk__in` with the
+        ids as posted, and such an id raised (ValidationError, ValueError) as a 500."""
+        model_admin = getattr(view, "__self__", None)
+        if getattr(view, "__name__", "") == "changelist_view" and isinstance(model_admin, admin.ModelAdmin):
+            view = _action_ids_checked(view, model_admin.model._meta.pk)
+        return super().admin_view(view, cacheable)
+
     def has_permission(self, request) -> bool:
         if not super().has_permission(request):
             return False
@@ -82,3 +97,32 @@ class ClinicAdminSite(admin.AdminSite):
                 status=403,
             )
         return redirect_to_login(request.GET.get("next") or reverse("admin:index"), reverse("frontdesk:login"))
+
+
+def _action_ids_checked(view, key):
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if request.method == "POST":
+            odd = [value for value in request.POST.getlist(ACTION_CHECKBOX_NAME) if not _key_holds(key, value)]
+            if odd:
+                raise BadRequest(
+                    f"The selected {key.model._meta.verbose_name_plural} include an id that is not one "
+                    f"({', '.join(repr(value[:40]) for value in odd[:3])}): nothing was done."
+                )
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+def _key_holds(key, value: str) -> bool:
+    """`value` is one the primary key `key` can hold: read by the field, with no NUL, and in its column's range."""
+    if "\x00" in value:
+        return False
+    try:
+        typed = key.to_python(value)
+    except (ValidationError, TypeError, ValueError):
+        return False
+    if isinstance(typed, int):
+        low, high = connection.ops.integer_field_range(key.get_internal_type())
+        return (low is None or typed >= low) and (high is None or typed <= high)
+    return typed is not None

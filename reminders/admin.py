@@ -1,5 +1,5 @@
-"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs and -ins,
-calendar feeds (made and revoked here).
+"""Admin: reminder plans (editable), the outbox (read-only, with retry/cancel), webhook endpoints, opt-outs and -ins
+(read-only, never deleted: the consent trail), calendar feeds (made and revoked here).
 
 Outbox rows and opt-outs hold patients' contact details, so a clinic
 administrator sees only their own clinics' rows; webhook endpoints (and their
@@ -191,6 +191,11 @@ class OutboxMessageAdmin(ClinicScopedAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Every field is read-only: a Save would write the row back as the page read it, over what the dispatcher
+        # recorded meanwhile (a sent message put back to pending). Viewed, with the actions below.
+        return False
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the outbox is the delivery record
 
@@ -323,30 +328,39 @@ class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
         self.message_user(request, f"{count} feed(s) revoked.", messages.SUCCESS)
 
 
+class ConsentTrail:
+    """The patients' consent records (opt-outs and opt-ins): append-only (reminders.models), shown and never added,
+    changed or deleted here. A deleted STOP would also stop the desk saying that the patient turned texts off
+    themselves (reminders.consent.latest_own_opt_out); a Save of the read-only page would write the row back as read."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(ContactOptOut)
-class ContactOptOutAdmin(ClinicScopedAdmin):
+class ContactOptOutAdmin(ConsentTrail, ClinicScopedAdmin):
     organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
 
 
 @admin.register(ContactOptIn)
-class ContactOptInAdmin(ClinicScopedAdmin):
+class ContactOptInAdmin(ConsentTrail, ClinicScopedAdmin):
     organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
 
 
 @admin.register(ParkedDeliveryReport)

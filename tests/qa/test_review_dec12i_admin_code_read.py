@@ -12,7 +12,8 @@ change list and autocomplete as a tenant's administrator) and tests/qa/test_revi
 (deletions, outbox actions) are not repeated. Administrators are made as setup_demo makes them
 (`_grant_admin_permissions`). The suite's Monday is 2 March 2026, 09:00 UTC (London on GMT).
 
-Found (strict xfails):
+Found (strict xfails, all mended or decided as recommended the same day; the tests now pass: clinic/admin.py, clinic/forms.py,
+clinic/models.py with migration 0032, config/admin.py, reminders/admin.py, plans/admin.py):
 - DEFECT: a date of birth in the future (or before 1900) is saved by the admin's patient form; the API refuses both
   (400 birth_date_in_future / birth_date_too_early) (clinic/forms.py, `PatientAdminForm`: `_check_birth_date` is the
   service's only).
@@ -157,11 +158,6 @@ def patient_page(client: Client, patient: Patient, **changes) -> tuple[str, dict
 # --- Forms that take what the API refuses --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the admin's patient form saves a date of birth in the future or before 1900, which the API "
-    "refuses (PatientAdminForm has no _check_birth_date)",
-)
 @pytest.mark.parametrize(
     ("typed", "code"),
     # 1850 is refused by the API's date field itself (years 1900 to 2999), before the service's birth_date_too_early.
@@ -182,11 +178,6 @@ def test_a_date_of_birth_the_api_refuses_is_refused_by_the_admin_too(clinic, pat
     assert response.status_code == 200 and "date of birth" in admin_errors(response).lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a medication course ended in 9999 is saved by the patient's admin (no _course_dates_in_range); "
-    "every booking of the patient then answers 500",
-)
 def test_a_medication_course_ended_in_9999_is_refused_by_the_admin_as_by_the_api(clinic, patient, practitioner, api):
     """clinic.services._course_dates_in_range: "a course ended in 9999 would be stored, and every later check of the
     patient's rules overflow". The API refuses it (400); entered in the admin's inline it is saved, and the patient's
@@ -207,11 +198,6 @@ def test_a_medication_course_ended_in_9999_is_refused_by_the_admin_as_by_the_api
     assert booking.status_code == 201, booking.content[:300]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a procedure performed in year 1 is saved by the admin (ProcedureRecordForm refuses only the "
-    "future); the API refuses it, and the patient's history over the API then answers 500 in New York",
-)
 def test_a_procedure_performed_in_year_one_is_refused_by_the_admin_as_by_the_api(other_clinic, other_patient):
     """The API takes years 1900 to 2999 (api/fields.py; `_reported_at`). A Botox "performed" at 00:00 UTC on
     1 January of year 1, typed into the admin's history of a New York clinic's patient, is saved; the history's GET
@@ -230,11 +216,6 @@ def test_a_procedure_performed_in_year_one_is_refused_by_the_admin_as_by_the_api
     assert platform.get(history).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: time off to 31 December 9999 is saved by the practitioner's admin (TimeOffInline: no year "
-    "bounds); every booking with that practitioner then answers 500",
-)
 def test_time_off_until_further_notice_in_9999_is_refused_on_the_row(clinic, patient, practitioner, api):
     """A practitioner away "until further notice", typed as time off to 31/12/9999 (the admin's date-time fields take
     any year) is saved; booking them over the API then answers 500 (OverflowError, date value out of range), where a
@@ -256,11 +237,6 @@ def test_time_off_until_further_notice_in_9999_is_refused_on_the_row(clinic, pat
     assert booking.status_code == 201, booking.content[:300]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the clinic's admin saves a cancellation window of 20,000,000 hours; every patient's own page of "
-    "the clinic then answers 500 (scheduler.selfservice.change_deadline overflows)",
-)
 def test_a_cancellation_window_of_millions_of_hours_is_refused_on_the_field(clinic, patient, practitioner):
     """`Clinic.cancellation_window_hours` is a PositiveIntegerField the admin takes up to 2,147,483,647. 20,000,000
     hours (a typo) is saved, and the patient's page of a visit booked there answers 500: the visit's start minus the
@@ -278,11 +254,6 @@ def test_a_cancellation_window_of_millions_of_hours_is_refused_on_the_field(clin
 # --- Actions posted with ids their key cannot hold -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a change list's action posted with an id its primary key cannot hold answers 500 "
-    "(Django's response_action filters pk__in with it; nothing guards it)",
-)
 @pytest.mark.parametrize(
     ("model", "action", "selected"),
     [
@@ -330,11 +301,6 @@ def test_an_action_posted_with_another_organisations_feed_leaves_it_alone(clinic
 # --- Saves that write around the services --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a record merged into another is edited in the admin (PatientAdmin: only its inlines are "
-    "read-only on a tombstone); its number still offers the survivor as a duplicate",
-)
 def test_a_record_merged_into_another_cannot_be_edited_in_the_admin(clinic, patient):
     """docs/organisations.md: a tombstone "leaves every list, search and candidate list ...; nothing can be booked,
     recorded or edited on it"; "what a merged record held still counts: its old number ... offers its survivor".
@@ -351,11 +317,6 @@ def test_a_record_merged_into_another_cannot_be_edited_in_the_admin(clinic, pati
     assert (twin.first_name, twin.phone) == ("Pat", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a clinic administrator deletes a patient's opt-out or opt-in, records kept append-only "
-    "(ContactOptOutAdmin / ContactOptInAdmin keep Django's delete permission)",
-)
 @pytest.mark.parametrize("model", [ContactOptOut, ContactOptIn], ids=["opt-out", "opt-in"])
 def test_a_patients_consent_trail_cannot_be_deleted_in_the_admin(clinic, patient, model):
     """reminders/models.py: each is "a record that a patient withdrew (switched on) consent for a channel, and how.
@@ -381,11 +342,6 @@ def test_a_patients_consent_trail_cannot_be_deleted_in_the_admin(clinic, patient
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: Save on the read-only appointment page writes the row back as it read it, undoing a "
-    "cancellation committed meanwhile (AppointmentAdmin keeps the change permission)",
-)
 def test_saving_the_read_only_appointment_page_does_not_undo_a_cancellation_made_meanwhile(
     clinic, patient, practitioner
 ):
@@ -413,11 +369,6 @@ def test_saving_the_read_only_appointment_page_does_not_undo_a_cancellation_made
 # --- What a site's administrator may do with the organisation's patients and staff ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a site's administrator cannot save the record of a patient whose home is the sister site: the "
-    "home clinic's dropdown offers only their own clinics (ClinicScopedChoices 'clinic': 'pk')",
-)
 def test_a_site_administrator_saves_a_course_on_a_patient_whose_home_is_the_sister_site(clinic, west):
     """docs/organisations.md: "In the admin, a clinic administrator sees their clinics and the patients of their
     organisations"; a record is corrected in the admin ("correct the survivor's history, medication courses and
@@ -435,11 +386,6 @@ def test_a_site_administrator_saves_a_course_on_a_patient_whose_home_is_the_sist
     assert fresh(wendy).clinic_id == west.pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a site's administrator gives the organisation's administrator a clinic role at their site, "
-    "which wins over the organisation's; recommendation: refused on the user field",
-)
 def test_a_site_administrator_cannot_give_the_organisations_administrator_a_role_at_the_site(clinic, west):
     """docs/organisations.md: "a site's administrator grants roles at their clinics, to their own staff or to accounts
     with no role yet; only an administrator of the whole organisation (or a superuser) grants, changes or removes an
@@ -460,11 +406,6 @@ def test_a_site_administrator_cannot_give_the_organisations_administrator_a_role
     assert (staff_role(org_admin, clinic.pk), staff_role(org_admin, west.pk)) == (StaffRole.CLINIC_ADMIN,) * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a patient added in the admin skips the duplicate question the desk and the API ask; "
-    "recommendation: the add form refuses a likely duplicate, naming it",
-)
 def test_a_patient_added_in_the_admin_is_asked_the_duplicate_question(clinic, patient):
     """Domain brief 6: "Likely duplicates (same date of birth and a similar name, or the same phone or e-mail) are
     caught at registration"; docs/organisations.md: `patient_create` asks it "for the API and the front desk alike".
@@ -483,11 +424,6 @@ def test_a_patient_added_in_the_admin_is_asked_the_duplicate_question(clinic, pa
     assert Patient.objects.filter(last_name="Lee").count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: a treatment taken off a practitioner over visits booked for it is saved without a word; "
-    "recommendation: said as hours, time off, a switch-off and a move are",
-)
 def test_a_treatment_taken_off_a_practitioner_over_booked_visits_is_said(clinic, patient, practitioner):
     """PractitionerAdmin.save_related says what a change leaves booked (hours, time off, switched off, moved): each
     "stay[s] booked until moved or cancelled". A microneedling booked with Dr Ada on 20 March, microneedling then
@@ -507,11 +443,6 @@ def test_a_treatment_taken_off_a_practitioner_over_booked_visits_is_said(clinic,
 # --- What an administrator sees of another organisation ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: staff with the plans' view permission see every organisation's plan templates "
-    "(PlanTemplateAdmin.get_queryset is not scoped; TreatmentPlanAdmin's template filter lists them all)",
-)
 def test_plan_templates_of_another_organisation_are_not_shown_to_an_administrator_who_may_look(clinic, other_clinic):
     """docs/plans.md: "only superusers change templates (clinic staff may look)"; the API lists only the caller's
     organisations' templates and the defaults (tests/api/test_tenancy_sweep.py). London's administrator, given the
@@ -536,11 +467,6 @@ def test_plan_templates_of_another_organisation_are_not_shown_to_an_administrato
     assert site.get(url(PlanTemplate, "change", theirs.pk)).status_code in (302, 403, 404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the merge trail is scoped by every role the user holds (clinics_for_user), not by the clinics "
-    "they administer (admin_clinic_ids) as every other admin is",
-)
 def test_the_merge_trail_lists_only_the_organisations_an_administrator_administers(clinic, other_clinic, other_patient):
     """docs/organisations.md: "In the admin, a clinic administrator sees their clinics and the patients of their
     organisations". London's administrator also works at the New York clinic (another organisation) as a
