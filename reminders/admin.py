@@ -16,7 +16,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, SharedCatalogue, admin_clinic_ids
+from clinic.admin import ClinicScopedAdmin, ClinicScopedChoices, ReadOnly, SharedCatalogue, admin_clinic_ids
 from clinic.models import Clinic
 from reminders import channels, feeds, fit, services, tasks
 from reminders.models import (
@@ -328,23 +328,13 @@ class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
         self.message_user(request, f"{count} feed(s) revoked.", messages.SUCCESS)
 
 
-class ConsentTrail:
-    """The patients' consent records (opt-outs and opt-ins): append-only (reminders.models), shown and never added,
-    changed or deleted here. A deleted STOP would also stop the desk saying that the patient turned texts off
-    themselves (reminders.consent.latest_own_opt_out); a Save of the read-only page would write the row back as read."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+# The patients' consent records (opt-outs and opt-ins) are append-only (reminders.models): shown, never added, changed
+# or deleted here (ReadOnly). A deleted STOP would also stop the desk saying that the patient turned texts off
+# themselves (reminders.consent.latest_own_opt_out); a Save of the read-only page would write the row back as read.
 
 
 @admin.register(ContactOptOut)
-class ContactOptOutAdmin(ConsentTrail, ClinicScopedAdmin):
+class ContactOptOutAdmin(ReadOnly, ClinicScopedAdmin):
     organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
@@ -354,7 +344,7 @@ class ContactOptOutAdmin(ConsentTrail, ClinicScopedAdmin):
 
 
 @admin.register(ContactOptIn)
-class ContactOptInAdmin(ConsentTrail, ClinicScopedAdmin):
+class ContactOptInAdmin(ReadOnly, ClinicScopedAdmin):
     organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
