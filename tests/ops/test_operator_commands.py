@@ -157,7 +157,10 @@ def test_setup_demo_without_a_password_or_demo_leaves_passwords_alone(db):
     run("setup_demo", "--staff-password", "first-pass-2026")
 
     plain = run("setup_demo")
-    bare = run("setup_demo", "--no-demo", "--staff-password", "second-pass-2026")
+    bare = run("setup_demo", "--no-demo")
+    # A password with --no-demo is refused, not silently ignored (decided 7 December, dec12h): nothing changes.
+    with pytest.raises(CommandError, match="give one or the other"):
+        run("setup_demo", "--no-demo", "--staff-password", "second-pass-2026")
 
     assert "password" not in (plain + bare).lower()
     assert get_user_model().objects.get(username="reception").check_password("first-pass-2026")
