@@ -31,30 +31,15 @@ SUPERSEDED_BY_A_NEWER_COPY = "superseded by a newer copy"
 
 
 def mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
-    """The companions that can join: each renders, a joined SMS stays within the SMS limit, and none reads after a
-    text of its own visit that was left out (content.reading_order): that one goes later on its own, and the patient
-    would read a visit's texts out of order ("48 hours on, makeup may be used again" before "no makeup for 48
-    hours"). Those are left out too, and go after it."""
+    """The companions that can join: each renders, and a joined SMS stays within the SMS limit."""
     group: list[OutboxMessage] = []
-    left_out: list[tuple] = []  # (visit, reading order) of each companion that does not join
     for companion in companions:
-        order = content.reading_order(companion)
-        if not _reads_after_one_left_out(companion, order, left_out):
-            try:
-                content.render_messages(messages=[message, *group, companion], now=now)
-            except RenderError:
-                pass
-            else:
-                group.append(companion)
-                continue
-        left_out.append((companion.appointment_id, order))
-    # A companion tried before one of its visit's that reads earlier and was left out (they are tried first due
-    # first, not in reading order) does not go before it either.
-    return [c for c in group if not _reads_after_one_left_out(c, content.reading_order(c), left_out)]
-
-
-def _reads_after_one_left_out(row: OutboxMessage, order: tuple, left_out: list[tuple]) -> bool:
-    return any(visit == row.appointment_id and order > earlier for visit, earlier in left_out)
+        try:
+            content.render_messages(messages=[message, *group, companion], now=now)
+        except RenderError:
+            continue
+        group.append(companion)
+    return group
 
 
 def _merge_pool(message: OutboxMessage, batch: Batch, now: datetime, wanted) -> list[OutboxMessage]:

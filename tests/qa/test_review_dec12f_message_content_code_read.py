@@ -41,6 +41,7 @@ Found and mended (their tests pass now):
   of the carrying message only. After an outage, a booking's confirmation carried the +48 h aftercare ("48 hours
   have passed, makeup may be used again") and the at-completion aftercare ("no makeup for 48 hours", too long to
   join) went after it (reminders/riders.py, `mergeable`; reminders/dispatch.py, the send's `earlier_unsent` call).
+  STILL OPEN (a strict xfail): the mend tried on 7 December made other sends split at random; taken back.
 - QUESTION (decided): aftercare that did not reach the patient (a text reported undelivered) was never on the
   desk's list: the list held bookings still to come and cancelled ones only (frontdesk/selectors.py, `undelivered`,
   over reminders/selectors.py, `undelivered_patient_messages`), so a texts-only patient whose at-completion care
@@ -237,14 +238,19 @@ def test_a_drug_name_typed_with_a_typographic_hyphen_is_refused_when_saved_not_a
 # --- riders.py: the texts that go as one, in reading order -------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: riders.mergeable takes companions in the order they are due, so a visit's text that fits joins "
+    "though one of its own visit that reads before it did not; a mend leaving such texts out (tried 7 December) made "
+    "the overnight import's texts go in two sends a third of the time (dec8a), so it was taken back",
+)
 def test_aftercare_texts_held_by_an_outage_reach_the_patient_in_reading_order(clinic, bea):
     """content.reading_order: two aftercare texts due together read "no makeup for 48 hours" before "48 hours on,
     makeup may be used again"; docs/reminders.md: "a part that would take the SMS over its limit goes on its own".
     Bea (texts only) has microneedling at 09:30 on Monday, books another visit (Friday 20 March) at 10:00 and is
     marked done at 10:30; the dispatcher is down from 09:01 until Wednesday 10:31. Then the booking's confirmation
     (due first: it carries), the at-completion aftercare (three segments: it cannot join) and the +48 h text (it
-    can) are due together. (Was a strict-xfail DEFECT, mended: reminders/riders.py, `mergeable` leaves out a
-    companion that reads after a text of its own visit that was left out.)"""
+    can) are due together."""
     PractitionerFactory(clinic=clinic, name="Dr Hart")
     visit = book(bea, ldn(2026, 3, 2, 9, 30), NOW)
     dispatch_local(now=NOW)
