@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.utils import timezone
 
+from clinic.admin import ReadOnly
 from clinic.models import Organisation, Patient
 from scheduler import rulebooks
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
@@ -126,7 +127,7 @@ class OwnOrganisations:
 
 
 @admin.register(RuleBookVersion)
-class RuleBookVersionAdmin(OwnOrganisations, admin.ModelAdmin):
+class RuleBookVersionAdmin(ReadOnly, OwnOrganisations, admin.ModelAdmin):
     """Every version of every rule book the administrator may see: who, when, why, what changed. Read-only."""
 
     list_display = ["__str__", "created_at", "created_by", "reason"]
@@ -139,21 +140,12 @@ class RuleBookVersionAdmin(OwnOrganisations, admin.ModelAdmin):
     def changes(self, obj) -> str:
         return "\n".join(rulebooks.diff_text(obj.diff or []))
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 _UNREAD = object()  # a request whose reader's organisations are not read yet
 
 
 @admin.register(RecheckRun)
-class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
+class RecheckRunAdmin(ReadOnly, OwnOrganisations, admin.ModelAdmin):
     """Progress of the re-checks a rule change started: read-only, for the administrator to watch (to everyone,
     superusers too: a run is the record of the versions its checks used, and a run still to do is how the bookings
     get re-checked; the beat takes it up until it is done). A run of the defaults re-checks every organisation's
@@ -232,12 +224,3 @@ class RecheckRunAdmin(OwnOrganisations, admin.ModelAdmin):
         return "; ".join(f"patient {f['patient']}: {f['error']}" for f in failures[:3]) + (
             f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
         )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

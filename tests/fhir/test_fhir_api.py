@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
+from django.test.client import FakePayload
 from fhir.resources.R4B.appointment import Appointment as FhirAppointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -518,3 +519,22 @@ def test_a_slot_service_type_of_another_system_matches_nothing(api, practitioner
     ours = search(api, "/fhir/r4/Slot?" + window + "urn%3Aclinic-scheduling%3Aprocedure%7Cbotox")[0]
     assert ours["total"] == search(api, "/fhir/r4/Slot?" + window + "%7Cbotox")[0]["total"] == 35
     outcome(api.get("/fhir/r4/Slot?" + window + "botox&service-type=filler"), 400)
+
+
+def test_a_search_by_post_sent_chunked_is_a_411_outcome_never_an_empty_search(api, patient, practitioner):
+    """Given a busy slot, when `Slot/_search` is POSTed with its form body chunked (no Content-Length, as gunicorn
+    hands such a body on), then it is a 411 OperationOutcome coded `length_required` (docs/fhir.md), not a search
+    run with no parameters; sent with its length, the same body finds the slot."""
+    book(api, patient, "2026-03-03T10:00:00+00:00")
+    body = b"status=busy&start=2026-03-03"
+    form = "application/x-www-form-urlencoded"
+    chunked = api.request(
+        PATH_INFO="/fhir/r4/Slot/_search",
+        REQUEST_METHOD="POST",
+        CONTENT_TYPE=form,
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": FakePayload(body), "wsgi.input_terminated": True},
+    )
+    issue = outcome(chunked, 411)
+    assert issue["details"]["coding"][0]["code"] == "length_required"
+    assert api.post("/fhir/r4/Slot/_search", body.decode(), content_type=form).json()["total"] == 1

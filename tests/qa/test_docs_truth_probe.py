@@ -949,7 +949,7 @@ def test_the_fhir_status_map_and_issue_codes_are_the_servers():
     for statuses, code in pairs:
         for status in statuses.split("/"):
             assert issue_type(int(status)) == code, (status, code)
-    assert len(pairs) == 9
+    assert len(pairs) == 10
 
 
 def test_the_api_codes_beside_the_catalogue_are_answered_somewhere():
