@@ -26,7 +26,7 @@ from clinic.forms import (
 )
 from clinic.record_changes import ChangedBy, ContactChange, patient_contact_changed
 from clinic.selectors import in_time_off, outside_working_hours
-from clinic.services import CONTACT_FIELDS, IN_THE_FUTURE, _course_dates_in_range, patient_record_edited
+from clinic.services import CONTACT_FIELDS, course_dates_in_range, patient_record_edited, performed_at_checked
 from core.errors import ErrorCode, InvalidInput
 from core.ids import parse_uuid
 from core.timeutils import YEARS_OUT_OF_RANGE, wall_moment, within_years
@@ -502,12 +502,10 @@ class ProcedureRecordForm(forms.ModelForm):
         performed = self.cleaned_data.get("performed_at")
         if performed is None or "performed_at" not in self.changed_data:
             return performed
-        # Years 1900 to 2999, as the API's (`_reported_at`): year 1 read in New York's zone is year 0, a 500.
-        if not (within_years(performed) and within_years(performed.astimezone(UTC))):
-            raise ValidationError(YEARS_OUT_OF_RANGE, code=ErrorCode.DATE_OUT_OF_RANGE.value)
-        if performed > timezone.now():
-            raise ValidationError(IN_THE_FUTURE, code=ErrorCode.PERFORMED_IN_FUTURE.value)
-        return performed
+        try:
+            return performed_at_checked(performed, now=timezone.now())
+        except InvalidInput as error:
+            raise ValidationError(error.message, code=error.code.value) from None
 
 
 class ProcedureRecordInline(RecordInline):
@@ -522,13 +520,13 @@ class ProcedureRecordInline(RecordInline):
 
 class MedicationCourseForm(forms.ModelForm):
     """A row of the patient's medication courses: its dates in the years the API takes
-    (clinic.services._course_dates_in_range: a course ended in 9999 overflowed every later booking's checks)."""
+    (clinic.services.course_dates_in_range: a course ended in 9999 overflowed every later booking's checks)."""
 
     def clean(self):
         cleaned = super().clean()
         dates = {name: cleaned.get(name) for name in ("started_on", "ended_on")}
         try:
-            _course_dates_in_range(**dates)
+            course_dates_in_range(**dates)
         except InvalidInput as error:
             for name, said in error.errors.items():
                 self.add_error(name, ValidationError(said, code=error.code.value))

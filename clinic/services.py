@@ -42,7 +42,7 @@ from clinic.selectors import catalogue_entry, duplicate_candidates, identity_of
 from core.compiled import CompiledQuery, columns, instances
 from core.errors import ErrorCode, InvalidInput, NotFound, PreconditionFailed, Refused
 from core.ids import parse_uuid
-from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware
+from core.timeutils import MAX_YEAR, MIN_YEAR, YEARS_OUT_OF_RANGE, local_to_utc, require_aware, within_years
 
 # The years a date may fall in, as the API accepts (api/fields.py): calendar arithmetic near year 1 or
 # 9999 overflows, and no clinic needs dates outside this.
@@ -434,6 +434,17 @@ def _reported_at(*, day: date, clock: time | None, tz: tzinfo, now: datetime) ->
     return performed
 
 
+def performed_at_checked(performed: datetime, *, now: datetime, field: str = "performed_at") -> datetime:
+    """A procedure's instant as the history takes it (the API's, the admin's): aware, in the years 1900 to 2999 read
+    as given and in UTC (year 1 read west of UTC is year 0, a 500 wherever it is read), and not after now."""
+    performed = require_aware(performed, field=field)
+    if not (within_years(performed) and within_years(performed.astimezone(UTC))):
+        raise InvalidInput(ErrorCode.DATE_OUT_OF_RANGE, YEARS_OUT_OF_RANGE, field=field)
+    if performed > now:
+        raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field=field)
+    return performed
+
+
 def procedure_record_add(
     *,
     patient: Patient,
@@ -470,9 +481,7 @@ def procedure_record_add(
     if performed_on is not None:
         performed = _reported_at(day=performed_on, clock=performed_time, tz=clinic.tz, now=now)
     else:
-        performed = require_aware(performed_at, field="performed_at")
-        if performed > now:
-            raise InvalidInput(ErrorCode.PERFORMED_IN_FUTURE, IN_THE_FUTURE, field="performed_at")
+        performed = performed_at_checked(performed_at, now=now)
     if source not in HistorySource.values:
         raise InvalidInput(ErrorCode.UNKNOWN_SOURCE, f"source must be one of {HistorySource.values}.", field="source")
     with transaction.atomic():
@@ -506,7 +515,7 @@ def medication_course_add(
 ) -> MedicationCourse:
     """Record a course of a drug. `same_as` as for `procedure_record_add` (a form sent twice: the course it added)."""
     drug = catalogue_entry(Medication, drug_code, field="drug", what="medication")
-    _course_dates_in_range(started_on=started_on, ended_on=ended_on)
+    course_dates_in_range(started_on=started_on, ended_on=ended_on)
     if ended_on is not None and ended_on < started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
@@ -523,7 +532,7 @@ def medication_course_add(
     return course
 
 
-def _course_dates_in_range(**dates: date | None) -> None:
+def course_dates_in_range(**dates: date | None) -> None:
     """A course's dates within the years the product takes, as a reported procedure's (a course ended in 9999 would
     be stored, and every later check of the patient's rules overflow)."""
     for name, value in dates.items():
@@ -543,7 +552,7 @@ def medication_course_end(
     form, drawn while it was ongoing), refused with nothing changed when it was ended meanwhile: the end someone
     recorded (a later one, which blocks longer) is not overwritten; with `made_from` (an API client's If-Match: the
     `record_version`s it was made from), refused once the course is no longer one of them."""
-    _course_dates_in_range(ended_on=ended_on)
+    course_dates_in_range(ended_on=ended_on)
     if ended_on < course.started_on:
         raise InvalidInput(ErrorCode.ENDS_BEFORE_START, "A course cannot end before it starts.", field="ended_on")
     with transaction.atomic():
