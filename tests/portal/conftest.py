@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from reminders.links import manage_token
 from scheduler.booking import Actor, appointment_book
-from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.factories import ClinicFactory
+from tests.helpers import portal_patient, portal_practitioner  # noqa: F401 - fixtures
 
 LONDON = ZoneInfo("Europe/London")
 RECEPTION = Actor("reception@test")
@@ -48,24 +49,6 @@ def clinic(catalogue):
         map_url="https://www.openstreetmap.org/search?query=W1A%201AA",
         logo_url="https://cdn.example/bloom.png",
         brand_colour="#7a1f5c",
-    )
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Amelia Hart")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(
-        clinic=clinic,
-        first_name="Olivia",
-        last_name="Bennett",
-        email="olivia@example.com",
-        phone="+447700900123",
-        reminder_channels=["email", "sms"],
-        sms_consent=True,
     )
 
 

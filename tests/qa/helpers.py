@@ -35,7 +35,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.schedule import Schedule as FhirSchedule
 from fhir.resources.R4B.slot import Slot as FhirSlot
 
-from clinic.models import Appointment, AppointmentStatus, AuditAction, StaffMembership
+from clinic.models import Appointment, AppointmentStatus, AuditAction, StaffMembership, StaffRole
 from core.errors import InvalidInput, InvalidTransition
 from plans.defaults import plan_templates_load
 from reminders import channels, dispatch
@@ -56,6 +56,7 @@ from scheduler.booking import (
     cleared_rules,
     is_cleared,
 )
+from scheduler.defaults import _grant_admin_permissions
 from scheduler.lifecycle import EVENT_FOR_ACTION
 from scheduler.models import IntervalRule
 from tests.api.conftest import http, new_api_client
@@ -978,3 +979,60 @@ def fhir_strings(body) -> list[str]:
         elif isinstance(item, str):
             strings.append(item)
     return strings
+
+
+# --- Administrators and the rule forms they post (tests/qa/test_review_dec6f_rulebooks.py, dec10a, dec12e, dec12i) ---
+
+
+def clinic_admin_client(username: str, password: str, *, clinic=None, organisation=None):
+    """A clinic administrator of `clinic` or of the whole `organisation`, as setup_demo makes one (the clinic, scheduler
+    and reminders permissions), signed in to the admin; the user and the client."""
+    user = get_user_model().objects.create_user(username=username, password=password, is_staff=True)
+    StaffMembership.objects.create(user=user, clinic=clinic, organisation=organisation, role=StaffRole.CLINIC_ADMIN)
+    _grant_admin_permissions(user)
+    return user, client_for(user)
+
+
+def ticked(data: dict) -> dict:
+    """A form's fields as a browser posts them: True as "on", False (a box left unticked) left out."""
+    return {name: "on" if value is True else value for name, value in data.items() if value is not False}
+
+
+def interval_rule_form(tag: str, rule=None, **over) -> dict:
+    """The admin's interval rule form as a person fills it: from `rule` (a stored one) or blank (its source
+    "<tag> protocol", its reason "<tag>: our protocol"), with `over` applied (`is_active=False` leaves the box
+    unticked)."""
+    data = {
+        "organisation": "",
+        "replaces": "",
+        "earlier_procedure": "",
+        "earlier_medication": "",
+        "later_procedure": "",
+        "gap_value": "",
+        "gap_unit": "weeks",
+        "severity": "block",
+        "scope": "any_area",
+        "basis": "sourced",
+        "source": f"{tag} protocol",
+        "note": "",
+        "is_active": True,
+        "change_reason": f"{tag}: our protocol",
+    }
+    if rule is not None:
+        data.update(
+            organisation=str(rule.organisation_id or ""),
+            replaces=str(rule.replaces_id or ""),
+            earlier_procedure=rule.earlier_procedure_id or "",
+            earlier_medication=rule.earlier_medication_id or "",
+            later_procedure=rule.later_procedure_id,
+            gap_value=str(rule.gap_value),
+            gap_unit=rule.gap_unit,
+            severity=rule.severity,
+            scope=rule.scope,
+            basis=rule.basis,
+            source=rule.source,
+            note=rule.note,
+            is_active=rule.is_active,
+        )
+    data.update(over)
+    return ticked(data)

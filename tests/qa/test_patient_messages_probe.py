@@ -31,6 +31,7 @@ from scheduler.booking import (
 from scheduler.selfservice import patient_move_options
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
+from tests.helpers import olivia_on_email_and_sms
 from tests.qa.helpers import (
     CLINICIAN,
     LONDON,
@@ -62,14 +63,7 @@ def practitioner(clinic):
 
 @pytest.fixture
 def patient(clinic):
-    return PatientFactory(
-        clinic=clinic,
-        first_name="Olivia",
-        email="olivia@example.com",
-        phone="+447700900123",
-        reminder_channels=["email", "sms"],
-        sms_consent=True,
-    )
+    return olivia_on_email_and_sms(clinic, last_name="Example")  # PatientFactory's last name, as this probe had it
 
 
 # --- Times as the patient reads them: the clinic's zone, across clock changes ------------------------------------

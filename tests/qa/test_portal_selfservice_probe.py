@@ -49,6 +49,7 @@ from scheduler.booking import appointment_cancel, appointment_complete, appointm
 from scheduler.selfservice import patient_move_check, patient_move_options
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
+from tests.helpers import portal_patient, portal_practitioner  # noqa: F401 - fixtures
 from tests.qa.helpers import (
     CLINICIAN,
     LONDON,
@@ -117,24 +118,6 @@ def west(clinic, organisation):
         timezone="Europe/London",
         phone="+442079460999",
         organisation=organisation,
-    )
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Amelia Hart")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(
-        clinic=clinic,
-        first_name="Olivia",
-        last_name="Bennett",
-        email="olivia@example.com",
-        phone="+447700900123",
-        reminder_channels=["email", "sms"],
-        sms_consent=True,
     )
 
 

@@ -49,7 +49,6 @@ from reminders import channels, feeds, services
 from reminders.dispatch import dispatch_local
 from reminders.models import CalendarFeed, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate, WebhookEndpoint
 from scheduler.booking import appointment_cancel, appointment_reschedule
-from scheduler.defaults import _grant_admin_permissions
 from scheduler.lifecycle import Actor
 from tests.api.conftest import new_api_client
 from tests.factories import (
@@ -58,7 +57,7 @@ from tests.factories import (
     PatientFactory,
     ProcedureRecordFactory,
 )
-from tests.qa.helpers import NOW, RECEPTION, book, database_url, ldn, rows, staff_client
+from tests.qa.helpers import NOW, RECEPTION, book, clinic_admin_client, database_url, ldn, rows, staff_client
 from tests.races import in_a_thread, until_a_connection_waits_for_a_lock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("message_outboxes", "care_texts")]
@@ -96,12 +95,7 @@ def run_at(moment: datetime) -> dict:
 
 def clinic_admin(username: str, *, clinic=None, organisation=None):
     """A clinic administrator as setup_demo makes one (the clinic, scheduler and reminders permissions)."""
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
-    StaffMembership.objects.create(user=user, clinic=clinic, organisation=organisation, role=StaffRole.CLINIC_ADMIN)
-    _grant_admin_permissions(user)
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return user, client
+    return clinic_admin_client(username, PASSWORD, clinic=clinic, organisation=organisation)
 
 
 def subjects() -> list[str]:

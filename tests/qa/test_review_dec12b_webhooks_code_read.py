@@ -51,9 +51,6 @@ started only once the edit commits (scheduler/signals.py).
 
 from __future__ import annotations
 
-import socket
-import threading
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -64,9 +61,9 @@ from reminders import channels
 from reminders.channels import webhook_verify
 from reminders.dispatch import dispatch_local
 from reminders.models import OutboxMessage, OutboxStatus, WebhookEndpoint
-from scheduler.booking import appointment_book
 from tests.factories import PatientFactory
-from tests.qa.helpers import API, NOW, RECEPTION, api_book, ok, problem, register_webhook, superuser_client
+from tests.helpers import raw_server
+from tests.qa.helpers import API, NOW, api_book, book, ok, problem, register_webhook, superuser_client
 from tests.reminders.support import FakeHttpServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
@@ -125,39 +122,6 @@ def after_the_first_delivery(monkeypatch, act) -> list[str]:
 
     monkeypatch.setattr(channels, "send_webhook", send)
     return sent
-
-
-@contextmanager
-def answering(raw: bytes):
-    """A server on 127.0.0.1 that reads a request's head and writes `raw`, whatever it is; its base URL."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                received = b""
-                while b"\r\n\r\n" not in received:
-                    received += conn.recv(4096) or b"\r\n\r\n"
-                try:
-                    conn.sendall(raw)
-                except OSError:  # the sender gave up and closed
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
 
 
 # --- An endpoint changed while deliveries to it wait -------------------------------------------------------------
@@ -277,7 +241,7 @@ def test_a_refusal_whose_body_holds_a_nul_byte_fails_the_delivery_at_once(
 def test_an_answer_that_is_not_http_lists_no_response_code(clinic, patient, practitioner, api, hooks_allowed):
     """An answer that is not HTTP has no response code, whatever its first line says. (Was a strict-xfail DEFECT,
     mended: webhooks.delivery_outcome reads only what send_webhook records.)"""
-    with answering(b"HTTP 200 OK\r\nContent-Length: 0\r\n\r\n") as url:
+    with raw_server(lambda conn: conn.sendall(b"HTTP 200 OK\r\nContent-Length: 0\r\n\r\n")) as url:
         hook = register_webhook(api, url + "/in")
         api_book(api, patient, TUESDAY_10)
         dispatch_local(now=NOW)
@@ -348,14 +312,8 @@ def test_a_course_refused_whole_leaves_no_event_of_the_session_it_had_booked(
         course = {"template": "microneedling-course", "start_from": "2026-03-09"}
         dry = ok(api.post(path, {**course, "dry_run": True}, format="json"))
         other = PatientFactory(clinic=clinic)
-        taken = appointment_book(
-            patient=other,
-            procedure_code="botox",
-            start_at=datetime.fromisoformat(dry["sessions"][1]["start"]),
-            actor=RECEPTION,
-            now=NOW,
-            practitioner_id=str(practitioner.pk),
-        ).appointment
+        second = datetime.fromisoformat(dry["sessions"][1]["start"])
+        taken = book(other, second, NOW, code="botox", practitioner_id=str(practitioner.pk))
         proposal = [{"start": s["start"], "practitioner": s["practitioner"]} for s in dry["sessions"]]
         refused = problem(api.post(path, {**course, "proposal": proposal}, format="json"), 409, "plan_refused")
         assert refused["session"] == 2

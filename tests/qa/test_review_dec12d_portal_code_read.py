@@ -57,15 +57,14 @@ import pytest
 import time_machine
 from django.core import mail
 from django.test import Client
-from django.urls import reverse
 
 from clinic.models import AppointmentStatus, AuditAction, Patient
 from clinic.services import medication_course_add, procedure_record_add
 from portal.forms import drawn_key, slot_key
-from reminders.links import manage_token
 from reminders.models import ContactOptOut, MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import appointment_check_in
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
+from tests.helpers import portal_patient, portal_practitioner  # noqa: F401 - fixtures
 from tests.qa.helpers import (  # noqa: F401 - fixtures
     RECEPTION,
     assert_invariants,
@@ -103,24 +102,6 @@ def offered_starts(response) -> list[datetime]:
 @pytest.fixture
 def clinic(care_texts):
     return ClinicFactory(code="qa-d12d", name="Bloom Clinic", timezone="Europe/London", phone="+442079460958")
-
-
-@pytest.fixture
-def practitioner(clinic):
-    return PractitionerFactory(clinic=clinic, name="Dr Amelia Hart")
-
-
-@pytest.fixture
-def patient(clinic):
-    return PatientFactory(
-        clinic=clinic,
-        first_name="Olivia",
-        last_name="Bennett",
-        email="olivia@example.com",
-        phone="+447700900123",
-        reminder_channels=["email", "sms"],
-        sms_consent=True,
-    )
 
 
 # --- What a refusal says: portal/views.py, _refusal -----------------------------------------------------------------
@@ -265,6 +246,12 @@ def test_a_forwarded_link_does_not_show_a_feed_of_the_patients_other_visits(clie
 # --- Two posts at once (PostgreSQL, threads) ---------------------------------------------------------------------------
 
 
+def round_visit(race_world, index: int):
+    """A race round's own visit: a new patient's Botox with Dr A on Tuesday 10 March at 09:00 + `index` hours."""
+    patient = PatientFactory(clinic=race_world.clinic, reminder_channels=["email"])
+    return race_book(patient, "botox", local(3, 10, 9 + index), practitioner_id=race_world.dr_a.pk)
+
+
 def _webhooks(appointment, kind: str) -> int:
     hooks = OutboxMessage.objects.filter(appointment=appointment, channel="webhook")
     return [h.payload["type"] for h in hooks].count(kind)
@@ -278,9 +265,8 @@ def test_two_tabs_confirming_different_times_at_once_make_one_move(world):  # no
     link confirm 12 and 13 March at the same instant: one moves (303), the other is told (409); one audit entry, one
     `appointment.rescheduled`."""
     for index in range(ROUNDS):
-        patient = PatientFactory(clinic=world.clinic, reminder_channels=["email"])
-        appointment = race_book(patient, "botox", local(3, 10, 9 + index), practitioner_id=world.dr_a.pk)
-        url = reverse("portal:move_confirm", args=[manage_token(appointment)])
+        appointment = round_visit(world, index)
+        url = portal_page(appointment, "move_confirm")
         drawn = drawn_key(appointment)
         times = [local(3, 12, 9 + index), local(3, 13, 9 + index)]
         posts = [partial(Client().post, url, {"slot": key(t, world.dr_a.pk), "drawn": drawn}) for t in times]
@@ -301,16 +287,13 @@ def test_a_move_and_a_cancel_sent_at_once_from_two_tabs_make_one_change(world): 
     """docs/portal.md: a cancel page and a confirm step drawn from one reading; "a patient never cancels a time they
     have not seen". Sent at the same instant: exactly one goes through, the other is refused (409), never both."""
     for index in range(ROUNDS):
-        patient = PatientFactory(clinic=world.clinic, reminder_channels=["email"])
-        appointment = race_book(patient, "botox", local(3, 10, 9 + index), practitioner_id=world.dr_a.pk)
-        token, drawn = manage_token(appointment), drawn_key(appointment)
+        appointment = round_visit(world, index)
+        drawn = drawn_key(appointment)
         to = local(3, 16, 9 + index)
         move = partial(
-            Client().post,
-            reverse("portal:move_confirm", args=[token]),
-            {"slot": key(to, world.dr_a.pk), "drawn": drawn},
+            Client().post, portal_page(appointment, "move_confirm"), {"slot": key(to, world.dr_a.pk), "drawn": drawn}
         )
-        cancel = partial(Client().post, reverse("portal:cancel", args=[token]), {"drawn": drawn})
+        cancel = partial(Client().post, portal_page(appointment, "cancel"), {"drawn": drawn})
 
         moved, cancelled = ran(race(move, cancel))
 
@@ -335,9 +318,8 @@ def test_two_cancels_at_once_are_one_cancellation(world):  # noqa: F811 (the rac
     """A double tap on "Yes, cancel it" sent as two requests at once: one 303, one 409 ("already cancelled"), one
     audit entry, one `appointment.cancelled`."""
     for index in range(ROUNDS):
-        patient = PatientFactory(clinic=world.clinic, reminder_channels=["email"])
-        appointment = race_book(patient, "botox", local(3, 10, 9 + index), practitioner_id=world.dr_a.pk)
-        url = reverse("portal:cancel", args=[manage_token(appointment)])
+        appointment = round_visit(world, index)
+        url = portal_page(appointment, "cancel")
         body = {"drawn": drawn_key(appointment)}
 
         answers = ran(race(partial(Client().post, url, body), partial(Client().post, url, body)))
@@ -358,7 +340,7 @@ def test_two_saves_switching_texts_off_at_once_record_one_opt_out(world):  # noq
         clinic=world.clinic, phone="+447700900777", reminder_channels=["email", "sms"], sms_consent=True
     )
     appointment = race_book(patient, "botox", local(3, 10), practitioner_id=world.dr_a.pk)
-    url = reverse("portal:preferences", args=[manage_token(appointment)])
+    url = portal_page(appointment, "preferences")
     body = {"email": "on", "initial-email": "on", "initial-sms": "on", "care": "on", "reminders": "on"}
 
     answers = ran(race(partial(Client().post, url, body), partial(Client().post, url, body)))

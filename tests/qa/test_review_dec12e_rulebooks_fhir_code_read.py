@@ -69,14 +69,13 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
-from clinic.models import ProcedureRecord, ProcedureType, StaffMembership, StaffRole, TimeOff
+from clinic.models import ProcedureRecord, ProcedureType, TimeOff
 from core.errors import ErrorCode, InvalidInput
 from core.timeutils import local_to_utc, wall_clock, wall_moment, wall_span
 from plans import planner
 from plans.defaults import plan_templates_load
 from scheduler import rulebooks
 from scheduler.booking import appointment_cancel
-from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import IntervalRule, RecheckRun, RuleBookVersion
 from tests.factories import MedicationCourseFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import (
@@ -85,7 +84,9 @@ from tests.qa.helpers import (
     NOW,
     RECEPTION,
     book,
+    clinic_admin_client,
     fhir_search,
+    interval_rule_form,
     ldn,
     nyc,
     ok,
@@ -110,12 +111,7 @@ def _settings(settings):
 
 def administrator(organisation, username: str) -> Client:
     """A signed-in admin client for an administrator of the whole organisation (with the rule permissions)."""
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
-    StaffMembership.objects.create(user=user, organisation=organisation, role=StaffRole.CLINIC_ADMIN)
-    _grant_admin_permissions(user)
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
+    return clinic_admin_client(username, PASSWORD, organisation=organisation)[1]
 
 
 def default(key: str) -> IntervalRule:
@@ -124,39 +120,7 @@ def default(key: str) -> IntervalRule:
 
 def interval_form(rule=None, **over) -> dict:
     """The admin's interval rule form as a person posts it: from `rule` (stored) or blank, `over` applied."""
-    data = {
-        "organisation": "",
-        "replaces": "",
-        "earlier_procedure": "",
-        "earlier_medication": "",
-        "later_procedure": "",
-        "gap_value": "",
-        "gap_unit": "weeks",
-        "severity": "block",
-        "scope": "any_area",
-        "basis": "sourced",
-        "source": "QA12e protocol",
-        "note": "",
-        "is_active": "on",
-        "change_reason": "QA12e: our protocol",
-    }
-    if rule is not None:
-        data.update(
-            organisation=str(rule.organisation_id or ""),
-            replaces=str(rule.replaces_id or ""),
-            earlier_procedure=rule.earlier_procedure_id or "",
-            earlier_medication=rule.earlier_medication_id or "",
-            later_procedure=rule.later_procedure_id,
-            gap_value=str(rule.gap_value),
-            gap_unit=rule.gap_unit,
-            severity=rule.severity,
-            scope=rule.scope,
-            basis=rule.basis,
-            source=rule.source,
-            note=rule.note,
-        )
-    data.update(over)
-    return data
+    return interval_rule_form("QA12e", rule, **over)
 
 
 def saved(response) -> None:

@@ -106,7 +106,6 @@ from reminders import feeds
 from reminders.consent import latest_own_opt_out
 from reminders.models import CalendarFeed, ContactOptIn, ContactOptOut, OutboxMessage, OutboxStatus
 from scheduler.booking import appointment_cancel
-from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import IntervalRule
 from tests.api.conftest import http, new_api_client
 from tests.factories import PatientFactory
@@ -115,8 +114,10 @@ from tests.qa.helpers import (
     NOW,
     RECEPTION,
     admin_errors,
+    api_book,
     as_rendered,
     book,
+    clinic_admin_client,
     fresh,
     ldn,
     nyc,
@@ -132,12 +133,7 @@ PASSWORD = "qa-dec12i-pw-8830"
 
 def admin_of(username: str, *, clinic=None, organisation=None) -> Client:
     """A signed-in administrator of `clinic` or of the whole `organisation`, as setup_demo makes one."""
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
-    StaffMembership.objects.create(user=user, clinic=clinic, organisation=organisation, role=StaffRole.CLINIC_ADMIN)
-    _grant_admin_permissions(user)
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
+    return clinic_admin_client(username, PASSWORD, clinic=clinic, organisation=organisation)[1]
 
 
 def user_named(username: str):
@@ -190,12 +186,7 @@ def test_a_medication_course_ended_in_9999_is_refused_by_the_admin_as_by_the_api
     response = site.post(page, data)
 
     assert (response.status_code, MedicationCourse.objects.filter(patient=patient).count()) == (200, 0)
-    booking = api.post(
-        f"{API}/appointments/",
-        {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-20T10:00:00+00:00"},
-        format="json",
-    )
-    assert booking.status_code == 201, booking.content[:300]
+    api_book(api, patient, "2026-03-20T10:00:00+00:00")  # a Botox booked: 201
 
 
 def test_a_procedure_performed_in_year_one_is_refused_by_the_admin_as_by_the_api(other_clinic, other_patient):
@@ -229,12 +220,7 @@ def test_time_off_until_further_notice_in_9999_is_refused_on_the_row(clinic, pat
     response = site.post(page, data)
 
     assert (response.status_code, TimeOff.objects.filter(practitioner=practitioner).count()) == (200, 0)
-    booking = api.post(
-        f"{API}/appointments/",
-        {"patient": str(patient.pk), "procedure": "botox", "start": "2026-03-25T10:00:00+00:00"},
-        format="json",
-    )
-    assert booking.status_code == 201, booking.content[:300]
+    api_book(api, patient, "2026-03-25T10:00:00+00:00")  # a Botox booked: 201
 
 
 def test_a_cancellation_window_of_millions_of_hours_is_refused_on_the_field(clinic, patient, practitioner):

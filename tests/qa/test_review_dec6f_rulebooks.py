@@ -59,7 +59,7 @@ from scheduler.selfservice import patient_move_options
 from tests.api.conftest import http, new_api_client
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
-from tests.qa.helpers import fresh, ldn
+from tests.qa.helpers import fresh, interval_rule_form, ldn, ticked
 
 pytestmark = pytest.mark.django_db
 
@@ -144,40 +144,7 @@ def admin_url(model, view: str, *args) -> str:
 def interval_form(rule=None, **over) -> dict:
     """The interval rule form as a person fills it: from `rule` (a stored one) or blank, with `over` applied
     (`is_active=False` leaves the box unticked)."""
-    data = {
-        "organisation": "",
-        "replaces": "",
-        "earlier_procedure": "",
-        "earlier_medication": "",
-        "later_procedure": "",
-        "gap_value": "",
-        "gap_unit": "weeks",
-        "severity": "block",
-        "scope": "any_area",
-        "basis": "sourced",
-        "source": "QA6f protocol",
-        "note": "",
-        "is_active": True,
-        "change_reason": "QA6f: our protocol",
-    }
-    if rule is not None:
-        data.update(
-            organisation=str(rule.organisation_id or ""),
-            replaces=str(rule.replaces_id or ""),
-            earlier_procedure=rule.earlier_procedure_id or "",
-            earlier_medication=rule.earlier_medication_id or "",
-            later_procedure=rule.later_procedure_id,
-            gap_value=str(rule.gap_value),
-            gap_unit=rule.gap_unit,
-            severity=rule.severity,
-            scope=rule.scope,
-            basis=rule.basis,
-            source=rule.source,
-            note=rule.note,
-            is_active=rule.is_active,
-        )
-    data.update(over)
-    return _posted(data)
+    return interval_rule_form("QA6f", rule, **over)
 
 
 def contraindication_form(rule=None, **over) -> dict:
@@ -210,24 +177,14 @@ def contraindication_form(rule=None, **over) -> dict:
             is_active=rule.is_active,
         )
     data.update(over)
-    return _posted(data)
-
-
-def _posted(data: dict) -> dict:
-    out = {}
-    for name, value in data.items():
-        if value is True:
-            out[name] = "on"
-        elif value is not False:
-            out[name] = value
-    return out
+    return ticked(data)
 
 
 def override_form(w, key: str, **over) -> dict:
     """A's rule standing in for the default `key` (its pair, gap and severity unless told)."""
     base = default(key)
     data = interval_form(base, organisation=str(w["a"]["org"].pk), replaces=str(base.pk), source="QA6f protocol")
-    data.update(_posted(over))
+    data.update(ticked(over))
     if over.get("is_active") is False:
         data.pop("is_active", None)
     return data

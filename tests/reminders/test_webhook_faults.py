@@ -20,6 +20,7 @@ from core.errors import InvalidInput
 from reminders import channels
 from reminders.channels import PermanentSendError, TransientSendError, webhook_url_problem
 from reminders.services import webhook_endpoint_create
+from tests.helpers import raw_server
 from tests.reminders.support import FakeHttpServer
 
 SECRET = "whsec_" + "A" * 44
@@ -29,39 +30,6 @@ def send(url: str, now) -> str:
     return channels.send_webhook(
         url=url, secret=SECRET, delivery_id="d-1", event="appointment.created", body=b"{}", now=now
     )
-
-
-@contextmanager
-def raw_server(answer: Callable[[socket.socket], None]):
-    """Accepts connections on 127.0.0.1, reads the request's head and lets `answer` write whatever it likes."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                received = b""
-                while b"\r\n\r\n" not in received:
-                    received += conn.recv(4096) or b"\r\n\r\n"
-                try:
-                    answer(conn)
-                except OSError:  # the sender gave up and closed
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
 
 
 def trickle(head: bytes, tail: bytes, interval: float) -> Callable[[socket.socket], None]:
