@@ -181,6 +181,16 @@ class AwareDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError(str(error), code="invalid")
 
 
+class OffsetDateTimeField(serializers.DateTimeField):
+    """Output as every time of the API is written, with a numeric offset (`+00:00`, never DRF's `Z`): a time the
+    view has already put in its clinic's offset (a string or an aware value) keeps it; a bare instant is UTC."""
+
+    def to_representation(self, value):
+        if not value or isinstance(value, str):
+            return value or None
+        return self.enforce_timezone(value).isoformat()
+
+
 class LocalDateTimeField(serializers.DateTimeField):
     """Output in the clinic's offset; `tz_source` is the dotted path from the object to its clinic."""
 

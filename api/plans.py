@@ -19,6 +19,7 @@ from api.fields import (
     CodeField,
     IdField,
     InputSerializer,
+    OffsetDateTimeField,
     StrictBooleanField,
     StrictDateField,
 )
@@ -152,8 +153,8 @@ class WindowOut(serializers.Serializer):
 
 class ProposedSessionOut(serializers.Serializer):
     index = serializers.IntegerField()
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = OffsetDateTimeField()
+    end = OffsetDateTimeField()
     practitioner = serializers.CharField()
     practitioner_name = serializers.CharField()
     window = WindowOut()
@@ -170,7 +171,7 @@ class ObstacleOut(serializers.Serializer):
     session = serializers.IntegerField()
     window = WindowOut()
     violations = ViolationOut(many=True)
-    earliest_eligible_start = serializers.DateTimeField(
+    earliest_eligible_start = OffsetDateTimeField(
         allow_null=True,
         help_text="The earliest start from the window's first day that every interval rule allows (as the 409's); "
         "null where no date can.",
@@ -197,7 +198,7 @@ class PlanSessionOut(serializers.Serializer):
         help_text="The status of the session's appointment, if it has one: a `booked` session whose booking waits "
         "for clearance or needs review since a rule or record change says so here (it may not go ahead as booked).",
     )
-    start = serializers.DateTimeField(allow_null=True)
+    start = OffsetDateTimeField(allow_null=True)
     practitioner = serializers.CharField(allow_null=True)
     window = WindowOut(
         help_text="The session's window as the course stands: measured by the course's gaps from the previous "
@@ -224,14 +225,14 @@ class PlanOut(serializers.Serializer):
     patient = serializers.CharField()
     clinic = serializers.CharField()
     area = serializers.CharField(allow_null=True)
-    created = serializers.DateTimeField()
+    created = OffsetDateTimeField()
     sessions = PlanSessionOut(many=True)
     rulebook_version = serializers.CharField(
         allow_null=True,
         help_text="The version of the organisation's rule book the sessions were last placed and checked by "
         "(booked or re-planned); null for a plan from before it was recorded.",
     )
-    cancelled_at = serializers.DateTimeField(
+    cancelled_at = OffsetDateTimeField(
         allow_null=True,
         help_text="When the course was cancelled (POST plans/{id}/cancel/): its bookings still to come were "
         "cancelled with it and every session that did not happen reads `cancelled`; null while it runs.",

@@ -17,6 +17,7 @@ from api.fields import (
     IdField,
     InputSerializer,
     LocalDateTimeField,
+    OffsetDateTimeField,
     PhoneField,
     StrictBooleanField,
     StrictCharField,
@@ -265,7 +266,7 @@ class ViolationOut(serializers.Serializer):
     rule = serializers.CharField(allow_null=True, help_text="The rule's id; null for availability.")
     source = serializers.CharField(allow_null=True, help_text="Where the rule comes from.")
     conflicts_with = ConflictOut(allow_null=True)
-    earliest_allowed = serializers.DateTimeField(allow_null=True, help_text="The earliest start this one rule allows.")
+    earliest_allowed = OffsetDateTimeField(allow_null=True, help_text="The earliest start this one rule allows.")
 
 
 class MergeWarningOut(ViolationOut):
@@ -284,8 +285,8 @@ class MergeOut(PatientOut):
 
 
 class SlotOut(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = OffsetDateTimeField()
+    end = OffsetDateTimeField()
     practitioner = serializers.CharField()
     practitioner_name = serializers.CharField()
 
@@ -293,7 +294,7 @@ class SlotOut(serializers.Serializer):
 class ReminderOut(serializers.Serializer):
     kind = serializers.CharField()
     channel = serializers.ChoiceField(choices=ReminderChannel.choices)
-    due_at = serializers.DateTimeField()
+    due_at = OffsetDateTimeField()
     status = serializers.CharField()
 
 
@@ -373,7 +374,7 @@ class EligibilityOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=["confirmed", "pending_clearance", "refused"])
     violations = ViolationOut(many=True)
     warnings = ViolationOut(many=True)
-    earliest_eligible_start = serializers.DateTimeField(allow_null=True)
+    earliest_eligible_start = OffsetDateTimeField(allow_null=True)
     next_available_slot = SlotOut(allow_null=True)
     rulebook_version = serializers.CharField(help_text=RULEBOOK_VERSION_HELP)
 
@@ -439,8 +440,8 @@ class WebhookEndpointOut(serializers.Serializer):
     events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS))
     description = serializers.CharField()
     active = serializers.BooleanField(source="is_active")
-    created_at = serializers.DateTimeField()
-    previous_secret_expires_at = serializers.DateTimeField(
+    created_at = OffsetDateTimeField()
+    previous_secret_expires_at = OffsetDateTimeField(
         allow_null=True, help_text="While a rotated-out secret still signs (beside the new one): until when."
     )
 
@@ -470,7 +471,7 @@ class SecretRotationIn(InputSerializer):
 class SecretRotationOut(serializers.Serializer):
     id = serializers.CharField()
     secret = serializers.CharField(help_text="The new signing secret. Shown only now: keep it.")
-    previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
+    previous_secret_expires_at = OffsetDateTimeField(allow_null=True)
 
 
 class WebhookDeliveryOut(serializers.Serializer):
@@ -483,9 +484,9 @@ class WebhookDeliveryOut(serializers.Serializer):
     attempts = serializers.IntegerField()
     response_code = serializers.IntegerField(allow_null=True, help_text="The HTTP status the endpoint last answered.")
     last_error = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    due_at = serializers.DateTimeField()
-    sent_at = serializers.DateTimeField(allow_null=True)
+    created_at = OffsetDateTimeField()
+    due_at = OffsetDateTimeField()
+    sent_at = OffsetDateTimeField(allow_null=True)
 
 
 # --- Problem documents (schema only) ------------------------------------------------------------------
@@ -556,7 +557,7 @@ class RefusalProblemOut(ProblemOut):
 
     violations = ViolationOut(many=True, required=False)
     warnings = ViolationOut(many=True, required=False)
-    earliest_eligible_start = serializers.DateTimeField(
+    earliest_eligible_start = OffsetDateTimeField(
         allow_null=True,
         required=False,
         help_text="Earliest start at or after the one asked for that every interval rule allows.",
