@@ -570,6 +570,16 @@ class PatientAdmin(ClinicScopedAdmin):
     inlines = [PatientConditionInline, MedicationCourseInline, ProcedureRecordInline]
     form = PatientAdminForm  # what the admin did not change stays as stored now
 
+    def get_deleted_objects(self, objs, request):
+        """Trails that go with their patient (their admins say `deleted_with_its_patient`: the consent records) need
+        no delete permission of their own, which nobody has: a patient registered by mistake is still deleted
+        (docs/organisations.md), and a consent record is never deleted on its own."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for model, model_admin in self.admin_site._registry.items():
+            if getattr(model_admin, "deleted_with_its_patient", False):
+                perms_needed.discard(model._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         ids = admin_clinic_ids(request)

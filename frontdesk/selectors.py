@@ -42,6 +42,7 @@ from reminders.selectors import (
     undelivered_patient_messages,
     will_reach_too_late,
 )
+from reminders.services import last_told_start
 from reminders.wording import RenderError
 from scheduler import rules
 from scheduler.booking import BookingCheck
@@ -1056,9 +1057,12 @@ def patient_will_be_told(appointment: Appointment, kind: str) -> bool:
     """Whether a message of `kind` (a cancellation or move notice) about `appointment` is on its way to the patient by
     e-mail or text, planned on a channel they have and not yet sent or dropped; for a move, a confirmation not yet
     sent counts too (it names the new time, and no notice is planned beside it). False when they get no messages from
-    us (unsubscribed, texts stopped, no address or number): the desk is asked to phone them. One statement."""
+    us (unsubscribed, texts stopped, no address or number): the desk is asked to phone them. For a move, True also
+    when nothing is on its way because the patient already holds the time (moved back to the time they were last
+    told: its notice is dropped, reminders.services.last_told_start). One statement, two for a move with nothing on
+    its way."""
     kinds = [kind, MessageKind.CONFIRMATION] if kind == MessageKind.RESCHEDULED else [kind]
-    return (
+    on_its_way = (
         OutboxMessage.objects.filter(
             appointment_id=appointment.pk,
             kind__in=kinds,
@@ -1067,3 +1071,6 @@ def patient_will_be_told(appointment: Appointment, kind: str) -> bool:
         .exclude(channel=Channel.WEBHOOK)
         .exists()
     )
+    if on_its_way or kind != MessageKind.RESCHEDULED:
+        return on_its_way
+    return last_told_start(appointment) == appointment.start_at

@@ -333,24 +333,27 @@ class CalendarFeedAdmin(ClinicScopedChoices, admin.ModelAdmin):
 # themselves (reminders.consent.latest_own_opt_out); a Save of the read-only page would write the row back as read.
 
 
-@admin.register(ContactOptOut)
-class ContactOptOutAdmin(ReadOnly, ClinicScopedAdmin):
+class ConsentRecordAdmin(ReadOnly, ClinicScopedAdmin):
+    """A patient's consent trail: nobody edits or deletes a record of it, and it goes with its patient (a patient
+    registered by mistake is still deleted: clinic.admin.PatientAdmin.get_deleted_objects)."""
+
     organisation_path = "patient__organisation"  # consent belongs to the organisation's record
     list_display = ["at", "patient", "channel", "via", "detail"]
     list_filter = ["channel", "via"]
+    deleted_with_its_patient = True
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+
+@admin.register(ContactOptOut)
+class ContactOptOutAdmin(ConsentRecordAdmin):
+    pass
 
 
 @admin.register(ContactOptIn)
-class ContactOptInAdmin(ReadOnly, ClinicScopedAdmin):
-    organisation_path = "patient__organisation"  # consent belongs to the organisation's record
-    list_display = ["at", "patient", "channel", "via", "detail"]
-    list_filter = ["channel", "via"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
+class ContactOptInAdmin(ConsentRecordAdmin):
+    pass
 
 
 @admin.register(ParkedDeliveryReport)

@@ -18,6 +18,18 @@ pytestmark = pytest.mark.django_db
 PHONE_THEM = "No message will tell the patient"
 
 
+def thursdays_botox(patient, practitioner, now):
+    """A Botox booked through the service (its confirmation planned) for Thursday 5 March, 10:00 London."""
+    return appointment_book(
+        patient=patient,
+        procedure_code="botox",
+        start_at=at_london(2026, 3, 5, 10),
+        actor=Actor("desk test"),
+        now=now,
+        practitioner_id=str(practitioner.pk),
+    ).appointment
+
+
 @pytest.fixture
 def visit(patient, practitioner, frozen, request):
     """A Botox booked through the service (its confirmation planned) for Thursday 5 March, 10:00 London, the
@@ -25,14 +37,7 @@ def visit(patient, practitioner, frozen, request):
     care_texts_load()
     patient.reminder_channels = request.param
     patient.save()
-    booked = appointment_book(
-        patient=patient,
-        procedure_code="botox",
-        start_at=at_london(2026, 3, 5, 10),
-        actor=Actor("desk test"),
-        now=frozen,
-        practitioner_id=str(practitioner.pk),
-    ).appointment
+    booked = thursdays_botox(patient, practitioner, frozen)
     # What the patient was told: the confirmation went (so a notice of a change is planned to follow it).
     OutboxMessage.objects.filter(appointment=booked, kind=MessageKind.CONFIRMATION).update(
         status=OutboxStatus.SENT, sent_at=frozen
@@ -78,19 +83,17 @@ def test_a_move_says_so_when_no_message_will_tell_the_patient(reception, clinic,
 
 
 def test_nothing_pending_is_not_told_and_a_sent_notice_is_not_on_its_way(patient, practitioner, frozen):
-    """The selector itself: a notice already sent, or dropped, is not "on its way"."""
+    """The selector itself: a notice already sent, or dropped, is not "on its way"; after a move with nothing on its
+    way, the patient is told only if what they last heard names the visit's time as it stands (moved back to it)."""
     from frontdesk.selectors import patient_will_be_told
 
     care_texts_load()
-    booked = appointment_book(
-        patient=patient,
-        procedure_code="botox",
-        start_at=at_london(2026, 3, 5, 10),
-        actor=Actor("desk test"),
-        now=frozen,
-        practitioner_id=str(practitioner.pk),
-    ).appointment
+    booked = thursdays_botox(patient, practitioner, frozen)
     assert not patient_will_be_told(booked, MessageKind.CANCELLED)
     assert patient_will_be_told(booked, MessageKind.RESCHEDULED)  # its confirmation, unsent, names the time
     OutboxMessage.objects.filter(appointment=booked).update(status=OutboxStatus.SENT, sent_at=frozen + timedelta(1))
-    assert not patient_will_be_told(booked, MessageKind.RESCHEDULED)
+    assert patient_will_be_told(booked, MessageKind.RESCHEDULED)  # what they heard names 10:00, the time it is at
+    later = {"start_at": booked.start_at + timedelta(hours=1), "end_at": booked.end_at + timedelta(hours=1)}
+    Appointment.objects.filter(pk=booked.pk).update(**later)
+    booked.refresh_from_db()
+    assert not patient_will_be_told(booked, MessageKind.RESCHEDULED)  # they hold 10:00; nothing tells them 11:00
