@@ -250,6 +250,7 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
     accounts with no role anywhere yet (new ones), never another organisation's staff or a superuser."""
 
     list_display = ["user", "clinic", "organisation", "role"]
+    list_select_related = ["user", "clinic", "organisation"]  # nullable keys: a bare select_related() skips them
     list_filter = [
         ("clinic", admin.RelatedOnlyFieldListFilter),
         ("organisation", admin.RelatedOnlyFieldListFilter),
@@ -559,6 +560,7 @@ class PatientAdmin(ClinicScopedAdmin):
         "phone",
         "merged_into",
     ]
+    list_select_related = ["organisation", "clinic", "merged_into"]  # merged_into is nullable: named, not followed
     list_filter = [
         ("organisation", admin.RelatedOnlyFieldListFilter),
         ("clinic", admin.RelatedOnlyFieldListFilter),

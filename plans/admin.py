@@ -44,6 +44,7 @@ class PlanTemplateAdmin(admin.ModelAdmin):
         return request.user.is_active and request.user.is_superuser
 
     list_display = ["name", "code", "organisation", "procedure", "kind", "sessions", "gaps", "source", "is_active"]
+    list_select_related = ["organisation", "procedure"]  # the defaults' organisation is NULL: named, not followed
     list_filter = ["procedure", "kind", ("organisation", admin.RelatedOnlyFieldListFilter), "is_active"]
     search_fields = ["name", "code", "note"]
 
