@@ -31,14 +31,44 @@ SUPERSEDED_BY_A_NEWER_COPY = "superseded by a newer copy"
 
 
 def mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
-    """The companions that can join: each renders, and a joined SMS stays within the SMS limit."""
+    """The companions that can join: each renders, a joined SMS stays within the SMS limit, and a visit's texts keep
+    their reading order (`content.reading_order`): a text joins only if every text of its own visit among the
+    companions that reads before it joined too. One left out goes later on its own, and a text of its visit that
+    joined would reach the patient first ("48 hours on, makeup may be used again" before "no makeup for 48 hours"),
+    so, once one is left out, the rest of its visit is too.
+
+    Tried in a fixed order whatever order the companions come in (the same rows make the same message): first the
+    carrying message's own visit's texts that read before it (without them it waits, `earlier_unsent`), then, visit
+    by visit in reading order, the next text of the visit whose next text is due first (of two due together, the
+    one that reads first; `reading_order` ends with the row's id, so no two tie)."""
+    order = {row.pk: content.reading_order(row) for row in companions}
+    chains: dict = {}  # visit -> its texts among the companions, in reading order
+    for row in sorted(companions, key=lambda row: order[row.pk]):
+        chains.setdefault(row.appointment_id, []).append(row)
     group: list[OutboxMessage] = []
-    for companion in companions:
+
+    def joins(row: OutboxMessage) -> bool:
         try:
-            content.render_messages(messages=[message, *group, companion], now=now)
+            content.render_messages(messages=[message, *group, row], now=now)
         except RenderError:
-            continue
-        group.append(companion)
+            return False
+        group.append(row)
+        return True
+
+    mine = content.reading_order(message)
+    own = chains.get(message.appointment_id, [])
+    before = [row for row in own if order[row.pk] < mine]
+    rest = own[len(before) :] if all(joins(row) for row in before) else []  # else it waits: none of its visit
+    if rest:
+        chains[message.appointment_id] = rest
+    else:
+        chains.pop(message.appointment_id, None)
+    while chains:
+        visit, chain = min(chains.items(), key=lambda item: (item[1][0].due_at, order[item[1][0].pk]))
+        if joins(chain[0]) and len(chain) > 1:
+            chains[visit] = chain[1:]
+        else:  # done, or one left out: the visit's later texts go after it
+            del chains[visit]
     return group
 
 
