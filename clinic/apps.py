@@ -8,7 +8,8 @@ class ClinicConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        import core.checks  # noqa: F401 (registers the database checks: `check --database default`)
+        import clinic.checks  # noqa: F401 (registers the database checks: `check --database default`)
+        import core.checks  # noqa: F401
         from core.db import install_fast_timestamptz_loader, keep_long_statements_parsed
         from core.text_match import install_sqlite_unicode_lower
 

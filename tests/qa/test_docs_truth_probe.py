@@ -969,10 +969,11 @@ def test_the_api_codes_beside_the_catalogue_are_answered_somewhere():
 def test_the_check_ids_the_docs_name_are_raised_by_checks():
     named = set()
     for name in AUDITED:
-        named |= set(re.findall(r"`((?:reminders|core)\.[EW]\d{3})`", doc(name)))
-    raised = set(re.findall(r"\"((?:reminders|core)\.[EW]\d{3})\"", code_text("reminders/checks.py", "core/checks.py")))
+        named |= set(re.findall(r"`((?:reminders|core|clinic)\.[EW]\d{3})`", doc(name)))
+    checks = code_text("reminders/checks.py", "core/checks.py", "clinic/checks.py")
+    raised = set(re.findall(r"\"((?:reminders|core|clinic)\.[EW]\d{3})\"", checks))
 
-    assert {"reminders.E005", "reminders.W001", "core.W002"} <= named
+    assert {"reminders.E005", "reminders.W001", "core.W002", "clinic.E001"} <= named
     assert named == raised
 
 
@@ -1150,7 +1151,7 @@ def known_elsewhere(token: str) -> bool:
     """What a dotted token names besides code: an event, a task, a check id, a JSON path, a version, a file."""
     return (
         token in EVENTS
-        or re.fullmatch(r"(reminders|core)\.[EW]\d{3}", token) is not None
+        or re.fullmatch(r"(reminders|core|clinic)\.[EW]\d{3}", token) is not None
         or re.fullmatch(r"d\d\.o\d", token) is not None
         or re.fullmatch(r"(reminders|scheduler)\.[a-z_]+", token) is not None  # a Celery task: checked above
         or token.split(".")[0]
