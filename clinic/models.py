@@ -281,6 +281,16 @@ class Clinic(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # The form's validator holds the admin only; this holds every write (clinic 0033 brought longer ones back).
+            models.CheckConstraint(
+                condition=Q(
+                    cancellation_window_hours__gte=0, cancellation_window_hours__lte=MAX_CANCELLATION_WINDOW_HOURS
+                ),
+                name="clinic_cancellation_window_at_most_a_year",
+                violation_error_message="A cancellation window is at most 8760 hours (a year).",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -198,6 +198,12 @@ class IntervalRule(OrganisationRule):
                 name="interval_rule_gap_at_most_ten_years",
                 violation_error_message=f"A gap is at most {MAX_GAP_YEARS} years.",
             ),
+            # scheduler.rules refuses any other value (every check of the procedure failed): held for every write.
+            models.CheckConstraint(
+                condition=Q(severity__in=IntervalSeverity.values),
+                name="interval_rule_severity_known",
+                violation_error_message="A severity is block or warn.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -288,6 +294,12 @@ class ContraindicationRule(OrganisationRule):
                 | (Q(condition__isnull=True) & Q(medication__isnull=False)),
                 name="contraindication_one_cause",
                 violation_error_message="Give exactly one cause: a condition or a medication.",
+            ),
+            # scheduler.rules refuses any other value (every check of the procedure failed): held for every write.
+            models.CheckConstraint(
+                condition=Q(severity__in=ContraindicationSeverity.values),
+                name="contraindication_severity_known",
+                violation_error_message="A severity is absolute or relative.",
             ),
         ]
 
