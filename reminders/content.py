@@ -76,6 +76,16 @@ class NextPossible:
     ideally_from_date: str = ""  # when a warn-level rule suggests waiting longer
 
 
+def _warnings_as_blocks(rulebook: rules.RuleBook) -> rules.RuleBook:
+    """`rulebook` with every interval rule a block: its earliest start is the day no warning stands against."""
+    intervals = {r.id: r for rs in rulebook.looking_back.values() for r in rs}.values()
+    return rules.RuleBook(
+        [dataclasses.replace(r, severity=rules.IntervalSeverity.BLOCK) for r in intervals],
+        [c for cs in rulebook.contraindications.values() for c in cs],
+        rulebook.names,
+    )
+
+
 def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossible]:
     """For this patient, when each procedure that has a rule after this one becomes possible again.
 
@@ -88,12 +98,7 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     timeline = selectors.timeline_for_patient(appointment.patient_id)
     tz = appointment.clinic.tz
     codes = sorted({r.later_procedure for r in rulebook.looking_forward.get(appointment.procedure_id, ())})
-    intervals = {r.id: r for rs in rulebook.looking_back.values() for r in rs}.values()
-    strict = rules.RuleBook(
-        [dataclasses.replace(r, severity=rules.IntervalSeverity.BLOCK) for r in intervals],
-        [c for cs in rulebook.contraindications.values() for c in cs],
-        rulebook.names,
-    )
+    strict = _warnings_as_blocks(rulebook)
     out = []
     for code in codes:
         proposal = rules.Proposal(code, now, appointment.area_id)
@@ -107,36 +112,60 @@ def next_possible(*, appointment: Appointment, now: datetime) -> list[NextPossib
     return out
 
 
-def recall_earliest(*, appointment: Appointment, recall: dict, now: datetime) -> datetime | None:
+@dataclass(frozen=True)
+class RecallOutlook:
+    """What a recall can say of when its treatment is possible, as the aftercare's list does (`next_possible`):
+    `earliest`, a day later than the one it goes on that the rules allow (None when that day is possible);
+    `ideal`, the later day no warning stands against (None when it is no later); `ask_first` when no date can be
+    given: the rules refuse the treatment on every date from the recall's opening (a course that has not ended,
+    an absolute contraindication), or a warning stands against every date. The patient is then told to talk to the
+    clinic before booking, not invited to book (`recall_ask_first`)."""
+
+    earliest: datetime | None = None
+    ideal: datetime | None = None
+    ask_first: bool = False
+
+
+def recall_outlook(*, appointment: Appointment, recall: dict, now: datetime) -> RecallOutlook:
     """When the recalled treatment is possible for this patient, asked of the engine as the record is when the
     message goes (a booking, a reported treatment or a merge since the recall was planned may push it later):
     from the template's minimum gap (`opens_on`; rows planned before it was kept: the earliest found then) or
-    now, whichever is later. None when no date can be given (a course that has not ended) or it is today: a
-    patient due now and free to book now needs no second date."""
+    now, whichever is later; once with the rules as they are and once with warnings as blocks. No date when it
+    is today (a patient due now and free to book now needs no second date); none either, and `ask_first`, when
+    either asking finds no earliest start at all."""
     opens_on = recall.get("opens_on") or recall.get("earliest_on")
     procedure = recall.get("procedure")
     if not opens_on or not procedure:
-        return None
+        return RecallOutlook()
     tz = appointment.clinic.tz
     opens = max(rules.start_of_local_day(date.fromisoformat(opens_on), tz), now)
-    earliest = rules.earliest_eligible_start(
-        selectors.timeline_for_patient(appointment.patient_id),
-        selectors.rulebook_load(appointment.patient.organisation_id),
-        rules.Proposal(procedure, opens, appointment.area_id),
-        tz,
+    timeline = selectors.timeline_for_patient(appointment.patient_id)
+    rulebook = selectors.rulebook_load(appointment.patient.organisation_id)
+    proposal = rules.Proposal(procedure, opens, appointment.area_id)
+    earliest = rules.earliest_eligible_start(timeline, rulebook, proposal, tz)
+    ideal = earliest and rules.earliest_eligible_start(timeline, _warnings_as_blocks(rulebook), proposal, tz)
+    if earliest is None or ideal is None:
+        return RecallOutlook(ask_first=True)
+    today = now.astimezone(tz).date()
+    return RecallOutlook(
+        earliest=earliest if earliest.astimezone(tz).date() > today else None,
+        ideal=ideal if ideal.astimezone(tz).date() > max(earliest.astimezone(tz).date(), today) else None,
     )
-    if earliest is None or earliest.astimezone(tz).date() <= now.astimezone(tz).date():
-        return None
-    return earliest
 
 
-def _recall_earliest_once(message: OutboxMessage, recall: dict, now: datetime) -> datetime | None:
-    """`recall_earliest` once per message and moment: an e-mail's text is built more than once (its body, a group
+def recall_earliest(*, appointment: Appointment, recall: dict, now: datetime) -> datetime | None:
+    """`recall_outlook`'s date alone: None when it is possible that day or no date can be given (the outlook's
+    `ask_first` tells the two apart)."""
+    return recall_outlook(appointment=appointment, recall=recall, now=now).earliest
+
+
+def _recall_outlook_once(message: OutboxMessage, recall: dict, now: datetime) -> RecallOutlook:
+    """`recall_outlook` once per message and moment: an e-mail's text is built more than once (its body, a group
     of messages merged into one), and each would read the patient's history again."""
-    kept = getattr(message, "_recall_earliest", None)
+    kept = getattr(message, "_recall_outlook", None)
     if kept is None or kept[0] != now:
-        kept = (now, recall_earliest(appointment=message.appointment, recall=recall, now=now))
-        message._recall_earliest = kept
+        kept = (now, recall_outlook(appointment=message.appointment, recall=recall, now=now))
+        message._recall_outlook = kept
     return kept[1]
 
 
@@ -190,11 +219,14 @@ def _context(message: OutboxMessage, now: datetime, *, for_sms: bool, unsubscrib
     )
     if message.kind == MessageKind.RECALL:  # planned by plans.recalls: the due date is in the row
         recall = message.payload or {}
+        outlook = _recall_outlook_once(message, recall, now)
         context.update(
             recall_context(
                 due_on=_midday(recall.get("due_on"), tz),
-                earliest=_recall_earliest_once(message, recall, now),
+                earliest=outlook.earliest,
+                ideal=outlook.ideal,
                 tz=tz,
+                ask_first=outlook.ask_first,
             )
         )
     if for_sms:

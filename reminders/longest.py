@@ -5,9 +5,10 @@ are not what goes). fit.py holds the checks against the clinics, with these rend
 
 What no template decides is taken at its longest: a first name of len(FIRST_NAME_CHECKED) characters (a text greets a
 patient by at most that much of theirs, wording.sms_first_name); the longest dates the formatters write (a Wednesday
-in September with "tomorrow, ..." or "yesterday, ..." or with its year; both on New Year's Eve); each optional value (the patient's link,
-a move notice's earlier time, a recall's earliest date) present and absent, so that every `{% if %}` branch is
-rendered; an e-mail patient and a texts-only one. Below the reminders' models: nothing here reads them.
+in September with "tomorrow, ..." or "yesterday, ..." or with its year; both on New Year's Eve); each optional value (the
+patient's link, a move notice's earlier time, a recall's earliest and ideal dates and its asking first) present and
+absent, so that every `{% if %}` branch is rendered; an e-mail patient and a texts-only one. Below the reminders'
+models: nothing here reads them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ MOMENTS = (
     (datetime(2027, 12, 31, 10, 30), timedelta(days=-1)),
 )
 PREVIOUS = datetime(2029, 9, 26, 10, 30)  # a move notice's earlier time: a Wednesday, in a year no `now` is in
-OPTIONAL = ("manage_url", "previous_start_local", "recall_earliest_date")  # each rendered present and absent
+# Each rendered present and absent (empty; a flag such as a recall's `recall_ask_first`: true and false).
+OPTIONAL = ("manage_url", "previous_start_local", "recall_earliest_date", "recall_ideal_date", "recall_ask_first")
 NEUTRAL_NAME = "Clinic"  # a name that cannot be what makes a text fail
 
 
@@ -60,9 +62,10 @@ def contexts(clinic: Clinic, clinic_name: str) -> Iterator[dict]:
             email_on=email_on,
             previous_start=PREVIOUS.replace(tzinfo=tz),
         )
-        full.update(recall_context(due_on=start, earliest=start, tz=tz))
+        full.update(recall_context(due_on=start, earliest=start, ideal=start, tz=tz, ask_first=True))
         for absent in itertools.product((False, True), repeat=len(OPTIONAL)):
-            yield {**full, **{key: "" for key, gone in zip(OPTIONAL, absent, strict=True) if gone}}
+            gone = [key for key, out in zip(OPTIONAL, absent, strict=True) if out]
+            yield {**full, **{key: False if isinstance(full[key], bool) else "" for key in gone}}
 
 
 def renders(text: str, clinic: Clinic, clinic_name: str) -> Iterator[str]:

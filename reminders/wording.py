@@ -136,10 +136,18 @@ def sms_first_name(first_name: str) -> str:
     return cut
 
 
-def recall_context(*, due_on: datetime, earliest: datetime | None, tz) -> dict:
+def recall_context(
+    *, due_on: datetime, earliest: datetime | None, tz, ideal: datetime | None = None, ask_first: bool = False
+) -> dict:
+    """A recall's placeholders: its due date; the earliest date the rules allow when later than the day it goes,
+    and the later one no warning stands against ("possible from X, ideally from Y", as the aftercare says); and
+    `recall_ask_first` when no date can be given (the texts then ask the patient to talk to the clinic before
+    booking: reminders.content.recall_outlook)."""
     return {
         "recall_due_date": fmt_long_date(due_on, tz),
         "recall_earliest_date": fmt_long_date(earliest, tz) if earliest else "",
+        "recall_ideal_date": fmt_long_date(ideal, tz) if ideal else "",
+        "recall_ask_first": ask_first,
     }
 
 

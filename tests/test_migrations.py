@@ -159,13 +159,42 @@ def test_the_shipped_aftercare_sms_gives_the_first_week_to_texts_only_patients_w
     assert template.sms_text == "Our own aftercare wording."
 
 
+@pytest.mark.django_db
+def test_the_shipped_recall_texts_ask_first_where_never_edited(catalogue):
+    """reminders 0026: the `recall-due` texts (loaded with the plan templates) gain `recall_ask_first` where they are
+    still the wording shipped before; an administrator's own wording stays."""
+    import importlib
+
+    from django.apps import apps
+
+    from plans.defaults import plan_templates_load
+
+    step = importlib.import_module("reminders.migrations.0026_recall_asks_first_when_no_date")
+    plan_templates_load()
+    template = ReminderTemplate.objects.get(default_key="recall-due")
+    now = {field: new for _, field, _, new in step.CHANGES}
+    assert {field: getattr(template, field) for field in now} == now  # a new database has the new texts already
+    for _, field, old, _ in step.CHANGES:
+        setattr(template, field, old)
+    template.email_subject = "Our own subject"
+    template.save()
+
+    step.forwards(apps, None)
+    template.refresh_from_db()
+    assert template.email_subject == "Our own subject"
+    assert template.email_text == now["email_text"] and template.sms_text == now["sms_text"]
+    assert "{% if recall_ask_first %}" in template.sms_text
+
+
 def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_shipped_texts():
     import importlib
     import json
 
+    from plans.defaults import SHIPPED as PLAN_TEMPLATES
     from reminders.defaults import CARE_TEXTS
 
     shipped = {t["key"]: t for t in json.loads(CARE_TEXTS.read_text())["templates"]}
+    shipped["recall-due"] = json.loads(PLAN_TEMPLATES.read_text())["recall_message"]  # loaded with the plans
     # Each step's "now" is the shipped text unless a later step changed that same field again.
     steps = [
         "0003_shipped_texts_act_and_privacy",
@@ -173,6 +202,7 @@ def test_the_text_update_migration_brings_unedited_templates_to_exactly_the_ship
         "0018_sms_only_aftercare_gives_the_first_week",
         "0020_move_notice_names_the_practitioner",
         "0025_thank_you_says_the_visits_day",
+        "0026_recall_asks_first_when_no_date",
     ]
     latest = {}
     for name in steps:

@@ -17,24 +17,26 @@ searches, desk, API, the aftercare's "possible from"). What none of them reads i
 here, with a Hypothesis property over random bookings and an organisation's own rule. The suite's Monday is
 2 March 2026, 09:00 UTC (London on GMT).
 
-Found (strict xfails):
-- DEFECT: a recall tells a patient whom the rules refuse on every date that they are due for the treatment and
-  should call to book. A microneedling course with session 2 not booked, session 1 done; the patient then starts
+Found:
+- DEFECT, MENDED: a recall told a patient whom the rules refuse on every date that they are due for the treatment
+  and should call to book. A microneedling course with session 2 not booked, session 1 done; the patient then starts
   isotretinoin (a course not ended: brief section 2, "blocks every date ... the earliest eligible start is then
   unknown") or an anticoagulant (an absolute contraindication, brief section 3). On 6 April the e-mail and text
-  say "You are due for your next Microneedling ... Reply to this e-mail or call us to book", with no date and no
-  word of the course: `recall_earliest` answers None both for "no date can be given" and for "possible today", and
-  the text cannot tell them apart. The aftercare's own list says "please ask the clinic before booking" in the
-  same case. Harm: a patient on isotretinoin or blood thinners is invited to book needling of the skin the rules
-  forbid; at best the desk refuses them on the phone (reminders/content.py, `recall_earliest`; the
-  `recall-due` texts in fixtures/plan_templates.json; plans/recalls.py, `recall_for`).
-- QUESTION: the recall's "The earliest date that is right for you is ..." counts the block rules only. After an
-  isotretinoin course ended 31 March, a microneedling recall says 30 September 2026 (6 months, [001]) and nothing
-  of the 12-month warning ([000], "within the past 6-12 months", brief section 2), which the aftercare's list
-  (`next_possible`, asked of the same record) gives as "ideally from 31 March 2027". Harm: "right for you" reads as the clinic's advice, on a date the rule
-  book itself still warns against (reminders/content.py, `recall_earliest`, which asks the rule book once;
-  `next_possible` asks it twice). Recommendation: ask with warnings as blocks too and say "possible from X,
-  ideally from Y" as the aftercare does, or word it "the earliest date the rules allow".
+  said "You are due for your next Microneedling ... Reply to this e-mail or call us to book", with no date and no
+  word of the course: `recall_earliest` answered None both for "no date can be given" and for "possible today".
+  Mended: reminders.content.recall_outlook tells the two apart (`ask_first` when the engine finds no earliest
+  start), the texts' `recall_ask_first`; the shipped `recall-due` texts then still say the patient is due but
+  "Please talk to us before booking: we need to check something in your record with you first", naming nothing
+  clinical and inviting no booking (reminders 0026 for unedited templates; tests/reminders/test_recall_ask_first.py).
+- QUESTION, DECIDED and MENDED as recommended: the recall's "The earliest date that is right for you is ..." counted
+  the block rules only. After an isotretinoin course ended 31 March, a microneedling recall said 30 September 2026
+  (6 months, [001]) and nothing of the 12-month warning ([000], "within the past 6-12 months", brief section 2),
+  which the aftercare's list (`next_possible`, asked of the same record) gives as "ideally from 31 March 2027".
+  Mended: `recall_outlook` asks with warnings as blocks too (`recall_ideal_date`), and the texts say "It is possible
+  from Wednesday 30 September 2026, ideally from Wednesday 31 March 2027" (the SMS "(possible from X, ideally from
+  Y)"); where the warnings leave no date at all, the patient is asked to talk to the clinic first, as the aftercare
+  does (reminders 0026).
+Open (strict xfails):
 - QUESTION: the microneedling aftercare, sent the moment the treatment is marked done, lists "Microneedling
   (collagen induction therapy): possible from <that same day>, ideally from <4 weeks on>". The brief (section 4)
   asks for the next possible Botox, filler and plasma pen; the repeat is a clinic-practice warning (section 6), so
@@ -51,6 +53,11 @@ Found (strict xfails):
   warning (plans/planner.py, `_Search.candidates`, which reads `blocked_ranges` only). Recommendation: prefer the
   first day no rule warns about when the window holds one, and fall back to warned days only where none is.
   (test_plans_api_blackbox_probe and test_plans_frontdesk_probe pin "never moves" as passing.)
+  TRIED on 7 December and taken back, for the product side to weigh: with warn-free days preferred, a first
+  session's window of a year lets a 6-12-month isotretinoin warning push a course's start back by six months (the
+  desk's single booking still offers the 6-month date), and the same course sent twice is placed silently after the
+  first one instead of coming back with its repeat warnings. A narrower rule (prefer a warn-free day only within a
+  few days, or only for sessions after the first) would keep the plasma pen case and drop both effects.
 
 Held (passing): with random bookings of microneedling ahead (which hold a Botox back both ways), an organisation's
 own tightened microneedling -> Botox rule or none, and the recall read on its due day or later, a Botox
@@ -134,20 +141,14 @@ def _aftercare_text(patient) -> str:
 # --- Recalls while every date is refused ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a recall says 'You are due for your next Microneedling ... call us to book' to a patient whose "
-    "isotretinoin course has not ended (every date refused, no earliest) or who is on an anticoagulant (absolute): "
-    "recall_earliest answers None for 'no date' as for 'today', and the text tells them apart by nothing "
-    "(reminders/content.py, recall_earliest; fixtures/plan_templates.json, recall-due)",
-)
 @pytest.mark.parametrize("drug", ["isotretinoin", "anticoagulant"])
 def test_a_recall_does_not_invite_a_booking_the_rules_refuse_on_every_date(patient, practitioner, templates, drug):
     """Brief section 6: a recall at the ideal date says "you are due for your next ..."; section 2: "A course that
     has not ended blocks every date ... the earliest eligible start is then unknown (null)"; section 3: an ongoing
     anticoagulant course rules microneedling out. The aftercare says "please ask the clinic before booking" when
-    no date can be given (docs/reminders.md); the recall, sent on 6 April, should not say the patient is due and
-    should call to book (nor go at all)."""
+    no date can be given (docs/reminders.md); the recall, sent on 6 April, still says the patient is due but asks
+    them to talk to the clinic before booking, and invites no booking. (Was a strict-xfail DEFECT, mended:
+    reminders.content.recall_outlook's `ask_first`, the `recall_ask_first` branch of the recall-due texts.)"""
     patient.reminder_channels = ["email", "sms"]
     patient.sms_consent = True
     patient.save(update_fields=["reminder_channels", "sms_consent"])
@@ -165,22 +166,20 @@ def test_a_recall_does_not_invite_a_booking_the_rules_refuse_on_every_date(patie
     told = [m.body for m in mail.outbox if "due for your next" in m.body] + [t for t in texts() if "due for" in t]
     assert done.status == AppointmentStatus.COMPLETED
     assert not [words for words in told if "to book" in words], told  # no invitation to book what is refused
+    assert len(told) == 2 and all("talk to us before booking" in words for words in told), told
 
 
 # --- What the recall's "earliest date" counts ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QUESTION: the recall's 'earliest date that is right for you' counts block rules only: 30 September "
-    "2026 after an isotretinoin course ended 31 March, with nothing of the 12-month warning ([000]) that "
-    "next_possible gives as 'ideally from 31 March 2027'. Recommendation: ask with warnings as blocks too and say 'ideally from' "
-    "(reminders/content.py, recall_earliest)",
-)
 def test_a_recalls_earliest_date_says_what_the_isotretinoin_warning_advises(patient, practitioner, templates):
     """Brief section 2: isotretinoin course end -> microneedling, 6 months block ([001]) and 12 months warn ([000]).
     The aftercare's list for the same patient says "possible from X, ideally from Y"; the recall should not call
-    the 6-month date "right for you" without the 12-month one."""
+    the 6-month date "right for you" without the 12-month one. (Was a strict-xfail QUESTION, decided and mended as
+    recommended: reminders.content.recall_outlook asks with warnings as blocks too, `recall_ideal_date`.)"""
+    patient.reminder_channels = ["email", "sms"]
+    patient.sms_consent = True
+    patient.save(update_fields=["reminder_channels", "sms_consent"])
     _course_with_session_2_unbooked(patient)
     medication_course_add(
         patient=patient,
@@ -191,8 +190,10 @@ def test_a_recalls_earliest_date_says_what_the_isotretinoin_warning_advises(pati
     )
     message = _recall(patient)
     text = render_message(message=message, now=message.due_at).text
-    assert "Wednesday 30 September 2026" in text  # the block's end: what it says today
-    assert "31 March 2027" in text, text
+    assert "It is possible from Wednesday 30 September 2026, ideally from Wednesday 31 March 2027." in text, text
+    assert "right for you" not in text
+    sms = render_message(message=_recall(patient, Channel.SMS), now=message.due_at).sms
+    assert "(possible from Wednesday 30 September 2026, ideally from Wednesday 31 March 2027)" in sms, sms
 
 
 # --- The aftercare's list on the day of the treatment ----------------------------------------------------------
@@ -220,7 +221,7 @@ def test_the_aftercare_does_not_call_a_second_needling_possible_the_same_day(pat
 
 
 def _named_date(text: str) -> date | None:
-    sentence = re.search(r"The earliest date that is right for you is ([^.]+)\.", text)
+    sentence = re.search(r"(?:The earliest date that is right for you is|It is possible from) ([^.,]+)[.,]", text)
     if sentence is None:
         return None
     found = DATE.search(sentence.group(1))
@@ -313,7 +314,8 @@ def test_an_anticoagulant_course_ended_on_a_day_holds_that_whole_day_and_not_the
     reason="QUESTION: a plasma pen course planned 7 days after a microneedling puts session 1 on day 7, which the "
     "'7 to 10 days' warning ([001]) advises against, though day 10 lies in its window (a year). Recommendation: "
     "take the first day no rule warns about when one is in the window, warnings only where none is "
-    "(plans/planner.py, _Search.candidates)",
+    "(plans/planner.py, _Search.candidates). Tried and taken back: over a first window of a year it moved "
+    "isotretinoin courses by six months and placed a course sent twice silently after the first",
 )
 def test_a_courses_first_session_waits_out_a_warning_when_its_window_allows(patient, practitioner, templates):
     """Brief section 2: microneedling -> plasma pen, "7 to 10 days": blocked before 7, warned before 10; section 6:
