@@ -314,8 +314,11 @@ def _care_text_changes() -> list[tuple[str, str, str, str, str]]:
 
 def test_the_care_texts_data_migrations_chain_and_end_at_the_shipped_texts():
     """An install upgraded through every rewrite of a shipped text holds what a fresh install loads: each rewrite
-    starts from the text the one before left, and the last one's text is fixtures/care_texts.json's."""
+    starts from the text the one before left, and the last one's text is fixtures/care_texts.json's (the recall's:
+    fixtures/plan_templates.json's)."""
     shipped = {row["key"]: row for row in json.loads((FIXTURES / "care_texts.json").read_text())["templates"]}
+    # The recall's text is loaded with the plan templates (reminders 0026 rewrites it).
+    shipped["recall-due"] = json.loads((FIXTURES / "plan_templates.json").read_text())["recall_message"]
     changes = _care_text_changes()
     assert len(changes) >= 20  # the rewrites of 0003, 0013, 0018, 0020 and 0025 are all read
     last: dict[tuple[str, str], tuple[str, str]] = {}
