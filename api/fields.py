@@ -183,12 +183,13 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 class OffsetDateTimeField(serializers.DateTimeField):
     """Output as every time of the API is written, with a numeric offset (`+00:00`, never DRF's `Z`): a time the
-    view has already put in its clinic's offset (a string or an aware value) keeps it; a bare instant is UTC."""
+    view has already put in its clinic's offset (a string or an aware value) keeps it (an instant read from the
+    database is aware, in UTC); a naive one is read in the server's zone, as DRF does."""
 
     def to_representation(self, value):
         if not value or isinstance(value, str):
             return value or None
-        return self.enforce_timezone(value).isoformat()
+        return (value if value.utcoffset() is not None else self.enforce_timezone(value)).isoformat()
 
 
 class LocalDateTimeField(serializers.DateTimeField):

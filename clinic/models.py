@@ -32,7 +32,7 @@ from core.text_match import search_name
 def validate_timezone(value: str) -> None:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a region's folder ("Europe")
         raise ValidationError(f"{value!r} is not an IANA time zone (e.g. Europe/London).")
 
 

@@ -135,10 +135,12 @@ def recall_outlook(*, appointment: Appointment, recall: dict, now: datetime) -> 
     either asking finds no earliest start at all."""
     opens_on = recall.get("opens_on") or recall.get("earliest_on")
     procedure = recall.get("procedure")
-    if not opens_on or not procedure:
+    if not procedure:
         return RecallOutlook()
     tz = appointment.clinic.tz
-    opens = max(rules.start_of_local_day(date.fromisoformat(opens_on), tz), now)
+    # A row planned before `opens_on` was kept has `earliest_on` null where no date could be given then (a course not
+    # ended): asked from now, as any row is once its opening has passed.
+    opens = max(rules.start_of_local_day(date.fromisoformat(opens_on), tz), now) if opens_on else now
     timeline = selectors.timeline_for_patient(appointment.patient_id)
     rulebook = selectors.rulebook_load(appointment.patient.organisation_id)
     proposal = rules.Proposal(procedure, opens, appointment.area_id)

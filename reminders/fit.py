@@ -35,7 +35,7 @@ from scheduler import versioned
 def _zone_known(clinic: Clinic) -> bool:
     try:
         zoneinfo.ZoneInfo(clinic.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a region's folder
         return False  # the time zone's own validation says so
     return True
 

@@ -73,7 +73,8 @@ def mergeable(message: OutboxMessage, companions: list[OutboxMessage], now: date
 
 
 def _merge_pool(message: OutboxMessage, batch: Batch, now: datetime, wanted) -> list[OutboxMessage]:
-    """The rows of `batch.candidates` (`wanted` of each) that could go with this message, first due first."""
+    """The rows of `batch.candidates` (`wanted` of each) that could go with this message, first due first (of two due
+    together, the one that reads first: `content.reading_order`), at most MAX_MERGED."""
     window = timedelta(minutes=settings.REMINDERS_MERGE_MINUTES)
     if message.channel not in (Channel.EMAIL, Channel.SMS) or window <= timedelta(0):
         return []
@@ -90,7 +91,7 @@ def _merge_pool(message: OutboxMessage, batch: Batch, now: datetime, wanted) -> 
     # An e-mail is one clinic's, from its sender and reply-to to its footer: a sister site's goes on its own. (A text
     # names its clinic in its own words, so a patient's texts of two sites may go as one.)
     clinic = message.appointment.clinic_id if message.channel == Channel.EMAIL else None
-    return sorted(
+    pool = sorted(
         (
             row
             for row in same
@@ -102,8 +103,19 @@ def _merge_pool(message: OutboxMessage, batch: Batch, now: datetime, wanted) -> 
             and not (row.due_at > now and row.appointment_id in settling)
             and not (quiet and quiet.contains(now.astimezone(row.appointment.clinic.tz).time()))
         ),
-        key=lambda row: (row.due_at, row.pk),
-    )[:MAX_MERGED]  # lock no more than can join: a row locked here is skipped by its own sender
+        key=lambda row: (row.due_at, content.reading_order(row)),
+    )
+    # Lock no more than can join (a row locked here is skipped by its own sender). A visit's text cut here goes later
+    # on its own, so a text of that visit that reads after it is cut with it: kept, it would reach the patient first.
+    cut: dict = {}
+    for row in pool[MAX_MERGED:]:
+        order = content.reading_order(row)
+        cut[row.appointment_id] = min(order, cut.get(row.appointment_id, order))
+    return [
+        row
+        for row in pool[:MAX_MERGED]
+        if row.appointment_id not in cut or content.reading_order(row) < cut[row.appointment_id]
+    ]
 
 
 def claim_riders(message: OutboxMessage, batch: Batch, now: datetime, claim_token) -> list[OutboxMessage]:
