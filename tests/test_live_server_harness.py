@@ -15,9 +15,10 @@ from tests.browser import RequestsInFlight
 
 
 def test_the_counter_is_busy_while_a_request_is_answered_and_idle_after():
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
 
     def slow_app(environ, start_response):
+        entered.set()
         release.wait(timeout=10)
         start_response("204 No Content", [])
         return [b""]
@@ -27,6 +28,8 @@ def test_the_counter_is_busy_while_a_request_is_answered_and_idle_after():
     answering = threading.Thread(target=counter, args=({}, lambda *args: None))
     answering.start()
     try:
+        # Inside the application: counted by then (a thread just started may not have reached the counter yet).
+        assert entered.wait(timeout=10)
         assert not counter.wait_idle(timeout=0.2)
         assert counter.busy == 1
     finally:

@@ -1648,8 +1648,10 @@ def test_two_step_sign_in_when_required_is_a_403_under_the_api_for_a_session_not
     assert api.get("/api/v1/clinics/").status_code == 200
 
 
-def test_the_throttle_answers_429_with_retry_after_per_caller(db, settings, api):
-    """README: `API_THROTTLE_RATE` per API client or staff user; 429 with `Retry-After` beyond it."""
+def test_the_throttle_answers_429_with_retry_after_per_caller(db, clock, settings, api):
+    """README: `API_THROTTLE_RATE` per API client or staff user; 429 with `Retry-After` beyond it. The clock stands
+    still (`clock`): the throttle's window is the wall clock's minute, and three requests across its turn would be
+    counted in two windows (a 200 for the third)."""
     settings.API_THROTTLE_RATE = "2/min"
     answers = [api.get("/api/v1/clinics/") for _ in range(3)]
 
