@@ -305,6 +305,8 @@ class PatientForm(FrontdeskForm):
             self.fields["made_from"].widget.attrs.pop("aria-describedby")  # hidden: nothing on the page describes it
         else:
             del self.fields["made_from"]
+            for name in ("confirm_new", "shown"):  # hidden: nothing on the page describes them
+                self.fields[name].widget.attrs.pop("aria-describedby")
         examples = phone_examples(clinic.country)
         if examples:
             self.fields[
