@@ -274,18 +274,7 @@ def build_world(
             if where == "reported":
                 ProcedureRecordFactory(patient=patient, procedure_id=code, performed_at=start, clinic=home)
             else:
-                visit = AppointmentFactory(
-                    patient=patient,
-                    clinic=clinic,
-                    practitioner=practitioner,
-                    procedure_id=code,
-                    start_at=start,
-                    end_at=end,
-                    status=AppointmentStatus.COMPLETED,
-                )
-                ProcedureRecordFactory(
-                    patient=patient, procedure_id=code, performed_at=start, source="clinic", appointment=visit
-                )
+                _done(patient, clinic, practitioner, code, start)
             continue
         status = {"visit": AppointmentStatus.CONFIRMED, "cancelled": "cancelled", "no_show": "no_show"}[state]
         if (
