@@ -21,10 +21,11 @@ The texts are rendered as reminders.longest renders them: at their longest (its 
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Iterable, Iterator
 
-from clinic.models import Clinic
+from django.core.exceptions import ValidationError
+
+from clinic.models import Clinic, validate_timezone
 from reminders import longest
 from reminders.models import ReminderTemplate
 from reminders.texts import SMS_MAX_SEGMENTS, sms_fold, sms_segments, sms_units
@@ -34,8 +35,8 @@ from scheduler import versioned
 
 def _zone_known(clinic: Clinic) -> bool:
     try:
-        zoneinfo.ZoneInfo(clinic.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a region's folder
+        validate_timezone(clinic.timezone)
+    except (ValidationError, TypeError):
         return False  # the time zone's own validation says so
     return True
 
