@@ -46,7 +46,11 @@ def stand_in() -> Clinic:
     return Clinic(name=NEUTRAL_NAME, timezone="UTC", phone="")
 
 
-def contexts(clinic: Clinic, clinic_name: str) -> Iterator[dict]:
+def contexts(clinic: Clinic, clinic_name: str, *, naming: str | None = None) -> Iterator[dict]:
+    """Each context a text is checked with. `naming`: the text to be rendered; an optional value it does not name
+    is left present only (whether it is there or not cannot change what a template that never names it says, and
+    the product of all five is 32 renders where most texts name one or two)."""
+    varied = [key for key in OPTIONAL if naming is None or key in naming]
     tz = clinic.tz
     for (start_local, before), email_on in itertools.product(MOMENTS, (False, True)):
         start = start_local.replace(tzinfo=tz)
@@ -63,14 +67,14 @@ def contexts(clinic: Clinic, clinic_name: str) -> Iterator[dict]:
             previous_start=PREVIOUS.replace(tzinfo=tz),
         )
         full.update(recall_context(due_on=start, earliest=start, ideal=start, tz=tz, ask_first=True))
-        for absent in itertools.product((False, True), repeat=len(OPTIONAL)):
-            gone = [key for key, out in zip(OPTIONAL, absent, strict=True) if out]
+        for absent in itertools.product((False, True), repeat=len(varied)):
+            gone = [key for key, out in zip(varied, absent, strict=True) if out]
             yield {**full, **{key: False if isinstance(full[key], bool) else "" for key in gone}}
 
 
 def renders(text: str, clinic: Clinic, clinic_name: str) -> Iterator[str]:
     """Every text `text` makes for this clinic's patients, as it goes (RenderError if it cannot render)."""
-    for context in contexts(clinic, clinic_name):
+    for context in contexts(clinic, clinic_name, naming=text):
         yield render_sms(text, context)
 
 

@@ -44,8 +44,11 @@ _GSM7_LOOK_ALIKES = str.maketrans(
 )
 
 
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
+
+
 def _gsm7(text: str) -> bool:
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    return GSM7.issuperset(text)
 
 
 def sms_fold(text: str) -> str:
@@ -77,7 +80,7 @@ def sms_units(text: str) -> tuple[int, str]:
     """How long `text` is as a carrier counts it, and in which encoding: GSM-7 septets (an extension character
     costs two), or UTF-16 units once any other character switches the whole text to UCS-2 (an emoji is two)."""
     if _gsm7(text):
-        return sum(2 if ch in GSM7_EXTENSION else 1 for ch in text), "GSM-7"
+        return len(text) + sum(map(text.count, GSM7_EXTENSION)), "GSM-7"  # an extension character takes two
     return len(text.encode("utf-16-le")) // 2, "UCS-2"
 
 

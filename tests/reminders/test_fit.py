@@ -1,6 +1,7 @@
 """Will the texts go? A clinic's name for texts and every SMS template are checked against each other when either is
 saved (reminders/fit.py), so a text is not found too long, or naming a treatment, only when it is due."""
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -252,3 +253,42 @@ def test_a_patient_with_a_first_name_longer_than_the_checks_gets_a_text_the_chec
     message.template = ReminderTemplate(name="Greeting", kind=message.kind, anchor="event", sms_text=text)
     sms = content.render_message(message=message, now=now).sms  # raised RenderError (4 segments) before
     assert sms.startswith("Hi Anna-Maria Josefine, see you soon at Bloom.")
+
+
+def _told(sms: str) -> str:
+    """A rendered text with each link's random part replaced by its length (a stand-in appointment's link names a
+    fresh random id in each render)."""
+    return re.sub(r"https://\S+", lambda link: f"<link of {len(link[0])}>", sms)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ clinic_name }}: see you {{ appointment_local }}.{% if manage_url %} Change: {{ manage_url }}{% endif %}",
+        "{% with link=manage_url %}{% if link %}{{ link }}{% else %}Call us.{% endif %}{% endwith %}",
+        "{% firstof recall_ideal_date recall_earliest_date 'soon' %}{% if recall_ask_first %} Ask us.{% endif %}",
+        "{{ previous_start_local|default:'before' }} is now {{ appointment_local }}.",
+    ],
+)
+def test_a_text_is_checked_with_every_value_it_names_present_and_absent(text):
+    """The checks render each optional value present and absent only where the text names it (longest.contexts
+    `naming`): the texts they see are the texts the full product of all five makes."""
+    clinic = longest.stand_in()
+    narrowed = {_told(sms) for sms in longest.renders(text, clinic, longest.NEUTRAL_NAME)}
+    everything = {
+        _told(wording.render_sms(text, context)) for context in longest.contexts(clinic, longest.NEUTRAL_NAME)
+    }
+    assert narrowed == everything
+    assert len(everything) >= 2  # what the text names does vary it
+
+
+def test_the_shipped_texts_are_checked_with_what_the_full_product_would_render(care_texts):
+    templates = ReminderTemplate.objects.exclude(sms_text="")
+    assert templates.count() >= 10
+    for template in templates:
+        narrowed = {_told(sms) for sms in longest.renders(template.sms_text, longest.stand_in(), longest.NEUTRAL_NAME)}
+        everything = {
+            _told(wording.render_sms(template.sms_text, context))
+            for context in longest.contexts(longest.stand_in(), longest.NEUTRAL_NAME)
+        }
+        assert narrowed == everything, template.default_key
