@@ -1327,6 +1327,12 @@ def test_bin_run_does_the_steps_the_readme_lists():
     # arguments after (so -n 0 wins).
     assert re.search(r'pytest -n "\$\{TEST_WORKERS:-2\}" --dist worksteal "\$@"', doc("bin/test"))
     assert "(`--dist worksteal`)" in flat("README.md")
+    # ... and keeps bytecode under var/ (ignored by git) whatever PYTHONDONTWRITEBYTECODE says, as the README says.
+    assert 'export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$PWD/var/pycache}"' in doc("bin/test")
+    assert "unset PYTHONDONTWRITEBYTECODE" in doc("bin/test") and "/var/" in doc(".gitignore").splitlines()
+    assert "under `var/pycache` (`PYTHONPYCACHEPREFIX`), even where `PYTHONDONTWRITEBYTECODE` is set" in flat(
+        "README.md"
+    )
 
 
 def test_ci_runs_what_the_readme_says_in_that_order():
