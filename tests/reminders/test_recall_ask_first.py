@@ -75,6 +75,23 @@ def test_no_earliest_start_asks_first_and_possible_today_does_not(patient, pract
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("recall", [{"opens_on": "2026-04-06"}, {"opens_on": "2026-04-06", "procedure": ""}, {}])
+def test_a_recall_naming_no_procedure_gives_no_date_and_does_not_ask_first(
+    patient, practitioner, django_assert_num_queries, recall
+):
+    """A recall whose payload names no procedure (nothing to ask the rules about) says what the texts said before:
+    no date and no asking first, even where a course not ended would make the engine give none (which asks first
+    when the procedure is named), and it reads nothing to find that out."""
+    done = book(patient, "microneedling", london(2026, 3, 9, 10), NOW)
+    medication_course_add(patient=patient, drug_code="isotretinoin", started_on=date(2026, 3, 12), now=NOW)
+    goes = london(2026, 4, 6, 10)
+    named = recall_outlook(appointment=done, recall={**recall, "procedure": "microneedling"}, now=goes)
+    assert named == RecallOutlook(ask_first=True)
+    with django_assert_num_queries(0):
+        assert recall_outlook(appointment=done, recall=recall, now=goes) == RecallOutlook()
+
+
+@pytest.mark.django_db
 def test_a_warning_against_every_date_asks_first_and_one_that_ends_gives_the_ideal_date(patient, practitioner):
     """Isotretinoin -> filler is a warning only (12 months, [000]): while the course runs it stands against every
     date, so, as the aftercare's list does, no date is given and the patient is asked first. Once the course ended
