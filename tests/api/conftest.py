@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from clinic.models import ApiClient, StaffMembership, StaffRole
-from plans.defaults import plan_templates_load
+from tests import shipped
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 
@@ -64,7 +64,7 @@ def west_practitioner(west):
 @pytest.fixture
 def templates(catalogue):
     """The shipped plan templates (tests/api/test_plans.py loads them for every test of its own)."""
-    plan_templates_load()
+    shipped.plan_templates()  # plan_templates_load's rows (its checks run once a process: tests/shipped.py)
 
 
 @pytest.fixture

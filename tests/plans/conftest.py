@@ -1,6 +1,6 @@
 import pytest
 
-from plans.defaults import plan_templates_load
+from tests import shipped
 from tests.reminders.conftest import (  # noqa: F401  (the reminders' London clinic, care texts and SMS backend)
     _reminder_settings,
     care_texts,
@@ -13,4 +13,4 @@ from tests.reminders.conftest import (  # noqa: F401  (the reminders' London cli
 @pytest.fixture
 def templates(catalogue):
     """The shipped plan templates, as setup_demo loads them."""
-    plan_templates_load()
+    shipped.plan_templates()  # plan_templates_load's rows (its checks run once a process: tests/shipped.py)
