@@ -67,3 +67,16 @@ def test_postgresql_prepares_its_statements_unless_behind_pgbouncer_or_told_not_
     # PgBouncer 1.21+ with max_prepared_statements: asked for explicitly.
     assert prepared in database_options(DATABASE_URL=POSTGRES, DATABASE_PGBOUNCER="1", DATABASE_PREPARED="1")
     assert "prepare" not in database_options()  # SQLite has no such thing
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_test_connections_commit_without_waiting_for_the_disk_and_production_does():
+    """config/testing.py: the suite's own PostgreSQL connections run with synchronous_commit off; config.settings
+    (production, and the servers and workers tests start) sets no such option."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "off"
+    assert "synchronous_commit" not in database_options(DATABASE_URL=POSTGRES)
