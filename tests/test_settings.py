@@ -80,3 +80,16 @@ def test_the_test_connections_commit_without_waiting_for_the_disk_and_production
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "off"
     assert "synchronous_commit" not in database_options(DATABASE_URL=POSTGRES)
+
+
+def test_the_test_clients_find_static_files_when_asked_instead_of_listing_them_all_at_start(client):
+    """config/testing.py: WhiteNoise looks a static file up when it is asked for (WHITENOISE_AUTOREFRESH), so a
+    test client's middleware lists none at start; a file is still served, with its type, and an unknown one is not
+    (production, config.settings, lists them once a process: its middleware is built once)."""
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    assert WhiteNoiseMiddleware(get_response=lambda request: None).files == {}
+    response = client.get("/static/frontdesk/frontdesk.css")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/css")
+    assert b"".join(response.streaming_content)
+    assert client.get("/static/frontdesk/no-such-file.css").status_code == 404
