@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from scheduler import defaults
 from scheduler.models import ConfigVersion
+from tests import shipped
 
 # The helper modules shared by test modules assert as the test modules they came from did: rewrite their asserts as
 # pytest does a test module's (tests/qa/__init__.py does the same for tests/qa/helpers.py).
@@ -92,8 +92,7 @@ def catalogue(db):
     (scheduler.versioned), so a test counting statements would count the copies' loads (a fresh random value: a
     copy this process made of another test's data must not be taken as this one's)."""
     ConfigVersion.objects.get_or_create(id=1, defaults={"value": secrets.randbits(60)})
-    defaults.catalogue_load()
-    defaults.rules_load()
+    shipped.catalogue()  # catalogue_load's and rules_load's rows (their checks run once a process: tests/shipped.py)
 
 
 # The one test clock: Monday 2 March 2026, 09:00 in London (GMT, so also UTC). Every suite reads it.

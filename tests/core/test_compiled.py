@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 
 from clinic.models import AuditEvent, Patient, ProcedureRecord
 from core.compiled import CompiledQuery, columns, insert_rows, instances, save_fields
-from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, ReminderTemplate
+from tests import shipped
 from tests.factories import AppointmentFactory, PatientFactory, ProcedureRecordFactory
 
 pytestmark = pytest.mark.django_db
@@ -175,7 +175,7 @@ def test_strings_and_lists_of_strings_stand_in_like_ids(three):
 
 @pytest.fixture
 def templates(catalogue):
-    care_texts_load()
+    shipped.care_texts()
     return list(ReminderTemplate.objects.order_by("pk")[:2])
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from clinic.models import AppointmentStatus, TimeOff
-from reminders.defaults import care_texts_load
+from tests import shipped
 from tests.factories import PatientFactory, PractitionerFactory
 from tests.frontdesk.conftest import at_london, book, make_staff, url
 from tests.frontdesk.html import squash
@@ -179,7 +179,7 @@ def test_another_clinics_day_sheet_is_404(clinic, other_clinic, day, client):
 
 @pytest.fixture
 def completed_microneedling(patient, practitioner, frozen):
-    care_texts_load()  # the sourced post-care texts, as seeded in every clinic
+    shipped.care_texts()  # the sourced post-care texts, as seeded in every clinic
     return book(
         patient,
         practitioner,

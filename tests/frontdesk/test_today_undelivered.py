@@ -10,9 +10,9 @@ import pytest
 import time_machine
 
 from clinic.models import AppointmentStatus, AuditAction, Patient, StaffMembership, StaffRole
-from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, ReminderTemplate
 from reminders.services import outbox_retry
+from tests import shipped
 from tests.frontdesk.conftest import book, url
 from tests.frontdesk.html import squash
 
@@ -25,7 +25,7 @@ HEADING = "Messages that did not reach the patient"
 @pytest.fixture(autouse=True)
 def care_texts(catalogue):
     """The shipped templates: a message the sender would send has one."""
-    care_texts_load()
+    shipped.care_texts()
 
 
 def message(

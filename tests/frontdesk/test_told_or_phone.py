@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from clinic.models import Appointment, AppointmentStatus
-from reminders.defaults import care_texts_load
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import Actor, appointment_book
+from tests import shipped
 from tests.frontdesk.conftest import at_london, url
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def thursdays_botox(patient, practitioner, now):
 def visit(patient, practitioner, frozen, request):
     """A Botox booked through the service (its confirmation planned) for Thursday 5 March, 10:00 London, the
     confirmation since sent; the patient's channels as the test names them."""
-    care_texts_load()
+    shipped.care_texts()
     patient.reminder_channels = request.param
     patient.save()
     booked = thursdays_botox(patient, practitioner, frozen)
@@ -87,7 +87,7 @@ def test_nothing_pending_is_not_told_and_a_sent_notice_is_not_on_its_way(patient
     way, the patient is told only if what they last heard names the visit's time as it stands (moved back to it)."""
     from frontdesk.selectors import patient_will_be_told
 
-    care_texts_load()
+    shipped.care_texts()
     booked = thursdays_botox(patient, practitioner, frozen)
     assert not patient_will_be_told(booked, MessageKind.CANCELLED)
     assert patient_will_be_told(booked, MessageKind.RESCHEDULED)  # its confirmation, unsent, names the time

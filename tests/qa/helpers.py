@@ -37,11 +37,9 @@ from fhir.resources.R4B.slot import Slot as FhirSlot
 
 from clinic.models import Appointment, AppointmentStatus, AuditAction, StaffMembership, StaffRole
 from core.errors import InvalidInput, InvalidTransition
-from plans.defaults import plan_templates_load
 from reminders import channels, dispatch
 from reminders.channels import LocmemSmsBackend
 from reminders.consent import patient_preferences_update
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.links import manage_token
 from reminders.models import HOLDING_STATUSES, Anchor, MessageKind, OutboxMessage, OutboxStatus, WebhookEndpoint
@@ -59,6 +57,7 @@ from scheduler.booking import (
 from scheduler.defaults import _grant_admin_permissions
 from scheduler.lifecycle import EVENT_FOR_ACTION
 from scheduler.models import IntervalRule
+from tests import shipped
 from tests.api.conftest import http, new_api_client
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
@@ -237,7 +236,7 @@ def api_world(api, clinical_api, patient, settings, *, appointment_id: str | Non
     )
     # Webhooks belong to the API client that registered them: the one a sweep calls them with.
     webhook = register_webhook(clinical_api, "https://hooks.platform.example/x")
-    plan_templates_load()
+    shipped.plan_templates()
     plan = post(api, f"/patients/{patient.pk}/plans/", {"template": "plasma-pen-course", "start_from": "2026-03-09"})
     return {
         "patient_id": str(patient.pk),
@@ -477,8 +476,8 @@ def world(transactional_db, catalogue, settings):
     settings.REMINDERS_PUBLIC_BASE_URL = "https://clinic.example"
     settings.CELERY_BROKER_URL = ""  # a rule change's re-check runs in the process that saved it
     LocmemSmsBackend.outbox = []
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
     clinic = ClinicFactory(code="qa-xr", name="Race Clinic", timezone="Europe/London")
     dr_a = PractitionerFactory(clinic=clinic, name="Dr A")
     dr_b = PractitionerFactory(clinic=clinic, name="Dr B")

@@ -53,15 +53,14 @@ from clinic.models import (
     StaffRole,
 )
 from clinic.services import procedure_record_add
-from plans.defaults import plan_templates_load
 from plans.models import PlanSession, PlanTemplate, TreatmentPlan
 from reminders import feeds
-from reminders.defaults import care_texts_load
 from reminders.models import ContactOptIn, ContactOptOut, OutboxMessage, WebhookEndpoint
 from scheduler import rulebooks
 from scheduler.booking import Actor, appointment_book
 from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
+from tests import shipped
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import (
     NEW_YORK,
@@ -122,8 +121,8 @@ def clinic_admin(username, *, clinic=None, organisation=None):
 
 @pytest.fixture
 def world(catalogue):
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
     w: dict = {}
     org_a = OrganisationFactory(code="qa-org-a", name="QA Chain")
     w["ldn"] = ldn_clinic = ClinicFactory(code="qa-ldn", name="QA London", organisation=org_a)

@@ -46,17 +46,16 @@ from clinic.models import (
     StaffRole,
 )
 from clinic.services import IntakeLine, conditions_replace, medication_course_add, procedure_record_add
-from plans.defaults import plan_templates_load
 from plans.models import Recall
 from portal.forms import slot_key
 from reminders import consent
 from reminders.channels import LocmemSmsBackend
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.feeds import calendar_feed_create
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler import rules, selectors
 from scheduler.booking import Actor, appointment_book, appointment_clear, appointment_complete
+from tests import shipped
 from tests.api.conftest import new_api_client
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import NOW, fresh, ldn, portal_page, staff_client, words
@@ -72,8 +71,8 @@ CLINICIAN = Actor("clinician@qa-mh", clinical=True)
 
 @pytest.fixture
 def world(catalogue):
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
     org = OrganisationFactory(code="qa-mh", name="QA Merge Harm")
     london = ClinicFactory(code="qa-mh-london", name="Bloom London", timezone="Europe/London", organisation=org)
     west = ClinicFactory(code="qa-mh-west", name="Bloom West", timezone="Europe/London", organisation=org)

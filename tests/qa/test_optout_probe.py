@@ -47,11 +47,11 @@ from clinic.services import patient_update
 from reminders import consent
 from reminders.channels import LocmemSmsBackend
 from reminders.consent import UNSUBSCRIBE_SALT, unsubscribe_token, unsubscribe_url
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local, outbox_claim_due, outbox_send_batch
 from reminders.links import manage_token
 from reminders.models import ContactOptIn, ContactOptOut, MessageKind, OutboxMessage, OutboxStatus
 from scheduler.booking import Actor, appointment_book
+from tests import shipped
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
 
 LONDON = ZoneInfo("Europe/London")
@@ -120,7 +120,7 @@ def frozen():
 
 @pytest.fixture
 def care_texts(catalogue):
-    care_texts_load()
+    shipped.care_texts()
 
 
 @pytest.fixture

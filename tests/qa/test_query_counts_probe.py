@@ -50,15 +50,14 @@ from clinic.models import (
     StaffMembership,
     StaffRole,
 )
-from plans.defaults import plan_templates_load
 from plans.models import PlanSession, PlanTemplate, Recall, TreatmentPlan
-from reminders.defaults import care_texts_load
 from reminders.feeds import calendar_feed_create
 from reminders.links import manage_token
 from reminders.models import Channel, MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.services import outbox_on_change, webhook_endpoint_create
 from scheduler import rulebooks
 from scheduler.models import ContraindicationRule, IntervalRule
+from tests import shipped
 from tests.api.conftest import new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import LONDON, NOW
@@ -159,8 +158,8 @@ class World:
     practitioners, desk staff, an administrator, and API keys."""
 
     def __init__(self):
-        care_texts_load()
-        plan_templates_load()
+        shipped.care_texts()
+        shipped.plan_templates()
         self.clinic = ClinicFactory(code="qa-n1", name="QA Clinic", timezone="Europe/London")
         self.practitioners = [
             PractitionerFactory(clinic=self.clinic, name=f"Dr {n}") for n in ("Ash", "Birch", "Cedar")

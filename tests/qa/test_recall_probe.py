@@ -29,16 +29,15 @@ from django.urls import reverse
 
 from clinic.merging import patient_merge
 from clinic.models import Appointment, AppointmentStatus, Patient, StaffRole
-from plans.defaults import plan_templates_load
 from plans.models import PlanTemplate, Recall
 from reminders.channels import LocmemSmsBackend
 from reminders.consent import unsubscribe_url
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus
 from scheduler import rulebooks
 from scheduler.booking import Actor, appointment_book, appointment_cancel, appointment_complete
 from scheduler.models import IntervalRule
+from tests import shipped
 from tests.api.conftest import http, new_api_client
 from tests.factories import ClinicFactory, PatientFactory, PractitionerFactory, ProcedureRecordFactory
 from tests.frontdesk.conftest import url as fd
@@ -58,8 +57,8 @@ DUE_WORDS = "due for your next"
 @pytest.fixture
 def texts_loaded(catalogue):
     """Care texts and the shipped plan templates with the recall message, as setup_demo loads them."""
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
 
 
 @pytest.fixture

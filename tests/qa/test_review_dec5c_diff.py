@@ -44,11 +44,11 @@ from clinic.models import (
 from frontdesk.selectors import patient_record
 from reminders import content, fit, longest, wording
 from reminders.channels import LocmemSmsBackend
-from reminders.defaults import care_texts_load
 from reminders.models import MessageKind, OutboxMessage, OutboxStatus, ReminderTemplate
 from reminders.texts import SMS_MAX_SEGMENTS, TEXT_ENGINE, sms_fold, sms_units
 from scheduler.booking import Actor, appointment_book, appointment_check
 from scheduler.defaults import _grant_admin_permissions
+from tests import shipped
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
 from tests.qa.helpers import NOW, words
 
@@ -480,7 +480,7 @@ def outboxes(settings):
 
 @pytest.fixture
 def texts_world(catalogue, outboxes):
-    care_texts_load()
+    shipped.care_texts()
 
 
 @pytest.fixture

@@ -48,14 +48,13 @@ from clinic.models import (
     StaffMembership,
     StaffRole,
 )
-from plans.defaults import plan_templates_load
-from reminders.defaults import care_texts_load
 from reminders.models import OutboxMessage, WebhookEndpoint
 from scheduler import selectors, versioned
 from scheduler.booking import Actor, appointment_book
 from scheduler.defaults import _grant_admin_permissions
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 from scheduler.selfservice import patient_move_options
+from tests import shipped
 from tests.api.conftest import http, new_api_client
 from tests.conftest import CLOCK
 from tests.factories import ClinicFactory, OrganisationFactory, PatientFactory, PractitionerFactory
@@ -103,8 +102,8 @@ def world(catalogue, django_capture_on_commit_callbacks):
     """Organisations A and B (a London clinic, a practitioner, a platform subscribed to webhooks, a patient with a
     Botox done this morning each); A's administrator (of the whole organisation), B's (of its clinic), A's
     receptionist (staff, with the rule permissions a careless grant gives), the operator (superuser)."""
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
     w = {"commit": django_capture_on_commit_callbacks}
     for tag in ("a", "b"):
         org = OrganisationFactory(code=f"qa6f-{tag}", name=f"QA6f {tag.upper()}")

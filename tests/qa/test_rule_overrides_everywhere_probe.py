@@ -42,15 +42,14 @@ from clinic.models import (
     StaffRole,
 )
 from clinic.services import procedure_record_add
-from plans.defaults import plan_templates_load
 from plans.models import Recall
 from reminders.content import render_message
-from reminders.defaults import care_texts_load
 from reminders.models import MessageKind, OutboxMessage
 from scheduler import rulebooks, selectors
 from scheduler.booking import Actor, UnableToBook, appointment_book, appointment_cancel, appointment_complete
 from scheduler.models import ContraindicationRule, IntervalRule, RecheckRun, RuleBookVersion
 from scheduler.selfservice import patient_move_check, patient_move_options
+from tests import shipped
 from tests.conftest import CLOCK
 from tests.factories import (
     ClinicFactory,
@@ -86,8 +85,8 @@ def _clock(settings):
 @pytest.fixture
 def world(catalogue):
     """Organisations A (with its five changes) and B (the defaults), one London clinic and practitioner each."""
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
     admin_user = get_user_model().objects.create_user("qa-rb-admin", password="pw-for-tests-only")
     out = {"admin": admin_user}
     for tag in ("a", "b"):

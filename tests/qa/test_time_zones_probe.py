@@ -38,13 +38,12 @@ from django.urls import reverse
 from icalendar import Calendar
 
 from clinic.models import Appointment, ProcedureRecord, StaffMembership, StaffRole, WorkingHours
-from plans.defaults import plan_templates_load
 from reminders.channels import LocmemSmsBackend
-from reminders.defaults import care_texts_load
 from reminders.dispatch import dispatch_local
 from reminders.feeds import calendar_feed_create
 from reminders.models import OutboxMessage
 from scheduler.models import IntervalRule
+from tests import shipped
 from tests.api.conftest import _clock, http, new_api_client  # noqa: F401 (_clock: autouse, ticking from CLOCK)
 from tests.conftest import CLOCK
 from tests.factories import AppointmentFactory, ClinicFactory, PatientFactory, PractitionerFactory
@@ -136,8 +135,8 @@ def _backends(settings):
 @pytest.fixture
 def world(catalogue):
     """Reminder texts and plan templates as setup_demo loads them."""
-    care_texts_load()
-    plan_templates_load()
+    shipped.care_texts()
+    shipped.plan_templates()
 
 
 _made = {"n": 0}
