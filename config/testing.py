@@ -18,7 +18,8 @@ STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 # ...and looks each one up when it is asked for (as it does under DEBUG), instead of listing every app's static
 # files when the middleware is built: a test client builds the middleware anew, so every test paid that listing
-# (about 220 files, 40-90 ms a client on these machines). Served the same either way (tests/test_settings.py).
+# (about 220 files, 34 ms a client measured on a slow machine of this kind). Served the same either way
+# (tests/test_settings.py).
 WHITENOISE_AUTOREFRESH = True
 
 # Passwords hashed with the fastest hasher (Django's advice for test suites): PBKDF2's million iterations cost
@@ -30,7 +31,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # is visible to every other connection at once, as before: only a crash of PostgreSQL itself could lose the last
 # few, which no test makes). The suite commits many thousands of times (the transactional tests write in
 # autocommit and empty every table after each; each test database is migrated). Three transactional files ran 104 s
-# against 87 s, but the whole PostgreSQL run did not move measurably (7 December 2026): a small gain at most. Production, and the servers and workers the tests start (config.settings), keep it on.
+# against 87 s, but the whole PostgreSQL run did not move measurably (7 December 2026): a small gain at most.
+# Production, and the servers and workers the tests start (config.settings), keep it on.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405 (from config.settings)
     _options = DATABASES["default"].setdefault("OPTIONS", {})  # noqa: F405
     _options["options"] = f"{_options.get('options', '')} -c synchronous_commit=off".strip()

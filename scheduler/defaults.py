@@ -139,11 +139,17 @@ def _defaults_create_missing(model, rows: list[dict], fields: Callable[[dict], d
         lambda key: model(default_key=key, **fields(by_key[key])),
         stored=lambda rule: _refresh_citation(rule, by_key[rule.default_key]["source"]),
     )
+    rules_created_announce(model, created)
+    return created
+
+
+def rules_created_announce(model, created: list) -> None:
+    """Each rule of `created` (inserted by `bulk_create`, which sends no model signals) announced as saved, with
+    the arguments a save sends: its re-check starts once the insert commits, as an edit's does."""
     for rule in created:
         signals.post_save.send(
             sender=model, instance=rule, created=True, update_fields=None, raw=False, using=rule._state.db
         )
-    return created
 
 
 @transaction.atomic

@@ -20,13 +20,12 @@ import json
 from collections.abc import Callable
 
 from django.db import models, transaction
-from django.db.models import signals
 
 from plans.defaults import SHIPPED, plan_templates_load
 from plans.models import PlanTemplate
 from reminders.defaults import CARE_TEXTS, care_texts_load
 from reminders.models import ReminderTemplate
-from scheduler.defaults import _CATALOGUE, FIXTURES, catalogue_load, rules_load
+from scheduler.defaults import _CATALOGUE, FIXTURES, catalogue_load, rules_created_announce, rules_load
 from scheduler.models import ContraindicationRule, IntervalRule
 
 KEY = "default_key"  # the field that names a shipped row, but for the catalogue's (its code, the primary key)
@@ -85,10 +84,7 @@ def load(loader: Callable[[], object]) -> None:
             for model, rows in copies:
                 created = model.objects.bulk_create([model(**row) for row in rows])
                 if model in ANNOUNCED:
-                    for row in created:
-                        signals.post_save.send(
-                            sender=model, instance=row, created=True, update_fields=None, raw=False, using=row._state.db
-                        )
+                    rules_created_announce(model, created)  # as rules_load announces the rules it creates
         return
     before = {model: set(model.objects.values_list("pk", flat=True)) for model in shipped}
     loader()

@@ -71,19 +71,27 @@ def test_each_rule_copied_is_announced_as_saved_as_the_loader_announces_it(catal
     copy, or a transactional test's rules would be re-checked by the loader and not by a copy."""
     announced = []
 
-    def receiver(sender, instance, created, raw, **kwargs):
-        announced.append((sender, instance.default_key, created, raw, instance.pk is not None))
+    def receiver(sender, instance, created, raw, update_fields, using, **kwargs):
+        announced.append((sender, instance.default_key, created, raw, update_fields, using, instance.pk is not None))
 
-    _delete(LOADERS["catalogue"])
-    signals.post_save.connect(receiver, dispatch_uid="test-shipped-copies")
-    try:
-        shipped.catalogue()
-    finally:
-        signals.post_save.disconnect(dispatch_uid="test-shipped-copies")
+    def announcements(load) -> list:
+        _delete(LOADERS["catalogue"])
+        announced.clear()
+        signals.post_save.connect(receiver, dispatch_uid="test-shipped-copies")
+        try:
+            load()
+        finally:
+            signals.post_save.disconnect(dispatch_uid="test-shipped-copies")
+        return sorted(announced, key=repr)
+
+    copy = announcements(shipped.catalogue)
     expected = {
-        (model, key, True, False, True) for model, (_, keys) in shipped.CREATES[rules_load].items() for key in keys
+        (model, key, True, False, None, "default", True)
+        for model, (_, keys) in shipped.CREATES[rules_load].items()
+        for key in keys
     }
-    assert set(announced) == expected and len(announced) == len(expected)
+    assert set(copy) == expected and len(copy) == len(expected)
+    assert copy == announcements(lambda: (catalogue_load(), rules_load()))  # what the loader itself sends
 
 
 @pytest.mark.django_db
