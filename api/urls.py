@@ -3,9 +3,10 @@
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 
 from api import merge, plans, problems, views, webhooks
+from api.published import PublishedSchemaApi
 
 app_name = "api"
 
@@ -69,7 +70,7 @@ urlpatterns = [
         webhooks.WebhookRedeliveryApi.as_view(),
         name="webhook-redeliver",
     ),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", PublishedSchemaApi.as_view(), name="schema"),
     # The Content-Security-Policy (config/settings.py) allows no inline script or style. Swagger UI's split
     # view serves its set-up as a script file, but the page and the UI style themselves inline; ReDoc also
     # sets itself up inline. These two pages (public, no data) alone relax what each needs.

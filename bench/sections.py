@@ -350,6 +350,47 @@ def plans(report, *, quick: bool, database_url: str, **_) -> None:
     report.add("plans_six_session_course_max", max(samples) * 1000, "ms")
 
 
+def schema(report, *, quick: bool, **_) -> None:
+    """The published OpenAPI schema (api/published.py). Baseline: drf-spectacular's own view, which generates and
+    renders the schema for every request; both views called in-process, CPU of this process per request."""
+    from django.test import Client, RequestFactory, override_settings
+    from drf_spectacular.views import SpectacularAPIView
+
+    from api import published
+
+    factory = RequestFactory()
+    runs = 3 if quick else 15
+
+    def cpu_ms(view, path: str, **headers) -> float:
+        began = time.process_time()
+        response = view(factory.get(path, **headers))
+        if hasattr(response, "render"):
+            response.render()
+        assert response.status_code in (200, 304), response.status_code
+        return (time.process_time() - began) * 1000
+
+    theirs, ours = SpectacularAPIView.as_view(), published.PublishedSchemaApi.as_view()
+    with override_settings(API_THROTTLE_RATE="1000000/min"):  # one caller asks hundreds of times here
+        for label, path in (("yaml", "/api/v1/schema/"), ("json", "/api/v1/schema/?format=json")):
+            baseline = statistics.median(cpu_ms(theirs, path) for _ in range(runs))
+            published.schema_renderings_forget()
+            first = cpu_ms(ours, path)
+            later = statistics.median(cpu_ms(ours, path) for _ in range(runs * 20))
+            report.add(f"schema_{label}_baseline_cpu_median", baseline, "ms", note="drf-spectacular's view")
+            report.add(f"schema_{label}_first_cpu", first, "ms", note="a process's first: generated, rendered")
+            report.add(f"schema_{label}_cpu_median", later, "ms")
+            report.add(f"schema_{label}_speedup", baseline / later, "x", note="baseline / later requests")
+        client = Client()
+        etag = client.get("/api/v1/schema/")["ETag"]
+        held = statistics.median(cpu_ms(ours, "/api/v1/schema/", HTTP_IF_NONE_MATCH=etag) for _ in range(runs * 20))
+        report.add("schema_304_cpu_median", held, "ms", note="If-None-Match naming the rendering held")
+        began = time.process_time()
+        for _ in range(runs * 20):
+            assert client.get("/api/v1/schema/").status_code == 200
+        full_stack = (time.process_time() - began) * 1000 / (runs * 20)
+        report.add("schema_full_stack_cpu_mean", full_stack, "ms", note="through every middleware")
+
+
 def _load(report, **kwargs) -> None:
     from bench.load import booking_load
 
@@ -373,6 +414,7 @@ ALL = [
     ("availability", availability),
     ("calendar", calendar_day),
     ("plans", plans),
+    ("schema", schema),
     ("booking", _load),
     ("reminders", _reminders),
     ("faults", _faults),
