@@ -8,7 +8,10 @@ only with a deploy (it reads no data), so each process generates it once and kee
 megabyte. Any settings change (tests override them) drops them.
 
 Each answer carries a strong ETag, a hash of its bytes, and `Cache-Control: no-cache`: a caller that keeps a copy
-asks with If-None-Match and gets a 304 without the body, and sees a deploy's schema at once.
+asks with If-None-Match and gets a 304 without the body, and sees a deploy's schema at once. A caller that accepts
+gzip (Accept-Encoding) gets the rendering compressed once (a twentieth of the bytes), with its own ETag; answers
+vary on Accept and Accept-Encoding. (Compression gives nothing away here: the schema holds no secret and echoes
+nothing of the request.)
 
 `?version=` is not read (drf-spectacular would write its value into `info.version`: the version is in the path),
 nor `?lang=` (drf-spectacular's view would translate the texts Django REST framework writes itself: the schema has
@@ -18,6 +21,7 @@ A refusal (too many requests, a method or an Accept it does not serve) is a prob
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +31,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView
@@ -36,10 +41,20 @@ from core.etags import entity_tags
 
 
 @dataclass(frozen=True)
-class Rendering:
+class Representation:
     content: bytes
+    etag: str  # strong: the hash of `content`
+
+    @classmethod
+    def of(cls, content: bytes) -> Representation:
+        return cls(content, f'"{hashlib.sha256(content).hexdigest()}"')
+
+
+@dataclass(frozen=True)
+class Rendering:
     content_type: str
-    etag: str
+    plain: Representation
+    gzipped: Representation
 
 
 class PublishedSchemaApi(SpectacularAPIView):
@@ -50,13 +65,18 @@ class PublishedSchemaApi(SpectacularAPIView):
         renderer = request.accepted_renderer
         indent = renderer.get_indent(request.accepted_media_type, {}) if isinstance(renderer, JSONRenderer) else None
         rendering = schema_rendering(type(renderer), indent)
-        if _unchanged_for(request, rendering.etag):
+        compressed = gzip_accepted(request.headers.get("Accept-Encoding"))
+        sent = rendering.gzipped if compressed else rendering.plain
+        if _unchanged_for(request, sent.etag):
             response = HttpResponseNotModified()
         else:
-            response = HttpResponse(rendering.content, content_type=rendering.content_type)
+            response = HttpResponse(sent.content, content_type=rendering.content_type)
             response["Content-Disposition"] = f'inline; filename="{self._get_filename(request, None)}"'
-        response["ETag"] = rendering.etag
+            if compressed:
+                response["Content-Encoding"] = "gzip"
+        response["ETag"] = sent.etag
         response["Cache-Control"] = "no-cache"
+        patch_vary_headers(response, ("Accept", "Accept-Encoding"))
         return response
 
     def handle_exception(self, exc):
@@ -76,7 +96,8 @@ def schema_rendering(renderer_class: type, indent: int | None) -> Rendering:
     content_type = (
         renderer.media_type if renderer.charset is None else f"{renderer.media_type}; charset={renderer.charset}"
     )
-    return Rendering(content, content_type, f'"{hashlib.sha256(content).hexdigest()}"')
+    # mtime=0: the same bytes (and ETag) in every process of a deploy, whichever answers the revalidation.
+    return Rendering(content_type, Representation.of(content), Representation.of(gzip.compress(content, mtime=0)))
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +108,29 @@ def _schema() -> dict:
     generator = spectacular_settings.DEFAULT_GENERATOR_CLASS(urlconf=spectacular_settings.SERVE_URLCONF)
     with translation.override(settings.LANGUAGE_CODE):
         return generator.get_schema(request=None, public=spectacular_settings.SERVE_PUBLIC)
+
+
+def gzip_accepted(header: str | None) -> bool:
+    """Whether an Accept-Encoding header accepts gzip (RFC 9110 12.5.3): named (or as x-gzip), else by `*`, with a
+    weight above 0. Read element by element, no regular expression: a header is the client's."""
+    weights: dict[str, float] = {}
+    for element in (header or "").split(","):
+        coding, _, parameters = element.partition(";")
+        coding = coding.strip().lower()
+        weight = 1.0
+        for parameter in parameters.split(";"):
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0  # not a weight: not an acceptance either
+        if coding:
+            weights.setdefault(coding, weight)
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
 
 
 def _unchanged_for(request, etag: str) -> bool:

@@ -4,6 +4,7 @@ What a caller receives is byte for byte what drf-spectacular's own view answers 
 work behind it changed: each rendering is generated and rendered once, and a caller holding it gets a 304.
 """
 
+import gzip
 import hashlib
 import json
 
@@ -112,6 +113,54 @@ def test_the_etag_is_the_bytes_hash_and_a_caller_holding_it_gets_a_304():
     for header in (as_json["ETag"], '"other"', "not-a-tag", etag.strip('"'), ""):
         changed = client.get(SCHEMA, HTTP_IF_NONE_MATCH=header)
         assert changed.status_code == 200 and changed.content == answer.content, header
+
+
+def test_a_caller_that_accepts_gzip_gets_the_same_bytes_compressed_with_their_own_tag():
+    client = Client()
+    plain = client.get(SCHEMA, {"format": "json"})
+    compressed = client.get(SCHEMA, {"format": "json"}, HTTP_ACCEPT_ENCODING="br, gzip, deflate")
+
+    assert compressed.status_code == 200 and compressed["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain
+    assert gzip.decompress(compressed.content) == plain.content
+    assert len(compressed.content) * 5 < len(plain.content)
+    assert compressed["ETag"] == f'"{hashlib.sha256(compressed.content).hexdigest()}"' != plain["ETag"]
+    assert compressed["Content-Type"] == plain["Content-Type"]
+    for answer in (plain, compressed):
+        assert {"Accept", "Accept-Encoding"} <= {v.strip() for v in answer["Vary"].split(",")}
+    held = client.get(SCHEMA, {"format": "json"}, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=compressed["ETag"])
+    assert held.status_code == 304 and held["ETag"] == compressed["ETag"] and held.content == b""
+    # The plain copy's tag names another representation: the compressed one is sent.
+    other = client.get(SCHEMA, {"format": "json"}, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=plain["ETag"])
+    assert other.status_code == 200 and other["Content-Encoding"] == "gzip"
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        ("gzip", True),
+        ("GZIP;q=0.5", True),
+        ("deflate, gzip;q=1.0, *;q=0.5", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("br;q=1, *;q=0.1", True),
+        (None, False),
+        ("", False),
+        ("identity", False),
+        ("br, deflate", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("gzip;q=0, *", False),  # named, it is refused whatever * says
+        ("*;q=0", False),
+        ("gzip;q=lots", False),
+        (",,, ;;; ,", False),
+    ],
+)
+def test_which_accept_encoding_accepts_gzip(header, accepted):
+    assert published.gzip_accepted(header) is accepted
+    headers = {} if header is None else {"HTTP_ACCEPT_ENCODING": header}
+    answer = Client().get(SCHEMA, **headers)
+    assert answer.status_code == 200 and (answer.get("Content-Encoding") == "gzip") is accepted
 
 
 def test_head_answers_the_headers_without_the_body():

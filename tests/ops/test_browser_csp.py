@@ -86,8 +86,10 @@ def test_the_admin_works_under_the_policy(page, live_server, london):
 def test_the_api_docs_render_under_the_policy(page, live_server, db):
     from playwright.sync_api import expect
 
-    page.goto(f"{live_server.url}/api/v1/docs/")
+    with page.expect_response(lambda answer: "/api/v1/schema/" in answer.url) as fetched:
+        page.goto(f"{live_server.url}/api/v1/docs/")
     expect(page.locator(".opblock").first).to_be_visible()  # Swagger UI fetched the schema and drew it
+    assert fetched.value.status == 200 and fetched.value.headers.get("content-encoding") == "gzip"  # api/published.py
     expect(page.locator(".swagger-ui")).to_contain_text("Treatment-interval scheduling API")
 
     assert page.csp_violations == []
