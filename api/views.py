@@ -574,7 +574,7 @@ class AvailabilityApi(ApiView):
         now = timezone.now()
         start = params.get("from") or now
         end = params.get("to") or start + timedelta(days=self.DEFAULT_DAYS)
-        slots = booking.appointment_slots(
+        slots = booking.free_appointment_slots(  # made a day at a time: only the page's days are
             patient=patient,
             procedure_code=params["procedure"],
             window_start=start,

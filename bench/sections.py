@@ -181,6 +181,52 @@ def availability(report, *, quick: bool, database_url: str, **_) -> None:
             note="CPU per search, Python and PostgreSQL: the median on an idle machine is close to this",
         )
         report.add(f"availability_{days}_days_slots", found, "slots")
+    _availability_pages(report, runs=runs, now=now)
+
+
+def _availability_pages(report, *, runs: int, now: datetime) -> None:
+    """What the API's availability answer makes: a page (`count` and 50 slots), against every slot of the window
+    (what it made before the slots were made a day at a time), at a clinic of 8 practitioners with open calendars
+    (Mon-Sat 09-18), for a patient with no history. In process, CPU of this process per search."""
+    from datetime import time as clock
+
+    from clinic.models import Clinic, Patient, Practitioner, ProcedureType, WorkingHours
+    from scheduler.booking import appointment_slots, free_appointment_slots
+
+    clinic = Clinic.objects.create(code="bench-open", name="Open", timezone="Europe/London")
+    bookable = list(ProcedureType.objects.filter(bookable=True))
+    for index in range(8):
+        member = Practitioner.objects.create(clinic=clinic, name=f"Open practitioner {index}")
+        member.procedures.set(bookable)
+        WorkingHours.objects.bulk_create(
+            WorkingHours(practitioner=member, weekday=d, start_time=clock(9), end_time=clock(18)) for d in range(6)
+        )
+    patient = Patient.objects.create(clinic=clinic, first_name="New", last_name="Patient")
+    asked = {"patient": patient, "procedure_code": "botox", "window_start": now, "now": now}
+
+    def cpu_ms(read, *args) -> float:
+        began = time.process_time()
+        for _ in range(runs):
+            read(*args)
+        return (time.process_time() - began) * 1000 / runs
+
+    def page(window: dict, first: int) -> tuple:
+        found = free_appointment_slots(**window)
+        return len(found), found[first : first + 50]
+
+    for days in (14, 90):
+        window = {**asked, "window_end": now + timedelta(days=days)}
+        report.add(f"availability_open_{days}_days_slots", len(appointment_slots(**window)), "slots")
+        report.add(
+            f"availability_open_{days}_days_every_slot_cpu",
+            cpu_ms(lambda window: appointment_slots(**window), window),
+            "ms",
+            note="every slot made: the API before",
+        )
+        report.add(f"availability_open_{days}_days_first_page_cpu", cpu_ms(page, window, 0), "ms", note="count, 50")
+        report.add(
+            f"availability_open_{days}_days_later_page_cpu", cpu_ms(page, window, 1000), "ms", note="count, 1000-1049"
+        )
 
 
 def _backend_cpu() -> float:

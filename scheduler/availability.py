@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -70,6 +70,11 @@ class _Busy:
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return self.clear_after(start, end) is not None
+
+    def next_start(self, moment: datetime) -> datetime | None:
+        """The first start of a span at or after `moment`, or None."""
+        j = bisect.bisect_left(self._starts, moment)
+        return self._starts[j] if j < len(self._starts) else None
 
     def clear_after(self, start: datetime, end: datetime) -> datetime | None:
         """None when [start, end) meets no span; else the latest end among the spans it meets or that start before
@@ -299,7 +304,7 @@ class Schedule:
     def is_free(self, practitioner: Practitioner, start: datetime, end: datetime) -> bool:
         return not self.problems(practitioner, start, end)
 
-    def free_slots(
+    def free_slot_list(
         self,
         *,
         duration: timedelta,
@@ -307,8 +312,24 @@ class Schedule:
         window_start: datetime,
         window_end: datetime,
         blocked: BlockedSpans | None = None,
-    ) -> Iterator[Slot]:
-        """Free slots starting in [window_start, window_end], in time order, on each period's step grid."""
+    ) -> FreeSlots:
+        """Free slots starting in [window_start, window_end], in time order, on each period's step grid: a sequence
+        whose length and parts are worked out without making the other days' slots."""
+        return FreeSlots(self._runs_by_day(duration, step, window_start, window_end, blocked), duration, step)
+
+    def free_slots(self, **search) -> Iterator[Slot]:
+        """`free_slot_list`'s slots one by one (the same arguments), a day made at a time as they are read."""
+        return iter(self.free_slot_list(**search))
+
+    def _runs_by_day(
+        self,
+        duration: timedelta,
+        step: timedelta,
+        window_start: datetime,
+        window_end: datetime,
+        blocked: BlockedSpans | None,
+    ) -> Iterator[list[_Run]]:
+        """Each day's runs of free starts, day by day through the window (a day with none gives an empty list)."""
         day = window_start.astimezone(self.tz).date()
         last_day = window_end.astimezone(self.tz).date()
         # One look-up per candidate: the patient's bookings, the practitioner's time off and bookings together.
@@ -323,33 +344,159 @@ class Schedule:
             for p in self.practitioners
         }
         while day <= last_day:
-            found: list[tuple[datetime, str, Slot]] = []
+            runs: list[_Run] = []
             for practitioner in self.practitioners:
-                taken, practitioner_id = busy[practitioner.id], str(practitioner.id)
-                offered: set[datetime] = set()  # each start once, though a day's periods (joined where they meet)
-                # may still overlap in real time on the night the clocks go back (an end takes the later reading)
-                for period_start, period_end in self._periods.get((practitioner.id, day.weekday()), ()):
+                taken = busy[practitioner.id]
+                for period, (period_start, period_end) in enumerate(
+                    self._periods.get((practitioner.id, day.weekday()), ())
+                ):
                     # On whole minutes, as booking takes them (a period stored with seconds starts at the next minute).
                     first, stop = ceil_minute(self._at(day, period_start)), self._end_at(day, period_end)
                     start = first
                     while start + duration <= stop and start <= window_end:
-                        end = start + duration
-                        later = _first_possible(start, end, window_start, blocked, taken)
+                        later = _first_possible(start, start + duration, window_start, blocked, taken)
                         if later is None:  # blocked for good
                             break
                         if later > start:  # not here: on to the first step of the grid at or after `later`
                             start = first + -((first - later) // step) * step
                             continue
-                        if start not in offered:
-                            offered.add(start)
-                            found.append(
-                                (start, practitioner.name, Slot(start, end, practitioner_id, practitioner.name))
-                            )
-                        start += step
-            found.sort(key=lambda row: (row[0], row[1]))
-            for _, _, slot in found:
-                yield slot
+                        # `start` is free, and so is every start of the grid after it whose slot ends by the next
+                        # busy span's start (a span starting earlier would have met `start`'s slot) and that comes
+                        # before the next range the rules block: one run, counted, not a question per start.
+                        busy_from = taken.next_start(start)
+                        last = min(window_end, (stop if busy_from is None else min(stop, busy_from)) - duration)
+                        count = max((last - start) // step + 1, 1)  # `start` itself at least, whatever else
+                        blocked_from = blocked.next_blocked_after(start) if blocked is not None else None
+                        if blocked_from is not None:
+                            count = min(count, -((start - blocked_from) // step))  # the starts before it
+                        runs.append(_Run(practitioner, period, start, count))
+                        start += count * step
+            yield runs
             day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """`count` free starts of `practitioner`, `step` apart from `start`, in one of their working periods of a day."""
+
+    practitioner: Practitioner
+    period: int
+    start: datetime
+    count: int
+
+
+def _slots_of(runs: list[_Run], duration: timedelta, step: timedelta) -> list[Slot]:
+    """A day's slots from its runs, in time order (a start's practitioners by name, then in the schedule's order).
+    Each start once per practitioner, though a day's periods (joined where they meet) may still overlap in real
+    time on the night the clocks go back (an end takes the later reading)."""
+    found: list[tuple[datetime, str, Slot]] = []
+    offered: dict = defaultdict(set)
+    for run in runs:
+        practitioner, seen = run.practitioner, offered[run.practitioner.id]
+        practitioner_id, name = str(practitioner.id), practitioner.name
+        start = run.start
+        for _ in range(run.count):
+            if start not in seen:
+                seen.add(start)
+                found.append((start, name, Slot(start, start + duration, practitioner_id, name)))
+            start += step
+    found.sort(key=lambda row: (row[0], row[1]))
+    return [slot for _, _, slot in found]
+
+
+def _count_of(runs: list[_Run], step: timedelta) -> int:
+    """How many slots `_slots_of` makes of a day's runs, without making them: the runs' counts, unless two of a
+    practitioner's runs (of two periods) share a start, which only the night the clocks go back can give."""
+    total = 0
+    for _, grouped in itertools.groupby(runs, key=lambda run: run.practitioner.id):
+        mine = list(grouped)
+        if len({run.period for run in mine}) > 1 and _overlapping(mine, step):
+            total += len({run.start + k * step for run in mine for k in range(run.count)})
+        else:
+            total += sum(run.count for run in mine)
+    return total
+
+
+def _overlapping(runs: list[_Run], step: timedelta) -> bool:
+    spans = sorted((run.start, run.start + (run.count - 1) * step) for run in runs)
+    return any(later_first <= earlier_last for (_, earlier_last), (later_first, _) in itertools.pairwise(spans))
+
+
+class FreeSlots(Sequence[Slot]):
+    """A window's free slots in time order (`Schedule.free_slots`), made a day at a time as they are read: its
+    length counts the days' runs of free starts, so a page of a long window makes only that page's days' slots.
+    Days are worked out as far as a read needs (all of them for the length)."""
+
+    def __init__(self, runs_by_day: Iterator[list[_Run]], duration: timedelta, step: timedelta) -> None:
+        self._pending = runs_by_day
+        self._duration, self._step = duration, step
+        self._days: list[list[_Run]] = []  # days with a slot, in order
+        self._ends: list[int] = []  # slots up to and including each of those days
+        self._made: dict[int, list[Slot]] = {}
+
+    def _work_out(self, needed: int | None) -> None:
+        """Days until more than `needed` slots are known (None: every day)."""
+        while needed is None or not self._ends or self._ends[-1] <= needed:
+            runs = next(self._pending, None)
+            if runs is None:
+                return
+            count = _count_of(runs, self._step)
+            if count:
+                self._days.append(runs)
+                self._ends.append((self._ends[-1] if self._ends else 0) + count)
+
+    def _day(self, index: int) -> list[Slot]:
+        if index not in self._made:
+            self._made[index] = _slots_of(self._days[index], self._duration, self._step)
+        return self._made[index]
+
+    def __len__(self) -> int:
+        self._work_out(None)
+        return self._ends[-1] if self._ends else 0
+
+    def __iter__(self) -> Iterator[Slot]:
+        index = 0
+        while True:
+            self._work_out(self._ends[index - 1] if index else 0)
+            if index >= len(self._days):
+                return
+            yield from self._day(index)
+            index += 1
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            if _needs_length(index):
+                first, stop, stride = index.indices(len(self))
+            else:  # [a:b] with a, b >= 0: only the days up to b are worked out
+                first, stop, stride = index.start or 0, index.stop, 1
+            if stride != 1:
+                return [self[i] for i in range(first, stop, stride)]
+            self._work_out(stop)
+            found: list[Slot] = []
+            day = bisect.bisect_right(self._ends, first)
+            while day < len(self._days) and len(found) < stop - first:
+                before = self._ends[day - 1] if day else 0
+                found.extend(self._day(day)[max(first - before, 0) : stop - before])
+                day += 1
+            return found
+        position = index.__index__()
+        if position < 0:
+            position += len(self)
+        self._work_out(position)
+        if not 0 <= position < (self._ends[-1] if self._ends else 0):
+            raise IndexError("slot index out of range")
+        day = bisect.bisect_right(self._ends, position)
+        return self._day(day)[position - (self._ends[day - 1] if day else 0)]
+
+
+def _needs_length(index: slice) -> bool:
+    """Whether a slice's bounds depend on the length: a negative or open end, a stride."""
+    return (
+        index.step not in (None, 1)
+        or index.stop is None
+        or index.stop < 0
+        or (index.start is not None and index.start < 0)
+    )
 
 
 def _first_possible(

@@ -9,7 +9,7 @@ an exclusion constraint backs up the slot check. Time comes in as `now`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
@@ -1082,8 +1082,14 @@ def appointment_mark_no_show(
 MAX_AVAILABILITY_DAYS = 92
 
 
+def appointment_slots(*, limit: int | None = None, **search) -> list[Slot]:
+    """`free_appointment_slots` as a list: all of them, or the first `limit`."""
+    found = free_appointment_slots(**search)
+    return list(found) if limit is None else list(found[:limit])
+
+
 @versioned.within_snapshot
-def appointment_slots(
+def free_appointment_slots(
     *,
     patient: Patient,
     procedure_code: str,
@@ -1092,16 +1098,17 @@ def appointment_slots(
     now: datetime,
     area_code: str | None = None,
     practitioner_id=None,
-    limit: int | None = None,
     ignore_appointment: Appointment | None = None,
     clinic_id=None,
     within: QuerySet[Clinic] | list | None = None,
-) -> list[Slot]:
-    """Free slots in the window that are also interval-eligible for this patient.
+) -> Sequence[Slot]:
+    """Free slots in the window that are also interval-eligible for this patient, in time order.
 
     One pass: the engine's blocked ranges for the whole window, then the
     practitioners' calendars in memory; no engine call per slot. `ignore_appointment` is the booking being
-    moved: left out of the calendars and the rules, and the slots are of its own length.
+    moved: left out of the calendars and the rules, and the slots are of its own length. Everything is read
+    here; the slots are made a day at a time as they are read (`availability.FreeSlots`), so a page of a long
+    window (the API's) makes only that page's days.
     """
     procedure = _procedure(procedure_code)
     area = _area(area_code)
@@ -1142,16 +1149,10 @@ def appointment_slots(
         ignore_appointment_id=ignore_appointment.pk if ignore_appointment else None,
         patient_id=patient.pk,
     )
-    slots = schedule.free_slots(
+    return schedule.free_slot_list(
         duration=duration,
         step=timedelta(minutes=settings.BOOKING_SLOT_STEP_MINUTES),
         window_start=start,
         window_end=end,
         blocked=blocked,
     )
-    found = []
-    for slot in slots:
-        if limit is not None and len(found) >= limit:
-            break
-        found.append(slot)
-    return found

@@ -744,6 +744,12 @@ class BlockedSpans:
     def blocks(self, moment: datetime) -> bool:
         return self.free_from(moment) != moment
 
+    def next_blocked_after(self, moment: datetime) -> datetime | None:
+        """The start of the first range after `moment` (strictly), or None: for an allowed `moment`, every start
+        from it up to that one is allowed too."""
+        index = bisect.bisect_right(self._los, moment)
+        return self._los[index] if index < len(self._los) else None
+
     def free_from(self, moment: datetime) -> datetime | None:
         """The first start at or after `moment` that no blocking rule forbids: `moment` itself, or the end of the
         range it falls in (ranges are merged, so that end is free), or None when the range never ends."""

@@ -10,9 +10,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scheduler import availability
 from scheduler.availability import Schedule, _Busy
 from scheduler.rules import BlockedSpans
 from tests.scheduler.helpers import reference
@@ -90,6 +92,89 @@ def cases(draw):
 def test_free_slots_offers_exactly_the_slots_the_definition_gives(case):
     schedule, asked = case
     assert list(schedule.free_slots(**asked)) == reference(schedule, **asked)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.data())
+def test_the_slot_list_reads_as_the_definition_whole_or_in_any_part(case, data):
+    """`free_slot_list` (the API's pages): its length is counted from runs of free starts, its parts made a day at a
+    time as read. Read fresh each time, so that a part read first, before the length, is checked too."""
+    schedule, asked = case
+    expected = reference(schedule, **asked)
+    n = len(expected)
+    first = data.draw(st.integers(min_value=0, max_value=n + 3))
+    stop = data.draw(st.integers(min_value=0, max_value=n + 60))
+
+    assert schedule.free_slot_list(**asked)[first:stop] == expected[first:stop]
+    assert list(schedule.free_slot_list(**asked)) == expected
+    both = schedule.free_slot_list(**asked)
+    assert (both[:stop], len(both), both[first:]) == (expected[:stop], n, expected[first:])
+    assert schedule.free_slot_list(**asked)[-7::2] == expected[-7::2]
+    if n:
+        position = data.draw(st.integers(min_value=-n, max_value=n - 1))
+        assert schedule.free_slot_list(**asked)[position] == expected[position]
+    with pytest.raises(IndexError):
+        schedule.free_slot_list(**asked)[n]
+
+
+def _one_practitioner(tz, day: date, periods: list[tuple[time, time]], booked=()) -> Schedule:
+    practitioner = SimpleNamespace(id=uuid.UUID(int=9), name="Dr Runs")
+    schedule = Schedule.__new__(Schedule)
+    schedule.tz, schedule.practitioners = tz, [practitioner]
+    schedule._periods = {(practitioner.id, weekday): list(periods) for weekday in range(7)}
+    schedule._patient_busy, schedule._off, schedule._empty = _Busy(()), {}, _Busy(())
+    schedule._booked = {practitioner.id: _Busy(booked)}
+    return schedule
+
+
+def test_a_start_two_periods_share_is_counted_once():
+    """Periods that overlap in real time (the night the clocks go back gives them): each start is offered once,
+    and the length, counted without making the slots, says so."""
+    day = date(2026, 3, 2)
+    schedule = _one_practitioner(UTC, day, [(time(9), time(12)), (time(10, 30), time(13)), (time(15), time(16))])
+    asked = {
+        "duration": timedelta(minutes=30),
+        "step": timedelta(minutes=30),
+        "window_start": datetime.combine(day, time(0), tzinfo=UTC),
+        "window_end": datetime.combine(day, time(23), tzinfo=UTC),
+    }
+    slots = list(schedule.free_slots(**asked))
+    starts = [slot.start_at.time() for slot in slots]
+
+    assert starts == [time(9), time(9, 30), time(10), time(10, 30), time(11), time(11, 30), time(12), time(12, 30)] + [
+        time(15),
+        time(15, 30),
+    ]
+    assert len(schedule.free_slot_list(**asked)) == len(slots) == 10
+    assert list(schedule.free_slot_list(**asked)) == slots
+
+
+def test_a_page_makes_only_its_own_days_slots(monkeypatch):
+    """A page of a long window (the API's first page of 90 days) makes the slots of the days it shows; the rest
+    are counted."""
+    made = []
+    original = availability._slots_of
+
+    def counted(runs, duration, step):
+        made.append(runs[0].start.date())
+        return original(runs, duration, step)
+
+    monkeypatch.setattr(availability, "_slots_of", counted)
+    day = date(2026, 3, 2)
+    schedule = _one_practitioner(UTC, day, [(time(9), time(18))])
+    asked = {
+        "duration": timedelta(minutes=30),
+        "step": timedelta(minutes=15),
+        "window_start": datetime.combine(day, time(0), tzinfo=UTC),
+        "window_end": datetime.combine(day + timedelta(days=89), time(23), tzinfo=UTC),
+    }
+    slots = schedule.free_slot_list(**asked)
+    page = slots[:50]  # 35 a day: the first two days
+
+    assert len(slots) == 90 * 35 and len(page) == 50
+    assert made == [day, day + timedelta(days=1)]
+    assert slots[40 * 35 : 40 * 35 + 3] == list(schedule.free_slots(**asked))[40 * 35 : 40 * 35 + 3]
+    assert made[2] == day + timedelta(days=40)
 
 
 def test_a_busy_day_is_stepped_over_without_losing_the_slot_right_after_it():
