@@ -574,7 +574,7 @@ class AvailabilityApi(ApiView):
         now = timezone.now()
         start = params.get("from") or now
         end = params.get("to") or start + timedelta(days=self.DEFAULT_DAYS)
-        slots = booking.free_appointment_slots(  # made a day at a time: only the page's days are
+        slots = booking.free_appointment_slots(  # counted whole; only the page's days are made into slots
             patient=patient,
             procedure_code=params["procedure"],
             window_start=start,

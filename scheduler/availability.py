@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -479,7 +480,7 @@ class FreeSlots(Sequence[Slot]):
                 found.extend(self._day(day)[max(first - before, 0) : stop - before])
                 day += 1
             return found
-        position = index.__index__()
+        position = operator.index(index)  # a TypeError for what is not a whole number, as a list gives
         if position < 0:
             position += len(self)
         self._work_out(position)

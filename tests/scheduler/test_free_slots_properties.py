@@ -175,6 +175,8 @@ def test_a_page_makes_only_its_own_days_slots(monkeypatch):
     assert made == [day, day + timedelta(days=1)]
     assert slots[40 * 35 : 40 * 35 + 3] == list(schedule.free_slots(**asked))[40 * 35 : 40 * 35 + 3]
     assert made[2] == day + timedelta(days=40)
+    with pytest.raises(TypeError):
+        slots["0"]
 
 
 def test_a_busy_day_is_stepped_over_without_losing_the_slot_right_after_it():
